@@ -1,0 +1,34 @@
+/**
+ * The permission catalogue. A route requires one permission (or is `public`); a key holds scopes.
+ * A scope grants the permission of the same name; `admin:*` grants every `admin:` permission.
+ * Nothing implies anything else: a `trade` key cannot read balances unless it also has `read`.
+ */
+export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys"] as const;
+export type Permission = (typeof PERMISSIONS)[number];
+
+export const ADMIN_WILDCARD = "admin:*";
+export const PUBLIC = "public";
+
+const permissionSet: ReadonlySet<string> = new Set(PERMISSIONS);
+
+export function isPermission(value: string): value is Permission {
+  return permissionSet.has(value);
+}
+
+/** A scope a key may hold: a permission or the admin wildcard. */
+export function isScope(value: string): boolean {
+  return permissionSet.has(value) || value === ADMIN_WILDCARD;
+}
+
+/** Compiles a key's scopes into the set of permissions it grants. */
+export function grantedPermissions(scopes: readonly string[]): ReadonlySet<string> {
+  const granted = new Set<string>();
+  for (const scope of scopes) {
+    if (scope === ADMIN_WILDCARD) {
+      for (const p of PERMISSIONS) if (p.startsWith("admin:")) granted.add(p);
+    } else if (permissionSet.has(scope)) {
+      granted.add(scope);
+    }
+  }
+  return granted;
+}

@@ -1,0 +1,146 @@
+/**
+ * The one error catalogue. Every refusal Portcullis can give has a code here, with its HTTP status
+ * and its public message. Codes are string literals that are never reused and never renamed: bots
+ * and dashboards match on them. Add new codes at the end of their group.
+ */
+export const errorCatalogue = {
+  // --- the request itself -----------------------------------------------------------------
+  ROUTE_NOT_FOUND: { status: 404, message: "No route is mapped for this method and path." },
+  PATH_NOT_CANONICAL: {
+    status: 400,
+    message: "The request path is not in canonical form (dot segments, empty segments or needless percent-encoding).",
+  },
+  BODY_TOO_LARGE: { status: 413, message: "The request body is larger than the gateway accepts." },
+  BODY_INCOMPLETE: { status: 400, message: "The request body ended before its declared length." },
+  AUTHORITY_NOT_ALLOWED: { status: 400, message: "The Host of this request is not served by this gateway." },
+  HTTP_MALFORMED: { status: 400, message: "The HTTP request could not be parsed." },
+
+  // --- credentials: presence and syntax (stage 3) -----------------------------------------
+  CREDENTIALS_MISSING: {
+    status: 401,
+    message: "This route requires a signed request: send Signature-Input and Signature headers (RFC 9421).",
+  },
+  SIGNATURE_HEADER_MALFORMED: {
+    status: 400,
+    message: "The Signature or Signature-Input header is not a valid structured field dictionary.",
+  },
+  SIGNATURE_HEADER_DUPLICATED: {
+    status: 400,
+    message: "The Signature and Signature-Input headers must each carry exactly one signature.",
+  },
+  SIGNATURE_LABEL_MISMATCH: {
+    status: 400,
+    message: "The signature label in Signature does not match the one in Signature-Input.",
+  },
+  SIGNATURE_PARAM_MISSING: {
+    status: 400,
+    message: "The signature parameters must include created, nonce and keyid.",
+  },
+  SIGNATURE_PARAM_INVALID: { status: 400, message: "A signature parameter has the wrong type or an unsupported value." },
+  SIGNATURE_COMPONENT_MISSING: {
+    status: 400,
+    message: "The signature must cover @method, @authority, @path, @query, and content-digest when there is a body.",
+  },
+  SIGNATURE_COMPONENT_INVALID: {
+    status: 400,
+    message: "A covered component is malformed, duplicated or not supported.",
+  },
+  SIGNATURE_COMPONENT_ABSENT: { status: 400, message: "A covered header field is not present in the request." },
+  NONCE_MALFORMED: {
+    status: 400,
+    message: "The nonce must be 8 to 128 characters of letters, digits and -._~+/=.",
+  },
+  CONTENT_DIGEST_MISSING: { status: 400, message: "A request with a body must carry a Content-Digest header (RFC 9530)." },
+  CONTENT_DIGEST_MALFORMED: { status: 400, message: "The Content-Digest header is malformed." },
+  CONTENT_DIGEST_UNSUPPORTED: { status: 400, message: "Content-Digest must include sha-256 or sha-512." },
+  CONTENT_DIGEST_MISMATCH: { status: 400, message: "The Content-Digest does not match the request body." },
+
+  // --- the key (stage 4) ------------------------------------------------------------------
+  KEY_ID_MALFORMED: { status: 401, message: "The key id is not a valid Portcullis key id." },
+  KEY_UNKNOWN: { status: 401, message: "No such API key." },
+  KEY_ENVIRONMENT_MISMATCH: { status: 401, message: "This key belongs to another environment (test/live)." },
+  KEY_REVOKED: { status: 401, message: "This API key has been revoked." },
+  KEY_SUSPENDED: { status: 403, message: "This API key is suspended." },
+  KEY_EXPIRED: { status: 401, message: "This API key has expired." },
+  IP_NOT_ALLOWED: { status: 403, message: "This API key may not be used from this address." },
+
+  // --- freshness, signature, replay (stages 5-7) ------------------------------------------
+  CREATED_TOO_OLD: { status: 401, message: "The signature's created time is outside the accepted window; check your clock." },
+  CREATED_IN_FUTURE: { status: 401, message: "The signature's created time is in the future; check your clock." },
+  SIGNATURE_EXPIRED: { status: 401, message: "The signature's expires time has passed." },
+  ALGORITHM_MISMATCH: { status: 401, message: "The signature algorithm does not match this key's algorithm." },
+  SIGNATURE_INVALID: { status: 401, message: "The signature does not verify." },
+  NONCE_REPLAYED: { status: 409, message: "This nonce was already used with this key; every request needs a fresh nonce." },
+  REPLAY_CAPACITY: { status: 503, message: "The gateway cannot record more nonces right now; retry shortly." },
+
+  // --- authorization (stage 8) ------------------------------------------------------------
+  SCOPE_MISSING: { status: 403, message: "This API key does not have the permission this route requires." },
+
+  // --- upstream (stage 12) ----------------------------------------------------------------
+  UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream service could not be reached." },
+  UPSTREAM_TIMEOUT: { status: 504, message: "The upstream service did not answer in time." },
+
+  // --- admin API and key service ----------------------------------------------------------
+  VALIDATION_FAILED: { status: 400, message: "The request body is not valid." },
+  JSON_MALFORMED: { status: 400, message: "The request body is not valid JSON." },
+  KEY_NOT_FOUND: { status: 404, message: "No such API key." },
+  KEY_STATE_CONFLICT: { status: 409, message: "The key is not in a state that allows this change." },
+
+  // --- our own faults ---------------------------------------------------------------------
+  INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },
+  SHUTTING_DOWN: { status: 503, message: "The gateway is shutting down; retry on another instance." },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+/** A refusal: a normal value, not an exception. `detail` is for logs only, never sent. */
+export interface Denial {
+  readonly ok: false;
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly message: string;
+  readonly detail: string | undefined;
+}
+
+const frozenDenials = new Map<ErrorCode, Denial>();
+
+/**
+ * Builds the denial for `code`. Denials without a detail are shared frozen objects, so the
+ * common refusals allocate nothing.
+ */
+export function deny(code: ErrorCode, detail?: string): Denial {
+  if (detail === undefined) {
+    let cached = frozenDenials.get(code);
+    if (cached === undefined) {
+      const entry = errorCatalogue[code];
+      cached = Object.freeze({ ok: false, code, status: entry.status, message: entry.message, detail: undefined });
+      frozenDenials.set(code, cached);
+    }
+    return cached;
+  }
+  const entry = errorCatalogue[code];
+  return { ok: false, code, status: entry.status, message: entry.message, detail };
+}
+
+/** The JSON body sent to a native client. Never contains `detail`. */
+export function errorBody(denial: Denial, requestId: string): string {
+  return JSON.stringify({ code: denial.code, message: denial.message, requestId });
+}
+
+/** Thrown by services (key service, config) for a caller's bad input; carries a catalogue code. */
+export class PortcullisError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly publicMessage: string;
+  readonly fields: Readonly<Record<string, string>> | undefined;
+
+  constructor(code: ErrorCode, message?: string, fields?: Record<string, string>) {
+    const entry = errorCatalogue[code];
+    super(message ?? entry.message);
+    this.name = "PortcullisError";
+    this.code = code;
+    this.status = entry.status;
+    this.publicMessage = message ?? entry.message;
+    this.fields = fields;
+  }
+}

@@ -1,0 +1,62 @@
+import type { Environment } from "./ids.js";
+
+/** The credential behind a key: an HMAC secret, or a public key whose private half the user keeps. */
+export const KEY_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256", "rsa"] as const;
+export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
+
+/** Stored status. `expired` is derived from `expiresAt` and never stored. */
+export const KEY_STATUSES = ["active", "suspended", "revoked"] as const;
+export type KeyStatus = (typeof KEY_STATUSES)[number];
+export type EffectiveStatus = KeyStatus | "expired";
+
+/**
+ * The signing dialects a key may be used with (DESIGN.md, signature schemes). Only the dialects
+ * this build implements are listed; a key cannot be issued for a dialect that does not exist yet.
+ */
+export const DIALECTS = ["native"] as const;
+export type Dialect = (typeof DIALECTS)[number];
+
+/** The freshness window for `created`: default 5 s, a key may widen it up to 60 s. */
+export const DEFAULT_WINDOW_MS = 5_000;
+export const MAX_WINDOW_MS = 60_000;
+
+/** A key as stored and as shown: no secret material, ever. */
+export interface KeyRecord {
+  readonly id: string;
+  readonly environment: Environment;
+  readonly account: string;
+  readonly subAccount: string | null;
+  readonly label: string;
+  readonly algorithm: KeyAlgorithm;
+  /** SPKI PEM of the public key; null for HMAC keys. */
+  readonly publicKey: string | null;
+  readonly scopes: readonly string[];
+  /** Canonical CIDR blocks; empty means any address. */
+  readonly ipAllowlist: readonly string[];
+  readonly dialects: readonly Dialect[];
+  /** Epoch ms, or null for no expiry. */
+  readonly expiresAt: number | null;
+  /** Per-key freshness window in ms, or null for the gateway default. */
+  readonly windowMs: number | null;
+  readonly status: KeyStatus;
+  readonly statusReason: string | null;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly lastUsedAt: number | null;
+  /** Incremented on every change; lets caches and clients detect stale copies. */
+  readonly revision: number;
+}
+
+export function effectiveStatus(record: KeyRecord, now: number): EffectiveStatus {
+  if (record.status === "active" && record.expiresAt !== null && record.expiresAt <= now) return "expired";
+  return record.status;
+}
+
+/** The JSON view of a key for the admin API and the CLI. */
+export interface KeyView extends KeyRecord {
+  readonly effectiveStatus: EffectiveStatus;
+}
+
+export function toView(record: KeyRecord, now: number): KeyView {
+  return { ...record, effectiveStatus: effectiveStatus(record, now) };
+}

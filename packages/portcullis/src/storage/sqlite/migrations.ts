@@ -1,0 +1,53 @@
+/**
+ * Versioned SQLite migrations. Append only: a released migration is never edited; a change to the
+ * schema is a new entry. Each runs in its own transaction with its row in schema_migrations.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "keys",
+    sql: `
+      CREATE TABLE keys (
+        id              TEXT PRIMARY KEY,
+        environment     TEXT NOT NULL CHECK (environment IN ('live', 'test')),
+        account         TEXT NOT NULL,
+        sub_account     TEXT,
+        label           TEXT NOT NULL DEFAULT '',
+        algorithm       TEXT NOT NULL,
+        public_key      TEXT,
+        secret_envelope BLOB,
+        scopes          TEXT NOT NULL,
+        ip_allowlist    TEXT NOT NULL,
+        dialects        TEXT NOT NULL,
+        expires_at      INTEGER,
+        window_ms       INTEGER,
+        status          TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+        status_reason   TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL,
+        last_used_at    INTEGER,
+        revision        INTEGER NOT NULL DEFAULT 1,
+        CHECK ((algorithm = 'hmac-sha256') = (secret_envelope IS NOT NULL)),
+        CHECK ((algorithm = 'hmac-sha256') = (public_key IS NULL))
+      ) STRICT;
+      CREATE INDEX keys_by_account ON keys (account, id);
+
+      -- The change feed: one row per change, written in the change's transaction. Other
+      -- processes (a gateway beside the CLI) read it to evict their caches.
+      CREATE TABLE key_changes (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        key_id  TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        at      INTEGER NOT NULL,
+        detail  TEXT NOT NULL
+      ) STRICT;
+    `,
+  },
+];

@@ -1,0 +1,256 @@
+import Database from "better-sqlite3";
+import { chmodSync, existsSync } from "node:fs";
+import type { Environment } from "../../keys/ids.js";
+import type { Dialect, KeyAlgorithm, KeyStatus } from "../../keys/model.js";
+import type { ChangeFeed, DurableStore, KeyChange, KeyListFilter, KeyRow, KeyStore, TransitionResult } from "../types.js";
+import { migrations } from "./migrations.js";
+
+interface KeyRowSql {
+  id: string;
+  environment: string;
+  account: string;
+  sub_account: string | null;
+  label: string;
+  algorithm: string;
+  public_key: string | null;
+  secret_envelope: Buffer | null;
+  scopes: string;
+  ip_allowlist: string;
+  dialects: string;
+  expires_at: number | null;
+  window_ms: number | null;
+  status: string;
+  status_reason: string | null;
+  created_at: number;
+  updated_at: number;
+  last_used_at: number | null;
+  revision: number;
+}
+
+function fromSql(r: KeyRowSql): KeyRow {
+  return {
+    id: r.id,
+    environment: r.environment as Environment,
+    account: r.account,
+    subAccount: r.sub_account,
+    label: r.label,
+    algorithm: r.algorithm as KeyAlgorithm,
+    publicKey: r.public_key,
+    secretEnvelope: r.secret_envelope,
+    scopes: JSON.parse(r.scopes) as string[],
+    ipAllowlist: JSON.parse(r.ip_allowlist) as string[],
+    dialects: JSON.parse(r.dialects) as Dialect[],
+    expiresAt: r.expires_at,
+    windowMs: r.window_ms,
+    status: r.status as KeyStatus,
+    statusReason: r.status_reason,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    lastUsedAt: r.last_used_at,
+    revision: r.revision,
+  };
+}
+
+export interface SqliteStoreOptions {
+  /** How often other processes' commits are looked for (ms). Default 200. */
+  readonly pollIntervalMs?: number;
+}
+
+/**
+ * The embedded durable store: one SQLite file in WAL mode, shared safely by the gateway and any
+ * number of CLI processes. Changes made by another process are noticed through
+ * `PRAGMA data_version` (a cheap in-memory counter) and read from the `key_changes` feed.
+ */
+export class SqliteStore implements DurableStore, KeyStore, ChangeFeed {
+  readonly kind = "sqlite";
+  readonly keys: KeyStore = this;
+  readonly changes: ChangeFeed = this;
+  private readonly db: Database.Database;
+  private readonly listeners = new Set<(ids: readonly string[]) => void>();
+  private timer: NodeJS.Timeout | null = null;
+  private lastSeq: number;
+  private lastDataVersion: number;
+  private readonly pollIntervalMs: number;
+  private closed = false;
+
+  private readonly stmts: {
+    insert: Database.Statement;
+    insertChange: Database.Statement;
+    get: Database.Statement<[string], KeyRowSql>;
+    transition: Database.Statement;
+    touch: Database.Statement;
+    changesSince: Database.Statement<[number], { seq: number; key_id: string }>;
+    maxSeq: Database.Statement<[], { seq: number | null }>;
+  };
+
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    const fresh = path !== ":memory:" && !existsSync(path);
+    this.db = new Database(path);
+    if (fresh) chmodSync(path, 0o600);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 5000");
+    this.db.pragma("foreign_keys = ON");
+    this.migrate();
+    this.pollIntervalMs = options.pollIntervalMs ?? 200;
+    this.stmts = {
+      insert: this.db.prepare(
+        `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
+           scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
+           last_used_at, revision)
+         VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
+           @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
+           @lastUsedAt, @revision)`,
+      ),
+      insertChange: this.db.prepare(
+        "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)",
+      ),
+      get: this.db.prepare("SELECT * FROM keys WHERE id = ?"),
+      transition: this.db.prepare(
+        `UPDATE keys SET status = @to, status_reason = @reason, updated_at = @at, revision = revision + 1
+         WHERE id = @id AND status IN (SELECT value FROM json_each(@from))
+         RETURNING *`,
+      ),
+      touch: this.db.prepare(
+        "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?",
+      ),
+      changesSince: this.db.prepare("SELECT seq, key_id FROM key_changes WHERE seq > ? ORDER BY seq LIMIT 10000"),
+      maxSeq: this.db.prepare("SELECT MAX(seq) AS seq FROM key_changes"),
+    };
+    this.lastSeq = this.stmts.maxSeq.get()?.seq ?? 0;
+    this.lastDataVersion = this.dataVersion();
+  }
+
+  private migrate(): void {
+    this.db.exec(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
+    );
+    const applied = new Set(
+      (this.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version),
+    );
+    const newest = Math.max(0, ...applied);
+    const known = Math.max(...migrations.map((m) => m.version));
+    if (newest > known) {
+      throw new Error(`database schema version ${newest} is newer than this Portcullis (${known}); upgrade Portcullis`);
+    }
+    for (const m of migrations) {
+      if (applied.has(m.version)) continue;
+      this.db.transaction(() => {
+        this.db.exec(m.sql);
+        this.db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
+      }).immediate();
+    }
+  }
+
+  private dataVersion(): number {
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+
+  insert(row: KeyRow, change: KeyChange): Promise<void> {
+    this.db.transaction(() => {
+      this.stmts.insert.run({
+        ...row,
+        scopes: JSON.stringify(row.scopes),
+        ipAllowlist: JSON.stringify(row.ipAllowlist),
+        dialects: JSON.stringify(row.dialects),
+      });
+      this.stmts.insertChange.run(row.id, change.action, change.actor, change.at, JSON.stringify(change.detail));
+    }).immediate();
+    this.deliverChanges();
+    return Promise.resolve();
+  }
+
+  get(id: string): Promise<KeyRow | undefined> {
+    const row = this.stmts.get.get(id);
+    return Promise.resolve(row === undefined ? undefined : fromSql(row));
+  }
+
+  list(filter: KeyListFilter): Promise<KeyRow[]> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (filter.account !== undefined) {
+      where.push("account = ?");
+      params.push(filter.account);
+    }
+    if (filter.status !== undefined) {
+      where.push("status = ?");
+      params.push(filter.status);
+    }
+    if (filter.after !== undefined) {
+      where.push("id > ?");
+      params.push(filter.after);
+    }
+    params.push(filter.limit);
+    const sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
+    const rows = this.db.prepare<(string | number)[], KeyRowSql>(sql).all(...params);
+    return Promise.resolve(rows.map(fromSql));
+  }
+
+  transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult> {
+    const result = this.db.transaction((): TransitionResult => {
+      const updated = this.stmts.transition.get({ id, from: JSON.stringify(from), to, reason, at: change.at }) as KeyRowSql | undefined;
+      if (updated === undefined) {
+        const current = this.stmts.get.get(id);
+        if (current === undefined) return { ok: false, reason: "not-found" };
+        return { ok: false, reason: "conflict", current: current.status as KeyStatus };
+      }
+      this.stmts.insertChange.run(id, change.action, change.actor, change.at, JSON.stringify(change.detail));
+      return { ok: true, row: fromSql(updated) };
+    }).immediate();
+    if (result.ok) this.deliverChanges();
+    return Promise.resolve(result);
+  }
+
+  touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return Promise.resolve();
+    this.db.transaction(() => {
+      for (const [id, at] of lastUsed) this.stmts.touch.run(at, id);
+    })();
+    return Promise.resolve();
+  }
+
+  subscribe(listener: (keyIds: readonly string[]) => void): () => void {
+    this.listeners.add(listener);
+    if (this.timer === null && !this.closed) {
+      this.timer = setInterval(() => {
+        this.poll();
+      }, this.pollIntervalMs);
+      this.timer.unref();
+    }
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0 && this.timer !== null) {
+        clearInterval(this.timer);
+        this.timer = null;
+      }
+    };
+  }
+
+  /** Checks for commits by other processes; cheap when nothing changed. */
+  poll(): void {
+    if (this.closed) return;
+    const version = this.dataVersion();
+    if (version === this.lastDataVersion) return;
+    this.lastDataVersion = version;
+    this.deliverChanges();
+  }
+
+  private deliverChanges(): void {
+    const rows = this.stmts.changesSince.all(this.lastSeq);
+    if (rows.length === 0) return;
+    const last = rows[rows.length - 1];
+    if (last !== undefined) this.lastSeq = last.seq;
+    const ids = [...new Set(rows.map((r) => r.key_id))];
+    for (const listener of this.listeners) listener(ids);
+  }
+
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.listeners.clear();
+    this.db.close();
+    return Promise.resolve();
+  }
+}

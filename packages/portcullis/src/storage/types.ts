@@ -1,0 +1,75 @@
+import type { KeyRecord, KeyStatus } from "../keys/model.js";
+
+/**
+ * The storage interfaces. Durable state (keys now; policies, approvals and audit later) lives
+ * behind `DurableStore`: SQLite is the embedded default, PostgreSQL the production backend. Hot
+ * state (nonces now; limits, bans and sessions later) lives behind the hot-state interfaces:
+ * process memory by default, Redis in production. Each backend implements every primitive
+ * atomically, and one contract suite runs against all of them.
+ *
+ * Every method is asynchronous so that network backends fit; the in-process backends answer
+ * synchronously inside the promise.
+ */
+
+/** A key row: the record plus its envelope-encrypted secret (HMAC keys only). */
+export interface KeyRow extends KeyRecord {
+  readonly secretEnvelope: Buffer | null;
+}
+
+/** A change to a key, written in the same transaction as the change itself. */
+export interface KeyChange {
+  readonly action: "create" | "revoke" | "suspend" | "resume";
+  readonly actor: string;
+  readonly at: number;
+  /** Non-secret facts about the change (reason, scopes…). */
+  readonly detail: Readonly<Record<string, unknown>>;
+}
+
+export interface KeyListFilter {
+  readonly account?: string;
+  readonly status?: KeyStatus;
+  /** Return keys whose id sorts after this one (pagination). */
+  readonly after?: string;
+  readonly limit: number;
+}
+
+export type TransitionResult = { readonly ok: true; readonly row: KeyRow } | { readonly ok: false; readonly reason: "not-found" | "conflict"; readonly current?: KeyStatus };
+
+export interface KeyStore {
+  insert(row: KeyRow, change: KeyChange): Promise<void>;
+  get(id: string): Promise<KeyRow | undefined>;
+  list(filter: KeyListFilter): Promise<KeyRow[]>;
+  /**
+   * Moves a key to `to` if its status is one of `from`, atomically, recording `change` in the
+   * same transaction. Never changes anything else.
+   */
+  transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult>;
+  /** Records last-use times, batched off the request path. */
+  touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
+}
+
+/** Ids of keys that changed, in commit order, for cache eviction across processes. */
+export interface ChangeFeed {
+  /** Calls `listener` with the ids of keys changed by any process; returns an unsubscribe. */
+  subscribe(listener: (keyIds: readonly string[]) => void): () => void;
+}
+
+export interface DurableStore {
+  readonly kind: string;
+  readonly keys: KeyStore;
+  readonly changes: ChangeFeed;
+  close(): Promise<void>;
+}
+
+/** The answer of a replay check. */
+export type NonceClaim = "fresh" | "replayed" | "full";
+
+/** Stage 7's hot state: each (key, nonce) pair is accepted once until it expires. */
+export interface NonceStore {
+  /**
+   * Records `nonce` for `keyId` until `expiresAt` (epoch ms). "replayed" if it is already
+   * recorded and unexpired; "full" if the store is at capacity (the caller fails closed).
+   * May answer synchronously (memory) or with a promise (network stores).
+   */
+  claim(keyId: string, nonce: string, expiresAt: number, now: number): NonceClaim | Promise<NonceClaim>;
+}
