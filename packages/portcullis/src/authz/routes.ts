@@ -60,9 +60,9 @@ function describe(index: number, spec: RouteSpec): string {
   return `route #${index + 1} (${method} ${String(spec.path)})`;
 }
 
-function parsePattern(path: unknown, where: string): Segment[] {
+function parsePattern(path: unknown, where: string, allowReserved: boolean): Segment[] {
   if (typeof path !== "string" || !path.startsWith("/")) throw new RouteTableError(`${where}: path must start with "/"`);
-  if (path.startsWith(RESERVED_PREFIX) || path === "/portcullis") {
+  if (!allowReserved && (path.startsWith(RESERVED_PREFIX) || path === "/portcullis")) {
     throw new RouteTableError(`${where}: paths under ${RESERVED_PREFIX} are reserved for the gateway's own endpoints`);
   }
   if (path === "/") return [];
@@ -124,7 +124,11 @@ export class RouteTable {
   private readonly exact = new Map<string, Route>();
   private readonly tries = new Map<string, TrieNode>();
 
-  constructor(specs: readonly RouteSpec[]) {
+  /**
+   * @param specs the routes.
+   * @param options.allowReserved lets Portcullis's own tables (the admin API) use /portcullis/.
+   */
+  constructor(specs: readonly RouteSpec[], options: { readonly allowReserved?: boolean } = {}) {
     if (!Array.isArray(specs)) throw new RouteTableError("routes must be an array");
     const parsed: ParsedRoute[] = [];
     specs.forEach((spec, index) => {
@@ -132,7 +136,7 @@ export class RouteTable {
       if (typeof spec !== "object") throw new RouteTableError(`route #${index + 1}: must be an object`);
       const methods = typeof spec.method === "string" ? [spec.method] : spec.method;
       if (!Array.isArray(methods) || methods.length === 0) throw new RouteTableError(`${where}: method is required`);
-      const segments = parsePattern(spec.path, where);
+      const segments = parsePattern(spec.path, where, options.allowReserved === true);
       const permission = spec.permission;
       if (permission !== PUBLIC && (typeof permission !== "string" || !isPermission(permission))) {
         throw new RouteTableError(`${where}: unknown permission "${String(permission)}"`);
@@ -250,8 +254,9 @@ function walk(node: TrieNode, segments: readonly string[], i: number): Route | u
 }
 
 const HEX = /^[0-9A-Fa-f]{2}$/;
-// Characters that have a plain form and must never be percent-encoded in a canonical path:
-// unreserved characters (RFC 3986 section 2.3) and "/".
+// Characters that must never be percent-encoded in a canonical path: unreserved characters
+// (RFC 3986 section 2.3), which have a plain form, and "/", which servers disagree about (one
+// decodes %2F into a segment separator, another does not).
 function isNeedlesslyEncoded(code: number): boolean {
   return (
     (code >= 0x30 && code <= 0x39) ||

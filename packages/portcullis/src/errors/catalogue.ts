@@ -14,6 +14,7 @@ export const errorCatalogue = {
   BODY_INCOMPLETE: { status: 400, message: "The request body ended before its declared length." },
   AUTHORITY_NOT_ALLOWED: { status: 400, message: "The Host of this request is not served by this gateway." },
   HTTP_MALFORMED: { status: 400, message: "The HTTP request could not be parsed." },
+  HEADERS_TOO_LARGE: { status: 431, message: "The request headers are larger than the gateway accepts." },
 
   // --- credentials: presence and syntax (stage 3) -----------------------------------------
   CREDENTIALS_MISSING: {
@@ -63,6 +64,8 @@ export const errorCatalogue = {
   KEY_SUSPENDED: { status: 403, message: "This API key is suspended." },
   KEY_EXPIRED: { status: 401, message: "This API key has expired." },
   IP_NOT_ALLOWED: { status: 403, message: "This API key may not be used from this address." },
+  DIALECT_NOT_ALLOWED: { status: 401, message: "This API key was not issued for this signing scheme." },
+  KEY_STORE_UNAVAILABLE: { status: 503, message: "API keys cannot be checked right now; retry shortly." },
 
   // --- freshness, signature, replay (stages 5-7) ------------------------------------------
   CREATED_TOO_OLD: { status: 401, message: "The signature's created time is outside the accepted window; check your clock." },

@@ -54,10 +54,18 @@ export interface ChangeFeed {
   subscribe(listener: (keyIds: readonly string[]) => void): () => void;
 }
 
+/** Small facts about the deployment, e.g. its environment. */
+export interface MetaStore {
+  getMeta(key: string): Promise<string | undefined>;
+  /** Sets `key` only if it has no value yet; returns the value now stored. */
+  initMeta(key: string, value: string): Promise<string>;
+}
+
 export interface DurableStore {
   readonly kind: string;
   readonly keys: KeyStore;
   readonly changes: ChangeFeed;
+  readonly meta: MetaStore;
   close(): Promise<void>;
 }
 

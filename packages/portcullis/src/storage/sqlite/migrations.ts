@@ -48,6 +48,12 @@ export const migrations: readonly Migration[] = [
         at      INTEGER NOT NULL,
         detail  TEXT NOT NULL
       ) STRICT;
+
+      -- Facts about the data directory itself (its environment, live or test).
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
     `,
   },
 ];

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
 import type { Environment } from "../../keys/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../keys/model.js";
-import type { ChangeFeed, DurableStore, KeyChange, KeyListFilter, KeyRow, KeyStore, TransitionResult } from "../types.js";
+import type { ChangeFeed, DurableStore, KeyChange, KeyListFilter, KeyRow, KeyStore, MetaStore, TransitionResult } from "../types.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -61,10 +61,11 @@ export interface SqliteStoreOptions {
  * number of CLI processes. Changes made by another process are noticed through
  * `PRAGMA data_version` (a cheap in-memory counter) and read from the `key_changes` feed.
  */
-export class SqliteStore implements DurableStore, KeyStore, ChangeFeed {
+export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStore {
   readonly kind = "sqlite";
   readonly keys: KeyStore = this;
   readonly changes: ChangeFeed = this;
+  readonly meta: MetaStore = this;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[]) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -209,6 +210,20 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed {
     return Promise.resolve();
   }
 
+  getMeta(key: string): Promise<string | undefined> {
+    const row = this.db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?").get(key);
+    return Promise.resolve(row?.value);
+  }
+
+  initMeta(key: string, value: string): Promise<string> {
+    const row = this.db
+      .prepare<[string, string], { value: string }>(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value RETURNING value",
+      )
+      .get(key, value);
+    return Promise.resolve(row?.value ?? value);
+  }
+
   subscribe(listener: (keyIds: readonly string[]) => void): () => void {
     this.listeners.add(listener);
     if (this.timer === null && !this.closed) {
@@ -241,7 +256,13 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed {
     const last = rows[rows.length - 1];
     if (last !== undefined) this.lastSeq = last.seq;
     const ids = [...new Set(rows.map((r) => r.key_id))];
-    for (const listener of this.listeners) listener(ids);
+    for (const listener of this.listeners) {
+      try {
+        listener(ids);
+      } catch {
+        // A listener's fault must not stop the others from hearing about the change.
+      }
+    }
   }
 
   close(): Promise<void> {

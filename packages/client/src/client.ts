@@ -1,0 +1,228 @@
+/**
+ * A small HTTP client for a Portcullis gateway: resolves paths against the base URL, signs every
+ * request (RFC 9421, see `signer.ts`), keeps the signature's `created` in step with the gateway's
+ * clock, and turns refusals into `PortcullisApiError`.
+ */
+import type { SignatureAlgorithm } from "./algorithms.js";
+import { copyBytes, utf8 } from "./encoding.js";
+import { PortcullisApiError, apiError, errorCode, parseBody } from "./errors.js";
+import { type HmacSignerOptions, type KeyPairSignerOptions, createSigner } from "./signer.js";
+
+/** The gateway's public time endpoint, relative to the base URL. Answers `{ "serverTime": <epoch ms> }`. */
+export const TIME_PATH = "/portcullis/v1/time";
+
+/** Gateway refusals that mean "your clock is off": answered by one resync and one retry. */
+const CLOCK_REFUSALS = new Set<unknown>(["CREATED_TOO_OLD", "CREATED_IN_FUTURE"]);
+
+interface ClientOnlyOptions {
+  /** The gateway, e.g. `https://gateway.example.com` (a path prefix is allowed; no query). */
+  readonly baseUrl: string | URL;
+  /** The fetch implementation. Default: `globalThis.fetch`. */
+  readonly fetch?: typeof fetch;
+  /**
+   * Sync with the gateway's clock before the first signed request, and resync and retry once when
+   * the gateway refuses a request's `created` time. Default true.
+   */
+  readonly syncTime?: boolean;
+  /** The local clock, epoch milliseconds. Default `Date.now`; replaceable for tests. */
+  readonly now?: () => number;
+}
+
+export type ClientOptions = (HmacSignerOptions | KeyPairSignerOptions) & ClientOnlyOptions;
+
+export interface RequestOptions {
+  /** Added to the URL's query string (application/x-www-form-urlencoded serialization). */
+  readonly query?: Readonly<Record<string, string | number>>;
+  /** Sent as an application/x-www-form-urlencoded body. */
+  readonly form?: Readonly<Record<string, string | number>>;
+  /** Sent as an application/json body (JSON.stringify). */
+  readonly json?: unknown;
+  readonly headers?: HeadersInit;
+  readonly signal?: AbortSignal;
+}
+
+export interface PortcullisClient {
+  /** The normalised base URL, without a trailing slash. */
+  readonly baseUrl: string;
+  readonly keyId: string;
+  /** The RFC 9421 `alg` the client signs with. */
+  readonly algorithm: SignatureAlgorithm;
+  /** Gateway clock minus local clock, in ms (0 until synced). */
+  readonly clockOffset: number;
+  /** Asks the gateway for its time; stores and returns the clock offset in ms. */
+  syncTime(): Promise<number>;
+  /** Signs and sends. `input` may be a path relative to the base URL; body: string, Uint8Array or none. */
+  fetch(input: string | URL, init?: RequestInit): Promise<Response>;
+  /** Builds, signs and sends a request. */
+  request(method: string, path: string, options?: RequestOptions): Promise<Response>;
+  /** Like `request`, then parses the JSON answer; throws `PortcullisApiError` on a non-2xx status. */
+  json<T = unknown>(method: string, path: string, options?: RequestOptions): Promise<T>;
+}
+
+const ABSOLUTE = /^https?:\/\//i;
+
+function normaliseBaseUrl(value: unknown): string {
+  if (typeof value !== "string" && !(value instanceof URL)) throw new TypeError("baseUrl is required (the gateway's URL)");
+  let url: URL;
+  try {
+    url = new URL(String(value));
+  } catch {
+    throw new TypeError(`baseUrl ${JSON.stringify(String(value))} is not an absolute URL`);
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError("baseUrl must be an http(s) URL");
+  if (url.username !== "" || url.password !== "") throw new TypeError("baseUrl must not contain credentials");
+  if (url.search !== "" || url.hash !== "") throw new TypeError("baseUrl must not have a query or fragment");
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, "")}`;
+}
+
+function toBodyBytes(body: unknown): Uint8Array<ArrayBuffer> | undefined {
+  if (body === undefined || body === null) return undefined;
+  if (typeof body === "string") return utf8(body);
+  // A private copy: the bytes signed are the bytes sent, whatever the caller does meanwhile.
+  if (body instanceof Uint8Array) return copyBytes(body);
+  throw new TypeError("body must be a string or a Uint8Array (the exact bytes are signed)");
+}
+
+function formValue(name: string, value: unknown): string {
+  if (typeof value === "string") return value;
+  if (typeof value === "number" && Number.isFinite(value)) return String(value);
+  throw new TypeError(`${name} must be a string or a finite number`);
+}
+
+/** Creates a client for one gateway and one API key. Throws TypeError for bad options. */
+export function createClient(options: ClientOptions): PortcullisClient {
+  if (typeof options !== "object" || (options as unknown) === null) throw new TypeError("client options must be an object");
+  const baseUrl = normaliseBaseUrl(options.baseUrl);
+  const signer = createSigner(options);
+  if (options.fetch !== undefined && typeof options.fetch !== "function") throw new TypeError("fetch must be a function");
+  if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new TypeError("no global fetch; pass options.fetch");
+  if (options.now !== undefined && typeof options.now !== "function") throw new TypeError("now must be a function");
+  if (options.syncTime !== undefined && typeof options.syncTime !== "boolean") throw new TypeError("syncTime must be a boolean");
+  const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const now = options.now ?? Date.now;
+  const syncEnabled = options.syncTime ?? true;
+
+  let offset = 0;
+  let synced = false;
+  let inflight: Promise<number> | undefined;
+
+  async function sync(): Promise<number> {
+    const t0 = now();
+    const response = await doFetch(`${baseUrl}${TIME_PATH}`, { method: "GET", headers: { accept: "application/json" } });
+    const t1 = now();
+    const text = await response.text();
+    if (!response.ok) throw apiError(response, text);
+    const body = parseBody(text);
+    const serverTime = typeof body === "object" && body !== null ? (body as { serverTime?: unknown }).serverTime : undefined;
+    if (typeof serverTime !== "number" || !Number.isFinite(serverTime)) {
+      throw new PortcullisApiError(response.status, undefined, `${TIME_PATH} did not answer {"serverTime": <epoch ms>}`, undefined, body);
+    }
+    // The server read its clock somewhere in the round trip; the midpoint is the best estimate.
+    offset = Math.round(serverTime - (t0 + t1) / 2);
+    synced = true;
+    return offset;
+  }
+
+  function syncTime(): Promise<number> {
+    inflight ??= sync().finally(() => {
+      inflight = undefined;
+    });
+    return inflight;
+  }
+
+  function resolve(input: string | URL): URL {
+    if (input instanceof URL) return new URL(input.href);
+    if (typeof input !== "string") throw new TypeError("input must be a path, a URL string or a URL");
+    if (ABSOLUTE.test(input)) return new URL(input);
+    return new URL(`${baseUrl}${input.startsWith("/") ? "" : "/"}${input}`);
+  }
+
+  async function attempt(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit): Promise<Response> {
+    const created = Math.floor((now() + offset) / 1000);
+    const signature = await signer.sign({ method, url, body: body ?? null }, { created });
+    const sent = new Headers(headers);
+    sent.set("signature-input", signature["signature-input"]);
+    sent.set("signature", signature.signature);
+    if (signature["content-digest"] !== undefined) sent.set("content-digest", signature["content-digest"]);
+    return doFetch(url.href, { ...init, method, headers: sent, body: body ?? null });
+  }
+
+  async function isClockRefusal(response: Response): Promise<boolean> {
+    if (response.status !== 401) return false;
+    try {
+      return CLOCK_REFUSALS.has(errorCode(parseBody(await response.clone().text())));
+    } catch {
+      return false;
+    }
+  }
+
+  async function send(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit): Promise<Response> {
+    if (syncEnabled && !synced) await syncTime();
+    const response = await attempt(url, method, headers, body, init);
+    if (!syncEnabled || !(await isClockRefusal(response))) return response;
+    // The gateway refused before doing anything, so sending again (with a fresh nonce) is safe.
+    await response.body?.cancel();
+    await syncTime();
+    return attempt(url, method, headers, body, init);
+  }
+
+  function clientFetch(input: string | URL, init: RequestInit = {}): Promise<Response> {
+    try {
+      const url = resolve(input);
+      const method = (init.method ?? "GET").toUpperCase();
+      const body = toBodyBytes(init.body);
+      const headers = new Headers(init.headers);
+      // What fetch would have added for a string body, since the bytes are sent instead.
+      if (typeof init.body === "string" && !headers.has("content-type")) headers.set("content-type", "text/plain;charset=UTF-8");
+      return send(url, method, headers, body, init);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  function request(method: string, path: string, opts: RequestOptions = {}): Promise<Response> {
+    try {
+      const url = resolve(path);
+      for (const [name, value] of Object.entries(opts.query ?? {})) url.searchParams.append(name, formValue(`query.${name}`, value));
+      const headers = new Headers(opts.headers);
+      let body: string | undefined;
+      if (opts.form !== undefined && opts.json !== undefined) throw new TypeError("give form or json, not both");
+      if (opts.form !== undefined) {
+        const form = new URLSearchParams();
+        for (const [name, value] of Object.entries(opts.form)) form.append(name, formValue(`form.${name}`, value));
+        body = form.toString();
+        if (!headers.has("content-type")) headers.set("content-type", "application/x-www-form-urlencoded");
+      } else if (opts.json !== undefined) {
+        body = JSON.stringify(opts.json);
+        if (!headers.has("content-type")) headers.set("content-type", "application/json");
+      }
+      const init: RequestInit = opts.signal === undefined ? {} : { signal: opts.signal };
+      return send(url, method.toUpperCase(), headers, toBodyBytes(body), init);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  async function json<T = unknown>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const headers = new Headers(opts.headers);
+    if (!headers.has("accept")) headers.set("accept", "application/json");
+    const response = await request(method, path, { ...opts, headers });
+    const text = await response.text();
+    if (!response.ok) throw apiError(response, text);
+    // An empty 2xx answer (204) has no value; anything else must be JSON.
+    return (text === "" ? undefined : JSON.parse(text)) as T;
+  }
+
+  return {
+    baseUrl,
+    keyId: signer.keyId,
+    algorithm: signer.algorithm,
+    get clockOffset() {
+      return offset;
+    },
+    syncTime,
+    fetch: clientFetch,
+    request,
+    json,
+  };
+}

@@ -1,0 +1,29 @@
+/**
+ * @portcullis/client: signs requests for a Portcullis gateway (RFC 9421 HTTP Message Signatures)
+ * with WebCrypto only, so it runs in Node 20+ and current browsers.
+ *
+ * - `createClient`: a signing HTTP client (time sync, retry on clock refusals, typed errors);
+ * - `createSigner`: just the signature headers, for use with any HTTP library;
+ * - `generateKeyPair` / `importPrivateKey`: Ed25519 and ECDSA P-256 keys;
+ * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces.
+ */
+export type { KeyPairAlgorithm, SignatureAlgorithm } from "./algorithms.js";
+export { importHmacKey, signSignatureBase } from "./algorithms.js";
+export type { ClientOptions, PortcullisClient, RequestOptions } from "./client.js";
+export { createClient, TIME_PATH } from "./client.js";
+export { contentDigest } from "./content-digest.js";
+export { PortcullisApiError } from "./errors.js";
+export type { GeneratedKeyPair, PrivateKeyInput } from "./keys.js";
+export { generateKeyPair, importPrivateKey } from "./keys.js";
+export type { HeaderFields, MessageRequest, SignatureParameters } from "./rfc9421.js";
+export { DERIVED_COMPONENTS, serializeSignature, serializeSignatureInput, serializeSignatureParams, signatureBase } from "./rfc9421.js";
+export type {
+  HmacSignerOptions,
+  KeyPairSignerOptions,
+  SignableRequest,
+  SignatureHeaders,
+  SignerOptions,
+  SignOptions,
+  Signer,
+} from "./signer.js";
+export { createSigner, generateNonce, REQUIRED_COMPONENTS, SIGNATURE_LABEL } from "./signer.js";

@@ -1,0 +1,201 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { RouteTable, type RouteSpec } from "../authz/routes.js";
+import type { Portcullis } from "../core.js";
+import { type Denial, PortcullisError, deny } from "../errors/catalogue.js";
+import { readBody, sendDenial, sendJson } from "../gateway/http.js";
+import { ServerLifecycle } from "../gateway/lifecycle.js";
+import { rejectUnparsable } from "../gateway/server.js";
+import { parseCreateKeyInput } from "../keys/input.js";
+import { KEY_STATUSES, type KeyStatus } from "../keys/model.js";
+import type { Logger } from "../log/logger.js";
+import type { RequestContext } from "../pipeline/context.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+
+/**
+ * The admin API: key management over HTTP, JSON in and out, protected by the same native
+ * signatures as the gateway with `admin:` scopes. Every change is made through the one key service
+ * and attributed to the admin key that signed it.
+ *
+ *   GET  /portcullis/v1/time                   server time (public)
+ *   POST /portcullis/v1/keys                   create a key; the HMAC secret is in this answer only
+ *   GET  /portcullis/v1/keys?account=&status=&after=&limit=
+ *   GET  /portcullis/v1/keys/:id
+ *   POST /portcullis/v1/keys/:id/revoke        { "reason"?: string }
+ *   POST /portcullis/v1/keys/:id/suspend       { "reason"?: string }
+ *   POST /portcullis/v1/keys/:id/resume
+ */
+export const ADMIN_ROUTES: readonly RouteSpec[] = [
+  { method: "GET", path: "/portcullis/v1/time", permission: "public" },
+  { method: "GET", path: "/portcullis/v1/health", permission: "public" },
+  { method: "POST", path: "/portcullis/v1/keys", permission: "admin:keys" },
+  { method: "GET", path: "/portcullis/v1/keys", permission: "admin:keys" },
+  { method: "GET", path: "/portcullis/v1/keys/:id", permission: "admin:keys" },
+  { method: "POST", path: "/portcullis/v1/keys/:id/revoke", permission: "admin:keys" },
+  { method: "POST", path: "/portcullis/v1/keys/:id/suspend", permission: "admin:keys" },
+  { method: "POST", path: "/portcullis/v1/keys/:id/resume", permission: "admin:keys" },
+];
+
+const ADMIN_BODY_LIMIT = 64 * 1024;
+
+export interface AdminApiOptions {
+  readonly core: Portcullis;
+  readonly logger: Logger;
+  readonly now?: () => number;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) return {};
+  try {
+    return JSON.parse(body.toString("utf8")) as unknown;
+  } catch {
+    throw new PortcullisError("JSON_MALFORMED");
+  }
+}
+
+function reasonOf(body: unknown): string | null {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) {
+    throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
+  }
+  const reason = (body as Record<string, unknown>).reason;
+  if (reason === undefined || reason === null) return null;
+  if (typeof reason !== "string" || reason.length > 500) {
+    throw new PortcullisError("VALIDATION_FAILED", "reason must be a string of at most 500 characters", { reason: "invalid" });
+  }
+  return reason;
+}
+
+export class AdminApi {
+  readonly server: Server;
+  private readonly core: Portcullis;
+  private readonly pipeline: Pipeline;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly lifecycle: ServerLifecycle;
+
+  constructor(options: AdminApiOptions) {
+    this.core = options.core;
+    this.logger = options.logger;
+    this.now = options.now ?? Date.now;
+    this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES, { allowReserved: true }));
+    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+      this.handle(req, res);
+    });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      rejectUnparsable(err, socket);
+    });
+    this.lifecycle = new ServerLifecycle(this.server);
+  }
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const requestId = randomUUID();
+    this.lifecycle.track(res);
+    this.serve(req, res, requestId).catch((err: unknown) => {
+      this.logger.error({ requestId, err }, "unhandled admin API error");
+      sendDenial(res, deny("INTERNAL"), requestId, { close: true });
+    });
+  };
+
+  private async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    let body = readBody(req, ADMIN_BODY_LIMIT);
+    if (body instanceof Promise) body = await body;
+    if (!Buffer.isBuffer(body)) {
+      sendDenial(res, body, requestId);
+      return;
+    }
+    const ctx = await this.pipeline.run(
+      { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress },
+      requestId,
+    );
+    if (ctx.denial !== null) {
+      this.refuse(res, ctx.denial, ctx);
+      return;
+    }
+    try {
+      const answer = await this.dispatch(ctx);
+      sendJson(res, answer.status, JSON.stringify(answer.body), requestId);
+    } catch (err) {
+      if (!(err instanceof PortcullisError)) throw err;
+      this.logger.info({ requestId, code: err.code, route: ctx.route?.id, keyId: ctx.keyId }, "admin request refused");
+      const payload: Record<string, unknown> = { code: err.code, message: err.publicMessage, requestId };
+      if (err.fields !== undefined) payload.fields = err.fields;
+      sendJson(res, err.status, JSON.stringify(payload), requestId);
+    }
+  }
+
+  private refuse(res: ServerResponse, denial: Denial, ctx: RequestContext): void {
+    this.logger.info(
+      { requestId: ctx.requestId, code: denial.code, detail: denial.detail, route: ctx.route?.id, keyId: ctx.keyId, client: ctx.client?.text },
+      "admin request denied",
+    );
+    sendDenial(res, denial, ctx.requestId);
+  }
+
+  private async dispatch(ctx: RequestContext): Promise<Answer> {
+    const route = ctx.route;
+    if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
+    const keys = this.core.keys;
+    const actor = `key:${ctx.key?.record.id ?? "unknown"}`;
+    // Paths are canonical and matched: /portcullis/v1/keys/<id>[/<action>]. Key ids never need
+    // percent-encoding, so the raw segment is the id (an encoded one simply matches no key).
+    const id = ctx.path.split("/")[4] ?? "";
+    switch (route.id) {
+      case "GET /portcullis/v1/time":
+        return { status: 200, body: { serverTime: this.now() } };
+      case "GET /portcullis/v1/health":
+        return { status: 200, body: { status: "ok" } };
+      case "POST /portcullis/v1/keys": {
+        const input = parseCreateKeyInput(parseJsonBody(ctx.body), this.now());
+        const created = await keys.create(input, actor);
+        this.logger.info({ requestId: ctx.requestId, keyId: created.key.id, actor }, "key created");
+        return { status: 201, body: created.secret === null ? created.key : { ...created.key, secret: created.secret } };
+      }
+      case "GET /portcullis/v1/keys": {
+        const params = new URLSearchParams(ctx.query ?? "");
+        const status = params.get("status");
+        if (status !== null && !(KEY_STATUSES as readonly string[]).includes(status)) {
+          throw new PortcullisError("VALIDATION_FAILED", `status must be one of ${KEY_STATUSES.join(", ")}`, { status: "invalid" });
+        }
+        const limitText = params.get("limit");
+        const limit = limitText === null ? 100 : Number(limitText);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
+          throw new PortcullisError("VALIDATION_FAILED", "limit must be an integer from 1 to 1000", { limit: "invalid" });
+        }
+        const account = params.get("account");
+        const after = params.get("after");
+        const list = await keys.list({
+          limit,
+          ...(account === null ? {} : { account }),
+          ...(status === null ? {} : { status: status as KeyStatus }),
+          ...(after === null ? {} : { after }),
+        });
+        const last = list[list.length - 1];
+        return { status: 200, body: { keys: list, next: list.length === limit && last !== undefined ? last.id : null } };
+      }
+      case "GET /portcullis/v1/keys/:id":
+        return { status: 200, body: await keys.get(id) };
+      case "POST /portcullis/v1/keys/:id/revoke":
+        return { status: 200, body: await keys.revoke(id, actor, reasonOf(parseJsonBody(ctx.body))) };
+      case "POST /portcullis/v1/keys/:id/suspend":
+        return { status: 200, body: await keys.suspend(id, actor, reasonOf(parseJsonBody(ctx.body))) };
+      case "POST /portcullis/v1/keys/:id/resume":
+        return { status: 200, body: await keys.resume(id, actor) };
+      default:
+        throw new PortcullisError("ROUTE_NOT_FOUND");
+    }
+  }
+
+  listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {
+    return this.lifecycle.listen(port, host);
+  }
+
+  close(drainMs = 10_000): Promise<void> {
+    return this.lifecycle.close(drainMs);
+  }
+}

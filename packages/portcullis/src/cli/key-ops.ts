@@ -1,0 +1,86 @@
+import { PortcullisApiError, createClient } from "@portcullis/client";
+import { userInfo } from "node:os";
+import { PortcullisError, type ErrorCode, errorCatalogue } from "../errors/catalogue.js";
+import { parseCreateKeyInput } from "../keys/input.js";
+import type { KeyStatus, KeyView } from "../keys/model.js";
+import { KeyService } from "../keys/service.js";
+import { openDataDir } from "../storage/data-dir.js";
+
+/**
+ * Key operations for the CLI, either directly on a data directory (the same key service the
+ * admin API uses, and the change reaches a running gateway through the change feed) or through a
+ * running admin API over HTTP, signed with an admin key.
+ */
+export interface KeyOps {
+  create(raw: Record<string, unknown>): Promise<KeyView & { secret?: string }>;
+  list(query: { account?: string; status?: KeyStatus; limit?: number }): Promise<KeyView[]>;
+  show(id: string): Promise<KeyView>;
+  revoke(id: string, reason: string | null): Promise<KeyView>;
+  suspend(id: string, reason: string | null): Promise<KeyView>;
+  resume(id: string): Promise<KeyView>;
+  close(): Promise<void>;
+}
+
+function cliActor(): string {
+  let name = "unknown";
+  try {
+    name = userInfo().username;
+  } catch {
+    // No user database entry (some containers): keep "unknown".
+  }
+  return `cli:${name}`;
+}
+
+export async function localKeyOps(dataDir: string): Promise<KeyOps> {
+  const data = await openDataDir(dataDir);
+  const service = new KeyService({ store: data.store, envelope: data.envelope, environment: data.environment });
+  const actor = cliActor();
+  return {
+    async create(raw) {
+      const created = await service.create(parseCreateKeyInput(raw, Date.now()), actor);
+      return created.secret === null ? created.key : { ...created.key, secret: created.secret };
+    },
+    list: (query) => service.list(query),
+    show: (id) => service.get(id),
+    revoke: (id, reason) => service.revoke(id, actor, reason),
+    suspend: (id, reason) => service.suspend(id, actor, reason),
+    resume: (id) => service.resume(id, actor),
+    close: () => data.store.close(),
+  };
+}
+
+function fromApiError(err: unknown): never {
+  if (err instanceof PortcullisApiError && typeof err.code === "string" && err.code in errorCatalogue) {
+    throw new PortcullisError(err.code as ErrorCode, err.message);
+  }
+  throw err;
+}
+
+export interface AdminCredentials {
+  readonly keyId: string;
+  readonly secret: string;
+}
+
+export function remoteKeyOps(adminUrl: string, credentials: AdminCredentials): KeyOps {
+  const client = createClient({ baseUrl: adminUrl, keyId: credentials.keyId, secret: credentials.secret });
+  const call = <T>(method: string, path: string, json?: unknown): Promise<T> =>
+    client.json<T>(method, path, json === undefined ? {} : { json }).catch(fromApiError);
+  const id = (keyId: string): string => encodeURIComponent(keyId);
+  return {
+    create: (raw) => call("POST", "/portcullis/v1/keys", raw),
+    async list(query) {
+      const params = new URLSearchParams();
+      if (query.account !== undefined) params.set("account", query.account);
+      if (query.status !== undefined) params.set("status", query.status);
+      if (query.limit !== undefined) params.set("limit", String(query.limit));
+      const qs = params.toString();
+      const answer = await call<{ keys: KeyView[] }>("GET", `/portcullis/v1/keys${qs === "" ? "" : `?${qs}`}`);
+      return answer.keys;
+    },
+    show: (keyId) => call("GET", `/portcullis/v1/keys/${id(keyId)}`),
+    revoke: (keyId, reason) => call("POST", `/portcullis/v1/keys/${id(keyId)}/revoke`, reason === null ? {} : { reason }),
+    suspend: (keyId, reason) => call("POST", `/portcullis/v1/keys/${id(keyId)}/suspend`, reason === null ? {} : { reason }),
+    resume: (keyId) => call("POST", `/portcullis/v1/keys/${id(keyId)}/resume`, {}),
+    close: () => Promise.resolve(),
+  };
+}

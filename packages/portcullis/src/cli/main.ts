@@ -1,0 +1,366 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError, Option } from "commander";
+import { generateKeyPairSync } from "node:crypto";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { ConfigError, loadConfig } from "../config/config.js";
+import { DEMO_EXCHANGE_ROUTES } from "../demo/exchange/routes.js";
+import { runDemo } from "../demo/run.js";
+import { PortcullisError } from "../errors/catalogue.js";
+import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
+import { createLogger } from "../log/logger.js";
+import { startPortcullis, urlOf } from "../runtime.js";
+import { DataDirError, initDataDir } from "../storage/data-dir.js";
+import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
+import { sendSignedRequest } from "./request.js";
+
+/**
+ * The `portcullis` command. Every command takes `--json` where it prints data; errors go to stderr
+ * as one line (or a JSON object with --json) and exit with status 1.
+ */
+
+const DEFAULT_DATA = process.env.PORTCULLIS_DATA ?? "./portcullis-data";
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("must be a port number from 0 to 65535");
+  return n;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function print(json: boolean, data: unknown, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
+}
+
+function describeKey(k: KeyView): string {
+  const lines = [
+    `id          ${k.id}`,
+    `status      ${k.effectiveStatus}${k.statusReason === null ? "" : ` (${k.statusReason})`}`,
+    `account     ${k.account}${k.subAccount === null ? "" : ` / ${k.subAccount}`}`,
+    `algorithm   ${k.algorithm}`,
+    `scopes      ${k.scopes.join(", ")}`,
+    `ip allow    ${k.ipAllowlist.length === 0 ? "any" : k.ipAllowlist.join(", ")}`,
+    `dialects    ${k.dialects.join(", ")}`,
+    `expires     ${k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()}`,
+    `created     ${new Date(k.createdAt).toISOString()}`,
+    `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()}`,
+  ];
+  if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
+  return lines.join("\n");
+}
+
+interface TargetOptions {
+  data?: string;
+  admin?: string;
+  adminKeyId?: string;
+  adminSecret?: string;
+}
+
+async function keyOps(opts: TargetOptions): Promise<KeyOps> {
+  if (opts.admin !== undefined) {
+    const keyId = opts.adminKeyId ?? process.env.PORTCULLIS_ADMIN_KEY_ID;
+    const secret = opts.adminSecret ?? process.env.PORTCULLIS_ADMIN_SECRET;
+    if (keyId === undefined || secret === undefined) {
+      throw new PortcullisError(
+        "VALIDATION_FAILED",
+        "--admin needs an admin key: set PORTCULLIS_ADMIN_KEY_ID and PORTCULLIS_ADMIN_SECRET (or --admin-key-id / --admin-secret)",
+      );
+    }
+    return remoteKeyOps(opts.admin, { keyId, secret });
+  }
+  return localKeyOps(resolve(opts.data ?? DEFAULT_DATA));
+}
+
+function withTarget(cmd: Command): Command {
+  return cmd
+    .option("--data <dir>", "data directory to operate on directly (default $PORTCULLIS_DATA or ./portcullis-data)")
+    .option("--admin <url>", "operate through a running admin API instead (admin key from $PORTCULLIS_ADMIN_KEY_ID / $PORTCULLIS_ADMIN_SECRET)")
+    .option("--admin-key-id <id>", "admin key id (prefer $PORTCULLIS_ADMIN_KEY_ID)")
+    .option("--admin-secret <secret>", "admin key secret (prefer $PORTCULLIS_ADMIN_SECRET: arguments are visible to other users)")
+    .option("--json", "print JSON");
+}
+
+async function withOps<T>(opts: TargetOptions, fn: (ops: KeyOps) => Promise<T>): Promise<T> {
+  const ops = await keyOps(opts);
+  try {
+    return await fn(ops);
+  } finally {
+    await ops.close();
+  }
+}
+
+/** Generates a key pair here, so the private half never leaves this machine. */
+function generatePrivateKey(algorithm: string): { publicKey: string; privateKey: string } {
+  const pair =
+    algorithm === "ed25519"
+      ? generateKeyPairSync("ed25519")
+      : algorithm === "ecdsa-p256"
+        ? generateKeyPairSync("ec", { namedCurve: "P-256" })
+        : generateKeyPairSync("rsa", { modulusLength: 3072 });
+  return {
+    publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString(),
+    privateKey: pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+  };
+}
+
+function buildProgram(): Command {
+  const program = new Command("portcullis")
+    .description("The security layer in front of a trading venue's API.")
+    .version("0.1.0")
+    .showHelpAfterError();
+
+  program
+    .command("init")
+    .description("create a data directory: keyring (0600), identity secret (0600), database, starter config")
+    .option("--data <dir>", "data directory", DEFAULT_DATA)
+    .addOption(new Option("--environment <env>", "environment of the keys issued here").choices(["live", "test"]).default("live"))
+    .option("--upstream <url>", "origin of the API to protect, written to the starter config", "http://127.0.0.1:9000")
+    .option("--json", "print JSON")
+    .action(async (opts: { data: string; environment: "live" | "test"; upstream: string; json?: boolean }) => {
+      const dataDir = resolve(opts.data);
+      const result = await initDataDir(dataDir, opts.environment);
+      const configPath = join(dataDir, "portcullis.json");
+      const created = [...result.created];
+      if (!existsSync(configPath)) {
+        const starter = {
+          dataDir: ".",
+          environment: opts.environment,
+          gateway: { host: "0.0.0.0", port: 8080, upstream: opts.upstream, trustedProxies: [], serverTiming: false },
+          admin: { enabled: true, host: "127.0.0.1", port: 8081 },
+          signatures: { windowMs: 5000 },
+          routes: DEMO_EXCHANGE_ROUTES,
+        };
+        writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });
+        created.push(configPath);
+      }
+      print(opts.json === true, { dataDir, environment: result.environment, config: configPath, created }, () =>
+        [
+          `Portcullis data directory: ${dataDir} (${result.environment})`,
+          ...created.map((c) => `  created ${c}`),
+          "",
+          "Next:",
+          `  edit ${configPath} (upstream, routes), then`,
+          `  portcullis keys create --data ${dataDir} --account ops --scopes admin:keys   # an admin key`,
+          `  portcullis start --config ${configPath}`,
+        ].join("\n"),
+      );
+    });
+
+  program
+    .command("start")
+    .description("run the gateway and the admin API from a config file")
+    .option("--config <file>", "config file", "./portcullis.json")
+    .action(async (opts: { config: string }) => {
+      const config = loadConfig(opts.config);
+      const logger = createLogger({ level: config.log.level });
+      const running = await startPortcullis(config, logger);
+      logger.info(
+        { gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
+        "portcullis started",
+      );
+      const stop = (): void => {
+        logger.info("shutting down: draining in-flight requests");
+        running.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            logger.error({ err }, "shutdown failed");
+            process.exit(1);
+          },
+        );
+      };
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+
+  program
+    .command("demo")
+    .description("run the demo exchange, the gateway in front of it and the admin API, with ready-to-use keys")
+    .option("--port <n>", "gateway port", port, 8080)
+    .option("--admin-port <n>", "admin API port", port, 8081)
+    .option("--upstream-port <n>", "demo exchange port", port, 8082)
+    .option("--data <dir>", "data directory (default: a temporary one, removed on exit)")
+    .option("--json", "print one JSON line with the URLs and demo keys first")
+    .action(async (opts: { port: number; adminPort: number; upstreamPort: number; data?: string; json?: boolean }) => {
+      await runDemo({
+        port: opts.port,
+        adminPort: opts.adminPort,
+        upstreamPort: opts.upstreamPort,
+        dataDir: opts.data === undefined ? undefined : resolve(opts.data),
+        json: opts.json === true,
+      });
+    });
+
+  const keys = program.command("keys").description("create, inspect, revoke, suspend and resume API keys");
+
+  withTarget(
+    keys
+      .command("create")
+      .description("create an API key; an HMAC secret or generated private key is printed once")
+      .requiredOption("--account <id>", "account the key acts for")
+      .requiredOption("--scopes <list>", "comma-separated: read, trade, withdraw, transfer, admin:keys, admin:*")
+      .option("--sub-account <id>", "sub-account")
+      .option("--label <text>", "a label for humans")
+      .option("--ip <cidr>", "allow only this address or CIDR block (repeatable)", collect)
+      .addOption(new Option("--algorithm <alg>", "credential type").choices(["hmac-sha256", "ed25519", "ecdsa-p256", "rsa"]))
+      .option("--public-key <file>", "your public key (SPKI PEM or JWK); without it an asymmetric key pair is generated here")
+      .option("--private-key-out <file>", "write a generated private key to this file (mode 0600) instead of printing it")
+      .option("--expires <duration>", 'expiry: a duration such as "30d", or an ISO-8601 time')
+      .option("--window <ms>", "freshness window for signatures, 1000-60000 ms (default 5000)")
+      .option("--dialect <name>", "signing scheme the key may use (repeatable; default native)", collect),
+  ).action(
+    async (opts: TargetOptions & {
+      account: string;
+      scopes: string;
+      subAccount?: string;
+      label?: string;
+      ip?: string[];
+      algorithm?: string;
+      publicKey?: string;
+      privateKeyOut?: string;
+      expires?: string;
+      window?: string;
+      dialect?: string[];
+      json?: boolean;
+    }) => {
+      let generated: { publicKey: string; privateKey: string } | null = null;
+      let publicKey: string | undefined;
+      if (opts.publicKey !== undefined) publicKey = readFileSync(opts.publicKey, "utf8");
+      else if (opts.algorithm !== undefined && opts.algorithm !== "hmac-sha256") {
+        generated = generatePrivateKey(opts.algorithm);
+        publicKey = generated.publicKey;
+      }
+      const raw: Record<string, unknown> = {
+        account: opts.account,
+        scopes: opts.scopes.split(",").map((s) => s.trim()).filter((s) => s !== ""),
+      };
+      if (opts.subAccount !== undefined) raw.subAccount = opts.subAccount;
+      if (opts.label !== undefined) raw.label = opts.label;
+      if (opts.ip !== undefined) raw.ipAllowlist = opts.ip;
+      if (opts.algorithm !== undefined) raw.algorithm = opts.algorithm;
+      if (publicKey !== undefined) raw.publicKey = publicKey;
+      if (opts.expires !== undefined) raw.expires = opts.expires;
+      if (opts.window !== undefined) raw.windowMs = Number(opts.window);
+      if (opts.dialect !== undefined) raw.dialects = opts.dialect;
+      const key = await withOps(opts, (ops) => ops.create(raw));
+      let privateKey: string | undefined;
+      if (generated !== null) {
+        if (opts.privateKeyOut !== undefined) writeFileSync(opts.privateKeyOut, generated.privateKey, { mode: 0o600, flag: "wx" });
+        else privateKey = generated.privateKey;
+      }
+      const out = privateKey === undefined ? key : { ...key, privateKey };
+      print(opts.json === true, out, () => {
+        const lines = [describeKey(key)];
+        if (key.secret !== undefined) lines.push("", `secret      ${key.secret}`, "            (shown once: store it now; Portcullis keeps only an encrypted copy)");
+        if (privateKey !== undefined) lines.push("", "private key (shown once, never sent to the server):", privateKey.trimEnd());
+        if (opts.privateKeyOut !== undefined && generated !== null) lines.push("", `private key written to ${opts.privateKeyOut} (mode 0600)`);
+        return lines.join("\n");
+      });
+    },
+  );
+
+  withTarget(
+    keys
+      .command("list")
+      .description("list keys")
+      .option("--account <id>", "only this account")
+      .addOption(new Option("--status <status>", "only this status").choices([...KEY_STATUSES]))
+      .option("--limit <n>", "at most this many (1-1000)", "100"),
+  ).action(async (opts: TargetOptions & { account?: string; status?: KeyStatus; limit: string; json?: boolean }) => {
+    const limit = Number(opts.limit);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new PortcullisError("VALIDATION_FAILED", "--limit must be 1-1000");
+    const list = await withOps(opts, (ops) =>
+      ops.list({ limit, ...(opts.account === undefined ? {} : { account: opts.account }), ...(opts.status === undefined ? {} : { status: opts.status }) }),
+    );
+    print(opts.json === true, list, () =>
+      list.length === 0
+        ? "no keys"
+        : list.map((k) => `${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.algorithm.padEnd(11)} ${k.account}  ${k.scopes.join(",")}`).join("\n"),
+    );
+  });
+
+  withTarget(keys.command("show").description("show one key").argument("<id>", "key id")).action(
+    async (id: string, opts: TargetOptions & { json?: boolean }) => {
+      const key = await withOps(opts, (ops) => ops.show(id));
+      print(opts.json === true, key, () => describeKey(key));
+    },
+  );
+
+  for (const action of ["revoke", "suspend"] as const) {
+    withTarget(
+      keys
+        .command(action)
+        .description(action === "revoke" ? "revoke a key for good" : "suspend a key (resume undoes it)")
+        .argument("<id>", "key id")
+        .option("--reason <text>", "why (recorded with the change)"),
+    ).action(async (id: string, opts: TargetOptions & { reason?: string; json?: boolean }) => {
+      const key = await withOps(opts, (ops) => ops[action](id, opts.reason ?? null));
+      print(opts.json === true, key, () => `${key.id} is now ${key.effectiveStatus}`);
+    });
+  }
+
+  withTarget(keys.command("resume").description("resume a suspended key").argument("<id>", "key id")).action(
+    async (id: string, opts: TargetOptions & { json?: boolean }) => {
+      const key = await withOps(opts, (ops) => ops.resume(id));
+      print(opts.json === true, key, () => `${key.id} is now ${key.effectiveStatus}`);
+    },
+  );
+
+  program
+    .command("request")
+    .description("send one request signed in the native scheme (like curl); key from $PORTCULLIS_KEY_ID / $PORTCULLIS_SECRET")
+    .argument("<method>", "HTTP method")
+    .argument("<url>", "full URL, e.g. http://127.0.0.1:8080/api/v3/account")
+    .option("--key-id <id>", "API key id")
+    .option("--secret <secret>", "HMAC secret (prefer $PORTCULLIS_SECRET)")
+    .option("--private-key <file>", "PKCS#8 PEM private key for an ed25519 / ecdsa-p256 key")
+    .option("-d, --data <body>", "request body, sent exactly as given")
+    .option("-H, --header <header>", "extra header 'name: value' (repeatable)", collect)
+    .action(
+      async (
+        method: string,
+        url: string,
+        opts: { keyId?: string; secret?: string; privateKey?: string; data?: string; header?: string[] },
+      ) => {
+        const status = await sendSignedRequest({
+          method,
+          url,
+          keyId: opts.keyId ?? process.env.PORTCULLIS_KEY_ID,
+          secret: opts.secret ?? process.env.PORTCULLIS_SECRET,
+          privateKeyFile: opts.privateKey,
+          body: opts.data,
+          headers: opts.header ?? [],
+        });
+        if (status >= 400) process.exitCode = 1;
+      },
+    );
+
+  return program;
+}
+
+function reportError(err: unknown, json: boolean): void {
+  let code = "ERROR";
+  let message: string;
+  if (err instanceof PortcullisError) {
+    code = err.code;
+    message = err.publicMessage;
+  } else if (err instanceof ConfigError || err instanceof DataDirError) {
+    code = err.name === "ConfigError" ? "CONFIG_INVALID" : "DATA_DIR_INVALID";
+    message = err.message;
+  } else if (err instanceof Error) {
+    message = err.message;
+  } else {
+    message = String(err);
+  }
+  process.stderr.write(json ? `${JSON.stringify({ error: { code, message } })}\n` : `portcullis: ${message}\n`);
+}
+
+const argv = process.argv;
+buildProgram()
+  .parseAsync(argv)
+  .catch((err: unknown) => {
+    reportError(err, argv.includes("--json"));
+    process.exit(1);
+  });

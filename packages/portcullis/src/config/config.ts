@@ -1,0 +1,187 @@
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
+import type { Environment } from "../keys/ids.js";
+import { DEFAULT_WINDOW_MS } from "../keys/model.js";
+import { CidrError, CidrSet } from "../net/ip.js";
+
+/**
+ * The configuration file (JSON). Every field is validated at startup; a mistake stops the process
+ * with a message naming the field (and, for routes, the route). Relative paths are resolved
+ * against the config file's directory.
+ */
+export interface PortcullisConfig {
+  /** Where the SQLite database, the keyring and the identity secret live. */
+  readonly dataDir: string;
+  /**
+   * Keys of the other environment are refused: a test key never works in production. Null means
+   * "the data directory's environment"; when set, it must match the data directory's.
+   */
+  readonly environment: Environment | null;
+  readonly gateway: {
+    readonly host: string;
+    readonly port: number;
+    /** Origin of the protected API, e.g. http://127.0.0.1:9000. */
+    readonly upstream: string;
+    readonly bodyLimit: number;
+    readonly upstreamTimeoutMs: number;
+    /** Peers whose X-Forwarded-For is believed (CIDR blocks). */
+    readonly trustedProxies: readonly string[];
+    /** Host values the gateway answers for (empty: any). */
+    readonly authorities: readonly string[];
+    /** The scheme clients use to reach the gateway (a TLS-terminating proxy in front: https). */
+    readonly scheme: "http" | "https";
+    readonly serverTiming: boolean;
+    /** The gateway-upstream secret used to sign identity headers (file, mode 0600). */
+    readonly identitySecretFile: string;
+  };
+  readonly admin: {
+    readonly enabled: boolean;
+    readonly host: string;
+    readonly port: number;
+  };
+  readonly signatures: {
+    readonly windowMs: number;
+    readonly futureSkewMs: number;
+  };
+  readonly routes: readonly RouteSpec[];
+  readonly log: { readonly level: string };
+}
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+type Json = Record<string, unknown>;
+
+function obj(v: unknown, where: string): Json {
+  if (v === undefined) return {};
+  if (v === null || typeof v !== "object" || Array.isArray(v)) throw new ConfigError(`${where} must be an object`);
+  return v as Json;
+}
+
+function only(o: Json, where: string, allowed: readonly string[]): void {
+  for (const k of Object.keys(o)) {
+    if (!allowed.includes(k)) throw new ConfigError(`${where}.${k} is not a known setting (known: ${allowed.join(", ")})`);
+  }
+}
+
+function str(o: Json, key: string, where: string, fallback: string): string {
+  const v = o[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== "string" || v === "") throw new ConfigError(`${where}.${key} must be a non-empty string`);
+  return v;
+}
+
+function int(o: Json, key: string, where: string, fallback: number, min: number, max: number): number {
+  const v = o[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+    throw new ConfigError(`${where}.${key} must be an integer from ${min} to ${max}`);
+  }
+  return v;
+}
+
+function bool(o: Json, key: string, where: string, fallback: boolean): boolean {
+  const v = o[key];
+  if (v === undefined) return fallback;
+  if (typeof v !== "boolean") throw new ConfigError(`${where}.${key} must be true or false`);
+  return v;
+}
+
+function strings(o: Json, key: string, where: string): string[] {
+  const v = o[key];
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw new ConfigError(`${where}.${key} must be a list of strings`);
+  return v as string[];
+}
+
+/** Validates a parsed config object. `baseDir` resolves relative paths. */
+export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
+  const root = obj(raw, "config");
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "log"]);
+  const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
+  const environment = root.environment ?? null;
+  if (environment !== null && environment !== "live" && environment !== "test") {
+    throw new ConfigError('config.environment must be "live" or "test"');
+  }
+
+  const g = obj(root.gateway, "gateway");
+  only(g, "gateway", ["host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile"]);
+  const upstream = str(g, "upstream", "gateway", "");
+  if (upstream === "") throw new ConfigError("gateway.upstream is required (the origin of the API to protect, e.g. http://127.0.0.1:9000)");
+  const trustedProxies = strings(g, "trustedProxies", "gateway");
+  try {
+    new CidrSet(trustedProxies);
+  } catch (err) {
+    throw new ConfigError(`gateway.trustedProxies: ${err instanceof CidrError ? err.message : String(err)}`);
+  }
+  const scheme = str(g, "scheme", "gateway", "http");
+  if (scheme !== "http" && scheme !== "https") throw new ConfigError('gateway.scheme must be "http" or "https"');
+
+  const a = obj(root.admin, "admin");
+  only(a, "admin", ["enabled", "host", "port"]);
+  const s = obj(root.signatures, "signatures");
+  only(s, "signatures", ["windowMs", "futureSkewMs"]);
+  const l = obj(root.log, "log");
+  only(l, "log", ["level"]);
+  const level = str(l, "level", "log", "info");
+  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(level)) {
+    throw new ConfigError("log.level must be one of fatal, error, warn, info, debug, trace, silent");
+  }
+
+  const routes = root.routes;
+  if (!Array.isArray(routes) || routes.length === 0) {
+    throw new ConfigError("routes must be a non-empty list: every route the gateway exposes maps to a permission");
+  }
+  try {
+    new RouteTable(routes as RouteSpec[]);
+  } catch (err) {
+    if (err instanceof RouteTableError) throw new ConfigError(`routes: ${err.message}`);
+    throw err;
+  }
+
+  return {
+    dataDir,
+    environment,
+    gateway: {
+      host: str(g, "host", "gateway", "0.0.0.0"),
+      port: int(g, "port", "gateway", 8080, 0, 65535),
+      upstream,
+      bodyLimit: int(g, "bodyLimit", "gateway", 1024 * 1024, 0, 64 * 1024 * 1024),
+      upstreamTimeoutMs: int(g, "upstreamTimeoutMs", "gateway", 10_000, 100, 300_000),
+      trustedProxies,
+      authorities: strings(g, "authorities", "gateway").map((x) => x.toLowerCase()),
+      scheme,
+      serverTiming: bool(g, "serverTiming", "gateway", false),
+      identitySecretFile: resolve(dataDir, str(g, "identitySecretFile", "gateway", "identity.secret")),
+    },
+    admin: {
+      enabled: bool(a, "enabled", "admin", true),
+      host: str(a, "host", "admin", "127.0.0.1"),
+      port: int(a, "port", "admin", 8081, 0, 65535),
+    },
+    signatures: {
+      windowMs: int(s, "windowMs", "signatures", DEFAULT_WINDOW_MS, 1000, 60_000),
+      futureSkewMs: int(s, "futureSkewMs", "signatures", 1000, 0, 60_000),
+    },
+    routes: routes as RouteSpec[],
+    log: { level },
+  };
+}
+
+export function loadConfig(file: string): PortcullisConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return parseConfig(raw, dirname(resolve(file)));
+}

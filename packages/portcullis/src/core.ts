@@ -1,0 +1,114 @@
+import { RouteTable, type RouteSpec } from "./authz/routes.js";
+import type { Envelope } from "./custody/envelope.js";
+import { KeyCache } from "./keys/cache.js";
+import type { Environment } from "./keys/ids.js";
+import { DEFAULT_WINDOW_MS } from "./keys/model.js";
+import { KeyService } from "./keys/service.js";
+import { LastUsedRecorder } from "./keys/usage.js";
+import { type Logger, silentLogger } from "./log/logger.js";
+import { ClientAddressResolver } from "./net/client-address.js";
+import type { PipelineRequest, RequestContext } from "./pipeline/context.js";
+import { Pipeline, type PipelineOptions } from "./pipeline/pipeline.js";
+import { MemoryNonceStore } from "./storage/memory/nonces.js";
+import type { DurableStore, NonceStore } from "./storage/types.js";
+
+export interface PortcullisOptions {
+  /** Durable state (keys). */
+  readonly store: DurableStore;
+  /** Encrypts stored secrets under the key-encryption key. */
+  readonly envelope: Envelope;
+  readonly environment: Environment;
+  /** The route table: method + path pattern -> permission and weight. */
+  readonly routes: readonly RouteSpec[];
+  /** Hot state for replay protection. Default: process memory. */
+  readonly nonces?: NonceStore;
+  /** Default freshness window for `created` (ms). Default 5000. */
+  readonly windowMs?: number;
+  readonly futureSkewMs?: number;
+  readonly trustedProxies?: readonly string[];
+  readonly authorities?: readonly string[];
+  readonly scheme?: "http" | "https";
+  /** Record per-stage timings (Server-Timing). */
+  readonly timing?: boolean;
+  readonly logger?: Logger;
+  readonly now?: () => number;
+  readonly keyCache?: { readonly freshMs?: number; readonly staleMs?: number; readonly negativeMs?: number };
+}
+
+/**
+ * The core, assembled: key service, key cache kept coherent by the store's change feed, and the
+ * pipeline. The gateway, the admin API and the embedded middleware are thin layers over this.
+ */
+export class Portcullis {
+  readonly keys: KeyService;
+  readonly cache: KeyCache;
+  readonly pipeline: Pipeline;
+  readonly routes: RouteTable;
+  readonly logger: Logger;
+  private readonly store: DurableStore;
+  private readonly usage: LastUsedRecorder;
+  private readonly unsubscribe: () => void;
+  private readonly shared: Omit<PipelineOptions, "routes">;
+
+  constructor(options: PortcullisOptions) {
+    const now = options.now ?? Date.now;
+    this.logger = options.logger ?? silentLogger();
+    this.store = options.store;
+    this.routes = new RouteTable(options.routes);
+    this.keys = new KeyService({ store: options.store, envelope: options.envelope, environment: options.environment, now });
+    this.cache = new KeyCache({
+      load: (id) => this.keys.loadMaterial(id),
+      defaultWindowMs: options.windowMs ?? DEFAULT_WINDOW_MS,
+      now,
+      ...options.keyCache,
+      onRefreshError: (keyId, err) => {
+        this.logger.warn({ keyId, err }, "key refresh failed; serving the cached copy");
+      },
+    });
+    this.unsubscribe = options.store.changes.subscribe((ids) => {
+      this.cache.evict(ids);
+    });
+    this.usage = new LastUsedRecorder(
+      (batch) => this.keys.touch(batch),
+      5_000,
+      (err) => {
+        this.logger.warn({ err }, "recording key last-use failed");
+      },
+    );
+    this.usage.start();
+    this.shared = {
+      keys: this.cache,
+      nonces: options.nonces ?? new MemoryNonceStore(),
+      clientAddress: new ClientAddressResolver(options.trustedProxies ?? []),
+      environment: options.environment,
+      scheme: options.scheme ?? "http",
+      authorities: options.authorities,
+      futureSkewMs: options.futureSkewMs,
+      timing: options.timing ?? false,
+      now,
+      onKeyUsed: (id, at) => {
+        this.usage.record(id, at);
+      },
+    };
+    this.pipeline = this.createPipeline(this.routes);
+  }
+
+  /**
+   * A pipeline over another route table that shares this core's keys, cache and replay state
+   * (the admin API uses one, so a nonce spent on the gateway cannot be replayed on it).
+   */
+  createPipeline(routes: RouteTable): Pipeline {
+    return new Pipeline({ ...this.shared, routes });
+  }
+
+  /** Runs a request through every stage; `ctx.denial` is null when it is allowed. */
+  verify(req: PipelineRequest, requestId?: string): Promise<RequestContext> {
+    return this.pipeline.run(req, requestId);
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    await this.usage.stop();
+    await this.store.close();
+  }
+}

@@ -1,0 +1,21 @@
+/**
+ * The demo exchange's route table, in the gateway's format: every endpoint the exchange serves,
+ * with the permission a key needs to call it and a Binance-like request weight. The gateway denies
+ * anything not listed here, and the exchange serves exactly these routes (index.ts checks that
+ * every route has an endpoint). Weights follow Binance's spot API documentation; the withdraw
+ * weight is Binance's per-IP weight (Binance also counts 900 against a separate per-UID budget).
+ */
+import type { RouteSpec } from "../../authz/routes.js";
+
+export const DEMO_EXCHANGE_ROUTES: RouteSpec[] = [
+  { method: "GET", path: "/api/v3/time", permission: "public", weight: 1 },
+  { method: "GET", path: "/api/v3/exchangeInfo", permission: "public", weight: 20 },
+  { method: "GET", path: "/api/v3/ticker/price", permission: "public", weight: 2 },
+  { method: "GET", path: "/api/v3/depth", permission: "public", weight: 5 },
+  { method: "GET", path: "/api/v3/account", permission: "read", weight: 20 },
+  { method: "POST", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["order"] },
+  { method: "GET", path: "/api/v3/order", permission: "read", weight: 4 },
+  { method: "DELETE", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["cancel"] },
+  { method: "GET", path: "/api/v3/openOrders", permission: "read", weight: 6 },
+  { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", weight: 1 },
+];

@@ -1,0 +1,94 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Portcullis } from "../core.js";
+import { type Denial, deny } from "../errors/catalogue.js";
+import { readBody, sendDenial } from "../gateway/http.js";
+import type { RequestContext } from "../pipeline/context.js";
+
+/**
+ * Embedded mode: the pipeline as middleware inside the venue's own Node service, instead of a
+ * separate gateway. The middleware reads the body (it must see the exact bytes the signature
+ * covers), runs every stage, and either answers the denial itself or hands the request on with
+ * `req.portcullis` (who is calling) and `req.rawBody` (the bytes, to parse as you like).
+ *
+ *   const portcullis = new Portcullis({ ... });
+ *   app.use(createMiddleware(portcullis));          // Express / Connect
+ *   http.createServer((req, res) => mw(req, res, () => handle(req, res)));   // node:http
+ *
+ * Because the middleware consumes the body stream, put it before any body parser and parse
+ * `req.rawBody` instead.
+ */
+export interface PortcullisCaller {
+  readonly requestId: string;
+  readonly keyId: string;
+  readonly account: string;
+  readonly subAccount: string | null;
+  readonly scopes: readonly string[];
+  readonly clientIp: string;
+  /** The matched route, "METHOD /pattern". */
+  readonly route: string;
+}
+
+export interface PortcullisRequest extends IncomingMessage {
+  /** Set on authenticated requests; absent on public routes. */
+  portcullis?: PortcullisCaller;
+  rawBody?: Buffer;
+}
+
+export interface MiddlewareOptions {
+  /** Largest body accepted, in bytes. Default 1 MiB. */
+  readonly bodyLimit?: number;
+  /** Called for every denial before it is answered (for logging / metrics). */
+  readonly onDenied?: (denial: Denial, ctx: RequestContext | null) => void;
+}
+
+export type Next = (err?: unknown) => void;
+
+export function callerOf(ctx: RequestContext): PortcullisCaller | undefined {
+  const key = ctx.key;
+  if (key === null || ctx.route === null) return undefined;
+  return {
+    requestId: ctx.requestId,
+    keyId: key.record.id,
+    account: key.record.account,
+    subAccount: key.record.subAccount,
+    scopes: key.record.scopes,
+    clientIp: ctx.client?.text ?? "",
+    route: ctx.route.id,
+  };
+}
+
+export function createMiddleware(core: Portcullis, options: MiddlewareOptions = {}): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
+  const bodyLimit = options.bodyLimit ?? 1024 * 1024;
+  const onDenied = options.onDenied ?? (() => undefined);
+  const run = async (req: PortcullisRequest, res: ServerResponse, next: Next): Promise<void> => {
+    let body = readBody(req, bodyLimit);
+    if (body instanceof Promise) body = await body;
+    if (!Buffer.isBuffer(body)) {
+      onDenied(body, null);
+      sendDenial(res, body, "embedded");
+      return;
+    }
+    const ctx = await core.verify({
+      method: req.method ?? "",
+      url: req.url ?? "",
+      headers: req.headers,
+      body,
+      socketAddress: req.socket.remoteAddress,
+    });
+    if (ctx.denial !== null) {
+      onDenied(ctx.denial, ctx);
+      sendDenial(res, ctx.denial, ctx.requestId);
+      return;
+    }
+    req.rawBody = body;
+    const caller = callerOf(ctx);
+    if (caller !== undefined) req.portcullis = caller;
+    next();
+  };
+  return (req, res, next) => {
+    run(req, res, next).catch((err: unknown) => {
+      core.logger.error({ err }, "embedded pipeline error");
+      if (!res.headersSent) sendDenial(res, deny("INTERNAL"), "embedded", { close: true });
+    });
+  };
+}

@@ -1,0 +1,102 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+
+/** Shared HTTP plumbing for the gateway, the admin API and the embedded middleware. */
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Reads a request body up to `limit` bytes. A declared Content-Length above the limit is refused
+ * before a byte is read; a chunked body is cut off as soon as it passes the limit. A request with
+ * neither Content-Length nor Transfer-Encoding has no body (RFC 9112 section 6.3) and resolves at
+ * once.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | Denial> | Buffer | Denial {
+  const lengthHeader = req.headers["content-length"];
+  const chunked = req.headers["transfer-encoding"] !== undefined;
+  if (lengthHeader === undefined && !chunked) {
+    req.resume();
+    return EMPTY;
+  }
+  if (lengthHeader !== undefined) {
+    const declared = Number(lengthHeader);
+    if (!Number.isSafeInteger(declared) || declared < 0) return deny("HTTP_MALFORMED", "bad content-length");
+    if (declared > limit) return deny("BODY_TOO_LARGE", `declared ${declared} > ${limit}`);
+    if (declared === 0 && !chunked) {
+      req.resume();
+      return EMPTY;
+    }
+  }
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (value: Buffer | Denial): void => {
+      if (done) return;
+      done = true;
+      req.removeListener("data", onData);
+      req.removeListener("end", onEnd);
+      req.removeListener("error", onError);
+      req.removeListener("aborted", onError);
+      resolve(value);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        // Stop reading: the connection is closed after the 413 is sent.
+        req.pause();
+        finish(deny("BODY_TOO_LARGE", `more than ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      finish(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
+    const onError = (): void => {
+      finish(deny("BODY_INCOMPLETE"));
+    };
+    req.on("data", onData);
+    req.on("end", onEnd);
+    req.on("error", onError);
+    req.on("aborted", onError);
+  });
+}
+
+export interface ResponseExtras {
+  readonly serverTiming?: string | undefined;
+  readonly close?: boolean;
+}
+
+/** Sends a JSON body with the security headers every Portcullis answer carries. */
+export function sendJson(res: ServerResponse, status: number, body: string, requestId: string, extras?: ResponseExtras): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string | number> = {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(body),
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "portcullis-request-id": requestId,
+  };
+  if (extras?.serverTiming !== undefined) headers["server-timing"] = extras.serverTiming;
+  if (extras?.close === true) headers.connection = "close";
+  res.writeHead(status, headers);
+  res.end(body);
+}
+
+/** Sends a denial in the native error shape: `{ code, message, requestId }`. */
+export function sendDenial(res: ServerResponse, denial: Denial, requestId: string, extras?: ResponseExtras): void {
+  const close = extras?.close === true || denial.code === "BODY_TOO_LARGE" || denial.code === "HTTP_MALFORMED";
+  sendJson(res, denial.status, errorBody(denial, requestId), requestId, { serverTiming: extras?.serverTiming, close });
+}
+
+/** Formats stage timings as a Server-Timing header value. */
+export function serverTimingHeader(names: readonly string[], durations: readonly number[], extra?: Readonly<Record<string, number>>): string {
+  const parts: string[] = [];
+  for (let i = 0; i < durations.length; i++) parts.push(`${names[i] ?? `s${i}`};dur=${(durations[i] ?? 0).toFixed(3)}`);
+  if (extra !== undefined) for (const [name, dur] of Object.entries(extra)) parts.push(`${name};dur=${dur.toFixed(3)}`);
+  return parts.join(", ");
+}

@@ -1,0 +1,204 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { performance } from "node:perf_hooks";
+import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import type { Logger } from "../log/logger.js";
+import type { RequestContext } from "../pipeline/context.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import { sendDenial, sendJson, serverTimingHeader, readBody } from "./http.js";
+import type { IdentitySigner } from "./identity.js";
+import { ServerLifecycle } from "./lifecycle.js";
+import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
+
+export interface GatewayOptions {
+  readonly pipeline: Pipeline;
+  readonly forwarder: Forwarder;
+  readonly identity: IdentitySigner;
+  readonly logger: Logger;
+  /** Largest request body accepted, in bytes. Default 1 MiB. */
+  readonly bodyLimit?: number;
+  /** Add a Server-Timing header with per-stage durations. Default false. */
+  readonly serverTiming?: boolean;
+  /** The scheme clients use (for X-Forwarded-Proto). */
+  readonly scheme?: "http" | "https";
+  readonly now?: () => number;
+}
+
+/** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
+const OWN_PREFIX = "/portcullis/";
+
+/**
+ * The gateway: an HTTP reverse proxy that runs every request through the pipeline and forwards
+ * the ones it allows. Bad input of any kind is answered with a JSON error and a stable code;
+ * anything unexpected is logged with the request id and answered 500 without details.
+ */
+export class Gateway {
+  readonly server: Server;
+  private readonly options: GatewayOptions;
+  private readonly bodyLimit: number;
+  private readonly now: () => number;
+  private readonly scheme: string;
+  private readonly timingNames: readonly string[];
+  private readonly lifecycle: ServerLifecycle;
+
+  constructor(options: GatewayOptions) {
+    this.options = options;
+    this.bodyLimit = options.bodyLimit ?? 1024 * 1024;
+    if (!Number.isSafeInteger(this.bodyLimit) || this.bodyLimit < 0) throw new TypeError("bodyLimit must be a non-negative integer");
+    this.now = options.now ?? Date.now;
+    this.scheme = options.scheme ?? "http";
+    this.timingNames = options.pipeline.stageNames;
+    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      this.handle(req, res);
+    });
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      rejectUnparsable(err, socket);
+    });
+    this.lifecycle = new ServerLifecycle(this.server);
+  }
+
+  private get closing(): boolean {
+    return this.lifecycle.closing;
+  }
+
+  /** The node:http request listener (for use with an existing server). */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const requestId = randomUUID();
+    this.lifecycle.track(res);
+    this.serve(req, res, requestId).catch((err: unknown) => {
+      this.options.logger.error({ requestId, err }, "unhandled gateway error");
+      sendDenial(res, deny("INTERNAL"), requestId, { close: true });
+    });
+  };
+
+  private async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const url = req.url ?? "";
+    const method = req.method ?? "";
+    if (url.startsWith(OWN_PREFIX)) {
+      req.resume();
+      this.ownEndpoint(method, url, res, requestId);
+      return;
+    }
+    let body = readBody(req, this.bodyLimit);
+    if (body instanceof Promise) body = await body;
+    if (!Buffer.isBuffer(body)) {
+      this.refuse(res, body, requestId, null, req);
+      return;
+    }
+    const ctx = await this.options.pipeline.run(
+      { method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress },
+      requestId,
+    );
+    if (ctx.denial !== null) {
+      this.refuse(res, ctx.denial, requestId, ctx, req);
+      return;
+    }
+    await this.forward(ctx, res);
+  }
+
+  private async forward(ctx: RequestContext, res: ServerResponse): Promise<void> {
+    const extra: Record<string, string> = {
+      "x-forwarded-for": ctx.client?.text ?? "",
+      "x-forwarded-proto": this.scheme,
+      "portcullis-request-id": ctx.requestId,
+    };
+    if (ctx.authority !== undefined) extra["x-forwarded-host"] = ctx.authority;
+    const key = ctx.key;
+    if (key !== null && ctx.client !== null) {
+      const record = key.record;
+      Object.assign(
+        extra,
+        this.options.identity.headers(
+          ctx.method,
+          ctx.url,
+          {
+            requestId: ctx.requestId,
+            keyId: record.id,
+            account: record.account,
+            subAccount: record.subAccount,
+            scopes: record.scopes,
+            clientIp: ctx.client.text,
+            timestamp: this.now(),
+          },
+          key.scopesText,
+        ),
+      );
+    }
+    const responseHeaders: Record<string, string> = { "portcullis-request-id": ctx.requestId };
+    const upstreamStart = ctx.timings === null ? 0 : performance.now();
+    if (ctx.timings !== null) {
+      // Server-Timing must be set before the upstream's headers are written; the upstream's own
+      // duration is only known afterwards, so it is reported in logs, not in the header.
+      responseHeaders["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
+    }
+    const failure = await this.options.forwarder.forward(
+      { method: ctx.method, url: ctx.url, headers: upstreamRequestHeaders(ctx.headers, extra), body: ctx.body },
+      res,
+      responseHeaders,
+    );
+    if (failure !== null) {
+      this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
+      const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings, { upstream: performance.now() - upstreamStart });
+      sendDenial(res, failure, ctx.requestId, { serverTiming: timing });
+    }
+  }
+
+  private refuse(res: ServerResponse, denial: Denial, requestId: string, ctx: RequestContext | null, req: IncomingMessage): void {
+    this.options.logger.info(
+      {
+        requestId,
+        code: denial.code,
+        detail: denial.detail,
+        method: req.method,
+        route: ctx?.route?.id,
+        keyId: ctx?.keyId ?? undefined,
+        client: ctx?.client?.text ?? req.socket.remoteAddress,
+      },
+      "request denied",
+    );
+    const timing = ctx?.timings === null || ctx === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
+    sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing });
+  }
+
+  private ownEndpoint(method: string, url: string, res: ServerResponse, requestId: string): void {
+    const path = url.split("?", 1)[0];
+    if (path === "/portcullis/v1/time" && (method === "GET" || method === "HEAD")) {
+      sendJson(res, 200, JSON.stringify({ serverTime: this.now() }), requestId);
+      return;
+    }
+    if (path === "/portcullis/v1/health" && (method === "GET" || method === "HEAD")) {
+      sendJson(res, this.closing ? 503 : 200, JSON.stringify({ status: this.closing ? "draining" : "ok" }), requestId);
+      return;
+    }
+    sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);
+  }
+
+  listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {
+    return this.lifecycle.listen(port, host);
+  }
+
+  /**
+   * Graceful shutdown: stop accepting connections, let in-flight requests finish (answering with
+   * `Connection: close`), then close what is left after `drainMs` and release the upstream pool.
+   */
+  async close(drainMs = 10_000): Promise<void> {
+    if (this.closing) return;
+    await this.lifecycle.close(drainMs);
+    await this.options.forwarder.close();
+  }
+}
+
+/** Answers a request node:http could not parse, in the native error shape, and closes. */
+export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Socket): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const denial = err.code === "HPE_HEADER_OVERFLOW" ? deny("HEADERS_TOO_LARGE") : deny("HTTP_MALFORMED");
+  const body = errorBody(denial, "none");
+  const reason = denial.status === 431 ? "Request Header Fields Too Large" : "Bad Request";
+  socket.end(
+    `HTTP/1.1 ${denial.status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+}

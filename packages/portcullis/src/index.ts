@@ -1,0 +1,28 @@
+/**
+ * `portcullis`: the library. Embed the pipeline in your own service (`Portcullis` +
+ * `createMiddleware`), run the gateway and admin API (`startPortcullis`), or build on the parts.
+ * The upstream-side identity check lives in `portcullis/upstream`.
+ */
+export { Portcullis, type PortcullisOptions } from "./core.js";
+export { startPortcullis, type RunningPortcullis } from "./runtime.js";
+export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type PortcullisRequest } from "./embedded/middleware.js";
+export { Gateway, type GatewayOptions } from "./gateway/server.js";
+export { Forwarder, type ForwarderOptions } from "./gateway/proxy.js";
+export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";
+export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
+export { loadConfig, parseConfig, ConfigError, type PortcullisConfig } from "./config/config.js";
+export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
+export { RouteTable, RouteTableError, type RouteSpec, type Route } from "./authz/routes.js";
+export { PERMISSIONS, type Permission } from "./authz/permissions.js";
+export { KeyService, type CreatedKey } from "./keys/service.js";
+export { parseCreateKeyInput, type CreateKeyInput } from "./keys/input.js";
+export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus } from "./keys/model.js";
+export { generateKeyId, parseKeyId, type Environment } from "./keys/ids.js";
+export { Envelope } from "./custody/envelope.js";
+export { KeyringFileProvider, type KekProvider } from "./custody/keyring.js";
+export { SqliteStore } from "./storage/sqlite/store.js";
+export { MemoryNonceStore } from "./storage/memory/nonces.js";
+export type { DurableStore, NonceStore, KeyStore, ChangeFeed } from "./storage/types.js";
+export { initDataDir, openDataDir } from "./storage/data-dir.js";
+export type { PipelineRequest, RequestContext } from "./pipeline/context.js";
+export { createLogger, type Logger } from "./log/logger.js";

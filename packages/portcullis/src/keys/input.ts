@@ -1,0 +1,164 @@
+import { isScope } from "../authz/permissions.js";
+import { PortcullisError } from "../errors/catalogue.js";
+import { CidrError, parseCidr } from "../net/ip.js";
+import { DIALECTS, type Dialect, KEY_ALGORITHMS, type KeyAlgorithm, MAX_WINDOW_MS } from "./model.js";
+
+/**
+ * Validation of key-creation input, shared by the admin API (JSON from the network) and the CLI
+ * (flags). Every problem is reported at once, per field, with a message a user can act on.
+ */
+export interface CreateKeyInput {
+  readonly account: string;
+  readonly subAccount: string | null;
+  readonly label: string;
+  readonly scopes: readonly string[];
+  readonly ipAllowlist: readonly string[];
+  readonly algorithm: KeyAlgorithm | undefined;
+  readonly publicKey: string | undefined;
+  /** Absolute expiry in epoch ms, or null for none. */
+  readonly expiresAt: number | null;
+  readonly windowMs: number | null;
+  readonly dialects: readonly Dialect[];
+}
+
+const ACCOUNT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
+// eslint-disable-next-line no-control-regex
+const CONTROL_RE = /[\u0000-\u001f\u007f]/;
+const MAX_ALLOWLIST = 256;
+
+const DURATION_RE = /^([1-9][0-9]{0,8})(ms|s|m|h|d|w)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** Parses "90s", "15m", "12h", "30d", "2w" into milliseconds; null when malformed. */
+export function parseDuration(text: string): number | null {
+  const m = DURATION_RE.exec(text.trim());
+  if (m === null) return null;
+  return Number(m[1]) * (UNIT_MS[m[2] ?? ""] ?? 0);
+}
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "string");
+}
+
+/**
+ * Validates raw input (a parsed JSON object or CLI options). `expires` may be an ISO-8601
+ * timestamp, epoch ms, or a duration such as "30d" relative to `now`.
+ */
+export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
+  const errors: Record<string, string> = {};
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
+  }
+  const o = raw as Record<string, unknown>;
+  const known = new Set(["account", "subAccount", "label", "scopes", "ipAllowlist", "algorithm", "publicKey", "expires", "windowMs", "dialects"]);
+  for (const field of Object.keys(o)) if (!known.has(field)) errors[field] = "unknown field";
+
+  const account = o.account;
+  if (typeof account !== "string" || !ACCOUNT_RE.test(account)) {
+    errors.account = "required: 1-64 characters of letters, digits and . _ : @ -, starting with a letter or digit";
+  }
+  let subAccount: string | null = null;
+  if (o.subAccount !== undefined && o.subAccount !== null) {
+    if (typeof o.subAccount !== "string" || !ACCOUNT_RE.test(o.subAccount)) errors.subAccount = "same rules as account";
+    else subAccount = o.subAccount;
+  }
+  let label = "";
+  if (o.label !== undefined) {
+    if (typeof o.label !== "string" || o.label.length > 128 || CONTROL_RE.test(o.label)) {
+      errors.label = "at most 128 characters, no control characters";
+    } else label = o.label;
+  }
+
+  let scopes: string[] = [];
+  if (!isStringArray(o.scopes) || o.scopes.length === 0) {
+    errors.scopes = "required: a non-empty list such as read,trade";
+  } else {
+    const bad = o.scopes.filter((s) => !isScope(s));
+    if (bad.length > 0) errors.scopes = `unknown scope(s): ${bad.join(", ")}`;
+    scopes = [...new Set(o.scopes)].sort();
+  }
+
+  const ipAllowlist: string[] = [];
+  if (o.ipAllowlist !== undefined) {
+    if (!isStringArray(o.ipAllowlist) || o.ipAllowlist.length > MAX_ALLOWLIST) {
+      errors.ipAllowlist = `a list of at most ${MAX_ALLOWLIST} IPv4/IPv6 addresses or CIDR blocks`;
+    } else {
+      for (const entry of o.ipAllowlist) {
+        try {
+          const canonical = parseCidr(entry.trim()).canonical;
+          if (!ipAllowlist.includes(canonical)) ipAllowlist.push(canonical);
+        } catch (err) {
+          errors.ipAllowlist = err instanceof CidrError ? err.message : "invalid entry";
+          break;
+        }
+      }
+    }
+  }
+
+  let algorithm: KeyAlgorithm | undefined;
+  if (o.algorithm !== undefined) {
+    if (typeof o.algorithm !== "string" || !(KEY_ALGORITHMS as readonly string[]).includes(o.algorithm)) {
+      errors.algorithm = `one of ${KEY_ALGORITHMS.join(", ")}`;
+    } else algorithm = o.algorithm as KeyAlgorithm;
+  }
+  let publicKey: string | undefined;
+  if (o.publicKey !== undefined) {
+    if (typeof o.publicKey !== "string") errors.publicKey = "a PEM or JWK text";
+    else publicKey = o.publicKey;
+  }
+  if (algorithm !== undefined && algorithm !== "hmac-sha256" && publicKey === undefined) {
+    errors.publicKey = `required for ${algorithm} keys: the server stores only your public key`;
+  }
+  if (algorithm === "hmac-sha256" && publicKey !== undefined) {
+    errors.publicKey = "not allowed for hmac-sha256 keys (the server generates the secret)";
+  }
+
+  let expiresAt: number | null = null;
+  if (o.expires !== undefined && o.expires !== null) {
+    const e = o.expires;
+    let at: number | null = null;
+    if (typeof e === "number" && Number.isSafeInteger(e)) at = e;
+    else if (typeof e === "string") {
+      const d = parseDuration(e);
+      if (d !== null) at = now + d;
+      else if (/^\d{4}-\d{2}-\d{2}T/.test(e) && !Number.isNaN(Date.parse(e))) at = Date.parse(e);
+    }
+    if (at === null) errors.expires = 'a duration ("30d", "12h"), an ISO-8601 time or epoch milliseconds';
+    else if (at <= now) errors.expires = "must be in the future";
+    else expiresAt = at;
+  }
+
+  let windowMs: number | null = null;
+  if (o.windowMs !== undefined && o.windowMs !== null) {
+    if (typeof o.windowMs !== "number" || !Number.isInteger(o.windowMs) || o.windowMs < 1000 || o.windowMs > MAX_WINDOW_MS) {
+      errors.windowMs = `an integer from 1000 to ${MAX_WINDOW_MS} (milliseconds)`;
+    } else windowMs = o.windowMs;
+  }
+
+  let dialects: Dialect[] = ["native"];
+  if (o.dialects !== undefined) {
+    if (!isStringArray(o.dialects) || o.dialects.length === 0) errors.dialects = "a non-empty list";
+    else {
+      const bad = o.dialects.filter((d) => !(DIALECTS as readonly string[]).includes(d));
+      if (bad.length > 0) errors.dialects = `unsupported dialect(s): ${bad.join(", ")} (supported: ${DIALECTS.join(", ")})`;
+      else dialects = [...new Set(o.dialects as Dialect[])];
+    }
+  }
+
+  const fields = Object.keys(errors);
+  if (fields.length > 0) {
+    throw new PortcullisError("VALIDATION_FAILED", `invalid key: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
+  }
+  return {
+    account: account as string,
+    subAccount,
+    label,
+    scopes,
+    ipAllowlist,
+    algorithm,
+    publicKey,
+    expiresAt,
+    windowMs,
+    dialects,
+  };
+}

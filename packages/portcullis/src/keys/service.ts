@@ -1,0 +1,185 @@
+import { createPublicKey, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
+import type { Envelope } from "../custody/envelope.js";
+import { PortcullisError } from "../errors/catalogue.js";
+import type { DurableStore, KeyChange, KeyRow } from "../storage/types.js";
+import { type Environment, generateKeyId } from "./ids.js";
+import type { CreateKeyInput } from "./input.js";
+import { importPublicKey } from "./material.js";
+import { type KeyRecord, type KeyStatus, type KeyView, toView } from "./model.js";
+
+/** The purpose bound into every HMAC secret's envelope. */
+const SECRET_PURPOSE = "key-secret";
+const HMAC_SECRET_BYTES = 32;
+
+export interface KeyServiceOptions {
+  readonly store: DurableStore;
+  readonly envelope: Envelope;
+  /** The environment new keys are issued for. */
+  readonly environment: Environment;
+  readonly now?: () => number;
+}
+
+export interface CreatedKey {
+  readonly key: KeyView;
+  /** The HMAC secret, shown once; null for asymmetric keys. */
+  readonly secret: string | null;
+}
+
+/** What the verification path needs of a key: the record and its usable key material. */
+export interface KeyMaterial {
+  readonly record: KeyRecord;
+  readonly hmacKey: KeyObject | null;
+  readonly publicKey: KeyObject | null;
+}
+
+export interface ListKeysQuery {
+  readonly account?: string;
+  readonly status?: KeyStatus;
+  readonly after?: string;
+  readonly limit?: number;
+}
+
+function stripSecret(row: KeyRow): KeyRecord {
+  const { secretEnvelope: _secret, ...record } = row;
+  return record;
+}
+
+/**
+ * The one key service. The CLI (on a data directory) and the admin API (over HTTP) both call it;
+ * every change is a single transaction that also writes the change record, so a gateway in another
+ * process sees it through the change feed.
+ */
+export class KeyService {
+  private readonly store: DurableStore;
+  private readonly envelope: Envelope;
+  private readonly now: () => number;
+  readonly environment: Environment;
+
+  constructor(options: KeyServiceOptions) {
+    this.store = options.store;
+    this.envelope = options.envelope;
+    this.environment = options.environment;
+    this.now = options.now ?? Date.now;
+  }
+
+  async create(input: CreateKeyInput, actor: string): Promise<CreatedKey> {
+    const now = this.now();
+    const id = generateKeyId(this.environment);
+    let algorithm = input.algorithm ?? "hmac-sha256";
+    let publicKey: string | null = null;
+    let secret: string | null = null;
+    let secretEnvelope: Buffer | null = null;
+    if (input.publicKey !== undefined) {
+      const imported = importPublicKey(input.publicKey, input.algorithm);
+      algorithm = imported.algorithm;
+      publicKey = imported.pem;
+    } else if (algorithm !== "hmac-sha256") {
+      throw new PortcullisError("VALIDATION_FAILED", `a public key is required for ${algorithm} keys`, { publicKey: "required" });
+    } else {
+      secret = randomBytes(HMAC_SECRET_BYTES).toString("base64url");
+      secretEnvelope = await this.envelope.encrypt(Buffer.from(secret, "utf8"), SECRET_PURPOSE, id);
+    }
+    const row: KeyRow = {
+      id,
+      environment: this.environment,
+      account: input.account,
+      subAccount: input.subAccount,
+      label: input.label,
+      algorithm,
+      publicKey,
+      secretEnvelope,
+      scopes: input.scopes,
+      ipAllowlist: input.ipAllowlist,
+      dialects: input.dialects,
+      expiresAt: input.expiresAt,
+      windowMs: input.windowMs,
+      status: "active",
+      statusReason: null,
+      createdAt: now,
+      updatedAt: now,
+      lastUsedAt: null,
+      revision: 1,
+    };
+    const change: KeyChange = {
+      action: "create",
+      actor,
+      at: now,
+      detail: { account: input.account, algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist },
+    };
+    await this.store.keys.insert(row, change);
+    return { key: toView(stripSecret(row), now), secret };
+  }
+
+  async get(id: string): Promise<KeyView> {
+    const row = await this.store.keys.get(id);
+    if (row === undefined) throw new PortcullisError("KEY_NOT_FOUND");
+    return toView(stripSecret(row), this.now());
+  }
+
+  async list(query: ListKeysQuery = {}): Promise<KeyView[]> {
+    const limit = Math.min(Math.max(query.limit ?? 100, 1), 1000);
+    const rows = await this.store.keys.list({
+      limit,
+      ...(query.account === undefined ? {} : { account: query.account }),
+      ...(query.status === undefined ? {} : { status: query.status }),
+      ...(query.after === undefined ? {} : { after: query.after }),
+    });
+    const now = this.now();
+    return rows.map((r) => toView(stripSecret(r), now));
+  }
+
+  revoke(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
+    return this.transition(id, ["active", "suspended"], "revoked", "revoke", actor, reason);
+  }
+
+  suspend(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
+    return this.transition(id, ["active"], "suspended", "suspend", actor, reason);
+  }
+
+  resume(id: string, actor: string): Promise<KeyView> {
+    return this.transition(id, ["suspended"], "active", "resume", actor, null);
+  }
+
+  private async transition(
+    id: string,
+    from: readonly KeyStatus[],
+    to: KeyStatus,
+    action: KeyChange["action"],
+    actor: string,
+    reason: string | null,
+  ): Promise<KeyView> {
+    const now = this.now();
+    const result = await this.store.keys.transition(id, from, to, reason, { action, actor, at: now, detail: reason === null ? {} : { reason } });
+    if (!result.ok) {
+      if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");
+      throw new PortcullisError("KEY_STATE_CONFLICT", `cannot ${action} a key that is ${result.current ?? "in another state"}`);
+    }
+    return toView(stripSecret(result.row), now);
+  }
+
+  /**
+   * Loads a key with usable material for the verification path: the HMAC secret decrypted into a
+   * KeyObject (the plaintext buffer is wiped), or the public key parsed. Null when unknown.
+   */
+  async loadMaterial(id: string): Promise<KeyMaterial | null> {
+    const row = await this.store.keys.get(id);
+    if (row === undefined) return null;
+    let hmacKey: KeyObject | null = null;
+    let publicKey: KeyObject | null = null;
+    if (row.secretEnvelope !== null) {
+      const plaintext = await this.envelope.decrypt(row.secretEnvelope, SECRET_PURPOSE, row.id);
+      try {
+        hmacKey = createSecretKey(plaintext);
+      } finally {
+        plaintext.fill(0);
+      }
+    }
+    if (row.publicKey !== null) publicKey = createPublicKey(row.publicKey);
+    return { record: stripSecret(row), hmacKey, publicKey };
+  }
+
+  /** Records last-use times (batched by the caller). */
+  touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    return this.store.keys.touch(lastUsed);
+  }
+}

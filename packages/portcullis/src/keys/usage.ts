@@ -1,0 +1,45 @@
+/**
+ * Last-use times, recorded on the request path as one Map write and flushed to the durable store
+ * in batches, so that a busy key costs one UPDATE every few seconds rather than one per request.
+ */
+export class LastUsedRecorder {
+  private pending = new Map<string, number>();
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+
+  constructor(
+    private readonly write: (lastUsed: ReadonlyMap<string, number>) => Promise<void>,
+    private readonly intervalMs = 5_000,
+    private readonly onError: (err: unknown) => void = () => undefined,
+  ) {}
+
+  record(keyId: string, at: number): void {
+    this.pending.set(keyId, at);
+  }
+
+  start(): void {
+    if (this.timer !== null) return;
+    this.timer = setInterval(() => {
+      this.flush().catch(this.onError);
+    }, this.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Writes what is pending; concurrent calls share one write. */
+  async flush(): Promise<void> {
+    if (this.flushing !== null) return this.flushing;
+    if (this.pending.size === 0) return;
+    const batch = this.pending;
+    this.pending = new Map();
+    this.flushing = this.write(batch).finally(() => {
+      this.flushing = null;
+    });
+    return this.flushing;
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    await this.flush();
+  }
+}

@@ -1,0 +1,60 @@
+import type { IncomingHttpHeaders } from "node:http";
+import type { Route } from "../authz/routes.js";
+import type { Denial } from "../errors/catalogue.js";
+import type { VerificationKey } from "../keys/cache.js";
+import type { ClientAddress } from "../net/client-address.js";
+import type { NativeAlgorithm } from "../signatures/algorithms.js";
+import type { ParsedSignature } from "../signatures/rfc9421.js";
+
+/** What the pipeline needs of an HTTP request, whichever server it came through. */
+export interface PipelineRequest {
+  readonly method: string;
+  /** The request target exactly as sent (path and query), e.g. node's `req.url`. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** The exact body bytes (empty when there is none). */
+  readonly body: Buffer;
+  /** The socket's peer address. */
+  readonly socketAddress: string | undefined;
+}
+
+/**
+ * One request's state as it moves through the stages. One shape for every request: each stage
+ * fills in its own fields, and nothing is added later.
+ */
+export class RequestContext {
+  readonly requestId: string;
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+  readonly socketAddress: string | undefined;
+  /** Epoch ms when the pipeline started; every time check of this request uses it. */
+  readonly now: number;
+
+  path = "";
+  query: string | null = null;
+  authority: string | undefined = undefined;
+
+  // Stage outputs.
+  client: ClientAddress | null = null;
+  route: Route | null = null;
+  signature: ParsedSignature | null = null;
+  keyId: string | null = null;
+  key: VerificationKey | null = null;
+  algorithm: NativeAlgorithm | null = null;
+
+  denial: Denial | null = null;
+  /** Stage durations in ms, in stage order, when timing is on. */
+  timings: number[] | null = null;
+
+  constructor(req: PipelineRequest, requestId: string, now: number) {
+    this.requestId = requestId;
+    this.method = req.method;
+    this.url = req.url;
+    this.headers = req.headers;
+    this.body = req.body;
+    this.socketAddress = req.socketAddress;
+    this.now = now;
+  }
+}

@@ -1,0 +1,130 @@
+import { randomBytes } from "node:crypto";
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Envelope } from "../custody/envelope.js";
+import type { Environment } from "../keys/ids.js";
+import { KeyringError, KeyringFileProvider } from "../custody/keyring.js";
+import { SqliteStore } from "./sqlite/store.js";
+
+/**
+ * The embedded data directory, as `portcullis init` lays it out:
+ *
+ *   keyring.json      the key-encryption key(s), mode 0600
+ *   identity.secret   the gateway-upstream secret for identity headers, mode 0600
+ *   portcullis.db     SQLite (WAL): keys and their change feed; secrets envelope-encrypted
+ *
+ * The directory itself is created with mode 0700.
+ */
+export const DATA_FILES = {
+  keyring: "keyring.json",
+  identitySecret: "identity.secret",
+  database: "portcullis.db",
+} as const;
+
+export class DataDirError extends Error {
+  override name = "DataDirError";
+}
+
+function writeSecretFile(path: string, content: string): void {
+  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+  try {
+    writeFileSync(fd, content);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface InitResult {
+  readonly dataDir: string;
+  readonly environment: Environment;
+  readonly created: readonly string[];
+}
+
+/**
+ * Creates whatever of the data directory is missing; never overwrites an existing secret. The
+ * environment (live or test) is fixed at the first init: keys issued from this directory carry
+ * it, and a gateway configured for the other environment refuses to start on it.
+ */
+export async function initDataDir(dataDir: string, environment: Environment = "live"): Promise<InitResult> {
+  const created: string[] = [];
+  if (!existsSync(dataDir)) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    created.push(dataDir);
+  } else if (!statSync(dataDir).isDirectory()) {
+    throw new DataDirError(`${dataDir} exists and is not a directory`);
+  }
+  const keyringPath = join(dataDir, DATA_FILES.keyring);
+  if (!existsSync(keyringPath)) {
+    KeyringFileProvider.create(keyringPath);
+    created.push(keyringPath);
+  }
+  const identityPath = join(dataDir, DATA_FILES.identitySecret);
+  if (!existsSync(identityPath)) {
+    writeSecretFile(identityPath, `${randomBytes(32).toString("base64url")}\n`);
+    created.push(identityPath);
+  }
+  const dbPath = join(dataDir, DATA_FILES.database);
+  if (!existsSync(dbPath)) created.push(dbPath);
+  const store = new SqliteStore(dbPath);
+  try {
+    const stored = await store.initMeta("environment", environment);
+    if (stored !== environment) {
+      throw new DataDirError(`${dataDir} was initialised for the ${stored} environment, not ${environment}`);
+    }
+  } finally {
+    await store.close();
+  }
+  return { dataDir, environment, created };
+}
+
+/** Reads a secret file, refusing one that group or others can read. */
+export function readSecretFile(path: string): string {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new DataDirError(`missing ${path}: run \`portcullis init\` for this data directory`);
+    }
+    throw err;
+  }
+  try {
+    const mode = fstatSync(fd).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      throw new DataDirError(`${path} has mode 0${mode.toString(8)}; it must not be readable by group or others (chmod 600)`);
+    }
+    const text = readFileSync(fd, "utf8").trim();
+    if (text.length < 32) throw new DataDirError(`${path} must hold a secret of at least 32 characters`);
+    return text;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface OpenDataDir {
+  readonly store: SqliteStore;
+  readonly envelope: Envelope;
+  readonly keyring: KeyringFileProvider;
+  readonly environment: Environment;
+}
+
+/** Opens an initialised data directory: the keyring (permission-checked) and the database. */
+export async function openDataDir(dataDir: string, options: { pollIntervalMs?: number } = {}): Promise<OpenDataDir> {
+  if (!existsSync(join(dataDir, DATA_FILES.keyring))) {
+    throw new DataDirError(`${dataDir} is not a Portcullis data directory: run \`portcullis init --data ${dataDir}\``);
+  }
+  let keyring: KeyringFileProvider;
+  try {
+    keyring = KeyringFileProvider.load(join(dataDir, DATA_FILES.keyring));
+  } catch (err) {
+    if (err instanceof KeyringError) throw new DataDirError(err.message);
+    throw err;
+  }
+  const store = new SqliteStore(join(dataDir, DATA_FILES.database), options);
+  const environment = await store.getMeta("environment");
+  if (environment !== "live" && environment !== "test") {
+    await store.close();
+    throw new DataDirError(`${dataDir} has no environment recorded: run \`portcullis init --data ${dataDir}\``);
+  }
+  return { store, envelope: new Envelope(keyring), keyring, environment };
+}

@@ -1,0 +1,143 @@
+/**
+ * Test support: a real core on a temporary data directory (SQLite file, keyring file), a clock
+ * the test controls, and an independent RFC 9421 signer written with node:crypto (deliberately
+ * not the client SDK, so server and SDK are checked against each other, not against themselves).
+ */
+import { createHash, createHmac, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { RouteSpec } from "../../src/authz/routes.js";
+import { Portcullis, type PortcullisOptions } from "../../src/core.js";
+import { parseCreateKeyInput } from "../../src/keys/input.js";
+import type { KeyView } from "../../src/keys/model.js";
+import { initDataDir, openDataDir } from "../../src/storage/data-dir.js";
+
+export const TEST_ROUTES: RouteSpec[] = [
+  { method: "GET", path: "/public/time", permission: "public" },
+  { method: "GET", path: "/api/v3/account", permission: "read", weight: 20 },
+  { method: "GET", path: "/api/v3/order", permission: "read", weight: 4 },
+  { method: "POST", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["order"] },
+  { method: "DELETE", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["cancel"] },
+  { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw" },
+];
+
+/** A clock frozen at `start` that moves only when told. */
+export class FakeClock {
+  constructor(public ms = Date.UTC(2026, 10, 22, 12, 0, 0)) {}
+  readonly now = (): number => this.ms;
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+  get seconds(): number {
+    return Math.floor(this.ms / 1000);
+  }
+}
+
+export interface TestCore {
+  readonly core: Portcullis;
+  readonly dataDir: string;
+  readonly clock: FakeClock;
+  createKey(input: Record<string, unknown>): Promise<{ key: KeyView; secret: string | null }>;
+  cleanup(): Promise<void>;
+}
+
+export async function makeCore(
+  options: Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment">> & { environment?: "live" | "test" } = {},
+): Promise<TestCore> {
+  const dataDir = mkdtempSync(join(tmpdir(), "portcullis-test-"));
+  const environment = options.environment ?? "test";
+  await initDataDir(dataDir, environment);
+  const data = await openDataDir(dataDir, { pollIntervalMs: 50 });
+  const clock = new FakeClock();
+  const core = new Portcullis({
+    routes: TEST_ROUTES,
+    now: clock.now,
+    ...options,
+    store: data.store,
+    envelope: data.envelope,
+    environment,
+  });
+  return {
+    core,
+    dataDir,
+    clock,
+    createKey: (input) => core.keys.create(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"], ...input }, clock.ms), "test"),
+    async cleanup() {
+      await core.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export type SignAlg = "hmac-sha256" | "ed25519" | "ecdsa-p256-sha256" | "rsa-pss-sha512" | "rsa-v1_5-sha256";
+
+export interface SignSpec {
+  readonly method: string;
+  /** Path and query as sent. */
+  readonly url: string;
+  readonly host?: string;
+  readonly body?: string | Buffer;
+  readonly keyId: string;
+  /** HMAC secret (UTF-8 bytes) or a private KeyObject. */
+  readonly key: string | KeyObject;
+  readonly alg?: SignAlg;
+  readonly includeAlg?: boolean;
+  readonly created: number;
+  readonly nonce?: string;
+  readonly components?: readonly string[];
+  readonly label?: string;
+  readonly extraParams?: string;
+  /** Send (and sign) this Content-Digest value instead of the body's real digest. */
+  readonly contentDigest?: string;
+}
+
+/** Signs a request the way a correct client would, and returns the headers to send. */
+export function signRequest(spec: SignSpec): Record<string, string> {
+  const host = spec.host ?? "gateway.test";
+  const body = spec.body === undefined ? Buffer.alloc(0) : Buffer.from(spec.body);
+  const q = spec.url.indexOf("?");
+  const path = q < 0 ? spec.url : spec.url.slice(0, q);
+  const query = q < 0 ? "?" : spec.url.slice(q);
+  const headers: Record<string, string> = { host };
+  const components = spec.components ?? ["@method", "@authority", "@path", "@query", ...(body.length > 0 ? ["content-digest"] : [])];
+  if (spec.contentDigest !== undefined) headers["content-digest"] = spec.contentDigest;
+  else if (body.length > 0) headers["content-digest"] = `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
+  const alg = spec.alg ?? "hmac-sha256";
+  const nonce = spec.nonce ?? randomBytes(16).toString("base64url");
+  const params =
+    `(${components.map((c) => `"${c}"`).join(" ")});created=${spec.created};nonce="${nonce}";keyid="${spec.keyId}"` +
+    (spec.includeAlg === false ? "" : `;alg="${alg}"`) +
+    (spec.extraParams ?? "");
+  const value = (c: string): string => {
+    switch (c) {
+      case "@method":
+        return spec.method;
+      case "@authority":
+        return host;
+      case "@path":
+        return path;
+      case "@query":
+        return query;
+      default:
+        return headers[c] ?? "";
+    }
+  };
+  const base = `${components.map((c) => `"${c}": ${value(c)}\n`).join("")}"@signature-params": ${params}`;
+  let signature: Buffer;
+  if (typeof spec.key === "string") {
+    signature = createHmac("sha256", Buffer.from(spec.key, "utf8")).update(base).digest();
+  } else if (alg === "ed25519") {
+    signature = cryptoSign(null, Buffer.from(base), spec.key);
+  } else if (alg === "ecdsa-p256-sha256") {
+    signature = cryptoSign("sha256", Buffer.from(base), { key: spec.key, dsaEncoding: "ieee-p1363" });
+  } else if (alg === "rsa-pss-sha512") {
+    signature = cryptoSign("sha512", Buffer.from(base), { key: spec.key, padding: 6, saltLength: 64 });
+  } else {
+    signature = cryptoSign("sha256", Buffer.from(base), spec.key);
+  }
+  const label = spec.label ?? "sig1";
+  headers["signature-input"] = `${label}=${params}`;
+  headers.signature = `${label}=:${signature.toString("base64")}:`;
+  return headers;
+}
