@@ -257,17 +257,19 @@ describe("MARKET orders", () => {
 
   it("a MARKET order larger than the book fills what there is and expires", async () => {
     const h = new Harness();
-    // Give carol enough BTC to sell more than the whole bid side (5.5 BTC).
-    for (const who of ["m1", "m2", "m3"]) {
-      await h.placed(who, { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "1.5" });
-    }
-    const order = await h.placed("m4", { symbol: "BTCUSDT", side: "SELL", type: "MARKET", quantity: "2" });
-    expect(order.status).toBe("FILLED");
-    const sweep = await h.placed("m1", { symbol: "BTCUSDT", side: "SELL", type: "MARKET", quantity: "3.5" });
-    expect(sweep).toMatchObject({ status: "EXPIRED", executedQty: "3.50000000" });
-    const empty = await h.placed("m2", { symbol: "BTCUSDT", side: "SELL", type: "MARKET", quantity: "0.1" });
+    // The bid side holds 5.5 BTC. m1 and m2 each buy 1.5 BTC first, so each holds 3.5.
+    for (const who of ["m1", "m2"]) await h.placed(who, { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "1.5" });
+    expect(await h.placed("m1", { symbol: "BTCUSDT", side: "SELL", type: "MARKET", quantity: "3.5" })).toMatchObject({
+      status: "FILLED",
+      executedQty: "3.50000000",
+    });
+    const sweep = await h.placed("m2", { symbol: "BTCUSDT", side: "SELL", type: "MARKET", quantity: "3.5" });
+    expect(sweep).toMatchObject({ status: "EXPIRED", origQty: "3.50000000", executedQty: "2.00000000" });
+    expect(await h.balances("m2")).toMatchObject({ BTC: ["1.50000000", "0.00000000"] });
+    const empty = await h.placed("m3", { symbol: "BTCUSDT", side: "SELL", type: "MARKET", quantity: "0.1" });
     expect(empty).toMatchObject({ status: "EXPIRED", executedQty: "0.00000000", fills: [] });
     expect((await h.depth("BTCUSDT")).bids).toEqual([]);
+    expect(await h.balances("m3")).toEqual(START);
   });
 });
 

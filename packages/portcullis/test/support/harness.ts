@@ -114,7 +114,8 @@ export function signRequest(spec: SignSpec): Record<string, string> {
       case "@method":
         return spec.method;
       case "@authority":
-        return host;
+        // RFC 9421 section 2.2.3: lower case, default port removed (the gateway speaks http).
+        return host.toLowerCase().replace(/:80$/, "");
       case "@path":
         return path;
       case "@query":
