@@ -55,9 +55,9 @@ const LITERAL_RE = /^[A-Za-z0-9\-._~!$&'()+,;=@%]+$/;
 const PARAM_RE = /^:[A-Za-z_][A-Za-z0-9_]*$/;
 const RESERVED_PREFIX = "/portcullis/";
 
-function describe(index: number, spec: RouteSpec): string {
+function describe(index: number, spec: { readonly method?: unknown; readonly path?: unknown }): string {
   const method = typeof spec.method === "string" ? spec.method : JSON.stringify(spec.method);
-  return `route #${index + 1} (${method} ${String(spec.path)})`;
+  return `route #${index + 1} (${method} ${typeof spec.path === "string" ? spec.path : JSON.stringify(spec.path)})`;
 }
 
 function parsePattern(path: unknown, where: string, allowReserved: boolean): Segment[] {
@@ -83,6 +83,47 @@ function parsePattern(path: unknown, where: string, allowReserved: boolean): Seg
     }
   }
   return segments;
+}
+
+/** Validates one raw route entry; one parsed route per method. */
+function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRoute[] {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new RouteTableError(`route #${index + 1}: must be an object`);
+  const spec = raw as Record<string, unknown>;
+  const where = describe(index, spec);
+  const methods: unknown = typeof spec.method === "string" ? [spec.method] : spec.method;
+  if (!Array.isArray(methods) || methods.length === 0) throw new RouteTableError(`${where}: method is required`);
+  const segments = parsePattern(spec.path, where, allowReserved);
+  const path = spec.path as string;
+  const permission = spec.permission;
+  if (typeof permission !== "string" || (permission !== PUBLIC && !isPermission(permission))) {
+    throw new RouteTableError(`${where}: unknown permission "${String(permission)}"`);
+  }
+  const weight = spec.weight ?? 1;
+  if (typeof weight !== "number" || !Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
+    throw new RouteTableError(`${where}: weight must be an integer from 0 to 1000000`);
+  }
+  const tags: unknown = spec.tags ?? [];
+  if (!Array.isArray(tags) || !tags.every((t): t is string => typeof t === "string")) {
+    throw new RouteTableError(`${where}: tags must be an array of strings`);
+  }
+  const known = new Set(["method", "path", "permission", "weight", "tags"]);
+  for (const field of Object.keys(spec)) {
+    if (!known.has(field)) throw new RouteTableError(`${where}: unknown field "${field}"`);
+  }
+  return methods.map((method: unknown) => {
+    if (typeof method !== "string" || !METHOD_RE.test(method)) {
+      throw new RouteTableError(`${where}: bad method "${String(method)}" (use upper case, e.g. GET)`);
+    }
+    const route: Route = {
+      id: `${method} ${path}`,
+      method,
+      pattern: path,
+      permission: permission === PUBLIC ? null : (permission),
+      weight,
+      tags: Object.freeze([...tags]),
+    };
+    return { route, segments, index };
+  });
 }
 
 const RANK = { literal: 0, param: 1, wildcard: 2 } as const;
@@ -129,42 +170,13 @@ export class RouteTable {
    * @param options.allowReserved lets Portcullis's own tables (the admin API) use /portcullis/.
    */
   constructor(specs: readonly RouteSpec[], options: { readonly allowReserved?: boolean } = {}) {
-    if (!Array.isArray(specs)) throw new RouteTableError("routes must be an array");
+    // The table usually comes from a JSON file, so every field is checked as if it were unknown.
+    const list: unknown = specs;
+    if (!Array.isArray(list)) throw new RouteTableError("routes must be an array");
     const parsed: ParsedRoute[] = [];
-    specs.forEach((spec, index) => {
-      const where = describe(index, spec);
-      if (typeof spec !== "object") throw new RouteTableError(`route #${index + 1}: must be an object`);
-      const methods = typeof spec.method === "string" ? [spec.method] : spec.method;
-      if (!Array.isArray(methods) || methods.length === 0) throw new RouteTableError(`${where}: method is required`);
-      const segments = parsePattern(spec.path, where, options.allowReserved === true);
-      const permission = spec.permission;
-      if (permission !== PUBLIC && (typeof permission !== "string" || !isPermission(permission))) {
-        throw new RouteTableError(`${where}: unknown permission "${String(permission)}"`);
-      }
-      const weight = spec.weight ?? 1;
-      if (!Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
-        throw new RouteTableError(`${where}: weight must be an integer from 0 to 1000000`);
-      }
-      const tags = spec.tags ?? [];
-      if (!Array.isArray(tags) || !tags.every((t) => typeof t === "string")) {
-        throw new RouteTableError(`${where}: tags must be an array of strings`);
-      }
-      for (const method of methods) {
-        if (typeof method !== "string" || !METHOD_RE.test(method)) {
-          throw new RouteTableError(`${where}: bad method "${String(method)}" (use upper case, e.g. GET)`);
-        }
-        const route: Route = {
-          id: `${method} ${spec.path}`,
-          method,
-          pattern: spec.path,
-          permission: permission === PUBLIC ? null : permission,
-          weight,
-          tags: Object.freeze([...tags]),
-        };
-        parsed.push({ route, segments, index });
-      }
+    list.forEach((raw: unknown, index) => {
+      for (const route of readSpec(raw, index, options.allowReserved === true)) parsed.push(route);
     });
-
     for (let i = 0; i < parsed.length; i++) {
       for (let j = i + 1; j < parsed.length; j++) {
         const a = parsed[i];
@@ -173,7 +185,7 @@ export class RouteTable {
         if (!overlaps(a.segments, b.segments)) continue;
         const aRefinesB = refines(a.segments, b.segments);
         const bRefinesA = refines(b.segments, a.segments);
-        const names = `${describe(a.index, specs[a.index] as RouteSpec)} and ${describe(b.index, specs[b.index] as RouteSpec)}`;
+        const names = `${describe(a.index, specs[a.index] ?? {})} and ${describe(b.index, specs[b.index] ?? {})}`;
         if (aRefinesB && bRefinesA) throw new RouteTableError(`${names} are duplicates for ${a.route.method}`);
         if (!aRefinesB && !bRefinesA) {
           throw new RouteTableError(`${names} overlap ambiguously for ${a.route.method}: neither is more specific`);

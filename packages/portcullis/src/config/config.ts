@@ -93,7 +93,7 @@ function strings(o: Json, key: string, where: string): string[] {
   const v = o[key];
   if (v === undefined) return [];
   if (!Array.isArray(v) || !v.every((x) => typeof x === "string")) throw new ConfigError(`${where}.${key} must be a list of strings`);
-  return v as string[];
+  return v;
 }
 
 /** Validates a parsed config object. `baseDir` resolves relative paths. */

@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
-import { Writable } from "node:stream";
 import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import { type Denial, deny } from "../errors/catalogue.js";
 
@@ -124,7 +123,7 @@ export class Forwarder {
     let started = false;
     const options: Dispatcher.RequestOptions = {
       path: req.url,
-      method: req.method as Dispatcher.HttpMethod,
+      method: req.method,
       headers: req.headers,
       body: req.body.length > 0 ? req.body : null,
     };
@@ -134,7 +133,7 @@ export class Forwarder {
         const out = downstreamResponseHeaders(headers);
         for (const name in responseHeaders) out[name] = responseHeaders[name] as string;
         res.writeHead(statusCode, out);
-        return res as unknown as Writable;
+        return res;
       })
       .then(
         () => null,

@@ -49,14 +49,18 @@ function units(s: string): bigint {
   return dec(s);
 }
 
-async function apply(h: Harness, o: Op, orderIds: Map<string, number[]>): Promise<number> {
+interface Placed {
+  readonly orderId: number;
+  readonly symbol: string;
+}
+
+async function apply(h: Harness, o: Op, placed: Map<string, Placed[]>): Promise<number> {
   const account = ACCOUNTS[o.who] ?? "alice";
   if (o.kind === "cancel") {
-    const ids = orderIds.get(account) ?? [];
-    const id = ids.length === 0 ? 1 : (ids[o.pick % ids.length] ?? 1);
-    return (await h.cancel(account, `symbol=${MARKETS.find(() => true)?.symbol ?? "BTCUSDT"}&orderId=${id}`)).status === 200
-      ? 200
-      : (await h.cancel(account, `symbol=ETHUSDT&orderId=${id}`)).status;
+    // Pick one of the account's orders (open or not), or an id that does not exist.
+    const mine = placed.get(account) ?? [];
+    const target = mine[o.pick % (mine.length + 1)] ?? { orderId: 999_999, symbol: "BTCUSDT" };
+    return (await h.cancel(account, `symbol=${target.symbol}&orderId=${target.orderId}`)).status;
   }
   if (o.kind === "withdraw") {
     const asset = ASSETS[o.asset] ?? "BTC";
@@ -83,10 +87,9 @@ async function apply(h: Harness, o: Op, orderIds: Map<string, number[]>): Promis
   }
   const reply = await h.order(account, form);
   if (reply.status === 200) {
-    const placed = reply.json<OrderBody>();
-    const list = orderIds.get(account) ?? [];
-    list.push(placed.orderId);
-    orderIds.set(account, list);
+    const list = placed.get(account) ?? [];
+    list.push({ orderId: reply.json<OrderBody>().orderId, symbol: market.symbol });
+    placed.set(account, list);
   }
   return reply.status;
 }
@@ -101,8 +104,7 @@ function checkInvariants(h: Harness): void {
     const balances = h.exchange.balances(account);
     if (balances === undefined) throw new Error(`no balances for ${account}`);
     const expectedLocks: Record<Asset, bigint> = { BTC: 0n, ETH: 0n, USDT: 0n };
-    for (const view of h.exchange.openOrders(account)) {
-      const o = view as unknown as OrderBody;
+    for (const o of h.exchange.openOrders(account)) {
       const market = MARKETS.find((m) => m.symbol === o.symbol);
       if (market === undefined) throw new Error(`unknown symbol ${o.symbol}`);
       const left = units(o.origQty) - units(o.executedQty);
@@ -124,9 +126,9 @@ describe("conservation", () => {
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 40 }), async (ops) => {
         const h = new Harness();
         for (const account of ACCOUNTS) await h.balances(account);
-        const orderIds = new Map<string, number[]>();
+        const placed = new Map<string, Placed[]>();
         for (const o of ops) {
-          const status = await apply(h, o, orderIds);
+          const status = await apply(h, o, placed);
           expect(status).toBeLessThan(500);
         }
         checkInvariants(h);

@@ -6,7 +6,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIdentityVerifier } from "../../src/gateway/identity.js";
 import { generateKeyId } from "../../src/keys/ids.js";
-import { type SignSpec, signRequest } from "../support/harness.js";
+import { type SignSpec, type SignedHeaders, signRequest } from "../support/harness.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 
 let t: TestGateway;
@@ -23,7 +23,7 @@ afterAll(async () => {
   await t.close();
 });
 
-function signed(overrides: Partial<SignSpec> = {}): Record<string, string> {
+function signed(overrides: Partial<SignSpec> = {}): SignedHeaders {
   return signRequest({ method: "GET", url: "/api/v3/account", keyId: hmacId, key: secret, created: t.clock.seconds, ...overrides });
 }
 
@@ -34,7 +34,7 @@ async function expectRefused(
 ): Promise<void> {
   const before = t.upstream.requests.length;
   const res = await t.inject({
-    method: (request.method ?? "GET") as "GET",
+    method: (request.method ?? "GET"),
     url: request.url ?? "/api/v3/account",
     headers: request.headers ?? {},
     ...(request.payload === undefined ? {} : { payload: request.payload }),

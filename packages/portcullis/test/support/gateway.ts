@@ -40,7 +40,7 @@ export async function startEchoUpstream(): Promise<{ server: Server; url: string
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
-        server.close(() => resolve());
+        server.close(() => { resolve(); });
       }),
   };
 }

@@ -92,8 +92,10 @@ export interface SignSpec {
   readonly contentDigest?: string;
 }
 
+export type SignedHeaders = Record<string, string> & { host: string; "signature-input": string; signature: string };
+
 /** Signs a request the way a correct client would, and returns the headers to send. */
-export function signRequest(spec: SignSpec): Record<string, string> {
+export function signRequest(spec: SignSpec): SignedHeaders {
   const host = spec.host ?? "gateway.test";
   const body = spec.body === undefined ? Buffer.alloc(0) : Buffer.from(spec.body);
   const q = spec.url.indexOf("?");
@@ -138,7 +140,5 @@ export function signRequest(spec: SignSpec): Record<string, string> {
     signature = cryptoSign("sha256", Buffer.from(base), spec.key);
   }
   const label = spec.label ?? "sig1";
-  headers["signature-input"] = `${label}=${params}`;
-  headers.signature = `${label}=:${signature.toString("base64")}:`;
-  return headers;
+  return { ...headers, host, "signature-input": `${label}=${params}`, signature: `${label}=:${signature.toString("base64")}:` };
 }

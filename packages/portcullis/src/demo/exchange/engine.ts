@@ -19,6 +19,7 @@ import {
   DEMO_BALANCES,
   MARKETS,
   MARKET_MAKER_BALANCES,
+  findMarket,
   notionalOf,
   type Asset,
   type Market,
@@ -337,7 +338,7 @@ export class Engine {
   }
 
   private market(symbol: string): Market {
-    const m = MARKETS.find((x) => x.symbol === symbol);
+    const m = findMarket(symbol);
     if (m === undefined) throw new Error(`unknown market ${symbol}`);
     return m;
   }

@@ -23,13 +23,14 @@ import { MARKET_MAKER_ACCOUNT, Engine } from "./engine.js";
 import { ExchangeError, errors } from "./errors.js";
 import { DEFAULT_MAX_BODY_BYTES, RequestAbortedError, parseBody, parseForm, readBody, sendError, sendJson } from "./http.js";
 import { perAsset, type Asset } from "./markets.js";
-import { orderView } from "./orders.js";
+import { orderView, type OrderView } from "./orders.js";
 import { Params } from "./params.js";
 import { DEMO_EXCHANGE_ROUTES } from "./routes.js";
 
 export { DEMO_EXCHANGE_ROUTES } from "./routes.js";
 export { MARKET_MAKER_ACCOUNT } from "./engine.js";
-export { ASSETS, DEMO_BALANCES, MARKETS, type Asset } from "./markets.js";
+export { ASSETS, DEMO_BALANCES, MARKETS, type Asset, type Market } from "./markets.js";
+export type { OrderView } from "./orders.js";
 
 export interface DemoExchangeOptions {
   /** The gateway-upstream identity secret (at least 32 bytes), shared with the gateway. */
@@ -82,7 +83,7 @@ export interface DemoExchange {
   /** Per asset: what was minted, withdrawn and is held; held = minted - withdrawn at all times. */
   supply(): Record<Asset, SupplyView>;
   /** An account's open orders, in the GET /api/v3/openOrders shape. */
-  openOrders(account: string): Record<string, unknown>[];
+  openOrders(account: string): OrderView[];
   /** Every withdrawal so far, oldest first. */
   withdrawals(): WithdrawalView[];
 }
@@ -144,10 +145,10 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
     if (route === undefined) throw paths.has(path) ? errors.methodNotAllowed() : errors.unknownEndpoint();
 
     const account = route.permission === PUBLIC ? null : authenticate(req, route.permission);
+    if (account !== null) engine.openAccount(account);
     const body = await readBody(req, maxBodyBytes);
     const params = Params.collect([parseForm(query), parseBody(req.headers["content-type"], body)]);
     params.expectOnly(route.endpoint.params);
-    if (account !== null) engine.openAccount(account);
     const result = route.endpoint.handle({ engine, params, account, now: clock(), newClientOrderId });
     sendJson(res, 200, result);
   }

@@ -97,8 +97,32 @@ export function newOrderResponse(
   };
 }
 
+/** An order in the GET /api/v3/order (and openOrders element) shape. */
+export interface OrderView {
+  readonly symbol: string;
+  readonly orderId: number;
+  readonly orderListId: number;
+  readonly clientOrderId: string;
+  readonly price: string;
+  readonly origQty: string;
+  readonly executedQty: string;
+  readonly cummulativeQuoteQty: string;
+  readonly status: OrderStatus;
+  readonly timeInForce: TimeInForce;
+  readonly type: OrderType;
+  readonly side: Side;
+  readonly stopPrice: string;
+  readonly icebergQty: string;
+  readonly time: number;
+  readonly updateTime: number;
+  readonly isWorking: boolean;
+  readonly workingTime: number;
+  readonly origQuoteOrderQty: string;
+  readonly selfTradePreventionMode: "NONE";
+}
+
 /** The GET /api/v3/order (and openOrders element) shape. */
-export function orderView(order: Order): Record<string, unknown> {
+export function orderView(order: Order): OrderView {
   return {
     symbol: order.symbol,
     orderId: order.orderId,

@@ -1,0 +1,147 @@
+/**
+ * The admin API over a real socket, driven by the client SDK with an admin key: key management,
+ * its refusals, and revocation reaching the gateway's pipeline at once.
+ */
+import { PortcullisApiError, createClient, type PortcullisClient } from "@portcullis/client";
+import { generateKeyPairSync } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AdminApi } from "../../src/admin/server.js";
+import { silentLogger } from "../../src/log/logger.js";
+import { type TestCore, makeCore, signRequest } from "../support/harness.js";
+
+interface KeyJson {
+  id: string;
+  account: string;
+  scopes: string[];
+  status: string;
+  effectiveStatus: string;
+  statusReason: string | null;
+  algorithm: string;
+  secret?: string;
+}
+
+let t: TestCore;
+let admin: AdminApi;
+let base: string;
+let client: PortcullisClient;
+let adminKeyId: string;
+let adminSecret: string;
+
+beforeAll(async () => {
+  t = await makeCore({ now: Date.now });
+  admin = new AdminApi({ core: t.core, logger: silentLogger() });
+  const address = await admin.listen(0, "127.0.0.1");
+  base = `http://127.0.0.1:${address.port}`;
+  const created = await t.createKey({ account: "ops", scopes: ["admin:*"] });
+  adminKeyId = created.key.id;
+  adminSecret = created.secret ?? "";
+  client = createClient({ baseUrl: base, keyId: adminKeyId, secret: adminSecret });
+});
+afterAll(async () => {
+  await admin.close(500);
+  await t.cleanup();
+});
+
+async function apiError(p: Promise<unknown>): Promise<PortcullisApiError> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(PortcullisApiError);
+  return err as PortcullisApiError;
+}
+
+describe("admin API", () => {
+  it("creates an HMAC key and returns its secret once", async () => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "bot-1", scopes: ["read", "trade"], label: "bot" } });
+    expect(key.id).toMatch(/^pck_test_v1_/);
+    expect(key.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const shown = await client.json<KeyJson>("GET", `/portcullis/v1/keys/${key.id}`);
+    expect(shown.secret).toBeUndefined();
+    expect(shown).toMatchObject({ account: "bot-1", scopes: ["read", "trade"], status: "active" });
+  });
+
+  it("creates an asymmetric key from a public key; never returns a secret", async () => {
+    const publicKey = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString();
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "bot-2", scopes: ["read"], publicKey } });
+    expect(key.algorithm).toBe("ed25519");
+    expect(key.secret).toBeUndefined();
+  });
+
+  it("lists keys by account and status, with a cursor", async () => {
+    for (let i = 0; i < 3; i++) await client.json("POST", "/portcullis/v1/keys", { json: { account: "lister", scopes: ["read"] } });
+    const page = await client.json<{ keys: KeyJson[]; next: string | null }>("GET", "/portcullis/v1/keys?account=lister&limit=2");
+    expect(page.keys.length).toBe(2);
+    expect(page.next).toBe(page.keys[1]?.id);
+    const rest = await client.json<{ keys: KeyJson[]; next: string | null }>("GET", `/portcullis/v1/keys?account=lister&limit=2&after=${page.next ?? ""}`);
+    expect(rest.keys.length).toBe(1);
+    expect(rest.next).toBeNull();
+  });
+
+  it("suspends, resumes and revokes, recording the reason", async () => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "bot-3", scopes: ["read"] } });
+    const suspended = await client.json<KeyJson>("POST", `/portcullis/v1/keys/${key.id}/suspend`, { json: { reason: "anomaly" } });
+    expect(suspended).toMatchObject({ status: "suspended", statusReason: "anomaly" });
+    expect((await client.json<KeyJson>("POST", `/portcullis/v1/keys/${key.id}/resume`)).status).toBe("active");
+    expect((await client.json<KeyJson>("POST", `/portcullis/v1/keys/${key.id}/revoke`, { json: { reason: "leaked" } })).status).toBe("revoked");
+    const conflict = await apiError(client.json("POST", `/portcullis/v1/keys/${key.id}/resume`));
+    expect({ status: conflict.status, code: conflict.code }).toEqual({ status: 409, code: "KEY_STATE_CONFLICT" });
+  });
+
+  it("a key revoked through the admin API is refused by the pipeline at once", async () => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "bot-4", scopes: ["read"] } });
+    const verify = async (): Promise<string | null> => {
+      const headers = signRequest({ method: "GET", url: "/api/v3/account", keyId: key.id, key: key.secret ?? "", created: Math.floor(Date.now() / 1000) });
+      const ctx = await t.core.verify({ method: "GET", url: "/api/v3/account", headers, body: Buffer.alloc(0), socketAddress: "127.0.0.1" });
+      return ctx.denial?.code ?? null;
+    };
+    expect(await verify()).toBeNull();
+    await client.json("POST", `/portcullis/v1/keys/${key.id}/revoke`);
+    expect(await verify()).toBe("KEY_REVOKED");
+  });
+
+  it.each([
+    ["unknown key", "GET", "/portcullis/v1/keys/pck_test_v1_000000000000000000000000000000", undefined, 404, "KEY_NOT_FOUND"],
+    ["bad scopes", "POST", "/portcullis/v1/keys", { account: "x", scopes: ["root"] }, 400, "VALIDATION_FAILED"],
+    ["missing account", "POST", "/portcullis/v1/keys", { scopes: ["read"] }, 400, "VALIDATION_FAILED"],
+    ["a non-object body", "POST", "/portcullis/v1/keys", [1, 2], 400, "VALIDATION_FAILED"],
+    ["bad status filter", "GET", "/portcullis/v1/keys?status=bogus", undefined, 400, "VALIDATION_FAILED"],
+    ["bad limit", "GET", "/portcullis/v1/keys?limit=0", undefined, 400, "VALIDATION_FAILED"],
+    ["bad reason", "POST", `/portcullis/v1/keys/pck_test_v1_000000000000000000000000000000/revoke`, { reason: 5 }, 400, "VALIDATION_FAILED"],
+    ["unmapped admin route", "DELETE", "/portcullis/v1/keys", undefined, 404, "ROUTE_NOT_FOUND"],
+  ] as const)("refuses %s", async (_name, method, path, json, status, code) => {
+    const err = await apiError(client.json(method, path, json === undefined ? {} : { json }));
+    expect({ status: err.status, code: err.code }).toEqual({ status, code });
+  });
+
+  it("names each invalid field", async () => {
+    const err = await apiError(client.json("POST", "/portcullis/v1/keys", { json: { account: "", scopes: [], windowMs: 1 } }));
+    expect(Object.keys((err.body as { fields: Record<string, string> }).fields).sort()).toEqual(["account", "scopes", "windowMs"]);
+  });
+
+  it("refuses malformed JSON", async () => {
+    const headers = signRequest({ method: "POST", url: "/portcullis/v1/keys", keyId: adminKeyId, key: adminSecret, created: Math.floor(Date.now() / 1000), host: new URL(base).host, body: "{nope" });
+    const res = await fetch(`${base}/portcullis/v1/keys`, { method: "POST", headers, body: "{nope" });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { code: string }).code).toBe("JSON_MALFORMED");
+  });
+
+  it("refuses a key without an admin scope", async () => {
+    const trader = await t.createKey({ scopes: ["read", "trade", "withdraw"] });
+    const c = createClient({ baseUrl: base, keyId: trader.key.id, secret: trader.secret ?? "" });
+    const err = await apiError(c.json("GET", "/portcullis/v1/keys"));
+    expect({ status: err.status, code: err.code }).toEqual({ status: 403, code: "SCOPE_MISSING" });
+  });
+
+  it("refuses an unsigned request", async () => {
+    const res = await fetch(`${base}/portcullis/v1/keys`);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { code: string }).code).toBe("CREDENTIALS_MISSING");
+  });
+
+  it("answers the time without credentials", async () => {
+    const res = await fetch(`${base}/portcullis/v1/time`);
+    const body = (await res.json()) as { serverTime: number };
+    expect(Math.abs(body.serverTime - Date.now())).toBeLessThan(5_000);
+  });
+});
