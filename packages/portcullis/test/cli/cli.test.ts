@@ -1,0 +1,169 @@
+/**
+ * The `portcullis` command as a user runs it: separate processes sharing one data directory.
+ */
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { TEST_ROUTES, signRequest } from "../support/harness.js";
+import { runCli, startCli } from "../support/cli.js";
+import { startEchoUpstream } from "../support/gateway.js";
+
+interface KeyJson {
+  id: string;
+  secret?: string;
+  privateKey?: string;
+  status: string;
+  effectiveStatus: string;
+  algorithm: string;
+  scopes: string[];
+  ipAllowlist: string[];
+}
+
+let dir: string;
+let data: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), "portcullis-cli-"));
+  data = join(dir, "data");
+});
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function parse<T>(stdout: string): T {
+  return JSON.parse(stdout) as T;
+}
+
+describe("portcullis init and keys", () => {
+  it("init creates the data directory, its secrets with mode 0600, and a starter config", async () => {
+    const res = await runCli(["init", "--data", data, "--environment", "test", "--json"]);
+    expect(res.code).toBe(0);
+    const out = parse<{ environment: string; config: string; created: string[] }>(res.stdout);
+    expect(out.environment).toBe("test");
+    expect(statSync(join(data, "keyring.json")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(data, "identity.secret")).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(readFileSync(out.config, "utf8"))).toHaveProperty("routes");
+  });
+
+  it("keys create --json prints the id and, for an HMAC key, the secret", async () => {
+    const res = await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read,trade", "--ip", "10.0.0.0/8", "--json"]);
+    expect(res.code).toBe(0);
+    const key = parse<KeyJson>(res.stdout);
+    expect(key.id).toMatch(/^pck_test_v1_/);
+    expect(key.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(key.ipAllowlist).toEqual(["10.0.0.0/8"]);
+  });
+
+  it("keys create --algorithm ed25519 generates the pair locally and prints only the private key", async () => {
+    const res = await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read", "--algorithm", "ed25519", "--json"]);
+    const key = parse<KeyJson>(res.stdout);
+    expect(key.algorithm).toBe("ed25519");
+    expect(key.secret).toBeUndefined();
+    expect(key.privateKey).toMatch(/BEGIN PRIVATE KEY/);
+    const show = parse<KeyJson & { publicKey: string }>((await runCli(["keys", "show", key.id, "--data", data, "--json"])).stdout);
+    expect(show.publicKey).toMatch(/BEGIN PUBLIC KEY/);
+    expect(JSON.stringify(show)).not.toContain("PRIVATE");
+  });
+
+  it("keys list / show / suspend / resume / revoke", async () => {
+    const key = parse<KeyJson>((await runCli(["keys", "create", "--data", data, "--account", "acct-2", "--scopes", "read", "--json"])).stdout);
+    const list = parse<KeyJson[]>((await runCli(["keys", "list", "--data", data, "--account", "acct-2", "--json"])).stdout);
+    expect(list.map((k) => k.id)).toEqual([key.id]);
+    expect(parse<KeyJson>((await runCli(["keys", "suspend", key.id, "--data", data, "--reason", "test", "--json"])).stdout).status).toBe("suspended");
+    expect(parse<KeyJson>((await runCli(["keys", "resume", key.id, "--data", data, "--json"])).stdout).status).toBe("active");
+    expect(parse<KeyJson>((await runCli(["keys", "revoke", key.id, "--data", data, "--json"])).stdout).status).toBe("revoked");
+    const human = await runCli(["keys", "show", key.id, "--data", data]);
+    expect(human.stdout).toMatch(/status\s+revoked/);
+  });
+
+  it.each([
+    [["keys", "create", "--account", "a", "--scopes", "root"], /unknown scope/, "VALIDATION_FAILED"],
+    [["keys", "create", "--account", "a", "--scopes", "read", "--expires", "soon"], /expires/, "VALIDATION_FAILED"],
+    [["keys", "revoke", "pck_test_v1_000000000000000000000000000000"], /No such API key/, "KEY_NOT_FOUND"],
+  ])("refuses bad input with a clear error and exit status 1: %j", async (args, message, code) => {
+    const human = await runCli([...args, "--data", data]);
+    expect(human.code).toBe(1);
+    expect(human.stderr).toMatch(message);
+    expect(human.stderr).not.toMatch(/\n\s+at /);
+    const json = await runCli([...args, "--data", data, "--json"]);
+    expect(parse<{ error: { code: string } }>(json.stderr).error.code).toBe(code);
+  });
+
+  it("refuses a data directory that does not exist", async () => {
+    const res = await runCli(["keys", "list", "--data", join(dir, "missing")]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/portcullis init/);
+  });
+});
+
+describe("a running gateway and a separate CLI process", () => {
+  let upstream: Awaited<ReturnType<typeof startEchoUpstream>>;
+  let gateway: Awaited<ReturnType<typeof startCli>>;
+  let gatewayUrl: string;
+  let adminUrl: string;
+  beforeAll(async () => {
+    upstream = await startEchoUpstream();
+    const configPath = join(data, "portcullis.json");
+    const config = JSON.parse(readFileSync(configPath, "utf8")) as Record<string, Record<string, unknown>>;
+    config.gateway = { ...config.gateway, host: "127.0.0.1", port: 0, upstream: upstream.url };
+    config.admin = { ...config.admin, port: 0 };
+    writeFileSync(configPath, JSON.stringify({ ...config, routes: TEST_ROUTES }));
+    gateway = await startCli(["start", "--config", configPath], (line) => line.includes("portcullis started"));
+    const started = JSON.parse(gateway.line) as { gateway: string; admin: string };
+    gatewayUrl = started.gateway;
+    adminUrl = started.admin;
+  });
+  afterAll(async () => {
+    expect(await gateway.stop()).toBe(0);
+    await upstream.close();
+  });
+
+  async function call(keyId: string, secret: string): Promise<{ status: number; code: string | undefined }> {
+    const headers = signRequest({ method: "GET", url: "/api/v3/account", keyId, key: secret, created: Math.floor(Date.now() / 1000), host: new URL(gatewayUrl).host });
+    const res = await request(`${gatewayUrl}/api/v3/account`, { headers });
+    const text = await res.body.text();
+    return { status: res.statusCode, code: res.statusCode === 200 ? undefined : (JSON.parse(text) as { code: string }).code };
+  }
+
+  async function refusedWithin(keyId: string, secret: string, code: string, ms: number): Promise<number> {
+    const start = Date.now();
+    for (;;) {
+      const r = await call(keyId, secret);
+      const elapsed = Date.now() - start;
+      if (r.code === code) return elapsed;
+      if (elapsed > ms) throw new Error(`still ${String(r.status)} after ${elapsed} ms`);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
+  for (const [action, done, code] of [
+    ["revoke", "revoked", "KEY_REVOKED"],
+    ["suspend", "suspended", "KEY_SUSPENDED"],
+  ] as const) {
+    it(`a key ${done} by the CLI is refused by the running gateway within one second`, async () => {
+      const key = parse<KeyJson>((await runCli(["keys", "create", "--data", data, "--account", "acct-3", "--scopes", "read", "--json"])).stdout);
+      // A key created by another process is usable at once (its negative cache entry, if any, is evicted).
+      expect((await call(key.id, key.secret ?? "")).status).toBe(200);
+      const result = await runCli(["keys", action, key.id, "--data", data]);
+      expect(result.code).toBe(0);
+      expect(await refusedWithin(key.id, key.secret ?? "", code, 1000)).toBeLessThan(1000);
+    });
+  }
+
+  it("keys --admin URL manages keys through the admin API with an admin key", async () => {
+    const adminKey = parse<KeyJson>((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--json"])).stdout);
+    const env = { PORTCULLIS_ADMIN_KEY_ID: adminKey.id, PORTCULLIS_ADMIN_SECRET: adminKey.secret ?? "" };
+    const created = await runCli(["keys", "create", "--admin", adminUrl, "--account", "acct-4", "--scopes", "read", "--json"], env);
+    expect(created.code).toBe(0);
+    const key = parse<KeyJson>(created.stdout);
+    expect((await call(key.id, key.secret ?? "")).status).toBe(200);
+    expect((await runCli(["keys", "revoke", key.id, "--admin", adminUrl, "--json"], env)).code).toBe(0);
+    expect((await call(key.id, key.secret ?? "")).code).toBe("KEY_REVOKED");
+    const refused = await runCli(["keys", "list", "--admin", adminUrl, "--json"], { PORTCULLIS_ADMIN_KEY_ID: key.id, PORTCULLIS_ADMIN_SECRET: key.secret ?? "" });
+    expect(refused.code).toBe(1);
+    expect(parse<{ error: { code: string } }>(refused.stderr).error.code).toBe("KEY_REVOKED");
+    const noCreds = await runCli(["keys", "list", "--admin", adminUrl]);
+    expect(noCreds.stderr).toMatch(/PORTCULLIS_ADMIN_KEY_ID/);
+  });
+});

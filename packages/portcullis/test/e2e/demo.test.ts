@@ -1,0 +1,104 @@
+/**
+ * End to end, as a new user: start `portcullis demo`, read its keys, and trade through the
+ * gateway with the client SDK (HMAC and Ed25519 keys), then stop it with Ctrl-C.
+ */
+import { PortcullisApiError, createClient } from "@portcullis/client";
+import { existsSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startCli } from "../support/cli.js";
+
+interface DemoKey {
+  id: string;
+  secret?: string;
+  privateKey?: string;
+  account: string;
+  scopes: string[];
+}
+interface DemoInfo {
+  gateway: string;
+  admin: string;
+  upstream: string;
+  dataDir: string;
+  keys: Record<"trader" | "ed25519" | "reader" | "admin", DemoKey>;
+}
+
+let demo: Awaited<ReturnType<typeof startCli>>;
+let info: DemoInfo;
+
+beforeAll(async () => {
+  demo = await startCli(["demo", "--json", "--port", "0", "--admin-port", "0", "--upstream-port", "0"]);
+  info = JSON.parse(demo.line) as DemoInfo;
+});
+afterAll(async () => {
+  if (demo.child.exitCode === null) await demo.stop();
+});
+
+interface Order {
+  orderId: number;
+  status: string;
+  side: string;
+  executedQty: string;
+}
+
+describe("portcullis demo", () => {
+  it("prints the URLs and the demo keys as the first JSON line", () => {
+    expect(info.gateway).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(info.admin).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(info.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(info.keys.trader.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(info.keys.ed25519.privateKey).toMatch(/BEGIN PRIVATE KEY/);
+  });
+
+  it("trades through the gateway with an HMAC key and the client SDK", async () => {
+    const client = createClient({ baseUrl: info.gateway, keyId: info.keys.trader.id, secret: info.keys.trader.secret ?? "" });
+    const account = await client.json<{ balances: { asset: string; free: string }[] }>("GET", "/api/v3/account");
+    expect(account.balances.find((b) => b.asset === "USDT")?.free).toBe("100000.00000000");
+    const bought = await client.json<Order>("POST", "/api/v3/order", { form: { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.01" } });
+    expect(bought).toMatchObject({ status: "FILLED", executedQty: "0.01000000" });
+    const resting = await client.json<Order>("POST", "/api/v3/order", {
+      query: { symbol: "BTCUSDT", side: "SELL", type: "LIMIT", timeInForce: "GTC", quantity: "0.005", price: "90000" },
+    });
+    expect(resting.status).toBe("NEW");
+    const open = await client.json<Order[]>("GET", "/api/v3/openOrders", { query: { symbol: "BTCUSDT" } });
+    expect(open.map((o) => o.orderId)).toContain(resting.orderId);
+    const cancelled = await client.json<Order>("DELETE", "/api/v3/order", { query: { symbol: "BTCUSDT", orderId: resting.orderId } });
+    expect(cancelled.status).toBe("CANCELED");
+  });
+
+  it("trades with an Ed25519 key: the server holds only the public key", async () => {
+    const client = createClient({ baseUrl: info.gateway, keyId: info.keys.ed25519.id, privateKey: info.keys.ed25519.privateKey ?? "", algorithm: "ed25519" });
+    const order = await client.json<Order>("POST", "/api/v3/order", { json: { symbol: "ETHUSDT", side: "BUY", type: "MARKET", quantity: "0.1" } });
+    expect(order.status).toBe("FILLED");
+  });
+
+  it("refuses what the keys may not do, with clear codes", async () => {
+    const reader = createClient({ baseUrl: info.gateway, keyId: info.keys.reader.id, secret: info.keys.reader.secret ?? "" });
+    await expect(reader.json("GET", "/api/v3/account")).resolves.toBeTruthy();
+    const err = await reader.json("POST", "/api/v3/order", { form: { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.01" } }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PortcullisApiError);
+    expect((err as PortcullisApiError).code).toBe("SCOPE_MISSING");
+    const trader = createClient({ baseUrl: info.gateway, keyId: info.keys.trader.id, secret: info.keys.trader.secret ?? "" });
+    const withdraw = await trader.json("POST", "/sapi/v1/capital/withdraw/apply", { form: { coin: "USDT", address: "x", amount: "1" } }).catch((e: unknown) => e);
+    expect((withdraw as PortcullisApiError).code).toBe("SCOPE_MISSING");
+    const unsigned = await fetch(`${info.gateway}/api/v3/account`);
+    expect(((await unsigned.json()) as { code: string }).code).toBe("CREDENTIALS_MISSING");
+  });
+
+  it("revocation through the admin API takes effect on the gateway", async () => {
+    const admin = createClient({ baseUrl: info.admin, keyId: info.keys.admin.id, secret: info.keys.admin.secret ?? "" });
+    const created = await admin.json<{ id: string; secret: string }>("POST", "/portcullis/v1/keys", { json: { account: "e2e", scopes: ["read"] } });
+    const bot = createClient({ baseUrl: info.gateway, keyId: created.id, secret: created.secret });
+    await expect(bot.json("GET", "/api/v3/account")).resolves.toBeTruthy();
+    await admin.json("POST", `/portcullis/v1/keys/${created.id}/revoke`);
+    const err = await bot.json("GET", "/api/v3/account").catch((e: unknown) => e);
+    expect((err as PortcullisApiError).code).toBe("KEY_REVOKED");
+  });
+
+  it("stops cleanly on SIGINT and removes its temporary data directory", async () => {
+    expect(existsSync(info.dataDir)).toBe(true);
+    const exited = new Promise<number | null>((resolve) => demo.child.once("exit", (code) => resolve(code)));
+    demo.child.kill("SIGINT");
+    expect(await exited).toBe(0);
+    expect(existsSync(info.dataDir)).toBe(false);
+  });
+});
