@@ -102,7 +102,7 @@ export class Portcullis {
   }
 
   /** Runs a request through every stage; `ctx.denial` is null when it is allowed. */
-  verify(req: PipelineRequest, requestId?: string): Promise<RequestContext> {
+  verify(req: PipelineRequest, requestId?: string): RequestContext | Promise<RequestContext> {
     return this.pipeline.run(req, requestId);
   }
 

@@ -23,6 +23,11 @@ export interface GatewayOptions {
   /** The scheme clients use (for X-Forwarded-Proto). */
   readonly scheme?: "http" | "https";
   readonly now?: () => number;
+  /**
+   * Benchmark baseline only: forward every request without running the pipeline (no
+   * authentication, no identity headers). Never set in a deployment; `portcullis start` cannot.
+   */
+  readonly passThrough?: boolean;
 }
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
@@ -86,10 +91,12 @@ export class Gateway {
       this.refuse(res, body, requestId, null, req);
       return;
     }
-    const ctx = await this.options.pipeline.run(
-      { method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress },
-      requestId,
-    );
+    if (this.options.passThrough === true) {
+      await this.passThrough(method, url, req, body, res, requestId);
+      return;
+    }
+    let ctx = this.options.pipeline.run({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
+    if (ctx instanceof Promise) ctx = await ctx;
     if (ctx.denial !== null) {
       this.refuse(res, ctx.denial, requestId, ctx, req);
       return;
@@ -142,6 +149,12 @@ export class Gateway {
       const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings, { upstream: performance.now() - upstreamStart });
       sendDenial(res, failure, ctx.requestId, { serverTiming: timing });
     }
+  }
+
+  private async passThrough(method: string, url: string, req: IncomingMessage, body: Buffer, res: ServerResponse, requestId: string): Promise<void> {
+    const headers = upstreamRequestHeaders(req.headers, { "portcullis-request-id": requestId });
+    const failure = await this.options.forwarder.forward({ method, url, headers, body }, res, { "portcullis-request-id": requestId });
+    if (failure !== null) sendDenial(res, failure, requestId);
   }
 
   private refuse(res: ServerResponse, denial: Denial, requestId: string, ctx: RequestContext | null, req: IncomingMessage): void {

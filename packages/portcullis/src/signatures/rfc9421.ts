@@ -77,6 +77,10 @@ function readParams(params: Parameters): SignatureParams | Denial {
 /**
  * Parses the two signature headers. Portcullis accepts exactly one signature per request, under
  * the same label in both headers; anything else is a refusal with a precise code.
+ *
+ * Well-formed headers in canonical form (what every signer produces) take a fast path that reads
+ * them without building the generic structured-field tree; anything else goes through the strict
+ * general parser, which gives the same answer or a precise refusal.
  */
 export function parseSignatureHeaders(
   signatureInputHeader: string | string[] | undefined,
@@ -85,6 +89,122 @@ export function parseSignatureHeaders(
   const inputText = single(signatureInputHeader);
   const sigText = single(signatureHeader);
   if (inputText === undefined || sigText === undefined) return deny("CREDENTIALS_MISSING");
+  return parseCanonical(inputText, sigText) ?? parseGeneral(inputText, sigText);
+}
+
+// Canonical RFC 8941 serialization of one Signature-Input member whose components are plain
+// strings and whose parameters are integers or strings (no escapes): exactly what signers emit.
+// Because the text is canonical, it is its own serialization: the @signature-params value.
+const SF_STRING = '"[\\x20\\x21\\x23-\\x5b\\x5d-\\x7e]*"';
+const SF_KEY = "[a-z*][a-z0-9_.*-]*";
+const CANONICAL_INPUT = new RegExp(
+  `^(${SF_KEY})=(\\((?:${SF_STRING}(?: ${SF_STRING})*)?\\)((?:;${SF_KEY}=(?:-?(?:0|[1-9][0-9]{0,14})|${SF_STRING}))*))$`,
+);
+const CANONICAL_SIGNATURE = /^([a-z*][a-z0-9_.*-]*)=:((?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?):$/;
+
+/** Validated component lists, by their text: signers send the same few lists over and over. */
+const componentLists = new Map<string, readonly string[] | Denial>();
+const COMPONENT_LIST_CACHE_MAX = 256;
+
+function componentsOf(listText: string): readonly string[] | Denial {
+  const cached = componentLists.get(listText);
+  if (cached !== undefined) return cached;
+  const names = listText === "" ? [] : listText.slice(1, -1).split('" "');
+  const result = validateComponents(names);
+  if (componentLists.size < COMPONENT_LIST_CACHE_MAX) componentLists.set(listText, Array.isArray(result) ? Object.freeze(result) : result);
+  return result;
+}
+
+function validateComponents(names: readonly string[]): string[] | Denial {
+  const seen = new Set<string>();
+  for (const name of names) {
+    if (seen.has(name)) return deny("SIGNATURE_COMPONENT_INVALID", `component ${name} is listed twice`);
+    seen.add(name);
+    if (name.startsWith("@") ? !DERIVED.has(name) : !FIELD_NAME.test(name)) {
+      return deny("SIGNATURE_COMPONENT_INVALID", `unsupported component ${name}`);
+    }
+  }
+  return [...names];
+}
+
+/** The fast path (exported for the test that checks it agrees with the general parser). */
+export function parseCanonical(inputText: string, sigText: string): ParsedSignature | null {
+  const input = CANONICAL_INPUT.exec(inputText);
+  if (input === null) return null;
+  const sig = CANONICAL_SIGNATURE.exec(sigText);
+  if (sig === null) return null;
+  const label = input[1] ?? "";
+  const signatureParams = input[2] ?? "";
+  const paramText = input[3] ?? "";
+  // Anything wrong is left to the general parser, which names the problem: the fast path only
+  // ever answers for a request that is well-formed.
+  if (sig[1] !== label) return null;
+  const components = componentsOf(signatureParams.slice(1, signatureParams.length - paramText.length - 1));
+  if (!Array.isArray(components)) return null;
+  let created: number | undefined;
+  let expires: number | undefined;
+  let nonce: string | undefined;
+  let keyid: string | undefined;
+  let alg: string | undefined;
+  let tag: string | undefined;
+  const n = paramText.length;
+  let pos = 0;
+  while (pos < n) {
+    const eq = paramText.indexOf("=", pos);
+    const name = paramText.slice(pos + 1, eq);
+    let end: number;
+    let text: string | undefined;
+    let num: number | undefined;
+    if (paramText.charCodeAt(eq + 1) === 0x22) {
+      end = paramText.indexOf('"', eq + 2) + 1;
+      text = paramText.slice(eq + 2, end - 1);
+    } else {
+      end = paramText.indexOf(";", eq);
+      if (end < 0) end = n;
+      num = Number(paramText.slice(eq + 1, end));
+    }
+    pos = end;
+    switch (name) {
+      case "created":
+      case "expires":
+        if (num === undefined || num < 0 || (name === "created" ? created : expires) !== undefined) return null;
+        if (name === "created") created = num;
+        else expires = num;
+        break;
+      case "nonce":
+      case "keyid":
+      case "alg":
+      case "tag":
+        if (text === undefined) return null;
+        if (name === "nonce") {
+          if (nonce !== undefined) return null;
+          nonce = text;
+        } else if (name === "keyid") {
+          if (keyid !== undefined) return null;
+          keyid = text;
+        } else if (name === "alg") {
+          if (alg !== undefined) return null;
+          alg = text;
+        } else {
+          if (tag !== undefined) return null;
+          tag = text;
+        }
+        break;
+      default:
+        return null;
+    }
+  }
+  return {
+    label,
+    components,
+    params: { created, expires, nonce, keyid, alg, tag },
+    signatureParams,
+    signature: Buffer.from(sig[2] ?? "", "base64"),
+  };
+}
+
+/** The strict general path (exported for the same test). */
+export function parseGeneral(inputText: string, sigText: string): ParsedSignature | Denial {
   let inputs;
   let sigs;
   try {
@@ -107,21 +227,16 @@ export function parseSignatureHeaders(
     return deny("SIGNATURE_HEADER_MALFORMED", "Signature member is not a byte sequence");
   }
 
-  const components: string[] = [];
-  const seen = new Set<string>();
+  const names: string[] = [];
   for (const item of input.items) {
     if (typeof item.value !== "string") {
       return deny("SIGNATURE_COMPONENT_INVALID", "component identifiers must be strings");
     }
-    const name = item.value;
-    if (item.params.size !== 0) return deny("SIGNATURE_COMPONENT_INVALID", `component parameters are not supported (${name})`);
-    if (seen.has(name)) return deny("SIGNATURE_COMPONENT_INVALID", `component ${name} is listed twice`);
-    seen.add(name);
-    if (name.startsWith("@") ? !DERIVED.has(name) : !FIELD_NAME.test(name)) {
-      return deny("SIGNATURE_COMPONENT_INVALID", `unsupported component ${name}`);
-    }
-    components.push(name);
+    if (item.params.size !== 0) return deny("SIGNATURE_COMPONENT_INVALID", `component parameters are not supported (${item.value})`);
+    names.push(item.value);
   }
+  const components = validateComponents(names);
+  if (!Array.isArray(components)) return components as Denial;
   const params = readParams(input.params);
   if ("ok" in params) return params;
   let signatureParams: string;
@@ -163,13 +278,15 @@ function componentValue(req: SignedRequest, name: string): string | undefined {
  * encoding the base as latin1 gives back exactly the bytes that were sent.
  */
 export function signatureBase(req: SignedRequest, sig: ParsedSignature): string | Denial {
-  let base = "";
+  // Built with join: one flat string, which the HMAC reads without flattening a rope first.
+  const parts: string[] = [];
   for (const name of sig.components) {
     const value = componentValue(req, name);
     if (value === undefined) return deny("SIGNATURE_COMPONENT_ABSENT", `covered component ${name} is absent`);
-    base += `"${name}": ${value}\n`;
+    parts.push('"', name, '": ', value, "\n");
   }
-  return `${base}"@signature-params": ${sig.signatureParams}`;
+  parts.push('"@signature-params": ', sig.signatureParams);
+  return parts.join("");
 }
 
 /** Normalises a Host header into the @authority value: lower case, default port removed. */
