@@ -6,6 +6,7 @@
 export { Portcullis, type PortcullisOptions } from "./core.js";
 export { startPortcullis, type RunningPortcullis } from "./runtime.js";
 export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type PortcullisRequest } from "./embedded/middleware.js";
+export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastify.js";
 export { Gateway, type GatewayOptions } from "./gateway/server.js";
 export { Forwarder, type ForwarderOptions } from "./gateway/proxy.js";
 export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";

@@ -57,6 +57,13 @@ export function callerOf(ctx: RequestContext): PortcullisCaller | undefined {
   };
 }
 
+/** Runs the pipeline for an embedded request whose body has been read. */
+export async function verifyEmbedded(core: Portcullis, req: IncomingMessage, body: Buffer): Promise<RequestContext> {
+  let ctx = core.verify({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress });
+  if (ctx instanceof Promise) ctx = await ctx;
+  return ctx;
+}
+
 export function createMiddleware(core: Portcullis, options: MiddlewareOptions = {}): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const onDenied = options.onDenied ?? (() => undefined);
@@ -68,13 +75,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
       sendDenial(res, body, "embedded");
       return;
     }
-    const ctx = await core.verify({
-      method: req.method ?? "",
-      url: req.url ?? "",
-      headers: req.headers,
-      body,
-      socketAddress: req.socket.remoteAddress,
-    });
+    const ctx = await verifyEmbedded(core, req, body);
     if (ctx.denial !== null) {
       onDenied(ctx.denial, ctx);
       sendDenial(res, ctx.denial, ctx.requestId);

@@ -1,0 +1,86 @@
+import type { IncomingMessage } from "node:http";
+import { Readable } from "node:stream";
+import type { Portcullis } from "../core.js";
+import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { type MiddlewareOptions, type PortcullisCaller, callerOf, verifyEmbedded } from "./middleware.js";
+
+/**
+ * Embedded mode for Fastify, without depending on it: a `preParsing` hook. It reads the raw
+ * payload (the signature covers the exact bytes), runs the pipeline, answers a denial itself, and
+ * otherwise hands Fastify a fresh stream of the same bytes, so your content-type parsers and
+ * schemas work as before. The caller is on `request.portcullis`, the bytes on `request.rawBody`.
+ *
+ *   fastify.addHook("preParsing", portcullisPreParsing(portcullis));
+ */
+export interface FastifyRequestLike {
+  readonly raw: IncomingMessage;
+  portcullis?: PortcullisCaller;
+  rawBody?: Buffer;
+}
+
+export interface FastifyReplyLike {
+  code(status: number): FastifyReplyLike;
+  header(name: string, value: string): FastifyReplyLike;
+  send(payload: string): FastifyReplyLike;
+}
+
+function readAll(payload: NodeJS.ReadableStream, limit: number): Promise<Buffer | Denial> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (v: Buffer | Denial): void => {
+      if (done) return;
+      done = true;
+      resolve(v);
+    };
+    payload.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        payload.pause();
+        finish(deny("BODY_TOO_LARGE"));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    payload.on("end", () => {
+      finish(Buffer.concat(chunks, size));
+    });
+    payload.on("error", () => {
+      finish(deny("BODY_INCOMPLETE"));
+    });
+  });
+}
+
+export function portcullisPreParsing(
+  core: Portcullis,
+  options: MiddlewareOptions = {},
+): (request: FastifyRequestLike, reply: FastifyReplyLike, payload: NodeJS.ReadableStream) => Promise<NodeJS.ReadableStream | FastifyReplyLike> {
+  const bodyLimit = options.bodyLimit ?? 1024 * 1024;
+  const onDenied = options.onDenied ?? (() => undefined);
+  const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string): FastifyReplyLike =>
+    reply.code(denial.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store").send(errorBody(denial, requestId));
+  return async (request, reply, payload) => {
+    const declared = Number(request.raw.headers["content-length"] ?? 0);
+    if (declared > bodyLimit) {
+      onDenied(deny("BODY_TOO_LARGE"), null);
+      return refuse(reply, deny("BODY_TOO_LARGE"), "embedded");
+    }
+    const body = await readAll(payload, bodyLimit);
+    if (!Buffer.isBuffer(body)) {
+      onDenied(body, null);
+      return refuse(reply, body, "embedded");
+    }
+    const ctx = await verifyEmbedded(core, request.raw, body);
+    if (ctx.denial !== null) {
+      onDenied(ctx.denial, ctx);
+      return refuse(reply, ctx.denial, ctx.requestId);
+    }
+    request.rawBody = body;
+    const caller = callerOf(ctx);
+    if (caller !== undefined) request.portcullis = caller;
+    const replay = Readable.from([body]) as Readable & { receivedEncodedLength?: number };
+    replay.receivedEncodedLength = body.length;
+    return replay;
+  };
+}
