@@ -91,7 +91,6 @@ export const errorCatalogue = {
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },
-  SHUTTING_DOWN: { status: 503, message: "The gateway is shutting down; retry on another instance." },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

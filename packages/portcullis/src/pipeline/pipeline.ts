@@ -154,8 +154,10 @@ export class Pipeline {
 
   // --- stage 3 ------------------------------------------------------------------------------
   private credentials(ctx: RequestContext): Denial | undefined {
-    const credential = extractNativeCredential(ctx.headers["signature-input"], ctx.headers.signature, ctx.body.length > 0);
+    const hasBody = ctx.body.length > 0;
+    const credential = extractNativeCredential(ctx.headers["signature-input"], ctx.headers.signature, hasBody);
     if ("ok" in credential) return credential;
+    if (hasBody && ctx.headers["content-digest"] === undefined) return deny("CONTENT_DIGEST_MISSING");
     ctx.signature = credential.signature;
     ctx.keyId = credential.keyId;
     return undefined;

@@ -291,7 +291,7 @@ describe("stages 5-7: freshness, signature, replay", () => {
   });
   it("a covered content-digest that is missing", async () => {
     const { "content-digest": _d, ...h } = signed({ method: "POST", url: "/api/v3/order", body: "qty=1" });
-    await expectRefused({ method: "POST", url: "/api/v3/order", headers: h, payload: "qty=1" }, "SIGNATURE_COMPONENT_ABSENT", 400);
+    await expectRefused({ method: "POST", url: "/api/v3/order", headers: h, payload: "qty=1" }, "CONTENT_DIGEST_MISSING", 400);
   });
   it("a content-digest with only unknown algorithms", async () => {
     const body = "qty=1";
