@@ -6,8 +6,9 @@
  *   node bench/servers.js gateway <upstream-origin> full|pass-through|timing
  *   node bench/servers.js plain-proxy <upstream-origin>
  *
- * Each listens on 127.0.0.1 on a free port and reports `{ port, ... }` over the IPC channel; it
- * shuts down on the message "stop", and exits at once if the parent goes away.
+ * Each listens on 127.0.0.1 on a free port and reports `{ port, ... }` over the IPC channel. It
+ * answers the message "cpu" with its CPU time so far, shuts down on "stop", and shuts down too if
+ * the parent goes away.
  */
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
@@ -107,6 +108,8 @@ async function main() {
   };
   process.on("message", (message) => {
     if (message === "stop") shutdown();
+    // CPU time used so far (µs), so the parent can charge each run its share.
+    else if (message === "cpu") process.send({ cpu: process.cpuUsage() });
   });
   // The parent went away without asking: clean up (the gateway's temp data dir) and go.
   process.on("disconnect", shutdown);

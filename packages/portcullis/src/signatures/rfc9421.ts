@@ -236,7 +236,7 @@ export function parseGeneral(inputText: string, sigText: string): ParsedSignatur
     names.push(item.value);
   }
   const components = validateComponents(names);
-  if (!Array.isArray(components)) return components as Denial;
+  if (!Array.isArray(components)) return components;
   const params = readParams(input.params);
   if ("ok" in params) return params;
   let signatureParams: string;

@@ -31,15 +31,23 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function parse<T>(stdout: string): T {
-  return JSON.parse(stdout) as T;
+interface InitJson {
+  environment: string;
+  config: string;
+  created: string[];
 }
+
+// The command's JSON output, read as the shape the test expects (a wrong shape fails the asserts).
+const asKey = (stdout: string): KeyJson & { publicKey?: string } => JSON.parse(stdout) as KeyJson & { publicKey?: string };
+const asKeys = (stdout: string): KeyJson[] => JSON.parse(stdout) as KeyJson[];
+const asInit = (stdout: string): InitJson => JSON.parse(stdout) as InitJson;
+const asError = (stderr: string): { error: { code: string } } => JSON.parse(stderr) as { error: { code: string } };
 
 describe("portcullis init and keys", () => {
   it("init creates the data directory, its secrets with mode 0600, and a starter config", async () => {
     const res = await runCli(["init", "--data", data, "--environment", "test", "--json"]);
     expect(res.code).toBe(0);
-    const out = parse<{ environment: string; config: string; created: string[] }>(res.stdout);
+    const out = asInit(res.stdout);
     expect(out.environment).toBe("test");
     expect(statSync(join(data, "keyring.json")).mode & 0o777).toBe(0o600);
     expect(statSync(join(data, "identity.secret")).mode & 0o777).toBe(0o600);
@@ -49,7 +57,7 @@ describe("portcullis init and keys", () => {
   it("keys create --json prints the id and, for an HMAC key, the secret", async () => {
     const res = await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read,trade", "--ip", "10.0.0.0/8", "--json"]);
     expect(res.code).toBe(0);
-    const key = parse<KeyJson>(res.stdout);
+    const key = asKey(res.stdout);
     expect(key.id).toMatch(/^pck_test_v1_/);
     expect(key.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(key.ipAllowlist).toEqual(["10.0.0.0/8"]);
@@ -57,22 +65,22 @@ describe("portcullis init and keys", () => {
 
   it("keys create --algorithm ed25519 generates the pair locally and prints only the private key", async () => {
     const res = await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read", "--algorithm", "ed25519", "--json"]);
-    const key = parse<KeyJson>(res.stdout);
+    const key = asKey(res.stdout);
     expect(key.algorithm).toBe("ed25519");
     expect(key.secret).toBeUndefined();
     expect(key.privateKey).toMatch(/BEGIN PRIVATE KEY/);
-    const show = parse<KeyJson & { publicKey: string }>((await runCli(["keys", "show", key.id, "--data", data, "--json"])).stdout);
+    const show = asKey((await runCli(["keys", "show", key.id, "--data", data, "--json"])).stdout);
     expect(show.publicKey).toMatch(/BEGIN PUBLIC KEY/);
     expect(JSON.stringify(show)).not.toContain("PRIVATE");
   });
 
   it("keys list / show / suspend / resume / revoke", async () => {
-    const key = parse<KeyJson>((await runCli(["keys", "create", "--data", data, "--account", "acct-2", "--scopes", "read", "--json"])).stdout);
-    const list = parse<KeyJson[]>((await runCli(["keys", "list", "--data", data, "--account", "acct-2", "--json"])).stdout);
+    const key = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-2", "--scopes", "read", "--json"])).stdout);
+    const list = asKeys((await runCli(["keys", "list", "--data", data, "--account", "acct-2", "--json"])).stdout);
     expect(list.map((k) => k.id)).toEqual([key.id]);
-    expect(parse<KeyJson>((await runCli(["keys", "suspend", key.id, "--data", data, "--reason", "test", "--json"])).stdout).status).toBe("suspended");
-    expect(parse<KeyJson>((await runCli(["keys", "resume", key.id, "--data", data, "--json"])).stdout).status).toBe("active");
-    expect(parse<KeyJson>((await runCli(["keys", "revoke", key.id, "--data", data, "--json"])).stdout).status).toBe("revoked");
+    expect(asKey((await runCli(["keys", "suspend", key.id, "--data", data, "--reason", "test", "--json"])).stdout).status).toBe("suspended");
+    expect(asKey((await runCli(["keys", "resume", key.id, "--data", data, "--json"])).stdout).status).toBe("active");
+    expect(asKey((await runCli(["keys", "revoke", key.id, "--data", data, "--json"])).stdout).status).toBe("revoked");
     const human = await runCli(["keys", "show", key.id, "--data", data]);
     expect(human.stdout).toMatch(/status\s+revoked/);
   });
@@ -87,7 +95,7 @@ describe("portcullis init and keys", () => {
     expect(human.stderr).toMatch(message);
     expect(human.stderr).not.toMatch(/\n\s+at /);
     const json = await runCli([...args, "--data", data, "--json"]);
-    expect(parse<{ error: { code: string } }>(json.stderr).error.code).toBe(code);
+    expect(asError(json.stderr).error.code).toBe(code);
   });
 
   it("refuses a data directory that does not exist", async () => {
@@ -142,7 +150,7 @@ describe("a running gateway and a separate CLI process", () => {
     ["suspend", "suspended", "KEY_SUSPENDED"],
   ] as const) {
     it(`a key ${done} by the CLI is refused by the running gateway within one second`, async () => {
-      const key = parse<KeyJson>((await runCli(["keys", "create", "--data", data, "--account", "acct-3", "--scopes", "read", "--json"])).stdout);
+      const key = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-3", "--scopes", "read", "--json"])).stdout);
       // A key created by another process is usable at once (its negative cache entry, if any, is evicted).
       expect((await call(key.id, key.secret ?? "")).status).toBe(200);
       const result = await runCli(["keys", action, key.id, "--data", data]);
@@ -152,17 +160,17 @@ describe("a running gateway and a separate CLI process", () => {
   }
 
   it("keys --admin URL manages keys through the admin API with an admin key", async () => {
-    const adminKey = parse<KeyJson>((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--json"])).stdout);
+    const adminKey = asKey((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--json"])).stdout);
     const env = { PORTCULLIS_ADMIN_KEY_ID: adminKey.id, PORTCULLIS_ADMIN_SECRET: adminKey.secret ?? "" };
     const created = await runCli(["keys", "create", "--admin", adminUrl, "--account", "acct-4", "--scopes", "read", "--json"], env);
     expect(created.code).toBe(0);
-    const key = parse<KeyJson>(created.stdout);
+    const key = asKey(created.stdout);
     expect((await call(key.id, key.secret ?? "")).status).toBe(200);
     expect((await runCli(["keys", "revoke", key.id, "--admin", adminUrl, "--json"], env)).code).toBe(0);
     expect((await call(key.id, key.secret ?? "")).code).toBe("KEY_REVOKED");
     const refused = await runCli(["keys", "list", "--admin", adminUrl, "--json"], { PORTCULLIS_ADMIN_KEY_ID: key.id, PORTCULLIS_ADMIN_SECRET: key.secret ?? "" });
     expect(refused.code).toBe(1);
-    expect(parse<{ error: { code: string } }>(refused.stderr).error.code).toBe("KEY_REVOKED");
+    expect(asError(refused.stderr).error.code).toBe("KEY_REVOKED");
     const noCreds = await runCli(["keys", "list", "--admin", adminUrl]);
     expect(noCreds.stderr).toMatch(/PORTCULLIS_ADMIN_KEY_ID/);
   });

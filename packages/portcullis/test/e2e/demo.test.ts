@@ -96,7 +96,7 @@ describe("portcullis demo", () => {
 
   it("stops cleanly on SIGINT and removes its temporary data directory", async () => {
     expect(existsSync(info.dataDir)).toBe(true);
-    const exited = new Promise<number | null>((resolve) => demo.child.once("exit", (code) => resolve(code)));
+    const exited = new Promise<number | null>((resolve) => demo.child.once("exit", (code) => { resolve(code); }));
     demo.child.kill("SIGINT");
     expect(await exited).toBe(0);
     expect(existsSync(info.dataDir)).toBe(false);

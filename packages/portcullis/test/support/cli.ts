@@ -48,7 +48,7 @@ export function startCli(
                 res(child.exitCode);
                 return;
               }
-              child.once("exit", (code) => res(code));
+              child.once("exit", (code) => { res(code); });
               child.kill("SIGTERM");
             }),
         });

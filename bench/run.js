@@ -1,0 +1,311 @@
+/**
+ * The Portcullis benchmark harness: `npm run bench` (builds first, then runs this file).
+ *
+ *   node bench/run.js            full run (about two and a half minutes), Markdown report on stdout
+ *   node bench/run.js --quick    short smoke run (figures are not meaningful)
+ *   node bench/run.js --write    also rewrite BENCHMARKS.md with the report
+ *
+ * Progress goes to stderr. The exit code is 1 when a run saw a non-2xx answer or an error (the
+ * figures are then invalid); a missed target is reported, not an error.
+ *
+ * Benchmarks (see BENCHMARKS.md for how to read them):
+ *   1. the in-process pipeline against the raw HMAC-SHA256 of the same signature bases;
+ *   2. gateway throughput, full security against pass-through and a plain node:http proxy;
+ *   3. the per-stage breakdown a gateway with Server-Timing reports.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, release, totalmem } from "node:os";
+import { performance } from "node:perf_hooks";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { MODES, runGatewayBench } from "./gateway-bench.js";
+import { runPipelineBench } from "./pipeline-bench.js";
+import { fmt, fmtPercent, fmtRatio, mean, median, pairRatios, quantile, table } from "./stats.js";
+
+const TARGETS = {
+  /** Median pipeline cost at most this many times the raw HMAC of the same base. */
+  pipelineOverHmac: 4,
+  /** Full-security throughput at least this share of pass-through. */
+  fullOverPassThrough: 0.85,
+};
+
+const SETTINGS = {
+  full: {
+    pipeline: { batches: 150, batchSize: 2000, warmupBatches: 5 },
+    gateway: { rounds: 6, seconds: 5, warmupSeconds: 1, connections: 32, stageSeconds: 3 },
+  },
+  quick: {
+    pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
+    gateway: { rounds: 1, seconds: 2, warmupSeconds: 1, connections: 32, stageSeconds: 1 },
+  },
+};
+
+const BENCHMARKS_MD = fileURLToPath(new URL("../BENCHMARKS.md", import.meta.url));
+
+function progress(line) {
+  process.stderr.write(`${line}\n`);
+}
+
+function machine() {
+  let model = cpus()[0]?.model ?? "unknown";
+  try {
+    const line = readFileSync("/proc/cpuinfo", "utf8")
+      .split("\n")
+      .find((l) => l.startsWith("model name"));
+    if (line !== undefined) model = line.slice(line.indexOf(":") + 1).trim();
+  } catch {
+    // Not Linux: keep what os.cpus() says.
+  }
+  return {
+    cpu: model,
+    cores: availableParallelism(),
+    memoryGiB: totalmem() / 2 ** 30,
+    kernel: `${process.platform} ${release()}`,
+    node: process.version,
+  };
+}
+
+const verdict = (pass) => (pass ? "**PASS**" : "**FAIL**");
+const us = (ms) => fmt(ms * 1000, 2);
+
+// --- report: benchmark 1 ---------------------------------------------------------------------
+
+function pipelineSection(result) {
+  const { series, stageNames, stageSamples, batches, batchSize, warmupBatches } = result;
+  const getRatios = pairRatios(series.getPipeline, series.getHmac);
+  const postRatios = pairRatios(series.postPipeline, series.postHmac);
+  const getRatio = median(getRatios);
+  const stageMeans = stageSamples.map(mean);
+  const stageTotal = stageMeans.reduce((a, b) => a + b, 0);
+  return {
+    summary: [
+      "In-process pipeline / raw HMAC-SHA256 (GET, median of per-batch ratios)",
+      `${fmt(getRatio)}×`,
+      `≤ ${TARGETS.pipelineOverHmac}×`,
+      verdict(getRatio <= TARGETS.pipelineOverHmac),
+    ],
+    text: [
+      "## 1. In-process pipeline vs raw HMAC-SHA256",
+      "",
+      `A \`Portcullis\` core with the embedded stores (SQLite in a temporary data directory, replay protection in memory) and a warm key cache verifies freshly signed requests through \`core.verify\`; every request is allowed (asserted). The baseline is \`createHmac("sha256", secretBytes).update(base).digest()\` over the same batch's signature bases, the one step no verifier can skip. ${batches} measured batches of ${batchSize} requests each (after ${warmupBatches} warm-up batches), each pre-generated untimed with unique nonces and flat header strings; the two sides of each pair run back to back, in alternating order. Figures are per request.`,
+      "",
+      table(
+        ["Request", "Pipeline µs/req (median)", "Raw HMAC µs/req (median)", "Pipeline / HMAC, per-batch pairs", "Target", "Result"],
+        [
+          [
+            "GET /api/v3/account (no body)",
+            fmt(median(series.getPipeline)),
+            fmt(median(series.getHmac)),
+            fmtRatio(getRatios),
+            `≤ ${TARGETS.pipelineOverHmac}×`,
+            verdict(getRatio <= TARGETS.pipelineOverHmac),
+          ],
+          [
+            "POST /api/v3/order (JSON body, content-digest covered)",
+            fmt(median(series.postPipeline)),
+            fmt(median(series.postHmac)),
+            fmtRatio(postRatios),
+            "none (informational)",
+            "–",
+          ],
+        ],
+      ),
+      "",
+      `Per-stage cost of the GET request, **with timing overhead** (a core built with \`timing: true\` reads the clock after every stage; that core's whole pipeline cost ${fmt(median(series.timedPipeline))} µs/req against ${fmt(median(series.getPipeline))} µs/req without timing). ${stageSamples[0]?.length ?? 0} requests.`,
+      "",
+      table(
+        ["Stage", "Median µs", "Mean µs", "p99 µs", "Share of the mean total"],
+        stageNames.map((name, i) => [
+          `\`${name}\``,
+          us(median(stageSamples[i])),
+          us(stageMeans[i]),
+          us(quantile(stageSamples[i], 0.99)),
+          fmtPercent(stageMeans[i] / stageTotal),
+        ]),
+      ),
+      "",
+    ],
+  };
+}
+
+// --- report: benchmarks 2 and 3 --------------------------------------------------------------
+
+function gatewaySection(result) {
+  const { runs, rounds, seconds, warmupSeconds, connections, stages } = result;
+  const byMode = Object.fromEntries(MODES.map((mode) => [mode, runs.filter((r) => r.mode === mode)]));
+  const rps = (mode) => byMode[mode].map((r) => r.rps);
+  const fullOverPass = pairRatios(rps("full"), rps("pass-through"));
+  const fullOverPlain = pairRatios(rps("full"), rps("plain-proxy"));
+  const passOverPlain = pairRatios(rps("pass-through"), rps("plain-proxy"));
+  const cpu = (mode) => byMode[mode].map((r) => r.proxyCpuUs);
+  const cpuFullOverPass = pairRatios(cpu("full"), cpu("pass-through"));
+  const failures = runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.warmupNon2xx, 0);
+  const ratio = median(fullOverPass);
+  const pass = ratio >= TARGETS.fullOverPassThrough;
+  const label = { full: "full security", "pass-through": "pass-through", "plain-proxy": "plain proxy" };
+
+  const text = [
+    "## 2. Gateway throughput: full security vs pass-through",
+    "",
+    `Loopback only. An upstream (node:http answering a 174-byte JSON document), and three servers in front of it, each in its own process: the **full-security** gateway (\`Gateway\` + \`Forwarder\` + \`IdentitySigner\` over a \`Portcullis\` core, logs silent), the same gateway in **pass-through** mode (\`passThrough: true\`: forwards without the pipeline), and a **plain proxy** (node:http + an undici \`Pool\`, \`pool.stream\`, nothing else; bench/plain-proxy.js). autocannon runs in the parent process: ${connections} connections, pipelining 1, ${seconds} s per run after a ${warmupSeconds} s warm-up run against the same server, ${rounds} rounds each running every mode once in a rotating order. Every request is \`GET /api/v3/account\` signed in the load generator with a fresh nonce and the current time, in every mode (the same signed requests; only the full gateway checks them).`,
+    "",
+    table(
+      ["Ratio (median of per-round pairs)", "Value (p10–p90)", "Target", "Result"],
+      [
+        ["full / pass-through, req/s", `${fmtPercent(ratio)} (${fmtPercent(quantile(fullOverPass, 0.1))}–${fmtPercent(quantile(fullOverPass, 0.9))})`, `≥ ${fmtPercent(TARGETS.fullOverPassThrough)}`, verdict(pass)],
+        ["full / plain proxy, req/s", `${fmtPercent(median(fullOverPlain))} (${fmtPercent(quantile(fullOverPlain, 0.1))}–${fmtPercent(quantile(fullOverPlain, 0.9))})`, "none", "–"],
+        ["pass-through / plain proxy, req/s", `${fmtPercent(median(passOverPlain))} (${fmtPercent(quantile(passOverPlain, 0.1))}–${fmtPercent(quantile(passOverPlain, 0.9))})`, "none", "–"],
+        ["full / pass-through, proxy CPU per request", fmtRatio(cpuFullOverPass), "none", "–"],
+      ],
+    ),
+    "",
+    table(
+      ["Mode", "req/s (median)", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Upstream CPU µs/req", "Load generator CPU µs/req", "Non-2xx / errors (all runs)"],
+      MODES.map((mode) => {
+        const list = byMode[mode];
+        return [
+          label[mode],
+          fmt(median(list.map((r) => r.rps)), 0),
+          fmt(median(list.map((r) => r.p50)), 0),
+          fmt(median(list.map((r) => r.p99)), 0),
+          fmt(median(cpu(mode)), 1),
+          fmt(median(list.map((r) => r.upstreamCpuUs)), 1),
+          fmt(median(list.map((r) => r.generatorCpuUs)), 1),
+          String(list.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.warmupNon2xx, 0)),
+        ];
+      }),
+    ),
+    "",
+    "Latency figures are medians over runs of each run's percentile (autocannon records whole milliseconds). CPU per request is the process's user + system time during the run divided by the requests completed.",
+    "",
+    "<details><summary>Every run</summary>",
+    "",
+    table(
+      ["Round", "Mode", "req/s", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Requests", "Non-2xx", "Errors", "Timeouts", "Warm-up failures"],
+      runs.map((r) => [
+        String(r.round + 1),
+        label[r.mode],
+        fmt(r.rps, 0),
+        String(r.p50),
+        String(r.p99),
+        fmt(r.proxyCpuUs, 1),
+        String(r.total),
+        String(r.non2xx),
+        String(r.errors),
+        String(r.timeouts),
+        String(r.warmupNon2xx),
+      ]),
+    ),
+    "",
+    "</details>",
+    "",
+  ];
+  if (failures > 0) {
+    text.push(`**INVALID: ${failures} non-2xx answers, errors or timeouts were seen; the figures above do not measure the intended work.**`, "");
+  }
+
+  if (stages !== null) {
+    const stageFailures = stages.run.non2xx + stages.run.errors + stages.run.timeouts;
+    text.push(
+      "## 3. Per-request stage breakdown through the gateway",
+      "",
+      `A fourth gateway process with \`timing: true\` and \`serverTiming: true\`, under the same load for ${stages.run.total} requests (${fmt(stages.run.rps, 0)} req/s, ${stageFailures} non-2xx/errors); figures parsed from each response's \`Server-Timing\` header, **with timing overhead**, and under load (they include any time a stage spent preempted on the shared CPU).`,
+      "",
+      table(
+        ["Stage", "Median µs", "Mean µs", "p99 µs"],
+        stages.names.map((name, i) => [`\`${name}\``, us(median(stages.samples[i])), us(mean(stages.samples[i])), us(quantile(stages.samples[i], 0.99))]),
+      ),
+      "",
+    );
+  }
+
+  return {
+    failures,
+    summary: ["Gateway throughput, full security / pass-through (median of per-round ratios)", fmtPercent(ratio), `≥ ${fmtPercent(TARGETS.fullOverPassThrough)}`, failures > 0 ? "**INVALID**" : verdict(pass)],
+    text,
+  };
+}
+
+// --- the whole report ------------------------------------------------------------------------
+
+const HOW_TO_READ = [
+  "## How to read this",
+  "",
+  "- Every figure is a comparison against a baseline measured **in the same run, on the same machine**, interleaved with it (A, B, A, B…), so the ratios mean more than the absolute numbers, which move with the machine and whatever else runs on it.",
+  "- Each ratio is the **median of per-pair ratios**: each pair is the two variants measured back to back, so a slow spell of the machine lands on both sides of a pair. The p10–p90 range of the pairs shows how noisy the run was; when it straddles a target, rerun before concluding anything.",
+  "- **Benchmark 1** is pure CPU inside one process: what the security pipeline costs per request compared with the one HMAC any verifier must compute. The per-stage table is measured with a clock read after every stage, which itself adds a little to every stage.",
+  "- **Benchmark 2** is end to end over loopback, with the load generator, the proxy under test and the upstream sharing the machine's cores. Throughput is therefore bounded by the whole machine, not only by the proxy: a proxy that spends more CPU per request also takes CPU from the load generator and the upstream. The *proxy CPU µs/req* column is the least noisy measure of what each mode itself costs.",
+  "- The targets come from the issue: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
+  "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
+  "",
+];
+
+function report({ started, elapsedS, quick, write, pipeline, gateway, host }) {
+  const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
+  return [
+    "# Portcullis benchmarks",
+    "",
+    `Generated by \`${command}\` (\`bench/run.js\`); regenerate with \`npm run bench -- --write\`. To run without touching this file: \`npm run bench\`.`,
+    "",
+    table(
+      ["", ""],
+      [
+        ["Command", `\`${command}\``],
+        ["Date", started.toISOString()],
+        ["CPU", `${host.cpu}, ${host.cores} cores available`],
+        ["Memory", `${fmt(host.memoryGiB, 1)} GiB`],
+        ["OS", host.kernel],
+        ["Node", host.node],
+        ["Run", `${quick ? "**quick (smoke test, not meaningful)**" : "full"}, ${fmt(elapsedS, 0)} s`],
+      ],
+    ),
+    "",
+    "## Summary",
+    "",
+    table(["Benchmark", "Figure", "Target", "Result"], [pipeline.summary, gateway.summary]),
+    "",
+    ...HOW_TO_READ,
+    ...pipeline.text,
+    ...gateway.text,
+  ].join("\n");
+}
+
+async function main() {
+  const args = new Set(process.argv.slice(2));
+  for (const arg of args) {
+    if (arg !== "--quick" && arg !== "--write") throw new Error(`unknown option ${arg} (use --quick and/or --write)`);
+  }
+  const quick = args.has("--quick");
+  const write = args.has("--write");
+  const settings = quick ? SETTINGS.quick : SETTINGS.full;
+  const started = new Date();
+  const t0 = performance.now();
+
+  progress(`benchmark 1: in-process pipeline vs raw HMAC (${settings.pipeline.batches} batches)`);
+  const pipelineResult = await runPipelineBench({ ...settings.pipeline, progress });
+  progress(`benchmark 2: gateway throughput (${settings.gateway.rounds} rounds of ${MODES.length} modes)`);
+  const gatewayResult = await runGatewayBench({ ...settings.gateway, progress });
+
+  const pipeline = pipelineSection(pipelineResult);
+  const gateway = gatewaySection(gatewayResult);
+  const text = report({
+    started,
+    elapsedS: (performance.now() - t0) / 1000,
+    quick,
+    write,
+    pipeline,
+    gateway,
+    host: machine(),
+  });
+  process.stdout.write(`${text}\n`);
+  if (write) {
+    writeFileSync(BENCHMARKS_MD, `${text}\n`);
+    progress(`wrote ${BENCHMARKS_MD}`);
+  }
+  if (gateway.failures > 0) process.exitCode = 1;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
