@@ -10,7 +10,8 @@
  * the signatures, the other two forward them.
  *
  * The modes are measured in rounds, each round running every mode once (in a rotating order),
- * each run preceded by a short discarded warm-up run against the same server.
+ * each run preceded by a short discarded warm-up run against the same server; before the first
+ * round every server is primed with a longer discarded run.
  */
 import { Buffer } from "node:buffer";
 import { fork } from "node:child_process";
@@ -23,6 +24,8 @@ import { GET_PATH, RequestSigner } from "./signing.js";
 const SERVERS = fileURLToPath(new URL("./servers.js", import.meta.url));
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
+
+const fmtCpu = (us) => us.toFixed(1);
 
 /** The modes compared, in the order of the first round. */
 export const MODES = ["full", "pass-through", "plain-proxy"];
@@ -78,10 +81,11 @@ function signerFor(info) {
 }
 
 /**
- * One autocannon run of `seconds` against 127.0.0.1:`port`. Every request is signed when it is
- * built (`setupRequest`), with a fresh nonce and the current second as `created`.
+ * One autocannon run of `seconds` against 127.0.0.1:`port`, as fast as the server answers or at
+ * `overallRate` requests per second. Every request is signed when it is built (`setupRequest`),
+ * with a fresh nonce and the current second as `created`.
  */
-async function runLoad({ port, seconds, connections, signer, onResponse }) {
+async function runLoad({ port, seconds, connections, signer, onResponse, overallRate }) {
   const request = {
     method: "GET",
     path: GET_PATH,
@@ -97,6 +101,7 @@ async function runLoad({ port, seconds, connections, signer, onResponse }) {
     pipelining: 1,
     duration: seconds,
     requests: [request],
+    ...(overallRate === undefined ? {} : { overallRate }),
   });
   return {
     rps: result.requests.total / result.duration,
@@ -124,6 +129,7 @@ function parseServerTiming(value) {
  * Resolves to `{ names, samples, run }` (samples[i] in ms for stage names[i]).
  */
 async function runStageBreakdown({ origin, seconds, warmupSeconds, connections }) {
+  // A fresh process: warm it up as long as the others were primed.
   const timing = await startServer(["gateway", origin, "timing"]);
   try {
     const signer = signerFor(timing.info);
@@ -150,10 +156,21 @@ async function runStageBreakdown({ origin, seconds, warmupSeconds, connections }
 }
 
 /**
- * Runs benchmark 2 (and 3 when `stageSeconds` > 0). Returns every run, warm-ups' non-2xx counts
- * included, for the report.
+ * Runs benchmark 2 (and 3 when `stageSeconds` > 0): each server is first primed for
+ * `primeSeconds`, then measured at full load `rounds` times for `seconds`, each time after a
+ * `warmupSeconds` warm-up run, then at `fixedRate.rate` req/s `fixedRate.rounds` times for
+ * `fixedRate.seconds`. Returns every run, warm-ups' non-2xx counts included, for the report.
  */
-export async function runGatewayBench({ rounds, seconds, warmupSeconds, connections, stageSeconds, progress = () => undefined }) {
+export async function runGatewayBench({
+  rounds,
+  seconds,
+  warmupSeconds,
+  primeSeconds,
+  connections,
+  fixedRate,
+  stageSeconds,
+  progress = () => undefined,
+}) {
   const children = [];
   const start = async (args) => {
     const server = await startServer(args);
@@ -170,33 +187,55 @@ export async function runGatewayBench({ rounds, seconds, warmupSeconds, connecti
     // One signer for every mode: the full gateway's key. The other two forward without checking.
     const signer = signerFor(full.info);
 
+    // Prime every server once (JIT, connection pools, key cache) before anything is measured.
+    let primeFailures = 0;
+    for (const mode of MODES) {
+      const prime = await runLoad({ port: servers[mode].info.port, seconds: primeSeconds, connections, signer });
+      primeFailures += prime.non2xx + prime.errors + prime.timeouts;
+    }
+
+    // One measured run against `mode`, with the CPU each process spent on it.
+    const measure = async (mode, runSeconds, overallRate) => {
+      const { child, info } = servers[mode];
+      const cpuBefore = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
+      const generatorBefore = process.cpuUsage();
+      const run = await runLoad({ port: info.port, seconds: runSeconds, connections, signer, overallRate });
+      const generator = process.cpuUsage(generatorBefore);
+      const cpuAfter = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
+      return {
+        mode,
+        ...run,
+        // CPU µs per completed request: the server under test, the upstream, the load generator.
+        proxyCpuUs: (cpuAfter[0] - cpuBefore[0]) / run.total,
+        upstreamCpuUs: (cpuAfter[1] - cpuBefore[1]) / run.total,
+        generatorCpuUs: (generator.user + generator.system) / run.total,
+      };
+    };
+    const rotation = (round) => MODES.map((_, i) => MODES[(i + round) % MODES.length]);
+
     const runs = [];
     for (let round = 0; round < rounds; round++) {
-      const order = MODES.map((_, i) => MODES[(i + round) % MODES.length]);
-      for (const mode of order) {
-        const { child, info } = servers[mode];
-        const warmup = await runLoad({ port: info.port, seconds: warmupSeconds, connections, signer });
-        const cpuBefore = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
-        const generatorBefore = process.cpuUsage();
-        const run = await runLoad({ port: info.port, seconds, connections, signer });
-        const generator = process.cpuUsage(generatorBefore);
-        const cpuAfter = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
-        runs.push({
-          round,
-          mode,
-          ...run,
-          warmupNon2xx: warmup.non2xx + warmup.errors + warmup.timeouts,
-          // CPU µs per completed request: the server under test, the upstream, the load generator.
-          proxyCpuUs: (cpuAfter[0] - cpuBefore[0]) / run.total,
-          upstreamCpuUs: (cpuAfter[1] - cpuBefore[1]) / run.total,
-          generatorCpuUs: (generator.user + generator.system) / run.total,
-        });
+      for (const mode of rotation(round)) {
+        const warmup = await runLoad({ port: servers[mode].info.port, seconds: warmupSeconds, connections, signer });
+        const run = await measure(mode, seconds);
+        runs.push({ round, ...run, warmupNon2xx: warmup.non2xx + warmup.errors + warmup.timeouts });
         progress(`gateway: round ${round + 1}/${rounds} ${mode}: ${Math.round(run.rps)} req/s, non-2xx ${run.non2xx}`);
       }
     }
 
-    const stages = stageSeconds > 0 ? await runStageBreakdown({ origin, seconds: stageSeconds, warmupSeconds, connections }) : null;
-    return { rounds, seconds, warmupSeconds, connections, runs, stages };
+    // The same servers at a fixed request rate every mode sustains: CPU per request compared at
+    // equal load, where it does not depend on how far each mode saturates the machine.
+    const fixedRuns = [];
+    for (let round = 0; round < fixedRate.rounds; round++) {
+      for (const mode of rotation(round)) {
+        const run = await measure(mode, fixedRate.seconds, fixedRate.rate);
+        fixedRuns.push({ round, ...run, warmupNon2xx: 0 });
+        progress(`gateway: fixed ${fixedRate.rate} req/s, round ${round + 1}/${fixedRate.rounds} ${mode}: ${fmtCpu(run.proxyCpuUs)} µs CPU/req`);
+      }
+    }
+
+    const stages = stageSeconds > 0 ? await runStageBreakdown({ origin, seconds: stageSeconds, warmupSeconds: primeSeconds, connections }) : null;
+    return { rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, runs, fixedRuns, primeFailures, stages };
   } finally {
     await Promise.all(children.map(stopServer));
   }

@@ -32,11 +32,27 @@ const TARGETS = {
 const SETTINGS = {
   full: {
     pipeline: { batches: 150, batchSize: 2000, warmupBatches: 5 },
-    gateway: { rounds: 6, seconds: 5, warmupSeconds: 1, connections: 32, stageSeconds: 3 },
+    gateway: {
+      rounds: 5,
+      seconds: 5,
+      warmupSeconds: 1,
+      primeSeconds: 2,
+      connections: 32,
+      fixedRate: { rate: 1500, rounds: 3, seconds: 3 },
+      stageSeconds: 3,
+    },
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
-    gateway: { rounds: 1, seconds: 2, warmupSeconds: 1, connections: 32, stageSeconds: 1 },
+    gateway: {
+      rounds: 1,
+      seconds: 2,
+      warmupSeconds: 1,
+      primeSeconds: 1,
+      connections: 32,
+      fixedRate: { rate: 1000, rounds: 1, seconds: 1 },
+      stageSeconds: 1,
+    },
   },
 };
 
@@ -65,6 +81,7 @@ function machine() {
   };
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const verdict = (pass) => (pass ? "**PASS**" : "**FAIL**");
 const us = (ms) => fmt(ms * 1000, 2);
 
@@ -130,61 +147,81 @@ function pipelineSection(result) {
 
 // --- report: benchmarks 2 and 3 --------------------------------------------------------------
 
+const MODE_LABEL = { full: "full security", "pass-through": "pass-through", "plain-proxy": "plain proxy" };
+
+const failuresOf = (r) => r.non2xx + r.errors + r.timeouts + r.warmupNon2xx;
+
+/** "78.1 % (p10–p90 70.2 %–84.0 %)" */
+function fmtPercentSpread(ratios) {
+  return `${fmtPercent(median(ratios))} (p10–p90 ${fmtPercent(quantile(ratios, 0.1))}–${fmtPercent(quantile(ratios, 0.9))})`;
+}
+
+/** The per-mode table: medians over a list of runs. */
+function modeTable(runs) {
+  return table(
+    ["Mode", "req/s (median)", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Upstream CPU µs/req", "Load generator CPU µs/req", "Non-2xx / errors (all runs)"],
+    MODES.map((mode) => {
+      const list = runs.filter((r) => r.mode === mode);
+      const med = (field, decimals) => fmt(median(list.map((r) => r[field])), decimals);
+      return [
+        MODE_LABEL[mode],
+        med("rps", 0),
+        med("p50", 0),
+        med("p99", 0),
+        med("proxyCpuUs", 1),
+        med("upstreamCpuUs", 1),
+        med("generatorCpuUs", 1),
+        String(list.reduce((n, r) => n + failuresOf(r), 0)),
+      ];
+    }),
+  );
+}
+
 function gatewaySection(result) {
-  const { runs, rounds, seconds, warmupSeconds, connections, stages } = result;
-  const byMode = Object.fromEntries(MODES.map((mode) => [mode, runs.filter((r) => r.mode === mode)]));
-  const rps = (mode) => byMode[mode].map((r) => r.rps);
+  const { runs, fixedRuns, fixedRate, rounds, seconds, warmupSeconds, primeSeconds, connections, primeFailures, stages } = result;
+  const series = (list, mode, field) => list.filter((r) => r.mode === mode).map((r) => r[field]);
+  const rps = (mode) => series(runs, mode, "rps");
   const fullOverPass = pairRatios(rps("full"), rps("pass-through"));
-  const fullOverPlain = pairRatios(rps("full"), rps("plain-proxy"));
-  const passOverPlain = pairRatios(rps("pass-through"), rps("plain-proxy"));
-  const cpu = (mode) => byMode[mode].map((r) => r.proxyCpuUs);
-  const cpuFullOverPass = pairRatios(cpu("full"), cpu("pass-through"));
-  const failures = runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.warmupNon2xx, 0);
   const ratio = median(fullOverPass);
   const pass = ratio >= TARGETS.fullOverPassThrough;
-  const label = { full: "full security", "pass-through": "pass-through", "plain-proxy": "plain proxy" };
+  const fixedCpu = (mode) => series(fixedRuns, mode, "proxyCpuUs");
+  const fixedExtra = fixedCpu("full").map((cpu, i) => cpu - fixedCpu("pass-through")[i]);
+  const failures = [...runs, ...fixedRuns].reduce((n, r) => n + failuresOf(r), primeFailures);
 
   const text = [
     "## 2. Gateway throughput: full security vs pass-through",
     "",
-    `Loopback only. An upstream (node:http answering a 174-byte JSON document), and three servers in front of it, each in its own process: the **full-security** gateway (\`Gateway\` + \`Forwarder\` + \`IdentitySigner\` over a \`Portcullis\` core, logs silent), the same gateway in **pass-through** mode (\`passThrough: true\`: forwards without the pipeline), and a **plain proxy** (node:http + an undici \`Pool\`, \`pool.stream\`, nothing else; bench/plain-proxy.js). autocannon runs in the parent process: ${connections} connections, pipelining 1, ${seconds} s per run after a ${warmupSeconds} s warm-up run against the same server, ${rounds} rounds each running every mode once in a rotating order. Every request is \`GET /api/v3/account\` signed in the load generator with a fresh nonce and the current time, in every mode (the same signed requests; only the full gateway checks them).`,
+    `Loopback only. An upstream (node:http answering a 174-byte JSON document), and three servers in front of it, each in its own process: the **full-security** gateway (\`Gateway\` + \`Forwarder\` + \`IdentitySigner\` over a \`Portcullis\` core, logs silent), the same gateway in **pass-through** mode (\`passThrough: true\`: forwards without the pipeline), and a **plain proxy** (node:http + an undici \`Pool\`, \`pool.stream\`, nothing else; bench/plain-proxy.js). autocannon runs in the parent process: ${connections} connections, pipelining 1. Every server is first primed with a ${primeSeconds} s run; then ${plural(rounds, "round")} each run every mode once, in a rotating order, ${seconds} s per run after a ${warmupSeconds} s warm-up run against the same server (prime and warm-up runs are discarded, but their non-2xx answers count as failures). Every request is \`GET /api/v3/account\`, signed in the load generator with a fresh nonce and the current time, in every mode: the same signed requests go to all three, and only the full gateway checks them.`,
+    "",
+    "### Throughput at full load",
     "",
     table(
-      ["Ratio (median of per-round pairs)", "Value (p10–p90)", "Target", "Result"],
+      ["Ratio of req/s (median of per-round pairs)", "Value", "Target", "Result"],
       [
-        ["full / pass-through, req/s", `${fmtPercent(ratio)} (${fmtPercent(quantile(fullOverPass, 0.1))}–${fmtPercent(quantile(fullOverPass, 0.9))})`, `≥ ${fmtPercent(TARGETS.fullOverPassThrough)}`, verdict(pass)],
-        ["full / plain proxy, req/s", `${fmtPercent(median(fullOverPlain))} (${fmtPercent(quantile(fullOverPlain, 0.1))}–${fmtPercent(quantile(fullOverPlain, 0.9))})`, "none", "–"],
-        ["pass-through / plain proxy, req/s", `${fmtPercent(median(passOverPlain))} (${fmtPercent(quantile(passOverPlain, 0.1))}–${fmtPercent(quantile(passOverPlain, 0.9))})`, "none", "–"],
-        ["full / pass-through, proxy CPU per request", fmtRatio(cpuFullOverPass), "none", "–"],
+        ["full security / pass-through", fmtPercentSpread(fullOverPass), `≥ ${fmtPercent(TARGETS.fullOverPassThrough)}`, failures > 0 ? "**INVALID**" : verdict(pass)],
+        ["full security / plain proxy", fmtPercentSpread(pairRatios(rps("full"), rps("plain-proxy"))), "none", "–"],
+        ["pass-through / plain proxy", fmtPercentSpread(pairRatios(rps("pass-through"), rps("plain-proxy"))), "none", "–"],
       ],
     ),
     "",
-    table(
-      ["Mode", "req/s (median)", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Upstream CPU µs/req", "Load generator CPU µs/req", "Non-2xx / errors (all runs)"],
-      MODES.map((mode) => {
-        const list = byMode[mode];
-        return [
-          label[mode],
-          fmt(median(list.map((r) => r.rps)), 0),
-          fmt(median(list.map((r) => r.p50)), 0),
-          fmt(median(list.map((r) => r.p99)), 0),
-          fmt(median(cpu(mode)), 1),
-          fmt(median(list.map((r) => r.upstreamCpuUs)), 1),
-          fmt(median(list.map((r) => r.generatorCpuUs)), 1),
-          String(list.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts + r.warmupNon2xx, 0)),
-        ];
-      }),
-    ),
+    modeTable(runs),
     "",
-    "Latency figures are medians over runs of each run's percentile (autocannon records whole milliseconds). CPU per request is the process's user + system time during the run divided by the requests completed.",
+    "Latency figures are medians over runs of each run's percentile (autocannon records whole milliseconds). CPU per request is a process's user + system time during the run divided by the requests completed.",
+    "",
+    `### CPU per request at a fixed load (${fixedRate.rate} req/s)`,
+    "",
+    `The same servers, ${plural(fixedRate.rounds, "round")} of ${fixedRate.seconds} s per mode at a fixed ${fixedRate.rate} req/s (autocannon \`overallRate\`, which every mode sustains), so CPU per request is compared at equal load. The difference between full security and pass-through is what the security layer (pipeline, identity headers, the larger upstream request) costs the gateway process per request: **${fmt(median(fixedExtra), 1)} µs** (median of per-round differences; p10–p90 ${fmt(quantile(fixedExtra, 0.1), 1)}–${fmt(quantile(fixedExtra, 0.9), 1)} µs), or ${fmtRatio(pairRatios(fixedCpu("full"), fixedCpu("pass-through")))} the pass-through CPU.`,
+    "",
+    modeTable(fixedRuns),
     "",
     "<details><summary>Every run</summary>",
     "",
     table(
-      ["Round", "Mode", "req/s", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Requests", "Non-2xx", "Errors", "Timeouts", "Warm-up failures"],
-      runs.map((r) => [
+      ["Load", "Round", "Mode", "req/s", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Requests", "Non-2xx", "Errors", "Timeouts", "Warm-up failures"],
+      [...runs.map((r) => ["full", r]), ...fixedRuns.map((r) => [`${fixedRate.rate} req/s`, r])].map(([load, r]) => [
+        load,
         String(r.round + 1),
-        label[r.mode],
+        MODE_LABEL[r.mode],
         fmt(r.rps, 0),
         String(r.p50),
         String(r.p99),
@@ -209,7 +246,7 @@ function gatewaySection(result) {
     text.push(
       "## 3. Per-request stage breakdown through the gateway",
       "",
-      `A fourth gateway process with \`timing: true\` and \`serverTiming: true\`, under the same load for ${stages.run.total} requests (${fmt(stages.run.rps, 0)} req/s, ${stageFailures} non-2xx/errors); figures parsed from each response's \`Server-Timing\` header, **with timing overhead**, and under load (they include any time a stage spent preempted on the shared CPU).`,
+      `A fourth gateway process with \`timing: true\` and \`serverTiming: true\`, under full load for ${stages.run.total} requests (${fmt(stages.run.rps, 0)} req/s, ${stageFailures} non-2xx/errors); figures parsed from each response's \`Server-Timing\` header (1 µs resolution), **with timing overhead**, and under load: they include any time a stage spent preempted on the shared CPU.`,
       "",
       table(
         ["Stage", "Median µs", "Mean µs", "p99 µs"],
@@ -221,7 +258,12 @@ function gatewaySection(result) {
 
   return {
     failures,
-    summary: ["Gateway throughput, full security / pass-through (median of per-round ratios)", fmtPercent(ratio), `≥ ${fmtPercent(TARGETS.fullOverPassThrough)}`, failures > 0 ? "**INVALID**" : verdict(pass)],
+    summary: [
+      "Gateway throughput, full security / pass-through (median of per-round ratios)",
+      fmtPercent(ratio),
+      `≥ ${fmtPercent(TARGETS.fullOverPassThrough)}`,
+      failures > 0 ? "**INVALID**" : verdict(pass),
+    ],
     text,
   };
 }
@@ -234,7 +276,7 @@ const HOW_TO_READ = [
   "- Every figure is a comparison against a baseline measured **in the same run, on the same machine**, interleaved with it (A, B, A, B…), so the ratios mean more than the absolute numbers, which move with the machine and whatever else runs on it.",
   "- Each ratio is the **median of per-pair ratios**: each pair is the two variants measured back to back, so a slow spell of the machine lands on both sides of a pair. The p10–p90 range of the pairs shows how noisy the run was; when it straddles a target, rerun before concluding anything.",
   "- **Benchmark 1** is pure CPU inside one process: what the security pipeline costs per request compared with the one HMAC any verifier must compute. The per-stage table is measured with a clock read after every stage, which itself adds a little to every stage.",
-  "- **Benchmark 2** is end to end over loopback, with the load generator, the proxy under test and the upstream sharing the machine's cores. Throughput is therefore bounded by the whole machine, not only by the proxy: a proxy that spends more CPU per request also takes CPU from the load generator and the upstream. The *proxy CPU µs/req* column is the least noisy measure of what each mode itself costs.",
+  "- **Benchmark 2** is end to end over loopback, with the load generator, the proxy under test and the upstream sharing the machine's cores. Throughput is therefore bounded by the whole machine, not only by the proxy: a proxy that spends more CPU per request also takes CPU from the load generator and the upstream. The *CPU µs/req* columns show where the CPU went; note that on a saturated machine CPU per request also rises as throughput falls (fewer requests per event-loop wake-up and system call batch), so they overstate the cost of a slower mode rather than isolate it.",
   "- The targets come from the issue: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",

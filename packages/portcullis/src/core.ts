@@ -106,6 +106,11 @@ export class Portcullis {
     return this.pipeline.run(req, requestId);
   }
 
+  /** Writes pending last-use times now (they are otherwise batched every few seconds). */
+  flushUsage(): Promise<void> {
+    return this.usage.flush();
+  }
+
   async close(): Promise<void> {
     this.unsubscribe();
     await this.usage.stop();

@@ -3,7 +3,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { PortcullisError } from "../../src/errors/catalogue.js";
-import { type TestCore, makeCore } from "../support/harness.js";
+import { type TestCore, makeCore, signRequest } from "../support/harness.js";
 
 let t: TestCore | null = null;
 afterEach(async () => {
@@ -101,6 +101,18 @@ describe("key service", () => {
     expect((await c.core.keys.get(key.id)).effectiveStatus).toBe("active");
     c.clock.advance(3_600_000);
     expect((await c.core.keys.get(key.id)).effectiveStatus).toBe("expired");
+  });
+
+  it("records the last use of a key, batched off the request path", async () => {
+    const c = await core();
+    const { key, secret } = await c.createKey({});
+    expect((await c.core.keys.get(key.id)).lastUsedAt).toBeNull();
+    const headers = signRequest({ method: "GET", url: "/api/v3/account", keyId: key.id, key: secret ?? "", created: c.clock.seconds });
+    const ctx = await c.core.verify({ method: "GET", url: "/api/v3/account", headers, body: Buffer.alloc(0), socketAddress: "127.0.0.1" });
+    expect(ctx.denial).toBeNull();
+    expect((await c.core.keys.get(key.id)).lastUsedAt).toBeNull();
+    await c.core.flushUsage();
+    expect((await c.core.keys.get(key.id)).lastUsedAt).toBe(c.clock.ms);
   });
 
   it("lists by account and status, paginated by id", async () => {
