@@ -2,6 +2,7 @@ import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { collectBody } from "../gateway/http.js";
 import { type MiddlewareOptions, type PortcullisCaller, callerOf, verifyEmbedded } from "./middleware.js";
 
 /**
@@ -24,34 +25,6 @@ export interface FastifyReplyLike {
   send(payload: string): FastifyReplyLike;
 }
 
-function readAll(payload: NodeJS.ReadableStream, limit: number): Promise<Buffer | Denial> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (v: Buffer | Denial): void => {
-      if (done) return;
-      done = true;
-      resolve(v);
-    };
-    payload.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        payload.pause();
-        finish(deny("BODY_TOO_LARGE"));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    payload.on("end", () => {
-      finish(Buffer.concat(chunks, size));
-    });
-    payload.on("error", () => {
-      finish(deny("BODY_INCOMPLETE"));
-    });
-  });
-}
-
 export function portcullisPreParsing(
   core: Portcullis,
   options: MiddlewareOptions = {},
@@ -66,7 +39,7 @@ export function portcullisPreParsing(
       onDenied(deny("BODY_TOO_LARGE"), null);
       return refuse(reply, deny("BODY_TOO_LARGE"), "embedded");
     }
-    const body = await readAll(payload, bodyLimit);
+    const body = await collectBody(payload, bodyLimit);
     if (!Buffer.isBuffer(body)) {
       onDenied(body, null);
       return refuse(reply, body, "embedded");

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial } from "../gateway/http.js";
+import type { PortcullisIdentity } from "../gateway/identity.js";
 import type { RequestContext } from "../pipeline/context.js";
 
 /**
@@ -17,13 +18,8 @@ import type { RequestContext } from "../pipeline/context.js";
  * Because the middleware consumes the body stream, put it before any body parser and parse
  * `req.rawBody` instead.
  */
-export interface PortcullisCaller {
-  readonly requestId: string;
-  readonly keyId: string;
-  readonly account: string;
-  readonly subAccount: string | null;
-  readonly scopes: readonly string[];
-  readonly clientIp: string;
+/** Who is calling: the same facts the gateway sends upstream, plus the matched route. */
+export interface PortcullisCaller extends Omit<PortcullisIdentity, "timestamp"> {
   /** The matched route, "METHOD /pattern". */
   readonly route: string;
 }

@@ -27,6 +27,14 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
       return EMPTY;
     }
   }
+  return collectBody(req, limit);
+}
+
+/**
+ * Collects a body stream up to `limit` bytes; past it, stops reading and answers BODY_TOO_LARGE.
+ * A stream that errors or is aborted answers BODY_INCOMPLETE.
+ */
+export function collectBody(stream: NodeJS.ReadableStream, limit: number): Promise<Buffer | Denial> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -34,17 +42,17 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
     const finish = (value: Buffer | Denial): void => {
       if (done) return;
       done = true;
-      req.removeListener("data", onData);
-      req.removeListener("end", onEnd);
-      req.removeListener("error", onError);
-      req.removeListener("aborted", onError);
+      stream.removeListener("data", onData);
+      stream.removeListener("end", onEnd);
+      stream.removeListener("error", onError);
+      stream.removeListener("aborted", onError);
       resolve(value);
     };
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
       if (size > limit) {
         // Stop reading: the connection is closed after the 413 is sent.
-        req.pause();
+        stream.pause();
         finish(deny("BODY_TOO_LARGE", `more than ${limit} bytes`));
         return;
       }
@@ -56,10 +64,10 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
     const onError = (): void => {
       finish(deny("BODY_INCOMPLETE"));
     };
-    req.on("data", onData);
-    req.on("end", onEnd);
-    req.on("error", onError);
-    req.on("aborted", onError);
+    stream.on("data", onData);
+    stream.on("end", onEnd);
+    stream.on("error", onError);
+    stream.on("aborted", onError);
   });
 }
 
