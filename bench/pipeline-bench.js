@@ -38,10 +38,9 @@ function generate(signer, method, created, count) {
   return { requests, bases };
 }
 
-function assertAllowed(ctx, i) {
-  if (ctx.denial !== null) {
-    throw new Error(`request ${i} was denied: ${ctx.denial.code} ${ctx.denial.detail ?? ""}`);
-  }
+/** Every benchmark request must be allowed: a denial means the figures measure the wrong work. */
+function deniedError(ctx, i) {
+  return new Error(`request ${i} was denied: ${ctx.denial.code} ${ctx.denial.detail ?? ""}`);
 }
 
 /**
@@ -55,7 +54,7 @@ async function timePipeline(core, requests, onContext) {
   for (let i = 0; i < requests.length; i++) {
     let ctx = core.verify(requests[i], "bench");
     if (ctx instanceof Promise) ctx = await ctx;
-    if (ctx.denial !== null) assertAllowed(ctx, i);
+    if (ctx.denial !== null) throw deniedError(ctx, i);
     if (contexts !== null) contexts[i] = ctx;
   }
   const elapsed = performance.now() - start;

@@ -162,7 +162,8 @@ function newNode(): TrieNode {
 /** A compiled, validated route table. */
 export class RouteTable {
   readonly routes: readonly Route[];
-  private readonly exact = new Map<string, Route>();
+  /** method -> path -> route, for the routes without parameters */
+  private readonly exact = new Map<string, Map<string, Route>>();
   private readonly tries = new Map<string, TrieNode>();
 
   /**
@@ -195,7 +196,12 @@ export class RouteTable {
 
     for (const { route, segments } of parsed) {
       if (segments.every((s) => s.kind === "literal")) {
-        this.exact.set(`${route.method} ${route.pattern}`, route);
+        let byPath = this.exact.get(route.method);
+        if (byPath === undefined) {
+          byPath = new Map();
+          this.exact.set(route.method, byPath);
+        }
+        byPath.set(route.pattern, route);
         continue;
       }
       let node = this.tries.get(route.method);
@@ -222,7 +228,7 @@ export class RouteTable {
       if (segments[segments.length - 1]?.kind !== "wildcard") node.route = route;
     }
     // Static routes also live in the trie, so that a pattern walk can fall back past them.
-    for (const route of this.exact.values()) {
+    for (const route of [...this.exact.values()].flatMap((byPath) => [...byPath.values()])) {
       let node = this.tries.get(route.method);
       if (node === undefined) continue;
       for (const part of route.pattern === "/" ? [] : route.pattern.slice(1).split("/")) {
@@ -241,7 +247,7 @@ export class RouteTable {
 
   /** Finds the route for a canonical path (see `isCanonicalPath`). */
   match(method: string, path: string): Route | undefined {
-    const exact = this.exact.get(`${method} ${path}`);
+    const exact = this.exact.get(method)?.get(path);
     if (exact !== undefined) return exact;
     const root = this.tries.get(method);
     if (root === undefined) return undefined;

@@ -64,20 +64,19 @@ export class IdentitySigner {
     this.key = toKey(secret);
   }
 
-  headers(method: string, target: string, identity: PortcullisIdentity, scopesText: string): Record<string, string> {
+  /** Writes the identity headers for a request being forwarded into `out`. */
+  write(out: Record<string, string | string[]>, method: string, target: string, identity: PortcullisIdentity, scopesText: string): void {
     const mac = createHmac("sha256", this.key).update(macInput(method, target, identity, scopesText), "latin1").digest("base64url");
-    const out: Record<string, string> = {
-      [IDENTITY_HEADERS.requestId]: identity.requestId,
-      [IDENTITY_HEADERS.keyId]: identity.keyId,
-      [IDENTITY_HEADERS.account]: identity.account,
-      [IDENTITY_HEADERS.scopes]: scopesText,
-      [IDENTITY_HEADERS.clientIp]: identity.clientIp,
-      [IDENTITY_HEADERS.timestamp]: String(identity.timestamp),
-      [IDENTITY_HEADERS.signature]: `v1=${mac}`,
-    };
+    out[IDENTITY_HEADERS.requestId] = identity.requestId;
+    out[IDENTITY_HEADERS.keyId] = identity.keyId;
+    out[IDENTITY_HEADERS.account] = identity.account;
     if (identity.subAccount !== null) out[IDENTITY_HEADERS.subAccount] = identity.subAccount;
-    return out;
+    out[IDENTITY_HEADERS.scopes] = scopesText;
+    out[IDENTITY_HEADERS.clientIp] = identity.clientIp;
+    out[IDENTITY_HEADERS.timestamp] = String(identity.timestamp);
+    out[IDENTITY_HEADERS.signature] = `v1=${mac}`;
   }
+
 }
 
 export type IdentityVerification =

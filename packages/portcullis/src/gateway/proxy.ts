@@ -35,8 +35,12 @@ export interface ForwarderOptions {
   readonly connections?: number;
 }
 
+/**
+ * Header names listed in Connection (to drop as hop-by-hop). The usual values name no header, so
+ * they cost nothing.
+ */
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
-  if (value === undefined) return null;
+  if (value === undefined || value === "keep-alive" || value === "close" || value === "Keep-Alive" || value === "Close") return null;
   const text = typeof value === "string" ? value : value.join(",");
   const tokens = new Set<string>();
   for (const t of text.split(",")) {
@@ -46,8 +50,8 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
   return tokens.size === 0 ? null : tokens;
 }
 
-/** Builds the upstream request headers from the client's, plus `extra` (identity, forwarding). */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, extra: Record<string, string>): Record<string, string | string[]> {
+/** Builds the upstream request headers from the client's (the caller adds forwarding and identity). */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<string, string | string[]> {
   const listed = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {
@@ -56,7 +60,6 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, extra: Rec
     if (listed !== null && listed.has(name)) continue;
     out[name] = value;
   }
-  for (const name in extra) out[name] = extra[name] as string;
   return out;
 }
 

@@ -105,31 +105,25 @@ export class Gateway {
   }
 
   private async forward(ctx: RequestContext, res: ServerResponse): Promise<void> {
-    const extra: Record<string, string> = {
-      "x-forwarded-for": ctx.client?.text ?? "",
-      "x-forwarded-proto": this.scheme,
-      "portcullis-request-id": ctx.requestId,
-    };
-    if (ctx.authority !== undefined) extra["x-forwarded-host"] = ctx.authority;
+    const headers = upstreamRequestHeaders(ctx.headers);
+    this.addForwarding(headers, ctx.client?.text ?? "", ctx.authority, ctx.requestId);
     const key = ctx.key;
     if (key !== null && ctx.client !== null) {
       const record = key.record;
-      Object.assign(
-        extra,
-        this.options.identity.headers(
-          ctx.method,
-          ctx.url,
-          {
-            requestId: ctx.requestId,
-            keyId: record.id,
-            account: record.account,
-            subAccount: record.subAccount,
-            scopes: record.scopes,
-            clientIp: ctx.client.text,
-            timestamp: this.now(),
-          },
-          key.scopesText,
-        ),
+      this.options.identity.write(
+        headers,
+        ctx.method,
+        ctx.url,
+        {
+          requestId: ctx.requestId,
+          keyId: record.id,
+          account: record.account,
+          subAccount: record.subAccount,
+          scopes: record.scopes,
+          clientIp: ctx.client.text,
+          timestamp: this.now(),
+        },
+        key.scopesText,
       );
     }
     const responseHeaders: Record<string, string> = { "portcullis-request-id": ctx.requestId };
@@ -139,11 +133,7 @@ export class Gateway {
       // duration is only known afterwards, so it is reported in logs, not in the header.
       responseHeaders["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
     }
-    const failure = await this.options.forwarder.forward(
-      { method: ctx.method, url: ctx.url, headers: upstreamRequestHeaders(ctx.headers, extra), body: ctx.body },
-      res,
-      responseHeaders,
-    );
+    const failure = await this.options.forwarder.forward({ method: ctx.method, url: ctx.url, headers, body: ctx.body }, res, responseHeaders);
     if (failure !== null) {
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
       const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings, { upstream: performance.now() - upstreamStart });
@@ -151,8 +141,18 @@ export class Gateway {
     }
   }
 
+  /** The proxying headers every forwarded request carries (with or without security). */
+  private addForwarding(headers: Record<string, string | string[]>, clientIp: string, authority: string | undefined, requestId: string): void {
+    headers["x-forwarded-for"] = clientIp;
+    headers["x-forwarded-proto"] = this.scheme;
+    if (authority !== undefined) headers["x-forwarded-host"] = authority;
+    headers["portcullis-request-id"] = requestId;
+  }
+
   private async passThrough(method: string, url: string, req: IncomingMessage, body: Buffer, res: ServerResponse, requestId: string): Promise<void> {
-    const headers = upstreamRequestHeaders(req.headers, { "portcullis-request-id": requestId });
+    const headers = upstreamRequestHeaders(req.headers);
+    const host = req.headers.host;
+    this.addForwarding(headers, req.socket.remoteAddress ?? "", host === undefined ? undefined : host.toLowerCase(), requestId);
     const failure = await this.options.forwarder.forward({ method, url, headers, body }, res, { "portcullis-request-id": requestId });
     if (failure !== null) sendDenial(res, failure, requestId);
   }

@@ -103,7 +103,9 @@ export class Harness {
       clientIp: "127.0.0.1",
       timestamp: options.timestamp ?? this.time,
     };
-    return new IdentitySigner(options.secret ?? SECRET).headers(method, url, identity, options.scopes ?? ALL_SCOPES);
+    const headers: Record<string, string> = {};
+    new IdentitySigner(options.secret ?? SECRET).write(headers, method, url, identity, options.scopes ?? ALL_SCOPES);
+    return headers;
   }
 
   async call(c: Call): Promise<Reply> {

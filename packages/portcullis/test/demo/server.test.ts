@@ -38,7 +38,9 @@ describe("over a real socket", () => {
     expect(await time.body.json()).toHaveProperty("serverTime");
 
     const target = "/api/v3/order";
-    const headers = new IdentitySigner(SECRET).headers(
+    const headers: Record<string, string> = {};
+    new IdentitySigner(SECRET).write(
+      headers,
       "POST",
       target,
       { requestId: "r1", keyId: "k1", account: "alice", subAccount: null, scopes: ["trade"], clientIp: "127.0.0.1", timestamp: Date.now() },
