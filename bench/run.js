@@ -246,7 +246,7 @@ function gatewaySection(result) {
     text.push(
       "## 3. Per-request stage breakdown through the gateway",
       "",
-      `A fourth gateway process with \`timing: true\` and \`serverTiming: true\`, under full load for ${stages.run.total} requests (${fmt(stages.run.rps, 0)} req/s, ${stageFailures} non-2xx/errors); figures parsed from each response's \`Server-Timing\` header (1 µs resolution), **with timing overhead**, and under load: they include any time a stage spent preempted on the shared CPU.`,
+      `A fourth gateway process whose core records stage timings (\`timing: true\`, which turns on Server-Timing), under full load for ${stages.run.total} requests (${fmt(stages.run.rps, 0)} req/s, ${stageFailures} non-2xx/errors); figures parsed from each response's \`Server-Timing\` header (1 µs resolution), **with timing overhead**, and under load: they include any time a stage spent preempted on the shared CPU.`,
       "",
       table(
         ["Stage", "Median µs", "Mean µs", "p99 µs"],

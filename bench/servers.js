@@ -69,7 +69,6 @@ async function startGateway(upstream, mode) {
     forwarder: new Forwarder({ upstream }),
     identity: new IdentitySigner(randomBytes(32)),
     logger,
-    serverTiming: timing,
     passThrough: mode === "pass-through",
   });
   const address = await gateway.listen(0, "127.0.0.1");

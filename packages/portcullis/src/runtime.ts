@@ -56,7 +56,6 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       identity: new IdentitySigner(identitySecret),
       logger,
       bodyLimit: config.gateway.bodyLimit,
-      serverTiming: config.gateway.serverTiming,
       scheme: config.gateway.scheme,
     });
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);

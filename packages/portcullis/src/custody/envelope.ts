@@ -48,9 +48,4 @@ export class Envelope {
       dataKey.fill(0);
     }
   }
-
-  /** The KEK version an envelope was written under (for rotation status). */
-  static kekVersionOf(envelope: Buffer): number {
-    return envelope.readUInt32BE(1);
-  }
 }

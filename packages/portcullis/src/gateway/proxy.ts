@@ -64,7 +64,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<st
 }
 
 /** Response headers to pass back to the client. */
-export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
   const listed = connectionTokens(upstream.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in upstream) {

@@ -18,8 +18,6 @@ export interface GatewayOptions {
   readonly logger: Logger;
   /** Largest request body accepted, in bytes. Default 1 MiB. */
   readonly bodyLimit?: number;
-  /** Add a Server-Timing header with per-stage durations. Default false. */
-  readonly serverTiming?: boolean;
   /** The scheme clients use (for X-Forwarded-Proto). */
   readonly scheme?: "http" | "https";
   readonly now?: () => number;
@@ -36,7 +34,8 @@ const OWN_PREFIX = "/portcullis/";
 /**
  * The gateway: an HTTP reverse proxy that runs every request through the pipeline and forwards
  * the ones it allows. Bad input of any kind is answered with a JSON error and a stable code;
- * anything unexpected is logged with the request id and answered 500 without details.
+ * anything unexpected is logged with the request id and answered 500 without details. When the
+ * pipeline records stage timings (its `timing` option), every answer carries Server-Timing.
  */
 export class Gateway {
   readonly server: Server;

@@ -23,7 +23,7 @@ export interface VerificationKey {
   readonly scopesText: string;
 }
 
-export function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {
+function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {
   const { record } = material;
   const allowlist = record.ipAllowlist.length === 0 ? null : new CidrSet(record.ipAllowlist);
   return {

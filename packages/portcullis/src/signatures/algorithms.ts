@@ -16,7 +16,7 @@ export const ALGORITHMS_FOR_KEY: Record<KeyAlgorithm, readonly NativeAlgorithm[]
 const HMAC_SHA256_LEN = 32;
 
 /** HMAC-SHA256 over a latin1 byte string, compared in constant time on equal-length digests. */
-export function verifyHmacSha256(key: KeyObject, data: string, signature: Uint8Array): boolean {
+function verifyHmacSha256(key: KeyObject, data: string, signature: Uint8Array): boolean {
   const expected = createHmac("sha256", key).update(data, "latin1").digest();
   if (signature.length !== HMAC_SHA256_LEN) return false;
   return timingSafeEqual(expected, signature);

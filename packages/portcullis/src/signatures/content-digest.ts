@@ -33,7 +33,3 @@ export function checkContentDigest(header: string | string[] | undefined, body: 
   return checked === 0 ? deny("CONTENT_DIGEST_UNSUPPORTED") : null;
 }
 
-/** The Content-Digest header value for a body (sha-256), as a client would send it. */
-export function contentDigestHeader(body: Buffer | string): string {
-  return `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;
-}

@@ -62,7 +62,6 @@ async function start(options: { trustedProxies?: string[]; serverTiming?: boolea
     identity: new IdentitySigner(IDENTITY_SECRET),
     logger: silentLogger(),
     bodyLimit: options.bodyLimit ?? 1024,
-    serverTiming: options.serverTiming ?? false,
   });
   const address = await gateway.listen(0, "127.0.0.1");
   return { core, gateway, upstream, seen, base: `http://127.0.0.1:${address.port}`, port: address.port };

@@ -67,7 +67,7 @@ export interface TestGateway extends TestCore {
 
 export async function makeGateway(
   coreOptions: Parameters<typeof makeCore>[0] = {},
-  gatewayOptions: { bodyLimit?: number; serverTiming?: boolean; upstreamTimeoutMs?: number; upstreamUrl?: string } = {},
+  gatewayOptions: { bodyLimit?: number; upstreamTimeoutMs?: number; upstreamUrl?: string } = {},
 ): Promise<TestGateway> {
   const upstream = await startEchoUpstream();
   const { logger, lines } = captureLogger();
@@ -79,7 +79,6 @@ export async function makeGateway(
     logger,
     now: t.clock.now,
     ...(gatewayOptions.bodyLimit === undefined ? {} : { bodyLimit: gatewayOptions.bodyLimit }),
-    ...(gatewayOptions.serverTiming === undefined ? {} : { serverTiming: gatewayOptions.serverTiming }),
   });
   return {
     ...t,
