@@ -9,8 +9,10 @@ import { type Logger, silentLogger } from "./log/logger.js";
 import { ClientAddressResolver } from "./net/client-address.js";
 import type { PipelineRequest, RequestContext } from "./pipeline/context.js";
 import { Pipeline, type PipelineOptions } from "./pipeline/pipeline.js";
+import { createSchemes } from "./dialects/registry.js";
 import { MemoryNonceStore } from "./storage/memory/nonces.js";
-import type { DurableStore, NonceStore } from "./storage/types.js";
+import { MemorySequenceStore } from "./storage/memory/sequences.js";
+import type { DurableStore, NonceStore, SequenceStore } from "./storage/types.js";
 
 export interface PortcullisOptions {
   /** Durable state (keys). */
@@ -22,6 +24,8 @@ export interface PortcullisOptions {
   readonly routes: readonly RouteSpec[];
   /** Hot state for replay protection. Default: process memory. */
   readonly nonces?: NonceStore;
+  /** Hot state for increasing nonces (Kraken). Default: process memory. */
+  readonly sequences?: SequenceStore;
   /** Default freshness window for `created` (ms). Default 5000. */
   readonly windowMs?: number;
   readonly futureSkewMs?: number;
@@ -76,14 +80,19 @@ export class Portcullis {
       },
     );
     this.usage.start();
+    const futureSkewMs = options.futureSkewMs ?? 1000;
+    if (!Number.isInteger(futureSkewMs) || futureSkewMs < 0 || futureSkewMs > 60_000) {
+      throw new TypeError("futureSkewMs must be an integer from 0 to 60000");
+    }
+    const scheme = options.scheme ?? "http";
     this.shared = {
       keys: this.cache,
-      nonces: options.nonces ?? new MemoryNonceStore(),
+      schemes: createSchemes({ scheme, futureSkewMs }),
+      hot: { nonces: options.nonces ?? new MemoryNonceStore(), sequences: options.sequences ?? new MemorySequenceStore() },
       clientAddress: new ClientAddressResolver(options.trustedProxies ?? []),
       environment: options.environment,
-      scheme: options.scheme ?? "http",
+      scheme,
       authorities: options.authorities,
-      futureSkewMs: options.futureSkewMs,
       timing: options.timing ?? false,
       now,
       onKeyUsed: (id, at) => {

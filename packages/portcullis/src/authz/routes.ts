@@ -1,3 +1,4 @@
+import { DIALECTS, type Dialect } from "../keys/model.js";
 import { PUBLIC, isPermission, type Permission } from "./permissions.js";
 
 /**
@@ -18,6 +19,12 @@ export interface RouteSpec {
   readonly permission: string;
   readonly weight?: number;
   readonly tags?: readonly string[];
+  /**
+   * The venue dialect of this route (binance, kraken, coinbase, okx, bybit): requests may be
+   * signed in it as well as natively, and refusals of unsigned requests use its error format.
+   * Without it, a route accepts the native scheme only.
+   */
+  readonly dialect?: string;
 }
 
 export interface Route {
@@ -29,6 +36,8 @@ export interface Route {
   readonly permission: Permission | null;
   readonly weight: number;
   readonly tags: readonly string[];
+  /** The venue dialect accepted besides native, or null. */
+  readonly dialect: Dialect | null;
 }
 
 export class RouteTableError extends Error {
@@ -106,7 +115,11 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
   if (!Array.isArray(tags) || !tags.every((t): t is string => typeof t === "string")) {
     throw new RouteTableError(`${where}: tags must be an array of strings`);
   }
-  const known = new Set(["method", "path", "permission", "weight", "tags"]);
+  const dialect = spec.dialect ?? null;
+  if (dialect !== null && (typeof dialect !== "string" || dialect === "native" || !(DIALECTS as readonly string[]).includes(dialect))) {
+    throw new RouteTableError(`${where}: unknown dialect ${JSON.stringify(dialect)} (one of ${DIALECTS.filter((d) => d !== "native").join(", ")})`);
+  }
+  const known = new Set(["method", "path", "permission", "weight", "tags", "dialect"]);
   for (const field of Object.keys(spec)) {
     if (!known.has(field)) throw new RouteTableError(`${where}: unknown field "${field}"`);
   }
@@ -121,6 +134,7 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
       permission: permission === PUBLIC ? null : (permission),
       weight,
       tags: Object.freeze([...tags]),
+      dialect: dialect as Dialect | null,
     };
     return { route, segments, index };
   });

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core.js";
-import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { renderNative } from "../dialects/native.js";
+import type { AuthScheme } from "../dialects/scheme.js";
+import { type Denial, deny } from "../errors/catalogue.js";
 import { collectBody } from "../gateway/http.js";
 import { type MiddlewareOptions, type PortcullisCaller, callerOf, verifyEmbedded } from "./middleware.js";
 
@@ -31,8 +33,12 @@ export function portcullisPreParsing(
 ): (request: FastifyRequestLike, reply: FastifyReplyLike, payload: NodeJS.ReadableStream) => Promise<NodeJS.ReadableStream | FastifyReplyLike> {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const onDenied = options.onDenied ?? (() => undefined);
-  const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string): FastifyReplyLike =>
-    reply.code(denial.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store").send(errorBody(denial, requestId));
+  const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string, renderer: AuthScheme | null = null): FastifyReplyLike => {
+    const rendered = renderer === null ? renderNative(denial, requestId) : renderer.render(denial, requestId);
+    let r = reply.code(rendered.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store");
+    for (const [name, value] of Object.entries(rendered.headers ?? {})) r = r.header(name, value);
+    return r.send(rendered.body);
+  };
   return async (request, reply, payload) => {
     const declared = Number(request.raw.headers["content-length"] ?? 0);
     if (declared > bodyLimit) {
@@ -47,7 +53,7 @@ export function portcullisPreParsing(
     const ctx = await verifyEmbedded(core, request.raw, body);
     if (ctx.denial !== null) {
       onDenied(ctx.denial, ctx);
-      return refuse(reply, ctx.denial, ctx.requestId);
+      return refuse(reply, ctx.denial, ctx.requestId, ctx.renderer);
     }
     request.rawBody = body;
     const caller = callerOf(ctx);

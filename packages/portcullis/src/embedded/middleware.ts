@@ -74,7 +74,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     const ctx = await verifyEmbedded(core, req, body);
     if (ctx.denial !== null) {
       onDenied(ctx.denial, ctx);
-      sendDenial(res, ctx.denial, ctx.requestId);
+      sendDenial(res, ctx.denial, ctx.requestId, { renderer: ctx.renderer });
       return;
     }
     req.rawBody = body;

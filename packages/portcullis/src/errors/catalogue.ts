@@ -21,6 +21,10 @@ export const errorCatalogue = {
     status: 401,
     message: "This route requires a signed request: send Signature-Input and Signature headers (RFC 9421).",
   },
+  CREDENTIALS_AMBIGUOUS: { status: 400, message: "The request carries credentials of more than one signing scheme." },
+  SCHEME_NOT_ACCEPTED: { status: 400, message: "This route does not accept that signing scheme." },
+  PARAM_MISSING: { status: 400, message: "A parameter the signing scheme requires is missing." },
+  PARAM_INVALID: { status: 400, message: "A parameter of the signing scheme is malformed or out of range." },
   SIGNATURE_HEADER_MALFORMED: {
     status: 400,
     message: "The Signature or Signature-Input header is not a valid structured field dictionary.",
@@ -74,6 +78,13 @@ export const errorCatalogue = {
   ALGORITHM_MISMATCH: { status: 401, message: "The signature algorithm does not match this key's algorithm." },
   SIGNATURE_INVALID: { status: 401, message: "The signature does not verify." },
   NONCE_REPLAYED: { status: 409, message: "This nonce was already used with this key; every request needs a fresh nonce." },
+  NONCE_NOT_INCREASING: { status: 401, message: "The nonce must be higher than the key's previous nonces (within its window)." },
+  PASSPHRASE_INVALID: { status: 401, message: "The passphrase does not match this API key." },
+  TOKEN_MALFORMED: { status: 401, message: "The bearer token is not a well-formed signed JWT." },
+  TOKEN_EXPIRED: { status: 401, message: "The token has expired." },
+  TOKEN_NOT_YET_VALID: { status: 401, message: "The token is not valid yet (nbf); check your clock." },
+  TOKEN_LIFETIME_TOO_LONG: { status: 401, message: "The token's lifetime (exp - nbf) is longer than allowed." },
+  TOKEN_URI_MISMATCH: { status: 401, message: "The token's uri claim does not match this request." },
   REPLAY_CAPACITY: { status: 503, message: "The gateway cannot record more nonces right now; retry shortly." },
 
   // --- authorization (stage 8) ------------------------------------------------------------

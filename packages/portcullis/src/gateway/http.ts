@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AuthScheme } from "../dialects/scheme.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 
 /** Shared HTTP plumbing for the gateway, the admin API and the embedded middleware. */
@@ -74,10 +75,19 @@ export function collectBody(stream: NodeJS.ReadableStream, limit: number): Promi
 export interface ResponseExtras {
   readonly serverTiming?: string | undefined;
   readonly close?: boolean;
+  /** The scheme whose wire format the refusal takes (a venue dialect); default the native format. */
+  readonly renderer?: AuthScheme | null | undefined;
 }
 
 /** Sends a JSON body with the security headers every Portcullis answer carries. */
-export function sendJson(res: ServerResponse, status: number, body: string, requestId: string, extras?: ResponseExtras): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  requestId: string,
+  extras?: ResponseExtras,
+  more?: Readonly<Record<string, string>>,
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -91,14 +101,24 @@ export function sendJson(res: ServerResponse, status: number, body: string, requ
   };
   if (extras?.serverTiming !== undefined) headers["server-timing"] = extras.serverTiming;
   if (extras?.close === true) headers.connection = "close";
+  if (more !== undefined) for (const name in more) headers[name] = more[name] as string;
   res.writeHead(status, headers);
   res.end(body);
 }
 
-/** Sends a denial in the native error shape: `{ code, message, requestId }`. */
+/**
+ * Sends a denial: in the native shape `{ code, message, requestId }`, or in the venue's own shape
+ * and codes when a dialect renders it.
+ */
 export function sendDenial(res: ServerResponse, denial: Denial, requestId: string, extras?: ResponseExtras): void {
   const close = extras?.close === true || denial.code === "BODY_TOO_LARGE" || denial.code === "HTTP_MALFORMED";
-  sendJson(res, denial.status, errorBody(denial, requestId), requestId, { serverTiming: extras?.serverTiming, close });
+  const renderer = extras?.renderer;
+  if (renderer === undefined || renderer === null) {
+    sendJson(res, denial.status, errorBody(denial, requestId), requestId, { serverTiming: extras?.serverTiming, close });
+    return;
+  }
+  const rendered = renderer.render(denial, requestId);
+  sendJson(res, rendered.status, rendered.body, requestId, { serverTiming: extras?.serverTiming, close }, rendered.headers);
 }
 
 /** Formats stage timings as a Server-Timing header value. */

@@ -23,8 +23,8 @@ const HOP_BY_HOP = new Set([
   "http2-settings",
 ]);
 
-/** Request headers the gateway consumes and never forwards. */
-const REQUEST_DROP = new Set([...HOP_BY_HOP, "host", "content-length", "signature", "signature-input", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"]);
+/** Request headers the gateway consumes or rewrites and never forwards as they came. */
+const REQUEST_DROP = new Set([...HOP_BY_HOP, "host", "content-length", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"]);
 
 export interface ForwarderOptions {
   /** Origin of the upstream, e.g. http://127.0.0.1:9000. */
@@ -50,13 +50,17 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
   return tokens.size === 0 ? null : tokens;
 }
 
-/** Builds the upstream request headers from the client's (the caller adds forwarding and identity). */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders): Record<string, string | string[]> {
+/**
+ * Builds the upstream request headers from the client's, without hop-by-hop headers, the
+ * signing schemes' credential headers (`credentials`), or any `portcullis-*` header. The caller
+ * adds forwarding and identity headers.
+ */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, credentials: ReadonlySet<string>): Record<string, string | string[]> {
   const listed = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {
     const value = incoming[name];
-    if (value === undefined || REQUEST_DROP.has(name) || name.startsWith("portcullis-")) continue;
+    if (value === undefined || REQUEST_DROP.has(name) || credentials.has(name) || name.startsWith("portcullis-")) continue;
     if (listed !== null && listed.has(name)) continue;
     out[name] = value;
   }

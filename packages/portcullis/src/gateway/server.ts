@@ -104,7 +104,7 @@ export class Gateway {
   }
 
   private async forward(ctx: RequestContext, res: ServerResponse): Promise<void> {
-    const headers = upstreamRequestHeaders(ctx.headers);
+    const headers = upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders);
     this.addForwarding(headers, ctx.client?.text ?? "", ctx.authority, ctx.requestId);
     const key = ctx.key;
     if (key !== null && ctx.client !== null) {
@@ -136,7 +136,7 @@ export class Gateway {
     if (failure !== null) {
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
       const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings, { upstream: performance.now() - upstreamStart });
-      sendDenial(res, failure, ctx.requestId, { serverTiming: timing });
+      sendDenial(res, failure, ctx.requestId, { serverTiming: timing, renderer: ctx.renderer });
     }
   }
 
@@ -149,7 +149,7 @@ export class Gateway {
   }
 
   private async passThrough(method: string, url: string, req: IncomingMessage, body: Buffer, res: ServerResponse, requestId: string): Promise<void> {
-    const headers = upstreamRequestHeaders(req.headers);
+    const headers = upstreamRequestHeaders(req.headers, this.options.pipeline.credentialHeaders);
     const host = req.headers.host;
     this.addForwarding(headers, req.socket.remoteAddress ?? "", host === undefined ? undefined : host.toLowerCase(), requestId);
     const failure = await this.options.forwarder.forward({ method, url, headers, body }, res, { "portcullis-request-id": requestId });
@@ -170,7 +170,7 @@ export class Gateway {
       "request denied",
     );
     const timing = ctx?.timings === null || ctx === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
-    sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing });
+    sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing, renderer: ctx?.renderer });
   }
 
   private ownEndpoint(method: string, url: string, res: ServerResponse, requestId: string): void {

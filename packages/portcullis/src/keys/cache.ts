@@ -2,7 +2,8 @@ import type { KeyObject } from "node:crypto";
 import { grantedPermissions } from "../authz/permissions.js";
 import { CidrSet } from "../net/ip.js";
 import { ALGORITHMS_FOR_KEY, type NativeAlgorithm } from "../signatures/algorithms.js";
-import type { KeyRecord } from "./model.js";
+import type { Dialect, KeyRecord } from "./model.js";
+import { PassphraseCheck } from "./passphrase.js";
 import type { KeyMaterial } from "./service.js";
 
 /**
@@ -11,14 +12,20 @@ import type { KeyMaterial } from "./service.js";
  */
 export interface VerificationKey {
   readonly record: KeyRecord;
+  /** HMAC key: the secret's UTF-8 bytes (native, Binance, OKX, Bybit). */
   readonly hmacKey: KeyObject | null;
+  /** HMAC key: the secret base64-decoded (Kraken keys only). */
+  readonly hmacKeyDecoded: KeyObject | null;
   readonly publicKey: KeyObject | null;
+  /** The schemes the key was issued for. */
+  readonly dialects: ReadonlySet<Dialect>;
+  /** OKX keys: checks the passphrase (slowly once per load, then fast). */
+  readonly passphrase: PassphraseCheck | null;
   /** null when the key may be used from any address. */
   readonly allowlist: CidrSet | null;
   readonly permissions: ReadonlySet<string>;
   readonly nativeAlgorithms: readonly NativeAlgorithm[];
   readonly windowMs: number;
-  readonly nativeAllowed: boolean;
   /** Scopes as sent in the identity header. */
   readonly scopesText: string;
 }
@@ -29,12 +36,14 @@ function compileKey(material: KeyMaterial, defaultWindowMs: number): Verificatio
   return {
     record,
     hmacKey: material.hmacKey,
+    hmacKeyDecoded: material.hmacKeyDecoded,
     publicKey: material.publicKey,
+    dialects: new Set(record.dialects),
+    passphrase: material.passphraseHash === null ? null : new PassphraseCheck(material.passphraseHash),
     allowlist,
     permissions: grantedPermissions(record.scopes),
     nativeAlgorithms: ALGORITHMS_FOR_KEY[record.algorithm],
     windowMs: record.windowMs ?? defaultWindowMs,
-    nativeAllowed: record.dialects.includes("native"),
     scopesText: record.scopes.join(","),
   };
 }

@@ -1,7 +1,7 @@
 import { isScope } from "../authz/permissions.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { CidrError, parseCidr } from "../net/ip.js";
-import { DIALECTS, type Dialect, KEY_ALGORITHMS, type KeyAlgorithm, MAX_WINDOW_MS } from "./model.js";
+import { DIALECTS, DIALECT_ALGORITHMS, type Dialect, KEY_ALGORITHMS, type KeyAlgorithm, MAX_WINDOW_MS } from "./model.js";
 
 /**
  * Validation of key-creation input, shared by the admin API (JSON from the network) and the CLI
@@ -19,6 +19,8 @@ export interface CreateKeyInput {
   readonly expiresAt: number | null;
   readonly windowMs: number | null;
   readonly dialects: readonly Dialect[];
+  /** OKX keys only: the passphrase the client will send (stored as a salted slow hash). */
+  readonly passphrase: string | undefined;
 }
 
 const ACCOUNT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -50,7 +52,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
   }
   const o = raw as Record<string, unknown>;
-  const known = new Set(["account", "subAccount", "label", "scopes", "ipAllowlist", "algorithm", "publicKey", "expires", "windowMs", "dialects"]);
+  const known = new Set(["account", "subAccount", "label", "scopes", "ipAllowlist", "algorithm", "publicKey", "expires", "windowMs", "dialects", "passphrase"]);
   for (const field of Object.keys(o)) if (!known.has(field)) errors[field] = "unknown field";
 
   const account = o.account;
@@ -144,6 +146,28 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
       else dialects = [...new Set(o.dialects as Dialect[])];
     }
   }
+  // A venue's scheme fixes its algorithms. With a public key the algorithm is only known once
+  // the key is parsed; the key service checks that case again.
+  const effectiveAlgorithm: KeyAlgorithm | undefined = algorithm ?? (publicKey === undefined ? "hmac-sha256" : undefined);
+  if (effectiveAlgorithm !== undefined && errors.dialects === undefined) {
+    const incompatible = dialects.filter((d) => !DIALECT_ALGORITHMS[d].includes(effectiveAlgorithm));
+    if (incompatible.length > 0) {
+      errors.dialects = `${incompatible.join(", ")} cannot sign with ${effectiveAlgorithm} keys (${incompatible
+        .map((d) => `${d}: ${DIALECT_ALGORITHMS[d].join("/")}`)
+        .join("; ")})`;
+    }
+  }
+
+  let passphrase: string | undefined;
+  if (o.passphrase !== undefined) {
+    if (typeof o.passphrase !== "string" || !/^[\x21-\x7e]{8,64}$/.test(o.passphrase)) {
+      errors.passphrase = "8 to 64 printable ASCII characters, no spaces";
+    } else if (!dialects.includes("okx")) {
+      errors.passphrase = "only OKX keys carry a passphrase (add --dialect okx)";
+    } else passphrase = o.passphrase;
+  } else if (dialects.includes("okx")) {
+    errors.passphrase = "required for OKX keys: the passphrase your client will send";
+  }
 
   const fields = Object.keys(errors);
   if (fields.length > 0) {
@@ -160,5 +184,6 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     expiresAt,
     windowMs,
     dialects,
+    passphrase,
   };
 }

@@ -9,12 +9,23 @@ export const KEY_STATUSES = ["active", "suspended", "revoked"] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
 export type EffectiveStatus = KeyStatus | "expired";
 
-/**
- * The signing dialects a key may be used with (DESIGN.md, signature schemes). Only the dialects
- * this build implements are listed; a key cannot be issued for a dialect that does not exist yet.
- */
-export const DIALECTS = ["native"] as const;
+/** The signing schemes a key may be used with: the native one and the exchange dialects. */
+export const DIALECTS = ["native", "binance", "kraken", "coinbase", "okx", "bybit"] as const;
 export type Dialect = (typeof DIALECTS)[number];
+
+/**
+ * Which credential types each scheme can carry (a venue's scheme fixes its algorithms): Kraken
+ * and OKX sign only with HMAC; Coinbase CDP keys are ES256 or EdDSA; Bybit has HMAC and RSA;
+ * Binance has HMAC, Ed25519 and RSA.
+ */
+export const DIALECT_ALGORITHMS: Readonly<Record<Dialect, readonly KeyAlgorithm[]>> = {
+  native: KEY_ALGORITHMS,
+  binance: ["hmac-sha256", "ed25519", "rsa"],
+  kraken: ["hmac-sha256"],
+  coinbase: ["ecdsa-p256", "ed25519"],
+  okx: ["hmac-sha256"],
+  bybit: ["hmac-sha256", "rsa"],
+};
 
 /** The freshness window for `created`: default 5 s, a key may widen it up to 60 s. */
 export const DEFAULT_WINDOW_MS = 5_000;

@@ -5,11 +5,14 @@ import type { DurableStore, KeyChange, KeyRow } from "../storage/types.js";
 import { type Environment, generateKeyId } from "./ids.js";
 import type { CreateKeyInput } from "./input.js";
 import { importPublicKey } from "./material.js";
-import { type KeyRecord, type KeyStatus, type KeyView, toView } from "./model.js";
+import { DIALECT_ALGORITHMS, type KeyRecord, type KeyStatus, type KeyView, toView } from "./model.js";
+import { hashPassphrase } from "./passphrase.js";
 
 /** The purpose bound into every HMAC secret's envelope. */
 const SECRET_PURPOSE = "key-secret";
 const HMAC_SECRET_BYTES = 32;
+/** Kraken decodes the secret from base64 and keys HMAC-SHA512 with it: 64 bytes, as Kraken issues. */
+const KRAKEN_SECRET_BYTES = 64;
 
 export interface KeyServiceOptions {
   readonly store: DurableStore;
@@ -28,8 +31,12 @@ export interface CreatedKey {
 /** What the verification path needs of a key: the record and its usable key material. */
 export interface KeyMaterial {
   readonly record: KeyRecord;
+  /** The secret exactly as printed, as UTF-8 bytes (native, Binance, OKX, Bybit). */
   readonly hmacKey: KeyObject | null;
+  /** The secret base64-decoded (Kraken), for keys issued for Kraken. */
+  readonly hmacKeyDecoded: KeyObject | null;
   readonly publicKey: KeyObject | null;
+  readonly passphraseHash: string | null;
 }
 
 export interface ListKeysQuery {
@@ -40,7 +47,7 @@ export interface ListKeysQuery {
 }
 
 function stripSecret(row: KeyRow): KeyRecord {
-  const { secretEnvelope: _secret, ...record } = row;
+  const { secretEnvelope: _secret, passphraseHash: _passphrase, ...record } = row;
   return record;
 }
 
@@ -76,9 +83,18 @@ export class KeyService {
     } else if (algorithm !== "hmac-sha256") {
       throw new PortcullisError("VALIDATION_FAILED", `a public key is required for ${algorithm} keys`, { publicKey: "required" });
     } else {
-      secret = randomBytes(HMAC_SECRET_BYTES).toString("base64url");
+      // Printed in the form the key's venues expect: Kraken's base64 of 64 bytes, else 256 bits
+      // of base64url. Every scheme keys its HMAC from this exact text (Kraken: decoded).
+      secret = input.dialects.includes("kraken")
+        ? randomBytes(KRAKEN_SECRET_BYTES).toString("base64")
+        : randomBytes(HMAC_SECRET_BYTES).toString("base64url");
       secretEnvelope = await this.envelope.encrypt(Buffer.from(secret, "utf8"), SECRET_PURPOSE, id);
     }
+    const incompatible = input.dialects.filter((d) => !DIALECT_ALGORITHMS[d].includes(algorithm));
+    if (incompatible.length > 0) {
+      throw new PortcullisError("VALIDATION_FAILED", `${incompatible.join(", ")} cannot sign with ${algorithm} keys`, { dialects: "incompatible with the key" });
+    }
+    const passphraseHash = input.passphrase === undefined ? null : await hashPassphrase(input.passphrase);
     const row: KeyRow = {
       id,
       environment: this.environment,
@@ -99,6 +115,7 @@ export class KeyService {
       updatedAt: now,
       lastUsedAt: null,
       revision: 1,
+      passphraseHash,
     };
     const change: KeyChange = {
       action: "create",
@@ -165,17 +182,26 @@ export class KeyService {
     const row = await this.store.keys.get(id);
     if (row === undefined) return null;
     let hmacKey: KeyObject | null = null;
+    let hmacKeyDecoded: KeyObject | null = null;
     let publicKey: KeyObject | null = null;
     if (row.secretEnvelope !== null) {
       const plaintext = await this.envelope.decrypt(row.secretEnvelope, SECRET_PURPOSE, row.id);
       try {
         hmacKey = createSecretKey(plaintext);
+        if (row.dialects.includes("kraken")) {
+          const decoded = Buffer.from(plaintext.toString("latin1"), "base64");
+          try {
+            hmacKeyDecoded = createSecretKey(decoded);
+          } finally {
+            decoded.fill(0);
+          }
+        }
       } finally {
         plaintext.fill(0);
       }
     }
     if (row.publicKey !== null) publicKey = createPublicKey(row.publicKey);
-    return { record: stripSecret(row), hmacKey, publicKey };
+    return { record: stripSecret(row), hmacKey, hmacKeyDecoded, publicKey, passphraseHash: row.passphraseHash };
   }
 
   /** Records last-use times (batched by the caller). */

@@ -3,8 +3,7 @@ import type { Route } from "../authz/routes.js";
 import type { Denial } from "../errors/catalogue.js";
 import type { VerificationKey } from "../keys/cache.js";
 import type { ClientAddress } from "../net/client-address.js";
-import type { NativeAlgorithm } from "../signatures/algorithms.js";
-import type { ParsedSignature } from "../signatures/rfc9421.js";
+import type { AuthScheme, Credential } from "../dialects/scheme.js";
 
 /** What the pipeline needs of an HTTP request, whichever server it came through. */
 export interface PipelineRequest {
@@ -39,10 +38,15 @@ export class RequestContext {
   // Stage outputs.
   client: ClientAddress | null = null;
   route: Route | null = null;
-  signature: ParsedSignature | null = null;
+  /** The scheme the request is signed in (detected from its headers), or null. */
+  scheme: AuthScheme | null = null;
+  /** More than one scheme's credential headers were present. */
+  schemeAmbiguous = false;
+  /** The scheme whose format a refusal is rendered in (the request's, else the route's venue). */
+  renderer: AuthScheme | null = null;
+  credential: Credential | null = null;
   keyId: string | null = null;
   key: VerificationKey | null = null;
-  algorithm: NativeAlgorithm | null = null;
 
   denial: Denial | null = null;
   /** Stage durations in ms, in stage order, when timing is on. */

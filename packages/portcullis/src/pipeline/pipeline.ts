@@ -1,30 +1,29 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type RouteTable, isCanonicalPath } from "../authz/routes.js";
+import type { AuthScheme, HotState, StageAnswer } from "../dialects/scheme.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import type { KeyCache, VerificationKey } from "../keys/cache.js";
 import { type Environment, parseKeyId } from "../keys/ids.js";
+import type { Dialect } from "../keys/model.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
-import { verifySignature } from "../signatures/algorithms.js";
-import { checkContentDigest } from "../signatures/content-digest.js";
-import { checkFreshness, extractNativeCredential, nonceExpiry } from "../signatures/native.js";
-import { authorityOf, signatureBase } from "../signatures/rfc9421.js";
-import type { NonceStore } from "../storage/types.js";
+import { authorityOf } from "../signatures/rfc9421.js";
 import { type PipelineRequest, RequestContext } from "./context.js";
 
 export interface PipelineOptions {
   readonly routes: RouteTable;
   readonly keys: KeyCache;
-  readonly nonces: NonceStore;
+  /** The signing schemes spoken (the native one at least), by name. */
+  readonly schemes: ReadonlyMap<Dialect, AuthScheme>;
+  /** Replay state. */
+  readonly hot: HotState;
   readonly clientAddress: ClientAddressResolver;
   /** Keys of the other environment are refused. */
   readonly environment: Environment;
-  /** The scheme clients use to reach the gateway (for @scheme and @target-uri). */
+  /** The scheme clients use to reach the gateway (for the authority's default port). */
   readonly scheme: "http" | "https";
   /** If set, the only Host values (lower case, default port removed) the gateway serves. */
   readonly authorities?: readonly string[] | undefined;
-  /** How far in the future `created` may be (clock skew). Default 1000 ms. */
-  readonly futureSkewMs?: number | undefined;
   /** Record per-stage durations on the context (for Server-Timing). Default false. */
   readonly timing?: boolean;
   readonly now?: () => number;
@@ -32,11 +31,10 @@ export interface PipelineOptions {
   readonly onKeyUsed?: (keyId: string, at: number) => void;
 }
 
-type StageResult = Denial | undefined | Promise<Denial | undefined>;
 interface Stage {
   /** The Server-Timing metric name. */
   readonly name: string;
-  readonly run: (ctx: RequestContext) => StageResult;
+  readonly run: (ctx: RequestContext) => StageAnswer;
 }
 
 /**
@@ -47,12 +45,16 @@ interface Stage {
  *
  * Implemented here: 1 client address, 3 credentials, 4 key, 5 freshness, 6 signature, 7 replay,
  * 8 authorization, with routing between 1 and 3 because every later stage depends on the route.
+ * Stages 3 and 5-7 belong to the request's signing scheme (native, or an exchange dialect): the
+ * pipeline detects the scheme from the headers and runs the credential that scheme extracts.
  */
 export class Pipeline {
   private readonly stages: readonly Stage[];
   private readonly options: PipelineOptions;
   private readonly now: () => number;
-  private readonly futureSkewMs: number;
+  private readonly schemes: readonly AuthScheme[];
+  private readonly native: AuthScheme;
+  private readonly credentialHeaderSet: ReadonlySet<string>;
   private readonly authorities: ReadonlySet<string> | null;
   private readonly timing: boolean;
   private readonly onKeyUsed: ((keyId: string, at: number) => void) | null;
@@ -60,9 +62,15 @@ export class Pipeline {
   constructor(options: PipelineOptions) {
     this.options = options;
     this.now = options.now ?? Date.now;
-    this.futureSkewMs = options.futureSkewMs ?? 1000;
-    if (!Number.isInteger(this.futureSkewMs) || this.futureSkewMs < 0 || this.futureSkewMs > 60_000) {
-      throw new TypeError("futureSkewMs must be an integer from 0 to 60000");
+    const native = options.schemes.get("native");
+    if (native === undefined) throw new TypeError("the native scheme is required");
+    this.native = native;
+    this.schemes = [...options.schemes.values()];
+    this.credentialHeaderSet = new Set(this.schemes.flatMap((s) => s.credentialHeaders));
+    for (const route of options.routes.routes) {
+      if (route.dialect !== null && !options.schemes.has(route.dialect)) {
+        throw new TypeError(`route ${route.id} uses the ${route.dialect} dialect, which this gateway does not speak`);
+      }
     }
     this.authorities = options.authorities === undefined || options.authorities.length === 0 ? null : new Set(options.authorities.map((a) => a.toLowerCase()));
     this.timing = options.timing ?? false;
@@ -77,6 +85,11 @@ export class Pipeline {
       { name: "replay", run: (ctx) => this.replay(ctx) },
       { name: "authz", run: (ctx) => this.authorize(ctx) },
     ];
+  }
+
+  /** Every scheme's credential headers: never forwarded upstream. */
+  get credentialHeaders(): ReadonlySet<string> {
+    return this.credentialHeaderSet;
   }
 
   /** The stage names, in order (Server-Timing metric names). */
@@ -146,25 +159,37 @@ export class Pipeline {
     if (this.authorities !== null && (ctx.authority === undefined || !this.authorities.has(ctx.authority))) {
       return deny("AUTHORITY_NOT_ALLOWED");
     }
+    // Which scheme is the request signed in? (Header presence only; parsing is stage 3.)
+    const schemes = this.schemes;
+    for (let i = 0; i < schemes.length; i++) {
+      const scheme = schemes[i] as AuthScheme;
+      if (!scheme.detect(ctx.headers)) continue;
+      if (ctx.scheme === null) ctx.scheme = scheme;
+      else ctx.schemeAmbiguous = true;
+    }
+    ctx.renderer = ctx.scheme;
     const route = this.options.routes.match(ctx.method, ctx.path);
     if (route === undefined) return deny("ROUTE_NOT_FOUND");
     ctx.route = route;
+    if (ctx.renderer === null && route.dialect !== null) ctx.renderer = this.options.schemes.get(route.dialect) ?? null;
     return undefined;
   }
 
   // --- stage 3 ------------------------------------------------------------------------------
   private credentials(ctx: RequestContext): Denial | undefined {
-    const hasBody = ctx.body.length > 0;
-    const credential = extractNativeCredential(ctx.headers["signature-input"], ctx.headers.signature, hasBody);
+    if (ctx.schemeAmbiguous) return deny("CREDENTIALS_AMBIGUOUS");
+    const scheme = ctx.scheme;
+    if (scheme === null) return deny("CREDENTIALS_MISSING");
+    if (scheme !== this.native && scheme.name !== ctx.route?.dialect) return deny("SCHEME_NOT_ACCEPTED", `${scheme.name} on ${ctx.route?.id ?? "?"}`);
+    const credential = scheme.extract(ctx);
     if ("ok" in credential) return credential;
-    if (hasBody && ctx.headers["content-digest"] === undefined) return deny("CONTENT_DIGEST_MISSING");
-    ctx.signature = credential.signature;
+    ctx.credential = credential;
     ctx.keyId = credential.keyId;
     return undefined;
   }
 
   // --- stage 4 ------------------------------------------------------------------------------
-  private key(ctx: RequestContext): StageResult {
+  private key(ctx: RequestContext): StageAnswer {
     const id = ctx.keyId ?? "";
     const cached = this.options.keys.peek(id);
     if (cached !== undefined) return this.checkKey(ctx, cached);
@@ -185,7 +210,8 @@ export class Pipeline {
     if (record.status === "revoked") return deny("KEY_REVOKED");
     if (record.status === "suspended") return deny("KEY_SUSPENDED");
     if (record.expiresAt !== null && record.expiresAt <= ctx.now) return deny("KEY_EXPIRED");
-    if (!key.nativeAllowed) return deny("DIALECT_NOT_ALLOWED");
+    const scheme = ctx.credential?.scheme;
+    if (scheme === undefined || !key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
     if (key.allowlist !== null && (ctx.client === null || !key.allowlist.has(ctx.client.ip))) {
       return deny("IP_NOT_ALLOWED", ctx.client?.text);
     }
@@ -193,54 +219,23 @@ export class Pipeline {
     return undefined;
   }
 
-  // --- stage 5 ------------------------------------------------------------------------------
-  private freshness(ctx: RequestContext): Denial | undefined {
-    const sig = ctx.signature;
-    const key = ctx.key;
-    if (sig === null || key === null) return deny("INTERNAL", "freshness before credentials");
-    return checkFreshness(sig.params.created ?? 0, sig.params.expires, ctx.now, key.windowMs, this.futureSkewMs) ?? undefined;
+  // --- stages 5-7: the scheme's own checks ---------------------------------------------------
+  private freshness(ctx: RequestContext): StageAnswer {
+    const { credential, key } = ctx;
+    if (credential === null || key === null) return deny("INTERNAL", "freshness before credentials");
+    return credential.fresh(ctx, key);
   }
 
-  // --- stage 6 ------------------------------------------------------------------------------
-  private signature(ctx: RequestContext): Denial | undefined {
-    const sig = ctx.signature;
-    const key = ctx.key;
-    if (sig === null || key === null) return deny("INTERNAL", "signature before credentials");
-    const requested = sig.params.alg;
-    const alg = requested === undefined ? key.nativeAlgorithms[0] : key.nativeAlgorithms.find((a) => a === requested);
-    if (alg === undefined) return deny("ALGORITHM_MISMATCH", `key is ${key.record.algorithm}, alg is ${String(requested)}`);
-    ctx.algorithm = alg;
-    const base = signatureBase(
-      {
-        method: ctx.method,
-        authority: ctx.authority,
-        scheme: this.options.scheme,
-        path: ctx.path,
-        query: ctx.query,
-        headers: ctx.headers,
-      },
-      sig,
-    );
-    if (typeof base !== "string") return base;
-    const material = alg === "hmac-sha256" ? key.hmacKey : key.publicKey;
-    if (material === null || !verifySignature(alg, material, base, sig.signature)) return deny("SIGNATURE_INVALID");
-    // The signature covers the Content-Digest header; now the header must match the body.
-    if (ctx.body.length > 0 || sig.components.includes("content-digest")) {
-      const digest = checkContentDigest(ctx.headers["content-digest"], ctx.body);
-      if (digest !== null) return digest;
-    }
-    return undefined;
+  private signature(ctx: RequestContext): StageAnswer {
+    const { credential, key } = ctx;
+    if (credential === null || key === null) return deny("INTERNAL", "signature before credentials");
+    return credential.verify(ctx, key);
   }
 
-  // --- stage 7 ------------------------------------------------------------------------------
-  private replay(ctx: RequestContext): StageResult {
-    const sig = ctx.signature;
-    const key = ctx.key;
-    if (sig === null || key === null || sig.params.nonce === undefined) return deny("INTERNAL", "replay before credentials");
-    const expiresAt = nonceExpiry(sig.params.created ?? 0, key.windowMs);
-    const claim = this.options.nonces.claim(key.record.id, sig.params.nonce, expiresAt, ctx.now);
-    if (typeof claim === "string") return claimDenial(claim);
-    return claim.then(claimDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+  private replay(ctx: RequestContext): StageAnswer {
+    const { credential, key } = ctx;
+    if (credential === null || key === null) return deny("INTERNAL", "replay before credentials");
+    return credential.replay(ctx, key, this.options.hot);
   }
 
   // --- stage 8 ------------------------------------------------------------------------------
@@ -249,9 +244,4 @@ export class Pipeline {
     if (permission === undefined || permission === null || ctx.key === null) return deny("INTERNAL", "authorize before key");
     return ctx.key.permissions.has(permission) ? undefined : deny("SCOPE_MISSING", `needs ${permission}`);
   }
-}
-
-function claimDenial(claim: "fresh" | "replayed" | "full"): Denial | undefined {
-  if (claim === "fresh") return undefined;
-  return claim === "replayed" ? deny("NONCE_REPLAYED") : deny("REPLAY_CAPACITY");
 }

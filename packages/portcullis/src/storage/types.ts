@@ -11,9 +11,12 @@ import type { KeyRecord, KeyStatus } from "../keys/model.js";
  * synchronously inside the promise.
  */
 
-/** A key row: the record plus its envelope-encrypted secret (HMAC keys only). */
+/** A key row: the record plus its protected material. */
 export interface KeyRow extends KeyRecord {
+  /** The envelope-encrypted HMAC secret (HMAC keys only). */
   readonly secretEnvelope: Buffer | null;
+  /** The salted slow hash of the key's passphrase (OKX keys only). */
+  readonly passphraseHash: string | null;
 }
 
 /** A change to a key, written in the same transaction as the change itself. */
@@ -80,4 +83,16 @@ export interface NonceStore {
    * May answer synchronously (memory) or with a promise (network stores).
    */
   claim(keyId: string, nonce: string, expiresAt: number, now: number): NonceClaim | Promise<NonceClaim>;
+}
+
+/** The answer of an increasing-nonce check. */
+export type SequenceClaim = "fresh" | "replayed" | "too-low" | "full";
+
+/**
+ * Per-key nonces that must increase (Kraken's rule), with a tolerance window for requests that
+ * arrive slightly out of order: a value is accepted once if it is above the highest seen, or at
+ * most `window` below it and not seen before.
+ */
+export interface SequenceStore {
+  claim(keyId: string, value: bigint, window: bigint): SequenceClaim | Promise<SequenceClaim>;
 }

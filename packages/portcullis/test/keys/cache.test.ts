@@ -59,7 +59,7 @@ function loader() {
       const snapshot = db.get(id);
       if (gate !== null) await gate;
       if (fail) throw new Error("store down");
-      return snapshot === undefined ? null : { record: snapshot, hmacKey: createSecretKey(Buffer.alloc(32, 1)), publicKey: null };
+      return snapshot === undefined ? null : { record: snapshot, hmacKey: createSecretKey(Buffer.alloc(32, 1)), hmacKeyDecoded: null, publicKey: null, passphraseHash: null };
     },
   };
 }

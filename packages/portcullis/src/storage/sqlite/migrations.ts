@@ -56,4 +56,12 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: "key passphrases",
+    sql: `
+      -- OKX keys carry a passphrase: stored only as a salted scrypt hash.
+      ALTER TABLE keys ADD COLUMN passphrase_hash TEXT;
+    `,
+  },
 ];

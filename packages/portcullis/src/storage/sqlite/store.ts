@@ -25,6 +25,7 @@ interface KeyRowSql {
   updated_at: number;
   last_used_at: number | null;
   revision: number;
+  passphrase_hash: string | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -48,6 +49,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     updatedAt: r.updated_at,
     lastUsedAt: r.last_used_at,
     revision: r.revision,
+    passphraseHash: r.passphrase_hash,
   };
 }
 
@@ -98,10 +100,10 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       insert: this.db.prepare(
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
-           last_used_at, revision)
+           last_used_at, revision, passphrase_hash)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
-           @lastUsedAt, @revision)`,
+           @lastUsedAt, @revision, @passphraseHash)`,
       ),
       insertChange: this.db.prepare(
         "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)",

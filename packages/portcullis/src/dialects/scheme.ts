@@ -1,0 +1,64 @@
+import type { IncomingHttpHeaders } from "node:http";
+import type { Denial } from "../errors/catalogue.js";
+import type { VerificationKey } from "../keys/cache.js";
+import type { Dialect } from "../keys/model.js";
+import type { RequestContext } from "../pipeline/context.js";
+import type { NonceStore, SequenceStore } from "../storage/types.js";
+
+/**
+ * A signing scheme (the native RFC 9421 scheme, or an exchange dialect) is a plug-in of four
+ * pipeline stages: credential extraction (3), freshness (5), signature (6) and replay (7). The
+ * pipeline does everything else — routing, key lookup and status, IP allowlists, scopes — the
+ * same way for every scheme.
+ *
+ * `extract` parses the request's credential strictly and returns it as an object that carries
+ * the scheme's own checks for the later stages, so no stage ever casts or re-parses.
+ */
+export type StageAnswer = Denial | undefined | Promise<Denial | undefined>;
+
+/** Hot state the replay stage may use. */
+export interface HotState {
+  /** Single-use values within a window (RFC 9421 nonces, JWT nonces, signatures). */
+  readonly nonces: NonceStore;
+  /** Per-key increasing nonces with a tolerance window (Kraken). */
+  readonly sequences: SequenceStore;
+}
+
+export interface Credential {
+  readonly scheme: Dialect;
+  /** The key id the request claims, as the key service knows it. */
+  readonly keyId: string;
+  /** Stage 5: is the request fresh? */
+  fresh(ctx: RequestContext, key: VerificationKey): StageAnswer;
+  /** Stage 6: does the signature verify (and everything it covers match the request)? */
+  verify(ctx: RequestContext, key: VerificationKey): StageAnswer;
+  /** Stage 7: has this request been seen before? Consumes replay state; runs only after 6. */
+  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer;
+}
+
+/** A refusal in a scheme's own wire format. */
+export interface RenderedError {
+  readonly status: number;
+  readonly body: string;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface AuthScheme {
+  readonly name: Dialect;
+  /** Request headers that carry this scheme's credentials; never forwarded upstream. */
+  readonly credentialHeaders: readonly string[];
+  /** Cheap: does this request carry this scheme's credential? (Presence of its headers.) */
+  detect(headers: IncomingHttpHeaders): boolean;
+  /** Stage 3: parse the credential strictly. */
+  extract(ctx: RequestContext): Credential | Denial;
+  /** Renders a refusal in the scheme's (venue's) format and codes. */
+  render(denial: Denial, requestId: string): RenderedError;
+}
+
+/** Options every scheme factory receives. */
+export interface SchemeOptions {
+  /** The scheme clients use to reach the gateway ("https" behind a TLS terminator). */
+  readonly scheme: "http" | "https";
+  /** How far in the future a request's time may be (ms). */
+  readonly futureSkewMs: number;
+}

@@ -1,0 +1,55 @@
+import fc from "fast-check";
+import { describe, expect, it } from "vitest";
+import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
+
+describe("memory sequence store (increasing nonces with a window)", () => {
+  it("with no window: strictly increasing", () => {
+    const s = new MemorySequenceStore();
+    expect(s.claim("k", 10n, 0n)).toBe("fresh");
+    expect(s.claim("k", 10n, 0n)).toBe("replayed");
+    expect(s.claim("k", 9n, 0n)).toBe("too-low");
+    expect(s.claim("k", 11n, 0n)).toBe("fresh");
+    expect(s.claim("other", 1n, 0n)).toBe("fresh");
+  });
+
+  it("with a window: slightly out-of-order values are accepted once", () => {
+    const s = new MemorySequenceStore();
+    expect(s.claim("k", 100n, 10n)).toBe("fresh");
+    expect(s.claim("k", 105n, 10n)).toBe("fresh");
+    expect(s.claim("k", 101n, 10n)).toBe("fresh");
+    expect(s.claim("k", 101n, 10n)).toBe("replayed");
+    expect(s.claim("k", 100n, 10n)).toBe("replayed");
+    expect(s.claim("k", 94n, 10n)).toBe("too-low");
+    expect(s.claim("k", 120n, 10n)).toBe("fresh");
+    expect(s.claim("k", 105n, 10n)).toBe("too-low");
+  });
+
+  it("handles values beyond 2^53 exactly", () => {
+    const s = new MemorySequenceStore();
+    const big = 2n ** 63n - 2n;
+    expect(s.claim("k", big, 0n)).toBe("fresh");
+    expect(s.claim("k", big + 1n, 0n)).toBe("fresh");
+    expect(s.claim("k", big, 0n)).toBe("too-low");
+  });
+
+  it("agrees with a reference model", () => {
+    fc.assert(
+      fc.property(fc.array(fc.bigInt({ min: 0n, max: 60n }), { maxLength: 80 }), fc.bigInt({ min: 0n, max: 8n }), (values, window) => {
+        const s = new MemorySequenceStore();
+        const accepted: bigint[] = [];
+        for (const v of values) {
+          const highest = accepted.length === 0 ? null : accepted.reduce((a, b) => (a > b ? a : b));
+          let expected: string;
+          // Below the window nothing is remembered: too low, whether or not it was seen.
+          if (highest === null || v > highest) expected = "fresh";
+          else if (highest - v > window) expected = "too-low";
+          else if (accepted.includes(v)) expected = "replayed";
+          else expected = "fresh";
+          expect(s.claim("k", v, window)).toBe(expected);
+          if (expected === "fresh") accepted.push(v);
+        }
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
