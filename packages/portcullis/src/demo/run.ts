@@ -1,17 +1,8 @@
 import { generateKeyPairSync } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseConfig } from "../config/config.js";
-import { ServerLifecycle } from "../gateway/lifecycle.js";
-import { parseCreateKeyInput } from "../keys/input.js";
 import { createLogger } from "../log/logger.js";
-import { startPortcullis, urlOf } from "../runtime.js";
-import { DATA_FILES, initDataDir, readSecretFile } from "../storage/data-dir.js";
-import { createDemoExchange } from "./exchange/index.js";
-import { DEMO_EXCHANGE_ROUTES } from "./exchange/routes.js";
+import { startDemoStack } from "./stack.js";
 
 export interface DemoOptions {
   readonly port: number;
@@ -46,38 +37,15 @@ const DEMO_KEYS = [
  * Runs until SIGINT / SIGTERM, then shuts down gracefully.
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
-  const temporary = options.dataDir === undefined;
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "portcullis-demo-"));
-  await initDataDir(dataDir, "test");
-  const identitySecret = readSecretFile(join(dataDir, DATA_FILES.identitySecret));
-
-  const exchange = createDemoExchange({ identitySecret });
-  const upstreamServer = createServer((req, res) => {
-    exchange.handler(req, res);
-  });
-  const upstream = new ServerLifecycle(upstreamServer);
-  const upstreamAddress: AddressInfo = await upstream.listen(options.upstreamPort, "127.0.0.1");
-
-  const config = parseConfig(
-    {
-      dataDir,
-      environment: "test",
-      gateway: { host: "127.0.0.1", port: options.port, upstream: urlOf(upstreamAddress), serverTiming: true },
-      admin: { enabled: true, host: "127.0.0.1", port: options.adminPort },
-      routes: DEMO_EXCHANGE_ROUTES,
-      log: { level: "info" },
-    },
-    dataDir,
-  );
   // Logs go to stderr, so stdout carries only what the demo prints.
-  const logger = createLogger({ level: config.log.level }, process.stderr);
-  let running;
-  try {
-    running = await startPortcullis(config, logger);
-  } catch (err) {
-    await upstream.close(0);
-    throw err;
-  }
+  const logger = createLogger({ level: "info" }, process.stderr);
+  const stack = await startDemoStack({
+    port: options.port,
+    adminPort: options.adminPort,
+    upstreamPort: options.upstreamPort,
+    dataDir: options.dataDir,
+    logger,
+  });
 
   const keys: Record<string, DemoKey> = {};
   for (const spec of DEMO_KEYS) {
@@ -91,13 +59,10 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       publicKey = pair.publicKey;
       privateKey = pair.privateKey;
     }
-    const created = await running.core.keys.create(
-      parseCreateKeyInput({ account: spec.account, scopes: [...spec.scopes], label: spec.label, ...(publicKey === undefined ? {} : { publicKey }) }, Date.now()),
-      "demo",
-    );
+    const created = await stack.createKey({ account: spec.account, scopes: [...spec.scopes], label: spec.label, ...(publicKey === undefined ? {} : { publicKey }) });
     let privateKeyFile: string | undefined;
     if (privateKey !== undefined) {
-      privateKeyFile = join(dataDir, `demo-${spec.name}.pem`);
+      privateKeyFile = join(stack.dataDir, `demo-${spec.name}.pem`);
       writeFileSync(privateKeyFile, privateKey, { mode: 0o600 });
     }
     keys[spec.name] = {
@@ -111,25 +76,22 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     };
   }
 
-  const gateway = urlOf(running.gatewayAddress);
-  const admin = running.adminAddress === null ? null : urlOf(running.adminAddress);
-  const upstreamUrl = urlOf(upstreamAddress);
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ gateway, admin, upstream: upstreamUrl, dataDir, keys })}\n`);
+    process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys })}\n`);
   } else {
-    process.stdout.write(describe(gateway, admin, upstreamUrl, dataDir, temporary, keys));
+    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys));
   }
 
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    Promise.all([running.close(5_000), upstream.close(1_000)])
+    stack
+      .close()
       .catch((err: unknown) => {
         logger.error({ err }, "demo shutdown failed");
       })
       .finally(() => {
-        if (temporary) rmSync(dataDir, { recursive: true, force: true });
         process.exit(0);
       });
   };

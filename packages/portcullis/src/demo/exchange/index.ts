@@ -25,7 +25,9 @@ import { DEFAULT_MAX_BODY_BYTES, RequestAbortedError, parseBody, parseForm, read
 import { perAsset, type Asset } from "./markets.js";
 import { orderView, type OrderView } from "./orders.js";
 import { Params } from "./params.js";
-import { DEMO_EXCHANGE_ROUTES } from "./routes.js";
+import { BINANCE_ROUTES, DEMO_EXCHANGE_ROUTES } from "./routes.js";
+import type { Venue } from "./venue.js";
+import { VENUES } from "./venues/index.js";
 
 export { DEMO_EXCHANGE_ROUTES } from "./routes.js";
 export { MARKET_MAKER_ACCOUNT } from "./engine.js";
@@ -109,7 +111,7 @@ function compileRoutes(specs: readonly RouteSpec[]): { routes: Map<string, Serve
     }
   }
   for (const id of ENDPOINTS.keys()) {
-    if (!routes.has(id)) throw new Error(`demo exchange: endpoint ${id} is missing from DEMO_EXCHANGE_ROUTES`);
+    if (!routes.has(id)) throw new Error(`demo exchange: endpoint ${id} is missing from BINANCE_ROUTES`);
   }
   return { routes, paths };
 }
@@ -123,7 +125,16 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
   };
   const verify = createIdentityVerifier(options.identitySecret, verifierOptions);
   const engine = new Engine(clock, () => randomUUID().replaceAll("-", ""));
-  const { routes, paths } = compileRoutes(DEMO_EXCHANGE_ROUTES);
+  const { routes, paths } = compileRoutes(BINANCE_ROUTES);
+  const venueRoutes = new Map<string, { venue: Venue; route: RouteSpec }>();
+  for (const venue of VENUES) {
+    for (const route of venue.routes) {
+      for (const method of typeof route.method === "string" ? [route.method] : route.method) {
+        venueRoutes.set(`${method} ${route.path}`, { venue, route });
+        paths.add(route.path);
+      }
+    }
+  }
   const newClientOrderId = (): string => randomBytes(16).toString("base64url");
 
   /** The authenticated account for a private route, or 401 -2015. */
@@ -141,6 +152,23 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
     const q = target.indexOf("?");
     const path = q < 0 ? target : target.slice(0, q);
     const query = q < 0 ? "" : target.slice(q + 1);
+    const served = venueRoutes.get(`${method} ${path}`);
+    if (served !== undefined) {
+      const identity = verify(req);
+      await served.venue.handle({
+        req,
+        res,
+        method,
+        path,
+        query,
+        route: served.route,
+        engine,
+        now: clock(),
+        identity: identity.ok ? identity.identity : null,
+        readBody: () => readBody(req, maxBodyBytes),
+      });
+      return;
+    }
     const route = routes.get(`${method} ${path}`);
     if (route === undefined) throw paths.has(path) ? errors.methodNotAllowed() : errors.unknownEndpoint();
 

@@ -6,8 +6,10 @@
  * weight is Binance's per-IP weight (Binance also counts 900 against a separate per-UID budget).
  */
 import type { RouteSpec } from "../../authz/routes.js";
+import { VENUES } from "./venues/index.js";
 
-export const DEMO_EXCHANGE_ROUTES: RouteSpec[] = [
+/** The Binance-shaped surface (endpoints.ts). */
+export const BINANCE_ROUTES: RouteSpec[] = [
   { method: "GET", path: "/api/v3/time", permission: "public", weight: 1 },
   { method: "GET", path: "/api/v3/exchangeInfo", permission: "public", weight: 20 },
   { method: "GET", path: "/api/v3/ticker/price", permission: "public", weight: 2 },
@@ -19,3 +21,6 @@ export const DEMO_EXCHANGE_ROUTES: RouteSpec[] = [
   { method: "GET", path: "/api/v3/openOrders", permission: "read", weight: 6 },
   { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", weight: 1 },
 ];
+
+/** Every route of the demo exchange: the Binance shape and the other venues (venues/). */
+export const DEMO_EXCHANGE_ROUTES: RouteSpec[] = [...BINANCE_ROUTES, ...VENUES.flatMap((v) => v.routes)];
