@@ -208,7 +208,8 @@ function buildProgram(): Command {
       .option("--private-key-out <file>", "write a generated private key to this file (mode 0600) instead of printing it")
       .option("--expires <duration>", 'expiry: a duration such as "30d", or an ISO-8601 time')
       .option("--window <ms>", "freshness window for signatures, 1000-60000 ms (default 5000)")
-      .option("--dialect <name>", "signing scheme the key may use (repeatable; default native)", collect),
+      .option("--dialect <name>", "signing scheme the key may use: native, binance, kraken, coinbase, okx, bybit (repeatable; default native)", collect)
+      .option("--passphrase <text>", "OKX keys: the passphrase the client will send (prefer $PORTCULLIS_PASSPHRASE)"),
   ).action(
     async (opts: TargetOptions & {
       account: string;
@@ -222,6 +223,7 @@ function buildProgram(): Command {
       expires?: string;
       window?: string;
       dialect?: string[];
+      passphrase?: string;
       json?: boolean;
     }) => {
       let generated: { publicKey: string; privateKey: string } | null = null;
@@ -243,6 +245,8 @@ function buildProgram(): Command {
       if (opts.expires !== undefined) raw.expires = opts.expires;
       if (opts.window !== undefined) raw.windowMs = Number(opts.window);
       if (opts.dialect !== undefined) raw.dialects = opts.dialect;
+      const passphrase = opts.passphrase ?? process.env.PORTCULLIS_PASSPHRASE;
+      if (passphrase !== undefined) raw.passphrase = passphrase;
       const key = await withOps(opts, (ops) => ops.create(raw));
       let privateKey: string | undefined;
       if (generated !== null) {
