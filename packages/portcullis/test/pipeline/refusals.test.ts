@@ -229,6 +229,10 @@ describe("stage 4: the key", () => {
     const ok6 = await t.inject({ method: "GET", url: "/api/v3/account", headers: signed({ keyId: key.id, key: s ?? "" }), remoteAddress: "2001:db8::5" });
     expect(ok6.statusCode).toBe(200);
   });
+  it("a key that was not issued for the native scheme", async () => {
+    const { key, secret: s } = await t.createKey({ dialects: ["binance"] });
+    await expectRefused({ headers: signed({ keyId: key.id, key: s ?? "" }) }, "DIALECT_NOT_ALLOWED", 401);
+  });
   it("a spoofed X-Forwarded-For from an untrusted peer", async () => {
     const { key, secret: s } = await t.createKey({ ipAllowlist: ["198.51.100.0/24"] });
     await expectRefused({ headers: { ...signed({ keyId: key.id, key: s ?? "" }), "x-forwarded-for": "198.51.100.7" } }, "IP_NOT_ALLOWED", 403);
