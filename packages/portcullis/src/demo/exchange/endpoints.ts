@@ -99,6 +99,11 @@ function tickerOf(ctx: EndpointContext, m: Market): { symbol: string; price: str
   return { symbol: m.symbol, price: formatDecimal(ctx.engine.lastPrice(m)) };
 }
 
+const ping: Endpoint = {
+  params: [],
+  handle: () => ({}),
+};
+
 const time: Endpoint = {
   params: [],
   handle: (ctx) => ({ serverTime: ctx.now }),
@@ -312,6 +317,7 @@ const withdraw: Endpoint = {
 
 /** Endpoints by "METHOD /path". */
 export const ENDPOINTS: ReadonlyMap<string, Endpoint> = new Map([
+  ["GET /api/v3/ping", ping],
   ["GET /api/v3/time", time],
   ["GET /api/v3/exchangeInfo", exchangeInfo],
   ["GET /api/v3/ticker/price", tickerPrice],

@@ -10,16 +10,17 @@ import { VENUES } from "./venues/index.js";
 
 /** The Binance-shaped surface (endpoints.ts). */
 export const BINANCE_ROUTES: RouteSpec[] = [
-  { method: "GET", path: "/api/v3/time", permission: "public", weight: 1 },
-  { method: "GET", path: "/api/v3/exchangeInfo", permission: "public", weight: 20 },
-  { method: "GET", path: "/api/v3/ticker/price", permission: "public", weight: 2 },
-  { method: "GET", path: "/api/v3/depth", permission: "public", weight: 5 },
-  { method: "GET", path: "/api/v3/account", permission: "read", weight: 20 },
-  { method: "POST", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["order"] },
-  { method: "GET", path: "/api/v3/order", permission: "read", weight: 4 },
-  { method: "DELETE", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["cancel"] },
-  { method: "GET", path: "/api/v3/openOrders", permission: "read", weight: 6 },
-  { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", weight: 1 },
+  { method: "GET", path: "/api/v3/ping", permission: "public", weight: 1, dialect: "binance" },
+  { method: "GET", path: "/api/v3/time", permission: "public", weight: 1, dialect: "binance" },
+  { method: "GET", path: "/api/v3/exchangeInfo", permission: "public", weight: 20, dialect: "binance" },
+  { method: "GET", path: "/api/v3/ticker/price", permission: "public", weight: 2, dialect: "binance" },
+  { method: "GET", path: "/api/v3/depth", permission: "public", weight: 5, dialect: "binance" },
+  { method: "GET", path: "/api/v3/account", permission: "read", weight: 20, dialect: "binance" },
+  { method: "POST", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["order"], dialect: "binance" },
+  { method: "GET", path: "/api/v3/order", permission: "read", weight: 4, dialect: "binance" },
+  { method: "DELETE", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["cancel"], dialect: "binance" },
+  { method: "GET", path: "/api/v3/openOrders", permission: "read", weight: 6, dialect: "binance" },
+  { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", weight: 1, dialect: "binance" },
 ];
 
 /** Every route of the demo exchange: the Binance shape and the other venues (venues/). */

@@ -1,6 +1,145 @@
-import type { AuthScheme, SchemeOptions } from "../scheme.js";
+import type { IncomingHttpHeaders } from "node:http";
+import { type Denial, deny } from "../../errors/catalogue.js";
+import type { VerificationKey } from "../../keys/cache.js";
+import type { RequestContext } from "../../pipeline/context.js";
+import { nonceDenial } from "../native.js";
+import type { AuthScheme, Credential, HotState, SchemeOptions, StageAnswer } from "../scheme.js";
+import { DENIALS, createBinanceRenderer } from "./errors.js";
+import { BODY, DEFAULT_RECV_WINDOW_MS, QUERY, type SigningParams, isFormBody, scanSigningParams } from "./params.js";
+import { type Hmac, type SignedPayload, verifyBinanceSignature } from "./signature.js";
 
-/** The Binance dialect. Not implemented yet: the registry skips it. */
-export function createBinanceScheme(_options: SchemeOptions): AuthScheme | null {
-  return null;
+export { binanceErrorFor } from "./errors.js";
+export { type SignedPayload, type WebSocketParamValue, verifyBinanceSignature, verifyWebSocketSignature, webSocketSignaturePayload } from "./signature.js";
+
+/**
+ * The Binance dialect (spot REST, "SIGNED endpoint security" of binance-spot-api-docs):
+ *
+ * - `X-MBX-APIKEY: <Portcullis key id>`;
+ * - `timestamp`, optional `recvWindow` and `signature` in the query string or the form body;
+ * - the signature covers the query string concatenated with the body exactly as sent (Binance's
+ *   `totalParams`), without the `signature` parameter: HMAC-SHA256 as hex, Ed25519 or RSA
+ *   PKCS#1 v1.5 SHA-256 as base64;
+ * - fresh when `timestamp < now + 1000 ms` (the gateway's futureSkewMs, 1000 by default) and
+ *   `now - timestamp <= recvWindow`, where the key's own window caps recvWindow;
+ * - each signature is accepted once (it is the request's single-use value until it expires);
+ * - refusals in Binance's `{"code", "msg"}` shape (errors.ts).
+ */
+const HEADER = "x-mbx-apikey";
+
+class BinanceCredential implements Credential, SigningParams, SignedPayload {
+  readonly scheme = "binance" as const;
+  signature = "";
+  signatureIn = -1;
+  cutStart = 0;
+  cutEnd = 0;
+  timestamp = Number.NaN;
+  recvWindow = Number.NaN;
+  /** The canonical signature, set by verify for replay. */
+  private nonce = "";
+
+  constructor(
+    private readonly futureSkewMs: number,
+    readonly keyId: string,
+    /** The raw query string (no "?") and the exact body: what the signature covers. */
+    private readonly query: string | null,
+    private readonly body: Buffer,
+  ) {}
+
+  fresh(ctx: RequestContext, key: VerificationKey): Denial | undefined {
+    const ahead = this.timestamp - ctx.now;
+    // Binance: timestamp < serverTime + 1000 (never refused for being at or before now).
+    if (ahead > 0 && ahead >= this.futureSkewMs) return deny("CREATED_IN_FUTURE");
+    // Binance: serverTime - timestamp <= recvWindow; the key's window is the operator's cap.
+    const window = this.recvWindow < key.windowMs ? this.recvWindow : key.windowMs;
+    if (-ahead > window) return deny("CREATED_TOO_OLD");
+    return undefined;
+  }
+
+  verify(_ctx: RequestContext, key: VerificationKey): Denial | undefined {
+    const result = verifyBinanceSignature(key, this, this.signature);
+    if (typeof result !== "string") return result;
+    this.nonce = result;
+    return undefined;
+  }
+
+  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
+    // Remembered for as long as any window could accept it: the client's recvWindow bounds the
+    // key's (whatever the key is changed to), plus Binance's 1 s of clock allowance.
+    const expiresAt = Math.ceil(this.timestamp + this.recvWindow + 1000);
+    const claim = hot.nonces.claim(key.record.id, this.nonce, expiresAt, ctx.now);
+    if (typeof claim === "string") return nonceDenial(claim);
+    return claim.then(nonceDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+  }
+
+  // --- the signed payload: query + body, minus the signature pair -----------------------------
+
+  feed(hmac: Hmac): void {
+    const query = this.query;
+    if (query !== null) {
+      if (this.signatureIn === QUERY) {
+        if (this.cutStart > 0) hmac.update(query.slice(0, this.cutStart), "latin1");
+        if (this.cutEnd < query.length) hmac.update(query.slice(this.cutEnd), "latin1");
+      } else {
+        hmac.update(query, "latin1");
+      }
+    }
+    const body = this.body;
+    if (body.length > 0) {
+      if (this.signatureIn === BODY) {
+        if (this.cutStart > 0) hmac.update(body.subarray(0, this.cutStart));
+        if (this.cutEnd < body.length) hmac.update(body.subarray(this.cutEnd));
+      } else {
+        hmac.update(body);
+      }
+    }
+  }
+
+  bytes(): Buffer {
+    const query = this.query ?? "";
+    const body = this.body;
+    const cut = this.cutEnd - this.cutStart;
+    const out = Buffer.allocUnsafe(query.length + body.length - cut);
+    let n = 0;
+    if (this.signatureIn === QUERY) {
+      n += out.write(query.slice(0, this.cutStart), n, "latin1");
+      n += out.write(query.slice(this.cutEnd), n, "latin1");
+    } else {
+      n += out.write(query, n, "latin1");
+    }
+    if (this.signatureIn === BODY) {
+      n += body.copy(out, n, 0, this.cutStart);
+      n += body.copy(out, n, this.cutEnd);
+    } else {
+      n += body.copy(out, n);
+    }
+    return n === out.length ? out : out.subarray(0, n);
+  }
+}
+
+export function createBinanceScheme(options: SchemeOptions): AuthScheme {
+  const futureSkewMs = options.futureSkewMs;
+  return {
+    name: "binance",
+    credentialHeaders: [HEADER],
+    detect: (headers: IncomingHttpHeaders) => headers[HEADER] !== undefined,
+    extract(ctx: RequestContext): Credential | Denial {
+      const header = ctx.headers[HEADER];
+      // A malformed id (including one sent twice) is refused by the key stage as -2014.
+      const keyId = typeof header === "string" ? header : "";
+      const credential = new BinanceCredential(futureSkewMs, keyId, ctx.query, ctx.body);
+      if (ctx.query !== null) {
+        const denial = scanSigningParams(ctx.query, QUERY, credential);
+        if (denial !== undefined) return denial;
+      }
+      if (ctx.body.length > 0 && isFormBody(ctx.headers["content-type"])) {
+        const denial = scanSigningParams(ctx.body.toString("latin1"), BODY, credential);
+        if (denial !== undefined) return denial;
+      }
+      if (credential.signatureIn < 0) return DENIALS.signatureMissing;
+      if (Number.isNaN(credential.timestamp)) return DENIALS.timestampMissing;
+      if (Number.isNaN(credential.recvWindow)) credential.recvWindow = DEFAULT_RECV_WINDOW_MS;
+      return credential;
+    },
+    render: createBinanceRenderer(futureSkewMs),
+  };
 }

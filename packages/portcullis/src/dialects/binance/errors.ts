@@ -1,0 +1,171 @@
+import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
+import type { RenderedError } from "../scheme.js";
+
+/**
+ * Refusals in Binance's wire format: `{"code": <negative int>, "msg": "<text>"}` with Binance's
+ * HTTP statuses (400 for malformed, expired or badly signed requests, 401 for key problems, 429
+ * for throttling, 5xx when execution status is unknown). Binance's own messages are used wherever
+ * Binance has one, so clients that match on them (ccxt does, for a few) keep working.
+ *
+ * Every catalogue code has a mapping (the Record type makes a new code a compile error until it
+ * is mapped here). The key family follows Binance: a missing or malformed API key is -2014, and
+ * everything that means "this key may not do this" (unknown, revoked, suspended, expired, wrong
+ * environment, wrong scheme, IP not allowed, missing permission) is -2015, which deliberately does
+ * not say which.
+ */
+interface BinanceError {
+  readonly status: number;
+  readonly code: number;
+  readonly msg: string;
+}
+
+const UNKNOWN = "An unknown error occurred while processing the request.";
+const DISCONNECTED = "Internal error; unable to process your request. Please try again.";
+const TOO_MANY_REQUESTS = "Too many requests queued.";
+const TIMEOUT = "Timeout waiting for response from backend server. Send status unknown; execution status unknown.";
+const UNSUPPORTED = "This operation is not supported.";
+const OUTSIDE_WINDOW = "Timestamp for this request is outside of the recvWindow.";
+const INVALID_SIGNATURE = "Signature for this request is not valid.";
+const ILLEGAL_CHARS = "Illegal characters found in a parameter.";
+const MANDATORY = "A mandatory parameter was not sent, was empty/null, or malformed.";
+const INVALID_PARAMETER = "Invalid data sent for a parameter.";
+const BAD_KEY_FORMAT = "API-key format invalid.";
+const REJECTED_KEY = "Invalid API-key, IP, or permissions for action.";
+
+const e = (status: number, code: number, msg: string): BinanceError => ({ status, code, msg });
+const badFormat = e(401, -2014, BAD_KEY_FORMAT);
+const rejected = e(401, -2015, REJECTED_KEY);
+const outsideWindow = e(400, -1021, OUTSIDE_WINDOW);
+const invalidSignature = e(400, -1022, INVALID_SIGNATURE);
+
+/** The Binance answer for each catalogue code. `ahead` is the -1021 "in the future" message. */
+function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
+  return {
+    // The request itself.
+    ROUTE_NOT_FOUND: e(404, -1020, UNSUPPORTED),
+    PATH_NOT_CANONICAL: e(400, -1100, "Illegal characters found in the request path."),
+    BODY_TOO_LARGE: e(413, -1101, "Request body too large."),
+    BODY_INCOMPLETE: e(400, -1102, "The request body ended before its declared length."),
+    AUTHORITY_NOT_ALLOWED: e(400, -1020, UNSUPPORTED),
+    HTTP_MALFORMED: e(400, -1100, "The HTTP request could not be parsed."),
+    HEADERS_TOO_LARGE: e(431, -1101, "Request headers too large."),
+    // Credentials: presence and syntax.
+    CREDENTIALS_MISSING: badFormat,
+    CREDENTIALS_AMBIGUOUS: badFormat,
+    SCHEME_NOT_ACCEPTED: rejected,
+    PARAM_MISSING: e(400, -1102, MANDATORY),
+    PARAM_INVALID: e(400, -1100, ILLEGAL_CHARS),
+    // RFC 9421 syntax (native requests only; mapped for completeness).
+    SIGNATURE_HEADER_MALFORMED: invalidSignature,
+    SIGNATURE_HEADER_DUPLICATED: invalidSignature,
+    SIGNATURE_LABEL_MISMATCH: invalidSignature,
+    SIGNATURE_PARAM_MISSING: e(400, -1102, MANDATORY),
+    SIGNATURE_PARAM_INVALID: e(400, -1100, ILLEGAL_CHARS),
+    SIGNATURE_COMPONENT_MISSING: invalidSignature,
+    SIGNATURE_COMPONENT_INVALID: invalidSignature,
+    SIGNATURE_COMPONENT_ABSENT: invalidSignature,
+    NONCE_MALFORMED: e(400, -1100, ILLEGAL_CHARS),
+    CONTENT_DIGEST_MISSING: e(400, -1102, MANDATORY),
+    CONTENT_DIGEST_MALFORMED: e(400, -1100, ILLEGAL_CHARS),
+    CONTENT_DIGEST_UNSUPPORTED: e(400, -1100, ILLEGAL_CHARS),
+    CONTENT_DIGEST_MISMATCH: invalidSignature,
+    // The key.
+    KEY_ID_MALFORMED: badFormat,
+    KEY_UNKNOWN: rejected,
+    KEY_ENVIRONMENT_MISMATCH: rejected,
+    KEY_REVOKED: rejected,
+    KEY_SUSPENDED: rejected,
+    KEY_EXPIRED: rejected,
+    IP_NOT_ALLOWED: rejected,
+    DIALECT_NOT_ALLOWED: rejected,
+    KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
+    // Freshness, signature, replay.
+    CREATED_TOO_OLD: outsideWindow,
+    CREATED_IN_FUTURE: e(400, -1021, ahead),
+    SIGNATURE_EXPIRED: outsideWindow,
+    ALGORITHM_MISMATCH: invalidSignature,
+    SIGNATURE_INVALID: invalidSignature,
+    // A replayed request is a request that is no longer valid: clients re-sign with a new timestamp.
+    NONCE_REPLAYED: e(400, -1021, "This request was already received; sign every request with a new timestamp."),
+    NONCE_NOT_INCREASING: outsideWindow,
+    PASSPHRASE_INVALID: rejected,
+    TOKEN_MALFORMED: badFormat,
+    TOKEN_EXPIRED: outsideWindow,
+    TOKEN_NOT_YET_VALID: e(400, -1021, ahead),
+    TOKEN_LIFETIME_TOO_LONG: e(400, -1130, INVALID_PARAMETER),
+    TOKEN_URI_MISMATCH: invalidSignature,
+    REPLAY_CAPACITY: e(429, -1003, TOO_MANY_REQUESTS),
+    // Authorization.
+    SCOPE_MISSING: rejected,
+    // Upstream: 5xx means "execution status unknown" to a Binance client.
+    UPSTREAM_UNAVAILABLE: e(502, -1001, DISCONNECTED),
+    UPSTREAM_TIMEOUT: e(504, -1007, TIMEOUT),
+    // Admin API and key service (never rendered by a venue dialect; mapped for completeness).
+    VALIDATION_FAILED: e(400, -1130, INVALID_PARAMETER),
+    JSON_MALFORMED: e(400, -1135, "Invalid JSON Request"),
+    KEY_NOT_FOUND: rejected,
+    KEY_STATE_CONFLICT: e(400, -1130, INVALID_PARAMETER),
+    // Our own faults.
+    INTERNAL: e(500, -1000, UNKNOWN),
+  };
+}
+
+/** Binance asks clients to wait this long (seconds) after a 429. */
+const RETRY_AFTER = { "retry-after": "1" } as const;
+
+function rendered(error: BinanceError): RenderedError {
+  const body = JSON.stringify({ code: error.code, msg: error.msg });
+  return error.status === 429 ? { status: error.status, body, headers: RETRY_AFTER } : { status: error.status, body };
+}
+
+/**
+ * Refusals the Binance scheme gives with Binance's more specific messages. They are shared frozen
+ * values, so `render` recognises them by identity (one Map lookup) and the request path allocates
+ * nothing to refuse. The detail stays a log-only note, as everywhere.
+ */
+function specific(code: ErrorCode, detail: string): Denial {
+  return Object.freeze(deny(code, detail));
+}
+
+export const DENIALS = {
+  signatureMissing: specific("PARAM_MISSING", "signature"),
+  timestampMissing: specific("PARAM_MISSING", "timestamp"),
+  duplicate: specific("PARAM_INVALID", "signature, timestamp or recvWindow sent more than once"),
+  timestampInvalid: specific("PARAM_INVALID", "timestamp is not 1-20 digits"),
+  recvWindowInvalid: specific("PARAM_INVALID", "recvWindow is not a decimal with at most 3 decimal places"),
+  recvWindowEmpty: specific("PARAM_INVALID", "recvWindow is empty"),
+  recvWindowTooLarge: specific("PARAM_INVALID", "recvWindow above 60000"),
+} as const;
+
+const SPECIFIC: ReadonlyMap<Denial, BinanceError> = new Map([
+  [DENIALS.signatureMissing, e(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")],
+  [DENIALS.timestampMissing, e(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")],
+  [DENIALS.duplicate, e(400, -1101, "Duplicate values for a parameter detected.")],
+  [DENIALS.timestampInvalid, e(400, -1100, "Illegal characters found in parameter 'timestamp'; legal range is '^[0-9]{1,20}$'.")],
+  [
+    DENIALS.recvWindowInvalid,
+    e(400, -1100, "Illegal characters found in parameter 'recvWindow'; legal range is '^[0-9]{1,20}(\\.[0-9]{1,3})?$'."),
+  ],
+  [DENIALS.recvWindowEmpty, e(400, -1105, "Parameter 'recvWindow' was empty.")],
+  [DENIALS.recvWindowTooLarge, e(400, -1131, "'recvWindow' must be less than 60000.")],
+]);
+
+/**
+ * Builds the renderer: every answer is rendered once, here, and served from a lookup afterwards.
+ * `futureSkewMs` is the gateway's allowance for clocks ahead (Binance's is 1000 ms).
+ */
+export function createBinanceRenderer(futureSkewMs: number): (denial: Denial, requestId: string) => RenderedError {
+  const byCode = new Map<ErrorCode, RenderedError>();
+  for (const [code, error] of Object.entries(table(`Timestamp for this request was ${futureSkewMs}ms ahead of the server's time.`))) {
+    byCode.set(code as ErrorCode, rendered(error));
+  }
+  const bySpecific = new Map<Denial, RenderedError>();
+  for (const [denial, error] of SPECIFIC) bySpecific.set(denial, rendered(error));
+  const internal = rendered(e(500, -1000, UNKNOWN));
+  return (denial) => bySpecific.get(denial) ?? byCode.get(denial.code) ?? internal;
+}
+
+/** The Binance code and status for a catalogue code (for documentation and tests). */
+export function binanceErrorFor(code: ErrorCode, futureSkewMs = 1000): BinanceError {
+  return table(`Timestamp for this request was ${futureSkewMs}ms ahead of the server's time.`)[code];
+}

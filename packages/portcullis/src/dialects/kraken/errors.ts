@@ -1,0 +1,149 @@
+import type { Denial, ErrorCode } from "../../errors/catalogue.js";
+import type { RenderedError } from "../scheme.js";
+
+/**
+ * Refusals in Kraken's format. Kraken answers `{"error": ["<severity><category>:<message>"]}`
+ * and, as its documentation says, does not use HTTP status codes to report the state of a
+ * request: errors come with HTTP 200. Portcullis does the same for everything the caller did
+ * (every 4xx of the catalogue); its own faults and fail-closed answers (5xx) keep their status,
+ * like Kraken's front end answering 5xx when the service cannot be reached. The request id is in
+ * the `portcullis-request-id` response header, never in the body.
+ *
+ * The strings are the ones Kraken documents and ccxt maps (ccxt's `kraken.exceptions`):
+ *   EAPI:Invalid key            -> AuthenticationError
+ *   EAPI:Invalid nonce          -> InvalidNonce
+ *   EGeneral:Permission denied  -> PermissionDenied
+ *   EGeneral:Invalid arguments  -> BadRequest
+ *   EAPI:Rate limit exceeded    -> DDoSProtection
+ *   EService:Unavailable/Busy   -> ExchangeNotAvailable
+ *   EGeneral:Internal error     -> ExchangeNotAvailable
+ *   EAPI:Invalid signature      -> (unmapped: ExchangeError)
+ *
+ * A signature that does not verify is answered `EAPI:Invalid key`, as Kraken itself often does:
+ * a wrong secret is an authentication failure that a bot must not retry (ccxt raises
+ * AuthenticationError for it, but only a plain ExchangeError for `EAPI:Invalid signature`), and
+ * the answer must not tell a caller whether the key id it tried exists. `EAPI:Invalid signature`
+ * is kept for an API-Sign header that is not a signature at all (missing, or not base64 of 64
+ * bytes): a client bug, not a credential problem.
+ */
+export const KRAKEN_ERRORS = {
+  INVALID_KEY: "EAPI:Invalid key",
+  INVALID_SIGNATURE: "EAPI:Invalid signature",
+  INVALID_NONCE: "EAPI:Invalid nonce",
+  PERMISSION_DENIED: "EGeneral:Permission denied",
+  INVALID_ARGUMENTS: "EGeneral:Invalid arguments",
+  UNKNOWN_METHOD: "EGeneral:Unknown method",
+  RATE_LIMIT: "EAPI:Rate limit exceeded",
+  UNAVAILABLE: "EService:Unavailable",
+  BUSY: "EService:Busy",
+  INTERNAL: "EGeneral:Internal error",
+} as const;
+
+const K = KRAKEN_ERRORS;
+
+/** The Kraken error string for every catalogue code. */
+export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
+  // The request itself.
+  ROUTE_NOT_FOUND: K.UNKNOWN_METHOD,
+  PATH_NOT_CANONICAL: K.UNKNOWN_METHOD,
+  BODY_TOO_LARGE: K.INVALID_ARGUMENTS,
+  BODY_INCOMPLETE: K.INVALID_ARGUMENTS,
+  AUTHORITY_NOT_ALLOWED: K.INVALID_ARGUMENTS,
+  HTTP_MALFORMED: K.INVALID_ARGUMENTS,
+  HEADERS_TOO_LARGE: K.INVALID_ARGUMENTS,
+  // Credentials (stage 3). For Kraken: PARAM_* is the nonce, SIGNATURE_HEADER_* the API-Sign
+  // header, SIGNATURE_COMPONENT_MISSING a query string (API-Sign does not cover it).
+  CREDENTIALS_MISSING: K.INVALID_KEY,
+  CREDENTIALS_AMBIGUOUS: K.INVALID_ARGUMENTS,
+  SCHEME_NOT_ACCEPTED: K.INVALID_KEY,
+  PARAM_MISSING: K.INVALID_NONCE,
+  PARAM_INVALID: K.INVALID_NONCE,
+  SIGNATURE_HEADER_MALFORMED: K.INVALID_SIGNATURE,
+  SIGNATURE_HEADER_DUPLICATED: K.INVALID_SIGNATURE,
+  SIGNATURE_LABEL_MISMATCH: K.INVALID_SIGNATURE,
+  SIGNATURE_PARAM_MISSING: K.INVALID_SIGNATURE,
+  SIGNATURE_PARAM_INVALID: K.INVALID_SIGNATURE,
+  SIGNATURE_COMPONENT_MISSING: K.INVALID_ARGUMENTS,
+  SIGNATURE_COMPONENT_INVALID: K.INVALID_SIGNATURE,
+  SIGNATURE_COMPONENT_ABSENT: K.INVALID_SIGNATURE,
+  NONCE_MALFORMED: K.INVALID_NONCE,
+  CONTENT_DIGEST_MISSING: K.INVALID_SIGNATURE,
+  CONTENT_DIGEST_MALFORMED: K.INVALID_SIGNATURE,
+  CONTENT_DIGEST_UNSUPPORTED: K.INVALID_SIGNATURE,
+  CONTENT_DIGEST_MISMATCH: K.INVALID_SIGNATURE,
+  // The key (stage 4).
+  KEY_ID_MALFORMED: K.INVALID_KEY,
+  KEY_UNKNOWN: K.INVALID_KEY,
+  KEY_ENVIRONMENT_MISMATCH: K.INVALID_KEY,
+  KEY_REVOKED: K.INVALID_KEY,
+  KEY_SUSPENDED: K.INVALID_KEY,
+  KEY_EXPIRED: K.INVALID_KEY,
+  IP_NOT_ALLOWED: K.PERMISSION_DENIED,
+  DIALECT_NOT_ALLOWED: K.INVALID_KEY,
+  KEY_STORE_UNAVAILABLE: K.UNAVAILABLE,
+  // Freshness, signature, replay (stages 5-7).
+  CREATED_TOO_OLD: K.INVALID_NONCE,
+  CREATED_IN_FUTURE: K.INVALID_NONCE,
+  SIGNATURE_EXPIRED: K.INVALID_NONCE,
+  ALGORITHM_MISMATCH: K.INVALID_KEY,
+  SIGNATURE_INVALID: K.INVALID_KEY,
+  NONCE_REPLAYED: K.INVALID_NONCE,
+  NONCE_NOT_INCREASING: K.INVALID_NONCE,
+  PASSPHRASE_INVALID: K.INVALID_KEY,
+  TOKEN_MALFORMED: K.INVALID_KEY,
+  TOKEN_EXPIRED: K.INVALID_KEY,
+  TOKEN_NOT_YET_VALID: K.INVALID_KEY,
+  TOKEN_LIFETIME_TOO_LONG: K.INVALID_KEY,
+  TOKEN_URI_MISMATCH: K.INVALID_KEY,
+  REPLAY_CAPACITY: K.BUSY,
+  // Authorization (stage 8).
+  SCOPE_MISSING: K.PERMISSION_DENIED,
+  // Upstream.
+  UPSTREAM_UNAVAILABLE: K.UNAVAILABLE,
+  UPSTREAM_TIMEOUT: K.BUSY,
+  // Admin API and key service (the Kraken dialect uses the first two for a body it cannot read).
+  VALIDATION_FAILED: K.INVALID_ARGUMENTS,
+  JSON_MALFORMED: K.INVALID_ARGUMENTS,
+  KEY_NOT_FOUND: K.INVALID_KEY,
+  KEY_STATE_CONFLICT: K.INVALID_ARGUMENTS,
+  // Our own faults.
+  INTERNAL: K.INTERNAL,
+};
+
+/**
+ * For a code added to the catalogue after this table (a test lists them), by status: the
+ * nearest Kraken answer rather than none.
+ */
+function fallbackFor(status: number): string {
+  if (status === 429) return K.RATE_LIMIT;
+  if (status === 401) return K.INVALID_KEY;
+  if (status === 403) return K.PERMISSION_DENIED;
+  if (status === 404) return K.UNKNOWN_METHOD;
+  if (status === 503 || status === 502 || status === 504) return K.UNAVAILABLE;
+  if (status >= 500) return K.INTERNAL;
+  return K.INVALID_ARGUMENTS;
+}
+
+/** Kraken's HTTP status for a refusal: 200 for the caller's errors, the real status for ours. */
+export function krakenStatus(status: number): number {
+  return status >= 500 ? status : 200;
+}
+
+/** The body Kraken sends for one error. */
+export function krakenErrorBody(error: string): string {
+  return JSON.stringify({ error: [error] });
+}
+
+/** Renders refusals; every answer is built once per code and shared (refusals allocate nothing). */
+export function createKrakenRenderer(): (denial: Denial) => RenderedError {
+  const rendered = new Map<ErrorCode, RenderedError>();
+  return (denial) => {
+    let answer = rendered.get(denial.code);
+    if (answer === undefined) {
+      const error = KRAKEN_ERROR_FOR[denial.code] ?? fallbackFor(denial.status);
+      answer = Object.freeze({ status: krakenStatus(denial.status), body: krakenErrorBody(error) });
+      rendered.set(denial.code, answer);
+    }
+    return answer;
+  };
+}

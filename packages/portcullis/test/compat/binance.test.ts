@@ -1,0 +1,343 @@
+/**
+ * Binance's own clients, unmodified, against the whole demo (exchange, gateway, admin) with keys
+ * registered for the Binance dialect: ccxt's `binance` with an HMAC key, and the official
+ * `@binance/connector` Spot client with an Ed25519 key. Each signs as it would for
+ * api.binance.com; the gateway verifies and forwards; refusals reach ccxt as the error types
+ * Binance's codes map to. Binance's published signing examples are checked first, verbatim.
+ */
+import { createHmac, createSecretKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createRequire } from "node:module";
+import ccxt from "ccxt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createBinanceScheme, verifyWebSocketSignature, webSocketSignaturePayload } from "../../src/dialects/binance/index.js";
+import type { DemoStack } from "../../src/demo/stack.js";
+import type { StageAnswer } from "../../src/dialects/scheme.js";
+import type { VerificationKey } from "../../src/keys/cache.js";
+import { RequestContext } from "../../src/pipeline/context.js";
+import { startCompatStack } from "./support.js";
+
+// ---------------------------------------------------------------------------------------------
+// Binance's documentation examples, copied exactly.
+// REST: binance/binance-spot-api-docs, rest-api.md, "SIGNED Endpoint Examples for POST
+// /api/v3/order" (HMAC Keys: the ASCII and the non-ASCII example; the 2021 edition's "Example 3:
+// Mixed query string and request body"). WebSocket API: web-socket-api.md, "SIGNED request
+// example (HMAC)" (the newOrderRespType=ACK edition, and the current ASCII / non-ASCII pair).
+// ---------------------------------------------------------------------------------------------
+const DOC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
+const DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
+const DOC_TIMESTAMP = 1499827319559;
+const REST_PAYLOAD = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
+const REST_SIGNATURE = "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71";
+const REST_PAYLOAD_NON_ASCII =
+  "symbol=%EF%BC%91%EF%BC%92%EF%BC%93%EF%BC%94%EF%BC%95%EF%BC%96&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
+const REST_SIGNATURE_NON_ASCII = "e1353ec6b14d888f1164ae9af8228a3dbd508bc82eb867db8ab6046442f33ef3";
+const MIXED_QUERY = "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC";
+const MIXED_BODY = "quantity=1&price=0.1&recvWindow=5000&timestamp=1499827319559";
+const MIXED_SIGNATURE = "0fd168b8ddb4876a0358a8d14d0c9f3da0e9b20c5d52b2a00fcf7d1c602f9a77";
+
+const WS_PARAMS = {
+  symbol: "BTCUSDT",
+  side: "SELL",
+  type: "LIMIT",
+  timeInForce: "GTC",
+  quantity: "0.01000000",
+  price: "52000.00",
+  newOrderRespType: "ACK",
+  recvWindow: 100,
+  timestamp: 1645423376532,
+  apiKey: DOC_API_KEY,
+  signature: "------ FILL ME ------",
+};
+const WS_PAYLOAD =
+  "apiKey=vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A&newOrderRespType=ACK&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT";
+const WS_SIGNATURE = "cc15477742bd704c29492d96c7ead9414dfd8e0ec4a00f947bb5bb454ddbd08a";
+const WS_PAYLOAD_ASCII =
+  "apiKey=vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT";
+const WS_SIGNATURE_ASCII = "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24";
+const WS_PAYLOAD_NON_ASCII =
+  "apiKey=vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A&price=0.10000000&quantity=1.00000000&recvWindow=5000&side=BUY&symbol=１２３４５６&timeInForce=GTC&timestamp=1645423376532&type=LIMIT";
+const WS_SIGNATURE_NON_ASCII = "b33892ae8e687c939f4468c6268ddd4c40ac1af18ad19a064864c47bae0752cd";
+
+/** A verification key holding the documentation's secret, as the key cache would compile it. */
+function docKey(): VerificationKey {
+  return {
+    record: {
+      id: "doc-key",
+      environment: "test",
+      account: "doc",
+      subAccount: null,
+      label: "",
+      algorithm: "hmac-sha256",
+      publicKey: null,
+      scopes: ["trade"],
+      ipAllowlist: [],
+      dialects: ["binance"],
+      expiresAt: null,
+      windowMs: null,
+      status: "active",
+      statusReason: null,
+      createdAt: 0,
+      updatedAt: 0,
+      lastUsedAt: null,
+      revision: 1,
+    },
+    hmacKey: createSecretKey(Buffer.from(DOC_SECRET, "utf8")),
+    hmacKeyDecoded: null,
+    publicKey: null,
+    dialects: new Set(["binance"]),
+    passphrase: null,
+    allowlist: null,
+    permissions: new Set(["trade"]),
+    nativeAlgorithms: ["hmac-sha256"],
+    windowMs: 60_000,
+    scopesText: "trade",
+  };
+}
+
+/** Runs the dialect's stages 3, 5 and 6 on a request as the gateway receives it, at the example's time. */
+function verifyAsGateway(method: string, query: string | null, body: string): string | undefined {
+  const scheme = createBinanceScheme({ scheme: "https", futureSkewMs: 1000 });
+  const url = `/api/v3/order${query === null ? "" : `?${query}`}`;
+  const headers = { "x-mbx-apikey": DOC_API_KEY, "content-type": "application/x-www-form-urlencoded" };
+  const ctx = new RequestContext({ method, url, headers, body: Buffer.from(body), socketAddress: "127.0.0.1" }, "doc", DOC_TIMESTAMP + 10);
+  ctx.path = "/api/v3/order";
+  ctx.query = query;
+  const credential = scheme.extract(ctx);
+  if ("ok" in credential) return credential.code;
+  const key = docKey();
+  return codeOf(credential.fresh(ctx, key)) ?? codeOf(credential.verify(ctx, key));
+}
+
+/** The code of a stage's synchronous answer (the Binance stages 5 and 6 never wait). */
+function codeOf(answer: StageAnswer): string | undefined {
+  if (answer instanceof Promise) throw new Error("expected a synchronous answer");
+  return answer?.code;
+}
+
+const hmacHex = (secret: string, payload: string): string => createHmac("sha256", Buffer.from(secret, "utf8")).update(payload, "utf8").digest("hex");
+
+describe("Binance's published signing examples", () => {
+  it("REST, HMAC: the documented signatures are HMAC-SHA256 of the documented payloads", () => {
+    expect(hmacHex(DOC_SECRET, REST_PAYLOAD)).toBe(REST_SIGNATURE);
+    expect(hmacHex(DOC_SECRET, REST_PAYLOAD_NON_ASCII)).toBe(REST_SIGNATURE_NON_ASCII);
+    expect(hmacHex(DOC_SECRET, MIXED_QUERY + MIXED_BODY)).toBe(MIXED_SIGNATURE);
+  });
+
+  it("REST, HMAC: the gateway accepts the documented requests (as a request body, as a query string, non-ASCII, mixed)", () => {
+    expect(verifyAsGateway("POST", null, `${REST_PAYLOAD}&signature=${REST_SIGNATURE}`)).toBeUndefined();
+    expect(verifyAsGateway("POST", `${REST_PAYLOAD}&signature=${REST_SIGNATURE}`, "")).toBeUndefined();
+    expect(verifyAsGateway("POST", `${REST_PAYLOAD_NON_ASCII}&signature=${REST_SIGNATURE_NON_ASCII}`, "")).toBeUndefined();
+    expect(verifyAsGateway("POST", MIXED_QUERY, `${MIXED_BODY}&signature=${MIXED_SIGNATURE}`)).toBeUndefined();
+  });
+
+  it("REST, HMAC: ...and refuses them once anything differs", () => {
+    expect(verifyAsGateway("POST", null, `${REST_PAYLOAD}&signature=${MIXED_SIGNATURE}`)).toBe("SIGNATURE_INVALID");
+    // Example 3's note: "There is no & between GTC and quantity=1" — with one, the signature differs.
+    expect(verifyAsGateway("POST", `${MIXED_QUERY}&`, `${MIXED_BODY}&signature=${MIXED_SIGNATURE}`)).toBe("SIGNATURE_INVALID");
+  });
+
+  it("WebSocket API, HMAC: the payload rule and the documented signatures", () => {
+    expect(webSocketSignaturePayload(WS_PARAMS)).toBe(WS_PAYLOAD);
+    expect(hmacHex(DOC_SECRET, WS_PAYLOAD)).toBe(WS_SIGNATURE);
+    expect(verifyWebSocketSignature(docKey(), { ...WS_PARAMS, signature: WS_SIGNATURE })).toBe(WS_SIGNATURE);
+    expect(verifyWebSocketSignature(docKey(), { ...WS_PARAMS, signature: WS_SIGNATURE.toUpperCase() })).toBe(WS_SIGNATURE);
+    expect(verifyWebSocketSignature(docKey(), { ...WS_PARAMS, recvWindow: 101, signature: WS_SIGNATURE })).toMatchObject({ code: "SIGNATURE_INVALID" });
+
+    const ascii = { apiKey: DOC_API_KEY, price: "52000.00", quantity: "0.01000000", recvWindow: 100, side: "SELL", symbol: "BTCUSDT", timeInForce: "GTC", timestamp: 1645423376532, type: "LIMIT" };
+    expect(webSocketSignaturePayload(ascii)).toBe(WS_PAYLOAD_ASCII);
+    expect(hmacHex(DOC_SECRET, WS_PAYLOAD_ASCII)).toBe(WS_SIGNATURE_ASCII);
+    expect(verifyWebSocketSignature(docKey(), { ...ascii, signature: WS_SIGNATURE_ASCII })).toBe(WS_SIGNATURE_ASCII);
+
+    const nonAscii = { ...ascii, price: "0.10000000", quantity: "1.00000000", recvWindow: 5000, side: "BUY", symbol: "１２３４５６" };
+    expect(webSocketSignaturePayload(nonAscii)).toBe(WS_PAYLOAD_NON_ASCII);
+    expect(verifyWebSocketSignature(docKey(), { ...nonAscii, signature: WS_SIGNATURE_NON_ASCII })).toBe(WS_SIGNATURE_NON_ASCII);
+    // Raw UTF-8, not percent-encoded as on REST.
+    const encoded = { ...nonAscii, symbol: encodeURIComponent(nonAscii.symbol), signature: WS_SIGNATURE_NON_ASCII };
+    expect(verifyWebSocketSignature(docKey(), encoded)).toMatchObject({ code: "SIGNATURE_INVALID" });
+    expect(verifyWebSocketSignature(docKey(), { ...nonAscii })).toMatchObject({ code: "PARAM_MISSING" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real clients against the demo stack.
+// ---------------------------------------------------------------------------------------------
+
+let stack: DemoStack;
+
+type Binance = InstanceType<typeof ccxt.binance>;
+
+/**
+ * ccxt's binance pointed at the gateway: every REST base URL it knows is replaced by the
+ * gateway's, and it loads only spot markets (exchangeInfo) without the private currency list.
+ */
+function ccxtClient(apiKey: string, secret: string): Binance {
+  const exchange = new ccxt.binance({
+    apiKey,
+    secret,
+    enableRateLimit: false,
+    timeout: 10_000,
+    options: { fetchMarkets: { types: ["spot"] }, fetchMargins: false, fetchCurrencies: false },
+  });
+  const api: Record<string, string> = {};
+  for (const [name, url] of Object.entries(exchange.urls.api)) {
+    // https://api.binance.com/api/v3 -> <gateway>/api/v3, https://api.binance.com/sapi/v1 -> <gateway>/sapi/v1, ...
+    if (typeof url === "string") api[name] = url.replace(/^https:\/\/[^/]+/, stack.gateway);
+  }
+  exchange.urls.api = api;
+  return exchange;
+}
+
+async function hmacKey(account: string, scopes: string[]): Promise<{ id: string; secret: string }> {
+  const created = await stack.createKey({ account, scopes, dialects: ["binance"] });
+  return { id: created.key.id, secret: created.secret ?? "" };
+}
+
+async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof Error) return err;
+    throw new Error(`not an Error: ${String(err)}`, { cause: err });
+  }
+  throw new Error("expected a rejection");
+}
+
+beforeAll(async () => {
+  stack = await startCompatStack();
+});
+afterAll(async () => {
+  await stack.close();
+});
+
+describe("ccxt binance with an HMAC key", () => {
+  it("loads the markets, reads the balance, places and cancels an order", async () => {
+    const key = await hmacKey("ccxt-alice", ["read", "trade"]);
+    const exchange = ccxtClient(key.id, key.secret);
+    const balance = await exchange.fetchBalance();
+    expect(balance.total).toMatchObject({ BTC: 2, ETH: 20, USDT: 100000 });
+    expect(exchange.market("BTC/USDT").id).toBe("BTCUSDT");
+
+    const order = await exchange.createOrder("BTC/USDT", "limit", "buy", 0.001, 50000);
+    expect(order).toMatchObject({ symbol: "BTC/USDT", side: "buy", type: "limit", status: "open", price: 50000, amount: 0.001 });
+    expect(stack.exchange.openOrders("ccxt-alice").map((o) => String(o.orderId))).toEqual([order.id]);
+    if (order.id === undefined) throw new Error("no order id");
+    const locked = await exchange.fetchBalance();
+    expect(locked.used).toMatchObject({ USDT: 50 });
+
+    const canceled = await exchange.cancelOrder(order.id, "BTC/USDT");
+    expect(canceled).toMatchObject({ id: order.id, status: "canceled" });
+    expect(stack.exchange.openOrders("ccxt-alice")).toEqual([]);
+  });
+
+  it("a market order fills against the book", async () => {
+    const key = await hmacKey("ccxt-bob", ["read", "trade"]);
+    const exchange = ccxtClient(key.id, key.secret);
+    await exchange.loadMarkets();
+    const order = await exchange.createOrder("ETH/USDT", "market", "sell", 0.5);
+    expect(order).toMatchObject({ status: "closed", filled: 0.5 });
+    expect(stack.exchange.balances("ccxt-bob")?.ETH.free).toBe("19.50000000");
+  });
+});
+
+describe("@binance/connector Spot with an Ed25519 key", () => {
+  interface SpotClient {
+    account(): Promise<{ status: number; data: { balances: { asset: string; free: string }[] } }>;
+    newOrder(symbol: string, side: string, type: string, options: Record<string, string>): Promise<{ status: number; data: { orderId: number; status: string } }>;
+    cancelOrder(symbol: string, options: Record<string, number>): Promise<{ status: number; data: { status: string } }>;
+    ping(): Promise<{ status: number; data: unknown }>;
+    time(): Promise<{ data: { serverTime: number } }>;
+  }
+  interface Connector {
+    Spot: new (apiKey: string, apiSecret: string, options: Record<string, unknown>) => SpotClient;
+    PrivateKeyAlgo: { ED25519: string };
+  }
+  const connector = createRequire(import.meta.url)("@binance/connector") as Connector;
+
+  function spot(apiKey: string, privateKey: KeyObject): SpotClient {
+    return new connector.Spot(apiKey, "", {
+      baseURL: stack.gateway,
+      privateKey: privateKey.export({ type: "pkcs8", format: "pem" }).toString(),
+      privateKeyAlgo: connector.PrivateKeyAlgo.ED25519,
+    });
+  }
+
+  async function edKey(account: string, scopes: string[]): Promise<{ id: string; privateKey: KeyObject }> {
+    const pair = generateKeyPairSync("ed25519");
+    const created = await stack.createKey({
+      account,
+      scopes,
+      dialects: ["binance"],
+      algorithm: "ed25519",
+      publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString(),
+    });
+    return { id: created.key.id, privateKey: pair.privateKey };
+  }
+
+  it("reads the account, places and cancels an order (public calls carry the key header too)", async () => {
+    const key = await edKey("connector-carol", ["read", "trade"]);
+    const client = spot(key.id, key.privateKey);
+    expect((await client.ping()).data).toEqual({});
+    expect(typeof (await client.time()).data.serverTime).toBe("number");
+    const account = await client.account();
+    expect(account.status).toBe(200);
+    expect(account.data.balances.find((b) => b.asset === "USDT")?.free).toBe("100000.00000000");
+
+    const order = await client.newOrder("BTCUSDT", "BUY", "LIMIT", { price: "50000", quantity: "0.001", timeInForce: "GTC" });
+    expect(order).toMatchObject({ status: 200, data: { status: "NEW" } });
+    expect(stack.exchange.openOrders("connector-carol")).toHaveLength(1);
+    const canceled = await client.cancelOrder("BTCUSDT", { orderId: order.data.orderId });
+    expect(canceled.data.status).toBe("CANCELED");
+  });
+
+  it("an order signed by another private key is refused with -1022", async () => {
+    const key = await edKey("connector-dave", ["read", "trade"]);
+    const client = spot(key.id, generateKeyPairSync("ed25519").privateKey);
+    const err = (await rejection(client.account())) as Error & { response?: { status: number; data: unknown } };
+    expect(err.response?.status).toBe(400);
+    expect(err.response?.data).toEqual({ code: -1022, msg: "Signature for this request is not valid." });
+  });
+});
+
+describe("refusals reach ccxt as Binance's errors", () => {
+  it("a wrong secret: AuthenticationError (-1022)", async () => {
+    const key = await hmacKey("ccxt-erin", ["read", "trade"]);
+    const exchange = ccxtClient(key.id, `${key.secret.slice(0, -1)}x`);
+    const err = await rejection(exchange.fetchBalance());
+    expect(err).toBeInstanceOf(ccxt.AuthenticationError);
+    expect(err.message).toContain('"code":-1022');
+  });
+
+  it("an unknown key: AuthenticationError (-2015)", async () => {
+    const key = await hmacKey("ccxt-frank", ["read"]);
+    const exchange = ccxtClient(`${key.id.slice(0, -1)}${key.id.endsWith("A") ? "B" : "A"}`, key.secret);
+    const err = await rejection(exchange.fetchBalance());
+    expect(err).toBeInstanceOf(ccxt.AuthenticationError);
+    expect(err.message).toMatch(/"code":-201[45]/);
+  });
+
+  it("a stale timestamp (ccxt's clock 10 minutes behind): InvalidNonce (-1021)", async () => {
+    const key = await hmacKey("ccxt-grace", ["read", "trade"]);
+    const exchange = ccxtClient(key.id, key.secret);
+    exchange.options.timeDifference = 10 * 60_000;
+    const err = await rejection(exchange.fetchBalance());
+    expect(err).toBeInstanceOf(ccxt.InvalidNonce);
+    expect(err.message).toContain('"code":-1021');
+    // Synchronising with the venue's clock (through the gateway) fixes it.
+    exchange.options.timeDifference = 0;
+    await exchange.loadTimeDifference();
+    expect((await exchange.fetchBalance()).total).toMatchObject({ USDT: 100000 });
+  });
+
+  it("a read-only key placing an order: AuthenticationError (-2015) on a fresh instance", async () => {
+    // ccxt reads -2015 as a temporary ban (DDoSProtection) once an instance has authenticated, so
+    // the order goes first on a new instance.
+    const key = await hmacKey("ccxt-heidi", ["read"]);
+    const exchange = ccxtClient(key.id, key.secret);
+    await exchange.loadMarkets();
+    const err = await rejection(exchange.createOrder("BTC/USDT", "limit", "buy", 0.001, 50000));
+    expect(err).toBeInstanceOf(ccxt.AuthenticationError);
+    expect(err.message).toContain('"code":-2015');
+    expect(stack.exchange.openOrders("ccxt-heidi")).toEqual([]);
+    expect((await exchange.fetchBalance()).total).toMatchObject({ BTC: 2 });
+  });
+});
