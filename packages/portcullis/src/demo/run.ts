@@ -19,17 +19,44 @@ export interface DemoKey {
   readonly account: string;
   readonly scopes: readonly string[];
   readonly algorithm: string;
+  /** The signing schemes the key may use. */
+  readonly dialects: readonly string[];
   readonly secret?: string;
+  /** OKX keys: the passphrase. */
+  readonly passphrase?: string;
+  /** PEM private key (PKCS#8 for Ed25519; SEC1 for the Coinbase ECDSA key, as ccxt reads it). */
   readonly privateKey?: string;
   readonly privateKeyFile?: string;
 }
 
-const DEMO_KEYS = [
-  { name: "trader", account: "demo-trader", scopes: ["read", "trade"], label: "demo trading key (HMAC)" },
-  { name: "ed25519", account: "demo-trader", scopes: ["read", "trade"], label: "demo trading key (Ed25519)", algorithm: "ed25519" },
-  { name: "reader", account: "demo-trader", scopes: ["read"], label: "demo read-only key" },
-  { name: "admin", account: "demo-admin", scopes: ["admin:*"], label: "demo admin key" },
-] as const;
+interface DemoKeySpec {
+  readonly name: string;
+  readonly account: string;
+  readonly scopes: readonly string[];
+  readonly dialects: readonly string[];
+  readonly label: string;
+  readonly algorithm?: "ed25519" | "ecdsa-p256";
+  readonly passphrase?: string;
+}
+
+/** One key per way of signing: the trader key speaks the native scheme and the HMAC venues. */
+const DEMO_KEYS: readonly DemoKeySpec[] = [
+  { name: "trader", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "binance", "kraken", "bybit"], label: "demo trading key (HMAC)" },
+  { name: "ed25519", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "binance"], label: "demo trading key (Ed25519)", algorithm: "ed25519" },
+  { name: "okx", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "okx"], label: "demo OKX key", passphrase: "Demo-Passphrase-1" },
+  { name: "coinbase", account: "demo-trader", scopes: ["read", "trade"], dialects: ["coinbase"], label: "demo Coinbase CDP key (ES256)", algorithm: "ecdsa-p256" },
+  { name: "reader", account: "demo-trader", scopes: ["read"], dialects: ["native", "binance"], label: "demo read-only key" },
+  { name: "admin", account: "demo-admin", scopes: ["admin:*"], dialects: ["native"], label: "demo admin key" },
+];
+
+function generatePair(algorithm: "ed25519" | "ecdsa-p256"): { publicKey: string; privateKey: string } {
+  const pair = algorithm === "ed25519" ? generateKeyPairSync("ed25519") : generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return {
+    publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString(),
+    // ccxt reads a Coinbase ES256 key as SEC1 ("EC PRIVATE KEY"); everything else takes PKCS#8.
+    privateKey: pair.privateKey.export({ type: algorithm === "ed25519" ? "pkcs8" : "sec1", format: "pem" }).toString(),
+  };
+}
 
 /**
  * `portcullis demo`: the demo exchange, the gateway in front of it and the admin API, on
@@ -49,30 +76,26 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
   const keys: Record<string, DemoKey> = {};
   for (const spec of DEMO_KEYS) {
-    let publicKey: string | undefined;
-    let privateKey: string | undefined;
-    if ("algorithm" in spec) {
-      const pair = generateKeyPairSync("ed25519", {
-        publicKeyEncoding: { type: "spki", format: "pem" },
-        privateKeyEncoding: { type: "pkcs8", format: "pem" },
-      });
-      publicKey = pair.publicKey;
-      privateKey = pair.privateKey;
-    }
-    const created = await stack.createKey({ account: spec.account, scopes: [...spec.scopes], label: spec.label, ...(publicKey === undefined ? {} : { publicKey }) });
-    let privateKeyFile: string | undefined;
-    if (privateKey !== undefined) {
-      privateKeyFile = join(stack.dataDir, `demo-${spec.name}.pem`);
-      writeFileSync(privateKeyFile, privateKey, { mode: 0o600 });
-    }
+    const pair = spec.algorithm === undefined ? null : generatePair(spec.algorithm);
+    const created = await stack.createKey({
+      account: spec.account,
+      scopes: [...spec.scopes],
+      label: spec.label,
+      dialects: [...spec.dialects],
+      ...(pair === null ? {} : { publicKey: pair.publicKey }),
+      ...(spec.passphrase === undefined ? {} : { passphrase: spec.passphrase }),
+    });
+    const privateKeyFile = pair === null ? null : join(stack.dataDir, `demo-${spec.name}.pem`);
+    if (pair !== null && privateKeyFile !== null) writeFileSync(privateKeyFile, pair.privateKey, { mode: 0o600 });
     keys[spec.name] = {
       id: created.key.id,
       account: created.key.account,
       scopes: created.key.scopes,
       algorithm: created.key.algorithm,
+      dialects: created.key.dialects,
       ...(created.secret === null ? {} : { secret: created.secret }),
-      ...(privateKey === undefined ? {} : { privateKey }),
-      ...(privateKeyFile === undefined ? {} : { privateKeyFile }),
+      ...(spec.passphrase === undefined ? {} : { passphrase: spec.passphrase }),
+      ...(pair === null || privateKeyFile === null ? {} : { privateKey: pair.privateKey, privateKeyFile }),
     };
   }
 
@@ -104,8 +127,14 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
   const ed = keys.ed25519;
   const reader = keys.reader;
   const adminKey = keys.admin;
+  const pad = "".padEnd(30);
   const line = (name: string, k: DemoKey | undefined): string =>
-    k === undefined ? "" : `  ${name.padEnd(30)} ${k.id}\n${k.secret === undefined ? "" : `  ${"".padEnd(30)} secret ${k.secret}\n`}${k.privateKeyFile === undefined ? "" : `  ${"".padEnd(30)} private key ${k.privateKeyFile}\n`}`;
+    k === undefined
+      ? ""
+      : `  ${name.padEnd(30)} ${k.id}    (${k.dialects.join(", ")})\n` +
+        (k.secret === undefined ? "" : `  ${pad} secret ${k.secret}\n`) +
+        (k.passphrase === undefined ? "" : `  ${pad} passphrase ${k.passphrase}\n`) +
+        (k.privateKeyFile === undefined ? "" : `  ${pad} private key ${k.privateKeyFile}\n`);
   const req = (k: DemoKey | undefined, method: string, path: string): string => {
     if (k === undefined) return "";
     const cred = k.secret !== undefined ? `--secret ${k.secret}` : `--private-key ${k.privateKeyFile ?? ""}`;
@@ -120,6 +149,8 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     "Demo keys (test environment; secrets are shown only here):\n",
     line("trader   HMAC     read,trade", trader),
     line("trader   Ed25519  read,trade", ed),
+    line("okx      HMAC     read,trade", keys.okx),
+    line("coinbase ES256    read,trade", keys.coinbase),
     line("reader   HMAC     read", reader),
     line("admin    HMAC     admin:*", adminKey),
     "\nTry it (from the repository root):\n",
@@ -128,7 +159,9 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     req(ed, "GET", "/api/v3/openOrders"),
     req(reader, "POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01").replace("\n", "    # refused: SCOPE_MISSING\n"),
     `  curl '${gateway}/api/v3/ticker/price?symbol=BTCUSDT'    # public\n`,
-    `  curl '${gateway}/api/v3/account'    # refused: CREDENTIALS_MISSING\n`,
+    `  curl '${gateway}/api/v3/account'    # refused in Binance's format: {"code":-2014,...}\n`,
+    "\nExisting bots work unchanged: point ccxt's binance, kraken or bybit at the gateway with the trader\n",
+    "key, okx with the okx key and its passphrase, coinbase with the coinbase key (README, Exchange dialects).\n",
     "\nCtrl-C stops everything.\n",
   ].join("");
 }

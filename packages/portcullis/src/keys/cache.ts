@@ -3,7 +3,7 @@ import { grantedPermissions } from "../authz/permissions.js";
 import { CidrSet } from "../net/ip.js";
 import { ALGORITHMS_FOR_KEY, type NativeAlgorithm } from "../signatures/algorithms.js";
 import type { Dialect, KeyRecord } from "./model.js";
-import { PassphraseCheck } from "./passphrase.js";
+import { type PassphraseCheck, passphraseCheckFor } from "./passphrase.js";
 import type { KeyMaterial } from "./service.js";
 
 /**
@@ -39,7 +39,7 @@ function compileKey(material: KeyMaterial, defaultWindowMs: number): Verificatio
     hmacKeyDecoded: material.hmacKeyDecoded,
     publicKey: material.publicKey,
     dialects: new Set(record.dialects),
-    passphrase: material.passphraseHash === null ? null : new PassphraseCheck(material.passphraseHash),
+    passphrase: material.passphraseHash === null ? null : passphraseCheckFor(material.passphraseHash),
     allowlist,
     permissions: grantedPermissions(record.scopes),
     nativeAlgorithms: ALGORITHMS_FOR_KEY[record.algorithm],

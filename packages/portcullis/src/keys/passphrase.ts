@@ -48,6 +48,26 @@ function fastDigest(candidate: string): Buffer {
   return createHmac("sha256", processKey).update(candidate, "utf8").digest();
 }
 
+const checks = new Map<string, PassphraseCheck>();
+const CHECKS_MAX = 10_000;
+
+/**
+ * The check for a stored hash, shared across reloads of the same key (a reload after a cache
+ * refresh then does not pay scrypt again). A changed passphrase has a new salt, so a new hash.
+ */
+export function passphraseCheckFor(stored: string): PassphraseCheck {
+  let check = checks.get(stored);
+  if (check === undefined) {
+    if (checks.size >= CHECKS_MAX) {
+      const oldest = checks.keys().next();
+      if (oldest.done !== true) checks.delete(oldest.value);
+    }
+    check = new PassphraseCheck(stored);
+    checks.set(stored, check);
+  }
+  return check;
+}
+
 /** The per-loaded-key check: slow the first time, a constant-time HMAC compare afterwards. */
 export class PassphraseCheck {
   private remembered: Buffer | null = null;

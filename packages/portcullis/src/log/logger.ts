@@ -13,11 +13,9 @@ export const REDACT_PATHS = [
   ...SENSITIVE,
   ...SENSITIVE.map((k) => `*.${k}`),
   ...SENSITIVE.map((k) => `*.*.${k}`),
-  'headers["signature-input"]',
-  'headers["x-mbx-apikey"]',
-  'headers["portcullis-identity"]',
-  '*.headers["signature-input"]',
-  '*.headers["portcullis-identity"]',
+  ...["signature-input", "x-mbx-apikey", "api-sign", "ok-access-sign", "ok-access-passphrase", "x-bapi-sign", "portcullis-identity"].flatMap(
+    (h) => [`headers["${h}"]`, `*.headers["${h}"]`],
+  ),
 ];
 
 export interface LoggerSettings {

@@ -3,7 +3,8 @@
  */
 import { describe, expect, it } from "vitest";
 import { RouteTable } from "../../src/authz/routes.js";
-import { DEMO_EXCHANGE_ROUTES } from "../../src/demo/exchange/routes.js";
+import { BINANCE_ROUTES, DEMO_EXCHANGE_ROUTES } from "../../src/demo/exchange/routes.js";
+import { VENUES } from "../../src/demo/exchange/venues/index.js";
 import { Harness, T0, errorOf, type DepthBody } from "./harness.js";
 
 interface FilterBody {
@@ -133,7 +134,8 @@ describe("public endpoints", () => {
 describe("routing", () => {
   it("the route table compiles in the gateway's format, with tags on order and cancel", () => {
     const table = new RouteTable(DEMO_EXCHANGE_ROUTES);
-    expect(table.routes).toHaveLength(10);
+    // The Binance shape, then every other venue's routes.
+    expect(table.routes).toHaveLength(BINANCE_ROUTES.length + VENUES.reduce((n, v) => n + v.routes.length, 0));
     expect(table.match("POST", "/api/v3/order")).toMatchObject({ permission: "trade", tags: ["order"] });
     expect(table.match("DELETE", "/api/v3/order")).toMatchObject({ permission: "trade", tags: ["cancel"] });
     expect(table.match("GET", "/api/v3/order")).toMatchObject({ permission: "read", tags: [] });

@@ -3,6 +3,7 @@
  * gateway with the client SDK (HMAC and Ed25519 keys), then stop it with Ctrl-C.
  */
 import { PortcullisApiError, createClient } from "@portcullis/client";
+import ccxt from "ccxt";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startCli } from "../support/cli.js";
@@ -10,16 +11,18 @@ import { startCli } from "../support/cli.js";
 interface DemoKey {
   id: string;
   secret?: string;
+  passphrase?: string;
   privateKey?: string;
   account: string;
   scopes: string[];
+  dialects: string[];
 }
 interface DemoInfo {
   gateway: string;
   admin: string;
   upstream: string;
   dataDir: string;
-  keys: Record<"trader" | "ed25519" | "reader" | "admin", DemoKey>;
+  keys: Record<"trader" | "ed25519" | "okx" | "coinbase" | "reader" | "admin", DemoKey>;
 }
 
 let demo: Awaited<ReturnType<typeof startCli>>;
@@ -45,8 +48,12 @@ describe("portcullis demo", () => {
     expect(info.gateway).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(info.admin).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(info.upstream).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(info.keys.trader.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The trader key also speaks Kraken, so its secret is printed the way Kraken prints one.
+    expect(info.keys.trader.secret).toMatch(/^[A-Za-z0-9+/]{86}==$/);
+    expect(info.keys.trader.dialects).toEqual(["native", "binance", "kraken", "bybit"]);
     expect(info.keys.ed25519.privateKey).toMatch(/BEGIN PRIVATE KEY/);
+    expect(info.keys.okx.passphrase).toBe("Demo-Passphrase-1");
+    expect(info.keys.coinbase.privateKey).toMatch(/BEGIN EC PRIVATE KEY/);
   });
 
   it("trades through the gateway with an HMAC key and the client SDK", async () => {
@@ -71,6 +78,22 @@ describe("portcullis demo", () => {
     expect(order.status).toBe("FILLED");
   });
 
+  it("works with an existing bot library, unchanged: ccxt's binance with the printed trader key", async () => {
+    const exchange = new ccxt.binance({
+      apiKey: info.keys.trader.id,
+      secret: info.keys.trader.secret ?? "",
+      enableRateLimit: false,
+      options: { fetchMarkets: { types: ["spot"] }, fetchMargins: false, fetchCurrencies: false },
+    });
+    const api: Record<string, string> = {};
+    for (const [name, url] of Object.entries(exchange.urls.api)) if (typeof url === "string") api[name] = url.replace(/^https:\/\/[^/]+/, info.gateway);
+    exchange.urls.api = api;
+    const balance = await exchange.fetchBalance();
+    expect(balance.total).toHaveProperty("BTC");
+    const order = await exchange.createOrder("BTC/USDT", "market", "buy", 0.001);
+    expect(order.status).toBe("closed");
+  });
+
   it("refuses what the keys may not do, with clear codes", async () => {
     const reader = createClient({ baseUrl: info.gateway, keyId: info.keys.reader.id, secret: info.keys.reader.secret ?? "" });
     await expect(reader.json("GET", "/api/v3/account")).resolves.toBeTruthy();
@@ -80,8 +103,10 @@ describe("portcullis demo", () => {
     const trader = createClient({ baseUrl: info.gateway, keyId: info.keys.trader.id, secret: info.keys.trader.secret ?? "" });
     const withdraw = await trader.json("POST", "/sapi/v1/capital/withdraw/apply", { form: { coin: "USDT", address: "x", amount: "1" } }).catch((e: unknown) => e);
     expect((withdraw as PortcullisApiError).code).toBe("SCOPE_MISSING");
+    // An unsigned request to a Binance-shaped route is refused the way Binance refuses it.
     const unsigned = await fetch(`${info.gateway}/api/v3/account`);
-    expect(((await unsigned.json()) as { code: string }).code).toBe("CREDENTIALS_MISSING");
+    expect(unsigned.status).toBe(401);
+    expect(((await unsigned.json()) as { code: number }).code).toBe(-2014);
   });
 
   it("revocation through the admin API takes effect on the gateway", async () => {

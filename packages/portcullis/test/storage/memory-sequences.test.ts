@@ -53,3 +53,23 @@ describe("memory sequence store (increasing nonces with a window)", () => {
     );
   });
 });
+
+describe("memory sequence store bounds", () => {
+  it("keeps at most perKeyLimit values per key and never accepts a forgotten value again", () => {
+    const s = new MemorySequenceStore(10, 3);
+    expect(s.claim("k", 100n, 1000n)).toBe("fresh");
+    for (const v of [50n, 60n, 70n, 80n]) expect(s.claim("k", v, 1000n)).toBe("fresh");
+    // 50 was forgotten (limit 3) and became the floor: too low now, not fresh again.
+    expect(s.claim("k", 50n, 1000n)).toBe("too-low");
+    expect(s.claim("k", 40n, 1000n)).toBe("too-low");
+    expect(s.claim("k", 70n, 1000n)).toBe("replayed");
+    expect(s.claim("k", 90n, 1000n)).toBe("fresh");
+  });
+
+  it("answers full past its key capacity", () => {
+    const s = new MemorySequenceStore(2);
+    expect(s.claim("a", 1n, 0n)).toBe("fresh");
+    expect(s.claim("b", 1n, 0n)).toBe("fresh");
+    expect(s.claim("c", 1n, 0n)).toBe("full");
+  });
+});

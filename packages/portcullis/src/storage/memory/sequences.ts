@@ -1,14 +1,17 @@
 import type { SequenceClaim, SequenceStore } from "../types.js";
 
 /**
- * In-process increasing-nonce store (embedded mode). Per key: the highest value accepted, and the
- * values accepted within the tolerance window below it (the only ones that could be replayed
- * without being "too low"). Bounded: at most `capacity` keys and `perKeyLimit` remembered values
- * per key; past those, claims answer "full" and the pipeline fails closed.
+ * In-process increasing-nonce store (embedded mode). Per key: the highest value accepted, and
+ * the values accepted within the tolerance window below it (the only ones that could be replayed
+ * without being "too low"). Memory is bounded: at most `capacity` keys, and at most `perKeyLimit`
+ * remembered values per key — when that many are held, the oldest is forgotten and becomes the
+ * key's floor, so anything at or below it is "too low" from then on (never accepted twice).
  */
 interface KeySequence {
   highest: bigint;
-  /** Accepted values in [highest - window, highest). */
+  /** Values at or below this are too low, whatever the window says. */
+  floor: bigint;
+  /** Accepted values in (max(floor, highest - window), highest). */
   recent: Set<bigint>;
 }
 
@@ -24,12 +27,12 @@ export class MemorySequenceStore implements SequenceStore {
     const seq = this.keys.get(keyId);
     if (seq === undefined) {
       if (this.keys.size >= this.capacity) return "full";
-      this.keys.set(keyId, { highest: value, recent: new Set() });
+      this.keys.set(keyId, { highest: value, floor: -1n, recent: new Set() });
       return "fresh";
     }
     if (value > seq.highest) {
       if (window > 0n) {
-        seq.recent.add(seq.highest);
+        this.remember(seq, seq.highest);
         const floor = value - window;
         for (const v of seq.recent) if (v < floor) seq.recent.delete(v);
       }
@@ -37,9 +40,20 @@ export class MemorySequenceStore implements SequenceStore {
       return "fresh";
     }
     if (value === seq.highest || seq.recent.has(value)) return "replayed";
-    if (seq.highest - value > window) return "too-low";
-    if (seq.recent.size >= this.perKeyLimit) return "full";
-    seq.recent.add(value);
+    if (seq.highest - value > window || value <= seq.floor) return "too-low";
+    this.remember(seq, value);
     return "fresh";
+  }
+
+  private remember(seq: KeySequence, value: bigint): void {
+    if (seq.recent.size >= this.perKeyLimit) {
+      // Forget the oldest remembered value, and refuse everything at or below it from now on.
+      const oldest = seq.recent.values().next();
+      if (oldest.done !== true) {
+        seq.recent.delete(oldest.value);
+        if (oldest.value > seq.floor) seq.floor = oldest.value;
+      }
+    }
+    seq.recent.add(value);
   }
 }
