@@ -1,7 +1,8 @@
 /**
  * A Portcullis core for benchmarking, set up the way `portcullis start` sets one up: embedded
  * stores (SQLite in a fresh data directory, replay protection in process memory), silent logs,
- * and one HMAC key allowed the benchmark routes.
+ * and keys created through the key service: by default one native HMAC key allowed the benchmark
+ * routes; the dialect benchmark passes its own routes and keys.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,36 +11,52 @@ import { Portcullis, initDataDir, openDataDir, parseCreateKeyInput } from "../pa
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { ROUTES, SCOPES } from "./signing.js";
 
+/** The default key: native HMAC-SHA256, allowed the benchmark routes. */
+const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
+
 /**
- * Builds a core in a temporary data directory and creates one key. `now` is the core's clock
- * (default: real time); `timing` turns on per-stage timings. Resolves to
- * `{ core, keyId, secret, close }`; `close` shuts the core down and deletes the directory.
+ * Builds a core in a temporary data directory and creates its keys. `now` is the core's clock
+ * (default: real time); `timing` turns on per-stage timings; `routes` is the route table
+ * (default: the native benchmark routes); `keys` lists the key-creation inputs (what
+ * `parseCreateKeyInput` takes; default one native HMAC key). Resolves to
+ * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
+ * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
+ * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
+  let data = null;
+  let core = null;
   try {
     await initDataDir(dataDir, "live");
-    const data = await openDataDir(dataDir);
-    const core = new Portcullis({
+    data = await openDataDir(dataDir);
+    core = new Portcullis({
       store: data.store,
       envelope: data.envelope,
       environment: data.environment,
-      routes: ROUTES,
+      routes,
       timing,
       now,
       logger: silentLogger(),
     });
-    const created = await core.keys.create(parseCreateKeyInput({ account: "bench", scopes: SCOPES }, now()), "bench");
+    const created = [];
+    for (const input of keys) {
+      const { key, secret } = await core.keys.create(parseCreateKeyInput(input, now()), "bench");
+      created.push({ id: key.id, secret });
+    }
     return {
       core,
-      keyId: created.key.id,
-      secret: created.secret,
-      async close() {
+      keys: created,
+      keyId: created[0].id,
+      secret: created[0].secret,
+      close: async () => {
         await core.close();
         rmSync(dataDir, { recursive: true, force: true });
       },
     };
   } catch (err) {
+    if (core !== null) await core.close();
+    else if (data !== null) await data.store.close();
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }

@@ -71,17 +71,27 @@ export function passphraseCheckFor(stored: string): PassphraseCheck {
 /** The per-loaded-key check: slow the first time, a constant-time HMAC compare afterwards. */
 export class PassphraseCheck {
   private remembered: Buffer | null = null;
+  /** Slow checks under way, by candidate digest: concurrent first requests share one scrypt. */
+  private readonly pending = new Map<string, Promise<boolean>>();
 
   constructor(private readonly stored: string) {}
 
   check(candidate: string): boolean | Promise<boolean> {
-    if (this.remembered !== null) {
-      const digest = fastDigest(candidate);
-      return timingSafeEqual(digest, this.remembered);
+    const digest = fastDigest(candidate);
+    if (this.remembered !== null) return timingSafeEqual(digest, this.remembered);
+    const id = digest.toString("base64");
+    let slow = this.pending.get(id);
+    if (slow === undefined) {
+      slow = verifyPassphraseHash(this.stored, candidate)
+        .then((ok) => {
+          if (ok) this.remembered = digest;
+          return ok;
+        })
+        .finally(() => {
+          this.pending.delete(id);
+        });
+      this.pending.set(id, slow);
     }
-    return verifyPassphraseHash(this.stored, candidate).then((ok) => {
-      if (ok) this.remembered = fastDigest(candidate);
-      return ok;
-    });
+    return slow;
   }
 }

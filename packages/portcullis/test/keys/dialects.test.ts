@@ -88,3 +88,17 @@ describe("route dialects", () => {
     expect(() => new RouteTable([{ method: "GET", path: "/a", permission: "read", dialect: "native" }])).toThrow(/unknown dialect/);
   });
 });
+
+describe("passphrase checks under concurrency", () => {
+  it("concurrent first checks of one candidate share a single slow hash", async () => {
+    const check = new PassphraseCheck(await hashPassphrase("Shared-Phrase-7"));
+    const pending = Array.from({ length: 16 }, () => check.check("Shared-Phrase-7"));
+    // One slow check under way, shared by all sixteen callers.
+    expect(new Set(pending).size).toBe(1);
+    expect(await Promise.all(pending)).toEqual(Array.from({ length: 16 }, () => true));
+    expect(check.check("Shared-Phrase-7")).toBe(true);
+    // A different candidate gets its own check.
+    const other = check.check("Other-Phrase-7");
+    expect(other).toBe(false);
+  });
+});

@@ -33,8 +33,15 @@ export class MemorySequenceStore implements SequenceStore {
     if (value > seq.highest) {
       if (window > 0n) {
         this.remember(seq, seq.highest);
+        // Nonces mostly arrive in increasing order, so the set (insertion-ordered) holds the
+        // oldest first: drop from the front until the window's floor. A value that came out of
+        // order may linger a little longer; it is still refused (as replayed) and the per-key
+        // limit bounds it.
         const floor = value - window;
-        for (const v of seq.recent) if (v < floor) seq.recent.delete(v);
+        for (const v of seq.recent) {
+          if (v >= floor) break;
+          seq.recent.delete(v);
+        }
       }
       seq.highest = value;
       return "fresh";
