@@ -95,7 +95,7 @@ describe("passphrase checks under concurrency", () => {
     const pending = Array.from({ length: 16 }, () => check.check("Shared-Phrase-7"));
     // One slow check under way, shared by all sixteen callers.
     expect(new Set(pending).size).toBe(1);
-    expect(await Promise.all(pending)).toEqual(Array.from({ length: 16 }, () => true));
+    expect(await Promise.all(pending.map((p) => Promise.resolve(p)))).toEqual(Array.from({ length: 16 }, () => true));
     expect(check.check("Shared-Phrase-7")).toBe(true);
     // A different candidate gets its own check.
     const other = check.check("Other-Phrase-7");
