@@ -10,9 +10,18 @@ import { ClientAddressResolver } from "./net/client-address.js";
 import type { PipelineRequest, RequestContext } from "./pipeline/context.js";
 import { Pipeline, type PipelineOptions } from "./pipeline/pipeline.js";
 import { createSchemes } from "./dialects/registry.js";
-import { MemoryNonceStore } from "./storage/memory/nonces.js";
-import { MemorySequenceStore } from "./storage/memory/sequences.js";
-import type { DurableStore, NonceStore, SequenceStore } from "./storage/types.js";
+import { LimitPlan } from "./limits/plan.js";
+import { Shield } from "./limits/shield.js";
+import { DEFAULT_SHIELD_POLICY, type LimitSpec, type ShieldPolicy } from "./limits/types.js";
+import { MemoryHotStore } from "./storage/memory/hot.js";
+import type { DurableStore, HotStore } from "./storage/types.js";
+
+export interface LimitsOptions {
+  readonly specs: readonly LimitSpec[];
+  readonly shield?: ShieldPolicy;
+  /** Requests one key may have in flight in this process (0: no cap). */
+  readonly maxConcurrentPerKey?: number;
+}
 
 export interface PortcullisOptions {
   /** Durable state (keys). */
@@ -22,10 +31,16 @@ export interface PortcullisOptions {
   readonly environment: Environment;
   /** The route table: method + path pattern -> permission and weight. */
   readonly routes: readonly RouteSpec[];
-  /** Hot state for replay protection. Default: process memory. */
-  readonly nonces?: NonceStore;
-  /** Hot state for increasing nonces (Kraken). Default: process memory. */
-  readonly sequences?: SequenceStore;
+  /**
+   * Hot state (replay protection, limits, bans). Default: process memory. With a shared store
+   * (Redis), a memory store stands in for degradable routes while it is unreachable.
+   */
+  readonly hot?: HotStore;
+  /**
+   * Limits, shields (bans after repeated 429s, blocks after repeated authentication failures) and
+   * the concurrency cap. Default: none of them.
+   */
+  readonly limits?: LimitsOptions;
   /** Default freshness window for `created` (ms). Default 5000. */
   readonly windowMs?: number;
   readonly futureSkewMs?: number;
@@ -49,6 +64,10 @@ export class Portcullis {
   readonly pipeline: Pipeline;
   readonly routes: RouteTable;
   readonly logger: Logger;
+  /** Replay state, limits and bans. */
+  readonly hot: HotStore;
+  /** Bans and blocks known in this process, and the concurrency cap. */
+  readonly shield: Shield;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
@@ -80,6 +99,9 @@ export class Portcullis {
       },
     );
     this.usage.start();
+    const policy = options.limits?.shield ?? DEFAULT_SHIELD_POLICY;
+    this.hot = options.hot ?? new MemoryHotStore({ policy });
+    this.shield = new Shield(options.limits?.maxConcurrentPerKey ?? 0);
     const futureSkewMs = options.futureSkewMs ?? 1000;
     if (!Number.isInteger(futureSkewMs) || futureSkewMs < 0 || futureSkewMs > 60_000) {
       throw new TypeError("futureSkewMs must be an integer from 0 to 60000");
@@ -88,7 +110,11 @@ export class Portcullis {
     this.shared = {
       keys: this.cache,
       schemes: createSchemes({ scheme, futureSkewMs }),
-      hot: { nonces: options.nonces ?? new MemoryNonceStore(), sequences: options.sequences ?? new MemorySequenceStore() },
+      hot: this.hot,
+      fallbackHot: this.hot.kind === "memory" ? null : new MemoryHotStore({ policy }),
+      limits: new LimitPlan(options.limits?.specs ?? []),
+      shield: this.shield,
+      blockOnAuthFailures: options.limits !== undefined,
       clientAddress: new ClientAddressResolver(options.trustedProxies ?? []),
       environment: options.environment,
       scheme,
@@ -124,5 +150,6 @@ export class Portcullis {
     this.unsubscribe();
     await this.usage.stop();
     await this.store.close();
+    await this.hot.close();
   }
 }

@@ -25,6 +25,11 @@ export interface RouteSpec {
    * Without it, a route accepts the native scheme only.
    */
   readonly dialect?: string;
+  /**
+   * When the shared hot store (Redis) is unreachable, admit with this process's local limits
+   * instead of failing closed. For market data, never for trading or withdrawals.
+   */
+  readonly degradable?: boolean;
 }
 
 export interface Route {
@@ -38,6 +43,8 @@ export interface Route {
   readonly tags: readonly string[];
   /** The venue dialect accepted besides native, or null. */
   readonly dialect: Dialect | null;
+  /** Falls back to local limits when the shared hot store is down (see RouteSpec). */
+  readonly degradable: boolean;
 }
 
 export class RouteTableError extends Error {
@@ -119,7 +126,12 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
   if (dialect !== null && (typeof dialect !== "string" || dialect === "native" || !(DIALECTS as readonly string[]).includes(dialect))) {
     throw new RouteTableError(`${where}: unknown dialect ${JSON.stringify(dialect)} (one of ${DIALECTS.filter((d) => d !== "native").join(", ")})`);
   }
-  const known = new Set(["method", "path", "permission", "weight", "tags", "dialect"]);
+  const degradable = spec.degradable ?? false;
+  if (typeof degradable !== "boolean") throw new RouteTableError(`${where}: degradable must be true or false`);
+  if (degradable && permission !== PUBLIC && permission !== "read") {
+    throw new RouteTableError(`${where}: only public and read routes may be degradable (this one needs ${permission})`);
+  }
+  const known = new Set(["method", "path", "permission", "weight", "tags", "dialect", "degradable"]);
   for (const field of Object.keys(spec)) {
     if (!known.has(field)) throw new RouteTableError(`${where}: unknown field "${field}"`);
   }
@@ -135,6 +147,7 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
       weight,
       tags: Object.freeze([...tags]),
       dialect: dialect as Dialect | null,
+      degradable,
     };
     return { route, segments, index };
   });

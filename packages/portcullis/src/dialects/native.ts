@@ -7,7 +7,8 @@ import { checkContentDigest } from "../signatures/content-digest.js";
 import { checkFreshness, extractNativeCredential, nonceExpiry } from "../signatures/native.js";
 import type { ParsedSignature } from "../signatures/rfc9421.js";
 import { signatureBase } from "../signatures/rfc9421.js";
-import type { AuthScheme, Credential, HotState, RenderedError, SchemeOptions, StageAnswer } from "./scheme.js";
+import type { ReplayClaim } from "../storage/types.js";
+import type { AuthScheme, Credential, RenderedError, SchemeOptions } from "./scheme.js";
 
 /**
  * The native scheme as a pipeline plug-in: RFC 9421 with Portcullis's policy (see
@@ -47,17 +48,9 @@ class NativeCredential implements Credential {
     return undefined;
   }
 
-  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
-    const claim = hot.nonces.claim(key.record.id, this.nonce, nonceExpiry(this.created, key.windowMs), ctx.now);
-    if (typeof claim === "string") return nonceDenial(claim);
-    return claim.then(nonceDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+  replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
+    return { kind: "nonce", keyId: key.record.id, value: this.nonce, expiresAt: nonceExpiry(this.created, key.windowMs) };
   }
-}
-
-/** Maps a nonce-store answer to the pipeline's answer (shared by every scheme that uses nonces). */
-export function nonceDenial(claim: "fresh" | "replayed" | "full"): Denial | undefined {
-  if (claim === "fresh") return undefined;
-  return claim === "replayed" ? deny("NONCE_REPLAYED") : deny("REPLAY_CAPACITY");
 }
 
 /** Portcullis's own error format, used by the native scheme and wherever no venue applies. */

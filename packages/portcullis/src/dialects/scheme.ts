@@ -3,7 +3,8 @@ import type { Denial } from "../errors/catalogue.js";
 import type { VerificationKey } from "../keys/cache.js";
 import type { Dialect } from "../keys/model.js";
 import type { RequestContext } from "../pipeline/context.js";
-import type { NonceStore, SequenceStore } from "../storage/types.js";
+import type { Charge, ChargeState } from "../limits/types.js";
+import type { ReplayClaim } from "../storage/types.js";
 
 /**
  * A signing scheme (the native RFC 9421 scheme, or an exchange dialect) is a plug-in of four
@@ -16,14 +17,6 @@ import type { NonceStore, SequenceStore } from "../storage/types.js";
  */
 export type StageAnswer = Denial | undefined | Promise<Denial | undefined>;
 
-/** Hot state the replay stage may use. */
-export interface HotState {
-  /** Single-use values within a window (RFC 9421 nonces, JWT nonces, signatures). */
-  readonly nonces: NonceStore;
-  /** Per-key increasing nonces with a tolerance window (Kraken). */
-  readonly sequences: SequenceStore;
-}
-
 export interface Credential {
   readonly scheme: Dialect;
   /** The key id the request claims, as the key service knows it. */
@@ -32,8 +25,12 @@ export interface Credential {
   fresh(ctx: RequestContext, key: VerificationKey): StageAnswer;
   /** Stage 6: does the signature verify (and everything it covers match the request)? */
   verify(ctx: RequestContext, key: VerificationKey): StageAnswer;
-  /** Stage 7: has this request been seen before? Consumes replay state; runs only after 6. */
-  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer;
+  /**
+   * Stage 7: what must be recorded so this request cannot be replayed — a single-use value, or
+   * an increasing nonce (null: nothing). The hot store records it together with the request's
+   * limits, all or nothing (one round trip in Redis); it runs only after stage 6.
+   */
+  replayClaim(ctx: RequestContext, key: VerificationKey): ReplayClaim | null;
 }
 
 /** A refusal in a scheme's own wire format. */
@@ -53,6 +50,8 @@ export interface AuthScheme {
   extract(ctx: RequestContext): Credential | Denial;
   /** Renders a refusal in the scheme's (venue's) format and codes. */
   render(denial: Denial, requestId: string): RenderedError;
+  /** Optional: the venue's own rate-limit headers (Binance's X-MBX-USED-WEIGHT-1M…). */
+  limitHeaders?(charges: readonly Charge[], states: readonly ChargeState[]): Record<string, string>;
 }
 
 /** Options every scheme factory receives. */

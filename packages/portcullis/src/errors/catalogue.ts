@@ -90,6 +90,14 @@ export const errorCatalogue = {
   // --- authorization (stage 8) ------------------------------------------------------------
   SCOPE_MISSING: { status: 403, message: "This API key does not have the permission this route requires." },
 
+  // --- limits and shields (stages 2 and 9) -------------------------------------------------
+  RATE_LIMITED: { status: 429, message: "Too many requests for this limit; retry after the time in Retry-After." },
+  IP_BANNED: { status: 429, message: "This address is banned for a while after repeated 429s; retry after the time in Retry-After." },
+  IP_BLOCKED: { status: 429, message: "This address is blocked for a while after repeated authentication failures." },
+  KEY_BLOCKED: { status: 429, message: "This API key is blocked for a while after repeated authentication failures." },
+  CONCURRENCY_LIMITED: { status: 429, message: "This API key has too many requests in flight." },
+  HOT_STORE_UNAVAILABLE: { status: 503, message: "Limits and replay protection cannot be checked right now; retry shortly." },
+
   // --- upstream (stage 12) ----------------------------------------------------------------
   UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream service could not be reached." },
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream service did not answer in time." },

@@ -77,6 +77,8 @@ export interface ResponseExtras {
   readonly close?: boolean;
   /** The scheme whose wire format the refusal takes (a venue dialect); default the native format. */
   readonly renderer?: AuthScheme | null | undefined;
+  /** More headers (rate-limit fields, Retry-After); they win over a renderer's. */
+  readonly headers?: Readonly<Record<string, string>> | undefined;
 }
 
 /** Sends a JSON body with the security headers every Portcullis answer carries. */
@@ -114,17 +116,21 @@ export function sendDenial(res: ServerResponse, denial: Denial, requestId: strin
   const close = extras?.close === true || denial.code === "BODY_TOO_LARGE" || denial.code === "HTTP_MALFORMED";
   const renderer = extras?.renderer;
   if (renderer === undefined || renderer === null) {
-    sendJson(res, denial.status, errorBody(denial, requestId), requestId, { serverTiming: extras?.serverTiming, close });
+    sendJson(res, denial.status, errorBody(denial, requestId), requestId, { serverTiming: extras?.serverTiming, close }, extras?.headers);
     return;
   }
   const rendered = renderer.render(denial, requestId);
-  sendJson(res, rendered.status, rendered.body, requestId, { serverTiming: extras?.serverTiming, close }, rendered.headers);
+  const headers = extras?.headers === undefined ? rendered.headers : { ...rendered.headers, ...extras.headers };
+  sendJson(res, rendered.status, rendered.body, requestId, { serverTiming: extras?.serverTiming, close }, headers);
 }
 
-/** Formats stage timings as a Server-Timing header value. */
+/** Formats stage timings as a Server-Timing header value (stages that did not run are left out). */
 export function serverTimingHeader(names: readonly string[], durations: readonly number[], extra?: Readonly<Record<string, number>>): string {
   const parts: string[] = [];
-  for (let i = 0; i < durations.length; i++) parts.push(`${names[i] ?? `s${i}`};dur=${(durations[i] ?? 0).toFixed(3)}`);
+  for (let i = 0; i < durations.length; i++) {
+    const d = durations[i];
+    if (d !== undefined && !Number.isNaN(d)) parts.push(`${names[i] ?? `s${i}`};dur=${d.toFixed(3)}`);
+  }
   if (extra !== undefined) for (const [name, dur] of Object.entries(extra)) parts.push(`${name};dur=${dur.toFixed(3)}`);
   return parts.join(", ");
 }

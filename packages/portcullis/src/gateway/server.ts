@@ -10,6 +10,7 @@ import { sendDenial, sendJson, serverTimingHeader, readBody } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
 import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
+import { rateLimitFields, retryAfterSeconds } from "../limits/headers.js";
 
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
@@ -96,6 +97,12 @@ export class Gateway {
     }
     let ctx = this.options.pipeline.run({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
     if (ctx instanceof Promise) ctx = await ctx;
+    if (ctx.slotHeld) {
+      const done = ctx;
+      res.once("close", () => {
+        this.options.pipeline.finish(done);
+      });
+    }
     if (ctx.denial !== null) {
       this.refuse(res, ctx.denial, requestId, ctx, req);
       return;
@@ -126,6 +133,7 @@ export class Gateway {
       );
     }
     const responseHeaders: Record<string, string> = { "portcullis-request-id": ctx.requestId };
+    addLimitHeaders(responseHeaders, ctx);
     const upstreamStart = ctx.timings === null ? 0 : performance.now();
     if (ctx.timings !== null) {
       // Server-Timing must be set before the upstream's headers are written; the upstream's own
@@ -136,7 +144,7 @@ export class Gateway {
     if (failure !== null) {
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
       const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings, { upstream: performance.now() - upstreamStart });
-      sendDenial(res, failure, ctx.requestId, { serverTiming: timing, renderer: ctx.renderer });
+      sendDenial(res, failure, ctx.requestId, { serverTiming: timing, renderer: ctx.renderer, headers: limitHeaders(ctx) });
     }
   }
 
@@ -170,7 +178,7 @@ export class Gateway {
       "request denied",
     );
     const timing = ctx?.timings === null || ctx === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
-    sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing, renderer: ctx?.renderer });
+    sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing, renderer: ctx?.renderer, headers: ctx === null ? undefined : limitHeaders(ctx) });
   }
 
   private ownEndpoint(method: string, url: string, res: ServerResponse, requestId: string): void {
@@ -213,4 +221,27 @@ export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Socket): vo
   socket.end(
     `HTTP/1.1 ${denial.status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
+}
+
+/** The rate-limit headers of an answer: the IETF fields, the venue's own, and Retry-After. */
+export function limitHeaders(ctx: RequestContext): Record<string, string> | undefined {
+  if (ctx.chargeStates === null && ctx.retryAfterMs < 0) return undefined;
+  const out: Record<string, string> = {};
+  addLimitHeaders(out, ctx);
+  return out;
+}
+
+function addLimitHeaders(out: Record<string, string>, ctx: RequestContext): void {
+  const charges = ctx.charges;
+  const states = ctx.chargeStates;
+  if (charges !== null && states !== null && charges.length > 0) {
+    const fields = rateLimitFields(charges, states, ctx.refusedCharge);
+    if (fields !== null) {
+      out["ratelimit-policy"] = fields.policy;
+      out.ratelimit = fields.limit;
+    }
+    const venue = ctx.renderer?.limitHeaders?.(charges, states);
+    if (venue !== undefined) Object.assign(out, venue);
+  }
+  if (ctx.retryAfterMs >= 0) out["retry-after"] = retryAfterSeconds(ctx.retryAfterMs);
 }

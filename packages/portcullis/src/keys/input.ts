@@ -21,6 +21,26 @@ export interface CreateKeyInput {
   readonly dialects: readonly Dialect[];
   /** OKX keys only: the passphrase the client will send (stored as a salted slow hash). */
   readonly passphrase: string | undefined;
+  /** Limit overrides by limit name. */
+  readonly limits: Readonly<Record<string, number>>;
+}
+
+const LIMIT_NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
+
+/** Validates limit overrides: `{ "<limit name>": <positive integer> }`, at most 32 of them. */
+export function parseLimitOverrides(raw: unknown): { limits: Record<string, number> } | { error: string } {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { error: 'an object of limit names to limits, e.g. {"key-weight-1m": 12000}' };
+  const entries = Object.entries(raw as Record<string, unknown>);
+  if (entries.length > 32) return { error: "at most 32 overrides" };
+  const limits: Record<string, number> = {};
+  for (const [name, value] of entries) {
+    if (!LIMIT_NAME_RE.test(name)) return { error: `bad limit name ${JSON.stringify(name)}` };
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0 || value > 1_000_000_000) {
+      return { error: `${name} must be a positive integer up to 1000000000` };
+    }
+    limits[name] = value;
+  }
+  return { limits };
 }
 
 const ACCOUNT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -52,7 +72,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
   }
   const o = raw as Record<string, unknown>;
-  const known = new Set(["account", "subAccount", "label", "scopes", "ipAllowlist", "algorithm", "publicKey", "expires", "windowMs", "dialects", "passphrase"]);
+  const known = new Set(["account", "subAccount", "label", "scopes", "ipAllowlist", "algorithm", "publicKey", "expires", "windowMs", "dialects", "passphrase", "limits"]);
   for (const field of Object.keys(o)) if (!known.has(field)) errors[field] = "unknown field";
 
   const account = o.account;
@@ -169,6 +189,13 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     errors.passphrase = "required for OKX keys: the passphrase your client will send";
   }
 
+  let limits: Record<string, number> = {};
+  if (o.limits !== undefined) {
+    const parsed = parseLimitOverrides(o.limits);
+    if ("error" in parsed) errors.limits = parsed.error;
+    else limits = parsed.limits;
+  }
+
   const fields = Object.keys(errors);
   if (fields.length > 0) {
     throw new PortcullisError("VALIDATION_FAILED", `invalid key: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
@@ -185,5 +212,6 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     windowMs,
     dialects,
     passphrase,
+    limits,
   };
 }

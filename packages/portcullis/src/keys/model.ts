@@ -56,6 +56,8 @@ export interface KeyRecord {
   readonly lastUsedAt: number | null;
   /** Incremented on every change; lets caches and clients detect stale copies. */
   readonly revision: number;
+  /** Per-key limit overrides by limit name (a market maker gets more); empty for none. */
+  readonly limits: Readonly<Record<string, number>>;
 }
 
 export function effectiveStatus(record: KeyRecord, now: number): EffectiveStatus {

@@ -116,6 +116,7 @@ export class KeyService {
       lastUsedAt: null,
       revision: 1,
       passphraseHash,
+      limits: input.limits,
     };
     const change: KeyChange = {
       action: "create",
@@ -172,6 +173,14 @@ export class KeyService {
       throw new PortcullisError("KEY_STATE_CONFLICT", `cannot ${action} a key that is ${result.current ?? "in another state"}`);
     }
     return toView(stripSecret(result.row), now);
+  }
+
+  /** Replaces the key's limit overrides (an empty object removes them all). */
+  async setLimits(id: string, limits: Readonly<Record<string, number>>, actor: string): Promise<KeyView> {
+    const now = this.now();
+    const row = await this.store.keys.updateLimits(id, limits, { action: "limits", actor, at: now, detail: { limits } });
+    if (row === undefined) throw new PortcullisError("KEY_NOT_FOUND");
+    return toView(stripSecret(row), now);
   }
 
   /**

@@ -4,6 +4,7 @@ import type { Denial } from "../errors/catalogue.js";
 import type { VerificationKey } from "../keys/cache.js";
 import type { ClientAddress } from "../net/client-address.js";
 import type { AuthScheme, Credential } from "../dialects/scheme.js";
+import type { Charge, ChargeState } from "../limits/types.js";
 
 /** What the pipeline needs of an HTTP request, whichever server it came through. */
 export interface PipelineRequest {
@@ -48,8 +49,21 @@ export class RequestContext {
   keyId: string | null = null;
   key: VerificationKey | null = null;
 
+  // Admission (stages 7 and 9).
+  /** The limits the request was charged against, and their state after the decision. */
+  charges: readonly Charge[] | null = null;
+  chargeStates: readonly ChargeState[] | null = null;
+  /** Index of the charge that refused the request, or -1. */
+  refusedCharge = -1;
+  /** For a refusal that can be retried later (429s): when, in ms. */
+  retryAfterMs = -1;
+  /** The request holds one of its key's concurrency slots (released by Pipeline.finish). */
+  slotHeld = false;
+  /** Admitted by the local fallback while the shared hot store was unreachable. */
+  degraded = false;
+
   denial: Denial | null = null;
-  /** Stage durations in ms, in stage order, when timing is on. */
+  /** Stage durations in ms by stage index (NaN for a stage skipped), when timing is on. */
   timings: number[] | null = null;
 
   constructor(req: PipelineRequest, requestId: string, now: number) {

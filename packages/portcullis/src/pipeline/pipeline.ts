@@ -1,13 +1,16 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type RouteTable, isCanonicalPath } from "../authz/routes.js";
-import type { AuthScheme, HotState, StageAnswer } from "../dialects/scheme.js";
-import { type Denial, deny } from "../errors/catalogue.js";
+import type { AuthScheme, StageAnswer } from "../dialects/scheme.js";
+import { type Denial, type ErrorCode, deny } from "../errors/catalogue.js";
 import type { KeyCache, VerificationKey } from "../keys/cache.js";
 import { type Environment, parseKeyId } from "../keys/ids.js";
 import type { Dialect } from "../keys/model.js";
+import type { LimitPlan } from "../limits/plan.js";
+import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
 import { authorityOf } from "../signatures/rfc9421.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore } from "../storage/types.js";
 import { type PipelineRequest, RequestContext } from "./context.js";
 
 export interface PipelineOptions {
@@ -15,8 +18,19 @@ export interface PipelineOptions {
   readonly keys: KeyCache;
   /** The signing schemes spoken (the native one at least), by name. */
   readonly schemes: ReadonlyMap<Dialect, AuthScheme>;
-  /** Replay state. */
-  readonly hot: HotState;
+  /** Replay state, limits, bans: memory, or Redis shared by many gateways. */
+  readonly hot: HotStore;
+  /**
+   * Local stand-in for routes marked degradable when `hot` cannot answer (Redis down); every
+   * other route then fails closed. Null: everything fails closed.
+   */
+  readonly fallbackHot?: HotStore | null;
+  /** Which limits apply to a request. */
+  readonly limits: LimitPlan;
+  /** Bans and blocks known in this process, and the per-key concurrency cap. */
+  readonly shield: Shield;
+  /** Count authentication failures toward blocks (on when limits are configured). Default false. */
+  readonly blockOnAuthFailures?: boolean;
   readonly clientAddress: ClientAddressResolver;
   /** Keys of the other environment are refused. */
   readonly environment: Environment;
@@ -37,16 +51,31 @@ interface Stage {
   readonly run: (ctx: RequestContext) => StageAnswer;
 }
 
+/** Refusals that count toward an address's (or a key's) authentication-failure block. */
+const AUTH_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "KEY_ID_MALFORMED",
+  "KEY_UNKNOWN",
+  "KEY_REVOKED",
+  "KEY_ENVIRONMENT_MISMATCH",
+  "SIGNATURE_INVALID",
+  "ALGORITHM_MISMATCH",
+  "PASSPHRASE_INVALID",
+  "TOKEN_MALFORMED",
+  "TOKEN_URI_MISMATCH",
+]);
+/** Of those, the ones that say someone is guessing at an existing key. */
+const KEY_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["SIGNATURE_INVALID", "ALGORITHM_MISMATCH", "PASSPHRASE_INVALID"]);
+
 /**
  * The request pipeline (DESIGN.md): an ordered list of small stages, cheapest first. Each stage
- * returns nothing to continue or a denial to stop; a denial is a value, never an exception. A
- * public route stops after routing. Stages that would consume quota come last (later issues add
- * limits, policy and behaviour after authorization).
+ * returns nothing to continue or a denial to stop; a denial is a value, never an exception.
  *
- * Implemented here: 1 client address, 3 credentials, 4 key, 5 freshness, 6 signature, 7 replay,
- * 8 authorization, with routing between 1 and 3 because every later stage depends on the route.
- * Stages 3 and 5-7 belong to the request's signing scheme (native, or an exchange dialect): the
- * pipeline detects the scheme from the headers and runs the credential that scheme extracts.
+ * 1 client address, 2 shield (bans and blocks already known here), routing, 3 credentials, 4 key,
+ * 5 freshness, 6 signature, 8 authorization, then admission: 7 replay and 9 limits decided
+ * together by the hot store, all or nothing, so nothing is consumed by a request refused earlier
+ * and a request refused by any limit records nothing (one Redis round trip per request). A public
+ * route skips from routing to admission (it is charged against the address's limits). Stages 3,
+ * 5, 6 and 7's claim belong to the request's signing scheme (native, or an exchange dialect).
  */
 export class Pipeline {
   private readonly stages: readonly Stage[];
@@ -57,6 +86,7 @@ export class Pipeline {
   private readonly credentialHeaderSet: ReadonlySet<string>;
   private readonly authorities: ReadonlySet<string> | null;
   private readonly timing: boolean;
+  private readonly blockOnAuthFailures: boolean;
   private readonly onKeyUsed: ((keyId: string, at: number) => void) | null;
 
   constructor(options: PipelineOptions) {
@@ -74,18 +104,25 @@ export class Pipeline {
     }
     this.authorities = options.authorities === undefined || options.authorities.length === 0 ? null : new Set(options.authorities.map((a) => a.toLowerCase()));
     this.timing = options.timing ?? false;
+    this.blockOnAuthFailures = options.blockOnAuthFailures ?? false;
     this.onKeyUsed = options.onKeyUsed ?? null;
     this.stages = [
       { name: "addr", run: (ctx) => this.clientAddress(ctx) },
+      { name: "shield", run: (ctx) => this.shieldStage(ctx) },
       { name: "route", run: (ctx) => this.route(ctx) },
       { name: "cred", run: (ctx) => this.credentials(ctx) },
       { name: "key", run: (ctx) => this.key(ctx) },
       { name: "fresh", run: (ctx) => this.freshness(ctx) },
       { name: "sig", run: (ctx) => this.signature(ctx) },
-      { name: "replay", run: (ctx) => this.replay(ctx) },
       { name: "authz", run: (ctx) => this.authorize(ctx) },
+      { name: "admit", run: (ctx) => this.admit(ctx) },
     ];
+    this.routeStage = 2;
+    this.admitStage = this.stages.length - 1;
   }
+
+  private readonly routeStage: number;
+  private readonly admitStage: number;
 
   /** Every scheme's credential headers: never forwarded upstream. */
   get credentialHeaders(): ReadonlySet<string> {
@@ -104,7 +141,7 @@ export class Pipeline {
    */
   run(req: PipelineRequest, requestId: string = randomUUID()): RequestContext | Promise<RequestContext> {
     const ctx = new RequestContext(req, requestId, this.now());
-    if (this.timing) ctx.timings = [];
+    if (this.timing) ctx.timings = new Array<number>(this.stages.length).fill(Number.NaN);
     return this.continueFrom(ctx, 0, ctx.timings === null ? 0 : performance.now());
   }
 
@@ -113,12 +150,10 @@ export class Pipeline {
     for (let i = first; i < stages.length; i++) {
       const result = (stages[i] as Stage).run(ctx);
       if (result instanceof Promise) return this.resume(ctx, i, result, mark);
-      mark = this.record(ctx, mark);
-      if (result !== undefined) {
-        ctx.denial = result;
-        return ctx;
-      }
-      if (ctx.route !== null && ctx.route.permission === null) return ctx;
+      mark = this.record(ctx, i, mark);
+      if (result !== undefined) return this.refuse(ctx, result);
+      // A public route goes straight to admission (its address's limits).
+      if (i === this.routeStage && ctx.route !== null && ctx.route.permission === null) i = this.admitStage - 1;
     }
     if (this.onKeyUsed !== null && ctx.key !== null) this.onKeyUsed(ctx.key.record.id, ctx.now);
     return ctx;
@@ -126,26 +161,68 @@ export class Pipeline {
 
   private async resume(ctx: RequestContext, i: number, pending: Promise<Denial | undefined>, mark: number): Promise<RequestContext> {
     const result = await pending;
-    const next = this.record(ctx, mark);
-    if (result !== undefined) {
-      ctx.denial = result;
-      return ctx;
-    }
+    const next = this.record(ctx, i, mark);
+    if (result !== undefined) return this.refuse(ctx, result);
     return this.continueFrom(ctx, i + 1, next);
   }
 
-  private record(ctx: RequestContext, mark: number): number {
+  private refuse(ctx: RequestContext, denial: Denial): RequestContext {
+    ctx.denial = denial;
+    if (this.blockOnAuthFailures && AUTH_FAILURES.has(denial.code) && ctx.client !== null) this.recordFailure(ctx, denial.code);
+    return ctx;
+  }
+
+  private record(ctx: RequestContext, stage: number, mark: number): number {
     const timings = ctx.timings;
     if (timings === null) return mark;
     const t = performance.now();
-    timings.push(t - mark);
+    timings[stage] = t - mark;
     return t;
+  }
+
+  /**
+   * An authentication failure counts toward a block of the address (and of the key, for a wrong
+   * signature on an existing key). Off the response path: the refusal does not wait for it.
+   */
+  private recordFailure(ctx: RequestContext, code: ErrorCode): void {
+    const ip = ctx.client?.text ?? "";
+    const keyId = KEY_FAILURES.has(code) ? (ctx.key?.record.id ?? null) : null;
+    const learn = (r: FailureResult): void => {
+      if (r.ipBlockedUntil !== null) this.options.shield.blockIp(ip, r.ipBlockedUntil);
+      if (r.keyBlockedUntil !== null && keyId !== null) this.options.shield.blockKey(keyId, r.keyBlockedUntil);
+    };
+    try {
+      const result = this.options.hot.recordFailure(ip, keyId, ctx.now);
+      if (result instanceof Promise) result.then(learn, () => undefined);
+      else learn(result);
+    } catch {
+      // Counting failures must never break a refusal.
+    }
+  }
+
+  /** Releases the request's concurrency slot; call once the response is finished. */
+  finish(ctx: RequestContext): void {
+    if (ctx.slotHeld && ctx.key !== null) {
+      ctx.slotHeld = false;
+      this.options.shield.release(ctx.key.record.id);
+    }
   }
 
   // --- stage 1 ------------------------------------------------------------------------------
   private clientAddress(ctx: RequestContext): Denial | undefined {
     ctx.client = this.options.clientAddress.resolve(ctx.socketAddress, ctx.headers["x-forwarded-for"]);
     return ctx.client === null ? deny("HTTP_MALFORMED", "no usable peer address") : undefined;
+  }
+
+  // --- stage 2 ------------------------------------------------------------------------------
+  private shieldStage(ctx: RequestContext): Denial | undefined {
+    const ip = ctx.client?.text ?? "";
+    const shield = this.options.shield;
+    const banned = shield.bannedUntil(ip, ctx.now);
+    if (banned !== null) return retryAfter(deny("IP_BANNED"), ctx, banned);
+    const blocked = shield.blockedIpUntil(ip, ctx.now);
+    if (blocked !== null) return retryAfter(deny("IP_BLOCKED"), ctx, blocked);
+    return undefined;
   }
 
   // --- routing ------------------------------------------------------------------------------
@@ -212,6 +289,8 @@ export class Pipeline {
     if (record.expiresAt !== null && record.expiresAt <= ctx.now) return deny("KEY_EXPIRED");
     const scheme = ctx.credential?.scheme;
     if (scheme === undefined || !key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
+    const blocked = this.options.shield.blockedKeyUntil(record.id, ctx.now);
+    if (blocked !== null) return retryAfter(deny("KEY_BLOCKED"), ctx, blocked);
     if (key.allowlist !== null && (ctx.client === null || !key.allowlist.has(ctx.client.ip))) {
       return deny("IP_NOT_ALLOWED", ctx.client?.text);
     }
@@ -232,16 +311,85 @@ export class Pipeline {
     return credential.verify(ctx, key);
   }
 
-  private replay(ctx: RequestContext): StageAnswer {
-    const { credential, key } = ctx;
-    if (credential === null || key === null) return deny("INTERNAL", "replay before credentials");
-    return credential.replay(ctx, key, this.options.hot);
-  }
-
   // --- stage 8 ------------------------------------------------------------------------------
   private authorize(ctx: RequestContext): Denial | undefined {
     const permission = ctx.route?.permission;
     if (permission === undefined || permission === null || ctx.key === null) return deny("INTERNAL", "authorize before key");
     return ctx.key.permissions.has(permission) ? undefined : deny("SCOPE_MISSING", `needs ${permission}`);
   }
+
+  // --- stages 7 and 9: admission ---------------------------------------------------------------
+  private admit(ctx: RequestContext): StageAnswer {
+    const route = ctx.route;
+    if (route === null) return deny("INTERNAL", "admission before routing");
+    const key = ctx.key;
+    const ip = ctx.client?.text ?? "";
+    const replay = key === null || ctx.credential === null ? null : ctx.credential.replayClaim(ctx, key);
+    const charges = this.options.limits.empty ? [] : this.options.limits.charges(route, ip, key);
+    ctx.charges = charges;
+    if (replay === null && charges.length === 0) return undefined;
+    if (key !== null) {
+      if (!this.options.shield.acquire(key.record.id)) return deny("CONCURRENCY_LIMITED");
+      ctx.slotHeld = true;
+    }
+    const admission: Admission = { now: ctx.now, ip, replay, charges };
+    let result: AdmissionResult | Promise<AdmissionResult>;
+    try {
+      result = this.options.hot.admit(admission);
+    } catch (err) {
+      return this.degrade(ctx, admission, err);
+    }
+    if (result instanceof Promise) {
+      return result.then(
+        (r) => this.admitted(ctx, r),
+        (err: unknown) => this.degrade(ctx, admission, err),
+      );
+    }
+    return this.admitted(ctx, result);
+  }
+
+  /** The hot store could not answer: degradable routes use local state, the rest fail closed. */
+  private degrade(ctx: RequestContext, admission: Admission, err: unknown): StageAnswer {
+    const fallback = this.options.fallbackHot ?? null;
+    if (fallback === null || ctx.route?.degradable !== true) {
+      this.finish(ctx);
+      return deny("HOT_STORE_UNAVAILABLE", err instanceof Error ? err.message : String(err));
+    }
+    ctx.degraded = true;
+    const result = fallback.admit(admission);
+    if (result instanceof Promise) return result.then((r) => this.admitted(ctx, r), () => deny("HOT_STORE_UNAVAILABLE"));
+    return this.admitted(ctx, result);
+  }
+
+  private admitted(ctx: RequestContext, r: AdmissionResult): Denial | undefined {
+    if (r.ok) {
+      ctx.chargeStates = r.states;
+      return undefined;
+    }
+    this.finish(ctx);
+    switch (r.reason) {
+      case "limited": {
+        ctx.chargeStates = r.states;
+        ctx.refusedCharge = r.index;
+        const ip = ctx.client?.text ?? "";
+        if (r.bannedUntil !== null) this.options.shield.ban(ip, r.bannedUntil);
+        ctx.retryAfterMs = r.retryAfterMs;
+        return deny("RATE_LIMITED", ctx.charges?.[r.index]?.spec.name);
+      }
+      case "banned":
+        this.options.shield.ban(ctx.client?.text ?? "", r.until);
+        return retryAfter(deny("IP_BANNED"), ctx, r.until);
+      case "replayed":
+        return deny("NONCE_REPLAYED");
+      case "too-low":
+        return deny("NONCE_NOT_INCREASING");
+      case "full":
+        return deny("REPLAY_CAPACITY");
+    }
+  }
+}
+
+function retryAfter(denial: Denial, ctx: RequestContext, until: number): Denial {
+  ctx.retryAfterMs = Math.max(0, until - ctx.now);
+  return denial;
 }

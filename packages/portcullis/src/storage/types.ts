@@ -1,4 +1,5 @@
 import type { KeyRecord, KeyStatus } from "../keys/model.js";
+import type { Charge, ChargeState } from "../limits/types.js";
 
 /**
  * The storage interfaces. Durable state (keys now; policies, approvals and audit later) lives
@@ -21,7 +22,7 @@ export interface KeyRow extends KeyRecord {
 
 /** A change to a key, written in the same transaction as the change itself. */
 export interface KeyChange {
-  readonly action: "create" | "revoke" | "suspend" | "resume";
+  readonly action: "create" | "revoke" | "suspend" | "resume" | "limits";
   readonly actor: string;
   readonly at: number;
   /** Non-secret facts about the change (reason, scopes…). */
@@ -47,6 +48,8 @@ export interface KeyStore {
    * same transaction. Never changes anything else.
    */
   transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult>;
+  /** Replaces a key's limit overrides, recording `change` in the same transaction. */
+  updateLimits(id: string, limits: Readonly<Record<string, number>>, change: KeyChange): Promise<KeyRow | undefined>;
   /** Records last-use times, batched off the request path. */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
 }
@@ -95,4 +98,56 @@ export type SequenceClaim = "fresh" | "replayed" | "too-low" | "full";
  */
 export interface SequenceStore {
   claim(keyId: string, value: bigint, window: bigint): SequenceClaim | Promise<SequenceClaim>;
+}
+
+/** What a scheme needs recorded so that its request cannot be replayed. */
+export type ReplayClaim =
+  | { readonly kind: "nonce"; readonly keyId: string; readonly value: string; readonly expiresAt: number }
+  | { readonly kind: "sequence"; readonly keyId: string; readonly value: bigint; readonly window: bigint };
+
+/**
+ * Everything a request consumes, decided at once: its replay claim and every limit it is charged
+ * against. All-or-nothing — when anything refuses, nothing is recorded or consumed (except the
+ * refusing address's strike toward a ban).
+ */
+export interface Admission {
+  readonly now: number;
+  /** The client address, for bans and strikes. */
+  readonly ip: string;
+  readonly replay: ReplayClaim | null;
+  readonly charges: readonly Charge[];
+}
+
+export type AdmissionResult =
+  | { readonly ok: true; readonly states: readonly ChargeState[] }
+  | { readonly ok: false; readonly reason: "replayed" | "too-low" | "full" }
+  | { readonly ok: false; readonly reason: "banned"; readonly until: number }
+  | {
+      readonly ok: false;
+      readonly reason: "limited";
+      /** Which charge refused. */
+      readonly index: number;
+      readonly retryAfterMs: number;
+      readonly states: readonly ChargeState[];
+      /** Set when this refusal got the address banned. */
+      readonly bannedUntil: number | null;
+    };
+
+export interface FailureResult {
+  /** Set when the address is now blocked. */
+  readonly ipBlockedUntil: number | null;
+  /** Set when the key is now blocked. */
+  readonly keyBlockedUntil: number | null;
+}
+
+/**
+ * The hot state of stages 2, 7 and 9: replay, limits, bans and blocks. Memory in one process;
+ * Redis (one Lua script, one round trip per request) across many.
+ */
+export interface HotStore {
+  readonly kind: string;
+  admit(admission: Admission): AdmissionResult | Promise<AdmissionResult>;
+  /** Records an authentication failure from `ip` (against `keyId` when known). */
+  recordFailure(ip: string, keyId: string | null, now: number): FailureResult | Promise<FailureResult>;
+  close(): Promise<void>;
 }

@@ -80,6 +80,7 @@ function docKey(): VerificationKey {
       updatedAt: 0,
       lastUsedAt: null,
       revision: 1,
+      limits: {},
     },
     hmacKey: createSecretKey(Buffer.from(DOC_SECRET, "utf8")),
     hmacKeyDecoded: null,

@@ -15,9 +15,9 @@ import { formDecode, isFormBody } from "../../src/dialects/binance/params.js";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import { generateKeyId } from "../../src/keys/ids.js";
-import type { NonceClaim, NonceStore } from "../../src/storage/types.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest } from "../support/harness.js";
+import { replayOnlyHot } from "../support/hot.js";
 
 const ROUTES: RouteSpec[] = [
   { method: "GET", path: "/api/v3/time", permission: "public", dialect: "binance" },
@@ -435,8 +435,7 @@ describe("refusals: everything else, in Binance's shape", () => {
   });
 
   it("a full nonce store: 429 -1003 with Retry-After", async () => {
-    const full: NonceStore = { claim: (): NonceClaim => "full" };
-    const g = await makeGateway({ routes: ROUTES, nonces: full });
+    const g = await makeGateway({ routes: ROUTES, hot: replayOnlyHot(() => "full") });
     try {
       const created = await g.createKey({ dialects: ["binance"] });
       const res = await g.inject({
@@ -478,7 +477,7 @@ describe("refusals: everything else, in Binance's shape", () => {
       expect(body.code, code).toBeLessThan(0);
       expect(rendered.body).not.toContain("secret detail");
       expect(rendered.body).not.toContain("req-1");
-      expect([400, 401, 404, 413, 429, 431, 500, 502, 503, 504]).toContain(rendered.status);
+      expect([400, 401, 404, 413, 418, 429, 431, 500, 502, 503, 504]).toContain(rendered.status);
       expect(binanceErrorFor(code)).toMatchObject({ code: body.code, status: rendered.status });
       seen.add(body.code);
     }

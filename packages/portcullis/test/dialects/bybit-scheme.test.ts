@@ -7,12 +7,11 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { BYBIT_ERRORS, createBybitScheme } from "../../src/dialects/bybit/index.js";
-import type { AuthScheme, HotState } from "../../src/dialects/scheme.js";
+import type { AuthScheme } from "../../src/dialects/scheme.js";
 import { type Denial, type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";
-import { MemoryNonceStore } from "../../src/storage/memory/nonces.js";
-import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
+import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -43,6 +42,7 @@ function hmacKey(id: string, secret: string): VerificationKey {
       updatedAt: 0,
       lastUsedAt: null,
       revision: 1,
+      limits: {},
     },
     hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
     hmacKeyDecoded: null,
@@ -66,10 +66,16 @@ function context(method: string, url: string, headers: Record<string, string>, b
 }
 
 /** Stages 3 and 5-7 of the scheme, as the pipeline runs them. */
-async function run(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: HotState): Promise<Denial | undefined> {
+async function run(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: MemoryHotStore): Promise<Denial | undefined> {
   const credential = scheme.extract(ctx);
   if ("ok" in credential) return credential;
-  return (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key)) ?? (await credential.replay(ctx, key, hot));
+  const early = (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key));
+  if (early !== undefined) return early;
+  // Stage 7 as the pipeline runs it: the scheme's claim, recorded by the hot store.
+  const claim = credential.replayClaim(ctx, key);
+  const admitted = hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: claim, charges: [] });
+  if (admitted.ok) return undefined;
+  return deny(admitted.reason === "replayed" ? "NONCE_REPLAYED" : "REPLAY_CAPACITY");
 }
 
 describe("Bybit's documented example (v5 Integration Guidance, Authentication)", () => {
@@ -88,7 +94,7 @@ describe("Bybit's documented example (v5 Integration Guidance, Authentication)",
   it("verifies; the string to sign is timestamp + key + recv_window + query string", async () => {
     const toSign = "1658384314791XXXXXXXXXX5000category=option&symbol=BTC-29JUL22-25000-C";
     expect(createHmac("sha256", secret).update(toSign).digest("hex")).toBe(headers["x-bapi-sign"]);
-    const hot = { nonces: new MemoryNonceStore(), sequences: new MemorySequenceStore() };
+    const hot = new MemoryHotStore();
     const key = hmacKey("XXXXXXXXXX", secret);
     expect(await run(bybitScheme(), context("GET", url, headers, "", 1658384314791), key, hot)).toBeUndefined();
     expect((await run(bybitScheme(), context("GET", url, headers, "", 1658384314791), key, hot))?.code).toBe("NONCE_REPLAYED");

@@ -15,9 +15,9 @@ import { coinbaseError } from "../../src/dialects/coinbase/render.js";
 import { MAX_TOKEN_LENGTH, keyIdOf } from "../../src/dialects/coinbase/token.js";
 import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import { generateKeyId } from "../../src/keys/ids.js";
-import type { NonceStore } from "../../src/storage/types.js";
 import { signRequest } from "../support/harness.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
+import { replayOnlyHot } from "../support/hot.js";
 
 const ROUTES: RouteSpec[] = [
   { method: "GET", path: "/api/v3/brokerage/accounts", permission: "read", dialect: "coinbase" },
@@ -441,16 +441,14 @@ describe("hot state in a network store", () => {
   it("an asynchronous nonce store works, and a failing one fails closed", async () => {
     let fail = false;
     const seen = new Set<string>();
-    const nonces: NonceStore = {
-      claim: (keyId, nonce) => {
-        if (fail) return Promise.reject(new Error("down"));
-        const k = `${keyId} ${nonce}`;
-        const fresh = !seen.has(k);
-        seen.add(k);
-        return Promise.resolve(fresh ? "fresh" : "replayed");
-      },
-    };
-    const g = await makeGateway({ routes: ROUTES, nonces });
+    const hot = replayOnlyHot((claim) => {
+      if (fail) return Promise.reject(new Error("down"));
+      const k = `${claim.keyId} ${String(claim.value)}`;
+      const fresh = !seen.has(k);
+      seen.add(k);
+      return Promise.resolve(fresh ? "fresh" : "replayed");
+    });
+    const g = await makeGateway({ routes: ROUTES, hot });
     try {
       const { key } = await g.createKey({ dialects: ["coinbase"], publicKey: ec.publicKey.export({ type: "spki", format: "pem" }) });
       const jwt = await new SignJWT({ sub: key.id, iss: "cdp", nbf: g.clock.seconds, exp: g.clock.seconds + 60, uri: `GET ${HOST}${ACCOUNTS}` })
@@ -466,7 +464,7 @@ describe("hot state in a network store", () => {
         .sign(ec.privateKey);
       const down = await g.inject({ method: "GET", url: ACCOUNTS, headers: { host: HOST, authorization: `Bearer ${jwt2}` } });
       expect(down.statusCode).toBe(503);
-      expect(down.json()).toMatchObject({ error: "UNAVAILABLE", error_details: "REPLAY_CAPACITY" });
+      expect(down.json()).toMatchObject({ error: "UNAVAILABLE", error_details: "HOT_STORE_UNAVAILABLE" });
     } finally {
       await g.close();
     }

@@ -22,10 +22,12 @@ import type { Dialect, KeyRecord } from "../../src/keys/model.js";
 import { ClientAddressResolver } from "../../src/net/client-address.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { Pipeline } from "../../src/pipeline/pipeline.js";
-import { MemoryNonceStore } from "../../src/storage/memory/nonces.js";
+import { LimitPlan } from "../../src/limits/plan.js";
+import { Shield } from "../../src/limits/shield.js";
+import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
-import type { SequenceStore } from "../../src/storage/types.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
+import { replayOnlyHot } from "../support/hot.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
 
 const KRAKEN_ROUTES: RouteSpec[] = [
@@ -79,6 +81,7 @@ function verificationKey(secretBase64: string, dialects: readonly Dialect[] = ["
     updatedAt: 0,
     lastUsedAt: null,
     revision: 1,
+    limits: {},
   };
   return {
     record,
@@ -517,8 +520,13 @@ describe("every refusal, in Kraken's words", () => {
 });
 
 describe("state and upstream failures, in Kraken's words", () => {
-  async function withSequences(sequences: SequenceStore, run: (g: TestGateway, key: { id: string; secret: string }) => Promise<void>): Promise<void> {
-    const g = await makeGateway({ routes: KRAKEN_ROUTES, sequences });
+  type Claim = "fresh" | "replayed" | "too-low" | "full";
+  async function withSequences(
+    sequences: { claim(keyId: string, value: bigint, window: bigint): Claim | Promise<Claim> },
+    run: (g: TestGateway, key: { id: string; secret: string }) => Promise<void>,
+  ): Promise<void> {
+    const hot = replayOnlyHot((c) => (c.kind === "sequence" ? sequences.claim(c.keyId, c.value, c.window) : "fresh"));
+    const g = await makeGateway({ routes: KRAKEN_ROUTES, hot });
     try {
       const created = await g.createKey({ dialects: ["kraken"] });
       await run(g, { id: created.key.id, secret: created.secret ?? "" });
@@ -545,10 +553,10 @@ describe("state and upstream failures, in Kraken's words", () => {
     });
   });
 
-  it("an unreachable sequence store fails closed: 503 EService:Busy", async () => {
+  it("an unreachable sequence store fails closed: 503 EService:Unavailable", async () => {
     await withSequences({ claim: () => Promise.reject(new Error("down")) }, async (g, key) => {
       const res = await balance(g, key);
-      expect({ status: res.statusCode, body: res.json<unknown>() }).toEqual({ status: 503, body: { error: ["EService:Busy"] } });
+      expect({ status: res.statusCode, body: res.json<unknown>() }).toEqual({ status: 503, body: { error: ["EService:Unavailable"] } });
     });
   });
 
@@ -580,7 +588,9 @@ describe("the nonce window is configurable through the scheme factory", () => {
         ["native", createNativeScheme(SCHEME_OPTIONS)],
         ["kraken", kraken],
       ]),
-      hot: { nonces: new MemoryNonceStore(), sequences: new MemorySequenceStore() },
+      hot: new MemoryHotStore(),
+      limits: new LimitPlan([]),
+      shield: new Shield(),
       clientAddress: new ClientAddressResolver([]),
       environment: "test",
       scheme: "http",

@@ -8,13 +8,12 @@ import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createOkxScheme, OKX_ERRORS, parseOkxTimestamp } from "../../src/dialects/okx/index.js";
-import type { AuthScheme, HotState } from "../../src/dialects/scheme.js";
+import type { AuthScheme } from "../../src/dialects/scheme.js";
 import { type Denial, type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { PassphraseCheck, hashPassphrase } from "../../src/keys/passphrase.js";
 import { RequestContext } from "../../src/pipeline/context.js";
-import { MemoryNonceStore } from "../../src/storage/memory/nonces.js";
-import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
+import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -45,6 +44,7 @@ async function okxKey(secret: string, passphrase: string): Promise<VerificationK
       updatedAt: 0,
       lastUsedAt: null,
       revision: 1,
+      limits: {},
     },
     hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
     hmacKeyDecoded: null,
@@ -68,10 +68,16 @@ function context(method: string, url: string, headers: Record<string, string>, b
 }
 
 /** Stages 3 and 5-7 of the scheme, as the pipeline runs them. */
-async function run(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: HotState): Promise<Denial | undefined> {
+async function run(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: MemoryHotStore): Promise<Denial | undefined> {
   const credential = scheme.extract(ctx);
   if ("ok" in credential) return credential;
-  return (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key)) ?? (await credential.replay(ctx, key, hot));
+  const early = (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key));
+  if (early !== undefined) return early;
+  // Stage 7 as the pipeline runs it: the scheme's claim, recorded by the hot store.
+  const claim = credential.replayClaim(ctx, key);
+  const admitted = hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: claim, charges: [] });
+  if (admitted.ok) return undefined;
+  return deny(admitted.reason === "replayed" ? "NONCE_REPLAYED" : "REPLAY_CAPACITY");
 }
 
 describe("OKX's documented example (docs-v5, REST Authentication > Signature)", () => {
@@ -101,7 +107,7 @@ describe("OKX's documented example (docs-v5, REST Authentication > Signature)", 
       "ok-access-passphrase": passphrase,
     };
     const key = await okxKey(secretKey, passphrase);
-    const hot = { nonces: new MemoryNonceStore(), sequences: new MemorySequenceStore() };
+    const hot = new MemoryHotStore();
     const now = Date.parse(timestamp);
     expect(await run(okxScheme(), context(method, url, headers, body, now), key, hot)).toBeUndefined();
     // A second time: the same signature is refused, as a replay.

@@ -166,7 +166,7 @@ describe("gateway over real sockets", () => {
     const res = await request(`${r.base}/api/v3/account`, { headers: sign("GET", "/api/v3/account") });
     await res.body.text();
     const timing = String(res.headers["server-timing"]);
-    for (const stage of ["addr", "route", "cred", "key", "fresh", "sig", "replay", "authz"]) expect(timing).toMatch(new RegExp(`${stage};dur=\\d+\\.\\d{3}`));
+    for (const stage of ["addr", "shield", "route", "cred", "key", "fresh", "sig", "authz", "admit"]) expect(timing).toMatch(new RegExp(`${stage};dur=\\d+\\.\\d{3}`));
   });
 
   it("refuses a declared body above the limit with 413 before reading it", async () => {

@@ -29,6 +29,7 @@ function record(id: string, revision = 1): KeyRecord {
     updatedAt: 0,
     lastUsedAt: null,
     revision,
+    limits: {},
   };
 }
 

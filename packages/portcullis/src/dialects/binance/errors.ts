@@ -97,6 +97,13 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     REPLAY_CAPACITY: e(429, -1003, TOO_MANY_REQUESTS),
     // Authorization.
     SCOPE_MISSING: rejected,
+    // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
+    RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
+    IP_BANNED: e(418, -1003, "Way too much request weight used; IP banned for a while. Please use WebSocket Streams for live updates to avoid bans."),
+    IP_BLOCKED: e(418, -1003, "Too many failed requests from this IP; it is blocked for a while."),
+    KEY_BLOCKED: e(429, -1003, "Too many failed requests for this API key; it is blocked for a while."),
+    CONCURRENCY_LIMITED: e(429, -1003, TOO_MANY_REQUESTS),
+    HOT_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Upstream: 5xx means "execution status unknown" to a Binance client.
     UPSTREAM_UNAVAILABLE: e(502, -1001, DISCONNECTED),
     UPSTREAM_TIMEOUT: e(504, -1007, TIMEOUT),

@@ -2,8 +2,8 @@ import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../keys/cache.js";
 import type { RequestContext } from "../../pipeline/context.js";
-import { nonceDenial } from "../native.js";
-import type { AuthScheme, Credential, HotState, SchemeOptions, StageAnswer } from "../scheme.js";
+import type { ReplayClaim } from "../../storage/types.js";
+import type { AuthScheme, Credential, SchemeOptions } from "../scheme.js";
 import { DENIALS, createBinanceRenderer } from "./errors.js";
 import { BODY, DEFAULT_RECV_WINDOW_MS, QUERY, type SigningParams, isFormBody, scanSigningParams } from "./params.js";
 import { type Hmac, type SignedPayload, verifyBinanceSignature } from "./signature.js";
@@ -62,13 +62,11 @@ class BinanceCredential implements Credential, SigningParams, SignedPayload {
     return undefined;
   }
 
-  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
+  replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
     // Remembered for as long as any window could accept it: the client's recvWindow bounds the
     // key's (whatever the key is changed to), plus Binance's 1 s of clock allowance.
     const expiresAt = Math.ceil(this.timestamp + this.recvWindow + 1000);
-    const claim = hot.nonces.claim(key.record.id, this.nonce, expiresAt, ctx.now);
-    if (typeof claim === "string") return nonceDenial(claim);
-    return claim.then(nonceDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+    return { kind: "nonce", keyId: key.record.id, value: this.nonce, expiresAt };
   }
 
   // --- the signed payload: query + body, minus the signature pair -----------------------------

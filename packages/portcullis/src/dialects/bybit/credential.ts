@@ -3,8 +3,8 @@ import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../keys/cache.js";
 import type { RequestContext } from "../../pipeline/context.js";
-import { nonceDenial } from "../native.js";
-import type { Credential, HotState, SchemeOptions, StageAnswer } from "../scheme.js";
+import type { ReplayClaim } from "../../storage/types.js";
+import type { Credential, SchemeOptions } from "../scheme.js";
 import { BYBIT_HEADERS, BYBIT_REFUSALS } from "./errors.js";
 
 /**
@@ -112,12 +112,10 @@ class BybitCredential implements Credential {
     }
   }
 
-  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
+  replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
     // Hex is case-insensitive: the single-use value is its lower-case spelling.
     const value = key.record.algorithm === "hmac-sha256" && UPPER_HEX_RE.test(this.sign) ? this.sign.toLowerCase() : this.sign;
-    const claim = hot.nonces.claim(key.record.id, value, this.time + this.windowOf(key) + 1000, ctx.now);
-    if (typeof claim === "string") return nonceDenial(claim);
-    return claim.then(nonceDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+    return { kind: "nonce", keyId: key.record.id, value, expiresAt: this.time + this.windowOf(key) + 1000 };
   }
 }
 

@@ -42,6 +42,8 @@ const E = {
   serverError: { status: 500, retCode: 10016, retMsg: "Server error." },
   routeNotFound: { status: 404, retCode: 10017, retMsg: "Route not found." },
   keyExpired: { status: 200, retCode: 33004, retMsg: "Your api key has expired." },
+  tooMany: { status: 429, retCode: 10006, retMsg: "Too many visits!" },
+  ipBanned: { status: 403, retCode: 10018, retMsg: "Exceeded the IP rate limit; access is banned for a while." },
 } as const satisfies Record<string, BybitError>;
 
 const status = (e: BybitError, httpStatus: number): BybitError => ({ ...e, status: httpStatus });
@@ -98,6 +100,12 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   TOKEN_NOT_YET_VALID: E.authFailed,
   TOKEN_LIFETIME_TOO_LONG: E.authFailed,
   TOKEN_URI_MISMATCH: E.authFailed,
+  RATE_LIMITED: E.tooMany,
+  IP_BANNED: E.ipBanned,
+  IP_BLOCKED: E.ipBanned,
+  KEY_BLOCKED: { ...E.tooMany, retMsg: "Too many failed requests for this API key; it is blocked for a while." },
+  CONCURRENCY_LIMITED: E.tooMany,
+  HOT_STORE_UNAVAILABLE: status(E.serverError, 503),
   REPLAY_CAPACITY: status(E.serverError, 503),
 
   SCOPE_MISSING: E.permission,

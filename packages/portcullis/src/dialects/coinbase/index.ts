@@ -4,8 +4,8 @@ import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../keys/cache.js";
 import type { RequestContext } from "../../pipeline/context.js";
 import { authorityOf } from "../../signatures/rfc9421.js";
-import { nonceDenial } from "../native.js";
-import type { AuthScheme, Credential, HotState, SchemeOptions, StageAnswer } from "../scheme.js";
+import type { ReplayClaim } from "../../storage/types.js";
+import type { AuthScheme, Credential, SchemeOptions, StageAnswer } from "../scheme.js";
 import { type VerifyKey, algorithmOf, verifyKeyFor } from "./keys.js";
 import { renderCoinbase } from "./render.js";
 import { type CdpAlgorithm, type CdpToken, parseBearerToken } from "./token.js";
@@ -92,11 +92,9 @@ class CoinbaseCredential implements Credential {
     return compactVerify(this.token.compact, verifyKey, VERIFY_OPTIONS[alg]).then(() => undefined, joseDenial);
   }
 
-  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
+  replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
     // Remembered for as long as the token is valid: afterwards stage 5 refuses it anyway.
-    const claim = hot.nonces.claim(key.record.id, this.token.nonce, this.token.exp * 1000, ctx.now);
-    if (typeof claim === "string") return nonceDenial(claim);
-    return claim.then(nonceDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+    return { kind: "nonce", keyId: key.record.id, value: this.token.nonce, expiresAt: this.token.exp * 1000 };
   }
 }
 

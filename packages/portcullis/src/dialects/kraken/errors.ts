@@ -34,6 +34,7 @@ export const KRAKEN_ERRORS = {
   INVALID_ARGUMENTS: "EGeneral:Invalid arguments",
   UNKNOWN_METHOD: "EGeneral:Unknown method",
   RATE_LIMIT: "EAPI:Rate limit exceeded",
+  LOCKOUT: "EGeneral:Temporary lockout",
   UNAVAILABLE: "EService:Unavailable",
   BUSY: "EService:Busy",
   INTERNAL: "EGeneral:Internal error",
@@ -96,6 +97,13 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   TOKEN_LIFETIME_TOO_LONG: K.INVALID_KEY,
   TOKEN_URI_MISMATCH: K.INVALID_KEY,
   REPLAY_CAPACITY: K.BUSY,
+  // Limits and shields.
+  RATE_LIMITED: K.RATE_LIMIT,
+  IP_BANNED: K.LOCKOUT,
+  IP_BLOCKED: K.LOCKOUT,
+  KEY_BLOCKED: K.LOCKOUT,
+  CONCURRENCY_LIMITED: K.RATE_LIMIT,
+  HOT_STORE_UNAVAILABLE: K.UNAVAILABLE,
   // Authorization (stage 8).
   SCOPE_MISSING: K.PERMISSION_DENIED,
   // Upstream.

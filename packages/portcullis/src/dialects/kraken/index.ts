@@ -3,8 +3,8 @@ import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../keys/cache.js";
 import type { RequestContext } from "../../pipeline/context.js";
-import type { SequenceClaim } from "../../storage/types.js";
-import type { AuthScheme, Credential, HotState, RenderedError, SchemeOptions, StageAnswer } from "../scheme.js";
+import type { ReplayClaim } from "../../storage/types.js";
+import type { AuthScheme, Credential, RenderedError, SchemeOptions } from "../scheme.js";
 import { createKrakenRenderer } from "./errors.js";
 import { findNonce } from "./nonce.js";
 
@@ -50,23 +50,6 @@ export interface KrakenSchemeOptions extends SchemeOptions {
 /** API-Sign: standard base64 of 64 bytes, canonical (88 characters, the last data one on a 4-bit boundary). */
 const API_SIGN_RE = /^[A-Za-z0-9+/]{85}[AQgw]==$/;
 
-function sequenceDenial(claim: SequenceClaim): Denial | undefined {
-  switch (claim) {
-    case "fresh":
-      return undefined;
-    case "replayed":
-      return deny("NONCE_REPLAYED");
-    case "too-low":
-      return deny("NONCE_NOT_INCREASING");
-    case "full":
-      return deny("REPLAY_CAPACITY");
-  }
-}
-
-function sequenceUnavailable(): Denial {
-  return deny("REPLAY_CAPACITY", "sequence store unavailable");
-}
-
 class KrakenCredential implements Credential {
   readonly scheme = "kraken" as const;
 
@@ -93,10 +76,8 @@ class KrakenCredential implements Credential {
     return timingSafeEqual(expected, given) ? undefined : deny("SIGNATURE_INVALID");
   }
 
-  replay(_ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
-    const claim = hot.sequences.claim(key.record.id, this.nonce, this.window);
-    if (typeof claim === "string") return sequenceDenial(claim);
-    return claim.then(sequenceDenial, sequenceUnavailable);
+  replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
+    return { kind: "sequence", keyId: key.record.id, value: this.nonce, window: this.window };
   }
 }
 

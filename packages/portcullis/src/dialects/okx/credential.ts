@@ -3,8 +3,8 @@ import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../keys/cache.js";
 import type { RequestContext } from "../../pipeline/context.js";
-import { nonceDenial } from "../native.js";
-import type { Credential, HotState, SchemeOptions, StageAnswer } from "../scheme.js";
+import type { ReplayClaim } from "../../storage/types.js";
+import type { Credential, SchemeOptions, StageAnswer } from "../scheme.js";
 import { OKX_HEADERS, OKX_REFUSALS } from "./errors.js";
 import { parseOkxTimestamp } from "./timestamp.js";
 
@@ -89,10 +89,8 @@ class OkxCredential implements Credential {
     );
   }
 
-  replay(ctx: RequestContext, key: VerificationKey, hot: HotState): StageAnswer {
-    const claim = hot.nonces.claim(key.record.id, this.sign, this.time + windowOf(key) + 1000, ctx.now);
-    if (typeof claim === "string") return nonceDenial(claim);
-    return claim.then(nonceDenial, () => deny("REPLAY_CAPACITY", "nonce store unavailable"));
+  replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
+    return { kind: "nonce", keyId: key.record.id, value: this.sign, expiresAt: this.time + windowOf(key) + 1000 };
   }
 }
 

@@ -48,6 +48,8 @@ const E = {
   invalidSign: { status: 401, code: "50113", msg: "Invalid Sign" },
   invalidAuthorization: { status: 401, code: "50114", msg: "Invalid authorization." },
   noPermission: { status: 403, code: "50120", msg: "API key doesn't have permission." },
+  rateLimit: { status: 429, code: "50011", msg: "Rate limit reached. Please refer to API documentation and throttle requests accordingly." },
+  ipBanned: { status: 429, code: "50061", msg: "Too many requests from this IP; it is banned for a while." },
 } as const satisfies Record<string, OkxError>;
 
 const param = (status: number, name: string): OkxError => ({ status, code: "51000", msg: `Parameter ${name} error.` });
@@ -105,6 +107,12 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   TOKEN_NOT_YET_VALID: E.invalidAuthorization,
   TOKEN_LIFETIME_TOO_LONG: E.invalidAuthorization,
   TOKEN_URI_MISMATCH: E.invalidAuthorization,
+  RATE_LIMITED: E.rateLimit,
+  IP_BANNED: E.ipBanned,
+  IP_BLOCKED: E.ipBanned,
+  KEY_BLOCKED: { ...E.rateLimit, msg: "Too many failed requests for this API key; it is blocked for a while." },
+  CONCURRENCY_LIMITED: E.rateLimit,
+  HOT_STORE_UNAVAILABLE: E.serviceUnavailable,
   REPLAY_CAPACITY: E.busy,
 
   SCOPE_MISSING: E.noPermission,

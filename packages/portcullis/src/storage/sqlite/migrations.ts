@@ -64,4 +64,12 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN passphrase_hash TEXT;
     `,
   },
+  {
+    version: 3,
+    name: "key limit overrides",
+    sql: `
+      -- Per-key overrides of configured limits, by limit name: {"key-weight-1m": 12000}.
+      ALTER TABLE keys ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
+    `,
+  },
 ];

@@ -26,6 +26,7 @@ interface KeyRowSql {
   last_used_at: number | null;
   revision: number;
   passphrase_hash: string | null;
+  limits: string;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -50,6 +51,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     lastUsedAt: r.last_used_at,
     revision: r.revision,
     passphraseHash: r.passphrase_hash,
+    limits: JSON.parse(r.limits) as Record<string, number>,
   };
 }
 
@@ -100,10 +102,10 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       insert: this.db.prepare(
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
-           last_used_at, revision, passphrase_hash)
+           last_used_at, revision, passphrase_hash, limits)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
-           @lastUsedAt, @revision, @passphraseHash)`,
+           @lastUsedAt, @revision, @passphraseHash, @limits)`,
       ),
       insertChange: this.db.prepare(
         "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)",
@@ -156,6 +158,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         scopes: JSON.stringify(row.scopes),
         ipAllowlist: JSON.stringify(row.ipAllowlist),
         dialects: JSON.stringify(row.dialects),
+        limits: JSON.stringify(row.limits),
       });
       this.stmts.insertChange.run(row.id, change.action, change.actor, change.at, JSON.stringify(change.detail));
     }).immediate();
@@ -202,6 +205,20 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     }).immediate();
     if (result.ok) this.deliverChanges();
     return Promise.resolve(result);
+  }
+
+  updateLimits(id: string, limits: Readonly<Record<string, number>>, change: KeyChange): Promise<KeyRow | undefined> {
+    const row = this.db.transaction((): KeyRowSql | undefined => {
+      const updated = this.db
+        .prepare<[string, number, string], KeyRowSql>("UPDATE keys SET limits = ?, updated_at = ?, revision = revision + 1 WHERE id = ? RETURNING *")
+        .get(JSON.stringify(limits), change.at, id);
+      if (updated !== undefined) {
+        this.stmts.insertChange.run(id, change.action, change.actor, change.at, JSON.stringify(change.detail));
+      }
+      return updated;
+    }).immediate();
+    if (row !== undefined) this.deliverChanges();
+    return Promise.resolve(row === undefined ? undefined : fromSql(row));
   }
 
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {

@@ -1,0 +1,44 @@
+import type { Charge, ChargeState } from "./types.js";
+
+/**
+ * The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers, structured form):
+ *
+ *   RateLimit-Policy: "key-weight-1m";q=1200;w=60
+ *   RateLimit: "key-weight-1m";r=1187;t=42
+ *
+ * describing the one limit closest to exhaustion (the refusing one on a 429): its quota `q` per
+ * window `w` seconds, the units remaining `r`, and `t` seconds until it is full again.
+ */
+export function rateLimitFields(
+  charges: readonly Charge[],
+  states: readonly ChargeState[],
+  refused: number,
+): { readonly policy: string; readonly limit: string } | null {
+  let pick = refused;
+  if (pick < 0) {
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < charges.length; i++) {
+      const c = charges[i];
+      const s = states[i];
+      if (c === undefined || s === undefined) continue;
+      const left = s.remaining / c.limit;
+      if (left < best) {
+        best = left;
+        pick = i;
+      }
+    }
+  }
+  const charge = charges[pick];
+  const state = states[pick];
+  if (charge === undefined || state === undefined) return null;
+  const name = charge.spec.name;
+  return {
+    policy: `"${name}";q=${charge.limit};w=${Math.ceil(charge.windowMs / 1000)}`,
+    limit: `"${name}";r=${state.remaining};t=${Math.ceil(state.resetMs / 1000)}`,
+  };
+}
+
+/** Retry-After in whole seconds (at least 1). */
+export function retryAfterSeconds(ms: number): string {
+  return String(Math.max(1, Math.ceil(ms / 1000)));
+}

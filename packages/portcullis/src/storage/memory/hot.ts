@@ -1,0 +1,138 @@
+import { type Tat, gcra } from "../../limits/gcra.js";
+import { DEFAULT_SHIELD_POLICY, type ChargeState, type ShieldPolicy } from "../../limits/types.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore, ReplayClaim } from "../types.js";
+import { MemoryNonceStore } from "./nonces.js";
+import { MemorySequenceStore } from "./sequences.js";
+
+/**
+ * The embedded hot store: replay state, GCRA buckets, bans and blocks in process memory.
+ * Everything an admission decides happens synchronously in one turn of the event loop, so
+ * all-or-nothing is simply "decide everything, then write": nothing is written when anything
+ * refuses. Buckets that have drained are swept a few at a time on each admission (a round-robin
+ * cursor), so memory follows the number of active clients, not the number ever seen.
+ */
+export interface MemoryHotStoreOptions {
+  readonly policy?: ShieldPolicy;
+  /** Nonce capacity (fail closed beyond it). */
+  readonly nonceCapacity?: number;
+}
+
+interface Ban {
+  until: number;
+  /** Bans so far (each doubles the next), forgotten after a quiet day. */
+  count: number;
+}
+
+const SWEEP_PER_ADMISSION = 4;
+const BAN_MEMORY_MS = 86_400_000;
+
+export class MemoryHotStore implements HotStore {
+  readonly kind = "memory";
+  private readonly nonces: MemoryNonceStore;
+  private readonly sequences = new MemorySequenceStore();
+  private readonly tats = new Map<string, Tat & { readonly expires: number }>();
+  private readonly bans = new Map<string, Ban>();
+  private cursor: IterableIterator<[string, Tat & { readonly expires: number }]> | null = null;
+  private readonly policy: ShieldPolicy;
+
+  constructor(options: MemoryHotStoreOptions = {}) {
+    this.policy = options.policy ?? DEFAULT_SHIELD_POLICY;
+    this.nonces = new MemoryNonceStore(options.nonceCapacity);
+  }
+
+  /** Buckets held (for tests and metrics). */
+  get buckets(): number {
+    return this.tats.size;
+  }
+
+  admit(a: Admission): AdmissionResult {
+    const now = a.now;
+    this.sweep(now);
+    const ban = this.bans.get(a.ip);
+    if (ban !== undefined && ban.until > now) return { ok: false, reason: "banned", until: ban.until };
+
+    const charges = a.charges;
+    const states: ChargeState[] = new Array<ChargeState>(charges.length);
+    const tats: Tat[] = new Array<Tat>(charges.length);
+    for (let i = 0; i < charges.length; i++) {
+      const c = charges[i];
+      if (c === undefined) continue;
+      const d = gcra(c, this.tats.get(c.bucket), c.cost, now);
+      states[i] = { remaining: d.remaining, resetMs: d.resetMs };
+      if (!d.allowed) {
+        return { ok: false, reason: "limited", index: i, retryAfterMs: d.retryAfterMs, states, bannedUntil: this.strike(a.ip, now) };
+      }
+      tats[i] = d.tat;
+    }
+    if (a.replay !== null) {
+      const claim = this.claim(a.replay, now);
+      if (claim !== "fresh") return { ok: false, reason: claim };
+    }
+    for (let i = 0; i < charges.length; i++) {
+      const c = charges[i];
+      const tat = tats[i];
+      if (c === undefined || tat === undefined) continue;
+      this.tats.delete(c.bucket);
+      this.tats.set(c.bucket, { ms: tat.ms, rem: tat.rem, expires: tat.ms + 1 });
+    }
+    return { ok: true, states };
+  }
+
+  recordFailure(ip: string, keyId: string | null, now: number): FailureResult {
+    const p = this.policy;
+    const window = { limit: p.authFailuresPerIp, windowMs: p.authFailureWindowMs };
+    let ipBlockedUntil: number | null = null;
+    let keyBlockedUntil: number | null = null;
+    if (!this.charge(`fail:ip:${ip}`, window, now)) ipBlockedUntil = now + p.authBlockMs;
+    if (keyId !== null && !this.charge(`fail:key:${keyId}`, { limit: p.authFailuresPerKey, windowMs: p.authFailureWindowMs }, now)) {
+      keyBlockedUntil = now + p.authBlockMs;
+    }
+    return { ipBlockedUntil, keyBlockedUntil };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  private claim(replay: ReplayClaim, now: number): "fresh" | "replayed" | "too-low" | "full" {
+    if (replay.kind === "nonce") return this.nonces.claim(replay.keyId, replay.value, replay.expiresAt, now);
+    return this.sequences.claim(replay.keyId, replay.value, replay.window);
+  }
+
+  /** Charges one unit; false when the bucket refuses. */
+  private charge(bucket: string, limit: { limit: number; windowMs: number }, now: number): boolean {
+    const d = gcra(limit, this.tats.get(bucket), 1, now);
+    if (!d.allowed) return false;
+    this.tats.delete(bucket);
+    this.tats.set(bucket, { ms: d.tat.ms, rem: d.tat.rem, expires: d.tat.ms + 1 });
+    return true;
+  }
+
+  /** A refused request from `ip`: one strike; too many strikes, a growing ban. */
+  private strike(ip: string, now: number): number | null {
+    const p = this.policy;
+    if (this.charge(`strike:${ip}`, { limit: p.strikes, windowMs: p.strikeWindowMs }, now)) return null;
+    const previous = this.bans.get(ip);
+    const count = previous !== undefined && now - previous.until < BAN_MEMORY_MS ? previous.count + 1 : 1;
+    const until = now + Math.min(p.banBaseMs * 2 ** (count - 1), p.banMaxMs);
+    this.bans.set(ip, { until, count });
+    return until;
+  }
+
+  /** Forgets a few drained buckets and lapsed bans per call. */
+  private sweep(now: number): void {
+    for (let i = 0; i < SWEEP_PER_ADMISSION; i++) {
+      if (this.cursor === null) this.cursor = this.tats.entries();
+      const next = this.cursor.next();
+      if (next.done === true) {
+        this.cursor = null;
+        break;
+      }
+      const [bucket, tat] = next.value;
+      if (tat.expires <= now) this.tats.delete(bucket);
+    }
+    if (this.bans.size > 0 && (now & 0x3ff) === 0) {
+      for (const [ip, ban] of this.bans) if (now - ban.until > BAN_MEMORY_MS) this.bans.delete(ip);
+    }
+  }
+}
