@@ -48,6 +48,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       authorities: config.gateway.authorities,
       scheme: config.gateway.scheme,
       timing: config.gateway.serverTiming,
+      limits: config.limits,
       logger,
     });
     gateway = new Gateway({

@@ -7,7 +7,7 @@ import { type Denial, PortcullisError, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial, sendJson } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
-import { parseCreateKeyInput } from "../keys/input.js";
+import { parseCreateKeyInput, parseLimitOverrides } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../keys/model.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../pipeline/context.js";
@@ -25,6 +25,7 @@ import type { Pipeline } from "../pipeline/pipeline.js";
  *   POST /portcullis/v1/keys/:id/revoke        { "reason"?: string }
  *   POST /portcullis/v1/keys/:id/suspend       { "reason"?: string }
  *   POST /portcullis/v1/keys/:id/resume
+ *   PUT  /portcullis/v1/keys/:id/limits        { "limits": { "<limit name>": <n> } } (replaces the overrides)
  */
 export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "GET", path: "/portcullis/v1/time", permission: "public" },
@@ -35,6 +36,7 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "POST", path: "/portcullis/v1/keys/:id/revoke", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/suspend", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/resume", permission: "admin:keys" },
+  { method: "PUT", path: "/portcullis/v1/keys/:id/limits", permission: "admin:keys" },
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -186,6 +188,13 @@ export class AdminApi {
         return { status: 200, body: await keys.suspend(id, actor, reasonOf(parseJsonBody(ctx.body))) };
       case "POST /portcullis/v1/keys/:id/resume":
         return { status: 200, body: await keys.resume(id, actor) };
+      case "PUT /portcullis/v1/keys/:id/limits": {
+        const body = parseJsonBody(ctx.body);
+        const raw = body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>).limits : undefined;
+        const parsed = parseLimitOverrides(raw);
+        if ("error" in parsed) throw new PortcullisError("VALIDATION_FAILED", `limits: ${parsed.error}`, { limits: parsed.error });
+        return { status: 200, body: await keys.setLimits(id, parsed.limits, actor) };
+      }
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");
     }

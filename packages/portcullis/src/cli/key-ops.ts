@@ -18,6 +18,7 @@ export interface KeyOps {
   revoke(id: string, reason: string | null): Promise<KeyView>;
   suspend(id: string, reason: string | null): Promise<KeyView>;
   resume(id: string): Promise<KeyView>;
+  setLimits(id: string, limits: Record<string, number>): Promise<KeyView>;
   close(): Promise<void>;
 }
 
@@ -45,6 +46,7 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
     revoke: (id, reason) => service.revoke(id, actor, reason),
     suspend: (id, reason) => service.suspend(id, actor, reason),
     resume: (id) => service.resume(id, actor),
+    setLimits: (id, limits) => service.setLimits(id, limits, actor),
     close: () => data.store.close(),
   };
 }
@@ -81,6 +83,7 @@ export function remoteKeyOps(adminUrl: string, credentials: AdminCredentials): K
     revoke: (keyId, reason) => call("POST", `/portcullis/v1/keys/${id(keyId)}/revoke`, reason === null ? {} : { reason }),
     suspend: (keyId, reason) => call("POST", `/portcullis/v1/keys/${id(keyId)}/suspend`, reason === null ? {} : { reason }),
     resume: (keyId) => call("POST", `/portcullis/v1/keys/${id(keyId)}/resume`, {}),
+    setLimits: (keyId, limits) => call("PUT", `/portcullis/v1/keys/${id(keyId)}/limits`, { limits }),
     close: () => Promise.resolve(),
   };
 }

@@ -6,6 +6,7 @@ import { ConfigError, loadConfig } from "../config/config.js";
 import { DEMO_EXCHANGE_ROUTES } from "../demo/exchange/routes.js";
 import { runDemo } from "../demo/run.js";
 import { PortcullisError } from "../errors/catalogue.js";
+import { parseLimitOverrides } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
@@ -34,6 +35,20 @@ function print(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
 }
 
+/** "name=n" flags into overrides; the key service validates names and values. */
+function limitOverrides(pairs: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf("=");
+    const value = Number(pair.slice(eq + 1));
+    if (eq <= 0 || !Number.isSafeInteger(value)) throw new PortcullisError("VALIDATION_FAILED", `--limit/--set takes name=n, e.g. key-weight-1m=12000 (got ${pair})`);
+    out[pair.slice(0, eq)] = value;
+  }
+  const parsed = parseLimitOverrides(out);
+  if ("error" in parsed) throw new PortcullisError("VALIDATION_FAILED", parsed.error);
+  return parsed.limits;
+}
+
 function describeKey(k: KeyView): string {
   const lines = [
     `id          ${k.id}`,
@@ -44,6 +59,7 @@ function describeKey(k: KeyView): string {
     `ip allow    ${k.ipAllowlist.length === 0 ? "any" : k.ipAllowlist.join(", ")}`,
     `dialects    ${k.dialects.join(", ")}`,
     `expires     ${k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()}`,
+    `limits      ${Object.keys(k.limits).length === 0 ? "the configured ones" : Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(", ")}`,
     `created     ${new Date(k.createdAt).toISOString()}`,
     `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()}`,
   ];
@@ -209,7 +225,8 @@ function buildProgram(): Command {
       .option("--expires <duration>", 'expiry: a duration such as "30d", or an ISO-8601 time')
       .option("--window <ms>", "freshness window for signatures, 1000-60000 ms (default 5000)")
       .option("--dialect <name>", "signing scheme the key may use: native, binance, kraken, coinbase, okx, bybit (repeatable; default native)", collect)
-      .option("--passphrase <text>", "OKX keys: the passphrase the client will send (prefer $PORTCULLIS_PASSPHRASE)"),
+      .option("--passphrase <text>", "OKX keys: the passphrase the client will send (prefer $PORTCULLIS_PASSPHRASE)")
+      .option("--limit <name=n>", "override a configured limit for this key, e.g. key-weight-1m=12000 (repeatable)", collect),
   ).action(
     async (opts: TargetOptions & {
       account: string;
@@ -224,6 +241,7 @@ function buildProgram(): Command {
       window?: string;
       dialect?: string[];
       passphrase?: string;
+      limit?: string[];
       json?: boolean;
     }) => {
       let generated: { publicKey: string; privateKey: string } | null = null;
@@ -247,6 +265,7 @@ function buildProgram(): Command {
       if (opts.dialect !== undefined) raw.dialects = opts.dialect;
       const passphrase = opts.passphrase ?? process.env.PORTCULLIS_PASSPHRASE;
       if (passphrase !== undefined) raw.passphrase = passphrase;
+      if (opts.limit !== undefined) raw.limits = limitOverrides(opts.limit);
       const key = await withOps(opts, (ops) => ops.create(raw));
       let privateKey: string | undefined;
       if (generated !== null) {
@@ -303,6 +322,21 @@ function buildProgram(): Command {
       print(opts.json === true, key, () => `${key.id} is now ${key.effectiveStatus}`);
     });
   }
+
+  withTarget(
+    keys
+      .command("limits")
+      .description("set a key's limit overrides (replacing the old ones), or clear them")
+      .argument("<id>", "key id")
+      .option("--set <name=n>", "override a configured limit, e.g. key-weight-1m=12000 (repeatable)", collect)
+      .option("--clear", "remove every override"),
+  ).action(async (id: string, opts: TargetOptions & { set?: string[]; clear?: boolean; json?: boolean }) => {
+    if (opts.clear !== true && opts.set === undefined) throw new PortcullisError("VALIDATION_FAILED", "give --set name=n (repeatable) or --clear");
+    const limits = opts.clear === true ? {} : limitOverrides(opts.set ?? []);
+    const key = await withOps(opts, (ops) => ops.setLimits(id, limits));
+    const shown = Object.entries(key.limits).map(([n, v]) => `${n}=${v}`).join(", ");
+    print(opts.json === true, key, () => `${key.id} limits: ${shown === "" ? "the configured ones" : shown}`);
+  });
 
   withTarget(keys.command("resume").description("resume a suspended key").argument("<id>", "key id")).action(
     async (id: string, opts: TargetOptions & { json?: boolean }) => {

@@ -4,6 +4,8 @@ import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js"
 import type { Environment } from "../keys/ids.js";
 import { DEFAULT_WINDOW_MS } from "../keys/model.js";
 import { CidrError, CidrSet } from "../net/ip.js";
+import { parseDuration } from "../keys/input.js";
+import { DEFAULT_SHIELD_POLICY, type LimitKind, type LimitScope, type LimitSpec, type ShieldPolicy } from "../limits/types.js";
 
 /**
  * The configuration file (JSON). Every field is validated at startup; a mistake stops the process
@@ -45,8 +47,30 @@ export interface PortcullisConfig {
     readonly futureSkewMs: number;
   };
   readonly routes: readonly RouteSpec[];
+  readonly limits: {
+    readonly specs: readonly LimitSpec[];
+    readonly shield: ShieldPolicy;
+    readonly maxConcurrentPerKey: number;
+  };
+  /** Where hot state lives: this process, or a Redis shared by every gateway. */
+  readonly hot: { readonly backend: "memory" } | { readonly backend: "redis"; readonly url: string; readonly prefix: string };
   readonly log: { readonly level: string };
 }
+
+/**
+ * The limits a gateway applies when its config says nothing: Binance-like budgets that protect a
+ * matching engine without getting in a well-behaved bot's way.
+ */
+export const DEFAULT_LIMITS = {
+  ip: [{ name: "ip-weight-1m", limit: 6000, window: "1m" }],
+  key: [{ name: "key-weight-1m", limit: 1200, window: "1m" }],
+  account: [],
+  orders: [
+    { name: "orders-10s", limit: 100, window: "10s" },
+    { name: "orders-1d", limit: 200_000, window: "1d" },
+  ],
+  cancels: [{ name: "cancels-10s", limit: 200, window: "10s" }],
+} as const;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -99,7 +123,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "log"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "hot", "log"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -141,6 +165,20 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     throw err;
   }
 
+  const limits = parseLimits(root.limits);
+  const h = obj(root.hot, "hot");
+  only(h, "hot", ["backend", "url", "prefix"]);
+  const backend = str(h, "backend", "hot", "memory");
+  let hot: PortcullisConfig["hot"];
+  if (backend === "memory") hot = { backend };
+  else if (backend === "redis") {
+    const url = str(h, "url", "hot", "redis://127.0.0.1:6379");
+    if (!/^rediss?:\/\//.test(url)) throw new ConfigError("hot.url must be a redis:// or rediss:// URL");
+    const prefix = str(h, "prefix", "hot", "pc:");
+    if (!/^[A-Za-z0-9:_.-]{1,32}$/.test(prefix)) throw new ConfigError("hot.prefix must be 1-32 characters of letters, digits and :_.-");
+    hot = { backend, url, prefix };
+  } else throw new ConfigError('hot.backend must be "memory" or "redis"');
+
   return {
     dataDir,
     environment,
@@ -166,8 +204,67 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       futureSkewMs: int(s, "futureSkewMs", "signatures", 1000, 0, 60_000),
     },
     routes: routes as RouteSpec[],
+    limits,
+    hot,
     log: { level },
   };
+}
+
+function duration(o: Json, key: string, where: string, fallbackMs: number): number {
+  const v = o[key];
+  if (v === undefined) return fallbackMs;
+  const ms = typeof v === "string" ? parseDuration(v) : null;
+  if (ms === null) throw new ConfigError(`${where}.${key} must be a duration such as "10s", "1m", "1d"`);
+  return ms;
+}
+
+const SCOPES: Readonly<Record<string, { scope: LimitScope; kind: LimitKind }>> = {
+  ip: { scope: "ip", kind: "weight" },
+  key: { scope: "key", kind: "weight" },
+  account: { scope: "account", kind: "weight" },
+  orders: { scope: "account", kind: "orders" },
+  cancels: { scope: "account", kind: "cancels" },
+};
+
+/** The `limits` section; absent, the built-in DEFAULT_LIMITS (and default shields). */
+function parseLimits(raw: unknown): PortcullisConfig["limits"] {
+  const l = obj(raw ?? DEFAULT_LIMITS, "limits");
+  only(l, "limits", [...Object.keys(SCOPES), "maxConcurrentPerKey", "shield"]);
+  const specs: LimitSpec[] = [];
+  const names = new Set<string>();
+  for (const [group, { scope, kind }] of Object.entries(SCOPES)) {
+    const list = l[group];
+    if (list === undefined) continue;
+    if (!Array.isArray(list)) throw new ConfigError(`limits.${group} must be a list`);
+    list.forEach((item: unknown, i) => {
+      const where = `limits.${group}[${i}]`;
+      const o = obj(item, where);
+      only(o, where, ["name", "limit", "window"]);
+      const name = str(o, "name", where, "");
+      if (!/^[a-z][a-z0-9._-]{0,63}$/.test(name)) throw new ConfigError(`${where}.name must be lower-case letters, digits and ._- (e.g. "key-weight-1m")`);
+      if (names.has(name)) throw new ConfigError(`${where}: limit name ${name} is used twice`);
+      names.add(name);
+      const limit = int(o, "limit", where, 0, 1, 1_000_000_000);
+      if (o.window === undefined) throw new ConfigError(`${where}.window is required`);
+      const windowMs = duration(o, "window", where, 0);
+      if (windowMs > 7 * 86_400_000) throw new ConfigError(`${where}.window must be at most 7 days`);
+      specs.push({ name, scope, kind, limit, windowMs });
+    });
+  }
+  const s = obj(l.shield, "limits.shield");
+  only(s, "limits.shield", ["strikes", "strikeWindow", "banBase", "banMax", "authFailuresPerIp", "authFailuresPerKey", "authFailureWindow", "authBlock"]);
+  const d = DEFAULT_SHIELD_POLICY;
+  const shield: ShieldPolicy = {
+    strikes: int(s, "strikes", "limits.shield", d.strikes, 1, 1_000_000),
+    strikeWindowMs: duration(s, "strikeWindow", "limits.shield", d.strikeWindowMs),
+    banBaseMs: duration(s, "banBase", "limits.shield", d.banBaseMs),
+    banMaxMs: duration(s, "banMax", "limits.shield", d.banMaxMs),
+    authFailuresPerIp: int(s, "authFailuresPerIp", "limits.shield", d.authFailuresPerIp, 1, 1_000_000),
+    authFailuresPerKey: int(s, "authFailuresPerKey", "limits.shield", d.authFailuresPerKey, 1, 1_000_000),
+    authFailureWindowMs: duration(s, "authFailureWindow", "limits.shield", d.authFailureWindowMs),
+    authBlockMs: duration(s, "authBlock", "limits.shield", d.authBlockMs),
+  };
+  return { specs, shield, maxConcurrentPerKey: int(l, "maxConcurrentPerKey", "limits", 0, 0, 100_000) };
 }
 
 export function loadConfig(file: string): PortcullisConfig {

@@ -5,10 +5,12 @@ import type { RequestContext } from "../../pipeline/context.js";
 import type { ReplayClaim } from "../../storage/types.js";
 import type { AuthScheme, Credential, SchemeOptions } from "../scheme.js";
 import { DENIALS, createBinanceRenderer } from "./errors.js";
+import { binanceLimitHeaders } from "./limits.js";
 import { BODY, DEFAULT_RECV_WINDOW_MS, QUERY, type SigningParams, isFormBody, scanSigningParams } from "./params.js";
 import { type Hmac, type SignedPayload, verifyBinanceSignature } from "./signature.js";
 
 export { binanceErrorFor } from "./errors.js";
+export { binanceLimitHeaders } from "./limits.js";
 export { type SignedPayload, type WebSocketParamValue, verifyBinanceSignature, verifyWebSocketSignature, webSocketSignaturePayload } from "./signature.js";
 
 /**
@@ -139,5 +141,6 @@ export function createBinanceScheme(options: SchemeOptions): AuthScheme {
       return credential;
     },
     render: createBinanceRenderer(futureSkewMs),
+    limitHeaders: binanceLimitHeaders,
   };
 }

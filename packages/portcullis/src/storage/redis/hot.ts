@@ -1,0 +1,307 @@
+import { Redis } from "ioredis";
+import { DEFAULT_SHIELD_POLICY, type ChargeState, type ShieldPolicy } from "../../limits/types.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore, ReplayClaim } from "../types.js";
+import { ADMIT_LUA, FAILURE_LUA } from "./scripts.js";
+
+/**
+ * The Redis hot store: the same decisions as MemoryHotStore (storage/memory/hot.ts), shared by
+ * every gateway process, in ONE round trip per admission.
+ *
+ * The script. An admission is one EVALSHA of the ADMIT script (scripts.ts; ioredis sends EVAL the
+ * first time on each connection, then EVALSHA, and falls back to EVAL on NOSCRIPT). Redis runs a
+ * script atomically, so the script is the memory store's `admit` transcribed: (1) the address's
+ * ban; (2) GCRA for every charge, in order — on the first refusal, a strike for the address (a
+ * GCRA bucket of `strikes` per `strikeWindowMs`) and, when the strike is refused, a ban of
+ * banBaseMs·2^(count−1) capped at banMaxMs, the count remembered for a day after the ban ends;
+ * (3) only when every charge admits, the replay claim; (4) only when that is fresh too, every
+ * TAT is written. Nothing is written when anything refuses, except the strike and the ban.
+ * GCRA runs on the same integer arithmetic as limits/gcra.ts (doubles below 2^53, identical
+ * operations), so counts, remaining, resetMs and retryAfterMs are exactly the memory store's.
+ * `recordFailure` is one call of the FAILURE script (two GCRA buckets).
+ *
+ * Time. Every decision uses the admission's `now` (the gateway's clock), never Redis's clock:
+ * stored values are logical times (TATs, ban ends, nonce expiries) compared with `now`. Redis
+ * expiries (PX, relative) only reclaim memory, and are set a margin after the logical expiry.
+ *
+ * Key layout (P = `prefix`, "pc:" by default):
+ *
+ *   P t:<bucket>             string "ms:rem"     a charge's TAT (tat = ms + rem/limit); PX ≈ resetMs + margin
+ *   P s:<ip>                 string "ms:rem"     the address's strike TAT
+ *   P b:<ip>                 string "until:count" the address's ban; PX = ban + a day (the count's memory)
+ *   P f:i:<ip>, P f:k:<key>  string "ms:rem"     authentication-failure TATs per address / per key
+ *   P n:<len>:<keyId>:<nonce> string expiresAt   a used nonce (SET inside the script only when absent
+ *                                                 or logically expired); PX ≈ expiresAt − now + margin
+ *   P q:<keyId>              hash {h, f}         increasing nonces: the highest value, the floor
+ *   P r:<keyId>              zset                 the values accepted within the window below the highest
+ *
+ * Sequences (Kraken's increasing nonces) go up to 2^64 − 1, beyond a double's exactness: they are
+ * encoded as length-prefixed decimal strings (2^64 − 1 → "20" + "18446744073709551615") whose byte
+ * order is their numeric order; the script compares them as strings, the sorted set holds them
+ * as members with score 0 (so Redis orders them by bytes: exact range removal, never an
+ * approximate score), and value ± window are computed here with bigints. When a new highest
+ * arrives, exactly the values below highest − window are removed; at most `sequenceLimit`
+ * values are kept per key — at capacity the LOWEST is forgotten and becomes the floor (everything
+ * at or below it is "too low"), so a value is never accepted twice. The q/r keys never expire:
+ * an increasing-nonce key's state must outlive any replay (memory: one hash + ≤ sequenceLimit
+ * members per key ever used).
+ *
+ * Single slot. One admission touches several keys (ban, strike, each bucket, the replay keys); all
+ * are passed in KEYS, but they hash to different Redis Cluster slots. Run a single Redis primary
+ * (with replicas / Sentinel for failover): Redis Cluster is not supported, except by a prefix with
+ * a hash tag ("{pc}:"), which puts every key in one slot — on one shard.
+ *
+ * Failure. The client fails fast: no offline queue, a command timeout (500 ms by default), queued
+ * commands rejected when the connection drops (never resent after reconnecting: a resent admission
+ * would consume limits for a request already refused), and reconnection by itself with capped
+ * backoff. `admit` then rejects and the pipeline fails closed or degrades (pipeline.ts `degrade`).
+ * A command that timed out may still have run on the server: it may have consumed its limits.
+ * Connection errors go to `onError` (never an unhandled 'error' event).
+ */
+export interface RedisHotStoreOptions {
+  /** Used when no `client` is given; default redis://127.0.0.1:6379. */
+  readonly url?: string;
+  /** An existing client (not closed by `close`); its options are the caller's (see hotRedisOptions). */
+  readonly client?: Redis;
+  /** Prepended to every key; default "pc:". */
+  readonly prefix?: string;
+  readonly policy?: ShieldPolicy;
+  /** Per-command timeout of the client this store creates; default 500 ms. */
+  readonly commandTimeoutMs?: number;
+  /** Connection errors of the client (reconnection is automatic); default: ignored. */
+  readonly onError?: (err: Error) => void;
+  /** Values remembered per increasing-nonce key (as MemorySequenceStore's perKeyLimit); default 10 000. */
+  readonly sequenceLimit?: number;
+}
+
+/** Redis keeps a key this long after its logical expiry (latency between gateway and Redis). */
+const EXPIRY_MARGIN_MS = 2_000;
+/** As in the memory store: a ban's count is remembered for a day after the ban ends. */
+const BAN_MEMORY_MS = 86_400_000;
+const DEFAULT_URL = "redis://127.0.0.1:6379";
+const DEFAULT_TIMEOUT_MS = 500;
+const ADMIT = "portcullisHotAdmit";
+const FAILURE = "portcullisHotFailure";
+const TOO_BIG = 10n ** 99n;
+
+type ScriptCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
+
+/** The fail-fast client options this store uses for the client it creates. */
+export function hotRedisOptions(commandTimeoutMs = DEFAULT_TIMEOUT_MS): {
+  enableOfflineQueue: false;
+  commandTimeout: number;
+  connectTimeout: number;
+  maxRetriesPerRequest: number;
+  autoResendUnfulfilledCommands: false;
+  retryStrategy: (times: number) => number;
+} {
+  return {
+    enableOfflineQueue: false,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(1_000, 2 * commandTimeoutMs),
+    // Reject whatever is in flight as soon as the connection drops.
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    // 50, 100, 200 … ms, at most 2 s between attempts, forever.
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times - 1, 6), 2_000),
+  };
+}
+
+/** A sequence value as the script compares it: decimal digits after their 2-digit count. */
+function encode(v: bigint): string {
+  const s = v.toString();
+  return `${s.length.toString().padStart(2, "0")}${s}`;
+}
+
+function isCount(x: number, min: number): boolean {
+  return Number.isSafeInteger(x) && x >= min;
+}
+
+function integers(reply: unknown): number[] {
+  if (!Array.isArray(reply)) throw new Error("redis hot store: unexpected script reply");
+  const out: number[] = [];
+  for (const x of reply) {
+    if (typeof x !== "number") throw new Error("redis hot store: unexpected script reply");
+    out.push(x);
+  }
+  return out;
+}
+
+function at(values: readonly number[], i: number): number {
+  const v = values[i];
+  if (v === undefined) throw new Error("redis hot store: short script reply");
+  return v;
+}
+
+export class RedisHotStore implements HotStore {
+  readonly kind = "redis";
+  private readonly client: Redis;
+  private readonly owned: boolean;
+  private readonly prefix: string;
+  private readonly policy: ShieldPolicy;
+  private readonly timeoutMs: number;
+  private readonly sequenceLimit: number;
+  private readonly admitScript: ScriptCall;
+  private readonly failureScript: ScriptCall;
+  private readonly errorListener: (err: Error) => void;
+  /** Set once the client has been ready: before that, commands wait for the first connection. */
+  private everReady = false;
+  private readonly readyListener = (): void => {
+    this.everReady = true;
+  };
+
+  constructor(options: RedisHotStoreOptions = {}) {
+    this.prefix = options.prefix ?? "pc:";
+    this.policy = options.policy ?? DEFAULT_SHIELD_POLICY;
+    this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.sequenceLimit = options.sequenceLimit ?? 10_000;
+    if (!isCount(this.timeoutMs, 1)) throw new RangeError("commandTimeoutMs must be a positive integer");
+    if (!isCount(this.sequenceLimit, 1)) throw new RangeError("sequenceLimit must be a positive integer");
+    const onError = options.onError;
+    this.errorListener = (err: Error) => {
+      if (onError !== undefined) onError(err);
+    };
+    if (options.client !== undefined) {
+      this.client = options.client;
+      this.owned = false;
+    } else {
+      this.client = new Redis(options.url ?? DEFAULT_URL, hotRedisOptions(this.timeoutMs));
+      this.owned = true;
+    }
+    this.client.on("error", this.errorListener);
+    this.client.on("ready", this.readyListener);
+    if (this.client.status === "ready") this.everReady = true;
+    this.client.defineCommand(ADMIT, { lua: ADMIT_LUA });
+    this.client.defineCommand(FAILURE, { lua: FAILURE_LUA });
+    this.admitScript = this.script(ADMIT);
+    this.failureScript = this.script(FAILURE);
+  }
+
+  /** Resolves once the client is connected (rejects after `commandTimeoutMs` when it is not). */
+  ready(): Promise<void> {
+    const client = this.client;
+    if (client.status === "ready") return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        client.off("ready", done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        client.off("ready", done);
+        reject(new Error(`redis hot store: not connected (${client.status})`));
+      }, this.timeoutMs);
+      client.on("ready", done);
+    });
+  }
+
+  async admit(a: Admission): Promise<AdmissionResult> {
+    const p = this.policy;
+    const n = a.charges.length;
+    if (!Number.isSafeInteger(a.now)) throw new RangeError("admission time must be an integer (ms)");
+    const keys: string[] = [`${this.prefix}b:${a.ip}`, `${this.prefix}s:${a.ip}`];
+    const args: (string | number)[] = [a.now, n, p.strikes, p.strikeWindowMs, p.banBaseMs, p.banMaxMs, BAN_MEMORY_MS, EXPIRY_MARGIN_MS];
+    for (const c of a.charges) {
+      if (!isCount(c.limit, 1) || !isCount(c.windowMs, 1) || !isCount(c.cost, 0) || !Number.isSafeInteger(c.limit * c.windowMs)) {
+        throw new RangeError(`charge ${c.bucket}: limit, window and cost must be integers (limit·window below 2^53)`);
+      }
+      keys.push(`${this.prefix}t:${c.bucket}`);
+      args.push(c.limit, c.windowMs, c.cost);
+    }
+    this.replayArguments(a.replay, keys, args);
+    await this.connected();
+    const r = integers(await this.admitScript(keys.length, ...keys, ...args));
+    switch (at(r, 0)) {
+      case 0:
+        return { ok: true, states: this.states(r, 1, n, n) };
+      case 1: {
+        const index = at(r, 1);
+        const bannedUntil = at(r, 3);
+        return {
+          ok: false,
+          reason: "limited",
+          index,
+          retryAfterMs: at(r, 2),
+          // As the memory store: the states of the charges decided so far (up to the refusing one).
+          states: this.states(r, 4, index + 1, n),
+          bannedUntil: bannedUntil < 0 ? null : bannedUntil,
+        };
+      }
+      case 2:
+        return { ok: false, reason: "banned", until: at(r, 1) };
+      case 3:
+        return { ok: false, reason: at(r, 1) === 1 ? "replayed" : "too-low" };
+      default:
+        throw new Error("redis hot store: unexpected script reply");
+    }
+  }
+
+  async recordFailure(ip: string, keyId: string | null, now: number): Promise<FailureResult> {
+    const p = this.policy;
+    if (!Number.isSafeInteger(now)) throw new RangeError("failure time must be an integer (ms)");
+    const keys = [`${this.prefix}f:i:${ip}`];
+    if (keyId !== null) keys.push(`${this.prefix}f:k:${keyId}`);
+    await this.connected();
+    const r = integers(await this.failureScript(keys.length, ...keys, now, p.authFailuresPerIp, p.authFailuresPerKey, p.authFailureWindowMs, EXPIRY_MARGIN_MS));
+    return {
+      ipBlockedUntil: at(r, 0) === 1 ? now + p.authBlockMs : null,
+      keyBlockedUntil: at(r, 1) === 1 ? now + p.authBlockMs : null,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.client.off("ready", this.readyListener);
+    if (!this.owned) {
+      this.client.off("error", this.errorListener);
+      return;
+    }
+    if (this.client.status === "ready") {
+      try {
+        await this.client.quit();
+      } catch {
+        this.client.disconnect();
+      }
+    } else {
+      this.client.disconnect();
+    }
+    // Our error listener stays: a late socket error of a closing client must not go unhandled.
+  }
+
+  private replayArguments(replay: ReplayClaim | null, keys: string[], args: (string | number)[]): void {
+    if (replay === null) {
+      args.push("");
+      return;
+    }
+    if (replay.kind === "nonce") {
+      if (!Number.isFinite(replay.expiresAt)) throw new RangeError("nonce expiry must be a finite time (ms)");
+      keys.push(`${this.prefix}n:${replay.keyId.length}:${replay.keyId}:${replay.value}`);
+      args.push("n", replay.expiresAt);
+      return;
+    }
+    const { value, window } = replay;
+    if (value < 0n || window < 0n || value + window >= TOO_BIG) throw new RangeError("sequence values must be non-negative integers below 10^99");
+    const low = value - window;
+    keys.push(`${this.prefix}q:${replay.keyId}`, `${this.prefix}r:${replay.keyId}`);
+    args.push("q", encode(value), encode(value + window), low < 0n ? "" : encode(low), window > 0n ? "1" : "0", this.sequenceLimit);
+  }
+
+  /** `count` states from r[from …] in an array of `length` (later entries left empty, like memory). */
+  private states(r: readonly number[], from: number, count: number, length: number): ChargeState[] {
+    const states = new Array<ChargeState>(length);
+    for (let i = 0; i < count; i++) states[i] = { remaining: at(r, from + 2 * i), resetMs: at(r, from + 2 * i + 1) };
+    return states;
+  }
+
+  /** Before the first connection, waits for it (startup); afterwards, fails fast (offline queue off). */
+  private connected(): Promise<void> {
+    if (this.everReady || this.client.status === "ready") return Promise.resolve();
+    const s = this.client.status;
+    if (s === "wait" || s === "connecting" || s === "connect" || s === "reconnecting") return this.ready();
+    return Promise.resolve();
+  }
+
+  private script(name: string): ScriptCall {
+    const fn: unknown = Reflect.get(this.client, name);
+    if (typeof fn !== "function") throw new Error(`redis hot store: ${name} is not defined on the client`);
+    return (numKeys, ...args) => Promise.resolve(Reflect.apply(fn, this.client, [numKeys, ...args]) as unknown);
+  }
+}

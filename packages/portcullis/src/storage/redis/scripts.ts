@@ -1,0 +1,205 @@
+/**
+ * The Lua run by the Redis hot store (see hot.ts for the key layout and the calling convention).
+ * Two scripts: ADMIT (one per admission) and FAILURE (one per authentication failure). Both start
+ * with the same prelude: number formatting, "a:b" pairs, and GCRA exactly as in limits/gcra.ts.
+ *
+ * Numbers. Lua 5.1 numbers are doubles, like JavaScript's, and every operation below is the one
+ * gcra.ts performs (the same IEEE divisions, `math.floor`/`math.ceil`, and `math.fmod`, which is
+ * exact like JavaScript's `%`), so the answers are bit-for-bit those of the memory store as long
+ * as the intermediate values stay below 2^53 — they do by construction: the script works on
+ * (tat − now)·limit, never on tat·limit. Stored numbers are written with "%.17g" (exact round
+ * trip; integers print as integers) and replies carry integers only.
+ *
+ * Sequence values (up to 2^64 − 1 and beyond) never become Lua numbers: the caller sends them as
+ * length-prefixed decimal strings ("05" .. "12345"), whose byte order is their numeric order. The
+ * script compares them byte by byte (not with `<`, which uses the server's collation locale), and
+ * the sorted set of recent values uses score 0 for every member, so Redis orders the members by
+ * bytes too: ZRANGEBYLEX / ZREMRANGEBYLEX / ZPOPMIN act on exact numeric ranges. The arithmetic
+ * the checks need (value + window, value − window) is done by the caller with bigints.
+ */
+
+const PRELUDE = `
+local function fmt(x) return string.format('%.17g', x) end
+
+local function pair(s)
+  local i = string.find(s, ':', 1, true)
+  return tonumber(string.sub(s, 1, i - 1)), tonumber(string.sub(s, i + 1))
+end
+
+-- GCRA (limits/gcra.ts). Returns allowed, tat ms, tat rem, remaining, resetMs, retryAfterMs.
+local function gcra(key, now, limit, windowMs, cost)
+  local ms, rem = now, 0
+  local stored = redis.call('GET', key)
+  if stored then
+    local sms, srem = pair(stored)
+    if sms > now or (sms == now and srem > 0) then
+      ms = sms
+      rem = srem
+    end
+  end
+  local horizon = windowMs * limit
+  local total = rem + cost * windowMs
+  local newMs = ms + math.floor(total / limit)
+  local newRem = math.fmod(total, limit)
+  local ahead = (newMs - now) * limit + newRem
+  if ahead <= horizon then
+    return true, newMs, newRem, math.floor((horizon - ahead) / windowMs), math.ceil(ahead / limit), 0
+  end
+  local currentAhead = (ms - now) * limit + rem
+  return false, ms, rem, math.max(0, math.floor((horizon - currentAhead) / windowMs)),
+    math.ceil(currentAhead / limit), math.ceil((ahead - horizon) / limit)
+end
+
+local function setTat(key, ms, rem, ttl)
+  redis.call('SET', key, fmt(ms) .. ':' .. fmt(rem), 'PX', ttl)
+end
+`;
+
+/**
+ * ADMIT
+ *   KEYS[1] ban ("until:count"), KEYS[2] strike TAT, KEYS[3 .. 2+n] the charges' TATs, then the
+ *   replay claim's keys: a nonce key, or a sequence's hash and sorted set.
+ *   ARGV[1] now, [2] n, [3] strikes, [4] strikeWindowMs, [5] banBaseMs, [6] banMaxMs,
+ *   [7] banMemoryMs, [8] expiry margin ms, [9 .. 8+3n] limit, windowMs, cost per charge, then
+ *   [9+3n] the replay kind ("" none, "n" nonce, "q" sequence) and its arguments:
+ *   nonce: expiresAt; sequence: value, value + window, value − window ("" when negative),
+ *   "1" when window > 0, the per-key limit of remembered values.
+ * Reply (integers):
+ *   {0, remaining1, reset1, …}                             admitted
+ *   {1, index, retryAfterMs, bannedUntil|-1, remaining1, reset1, … up to the refusing charge}
+ *   {2, until}                                             banned
+ *   {3, 1 replayed | 2 too-low}                            replay refused
+ */
+export const ADMIT_LUA = `${PRELUDE}
+-- Encoded sequence values: byte order is numeric order (see the module comment).
+local function lt(a, b)
+  local la, lb = #a, #b
+  if la ~= lb then return la < lb end
+  for i = 1, la do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+
+-- Remembers v, forgetting the lowest remembered value (which becomes the floor) at capacity.
+local function remember(qk, rk, v, cap)
+  if redis.call('ZCARD', rk) >= cap then
+    local popped = redis.call('ZPOPMIN', rk)
+    local low = popped[1]
+    if low then
+      local f = redis.call('HGET', qk, 'f')
+      if (not f) or lt(f, low) then redis.call('HSET', qk, 'f', low) end
+    end
+  end
+  redis.call('ZADD', rk, 0, v)
+end
+
+-- memory/sequences.ts. 0 fresh, 1 replayed, 2 too-low.
+local function sequence(qk, rk, v, vw, lo, windowed, cap)
+  local h = redis.call('HGET', qk, 'h')
+  if not h then
+    redis.call('HSET', qk, 'h', v)
+    return 0
+  end
+  if lt(h, v) then
+    if windowed then
+      -- Forget what the new highest puts out of the window, then remember the old highest
+      -- (unless it is itself out of the window).
+      if lo ~= '' then redis.call('ZREMRANGEBYLEX', rk, '-', '(' .. lo) end
+      if lo == '' or not lt(h, lo) then remember(qk, rk, h, cap) end
+    end
+    redis.call('HSET', qk, 'h', v)
+    return 0
+  end
+  if v == h then return 1 end
+  if lt(vw, h) then return 2 end
+  local f = redis.call('HGET', qk, 'f')
+  if f and not lt(f, v) then return 2 end
+  if redis.call('ZSCORE', rk, v) then return 1 end
+  remember(qk, rk, v, cap)
+  return 0
+end
+
+local now = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local margin = tonumber(ARGV[8])
+
+local ban = redis.call('GET', KEYS[1])
+local banUntil, banCount = 0, 0
+if ban then
+  banUntil, banCount = pair(ban)
+  if banUntil > now then return {2, banUntil} end
+end
+
+local states = {}
+local tats = {}
+for i = 1, n do
+  local a = 6 + 3 * i
+  local ok, ms, rem, remaining, reset, retry =
+    gcra(KEYS[2 + i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
+  states[#states + 1] = remaining
+  states[#states + 1] = reset
+  if not ok then
+    -- A strike for the address; too many, a ban that doubles each time (remembered a while).
+    local bannedUntil = -1
+    local sok, sms, srem, _, sreset = gcra(KEYS[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]), 1)
+    if sok then
+      setTat(KEYS[2], sms, srem, sreset + margin)
+    else
+      local memory = tonumber(ARGV[7])
+      local count = 1
+      if ban and now - banUntil < memory then count = banCount + 1 end
+      bannedUntil = now + math.min(tonumber(ARGV[5]) * 2 ^ (count - 1), tonumber(ARGV[6]))
+      redis.call('SET', KEYS[1], fmt(bannedUntil) .. ':' .. fmt(count), 'PX', bannedUntil - now + memory)
+    end
+    local out = {1, i - 1, retry, bannedUntil}
+    for j = 1, #states do out[4 + j] = states[j] end
+    return out
+  end
+  tats[i] = {ms, rem, reset}
+end
+
+local r = 9 + 3 * n
+local kind = ARGV[r]
+if kind == 'n' then
+  local key = KEYS[3 + n]
+  local stored = redis.call('GET', key)
+  if stored and tonumber(stored) > now then return {3, 1} end
+  local ttl = math.ceil(tonumber(ARGV[r + 1]) - now)
+  if ttl < 1 then ttl = 1 end
+  redis.call('SET', key, ARGV[r + 1], 'PX', ttl + margin)
+elseif kind == 'q' then
+  local code = sequence(KEYS[3 + n], KEYS[4 + n], ARGV[r + 1], ARGV[r + 2], ARGV[r + 3], ARGV[r + 4] == '1',
+    tonumber(ARGV[r + 5]))
+  if code ~= 0 then return {3, code} end
+end
+
+for i = 1, n do
+  local t = tats[i]
+  setTat(KEYS[2 + i], t[1], t[2], t[3] + margin)
+end
+local out = {0}
+for j = 1, #states do out[1 + j] = states[j] end
+return out
+`;
+
+/**
+ * FAILURE
+ *   KEYS[1] the address's failure TAT, KEYS[2] (optional) the key's.
+ *   ARGV[1] now, [2] failures per address, [3] failures per key, [4] windowMs, [5] margin.
+ * Reply: {address refused 0|1, key refused 0|1}.
+ */
+export const FAILURE_LUA = `${PRELUDE}
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[4])
+local margin = tonumber(ARGV[5])
+local out = {0, 0}
+local ok, ms, rem, _, reset = gcra(KEYS[1], now, tonumber(ARGV[2]), window, 1)
+if ok then setTat(KEYS[1], ms, rem, reset + margin) else out[1] = 1 end
+if #KEYS > 1 then
+  ok, ms, rem, _, reset = gcra(KEYS[2], now, tonumber(ARGV[3]), window, 1)
+  if ok then setTat(KEYS[2], ms, rem, reset + margin) else out[2] = 1 end
+end
+return out
+`;
