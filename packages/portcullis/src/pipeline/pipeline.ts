@@ -374,7 +374,8 @@ export class Pipeline {
         const ip = ctx.client?.text ?? "";
         if (r.bannedUntil !== null) this.options.shield.ban(ip, r.bannedUntil);
         ctx.retryAfterMs = r.retryAfterMs;
-        return deny("RATE_LIMITED", ctx.charges?.[r.index]?.spec.name);
+        const spec = ctx.charges?.[r.index]?.spec;
+        return deny(spec?.kind === "orders" ? "ORDERS_LIMITED" : "RATE_LIMITED", spec?.name);
       }
       case "banned":
         this.options.shield.ban(ctx.client?.text ?? "", r.until);

@@ -223,7 +223,7 @@ describe("Kraken's error format", () => {
   it("maps every catalogue code to a Kraken error string explicitly", () => {
     const codes = Object.keys(errorCatalogue) as ErrorCode[];
     expect(codes.filter((code) => KRAKEN_ERROR_FOR[code] === undefined)).toEqual([]);
-    for (const code of codes) expect(KRAKEN_ERROR_FOR[code]).toMatch(/^E(API|General|Service):[A-Z][a-z]+( [a-z]+)*$/);
+    for (const code of codes) expect(KRAKEN_ERROR_FOR[code]).toMatch(/^E(API|General|Service|Order):[A-Z][a-z]+( [a-z]+)*$/);
   });
 
   it("answers the caller's errors with HTTP 200 and {error: [...]}, its own faults with their 5xx", () => {

@@ -139,7 +139,7 @@ describe("orders and cancels", () => {
     expect((await call(g, { ...k, ...order })).statusCode).toBe(200);
     expect((await call(g, { ...k, ...order })).statusCode).toBe(200);
     const third = await call(g, { ...k, ...order });
-    expect(code(third)).toBe("RATE_LIMITED");
+    expect(code(third)).toBe("ORDERS_LIMITED");
     expect(third.headers["ratelimit-policy"]).toBe('"orders-10s";q=2;w=10');
     // Weight is nearly spent, orders are spent; cancels still go through, up to their own limit.
     for (let i = 0; i < 4; i++) expect((await call(g, { ...k, ...cancel })).statusCode).toBe(200);

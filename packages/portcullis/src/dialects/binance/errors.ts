@@ -99,6 +99,8 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     SCOPE_MISSING: rejected,
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
     RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
+    // Binance's order-count refusal ("Too many new orders; current limit is %s orders per %s.").
+    ORDERS_LIMITED: e(429, -1015, "Too many new orders."),
     IP_BANNED: e(418, -1003, "Way too much request weight used; IP banned for a while. Please use WebSocket Streams for live updates to avoid bans."),
     IP_BLOCKED: e(418, -1003, "Too many failed requests from this IP; it is blocked for a while."),
     KEY_BLOCKED: e(429, -1003, "Too many failed requests for this API key; it is blocked for a while."),

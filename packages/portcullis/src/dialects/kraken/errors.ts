@@ -34,6 +34,7 @@ export const KRAKEN_ERRORS = {
   INVALID_ARGUMENTS: "EGeneral:Invalid arguments",
   UNKNOWN_METHOD: "EGeneral:Unknown method",
   RATE_LIMIT: "EAPI:Rate limit exceeded",
+  ORDER_RATE_LIMIT: "EOrder:Rate limit exceeded",
   LOCKOUT: "EGeneral:Temporary lockout",
   UNAVAILABLE: "EService:Unavailable",
   BUSY: "EService:Busy",
@@ -99,6 +100,7 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   REPLAY_CAPACITY: K.BUSY,
   // Limits and shields.
   RATE_LIMITED: K.RATE_LIMIT,
+  ORDERS_LIMITED: K.ORDER_RATE_LIMIT,
   IP_BANNED: K.LOCKOUT,
   IP_BLOCKED: K.LOCKOUT,
   KEY_BLOCKED: K.LOCKOUT,

@@ -108,6 +108,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   TOKEN_LIFETIME_TOO_LONG: E.invalidAuthorization,
   TOKEN_URI_MISMATCH: E.invalidAuthorization,
   RATE_LIMITED: E.rateLimit,
+  ORDERS_LIMITED: E.rateLimit,
   IP_BANNED: E.ipBanned,
   IP_BLOCKED: E.ipBanned,
   KEY_BLOCKED: { ...E.rateLimit, msg: "Too many failed requests for this API key; it is blocked for a while." },
