@@ -78,7 +78,13 @@ export class Portcullis {
     this.logger = options.logger ?? silentLogger();
     this.store = options.store;
     this.routes = new RouteTable(options.routes);
-    this.keys = new KeyService({ store: options.store, envelope: options.envelope, environment: options.environment, now });
+    this.keys = new KeyService({
+      store: options.store,
+      envelope: options.envelope,
+      environment: options.environment,
+      now,
+      ...(options.limits === undefined ? {} : { limitNames: new Set(options.limits.specs.map((s) => s.name)) }),
+    });
     this.cache = new KeyCache({
       load: (id) => this.keys.loadMaterial(id),
       defaultWindowMs: options.windowMs ?? DEFAULT_WINDOW_MS,

@@ -20,6 +20,12 @@ export interface KeyServiceOptions {
   /** The environment new keys are issued for. */
   readonly environment: Environment;
   readonly now?: () => number;
+  /**
+   * The configured limits' names. When set, overrides naming any other limit are refused (a typo
+   * would otherwise raise nothing, silently). Unset where the configuration is not known (the
+   * CLI writing a data directory directly).
+   */
+  readonly limitNames?: ReadonlySet<string>;
 }
 
 export interface CreatedKey {
@@ -60,6 +66,7 @@ export class KeyService {
   private readonly store: DurableStore;
   private readonly envelope: Envelope;
   private readonly now: () => number;
+  private readonly limitNames: ReadonlySet<string> | null;
   readonly environment: Environment;
 
   constructor(options: KeyServiceOptions) {
@@ -67,9 +74,21 @@ export class KeyService {
     this.envelope = options.envelope;
     this.environment = options.environment;
     this.now = options.now ?? Date.now;
+    this.limitNames = options.limitNames ?? null;
+  }
+
+  private checkLimitNames(limits: Readonly<Record<string, number>>): void {
+    const known = this.limitNames;
+    if (known === null) return;
+    const unknown = Object.keys(limits).filter((name) => !known.has(name));
+    if (unknown.length === 0) return;
+    const configured = known.size === 0 ? "no limits are configured" : `configured: ${[...known].join(", ")}`;
+    const error = `unknown limit ${unknown.map((n) => JSON.stringify(n)).join(", ")} (${configured})`;
+    throw new PortcullisError("VALIDATION_FAILED", `limits: ${error}`, { limits: error });
   }
 
   async create(input: CreateKeyInput, actor: string): Promise<CreatedKey> {
+    this.checkLimitNames(input.limits);
     const now = this.now();
     const id = generateKeyId(this.environment);
     let algorithm = input.algorithm ?? "hmac-sha256";
@@ -177,6 +196,7 @@ export class KeyService {
 
   /** Replaces the key's limit overrides (an empty object removes them all). */
   async setLimits(id: string, limits: Readonly<Record<string, number>>, actor: string): Promise<KeyView> {
+    this.checkLimitNames(limits);
     const now = this.now();
     const row = await this.store.keys.updateLimits(id, limits, { action: "limits", actor, at: now, detail: { limits } });
     if (row === undefined) throw new PortcullisError("KEY_NOT_FOUND");

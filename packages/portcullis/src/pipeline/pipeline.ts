@@ -219,10 +219,29 @@ export class Pipeline {
     const ip = ctx.client?.text ?? "";
     const shield = this.options.shield;
     const banned = shield.bannedUntil(ip, ctx.now);
-    if (banned !== null) return retryAfter(deny("IP_BANNED"), ctx, banned);
+    if (banned !== null) return this.shielded(ctx, "IP_BANNED", banned);
     const blocked = shield.blockedIpUntil(ip, ctx.now);
-    if (blocked !== null) return retryAfter(deny("IP_BLOCKED"), ctx, blocked);
+    if (blocked !== null) return this.shielded(ctx, "IP_BLOCKED", blocked);
     return undefined;
+  }
+
+  /**
+   * A refusal by the shield, in the dialect the caller speaks (its credential headers, else its
+   * route's dialect) so that a Binance client sees Binance's 418 — without the rest of routing.
+   */
+  private shielded(ctx: RequestContext, code: "IP_BANNED" | "IP_BLOCKED", until: number): Denial {
+    for (const scheme of this.schemes) {
+      if (scheme.detect(ctx.headers)) {
+        ctx.renderer = scheme;
+        break;
+      }
+    }
+    if (ctx.renderer === null) {
+      const q = ctx.url.indexOf("?");
+      const dialect = this.options.routes.match(ctx.method, q < 0 ? ctx.url : ctx.url.slice(0, q))?.dialect ?? null;
+      if (dialect !== null) ctx.renderer = this.options.schemes.get(dialect) ?? null;
+    }
+    return retryAfter(deny(code), ctx, until);
   }
 
   // --- routing ------------------------------------------------------------------------------
@@ -372,7 +391,11 @@ export class Pipeline {
         ctx.chargeStates = r.states;
         ctx.refusedCharge = r.index;
         const ip = ctx.client?.text ?? "";
-        if (r.bannedUntil !== null) this.options.shield.ban(ip, r.bannedUntil);
+        if (r.bannedUntil !== null) {
+          // The strike that earns the ban is answered as the ban it earned.
+          this.options.shield.ban(ip, r.bannedUntil);
+          return retryAfter(deny("IP_BANNED"), ctx, r.bannedUntil);
+        }
         ctx.retryAfterMs = r.retryAfterMs;
         const spec = ctx.charges?.[r.index]?.spec;
         return deny(spec?.kind === "orders" ? "ORDERS_LIMITED" : "RATE_LIMITED", spec?.name);

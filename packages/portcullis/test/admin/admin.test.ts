@@ -17,6 +17,7 @@ interface KeyJson {
   effectiveStatus: string;
   statusReason: string | null;
   algorithm: string;
+  limits: Record<string, number>;
   secret?: string;
 }
 
@@ -28,7 +29,15 @@ let adminKeyId: string;
 let adminSecret: string;
 
 beforeAll(async () => {
-  t = await makeCore({ now: Date.now });
+  t = await makeCore({
+    now: Date.now,
+    limits: {
+      specs: [
+        { name: "key-weight-1m", scope: "key", kind: "weight", limit: 10_000, windowMs: 60_000 },
+        { name: "orders-10s", scope: "account", kind: "orders", limit: 1_000, windowMs: 10_000 },
+      ],
+    },
+  });
   admin = new AdminApi({ core: t.core, logger: silentLogger() });
   const address = await admin.listen(0, "127.0.0.1");
   base = `http://127.0.0.1:${address.port}`;
@@ -112,6 +121,32 @@ describe("admin API", () => {
   ] as const)("refuses %s", async (_name, method, path, json, status, code) => {
     const err = await apiError(client.json(method, path, json === undefined ? {} : { json }));
     expect({ status: err.status, code: err.code }).toEqual({ status, code });
+  });
+
+  it("sets a key's limit overrides, replaces them, and clears them", async () => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "mm-1", scopes: ["read", "trade"], limits: { "orders-10s": 5_000 } } });
+    expect(key.limits).toEqual({ "orders-10s": 5_000 });
+    const set = await client.json<KeyJson>("PUT", `/portcullis/v1/keys/${key.id}/limits`, { json: { limits: { "key-weight-1m": 60_000 } } });
+    expect(set.limits).toEqual({ "key-weight-1m": 60_000 });
+    expect((await client.json<KeyJson>("GET", `/portcullis/v1/keys/${key.id}`)).limits).toEqual({ "key-weight-1m": 60_000 });
+    expect((await client.json<KeyJson>("PUT", `/portcullis/v1/keys/${key.id}/limits`, { json: { limits: {} } })).limits).toEqual({});
+  });
+
+  it.each([
+    ["an unknown limit name", { limits: { "key-weight-1h": 5 } }, /unknown limit "key-weight-1h" \(configured: key-weight-1m, orders-10s\)/],
+    ["a limit that is not a positive integer", { limits: { "key-weight-1m": 0 } }, /positive integer/],
+    ["no limits object", { overrides: {} }, /an object of limit names/],
+  ])("refuses %s as an override, changing nothing", async (_name, json, message) => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "mm-2", scopes: ["read"], limits: { "key-weight-1m": 20_000 } } });
+    const err = await apiError(client.json("PUT", `/portcullis/v1/keys/${key.id}/limits`, { json }));
+    expect({ status: err.status, code: err.code }).toEqual({ status: 400, code: "VALIDATION_FAILED" });
+    expect((err.body as { fields: { limits: string } }).fields.limits).toMatch(message);
+    expect((await client.json<KeyJson>("GET", `/portcullis/v1/keys/${key.id}`)).limits).toEqual({ "key-weight-1m": 20_000 });
+  });
+
+  it("refuses overrides for a key that does not exist (KEY_NOT_FOUND)", async () => {
+    const err = await apiError(client.json("PUT", "/portcullis/v1/keys/pck_test_v1_000000000000000000000000000000/limits", { json: { limits: {} } }));
+    expect({ status: err.status, code: err.code }).toEqual({ status: 404, code: "KEY_NOT_FOUND" });
   });
 
   it("names each invalid field", async () => {

@@ -19,6 +19,7 @@ interface KeyJson {
   algorithm: string;
   scopes: string[];
   ipAllowlist: string[];
+  limits: Record<string, number>;
 }
 
 let dir: string;
@@ -85,8 +86,22 @@ describe("portcullis init and keys", () => {
     expect(human.stdout).toMatch(/status\s+revoked/);
   });
 
+  it("keys create --limit and keys limits --set / --clear manage a key's overrides", async () => {
+    const created = asKey((await runCli(["keys", "create", "--data", data, "--account", "mm", "--scopes", "read,trade", "--limit", "orders-10s=500", "--json"])).stdout);
+    expect(created.limits).toEqual({ "orders-10s": 500 });
+    const set = await runCli(["keys", "limits", created.id, "--data", data, "--set", "key-weight-1m=12000", "--set", "orders-1d=400000"]);
+    expect(set.stdout.trim()).toBe(`${created.id} limits: key-weight-1m=12000, orders-1d=400000`);
+    const shown = await runCli(["keys", "show", created.id, "--data", data]);
+    expect(shown.stdout).toMatch(/limits\s+key-weight-1m=12000, orders-1d=400000/);
+    expect(asKey((await runCli(["keys", "limits", created.id, "--data", data, "--clear", "--json"])).stdout).limits).toEqual({});
+  });
+
   it.each([
     [["keys", "create", "--account", "a", "--scopes", "root"], /unknown scope/, "VALIDATION_FAILED"],
+    [["keys", "create", "--account", "a", "--scopes", "read", "--limit", "key-weight-1m"], /name=n/, "VALIDATION_FAILED"],
+    [["keys", "limits", "pck_test_v1_000000000000000000000000000000", "--set", "key-weight-1m=-5"], /positive integer/, "VALIDATION_FAILED"],
+    [["keys", "limits", "pck_test_v1_000000000000000000000000000000"], /--set name=n .* or --clear/, "VALIDATION_FAILED"],
+    [["keys", "limits", "pck_test_v1_000000000000000000000000000000", "--clear"], /No such API key/, "KEY_NOT_FOUND"],
     [["keys", "create", "--account", "a", "--scopes", "read", "--expires", "soon"], /expires/, "VALIDATION_FAILED"],
     [["keys", "revoke", "pck_test_v1_000000000000000000000000000000"], /No such API key/, "KEY_NOT_FOUND"],
   ])("refuses bad input with a clear error and exit status 1: %j", async (args, message, code) => {

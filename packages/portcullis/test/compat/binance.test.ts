@@ -341,4 +341,19 @@ describe("refusals reach ccxt as Binance's errors", () => {
     expect(stack.exchange.openOrders("ccxt-heidi")).toEqual([]);
     expect((await exchange.fetchBalance()).total).toMatchObject({ BTC: 2 });
   });
+
+  it("a key over its weight limit: DDoSProtection (429, -1003) as from Binance, after the used-weight header", async () => {
+    const key = await hmacKey("ccxt-ivan", ["read"]);
+    // A per-key override: 40 units a minute, two account reads (weight 20 each).
+    await stack.running.core.keys.setLimits(key.id, { "key-weight-1m": 40 }, "test");
+    const exchange = ccxtClient(key.id, key.secret);
+    await exchange.fetchBalance();
+    const used = (exchange.last_response_headers as Record<string, string> | undefined)?.["X-Mbx-Used-Weight-1m"];
+    expect(Number(used)).toBeGreaterThanOrEqual(20);
+    await exchange.fetchBalance();
+    const err = await rejection(exchange.fetchBalance());
+    // ccxt's binance turns every 418 and 429 into DDoSProtection before it reads the body.
+    expect(err).toBeInstanceOf(ccxt.DDoSProtection);
+    expect(err.message).toContain('"code":-1003');
+  });
 });

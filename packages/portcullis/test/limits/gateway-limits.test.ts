@@ -157,7 +157,7 @@ describe("escalation and shields", () => {
     expect((await call(g, k)).statusCode).toBe(200);
     const answers: string[] = [];
     for (let i = 0; i < 5; i++) answers.push(code(await call(g, k)));
-    expect(answers).toEqual(["RATE_LIMITED", "RATE_LIMITED", "RATE_LIMITED", "RATE_LIMITED", "IP_BANNED"]);
+    expect(answers).toEqual(["RATE_LIMITED", "RATE_LIMITED", "RATE_LIMITED", "IP_BANNED", "IP_BANNED"]);
     const banned = await call(g, k);
     expect(code(banned)).toBe("IP_BANNED");
     expect(banned.headers["retry-after"]).toBe("10");
