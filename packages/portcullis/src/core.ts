@@ -33,7 +33,8 @@ export interface PortcullisOptions {
   readonly routes: readonly RouteSpec[];
   /**
    * Hot state (replay protection, limits, bans). Default: process memory. With a shared store
-   * (Redis), a memory store stands in for degradable routes while it is unreachable.
+   * (Redis), a memory store stands in for degradable routes while it is unreachable. A store
+   * given here escalates by its own shield policy: construct it with `limits.shield`.
    */
   readonly hot?: HotStore;
   /**

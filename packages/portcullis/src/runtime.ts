@@ -8,6 +8,8 @@ import { Forwarder } from "./gateway/proxy.js";
 import { Gateway } from "./gateway/server.js";
 import type { Logger } from "./log/logger.js";
 import { openDataDir, readSecretFile } from "./storage/data-dir.js";
+import { RedisHotStore } from "./storage/redis/hot.js";
+import type { HotStore } from "./storage/types.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -35,8 +37,10 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   let core: Portcullis | null = null;
   let gateway: Gateway | null = null;
   let admin: AdminApi | null = null;
+  let hot: HotStore | undefined;
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
+    hot = await openHotStore(config, logger);
     core = new Portcullis({
       store: data.store,
       envelope: data.envelope,
@@ -49,6 +53,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       scheme: config.gateway.scheme,
       timing: config.gateway.serverTiming,
       limits: config.limits,
+      ...(hot === undefined ? {} : { hot }),
       logger,
     });
     gateway = new Gateway({
@@ -79,7 +84,54 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
     await gateway?.close(0);
     await admin?.close(0);
     if (core !== null) await core.close();
-    else await data.store.close();
+    else {
+      await data.store.close();
+      await hot?.close();
+    }
     throw err;
   }
+}
+
+/** A URL safe to log: without its password. */
+function redactedUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparsable url)";
+  }
+}
+
+/**
+ * The configured hot store: undefined for process memory (the core's default), else a Redis store
+ * shared with every gateway on the same Redis and prefix. Redis being down at startup is not
+ * fatal: the gateway starts, refuses non-degradable routes (HOT_STORE_UNAVAILABLE) and uses Redis
+ * as soon as it answers. Connection errors are logged once per distinct error, and at most every
+ * 30 s while Redis stays down.
+ */
+async function openHotStore(config: PortcullisConfig, logger: Logger): Promise<HotStore | undefined> {
+  if (config.hot.backend !== "redis") return undefined;
+  const where = redactedUrl(config.hot.url);
+  let last = "";
+  let lastAt = 0;
+  const store = new RedisHotStore({
+    url: config.hot.url,
+    prefix: config.hot.prefix,
+    policy: config.limits.shield,
+    onError: (err) => {
+      const now = Date.now();
+      if (err.message === last && now - lastAt < 30_000) return;
+      last = err.message;
+      lastAt = now;
+      logger.warn({ redis: where, reason: err.message }, "redis hot store unreachable; non-degradable routes are refused until it answers");
+    },
+  });
+  try {
+    await store.ready();
+    logger.info({ redis: where, prefix: config.hot.prefix }, "hot state in redis");
+  } catch {
+    logger.warn({ redis: where }, "redis not reachable at startup; non-degradable routes are refused until it answers");
+  }
+  return store;
 }

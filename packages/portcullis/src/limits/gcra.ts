@@ -7,8 +7,10 @@
  *
  *   newTat = max(TAT, now) + w·T   and   newTat − now ≤ windowMs
  *
- * so at most `limit` units fit in any window, and there is no fixed-window edge to double-burst
- * across. Remaining units are ⌊(windowMs − (newTat − now)) / T⌋; the bucket is full again at TAT.
+ * — a leaky bucket of capacity `limit` draining one unit every T: at most `limit` units at once,
+ * then one unit per T. (So a span of windowMs can see up to 2·limit units — a full burst, then the
+ * whole window's drain — but never two full bursts back to back, as a fixed window allows at its
+ * edge.) Remaining units are ⌊(windowMs − (newTat − now)) / T⌋; the bucket is empty again at TAT.
  *
  * Exactness: T is usually not an integer (60 000 ms / 7), and floating-point sums would let the
  * 7th request of a burst fail by 1e-12 ms. A TAT is therefore kept as integer milliseconds plus an

@@ -16,7 +16,8 @@ export async function redisReachable(url: string): Promise<boolean> {
   client.on("error", () => undefined);
   try {
     await client.connect();
-    return (await client.ping()) === "PONG";
+    await client.ping();
+    return true;
   } catch {
     return false;
   } finally {
@@ -112,13 +113,13 @@ export class RedisServerProcess {
         output += chunk.toString("utf8");
         if (output.includes("Ready to accept connections")) {
           clearTimeout(timer);
-          child.stdout?.off("data", onData);
-          child.stdout?.resume();
+          child.stdout.off("data", onData);
+          child.stdout.resume();
           resolve(new RedisServerProcess(port, child, exited));
         }
       };
-      child.stdout?.on("data", onData);
-      child.stderr?.on("data", (chunk: Buffer) => {
+      child.stdout.on("data", onData);
+      child.stderr.on("data", (chunk: Buffer) => {
         output += chunk.toString("utf8");
       });
       child.once("error", (err) => {
@@ -130,6 +131,11 @@ export class RedisServerProcess {
         reject(new Error(`redis-server exited (${String(code)}): ${output}`));
       });
     });
+  }
+
+  /** Sends `signal` without waiting (SIGSTOP / SIGCONT: a server that hangs, then resumes). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
   }
 
   /** Kills the server (SIGKILL by default: no shutdown, sockets reset) and waits for its exit. */

@@ -34,6 +34,8 @@ export class MemoryHotStore implements HotStore {
   private readonly bans = new Map<string, Ban>();
   private cursor: IterableIterator<[string, Tat & { readonly expires: number }]> | null = null;
   private readonly policy: ShieldPolicy;
+  /** Admissions so far: lapsed bans are swept every 1024th. */
+  private admissions = 0;
 
   constructor(options: MemoryHotStoreOptions = {}) {
     this.policy = options.policy ?? DEFAULT_SHIELD_POLICY;
@@ -131,7 +133,7 @@ export class MemoryHotStore implements HotStore {
       const [bucket, tat] = next.value;
       if (tat.expires <= now) this.tats.delete(bucket);
     }
-    if (this.bans.size > 0 && (now & 0x3ff) === 0) {
+    if (this.bans.size > 0 && (++this.admissions & 0x3ff) === 0) {
       for (const [ip, ban] of this.bans) if (now - ban.until > BAN_MEMORY_MS) this.bans.delete(ip);
     }
   }

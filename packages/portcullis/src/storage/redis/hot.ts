@@ -167,9 +167,11 @@ export class RedisHotStore implements HotStore {
       this.client = new Redis(options.url ?? DEFAULT_URL, hotRedisOptions(this.timeoutMs));
       this.owned = true;
     }
-    this.client.on("error", this.errorListener);
-    this.client.on("ready", this.readyListener);
+    // Our client's errors are ours to handle (never an unhandled 'error' event); a passed-in
+    // client's are its owner's, unless `onError` asks for them too.
+    if (this.owned || onError !== undefined) this.client.on("error", this.errorListener);
     if (this.client.status === "ready") this.everReady = true;
+    else this.client.once("ready", this.readyListener);
     this.client.defineCommand(ADMIT, { lua: ADMIT_LUA });
     this.client.defineCommand(FAILURE, { lua: FAILURE_LUA });
     this.admitScript = this.script(ADMIT);
@@ -302,6 +304,11 @@ export class RedisHotStore implements HotStore {
   private script(name: string): ScriptCall {
     const fn: unknown = Reflect.get(this.client, name);
     if (typeof fn !== "function") throw new Error(`redis hot store: ${name} is not defined on the client`);
-    return (numKeys, ...args) => Promise.resolve(Reflect.apply(fn, this.client, [numKeys, ...args]) as unknown);
+    const client = this.client;
+    return (numKeys, ...args) =>
+      Promise.resolve(Reflect.apply(fn, client, [numKeys, ...args]) as unknown).catch((err: unknown) => {
+        const message = err instanceof Error ? err.message : String(err);
+        throw new Error(`redis hot store unavailable (${client.status}): ${message}`, { cause: err });
+      });
   }
 }

@@ -1,0 +1,179 @@
+import { performance } from "node:perf_hooks";
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import type { Charge } from "../../src/limits/types.js";
+import { RedisHotStore } from "../../src/storage/redis/hot.js";
+import type { Admission, AdmissionResult } from "../../src/storage/types.js";
+import { IN_CI, RedisServerProcess, freePort, loudSkip, redisServerInstalled } from "../support/redis.js";
+
+/**
+ * The Redis hot store when Redis goes away: a private redis-server child process (its own port,
+ * no persistence) is killed with SIGKILL mid-run and started again on the same port. The store
+ * must reject quickly while Redis is gone (so the pipeline fails closed or degrades), never crash
+ * or leak an unhandled 'error' event, and recover by itself.
+ */
+
+const installed = redisServerInstalled();
+const run = installed || IN_CI;
+if (!run) loudSkip("the Redis failure tests", "no redis-server binary on PATH");
+
+const TIMEOUT_MS = 500;
+/** Scheduling slack on a loaded test machine. */
+const SLACK_MS = 400;
+const T0 = 1_700_000_000_000;
+
+function charge(bucket: string, limit: number): Charge {
+  return { spec: { name: bucket, scope: "ip", kind: "weight", limit, windowMs: 60_000 }, bucket, limit, windowMs: 60_000, cost: 1 };
+}
+
+function admission(now: number, charges: readonly Charge[]): Admission {
+  return { now, ip: "198.51.100.20", replay: null, charges };
+}
+
+/** Polls (real time: reconnection is real) until `store` admits, or throws after `ms`. */
+async function admitsWithin(store: RedisHotStore, ms: number, now: number): Promise<AdmissionResult> {
+  const deadline = performance.now() + ms;
+  for (;;) {
+    try {
+      return await store.admit(admission(now, [charge("recover", 1_000_000)]));
+    } catch (err) {
+      if (performance.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  }
+}
+
+async function timed<T>(p: Promise<T>): Promise<{ ms: number; result: PromiseSettledResult<T> }> {
+  const start = performance.now();
+  try {
+    const value = await p;
+    return { ms: performance.now() - start, result: { status: "fulfilled", value } };
+  } catch (reason) {
+    return { ms: performance.now() - start, result: { status: "rejected", reason } };
+  }
+}
+
+describe.runIf(run)("redis hot store when Redis fails", () => {
+  const servers: RedisServerProcess[] = [];
+  const stores: RedisHotStore[] = [];
+  afterAll(async () => {
+    for (const s of stores) await s.close();
+    for (const s of servers) await s.kill();
+  });
+
+  it("rejects quickly once Redis is killed, never crashes, and recovers when Redis is back", async () => {
+    const port = await freePort();
+    servers.push(await RedisServerProcess.start(port));
+    const errors: Error[] = [];
+    const store = new RedisHotStore({ url: `redis://127.0.0.1:${port}`, prefix: "pcf:", commandTimeoutMs: TIMEOUT_MS, onError: (e) => errors.push(e) });
+    stores.push(store);
+    const c = charge("steady", 1_000_000);
+    expect((await store.admit(admission(T0, [c]))).ok).toBe(true);
+
+    // Mid-run: 100 admissions in flight when the server dies.
+    const inflight = Array.from({ length: 100 }, (_, i) => timed(store.admit(admission(T0 + i, [c]))));
+    await servers[0]?.kill("SIGKILL");
+    const settled = await Promise.all(inflight);
+    for (const s of settled) expect(s.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+
+    // While Redis is down: every admission and failure report rejects, at once.
+    for (let i = 0; i < 5; i++) {
+      const s = await timed(store.admit(admission(T0 + 1_000 + i, [c])));
+      expect(s.result.status).toBe("rejected");
+      expect(s.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+      const f = await timed(store.recordFailure("198.51.100.20", null, T0 + 1_000 + i));
+      expect(f.result.status).toBe("rejected");
+      expect(f.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+    }
+
+    // Back on the same port: the store reconnects by itself (its backoff is at most 2 s).
+    servers.push(await RedisServerProcess.start(port));
+    const recovered = await admitsWithin(store, 8_000, T0 + 2_000);
+    expect(recovered.ok).toBe(true);
+    expect((await store.admit(admission(T0 + 2_001, [c]))).ok).toBe(true);
+    // The connection errors went to onError, not to an unhandled 'error' event.
+    expect(errors.length).toBeGreaterThan(0);
+  });
+
+  it("gives up after the command timeout when Redis hangs (SIGSTOP), and goes on when it resumes", async () => {
+    const port = await freePort();
+    const server = await RedisServerProcess.start(port);
+    servers.push(server);
+    const errors: Error[] = [];
+    const store = new RedisHotStore({ url: server.url, prefix: "pch:", commandTimeoutMs: TIMEOUT_MS, onError: (e) => errors.push(e) });
+    stores.push(store);
+    const c = charge("hang", 1_000_000);
+    expect((await store.admit(admission(T0, [c]))).ok).toBe(true);
+    server.signal("SIGSTOP");
+    try {
+      const hung = await Promise.all(Array.from({ length: 20 }, () => timed(store.admit(admission(T0, [c])))));
+      for (const h of hung) {
+        expect(h.result.status).toBe("rejected");
+        expect(h.ms).toBeGreaterThanOrEqual(TIMEOUT_MS - 50);
+        expect(h.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+        if (h.result.status === "rejected") expect(String(h.result.reason)).toMatch(/redis hot store unavailable.*timed out/i);
+      }
+    } finally {
+      server.signal("SIGCONT");
+    }
+    expect((await admitsWithin(store, 8_000, T0 + 1)).ok).toBe(true);
+    // Known and documented: a command that timed out may still run once Redis resumes — the 20
+    // refused-as-unavailable admissions did consume their units (1 + 20 + this one).
+    expect(await store.admit(admission(T0, [c]))).toMatchObject({ ok: true, states: [{ remaining: 1_000_000 - 22 }] });
+  });
+
+  it("waits for the first connection (up to its timeout), then fails fast until Redis starts", async () => {
+    const port = await freePort();
+    const store = new RedisHotStore({ url: `redis://127.0.0.1:${port}`, prefix: "pcf:", commandTimeoutMs: TIMEOUT_MS, onError: () => undefined });
+    stores.push(store);
+    const first = await timed(store.admit(admission(T0, [charge("first", 10)])));
+    expect(first.result.status).toBe("rejected");
+    expect(first.ms).toBeLessThan(TIMEOUT_MS + SLACK_MS);
+    servers.push(await RedisServerProcess.start(port));
+    expect((await admitsWithin(store, 8_000, T0)).ok).toBe(true);
+  });
+
+  it("takes one round trip per admission: one EVAL/EVALSHA, everything else inside it (INFO commandstats, MONITOR)", async () => {
+    const port = await freePort();
+    const server = await RedisServerProcess.start(port);
+    servers.push(server);
+    const probe = new Redis(server.url);
+    const monitor = await new Redis(server.url).monitor();
+    const store = new RedisHotStore({ url: server.url, prefix: "pcr:", commandTimeoutMs: 2_000 });
+    stores.push(store);
+    // What clients sent (MONITOR reports the commands a script runs with the source "lua").
+    const sent: string[] = [];
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      if (source !== "lua") sent.push((args[0] ?? "").toLowerCase());
+    });
+    try {
+      await store.ready();
+      await probe.config("RESETSTAT");
+      const N = 500;
+      const charges = [charge("a", 100_000), charge("b", 100_000), charge("c", 100_000)];
+      for (let i = 0; i < N; i++) {
+        const replay = i % 2 === 0 ? { kind: "nonce" as const, keyId: "k", value: `n${i}`, expiresAt: T0 + 60_000 } : { kind: "sequence" as const, keyId: "k", value: BigInt(i), window: 10n };
+        expect((await store.admit({ now: T0 + i, ip: "198.51.100.30", replay, charges })).ok).toBe(true);
+      }
+      for (let i = 0; i < 10; i++) await store.recordFailure("198.51.100.30", "k", T0 + N);
+      const stats = await probe.info("commandstats");
+      const calls = new Map<string, number>();
+      for (const m of stats.matchAll(/^cmdstat_([a-z|]+):calls=(\d+)/gm)) calls.set(m[1] ?? "", Number(m[2]));
+      // INFO commandstats counts the script's inner commands too; the scripts themselves:
+      expect((calls.get("evalsha") ?? 0) + (calls.get("eval") ?? 0)).toBe(N + 10);
+      // MONITOR is asynchronous: a PING through the probe marks the end of what the store sent.
+      await probe.ping();
+      await vi.waitFor(() => {
+        expect(sent).toContain("ping");
+      });
+      const fromStore = sent.filter((c) => !["config", "info", "ping"].includes(c));
+      expect(fromStore.length).toBe(N + 10);
+      expect(new Set(fromStore)).toEqual(new Set(["eval", "evalsha"]));
+      // EVAL once per connection and script (ioredis), EVALSHA afterwards.
+      expect(fromStore.filter((c) => c === "eval").length).toBe(2);
+    } finally {
+      monitor.disconnect();
+      probe.disconnect();
+    }
+  });
+});
