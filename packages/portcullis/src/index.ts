@@ -3,7 +3,7 @@
  * `createMiddleware`), run the gateway and admin API (`startPortcullis`), or build on the parts.
  * The upstream-side identity check lives in `portcullis/upstream`.
  */
-export { Portcullis, type PortcullisOptions } from "./core.js";
+export { Portcullis, type PortcullisOptions, type LimitsOptions } from "./core.js";
 export { startPortcullis, type RunningPortcullis } from "./runtime.js";
 export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type PortcullisRequest } from "./embedded/middleware.js";
 export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastify.js";
@@ -11,7 +11,8 @@ export { Gateway, type GatewayOptions } from "./gateway/server.js";
 export { Forwarder, type ForwarderOptions } from "./gateway/proxy.js";
 export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";
 export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
-export { loadConfig, parseConfig, ConfigError, type PortcullisConfig } from "./config/config.js";
+export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";
+export { DEFAULT_SHIELD_POLICY, type LimitSpec, type LimitScope, type LimitKind, type ShieldPolicy } from "./limits/types.js";
 export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
 export { RouteTable, RouteTableError, type RouteSpec, type Route } from "./authz/routes.js";
 export { PERMISSIONS, type Permission } from "./authz/permissions.js";
@@ -23,7 +24,9 @@ export { Envelope } from "./custody/envelope.js";
 export { KeyringFileProvider, type KekProvider } from "./custody/keyring.js";
 export { SqliteStore } from "./storage/sqlite/store.js";
 export { MemoryNonceStore } from "./storage/memory/nonces.js";
-export type { DurableStore, NonceStore, KeyStore, ChangeFeed } from "./storage/types.js";
+export { MemoryHotStore, type MemoryHotStoreOptions } from "./storage/memory/hot.js";
+export { RedisHotStore, type RedisHotStoreOptions } from "./storage/redis/hot.js";
+export type { DurableStore, NonceStore, KeyStore, ChangeFeed, HotStore } from "./storage/types.js";
 export { initDataDir, openDataDir } from "./storage/data-dir.js";
 export type { PipelineRequest, RequestContext } from "./pipeline/context.js";
 export { createLogger, type Logger } from "./log/logger.js";

@@ -1,10 +1,11 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core.js";
 import { renderNative } from "../dialects/native.js";
 import type { AuthScheme } from "../dialects/scheme.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { collectBody } from "../gateway/http.js";
+import { limitHeaders } from "../limits/headers.js";
 import { type MiddlewareOptions, type PortcullisCaller, callerOf, verifyEmbedded } from "./middleware.js";
 
 /**
@@ -22,6 +23,7 @@ export interface FastifyRequestLike {
 }
 
 export interface FastifyReplyLike {
+  readonly raw: ServerResponse;
   code(status: number): FastifyReplyLike;
   header(name: string, value: string): FastifyReplyLike;
   send(payload: string): FastifyReplyLike;
@@ -33,10 +35,11 @@ export function portcullisPreParsing(
 ): (request: FastifyRequestLike, reply: FastifyReplyLike, payload: NodeJS.ReadableStream) => Promise<NodeJS.ReadableStream | FastifyReplyLike> {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const onDenied = options.onDenied ?? (() => undefined);
-  const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string, renderer: AuthScheme | null = null): FastifyReplyLike => {
+  const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string, renderer: AuthScheme | null = null, extra?: Record<string, string>): FastifyReplyLike => {
     const rendered = renderer === null ? renderNative(denial, requestId) : renderer.render(denial, requestId);
     let r = reply.code(rendered.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store");
     for (const [name, value] of Object.entries(rendered.headers ?? {})) r = r.header(name, value);
+    for (const [name, value] of Object.entries(extra ?? {})) r = r.header(name, value);
     return r.send(rendered.body);
   };
   return async (request, reply, payload) => {
@@ -53,8 +56,12 @@ export function portcullisPreParsing(
     const ctx = await verifyEmbedded(core, request.raw, body);
     if (ctx.denial !== null) {
       onDenied(ctx.denial, ctx);
-      return refuse(reply, ctx.denial, ctx.requestId, ctx.renderer);
+      return refuse(reply, ctx.denial, ctx.requestId, ctx.renderer, limitHeaders(ctx));
     }
+    reply.raw.once("close", () => {
+      core.pipeline.finish(ctx);
+    });
+    for (const [name, value] of Object.entries(limitHeaders(ctx) ?? {})) reply.header(name, value);
     request.rawBody = body;
     const caller = callerOf(ctx);
     if (caller !== undefined) request.portcullis = caller;

@@ -3,6 +3,7 @@ import type { Portcullis } from "../core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial } from "../gateway/http.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";
+import { limitHeaders } from "../limits/headers.js";
 import type { RequestContext } from "../pipeline/context.js";
 
 /**
@@ -16,7 +17,9 @@ import type { RequestContext } from "../pipeline/context.js";
  *   http.createServer((req, res) => mw(req, res, () => handle(req, res)));   // node:http
  *
  * Because the middleware consumes the body stream, put it before any body parser and parse
- * `req.rawBody` instead.
+ * `req.rawBody` instead. Limits apply as in the gateway: the RateLimit headers (and a dialect's
+ * own) are set on the response before `next()`, and a key's concurrency slot is released when the
+ * response closes.
  */
 /** Who is calling: the same facts the gateway sends upstream, plus the matched route. */
 export interface PortcullisCaller extends Omit<PortcullisIdentity, "timestamp"> {
@@ -74,9 +77,15 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     const ctx = await verifyEmbedded(core, req, body);
     if (ctx.denial !== null) {
       onDenied(ctx.denial, ctx);
-      sendDenial(res, ctx.denial, ctx.requestId, { renderer: ctx.renderer });
+      sendDenial(res, ctx.denial, ctx.requestId, { renderer: ctx.renderer, headers: limitHeaders(ctx) });
       return;
     }
+    // The key's concurrency slot is held until the answer is finished (or abandoned).
+    res.once("close", () => {
+      core.pipeline.finish(ctx);
+    });
+    const headers = limitHeaders(ctx);
+    if (headers !== undefined) for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
     req.rawBody = body;
     const caller = callerOf(ctx);
     if (caller !== undefined) req.portcullis = caller;

@@ -10,7 +10,7 @@ import { sendDenial, sendJson, serverTimingHeader, readBody } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
 import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
-import { rateLimitFields, retryAfterSeconds } from "../limits/headers.js";
+import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
@@ -221,27 +221,4 @@ export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Socket): vo
   socket.end(
     `HTTP/1.1 ${denial.status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
   );
-}
-
-/** The rate-limit headers of an answer: the IETF fields, the venue's own, and Retry-After. */
-export function limitHeaders(ctx: RequestContext): Record<string, string> | undefined {
-  if (ctx.chargeStates === null && ctx.retryAfterMs < 0) return undefined;
-  const out: Record<string, string> = {};
-  addLimitHeaders(out, ctx);
-  return out;
-}
-
-function addLimitHeaders(out: Record<string, string>, ctx: RequestContext): void {
-  const charges = ctx.charges;
-  const states = ctx.chargeStates;
-  if (charges !== null && states !== null && charges.length > 0) {
-    const fields = rateLimitFields(charges, states, ctx.refusedCharge);
-    if (fields !== null) {
-      out["ratelimit-policy"] = fields.policy;
-      out.ratelimit = fields.limit;
-    }
-    const venue = ctx.renderer?.limitHeaders?.(charges, states);
-    if (venue !== undefined) Object.assign(out, venue);
-  }
-  if (ctx.retryAfterMs >= 0) out["retry-after"] = retryAfterSeconds(ctx.retryAfterMs);
 }

@@ -1,3 +1,4 @@
+import type { RequestContext } from "../pipeline/context.js";
 import type { Charge, ChargeState } from "./types.js";
 
 /**
@@ -41,4 +42,27 @@ export function rateLimitFields(
 /** Retry-After in whole seconds (at least 1). */
 export function retryAfterSeconds(ms: number): string {
   return String(Math.max(1, Math.ceil(ms / 1000)));
+}
+
+/** The rate-limit headers of an answer: the IETF fields, the venue's own, and Retry-After. */
+export function limitHeaders(ctx: RequestContext): Record<string, string> | undefined {
+  if (ctx.chargeStates === null && ctx.retryAfterMs < 0) return undefined;
+  const out: Record<string, string> = {};
+  addLimitHeaders(out, ctx);
+  return out;
+}
+
+export function addLimitHeaders(out: Record<string, string>, ctx: RequestContext): void {
+  const charges = ctx.charges;
+  const states = ctx.chargeStates;
+  if (charges !== null && states !== null && charges.length > 0) {
+    const fields = rateLimitFields(charges, states, ctx.refusedCharge);
+    if (fields !== null) {
+      out["ratelimit-policy"] = fields.policy;
+      out.ratelimit = fields.limit;
+    }
+    const venue = ctx.renderer?.limitHeaders?.(charges, states);
+    if (venue !== undefined) Object.assign(out, venue);
+  }
+  if (ctx.retryAfterMs >= 0) out["retry-after"] = retryAfterSeconds(ctx.retryAfterMs);
 }

@@ -16,7 +16,12 @@ let t: TestCore;
 let keyId: string;
 let secret: string;
 beforeAll(async () => {
-  t = await makeCore({ now: Date.now });
+  // Limits on, with a concurrency cap of one: a slot the middleware failed to release would
+  // refuse the next request of the same key (CONCURRENCY_LIMITED).
+  t = await makeCore({
+    now: Date.now,
+    limits: { specs: [{ name: "key-weight-1d", scope: "key", kind: "weight", limit: 1000, windowMs: 86_400_000 }], maxConcurrentPerKey: 1 },
+  });
   const created = await t.createKey({ account: "embedded-acct", scopes: ["read", "trade"] });
   keyId = created.key.id;
   secret = created.secret ?? "";
@@ -25,8 +30,8 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-function sign(host: string, method: string, url: string, body?: string): Record<string, string> {
-  return signRequest({ method, url, host, keyId, key: secret, created: Math.floor(Date.now() / 1000), ...(body === undefined ? {} : { body }) });
+function sign(host: string, method: string, url: string, body?: string, key = { id: keyId, secret }): Record<string, string> {
+  return signRequest({ method, url, host, keyId: key.id, key: key.secret, created: Math.floor(Date.now() / 1000), ...(body === undefined ? {} : { body }) });
 }
 
 async function listen(server: Server): Promise<string> {
@@ -37,6 +42,7 @@ async function listen(server: Server): Promise<string> {
 async function exercise(host: string): Promise<void> {
   const account = await request(`http://${host}/api/v3/account`, { headers: sign(host, "GET", "/api/v3/account") });
   expect(account.statusCode).toBe(200);
+  expect(account.headers["ratelimit-policy"]).toBe('"key-weight-1d";q=1000;w=86400');
   expect(await account.body.json()).toMatchObject({ account: "embedded-acct", keyId });
 
   const body = JSON.stringify({ symbol: "BTCUSDT", quantity: "1" });
@@ -58,6 +64,16 @@ async function exercise(host: string): Promise<void> {
     headers: { ...sign(host, "POST", "/api/v3/order", body), "content-type": "application/json" },
   });
   expect(((await tampered.body.json()) as { code: string }).code).toBe("CONTENT_DIGEST_MISMATCH");
+
+  // A key whose override allows one account read (weight 20) a day: the second is 429 with Retry-After.
+  const created = await t.createKey({ account: "embedded-tight", scopes: ["read"], limits: { "key-weight-1d": 20 } });
+  const tight = { id: created.key.id, secret: created.secret ?? "" };
+  expect((await request(`http://${host}/api/v3/account`, { headers: sign(host, "GET", "/api/v3/account", undefined, tight) })).statusCode).toBe(200);
+  const limited = await request(`http://${host}/api/v3/account`, { headers: sign(host, "GET", "/api/v3/account", undefined, tight) });
+  expect(limited.statusCode).toBe(429);
+  expect(limited.headers["retry-after"]).toBe("86400");
+  expect(((await limited.body.json()) as { code: string }).code).toBe("RATE_LIMITED");
+  expect(t.core.shield.inFlightFor(keyId)).toBe(0);
 }
 
 describe("embedded mode", () => {

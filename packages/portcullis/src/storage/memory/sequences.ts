@@ -35,8 +35,8 @@ export class MemorySequenceStore implements SequenceStore {
         this.remember(seq, seq.highest);
         // Nonces mostly arrive in increasing order, so the set (insertion-ordered) holds the
         // oldest first: drop from the front until the window's floor. A value that came out of
-        // order may linger a little longer; it is still refused (as replayed) and the per-key
-        // limit bounds it.
+        // order may linger a little longer (the per-key limit bounds it); it is answered "too
+        // low" all the same, since the window is checked before the set.
         const floor = value - window;
         for (const v of seq.recent) {
           if (v >= floor) break;
@@ -46,8 +46,10 @@ export class MemorySequenceStore implements SequenceStore {
       seq.highest = value;
       return "fresh";
     }
-    if (value === seq.highest || seq.recent.has(value)) return "replayed";
+    if (value === seq.highest) return "replayed";
+    // Below the window (or the floor) is too low, even for a value that lingers in `recent`.
     if (seq.highest - value > window || value <= seq.floor) return "too-low";
+    if (seq.recent.has(value)) return "replayed";
     this.remember(seq, value);
     return "fresh";
   }
