@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
 import type { LimitsOptions } from "../../src/core.js";
 import { DEFAULT_SHIELD_POLICY, type LimitSpec } from "../../src/limits/types.js";
+import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import type { HotStore } from "../../src/storage/types.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest } from "../support/harness.js";
@@ -167,6 +168,30 @@ describe("escalation and shields", () => {
     const again = await call(g, k);
     expect(code(again)).toBe("IP_BANNED");
     expect(again.headers["retry-after"]).toBe("20");
+  });
+
+  it("answers a banned address from the in-process shield, without asking the hot store", async () => {
+    const inner = new MemoryHotStore({ policy: shield });
+    let admissions = 0;
+    const counting: HotStore = {
+      kind: "counting",
+      admit: (a) => {
+        admissions++;
+        return inner.admit(a);
+      },
+      recordFailure: (ip, keyId, now) => inner.recordFailure(ip, keyId, now),
+      close: () => inner.close(),
+    };
+    const g = await gateway({ specs: [spec("key-weight-1m", "key", "weight", 10, 60_000)], shield }, counting);
+    const { key, secret } = await g.createKey({});
+    const k = { keyId: key.id, secret: secret ?? "" };
+    for (let i = 0; i < 5; i++) await call(g, k);
+    expect(code(await call(g, k))).toBe("IP_BANNED");
+    const asked = admissions;
+    for (let i = 0; i < 20; i++) expect(code(await call(g, k))).toBe("IP_BANNED");
+    expect(admissions).toBe(asked);
+    // Another address is not affected.
+    expect(code(await call(g, { ...k, ip: "192.0.2.9" }))).toBe("RATE_LIMITED");
   });
 
   it("blocks an address after repeated authentication failures", async () => {
