@@ -166,6 +166,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const limits = parseLimits(root.limits);
+  checkWeights(routes as RouteSpec[], limits.specs);
   const h = obj(root.hot, "hot");
   only(h, "hot", ["backend", "url", "prefix"]);
   const backend = str(h, "backend", "hot", "memory");
@@ -225,6 +226,21 @@ const SCOPES: Readonly<Record<string, { scope: LimitScope; kind: LimitKind }>> =
   orders: { scope: "account", kind: "orders" },
   cancels: { scope: "account", kind: "cancels" },
 };
+
+/** A route heavier than a weight limit it is charged against could never be admitted. */
+function checkWeights(routes: readonly RouteSpec[], specs: readonly LimitSpec[]): void {
+  const weightLimits = specs.filter((spec) => spec.kind === "weight");
+  routes.forEach((route, i) => {
+    const weight = route.weight ?? 1;
+    for (const spec of weightLimits) {
+      if (weight <= spec.limit) continue;
+      const methods = Array.isArray(route.method) ? route.method.join(",") : String(route.method);
+      throw new ConfigError(
+        `route #${i + 1} (${methods} ${route.path}) weighs ${weight}, more than limit ${spec.name} allows per window (${spec.limit}): it could never be admitted`,
+      );
+    }
+  });
+}
 
 /** The `limits` section; absent, the built-in DEFAULT_LIMITS (and default shields). */
 function parseLimits(raw: unknown): PortcullisConfig["limits"] {
