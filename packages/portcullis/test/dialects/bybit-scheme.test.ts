@@ -8,10 +8,11 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { BYBIT_ERRORS, createBybitScheme } from "../../src/dialects/bybit/index.js";
 import type { AuthScheme } from "../../src/dialects/scheme.js";
-import { type Denial, type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
+import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
+import { runScheme } from "../support/scheme.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -65,18 +66,6 @@ function context(method: string, url: string, headers: Record<string, string>, b
   return ctx;
 }
 
-/** Stages 3 and 5-7 of the scheme, as the pipeline runs them. */
-async function run(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: MemoryHotStore): Promise<Denial | undefined> {
-  const credential = scheme.extract(ctx);
-  if ("ok" in credential) return credential;
-  const early = (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key));
-  if (early !== undefined) return early;
-  // Stage 7 as the pipeline runs it: the scheme's claim, recorded by the hot store.
-  const claim = credential.replayClaim(ctx, key);
-  const admitted = hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: claim, charges: [] });
-  if (admitted.ok) return undefined;
-  return deny(admitted.reason === "replayed" ? "NONCE_REPLAYED" : "REPLAY_CAPACITY");
-}
 
 describe("Bybit's documented example (v5 Integration Guidance, Authentication)", () => {
   // The documented GET request, copied exactly: its target, X-BAPI-API-KEY, X-BAPI-TIMESTAMP and
@@ -96,15 +85,15 @@ describe("Bybit's documented example (v5 Integration Guidance, Authentication)",
     expect(createHmac("sha256", secret).update(toSign).digest("hex")).toBe(headers["x-bapi-sign"]);
     const hot = new MemoryHotStore();
     const key = hmacKey("XXXXXXXXXX", secret);
-    expect(await run(bybitScheme(), context("GET", url, headers, "", 1658384314791), key, hot)).toBeUndefined();
-    expect((await run(bybitScheme(), context("GET", url, headers, "", 1658384314791), key, hot))?.code).toBe("NONCE_REPLAYED");
+    expect(await runScheme(bybitScheme(), context("GET", url, headers, "", 1658384314791), key, hot)).toBeUndefined();
+    expect((await runScheme(bybitScheme(), context("GET", url, headers, "", 1658384314791), key, hot))?.code).toBe("NONCE_REPLAYED");
     // Bybit signs the query string as sent: the same parameters in another order are another request.
     const reordered = "/v5/order/realtime?symbol=BTC-29JUL22-25000-C&category=option";
-    expect((await run(bybitScheme(), context("GET", reordered, headers, "", 1658384314791), key, hot))?.code).toBe("SIGNATURE_INVALID");
+    expect((await runScheme(bybitScheme(), context("GET", reordered, headers, "", 1658384314791), key, hot))?.code).toBe("SIGNATURE_INVALID");
     // Server time 5 s after the timestamp is still inside the recv_window; 5001 ms is not.
     const later = { ...headers, "x-bapi-timestamp": "1658384309791" };
     later["x-bapi-sign"] = createHmac("sha256", secret).update(`1658384309791XXXXXXXXXX5000${url.slice(url.indexOf("?") + 1)}`).digest("hex");
-    expect((await run(bybitScheme(), context("GET", url, later, "", 1658384314792), key, hot))?.code).toBe("CREATED_TOO_OLD");
+    expect((await runScheme(bybitScheme(), context("GET", url, later, "", 1658384314792), key, hot))?.code).toBe("CREATED_TOO_OLD");
   });
 });
 

@@ -9,11 +9,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { createOkxScheme, OKX_ERRORS, parseOkxTimestamp } from "../../src/dialects/okx/index.js";
 import type { AuthScheme } from "../../src/dialects/scheme.js";
-import { type Denial, type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
+import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { PassphraseCheck, hashPassphrase } from "../../src/keys/passphrase.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
+import { runScheme } from "../support/scheme.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -67,18 +68,6 @@ function context(method: string, url: string, headers: Record<string, string>, b
   return ctx;
 }
 
-/** Stages 3 and 5-7 of the scheme, as the pipeline runs them. */
-async function run(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: MemoryHotStore): Promise<Denial | undefined> {
-  const credential = scheme.extract(ctx);
-  if ("ok" in credential) return credential;
-  const early = (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key));
-  if (early !== undefined) return early;
-  // Stage 7 as the pipeline runs it: the scheme's claim, recorded by the hot store.
-  const claim = credential.replayClaim(ctx, key);
-  const admitted = hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: claim, charges: [] });
-  if (admitted.ok) return undefined;
-  return deny(admitted.reason === "replayed" ? "NONCE_REPLAYED" : "REPLAY_CAPACITY");
-}
 
 describe("OKX's documented example (docs-v5, REST Authentication > Signature)", () => {
   // The documented pieces, copied exactly: the timestamp, GET with its query in requestPath, the
@@ -109,11 +98,11 @@ describe("OKX's documented example (docs-v5, REST Authentication > Signature)", 
     const key = await okxKey(secretKey, passphrase);
     const hot = new MemoryHotStore();
     const now = Date.parse(timestamp);
-    expect(await run(okxScheme(), context(method, url, headers, body, now), key, hot)).toBeUndefined();
+    expect(await runScheme(okxScheme(), context(method, url, headers, body, now), key, hot)).toBeUndefined();
     // A second time: the same signature is refused, as a replay.
-    expect((await run(okxScheme(), context(method, url, headers, body, now), key, hot))?.code).toBe("NONCE_REPLAYED");
+    expect((await runScheme(okxScheme(), context(method, url, headers, body, now), key, hot))?.code).toBe("NONCE_REPLAYED");
     // Any other byte: another signature.
-    const other = await run(okxScheme(), context(method, `${url}${method === "GET" ? "&" : "?"}x=1`, headers, body, now), key, hot);
+    const other = await runScheme(okxScheme(), context(method, `${url}${method === "GET" ? "&" : "?"}x=1`, headers, body, now), key, hot);
     expect(other?.code).toBe("SIGNATURE_INVALID");
   });
 });

@@ -6,6 +6,7 @@ import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { RedisHotStore, hotRedisOptions } from "../../src/storage/redis/hot.js";
 import type { Admission, AdmissionResult, HotStore, ReplayClaim } from "../../src/storage/types.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, keysUnder, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
+import { referenceSequence } from "../support/reference-sequence.js";
 
 /**
  * One contract, two hot stores: process memory and Redis. Every test runs against both with a
@@ -178,20 +179,6 @@ function referenceAdmit(buckets: readonly LeakyBucket[], costs: readonly number[
     b.take(now, costs[i] ?? 0);
   });
   return { ok: true, states };
-}
-
-type SequenceAnswer = "fresh" | "replayed" | "too-low";
-
-/** The increasing-nonce rule as documented (SequenceStore), on a plain list. */
-function referenceSequence(accepted: bigint[], v: bigint, window: bigint): SequenceAnswer {
-  const highest = accepted.length === 0 ? null : accepted.reduce((a, b) => (a > b ? a : b));
-  let expected: SequenceAnswer;
-  if (highest === null || v > highest) expected = "fresh";
-  else if (highest - v > window) expected = "too-low";
-  else if (accepted.includes(v)) expected = "replayed";
-  else expected = "fresh";
-  if (expected === "fresh") accepted.push(v);
-  return expected;
 }
 
 function replayAnswer(r: AdmissionResult): string {

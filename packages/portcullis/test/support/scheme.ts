@@ -1,0 +1,20 @@
+/**
+ * A scheme's stages 3 and 5–7 run directly, as the pipeline runs them (for scheme unit tests that
+ * need no gateway): extract the credential, check freshness and the signature, then record the
+ * scheme's replay claim in a hot store.
+ */
+import type { AuthScheme } from "../../src/dialects/scheme.js";
+import { type Denial, deny } from "../../src/errors/catalogue.js";
+import type { VerificationKey } from "../../src/keys/cache.js";
+import type { RequestContext } from "../../src/pipeline/context.js";
+import type { MemoryHotStore } from "../../src/storage/memory/hot.js";
+
+export async function runScheme(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: MemoryHotStore): Promise<Denial | undefined> {
+  const credential = scheme.extract(ctx);
+  if ("ok" in credential) return credential;
+  const early = (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key));
+  if (early !== undefined) return early;
+  const admitted = hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: credential.replayClaim(ctx, key), charges: [] });
+  if (admitted.ok) return undefined;
+  return deny(admitted.reason === "replayed" ? "NONCE_REPLAYED" : "REPLAY_CAPACITY");
+}
