@@ -84,7 +84,7 @@ export class Portcullis {
       envelope: options.envelope,
       environment: options.environment,
       now,
-      ...(options.limits === undefined ? {} : { limitNames: new Set(options.limits.specs.map((s) => s.name)) }),
+      ...(options.limits === undefined ? {} : { limitWindows: new Map(options.limits.specs.map((s) => [s.name, s.windowMs])) }),
     });
     this.cache = new KeyCache({
       load: (id) => this.keys.loadMaterial(id),

@@ -5,6 +5,7 @@ import type { Environment } from "../keys/ids.js";
 import { DEFAULT_WINDOW_MS } from "../keys/model.js";
 import { CidrError, CidrSet } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
+import { maxLimit } from "../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type LimitKind, type LimitScope, type LimitSpec, type ShieldPolicy } from "../limits/types.js";
 
 /**
@@ -261,9 +262,11 @@ function parseLimits(raw: unknown): PortcullisConfig["limits"] {
       if (names.has(name)) throw new ConfigError(`${where}: limit name ${name} is used twice`);
       names.add(name);
       const limit = int(o, "limit", where, 0, 1, 1_000_000_000);
-      if (o.window === undefined) throw new ConfigError(`${where}.window is required`);
+      if (typeof o.window !== "string") throw new ConfigError(o.window === undefined ? `${where}.window is required` : `${where}.window must be a duration such as "10s", "1m", "1d"`);
       const windowMs = duration(o, "window", where, 0);
       if (windowMs > 7 * 86_400_000) throw new ConfigError(`${where}.window must be at most 7 days`);
+      // GCRA works on limit × window (ms) in exact double arithmetic.
+      if (limit > maxLimit(windowMs)) throw new ConfigError(`${where}.limit must be at most ${maxLimit(windowMs)} for a window of ${o.window}`);
       specs.push({ name, scope, kind, limit, windowMs });
     });
   }

@@ -1,6 +1,7 @@
 import { createPublicKey, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
 import type { Envelope } from "../custody/envelope.js";
 import { PortcullisError } from "../errors/catalogue.js";
+import { maxLimit } from "../limits/gcra.js";
 import type { DurableStore, KeyChange, KeyRow } from "../storage/types.js";
 import { type Environment, generateKeyId } from "./ids.js";
 import type { CreateKeyInput } from "./input.js";
@@ -21,11 +22,12 @@ export interface KeyServiceOptions {
   readonly environment: Environment;
   readonly now?: () => number;
   /**
-   * The configured limits' names. When set, overrides naming any other limit are refused (a typo
-   * would otherwise raise nothing, silently). Unset where the configuration is not known (the
-   * CLI writing a data directory directly).
+   * The configured limits' windows (ms) by name. When set, overrides naming any other limit are
+   * refused (a typo would otherwise raise nothing, silently), and so are values beyond exact
+   * arithmetic for the limit's window. Unset where the configuration is not known (the CLI
+   * writing a data directory directly).
    */
-  readonly limitNames?: ReadonlySet<string>;
+  readonly limitWindows?: ReadonlyMap<string, number>;
 }
 
 export interface CreatedKey {
@@ -66,7 +68,7 @@ export class KeyService {
   private readonly store: DurableStore;
   private readonly envelope: Envelope;
   private readonly now: () => number;
-  private readonly limitNames: ReadonlySet<string> | null;
+  private readonly limitWindows: ReadonlyMap<string, number> | null;
   readonly environment: Environment;
 
   constructor(options: KeyServiceOptions) {
@@ -74,17 +76,24 @@ export class KeyService {
     this.envelope = options.envelope;
     this.environment = options.environment;
     this.now = options.now ?? Date.now;
-    this.limitNames = options.limitNames ?? null;
+    this.limitWindows = options.limitWindows ?? null;
   }
 
   private checkLimitNames(limits: Readonly<Record<string, number>>): void {
-    const known = this.limitNames;
+    const known = this.limitWindows;
     if (known === null) return;
+    const refuse = (error: string): never => {
+      throw new PortcullisError("VALIDATION_FAILED", `limits: ${error}`, { limits: error });
+    };
     const unknown = Object.keys(limits).filter((name) => !known.has(name));
-    if (unknown.length === 0) return;
-    const configured = known.size === 0 ? "no limits are configured" : `configured: ${[...known].join(", ")}`;
-    const error = `unknown limit ${unknown.map((n) => JSON.stringify(n)).join(", ")} (${configured})`;
-    throw new PortcullisError("VALIDATION_FAILED", `limits: ${error}`, { limits: error });
+    if (unknown.length > 0) {
+      const configured = known.size === 0 ? "no limits are configured" : `configured: ${[...known.keys()].join(", ")}`;
+      refuse(`unknown limit ${unknown.map((n) => JSON.stringify(n)).join(", ")} (${configured})`);
+    }
+    for (const [name, value] of Object.entries(limits)) {
+      const max = maxLimit(known.get(name) ?? 1);
+      if (value > max) refuse(`${name} must be at most ${max} for its window`);
+    }
   }
 
   async create(input: CreateKeyInput, actor: string): Promise<CreatedKey> {

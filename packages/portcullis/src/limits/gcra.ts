@@ -18,6 +18,11 @@
  * comparison is done on (tat − now)·limit, which stays far below 2^53. The Redis backend runs the
  * same integer arithmetic in Lua.
  */
+/** The largest limit whose GCRA arithmetic (limit × window) stays exact in a double. */
+export function maxLimit(windowMs: number): number {
+  return Math.floor(Number.MAX_SAFE_INTEGER / windowMs);
+}
+
 export interface GcraLimit {
   /** Units per window (a positive integer). */
   readonly limit: number;

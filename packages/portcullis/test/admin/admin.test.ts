@@ -35,6 +35,7 @@ beforeAll(async () => {
       specs: [
         { name: "key-weight-1m", scope: "key", kind: "weight", limit: 10_000, windowMs: 60_000 },
         { name: "orders-10s", scope: "account", kind: "orders", limit: 1_000, windowMs: 10_000 },
+        { name: "orders-1d", scope: "account", kind: "orders", limit: 100_000, windowMs: 86_400_000 },
       ],
     },
   });
@@ -133,8 +134,9 @@ describe("admin API", () => {
   });
 
   it.each([
-    ["an unknown limit name", { limits: { "key-weight-1h": 5 } }, /unknown limit "key-weight-1h" \(configured: key-weight-1m, orders-10s\)/],
+    ["an unknown limit name", { limits: { "key-weight-1h": 5 } }, /unknown limit "key-weight-1h" \(configured: key-weight-1m, orders-10s, orders-1d\)/],
     ["a limit that is not a positive integer", { limits: { "key-weight-1m": 0 } }, /positive integer/],
+    ["a limit beyond exact arithmetic for its window", { limits: { "orders-1d": 500_000_000 } }, /orders-1d must be at most 104249991 for its window/],
     ["no limits object", { overrides: {} }, /an object of limit names/],
   ])("refuses %s as an override, changing nothing", async (_name, json, message) => {
     const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "mm-2", scopes: ["read"], limits: { "key-weight-1m": 20_000 } } });

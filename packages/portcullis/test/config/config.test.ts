@@ -62,6 +62,7 @@ describe("config", () => {
     [{ limits: { key: [{ name: "k", limit: 1 }] } }, /limits\.key\[0\]\.window is required/],
     [{ limits: { key: [{ name: "k", limit: 1, window: "1m" }], ip: [{ name: "k", limit: 1, window: "1m" }] } }, /used twice/],
     [{ limits: { perUser: [] } }, /limits\.perUser is not a known setting/],
+    [{ limits: { orders: [{ name: "orders-1d", limit: 200_000_000, window: "1d" }] } }, /limits\.orders\[0\]\.limit must be at most 104249991 for a window of 1d/],
     [
       { routes: [{ method: "GET", path: "/heavy", permission: "read", weight: 50 }], limits: { key: [{ name: "key-weight-1s", limit: 20, window: "1s" }] } },
       /route #1 \(GET \/heavy\) weighs 50, more than limit key-weight-1s allows per window \(20\)/,
