@@ -1,5 +1,6 @@
 import type { Route } from "../authz/routes.js";
 import type { VerificationKey } from "../keys/cache.js";
+import { maxLimit } from "./gcra.js";
 import type { Charge, LimitScope, LimitSpec } from "./types.js";
 
 /**
@@ -18,6 +19,13 @@ export class LimitPlan {
   private readonly orders: readonly LimitSpec[];
   private readonly cancels: readonly LimitSpec[];
   readonly specs: readonly LimitSpec[];
+  /**
+   * A key's charges per route never change while the key's record does not (its id, account and
+   * overrides), so they are built once: the cache is keyed by the VerificationKey object, which
+   * the key cache replaces whenever the record changes. Besides the allocations, reusing the same
+   * bucket strings lets the hot store's map lookups reuse their cached hashes.
+   */
+  private readonly keyCharges = new WeakMap<VerificationKey, Map<Route, readonly Charge[]>>();
 
   constructor(specs: readonly LimitSpec[]) {
     const names = new Set<string>();
@@ -26,6 +34,7 @@ export class LimitPlan {
       names.add(s.name);
       if (!Number.isSafeInteger(s.limit) || s.limit <= 0) throw new TypeError(`limit ${s.name}: limit must be a positive integer`);
       if (!Number.isSafeInteger(s.windowMs) || s.windowMs <= 0) throw new TypeError(`limit ${s.name}: window must be a positive integer`);
+      if (s.limit > maxLimit(s.windowMs)) throw new TypeError(`limit ${s.name}: limit × window (ms) must stay below 2^53 (at most ${maxLimit(s.windowMs)} for this window)`);
       if (s.kind !== "weight" && s.scope !== "account") throw new TypeError(`limit ${s.name}: ${s.kind} limits are per account`);
     }
     this.specs = specs;
@@ -45,27 +54,50 @@ export class LimitPlan {
 
   charges(route: Route, ip: string, key: VerificationKey | null): Charge[] {
     const out: Charge[] = [];
-    const overrides = key?.record.limits;
-    const charge = (spec: LimitSpec, owner: string, cost: number): void => {
-      const limit = overrides?.[spec.name] ?? spec.limit;
-      out.push({ spec, bucket: `${spec.name}|${owner}`, limit, windowMs: spec.windowMs, cost });
-    };
-    const tags = route.tags;
-    if (key !== null && tags.includes("cancel")) {
-      for (const s of this.cancels) charge(s, key.record.account, 1);
+    const cancel = key !== null && route.tags.includes("cancel");
+    const weight = route.weight;
+    if (!cancel && weight > 0) {
+      const overrides = key?.record.limits;
+      for (const s of this.weight.ip) out.push(charge(s, ip, weight, overrides));
+    }
+    if (key === null) return out;
+    let perRoute = this.keyCharges.get(key);
+    if (perRoute === undefined) {
+      perRoute = new Map();
+      this.keyCharges.set(key, perRoute);
+    }
+    let keyed = perRoute.get(route);
+    if (keyed === undefined) {
+      keyed = this.keyed(route, key, cancel);
+      perRoute.set(route, keyed);
+    }
+    for (const c of keyed) out.push(c);
+    return out;
+  }
+
+  /** The charges of `key` on `route` that do not depend on the address. */
+  private keyed(route: Route, key: VerificationKey, cancel: boolean): readonly Charge[] {
+    const out: Charge[] = [];
+    const { id, account, limits: overrides } = key.record;
+    if (cancel) {
+      for (const s of this.cancels) out.push(charge(s, account, 1, overrides));
       return out;
     }
     const weight = route.weight;
     if (weight > 0) {
-      for (const s of this.weight.ip) charge(s, ip, weight);
-      if (key !== null) {
-        for (const s of this.weight.key) charge(s, key.record.id, weight);
-        for (const s of this.weight.account) charge(s, key.record.account, weight);
-      }
+      for (const s of this.weight.key) out.push(charge(s, id, weight, overrides));
+      for (const s of this.weight.account) out.push(charge(s, account, weight, overrides));
     }
-    if (key !== null && tags.includes("order")) {
-      for (const s of this.orders) charge(s, key.record.account, 1);
+    if (route.tags.includes("order")) {
+      for (const s of this.orders) out.push(charge(s, account, 1, overrides));
     }
     return out;
   }
+}
+
+function charge(spec: LimitSpec, owner: string, cost: number, overrides: Readonly<Record<string, number>> | undefined): Charge {
+  // An override beyond exact arithmetic (possible only through a path that could not check it)
+  // is held at the largest exact limit: in effect, no limit.
+  const limit = Math.min(overrides?.[spec.name] ?? spec.limit, maxLimit(spec.windowMs));
+  return { spec, bucket: `${spec.name}|${owner}`, limit, windowMs: spec.windowMs, cost };
 }
