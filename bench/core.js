@@ -2,14 +2,34 @@
  * A Portcullis core for benchmarking, set up the way `portcullis start` sets one up: embedded
  * stores (SQLite in a fresh data directory, replay protection in process memory), silent logs,
  * and keys created through the key service: by default one native HMAC key allowed the benchmark
- * routes; the dialect benchmark passes its own routes and keys.
+ * routes; the dialect benchmark passes its own routes and keys. No limits unless asked for
+ * (`limits`, e.g. `benchLimits()`), and the memory hot store unless another is given (`hot`).
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Portcullis, initDataDir, openDataDir, parseCreateKeyInput } from "../packages/portcullis/dist/index.js";
+import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput } from "../packages/portcullis/dist/index.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { ROUTES, SCOPES } from "./signing.js";
+
+/**
+ * The limit every benchmark limit is raised to (units per window). Large enough that no benchmark
+ * request is ever refused (a GET weighs 20: 5 million GETs a minute from one address), and small
+ * enough for the hot stores' exactness bound (limit × window below 2^53, which 10^9 per day is not).
+ */
+export const BENCH_LIMIT = 100_000_000;
+
+/**
+ * The limits a gateway started from a config without a `limits` section gets (DEFAULT_LIMITS,
+ * default shield, no concurrency cap), read through the real config parser, with every limit
+ * raised to BENCH_LIMIT: same names, scopes, kinds and windows, so each request takes the full
+ * charge path (a GET: the address's and the key's weight; a POST order: also both order counts),
+ * but none is ever refused.
+ */
+export function benchLimits() {
+  const { limits } = parseConfig({ gateway: { upstream: "http://127.0.0.1:1" }, routes: ROUTES }, tmpdir());
+  return { ...limits, specs: limits.specs.map((spec) => ({ ...spec, limit: BENCH_LIMIT })) };
+}
 
 /** The default key: native HMAC-SHA256, allowed the benchmark routes. */
 const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
@@ -18,12 +38,13 @@ const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
  * Builds a core in a temporary data directory and creates its keys. `now` is the core's clock
  * (default: real time); `timing` turns on per-stage timings; `routes` is the route table
  * (default: the native benchmark routes); `keys` lists the key-creation inputs (what
- * `parseCreateKeyInput` takes; default one native HMAC key). Resolves to
+ * `parseCreateKeyInput` takes; default one native HMAC key); `limits` are the core's limits
+ * (default none); `hot` its hot store (default process memory; closed with the core). Resolves to
  * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
  * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
  * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
   let data = null;
   let core = null;
@@ -38,6 +59,8 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
       timing,
       now,
       logger: silentLogger(),
+      ...(limits === undefined ? {} : { limits }),
+      ...(hot === undefined ? {} : { hot }),
     });
     const created = [];
     for (const input of keys) {
@@ -56,7 +79,10 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
     };
   } catch (err) {
     if (core !== null) await core.close();
-    else if (data !== null) await data.store.close();
+    else {
+      if (data !== null) await data.store.close();
+      await hot?.close();
+    }
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }

@@ -12,10 +12,16 @@
  * The modes are measured in rounds, each round running every mode once (in a rotating order),
  * each run preceded by a short discarded warm-up run against the same server; before the first
  * round every server is primed with a longer discarded run.
+ *
+ * Benchmark 7 runs the same machinery over two other gateways, both with the default limits of a
+ * configured gateway (raised so that nothing is refused): one keeps its hot state in process
+ * memory, the other in Redis (a private redis-server, started by the caller). Both check the
+ * signatures, so each is sent requests signed for its own key; the Redis server's CPU time and
+ * script calls are read from its own statistics around every measured run.
  */
 import { Buffer } from "node:buffer";
 import { fork } from "node:child_process";
-import { createSecretKey } from "node:crypto";
+import { createSecretKey, randomBytes } from "node:crypto";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
@@ -27,8 +33,11 @@ const STOP_TIMEOUT_MS = 5_000;
 
 const fmtCpu = (us) => us.toFixed(1);
 
-/** The modes compared, in the order of the first round. */
+/** The modes compared by benchmark 2, in the order of the first round. */
 export const MODES = ["full", "pass-through", "plain-proxy"];
+
+/** The modes compared by benchmark 7, in the order of the first round. */
+export const LIMIT_MODES = ["memory-limits", "redis-limits"];
 
 /** Forks servers.js with `args`; resolves to `{ child, info }` once it reports its port. */
 function startServer(args) {
@@ -62,13 +71,13 @@ function stopServer(child) {
   });
 }
 
-/** CPU time (user + system, µs) a server process has used so far. */
+/** CPU time (user + system, µs) a server process has used so far, and requests it received. */
 function cpuTime(child) {
   return new Promise((resolve) => {
     const onMessage = (message) => {
       if (message === null || typeof message !== "object" || !("cpu" in message)) return;
       child.off("message", onMessage);
-      resolve(message.cpu.user + message.cpu.system);
+      resolve({ cpu: message.cpu.user + message.cpu.system, requests: message.requests });
     };
     child.on("message", onMessage);
     child.send("cpu");
@@ -156,6 +165,81 @@ async function runStageBreakdown({ origin, seconds, warmupSeconds, connections }
 }
 
 /**
+ * Measures `modes` (keys of `servers`, each `{ child, info }`) in interleaved rounds: primes every
+ * server, then `rounds` rounds of one `seconds` run per mode at full load (each after a
+ * `warmupSeconds` warm-up run), in a rotating order, then `fixedRate.rounds` rounds at
+ * `fixedRate.rate` req/s. `signerOf(mode)` signs that mode's requests. `probe`, when given, is an
+ * async function called before and after each measured run; it returns a function that, given
+ * the run, returns extra fields for it (e.g. a Redis server's statistics over the run).
+ */
+async function compareModes({ modes, servers, upstream, signerOf, rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, probe, label, progress }) {
+  // Prime every server once (JIT, connection pools, key cache) before anything is measured.
+  let primeFailures = 0;
+  for (const mode of modes) {
+    const prime = await runLoad({ port: servers[mode].info.port, seconds: primeSeconds, connections, signer: signerOf(mode) });
+    primeFailures += prime.non2xx + prime.errors + prime.timeouts;
+  }
+
+  // One measured run against `mode`, with the CPU each process spent on it.
+  const measure = async (mode, runSeconds, overallRate) => {
+    const { child, info } = servers[mode];
+    const extra = probe === undefined ? null : await probe();
+    const before = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
+    const generatorBefore = process.cpuUsage();
+    const run = await runLoad({ port: info.port, seconds: runSeconds, connections, signer: signerOf(mode), overallRate });
+    const generator = process.cpuUsage(generatorBefore);
+    const after = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
+    const result = {
+      mode,
+      ...run,
+      // Requests the server under test received during the run (answered or not).
+      received: after[0].requests - before[0].requests,
+      // CPU µs per completed request: the server under test, the upstream, the load generator.
+      proxyCpuUs: (after[0].cpu - before[0].cpu) / run.total,
+      upstreamCpuUs: (after[1].cpu - before[1].cpu) / run.total,
+      generatorCpuUs: (generator.user + generator.system) / run.total,
+    };
+    return extra === null ? result : { ...result, ...(await extra(result)) };
+  };
+  const rotation = (round) => modes.map((_, i) => modes[(i + round) % modes.length]);
+
+  const runs = [];
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of rotation(round)) {
+      const warmup = await runLoad({ port: servers[mode].info.port, seconds: warmupSeconds, connections, signer: signerOf(mode) });
+      const run = await measure(mode, seconds);
+      runs.push({ round, ...run, warmupNon2xx: warmup.non2xx + warmup.errors + warmup.timeouts });
+      progress(`${label}: round ${round + 1}/${rounds} ${mode}: ${Math.round(run.rps)} req/s, non-2xx ${run.non2xx}`);
+    }
+  }
+
+  // The same servers at a fixed request rate every mode sustains: CPU per request compared at
+  // equal load, where it does not depend on how far each mode saturates the machine.
+  const fixedRuns = [];
+  for (let round = 0; round < fixedRate.rounds; round++) {
+    for (const mode of rotation(round)) {
+      const run = await measure(mode, fixedRate.seconds, fixedRate.rate);
+      fixedRuns.push({ round, ...run, warmupNon2xx: 0 });
+      progress(`${label}: fixed ${fixedRate.rate} req/s, round ${round + 1}/${fixedRate.rounds} ${mode}: ${fmtCpu(run.proxyCpuUs)} µs CPU/req`);
+    }
+  }
+  return { runs, fixedRuns, primeFailures };
+}
+
+/** Starts server processes, remembering them so that `stopAll` stops every one. */
+function serverSet() {
+  const children = [];
+  return {
+    async start(args) {
+      const server = await startServer(args);
+      children.push(server.child);
+      return server;
+    },
+    stopAll: () => Promise.all(children.map(stopServer)),
+  };
+}
+
+/**
  * Runs benchmark 2 (and 3 when `stageSeconds` > 0): each server is first primed for
  * `primeSeconds`, then measured at full load `rounds` times for `seconds`, each time after a
  * `warmupSeconds` warm-up run, then at `fixedRate.rate` req/s `fixedRate.rounds` times for
@@ -171,72 +255,80 @@ export async function runGatewayBench({
   stageSeconds,
   progress = () => undefined,
 }) {
-  const children = [];
-  const start = async (args) => {
-    const server = await startServer(args);
-    children.push(server.child);
-    return server;
-  };
+  const set = serverSet();
   try {
-    const upstream = await start(["upstream"]);
+    const upstream = await set.start(["upstream"]);
     const origin = `http://127.0.0.1:${upstream.info.port}`;
-    const full = await start(["gateway", origin, "full"]);
-    const pass = await start(["gateway", origin, "pass-through"]);
-    const plain = await start(["plain-proxy", origin]);
+    const full = await set.start(["gateway", origin, "full"]);
+    const pass = await set.start(["gateway", origin, "pass-through"]);
+    const plain = await set.start(["plain-proxy", origin]);
     const servers = { full, "pass-through": pass, "plain-proxy": plain };
     // One signer for every mode: the full gateway's key. The other two forward without checking.
     const signer = signerFor(full.info);
-
-    // Prime every server once (JIT, connection pools, key cache) before anything is measured.
-    let primeFailures = 0;
-    for (const mode of MODES) {
-      const prime = await runLoad({ port: servers[mode].info.port, seconds: primeSeconds, connections, signer });
-      primeFailures += prime.non2xx + prime.errors + prime.timeouts;
-    }
-
-    // One measured run against `mode`, with the CPU each process spent on it.
-    const measure = async (mode, runSeconds, overallRate) => {
-      const { child, info } = servers[mode];
-      const cpuBefore = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
-      const generatorBefore = process.cpuUsage();
-      const run = await runLoad({ port: info.port, seconds: runSeconds, connections, signer, overallRate });
-      const generator = process.cpuUsage(generatorBefore);
-      const cpuAfter = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
-      return {
-        mode,
-        ...run,
-        // CPU µs per completed request: the server under test, the upstream, the load generator.
-        proxyCpuUs: (cpuAfter[0] - cpuBefore[0]) / run.total,
-        upstreamCpuUs: (cpuAfter[1] - cpuBefore[1]) / run.total,
-        generatorCpuUs: (generator.user + generator.system) / run.total,
-      };
-    };
-    const rotation = (round) => MODES.map((_, i) => MODES[(i + round) % MODES.length]);
-
-    const runs = [];
-    for (let round = 0; round < rounds; round++) {
-      for (const mode of rotation(round)) {
-        const warmup = await runLoad({ port: servers[mode].info.port, seconds: warmupSeconds, connections, signer });
-        const run = await measure(mode, seconds);
-        runs.push({ round, ...run, warmupNon2xx: warmup.non2xx + warmup.errors + warmup.timeouts });
-        progress(`gateway: round ${round + 1}/${rounds} ${mode}: ${Math.round(run.rps)} req/s, non-2xx ${run.non2xx}`);
-      }
-    }
-
-    // The same servers at a fixed request rate every mode sustains: CPU per request compared at
-    // equal load, where it does not depend on how far each mode saturates the machine.
-    const fixedRuns = [];
-    for (let round = 0; round < fixedRate.rounds; round++) {
-      for (const mode of rotation(round)) {
-        const run = await measure(mode, fixedRate.seconds, fixedRate.rate);
-        fixedRuns.push({ round, ...run, warmupNon2xx: 0 });
-        progress(`gateway: fixed ${fixedRate.rate} req/s, round ${round + 1}/${fixedRate.rounds} ${mode}: ${fmtCpu(run.proxyCpuUs)} µs CPU/req`);
-      }
-    }
+    const compared = await compareModes({
+      modes: MODES,
+      servers,
+      upstream,
+      signerOf: () => signer,
+      rounds,
+      seconds,
+      warmupSeconds,
+      primeSeconds,
+      connections,
+      fixedRate,
+      label: "gateway",
+      progress,
+    });
 
     const stages = stageSeconds > 0 ? await runStageBreakdown({ origin, seconds: stageSeconds, warmupSeconds: primeSeconds, connections }) : null;
-    return { rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, runs, fixedRuns, primeFailures, stages };
+    return { rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, ...compared, stages };
   } finally {
-    await Promise.all(children.map(stopServer));
+    await set.stopAll();
+  }
+}
+
+/**
+ * Runs benchmark 7: the `memory-limits` and `redis-limits` gateways (LIMIT_MODES) compared as
+ * benchmark 2 compares its modes, with the same settings. `redis` is a private redis-server
+ * (redis-server.js); its CPU time and EVAL/EVALSHA calls are read around every measured run
+ * (`redisCpuUs` per completed request, `scriptsPerRequest` per request received).
+ */
+export async function runLimitsGatewayBench({ redis, rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, progress = () => undefined }) {
+  const set = serverSet();
+  const prefix = `pcbench:${randomBytes(4).toString("hex")}:gw:`;
+  try {
+    const upstream = await set.start(["upstream"]);
+    const origin = `http://127.0.0.1:${upstream.info.port}`;
+    const servers = {
+      "memory-limits": await set.start(["gateway", origin, "memory-limits"]),
+      "redis-limits": await set.start(["gateway", origin, "redis-limits", redis.url, prefix]),
+    };
+    const signers = Object.fromEntries(LIMIT_MODES.map((mode) => [mode, signerFor(servers[mode].info)]));
+    const scriptCalls = (calls) => (calls.get("evalsha") ?? 0) + (calls.get("eval") ?? 0);
+    const probe = async () => {
+      const [cpu, calls] = await Promise.all([redis.stats.cpuUs(), redis.stats.commands()]);
+      return async (run) => {
+        const [cpuAfter, callsAfter] = await Promise.all([redis.stats.cpuUs(), redis.stats.commands()]);
+        return { redisCpuUs: (cpuAfter - cpu) / run.total, scriptsPerRequest: (scriptCalls(callsAfter) - scriptCalls(calls)) / run.received };
+      };
+    };
+    const compared = await compareModes({
+      modes: LIMIT_MODES,
+      servers,
+      upstream,
+      signerOf: (mode) => signers[mode],
+      rounds,
+      seconds,
+      warmupSeconds,
+      primeSeconds,
+      connections,
+      fixedRate,
+      probe,
+      label: "limits gateway",
+      progress,
+    });
+    return { rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, prefix, redisVersion: redis.version, ...compared };
+  } finally {
+    await set.stopAll();
   }
 }

@@ -21,7 +21,7 @@ import { ORDER_BODY, RequestSigner } from "./signing.js";
 const EMPTY = Buffer.alloc(0);
 
 /** `count` signed requests in the pipeline's input shape, with their signature bases. */
-function generate(signer, method, created, count) {
+export function generate(signer, method, created, count) {
   const requests = new Array(count);
   const bases = new Array(count);
   for (let i = 0; i < count; i++) {
@@ -48,7 +48,7 @@ function deniedError(ctx, i) {
  * the pipeline answers with a promise (a key-cache miss); with a warm cache it never does.
  * `onContext`, when given, sees each context after the timed loop.
  */
-async function timePipeline(core, requests, onContext) {
+export async function timePipeline(core, requests, onContext) {
   const contexts = onContext === undefined ? null : new Array(requests.length);
   const start = performance.now();
   for (let i = 0; i < requests.length; i++) {

@@ -1,19 +1,29 @@
 /**
  * The Portcullis benchmark harness: `npm run bench` (builds first, then runs this file).
  *
- *   node bench/run.js            full run (about three and a quarter minutes), Markdown report on stdout
+ *   node bench/run.js            full run (about five minutes), Markdown report on stdout
  *   node bench/run.js --quick    short smoke run (figures are not meaningful)
  *   node bench/run.js --write    also rewrite BENCHMARKS.md with the report
  *
  * Progress goes to stderr. The exit code is 1 when a run saw a non-2xx answer or an error (the
- * figures are then invalid); a missed target is reported, not an error.
+ * figures are then invalid), or when the private redis-server benchmarks 6 and 7 need could not be
+ * started; a missed target is reported, not an error.
  *
  * Benchmarks (see BENCHMARKS.md for how to read them):
  *   1. the in-process pipeline against the raw HMAC-SHA256 of the same signature bases;
  *   2. gateway throughput, full security against pass-through and a plain node:http proxy;
  *   3. the per-stage breakdown a gateway with Server-Timing reports;
  *   4. each exchange dialect's in-process pipeline against the raw primitive (HMAC or signature
- *      verification) of the same bytes, beside the native scheme's figures from benchmark 1.
+ *      verification) of the same bytes, beside the native scheme's figures from benchmark 1;
+ *   5. the added cost of rate limits in memory mode: a core with the default limits against one
+ *      without, in process (per-batch differences, µs per request);
+ *   6. Redis round trips per request with the Redis hot store, counted from Redis's own command
+ *      statistics and MONITOR on a private redis-server;
+ *   7. gateway throughput with limits, hot state in Redis against hot state in memory.
+ *
+ * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
+ * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
+ * Benchmarks 6 and 7 start a private redis-server (redis-server.js) and stop it afterwards.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, release, totalmem } from "node:os";
@@ -21,8 +31,11 @@ import { performance } from "node:perf_hooks";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { runDialectBench } from "./dialect-bench.js";
-import { MODES, runGatewayBench } from "./gateway-bench.js";
+import { LIMIT_MODES, MODES, runGatewayBench, runLimitsGatewayBench } from "./gateway-bench.js";
+import { runLimitsCostBench, runRoundTripCount } from "./limits-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
+import { startPrivateRedis } from "./redis-server.js";
+import { BENCH_LIMIT } from "./core.js";
 import { fmt, fmtPercent, fmtRatio, mean, median, pairRatios, quantile, table } from "./stats.js";
 
 const TARGETS = {
@@ -32,6 +45,12 @@ const TARGETS = {
   fullOverPassThrough: 0.85,
   /** Each dialect's median pipeline cost at most this many times its raw primitive of the same bytes. */
   dialectOverPrimitive: 4,
+  /** Median added cost of limits per request in memory mode, µs. */
+  limitsAddedUs: 1,
+  /** Redis round trips per request with the Redis hot store: exactly this many. */
+  redisRoundTrips: 1,
+  /** Gateway throughput with the Redis hot store at least this share of the memory hot store's. */
+  redisOverMemory: 0.7,
 };
 
 const SETTINGS = {
@@ -52,6 +71,12 @@ const SETTINGS = {
       coldBurst: 64,
       sequenceClaims: 20_000,
     },
+    limits: {
+      // Small batches: a young-generation collection lands in few pairs (see section 5).
+      cost: { batches: 1200, batchSize: 250, warmupBatches: 40 },
+      roundTrips: { requests: 5000 },
+      gateway: { rounds: 5, seconds: 5, warmupSeconds: 1, primeSeconds: 2, connections: 32, fixedRate: { rate: 1500, rounds: 3, seconds: 3 } },
+    },
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
@@ -69,6 +94,11 @@ const SETTINGS = {
       signature: { batches: 3, batchSize: 64, warmupBatches: 1 },
       coldBurst: 8,
       sequenceClaims: 2_000,
+    },
+    limits: {
+      cost: { batches: 20, batchSize: 250, warmupBatches: 4 },
+      roundTrips: { requests: 200 },
+      gateway: { rounds: 1, seconds: 2, warmupSeconds: 1, primeSeconds: 1, connections: 32, fixedRate: { rate: 1000, rounds: 1, seconds: 1 } },
     },
   },
 };
@@ -121,7 +151,7 @@ function pipelineSection(result) {
     text: [
       "## 1. In-process pipeline vs raw HMAC-SHA256",
       "",
-      `A \`Portcullis\` core with the embedded stores (SQLite in a temporary data directory, replay protection in memory) and a warm key cache verifies freshly signed requests through \`core.verify\`; every request is allowed (asserted). The baseline is \`createHmac("sha256", secretBytes).update(base).digest()\` over the same batch's signature bases, the one step no verifier can skip. ${batches} measured batches of ${batchSize} requests each (after ${warmupBatches} warm-up batches), each pre-generated untimed with unique nonces and flat header strings; the two sides of each pair run back to back, in alternating order. Figures are per request.`,
+      `A \`Portcullis\` core with the embedded stores (SQLite in a temporary data directory, replay protection in memory), no limits configured (benchmark 5 adds them) and a warm key cache verifies freshly signed requests through \`core.verify\`; every request is allowed (asserted). The baseline is \`createHmac("sha256", secretBytes).update(base).digest()\` over the same batch's signature bases, the one step no verifier can skip. ${batches} measured batches of ${batchSize} requests each (after ${warmupBatches} warm-up batches), each pre-generated untimed with unique nonces and flat header strings; the two sides of each pair run back to back, in alternating order. Figures are per request.`,
       "",
       table(
         ["Request", "Pipeline µs/req (median)", "Raw HMAC µs/req (median)", "Pipeline / HMAC, per-batch pairs", "Target", "Result"],
@@ -164,7 +194,13 @@ function pipelineSection(result) {
 
 // --- report: benchmarks 2 and 3 --------------------------------------------------------------
 
-const MODE_LABEL = { full: "full security", "pass-through": "pass-through", "plain-proxy": "plain proxy" };
+const MODE_LABEL = {
+  full: "full security",
+  "pass-through": "pass-through",
+  "plain-proxy": "plain proxy",
+  "memory-limits": "memory + limits",
+  "redis-limits": "redis + limits",
+};
 
 const failuresOf = (r) => r.non2xx + r.errors + r.timeouts + r.warmupNon2xx;
 
@@ -173,11 +209,24 @@ function fmtPercentSpread(ratios) {
   return `${fmtPercent(median(ratios))} (p10–p90 ${fmtPercent(quantile(ratios, 0.1))}–${fmtPercent(quantile(ratios, 0.9))})`;
 }
 
-/** The per-mode table: medians over a list of runs. */
-function modeTable(runs) {
+/**
+ * The per-mode table: medians over a list of runs. With `redis`, the Redis server's CPU per
+ * request and its script calls per request received are columns too (benchmark 7).
+ */
+function modeTable(runs, modes = MODES, { redis = false } = {}) {
   return table(
-    ["Mode", "req/s (median)", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Upstream CPU µs/req", "Load generator CPU µs/req", "Non-2xx / errors (all runs)"],
-    MODES.map((mode) => {
+    [
+      "Mode",
+      "req/s (median)",
+      "p50 ms",
+      "p99 ms",
+      redis ? "Gateway CPU µs/req" : "Proxy CPU µs/req",
+      ...(redis ? ["Redis CPU µs/req", "EVAL + EVALSHA per request received"] : []),
+      "Upstream CPU µs/req",
+      "Load generator CPU µs/req",
+      "Non-2xx / errors (all runs)",
+    ],
+    modes.map((mode) => {
       const list = runs.filter((r) => r.mode === mode);
       const med = (field, decimals) => fmt(median(list.map((r) => r[field])), decimals);
       return [
@@ -186,11 +235,48 @@ function modeTable(runs) {
         med("p50", 0),
         med("p99", 0),
         med("proxyCpuUs", 1),
+        ...(redis ? [med("redisCpuUs", 1), med("scriptsPerRequest", 3)] : []),
         med("upstreamCpuUs", 1),
         med("generatorCpuUs", 1),
         String(list.reduce((n, r) => n + failuresOf(r), 0)),
       ];
     }),
+  );
+}
+
+/** The "Every run" table of a gateway benchmark. */
+function everyRunTable(runs, fixedRuns, fixedRate, { redis = false } = {}) {
+  return table(
+    [
+      "Load",
+      "Round",
+      "Mode",
+      "req/s",
+      "p50 ms",
+      "p99 ms",
+      redis ? "Gateway CPU µs/req" : "Proxy CPU µs/req",
+      ...(redis ? ["Redis CPU µs/req", "EVAL + EVALSHA / requests received"] : []),
+      "Requests",
+      "Non-2xx",
+      "Errors",
+      "Timeouts",
+      "Warm-up failures",
+    ],
+    [...runs.map((r) => ["full", r]), ...fixedRuns.map((r) => [`${fixedRate.rate} req/s`, r])].map(([load, r]) => [
+      load,
+      String(r.round + 1),
+      MODE_LABEL[r.mode],
+      fmt(r.rps, 0),
+      String(r.p50),
+      String(r.p99),
+      fmt(r.proxyCpuUs, 1),
+      ...(redis ? [fmt(r.redisCpuUs, 1), fmt(r.scriptsPerRequest, 3)] : []),
+      String(r.total),
+      String(r.non2xx),
+      String(r.errors),
+      String(r.timeouts),
+      String(r.warmupNon2xx),
+    ]),
   );
 }
 
@@ -208,7 +294,7 @@ function gatewaySection(result) {
   const text = [
     "## 2. Gateway throughput: full security vs pass-through",
     "",
-    `Loopback only. An upstream (node:http answering a 174-byte JSON document), and three servers in front of it, each in its own process: the **full-security** gateway (\`Gateway\` + \`Forwarder\` + \`IdentitySigner\` over a \`Portcullis\` core, logs silent), the same gateway in **pass-through** mode (\`passThrough: true\`: forwards without the pipeline), and a **plain proxy** (node:http + an undici \`Pool\`, \`pool.stream\`, nothing else; bench/plain-proxy.js). autocannon runs in the parent process: ${connections} connections, pipelining 1. Every server is first primed with a ${primeSeconds} s run; then ${plural(rounds, "round")} each run every mode once, in a rotating order, ${seconds} s per run after a ${warmupSeconds} s warm-up run against the same server (prime and warm-up runs are discarded, but their non-2xx answers count as failures). Every request is \`GET /api/v3/account\`, signed in the load generator with a fresh nonce and the current time, in every mode: the same signed requests go to all three, and only the full gateway checks them.`,
+    `Loopback only. An upstream (node:http answering a 174-byte JSON document), and three servers in front of it, each in its own process: the **full-security** gateway (\`Gateway\` + \`Forwarder\` + \`IdentitySigner\` over a \`Portcullis\` core, no limits configured, logs silent), the same gateway in **pass-through** mode (\`passThrough: true\`: forwards without the pipeline), and a **plain proxy** (node:http + an undici \`Pool\`, \`pool.stream\`, nothing else; bench/plain-proxy.js). autocannon runs in the parent process: ${connections} connections, pipelining 1. Every server is first primed with a ${primeSeconds} s run; then ${plural(rounds, "round")} each run every mode once, in a rotating order, ${seconds} s per run after a ${warmupSeconds} s warm-up run against the same server (prime and warm-up runs are discarded, but their non-2xx answers count as failures). Every request is \`GET /api/v3/account\`, signed in the load generator with a fresh nonce and the current time, in every mode: the same signed requests go to all three, and only the full gateway checks them.`,
     "",
     "### Throughput at full load",
     "",
@@ -233,23 +319,7 @@ function gatewaySection(result) {
     "",
     "<details><summary>Every run</summary>",
     "",
-    table(
-      ["Load", "Round", "Mode", "req/s", "p50 ms", "p99 ms", "Proxy CPU µs/req", "Requests", "Non-2xx", "Errors", "Timeouts", "Warm-up failures"],
-      [...runs.map((r) => ["full", r]), ...fixedRuns.map((r) => [`${fixedRate.rate} req/s`, r])].map(([load, r]) => [
-        load,
-        String(r.round + 1),
-        MODE_LABEL[r.mode],
-        fmt(r.rps, 0),
-        String(r.p50),
-        String(r.p99),
-        fmt(r.proxyCpuUs, 1),
-        String(r.total),
-        String(r.non2xx),
-        String(r.errors),
-        String(r.timeouts),
-        String(r.warmupNon2xx),
-      ]),
-    ),
+    everyRunTable(runs, fixedRuns, fixedRate),
     "",
     "</details>",
     "",
@@ -420,6 +490,176 @@ function dialectSection(result, pipelineResult) {
   };
 }
 
+// --- report: benchmarks 5, 6 and 7 (rate limits) ---------------------------------------------
+
+/** Element-wise a[i] − b[i]: the per-pair differences. */
+function pairDiffs(a, b) {
+  if (a.length !== b.length) throw new Error(`pair lists differ in length: ${a.length} vs ${b.length}`);
+  return a.map((x, i) => x - b[i]);
+}
+
+/** "0.84 µs (p10–p90 −1.20–2.90)" */
+function fmtDiff(diffs) {
+  return `${fmt(median(diffs))} µs (p10–p90 ${fmt(quantile(diffs, 0.1))}–${fmt(quantile(diffs, 0.9))})`;
+}
+
+/** What the default limits are, and what the benchmarks raise them to. */
+function limitsText(specs) {
+  const windows = (ms) => (ms % 86_400_000 === 0 ? `${ms / 86_400_000} d` : ms % 60_000 === 0 ? `${ms / 60_000} min` : `${ms / 1000} s`);
+  return `the limits a gateway started from a config without a \`limits\` section gets (\`DEFAULT_LIMITS\`, read through \`parseConfig\`: ${specs.map((s) => `\`${s.name}\` per ${s.scope} per ${windows(s.windowMs)}`).join(", ")}; default shield, no concurrency cap), each raised to ${BENCH_LIMIT.toExponential(0).replace("e+", "e")} units per window, so that every request takes the whole charge path and none is ever refused (10^9 per day would exceed the hot stores' exactness bound, limit × window < 2^53)`;
+}
+
+function limitsCostSection(result) {
+  const { series, charged, specs, batches, batchSize, warmupBatches } = result;
+  const get = pairDiffs(series.getLimits, series.getPlain);
+  const post = pairDiffs(series.postLimits, series.postPlain);
+  const added = median(get);
+  const pass = added <= TARGETS.limitsAddedUs;
+  return {
+    summary: ["Added cost of limits, memory mode (GET, median of per-batch differences)", `${fmt(added)} µs/req`, `≤ ${TARGETS.limitsAddedUs} µs`, verdict(pass)],
+    text: [
+      "## 5. Added cost of limits, memory mode",
+      "",
+      `Two \`Portcullis\` cores built as in benchmark 1 (embedded stores, hot state in process memory, warm key cache): one without limits, one with ${limitsText(specs)}. Both verify freshly signed requests through \`core.verify\`, every one allowed (asserted), their own key's, generated untimed: ${batches} measured batches of ${batchSize} requests per core and request (after ${warmupBatches} warm-up batches); each core's run of a batch and the other core's run of the same kind of batch go back to back, in alternating order, and the figure is the difference per request within each pair (limits − no limits). The batches are smaller than benchmark 1's (a few milliseconds per side) so that a young-generation garbage collection, which on this heap takes several milliseconds and falls wherever the allocation limit is reached, lands in few pairs: the median then measures the requests' own work. The clock is frozen within a batch and steps one second between batches, as in benchmark 1. With limits, the final \`admit\` stage decides the replay claim and every charge in one call of the memory hot store (GCRA per charge, all or nothing).`,
+      "",
+      table(
+        ["Request", "Limits charged (checked on every request of the first batch)", "No limits µs/req (median)", "With limits µs/req (median)", "Added per request, per-batch pairs", "Target", "Result"],
+        [
+          [
+            "GET /api/v3/account (weight 20)",
+            charged.GET ?? "n/a",
+            fmt(median(series.getPlain)),
+            fmt(median(series.getLimits)),
+            fmtDiff(get),
+            `≤ ${TARGETS.limitsAddedUs} µs`,
+            verdict(pass),
+          ],
+          [
+            "POST /api/v3/order (weight 1, tagged `order`)",
+            charged.POST ?? "n/a",
+            fmt(median(series.postPlain)),
+            fmt(median(series.postLimits)),
+            fmtDiff(post),
+            "none (informational)",
+            "–",
+          ],
+        ],
+      ),
+      "",
+      `As a ratio (limits / no limits, per-batch pairs): GET ${fmtRatio(pairRatios(series.getLimits, series.getPlain))}, POST ${fmtRatio(pairRatios(series.postLimits, series.postPlain))}. The mean of the per-batch differences, which unlike the median spreads the pairs a garbage collection fell into over all of them (the collection's cost is mostly that of the live heap, not of the side that triggered it): GET ${fmt(mean(get))} µs, POST ${fmt(mean(post))} µs.`,
+      "",
+    ],
+  };
+}
+
+function notRunSection(title, err) {
+  return [title, "", `**NOT RUN: the private redis-server could not be started (${err instanceof Error ? err.message : String(err)}).**`, ""];
+}
+
+function roundTripSection(result, redisError) {
+  const title = "## 6. Redis round trips per request";
+  if (result === null) {
+    return { failures: 1, summary: ["Redis round trips per request, Redis hot store with limits", "not run", `exactly ${TARGETS.redisRoundTrips}`, "**NOT RUN**"], text: notRunSection(title, redisError) };
+  }
+  const { phases, version } = result;
+  const exact = (p) => p.scripts === p.requests * TARGETS.redisRoundTrips && p.hotTopLevel === p.requests * TARGETS.redisRoundTrips;
+  const pass = phases.every(exact);
+  return {
+    failures: 0,
+    summary: [
+      "Redis round trips per request, Redis hot store with limits (EVAL + EVALSHA calls in Redis's commandstats / requests)",
+      phases.map((p) => `${p.method} ${fmt(p.perRequest)} (${p.scripts} / ${p.requests})`).join("; "),
+      `exactly ${TARGETS.redisRoundTrips}`,
+      verdict(pass),
+    ],
+    text: [
+      title,
+      "",
+      `A \`Portcullis\` core (embedded key store, real clock) with the same limits as benchmark 5 and a \`RedisHotStore\` (as \`hot.backend: "redis"\` opens one; key prefix \`${result.prefix}\`) connected to a **private redis-server** (Redis ${version}, a child process of the harness on a free loopback port, persistence off: nothing else runs on it, so its statistics are this count's alone) verifies ${phases[0]?.requests ?? 0} GET requests, then as many POST orders, one at a time, each freshly signed and allowed (asserted); the count starts right after the store's connection is ready, so the first request's script load (ioredis sends EVAL once per connection, then EVALSHA) is counted. Two counts from Redis itself, per phase:`,
+      "",
+      "- **INFO commandstats** before and after: the EVAL and EVALSHA calls are the admissions. commandstats also counts, under their own names, the commands a script runs (GET, SET…), and so does `total_commands_processed` on this Redis (an EVAL that runs three commands adds four); Redis 7.0's `CLIENT LIST` has no per-connection command count. So the second count:",
+      "- **MONITOR**: Redis reports every command it runs with the address of the connection that sent it, or `lua` for a command a script ran. The hot store's connection is identified in `CLIENT LIST` (the one connection that is neither the measuring connection, named `bench-stats`, nor the monitor); its top-level commands are its round trips. A marker (PING) on the measuring connection separates the phases in the MONITOR stream.",
+      "",
+      table(
+        ["Request", "Limits charged", "Requests", "EVAL + EVALSHA (commandstats)", "Per request", "Top-level commands of the hot store's connection (MONITOR)", "Other commands from it", "Commands run inside the script, per request", "Target", "Result"],
+        phases.map((p) => [
+          p.method === "GET" ? "GET /api/v3/account" : "POST /api/v3/order",
+          p.charged ?? "n/a",
+          String(p.requests),
+          String(p.scripts),
+          fmt(p.perRequest),
+          `${p.hotTopLevel} (${p.hotCommands})`,
+          p.hotOther === "" ? "none" : p.hotOther,
+          p.scriptCommands,
+          `exactly ${TARGETS.redisRoundTrips}`,
+          verdict(exact(p)),
+        ]),
+      ),
+      "",
+      `Everything commandstats counted per phase: ${phases.map((p) => `${p.method}: ${p.deltaText}`).join("; ")}. Besides the hot store's connection, MONITOR saw only the measuring connection, taking its snapshots (${phases.map((p) => `${p.method} phase: ${p.otherConnections === "" ? "nothing" : p.otherConnections}`).join("; ")}).`,
+      "",
+    ],
+  };
+}
+
+function limitsGatewaySection(result, redisError) {
+  const title = "## 7. Gateway throughput: Redis hot store vs memory, with limits";
+  if (result === null) {
+    return {
+      failures: 1,
+      summary: ["Gateway throughput with limits, Redis hot store / memory", "not run", `≥ ${fmtPercent(TARGETS.redisOverMemory)}`, "**NOT RUN**"],
+      text: notRunSection(title, redisError),
+    };
+  }
+  const { runs, fixedRuns, fixedRate, rounds, seconds, warmupSeconds, primeSeconds, connections, primeFailures, redisVersion, prefix } = result;
+  const series = (list, mode, field) => list.filter((r) => r.mode === mode).map((r) => r[field]);
+  const ratios = pairRatios(series(runs, "redis-limits", "rps"), series(runs, "memory-limits", "rps"));
+  const ratio = median(ratios);
+  const failures = [...runs, ...fixedRuns].reduce((n, r) => n + failuresOf(r), primeFailures);
+  const verdictText = failures > 0 ? "**INVALID**" : verdict(ratio >= TARGETS.redisOverMemory);
+  const fixed = (mode, field) => series(fixedRuns, mode, field);
+  const gatewayExtra = pairDiffs(fixed("redis-limits", "proxyCpuUs"), fixed("memory-limits", "proxyCpuUs"));
+  const totalExtra = fixed("redis-limits", "proxyCpuUs").map((cpu, i) => cpu + fixed("redis-limits", "redisCpuUs")[i] - fixed("memory-limits", "proxyCpuUs")[i]);
+  const spread = (xs) => `${fmt(median(xs), 1)} µs (p10–p90 ${fmt(quantile(xs, 0.1), 1)}–${fmt(quantile(xs, 0.9), 1)} µs)`;
+  const text = [
+    title,
+    "",
+    `The machinery of benchmark 2 (loopback, each server in its own process, autocannon in the parent: ${connections} connections, pipelining 1, every request \`GET /api/v3/account\` signed with a fresh nonce and the current time; a ${primeSeconds} s prime per server, then ${plural(rounds, "round")} each running both modes once in a rotating order, ${seconds} s per run after a ${warmupSeconds} s warm-up run), over two full-security gateways that differ only in where their hot state lives: **memory + limits** (${"`"}hot.backend: "memory"${"`"}) and **redis + limits** (a \`RedisHotStore\`, as \`hot.backend: "redis"\` opens one, prefix \`${prefix}\`), both with the limits of benchmark 5 (a GET is charged against \`ip-weight-1m\` and \`key-weight-1m\`, and its nonce is claimed, in one admission). Each gateway has its own key, and each is sent requests signed for it. Redis is a **private redis-server** (Redis ${redisVersion}, a child process of the harness, persistence off), on the same ${plural(availableParallelism(), "core")} as everything else: in Redis mode its CPU is part of what a request costs the machine. Its CPU time (INFO \`used_cpu_user\` + \`used_cpu_sys\`) and EVAL/EVALSHA calls are read before and after every measured run; the gateways count the requests they receive. Benchmark 2's full-security gateway is unchanged (no limits), for continuity.`,
+    "",
+    "### Throughput at full load",
+    "",
+    table(
+      ["Ratio of req/s (median of per-round pairs)", "Value", "Target", "Result"],
+      [["redis + limits / memory + limits", fmtPercentSpread(ratios), `≥ ${fmtPercent(TARGETS.redisOverMemory)}`, verdictText]],
+    ),
+    "",
+    modeTable(runs, LIMIT_MODES, { redis: true }),
+    "",
+    "Redis CPU per request in memory mode is the idle server's housekeeping spread over the run's requests. EVAL + EVALSHA per request received slightly exceeds 1 when requests still in flight as a run ends were admitted after the gateway's count was read, or falls short of it the other way round; benchmark 6 has the exact count.",
+    "",
+    `### CPU per request at a fixed load (${fixedRate.rate} req/s)`,
+    "",
+    `${plural(fixedRate.rounds, "round")} of ${fixedRate.seconds} s per mode at a fixed ${fixedRate.rate} req/s. What the Redis hot store costs the gateway process per request, over the memory hot store: **${spread(gatewayExtra)}** (median of per-round differences); with the Redis server's own CPU added, ${spread(totalExtra)} per request.`,
+    "",
+    modeTable(fixedRuns, LIMIT_MODES, { redis: true }),
+    "",
+    "<details><summary>Every run</summary>",
+    "",
+    everyRunTable(runs, fixedRuns, fixedRate, { redis: true }),
+    "",
+    "</details>",
+    "",
+  ];
+  if (failures > 0) {
+    text.push(`**INVALID: ${failures} non-2xx answers, errors or timeouts were seen (a limit refusal, a replay or an unavailable hot store would be one); the figures above do not measure the intended work.**`, "");
+  }
+  return {
+    failures,
+    summary: ["Gateway throughput with limits, Redis hot store / memory (median of per-round ratios)", fmtPercent(ratio), `≥ ${fmtPercent(TARGETS.redisOverMemory)}`, verdictText],
+    text,
+  };
+}
+
 // --- the whole report ------------------------------------------------------------------------
 
 const HOW_TO_READ = [
@@ -431,12 +671,16 @@ const HOW_TO_READ = [
   "- **Benchmark 2** is end to end over loopback, with the load generator, the proxy under test and the upstream sharing the machine's cores. Throughput is therefore bounded by the whole machine, not only by the proxy: a proxy that spends more CPU per request also takes CPU from the load generator and the upstream. The *CPU µs/req* columns show where the CPU went; note that on a saturated machine CPU per request also rises as throughput falls (fewer requests per event-loop wake-up and system call batch), so at full load they overstate the cost of the slower mode. The fixed-rate table compares CPU per request at equal load instead: the cleanest view of what full security costs the gateway process.",
   "- **Benchmark 3** reads the gateway's own `Server-Timing` header under load: the pipeline's share of a request's life in the real server, at 1 µs resolution.",
   "- **Benchmark 4** is benchmark 1 for every exchange dialect: the whole in-process pipeline against the raw primitive any verifier of that scheme must compute over the same bytes (an HMAC, or one signature verification), with the native figures of benchmark 1 as the reference row. A ratio near 1 means the pipeline adds little to an expensive primitive (public-key signatures); HMAC schemes have the least room, since their primitive costs a few microseconds.",
-  "- The targets come from the issues: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput; each dialect's pipeline ≤ 4× its raw primitive. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
+  "- **Benchmarks 1–4 run without limits**, as they did before limits existed; benchmarks 5–7 use the default limits of a configured gateway, raised so that no request is ever refused (a refusal would measure the wrong work, and is asserted or counted as a failure).",
+  "- **Benchmark 5** is benchmark 1's method applied to limits: a core with limits against one without, pair by pair, in process. Its figure is a *difference* in µs per request, small next to the whole pipeline's cost, so single pairs scatter around it (more so when a garbage collection falls into one side): read the median with its p10–p90 range, and rerun when the median is close to the target.",
+  "- **Benchmark 6** is a count, not a timing: how many commands the hot store's connection sends Redis per request, read from Redis's own statistics on a Redis that serves nothing else. It is exact, so it passes only at exactly one.",
+  "- **Benchmark 7** is benchmark 2's method over two gateways with limits, one keeping its hot state in memory, one in Redis. The Redis server shares the machine's cores with the load generator, the upstream and the gateway, so the ratio includes the CPU Redis itself takes from them, as well as the round trip's latency; a Redis on its own host would cost the gateway's machine less.",
+  "- The targets come from the issues: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput; each dialect's pipeline ≤ 4× its raw primitive; limits add ≤ 1 µs per request in memory mode; exactly 1 Redis round trip per request; Redis-mode throughput ≥ 70 % of memory mode's. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -458,12 +702,15 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     "",
     "## Summary",
     "",
-    table(["Benchmark", "Figure", "Target", "Result"], [pipeline.summary, gateway.summary, dialects.summary]),
+    table(["Benchmark", "Figure", "Target", "Result"], [pipeline.summary, gateway.summary, dialects.summary, limitsCost.summary, roundTrips.summary, limitsGateway.summary]),
     "",
     ...HOW_TO_READ,
     ...pipeline.text,
     ...gateway.text,
     ...dialects.text,
+    ...limitsCost.text,
+    ...roundTrips.text,
+    ...limitsGateway.text,
   ].join("\n");
 }
 
@@ -484,10 +731,37 @@ async function main() {
   const gatewayResult = await runGatewayBench({ ...settings.gateway, progress });
   progress("benchmark 4: in-process verification by exchange dialect");
   const dialectResult = await runDialectBench({ ...settings.dialects, progress });
+  progress(`benchmark 5: added cost of limits, memory mode (${settings.limits.cost.batches} batches)`);
+  const limitsCostResult = await runLimitsCostBench({ ...settings.limits.cost, progress });
+
+  // Benchmarks 6 and 7 run against a private redis-server, stopped when they are done.
+  let roundTripResult = null;
+  let limitsGatewayResult = null;
+  let redisError = null;
+  let redis = null;
+  try {
+    redis = await startPrivateRedis();
+  } catch (err) {
+    redisError = err;
+    progress(`benchmarks 6 and 7 not run: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (redis !== null) {
+    try {
+      progress(`benchmark 6: redis round trips per request (redis ${redis.version} on port ${redis.port})`);
+      roundTripResult = await runRoundTripCount({ redis, ...settings.limits.roundTrips, progress });
+      progress(`benchmark 7: gateway throughput with limits, redis vs memory (${settings.limits.gateway.rounds} rounds of ${LIMIT_MODES.length} modes)`);
+      limitsGatewayResult = await runLimitsGatewayBench({ redis, ...settings.limits.gateway, progress });
+    } finally {
+      await redis.stop();
+    }
+  }
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
   const dialects = dialectSection(dialectResult, pipelineResult);
+  const limitsCost = limitsCostSection(limitsCostResult);
+  const roundTrips = roundTripSection(roundTripResult, redisError);
+  const limitsGateway = limitsGatewaySection(limitsGatewayResult, redisError);
   const text = report({
     started,
     elapsedS: (performance.now() - t0) / 1000,
@@ -496,6 +770,9 @@ async function main() {
     pipeline,
     gateway,
     dialects,
+    limitsCost,
+    roundTrips,
+    limitsGateway,
     host: machine(),
   });
   process.stdout.write(`${text}\n`);
@@ -503,7 +780,7 @@ async function main() {
     writeFileSync(BENCHMARKS_MD, `${text}\n`);
     progress(`wrote ${BENCHMARKS_MD}`);
   }
-  if (gateway.failures > 0) process.exitCode = 1;
+  if (gateway.failures + roundTrips.failures + limitsGateway.failures > 0) process.exitCode = 1;
 }
 
 main().catch((err) => {

@@ -3,12 +3,19 @@
  * so that the load generator, the proxy under test and the upstream do not share an event loop:
  *
  *   node bench/servers.js upstream
- *   node bench/servers.js gateway <upstream-origin> full|pass-through|timing
+ *   node bench/servers.js gateway <upstream-origin> full|pass-through|timing|memory-limits
+ *   node bench/servers.js gateway <upstream-origin> redis-limits <redis-url> <key-prefix>
  *   node bench/servers.js plain-proxy <upstream-origin>
  *
+ * Gateway modes: `full` (the whole pipeline, no limits), `pass-through` (no pipeline), `timing`
+ * (full, with Server-Timing), `memory-limits` (full, with the default limits of a configured
+ * gateway, raised so that nothing is refused: core.js benchLimits(); hot state in process
+ * memory) and `redis-limits` (the same limits, hot state in Redis: a RedisHotStore on the given
+ * URL and key prefix, as `hot.backend: "redis"` sets one up).
+ *
  * Each listens on 127.0.0.1 on a free port and reports `{ port, ... }` over the IPC channel. It
- * answers the message "cpu" with its CPU time so far, shuts down on "stop", and shuts down too if
- * the parent goes away.
+ * answers the message "cpu" with its CPU time so far and the requests it has received, shuts
+ * down on "stop", and shuts down too if the parent goes away.
  */
 import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
@@ -16,7 +23,8 @@ import { createServer } from "node:http";
 import process from "node:process";
 import { Forwarder, Gateway, IdentitySigner } from "../packages/portcullis/dist/index.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
-import { createBenchCore } from "./core.js";
+import { RedisHotStore } from "../packages/portcullis/dist/storage/redis/hot.js";
+import { benchLimits, createBenchCore } from "./core.js";
 import { createPlainProxy } from "./plain-proxy.js";
 
 /** What the upstream answers: a small account document, as a venue's API would. */
@@ -56,13 +64,30 @@ async function startUpstream() {
     res.end(ACCOUNT);
   });
   const port = await listen(server);
-  return { info: { port }, stop: () => closeServer(server) };
+  return { info: { port }, stop: () => closeServer(server), server };
 }
 
-async function startGateway(upstream, mode) {
-  if (!["full", "pass-through", "timing"].includes(mode)) throw new Error(`unknown gateway mode ${mode}`);
+/** The limits and hot store of a gateway mode: none (memory) unless the mode has limits. */
+async function hotStateOf(mode, redisUrl, prefix) {
+  if (mode !== "memory-limits" && mode !== "redis-limits") return {};
+  const limits = benchLimits();
+  if (mode === "memory-limits") return { limits };
+  if (redisUrl === undefined || prefix === undefined) throw new Error("redis-limits needs a redis URL and a key prefix");
+  // As the runtime opens it (runtime.ts openHotStore): default command timeout, the limits' shield.
+  const hot = new RedisHotStore({ url: redisUrl, prefix, policy: limits.shield });
+  try {
+    await hot.ready();
+  } catch (err) {
+    await hot.close();
+    throw err;
+  }
+  return { limits, hot };
+}
+
+async function startGateway(upstream, mode, redisUrl, prefix) {
+  if (!["full", "pass-through", "timing", "memory-limits", "redis-limits"].includes(mode)) throw new Error(`unknown gateway mode ${mode}`);
   const timing = mode === "timing";
-  const bench = await createBenchCore({ timing });
+  const bench = await createBenchCore({ timing, ...(await hotStateOf(mode, redisUrl, prefix)) });
   const logger = silentLogger();
   const gateway = new Gateway({
     pipeline: bench.core.pipeline,
@@ -75,6 +100,7 @@ async function startGateway(upstream, mode) {
   return {
     // The secret goes to the parent only: it signs the requests (a throwaway key in a temp dir).
     info: { port: address.port, keyId: bench.keyId, secret: bench.secret },
+    server: gateway.server,
     async stop() {
       await gateway.close(0);
       await bench.close();
@@ -85,16 +111,22 @@ async function startGateway(upstream, mode) {
 async function startPlainProxy(upstream) {
   const server = createPlainProxy(upstream);
   const port = await listen(server);
-  return { info: { port }, stop: () => closeServer(server) };
+  return { info: { port }, stop: () => closeServer(server), server };
 }
 
 async function main() {
-  const [role, upstream, mode] = process.argv.slice(2);
+  const [role, upstream, mode, redisUrl, prefix] = process.argv.slice(2);
   let running;
   if (role === "upstream") running = await startUpstream();
-  else if (role === "gateway") running = await startGateway(upstream, mode);
+  else if (role === "gateway") running = await startGateway(upstream, mode, redisUrl, prefix);
   else if (role === "plain-proxy") running = await startPlainProxy(upstream);
   else throw new Error(`unknown role ${String(role)}`);
+
+  // Requests received so far (every one, answered or not), for per-request figures.
+  let requests = 0;
+  running.server.on("request", () => {
+    requests++;
+  });
 
   let stopping = false;
   const shutdown = () => {
@@ -107,8 +139,8 @@ async function main() {
   };
   process.on("message", (message) => {
     if (message === "stop") shutdown();
-    // CPU time used so far (µs), so the parent can charge each run its share.
-    else if (message === "cpu") process.send({ cpu: process.cpuUsage() });
+    // CPU time used so far (µs) and requests received, so the parent can charge each run its share.
+    else if (message === "cpu") process.send({ cpu: process.cpuUsage(), requests });
   });
   // The parent went away without asking: clean up (the gateway's temp data dir) and go.
   process.on("disconnect", shutdown);

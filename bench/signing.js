@@ -12,10 +12,13 @@ export const AUTHORITY = "gw.test";
 export const GET_PATH = "/api/v3/account";
 export const POST_PATH = "/api/v3/order";
 
-/** The route table of the benchmark core: one read route and one trade route. */
+/**
+ * The route table of the benchmark core: one read route and one trade route, which places an
+ * order (tagged `order`: with limits, it also counts against the order-count limits).
+ */
 export const ROUTES = [
   { method: "GET", path: GET_PATH, permission: "read", weight: 20 },
-  { method: "POST", path: POST_PATH, permission: "trade", weight: 1 },
+  { method: "POST", path: POST_PATH, permission: "trade", weight: 1, tags: ["order"] },
 ];
 
 /** The key's scopes: `read` for the GET route, `trade` for the POST variant. */
