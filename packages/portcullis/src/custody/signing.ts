@@ -1,0 +1,158 @@
+import { createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
+import type { MetaStore } from "../storage/types.js";
+import type { Envelope } from "./envelope.js";
+
+/**
+ * The keys Portcullis holds for itself, as opposed to its users' keys:
+ *
+ * - **signing keys** (Ed25519): the session-token key signs every session token at logon, the
+ *   audit-checkpoint key signs the audit log's checkpoints. Anyone with the public key can verify
+ *   what they signed; only the provider can sign.
+ * - **stored secrets** (256-bit symmetric keys): e.g. the session-secret key from which every
+ *   session's secret is derived.
+ *
+ * The contract of a `SigningKeyProvider`:
+ *
+ * - `open(purpose)` returns the one signing key of that purpose, creating it the first time. Every
+ *   process that opens the same deployment (the same durable store, or the same HSM token) gets
+ *   the same key: creation is race-free between processes.
+ * - `SigningKey.sign` may be slow (an HSM round trip): it is called once per session logon or audit
+ *   checkpoint, never per request. Verification uses `publicKey` in process.
+ * - The private key never leaves the provider in a form anyone can use: the envelope provider keeps
+ *   it encrypted under the key-encryption key at rest and as a KeyObject in memory; an HSM provider
+ *   (PKCS#11, CKM_EDDSA) keeps it in the token, non-extractable.
+ * - `kid` names the key version; it goes into what the key signs, so a verifier knows which public
+ *   key to use after the key is replaced.
+ */
+export const SIGNING_PURPOSES = ["session-token", "audit-checkpoint"] as const;
+export type SigningPurpose = (typeof SIGNING_PURPOSES)[number];
+
+export interface SigningKey {
+  readonly purpose: SigningPurpose;
+  /** Which provider holds the private key ("envelope", "pkcs11"…). */
+  readonly provider: string;
+  /** Names this key version, e.g. "session-token:Z3h0aW5n". */
+  readonly kid: string;
+  readonly algorithm: "ed25519";
+  readonly publicKey: KeyObject;
+  /** An Ed25519 signature (64 bytes) over `data`. */
+  sign(data: Uint8Array): Promise<Buffer>;
+}
+
+export interface SigningKeyProvider {
+  readonly name: string;
+  open(purpose: SigningPurpose): Promise<SigningKey>;
+}
+
+interface StoredSigningKey {
+  readonly v: 1;
+  readonly alg: "ed25519";
+  readonly kid: string;
+  /** SPKI PEM. */
+  readonly publicKey: string;
+  /** The PKCS#8 DER private key, envelope-encrypted, base64. */
+  readonly privateKey: string;
+}
+
+const SIGNING_KEY_PURPOSE = "signing-key";
+const STORED_SECRET_PURPOSE = "stored-secret";
+
+function metaName(kind: "signing-key" | "secret", name: string): string {
+  return `${kind}:${name}`;
+}
+
+function isStoredSigningKey(value: unknown): value is StoredSigningKey {
+  if (value === null || typeof value !== "object") return false;
+  const o = value as Record<string, unknown>;
+  return o.v === 1 && o.alg === "ed25519" && typeof o.kid === "string" && typeof o.publicKey === "string" && typeof o.privateKey === "string";
+}
+
+/**
+ * The embedded signing-key provider: the private key is generated here, stored envelope-encrypted
+ * (under the deployment's KEK, whichever provider holds that) in the durable store's meta table,
+ * and decrypted into a KeyObject once per process.
+ */
+export class EnvelopeSigningKeys implements SigningKeyProvider {
+  readonly name = "envelope";
+
+  constructor(
+    private readonly meta: MetaStore,
+    private readonly envelope: Envelope,
+  ) {}
+
+  async open(purpose: SigningPurpose): Promise<SigningKey> {
+    const name = metaName("signing-key", purpose);
+    let text = await this.meta.getMeta(name);
+    if (text === undefined) text = await this.meta.initMeta(name, await this.generate(purpose, name));
+    let stored: unknown;
+    try {
+      stored = JSON.parse(text);
+    } catch {
+      stored = null;
+    }
+    if (!isStoredSigningKey(stored)) throw new Error(`the stored ${purpose} signing key is not in a known format`);
+    const der = await this.envelope.decrypt(Buffer.from(stored.privateKey, "base64"), SIGNING_KEY_PURPOSE, `${name}/${stored.kid}`);
+    let privateKey: KeyObject;
+    try {
+      privateKey = createPrivateKey({ key: der, format: "der", type: "pkcs8" });
+    } finally {
+      der.fill(0);
+    }
+    const publicKey = createPublicKey(stored.publicKey);
+    if (privateKey.asymmetricKeyType !== "ed25519" || publicKey.asymmetricKeyType !== "ed25519") {
+      throw new Error(`the stored ${purpose} signing key is not an Ed25519 key`);
+    }
+    return {
+      purpose,
+      provider: this.name,
+      kid: stored.kid,
+      algorithm: "ed25519",
+      publicKey,
+      sign: (data) => Promise.resolve(sign(null, data, privateKey)),
+    };
+  }
+
+  private async generate(purpose: SigningPurpose, name: string): Promise<string> {
+    const { publicKey, privateKey } = generateKeyPairSync("ed25519");
+    const kid = `${purpose}:${randomBytes(9).toString("base64url")}`;
+    const der = privateKey.export({ format: "der", type: "pkcs8" });
+    try {
+      const sealed = await this.envelope.encrypt(der, SIGNING_KEY_PURPOSE, `${name}/${kid}`);
+      const stored: StoredSigningKey = {
+        v: 1,
+        alg: "ed25519",
+        kid,
+        publicKey: publicKey.export({ type: "spki", format: "pem" }).toString(),
+        privateKey: sealed.toString("base64"),
+      };
+      return JSON.stringify(stored);
+    } finally {
+      der.fill(0);
+    }
+  }
+}
+
+/**
+ * A 256-bit secret of Portcullis's own (e.g. the session-secret key), created on first use and
+ * stored envelope-encrypted in the meta table; returned as a KeyObject, the plaintext wiped. Every
+ * process of the deployment gets the same secret (creation is race-free: the first stored wins).
+ */
+export async function openStoredSecret(meta: MetaStore, envelope: Envelope, name: string): Promise<KeyObject> {
+  const metaKey = metaName("secret", name);
+  let text = await meta.getMeta(metaKey);
+  if (text === undefined) {
+    const fresh = randomBytes(32);
+    try {
+      text = await meta.initMeta(metaKey, (await envelope.encrypt(fresh, STORED_SECRET_PURPOSE, metaKey)).toString("base64"));
+    } finally {
+      fresh.fill(0);
+    }
+  }
+  const plaintext = await envelope.decrypt(Buffer.from(text, "base64"), STORED_SECRET_PURPOSE, metaKey);
+  try {
+    if (plaintext.length !== 32) throw new Error(`the stored secret ${name} is not 256 bits`);
+    return createSecretKey(plaintext);
+  } finally {
+    plaintext.fill(0);
+  }
+}
