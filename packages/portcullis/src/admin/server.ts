@@ -7,7 +7,7 @@ import { type Denial, PortcullisError, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial, sendJson } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
-import { parseCreateKeyInput, parseLimitOverrides } from "../keys/input.js";
+import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../keys/model.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../pipeline/context.js";
@@ -26,6 +26,9 @@ import type { Pipeline } from "../pipeline/pipeline.js";
  *   POST /portcullis/v1/keys/:id/suspend       { "reason"?: string }
  *   POST /portcullis/v1/keys/:id/resume
  *   PUT  /portcullis/v1/keys/:id/limits        { "limits": { "<limit name>": <n> } } (replaces the overrides)
+ *   PATCH /portcullis/v1/keys/:id               { "label"?, "scopes"?, "ipAllowlist"?, "sessionTtl"?, "sessionBindAddress"?, "maxAge"? }
+ *   POST /portcullis/v1/keys/:id/rotate        { "grace"?: "24h", "publicKey"?: PEM/JWK } -> the successor (and its secret)
+ *   POST /portcullis/v1/keys/:id/end-sessions  { "reason"?: string } ends every session of the key
  */
 export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "GET", path: "/portcullis/v1/time", permission: "public" },
@@ -37,6 +40,9 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "POST", path: "/portcullis/v1/keys/:id/suspend", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/resume", permission: "admin:keys" },
   { method: "PUT", path: "/portcullis/v1/keys/:id/limits", permission: "admin:keys" },
+  { method: "PATCH", path: "/portcullis/v1/keys/:id", permission: "admin:keys" },
+  { method: "POST", path: "/portcullis/v1/keys/:id/rotate", permission: "admin:keys" },
+  { method: "POST", path: "/portcullis/v1/keys/:id/end-sessions", permission: "admin:keys" },
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -195,6 +201,16 @@ export class AdminApi {
         if ("error" in parsed) throw new PortcullisError("VALIDATION_FAILED", `limits: ${parsed.error}`, { limits: parsed.error });
         return { status: 200, body: await keys.setLimits(id, parsed.limits, actor) };
       }
+      case "PATCH /portcullis/v1/keys/:id":
+        return { status: 200, body: await keys.update(id, parseUpdateKeyInput(parseJsonBody(ctx.body)), actor) };
+      case "POST /portcullis/v1/keys/:id/rotate": {
+        const rotated = await keys.rotate(id, parseRotateKeyInput(parseJsonBody(ctx.body)), actor);
+        this.logger.info({ requestId: ctx.requestId, keyId: rotated.key.id, rotatedFrom: id, actor }, "key rotated");
+        const successor = rotated.secret === null ? rotated.key : { ...rotated.key, secret: rotated.secret };
+        return { status: 201, body: { ...successor, predecessor: rotated.predecessor } };
+      }
+      case "POST /portcullis/v1/keys/:id/end-sessions":
+        return { status: 200, body: await keys.endSessions(id, actor, reasonOf(parseJsonBody(ctx.body))) };
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");
     }

@@ -1,7 +1,7 @@
 import { PortcullisApiError, createClient } from "@portcullis/client";
 import { userInfo } from "node:os";
 import { PortcullisError, type ErrorCode, errorCatalogue } from "../errors/catalogue.js";
-import { parseCreateKeyInput } from "../keys/input.js";
+import { parseCreateKeyInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import type { KeyStatus, KeyView } from "../keys/model.js";
 import { KeyService } from "../keys/service.js";
 import { openDataDir } from "../storage/data-dir.js";
@@ -19,6 +19,10 @@ export interface KeyOps {
   suspend(id: string, reason: string | null): Promise<KeyView>;
   resume(id: string): Promise<KeyView>;
   setLimits(id: string, limits: Record<string, number>): Promise<KeyView>;
+  update(id: string, raw: Record<string, unknown>): Promise<KeyView>;
+  /** The successor (with its secret for HMAC keys) and, as `predecessor`, the old key. */
+  rotate(id: string, raw: Record<string, unknown>): Promise<KeyView & { secret?: string; predecessor: KeyView }>;
+  endSessions(id: string, reason: string | null): Promise<KeyView>;
   close(): Promise<void>;
 }
 
@@ -47,6 +51,13 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
     suspend: (id, reason) => service.suspend(id, actor, reason),
     resume: (id) => service.resume(id, actor),
     setLimits: (id, limits) => service.setLimits(id, limits, actor),
+    update: (id, raw) => service.update(id, parseUpdateKeyInput(raw), actor),
+    async rotate(id, raw) {
+      const rotated = await service.rotate(id, parseRotateKeyInput(raw), actor);
+      const successor = rotated.secret === null ? rotated.key : { ...rotated.key, secret: rotated.secret };
+      return { ...successor, predecessor: rotated.predecessor };
+    },
+    endSessions: (id, reason) => service.endSessions(id, actor, reason),
     close: () => data.store.close(),
   };
 }
@@ -84,6 +95,9 @@ export function remoteKeyOps(adminUrl: string, credentials: AdminCredentials): K
     suspend: (keyId, reason) => call("POST", `/portcullis/v1/keys/${id(keyId)}/suspend`, reason === null ? {} : { reason }),
     resume: (keyId) => call("POST", `/portcullis/v1/keys/${id(keyId)}/resume`, {}),
     setLimits: (keyId, limits) => call("PUT", `/portcullis/v1/keys/${id(keyId)}/limits`, { limits }),
+    update: (keyId, raw) => call("PATCH", `/portcullis/v1/keys/${id(keyId)}`, raw),
+    rotate: (keyId, raw) => call("POST", `/portcullis/v1/keys/${id(keyId)}/rotate`, raw),
+    endSessions: (keyId, reason) => call("POST", `/portcullis/v1/keys/${id(keyId)}/end-sessions`, reason === null ? {} : { reason }),
     close: () => Promise.resolve(),
   };
 }

@@ -6,7 +6,7 @@ import { ConfigError, loadConfig } from "../config/config.js";
 import { DEMO_EXCHANGE_ROUTES } from "../demo/exchange/routes.js";
 import { runDemo } from "../demo/run.js";
 import { PortcullisError } from "../errors/catalogue.js";
-import { parseLimitOverrides } from "../keys/input.js";
+import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
@@ -49,6 +49,14 @@ function limitOverrides(pairs: readonly string[]): Record<string, number> {
   return parsed.limits;
 }
 
+/** "15m", "90d": the largest whole unit. */
+function duration(ms: number): string {
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 function describeKey(k: KeyView): string {
   const lines = [
     `id          ${k.id}`,
@@ -60,10 +68,14 @@ function describeKey(k: KeyView): string {
     `dialects    ${k.dialects.join(", ")}`,
     `expires     ${k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()}`,
     `limits      ${Object.keys(k.limits).length === 0 ? "the configured ones" : Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(", ")}`,
+    `sessions    ${k.sessionTtlMs === null ? "default lifetime" : `lifetime ${duration(k.sessionTtlMs)}`}${k.sessionBindAddress ? ", bound to the logon address" : ""} (epoch ${k.sessionEpoch})`,
     `created     ${new Date(k.createdAt).toISOString()}`,
     `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()}`,
   ];
   if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
+  if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
+  if (k.rotatedFrom !== null) lines.push(`rotated from ${k.rotatedFrom}`);
+  if (k.rotatedTo !== null) lines.push(`rotated to  ${k.rotatedTo} (this key stops at its expiry)`);
   return lines.join("\n");
 }
 
@@ -208,7 +220,7 @@ function buildProgram(): Command {
       });
     });
 
-  const keys = program.command("keys").description("create, inspect, revoke, suspend and resume API keys");
+  const keys = program.command("keys").description("create, inspect, update, rotate, revoke, suspend and resume API keys");
 
   withTarget(
     keys
@@ -226,7 +238,10 @@ function buildProgram(): Command {
       .option("--window <ms>", "freshness window for signatures, 1000-60000 ms (default 5000)")
       .option("--dialect <name>", "signing scheme the key may use: native, binance, kraken, coinbase, okx, bybit (repeatable; default native)", collect)
       .option("--passphrase <text>", "OKX keys: the passphrase the client will send (prefer $PORTCULLIS_PASSPHRASE)")
-      .option("--limit <name=n>", "override a configured limit for this key, e.g. key-weight-1m=12000 (repeatable)", collect),
+      .option("--limit <name=n>", "override a configured limit for this key, e.g. key-weight-1m=12000 (repeatable)", collect)
+      .option("--max-age <duration>", 'scheduled rotation: the key expires this long after creation, e.g. "90d" (answers warn before)')
+      .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h (default 15m)')
+      .option("--session-bind-address", "bind the key's sessions to the address they log on from"),
   ).action(
     async (opts: TargetOptions & {
       account: string;
@@ -242,6 +257,9 @@ function buildProgram(): Command {
       dialect?: string[];
       passphrase?: string;
       limit?: string[];
+      maxAge?: string;
+      sessionTtl?: string;
+      sessionBindAddress?: boolean;
       json?: boolean;
     }) => {
       let generated: { publicKey: string; privateKey: string } | null = null;
@@ -266,6 +284,9 @@ function buildProgram(): Command {
       const passphrase = opts.passphrase ?? process.env.PORTCULLIS_PASSPHRASE;
       if (passphrase !== undefined) raw.passphrase = passphrase;
       if (opts.limit !== undefined) raw.limits = limitOverrides(opts.limit);
+      if (opts.maxAge !== undefined) raw.maxAge = opts.maxAge;
+      if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl;
+      if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
       const key = await withOps(opts, (ops) => ops.create(raw));
       let privateKey: string | undefined;
       if (generated !== null) {
@@ -344,6 +365,89 @@ function buildProgram(): Command {
       print(opts.json === true, key, () => `${key.id} is now ${key.effectiveStatus}`);
     },
   );
+
+  withTarget(
+    keys
+      .command("update")
+      .description("change a key's label, scopes, IP allowlist or session / rotation policy (scope, allowlist and binding changes end its sessions)")
+      .argument("<id>", "key id")
+      .option("--label <text>", "a label for humans")
+      .option("--scopes <list>", "replace the scopes (comma-separated)")
+      .option("--ip <cidr>", "replace the IP allowlist with these addresses or CIDR blocks (repeatable)", collect)
+      .option("--any-ip", "remove the IP allowlist (any address)")
+      .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h; "default" for the gateway default')
+      .option("--session-bind-address", "bind the key's sessions to the address they log on from")
+      .option("--no-session-bind-address", "do not bind the key's sessions to an address")
+      .option("--max-age <duration>", 'scheduled rotation: expire this long after creation; "none" to drop the policy'),
+  ).action(
+    async (
+      id: string,
+      opts: TargetOptions & { label?: string; scopes?: string; ip?: string[]; anyIp?: boolean; sessionTtl?: string; sessionBindAddress?: boolean; maxAge?: string; json?: boolean },
+    ) => {
+      if (opts.ip !== undefined && opts.anyIp === true) throw new PortcullisError("VALIDATION_FAILED", "give --ip or --any-ip, not both");
+      const raw: Record<string, unknown> = {};
+      if (opts.label !== undefined) raw.label = opts.label;
+      if (opts.scopes !== undefined) raw.scopes = opts.scopes.split(",").map((s) => s.trim()).filter((s) => s !== "");
+      if (opts.ip !== undefined) raw.ipAllowlist = opts.ip;
+      if (opts.anyIp === true) raw.ipAllowlist = [];
+      if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl === "default" ? null : opts.sessionTtl;
+      if (opts.sessionBindAddress !== undefined) raw.sessionBindAddress = opts.sessionBindAddress;
+      if (opts.maxAge !== undefined) raw.maxAge = opts.maxAge === "none" ? null : opts.maxAge;
+      const key = await withOps(opts, (ops) => ops.update(id, raw));
+      print(opts.json === true, key, () => describeKey(key));
+    },
+  );
+
+  withTarget(
+    keys
+      .command("rotate")
+      .description("create a successor with the same settings and a new credential; the old key keeps working for a grace period, then expires")
+      .argument("<id>", "key id")
+      .option("--grace <duration>", 'how long the old key keeps working: "0" (stop now) up to "30d"', "24h")
+      .option("--public-key <file>", "the successor's public key (SPKI PEM or JWK); without it a key pair is generated here for an asymmetric key")
+      .option("--private-key-out <file>", "write a generated private key to this file (mode 0600) instead of printing it"),
+  ).action(async (id: string, opts: TargetOptions & { grace: string; publicKey?: string; privateKeyOut?: string; json?: boolean }) => {
+    parseRotateKeyInput({ grace: opts.grace }); // a bad --grace is refused before anything is read
+    const rotated = await withOps(opts, async (ops) => {
+      const current = await ops.show(id);
+      let generated: { publicKey: string; privateKey: string } | null = null;
+      let publicKey: string | undefined;
+      if (opts.publicKey !== undefined) publicKey = readFileSync(opts.publicKey, "utf8");
+      else if (current.algorithm !== "hmac-sha256") {
+        generated = generatePrivateKey(current.algorithm);
+        publicKey = generated.publicKey;
+      }
+      const successor = await ops.rotate(id, publicKey === undefined ? { grace: opts.grace } : { grace: opts.grace, publicKey });
+      return { successor, generated };
+    });
+    const { successor, generated } = rotated;
+    let privateKey: string | undefined;
+    if (generated !== null) {
+      if (opts.privateKeyOut !== undefined) writeFileSync(opts.privateKeyOut, generated.privateKey, { mode: 0o600, flag: "wx" });
+      else privateKey = generated.privateKey;
+    }
+    const out = privateKey === undefined ? successor : { ...successor, privateKey };
+    print(opts.json === true, out, () => {
+      const { predecessor, secret, ...key } = successor;
+      const until = predecessor.expiresAt === null ? "never" : new Date(predecessor.expiresAt).toISOString();
+      const lines = [describeKey(key), "", `${predecessor.id} keeps working until ${until}, then expires`];
+      if (secret !== undefined) lines.push("", `secret      ${secret}`, "            (shown once: store it now; Portcullis keeps only an encrypted copy)");
+      if (privateKey !== undefined) lines.push("", "private key (shown once, never sent to the server):", privateKey.trimEnd());
+      if (opts.privateKeyOut !== undefined && generated !== null) lines.push("", `private key written to ${opts.privateKeyOut} (mode 0600)`);
+      return lines.join("\n");
+    });
+  });
+
+  withTarget(
+    keys
+      .command("end-sessions")
+      .description("end every session of a key at once (the key itself keeps working)")
+      .argument("<id>", "key id")
+      .option("--reason <text>", "why (recorded with the change)"),
+  ).action(async (id: string, opts: TargetOptions & { reason?: string; json?: boolean }) => {
+    const key = await withOps(opts, (ops) => ops.endSessions(id, opts.reason ?? null));
+    print(opts.json === true, key, () => `every session of ${key.id} has ended (epoch ${key.sessionEpoch})`);
+  });
 
   program
     .command("request")

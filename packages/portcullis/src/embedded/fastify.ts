@@ -6,7 +6,7 @@ import type { AuthScheme } from "../dialects/scheme.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { collectBody } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";
-import { type MiddlewareOptions, type PortcullisCaller, callerOf, verifyEmbedded } from "./middleware.js";
+import { type MiddlewareOptions, type PortcullisCaller, allowedHeaders, callerOf, verifyEmbedded } from "./middleware.js";
 
 /**
  * Embedded mode for Fastify, without depending on it: a `preParsing` hook. It reads the raw
@@ -61,7 +61,7 @@ export function portcullisPreParsing(
     reply.raw.once("close", () => {
       core.pipeline.finish(ctx);
     });
-    for (const [name, value] of Object.entries(limitHeaders(ctx) ?? {})) reply.header(name, value);
+    for (const [name, value] of Object.entries(allowedHeaders(ctx))) reply.header(name, value);
     request.rawBody = body;
     const caller = callerOf(ctx);
     if (caller !== undefined) request.portcullis = caller;

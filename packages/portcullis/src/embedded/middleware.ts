@@ -3,7 +3,8 @@ import type { Portcullis } from "../core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial } from "../gateway/http.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";
-import { limitHeaders } from "../limits/headers.js";
+import { addKeyWarning } from "../keys/warning.js";
+import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import type { RequestContext } from "../pipeline/context.js";
 
 /**
@@ -56,6 +57,14 @@ export function callerOf(ctx: RequestContext): PortcullisCaller | undefined {
   };
 }
 
+/** The headers an allowed request's answer carries: rate-limit fields and the key's expiry warning. */
+export function allowedHeaders(ctx: RequestContext): Record<string, string> {
+  const out: Record<string, string> = {};
+  addLimitHeaders(out, ctx);
+  if (ctx.key !== null) addKeyWarning(out, ctx.key.record, ctx.now);
+  return out;
+}
+
 /** Runs the pipeline for an embedded request whose body has been read. */
 export async function verifyEmbedded(core: Portcullis, req: IncomingMessage, body: Buffer): Promise<RequestContext> {
   let ctx = core.verify({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress });
@@ -84,8 +93,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     res.once("close", () => {
       core.pipeline.finish(ctx);
     });
-    const headers = limitHeaders(ctx);
-    if (headers !== undefined) for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(allowedHeaders(ctx))) res.setHeader(name, value);
     req.rawBody = body;
     const caller = callerOf(ctx);
     if (caller !== undefined) req.portcullis = caller;

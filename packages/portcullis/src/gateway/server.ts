@@ -11,6 +11,7 @@ import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
 import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
+import { addKeyWarning } from "../keys/warning.js";
 
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
@@ -134,6 +135,7 @@ export class Gateway {
     }
     const responseHeaders: Record<string, string> = { "portcullis-request-id": ctx.requestId };
     addLimitHeaders(responseHeaders, ctx);
+    if (key !== null) addKeyWarning(responseHeaders, key.record, ctx.now);
     const upstreamStart = ctx.timings === null ? 0 : performance.now();
     if (ctx.timings !== null) {
       // Server-Timing must be set before the upstream's headers are written; the upstream's own

@@ -1,7 +1,18 @@
 import { isScope } from "../authz/permissions.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { CidrError, parseCidr } from "../net/ip.js";
-import { DIALECTS, DIALECT_ALGORITHMS, type Dialect, KEY_ALGORITHMS, type KeyAlgorithm, MAX_WINDOW_MS } from "./model.js";
+import {
+  DIALECTS,
+  DIALECT_ALGORITHMS,
+  type Dialect,
+  KEY_ALGORITHMS,
+  type KeyAlgorithm,
+  MAX_MAX_AGE_MS,
+  MAX_SESSION_TTL_MS,
+  MAX_WINDOW_MS,
+  MIN_MAX_AGE_MS,
+  MIN_SESSION_TTL_MS,
+} from "./model.js";
 
 /**
  * Validation of key-creation input, shared by the admin API (JSON from the network) and the CLI
@@ -23,7 +34,35 @@ export interface CreateKeyInput {
   readonly passphrase: string | undefined;
   /** Limit overrides by limit name. */
   readonly limits: Readonly<Record<string, number>>;
+  /** Lifetime of the key's sessions (ms), or null for the gateway default. */
+  readonly sessionTtlMs: number | null;
+  /** Bind the key's sessions to the address they log on from. */
+  readonly sessionBindAddress: boolean;
+  /** Scheduled rotation: the key expires this long after creation (ms), or null. */
+  readonly maxAgeMs: number | null;
 }
+
+/** What `keys update` may change; absent fields stay as they are. */
+export interface UpdateKeyInput {
+  readonly label?: string;
+  readonly scopes?: readonly string[];
+  readonly ipAllowlist?: readonly string[];
+  readonly sessionTtlMs?: number | null;
+  readonly sessionBindAddress?: boolean;
+  readonly maxAgeMs?: number | null;
+}
+
+/** What `keys rotate` takes. */
+export interface RotateKeyInput {
+  /** How long the old key keeps working (ms). */
+  readonly graceMs: number;
+  /** The successor's public key (required to rotate an asymmetric key: you keep the private half). */
+  readonly publicKey: string | undefined;
+}
+
+/** The old key's grace period: one day unless the caller chooses, at most 30 days. */
+export const DEFAULT_ROTATION_GRACE_MS = 86_400_000;
+export const MAX_ROTATION_GRACE_MS = 30 * 86_400_000;
 
 const LIMIT_NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
 
@@ -62,18 +101,93 @@ function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === "string");
 }
 
+type Errors = Record<string, string>;
+
+function objectOf(raw: unknown): Record<string, unknown> {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
+    throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
+  }
+  return raw as Record<string, unknown>;
+}
+
+function unknownFields(o: Record<string, unknown>, known: readonly string[], errors: Errors): void {
+  for (const field of Object.keys(o)) if (!known.includes(field)) errors[field] = "unknown field";
+}
+
+function throwIfAny(errors: Errors, what: string): void {
+  const fields = Object.keys(errors);
+  if (fields.length > 0) {
+    throw new PortcullisError("VALIDATION_FAILED", `${what}: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
+  }
+}
+
+function parseLabel(v: unknown, errors: Errors): string | undefined {
+  if (typeof v !== "string" || v.length > 128 || CONTROL_RE.test(v)) {
+    errors.label = "at most 128 characters, no control characters";
+    return undefined;
+  }
+  return v;
+}
+
+function parseScopes(v: unknown, errors: Errors): string[] {
+  if (!isStringArray(v) || v.length === 0) {
+    errors.scopes = "required: a non-empty list such as read,trade";
+    return [];
+  }
+  const bad = v.filter((s) => !isScope(s));
+  if (bad.length > 0) errors.scopes = `unknown scope(s): ${bad.join(", ")}`;
+  return [...new Set(v)].sort();
+}
+
+function parseAllowlist(v: unknown, errors: Errors): string[] {
+  const out: string[] = [];
+  if (!isStringArray(v) || v.length > MAX_ALLOWLIST) {
+    errors.ipAllowlist = `a list of at most ${MAX_ALLOWLIST} IPv4/IPv6 addresses or CIDR blocks`;
+    return out;
+  }
+  for (const entry of v) {
+    try {
+      const canonical = parseCidr(entry.trim()).canonical;
+      if (!out.includes(canonical)) out.push(canonical);
+    } catch (err) {
+      errors.ipAllowlist = err instanceof CidrError ? err.message : "invalid entry";
+      break;
+    }
+  }
+  return out;
+}
+
+/** A duration given as text ("15m") or milliseconds, within [min, max]; null is allowed when `nullable`. */
+function parseBoundedDuration(v: unknown, field: string, min: number, max: number, errors: Errors): number | null {
+  if (v === null) return null;
+  const ms = typeof v === "string" ? parseDuration(v) : typeof v === "number" && Number.isSafeInteger(v) ? v : null;
+  const range = `from ${describeMs(min)} to ${describeMs(max)}`;
+  if (ms === null) errors[field] = `a duration such as "15m", "12h" or "90d", ${range}`;
+  else if (ms < min || ms > max) errors[field] = `must be ${range}`;
+  else return ms;
+  return null;
+}
+
+function describeMs(ms: number): string {
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000], ["s", 1000]] as const) {
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+function parseFlag(v: unknown, field: string, errors: Errors): boolean {
+  if (typeof v !== "boolean") errors[field] = "true or false";
+  return v === true;
+}
+
 /**
  * Validates raw input (a parsed JSON object or CLI options). `expires` may be an ISO-8601
  * timestamp, epoch ms, or a duration such as "30d" relative to `now`.
  */
 export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
-  const errors: Record<string, string> = {};
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
-  }
-  const o = raw as Record<string, unknown>;
-  const known = new Set(["account", "subAccount", "label", "scopes", "ipAllowlist", "algorithm", "publicKey", "expires", "windowMs", "dialects", "passphrase", "limits"]);
-  for (const field of Object.keys(o)) if (!known.has(field)) errors[field] = "unknown field";
+  const errors: Errors = {};
+  const o = objectOf(raw);
+  unknownFields(o, CREATE_FIELDS, errors);
 
   const account = o.account;
   if (typeof account !== "string" || !ACCOUNT_RE.test(account)) {
@@ -84,38 +198,9 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     if (typeof o.subAccount !== "string" || !ACCOUNT_RE.test(o.subAccount)) errors.subAccount = "same rules as account";
     else subAccount = o.subAccount;
   }
-  let label = "";
-  if (o.label !== undefined) {
-    if (typeof o.label !== "string" || o.label.length > 128 || CONTROL_RE.test(o.label)) {
-      errors.label = "at most 128 characters, no control characters";
-    } else label = o.label;
-  }
-
-  let scopes: string[] = [];
-  if (!isStringArray(o.scopes) || o.scopes.length === 0) {
-    errors.scopes = "required: a non-empty list such as read,trade";
-  } else {
-    const bad = o.scopes.filter((s) => !isScope(s));
-    if (bad.length > 0) errors.scopes = `unknown scope(s): ${bad.join(", ")}`;
-    scopes = [...new Set(o.scopes)].sort();
-  }
-
-  const ipAllowlist: string[] = [];
-  if (o.ipAllowlist !== undefined) {
-    if (!isStringArray(o.ipAllowlist) || o.ipAllowlist.length > MAX_ALLOWLIST) {
-      errors.ipAllowlist = `a list of at most ${MAX_ALLOWLIST} IPv4/IPv6 addresses or CIDR blocks`;
-    } else {
-      for (const entry of o.ipAllowlist) {
-        try {
-          const canonical = parseCidr(entry.trim()).canonical;
-          if (!ipAllowlist.includes(canonical)) ipAllowlist.push(canonical);
-        } catch (err) {
-          errors.ipAllowlist = err instanceof CidrError ? err.message : "invalid entry";
-          break;
-        }
-      }
-    }
-  }
+  const label = o.label === undefined ? "" : (parseLabel(o.label, errors) ?? "");
+  const scopes = parseScopes(o.scopes, errors);
+  const ipAllowlist = o.ipAllowlist === undefined ? [] : parseAllowlist(o.ipAllowlist, errors);
 
   let algorithm: KeyAlgorithm | undefined;
   if (o.algorithm !== undefined) {
@@ -196,10 +281,13 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     else limits = parsed.limits;
   }
 
-  const fields = Object.keys(errors);
-  if (fields.length > 0) {
-    throw new PortcullisError("VALIDATION_FAILED", `invalid key: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
-  }
+  const sessionTtlMs = o.sessionTtl === undefined ? null : parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
+  const sessionBindAddress = o.sessionBindAddress === undefined ? false : parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
+  const maxAgeMs = o.maxAge === undefined ? null : parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
+  // A rotation policy sets the expiry, unless an earlier one was asked for.
+  if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
+
+  throwIfAny(errors, "invalid key");
   return {
     account: account as string,
     subAccount,
@@ -213,5 +301,70 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     dialects,
     passphrase,
     limits,
+    sessionTtlMs,
+    sessionBindAddress,
+    maxAgeMs,
   };
+}
+
+const CREATE_FIELDS = [
+  "account",
+  "subAccount",
+  "label",
+  "scopes",
+  "ipAllowlist",
+  "algorithm",
+  "publicKey",
+  "expires",
+  "windowMs",
+  "dialects",
+  "passphrase",
+  "limits",
+  "sessionTtl",
+  "sessionBindAddress",
+  "maxAge",
+] as const;
+
+const UPDATE_FIELDS = ["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge"] as const;
+
+/**
+ * Validates a key update (the admin API's PATCH body, or `keys update` flags): only the fields
+ * given change. `sessionTtl` and `maxAge` may be null to return to the default / drop the policy.
+ */
+export function parseUpdateKeyInput(raw: unknown): UpdateKeyInput {
+  const errors: Errors = {};
+  const o = objectOf(raw);
+  unknownFields(o, UPDATE_FIELDS, errors);
+  const out: { -readonly [F in keyof UpdateKeyInput]: UpdateKeyInput[F] } = {};
+  if (o.label !== undefined) {
+    const label = parseLabel(o.label, errors);
+    if (label !== undefined) out.label = label;
+  }
+  if (o.scopes !== undefined) out.scopes = parseScopes(o.scopes, errors);
+  if (o.ipAllowlist !== undefined) out.ipAllowlist = parseAllowlist(o.ipAllowlist, errors);
+  if (o.sessionTtl !== undefined) out.sessionTtlMs = parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
+  if (o.sessionBindAddress !== undefined) out.sessionBindAddress = parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
+  if (o.maxAge !== undefined) out.maxAgeMs = parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
+  if (Object.keys(o).length === 0) errors.body = `nothing to change: give one or more of ${UPDATE_FIELDS.join(", ")}`;
+  throwIfAny(errors, "invalid update");
+  return out;
+}
+
+/** Validates a rotation request: `{ "grace"?: "24h", "publicKey"?: "<PEM or JWK>" }`. */
+export function parseRotateKeyInput(raw: unknown): RotateKeyInput {
+  const errors: Errors = {};
+  const o = objectOf(raw);
+  unknownFields(o, ["grace", "publicKey"], errors);
+  let graceMs = DEFAULT_ROTATION_GRACE_MS;
+  if (o.grace !== undefined) {
+    // Zero grace is allowed: the old key stops at once (a leaked key).
+    graceMs = o.grace === "0" || o.grace === 0 ? 0 : (parseBoundedDuration(o.grace, "grace", 1000, MAX_ROTATION_GRACE_MS, errors) ?? 0);
+  }
+  let publicKey: string | undefined;
+  if (o.publicKey !== undefined) {
+    if (typeof o.publicKey !== "string") errors.publicKey = "a PEM or JWK text";
+    else publicKey = o.publicKey;
+  }
+  throwIfAny(errors, "invalid rotation");
+  return { graceMs, publicKey };
 }

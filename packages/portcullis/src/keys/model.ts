@@ -58,7 +58,36 @@ export interface KeyRecord {
   readonly revision: number;
   /** Per-key limit overrides by limit name (a market maker gets more); empty for none. */
   readonly limits: Readonly<Record<string, number>>;
+  /**
+   * The key's session epoch: every session token carries the epoch it was issued under, and a
+   * token whose epoch is not the key's current one is refused. Revoking, suspending or resuming
+   * the key, changing its scopes, IP allowlist or address binding, or ending its sessions
+   * increments it, which ends every session of the key at once.
+   */
+  readonly sessionEpoch: number;
+  /** Lifetime of the key's sessions in ms, or null for the gateway default (15 min). */
+  readonly sessionTtlMs: number | null;
+  /** Sessions of this key are bound to the address they logged on from. */
+  readonly sessionBindAddress: boolean;
+  /** The key this one was rotated from (its predecessor), or null. */
+  readonly rotatedFrom: string | null;
+  /** The key this one was rotated to (its successor), or null. */
+  readonly rotatedTo: string | null;
+  /**
+   * Scheduled rotation: the key expires this long after creation, and its successor inherits the
+   * policy. Answers carry a warning header before the expiry. Null for no policy.
+   */
+  readonly maxAgeMs: number | null;
 }
+
+/** Session lifetimes: 15 minutes by default, per key from 1 minute up to 24 hours. */
+export const DEFAULT_SESSION_TTL_MS = 15 * 60_000;
+export const MIN_SESSION_TTL_MS = 60_000;
+export const MAX_SESSION_TTL_MS = 24 * 3_600_000;
+
+/** Maximum age of a key with a rotation policy: from 1 hour to 5 years. */
+export const MIN_MAX_AGE_MS = 3_600_000;
+export const MAX_MAX_AGE_MS = 5 * 365 * 86_400_000;
 
 export function effectiveStatus(record: KeyRecord, now: number): EffectiveStatus {
   if (record.status === "active" && record.expiresAt !== null && record.expiresAt <= now) return "expired";

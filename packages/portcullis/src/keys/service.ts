@@ -2,11 +2,11 @@ import { createPublicKey, createSecretKey, randomBytes, type KeyObject } from "n
 import type { Envelope } from "../custody/envelope.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { maxLimit } from "../limits/gcra.js";
-import type { DurableStore, KeyChange, KeyRow } from "../storage/types.js";
+import type { DurableStore, KeyChange, KeyPatch, KeyRow, TransitionResult } from "../storage/types.js";
 import { type Environment, generateKeyId } from "./ids.js";
-import type { CreateKeyInput } from "./input.js";
+import type { CreateKeyInput, RotateKeyInput, UpdateKeyInput } from "./input.js";
 import { importPublicKey } from "./material.js";
-import { DIALECT_ALGORITHMS, type KeyRecord, type KeyStatus, type KeyView, toView } from "./model.js";
+import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "./model.js";
 import { hashPassphrase } from "./passphrase.js";
 
 /** The purpose bound into every HMAC secret's envelope. */
@@ -35,6 +35,22 @@ export interface CreatedKey {
   /** The HMAC secret, shown once; null for asymmetric keys. */
   readonly secret: string | null;
 }
+
+export interface RotatedKey extends CreatedKey {
+  /** The old key, now linked to its successor and expiring at the end of the grace period. */
+  readonly predecessor: KeyView;
+}
+
+/** A new key's credential: an HMAC secret (generated here, sealed) or the user's public key. */
+interface IssuedCredential {
+  readonly algorithm: KeyAlgorithm;
+  readonly publicKey: string | null;
+  readonly secret: string | null;
+  readonly secretEnvelope: Buffer | null;
+}
+
+/** The statuses a key can be changed in: anything but revoked. */
+const CHANGEABLE: readonly KeyStatus[] = ["active", "suspended"];
 
 /** What the verification path needs of a key: the record and its usable key material. */
 export interface KeyMaterial {
@@ -100,28 +116,7 @@ export class KeyService {
     this.checkLimitNames(input.limits);
     const now = this.now();
     const id = generateKeyId(this.environment);
-    let algorithm = input.algorithm ?? "hmac-sha256";
-    let publicKey: string | null = null;
-    let secret: string | null = null;
-    let secretEnvelope: Buffer | null = null;
-    if (input.publicKey !== undefined) {
-      const imported = importPublicKey(input.publicKey, input.algorithm);
-      algorithm = imported.algorithm;
-      publicKey = imported.pem;
-    } else if (algorithm !== "hmac-sha256") {
-      throw new PortcullisError("VALIDATION_FAILED", `a public key is required for ${algorithm} keys`, { publicKey: "required" });
-    } else {
-      // Printed in the form the key's venues expect: Kraken's base64 of 64 bytes, else 256 bits
-      // of base64url. Every scheme keys its HMAC from this exact text (Kraken: decoded).
-      secret = input.dialects.includes("kraken")
-        ? randomBytes(KRAKEN_SECRET_BYTES).toString("base64")
-        : randomBytes(HMAC_SECRET_BYTES).toString("base64url");
-      secretEnvelope = await this.envelope.encrypt(Buffer.from(secret, "utf8"), SECRET_PURPOSE, id);
-    }
-    const incompatible = input.dialects.filter((d) => !DIALECT_ALGORITHMS[d].includes(algorithm));
-    if (incompatible.length > 0) {
-      throw new PortcullisError("VALIDATION_FAILED", `${incompatible.join(", ")} cannot sign with ${algorithm} keys`, { dialects: "incompatible with the key" });
-    }
+    const credential = await this.issueCredential(id, input.algorithm, input.publicKey, input.dialects);
     const passphraseHash = input.passphrase === undefined ? null : await hashPassphrase(input.passphrase);
     const row: KeyRow = {
       id,
@@ -129,9 +124,9 @@ export class KeyService {
       account: input.account,
       subAccount: input.subAccount,
       label: input.label,
-      algorithm,
-      publicKey,
-      secretEnvelope,
+      algorithm: credential.algorithm,
+      publicKey: credential.publicKey,
+      secretEnvelope: credential.secretEnvelope,
       scopes: input.scopes,
       ipAllowlist: input.ipAllowlist,
       dialects: input.dialects,
@@ -145,15 +140,49 @@ export class KeyService {
       revision: 1,
       passphraseHash,
       limits: input.limits,
+      sessionEpoch: 0,
+      sessionTtlMs: input.sessionTtlMs,
+      sessionBindAddress: input.sessionBindAddress,
+      rotatedFrom: null,
+      rotatedTo: null,
+      maxAgeMs: input.maxAgeMs,
     };
     const change: KeyChange = {
       action: "create",
       actor,
       at: now,
-      detail: { account: input.account, algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist },
+      detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist },
     };
     await this.store.keys.insert(row, change);
-    return { key: toView(stripSecret(row), now), secret };
+    return { key: toView(stripSecret(row), now), secret: credential.secret };
+  }
+
+  /**
+   * The credential of a new key `id`: the user's public key when given (its type is the
+   * algorithm), else a fresh HMAC secret, printed in the form the key's venues expect (Kraken's
+   * base64 of 64 bytes, else 256 bits of base64url) and sealed under the KEK. Every scheme keys
+   * its HMAC from that exact text (Kraken: decoded).
+   */
+  private async issueCredential(id: string, requested: KeyAlgorithm | undefined, publicKeyText: string | undefined, dialects: readonly Dialect[]): Promise<IssuedCredential> {
+    let algorithm = requested ?? "hmac-sha256";
+    let publicKey: string | null = null;
+    let secret: string | null = null;
+    let secretEnvelope: Buffer | null = null;
+    if (publicKeyText !== undefined) {
+      const imported = importPublicKey(publicKeyText, requested);
+      algorithm = imported.algorithm;
+      publicKey = imported.pem;
+    } else if (algorithm !== "hmac-sha256") {
+      throw new PortcullisError("VALIDATION_FAILED", `a public key is required for ${algorithm} keys`, { publicKey: "required" });
+    } else {
+      secret = dialects.includes("kraken") ? randomBytes(KRAKEN_SECRET_BYTES).toString("base64") : randomBytes(HMAC_SECRET_BYTES).toString("base64url");
+      secretEnvelope = await this.envelope.encrypt(Buffer.from(secret, "utf8"), SECRET_PURPOSE, id);
+    }
+    const incompatible = dialects.filter((d) => !DIALECT_ALGORITHMS[d].includes(algorithm));
+    if (incompatible.length > 0) {
+      throw new PortcullisError("VALIDATION_FAILED", `${incompatible.join(", ")} cannot sign with ${algorithm} keys`, { dialects: "incompatible with the key" });
+    }
+    return { algorithm, publicKey, secret, secretEnvelope };
   }
 
   async get(id: string): Promise<KeyView> {
@@ -196,6 +225,10 @@ export class KeyService {
   ): Promise<KeyView> {
     const now = this.now();
     const result = await this.store.keys.transition(id, from, to, reason, { action, actor, at: now, detail: reason === null ? {} : { reason } });
+    return this.viewOf(result, action, now);
+  }
+
+  private viewOf(result: TransitionResult, action: string, now: number): KeyView {
     if (!result.ok) {
       if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");
       throw new PortcullisError("KEY_STATE_CONFLICT", `cannot ${action} a key that is ${result.current ?? "in another state"}`);
@@ -207,9 +240,105 @@ export class KeyService {
   async setLimits(id: string, limits: Readonly<Record<string, number>>, actor: string): Promise<KeyView> {
     this.checkLimitNames(limits);
     const now = this.now();
-    const row = await this.store.keys.updateLimits(id, limits, { action: "limits", actor, at: now, detail: { limits } });
-    if (row === undefined) throw new PortcullisError("KEY_NOT_FOUND");
-    return toView(stripSecret(row), now);
+    const result = await this.store.keys.update(id, ["active", "suspended", "revoked"], { limits }, { action: "limits", actor, at: now, detail: { limits } });
+    return this.viewOf(result, "change the limits of", now);
+  }
+
+  /**
+   * Changes a key's label, scopes, IP allowlist or session and rotation policy. A change of
+   * scopes, allowlist or address binding ends every session of the key (its epoch moves), so no
+   * session outlives the permissions it was issued under. A revoked key cannot change.
+   */
+  async update(id: string, input: UpdateKeyInput, actor: string): Promise<KeyView> {
+    const now = this.now();
+    const current = await this.store.keys.get(id);
+    if (current === undefined) throw new PortcullisError("KEY_NOT_FOUND");
+    const patch: { -readonly [F in keyof KeyPatch]: KeyPatch[F] } = {};
+    const detail: Record<string, unknown> = {};
+    if (input.label !== undefined) patch.label = detail.label = input.label;
+    if (input.scopes !== undefined) patch.scopes = detail.scopes = input.scopes;
+    if (input.ipAllowlist !== undefined) patch.ipAllowlist = detail.ipAllowlist = input.ipAllowlist;
+    if (input.sessionTtlMs !== undefined) patch.sessionTtlMs = detail.sessionTtlMs = input.sessionTtlMs;
+    if (input.sessionBindAddress !== undefined) patch.sessionBindAddress = detail.sessionBindAddress = input.sessionBindAddress;
+    if (input.maxAgeMs !== undefined) {
+      patch.maxAgeMs = detail.maxAgeMs = input.maxAgeMs;
+      // A new policy moves the expiry to creation + max age, unless an earlier expiry stands.
+      if (input.maxAgeMs !== null) {
+        const due = current.createdAt + input.maxAgeMs;
+        if (due <= now) {
+          throw new PortcullisError("VALIDATION_FAILED", "maxAge: the key is already older than that; rotate it instead", { maxAge: "shorter than the key's age" });
+        }
+        if (current.expiresAt === null || current.expiresAt > due) patch.expiresAt = detail.expiresAt = due;
+      }
+    }
+    const sessionsChange =
+      (input.scopes !== undefined && input.scopes.join(",") !== current.scopes.join(",")) ||
+      (input.ipAllowlist !== undefined && input.ipAllowlist.join(",") !== current.ipAllowlist.join(",")) ||
+      (input.sessionBindAddress === true && !current.sessionBindAddress);
+    if (sessionsChange) patch.endSessions = detail.endSessions = true;
+    const result = await this.store.keys.update(id, CHANGEABLE, patch, { action: "update", actor, at: now, detail });
+    return this.viewOf(result, "update", now);
+  }
+
+  /** Ends every session of the key at once (its epoch moves); the key itself keeps working. */
+  async endSessions(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
+    const now = this.now();
+    const result = await this.store.keys.update(id, CHANGEABLE, { endSessions: true }, { action: "end-sessions", actor, at: now, detail: reason === null ? {} : { reason } });
+    return this.viewOf(result, "end the sessions of", now);
+  }
+
+  /**
+   * Rotation: a successor with the same settings (account, scopes, allowlist, dialects, window,
+   * limits, session and rotation policy, OKX passphrase) and a new credential: the public key the
+   * caller brings (required for an asymmetric key, whose private half never reaches the server;
+   * allowed for an HMAC key, to move it to a key pair), else a new HMAC secret. The old key keeps working for the grace
+   * period, then expires by itself; each names the other (`rotatedTo`, `rotatedFrom`). The
+   * successor keeps the old key's fixed expiry, or with a rotation policy expires its maximum age
+   * after its own creation.
+   */
+  async rotate(id: string, input: RotateKeyInput, actor: string): Promise<RotatedKey> {
+    const now = this.now();
+    const old = await this.store.keys.get(id);
+    if (old === undefined) throw new PortcullisError("KEY_NOT_FOUND");
+    if (old.rotatedTo !== null) throw new PortcullisError("KEY_STATE_CONFLICT", `this key was already rotated (to ${old.rotatedTo})`);
+    if (old.status === "revoked") throw new PortcullisError("KEY_STATE_CONFLICT", "cannot rotate a key that is revoked");
+    if (old.algorithm !== "hmac-sha256" && input.publicKey === undefined) {
+      throw new PortcullisError("VALIDATION_FAILED", "rotating an asymmetric key needs the successor's public key (you keep its private half)", { publicKey: "required" });
+    }
+    const successorId = generateKeyId(this.environment);
+    const credential = await this.issueCredential(successorId, input.publicKey === undefined ? "hmac-sha256" : undefined, input.publicKey, old.dialects);
+    const expiresAt = old.maxAgeMs !== null ? now + old.maxAgeMs : old.expiresAt !== null && old.expiresAt > now ? old.expiresAt : null;
+    const graceEnd = Math.min(now + input.graceMs, old.expiresAt ?? Number.MAX_SAFE_INTEGER);
+    const successor: KeyRow = {
+      ...old,
+      id: successorId,
+      algorithm: credential.algorithm,
+      publicKey: credential.publicKey,
+      secretEnvelope: credential.secretEnvelope,
+      expiresAt,
+      status: "active",
+      statusReason: null,
+      createdAt: now,
+      updatedAt: now,
+      lastUsedAt: null,
+      revision: 1,
+      sessionEpoch: 0,
+      rotatedFrom: old.id,
+      rotatedTo: null,
+    };
+    const result = await this.store.keys.rotate(
+      id,
+      successor,
+      graceEnd,
+      { action: "rotate", actor, at: now, detail: { successor: successorId, expiresAt: graceEnd } },
+      { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id } },
+    );
+    if (!result.ok) {
+      if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");
+      const why = result.rotatedTo === null || result.rotatedTo === undefined ? `is ${result.current ?? "in another state"}` : `was already rotated (to ${result.rotatedTo})`;
+      throw new PortcullisError("KEY_STATE_CONFLICT", `cannot rotate a key that ${why}`);
+    }
+    return { key: toView(stripSecret(result.successor), now), secret: credential.secret, predecessor: toView(stripSecret(result.predecessor), now) };
   }
 
   /**

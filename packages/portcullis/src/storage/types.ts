@@ -22,7 +22,7 @@ export interface KeyRow extends KeyRecord {
 
 /** A change to a key, written in the same transaction as the change itself. */
 export interface KeyChange {
-  readonly action: "create" | "revoke" | "suspend" | "resume" | "limits";
+  readonly action: "create" | "revoke" | "suspend" | "resume" | "limits" | "update" | "rotate" | "end-sessions";
   readonly actor: string;
   readonly at: number;
   /** Non-secret facts about the change (reason, scopes…). */
@@ -39,6 +39,24 @@ export interface KeyListFilter {
 
 export type TransitionResult = { readonly ok: true; readonly row: KeyRow } | { readonly ok: false; readonly reason: "not-found" | "conflict"; readonly current?: KeyStatus };
 
+/** The fields of a key that can change after creation (besides its status and last use). */
+export interface KeyPatch {
+  readonly label?: string;
+  readonly scopes?: readonly string[];
+  readonly ipAllowlist?: readonly string[];
+  readonly limits?: Readonly<Record<string, number>>;
+  readonly expiresAt?: number | null;
+  readonly sessionTtlMs?: number | null;
+  readonly sessionBindAddress?: boolean;
+  readonly maxAgeMs?: number | null;
+  /** Increment the session epoch: every session of the key ends. */
+  readonly endSessions?: boolean;
+}
+
+export type RotationResult =
+  | { readonly ok: true; readonly predecessor: KeyRow; readonly successor: KeyRow }
+  | { readonly ok: false; readonly reason: "not-found" | "conflict"; readonly current?: KeyStatus; readonly rotatedTo?: string | null };
+
 export interface KeyStore {
   insert(row: KeyRow, change: KeyChange): Promise<void>;
   get(id: string): Promise<KeyRow | undefined>;
@@ -48,8 +66,18 @@ export interface KeyStore {
    * same transaction. Never changes anything else.
    */
   transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult>;
-  /** Replaces a key's limit overrides, recording `change` in the same transaction. */
-  updateLimits(id: string, limits: Readonly<Record<string, number>>, change: KeyChange): Promise<KeyRow | undefined>;
+  /**
+   * Applies `patch` to a key whose status is one of `from`, atomically, recording `change` in the
+   * same transaction. Every status change also increments the session epoch.
+   */
+  update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult>;
+  /**
+   * Rotation, in one transaction: inserts `successor` (whose `rotatedFrom` names the key) and links
+   * the predecessor to it, setting its expiry to `predecessorExpiresAt`, if the predecessor is
+   * active or suspended and not rotated yet. Records `change` for the predecessor and `created`
+   * for the successor.
+   */
+  rotate(id: string, successor: KeyRow, predecessorExpiresAt: number, change: KeyChange, created: KeyChange): Promise<RotationResult>;
   /** Records last-use times, batched off the request path. */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
 }

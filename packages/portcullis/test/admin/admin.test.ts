@@ -151,6 +151,30 @@ describe("admin API", () => {
     expect({ status: err.status, code: err.code }).toEqual({ status: 404, code: "KEY_NOT_FOUND" });
   });
 
+  it.each([
+    ["PATCH", "", { scopes: ["read"], owner: "x" }, 400, "VALIDATION_FAILED"],
+    ["PATCH", "", [], 400, "VALIDATION_FAILED"],
+    ["POST", "/rotate", { grace: "1y" }, 400, "VALIDATION_FAILED"],
+    ["POST", "/rotate", { publicKey: "-----BEGIN PRIVATE KEY-----" }, 400, "VALIDATION_FAILED"],
+    ["POST", "/end-sessions", { reason: 5 }, 400, "VALIDATION_FAILED"],
+  ])("refuses a bad %s /keys/:id%s body (%j), changing nothing", async (method, action, json, status, code) => {
+    const key = await client.json<KeyJson & { revision: number }>("POST", "/portcullis/v1/keys", { json: { account: "mm-3", scopes: ["read", "trade"] } });
+    const err = await apiError(client.json(method, `/portcullis/v1/keys/${key.id}${action}`, { json }));
+    expect({ status: err.status, code: err.code }).toEqual({ status, code });
+    expect(await client.json<KeyJson & { revision: number }>("GET", `/portcullis/v1/keys/${key.id}`)).toMatchObject({ revision: key.revision, scopes: ["read", "trade"] });
+  });
+
+  it("updates, rotates and ends the sessions of a key", async () => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "mm-4", scopes: ["read", "trade"] } });
+    expect(await client.json("PATCH", `/portcullis/v1/keys/${key.id}`, { json: { scopes: ["read"], sessionTtl: "1h" } })).toMatchObject({ scopes: ["read"], sessionTtlMs: 3_600_000, sessionEpoch: 1 });
+    expect(await client.json("POST", `/portcullis/v1/keys/${key.id}/end-sessions`, { json: {} })).toMatchObject({ sessionEpoch: 2 });
+    const successor = await client.json<KeyJson & { predecessor: KeyJson & { rotatedTo: string } }>("POST", `/portcullis/v1/keys/${key.id}/rotate`, { json: { grace: "10m" } });
+    expect(successor.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(successor.predecessor.rotatedTo).toBe(successor.id);
+    const again = await apiError(client.json("POST", `/portcullis/v1/keys/${key.id}/rotate`, { json: {} }));
+    expect({ status: again.status, code: again.code }).toEqual({ status: 409, code: "KEY_STATE_CONFLICT" });
+  });
+
   it("names each invalid field", async () => {
     const err = await apiError(client.json("POST", "/portcullis/v1/keys", { json: { account: "", scopes: [], windowMs: 1 } }));
     expect(Object.keys((err.body as { fields: Record<string, string> }).fields).sort()).toEqual(["account", "scopes", "windowMs"]);

@@ -20,6 +20,15 @@ interface KeyJson {
   scopes: string[];
   ipAllowlist: string[];
   limits: Record<string, number>;
+  label: string;
+  expiresAt: number | null;
+  sessionEpoch: number;
+  sessionTtlMs: number | null;
+  sessionBindAddress: boolean;
+  maxAgeMs: number | null;
+  rotatedFrom: string | null;
+  rotatedTo: string | null;
+  predecessor?: KeyJson;
 }
 
 let dir: string;
@@ -96,8 +105,47 @@ describe("portcullis init and keys", () => {
     expect(asKey((await runCli(["keys", "limits", created.id, "--data", data, "--clear", "--json"])).stdout).limits).toEqual({});
   });
 
+  it("keys update changes scopes, allowlist and policies; scope changes end the key's sessions", async () => {
+    const key = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-5", "--scopes", "read,trade", "--session-ttl", "1h", "--max-age", "90d", "--json"])).stdout);
+    expect(key).toMatchObject({ sessionTtlMs: 3_600_000, maxAgeMs: 90 * 86_400_000, sessionEpoch: 0 });
+    const updated = asKey((await runCli(["keys", "update", key.id, "--data", data, "--scopes", "read", "--ip", "10.1.0.0/16", "--label", "reader", "--session-bind-address", "--json"])).stdout);
+    expect(updated).toMatchObject({ scopes: ["read"], ipAllowlist: ["10.1.0.0/16"], label: "reader", sessionBindAddress: true, sessionEpoch: 1 });
+    const back = asKey((await runCli(["keys", "update", key.id, "--data", data, "--any-ip", "--no-session-bind-address", "--session-ttl", "default", "--max-age", "none", "--json"])).stdout);
+    expect(back).toMatchObject({ ipAllowlist: [], sessionBindAddress: false, sessionTtlMs: null, maxAgeMs: null, sessionEpoch: 2 });
+    const ended = await runCli(["keys", "end-sessions", key.id, "--data", data, "--reason", "lost laptop"]);
+    expect(ended.stdout.trim()).toBe(`every session of ${key.id} has ended (epoch 3)`);
+  });
+
+  it("keys rotate prints the successor's secret once and links both keys", async () => {
+    const old = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-6", "--scopes", "read", "--json"])).stdout);
+    const res = await runCli(["keys", "rotate", old.id, "--data", data, "--grace", "1h", "--json"]);
+    expect(res.code).toBe(0);
+    const successor = asKey(res.stdout);
+    expect(successor.secret).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(successor).toMatchObject({ rotatedFrom: old.id, account: "acct-6", scopes: ["read"] });
+    expect(successor.predecessor).toMatchObject({ id: old.id, rotatedTo: successor.id });
+    const human = await runCli(["keys", "show", old.id, "--data", data]);
+    expect(human.stdout).toMatch(new RegExp(`rotated to\\s+${successor.id}`));
+    const shownNew = await runCli(["keys", "show", successor.id, "--data", data]);
+    expect(shownNew.stdout).toMatch(new RegExp(`rotated from ${old.id}`));
+    expect(shownNew.stdout).not.toContain(successor.secret ?? "-");
+    // An Ed25519 key: the successor's pair is generated here; only the private key is printed.
+    const ed = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-6", "--scopes", "read", "--algorithm", "ed25519", "--json"])).stdout);
+    const edNext = asKey((await runCli(["keys", "rotate", ed.id, "--data", data, "--grace", "0", "--json"])).stdout);
+    expect(edNext).toMatchObject({ algorithm: "ed25519", rotatedFrom: ed.id });
+    expect(edNext.privateKey).toMatch(/BEGIN PRIVATE KEY/);
+    expect(edNext.privateKey).not.toBe(ed.privateKey);
+    expect(edNext.predecessor?.effectiveStatus).toBe("expired");
+  });
+
   it.each([
     [["keys", "create", "--account", "a", "--scopes", "root"], /unknown scope/, "VALIDATION_FAILED"],
+    [["keys", "update", "pck_test_v1_000000000000000000000000000000"], /nothing to change/, "VALIDATION_FAILED"],
+    [["keys", "update", "pck_test_v1_000000000000000000000000000000", "--ip", "10.0.0.1", "--any-ip"], /--ip or --any-ip/, "VALIDATION_FAILED"],
+    [["keys", "update", "pck_test_v1_000000000000000000000000000000", "--label", "x"], /No such API key/, "KEY_NOT_FOUND"],
+    [["keys", "rotate", "pck_test_v1_000000000000000000000000000000"], /No such API key/, "KEY_NOT_FOUND"],
+    [["keys", "rotate", "pck_test_v1_000000000000000000000000000000", "--grace", "90d"], /grace/, "VALIDATION_FAILED"],
+    [["keys", "end-sessions", "pck_test_v1_000000000000000000000000000000"], /No such API key/, "KEY_NOT_FOUND"],
     [["keys", "create", "--account", "a", "--scopes", "read", "--limit", "key-weight-1m"], /name=n/, "VALIDATION_FAILED"],
     [["keys", "limits", "pck_test_v1_000000000000000000000000000000", "--set", "key-weight-1m=-5"], /positive integer/, "VALIDATION_FAILED"],
     [["keys", "limits", "pck_test_v1_000000000000000000000000000000"], /--set name=n .* or --clear/, "VALIDATION_FAILED"],
@@ -186,6 +234,14 @@ describe("a running gateway and a separate CLI process", () => {
     const refused = await runCli(["keys", "list", "--admin", adminUrl, "--json"], { PORTCULLIS_ADMIN_KEY_ID: key.id, PORTCULLIS_ADMIN_SECRET: key.secret ?? "" });
     expect(refused.code).toBe(1);
     expect(asError(refused.stderr).error.code).toBe("KEY_REVOKED");
+    // Update, rotate and end-sessions through the admin API too.
+    const other = asKey((await runCli(["keys", "create", "--admin", adminUrl, "--account", "acct-4", "--scopes", "read,trade", "--json"], env)).stdout);
+    expect(asKey((await runCli(["keys", "update", other.id, "--admin", adminUrl, "--scopes", "read", "--json"], env)).stdout)).toMatchObject({ scopes: ["read"], sessionEpoch: 1 });
+    expect(asKey((await runCli(["keys", "end-sessions", other.id, "--admin", adminUrl, "--json"], env)).stdout).sessionEpoch).toBe(2);
+    const next = asKey((await runCli(["keys", "rotate", other.id, "--admin", adminUrl, "--grace", "0", "--json"], env)).stdout);
+    expect(next.predecessor?.rotatedTo).toBe(next.id);
+    expect((await call(next.id, next.secret ?? "")).status).toBe(200);
+    expect((await call(other.id, other.secret ?? "")).code).toBe("KEY_EXPIRED");
     const noCreds = await runCli(["keys", "list", "--admin", adminUrl]);
     expect(noCreds.stderr).toMatch(/PORTCULLIS_ADMIN_KEY_ID/);
   });

@@ -15,6 +15,7 @@ import type { StageAnswer } from "../../src/dialects/scheme.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { startCompatStack } from "./support.js";
+import { keyRecord } from "../support/keys.js";
 
 // ---------------------------------------------------------------------------------------------
 // Binance's documentation examples, copied exactly.
@@ -61,27 +62,7 @@ const WS_SIGNATURE_NON_ASCII = "b33892ae8e687c939f4468c6268ddd4c40ac1af18ad19a06
 /** A verification key holding the documentation's secret, as the key cache would compile it. */
 function docKey(): VerificationKey {
   return {
-    record: {
-      id: "doc-key",
-      environment: "test",
-      account: "doc",
-      subAccount: null,
-      label: "",
-      algorithm: "hmac-sha256",
-      publicKey: null,
-      scopes: ["trade"],
-      ipAllowlist: [],
-      dialects: ["binance"],
-      expiresAt: null,
-      windowMs: null,
-      status: "active",
-      statusReason: null,
-      createdAt: 0,
-      updatedAt: 0,
-      lastUsedAt: null,
-      revision: 1,
-      limits: {},
-    },
+    record: keyRecord({ id: "doc-key", account: "doc", scopes: ["trade"], dialects: ["binance"] }),
     hmacKey: createSecretKey(Buffer.from(DOC_SECRET, "utf8")),
     hmacKeyDecoded: null,
     publicKey: null,

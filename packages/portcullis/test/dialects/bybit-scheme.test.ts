@@ -13,6 +13,7 @@ import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { runScheme } from "../support/scheme.js";
+import { keyRecord } from "../support/keys.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -24,27 +25,7 @@ function bybitScheme(): AuthScheme {
 
 function hmacKey(id: string, secret: string): VerificationKey {
   return {
-    record: {
-      id,
-      environment: "test",
-      account: "docs",
-      subAccount: null,
-      label: "",
-      algorithm: "hmac-sha256",
-      publicKey: null,
-      scopes: ["read", "trade"],
-      ipAllowlist: [],
-      dialects: ["bybit"],
-      expiresAt: null,
-      windowMs: null,
-      status: "active",
-      statusReason: null,
-      createdAt: 0,
-      updatedAt: 0,
-      lastUsedAt: null,
-      revision: 1,
-      limits: {},
-    },
+    record: keyRecord({ id, account: "docs", scopes: ["read", "trade"], dialects: ["bybit"] }),
     hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
     hmacKeyDecoded: null,
     publicKey: null,

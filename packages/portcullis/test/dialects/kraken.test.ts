@@ -29,6 +29,7 @@ import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { replayOnlyHot } from "../support/hot.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
+import { keyRecord } from "../support/keys.js";
 
 const KRAKEN_ROUTES: RouteSpec[] = [
   ...TEST_ROUTES,
@@ -62,27 +63,7 @@ const KRAKEN_EXAMPLE = {
 const SCHEME_OPTIONS = { scheme: "http", futureSkewMs: 1000 } as const;
 
 function verificationKey(secretBase64: string, dialects: readonly Dialect[] = ["kraken"]): VerificationKey {
-  const record: KeyRecord = {
-    id: generateKeyId("test"),
-    environment: "test",
-    account: "acct-1",
-    subAccount: null,
-    label: "",
-    algorithm: "hmac-sha256",
-    publicKey: null,
-    scopes: ["read", "trade"],
-    ipAllowlist: [],
-    dialects,
-    expiresAt: null,
-    windowMs: null,
-    status: "active",
-    statusReason: null,
-    createdAt: 0,
-    updatedAt: 0,
-    lastUsedAt: null,
-    revision: 1,
-    limits: {},
-  };
+  const record: KeyRecord = keyRecord({ id: generateKeyId("test"), account: "acct-1", scopes: ["read", "trade"], dialects });
   return {
     record,
     hmacKey: createSecretKey(Buffer.from(secretBase64, "utf8")),

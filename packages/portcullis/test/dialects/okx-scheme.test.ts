@@ -15,6 +15,7 @@ import { PassphraseCheck, hashPassphrase } from "../../src/keys/passphrase.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { runScheme } from "../support/scheme.js";
+import { keyRecord } from "../support/keys.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -26,27 +27,7 @@ function okxScheme(): AuthScheme {
 
 async function okxKey(secret: string, passphrase: string): Promise<VerificationKey> {
   return {
-    record: {
-      id: "XXXXXXXXXX",
-      environment: "test",
-      account: "docs",
-      subAccount: null,
-      label: "",
-      algorithm: "hmac-sha256",
-      publicKey: null,
-      scopes: ["read", "trade"],
-      ipAllowlist: [],
-      dialects: ["okx"],
-      expiresAt: null,
-      windowMs: null,
-      status: "active",
-      statusReason: null,
-      createdAt: 0,
-      updatedAt: 0,
-      lastUsedAt: null,
-      revision: 1,
-      limits: {},
-    },
+    record: keyRecord({ id: "XXXXXXXXXX", account: "docs", scopes: ["read", "trade"], dialects: ["okx"] }),
     hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
     hmacKeyDecoded: null,
     publicKey: null,

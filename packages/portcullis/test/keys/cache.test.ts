@@ -8,29 +8,10 @@ import { KeyCache } from "../../src/keys/cache.js";
 import type { KeyRecord } from "../../src/keys/model.js";
 import type { KeyMaterial } from "../../src/keys/service.js";
 import { FakeClock } from "../support/harness.js";
+import { keyRecord } from "../support/keys.js";
 
 function record(id: string, revision = 1): KeyRecord {
-  return {
-    id,
-    environment: "test",
-    account: "a",
-    subAccount: null,
-    label: "",
-    algorithm: "hmac-sha256",
-    publicKey: null,
-    scopes: ["read"],
-    ipAllowlist: [],
-    dialects: ["native"],
-    expiresAt: null,
-    windowMs: null,
-    status: "active",
-    statusReason: null,
-    createdAt: 0,
-    updatedAt: 0,
-    lastUsedAt: null,
-    revision,
-    limits: {},
-  };
+  return keyRecord({ id, account: "a", scopes: ["read"], dialects: ["native"], revision });
 }
 
 /** A loader backed by a Map, counting calls, whose answers the test can hold back. */

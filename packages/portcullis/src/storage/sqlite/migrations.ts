@@ -72,4 +72,21 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN limits TEXT NOT NULL DEFAULT '{}';
     `,
   },
+  {
+    version: 4,
+    name: "key sessions and rotation",
+    sql: `
+      -- Sessions: the key's epoch (incremented to end every session of the key at once), the
+      -- lifetime of its sessions (null: the gateway default) and whether they are bound to the
+      -- address they logged on from.
+      ALTER TABLE keys ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE keys ADD COLUMN session_ttl_ms INTEGER;
+      ALTER TABLE keys ADD COLUMN session_bind_address INTEGER NOT NULL DEFAULT 0 CHECK (session_bind_address IN (0, 1));
+      -- Rotation: the links between a key and its predecessor / successor, and the scheduled
+      -- rotation policy (maximum age; null for none).
+      ALTER TABLE keys ADD COLUMN rotated_from TEXT;
+      ALTER TABLE keys ADD COLUMN rotated_to TEXT;
+      ALTER TABLE keys ADD COLUMN max_age_ms INTEGER;
+    `,
+  },
 ];

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
 import type { Environment } from "../../keys/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../keys/model.js";
-import type { ChangeFeed, DurableStore, KeyChange, KeyListFilter, KeyRow, KeyStore, MetaStore, TransitionResult } from "../types.js";
+import type { ChangeFeed, DurableStore, KeyChange, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -27,6 +27,12 @@ interface KeyRowSql {
   revision: number;
   passphrase_hash: string | null;
   limits: string;
+  session_epoch: number;
+  session_ttl_ms: number | null;
+  session_bind_address: number;
+  rotated_from: string | null;
+  rotated_to: string | null;
+  max_age_ms: number | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -52,7 +58,27 @@ function fromSql(r: KeyRowSql): KeyRow {
     revision: r.revision,
     passphraseHash: r.passphrase_hash,
     limits: JSON.parse(r.limits) as Record<string, number>,
+    sessionEpoch: r.session_epoch,
+    sessionTtlMs: r.session_ttl_ms,
+    sessionBindAddress: r.session_bind_address === 1,
+    rotatedFrom: r.rotated_from,
+    rotatedTo: r.rotated_to,
+    maxAgeMs: r.max_age_ms,
   };
+}
+
+/** The columns a patch sets, with their SQL values. */
+function patchColumns(patch: KeyPatch): [string, string | number | null][] {
+  const out: [string, string | number | null][] = [];
+  if (patch.label !== undefined) out.push(["label", patch.label]);
+  if (patch.scopes !== undefined) out.push(["scopes", JSON.stringify(patch.scopes)]);
+  if (patch.ipAllowlist !== undefined) out.push(["ip_allowlist", JSON.stringify(patch.ipAllowlist)]);
+  if (patch.limits !== undefined) out.push(["limits", JSON.stringify(patch.limits)]);
+  if (patch.expiresAt !== undefined) out.push(["expires_at", patch.expiresAt]);
+  if (patch.sessionTtlMs !== undefined) out.push(["session_ttl_ms", patch.sessionTtlMs]);
+  if (patch.sessionBindAddress !== undefined) out.push(["session_bind_address", patch.sessionBindAddress ? 1 : 0]);
+  if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
+  return out;
 }
 
 export interface SqliteStoreOptions {
@@ -102,17 +128,20 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       insert: this.db.prepare(
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
-           last_used_at, revision, passphrase_hash, limits)
+           last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
+           rotated_from, rotated_to, max_age_ms)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
-           @lastUsedAt, @revision, @passphraseHash, @limits)`,
+           @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
+           @rotatedFrom, @rotatedTo, @maxAgeMs)`,
       ),
       insertChange: this.db.prepare(
         "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)",
       ),
       get: this.db.prepare("SELECT * FROM keys WHERE id = ?"),
       transition: this.db.prepare(
-        `UPDATE keys SET status = @to, status_reason = @reason, updated_at = @at, revision = revision + 1
+        `UPDATE keys SET status = @to, status_reason = @reason, updated_at = @at, revision = revision + 1,
+           session_epoch = session_epoch + 1
          WHERE id = @id AND status IN (SELECT value FROM json_each(@from))
          RETURNING *`,
       ),
@@ -153,17 +182,26 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
 
   insert(row: KeyRow, change: KeyChange): Promise<void> {
     this.db.transaction(() => {
-      this.stmts.insert.run({
-        ...row,
-        scopes: JSON.stringify(row.scopes),
-        ipAllowlist: JSON.stringify(row.ipAllowlist),
-        dialects: JSON.stringify(row.dialects),
-        limits: JSON.stringify(row.limits),
-      });
-      this.stmts.insertChange.run(row.id, change.action, change.actor, change.at, JSON.stringify(change.detail));
+      this.insertRow(row, change);
     }).immediate();
     this.deliverChanges();
     return Promise.resolve();
+  }
+
+  private insertRow(row: KeyRow, change: KeyChange): void {
+    this.stmts.insert.run({
+      ...row,
+      scopes: JSON.stringify(row.scopes),
+      ipAllowlist: JSON.stringify(row.ipAllowlist),
+      dialects: JSON.stringify(row.dialects),
+      limits: JSON.stringify(row.limits),
+      sessionBindAddress: row.sessionBindAddress ? 1 : 0,
+    });
+    this.recordChange(row.id, change);
+  }
+
+  private recordChange(id: string, change: KeyChange): void {
+    this.stmts.insertChange.run(id, change.action, change.actor, change.at, JSON.stringify(change.detail));
   }
 
   get(id: string): Promise<KeyRow | undefined> {
@@ -195,30 +233,60 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult> {
     const result = this.db.transaction((): TransitionResult => {
       const updated = this.stmts.transition.get({ id, from: JSON.stringify(from), to, reason, at: change.at }) as KeyRowSql | undefined;
-      if (updated === undefined) {
-        const current = this.stmts.get.get(id);
-        if (current === undefined) return { ok: false, reason: "not-found" };
-        return { ok: false, reason: "conflict", current: current.status as KeyStatus };
-      }
-      this.stmts.insertChange.run(id, change.action, change.actor, change.at, JSON.stringify(change.detail));
+      if (updated === undefined) return this.whyNot(id);
+      this.recordChange(id, change);
       return { ok: true, row: fromSql(updated) };
     }).immediate();
     if (result.ok) this.deliverChanges();
     return Promise.resolve(result);
   }
 
-  updateLimits(id: string, limits: Readonly<Record<string, number>>, change: KeyChange): Promise<KeyRow | undefined> {
-    const row = this.db.transaction((): KeyRowSql | undefined => {
-      const updated = this.db
-        .prepare<[string, number, string], KeyRowSql>("UPDATE keys SET limits = ?, updated_at = ?, revision = revision + 1 WHERE id = ? RETURNING *")
-        .get(JSON.stringify(limits), change.at, id);
-      if (updated !== undefined) {
-        this.stmts.insertChange.run(id, change.action, change.actor, change.at, JSON.stringify(change.detail));
-      }
-      return updated;
+  update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult> {
+    const sets = ["updated_at = ?", "revision = revision + 1"];
+    const values: (string | number | null)[] = [change.at];
+    for (const [column, value] of patchColumns(patch)) {
+      sets.push(`${column} = ?`);
+      values.push(value);
+    }
+    if (patch.endSessions === true) sets.push("session_epoch = session_epoch + 1");
+    const statement = this.db.prepare<(string | number | null)[], KeyRowSql>(
+      `UPDATE keys SET ${sets.join(", ")} WHERE id = ? AND status IN (SELECT value FROM json_each(?)) RETURNING *`,
+    );
+    const result = this.db.transaction((): TransitionResult => {
+      const updated = statement.get(...values, id, JSON.stringify(from));
+      if (updated === undefined) return this.whyNot(id);
+      this.recordChange(id, change);
+      return { ok: true, row: fromSql(updated) };
     }).immediate();
-    if (row !== undefined) this.deliverChanges();
-    return Promise.resolve(row === undefined ? undefined : fromSql(row));
+    if (result.ok) this.deliverChanges();
+    return Promise.resolve(result);
+  }
+
+  rotate(id: string, successor: KeyRow, predecessorExpiresAt: number, change: KeyChange, created: KeyChange): Promise<RotationResult> {
+    const link = this.db.prepare<[string, number, number, string], KeyRowSql>(
+      `UPDATE keys SET rotated_to = ?, expires_at = ?, updated_at = ?, revision = revision + 1
+       WHERE id = ? AND status IN ('active', 'suspended') AND rotated_to IS NULL RETURNING *`,
+    );
+    const result = this.db.transaction((): RotationResult => {
+      const predecessor = link.get(successor.id, predecessorExpiresAt, change.at, id);
+      if (predecessor === undefined) {
+        const current = this.stmts.get.get(id);
+        if (current === undefined) return { ok: false, reason: "not-found" };
+        return { ok: false, reason: "conflict", current: current.status as KeyStatus, rotatedTo: current.rotated_to };
+      }
+      this.recordChange(id, change);
+      this.insertRow(successor, created);
+      return { ok: true, predecessor: fromSql(predecessor), successor };
+    }).immediate();
+    if (result.ok) this.deliverChanges();
+    return Promise.resolve(result);
+  }
+
+  /** Why a conditional update matched nothing: no such key, or a key in another state. */
+  private whyNot(id: string): TransitionResult {
+    const current = this.stmts.get.get(id);
+    if (current === undefined) return { ok: false, reason: "not-found" };
+    return { ok: false, reason: "conflict", current: current.status as KeyStatus };
   }
 
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
