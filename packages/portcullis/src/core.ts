@@ -15,6 +15,13 @@ import { Shield } from "./limits/shield.js";
 import { DEFAULT_SHIELD_POLICY, type LimitSpec, type ShieldPolicy } from "./limits/types.js";
 import { MemoryHotStore } from "./storage/memory/hot.js";
 import type { DurableStore, HotStore } from "./storage/types.js";
+import { SessionAuthority } from "./sessions/authority.js";
+import type { SessionClaims } from "./sessions/token.js";
+
+/** What `Portcullis.watch` reports. */
+export type CoreEvent =
+  | { readonly kind: "keys"; readonly ids: readonly string[] }
+  | { readonly kind: "session-ended"; readonly sessionId: string; readonly keyId: string };
 
 export interface LimitsOptions {
   readonly specs: readonly LimitSpec[];
@@ -53,6 +60,11 @@ export interface PortcullisOptions {
   readonly logger?: Logger;
   readonly now?: () => number;
   readonly keyCache?: { readonly freshMs?: number; readonly staleMs?: number; readonly negativeMs?: number };
+  /**
+   * Session logon and session-signed requests (SessionAuthority.open builds one from the data
+   * directory's keys). Without it, session tokens are refused.
+   */
+  readonly sessions?: SessionAuthority;
 }
 
 /**
@@ -69,9 +81,12 @@ export class Portcullis {
   readonly hot: HotStore;
   /** Bans and blocks known in this process, and the concurrency cap. */
   readonly shield: Shield;
+  /** Issues and checks session tokens; null when sessions are not enabled. */
+  readonly sessions: SessionAuthority | null;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
+  private readonly watchers = new Set<(event: CoreEvent) => void>();
   private readonly shared: Omit<PipelineOptions, "routes">;
 
   constructor(options: PortcullisOptions) {
@@ -96,7 +111,7 @@ export class Portcullis {
       },
     });
     this.unsubscribe = options.store.changes.subscribe((ids) => {
-      this.cache.evict(ids);
+      this.keysChanged(ids);
     });
     this.usage = new LastUsedRecorder(
       (batch) => this.keys.touch(batch),
@@ -114,6 +129,7 @@ export class Portcullis {
       throw new TypeError("futureSkewMs must be an integer from 0 to 60000");
     }
     const scheme = options.scheme ?? "http";
+    this.sessions = options.sessions ?? null;
     this.shared = {
       keys: this.cache,
       schemes: createSchemes({ scheme, futureSkewMs }),
@@ -131,6 +147,7 @@ export class Portcullis {
       onKeyUsed: (id, at) => {
         this.usage.record(id, at);
       },
+      sessions: this.sessions,
     };
     this.pipeline = this.createPipeline(this.routes);
   }
@@ -141,6 +158,44 @@ export class Portcullis {
    */
   createPipeline(routes: RouteTable): Pipeline {
     return new Pipeline({ ...this.shared, routes });
+  }
+
+  /**
+   * Calls `listener` on every change that can end what a key or a session may do: keys changed
+   * (in this process or, through the durable store's change feed, another), a session logged out.
+   * Long-lived connections (WebSockets) use it to close at once. Returns an unsubscribe.
+   */
+  watch(listener: (event: CoreEvent) => void): () => void {
+    this.watchers.add(listener);
+    return () => {
+      this.watchers.delete(listener);
+    };
+  }
+
+  private emit(event: CoreEvent): void {
+    for (const listener of this.watchers) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.logger.warn({ err }, "a change listener failed");
+      }
+    }
+  }
+
+  private keysChanged(ids: readonly string[]): void {
+    this.cache.evict(ids);
+    this.emit({ kind: "keys", ids });
+  }
+
+  /**
+   * Logout: the session is refused from now on by every gateway sharing the hot store (until it
+   * would have expired anyway), and forgotten here. Rejects when the hot store cannot record it.
+   */
+  async endSession(session: SessionClaims, token: string, now: number): Promise<void> {
+    if (this.sessions === null) throw new TypeError("sessions are not enabled");
+    await this.hot.revokeSession(session.sid, SessionAuthority.revokeUntil(session), now);
+    this.sessions.forget(token);
+    this.emit({ kind: "session-ended", sessionId: session.sid, keyId: session.key });
   }
 
   /** Runs a request through every stage; `ctx.denial` is null when it is allowed. */

@@ -10,6 +10,8 @@ import type { Logger } from "./log/logger.js";
 import { openDataDir, readSecretFile } from "./storage/data-dir.js";
 import { RedisHotStore } from "./storage/redis/hot.js";
 import type { HotStore } from "./storage/types.js";
+import { SessionAuthority } from "./sessions/authority.js";
+import { SessionEndpoints } from "./sessions/endpoints.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -41,6 +43,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, logger);
+    const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment }) : undefined;
     core = new Portcullis({
       store: data.store,
       envelope: data.envelope,
@@ -54,6 +57,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       timing: config.gateway.serverTiming,
       limits: config.limits,
       ...(hot === undefined ? {} : { hot }),
+      ...(sessions === undefined ? {} : { sessions }),
       logger,
     });
     gateway = new Gateway({
@@ -63,6 +67,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       logger,
       bodyLimit: config.gateway.bodyLimit,
       scheme: config.gateway.scheme,
+      ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
     });
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;

@@ -3,8 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
-import { type Denial, PortcullisError, deny } from "../errors/catalogue.js";
-import { readBody, sendDenial, sendJson } from "../gateway/http.js";
+import { type Denial, PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
+import { parseJsonBody, readBody, sendDenial, sendJson } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
 import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
@@ -56,15 +56,6 @@ export interface AdminApiOptions {
 interface Answer {
   readonly status: number;
   readonly body: unknown;
-}
-
-function parseJsonBody(body: Buffer): unknown {
-  if (body.length === 0) return {};
-  try {
-    return JSON.parse(body.toString("utf8")) as unknown;
-  } catch {
-    throw new PortcullisError("JSON_MALFORMED");
-  }
 }
 
 function reasonOf(body: unknown): string | null {
@@ -131,9 +122,7 @@ export class AdminApi {
     } catch (err) {
       if (!(err instanceof PortcullisError)) throw err;
       this.logger.info({ requestId, code: err.code, route: ctx.route?.id, keyId: ctx.keyId }, "admin request refused");
-      const payload: Record<string, unknown> = { code: err.code, message: err.publicMessage, requestId };
-      if (err.fields !== undefined) payload.fields = err.fields;
-      sendJson(res, err.status, JSON.stringify(payload), requestId);
+      sendJson(res, err.status, serviceErrorBody(err, requestId), requestId);
     }
   }
 

@@ -8,6 +8,11 @@ export type Permission = (typeof PERMISSIONS)[number];
 
 export const ADMIN_WILDCARD = "admin:*";
 export const PUBLIC = "public";
+/** A route permission no scope grants: any valid API key or session may call the route. */
+export const AUTHENTICATED = "authenticated";
+
+/** What a route requires: a permission, or any authenticated caller. */
+export type RoutePermission = Permission | typeof AUTHENTICATED;
 
 const permissionSet: ReadonlySet<string> = new Set(PERMISSIONS);
 

@@ -1,5 +1,5 @@
 import { DIALECTS, type Dialect } from "../keys/model.js";
-import { PUBLIC, isPermission, type Permission } from "./permissions.js";
+import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "./permissions.js";
 
 /**
  * The route table: every route the gateway exposes maps to a permission (or is explicitly
@@ -37,8 +37,8 @@ export interface Route {
   readonly id: string;
   readonly method: string;
   readonly pattern: string;
-  /** The permission required, or null for a public route. */
-  readonly permission: Permission | null;
+  /** The permission required ("authenticated": any valid key or session), or null for a public route. */
+  readonly permission: RoutePermission | null;
   readonly weight: number;
   readonly tags: readonly string[];
   /** The venue dialect accepted besides native, or null. */
@@ -111,7 +111,7 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
   const segments = parsePattern(spec.path, where, allowReserved);
   const path = spec.path as string;
   const permission = spec.permission;
-  if (typeof permission !== "string" || (permission !== PUBLIC && !isPermission(permission))) {
+  if (typeof permission !== "string" || (permission !== PUBLIC && permission !== AUTHENTICATED && !isPermission(permission))) {
     throw new RouteTableError(`${where}: unknown permission "${String(permission)}"`);
   }
   const weight = spec.weight ?? 1;

@@ -53,6 +53,8 @@ export interface PortcullisConfig {
     readonly shield: ShieldPolicy;
     readonly maxConcurrentPerKey: number;
   };
+  /** Session logon (POST /portcullis/v1/session) and session-signed requests. */
+  readonly sessions: { readonly enabled: boolean };
   /** Where hot state lives: this process, or a Redis shared by every gateway. */
   readonly hot: { readonly backend: "memory" } | { readonly backend: "redis"; readonly url: string; readonly prefix: string };
   readonly log: { readonly level: string };
@@ -124,7 +126,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "hot", "log"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "hot", "log"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -148,6 +150,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   only(a, "admin", ["enabled", "host", "port"]);
   const s = obj(root.signatures, "signatures");
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
+  const se = obj(root.sessions, "sessions");
+  only(se, "sessions", ["enabled"]);
   const l = obj(root.log, "log");
   only(l, "log", ["level"]);
   const level = str(l, "level", "log", "info");
@@ -207,6 +211,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     },
     routes: routes as RouteSpec[],
     limits,
+    sessions: { enabled: bool(se, "enabled", "sessions", true) },
     hot,
     log: { level },
   };

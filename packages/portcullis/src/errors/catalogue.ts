@@ -87,6 +87,19 @@ export const errorCatalogue = {
   TOKEN_URI_MISMATCH: { status: 401, message: "The token's uri claim does not match this request." },
   REPLAY_CAPACITY: { status: 503, message: "The gateway cannot record more nonces right now; retry shortly." },
 
+  // --- sessions (stages 4-5, and the session endpoints) -------------------------------------
+  SESSION_INVALID: { status: 401, message: "The session token is malformed or was not issued by this gateway." },
+  SESSION_EXPIRED: { status: 401, message: "The session has expired; log on again with the API key." },
+  SESSION_REVOKED: {
+    status: 401,
+    message: "The session has ended (logged out, or its API key was revoked, suspended or changed); log on again with the API key.",
+  },
+  SESSION_ADDRESS_MISMATCH: { status: 403, message: "This session is bound to the address it logged on from." },
+  SESSION_SCOPE_NOT_HELD: { status: 403, message: "A session can narrow its API key's scopes, never widen them." },
+  SESSION_REQUIRED: { status: 400, message: "Sign this request with the session itself (its keyid and secret), not with the API key." },
+  SESSION_NOT_ALLOWED: { status: 400, message: "Log on with the API key itself; a session cannot open another session (refresh it instead)." },
+  SESSION_LIFETIME_EXCEEDED: { status: 401, message: "The session has reached its maximum lifetime (24 hours after logon); log on again with the API key." },
+
   // --- authorization (stage 8) ------------------------------------------------------------
   SCOPE_MISSING: { status: 403, message: "This API key does not have the permission this route requires." },
 
@@ -147,6 +160,13 @@ export function deny(code: ErrorCode, detail?: string): Denial {
 /** The JSON body sent to a native client. Never contains `detail`. */
 export function errorBody(denial: Denial, requestId: string): string {
   return JSON.stringify({ code: denial.code, message: denial.message, requestId });
+}
+
+/** The JSON body for a service's refusal: code, public message, request id, and the fields at fault. */
+export function serviceErrorBody(err: PortcullisError, requestId: string): string {
+  const payload: Record<string, unknown> = { code: err.code, message: err.publicMessage, requestId };
+  if (err.fields !== undefined) payload.fields = err.fields;
+  return JSON.stringify(payload);
 }
 
 /** Thrown by services (key service, config) for a caller's bad input; carries a catalogue code. */

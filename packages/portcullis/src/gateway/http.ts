@@ -1,10 +1,20 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AuthScheme } from "../dialects/scheme.js";
-import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { type Denial, PortcullisError, deny, errorBody } from "../errors/catalogue.js";
 
 /** Shared HTTP plumbing for the gateway, the admin API and the embedded middleware. */
 
 const EMPTY = Buffer.alloc(0);
+
+/** A JSON request body (an empty body is `{}`); JSON_MALFORMED when it does not parse. */
+export function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) return {};
+  try {
+    return JSON.parse(body.toString("utf8")) as unknown;
+  } catch {
+    throw new PortcullisError("JSON_MALFORMED");
+  }
+}
 
 /**
  * Reads a request body up to `limit` bytes. A declared Content-Length above the limit is refused

@@ -2,7 +2,8 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { type Denial, PortcullisError, deny, errorBody, serviceErrorBody } from "../errors/catalogue.js";
+import { SessionEndpoints } from "../sessions/endpoints.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../pipeline/context.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
@@ -23,6 +24,8 @@ export interface GatewayOptions {
   /** The scheme clients use (for X-Forwarded-Proto). */
   readonly scheme?: "http" | "https";
   readonly now?: () => number;
+  /** The session endpoints (logon, refresh, logout); without them those paths are not found. */
+  readonly sessions?: SessionEndpoints;
   /**
    * Benchmark baseline only: forward every request without running the pipeline (no
    * authentication, no identity headers). Never set in a deployment; `portcullis start` cannot.
@@ -32,6 +35,8 @@ export interface GatewayOptions {
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
 const OWN_PREFIX = "/portcullis/";
+/** A logon's body is a few scopes and options. */
+const SESSION_BODY_LIMIT = 16 * 1024;
 
 /**
  * The gateway: an HTTP reverse proxy that runs every request through the pipeline and forwards
@@ -82,6 +87,11 @@ export class Gateway {
     const url = req.url ?? "";
     const method = req.method ?? "";
     if (url.startsWith(OWN_PREFIX)) {
+      const sessions = this.options.sessions;
+      if (sessions !== undefined && SessionEndpoints.serves(url.split("?", 1)[0] ?? "")) {
+        await this.sessionEndpoint(sessions, method, url, req, res, requestId);
+        return;
+      }
       req.resume();
       this.ownEndpoint(method, url, res, requestId);
       return;
@@ -181,6 +191,40 @@ export class Gateway {
     );
     const timing = ctx?.timings === null || ctx === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
     sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing, renderer: ctx?.renderer, headers: ctx === null ? undefined : limitHeaders(ctx) });
+  }
+
+  /** Logon, refresh, logout: the full pipeline over the session routes, then the endpoint. */
+  private async sessionEndpoint(sessions: SessionEndpoints, method: string, url: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    let body = readBody(req, SESSION_BODY_LIMIT);
+    if (body instanceof Promise) body = await body;
+    if (!Buffer.isBuffer(body)) {
+      this.refuse(res, body, requestId, null, req);
+      return;
+    }
+    let ctx = sessions.pipeline.run({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
+    if (ctx instanceof Promise) ctx = await ctx;
+    const done = ctx;
+    res.once("close", () => {
+      sessions.pipeline.finish(done);
+    });
+    if (ctx.denial !== null) {
+      this.refuse(res, ctx.denial, requestId, ctx, req);
+      return;
+    }
+    const headers = limitHeaders(ctx);
+    try {
+      const answer = await sessions.answer(ctx);
+      if (answer.body === null) {
+        res.writeHead(answer.status, { "portcullis-request-id": requestId, "cache-control": "no-store", ...headers });
+        res.end();
+      } else {
+        sendJson(res, answer.status, answer.body, requestId, undefined, headers);
+      }
+    } catch (err) {
+      if (!(err instanceof PortcullisError)) throw err;
+      this.options.logger.info({ requestId, code: err.code, route: ctx.route?.id }, "session request refused");
+      sendJson(res, err.status, serviceErrorBody(err, requestId), requestId, undefined, headers);
+    }
   }
 
   private ownEndpoint(method: string, url: string, res: ServerResponse, requestId: string): void {

@@ -4,6 +4,7 @@ import { CidrSet } from "../net/ip.js";
 import { ALGORITHMS_FOR_KEY, type NativeAlgorithm } from "../signatures/algorithms.js";
 import type { Dialect, KeyRecord } from "./model.js";
 import { type PassphraseCheck, passphraseCheckFor } from "./passphrase.js";
+import type { SessionClaims } from "../sessions/token.js";
 import type { KeyMaterial } from "./service.js";
 
 /**
@@ -26,11 +27,16 @@ export interface VerificationKey {
   readonly permissions: ReadonlySet<string>;
   readonly nativeAlgorithms: readonly NativeAlgorithm[];
   readonly windowMs: number;
+  /** The scopes the request acts with: the key's, or a session's narrower ones. */
+  readonly scopes: readonly string[];
   /** Scopes as sent in the identity header. */
   readonly scopesText: string;
+  /** The session a request is signed with (its claims), or null for the API key itself. */
+  readonly session: SessionClaims | null;
 }
 
-function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {
+/** Compiles loaded key material for the request path (the key cache does this once per load). */
+export function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {
   const { record } = material;
   const allowlist = record.ipAllowlist.length === 0 ? null : new CidrSet(record.ipAllowlist);
   return {
@@ -44,7 +50,9 @@ function compileKey(material: KeyMaterial, defaultWindowMs: number): Verificatio
     permissions: grantedPermissions(record.scopes),
     nativeAlgorithms: ALGORITHMS_FOR_KEY[record.algorithm],
     windowMs: record.windowMs ?? defaultWindowMs,
+    scopes: record.scopes,
     scopesText: record.scopes.join(","),
+    session: null,
   };
 }
 

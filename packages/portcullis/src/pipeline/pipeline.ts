@@ -11,6 +11,9 @@ import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
 import { authorityOf } from "../signatures/rfc9421.js";
 import type { Admission, AdmissionResult, FailureResult, HotStore } from "../storage/types.js";
+import { AUTHENTICATED } from "../authz/permissions.js";
+import type { CheckedSession, SessionAuthority } from "../sessions/authority.js";
+import { isSessionToken } from "../sessions/token.js";
 import { type PipelineRequest, RequestContext } from "./context.js";
 
 export interface PipelineOptions {
@@ -43,6 +46,8 @@ export interface PipelineOptions {
   readonly now?: () => number;
   /** Called once per allowed, authenticated request. */
   readonly onKeyUsed?: (keyId: string, at: number) => void;
+  /** Issues and checks session tokens; null (the default): session tokens are refused. */
+  readonly sessions?: SessionAuthority | null;
 }
 
 interface Stage {
@@ -62,6 +67,7 @@ const AUTH_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "PASSPHRASE_INVALID",
   "TOKEN_MALFORMED",
   "TOKEN_URI_MISMATCH",
+  "SESSION_INVALID",
 ]);
 /** Of those, the ones that say someone is guessing at an existing key. */
 const KEY_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["SIGNATURE_INVALID", "ALGORITHM_MISMATCH", "PASSPHRASE_INVALID"]);
@@ -287,6 +293,7 @@ export class Pipeline {
   // --- stage 4 ------------------------------------------------------------------------------
   private key(ctx: RequestContext): StageAnswer {
     const id = ctx.keyId ?? "";
+    if (isSessionToken(id)) return this.sessionKey(ctx, id);
     const cached = this.options.keys.peek(id);
     if (cached !== undefined) return this.checkKey(ctx, cached);
     const parsed = parseKeyId(id);
@@ -297,6 +304,38 @@ export class Pipeline {
       (key) => this.checkKey(ctx, key),
       (err: unknown) => deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed"),
     );
+  }
+
+  /**
+   * Stage 4 for a session: the token (checked once per process, then remembered), then its API
+   * key exactly as for a request signed with the key itself, then what ends a session: the key's
+   * epoch moved on (revoked, suspended, changed, sessions ended), the address it is bound to.
+   * Expiry is checked here too (stage 5 checks the proof's own `created`); logout is part of the
+   * admission.
+   */
+  private sessionKey(ctx: RequestContext, token: string): StageAnswer {
+    const sessions = this.options.sessions ?? null;
+    if (sessions === null) return deny("SESSION_INVALID", "sessions are not enabled");
+    const session = sessions.check(token, ctx.now);
+    if ("ok" in session) return session;
+    const keyId = session.claims.key;
+    const cached = this.options.keys.peek(keyId);
+    if (cached !== undefined) return this.checkSession(ctx, sessions, session, cached);
+    return this.options.keys.load(keyId).then(
+      (key) => this.checkSession(ctx, sessions, session, key),
+      (err: unknown) => deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed"),
+    );
+  }
+
+  private checkSession(ctx: RequestContext, sessions: SessionAuthority, session: CheckedSession, key: VerificationKey | null): Denial | undefined {
+    const denial = this.checkKey(ctx, key);
+    if (denial !== undefined || key === null) return denial ?? deny("KEY_UNKNOWN");
+    const claims = session.claims;
+    if (key.record.sessionEpoch !== claims.ep) return deny("SESSION_REVOKED", `epoch ${claims.ep}, key at ${key.record.sessionEpoch}`);
+    if (claims.exp <= ctx.now) return deny("SESSION_EXPIRED");
+    if (claims.ip !== undefined && ctx.client?.text !== claims.ip) return deny("SESSION_ADDRESS_MISMATCH", ctx.client?.text);
+    ctx.key = sessions.keyFor(session, key);
+    return undefined;
   }
 
   private checkKey(ctx: RequestContext, key: VerificationKey | null): Denial | undefined {
@@ -334,7 +373,7 @@ export class Pipeline {
   private authorize(ctx: RequestContext): Denial | undefined {
     const permission = ctx.route?.permission;
     if (permission === undefined || permission === null || ctx.key === null) return deny("INTERNAL", "authorize before key");
-    return ctx.key.permissions.has(permission) ? undefined : deny("SCOPE_MISSING", `needs ${permission}`);
+    return permission === AUTHENTICATED || ctx.key.permissions.has(permission) ? undefined : deny("SCOPE_MISSING", `needs ${permission}`);
   }
 
   // --- stages 7 and 9: admission ---------------------------------------------------------------
@@ -346,12 +385,13 @@ export class Pipeline {
     const replay = key === null || ctx.credential === null ? null : ctx.credential.replayClaim(ctx, key);
     const charges = this.options.limits.empty ? [] : this.options.limits.charges(route, ip, key);
     ctx.charges = charges;
-    if (replay === null && charges.length === 0) return undefined;
+    const session = key?.session ?? null;
+    if (replay === null && charges.length === 0 && session === null) return undefined;
     if (key !== null) {
       if (!this.options.shield.acquire(key.record.id)) return deny("CONCURRENCY_LIMITED");
       ctx.slotHeld = true;
     }
-    const admission: Admission = { now: ctx.now, ip, replay, charges };
+    const admission: Admission = { now: ctx.now, ip, replay, charges, session: session === null ? null : session.sid };
     let result: AdmissionResult | Promise<AdmissionResult>;
     try {
       result = this.options.hot.admit(admission);
@@ -409,6 +449,8 @@ export class Pipeline {
         return deny("NONCE_NOT_INCREASING");
       case "full":
         return deny("REPLAY_CAPACITY");
+      case "session-revoked":
+        return deny("SESSION_REVOKED", "logged out");
     }
   }
 }

@@ -144,11 +144,13 @@ export interface Admission {
   readonly ip: string;
   readonly replay: ReplayClaim | null;
   readonly charges: readonly Charge[];
+  /** The session the request is signed with (its id), checked against logged-out sessions; or null. */
+  readonly session: string | null;
 }
 
 export type AdmissionResult =
   | { readonly ok: true; readonly states: readonly ChargeState[] }
-  | { readonly ok: false; readonly reason: "replayed" | "too-low" | "full" }
+  | { readonly ok: false; readonly reason: "replayed" | "too-low" | "full" | "session-revoked" }
   | { readonly ok: false; readonly reason: "banned"; readonly until: number }
   | {
       readonly ok: false;
@@ -177,5 +179,10 @@ export interface HotStore {
   admit(admission: Admission): AdmissionResult | Promise<AdmissionResult>;
   /** Records an authentication failure from `ip` (against `keyId` when known). */
   recordFailure(ip: string, keyId: string | null, now: number): FailureResult | Promise<FailureResult>;
+  /**
+   * Ends the session `sessionId` (logout): every later admission of a request signed with it is
+   * refused ("session-revoked") until `until` (epoch ms; after it, the session has expired anyway).
+   */
+  revokeSession(sessionId: string, until: number, now: number): void | Promise<void>;
   close(): Promise<void>;
 }

@@ -5,7 +5,7 @@
  * api.binance.com; the gateway verifies and forwards; refusals reach ccxt as the error types
  * Binance's codes map to. Binance's published signing examples are checked first, verbatim.
  */
-import { createHmac, createSecretKey, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { createRequire } from "node:module";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,7 +15,7 @@ import type { StageAnswer } from "../../src/dialects/scheme.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { startCompatStack } from "./support.js";
-import { keyRecord } from "../support/keys.js";
+import { hmacVerificationKey } from "../support/keys.js";
 
 // ---------------------------------------------------------------------------------------------
 // Binance's documentation examples, copied exactly.
@@ -61,19 +61,7 @@ const WS_SIGNATURE_NON_ASCII = "b33892ae8e687c939f4468c6268ddd4c40ac1af18ad19a06
 
 /** A verification key holding the documentation's secret, as the key cache would compile it. */
 function docKey(): VerificationKey {
-  return {
-    record: keyRecord({ id: "doc-key", account: "doc", scopes: ["trade"], dialects: ["binance"] }),
-    hmacKey: createSecretKey(Buffer.from(DOC_SECRET, "utf8")),
-    hmacKeyDecoded: null,
-    publicKey: null,
-    dialects: new Set(["binance"]),
-    passphrase: null,
-    allowlist: null,
-    permissions: new Set(["trade"]),
-    nativeAlgorithms: ["hmac-sha256"],
-    windowMs: 60_000,
-    scopesText: "trade",
-  };
+  return hmacVerificationKey(DOC_SECRET, { id: "doc-key", account: "doc", scopes: ["trade"], dialects: ["binance"] }, { windowMs: 60_000 });
 }
 
 /** Runs the dialect's stages 3, 5 and 6 on a request as the gateway receives it, at the example's time. */

@@ -2,7 +2,7 @@
  * The Bybit scheme on its own: Bybit's documented signing example, the error mapping for every
  * catalogue code, and the documentation's table of it.
  */
-import { createHmac, createSecretKey } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
@@ -13,7 +13,7 @@ import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { runScheme } from "../support/scheme.js";
-import { keyRecord } from "../support/keys.js";
+import { hmacVerificationKey } from "../support/keys.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -24,19 +24,7 @@ function bybitScheme(): AuthScheme {
 }
 
 function hmacKey(id: string, secret: string): VerificationKey {
-  return {
-    record: keyRecord({ id, account: "docs", scopes: ["read", "trade"], dialects: ["bybit"] }),
-    hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
-    hmacKeyDecoded: null,
-    publicKey: null,
-    dialects: new Set(["bybit"]),
-    passphrase: null,
-    allowlist: null,
-    permissions: new Set(["read", "trade"]),
-    nativeAlgorithms: [],
-    windowMs: 5000,
-    scopesText: "read,trade",
-  };
+  return hmacVerificationKey(secret, { id, account: "docs", scopes: ["read", "trade"], dialects: ["bybit"] });
 }
 
 function context(method: string, url: string, headers: Record<string, string>, body: string, now: number): RequestContext {

@@ -4,13 +4,12 @@
  * error string in Kraken's shape and that nothing reached the upstream. Requests are signed here
  * with node:crypto, independently of the implementation.
  */
-import { createHash, createHmac, createSecretKey, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Response } from "light-my-request";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
 import { RouteTable } from "../../src/authz/routes.js";
-import { grantedPermissions } from "../../src/authz/permissions.js";
 import { KRAKEN_DEFAULT_NONCE_WINDOW, KRAKEN_ERROR_FOR, createKrakenScheme, findNonce } from "../../src/dialects/kraken/index.js";
 import { createNativeScheme } from "../../src/dialects/native.js";
 import type { AuthScheme } from "../../src/dialects/scheme.js";
@@ -18,7 +17,7 @@ import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue
 import { createIdentityVerifier } from "../../src/gateway/identity.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { generateKeyId } from "../../src/keys/ids.js";
-import type { Dialect, KeyRecord } from "../../src/keys/model.js";
+import type { Dialect } from "../../src/keys/model.js";
 import { ClientAddressResolver } from "../../src/net/client-address.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { Pipeline } from "../../src/pipeline/pipeline.js";
@@ -29,7 +28,7 @@ import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { replayOnlyHot } from "../support/hot.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
-import { keyRecord } from "../support/keys.js";
+import { hmacVerificationKey } from "../support/keys.js";
 
 const KRAKEN_ROUTES: RouteSpec[] = [
   ...TEST_ROUTES,
@@ -63,20 +62,7 @@ const KRAKEN_EXAMPLE = {
 const SCHEME_OPTIONS = { scheme: "http", futureSkewMs: 1000 } as const;
 
 function verificationKey(secretBase64: string, dialects: readonly Dialect[] = ["kraken"]): VerificationKey {
-  const record: KeyRecord = keyRecord({ id: generateKeyId("test"), account: "acct-1", scopes: ["read", "trade"], dialects });
-  return {
-    record,
-    hmacKey: createSecretKey(Buffer.from(secretBase64, "utf8")),
-    hmacKeyDecoded: createSecretKey(Buffer.from(secretBase64, "base64")),
-    publicKey: null,
-    dialects: new Set(dialects),
-    passphrase: null,
-    allowlist: null,
-    permissions: grantedPermissions(record.scopes),
-    nativeAlgorithms: ["hmac-sha256"],
-    windowMs: 5000,
-    scopesText: record.scopes.join(","),
-  };
+  return hmacVerificationKey(secretBase64, { id: generateKeyId("test"), account: "acct-1", scopes: ["read", "trade"], dialects });
 }
 
 function context(path: string, headers: Record<string, string>, body: string | Buffer): RequestContext {

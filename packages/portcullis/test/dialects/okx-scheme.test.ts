@@ -2,7 +2,7 @@
  * The OKX scheme on its own: OKX's documented signing example, the timestamp parser against a
  * reference, the error mapping for every catalogue code, and the documentation's table of it.
  */
-import { createHmac, createSecretKey } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
@@ -11,11 +11,11 @@ import { createOkxScheme, OKX_ERRORS, parseOkxTimestamp } from "../../src/dialec
 import type { AuthScheme } from "../../src/dialects/scheme.js";
 import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
-import { PassphraseCheck, hashPassphrase } from "../../src/keys/passphrase.js";
+import { hashPassphrase } from "../../src/keys/passphrase.js";
 import { RequestContext } from "../../src/pipeline/context.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { runScheme } from "../support/scheme.js";
-import { keyRecord } from "../support/keys.js";
+import { hmacVerificationKey } from "../support/keys.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -26,19 +26,7 @@ function okxScheme(): AuthScheme {
 }
 
 async function okxKey(secret: string, passphrase: string): Promise<VerificationKey> {
-  return {
-    record: keyRecord({ id: "XXXXXXXXXX", account: "docs", scopes: ["read", "trade"], dialects: ["okx"] }),
-    hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
-    hmacKeyDecoded: null,
-    publicKey: null,
-    dialects: new Set(["okx"]),
-    passphrase: new PassphraseCheck(await hashPassphrase(passphrase)),
-    allowlist: null,
-    permissions: new Set(["read", "trade"]),
-    nativeAlgorithms: [],
-    windowMs: 5000,
-    scopesText: "read,trade",
-  };
+  return hmacVerificationKey(secret, { id: "XXXXXXXXXX", account: "docs", scopes: ["read", "trade"], dialects: ["okx"] }, { passphraseHash: await hashPassphrase(passphrase) });
 }
 
 function context(method: string, url: string, headers: Record<string, string>, body: string, now: number): RequestContext {

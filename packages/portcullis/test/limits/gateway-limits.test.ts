@@ -180,6 +180,9 @@ describe("escalation and shields", () => {
         return inner.admit(a);
       },
       recordFailure: (ip, keyId, now) => inner.recordFailure(ip, keyId, now),
+      revokeSession: (id, until, now) => {
+        inner.revokeSession(id, until, now);
+      },
       close: () => inner.close(),
     };
     const g = await gateway({ specs: [spec("key-weight-1m", "key", "weight", 10, 60_000)], shield }, counting);
@@ -243,6 +246,7 @@ describe("a shared hot store that cannot answer", () => {
     kind: "redis",
     admit: () => Promise.reject(new Error("connection refused")),
     recordFailure: () => Promise.reject(new Error("connection refused")),
+    revokeSession: () => Promise.reject(new Error("connection refused")),
     close: () => Promise.resolve(),
   };
 

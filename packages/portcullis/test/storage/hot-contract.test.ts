@@ -40,8 +40,8 @@ function charge(bucket: string, limit: number, windowMs: number, cost = 1): Char
   return { spec: { name: bucket, scope: "ip", kind: "weight", limit, windowMs }, bucket, limit, windowMs, cost };
 }
 
-function admission(now: number, charges: readonly Charge[], replay: ReplayClaim | null = null, ip = IP): Admission {
-  return { now, ip, replay, charges };
+function admission(now: number, charges: readonly Charge[], replay: ReplayClaim | null = null, ip = IP, session: string | null = null): Admission {
+  return { now, ip, replay, charges, session };
 }
 
 function nonce(keyId: string, value: string, expiresAt: number): ReplayClaim {
@@ -285,6 +285,21 @@ describe.each(backends)("hot store contract: $name", (backend) => {
       expect(r.states[0]).toEqual({ remaining: 0, resetMs: 60_000 });
       expect(r.states[1]).toBeUndefined();
       expect(await store.admit(admission(T0, [second]))).toMatchObject({ ok: true, states: [{ remaining: 4 }] });
+    });
+
+    it("a logged-out session is refused until its end, consuming nothing and recording no claim", async () => {
+      const store = backend.open({ policy: NO_BANS });
+      const c = charge("sess", 10, 60_000);
+      const exp = T0 + 30_000;
+      await store.revokeSession("sid-out", T0 + 1_000, T0);
+      await store.revokeSession("sid-past", T0, T0); // already over: nothing to remember
+      expect(await store.admit(admission(T0, [c], nonce("k9", "n1", exp), IP, "sid-out"))).toEqual({ ok: false, reason: "session-revoked" });
+      expect(await store.admit(admission(T0 + 999, [c], null, IP, "sid-out"))).toEqual({ ok: false, reason: "session-revoked" });
+      // Nothing was consumed or recorded by the refusals: the nonce is fresh, the charge whole.
+      expect(await store.admit(admission(T0, [c], nonce("k9", "n1", exp), IP, "sid-other"))).toEqual({ ok: true, states: [{ remaining: 9, resetMs: 6_000 }] });
+      expect(await store.admit(admission(T0, [c], null, IP, "sid-past"))).toMatchObject({ ok: true });
+      // At its end, the session would have expired anyway: the store forgets it.
+      expect(await store.admit(admission(T0 + 1_000, [c], null, IP, "sid-out"))).toMatchObject({ ok: true });
     });
 
     it("a replayed claim consumes no charge, and a refused charge records no claim", async () => {

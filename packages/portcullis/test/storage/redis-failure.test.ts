@@ -27,7 +27,7 @@ function charge(bucket: string, limit: number): Charge {
 }
 
 function admission(now: number, charges: readonly Charge[]): Admission {
-  return { now, ip: "198.51.100.20", replay: null, charges };
+  return { now, ip: "198.51.100.20", replay: null, charges, session: null };
 }
 
 /** Polls (real time: reconnection is real) until `store` admits, or throws after `ms`. */
@@ -153,7 +153,7 @@ describe.runIf(run)("redis hot store when Redis fails", () => {
       const charges = [charge("a", 100_000), charge("b", 100_000), charge("c", 100_000)];
       for (let i = 0; i < N; i++) {
         const replay = i % 2 === 0 ? { kind: "nonce" as const, keyId: "k", value: `n${i}`, expiresAt: T0 + 60_000 } : { kind: "sequence" as const, keyId: "k", value: BigInt(i), window: 10n };
-        expect((await store.admit({ now: T0 + i, ip: "198.51.100.30", replay, charges })).ok).toBe(true);
+        expect((await store.admit({ now: T0 + i, ip: "198.51.100.30", replay, charges, session: null })).ok).toBe(true);
       }
       for (let i = 0; i < 10; i++) await store.recordFailure("198.51.100.30", "k", T0 + N);
       const stats = await probe.info("commandstats");

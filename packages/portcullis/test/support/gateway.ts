@@ -5,6 +5,7 @@ import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
 import { createLogger, type Logger } from "../../src/log/logger.js";
+import { SessionEndpoints } from "../../src/sessions/endpoints.js";
 import { type TestCore, makeCore } from "./harness.js";
 import { Writable } from "node:stream";
 
@@ -79,6 +80,7 @@ export async function makeGateway(
     logger,
     now: t.clock.now,
     ...(gatewayOptions.bodyLimit === undefined ? {} : { bodyLimit: gatewayOptions.bodyLimit }),
+    ...(t.core.sessions === null ? {} : { sessions: new SessionEndpoints(t.core) }),
   });
   return {
     ...t,

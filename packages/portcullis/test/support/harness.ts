@@ -11,6 +11,7 @@ import type { RouteSpec } from "../../src/authz/routes.js";
 import { Portcullis, type PortcullisOptions } from "../../src/core.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import type { KeyView } from "../../src/keys/model.js";
+import { SessionAuthority } from "../../src/sessions/authority.js";
 import { initDataDir, openDataDir } from "../../src/storage/data-dir.js";
 
 export const TEST_ROUTES: RouteSpec[] = [
@@ -42,18 +43,25 @@ export interface TestCore {
   cleanup(): Promise<void>;
 }
 
-export async function makeCore(
-  options: Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment">> & { environment?: "live" | "test" } = {},
-): Promise<TestCore> {
+export type CoreOptions = Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment" | "sessions">> & {
+  environment?: "live" | "test";
+  /** Give the core a session authority from its data directory's keys. */
+  sessions?: boolean;
+};
+
+export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-test-"));
-  const environment = options.environment ?? "test";
+  const { sessions: withSessions, environment: env, ...rest } = options;
+  const environment = env ?? "test";
   await initDataDir(dataDir, environment);
   const data = await openDataDir(dataDir, { pollIntervalMs: 50 });
   const clock = new FakeClock();
+  const sessions = withSessions === true ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment }) : undefined;
   const core = new Portcullis({
     routes: TEST_ROUTES,
     now: clock.now,
-    ...options,
+    ...rest,
+    ...(sessions === undefined ? {} : { sessions }),
     store: data.store,
     envelope: data.envelope,
     environment,

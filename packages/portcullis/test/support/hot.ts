@@ -18,6 +18,9 @@ export function replayOnlyHot(claim: (replay: ReplayClaim) => Claim | Promise<Cl
     recordFailure(): FailureResult {
       return { ipBlockedUntil: null, keyBlockedUntil: null };
     },
+    revokeSession(): void {
+      // No sessions in these tests.
+    },
     close: () => Promise.resolve(),
   };
 }

@@ -1,3 +1,5 @@
+import { createSecretKey } from "node:crypto";
+import { type VerificationKey, compileKey } from "../../src/keys/cache.js";
 import type { KeyRecord } from "../../src/keys/model.js";
 
 /**
@@ -33,4 +35,26 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     maxAgeMs: null,
     ...overrides,
   };
+}
+
+/**
+ * An HMAC key compiled as the key cache compiles it: the secret's UTF-8 bytes (and, for Kraken,
+ * its base64 decoding), an OKX passphrase hash when given, the gateway's default window.
+ */
+export function hmacVerificationKey(
+  secret: string,
+  overrides: Partial<KeyRecord> = {},
+  options: { readonly passphraseHash?: string; readonly windowMs?: number } = {},
+): VerificationKey {
+  const record = keyRecord(overrides);
+  return compileKey(
+    {
+      record,
+      hmacKey: createSecretKey(Buffer.from(secret, "utf8")),
+      hmacKeyDecoded: record.dialects.includes("kraken") ? createSecretKey(Buffer.from(secret, "base64")) : null,
+      publicKey: null,
+      passphraseHash: options.passphraseHash ?? null,
+    },
+    options.windowMs ?? 5000,
+  );
 }

@@ -97,6 +97,15 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     REPLAY_CAPACITY: e(429, -1003, TOO_MANY_REQUESTS),
     // Authorization.
     SCOPE_MISSING: rejected,
+    // Sessions are native only; a venue client never holds one.
+    SESSION_INVALID: rejected,
+    SESSION_EXPIRED: rejected,
+    SESSION_REVOKED: rejected,
+    SESSION_ADDRESS_MISMATCH: rejected,
+    SESSION_SCOPE_NOT_HELD: rejected,
+    SESSION_REQUIRED: rejected,
+    SESSION_NOT_ALLOWED: rejected,
+    SESSION_LIFETIME_EXCEEDED: rejected,
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
     RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
     // Binance's order-count refusal ("Too many new orders; current limit is %s orders per %s.").

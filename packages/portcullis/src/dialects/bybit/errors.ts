@@ -110,6 +110,15 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   REPLAY_CAPACITY: status(E.serverError, 503),
 
   SCOPE_MISSING: E.permission,
+  // Sessions are native only; a venue client never holds one.
+  SESSION_INVALID: E.invalidKey,
+  SESSION_EXPIRED: E.invalidKey,
+  SESSION_REVOKED: E.invalidKey,
+  SESSION_ADDRESS_MISMATCH: E.permission,
+  SESSION_SCOPE_NOT_HELD: E.permission,
+  SESSION_REQUIRED: E.invalidKey,
+  SESSION_NOT_ALLOWED: E.invalidKey,
+  SESSION_LIFETIME_EXCEEDED: E.invalidKey,
 
   UPSTREAM_UNAVAILABLE: status(E.serverError, 502),
   UPSTREAM_TIMEOUT: E.serverTimeout,

@@ -117,6 +117,15 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   REPLAY_CAPACITY: E.busy,
 
   SCOPE_MISSING: E.noPermission,
+  // Sessions are native only; a venue client never holds one.
+  SESSION_INVALID: E.invalidKey,
+  SESSION_EXPIRED: E.invalidKey,
+  SESSION_REVOKED: E.invalidKey,
+  SESSION_ADDRESS_MISMATCH: E.noPermission,
+  SESSION_SCOPE_NOT_HELD: E.noPermission,
+  SESSION_REQUIRED: E.invalidKey,
+  SESSION_NOT_ALLOWED: E.invalidKey,
+  SESSION_LIFETIME_EXCEEDED: E.invalidKey,
 
   UPSTREAM_UNAVAILABLE: { ...E.serviceUnavailable, status: 502 },
   UPSTREAM_TIMEOUT: E.timeout,

@@ -6,6 +6,7 @@ import { MemorySequenceStore } from "./sequences.js";
 
 /**
  * The embedded hot store: replay state, GCRA buckets, bans and blocks in process memory.
+ * Logged-out sessions are remembered until they would have expired anyway.
  * Everything an admission decides happens synchronously in one turn of the event loop, so
  * all-or-nothing is simply "decide everything, then write": nothing is written when anything
  * refuses. Buckets that have drained are swept a few at a time on each admission (a round-robin
@@ -32,6 +33,8 @@ export class MemoryHotStore implements HotStore {
   private readonly sequences = new MemorySequenceStore();
   private readonly tats = new Map<string, Tat & { readonly expires: number }>();
   private readonly bans = new Map<string, Ban>();
+  /** Logged-out sessions: id -> until when they must stay refused. */
+  private readonly revokedSessions = new Map<string, number>();
   private cursor: IterableIterator<[string, Tat & { readonly expires: number }]> | null = null;
   private readonly policy: ShieldPolicy;
   /** Admissions so far: lapsed bans are swept every 1024th. */
@@ -52,6 +55,7 @@ export class MemoryHotStore implements HotStore {
     this.sweep(now);
     const ban = this.bans.get(a.ip);
     if (ban !== undefined && ban.until > now) return { ok: false, reason: "banned", until: ban.until };
+    if (a.session !== null && (this.revokedSessions.get(a.session) ?? 0) > now) return { ok: false, reason: "session-revoked" };
 
     const charges = a.charges;
     const states: ChargeState[] = new Array<ChargeState>(charges.length);
@@ -90,6 +94,10 @@ export class MemoryHotStore implements HotStore {
       keyBlockedUntil = now + p.authBlockMs;
     }
     return { ipBlockedUntil, keyBlockedUntil };
+  }
+
+  revokeSession(sessionId: string, until: number, now: number): void {
+    if (until > now) this.revokedSessions.set(sessionId, Math.max(until, this.revokedSessions.get(sessionId) ?? 0));
   }
 
   close(): Promise<void> {
@@ -133,8 +141,9 @@ export class MemoryHotStore implements HotStore {
       const [bucket, tat] = next.value;
       if (tat.expires <= now) this.tats.delete(bucket);
     }
-    if (this.bans.size > 0 && (++this.admissions & 0x3ff) === 0) {
+    if ((++this.admissions & 0x3ff) === 0) {
       for (const [ip, ban] of this.bans) if (now - ban.until > BAN_MEMORY_MS) this.bans.delete(ip);
+      for (const [id, until] of this.revokedSessions) if (until <= now) this.revokedSessions.delete(id);
     }
   }
 }

@@ -33,6 +33,7 @@ import { ADMIT_LUA, FAILURE_LUA } from "./scripts.js";
  *                                                 or logically expired); PX ≈ expiresAt − now + margin
  *   P q:<keyId>              hash {h, f}         increasing nonces: the highest value, the floor
  *   P r:<keyId>              zset                 the values accepted within the window below the highest
+ *   P x:<sessionId>          string until        a logged-out session, refused until `until`; PX ≈ until − now + margin
  *
  * Sequences (Kraken's increasing nonces) go up to 2^64 − 1, beyond a double's exactness: they are
  * encoded as length-prefixed decimal strings (2^64 − 1 → "20" + "18446744073709551615") whose byte
@@ -201,7 +202,7 @@ export class RedisHotStore implements HotStore {
     const n = a.charges.length;
     if (!Number.isSafeInteger(a.now)) throw new RangeError("admission time must be an integer (ms)");
     const keys: string[] = [`${this.prefix}b:${a.ip}`, `${this.prefix}s:${a.ip}`];
-    const args: (string | number)[] = [a.now, n, p.strikes, p.strikeWindowMs, p.banBaseMs, p.banMaxMs, BAN_MEMORY_MS, EXPIRY_MARGIN_MS];
+    const args: (string | number)[] = [a.now, n, p.strikes, p.strikeWindowMs, p.banBaseMs, p.banMaxMs, BAN_MEMORY_MS, EXPIRY_MARGIN_MS, a.session === null ? "0" : "1"];
     for (const c of a.charges) {
       if (!isCount(c.limit, 1) || !isCount(c.windowMs, 1) || !isCount(c.cost, 0) || !Number.isSafeInteger(c.limit * c.windowMs)) {
         throw new RangeError(`charge ${c.bucket}: limit, window and cost must be integers (limit·window below 2^53)`);
@@ -210,6 +211,7 @@ export class RedisHotStore implements HotStore {
       args.push(c.limit, c.windowMs, c.cost);
     }
     this.replayArguments(a.replay, keys, args);
+    if (a.session !== null) keys.push(`${this.prefix}x:${a.session}`);
     await this.connected();
     const r = integers(await this.admitScript(keys.length, ...keys, ...args));
     switch (at(r, 0)) {
@@ -232,6 +234,8 @@ export class RedisHotStore implements HotStore {
         return { ok: false, reason: "banned", until: at(r, 1) };
       case 3:
         return { ok: false, reason: at(r, 1) === 1 ? "replayed" : "too-low" };
+      case 4:
+        return { ok: false, reason: "session-revoked" };
       default:
         throw new Error("redis hot store: unexpected script reply");
     }
@@ -248,6 +252,18 @@ export class RedisHotStore implements HotStore {
       ipBlockedUntil: at(r, 0) === 1 ? now + p.authBlockMs : null,
       keyBlockedUntil: at(r, 1) === 1 ? now + p.authBlockMs : null,
     };
+  }
+
+  async revokeSession(sessionId: string, until: number, now: number): Promise<void> {
+    if (!Number.isSafeInteger(until) || !Number.isSafeInteger(now)) throw new RangeError("session revocation times must be integers (ms)");
+    if (until <= now) return;
+    await this.connected();
+    try {
+      await this.client.set(`${this.prefix}x:${sessionId}`, String(until), "PX", until - now + EXPIRY_MARGIN_MS);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new Error(`redis hot store unavailable (${this.client.status}): ${message}`, { cause: err });
+    }
   }
 
   async close(): Promise<void> {

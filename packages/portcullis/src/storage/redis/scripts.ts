@@ -58,10 +58,12 @@ end
 /**
  * ADMIT
  *   KEYS[1] ban ("until:count"), KEYS[2] strike TAT, KEYS[3 .. 2+n] the charges' TATs, then the
- *   replay claim's keys: a nonce key, or a sequence's hash and sorted set.
+ *   replay claim's keys: a nonce key, or a sequence's hash and sorted set; last, when the request
+ *   is signed with a session, the session's logout marker.
  *   ARGV[1] now, [2] n, [3] strikes, [4] strikeWindowMs, [5] banBaseMs, [6] banMaxMs,
- *   [7] banMemoryMs, [8] expiry margin ms, [9 .. 8+3n] limit, windowMs, cost per charge, then
- *   [9+3n] the replay kind ("" none, "n" nonce, "q" sequence) and its arguments:
+ *   [7] banMemoryMs, [8] expiry margin ms, [9] "1" when a session marker is the last key,
+ *   [10 .. 9+3n] limit, windowMs, cost per charge, then
+ *   [10+3n] the replay kind ("" none, "n" nonce, "q" sequence) and its arguments:
  *   nonce: expiresAt; sequence: value, value + window, value − window ("" when negative),
  *   "1" when window > 0, the per-key limit of remembered values.
  * Reply (integers):
@@ -69,6 +71,7 @@ end
  *   {1, index, retryAfterMs, bannedUntil|-1, remaining1, reset1, … up to the refusing charge}
  *   {2, until}                                             banned
  *   {3, 1 replayed | 2 too-low}                            replay refused
+ *   {4}                                                    the session was logged out
  */
 export const ADMIT_LUA = `${PRELUDE}
 -- Encoded sequence values: byte order is numeric order (see the module comment).
@@ -132,10 +135,15 @@ if ban then
   if banUntil > now then return {2, banUntil} end
 end
 
+if ARGV[9] == '1' then
+  local ended = redis.call('GET', KEYS[#KEYS])
+  if ended and tonumber(ended) > now then return {4} end
+end
+
 local states = {}
 local tats = {}
 for i = 1, n do
-  local a = 6 + 3 * i
+  local a = 7 + 3 * i
   local ok, ms, rem, remaining, reset, retry =
     gcra(KEYS[2 + i], now, tonumber(ARGV[a]), tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2]))
   states[#states + 1] = remaining
@@ -160,7 +168,7 @@ for i = 1, n do
   tats[i] = {ms, rem, reset}
 end
 
-local r = 9 + 3 * n
+local r = 10 + 3 * n
 local kind = ARGV[r]
 if kind == 'n' then
   local key = KEYS[3 + n]

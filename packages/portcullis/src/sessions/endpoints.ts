@@ -1,0 +1,127 @@
+import { RouteTable, type RouteSpec } from "../authz/routes.js";
+import type { Portcullis } from "../core.js";
+import { PortcullisError } from "../errors/catalogue.js";
+import { parseJsonBody } from "../gateway/http.js";
+import { parseDuration } from "../keys/input.js";
+import type { RequestContext } from "../pipeline/context.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import type { IssuedSession, LogonRequest, SessionAuthority } from "./authority.js";
+
+/**
+ * The session endpoints, served by the gateway under its own prefix (DESIGN.md, promised
+ * interfaces). Each request runs through the full pipeline first (signature, freshness, replay,
+ * the key's status and allowlist, limits), over this route table:
+ *
+ *   POST   /portcullis/v1/session           logon, signed with the API key in the native scheme;
+ *                                          body (optional): { "scopes"?: [...], "ttl"?: "5m",
+ *                                          "bindAddress"?: true }
+ *          -> 201 { keyid, secret, expiresAt, scopes, apiKeyId, boundAddress }
+ *   POST   /portcullis/v1/session/refresh   signed with the session: the same session, a new expiry
+ *          -> 200 (the same shape; the secret does not change)
+ *   DELETE /portcullis/v1/session           signed with the session: logout -> 204
+ *
+ * A session's requests are native RFC 9421 requests with alg="hmac-sha256", keyid = the token
+ * and the session secret's UTF-8 bytes as the HMAC key.
+ */
+export const SESSION_PATH = "/portcullis/v1/session";
+
+export const SESSION_ROUTES: readonly RouteSpec[] = [
+  { method: "POST", path: SESSION_PATH, permission: "authenticated", weight: 10 },
+  { method: "POST", path: `${SESSION_PATH}/refresh`, permission: "authenticated", weight: 1 },
+  { method: "DELETE", path: SESSION_PATH, permission: "authenticated", weight: 1 },
+];
+
+export interface Answer {
+  readonly status: number;
+  /** JSON text, or null for no body (204). */
+  readonly body: string | null;
+}
+
+function view(issued: IssuedSession): string {
+  return JSON.stringify({
+    keyid: issued.keyid,
+    secret: issued.secret,
+    expiresAt: issued.expiresAt,
+    scopes: issued.scopes,
+    apiKeyId: issued.keyId,
+    boundAddress: issued.boundAddress,
+  });
+}
+
+const LOGON_FIELDS = ["scopes", "ttl", "bindAddress"];
+
+function parseLogon(raw: unknown): LogonRequest {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
+  const o = raw as Record<string, unknown>;
+  const errors: Record<string, string> = {};
+  for (const field of Object.keys(o)) if (!LOGON_FIELDS.includes(field)) errors[field] = "unknown field";
+  const out: { scopes?: readonly string[]; ttlMs?: number; bindAddress?: boolean } = {};
+  if (o.scopes !== undefined) {
+    if (!Array.isArray(o.scopes) || !o.scopes.every((x): x is string => typeof x === "string")) errors.scopes = "a list of scopes, e.g. [\"read\"]";
+    else out.scopes = o.scopes;
+  }
+  if (o.ttl !== undefined) {
+    const ms = typeof o.ttl === "string" ? parseDuration(o.ttl) : null;
+    if (ms === null) errors.ttl = 'a duration such as "5m" or "1h"';
+    else out.ttlMs = ms;
+  }
+  if (o.bindAddress !== undefined) {
+    if (typeof o.bindAddress !== "boolean") errors.bindAddress = "true or false";
+    else out.bindAddress = o.bindAddress;
+  }
+  const fields = Object.keys(errors);
+  if (fields.length > 0) throw new PortcullisError("VALIDATION_FAILED", `invalid logon: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
+  return out;
+}
+
+export class SessionEndpoints {
+  readonly pipeline: Pipeline;
+  private readonly core: Portcullis;
+  private readonly sessions: SessionAuthority;
+
+  constructor(core: Portcullis) {
+    if (core.sessions === null) throw new TypeError("the core has no session authority (PortcullisOptions.sessions)");
+    this.core = core;
+    this.sessions = core.sessions;
+    // Shares the core's keys, cache, replay state and limits: a nonce spent here cannot be replayed
+    // on the gateway's routes, and logons count against the key's limits.
+    this.pipeline = core.createPipeline(new RouteTable(SESSION_ROUTES, { allowReserved: true }));
+  }
+
+  /** Is `path` (without its query) one of these endpoints? */
+  static serves(path: string): boolean {
+    return path === SESSION_PATH || path === `${SESSION_PATH}/refresh`;
+  }
+
+  /** Answers a request the pipeline allowed. Throws PortcullisError for a refusal. */
+  async answer(ctx: RequestContext): Promise<Answer> {
+    const key = ctx.key;
+    const route = ctx.route;
+    if (key === null || route === null) throw new PortcullisError("INTERNAL", "session endpoint without a key");
+    const session = key.session;
+    switch (route.id) {
+      case `POST ${SESSION_PATH}`: {
+        if (session !== null) throw new PortcullisError("SESSION_NOT_ALLOWED");
+        const issued = await this.sessions.logon(key, parseLogon(parseJsonBody(ctx.body)), ctx.client?.text ?? "", ctx.now);
+        return { status: 201, body: view(issued) };
+      }
+      case `POST ${SESSION_PATH}/refresh`: {
+        if (session === null) throw new PortcullisError("SESSION_REQUIRED");
+        return { status: 200, body: view(await this.sessions.refresh(session, key, ctx.now)) };
+      }
+      case `DELETE ${SESSION_PATH}`: {
+        if (session === null || ctx.keyId === null) throw new PortcullisError("SESSION_REQUIRED");
+        try {
+          await this.core.endSession(session, ctx.keyId, ctx.now);
+        } catch (err) {
+          // Fail closed: the caller learns the logout is not recorded, and may retry it.
+          this.core.logger.warn({ requestId: ctx.requestId, err }, "logout could not be recorded");
+          throw new PortcullisError("HOT_STORE_UNAVAILABLE");
+        }
+        return { status: 204, body: null };
+      }
+      default:
+        throw new PortcullisError("ROUTE_NOT_FOUND");
+    }
+  }
+}

@@ -1,0 +1,107 @@
+import { type KeyObject, verify } from "node:crypto";
+import type { Environment } from "../keys/ids.js";
+import { KEY_ID_PREFIX } from "../keys/ids.js";
+
+/**
+ * Session tokens. A session's `keyid` (what the client puts in its RFC 9421 signatures) is a token
+ * the gateway signed at logon:
+ *
+ *   pcs_<environment>_v1_<payload>.<signature>
+ *
+ * - the prefix says what it is (`pcs`: a Portcullis session, as `pck` is a key), and its
+ *   environment, so a leaked token is recognisable by secret scanners;
+ * - `payload` is base64url of the claims as JSON (below);
+ * - `signature` is base64url of the gateway's Ed25519 signature over everything before the dot,
+ *   by its session-token signing key (`kid` names the key version).
+ *
+ * A token alone does not sign anything: every request also proves possession of the session's
+ * secret (an HMAC over the request's signature base), which the gateway derives from the session
+ * id and a secret of its own, and which the token does not contain. So a stolen token is useless,
+ * and checking one costs one Ed25519 verification per process per session, then a cache lookup.
+ */
+export interface SessionClaims {
+  /** Format version. */
+  readonly v: 1;
+  /** The session's id: 128 random bits, base64url. A refreshed token keeps it. */
+  readonly sid: string;
+  /** The API key that logged on. */
+  readonly key: string;
+  readonly env: Environment;
+  /** The key's session epoch at logon: the token is void once the key's epoch moves on. */
+  readonly ep: number;
+  /** The session's scopes: the key's, or fewer (never more). */
+  readonly scp: readonly string[];
+  /** Issued at (epoch ms). */
+  readonly iat: number;
+  /** Expires at (epoch ms). */
+  readonly exp: number;
+  /** When the session first logged on (epoch ms): refreshes never take it past auth + 24 h. */
+  readonly auth: number;
+  /** The address the session is bound to (the logon's client address), if any. */
+  readonly ip?: string;
+  /** The signing key version. */
+  readonly kid: string;
+}
+
+const VERSION = "v1";
+const TOKEN_RE = /^pcs_(live|test)_v1_([A-Za-z0-9_-]{16,2048})\.([A-Za-z0-9_-]{86})$/;
+const SID_RE = /^[A-Za-z0-9_-]{22}$/;
+
+export function isSessionToken(id: string): boolean {
+  return id.startsWith(`${KEY_ID_PREFIX.session}_`);
+}
+
+/** What the token signs: everything before the dot. */
+export function signingInput(claims: SessionClaims): string {
+  return `${KEY_ID_PREFIX.session}_${claims.env}_${VERSION}_${Buffer.from(JSON.stringify(claims), "utf8").toString("base64url")}`;
+}
+
+export function assemble(input: string, signature: Buffer): string {
+  return `${input}.${signature.toString("base64url")}`;
+}
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "string");
+}
+
+function isTime(v: unknown): v is number {
+  return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** The claims, if `value` has every field with the right type (nothing else is trusted yet). */
+function asClaims(value: unknown): SessionClaims | null {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return null;
+  const o = value as Record<string, unknown>;
+  if (o.v !== 1 || typeof o.sid !== "string" || !SID_RE.test(o.sid) || typeof o.key !== "string" || typeof o.kid !== "string") return null;
+  if ((o.env !== "live" && o.env !== "test") || !isTime(o.ep) || !isStringArray(o.scp) || !isTime(o.iat) || !isTime(o.exp) || !isTime(o.auth)) return null;
+  if (o.ip !== undefined && typeof o.ip !== "string") return null;
+  return o as unknown as SessionClaims;
+}
+
+export type ParsedToken =
+  | { readonly ok: true; readonly claims: SessionClaims; readonly input: string; readonly signature: Buffer }
+  | { readonly ok: false; readonly why: string };
+
+/** Parses a token's syntax and claims; says nothing yet about its signature. */
+export function parseToken(token: string): ParsedToken {
+  const m = TOKEN_RE.exec(token);
+  if (m === null) return { ok: false, why: "not a session token" };
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(m[2] ?? "", "base64url").toString("utf8"));
+  } catch {
+    return { ok: false, why: "unreadable claims" };
+  }
+  const claims = asClaims(json);
+  if (claims === null || claims.env !== m[1]) return { ok: false, why: "malformed claims" };
+  return { ok: true, claims, input: token.slice(0, token.lastIndexOf(".")), signature: Buffer.from(m[3] ?? "", "base64url") };
+}
+
+/** Verifies the token's Ed25519 signature with the public key of its `kid`. */
+export function verifyToken(parsed: { readonly input: string; readonly signature: Buffer }, publicKey: KeyObject): boolean {
+  try {
+    return verify(null, Buffer.from(parsed.input, "latin1"), publicKey, parsed.signature);
+  } catch {
+    return false;
+  }
+}
