@@ -14,7 +14,7 @@ import { LimitPlan } from "./limits/plan.js";
 import { Shield } from "./limits/shield.js";
 import { DEFAULT_SHIELD_POLICY, type LimitSpec, type ShieldPolicy } from "./limits/types.js";
 import { MemoryHotStore } from "./storage/memory/hot.js";
-import type { DurableStore, HotStore } from "./storage/types.js";
+import type { BusMessage, ChangeBus, DurableStore, HotStore } from "./storage/types.js";
 import { SessionAuthority } from "./sessions/authority.js";
 import type { SessionClaims } from "./sessions/token.js";
 
@@ -65,6 +65,13 @@ export interface PortcullisOptions {
    * directory's keys). Without it, session tokens are refused.
    */
   readonly sessions?: SessionAuthority;
+  /**
+   * The bus to the deployment's other gateway processes (Redis pub/sub): key changes made here
+   * and logouts are published, theirs received, so revocation reaches every process at once. Not
+   * closed by the core. Without it, other processes learn of changes through the durable store's
+   * change feed (polled).
+   */
+  readonly bus?: ChangeBus;
 }
 
 /**
@@ -87,6 +94,7 @@ export class Portcullis {
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
   private readonly watchers = new Set<(event: CoreEvent) => void>();
+  private readonly bus: ChangeBus | null;
   private readonly shared: Omit<PipelineOptions, "routes">;
 
   constructor(options: PortcullisOptions) {
@@ -110,9 +118,18 @@ export class Portcullis {
         this.logger.warn({ keyId, err }, "key refresh failed; serving the cached copy");
       },
     });
-    this.unsubscribe = options.store.changes.subscribe((ids) => {
+    this.bus = options.bus ?? null;
+    const unsubscribeStore = options.store.changes.subscribe((ids, local) => {
       this.keysChanged(ids);
+      if (local) this.bus?.publish({ kind: "keys", ids });
     });
+    const unsubscribeBus = this.bus?.subscribe((message) => {
+      this.received(message);
+    });
+    this.unsubscribe = () => {
+      unsubscribeStore();
+      unsubscribeBus?.();
+    };
     this.usage = new LastUsedRecorder(
       (batch) => this.keys.touch(batch),
       5_000,
@@ -187,6 +204,23 @@ export class Portcullis {
     this.emit({ kind: "keys", ids });
   }
 
+  /** Another gateway process changed something. */
+  private received(message: BusMessage): void {
+    switch (message.kind) {
+      case "keys":
+        this.keysChanged(message.ids);
+        return;
+      case "session-ended":
+        this.sessions?.forgetSession(message.sessionId);
+        this.emit(message);
+        return;
+      case "resync":
+        // Messages may have been missed: every cached key is loaded again.
+        this.keysChanged(this.cache.cachedIds());
+        return;
+    }
+  }
+
   /**
    * Logout: the session is refused from now on by every gateway sharing the hot store (until it
    * would have expired anyway), and forgotten here. Rejects when the hot store cannot record it.
@@ -195,7 +229,9 @@ export class Portcullis {
     if (this.sessions === null) throw new TypeError("sessions are not enabled");
     await this.hot.revokeSession(session.sid, SessionAuthority.revokeUntil(session), now);
     this.sessions.forget(token);
-    this.emit({ kind: "session-ended", sessionId: session.sid, keyId: session.key });
+    const event = { kind: "session-ended", sessionId: session.sid, keyId: session.key } as const;
+    this.emit(event);
+    this.bus?.publish(event);
   }
 
   /** Runs a request through every stage; `ctx.denial` is null when it is allowed. */

@@ -8,6 +8,7 @@ import { Forwarder } from "./gateway/proxy.js";
 import { Gateway } from "./gateway/server.js";
 import type { Logger } from "./log/logger.js";
 import { openDataDir, readSecretFile } from "./storage/data-dir.js";
+import { RedisChangeBus } from "./storage/redis/bus.js";
 import { RedisHotStore } from "./storage/redis/hot.js";
 import type { HotStore } from "./storage/types.js";
 import { SessionAuthority } from "./sessions/authority.js";
@@ -31,7 +32,7 @@ export function urlOf(address: AddressInfo): string {
 
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
 export async function startPortcullis(config: PortcullisConfig, logger: Logger): Promise<RunningPortcullis> {
-  const data = await openDataDir(config.dataDir);
+  const data = await openDataDir(config.dataDir, { pollIntervalMs: config.store.pollIntervalMs });
   if (config.environment !== null && config.environment !== data.environment) {
     await data.store.close();
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
@@ -40,9 +41,11 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   let gateway: Gateway | null = null;
   let admin: AdminApi | null = null;
   let hot: HotStore | undefined;
+  let bus: RedisChangeBus | undefined;
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, logger);
+    bus = await openBus(config, logger);
     const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment }) : undefined;
     core = new Portcullis({
       store: data.store,
@@ -58,6 +61,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       limits: config.limits,
       ...(hot === undefined ? {} : { hot }),
       ...(sessions === undefined ? {} : { sessions }),
+      ...(bus === undefined ? {} : { bus }),
       logger,
     });
     gateway = new Gateway({
@@ -83,6 +87,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       async close(drainMs = 10_000) {
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         await running.core.close();
+        await bus?.close();
       },
     };
   } catch (err) {
@@ -93,8 +98,35 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       await data.store.close();
       await hot?.close();
     }
+    await bus?.close();
     throw err;
   }
+}
+
+/**
+ * With hot state in Redis, the change bus on the same Redis and prefix: revocations and logouts
+ * reach every gateway process at once. Redis being down at startup is not fatal (the change feed
+ * still carries key changes, later).
+ */
+async function openBus(config: PortcullisConfig, logger: Logger): Promise<RedisChangeBus | undefined> {
+  if (config.hot.backend !== "redis") return undefined;
+  const where = redactedUrl(config.hot.url);
+  let last = "";
+  const bus = new RedisChangeBus({
+    url: config.hot.url,
+    prefix: config.hot.prefix,
+    onError: (err) => {
+      if (err.message === last) return;
+      last = err.message;
+      logger.warn({ redis: where, reason: err.message }, "change bus: redis unreachable; changes reach this gateway through the durable store only");
+    },
+  });
+  try {
+    await bus.ready();
+  } catch {
+    logger.warn({ redis: where }, "change bus: not subscribed at startup; it subscribes as soon as redis answers");
+  }
+  return bus;
 }
 
 /** A URL safe to log: without its password. */

@@ -55,6 +55,8 @@ export interface PortcullisConfig {
   };
   /** Session logon (POST /portcullis/v1/session) and session-signed requests. */
   readonly sessions: { readonly enabled: boolean };
+  /** How often the data directory is checked for changes other processes made (ms). */
+  readonly store: { readonly pollIntervalMs: number };
   /** Where hot state lives: this process, or a Redis shared by every gateway. */
   readonly hot: { readonly backend: "memory" } | { readonly backend: "redis"; readonly url: string; readonly prefix: string };
   readonly log: { readonly level: string };
@@ -126,7 +128,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "hot", "log"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -152,6 +154,10 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
   const se = obj(root.sessions, "sessions");
   only(se, "sessions", ["enabled"]);
+  const st = obj(root.store, "store");
+  only(st, "store", ["pollInterval"]);
+  const pollIntervalMs = duration(st, "pollInterval", "store", 200);
+  if (pollIntervalMs < 10 || pollIntervalMs > 3_600_000) throw new ConfigError("store.pollInterval must be from 10ms to 1h");
   const l = obj(root.log, "log");
   only(l, "log", ["level"]);
   const level = str(l, "level", "log", "info");
@@ -212,6 +218,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     routes: routes as RouteSpec[],
     limits,
     sessions: { enabled: bool(se, "enabled", "sessions", true) },
+    store: { pollIntervalMs },
     hot,
     log: { level },
   };

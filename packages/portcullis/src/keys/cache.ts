@@ -203,6 +203,11 @@ export class KeyCache {
     }
   }
 
+  /** The ids cached now (known or known to be unknown). */
+  cachedIds(): string[] {
+    return [...this.entries.keys()];
+  }
+
   clear(): void {
     this.evict([...this.entries.keys(), ...this.inFlight.keys()]);
   }

@@ -250,4 +250,9 @@ export class SessionAuthority {
   forget(token: string): void {
     this.checked.delete(token);
   }
+
+  /** Forgets every token of a session (a logout in another process). */
+  forgetSession(sessionId: string): void {
+    for (const [token, session] of this.checked) if (session.claims.sid === sessionId) this.checked.delete(token);
+  }
 }

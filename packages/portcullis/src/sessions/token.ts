@@ -86,15 +86,20 @@ export type ParsedToken =
 export function parseToken(token: string): ParsedToken {
   const m = TOKEN_RE.exec(token);
   if (m === null) return { ok: false, why: "not a session token" };
+  const payload = Buffer.from(m[2] ?? "", "base64url");
+  const signature = Buffer.from(m[3] ?? "", "base64url");
+  // One spelling per token: base64url whose unused low bits are not zero decodes to the same
+  // bytes as the canonical text, and is refused, so a token has exactly one valid form.
+  if (payload.toString("base64url") !== m[2] || signature.toString("base64url") !== m[3]) return { ok: false, why: "non-canonical base64url" };
   let json: unknown;
   try {
-    json = JSON.parse(Buffer.from(m[2] ?? "", "base64url").toString("utf8"));
+    json = JSON.parse(payload.toString("utf8"));
   } catch {
     return { ok: false, why: "unreadable claims" };
   }
   const claims = asClaims(json);
   if (claims === null || claims.env !== m[1]) return { ok: false, why: "malformed claims" };
-  return { ok: true, claims, input: token.slice(0, token.lastIndexOf(".")), signature: Buffer.from(m[3] ?? "", "base64url") };
+  return { ok: true, claims, input: token.slice(0, token.lastIndexOf(".")), signature };
 }
 
 /** Verifies the token's Ed25519 signature with the public key of its `kid`. */

@@ -84,8 +84,11 @@ export interface KeyStore {
 
 /** Ids of keys that changed, in commit order, for cache eviction across processes. */
 export interface ChangeFeed {
-  /** Calls `listener` with the ids of keys changed by any process; returns an unsubscribe. */
-  subscribe(listener: (keyIds: readonly string[]) => void): () => void;
+  /**
+   * Calls `listener` with the ids of keys changed by any process; `local` is true when the change
+   * was written by this process (and false when it was found by polling). Returns an unsubscribe.
+   */
+  subscribe(listener: (keyIds: readonly string[], local: boolean) => void): () => void;
 }
 
 /** Small facts about the deployment, e.g. its environment. */
@@ -184,5 +187,25 @@ export interface HotStore {
    * refused ("session-revoked") until `until` (epoch ms; after it, the session has expired anyway).
    */
   revokeSession(sessionId: string, until: number, now: number): void | Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What gateways tell each other at once (DESIGN.md: revocation fans out over Redis pub/sub). */
+export type BusMessage =
+  | { readonly kind: "keys"; readonly ids: readonly string[] }
+  | { readonly kind: "session-ended"; readonly sessionId: string; readonly keyId: string }
+  /** The bus lost messages (a reconnection): everything cached must be checked again. */
+  | { readonly kind: "resync" };
+
+/**
+ * A bus between the gateway processes of a deployment: a change made in one (a key revoked
+ * through its admin API, a session logged out) reaches every other within milliseconds, instead
+ * of at their next poll of the durable store. Delivery is best effort; a subscriber that may have
+ * missed messages is told so ("resync"). A process never receives its own messages.
+ */
+export interface ChangeBus {
+  readonly kind: string;
+  publish(message: BusMessage): void;
+  subscribe(listener: (message: BusMessage) => void): () => void;
   close(): Promise<void>;
 }

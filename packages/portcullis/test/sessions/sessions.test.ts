@@ -160,8 +160,11 @@ describe("refused sessions, each with its code", () => {
       forge({ exp: (claims.exp as number) + 60 * MINUTE }),
       forge({ key: other.key.id }),
       forge({ ep: 7 }),
-      `${head}.${signature.slice(0, -2)}AA`,
-      `${head.slice(0, -2)}.${signature}`,
+      // One character of the signature or of the payload changed (the 40th: all 6 of its bits count).
+      `${head}.${signature.slice(0, 40)}${signature[40] === "A" ? "B" : "A"}${signature.slice(41)}`,
+      `${head.slice(0, 40)}${head[40] === "A" ? "B" : "A"}${head.slice(41)}.${signature}`,
+      // The same signature bytes, spelled with non-zero unused bits in its last character.
+      `${head}.${signature.slice(0, -1)}${String.fromCharCode((signature.at(-1) ?? "A").charCodeAt(0) + 1)}`,
       "pcs_test_v1_garbage",
     ]) {
       const res = await send("GET", "/api/v3/account", token, s.secret);

@@ -97,7 +97,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly changes: ChangeFeed = this;
   readonly meta: MetaStore = this;
   private readonly db: Database.Database;
-  private readonly listeners = new Set<(ids: readonly string[]) => void>();
+  private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
   private lastSeq: number;
   private lastDataVersion: number;
@@ -311,7 +311,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     return Promise.resolve(row?.value ?? value);
   }
 
-  subscribe(listener: (keyIds: readonly string[]) => void): () => void {
+  subscribe(listener: (keyIds: readonly string[], local: boolean) => void): () => void {
     this.listeners.add(listener);
     if (this.timer === null && !this.closed) {
       this.timer = setInterval(() => {
@@ -334,10 +334,10 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     const version = this.dataVersion();
     if (version === this.lastDataVersion) return;
     this.lastDataVersion = version;
-    this.deliverChanges();
+    this.deliverChanges(false);
   }
 
-  private deliverChanges(): void {
+  private deliverChanges(local = true): void {
     const rows = this.stmts.changesSince.all(this.lastSeq);
     if (rows.length === 0) return;
     const last = rows[rows.length - 1];
@@ -345,7 +345,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     const ids = [...new Set(rows.map((r) => r.key_id))];
     for (const listener of this.listeners) {
       try {
-        listener(ids);
+        listener(ids, local);
       } catch {
         // A listener's fault must not stop the others from hearing about the change.
       }
