@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput } from "../packages/portcullis/dist/index.js";
+import { SessionAuthority } from "../packages/portcullis/dist/sessions/authority.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { ROUTES, SCOPES } from "./signing.js";
 
@@ -39,18 +40,20 @@ const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
  * (default: real time); `timing` turns on per-stage timings; `routes` is the route table
  * (default: the native benchmark routes); `keys` lists the key-creation inputs (what
  * `parseCreateKeyInput` takes; default one native HMAC key); `limits` are the core's limits
- * (default none); `hot` its hot store (default process memory; closed with the core). Resolves to
+ * (default none); `hot` its hot store (default process memory; closed with the core); `sessions`
+ * gives the core a session authority (logon and session-signed requests). Resolves to
  * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
  * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
  * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
   let data = null;
   let core = null;
   try {
     await initDataDir(dataDir, "live");
     data = await openDataDir(dataDir);
+    const authority = sessions ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment }) : undefined;
     core = new Portcullis({
       store: data.store,
       envelope: data.envelope,
@@ -61,6 +64,7 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
       logger: silentLogger(),
       ...(limits === undefined ? {} : { limits }),
       ...(hot === undefined ? {} : { hot }),
+      ...(authority === undefined ? {} : { sessions: authority }),
     });
     const created = [];
     for (const input of keys) {

@@ -172,7 +172,7 @@ async function runStageBreakdown({ origin, seconds, warmupSeconds, connections }
  * async function called before and after each measured run; it returns a function that, given
  * the run, returns extra fields for it (e.g. a Redis server's statistics over the run).
  */
-async function compareModes({ modes, servers, upstream, signerOf, rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, probe, label, progress }) {
+export async function compareModes({ modes, servers, upstream, signerOf, rounds, seconds, warmupSeconds, primeSeconds, connections, fixedRate, probe, label, progress }) {
   // Prime every server once (JIT, connection pools, key cache) before anything is measured.
   let primeFailures = 0;
   for (const mode of modes) {
@@ -227,7 +227,7 @@ async function compareModes({ modes, servers, upstream, signerOf, rounds, second
 }
 
 /** Starts server processes, remembering them so that `stopAll` stops every one. */
-function serverSet() {
+export function serverSet() {
   const children = [];
   return {
     async start(args) {

@@ -5,26 +5,30 @@
  *   node bench/servers.js upstream
  *   node bench/servers.js gateway <upstream-origin> full|pass-through|timing|memory-limits
  *   node bench/servers.js gateway <upstream-origin> redis-limits <redis-url> <key-prefix>
+ *   node bench/servers.js gateway <upstream-origin> sessions
  *   node bench/servers.js plain-proxy <upstream-origin>
  *
  * Gateway modes: `full` (the whole pipeline, no limits), `pass-through` (no pipeline), `timing`
  * (full, with Server-Timing), `memory-limits` (full, with the default limits of a configured
  * gateway, raised so that nothing is refused: core.js benchLimits(); hot state in process
  * memory) and `redis-limits` (the same limits, hot state in Redis: a RedisHotStore on the given
- * URL and key prefix, as `hot.backend: "redis"` sets one up).
+ * URL and key prefix, as `hot.backend: "redis"` sets one up) and `sessions` (full, no limits, with
+ * session logon, an Ed25519 key whose private half — a throwaway — it reports to the parent).
  *
  * Each listens on 127.0.0.1 on a free port and reports `{ port, ... }` over the IPC channel. It
  * answers the message "cpu" with its CPU time so far and the requests it has received, shuts
  * down on "stop", and shuts down too if the parent goes away.
  */
 import { Buffer } from "node:buffer";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { createServer } from "node:http";
 import process from "node:process";
 import { Forwarder, Gateway, IdentitySigner } from "../packages/portcullis/dist/index.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { RedisHotStore } from "../packages/portcullis/dist/storage/redis/hot.js";
+import { SessionEndpoints } from "../packages/portcullis/dist/sessions/endpoints.js";
 import { benchLimits, createBenchCore } from "./core.js";
+import { SCOPES } from "./signing.js";
 import { createPlainProxy } from "./plain-proxy.js";
 
 /** What the upstream answers: a small account document, as a venue's API would. */
@@ -85,9 +89,15 @@ async function hotStateOf(mode, redisUrl, prefix) {
 }
 
 async function startGateway(upstream, mode, redisUrl, prefix) {
-  if (!["full", "pass-through", "timing", "memory-limits", "redis-limits"].includes(mode)) throw new Error(`unknown gateway mode ${mode}`);
+  if (!["full", "pass-through", "timing", "memory-limits", "redis-limits", "sessions"].includes(mode)) throw new Error(`unknown gateway mode ${mode}`);
   const timing = mode === "timing";
-  const bench = await createBenchCore({ timing, ...(await hotStateOf(mode, redisUrl, prefix)) });
+  const sessions = mode === "sessions";
+  const pair = sessions ? generateKeyPairSync("ed25519") : null;
+  const bench = await createBenchCore({
+    timing,
+    ...(await hotStateOf(mode, redisUrl, prefix)),
+    ...(pair === null ? {} : { sessions, keys: [{ account: "bench", scopes: SCOPES, algorithm: "ed25519", publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString() }] }),
+  });
   const logger = silentLogger();
   const gateway = new Gateway({
     pipeline: bench.core.pipeline,
@@ -95,11 +105,12 @@ async function startGateway(upstream, mode, redisUrl, prefix) {
     identity: new IdentitySigner(randomBytes(32)),
     logger,
     passThrough: mode === "pass-through",
+    ...(sessions ? { sessions: new SessionEndpoints(bench.core) } : {}),
   });
   const address = await gateway.listen(0, "127.0.0.1");
   return {
     // The secret goes to the parent only: it signs the requests (a throwaway key in a temp dir).
-    info: { port: address.port, keyId: bench.keyId, secret: bench.secret },
+    info: { port: address.port, keyId: bench.keyId, secret: bench.secret, ...(pair === null ? {} : { privateKeyPem: pair.privateKey.export({ type: "pkcs8", format: "pem" }).toString() }) },
     server: gateway.server,
     async stop() {
       await gateway.close(0);

@@ -5,7 +5,7 @@
  * request, by the load generator of the gateway benchmark.
  */
 import { Buffer } from "node:buffer";
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes, sign as signEd25519 } from "node:crypto";
 
 /** The Host every benchmark request carries (and therefore its @authority). */
 export const AUTHORITY = "gw.test";
@@ -68,6 +68,12 @@ export class RequestSigner {
     this.keyId = keyId;
     this.key = key;
     this.nonces = new NonceSource();
+    this.alg = "hmac-sha256";
+  }
+
+  /** The signature over a flat signature base, base64. */
+  signBase(base) {
+    return createHmac("sha256", this.key).update(base).digest("base64");
   }
 
   /**
@@ -78,13 +84,13 @@ export class RequestSigner {
   sign(method, created) {
     const post = method === "POST";
     const path = post ? POST_PATH : GET_PATH;
-    const params = `${post ? POST_COMPONENTS : GET_COMPONENTS};created=${created};nonce="${this.nonces.next()}";keyid="${this.keyId}";alg="hmac-sha256"`;
+    const params = `${post ? POST_COMPONENTS : GET_COMPONENTS};created=${created};nonce="${this.nonces.next()}";keyid="${this.keyId}";alg="${this.alg}"`;
     const base = flat(
       `"@method": ${method}\n"@authority": ${AUTHORITY}\n"@path": ${path}\n"@query": ?\n` +
         (post ? `"content-digest": ${ORDER_DIGEST}\n` : "") +
         `"@signature-params": ${params}`,
     );
-    const signature = createHmac("sha256", this.key).update(base).digest("base64");
+    const signature = this.signBase(base);
     const headers = {
       host: AUTHORITY,
       "signature-input": flat(`sig1=${params}`),
@@ -96,5 +102,17 @@ export class RequestSigner {
       headers["content-digest"] = ORDER_DIGEST;
     }
     return { method, url: path, headers, base };
+  }
+}
+
+/** Signs requests for an Ed25519 key: `privateKey` is its private KeyObject (one signature each). */
+export class Ed25519RequestSigner extends RequestSigner {
+  constructor(keyId, privateKey) {
+    super(keyId, privateKey);
+    this.alg = "ed25519";
+  }
+
+  signBase(base) {
+    return signEd25519(null, Buffer.from(base, "latin1"), this.key).toString("base64");
   }
 }

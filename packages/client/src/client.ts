@@ -6,7 +6,7 @@
 import type { SignatureAlgorithm } from "./algorithms.js";
 import { copyBytes, utf8 } from "./encoding.js";
 import { PortcullisApiError, apiError, errorCode, parseBody } from "./errors.js";
-import { type HmacSignerOptions, type KeyPairSignerOptions, createSigner } from "./signer.js";
+import { type HmacSignerOptions, type KeyPairSignerOptions, type Signer, createSigner } from "./signer.js";
 
 /** The gateway's public time endpoint, relative to the base URL. Answers `{ "serverTime": <epoch ms> }`. */
 export const TIME_PATH = "/portcullis/v1/time";
@@ -57,6 +57,51 @@ export interface PortcullisClient {
   request(method: string, path: string, options?: RequestOptions): Promise<Response>;
   /** Like `request`, then parses the JSON answer; throws `PortcullisApiError` on a non-2xx status. */
   json<T = unknown>(method: string, path: string, options?: RequestOptions): Promise<T>;
+  /**
+   * Logs on (POST /portcullis/v1/session, signed with this key) and resolves to a client that
+   * signs with the session instead: an HMAC per request, whatever this key's type. Not available
+   * on a session client.
+   */
+  logon(options?: LogonOptions): Promise<SessionClient>;
+}
+
+/** What a session may be (every field optional: the key's own settings). */
+export interface LogonOptions {
+  /** Narrower scopes than the key's, e.g. `["read"]` for a read-only session. */
+  readonly scopes?: readonly string[];
+  /** A shorter lifetime than the key's session lifetime, e.g. "5m". */
+  readonly ttl?: string;
+  /** Bind the session to this client's address. */
+  readonly bindAddress?: boolean;
+  /**
+   * Refresh the session when a request is about to be signed this close to its expiry (ms).
+   * Default: a fifth of its lifetime. The refresh happens before the request, never in a timer,
+   * so an idle bot keeps no timer running.
+   */
+  readonly refreshMarginMs?: number;
+  /** When the session reaches its maximum lifetime (24 h), log on again with the key. Default true. */
+  readonly relogon?: boolean;
+}
+
+/** The gateway's answer to a logon or refresh. */
+export interface SessionInfo {
+  /** The session's key id: the token every request of the session carries. */
+  readonly keyid: string;
+  readonly expiresAt: number;
+  readonly scopes: readonly string[];
+  /** The API key that logged on. */
+  readonly apiKeyId: string;
+  readonly boundAddress: string | null;
+}
+
+/** A client signing with a session; `keyId` follows the session's current token. */
+export interface SessionClient extends Omit<PortcullisClient, "logon"> {
+  /** The current session (changes on refresh). */
+  readonly session: SessionInfo;
+  /** Refreshes now (it also happens by itself before requests near the expiry). */
+  refresh(): Promise<SessionInfo>;
+  /** Logs out (DELETE /portcullis/v1/session); the session is refused everywhere from now on. */
+  logout(): Promise<void>;
 }
 
 const ABSOLUTE = /^https?:\/\//i;
@@ -89,6 +134,21 @@ function formValue(name: string, value: unknown): string {
   throw new TypeError(`${name} must be a string or a finite number`);
 }
 
+/** The clock offset a client and its sessions share: one sync serves them all. */
+interface Clock {
+  offset: number;
+  synced: boolean;
+  inflight: Promise<number> | undefined;
+}
+
+interface Transport {
+  readonly baseUrl: string;
+  readonly doFetch: typeof fetch;
+  readonly now: () => number;
+  readonly syncEnabled: boolean;
+  readonly clock: Clock;
+}
+
 /** Creates a client for one gateway and one API key. Throws TypeError for bad options. */
 export function createClient(options: ClientOptions): PortcullisClient {
   if (typeof options !== "object" || (options as unknown) === null) throw new TypeError("client options must be an object");
@@ -98,13 +158,34 @@ export function createClient(options: ClientOptions): PortcullisClient {
   if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new TypeError("no global fetch; pass options.fetch");
   if (options.now !== undefined && typeof options.now !== "function") throw new TypeError("now must be a function");
   if (options.syncTime !== undefined && typeof options.syncTime !== "boolean") throw new TypeError("syncTime must be a boolean");
-  const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
-  const now = options.now ?? Date.now;
-  const syncEnabled = options.syncTime ?? true;
+  const transport: Transport = {
+    baseUrl,
+    doFetch: options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
+    now: options.now ?? Date.now,
+    syncEnabled: options.syncTime ?? true,
+    clock: { offset: 0, synced: false, inflight: undefined },
+  };
+  const core = signingClient(transport, () => signer);
+  return {
+    baseUrl,
+    get clockOffset() {
+      return core.clockOffset;
+    },
+    keyId: signer.keyId,
+    algorithm: signer.algorithm,
+    syncTime: core.syncTime,
+    fetch: core.fetch,
+    request: core.request,
+    json: core.json,
+    logon: (logonOptions = {}) => openSession(transport, core, logonOptions),
+  };
+}
 
-  let offset = 0;
-  let synced = false;
-  let inflight: Promise<number> | undefined;
+type CoreClient = Omit<PortcullisClient, "keyId" | "algorithm" | "logon">;
+
+/** The signing HTTP client over `transport`, signing with whatever `signer()` is at the time. */
+function signingClient(transport: Transport, signer: () => Signer, beforeSend: () => Promise<void> = () => Promise.resolve()): CoreClient {
+  const { baseUrl, doFetch, now, syncEnabled, clock } = transport;
 
   async function sync(): Promise<number> {
     const t0 = now();
@@ -118,16 +199,16 @@ export function createClient(options: ClientOptions): PortcullisClient {
       throw new PortcullisApiError(response.status, undefined, `${TIME_PATH} did not answer {"serverTime": <epoch ms>}`, undefined, body);
     }
     // The server read its clock somewhere in the round trip; the midpoint is the best estimate.
-    offset = Math.round(serverTime - (t0 + t1) / 2);
-    synced = true;
-    return offset;
+    clock.offset = Math.round(serverTime - (t0 + t1) / 2);
+    clock.synced = true;
+    return clock.offset;
   }
 
   function syncTime(): Promise<number> {
-    inflight ??= sync().finally(() => {
-      inflight = undefined;
+    clock.inflight ??= sync().finally(() => {
+      clock.inflight = undefined;
     });
-    return inflight;
+    return clock.inflight;
   }
 
   function resolve(input: string | URL): URL {
@@ -138,8 +219,8 @@ export function createClient(options: ClientOptions): PortcullisClient {
   }
 
   async function attempt(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit): Promise<Response> {
-    const created = Math.floor((now() + offset) / 1000);
-    const signature = await signer.sign({ method, url, body: body ?? null }, { created });
+    const created = Math.floor((now() + clock.offset) / 1000);
+    const signature = await signer().sign({ method, url, body: body ?? null }, { created });
     const sent = new Headers(headers);
     sent.set("signature-input", signature["signature-input"]);
     sent.set("signature", signature.signature);
@@ -157,7 +238,8 @@ export function createClient(options: ClientOptions): PortcullisClient {
   }
 
   async function send(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit): Promise<Response> {
-    if (syncEnabled && !synced) await syncTime();
+    if (syncEnabled && !clock.synced) await syncTime();
+    await beforeSend();
     const response = await attempt(url, method, headers, body, init);
     if (!syncEnabled || !(await isClockRefusal(response))) return response;
     // The gateway refused before doing anything, so sending again (with a fresh nonce) is safe.
@@ -215,14 +297,105 @@ export function createClient(options: ClientOptions): PortcullisClient {
 
   return {
     baseUrl,
-    keyId: signer.keyId,
-    algorithm: signer.algorithm,
     get clockOffset() {
-      return offset;
+      return clock.offset;
     },
     syncTime,
     fetch: clientFetch,
     request,
     json,
+  };
+}
+
+const SESSION_PATH = "/portcullis/v1/session";
+
+function asSession(body: unknown): SessionInfo & { readonly secret: string } {
+  const o = typeof body === "object" && body !== null ? (body as Record<string, unknown>) : {};
+  const { keyid, secret, expiresAt, scopes, apiKeyId, boundAddress } = o;
+  if (typeof keyid !== "string" || typeof secret !== "string" || typeof expiresAt !== "number" || typeof apiKeyId !== "string" || !Array.isArray(scopes)) {
+    throw new PortcullisApiError(200, undefined, `${SESSION_PATH} did not answer a session`, undefined, body);
+  }
+  return { keyid, secret, expiresAt, scopes: scopes.filter((x): x is string => typeof x === "string"), apiKeyId, boundAddress: typeof boundAddress === "string" ? boundAddress : null };
+}
+
+function checkLogonOptions(o: LogonOptions): void {
+  if (typeof o !== "object" || (o as unknown) === null) throw new TypeError("logon options must be an object");
+  if (o.scopes !== undefined && (!Array.isArray(o.scopes) || !o.scopes.every((x) => typeof x === "string"))) throw new TypeError("scopes must be a list of strings");
+  if (o.ttl !== undefined && typeof o.ttl !== "string") throw new TypeError('ttl must be a duration string such as "5m"');
+  if (o.bindAddress !== undefined && typeof o.bindAddress !== "boolean") throw new TypeError("bindAddress must be a boolean");
+  if (o.refreshMarginMs !== undefined && (!Number.isSafeInteger(o.refreshMarginMs) || o.refreshMarginMs < 0)) throw new TypeError("refreshMarginMs must be a non-negative integer");
+  if (o.relogon !== undefined && typeof o.relogon !== "boolean") throw new TypeError("relogon must be a boolean");
+}
+
+/** Refusals of a refresh after which only a new logon helps. */
+const RELOGON = new Set<unknown>(["SESSION_LIFETIME_EXCEEDED", "SESSION_EXPIRED"]);
+
+async function openSession(transport: Transport, keyClient: CoreClient, options: LogonOptions): Promise<SessionClient> {
+  checkLogonOptions(options);
+  const logonBody: Record<string, unknown> = {};
+  if (options.scopes !== undefined) logonBody.scopes = options.scopes;
+  if (options.ttl !== undefined) logonBody.ttl = options.ttl;
+  if (options.bindAddress !== undefined) logonBody.bindAddress = options.bindAddress;
+  const logon = async (): Promise<SessionInfo & { readonly secret: string }> => asSession(await keyClient.json("POST", SESSION_PATH, { json: logonBody }));
+
+  let state = await logon();
+  let signer = createSigner({ keyId: state.keyid, secret: state.secret });
+  let lifetime = state.expiresAt - (transport.now() + transport.clock.offset);
+  let refreshing: Promise<SessionInfo> | undefined;
+  let ended = false;
+  const adopt = (next: SessionInfo & { readonly secret: string }): SessionInfo => {
+    if (next.secret !== state.secret || next.keyid !== state.keyid) signer = createSigner({ keyId: next.keyid, secret: next.secret });
+    state = next;
+    return info();
+  };
+  const info = (): SessionInfo => ({ keyid: state.keyid, expiresAt: state.expiresAt, scopes: state.scopes, apiKeyId: state.apiKeyId, boundAddress: state.boundAddress });
+
+  // Requests of the session itself (refresh, logout) must not trigger a refresh.
+  const direct = signingClient(transport, () => signer);
+  const refreshNow = async (): Promise<SessionInfo> => {
+    try {
+      return adopt(asSession(await direct.json("POST", `${SESSION_PATH}/refresh`)));
+    } catch (err) {
+      if (options.relogon === false || !(err instanceof PortcullisApiError) || !RELOGON.has(err.code)) throw err;
+      const fresh = await logon();
+      lifetime = fresh.expiresAt - (transport.now() + transport.clock.offset);
+      return adopt(fresh);
+    }
+  };
+  const refresh = (): Promise<SessionInfo> => {
+    refreshing ??= refreshNow().finally(() => {
+      refreshing = undefined;
+    });
+    return refreshing;
+  };
+  const beforeSend = async (): Promise<void> => {
+    if (ended) return;
+    const margin = options.refreshMarginMs ?? Math.floor(lifetime / 5);
+    if (transport.now() + transport.clock.offset + margin >= state.expiresAt) await refresh();
+  };
+  const core = signingClient(transport, () => signer, beforeSend);
+  return {
+    baseUrl: core.baseUrl,
+    get clockOffset() {
+      return core.clockOffset;
+    },
+    syncTime: core.syncTime,
+    fetch: core.fetch,
+    request: core.request,
+    json: core.json,
+    get keyId() {
+      return state.keyid;
+    },
+    algorithm: "hmac-sha256",
+    get session() {
+      return info();
+    },
+    refresh,
+    async logout() {
+      ended = true;
+      const response = await direct.request("DELETE", SESSION_PATH);
+      const text = await response.text();
+      if (!response.ok) throw apiError(response, text);
+    },
   };
 }

@@ -2,14 +2,15 @@
  * @portcullis/client: signs requests for a Portcullis gateway (RFC 9421 HTTP Message Signatures)
  * with WebCrypto only, so it runs in Node 20+ and current browsers.
  *
- * - `createClient`: a signing HTTP client (time sync, retry on clock refusals, typed errors);
+ * - `createClient`: a signing HTTP client (time sync, retry on clock refusals, typed errors), and
+ *   `client.logon()`: a session client (an HMAC per request whatever the key, refreshed by itself);
  * - `createSigner`: just the signature headers, for use with any HTTP library;
  * - `generateKeyPair` / `importPrivateKey`: Ed25519 and ECDSA P-256 keys;
  * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces.
  */
 export type { KeyPairAlgorithm, SignatureAlgorithm } from "./algorithms.js";
 export { importHmacKey, signSignatureBase } from "./algorithms.js";
-export type { ClientOptions, PortcullisClient, RequestOptions } from "./client.js";
+export type { ClientOptions, LogonOptions, PortcullisClient, RequestOptions, SessionClient, SessionInfo } from "./client.js";
 export { createClient, TIME_PATH } from "./client.js";
 export { contentDigest } from "./content-digest.js";
 export { PortcullisApiError } from "./errors.js";
