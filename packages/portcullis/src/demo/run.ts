@@ -157,6 +157,7 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     req(trader, "GET", "/api/v3/account"),
     req(trader, "POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01"),
     req(ed, "GET", "/api/v3/openOrders"),
+    req(ed, "POST", "/portcullis/v1/session").replace("\n", "    # a session: then sign with its keyid and secret (an HMAC per request)\n"),
     req(reader, "POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01").replace("\n", "    # refused: SCOPE_MISSING\n"),
     `  curl '${gateway}/api/v3/ticker/price?symbol=BTCUSDT'    # public\n`,
     `  curl '${gateway}/api/v3/account'    # refused in Binance's format: {"code":-2014,...}\n`,
