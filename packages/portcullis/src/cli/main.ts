@@ -133,6 +133,26 @@ function generatePrivateKey(algorithm: string): { publicKey: string; privateKey:
   };
 }
 
+/**
+ * A generated private key: written to `out` (mode 0600, never overwriting) when given, else
+ * returned to be printed once.
+ */
+function keepPrivateKey(generated: { privateKey: string } | null, out: string | undefined): string | undefined {
+  if (generated === null) return undefined;
+  if (out === undefined) return generated.privateKey;
+  writeFileSync(out, generated.privateKey, { mode: 0o600, flag: "wx" });
+  return undefined;
+}
+
+/** The lines that show a new credential once: an HMAC secret, a private key, or where it went. */
+function credentialLines(secret: string | undefined, privateKey: string | undefined, writtenTo: string | undefined): string[] {
+  const lines: string[] = [];
+  if (secret !== undefined) lines.push("", `secret      ${secret}`, "            (shown once: store it now; Portcullis keeps only an encrypted copy)");
+  if (privateKey !== undefined) lines.push("", "private key (shown once, never sent to the server):", privateKey.trimEnd());
+  if (writtenTo !== undefined) lines.push("", `private key written to ${writtenTo} (mode 0600)`);
+  return lines;
+}
+
 function buildProgram(): Command {
   const program = new Command("portcullis")
     .description("The security layer in front of a trading venue's API.")
@@ -288,19 +308,9 @@ function buildProgram(): Command {
       if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl;
       if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
       const key = await withOps(opts, (ops) => ops.create(raw));
-      let privateKey: string | undefined;
-      if (generated !== null) {
-        if (opts.privateKeyOut !== undefined) writeFileSync(opts.privateKeyOut, generated.privateKey, { mode: 0o600, flag: "wx" });
-        else privateKey = generated.privateKey;
-      }
+      const privateKey = keepPrivateKey(generated, opts.privateKeyOut);
       const out = privateKey === undefined ? key : { ...key, privateKey };
-      print(opts.json === true, out, () => {
-        const lines = [describeKey(key)];
-        if (key.secret !== undefined) lines.push("", `secret      ${key.secret}`, "            (shown once: store it now; Portcullis keeps only an encrypted copy)");
-        if (privateKey !== undefined) lines.push("", "private key (shown once, never sent to the server):", privateKey.trimEnd());
-        if (opts.privateKeyOut !== undefined && generated !== null) lines.push("", `private key written to ${opts.privateKeyOut} (mode 0600)`);
-        return lines.join("\n");
-      });
+      print(opts.json === true, out, () => [describeKey(key), ...credentialLines(key.secret, privateKey, generated === null ? undefined : opts.privateKeyOut)].join("\n"));
     },
   );
 
@@ -421,20 +431,12 @@ function buildProgram(): Command {
       return { successor, generated };
     });
     const { successor, generated } = rotated;
-    let privateKey: string | undefined;
-    if (generated !== null) {
-      if (opts.privateKeyOut !== undefined) writeFileSync(opts.privateKeyOut, generated.privateKey, { mode: 0o600, flag: "wx" });
-      else privateKey = generated.privateKey;
-    }
+    const privateKey = keepPrivateKey(generated, opts.privateKeyOut);
     const out = privateKey === undefined ? successor : { ...successor, privateKey };
     print(opts.json === true, out, () => {
       const { predecessor, secret, ...key } = successor;
       const until = predecessor.expiresAt === null ? "never" : new Date(predecessor.expiresAt).toISOString();
-      const lines = [describeKey(key), "", `${predecessor.id} keeps working until ${until}, then expires`];
-      if (secret !== undefined) lines.push("", `secret      ${secret}`, "            (shown once: store it now; Portcullis keeps only an encrypted copy)");
-      if (privateKey !== undefined) lines.push("", "private key (shown once, never sent to the server):", privateKey.trimEnd());
-      if (opts.privateKeyOut !== undefined && generated !== null) lines.push("", `private key written to ${opts.privateKeyOut} (mode 0600)`);
-      return lines.join("\n");
+      return [describeKey(key), "", `${predecessor.id} keeps working until ${until}, then expires`, ...credentialLines(secret, privateKey, generated === null ? undefined : opts.privateKeyOut)].join("\n");
     });
   });
 

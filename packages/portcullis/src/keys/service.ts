@@ -49,6 +49,21 @@ interface IssuedCredential {
   readonly secretEnvelope: Buffer | null;
 }
 
+/** The state every new key starts in (a successor names its predecessor). */
+function newKeyState(now: number, rotatedFrom: string | null) {
+  return {
+    status: "active",
+    statusReason: null,
+    createdAt: now,
+    updatedAt: now,
+    lastUsedAt: null,
+    revision: 1,
+    sessionEpoch: 0,
+    rotatedFrom,
+    rotatedTo: null,
+  } as const satisfies Partial<KeyRow>;
+}
+
 /** The statuses a key can be changed in: anything but revoked. */
 const CHANGEABLE: readonly KeyStatus[] = ["active", "suspended"];
 
@@ -132,20 +147,12 @@ export class KeyService {
       dialects: input.dialects,
       expiresAt: input.expiresAt,
       windowMs: input.windowMs,
-      status: "active",
-      statusReason: null,
-      createdAt: now,
-      updatedAt: now,
-      lastUsedAt: null,
-      revision: 1,
       passphraseHash,
       limits: input.limits,
-      sessionEpoch: 0,
       sessionTtlMs: input.sessionTtlMs,
       sessionBindAddress: input.sessionBindAddress,
-      rotatedFrom: null,
-      rotatedTo: null,
       maxAgeMs: input.maxAgeMs,
+      ...newKeyState(now, null),
     };
     const change: KeyChange = {
       action: "create",
@@ -316,15 +323,7 @@ export class KeyService {
       publicKey: credential.publicKey,
       secretEnvelope: credential.secretEnvelope,
       expiresAt,
-      status: "active",
-      statusReason: null,
-      createdAt: now,
-      updatedAt: now,
-      lastUsedAt: null,
-      revision: 1,
-      sessionEpoch: 0,
-      rotatedFrom: old.id,
-      rotatedTo: null,
+      ...newKeyState(now, old.id),
     };
     const result = await this.store.keys.rotate(
       id,

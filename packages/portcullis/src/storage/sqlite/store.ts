@@ -231,14 +231,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult> {
-    const result = this.db.transaction((): TransitionResult => {
-      const updated = this.stmts.transition.get({ id, from: JSON.stringify(from), to, reason, at: change.at }) as KeyRowSql | undefined;
-      if (updated === undefined) return this.whyNot(id);
-      this.recordChange(id, change);
-      return { ok: true, row: fromSql(updated) };
-    }).immediate();
-    if (result.ok) this.deliverChanges();
-    return Promise.resolve(result);
+    return this.change(id, change, () => this.stmts.transition.get({ id, from: JSON.stringify(from), to, reason, at: change.at }) as KeyRowSql | undefined);
   }
 
   update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult> {
@@ -252,8 +245,16 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     const statement = this.db.prepare<(string | number | null)[], KeyRowSql>(
       `UPDATE keys SET ${sets.join(", ")} WHERE id = ? AND status IN (SELECT value FROM json_each(?)) RETURNING *`,
     );
+    return this.change(id, change, () => statement.get(...values, id, JSON.stringify(from)));
+  }
+
+  /**
+   * One conditional change of a key, in one transaction with its change record: `apply` runs the
+   * UPDATE … RETURNING; when it matched nothing, the answer says why.
+   */
+  private change(id: string, change: KeyChange, apply: () => KeyRowSql | undefined): Promise<TransitionResult> {
     const result = this.db.transaction((): TransitionResult => {
-      const updated = statement.get(...values, id, JSON.stringify(from));
+      const updated = apply();
       if (updated === undefined) return this.whyNot(id);
       this.recordChange(id, change);
       return { ok: true, row: fromSql(updated) };
