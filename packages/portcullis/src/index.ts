@@ -3,7 +3,7 @@
  * `createMiddleware`), run the gateway and admin API (`startPortcullis`), or build on the parts.
  * The upstream-side identity check lives in `portcullis/upstream`.
  */
-export { Portcullis, type PortcullisOptions, type LimitsOptions } from "./core.js";
+export { Portcullis, type PortcullisOptions, type LimitsOptions, type CoreEvent } from "./core.js";
 export { startPortcullis, type RunningPortcullis } from "./runtime.js";
 export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type PortcullisRequest } from "./embedded/middleware.js";
 export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastify.js";
@@ -26,7 +26,11 @@ export { SqliteStore } from "./storage/sqlite/store.js";
 export { MemoryNonceStore } from "./storage/memory/nonces.js";
 export { MemoryHotStore, type MemoryHotStoreOptions } from "./storage/memory/hot.js";
 export { RedisHotStore, type RedisHotStoreOptions } from "./storage/redis/hot.js";
-export type { DurableStore, NonceStore, KeyStore, ChangeFeed, HotStore } from "./storage/types.js";
+export { RedisChangeBus, type RedisChangeBusOptions } from "./storage/redis/bus.js";
+export { SessionAuthority, type IssuedSession, type LogonRequest } from "./sessions/authority.js";
+export { SessionEndpoints, SESSION_ROUTES } from "./sessions/endpoints.js";
+export { EnvelopeSigningKeys, openStoredSecret, type SigningKey, type SigningKeyProvider, type SigningPurpose } from "./custody/signing.js";
+export type { DurableStore, NonceStore, KeyStore, ChangeFeed, HotStore, ChangeBus, BusMessage } from "./storage/types.js";
 export { initDataDir, openDataDir } from "./storage/data-dir.js";
 export type { PipelineRequest, RequestContext } from "./pipeline/context.js";
 export { createLogger, type Logger } from "./log/logger.js";

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
@@ -6,6 +7,7 @@ import type { PortcullisIdentity } from "../gateway/identity.js";
 import { addKeyWarning } from "../keys/warning.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import type { RequestContext } from "../pipeline/context.js";
+import { SessionEndpoints } from "../sessions/endpoints.js";
 
 /**
  * Embedded mode: the pipeline as middleware inside the venue's own Node service, instead of a
@@ -51,7 +53,7 @@ export function callerOf(ctx: RequestContext): PortcullisCaller | undefined {
     keyId: key.record.id,
     account: key.record.account,
     subAccount: key.record.subAccount,
-    scopes: key.record.scopes,
+    scopes: key.scopes,
     clientIp: ctx.client?.text ?? "",
     route: ctx.route.id,
   };
@@ -75,12 +77,18 @@ export async function verifyEmbedded(core: Portcullis, req: IncomingMessage, bod
 export function createMiddleware(core: Portcullis, options: MiddlewareOptions = {}): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
   const bodyLimit = options.bodyLimit ?? 1024 * 1024;
   const onDenied = options.onDenied ?? (() => undefined);
+  // With sessions, the middleware answers the session endpoints (logon, refresh, logout) itself.
+  const sessions = core.sessions === null ? null : new SessionEndpoints(core);
   const run = async (req: PortcullisRequest, res: ServerResponse, next: Next): Promise<void> => {
     let body = readBody(req, bodyLimit);
     if (body instanceof Promise) body = await body;
     if (!Buffer.isBuffer(body)) {
       onDenied(body, null);
       sendDenial(res, body, "embedded");
+      return;
+    }
+    if (sessions !== null && SessionEndpoints.serves((req.url ?? "").split("?", 1)[0] ?? "")) {
+      await sessions.serve(req, res, body, randomUUID());
       return;
     }
     const ctx = await verifyEmbedded(core, req, body);

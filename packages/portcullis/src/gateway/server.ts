@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { type Denial, PortcullisError, deny, errorBody, serviceErrorBody } from "../errors/catalogue.js";
+import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../pipeline/context.js";
@@ -89,7 +89,7 @@ export class Gateway {
     if (url.startsWith(OWN_PREFIX)) {
       const sessions = this.options.sessions;
       if (sessions !== undefined && SessionEndpoints.serves(url.split("?", 1)[0] ?? "")) {
-        await this.sessionEndpoint(sessions, method, url, req, res, requestId);
+        await this.sessionEndpoint(sessions, req, res, requestId);
         return;
       }
       req.resume();
@@ -194,37 +194,14 @@ export class Gateway {
   }
 
   /** Logon, refresh, logout: the full pipeline over the session routes, then the endpoint. */
-  private async sessionEndpoint(sessions: SessionEndpoints, method: string, url: string, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  private async sessionEndpoint(sessions: SessionEndpoints, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     let body = readBody(req, SESSION_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
     if (!Buffer.isBuffer(body)) {
       this.refuse(res, body, requestId, null, req);
       return;
     }
-    let ctx = sessions.pipeline.run({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
-    if (ctx instanceof Promise) ctx = await ctx;
-    const done = ctx;
-    res.once("close", () => {
-      sessions.pipeline.finish(done);
-    });
-    if (ctx.denial !== null) {
-      this.refuse(res, ctx.denial, requestId, ctx, req);
-      return;
-    }
-    const headers = limitHeaders(ctx);
-    try {
-      const answer = await sessions.answer(ctx);
-      if (answer.body === null) {
-        res.writeHead(answer.status, { "portcullis-request-id": requestId, "cache-control": "no-store", ...headers });
-        res.end();
-      } else {
-        sendJson(res, answer.status, answer.body, requestId, undefined, headers);
-      }
-    } catch (err) {
-      if (!(err instanceof PortcullisError)) throw err;
-      this.options.logger.info({ requestId, code: err.code, route: ctx.route?.id }, "session request refused");
-      sendJson(res, err.status, serviceErrorBody(err, requestId), requestId, undefined, headers);
-    }
+    await sessions.serve(req, res, body, requestId);
   }
 
   private ownEndpoint(method: string, url: string, res: ServerResponse, requestId: string): void {

@@ -1,7 +1,9 @@
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
-import { PortcullisError } from "../errors/catalogue.js";
-import { parseJsonBody } from "../gateway/http.js";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
+import { parseJsonBody, sendDenial, sendJson } from "../gateway/http.js";
+import { limitHeaders } from "../limits/headers.js";
 import { parseDuration } from "../keys/input.js";
 import type { RequestContext } from "../pipeline/context.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
@@ -91,6 +93,39 @@ export class SessionEndpoints {
   /** Is `path` (without its query) one of these endpoints? */
   static serves(path: string): boolean {
     return path === SESSION_PATH || path === `${SESSION_PATH}/refresh`;
+  }
+
+  /**
+   * Serves one request whose body has been read (the gateway and the embedded middleware call
+   * this): the pipeline over the session routes, then the endpoint; every refusal answered in the
+   * native JSON shape with its code. Rejects only for our own faults.
+   */
+  async serve(req: IncomingMessage, res: ServerResponse, body: Buffer, requestId: string): Promise<void> {
+    let ctx = this.pipeline.run({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
+    if (ctx instanceof Promise) ctx = await ctx;
+    const done = ctx;
+    res.once("close", () => {
+      this.pipeline.finish(done);
+    });
+    const headers = limitHeaders(ctx);
+    if (ctx.denial !== null) {
+      this.core.logger.info({ requestId, code: ctx.denial.code, detail: ctx.denial.detail, route: ctx.route?.id, client: ctx.client?.text }, "session request denied");
+      sendDenial(res, ctx.denial, requestId, { headers });
+      return;
+    }
+    try {
+      const answer = await this.answer(ctx);
+      if (answer.body === null) {
+        res.writeHead(answer.status, { "portcullis-request-id": requestId, "cache-control": "no-store", ...headers });
+        res.end();
+      } else {
+        sendJson(res, answer.status, answer.body, requestId, undefined, headers);
+      }
+    } catch (err) {
+      if (!(err instanceof PortcullisError)) throw err;
+      this.core.logger.info({ requestId, code: err.code, route: ctx.route?.id }, "session request refused");
+      sendJson(res, err.status, serviceErrorBody(err, requestId), requestId, undefined, headers);
+    }
   }
 
   /** Answers a request the pipeline allowed. Throws PortcullisError for a refusal. */

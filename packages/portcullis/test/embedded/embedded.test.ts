@@ -2,6 +2,7 @@
  * Embedded mode: the same pipeline inside the venue's own service, with real node:http, Express
  * and Fastify servers on loopback sockets.
  */
+import { createClient } from "@portcullis/client";
 import express from "express";
 import Fastify from "fastify";
 import { createServer, type Server } from "node:http";
@@ -124,6 +125,33 @@ describe("embedded mode", () => {
       await exercise(host);
     } finally {
       await app.close();
+    }
+  });
+});
+
+describe("embedded mode with sessions", () => {
+  it("the middleware answers logon and logout itself; the handler sees the session's narrower scopes", async () => {
+    const s = await makeCore({ now: Date.now, sessions: true });
+    const mw = createMiddleware(s.core);
+    const server = createServer((req, res) => {
+      mw(req, res, () => {
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify((req as PortcullisRequest).portcullis));
+      });
+    });
+    const host = await listen(server);
+    try {
+      const created = await s.createKey({ account: "embedded-sessions", scopes: ["read", "trade"] });
+      const client = createClient({ baseUrl: `http://${host}`, keyId: created.key.id, secret: created.secret ?? "", syncTime: false });
+      const session = await client.logon({ scopes: ["read"] });
+      expect(session.keyId).toMatch(/^pcs_test_v1_/);
+      expect(await session.json("GET", "/api/v3/account")).toMatchObject({ keyId: created.key.id, account: "embedded-sessions", scopes: ["read"] });
+      await expect(session.json("POST", "/api/v3/order", { json: {} })).rejects.toMatchObject({ status: 403, code: "SCOPE_MISSING" });
+      await session.logout();
+      await expect(session.json("GET", "/api/v3/account")).rejects.toMatchObject({ status: 401, code: "SESSION_REVOKED" });
+    } finally {
+      server.close();
+      await s.cleanup();
     }
   });
 });
