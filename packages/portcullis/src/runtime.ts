@@ -29,9 +29,10 @@ export function urlOf(address: AddressInfo): string {
 
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
 export async function startPortcullis(config: PortcullisConfig, logger: Logger): Promise<RunningPortcullis> {
-  const data = await openDataDir(config.dataDir);
+  // The envelope and the signing keys come from the configured custody provider (keyring or PKCS#11).
+  const data = await openDataDir(config.dataDir, { custody: config.custody });
   if (config.environment !== null && config.environment !== data.environment) {
-    await data.store.close();
+    await data.close();
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
   }
   let core: Portcullis | null = null;
@@ -78,6 +79,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       async close(drainMs = 10_000) {
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         await running.core.close();
+        await data.custody.close();
       },
     };
   } catch (err) {
@@ -88,6 +90,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       await data.store.close();
       await hot?.close();
     }
+    await data.custody.close();
     throw err;
   }
 }

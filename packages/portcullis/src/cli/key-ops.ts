@@ -47,7 +47,7 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
     suspend: (id, reason) => service.suspend(id, actor, reason),
     resume: (id) => service.resume(id, actor),
     setLimits: (id, limits) => service.setLimits(id, limits, actor),
-    close: () => data.store.close(),
+    close: () => data.close(),
   };
 }
 

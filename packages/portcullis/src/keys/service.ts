@@ -10,7 +10,9 @@ import { DIALECT_ALGORITHMS, type KeyRecord, type KeyStatus, type KeyView, toVie
 import { hashPassphrase } from "./passphrase.js";
 
 /** The purpose bound into every HMAC secret's envelope. */
-const SECRET_PURPOSE = "key-secret";
+export const SECRET_PURPOSE = "key-secret";
+/** The purpose bound into every passphrase hash's envelope (OKX keys). */
+export const PASSPHRASE_PURPOSE = "key-passphrase";
 const HMAC_SECRET_BYTES = 32;
 /** Kraken decodes the secret from base64 and keys HMAC-SHA512 with it: 64 bytes, as Kraken issues. */
 const KRAKEN_SECRET_BYTES = 64;
@@ -55,7 +57,7 @@ export interface ListKeysQuery {
 }
 
 function stripSecret(row: KeyRow): KeyRecord {
-  const { secretEnvelope: _secret, passphraseHash: _passphrase, ...record } = row;
+  const { secretEnvelope: _secret, passphraseHash: _passphrase, passphraseEnvelope: _sealed, ...record } = row;
   return record;
 }
 
@@ -122,7 +124,9 @@ export class KeyService {
     if (incompatible.length > 0) {
       throw new PortcullisError("VALIDATION_FAILED", `${incompatible.join(", ")} cannot sign with ${algorithm} keys`, { dialects: "incompatible with the key" });
     }
-    const passphraseHash = input.passphrase === undefined ? null : await hashPassphrase(input.passphrase);
+    // The passphrase's salted slow hash, itself under the KEK and bound to the key id.
+    const passphraseEnvelope =
+      input.passphrase === undefined ? null : await this.envelope.encrypt(Buffer.from(await hashPassphrase(input.passphrase), "utf8"), PASSPHRASE_PURPOSE, id);
     const row: KeyRow = {
       id,
       environment: this.environment,
@@ -143,7 +147,8 @@ export class KeyService {
       updatedAt: now,
       lastUsedAt: null,
       revision: 1,
-      passphraseHash,
+      passphraseHash: null,
+      passphraseEnvelope,
       limits: input.limits,
     };
     const change: KeyChange = {
@@ -239,7 +244,9 @@ export class KeyService {
       }
     }
     if (row.publicKey !== null) publicKey = createPublicKey(row.publicKey);
-    return { record: stripSecret(row), hmacKey, hmacKeyDecoded, publicKey, passphraseHash: row.passphraseHash };
+    const passphraseHash =
+      row.passphraseEnvelope === null ? row.passphraseHash : (await this.envelope.decrypt(row.passphraseEnvelope, PASSPHRASE_PURPOSE, row.id)).toString("utf8");
+    return { record: stripSecret(row), hmacKey, hmacKeyDecoded, publicKey, passphraseHash };
   }
 
   /** Records last-use times (batched by the caller). */
