@@ -88,12 +88,12 @@ export function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
 interface KeyringState {
   readonly active: number;
   readonly keks: ReadonlyMap<number, Buffer>;
-  /** inode, size and mtime when read: a change means another process rewrote the file. */
+  /** inode, size, times and mode when read: a change means another process rewrote (or chmod-ed) the file. */
   readonly stamp: string;
 }
 
-function stampOf(ino: number, size: number, mtimeMs: number): string {
-  return `${ino}:${size}:${mtimeMs}`;
+function stampOf(st: { ino: number; size: number; mtimeMs: number; ctimeMs: number; mode: number }): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.mode}`;
 }
 
 function readKeyring(path: string): KeyringState & { file: KeyringFile } {
@@ -117,7 +117,7 @@ function readKeyring(path: string): KeyringState & { file: KeyringFile } {
         `keyring ${path} has mode 0${mode.toString(8)}; it must not be readable by group or others (chmod 600)`,
       );
     }
-    stamp = stampOf(st.ino, st.size, st.mtimeMs);
+    stamp = stampOf(st);
     text = readFileSync(fd, "utf8");
   } finally {
     closeSync(fd);
@@ -209,7 +209,7 @@ export class KeyringFileProvider implements KekProvider {
     let stamp: string;
     try {
       const st = statSync(this.path);
-      stamp = stampOf(st.ino, st.size, st.mtimeMs);
+      stamp = stampOf(st);
     } catch (err) {
       if (strict) throw new KeyringError("KEYRING_MISSING", `the keyring ${this.path} is gone (${(err as NodeJS.ErrnoException).code ?? "error"})`);
       return;

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { existsSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import type * as Pkcs11Types from "pkcs11js";
 import { CustodyError } from "./errors.js";
 
@@ -172,18 +173,36 @@ export class Pkcs11Token {
 
   private static async connect(options: Pkcs11TokenOptions): Promise<Pkcs11Token> {
     const p = await binding();
-    const loaded = await loadModule(options.module);
+    let loaded = await loadModule(options.module);
     try {
-      const { lib } = loaded;
       const labels: string[] = [];
       let found: { slot: Handle; serial: string } | null = null;
-      for (const slot of lib.C_GetSlotList(true)) {
-        const info = lib.C_GetTokenInfo(slot);
-        const label = info.label.trim();
-        if ((info.flags & p.CKF_TOKEN_INITIALIZED) === 0 || label === "") continue;
-        labels.push(label);
-        if (label === options.tokenLabel && found === null) found = { slot, serial: info.serialNumber.trim() };
+      let failure: unknown = null;
+      for (let attempt = 0; ; attempt++) {
+        labels.length = 0;
+        failure = null;
+        try {
+          for (const slot of loaded.lib.C_GetSlotList(true)) {
+            const info = loaded.lib.C_GetTokenInfo(slot);
+            const label = info.label.trim();
+            if ((info.flags & p.CKF_TOKEN_INITIALIZED) === 0 || label === "") continue;
+            labels.push(label);
+            if (label === options.tokenLabel && found === null) found = { slot, serial: info.serialNumber.trim() };
+          }
+        } catch (err) {
+          failure = err;
+        }
+        // A file-backed token (SoftHSM) being written by another process at the moment this one
+        // initialised the module can be missed, or fail to read; a module no one else in this
+        // process uses is initialised afresh and looked at again, a few times, before the token
+        // counts as absent.
+        if (found !== null || attempt >= 5 || loaded.refs > 1) break;
+        releaseModule(options.module, loaded);
+        await sleep(50 * (attempt + 1));
+        loaded = await loadModule(options.module);
       }
+      const { lib } = loaded;
+      if (found === null && failure !== null) throw hsmError(failure, `listing the tokens of ${options.module}`);
       if (found === null) {
         throw new CustodyError(
           "CUSTODY_TOKEN_NOT_FOUND",

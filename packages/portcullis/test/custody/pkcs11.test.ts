@@ -175,7 +175,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
        process.stdout.write(JSON.stringify({ kid: key.kid, pub: key.publicKey.export({ type: "spki", format: "pem" }) }));
        await data.close();`,
     );
-    const results = await Promise.all(
+    const settled = await Promise.allSettled(
       Array.from(
         { length: 4 },
         () =>
@@ -187,6 +187,10 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
           }),
       ),
     );
+    const results = settled.map((r) => {
+      if (r.status === "rejected") throw r.reason;
+      return r.value;
+    });
     const parsed = results.map((r) => JSON.parse(r) as { kid: string; pub: string });
     expect(new Set(parsed.map((r) => r.kid)).size).toBe(1);
     expect(new Set(parsed.map((r) => r.pub)).size).toBe(1);
@@ -275,6 +279,52 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
       }
     });
   });
+
+  it("portcullis start: runs on the HSM, and a wrong PIN or a missing token stops it with one clear line", async () => {
+    const dir = await dataDir();
+    const configFile = (custody: Record<string, unknown>): string => {
+      const file = join(dir, `start-${randomBytes(3).toString("hex")}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify({ dataDir: dir, gateway: { upstream: "http://127.0.0.1:1", port: 0, host: "127.0.0.1" }, admin: { enabled: false }, routes: TEST_ROUTES, custody }),
+      );
+      return file;
+    };
+    const { loadConfig } = await import("../../src/config/config.js");
+    const { startPortcullis } = await import("../../src/runtime.js");
+    const { silentLogger } = await import("../../src/log/logger.js");
+    const running = await startPortcullis(loadConfig(configFile(hsm.custody(token))), silentLogger());
+    try {
+      const key = await running.core.keys.create(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now()), "test");
+      if (key.secret !== null) recordSecrets(key.secret);
+      expect((await running.core.keys.loadMaterial(key.key.id))?.hmacKey?.export().toString()).toBe(key.secret);
+    } finally {
+      await running.close(0);
+    }
+    expect(await bindingOf(dir)).toBe("pkcs11");
+    for (const [custody, code, text] of [
+      [{ ...hsm.custody(token), pinFile: hsm.pinFile({ ...token, pin: "0000-wrong" }) }, "CUSTODY_PIN_INCORRECT", "refused the PIN"],
+      [{ ...hsm.custody(token), tokenLabel: "gone" }, "CUSTODY_TOKEN_NOT_FOUND", 'no PKCS#11 token labelled "gone"'],
+    ] as const) {
+      const err = await failureOf(startPortcullis(loadConfig(configFile(custody)), silentLogger()));
+      expect(err.code).toBe(code);
+      const cli = await runCli(["start", "--config", configFile(custody)], hsm.env);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toMatch(new RegExp(`^portcullis: .*${text}.*\n$`));
+      recordText(cli.stderr, cli.stdout);
+    }
+  });
+
+  /** The custody provider a data directory recorded, read straight from its database. */
+  async function bindingOf(dir: string): Promise<string | undefined> {
+    const { SqliteStore } = await import("../../src/storage/sqlite/store.js");
+    const store = new SqliteStore(join(dir, "portcullis.db"));
+    try {
+      return await store.getMeta("custody:provider");
+    } finally {
+      await store.close();
+    }
+  }
 
   it("a data directory under the keyring is refused with the HSM, and the other way round", async () => {
     const dir = await dataDir();
