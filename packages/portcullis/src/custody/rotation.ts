@@ -61,6 +61,8 @@ export interface RotationResult {
 }
 
 const MAX_PASSES = 10;
+/** Rewraps in flight at once (the PKCS#11 provider's session pool holds 4). */
+const REWRAP_CONCURRENCY = 4;
 
 function failureOf(where: string, err: unknown): RotationFailure {
   return { where, code: err instanceof CustodyError ? err.code : "ERROR" };
@@ -80,23 +82,26 @@ async function rewrapPass(store: DurableStore, envelope: Envelope, active: numbe
   for (;;) {
     const rows = await store.envelopes.keyEnvelopes(after, batchSize);
     const replacements: EnvelopeReplacement[] = [];
+    const work: { id: string; column: EnvelopeColumn; sealed: Buffer; purpose: string }[] = [];
     for (const row of rows) {
-      const columns: [EnvelopeColumn, Buffer | null, string][] = [
-        ["secret", row.secretEnvelope, SECRET_PURPOSE],
-        ["passphrase", row.passphraseEnvelope, PASSPHRASE_PURPOSE],
-      ];
-      for (const [column, sealed, purpose] of columns) {
-        if (sealed === null) continue;
+      if (row.secretEnvelope !== null) work.push({ id: row.id, column: "secret", sealed: row.secretEnvelope, purpose: SECRET_PURPOSE });
+      if (row.passphraseEnvelope !== null) work.push({ id: row.id, column: "passphrase", sealed: row.passphraseEnvelope, purpose: PASSPHRASE_PURPOSE });
+    }
+    // A few rewraps in flight at once: an HSM provider runs them on its session pool.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let item = work[next++]; item !== undefined; item = work[next++]) {
         try {
-          if (Envelope.kekVersionOf(sealed) === active) continue;
-          const next = await envelope.rewrap(sealed, purpose, row.id, active);
-          if (next !== null) replacements.push({ id: row.id, column, expected: sealed, next });
+          if (Envelope.kekVersionOf(item.sealed) === active) continue;
+          const rewrapped = await envelope.rewrap(item.sealed, item.purpose, item.id, active);
+          if (rewrapped !== null) replacements.push({ id: item.id, column: item.column, expected: item.sealed, next: rewrapped });
         } catch (err) {
-          result.failures.push(failureOf(`keys/${row.id}/${column}`, err));
+          result.failures.push(failureOf(`keys/${item.id}/${item.column}`, err));
           result.remaining++;
         }
       }
-    }
+    };
+    await Promise.all(Array.from({ length: REWRAP_CONCURRENCY }, worker));
     const replaced = await store.envelopes.replaceKeyEnvelopes(replacements);
     result.rewrapped += replaced;
     result.remaining += replacements.length - replaced;
