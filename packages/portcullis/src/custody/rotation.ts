@@ -63,6 +63,8 @@ export interface RotationResult {
 const MAX_PASSES = 10;
 /** Rewraps in flight at once (the PKCS#11 provider's session pool holds 4). */
 const REWRAP_CONCURRENCY = 4;
+/** Envelopes a rewrap worker handles between two turns of the event loop. */
+const YIELD_EVERY = 8;
 
 function failureOf(where: string, err: unknown): RotationFailure {
   return { where, code: err instanceof CustodyError ? err.code : "ERROR" };
@@ -87,10 +89,17 @@ async function rewrapPass(store: DurableStore, envelope: Envelope, active: numbe
       if (row.secretEnvelope !== null) work.push({ id: row.id, column: "secret", sealed: row.secretEnvelope, purpose: SECRET_PURPOSE });
       if (row.passphraseEnvelope !== null) work.push({ id: row.id, column: "passphrase", sealed: row.passphraseEnvelope, purpose: PASSPHRASE_PURPOSE });
     }
-    // A few rewraps in flight at once: an HSM provider runs them on its session pool.
+    // A few rewraps in flight at once: an HSM provider runs them on its session pool. A provider
+    // that answers at once (the keyring file) would otherwise hold the event loop for a whole
+    // batch: every worker yields every few envelopes, so requests keep their turns.
     let next = 0;
     const worker = async (): Promise<void> => {
+      let sinceYield = 0;
       for (let item = work[next++]; item !== undefined; item = work[next++]) {
+        if (++sinceYield === YIELD_EVERY) {
+          sinceYield = 0;
+          await turn();
+        }
         try {
           if (Envelope.kekVersionOf(item.sealed) === active) continue;
           const rewrapped = await envelope.rewrap(item.sealed, item.purpose, item.id, active);
