@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import { loadConfig } from "../config/config.js";
 import { writeBackup, restoreBackup } from "../custody/backup.js";
 import { type CustodyConfig, DEFAULT_CUSTODY } from "../custody/config.js";
+import { CustodyError } from "../custody/errors.js";
+import type { KekProvider } from "../custody/keyring.js";
 import { openKekProvider } from "../custody/open.js";
 import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
 import { initDataDir, openDataDir } from "../storage/data-dir.js";
@@ -137,7 +139,15 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       .option("--force", "replace a database that already holds keys"),
   ).action(async (opts: Target & { in: string; force?: boolean }) => {
     const { dataDir, custody: config } = targetOf(opts, defaultData);
-    const kek = await openKekProvider(dataDir, config);
+    let kek: KekProvider;
+    try {
+      kek = await openKekProvider(dataDir, config);
+    } catch (err) {
+      if (err instanceof CustodyError && err.code === "KEYRING_MISSING") {
+        throw new CustodyError("KEYRING_MISSING", `${dataDir} has no keyring: a backup restores only with its KEK, so put the keyring.json it was made with there first (mode 0600), or use --config for an HSM`);
+      }
+      throw err;
+    }
     try {
       const result = await restoreBackup({ file: resolve(opts.in), dataDir, kek, force: opts.force === true });
       const env = result.header.environment === "test" ? "test" : "live";

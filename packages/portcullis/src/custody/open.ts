@@ -93,7 +93,10 @@ async function checkBinding(dataDir: string, store: DurableStore, name: string):
   const keys = await store.envelopes.keyEnvelopes("", 1);
   const metas = (await store.envelopes.metaEntries("secret:")).length + (await store.envelopes.metaEntries("signing-key:")).length;
   if (keys.length === 0 && metas === 0 && (await store.envelopes.replaceMeta(BINDING, bound, name))) return;
-  const hint = bound === "pkcs11" ? "configure its PKCS#11 token (custody.provider \"pkcs11\"; on the CLI pass --config FILE)" : `configure custody.provider "${bound === "keyring-file" ? "keyring" : bound}"`;
+  const hint =
+    bound === "pkcs11"
+      ? 'configure its PKCS#11 token (custody.provider "pkcs11" in the config file; the custody, backup and restore commands read it with --config FILE)'
+      : `configure custody.provider "${bound === "keyring-file" ? "keyring" : bound}"`;
   throw new CustodyError("CUSTODY_PROVIDER_MISMATCH", `${dataDir} keeps its secrets under the ${bound} provider, not ${name}: ${hint}`);
 }
 

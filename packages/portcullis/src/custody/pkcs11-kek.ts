@@ -116,11 +116,36 @@ export class Pkcs11KekProvider implements KekProvider {
     return { mechanism: p.CKM_AES_GCM, parameter: { type: p.CK_PARAMS_AES_GCM, iv, aad, ivBits: IV_LEN * 8, tagBits: TAG_BITS } };
   }
 
+  /**
+   * Runs `op` with a KEK's handle; when the handle went stale (another process destroyed or
+   * recreated objects), looks in the token again and retries once.
+   */
+  private async withKek<T>(version: number | "active", op: (handle: Buffer, version: number) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const v = version === "active" ? this.active : version;
+      const handle = this.keks.get(v);
+      if (handle === undefined) {
+        if (attempt === 0) {
+          await this.refresh();
+          continue;
+        }
+        throw new CustodyError("CUSTODY_KEK_VERSION_UNKNOWN", `KEK version ${v} is not in token "${this.token.options.tokenLabel}" (retired, or another token)`);
+      }
+      try {
+        return await op(handle, v);
+      } catch (err) {
+        if (attempt > 0 || !(err instanceof Error) || !/CKR_(KEY|OBJECT)_HANDLE_INVALID/.test(err.message)) throw err;
+        await this.refresh();
+      }
+    }
+  }
+
   async wrap(dataKey: Buffer, aad: Buffer): Promise<{ kekVersion: number; wrapped: Buffer }> {
     if (Date.now() - this.refreshedAt >= ACTIVE_FRESH_MS) await this.refresh();
-    const version = this.active;
-    const kek = this.keks.get(version);
-    if (kek === undefined) throw new CustodyError("CUSTODY_HSM_FAILED", `token "${this.token.options.tokenLabel}" holds no KEK`);
+    return this.withKek("active", (kek, version) => this.wrapWith(kek, version, dataKey, aad));
+  }
+
+  private async wrapWith(kek: Buffer, version: number, dataKey: Buffer, aad: Buffer): Promise<{ kekVersion: number; wrapped: Buffer }> {
     const iv = randomBytes(IV_LEN);
     const body = await this.token.withSession(`wrapping under KEK version ${version}`, (lib, session) => {
       this.token.call("C_EncryptInit", () => {
@@ -131,13 +156,12 @@ export class Pkcs11KekProvider implements KekProvider {
     return { kekVersion: version, wrapped: Buffer.concat([iv, body]) };
   }
 
-  async unwrap(kekVersion: number, wrapped: Buffer, aad: Buffer): Promise<Buffer> {
-    if (!this.keks.has(kekVersion)) await this.refresh();
-    const kek = this.keks.get(kekVersion);
-    if (kek === undefined) {
-      throw new CustodyError("CUSTODY_KEK_VERSION_UNKNOWN", `KEK version ${kekVersion} is not in token "${this.token.options.tokenLabel}" (retired, or another token)`);
-    }
-    if (wrapped.length <= IV_LEN + TAG_BITS / 8) throw new CustodyError("CUSTODY_ENVELOPE_MALFORMED", "wrapped data key too short");
+  unwrap(kekVersion: number, wrapped: Buffer, aad: Buffer): Promise<Buffer> {
+    if (wrapped.length <= IV_LEN + TAG_BITS / 8) return Promise.reject(new CustodyError("CUSTODY_ENVELOPE_MALFORMED", "wrapped data key too short"));
+    return this.withKek(kekVersion, (kek) => this.unwrapWith(kek, kekVersion, wrapped, aad));
+  }
+
+  private async unwrapWith(kek: Buffer, kekVersion: number, wrapped: Buffer, aad: Buffer): Promise<Buffer> {
     const iv = wrapped.subarray(0, IV_LEN);
     try {
       return await this.token.withSession(`unwrapping under KEK version ${kekVersion}`, (lib, session) => {

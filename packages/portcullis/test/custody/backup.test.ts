@@ -169,7 +169,11 @@ describe("backup and restore", () => {
     const refused = await runCli(["restore", "--in", out, "--data", stranger, "--json"]);
     expect(refused.code).toBe(1);
     expect(JSON.parse(refused.stderr)).toMatchObject({ error: { code: "BACKUP_KEK_MISMATCH" } });
-    recordText(backup.stdout, restore.stdout, list.stdout, again.stderr, refused.stderr);
+    const empty = tempDir("empty");
+    const nokeyring = await runCli(["restore", "--in", out, "--data", empty, "--json"]);
+    expect(nokeyring.code).toBe(1);
+    expect(JSON.parse(nokeyring.stderr)).toMatchObject({ error: { code: "KEYRING_MISSING", message: expect.stringContaining("keyring.json it was made with") as unknown } });
+    recordText(backup.stdout, restore.stdout, list.stdout, again.stderr, refused.stderr, nokeyring.stderr);
   });
 });
 

@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config/config.js";
+import { CUSTODY_ERRORS } from "../../src/custody/errors.js";
 
 const base = { gateway: { upstream: "http://127.0.0.1:9000" }, routes: [{ method: "GET", path: "/a", permission: "read" }] };
 
@@ -53,5 +55,12 @@ describe("the custody section of the config", () => {
 
   it("never echoes a PIN put where it does not belong", () => {
     expect(refused({ provider: "pkcs11", module: "/m.so", tokenLabel: "t", pin: "s3cret-pin-value" })).not.toContain("s3cret-pin-value");
+  });
+});
+
+describe("docs/custody.md", () => {
+  it("lists every custody error code", () => {
+    const doc = readFileSync(new URL("../../../../docs/custody.md", import.meta.url), "utf8");
+    for (const code of Object.keys(CUSTODY_ERRORS)) expect(doc).toContain(`\`${code}\``);
   });
 });
