@@ -22,6 +22,15 @@ export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus } fro
 export { generateKeyId, parseKeyId, type Environment } from "./keys/ids.js";
 export { Envelope } from "./custody/envelope.js";
 export { KeyringFileProvider, type KekProvider } from "./custody/keyring.js";
+export { CustodyError, CUSTODY_ERRORS, type CustodyErrorCode } from "./custody/errors.js";
+export type { CustodyConfig } from "./custody/config.js";
+export { openCustody, type Custody } from "./custody/open.js";
+export { Pkcs11KekProvider } from "./custody/pkcs11-kek.js";
+export { Pkcs11SigningKeys } from "./custody/pkcs11-signing.js";
+export { Pkcs11Token } from "./custody/pkcs11-token.js";
+export { EnvelopeSigningKeys, openStoredSecret, type SigningKey, type SigningKeyProvider, type SigningPurpose } from "./custody/signing.js";
+export { rotateKek, custodyStatus, type RotationResult, type CustodyStatus } from "./custody/rotation.js";
+export { writeBackup, restoreBackup } from "./custody/backup.js";
 export { SqliteStore } from "./storage/sqlite/store.js";
 export { MemoryNonceStore } from "./storage/memory/nonces.js";
 export { MemoryHotStore, type MemoryHotStoreOptions } from "./storage/memory/hot.js";
@@ -29,7 +38,6 @@ export { RedisHotStore, type RedisHotStoreOptions } from "./storage/redis/hot.js
 export { RedisChangeBus, type RedisChangeBusOptions } from "./storage/redis/bus.js";
 export { SessionAuthority, type IssuedSession, type LogonRequest } from "./sessions/authority.js";
 export { SessionEndpoints, SESSION_ROUTES } from "./sessions/endpoints.js";
-export { EnvelopeSigningKeys, openStoredSecret, type SigningKey, type SigningKeyProvider, type SigningPurpose } from "./custody/signing.js";
 export type { DurableStore, NonceStore, KeyStore, ChangeFeed, HotStore, ChangeBus, BusMessage } from "./storage/types.js";
 export { initDataDir, openDataDir } from "./storage/data-dir.js";
 export type { PipelineRequest, RequestContext } from "./pipeline/context.js";

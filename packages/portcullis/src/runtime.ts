@@ -32,9 +32,10 @@ export function urlOf(address: AddressInfo): string {
 
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
 export async function startPortcullis(config: PortcullisConfig, logger: Logger): Promise<RunningPortcullis> {
-  const data = await openDataDir(config.dataDir, { pollIntervalMs: config.store.pollIntervalMs });
+  // The envelope and the signing keys come from the configured custody provider (keyring or PKCS#11).
+  const data = await openDataDir(config.dataDir, { custody: config.custody, pollIntervalMs: config.store.pollIntervalMs });
   if (config.environment !== null && config.environment !== data.environment) {
-    await data.store.close();
+    await data.close();
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
   }
   let core: Portcullis | null = null;
@@ -46,7 +47,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, logger);
     bus = await openBus(config, logger);
-    const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment }) : undefined;
+    const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment, signingKeys: data.signingKeys }) : undefined;
     core = new Portcullis({
       store: data.store,
       envelope: data.envelope,
@@ -88,6 +89,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         await running.core.close();
         await bus?.close();
+        await data.custody.close();
       },
     };
   } catch (err) {
@@ -99,6 +101,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       await hot?.close();
     }
     await bus?.close();
+    await data.custody.close();
     throw err;
   }
 }

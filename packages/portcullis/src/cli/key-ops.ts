@@ -58,7 +58,7 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
       return { ...successor, predecessor: rotated.predecessor };
     },
     endSessions: (id, reason) => service.endSessions(id, actor, reason),
-    close: () => data.store.close(),
+    close: () => data.close(),
   };
 }
 

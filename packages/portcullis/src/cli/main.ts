@@ -11,6 +11,8 @@ import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
 import { DataDirError, initDataDir } from "../storage/data-dir.js";
+import { CustodyError } from "../custody/errors.js";
+import { registerCustodyCommands } from "./custody.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 
@@ -480,6 +482,7 @@ function buildProgram(): Command {
       },
     );
 
+  registerCustodyCommands(program, DEFAULT_DATA);
   return program;
 }
 
@@ -489,6 +492,9 @@ function reportError(err: unknown, json: boolean): void {
   if (err instanceof PortcullisError) {
     code = err.code;
     message = err.publicMessage;
+  } else if (err instanceof CustodyError) {
+    code = err.code;
+    message = err.message;
   } else if (err instanceof ConfigError || err instanceof DataDirError) {
     code = err.name === "ConfigError" ? "CONFIG_INVALID" : "DATA_DIR_INVALID";
     message = err.message;

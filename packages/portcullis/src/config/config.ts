@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
+import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
 import type { Environment } from "../keys/ids.js";
 import { DEFAULT_WINDOW_MS } from "../keys/model.js";
 import { CidrError, CidrSet } from "../net/ip.js";
@@ -60,6 +61,8 @@ export interface PortcullisConfig {
   /** Where hot state lives: this process, or a Redis shared by every gateway. */
   readonly hot: { readonly backend: "memory" } | { readonly backend: "redis"; readonly url: string; readonly prefix: string };
   readonly log: { readonly level: string };
+  /** Where the key-encryption key and the gateway's own signing keys live (custody/config.ts). */
+  readonly custody: CustodyConfig;
 }
 
 /**
@@ -128,7 +131,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -190,6 +193,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     if (!/^[A-Za-z0-9:_.-]{1,32}$/.test(prefix)) throw new ConfigError("hot.prefix must be 1-32 characters of letters, digits and :_.-");
     hot = { backend, url, prefix };
   } else throw new ConfigError('hot.backend must be "memory" or "redis"');
+  const custody = parseCustodyConfig(root.custody, baseDir);
+  if ("error" in custody) throw new ConfigError(custody.error);
 
   return {
     dataDir,
@@ -221,6 +226,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     store: { pollIntervalMs },
     hot,
     log: { level },
+    custody: custody.config,
   };
 }
 

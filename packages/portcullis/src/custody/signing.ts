@@ -54,8 +54,8 @@ interface StoredSigningKey {
   readonly privateKey: string;
 }
 
-const SIGNING_KEY_PURPOSE = "signing-key";
-const STORED_SECRET_PURPOSE = "stored-secret";
+export const SIGNING_KEY_PURPOSE = "signing-key";
+export const STORED_SECRET_PURPOSE = "stored-secret";
 
 function metaName(kind: "signing-key" | "secret", name: string): string {
   return `${kind}:${name}`;
@@ -156,3 +156,41 @@ export async function openStoredSecret(meta: MetaStore, envelope: Envelope, name
     plaintext.fill(0);
   }
 }
+
+/**
+ * Where this module's envelopes live in the meta table, for a KEK rotation's rewrap and for
+ * `custody status`: a stored secret's value is the envelope (base64); a signing key's value is
+ * JSON whose `privateKey` is the envelope. `read` returns null for a value not in that format.
+ */
+export interface MetaEnvelopeCodec {
+  readonly prefix: string;
+  readonly purpose: string;
+  read(key: string, value: string): { readonly envelope: Buffer; readonly rowId: string } | null;
+  write(value: string, envelope: Buffer): string;
+}
+
+export const META_ENVELOPES: readonly MetaEnvelopeCodec[] = [
+  {
+    prefix: "secret:",
+    purpose: STORED_SECRET_PURPOSE,
+    read: (key, value) => ({ envelope: Buffer.from(value, "base64"), rowId: key }),
+    write: (_value, envelope) => envelope.toString("base64"),
+  },
+  {
+    prefix: "signing-key:",
+    purpose: SIGNING_KEY_PURPOSE,
+    read(key, value) {
+      let stored: unknown;
+      try {
+        stored = JSON.parse(value);
+      } catch {
+        return null;
+      }
+      return isStoredSigningKey(stored) ? { envelope: Buffer.from(stored.privateKey, "base64"), rowId: `${key}/${stored.kid}` } : null;
+    },
+    write(value, envelope) {
+      const stored = JSON.parse(value) as StoredSigningKey;
+      return JSON.stringify({ ...stored, privateKey: envelope.toString("base64") });
+    },
+  },
+];

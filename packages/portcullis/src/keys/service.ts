@@ -10,7 +10,9 @@ import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, ty
 import { hashPassphrase } from "./passphrase.js";
 
 /** The purpose bound into every HMAC secret's envelope. */
-const SECRET_PURPOSE = "key-secret";
+export const SECRET_PURPOSE = "key-secret";
+/** The purpose bound into every passphrase hash's envelope (OKX keys). */
+export const PASSPHRASE_PURPOSE = "key-passphrase";
 const HMAC_SECRET_BYTES = 32;
 /** Kraken decodes the secret from base64 and keys HMAC-SHA512 with it: 64 bytes, as Kraken issues. */
 const KRAKEN_SECRET_BYTES = 64;
@@ -86,7 +88,7 @@ export interface ListKeysQuery {
 }
 
 function stripSecret(row: KeyRow): KeyRecord {
-  const { secretEnvelope: _secret, passphraseHash: _passphrase, ...record } = row;
+  const { secretEnvelope: _secret, passphraseHash: _passphrase, passphraseEnvelope: _sealed, ...record } = row;
   return record;
 }
 
@@ -132,7 +134,9 @@ export class KeyService {
     const now = this.now();
     const id = generateKeyId(this.environment);
     const credential = await this.issueCredential(id, input.algorithm, input.publicKey, input.dialects);
-    const passphraseHash = input.passphrase === undefined ? null : await hashPassphrase(input.passphrase);
+    // The passphrase's salted slow hash, itself under the KEK and bound to the key id.
+    const passphraseEnvelope =
+      input.passphrase === undefined ? null : await this.envelope.encrypt(Buffer.from(await hashPassphrase(input.passphrase), "utf8"), PASSPHRASE_PURPOSE, id);
     const row: KeyRow = {
       id,
       environment: this.environment,
@@ -147,7 +151,8 @@ export class KeyService {
       dialects: input.dialects,
       expiresAt: input.expiresAt,
       windowMs: input.windowMs,
-      passphraseHash,
+      passphraseHash: null,
+      passphraseEnvelope,
       limits: input.limits,
       sessionTtlMs: input.sessionTtlMs,
       sessionBindAddress: input.sessionBindAddress,
@@ -314,6 +319,9 @@ export class KeyService {
     }
     const successorId = generateKeyId(this.environment);
     const credential = await this.issueCredential(successorId, input.publicKey === undefined ? "hmac-sha256" : undefined, input.publicKey, old.dialects);
+    // The same passphrase, sealed again for the successor's id (an envelope is bound to its row).
+    const passphraseHash = await this.passphraseHashOf(old);
+    const passphraseEnvelope = passphraseHash === null ? null : await this.envelope.encrypt(Buffer.from(passphraseHash, "utf8"), PASSPHRASE_PURPOSE, successorId);
     const expiresAt = old.maxAgeMs !== null ? now + old.maxAgeMs : old.expiresAt !== null && old.expiresAt > now ? old.expiresAt : null;
     const graceEnd = Math.min(now + input.graceMs, old.expiresAt ?? Number.MAX_SAFE_INTEGER);
     const successor: KeyRow = {
@@ -322,6 +330,8 @@ export class KeyService {
       algorithm: credential.algorithm,
       publicKey: credential.publicKey,
       secretEnvelope: credential.secretEnvelope,
+      passphraseHash: null,
+      passphraseEnvelope,
       expiresAt,
       ...newKeyState(now, old.id),
     };
@@ -367,7 +377,13 @@ export class KeyService {
       }
     }
     if (row.publicKey !== null) publicKey = createPublicKey(row.publicKey);
-    return { record: stripSecret(row), hmacKey, hmacKeyDecoded, publicKey, passphraseHash: row.passphraseHash };
+    return { record: stripSecret(row), hmacKey, hmacKeyDecoded, publicKey, passphraseHash: await this.passphraseHashOf(row) };
+  }
+
+  /** A key's passphrase hash: opened from its envelope, or as stored before passphrases were sealed. */
+  private async passphraseHashOf(row: KeyRow): Promise<string | null> {
+    if (row.passphraseEnvelope === null) return row.passphraseHash;
+    return (await this.envelope.decrypt(row.passphraseEnvelope, PASSPHRASE_PURPOSE, row.id)).toString("utf8");
   }
 
   /** Records last-use times (batched by the caller). */

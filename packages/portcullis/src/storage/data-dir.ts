@@ -1,9 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Envelope } from "../custody/envelope.js";
+import type { CustodyConfig } from "../custody/config.js";
+import type { Envelope } from "../custody/envelope.js";
 import type { Environment } from "../keys/ids.js";
-import { KeyringError, KeyringFileProvider } from "../custody/keyring.js";
+import { KeyringFileProvider, type KekProvider } from "../custody/keyring.js";
+import { type Custody, openCustody } from "../custody/open.js";
+import type { SigningKeyProvider } from "../custody/signing.js";
 import { SqliteStore } from "./sqlite/store.js";
 
 /**
@@ -103,28 +106,53 @@ export function readSecretFile(path: string): string {
 
 export interface OpenDataDir {
   readonly store: SqliteStore;
+  /** Encrypts stored secrets under the configured KEK provider. */
   readonly envelope: Envelope;
-  readonly keyring: KeyringFileProvider;
+  readonly kek: KekProvider;
+  /** The gateway's own signing keys (session tokens, audit checkpoints), from the configured provider. */
+  readonly signingKeys: SigningKeyProvider;
+  readonly custody: Custody;
   readonly environment: Environment;
+  /** Closes the database and releases the custody provider (an HSM session). */
+  close(): Promise<void>;
 }
 
-/** Opens an initialised data directory: the keyring (permission-checked) and the database. */
-export async function openDataDir(dataDir: string, options: { pollIntervalMs?: number } = {}): Promise<OpenDataDir> {
-  if (!existsSync(join(dataDir, DATA_FILES.keyring))) {
+export interface OpenDataDirOptions {
+  /** How often other processes' commits are looked for (ms). */
+  readonly pollIntervalMs?: number;
+  /** Where the KEK and the signing keys live (the config's `custody` section); default the keyring file. */
+  readonly custody?: CustodyConfig;
+}
+
+/**
+ * Opens an initialised data directory: the database, and its custody from the configured
+ * provider (the keyring file, permission-checked, by default; or a PKCS#11 token).
+ */
+export async function openDataDir(dataDir: string, options: OpenDataDirOptions = {}): Promise<OpenDataDir> {
+  if (!existsSync(join(dataDir, DATA_FILES.keyring)) && !existsSync(join(dataDir, DATA_FILES.database))) {
     throw new DataDirError(`${dataDir} is not a Portcullis data directory: run \`portcullis init --data ${dataDir}\``);
   }
-  let keyring: KeyringFileProvider;
+  const store = new SqliteStore(join(dataDir, DATA_FILES.database), options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs });
   try {
-    keyring = KeyringFileProvider.load(join(dataDir, DATA_FILES.keyring));
+    const environment = await store.getMeta("environment");
+    if (environment !== "live" && environment !== "test") {
+      throw new DataDirError(`${dataDir} has no environment recorded: run \`portcullis init --data ${dataDir}\``);
+    }
+    const custody = await openCustody(dataDir, store, options.custody);
+    return {
+      store,
+      envelope: custody.envelope,
+      kek: custody.kek,
+      signingKeys: custody.signingKeys,
+      custody,
+      environment,
+      async close() {
+        await store.close();
+        await custody.close();
+      },
+    };
   } catch (err) {
-    if (err instanceof KeyringError) throw new DataDirError(err.message);
+    await store.close();
     throw err;
   }
-  const store = new SqliteStore(join(dataDir, DATA_FILES.database), options);
-  const environment = await store.getMeta("environment");
-  if (environment !== "live" && environment !== "test") {
-    await store.close();
-    throw new DataDirError(`${dataDir} has no environment recorded: run \`portcullis init --data ${dataDir}\``);
-  }
-  return { store, envelope: new Envelope(keyring), keyring, environment };
 }

@@ -16,8 +16,13 @@ import type { Charge, ChargeState } from "../limits/types.js";
 export interface KeyRow extends KeyRecord {
   /** The envelope-encrypted HMAC secret (HMAC keys only). */
   readonly secretEnvelope: Buffer | null;
-  /** The salted slow hash of the key's passphrase (OKX keys only). */
+  /**
+   * A passphrase hash written before passphrases were kept under the KEK (OKX keys only); sealed
+   * into `passphraseEnvelope` and cleared by the next custody open. Null for keys created since.
+   */
   readonly passphraseHash: string | null;
+  /** The salted slow hash of the key's passphrase, envelope-encrypted (OKX keys only). */
+  readonly passphraseEnvelope: Buffer | null;
 }
 
 /** A change to a key, written in the same transaction as the change itself. */
@@ -98,11 +103,50 @@ export interface MetaStore {
   initMeta(key: string, value: string): Promise<string>;
 }
 
+/** One key row's envelopes, for KEK rotation and custody status. */
+export interface KeyEnvelopes {
+  readonly id: string;
+  readonly secretEnvelope: Buffer | null;
+  readonly passphraseEnvelope: Buffer | null;
+  /** A passphrase hash still in clear (written before migration 5), to be sealed. */
+  readonly legacyPassphraseHash: string | null;
+}
+
+/** Which envelope of a key row. */
+export type EnvelopeColumn = "secret" | "passphrase";
+
+export interface EnvelopeReplacement {
+  readonly id: string;
+  readonly column: EnvelopeColumn;
+  /** Replaced only if the row still holds exactly this envelope (compare-and-swap). */
+  readonly expected: Buffer;
+  readonly next: Buffer;
+}
+
+/**
+ * Custody's view of the durable store: every envelope it holds, and compare-and-swap replacement
+ * for a KEK rotation's rewrap. A replacement never writes the change feed: a rewrap changes the
+ * wrapped data key only, never a secret, so every cached key stays valid.
+ */
+export interface EnvelopeStore {
+  /** Key rows with an envelope or a legacy passphrase hash, by id after `after`, at most `limit`. */
+  keyEnvelopes(after: string, limit: number): Promise<KeyEnvelopes[]>;
+  /** Applies each replacement whose row still holds `expected`, in one transaction; resolves to how many did. */
+  replaceKeyEnvelopes(replacements: readonly EnvelopeReplacement[]): Promise<number>;
+  /** Stores `envelope` and clears the clear hash, only if the row still holds `expectedHash`. */
+  sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean>;
+  /** Meta entries whose key starts with `prefix`. */
+  metaEntries(prefix: string): Promise<{ key: string; value: string }[]>;
+  /** Sets meta `key` to `next` only if it still holds `expected`. */
+  replaceMeta(key: string, expected: string, next: string): Promise<boolean>;
+}
+
 export interface DurableStore {
   readonly kind: string;
   readonly keys: KeyStore;
   readonly changes: ChangeFeed;
   readonly meta: MetaStore;
+  readonly envelopes: EnvelopeStore;
   close(): Promise<void>;
 }
 

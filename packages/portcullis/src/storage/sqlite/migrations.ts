@@ -89,4 +89,14 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN max_age_ms INTEGER;
     `,
   },
+  {
+    version: 5,
+    name: "passphrases under the KEK",
+    sql: `
+      -- OKX passphrase material under the key-encryption key: the salted scrypt hash,
+      -- envelope-encrypted and bound to the key id. passphrase_hash keeps only hashes written
+      -- before this migration, until the next custody open seals them (and clears it).
+      ALTER TABLE keys ADD COLUMN passphrase_envelope BLOB;
+    `,
+  },
 ];

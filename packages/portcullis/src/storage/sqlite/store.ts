@@ -2,7 +2,21 @@ import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
 import type { Environment } from "../../keys/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../keys/model.js";
-import type { ChangeFeed, DurableStore, KeyChange, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+import type {
+  ChangeFeed,
+  DurableStore,
+  EnvelopeReplacement,
+  EnvelopeStore,
+  KeyChange,
+  KeyEnvelopes,
+  KeyListFilter,
+  KeyPatch,
+  KeyRow,
+  KeyStore,
+  MetaStore,
+  RotationResult,
+  TransitionResult,
+} from "../types.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -33,6 +47,7 @@ interface KeyRowSql {
   rotated_from: string | null;
   rotated_to: string | null;
   max_age_ms: number | null;
+  passphrase_envelope: Buffer | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -64,6 +79,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     rotatedFrom: r.rotated_from,
     rotatedTo: r.rotated_to,
     maxAgeMs: r.max_age_ms,
+    passphraseEnvelope: r.passphrase_envelope,
   };
 }
 
@@ -91,11 +107,12 @@ export interface SqliteStoreOptions {
  * number of CLI processes. Changes made by another process are noticed through
  * `PRAGMA data_version` (a cheap in-memory counter) and read from the `key_changes` feed.
  */
-export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStore {
+export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStore, EnvelopeStore {
   readonly kind = "sqlite";
   readonly keys: KeyStore = this;
   readonly changes: ChangeFeed = this;
   readonly meta: MetaStore = this;
+  readonly envelopes: EnvelopeStore = this;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -129,11 +146,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope)`,
       ),
       insertChange: this.db.prepare(
         "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)",
@@ -310,6 +327,62 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       )
       .get(key, value);
     return Promise.resolve(row?.value ?? value);
+  }
+
+  // --- custody: envelopes for KEK rotation (never written to the change feed) ----------------
+
+  keyEnvelopes(after: string, limit: number): Promise<KeyEnvelopes[]> {
+    const rows = this.db
+      .prepare<[string, number], { id: string; secret_envelope: Buffer | null; passphrase_envelope: Buffer | null; passphrase_hash: string | null }>(
+        `SELECT id, secret_envelope, passphrase_envelope, passphrase_hash FROM keys
+         WHERE id > ? AND (secret_envelope IS NOT NULL OR passphrase_envelope IS NOT NULL OR passphrase_hash IS NOT NULL)
+         ORDER BY id LIMIT ?`,
+      )
+      .all(after, limit);
+    return Promise.resolve(
+      rows.map((r) => ({ id: r.id, secretEnvelope: r.secret_envelope, passphraseEnvelope: r.passphrase_envelope, legacyPassphraseHash: r.passphrase_hash })),
+    );
+  }
+
+  replaceKeyEnvelopes(replacements: readonly EnvelopeReplacement[]): Promise<number> {
+    if (replacements.length === 0) return Promise.resolve(0);
+    const secret = this.db.prepare("UPDATE keys SET secret_envelope = ? WHERE id = ? AND secret_envelope = ?");
+    const passphrase = this.db.prepare("UPDATE keys SET passphrase_envelope = ? WHERE id = ? AND passphrase_envelope = ?");
+    const replaced = this.db.transaction(() => {
+      let n = 0;
+      for (const r of replacements) n += (r.column === "secret" ? secret : passphrase).run(r.next, r.id, r.expected).changes;
+      return n;
+    }).immediate();
+    return Promise.resolve(replaced);
+  }
+
+  sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean> {
+    const result = this.db
+      .prepare("UPDATE keys SET passphrase_envelope = ?, passphrase_hash = NULL WHERE id = ? AND passphrase_hash = ?")
+      .run(envelope, id, expectedHash);
+    return Promise.resolve(result.changes === 1);
+  }
+
+  metaEntries(prefix: string): Promise<{ key: string; value: string }[]> {
+    const rows = this.db
+      .prepare<[number, string], { key: string; value: string }>("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key")
+      .all(prefix.length, prefix);
+    return Promise.resolve(rows);
+  }
+
+  replaceMeta(key: string, expected: string, next: string): Promise<boolean> {
+    const result = this.db.prepare("UPDATE meta SET value = ? WHERE key = ? AND value = ?").run(next, key, expected);
+    return Promise.resolve(result.changes === 1);
+  }
+
+  /**
+   * Writes a consistent copy of the whole database to `path` with SQLite's online backup API
+   * (readers and writers carry on meanwhile); the copy gets mode 0600. Put `path` in a private
+   * (0700) directory: the copy is the plaintext database.
+   */
+  async backupTo(path: string): Promise<void> {
+    await this.db.backup(path);
+    chmodSync(path, 0o600);
   }
 
   subscribe(listener: (keyIds: readonly string[], local: boolean) => void): () => void {

@@ -1,0 +1,162 @@
+import type { Command } from "commander";
+import { resolve } from "node:path";
+import { loadConfig } from "../config/config.js";
+import { writeBackup, restoreBackup } from "../custody/backup.js";
+import { type CustodyConfig, DEFAULT_CUSTODY } from "../custody/config.js";
+import { CustodyError } from "../custody/errors.js";
+import type { KekProvider } from "../custody/keyring.js";
+import { openKekProvider } from "../custody/open.js";
+import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
+import { initDataDir, openDataDir } from "../storage/data-dir.js";
+
+/**
+ * The key-custody commands:
+ *
+ *   portcullis custody status [--data DIR | --config FILE] [--json]
+ *   portcullis custody rotate [--data DIR | --config FILE] [--keep-old] [--settle MS] [--json]
+ *   portcullis backup  --out FILE [--data DIR | --config FILE] [--json]
+ *   portcullis restore --in FILE  [--data DIR | --config FILE] [--force] [--json]
+ *
+ * With --config the data directory and the custody provider come from the config file (needed
+ * for a PKCS#11 deployment: module, token, PIN); with --data the keyring file is the provider.
+ */
+
+interface Target {
+  data?: string;
+  config?: string;
+  json?: boolean;
+}
+
+function targetOf(opts: Target, defaultData: string): { dataDir: string; custody: CustodyConfig } {
+  if (opts.config !== undefined) {
+    const config = loadConfig(opts.config);
+    return { dataDir: config.dataDir, custody: config.custody };
+  }
+  return { dataDir: resolve(opts.data ?? defaultData), custody: DEFAULT_CUSTODY };
+}
+
+function print(json: boolean, data: unknown, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
+}
+
+function withTarget(cmd: Command): Command {
+  return cmd
+    .option("--data <dir>", "data directory, with its keyring file (default $PORTCULLIS_DATA or ./portcullis-data)")
+    .option("--config <file>", "the gateway's config file: its data directory and custody provider (PKCS#11)")
+    .option("--json", "print JSON");
+}
+
+function describeStatus(s: CustodyStatus): string {
+  const details = Object.entries(s.details)
+    .filter(([k]) => k !== "provider")
+    .map(([k, v]) => `${k}=${v}`)
+    .join(", ");
+  const lines = [
+    `provider        ${s.provider}${details === "" ? "" : ` (${details})`}`,
+    `active KEK      version ${s.activeVersion}`,
+    `KEK versions    ${s.versions.join(", ")}`,
+    `envelopes       ${s.envelopes.total}${Object.keys(s.envelopes.byVersion).length === 0 ? "" : ` (${Object.entries(s.envelopes.byVersion).map(([v, n]) => `v${v}: ${n}`).join(", ")})`}`,
+    `  by kind       ${Object.entries(s.envelopes.byKind).map(([k, n]) => `${k} ${n}`).join(", ")}`,
+    `signing keys    ${s.signingKeys.length === 0 ? "none yet" : s.signingKeys.map((k) => `${k.purpose} (${k.provider}, ${k.kid})`).join(", ")}`,
+  ];
+  if (s.envelopes.missingVersions.length > 0) lines.push(`MISSING         KEK version(s) ${s.envelopes.missingVersions.join(", ")}: those envelopes cannot be opened`);
+  if (s.envelopes.malformed > 0) lines.push(`malformed       ${s.envelopes.malformed}`);
+  if (s.clearPassphrases > 0) lines.push(`clear passphrase hashes ${s.clearPassphrases} (sealed at the next open)`);
+  return lines.join("\n");
+}
+
+function describeRotation(r: RotationResult): string {
+  const lines = [
+    `rotated the ${r.provider} KEK: version ${r.active} is active`,
+    `  rewrapped ${r.rewrapped} envelope(s) in ${r.passes} pass(es), ${r.durationMs} ms`,
+    r.retired.length > 0 ? `  retired version(s) ${r.retired.join(", ")}` : "  no version retired",
+  ];
+  if (r.sealedPassphrases > 0) lines.push(`  sealed ${r.sealedPassphrases} clear passphrase hash(es)`);
+  for (const f of r.failures) lines.push(`  could not rewrap ${f.where} (${f.code})`);
+  return lines.join("\n");
+}
+
+/** Adds `custody status|rotate`, `backup` and `restore` to the program. */
+export function registerCustodyCommands(program: Command, defaultData: string): void {
+  const custody = program.command("custody").description("key custody: the KEK provider, rotation and status");
+
+  withTarget(custody.command("status").description("the KEK provider, its active version, and how many envelopes each KEK version holds")).action(
+    async (opts: Target) => {
+      const { dataDir, custody: config } = targetOf(opts, defaultData);
+      const data = await openDataDir(dataDir, { custody: config });
+      try {
+        const status = await custodyStatus(data.store, data.envelope);
+        print(opts.json === true, status, () => describeStatus(status));
+      } finally {
+        await data.close();
+      }
+    },
+  );
+
+  withTarget(
+    custody
+      .command("rotate")
+      .description("create a new KEK version, rewrap every stored data key under it (online), and retire the old versions")
+      .option("--keep-old", "keep the old KEK versions (e.g. to restore older backups) instead of retiring them")
+      .option("--settle <ms>", "pause before the final pass, for wraps already under way in other processes (default 2000)"),
+  ).action(async (opts: Target & { keepOld?: boolean; settle?: string }) => {
+    const settleMs = opts.settle === undefined ? 2_000 : Number(opts.settle);
+    if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 60_000) throw new TypeError("--settle must be 0-60000 ms");
+    const { dataDir, custody: config } = targetOf(opts, defaultData);
+    const data = await openDataDir(dataDir, { custody: config });
+    try {
+      const result = await rotateKek(dataDir, data.store, data.envelope, { settleMs, retire: opts.keepOld !== true });
+      print(opts.json === true, result, () => describeRotation(result));
+      if (result.failures.length > 0) process.exitCode = 1;
+    } finally {
+      await data.close();
+    }
+  });
+
+  withTarget(
+    program
+      .command("backup")
+      .description("write an encrypted export of the durable store (restorable only with this deployment's KEK)")
+      .requiredOption("--out <file>", "the backup file to create (mode 0600; never overwritten)"),
+  ).action(async (opts: Target & { out: string }) => {
+    const { dataDir, custody: config } = targetOf(opts, defaultData);
+    const data = await openDataDir(dataDir, { custody: config });
+    try {
+      const result = await writeBackup({ dataDir, store: data.store, kek: data.kek, environment: data.environment, out: resolve(opts.out) });
+      print(opts.json === true, { file: result.file, size: result.size, header: result.header }, () =>
+        `backup written to ${result.file} (${result.size} bytes; ${result.header.provider} KEK version ${result.header.kekVersion})`,
+      );
+    } finally {
+      await data.close();
+    }
+  });
+
+  withTarget(
+    program
+      .command("restore")
+      .description("restore an encrypted backup into a data directory that holds the same KEK (stop the gateway first)")
+      .requiredOption("--in <file>", "the backup file")
+      .option("--force", "replace a database that already holds keys"),
+  ).action(async (opts: Target & { in: string; force?: boolean }) => {
+    const { dataDir, custody: config } = targetOf(opts, defaultData);
+    let kek: KekProvider;
+    try {
+      kek = await openKekProvider(dataDir, config);
+    } catch (err) {
+      if (err instanceof CustodyError && err.code === "KEYRING_MISSING") {
+        throw new CustodyError("KEYRING_MISSING", `${dataDir} has no keyring: a backup restores only with its KEK, so put the keyring.json it was made with there first (mode 0600), or use --config for an HSM`);
+      }
+      throw err;
+    }
+    try {
+      const result = await restoreBackup({ file: resolve(opts.in), dataDir, kek, force: opts.force === true });
+      const env = result.header.environment === "test" ? "test" : "live";
+      await initDataDir(dataDir, env);
+      print(opts.json === true, { dataDir, keys: result.keys, replaced: result.replaced, header: result.header }, () =>
+        `restored ${result.keys} key(s) into ${dataDir} from the backup of ${result.header.createdAt}${result.replaced ? " (the previous database was replaced)" : ""}`,
+      );
+    } finally {
+      await kek.close();
+    }
+  });
+}

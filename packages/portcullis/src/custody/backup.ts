@@ -1,0 +1,280 @@
+import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { closeSync, constants, createReadStream, existsSync, fstatSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { SqliteStore } from "../storage/sqlite/store.js";
+import { Envelope } from "./envelope.js";
+import { CustodyError } from "./errors.js";
+import type { KekProvider } from "./keyring.js";
+import { custodyStatus } from "./rotation.js";
+
+/**
+ * Encrypted backups of the durable store. `backup` takes a consistent copy of the SQLite database
+ * with SQLite's online backup API (the gateway keeps serving meanwhile), and encrypts it with
+ * AES-256-GCM under a fresh data key wrapped by the deployment's KEK. Restoring needs that KEK:
+ * the same keyring file (or HSM token) and a KEK version it still holds.
+ *
+ * File layout:
+ *
+ *   "PCBACKUP" | headerLength u32be | header (JSON) | wrappedLength u16be | wrapped data key |
+ *   iv (12) | ciphertext of the database | tag (16)
+ *
+ * The header names the format, the provider and KEK version, the environment and when; it holds
+ * nothing secret. The data key's wrap binds the backup's id (AAD), and the body's GCM binds
+ * everything before the iv, so no header field can be altered unnoticed. The secrets inside the
+ * database are envelope-encrypted as well, under the same KEK.
+ */
+const MAGIC = Buffer.from("PCBACKUP", "ascii");
+const MAX_HEADER = 64 * 1024;
+const IV_LEN = 12;
+const TAG_LEN = 16;
+
+export interface BackupHeader {
+  readonly format: "portcullis-backup";
+  readonly version: 1;
+  /** Random; bound into the data key's wrap. */
+  readonly id: string;
+  readonly createdAt: string;
+  /** The KEK provider's name ("keyring-file", "pkcs11"). */
+  readonly provider: string;
+  readonly kekVersion: number;
+  /** Non-secret facts about the KEK (keyring path, token label…). */
+  readonly kek: Readonly<Record<string, string>>;
+  readonly environment: string;
+  /** Size of the plaintext database (bytes). */
+  readonly bytes: number;
+}
+
+function dekAad(id: string): Buffer {
+  return Buffer.from(`portcullis/backup/v1\u0000${id}`, "utf8");
+}
+
+function malformed(detail: string): CustodyError {
+  return new CustodyError("BACKUP_MALFORMED", `not a Portcullis backup, or a damaged one: ${detail}`);
+}
+
+export interface BackupResult {
+  readonly file: string;
+  readonly header: BackupHeader;
+  /** Size of the backup file (bytes). */
+  readonly size: number;
+}
+
+/**
+ * Writes an encrypted backup of `store` to `out` (created with mode 0600; an existing file is
+ * never overwritten). The plaintext copy lives only in a private (0700) directory inside the data
+ * directory while it is encrypted, and is removed afterwards.
+ */
+export async function writeBackup(options: { dataDir: string; store: SqliteStore; kek: KekProvider; environment: string; out: string }): Promise<BackupResult> {
+  const { dataDir, store, kek, out } = options;
+  const scratch = mkdtempSync(join(dataDir, ".backup-"));
+  const dataKey = randomBytes(32);
+  let fd: number | null = null;
+  try {
+    const copy = join(scratch, "portcullis.db");
+    await store.backupTo(copy);
+    const id = randomBytes(16).toString("hex");
+    const { kekVersion, wrapped } = await kek.wrap(dataKey, dekAad(id));
+    const header: BackupHeader = {
+      format: "portcullis-backup",
+      version: 1,
+      id,
+      createdAt: new Date().toISOString(),
+      provider: kek.name,
+      kekVersion,
+      kek: kek.describe(),
+      environment: options.environment,
+      bytes: (() => {
+        const f = openSync(copy, constants.O_RDONLY);
+        try {
+          return fstatSync(f).size;
+        } finally {
+          closeSync(f);
+        }
+      })(),
+    };
+    const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
+    const lengths = Buffer.alloc(4);
+    lengths.writeUInt32BE(headerBytes.length, 0);
+    const wrappedLength = Buffer.alloc(2);
+    wrappedLength.writeUInt16BE(wrapped.length, 0);
+    const prefix = Buffer.concat([MAGIC, lengths, headerBytes, wrappedLength, wrapped]);
+    const iv = randomBytes(IV_LEN);
+    try {
+      fd = openSync(out, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new CustodyError("BACKUP_MALFORMED", `${out} already exists; a backup never overwrites a file`);
+      throw err;
+    }
+    const target = fd;
+    writeSync(target, prefix);
+    writeSync(target, iv);
+    const cipher = createCipheriv("aes-256-gcm", dataKey, iv);
+    cipher.setAAD(prefix);
+    for await (const chunk of createReadStream(copy)) writeSync(target, cipher.update(chunk as Buffer));
+    writeSync(target, cipher.final());
+    writeSync(target, cipher.getAuthTag());
+    fsyncSync(target);
+    const size = fstatSync(target).size;
+    return { file: out, header, size };
+  } catch (err) {
+    if (fd !== null) rmSync(out, { force: true });
+    throw err;
+  } finally {
+    dataKey.fill(0);
+    if (fd !== null) closeSync(fd);
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+function readExactly(fd: number, position: number, length: number): Buffer {
+  const buf = Buffer.alloc(length);
+  const n = readSync(fd, buf, 0, length, position);
+  if (n !== length) throw malformed("truncated");
+  return buf;
+}
+
+/** Reads and checks a backup's header (no key needed). */
+export function readBackupHeader(file: string): { header: BackupHeader; prefix: Buffer; wrapped: Buffer; iv: Buffer; bodyStart: number; size: number } {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY);
+  } catch (err) {
+    throw new CustodyError("BACKUP_MALFORMED", `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+  try {
+    const size = fstatSync(fd).size;
+    const start = readExactly(fd, 0, MAGIC.length + 4);
+    if (!start.subarray(0, MAGIC.length).equals(MAGIC)) throw malformed("no PCBACKUP signature");
+    const headerLength = start.readUInt32BE(MAGIC.length);
+    if (headerLength === 0 || headerLength > MAX_HEADER) throw malformed("bad header length");
+    const headerBytes = readExactly(fd, start.length, headerLength);
+    let header: unknown;
+    try {
+      header = JSON.parse(headerBytes.toString("utf8"));
+    } catch {
+      throw malformed("the header is not JSON");
+    }
+    const h = header as Partial<BackupHeader> | null;
+    if (
+      h === null ||
+      typeof h !== "object" ||
+      h.format !== "portcullis-backup" ||
+      h.version !== 1 ||
+      typeof h.id !== "string" ||
+      typeof h.provider !== "string" ||
+      typeof h.kekVersion !== "number" ||
+      typeof h.environment !== "string"
+    ) {
+      throw malformed("unknown header");
+    }
+    const wrappedAt = start.length + headerLength;
+    const wrappedLength = readExactly(fd, wrappedAt, 2).readUInt16BE(0);
+    const wrapped = readExactly(fd, wrappedAt + 2, wrappedLength);
+    const bodyStart = wrappedAt + 2 + wrappedLength + IV_LEN;
+    if (size < bodyStart + TAG_LEN) throw malformed("truncated");
+    const iv = readExactly(fd, bodyStart - IV_LEN, IV_LEN);
+    const prefix = Buffer.concat([start, headerBytes, readExactly(fd, wrappedAt, 2), wrapped]);
+    return { header: h as BackupHeader, prefix, wrapped, iv, bodyStart, size };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export interface RestoreResult {
+  readonly header: BackupHeader;
+  readonly keys: number;
+  readonly replaced: boolean;
+}
+
+function keyCount(path: string): number {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const hasKeys = db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get();
+    if ((hasKeys?.n ?? 0) === 0) return 0;
+    return db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM keys").get()?.n ?? 0;
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Restores a backup into `dataDir` with `kek` (the data directory's own KEK provider). Refused,
+ * with nothing written, when the backup was made under another provider or another KEK
+ * (BACKUP_PROVIDER_MISMATCH, BACKUP_KEK_MISMATCH), when it is damaged (BACKUP_MALFORMED), or
+ * when the target already holds keys and `force` is not set (RESTORE_TARGET_NOT_EMPTY). Stop
+ * the gateway on the data directory first.
+ */
+export async function restoreBackup(options: { file: string; dataDir: string; kek: KekProvider; force: boolean }): Promise<RestoreResult> {
+  const { file, dataDir, kek } = options;
+  const { header, prefix, wrapped, iv, bodyStart, size } = readBackupHeader(file);
+  if (header.provider !== kek.name) {
+    throw new CustodyError("BACKUP_PROVIDER_MISMATCH", `the backup was made under the ${header.provider} provider; this data directory uses ${kek.name}`);
+  }
+  let dataKey: Buffer;
+  try {
+    dataKey = await kek.unwrap(header.kekVersion, wrapped, dekAad(header.id));
+  } catch (err) {
+    const why = err instanceof CustodyError && err.code === "CUSTODY_KEK_VERSION_UNKNOWN" ? `KEK version ${header.kekVersion} is not held here (retired, or another ${kek.name})` : "it was made under another KEK";
+    throw new CustodyError("BACKUP_KEK_MISMATCH", `the backup cannot be opened with this data directory's KEK: ${why}`);
+  }
+  const target = join(dataDir, "portcullis.db");
+  if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (existsSync(target) && !options.force && keyCount(target) > 0) {
+    dataKey.fill(0);
+    throw new CustodyError("RESTORE_TARGET_NOT_EMPTY", `${target} already holds keys: restore into an empty data directory, or pass --force to replace it`);
+  }
+  const scratch = mkdtempSync(join(dataDir, ".restore-"));
+  const staged = join(scratch, "portcullis.db");
+  try {
+    const out = openSync(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", dataKey, iv);
+      decipher.setAAD(prefix);
+      const tag = Buffer.alloc(TAG_LEN);
+      const tagFd = openSync(file, constants.O_RDONLY);
+      try {
+        readSync(tagFd, tag, 0, TAG_LEN, size - TAG_LEN);
+      } finally {
+        closeSync(tagFd);
+      }
+      decipher.setAuthTag(tag);
+      if (size - TAG_LEN > bodyStart) {
+        for await (const chunk of createReadStream(file, { start: bodyStart, end: size - TAG_LEN - 1 })) writeSync(out, decipher.update(chunk as Buffer));
+      }
+      try {
+        writeSync(out, decipher.final());
+      } catch {
+        throw malformed("the contents do not authenticate (altered or truncated)");
+      }
+      fsyncSync(out);
+    } finally {
+      closeSync(out);
+      dataKey.fill(0);
+    }
+    // Check what came out before it replaces anything: a database, with envelopes this KEK opens.
+    const store = new SqliteStore(staged);
+    let keys: number;
+    try {
+      const status = await custodyStatus(store, new Envelope(kek));
+      if (status.envelopes.missingVersions.length > 0) {
+        throw new CustodyError(
+          "BACKUP_KEK_MISMATCH",
+          `the backup holds secrets under KEK version(s) ${status.envelopes.missingVersions.join(", ")}, which this ${kek.name} no longer holds`,
+        );
+      }
+      keys = keyCount(staged);
+    } finally {
+      await store.close();
+    }
+    const replaced = existsSync(target);
+    for (const suffix of ["-wal", "-shm"]) rmSync(`${target}${suffix}`, { force: true });
+    renameSync(staged, target);
+    return { header, keys, replaced };
+  } catch (err) {
+    if (err instanceof Error && err.name === "SqliteError") throw malformed("the contents are not a Portcullis database");
+    throw err;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}

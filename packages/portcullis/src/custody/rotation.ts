@@ -1,0 +1,284 @@
+import { join } from "node:path";
+import { setImmediate as turn, setTimeout as sleep } from "node:timers/promises";
+import { PASSPHRASE_PURPOSE, SECRET_PURPOSE } from "../keys/service.js";
+import type { DurableStore, EnvelopeColumn, EnvelopeReplacement } from "../storage/types.js";
+import { Envelope } from "./envelope.js";
+import { CustodyError, type CustodyErrorCode } from "./errors.js";
+import { withFileLock } from "./lock.js";
+import { CUSTODY_LOCK, sealLegacyPassphrases } from "./open.js";
+import { Pkcs11SigningKeys } from "./pkcs11-signing.js";
+import { META_ENVELOPES, SIGNING_PURPOSES } from "./signing.js";
+
+/**
+ * KEK rotation without downtime, and the inventory behind `custody status`.
+ *
+ * A rotation, holding the data directory's custody lock:
+ *
+ * 1. creates a new KEK version, active at once (every process wraps under it from its next wrap:
+ *    the keyring file is re-checked per wrap, a token within 250 ms);
+ * 2. rewraps every stored envelope (HMAC secrets, passphrase hashes, stored secrets and
+ *    envelope-held signing keys in the meta table): the data key is unwrapped under the old
+ *    version and wrapped under the new one, written back by compare-and-swap. The secret itself,
+ *    and so every cached key, is unchanged: nothing is evicted, no request notices;
+ * 3. waits `settleMs` (a wrap that started before step 1 lands meanwhile), then passes again until
+ *    a pass finds nothing left under an old version;
+ * 4. retires (destroys) every old version, unless a pass could not rewrap something (then nothing
+ *    is retired and the failures are reported).
+ *
+ * It works in batches and yields to the event loop between them, so a gateway can run it in the
+ * background while it serves.
+ */
+
+export interface RotationOptions {
+  /** Pause after the first pass before the final ones (ms). Default 2000. */
+  readonly settleMs?: number;
+  /** Envelopes per batch (one transaction each). Default 250. */
+  readonly batchSize?: number;
+  /** Retire the old versions after the rewrap. Default true. */
+  readonly retire?: boolean;
+  /** Called after each batch with the envelopes rewrapped so far. */
+  readonly onProgress?: (rewrapped: number) => void;
+}
+
+export interface RotationFailure {
+  /** Where the envelope is ("keys/<id>/secret", "meta/<key>"), never what it holds. */
+  readonly where: string;
+  readonly code: CustodyErrorCode | "ERROR";
+}
+
+export interface RotationResult {
+  readonly provider: string;
+  /** The versions held before the rotation. */
+  readonly previous: readonly number[];
+  readonly active: number;
+  readonly rewrapped: number;
+  /** Clear passphrase hashes (older versions) sealed on the way. */
+  readonly sealedPassphrases: number;
+  readonly retired: readonly number[];
+  readonly passes: number;
+  readonly failures: readonly RotationFailure[];
+  readonly durationMs: number;
+}
+
+const MAX_PASSES = 10;
+/** Rewraps in flight at once (the PKCS#11 provider's session pool holds 4). */
+const REWRAP_CONCURRENCY = 4;
+/** Envelopes a rewrap worker handles between two turns of the event loop. */
+const YIELD_EVERY = 8;
+
+function failureOf(where: string, err: unknown): RotationFailure {
+  return { where, code: err instanceof CustodyError ? err.code : "ERROR" };
+}
+
+interface PassResult {
+  rewrapped: number;
+  /** Envelopes still under an old version after this pass (raced with a change, or failed). */
+  remaining: number;
+  failures: RotationFailure[];
+}
+
+/** One pass over every envelope: rewraps what is not under `active`. */
+async function rewrapPass(store: DurableStore, envelope: Envelope, active: number, batchSize: number, progress: (n: number) => void): Promise<PassResult> {
+  const result: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
+  let after = "";
+  for (;;) {
+    const rows = await store.envelopes.keyEnvelopes(after, batchSize);
+    const replacements: EnvelopeReplacement[] = [];
+    const work: { id: string; column: EnvelopeColumn; sealed: Buffer; purpose: string }[] = [];
+    for (const row of rows) {
+      if (row.secretEnvelope !== null) work.push({ id: row.id, column: "secret", sealed: row.secretEnvelope, purpose: SECRET_PURPOSE });
+      if (row.passphraseEnvelope !== null) work.push({ id: row.id, column: "passphrase", sealed: row.passphraseEnvelope, purpose: PASSPHRASE_PURPOSE });
+    }
+    // A few rewraps in flight at once: an HSM provider runs them on its session pool. A provider
+    // that answers at once (the keyring file) would otherwise hold the event loop for a whole
+    // batch: every worker yields every few envelopes, so requests keep their turns.
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      let sinceYield = 0;
+      for (let item = work[next++]; item !== undefined; item = work[next++]) {
+        if (++sinceYield === YIELD_EVERY) {
+          sinceYield = 0;
+          await turn();
+        }
+        try {
+          if (Envelope.kekVersionOf(item.sealed) === active) continue;
+          const rewrapped = await envelope.rewrap(item.sealed, item.purpose, item.id, active);
+          if (rewrapped !== null) replacements.push({ id: item.id, column: item.column, expected: item.sealed, next: rewrapped });
+        } catch (err) {
+          result.failures.push(failureOf(`keys/${item.id}/${item.column}`, err));
+          result.remaining++;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: REWRAP_CONCURRENCY }, worker));
+    const replaced = await store.envelopes.replaceKeyEnvelopes(replacements);
+    result.rewrapped += replaced;
+    result.remaining += replacements.length - replaced;
+    progress(result.rewrapped);
+    const last = rows[rows.length - 1];
+    if (last === undefined || rows.length < batchSize) break;
+    after = last.id;
+    await turn();
+  }
+  for (const codec of META_ENVELOPES) {
+    for (const { key, value } of await store.envelopes.metaEntries(codec.prefix)) {
+      const found = codec.read(key, value);
+      if (found === null) continue;
+      try {
+        if (Envelope.kekVersionOf(found.envelope) === active) continue;
+        const next = await envelope.rewrap(found.envelope, codec.purpose, found.rowId, active);
+        if (next === null) continue;
+        if (await store.envelopes.replaceMeta(key, value, codec.write(value, next))) result.rewrapped++;
+        else result.remaining++;
+      } catch (err) {
+        result.failures.push(failureOf(`meta/${key}`, err));
+        result.remaining++;
+      }
+    }
+  }
+  progress(result.rewrapped);
+  return result;
+}
+
+/** Rotates the KEK of a data directory's envelope (see the module comment). */
+export async function rotateKek(dataDir: string, store: DurableStore, envelope: Envelope, options: RotationOptions = {}): Promise<RotationResult> {
+  const settleMs = options.settleMs ?? 2_000;
+  const batchSize = options.batchSize ?? 250;
+  const progress = options.onProgress ?? (() => undefined);
+  const kek = envelope.kek;
+  return withFileLock(join(dataDir, CUSTODY_LOCK), "the custody of this data directory", async () => {
+    const started = Date.now();
+    const previous = (await kek.versions()).held;
+    const sealedPassphrases = await sealLegacyPassphrases(store, envelope);
+    const active = await kek.addVersion();
+    let rewrapped = 0;
+    let passes = 0;
+    let last: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
+    while (passes < MAX_PASSES) {
+      last = await rewrapPass(store, envelope, active, batchSize, (n) => {
+        progress(rewrapped + n);
+      });
+      rewrapped += last.rewrapped;
+      passes++;
+      if (passes === 1) {
+        await sleep(settleMs);
+        continue;
+      }
+      if (last.failures.length > 0 || (last.rewrapped === 0 && last.remaining === 0)) break;
+    }
+    const clean = last.failures.length === 0 && last.rewrapped === 0 && last.remaining === 0;
+    const retired: number[] = [];
+    if (clean && options.retire !== false) {
+      for (const version of (await kek.versions()).held) {
+        if (version === active) continue;
+        await kek.retire(version);
+        retired.push(version);
+      }
+    }
+    return {
+      provider: kek.name,
+      previous,
+      active,
+      rewrapped,
+      sealedPassphrases,
+      retired,
+      passes,
+      failures: last.failures,
+      durationMs: Date.now() - started,
+    };
+  });
+}
+
+export interface CustodyStatus {
+  readonly provider: string;
+  readonly details: Readonly<Record<string, string>>;
+  readonly activeVersion: number;
+  /** The versions the provider holds. */
+  readonly versions: readonly number[];
+  readonly envelopes: {
+    readonly total: number;
+    /** Envelopes per KEK version ("1": 1200, "2": 3). */
+    readonly byVersion: Readonly<Record<string, number>>;
+    /** Envelopes per kind: key secrets, passphrase hashes, stored secrets, signing keys. */
+    readonly byKind: Readonly<Record<string, number>>;
+    /** Versions named by envelopes but not held by the provider: those envelopes cannot be opened. */
+    readonly missingVersions: readonly number[];
+    /** Values in an envelope slot that are not envelopes. */
+    readonly malformed: number;
+  };
+  /** Passphrase hashes still in clear (sealed at the next custody open). */
+  readonly clearPassphrases: number;
+  readonly signingKeys: readonly { readonly purpose: string; readonly provider: string; readonly kid: string }[];
+}
+
+/** Counts every envelope per KEK version and kind (reads headers only; decrypts nothing). */
+export async function custodyStatus(store: DurableStore, envelope: Envelope): Promise<CustodyStatus> {
+  const kek = envelope.kek;
+  const { active, held } = await kek.versions();
+  const byVersion = new Map<number, number>();
+  const byKind: Record<string, number> = { "key-secret": 0, "key-passphrase": 0, "stored-secret": 0, "signing-key": 0 };
+  let malformed = 0;
+  let clearPassphrases = 0;
+  const count = (kind: string, sealed: Buffer): void => {
+    try {
+      const version = Envelope.kekVersionOf(sealed);
+      byVersion.set(version, (byVersion.get(version) ?? 0) + 1);
+      byKind[kind] = (byKind[kind] ?? 0) + 1;
+    } catch {
+      malformed++;
+    }
+  };
+  let after = "";
+  for (;;) {
+    const rows = await store.envelopes.keyEnvelopes(after, 1000);
+    for (const row of rows) {
+      if (row.secretEnvelope !== null) count("key-secret", row.secretEnvelope);
+      if (row.passphraseEnvelope !== null) count("key-passphrase", row.passphraseEnvelope);
+      else if (row.legacyPassphraseHash !== null) clearPassphrases++;
+    }
+    const last = rows[rows.length - 1];
+    if (last === undefined || rows.length < 1000) break;
+    after = last.id;
+  }
+  for (const codec of META_ENVELOPES) {
+    for (const { key, value } of await store.envelopes.metaEntries(codec.prefix)) {
+      const found = codec.read(key, value);
+      if (found === null) malformed++;
+      else count(codec.purpose, found.envelope);
+    }
+  }
+  const signingKeys: { purpose: string; provider: string; kid: string }[] = [];
+  for (const purpose of SIGNING_PURPOSES) {
+    for (const [name, provider] of [
+      [`signing-key:${purpose}`, "envelope"],
+      [Pkcs11SigningKeys.metaName(purpose), "pkcs11"],
+    ] as const) {
+      const text = await store.meta.getMeta(name);
+      if (text === undefined) continue;
+      let kid = "?";
+      try {
+        const parsed = JSON.parse(text) as { kid?: unknown };
+        if (typeof parsed.kid === "string") kid = parsed.kid;
+      } catch {
+        // Reported with kid "?".
+      }
+      signingKeys.push({ purpose, provider, kid });
+    }
+  }
+  const versions = [...byVersion.keys()].sort((a, b) => a - b);
+  return {
+    provider: kek.name,
+    details: kek.describe(),
+    activeVersion: active,
+    versions: held,
+    envelopes: {
+      total: [...byVersion.values()].reduce((a, b) => a + b, 0),
+      byVersion: Object.fromEntries(versions.map((v) => [String(v), byVersion.get(v) ?? 0])),
+      byKind,
+      missingVersions: versions.filter((v) => !held.includes(v)),
+      malformed,
+    },
+    clearPassphrases,
+    signingKeys,
+  };
+}
