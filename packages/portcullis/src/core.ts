@@ -1,5 +1,7 @@
+import { AuditLog, type AuditSettings } from "./audit/log.js";
 import { RouteTable, type RouteSpec } from "./authz/routes.js";
 import type { Envelope } from "./custody/envelope.js";
+import { EnvelopeSigningKeys, type SigningKeyProvider } from "./custody/signing.js";
 import { KeyCache } from "./keys/cache.js";
 import type { Environment } from "./keys/ids.js";
 import { DEFAULT_WINDOW_MS } from "./keys/model.js";
@@ -53,6 +55,11 @@ export interface PortcullisOptions {
   readonly logger?: Logger;
   readonly now?: () => number;
   readonly keyCache?: { readonly freshMs?: number; readonly staleMs?: number; readonly negativeMs?: number };
+  /**
+   * The audit log (docs/audit.md): which request decisions are recorded (default all), batching,
+   * checkpoints; `signer` signs checkpoints (default: the envelope provider on this store).
+   */
+  readonly audit?: AuditSettings & { readonly signer?: SigningKeyProvider | null };
 }
 
 /**
@@ -69,6 +76,8 @@ export class Portcullis {
   readonly hot: HotStore;
   /** Bans and blocks known in this process, and the concurrency cap. */
   readonly shield: Shield;
+  /** The audit log: request decisions (recorded by the gateway, admin API and middleware), checkpoints. */
+  readonly audit: AuditLog;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
@@ -133,6 +142,15 @@ export class Portcullis {
       },
     };
     this.pipeline = this.createPipeline(this.routes);
+    const signer = options.audit?.signer;
+    this.audit = new AuditLog({
+      ...options.audit,
+      store: options.store.audit,
+      signer: signer === undefined ? new EnvelopeSigningKeys(options.store.meta, options.envelope) : signer,
+      logger: this.logger,
+      now,
+      stageNames: this.pipeline.stageNames,
+    });
   }
 
   /**
@@ -156,6 +174,7 @@ export class Portcullis {
   async close(): Promise<void> {
     this.unsubscribe();
     await this.usage.stop();
+    await this.audit.close();
     await this.store.close();
     await this.hot.close();
   }

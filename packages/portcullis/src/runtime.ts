@@ -54,6 +54,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       timing: config.gateway.serverTiming,
       limits: config.limits,
       ...(hot === undefined ? {} : { hot }),
+      audit: config.audit,
       logger,
     });
     gateway = new Gateway({
@@ -63,6 +64,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       logger,
       bodyLimit: config.gateway.bodyLimit,
       scheme: config.gateway.scheme,
+      audit: core.audit,
     });
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;

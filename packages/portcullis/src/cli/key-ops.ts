@@ -1,4 +1,5 @@
 import { PortcullisApiError, createClient } from "@portcullis/client";
+import { checkpointer } from "../audit/index.js";
 import { userInfo } from "node:os";
 import { PortcullisError, type ErrorCode, errorCatalogue } from "../errors/catalogue.js";
 import { parseCreateKeyInput } from "../keys/input.js";
@@ -34,6 +35,7 @@ function cliActor(): string {
 
 export async function localKeyOps(dataDir: string): Promise<KeyOps> {
   const data = await openDataDir(dataDir);
+  const audit = checkpointer(data);
   const service = new KeyService({ store: data.store, envelope: data.envelope, environment: data.environment });
   const actor = cliActor();
   return {
@@ -47,7 +49,10 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
     suspend: (id, reason) => service.suspend(id, actor, reason),
     resume: (id) => service.resume(id, actor),
     setLimits: (id, limits) => service.setLimits(id, limits, actor),
-    close: () => data.store.close(),
+    close: async () => {
+      await audit.close();
+      await data.store.close();
+    },
   };
 }
 

@@ -11,6 +11,7 @@ import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
 import { DataDirError, initDataDir } from "../storage/data-dir.js";
+import { registerAuditCommands } from "./audit.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 
@@ -374,6 +375,7 @@ function buildProgram(): Command {
       },
     );
 
+  registerAuditCommands(program, DEFAULT_DATA);
   return program;
 }
 

@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import type { Environment } from "../keys/ids.js";
 import { DEFAULT_WINDOW_MS } from "../keys/model.js";
@@ -56,6 +57,8 @@ export interface PortcullisConfig {
   /** Where hot state lives: this process, or a Redis shared by every gateway. */
   readonly hot: { readonly backend: "memory" } | { readonly backend: "redis"; readonly url: string; readonly prefix: string };
   readonly log: { readonly level: string };
+  /** The audit log: which request decisions are recorded, batching, checkpoints, spill directory. */
+  readonly audit: AuditConfig;
 }
 
 /**
@@ -124,7 +127,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "hot", "log"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "hot", "log", "audit"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -180,6 +183,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     if (!/^[A-Za-z0-9:_.-]{1,32}$/.test(prefix)) throw new ConfigError("hot.prefix must be 1-32 characters of letters, digits and :_.-");
     hot = { backend, url, prefix };
   } else throw new ConfigError('hot.backend must be "memory" or "redis"');
+  const audit = parseAuditConfig(root.audit, dataDir);
+  if (typeof audit === "string") throw new ConfigError(audit);
 
   return {
     dataDir,
@@ -209,6 +214,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     limits,
     hot,
     log: { level },
+    audit,
   };
 }
 
