@@ -19,8 +19,13 @@ export const REDACTED = "[redacted]";
 /** Member names whose values are never recorded, at any depth of `detail`. */
 const SENSITIVE = /secret|token|signature|passphrase|password|private|credential|authorization|cookie|envelope/i;
 
+/** A string as entries hold it: at most MAX_STRING characters, then "…". */
+export function bounded(s: string): string {
+  return s.length > MAX_STRING ? `${s.slice(0, MAX_STRING)}…` : s;
+}
+
 function text(s: string): string {
-  return JSON.stringify(s.length > MAX_STRING ? `${s.slice(0, MAX_STRING)}…` : s);
+  return JSON.stringify(bounded(s));
 }
 
 function number(n: number): string {

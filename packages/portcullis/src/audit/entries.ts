@@ -66,7 +66,9 @@ export function decisionFields(ctx: RequestContext, surface: AuditSurface, stage
   return {
     event: denial === null ? "request.allow" : "request.deny",
     at: ctx.now,
-    actor: keyId === undefined ? "anonymous" : `key:${keyId}`,
+    // Only an allowed request is attributed to its key: a refused one may be a forgery or a replay
+    // (the key it named is in `key`).
+    actor: denial === null && record !== undefined ? `key:${record.id}` : "anonymous",
     key: keyId,
     account: record?.account,
     subAccount: record?.subAccount ?? undefined,

@@ -90,7 +90,10 @@ export interface AuditFields {
   readonly event: AuditEventName;
   /** When it happened, epoch ms (for a request: the pipeline's clock at its start). */
   readonly at: number;
-  /** Who acted: `key:<id>` (a signed request), `cli:<user>`, `system`, `anonymous`… */
+  /**
+   * Who acted: `key:<id>` (an allowed signed request, or the admin key behind a change),
+   * `cli:<user>`, `anonymous` (any refused request: it may be a forgery or a replay)…
+   */
   readonly actor: string;
   /** The API key concerned. */
   readonly key?: string | undefined;

@@ -78,6 +78,7 @@ export async function makeGateway(
     identity: new IdentitySigner(IDENTITY_SECRET),
     logger,
     now: t.clock.now,
+    audit: t.core.audit,
     ...(gatewayOptions.bodyLimit === undefined ? {} : { bodyLimit: gatewayOptions.bodyLimit }),
   });
   return {

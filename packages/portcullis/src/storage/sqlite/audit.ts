@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { encodeEntry } from "../../audit/canonical.js";
+import { bounded, encodeEntry } from "../../audit/canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash } from "../../audit/chain.js";
 import { keyChangeFields } from "../../audit/entries.js";
 import type { AuditFields } from "../../audit/events.js";
@@ -76,7 +76,8 @@ function appendRows(stmts: Statements, entries: readonly AuditFields[]): AppendR
     seq += 1;
     const text = encodeEntry(seq, f);
     hash = chainHash(hash, text);
-    stmts.insert.run(seq, f.at, f.event, f.key ?? null, f.account ?? null, text, hash);
+    // The query columns hold exactly what the entry holds (bounded like it).
+    stmts.insert.run(seq, f.at, bounded(f.event), f.key === undefined ? null : bounded(f.key), f.account === undefined ? null : bounded(f.account), text, hash);
   }
   return { first: head.seq + 1, head: { seq, hash }, duplicate: false };
 }
