@@ -173,10 +173,6 @@ function buildProgram(): Command {
       const config = loadConfig(opts.config);
       const logger = createLogger({ level: config.log.level });
       const running = await startPortcullis(config, logger);
-      logger.info(
-        { gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
-        "portcullis started",
-      );
       const stop = (): void => {
         logger.info("shutting down: draining in-flight requests");
         running.close().then(
@@ -189,6 +185,11 @@ function buildProgram(): Command {
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      // Only now: whoever waits for this line may signal at once (before, SIGTERM would kill outright).
+      logger.info(
+        { gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
+        "portcullis started",
+      );
     });
 
   program
