@@ -17,12 +17,11 @@ import { decision } from "./support.js";
 
 let dir: string;
 let data: string;
-let keyId: string;
+let keyId = "";
 const secrets: string[] = [];
 
-const json = <T>(text: string): T => JSON.parse(text) as T;
-const errorCode = (stderr: string): string => json<{ error: { code: string } }>(stderr).error.code;
-const lines = (text: string): Record<string, unknown>[] => text.trim().split("\n").filter((l) => l !== "").map((l) => json<Record<string, unknown>>(l));
+const errorCode = (stderr: string): string => (JSON.parse(stderr) as { error: { code: string } }).error.code;
+const lines = (text: string): Record<string, unknown>[] => text.trim().split("\n").filter((l) => l !== "").map((l) => (JSON.parse(l) as Record<string, unknown>));
 
 /** A copy of the data directory to break. */
 function copy(name: string): string {
@@ -37,9 +36,9 @@ beforeAll(async () => {
   expect((await runCli(["init", "--data", data, "--environment", "test"])).code).toBe(0);
   for (const account of ["acct-a", "acct-b"]) {
     const res = await runCli(["keys", "create", "--data", data, "--account", account, "--scopes", "read", "--json"]);
-    const key = json<{ id: string; secret: string }>(res.stdout);
+    const key = (JSON.parse(res.stdout) as { id: string; secret: string });
     secrets.push(key.secret);
-    keyId ??= key.id;
+    if (keyId === "") keyId = key.id;
   }
   expect((await runCli(["keys", "suspend", keyId, "--data", data, "--reason", "cli test"])).code).toBe(0);
   // Decisions, as a gateway on this directory records them.
@@ -60,7 +59,7 @@ describe("portcullis audit verify", () => {
     expect(res.stdout).toContain("audit log verified: 33 entries checked");
     expect(res.stdout).toMatch(/checkpoints: \d+, the latest at #33/);
     expect(res.stdout).toMatch(/signed by audit-checkpoint:\S+ \(SHA256:/);
-    const report = json<{ ok: boolean; verified: number; unconfirmed: number }>((await runCli(["audit", "verify", "--data", data, "--json"])).stdout);
+    const report = (JSON.parse((await runCli(["audit", "verify", "--data", data, "--json"])).stdout) as { ok: boolean; verified: number; unconfirmed: number });
     expect(report).toMatchObject({ ok: true, verified: 33, unconfirmed: 0 });
   });
 
@@ -75,7 +74,7 @@ describe("portcullis audit verify", () => {
     const j = await runCli(["audit", "verify", "--data", broken, "--json"]);
     expect(j.code).toBe(1);
     expect(errorCode(j.stderr)).toBe("AUDIT_VERIFY_FAILED");
-    expect(json<{ problem: { code: string; seq: number } }>(j.stdout).problem).toMatchObject({ code: "ENTRY_ALTERED", seq: 10 });
+    expect((JSON.parse(j.stdout) as { problem: { code: string; seq: number } }).problem).toMatchObject({ code: "ENTRY_ALTERED", seq: 10 });
   });
 
   it("checks a copy of the database alone, without the keyring (--db)", async () => {
@@ -97,7 +96,7 @@ describe("portcullis audit verify", () => {
     writeFileSync(other, generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString());
     const res = await runCli(["audit", "verify", "--data", data, "--public-key", other, "--json"]);
     expect(res.code).toBe(1);
-    expect(json<{ problem: { code: string } }>(res.stdout).problem.code).toBe("CHECKPOINT_KEY_UNKNOWN");
+    expect((JSON.parse(res.stdout) as { problem: { code: string } }).problem.code).toBe("CHECKPOINT_KEY_UNKNOWN");
     const junk = join(dir, "junk.pub");
     writeFileSync(junk, "not a key");
     const bad = await runCli(["audit", "verify", "--data", data, "--public-key", junk, "--json"]);
@@ -108,7 +107,7 @@ describe("portcullis audit verify", () => {
   it("--anchor: a checkpoint kept elsewhere must still be in the log's history", async () => {
     const res = await runCli(["audit", "checkpoint", "--data", data, "--json"]);
     expect(res.code).toBe(0);
-    const anchor = json<{ seq: number; hash: string; kid: string; signature: string; fingerprint: string }>(res.stdout);
+    const anchor = (JSON.parse(res.stdout) as { seq: number; hash: string; kid: string; signature: string; fingerprint: string });
     expect(anchor.seq).toBe(33);
     const file = join(dir, "anchor.json");
     writeFileSync(file, res.stdout);
@@ -122,7 +121,7 @@ describe("portcullis audit verify", () => {
     expect((await runCli(["audit", "verify", "--data", cut])).code).toBe(0);
     const caught = await runCli(["audit", "verify", "--data", cut, "--anchor", file, "--json"]);
     expect(caught.code).toBe(1);
-    expect(json<{ problem: { code: string; seq: number } }>(caught.stdout).problem).toMatchObject({ code: "LOG_TRUNCATED", seq: 21 });
+    expect((JSON.parse(caught.stdout) as { problem: { code: string; seq: number } }).problem).toMatchObject({ code: "LOG_TRUNCATED", seq: 21 });
     writeFileSync(join(dir, "bad-anchor.json"), '{"seq": 1}');
     const bad = await runCli(["audit", "verify", "--data", data, "--anchor", join(dir, "bad-anchor.json"), "--json"]);
     expect(errorCode(bad.stderr)).toBe("AUDIT_ANCHOR_INVALID");
@@ -221,11 +220,11 @@ describe("portcullis audit archive", () => {
     const arch = copy("arch");
     const res = await runCli(["audit", "archive", "--data", arch, "--upto", "20", "--json"]);
     expect(res.code).toBe(0);
-    const result = json<{ file: string; path: string; first: number; last: number }>(res.stdout);
+    const result = (JSON.parse(res.stdout) as { file: string; path: string; first: number; last: number });
     expect(result).toMatchObject({ first: 1, last: 20 });
-    const report = json<{ ok: boolean; verified: number; first: number; last: number; unconfirmed: number; archived: { entries: number; filesVerified: number } }>(
+    const report = (JSON.parse(
       (await runCli(["audit", "verify", "--data", arch, "--json"])).stdout,
-    );
+    ) as { ok: boolean; verified: number; first: number; last: number; unconfirmed: number; archived: { entries: number; filesVerified: number } });
     // Every entry from #1 (in the segment) to the archive's own entry (stored, and signed at once).
     expect(report).toMatchObject({ ok: true, first: 21, unconfirmed: 0, archived: { entries: 20, filesVerified: 1 } });
     expect(report.verified).toBe(report.last);
@@ -234,14 +233,14 @@ describe("portcullis audit archive", () => {
     const segment = readFileSync(result.path, "utf8");
     writeFileSync(result.path, segment.replace("req-5", "req-X"));
     const altered = await runCli(["audit", "verify", "--data", arch, "--json"]);
-    expect(json<{ problem: { code: string } }>(altered.stdout).problem.code).toBe("SEGMENT_ALTERED");
+    expect((JSON.parse(altered.stdout) as { problem: { code: string } }).problem.code).toBe("SEGMENT_ALTERED");
     const alone = await runCli(["audit", "verify", "--segment", result.path, "--json"]);
     expect(alone.code).toBe(1);
-    expect(json<{ problem: { code: string; seq: number } }>(alone.stdout).problem).toMatchObject({ code: "ENTRY_ALTERED" });
+    expect((JSON.parse(alone.stdout) as { problem: { code: string; seq: number } }).problem).toMatchObject({ code: "ENTRY_ALTERED" });
 
     rmSync(result.path);
     const missing = await runCli(["audit", "verify", "--data", arch, "--json"]);
-    expect(json<{ problem: { code: string } }>(missing.stdout).problem.code).toBe("SEGMENT_MISSING");
+    expect((JSON.parse(missing.stdout) as { problem: { code: string } }).problem.code).toBe("SEGMENT_MISSING");
     expect((await runCli(["audit", "verify", "--data", arch, "--skip-segments"])).code).toBe(0);
     const unreadable = await runCli(["audit", "verify", "--segment", result.path, "--json"]);
     expect(errorCode(unreadable.stderr)).toBe("AUDIT_SEGMENT_UNREADABLE");

@@ -36,7 +36,7 @@ interface Running {
 async function start(): Promise<Running> {
   const started = await startCli(["start", "--config", config], (line) => line.includes('"portcullis started"'));
   const info = JSON.parse(started.line) as { gateway: string; admin: string };
-  return { gateway: info.gateway, admin: info.admin, child: started.child, stop: started.stop };
+  return { gateway: info.gateway, admin: info.admin, child: started.child, stop: () => started.stop() };
 }
 
 async function kill(r: Running): Promise<void> {
