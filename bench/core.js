@@ -39,12 +39,13 @@ const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
  * (default: real time); `timing` turns on per-stage timings; `routes` is the route table
  * (default: the native benchmark routes); `keys` lists the key-creation inputs (what
  * `parseCreateKeyInput` takes; default one native HMAC key); `limits` are the core's limits
- * (default none); `hot` its hot store (default process memory; closed with the core). Resolves to
+ * (default none); `hot` its hot store (default process memory; closed with the core); `audit` its
+ * audit settings (default: the core's). Resolves to
  * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
  * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
  * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, audit } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
   let data = null;
   let core = null;
@@ -61,6 +62,7 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
       logger: silentLogger(),
       ...(limits === undefined ? {} : { limits }),
       ...(hot === undefined ? {} : { hot }),
+      ...(audit === undefined ? {} : { audit }),
     });
     const created = [];
     for (const input of keys) {

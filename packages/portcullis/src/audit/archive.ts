@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { SigningKeyProvider } from "../custody/signing.js";
-import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, hex, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
+import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
 import { AuditError } from "./errors.js";
 import type { AuditFields } from "./events.js";
 import { segmentHeaderLine, segmentSealLine } from "./segment.js";
@@ -82,7 +82,7 @@ export async function archiveAudit(options: ArchiveOptions): Promise<ArchiveResu
 
   // Checkpoints inside the range must verify and match, as in `audit verify`.
   const keys = new Map(audit.keys().map((k) => [k.kid, parseEd25519PublicKey(k.publicKey)]));
-  const expected = new Map<number, Buffer>();
+  const expected = new Map<number, string>();
   for (const c of audit.checkpoints()) {
     if (c.seq < first || c.seq > last) continue;
     const key = keys.get(c.kid) ?? null;
@@ -116,7 +116,7 @@ export async function archiveAudit(options: ArchiveOptions): Promise<ArchiveResu
       for (const row of chunk) {
         const h = chainHash(hash, row.entry);
         const want = expected.get(row.seq);
-        if (row.seq !== next || !h.equals(row.hash) || (want !== undefined && !want.equals(h))) {
+        if (row.seq !== next || h !== row.hash || (want !== undefined && want !== h)) {
           throw new AuditError("AUDIT_ARCHIVE_REFUSED", `entry #${next} does not verify: run portcullis audit verify`);
         }
         hash = h;
@@ -133,18 +133,18 @@ export async function archiveAudit(options: ArchiveOptions): Promise<ArchiveResu
     closeSync(fd);
     renameSync(tmp, path);
     fsyncDir(dir);
-    const record: ArchiveRecord = { first, last, prev, hash, file: name, digest: digest.digest(), at, kid: signingKey.kid, signature };
+    const record: ArchiveRecord = { first, last, prev, hash, file: name, digest: digest.digest("hex"), at, kid: signingKey.kid, signature };
     const entry: AuditFields = {
       event: "audit.archive",
       at,
       actor: options.actor,
-      detail: { first, last, entries: last - first + 1, file: name, digest: hex(record.digest), hash: hex(hash) },
+      detail: { first, last, entries: last - first + 1, file: name, digest: record.digest, hash },
     };
     if (!audit.commitArchive(record, entry)) {
       rmSync(path, { force: true });
       throw new AuditError("AUDIT_ARCHIVE_REFUSED", "the range changed while it was being archived (another archive?); nothing was archived");
     }
-    return { file: name, path, first, last, entries: last - first + 1, hash: hex(hash) };
+    return { file: name, path, first, last, entries: last - first + 1, hash };
   } catch (err) {
     try {
       closeSync(fd);

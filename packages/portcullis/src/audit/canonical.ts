@@ -24,9 +24,16 @@ export function bounded(s: string): string {
   return s.length > MAX_STRING ? `${s.slice(0, MAX_STRING)}…` : s;
 }
 
-function text(s: string): string {
-  return JSON.stringify(bounded(s));
+/** Characters JSON.stringify writes as they are (no quote, backslash, control or surrogate). */
+const PLAIN = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/** JSON.stringify of the bounded string, without its cost for the usual plain strings. */
+export function quote(s: string): string {
+  const b = bounded(s);
+  return PLAIN.test(b) ? `"${b}"` : JSON.stringify(b);
 }
+
+const text = quote;
 
 function number(n: number): string {
   return Number.isFinite(n) ? JSON.stringify(n) : "null";

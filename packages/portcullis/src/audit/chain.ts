@@ -1,26 +1,29 @@
-import { createHash, createPublicKey, verify, type KeyObject } from "node:crypto";
+import { createHash, createPublicKey, hash, verify, type KeyObject } from "node:crypto";
 import { canonicalJson } from "./canonical.js";
 
 /**
  * The hash chain and what is signed over it.
  *
- *   hash(0)   = 32 zero bytes (the genesis)
- *   hash(n)   = SHA-256( hash(n-1) || UTF-8(entry text n) )
+ *   hash(0)   = "0" × 64 (the genesis)
+ *   hash(n)   = lower-case hex of SHA-256( UTF-8( hash(n-1) || entry text n ) )
  *
- * A checkpoint signs (Ed25519, the gateway's audit-checkpoint key) the canonical JSON
- * `{"at","hash","kid","seq","type":"portcullis.audit.checkpoint","v":1}` (hash in lower-case hex):
+ * Hashes are 64 lower-case hex digits everywhere (stored, signed, exported), so the chain is
+ * recomputed with one string concatenation and one one-shot digest per entry. A checkpoint signs
+ * (Ed25519, the gateway's audit-checkpoint key) the canonical JSON
+ * `{"at","hash","kid","seq","type":"portcullis.audit.checkpoint","v":1}`:
  * whoever holds the public key can check that the log had exactly this history up to `seq` when
  * it was signed. A segment seal signs the same kind of object for an archived range.
  */
-export const GENESIS: Buffer = Buffer.alloc(32);
+export const GENESIS = "0".repeat(64);
 
-export function chainHash(prev: Buffer, entryText: string): Buffer {
-  return createHash("sha256").update(prev).update(entryText, "utf8").digest();
+export function chainHash(prev: string, entryText: string): string {
+  return hash("sha256", prev + entryText, "hex");
 }
 
 export interface CheckpointFacts {
   readonly seq: number;
-  readonly hash: Buffer;
+  /** The hash of entry `seq`. */
+  readonly hash: string;
   /** When it was signed, epoch ms. */
   readonly at: number;
   readonly kid: string;
@@ -33,16 +36,16 @@ export interface SignedCheckpoint extends CheckpointFacts {
 
 /** The bytes a checkpoint's signature covers. */
 export function checkpointMessage(c: CheckpointFacts): Buffer {
-  return Buffer.from(canonicalJson({ at: c.at, hash: c.hash.toString("hex"), kid: c.kid, seq: c.seq, type: "portcullis.audit.checkpoint", v: 1 }), "utf8");
+  return Buffer.from(canonicalJson({ at: c.at, hash: c.hash, kid: c.kid, seq: c.seq, type: "portcullis.audit.checkpoint", v: 1 }), "utf8");
 }
 
 export interface SealFacts {
   readonly first: number;
   readonly last: number;
   /** The hash before `first` (the previous segment's last, or the genesis). */
-  readonly prev: Buffer;
+  readonly prev: string;
   /** The hash of entry `last`. */
-  readonly hash: Buffer;
+  readonly hash: string;
   readonly at: number;
   readonly kid: string;
 }
@@ -53,10 +56,10 @@ export function sealMessage(s: SealFacts): Buffer {
     canonicalJson({
       at: s.at,
       first: s.first,
-      hash: s.hash.toString("hex"),
+      hash: s.hash,
       kid: s.kid,
       last: s.last,
-      prev: s.prev.toString("hex"),
+      prev: s.prev,
       type: "portcullis.audit.segment",
       v: 1,
     }),
@@ -89,11 +92,7 @@ export function parseEd25519PublicKey(pem: string): KeyObject | null {
   }
 }
 
-export function hex(b: Buffer): string {
-  return b.toString("hex");
-}
-
-/** 32 bytes from 64 lower-case hex digits, or null. */
-export function fromHex(s: unknown): Buffer | null {
-  return typeof s === "string" && /^[0-9a-f]{64}$/.test(s) ? Buffer.from(s, "hex") : null;
+/** Whether `s` is a hash as the chain writes them: 64 lower-case hex digits. */
+export function isHash(s: unknown): s is string {
+  return typeof s === "string" && /^[0-9a-f]{64}$/.test(s);
 }

@@ -4,7 +4,7 @@ import { type AuditSettings, REQUEST_AUDIT_MODES, type RequestAuditMode } from "
 /**
  * The config file's `audit` section (docs/configuration.md):
  *
- *   "audit": { "requests": "all", "batchWindowMs": 50, "batchEntries": 1000, "bufferEntries": 100000,
+ *   "audit": { "requests": "all", "batchWindowMs": 50, "batchEntries": 2000, "bufferEntries": 100000,
  *              "checkpointIntervalMs": 10000, "lockTimeoutMs": 1000, "spillDir": "audit-spill" }
  *
  * Every field is optional. Returns the settings, or a message naming the bad field.
@@ -32,7 +32,7 @@ export function parseAuditConfig(raw: unknown, dataDir: string): AuditConfig | s
   const batchWindowMs = int("batchWindowMs", 50, 1, 60_000);
   const bufferEntries = int("bufferEntries", 100_000, 1, 10_000_000);
   if (typeof bufferEntries === "string") return bufferEntries;
-  const batchEntries = int("batchEntries", Math.min(1000, bufferEntries), 1, bufferEntries);
+  const batchEntries = int("batchEntries", Math.min(2000, bufferEntries), 1, bufferEntries);
   const checkpointIntervalMs = int("checkpointIntervalMs", 10_000, 0, 86_400_000);
   const lockTimeoutMs = int("lockTimeoutMs", 1000, 0, 60_000);
   for (const v of [batchWindowMs, batchEntries, checkpointIntervalMs, lockTimeoutMs]) if (typeof v === "string") return v;

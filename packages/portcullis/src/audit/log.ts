@@ -2,7 +2,7 @@ import type { SigningKey, SigningKeyProvider } from "../custody/signing.js";
 import type { Denial } from "../errors/catalogue.js";
 import { type Logger, silentLogger } from "../log/logger.js";
 import type { RequestContext } from "../pipeline/context.js";
-import { type SignedCheckpoint, checkpointMessage, hex } from "./chain.js";
+import { type SignedCheckpoint, checkpointMessage } from "./chain.js";
 import { type EarlyRequest, decisionFields, refusalFields } from "./entries.js";
 import type { AuditFields, AuditSurface } from "./events.js";
 import { SpillDir } from "./spill.js";
@@ -18,7 +18,7 @@ export interface AuditSettings {
   readonly requests?: RequestAuditMode;
   /** Longest an entry waits in memory before its group commit starts (ms). Default 50. */
   readonly batchWindowMs?: number;
-  /** A group commit starts as soon as this many entries wait. Default 1000. */
+  /** A group commit starts as soon as this many entries wait; no transaction holds more. Default 2000. */
   readonly batchEntries?: number;
   /**
    * Most entries held in memory. Reached only while neither the store nor the spill directory can
@@ -108,6 +108,11 @@ function positive(name: string, value: number | undefined, fallback: number, min
   return v;
 }
 
+const yieldTurn = (): Promise<void> =>
+  new Promise((resolve) => {
+    setImmediate(resolve);
+  });
+
 const MIN_BACKOFF_MS = 1000;
 const MAX_BACKOFF_MS = 30_000;
 const WARN_EVERY_MS = 30_000;
@@ -172,7 +177,7 @@ export class AuditLog implements DecisionRecorder {
     this.requests = requests;
     this.windowMs = positive("batchWindowMs", options.batchWindowMs, 50, 1, 60_000);
     this.bufferEntries = positive("bufferEntries", options.bufferEntries, 100_000, 1, 10_000_000);
-    this.batchEntries = positive("batchEntries", options.batchEntries, Math.min(1000, this.bufferEntries), 1, this.bufferEntries);
+    this.batchEntries = positive("batchEntries", options.batchEntries, Math.min(2000, this.bufferEntries), 1, this.bufferEntries);
     this.checkpointIntervalMs = positive("checkpointIntervalMs", options.checkpointIntervalMs, 10_000, 0, 86_400_000);
     this.lockTimeoutMs = positive("lockTimeoutMs", options.lockTimeoutMs, 1000, 0, 60_000);
     const spillDir = options.spillDir === undefined ? this.store.spillDir : options.spillDir;
@@ -292,9 +297,14 @@ export class AuditLog implements DecisionRecorder {
     const storeUsable = (): boolean => force || this.now() >= this.storeDownUntil;
     // Spilled batches go first, so the chain keeps (about) the order things happened in.
     if (this.spillPending && storeUsable()) await this.replay();
+    let first = true;
     while (this.buffer.length > 0) {
-      const batch = this.buffer;
-      this.buffer = [];
+      // One transaction per `batchEntries` at most, and a turn of the event loop between them:
+      // requests keep being served while a large backlog is written.
+      if (!first) await yieldTurn();
+      first = false;
+      const batch = this.buffer.length <= this.batchEntries ? this.buffer : this.buffer.splice(0, this.batchEntries);
+      if (batch === this.buffer) this.buffer = [];
       if (!(await this.commitBatch(batch, !this.spillPending && storeUsable()))) {
         // Nothing could take it: back at the front, within the bound, and tried again later.
         const kept = batch.concat(this.buffer);
@@ -442,7 +452,7 @@ export class AuditLog implements DecisionRecorder {
     const checkpoint: SignedCheckpoint = { ...facts, signature };
     if (await this.store.addCheckpoint(checkpoint)) {
       this.counts.checkpoints += 1;
-      this.logger.info({ audit: { seq: facts.seq, hash: hex(facts.hash), at: facts.at, kid: facts.kid, sig: signature.toString("base64") } }, "audit checkpoint");
+      this.logger.info({ audit: { seq: facts.seq, hash: facts.hash, at: facts.at, kid: facts.kid, sig: signature.toString("base64") } }, "audit checkpoint");
     }
     return checkpoint;
   }
@@ -455,9 +465,9 @@ export class AuditLog implements DecisionRecorder {
     for (const k of known) {
       const stored = await this.store.hashAt(k.seq);
       // Undefined: archived since (the archive checked it).
-      if (stored !== undefined && !stored.equals(k.hash)) {
+      if (stored !== undefined && stored !== k.hash) {
         this.tamperedFlag = true;
-        this.logger.error({ seq: k.seq, expected: hex(k.hash), stored: hex(stored) }, "audit log altered: the stored chain no longer matches what was written or signed; no checkpoint signed (run portcullis audit verify)");
+        this.logger.error({ seq: k.seq, expected: k.hash, stored }, "audit log altered: the stored chain no longer matches what was written or signed; no checkpoint signed (run portcullis audit verify)");
         return false;
       }
     }

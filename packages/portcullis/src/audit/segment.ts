@@ -1,6 +1,6 @@
 import type { KeyObject } from "node:crypto";
 import { canonicalJson } from "./canonical.js";
-import { type SealFacts, fromHex, hex, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
+import { type SealFacts, isHash, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
 
 /**
  * Archived segments: a range of entries moved out of the database into one self-verifying file
@@ -23,7 +23,7 @@ export const SEGMENT_FORMAT = "portcullis-audit-segment";
 export interface SegmentHeader {
   readonly first: number;
   readonly last: number;
-  readonly prev: Buffer;
+  readonly prev: string;
   readonly entries: number;
 }
 
@@ -34,11 +34,11 @@ export interface SegmentSeal extends SealFacts {
 }
 
 export function segmentHeaderLine(h: SegmentHeader): string {
-  return canonicalJson({ entries: h.entries, first: h.first, format: SEGMENT_FORMAT, last: h.last, prev: hex(h.prev), v: 1 });
+  return canonicalJson({ entries: h.entries, first: h.first, format: SEGMENT_FORMAT, last: h.last, prev: h.prev, v: 1 });
 }
 
 export function segmentSealLine(s: SealFacts & { publicKeyPem: string; signature: Buffer }): string {
-  return canonicalJson({ at: s.at, hash: hex(s.hash), kid: s.kid, publicKey: s.publicKeyPem, signature: s.signature.toString("base64"), type: "seal" });
+  return canonicalJson({ at: s.at, hash: s.hash, kid: s.kid, publicKey: s.publicKeyPem, signature: s.signature.toString("base64"), type: "seal" });
 }
 
 function object(line: string | undefined): Record<string, unknown> | null {
@@ -54,9 +54,8 @@ function object(line: string | undefined): Record<string, unknown> | null {
 export function parseSegmentHeader(line: string | undefined): SegmentHeader | null {
   const o = object(line);
   if (o === null || o.format !== SEGMENT_FORMAT || o.v !== 1) return null;
-  const prev = fromHex(o.prev);
-  const { first, last, entries } = o;
-  if (prev === null || !Number.isSafeInteger(first) || !Number.isSafeInteger(last) || !Number.isSafeInteger(entries)) return null;
+  const { prev, first, last, entries } = o;
+  if (!isHash(prev) || !Number.isSafeInteger(first) || !Number.isSafeInteger(last) || !Number.isSafeInteger(entries)) return null;
   const f = first as number;
   const l = last as number;
   if (f < 1 || l < f || entries !== l - f + 1) return null;
@@ -66,9 +65,9 @@ export function parseSegmentHeader(line: string | undefined): SegmentHeader | nu
 export function parseSegmentSeal(line: string | undefined, header: SegmentHeader): SegmentSeal | null {
   const o = object(line);
   if (o?.type !== "seal" || !Number.isSafeInteger(o.at) || typeof o.kid !== "string" || typeof o.publicKey !== "string" || typeof o.signature !== "string") return null;
-  const hash = fromHex(o.hash);
+  const hash = o.hash;
   const publicKey = parseEd25519PublicKey(o.publicKey);
-  if (hash === null || publicKey === null) return null;
+  if (!isHash(hash) || publicKey === null) return null;
   return {
     first: header.first,
     last: header.last,

@@ -13,8 +13,8 @@ import type { AuditFields } from "./events.js";
 export interface ChainHead {
   /** The last entry's sequence number (0 when the log is empty). */
   readonly seq: number;
-  /** Its hash (the genesis when the log is empty). */
-  readonly hash: Buffer;
+  /** Its hash, 64 hex digits (the genesis when the log is empty). */
+  readonly hash: string;
 }
 
 export interface AuditKey {
@@ -50,12 +50,12 @@ export interface AppendResult {
 export interface ArchiveRecord {
   readonly first: number;
   readonly last: number;
-  readonly prev: Buffer;
-  readonly hash: Buffer;
+  readonly prev: string;
+  readonly hash: string;
   /** The segment's file name, in the archive directory. */
   readonly file: string;
-  /** SHA-256 of the segment file's bytes. */
-  readonly digest: Buffer;
+  /** SHA-256 of the segment file's bytes, hex. */
+  readonly digest: string;
   readonly at: number;
   readonly kid: string;
   /** The seal's signature (sealMessage). */
@@ -70,7 +70,7 @@ export interface AuditStore {
   append(entries: readonly AuditFields[], options?: AppendOptions): Promise<AppendResult>;
   head(): Promise<ChainHead>;
   /** The stored hash of entry `seq` (undefined when there is no such entry in the store). */
-  hashAt(seq: number): Promise<Buffer | undefined>;
+  hashAt(seq: number): Promise<string | undefined>;
   /** Stores a checkpoint; false if one for that seq exists already. */
   addCheckpoint(checkpoint: SignedCheckpoint): Promise<boolean>;
   latestCheckpoint(): Promise<SignedCheckpoint | undefined>;
@@ -87,7 +87,7 @@ export interface StoredEntry {
   readonly account: string | null;
   /** The canonical text the hash covers. */
   readonly entry: string;
-  readonly hash: Buffer;
+  readonly hash: string;
 }
 
 /** Everything verification reads, from a store or a copy of one. */

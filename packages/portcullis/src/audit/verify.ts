@@ -1,6 +1,6 @@
 import { createHash, type KeyObject } from "node:crypto";
 import { decodeEntry } from "./canonical.js";
-import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, fingerprint, hex, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
+import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, fingerprint, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
 import { parseSegmentHeader, parseSegmentSeal, sealValid, splitSegment } from "./segment.js";
 import type { ArchiveRecord, AuditSource, StoredEntry } from "./store.js";
 
@@ -129,12 +129,12 @@ class Keys {
  */
 class Walker {
   next: number;
-  prev: Buffer;
+  prev: string;
   verified = 0;
   constructor(
     first: number,
-    prev: Buffer,
-    private readonly expected: ReadonlyMap<number, { hash: Buffer; what: string; code: AuditProblemCode }>,
+    prev: string,
+    private readonly expected: ReadonlyMap<number, { hash: string; what: string; code: AuditProblemCode }>,
   ) {
     this.next = first;
     this.prev = prev;
@@ -152,13 +152,13 @@ class Walker {
     if (entry.seq !== seq) fail("ENTRY_MOVED", seq, `entry #${seq} holds the content of entry #${entry.seq} (reordered, renumbered or copied)`);
     const hash = chainHash(this.prev, text);
     if (stored !== null) {
-      if (!hash.equals(stored.hash)) fail("ENTRY_ALTERED", seq, `entry #${seq} was modified or inserted: its hash does not match its content and the entry before it`);
+      if (hash !== stored.hash) fail("ENTRY_ALTERED", seq, `entry #${seq} was modified or inserted: its hash does not match its content and the entry before it`);
       if (stored.at !== entry.at || stored.event !== entry.event || stored.key !== (entry.key ?? null) || stored.account !== (entry.account ?? null)) {
         fail("ENTRY_COLUMNS_ALTERED", seq, `entry #${seq}'s query columns (at, event, key, account) were changed: they disagree with its content`);
       }
     }
     const want = this.expected.get(seq);
-    if (want !== undefined && !want.hash.equals(hash)) {
+    if (want !== undefined && want.hash !== hash) {
       fail(want.code, seq, `${want.what} does not match the chain at entry #${seq}: the history up to #${seq} was rewritten`);
     }
     this.prev = hash;
@@ -168,8 +168,8 @@ class Walker {
 }
 
 async function walkSegment(bytes: Buffer, record: ArchiveRecord, walker: Walker, keys: Keys): Promise<void> {
-  const digest = createHash("sha256").update(bytes).digest();
-  if (!digest.equals(record.digest)) fail("SEGMENT_ALTERED", record.first, `segment ${record.file} (entries #${record.first}–#${record.last}) was changed after it was archived`);
+  const digest = createHash("sha256").update(bytes).digest("hex");
+  if (digest !== record.digest) fail("SEGMENT_ALTERED", record.first, `segment ${record.file} (entries #${record.first}–#${record.last}) was changed after it was archived`);
   const parts = splitSegment(bytes.toString("utf8"));
   const header = parseSegmentHeader(parts.header);
   if (header === null || header.first !== record.first || header.last !== record.last || parts.entries.length !== header.entries) {
@@ -179,7 +179,7 @@ async function walkSegment(bytes: Buffer, record: ArchiveRecord, walker: Walker,
     walker.step(header.first + i, line, null);
   });
   const seal = parseSegmentSeal(parts.seal, header);
-  if (seal === null || !seal.hash.equals(walker.prev) || !keys.trusts(seal.publicKey) || !sealValid(seal, seal.publicKey)) {
+  if (seal === null || seal.hash !== walker.prev || !keys.trusts(seal.publicKey) || !sealValid(seal, seal.publicKey)) {
     fail("SEGMENT_MALFORMED", record.last, `segment ${record.file}'s seal does not match its entries`);
   }
   await Promise.resolve();
@@ -210,7 +210,7 @@ export async function verifyAudit(source: AuditSource, options: VerifyOptions = 
   });
   try {
     // Every signature first: a forged checkpoint is reported as such, not as a rewritten chain.
-    const expected = new Map<number, { hash: Buffer; what: string; code: AuditProblemCode }>();
+    const expected = new Map<number, { hash: string; what: string; code: AuditProblemCode }>();
     for (const c of checkpoints) {
       const verdict = keys.check(c.kid, checkpointMessage(c), c.signature);
       if (verdict === "unknown") fail("CHECKPOINT_KEY_UNKNOWN", c.seq, `checkpoint #${c.seq} is signed by ${c.kid}, a key that is ${options.trusted?.length ? "not among the trusted keys" : "not recorded"}`);
@@ -223,14 +223,14 @@ export async function verifyAudit(source: AuditSource, options: VerifyOptions = 
         fail("ANCHOR_INVALID", anchor.seq, `the anchor checkpoint #${anchor.seq} does not verify with a ${options.trusted?.length ? "trusted" : "recorded"} key`);
       }
       const same = expected.get(anchor.seq);
-      if (same !== undefined && !same.hash.equals(anchor.hash)) fail("ANCHOR_MISMATCH", anchor.seq, `the anchor checkpoint #${anchor.seq} differs from the stored checkpoint #${anchor.seq}: the log was rewritten`);
+      if (same !== undefined && same.hash !== anchor.hash) fail("ANCHOR_MISMATCH", anchor.seq, `the anchor checkpoint #${anchor.seq} differs from the stored checkpoint #${anchor.seq}: the log was rewritten`);
       expected.set(anchor.seq, { hash: anchor.hash, what: `the anchor checkpoint #${anchor.seq} (signed ${time(anchor.at)})`, code: "ANCHOR_MISMATCH" });
     }
     walker = new Walker(1, GENESIS, expected);
 
     // The archived prefix: continuous records, valid seals, and the files when they are read.
     for (const r of archives) {
-      if (r.first !== walker.next || !r.prev.equals(walker.prev)) {
+      if (r.first !== walker.next || r.prev !== walker.prev) {
         fail("ARCHIVE_GAP", r.first, `archived range #${r.first}–#${r.last} does not follow ${walker.next === 1 ? "the genesis" : `entry #${walker.next - 1}`}`);
       }
       const verdict = keys.check(r.kid, sealMessage(r), r.signature);
@@ -306,8 +306,8 @@ export function verifySegment(bytes: Buffer, trusted: readonly KeyObject[] = [])
   if (seal === null) return { ...base, ok: false, problem: { code: "SEGMENT_MALFORMED", seq: header.last, message: "the segment has no valid seal line" } };
   const print = fingerprint(seal.publicKey);
   const withKey = { ...base, kid: seal.kid, fingerprint: print };
-  if (!seal.hash.equals(walker.prev)) {
-    return { ...withKey, ok: false, problem: { code: "ENTRY_ALTERED", seq: header.last, message: `the entries do not hash to the sealed hash ${hex(seal.hash)}` } };
+  if (seal.hash !== walker.prev) {
+    return { ...withKey, ok: false, problem: { code: "ENTRY_ALTERED", seq: header.last, message: `the entries do not hash to the sealed hash ${seal.hash}` } };
   }
   if (!sealValid(seal, seal.publicKey)) return { ...withKey, ok: false, problem: { code: "ARCHIVE_SEAL_INVALID", seq: header.last, message: "the seal's signature does not verify" } };
   const isTrusted = trusted.some((k) => fingerprint(k) === print);

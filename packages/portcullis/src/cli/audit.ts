@@ -4,7 +4,7 @@ import { userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { KeyObject } from "node:crypto";
 import { type AuditEntry, AuditError, archiveAudit, checkpointer, decodeEntry, fingerprint, verifyAudit, verifySegment, type SignedCheckpoint, type StoredEntry, type VerifyReport } from "../audit/index.js";
-import { fromHex, hex, parseEd25519PublicKey } from "../audit/chain.js";
+import { isHash, parseEd25519PublicKey } from "../audit/chain.js";
 import { isEventName } from "../audit/events.js";
 import { pendingSpill } from "../audit/spill.js";
 import { EnvelopeSigningKeys } from "../custody/signing.js";
@@ -104,7 +104,7 @@ function query(opts: Filters, limit: number, now: number): EntryQuery {
 /** An entry as exported: its facts and its hash. */
 function exported(row: StoredEntry): (AuditEntry & { hash: string }) | { seq: number; malformed: true; hash: string } {
   const entry = decodeEntry(row.entry);
-  return entry === null ? { seq: row.seq, malformed: true, hash: hex(row.hash) } : { ...entry, hash: hex(row.hash) };
+  return entry === null ? { seq: row.seq, malformed: true, hash: row.hash } : { ...entry, hash: row.hash };
 }
 
 function describe(row: StoredEntry): string {
@@ -147,9 +147,9 @@ function readAnchor(file: string): SignedCheckpoint {
     throw new AuditError("AUDIT_ANCHOR_INVALID", `${file} is not a readable JSON checkpoint (portcullis audit checkpoint --json prints one)`);
   }
   const o = (raw ?? {}) as Record<string, unknown>;
-  const hash = fromHex(o.hash);
+  const hash = o.hash;
   const signature = typeof o.signature === "string" ? Buffer.from(o.signature, "base64") : null;
-  if (!Number.isSafeInteger(o.seq) || !Number.isSafeInteger(o.at) || typeof o.kid !== "string" || hash === null || signature?.length !== 64) {
+  if (!Number.isSafeInteger(o.seq) || !Number.isSafeInteger(o.at) || typeof o.kid !== "string" || !isHash(hash) || signature?.length !== 64) {
     throw new AuditError("AUDIT_ANCHOR_INVALID", `${file} is not a checkpoint: it needs seq, hash, at, kid and signature (portcullis audit checkpoint --json prints one)`);
   }
   return { seq: o.seq as number, at: o.at as number, kid: o.kid, hash, signature };
@@ -223,6 +223,11 @@ async function withSigner<T>(opts: Where, defaultData: string, fn: (data: Awaite
   if (opts.db !== undefined) invalid("this command signs with the data directory's key: use --data, not --db");
   const data = await openDataDir(resolve(opts.data ?? defaultData));
   try {
+    try {
+      await new EnvelopeSigningKeys(data.store, data.envelope).open("audit-checkpoint");
+    } catch (err) {
+      throw new AuditError("AUDIT_SIGNER_UNAVAILABLE", `the audit-checkpoint signing key cannot be opened: ${err instanceof Error ? err.message : String(err)}`);
+    }
     return await fn(data);
   } finally {
     await data.store.close();
@@ -384,7 +389,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
         const key = await new EnvelopeSigningKeys(data.store, data.envelope).open("audit-checkpoint");
         const out = {
           seq: checkpoint.seq,
-          hash: hex(checkpoint.hash),
+          hash: checkpoint.hash,
           at: checkpoint.at,
           kid: checkpoint.kid,
           signature: checkpoint.signature.toString("base64"),

@@ -6,7 +6,7 @@
 import fc from "fast-check";
 import { generateKeyPairSync, sign } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { REDACTED, bounded, canonicalJson, decodeEntry, encodeEntry, fieldsOf } from "../../src/audit/canonical.js";
+import { REDACTED, bounded, canonicalJson, decodeEntry, encodeEntry, fieldsOf, quote } from "../../src/audit/canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage } from "../../src/audit/chain.js";
 import type { AuditFields } from "../../src/audit/events.js";
 import type { ArchiveRecord, AuditKey, AuditSource, StoredEntry } from "../../src/audit/store.js";
@@ -56,6 +56,16 @@ describe("the canonical encoding", () => {
         expect(encodeEntry(seq, fieldsOf(decoded))).toBe(encoded);
       }),
       { numRuns: 300 },
+    );
+  });
+
+  it("writes every string exactly as JSON.stringify would (its fast path included)", () => {
+    const codeUnit = fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c));
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ unit: "binary", maxLength: 600 }), fc.string({ unit: codeUnit, maxLength: 50 }), fc.string({ maxLength: 30 })), (s) => {
+        expect(quote(s)).toBe(JSON.stringify(bounded(s)));
+      }),
+      { numRuns: 1000 },
     );
   });
 
@@ -144,8 +154,9 @@ describe("verification", () => {
       fc.asyncProperty(log, fc.nat(), fc.integer({ min: 0, max: 255 }), async (facts, which, bit) => {
         const { rows, source } = chain(facts);
         const i = which % rows.length;
-        const hash = Buffer.from((rows[i] as StoredEntry).hash);
-        hash[bit >> 3] = (hash[bit >> 3] as number) ^ (1 << (bit & 7));
+        const bytes = Buffer.from((rows[i] as StoredEntry).hash, "hex");
+        bytes[bit >> 3] = (bytes[bit >> 3] as number) ^ (1 << (bit & 7));
+        const hash = bytes.toString("hex");
         const r = await verifyAudit(source(rows.map((row, k) => (k === i ? { ...row, hash } : row))));
         expect(r.problem).toMatchObject({ code: "ENTRY_ALTERED", seq: i + 1 });
       }),

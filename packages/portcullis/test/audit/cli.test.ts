@@ -258,6 +258,18 @@ describe("portcullis audit archive", () => {
     expect(existsSync(archived) ? readdirSync(archived) : []).toEqual([]);
   });
 
+  it("AUDIT_SIGNER_UNAVAILABLE: the signing commands need a readable audit-checkpoint key", async () => {
+    const broken = copy("no-signer");
+    const db = new Database(join(broken, "portcullis.db"));
+    db.prepare("UPDATE meta SET value = 'garbage' WHERE key = 'signing-key:audit-checkpoint'").run();
+    db.close();
+    for (const args of [["checkpoint"], ["public-key"], ["archive", "--upto", "2"]]) {
+      const res = await runCli(["audit", ...args, "--data", broken, "--json"]);
+      expect(res.code).toBe(1);
+      expect(errorCode(res.stderr)).toBe("AUDIT_SIGNER_UNAVAILABLE");
+    }
+  });
+
   it("needs a range, a data directory (it signs), and archives nothing when nothing is old enough", async () => {
     expect(errorCode((await runCli(["audit", "archive", "--data", data, "--json"])).stderr)).toBe("VALIDATION_FAILED");
     expect(errorCode((await runCli(["audit", "archive", "--db", join(data, "portcullis.db"), "--upto", "3", "--json"])).stderr)).toBe("VALIDATION_FAILED");

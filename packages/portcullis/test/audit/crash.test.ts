@@ -192,6 +192,7 @@ describe("SIGKILL under load", () => {
     await sent;
     // Acknowledged: the request ids in complete spill files, read before the kill.
     const spilled = files().flatMap((name) => parseSpill(readFileSync(join(spillDir, name), "utf8"))?.entries.map((e) => e.requestId) ?? []);
+    for (const name of files()) expect(readFileSync(join(spillDir, name), "utf8")).not.toContain(trader.secret);
     await kill(gw);
     blocker.exec("COMMIT");
     blocker.close();

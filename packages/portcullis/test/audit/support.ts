@@ -129,8 +129,8 @@ export function decision(i: number, at = Date.UTC(2026, 10, 22, 12, 0, 0) + i): 
 }
 
 /** Entries in the database, as { seq, entry } rows. */
-export function rows(db: Database.Database): { seq: number; entry: string; hash: Buffer }[] {
-  return db.prepare<[], { seq: number; entry: string; hash: Buffer }>("SELECT seq, entry, hash FROM audit_log ORDER BY seq").all();
+export function rows(db: Database.Database): { seq: number; entry: string; hash: string }[] {
+  return db.prepare<[], { seq: number; entry: string; hash: string }>("SELECT seq, entry, hash FROM audit_log ORDER BY seq").all();
 }
 
 /** Every file under `dir`, recursively. */

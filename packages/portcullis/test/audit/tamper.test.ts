@@ -64,7 +64,7 @@ describe("audit verify on a tampered database", () => {
   });
 
   it("a modified stored hash is named", async () => {
-    db.prepare("UPDATE audit_log SET hash = zeroblob(32) WHERE seq = 12").run();
+    db.prepare("UPDATE audit_log SET hash = ? WHERE seq = 12").run("0".repeat(64));
     expect((await fx.verify()).problem).toMatchObject({ code: "ENTRY_ALTERED", seq: 12 });
   });
 
@@ -94,7 +94,7 @@ describe("audit verify on a tampered database", () => {
     db.prepare("UPDATE audit_log SET seq = -seq WHERE seq >= 8").run();
     db.prepare("UPDATE audit_log SET seq = -seq + 1 WHERE seq < 0").run();
     const forged = encodeEntry(8, { ...decision(999), event: "request.allow" });
-    db.prepare("INSERT INTO audit_log (seq, at, event, key_id, account, entry, hash) VALUES (8, ?, 'request.allow', ?, ?, ?, zeroblob(32))").run(
+    db.prepare("INSERT INTO audit_log (seq, at, event, key_id, account, entry, hash) VALUES (8, ?, 'request.allow', ?, ?, ?, 'forged')").run(
       decision(999).at,
       decision(999).key ?? null,
       decision(999).account ?? null,
@@ -123,7 +123,7 @@ describe("audit verify on a tampered database", () => {
   });
 
   it("a truncation that also deletes the checkpoints is caught by an anchor kept elsewhere", async () => {
-    const anchor = db.prepare<[], { seq: number; hash: Buffer; at: number; kid: string; signature: Buffer }>("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").get();
+    const anchor = db.prepare<[], { seq: number; hash: string; at: number; kid: string; signature: Buffer }>("SELECT * FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").get();
     if (anchor === undefined) throw new Error("fixture");
     db.prepare("DELETE FROM audit_log WHERE seq >= 16").run();
     db.prepare("DELETE FROM audit_checkpoints WHERE seq >= 16").run();
@@ -134,7 +134,7 @@ describe("audit verify on a tampered database", () => {
   });
 
   it("an anchor that the log's history does not contain is a mismatch", async () => {
-    const anchor = db.prepare<[], { seq: number; hash: Buffer; at: number; kid: string; signature: Buffer }>("SELECT * FROM audit_checkpoints WHERE seq = 10").get();
+    const anchor = db.prepare<[], { seq: number; hash: string; at: number; kid: string; signature: Buffer }>("SELECT * FROM audit_checkpoints WHERE seq = 10").get();
     if (anchor === undefined) throw new Error("fixture");
     db.prepare("DELETE FROM audit_checkpoints").run();
     setEntry(4, entryOf(4).replace('"req-4"', '"req-Y"'));

@@ -16,12 +16,12 @@ import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditSource,
 
 interface HeadRow {
   seq: number;
-  hash: Buffer;
+  hash: string;
 }
 
 interface CheckpointRow {
   seq: number;
-  hash: Buffer;
+  hash: string;
   at: number;
   kid: string;
   signature: Buffer;
@@ -30,10 +30,10 @@ interface CheckpointRow {
 interface ArchiveRow {
   first_seq: number;
   last_seq: number;
-  prev_hash: Buffer;
-  last_hash: Buffer;
+  prev_hash: string;
+  last_hash: string;
   file: string;
-  digest: Buffer;
+  digest: string;
   at: number;
   kid: string;
   signature: Buffer;
@@ -47,21 +47,10 @@ interface KeyRow {
   created_at: number;
 }
 
-interface EntryRow {
-  seq: number;
-  at: number;
-  event: string;
-  key_id: string | null;
-  account: string | null;
-  entry: string;
-  hash: Buffer;
-}
+/** The columns of a stored entry, named as StoredEntry names them (rows need no copying). */
+const ENTRY_COLUMNS = "seq, at, event, key_id AS key, account, entry, hash";
 
 const CHUNK = 5000;
-
-function toEntry(r: EntryRow): StoredEntry {
-  return { seq: r.seq, at: r.at, event: r.event, key: r.key_id, account: r.account, entry: r.entry, hash: r.hash };
-}
 
 function toArchive(r: ArchiveRow): ArchiveRecord {
   return { first: r.first_seq, last: r.last_seq, prev: r.prev_hash, hash: r.last_hash, file: r.file, digest: r.digest, at: r.at, kid: r.kid, signature: r.signature };
@@ -90,10 +79,10 @@ function readHead(stmts: Statements): ChainHead {
 }
 
 interface Statements {
-  insert: Database.Statement<[number, number, string, string | null, string | null, string, Buffer]>;
+  insert: Database.Statement<[number, number, string, string | null, string | null, string, string]>;
   head: Database.Statement<[], HeadRow>;
   archivedHead: Database.Statement<[], HeadRow>;
-  hashAt: Database.Statement<[number], { hash: Buffer }>;
+  hashAt: Database.Statement<[number], { hash: string }>;
   keyOwner: Database.Statement<[string], { account: string; sub_account: string | null }>;
   markReplay: Database.Statement<[string, number, number, number]>;
 }
@@ -217,7 +206,7 @@ export class SqliteAudit implements AuditStore, AuditSource {
     return Promise.resolve(readHead(this.stmts));
   }
 
-  hashAt(seq: number): Promise<Buffer | undefined> {
+  hashAt(seq: number): Promise<string | undefined> {
     return Promise.resolve(this.stmts.hashAt.get(seq)?.hash);
   }
 
@@ -258,13 +247,13 @@ export class SqliteAudit implements AuditStore, AuditSource {
 
   /** Entries with seq in [from, to], in order, `CHUNK` at a time. */
   *entryChunks(from = 1, to = Number.MAX_SAFE_INTEGER): Generator<readonly StoredEntry[]> {
-    const stmt = this.db.prepare<[number, number, number], EntryRow>("SELECT * FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?");
+    const stmt = this.db.prepare<[number, number, number], StoredEntry>(`SELECT ${ENTRY_COLUMNS} FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?`);
     let next = from;
     for (;;) {
       const rows = stmt.all(next, to, CHUNK);
       if (rows.length === 0) return;
-      yield rows.map(toEntry);
-      next = (rows[rows.length - 1] as EntryRow).seq + 1;
+      yield rows;
+      next = (rows[rows.length - 1] as StoredEntry).seq + 1;
       if (rows.length < CHUNK) return;
     }
   }
@@ -314,8 +303,8 @@ export class SqliteAudit implements AuditStore, AuditSource {
       params.push(q.afterSeq);
     }
     params.push(q.limit);
-    const sql = `SELECT * FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq ${q.descending === true ? "DESC" : "ASC"} LIMIT ?`;
-    return this.db.prepare<(string | number)[], EntryRow>(sql).all(...params).map(toEntry);
+    const sql = `SELECT ${ENTRY_COLUMNS} FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq ${q.descending === true ? "DESC" : "ASC"} LIMIT ?`;
+    return this.db.prepare<(string | number)[], StoredEntry>(sql).all(...params);
   }
 
   /** The seq of the first entry at or after `at` (null when there is none). */
@@ -339,7 +328,7 @@ export class SqliteAudit implements AuditStore, AuditSource {
         const bounds = this.bounds();
         if (bounds?.first !== record.first || bounds.last < record.last) return false;
         const hash = this.stmts.hashAt.get(record.last)?.hash;
-        if (hash === undefined || !hash.equals(record.hash)) return false;
+        if (hash !== record.hash) return false;
         this.db
           .prepare(
             "INSERT INTO audit_archives (first_seq, last_seq, prev_hash, last_hash, file, digest, at, kid, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

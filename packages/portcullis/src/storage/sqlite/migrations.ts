@@ -82,8 +82,9 @@ export const migrations: readonly Migration[] = [
     name: "audit log",
     sql: `
       -- The tamper-evident audit log (docs/audit.md). seq has no gaps; entry is the canonical JSON the
-      -- hash covers; hash = SHA-256(previous hash || entry). event, key_id and account repeat facts
-      -- of the entry for queries (verification checks that they agree with it).
+      -- hash covers; hash = hex SHA-256(previous hash || entry), hashes as 64 lower-case hex digits.
+      -- event, key_id and account repeat facts of the entry for queries (verification checks that
+      -- they agree with it).
       CREATE TABLE audit_log (
         seq      INTEGER PRIMARY KEY,
         at       INTEGER NOT NULL,
@@ -91,7 +92,7 @@ export const migrations: readonly Migration[] = [
         key_id   TEXT,
         account  TEXT,
         entry    TEXT NOT NULL,
-        hash     BLOB NOT NULL
+        hash     TEXT NOT NULL
       ) STRICT;
       CREATE INDEX audit_by_key ON audit_log (key_id, seq) WHERE key_id IS NOT NULL;
       CREATE INDEX audit_by_account ON audit_log (account, seq) WHERE account IS NOT NULL;
@@ -99,7 +100,7 @@ export const migrations: readonly Migration[] = [
       -- Signed checkpoints: Ed25519 over (seq, hash, at, kid) by the audit-checkpoint key.
       CREATE TABLE audit_checkpoints (
         seq       INTEGER PRIMARY KEY,
-        hash      BLOB NOT NULL,
+        hash      TEXT NOT NULL,
         at        INTEGER NOT NULL,
         kid       TEXT NOT NULL,
         signature BLOB NOT NULL
@@ -118,10 +119,10 @@ export const migrations: readonly Migration[] = [
       CREATE TABLE audit_archives (
         last_seq  INTEGER PRIMARY KEY,
         first_seq INTEGER NOT NULL,
-        prev_hash BLOB NOT NULL,
-        last_hash BLOB NOT NULL,
+        prev_hash TEXT NOT NULL,
+        last_hash TEXT NOT NULL,
         file      TEXT NOT NULL,
-        digest    BLOB NOT NULL,
+        digest    TEXT NOT NULL,
         at        INTEGER NOT NULL,
         kid       TEXT NOT NULL,
         signature BLOB NOT NULL
