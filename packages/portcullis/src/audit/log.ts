@@ -358,7 +358,8 @@ export class AuditLog implements DecisionRecorder {
     }
     for (const name of spill.list(this.now())) {
       const file = spill.read(name);
-      if (file === null) {
+      if (file === "missing") continue;
+      if (file === "corrupt") {
         this.logger.error({ file: name, dir: spill.dir }, "audit spill file is not readable; set aside as .corrupt");
         continue;
       }

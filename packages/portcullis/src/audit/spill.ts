@@ -81,19 +81,22 @@ export class SpillDir {
     return names.filter((n) => n.endsWith(".jsonl")).sort();
   }
 
-  /** Reads a spill file; null when it is not one (it is then set aside as `.corrupt`). */
-  read(name: string): SpillFile | null {
+  /**
+   * Reads a spill file: "missing" when it is gone (another process replayed it meanwhile),
+   * "corrupt" when it is not a spill file (it is then set aside as `.corrupt`, never deleted).
+   */
+  read(name: string): SpillFile | "missing" | "corrupt" {
     let text: string;
     try {
       text = readFileSync(join(this.dir, name), "utf8");
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return "missing";
       throw err;
     }
     const parsed = parseSpill(text);
     if (parsed === null) {
       this.quarantine(name);
-      return null;
+      return "corrupt";
     }
     return { name, ...parsed };
   }
