@@ -318,8 +318,8 @@ export class SqliteAudit implements AuditStore, AuditSource {
   }
 
   /**
-   * Replaces entries `record.first`–`record.last` by the archive record, in one transaction, and
-   * appends the `audit.archive` entry that says so. Refuses (returns false) when the range is not
+   * Replaces entries `record.first`–`record.last` (and the checkpoints inside them, which the seal
+   * replaces) by the archive record, in one transaction, and appends the `audit.archive` entry. Refuses (returns false) when the range is not
    * the stored prefix any more, or its last hash changed since the segment was written.
    */
   commitArchive(record: ArchiveRecord, entry: AuditFields): boolean {
@@ -335,6 +335,8 @@ export class SqliteAudit implements AuditStore, AuditSource {
           )
           .run(record.first, record.last, record.prev, record.hash, record.file, record.digest, record.at, record.kid, record.signature);
         this.db.prepare("DELETE FROM audit_log WHERE seq <= ?").run(record.last);
+        // The seal now vouches for the whole range: its checkpoints would only accumulate.
+        this.db.prepare("DELETE FROM audit_checkpoints WHERE seq <= ?").run(record.last);
         appendRows(this.stmts, [entry]);
         return true;
       })
