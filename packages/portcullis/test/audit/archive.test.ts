@@ -79,7 +79,7 @@ describe("archiving", () => {
     expect(readSegment("audit-000000000001-000000000010.jsonl")).toBeNull();
   });
 
-  it("a range that changed while its segment was written is not archived", async () => {
+  it("a range that changed while its segment was written is not archived", () => {
     const audit = fx.data.store.audit;
     const stale = audit.archives();
     expect(stale).toEqual([]);
