@@ -194,12 +194,26 @@ export class AuditLog implements DecisionRecorder {
 
   decision(ctx: RequestContext, surface: AuditSurface): void {
     if (this.requests === "none" || (this.requests === "deny" && ctx.denial === null)) return;
-    this.record(decisionFields(ctx, surface, this.stageNames));
+    try {
+      this.record(decisionFields(ctx, surface, this.stageNames));
+    } catch (err) {
+      // The request path must never fail for the audit log; a bug here is counted and logged.
+      this.lost(err);
+    }
   }
 
   refused(denial: Denial, req: EarlyRequest, surface: AuditSurface): void {
     if (this.requests === "none") return;
-    this.record(refusalFields(denial, req, surface, this.now()));
+    try {
+      this.record(refusalFields(denial, req, surface, this.now()));
+    } catch (err) {
+      this.lost(err);
+    }
+  }
+
+  private lost(err: unknown): void {
+    this.counts.dropped += 1;
+    this.warn("build", { err: err instanceof Error ? err.message : String(err) }, "audit entry could not be built; dropped");
   }
 
   /** Buffers a decision-class entry for the next group commit. Never throws, never blocks. */

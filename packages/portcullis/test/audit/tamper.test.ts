@@ -142,6 +142,12 @@ describe("audit verify on a tampered database", () => {
     expect((await fx.verify({ anchor })).problem).toMatchObject({ code: "ANCHOR_MISMATCH", seq: 10 });
   });
 
+  it("an anchor whose signature does not verify is refused as such", async () => {
+    const anchor = db.prepare<[], { seq: number; hash: string; at: number; kid: string; signature: Buffer }>("SELECT * FROM audit_checkpoints WHERE seq = 10").get();
+    if (anchor === undefined) throw new Error("fixture");
+    expect((await fx.verify({ anchor: { ...anchor, seq: 11 } })).problem).toMatchObject({ code: "ANCHOR_INVALID", seq: 11 });
+  });
+
   it("a forged or modified checkpoint is invalid", async () => {
     db.prepare("UPDATE audit_checkpoints SET signature = zeroblob(64) WHERE seq = 10").run();
     expect((await fx.verify()).problem).toMatchObject({ code: "CHECKPOINT_INVALID", seq: 10 });
