@@ -41,12 +41,13 @@ const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
  * (default: the native benchmark routes); `keys` lists the key-creation inputs (what
  * `parseCreateKeyInput` takes; default one native HMAC key); `limits` are the core's limits
  * (default none); `hot` its hot store (default process memory; closed with the core); `sessions`
- * gives the core a session authority (logon and session-signed requests). Resolves to
+ * gives the core a session authority (logon and session-signed requests); `audit` its audit
+ * settings (default: the core's). Resolves to
  * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
  * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
  * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false, audit } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
   let data = null;
   let core = null;
@@ -65,6 +66,7 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
       ...(limits === undefined ? {} : { limits }),
       ...(hot === undefined ? {} : { hot }),
       ...(authority === undefined ? {} : { sessions: authority }),
+      ...(audit === undefined ? {} : { audit }),
     });
     const created = [];
     for (const input of keys) {

@@ -1,5 +1,7 @@
+import { AuditLog, type AuditSettings } from "./audit/log.js";
 import { RouteTable, type RouteSpec } from "./authz/routes.js";
 import type { Envelope } from "./custody/envelope.js";
+import { EnvelopeSigningKeys, type SigningKeyProvider } from "./custody/signing.js";
 import { KeyCache } from "./keys/cache.js";
 import type { Environment } from "./keys/ids.js";
 import { DEFAULT_WINDOW_MS } from "./keys/model.js";
@@ -72,6 +74,11 @@ export interface PortcullisOptions {
    * change feed (polled).
    */
   readonly bus?: ChangeBus;
+  /**
+   * The audit log (docs/audit.md): which request decisions are recorded (default all), batching,
+   * checkpoints; `signer` signs checkpoints (default: the envelope provider on this store).
+   */
+  readonly audit?: AuditSettings & { readonly signer?: SigningKeyProvider | null };
 }
 
 /**
@@ -90,6 +97,8 @@ export class Portcullis {
   readonly shield: Shield;
   /** Issues and checks session tokens; null when sessions are not enabled. */
   readonly sessions: SessionAuthority | null;
+  /** The audit log: request decisions (recorded by the gateway, admin API and middleware), checkpoints. */
+  readonly audit: AuditLog;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
@@ -167,6 +176,15 @@ export class Portcullis {
       sessions: this.sessions,
     };
     this.pipeline = this.createPipeline(this.routes);
+    const signer = options.audit?.signer;
+    this.audit = new AuditLog({
+      ...options.audit,
+      store: options.store.audit,
+      signer: signer === undefined ? new EnvelopeSigningKeys(options.store.meta, options.envelope) : signer,
+      logger: this.logger,
+      now,
+      stageNames: this.pipeline.stageNames,
+    });
   }
 
   /**
@@ -247,6 +265,7 @@ export class Portcullis {
   async close(): Promise<void> {
     this.unsubscribe();
     await this.usage.stop();
+    await this.audit.close();
     await this.store.close();
     await this.hot.close();
   }

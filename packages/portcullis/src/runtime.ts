@@ -63,6 +63,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       ...(hot === undefined ? {} : { hot }),
       ...(sessions === undefined ? {} : { sessions }),
       ...(bus === undefined ? {} : { bus }),
+      audit: { ...config.audit, signer: data.signingKeys },
       logger,
     });
     gateway = new Gateway({
@@ -73,6 +74,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       bodyLimit: config.gateway.bodyLimit,
       scheme: config.gateway.scheme,
       ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
+      audit: core.audit,
     });
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;

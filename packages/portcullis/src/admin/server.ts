@@ -105,6 +105,7 @@ export class AdminApi {
     let body = readBody(req, ADMIN_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
     if (!Buffer.isBuffer(body)) {
+      this.core.audit.refused(body, { requestId, method: req.method, url: req.url, socketAddress: req.socket.remoteAddress }, "admin");
       sendDenial(res, body, requestId);
       return;
     }
@@ -112,6 +113,7 @@ export class AdminApi {
       { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress },
       requestId,
     );
+    this.core.audit.decision(ctx, "admin");
     if (ctx.denial !== null) {
       this.refuse(res, ctx.denial, ctx);
       return;

@@ -1,4 +1,5 @@
 import { PortcullisApiError, createClient } from "@portcullis/client";
+import { checkpointer } from "../audit/index.js";
 import { userInfo } from "node:os";
 import { PortcullisError, type ErrorCode, errorCatalogue } from "../errors/catalogue.js";
 import { parseCreateKeyInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
@@ -38,6 +39,7 @@ function cliActor(): string {
 
 export async function localKeyOps(dataDir: string): Promise<KeyOps> {
   const data = await openDataDir(dataDir);
+  const audit = checkpointer(data);
   const service = new KeyService({ store: data.store, envelope: data.envelope, environment: data.environment });
   const actor = cliActor();
   return {
@@ -58,7 +60,10 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
       return { ...successor, predecessor: rotated.predecessor };
     },
     endSessions: (id, reason) => service.endSessions(id, actor, reason),
-    close: () => data.close(),
+    close: async () => {
+      await audit.close();
+      await data.close();
+    },
   };
 }
 

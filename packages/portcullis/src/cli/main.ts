@@ -13,6 +13,7 @@ import { startPortcullis, urlOf } from "../runtime.js";
 import { DataDirError, initDataDir } from "../storage/data-dir.js";
 import { CustodyError } from "../custody/errors.js";
 import { registerCustodyCommands } from "./custody.js";
+import { registerAuditCommands } from "./audit.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 
@@ -206,10 +207,6 @@ function buildProgram(): Command {
       const config = loadConfig(opts.config);
       const logger = createLogger({ level: config.log.level });
       const running = await startPortcullis(config, logger);
-      logger.info(
-        { gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
-        "portcullis started",
-      );
       const stop = (): void => {
         logger.info("shutting down: draining in-flight requests");
         running.close().then(
@@ -222,6 +219,11 @@ function buildProgram(): Command {
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      // Only now: whoever waits for this line may signal at once (before, SIGTERM would kill outright).
+      logger.info(
+        { gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
+        "portcullis started",
+      );
     });
 
   program
@@ -483,6 +485,7 @@ function buildProgram(): Command {
     );
 
   registerCustodyCommands(program, DEFAULT_DATA);
+  registerAuditCommands(program, DEFAULT_DATA);
   return program;
 }
 

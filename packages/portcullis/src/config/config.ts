@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
 import type { Environment } from "../keys/ids.js";
@@ -63,6 +64,8 @@ export interface PortcullisConfig {
   readonly log: { readonly level: string };
   /** Where the key-encryption key and the gateway's own signing keys live (custody/config.ts). */
   readonly custody: CustodyConfig;
+  /** The audit log: which request decisions are recorded, batching, checkpoints, spill directory. */
+  readonly audit: AuditConfig;
 }
 
 /**
@@ -131,7 +134,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -195,6 +198,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   } else throw new ConfigError('hot.backend must be "memory" or "redis"');
   const custody = parseCustodyConfig(root.custody, baseDir);
   if ("error" in custody) throw new ConfigError(custody.error);
+  const audit = parseAuditConfig(root.audit, dataDir);
+  if (typeof audit === "string") throw new ConfigError(audit);
 
   return {
     dataDir,
@@ -227,6 +232,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     hot,
     log: { level },
     custody: custody.config,
+    audit,
   };
 }
 

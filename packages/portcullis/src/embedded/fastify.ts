@@ -50,6 +50,7 @@ export function portcullisPreParsing(
     }
     const body = await collectBody(payload, bodyLimit);
     if (!Buffer.isBuffer(body)) {
+      core.audit.refused(body, { requestId: "embedded", method: request.raw.method, url: request.raw.url, socketAddress: request.raw.socket.remoteAddress }, "embedded");
       onDenied(body, null);
       return refuse(reply, body, "embedded");
     }

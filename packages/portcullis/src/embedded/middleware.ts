@@ -71,6 +71,7 @@ export function allowedHeaders(ctx: RequestContext): Record<string, string> {
 export async function verifyEmbedded(core: Portcullis, req: IncomingMessage, body: Buffer): Promise<RequestContext> {
   let ctx = core.verify({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress });
   if (ctx instanceof Promise) ctx = await ctx;
+  core.audit.decision(ctx, "embedded");
   return ctx;
 }
 
@@ -83,6 +84,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     let body = readBody(req, bodyLimit);
     if (body instanceof Promise) body = await body;
     if (!Buffer.isBuffer(body)) {
+      core.audit.refused(body, { requestId: "embedded", method: req.method, url: req.url, socketAddress: req.socket.remoteAddress }, "embedded");
       onDenied(body, null);
       sendDenial(res, body, "embedded");
       return;

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { performance } from "node:perf_hooks";
+import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 import type { Logger } from "../log/logger.js";
@@ -31,6 +32,8 @@ export interface GatewayOptions {
    * authentication, no identity headers). Never set in a deployment; `portcullis start` cannot.
    */
   readonly passThrough?: boolean;
+  /** Records every decision in the audit log (the core's `audit`). */
+  readonly audit?: DecisionRecorder | undefined;
 }
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
@@ -99,6 +102,7 @@ export class Gateway {
     let body = readBody(req, this.bodyLimit);
     if (body instanceof Promise) body = await body;
     if (!Buffer.isBuffer(body)) {
+      this.options.audit?.refused(body, { requestId, method, url, socketAddress: req.socket.remoteAddress }, "gateway");
       this.refuse(res, body, requestId, null, req);
       return;
     }
@@ -108,6 +112,7 @@ export class Gateway {
     }
     let ctx = this.options.pipeline.run({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
     if (ctx instanceof Promise) ctx = await ctx;
+    this.options.audit?.decision(ctx, "gateway");
     if (ctx.slotHeld) {
       const done = ctx;
       res.once("close", () => {

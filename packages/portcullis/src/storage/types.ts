@@ -1,3 +1,4 @@
+import type { AuditStore } from "../audit/store.js";
 import type { KeyRecord, KeyStatus } from "../keys/model.js";
 import type { Charge, ChargeState } from "../limits/types.js";
 
@@ -147,6 +148,8 @@ export interface DurableStore {
   readonly changes: ChangeFeed;
   readonly meta: MetaStore;
   readonly envelopes: EnvelopeStore;
+  /** The audit log's chain; the store writes a change's entry in the change's own transaction. */
+  readonly audit: AuditStore;
   close(): Promise<void>;
 }
 

@@ -79,6 +79,7 @@ export async function makeGateway(
     identity: new IdentitySigner(IDENTITY_SECRET),
     logger,
     now: t.clock.now,
+    audit: t.core.audit,
     ...(gatewayOptions.bodyLimit === undefined ? {} : { bodyLimit: gatewayOptions.bodyLimit }),
     ...(t.core.sessions === null ? {} : { sessions: new SessionEndpoints(t.core) }),
   });

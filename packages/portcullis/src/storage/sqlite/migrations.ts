@@ -1,3 +1,6 @@
+import type Database from "better-sqlite3";
+import { importKeyChanges } from "./audit.js";
+
 /**
  * Versioned SQLite migrations. Append only: a released migration is never edited; a change to the
  * schema is a new entry. Each runs in its own transaction with its row in schema_migrations.
@@ -6,6 +9,8 @@ export interface Migration {
   readonly version: number;
   readonly name: string;
   readonly sql: string;
+  /** A data step run after `sql`, in the same transaction. */
+  readonly after?: (db: Database.Database) => void;
 }
 
 export const migrations: readonly Migration[] = [
@@ -98,5 +103,67 @@ export const migrations: readonly Migration[] = [
       -- before this migration, until the next custody open seals them (and clears it).
       ALTER TABLE keys ADD COLUMN passphrase_envelope BLOB;
     `,
+  },
+  {
+    version: 6,
+    name: "audit log",
+    sql: `
+      -- The tamper-evident audit log (docs/audit.md). seq has no gaps; entry is the canonical JSON the
+      -- hash covers; hash = hex SHA-256(previous hash || entry), hashes as 64 lower-case hex digits.
+      -- event, key_id and account repeat facts of the entry for queries (verification checks that
+      -- they agree with it).
+      CREATE TABLE audit_log (
+        seq      INTEGER PRIMARY KEY,
+        at       INTEGER NOT NULL,
+        event    TEXT NOT NULL,
+        key_id   TEXT,
+        account  TEXT,
+        entry    TEXT NOT NULL,
+        hash     TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX audit_by_key ON audit_log (key_id, seq) WHERE key_id IS NOT NULL;
+      CREATE INDEX audit_by_account ON audit_log (account, seq) WHERE account IS NOT NULL;
+
+      -- Signed checkpoints: Ed25519 over (seq, hash, at, kid) by the audit-checkpoint key.
+      CREATE TABLE audit_checkpoints (
+        seq       INTEGER PRIMARY KEY,
+        hash      TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        kid       TEXT NOT NULL,
+        signature BLOB NOT NULL
+      ) STRICT;
+
+      -- The public halves of the keys that signed checkpoints and segment seals.
+      CREATE TABLE audit_keys (
+        kid        TEXT PRIMARY KEY,
+        algorithm  TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        provider   TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+
+      -- Ranges moved into signed segment files (portcullis audit archive).
+      CREATE TABLE audit_archives (
+        last_seq  INTEGER PRIMARY KEY,
+        first_seq INTEGER NOT NULL,
+        prev_hash TEXT NOT NULL,
+        last_hash TEXT NOT NULL,
+        file      TEXT NOT NULL,
+        digest    TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        kid       TEXT NOT NULL,
+        signature BLOB NOT NULL
+      ) STRICT;
+
+      -- Spill files already replayed, so a file replayed twice (a crash between the commit and the
+      -- file's removal, or two processes) is appended once.
+      CREATE TABLE audit_spill_replays (
+        id        TEXT PRIMARY KEY,
+        first_seq INTEGER NOT NULL,
+        entries   INTEGER NOT NULL,
+        at        INTEGER NOT NULL
+      ) STRICT;
+    `,
+    after: importKeyChanges,
   },
 ];

@@ -1,5 +1,6 @@
 import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import type { Environment } from "../../keys/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../keys/model.js";
 import type {
@@ -17,6 +18,7 @@ import type {
   RotationResult,
   TransitionResult,
 } from "../types.js";
+import { SqliteAudit } from "./audit.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -113,6 +115,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly changes: ChangeFeed = this;
   readonly meta: MetaStore = this;
   readonly envelopes: EnvelopeStore = this;
+  /** The audit log (migration 6); every recorded KeyChange is also an audit entry, in its transaction. */
+  readonly audit: SqliteAudit;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -123,7 +127,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
 
   private readonly stmts: {
     insert: Database.Statement;
-    insertChange: Database.Statement;
+    /** Records a KeyChange: its change-feed row and its audit entry (call inside the change's transaction). */
+    insertChange: { run(keyId: string, action: string, actor: string, at: number, detail: string): void };
     get: Database.Statement<[string], KeyRowSql>;
     transition: Database.Statement;
     touch: Database.Statement;
@@ -141,6 +146,9 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.db.pragma("foreign_keys = ON");
     this.migrate();
     this.pollIntervalMs = options.pollIntervalMs ?? 200;
+    const here = path === ":memory:" ? null : dirname(path);
+    this.audit = new SqliteAudit(this.db, { spillDir: here === null ? null : join(here, "audit-spill"), archiveDir: here === null ? null : join(here, "audit-archive") });
+    const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
@@ -152,9 +160,12 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
            @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope)`,
       ),
-      insertChange: this.db.prepare(
-        "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)",
-      ),
+      insertChange: {
+        run: (keyId, action, actor, at, detail) => {
+          insertChange.run(keyId, action, actor, at, detail);
+          this.audit.keyChange(keyId, action, actor, at, detail);
+        },
+      },
       get: this.db.prepare("SELECT * FROM keys WHERE id = ?"),
       transition: this.db.prepare(
         `UPDATE keys SET status = @to, status_reason = @reason, updated_at = @at, revision = revision + 1,
@@ -188,6 +199,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       if (applied.has(m.version)) continue;
       this.db.transaction(() => {
         this.db.exec(m.sql);
+        m.after?.(this.db);
         this.db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, Date.now());
       }).immediate();
     }

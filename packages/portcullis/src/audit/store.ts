@@ -1,0 +1,101 @@
+import type { SignedCheckpoint } from "./chain.js";
+import type { AuditFields } from "./events.js";
+
+/**
+ * What the audit log needs of a durable store: append entries to the chain in one transaction,
+ * read the chain's head, keep checkpoints and the public keys that signed them. SQLite implements
+ * it (storage/sqlite/audit.ts); a PostgreSQL store implements the same, and the same contract
+ * tests run on both.
+ *
+ * Entries of changes (keys, policies, approvals) are not appended through here: the store writes
+ * them itself, in the transaction of the change.
+ */
+export interface ChainHead {
+  /** The last entry's sequence number (0 when the log is empty). */
+  readonly seq: number;
+  /** Its hash, 64 hex digits (the genesis when the log is empty). */
+  readonly hash: string;
+}
+
+export interface AuditKey {
+  readonly kid: string;
+  readonly algorithm: "ed25519";
+  /** SPKI PEM. */
+  readonly publicKey: string;
+  /** Which provider holds the private key ("envelope", "pkcs11"…). */
+  readonly provider: string;
+  readonly createdAt: number;
+}
+
+export interface AppendOptions {
+  /**
+   * The id of a spill file being replayed: its entries are appended at most once, however many
+   * times (and by however many processes) the file is replayed.
+   */
+  readonly spillId?: string;
+  /** How long to wait for the database's write lock before failing (ms). */
+  readonly lockTimeoutMs?: number;
+}
+
+export interface AppendResult {
+  /** Sequence number of the first appended entry. */
+  readonly first: number;
+  /** The head after the append. */
+  readonly head: ChainHead;
+  /** The spill file was already replayed: nothing was appended. */
+  readonly duplicate: boolean;
+}
+
+/** An archived range: a signed segment file that replaced entries `first`–`last`. */
+export interface ArchiveRecord {
+  readonly first: number;
+  readonly last: number;
+  readonly prev: string;
+  readonly hash: string;
+  /** The segment's file name, in the archive directory. */
+  readonly file: string;
+  /** SHA-256 of the segment file's bytes, hex. */
+  readonly digest: string;
+  readonly at: number;
+  readonly kid: string;
+  /** The seal's signature (sealMessage). */
+  readonly signature: Buffer;
+}
+
+export interface AuditStore {
+  /** Where batches are spilled by default when the store cannot take them (null: nowhere). */
+  readonly spillDir: string | null;
+  /** Where archived segments are written by default. */
+  readonly archiveDir: string | null;
+  append(entries: readonly AuditFields[], options?: AppendOptions): Promise<AppendResult>;
+  head(): Promise<ChainHead>;
+  /** The stored hash of entry `seq` (undefined when there is no such entry in the store). */
+  hashAt(seq: number): Promise<string | undefined>;
+  /** Stores a checkpoint; false if one for that seq exists already. */
+  addCheckpoint(checkpoint: SignedCheckpoint): Promise<boolean>;
+  latestCheckpoint(): Promise<SignedCheckpoint | undefined>;
+  /** Records a checkpoint key's public half (idempotent). */
+  registerKey(key: AuditKey): Promise<void>;
+}
+
+/** One stored entry, as the chain and the query columns hold it. */
+export interface StoredEntry {
+  readonly seq: number;
+  readonly at: number;
+  readonly event: string;
+  readonly key: string | null;
+  readonly account: string | null;
+  /** The canonical text the hash covers. */
+  readonly entry: string;
+  readonly hash: string;
+}
+
+/** Everything verification reads, from a store or a copy of one. */
+export interface AuditSource {
+  archives(): readonly ArchiveRecord[];
+  /** Ordered by seq. */
+  checkpoints(): readonly SignedCheckpoint[];
+  keys(): readonly AuditKey[];
+  /** The stored entries in seq order, in chunks. */
+  entryChunks(): Iterable<readonly StoredEntry[]> | AsyncIterable<readonly StoredEntry[]>;
+}
