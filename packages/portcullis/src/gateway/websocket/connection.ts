@@ -13,7 +13,7 @@ import { type Admitter, admitMessage, recordAuthFailure } from "./admission.js";
 import { type SigningFields, freshness, recvWindowOf, sessionStatus, signatureClaim, signingFields, timestampOf, withoutCredentials } from "./binance.js";
 import { closeCodeFor } from "./close-codes.js";
 import { type BinanceSessionMethod, type WebSocketMethod, type WebSocketRoute, isBinanceSessionMethod } from "./config.js";
-import { type Identity, type IdentityChecks, checkIdentity, currentKey, expiryOf, isDenial, keyDenial, lookupKey } from "./identity.js";
+import { type Identity, type IdentityChecks, currentKey, expiryOf, isDenial, keyDenial, lookupKey } from "./identity.js";
 import { type MessageId, type MessageRenderer, type Params, WS_DENIALS, encodeRequest, isBadMessage, parseMessage } from "./messages.js";
 import { UpstreamLeg } from "./upstream.js";
 
@@ -286,7 +286,10 @@ export class Connection {
     if (at === Number.POSITIVE_INFINITY) return;
     this.expiryTimer = this.ctx.timers.set(() => {
       this.expiryTimer = null;
-      this.expired();
+      this.expired().catch((err: unknown) => {
+        this.log.error({ connection: this.id, err }, "websocket expiry check failed");
+        this.end(deny("INTERNAL"));
+      });
     }, at - this.ctx.now());
   }
 
@@ -295,7 +298,7 @@ export class Connection {
     this.expiryTimer = null;
   }
 
-  private expired(): void {
+  private async expired(): Promise<void> {
     const identity = this.identity;
     const key = this.key;
     if (identity === null || key === null || this.ending !== null) return;
@@ -305,8 +308,8 @@ export class Connection {
       this.armExpiry();
       return;
     }
-    const parent = this.ctx.checks.cache.peek(identity.keyId) ?? null;
-    const current = checkIdentity(this.ctx.checks, identity, parent, this.client, now);
+    const current = await currentKey(this.ctx.checks, identity, this.client, now);
+    if (this.identity !== identity) return;
     this.end(isDenial(current) ? current : deny(key.session !== null ? "SESSION_EXPIRED" : "KEY_EXPIRED"));
   }
 
