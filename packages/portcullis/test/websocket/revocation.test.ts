@@ -166,7 +166,7 @@ describe("expiry (timers on the frozen clock)", () => {
 
   it("a rotation's grace period ends the old key's connection when it ends", async () => {
     const { key, c } = await keyConnection("ex-carol");
-    await s.core.keys.rotate(key.id, { graceMs: 10 * MINUTE }, "test");
+    await s.core.keys.rotate(key.id, { graceMs: 10 * MINUTE, publicKey: undefined }, "test");
     expect((await c.request("account.status")).status).toBe(200);
     s.timers.advance(10 * MINUTE);
     const closed = await c.closed;
