@@ -70,7 +70,11 @@ export class Gateway {
       rejectUnparsable(err, socket);
     });
     const websocket = options.websocket;
-    if (websocket !== undefined) this.server.on("upgrade", websocket.handleUpgrade);
+    if (websocket !== undefined) {
+      this.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        websocket.handleUpgrade(req, socket, head, this.handle);
+      });
+    }
     this.lifecycle = new ServerLifecycle(this.server);
   }
 

@@ -3,7 +3,7 @@
  * all or nothing), a native-format route that needs a signed upgrade, the upstream unreachable
  * or gone, subprotocols, heartbeats, and random frames that must never crash or 5xx.
  */
-import { createServer } from "node:net";
+import { connect as tcp, createServer } from "node:net";
 import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { WebSocketRouteSpec } from "../../src/gateway/websocket/index.js";
@@ -148,6 +148,37 @@ describe("the upstream", () => {
     expect(c.ws.protocol).toBe("json.v1");
     expect((await c.request("account.status")).status).toBe(200);
     expect(st.exchange.accounts()).toContain("proto-acct");
+  });
+});
+
+/** Sends raw HTTP on a fresh TCP connection and returns everything the gateway answered. */
+function raw(st: WsStack, request: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const [host, port] = st.host.split(":");
+    const socket = tcp(Number(port), host ?? "127.0.0.1");
+    let answer = "";
+    socket.on("data", (d: Buffer) => (answer += d.toString("utf8")));
+    socket.on("end", () => {
+      resolve(answer);
+    });
+    socket.on("error", reject);
+    socket.write(request);
+  });
+}
+
+describe("upgrades that are not WebSockets", () => {
+  it("an h2c upgrade is served as the plain HTTP request it also is (as before the gateway took upgrades); one with a body is refused 400", async () => {
+    const st = await stack();
+    const plain = await raw(st, `GET /api/v3/time HTTP/1.1\r\nHost: ${st.host}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n`);
+    expect(plain).toMatch(/^HTTP\/1\.1 200 /);
+    expect(plain).toContain(`{"serverTime":${String(st.clock.ms)}}`);
+    const withBody = await raw(st, `POST /api/v3/order HTTP/1.1\r\nHost: ${st.host}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nContent-Length: 2\r\n\r\n{}`);
+    expect(withBody).toMatch(/^HTTP\/1\.1 400 /);
+    expect(withBody).toContain('"code":"HTTP_MALFORMED"');
+    // A WebSocket upgrade that is not a valid opening handshake is refused too.
+    const badKey = await raw(st, `GET ${PATH} HTTP/1.1\r\nHost: ${st.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n`);
+    expect(badKey).toMatch(/^HTTP\/1\.1 400 /);
+    expect(badKey).toContain('"code":"HTTP_MALFORMED"');
   });
 });
 

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, RequestListener } from "node:http";
 import type { Duplex } from "node:stream";
 
 /**
@@ -13,8 +13,8 @@ export type { Timers } from "./connection.js";
 
 /** What the HTTP gateway needs of a WebSocket proxy. */
 export interface UpgradeHandler {
-  /** node:http's 'upgrade' listener; never throws. */
-  readonly handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** node:http's 'upgrade' listener; never throws. Upgrades to anything but a WebSocket go to `http`. */
+  readonly handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, http: RequestListener) => void;
   /** Closes every connection (1001) within `graceMs`. */
   close(graceMs?: number): Promise<void>;
 }

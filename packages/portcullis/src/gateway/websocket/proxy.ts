@@ -1,22 +1,20 @@
 import { randomUUID } from "node:crypto";
-import { type IncomingMessage, STATUS_CODES } from "node:http";
+import type { IncomingMessage, RequestListener } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { RouteTable } from "../../authz/routes.js";
 import type { CoreEvent, Portcullis } from "../../core.js";
-import type { AuthScheme } from "../../dialects/scheme.js";
-import { type Denial, deny, errorBody } from "../../errors/catalogue.js";
+import { deny } from "../../errors/catalogue.js";
 import type { Environment } from "../../keys/ids.js";
 import { LimitPlan } from "../../limits/plan.js";
-import { limitHeaders } from "../../limits/headers.js";
 import type { LimitSpec } from "../../limits/types.js";
 import type { Logger } from "../../log/logger.js";
-import type { RequestContext } from "../../pipeline/context.js";
 import type { Pipeline } from "../../pipeline/pipeline.js";
 import type { IdentitySigner } from "../identity.js";
 import type { WebSocketRoute, WebSocketSettings } from "./config.js";
 import { Connection, type ConnectionContext, type Timers, realTimers } from "./connection.js";
 import type { Identity } from "./identity.js";
+import { refuse, serveAsHttp } from "./http.js";
 import { type MessageRenderer, createBinanceMessageRenderer, nativeRenderer } from "./messages.js";
 
 export interface WebSocketProxyOptions {
@@ -132,9 +130,17 @@ export class WebSocketProxy {
     return this.byPath.has(url.split("?", 1)[0] ?? "");
   }
 
-  /** node:http's 'upgrade' listener. Never throws; every failure is an HTTP answer on the socket. */
-  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+  /**
+   * node:http's 'upgrade' listener. Never throws; every failure is an HTTP answer on the socket.
+   * An upgrade to anything but a WebSocket (h2c, say) is served by `http` as the plain request it
+   * also is, as it was before the gateway listened for upgrades.
+   */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, http: RequestListener): void => {
     socket.on("error", () => undefined);
+    if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
+      serveAsHttp(req, socket, http);
+      return;
+    }
     const requestId = randomUUID();
     this.upgrade(req, socket, head, requestId).catch((err: unknown) => {
       this.options.logger.error({ requestId, err }, "websocket upgrade fault");
@@ -158,8 +164,10 @@ export class WebSocketProxy {
       refuse(socket, deny("HTTP_MALFORMED", malformed), requestId, null, undefined);
       return;
     }
-    const credentials = [...this.signed.credentialHeaders].some((h) => req.headers[h] !== undefined);
-    const pipeline = !credentials && route.anonymous ? this.anonymous : this.signed;
+    // A natively signed upgrade authenticates the connection; on an anonymous route any other is
+    // unsigned (a Binance client's X-MBX-APIKEY, say, is ignored: Binance's WebSocket API reads none).
+    const signed = req.headers["signature-input"] !== undefined || req.headers.signature !== undefined;
+    const pipeline = !signed && route.anonymous ? this.anonymous : this.signed;
     let ctx = pipeline.run({ method: "GET", url, headers: req.headers, body: EMPTY, socketAddress: req.socket.remoteAddress }, requestId);
     if (ctx instanceof Promise) ctx = await ctx;
     // The upgrade request is over once decided; a connection is not a request in flight.
@@ -187,10 +195,11 @@ export class WebSocketProxy {
             epoch: key.session?.ep ?? key.record.sessionEpoch,
             since: ctx.now,
           };
+    if (gone(socket)) return;
     const connection = new Connection(this.ctx, route, client, url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, identity, key, requestedProtocols(req));
     this.connections.add(connection);
     const failure = await connection.prepare();
-    if (failure !== null || socket.destroyed || this.isClosing()) {
+    if (failure !== null || gone(socket) || this.isClosing()) {
       connection.dispose();
       this.connections.delete(connection);
       refuse(socket, failure ?? deny("GATEWAY_CLOSING"), requestId, ctx, ctx.renderer ?? undefined);
@@ -268,6 +277,11 @@ export class WebSocketProxy {
   }
 }
 
+/** The client went away (read anew after every await). */
+function gone(socket: Duplex): boolean {
+  return socket.destroyed;
+}
+
 /** Why an upgrade request is not a valid WebSocket opening handshake (RFC 6455 section 4.2.1), or null. */
 function handshakeProblem(req: IncomingMessage): string | null {
   if (req.method !== "GET") return "method";
@@ -288,25 +302,3 @@ function requestedProtocols(req: IncomingMessage): string[] {
     .slice(0, 8);
 }
 
-/** Answers an upgrade request with an HTTP error (native, or a dialect's format) and closes. */
-function refuse(socket: Duplex, denial: Denial, requestId: string, ctx: RequestContext | null, renderer: AuthScheme | undefined): void {
-  if (socket.destroyed || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const rendered = renderer === undefined ? { status: denial.status, body: errorBody(denial, requestId), headers: undefined } : renderer.render(denial, requestId);
-  const headers: Record<string, string> = {
-    "content-type": "application/json; charset=utf-8",
-    "content-length": String(Buffer.byteLength(rendered.body)),
-    "cache-control": "no-store",
-    "x-content-type-options": "nosniff",
-    "portcullis-request-id": requestId,
-    ...rendered.headers,
-    ...(ctx === null ? undefined : limitHeaders(ctx)),
-    connection: "close",
-  };
-  const head = Object.entries(headers)
-    .map(([name, value]) => `${name}: ${value}\r\n`)
-    .join("");
-  socket.end(`HTTP/1.1 ${rendered.status} ${STATUS_CODES[rendered.status] ?? ""}\r\n${head}\r\n${rendered.body}`);
-}
