@@ -3,7 +3,11 @@
  * all or nothing), a native-format route that needs a signed upgrade, the upstream unreachable
  * or gone, subprotocols, heartbeats, and random frames that must never crash or 5xx.
  */
-import { connect as tcp, createServer } from "node:net";
+import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
+import { createServer as createHttpServer } from "node:http";
+import { type AddressInfo, connect as tcp, createServer } from "node:net";
+import { WebSocketServer } from "ws";
+import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { WebSocketRouteSpec } from "../../src/gateway/websocket/index.js";
@@ -131,6 +135,42 @@ describe("the upstream", () => {
     const anonymous = await refusedUpgrade(WsClient.connect(`${st.wsUrl}${PATH}`));
     expect({ status: anonymous.status, json: anonymous.json }).toEqual({ status: 502, json: { code: -1001, msg: "Internal error; unable to process your request. Please try again." } });
     expect(st.proxy.size).toBe(0);
+  });
+
+  it("an upstream connection opened later that the upstream refuses: its messages are answered 502, the connection stays", async () => {
+    // An upstream that accepts anonymous connections and refuses every identified one.
+    const picky = createHttpServer((_req, res) => res.writeHead(404).end());
+    const wss = new WebSocketServer({ noServer: true });
+    picky.on("upgrade", (req, socket, head) => {
+      if (req.headers["portcullis-key-id"] !== undefined) {
+        socket.end("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        return;
+      }
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        ws.on("message", (data) => {
+          const m = JSON.parse((data as Buffer).toString("utf8")) as { id: string };
+          ws.send(JSON.stringify({ id: m.id, status: 200, result: {} }));
+        });
+      });
+    });
+    await new Promise<void>((resolve) => picky.listen(0, "127.0.0.1", resolve));
+    try {
+      const st = await stack({ upstream: `http://127.0.0.1:${String((picky.address() as AddressInfo).port)}` });
+      const pair = generateKeyPairSync("ed25519");
+      const created = await st.createKey({ scopes: ["read"], dialects: ["binance"], algorithm: "ed25519", publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString() });
+      const c = await connect(st);
+      expect((await c.request("time")).status).toBe(200);
+      const params = { apiKey: created.key.id, timestamp: st.clock.ms };
+      const signature = cryptoSign(null, Buffer.from(webSocketSignaturePayload(params), "utf8"), pair.privateKey).toString("base64");
+      expect((await c.request("session.logon", { ...params, signature })).status).toBe(200);
+      expect(await c.request("account.status", { timestamp: st.clock.ms })).toEqual({ id: "r3", status: 502, error: { code: -1001, msg: "Internal error; unable to process your request. Please try again." } });
+      expect(c.ws.readyState).toBe(c.ws.OPEN);
+      expect((await c.request("session.status")).status).toBe(200);
+    } finally {
+      for (const ws of wss.clients) ws.terminate();
+      picky.closeAllConnections();
+      await new Promise<void>((resolve) => picky.close(() => { resolve(); }));
+    }
   });
 
   it("an upstream that closes: the client is closed with 1014 UPSTREAM_CLOSED", async () => {

@@ -35,8 +35,6 @@ const CLOSE_CODES: Readonly<Partial<Record<ErrorCode, number>>> = {
   GATEWAY_CLOSING: 1001,
   INTERNAL: 1011,
   UPSTREAM_CLOSED: 1014,
-  UPSTREAM_UNAVAILABLE: 1014,
-  UPSTREAM_TIMEOUT: 1014,
 };
 
 /** The close code for ending a connection because of `code`. */

@@ -62,6 +62,8 @@ interface Leg {
   readonly leg: UpstreamLeg;
   /** Null for the anonymous leg. */
   readonly identity: Identity | null;
+  /** Messages sent while it opens: answered with the failure if it never does. */
+  readonly waiting: MessageId[];
 }
 
 function toBuffer(data: RawData): Buffer {
@@ -139,7 +141,7 @@ export class Connection {
       else this.key = current;
     }
     if (this.ending !== null) return this.ending;
-    const leg = this.legFor(identity, this.key);
+    const leg = this.legFor(identity, this.key).leg;
     const failure = await leg.opened;
     if (failure !== null) {
       this.end(failure);
@@ -424,7 +426,10 @@ export class Connection {
       return;
     }
     if (this.endedBy() !== null) return;
-    if (!this.legFor(identity, key).send(encodeRequest(id, name, params))) this.refuse(id, name, deny("UPSTREAM_UNAVAILABLE", "upstream leg closed or full"));
+    const entry = this.legFor(identity, key);
+    const opening = !entry.leg.isOpen;
+    if (!entry.leg.send(encodeRequest(id, name, params))) this.refuse(id, name, deny("UPSTREAM_UNAVAILABLE", "upstream leg closed or full"));
+    else if (opening) entry.waiting.push(id);
   }
 
   /** A signed Binance request: its key, checked as stage 4-6 check one (pipeline.ts), and its replay claim. */
@@ -540,10 +545,10 @@ export class Connection {
   // --- upstream legs ---------------------------------------------------------------------------
 
   /** The leg for an identity (opened on first use), keyed by key and scopes: one identity per leg. */
-  private legFor(identity: Identity | null, key: VerificationKey | null): UpstreamLeg {
+  private legFor(identity: Identity | null, key: VerificationKey | null): Leg {
     const name = identity === null || key === null ? "" : `${key.record.id}|${key.scopesText}`;
     const existing = this.legs.get(name);
-    if (existing !== undefined && !existing.leg.isClosed) return existing.leg;
+    if (existing !== undefined && !existing.leg.isClosed) return existing;
     const headers: Record<string, string> = {
       "x-forwarded-for": this.client.text,
       "x-forwarded-proto": this.ctx.scheme,
@@ -590,7 +595,19 @@ export class Connection {
         },
       },
     );
-    this.legs.set(name, { leg, identity });
-    return leg;
+    const entry: Leg = { leg, identity, waiting: [] };
+    this.legs.set(name, entry);
+    leg.opened.then(
+      (failure) => {
+        const waiting = entry.waiting.splice(0);
+        if (failure === null || this.legs.get(name) !== entry) return;
+        // A leg opened for a later identity could not open: its messages are answered, the
+        // connection stays (the next message for that identity tries again).
+        this.legs.delete(name);
+        for (const id of waiting) this.refuse(id, "", failure);
+      },
+      () => undefined,
+    );
+    return entry;
   }
 }

@@ -82,6 +82,10 @@ export class UpstreamLeg {
     return this.ws.protocol;
   }
 
+  get isOpen(): boolean {
+    return this.state === "open";
+  }
+
   get isClosed(): boolean {
     return this.state === "closed";
   }
@@ -95,19 +99,6 @@ export class UpstreamLeg {
     if (this.state === "closed" || this.queue.length >= this.maxQueued) return false;
     this.queue.push(text);
     return true;
-  }
-
-  /** Relays a client's frame as it is (routes without message checks never use this). */
-  sendRaw(data: RawData, isBinary: boolean): void {
-    if (this.state === "open") this.ws.send(data, { binary: isBinary });
-  }
-
-  pause(): void {
-    if (this.state === "open") this.ws.pause();
-  }
-
-  resume(): void {
-    if (this.state === "open") this.ws.resume();
   }
 
   close(code = 1000, reason = ""): void {
