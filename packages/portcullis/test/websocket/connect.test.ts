@@ -87,7 +87,12 @@ describe("a natively signed upgrade", () => {
     expect(c.ws.readyState).toBe(c.ws.OPEN);
     // ...and a permitted message still works.
     expect((await c.request("openOrders.status", { symbol: "BTCUSDT" })).status).toBe(200);
-    expect(s.logLines.join("")).toContain('"code":"SCOPE_MISSING"');
+    const log = s.logLines.join("");
+    expect(log).toContain('"code":"SCOPE_MISSING"');
+    // Logged by key id and connection id; never the token or its secret.
+    expect(log).not.toContain(session.keyid);
+    expect(log).not.toContain(session.secret);
+    expect(log).not.toContain(key.secret);
   });
 
   it("with an Ed25519 key (one signature at the upgrade) trades", async () => {
@@ -167,6 +172,9 @@ describe("Binance WebSocket API authentication", () => {
     expect(await c.request("session.logon", { apiKey: ed.id, timestamp: s.clock.ms })).toMatchObject({ status: 400, error: { code: -1102 } });
     expect(await c.request("session.logon", { apiKey: "nope", timestamp: s.clock.ms, signature: "x" })).toMatchObject({ status: 401, error: { code: -2014 } });
     expect(c.ws.readyState).toBe(c.ws.OPEN);
+    const log = s.logLines.join("");
+    expect(log).toContain('"code":"LOGON_KEY_TYPE_NOT_SUPPORTED"');
+    for (const secret of [String(once.signature), rsaSignature, hmac.secret]) expect(log).not.toContain(secret);
   });
 
   it("a single signed request (HMAC, the connector's way) acts for its own key, once", async () => {

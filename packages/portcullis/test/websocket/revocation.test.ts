@@ -7,6 +7,7 @@
 import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
+import { parseToken } from "../../src/sessions/token.js";
 import { runCli } from "../support/cli.js";
 import { signRequest } from "../support/harness.js";
 import { type Closed, type WsStack, WsClient, signedUpgrade, startWsStack } from "../support/websocket.js";
@@ -138,6 +139,16 @@ describe("sessions", () => {
       expect(res.status).toBe(204);
     });
     expect({ code: closed.code, reason: closed.reason }).toEqual({ code: 4005, reason: "SESSION_REVOKED" });
+  });
+
+  it("a logout this gateway did not hear of (another gateway's, on a shared hot store) closes on the next message", async () => {
+    const { session, c } = await sessionConnection("rv-heidi");
+    const parsed = parseToken(session.keyid);
+    if (!parsed.ok) throw new Error(parsed.why);
+    // What another gateway's logout leaves in the shared hot store, without this process's event.
+    await s.core.hot.revokeSession(parsed.claims.sid, parsed.claims.auth + 86_400_000, s.clock.ms);
+    await expect(c.request("account.status")).rejects.toThrow(/closed \(4005 SESSION_REVOKED\)/);
+    expect(s.exchange.accounts()).toContain("rv-heidi");
   });
 
   it("the key revoked under a session's connection: 4001 KEY_REVOKED", async () => {
