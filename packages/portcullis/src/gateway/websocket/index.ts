@@ -3,8 +3,12 @@ import type { Duplex } from "node:stream";
 
 /**
  * The gateway's WebSocket proxy (docs/websocket.md): routes and their message tables
- * (config.ts), the upgrade through the pipeline (proxy.ts), per-message checks and revocation
- * (connection.ts), the upstream side (upstream.ts), and the close codes (close-codes.ts).
+ * (config.ts); the upgrade through the pipeline, revocation bookkeeping and shutdown (proxy.ts);
+ * one connection's per-message checks, Binance logon and expiry timers (connection.ts); re-checking
+ * a key or session (identity.ts); replay and limits for messages (admission.ts); Binance's request
+ * security (binance.ts); message parsing and error shapes (messages.ts); HTTP on an upgrade's socket
+ * (http.ts); the gateway's connections to the upstream (upstream.ts); the close codes
+ * (close-codes.ts).
  */
 export { WebSocketProxy, type WebSocketProxyOptions } from "./proxy.js";
 export { compileWebSocketSettings, WebSocketConfigError, type WebSocketRouteSpec, type WebSocketMethodSpec, type WebSocketSpec, type WebSocketSettings } from "./config.js";
