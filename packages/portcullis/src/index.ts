@@ -9,6 +9,17 @@ export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type P
 export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastify.js";
 export { Gateway, type GatewayOptions } from "./gateway/server.js";
 export { Forwarder, type ForwarderOptions } from "./gateway/proxy.js";
+export {
+  WebSocketProxy,
+  type WebSocketProxyOptions,
+  compileWebSocketSettings,
+  WebSocketConfigError,
+  type WebSocketRouteSpec,
+  type WebSocketMethodSpec,
+  type WebSocketSpec,
+  type WebSocketSettings,
+  WEBSOCKET_CLOSE_CODES,
+} from "./gateway/websocket/index.js";
 export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";
 export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
 export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";

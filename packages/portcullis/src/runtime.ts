@@ -6,6 +6,7 @@ import { Portcullis } from "./core.js";
 import { IdentitySigner } from "./gateway/identity.js";
 import { Forwarder } from "./gateway/proxy.js";
 import { Gateway } from "./gateway/server.js";
+import type { Environment } from "./keys/ids.js";
 import type { Logger } from "./log/logger.js";
 import { openDataDir, readSecretFile } from "./storage/data-dir.js";
 import { RedisChangeBus } from "./storage/redis/bus.js";
@@ -13,11 +14,14 @@ import { RedisHotStore } from "./storage/redis/hot.js";
 import type { HotStore } from "./storage/types.js";
 import { SessionAuthority } from "./sessions/authority.js";
 import { SessionEndpoints } from "./sessions/endpoints.js";
+import { WebSocketProxy } from "./gateway/websocket/proxy.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
   readonly gateway: Gateway;
   readonly admin: AdminApi | null;
+  /** The WebSocket proxy, when the config has WebSocket routes. */
+  readonly websocket: WebSocketProxy | null;
   readonly gatewayAddress: AddressInfo;
   readonly adminAddress: AddressInfo | null;
   /** Graceful shutdown of both servers, then the core. */
@@ -66,10 +70,13 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       audit: { ...config.audit, signer: data.signingKeys },
       logger,
     });
+    const identity = new IdentitySigner(identitySecret);
+    const websocket = webSocketProxy(config, core, identity, data.environment, logger);
     gateway = new Gateway({
       pipeline: core.pipeline,
       forwarder: new Forwarder({ upstream: config.gateway.upstream, timeoutMs: config.gateway.upstreamTimeoutMs }),
-      identity: new IdentitySigner(identitySecret),
+      identity,
+      ...(websocket === null ? {} : { websocket }),
       logger,
       bodyLimit: config.gateway.bodyLimit,
       scheme: config.gateway.scheme,
@@ -82,7 +89,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       admin = new AdminApi({ core, logger });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
-    const running = { core, gateway, admin };
+    const running = { core, gateway, admin, websocket };
     return {
       ...running,
       gatewayAddress,
@@ -132,6 +139,23 @@ async function openBus(config: PortcullisConfig, logger: Logger): Promise<RedisC
     logger.warn({ redis: where }, "change bus: not subscribed at startup; it subscribes as soon as redis answers");
   }
   return bus;
+}
+
+/** The WebSocket proxy for the config's WebSocket routes (docs/websocket.md), or null when it has none. */
+function webSocketProxy(config: PortcullisConfig, core: Portcullis, identity: IdentitySigner, environment: Environment, logger: Logger): WebSocketProxy | null {
+  if (config.websocket.routes.length === 0) return null;
+  return new WebSocketProxy({
+    core,
+    settings: config.websocket,
+    limits: config.limits.specs,
+    environment,
+    identity,
+    upstream: config.gateway.upstream,
+    upstreamTimeoutMs: config.gateway.upstreamTimeoutMs,
+    futureSkewMs: config.signatures.futureSkewMs,
+    scheme: config.gateway.scheme,
+    logger,
+  });
 }
 
 /** A URL safe to log: without its password. */

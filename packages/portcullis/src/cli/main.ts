@@ -3,7 +3,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ConfigError, loadConfig } from "../config/config.js";
-import { DEMO_EXCHANGE_ROUTES } from "../demo/exchange/routes.js";
+import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "../demo/exchange/routes.js";
 import { runDemo } from "../demo/run.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
@@ -182,6 +182,7 @@ function buildProgram(): Command {
           admin: { enabled: true, host: "127.0.0.1", port: 8081 },
           signatures: { windowMs: 5000 },
           routes: DEMO_EXCHANGE_ROUTES,
+          websocket: { routes: DEMO_WEBSOCKET_ROUTES },
         };
         writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });
         created.push(configPath);

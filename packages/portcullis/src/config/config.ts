@@ -9,6 +9,7 @@ import { CidrError, CidrSet } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
 import { maxLimit } from "../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type LimitKind, type LimitScope, type LimitSpec, type ShieldPolicy } from "../limits/types.js";
+import { WebSocketConfigError, type WebSocketSettings, compileWebSocketSettings } from "../gateway/websocket/config.js";
 
 /**
  * The configuration file (JSON). Every field is validated at startup; a mistake stops the process
@@ -66,6 +67,8 @@ export interface PortcullisConfig {
   readonly custody: CustodyConfig;
   /** The audit log: which request decisions are recorded, batching, checkpoints, spill directory. */
   readonly audit: AuditConfig;
+  /** WebSocket routes and their message tables (docs/websocket.md); none by default. */
+  readonly websocket: WebSocketSettings;
 }
 
 /**
@@ -134,7 +137,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -184,6 +187,13 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
 
   const limits = parseLimits(root.limits);
   checkWeights(routes as RouteSpec[], limits.specs);
+  let websocket: WebSocketSettings;
+  try {
+    websocket = compileWebSocketSettings(root.websocket, limits.specs);
+  } catch (err) {
+    if (err instanceof WebSocketConfigError) throw new ConfigError(err.message);
+    throw err;
+  }
   const h = obj(root.hot, "hot");
   only(h, "hot", ["backend", "url", "prefix"]);
   const backend = str(h, "backend", "hot", "memory");
@@ -233,6 +243,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     log: { level },
     custody: custody.config,
     audit,
+    websocket,
   };
 }
 

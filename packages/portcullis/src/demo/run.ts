@@ -144,6 +144,7 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     "Portcullis demo is running.\n\n",
     `  gateway     ${gateway}    (clients go here)\n`,
     `  admin API   ${admin ?? "disabled"}\n`,
+    `  websocket   ${gateway.replace(/^http/, "ws")}/ws-api/v3    (Binance WebSocket API-shaped; docs/websocket.md)\n`,
     `  upstream    ${upstream}    (the demo exchange, behind the gateway)\n`,
     `  data        ${dataDir}${temporary ? "    (temporary, removed on exit)" : ""}\n\n`,
     "Demo keys (test environment; secrets are shown only here):\n",

@@ -10,7 +10,7 @@ import type { Logger } from "../log/logger.js";
 import { type RunningPortcullis, startPortcullis, urlOf } from "../runtime.js";
 import { DATA_FILES, initDataDir, readSecretFile } from "../storage/data-dir.js";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
-import { DEMO_EXCHANGE_ROUTES } from "./exchange/routes.js";
+import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 
 export interface DemoStackOptions {
   readonly port: number;
@@ -50,6 +50,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
   const upstreamServer = createServer((req, res) => {
     exchange.handler(req, res);
   });
+  upstreamServer.on("upgrade", exchange.upgrade);
   const upstream = new ServerLifecycle(upstreamServer);
   const upstreamUrl = urlOf(await upstream.listen(options.upstreamPort, "127.0.0.1"));
   const config = parseConfig(
@@ -59,6 +60,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
       gateway: { host: "127.0.0.1", port: options.port, upstream: upstreamUrl, serverTiming: options.serverTiming ?? true },
       admin: { enabled: true, host: "127.0.0.1", port: options.adminPort },
       routes: DEMO_EXCHANGE_ROUTES,
+      websocket: { routes: DEMO_WEBSOCKET_ROUTES },
     },
     dataDir,
   );
@@ -66,6 +68,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
   try {
     running = await startPortcullis(config, options.logger);
   } catch (err) {
+    exchange.closeWebSockets();
     await upstream.close(0);
     if (temporary) rmSync(dataDir, { recursive: true, force: true });
     throw err;
@@ -80,7 +83,9 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     exchange,
     createKey: (input) => running.core.keys.create(parseCreateKeyInput(input, Date.now()), "demo"),
     async close() {
-      await Promise.all([running.close(2_000), upstream.close(1_000)]);
+      await running.close(2_000);
+      exchange.closeWebSockets();
+      await upstream.close(1_000);
       if (temporary) rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -116,6 +116,27 @@ export const errorCatalogue = {
   UPSTREAM_UNAVAILABLE: { status: 502, message: "The upstream service could not be reached." },
   UPSTREAM_TIMEOUT: { status: 504, message: "The upstream service did not answer in time." },
 
+  // --- WebSocket connections and messages (docs/websocket.md) ------------------------------
+  MESSAGE_MALFORMED: {
+    status: 400,
+    message: "The message must be one JSON object {id, method, params} in a text frame, params an object of strings, numbers and booleans.",
+  },
+  METHOD_NOT_FOUND: { status: 400, message: "No WebSocket method of this name is mapped on this route." },
+  LOGON_KEY_TYPE_NOT_SUPPORTED: {
+    status: 400,
+    message: "session.logon accepts Ed25519 keys only; sign each request with an HMAC or RSA key instead.",
+  },
+  CONNECTION_AUTHENTICATED: {
+    status: 400,
+    message: "This connection was authenticated at its upgrade; its identity cannot change (sign single requests instead).",
+  },
+  KEY_CHANGED: {
+    status: 401,
+    message: "The API key's scopes, address allowlist or sessions changed while connected; connect again.",
+  },
+  UPSTREAM_CLOSED: { status: 502, message: "The upstream service closed its WebSocket connection." },
+  GATEWAY_CLOSING: { status: 503, message: "The gateway is shutting down; connect again (to another gateway)." },
+
   // --- admin API and key service ----------------------------------------------------------
   VALIDATION_FAILED: { status: 400, message: "The request body is not valid." },
   JSON_MALFORMED: { status: 400, message: "The request body is not valid JSON." },

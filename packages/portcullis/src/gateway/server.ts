@@ -14,6 +14,7 @@ import { ServerLifecycle } from "./lifecycle.js";
 import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import { addKeyWarning } from "../keys/warning.js";
+import type { UpgradeHandler } from "./websocket/index.js";
 
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
@@ -27,6 +28,8 @@ export interface GatewayOptions {
   readonly now?: () => number;
   /** The session endpoints (logon, refresh, logout); without them those paths are not found. */
   readonly sessions?: SessionEndpoints;
+  /** WebSocket upgrades (websocket/proxy.ts); without it, an upgrade request is served as plain HTTP. */
+  readonly websocket?: UpgradeHandler;
   /**
    * Benchmark baseline only: forward every request without running the pipeline (no
    * authentication, no identity headers). Never set in a deployment; `portcullis start` cannot.
@@ -69,6 +72,12 @@ export class Gateway {
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       rejectUnparsable(err, socket);
     });
+    const websocket = options.websocket;
+    if (websocket !== undefined) {
+      this.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
+        websocket.handleUpgrade(req, socket, head, this.handle);
+      });
+    }
     this.lifecycle = new ServerLifecycle(this.server);
   }
 
@@ -232,6 +241,8 @@ export class Gateway {
    */
   async close(drainMs = 10_000): Promise<void> {
     if (this.closing) return;
+    // WebSockets first (1001): an upgraded socket would otherwise hold the server open.
+    await this.options.websocket?.close(Math.min(drainMs, 1_000));
     await this.lifecycle.close(drainMs);
     await this.options.forwarder.close();
   }

@@ -14,6 +14,7 @@
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { PUBLIC, grantedPermissions } from "../../authz/permissions.js";
 import type { RouteSpec } from "../../authz/routes.js";
 import { createIdentityVerifier, type IdentityVerifierOptions } from "../../gateway/identity.js";
@@ -28,8 +29,9 @@ import { Params } from "./params.js";
 import { BINANCE_ROUTES, DEMO_EXCHANGE_ROUTES } from "./routes.js";
 import type { Venue } from "./venue.js";
 import { VENUES } from "./venues/index.js";
+import { createWebSocketApi } from "./websocket.js";
 
-export { DEMO_EXCHANGE_ROUTES } from "./routes.js";
+export { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES, WS_API_PATH } from "./routes.js";
 export { MARKET_MAKER_ACCOUNT } from "./engine.js";
 export { ASSETS, DEMO_BALANCES, MARKETS, type Asset, type Market } from "./markets.js";
 export type { OrderView } from "./orders.js";
@@ -74,6 +76,10 @@ export interface WithdrawalView {
 export interface DemoExchange {
   /** The request listener: `http.createServer(exchange.handler)`. */
   readonly handler: (req: IncomingMessage, res: ServerResponse) => void;
+  /** The WebSocket API (websocket.ts): `server.on("upgrade", exchange.upgrade)`. */
+  readonly upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Closes every WebSocket connection (before the server closes). */
+  closeWebSockets(): void;
   /** The routes this exchange serves, for the gateway's route table. */
   readonly routes: readonly RouteSpec[];
   /** The internal market maker's account name (not reachable through any identity). */
@@ -208,8 +214,14 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
     });
   };
 
+  const webSocketApi = createWebSocketApi({ engine, verify, now: clock, newClientOrderId, maxMessageBytes: maxBodyBytes, onError: options.onError });
+
   return {
     handler,
+    upgrade: webSocketApi.upgrade,
+    closeWebSockets: () => {
+      webSocketApi.close();
+    },
     routes: DEMO_EXCHANGE_ROUTES,
     marketMakerAccount: MARKET_MAKER_ACCOUNT,
     accounts: () => engine.ledger.list().map((r) => r.account),

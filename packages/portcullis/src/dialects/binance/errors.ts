@@ -118,6 +118,15 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     // Upstream: 5xx means "execution status unknown" to a Binance client.
     UPSTREAM_UNAVAILABLE: e(502, -1001, DISCONNECTED),
     UPSTREAM_TIMEOUT: e(504, -1007, TIMEOUT),
+    // WebSocket API (gateway/websocket/). A logon with a key that is not Ed25519 is answered as
+    // Binance answers it (-4056 for HMAC keys; the WebSocket module gives RSA keys -4057).
+    MESSAGE_MALFORMED: e(400, -1102, MANDATORY),
+    METHOD_NOT_FOUND: e(400, -1020, UNSUPPORTED),
+    LOGON_KEY_TYPE_NOT_SUPPORTED: e(400, -4056, "HMAC_SHA256 API key is not supported."),
+    CONNECTION_AUTHENTICATED: e(400, -1020, UNSUPPORTED),
+    KEY_CHANGED: rejected,
+    UPSTREAM_CLOSED: e(502, -1001, DISCONNECTED),
+    GATEWAY_CLOSING: e(503, -1016, "This service is no longer available."),
     // Admin API and key service (never rendered by a venue dialect; mapped for completeness).
     VALIDATION_FAILED: e(400, -1130, INVALID_PARAMETER),
     JSON_MALFORMED: e(400, -1135, "Invalid JSON Request"),

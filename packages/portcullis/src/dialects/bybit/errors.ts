@@ -123,6 +123,15 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   UPSTREAM_UNAVAILABLE: status(E.serverError, 502),
   UPSTREAM_TIMEOUT: E.serverTimeout,
 
+  // WebSocket messages and connections (never rendered for a Bybit route today; mapped for completeness).
+  MESSAGE_MALFORMED: status(E.params, 400),
+  METHOD_NOT_FOUND: status(E.routeNotFound, 400),
+  LOGON_KEY_TYPE_NOT_SUPPORTED: E.invalidKey,
+  CONNECTION_AUTHENTICATED: status(E.params, 400),
+  KEY_CHANGED: E.invalidKey,
+  UPSTREAM_CLOSED: status(E.serverError, 502),
+  GATEWAY_CLOSING: status(E.serverError, 503),
+
   VALIDATION_FAILED: status(E.params, 400),
   JSON_MALFORMED: status(E.params, 400),
   KEY_NOT_FOUND: E.invalidKey,

@@ -120,6 +120,14 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   // Upstream.
   UPSTREAM_UNAVAILABLE: K.UNAVAILABLE,
   UPSTREAM_TIMEOUT: K.BUSY,
+  // WebSocket messages and connections (never rendered for a Kraken route today; mapped for completeness).
+  MESSAGE_MALFORMED: K.INVALID_ARGUMENTS,
+  METHOD_NOT_FOUND: K.UNKNOWN_METHOD,
+  LOGON_KEY_TYPE_NOT_SUPPORTED: K.INVALID_KEY,
+  CONNECTION_AUTHENTICATED: K.INVALID_ARGUMENTS,
+  KEY_CHANGED: K.INVALID_KEY,
+  UPSTREAM_CLOSED: K.UNAVAILABLE,
+  GATEWAY_CLOSING: K.UNAVAILABLE,
   // Admin API and key service (the Kraken dialect uses the first two for a body it cannot read).
   VALIDATION_FAILED: K.INVALID_ARGUMENTS,
   JSON_MALFORMED: K.INVALID_ARGUMENTS,

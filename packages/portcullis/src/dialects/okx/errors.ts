@@ -130,6 +130,15 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   UPSTREAM_UNAVAILABLE: { ...E.serviceUnavailable, status: 502 },
   UPSTREAM_TIMEOUT: E.timeout,
 
+  // WebSocket messages and connections (never rendered for an OKX route today; mapped for completeness).
+  MESSAGE_MALFORMED: E.jsonSyntax,
+  METHOD_NOT_FOUND: { ...E.notFound, status: 400 },
+  LOGON_KEY_TYPE_NOT_SUPPORTED: E.invalidKey,
+  CONNECTION_AUTHENTICATED: param(400, "method"),
+  KEY_CHANGED: E.invalidKey,
+  UPSTREAM_CLOSED: { ...E.serviceUnavailable, status: 502 },
+  GATEWAY_CLOSING: E.serviceUnavailable,
+
   VALIDATION_FAILED: param(400, "body"),
   JSON_MALFORMED: E.jsonSyntax,
   KEY_NOT_FOUND: E.invalidKey,

@@ -1,0 +1,24 @@
+import type { IncomingMessage, RequestListener } from "node:http";
+import type { Duplex } from "node:stream";
+
+/**
+ * The gateway's WebSocket proxy (docs/websocket.md): routes and their message tables
+ * (config.ts); the upgrade through the pipeline, revocation bookkeeping and shutdown (proxy.ts);
+ * one connection's per-message checks, Binance logon and expiry timers (connection.ts); re-checking
+ * a key or session (identity.ts); replay and limits for messages (admission.ts); Binance's request
+ * security (binance.ts); message parsing and error shapes (messages.ts); HTTP on an upgrade's socket
+ * (http.ts); the gateway's connections to the upstream (upstream.ts); the close codes
+ * (close-codes.ts).
+ */
+export { WebSocketProxy, type WebSocketProxyOptions } from "./proxy.js";
+export { compileWebSocketSettings, WebSocketConfigError, type WebSocketRouteSpec, type WebSocketMethodSpec, type WebSocketSpec, type WebSocketSettings } from "./config.js";
+export { WEBSOCKET_CLOSE_CODES, closeCodeFor } from "./close-codes.js";
+export type { Timers } from "./connection.js";
+
+/** What the HTTP gateway needs of a WebSocket proxy. */
+export interface UpgradeHandler {
+  /** node:http's 'upgrade' listener; never throws. Upgrades to anything but a WebSocket go to `http`. */
+  readonly handleUpgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, http: RequestListener) => void;
+  /** Closes every connection (1001) within `graceMs`. */
+  close(graceMs?: number): Promise<void>;
+}

@@ -1,0 +1,304 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, RequestListener } from "node:http";
+import type { Duplex } from "node:stream";
+import { WebSocketServer } from "ws";
+import { RouteTable } from "../../authz/routes.js";
+import type { CoreEvent, Portcullis } from "../../core.js";
+import { deny } from "../../errors/catalogue.js";
+import type { Environment } from "../../keys/ids.js";
+import { LimitPlan } from "../../limits/plan.js";
+import type { LimitSpec } from "../../limits/types.js";
+import type { Logger } from "../../log/logger.js";
+import type { Pipeline } from "../../pipeline/pipeline.js";
+import type { IdentitySigner } from "../identity.js";
+import type { WebSocketRoute, WebSocketSettings } from "./config.js";
+import { Connection, type ConnectionContext, type Timers, realTimers } from "./connection.js";
+import type { Identity } from "./identity.js";
+import { refuse, serveAsHttp } from "./http.js";
+import { type MessageRenderer, createBinanceMessageRenderer, nativeRenderer } from "./messages.js";
+
+export interface WebSocketProxyOptions {
+  readonly core: Portcullis;
+  readonly settings: WebSocketSettings;
+  /** The limits the core was configured with (the same buckets: one budget for HTTP and WebSocket). */
+  readonly limits: readonly LimitSpec[];
+  readonly environment: Environment;
+  readonly identity: IdentitySigner;
+  /** The upstream's origin, http(s)://host:port; its WebSocket origin is ws(s)://host:port. */
+  readonly upstream: string;
+  readonly upstreamTimeoutMs?: number;
+  readonly futureSkewMs?: number;
+  /** The scheme clients use (X-Forwarded-Proto to the upstream). */
+  readonly scheme?: "http" | "https";
+  readonly logger: Logger;
+  readonly now?: () => number;
+  /** Expiry timers (tests drive them from a frozen clock). */
+  readonly timers?: Timers;
+}
+
+const EMPTY = Buffer.alloc(0);
+const KEY_RE = /^[A-Za-z0-9+/]{22}==$/;
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * The gateway's WebSocket proxy (docs/websocket.md). An upgrade request to a configured route runs
+ * through the pipeline like any request — signed natively with an API key or a session token, or,
+ * on a route that allows it, unsigned and charged to the address — so every refusal code, limit
+ * and replay check applies, and a refusal is an HTTP answer before the upgrade completes. Allowed,
+ * the gateway opens its own connection to the upstream for the identity (signed identity headers
+ * on its upgrade), and only then completes the client's upgrade. Every message is then checked
+ * (connection.ts). The proxy watches the core for every change to a key or session a connection
+ * depends on and closes those connections at once, with a 4xxx code and the reason's code.
+ */
+export class WebSocketProxy {
+  private readonly options: WebSocketProxyOptions;
+  private readonly byPath: ReadonlyMap<string, WebSocketRoute>;
+  private readonly signed: Pipeline;
+  private readonly anonymous: Pipeline;
+  private readonly renderers: ReadonlyMap<WebSocketRoute, MessageRenderer>;
+  private readonly wss: WebSocketServer;
+  private readonly ctx: ConnectionContext;
+  private readonly connections = new Set<Connection>();
+  private readonly byKey = new Map<string, Set<Connection>>();
+  private readonly bySession = new Map<string, Set<Connection>>();
+  private readonly protocolOf = new WeakMap<IncomingMessage, string | false>();
+  private readonly unwatch: () => void;
+  private readonly heartbeat: NodeJS.Timeout;
+  private closing = false;
+
+  constructor(options: WebSocketProxyOptions) {
+    this.options = options;
+    const settings = options.settings;
+    this.byPath = new Map(settings.routes.map((r) => [r.path, r]));
+    const core = options.core;
+    this.signed = core.createPipeline(new RouteTable(settings.routes.map((r) => r.signedUpgrade)));
+    this.anonymous = core.createPipeline(new RouteTable(settings.routes.flatMap((r) => (r.anonymousUpgrade === null ? [] : [r.anonymousUpgrade]))));
+    const futureSkewMs = options.futureSkewMs ?? 1000;
+    const binance = createBinanceMessageRenderer(futureSkewMs);
+    this.renderers = new Map(settings.routes.map((r) => [r, r.dialect === "binance" ? binance : nativeRenderer]));
+    const upstream = new URL(options.upstream);
+    if (upstream.protocol !== "http:" && upstream.protocol !== "https:") throw new TypeError("the upstream must be an http:// or https:// origin");
+    const now = options.now ?? Date.now;
+    this.ctx = {
+      checks: { cache: core.cache, sessions: core.sessions, environment: options.environment },
+      admitter: { plan: new LimitPlan(options.limits), hot: core.hot, shield: core.shield, blockOnAuthFailures: options.limits.length > 0 },
+      identity: options.identity,
+      upstream: `${upstream.protocol === "https:" ? "wss:" : "ws:"}//${upstream.host}`,
+      upstreamTimeoutMs: options.upstreamTimeoutMs ?? 10_000,
+      maxUpstreamMessageBytes: Math.max(settings.maxMessageBytes, 4 * 1024 * 1024),
+      maxPendingMessages: settings.maxPendingMessages,
+      futureSkewMs,
+      scheme: options.scheme ?? "http",
+      logger: options.logger,
+      now,
+      timers: options.timers ?? realTimers,
+      track: (connection, keyId, sessionId) => {
+        this.track(connection, keyId, sessionId);
+      },
+      untrack: (connection, keyId) => {
+        this.untrack(connection, keyId);
+      },
+    };
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: settings.maxMessageBytes,
+      perMessageDeflate: false,
+      handleProtocols: (_protocols, req) => this.protocolOf.get(req) ?? false,
+    });
+    this.unwatch = core.watch((event) => {
+      this.changed(event);
+    });
+    this.heartbeat = setInterval(() => {
+      for (const c of this.connections) c.heartbeat();
+    }, settings.pingIntervalMs);
+    this.heartbeat.unref();
+  }
+
+  /** Not narrowed across awaits, unlike a read of `closing`. */
+  private isClosing(): boolean {
+    return this.closing;
+  }
+
+  /** Open client connections (for tests and metrics). */
+  get size(): number {
+    return this.connections.size;
+  }
+
+  /** Does a WebSocket route serve this request target? */
+  serves(url: string): boolean {
+    return this.byPath.has(url.split("?", 1)[0] ?? "");
+  }
+
+  /**
+   * node:http's 'upgrade' listener. Never throws; every failure is an HTTP answer on the socket.
+   * An upgrade to anything but a WebSocket (h2c, say) is served by `http` as the plain request it
+   * also is, as it was before the gateway listened for upgrades.
+   */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, http: RequestListener): void => {
+    socket.on("error", () => undefined);
+    if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") {
+      serveAsHttp(req, socket, http);
+      return;
+    }
+    const requestId = randomUUID();
+    this.upgrade(req, socket, head, requestId).catch((err: unknown) => {
+      this.options.logger.error({ requestId, err }, "websocket upgrade fault");
+      refuse(socket, deny("INTERNAL"), requestId, null, undefined);
+    });
+  };
+
+  private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): Promise<void> {
+    const url = req.url ?? "";
+    if (this.closing) {
+      refuse(socket, deny("GATEWAY_CLOSING"), requestId, null, undefined);
+      return;
+    }
+    const route = this.byPath.get(url.split("?", 1)[0] ?? "");
+    if (route === undefined) {
+      refuse(socket, deny("ROUTE_NOT_FOUND", "no websocket route"), requestId, null, undefined);
+      return;
+    }
+    const malformed = handshakeProblem(req);
+    if (malformed !== null) {
+      refuse(socket, deny("HTTP_MALFORMED", malformed), requestId, null, undefined);
+      return;
+    }
+    // A natively signed upgrade authenticates the connection; on an anonymous route any other is
+    // unsigned (a Binance client's X-MBX-APIKEY, say, is ignored: Binance's WebSocket API reads none).
+    const signed = req.headers["signature-input"] !== undefined || req.headers.signature !== undefined;
+    const pipeline = !signed && route.anonymous ? this.anonymous : this.signed;
+    let ctx = pipeline.run({ method: "GET", url, headers: req.headers, body: EMPTY, socketAddress: req.socket.remoteAddress }, requestId);
+    if (ctx instanceof Promise) ctx = await ctx;
+    // The upgrade request is over once decided; a connection is not a request in flight.
+    pipeline.finish(ctx);
+    if (ctx.denial !== null) {
+      this.options.logger.info({ requestId, code: ctx.denial.code, detail: ctx.denial.detail, route: route.id, keyId: ctx.key?.record.id, client: ctx.client?.text ?? req.socket.remoteAddress }, "websocket upgrade denied");
+      refuse(socket, ctx.denial, requestId, ctx, ctx.renderer ?? undefined);
+      return;
+    }
+    const client = ctx.client;
+    if (client === null) {
+      refuse(socket, deny("HTTP_MALFORMED", "no peer address"), requestId, null, undefined);
+      return;
+    }
+    const key = ctx.key;
+    const identity: Identity | null =
+      key === null
+        ? null
+        : {
+            keyId: key.record.id,
+            scheme: "native",
+            via: "upgrade",
+            token: key.session === null ? null : ctx.keyId,
+            sessionId: key.session?.sid ?? null,
+            epoch: key.session?.ep ?? key.record.sessionEpoch,
+            since: ctx.now,
+          };
+    if (gone(socket)) return;
+    const connection = new Connection(this.ctx, route, client, url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, identity, key, requestedProtocols(req));
+    this.connections.add(connection);
+    const failure = await connection.prepare();
+    if (failure !== null || gone(socket) || this.isClosing()) {
+      connection.dispose();
+      this.connections.delete(connection);
+      refuse(socket, failure ?? deny("GATEWAY_CLOSING"), requestId, ctx, ctx.renderer ?? undefined);
+      return;
+    }
+    this.protocolOf.set(req, connection.protocol);
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.once("close", () => {
+        this.connections.delete(connection);
+      });
+      connection.attach(ws);
+    });
+  }
+
+  // --- revocation ------------------------------------------------------------------------------
+
+  private changed(event: CoreEvent): void {
+    if (event.kind === "session-ended") {
+      for (const c of [...(this.bySession.get(event.sessionId) ?? [])]) c.sessionEnded(event.sessionId);
+      return;
+    }
+    for (const id of event.ids) {
+      for (const c of [...(this.byKey.get(id) ?? [])]) {
+        c.keyChanged(id).catch((err: unknown) => {
+          this.options.logger.error({ connection: c.id, err }, "websocket re-check failed");
+          c.end(deny("INTERNAL"));
+        });
+      }
+    }
+  }
+
+  private track(connection: Connection, keyId: string, sessionId: string | null): void {
+    let set = this.byKey.get(keyId);
+    if (set === undefined) this.byKey.set(keyId, (set = new Set()));
+    set.add(connection);
+    if (sessionId !== null) {
+      let s = this.bySession.get(sessionId);
+      if (s === undefined) this.bySession.set(sessionId, (s = new Set()));
+      s.add(connection);
+    }
+  }
+
+  /** Forgets `connection` for `keyId` (null: for everything). */
+  private untrack(connection: Connection, keyId: string | null): void {
+    const drop = (map: Map<string, Set<Connection>>, id: string): void => {
+      const set = map.get(id);
+      if (set === undefined) return;
+      set.delete(connection);
+      if (set.size === 0) map.delete(id);
+    };
+    if (keyId !== null) {
+      drop(this.byKey, keyId);
+      return;
+    }
+    for (const id of [...this.byKey.keys()]) drop(this.byKey, id);
+    for (const id of [...this.bySession.keys()]) drop(this.bySession, id);
+  }
+
+  /**
+   * Graceful shutdown: no new upgrades; every connection is closed with 1001 GATEWAY_CLOSING and
+   * given `graceMs` to finish its closing handshake, then cut.
+   */
+  async close(graceMs = 1_000): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.unwatch();
+    clearInterval(this.heartbeat);
+    for (const c of this.connections) c.end(deny("GATEWAY_CLOSING"));
+    const deadline = Date.now() + graceMs;
+    while ([...this.connections].some((c) => !c.settled) && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    for (const c of this.connections) c.terminate();
+    this.wss.close();
+  }
+}
+
+/** The client went away (read anew after every await). */
+function gone(socket: Duplex): boolean {
+  return socket.destroyed;
+}
+
+/** Why an upgrade request is not a valid WebSocket opening handshake (RFC 6455 section 4.2.1), or null. */
+function handshakeProblem(req: IncomingMessage): string | null {
+  if (req.method !== "GET") return "method";
+  if ((req.headers.upgrade ?? "").toLowerCase() !== "websocket") return "upgrade";
+  const key = req.headers["sec-websocket-key"];
+  if (typeof key !== "string" || !KEY_RE.test(key)) return "sec-websocket-key";
+  if (req.headers["sec-websocket-version"] !== "13") return "sec-websocket-version";
+  return null;
+}
+
+function requestedProtocols(req: IncomingMessage): string[] {
+  const header = req.headers["sec-websocket-protocol"];
+  if (typeof header !== "string") return [];
+  return header
+    .split(",")
+    .map((p) => p.trim())
+    .filter((p) => TOKEN_RE.test(p))
+    .slice(0, 8);
+}
+
