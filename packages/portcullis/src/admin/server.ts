@@ -10,7 +10,7 @@ import { rejectUnparsable } from "../gateway/server.js";
 import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../keys/model.js";
 import type { Logger } from "../log/logger.js";
-import type { RequestContext } from "../pipeline/context.js";
+import { type RequestContext, loggableKeyId } from "../pipeline/context.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 
 /**
@@ -123,14 +123,14 @@ export class AdminApi {
       sendJson(res, answer.status, JSON.stringify(answer.body), requestId);
     } catch (err) {
       if (!(err instanceof PortcullisError)) throw err;
-      this.logger.info({ requestId, code: err.code, route: ctx.route?.id, keyId: ctx.keyId }, "admin request refused");
+      this.logger.info({ requestId, code: err.code, route: ctx.route?.id, keyId: loggableKeyId(ctx) }, "admin request refused");
       sendJson(res, err.status, serviceErrorBody(err, requestId), requestId);
     }
   }
 
   private refuse(res: ServerResponse, denial: Denial, ctx: RequestContext): void {
     this.logger.info(
-      { requestId: ctx.requestId, code: denial.code, detail: denial.detail, route: ctx.route?.id, keyId: ctx.keyId, client: ctx.client?.text },
+      { requestId: ctx.requestId, code: denial.code, detail: denial.detail, route: ctx.route?.id, keyId: loggableKeyId(ctx), client: ctx.client?.text },
       "admin request denied",
     );
     sendDenial(res, denial, ctx.requestId);

@@ -6,7 +6,7 @@ import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 import type { Logger } from "../log/logger.js";
-import type { RequestContext } from "../pipeline/context.js";
+import { type RequestContext, loggableKeyId } from "../pipeline/context.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { sendDenial, sendJson, serverTimingHeader, readBody } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
@@ -198,7 +198,7 @@ export class Gateway {
         detail: denial.detail,
         method: req.method,
         route: ctx?.route?.id,
-        keyId: ctx?.keyId ?? undefined,
+        keyId: ctx === null ? undefined : loggableKeyId(ctx),
         client: ctx?.client?.text ?? req.socket.remoteAddress,
       },
       "request denied",

@@ -5,6 +5,7 @@ import type { VerificationKey } from "../keys/cache.js";
 import type { ClientAddress } from "../net/client-address.js";
 import type { AuthScheme, Credential } from "../dialects/scheme.js";
 import type { Charge, ChargeState } from "../limits/types.js";
+import { parseKeyId } from "../keys/ids.js";
 
 /** What the pipeline needs of an HTTP request, whichever server it came through. */
 export interface PipelineRequest {
@@ -75,4 +76,16 @@ export class RequestContext {
     this.socketAddress = req.socketAddress;
     this.now = now;
   }
+}
+
+/**
+ * The key id a log line may name for this request: the key that was found (for a session, its API
+ * key), else the claimed id when it is a well-formed key id. Never a session token (a credential)
+ * nor whatever else a caller put in its keyid (it could be anything, a pasted secret included).
+ */
+export function loggableKeyId(ctx: RequestContext): string | undefined {
+  const found = ctx.key?.record.id;
+  if (found !== undefined) return found;
+  const claimed = ctx.keyId;
+  return claimed !== null && parseKeyId(claimed)?.kind === "key" ? claimed : undefined;
 }

@@ -32,6 +32,8 @@ interface Answer {
 let t: TestGateway;
 let keyId: string;
 let secret: string;
+/** Every session token and secret a test was given: none may appear in a log line. */
+const issued: string[] = [];
 
 beforeAll(async () => {
   t = await makeGateway({ sessions: true });
@@ -78,7 +80,9 @@ async function logon(id = keyId, key: string | KeyObject = secret, body?: Record
   const res = await send("POST", "/portcullis/v1/session", id, key, { ...options, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   expect(res.status, JSON.stringify(res.json)).toBe(201);
   expect(res.headers["cache-control"]).toBe("no-store");
-  return res.json as unknown as SessionJson;
+  const session = res.json as unknown as SessionJson;
+  issued.push(session.keyid, session.secret);
+  return session;
 }
 
 const account = (s: SessionJson, options: { created?: number; nonce?: string; remoteAddress?: string } = {}): Promise<Answer> => send("GET", "/api/v3/account", s.keyid, s.secret, options);
@@ -306,6 +310,15 @@ describe("refresh", () => {
     expect(s.expiresAt).toBe(start + 24 * 60 * MINUTE);
     expect(await refresh(s)).toMatchObject({ status: 401, code: "SESSION_LIFETIME_EXCEEDED" });
     expect((await account(s)).status).toBe(200);
+  });
+});
+
+describe("logs", () => {
+  it("carry no session token and no session secret, refusals included", () => {
+    expect(issued.length).toBeGreaterThan(20);
+    expect(t.logLines.some((line) => line.includes("session request refused") || line.includes("request denied"))).toBe(true);
+    const leaks = t.logLines.filter((line) => issued.some((credential) => line.includes(credential) || line.includes(credential.split(".")[0] ?? credential)));
+    expect(leaks).toEqual([]);
   });
 });
 
