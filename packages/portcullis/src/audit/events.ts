@@ -23,6 +23,7 @@ export const AUDIT_EVENTS = {
   "key.limits": { durability: "change", description: "a key's limit overrides were replaced" },
   "key.update": { durability: "change", description: "a key's settings (label, allowlist, scopes…) were changed" },
   "key.rotate": { durability: "change", description: "a key was rotated: a new key replaces it, the old one stays valid for a grace period" },
+  "key.end-sessions": { durability: "change", description: "every session of a key was ended (its session epoch moved)" },
   "session.create": { durability: "decision", description: "a session token was issued at logon" },
   "session.refresh": { durability: "decision", description: "a session token was refreshed" },
   "session.revoke": { durability: "decision", description: "a session was logged out or revoked" },
@@ -51,17 +52,8 @@ export type Durability = "change" | "decision";
 const ACTION_RE = /^[a-z][a-z0-9-]{0,31}$/;
 const EVENT_RE = /^[a-z][a-z0-9-]{0,31}\.[a-z][a-z0-9-]{0,31}$/;
 
-/** Key-change actions whose event is not simply `key.<action>`. */
-const KEY_ACTION_EVENTS: Readonly<Record<string, AuditEventName>> = {
-  "revoke-sessions": "session.revoke",
-  "session-revoke": "session.revoke",
-  "sessions-revoke": "session.revoke",
-};
-
 /** The event a key change (`KeyChange.action`) is recorded as. */
 export function keyChangeEvent(action: string): AuditEventName {
-  const mapped = KEY_ACTION_EVENTS[action];
-  if (mapped !== undefined) return mapped;
   return ACTION_RE.test(action) ? `key.${action}` : "key.update";
 }
 

@@ -90,7 +90,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
       return;
     }
     if (sessions !== null && SessionEndpoints.serves((req.url ?? "").split("?", 1)[0] ?? "")) {
-      await sessions.serve(req, res, body, randomUUID());
+      await sessions.serve(req, res, body, randomUUID(), "embedded");
       return;
     }
     const ctx = await verifyEmbedded(core, req, body);

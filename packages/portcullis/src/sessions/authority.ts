@@ -59,6 +59,8 @@ export interface IssuedSession {
   readonly keyId: string;
   /** Set when the session is bound to an address. */
   readonly boundAddress: string | null;
+  /** The session's id (not a credential: for logs and the audit log). */
+  readonly sessionId: string;
 }
 
 /** The longest a session lives, refreshes included, after its logon. */
@@ -183,6 +185,7 @@ export class SessionAuthority {
       scopes: claims.scp,
       keyId: claims.key,
       boundAddress: claims.ip ?? null,
+      sessionId: claims.sid,
     };
   }
 

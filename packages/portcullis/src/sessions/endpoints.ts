@@ -7,6 +7,7 @@ import { limitHeaders } from "../limits/headers.js";
 import { parseDuration } from "../keys/input.js";
 import type { RequestContext } from "../pipeline/context.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
+import type { AuditSurface } from "../audit/events.js";
 import type { IssuedSession, LogonRequest, SessionAuthority } from "./authority.js";
 
 /**
@@ -100,7 +101,7 @@ export class SessionEndpoints {
    * this): the pipeline over the session routes, then the endpoint; every refusal answered in the
    * native JSON shape with its code. Rejects only for our own faults.
    */
-  async serve(req: IncomingMessage, res: ServerResponse, body: Buffer, requestId: string): Promise<void> {
+  async serve(req: IncomingMessage, res: ServerResponse, body: Buffer, requestId: string, surface: AuditSurface = "gateway"): Promise<void> {
     let ctx = this.pipeline.run({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
     if (ctx instanceof Promise) ctx = await ctx;
     const done = ctx;
@@ -108,6 +109,7 @@ export class SessionEndpoints {
       this.pipeline.finish(done);
     });
     const headers = limitHeaders(ctx);
+    this.core.audit.decision(ctx, surface);
     if (ctx.denial !== null) {
       this.core.logger.info({ requestId, code: ctx.denial.code, detail: ctx.denial.detail, route: ctx.route?.id, client: ctx.client?.text }, "session request denied");
       sendDenial(res, ctx.denial, requestId, { headers });
@@ -128,6 +130,21 @@ export class SessionEndpoints {
     }
   }
 
+  /** A session event for the audit log: who, which session (its id, never its token or secret). */
+  private audited(event: "session.create" | "session.refresh" | "session.revoke", ctx: RequestContext, sessionId: string, detail: Record<string, unknown>): void {
+    const record = ctx.key?.record;
+    this.core.audit.record({
+      event,
+      at: ctx.now,
+      actor: `key:${record?.id ?? "unknown"}`,
+      key: record?.id,
+      account: record?.account,
+      client: ctx.client?.text,
+      requestId: ctx.requestId,
+      detail: { session: sessionId, ...detail },
+    });
+  }
+
   /** Answers a request the pipeline allowed. Throws PortcullisError for a refusal. */
   async answer(ctx: RequestContext): Promise<Answer> {
     const key = ctx.key;
@@ -138,11 +155,14 @@ export class SessionEndpoints {
       case `POST ${SESSION_PATH}`: {
         if (session !== null) throw new PortcullisError("SESSION_NOT_ALLOWED");
         const issued = await this.sessions.logon(key, parseLogon(parseJsonBody(ctx.body)), ctx.client?.text ?? "", ctx.now);
+        this.audited("session.create", ctx, issued.sessionId, { scopes: issued.scopes, expiresAt: issued.expiresAt, boundAddress: issued.boundAddress });
         return { status: 201, body: view(issued) };
       }
       case `POST ${SESSION_PATH}/refresh`: {
         if (session === null) throw new PortcullisError("SESSION_REQUIRED");
-        return { status: 200, body: view(await this.sessions.refresh(session, key, ctx.now)) };
+        const issued = await this.sessions.refresh(session, key, ctx.now);
+        this.audited("session.refresh", ctx, session.sid, { expiresAt: issued.expiresAt });
+        return { status: 200, body: view(issued) };
       }
       case `DELETE ${SESSION_PATH}`: {
         if (session === null || ctx.keyId === null) throw new PortcullisError("SESSION_REQUIRED");
@@ -153,6 +173,7 @@ export class SessionEndpoints {
           this.core.logger.warn({ requestId: ctx.requestId, err }, "logout could not be recorded");
           throw new PortcullisError("HOT_STORE_UNAVAILABLE");
         }
+        this.audited("session.revoke", ctx, session.sid, { reason: "logout" });
         return { status: 204, body: null };
       }
       default:

@@ -80,7 +80,7 @@ describe("key changes in the audit log", () => {
     await fx.data.store.keys.transition(key.id, ["active"], "suspended", null, change);
     expect(entries()[1]).toMatchObject({ event: "key.rotate", key: key.id, account: "acct-7", detail: { replacedBy: "pck_test_v1_new" } });
     expect(keyChangeEvent("update")).toBe("key.update");
-    expect(keyChangeEvent("revoke-sessions")).toBe("session.revoke");
+    expect(keyChangeEvent("end-sessions")).toBe("key.end-sessions");
     expect(keyChangeEvent("Weird Action!")).toBe("key.update");
   });
 

@@ -6,6 +6,7 @@ import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIdentityVerifier } from "../../src/gateway/identity.js";
 import { SessionAuthority } from "../../src/sessions/authority.js";
+import { readEntries } from "../audit/support.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest, type SignAlg } from "../support/harness.js";
 import { initDataDir, openDataDir } from "../../src/storage/data-dir.js";
@@ -310,6 +311,37 @@ describe("refresh", () => {
     expect(s.expiresAt).toBe(start + 24 * 60 * MINUTE);
     expect(await refresh(s)).toMatchObject({ status: 401, code: "SESSION_LIFETIME_EXCEEDED" });
     expect((await account(s)).status).toBe(200);
+  });
+});
+
+describe("the audit log", () => {
+  it("records logon, refresh and logout by session id (never the token or secret), and every session request's decision", async () => {
+    const key = await t.createKey({ account: "acct-audit" });
+    const s = await logon(key.key.id, key.secret ?? "", { scopes: ["read"] });
+    const sid = (JSON.parse(Buffer.from((s.keyid.split(".")[0] ?? "").slice("pcs_test_v1_".length), "base64url").toString("utf8")) as { sid: string }).sid;
+    await account(s);
+    await send("POST", "/portcullis/v1/session/refresh", s.keyid, s.secret);
+    await send("DELETE", "/portcullis/v1/session", s.keyid, s.secret);
+    await t.core.audit.flush();
+    const entries = (await readEntries(t.dataDir)).filter((e) => e.key === key.key.id);
+    const events = entries.map((e) => `${e.event}${e.route === undefined ? "" : ` ${e.route}`}`);
+    expect(events).toEqual([
+      "key.create",
+      "request.allow POST /portcullis/v1/session",
+      "session.create",
+      "request.allow GET /api/v3/account",
+      "request.allow POST /portcullis/v1/session/refresh",
+      "session.refresh",
+      "request.allow DELETE /portcullis/v1/session",
+      "session.revoke",
+    ]);
+    for (const e of entries.filter((x) => x.event.startsWith("session."))) {
+      expect(e).toMatchObject({ actor: `key:${key.key.id}`, account: "acct-audit", client: "127.0.0.1", detail: { session: sid } });
+    }
+    expect(entries.find((e) => e.event === "session.create")?.detail).toMatchObject({ scopes: ["read"], boundAddress: null });
+    const text = JSON.stringify(entries);
+    expect(text).not.toContain(s.keyid.split(".")[1]);
+    expect(text).not.toContain(s.secret);
   });
 });
 
