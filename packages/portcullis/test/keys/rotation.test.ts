@@ -7,6 +7,7 @@
 import { type KeyObject, generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PortcullisError } from "../../src/errors/catalogue.js";
+import { compileKey } from "../../src/keys/cache.js";
 import { parseRotateKeyInput, parseUpdateKeyInput } from "../../src/keys/input.js";
 import type { KeyView } from "../../src/keys/model.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
@@ -104,6 +105,17 @@ describe("rotation", () => {
     const hmac = await t.createKey({});
     const moved = await rotate(hmac.key.id, { publicKey: second.publicKey.export({ type: "spki", format: "pem" }).toString() });
     expect(moved.key.algorithm).toBe("ed25519");
+  });
+
+  it("keeps an OKX key's passphrase, sealed again for the successor", async () => {
+    const old = await t.createKey({ dialects: ["okx"], passphrase: "Trading-Passphrase-1" });
+    const rotated = await rotate(old.key.id);
+    const material = await t.core.keys.loadMaterial(rotated.key.id);
+    if (material === null) throw new Error("no successor");
+    const check = compileKey(material, 5000).passphrase;
+    expect(check).not.toBeNull();
+    expect(await check?.check("Trading-Passphrase-1")).toBe(true);
+    expect(await check?.check("another-passphrase")).toBe(false);
   });
 
   it("keeps a Kraken key's secret in Kraken's form", async () => {
