@@ -17,6 +17,8 @@ import { readSecretFile } from "../../src/storage/data-dir.js";
 import { runCli, startCli } from "../support/cli.js";
 import { signRequest } from "../support/harness.js";
 import { type Closed, WsClient } from "../support/websocket.js";
+import { Redis } from "ioredis";
+import { IN_CI, SHARED_REDIS_URL, deleteKeys, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
 
 const PATH = "/ws-api/v3";
 let dir: string;
@@ -132,5 +134,80 @@ describe("two gateway processes on one data directory", () => {
     const closed = await within(c, 3_000);
     expect({ code: closed.code, reason: closed.reason }).toEqual({ code: 4005, reason: "SESSION_REVOKED" });
     expect(closed.at - Number(ended.updatedAt)).toBeLessThan(1_000);
+  });
+});
+
+const redisUp = await redisReachable(SHARED_REDIS_URL);
+if (!redisUp && !IN_CI) loudSkip("WebSocket revocation across gateways over the Redis bus", `no Redis answers at ${SHARED_REDIS_URL}`);
+
+describe.runIf(redisUp || IN_CI)("two gateway processes sharing one Redis (the change bus), the data directory polled hourly", () => {
+  const prefix = uniquePrefix("ws-bus");
+  const pair: Awaited<ReturnType<typeof startCli>>[] = [];
+  const pairUrls: { gateway: string; admin: string | null }[] = [];
+
+  beforeAll(async () => {
+    const starter = JSON.parse(readFileSync(join(data, "portcullis.json"), "utf8")) as Record<string, unknown>;
+    const upstreamUrl = `http://127.0.0.1:${String((upstream.address() as AddressInfo).port)}`;
+    for (const n of [1, 2]) {
+      const config = {
+        ...starter,
+        gateway: { ...(starter.gateway as object), host: "127.0.0.1", port: 0, upstream: upstreamUrl },
+        admin: n === 1 ? { enabled: true, host: "127.0.0.1", port: 0 } : { enabled: false },
+        routes: DEMO_EXCHANGE_ROUTES,
+        websocket: { routes: DEMO_WEBSOCKET_ROUTES },
+        store: { pollInterval: "1h" },
+        hot: { backend: "redis", url: SHARED_REDIS_URL, prefix },
+        log: { level: "info" },
+      };
+      const file = join(data, `bus-gateway-${String(n)}.json`);
+      writeFileSync(file, JSON.stringify(config));
+      const g = await startCli(["start", "--config", file], (line) => line.includes("portcullis started"));
+      pair.push(g);
+      pairUrls.push(JSON.parse(g.line) as { gateway: string; admin: string | null });
+    }
+  });
+  afterAll(async () => {
+    for (const g of pair) expect(await g.stop()).toBe(0);
+    const redis = new Redis(SHARED_REDIS_URL);
+    await deleteKeys(redis, prefix);
+    await redis.quit();
+  });
+
+  async function open(n: 0 | 1, keyId: string, secret: string): Promise<WsClient> {
+    const gateway = pairUrls[n]?.gateway ?? "";
+    const host = new URL(gateway).host;
+    const { host: _h, ...headers } = signRequest({ method: "GET", url: PATH, host, keyId, key: secret, created: Math.floor(Date.now() / 1000) });
+    const c = await WsClient.connect(`${gateway.replace("http:", "ws:")}${PATH}`, headers);
+    clients.push(c);
+    expect((await c.request("account.status")).status).toBe(200);
+    return c;
+  }
+
+  it("a logout at gateway 1 closes the session's connection at gateway 2; a revocation through gateway 1 closes the key's there", async () => {
+    const k = await key("bus-dave");
+    const gateway = pairUrls[0]?.gateway ?? "";
+    const host = new URL(gateway).host;
+    const logon = await fetch(`${gateway}/portcullis/v1/session`, {
+      method: "POST",
+      headers: signRequest({ method: "POST", url: "/portcullis/v1/session", host, keyId: k.id, key: k.secret, created: Math.floor(Date.now() / 1000) }),
+    });
+    const session = (await logon.json()) as { keyid: string; secret: string };
+    const viaSession = await open(1, session.keyid, session.secret);
+    const t0 = Date.now();
+    const out = await fetch(`${gateway}/portcullis/v1/session`, {
+      method: "DELETE",
+      headers: signRequest({ method: "DELETE", url: "/portcullis/v1/session", host, keyId: session.keyid, key: session.secret, created: Math.floor(Date.now() / 1000) }),
+    });
+    expect(out.status).toBe(204);
+    const closed = await within(viaSession, 1_000);
+    expect({ code: closed.code, reason: closed.reason }).toEqual({ code: 4005, reason: "SESSION_REVOKED" });
+    console.log(`logout at gateway 1 -> close at gateway 2 over the bus: ${String(closed.at - t0)} ms`);
+
+    const viaKey = await open(1, k.id, k.secret);
+    const t1 = Date.now();
+    await cli(["keys", "revoke", k.id, "--admin", pairUrls[0]?.admin ?? ""], { PORTCULLIS_ADMIN_KEY_ID: admin.id, PORTCULLIS_ADMIN_SECRET: admin.secret });
+    const revoked = await within(viaKey, 1_000);
+    expect({ code: revoked.code, reason: revoked.reason }).toEqual({ code: 4001, reason: "KEY_REVOKED" });
+    console.log(`revoke through gateway 1 -> close at gateway 2 over the bus: ${String(revoked.at - t1)} ms (the CLI's own start included)`);
   });
 });
