@@ -323,7 +323,7 @@ describe("the audit log", () => {
     await send("POST", "/portcullis/v1/session/refresh", s.keyid, s.secret);
     await send("DELETE", "/portcullis/v1/session", s.keyid, s.secret);
     await t.core.audit.flush();
-    const entries = (await readEntries(t.dataDir)).filter((e) => e.key === key.key.id);
+    const entries = readEntries(t.dataDir).filter((e) => e.key === key.key.id);
     const events = entries.map((e) => `${e.event}${e.route === undefined ? "" : ` ${e.route}`}`);
     expect(events).toEqual([
       "key.create",
