@@ -24,6 +24,13 @@ interface Ban {
   count: number;
 }
 
+/** A bucket's stored TAT, updated in place; `expires` is when it has drained (forgettable). */
+interface Bucket {
+  ms: number;
+  rem: number;
+  expires: number;
+}
+
 const SWEEP_PER_ADMISSION = 4;
 const BAN_MEMORY_MS = 86_400_000;
 
@@ -31,11 +38,11 @@ export class MemoryHotStore implements HotStore {
   readonly kind = "memory";
   private readonly nonces: MemoryNonceStore;
   private readonly sequences = new MemorySequenceStore();
-  private readonly tats = new Map<string, Tat & { readonly expires: number }>();
+  private readonly tats = new Map<string, Bucket>();
   private readonly bans = new Map<string, Ban>();
   /** Logged-out sessions: id -> until when they must stay refused. */
   private readonly revokedSessions = new Map<string, number>();
-  private cursor: IterableIterator<[string, Tat & { readonly expires: number }]> | null = null;
+  private cursor: IterableIterator<[string, Bucket]> | null = null;
   private readonly policy: ShieldPolicy;
   /** Admissions so far: lapsed bans are swept every 1024th. */
   private admissions = 0;
@@ -78,8 +85,7 @@ export class MemoryHotStore implements HotStore {
       const c = charges[i];
       const tat = tats[i];
       if (c === undefined || tat === undefined) continue;
-      this.tats.delete(c.bucket);
-      this.tats.set(c.bucket, { ms: tat.ms, rem: tat.rem, expires: tat.ms + 1 });
+      this.store(c.bucket, tat);
     }
     return { ok: true, states };
   }
@@ -113,9 +119,24 @@ export class MemoryHotStore implements HotStore {
   private charge(bucket: string, limit: { limit: number; windowMs: number }, now: number): boolean {
     const d = gcra(limit, this.tats.get(bucket), 1, now);
     if (!d.allowed) return false;
-    this.tats.delete(bucket);
-    this.tats.set(bucket, { ms: d.tat.ms, rem: d.tat.rem, expires: d.tat.ms + 1 });
+    this.store(bucket, d.tat);
     return true;
+  }
+
+  /**
+   * Writes a bucket's TAT: in place when the bucket exists (no allocation, one lookup), else as a
+   * new entry. The sweep visits every entry in turn whatever their order, so updating in place
+   * does not keep a drained bucket from being forgotten.
+   */
+  private store(bucket: string, tat: Tat): void {
+    const entry = this.tats.get(bucket);
+    if (entry === undefined) {
+      this.tats.set(bucket, { ms: tat.ms, rem: tat.rem, expires: tat.ms + 1 });
+      return;
+    }
+    entry.ms = tat.ms;
+    entry.rem = tat.rem;
+    entry.expires = tat.ms + 1;
   }
 
   /** A refused request from `ip`: one strike; too many strikes, a growing ban. */
