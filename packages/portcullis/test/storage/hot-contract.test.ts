@@ -287,6 +287,17 @@ describe.each(backends)("hot store contract: $name", (backend) => {
       expect(await store.admit(admission(T0, [second]))).toMatchObject({ ok: true, states: [{ remaining: 4 }] });
     });
 
+    it("admissions sent in one turn (the Redis store pipelines them) are each decided on its own, in order", async () => {
+      const store = backend.open({ policy: NO_BANS });
+      const c = charge("turn", 10, 60_000);
+      const answers = await Promise.all(Array.from({ length: 25 }, async (_, i) => store.admit(admission(T0, [c], nonce("k-turn", `n${i % 20}`, T0 + 30_000)))));
+      // 20 distinct nonces and 5 repeats, against 10 units: the first 10 fresh nonces are admitted,
+      // in the order sent (remaining 9 … 0), then every other is refused by the limit, never
+      // recorded — a repeat of a refused nonce is limited too, not "replayed".
+      expect(answers.flatMap((a) => (a.ok ? a.states.map((x) => x.remaining) : []))).toEqual([9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+      expect(answers.slice(10).every((a) => !a.ok && a.reason === "limited")).toBe(true);
+    });
+
     it("a logged-out session is refused until its end, consuming nothing and recording no claim", async () => {
       const store = backend.open({ policy: NO_BANS });
       const c = charge("sess", 10, 60_000);
