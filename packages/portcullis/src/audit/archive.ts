@@ -6,6 +6,7 @@ import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, parseEd25
 import { AuditError } from "./errors.js";
 import type { AuditFields } from "./events.js";
 import { segmentHeaderLine, segmentSealLine } from "./segment.js";
+import { fsyncDir } from "./spill.js";
 import type { ArchiveRecord, AuditKey, StoredEntry } from "./store.js";
 
 /**
@@ -50,15 +51,6 @@ export interface ArchiveResult {
   readonly last: number;
   readonly entries: number;
   readonly hash: string;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, constants.O_RDONLY);
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 /** Archives the chosen prefix; null when there is nothing to archive. */

@@ -28,7 +28,8 @@ const STALE_TMP_MS = 60_000;
 
 let counter = 0;
 
-function fsyncDir(dir: string): void {
+/** Makes a directory's entries durable (a file created or renamed in it survives a crash). */
+export function fsyncDir(dir: string): void {
   const fd = openSync(dir, constants.O_RDONLY);
   try {
     fsyncSync(fd);
