@@ -46,10 +46,18 @@ beforeAll(async () => {
   });
   upstream.on("upgrade", exchange.upgrade);
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
-  const upstreamUrl = `http://127.0.0.1:${String((upstream.address() as AddressInfo).port)}`;
   const created = await cli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys"]);
   admin = { id: String(created.id), secret: String(created.secret) };
+  await startPair("gateway", {}, gateways, urls);
+});
+
+/**
+ * Starts two `portcullis start` processes on the data directory, in front of the demo exchange,
+ * the first with its admin API; `extra` is merged into both configs.
+ */
+async function startPair(name: string, extra: Record<string, unknown>, into: Awaited<ReturnType<typeof startCli>>[], addresses: { gateway: string; admin: string | null }[]): Promise<void> {
   const starter = JSON.parse(readFileSync(join(data, "portcullis.json"), "utf8")) as Record<string, unknown>;
+  const upstreamUrl = `http://127.0.0.1:${String((upstream.address() as AddressInfo).port)}`;
   for (const n of [1, 2]) {
     const config = {
       ...starter,
@@ -58,14 +66,15 @@ beforeAll(async () => {
       routes: DEMO_EXCHANGE_ROUTES,
       websocket: { routes: DEMO_WEBSOCKET_ROUTES },
       log: { level: "info" },
+      ...extra,
     };
-    const file = join(data, `gateway-${String(n)}.json`);
+    const file = join(data, `${name}-${String(n)}.json`);
     writeFileSync(file, JSON.stringify(config));
     const g = await startCli(["start", "--config", file], (line) => line.includes("portcullis started"));
-    gateways.push(g);
-    urls.push(JSON.parse(g.line) as { gateway: string; admin: string | null });
+    into.push(g);
+    addresses.push(JSON.parse(g.line) as { gateway: string; admin: string | null });
   }
-});
+}
 
 afterAll(async () => {
   for (const c of clients) c.ws.terminate();
@@ -146,25 +155,7 @@ describe.runIf(redisUp || IN_CI)("two gateway processes sharing one Redis (the c
   const pairUrls: { gateway: string; admin: string | null }[] = [];
 
   beforeAll(async () => {
-    const starter = JSON.parse(readFileSync(join(data, "portcullis.json"), "utf8")) as Record<string, unknown>;
-    const upstreamUrl = `http://127.0.0.1:${String((upstream.address() as AddressInfo).port)}`;
-    for (const n of [1, 2]) {
-      const config = {
-        ...starter,
-        gateway: { ...(starter.gateway as object), host: "127.0.0.1", port: 0, upstream: upstreamUrl },
-        admin: n === 1 ? { enabled: true, host: "127.0.0.1", port: 0 } : { enabled: false },
-        routes: DEMO_EXCHANGE_ROUTES,
-        websocket: { routes: DEMO_WEBSOCKET_ROUTES },
-        store: { pollInterval: "1h" },
-        hot: { backend: "redis", url: SHARED_REDIS_URL, prefix },
-        log: { level: "info" },
-      };
-      const file = join(data, `bus-gateway-${String(n)}.json`);
-      writeFileSync(file, JSON.stringify(config));
-      const g = await startCli(["start", "--config", file], (line) => line.includes("portcullis started"));
-      pair.push(g);
-      pairUrls.push(JSON.parse(g.line) as { gateway: string; admin: string | null });
-    }
+    await startPair("bus-gateway", { store: { pollInterval: "1h" }, hot: { backend: "redis", url: SHARED_REDIS_URL, prefix } }, pair, pairUrls);
   });
   afterAll(async () => {
     for (const g of pair) expect(await g.stop()).toBe(0);
