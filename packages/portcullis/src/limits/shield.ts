@@ -61,6 +61,11 @@ export class Shield {
     this.keyBlocks.set(keyId, until);
   }
 
+  /** Whether keys have a concurrency cap at all (without one, no slot is taken or released). */
+  get capped(): boolean {
+    return this.maxConcurrentPerKey !== 0;
+  }
+
   /** Takes one of the key's concurrent slots; false when all are taken. */
   acquire(keyId: string): boolean {
     if (this.maxConcurrentPerKey === 0) return true;

@@ -387,7 +387,8 @@ export class Pipeline {
     ctx.charges = charges;
     const session = key?.session ?? null;
     if (replay === null && charges.length === 0 && session === null) return undefined;
-    if (key !== null) {
+    // Without a cap there is no slot to hold (nor a release to wait for when the answer ends).
+    if (key !== null && this.options.shield.capped) {
       if (!this.options.shield.acquire(key.record.id)) return deny("CONCURRENCY_LIMITED");
       ctx.slotHeld = true;
     }
