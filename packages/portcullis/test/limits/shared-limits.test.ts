@@ -156,12 +156,15 @@ describe.runIf(sharedUp || IN_CI)("two gateway processes sharing one Redis", () 
   it("admit exactly L of 200 concurrent clients between them", async () => {
     // Every client its own connection, half of them to each gateway.
     const agent = new Agent({ connections: CLIENTS, pipelining: 0 });
+    const get = (base: string) =>
+      request(`${base}/api/v3/account`, {
+        headers: signRequest({ method: "GET", url: "/api/v3/account", keyId: key.id, key: key.secret, created: Math.floor(Date.now() / 1000), host: new URL(base).host }),
+        dispatcher: agent,
+      });
     try {
       const answers = await Promise.all(
         Array.from({ length: CLIENTS }, async (_, i) => {
-          const base = urls[i % 2] ?? "";
-          const headers = signRequest({ method: "GET", url: "/api/v3/account", keyId: key.id, key: key.secret, created: Math.floor(Date.now() / 1000), host: new URL(base).host });
-          const res = await request(`${base}/api/v3/account`, { headers, dispatcher: agent });
+          const res = await get(urls[i % 2] ?? "");
           const body = await res.body.text();
           return { status: res.statusCode, code: res.statusCode === 200 ? "" : codeOf(body) };
         }),
@@ -172,8 +175,7 @@ describe.runIf(sharedUp || IN_CI)("two gateway processes sharing one Redis", () 
       expect(upstream.requests.length).toBe(L);
       // And each gateway now refuses, the one that admitted fewest included.
       for (const base of urls) {
-        const headers = signRequest({ method: "GET", url: "/api/v3/account", keyId: key.id, key: key.secret, created: Math.floor(Date.now() / 1000), host: new URL(base).host });
-        const res = await request(`${base}/api/v3/account`, { headers, dispatcher: agent });
+        const res = await get(base);
         expect([res.statusCode, codeOf(await res.body.text())]).toEqual([429, "RATE_LIMITED"]);
       }
     } finally {
