@@ -212,13 +212,24 @@ export class Pkcs11Token {
       const token = new Pkcs11Token(p, loaded, options, found.slot, found.serial, pinDigest(options.pin), Math.max(1, options.sessions ?? 4));
       const session = await token.acquire();
       try {
-        token.call("C_Login", () => {
-          lib.C_Login(session, p.CKU_USER, options.pin);
-        });
-      } catch (err) {
-        if (ckrName(err) !== "CKR_USER_ALREADY_LOGGED_IN") {
-          token.closeSessions();
-          throw hsmError(err, `token "${options.tokenLabel}"`);
+        // A file-backed token (SoftHSM) that another process is writing at this moment can fail
+        // the login with CKR_GENERAL_ERROR while it reads the token's files: tried again a few
+        // times. Any other refusal (a wrong PIN above all) is final at once.
+        for (let attempt = 0; ; attempt++) {
+          try {
+            token.call("C_Login", () => {
+              lib.C_Login(session, p.CKU_USER, options.pin);
+            });
+            break;
+          } catch (err) {
+            const name = ckrName(err);
+            if (name === "CKR_USER_ALREADY_LOGGED_IN") break;
+            if (name !== "CKR_GENERAL_ERROR" || attempt >= 5) {
+              token.closeSessions();
+              throw hsmError(err, `token "${options.tokenLabel}"`);
+            }
+            await sleep(50 * (attempt + 1));
+          }
         }
       } finally {
         token.release(session);
