@@ -98,7 +98,9 @@ export class AdminApi {
       logger: this.logger,
       exchange: {
         handOn: (ctx) => this.dispatch(ctx),
-        render: AdminApi.render,
+        render: (ctx, outcome, res) => {
+          AdminApi.render(ctx, outcome, res);
+        },
         untilDone: whenClosed,
       },
     });
