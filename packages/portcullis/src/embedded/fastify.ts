@@ -46,7 +46,7 @@ export function portcullisPreParsing(
   const onDenied = options.onDenied ?? (() => undefined);
   const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string, renderer: AuthScheme | null = null, extra?: Record<string, string>): FastifyReplyLike => {
     const rendered = renderer === null ? renderNative(denial, requestId) : renderer.render(denial, requestId);
-    let r = reply.code(rendered.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store");
+    let r = reply.code(rendered.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store").header("portcullis-request-id", requestId);
     for (const [name, value] of Object.entries(rendered.headers ?? {})) r = r.header(name, value);
     for (const [name, value] of Object.entries(extra ?? {})) r = r.header(name, value);
     return r.send(rendered.body);

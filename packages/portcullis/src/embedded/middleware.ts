@@ -78,6 +78,7 @@ interface EmbeddedTarget {
 /** Hand on for every embedded surface: the caller's facts on the request, the allowed answer's headers. */
 export function handOnEmbedded(ctx: RequestContext, request: { portcullis?: PortcullisCaller; rawBody?: Buffer }, setHeader: (name: string, value: string) => void): void {
   const headers = allowedHeaders(ctx);
+  setHeader("portcullis-request-id", ctx.requestId);
   for (const name in headers) setHeader(name, headers[name] as string);
   request.rawBody = ctx.body;
   const caller = callerOf(ctx);
