@@ -5,5 +5,5 @@ import { execFileSync } from "node:child_process";
  * build first (incremental, so this is quick when nothing changed).
  */
 export default function setup(): void {
-  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-b", "packages/client", "packages/portcullis"], { stdio: "inherit" });
+  execFileSync(process.execPath, ["node_modules/typescript/bin/tsc", "-b", "packages/client", "packages/portcullis", "packages/demo-exchange"], { stdio: "inherit" });
 }

@@ -1,14 +1,41 @@
 /**
  * `portcullis`: the library. Embed the pipeline in your own service (`Portcullis` +
- * `createMiddleware`), run the gateway and admin API (`startPortcullis`), or build on the parts.
- * The upstream-side identity check lives in `portcullis/upstream`.
+ * `createMiddleware`), run the gateway and admin API (`startPortcullis`), or compose the servers
+ * yourself. The upstream-side identity check lives in `portcullis/upstream`.
+ *
+ * This is the whole public API: everything else under `src/` is internal and may change in any
+ * release (tests reach it by relative path).
+ */
+
+/**
+ * Embedding: the core (`Portcullis`) over an opened data directory, as middleware for node:http,
+ * Express and Connect, or as a Fastify `preParsing` hook (README, Embedded mode).
  */
 export { Portcullis, type PortcullisOptions, type LimitsOptions, type CoreEvent } from "./core.js";
-export { startPortcullis, type RunningPortcullis } from "./runtime.js";
 export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type PortcullisRequest } from "./embedded/middleware.js";
 export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastify.js";
+
+/**
+ * The data directory `portcullis init` lays out (keyring, identity secret, database): create it,
+ * open it for a core, and the error both throw for a directory that is not one.
+ */
+export { initDataDir, openDataDir, DataDirError, type InitResult, type OpenDataDir, type OpenDataDirOptions } from "./storage/data-dir.js";
+
+/**
+ * Running the gateway and the admin API from a config, as `portcullis start` does
+ * (docs/configuration.md).
+ */
+export { startPortcullis, type RunningPortcullis } from "./runtime.js";
+export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";
+
+/**
+ * Composing the servers yourself: the gateway (with its upstream forwarder and the identity
+ * headers it signs), the WebSocket proxy for your own `upgrade` handler (docs/websocket.md), the
+ * session endpoints and the admin API.
+ */
 export { Gateway, type GatewayOptions } from "./gateway/server.js";
 export { Forwarder, type ForwarderOptions } from "./gateway/proxy.js";
+export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";
 export {
   WebSocketProxy,
   type WebSocketProxyOptions,
@@ -20,36 +47,45 @@ export {
   type WebSocketSettings,
   WEBSOCKET_CLOSE_CODES,
 } from "./gateway/websocket/index.js";
-export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";
+export { SessionAuthority, type IssuedSession, type LogonRequest } from "./sessions/authority.js";
+export { SessionEndpoints, SESSION_ROUTES } from "./sessions/endpoints.js";
 export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
-export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";
-export { DEFAULT_SHIELD_POLICY, type LimitSpec, type LimitScope, type LimitKind, type ShieldPolicy } from "./limits/types.js";
-export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
+
+/** Routes and permissions: the default-deny route table and the permission catalogue. */
 export { RouteTable, RouteTableError, type RouteSpec, type Route } from "./authz/routes.js";
-export { PERMISSIONS, type Permission } from "./authz/permissions.js";
+export { PERMISSIONS, grantedPermissions, type Permission } from "./authz/permissions.js";
+
+/** Errors: every refusal's stable code, HTTP status and public message (docs/errors.md). */
+export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
+
+/** Limits: the shapes of the config's `limits` section and the default shield policy. */
+export { DEFAULT_SHIELD_POLICY, type LimitSpec, type LimitScope, type LimitKind, type ShieldPolicy } from "./limits/types.js";
+
+/** Keys: the key service (a core's `keys`), its input parser, the key model and key ids. */
 export { KeyService, type CreatedKey } from "./keys/service.js";
 export { parseCreateKeyInput, type CreateKeyInput } from "./keys/input.js";
 export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus } from "./keys/model.js";
-export { generateKeyId, parseKeyId, type Environment } from "./keys/ids.js";
-export { Envelope } from "./custody/envelope.js";
-export { KeyringFileProvider, type KekProvider } from "./custody/keyring.js";
-export { CustodyError, CUSTODY_ERRORS, type CustodyErrorCode } from "./custody/errors.js";
-export type { CustodyConfig } from "./custody/config.js";
-export { openCustody, type Custody } from "./custody/open.js";
-export { Pkcs11KekProvider } from "./custody/pkcs11-kek.js";
-export { Pkcs11SigningKeys } from "./custody/pkcs11-signing.js";
-export { Pkcs11Token } from "./custody/pkcs11-token.js";
-export { EnvelopeSigningKeys, openStoredSecret, type SigningKey, type SigningKeyProvider, type SigningPurpose } from "./custody/signing.js";
-export { rotateKek, custodyStatus, type RotationResult, type CustodyStatus } from "./custody/rotation.js";
-export { writeBackup, restoreBackup } from "./custody/backup.js";
-export { SqliteStore } from "./storage/sqlite/store.js";
-export { MemoryNonceStore } from "./storage/memory/nonces.js";
+export { parseKeyId, type Environment } from "./keys/ids.js";
+
+/**
+ * Hot state shared by gateway processes (replay, limits, bans, logouts) and the change bus
+ * between them: in process memory or in Redis, behind small interfaces (README, Embedded mode).
+ */
 export { MemoryHotStore, type MemoryHotStoreOptions } from "./storage/memory/hot.js";
 export { RedisHotStore, type RedisHotStoreOptions } from "./storage/redis/hot.js";
 export { RedisChangeBus, type RedisChangeBusOptions } from "./storage/redis/bus.js";
-export { SessionAuthority, type IssuedSession, type LogonRequest } from "./sessions/authority.js";
-export { SessionEndpoints, SESSION_ROUTES } from "./sessions/endpoints.js";
-export type { DurableStore, NonceStore, KeyStore, ChangeFeed, HotStore, ChangeBus, BusMessage } from "./storage/types.js";
-export { initDataDir, openDataDir } from "./storage/data-dir.js";
-export type { PipelineRequest, RequestContext } from "./pipeline/context.js";
+export type { HotStore, ChangeBus, BusMessage } from "./storage/types.js";
+
+/**
+ * Key custody over an opened data directory: KEK rotation, status, encrypted backup and restore,
+ * and the custody errors with their codes (docs/custody.md). The providers themselves (keyring
+ * file, PKCS#11 token) are chosen by the config's `custody` section, not constructed here.
+ */
+export { rotateKek, custodyStatus, type RotationResult, type CustodyStatus } from "./custody/rotation.js";
+export { writeBackup, restoreBackup, type BackupResult, type RestoreResult } from "./custody/backup.js";
+export { CustodyError, CUSTODY_ERRORS, type CustodyErrorCode } from "./custody/errors.js";
+export type { CustodyConfig } from "./custody/config.js";
+export type { KekProvider } from "./custody/keyring.js";
+
+/** Logging: structured JSON logs (pino) with credential redaction. */
 export { createLogger, type Logger } from "./log/logger.js";

@@ -1,6 +1,7 @@
 /**
- * `portcullis/upstream`: the one thing a service behind the gateway needs, with no other imports:
- * verifying the identity headers the gateway adds to every request it forwards.
+ * `portcullis/upstream`: what a service behind the gateway needs, with no other imports:
+ * verifying the identity headers the gateway adds to every request it forwards, and reading the
+ * permissions the caller's scopes grant (to check a route's permission again upstream).
  */
 export {
   IDENTITY_HEADERS,
@@ -10,3 +11,4 @@ export {
   type PortcullisIdentity,
   type UpstreamRequest,
 } from "./gateway/identity.js";
+export { grantedPermissions } from "./authz/permissions.js";

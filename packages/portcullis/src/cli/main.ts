@@ -3,8 +3,6 @@ import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { ConfigError, loadConfig } from "../config/config.js";
-import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "../demo/exchange/routes.js";
-import { runDemo } from "../demo/run.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
@@ -16,6 +14,7 @@ import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
+import { demoNotInstalled, loadDemoPackage, reportDemoError, starterRoutes } from "./demo.js";
 
 /**
  * The `portcullis` command. Every command takes `--json` where it prints data; errors go to stderr
@@ -181,8 +180,7 @@ function buildProgram(): Command {
           gateway: { host: "0.0.0.0", port: 8080, upstream: opts.upstream, trustedProxies: [], serverTiming: false },
           admin: { enabled: true, host: "127.0.0.1", port: 8081 },
           signatures: { windowMs: 5000 },
-          routes: DEMO_EXCHANGE_ROUTES,
-          websocket: { routes: DEMO_WEBSOCKET_ROUTES },
+          ...(await starterRoutes()),
         };
         writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });
         created.push(configPath);
@@ -236,13 +234,20 @@ function buildProgram(): Command {
     .option("--data <dir>", "data directory (default: a temporary one, removed on exit)")
     .option("--json", "print one JSON line with the URLs and demo keys first")
     .action(async (opts: { port: number; adminPort: number; upstreamPort: number; data?: string; json?: boolean }) => {
-      await runDemo({
-        port: opts.port,
-        adminPort: opts.adminPort,
-        upstreamPort: opts.upstreamPort,
-        dataDir: opts.data === undefined ? undefined : resolve(opts.data),
-        json: opts.json === true,
-      });
+      try {
+        const demo = await loadDemoPackage();
+        if (demo === null) throw demoNotInstalled();
+        await demo.runDemo({
+          port: opts.port,
+          adminPort: opts.adminPort,
+          upstreamPort: opts.upstreamPort,
+          dataDir: opts.data === undefined ? undefined : resolve(opts.data),
+          json: opts.json === true,
+        });
+      } catch (err) {
+        if (!reportDemoError(err, opts.json === true)) throw err;
+        process.exit(1);
+      }
     });
 
   const keys = program.command("keys").description("create, inspect, update, rotate, revoke, suspend and resume API keys");

@@ -9,7 +9,7 @@ import { generateKeyPairSync, sign } from "node:crypto";
 import { createRequire } from "node:module";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
-import type { DemoStack } from "../../src/demo/stack.js";
+import type { DemoStack } from "@portcullis/demo-exchange";
 import { startCompatStack } from "./support.js";
 
 interface Answer {

@@ -10,7 +10,7 @@ import { createRequire } from "node:module";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBinanceScheme, verifyWebSocketSignature, webSocketSignaturePayload } from "../../src/dialects/binance/index.js";
-import type { DemoStack } from "../../src/demo/stack.js";
+import type { DemoStack } from "@portcullis/demo-exchange";
 import type { StageAnswer } from "../../src/dialects/scheme.js";
 import type { VerificationKey } from "../../src/keys/cache.js";
 import { RequestContext } from "../../src/pipeline/context.js";

@@ -8,7 +8,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DemoStack } from "../../src/demo/stack.js";
+import type { DemoStack } from "@portcullis/demo-exchange";
 import { startCompatStack } from "./support.js";
 
 interface CdpKey {

@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DemoStack } from "../../src/demo/stack.js";
+import type { DemoStack } from "@portcullis/demo-exchange";
 import { startCompatStack } from "./support.js";
 
 let stack: DemoStack;

@@ -10,7 +10,7 @@
  */
 import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DemoStack } from "../../src/demo/stack.js";
+import type { DemoStack } from "@portcullis/demo-exchange";
 import { startCompatStack } from "./support.js";
 
 const PASSPHRASE = "Okx-Passphrase-1";

@@ -3,8 +3,7 @@
  * loopback ports in this process, and keys created for it. Real third-party clients from npm then
  * talk to `stack.gateway` as they would to the venue.
  */
-import type { DemoStack } from "../../src/demo/stack.js";
-import { startDemoStack } from "../../src/demo/stack.js";
+import { type DemoStack, startDemoStack } from "@portcullis/demo-exchange";
 import { silentLogger } from "../../src/log/logger.js";
 
 export async function startCompatStack(): Promise<DemoStack> {

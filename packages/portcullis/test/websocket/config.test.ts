@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig } from "../../src/config/config.js";
-import { DEMO_WEBSOCKET_ROUTES } from "../../src/demo/exchange/routes.js";
+import { DEMO_WEBSOCKET_ROUTES } from "@portcullis/demo-exchange";
 import { WEBSOCKET_CLOSE_CODES, closeCodeFor } from "../../src/gateway/websocket/index.js";
 import { errorCatalogue, type ErrorCode } from "../../src/errors/catalogue.js";
 import { readFileSync } from "node:fs";

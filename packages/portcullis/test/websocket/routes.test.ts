@@ -11,7 +11,7 @@ import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.
 import fc from "fast-check";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { WebSocketRouteSpec } from "../../src/gateway/websocket/index.js";
-import { DEMO_WEBSOCKET_ROUTES } from "../../src/demo/exchange/routes.js";
+import { DEMO_WEBSOCKET_ROUTES } from "@portcullis/demo-exchange";
 import { signRequest } from "../support/harness.js";
 import { type Answer, type WsStack, WsClient, refusedUpgrade, signedUpgrade, startWsStack } from "../support/websocket.js";
 

@@ -17,7 +17,7 @@
  * `success: false` and an `error_response`, as on Coinbase.
  */
 import { createHash } from "node:crypto";
-import type { RouteSpec } from "../../../authz/routes.js";
+import type { RouteSpec } from "portcullis";
 import { div, formatDecimal, ONE, parseDecimal } from "../decimal.js";
 import type { Engine } from "../engine.js";
 import { ExchangeError } from "../errors.js";

@@ -4,8 +4,8 @@
  * refusal of any request without a valid identity granting the route's permission.
  */
 import { describe, expect, it } from "vitest";
-import { COINBASE_ROUTES } from "../../src/demo/exchange/venues/coinbase.js";
-import { Harness, type Reply } from "../demo/harness.js";
+import { COINBASE_ROUTES } from "../../src/exchange/venues/coinbase.js";
+import { Harness, type Reply } from "../harness.js";
 
 const ORDERS = "/api/v3/brokerage/orders";
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-a[0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { grantedPermissions } from "../../authz/permissions.js";
-import type { RouteSpec } from "../../authz/routes.js";
-import type { PortcullisIdentity } from "../../gateway/identity.js";
+import type { RouteSpec } from "portcullis";
+import { grantedPermissions, type PortcullisIdentity } from "portcullis/upstream";
 import type { Engine } from "./engine.js";
 
 /**

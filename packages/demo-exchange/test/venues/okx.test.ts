@@ -4,8 +4,8 @@
  * answer without a valid identity that grants the route's permission.
  */
 import { describe, expect, it } from "vitest";
-import { okxVenue } from "../../src/demo/exchange/venues/okx.js";
-import { Harness } from "../demo/harness.js";
+import { okxVenue } from "../../src/exchange/venues/okx.js";
+import { Harness } from "../harness.js";
 
 interface OkxBody<T = Record<string, unknown>> {
   code: string;

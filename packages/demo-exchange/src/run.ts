@@ -1,8 +1,8 @@
 import { generateKeyPairSync } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createLogger } from "../log/logger.js";
-import { startDemoStack } from "./stack.js";
+import { createLogger } from "portcullis";
+import { type DemoStack, startDemoStack } from "./stack.js";
 
 export interface DemoOptions {
   readonly port: number;
@@ -65,7 +65,7 @@ function generatePair(algorithm: "ed25519" | "ecdsa-p256"): { publicKey: string;
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
   // Logs go to stderr, so stdout carries only what the demo prints.
-  const logger = createLogger({ level: "info" }, process.stderr);
+  const logger = createLogger({ level: "info" }, refusalsOnly(process.stderr));
   const stack = await startDemoStack({
     port: options.port,
     adminPort: options.adminPort,
@@ -73,7 +73,63 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     dataDir: options.dataDir,
     logger,
   });
+  // The temporary directory holds the key-encryption key: whatever ends this process, remove it.
+  // close() does on a signal; this covers an exit that skips it (an error after start, process.exit).
+  if (stack.temporary) {
+    process.once("exit", () => {
+      rmSync(stack.dataDir, { recursive: true, force: true });
+    });
+  }
+  let keys: Record<string, DemoKey>;
+  try {
+    keys = await createDemoKeys(stack);
+  } catch (err) {
+    await stack.close();
+    throw err;
+  }
 
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys })}\n`);
+  } else {
+    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys));
+  }
+
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    stack
+      .close()
+      .catch((err: unknown) => {
+        logger.error({ err }, "demo shutdown failed");
+      })
+      .finally(() => {
+        process.exit(0);
+      });
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  // A closed terminal: without a handler, SIGHUP would end the process before any cleanup.
+  process.once("SIGHUP", stop);
+}
+
+/**
+ * The demo's stderr carries what the README promises: refusals (one JSON line each, with the
+ * code), warnings and errors. The audit log's checkpoint lines (info, for log shipping in
+ * production) stay in the audit log; `portcullis audit verify --data DIR` checks them.
+ */
+function refusalsOnly(out: NodeJS.WritableStream): { write(line: string): void } {
+  return {
+    write(line: string): void {
+      // pino writes one JSON object per call with `msg` last; a quote inside a value is escaped,
+      // so this suffix is only ever the message itself.
+      if (line.endsWith('"msg":"audit checkpoint"}\n')) return;
+      out.write(line);
+    },
+  };
+}
+
+async function createDemoKeys(stack: DemoStack): Promise<Record<string, DemoKey>> {
   const keys: Record<string, DemoKey> = {};
   for (const spec of DEMO_KEYS) {
     const pair = spec.algorithm === undefined ? null : generatePair(spec.algorithm);
@@ -98,28 +154,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
       ...(pair === null || privateKeyFile === null ? {} : { privateKey: pair.privateKey, privateKeyFile }),
     };
   }
-
-  if (options.json) {
-    process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys })}\n`);
-  } else {
-    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys));
-  }
-
-  let stopping = false;
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    stack
-      .close()
-      .catch((err: unknown) => {
-        logger.error({ err }, "demo shutdown failed");
-      })
-      .finally(() => {
-        process.exit(0);
-      });
-  };
-  process.once("SIGINT", stop);
-  process.once("SIGTERM", stop);
+  return keys;
 }
 
 function describe(gateway: string, admin: string | null, upstream: string, dataDir: string, temporary: boolean, keys: Record<string, DemoKey>): string {

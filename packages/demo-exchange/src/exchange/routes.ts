@@ -5,8 +5,7 @@
  * every route has an endpoint). Weights follow Binance's spot API documentation; the withdraw
  * weight is Binance's per-IP weight (Binance also counts 900 against a separate per-UID budget).
  */
-import type { RouteSpec } from "../../authz/routes.js";
-import type { WebSocketRouteSpec } from "../../gateway/websocket/config.js";
+import type { RouteSpec, WebSocketRouteSpec } from "portcullis";
 import { VENUES } from "./venues/index.js";
 
 /** The Binance-shaped surface (endpoints.ts). */

@@ -4,9 +4,9 @@
  * as the Binance shape.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { DEMO_EXCHANGE_ROUTES } from "../../src/demo/exchange/index.js";
-import { krakenVenue } from "../../src/demo/exchange/venues/kraken.js";
-import { Harness, type Reply, T0 } from "../demo/harness.js";
+import { DEMO_EXCHANGE_ROUTES } from "../../src/exchange/index.js";
+import { krakenVenue } from "../../src/exchange/venues/kraken.js";
+import { Harness, type Reply, T0 } from "../harness.js";
 
 interface KrakenReply<T> {
   error: string[];

@@ -2,9 +2,9 @@
  * Public endpoints (no identity needed), the route table, and how unknown routes are answered.
  */
 import { describe, expect, it } from "vitest";
-import { RouteTable } from "../../src/authz/routes.js";
-import { BINANCE_ROUTES, DEMO_EXCHANGE_ROUTES } from "../../src/demo/exchange/routes.js";
-import { VENUES } from "../../src/demo/exchange/venues/index.js";
+import { RouteTable } from "portcullis";
+import { BINANCE_ROUTES, DEMO_EXCHANGE_ROUTES } from "../src/exchange/routes.js";
+import { VENUES } from "../src/exchange/venues/index.js";
 import { Harness, T0, errorOf, type DepthBody } from "./harness.js";
 
 interface FilterBody {

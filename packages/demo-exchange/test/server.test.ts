@@ -8,8 +8,8 @@ import { connect, type AddressInfo } from "node:net";
 import { Readable } from "node:stream";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
-import { createDemoExchange, type DemoExchange } from "../../src/demo/exchange/index.js";
-import { IdentitySigner } from "../../src/gateway/identity.js";
+import { createDemoExchange, type DemoExchange } from "../src/exchange/index.js";
+import { IdentitySigner } from "portcullis";
 import { SECRET } from "./harness.js";
 
 let server: Server | undefined;

@@ -15,7 +15,7 @@
  * and the nonce is not checked again (the gateway did).
  */
 import { randomBytes } from "node:crypto";
-import type { RouteSpec } from "../../../authz/routes.js";
+import type { RouteSpec } from "portcullis";
 import { formatDecimal, ONE } from "../decimal.js";
 import type { Engine } from "../engine.js";
 import { ExchangeError, errors } from "../errors.js";

@@ -6,9 +6,9 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { IdentitySigner } from "../../src/gateway/identity.js";
-import { type DemoExchange, createDemoExchange } from "../../src/demo/exchange/index.js";
-import { WsClient, refusedUpgrade } from "../support/websocket.js";
+import { IdentitySigner } from "portcullis";
+import { type DemoExchange, createDemoExchange } from "../src/exchange/index.js";
+import { WsClient, refusedUpgrade } from "../../portcullis/test/support/websocket.js";
 
 const SECRET = "demo-websocket-identity-secret-0123456789";
 let exchange: DemoExchange;

@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { dec, div, floorToStep, formatDecimal, mul, parseDecimal } from "../../src/demo/exchange/decimal.js";
+import { dec, div, floorToStep, formatDecimal, mul, parseDecimal } from "../src/exchange/decimal.js";
 
 describe("decimal", () => {
   it("parses Binance decimal text", () => {

@@ -17,8 +17,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
-import { PUBLIC, grantedPermissions } from "../../authz/permissions.js";
-import type { IdentityVerification, PortcullisIdentity, UpstreamRequest } from "../../gateway/identity.js";
+import { grantedPermissions, type IdentityVerification, type PortcullisIdentity, type UpstreamRequest } from "portcullis/upstream";
 import { ENDPOINTS, type Endpoint } from "./endpoints.js";
 import type { Engine } from "./engine.js";
 import { ExchangeError, errors } from "./errors.js";
@@ -102,7 +101,7 @@ export function createWebSocketApi(options: WebSocketApiOptions): WebSocketApi {
       const raw: unknown = r.params ?? {};
       if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw errors.invalidJson();
       let account: string | null = null;
-      if (method.permission !== PUBLIC) {
+      if (method.permission !== "public") {
         if (identity === null || !ACCOUNT_RE.test(identity.account) || !grantedPermissions(identity.scopes).has(method.permission)) throw errors.unauthorized();
         account = identity.account;
         engine.openAccount(account);

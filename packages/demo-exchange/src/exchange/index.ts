@@ -3,7 +3,7 @@
  * Binance-shaped spot REST API over one in-memory matching engine (BTCUSDT and ETHUSDT), seeded
  * by an internal market maker so that the book has depth and market orders fill.
  *
- * Private endpoints trust only the gateway's signed identity headers (see gateway/identity.ts):
+ * Private endpoints trust only the gateway's signed identity headers (checked with `portcullis/upstream`):
  * the caller's account is `portcullis-account`, and the key's scopes must grant the route's
  * permission. Anything else is 401 -2015, Binance's answer for a bad key. Accounts are created on
  * first sight with demo balances. Errors use Binance's `{code, msg}` shape; internal faults are
@@ -15,9 +15,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { PUBLIC, grantedPermissions } from "../../authz/permissions.js";
-import type { RouteSpec } from "../../authz/routes.js";
-import { createIdentityVerifier, type IdentityVerifierOptions } from "../../gateway/identity.js";
+import type { RouteSpec } from "portcullis";
+import { createIdentityVerifier, grantedPermissions, type IdentityVerifierOptions } from "portcullis/upstream";
 import { formatDecimal } from "./decimal.js";
 import { ENDPOINTS, type Endpoint } from "./endpoints.js";
 import { MARKET_MAKER_ACCOUNT, Engine } from "./engine.js";
@@ -178,7 +177,7 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
     const route = routes.get(`${method} ${path}`);
     if (route === undefined) throw paths.has(path) ? errors.methodNotAllowed() : errors.unknownEndpoint();
 
-    const account = route.permission === PUBLIC ? null : authenticate(req, route.permission);
+    const account = route.permission === "public" ? null : authenticate(req, route.permission);
     if (account !== null) engine.openAccount(account);
     const body = await readBody(req, maxBodyBytes);
     const params = Params.collect([parseForm(query), parseBody(req.headers["content-type"], body)]);

@@ -4,8 +4,8 @@
  * answer without a valid identity that grants the route's permission.
  */
 import { describe, expect, it } from "vitest";
-import { bybitVenue } from "../../src/demo/exchange/venues/bybit.js";
-import { Harness } from "../demo/harness.js";
+import { bybitVenue } from "../../src/exchange/venues/bybit.js";
+import { Harness } from "../harness.js";
 
 interface BybitBody<T = Record<string, unknown>> {
   retCode: number;

@@ -3,8 +3,8 @@
  * with light-my-request, signed with gateway identity headers by IdentitySigner.
  */
 import inject from "light-my-request";
-import { createDemoExchange, type DemoExchange } from "../../src/demo/exchange/index.js";
-import { IdentitySigner, type PortcullisIdentity } from "../../src/gateway/identity.js";
+import { createDemoExchange, type DemoExchange } from "../src/exchange/index.js";
+import { IdentitySigner, type PortcullisIdentity } from "portcullis";
 
 export const SECRET = "demo-exchange-test-secret-0123456789abcdef";
 export const T0 = 1_700_000_000_000;

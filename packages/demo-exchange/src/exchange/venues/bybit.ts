@@ -16,8 +16,8 @@
  * 10003, and an identity without the route's permission is 10005.
  */
 import { randomUUID } from "node:crypto";
-import { grantedPermissions } from "../../../authz/permissions.js";
-import type { RouteSpec } from "../../../authz/routes.js";
+import { grantedPermissions } from "portcullis/upstream";
+import type { RouteSpec } from "portcullis";
 import { formatDecimal, mul, parseDecimal } from "../decimal.js";
 import type { Engine } from "../engine.js";
 import { ExchangeError } from "../errors.js";

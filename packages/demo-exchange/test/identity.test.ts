@@ -4,7 +4,7 @@
  * 401 -2015, and nothing happens.
  */
 import { describe, expect, it } from "vitest";
-import { IDENTITY_HEADERS } from "../../src/gateway/identity.js";
+import { IDENTITY_HEADERS } from "portcullis";
 import { Harness, T0, errorOf } from "./harness.js";
 
 const REJECTED = { status: 401, code: -2015, msg: "Invalid API-key, IP, or permissions for action." };

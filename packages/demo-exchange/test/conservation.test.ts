@@ -6,8 +6,8 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { dec } from "../../src/demo/exchange/decimal.js";
-import { ASSETS, MARKETS, type Asset } from "../../src/demo/exchange/index.js";
+import { dec } from "../src/exchange/decimal.js";
+import { ASSETS, MARKETS, type Asset } from "../src/exchange/index.js";
 import { Harness, type OrderBody } from "./harness.js";
 
 const ACCOUNTS = ["alice", "bob", "carol"] as const;
