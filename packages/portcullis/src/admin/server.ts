@@ -8,9 +8,9 @@ import { parseJsonBody, readBody, sendDenial, sendJson } from "../gateway/http.j
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
 import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
-import { KEY_STATUSES, type KeyStatus } from "../keys/model.js";
+import { KEY_STATUSES, type KeyStatus } from "../contract/keys.js";
 import type { Logger } from "../log/logger.js";
-import { type RequestContext, loggableKeyId } from "../pipeline/context.js";
+import { type RequestContext, loggableKeyId } from "../contract/request.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 
 /**

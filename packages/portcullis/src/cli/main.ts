@@ -7,10 +7,10 @@ import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "../demo/exchange/ro
 import { runDemo } from "../demo/run.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
-import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
+import { KEY_STATUSES, type KeyStatus, type KeyView } from "../contract/keys.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
-import { DataDirError, initDataDir } from "../storage/data-dir.js";
+import { DataDirError, initDataDir } from "../data-dir.js";
 import { CustodyError } from "../custody/errors.js";
 import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";

@@ -8,7 +8,7 @@ import { parseCreateKeyInput } from "../keys/input.js";
 import type { CreatedKey } from "../keys/service.js";
 import type { Logger } from "../log/logger.js";
 import { type RunningPortcullis, startPortcullis, urlOf } from "../runtime.js";
-import { DATA_FILES, initDataDir, readSecretFile } from "../storage/data-dir.js";
+import { DATA_FILES, initDataDir, readSecretFile } from "../data-dir.js";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 

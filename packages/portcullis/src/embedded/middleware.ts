@@ -6,7 +6,7 @@ import { readBody, sendDenial } from "../gateway/http.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";
 import { addKeyWarning } from "../keys/warning.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
-import type { RequestContext } from "../pipeline/context.js";
+import type { RequestContext } from "../contract/request.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 
 /**

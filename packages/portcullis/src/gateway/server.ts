@@ -6,7 +6,7 @@ import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 import type { Logger } from "../log/logger.js";
-import { type RequestContext, loggableKeyId } from "../pipeline/context.js";
+import { type RequestContext, loggableKeyId } from "../contract/request.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { sendDenial, sendJson, serverTimingHeader, readBody } from "./http.js";
 import type { IdentitySigner } from "./identity.js";

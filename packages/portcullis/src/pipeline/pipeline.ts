@@ -1,20 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type RouteTable, isCanonicalPath } from "../authz/routes.js";
-import type { AuthScheme, StageAnswer } from "../dialects/scheme.js";
+import type { AuthScheme, StageAnswer } from "../contract/scheme.js";
 import { type Denial, type ErrorCode, deny } from "../errors/catalogue.js";
-import type { KeyCache, VerificationKey } from "../keys/cache.js";
-import { type Environment, parseKeyId } from "../keys/ids.js";
-import type { Dialect } from "../keys/model.js";
+import type { KeyCache } from "../keys/cache.js";
+import type { VerificationKey } from "../contract/verification-key.js";
+import { type Environment, parseKeyId, isSessionToken } from "../contract/ids.js";
+import type { Dialect } from "../contract/keys.js";
 import type { LimitPlan } from "../limits/plan.js";
 import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
 import { authorityOf } from "../signatures/rfc9421.js";
 import type { Admission, AdmissionResult, FailureResult, HotStore } from "../storage/types.js";
-import { AUTHENTICATED } from "../authz/permissions.js";
+import { AUTHENTICATED } from "../contract/permissions.js";
 import type { CheckedSession, SessionAuthority } from "../sessions/authority.js";
-import { isSessionToken } from "../sessions/token.js";
-import { type PipelineRequest, RequestContext } from "./context.js";
+import { type PipelineRequest, RequestContext } from "../contract/request.js";
 
 export interface PipelineOptions {
   readonly routes: RouteTable;

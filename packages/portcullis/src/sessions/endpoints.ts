@@ -5,7 +5,7 @@ import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
 import { parseJsonBody, sendDenial, sendJson } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";
 import { parseDuration } from "../keys/input.js";
-import type { RequestContext } from "../pipeline/context.js";
+import type { RequestContext } from "../contract/request.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { AuditSurface } from "../audit/events.js";
 import type { IssuedSession, LogonRequest, SessionAuthority } from "./authority.js";

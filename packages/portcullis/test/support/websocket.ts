@@ -13,7 +13,7 @@ import { Gateway } from "../../src/gateway/server.js";
 import { WebSocketProxy, compileWebSocketSettings, type Timers, type WebSocketRouteSpec, type WebSocketSpec } from "../../src/gateway/websocket/index.js";
 import { type DemoExchange, createDemoExchange } from "../../src/demo/exchange/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "../../src/demo/exchange/routes.js";
-import type { LimitSpec } from "../../src/limits/types.js";
+import type { LimitSpec } from "../../src/contract/limits.js";
 import { SessionEndpoints } from "../../src/sessions/endpoints.js";
 import { IDENTITY_SECRET, captureLogger } from "./gateway.js";
 import { type CoreOptions, type FakeClock, type SignSpec, type TestCore, makeCore, signRequest } from "./harness.js";

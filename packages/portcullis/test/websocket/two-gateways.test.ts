@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DemoExchange, createDemoExchange } from "../../src/demo/exchange/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "../../src/demo/exchange/routes.js";
-import { readSecretFile } from "../../src/storage/data-dir.js";
+import { readSecretFile } from "../../src/data-dir.js";
 import { runCli, startCli } from "../support/cli.js";
 import { signRequest } from "../support/harness.js";
 import { type Closed, WsClient } from "../support/websocket.js";

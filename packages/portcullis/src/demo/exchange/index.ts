@@ -15,7 +15,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { PUBLIC, grantedPermissions } from "../../authz/permissions.js";
+import { PUBLIC, grantedPermissions } from "../../contract/permissions.js";
 import type { RouteSpec } from "../../authz/routes.js";
 import { createIdentityVerifier, type IdentityVerifierOptions } from "../../gateway/identity.js";
 import { formatDecimal } from "./decimal.js";

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { grantedPermissions } from "../../authz/permissions.js";
+import { grantedPermissions } from "../../contract/permissions.js";
 import type { RouteSpec } from "../../authz/routes.js";
 import type { PortcullisIdentity } from "../../gateway/identity.js";
 import type { Engine } from "./engine.js";

@@ -17,7 +17,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
-import { PUBLIC, grantedPermissions } from "../../authz/permissions.js";
+import { PUBLIC, grantedPermissions } from "../../contract/permissions.js";
 import type { IdentityVerification, PortcullisIdentity, UpstreamRequest } from "../../gateway/identity.js";
 import { ENDPOINTS, type Endpoint } from "./endpoints.js";
 import type { Engine } from "./engine.js";

@@ -16,7 +16,7 @@
  * 10003, and an identity without the route's permission is 10005.
  */
 import { randomUUID } from "node:crypto";
-import { grantedPermissions } from "../../../authz/permissions.js";
+import { grantedPermissions } from "../../../contract/permissions.js";
 import type { RouteSpec } from "../../../authz/routes.js";
 import { formatDecimal, mul, parseDecimal } from "../decimal.js";
 import type { Engine } from "../engine.js";

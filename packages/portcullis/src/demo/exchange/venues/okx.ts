@@ -14,7 +14,7 @@
  * 50111 (401), and an identity without the route's permission is 50120.
  */
 import { randomUUID } from "node:crypto";
-import { grantedPermissions } from "../../../authz/permissions.js";
+import { grantedPermissions } from "../../../contract/permissions.js";
 import type { RouteSpec } from "../../../authz/routes.js";
 import { formatDecimal, mul, parseDecimal } from "../decimal.js";
 import type { Engine } from "../engine.js";

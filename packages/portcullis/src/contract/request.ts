@@ -1,11 +1,11 @@
 import type { IncomingHttpHeaders } from "node:http";
-import type { Route } from "../authz/routes.js";
+import type { Route } from "./route.js";
 import type { Denial } from "../errors/catalogue.js";
-import type { VerificationKey } from "../keys/cache.js";
+import type { VerificationKey } from "./verification-key.js";
 import type { ClientAddress } from "../net/client-address.js";
-import type { AuthScheme, Credential } from "../dialects/scheme.js";
-import type { Charge, ChargeState } from "../limits/types.js";
-import { parseKeyId } from "../keys/ids.js";
+import type { AuthScheme, Credential } from "./scheme.js";
+import type { Charge, ChargeState } from "./limits.js";
+import { parseKeyId } from "./ids.js";
 
 /** What the pipeline needs of an HTTP request, whichever server it came through. */
 export interface PipelineRequest {

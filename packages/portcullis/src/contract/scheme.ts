@@ -1,10 +1,9 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Denial } from "../errors/catalogue.js";
-import type { VerificationKey } from "../keys/cache.js";
-import type { Dialect } from "../keys/model.js";
-import type { RequestContext } from "../pipeline/context.js";
-import type { Charge, ChargeState } from "../limits/types.js";
-import type { ReplayClaim } from "../storage/types.js";
+import type { VerificationKey } from "./verification-key.js";
+import type { Dialect } from "./keys.js";
+import type { RequestContext } from "./request.js";
+import type { Charge, ChargeState } from "./limits.js";
 
 /**
  * A signing scheme (the native RFC 9421 scheme, or an exchange dialect) is a plug-in of four
@@ -61,3 +60,8 @@ export interface SchemeOptions {
   /** How far in the future a request's time may be (ms). */
   readonly futureSkewMs: number;
 }
+
+/** What a scheme needs recorded so that its request cannot be replayed. */
+export type ReplayClaim =
+  | { readonly kind: "nonce"; readonly keyId: string; readonly value: string; readonly expiresAt: number }
+  | { readonly kind: "sequence"; readonly keyId: string; readonly value: bigint; readonly window: bigint };
