@@ -5,7 +5,7 @@ import { createCoinbaseScheme } from "./coinbase/index.js";
 import { createKrakenScheme } from "./kraken/index.js";
 import { createNativeScheme } from "./native.js";
 import { createOkxScheme } from "./okx/index.js";
-import type { AuthScheme, SchemeOptions } from "../contract/scheme.js";
+import type { AuthScheme, SchemeOptions } from "../contract/request.js";
 
 /**
  * Every signing scheme this build speaks, in detection order. Detection looks only at header

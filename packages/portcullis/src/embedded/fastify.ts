@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core.js";
 import { renderNative } from "../dialects/native.js";
-import type { AuthScheme } from "../contract/scheme.js";
+import type { AuthScheme } from "../contract/request.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { collectBody } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { type RouteTable, isCanonicalPath } from "../authz/routes.js";
-import type { AuthScheme, StageAnswer } from "../contract/scheme.js";
+import { type AuthScheme, type StageAnswer, type PipelineRequest, RequestContext } from "../contract/request.js";
 import { type Denial, type ErrorCode, deny } from "../errors/catalogue.js";
 import type { KeyCache } from "../keys/cache.js";
 import type { VerificationKey } from "../contract/verification-key.js";
@@ -14,7 +14,6 @@ import { authorityOf } from "../signatures/rfc9421.js";
 import type { Admission, AdmissionResult, FailureResult, HotStore } from "../storage/types.js";
 import { AUTHENTICATED } from "../contract/permissions.js";
 import type { CheckedSession, SessionAuthority } from "../sessions/authority.js";
-import { type PipelineRequest, RequestContext } from "../contract/request.js";
 
 export interface PipelineOptions {
   readonly routes: RouteTable;

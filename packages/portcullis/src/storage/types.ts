@@ -1,7 +1,7 @@
 import type { AuditStore } from "../audit/store.js";
 import type { KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
-import type { ReplayClaim } from "../contract/scheme.js";
+import type { ReplayClaim } from "../contract/request.js";
 
 /**
  * The storage interfaces. Durable state (keys now; policies, approvals and audit later) lives

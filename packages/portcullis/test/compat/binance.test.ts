@@ -11,9 +11,8 @@ import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBinanceScheme, verifyWebSocketSignature, webSocketSignaturePayload } from "../../src/dialects/binance/index.js";
 import type { DemoStack } from "../../src/demo/stack.js";
-import type { StageAnswer } from "../../src/contract/scheme.js";
+import { type StageAnswer, RequestContext } from "../../src/contract/request.js";
 import type { VerificationKey } from "../../src/contract/verification-key.js";
-import { RequestContext } from "../../src/contract/request.js";
 import { startCompatStack } from "./support.js";
 import { hmacVerificationKey } from "../support/keys.js";
 

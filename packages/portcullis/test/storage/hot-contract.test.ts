@@ -6,7 +6,7 @@ import type { Charge, ChargeState } from "../../src/contract/limits.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { RedisHotStore, hotRedisOptions } from "../../src/storage/redis/hot.js";
 import type { Admission, AdmissionResult, HotStore } from "../../src/storage/types.js";
-import type { ReplayClaim } from "../../src/contract/scheme.js";
+import type { ReplayClaim } from "../../src/contract/request.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, keysUnder, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
 import { referenceSequence } from "../support/reference-sequence.js";
 

@@ -1,5 +1,5 @@
 import type { Admission, AdmissionResult, FailureResult, HotStore } from "../../src/storage/types.js";
-import type { ReplayClaim } from "../../src/contract/scheme.js";
+import type { ReplayClaim } from "../../src/contract/request.js";
 
 type Claim = "fresh" | "replayed" | "too-low" | "full";
 

@@ -2,8 +2,7 @@ import { constants, createHmac, createVerify, timingSafeEqual } from "node:crypt
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
-import type { RequestContext } from "../../contract/request.js";
-import type { ReplayClaim, Credential, SchemeOptions } from "../../contract/scheme.js";
+import type { RequestContext, ReplayClaim, Credential, SchemeOptions } from "../../contract/request.js";
 import { BYBIT_HEADERS, BYBIT_REFUSALS } from "./errors.js";
 
 /**

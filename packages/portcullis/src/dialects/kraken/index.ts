@@ -2,8 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
-import type { RequestContext } from "../../contract/request.js";
-import type { ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions } from "../../contract/scheme.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions } from "../../contract/request.js";
 import { createKrakenRenderer } from "./errors.js";
 import { findNonce } from "./nonce.js";
 

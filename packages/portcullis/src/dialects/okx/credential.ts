@@ -2,8 +2,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
-import type { RequestContext } from "../../contract/request.js";
-import type { ReplayClaim, Credential, SchemeOptions, StageAnswer } from "../../contract/scheme.js";
+import type { RequestContext, ReplayClaim, Credential, SchemeOptions, StageAnswer } from "../../contract/request.js";
 import { OKX_HEADERS, OKX_REFUSALS } from "./errors.js";
 import { parseOkxTimestamp } from "./timestamp.js";
 

@@ -4,7 +4,7 @@ import type { VerificationKey } from "../../contract/verification-key.js";
 import type { LimitPlan } from "../../limits/plan.js";
 import type { Shield } from "../../limits/shield.js";
 import type { AdmissionResult, FailureResult, HotStore } from "../../storage/types.js";
-import type { ReplayClaim } from "../../contract/scheme.js";
+import type { ReplayClaim } from "../../contract/request.js";
 
 /**
  * Stages 7 and 9 for a message: its replay claim (a signed message's signature, single-use) and

@@ -2,7 +2,7 @@ import { type Denial, deny } from "../../errors/catalogue.js";
 import { DENIALS } from "../../dialects/binance/errors.js";
 import { DEFAULT_RECV_WINDOW_MS } from "../../dialects/binance/params.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
-import type { ReplayClaim } from "../../contract/scheme.js";
+import type { ReplayClaim } from "../../contract/request.js";
 import { type ParamValue, type Params, WS_DENIALS } from "./messages.js";
 
 /**

@@ -7,7 +7,7 @@ import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
 import type { Logger } from "../../log/logger.js";
 import type { ClientAddress } from "../../net/client-address.js";
-import type { ReplayClaim } from "../../contract/scheme.js";
+import type { ReplayClaim } from "../../contract/request.js";
 import type { IdentitySigner } from "../identity.js";
 import { type Admitter, admitMessage, recordAuthFailure } from "./admission.js";
 import { type SigningFields, freshness, recvWindowOf, sessionStatus, signatureClaim, signingFields, timestampOf, withoutCredentials } from "./binance.js";
