@@ -222,6 +222,12 @@ describe("layers: dependencies point down", () => {
     expect(SURFACES.filter((u) => !units.has(u))).toEqual([]);
   });
 
+  it("docs/architecture.md's table is this one", () => {
+    const doc = readFileSync(fileURLToPath(new URL("../../../../docs/architecture.md", import.meta.url)), "utf8");
+    const rows = [...doc.matchAll(/^\| (\d+) \| ([^|]+) \|/gm)].map((m) => [...(m[2] ?? "").matchAll(/`([^`]+)`/g)].map((u) => (u[1] ?? "").replace(/\/$/, "")).filter((u) => !u.includes("/")));
+    expect(rows).toEqual(LAYERS);
+  });
+
   it("the parser sees type imports, re-exports, dynamic imports and import types", () => {
     const text = [
       'import type { A } from "./a.js";',
