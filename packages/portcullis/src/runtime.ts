@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { AdminApi } from "./admin/server.js";
-import { type PortcullisConfig, ConfigError } from "./config/config.js";
+import type { PortcullisConfig } from "./config/config.js";
+import { ConfigError } from "./config/config.js";
 import { Portcullis } from "./core.js";
 import { IdentitySigner } from "./gateway/identity.js";
 import { Forwarder } from "./gateway/proxy.js";

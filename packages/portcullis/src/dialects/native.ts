@@ -6,7 +6,8 @@ import type { NativeAlgorithm } from "../contract/keys.js";
 import { verifySignature } from "../signatures/algorithms.js";
 import { checkContentDigest } from "../signatures/content-digest.js";
 import { checkFreshness, extractNativeCredential, nonceExpiry } from "../signatures/native.js";
-import { type ParsedSignature, signatureBase } from "../signatures/rfc9421.js";
+import type { ParsedSignature } from "../signatures/rfc9421.js";
+import { signatureBase } from "../signatures/rfc9421.js";
 
 /**
  * The native scheme as a pipeline plug-in: RFC 9421 with Portcullis's policy (see

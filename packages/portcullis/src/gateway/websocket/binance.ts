@@ -3,7 +3,8 @@ import { DENIALS } from "../../dialects/binance/errors.js";
 import { DEFAULT_RECV_WINDOW_MS } from "../../dialects/binance/params.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
 import type { ReplayClaim } from "../../contract/request.js";
-import { type ParamValue, type Params, WS_DENIALS } from "./messages.js";
+import type { ParamValue, Params } from "./messages.js";
+import { WS_DENIALS } from "./messages.js";
 
 /**
  * The Binance WebSocket API's request security (binance-spot-api-docs, web-socket-api.md,
