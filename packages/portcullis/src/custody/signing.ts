@@ -3,6 +3,12 @@ import type { MetaStore } from "../storage/types.js";
 import type { SigningKey, SigningKeyProvider, SigningPurpose } from "../contract/signing.js";
 import type { Envelope } from "./envelope.js";
 
+/**
+ * The keys Portcullis holds for itself, kept by envelope encryption in the durable store: the
+ * embedded signing-key provider and stored secrets. What a signing-key provider promises (the HSM
+ * provider keeps the same promises) is in contract/signing.ts.
+ */
+
 interface StoredSigningKey {
   readonly v: 1;
   readonly alg: "ed25519";

@@ -10,7 +10,7 @@ import type { SessionClaims } from "../contract/sessions.js";
  *
  * - the prefix says what it is (`pcs`: a Portcullis session, as `pck` is a key), and its
  *   environment, so a leaked token is recognisable by secret scanners;
- * - `payload` is base64url of the claims as JSON (below);
+ * - `payload` is base64url of the claims (`SessionClaims`, contract/sessions.ts) as JSON;
  * - `signature` is base64url of the gateway's Ed25519 signature over everything before the dot,
  *   by its session-token signing key (`kid` names the key version).
  *
