@@ -26,7 +26,7 @@ import Database from "better-sqlite3";
 import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput } from "../packages/portcullis/dist/index.js";
 import { Envelope } from "../packages/portcullis/dist/custody/envelope.js";
 import { rotateKek } from "../packages/portcullis/dist/custody/rotation.js";
-import { generateKeyId } from "../packages/portcullis/dist/keys/ids.js";
+import { generateKeyId } from "../packages/portcullis/dist/contract/ids.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { ROUTES, SCOPES, RequestSigner } from "./signing.js";
 import { median, quantile } from "./stats.js";

@@ -26,7 +26,7 @@ import process from "node:process";
 import { Forwarder, Gateway, IdentitySigner } from "../packages/portcullis/dist/index.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { RedisHotStore } from "../packages/portcullis/dist/storage/redis/hot.js";
-import { SessionEndpoints } from "../packages/portcullis/dist/sessions/endpoints.js";
+import { SessionEndpoints } from "../packages/portcullis/dist/gateway/session-endpoints.js";
 import { benchLimits, createBenchCore } from "./core.js";
 import { SCOPES } from "./signing.js";
 import { createPlainProxy } from "./plain-proxy.js";

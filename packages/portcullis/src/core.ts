@@ -1,24 +1,26 @@
 import { AuditLog, type AuditSettings } from "./audit/log.js";
 import { RouteTable, type RouteSpec } from "./authz/routes.js";
 import type { Envelope } from "./custody/envelope.js";
-import { EnvelopeSigningKeys, type SigningKeyProvider } from "./custody/signing.js";
+import { EnvelopeSigningKeys } from "./custody/signing.js";
+import type { SigningKeyProvider } from "./contract/signing.js";
 import { KeyCache } from "./keys/cache.js";
-import type { Environment } from "./keys/ids.js";
-import { DEFAULT_WINDOW_MS } from "./keys/model.js";
+import type { Environment } from "./contract/ids.js";
+import { DEFAULT_WINDOW_MS } from "./contract/keys.js";
 import { KeyService } from "./keys/service.js";
 import { LastUsedRecorder } from "./keys/usage.js";
 import { type Logger, silentLogger } from "./log/logger.js";
 import { ClientAddressResolver } from "./net/client-address.js";
-import type { PipelineRequest, RequestContext } from "./pipeline/context.js";
+import type { PipelineRequest, RequestContext } from "./contract/request.js";
 import { Pipeline, type PipelineOptions } from "./pipeline/pipeline.js";
 import { createSchemes } from "./dialects/registry.js";
 import { LimitPlan } from "./limits/plan.js";
 import { Shield } from "./limits/shield.js";
-import { DEFAULT_SHIELD_POLICY, type LimitSpec, type ShieldPolicy } from "./limits/types.js";
+import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "./limits/types.js";
+import type { LimitSpec } from "./contract/limits.js";
 import { MemoryHotStore } from "./storage/memory/hot.js";
 import type { BusMessage, ChangeBus, DurableStore, HotStore } from "./storage/types.js";
 import { SessionAuthority } from "./sessions/authority.js";
-import type { SessionClaims } from "./sessions/token.js";
+import type { SessionClaims } from "./contract/sessions.js";
 
 /** What `Portcullis.watch` reports. */
 export type CoreEvent =

@@ -19,7 +19,7 @@ export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastif
  * The data directory `portcullis init` lays out (keyring, identity secret, database): create it,
  * open it for a core, and the error both throw for a directory that is not one.
  */
-export { initDataDir, openDataDir, DataDirError, type InitResult, type OpenDataDir, type OpenDataDirOptions } from "./storage/data-dir.js";
+export { initDataDir, openDataDir, DataDirError, type InitResult, type OpenDataDir, type OpenDataDirOptions } from "./data-dir.js";
 
 /**
  * Running the gateway and the admin API from a config, as `portcullis start` does
@@ -48,24 +48,26 @@ export {
   WEBSOCKET_CLOSE_CODES,
 } from "./gateway/websocket/index.js";
 export { SessionAuthority, type IssuedSession, type LogonRequest } from "./sessions/authority.js";
-export { SessionEndpoints, SESSION_ROUTES } from "./sessions/endpoints.js";
+export { SessionEndpoints, SESSION_ROUTES } from "./gateway/session-endpoints.js";
 export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
 
 /** Routes and permissions: the default-deny route table and the permission catalogue. */
-export { RouteTable, RouteTableError, type RouteSpec, type Route } from "./authz/routes.js";
-export { PERMISSIONS, grantedPermissions, type Permission } from "./authz/permissions.js";
+export { RouteTable, RouteTableError, type RouteSpec } from "./authz/routes.js";
+export type { Route } from "./contract/route.js";
+export { PERMISSIONS, grantedPermissions, type Permission } from "./contract/permissions.js";
 
 /** Errors: every refusal's stable code, HTTP status and public message (docs/errors.md). */
 export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
 
 /** Limits: the shapes of the config's `limits` section and the default shield policy. */
-export { DEFAULT_SHIELD_POLICY, type LimitSpec, type LimitScope, type LimitKind, type ShieldPolicy } from "./limits/types.js";
+export { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "./limits/types.js";
+export type { LimitSpec, LimitScope, LimitKind } from "./contract/limits.js";
 
 /** Keys: the key service (a core's `keys`), its input parser, the key model and key ids. */
 export { KeyService, type CreatedKey } from "./keys/service.js";
 export { parseCreateKeyInput, type CreateKeyInput } from "./keys/input.js";
-export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus } from "./keys/model.js";
-export { parseKeyId, type Environment } from "./keys/ids.js";
+export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus } from "./contract/keys.js";
+export { parseKeyId, type Environment } from "./contract/ids.js";
 
 /**
  * Hot state shared by gateway processes (replay, limits, bans, logouts) and the change bus

@@ -11,4 +11,4 @@ export {
   type PortcullisIdentity,
   type UpstreamRequest,
 } from "./gateway/identity.js";
-export { grantedPermissions } from "./authz/permissions.js";
+export { grantedPermissions } from "./contract/permissions.js";

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { SigningKeyProvider } from "../custody/signing.js";
+import type { SigningKeyProvider } from "../contract/signing.js";
 import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
 import { AuditError } from "./errors.js";
 import type { AuditFields } from "./events.js";

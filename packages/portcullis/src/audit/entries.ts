@@ -1,6 +1,6 @@
 import type { Denial } from "../errors/catalogue.js";
-import { parseKeyId } from "../keys/ids.js";
-import type { RequestContext } from "../pipeline/context.js";
+import { parseKeyId } from "../contract/ids.js";
+import type { RequestContext } from "../contract/request.js";
 import { type AuditFields, type AuditSurface, keyChangeEvent } from "./events.js";
 
 /**

@@ -8,8 +8,9 @@
  * - verify.ts, segment.ts, archive.ts: verification, archived segments, retention;
  * - the SQLite store's side is storage/sqlite/audit.ts (migration 6).
  */
-import type { OpenDataDir } from "../storage/data-dir.js";
+import type { SigningKeyProvider } from "../contract/signing.js";
 import { AuditLog } from "./log.js";
+import type { AuditStore } from "./store.js";
 
 export { AUDIT_EVENTS, keyChangeEvent, type AuditEntry, type AuditEventName, type AuditFields, type AuditSurface, type CatalogueEvent } from "./events.js";
 export { canonicalJson, encodeEntry, decodeEntry } from "./canonical.js";
@@ -26,6 +27,6 @@ export type { AuditStore, AuditSource, ChainHead, StoredEntry, ArchiveRecord } f
  * command line is covered by a signature at once, not at the gateway's next checkpoint. It also
  * replays any spill files a gateway left behind.
  */
-export function checkpointer(data: Pick<OpenDataDir, "store" | "signingKeys">): AuditLog {
+export function checkpointer(data: { readonly store: { readonly audit: AuditStore }; readonly signingKeys: SigningKeyProvider }): AuditLog {
   return new AuditLog({ store: data.store.audit, signer: data.signingKeys, requests: "none", checkpointIntervalMs: 0 });
 }

@@ -1,7 +1,7 @@
-import type { SigningKey, SigningKeyProvider } from "../custody/signing.js";
+import type { SigningKey, SigningKeyProvider } from "../contract/signing.js";
 import type { Denial } from "../errors/catalogue.js";
 import { type Logger, silentLogger } from "../log/logger.js";
-import type { RequestContext } from "../pipeline/context.js";
+import type { RequestContext } from "../contract/request.js";
 import { type SignedCheckpoint, checkpointMessage } from "./chain.js";
 import { type EarlyRequest, decisionFields, refusalFields } from "./entries.js";
 import type { AuditFields, AuditSurface } from "./events.js";

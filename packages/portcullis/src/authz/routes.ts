@@ -1,5 +1,6 @@
-import { DIALECTS, type Dialect } from "../keys/model.js";
-import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "./permissions.js";
+import { DIALECTS, type Dialect } from "../contract/keys.js";
+import { AUTHENTICATED, PUBLIC, isPermission } from "../contract/permissions.js";
+import type { Route } from "../contract/route.js";
 
 /**
  * The route table: every route the gateway exposes maps to a permission (or is explicitly
@@ -30,21 +31,6 @@ export interface RouteSpec {
    * instead of failing closed. For market data, never for trading or withdrawals.
    */
   readonly degradable?: boolean;
-}
-
-export interface Route {
-  /** "METHOD /pattern", for logs and errors. */
-  readonly id: string;
-  readonly method: string;
-  readonly pattern: string;
-  /** The permission required ("authenticated": any valid key or session), or null for a public route. */
-  readonly permission: RoutePermission | null;
-  readonly weight: number;
-  readonly tags: readonly string[];
-  /** The venue dialect accepted besides native, or null. */
-  readonly dialect: Dialect | null;
-  /** Falls back to local limits when the shared hot store is down (see RouteSpec). */
-  readonly degradable: boolean;
 }
 
 export class RouteTableError extends Error {

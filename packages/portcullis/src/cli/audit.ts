@@ -10,7 +10,7 @@ import { pendingSpill } from "../audit/spill.js";
 import { EnvelopeSigningKeys } from "../custody/signing.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { parseDuration } from "../keys/input.js";
-import { DATA_FILES, openDataDir } from "../storage/data-dir.js";
+import { DATA_FILES, openDataDir } from "../data-dir.js";
 import { type EntryQuery, type ReadOnlyAudit, openAuditReadOnly } from "../storage/sqlite/audit.js";
 
 /**

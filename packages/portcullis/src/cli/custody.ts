@@ -7,7 +7,7 @@ import { CustodyError } from "../custody/errors.js";
 import type { KekProvider } from "../custody/keyring.js";
 import { openKekProvider } from "../custody/open.js";
 import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
-import { initDataDir, openDataDir } from "../storage/data-dir.js";
+import { initDataDir, openDataDir } from "../data-dir.js";
 
 /**
  * The key-custody commands:

@@ -3,9 +3,9 @@ import { checkpointer } from "../audit/index.js";
 import { userInfo } from "node:os";
 import { PortcullisError, type ErrorCode, errorCatalogue } from "../errors/catalogue.js";
 import { parseCreateKeyInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
-import type { KeyStatus, KeyView } from "../keys/model.js";
+import type { KeyStatus, KeyView } from "../contract/keys.js";
 import { KeyService } from "../keys/service.js";
-import { openDataDir } from "../storage/data-dir.js";
+import { openDataDir } from "../data-dir.js";
 
 /**
  * Key operations for the CLI, either directly on a data directory (the same key service the

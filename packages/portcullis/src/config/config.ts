@@ -3,12 +3,13 @@ import { dirname, resolve } from "node:path";
 import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
-import type { Environment } from "../keys/ids.js";
-import { DEFAULT_WINDOW_MS } from "../keys/model.js";
+import type { Environment } from "../contract/ids.js";
+import { DEFAULT_WINDOW_MS } from "../contract/keys.js";
 import { CidrError, CidrSet } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
 import { maxLimit } from "../limits/gcra.js";
-import { DEFAULT_SHIELD_POLICY, type LimitKind, type LimitScope, type LimitSpec, type ShieldPolicy } from "../limits/types.js";
+import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../limits/types.js";
+import type { LimitKind, LimitScope, LimitSpec } from "../contract/limits.js";
 import { WebSocketConfigError, type WebSocketSettings, compileWebSocketSettings } from "../gateway/websocket/config.js";
 
 /**

@@ -13,6 +13,10 @@ import { type KekProvider, open, seal } from "./keyring.js";
  * A KEK rotation rewraps: the data key is unwrapped under the old KEK version and wrapped under
  * the new one; the sealed secret (and so the secret, and every cache of it) is unchanged.
  */
+/** The purpose bound into every HMAC secret's envelope. */
+export const SECRET_PURPOSE = "key-secret";
+/** The purpose bound into every passphrase hash's envelope (OKX keys). */
+export const PASSPHRASE_PURPOSE = "key-passphrase";
 const ENVELOPE_VERSION = 1;
 const HEADER_LEN = 7;
 

@@ -1,16 +1,16 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PASSPHRASE_PURPOSE } from "../keys/service.js";
+import { PASSPHRASE_PURPOSE, Envelope } from "./envelope.js";
 import type { DurableStore } from "../storage/types.js";
 import { type CustodyConfig, DEFAULT_CUSTODY } from "./config.js";
-import { Envelope } from "./envelope.js";
 import { CustodyError } from "./errors.js";
 import { type KekProvider, KeyringFileProvider } from "./keyring.js";
 import { withFileLock } from "./lock.js";
 import { Pkcs11KekProvider } from "./pkcs11-kek.js";
 import { Pkcs11SigningKeys } from "./pkcs11-signing.js";
 import { Pkcs11Token } from "./pkcs11-token.js";
-import { EnvelopeSigningKeys, type SigningKeyProvider } from "./signing.js";
+import { EnvelopeSigningKeys } from "./signing.js";
+import type { SigningKeyProvider } from "../contract/signing.js";
 
 /**
  * Opens a deployment's custody: the KEK provider the config names, the envelope over it, and the

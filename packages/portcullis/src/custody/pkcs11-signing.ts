@@ -2,7 +2,7 @@ import { createPublicKey, randomBytes, type KeyObject } from "node:crypto";
 import type { MetaStore } from "../storage/types.js";
 import { CustodyError } from "./errors.js";
 import { CKK_EC_EDWARDS, CKM_EC_EDWARDS_KEY_PAIR_GEN, CKM_EDDSA, type Pkcs11Token } from "./pkcs11-token.js";
-import type { SigningKey, SigningKeyProvider, SigningPurpose } from "./signing.js";
+import type { SigningKey, SigningKeyProvider, SigningPurpose } from "../contract/signing.js";
 
 /**
  * Signing keys held in a PKCS#11 token (the `SigningKeyProvider` contract of signing.ts): one

@@ -1,13 +1,13 @@
 import { join } from "node:path";
 import { setImmediate as turn, setTimeout as sleep } from "node:timers/promises";
-import { PASSPHRASE_PURPOSE, SECRET_PURPOSE } from "../keys/service.js";
+import { PASSPHRASE_PURPOSE, SECRET_PURPOSE, Envelope } from "./envelope.js";
 import type { DurableStore, EnvelopeColumn, EnvelopeReplacement } from "../storage/types.js";
-import { Envelope } from "./envelope.js";
 import { CustodyError, type CustodyErrorCode } from "./errors.js";
 import { withFileLock } from "./lock.js";
 import { CUSTODY_LOCK, sealLegacyPassphrases } from "./open.js";
 import { Pkcs11SigningKeys } from "./pkcs11-signing.js";
-import { META_ENVELOPES, SIGNING_PURPOSES } from "./signing.js";
+import { META_ENVELOPES } from "./signing.js";
+import { SIGNING_PURPOSES } from "../contract/signing.js";
 
 /**
  * KEK rotation without downtime, and the inventory behind `custody status`.

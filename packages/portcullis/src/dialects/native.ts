@@ -1,14 +1,12 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
-import type { VerificationKey } from "../keys/cache.js";
-import type { RequestContext } from "../pipeline/context.js";
-import { type NativeAlgorithm, verifySignature } from "../signatures/algorithms.js";
+import type { VerificationKey } from "../contract/verification-key.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions } from "../contract/request.js";
+import type { NativeAlgorithm } from "../contract/keys.js";
+import { verifySignature } from "../signatures/algorithms.js";
 import { checkContentDigest } from "../signatures/content-digest.js";
 import { checkFreshness, extractNativeCredential, nonceExpiry } from "../signatures/native.js";
-import type { ParsedSignature } from "../signatures/rfc9421.js";
-import { signatureBase } from "../signatures/rfc9421.js";
-import type { ReplayClaim } from "../storage/types.js";
-import type { AuthScheme, Credential, RenderedError, SchemeOptions } from "./scheme.js";
+import { type ParsedSignature, signatureBase } from "../signatures/rfc9421.js";
 
 /**
  * The native scheme as a pipeline plug-in: RFC 9421 with Portcullis's policy (see

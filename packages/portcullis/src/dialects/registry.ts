@@ -1,11 +1,11 @@
-import type { Dialect } from "../keys/model.js";
+import type { Dialect } from "../contract/keys.js";
 import { createBinanceScheme } from "./binance/index.js";
 import { createBybitScheme } from "./bybit/index.js";
 import { createCoinbaseScheme } from "./coinbase/index.js";
 import { createKrakenScheme } from "./kraken/index.js";
 import { createNativeScheme } from "./native.js";
 import { createOkxScheme } from "./okx/index.js";
-import type { AuthScheme, SchemeOptions } from "./scheme.js";
+import type { AuthScheme, SchemeOptions } from "../contract/request.js";
 
 /**
  * Every signing scheme this build speaks, in detection order. Detection looks only at header

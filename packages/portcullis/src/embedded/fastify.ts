@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core.js";
 import { renderNative } from "../dialects/native.js";
-import type { AuthScheme } from "../dialects/scheme.js";
+import type { AuthScheme } from "../contract/request.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { collectBody, whenClosed } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";

@@ -6,9 +6,9 @@ import { readBody, sendDenial, whenClosed } from "../gateway/http.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";
 import { addKeyWarning } from "../keys/warning.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
-import type { RequestContext } from "../pipeline/context.js";
+import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
-import { SessionEndpoints } from "../sessions/endpoints.js";
+import { SessionEndpoints } from "../gateway/session-endpoints.js";
 
 /**
  * Embedded mode: the pipeline as middleware inside the venue's own Node service, instead of a

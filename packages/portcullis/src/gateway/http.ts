@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AuthScheme } from "../dialects/scheme.js";
+import type { AuthScheme } from "../contract/request.js";
 import { type Denial, PortcullisError, deny, errorBody } from "../errors/catalogue.js";
 
 /** Shared HTTP plumbing for the gateway, the admin API and the embedded middleware. */

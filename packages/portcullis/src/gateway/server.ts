@@ -3,9 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
-import { SessionEndpoints } from "../sessions/endpoints.js";
+import { SessionEndpoints } from "./session-endpoints.js";
 import type { Logger } from "../log/logger.js";
-import type { RequestContext } from "../pipeline/context.js";
+import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { readBody, sendDenial, sendJson, serverTimingHeader, whenClosed } from "./http.js";

@@ -1,39 +1,9 @@
-import type { KeyObject } from "node:crypto";
-import { grantedPermissions } from "../authz/permissions.js";
+import { grantedPermissions } from "../contract/permissions.js";
 import { CidrSet } from "../net/ip.js";
-import { ALGORITHMS_FOR_KEY, type NativeAlgorithm } from "../signatures/algorithms.js";
-import type { Dialect, KeyRecord } from "./model.js";
-import { type PassphraseCheck, passphraseCheckFor } from "./passphrase.js";
-import type { SessionClaims } from "../sessions/token.js";
+import { ALGORITHMS_FOR_KEY } from "../signatures/algorithms.js";
+import type { VerificationKey } from "../contract/verification-key.js";
+import { passphraseCheckFor } from "./passphrase.js";
 import type { KeyMaterial } from "./service.js";
-
-/**
- * A key compiled for the request path: everything a request needs is a field lookup. Built once
- * per load, never per request.
- */
-export interface VerificationKey {
-  readonly record: KeyRecord;
-  /** HMAC key: the secret's UTF-8 bytes (native, Binance, OKX, Bybit). */
-  readonly hmacKey: KeyObject | null;
-  /** HMAC key: the secret base64-decoded (Kraken keys only). */
-  readonly hmacKeyDecoded: KeyObject | null;
-  readonly publicKey: KeyObject | null;
-  /** The schemes the key was issued for. */
-  readonly dialects: ReadonlySet<Dialect>;
-  /** OKX keys: checks the passphrase (slowly once per load, then fast). */
-  readonly passphrase: PassphraseCheck | null;
-  /** null when the key may be used from any address. */
-  readonly allowlist: CidrSet | null;
-  readonly permissions: ReadonlySet<string>;
-  readonly nativeAlgorithms: readonly NativeAlgorithm[];
-  readonly windowMs: number;
-  /** The scopes the request acts with: the key's, or a session's narrower ones. */
-  readonly scopes: readonly string[];
-  /** Scopes as sent in the identity header. */
-  readonly scopesText: string;
-  /** The session a request is signed with (its claims), or null for the API key itself. */
-  readonly session: SessionClaims | null;
-}
 
 /** Compiles loaded key material for the request path (the key cache does this once per load). */
 export function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {

@@ -1,4 +1,4 @@
-import { isScope } from "../authz/permissions.js";
+import { isScope } from "../contract/permissions.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { CidrError, parseCidr } from "../net/ip.js";
 import {
@@ -12,7 +12,7 @@ import {
   MAX_WINDOW_MS,
   MIN_MAX_AGE_MS,
   MIN_SESSION_TTL_MS,
-} from "./model.js";
+} from "../contract/keys.js";
 
 /**
  * Validation of key-creation input, shared by the admin API (JSON from the network) and the CLI

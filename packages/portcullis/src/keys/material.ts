@@ -1,6 +1,6 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from "node:crypto";
 import { PortcullisError } from "../errors/catalogue.js";
-import type { KeyAlgorithm } from "./model.js";
+import type { KeyAlgorithm } from "../contract/keys.js";
 
 export const MIN_RSA_BITS = 2048;
 

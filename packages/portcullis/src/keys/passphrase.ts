@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, scrypt, timingSafeEqual, type KeyObject, createSecretKey } from "node:crypto";
+import type { PassphraseVerifier } from "../contract/verification-key.js";
 
 /**
  * Passphrases (OKX keys carry one besides the secret). Stored only as a salted scrypt hash
@@ -69,7 +70,7 @@ export function passphraseCheckFor(stored: string): PassphraseCheck {
 }
 
 /** The per-loaded-key check: slow the first time, a constant-time HMAC compare afterwards. */
-export class PassphraseCheck {
+export class PassphraseCheck implements PassphraseVerifier {
   private remembered: Buffer | null = null;
   /** Slow checks under way, by candidate digest: concurrent first requests share one scrypt. */
   private readonly pending = new Map<string, Promise<boolean>>();

@@ -1,18 +1,14 @@
 import { createPublicKey, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
-import type { Envelope } from "../custody/envelope.js";
+import { type Envelope, PASSPHRASE_PURPOSE, SECRET_PURPOSE } from "../custody/envelope.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { maxLimit } from "../limits/gcra.js";
 import type { DurableStore, KeyChange, KeyPatch, KeyRow, TransitionResult } from "../storage/types.js";
-import { type Environment, generateKeyId } from "./ids.js";
+import { type Environment, generateKeyId } from "../contract/ids.js";
 import type { CreateKeyInput, RotateKeyInput, UpdateKeyInput } from "./input.js";
 import { importPublicKey } from "./material.js";
-import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "./model.js";
+import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "../contract/keys.js";
 import { hashPassphrase } from "./passphrase.js";
 
-/** The purpose bound into every HMAC secret's envelope. */
-export const SECRET_PURPOSE = "key-secret";
-/** The purpose bound into every passphrase hash's envelope (OKX keys). */
-export const PASSPHRASE_PURPOSE = "key-passphrase";
 const HMAC_SECRET_BYTES = 32;
 /** Kraken decodes the secret from base64 and keys HMAC-SHA512 with it: 64 bytes, as Kraken issues. */
 const KRAKEN_SECRET_BYTES = 64;

@@ -1,4 +1,4 @@
-import type { KeyRecord } from "./model.js";
+import type { KeyRecord } from "../contract/keys.js";
 
 /**
  * The expiry warning on answers to an authenticated request, so a bot learns in time that its key

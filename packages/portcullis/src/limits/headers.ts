@@ -1,5 +1,5 @@
-import type { RequestContext } from "../pipeline/context.js";
-import type { Charge, ChargeState } from "./types.js";
+import type { RequestContext } from "../contract/request.js";
+import type { Charge, ChargeState } from "../contract/limits.js";
 
 /**
  * The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers, structured form):

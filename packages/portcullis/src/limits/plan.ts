@@ -1,7 +1,7 @@
-import type { Route } from "../authz/routes.js";
-import type { VerificationKey } from "../keys/cache.js";
+import type { Route } from "../contract/route.js";
+import type { VerificationKey } from "../contract/verification-key.js";
 import { maxLimit } from "./gcra.js";
-import type { Charge, LimitScope, LimitSpec } from "./types.js";
+import type { Charge, LimitScope, LimitSpec } from "../contract/limits.js";
 
 /**
  * Which limits a request is charged against, compiled once from the configuration:

@@ -2,7 +2,7 @@ import type { AuditSurface } from "../audit/events.js";
 import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, PortcullisError } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
-import { type PipelineRequest, RequestContext, loggableKeyId } from "./context.js";
+import { type PipelineRequest, RequestContext, loggableKeyId } from "../contract/request.js";
 import type { Pipeline } from "./pipeline.js";
 
 /**

@@ -1,14 +1,16 @@
 import { type KeyObject, createSecretKey, hkdfSync, randomBytes } from "node:crypto";
-import { grantedPermissions, isScope } from "../authz/permissions.js";
+import { grantedPermissions, isScope } from "../contract/permissions.js";
 import type { Envelope } from "../custody/envelope.js";
-import { EnvelopeSigningKeys, type SigningKey, type SigningKeyProvider, openStoredSecret } from "../custody/signing.js";
+import { EnvelopeSigningKeys, openStoredSecret } from "../custody/signing.js";
+import type { SigningKey, SigningKeyProvider } from "../contract/signing.js";
 import type { MetaStore } from "../storage/types.js";
 import { type Denial, PortcullisError, deny } from "../errors/catalogue.js";
-import type { VerificationKey } from "../keys/cache.js";
-import type { Environment } from "../keys/ids.js";
-import { DEFAULT_SESSION_TTL_MS, MAX_SESSION_TTL_MS, MIN_SESSION_TTL_MS } from "../keys/model.js";
+import type { VerificationKey } from "../contract/verification-key.js";
+import type { Environment } from "../contract/ids.js";
+import { DEFAULT_SESSION_TTL_MS, MAX_SESSION_TTL_MS, MIN_SESSION_TTL_MS } from "../contract/keys.js";
 import { ALGORITHMS_FOR_KEY } from "../signatures/algorithms.js";
-import { type SessionClaims, assemble, parseToken, signingInput, verifyToken } from "./token.js";
+import type { SessionClaims } from "../contract/sessions.js";
+import { assemble, parseToken, signingInput, verifyToken } from "./token.js";
 
 /**
  * The session authority: issues session tokens at logon and refresh, and turns a token on a

@@ -1,6 +1,6 @@
 import { type KeyObject, verify } from "node:crypto";
-import type { Environment } from "../keys/ids.js";
-import { KEY_ID_PREFIX } from "../keys/ids.js";
+import { KEY_ID_PREFIX } from "../contract/ids.js";
+import type { SessionClaims } from "../contract/sessions.js";
 
 /**
  * Session tokens. A session's `keyid` (what the client puts in its RFC 9421 signatures) is a token
@@ -10,7 +10,7 @@ import { KEY_ID_PREFIX } from "../keys/ids.js";
  *
  * - the prefix says what it is (`pcs`: a Portcullis session, as `pck` is a key), and its
  *   environment, so a leaked token is recognisable by secret scanners;
- * - `payload` is base64url of the claims as JSON (below);
+ * - `payload` is base64url of the claims (`SessionClaims`, contract/sessions.ts) as JSON;
  * - `signature` is base64url of the gateway's Ed25519 signature over everything before the dot,
  *   by its session-token signing key (`kid` names the key version).
  *
@@ -19,37 +19,9 @@ import { KEY_ID_PREFIX } from "../keys/ids.js";
  * id and a secret of its own, and which the token does not contain. So a stolen token is useless,
  * and checking one costs one Ed25519 verification per process per session, then a cache lookup.
  */
-export interface SessionClaims {
-  /** Format version. */
-  readonly v: 1;
-  /** The session's id: 128 random bits, base64url. A refreshed token keeps it. */
-  readonly sid: string;
-  /** The API key that logged on. */
-  readonly key: string;
-  readonly env: Environment;
-  /** The key's session epoch at logon: the token is void once the key's epoch moves on. */
-  readonly ep: number;
-  /** The session's scopes: the key's, or fewer (never more). */
-  readonly scp: readonly string[];
-  /** Issued at (epoch ms). */
-  readonly iat: number;
-  /** Expires at (epoch ms). */
-  readonly exp: number;
-  /** When the session first logged on (epoch ms): refreshes never take it past auth + 24 h. */
-  readonly auth: number;
-  /** The address the session is bound to (the logon's client address), if any. */
-  readonly ip?: string;
-  /** The signing key version. */
-  readonly kid: string;
-}
-
 const VERSION = "v1";
 const TOKEN_RE = /^pcs_(live|test)_v1_([A-Za-z0-9_-]{16,2048})\.([A-Za-z0-9_-]{86})$/;
 const SID_RE = /^[A-Za-z0-9_-]{22}$/;
-
-export function isSessionToken(id: string): boolean {
-  return id.startsWith(`${KEY_ID_PREFIX.session}_`);
-}
 
 /** What the token signs: everything before the dot. */
 export function signingInput(claims: SessionClaims): string {

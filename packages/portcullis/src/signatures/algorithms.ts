@@ -1,9 +1,5 @@
 import { constants, createHmac, verify, timingSafeEqual, type KeyObject } from "node:crypto";
-import type { KeyAlgorithm } from "../keys/model.js";
-
-/** RFC 9421 algorithm names Portcullis verifies (section 3.3 of the RFC). */
-export const NATIVE_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "rsa-v1_5-sha256"] as const;
-export type NativeAlgorithm = (typeof NATIVE_ALGORITHMS)[number];
+import type { KeyAlgorithm, NativeAlgorithm } from "../contract/keys.js";
 
 /** Which RFC 9421 algorithms a key of each credential type may sign with; the first is the default. */
 export const ALGORITHMS_FOR_KEY: Record<KeyAlgorithm, readonly NativeAlgorithm[]> = {

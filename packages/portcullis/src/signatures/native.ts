@@ -1,5 +1,5 @@
 import { type Denial, deny } from "../errors/catalogue.js";
-import { NATIVE_ALGORITHMS, type NativeAlgorithm } from "./algorithms.js";
+import { NATIVE_ALGORITHMS, type NativeAlgorithm } from "../contract/keys.js";
 import { type ParsedSignature, parseSignatureHeaders } from "./rfc9421.js";
 
 /**

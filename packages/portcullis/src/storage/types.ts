@@ -1,6 +1,7 @@
 import type { AuditStore } from "../audit/store.js";
-import type { KeyRecord, KeyStatus } from "../keys/model.js";
-import type { Charge, ChargeState } from "../limits/types.js";
+import type { KeyRecord, KeyStatus } from "../contract/keys.js";
+import type { Charge, ChargeState } from "../contract/limits.js";
+import type { ReplayClaim } from "../contract/request.js";
 
 /**
  * The storage interfaces. Durable state (keys now; policies, approvals and audit later) lives
@@ -177,11 +178,6 @@ export type SequenceClaim = "fresh" | "replayed" | "too-low" | "full";
 export interface SequenceStore {
   claim(keyId: string, value: bigint, window: bigint): SequenceClaim | Promise<SequenceClaim>;
 }
-
-/** What a scheme needs recorded so that its request cannot be replayed. */
-export type ReplayClaim =
-  | { readonly kind: "nonce"; readonly keyId: string; readonly value: string; readonly expiresAt: number }
-  | { readonly kind: "sequence"; readonly keyId: string; readonly value: bigint; readonly window: bigint };
 
 /**
  * Everything a request consumes, decided at once: its replay claim and every limit it is charged

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditEntry } from "../../src/audit/events.js";
 import { AdminApi } from "../../src/admin/server.js";
 import { createMiddleware } from "../../src/embedded/middleware.js";
-import { generateKeyId } from "../../src/keys/ids.js";
+import { generateKeyId } from "../../src/contract/ids.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { TEST_ROUTES, makeCore, signRequest } from "../support/harness.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { RouteTable, RouteTableError, type RouteSpec, isCanonicalPath } from "../../src/authz/routes.js";
-import { grantedPermissions } from "../../src/authz/permissions.js";
+import { grantedPermissions } from "../../src/contract/permissions.js";
 
 const table = new RouteTable([
   { method: "GET", path: "/api/v3/time", permission: "public" },

@@ -11,9 +11,8 @@ import ccxt from "ccxt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createBinanceScheme, verifyWebSocketSignature, webSocketSignaturePayload } from "../../src/dialects/binance/index.js";
 import type { DemoStack } from "@portcullis/demo-exchange";
-import type { StageAnswer } from "../../src/dialects/scheme.js";
-import type { VerificationKey } from "../../src/keys/cache.js";
-import { RequestContext } from "../../src/pipeline/context.js";
+import { type StageAnswer, RequestContext } from "../../src/contract/request.js";
+import type { VerificationKey } from "../../src/contract/verification-key.js";
 import { startCompatStack } from "./support.js";
 import { hmacVerificationKey } from "../support/keys.js";
 

@@ -12,7 +12,7 @@ import { CustodyError } from "../../src/custody/errors.js";
 import { type KekProvider, KeyringFileProvider } from "../../src/custody/keyring.js";
 import { rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/storage/data-dir.js";
+import { initDataDir, openDataDir, type OpenDataDir } from "../../src/data-dir.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";
 import { itLeaksNoSecret, recordError, recordSecrets, recordText } from "./secrets.js";

@@ -13,7 +13,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config/config.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { startPortcullis, urlOf } from "../../src/runtime.js";
-import { initDataDir } from "../../src/storage/data-dir.js";
+import { initDataDir } from "../../src/data-dir.js";
 import { runCli } from "../support/cli.js";
 import { captureLogger, startEchoUpstream } from "../support/gateway.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";

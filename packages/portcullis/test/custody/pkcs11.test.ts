@@ -19,7 +19,7 @@ import { openKekProvider } from "../../src/custody/open.js";
 import { Pkcs11Token } from "../../src/custody/pkcs11-token.js";
 import { custodyStatus, rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/storage/data-dir.js";
+import { initDataDir, openDataDir, type OpenDataDir } from "../../src/data-dir.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
 import { SoftHsm, type SoftHsmToken, SOFTHSM_MODULE, softhsmOrSkip } from "../support/softhsm.js";
@@ -167,7 +167,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const script = join(dir, "open-key.mjs");
     writeFileSync(
       script,
-      `import { openDataDir } from ${JSON.stringify(`${dist}storage/data-dir.js`)};
+      `import { openDataDir } from ${JSON.stringify(`${dist}data-dir.js`)};
        import { parseCustodyConfig } from ${JSON.stringify(`${dist}custody/config.js`)};
        const { config } = parseCustodyConfig(${JSON.stringify(config)}, "/");
        const data = await openDataDir(${JSON.stringify(dir)}, { custody: config });

@@ -16,7 +16,7 @@ import { custodyStatus, rotateKek } from "../../src/custody/rotation.js";
 import { openStoredSecret } from "../../src/custody/signing.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { hashPassphrase, verifyPassphraseHash } from "../../src/keys/passphrase.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/storage/data-dir.js";
+import { initDataDir, openDataDir, type OpenDataDir } from "../../src/data-dir.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";

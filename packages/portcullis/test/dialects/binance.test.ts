@@ -14,7 +14,7 @@ import { binanceErrorFor } from "../../src/dialects/binance/errors.js";
 import { formDecode, isFormBody } from "../../src/dialects/binance/params.js";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
-import { generateKeyId } from "../../src/keys/ids.js";
+import { generateKeyId } from "../../src/contract/ids.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest } from "../support/harness.js";
 import { replayOnlyHot } from "../support/hot.js";

@@ -8,7 +8,7 @@ import { createHmac, generateKeyPairSync, sign as cryptoSign, type KeyObject } f
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
 import { createIdentityVerifier } from "../../src/gateway/identity.js";
-import { generateKeyId } from "../../src/keys/ids.js";
+import { generateKeyId } from "../../src/contract/ids.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 
 const ROUTES: RouteSpec[] = [

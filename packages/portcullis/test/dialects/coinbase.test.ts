@@ -14,7 +14,7 @@ import { algorithmOf, verifyKeyFor } from "../../src/dialects/coinbase/keys.js";
 import { coinbaseError } from "../../src/dialects/coinbase/render.js";
 import { MAX_TOKEN_LENGTH, keyIdOf } from "../../src/dialects/coinbase/token.js";
 import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
-import { generateKeyId } from "../../src/keys/ids.js";
+import { generateKeyId } from "../../src/contract/ids.js";
 import { signRequest } from "../support/harness.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
 import { replayOnlyHot } from "../support/hot.js";

@@ -7,7 +7,7 @@
 import { createHmac } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
-import { generateKeyId } from "../../src/keys/ids.js";
+import { generateKeyId } from "../../src/contract/ids.js";
 import { PassphraseCheck } from "../../src/keys/passphrase.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { createIdentityVerifier } from "../../src/gateway/identity.js";

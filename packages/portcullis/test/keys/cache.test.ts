@@ -5,7 +5,7 @@
 import { createSecretKey } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { KeyCache } from "../../src/keys/cache.js";
-import type { KeyRecord } from "../../src/keys/model.js";
+import type { KeyRecord } from "../../src/contract/keys.js";
 import type { KeyMaterial } from "../../src/keys/service.js";
 import { FakeClock } from "../support/harness.js";
 import { keyRecord } from "../support/keys.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PortcullisError } from "../../src/errors/catalogue.js";
-import { generateKeyId, parseKeyId } from "../../src/keys/ids.js";
+import { generateKeyId, parseKeyId } from "../../src/contract/ids.js";
 import { parseCreateKeyInput, parseDuration } from "../../src/keys/input.js";
 
 const NOW = Date.UTC(2026, 10, 22);

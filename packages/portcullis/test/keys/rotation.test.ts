@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PortcullisError } from "../../src/errors/catalogue.js";
 import { compileKey } from "../../src/keys/cache.js";
 import { parseRotateKeyInput, parseUpdateKeyInput } from "../../src/keys/input.js";
-import type { KeyView } from "../../src/keys/model.js";
+import type { KeyView } from "../../src/contract/keys.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest } from "../support/harness.js";
 

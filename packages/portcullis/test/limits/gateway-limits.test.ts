@@ -7,7 +7,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
 import type { LimitsOptions } from "../../src/core.js";
-import { DEFAULT_SHIELD_POLICY, type LimitSpec } from "../../src/limits/types.js";
+import { DEFAULT_SHIELD_POLICY } from "../../src/limits/types.js";
+import type { LimitSpec } from "../../src/contract/limits.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import type { HotStore } from "../../src/storage/types.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";

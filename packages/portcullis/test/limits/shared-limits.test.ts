@@ -19,7 +19,7 @@ import type { RouteSpec } from "../../src/authz/routes.js";
 import { parseConfig } from "../../src/config/config.js";
 import type { LimitsOptions } from "../../src/core.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
-import type { LimitSpec } from "../../src/limits/types.js";
+import type { LimitSpec } from "../../src/contract/limits.js";
 import { type RunningPortcullis, startPortcullis, urlOf } from "../../src/runtime.js";
 import { RedisHotStore } from "../../src/storage/redis/hot.js";
 import { runCli, startCli } from "../support/cli.js";

@@ -5,7 +5,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIdentityVerifier } from "../../src/gateway/identity.js";
-import { generateKeyId } from "../../src/keys/ids.js";
+import { generateKeyId } from "../../src/contract/ids.js";
 import { type SignSpec, type SignedHeaders, signRequest } from "../support/harness.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 

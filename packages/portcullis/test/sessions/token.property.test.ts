@@ -8,9 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { compileKey, type VerificationKey } from "../../src/keys/cache.js";
+import { compileKey } from "../../src/keys/cache.js";
+import type { VerificationKey } from "../../src/contract/verification-key.js";
 import { SessionAuthority } from "../../src/sessions/authority.js";
-import { initDataDir, openDataDir } from "../../src/storage/data-dir.js";
+import { initDataDir, openDataDir } from "../../src/data-dir.js";
 import { keyRecord } from "../support/keys.js";
 
 let dir: string;

@@ -1,10 +1,12 @@
 import fc from "fast-check";
 import { Redis } from "ioredis";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { DEFAULT_SHIELD_POLICY, type Charge, type ChargeState, type ShieldPolicy } from "../../src/limits/types.js";
+import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../src/limits/types.js";
+import type { Charge, ChargeState } from "../../src/contract/limits.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { RedisHotStore, hotRedisOptions } from "../../src/storage/redis/hot.js";
-import type { Admission, AdmissionResult, HotStore, ReplayClaim } from "../../src/storage/types.js";
+import type { Admission, AdmissionResult, HotStore } from "../../src/storage/types.js";
+import type { ReplayClaim } from "../../src/contract/request.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, keysUnder, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
 import { referenceSequence } from "../support/reference-sequence.js";
 

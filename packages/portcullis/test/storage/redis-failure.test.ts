@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import type { Charge } from "../../src/limits/types.js";
+import type { Charge } from "../../src/contract/limits.js";
 import { RedisHotStore } from "../../src/storage/redis/hot.js";
 import type { Admission, AdmissionResult } from "../../src/storage/types.js";
 import { IN_CI, RedisServerProcess, freePort, loudSkip, redisServerInstalled } from "../support/redis.js";

@@ -5,7 +5,7 @@ import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
 import { createLogger, type Logger } from "../../src/log/logger.js";
-import { SessionEndpoints } from "../../src/sessions/endpoints.js";
+import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { type TestCore, makeCore } from "./harness.js";
 import { Writable } from "node:stream";
 

@@ -1,4 +1,5 @@
-import type { Admission, AdmissionResult, FailureResult, HotStore, ReplayClaim } from "../../src/storage/types.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore } from "../../src/storage/types.js";
+import type { ReplayClaim } from "../../src/contract/request.js";
 
 type Claim = "fresh" | "replayed" | "too-low" | "full";
 

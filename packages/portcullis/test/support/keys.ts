@@ -1,6 +1,7 @@
 import { createSecretKey } from "node:crypto";
-import { type VerificationKey, compileKey } from "../../src/keys/cache.js";
-import type { KeyRecord } from "../../src/keys/model.js";
+import type { VerificationKey } from "../../src/contract/verification-key.js";
+import { compileKey } from "../../src/keys/cache.js";
+import type { KeyRecord } from "../../src/contract/keys.js";
 
 /**
  * A key record as the store would return it for a fresh active HMAC key, with `overrides`

@@ -3,10 +3,9 @@
  * need no gateway): extract the credential, check freshness and the signature, then record the
  * scheme's replay claim in a hot store.
  */
-import type { AuthScheme } from "../../src/dialects/scheme.js";
+import type { AuthScheme, RequestContext } from "../../src/contract/request.js";
 import { type Denial, deny } from "../../src/errors/catalogue.js";
-import type { VerificationKey } from "../../src/keys/cache.js";
-import type { RequestContext } from "../../src/pipeline/context.js";
+import type { VerificationKey } from "../../src/contract/verification-key.js";
 import type { MemoryHotStore } from "../../src/storage/memory/hot.js";
 
 export async function runScheme(scheme: AuthScheme, ctx: RequestContext, key: VerificationKey, hot: MemoryHotStore): Promise<Denial | undefined> {

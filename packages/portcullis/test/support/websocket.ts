@@ -12,8 +12,8 @@ import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
 import { WebSocketProxy, compileWebSocketSettings, type Timers, type WebSocketRouteSpec, type WebSocketSpec } from "../../src/gateway/websocket/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES, type DemoExchange, createDemoExchange } from "@portcullis/demo-exchange";
-import type { LimitSpec } from "../../src/limits/types.js";
-import { SessionEndpoints } from "../../src/sessions/endpoints.js";
+import type { LimitSpec } from "../../src/contract/limits.js";
+import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { IDENTITY_SECRET, captureLogger } from "./gateway.js";
 import { type CoreOptions, type FakeClock, type SignSpec, type TestCore, makeCore, signRequest } from "./harness.js";
 

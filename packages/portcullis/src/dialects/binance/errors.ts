@@ -1,5 +1,5 @@
 import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
-import type { RenderedError } from "../scheme.js";
+import type { RenderedError } from "../../contract/request.js";
 
 /**
  * Refusals in Binance's wire format: `{"code": <negative int>, "msg": "<text>"}` with Binance's

@@ -1,9 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
-import type { RequestContext } from "../../pipeline/context.js";
-import type { ReplayClaim } from "../../storage/types.js";
-import type { AuthScheme, Credential, SchemeOptions } from "../scheme.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, SchemeOptions } from "../../contract/request.js";
 import { DENIALS, createBinanceRenderer } from "./errors.js";
 import { binanceLimitHeaders } from "./limits.js";
 import { BODY, DEFAULT_RECV_WINDOW_MS, QUERY, type SigningParams, isFormBody, scanSigningParams } from "./params.js";

@@ -1,4 +1,4 @@
-import type { Charge, ChargeState } from "../../limits/types.js";
+import type { Charge, ChargeState } from "../../contract/limits.js";
 
 /**
  * Binance's own rate-limit headers, which Binance clients read to pace themselves:

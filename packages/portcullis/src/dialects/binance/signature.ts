@@ -1,6 +1,6 @@
 import { constants, createHmac, timingSafeEqual, verify } from "node:crypto";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
 
 /**
  * Binance's signature algorithms, by key type (https://github.com/binance/binance-spot-api-docs,

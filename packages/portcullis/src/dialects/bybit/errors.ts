@@ -1,5 +1,5 @@
 import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
-import type { RenderedError } from "../scheme.js";
+import type { RenderedError } from "../../contract/request.js";
 
 /**
  * Bybit's (v5) error format and codes:

@@ -1,7 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Denial } from "../../errors/catalogue.js";
-import type { RequestContext } from "../../pipeline/context.js";
-import type { AuthScheme, Credential, SchemeOptions } from "../scheme.js";
+import type { RequestContext, AuthScheme, Credential, SchemeOptions } from "../../contract/request.js";
 import { extractBybitCredential } from "./credential.js";
 import { BYBIT_HEADERS, renderBybit } from "./errors.js";
 

@@ -1,11 +1,9 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { compactVerify, errors as joseErrors } from "jose";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
-import type { RequestContext } from "../../pipeline/context.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, SchemeOptions, StageAnswer } from "../../contract/request.js";
 import { authorityOf } from "../../signatures/rfc9421.js";
-import type { ReplayClaim } from "../../storage/types.js";
-import type { AuthScheme, Credential, SchemeOptions, StageAnswer } from "../scheme.js";
 import { type VerifyKey, algorithmOf, verifyKeyFor } from "./keys.js";
 import { renderCoinbase } from "./render.js";
 import { type CdpAlgorithm, type CdpToken, parseBearerToken } from "./token.js";

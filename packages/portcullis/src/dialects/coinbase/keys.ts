@@ -1,5 +1,5 @@
 import { type KeyObject, webcrypto } from "node:crypto";
-import type { VerificationKey } from "../../keys/cache.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
 import type { CdpAlgorithm } from "./token.js";
 
 /**

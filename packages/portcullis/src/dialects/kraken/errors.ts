@@ -1,5 +1,5 @@
 import type { Denial, ErrorCode } from "../../errors/catalogue.js";
-import type { RenderedError } from "../scheme.js";
+import type { RenderedError } from "../../contract/request.js";
 
 /**
  * Refusals in Kraken's format. Kraken answers `{"error": ["<severity><category>:<message>"]}`

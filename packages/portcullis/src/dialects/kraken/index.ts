@@ -1,10 +1,8 @@
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
-import type { RequestContext } from "../../pipeline/context.js";
-import type { ReplayClaim } from "../../storage/types.js";
-import type { AuthScheme, Credential, RenderedError, SchemeOptions } from "../scheme.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions } from "../../contract/request.js";
 import { createKrakenRenderer } from "./errors.js";
 import { findNonce } from "./nonce.js";
 

@@ -1,10 +1,8 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
-import type { RequestContext } from "../../pipeline/context.js";
-import type { ReplayClaim } from "../../storage/types.js";
-import type { Credential, SchemeOptions, StageAnswer } from "../scheme.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import type { RequestContext, ReplayClaim, Credential, SchemeOptions, StageAnswer } from "../../contract/request.js";
 import { OKX_HEADERS, OKX_REFUSALS } from "./errors.js";
 import { parseOkxTimestamp } from "./timestamp.js";
 

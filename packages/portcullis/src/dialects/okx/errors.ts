@@ -1,5 +1,5 @@
 import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
-import type { RenderedError } from "../scheme.js";
+import type { RenderedError } from "../../contract/request.js";
 
 /**
  * OKX's error format and codes: `{"code":"50113","msg":"Invalid Sign","data":[]}`, with the HTTP

@@ -1,9 +1,10 @@
-import type { Route } from "../../authz/routes.js";
+import type { Route } from "../../contract/route.js";
 import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
 import type { LimitPlan } from "../../limits/plan.js";
 import type { Shield } from "../../limits/shield.js";
-import type { AdmissionResult, FailureResult, HotStore, ReplayClaim } from "../../storage/types.js";
+import type { AdmissionResult, FailureResult, HotStore } from "../../storage/types.js";
+import type { ReplayClaim } from "../../contract/request.js";
 
 /**
  * Stages 7 and 9 for a message: its replay claim (a signed message's signature, single-use) and

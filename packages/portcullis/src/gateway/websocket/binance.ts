@@ -1,8 +1,8 @@
 import { type Denial, deny } from "../../errors/catalogue.js";
 import { DENIALS } from "../../dialects/binance/errors.js";
 import { DEFAULT_RECV_WINDOW_MS } from "../../dialects/binance/params.js";
-import type { VerificationKey } from "../../keys/cache.js";
-import type { ReplayClaim } from "../../storage/types.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import type { ReplayClaim } from "../../contract/request.js";
 import type { ParamValue, Params } from "./messages.js";
 import { WS_DENIALS } from "./messages.js";
 

@@ -1,6 +1,7 @@
-import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "../../authz/permissions.js";
-import { type Route, RouteTable, RouteTableError, type RouteSpec } from "../../authz/routes.js";
-import type { LimitSpec } from "../../limits/types.js";
+import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "../../contract/permissions.js";
+import type { Route } from "../../contract/route.js";
+import { RouteTable, RouteTableError, type RouteSpec } from "../../authz/routes.js";
+import type { LimitSpec } from "../../contract/limits.js";
 
 /**
  * The WebSocket routes (the `websocket` section of the config file, docs/websocket.md). A route is

@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import type WebSocket from "ws";
 import type { RawData } from "ws";
-import { AUTHENTICATED } from "../../authz/permissions.js";
+import { AUTHENTICATED } from "../../contract/permissions.js";
 import { verifyWebSocketSignature } from "../../dialects/binance/signature.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { VerificationKey } from "../../keys/cache.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
 import type { Logger } from "../../log/logger.js";
 import type { ClientAddress } from "../../net/client-address.js";
-import type { ReplayClaim } from "../../storage/types.js";
+import type { ReplayClaim } from "../../contract/request.js";
 import type { IdentitySigner } from "../identity.js";
 import { type Admitter, admitMessage, recordAuthFailure } from "./admission.js";
 import { type SigningFields, freshness, recvWindowOf, sessionStatus, signatureClaim, signingFields, timestampOf, withoutCredentials } from "./binance.js";

@@ -1,9 +1,8 @@
 import { type IncomingMessage, type RequestListener, STATUS_CODES, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import type { AuthScheme } from "../../dialects/scheme.js";
+import type { AuthScheme, RequestContext } from "../../contract/request.js";
 import { type Denial, deny, errorBody } from "../../errors/catalogue.js";
 import { limitHeaders } from "../../limits/headers.js";
-import type { RequestContext } from "../../pipeline/context.js";
 
 /** HTTP on an upgrade's socket, before (or instead of) the WebSocket protocol. */
 

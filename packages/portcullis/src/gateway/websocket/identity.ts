@@ -1,10 +1,10 @@
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { KeyCache, VerificationKey } from "../../keys/cache.js";
-import { type Environment, parseKeyId } from "../../keys/ids.js";
-import type { Dialect } from "../../keys/model.js";
+import type { KeyCache } from "../../keys/cache.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import { type Environment, parseKeyId, isSessionToken } from "../../contract/ids.js";
+import type { Dialect } from "../../contract/keys.js";
 import type { ClientAddress } from "../../net/client-address.js";
 import type { SessionAuthority } from "../../sessions/authority.js";
-import { isSessionToken } from "../../sessions/token.js";
 
 /**
  * Who a WebSocket connection (or one signed message) acts for, and how to check, at any later

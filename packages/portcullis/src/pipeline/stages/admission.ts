@@ -1,9 +1,8 @@
-import type { StageAnswer } from "../../dialects/scheme.js";
+import type { StageAnswer, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { LimitPlan } from "../../limits/plan.js";
 import type { Shield } from "../../limits/shield.js";
 import type { Admission, AdmissionResult, HotStore } from "../../storage/types.js";
-import type { RequestContext } from "../context.js";
 import { type Stage, retryAfter } from "./stage.js";
 
 export interface AdmissionStageOptions {

@@ -1,4 +1,4 @@
-import { AUTHENTICATED } from "../../authz/permissions.js";
+import { AUTHENTICATED } from "../../contract/permissions.js";
 import { deny } from "../../errors/catalogue.js";
 import type { Stage } from "./stage.js";
 

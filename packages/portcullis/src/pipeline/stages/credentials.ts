@@ -1,4 +1,4 @@
-import type { AuthScheme } from "../../dialects/scheme.js";
+import type { AuthScheme } from "../../contract/request.js";
 import { deny } from "../../errors/catalogue.js";
 import type { Stage } from "./stage.js";
 

@@ -1,13 +1,12 @@
-import type { StageAnswer } from "../../dialects/scheme.js";
+import type { StageAnswer, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
-import type { KeyCache, VerificationKey } from "../../keys/cache.js";
-import { type Environment, parseKeyId } from "../../keys/ids.js";
-import type { Dialect } from "../../keys/model.js";
+import type { KeyCache } from "../../keys/cache.js";
+import type { VerificationKey } from "../../contract/verification-key.js";
+import { type Environment, parseKeyId, isSessionToken } from "../../contract/ids.js";
+import type { Dialect } from "../../contract/keys.js";
 import type { Shield } from "../../limits/shield.js";
 import type { ClientAddress } from "../../net/client-address.js";
 import type { CheckedSession, SessionAuthority } from "../../sessions/authority.js";
-import { isSessionToken } from "../../sessions/token.js";
-import type { RequestContext } from "../context.js";
 import { type Stage, retryAfter } from "./stage.js";
 
 export interface KeyStageOptions {

@@ -1,7 +1,7 @@
 import { type RouteTable, isCanonicalPath } from "../../authz/routes.js";
-import type { AuthScheme } from "../../dialects/scheme.js";
+import type { AuthScheme } from "../../contract/request.js";
 import { deny } from "../../errors/catalogue.js";
-import type { Dialect } from "../../keys/model.js";
+import type { Dialect } from "../../contract/keys.js";
 import { authorityOf } from "../../signatures/rfc9421.js";
 import type { Stage } from "./stage.js";
 

@@ -1,10 +1,8 @@
 import type { RouteTable } from "../../authz/routes.js";
-import type { AuthScheme } from "../../dialects/scheme.js";
-import type { Denial } from "../../errors/catalogue.js";
-import { deny } from "../../errors/catalogue.js";
-import type { Dialect } from "../../keys/model.js";
+import type { AuthScheme, RequestContext } from "../../contract/request.js";
+import { type Denial, deny } from "../../errors/catalogue.js";
+import type { Dialect } from "../../contract/keys.js";
 import type { Shield } from "../../limits/shield.js";
-import type { RequestContext } from "../context.js";
 import { type Stage, retryAfter } from "./stage.js";
 
 export interface ShieldStageOptions {

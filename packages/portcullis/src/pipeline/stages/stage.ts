@@ -1,6 +1,5 @@
-import type { StageAnswer } from "../../dialects/scheme.js";
+import type { StageAnswer, RequestContext } from "../../contract/request.js";
 import type { Denial } from "../../errors/catalogue.js";
-import type { RequestContext } from "../context.js";
 
 /**
  * A stage of the pipeline: a factory (one module per stage, beside this file) validates its

@@ -1,6 +1,8 @@
 import { Redis } from "ioredis";
-import { DEFAULT_SHIELD_POLICY, type ChargeState, type ShieldPolicy } from "../../limits/types.js";
-import type { Admission, AdmissionResult, FailureResult, HotStore, ReplayClaim } from "../types.js";
+import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
+import type { ChargeState } from "../../contract/limits.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore } from "../types.js";
+import type { ReplayClaim } from "../../contract/request.js";
 import { ADMIT_LUA, FAILURE_LUA } from "./scripts.js";
 
 /**

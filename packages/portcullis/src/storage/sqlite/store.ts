@@ -1,23 +1,9 @@
 import Database from "better-sqlite3";
 import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Environment } from "../../keys/ids.js";
-import type { Dialect, KeyAlgorithm, KeyStatus } from "../../keys/model.js";
-import type {
-  ChangeFeed,
-  DurableStore,
-  EnvelopeReplacement,
-  EnvelopeStore,
-  KeyChange,
-  KeyEnvelopes,
-  KeyListFilter,
-  KeyPatch,
-  KeyRow,
-  KeyStore,
-  MetaStore,
-  RotationResult,
-  TransitionResult,
-} from "../types.js";
+import type { Environment } from "../../contract/ids.js";
+import type { Dialect, KeyAlgorithm, KeyStatus } from "../../contract/keys.js";
+import type { ChangeFeed, DurableStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 import { SqliteAudit } from "./audit.js";
 import { migrations } from "./migrations.js";
 

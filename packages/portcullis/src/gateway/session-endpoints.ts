@@ -2,14 +2,14 @@ import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
-import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
+import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./http.js";
 import { limitHeaders } from "../limits/headers.js";
 import { parseDuration } from "../keys/input.js";
-import type { RequestContext } from "../pipeline/context.js";
+import type { RequestContext } from "../contract/request.js";
 import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { AuditSurface } from "../audit/events.js";
-import type { IssuedSession, LogonRequest, SessionAuthority } from "./authority.js";
+import type { IssuedSession, LogonRequest, SessionAuthority } from "../sessions/authority.js";
 
 /**
  * The session endpoints, served by the gateway under its own prefix (DESIGN.md, promised

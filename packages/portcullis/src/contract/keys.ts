@@ -9,6 +9,10 @@ export const KEY_STATUSES = ["active", "suspended", "revoked"] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
 export type EffectiveStatus = KeyStatus | "expired";
 
+/** RFC 9421 algorithm names Portcullis verifies (section 3.3 of the RFC). */
+export const NATIVE_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "rsa-v1_5-sha256"] as const;
+export type NativeAlgorithm = (typeof NATIVE_ALGORITHMS)[number];
+
 /** The signing schemes a key may be used with: the native one and the exchange dialects. */
 export const DIALECTS = ["native", "binance", "kraken", "coinbase", "okx", "bybit"] as const;
 export type Dialect = (typeof DIALECTS)[number];

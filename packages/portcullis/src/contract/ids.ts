@@ -57,3 +57,8 @@ export function parseKeyId(id: string): ParsedKeyId | null {
   if (checksum(head) !== id.slice(id.length - CHECK_LEN)) return null;
   return { kind: m[1] === "pcs" ? "session" : "key", environment: m[2] === "live" ? "live" : "test" };
 }
+
+/** Is this key id a session token (sessions/token.ts) rather than an API key's id? */
+export function isSessionToken(id: string): boolean {
+  return id.startsWith(`${KEY_ID_PREFIX.session}_`);
+}

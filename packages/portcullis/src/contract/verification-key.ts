@@ -1,0 +1,37 @@
+import type { KeyObject } from "node:crypto";
+import type { CidrSet } from "../net/ip.js";
+import type { Dialect, KeyRecord, NativeAlgorithm } from "./keys.js";
+import type { SessionClaims } from "./sessions.js";
+
+/** An OKX key's passphrase check (keys/passphrase.ts): slow the first time, then a constant-time compare. */
+export interface PassphraseVerifier {
+  check(candidate: string): boolean | Promise<boolean>;
+}
+
+/**
+ * A key compiled for the request path: everything a request needs is a field lookup. Built once
+ * per load, never per request.
+ */
+export interface VerificationKey {
+  readonly record: KeyRecord;
+  /** HMAC key: the secret's UTF-8 bytes (native, Binance, OKX, Bybit). */
+  readonly hmacKey: KeyObject | null;
+  /** HMAC key: the secret base64-decoded (Kraken keys only). */
+  readonly hmacKeyDecoded: KeyObject | null;
+  readonly publicKey: KeyObject | null;
+  /** The schemes the key was issued for. */
+  readonly dialects: ReadonlySet<Dialect>;
+  /** OKX keys: checks the passphrase (slowly once per load, then fast). */
+  readonly passphrase: PassphraseVerifier | null;
+  /** null when the key may be used from any address. */
+  readonly allowlist: CidrSet | null;
+  readonly permissions: ReadonlySet<string>;
+  readonly nativeAlgorithms: readonly NativeAlgorithm[];
+  readonly windowMs: number;
+  /** The scopes the request acts with: the key's, or a session's narrower ones. */
+  readonly scopes: readonly string[];
+  /** Scopes as sent in the identity header. */
+  readonly scopesText: string;
+  /** The session a request is signed with (its claims), or null for the API key itself. */
+  readonly session: SessionClaims | null;
+}
