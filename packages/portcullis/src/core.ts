@@ -4,7 +4,7 @@ import type { Envelope } from "./custody/envelope.js";
 import { EnvelopeSigningKeys, type SigningKeyProvider } from "./custody/signing.js";
 import { KeyCache } from "./keys/cache.js";
 import type { Environment } from "./keys/ids.js";
-import { DEFAULT_WINDOW_MS } from "./keys/model.js";
+import { DEFAULT_WINDOW_MS, type Dialect } from "./keys/model.js";
 import { KeyService } from "./keys/service.js";
 import { LastUsedRecorder } from "./keys/usage.js";
 import { type Logger, silentLogger } from "./log/logger.js";
@@ -12,6 +12,7 @@ import { ClientAddressResolver } from "./net/client-address.js";
 import type { PipelineRequest, RequestContext } from "./pipeline/context.js";
 import { Pipeline, type PipelineOptions } from "./pipeline/pipeline.js";
 import { createSchemes } from "./dialects/registry.js";
+import type { AuthScheme } from "./dialects/scheme.js";
 import { LimitPlan } from "./limits/plan.js";
 import { Shield } from "./limits/shield.js";
 import { DEFAULT_SHIELD_POLICY, type LimitSpec, type ShieldPolicy } from "./limits/types.js";
@@ -193,6 +194,11 @@ export class Portcullis {
    */
   createPipeline(routes: RouteTable): Pipeline {
     return new Pipeline({ ...this.shared, routes });
+  }
+
+  /** The signing schemes spoken (the native one at least), by name: the pipelines' own instances. */
+  get schemes(): ReadonlyMap<Dialect, AuthScheme> {
+    return this.shared.schemes;
   }
 
   /**

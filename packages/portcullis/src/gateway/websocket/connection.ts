@@ -2,19 +2,20 @@ import { randomUUID } from "node:crypto";
 import type WebSocket from "ws";
 import type { RawData } from "ws";
 import { AUTHENTICATED } from "../../authz/permissions.js";
-import { verifyWebSocketSignature } from "../../dialects/binance/signature.js";
+import type { Credential, MessageSigning } from "../../dialects/scheme.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../keys/cache.js";
 import type { Logger } from "../../log/logger.js";
 import type { ClientAddress } from "../../net/client-address.js";
+import { RequestContext } from "../../pipeline/context.js";
 import type { ReplayClaim } from "../../storage/types.js";
 import type { IdentitySigner } from "../identity.js";
 import { type Admitter, admitMessage, recordAuthFailure } from "./admission.js";
-import { type SigningFields, freshness, recvWindowOf, sessionStatus, signatureClaim, signingFields, timestampOf, withoutCredentials } from "./binance.js";
+import { logonKeyDenial, sessionStatus } from "./binance.js";
 import { closeCodeFor } from "./close-codes.js";
 import { type BinanceSessionMethod, type WebSocketMethod, type WebSocketRoute, isBinanceSessionMethod } from "./config.js";
 import { type Identity, type IdentityChecks, currentKey, expiryOf, isDenial, keyDenial, lookupKey } from "./identity.js";
-import { type MessageId, type MessageRenderer, type Params, WS_DENIALS, encodeRequest, isBadMessage, parseMessage } from "./messages.js";
+import { type MessageId, type MessageRenderer, type Params, encodeRequest, isBadMessage, parseMessage } from "./messages.js";
 import { UpstreamLeg } from "./upstream.js";
 
 /** Timers for expiries, injectable so tests can drive them from a frozen clock. */
@@ -70,6 +71,11 @@ function toBuffer(data: RawData): Buffer {
   return Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
 }
 
+const EMPTY = Buffer.alloc(0);
+const NO_HEADERS = Object.freeze({});
+const NO_PARAMS: Params = Object.freeze({});
+const NO_CREDENTIALS: ReadonlySet<string> = new Set();
+
 /** Reasons that, on a Binance route, are first told in Binance's words (it revokes a session so). */
 const BINANCE_REVOKED = deny("KEY_REVOKED");
 
@@ -99,6 +105,8 @@ export class Connection {
   private paused = false;
   private chain: Promise<void> = Promise.resolve();
   private protocols: readonly string[];
+  /** The parameters removed from every message forwarded: the route's scheme's credentials. */
+  private readonly credentialParams: ReadonlySet<string>;
 
   constructor(
     ctx: ConnectionContext,
@@ -108,6 +116,8 @@ export class Connection {
     readonly target: string,
     readonly authority: string | undefined,
     readonly renderer: MessageRenderer,
+    /** How the route's scheme signs single messages (null: messages are never signed). */
+    private readonly signing: MessageSigning | null,
     identity: Identity | null,
     private key: VerificationKey | null,
     protocols: readonly string[],
@@ -116,6 +126,7 @@ export class Connection {
     this.identity = identity;
     this.connectedSince = ctx.now();
     this.protocols = protocols;
+    this.credentialParams = signing?.credentialParams ?? NO_CREDENTIALS;
   }
 
   /** Not narrowed across awaits, unlike a read of `ending` (a change may land during one). */
@@ -370,18 +381,20 @@ export class Connection {
       await this.sessionMethod(name, id, method, message.params, now);
       return;
     }
-    let params = message.params;
+    const params = message.params;
+    const signing = this.signing;
     let identity = this.identity;
     let key: VerificationKey | null = null;
     let replay: ReplayClaim | null = null;
-    if (binance && params?.signature !== undefined) {
+    if (signing !== null && signing.signed(params)) {
       // A signed request acts for its own key, whatever the connection is logged on with.
-      const signed = await this.verifySigned(params, now);
+      const signed = await this.verifyMessage(signing, params ?? NO_PARAMS, name, now);
       if ("ok" in signed) {
         this.refuse(id, name, signed);
         return;
       }
-      ({ identity, key, replay } = signed);
+      ({ key, replay } = signed);
+      identity = { keyId: key.record.id, scheme: signed.credential.scheme, via: "signed", token: null, sessionId: null, epoch: key.record.sessionEpoch, since: now };
     } else if (identity !== null) {
       const current = await currentKey(this.ctx.checks, identity, this.client, now);
       if (isDenial(current)) {
@@ -390,22 +403,21 @@ export class Connection {
         return;
       }
       key = this.key = current;
-      if (binance && identity.via === "logon" && method.permission !== null) {
-        // Logged on, a SIGNED request needs no signature, but still a fresh timestamp (as on Binance).
-        const timestamp = timestampOf(params);
-        const recvWindow = recvWindowOf(params);
-        const stale =
-          typeof timestamp !== "number" ? timestamp : typeof recvWindow !== "number" ? recvWindow : freshness(timestamp, recvWindow, current, now, this.ctx.futureSkewMs);
+      if (signing !== null && identity.via === "logon" && method.permission !== null) {
+        // Logged on, a SIGNED request needs no signature, but what the scheme still asks (Binance: a fresh timestamp).
+        const credential = signing.loggedOn(params, identity.keyId);
+        const stale = "ok" in credential ? credential : await credential.fresh(this.messageContext(name, now), current);
         if (stale !== undefined) {
           this.refuse(id, name, stale);
           return;
         }
       }
     }
-    if (binance) params = withoutCredentials(params);
     if (method.permission !== null) {
       if (key === null) {
-        this.refuse(id, name, binance ? WS_DENIALS.apiKeyMissing : deny("CREDENTIALS_MISSING"));
+        // On a route whose messages may be signed, why this one carries no usable credential (Binance: -1102 apiKey).
+        const missing = signing === null ? undefined : signing.extract(params ?? NO_PARAMS);
+        this.refuse(id, name, missing !== undefined && "ok" in missing ? missing : deny("CREDENTIALS_MISSING"));
         return;
       }
       const blocked = this.ctx.admitter.shield.blockedKeyUntil(key.record.id, now);
@@ -428,41 +440,42 @@ export class Connection {
     if (this.endedBy() !== null) return;
     const entry = this.legFor(identity, key);
     const opening = !entry.leg.isOpen;
-    if (!entry.leg.send(encodeRequest(id, name, params))) this.refuse(id, name, deny("UPSTREAM_UNAVAILABLE", "upstream leg closed or full"));
+    if (!entry.leg.send(encodeRequest(id, name, params, this.credentialParams))) this.refuse(id, name, deny("UPSTREAM_UNAVAILABLE", "upstream leg closed or full"));
     else if (opening) entry.waiting.push(id);
   }
 
-  /** A signed Binance request: its key, checked as stage 4-6 check one (pipeline.ts), and its replay claim. */
-  private async verifySigned(params: Params, now: number): Promise<{ identity: Identity; key: VerificationKey; replay: ReplayClaim } | Denial> {
-    const verified = await this.verifyBinanceSignature(params, now);
-    if ("ok" in verified) return verified;
-    const { key, canonical, fields } = verified;
-    const identity: Identity = { keyId: key.record.id, scheme: "binance", via: "signed", token: null, sessionId: null, epoch: key.record.sessionEpoch, since: now };
-    return { identity, key, replay: signatureClaim(key, canonical, fields) };
+  /** The context a message's credential is checked in (its time; no headers, no body). */
+  private messageContext(method: string, now: number): RequestContext {
+    return new RequestContext({ method, url: this.target, headers: NO_HEADERS, body: EMPTY, socketAddress: this.client.text }, randomUUID(), now);
   }
 
-  private async verifyBinanceSignature(params: Params, now: number): Promise<{ key: VerificationKey; canonical: string; fields: SigningFields } | Denial> {
+  /**
+   * A message signed in its own params (a SIGNED request, or a logon): the scheme's credential,
+   * checked as stages 3 to 6 check one (pipeline.ts), and its replay claim.
+   */
+  private async verifyMessage(signing: MessageSigning, params: Params, method: string, now: number): Promise<{ credential: Credential; key: VerificationKey; replay: ReplayClaim | null } | Denial> {
     const admitter = this.ctx.admitter;
     const ip = this.client.text;
     const blockedIp = admitter.shield.blockedIpUntil(ip, now);
     if (blockedIp !== null) return deny("IP_BLOCKED");
-    const fields = signingFields(params);
-    if ("ok" in fields) return fields;
-    const looked = await lookupKey(this.ctx.checks, fields.apiKey);
+    const credential = signing.extract(params);
+    if ("ok" in credential) return credential;
+    const looked = await lookupKey(this.ctx.checks, credential.keyId);
     const failed = (denial: Denial, keyId: string | null): Denial => {
       recordAuthFailure(admitter, denial.code, ip, keyId, now);
       return denial;
     };
     if (isDenial(looked)) return failed(looked, null);
-    const unusable = keyDenial(looked, this.ctx.checks.environment, "binance", this.client, now);
+    const unusable = keyDenial(looked, this.ctx.checks.environment, credential.scheme, this.client, now);
     if (unusable !== undefined) return failed(unusable, null);
     const blockedKey = admitter.shield.blockedKeyUntil(looked.record.id, now);
     if (blockedKey !== null) return deny("KEY_BLOCKED");
-    const stale = freshness(fields.timestamp, fields.recvWindow, looked, now, this.ctx.futureSkewMs);
+    const ctx = this.messageContext(method, now);
+    const stale = await credential.fresh(ctx, looked);
     if (stale !== undefined) return stale;
-    const canonical = verifyWebSocketSignature(looked, params);
-    if (typeof canonical !== "string") return failed(canonical, looked.record.id);
-    return { key: looked, canonical, fields };
+    const invalid = await credential.verify(ctx, looked);
+    if (invalid !== undefined) return failed(invalid, looked.record.id);
+    return { credential, key: looked, replay: credential.replayClaim(ctx, looked) };
   }
 
   // --- Binance session methods ------------------------------------------------------------------
@@ -489,23 +502,25 @@ export class Connection {
       return;
     }
     // session.logon: a SIGNED request with only the signing parameters, from an Ed25519 key.
-    if (params === null) {
-      this.refuse(id, name, WS_DENIALS.apiKeyMissing);
+    const signing = this.signing;
+    if (signing === null) {
+      // Only a route whose scheme signs messages has session methods (the proxy checks it).
+      this.refuse(id, name, deny("METHOD_NOT_FOUND", name));
       return;
     }
-    const verified = await this.verifyBinanceSignature(params, now);
+    const verified = await this.verifyMessage(signing, params ?? NO_PARAMS, name, now);
     if ("ok" in verified) {
       this.refuse(id, name, verified);
       return;
     }
-    const { key, canonical, fields } = verified;
-    const algorithm = key.record.algorithm;
-    if (algorithm !== "ed25519") {
-      this.refuse(id, name, algorithm === "rsa" ? WS_DENIALS.logonRsa : deny("LOGON_KEY_TYPE_NOT_SUPPORTED", algorithm));
+    const { key, replay } = verified;
+    const wrongType = logonKeyDenial(key);
+    if (wrongType !== undefined) {
+      this.refuse(id, name, wrongType);
       return;
     }
     // Charged like the message it is (weight 2) against the address and the key; the signature is single-use.
-    const refused = await admitMessage(this.ctx.admitter, method.route, this.client.text, key, signatureClaim(key, canonical, fields), now);
+    const refused = await admitMessage(this.ctx.admitter, method.route, this.client.text, key, replay, now);
     if (refused !== null) {
       this.refuse(id, name, refused.denial, refused.retryAfterMs);
       return;

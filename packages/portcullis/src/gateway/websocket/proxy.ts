@@ -4,6 +4,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import { RouteTable } from "../../authz/routes.js";
 import type { CoreEvent, Portcullis } from "../../core.js";
+import type { MessageSigning } from "../../dialects/scheme.js";
 import { deny } from "../../errors/catalogue.js";
 import type { Environment } from "../../keys/ids.js";
 import { LimitPlan } from "../../limits/plan.js";
@@ -56,6 +57,8 @@ export class WebSocketProxy {
   private readonly signed: Pipeline;
   private readonly anonymous: Pipeline;
   private readonly renderers: ReadonlyMap<WebSocketRoute, MessageRenderer>;
+  /** Each route's scheme's message signing (null on a native route: messages are never signed). */
+  private readonly signing: ReadonlyMap<WebSocketRoute, MessageSigning | null>;
   private readonly wss: WebSocketServer;
   private readonly ctx: ConnectionContext;
   private readonly connections = new Set<Connection>();
@@ -76,6 +79,14 @@ export class WebSocketProxy {
     const futureSkewMs = options.futureSkewMs ?? 1000;
     const binance = createBinanceMessageRenderer(futureSkewMs);
     this.renderers = new Map(settings.routes.map((r) => [r, r.dialect === "binance" ? binance : nativeRenderer]));
+    this.signing = new Map(
+      settings.routes.map((r) => {
+        if (r.dialect === null) return [r, null];
+        const signing = core.schemes.get(r.dialect)?.message;
+        if (signing === undefined) throw new TypeError(`${r.id}: the ${r.dialect} scheme does not sign WebSocket messages`);
+        return [r, signing];
+      }),
+    );
     const upstream = new URL(options.upstream);
     if (upstream.protocol !== "http:" && upstream.protocol !== "https:") throw new TypeError("the upstream must be an http:// or https:// origin");
     const now = options.now ?? Date.now;
@@ -196,7 +207,7 @@ export class WebSocketProxy {
             since: ctx.now,
           };
     if (gone(socket)) return;
-    const connection = new Connection(this.ctx, route, client, url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, identity, key, requestedProtocols(req));
+    const connection = new Connection(this.ctx, route, client, url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, this.signing.get(route) ?? null, identity, key, requestedProtocols(req));
     this.connections.add(connection);
     const failure = await connection.prepare();
     if (failure !== null || gone(socket) || this.isClosing()) {
