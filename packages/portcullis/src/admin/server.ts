@@ -3,14 +3,15 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
-import { type Denial, PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
-import { parseJsonBody, readBody, sendDenial, sendJson } from "../gateway/http.js";
+import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
+import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
 import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../keys/model.js";
 import type { Logger } from "../log/logger.js";
-import { type RequestContext, loggableKeyId } from "../pipeline/context.js";
+import type { RequestContext } from "../pipeline/context.js";
+import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 
 /**
@@ -76,7 +77,8 @@ export class AdminApi {
   private readonly pipeline: Pipeline;
   private readonly logger: Logger;
   private readonly now: () => number;
-  private readonly lifecycle: ServerLifecycle;
+  private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
+  private readonly listener: ServerLifecycle;
 
   constructor(options: AdminApiOptions) {
     this.core = options.core;
@@ -89,12 +91,25 @@ export class AdminApi {
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
       rejectUnparsable(err, socket);
     });
-    this.lifecycle = new ServerLifecycle(this.server);
+    this.lifecycle = new Lifecycle({
+      pipeline: this.pipeline,
+      surface: "admin",
+      audit: this.core.audit,
+      logger: this.logger,
+      exchange: {
+        handOn: (ctx) => this.dispatch(ctx),
+        render: (ctx, outcome, res) => {
+          AdminApi.render(ctx, outcome, res);
+        },
+        untilDone: whenClosed,
+      },
+    });
+    this.listener = new ServerLifecycle(this.server);
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const requestId = randomUUID();
-    this.lifecycle.track(res);
+    this.listener.track(res);
     this.serve(req, res, requestId).catch((err: unknown) => {
       this.logger.error({ requestId, err }, "unhandled admin API error");
       sendDenial(res, deny("INTERNAL"), requestId, { close: true });
@@ -104,36 +119,21 @@ export class AdminApi {
   private async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     let body = readBody(req, ADMIN_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
-    if (!Buffer.isBuffer(body)) {
-      this.core.audit.refused(body, { requestId, method: req.method, url: req.url, socketAddress: req.socket.remoteAddress }, "admin");
-      sendDenial(res, body, requestId);
-      return;
-    }
-    const ctx = await this.pipeline.run(
-      { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress },
-      requestId,
-    );
-    this.core.audit.decision(ctx, "admin");
-    if (ctx.denial !== null) {
-      this.refuse(res, ctx.denial, ctx);
-      return;
-    }
-    try {
-      const answer = await this.dispatch(ctx);
-      sendJson(res, answer.status, JSON.stringify(answer.body), requestId);
-    } catch (err) {
-      if (!(err instanceof PortcullisError)) throw err;
-      this.logger.info({ requestId, code: err.code, route: ctx.route?.id, keyId: loggableKeyId(ctx) }, "admin request refused");
-      sendJson(res, err.status, serviceErrorBody(err, requestId), requestId);
-    }
+    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
   }
 
-  private refuse(res: ServerResponse, denial: Denial, ctx: RequestContext): void {
-    this.logger.info(
-      { requestId: ctx.requestId, code: denial.code, detail: denial.detail, route: ctx.route?.id, keyId: loggableKeyId(ctx), client: ctx.client?.text },
-      "admin request denied",
-    );
-    sendDenial(res, denial, ctx.requestId);
+  /** Render: the handler's JSON answer, its refusal (with the fields at fault), or the pipeline's. */
+  private static render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerResponse): void {
+    switch (outcome.kind) {
+      case "refused":
+        sendDenial(res, outcome.denial, ctx.requestId);
+        return;
+      case "failed":
+        sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, { close: outcome.error.code === "INTERNAL" });
+        return;
+      case "answered":
+        sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
+    }
   }
 
   private async dispatch(ctx: RequestContext): Promise<Answer> {
@@ -208,10 +208,10 @@ export class AdminApi {
   }
 
   listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {
-    return this.lifecycle.listen(port, host);
+    return this.listener.listen(port, host);
   }
 
   close(drainMs = 10_000): Promise<void> {
-    return this.lifecycle.close(drainMs);
+    return this.listener.close(drainMs);
   }
 }

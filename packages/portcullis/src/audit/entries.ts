@@ -58,6 +58,15 @@ function timingsOf(ctx: RequestContext, stageNames: readonly string[]): Record<s
   return out;
 }
 
+/** What an allowed request's entry says beyond the decision: degraded admission, a failed hand on. */
+function allowedDetail(ctx: RequestContext): Record<string, unknown> | undefined {
+  if (!ctx.degraded && ctx.outcome === null) return undefined;
+  const out: Record<string, unknown> = {};
+  if (ctx.degraded) out.degraded = true;
+  if (ctx.outcome !== null) out.outcome = ctx.outcome;
+  return out;
+}
+
 /** The entry for a request the pipeline decided: `request.allow`, or `request.deny` with its code. */
 export function decisionFields(ctx: RequestContext, surface: AuditSurface, stageNames: readonly string[]): AuditFields {
   const record = ctx.key?.record;
@@ -82,7 +91,7 @@ export function decisionFields(ctx: RequestContext, surface: AuditSurface, stage
     code: denial?.code,
     status: denial?.status,
     timings: timingsOf(ctx, stageNames),
-    detail: denial === null ? (ctx.degraded ? { degraded: true } : undefined) : denial.detail === undefined ? undefined : { reason: denial.detail },
+    detail: denial === null ? allowedDetail(ctx) : denial.detail === undefined ? undefined : { reason: denial.detail },
   };
 }
 

@@ -71,7 +71,7 @@ export function durabilityOf(event: AuditEventName): Durability {
 }
 
 /** Where a request decision was made. */
-export type AuditSurface = "gateway" | "admin" | "embedded";
+export type AuditSurface = "gateway" | "admin" | "embedded" | "websocket";
 
 /**
  * The facts of one audit entry. Everything is optional except what every entry has (event, time,

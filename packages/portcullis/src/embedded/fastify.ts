@@ -1,12 +1,14 @@
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core.js";
 import { renderNative } from "../dialects/native.js";
 import type { AuthScheme } from "../dialects/scheme.js";
 import { type Denial, deny } from "../errors/catalogue.js";
-import { collectBody } from "../gateway/http.js";
+import { collectBody, whenClosed } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";
-import { type MiddlewareOptions, type PortcullisCaller, allowedHeaders, callerOf, verifyEmbedded } from "./middleware.js";
+import { Lifecycle } from "../pipeline/lifecycle.js";
+import { type MiddlewareOptions, type PortcullisCaller, embeddedDenial, handOnEmbedded } from "./middleware.js";
 
 /**
  * Embedded mode for Fastify, without depending on it: a `preParsing` hook. It reads the raw
@@ -29,6 +31,13 @@ export interface FastifyReplyLike {
   send(payload: string): FastifyReplyLike;
 }
 
+/** What the Fastify lifecycle answers through, and what the hook gives back to Fastify. */
+interface FastifyTarget {
+  readonly request: FastifyRequestLike;
+  readonly reply: FastifyReplyLike;
+  result: NodeJS.ReadableStream | FastifyReplyLike | null;
+}
+
 export function portcullisPreParsing(
   core: Portcullis,
   options: MiddlewareOptions = {},
@@ -37,37 +46,44 @@ export function portcullisPreParsing(
   const onDenied = options.onDenied ?? (() => undefined);
   const refuse = (reply: FastifyReplyLike, denial: Denial, requestId: string, renderer: AuthScheme | null = null, extra?: Record<string, string>): FastifyReplyLike => {
     const rendered = renderer === null ? renderNative(denial, requestId) : renderer.render(denial, requestId);
-    let r = reply.code(rendered.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store");
+    let r = reply.code(rendered.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store").header("portcullis-request-id", requestId);
     for (const [name, value] of Object.entries(rendered.headers ?? {})) r = r.header(name, value);
     for (const [name, value] of Object.entries(extra ?? {})) r = r.header(name, value);
     return r.send(rendered.body);
   };
+  const lifecycle = new Lifecycle<FastifyTarget, void>({
+    pipeline: core.pipeline,
+    surface: "embedded",
+    audit: core.audit,
+    logger: core.logger,
+    exchange: {
+      handOn(ctx, target) {
+        handOnEmbedded(ctx, target.request, (name, value) => {
+          target.reply.header(name, value);
+        });
+        // Fastify parses a fresh stream of the same bytes.
+        const replay = Readable.from([ctx.body]) as Readable & { receivedEncodedLength?: number };
+        replay.receivedEncodedLength = ctx.body.length;
+        target.result = replay;
+      },
+      render(ctx, outcome, target) {
+        const denial = embeddedDenial(outcome);
+        if (denial === null) return;
+        onDenied(denial, ctx);
+        target.result = refuse(target.reply, denial, ctx.requestId, ctx.renderer, limitHeaders(ctx));
+      },
+      untilDone({ reply }, release) {
+        whenClosed(reply.raw, release);
+      },
+    },
+  });
   return async (request, reply, payload) => {
-    const declared = Number(request.raw.headers["content-length"] ?? 0);
-    if (declared > bodyLimit) {
-      onDenied(deny("BODY_TOO_LARGE"), null);
-      return refuse(reply, deny("BODY_TOO_LARGE"), "embedded");
-    }
-    const body = await collectBody(payload, bodyLimit);
-    if (!Buffer.isBuffer(body)) {
-      core.audit.refused(body, { requestId: "embedded", method: request.raw.method, url: request.raw.url, socketAddress: request.raw.socket.remoteAddress }, "embedded");
-      onDenied(body, null);
-      return refuse(reply, body, "embedded");
-    }
-    const ctx = await verifyEmbedded(core, request.raw, body);
-    if (ctx.denial !== null) {
-      onDenied(ctx.denial, ctx);
-      return refuse(reply, ctx.denial, ctx.requestId, ctx.renderer, limitHeaders(ctx));
-    }
-    reply.raw.once("close", () => {
-      core.pipeline.finish(ctx);
-    });
-    for (const [name, value] of Object.entries(allowedHeaders(ctx))) reply.header(name, value);
-    request.rawBody = body;
-    const caller = callerOf(ctx);
-    if (caller !== undefined) request.portcullis = caller;
-    const replay = Readable.from([body]) as Readable & { receivedEncodedLength?: number };
-    replay.receivedEncodedLength = body.length;
-    return replay;
+    const requestId = randomUUID();
+    const raw = request.raw;
+    const declared = Number(raw.headers["content-length"] ?? 0);
+    const body = declared > bodyLimit ? deny("BODY_TOO_LARGE") : await collectBody(payload, bodyLimit);
+    const target: FastifyTarget = { request, reply, result: null };
+    await lifecycle.serve({ method: raw.method ?? "", url: raw.url ?? "", headers: raw.headers, body, socketAddress: raw.socket.remoteAddress }, requestId, target);
+    return target.result ?? refuse(reply, deny("INTERNAL"), requestId);
   };
 }

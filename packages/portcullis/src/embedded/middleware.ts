@@ -2,11 +2,12 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
-import { readBody, sendDenial } from "../gateway/http.js";
+import { readBody, sendDenial, whenClosed } from "../gateway/http.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";
 import { addKeyWarning } from "../keys/warning.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import type { RequestContext } from "../pipeline/context.js";
+import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 
 /**
@@ -67,12 +68,26 @@ export function allowedHeaders(ctx: RequestContext): Record<string, string> {
   return out;
 }
 
-/** Runs the pipeline for an embedded request whose body has been read. */
-export async function verifyEmbedded(core: Portcullis, req: IncomingMessage, body: Buffer): Promise<RequestContext> {
-  let ctx = core.verify({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress });
-  if (ctx instanceof Promise) ctx = await ctx;
-  core.audit.decision(ctx, "embedded");
-  return ctx;
+/** What the embedded lifecycle answers through: the request, its response, and the app's `next`. */
+interface EmbeddedTarget {
+  readonly req: PortcullisRequest;
+  readonly res: ServerResponse;
+  readonly next: Next;
+}
+
+/** Hand on for every embedded surface: the caller's facts on the request, the allowed answer's headers. */
+export function handOnEmbedded(ctx: RequestContext, request: { portcullis?: PortcullisCaller; rawBody?: Buffer }, setHeader: (name: string, value: string) => void): void {
+  const headers = allowedHeaders(ctx);
+  setHeader("portcullis-request-id", ctx.requestId);
+  for (const name in headers) setHeader(name, headers[name] as string);
+  request.rawBody = ctx.body;
+  const caller = callerOf(ctx);
+  if (caller !== undefined) request.portcullis = caller;
+}
+
+/** The denial an embedded surface answers with: the pipeline's refusal, or our own fault. */
+export function embeddedDenial(outcome: Outcome<unknown>): Denial | null {
+  return outcome.kind === "refused" ? outcome.denial : outcome.kind === "failed" ? deny(outcome.error.code) : null;
 }
 
 export function createMiddleware(core: Portcullis, options: MiddlewareOptions = {}): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
@@ -80,34 +95,38 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
   const onDenied = options.onDenied ?? (() => undefined);
   // With sessions, the middleware answers the session endpoints (logon, refresh, logout) itself.
   const sessions = core.sessions === null ? null : new SessionEndpoints(core);
+  const lifecycle = new Lifecycle<EmbeddedTarget, void>({
+    pipeline: core.pipeline,
+    surface: "embedded",
+    audit: core.audit,
+    logger: core.logger,
+    exchange: {
+      handOn(ctx, { req, res, next }) {
+        handOnEmbedded(ctx, req, (name, value) => {
+          res.setHeader(name, value);
+        });
+        next();
+      },
+      render(ctx, outcome, { res }) {
+        const denial = embeddedDenial(outcome);
+        if (denial === null) return;
+        onDenied(denial, ctx);
+        sendDenial(res, denial, ctx.requestId, { renderer: ctx.renderer, headers: limitHeaders(ctx), close: outcome.kind === "failed" });
+      },
+      untilDone({ res }, release) {
+        whenClosed(res, release);
+      },
+    },
+  });
   const run = async (req: PortcullisRequest, res: ServerResponse, next: Next): Promise<void> => {
+    const requestId = randomUUID();
+    if (sessions !== null && SessionEndpoints.serves((req.url ?? "").split("?", 1)[0] ?? "")) {
+      await sessions.serve(req, res, requestId, "embedded", bodyLimit);
+      return;
+    }
     let body = readBody(req, bodyLimit);
     if (body instanceof Promise) body = await body;
-    if (!Buffer.isBuffer(body)) {
-      core.audit.refused(body, { requestId: "embedded", method: req.method, url: req.url, socketAddress: req.socket.remoteAddress }, "embedded");
-      onDenied(body, null);
-      sendDenial(res, body, "embedded");
-      return;
-    }
-    if (sessions !== null && SessionEndpoints.serves((req.url ?? "").split("?", 1)[0] ?? "")) {
-      await sessions.serve(req, res, body, randomUUID(), "embedded");
-      return;
-    }
-    const ctx = await verifyEmbedded(core, req, body);
-    if (ctx.denial !== null) {
-      onDenied(ctx.denial, ctx);
-      sendDenial(res, ctx.denial, ctx.requestId, { renderer: ctx.renderer, headers: limitHeaders(ctx) });
-      return;
-    }
-    // The key's concurrency slot is held until the answer is finished (or abandoned).
-    res.once("close", () => {
-      core.pipeline.finish(ctx);
-    });
-    for (const [name, value] of Object.entries(allowedHeaders(ctx))) res.setHeader(name, value);
-    req.rawBody = body;
-    const caller = callerOf(ctx);
-    if (caller !== undefined) req.portcullis = caller;
-    next();
+    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, { req, res, next });
   };
   return (req, res, next) => {
     run(req, res, next).catch((err: unknown) => {

@@ -144,3 +144,12 @@ export function serverTimingHeader(names: readonly string[], durations: readonly
   if (extra !== undefined) for (const [name, dur] of Object.entries(extra)) parts.push(`${name};dur=${dur.toFixed(3)}`);
   return parts.join(", ");
 }
+
+/**
+ * The lifecycle's finish hook for an HTTP answer: `release` once the response is over (written to
+ * its end, or abandoned by the client).
+ */
+export function whenClosed(res: ServerResponse, release: () => void): void {
+  if (res.closed) release();
+  else res.once("close", release);
+}

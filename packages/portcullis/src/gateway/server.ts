@@ -1,14 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { performance } from "node:perf_hooks";
 import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 import { SessionEndpoints } from "../sessions/endpoints.js";
 import type { Logger } from "../log/logger.js";
-import { type RequestContext, loggableKeyId } from "../pipeline/context.js";
+import type { RequestContext } from "../pipeline/context.js";
+import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import { sendDenial, sendJson, serverTimingHeader, readBody } from "./http.js";
+import { readBody, sendDenial, sendJson, serverTimingHeader, whenClosed } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
 import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
@@ -41,8 +41,6 @@ export interface GatewayOptions {
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
 const OWN_PREFIX = "/portcullis/";
-/** A logon's body is a few scopes and options. */
-const SESSION_BODY_LIMIT = 16 * 1024;
 
 /**
  * The gateway: an HTTP reverse proxy that runs every request through the pipeline and forwards
@@ -57,7 +55,8 @@ export class Gateway {
   private readonly now: () => number;
   private readonly scheme: string;
   private readonly timingNames: readonly string[];
-  private readonly lifecycle: ServerLifecycle;
+  private readonly lifecycle: Lifecycle<ServerResponse, Denial | null>;
+  private readonly listener: ServerLifecycle;
 
   constructor(options: GatewayOptions) {
     this.options = options;
@@ -78,17 +77,30 @@ export class Gateway {
         websocket.handleUpgrade(req, socket, head, this.handle);
       });
     }
-    this.lifecycle = new ServerLifecycle(this.server);
+    this.lifecycle = new Lifecycle({
+      pipeline: options.pipeline,
+      surface: "gateway",
+      audit: options.audit ?? null,
+      logger: options.logger,
+      exchange: {
+        handOn: (ctx, res) => this.forward(ctx, res),
+        render: (ctx, outcome, res) => {
+          this.render(ctx, outcome, res);
+        },
+        untilDone: whenClosed,
+      },
+    });
+    this.listener = new ServerLifecycle(this.server);
   }
 
   private get closing(): boolean {
-    return this.lifecycle.closing;
+    return this.listener.closing;
   }
 
   /** The node:http request listener (for use with an existing server). */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const requestId = randomUUID();
-    this.lifecycle.track(res);
+    this.listener.track(res);
     this.serve(req, res, requestId).catch((err: unknown) => {
       this.options.logger.error({ requestId, err }, "unhandled gateway error");
       sendDenial(res, deny("INTERNAL"), requestId, { close: true });
@@ -101,7 +113,7 @@ export class Gateway {
     if (url.startsWith(OWN_PREFIX)) {
       const sessions = this.options.sessions;
       if (sessions !== undefined && SessionEndpoints.serves(url.split("?", 1)[0] ?? "")) {
-        await this.sessionEndpoint(sessions, req, res, requestId);
+        await sessions.serve(req, res, requestId);
         return;
       }
       req.resume();
@@ -110,32 +122,15 @@ export class Gateway {
     }
     let body = readBody(req, this.bodyLimit);
     if (body instanceof Promise) body = await body;
-    if (!Buffer.isBuffer(body)) {
-      this.options.audit?.refused(body, { requestId, method, url, socketAddress: req.socket.remoteAddress }, "gateway");
-      this.refuse(res, body, requestId, null, req);
-      return;
-    }
-    if (this.options.passThrough === true) {
+    if (this.options.passThrough === true && Buffer.isBuffer(body)) {
       await this.passThrough(method, url, req, body, res, requestId);
       return;
     }
-    let ctx = this.options.pipeline.run({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
-    if (ctx instanceof Promise) ctx = await ctx;
-    this.options.audit?.decision(ctx, "gateway");
-    if (ctx.slotHeld) {
-      const done = ctx;
-      res.once("close", () => {
-        this.options.pipeline.finish(done);
-      });
-    }
-    if (ctx.denial !== null) {
-      this.refuse(res, ctx.denial, requestId, ctx, req);
-      return;
-    }
-    await this.forward(ctx, res);
+    await this.lifecycle.serve({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
   }
 
-  private async forward(ctx: RequestContext, res: ServerResponse): Promise<void> {
+  /** Hand on: forwards an allowed request upstream, streaming the answer back; an upstream failure is its outcome. */
+  private async forward(ctx: RequestContext, res: ServerResponse): Promise<Denial | null> {
     const headers = upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders);
     this.addForwarding(headers, ctx.client?.text ?? "", ctx.authority, ctx.requestId);
     const key = ctx.key;
@@ -160,7 +155,6 @@ export class Gateway {
     const responseHeaders: Record<string, string> = { "portcullis-request-id": ctx.requestId };
     addLimitHeaders(responseHeaders, ctx);
     if (key !== null) addKeyWarning(responseHeaders, key.record, ctx.now);
-    const upstreamStart = ctx.timings === null ? 0 : performance.now();
     if (ctx.timings !== null) {
       // Server-Timing must be set before the upstream's headers are written; the upstream's own
       // duration is only known afterwards, so it is reported in logs, not in the header.
@@ -168,10 +162,18 @@ export class Gateway {
     }
     const failure = await this.options.forwarder.forward({ method: ctx.method, url: ctx.url, headers, body: ctx.body }, res, responseHeaders);
     if (failure !== null) {
+      ctx.outcome = failure.code;
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
-      const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings, { upstream: performance.now() - upstreamStart });
-      sendDenial(res, failure, ctx.requestId, { serverTiming: timing, renderer: ctx.renderer, headers: limitHeaders(ctx) });
     }
+    return failure;
+  }
+
+  /** Render: a refusal, or an upstream failure (nothing was sent yet), in the caller's dialect. */
+  private render(ctx: RequestContext, outcome: Outcome<Denial | null>, res: ServerResponse): void {
+    const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : deny("INTERNAL");
+    if (denial === null) return;
+    const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
+    sendDenial(res, denial, ctx.requestId, { serverTiming: timing, close: this.closing || outcome.kind === "failed", renderer: ctx.renderer, headers: limitHeaders(ctx) });
   }
 
   /** The proxying headers every forwarded request carries (with or without security). */
@@ -190,34 +192,6 @@ export class Gateway {
     if (failure !== null) sendDenial(res, failure, requestId);
   }
 
-  private refuse(res: ServerResponse, denial: Denial, requestId: string, ctx: RequestContext | null, req: IncomingMessage): void {
-    this.options.logger.info(
-      {
-        requestId,
-        code: denial.code,
-        detail: denial.detail,
-        method: req.method,
-        route: ctx?.route?.id,
-        keyId: ctx === null ? undefined : loggableKeyId(ctx),
-        client: ctx?.client?.text ?? req.socket.remoteAddress,
-      },
-      "request denied",
-    );
-    const timing = ctx?.timings === null || ctx === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
-    sendDenial(res, denial, requestId, { serverTiming: timing, close: this.closing, renderer: ctx?.renderer, headers: ctx === null ? undefined : limitHeaders(ctx) });
-  }
-
-  /** Logon, refresh, logout: the full pipeline over the session routes, then the endpoint. */
-  private async sessionEndpoint(sessions: SessionEndpoints, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
-    let body = readBody(req, SESSION_BODY_LIMIT);
-    if (body instanceof Promise) body = await body;
-    if (!Buffer.isBuffer(body)) {
-      this.refuse(res, body, requestId, null, req);
-      return;
-    }
-    await sessions.serve(req, res, body, requestId);
-  }
-
   private ownEndpoint(method: string, url: string, res: ServerResponse, requestId: string): void {
     const path = url.split("?", 1)[0];
     if (path === "/portcullis/v1/time" && (method === "GET" || method === "HEAD")) {
@@ -232,7 +206,7 @@ export class Gateway {
   }
 
   listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {
-    return this.lifecycle.listen(port, host);
+    return this.listener.listen(port, host);
   }
 
   /**
@@ -243,7 +217,7 @@ export class Gateway {
     if (this.closing) return;
     // WebSockets first (1001): an upgraded socket would otherwise hold the server open.
     await this.options.websocket?.close(Math.min(drainMs, 1_000));
-    await this.lifecycle.close(drainMs);
+    await this.listener.close(drainMs);
     await this.options.forwarder.close();
   }
 }

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Route } from "../authz/routes.js";
-import type { Denial } from "../errors/catalogue.js";
+import type { Denial, ErrorCode } from "../errors/catalogue.js";
 import type { VerificationKey } from "../keys/cache.js";
 import type { ClientAddress } from "../net/client-address.js";
 import type { AuthScheme, Credential } from "../dialects/scheme.js";
@@ -64,6 +64,8 @@ export class RequestContext {
   degraded = false;
 
   denial: Denial | null = null;
+  /** An allowed request whose hand on failed (a handler's refusal, an upstream failure): its code. */
+  outcome: ErrorCode | null = null;
   /** Stage durations in ms by stage index (NaN for a stage skipped), when timing is on. */
   timings: number[] | null = null;
 

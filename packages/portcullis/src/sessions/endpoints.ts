@@ -2,10 +2,11 @@ import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
-import { parseJsonBody, sendDenial, sendJson } from "../gateway/http.js";
+import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";
 import { parseDuration } from "../keys/input.js";
 import type { RequestContext } from "../pipeline/context.js";
+import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { AuditSurface } from "../audit/events.js";
 import type { IssuedSession, LogonRequest, SessionAuthority } from "./authority.js";
@@ -53,6 +54,28 @@ function view(issued: IssuedSession): string {
 
 const LOGON_FIELDS = ["scopes", "ttl", "bindAddress"];
 
+/** Render: the endpoint's answer, or a refusal, with the request's rate-limit fields. */
+function render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerResponse): void {
+  const headers = limitHeaders(ctx);
+  switch (outcome.kind) {
+    case "refused":
+      sendDenial(res, outcome.denial, ctx.requestId, { headers });
+      return;
+    case "failed":
+      sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, undefined, headers);
+      return;
+    case "answered": {
+      const answer = outcome.answer;
+      if (answer.body === null) {
+        res.writeHead(answer.status, { "portcullis-request-id": ctx.requestId, "cache-control": "no-store", ...headers });
+        res.end();
+      } else {
+        sendJson(res, answer.status, answer.body, ctx.requestId, undefined, headers);
+      }
+    }
+  }
+}
+
 function parseLogon(raw: unknown): LogonRequest {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
   const o = raw as Record<string, unknown>;
@@ -77,10 +100,14 @@ function parseLogon(raw: unknown): LogonRequest {
   return out;
 }
 
+/** A logon's body is a few scopes and options. */
+const SESSION_BODY_LIMIT = 16 * 1024;
+
 export class SessionEndpoints {
   readonly pipeline: Pipeline;
   private readonly core: Portcullis;
   private readonly sessions: SessionAuthority;
+  private readonly lifecycles: ReadonlyMap<AuditSurface, Lifecycle<ServerResponse, Answer>>;
 
   constructor(core: Portcullis) {
     if (core.sessions === null) throw new TypeError("the core has no session authority (PortcullisOptions.sessions)");
@@ -89,6 +116,19 @@ export class SessionEndpoints {
     // Shares the core's keys, cache, replay state and limits: a nonce spent here cannot be replayed
     // on the gateway's routes, and logons count against the key's limits.
     this.pipeline = core.createPipeline(new RouteTable(SESSION_ROUTES, { allowReserved: true }));
+    const exchange: Exchange<ServerResponse, Answer> = {
+      handOn: (ctx) => this.answer(ctx),
+      render: (ctx, outcome, res) => {
+        render(ctx, outcome, res);
+      },
+      untilDone: whenClosed,
+    };
+    const lifecycle = (surface: AuditSurface): Lifecycle<ServerResponse, Answer> =>
+      new Lifecycle({ pipeline: this.pipeline, surface, audit: core.audit, logger: core.logger, exchange });
+    this.lifecycles = new Map([
+      ["gateway", lifecycle("gateway")],
+      ["embedded", lifecycle("embedded")],
+    ]);
   }
 
   /** Is `path` (without its query) one of these endpoints? */
@@ -97,37 +137,15 @@ export class SessionEndpoints {
   }
 
   /**
-   * Serves one request whose body has been read (the gateway and the embedded middleware call
-   * this): the pipeline over the session routes, then the endpoint; every refusal answered in the
-   * native JSON shape with its code. Rejects only for our own faults.
+   * Serves one request (the gateway and the embedded middleware call this): its body read, then
+   * the request lifecycle over the session routes, then the endpoint; every refusal answered in
+   * the native JSON shape with its code. Rejects only for our own faults.
    */
-  async serve(req: IncomingMessage, res: ServerResponse, body: Buffer, requestId: string, surface: AuditSurface = "gateway"): Promise<void> {
-    let ctx = this.pipeline.run({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId);
-    if (ctx instanceof Promise) ctx = await ctx;
-    const done = ctx;
-    res.once("close", () => {
-      this.pipeline.finish(done);
-    });
-    const headers = limitHeaders(ctx);
-    this.core.audit.decision(ctx, surface);
-    if (ctx.denial !== null) {
-      this.core.logger.info({ requestId, code: ctx.denial.code, detail: ctx.denial.detail, route: ctx.route?.id, client: ctx.client?.text }, "session request denied");
-      sendDenial(res, ctx.denial, requestId, { headers });
-      return;
-    }
-    try {
-      const answer = await this.answer(ctx);
-      if (answer.body === null) {
-        res.writeHead(answer.status, { "portcullis-request-id": requestId, "cache-control": "no-store", ...headers });
-        res.end();
-      } else {
-        sendJson(res, answer.status, answer.body, requestId, undefined, headers);
-      }
-    } catch (err) {
-      if (!(err instanceof PortcullisError)) throw err;
-      this.core.logger.info({ requestId, code: err.code, route: ctx.route?.id }, "session request refused");
-      sendJson(res, err.status, serviceErrorBody(err, requestId), requestId, undefined, headers);
-    }
+  async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "embedded" = "gateway", bodyLimit = SESSION_BODY_LIMIT): Promise<void> {
+    let body = readBody(req, Math.min(bodyLimit, SESSION_BODY_LIMIT));
+    if (body instanceof Promise) body = await body;
+    const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, Answer>;
+    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
   }
 
   /** A session event for the audit log: who, which session (its id, never its token or secret). */

@@ -325,15 +325,17 @@ describe("the audit log", () => {
     await t.core.audit.flush();
     const entries = readEntries(t.dataDir).filter((e) => e.key === key.key.id);
     const events = entries.map((e) => `${e.event}${e.route === undefined ? "" : ` ${e.route}`}`);
+    // The lifecycle audits a request after handing it on (so its entry can say how that went):
+    // the endpoint's own event comes first, then the request's decision.
     expect(events).toEqual([
       "key.create",
-      "request.allow POST /portcullis/v1/session",
       "session.create",
+      "request.allow POST /portcullis/v1/session",
       "request.allow GET /api/v3/account",
-      "request.allow POST /portcullis/v1/session/refresh",
       "session.refresh",
-      "request.allow DELETE /portcullis/v1/session",
+      "request.allow POST /portcullis/v1/session/refresh",
       "session.revoke",
+      "request.allow DELETE /portcullis/v1/session",
     ]);
     for (const e of entries.filter((x) => x.event.startsWith("session."))) {
       expect(e).toMatchObject({ actor: `key:${key.key.id}`, account: "acct-audit", client: "127.0.0.1", detail: { session: sid } });

@@ -1,0 +1,118 @@
+import type { StageAnswer } from "../../dialects/scheme.js";
+import { type Denial, deny } from "../../errors/catalogue.js";
+import type { KeyCache, VerificationKey } from "../../keys/cache.js";
+import { type Environment, parseKeyId } from "../../keys/ids.js";
+import type { Dialect } from "../../keys/model.js";
+import type { Shield } from "../../limits/shield.js";
+import type { ClientAddress } from "../../net/client-address.js";
+import type { CheckedSession, SessionAuthority } from "../../sessions/authority.js";
+import { isSessionToken } from "../../sessions/token.js";
+import type { RequestContext } from "../context.js";
+import { type Stage, retryAfter } from "./stage.js";
+
+export interface KeyStageOptions {
+  readonly keys: KeyCache;
+  /** Keys of the other environment are refused. */
+  readonly environment: Environment;
+  /** Issues and checks session tokens; null: session tokens are refused. */
+  readonly sessions: SessionAuthority | null;
+  /** Blocks of a key earned by failed signatures. */
+  readonly shield: Shield;
+}
+
+/**
+ * What makes `key` unusable, in this order: unknown, environment, status, expiry, the scheme it
+ * is used in, a failure block (when `shield` is given), the address allowlist. The one key check:
+ * stage 4 runs it for every request, and a long-lived connection (WebSocket) runs it again on
+ * every change to its key.
+ */
+export function keyDenial(
+  key: VerificationKey | null,
+  environment: Environment,
+  scheme: Dialect | undefined,
+  client: ClientAddress | null,
+  now: number,
+  shield: Shield | null,
+): Denial | undefined {
+  if (key === null) return deny("KEY_UNKNOWN");
+  const record = key.record;
+  if (record.environment !== environment) return deny("KEY_ENVIRONMENT_MISMATCH");
+  if (record.status === "revoked") return deny("KEY_REVOKED");
+  if (record.status === "suspended") return deny("KEY_SUSPENDED");
+  if (record.expiresAt !== null && record.expiresAt <= now) return deny("KEY_EXPIRED");
+  if (scheme === undefined || !key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
+  if (shield !== null && shield.blockedKeyUntil(record.id, now) !== null) return deny("KEY_BLOCKED");
+  if (key.allowlist !== null && (client === null || !key.allowlist.has(client.ip))) return deny("IP_NOT_ALLOWED", client?.text);
+  return undefined;
+}
+
+/**
+ * What ends a session of a usable key: the key's session epoch moved on (revoked, suspended,
+ * changed, sessions ended), the session's expiry, the address it is bound to.
+ */
+export function sessionDenial(session: CheckedSession, key: VerificationKey, client: ClientAddress | null, now: number): Denial | undefined {
+  const claims = session.claims;
+  if (key.record.sessionEpoch !== claims.ep) return deny("SESSION_REVOKED", `epoch ${claims.ep}, key at ${key.record.sessionEpoch}`);
+  if (claims.exp <= now) return deny("SESSION_EXPIRED");
+  if (claims.ip !== undefined && client?.text !== claims.ip) return deny("SESSION_ADDRESS_MISMATCH", client?.text);
+  return undefined;
+}
+
+/**
+ * Stage 4, the key: through the cache (negative caching, eviction on every change), an id that
+ * cannot be a key of this environment refused without a lookup; then `keyDenial`. A session token
+ * is checked once per process (then remembered), then its API key exactly as for a request signed
+ * with the key itself, then `sessionDenial`; logout is part of the admission.
+ */
+export function keyStage(options: KeyStageOptions): Stage {
+  const { keys, environment, sessions, shield } = options;
+  const loadFailed = (err: unknown): Denial => deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed");
+
+  const checkKey = (ctx: RequestContext, key: VerificationKey | null): Denial | undefined => {
+    const denial = keyDenial(key, environment, ctx.credential?.scheme, ctx.client, ctx.now, shield);
+    if (denial !== undefined) {
+      // A blocked key's refusal says when to retry.
+      const until = denial.code === "KEY_BLOCKED" && key !== null ? shield.blockedKeyUntil(key.record.id, ctx.now) : null;
+      return until === null ? denial : retryAfter(denial, ctx, until);
+    }
+    ctx.key = key;
+    return undefined;
+  };
+
+  const checkSession = (ctx: RequestContext, authority: SessionAuthority, session: CheckedSession, key: VerificationKey | null): Denial | undefined => {
+    const denial = checkKey(ctx, key);
+    if (denial !== undefined || key === null) return denial ?? deny("KEY_UNKNOWN");
+    const ended = sessionDenial(session, key, ctx.client, ctx.now);
+    if (ended !== undefined) {
+      ctx.key = null;
+      return ended;
+    }
+    ctx.key = authority.keyFor(session, key);
+    return undefined;
+  };
+
+  const sessionKey = (ctx: RequestContext, token: string): StageAnswer => {
+    if (sessions === null) return deny("SESSION_INVALID", "sessions are not enabled");
+    const session = sessions.check(token, ctx.now);
+    if ("ok" in session) return session;
+    const keyId = session.claims.key;
+    const cached = keys.peek(keyId);
+    if (cached !== undefined) return checkSession(ctx, sessions, session, cached);
+    return keys.load(keyId).then((key) => checkSession(ctx, sessions, session, key), loadFailed);
+  };
+
+  return {
+    name: "key",
+    run(ctx) {
+      const id = ctx.keyId ?? "";
+      if (isSessionToken(id)) return sessionKey(ctx, id);
+      const cached = keys.peek(id);
+      if (cached !== undefined) return checkKey(ctx, cached);
+      const parsed = parseKeyId(id);
+      if (parsed === null) return deny("KEY_ID_MALFORMED");
+      if (parsed.kind !== "key") return deny("KEY_UNKNOWN", "session ids are not API keys");
+      if (parsed.environment !== environment) return deny("KEY_ENVIRONMENT_MISMATCH");
+      return keys.load(id).then((key) => checkKey(ctx, key), loadFailed);
+    },
+  };
+}

@@ -1,0 +1,238 @@
+/**
+ * One request lifecycle for every surface (pipeline/lifecycle.ts): the same matrix of requests —
+ * allowed, and one of each refusal class — sent through every way a request enters Portcullis,
+ * over real sockets: the gateway, the admin API, the session endpoints, and the embedded
+ * middleware for node:http, Express and Fastify. Every surface must give the same decision (the
+ * same code), write the same audit entry (its event, code, key and surface), and leave no
+ * concurrency slot held, with and without a per-key cap.
+ */
+import express from "express";
+import Fastify, { type FastifyInstance } from "fastify";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AdminApi } from "../../src/admin/server.js";
+import type { AuditEntry } from "../../src/audit/events.js";
+import { portcullisPreParsing } from "../../src/embedded/fastify.js";
+import { createMiddleware } from "../../src/embedded/middleware.js";
+import { generateKeyId } from "../../src/keys/ids.js";
+import { IdentitySigner } from "../../src/gateway/identity.js";
+import { Forwarder } from "../../src/gateway/proxy.js";
+import { Gateway } from "../../src/gateway/server.js";
+import { silentLogger } from "../../src/log/logger.js";
+import { SessionEndpoints } from "../../src/sessions/endpoints.js";
+import { readEntries } from "../audit/support.js";
+import { IDENTITY_SECRET, startEchoUpstream } from "../support/gateway.js";
+import { type TestCore, makeCore, signRequest } from "../support/harness.js";
+
+interface Key {
+  readonly id: string;
+  readonly secret: string;
+}
+
+/** One way in: where it listens, what an allowed request to it is, how its audit entries are labelled. */
+interface Surface {
+  readonly name: string;
+  readonly audit: "gateway" | "admin" | "embedded";
+  /** host:port */
+  host: string;
+  /** An allowed request's method and path (with any query). */
+  readonly method: string;
+  readonly path: (key: Key) => string;
+  readonly allowedStatus: number;
+  /** Refusal classes this surface cannot see (its route table has no such case). */
+  readonly skips: readonly string[];
+}
+
+interface Case {
+  readonly name: string;
+  readonly code: string | null;
+  readonly status: number;
+  /** Sends the request; answers the response's status, code and request id. */
+  send(surface: Surface): Promise<{ status: number; code: string | null; requestId: string }>;
+}
+
+const unknownKeyId = generateKeyId("test");
+const LIMITS = [{ name: "key-weight-1d", scope: "key" as const, kind: "weight" as const, limit: 1_000_000, windowMs: 86_400_000 }];
+
+async function listen(server: Server): Promise<string> {
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+function matrix(cap: number): void {
+  describe(cap === 0 ? "without a concurrency cap" : `with a concurrency cap of ${cap}`, () => {
+    let t: TestCore;
+    let good: Key;
+    let noScope: Key;
+    const closers: (() => Promise<unknown>)[] = [];
+    const surfaces: Surface[] = [];
+
+    beforeAll(async () => {
+      t = await makeCore({ now: Date.now, sessions: true, limits: { specs: LIMITS, maxConcurrentPerKey: cap } });
+      const created = await t.createKey({ account: "acct-matrix", scopes: ["read", "trade", "admin:keys"] });
+      good = { id: created.key.id, secret: created.secret ?? "" };
+      const narrow = await t.createKey({ account: "acct-matrix", scopes: ["trade"] });
+      noScope = { id: narrow.key.id, secret: narrow.secret ?? "" };
+      const logger = silentLogger();
+
+      const upstream = await startEchoUpstream();
+      closers.push(() => upstream.close());
+      const gateway = new Gateway({
+        pipeline: t.core.pipeline,
+        forwarder: new Forwarder({ upstream: upstream.url }),
+        identity: new IdentitySigner(IDENTITY_SECRET),
+        logger,
+        audit: t.core.audit,
+        sessions: new SessionEndpoints(t.core),
+      });
+      const gatewayAddress = await gateway.listen(0);
+      closers.push(() => gateway.close(500));
+      const gatewayHost = `127.0.0.1:${gatewayAddress.port}`;
+
+      const admin = new AdminApi({ core: t.core, logger });
+      const adminAddress = await admin.listen(0);
+      closers.push(() => admin.close(500));
+
+      const handler = (res: import("node:http").ServerResponse): void => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end("{}");
+      };
+      const mw = createMiddleware(t.core);
+      const plain = createServer((req, res) => {
+        mw(req, res, () => {
+          handler(res);
+        });
+      });
+      const plainHost = await listen(plain);
+      closers.push(() => new Promise((r) => plain.close(r)));
+
+      const app = express();
+      app.use(createMiddleware(t.core));
+      app.get("/api/v3/account", (_req, res) => {
+        res.json({});
+      });
+      const expressServer = createServer(app);
+      const expressHost = await listen(expressServer);
+      closers.push(() => new Promise((r) => expressServer.close(r)));
+
+      const fastify: FastifyInstance = Fastify();
+      fastify.addHook("preParsing", portcullisPreParsing(t.core));
+      fastify.get("/api/v3/account", () => ({}));
+      await fastify.listen({ port: 0, host: "127.0.0.1" });
+      closers.push(() => fastify.close());
+      const fastifyHost = `127.0.0.1:${(fastify.server.address() as AddressInfo).port}`;
+
+      const account = (): string => "/api/v3/account";
+      surfaces.push(
+        { name: "gateway", audit: "gateway", host: gatewayHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        { name: "admin API", audit: "admin", host: `127.0.0.1:${adminAddress.port}`, method: "GET", path: (k) => `/portcullis/v1/keys/${k.id}`, allowedStatus: 200, skips: [] },
+        // Logon needs only an authenticated key, and the endpoints are only its paths.
+        { name: "session endpoints", audit: "gateway", host: gatewayHost, method: "POST", path: () => "/portcullis/v1/session", allowedStatus: 201, skips: ["a key without the route's scope", "an unmapped route"] },
+        { name: "node:http middleware", audit: "embedded", host: plainHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        { name: "Express middleware", audit: "embedded", host: expressHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        { name: "Fastify hook", audit: "embedded", host: fastifyHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
+      );
+    });
+
+    afterAll(async () => {
+      for (const close of closers.reverse()) await close();
+      await t.cleanup();
+    });
+
+    const now = (): number => Math.floor(Date.now() / 1000);
+    async function send(surface: Surface, options: { key?: Key; path?: string; created?: number; nonce?: string; signed?: boolean; body?: string; tamper?: boolean } = {}): Promise<{ status: number; code: string | null; requestId: string }> {
+      const key = options.key ?? good;
+      const path = options.path ?? surface.path(key);
+      const headers =
+        options.signed === false
+          ? {}
+          : signRequest({
+              method: surface.method,
+              url: path,
+              host: surface.host,
+              keyId: key.id,
+              key: options.tamper === true ? `${key.secret}x` : key.secret,
+              created: options.created ?? now(),
+              ...(options.nonce === undefined ? {} : { nonce: options.nonce }),
+              ...(options.body === undefined ? {} : { body: options.body }),
+            });
+      const res = await request(`http://${surface.host}${path}`, {
+        method: surface.method as "GET",
+        headers: { ...headers, ...(options.body === undefined ? {} : { "content-type": "application/json" }) },
+        ...(options.body === undefined ? {} : { body: options.body }),
+      });
+      const text = await res.body.text();
+      let code: string | null = null;
+      try {
+        const parsed = JSON.parse(text) as { code?: unknown };
+        code = typeof parsed.code === "string" ? parsed.code : null;
+      } catch {
+        code = null;
+      }
+      return { status: res.statusCode, code, requestId: String(res.headers["portcullis-request-id"] ?? "") };
+    }
+
+    const cases: Case[] = [
+      { name: "an allowed request", code: null, status: 0, send: (s) => send(s) },
+      { name: "an unsigned request", code: "CREDENTIALS_MISSING", status: 401, send: (s) => send(s, { signed: false }) },
+      { name: "a forged signature", code: "SIGNATURE_INVALID", status: 401, send: (s) => send(s, { tamper: true }) },
+      { name: "an unknown key", code: "KEY_UNKNOWN", status: 401, send: (s) => send(s, { key: { id: unknownKeyId, secret: "x".repeat(43) } }) },
+      { name: "a stale request", code: "CREATED_TOO_OLD", status: 401, send: (s) => send(s, { created: now() - 3600 }) },
+      {
+        name: "a replayed request",
+        code: "NONCE_REPLAYED",
+        status: 409,
+        send: async (s) => {
+          const nonce = `replay-${s.name.replace(/\W/g, "")}-${String(cap)}`;
+          const first = await send(s, { nonce });
+          expect(first.status).toBe(s.allowedStatus);
+          return send(s, { nonce });
+        },
+      },
+      { name: "a key without the route's scope", code: "SCOPE_MISSING", status: 403, send: (s) => send(s, { key: noScope }) },
+      { name: "an unmapped route", code: "ROUTE_NOT_FOUND", status: 404, send: (s) => send(s, { path: "/api/v3/nowhere" }) },
+      { name: "a body over every surface's limit", code: "BODY_TOO_LARGE", status: 413, send: (s) => send(s, { signed: false, body: "x".repeat(2 * 1024 * 1024) }) },
+    ];
+
+    function entryFor(requestId: string): AuditEntry | undefined {
+      return readEntries(t.dataDir).find((e) => e.requestId === requestId && e.event.startsWith("request."));
+    }
+
+    for (const c of cases) {
+      it(`${c.name}: the same decision, audit entry and released slot on every surface`, async () => {
+        const seen: string[] = [];
+        for (const surface of surfaces) {
+          if (surface.skips.includes(c.name)) continue;
+          const answer = await c.send(surface);
+          const status = c.code === null ? surface.allowedStatus : c.status;
+          expect({ surface: surface.name, status: answer.status, code: answer.code }).toEqual({ surface: surface.name, status, code: c.code });
+          await t.core.audit.flush();
+          const entry = entryFor(answer.requestId);
+          expect(entry, `${surface.name}: audit entry for ${answer.requestId}`).toMatchObject({
+            event: c.code === null ? "request.allow" : "request.deny",
+            surface: surface.audit,
+            ...(c.code === null ? { key: good.id, actor: `key:${good.id}` } : { code: c.code, actor: "anonymous" }),
+          });
+          expect(t.core.shield.inFlightFor(good.id), `${surface.name}: slots held after ${c.name}`).toBe(0);
+          seen.push(surface.name);
+        }
+        expect(seen.length).toBeGreaterThanOrEqual(5);
+      });
+    }
+
+    it("a key makes more requests in a row than its cap, on every surface, and none is refused for a slot it no longer holds", async () => {
+      for (const surface of surfaces) {
+        for (let i = 0; i < Math.max(4, cap * 2); i++) {
+          const answer = await send(surface);
+          expect({ surface: surface.name, i, status: answer.status }).toEqual({ surface: surface.name, i, status: surface.allowedStatus });
+        }
+        expect(t.core.shield.inFlightFor(good.id)).toBe(0);
+      }
+    });
+  });
+}
+
+matrix(0);
+matrix(2);
