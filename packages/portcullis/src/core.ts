@@ -191,9 +191,10 @@ export class Portcullis {
   /**
    * A pipeline over another route table that shares this core's keys, cache and replay state
    * (the admin API uses one, so a nonce spent on the gateway cannot be replayed on it).
+   * `decides: "messages"`: a pipeline for WebSocket messages (PipelineOptions.decides).
    */
-  createPipeline(routes: RouteTable): Pipeline {
-    return new Pipeline({ ...this.shared, routes });
+  createPipeline(routes: RouteTable, decides: "requests" | "messages" = "requests"): Pipeline {
+    return new Pipeline({ ...this.shared, routes, decides });
   }
 
   /** The signing schemes spoken (the native one at least), by name: the pipelines' own instances. */
