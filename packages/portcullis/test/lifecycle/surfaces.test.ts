@@ -8,7 +8,7 @@
  */
 import express from "express";
 import Fastify, { type FastifyInstance } from "fastify";
-import { createServer, type Server } from "node:http";
+import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -95,7 +95,7 @@ function matrix(cap: number): void {
       const adminAddress = await admin.listen(0);
       closers.push(() => admin.close(500));
 
-      const handler = (res: import("node:http").ServerResponse): void => {
+      const handler = (res: ServerResponse): void => {
         res.writeHead(200, { "content-type": "application/json" });
         res.end("{}");
       };
@@ -164,7 +164,7 @@ function matrix(cap: number): void {
         ...(options.body === undefined ? {} : { body: options.body }),
       });
       const text = await res.body.text();
-      let code: string | null = null;
+      let code: string | null;
       try {
         const parsed = JSON.parse(text) as { code?: unknown };
         code = typeof parsed.code === "string" ? parsed.code : null;
