@@ -76,6 +76,19 @@ describe("the demo exchange's WebSocket API", () => {
     expect((await c.request("time")).status).toBe(200);
   });
 
+  it("reads returnRateLimits on every method; a credential that reaches it (apiKey, signature) is refused -1104, never ignored", async () => {
+    const c = await connect(identity("demo-ws-frank", ["read", "trade"]));
+    expect((await c.request("time", { returnRateLimits: false })).status).toBe(200);
+    expect((await c.request("account.status", { returnRateLimits: "true", timestamp: 1 })).status).toBe(200);
+    expect(await c.request("time", { returnRateLimits: "yes" })).toMatchObject({ status: 400, error: { code: -1130 } });
+    expect(await c.request("account.status", { apiKey: "pck_test_v1_x", timestamp: 1 })).toEqual({
+      id: "r4",
+      status: 400,
+      error: { code: -1104, msg: "Not all sent parameters were read; read '1' parameter(s) but was sent '2'." },
+    });
+    expect(await c.request("account.status", { timestamp: 1, signature: "00" })).toMatchObject({ status: 400, error: { code: -1104 } });
+  });
+
   it("serves no other WebSocket path", async () => {
     const refused = await refusedUpgrade(WsClient.connect(`${url}/ws`));
     expect(refused.status).toBe(404);

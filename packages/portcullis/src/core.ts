@@ -5,12 +5,12 @@ import { EnvelopeSigningKeys } from "./custody/signing.js";
 import type { SigningKeyProvider } from "./contract/signing.js";
 import { KeyCache } from "./keys/cache.js";
 import type { Environment } from "./contract/ids.js";
-import { DEFAULT_WINDOW_MS } from "./contract/keys.js";
+import { DEFAULT_WINDOW_MS, type Dialect } from "./contract/keys.js";
 import { KeyService } from "./keys/service.js";
 import { LastUsedRecorder } from "./keys/usage.js";
 import { type Logger, silentLogger } from "./log/logger.js";
 import { ClientAddressResolver } from "./net/client-address.js";
-import type { PipelineRequest, RequestContext } from "./contract/request.js";
+import type { PipelineRequest, RequestContext, AuthScheme } from "./contract/request.js";
 import { Pipeline, type PipelineOptions } from "./pipeline/pipeline.js";
 import { createSchemes } from "./dialects/registry.js";
 import { LimitPlan } from "./limits/plan.js";
@@ -192,9 +192,15 @@ export class Portcullis {
   /**
    * A pipeline over another route table that shares this core's keys, cache and replay state
    * (the admin API uses one, so a nonce spent on the gateway cannot be replayed on it).
+   * `decides: "messages"`: a pipeline for WebSocket messages (PipelineOptions.decides).
    */
-  createPipeline(routes: RouteTable): Pipeline {
-    return new Pipeline({ ...this.shared, routes });
+  createPipeline(routes: RouteTable, decides: "requests" | "messages" = "requests"): Pipeline {
+    return new Pipeline({ ...this.shared, routes, decides });
+  }
+
+  /** The signing schemes spoken (the native one at least), by name: the pipelines' own instances. */
+  get schemes(): ReadonlyMap<Dialect, AuthScheme> {
+    return this.shared.schemes;
   }
 
   /**

@@ -146,7 +146,6 @@ function webSocketProxy(config: PortcullisConfig, core: Portcullis, identity: Id
   return new WebSocketProxy({
     core,
     settings: config.websocket,
-    limits: config.limits.specs,
     environment,
     identity,
     upstream: config.gateway.upstream,

@@ -57,8 +57,19 @@ const METHODS: ReadonlyMap<string, Method> = new Map(
   }),
 );
 
-/** `apiKey` is the gateway's to check and never reaches here; ignore it as the signing parameters are. */
-const IGNORED = new Set(["apiKey"]);
+/**
+ * Credentials are the gateway's to check and never reach here: a message that still carries one is
+ * refused as Binance refuses a parameter the method does not read (-1104), so a gateway that lets
+ * one through fails loudly instead of being covered up.
+ */
+const CREDENTIALS: readonly string[] = ["apiKey", "signature"];
+
+/**
+ * Parameters of every WebSocket API request, beside the method's own (web-socket-api.md, "General
+ * requests information"): `returnRateLimits` (a boolean, default true) asks for the `rateLimits`
+ * of the answer. The demo keeps no per-connection limits (the gateway does) and never adds them.
+ */
+const GENERAL = "returnRateLimits";
 
 const unsupported = (): ExchangeError => new ExchangeError(400, -1020, "This operation is not supported.");
 
@@ -106,7 +117,12 @@ export function createWebSocketApi(options: WebSocketApiOptions): WebSocketApi {
         account = identity.account;
         engine.openAccount(account);
       }
-      const params = Params.collect([Object.entries(raw).filter(([name]) => !IGNORED.has(name)).map(([name, value]): [string, string] => [name, text(value)])]);
+      const entries = Object.entries(raw);
+      const credentials = entries.filter(([name]) => CREDENTIALS.includes(name)).length;
+      if (credentials > 0) throw errors.unreadParameters(entries.length - credentials, entries.length);
+      const general = (raw as Record<string, unknown>)[GENERAL];
+      if (general !== undefined && general !== true && general !== false && general !== "true" && general !== "false") throw errors.invalidParameter(GENERAL);
+      const params = Params.collect([entries.filter(([name]) => name !== GENERAL).map(([name, value]): [string, string] => [name, text(value)])]);
       params.expectOnly(method.endpoint.params);
       const result = method.endpoint.handle({ engine, params, account, now: options.now(), newClientOrderId: options.newClientOrderId });
       return JSON.stringify({ id, status: 200, result });

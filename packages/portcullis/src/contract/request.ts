@@ -129,6 +129,35 @@ export interface RenderedError {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/** A WebSocket message's parameters, as the gateway parsed them: JSON strings, numbers and booleans. */
+export type MessageParams = Readonly<Record<string, string | number | boolean>>;
+
+/**
+ * Optional: a scheme whose venue authenticates single WebSocket messages by their own parameters
+ * (Binance's WebSocket API: `apiKey`, `timestamp`, `signature` in a request's params). A message
+ * yields the same `Credential` as an HTTP request, so stages 4 to 7 (key, freshness, signature,
+ * replay) are the pipeline's own; the credential reads only `ctx.now` of the message's context.
+ */
+export interface MessageSigning {
+  /**
+   * The parameters that carry credentials: the one list the gateway removes from every message it
+   * forwards on a route of this scheme, however the message was authenticated (its own signature,
+   * the connection's logon or upgrade, or not at all). The upstream never sees them.
+   */
+  readonly credentialParams: ReadonlySet<string>;
+  /** Cheap: does the message carry its own signature (and so act for its own key)? */
+  signed(params: MessageParams | null): boolean;
+  /** Stage 3 for a signed message: its credential, parsed strictly. */
+  extract(params: MessageParams): Credential | Denial;
+  /**
+   * Stage 3 for an unsigned message on a connection logged on by message (Binance's
+   * `session.logon`) as `keyId`, when its method needs a key: what the scheme still asks of each
+   * such message (Binance: a fresh `timestamp`). The logon proved the key, so the credential's
+   * `verify` passes and it claims nothing for replay; never use it for anything else.
+   */
+  loggedOn(params: MessageParams | null, keyId: string): Credential | Denial;
+}
+
 export interface AuthScheme {
   readonly name: Dialect;
   /** Request headers that carry this scheme's credentials; never forwarded upstream. */
@@ -139,6 +168,8 @@ export interface AuthScheme {
   extract(ctx: RequestContext): Credential | Denial;
   /** Renders a refusal in the scheme's (venue's) format and codes. */
   render(denial: Denial, requestId: string): RenderedError;
+  /** Optional: single WebSocket messages signed in their own parameters (see MessageSigning). */
+  readonly message?: MessageSigning;
   /** Optional: the venue's own rate-limit headers (Binance's X-MBX-USED-WEIGHT-1M…). */
   limitHeaders?(charges: readonly Charge[], states: readonly ChargeState[]): Record<string, string>;
 }

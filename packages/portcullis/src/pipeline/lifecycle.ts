@@ -93,14 +93,19 @@ export class Lifecycle<T, A> {
   /**
    * Runs one request through every hook. `input` is the request as read (its body, or why it could
    * not be read), or a context the surface built itself (a WebSocket message, whose client and
-   * identity it knows). Resolves when the outcome is rendered; never rejects.
+   * identity it knows; or one it already refused, a message it could not read: the stages are
+   * skipped, the refusal audited and rendered). Resolves when the outcome is rendered; never rejects.
    */
   async serve(input: LifecycleRequest | RequestContext, requestId: string, target: T): Promise<void> {
     const exchange = this.exchange;
     let ctx: RequestContext;
     if (input instanceof RequestContext) {
-      const decided = this.pipeline.decide(input);
-      ctx = decided instanceof Promise ? await decided : decided;
+      if (input.denial !== null) {
+        ctx = input;
+      } else {
+        const decided = this.pipeline.decide(input);
+        ctx = decided instanceof Promise ? await decided : decided;
+      }
     } else if (Buffer.isBuffer(input.body)) {
       const decided = this.pipeline.run(input as PipelineRequest, requestId);
       ctx = decided instanceof Promise ? await decided : decided;

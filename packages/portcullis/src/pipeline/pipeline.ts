@@ -17,6 +17,7 @@ import { authorizeStage } from "./stages/authorize.js";
 import { credentialStage } from "./stages/credentials.js";
 import { type FailureRecorder, failureRecorder } from "./stages/failures.js";
 import { keyStage } from "./stages/key.js";
+import { messageCredentialStage, messageRouteStage } from "./stages/message.js";
 import { freshnessStage, signatureStage } from "./stages/proof.js";
 import { routeStage } from "./stages/route.js";
 import { shieldStage } from "./stages/shield.js";
@@ -54,6 +55,12 @@ export interface PipelineOptions {
   readonly onKeyUsed?: (keyId: string, at: number) => void;
   /** Issues and checks session tokens; null (the default): session tokens are refused. */
   readonly sessions?: SessionAuthority | null;
+  /**
+   * What the pipeline decides: HTTP requests (the default), or messages on long-lived connections
+   * (WebSocket), whose surface sets each message's client, route and credential on the context
+   * (stages/message.ts); the other stages are the same modules. `routes` is then unused.
+   */
+  readonly decides?: "requests" | "messages";
 }
 
 /**
@@ -91,12 +98,13 @@ export class Pipeline {
     this.onKeyUsed = options.onKeyUsed ?? null;
     this.recordFailure = failureRecorder(options.hot, options.shield, options.blockOnAuthFailures ?? false);
     this.admission = admissionStage({ hot: options.hot, fallbackHot: options.fallbackHot ?? null, limits: options.limits, shield: options.shield });
-    const route = routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
+    const messages = options.decides === "messages";
+    const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
     this.stages = [
       addressStage(options.clientAddress),
       shieldStage({ shield: options.shield, routes: options.routes, schemes }),
       route,
-      credentialStage(native),
+      messages ? messageCredentialStage(schemes) : credentialStage(native),
       keyStage({ keys: options.keys, environment: options.environment, sessions: options.sessions ?? null, shield: options.shield }),
       freshnessStage(),
       signatureStage(),

@@ -89,7 +89,6 @@ export async function startWsStack(options: WsStackOptions = {}): Promise<WsStac
   const proxy = new WebSocketProxy({
     core: t.core,
     settings: compileWebSocketSettings({ routes: options.routes ?? DEMO_WEBSOCKET_ROUTES, ...options.websocket }, limits),
-    limits,
     environment: "test",
     identity: signer,
     upstream,

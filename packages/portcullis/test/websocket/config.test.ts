@@ -28,7 +28,9 @@ describe("the websocket section of the config", () => {
       ["account.status", "openOrders.status", "order.cancel", "order.place", "order.status", "ping", "session.logon", "session.logout", "session.status", "time"],
     );
     expect(demo?.methods.get("order.place")?.route).toMatchObject({ permission: "trade", weight: 1, tags: ["order"] });
-    expect(demo?.methods.get("session.logon")?.route).toMatchObject({ permission: null, weight: 2 });
+    // A logon is decided like the signed request it is; status and logout are public.
+    expect(demo?.methods.get("session.logon")?.route).toMatchObject({ permission: "authenticated", weight: 2 });
+    expect(demo?.methods.get("session.status")?.route).toMatchObject({ permission: null, weight: 2 });
     expect(demo?.signedUpgrade).toEqual({ method: "GET", path: "/ws-api/v3", permission: "authenticated", weight: 2 });
     expect(demo?.anonymousUpgrade).toEqual({ method: "GET", path: "/ws-api/v3", permission: "public", weight: 2, dialect: "binance" });
     expect(c.websocket).toMatchObject({ maxMessageBytes: 4096, pingIntervalMs: 30_000, maxPendingMessages: 64 });

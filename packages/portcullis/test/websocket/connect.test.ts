@@ -189,6 +189,19 @@ describe("Binance WebSocket API authentication", () => {
     expect(s.exchange.openOrders("ws-heidi")).toHaveLength(1);
   });
 
+  it("credentials never reach the upstream: an unsigned message's apiKey is removed on a logged-on connection and on one signed at its upgrade", async () => {
+    // The demo exchange refuses a message that still carries apiKey or signature (-1104).
+    const ed = await edKey("ws-judy", ["read", "trade"]);
+    const loggedOn = await connect();
+    expect((await loggedOn.request("session.logon", binanceSign({ apiKey: ed.id, timestamp: s.clock.ms }, ed.privateKey))).status).toBe(200);
+    expect(await loggedOn.request("account.status", { apiKey: ed.id, timestamp: s.clock.ms })).toMatchObject({ status: 200, result: { accountType: "SPOT" } });
+    expect(await loggedOn.request("order.place", { ...LIMIT_BUY, apiKey: ed.id, timestamp: s.clock.ms })).toMatchObject({ status: 200, result: { status: "NEW" } });
+    const key = await hmacKey("ws-judy", ["read"]);
+    const upgraded = await connect(signedUpgrade(s, PATH, key.id, key.secret));
+    expect(await upgraded.request("account.status", { apiKey: key.id })).toMatchObject({ status: 200, result: { accountType: "SPOT" } });
+    expect((await upgraded.request("time", { apiKey: "anything" })).status).toBe(200);
+  });
+
   it("a connection authenticated at its upgrade cannot log on as another key", async () => {
     const key = await hmacKey("ws-ivan", ["read"]);
     const ed = await edKey("ws-ivan", ["read"]);

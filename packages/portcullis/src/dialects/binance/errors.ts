@@ -155,6 +155,7 @@ function specific(code: ErrorCode, detail: string): Denial {
 }
 
 export const DENIALS = {
+  apiKeyMissing: specific("PARAM_MISSING", "apiKey"),
   signatureMissing: specific("PARAM_MISSING", "signature"),
   timestampMissing: specific("PARAM_MISSING", "timestamp"),
   duplicate: specific("PARAM_INVALID", "signature, timestamp or recvWindow sent more than once"),
@@ -165,6 +166,8 @@ export const DENIALS = {
 } as const;
 
 const SPECIFIC: ReadonlyMap<Denial, BinanceError> = new Map([
+  // The WebSocket API's signed requests carry the key in `apiKey` (REST: the X-MBX-APIKEY header).
+  [DENIALS.apiKeyMissing, e(400, -1102, "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed.")],
   [DENIALS.signatureMissing, e(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")],
   [DENIALS.timestampMissing, e(400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")],
   [DENIALS.duplicate, e(400, -1101, "Duplicate values for a parameter detected.")],

@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { type Denial, deny } from "../../errors/catalogue.js";
+import type { Denial } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
 import type { RequestContext, ReplayClaim, AuthScheme, Credential, SchemeOptions } from "../../contract/request.js";
 import { DENIALS, createBinanceRenderer } from "./errors.js";
 import { binanceLimitHeaders } from "./limits.js";
+import { binanceFreshness, createBinanceMessageSigning } from "./message.js";
 import { BODY, DEFAULT_RECV_WINDOW_MS, QUERY, type SigningParams, isFormBody, scanSigningParams } from "./params.js";
 import { type Hmac, type SignedPayload, verifyBinanceSignature } from "./signature.js";
 
@@ -22,7 +23,8 @@ export { type SignedPayload, type WebSocketParamValue, verifyBinanceSignature, v
  * - fresh when `timestamp < now + 1000 ms` (the gateway's futureSkewMs, 1000 by default) and
  *   `now - timestamp <= recvWindow`, where the key's own window caps recvWindow;
  * - each signature is accepted once (it is the request's single-use value until it expires);
- * - refusals in Binance's `{"code", "msg"}` shape (errors.ts).
+ * - refusals in Binance's `{"code", "msg"}` shape (errors.ts);
+ * - WebSocket API requests signed in their own parameters (message.ts).
  */
 const HEADER = "x-mbx-apikey";
 
@@ -46,13 +48,7 @@ class BinanceCredential implements Credential, SigningParams, SignedPayload {
   ) {}
 
   fresh(ctx: RequestContext, key: VerificationKey): Denial | undefined {
-    const ahead = this.timestamp - ctx.now;
-    // Binance: timestamp < serverTime + 1000 (never refused for being at or before now).
-    if (ahead > 0 && ahead >= this.futureSkewMs) return deny("CREATED_IN_FUTURE");
-    // Binance: serverTime - timestamp <= recvWindow; the key's window is the operator's cap.
-    const window = this.recvWindow < key.windowMs ? this.recvWindow : key.windowMs;
-    if (-ahead > window) return deny("CREATED_TOO_OLD");
-    return undefined;
+    return binanceFreshness(this.timestamp, this.recvWindow, key, ctx.now, this.futureSkewMs);
   }
 
   verify(_ctx: RequestContext, key: VerificationKey): Denial | undefined {
@@ -139,6 +135,7 @@ export function createBinanceScheme(options: SchemeOptions): AuthScheme {
       return credential;
     },
     render: createBinanceRenderer(futureSkewMs),
+    message: createBinanceMessageSigning(futureSkewMs),
     limitHeaders: binanceLimitHeaders,
   };
 }

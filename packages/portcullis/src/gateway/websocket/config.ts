@@ -192,7 +192,10 @@ function compileRoute(raw: unknown, index: number, seen: Set<string>): WebSocket
     methods.set(name, compileMethod(path, name, m, `${where}.methods.${name}`));
   }
   if (dialect === "binance") {
-    for (const name of BINANCE_SESSION_METHODS) methods.set(name, compileMethod(path, name, { permission: PUBLIC, weight: 2 }, `${where} ${name}`));
+    // session.logon is decided like the signed request it is (its key charged too); status and logout are public.
+    for (const name of BINANCE_SESSION_METHODS) {
+      methods.set(name, compileMethod(path, name, { permission: name === "session.logon" ? AUTHENTICATED : PUBLIC, weight: 2 }, `${where} ${name}`));
+    }
   }
   if (methods.size === 0) throw new WebSocketConfigError(`${where}: methods must map at least one method`);
   return {

@@ -1,20 +1,18 @@
 import { randomUUID } from "node:crypto";
 import type WebSocket from "ws";
 import type { RawData } from "ws";
-import { AUTHENTICATED } from "../../contract/permissions.js";
-import { verifyWebSocketSignature } from "../../dialects/binance/signature.js";
-import { type Denial, deny } from "../../errors/catalogue.js";
+import { type Credential, type MessageSigning, RequestContext } from "../../contract/request.js";
+import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
 import type { Logger } from "../../log/logger.js";
 import type { ClientAddress } from "../../net/client-address.js";
-import type { ReplayClaim } from "../../contract/request.js";
+import type { Exchange, Lifecycle, Outcome } from "../../pipeline/lifecycle.js";
 import type { IdentitySigner } from "../identity.js";
-import { type Admitter, admitMessage, recordAuthFailure } from "./admission.js";
-import { type SigningFields, freshness, recvWindowOf, sessionStatus, signatureClaim, signingFields, timestampOf, withoutCredentials } from "./binance.js";
+import { logonKeyDenial, sessionStatus } from "./binance.js";
 import { closeCodeFor } from "./close-codes.js";
 import { type BinanceSessionMethod, type WebSocketMethod, type WebSocketRoute, isBinanceSessionMethod } from "./config.js";
-import { type Identity, type IdentityChecks, currentKey, expiryOf, isDenial, keyDenial, lookupKey } from "./identity.js";
-import { type MessageId, type MessageRenderer, type Params, WS_DENIALS, encodeRequest, isBadMessage, parseMessage } from "./messages.js";
+import { type Identity, IdentityCredential, type IdentityChecks, currentKey, expiryOf, isDenial } from "./identity.js";
+import { type MessageId, type MessageRenderer, type Params, encodeRequest, isBadMessage, parseMessage } from "./messages.js";
 import { UpstreamLeg } from "./upstream.js";
 
 /** Timers for expiries, injectable so tests can drive them from a frozen clock. */
@@ -37,17 +35,18 @@ export const realTimers: Timers = {
   },
 };
 
-/** What every connection shares: the proxy's checks, stores, signer and registry. */
+/** What every connection shares: the proxy's checks, message lifecycle, signer and registry. */
 export interface ConnectionContext {
+  /** Re-checks of an identity between messages (key changes, expiries). */
   readonly checks: IdentityChecks;
-  readonly admitter: Admitter;
+  /** Every message is decided, handed on, audited and answered through it (MESSAGE_EXCHANGE). */
+  readonly messages: Lifecycle<MessageTarget, Denial | null>;
   readonly identity: IdentitySigner;
   /** The upstream's WebSocket origin (ws:// or wss://). */
   readonly upstream: string;
   readonly upstreamTimeoutMs: number;
   readonly maxUpstreamMessageBytes: number;
   readonly maxPendingMessages: number;
-  readonly futureSkewMs: number;
   /** The scheme clients use (X-Forwarded-Proto). */
   readonly scheme: string;
   readonly logger: Logger;
@@ -70,15 +69,66 @@ function toBuffer(data: RawData): Buffer {
   return Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
 }
 
+const EMPTY = Buffer.alloc(0);
+const NO_HEADERS = Object.freeze({});
+const NO_PARAMS: Params = Object.freeze({});
+const NO_CREDENTIALS: ReadonlySet<string> = new Set();
+
+/**
+ * Refusals of a message acting for the connection's identity that mean the identity is over (the
+ * key or session, checked by the pipeline's key stage, no longer holds): they end the connection
+ * (with the reason's close code) rather than answer the message. A block earned by failures
+ * (KEY_BLOCKED) is only the message's refusal.
+ */
+const IDENTITY_OVER: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "KEY_ID_MALFORMED",
+  "KEY_UNKNOWN",
+  "KEY_ENVIRONMENT_MISMATCH",
+  "KEY_REVOKED",
+  "KEY_SUSPENDED",
+  "KEY_EXPIRED",
+  "KEY_CHANGED",
+  "KEY_STORE_UNAVAILABLE",
+  "DIALECT_NOT_ALLOWED",
+  "IP_NOT_ALLOWED",
+  "SESSION_INVALID",
+  "SESSION_EXPIRED",
+  "SESSION_REVOKED",
+  "SESSION_ADDRESS_MISMATCH",
+]);
+
+/** What a message's lifecycle answers through: its connection, and the message. */
+export class MessageTarget {
+  /** What hand on does for it: forward it upstream, or answer a Binance session method. */
+  action: "forward" | BinanceSessionMethod = "forward";
+
+  constructor(
+    readonly connection: Connection,
+    readonly id: MessageId,
+    /** The method ("" for a frame that is not a message). */
+    readonly method: string,
+    readonly params: Params | null,
+  ) {}
+}
+
+/** The message surface's part in the lifecycle (the proxy builds the Lifecycle with it, once). */
+export const MESSAGE_EXCHANGE: Exchange<MessageTarget, Denial | null> = {
+  handOn: (ctx, target) => target.connection.handOn(ctx, target),
+  render: (ctx, outcome, target) => {
+    target.connection.render(ctx, outcome, target);
+  },
+};
+
 /** Reasons that, on a Binance route, are first told in Binance's words (it revokes a session so). */
 const BINANCE_REVOKED = deny("KEY_REVOKED");
 
 /**
  * One client connection: its identity (from the upgrade, or a Binance logon), its upstream legs
- * (one per identity it acts for, see upstream.ts), and every message it sends, checked in order:
- * shape, method (default deny), who (the connection's identity re-checked, or the message's own
- * signature), scopes, then replay and limits together; then forwarded, re-serialised, on the
- * identity's leg. A refused message is answered and the connection stays open; the connection is
+ * (one per identity it acts for, see upstream.ts), and every message it sends, through the request
+ * lifecycle in order: shape and method (default deny), then the pipeline's stages with the
+ * message's credential (its own signature, or the connection's identity): key, freshness,
+ * signature, scopes, then replay and limits together; then forwarded, re-serialised without its
+ * credentials, on the identity's leg. A refused message is answered and the connection stays open; the connection is
  * closed only when its identity ends (ctx.track feeds changes to `keyChanged` / `sessionEnded`;
  * expiries arm a timer) or its upstream goes.
  */
@@ -99,6 +149,8 @@ export class Connection {
   private paused = false;
   private chain: Promise<void> = Promise.resolve();
   private protocols: readonly string[];
+  /** The parameters removed from every message forwarded: the route's scheme's credentials. */
+  private readonly credentialParams: ReadonlySet<string>;
 
   constructor(
     ctx: ConnectionContext,
@@ -108,6 +160,8 @@ export class Connection {
     readonly target: string,
     readonly authority: string | undefined,
     readonly renderer: MessageRenderer,
+    /** How the route's scheme signs single messages (null: messages are never signed). */
+    private readonly signing: MessageSigning | null,
     identity: Identity | null,
     private key: VerificationKey | null,
     protocols: readonly string[],
@@ -116,6 +170,7 @@ export class Connection {
     this.identity = identity;
     this.connectedSince = ctx.now();
     this.protocols = protocols;
+    this.credentialParams = signing?.credentialParams ?? NO_CREDENTIALS;
   }
 
   /** Not narrowed across awaits, unlike a read of `ending` (a change may land during one). */
@@ -346,179 +401,168 @@ export class Connection {
     if (ws !== null && ws.readyState === ws.OPEN && this.ending === null) ws.send(text);
   }
 
-  private refuse(id: MessageId, method: string, denial: Denial, retryAfterMs = -1): void {
+  /** Answers a message the connection could not pass on (its leg never opened). */
+  private refuse(id: MessageId, method: string, denial: Denial): void {
     this.log.info({ connection: this.id, route: this.route.id, method, keyId: this.identity?.keyId, code: denial.code, detail: denial.detail }, "websocket message refused");
-    this.reply(this.renderer.error(id, denial, retryAfterMs));
+    this.reply(this.renderer.error(id, denial));
   }
 
+  /**
+   * One message through the request lifecycle (the proxy's message Lifecycle, surface
+   * "websocket"): read, its method as the route, its credential chosen here (its own signature,
+   * or the connection's identity), then decided by the pipeline's stages, handed on (`handOn`),
+   * audited and answered (`render`), like any request. A frame that is not a message, or names no
+   * method of the route, is refused before the stages (and audited all the same).
+   */
   private async process(data: Buffer, isBinary: boolean): Promise<void> {
     if (this.ending !== null) return;
-    const now = this.ctx.now();
     const message = parseMessage(data, isBinary);
+    const target = new MessageTarget(this, message.id, isBadMessage(message) ? "" : message.method, isBadMessage(message) ? null : message.params);
+    const ctx = new RequestContext({ method: target.method, url: this.route.path, headers: NO_HEADERS, body: EMPTY, socketAddress: this.client.text }, randomUUID(), this.ctx.now());
+    ctx.client = this.client;
+    ctx.path = this.route.path;
     if (isBadMessage(message)) {
-      this.refuse(message.id, "", message.denial);
-      return;
+      ctx.denial = message.denial;
+    } else {
+      const method = this.route.methods.get(message.method);
+      if (method === undefined) {
+        ctx.denial = deny("METHOD_NOT_FOUND", message.method);
+      } else {
+        ctx.route = method.route;
+        this.credentialFor(ctx, target, method);
+      }
     }
-    const { id, method: name } = message;
-    const method = this.route.methods.get(name);
-    if (method === undefined) {
-      this.refuse(id, name, deny("METHOD_NOT_FOUND", name));
-      return;
-    }
-    const binance = this.route.dialect === "binance";
-    if (binance && isBinanceSessionMethod(name)) {
-      await this.sessionMethod(name, id, method, message.params, now);
-      return;
-    }
-    let params = message.params;
-    let identity = this.identity;
-    let key: VerificationKey | null = null;
-    let replay: ReplayClaim | null = null;
-    if (binance && params?.signature !== undefined) {
-      // A signed request acts for its own key, whatever the connection is logged on with.
-      const signed = await this.verifySigned(params, now);
-      if ("ok" in signed) {
-        this.refuse(id, name, signed);
+    await this.ctx.messages.serve(ctx, ctx.requestId, target);
+  }
+
+  /**
+   * Stage 3's part that only the connection knows: what the message acts for. A message signed
+   * in its own params (the route's scheme's MessageSigning) acts for its own key; any other for
+   * the connection's identity; a method that needs a key refuses a message with neither. A
+   * credential that cannot be read is the message's refusal.
+   */
+  private credentialFor(ctx: RequestContext, target: MessageTarget, method: WebSocketMethod): void {
+    const params = target.params;
+    const signing = this.signing;
+    if (this.route.dialect === "binance" && isBinanceSessionMethod(target.method)) {
+      target.action = target.method;
+      // session.status and session.logout are public (charged to the address).
+      if (target.method === "session.status") return;
+      if (this.identity?.via === "upgrade") {
+        ctx.denial = deny("CONNECTION_AUTHENTICATED");
         return;
       }
-      ({ identity, key, replay } = signed);
-    } else if (identity !== null) {
-      const current = await currentKey(this.ctx.checks, identity, this.client, now);
-      if (isDenial(current)) {
-        // Missed by the change feed (or not yet delivered): the identity is over.
-        this.end(current);
-        return;
-      }
-      key = this.key = current;
-      if (binance && identity.via === "logon" && method.permission !== null) {
-        // Logged on, a SIGNED request needs no signature, but still a fresh timestamp (as on Binance).
-        const timestamp = timestampOf(params);
-        const recvWindow = recvWindowOf(params);
-        const stale =
-          typeof timestamp !== "number" ? timestamp : typeof recvWindow !== "number" ? recvWindow : freshness(timestamp, recvWindow, current, now, this.ctx.futureSkewMs);
-        if (stale !== undefined) {
-          this.refuse(id, name, stale);
+      if (target.method === "session.logout") return;
+    }
+    if (signing !== null && (target.action === "session.logon" || signing.signed(params))) {
+      // session.logon is a SIGNED request; so is any message with a signature (it acts for its own
+      // key, whatever the connection is logged on with: Binance's "ad hoc" override).
+      const credential = signing.extract(params ?? NO_PARAMS);
+      if ("ok" in credential) ctx.denial = credential;
+      else ctx.credential = credential;
+      return;
+    }
+    const identity = this.identity;
+    if (identity !== null) {
+      let freshness: Credential | null = null;
+      if (signing !== null && identity.via === "logon" && method.permission !== null) {
+        // Logged on, a SIGNED request needs no signature, but what the scheme still asks (Binance: a fresh timestamp).
+        const checked = signing.loggedOn(params, identity.keyId);
+        if ("ok" in checked) {
+          ctx.denial = checked;
           return;
         }
+        freshness = checked;
       }
-    }
-    if (binance) params = withoutCredentials(params);
-    if (method.permission !== null) {
-      if (key === null) {
-        this.refuse(id, name, binance ? WS_DENIALS.apiKeyMissing : deny("CREDENTIALS_MISSING"));
-        return;
-      }
-      const blocked = this.ctx.admitter.shield.blockedKeyUntil(key.record.id, now);
-      if (blocked !== null) {
-        this.refuse(id, name, deny("KEY_BLOCKED"), blocked - now);
-        return;
-      }
-      if (method.permission !== AUTHENTICATED && !key.permissions.has(method.permission)) {
-        this.refuse(id, name, deny("SCOPE_MISSING", `needs ${method.permission}`));
-        return;
-      }
-    }
-    // Public methods are charged to the address only, as public HTTP routes are.
-    const refused = await admitMessage(this.ctx.admitter, method.route, this.client.text, method.permission === null ? null : key, replay, now);
-    if (refused !== null) {
-      if (refused.denial.code === "SESSION_REVOKED") this.end(refused.denial);
-      else this.refuse(id, name, refused.denial, refused.retryAfterMs);
+      ctx.credential = new IdentityCredential(identity, freshness);
       return;
     }
-    if (this.endedBy() !== null) return;
+    if (method.permission !== null) {
+      // On a route whose messages may be signed, the scheme says what is missing (Binance: -1102 apiKey).
+      const missing = signing === null ? null : signing.extract(params ?? NO_PARAMS);
+      ctx.denial = missing !== null && "ok" in missing ? missing : deny("CREDENTIALS_MISSING");
+    }
+  }
+
+  /**
+   * The lifecycle's hand on for an allowed message: a session method's answer (Binance's
+   * session.logon / status / logout, answered by the gateway), or the message forwarded,
+   * re-serialised without its credentials, on the leg of the identity it acts for. Returns why it
+   * could not be (rendered as the message's answer), or null.
+   */
+  handOn(ctx: RequestContext, target: MessageTarget): Denial | null {
+    if (this.endedBy() !== null) return null;
+    switch (target.action) {
+      case "session.status":
+        this.reply(this.renderer.result(target.id, this.status(ctx.now)));
+        return null;
+      case "session.logout":
+        this.forgetIdentity();
+        this.reply(this.renderer.result(target.id, this.status(ctx.now)));
+        return null;
+      case "session.logon":
+        return this.logon(ctx, target);
+      case "forward":
+        break;
+    }
+    let identity = this.identity;
+    let key = this.key;
+    const credential = ctx.credential;
+    if (ctx.key !== null && credential !== null) {
+      if (credential instanceof IdentityCredential) {
+        identity = credential.identity;
+        if (identity === this.identity) this.key = ctx.key;
+      } else {
+        identity = { keyId: ctx.key.record.id, scheme: credential.scheme, via: "signed", token: null, sessionId: null, epoch: ctx.key.record.sessionEpoch, since: ctx.now };
+      }
+      key = ctx.key;
+    }
     const entry = this.legFor(identity, key);
     const opening = !entry.leg.isOpen;
-    if (!entry.leg.send(encodeRequest(id, name, params))) this.refuse(id, name, deny("UPSTREAM_UNAVAILABLE", "upstream leg closed or full"));
-    else if (opening) entry.waiting.push(id);
+    if (!entry.leg.send(encodeRequest(target.id, target.method, target.params, this.credentialParams))) {
+      const failure = deny("UPSTREAM_UNAVAILABLE", "upstream leg closed or full");
+      ctx.outcome = failure.code;
+      return failure;
+    }
+    if (opening) entry.waiting.push(target.id);
+    return null;
   }
 
-  /** A signed Binance request: its key, checked as stage 4-6 check one (pipeline.ts), and its replay claim. */
-  private async verifySigned(params: Params, now: number): Promise<{ identity: Identity; key: VerificationKey; replay: ReplayClaim } | Denial> {
-    const verified = await this.verifyBinanceSignature(params, now);
-    if ("ok" in verified) return verified;
-    const { key, canonical, fields } = verified;
-    const identity: Identity = { keyId: key.record.id, scheme: "binance", via: "signed", token: null, sessionId: null, epoch: key.record.sessionEpoch, since: now };
-    return { identity, key, replay: signatureClaim(key, canonical, fields) };
-  }
-
-  private async verifyBinanceSignature(params: Params, now: number): Promise<{ key: VerificationKey; canonical: string; fields: SigningFields } | Denial> {
-    const admitter = this.ctx.admitter;
-    const ip = this.client.text;
-    const blockedIp = admitter.shield.blockedIpUntil(ip, now);
-    if (blockedIp !== null) return deny("IP_BLOCKED");
-    const fields = signingFields(params);
-    if ("ok" in fields) return fields;
-    const looked = await lookupKey(this.ctx.checks, fields.apiKey);
-    const failed = (denial: Denial, keyId: string | null): Denial => {
-      recordAuthFailure(admitter, denial.code, ip, keyId, now);
-      return denial;
-    };
-    if (isDenial(looked)) return failed(looked, null);
-    const unusable = keyDenial(looked, this.ctx.checks.environment, "binance", this.client, now);
-    if (unusable !== undefined) return failed(unusable, null);
-    const blockedKey = admitter.shield.blockedKeyUntil(looked.record.id, now);
-    if (blockedKey !== null) return deny("KEY_BLOCKED");
-    const stale = freshness(fields.timestamp, fields.recvWindow, looked, now, this.ctx.futureSkewMs);
-    if (stale !== undefined) return stale;
-    const canonical = verifyWebSocketSignature(looked, params);
-    if (typeof canonical !== "string") return failed(canonical, looked.record.id);
-    return { key: looked, canonical, fields };
+  /** The lifecycle's render: a refusal answered (the connection stays), or the connection ended when its identity is over. */
+  render(ctx: RequestContext, outcome: Outcome<Denial | null>, target: MessageTarget): void {
+    const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : deny(outcome.error.code);
+    if (denial === null) return;
+    const credential = ctx.credential;
+    if (outcome.kind === "refused" && credential instanceof IdentityCredential && credential.identity === this.identity && IDENTITY_OVER.has(denial.code)) {
+      // Missed by the change feed (or not yet delivered): the identity is over.
+      this.end(denial);
+      return;
+    }
+    // A refusal by the stages is logged by the lifecycle; one by hand on (or a fault) here.
+    if (outcome.kind !== "refused") this.log.info({ connection: this.id, requestId: ctx.requestId, route: this.route.id, method: target.method, keyId: ctx.key?.record.id, code: denial.code, detail: denial.detail }, "websocket message refused");
+    this.reply(this.renderer.error(target.id, denial, ctx.retryAfterMs));
   }
 
   // --- Binance session methods ------------------------------------------------------------------
 
-  private async sessionMethod(name: BinanceSessionMethod, id: MessageId, method: WebSocketMethod, params: Params | null, now: number): Promise<void> {
-    if (name === "session.status") {
-      const refused = await admitMessage(this.ctx.admitter, method.route, this.client.text, null, null, now);
-      if (refused !== null) this.refuse(id, name, refused.denial, refused.retryAfterMs);
-      else this.reply(this.renderer.result(id, this.status(now)));
-      return;
+  /** session.logon, decided like the signed request it is (charged weight 2 against the address and the key; the signature single-use): only an Ed25519 key logs on. */
+  private logon(ctx: RequestContext, target: MessageTarget): Denial | null {
+    const key = ctx.key;
+    if (key === null) return deny("INTERNAL", "a logon without its key");
+    const wrongType = logonKeyDenial(key);
+    if (wrongType !== undefined) {
+      ctx.outcome = wrongType.code;
+      return wrongType;
     }
-    if (this.identity?.via === "upgrade") {
-      this.refuse(id, name, deny("CONNECTION_AUTHENTICATED"));
-      return;
-    }
-    if (name === "session.logout") {
-      const refused = await admitMessage(this.ctx.admitter, method.route, this.client.text, null, null, now);
-      if (refused !== null) {
-        this.refuse(id, name, refused.denial, refused.retryAfterMs);
-        return;
-      }
-      this.forgetIdentity();
-      this.reply(this.renderer.result(id, this.status(now)));
-      return;
-    }
-    // session.logon: a SIGNED request with only the signing parameters, from an Ed25519 key.
-    if (params === null) {
-      this.refuse(id, name, WS_DENIALS.apiKeyMissing);
-      return;
-    }
-    const verified = await this.verifyBinanceSignature(params, now);
-    if ("ok" in verified) {
-      this.refuse(id, name, verified);
-      return;
-    }
-    const { key, canonical, fields } = verified;
-    const algorithm = key.record.algorithm;
-    if (algorithm !== "ed25519") {
-      this.refuse(id, name, algorithm === "rsa" ? WS_DENIALS.logonRsa : deny("LOGON_KEY_TYPE_NOT_SUPPORTED", algorithm));
-      return;
-    }
-    // Charged like the message it is (weight 2) against the address and the key; the signature is single-use.
-    const refused = await admitMessage(this.ctx.admitter, method.route, this.client.text, key, signatureClaim(key, canonical, fields), now);
-    if (refused !== null) {
-      this.refuse(id, name, refused.denial, refused.retryAfterMs);
-      return;
-    }
-    if (this.ending !== null) return;
     this.forgetIdentity();
-    const identity: Identity = { keyId: key.record.id, scheme: "binance", via: "logon", token: null, sessionId: null, epoch: key.record.sessionEpoch, since: now };
+    const identity: Identity = { keyId: key.record.id, scheme: "binance", via: "logon", token: null, sessionId: null, epoch: key.record.sessionEpoch, since: ctx.now };
     this.identity = identity;
     this.key = key;
     this.ctx.track(this, identity.keyId, null);
     this.armExpiry();
     this.log.info({ connection: this.id, route: this.route.id, keyId: identity.keyId }, "websocket logged on");
-    this.reply(this.renderer.result(id, this.status(now)));
+    this.reply(this.renderer.result(target.id, this.status(ctx.now)));
+    return null;
   }
 
   private status(now: number): Record<string, unknown> {

@@ -1,17 +1,19 @@
+import type { Credential, StageAnswer, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { KeyCache } from "../../keys/cache.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
-import { type Environment, parseKeyId, isSessionToken } from "../../contract/ids.js";
+import type { Environment } from "../../contract/ids.js";
 import type { Dialect } from "../../contract/keys.js";
 import type { ClientAddress } from "../../net/client-address.js";
+import { keyDenial, sessionDenial } from "../../pipeline/stages/key.js";
 import type { SessionAuthority } from "../../sessions/authority.js";
 
 /**
- * Who a WebSocket connection (or one signed message) acts for, and how to check, at any later
- * moment, that it still may: the same checks stage 4 of the pipeline makes for every HTTP request
- * (the key's status, expiry, environment, scheme and address allowlist; a session's token, epoch,
- * expiry and address binding), made again on every message, on every change to the key, and when
- * the key or session expires.
+ * Who a WebSocket connection (or one signed message) acts for. Every message the connection sends
+ * for it is decided by the pipeline with the identity as its credential (`IdentityCredential`):
+ * the key stage checks the key (or session) as for any request. Between messages, on every change
+ * to the key and when the key or session expires, `currentKey` checks it again with the same key
+ * and session checks (pipeline/stages/key.ts): those are not requests, and end the connection.
  */
 export interface Identity {
   /** The API key. */
@@ -36,6 +38,48 @@ export interface IdentityChecks {
   readonly environment: Environment;
 }
 
+/**
+ * A key's session epoch moves on whenever what it may do changes (revoked, suspended, scopes,
+ * allowlist…): an identity proven with the API key itself ends with it. (A session's epoch is in
+ * its token, checked by `sessionDenial`.)
+ */
+function epochDenial(identity: Identity, key: VerificationKey): Denial | undefined {
+  if (identity.token !== null || key.record.sessionEpoch === identity.epoch) return undefined;
+  return deny("KEY_CHANGED", `epoch ${identity.epoch} -> ${key.record.sessionEpoch}`);
+}
+
+/**
+ * The connection's identity as a message's credential: proven once (the signed upgrade, or the
+ * logon), so there is nothing to verify but that it still holds (the key's epoch), and nothing to
+ * claim for replay. `freshness` is what the scheme still asks of each message (Binance's logged-on
+ * requests carry a fresh timestamp: MessageSigning.loggedOn), or null.
+ */
+export class IdentityCredential implements Credential {
+  readonly scheme: Dialect;
+  /** The key id, or the session token (the key stage checks a session as for a request). */
+  readonly keyId: string;
+
+  constructor(
+    readonly identity: Identity,
+    private readonly freshness: Credential | null,
+  ) {
+    this.scheme = identity.scheme;
+    this.keyId = identity.token ?? identity.keyId;
+  }
+
+  fresh(ctx: RequestContext, key: VerificationKey): StageAnswer {
+    return this.freshness === null ? undefined : this.freshness.fresh(ctx, key);
+  }
+
+  verify(_ctx: RequestContext, key: VerificationKey): Denial | undefined {
+    return epochDenial(this.identity, key);
+  }
+
+  replayClaim(): null {
+    return null;
+  }
+}
+
 /** The key as it stands, or why the identity is over. The key's status and allowlist come first. */
 export async function currentKey(checks: IdentityChecks, identity: Identity, client: ClientAddress, now: number): Promise<VerificationKey | Denial> {
   let parent: VerificationKey | null | undefined = checks.cache.peek(identity.keyId);
@@ -49,55 +93,20 @@ export async function currentKey(checks: IdentityChecks, identity: Identity, cli
   return checkIdentity(checks, identity, parent, client, now);
 }
 
-/** The synchronous part of `currentKey`, for a key already loaded. */
-export function checkIdentity(checks: IdentityChecks, identity: Identity, parent: VerificationKey | null, client: ClientAddress, now: number): VerificationKey | Denial {
-  const denial = keyDenial(parent, checks.environment, identity.scheme, client, now);
+/** The synchronous part of `currentKey`, for a key already loaded. A block earned by failures is not the end of an identity. */
+function checkIdentity(checks: IdentityChecks, identity: Identity, parent: VerificationKey | null, client: ClientAddress, now: number): VerificationKey | Denial {
+  const denial = keyDenial(parent, checks.environment, identity.scheme, client, now, null);
   if (denial !== undefined || parent === null) return denial ?? deny("KEY_UNKNOWN");
-  if (parent.record.sessionEpoch !== identity.epoch) {
-    return identity.token === null ? deny("KEY_CHANGED", `epoch ${identity.epoch} -> ${parent.record.sessionEpoch}`) : deny("SESSION_REVOKED", "epoch moved");
-  }
+  const changed = epochDenial(identity, parent);
+  if (changed !== undefined) return changed;
   if (identity.token === null) return parent;
   const sessions = checks.sessions;
   if (sessions === null) return deny("SESSION_INVALID", "sessions are not enabled");
   const session = sessions.check(identity.token, now);
   if ("ok" in session) return session;
-  if (session.claims.ip !== undefined && session.claims.ip !== client.text) return deny("SESSION_ADDRESS_MISMATCH");
+  const ended = sessionDenial(session, parent, client, now);
+  if (ended !== undefined) return ended;
   return sessions.keyFor(session, parent);
-}
-
-/**
- * What makes a key unusable for `scheme` from `client` at `now` (the pipeline's key checks, in its
- * order), or undefined.
- */
-export function keyDenial(key: VerificationKey | null, environment: Environment, scheme: Dialect, client: ClientAddress, now: number): Denial | undefined {
-  if (key === null) return deny("KEY_UNKNOWN");
-  const record = key.record;
-  if (record.environment !== environment) return deny("KEY_ENVIRONMENT_MISMATCH");
-  if (record.status === "revoked") return deny("KEY_REVOKED");
-  if (record.status === "suspended") return deny("KEY_SUSPENDED");
-  if (record.expiresAt !== null && record.expiresAt <= now) return deny("KEY_EXPIRED");
-  if (!key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
-  if (key.allowlist !== null && !key.allowlist.has(client.ip)) return deny("IP_NOT_ALLOWED", client.text);
-  return undefined;
-}
-
-/**
- * Looks up the key a Binance-style message names in `apiKey` (stage 4 for a message): through the
- * cache, an id that cannot be a key of this environment refused without a lookup.
- */
-export async function lookupKey(checks: IdentityChecks, id: string): Promise<VerificationKey | Denial> {
-  const cached = checks.cache.peek(id);
-  if (cached !== undefined) return cached ?? deny("KEY_UNKNOWN");
-  if (isSessionToken(id)) return deny("KEY_UNKNOWN", "session tokens are not API keys");
-  const parsed = parseKeyId(id);
-  if (parsed === null) return deny("KEY_ID_MALFORMED");
-  if (parsed.kind !== "key") return deny("KEY_UNKNOWN");
-  if (parsed.environment !== checks.environment) return deny("KEY_ENVIRONMENT_MISMATCH");
-  try {
-    return (await checks.cache.load(id)) ?? deny("KEY_UNKNOWN");
-  } catch (err) {
-    return deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed");
-  }
 }
 
 /** When the identity ends by itself: the key's expiry, or the session's (ms; Infinity: never). */

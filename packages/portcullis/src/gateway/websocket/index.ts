@@ -2,11 +2,13 @@ import type { IncomingMessage, RequestListener } from "node:http";
 import type { Duplex } from "node:stream";
 
 /**
- * The gateway's WebSocket proxy (docs/websocket.md): routes and their message tables
- * (config.ts); the upgrade through the pipeline, revocation bookkeeping and shutdown (proxy.ts);
- * one connection's per-message checks, Binance logon and expiry timers (connection.ts); re-checking
- * a key or session (identity.ts); replay and limits for messages (admission.ts); Binance's request
- * security (binance.ts); message parsing and error shapes (messages.ts); HTTP on an upgrade's socket
+ * The gateway's WebSocket proxy (docs/websocket.md), an adapter over the request lifecycle
+ * (pipeline/lifecycle.ts, surface "websocket"): routes and their message tables (config.ts); the
+ * upgrade through the lifecycle, revocation bookkeeping and shutdown (proxy.ts); one connection's
+ * messages through the lifecycle, Binance logon and expiry timers (connection.ts); the connection's
+ * identity as a message's credential, and re-checking it between messages (identity.ts); Binance's
+ * session methods (binance.ts; message signing is the Binance scheme's, dialects/binance/message.ts);
+ * message parsing and error shapes (messages.ts); HTTP on an upgrade's socket
  * (http.ts); the gateway's connections to the upstream (upstream.ts); the close codes
  * (close-codes.ts).
  */

@@ -1,5 +1,6 @@
 import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
 import { createBinanceRenderer } from "../../dialects/binance/errors.js";
+import type { MessageParams } from "../../contract/request.js";
 
 /**
  * Messages on a WebSocket route: requests in the Binance WebSocket API's shape, on every route
@@ -21,7 +22,7 @@ import { createBinanceRenderer } from "../../dialects/binance/errors.js";
  */
 export type MessageId = string | number | null;
 export type ParamValue = string | number | boolean;
-export type Params = Readonly<Record<string, ParamValue>>;
+export type Params = MessageParams;
 
 export interface WsRequest {
   readonly id: MessageId;
@@ -80,9 +81,29 @@ export function isBadMessage(m: WsRequest | BadMessage): m is BadMessage {
   return "denial" in m;
 }
 
-/** The message forwarded upstream: re-serialised, with `params` as given (credentials already removed). */
-export function encodeRequest(id: MessageId, method: string, params: Params | null): string {
-  return JSON.stringify(params === null ? { id, method } : { id, method, params });
+/**
+ * The message forwarded upstream: re-serialised, its params without `credentials` (the route's
+ * scheme's credential parameters, `MessageSigning.credentialParams`). Every message a connection
+ * forwards is written here, so none can take a credential upstream.
+ */
+export function encodeRequest(id: MessageId, method: string, params: Params | null, credentials: ReadonlySet<string>): string {
+  if (params === null) return JSON.stringify({ id, method });
+  let forwarded: Params = params;
+  if (credentials.size > 0) {
+    for (const name of credentials) {
+      if (Object.hasOwn(params, name)) {
+        forwarded = withoutNames(params, credentials);
+        break;
+      }
+    }
+  }
+  return JSON.stringify({ id, method, params: forwarded });
+}
+
+function withoutNames(params: Params, names: ReadonlySet<string>): Params {
+  const out: Record<string, ParamValue> = {};
+  for (const [name, value] of Object.entries(params)) if (!names.has(name)) out[name] = value;
+  return out;
 }
 
 /** Renders refusals of messages in a route's format. */
@@ -114,12 +135,10 @@ interface BinanceWsError {
  * shared frozen denials, recognised by identity.
  */
 export const WS_DENIALS = {
-  apiKeyMissing: Object.freeze(deny("PARAM_MISSING", "apiKey")),
   logonRsa: Object.freeze(deny("LOGON_KEY_TYPE_NOT_SUPPORTED", "rsa")),
 } as const;
 
 const WS_SPECIFIC: ReadonlyMap<Denial, BinanceWsError> = new Map([
-  [WS_DENIALS.apiKeyMissing, { status: 400, code: -1102, msg: "Mandatory parameter 'apiKey' was not sent, was empty/null, or malformed." }],
   // Binance answers an HMAC key's logon with -4056 "HMAC_SHA256 API key is not supported."
   // (the dialect's table); an RSA key's gets the same family's answer.
   [WS_DENIALS.logonRsa, { status: 400, code: -4057, msg: "RSA API key is not supported." }],

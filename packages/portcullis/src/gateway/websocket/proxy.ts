@@ -2,17 +2,17 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, RequestListener } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
+import type { DecisionRecorder } from "../../audit/log.js";
 import { RouteTable } from "../../authz/routes.js";
 import type { CoreEvent, Portcullis } from "../../core.js";
-import { deny } from "../../errors/catalogue.js";
+import type { MessageSigning, RequestContext } from "../../contract/request.js";
+import { type Denial, deny } from "../../errors/catalogue.js";
 import type { Environment } from "../../contract/ids.js";
-import { LimitPlan } from "../../limits/plan.js";
-import type { LimitSpec } from "../../contract/limits.js";
 import type { Logger } from "../../log/logger.js";
-import type { Pipeline } from "../../pipeline/pipeline.js";
+import { Lifecycle, type Outcome } from "../../pipeline/lifecycle.js";
 import type { IdentitySigner } from "../identity.js";
 import type { WebSocketRoute, WebSocketSettings } from "./config.js";
-import { Connection, type ConnectionContext, type Timers, realTimers } from "./connection.js";
+import { Connection, type ConnectionContext, MESSAGE_EXCHANGE, type Timers, realTimers } from "./connection.js";
 import type { Identity } from "./identity.js";
 import { refuse, serveAsHttp } from "./http.js";
 import { type MessageRenderer, createBinanceMessageRenderer, nativeRenderer } from "./messages.js";
@@ -20,8 +20,6 @@ import { type MessageRenderer, createBinanceMessageRenderer, nativeRenderer } fr
 export interface WebSocketProxyOptions {
   readonly core: Portcullis;
   readonly settings: WebSocketSettings;
-  /** The limits the core was configured with (the same buckets: one budget for HTTP and WebSocket). */
-  readonly limits: readonly LimitSpec[];
   readonly environment: Environment;
   readonly identity: IdentitySigner;
   /** The upstream's origin, http(s)://host:port; its WebSocket origin is ws(s)://host:port. */
@@ -34,6 +32,16 @@ export interface WebSocketProxyOptions {
   readonly now?: () => number;
   /** Expiry timers (tests drive them from a frozen clock). */
   readonly timers?: Timers;
+  /** Where upgrades and messages are audited (surface "websocket"). Default: the core's audit log; null: nowhere. */
+  readonly audit?: DecisionRecorder | null;
+}
+
+/** An upgrade as the lifecycle answers it: the request, its socket, and the route it asks for. */
+interface UpgradeTarget {
+  readonly req: IncomingMessage;
+  readonly socket: Duplex;
+  readonly head: Buffer;
+  readonly route: WebSocketRoute | null;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -53,9 +61,12 @@ const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 export class WebSocketProxy {
   private readonly options: WebSocketProxyOptions;
   private readonly byPath: ReadonlyMap<string, WebSocketRoute>;
-  private readonly signed: Pipeline;
-  private readonly anonymous: Pipeline;
+  /** Upgrades through the request lifecycle: signed ones, and unsigned ones on anonymous routes. */
+  private readonly signed: Lifecycle<UpgradeTarget, Denial | null>;
+  private readonly anonymous: Lifecycle<UpgradeTarget, Denial | null>;
   private readonly renderers: ReadonlyMap<WebSocketRoute, MessageRenderer>;
+  /** Each route's scheme's message signing (null on a native route: messages are never signed). */
+  private readonly signing: ReadonlyMap<WebSocketRoute, MessageSigning | null>;
   private readonly wss: WebSocketServer;
   private readonly ctx: ConnectionContext;
   private readonly connections = new Set<Connection>();
@@ -71,23 +82,40 @@ export class WebSocketProxy {
     const settings = options.settings;
     this.byPath = new Map(settings.routes.map((r) => [r.path, r]));
     const core = options.core;
-    this.signed = core.createPipeline(new RouteTable(settings.routes.map((r) => r.signedUpgrade)));
-    this.anonymous = core.createPipeline(new RouteTable(settings.routes.flatMap((r) => (r.anonymousUpgrade === null ? [] : [r.anonymousUpgrade]))));
+    const audit = options.audit === undefined ? core.audit : options.audit;
+    const upgrades = {
+      handOn: (ctx: RequestContext, t: UpgradeTarget) => this.complete(ctx, t),
+      render: (ctx: RequestContext, outcome: Outcome<Denial | null>, t: UpgradeTarget) => {
+        const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : deny("INTERNAL");
+        if (denial !== null) refuse(t.socket, denial, ctx.requestId, ctx.route === null ? null : ctx, ctx.renderer ?? undefined);
+      },
+    };
+    const upgradeLifecycle = (routes: RouteTable): Lifecycle<UpgradeTarget, Denial | null> =>
+      new Lifecycle({ pipeline: core.createPipeline(routes), exchange: upgrades, surface: "websocket", audit, logger: options.logger });
+    this.signed = upgradeLifecycle(new RouteTable(settings.routes.map((r) => r.signedUpgrade)));
+    this.anonymous = upgradeLifecycle(new RouteTable(settings.routes.flatMap((r) => (r.anonymousUpgrade === null ? [] : [r.anonymousUpgrade]))));
     const futureSkewMs = options.futureSkewMs ?? 1000;
     const binance = createBinanceMessageRenderer(futureSkewMs);
     this.renderers = new Map(settings.routes.map((r) => [r, r.dialect === "binance" ? binance : nativeRenderer]));
+    this.signing = new Map(
+      settings.routes.map((r) => {
+        if (r.dialect === null) return [r, null];
+        const signing = core.schemes.get(r.dialect)?.message;
+        if (signing === undefined) throw new TypeError(`${r.id}: the ${r.dialect} scheme does not sign WebSocket messages`);
+        return [r, signing];
+      }),
+    );
     const upstream = new URL(options.upstream);
     if (upstream.protocol !== "http:" && upstream.protocol !== "https:") throw new TypeError("the upstream must be an http:// or https:// origin");
     const now = options.now ?? Date.now;
     this.ctx = {
       checks: { cache: core.cache, sessions: core.sessions, environment: options.environment },
-      admitter: { plan: new LimitPlan(options.limits), hot: core.hot, shield: core.shield, blockOnAuthFailures: options.limits.length > 0 },
+      messages: new Lifecycle({ pipeline: core.createPipeline(new RouteTable([]), "messages"), exchange: MESSAGE_EXCHANGE, surface: "websocket", audit, logger: options.logger }),
       identity: options.identity,
       upstream: `${upstream.protocol === "https:" ? "wss:" : "ws:"}//${upstream.host}`,
       upstreamTimeoutMs: options.upstreamTimeoutMs ?? 10_000,
       maxUpstreamMessageBytes: Math.max(settings.maxMessageBytes, 4 * 1024 * 1024),
       maxPendingMessages: settings.maxPendingMessages,
-      futureSkewMs,
       scheme: options.scheme ?? "http",
       logger: options.logger,
       now,
@@ -148,40 +176,37 @@ export class WebSocketProxy {
     });
   };
 
+  /**
+   * An upgrade through the request lifecycle (surface "websocket"): decided by the pipeline like
+   * any request, audited, and, allowed, completed by `complete`. What is refused before the
+   * stages (the gateway closing, no route, not a valid handshake) is audited all the same.
+   */
   private async upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): Promise<void> {
     const url = req.url ?? "";
-    if (this.closing) {
-      refuse(socket, deny("GATEWAY_CLOSING"), requestId, null, undefined);
-      return;
-    }
-    const route = this.byPath.get(url.split("?", 1)[0] ?? "");
-    if (route === undefined) {
-      refuse(socket, deny("ROUTE_NOT_FOUND", "no websocket route"), requestId, null, undefined);
-      return;
-    }
+    const route = this.byPath.get(url.split("?", 1)[0] ?? "") ?? null;
+    const target: UpgradeTarget = { req, socket, head, route };
     const malformed = handshakeProblem(req);
-    if (malformed !== null) {
-      refuse(socket, deny("HTTP_MALFORMED", malformed), requestId, null, undefined);
-      return;
-    }
-    // A natively signed upgrade authenticates the connection; on an anonymous route any other is
-    // unsigned (a Binance client's X-MBX-APIKEY, say, is ignored: Binance's WebSocket API reads none).
+    const early = this.closing
+      ? deny("GATEWAY_CLOSING")
+      : route === null
+        ? deny("ROUTE_NOT_FOUND", "no websocket route")
+        : malformed !== null
+          ? deny("HTTP_MALFORMED", malformed)
+          : null;
     const signed = req.headers["signature-input"] !== undefined || req.headers.signature !== undefined;
-    const pipeline = !signed && route.anonymous ? this.anonymous : this.signed;
-    let ctx = pipeline.run({ method: "GET", url, headers: req.headers, body: EMPTY, socketAddress: req.socket.remoteAddress }, requestId);
-    if (ctx instanceof Promise) ctx = await ctx;
-    // The upgrade request is over once decided; a connection is not a request in flight.
-    pipeline.finish(ctx);
-    if (ctx.denial !== null) {
-      this.options.logger.info({ requestId, code: ctx.denial.code, detail: ctx.denial.detail, route: route.id, keyId: ctx.key?.record.id, client: ctx.client?.text ?? req.socket.remoteAddress }, "websocket upgrade denied");
-      refuse(socket, ctx.denial, requestId, ctx, ctx.renderer ?? undefined);
-      return;
-    }
+    const lifecycle = !signed && route?.anonymous === true ? this.anonymous : this.signed;
+    await lifecycle.serve({ method: "GET", url, headers: req.headers, body: early ?? EMPTY, socketAddress: req.socket.remoteAddress }, requestId, target);
+  }
+
+  /**
+   * The upgrade's hand on: the connection for the identity the pipeline found (or none), its
+   * upstream leg opened, then the client's upgrade completed. Returns why it could not be (an
+   * HTTP answer before the upgrade), or null.
+   */
+  private async complete(ctx: RequestContext, t: UpgradeTarget): Promise<Denial | null> {
+    const { req, socket, head, route } = t;
     const client = ctx.client;
-    if (client === null) {
-      refuse(socket, deny("HTTP_MALFORMED", "no peer address"), requestId, null, undefined);
-      return;
-    }
+    if (route === null || client === null) return this.failed(ctx, deny("INTERNAL", "an upgrade without its route or client"));
     const key = ctx.key;
     const identity: Identity | null =
       key === null
@@ -195,15 +220,14 @@ export class WebSocketProxy {
             epoch: key.session?.ep ?? key.record.sessionEpoch,
             since: ctx.now,
           };
-    if (gone(socket)) return;
-    const connection = new Connection(this.ctx, route, client, url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, identity, key, requestedProtocols(req));
+    if (gone(socket)) return null;
+    const connection = new Connection(this.ctx, route, client, ctx.url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, this.signing.get(route) ?? null, identity, key, requestedProtocols(req));
     this.connections.add(connection);
     const failure = await connection.prepare();
     if (failure !== null || gone(socket) || this.isClosing()) {
       connection.dispose();
       this.connections.delete(connection);
-      refuse(socket, failure ?? deny("GATEWAY_CLOSING"), requestId, ctx, ctx.renderer ?? undefined);
-      return;
+      return this.failed(ctx, failure ?? deny("GATEWAY_CLOSING"));
     }
     this.protocolOf.set(req, connection.protocol);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
@@ -212,9 +236,15 @@ export class WebSocketProxy {
       });
       connection.attach(ws);
     });
+    return null;
   }
 
-  // --- revocation ------------------------------------------------------------------------------
+  /** An allowed upgrade that could not complete: its outcome, for the audit log. */
+  private failed(ctx: RequestContext, denial: Denial): Denial {
+    ctx.outcome = denial.code;
+    this.options.logger.info({ requestId: ctx.requestId, code: denial.code, detail: denial.detail, route: ctx.route?.id, keyId: ctx.key?.record.id }, "websocket upgrade failed");
+    return denial;
+  }
 
   private changed(event: CoreEvent): void {
     if (event.kind === "session-ended") {
