@@ -1,8 +1,8 @@
 /**
  * One request lifecycle for every surface (pipeline/lifecycle.ts): the same matrix of requests —
  * allowed, and one of each refusal class — sent through every way a request enters Portcullis,
- * over real sockets: the gateway, the admin API, the session endpoints, and the embedded
- * middleware for node:http, Express and Fastify. Every surface must give the same decision (the
+ * over real sockets: the gateway, the admin API, the session endpoints, the embedded
+ * middleware for node:http, Express and Fastify, and the gateway's WebSocket upgrades. Every surface must give the same decision (the
  * same code), write the same audit entry (its event, code, key and surface), and leave no
  * concurrency slot held, with and without a per-key cap.
  */
@@ -11,6 +11,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { createServer, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { request } from "undici";
+import WebSocket, { WebSocketServer } from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminApi } from "../../src/admin/server.js";
 import type { AuditEntry } from "../../src/audit/events.js";
@@ -21,6 +22,7 @@ import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
 import { silentLogger } from "../../src/log/logger.js";
+import { WebSocketProxy, compileWebSocketSettings } from "../../src/gateway/websocket/index.js";
 import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { readEntries } from "../audit/support.js";
 import { IDENTITY_SECRET, startEchoUpstream } from "../support/gateway.js";
@@ -34,13 +36,15 @@ interface Key {
 /** One way in: where it listens, what an allowed request to it is, how its audit entries are labelled. */
 interface Surface {
   readonly name: string;
-  readonly audit: "gateway" | "admin" | "embedded";
+  readonly audit: "gateway" | "admin" | "embedded" | "websocket";
   /** host:port */
   host: string;
   /** An allowed request's method and path (with any query). */
   readonly method: string;
   readonly path: (key: Key) => string;
   readonly allowedStatus: number;
+  /** Sent as a WebSocket upgrade (allowed: 101, then closed by the client). */
+  readonly upgrade?: boolean;
   /** Refusal classes this surface cannot see (its route table has no such case). */
   readonly skips: readonly string[];
 }
@@ -79,13 +83,27 @@ function matrix(cap: number): void {
 
       const upstream = await startEchoUpstream();
       closers.push(() => upstream.close());
+      // A WebSocket upstream that accepts every upgrade (the gateway opens its leg first).
+      const wsUpstream = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+      await new Promise((resolve) => wsUpstream.once("listening", resolve));
+      closers.push(() => new Promise((r) => { wsUpstream.close(r); }));
+      const identity = new IdentitySigner(IDENTITY_SECRET);
+      const websocket = new WebSocketProxy({
+        core: t.core,
+        settings: compileWebSocketSettings({ routes: [{ path: "/ws", permission: "read", methods: { ping: { permission: "public" } } }] }, LIMITS),
+        environment: "test",
+        identity,
+        upstream: `http://127.0.0.1:${(wsUpstream.address() as AddressInfo).port}`,
+        logger,
+      });
       const gateway = new Gateway({
         pipeline: t.core.pipeline,
         forwarder: new Forwarder({ upstream: upstream.url }),
-        identity: new IdentitySigner(IDENTITY_SECRET),
+        identity,
         logger,
         audit: t.core.audit,
         sessions: new SessionEndpoints(t.core),
+        websocket,
       });
       const gatewayAddress = await gateway.listen(0);
       closers.push(() => gateway.close(500));
@@ -133,6 +151,8 @@ function matrix(cap: number): void {
         { name: "node:http middleware", audit: "embedded", host: plainHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
         { name: "Express middleware", audit: "embedded", host: expressHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
         { name: "Fastify hook", audit: "embedded", host: fastifyHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        // A request body has no place on an upgrade (the gateway reads none).
+        { name: "WebSocket upgrade", audit: "websocket", host: gatewayHost, method: "GET", path: () => "/ws", allowedStatus: 101, upgrade: true, skips: ["a body over every surface's limit"] },
       );
     });
 
@@ -158,6 +178,7 @@ function matrix(cap: number): void {
               ...(options.nonce === undefined ? {} : { nonce: options.nonce }),
               ...(options.body === undefined ? {} : { body: options.body }),
             });
+      if (surface.upgrade === true) return upgrade(surface, path, headers);
       const res = await request(`http://${surface.host}${path}`, {
         method: surface.method as "GET",
         headers: { ...headers, ...(options.body === undefined ? {} : { "content-type": "application/json" }) },
@@ -172,6 +193,32 @@ function matrix(cap: number): void {
         code = null;
       }
       return { status: res.statusCode, code, requestId: String(res.headers["portcullis-request-id"] ?? "") };
+    }
+
+    /** A WebSocket upgrade: 101 (closed at once), or the HTTP refusal before it completes. */
+    function upgrade(surface: Surface, path: string, headers: Record<string, string>): Promise<{ status: number; code: string | null; requestId: string }> {
+      const { host: _host, ...rest } = headers;
+      return new Promise((resolve, reject) => {
+        const ws = new WebSocket(`ws://${surface.host}${path}`, { headers: rest, perMessageDeflate: false });
+        ws.once("upgrade", (res) => {
+          const requestId = String(res.headers["portcullis-request-id"] ?? "");
+          ws.once("open", () => {
+            ws.close();
+          });
+          ws.once("close", () => {
+            resolve({ status: 101, code: null, requestId });
+          });
+        });
+        ws.once("unexpected-response", (_req, res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("end", () => {
+            const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { code?: string };
+            resolve({ status: res.statusCode ?? 0, code: body.code ?? null, requestId: String(res.headers["portcullis-request-id"] ?? "") });
+          });
+        });
+        ws.once("error", reject);
+      });
     }
 
     const cases: Case[] = [
@@ -219,6 +266,7 @@ function matrix(cap: number): void {
           seen.push(surface.name);
         }
         expect(seen.length).toBeGreaterThanOrEqual(5);
+        expect(seen).toContain("gateway");
       });
     }
 

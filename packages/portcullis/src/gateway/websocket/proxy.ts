@@ -73,6 +73,7 @@ export class WebSocketProxy {
   private readonly byKey = new Map<string, Set<Connection>>();
   private readonly bySession = new Map<string, Set<Connection>>();
   private readonly protocolOf = new WeakMap<IncomingMessage, string | false>();
+  private readonly requestIdOf = new WeakMap<IncomingMessage, string>();
   private readonly unwatch: () => void;
   private readonly heartbeat: NodeJS.Timeout;
   private closing = false;
@@ -133,6 +134,11 @@ export class WebSocketProxy {
       maxPayload: settings.maxMessageBytes,
       perMessageDeflate: false,
       handleProtocols: (_protocols, req) => this.protocolOf.get(req) ?? false,
+    });
+    // The 101 carries the upgrade's request id, like every other answer of the gateway.
+    this.wss.on("headers", (headers: string[], req: IncomingMessage) => {
+      const id = this.requestIdOf.get(req);
+      if (id !== undefined) headers.push(`Portcullis-Request-Id: ${id}`);
     });
     this.unwatch = core.watch((event) => {
       this.changed(event);
@@ -230,6 +236,7 @@ export class WebSocketProxy {
       return this.failed(ctx, failure ?? deny("GATEWAY_CLOSING"));
     }
     this.protocolOf.set(req, connection.protocol);
+    this.requestIdOf.set(req, ctx.requestId);
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       ws.once("close", () => {
         this.connections.delete(connection);
