@@ -120,6 +120,19 @@ export interface Credential {
    * limits, all or nothing (one round trip in Redis); it runs only after stage 6.
    */
   replayClaim(ctx: RequestContext, key: VerificationKey): ReplayClaim | null;
+  /**
+   * Optional, for a scheme that carries credentials inside the request target or body (Binance's
+   * `signature` parameter): the request as it is forwarded upstream, without them. Absent: the
+   * target and body are forwarded as sent (credential headers are removed for every scheme).
+   */
+  forwarded?(ctx: RequestContext): ForwardedRequest;
+}
+
+/** A request's target and body as the gateway forwards them (`Credential.forwarded`). */
+export interface ForwardedRequest {
+  /** Path and query. */
+  readonly url: string;
+  readonly body: Buffer;
 }
 
 /** A refusal in a scheme's own wire format. */

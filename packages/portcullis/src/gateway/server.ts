@@ -133,13 +133,15 @@ export class Gateway {
   private async forward(ctx: RequestContext, res: ServerResponse): Promise<Denial | null> {
     const headers = upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders);
     this.addForwarding(headers, ctx.client?.text ?? "", ctx.authority, ctx.requestId);
+    // Credentials inside the target or body (a dialect's signature parameter) stay here too.
+    const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
     const key = ctx.key;
     if (key !== null && ctx.client !== null) {
       const record = key.record;
       this.options.identity.write(
         headers,
         ctx.method,
-        ctx.url,
+        outgoing.url,
         {
           requestId: ctx.requestId,
           keyId: record.id,
@@ -160,7 +162,7 @@ export class Gateway {
       // duration is only known afterwards, so it is reported in logs, not in the header.
       responseHeaders["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
     }
-    const failure = await this.options.forwarder.forward({ method: ctx.method, url: ctx.url, headers, body: ctx.body }, res, responseHeaders);
+    const failure = await this.options.forwarder.forward({ method: ctx.method, url: outgoing.url, headers, body: outgoing.body }, res, responseHeaders);
     if (failure !== null) {
       ctx.outcome = failure.code;
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");

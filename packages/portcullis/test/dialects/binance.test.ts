@@ -120,21 +120,22 @@ async function allowed(c: Call): Promise<Response> {
 }
 
 describe("signed requests that pass", () => {
-  it("HMAC in the query string (GET): forwarded unchanged, without X-MBX-APIKEY, with the verified identity", async () => {
-    const url = `/api/v3/account?${signed("omitZeroBalances=true", hmac.secret)}`;
-    await allowed({ url });
+  it("HMAC in the query string (GET): forwarded without its credentials (X-MBX-APIKEY, signature), with the verified identity", async () => {
+    const payload = `omitZeroBalances=true&timestamp=${String(t.clock.ms)}`;
+    await allowed({ url: `/api/v3/account?${payload}&signature=${hmacHex(hmac.secret, payload)}` });
     const got = t.upstream.requests.at(-1);
-    expect(got?.url).toBe(url);
+    expect(got?.url).toBe(`/api/v3/account?${payload}`);
     expect(got?.headers["x-mbx-apikey"]).toBeUndefined();
     expect(got?.headers["portcullis-account"]).toBe("acct-1");
     expect(got?.headers["portcullis-key-id"]).toBe(hmac.id);
     expect(got?.headers["portcullis-identity"]).toBeDefined();
   });
 
-  it("HMAC in a form body (POST, as ccxt sends it): the exact body reaches the upstream", async () => {
+  it("HMAC in a form body (POST, as ccxt sends it): the body reaches the upstream exactly as signed, without its signature", async () => {
     const body = signed("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.001&price=50000", hmac.secret);
     await allowed({ method: "POST", url: "/api/v3/order", body });
-    expect(t.upstream.requests.at(-1)?.body).toBe(body);
+    expect(t.upstream.requests.at(-1)?.body).toBe(body.slice(0, body.indexOf("&signature=")));
+    expect(t.upstream.requests.at(-1)?.headers["content-length"]).toBe(String(body.indexOf("&signature=")));
   });
 
   it("mixed query string and body: the payload is the query concatenated with the body, no separator", async () => {
@@ -149,11 +150,19 @@ describe("signed requests that pass", () => {
     const body = "newClientOrderId=abc";
     const url = `/api/v3/order?${query}&signature=${hmacHex(hmac.secret, query + body)}`;
     await allowed({ method: "DELETE", url, body });
+    expect(t.upstream.requests.at(-1)).toMatchObject({ url: `/api/v3/order?${query}`, body });
+  });
+
+  it("a query string that was only the signature is forwarded as the bare path", async () => {
+    const body = `timestamp=${String(t.clock.ms)}`;
+    await allowed({ method: "POST", url: `/api/v3/order?signature=${hmacHex(hmac.secret, body)}`, body });
+    expect(t.upstream.requests.at(-1)).toMatchObject({ url: "/api/v3/order", body });
   });
 
   it("the signature first, and an upper-case hex signature (Binance: HMAC signatures are case-insensitive)", async () => {
     const payload = `symbol=BTCUSDT&timestamp=${t.clock.ms}`;
     await allowed({ url: `/api/v3/order?signature=${hmacHex(hmac.secret, payload)}&${payload}` });
+    expect(t.upstream.requests.at(-1)?.url).toBe(`/api/v3/order?${payload}`);
     const other = `symbol=ETHUSDT&timestamp=${t.clock.ms}`;
     await allowed({ url: `/api/v3/order?${other}&signature=${hmacHex(hmac.secret, other).toUpperCase()}` });
   });

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Denial } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
-import type { RequestContext, ReplayClaim, AuthScheme, Credential, SchemeOptions } from "../../contract/request.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, ForwardedRequest, SchemeOptions } from "../../contract/request.js";
 import { DENIALS, createBinanceRenderer } from "./errors.js";
 import { binanceLimitHeaders } from "./limits.js";
 import { binanceFreshness, createBinanceMessageSigning } from "./message.js";
@@ -22,7 +22,8 @@ export { type SignedPayload, type WebSocketParamValue, verifyBinanceSignature, v
  *   PKCS#1 v1.5 SHA-256 as base64;
  * - fresh when `timestamp < now + 1000 ms` (the gateway's futureSkewMs, 1000 by default) and
  *   `now - timestamp <= recvWindow`, where the key's own window caps recvWindow;
- * - each signature is accepted once (it is the request's single-use value until it expires);
+ * - each signature is accepted once (it is the request's single-use value until it expires), and
+ *   is removed from the request before it is forwarded (a credential never reaches the upstream);
  * - refusals in Binance's `{"code", "msg"}` shape (errors.ts);
  * - WebSocket API requests signed in their own parameters (message.ts).
  */
@@ -63,6 +64,19 @@ class BinanceCredential implements Credential, SigningParams, SignedPayload {
     // key's (whatever the key is changed to), plus Binance's 1 s of clock allowance.
     const expiresAt = Math.ceil(this.timestamp + this.recvWindow + 1000);
     return { kind: "nonce", keyId: key.record.id, value: this.nonce, expiresAt };
+  }
+
+  /** Upstream, the `signature` pair is gone from the query or the form body (its `&` with it). */
+  forwarded(ctx: RequestContext): ForwardedRequest {
+    if (this.signatureIn === QUERY) {
+      const query = this.query ?? "";
+      const rest = query.slice(0, this.cutStart) + query.slice(this.cutEnd);
+      return { url: rest === "" ? ctx.path : `${ctx.path}?${rest}`, body: this.body };
+    }
+    if (this.signatureIn === BODY) {
+      return { url: ctx.url, body: Buffer.concat([this.body.subarray(0, this.cutStart), this.body.subarray(this.cutEnd)]) };
+    }
+    return { url: ctx.url, body: this.body };
   }
 
   // --- the signed payload: query + body, minus the signature pair -----------------------------
