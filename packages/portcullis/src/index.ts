@@ -24,7 +24,8 @@ export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type Portcull
 export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
 export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";
 export { DEFAULT_SHIELD_POLICY, type LimitSpec, type LimitScope, type LimitKind, type ShieldPolicy } from "./limits/types.js";
-export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
+export { errorCatalogue, ERROR_CODES, CodedError, OperatorError, PortcullisError, type CatalogueCode, type Denial, type ErrorCode, type OperatorCode } from "./errors/catalogue.js";
+export { valueOrThrow, type Invalid, type Result } from "./errors/result.js";
 export { RouteTable, RouteTableError, type RouteSpec, type Route } from "./authz/routes.js";
 export { PERMISSIONS, type Permission } from "./authz/permissions.js";
 export { KeyService, type CreatedKey } from "./keys/service.js";

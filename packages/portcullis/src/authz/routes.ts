@@ -1,3 +1,4 @@
+import { OperatorError } from "../errors/catalogue.js";
 import { DIALECTS, type Dialect } from "../keys/model.js";
 import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "./permissions.js";
 
@@ -47,8 +48,13 @@ export interface Route {
   readonly degradable: boolean;
 }
 
-export class RouteTableError extends Error {
+/** A route table that cannot be compiled (ROUTE_TABLE_INVALID): the message names the route. */
+export class RouteTableError extends OperatorError<"ROUTE_TABLE_INVALID"> {
   override name = "RouteTableError";
+
+  constructor(message: string) {
+    super("ROUTE_TABLE_INVALID", message);
+  }
 }
 
 type Segment = { kind: "literal"; value: string } | { kind: "param" } | { kind: "wildcard" };

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../config/config.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
+import { valueOrThrow } from "../errors/result.js";
 import { parseCreateKeyInput } from "../keys/input.js";
 import type { CreatedKey } from "../keys/service.js";
 import type { Logger } from "../log/logger.js";
@@ -81,7 +82,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     temporary,
     running,
     exchange,
-    createKey: (input) => running.core.keys.create(parseCreateKeyInput(input, Date.now()), "demo"),
+    createKey: (input) => running.core.keys.create(valueOrThrow(parseCreateKeyInput(input, Date.now())), "demo"),
     async close() {
       await running.close(2_000);
       exchange.closeWebSockets();
