@@ -9,6 +9,7 @@ import { PortcullisError } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus, type KeyView } from "../keys/model.js";
+import { LAST_USED_FLUSH_MS } from "../keys/usage.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
 import { initDataDir } from "../storage/data-dir.js";
@@ -73,7 +74,7 @@ function describeKey(k: KeyView): string {
     `limits      ${Object.keys(k.limits).length === 0 ? "the configured ones" : Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(", ")}`,
     `sessions    ${k.sessionTtlMs === null ? "default lifetime" : `lifetime ${duration(k.sessionTtlMs)}`}${k.sessionBindAddress ? ", bound to the logon address" : ""} (epoch ${k.sessionEpoch})`,
     `created     ${new Date(k.createdAt).toISOString()}`,
-    `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()}`,
+    `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()} (written in batches: up to ${LAST_USED_FLUSH_MS / 1000} s late)`,
   ];
   if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);

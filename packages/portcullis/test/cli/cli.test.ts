@@ -210,6 +210,16 @@ describe("a running gateway and a separate CLI process", () => {
     }
   }
 
+  it("keys show says that last-use times are written in batches, before and after a use", async () => {
+    const key = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-9", "--scopes", "read", "--json"])).stdout);
+    const before = await runCli(["keys", "show", key.id, "--data", data]);
+    expect(before.stdout).toMatch(/^last used {3}never \(written in batches: up to 5 s late\)$/m);
+    expect((await call(key.id, key.secret ?? "")).status).toBe(200);
+    // Right after the use the batch may not be written yet: the line says so either way.
+    const after = await runCli(["keys", "show", key.id, "--data", data]);
+    expect(after.stdout).toMatch(/^last used {3}(never|\d{4}-\d\d-\d\dT[\d:.]+Z) \(written in batches: up to 5 s late\)$/m);
+  });
+
   for (const [action, done, code] of [
     ["revoke", "revoked", "KEY_REVOKED"],
     ["suspend", "suspended", "KEY_SUSPENDED"],
