@@ -213,9 +213,9 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     hot = { backend, url, prefix };
   } else throw new ConfigError('hot.backend must be "memory" or "redis"');
   const custody = parseCustodyConfig(root.custody, baseDir);
-  if ("error" in custody) throw new ConfigError(custody.error);
+  if (!custody.ok) throw new ConfigError(custody.message);
   const audit = parseAuditConfig(root.audit, dataDir);
-  if (typeof audit === "string") throw new ConfigError(audit);
+  if (!audit.ok) throw new ConfigError(audit.message);
 
   return {
     dataDir,
@@ -247,8 +247,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     store: { pollIntervalMs },
     hot,
     log: { level },
-    custody: custody.config,
-    audit,
+    custody: custody.value,
+    audit: audit.value,
     websocket,
   };
 }

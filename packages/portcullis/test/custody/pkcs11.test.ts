@@ -31,8 +31,8 @@ const run = softhsmOrSkip("PKCS#11 custody tests (test/custody/pkcs11.test.ts)")
 
 function custodyOf(raw: Record<string, unknown>): CustodyConfig {
   const parsed = parseCustodyConfig(raw, "/");
-  if ("error" in parsed) throw new Error(parsed.error);
-  return parsed.config;
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.value;
 }
 
 async function failureOf(p: Promise<unknown>): Promise<CustodyError> {
@@ -170,7 +170,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
       script,
       `import { openDataDir } from ${JSON.stringify(`${dist}storage/data-dir.js`)};
        import { parseCustodyConfig } from ${JSON.stringify(`${dist}custody/config.js`)};
-       const { config } = parseCustodyConfig(${JSON.stringify(config)}, "/");
+       const { value: config } = parseCustodyConfig(${JSON.stringify(config)}, "/");
        const data = await openDataDir(${JSON.stringify(dir)}, { custody: config });
        const key = await data.signingKeys.open("audit-checkpoint");
        process.stdout.write(JSON.stringify({ kid: key.kid, pub: key.publicKey.export({ type: "spki", format: "pem" }) }));
