@@ -328,6 +328,14 @@ describe("failures a new user meets: one line, a code, no stack trace", () => {
     expect(asError(json.stderr.split("\n")[0] ?? "").error.code).toBe("USAGE_INVALID");
   });
 
+  it("a file that is not a backup is BACKUP_MALFORMED", async () => {
+    const garbage = join(dir, "not-a-backup.bin");
+    writeFileSync(garbage, "hello");
+    const res = await runCli(["restore", "--in", garbage, "--data", data, "--json"]);
+    expect(res.code).toBe(1);
+    expect(asError(res.stderr).error.code).toBe("BACKUP_MALFORMED");
+  });
+
   it("every failure line starts with its code", async () => {
     const res = await runCli(["keys", "list", "--data", join(dir, "missing")]);
     expect(res.stderr).toMatch(/^DATA_DIR_INVALID: .*portcullis init/);

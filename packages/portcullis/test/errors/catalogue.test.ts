@@ -155,7 +155,6 @@ const NOT_ASSERTED: Readonly<Record<string, string>> = {
   CUSTODY_MECHANISM_UNSUPPORTED: "SoftHSM2 supports every mechanism Portcullis needs: unreachable with the test HSM",
   CUSTODY_HSM_FAILED: "any other PKCS#11 failure: unreachable by input with a healthy SoftHSM2 token",
   CUSTODY_ROTATION_IN_PROGRESS: "needs two KEK rotations racing for the custody lock across processes",
-  BACKUP_MALFORMED: "restore of a damaged file: not yet tested",
 };
 // code lists:end
 
