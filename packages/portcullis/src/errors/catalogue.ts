@@ -175,6 +175,12 @@ const operatorFailures = {
     message: "The data directory is missing, not initialised (run `portcullis init`), for another environment, or holds an insecure or short secret.",
   },
 
+  DATABASE_TOO_NEW: {
+    area: "data-dir",
+    exit: 1,
+    message: "The data directory's database was written by a newer Portcullis (a later schema version); upgrade Portcullis.",
+  },
+
   // --- custody (keyring, HSM, backups) --------------------------------------------------------
   KEYRING_MISSING: { area: "custody", exit: 1, message: "no keyring file" },
   KEYRING_INSECURE: { area: "custody", exit: 1, message: "the keyring file is readable by group or others" },

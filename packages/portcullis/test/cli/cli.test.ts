@@ -4,6 +4,7 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { request } from "undici";
@@ -334,6 +335,17 @@ describe("failures a new user meets: one line, a code, no stack trace", () => {
     const res = await runCli(["restore", "--in", garbage, "--data", data, "--json"]);
     expect(res.code).toBe(1);
     expect(asError(res.stderr).error.code).toBe("BACKUP_MALFORMED");
+  });
+
+  it("a database written by a newer Portcullis is DATABASE_TOO_NEW", async () => {
+    const newer = join(dir, "newer");
+    expect((await runCli(["init", "--data", newer])).code).toBe(0);
+    const db = new Database(join(newer, "portcullis.db"));
+    db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', 0)").run();
+    db.close();
+    const res = await runCli(["keys", "list", "--data", newer]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^DATABASE_TOO_NEW: database schema version 9999 is newer than this Portcullis \(\d+\); upgrade Portcullis\n$/);
   });
 
   it("every failure line starts with its code", async () => {
