@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput } from "../packages/portcullis/dist/index.js";
+import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput, valueOrThrow } from "../packages/portcullis/dist/index.js";
 import { SessionAuthority } from "../packages/portcullis/dist/sessions/authority.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { ROUTES, SCOPES } from "./signing.js";
@@ -70,7 +70,7 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
     });
     const created = [];
     for (const input of keys) {
-      const { key, secret } = await core.keys.create(parseCreateKeyInput(input, now()), "bench");
+      const { key, secret } = await core.keys.create(valueOrThrow(parseCreateKeyInput(input, now())), "bench");
       created.push({ id: key.id, secret });
     }
     return {

@@ -23,7 +23,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
 import Database from "better-sqlite3";
-import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput } from "../packages/portcullis/dist/index.js";
+import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput, valueOrThrow } from "../packages/portcullis/dist/index.js";
 import { Envelope } from "../packages/portcullis/dist/custody/envelope.js";
 import { rotateKek } from "../packages/portcullis/dist/custody/rotation.js";
 import { generateKeyId } from "../packages/portcullis/dist/contract/ids.js";
@@ -189,7 +189,7 @@ async function runProvider({ label, custody, secrets, creates, requests, progres
     const createMs = [];
     for (let i = 0; i < creates; i++) {
       const t = performance.now();
-      await core.keys.create(parseCreateKeyInput({ account: "bench-create", scopes: SCOPES }, Date.now()), "bench");
+      await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "bench-create", scopes: SCOPES }, Date.now())), "bench");
       createMs.push(performance.now() - t);
     }
     const wrapMs = [];

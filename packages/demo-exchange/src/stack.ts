@@ -3,7 +3,7 @@ import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CreatedKey, type Logger, type RunningPortcullis, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis } from "portcullis";
+import { type CreatedKey, type Logger, OperatorError, type RunningPortcullis, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 
@@ -36,17 +36,15 @@ export interface DemoStack {
 }
 
 /** The demo could not listen on a port: another process (often a demo already running) holds it. */
-export class DemoPortInUseError extends Error {
+export class DemoPortInUseError extends OperatorError<"DEMO_PORT_IN_USE"> {
   override name = "DemoPortInUseError";
-  /** Stable: scripts may match it. */
-  readonly code = "DEMO_PORT_IN_USE";
 
   constructor(
     readonly port: number,
     /** The `portcullis demo` option that chooses this port. */
     readonly option: "--port" | "--admin-port" | "--upstream-port",
   ) {
-    super(`port ${String(port)} (${option}) is in use; is a demo already running? Choose another with ${option} N`);
+    super("DEMO_PORT_IN_USE", `port ${String(port)} (${option}) is in use; is a demo already running? Choose another with ${option} N`);
   }
 }
 
@@ -137,7 +135,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
       temporary,
       running,
       exchange: demo,
-      createKey: (input) => running.core.keys.create(parseCreateKeyInput(input, Date.now()), "demo"),
+      createKey: (input) => running.core.keys.create(valueOrThrow(parseCreateKeyInput(input, Date.now())), "demo"),
       async close() {
         try {
           await running.close(2_000);

@@ -7,7 +7,7 @@ import { KeyCache } from "./keys/cache.js";
 import type { Environment } from "./contract/ids.js";
 import { DEFAULT_WINDOW_MS, type Dialect } from "./contract/keys.js";
 import { KeyService } from "./keys/service.js";
-import { LastUsedRecorder } from "./keys/usage.js";
+import { LAST_USED_FLUSH_MS, LastUsedRecorder } from "./keys/usage.js";
 import { type Logger, silentLogger } from "./log/logger.js";
 import { ClientAddressResolver } from "./net/client-address.js";
 import type { PipelineRequest, RequestContext, AuthScheme } from "./contract/request.js";
@@ -143,7 +143,7 @@ export class Portcullis {
     };
     this.usage = new LastUsedRecorder(
       (batch) => this.keys.touch(batch),
-      5_000,
+      LAST_USED_FLUSH_MS,
       (err) => {
         this.logger.warn({ err }, "recording key last-use failed");
       },

@@ -1,3 +1,4 @@
+import { OperatorError } from "./errors/catalogue.js";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -24,8 +25,13 @@ export const DATA_FILES = {
   database: "portcullis.db",
 } as const;
 
-export class DataDirError extends Error {
+/** The data directory cannot be used (DATA_DIR_INVALID): the message says what to run or fix. */
+export class DataDirError extends OperatorError<"DATA_DIR_INVALID"> {
   override name = "DataDirError";
+
+  constructor(message: string) {
+    super("DATA_DIR_INVALID", message);
+  }
 }
 
 function writeSecretFile(path: string, content: string): void {

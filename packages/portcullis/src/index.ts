@@ -56,8 +56,13 @@ export { RouteTable, RouteTableError, type RouteSpec } from "./authz/routes.js";
 export type { Route } from "./contract/route.js";
 export { PERMISSIONS, grantedPermissions, type Permission } from "./contract/permissions.js";
 
-/** Errors: every refusal's stable code, HTTP status and public message (docs/errors.md). */
-export { errorCatalogue, PortcullisError, type Denial, type ErrorCode } from "./errors/catalogue.js";
+/**
+ * Errors: one catalogue of stable codes (docs/errors.md) — request refusals with their HTTP
+ * status, operator failures with their area and exit status — and the result type of the parsers
+ * of untrusted input.
+ */
+export { errorCatalogue, ERROR_CODES, CodedError, OperatorError, PortcullisError, type CatalogueCode, type Denial, type ErrorCode, type OperatorCode } from "./errors/catalogue.js";
+export { valueOrThrow, type Invalid, type Result } from "./errors/result.js";
 
 /** Limits: the shapes of the config's `limits` section and the default shield policy. */
 export { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "./limits/types.js";

@@ -9,13 +9,13 @@ describe("the public entry points", () => {
   it("portcullis exports exactly the curated API", async () => {
     const api = await import("portcullis");
     expect(Object.keys(api).sort()).toEqual([
-      "ADMIN_ROUTES", "AdminApi", "CUSTODY_ERRORS", "ConfigError", "CustodyError", "DEFAULT_LIMITS", "DEFAULT_SHIELD_POLICY",
-      "DataDirError", "Forwarder", "Gateway", "IDENTITY_HEADERS", "IdentitySigner", "KeyService", "MemoryHotStore", "PERMISSIONS",
+      "ADMIN_ROUTES", "AdminApi", "CUSTODY_ERRORS", "CodedError", "ConfigError", "CustodyError", "DEFAULT_LIMITS", "DEFAULT_SHIELD_POLICY",
+      "DataDirError", "ERROR_CODES", "Forwarder", "Gateway", "IDENTITY_HEADERS", "IdentitySigner", "KeyService", "MemoryHotStore", "OperatorError", "PERMISSIONS",
       "Portcullis", "PortcullisError", "RedisChangeBus", "RedisHotStore", "RouteTable", "RouteTableError", "SESSION_ROUTES",
       "SessionAuthority", "SessionEndpoints", "WEBSOCKET_CLOSE_CODES", "WebSocketConfigError", "WebSocketProxy",
       "compileWebSocketSettings", "createIdentityVerifier", "createLogger", "createMiddleware", "custodyStatus", "errorCatalogue",
       "grantedPermissions", "initDataDir", "loadConfig", "openDataDir", "parseConfig", "parseCreateKeyInput", "parseKeyId",
-      "portcullisPreParsing", "restoreBackup", "rotateKek", "startPortcullis", "writeBackup",
+      "portcullisPreParsing", "restoreBackup", "rotateKek", "startPortcullis", "valueOrThrow", "writeBackup",
     ]);
     for (const internal of ["SqliteStore", "MemoryNonceStore", "Pkcs11Token", "Pkcs11KekProvider", "KeyringFileProvider", "Envelope", "openCustody"]) {
       expect(api).not.toHaveProperty(internal);

@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
 import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
+import { type Result, invalid, ok, valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
@@ -59,16 +60,12 @@ interface Answer {
   readonly body: unknown;
 }
 
-function reasonOf(body: unknown): string | null {
-  if (body === null || typeof body !== "object" || Array.isArray(body)) {
-    throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
-  }
+function reasonOf(body: unknown): Result<string | null> {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return invalid("the body must be a JSON object");
   const reason = (body as Record<string, unknown>).reason;
-  if (reason === undefined || reason === null) return null;
-  if (typeof reason !== "string" || reason.length > 500) {
-    throw new PortcullisError("VALIDATION_FAILED", "reason must be a string of at most 500 characters", { reason: "invalid" });
-  }
-  return reason;
+  if (reason === undefined || reason === null) return ok(null);
+  if (typeof reason !== "string" || reason.length > 500) return invalid("reason must be a string of at most 500 characters", { reason: "invalid" });
+  return ok(reason);
 }
 
 export class AdminApi {
@@ -150,7 +147,7 @@ export class AdminApi {
       case "GET /portcullis/v1/health":
         return { status: 200, body: { status: "ok" } };
       case "POST /portcullis/v1/keys": {
-        const input = parseCreateKeyInput(parseJsonBody(ctx.body), this.now());
+        const input = valueOrThrow(parseCreateKeyInput(parseJsonBody(ctx.body), this.now()));
         const created = await keys.create(input, actor);
         this.logger.info({ requestId: ctx.requestId, keyId: created.key.id, actor }, "key created");
         return { status: 201, body: created.secret === null ? created.key : { ...created.key, secret: created.secret } };
@@ -180,28 +177,26 @@ export class AdminApi {
       case "GET /portcullis/v1/keys/:id":
         return { status: 200, body: await keys.get(id) };
       case "POST /portcullis/v1/keys/:id/revoke":
-        return { status: 200, body: await keys.revoke(id, actor, reasonOf(parseJsonBody(ctx.body))) };
+        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
       case "POST /portcullis/v1/keys/:id/suspend":
-        return { status: 200, body: await keys.suspend(id, actor, reasonOf(parseJsonBody(ctx.body))) };
+        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
       case "POST /portcullis/v1/keys/:id/resume":
         return { status: 200, body: await keys.resume(id, actor) };
       case "PUT /portcullis/v1/keys/:id/limits": {
         const body = parseJsonBody(ctx.body);
         const raw = body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>).limits : undefined;
-        const parsed = parseLimitOverrides(raw);
-        if ("error" in parsed) throw new PortcullisError("VALIDATION_FAILED", `limits: ${parsed.error}`, { limits: parsed.error });
-        return { status: 200, body: await keys.setLimits(id, parsed.limits, actor) };
+        return { status: 200, body: await keys.setLimits(id, valueOrThrow(parseLimitOverrides(raw)), actor) };
       }
       case "PATCH /portcullis/v1/keys/:id":
-        return { status: 200, body: await keys.update(id, parseUpdateKeyInput(parseJsonBody(ctx.body)), actor) };
+        return { status: 200, body: await keys.update(id, valueOrThrow(parseUpdateKeyInput(parseJsonBody(ctx.body))), actor) };
       case "POST /portcullis/v1/keys/:id/rotate": {
-        const rotated = await keys.rotate(id, parseRotateKeyInput(parseJsonBody(ctx.body)), actor);
+        const rotated = await keys.rotate(id, valueOrThrow(parseRotateKeyInput(parseJsonBody(ctx.body))), actor);
         this.logger.info({ requestId: ctx.requestId, keyId: rotated.key.id, rotatedFrom: id, actor }, "key rotated");
         const successor = rotated.secret === null ? rotated.key : { ...rotated.key, secret: rotated.secret };
         return { status: 201, body: { ...successor, predecessor: rotated.predecessor } };
       }
       case "POST /portcullis/v1/keys/:id/end-sessions":
-        return { status: 200, body: await keys.endSessions(id, actor, reasonOf(parseJsonBody(ctx.body))) };
+        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");
     }

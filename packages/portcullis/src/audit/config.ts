@@ -1,4 +1,5 @@
 import { isAbsolute, resolve } from "node:path";
+import { type Result, invalid, ok } from "../errors/result.js";
 import { type AuditSettings, REQUEST_AUDIT_MODES, type RequestAuditMode } from "./log.js";
 
 /**
@@ -7,7 +8,7 @@ import { type AuditSettings, REQUEST_AUDIT_MODES, type RequestAuditMode } from "
  *   "audit": { "requests": "all", "batchWindowMs": 50, "batchEntries": 2000, "bufferEntries": 100000,
  *              "checkpointIntervalMs": 10000, "lockTimeoutMs": 1000, "spillDir": "audit-spill" }
  *
- * Every field is optional. Returns the settings, or a message naming the bad field.
+ * Every field is optional. Returns the settings, or a failure whose message names the bad field.
  */
 export interface AuditConfig extends Required<Omit<AuditSettings, "spillDir">> {
   readonly spillDir: string;
@@ -15,7 +16,13 @@ export interface AuditConfig extends Required<Omit<AuditSettings, "spillDir">> {
 
 const KNOWN = ["requests", "batchWindowMs", "batchEntries", "bufferEntries", "checkpointIntervalMs", "lockTimeoutMs", "spillDir"];
 
-export function parseAuditConfig(raw: unknown, dataDir: string): AuditConfig | string {
+export function parseAuditConfig(raw: unknown, dataDir: string): Result<AuditConfig> {
+  const checked = check(raw, dataDir);
+  return typeof checked === "string" ? invalid(checked) : ok(checked);
+}
+
+/** The settings, or the problem with them. */
+function check(raw: unknown, dataDir: string): AuditConfig | string {
   if (raw === undefined) raw = {};
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return "audit must be an object";
   const o = raw as Record<string, unknown>;

@@ -1,6 +1,7 @@
 import { DIALECTS, type Dialect } from "../contract/keys.js";
 import { AUTHENTICATED, PUBLIC, isPermission } from "../contract/permissions.js";
 import type { Route } from "../contract/route.js";
+import { OperatorError } from "../errors/catalogue.js";
 
 /**
  * The route table: every route the gateway exposes maps to a permission (or is explicitly
@@ -33,8 +34,13 @@ export interface RouteSpec {
   readonly degradable?: boolean;
 }
 
-export class RouteTableError extends Error {
+/** A route table that cannot be compiled (ROUTE_TABLE_INVALID): the message names the route. */
+export class RouteTableError extends OperatorError<"ROUTE_TABLE_INVALID"> {
   override name = "RouteTableError";
+
+  constructor(message: string) {
+    super("ROUTE_TABLE_INVALID", message);
+  }
 }
 
 type Segment = { kind: "literal"; value: string } | { kind: "param" } | { kind: "wildcard" };

@@ -9,6 +9,7 @@ import { isEventName } from "../audit/events.js";
 import { pendingSpill } from "../audit/spill.js";
 import { EnvelopeSigningKeys } from "../custody/signing.js";
 import { PortcullisError } from "../errors/catalogue.js";
+import { reportFailure } from "./errors.js";
 import { parseDuration } from "../keys/input.js";
 import { DATA_FILES, openDataDir } from "../data-dir.js";
 import { type EntryQuery, type ReadOnlyAudit, openAuditReadOnly } from "../storage/sqlite/audit.js";
@@ -74,7 +75,7 @@ function openReader(opts: Where, defaultData: string, archiveDir?: string): Read
 function parseTime(text: string, flag: string, now: number): number {
   if (/^\d{1,16}$/.test(text)) return Number(text);
   const ago = parseDuration(text);
-  if (ago !== null) return now - ago;
+  if (ago.ok) return now - ago.value;
   if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(Date.parse(text))) return Date.parse(text);
   return invalid(`${flag} takes an ISO-8601 time, epoch milliseconds or a duration ago such as "1h" (got ${text})`);
 }
@@ -178,9 +179,8 @@ function verifyText(r: VerifyReport, spill: { files: number; entries: number }):
   return lines.join("\n");
 }
 
-function fail(json: boolean, code: string, message: string): void {
-  process.stderr.write(json ? `${JSON.stringify({ error: { code, message } })}\n` : `portcullis: ${message}\n`);
-  process.exitCode = 1;
+function fail(json: boolean, err: AuditError): void {
+  process.exitCode = reportFailure(err, json);
 }
 
 /** Runs an action, printing the audit commands' own errors in the CLI's format. */
@@ -190,7 +190,7 @@ function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...arg
       await fn(...args);
     } catch (err) {
       if (!(err instanceof AuditError)) throw err;
-      fail(process.argv.includes("--json"), err.code, err.message);
+      fail(process.argv.includes("--json"), err);
     }
   };
 }
@@ -261,7 +261,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
               ? `${JSON.stringify(r)}\n`
               : `${r.ok ? "segment verified" : "segment verification FAILED"}: entries ${range(r.first, r.last)}${r.kid === null ? "" : `, sealed by ${r.kid} (${r.fingerprint ?? ""}${r.trusted ? ", a key you gave" : ", embedded key: pass --public-key to check against a key you hold"})`}${r.problem === null ? "" : `\nproblem: ${r.problem.code}: ${r.problem.message}`}\n`,
           );
-          if (r.problem !== null) fail(json, "AUDIT_VERIFY_FAILED", `segment verification failed: ${r.problem.code}: ${r.problem.message}`);
+          if (r.problem !== null) fail(json, new AuditError("AUDIT_VERIFY_FAILED", `segment verification failed: ${r.problem.code}: ${r.problem.message}`));
           return;
         }
         const anchor = opts.anchor === undefined ? undefined : readAnchor(opts.anchor);
@@ -286,7 +286,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
           });
           const spill = pendingSpill(reader.spillDir);
           process.stdout.write(json ? `${JSON.stringify({ ...report, spill })}\n` : `${verifyText(report, spill)}\n`);
-          if (report.problem !== null) fail(json, "AUDIT_VERIFY_FAILED", `audit log verification failed: ${report.problem.code}: ${report.problem.message}`);
+          if (report.problem !== null) fail(json, new AuditError("AUDIT_VERIFY_FAILED", `audit log verification failed: ${report.problem.code}: ${report.problem.message}`));
         } finally {
           reader.close();
         }

@@ -4,6 +4,7 @@ import { loadConfig } from "../config/config.js";
 import { writeBackup, restoreBackup } from "../custody/backup.js";
 import { type CustodyConfig, DEFAULT_CUSTODY } from "../custody/config.js";
 import { CustodyError } from "../custody/errors.js";
+import { PortcullisError } from "../errors/catalogue.js";
 import type { KekProvider } from "../custody/keyring.js";
 import { openKekProvider } from "../custody/open.js";
 import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
@@ -101,7 +102,7 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       .option("--settle <ms>", "pause before the final pass, for wraps already under way in other processes (default 2000)"),
   ).action(async (opts: Target & { keepOld?: boolean; settle?: string }) => {
     const settleMs = opts.settle === undefined ? 2_000 : Number(opts.settle);
-    if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 60_000) throw new TypeError("--settle must be 0-60000 ms");
+    if (!Number.isInteger(settleMs) || settleMs < 0 || settleMs > 60_000) throw new PortcullisError("VALIDATION_FAILED", "--settle must be 0-60000 ms");
     const { dataDir, custody: config } = targetOf(opts, defaultData);
     const data = await openDataDir(dataDir, { custody: config });
     try {

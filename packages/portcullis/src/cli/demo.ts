@@ -1,5 +1,6 @@
 import type { RouteSpec } from "../authz/routes.js";
 import type { WebSocketRouteSpec } from "../gateway/websocket/config.js";
+import { OperatorError } from "../errors/catalogue.js";
 
 /**
  * `portcullis demo` runs the demo exchange from `@portcullis/demo-exchange`, a workspace package of
@@ -37,33 +38,12 @@ export async function loadDemoPackage(): Promise<DemoPackage | null> {
   }
 }
 
-/** A failure of `portcullis demo` with a stable code (the demo package's errors carry one too). */
-export class DemoCommandError extends Error {
-  override name = "DemoCommandError";
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export function demoNotInstalled(): DemoCommandError {
-  return new DemoCommandError(
+/** `portcullis demo` without the demo package (a published install): DEMO_NOT_INSTALLED. */
+export function demoNotInstalled(): OperatorError<"DEMO_NOT_INSTALLED"> {
+  return new OperatorError(
     "DEMO_NOT_INSTALLED",
     `the demo exchange (${DEMO_PACKAGE}) is not installed: it comes with the Portcullis repository, not with the published package; in a clone of the repository run npm install && npm start`,
   );
-}
-
-/**
- * Reports an error of `portcullis demo` that carries a `DEMO_` code (a port in use, the demo
- * package missing) as the CLI reports every error: one line on stderr, or a JSON object with
- * --json. Returns false, reporting nothing, for any other error.
- */
-export function reportDemoError(err: unknown, json: boolean): boolean {
-  if (!(err instanceof Error) || !("code" in err) || typeof err.code !== "string" || !err.code.startsWith("DEMO_")) return false;
-  process.stderr.write(json ? `${JSON.stringify({ error: { code: err.code, message: err.message } })}\n` : `portcullis: ${err.message}\n`);
-  return true;
 }
 
 /**

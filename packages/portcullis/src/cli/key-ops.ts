@@ -1,11 +1,13 @@
 import { PortcullisApiError, createClient } from "@portcullis/client";
 import { checkpointer } from "../audit/index.js";
 import { userInfo } from "node:os";
-import { PortcullisError, type ErrorCode, errorCatalogue } from "../errors/catalogue.js";
+import { OperatorError, PortcullisError, isErrorCode } from "../errors/catalogue.js";
+import { valueOrThrow } from "../errors/result.js";
 import { parseCreateKeyInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import type { KeyStatus, KeyView } from "../contract/keys.js";
 import { KeyService } from "../keys/service.js";
 import { openDataDir } from "../data-dir.js";
+import { unreachableReason } from "./errors.js";
 
 /**
  * Key operations for the CLI, either directly on a data directory (the same key service the
@@ -44,7 +46,7 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
   const actor = cliActor();
   return {
     async create(raw) {
-      const created = await service.create(parseCreateKeyInput(raw, Date.now()), actor);
+      const created = await service.create(valueOrThrow(parseCreateKeyInput(raw, Date.now())), actor);
       return created.secret === null ? created.key : { ...created.key, secret: created.secret };
     },
     list: (query) => service.list(query),
@@ -53,9 +55,9 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
     suspend: (id, reason) => service.suspend(id, actor, reason),
     resume: (id) => service.resume(id, actor),
     setLimits: (id, limits) => service.setLimits(id, limits, actor),
-    update: (id, raw) => service.update(id, parseUpdateKeyInput(raw), actor),
+    update: (id, raw) => service.update(id, valueOrThrow(parseUpdateKeyInput(raw)), actor),
     async rotate(id, raw) {
-      const rotated = await service.rotate(id, parseRotateKeyInput(raw), actor);
+      const rotated = await service.rotate(id, valueOrThrow(parseRotateKeyInput(raw)), actor);
       const successor = rotated.secret === null ? rotated.key : { ...rotated.key, secret: rotated.secret };
       return { ...successor, predecessor: rotated.predecessor };
     },
@@ -67,9 +69,11 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
   };
 }
 
-function fromApiError(err: unknown): never {
-  if (err instanceof PortcullisApiError && typeof err.code === "string" && err.code in errorCatalogue) {
-    throw new PortcullisError(err.code as ErrorCode, err.message);
+function fromApiError(adminUrl: string, err: unknown): never {
+  if (err instanceof PortcullisApiError && isErrorCode(err.code)) throw new PortcullisError(err.code, err.message);
+  const reason = unreachableReason(err);
+  if (reason !== null) {
+    throw new OperatorError("ADMIN_UNREACHABLE", `cannot reach the admin API at ${adminUrl} (${reason}); is the gateway running, and is that its admin address (--admin URL)?`, { cause: err });
   }
   throw err;
 }
@@ -82,7 +86,7 @@ export interface AdminCredentials {
 export function remoteKeyOps(adminUrl: string, credentials: AdminCredentials): KeyOps {
   const client = createClient({ baseUrl: adminUrl, keyId: credentials.keyId, secret: credentials.secret });
   const call = <T>(method: string, path: string, json?: unknown): Promise<T> =>
-    client.json<T>(method, path, json === undefined ? {} : { json }).catch(fromApiError);
+    client.json<T>(method, path, json === undefined ? {} : { json }).catch((err: unknown) => fromApiError(adminUrl, err));
   const id = (keyId: string): string => encodeURIComponent(keyId);
   return {
     create: (raw) => call("POST", "/portcullis/v1/keys", raw),

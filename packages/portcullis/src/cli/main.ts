@@ -2,23 +2,26 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ConfigError, loadConfig } from "../config/config.js";
+import { loadConfig } from "../config/config.js";
 import { PortcullisError } from "../errors/catalogue.js";
+import { valueOrThrow } from "../errors/result.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus, type KeyView } from "../contract/keys.js";
+import { LAST_USED_FLUSH_MS } from "../keys/usage.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime.js";
-import { DataDirError, initDataDir } from "../data-dir.js";
-import { CustodyError } from "../custody/errors.js";
+import { initDataDir } from "../data-dir.js";
+import { exitQuietlyOnClosedOutput, reportFailure, usageError } from "./errors.js";
 import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
-import { demoNotInstalled, loadDemoPackage, reportDemoError, starterRoutes } from "./demo.js";
+import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
 
 /**
- * The `portcullis` command. Every command takes `--json` where it prints data; errors go to stderr
- * as one line (or a JSON object with --json) and exit with status 1.
+ * The `portcullis` command. Every command takes `--json` where it prints data; failures go to
+ * stderr as one line, `CODE: message` (or a JSON object with --json), with a code from the error
+ * catalogue, and exit with a non-zero status (cli/errors.ts).
  */
 
 const DEFAULT_DATA = process.env.PORTCULLIS_DATA ?? "./portcullis-data";
@@ -46,9 +49,7 @@ function limitOverrides(pairs: readonly string[]): Record<string, number> {
     if (eq <= 0 || !Number.isSafeInteger(value)) throw new PortcullisError("VALIDATION_FAILED", `--limit/--set takes name=n, e.g. key-weight-1m=12000 (got ${pair})`);
     out[pair.slice(0, eq)] = value;
   }
-  const parsed = parseLimitOverrides(out);
-  if ("error" in parsed) throw new PortcullisError("VALIDATION_FAILED", parsed.error);
-  return parsed.limits;
+  return valueOrThrow(parseLimitOverrides(out));
 }
 
 /** "15m", "90d": the largest whole unit. */
@@ -72,7 +73,7 @@ function describeKey(k: KeyView): string {
     `limits      ${Object.keys(k.limits).length === 0 ? "the configured ones" : Object.entries(k.limits).map(([n, v]) => `${n}=${v}`).join(", ")}`,
     `sessions    ${k.sessionTtlMs === null ? "default lifetime" : `lifetime ${duration(k.sessionTtlMs)}`}${k.sessionBindAddress ? ", bound to the logon address" : ""} (epoch ${k.sessionEpoch})`,
     `created     ${new Date(k.createdAt).toISOString()}`,
-    `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()}`,
+    `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()} (written in batches: up to ${LAST_USED_FLUSH_MS / 1000} s late)`,
   ];
   if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
@@ -159,6 +160,7 @@ function buildProgram(): Command {
   const program = new Command("portcullis")
     .description("The security layer in front of a trading venue's API.")
     .version("0.1.0")
+    .configureOutput({ outputError: usageError(process.argv.includes("--json")) })
     .showHelpAfterError();
 
   program
@@ -245,8 +247,8 @@ function buildProgram(): Command {
           json: opts.json === true,
         });
       } catch (err) {
-        if (!reportDemoError(err, opts.json === true)) throw err;
-        process.exit(1);
+        // DEMO_PORT_IN_USE, DEMO_NOT_INSTALLED, or anything else: the CLI's one-line failure.
+        process.exit(reportFailure(err, opts.json === true));
       }
     });
 
@@ -427,7 +429,7 @@ function buildProgram(): Command {
       .option("--public-key <file>", "the successor's public key (SPKI PEM or JWK); without it a key pair is generated here for an asymmetric key")
       .option("--private-key-out <file>", "write a generated private key to this file (mode 0600) instead of printing it"),
   ).action(async (id: string, opts: TargetOptions & { grace: string; publicKey?: string; privateKeyOut?: string; json?: boolean }) => {
-    parseRotateKeyInput({ grace: opts.grace }); // a bad --grace is refused before anything is read
+    valueOrThrow(parseRotateKeyInput({ grace: opts.grace })); // a bad --grace is refused before anything is read
     const rotated = await withOps(opts, async (ops) => {
       const current = await ops.show(id);
       let generated: { publicKey: string; privateKey: string } | null = null;
@@ -495,30 +497,10 @@ function buildProgram(): Command {
   return program;
 }
 
-function reportError(err: unknown, json: boolean): void {
-  let code = "ERROR";
-  let message: string;
-  if (err instanceof PortcullisError) {
-    code = err.code;
-    message = err.publicMessage;
-  } else if (err instanceof CustodyError) {
-    code = err.code;
-    message = err.message;
-  } else if (err instanceof ConfigError || err instanceof DataDirError) {
-    code = err.name === "ConfigError" ? "CONFIG_INVALID" : "DATA_DIR_INVALID";
-    message = err.message;
-  } else if (err instanceof Error) {
-    message = err.message;
-  } else {
-    message = String(err);
-  }
-  process.stderr.write(json ? `${JSON.stringify({ error: { code, message } })}\n` : `portcullis: ${message}\n`);
-}
-
 const argv = process.argv;
+exitQuietlyOnClosedOutput();
 buildProgram()
   .parseAsync(argv)
   .catch((err: unknown) => {
-    reportError(err, argv.includes("--json"));
-    process.exit(1);
+    process.exit(reportFailure(err, argv.includes("--json")));
   });

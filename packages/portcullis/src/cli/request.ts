@@ -1,7 +1,8 @@
 import { createClient } from "@portcullis/client";
 import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { PortcullisError } from "../errors/catalogue.js";
+import { OperatorError, PortcullisError } from "../errors/catalogue.js";
+import { unreachableReason } from "./errors.js";
 
 export interface SignedRequestOptions {
   readonly method: string;
@@ -51,7 +52,14 @@ export async function sendSignedRequest(opts: SignedRequestOptions): Promise<num
   }
   const init: RequestInit = { method: opts.method.toUpperCase(), headers };
   if (opts.body !== undefined) init.body = opts.body;
-  const res = await client.fetch(url, init);
+  let res: Response;
+  try {
+    res = await client.fetch(url, init);
+  } catch (err) {
+    const reason = unreachableReason(err);
+    if (reason === null) throw err;
+    throw new OperatorError("GATEWAY_UNREACHABLE", `cannot reach the gateway at ${url.origin} (${reason}); is it running, and is that its address?`, { cause: err });
+  }
   const text = await res.text();
   process.stdout.write(`HTTP ${res.status} ${res.statusText}\n${text}${text.endsWith("\n") ? "" : "\n"}`);
   return res.status;

@@ -1,3 +1,4 @@
+import { OperatorError } from "../errors/catalogue.js";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
@@ -87,8 +88,13 @@ export const DEFAULT_LIMITS = {
   cancels: [{ name: "cancels-10s", limit: 200, window: "10s" }],
 } as const;
 
-export class ConfigError extends Error {
+/** The configuration is not valid (CONFIG_INVALID) or its file cannot be read (CONFIG_UNREADABLE). */
+export class ConfigError extends OperatorError<"CONFIG_INVALID" | "CONFIG_UNREADABLE"> {
   override name = "ConfigError";
+
+  constructor(message: string, code: "CONFIG_INVALID" | "CONFIG_UNREADABLE" = "CONFIG_INVALID", options?: ErrorOptions) {
+    super(code, message, options);
+  }
 }
 
 type Json = Record<string, unknown>;
@@ -208,9 +214,9 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     hot = { backend, url, prefix };
   } else throw new ConfigError('hot.backend must be "memory" or "redis"');
   const custody = parseCustodyConfig(root.custody, baseDir);
-  if ("error" in custody) throw new ConfigError(custody.error);
+  if (!custody.ok) throw new ConfigError(custody.message);
   const audit = parseAuditConfig(root.audit, dataDir);
-  if (typeof audit === "string") throw new ConfigError(audit);
+  if (!audit.ok) throw new ConfigError(audit.message);
 
   return {
     dataDir,
@@ -242,8 +248,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     store: { pollIntervalMs },
     hot,
     log: { level },
-    custody: custody.config,
-    audit,
+    custody: custody.value,
+    audit: audit.value,
     websocket,
   };
 }
@@ -252,8 +258,8 @@ function duration(o: Json, key: string, where: string, fallbackMs: number): numb
   const v = o[key];
   if (v === undefined) return fallbackMs;
   const ms = typeof v === "string" ? parseDuration(v) : null;
-  if (ms === null) throw new ConfigError(`${where}.${key} must be a duration such as "10s", "1m", "1d"`);
-  return ms;
+  if (ms === null || !ms.ok) throw new ConfigError(`${where}.${key} must be a duration such as "10s", "1m", "1d"`);
+  return ms.value;
 }
 
 const SCOPES: Readonly<Record<string, { scope: LimitScope; kind: LimitKind }>> = {
@@ -327,13 +333,13 @@ export function loadConfig(file: string): PortcullisConfig {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, "CONFIG_UNREADABLE");
   }
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`config ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`);
+    throw new ConfigError(`config ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, "CONFIG_UNREADABLE");
   }
   return parseConfig(raw, dirname(resolve(file)));
 }

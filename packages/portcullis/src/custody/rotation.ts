@@ -43,7 +43,7 @@ export interface RotationOptions {
 export interface RotationFailure {
   /** Where the envelope is ("keys/<id>/secret", "meta/<key>"), never what it holds. */
   readonly where: string;
-  readonly code: CustodyErrorCode | "ERROR";
+  readonly code: CustodyErrorCode | "INTERNAL";
 }
 
 export interface RotationResult {
@@ -67,7 +67,7 @@ const REWRAP_CONCURRENCY = 4;
 const YIELD_EVERY = 8;
 
 function failureOf(where: string, err: unknown): RotationFailure {
-  return { where, code: err instanceof CustodyError ? err.code : "ERROR" };
+  return { where, code: err instanceof CustodyError ? err.code : "INTERNAL" };
 }
 
 interface PassResult {

@@ -1,9 +1,19 @@
 /**
- * The one error catalogue. Every refusal Portcullis can give has a code here, with its HTTP status
- * and its public message. Codes are string literals that are never reused and never renamed: bots
- * and dashboards match on them. Add new codes at the end of their group.
+ * The one error catalogue. Every refusal Portcullis gives and every failure it reports to an
+ * operator has a code here, in one of two groups:
+ *
+ * - `request`: a refused request (HTTP gateway, WebSocket, admin API), with its HTTP status and
+ *   its public message. Refusals are values (`Denial`, `deny`), not exceptions.
+ * - `operator`: a failure an operator sees from the CLI or at startup (config, data directory,
+ *   custody, audit, the CLI itself), with the area it belongs to and the CLI's exit status.
+ *
+ * Codes are string literals that are never reused and never renamed: bots, dashboards and scripts
+ * match on them. Add new codes at the end of their group. docs/errors.md is generated from this
+ * file (`npm run docs:errors`), and a test fails when the two differ.
  */
-export const errorCatalogue = {
+
+// --- request refusals ---------------------------------------------------------------------
+const requestRefusals = {
   // --- the request itself -----------------------------------------------------------------
   ROUTE_NOT_FOUND: { status: 404, message: "No route is mapped for this method and path." },
   PATH_NOT_CANONICAL: {
@@ -147,7 +157,137 @@ export const errorCatalogue = {
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },
 } as const satisfies Record<string, { status: number; message: string }>;
 
-export type ErrorCode = keyof typeof errorCatalogue;
+// --- operator failures ----------------------------------------------------------------------
+// `exit` is the CLI's exit status: 1 for every failure (the CLI's documented contract); a closed
+// stdout is not a failure (exit 0, nothing printed).
+const operatorFailures = {
+  // --- configuration (startup, `portcullis start`) ------------------------------------------
+  CONFIG_INVALID: { area: "config", exit: 1, message: "The configuration is not valid; the message names the setting." },
+  CONFIG_UNREADABLE: { area: "config", exit: 1, message: "The configuration file cannot be read or is not JSON." },
+  ROUTE_TABLE_INVALID: { area: "config", exit: 1, message: "A route in the route table is not valid, or two routes overlap ambiguously." },
+  WEBSOCKET_CONFIG_INVALID: { area: "config", exit: 1, message: "The websocket section of the configuration is not valid." },
+  CIDR_INVALID: { area: "config", exit: 1, message: "An address or CIDR block in an allowlist or trusted-proxy list is not valid." },
+
+  // --- data directory -----------------------------------------------------------------------
+  DATA_DIR_INVALID: {
+    area: "data-dir",
+    exit: 1,
+    message: "The data directory is missing, not initialised (run `portcullis init`), for another environment, or holds an insecure or short secret.",
+  },
+
+  DATABASE_TOO_NEW: {
+    area: "data-dir",
+    exit: 1,
+    message: "The data directory's database was written by a newer Portcullis (a later schema version); upgrade Portcullis.",
+  },
+
+  // --- custody (keyring, HSM, backups) --------------------------------------------------------
+  KEYRING_MISSING: { area: "custody", exit: 1, message: "no keyring file" },
+  KEYRING_INSECURE: { area: "custody", exit: 1, message: "the keyring file is readable by group or others" },
+  KEYRING_INVALID: { area: "custody", exit: 1, message: "the keyring file is not a valid Portcullis keyring" },
+  KEYRING_EXISTS: { area: "custody", exit: 1, message: "a keyring file already exists" },
+  CUSTODY_MODULE_NOT_FOUND: { area: "custody", exit: 1, message: "the PKCS#11 module cannot be loaded" },
+  CUSTODY_TOKEN_NOT_FOUND: { area: "custody", exit: 1, message: "no PKCS#11 token with the configured label" },
+  CUSTODY_PIN_INCORRECT: { area: "custody", exit: 1, message: "the token refused the PIN" },
+  CUSTODY_PIN_LOCKED: { area: "custody", exit: 1, message: "the token's PIN is locked" },
+  CUSTODY_PIN_MISSING: { area: "custody", exit: 1, message: "no PIN for the token" },
+  CUSTODY_PIN_FILE_INSECURE: { area: "custody", exit: 1, message: "the pin file is readable by group or others" },
+  CUSTODY_MECHANISM_UNSUPPORTED: { area: "custody", exit: 1, message: "the token does not support a required mechanism" },
+  CUSTODY_HSM_FAILED: { area: "custody", exit: 1, message: "the HSM failed" },
+  CUSTODY_KEK_VERSION_UNKNOWN: { area: "custody", exit: 1, message: "the KEK version is not held by this provider" },
+  CUSTODY_DECRYPT_FAILED: { area: "custody", exit: 1, message: "the ciphertext does not decrypt" },
+  CUSTODY_ENVELOPE_MALFORMED: { area: "custody", exit: 1, message: "the envelope is malformed" },
+  CUSTODY_PROVIDER_MISMATCH: { area: "custody", exit: 1, message: "the data directory's secrets are under another custody provider" },
+  CUSTODY_ROTATION_IN_PROGRESS: { area: "custody", exit: 1, message: "another KEK rotation is running" },
+  CUSTODY_SIGNING_KEY_MISMATCH: { area: "custody", exit: 1, message: "the token's signing key does not match the recorded one" },
+  BACKUP_MALFORMED: { area: "custody", exit: 1, message: "not a Portcullis backup, or a damaged one" },
+  BACKUP_PROVIDER_MISMATCH: { area: "custody", exit: 1, message: "the backup was made under another custody provider" },
+  BACKUP_KEK_MISMATCH: { area: "custody", exit: 1, message: "the backup cannot be opened with this KEK" },
+  RESTORE_TARGET_NOT_EMPTY: { area: "custody", exit: 1, message: "the restore target already holds keys" },
+
+  // --- audit commands (problems found *in* a log are audit/verify.ts AUDIT_PROBLEMS) ----------
+  AUDIT_LOG_UNAVAILABLE: {
+    area: "audit",
+    exit: 1,
+    message: "There is no audit log here: no database at this path, or one without the audit tables (open it once with this version).",
+  },
+  AUDIT_VERIFY_FAILED: { area: "audit", exit: 1, message: "The audit log failed verification." },
+  AUDIT_ARCHIVE_REFUSED: {
+    area: "audit",
+    exit: 1,
+    message: "Nothing was archived: the range does not verify, or it changed while the segment was being written.",
+  },
+  AUDIT_KEY_INVALID: { area: "audit", exit: 1, message: "The public key file is not an Ed25519 public key (SPKI PEM)." },
+  AUDIT_ANCHOR_INVALID: { area: "audit", exit: 1, message: "The anchor file is not a checkpoint printed by `portcullis audit checkpoint --json`." },
+  AUDIT_SEGMENT_UNREADABLE: { area: "audit", exit: 1, message: "The segment file cannot be read." },
+  AUDIT_SIGNER_UNAVAILABLE: {
+    area: "audit",
+    exit: 1,
+    message: "The audit-checkpoint signing key cannot be opened (keyring missing or unreadable).",
+  },
+
+  // --- the CLI --------------------------------------------------------------------------------
+  ADMIN_UNREACHABLE: {
+    area: "cli",
+    exit: 1,
+    message: "The admin API at the --admin URL cannot be reached; is the gateway running with its admin API enabled?",
+  },
+  GATEWAY_UNREACHABLE: { area: "cli", exit: 1, message: "The gateway at the request's URL cannot be reached; is it running?" },
+  FILE_ACCESS_FAILED: {
+    area: "cli",
+    exit: 1,
+    message: "A file named on the command line cannot be read or written (missing, unreadable, or already there where a new file is written).",
+  },
+  USAGE_INVALID: {
+    area: "cli",
+    exit: 1,
+    message: "The command line is not valid: an unknown command or option, a missing argument, or a bad option value (the usage follows).",
+  },
+
+  // --- the demo (portcullis demo, npm start) ------------------------------------------------------
+  DEMO_PORT_IN_USE: {
+    area: "demo",
+    exit: 1,
+    message: "A port the demo listens on is in use (often by a demo already running); the message names the option that moves it.",
+  },
+  DEMO_NOT_INSTALLED: {
+    area: "demo",
+    exit: 1,
+    message: "The demo exchange package is not installed: it comes with the repository (npm install && npm start), not with the published package.",
+  },
+} as const satisfies Record<string, { area: OperatorArea; exit: number; message: string }>;
+
+/** Where an operator failure comes from (the heading it is listed under in docs/errors.md). */
+export type OperatorArea = "config" | "data-dir" | "custody" | "audit" | "cli" | "demo";
+
+type Grouped<G extends string, T> = { readonly [C in keyof T]: T[C] & { readonly group: G } };
+
+function grouped<G extends string, T extends Record<string, object>>(group: G, entries: T): Grouped<G, T> {
+  const out: Record<string, object> = {};
+  for (const [code, entry] of Object.entries(entries)) out[code] = Object.freeze({ group, ...entry });
+  return out as Grouped<G, T>;
+}
+
+/** Every code, request refusals first; each entry carries its `group`. */
+export const errorCatalogue = Object.freeze({ ...grouped("request", requestRefusals), ...grouped("operator", operatorFailures) });
+
+/** A code of the request group: what `deny` and `PortcullisError` take. */
+export type ErrorCode = keyof typeof requestRefusals;
+
+/** Every request-refusal code, in catalogue order (what a dialect must map). */
+export const ERROR_CODES: readonly ErrorCode[] = Object.freeze(Object.keys(requestRefusals) as ErrorCode[]);
+/** A code of the operator group: what the CLI and startup report. */
+export type OperatorCode = keyof typeof operatorFailures;
+/** Any code of the catalogue. */
+export type CatalogueCode = ErrorCode | OperatorCode;
+
+export function isCatalogueCode(code: unknown): code is CatalogueCode {
+  return typeof code === "string" && Object.hasOwn(errorCatalogue, code);
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && Object.hasOwn(requestRefusals, code);
+}
 
 /** A refusal: a normal value, not an exception. `detail` is for logs only, never sent. */
 export interface Denial {
@@ -168,13 +308,13 @@ export function deny(code: ErrorCode, detail?: string): Denial {
   if (detail === undefined) {
     let cached = frozenDenials.get(code);
     if (cached === undefined) {
-      const entry = errorCatalogue[code];
+      const entry = requestRefusals[code];
       cached = Object.freeze({ ok: false, code, status: entry.status, message: entry.message, detail: undefined });
       frozenDenials.set(code, cached);
     }
     return cached;
   }
-  const entry = errorCatalogue[code];
+  const entry = requestRefusals[code];
   return { ok: false, code, status: entry.status, message: entry.message, detail };
 }
 
@@ -190,20 +330,54 @@ export function serviceErrorBody(err: PortcullisError, requestId: string): strin
   return JSON.stringify(payload);
 }
 
-/** Thrown by services (key service, config) for a caller's bad input; carries a catalogue code. */
-export class PortcullisError extends Error {
-  readonly code: ErrorCode;
+/** The base of every exception that carries a catalogue code. */
+export abstract class CodedError<C extends CatalogueCode = CatalogueCode> extends Error {
+  readonly code: C;
+
+  constructor(code: C, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/**
+ * Thrown by services (key service, admin API) for a caller's bad input; carries a request code and
+ * its HTTP status. Parsers return a `Result` instead; `invalidInput` turns one into this error.
+ */
+export class PortcullisError extends CodedError<ErrorCode> {
   readonly status: number;
   readonly publicMessage: string;
   readonly fields: Readonly<Record<string, string>> | undefined;
 
   constructor(code: ErrorCode, message?: string, fields?: Record<string, string>) {
-    const entry = errorCatalogue[code];
-    super(message ?? entry.message);
+    const entry = requestRefusals[code];
+    super(code, message ?? entry.message);
     this.name = "PortcullisError";
-    this.code = code;
     this.status = entry.status;
     this.publicMessage = message ?? entry.message;
     this.fields = fields;
   }
+}
+
+/**
+ * Thrown for a failure an operator sees (config, data directory, custody, audit, the CLI): the
+ * CLI prints it as `code: message` and exits with the code's `exit` status. Its subclasses
+ * (ConfigError, DataDirError, CustodyError, AuditError…) keep their names for `instanceof`.
+ */
+export class OperatorError<C extends OperatorCode = OperatorCode> extends CodedError<C> {
+  readonly area: OperatorArea;
+  readonly exit: number;
+
+  constructor(code: C, message?: string, options?: ErrorOptions) {
+    const entry: { readonly area: OperatorArea; readonly exit: number; readonly message: string } = operatorFailures[code];
+    super(code, message ?? entry.message, options);
+    this.name = "OperatorError";
+    this.area = entry.area;
+    this.exit = entry.exit;
+  }
+}
+
+/** `err` is an operator failure (of any area), with its code and exit status. */
+export function isOperatorError(err: unknown): err is OperatorError {
+  return err instanceof OperatorError;
 }

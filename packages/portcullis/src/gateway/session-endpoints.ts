@@ -88,8 +88,8 @@ function parseLogon(raw: unknown): LogonRequest {
   }
   if (o.ttl !== undefined) {
     const ms = typeof o.ttl === "string" ? parseDuration(o.ttl) : null;
-    if (ms === null) errors.ttl = 'a duration such as "5m" or "1h"';
-    else out.ttlMs = ms;
+    if (ms === null || !ms.ok) errors.ttl = 'a duration such as "5m" or "1h"';
+    else out.ttlMs = ms.value;
   }
   if (o.bindAddress !== undefined) {
     if (typeof o.bindAddress !== "boolean") errors.bindAddress = "true or false";

@@ -1,5 +1,5 @@
 import { isScope } from "../contract/permissions.js";
-import { PortcullisError } from "../errors/catalogue.js";
+import { type Result, invalid, ok } from "../errors/result.js";
 import { CidrError, parseCidr } from "../net/ip.js";
 import {
   DIALECTS,
@@ -16,7 +16,9 @@ import {
 
 /**
  * Validation of key-creation input, shared by the admin API (JSON from the network) and the CLI
- * (flags). Every problem is reported at once, per field, with a message a user can act on.
+ * (flags). Every problem is reported at once, per field, with a message a user can act on. The
+ * parsers never throw for bad input: they return a `Result` (errors/result.ts), whose failure is
+ * VALIDATION_FAILED with `fields` (field → problem).
  */
 export interface CreateKeyInput {
   readonly account: string;
@@ -66,20 +68,24 @@ export const MAX_ROTATION_GRACE_MS = 30 * 86_400_000;
 
 const LIMIT_NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
 
-/** Validates limit overrides: `{ "<limit name>": <positive integer> }`, at most 32 of them. */
-export function parseLimitOverrides(raw: unknown): { limits: Record<string, number> } | { error: string } {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { error: 'an object of limit names to limits, e.g. {"key-weight-1m": 12000}' };
+/**
+ * Validates limit overrides: `{ "<limit name>": <positive integer> }`, at most 32 of them. A
+ * failure names the field `limits`.
+ */
+export function parseLimitOverrides(raw: unknown): Result<Record<string, number>> {
+  const problem = (text: string) => invalid(`limits: ${text}`, { limits: text });
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return problem('an object of limit names to limits, e.g. {"key-weight-1m": 12000}');
   const entries = Object.entries(raw as Record<string, unknown>);
-  if (entries.length > 32) return { error: "at most 32 overrides" };
+  if (entries.length > 32) return problem("at most 32 overrides");
   const limits: Record<string, number> = {};
   for (const [name, value] of entries) {
-    if (!LIMIT_NAME_RE.test(name)) return { error: `bad limit name ${JSON.stringify(name)}` };
+    if (!LIMIT_NAME_RE.test(name)) return problem(`bad limit name ${JSON.stringify(name)}`);
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0 || value > 1_000_000_000) {
-      return { error: `${name} must be a positive integer up to 1000000000` };
+      return problem(`${name} must be a positive integer up to 1000000000`);
     }
     limits[name] = value;
   }
-  return { limits };
+  return ok(limits);
 }
 
 const ACCOUNT_RE = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/;
@@ -90,11 +96,17 @@ const MAX_ALLOWLIST = 256;
 const DURATION_RE = /^([1-9][0-9]{0,8})(ms|s|m|h|d|w)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
-/** Parses "90s", "15m", "12h", "30d", "2w" into milliseconds; null when malformed. */
-export function parseDuration(text: string): number | null {
+/** Parses "90s", "15m", "12h", "30d", "2w" into milliseconds. */
+export function parseDuration(text: string): Result<number> {
   const m = DURATION_RE.exec(text.trim());
-  if (m === null) return null;
-  return Number(m[1]) * (UNIT_MS[m[2] ?? ""] ?? 0);
+  if (m === null) return invalid(`${JSON.stringify(text)} is not a duration such as "90s", "15m", "12h", "30d" or "2w"`);
+  return ok(Number(m[1]) * (UNIT_MS[m[2] ?? ""] ?? 0));
+}
+
+/** A duration in milliseconds, or null when `text` is not one. */
+function durationMs(text: string): number | null {
+  const parsed = parseDuration(text);
+  return parsed.ok ? parsed.value : null;
 }
 
 function isStringArray(v: unknown): v is string[] {
@@ -103,22 +115,21 @@ function isStringArray(v: unknown): v is string[] {
 
 type Errors = Record<string, string>;
 
-function objectOf(raw: unknown): Record<string, unknown> {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
-  }
-  return raw as Record<string, unknown>;
+const NOT_AN_OBJECT = invalid("the body must be a JSON object");
+
+function objectOf(raw: unknown): Record<string, unknown> | null {
+  return raw === null || typeof raw !== "object" || Array.isArray(raw) ? null : (raw as Record<string, unknown>);
 }
 
 function unknownFields(o: Record<string, unknown>, known: readonly string[], errors: Errors): void {
   for (const field of Object.keys(o)) if (!known.includes(field)) errors[field] = "unknown field";
 }
 
-function throwIfAny(errors: Errors, what: string): void {
+/** The result: `value` when no field has a problem, else every problem at once. */
+function resultOf<T>(errors: Errors, what: string, value: T): Result<T> {
   const fields = Object.keys(errors);
-  if (fields.length > 0) {
-    throw new PortcullisError("VALIDATION_FAILED", `${what}: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
-  }
+  if (fields.length === 0) return ok(value);
+  return invalid(`${what}: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
 }
 
 function parseLabel(v: unknown, errors: Errors): string | undefined {
@@ -160,7 +171,7 @@ function parseAllowlist(v: unknown, errors: Errors): string[] {
 /** A duration given as text ("15m") or milliseconds, within [min, max]; null is allowed when `nullable`. */
 function parseBoundedDuration(v: unknown, field: string, min: number, max: number, errors: Errors): number | null {
   if (v === null) return null;
-  const ms = typeof v === "string" ? parseDuration(v) : typeof v === "number" && Number.isSafeInteger(v) ? v : null;
+  const ms = typeof v === "string" ? durationMs(v) : typeof v === "number" && Number.isSafeInteger(v) ? v : null;
   const range = `from ${describeMs(min)} to ${describeMs(max)}`;
   if (ms === null) errors[field] = `a duration such as "15m", "12h" or "90d", ${range}`;
   else if (ms < min || ms > max) errors[field] = `must be ${range}`;
@@ -184,9 +195,10 @@ function parseFlag(v: unknown, field: string, errors: Errors): boolean {
  * Validates raw input (a parsed JSON object or CLI options). `expires` may be an ISO-8601
  * timestamp, epoch ms, or a duration such as "30d" relative to `now`.
  */
-export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
+export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKeyInput> {
   const errors: Errors = {};
   const o = objectOf(raw);
+  if (o === null) return NOT_AN_OBJECT;
   unknownFields(o, CREATE_FIELDS, errors);
 
   const account = o.account;
@@ -226,7 +238,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     let at: number | null = null;
     if (typeof e === "number" && Number.isSafeInteger(e)) at = e;
     else if (typeof e === "string") {
-      const d = parseDuration(e);
+      const d = durationMs(e);
       if (d !== null) at = now + d;
       else if (/^\d{4}-\d{2}-\d{2}T/.test(e) && !Number.isNaN(Date.parse(e))) at = Date.parse(e);
     }
@@ -277,8 +289,8 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
   let limits: Record<string, number> = {};
   if (o.limits !== undefined) {
     const parsed = parseLimitOverrides(o.limits);
-    if ("error" in parsed) errors.limits = parsed.error;
-    else limits = parsed.limits;
+    if (parsed.ok) limits = parsed.value;
+    else Object.assign(errors, parsed.fields);
   }
 
   const sessionTtlMs = o.sessionTtl === undefined ? null : parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
@@ -287,8 +299,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
   // A rotation policy sets the expiry, unless an earlier one was asked for.
   if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
 
-  throwIfAny(errors, "invalid key");
-  return {
+  return resultOf(errors, "invalid key", {
     account: account as string,
     subAccount,
     label,
@@ -304,7 +315,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): CreateKeyInput {
     sessionTtlMs,
     sessionBindAddress,
     maxAgeMs,
-  };
+  });
 }
 
 const CREATE_FIELDS = [
@@ -331,9 +342,10 @@ const UPDATE_FIELDS = ["label", "scopes", "ipAllowlist", "sessionTtl", "sessionB
  * Validates a key update (the admin API's PATCH body, or `keys update` flags): only the fields
  * given change. `sessionTtl` and `maxAge` may be null to return to the default / drop the policy.
  */
-export function parseUpdateKeyInput(raw: unknown): UpdateKeyInput {
+export function parseUpdateKeyInput(raw: unknown): Result<UpdateKeyInput> {
   const errors: Errors = {};
   const o = objectOf(raw);
+  if (o === null) return NOT_AN_OBJECT;
   unknownFields(o, UPDATE_FIELDS, errors);
   const out: { -readonly [F in keyof UpdateKeyInput]: UpdateKeyInput[F] } = {};
   if (o.label !== undefined) {
@@ -346,14 +358,14 @@ export function parseUpdateKeyInput(raw: unknown): UpdateKeyInput {
   if (o.sessionBindAddress !== undefined) out.sessionBindAddress = parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   if (o.maxAge !== undefined) out.maxAgeMs = parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
   if (Object.keys(o).length === 0) errors.body = `nothing to change: give one or more of ${UPDATE_FIELDS.join(", ")}`;
-  throwIfAny(errors, "invalid update");
-  return out;
+  return resultOf(errors, "invalid update", out);
 }
 
 /** Validates a rotation request: `{ "grace"?: "24h", "publicKey"?: "<PEM or JWK>" }`. */
-export function parseRotateKeyInput(raw: unknown): RotateKeyInput {
+export function parseRotateKeyInput(raw: unknown): Result<RotateKeyInput> {
   const errors: Errors = {};
   const o = objectOf(raw);
+  if (o === null) return NOT_AN_OBJECT;
   unknownFields(o, ["grace", "publicKey"], errors);
   let graceMs = DEFAULT_ROTATION_GRACE_MS;
   if (o.grace !== undefined) {
@@ -365,6 +377,5 @@ export function parseRotateKeyInput(raw: unknown): RotateKeyInput {
     if (typeof o.publicKey !== "string") errors.publicKey = "a PEM or JWK text";
     else publicKey = o.publicKey;
   }
-  throwIfAny(errors, "invalid rotation");
-  return { graceMs, publicKey };
+  return resultOf(errors, "invalid rotation", { graceMs, publicKey });
 }

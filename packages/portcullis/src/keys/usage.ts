@@ -1,4 +1,10 @@
 /**
+ * How often last-use times reach the store (README "Keys", docs/admin-api.md): a use can show up
+ * to this late in `keys show` and the admin API.
+ */
+export const LAST_USED_FLUSH_MS = 5_000;
+
+/**
  * Last-use times, recorded on the request path as one Map write and flushed to the durable store
  * in batches, so that a busy key costs one UPDATE every few seconds rather than one per request.
  */
@@ -9,7 +15,7 @@ export class LastUsedRecorder {
 
   constructor(
     private readonly write: (lastUsed: ReadonlyMap<string, number>) => Promise<void>,
-    private readonly intervalMs = 5_000,
+    private readonly intervalMs = LAST_USED_FLUSH_MS,
     private readonly onError: (err: unknown) => void = () => undefined,
   ) {}
 

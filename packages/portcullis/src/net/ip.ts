@@ -4,6 +4,8 @@
  * request's budget; this costs tens of nanoseconds.
  */
 
+import { OperatorError } from "../errors/catalogue.js";
+
 /** A parsed address: IPv4 as one 32-bit word; IPv6 as four. IPv4-mapped IPv6 becomes IPv4. */
 export type ParsedIp = { readonly v: 4; readonly n: number } | { readonly v: 6; readonly w: readonly [number, number, number, number] };
 
@@ -142,8 +144,13 @@ interface Cidr6 {
   readonly mask: readonly [number, number, number, number];
 }
 
-export class CidrError extends Error {
+/** An address or CIDR block that does not parse (CIDR_INVALID): the message quotes it. */
+export class CidrError extends OperatorError<"CIDR_INVALID"> {
   override name = "CidrError";
+
+  constructor(message: string) {
+    super("CIDR_INVALID", message);
+  }
 }
 
 function maskWord(bits: number): number {

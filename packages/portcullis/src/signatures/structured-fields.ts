@@ -31,6 +31,12 @@ export class InnerList {
 export type Member = Item | InnerList;
 export type Dictionary = Map<string, Member>;
 
+/**
+ * Internal to the RFC 8941 parser: it unwinds a parse from any depth and never leaves the
+ * signature modules. Their entry points (rfc9421.ts parseSignatureHeaders, content-digest.ts)
+ * catch it and return the refusal (SIGNATURE_HEADER_MALFORMED, CONTENT_DIGEST_MALFORMED), so it
+ * needs no code of its own and is not exported from the package.
+ */
 export class StructuredFieldError extends Error {
   override name = "StructuredFieldError";
 }

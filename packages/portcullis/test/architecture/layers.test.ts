@@ -21,20 +21,21 @@ import { describe, expect, it } from "vitest";
  * layer do not import each other.
  */
 const LAYERS: readonly (readonly string[])[] = [
-  /* 0 */ ["errors", "log", "net"],
-  /* 1 */ ["contract"],
-  /* 2 */ ["signatures", "authz", "limits", "audit"],
-  /* 3 */ ["storage"],
-  /* 4 */ ["custody"],
-  /* 5 */ ["keys", "dialects"],
-  /* 6 */ ["sessions"],
-  /* 7 */ ["pipeline"],
-  /* 8 */ ["core.ts", "data-dir.ts"],
-  /* 9 */ ["gateway"],
-  /* 10 */ ["admin", "embedded"],
-  /* 11 */ ["config"],
-  /* 12 */ ["runtime.ts"],
-  /* 13 */ ["cli", "index.ts", "upstream.ts"],
+  /* 0 */ ["errors"],
+  /* 1 */ ["log", "net"],
+  /* 2 */ ["contract"],
+  /* 3 */ ["signatures", "authz", "limits", "audit"],
+  /* 4 */ ["storage"],
+  /* 5 */ ["custody"],
+  /* 6 */ ["keys", "dialects"],
+  /* 7 */ ["sessions"],
+  /* 8 */ ["pipeline"],
+  /* 9 */ ["core.ts", "data-dir.ts"],
+  /* 10 */ ["gateway"],
+  /* 11 */ ["admin", "embedded"],
+  /* 12 */ ["config"],
+  /* 13 */ ["runtime.ts"],
+  /* 14 */ ["cli", "index.ts", "upstream.ts"],
 ];
 
 /** The surfaces and entry points: nothing below the gateway imports them. */

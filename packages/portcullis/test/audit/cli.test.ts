@@ -70,7 +70,7 @@ describe("portcullis audit verify", () => {
     db.close();
     const res = await runCli(["audit", "verify", "--data", broken]);
     expect(res.code).toBe(1);
-    expect(res.stderr).toBe("portcullis: audit log verification failed: ENTRY_ALTERED: entry #10 was modified or inserted: its hash does not match its content and the entry before it\n");
+    expect(res.stderr).toBe("AUDIT_VERIFY_FAILED: audit log verification failed: ENTRY_ALTERED: entry #10 was modified or inserted: its hash does not match its content and the entry before it\n");
     const j = await runCli(["audit", "verify", "--data", broken, "--json"]);
     expect(j.code).toBe(1);
     expect(errorCode(j.stderr)).toBe("AUDIT_VERIFY_FAILED");
@@ -135,7 +135,7 @@ describe("portcullis audit verify", () => {
     new Database(plain).close();
     const old = await runCli(["audit", "tail", "--db", plain]);
     expect(old.code).toBe(1);
-    expect(old.stderr).toMatch(/^portcullis: .*has no audit log/);
+    expect(old.stderr).toMatch(/^AUDIT_LOG_UNAVAILABLE: .*has no audit log/);
   });
 });
 
@@ -173,7 +173,7 @@ describe("portcullis audit tail | query | export", () => {
       expect(errorCode(res.stderr)).toBe("VALIDATION_FAILED");
     }
     const human = await runCli(["audit", "tail", "--data", data, "--lines", "x"]);
-    expect(human.stderr).toBe("portcullis: --lines must be an integer from 1 to 100000\n");
+    expect(human.stderr).toBe("VALIDATION_FAILED: --lines must be an integer from 1 to 100000\n");
   });
 
   it("export writes every entry as JSON Lines with its hash, never a secret; --out never overwrites", async () => {

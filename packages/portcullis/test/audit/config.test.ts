@@ -20,7 +20,8 @@ describe("the audit config section", () => {
       lockTimeoutMs: 1000,
       spillDir: "/srv/pc/audit-spill",
     });
-    expect(parseAuditConfig({ spillDir: "/var/spill", requests: "deny", bufferEntries: 10 }, "/srv/pc")).toMatchObject({ spillDir: "/var/spill", requests: "deny", batchEntries: 10 });
+    expect(parseAuditConfig({ spillDir: "/var/spill", requests: "deny", bufferEntries: 10 }, "/srv/pc")).toMatchObject({ ok: true, value: { spillDir: "/var/spill", requests: "deny", batchEntries: 10 } });
+    expect(parseAuditConfig({ requests: "some" }, "/srv/pc")).toMatchObject({ ok: false, code: "VALIDATION_FAILED", message: expect.stringMatching(/^audit\.requests must be one of/) as unknown });
   });
 
   it("refuses bad values, naming the field", () => {

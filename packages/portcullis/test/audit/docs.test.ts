@@ -35,8 +35,9 @@ describe("docs/audit.md", () => {
   });
 
   it("documents every audit setting (here and in configuration.md) with its default", () => {
-    const defaults = parseAuditConfig({}, "/data");
-    if (typeof defaults === "string") throw new Error(defaults);
+    const parsed = parseAuditConfig({}, "/data");
+    if (!parsed.ok) throw new Error(parsed.message);
+    const defaults = parsed.value;
     const config = readFileSync(`${root}docs/configuration.md`, "utf8");
     for (const [key, value] of Object.entries(defaults)) {
       // Numbers as they are; strings in code style (the spill directory as configured, relative).

@@ -2,6 +2,7 @@
  * The durability class of changes: every KeyChange the store records is an audit entry written in
  * the same transaction, so a change exists if and only if its entry does; secrets never reach it.
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -29,7 +30,7 @@ afterEach(async () => {
 });
 
 const entries = (): AuditEntry[] => rows(fx.raw()).map((r) => decodeEntry(r.entry) as AuditEntry);
-const create = (input: Record<string, unknown> = {}) => keys.create(parseCreateKeyInput({ account: "acct-7", scopes: ["read", "trade"], ...input }, fx.clock.ms), "key:pck_admin");
+const create = (input: Record<string, unknown> = {}) => keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct-7", scopes: ["read", "trade"], ...input }, fx.clock.ms)), "key:pck_admin");
 
 describe("key changes in the audit log", () => {
   it("each operation is one entry: event, actor, key, account and the change's facts", async () => {
@@ -89,9 +90,9 @@ describe("key changes in the audit log", () => {
       const second = new KeyService({ store: other.store, envelope: other.envelope, environment: "test" });
       const made = await Promise.all([
         create(),
-        second.create(parseCreateKeyInput({ account: "acct-8", scopes: ["read"] }, Date.now()), "cli:carol"),
+        second.create(valueOrThrow(parseCreateKeyInput({ account: "acct-8", scopes: ["read"] }, Date.now())), "cli:carol"),
         create(),
-        second.create(parseCreateKeyInput({ account: "acct-8", scopes: ["read"] }, Date.now()), "cli:carol"),
+        second.create(valueOrThrow(parseCreateKeyInput({ account: "acct-8", scopes: ["read"] }, Date.now())), "cli:carol"),
       ]);
       expect(made).toHaveLength(4);
       expect(entries().map((e) => e.seq)).toEqual([1, 2, 3, 4]);

@@ -4,10 +4,13 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
-import { runCli, startCli } from "../support/cli.js";
+import { CLI, runCli, startCli } from "../support/cli.js";
 import { startEchoUpstream } from "../support/gateway.js";
 
 interface KeyJson {
@@ -208,6 +211,16 @@ describe("a running gateway and a separate CLI process", () => {
     }
   }
 
+  it("keys show says that last-use times are written in batches, before and after a use", async () => {
+    const key = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-9", "--scopes", "read", "--json"])).stdout);
+    const before = await runCli(["keys", "show", key.id, "--data", data]);
+    expect(before.stdout).toMatch(/^last used {3}never \(written in batches: up to 5 s late\)$/m);
+    expect((await call(key.id, key.secret ?? "")).status).toBe(200);
+    // Right after the use the batch may not be written yet: the line says so either way.
+    const after = await runCli(["keys", "show", key.id, "--data", data]);
+    expect(after.stdout).toMatch(/^last used {3}(never|\d{4}-\d\d-\d\dT[\d:.]+Z) \(written in batches: up to 5 s late\)$/m);
+  });
+
   for (const [action, done, code] of [
     ["revoke", "revoked", "KEY_REVOKED"],
     ["suspend", "suspended", "KEY_SUSPENDED"],
@@ -244,5 +257,102 @@ describe("a running gateway and a separate CLI process", () => {
     expect((await call(other.id, other.secret ?? "")).code).toBe("KEY_EXPIRED");
     const noCreds = await runCli(["keys", "list", "--admin", adminUrl]);
     expect(noCreds.stderr).toMatch(/PORTCULLIS_ADMIN_KEY_ID/);
+  });
+});
+
+/** A local port nothing listens on (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => { resolve(); }));
+  if (address === null || typeof address === "string") throw new Error("no port");
+  return address.port;
+}
+
+/** Runs the CLI with its stdout closed at once, as `portcullis … | head -c 0` does. */
+function runWithClosedStdout(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.destroy();
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => {
+    child.once("close", (code) => {
+      resolve({ code, stderr });
+    });
+  });
+}
+
+describe("failures a new user meets: one line, a code, no stack trace", () => {
+  it.each([
+    [["keys", "list"]],
+    [["keys", "list", "--json"]],
+    [["audit", "tail"]],
+    [["--help"]],
+  ])("a closed stdout ends %j quietly with status 0", async (args) => {
+    const res = await runWithClosedStdout([...args, "--data", data]);
+    expect(res.stderr).toBe("");
+    expect(res.code).toBe(0);
+  });
+
+  it("an admin API that is down is ADMIN_UNREACHABLE, naming the URL and why", async () => {
+    const url = `http://127.0.0.1:${await closedPort()}`;
+    const env = { PORTCULLIS_ADMIN_KEY_ID: "pck_test_v1_000000000000000000000000000000", PORTCULLIS_ADMIN_SECRET: "x" };
+    const human = await runCli(["keys", "list", "--admin", url], env);
+    expect(human.code).toBe(1);
+    expect(human.stderr).toBe(`ADMIN_UNREACHABLE: cannot reach the admin API at ${url} (connection refused); is the gateway running, and is that its admin address (--admin URL)?\n`);
+    const json = await runCli(["keys", "show", "pck_test_v1_000000000000000000000000000000", "--admin", url, "--json"], env);
+    expect(json.code).toBe(1);
+    expect(asError(json.stderr).error.code).toBe("ADMIN_UNREACHABLE");
+  });
+
+  it("a gateway that is down is GATEWAY_UNREACHABLE for portcullis request", async () => {
+    const port = await closedPort();
+    const res = await runCli(["request", "GET", `http://127.0.0.1:${port}/api/v3/account`, "--key-id", "pck_test_v1_000000000000000000000000000000", "--secret", "x"]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(`GATEWAY_UNREACHABLE: cannot reach the gateway at http://127.0.0.1:${port} (connection refused); is it running, and is that its address?\n`);
+  });
+
+  it("a file named on the command line that is missing is FILE_ACCESS_FAILED", async () => {
+    const missing = join(dir, "no-such-key.pem");
+    const res = await runCli(["keys", "create", "--data", data, "--account", "a", "--scopes", "read", "--algorithm", "ed25519", "--public-key", missing]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toBe(`FILE_ACCESS_FAILED: cannot use ${missing} (no such file)\n`);
+  });
+
+  it("a command line commander refuses is USAGE_INVALID, then the usage", async () => {
+    const res = await runCli(["keys", "frobnicate"]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^USAGE_INVALID: unknown command 'frobnicate'\n[\s\S]*Usage: portcullis keys/);
+    const json = await runCli(["keys", "create", "--json"]);
+    expect(json.code).toBe(1);
+    expect(asError(json.stderr.split("\n")[0] ?? "").error.code).toBe("USAGE_INVALID");
+  });
+
+  it("a file that is not a backup is BACKUP_MALFORMED", async () => {
+    const garbage = join(dir, "not-a-backup.bin");
+    writeFileSync(garbage, "hello");
+    const res = await runCli(["restore", "--in", garbage, "--data", data, "--json"]);
+    expect(res.code).toBe(1);
+    expect(asError(res.stderr).error.code).toBe("BACKUP_MALFORMED");
+  });
+
+  it("a database written by a newer Portcullis is DATABASE_TOO_NEW", async () => {
+    const newer = join(dir, "newer");
+    expect((await runCli(["init", "--data", newer])).code).toBe(0);
+    const db = new Database(join(newer, "portcullis.db"));
+    db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (9999, 'from the future', 0)").run();
+    db.close();
+    const res = await runCli(["keys", "list", "--data", newer]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toMatch(/^DATABASE_TOO_NEW: database schema version 9999 is newer than this Portcullis \(\d+\); upgrade Portcullis\n$/);
+  });
+
+  it("every failure line starts with its code", async () => {
+    const res = await runCli(["keys", "list", "--data", join(dir, "missing")]);
+    expect(res.stderr).toMatch(/^DATA_DIR_INVALID: .*portcullis init/);
+    const config = await runCli(["start", "--config", join(dir, "missing.json")]);
+    expect(config.code).toBe(1);
+    expect(config.stderr).toMatch(/^CONFIG_UNREADABLE: cannot read config .*missing\.json: ENOENT\n$/);
   });
 });

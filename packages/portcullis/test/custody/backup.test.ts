@@ -2,6 +2,7 @@
  * Encrypted backups: written while the store is in use, restorable only with the KEK they were
  * made under, refused clearly otherwise, and never written or read past a damaged byte.
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +36,7 @@ beforeEach(async () => {
   await initDataDir(source, "test");
   data = await openDataDir(source);
   core = new Portcullis({ store: data.store, envelope: data.envelope, environment: "test", routes: TEST_ROUTES });
-  const created = await core.keys.create(parseCreateKeyInput({ account: "acct", scopes: ["read", "trade"] }, Date.now()), "test");
+  const created = await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct", scopes: ["read", "trade"] }, Date.now())), "test");
   if (created.secret === null) throw new Error("no secret");
   secret = created.secret;
   keyId = created.key.id;
@@ -136,13 +137,13 @@ describe("backup and restore", () => {
     await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
     expect((await refusal(writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out }))).message).toContain("never overwrites");
     // The source itself holds a key: restoring onto it needs --force.
-    await core.keys.create(parseCreateKeyInput({ account: "later", scopes: ["read"] }, Date.now()), "test");
+    await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "later", scopes: ["read"] }, Date.now())), "test");
     const kek = KeyringFileProvider.load(join(source, "keyring.json"));
     const target = withSameKeyring();
     await initDataDir(target, "test");
     const other = await openDataDir(target);
     const otherCore = new Portcullis({ store: other.store, envelope: other.envelope, environment: "test", routes: TEST_ROUTES });
-    await otherCore.keys.create(parseCreateKeyInput({ account: "x", scopes: ["read"] }, Date.now()), "test");
+    await otherCore.keys.create(valueOrThrow(parseCreateKeyInput({ account: "x", scopes: ["read"] }, Date.now())), "test");
     await otherCore.close();
     await other.close();
     expect((await refusal(restoreBackup({ file: out, dataDir: target, kek, force: false }))).code).toBe("RESTORE_TARGET_NOT_EMPTY");
@@ -163,7 +164,7 @@ describe("backup and restore", () => {
     expect((JSON.parse(list.stdout) as { id: string }[]).map((k) => k.id)).toEqual([keyId]);
     const again = await runCli(["restore", "--in", out, "--data", target]);
     expect(again.code).toBe(1);
-    expect(again.stderr).toMatch(/^portcullis: .*already holds keys.*--force to replace it\n$/);
+    expect(again.stderr).toMatch(/^RESTORE_TARGET_NOT_EMPTY: .*already holds keys.*--force to replace it\n$/);
     const stranger = tempDir("stranger");
     await initDataDir(stranger, "test");
     const refused = await runCli(["restore", "--in", out, "--data", stranger, "--json"]);

@@ -5,6 +5,7 @@
  * loads only after the rotation (under a version it learns of by itself). Once with the keyring
  * file, once with a SoftHSM2 token.
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,7 +50,7 @@ async function rotateWhileServing(custody: Record<string, unknown> | undefined, 
     const authority = base.replace("http://", "");
     const keys: { id: string; secret: string }[] = [];
     for (let i = 0; i < 40; i++) {
-      const { key, secret } = await running.core.keys.create(parseCreateKeyInput({ account: `acct-${i % 4}`, scopes: ["read"] }, Date.now()), "test");
+      const { key, secret } = await running.core.keys.create(valueOrThrow(parseCreateKeyInput({ account: `acct-${i % 4}`, scopes: ["read"] }, Date.now())), "test");
       if (secret !== null) keys.push({ id: key.id, secret });
     }
     recordSecrets(...keys.map((k) => k.secret));

@@ -3,6 +3,7 @@
  * wrap/unwrap, HSM-held Ed25519 signing keys, clear startup errors, rotation under load with no
  * failed request, and the proof that the request path makes no HSM call.
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import { execFile } from "node:child_process";
 import { randomBytes, verify } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -30,8 +31,8 @@ const run = softhsmOrSkip("PKCS#11 custody tests (test/custody/pkcs11.test.ts)")
 
 function custodyOf(raw: Record<string, unknown>): CustodyConfig {
   const parsed = parseCustodyConfig(raw, "/");
-  if ("error" in parsed) throw new Error(parsed.error);
-  return parsed.config;
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.value;
 }
 
 async function failureOf(p: Promise<unknown>): Promise<CustodyError> {
@@ -169,7 +170,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
       script,
       `import { openDataDir } from ${JSON.stringify(`${dist}data-dir.js`)};
        import { parseCustodyConfig } from ${JSON.stringify(`${dist}custody/config.js`)};
-       const { config } = parseCustodyConfig(${JSON.stringify(config)}, "/");
+       const { value: config } = parseCustodyConfig(${JSON.stringify(config)}, "/");
        const data = await openDataDir(${JSON.stringify(dir)}, { custody: config });
        const key = await data.signingKeys.open("audit-checkpoint");
        process.stdout.write(JSON.stringify({ kid: key.kid, pub: key.publicKey.export({ type: "spki", format: "pem" }) }));
@@ -273,7 +274,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
         recordText(result.stderr);
         const human = await runCli(["custody", "status", "--config", config(custody)], hsm.env);
         expect(human.stderr.trim().split("\n")).toHaveLength(1);
-        expect(human.stderr).toMatch(/^portcullis: /);
+        expect(human.stderr).toMatch(new RegExp(`^${code}: `));
         expect(human.stderr).not.toMatch(/\n\s+at /);
         recordText(human.stderr);
       }
@@ -295,7 +296,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const { silentLogger } = await import("../../src/log/logger.js");
     const running = await startPortcullis(loadConfig(configFile(hsm.custody(token))), silentLogger());
     try {
-      const key = await running.core.keys.create(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now()), "test");
+      const key = await running.core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now())), "test");
       if (key.secret !== null) recordSecrets(key.secret);
       expect((await running.core.keys.loadMaterial(key.key.id))?.hmacKey?.export().toString()).toBe(key.secret);
       // Sessions sign their tokens with the token's Ed25519 key (in the HSM), checked in process.
@@ -320,7 +321,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
       expect(err.code).toBe(code);
       const cli = await runCli(["start", "--config", configFile(custody)], hsm.env);
       expect(cli.code).toBe(1);
-      expect(cli.stderr).toMatch(new RegExp(`^portcullis: .*${text}.*\n$`));
+      expect(cli.stderr).toMatch(new RegExp(`^${code}: .*${text}.*\n$`));
       recordText(cli.stderr, cli.stdout);
     }
   });
@@ -343,7 +344,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const dir = await dataDir();
     const keyring = await openDataDir(dir);
     const t = new Portcullis({ store: keyring.store, envelope: keyring.envelope, environment: "test", routes: TEST_ROUTES });
-    await t.keys.create(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now()), "test");
+    await t.keys.create(valueOrThrow(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now())), "test");
     await t.close();
     await keyring.close();
     const err = await failureOf(openDataDir(dir, { custody: custodyOf(hsm.custody(token)) }));
@@ -370,7 +371,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const core = new Portcullis({ store: data.store, envelope: data.envelope, environment: "test", routes: TEST_ROUTES });
     try {
       const created = [];
-      for (let i = 0; i < 5; i++) created.push(await core.keys.create(parseCreateKeyInput({ account: "a", scopes: ["read"], dialects: ["okx"], passphrase: "Passw0rd!x" }, Date.now()), "test"));
+      for (let i = 0; i < 5; i++) created.push(await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "a", scopes: ["read"], dialects: ["okx"], passphrase: "Passw0rd!x" }, Date.now())), "test"));
       await data.signingKeys.open("audit-checkpoint");
       await openStoredSecretUnder(data);
       const before = await custodyStatus(data.store, data.envelope);
@@ -405,7 +406,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     try {
       const keys: { id: string; secret: string }[] = [];
       for (let i = 0; i < 120; i++) {
-        const { key, secret } = await core.keys.create(parseCreateKeyInput({ account: `a${i % 7}`, scopes: ["read"] }, Date.now()), "test");
+        const { key, secret } = await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: `a${i % 7}`, scopes: ["read"] }, Date.now())), "test");
         if (secret !== null) keys.push({ id: key.id, secret });
       }
       recordSecrets(...keys.map((k) => k.secret));
@@ -441,7 +442,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const data = await openHsm(await dataDir());
     const core = new Portcullis({ store: data.store, envelope: data.envelope, environment: "test", routes: TEST_ROUTES });
     try {
-      const { key, secret } = await core.keys.create(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now()), "test");
+      const { key, secret } = await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now())), "test");
       if (secret === null) throw new Error("no secret");
       const request = () => {
         const headers = signRequest({ method: "GET", url: "/api/v3/account", keyId: key.id, key: secret, created: Math.floor(Date.now() / 1000) });
@@ -462,7 +463,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const dir = await dataDir();
     const data = await openHsm(dir);
     const core = new Portcullis({ store: data.store, envelope: data.envelope, environment: "test", routes: TEST_ROUTES });
-    const { key, secret } = await core.keys.create(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now()), "test");
+    const { key, secret } = await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "a", scopes: ["read"] }, Date.now())), "test");
     if (secret !== null) recordSecrets(secret);
     const { writeBackup, restoreBackup } = await import("../../src/custody/backup.js");
     const file = join(dir, "backup.pcb");

@@ -13,7 +13,7 @@ import { createBinanceScheme } from "../../src/dialects/binance/index.js";
 import { binanceErrorFor } from "../../src/dialects/binance/errors.js";
 import { formDecode, isFormBody } from "../../src/dialects/binance/params.js";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
-import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
+import { ERROR_CODES, type ErrorCode, deny } from "../../src/errors/catalogue.js";
 import { generateKeyId } from "../../src/contract/ids.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest } from "../support/harness.js";
@@ -479,7 +479,7 @@ describe("refusals: everything else, in Binance's shape", () => {
   it("every catalogue code renders as a Binance error: a negative code, Binance's statuses, no request detail", () => {
     const scheme = createBinanceScheme({ scheme: "http", futureSkewMs: 1000 });
     const seen = new Set<number>();
-    for (const code of Object.keys(errorCatalogue) as ErrorCode[]) {
+    for (const code of ERROR_CODES) {
       const rendered = scheme.render(deny(code, "secret detail"), "req-1");
       const body = JSON.parse(rendered.body) as { code: number; msg: string };
       expect(Object.keys(body).sort()).toEqual(["code", "msg"]);
@@ -533,7 +533,7 @@ describe("refusals: everything else, in Binance's shape", () => {
 describe("docs/dialects/binance.md", () => {
   it("lists the mapping of every catalogue code, as the code has it", () => {
     const doc = readFileSync(fileURLToPath(new URL("../../../../docs/dialects/binance.md", import.meta.url)), "utf8");
-    for (const code of Object.keys(errorCatalogue) as ErrorCode[]) {
+    for (const code of ERROR_CODES) {
       const e = binanceErrorFor(code);
       expect(doc, code).toContain(`| \`${code}\` | ${e.status} | \`${e.code}\` | ${e.msg} |`);
     }

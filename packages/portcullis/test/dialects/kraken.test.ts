@@ -12,7 +12,7 @@ import { type RouteSpec, RouteTable } from "../../src/authz/routes.js";
 import { KRAKEN_DEFAULT_NONCE_WINDOW, KRAKEN_ERROR_FOR, createKrakenScheme, findNonce } from "../../src/dialects/kraken/index.js";
 import { createNativeScheme } from "../../src/dialects/native.js";
 import { type AuthScheme, RequestContext } from "../../src/contract/request.js";
-import { type ErrorCode, deny, errorCatalogue } from "../../src/errors/catalogue.js";
+import { ERROR_CODES, deny, errorCatalogue } from "../../src/errors/catalogue.js";
 import { createIdentityVerifier } from "../../src/gateway/identity.js";
 import type { VerificationKey } from "../../src/contract/verification-key.js";
 import { generateKeyId } from "../../src/contract/ids.js";
@@ -186,7 +186,7 @@ describe("Kraken's error format", () => {
   const scheme = createKrakenScheme(SCHEME_OPTIONS);
 
   it("maps every catalogue code to a Kraken error string explicitly", () => {
-    const codes = Object.keys(errorCatalogue) as ErrorCode[];
+    const codes = ERROR_CODES;
     expect(codes.filter((code) => KRAKEN_ERROR_FOR[code] === undefined)).toEqual([]);
     for (const code of codes) expect(KRAKEN_ERROR_FOR[code]).toMatch(/^E(API|General|Service|Order):[A-Z][a-z]+( [a-z]+)*$/);
   });
@@ -198,7 +198,7 @@ describe("Kraken's error format", () => {
     expect(scheme.render(deny("REPLAY_CAPACITY"), "r")).toEqual({ status: 503, body: '{"error":["EService:Busy"]}' });
     expect(scheme.render(deny("UPSTREAM_UNAVAILABLE"), "r")).toEqual({ status: 502, body: '{"error":["EService:Unavailable"]}' });
     expect(scheme.render(deny("INTERNAL"), "r")).toEqual({ status: 500, body: '{"error":["EGeneral:Internal error"]}' });
-    for (const code of Object.keys(errorCatalogue) as ErrorCode[]) {
+    for (const code of ERROR_CODES) {
       const rendered = scheme.render(deny(code), "r");
       expect(rendered.status).toBe(errorCatalogue[code].status >= 500 ? errorCatalogue[code].status : 200);
       expect(JSON.parse(rendered.body)).toEqual({ error: [KRAKEN_ERROR_FOR[code]] });
@@ -207,7 +207,7 @@ describe("Kraken's error format", () => {
 
   it("is documented: docs/dialects/kraken.md lists every code with its Kraken string and status", () => {
     const doc = readFileSync(new URL("../../../../docs/dialects/kraken.md", import.meta.url), "utf8");
-    for (const code of Object.keys(errorCatalogue) as ErrorCode[]) {
+    for (const code of ERROR_CODES) {
       const rendered = scheme.render(deny(code), "r");
       expect(doc).toContain(`| \`${code}\` | \`${KRAKEN_ERROR_FOR[code] ?? ""}\` | ${rendered.status} |`);
     }

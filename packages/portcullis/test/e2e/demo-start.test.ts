@@ -48,7 +48,7 @@ describe("portcullis demo on a port already in use", () => {
     const result = await runCli(["demo", ...withPort(option)], { TMPDIR: tmp });
     expect(result.code).toBe(1);
     expect(result.stdout).toBe("");
-    expect(result.stderr).toBe(`portcullis: port ${String(port)} (${option}) is in use; is a demo already running? Choose another with ${option} N\n`);
+    expect(result.stderr).toBe(`DEMO_PORT_IN_USE: port ${String(port)} (${option}) is in use; is a demo already running? Choose another with ${option} N\n`);
     expect(readdirSync(tmp)).toEqual([]);
   });
 

@@ -1,6 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { RouteTable, RouteTableError } from "../../src/authz/routes.js";
-import { PortcullisError } from "../../src/errors/catalogue.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { PassphraseCheck, hashPassphrase, verifyPassphraseHash } from "../../src/keys/passphrase.js";
 import { type TestCore, makeCore } from "../support/harness.js";
@@ -8,13 +7,8 @@ import { type TestCore, makeCore } from "../support/harness.js";
 const NOW = Date.UTC(2026, 10, 22);
 
 function fieldsOf(raw: Record<string, unknown>): Record<string, string> {
-  try {
-    parseCreateKeyInput({ account: "a", scopes: ["read"], ...raw }, NOW);
-  } catch (err) {
-    expect(err).toBeInstanceOf(PortcullisError);
-    return { ...(err as PortcullisError).fields };
-  }
-  return {};
+  const parsed = parseCreateKeyInput({ account: "a", scopes: ["read"], ...raw }, NOW);
+  return parsed.ok ? {} : { ...parsed.fields };
 }
 
 describe("keys and dialects", () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { PortcullisError } from "../../src/errors/catalogue.js";
+import { valueOrThrow } from "../../src/errors/result.js";
 import { generateKeyId, parseKeyId } from "../../src/contract/ids.js";
 import { parseCreateKeyInput, parseDuration } from "../../src/keys/input.js";
 
@@ -40,9 +41,11 @@ describe("key ids", () => {
 
 describe("key input validation", () => {
   it("accepts a full valid input and canonicalises it", () => {
-    const input = parseCreateKeyInput(
-      { account: "acct-1", scopes: ["trade", "read", "trade"], ipAllowlist: ["10.1.2.3/8", " 2001:db8::/32"], expires: "30d", windowMs: 10_000, label: "bot" },
-      NOW,
+    const input = valueOrThrow(
+      parseCreateKeyInput(
+        { account: "acct-1", scopes: ["trade", "read", "trade"], ipAllowlist: ["10.1.2.3/8", " 2001:db8::/32"], expires: "30d", windowMs: 10_000, label: "bot" },
+        NOW,
+      ),
     );
     expect(input.scopes).toEqual(["read", "trade"]);
     expect(input.ipAllowlist).toEqual(["10.0.0.0/8", "2001:db8::/32"]);
@@ -51,14 +54,10 @@ describe("key input validation", () => {
   });
 
   function fields(raw: unknown): Record<string, string> {
-    try {
-      parseCreateKeyInput(raw, NOW);
-    } catch (err) {
-      expect(err).toBeInstanceOf(PortcullisError);
-      expect((err as PortcullisError).code).toBe("VALIDATION_FAILED");
-      return { ...(err as PortcullisError).fields };
-    }
-    throw new Error("expected a validation error");
+    const parsed = parseCreateKeyInput(raw, NOW);
+    if (parsed.ok) throw new Error("expected a validation error");
+    expect(parsed.code).toBe("VALIDATION_FAILED");
+    return { ...parsed.fields };
   }
 
   it.each([
@@ -89,13 +88,16 @@ describe("key input validation", () => {
   });
 
   it("refuses a non-object body", () => {
-    for (const raw of [null, [], "x", 1]) expect(() => parseCreateKeyInput(raw, NOW)).toThrow(PortcullisError);
+    for (const raw of [null, [], "x", 1]) {
+      expect(parseCreateKeyInput(raw, NOW)).toEqual({ ok: false, code: "VALIDATION_FAILED", message: "the body must be a JSON object", fields: {} });
+    }
+    expect(() => valueOrThrow(parseCreateKeyInput(null, NOW))).toThrow(PortcullisError);
   });
 
   it("parses durations", () => {
-    expect(parseDuration("90s")).toBe(90_000);
-    expect(parseDuration("2w")).toBe(1_209_600_000);
-    expect(parseDuration("0d")).toBeNull();
-    expect(parseDuration("1y")).toBeNull();
+    expect(parseDuration("90s")).toEqual({ ok: true, value: 90_000 });
+    expect(parseDuration("2w")).toEqual({ ok: true, value: 1_209_600_000 });
+    expect(parseDuration("0d")).toMatchObject({ ok: false, code: "VALIDATION_FAILED" });
+    expect(parseDuration("1y")).toMatchObject({ ok: false, code: "VALIDATION_FAILED" });
   });
 });

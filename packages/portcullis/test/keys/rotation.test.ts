@@ -4,6 +4,7 @@
  * refused, every change that must end a key's sessions moves its epoch, and answers warn before a
  * key expires.
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import { type KeyObject, generateKeyPairSync } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PortcullisError } from "../../src/errors/catalogue.js";
@@ -40,8 +41,8 @@ async function refusal(p: Promise<unknown>): Promise<PortcullisError> {
   return err as PortcullisError;
 }
 
-const rotate = (id: string, raw: Record<string, unknown> = {}) => t.core.keys.rotate(id, parseRotateKeyInput(raw), "test");
-const update = (id: string, raw: Record<string, unknown>) => t.core.keys.update(id, parseUpdateKeyInput(raw), "test");
+const rotate = (id: string, raw: Record<string, unknown> = {}) => t.core.keys.rotate(id, valueOrThrow(parseRotateKeyInput(raw)), "test");
+const update = (id: string, raw: Record<string, unknown>) => t.core.keys.update(id, valueOrThrow(parseUpdateKeyInput(raw)), "test");
 
 describe("rotation", () => {
   it("gives an HMAC key a successor with the same settings and a new secret; the old key works for the grace period, then expires", async () => {
@@ -138,13 +139,15 @@ describe("rotation", () => {
   });
 
   it("validates the grace period", () => {
-    expect(parseRotateKeyInput({}).graceMs).toBe(DAY);
-    expect(parseRotateKeyInput({ grace: 0 }).graceMs).toBe(0);
+    expect(parseRotateKeyInput({})).toEqual({ ok: true, value: { graceMs: DAY, publicKey: undefined } });
+    expect(parseRotateKeyInput({ grace: 0 })).toMatchObject({ ok: true, value: { graceMs: 0 } });
     for (const grace of ["31d", "-1h", "soon", 1.5, "500ms"]) {
-      expect(() => parseRotateKeyInput({ grace })).toThrow(/grace/);
+      expect(parseRotateKeyInput({ grace })).toMatchObject({ ok: false, code: "VALIDATION_FAILED", fields: { grace: expect.any(String) as unknown } });
     }
-    expect(() => parseRotateKeyInput({ publicKey: 42 })).toThrow(/publicKey/);
-    expect(() => parseRotateKeyInput({ graceMs: 1 })).toThrow(/graceMs: unknown field/);
+    expect(parseRotateKeyInput({ publicKey: 42 })).toMatchObject({ ok: false, message: expect.stringMatching(/publicKey/) as unknown });
+    expect(parseRotateKeyInput({ graceMs: 1 })).toMatchObject({ ok: false, message: expect.stringMatching(/graceMs: unknown field/) as unknown });
+    // A failure the caller cannot go on from becomes a PortcullisError with the fields at fault.
+    expect(() => valueOrThrow(parseRotateKeyInput({ grace: "soon" }))).toThrow(PortcullisError);
   });
 });
 

@@ -9,6 +9,7 @@
  * private redis-server child process; they are skipped, loudly, only where neither exists, and
  * never in CI.
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -212,7 +213,7 @@ describe.runIf(serverInstalled || IN_CI)("a running gateway when Redis is killed
     );
     running = await startPortcullis(config, logger);
     base = urlOf(running.gatewayAddress);
-    const created = await running.core.keys.create(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"] }, Date.now()), "test");
+    const created = await running.core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"] }, Date.now())), "test");
     key = { id: created.key.id, secret: created.secret ?? "" };
   });
   afterAll(async () => {

@@ -3,6 +3,7 @@
  * the test controls, and an independent RFC 9421 signer written with node:crypto (deliberately
  * not the client SDK, so server and SDK are checked against each other, not against themselves).
  */
+import { valueOrThrow } from "../../src/errors/result.js";
 import { createHash, createHmac, randomBytes, sign as cryptoSign, type KeyObject } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -70,7 +71,7 @@ export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
     core,
     dataDir,
     clock,
-    createKey: (input) => core.keys.create(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"], ...input }, clock.ms), "test"),
+    createKey: (input) => core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"], ...input }, clock.ms)), "test"),
     async cleanup() {
       await core.close();
       rmSync(dataDir, { recursive: true, force: true });

@@ -1,3 +1,4 @@
+import { OperatorError } from "../../errors/catalogue.js";
 import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "../../contract/permissions.js";
 import type { Route } from "../../contract/route.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../../authz/routes.js";
@@ -103,8 +104,13 @@ export interface WebSocketSettings {
   readonly maxPendingMessages: number;
 }
 
-export class WebSocketConfigError extends Error {
+/** The websocket section cannot be compiled (WEBSOCKET_CONFIG_INVALID): the message names the route. */
+export class WebSocketConfigError extends OperatorError<"WEBSOCKET_CONFIG_INVALID"> {
   override name = "WebSocketConfigError";
+
+  constructor(message: string) {
+    super("WEBSOCKET_CONFIG_INVALID", message);
+  }
 }
 
 const METHOD_NAME_RE = /^[A-Za-z][A-Za-z0-9._-]{0,63}$/;

@@ -216,6 +216,8 @@ export class RedisHotStore implements HotStore {
   private readonly admissions: Batcher;
   private readonly failureScript: ScriptCall;
   private readonly errorListener: (err: Error) => void;
+  /** The wait for 'ready' that every caller of `ready()` shares, while one is pending. */
+  private readyWait: Promise<void> | null = null;
   /** Set once the client has been ready: before that, commands wait for the first connection. */
   private everReady = false;
   private readonly readyListener = (): void => {
@@ -251,22 +253,32 @@ export class RedisHotStore implements HotStore {
     this.failureScript = this.script(FAILURE);
   }
 
-  /** Resolves once the client is connected (rejects after `commandTimeoutMs` when it is not). */
+  /**
+   * Resolves once the client is connected (rejects after `commandTimeoutMs` when it is not).
+   * Every caller waiting at the same time shares one wait, with one 'ready' listener: requests
+   * arriving while Redis connects would otherwise add a listener each (and ioredis warns
+   * MaxListenersExceededWarning past ten).
+   */
   ready(): Promise<void> {
     const client = this.client;
     if (client.status === "ready") return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      const done = (): void => {
+    this.readyWait ??= new Promise<void>((resolve, reject) => {
+      const settle = (): void => {
         clearTimeout(timer);
         client.off("ready", done);
+        this.readyWait = null;
+      };
+      const done = (): void => {
+        settle();
         resolve();
       };
       const timer = setTimeout(() => {
-        client.off("ready", done);
+        settle();
         reject(new Error(`redis hot store: not connected (${client.status})`));
       }, this.timeoutMs);
       client.on("ready", done);
     });
+    return this.readyWait;
   }
 
   async admit(a: Admission): Promise<AdmissionResult> {

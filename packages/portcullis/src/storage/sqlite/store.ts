@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { OperatorError } from "../../errors/catalogue.js";
 import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Environment } from "../../contract/ids.js";
@@ -179,7 +180,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     const newest = Math.max(0, ...applied);
     const known = Math.max(...migrations.map((m) => m.version));
     if (newest > known) {
-      throw new Error(`database schema version ${newest} is newer than this Portcullis (${known}); upgrade Portcullis`);
+      throw new OperatorError("DATABASE_TOO_NEW", `database schema version ${newest} is newer than this Portcullis (${known}); upgrade Portcullis`);
     }
     for (const m of migrations) {
       if (applied.has(m.version)) continue;
