@@ -5,8 +5,9 @@ import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError
 import type { NativeAlgorithm } from "../contract/keys.js";
 import { verifySignature } from "../signatures/algorithms.js";
 import { checkContentDigest } from "../signatures/content-digest.js";
-import { checkFreshness, extractNativeCredential, nonceExpiry } from "../signatures/native.js";
+import { checkFreshness, extractNativeCredential } from "../signatures/native.js";
 import { type ParsedSignature, signatureBase } from "../signatures/rfc9421.js";
+import { rememberUntil, singleUse } from "../replay/claims.js";
 
 /**
  * The native scheme as a pipeline plug-in: RFC 9421 with Portcullis's policy (see
@@ -47,7 +48,7 @@ class NativeCredential implements Credential {
   }
 
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
-    return { kind: "nonce", keyId: key.record.id, value: this.nonce, expiresAt: nonceExpiry(this.created, key.windowMs) };
+    return singleUse(key.record.id, this.nonce, rememberUntil(this.created * 1000, key.windowMs));
   }
 }
 

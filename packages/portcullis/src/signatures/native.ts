@@ -63,8 +63,3 @@ export function checkFreshness(
   if (expiresSeconds !== undefined && expiresSeconds * 1000 <= now) return deny("SIGNATURE_EXPIRED");
   return null;
 }
-
-/** How long a nonce must be remembered: as long as its signature could still be fresh. */
-export function nonceExpiry(createdSeconds: number, windowMs: number): number {
-  return createdSeconds * 1000 + windowMs + 1000;
-}

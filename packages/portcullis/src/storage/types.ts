@@ -154,31 +154,6 @@ export interface DurableStore {
   close(): Promise<void>;
 }
 
-/** The answer of a replay check. */
-export type NonceClaim = "fresh" | "replayed" | "full";
-
-/** Stage 7's hot state: each (key, nonce) pair is accepted once until it expires. */
-export interface NonceStore {
-  /**
-   * Records `nonce` for `keyId` until `expiresAt` (epoch ms). "replayed" if it is already
-   * recorded and unexpired; "full" if the store is at capacity (the caller fails closed).
-   * May answer synchronously (memory) or with a promise (network stores).
-   */
-  claim(keyId: string, nonce: string, expiresAt: number, now: number): NonceClaim | Promise<NonceClaim>;
-}
-
-/** The answer of an increasing-nonce check. */
-export type SequenceClaim = "fresh" | "replayed" | "too-low" | "full";
-
-/**
- * Per-key nonces that must increase (Kraken's rule), with a tolerance window for requests that
- * arrive slightly out of order: a value is accepted once if it is above the highest seen, or at
- * most `window` below it and not seen before.
- */
-export interface SequenceStore {
-  claim(keyId: string, value: bigint, window: bigint): SequenceClaim | Promise<SequenceClaim>;
-}
-
 /**
  * Everything a request consumes, decided at once: its replay claim and every limit it is charged
  * against. All-or-nothing — when anything refuses, nothing is recorded or consumed (except the

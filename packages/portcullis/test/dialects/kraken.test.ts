@@ -22,7 +22,7 @@ import { Pipeline } from "../../src/pipeline/pipeline.js";
 import { LimitPlan } from "../../src/limits/plan.js";
 import { Shield } from "../../src/limits/shield.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
-import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
+import { MemorySequenceStore } from "../../src/replay/sequences.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { replayOnlyHot } from "../support/hot.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";

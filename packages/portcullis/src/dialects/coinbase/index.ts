@@ -7,6 +7,7 @@ import { authorityOf } from "../../signatures/rfc9421.js";
 import { type VerifyKey, algorithmOf, verifyKeyFor } from "./keys.js";
 import { renderCoinbase } from "./render.js";
 import { type CdpAlgorithm, type CdpToken, parseBearerToken } from "./token.js";
+import { singleUse } from "../../replay/claims.js";
 
 /**
  * The Coinbase dialect: CDP API keys (Coinbase Advanced Trade). Every request carries a fresh JWT
@@ -92,7 +93,7 @@ class CoinbaseCredential implements Credential {
 
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
     // Remembered for as long as the token is valid: afterwards stage 5 refuses it anyway.
-    return { kind: "nonce", keyId: key.record.id, value: this.token.nonce, expiresAt: this.token.exp * 1000 };
+    return singleUse(key.record.id, this.token.nonce, this.token.exp * 1000);
   }
 }
 

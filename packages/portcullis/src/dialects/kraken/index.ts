@@ -5,6 +5,7 @@ import type { VerificationKey } from "../../contract/verification-key.js";
 import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions } from "../../contract/request.js";
 import { createKrakenRenderer } from "./errors.js";
 import { findNonce } from "./nonce.js";
+import { increasing } from "../../replay/claims.js";
 
 export { KRAKEN_ERRORS, KRAKEN_ERROR_FOR } from "./errors.js";
 export { findNonce, type FoundNonce } from "./nonce.js";
@@ -75,7 +76,7 @@ class KrakenCredential implements Credential {
   }
 
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
-    return { kind: "sequence", keyId: key.record.id, value: this.nonce, window: this.window };
+    return increasing(key.record.id, this.nonce, this.window);
   }
 }
 

@@ -3,8 +3,8 @@ import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js"
 import type { ChargeState } from "../../contract/limits.js";
 import type { Admission, AdmissionResult, FailureResult, HotStore } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
-import { MemoryNonceStore } from "./nonces.js";
-import { MemorySequenceStore } from "./sequences.js";
+import { MemoryNonceStore } from "../../replay/nonces.js";
+import { MemorySequenceStore } from "../../replay/sequences.js";
 
 /**
  * The embedded hot store: replay state, GCRA buckets, bans and blocks in process memory.

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MemoryNonceStore } from "../../src/storage/memory/nonces.js";
+import { MemoryNonceStore } from "../../src/replay/nonces.js";
 
 const T0 = Date.UTC(2026, 10, 22, 12, 0, 0);
 

@@ -1,4 +1,4 @@
-import type { NonceClaim, NonceStore } from "../types.js";
+import type { NonceClaim, NonceStore } from "./claims.js";
 
 /**
  * In-process nonce store (embedded mode): two generations of nonces per key.

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { MemorySequenceStore } from "../../src/storage/memory/sequences.js";
+import { MemorySequenceStore } from "../../src/replay/sequences.js";
 import { referenceSequence } from "../support/reference-sequence.js";
 
 describe("memory sequence store (increasing nonces with a window)", () => {

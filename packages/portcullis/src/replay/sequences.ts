@@ -1,4 +1,4 @@
-import type { SequenceClaim, SequenceStore } from "../types.js";
+import type { SequenceClaim, SequenceStore } from "./claims.js";
 
 /**
  * In-process increasing-nonce store (embedded mode). Per key: the highest value accepted, and
