@@ -1,4 +1,4 @@
-import { OperatorError, errorCatalogue } from "../errors/catalogue.js";
+import { OperatorError, messagesOf } from "../errors/catalogue.js";
 
 /**
  * The audit commands' own error codes (the CLI prints them as `CODE: message`, or
@@ -19,9 +19,7 @@ const AUDIT_CODES = [
 export type AuditErrorCode = (typeof AUDIT_CODES)[number];
 
 /** The audit codes and their messages (from the catalogue; kept for existing callers). */
-export const AUDIT_ERRORS = Object.freeze(
-  Object.fromEntries(AUDIT_CODES.map((code) => [code, errorCatalogue[code].message])) as { readonly [C in AuditErrorCode]: (typeof errorCatalogue)[C]["message"] },
-);
+export const AUDIT_ERRORS = messagesOf(AUDIT_CODES);
 
 export class AuditError extends OperatorError<AuditErrorCode> {
   override name = "AuditError";

@@ -1,4 +1,4 @@
-import { OperatorError, errorCatalogue } from "../errors/catalogue.js";
+import { OperatorError, messagesOf } from "../errors/catalogue.js";
 
 /**
  * The custody error codes. Custody refuses at startup (a wrong PIN, a missing token), in the CLI
@@ -60,9 +60,7 @@ const CUSTODY_CODES = [
 export type CustodyErrorCode = (typeof CUSTODY_CODES)[number];
 
 /** The custody codes and their one-line messages (from the catalogue; kept for existing callers). */
-export const CUSTODY_ERRORS = Object.freeze(
-  Object.fromEntries(CUSTODY_CODES.map((code) => [code, errorCatalogue[code].message])) as { readonly [C in CustodyErrorCode]: (typeof errorCatalogue)[C]["message"] },
-);
+export const CUSTODY_ERRORS = messagesOf(CUSTODY_CODES);
 
 export class CustodyError extends OperatorError<CustodyErrorCode> {
   override name = "CustodyError";

@@ -381,3 +381,8 @@ export class OperatorError<C extends OperatorCode = OperatorCode> extends CodedE
 export function isOperatorError(err: unknown): err is OperatorError {
   return err instanceof OperatorError;
 }
+
+/** The catalogue messages of a family of codes, by code (CUSTODY_ERRORS, AUDIT_ERRORS). */
+export function messagesOf<const C extends CatalogueCode>(codes: readonly C[]): { readonly [K in C]: (typeof errorCatalogue)[K]["message"] } {
+  return Object.freeze(Object.fromEntries(codes.map((code) => [code, errorCatalogue[code].message]))) as { readonly [K in C]: (typeof errorCatalogue)[K]["message"] };
+}

@@ -8,23 +8,10 @@ import { createBinanceScheme } from "../../src/dialects/binance/index.js";
 import { type Credential, type MessageParams, type MessageSigning, RequestContext } from "../../src/contract/request.js";
 import type { Denial } from "../../src/errors/catalogue.js";
 import { hmacVerificationKey } from "../support/keys.js";
+import { DOC_API_KEY, DOC_SECRET, WS_PARAMS, WS_SIGNATURE } from "../support/binance-vectors.js";
 
 // binance-spot-api-docs, web-socket-api.md, "SIGNED request example (HMAC)" (the ACK edition).
-const DOC_API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A";
-const DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j";
-const DOC_PARAMS = {
-  symbol: "BTCUSDT",
-  side: "SELL",
-  type: "LIMIT",
-  timeInForce: "GTC",
-  quantity: "0.01000000",
-  price: "52000.00",
-  newOrderRespType: "ACK",
-  recvWindow: 100,
-  timestamp: 1645423376532,
-  apiKey: DOC_API_KEY,
-  signature: "cc15477742bd704c29492d96c7ead9414dfd8e0ec4a00f947bb5bb454ddbd08a",
-};
+const DOC_PARAMS = { ...WS_PARAMS, signature: WS_SIGNATURE };
 
 const scheme = createBinanceScheme({ scheme: "http", futureSkewMs: 1000 });
 const key = hmacVerificationKey(DOC_SECRET, { id: DOC_API_KEY, dialects: ["binance"] });

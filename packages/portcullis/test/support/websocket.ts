@@ -6,7 +6,9 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import WebSocket from "ws";
+import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
@@ -250,4 +252,24 @@ export async function refusedUpgrade(attempt: Promise<WsClient>): Promise<Upgrad
     throw err;
   }
   throw new Error("the upgrade was not refused");
+}
+
+/** Binance's WebSocket API signature: every parameter but `signature`, sorted, raw UTF-8; Ed25519 base64 or HMAC hex. */
+export function binanceSign(params: Record<string, string | number>, key: string | KeyObject): Record<string, string | number> {
+  const payload = webSocketSignaturePayload(params);
+  const signature = typeof key === "string" ? createHmac("sha256", Buffer.from(key, "utf8")).update(payload, "utf8").digest("hex") : sign(null, Buffer.from(payload, "utf8"), key).toString("base64");
+  return { ...params, signature };
+}
+
+/** An HMAC key on the stack, for the native scheme and the Binance dialect. */
+export async function wsHmacKey(stack: WsStack, account: string, scopes: string[], dialects: string[] = ["native", "binance"]): Promise<{ id: string; secret: string }> {
+  const created = await stack.createKey({ account, scopes, dialects });
+  return { id: created.key.id, secret: created.secret ?? "" };
+}
+
+/** An Ed25519 key on the stack (its private key stays here), for the native scheme and the Binance dialect. */
+export async function wsEdKey(stack: WsStack, account: string, scopes: string[]): Promise<{ id: string; privateKey: KeyObject }> {
+  const pair = generateKeyPairSync("ed25519");
+  const created = await stack.createKey({ account, scopes, dialects: ["native", "binance"], algorithm: "ed25519", publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString() });
+  return { id: created.key.id, privateKey: pair.privateKey };
 }

@@ -4,12 +4,11 @@
  * method is its route), code and key, like any HTTP request; and no entry carries a secret, a
  * signature or a session token.
  */
-import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import type { KeyObject } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditEntry } from "../../src/audit/events.js";
-import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import { readEntries } from "../audit/support.js";
-import { type WsStack, WsClient, refusedUpgrade, signedUpgrade, startWsStack } from "../support/websocket.js";
+import { type WsStack, WsClient, binanceSign, refusedUpgrade, signedUpgrade, startWsStack, wsEdKey, wsHmacKey } from "../support/websocket.js";
 
 const PATH = "/ws-api/v3";
 let s: WsStack;
@@ -29,21 +28,12 @@ async function connect(headers: Record<string, string> = {}, path = PATH): Promi
   return c;
 }
 
-async function hmacKey(account: string, scopes: string[]): Promise<{ id: string; secret: string }> {
-  const created = await s.createKey({ account, scopes, dialects: ["native", "binance"] });
-  return { id: created.key.id, secret: created.secret ?? "" };
+function hmacKey(account: string, scopes: string[]): Promise<{ id: string; secret: string }> {
+  return wsHmacKey(s, account, scopes);
 }
 
-async function edKey(account: string, scopes: string[]): Promise<{ id: string; privateKey: KeyObject }> {
-  const pair = generateKeyPairSync("ed25519");
-  const created = await s.createKey({ account, scopes, dialects: ["native", "binance"], algorithm: "ed25519", publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString() });
-  return { id: created.key.id, privateKey: pair.privateKey };
-}
-
-function binanceSign(params: Record<string, string | number>, key: string | KeyObject): Record<string, string | number> {
-  const payload = webSocketSignaturePayload(params);
-  const signature = typeof key === "string" ? createHmac("sha256", Buffer.from(key, "utf8")).update(payload, "utf8").digest("hex") : sign(null, Buffer.from(payload, "utf8"), key).toString("base64");
-  return { ...params, signature };
+function edKey(account: string, scopes: string[]): Promise<{ id: string; privateKey: KeyObject }> {
+  return wsEdKey(s, account, scopes);
 }
 
 /** The request decisions the WebSocket surface recorded so far, oldest first. */

@@ -4,11 +4,11 @@
  * Binance-style session.logon and signed requests, per-message scopes and limits, malformed
  * frames, and every refusal with its code.
  */
-import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, sign, type KeyObject } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import { signRequest } from "../support/harness.js";
-import { type Answer, type WsStack, WsClient, refusedUpgrade, signedUpgrade, startWsStack } from "../support/websocket.js";
+import { type Answer, type WsStack, WsClient, binanceSign, refusedUpgrade, signedUpgrade, startWsStack, wsEdKey, wsHmacKey } from "../support/websocket.js";
 
 const PATH = "/ws-api/v3";
 let s: WsStack;
@@ -28,22 +28,12 @@ async function connect(headers: Record<string, string> = {}, path = PATH): Promi
   return c;
 }
 
-async function hmacKey(account: string, scopes: string[], dialects: string[] = ["native", "binance"]): Promise<{ id: string; secret: string }> {
-  const created = await s.createKey({ account, scopes, dialects });
-  return { id: created.key.id, secret: created.secret ?? "" };
+function hmacKey(account: string, scopes: string[], dialects?: string[]): Promise<{ id: string; secret: string }> {
+  return wsHmacKey(s, account, scopes, dialects);
 }
 
-async function edKey(account: string, scopes: string[]): Promise<{ id: string; privateKey: KeyObject }> {
-  const pair = generateKeyPairSync("ed25519");
-  const created = await s.createKey({ account, scopes, dialects: ["native", "binance"], algorithm: "ed25519", publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString() });
-  return { id: created.key.id, privateKey: pair.privateKey };
-}
-
-/** Binance's WebSocket API signature: every parameter but `signature`, sorted, raw UTF-8; Ed25519 base64 or HMAC hex. */
-function binanceSign(params: Record<string, string | number>, key: string | KeyObject): Record<string, string | number> {
-  const payload = webSocketSignaturePayload(params);
-  const signature = typeof key === "string" ? createHmac("sha256", Buffer.from(key, "utf8")).update(payload, "utf8").digest("hex") : sign(null, Buffer.from(payload, "utf8"), key).toString("base64");
-  return { ...params, signature };
+function edKey(account: string, scopes: string[]): Promise<{ id: string; privateKey: KeyObject }> {
+  return wsEdKey(s, account, scopes);
 }
 
 const LIMIT_BUY = { symbol: "BTCUSDT", side: "BUY", type: "LIMIT", timeInForce: "GTC", quantity: "0.001", price: "50000" };
