@@ -24,7 +24,7 @@ import { performance } from "node:perf_hooks";
 import process from "node:process";
 import { setImmediate as turn } from "node:timers/promises";
 import { KRAKEN_DEFAULT_NONCE_WINDOW } from "../packages/portcullis/dist/dialects/kraken/index.js";
-import { MemorySequenceStore } from "../packages/portcullis/dist/storage/memory/sequences.js";
+import { MemorySequenceStore } from "../packages/portcullis/dist/replay/sequences.js";
 import { createBenchCore } from "./core.js";
 import { DIALECT_CASES, DIALECT_ROUTES, KEY_DEFS, okxColdSigner } from "./dialect-signing.js";
 
