@@ -29,9 +29,10 @@ export interface Call {
   readonly timestamp?: number;
   /** Sign with this secret instead of the exchange's. */
   readonly secret?: string;
-  /** Sign for this method/url instead of the request's own. */
+  /** Sign for this method/url/body instead of the request's own. */
   readonly signedMethod?: string;
   readonly signedUrl?: string;
+  readonly signedBody?: string;
   /** Form fields (sent url-encoded), or a raw body. */
   readonly form?: Record<string, string>;
   readonly json?: unknown;
@@ -93,7 +94,7 @@ export class Harness {
     this.exchange = createDemoExchange({ identitySecret: SECRET, now: () => this.time });
   }
 
-  identityHeaders(method: string, url: string, account: string, options: Partial<Call> = {}): Record<string, string> {
+  identityHeaders(method: string, url: string, account: string, options: Partial<Call> = {}, body: string | Buffer = ""): Record<string, string> {
     const identity: PortcullisIdentity = {
       requestId: `req-${++this.requestSeq}`,
       keyId: `pk_test_${account}`,
@@ -104,16 +105,14 @@ export class Harness {
       timestamp: options.timestamp ?? this.time,
     };
     const headers: Record<string, string> = {};
-    new IdentitySigner(options.secret ?? SECRET).write(headers, method, url, identity, options.scopes ?? ALL_SCOPES);
+    const bytes = typeof body === "string" ? Buffer.from(body, "utf8") : body;
+    new IdentitySigner(options.secret ?? SECRET).write(headers, method, url, bytes, identity, options.scopes ?? ALL_SCOPES);
     return headers;
   }
 
   async call(c: Call): Promise<Reply> {
     const method = c.method ?? "GET";
     const headers: Record<string, string> = { ...c.headers };
-    if (c.account !== undefined) {
-      Object.assign(headers, this.identityHeaders(c.signedMethod ?? method, c.signedUrl ?? c.url, c.account, c));
-    }
     let payload: string | Buffer | undefined;
     if (c.form !== undefined) {
       payload = new URLSearchParams(c.form).toString();
@@ -125,6 +124,9 @@ export class Harness {
       payload = c.body;
     }
     if (c.contentType !== undefined) headers["content-type"] = c.contentType;
+    if (c.account !== undefined) {
+      Object.assign(headers, this.identityHeaders(c.signedMethod ?? method, c.signedUrl ?? c.url, c.account, c, c.signedBody ?? payload ?? ""));
+    }
     const res = await inject(this.exchange.handler, {
       method,
       url: c.url,

@@ -1,7 +1,7 @@
 /**
- * Private endpoints trust only valid gateway identity headers: missing, tampered, replayed onto
- * another request, stale, signed with another secret, or lacking the route's permission is
- * 401 -2015, and nothing happens.
+ * Private endpoints trust only valid gateway identity headers: missing, tampered, replayed (onto
+ * another request, another body, or as they were), stale, signed with another secret, or lacking
+ * the route's permission is 401 -2015, and nothing happens.
  */
 import { describe, expect, it } from "vitest";
 import { IDENTITY_HEADERS } from "portcullis";
@@ -59,15 +59,29 @@ describe("identity", () => {
     expect(errorOf(await h.call({ url: "/api/v3/account", headers: noSignature }))).toEqual(REJECTED);
   });
 
-  it("a stale (or future) identity is refused", async () => {
+  it("a stale (or future) identity is refused: the window is 5 s", async () => {
     const h = new Harness();
-    expect(errorOf(await h.call({ url: "/api/v3/account", account: "alice", timestamp: T0 - 61_000 }))).toEqual(REJECTED);
-    expect(errorOf(await h.call({ url: "/api/v3/account", account: "alice", timestamp: T0 + 61_000 }))).toEqual(REJECTED);
-    expect((await h.call({ url: "/api/v3/account", account: "alice", timestamp: T0 - 59_000 })).status).toBe(200);
+    expect(errorOf(await h.call({ url: "/api/v3/account", account: "alice", timestamp: T0 - 5_001 }))).toEqual(REJECTED);
+    expect(errorOf(await h.call({ url: "/api/v3/account", account: "alice", timestamp: T0 + 5_001 }))).toEqual(REJECTED);
+    expect((await h.call({ url: "/api/v3/account", account: "alice", timestamp: T0 - 5_000 })).status).toBe(200);
     // The exchange's own clock decides: the same headers go stale when time moves on.
     const headers = h.identityHeaders("GET", "/api/v3/account", "alice");
-    h.time += 120_000;
+    h.time += 5_001;
     expect(errorOf(await h.call({ url: "/api/v3/account", headers }))).toEqual(REJECTED);
+  });
+
+  it("identity headers captured from a forwarded order are good once, and never for another body", async () => {
+    const h = new Harness();
+    const form = new URLSearchParams(ORDER).toString();
+    const captured = h.identityHeaders("POST", "/api/v3/order", "alice", {}, form);
+    const order = { method: "POST", url: "/api/v3/order", contentType: "application/x-www-form-urlencoded" } as const;
+    expect((await h.call({ ...order, headers: captured, body: form })).status).toBe(200);
+    expect(errorOf(await h.call({ ...order, headers: captured, body: form }))).toEqual(REJECTED);
+    const marketBuy = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1";
+    expect(errorOf(await h.call({ ...order, headers: captured, body: marketBuy }))).toEqual(REJECTED);
+    // Fresh headers with another body than the one signed: refused before it is read as an order.
+    expect(errorOf(await h.call({ ...order, account: "alice", body: marketBuy, signedBody: form }))).toEqual(REJECTED);
+    expect((await h.balances("alice")).USDT).toEqual(["95000.00000000", "5000.00000000"]);
   });
 
   it("the key's scopes must grant the route's permission", async () => {

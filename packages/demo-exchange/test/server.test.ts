@@ -39,17 +39,19 @@ describe("over a real socket", () => {
 
     const target = "/api/v3/order";
     const headers: Record<string, string> = {};
+    const body = "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.1";
     new IdentitySigner(SECRET).write(
       headers,
       "POST",
       target,
+      Buffer.from(body),
       { requestId: "r1", keyId: "k1", account: "alice", subAccount: null, scopes: ["trade"], clientIp: "127.0.0.1", timestamp: Date.now() },
       "trade",
     );
     const order = await request(`${base}${target}`, {
       method: "POST",
       headers: { ...headers, "content-type": "application/x-www-form-urlencoded" },
-      body: "symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.1",
+      body,
     });
     expect(order.statusCode).toBe(200);
     expect(await order.body.json()).toMatchObject({ status: "FILLED", cummulativeQuoteQty: "6001.00000000" });

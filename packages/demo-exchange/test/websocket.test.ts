@@ -3,6 +3,7 @@
  * order book and balances as REST, trusting only the gateway's signed identity headers on the
  * upgrade, and Binance's errors for everything it refuses.
  */
+import { randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -34,7 +35,7 @@ afterAll(async () => {
 
 function identity(account: string, scopes: string[], secret = SECRET): Record<string, string> {
   const headers: Record<string, string | string[]> = {};
-  new IdentitySigner(secret).write(headers, "GET", "/ws-api/v3", { requestId: "r", keyId: "pck_test_v1_x", account, subAccount: null, scopes, clientIp: "127.0.0.1", timestamp: Date.now() }, scopes.join(","));
+  new IdentitySigner(secret).write(headers, "GET", "/ws-api/v3", new Uint8Array(0), { requestId: randomUUID(), keyId: "pck_test_v1_x", account, subAccount: null, scopes, clientIp: "127.0.0.1", timestamp: Date.now() }, scopes.join(","));
   return headers as Record<string, string>;
 }
 

@@ -35,7 +35,7 @@ export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisCo
  */
 export { Gateway, type GatewayOptions } from "./gateway/server.js";
 export { Forwarder, type ForwarderOptions } from "./gateway/proxy.js";
-export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type PortcullisIdentity } from "./gateway/identity.js";
+export { IdentitySigner, createIdentityVerifier, IDENTITY_HEADERS, type IdentityVerifier, type PortcullisIdentity } from "./gateway/identity.js";
 export {
   WebSocketProxy,
   type WebSocketProxyOptions,

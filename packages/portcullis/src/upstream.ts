@@ -7,6 +7,7 @@ export {
   IDENTITY_HEADERS,
   createIdentityVerifier,
   type IdentityVerification,
+  type IdentityVerifier,
   type IdentityVerifierOptions,
   type PortcullisIdentity,
   type UpstreamRequest,

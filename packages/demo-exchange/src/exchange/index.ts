@@ -3,7 +3,8 @@
  * Binance-shaped spot REST API over one in-memory matching engine (BTCUSDT and ETHUSDT), seeded
  * by an internal market maker so that the book has depth and market orders fill.
  *
- * Private endpoints trust only the gateway's signed identity headers (checked with `portcullis/upstream`):
+ * Private endpoints trust only the gateway's signed identity headers (checked with `portcullis/upstream`
+ * against the body received, each request id once):
  * the caller's account is `portcullis-account`, and the key's scopes must grant the route's
  * permission. Anything else is 401 -2015, Binance's answer for a bad key. Accounts are created on
  * first sight with demo balances. Errors use Binance's `{code, msg}` shape; internal faults are
@@ -42,7 +43,7 @@ export interface DemoExchangeOptions {
   readonly now?: () => number;
   /** Largest request body accepted, in bytes. Default 64 KiB. */
   readonly maxBodyBytes?: number;
-  /** How old (or how far ahead) the gateway's identity timestamp may be. Default 60 s. */
+  /** How old (or how far ahead) the gateway's identity timestamp may be. Default 5 s. */
   readonly identityMaxAgeMs?: number;
   /** Called with every internal fault (answered as -1000), e.g. to log it. */
   readonly onError?: (error: unknown) => void;
@@ -142,9 +143,9 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
   }
   const newClientOrderId = (): string => randomBytes(16).toString("base64url");
 
-  /** The authenticated account for a private route, or 401 -2015. */
-  function authenticate(req: IncomingMessage, permission: string): string {
-    const result = verify(req);
+  /** The authenticated account for a private route (its identity checked against the body received), or 401 -2015. */
+  function authenticate(req: IncomingMessage, body: Buffer, permission: string): string {
+    const result = verify(req, body);
     if (!result.ok) throw errors.unauthorized();
     const { account, scopes } = result.identity;
     if (!ACCOUNT_RE.test(account) || !grantedPermissions(scopes).has(permission)) throw errors.unauthorized();
@@ -159,7 +160,17 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
     const query = q < 0 ? "" : target.slice(q + 1);
     const served = venueRoutes.get(`${method} ${path}`);
     if (served !== undefined) {
-      const identity = verify(req);
+      // The identity covers the body, so the body is read first. When it cannot be read (too
+      // large, aborted), there is no identity to give: asking for it throws the body's error,
+      // which the venue answers in its own shape.
+      const reading = readBody(req, maxBodyBytes);
+      let bodyError: unknown = null;
+      const body = await reading.catch((error: unknown) => {
+        bodyError = error;
+        return null;
+      });
+      const verified = body === null ? null : verify(req, body);
+      const identity = verified !== null && verified.ok ? verified.identity : null;
       await served.venue.handle({
         req,
         res,
@@ -169,17 +180,20 @@ export function createDemoExchange(options: DemoExchangeOptions): DemoExchange {
         route: served.route,
         engine,
         now: clock(),
-        identity: identity.ok ? identity.identity : null,
-        readBody: () => readBody(req, maxBodyBytes),
+        get identity() {
+          if (body === null) throw bodyError;
+          return identity;
+        },
+        readBody: () => reading,
       });
       return;
     }
     const route = routes.get(`${method} ${path}`);
     if (route === undefined) throw paths.has(path) ? errors.methodNotAllowed() : errors.unknownEndpoint();
 
-    const account = route.permission === "public" ? null : authenticate(req, route.permission);
-    if (account !== null) engine.openAccount(account);
     const body = await readBody(req, maxBodyBytes);
+    const account = route.permission === "public" ? null : authenticate(req, body, route.permission);
+    if (account !== null) engine.openAccount(account);
     const params = Params.collect([parseForm(query), parseBody(req.headers["content-type"], body)]);
     params.expectOnly(route.endpoint.params);
     const result = route.endpoint.handle({ engine, params, account, now: clock(), newClientOrderId });

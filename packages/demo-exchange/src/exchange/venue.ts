@@ -19,7 +19,10 @@ export interface VenueRequest {
   readonly engine: Engine;
   /** The request's time, epoch ms. */
   readonly now: number;
-  /** The gateway's verified identity for the request, or null when absent or invalid. */
+  /**
+   * The gateway's verified identity for the request (its headers checked against the body), or
+   * null when absent or invalid. Reading it throws the body's error when the body could not be read.
+   */
   readonly identity: PortcullisIdentity | null;
   /** Reads the (capped) body; rejects with the exchange's body errors. */
   readBody(): Promise<Buffer>;

@@ -17,7 +17,7 @@
 import type { IncomingMessage } from "node:http";
 import type { Duplex } from "node:stream";
 import { type RawData, type WebSocket, WebSocketServer } from "ws";
-import { grantedPermissions, type IdentityVerification, type PortcullisIdentity, type UpstreamRequest } from "portcullis/upstream";
+import { grantedPermissions, type IdentityVerifier, type PortcullisIdentity } from "portcullis/upstream";
 import { ENDPOINTS, type Endpoint } from "./endpoints.js";
 import type { Engine } from "./engine.js";
 import { ExchangeError, errors } from "./errors.js";
@@ -27,7 +27,7 @@ import { ACCOUNT_RE } from "./venue.js";
 
 export interface WebSocketApiOptions {
   readonly engine: Engine;
-  readonly verify: (req: UpstreamRequest) => IdentityVerification;
+  readonly verify: IdentityVerifier;
   readonly now: () => number;
   readonly newClientOrderId: () => string;
   readonly maxMessageBytes: number;
@@ -70,6 +70,7 @@ const CREDENTIALS: readonly string[] = ["apiKey", "signature"];
  * of the answer. The demo keeps no per-connection limits (the gateway does) and never adds them.
  */
 const GENERAL = "returnRateLimits";
+const NO_BODY = new Uint8Array(0);
 
 const unsupported = (): ExchangeError => new ExchangeError(400, -1020, "This operation is not supported.");
 
@@ -146,7 +147,8 @@ export function createWebSocketApi(options: WebSocketApiOptions): WebSocketApi {
       socket.end(`HTTP/1.1 404 Not Found\r\ncontent-type: application/json;charset=UTF-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
       return;
     }
-    const verified = verify(req);
+    // An upgrade has no body: the identity binds the digest of no bytes.
+    const verified = verify(req, NO_BODY);
     const identity = verified.ok ? verified.identity : null;
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);

@@ -142,6 +142,7 @@ export class Gateway {
         headers,
         ctx.method,
         outgoing.url,
+        outgoing.body,
         {
           requestId: ctx.requestId,
           keyId: record.id,

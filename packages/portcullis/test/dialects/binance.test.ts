@@ -15,7 +15,8 @@ import { formDecode, isFormBody } from "../../src/dialects/binance/params.js";
 import { webSocketSignaturePayload } from "../../src/dialects/binance/signature.js";
 import { ERROR_CODES, type ErrorCode, deny } from "../../src/errors/catalogue.js";
 import { generateKeyId } from "../../src/contract/ids.js";
-import { type TestGateway, makeGateway } from "../support/gateway.js";
+import { createIdentityVerifier } from "../../src/gateway/identity.js";
+import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest } from "../support/harness.js";
 import { replayOnlyHot } from "../support/hot.js";
 
@@ -136,6 +137,12 @@ describe("signed requests that pass", () => {
     await allowed({ method: "POST", url: "/api/v3/order", body });
     expect(t.upstream.requests.at(-1)?.body).toBe(body.slice(0, body.indexOf("&signature=")));
     expect(t.upstream.requests.at(-1)?.headers["content-length"]).toBe(String(body.indexOf("&signature=")));
+    // The identity headers cover the body as forwarded (without the signature), not as the client sent it.
+    const got = t.upstream.requests.at(-1);
+    const upstreamRequest = { method: got?.method, url: got?.url, headers: got?.headers ?? {} };
+    const verify = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now });
+    expect(verify(upstreamRequest, Buffer.from(body))).toEqual({ ok: false, reason: "body-mismatch" });
+    expect(verify(upstreamRequest, got?.rawBody ?? Buffer.alloc(0))).toMatchObject({ ok: true, identity: { keyId: hmac.id, account: "acct-1" } });
   });
 
   it("mixed query string and body: the payload is the query concatenated with the body, no separator", async () => {

@@ -141,7 +141,7 @@ describe("the good path", () => {
     expect(got?.url).toBe(BALANCE);
     for (const name of ["x-bapi-api-key", "x-bapi-sign", "x-bapi-timestamp", "x-bapi-recv-window"]) expect(got?.headers[name], name).toBeUndefined();
     const verify = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now });
-    expect(verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} })).toMatchObject({ ok: true, identity: { keyId, account: "acct-1" } });
+    expect(verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} }, got?.rawBody ?? Buffer.alloc(0))).toMatchObject({ ok: true, identity: { keyId, account: "acct-1" } });
   });
 
   it("forwards a signed POST with its exact body", async () => {

@@ -304,7 +304,7 @@ describe("the good path", () => {
     expect(got?.headers["api-key"]).toBeUndefined();
     expect(got?.headers["api-sign"]).toBeUndefined();
     const verify = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now });
-    const identity = verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} });
+    const identity = verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} }, got?.rawBody ?? Buffer.alloc(0));
     expect(identity).toMatchObject({ ok: true, identity: { keyId: trader.id, account: "acct-1", scopes: ["read", "trade"] } });
   });
 

@@ -116,7 +116,7 @@ describe("the good path", () => {
       expect(got?.headers[name], name).toBeUndefined();
     }
     const verify = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now });
-    expect(verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} })).toMatchObject({
+    expect(verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} }, got?.rawBody ?? Buffer.alloc(0))).toMatchObject({
       ok: true,
       identity: { keyId, account: "acct-1", scopes: ["read", "trade"] },
     });

@@ -124,19 +124,39 @@ describe("gateway over real sockets", () => {
   const sign = (method: string, url: string, body?: string): Record<string, string> =>
     signRequest({ method, url, keyId, key: secret, created: Math.floor(Date.now() / 1000), host: `127.0.0.1:${r.port}`, ...(body === undefined ? {} : { body }) });
 
-  it("forwards a signed request and adds identity headers the upstream can verify", async () => {
+  it("forwards a signed request and adds identity headers the upstream can verify, once", async () => {
     const res = await request(`${r.base}/api/v3/account?symbol=BTCUSDT`, { headers: sign("GET", "/api/v3/account?symbol=BTCUSDT") });
     expect(res.statusCode).toBe(200);
-    const echoed = (await res.body.json()) as { url: string; headers: Record<string, string> };
+    const echoed = (await res.body.json()) as { url: string; headers: Record<string, string>; body: string };
     expect(echoed.url).toBe("/api/v3/account?symbol=BTCUSDT");
+    expect(echoed.headers["portcullis-identity"]).toMatch(/^v2=/);
+    const none = Buffer.alloc(0);
     const verify = createIdentityVerifier(IDENTITY_SECRET);
-    expect(verify({ method: "GET", url: echoed.url, headers: echoed.headers })).toMatchObject({ ok: true, identity: { keyId, account: "acct-1", scopes: ["read", "trade"] } });
     // Bound to the request: the same headers on another request do not verify.
-    expect(verify({ method: "POST", url: echoed.url, headers: echoed.headers })).toEqual({ ok: false, reason: "bad-signature" });
-    expect(verify({ method: "GET", url: "/api/v3/order", headers: echoed.headers })).toEqual({ ok: false, reason: "bad-signature" });
-    expect(verify({ method: "GET", url: echoed.url, headers: { ...echoed.headers, "portcullis-account": "someone-else" } })).toEqual({ ok: false, reason: "bad-signature" });
-    expect(createIdentityVerifier("another-secret-another-secret-0123")({ method: "GET", url: echoed.url, headers: echoed.headers })).toEqual({ ok: false, reason: "bad-signature" });
-    expect(createIdentityVerifier(IDENTITY_SECRET, { now: () => Date.now() + 120_000 })({ method: "GET", url: echoed.url, headers: echoed.headers })).toEqual({ ok: false, reason: "stale" });
+    expect(verify({ method: "POST", url: echoed.url, headers: echoed.headers }, none)).toEqual({ ok: false, reason: "bad-signature" });
+    expect(verify({ method: "GET", url: "/api/v3/order", headers: echoed.headers }, none)).toEqual({ ok: false, reason: "bad-signature" });
+    expect(verify({ method: "GET", url: echoed.url, headers: { ...echoed.headers, "portcullis-account": "someone-else" } }, none)).toEqual({ ok: false, reason: "bad-signature" });
+    expect(verify({ method: "GET", url: echoed.url, headers: echoed.headers }, Buffer.from("symbol=BTCUSDT"))).toEqual({ ok: false, reason: "body-mismatch" });
+    expect(createIdentityVerifier("another-secret-another-secret-0123")({ method: "GET", url: echoed.url, headers: echoed.headers }, none)).toEqual({ ok: false, reason: "bad-signature" });
+    expect(createIdentityVerifier(IDENTITY_SECRET, { now: () => Date.now() + 120_000 })({ method: "GET", url: echoed.url, headers: echoed.headers }, none)).toEqual({ ok: false, reason: "stale" });
+    expect(verify({ method: "GET", url: echoed.url, headers: echoed.headers }, none)).toMatchObject({ ok: true, identity: { keyId, account: "acct-1", scopes: ["read", "trade"] } });
+    expect(verify({ method: "GET", url: echoed.url, headers: echoed.headers }, none)).toEqual({ ok: false, reason: "replayed" });
+  });
+
+  it("identity headers captured from a forwarded order are refused again, and with another body", async () => {
+    const order = '{"symbol":"BTCUSDT","side":"BUY","type":"LIMIT","quantity":"0.01","price":"50000"}';
+    const res = await request(`${r.base}/api/v3/order`, { method: "POST", headers: { ...sign("POST", "/api/v3/order", order), "content-type": "application/json" }, body: order });
+    expect(res.statusCode).toBe(200);
+    const echoed = (await res.body.json()) as { url: string; headers: Record<string, string>; body: string };
+    expect(echoed.body).toBe(order);
+    const verify = createIdentityVerifier(IDENTITY_SECRET);
+    const captured = { method: "POST", url: echoed.url, headers: echoed.headers };
+    expect(verify(captured, Buffer.from(order))).toMatchObject({ ok: true });
+    expect(verify(captured, Buffer.from(order))).toEqual({ ok: false, reason: "replayed" });
+    const marketBuy = '{"symbol":"BTCUSDT","side":"BUY","type":"MARKET","quantity":"1"}';
+    expect(verify(captured, Buffer.from(marketBuy))).toEqual({ ok: false, reason: "body-mismatch" });
+    // A verifier that never saw the original (another upstream process) still refuses the new body.
+    expect(createIdentityVerifier(IDENTITY_SECRET)(captured, Buffer.from(marketBuy))).toEqual({ ok: false, reason: "body-mismatch" });
   });
 
   it("strips client-sent portcullis-* headers, even on public routes", async () => {

@@ -59,7 +59,7 @@ describe("the good path", () => {
     expect(got?.headers["portcullis-account"]).toBe("acct-1");
     expect(got?.headers["portcullis-scopes"]).toBe("read,trade");
     const verify = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now });
-    const identity = verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} });
+    const identity = verify({ method: got?.method, url: got?.url, headers: got?.headers ?? {} }, got?.rawBody ?? Buffer.alloc(0));
     expect(identity).toMatchObject({ ok: true, identity: { keyId: hmacId, account: "acct-1", clientIp: "127.0.0.1" } });
   });
 

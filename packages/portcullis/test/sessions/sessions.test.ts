@@ -97,7 +97,7 @@ describe("logon and session requests", () => {
     const res = await account(s);
     expect(res.status).toBe(200);
     const got = t.upstream.requests.at(-1);
-    const identity = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now })({ method: got?.method, url: got?.url, headers: got?.headers ?? {} });
+    const identity = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now })({ method: got?.method, url: got?.url, headers: got?.headers ?? {} }, got?.rawBody ?? Buffer.alloc(0));
     expect(identity).toMatchObject({ ok: true, identity: { keyId, account: "acct-1", scopes: ["read", "trade"] } });
     expect(JSON.stringify(got?.headers)).not.toContain(s.keyid);
     // A session's request with a body covers it with content-digest, like any native request.

@@ -16,6 +16,8 @@ export interface Recorded {
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
   readonly body: string;
+  /** The exact bytes received (what the identity headers' body digest covers). */
+  readonly rawBody: Buffer;
 }
 
 /** A real upstream on a loopback port that records what reached it and echoes it back. */
@@ -25,7 +27,8 @@ export async function startEchoUpstream(): Promise<{ server: Server; url: string
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
-      const rec = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: Buffer.concat(chunks).toString("utf8") };
+      const rawBody = Buffer.concat(chunks);
+      const rec = { method: req.method ?? "", url: req.url ?? "", headers: req.headers, body: rawBody.toString("utf8"), rawBody };
       requests.push(rec);
       const body = JSON.stringify({ ok: true, url: rec.url });
       res.writeHead(200, { "content-type": "application/json", "x-upstream": "echo", connection: "keep-alive", "keep-alive": "timeout=5" });

@@ -23,6 +23,8 @@ export interface Timers {
 
 /** The longest delay setTimeout takes; a later expiry is re-armed when it fires. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
+/** An upgrade carries no body: its identity headers bind the digest of no bytes. */
+const NO_BODY = new Uint8Array(0);
 
 export const realTimers: Timers = {
   set(fn, delayMs) {
@@ -605,6 +607,7 @@ export class Connection {
         headers,
         "GET",
         this.target,
+        NO_BODY,
         {
           requestId: headers["portcullis-request-id"] ?? "",
           keyId: record.id,
