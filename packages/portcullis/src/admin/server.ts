@@ -4,11 +4,11 @@ import type { AddressInfo, Socket } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
 import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
-import { type Result, invalid, ok, valueOrThrow } from "../errors/result.js";
+import { valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
-import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
+import { parseCreateKeyInput, parseLimitsInput, parseReasonInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../contract/keys.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
@@ -58,14 +58,6 @@ export interface AdminApiOptions {
 interface Answer {
   readonly status: number;
   readonly body: unknown;
-}
-
-function reasonOf(body: unknown): Result<string | null> {
-  if (body === null || typeof body !== "object" || Array.isArray(body)) return invalid("the body must be a JSON object");
-  const reason = (body as Record<string, unknown>).reason;
-  if (reason === undefined || reason === null) return ok(null);
-  if (typeof reason !== "string" || reason.length > 500) return invalid("reason must be a string of at most 500 characters", { reason: "invalid" });
-  return ok(reason);
 }
 
 export class AdminApi {
@@ -177,16 +169,13 @@ export class AdminApi {
       case "GET /portcullis/v1/keys/:id":
         return { status: 200, body: await keys.get(id) };
       case "POST /portcullis/v1/keys/:id/revoke":
-        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
+        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
       case "POST /portcullis/v1/keys/:id/suspend":
-        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
+        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
       case "POST /portcullis/v1/keys/:id/resume":
         return { status: 200, body: await keys.resume(id, actor) };
-      case "PUT /portcullis/v1/keys/:id/limits": {
-        const body = parseJsonBody(ctx.body);
-        const raw = body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>).limits : undefined;
-        return { status: 200, body: await keys.setLimits(id, valueOrThrow(parseLimitOverrides(raw)), actor) };
-      }
+      case "PUT /portcullis/v1/keys/:id/limits":
+        return { status: 200, body: await keys.setLimits(id, valueOrThrow(parseLimitsInput(parseJsonBody(ctx.body))), actor) };
       case "PATCH /portcullis/v1/keys/:id":
         return { status: 200, body: await keys.update(id, valueOrThrow(parseUpdateKeyInput(parseJsonBody(ctx.body))), actor) };
       case "POST /portcullis/v1/keys/:id/rotate": {
@@ -196,7 +185,7 @@ export class AdminApi {
         return { status: 201, body: { ...successor, predecessor: rotated.predecessor } };
       }
       case "POST /portcullis/v1/keys/:id/end-sessions":
-        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
+        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");
     }

@@ -124,6 +124,29 @@ describe("admin API", () => {
     expect({ status: err.status, code: err.code }).toEqual({ status, code });
   });
 
+  it.each(["__proto__", "constructor", "toString", "hasOwnProperty"])("refuses a body member named %s on every route that reads a body, changing nothing", async (name) => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "proto-1", scopes: ["read"], label: "before" } });
+    const bodies: readonly (readonly ["POST" | "PATCH" | "PUT", string, Record<string, unknown>])[] = [
+      ["POST", "/portcullis/v1/keys", { account: "proto-2", scopes: ["read"] }],
+      ["PATCH", `/portcullis/v1/keys/${key.id}`, { label: "after" }],
+      ["POST", `/portcullis/v1/keys/${key.id}/revoke`, { reason: "r" }],
+      ["POST", `/portcullis/v1/keys/${key.id}/suspend`, {}],
+      ["POST", `/portcullis/v1/keys/${key.id}/end-sessions`, {}],
+      ["POST", `/portcullis/v1/keys/${key.id}/rotate`, { grace: "1h" }],
+      ["PUT", `/portcullis/v1/keys/${key.id}/limits`, { limits: {} }],
+    ];
+    for (const [method, path, base] of bodies) {
+      // Defined, not assigned: JSON.stringify writes "__proto__" as a member.
+      const json = Object.defineProperty({ ...base }, name, { value: { polluted: true }, enumerable: true });
+      const err = await apiError(client.json(method, path, { json }));
+      expect({ route: `${method} ${path}`, status: err.status, code: err.code }).toEqual({ route: `${method} ${path}`, status: 400, code: "VALIDATION_FAILED" });
+      expect((err.body as { fields: Record<string, string> }).fields[name]).toBe("unknown field");
+    }
+    expect(await client.json<KeyJson>("GET", `/portcullis/v1/keys/${key.id}`)).toMatchObject({ status: "active", label: "before", limits: {} });
+    expect((await client.json<{ keys: KeyJson[] }>("GET", "/portcullis/v1/keys?account=proto-2")).keys).toEqual([]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+
   it("sets a key's limit overrides, replaces them, and clears them", async () => {
     const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "mm-1", scopes: ["read", "trade"], limits: { "orders-10s": 5_000 } } });
     expect(key.limits).toEqual({ "orders-10s": 5_000 });
