@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { loadConfig } from "../config/config.js";
+import { DEFAULT_LIMITS, loadConfig } from "../config/config.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
@@ -182,6 +182,8 @@ function buildProgram(): Command {
           gateway: { host: "0.0.0.0", port: 8080, upstream: opts.upstream, trustedProxies: [], serverTiming: false },
           admin: { enabled: true, host: "127.0.0.1", port: 8081 },
           signatures: { windowMs: 5000 },
+          // Written out, so the budgets are there to read and tune (the account's is shared by its keys).
+          limits: DEFAULT_LIMITS,
           ...(await starterRoutes()),
         };
         writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });

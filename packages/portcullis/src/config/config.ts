@@ -75,13 +75,15 @@ export interface PortcullisConfig {
 }
 
 /**
- * The limits a gateway applies when its config says nothing: Binance-like budgets that protect a
- * matching engine without getting in a well-behaved bot's way.
+ * The limits a gateway applies when its config says nothing (and the ones `portcullis init` and
+ * the demo write out): Binance-like budgets that protect a matching engine without getting in a
+ * well-behaved bot's way. The account's weight budget is shared by all of its keys: one key may
+ * use its whole budget, but opening more keys does not multiply it.
  */
 export const DEFAULT_LIMITS = {
   ip: [{ name: "ip-weight-1m", limit: 6000, window: "1m" }],
   key: [{ name: "key-weight-1m", limit: 1200, window: "1m" }],
-  account: [],
+  account: [{ name: "account-weight-1m", limit: 2400, window: "1m" }],
   orders: [
     { name: "orders-10s", limit: 100, window: "10s" },
     { name: "orders-1d", limit: 200_000, window: "1d" },
