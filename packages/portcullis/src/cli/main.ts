@@ -66,7 +66,7 @@ function describeKey(k: KeyView): string {
     `status      ${k.effectiveStatus}${k.statusReason === null ? "" : ` (${k.statusReason})`}`,
     `account     ${k.account}${k.subAccount === null ? "" : ` / ${k.subAccount}`}`,
     `algorithm   ${k.algorithm}`,
-    `scopes      ${k.scopes.join(", ")}`,
+    `scopes      ${k.scopes.join(", ")}${k.operator ? " (operator: every account)" : ""}`,
     `ip allow    ${k.ipAllowlist.length === 0 ? "any" : k.ipAllowlist.join(", ")}`,
     `dialects    ${k.dialects.join(", ")}`,
     `expires     ${k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()}`,
@@ -196,7 +196,7 @@ function buildProgram(): Command {
           "",
           "Next:",
           `  edit ${configPath} (upstream, routes), then`,
-          `  portcullis keys create --data ${dataDir} --account ops --scopes admin:keys   # an admin key`,
+          `  portcullis keys create --data ${dataDir} --account ops --scopes admin:keys --operator   # an operator key`,
           `  portcullis start --config ${configPath}`,
         ].join("\n"),
       );
@@ -275,9 +275,11 @@ function buildProgram(): Command {
       .option("--limit <name=n>", "override a configured limit for this key, e.g. key-weight-1m=12000 (repeatable)", collect)
       .option("--max-age <duration>", 'scheduled rotation: the key expires this long after creation, e.g. "90d" (answers warn before)')
       .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h (default 15m)')
-      .option("--session-bind-address", "bind the key's sessions to the address they log on from"),
+      .option("--session-bind-address", "bind the key's sessions to the address they log on from")
+      .option("--operator", "an operator key: its admin scopes reach every account (without it an admin key manages its own account's keys)"),
   ).action(
     async (opts: TargetOptions & {
+      operator?: boolean;
       account: string;
       scopes: string;
       subAccount?: string;
@@ -321,6 +323,7 @@ function buildProgram(): Command {
       if (opts.maxAge !== undefined) raw.maxAge = opts.maxAge;
       if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl;
       if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
+      if (opts.operator === true) raw.operator = true;
       const key = await withOps(opts, (ops) => ops.create(raw));
       const privateKey = keepPrivateKey(generated, opts.privateKeyOut);
       const out = privateKey === undefined ? key : { ...key, privateKey };

@@ -46,6 +46,8 @@ export interface CreateKeyInput {
   readonly sessionBindAddress: boolean;
   /** Scheduled rotation: the key expires this long after creation (ms), or null. */
   readonly maxAgeMs: number | null;
+  /** An operator key (contract/keys.ts `KeyRecord.operator`); only an operator may create one. */
+  readonly operator: boolean;
 }
 
 /** What `keys update` may change; absent fields stay as they are. */
@@ -301,6 +303,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
   const sessionTtlMs = o.sessionTtl === undefined ? null : parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
   const sessionBindAddress = o.sessionBindAddress === undefined ? false : parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   const maxAgeMs = o.maxAge === undefined ? null : parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
+  const operator = o.operator === undefined ? false : parseFlag(o.operator, "operator", errors);
   // A rotation policy sets the expiry, unless an earlier one was asked for.
   if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
 
@@ -320,6 +323,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
     sessionTtlMs,
     sessionBindAddress,
     maxAgeMs,
+    operator,
   });
 }
 
@@ -339,6 +343,7 @@ const CREATE_FIELDS: ReadonlySet<string> = new Set([
   "sessionTtl",
   "sessionBindAddress",
   "maxAge",
+  "operator",
 ]);
 
 const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge"]);

@@ -241,7 +241,7 @@ describe("a running gateway and a separate CLI process", () => {
   }
 
   it("keys --admin URL manages keys through the admin API with an admin key", async () => {
-    const adminKey = asKey((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--json"])).stdout);
+    const adminKey = asKey((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--operator", "--json"])).stdout);
     const env = { PORTCULLIS_ADMIN_KEY_ID: adminKey.id, PORTCULLIS_ADMIN_SECRET: adminKey.secret ?? "" };
     const created = await runCli(["keys", "create", "--admin", adminUrl, "--account", "acct-4", "--scopes", "read", "--json"], env);
     expect(created.code).toBe(0);
