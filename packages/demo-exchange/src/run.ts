@@ -37,6 +37,8 @@ interface DemoKeySpec {
   readonly label: string;
   readonly algorithm?: "ed25519" | "ecdsa-p256";
   readonly passphrase?: string;
+  /** An operator key: its admin scopes reach every account. */
+  readonly operator?: true;
 }
 
 /** One key per way of signing: the trader key speaks the native scheme and the HMAC venues. */
@@ -46,7 +48,7 @@ const DEMO_KEYS: readonly DemoKeySpec[] = [
   { name: "okx", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "okx"], label: "demo OKX key", passphrase: "Demo-Passphrase-1" },
   { name: "coinbase", account: "demo-trader", scopes: ["read", "trade"], dialects: ["coinbase"], label: "demo Coinbase CDP key (ES256)", algorithm: "ecdsa-p256" },
   { name: "reader", account: "demo-trader", scopes: ["read"], dialects: ["native", "binance"], label: "demo read-only key" },
-  { name: "admin", account: "demo-admin", scopes: ["admin:*"], dialects: ["native"], label: "demo admin key" },
+  { name: "admin", account: "demo-admin", scopes: ["admin:*"], dialects: ["native"], label: "demo admin key (operator)", operator: true },
 ];
 
 function generatePair(algorithm: "ed25519" | "ecdsa-p256"): { publicKey: string; privateKey: string } {
@@ -140,6 +142,7 @@ async function createDemoKeys(stack: DemoStack): Promise<Record<string, DemoKey>
       dialects: [...spec.dialects],
       ...(pair === null ? {} : { publicKey: pair.publicKey }),
       ...(spec.passphrase === undefined ? {} : { passphrase: spec.passphrase }),
+      ...(spec.operator === undefined ? {} : { operator: spec.operator }),
     });
     const privateKeyFile = pair === null ? null : join(stack.dataDir, `demo-${spec.name}.pem`);
     if (pair !== null && privateKeyFile !== null) writeFileSync(privateKeyFile, pair.privateKey, { mode: 0o600 });
@@ -188,7 +191,7 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     line("okx      HMAC     read,trade", keys.okx),
     line("coinbase ES256    read,trade", keys.coinbase),
     line("reader   HMAC     read", reader),
-    line("admin    HMAC     admin:*", adminKey),
+    line("admin    HMAC     admin:* (operator)", adminKey),
     "\nTry it (from the repository root):\n",
     req(trader, "GET", "/api/v3/account"),
     req(trader, "POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01"),

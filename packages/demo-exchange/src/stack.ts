@@ -3,7 +3,7 @@ import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CreatedKey, type Logger, OperatorError, type RunningPortcullis, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
+import { type CreatedKey, DEFAULT_LIMITS, type Logger, OperatorError, type RunningPortcullis, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 
@@ -115,6 +115,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
         gateway: { host: "127.0.0.1", port: options.port, upstream: upstreamUrl, serverTiming: options.serverTiming ?? true },
         admin: { enabled: true, host: "127.0.0.1", port: options.adminPort },
         routes: DEMO_EXCHANGE_ROUTES,
+        // The defaults, account weight budget included: the demo's keys of one account share it.
+        limits: DEFAULT_LIMITS,
         websocket: { routes: DEMO_WEBSOCKET_ROUTES },
       },
       dataDir,

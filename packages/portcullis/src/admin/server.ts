@@ -4,21 +4,23 @@ import type { AddressInfo, Socket } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
 import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
-import { type Result, invalid, ok, valueOrThrow } from "../errors/result.js";
+import { valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { rejectUnparsable } from "../gateway/server.js";
-import { parseCreateKeyInput, parseLimitOverrides, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
+import { parseCreateKeyInput, parseLimitsInput, parseReasonInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../contract/keys.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
+import { AdminReach } from "./reach.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
  * signatures as the gateway with `admin:` scopes. Every change is made through the one key service
- * and attributed to the admin key that signed it.
+ * and attributed to the admin key that signed it. An operator key reaches every account; an
+ * account admin key only its own account's keys, granting only what it holds (admin/reach.ts).
  *
  *   GET  /portcullis/v1/time                   server time (public)
  *   POST /portcullis/v1/keys                   create a key; the HMAC secret is in this answer only
@@ -58,14 +60,6 @@ export interface AdminApiOptions {
 interface Answer {
   readonly status: number;
   readonly body: unknown;
-}
-
-function reasonOf(body: unknown): Result<string | null> {
-  if (body === null || typeof body !== "object" || Array.isArray(body)) return invalid("the body must be a JSON object");
-  const reason = (body as Record<string, unknown>).reason;
-  if (reason === undefined || reason === null) return ok(null);
-  if (typeof reason !== "string" || reason.length > 500) return invalid("reason must be a string of at most 500 characters", { reason: "invalid" });
-  return ok(reason);
 }
 
 export class AdminApi {
@@ -141,6 +135,21 @@ export class AdminApi {
     // Paths are canonical and matched: /portcullis/v1/keys/<id>[/<action>]. Key ids never need
     // percent-encoding, so the raw segment is the id (an encoded one simply matches no key).
     const id = ctx.path.split("/")[4] ?? "";
+    // Who may reach what (every key route); the public routes have no key.
+    const reach = (): AdminReach => {
+      if (ctx.key === null) throw new PortcullisError("INTERNAL", "admin key route without a key");
+      return new AdminReach(ctx.key.record, ctx.key.scopes);
+    };
+    /**
+     * Checks that an account admin may reach the key the path names (else KEY_NOT_FOUND, as for no
+     * key); an operator reaches every key. Accounts and the operator flag never change, so the
+     * check holds for the change that follows.
+     */
+    const target = async (): Promise<AdminReach> => {
+      const r = reach();
+      if (r.account !== null) r.reach(await keys.get(id));
+      return r;
+    };
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };
@@ -148,6 +157,7 @@ export class AdminApi {
         return { status: 200, body: { status: "ok" } };
       case "POST /portcullis/v1/keys": {
         const input = valueOrThrow(parseCreateKeyInput(parseJsonBody(ctx.body), this.now()));
+        reach().grant(input);
         const created = await keys.create(input, actor);
         this.logger.info({ requestId: ctx.requestId, keyId: created.key.id, actor }, "key created");
         return { status: 201, body: created.secret === null ? created.key : { ...created.key, secret: created.secret } };
@@ -163,11 +173,16 @@ export class AdminApi {
         if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
           throw new PortcullisError("VALIDATION_FAILED", "limit must be an integer from 1 to 1000", { limit: "invalid" });
         }
-        const account = params.get("account");
         const after = params.get("after");
+        // An account admin lists its own account's keys (another account has none it can see).
+        const own = reach().account;
+        const asked = params.get("account");
+        if (own !== null && asked !== null && asked !== own) return { status: 200, body: { keys: [], next: null } };
+        const account = own ?? asked;
         const list = await keys.list({
           limit,
           ...(account === null ? {} : { account }),
+          ...(own === null ? {} : { operator: false }),
           ...(status === null ? {} : { status: status as KeyStatus }),
           ...(after === null ? {} : { after }),
         });
@@ -175,28 +190,43 @@ export class AdminApi {
         return { status: 200, body: { keys: list, next: list.length === limit && last !== undefined ? last.id : null } };
       }
       case "GET /portcullis/v1/keys/:id":
-        return { status: 200, body: await keys.get(id) };
+        return { status: 200, body: reach().reach(await keys.get(id)) };
       case "POST /portcullis/v1/keys/:id/revoke":
-        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
+        await target();
+        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
       case "POST /portcullis/v1/keys/:id/suspend":
-        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
+        await target();
+        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
       case "POST /portcullis/v1/keys/:id/resume":
+        await target();
         return { status: 200, body: await keys.resume(id, actor) };
       case "PUT /portcullis/v1/keys/:id/limits": {
-        const body = parseJsonBody(ctx.body);
-        const raw = body !== null && typeof body === "object" && !Array.isArray(body) ? (body as Record<string, unknown>).limits : undefined;
-        return { status: 200, body: await keys.setLimits(id, valueOrThrow(parseLimitOverrides(raw)), actor) };
+        const r = await target();
+        const limits = valueOrThrow(parseLimitsInput(parseJsonBody(ctx.body)));
+        r.grant({ limits });
+        return { status: 200, body: await keys.setLimits(id, limits, actor) };
       }
-      case "PATCH /portcullis/v1/keys/:id":
-        return { status: 200, body: await keys.update(id, valueOrThrow(parseUpdateKeyInput(parseJsonBody(ctx.body))), actor) };
+      case "PATCH /portcullis/v1/keys/:id": {
+        const r = await target();
+        const input = valueOrThrow(parseUpdateKeyInput(parseJsonBody(ctx.body)));
+        r.grant({ ...(input.scopes === undefined ? {} : { scopes: input.scopes }), ...(input.ipAllowlist === undefined ? {} : { ipAllowlist: input.ipAllowlist }) });
+        return { status: 200, body: await keys.update(id, input, actor) };
+      }
       case "POST /portcullis/v1/keys/:id/rotate": {
+        // The successor holds what the key holds: an account admin must hold it too.
+        const r = reach();
+        if (r.account !== null) {
+          const key = r.reach(await keys.get(id));
+          r.grant({ scopes: key.scopes, ipAllowlist: key.ipAllowlist });
+        }
         const rotated = await keys.rotate(id, valueOrThrow(parseRotateKeyInput(parseJsonBody(ctx.body))), actor);
         this.logger.info({ requestId: ctx.requestId, keyId: rotated.key.id, rotatedFrom: id, actor }, "key rotated");
         const successor = rotated.secret === null ? rotated.key : { ...rotated.key, secret: rotated.secret };
         return { status: 201, body: { ...successor, predecessor: rotated.predecessor } };
       }
       case "POST /portcullis/v1/keys/:id/end-sessions":
-        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(reasonOf(parseJsonBody(ctx.body)))) };
+        await target();
+        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");
     }

@@ -104,7 +104,7 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
   const path = spec.path as string;
   const permission = spec.permission;
   if (typeof permission !== "string" || (permission !== PUBLIC && permission !== AUTHENTICATED && !isPermission(permission))) {
-    throw new RouteTableError(`${where}: unknown permission "${String(permission)}"`);
+    throw new RouteTableError(`${where}: unknown permission ${JSON.stringify(permission)}`);
   }
   const weight = spec.weight ?? 1;
   if (typeof weight !== "number" || !Number.isInteger(weight) || weight < 0 || weight > 1_000_000) {
@@ -129,7 +129,7 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
   }
   return methods.map((method: unknown) => {
     if (typeof method !== "string" || !METHOD_RE.test(method)) {
-      throw new RouteTableError(`${where}: bad method "${String(method)}" (use upper case, e.g. GET)`);
+      throw new RouteTableError(`${where}: bad method ${JSON.stringify(method)} (use upper case, e.g. GET)`);
     }
     const route: Route = {
       id: `${method} ${path}`,

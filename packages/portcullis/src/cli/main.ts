@@ -2,7 +2,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { loadConfig } from "../config/config.js";
+import { DEFAULT_LIMITS, loadConfig } from "../config/config.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
@@ -66,7 +66,7 @@ function describeKey(k: KeyView): string {
     `status      ${k.effectiveStatus}${k.statusReason === null ? "" : ` (${k.statusReason})`}`,
     `account     ${k.account}${k.subAccount === null ? "" : ` / ${k.subAccount}`}`,
     `algorithm   ${k.algorithm}`,
-    `scopes      ${k.scopes.join(", ")}`,
+    `scopes      ${k.scopes.join(", ")}${k.operator ? " (operator: every account)" : ""}`,
     `ip allow    ${k.ipAllowlist.length === 0 ? "any" : k.ipAllowlist.join(", ")}`,
     `dialects    ${k.dialects.join(", ")}`,
     `expires     ${k.expiresAt === null ? "never" : new Date(k.expiresAt).toISOString()}`,
@@ -182,6 +182,8 @@ function buildProgram(): Command {
           gateway: { host: "0.0.0.0", port: 8080, upstream: opts.upstream, trustedProxies: [], serverTiming: false },
           admin: { enabled: true, host: "127.0.0.1", port: 8081 },
           signatures: { windowMs: 5000 },
+          // Written out, so the budgets are there to read and tune (the account's is shared by its keys).
+          limits: DEFAULT_LIMITS,
           ...(await starterRoutes()),
         };
         writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });
@@ -194,7 +196,7 @@ function buildProgram(): Command {
           "",
           "Next:",
           `  edit ${configPath} (upstream, routes), then`,
-          `  portcullis keys create --data ${dataDir} --account ops --scopes admin:keys   # an admin key`,
+          `  portcullis keys create --data ${dataDir} --account ops --scopes admin:keys --operator   # an operator key`,
           `  portcullis start --config ${configPath}`,
         ].join("\n"),
       );
@@ -273,9 +275,11 @@ function buildProgram(): Command {
       .option("--limit <name=n>", "override a configured limit for this key, e.g. key-weight-1m=12000 (repeatable)", collect)
       .option("--max-age <duration>", 'scheduled rotation: the key expires this long after creation, e.g. "90d" (answers warn before)')
       .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h (default 15m)')
-      .option("--session-bind-address", "bind the key's sessions to the address they log on from"),
+      .option("--session-bind-address", "bind the key's sessions to the address they log on from")
+      .option("--operator", "an operator key: its admin scopes reach every account (without it an admin key manages its own account's keys)"),
   ).action(
     async (opts: TargetOptions & {
+      operator?: boolean;
       account: string;
       scopes: string;
       subAccount?: string;
@@ -319,6 +323,7 @@ function buildProgram(): Command {
       if (opts.maxAge !== undefined) raw.maxAge = opts.maxAge;
       if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl;
       if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
+      if (opts.operator === true) raw.operator = true;
       const key = await withOps(opts, (ops) => ops.create(raw));
       const privateKey = keepPrivateKey(generated, opts.privateKeyOut);
       const out = privateKey === undefined ? key : { ...key, privateKey };

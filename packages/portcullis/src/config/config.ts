@@ -5,6 +5,7 @@ import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
 import type { Environment } from "../contract/ids.js";
+import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
 import { DEFAULT_WINDOW_MS } from "../contract/keys.js";
 import { CidrError, CidrSet } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
@@ -74,13 +75,15 @@ export interface PortcullisConfig {
 }
 
 /**
- * The limits a gateway applies when its config says nothing: Binance-like budgets that protect a
- * matching engine without getting in a well-behaved bot's way.
+ * The limits a gateway applies when its config says nothing (and the ones `portcullis init` and
+ * the demo write out): Binance-like budgets that protect a matching engine without getting in a
+ * well-behaved bot's way. The account's weight budget is shared by all of its keys: one key may
+ * use its whole budget, but opening more keys does not multiply it.
  */
 export const DEFAULT_LIMITS = {
   ip: [{ name: "ip-weight-1m", limit: 6000, window: "1m" }],
   key: [{ name: "key-weight-1m", limit: 1200, window: "1m" }],
-  account: [],
+  account: [{ name: "account-weight-1m", limit: 2400, window: "1m" }],
   orders: [
     { name: "orders-10s", limit: 100, window: "10s" },
     { name: "orders-1d", limit: 200_000, window: "1d" },
@@ -301,6 +304,7 @@ function parseLimits(raw: unknown): PortcullisConfig["limits"] {
       only(o, where, ["name", "limit", "window"]);
       const name = str(o, "name", where, "");
       if (!/^[a-z][a-z0-9._-]{0,63}$/.test(name)) throw new ConfigError(`${where}.name must be lower-case letters, digits and ._- (e.g. "key-weight-1m")`);
+      if (PROTOTYPE_NAMES.has(name)) throw new ConfigError(`${where}.name ${name} is reserved (a member of Object.prototype)`);
       if (names.has(name)) throw new ConfigError(`${where}: limit name ${name} is used twice`);
       names.add(name);
       const limit = int(o, "limit", where, 0, 1, 1_000_000_000);
@@ -335,11 +339,19 @@ export function loadConfig(file: string): PortcullisConfig {
   } catch (err) {
     throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, "CONFIG_UNREADABLE");
   }
+  return parseConfigText(text, dirname(resolve(file)), file);
+}
+
+/**
+ * Parses and validates a config file's text. Its objects have no prototype (contract/json.ts):
+ * a setting is there only if it was written.
+ */
+export function parseConfigText(text: string, baseDir: string, file = "file"): PortcullisConfig {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJson(text);
   } catch (err) {
     throw new ConfigError(`config ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, "CONFIG_UNREADABLE");
   }
-  return parseConfig(raw, dirname(resolve(file)));
+  return parseConfig(raw, baseDir);
 }

@@ -82,6 +82,13 @@ export interface KeyRecord {
    * policy. Answers carry a warning header before the expiry. Null for no policy.
    */
   readonly maxAgeMs: number | null;
+  /**
+   * An operator key: its `admin:` scopes reach every account's keys. Without the flag an admin key
+   * is an account admin key: it manages only keys of its own account (other keys are not found)
+   * and grants only scopes and addresses it holds itself. Set when the key is created, by the CLI
+   * on the data directory or by another operator key, and never changed (a successor inherits it).
+   */
+  readonly operator: boolean;
 }
 
 /** Session lifetimes: 15 minutes by default, per key from 1 minute up to 24 hours. */

@@ -152,6 +152,11 @@ const requestRefusals = {
   JSON_MALFORMED: { status: 400, message: "The request body is not valid JSON." },
   KEY_NOT_FOUND: { status: 404, message: "No such API key." },
   KEY_STATE_CONFLICT: { status: 409, message: "The key is not in a state that allows this change." },
+  ADMIN_GRANT_EXCEEDED: {
+    status: 403,
+    message:
+      "An account admin key manages keys of its own account only, and grants only scopes and addresses it holds itself; operator keys, limit overrides and other accounts need an operator key.",
+  },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

@@ -1,16 +1,20 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AuthScheme } from "../contract/request.js";
 import { type Denial, PortcullisError, deny, errorBody } from "../errors/catalogue.js";
+import { parseJson } from "../contract/json.js";
 
 /** Shared HTTP plumbing for the gateway, the admin API and the embedded middleware. */
 
 const EMPTY = Buffer.alloc(0);
 
-/** A JSON request body (an empty body is `{}`); JSON_MALFORMED when it does not parse. */
+/**
+ * A JSON request body (an empty body is `{}`), its objects without a prototype (contract/json.ts);
+ * JSON_MALFORMED when it does not parse.
+ */
 export function parseJsonBody(body: Buffer): unknown {
-  if (body.length === 0) return {};
+  if (body.length === 0) return Object.create(null) as unknown;
   try {
-    return JSON.parse(body.toString("utf8")) as unknown;
+    return parseJson(body.toString("utf8"));
   } catch {
     throw new PortcullisError("JSON_MALFORMED");
   }

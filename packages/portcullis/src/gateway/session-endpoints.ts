@@ -6,6 +6,7 @@ import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./htt
 import { limitHeaders } from "../limits/headers.js";
 import { parseDuration } from "../keys/input.js";
 import type { RequestContext } from "../contract/request.js";
+import { isJsonObject, record, unknownMembers } from "../contract/json.js";
 import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { AuditSurface } from "../audit/events.js";
@@ -52,7 +53,7 @@ function view(issued: IssuedSession): string {
   });
 }
 
-const LOGON_FIELDS = ["scopes", "ttl", "bindAddress"];
+const LOGON_FIELDS: ReadonlySet<string> = new Set(["scopes", "ttl", "bindAddress"]);
 
 /** Render: the endpoint's answer, or a refusal, with the request's rate-limit fields. */
 function render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerResponse): void {
@@ -76,11 +77,15 @@ function render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerRespon
   }
 }
 
-function parseLogon(raw: unknown): LogonRequest {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
-  const o = raw as Record<string, unknown>;
-  const errors: Record<string, string> = {};
-  for (const field of Object.keys(o)) if (!LOGON_FIELDS.includes(field)) errors[field] = "unknown field";
+/**
+ * A logon's body (parsed by `parseJsonBody`); VALIDATION_FAILED with the fields at fault. Field
+ * errors are a null-prototype record (contract/json.ts): `__proto__` is an unknown field too.
+ */
+export function parseLogon(raw: unknown): LogonRequest {
+  if (!isJsonObject(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
+  const o = raw;
+  const errors = record<string>();
+  for (const field of unknownMembers(o, LOGON_FIELDS)) errors[field] = "unknown field";
   const out: { scopes?: readonly string[]; ttlMs?: number; bindAddress?: boolean } = {};
   if (o.scopes !== undefined) {
     if (!Array.isArray(o.scopes) || !o.scopes.every((x): x is string => typeof x === "string")) errors.scopes = "a list of scopes, e.g. [\"read\"]";
@@ -96,7 +101,7 @@ function parseLogon(raw: unknown): LogonRequest {
     else out.bindAddress = o.bindAddress;
   }
   const fields = Object.keys(errors);
-  if (fields.length > 0) throw new PortcullisError("VALIDATION_FAILED", `invalid logon: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, errors);
+  if (fields.length > 0) throw new PortcullisError("VALIDATION_FAILED", `invalid logon: ${fields.map((f) => `${f}: ${errors[f] ?? ""}`).join("; ")}`, { ...errors });
   return out;
 }
 

@@ -1,4 +1,5 @@
 import { isScope } from "../contract/permissions.js";
+import { type JsonObject, PROTOTYPE_NAMES, isJsonObject, record, unknownMembers } from "../contract/json.js";
 import { type Result, invalid, ok } from "../errors/result.js";
 import { CidrError, parseCidr } from "../net/ip.js";
 import {
@@ -18,7 +19,10 @@ import {
  * Validation of key-creation input, shared by the admin API (JSON from the network) and the CLI
  * (flags). Every problem is reported at once, per field, with a message a user can act on. The
  * parsers never throw for bad input: they return a `Result` (errors/result.ts), whose failure is
- * VALIDATION_FAILED with `fields` (field → problem).
+ * VALIDATION_FAILED with `fields` (field → problem). Fields are checked by own name against a set
+ * of known ones, and whatever is keyed by a name the sender chose (the field errors, limit
+ * overrides) is a null-prototype record (contract/json.ts), so `__proto__` or `constructor` is
+ * an unknown field like any other.
  */
 export interface CreateKeyInput {
   readonly account: string;
@@ -42,6 +46,8 @@ export interface CreateKeyInput {
   readonly sessionBindAddress: boolean;
   /** Scheduled rotation: the key expires this long after creation (ms), or null. */
   readonly maxAgeMs: number | null;
+  /** An operator key (contract/keys.ts `KeyRecord.operator`); only an operator may create one. */
+  readonly operator: boolean;
 }
 
 /** What `keys update` may change; absent fields stay as they are. */
@@ -74,12 +80,12 @@ const LIMIT_NAME_RE = /^[a-z][a-z0-9._-]{0,63}$/;
  */
 export function parseLimitOverrides(raw: unknown): Result<Record<string, number>> {
   const problem = (text: string) => invalid(`limits: ${text}`, { limits: text });
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return problem('an object of limit names to limits, e.g. {"key-weight-1m": 12000}');
-  const entries = Object.entries(raw as Record<string, unknown>);
+  if (!isJsonObject(raw)) return problem('an object of limit names to limits, e.g. {"key-weight-1m": 12000}');
+  const entries = Object.entries(raw);
   if (entries.length > 32) return problem("at most 32 overrides");
-  const limits: Record<string, number> = {};
+  const limits = record<number>();
   for (const [name, value] of entries) {
-    if (!LIMIT_NAME_RE.test(name)) return problem(`bad limit name ${JSON.stringify(name)}`);
+    if (!LIMIT_NAME_RE.test(name) || PROTOTYPE_NAMES.has(name)) return problem(`bad limit name ${JSON.stringify(name)}`);
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value <= 0 || value > 1_000_000_000) {
       return problem(`${name} must be a positive integer up to 1000000000`);
     }
@@ -113,16 +119,17 @@ function isStringArray(v: unknown): v is string[] {
   return Array.isArray(v) && v.every((x) => typeof x === "string");
 }
 
+/** Field → problem: a null-prototype record, since unknown fields are named by the sender. */
 type Errors = Record<string, string>;
 
 const NOT_AN_OBJECT = invalid("the body must be a JSON object");
 
-function objectOf(raw: unknown): Record<string, unknown> | null {
-  return raw === null || typeof raw !== "object" || Array.isArray(raw) ? null : (raw as Record<string, unknown>);
+function objectOf(raw: unknown): JsonObject | null {
+  return isJsonObject(raw) ? raw : null;
 }
 
-function unknownFields(o: Record<string, unknown>, known: readonly string[], errors: Errors): void {
-  for (const field of Object.keys(o)) if (!known.includes(field)) errors[field] = "unknown field";
+function unknownFields(o: JsonObject, known: ReadonlySet<string>, errors: Errors): void {
+  for (const field of unknownMembers(o, known)) errors[field] = "unknown field";
 }
 
 /** The result: `value` when no field has a problem, else every problem at once. */
@@ -196,7 +203,7 @@ function parseFlag(v: unknown, field: string, errors: Errors): boolean {
  * timestamp, epoch ms, or a duration such as "30d" relative to `now`.
  */
 export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKeyInput> {
-  const errors: Errors = {};
+  const errors = record<string>();
   const o = objectOf(raw);
   if (o === null) return NOT_AN_OBJECT;
   unknownFields(o, CREATE_FIELDS, errors);
@@ -286,7 +293,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
     errors.passphrase = "required for OKX keys: the passphrase your client will send";
   }
 
-  let limits: Record<string, number> = {};
+  let limits = record<number>();
   if (o.limits !== undefined) {
     const parsed = parseLimitOverrides(o.limits);
     if (parsed.ok) limits = parsed.value;
@@ -296,6 +303,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
   const sessionTtlMs = o.sessionTtl === undefined ? null : parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
   const sessionBindAddress = o.sessionBindAddress === undefined ? false : parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   const maxAgeMs = o.maxAge === undefined ? null : parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
+  const operator = o.operator === undefined ? false : parseFlag(o.operator, "operator", errors);
   // A rotation policy sets the expiry, unless an earlier one was asked for.
   if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
 
@@ -315,10 +323,11 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
     sessionTtlMs,
     sessionBindAddress,
     maxAgeMs,
+    operator,
   });
 }
 
-const CREATE_FIELDS = [
+const CREATE_FIELDS: ReadonlySet<string> = new Set([
   "account",
   "subAccount",
   "label",
@@ -334,16 +343,17 @@ const CREATE_FIELDS = [
   "sessionTtl",
   "sessionBindAddress",
   "maxAge",
-] as const;
+  "operator",
+]);
 
-const UPDATE_FIELDS = ["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge"] as const;
+const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge"]);
 
 /**
  * Validates a key update (the admin API's PATCH body, or `keys update` flags): only the fields
  * given change. `sessionTtl` and `maxAge` may be null to return to the default / drop the policy.
  */
 export function parseUpdateKeyInput(raw: unknown): Result<UpdateKeyInput> {
-  const errors: Errors = {};
+  const errors = record<string>();
   const o = objectOf(raw);
   if (o === null) return NOT_AN_OBJECT;
   unknownFields(o, UPDATE_FIELDS, errors);
@@ -357,16 +367,16 @@ export function parseUpdateKeyInput(raw: unknown): Result<UpdateKeyInput> {
   if (o.sessionTtl !== undefined) out.sessionTtlMs = parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
   if (o.sessionBindAddress !== undefined) out.sessionBindAddress = parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   if (o.maxAge !== undefined) out.maxAgeMs = parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
-  if (Object.keys(o).length === 0) errors.body = `nothing to change: give one or more of ${UPDATE_FIELDS.join(", ")}`;
+  if (Object.keys(o).length === 0) errors.body = `nothing to change: give one or more of ${[...UPDATE_FIELDS].join(", ")}`;
   return resultOf(errors, "invalid update", out);
 }
 
 /** Validates a rotation request: `{ "grace"?: "24h", "publicKey"?: "<PEM or JWK>" }`. */
 export function parseRotateKeyInput(raw: unknown): Result<RotateKeyInput> {
-  const errors: Errors = {};
+  const errors = record<string>();
   const o = objectOf(raw);
   if (o === null) return NOT_AN_OBJECT;
-  unknownFields(o, ["grace", "publicKey"], errors);
+  unknownFields(o, ROTATE_FIELDS, errors);
   let graceMs = DEFAULT_ROTATION_GRACE_MS;
   if (o.grace !== undefined) {
     // Zero grace is allowed: the old key stops at once (a leaked key).
@@ -378,4 +388,30 @@ export function parseRotateKeyInput(raw: unknown): Result<RotateKeyInput> {
     else publicKey = o.publicKey;
   }
   return resultOf(errors, "invalid rotation", { graceMs, publicKey });
+}
+
+const ROTATE_FIELDS: ReadonlySet<string> = new Set(["grace", "publicKey"]);
+const REASON_FIELDS: ReadonlySet<string> = new Set(["reason"]);
+const LIMITS_FIELDS: ReadonlySet<string> = new Set(["limits"]);
+
+/** Validates the body of revoke, suspend and end-sessions: `{ "reason"?: string }`. */
+export function parseReasonInput(raw: unknown): Result<string | null> {
+  const errors = record<string>();
+  const o = objectOf(raw);
+  if (o === null) return NOT_AN_OBJECT;
+  unknownFields(o, REASON_FIELDS, errors);
+  const reason = o.reason;
+  if (reason !== undefined && reason !== null && (typeof reason !== "string" || reason.length > 500)) errors.reason = "a string of at most 500 characters";
+  return resultOf(errors, "invalid request", typeof reason === "string" ? reason : null);
+}
+
+/** Validates the body of `PUT /keys/:id/limits`: `{ "limits": { "<limit name>": <n> } }`. */
+export function parseLimitsInput(raw: unknown): Result<Record<string, number>> {
+  const errors = record<string>();
+  const o = objectOf(raw);
+  if (o === null) return NOT_AN_OBJECT;
+  unknownFields(o, LIMITS_FIELDS, errors);
+  const limits = parseLimitOverrides(o.limits);
+  if (!limits.ok) Object.assign(errors, limits.fields);
+  return resultOf(errors, "invalid limits", limits.ok ? limits.value : record<number>());
 }

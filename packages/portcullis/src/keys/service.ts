@@ -78,6 +78,8 @@ export interface KeyMaterial {
 
 export interface ListKeysQuery {
   readonly account?: string;
+  /** Only operator keys (true) or only other keys (false). */
+  readonly operator?: boolean;
   readonly status?: KeyStatus;
   readonly after?: string;
   readonly limit?: number;
@@ -153,13 +155,14 @@ export class KeyService {
       sessionTtlMs: input.sessionTtlMs,
       sessionBindAddress: input.sessionBindAddress,
       maxAgeMs: input.maxAgeMs,
+      operator: input.operator,
       ...newKeyState(now, null),
     };
     const change: KeyChange = {
       action: "create",
       actor,
       at: now,
-      detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist },
+      detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}) },
     };
     await this.store.keys.insert(row, change);
     return { key: toView(stripSecret(row), now), secret: credential.secret };
@@ -204,6 +207,7 @@ export class KeyService {
     const rows = await this.store.keys.list({
       limit,
       ...(query.account === undefined ? {} : { account: query.account }),
+      ...(query.operator === undefined ? {} : { operator: query.operator }),
       ...(query.status === undefined ? {} : { status: query.status }),
       ...(query.after === undefined ? {} : { after: query.after }),
     });

@@ -38,6 +38,8 @@ export interface KeyChange {
 
 export interface KeyListFilter {
   readonly account?: string;
+  /** Only operator keys (true) or only other keys (false). */
+  readonly operator?: boolean;
   readonly status?: KeyStatus;
   /** Return keys whose id sorts after this one (pagination). */
   readonly after?: string;

@@ -42,7 +42,7 @@ beforeAll(async () => {
   admin = new AdminApi({ core: t.core, logger: silentLogger() });
   const address = await admin.listen(0, "127.0.0.1");
   base = `http://127.0.0.1:${address.port}`;
-  const created = await t.createKey({ account: "ops", scopes: ["admin:*"] });
+  const created = await t.createKey({ account: "ops", scopes: ["admin:*"], operator: true });
   adminKeyId = created.key.id;
   adminSecret = created.secret ?? "";
   client = createClient({ baseUrl: base, keyId: adminKeyId, secret: adminSecret });
@@ -122,6 +122,29 @@ describe("admin API", () => {
   ] as const)("refuses %s", async (_name, method, path, json, status, code) => {
     const err = await apiError(client.json(method, path, json === undefined ? {} : { json }));
     expect({ status: err.status, code: err.code }).toEqual({ status, code });
+  });
+
+  it.each(["__proto__", "constructor", "toString", "hasOwnProperty"])("refuses a body member named %s on every route that reads a body, changing nothing", async (name) => {
+    const key = await client.json<KeyJson>("POST", "/portcullis/v1/keys", { json: { account: "proto-1", scopes: ["read"], label: "before" } });
+    const bodies: readonly (readonly ["POST" | "PATCH" | "PUT", string, Record<string, unknown>])[] = [
+      ["POST", "/portcullis/v1/keys", { account: "proto-2", scopes: ["read"] }],
+      ["PATCH", `/portcullis/v1/keys/${key.id}`, { label: "after" }],
+      ["POST", `/portcullis/v1/keys/${key.id}/revoke`, { reason: "r" }],
+      ["POST", `/portcullis/v1/keys/${key.id}/suspend`, {}],
+      ["POST", `/portcullis/v1/keys/${key.id}/end-sessions`, {}],
+      ["POST", `/portcullis/v1/keys/${key.id}/rotate`, { grace: "1h" }],
+      ["PUT", `/portcullis/v1/keys/${key.id}/limits`, { limits: {} }],
+    ];
+    for (const [method, path, base] of bodies) {
+      // Defined, not assigned: JSON.stringify writes "__proto__" as a member.
+      const json = Object.defineProperty({ ...base }, name, { value: { polluted: true }, enumerable: true });
+      const err = await apiError(client.json(method, path, { json }));
+      expect({ route: `${method} ${path}`, status: err.status, code: err.code }).toEqual({ route: `${method} ${path}`, status: 400, code: "VALIDATION_FAILED" });
+      expect((err.body as { fields: Record<string, string> }).fields[name]).toBe("unknown field");
+    }
+    expect(await client.json<KeyJson>("GET", `/portcullis/v1/keys/${key.id}`)).toMatchObject({ status: "active", label: "before", limits: {} });
+    expect((await client.json<{ keys: KeyJson[] }>("GET", "/portcullis/v1/keys?account=proto-2")).keys).toEqual([]);
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it("sets a key's limit overrides, replaces them, and clears them", async () => {

@@ -110,10 +110,10 @@ beforeAll(async () => {
   data = join(dir, "data");
   upstream = await startEchoUpstream();
   expect((await runCli(["init", "--data", data, "--environment", "test"])).code).toBe(0);
-  const key = async (scopes: string): Promise<{ id: string; secret: string }> =>
-    JSON.parse((await runCli(["keys", "create", "--data", data, "--account", "acct-crash", "--scopes", scopes, "--json"])).stdout) as { id: string; secret: string };
+  const key = async (scopes: string, ...flags: string[]): Promise<{ id: string; secret: string }> =>
+    JSON.parse((await runCli(["keys", "create", "--data", data, "--account", "acct-crash", "--scopes", scopes, ...flags, "--json"])).stdout) as { id: string; secret: string };
   trader = await key("read,trade");
-  admin = await key("admin:keys");
+  admin = await key("admin:keys", "--operator");
   config = join(dir, "portcullis.json");
   writeFileSync(
     config,

@@ -138,7 +138,7 @@ describe("the admin API and the embedded middleware", () => {
     const api = new AdminApi({ core: t.core, logger: silentLogger() });
     try {
       const { port } = await api.listen(0, "127.0.0.1");
-      const admin = await t.createKey({ account: "ops", scopes: ["admin:keys"] });
+      const admin = await t.createKey({ account: "ops", scopes: ["admin:keys"], operator: true });
       const host = `127.0.0.1:${port}`;
       const body = JSON.stringify({ account: "acct-new", scopes: ["read"] });
       const headers = signRequest({ method: "POST", url: "/portcullis/v1/keys", host, keyId: admin.key.id, key: admin.secret ?? "", created: Math.floor(Date.now() / 1000), body });

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
 import { CLI, runCli, startCli } from "../support/cli.js";
 import { startEchoUpstream } from "../support/gateway.js";
+import { DEFAULT_LIMITS } from "../../src/config/config.js";
 
 interface KeyJson {
   id: string;
@@ -64,7 +65,11 @@ describe("portcullis init and keys", () => {
     expect(out.environment).toBe("test");
     expect(statSync(join(data, "keyring.json")).mode & 0o777).toBe(0o600);
     expect(statSync(join(data, "identity.secret")).mode & 0o777).toBe(0o600);
-    expect(JSON.parse(readFileSync(out.config, "utf8"))).toHaveProperty("routes");
+    const starter = JSON.parse(readFileSync(out.config, "utf8")) as { routes: unknown; limits: { account: unknown } };
+    expect(starter).toHaveProperty("routes");
+    // The limits are written out, the account's weight budget (shared by its keys) included.
+    expect(starter.limits).toEqual(JSON.parse(JSON.stringify(DEFAULT_LIMITS)));
+    expect(starter.limits.account).toEqual([{ name: "account-weight-1m", limit: 2400, window: "1m" }]);
   });
 
   it("keys create --json prints the id and, for an HMAC key, the secret", async () => {
@@ -236,7 +241,7 @@ describe("a running gateway and a separate CLI process", () => {
   }
 
   it("keys --admin URL manages keys through the admin API with an admin key", async () => {
-    const adminKey = asKey((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--json"])).stdout);
+    const adminKey = asKey((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--operator", "--json"])).stdout);
     const env = { PORTCULLIS_ADMIN_KEY_ID: adminKey.id, PORTCULLIS_ADMIN_SECRET: adminKey.secret ?? "" };
     const created = await runCli(["keys", "create", "--admin", adminUrl, "--account", "acct-4", "--scopes", "read", "--json"], env);
     expect(created.code).toBe(0);

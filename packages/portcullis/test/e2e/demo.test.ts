@@ -111,6 +111,8 @@ describe("portcullis demo", () => {
 
   it("revocation through the admin API takes effect on the gateway", async () => {
     const admin = createClient({ baseUrl: info.admin, keyId: info.keys.admin.id, secret: info.keys.admin.secret ?? "" });
+    // The demo's admin key is an operator key: it manages keys of every account.
+    expect(await admin.json("GET", `/portcullis/v1/keys/${info.keys.admin.id}`)).toMatchObject({ account: "demo-admin", operator: true });
     const created = await admin.json<{ id: string; secret: string }>("POST", "/portcullis/v1/keys", { json: { account: "e2e", scopes: ["read"] } });
     const bot = createClient({ baseUrl: info.gateway, keyId: created.id, secret: created.secret });
     await expect(bot.json("GET", "/api/v3/account")).resolves.toBeTruthy();

@@ -43,7 +43,7 @@ const REQUEST_CODES = [
   "KEY_BLOCKED", "CONCURRENCY_LIMITED", "HOT_STORE_UNAVAILABLE", "UPSTREAM_UNAVAILABLE", "UPSTREAM_TIMEOUT",
   "MESSAGE_MALFORMED", "METHOD_NOT_FOUND", "LOGON_KEY_TYPE_NOT_SUPPORTED", "CONNECTION_AUTHENTICATED",
   "KEY_CHANGED", "UPSTREAM_CLOSED", "GATEWAY_CLOSING", "VALIDATION_FAILED", "JSON_MALFORMED",
-  "KEY_NOT_FOUND", "KEY_STATE_CONFLICT", "INTERNAL",
+  "KEY_NOT_FOUND", "KEY_STATE_CONFLICT", "ADMIN_GRANT_EXCEEDED", "INTERNAL",
 ];
 const OPERATOR_CODES = [
   "CONFIG_INVALID", "CONFIG_UNREADABLE", "ROUTE_TABLE_INVALID", "WEBSOCKET_CONFIG_INVALID", "CIDR_INVALID",
@@ -148,7 +148,6 @@ describe("every operator failure carries its code", () => {
  */
 const NOT_ASSERTED: Readonly<Record<string, string>> = {
   BODY_INCOMPLETE: "needs a client that aborts mid-body; raised in gateway/http.ts readBody (only the dialect error maps name it)",
-  MESSAGE_MALFORMED: "WebSocket message parsing (gateway/websocket/messages.ts) is tested through its refusals' venue codes, not this name",
   CONNECTION_AUTHENTICATED: "WebSocket session.logon on a connection authenticated at its upgrade; its test asserts the venue code",
   AUTHORITY_NOT_ALLOWED: "needs a gateway configured with an authority allowlist; tests assert the venue codes only",
   CUSTODY_PIN_LOCKED: "locking a SoftHSM2 token's user PIN takes many wrong logins and leaves the token unusable for the rest of the suite",

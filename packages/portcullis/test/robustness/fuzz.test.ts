@@ -90,7 +90,7 @@ describe("secrets never reach the logs", () => {
   it("after good, bad and admin requests, no log line holds a secret or a signature", async () => {
     const { logger, lines: adminLines } = captureLogger();
     const admin = new AdminApi({ core: t.core, logger, now: t.clock.now });
-    const adminKey = await t.createKey({ account: "ops", scopes: ["admin:keys"] });
+    const adminKey = await t.createKey({ account: "ops", scopes: ["admin:keys"], operator: true });
     secrets.push(adminKey.secret ?? "");
     const signatures: string[] = [];
     const good = signRequest({ method: "GET", url: "/api/v3/account", keyId, key: secret, created: t.clock.seconds });

@@ -40,7 +40,7 @@ describe.runIf(up || IN_CI)("two gateway processes sharing one Redis", () => {
     data = join(dir, "data");
     upstream = await startEchoUpstream();
     expect((await runCli(["init", "--data", data, "--environment", "test", "--json"])).code).toBe(0);
-    admin = JSON.parse((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--json"])).stdout) as { id: string; secret: string };
+    admin = JSON.parse((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--operator", "--json"])).stdout) as { id: string; secret: string };
     const starter = JSON.parse(readFileSync(join(data, "portcullis.json"), "utf8")) as Record<string, unknown>;
     for (const n of [1, 2]) {
       const config = {

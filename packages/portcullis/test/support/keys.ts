@@ -34,6 +34,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     rotatedFrom: null,
     rotatedTo: null,
     maxAgeMs: null,
+    operator: false,
     ...overrides,
   };
 }

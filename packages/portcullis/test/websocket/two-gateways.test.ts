@@ -45,7 +45,7 @@ beforeAll(async () => {
   });
   upstream.on("upgrade", exchange.upgrade);
   await new Promise<void>((resolve) => upstream.listen(0, "127.0.0.1", resolve));
-  const created = await cli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys"]);
+  const created = await cli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--operator"]);
   admin = { id: String(created.id), secret: String(created.secret) };
   await startPair("gateway", {}, gateways, urls);
 });

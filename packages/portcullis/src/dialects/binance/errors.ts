@@ -132,6 +132,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     JSON_MALFORMED: e(400, -1135, "Invalid JSON Request"),
     KEY_NOT_FOUND: rejected,
     KEY_STATE_CONFLICT: e(400, -1130, INVALID_PARAMETER),
+    ADMIN_GRANT_EXCEEDED: rejected,
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),
   };

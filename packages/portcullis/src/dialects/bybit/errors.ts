@@ -136,6 +136,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   JSON_MALFORMED: status(E.params, 400),
   KEY_NOT_FOUND: E.invalidKey,
   KEY_STATE_CONFLICT: status(E.params, 409),
+  ADMIN_GRANT_EXCEEDED: E.permission,
 
   INTERNAL: E.serverError,
 };

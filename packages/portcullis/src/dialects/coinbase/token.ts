@@ -1,4 +1,5 @@
 import { type Denial, deny } from "../../errors/catalogue.js";
+import { PROTOTYPE_NAMES, isJsonObject, parseJson } from "../../contract/json.js";
 
 /**
  * Strict parsing of a Coinbase CDP API key JWT (stage 3), before any cryptography: the compact
@@ -62,7 +63,10 @@ export function keyIdOf(kid: string): string {
   return cdp === null ? kid : (cdp[1] ?? kid);
 }
 
-/** Decodes one base64url part of a JWS into a JSON object; null if any step fails. */
+/**
+ * Decodes one base64url part of a JWS into a JSON object (without a prototype: a member is there
+ * only if it was sent, contract/json.ts); null if any step fails.
+ */
 function decodeJsonPart(part: string): Record<string, unknown> | null {
   // Canonical base64url only: no padding, and no stray bits in the last character.
   if (part.length % 4 === 1) return null;
@@ -70,12 +74,11 @@ function decodeJsonPart(part: string): Record<string, unknown> | null {
   if (bytes.toString("base64url") !== part) return null;
   let parsed: unknown;
   try {
-    parsed = JSON.parse(utf8.decode(bytes));
+    parsed = parseJson(utf8.decode(bytes));
   } catch {
     return null;
   }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return null;
-  return parsed as Record<string, unknown>;
+  return isJsonObject(parsed) ? parsed : null;
 }
 
 function isNumericDate(value: unknown): value is number {
@@ -109,6 +112,10 @@ export function parseBearerToken(authorization: string): CdpToken | Denial {
   if (typeof nonce !== "string" || !NONCE_RE.test(nonce)) return deny("NONCE_MALFORMED");
 
   // --- claims -----------------------------------------------------------------------------
+  // Unknown claims are ignored (RFC 7519), but none may be named like a member of Object.prototype.
+  for (const name of Object.keys(claims)) {
+    if (PROTOTYPE_NAMES.has(name)) return deny("TOKEN_MALFORMED", `claim ${name} is not accepted`);
+  }
   const { sub, iss, aud, nbf, exp, iat, uri, uris } = claims;
   if (sub === undefined) return deny("PARAM_MISSING", "sub");
   if (sub !== kid) return deny("PARAM_INVALID", "sub must equal kid");

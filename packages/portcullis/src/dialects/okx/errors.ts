@@ -143,6 +143,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   JSON_MALFORMED: E.jsonSyntax,
   KEY_NOT_FOUND: E.invalidKey,
   KEY_STATE_CONFLICT: { ...E.invalidAuthorization, status: 409 },
+  ADMIN_GRANT_EXCEEDED: E.noPermission,
 
   INTERNAL: E.systemError,
 };

@@ -1,6 +1,7 @@
 import { OperatorError } from "../../errors/catalogue.js";
 import { AUTHENTICATED, PUBLIC, isPermission, type RoutePermission } from "../../contract/permissions.js";
 import type { Route } from "../../contract/route.js";
+import { PROTOTYPE_NAMES } from "../../contract/json.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../../authz/routes.js";
 import type { LimitSpec } from "../../contract/limits.js";
 
@@ -191,7 +192,7 @@ function compileRoute(raw: unknown, index: number, seen: Set<string>): WebSocket
   const methodsRaw = object(spec.methods, `${where}.methods`);
   const methods = new Map<string, WebSocketMethod>();
   for (const [name, m] of Object.entries(methodsRaw)) {
-    if (!METHOD_NAME_RE.test(name)) throw new WebSocketConfigError(`${where}: bad method name ${JSON.stringify(name)}`);
+    if (!METHOD_NAME_RE.test(name) || PROTOTYPE_NAMES.has(name)) throw new WebSocketConfigError(`${where}: bad method name ${JSON.stringify(name)}`);
     if (dialect === "binance" && isBinanceSessionMethod(name)) {
       throw new WebSocketConfigError(`${where}: ${name} is answered by the gateway on a Binance route and cannot be mapped`);
     }

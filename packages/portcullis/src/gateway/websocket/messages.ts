@@ -1,6 +1,7 @@
 import { type Denial, type ErrorCode, deny } from "../../errors/catalogue.js";
 import { createBinanceRenderer } from "../../dialects/binance/errors.js";
 import type { MessageParams } from "../../contract/request.js";
+import { PROTOTYPE_NAMES, isJsonObject, parseJson, record } from "../../contract/json.js";
 
 /**
  * Messages on a WebSocket route: requests in the Binance WebSocket API's shape, on every route
@@ -10,7 +11,9 @@ import type { MessageParams } from "../../contract/request.js";
  *
  * `id` a string (at most 128 characters), an integer or null, echoed in the answer; `method` the
  * name the route's message table maps; `params` (optional) an object of strings, numbers and
- * booleans. Anything else is refused (MESSAGE_MALFORMED, JSON_MALFORMED) without closing. What
+ * booleans, none named like a member of `Object.prototype` (`__proto__`, `constructor`…: the
+ * message is read with contract/json.ts, its params kept in a null-prototype record). Anything
+ * else is refused (MESSAGE_MALFORMED, JSON_MALFORMED) without closing. What
  * the gateway forwards is the message re-serialised from what it checked, never the client's
  * bytes, so the upstream cannot read a message (a duplicated key, say) differently from the
  * gateway.
@@ -53,12 +56,12 @@ export function parseMessage(data: Buffer, isBinary: boolean): WsRequest | BadMe
   if (isBinary) return { id: null, denial: deny("MESSAGE_MALFORMED", "binary frame") };
   let value: unknown;
   try {
-    value = JSON.parse(utf8.decode(data));
+    value = parseJson(utf8.decode(data));
   } catch {
     return { id: null, denial: deny("JSON_MALFORMED") };
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) return { id: null, denial: deny("MESSAGE_MALFORMED", "not an object") };
-  const o = value as Record<string, unknown>;
+  if (!isJsonObject(value)) return { id: null, denial: deny("MESSAGE_MALFORMED", "not an object") };
+  const o = value;
   const id = idOf(o.id);
   if (id === undefined) return { id: null, denial: deny("MESSAGE_MALFORMED", "id") };
   for (const field of Object.keys(o)) {
@@ -66,11 +69,12 @@ export function parseMessage(data: Buffer, isBinary: boolean): WsRequest | BadMe
   }
   if (typeof o.method !== "string" || !METHOD_RE.test(o.method)) return { id, denial: deny("MESSAGE_MALFORMED", "method") };
   if (o.params === undefined) return { id, method: o.method, params: null };
-  if (o.params === null || typeof o.params !== "object" || Array.isArray(o.params)) return { id, denial: deny("MESSAGE_MALFORMED", "params") };
+  if (!isJsonObject(o.params)) return { id, denial: deny("MESSAGE_MALFORMED", "params") };
   const entries = Object.entries(o.params);
   if (entries.length > MAX_PARAMS) return { id, denial: deny("MESSAGE_MALFORMED", "too many params") };
-  const params: Record<string, ParamValue> = {};
+  const params = record<ParamValue>();
   for (const [name, v] of entries) {
+    if (PROTOTYPE_NAMES.has(name)) return { id, denial: deny("MESSAGE_MALFORMED", `param ${name}`) };
     if (typeof v === "string" || typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v))) params[name] = v;
     else return { id, denial: deny("MESSAGE_MALFORMED", `param ${name}`) };
   }
@@ -101,7 +105,7 @@ export function encodeRequest(id: MessageId, method: string, params: Params | nu
 }
 
 function withoutNames(params: Params, names: ReadonlySet<string>): Params {
-  const out: Record<string, ParamValue> = {};
+  const out = record<ParamValue>();
   for (const [name, value] of Object.entries(params)) if (!names.has(name)) out[name] = value;
   return out;
 }

@@ -166,4 +166,16 @@ export const migrations: readonly Migration[] = [
     `,
     after: importKeyChanges,
   },
+  {
+    version: 7,
+    name: "operator keys",
+    sql: `
+      -- Operator keys manage every account's keys; other admin keys only their own account's.
+      -- Admin keys created before this version could manage every account: they become operator
+      -- keys, so an upgrade takes no access away (docs/admin-api.md).
+      ALTER TABLE keys ADD COLUMN operator INTEGER NOT NULL DEFAULT 0 CHECK (operator IN (0, 1));
+      UPDATE keys SET operator = 1
+        WHERE EXISTS (SELECT 1 FROM json_each(keys.scopes) WHERE value IN ('admin:*', 'admin:keys'));
+    `,
+  },
 ];

@@ -37,6 +37,7 @@ interface KeyRowSql {
   rotated_to: string | null;
   max_age_ms: number | null;
   passphrase_envelope: Buffer | null;
+  operator: number;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -69,6 +70,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     rotatedTo: r.rotated_to,
     maxAgeMs: r.max_age_ms,
     passphraseEnvelope: r.passphrase_envelope,
+    operator: r.operator === 1,
   };
 }
 
@@ -141,11 +143,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms, passphrase_envelope)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator)`,
       ),
       insertChange: {
         run: (keyId, action, actor, at, detail) => {
@@ -212,6 +214,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       dialects: JSON.stringify(row.dialects),
       limits: JSON.stringify(row.limits),
       sessionBindAddress: row.sessionBindAddress ? 1 : 0,
+      operator: row.operator ? 1 : 0,
     });
     this.recordChange(row.id, change);
   }
@@ -231,6 +234,10 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     if (filter.account !== undefined) {
       where.push("account = ?");
       params.push(filter.account);
+    }
+    if (filter.operator !== undefined) {
+      where.push("operator = ?");
+      params.push(filter.operator ? 1 : 0);
     }
     if (filter.status !== undefined) {
       where.push("status = ?");
