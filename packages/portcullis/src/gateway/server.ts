@@ -11,7 +11,7 @@ import type { Pipeline } from "../pipeline/pipeline.js";
 import { readBody, sendDenial, sendJson, serverTimingHeader, whenClosed } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
-import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
+import { type Forwarder, addForwarding, upstreamRequestHeaders } from "./proxy.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import { addKeyWarning } from "../keys/warning.js";
 import type { UpgradeHandler } from "./websocket/index.js";
@@ -132,7 +132,7 @@ export class Gateway {
   /** Hand on: forwards an allowed request upstream, streaming the answer back; an upstream failure is its outcome. */
   private async forward(ctx: RequestContext, res: ServerResponse): Promise<Denial | null> {
     const headers = upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders);
-    this.addForwarding(headers, ctx.client?.text ?? "", ctx.authority, ctx.requestId);
+    addForwarding(headers, { clientIp: ctx.client?.text ?? "", scheme: this.scheme, authority: ctx.authority, requestId: ctx.requestId });
     // Credentials inside the target or body (a dialect's signature parameter) stay here too.
     const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
     const key = ctx.key;
@@ -178,18 +178,10 @@ export class Gateway {
     sendDenial(res, denial, ctx.requestId, { serverTiming: timing, close: this.closing || outcome.kind === "failed", renderer: ctx.renderer, headers: limitHeaders(ctx) });
   }
 
-  /** The proxying headers every forwarded request carries (with or without security). */
-  private addForwarding(headers: Record<string, string | string[]>, clientIp: string, authority: string | undefined, requestId: string): void {
-    headers["x-forwarded-for"] = clientIp;
-    headers["x-forwarded-proto"] = this.scheme;
-    if (authority !== undefined) headers["x-forwarded-host"] = authority;
-    headers["portcullis-request-id"] = requestId;
-  }
-
   private async passThrough(method: string, url: string, req: IncomingMessage, body: Buffer, res: ServerResponse, requestId: string): Promise<void> {
     const headers = upstreamRequestHeaders(req.headers, this.options.pipeline.credentialHeaders);
     const host = req.headers.host;
-    this.addForwarding(headers, req.socket.remoteAddress ?? "", host === undefined ? undefined : host.toLowerCase(), requestId);
+    addForwarding(headers, { clientIp: req.socket.remoteAddress ?? "", scheme: this.scheme, authority: host === undefined ? undefined : host.toLowerCase(), requestId });
     const failure = await this.options.forwarder.forward({ method, url, headers, body }, res, { "portcullis-request-id": requestId });
     if (failure !== null) sendDenial(res, failure, requestId);
   }
