@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { DecisionRecorder } from "../audit/log.js";
-import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { type Denial, deny } from "../errors/catalogue.js";
 import { SessionEndpoints } from "./session-endpoints.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
@@ -65,16 +65,12 @@ export class Gateway {
     this.now = options.now ?? Date.now;
     this.scheme = options.scheme ?? "http";
     this.timingNames = options.pipeline.stageNames;
-    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
-      this.handle(req, res);
-    });
-    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      rejectUnparsable(err, socket);
-    });
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, bodyLimit: this.bodyLimit }, this.handle);
+    this.server = this.listener.server;
     const websocket = options.websocket;
     if (websocket !== undefined) {
       this.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        websocket.handleUpgrade(req, socket, head, this.handle);
+        websocket.handleUpgrade(req, socket, head, this.listener.admit);
       });
     }
     this.lifecycle = new Lifecycle({
@@ -90,7 +86,6 @@ export class Gateway {
         untilDone: whenClosed,
       },
     });
-    this.listener = new ServerLifecycle(this.server);
   }
 
   private get closing(): boolean {
@@ -214,18 +209,4 @@ export class Gateway {
     await this.listener.close(drainMs);
     await this.options.forwarder.close();
   }
-}
-
-/** Answers a request node:http could not parse, in the native error shape, and closes. */
-export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (!socket.writable || err.code === "ECONNRESET") {
-    socket.destroy();
-    return;
-  }
-  const denial = err.code === "HPE_HEADER_OVERFLOW" ? deny("HEADERS_TOO_LARGE") : deny("HTTP_MALFORMED");
-  const body = errorBody(denial, "none");
-  const reason = denial.status === 431 ? "Request Header Fields Too Large" : "Bad Request";
-  socket.end(
-    `HTTP/1.1 ${denial.status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }
