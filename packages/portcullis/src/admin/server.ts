@@ -1,13 +1,12 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo, Socket } from "node:net";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core.js";
 import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
-import { rejectUnparsable } from "../gateway/server.js";
 import { parseCreateKeyInput, parseLimitsInput, parseReasonInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../contract/keys.js";
 import type { Logger } from "../log/logger.js";
@@ -76,12 +75,8 @@ export class AdminApi {
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
     this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES, { allowReserved: true }));
-    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-      this.handle(req, res);
-    });
-    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      rejectUnparsable(err, socket);
-    });
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT }, this.handle);
+    this.server = this.listener.server;
     this.lifecycle = new Lifecycle({
       pipeline: this.pipeline,
       surface: "admin",
@@ -95,7 +90,6 @@ export class AdminApi {
         untilDone: whenClosed,
       },
     });
-    this.listener = new ServerLifecycle(this.server);
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {

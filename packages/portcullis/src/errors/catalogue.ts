@@ -25,6 +25,7 @@ const requestRefusals = {
   AUTHORITY_NOT_ALLOWED: { status: 400, message: "The Host of this request is not served by this gateway." },
   HTTP_MALFORMED: { status: 400, message: "The HTTP request could not be parsed." },
   HEADERS_TOO_LARGE: { status: 431, message: "The request headers are larger than the gateway accepts." },
+  EXPECTATION_FAILED: { status: 417, message: "The only expectation the gateway meets is Expect: 100-continue (RFC 9110 section 10.1.1)." },
 
   // --- credentials: presence and syntax (stage 3) -----------------------------------------
   CREDENTIALS_MISSING: {

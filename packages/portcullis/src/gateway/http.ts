@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import type { AuthScheme } from "../contract/request.js";
 import { type Denial, PortcullisError, deny, errorBody } from "../errors/catalogue.js";
 import { parseJson } from "../contract/json.js";
@@ -34,15 +35,24 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 
     return EMPTY;
   }
   if (lengthHeader !== undefined) {
-    const declared = Number(lengthHeader);
-    if (!Number.isSafeInteger(declared) || declared < 0) return deny("HTTP_MALFORMED", "bad content-length");
-    if (declared > limit) return deny("BODY_TOO_LARGE", `declared ${declared} > ${limit}`);
-    if (declared === 0 && !chunked) {
+    const refusal = declaredBodyRefusal(req, limit);
+    if (refusal !== null) return refusal;
+    if (Number(lengthHeader) === 0 && !chunked) {
       req.resume();
       return EMPTY;
     }
   }
   return collectBody(req, limit);
+}
+
+/** Why `readBody` refuses a request's body before reading a byte of it (its Content-Length), or null. */
+export function declaredBodyRefusal(req: IncomingMessage, limit: number): Denial | null {
+  const lengthHeader = req.headers["content-length"];
+  if (lengthHeader === undefined) return null;
+  const declared = Number(lengthHeader);
+  if (!Number.isSafeInteger(declared) || declared < 0) return deny("HTTP_MALFORMED", "bad content-length");
+  if (declared > limit) return deny("BODY_TOO_LARGE", `declared ${declared} > ${limit}`);
+  return null;
 }
 
 /**
@@ -156,4 +166,20 @@ export function serverTimingHeader(names: readonly string[], durations: readonly
 export function whenClosed(res: ServerResponse, release: () => void): void {
   if (res.closed) release();
   else res.once("close", release);
+}
+
+/**
+ * node:http's 'clientError': answers a request it could not parse in the JSON error format
+ * (HTTP_MALFORMED, or HEADERS_TOO_LARGE) and closes, instead of node's empty answer.
+ */
+export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const denial = err.code === "HPE_HEADER_OVERFLOW" ? deny("HEADERS_TOO_LARGE") : deny("HTTP_MALFORMED");
+  const body = errorBody(denial, "none");
+  socket.end(
+    `HTTP/1.1 ${denial.status} ${STATUS_CODES[denial.status] ?? ""}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }

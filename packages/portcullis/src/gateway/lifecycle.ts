@@ -1,16 +1,77 @@
-import type { Server, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { randomUUID } from "node:crypto";
+import { type IncomingMessage, type RequestListener, type Server, type ServerResponse, createServer } from "node:http";
+import type { AddressInfo, Socket } from "node:net";
+import { deny } from "../errors/catalogue.js";
+import { declaredBodyRefusal, rejectUnparsable, sendDenial } from "./http.js";
+
+export interface HttpServerOptions {
+  readonly requestTimeout: number;
+  readonly headersTimeout: number;
+  readonly keepAliveTimeout?: number;
+  /** The largest body the listener reads: a 100-continue for a larger declared one is not sent. */
+  readonly bodyLimit: number;
+}
 
 /**
- * Listening and graceful shutdown for Portcullis's HTTP servers (gateway and admin API): count the
- * requests in flight, stop accepting on close, let them finish, then close what is left.
+ * Portcullis's HTTP servers (gateway and admin API): what node:http would answer itself is
+ * answered in the JSON error format (`admit`, `rejectUnparsable`), and listening and graceful
+ * shutdown: count the requests in flight, stop accepting on close, let them finish, then close
+ * what is left.
  */
 export class ServerLifecycle {
+  readonly server: Server;
   private inFlight = 0;
   private drained: (() => void) | null = null;
+  private readonly bodyLimit: number;
   closing = false;
 
-  constructor(readonly server: Server) {}
+  constructor(
+    options: HttpServerOptions,
+    /** The server's request listener; it calls `track` first. */
+    private readonly handle: RequestListener,
+  ) {
+    const { bodyLimit, ...timeouts } = options;
+    this.bodyLimit = bodyLimit;
+    // Host and Expect are checked by `admit`, which answers in JSON; node:http's own checks answer
+    // an empty 400 or 417.
+    this.server = createServer({ ...timeouts, requireHostHeader: false }, this.admit);
+    this.server.on("checkContinue", this.admit);
+    this.server.on("checkExpectation", this.admit);
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
+      rejectUnparsable(err, socket);
+    });
+  }
+
+  /**
+   * Every request before its listener (node:http's 'request', 'checkContinue' and
+   * 'checkExpectation'; the gateway's plain-HTTP upgrades): an HTTP/1.1 request without Host is
+   * refused HTTP_MALFORMED (RFC 9112 section 3.2), one that expects anything but 100-continue
+   * EXPECTATION_FAILED (RFC 9110 section 10.1.1); a 100-continue is sent unless the declared body
+   * is refused before it is read (then the refusal is the answer). HTTP/1.0 expectations are
+   * ignored, as RFC 9110 requires.
+   */
+  readonly admit = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor === 1) {
+      if (req.headers.host === undefined) {
+        this.refuse(res, "HTTP_MALFORMED", "no Host header");
+        return;
+      }
+      const expect = req.headers.expect;
+      if (expect !== undefined) {
+        if (expect.trim().toLowerCase() !== "100-continue") {
+          this.refuse(res, "EXPECTATION_FAILED", `Expect: ${expect.slice(0, 100)}`);
+          return;
+        }
+        if (declaredBodyRefusal(req, this.bodyLimit) === null) res.writeContinue();
+      }
+    }
+    this.handle(req, res);
+  };
+
+  private refuse(res: ServerResponse, code: "HTTP_MALFORMED" | "EXPECTATION_FAILED", detail: string): void {
+    this.track(res);
+    sendDenial(res, deny(code, detail), randomUUID(), { close: true });
+  }
 
   /** Call at the start of every request. */
   track(res: ServerResponse): void {

@@ -3,10 +3,12 @@ import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import { type Denial, deny } from "../errors/catalogue.js";
 
 /**
- * Stage 12: forwarding to the upstream over a pool of keep-alive connections (undici). Requests
- * are sent with hop-by-hop headers, credentials and any client-sent `portcullis-*` headers
- * removed; responses come back with hop-by-hop headers removed. An upstream that cannot be reached
- * is a 502, one that does not answer in time a 504.
+ * Stage 12: forwarding to the upstream over a pool of keep-alive connections (undici). Which of
+ * the client's request headers reach the upstream is decided by one function,
+ * `upstreamRequestHeaders`, and the headers the gateway sets itself by `addForwarding`; the
+ * WebSocket proxy's upstream legs use `addForwarding` too (they carry no client header at all).
+ * Responses come back with hop-by-hop headers removed. An upstream that cannot be reached is a
+ * 502, one that does not answer in time a 504.
  */
 
 /** RFC 9110 section 7.6.1 hop-by-hop fields, plus the de-facto ones proxies must not forward. */
@@ -23,8 +25,84 @@ const HOP_BY_HOP = new Set([
   "http2-settings",
 ]);
 
-/** Request headers the gateway consumes or rewrites and never forwards as they came. */
-const REQUEST_DROP = new Set([...HOP_BY_HOP, "host", "content-length", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "forwarded"]);
+/**
+ * Request headers never forwarded as the client sent them (README, "What the upstream receives"),
+ * besides hop-by-hop headers, the schemes' credential headers and every name under a prefix of
+ * `DROPPED_PREFIXES`:
+ *
+ * - the message's framing and the gateway's own handling: Host, Content-Length (undici sets both),
+ *   Expect (the gateway answers 100-continue itself);
+ * - the client-address family: what a proxy says about the client or the connection it came on.
+ *   The gateway sets its own X-Forwarded-For (the address it decided the client has: the socket's,
+ *   unless the peer is a trusted proxy), X-Forwarded-Proto and X-Forwarded-Host; every other is
+ *   dropped so an upstream that believes one of them believes the gateway;
+ * - method overrides and URL rewrites: headers frameworks and servers (Symfony, Laravel, IIS,
+ *   nginx, Envoy) take as the real method or target instead of the one the gateway authorised.
+ */
+const REQUEST_DROP = new Set([
+  ...HOP_BY_HOP,
+  "host",
+  "content-length",
+  "expect",
+  // client address and connection
+  "forwarded",
+  "x-forwarded",
+  "x-real-ip",
+  "true-client-ip",
+  "x-client-ip",
+  "client-ip",
+  "cf-connecting-ip",
+  "cf-connecting-ipv6",
+  "cf-pseudo-ipv4",
+  "fastly-client-ip",
+  "x-cluster-client-ip",
+  "x-original-forwarded-for",
+  "x-originating-ip",
+  "x-remote-ip",
+  "x-remote-addr",
+  "x-proxyuser-ip",
+  "wl-proxy-client-ip",
+  "proxy-client-ip",
+  "x-azure-clientip",
+  "x-azure-socketip",
+  "x-appengine-user-ip",
+  "x-host",
+  "x-original-host",
+  // method overrides
+  "x-http-method-override",
+  "x-http-method",
+  "x-method-override",
+  "x-original-method",
+  // URL rewrites
+  "x-original-url",
+  "x-rewrite-url",
+  "x-original-uri",
+  "x-original-path",
+]);
+
+/**
+ * Prefixes of dropped names: the X-Forwarded-* family (-For, -Host, -Proto, -Port, -Prefix,
+ * -Server, -Ssl, -Uri…), Envoy's own x-envoy-* (it trusts them from an internal peer), and the
+ * gateway's own `portcullis-*` (the identity headers and the request id).
+ */
+const DROPPED_PREFIXES = ["x-forwarded-", "x-envoy-", "portcullis-"] as const;
+
+/**
+ * A header name as servers behind the gateway may read it: lower case, `_` as `-` (CGI, WSGI, PHP
+ * and nginx with underscores_in_headers make `Portcullis_Account` and `portcullis-account` one
+ * name). node:http already lowers names; the common name has neither upper case nor `_`.
+ */
+const NOT_NORMAL = /[A-Z_]/;
+
+function normalName(name: string): string {
+  return NOT_NORMAL.test(name) ? name.toLowerCase().replaceAll("_", "-") : name;
+}
+
+function dropped(name: string, credentials: ReadonlySet<string>, listed: Set<string> | null): boolean {
+  if (REQUEST_DROP.has(name) || credentials.has(name)) return true;
+  for (const prefix of DROPPED_PREFIXES) if (name.startsWith(prefix)) return true;
+  return listed !== null && listed.has(name);
+}
 
 export interface ForwarderOptions {
   /** Origin of the upstream, e.g. http://127.0.0.1:9000. */
@@ -36,35 +114,61 @@ export interface ForwarderOptions {
 }
 
 /**
- * Header names listed in Connection (to drop as hop-by-hop). The usual values name no header, so
- * they cost nothing.
+ * Header names listed in Connection (to drop as hop-by-hop), normalised. The usual values name
+ * no header, so they cost nothing.
  */
 function connectionTokens(value: string | string[] | undefined): Set<string> | null {
   if (value === undefined || value === "keep-alive" || value === "close" || value === "Keep-Alive" || value === "Close") return null;
   const text = typeof value === "string" ? value : value.join(",");
   const tokens = new Set<string>();
   for (const t of text.split(",")) {
-    const token = t.trim().toLowerCase();
+    const token = normalName(t.trim());
     if (token !== "") tokens.add(token);
   }
   return tokens.size === 0 ? null : tokens;
 }
 
 /**
- * Builds the upstream request headers from the client's, without hop-by-hop headers, the
- * signing schemes' credential headers (`credentials`), or any `portcullis-*` header. The caller
- * adds forwarding and identity headers.
+ * Builds the upstream request headers from the client's: every header is forwarded except
+ * hop-by-hop headers (and those Connection lists), the signing schemes' credential headers
+ * (`credentials`, lower case), the client-address family, method overrides, URL rewrites and
+ * the gateway's own `portcullis-*` names (REQUEST_DROP, DROPPED_PREFIXES), each matched on its
+ * normalised name (case, `_` for `-`). The caller adds the forwarding headers (`addForwarding`)
+ * and the identity headers.
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, credentials: ReadonlySet<string>): Record<string, string | string[]> {
   const listed = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {
     const value = incoming[name];
-    if (value === undefined || REQUEST_DROP.has(name) || credentials.has(name) || name.startsWith("portcullis-")) continue;
-    if (listed !== null && listed.has(name)) continue;
+    if (value === undefined || dropped(normalName(name), credentials, listed)) continue;
     out[name] = value;
   }
   return out;
+}
+
+/** What the gateway tells the upstream about a request it forwards. */
+export interface Forwarding {
+  /** The client's address as the gateway decided it (the socket's, unless the peer is a trusted proxy). */
+  readonly clientIp: string;
+  /** The scheme clients use. */
+  readonly scheme: string;
+  /** The request's authority (Host), lower case; absent without one. */
+  readonly authority: string | undefined;
+  readonly requestId: string;
+}
+
+/**
+ * Sets the forwarding headers every request to the upstream carries, HTTP or a WebSocket leg's
+ * upgrade: X-Forwarded-For (one address, the gateway's decision), X-Forwarded-Proto,
+ * X-Forwarded-Host and Portcullis-Request-Id. Any client-sent header of these names was dropped
+ * by `upstreamRequestHeaders`.
+ */
+export function addForwarding(headers: Record<string, string | string[]>, forwarding: Forwarding): void {
+  headers["x-forwarded-for"] = forwarding.clientIp;
+  headers["x-forwarded-proto"] = forwarding.scheme;
+  if (forwarding.authority !== undefined) headers["x-forwarded-host"] = forwarding.authority;
+  headers["portcullis-request-id"] = forwarding.requestId;
 }
 
 /** Response headers to pass back to the client. */
@@ -74,7 +178,7 @@ function downstreamResponseHeaders(upstream: Record<string, string | string[] | 
   for (const name in upstream) {
     const value = upstream[name];
     if (value === undefined || HOP_BY_HOP.has(name)) continue;
-    if (listed !== null && listed.has(name)) continue;
+    if (listed !== null && listed.has(normalName(name))) continue;
     out[name] = value;
   }
   return out;

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { DecisionRecorder } from "../audit/log.js";
-import { type Denial, deny, errorBody } from "../errors/catalogue.js";
+import { type Denial, deny } from "../errors/catalogue.js";
 import { SessionEndpoints } from "./session-endpoints.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
@@ -11,7 +11,7 @@ import type { Pipeline } from "../pipeline/pipeline.js";
 import { readBody, sendDenial, sendJson, serverTimingHeader, whenClosed } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
-import { type Forwarder, upstreamRequestHeaders } from "./proxy.js";
+import { type Forwarder, addForwarding, upstreamRequestHeaders } from "./proxy.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import { addKeyWarning } from "../keys/warning.js";
 import type { UpgradeHandler } from "./websocket/index.js";
@@ -65,16 +65,12 @@ export class Gateway {
     this.now = options.now ?? Date.now;
     this.scheme = options.scheme ?? "http";
     this.timingNames = options.pipeline.stageNames;
-    this.server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
-      this.handle(req, res);
-    });
-    this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
-      rejectUnparsable(err, socket);
-    });
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, bodyLimit: this.bodyLimit }, this.handle);
+    this.server = this.listener.server;
     const websocket = options.websocket;
     if (websocket !== undefined) {
       this.server.on("upgrade", (req: IncomingMessage, socket: Socket, head: Buffer) => {
-        websocket.handleUpgrade(req, socket, head, this.handle);
+        websocket.handleUpgrade(req, socket, head, this.listener.admit);
       });
     }
     this.lifecycle = new Lifecycle({
@@ -90,7 +86,6 @@ export class Gateway {
         untilDone: whenClosed,
       },
     });
-    this.listener = new ServerLifecycle(this.server);
   }
 
   private get closing(): boolean {
@@ -132,7 +127,7 @@ export class Gateway {
   /** Hand on: forwards an allowed request upstream, streaming the answer back; an upstream failure is its outcome. */
   private async forward(ctx: RequestContext, res: ServerResponse): Promise<Denial | null> {
     const headers = upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders);
-    this.addForwarding(headers, ctx.client?.text ?? "", ctx.authority, ctx.requestId);
+    addForwarding(headers, { clientIp: ctx.client?.text ?? "", scheme: this.scheme, authority: ctx.authority, requestId: ctx.requestId });
     // Credentials inside the target or body (a dialect's signature parameter) stay here too.
     const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
     const key = ctx.key;
@@ -179,18 +174,10 @@ export class Gateway {
     sendDenial(res, denial, ctx.requestId, { serverTiming: timing, close: this.closing || outcome.kind === "failed", renderer: ctx.renderer, headers: limitHeaders(ctx) });
   }
 
-  /** The proxying headers every forwarded request carries (with or without security). */
-  private addForwarding(headers: Record<string, string | string[]>, clientIp: string, authority: string | undefined, requestId: string): void {
-    headers["x-forwarded-for"] = clientIp;
-    headers["x-forwarded-proto"] = this.scheme;
-    if (authority !== undefined) headers["x-forwarded-host"] = authority;
-    headers["portcullis-request-id"] = requestId;
-  }
-
   private async passThrough(method: string, url: string, req: IncomingMessage, body: Buffer, res: ServerResponse, requestId: string): Promise<void> {
     const headers = upstreamRequestHeaders(req.headers, this.options.pipeline.credentialHeaders);
     const host = req.headers.host;
-    this.addForwarding(headers, req.socket.remoteAddress ?? "", host === undefined ? undefined : host.toLowerCase(), requestId);
+    addForwarding(headers, { clientIp: req.socket.remoteAddress ?? "", scheme: this.scheme, authority: host === undefined ? undefined : host.toLowerCase(), requestId });
     const failure = await this.options.forwarder.forward({ method, url, headers, body }, res, { "portcullis-request-id": requestId });
     if (failure !== null) sendDenial(res, failure, requestId);
   }
@@ -223,18 +210,4 @@ export class Gateway {
     await this.listener.close(drainMs);
     await this.options.forwarder.close();
   }
-}
-
-/** Answers a request node:http could not parse, in the native error shape, and closes. */
-export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Socket): void {
-  if (!socket.writable || err.code === "ECONNRESET") {
-    socket.destroy();
-    return;
-  }
-  const denial = err.code === "HPE_HEADER_OVERFLOW" ? deny("HEADERS_TOO_LARGE") : deny("HTTP_MALFORMED");
-  const body = errorBody(denial, "none");
-  const reason = denial.status === 431 ? "Request Header Fields Too Large" : "Bad Request";
-  socket.end(
-    `HTTP/1.1 ${denial.status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
 }

@@ -49,6 +49,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     AUTHORITY_NOT_ALLOWED: e(400, -1020, UNSUPPORTED),
     HTTP_MALFORMED: e(400, -1100, "The HTTP request could not be parsed."),
     HEADERS_TOO_LARGE: e(431, -1101, "Request headers too large."),
+    EXPECTATION_FAILED: e(400, -1100, "Only Expect: 100-continue is supported."),
     // Credentials: presence and syntax.
     CREDENTIALS_MISSING: badFormat,
     CREDENTIALS_AMBIGUOUS: badFormat,

@@ -57,6 +57,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   AUTHORITY_NOT_ALLOWED: status(E.params, 400),
   HTTP_MALFORMED: status(E.params, 400),
   HEADERS_TOO_LARGE: status(E.params, 431),
+  EXPECTATION_FAILED: status(E.params, 417),
 
   CREDENTIALS_MISSING: E.invalidKey,
   CREDENTIALS_AMBIGUOUS: E.authFailed,

@@ -53,6 +53,7 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   AUTHORITY_NOT_ALLOWED: K.INVALID_ARGUMENTS,
   HTTP_MALFORMED: K.INVALID_ARGUMENTS,
   HEADERS_TOO_LARGE: K.INVALID_ARGUMENTS,
+  EXPECTATION_FAILED: K.INVALID_ARGUMENTS,
   // Credentials (stage 3). For Kraken: PARAM_* is the nonce, SIGNATURE_HEADER_* the API-Sign
   // header, SIGNATURE_COMPONENT_MISSING a query string (API-Sign does not cover it).
   CREDENTIALS_MISSING: K.INVALID_KEY,

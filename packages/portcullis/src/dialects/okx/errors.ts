@@ -64,6 +64,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   AUTHORITY_NOT_ALLOWED: E.domain,
   HTTP_MALFORMED: param(400, "request"),
   HEADERS_TOO_LARGE: param(431, "header"),
+  EXPECTATION_FAILED: param(417, "Expect"),
 
   CREDENTIALS_MISSING: E.keyEmpty,
   CREDENTIALS_AMBIGUOUS: E.invalidAuthorization,

@@ -8,6 +8,7 @@ import type { Logger } from "../../log/logger.js";
 import type { ClientAddress } from "../../net/client-address.js";
 import type { Exchange, Lifecycle, Outcome } from "../../pipeline/lifecycle.js";
 import type { IdentitySigner } from "../identity.js";
+import { addForwarding } from "../proxy.js";
 import { logonKeyDenial, sessionStatus } from "./binance.js";
 import { closeCodeFor } from "./close-codes.js";
 import { type BinanceSessionMethod, type WebSocketMethod, type WebSocketRoute, isBinanceSessionMethod } from "./config.js";
@@ -595,12 +596,12 @@ export class Connection {
     const name = identity === null || key === null ? "" : `${key.record.id}|${key.scopesText}`;
     const existing = this.legs.get(name);
     if (existing !== undefined && !existing.leg.isClosed) return existing;
-    const headers: Record<string, string> = {
-      "x-forwarded-for": this.client.text,
-      "x-forwarded-proto": this.ctx.scheme,
-      "portcullis-request-id": randomUUID(),
-    };
-    if (this.authority !== undefined) headers["x-forwarded-host"] = this.authority;
+    // No header of the client's upgrade is carried (the leg may act for another identity than
+    // the upgrade's): only the forwarding headers every request to the upstream carries, the
+    // identity's, and the subprotocols asked for.
+    const headers: Record<string, string> = {};
+    const requestId = randomUUID();
+    addForwarding(headers, { clientIp: this.client.text, scheme: this.ctx.scheme, authority: this.authority, requestId });
     if (identity !== null && key !== null) {
       const record = key.record;
       this.ctx.identity.write(
@@ -609,7 +610,7 @@ export class Connection {
         this.target,
         NO_BODY,
         {
-          requestId: headers["portcullis-request-id"] ?? "",
+          requestId,
           keyId: record.id,
           account: record.account,
           subAccount: record.subAccount,

@@ -3,12 +3,14 @@ import { type Denial, deny } from "../../errors/catalogue.js";
 
 /**
  * One WebSocket connection from the gateway to the upstream, for one identity: its upgrade
- * carries that identity's signed headers (identity.ts), and it carries only that identity's
+ * carries that identity's signed headers (identity.ts) and the forwarding headers (proxy.ts
+ * `addForwarding`), no header of the client's, and it carries only that identity's
  * messages, so the upstream knows whom every message on it is from without any new protocol.
  * Messages sent while it connects are queued (bounded) and sent once it is open.
  */
 export interface LegOptions {
   readonly url: string;
+  /** The upgrade's headers: the gateway's own only (connection.ts `legFor`). */
   readonly headers: Readonly<Record<string, string>>;
   readonly protocols?: readonly string[];
   /** The opening handshake must complete within this (ms). */
