@@ -109,6 +109,10 @@ const requestRefusals = {
   SESSION_REQUIRED: { status: 400, message: "Sign this request with the session itself (its keyid and secret), not with the API key." },
   SESSION_NOT_ALLOWED: { status: 400, message: "Log on with the API key itself; a session cannot open another session (refresh it instead)." },
   SESSION_LIFETIME_EXCEEDED: { status: 401, message: "The session has reached its maximum lifetime (24 hours after logon); log on again with the API key." },
+  SESSION_SCHEME_NOT_ALLOWED: {
+    status: 401,
+    message: "Session tokens sign native requests only (RFC 9421); sign venue-dialect requests with the API key itself.",
+  },
 
   // --- authorization (stage 8) ------------------------------------------------------------
   SCOPE_MISSING: { status: 403, message: "This API key does not have the permission this route requires." },

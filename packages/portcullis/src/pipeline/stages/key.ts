@@ -92,6 +92,9 @@ export function keyStage(options: KeyStageOptions): Stage {
 
   const sessionKey = (ctx: RequestContext, token: string): StageAnswer => {
     if (sessions === null) return deny("SESSION_INVALID", "sessions are not enabled");
+    // Sessions sign native requests only (docs/sessions.md): a venue dialect has no session.
+    const scheme = ctx.credential?.scheme;
+    if (scheme !== "native") return deny("SESSION_SCHEME_NOT_ALLOWED", scheme);
     const session = sessions.check(token, ctx.now);
     if ("ok" in session) return session;
     const keyId = session.claims.key;
