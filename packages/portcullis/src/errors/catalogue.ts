@@ -120,9 +120,9 @@ const requestRefusals = {
   // --- limits and shields (stages 2 and 9) -------------------------------------------------
   RATE_LIMITED: { status: 429, message: "Too many requests for this limit; retry after the time in Retry-After." },
   ORDERS_LIMITED: { status: 429, message: "Too many new orders for this account; retry after the time in Retry-After (cancels are not limited by this)." },
-  IP_BANNED: { status: 429, message: "This address is banned for a while after repeated 429s; retry after the time in Retry-After." },
+  IP_BANNED: { status: 429, message: "This address is banned for a while after repeated refusals (429s, replayed or unauthorized signed requests); retry after the time in Retry-After." },
   IP_BLOCKED: { status: 429, message: "This address is blocked for a while after repeated authentication failures." },
-  KEY_BLOCKED: { status: 429, message: "This API key is blocked for a while after repeated authentication failures." },
+  KEY_BLOCKED: { status: 429, message: "This API key is blocked for a while for requests from this address, after repeated authentication failures from it." },
   CONCURRENCY_LIMITED: { status: 429, message: "This API key has too many requests in flight." },
   HOT_STORE_UNAVAILABLE: { status: 503, message: "Limits and replay protection cannot be checked right now; retry shortly." },
 
