@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { AuditLog, type AuditSettings } from "./audit/log.js";
 import { RouteTable, type RouteSpec } from "./authz/routes.js";
 import type { Envelope } from "./custody/envelope.js";
@@ -32,6 +33,11 @@ export interface LimitsOptions {
   readonly shield?: ShieldPolicy;
   /** Requests one key may have in flight in this process (0: no cap). */
   readonly maxConcurrentPerKey?: number;
+  /**
+   * The prefix length IPv6 clients are grouped by in every per-address limit, ban and block
+   * (32 to 128; default 64: one subscriber's /64 is one client).
+   */
+  readonly ipv6Prefix?: number;
 }
 
 export interface PortcullisOptions {
@@ -81,6 +87,13 @@ export interface PortcullisOptions {
    * checkpoints; `signer` signs checkpoints (default: the envelope provider on this store).
    */
   readonly audit?: AuditSettings & { readonly signer?: SigningKeyProvider | null };
+}
+
+/** A pipeline's scope by default: a digest of what it decides and its routes (stable across processes). */
+function pipelineScope(routes: RouteTable, decides: "requests" | "messages"): string {
+  const hash = createHash("sha256").update(decides);
+  for (const route of routes.routes) hash.update(`\n${route.id}`);
+  return `${decides === "messages" ? "m" : "r"}${hash.digest("hex").slice(0, 16)}`;
 }
 
 /**
@@ -166,7 +179,7 @@ export class Portcullis {
       limits: new LimitPlan(options.limits?.specs ?? []),
       shield: this.shield,
       blockOnAuthFailures: options.limits !== undefined,
-      clientAddress: new ClientAddressResolver(options.trustedProxies ?? []),
+      clientAddress: new ClientAddressResolver(options.trustedProxies ?? [], options.limits?.ipv6Prefix),
       environment: options.environment,
       scheme,
       authorities: options.authorities,
@@ -193,9 +206,14 @@ export class Portcullis {
    * A pipeline over another route table that shares this core's keys, cache and replay state
    * (the admin API uses one, so a nonce spent on the gateway cannot be replayed on it).
    * `decides: "messages"`: a pipeline for WebSocket messages (PipelineOptions.decides).
+   *
+   * Its `scope` (PipelineOptions.scope) is its own: failures against a key on one pipeline never
+   * block the key on another (failures at the gateway never lock operators out of the admin API).
+   * By default it is named after the route table, so every process of a deployment names it alike.
    */
-  createPipeline(routes: RouteTable, decides: "requests" | "messages" = "requests"): Pipeline {
-    return new Pipeline({ ...this.shared, routes, decides });
+  createPipeline(routes: RouteTable, decides: "requests" | "messages" = "requests", scope?: string): Pipeline {
+    const named = scope ?? (routes === this.routes && decides === "requests" ? "gateway" : pipelineScope(routes, decides));
+    return new Pipeline({ ...this.shared, routes, decides, scope: named });
   }
 
   /** The signing schemes spoken (the native one at least), by name: the pipelines' own instances. */

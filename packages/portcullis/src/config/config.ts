@@ -7,7 +7,7 @@ import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
 import type { Environment } from "../contract/ids.js";
 import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
 import { DEFAULT_WINDOW_MS } from "../contract/keys.js";
-import { CidrError, CidrSet } from "../net/ip.js";
+import { CidrError, CidrSet, DEFAULT_IPV6_PREFIX, IPV6_PREFIX_MAX, IPV6_PREFIX_MIN } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
 import { maxLimit } from "../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../limits/types.js";
@@ -58,6 +58,8 @@ export interface PortcullisConfig {
     readonly specs: readonly LimitSpec[];
     readonly shield: ShieldPolicy;
     readonly maxConcurrentPerKey: number;
+    /** The prefix length IPv6 clients are grouped by in per-address limits, bans and blocks. */
+    readonly ipv6Prefix: number;
   };
   /** Session logon (POST /portcullis/v1/session) and session-signed requests. */
   readonly sessions: { readonly enabled: boolean };
@@ -291,7 +293,7 @@ function checkWeights(routes: readonly RouteSpec[], specs: readonly LimitSpec[])
 /** The `limits` section; absent, the built-in DEFAULT_LIMITS (and default shields). */
 function parseLimits(raw: unknown): PortcullisConfig["limits"] {
   const l = obj(raw ?? DEFAULT_LIMITS, "limits");
-  only(l, "limits", [...Object.keys(SCOPES), "maxConcurrentPerKey", "shield"]);
+  only(l, "limits", [...Object.keys(SCOPES), "maxConcurrentPerKey", "ipv6Prefix", "shield"]);
   const specs: LimitSpec[] = [];
   const names = new Set<string>();
   for (const [group, { scope, kind }] of Object.entries(SCOPES)) {
@@ -329,7 +331,12 @@ function parseLimits(raw: unknown): PortcullisConfig["limits"] {
     authFailureWindowMs: duration(s, "authFailureWindow", "limits.shield", d.authFailureWindowMs),
     authBlockMs: duration(s, "authBlock", "limits.shield", d.authBlockMs),
   };
-  return { specs, shield, maxConcurrentPerKey: int(l, "maxConcurrentPerKey", "limits", 0, 0, 100_000) };
+  return {
+    specs,
+    shield,
+    maxConcurrentPerKey: int(l, "maxConcurrentPerKey", "limits", 0, 0, 100_000),
+    ipv6Prefix: int(l, "ipv6Prefix", "limits", DEFAULT_IPV6_PREFIX, IPV6_PREFIX_MIN, IPV6_PREFIX_MAX),
+  };
 }
 
 export function loadConfig(file: string): PortcullisConfig {

@@ -110,6 +110,10 @@ const requestRefusals = {
   SESSION_REQUIRED: { status: 400, message: "Sign this request with the session itself (its keyid and secret), not with the API key." },
   SESSION_NOT_ALLOWED: { status: 400, message: "Log on with the API key itself; a session cannot open another session (refresh it instead)." },
   SESSION_LIFETIME_EXCEEDED: { status: 401, message: "The session has reached its maximum lifetime (24 hours after logon); log on again with the API key." },
+  SESSION_SCHEME_NOT_ALLOWED: {
+    status: 401,
+    message: "Session tokens sign native requests only (RFC 9421); sign venue-dialect requests with the API key itself.",
+  },
 
   // --- authorization (stage 8) ------------------------------------------------------------
   SCOPE_MISSING: { status: 403, message: "This API key does not have the permission this route requires." },
@@ -117,9 +121,9 @@ const requestRefusals = {
   // --- limits and shields (stages 2 and 9) -------------------------------------------------
   RATE_LIMITED: { status: 429, message: "Too many requests for this limit; retry after the time in Retry-After." },
   ORDERS_LIMITED: { status: 429, message: "Too many new orders for this account; retry after the time in Retry-After (cancels are not limited by this)." },
-  IP_BANNED: { status: 429, message: "This address is banned for a while after repeated 429s; retry after the time in Retry-After." },
+  IP_BANNED: { status: 429, message: "This address is banned for a while after repeated refusals (429s, replayed or unauthorized signed requests); retry after the time in Retry-After." },
   IP_BLOCKED: { status: 429, message: "This address is blocked for a while after repeated authentication failures." },
-  KEY_BLOCKED: { status: 429, message: "This API key is blocked for a while after repeated authentication failures." },
+  KEY_BLOCKED: { status: 429, message: "This API key is blocked for a while for requests from this address, after repeated authentication failures from it." },
   CONCURRENCY_LIMITED: { status: 429, message: "This API key has too many requests in flight." },
   HOT_STORE_UNAVAILABLE: { status: 503, message: "Limits and replay protection cannot be checked right now; retry shortly." },
 

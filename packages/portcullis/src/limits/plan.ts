@@ -12,6 +12,10 @@ import type { Charge, LimitScope, LimitSpec } from "../contract/limits.js";
  *   bot that has spent its weight can always cancel;
  * - public routes (no key) are charged against the IP limits only.
  *
+ * An IP limit is charged to the client's address group (`ClientAddress.group`): an IPv4 address,
+ * or an IPv6 client's whole prefix (a /64 by default), so that one subscriber's many addresses
+ * share one budget.
+ *
  * A key's overrides (a market maker gets more) replace a limit's value by name.
  */
 export class LimitPlan {
@@ -52,6 +56,7 @@ export class LimitPlan {
     return this.specs.length === 0;
   }
 
+  /** `ip`: the client's address group (`ClientAddress.group`). */
   charges(route: Route, ip: string, key: VerificationKey | null): Charge[] {
     const out: Charge[] = [];
     const cancel = key !== null && route.tags.includes("cancel");

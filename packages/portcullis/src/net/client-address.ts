@@ -1,9 +1,15 @@
-import { CidrSet, formatIp, parseIp, type ParsedIp } from "./ip.js";
+import { CidrSet, DEFAULT_IPV6_PREFIX, IPV6_PREFIX_MAX, IPV6_PREFIX_MIN, addressGroup, formatIp, parseIp, type ParsedIp } from "./ip.js";
 
 export interface ClientAddress {
   readonly ip: ParsedIp;
   /** Canonical text form, as used in logs, identity headers and allowlist errors. */
   readonly text: string;
+  /**
+   * What per-address limits, bans and failure blocks count: the address itself for IPv4 (an
+   * IPv4-mapped IPv6 address is IPv4), its prefix for IPv6 (`addressGroup`). Allowlists and
+   * session binding match the exact address (`ip`, `text`), never this.
+   */
+  readonly group: string;
 }
 
 /**
@@ -14,10 +20,26 @@ export interface ClientAddress {
  */
 export class ClientAddressResolver {
   private readonly trusted: CidrSet | null;
+  private readonly ipv6Prefix: number;
 
-  constructor(trustedProxies: readonly string[]) {
+  /**
+   * @param trustedProxies the peers whose X-Forwarded-For is believed.
+   * @param ipv6Prefix the prefix length IPv6 clients are grouped by for limits, bans and blocks
+   *   (32 to 128; default 64).
+   */
+  constructor(trustedProxies: readonly string[], ipv6Prefix: number = DEFAULT_IPV6_PREFIX) {
+    if (!Number.isInteger(ipv6Prefix) || ipv6Prefix < IPV6_PREFIX_MIN || ipv6Prefix > IPV6_PREFIX_MAX) {
+      throw new TypeError(`ipv6Prefix must be an integer from ${IPV6_PREFIX_MIN} to ${IPV6_PREFIX_MAX}`);
+    }
     const set = new CidrSet(trustedProxies);
     this.trusted = set.size === 0 ? null : set;
+    this.ipv6Prefix = ipv6Prefix;
+  }
+
+  /** The client address of a parsed IP (a surface that knows its peer some other way). */
+  address(ip: ParsedIp): ClientAddress {
+    const text = formatIp(ip);
+    return { ip, text, group: ip.v === 4 ? text : addressGroup(ip, this.ipv6Prefix) };
   }
 
   resolve(socketAddress: string | undefined, forwardedFor: string | string[] | undefined): ClientAddress | null {
@@ -25,7 +47,7 @@ export class ClientAddressResolver {
     const peer = parseIp(socketAddress);
     if (peer === null) return null;
     if (this.trusted === null || forwardedFor === undefined || !this.trusted.has(peer)) {
-      return { ip: peer, text: formatIp(peer) };
+      return this.address(peer);
     }
     const header = typeof forwardedFor === "string" ? forwardedFor : forwardedFor.join(",");
     let client = peer;
@@ -37,6 +59,6 @@ export class ClientAddressResolver {
       client = hop;
       if (!this.trusted.has(hop)) break;
     }
-    return { ip: client, text: formatIp(client) };
+    return this.address(client);
   }
 }

@@ -129,6 +129,29 @@ export function formatIp(ip: ParsedIp): string {
   return `${hex.slice(0, bestStart).join(":")}::${hex.slice(bestStart + bestLen).join(":")}`;
 }
 
+/** The shortest and longest IPv6 prefix per-address mechanisms may group addresses by. */
+export const IPV6_PREFIX_MIN = 32;
+export const IPV6_PREFIX_MAX = 128;
+/** The default: one /64, what a single subscriber (a home, a server) is usually given. */
+export const DEFAULT_IPV6_PREFIX = 64;
+
+/**
+ * The address as per-address mechanisms (limits, bans, blocks) count it: IPv4 as itself; IPv6 by
+ * its first `ipv6Prefix` bits ("2001:db8:1:2::/64"), since one subscriber holds a whole prefix and
+ * could otherwise take a fresh budget per address. `ipv6Prefix` 128 counts each address alone.
+ */
+export function addressGroup(ip: ParsedIp, ipv6Prefix: number): string {
+  if (ip.v === 4 || ipv6Prefix >= IPV6_PREFIX_MAX) return formatIp(ip);
+  const w = ip.w;
+  const net: [number, number, number, number] = [
+    (w[0] & maskWord(ipv6Prefix)) >>> 0,
+    (w[1] & maskWord(ipv6Prefix - 32)) >>> 0,
+    (w[2] & maskWord(ipv6Prefix - 64)) >>> 0,
+    (w[3] & maskWord(ipv6Prefix - 96)) >>> 0,
+  ];
+  return `${formatIp({ v: 6, w: net })}/${ipv6Prefix}`;
+}
+
 /** Normalises an address for display and keys (IPv4-mapped IPv6 becomes IPv4). */
 export function normalizeIp(s: string): string | null {
   const ip = parseIp(s);

@@ -61,6 +61,12 @@ export interface PipelineOptions {
    * (stages/message.ts); the other stages are the same modules. `routes` is then unused.
    */
   readonly decides?: "requests" | "messages";
+  /**
+   * The surface this pipeline decides for, as failure blocks of a key count it: a key blocked
+   * after failures on one surface (the gateway) is not blocked on another (the admin API). Stable
+   * across the processes of a deployment (the hot store counts under it). Default "gateway".
+   */
+  readonly scope?: string;
 }
 
 /**
@@ -87,6 +93,8 @@ export class Pipeline {
   /** Index of routing, and of admission: a public route skips from one to the other. */
   private readonly routeStage: number;
   private readonly admitStage: number;
+  /** Index of the signature stage: a refusal by a later stage came after a verified signature. */
+  private readonly signatureStage: number;
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -96,23 +104,26 @@ export class Pipeline {
     this.credentialHeaderSet = new Set([...schemes.values()].flatMap((s) => s.credentialHeaders));
     this.timing = options.timing ?? false;
     this.onKeyUsed = options.onKeyUsed ?? null;
-    this.recordFailure = failureRecorder(options.hot, options.shield, options.blockOnAuthFailures ?? false);
+    const scope = options.scope ?? "gateway";
+    this.recordFailure = failureRecorder(options.hot, options.shield, options.blockOnAuthFailures ?? false, scope);
     this.admission = admissionStage({ hot: options.hot, fallbackHot: options.fallbackHot ?? null, limits: options.limits, shield: options.shield });
     const messages = options.decides === "messages";
     const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
+    const signature = signatureStage();
     this.stages = [
       addressStage(options.clientAddress),
       shieldStage({ shield: options.shield, routes: options.routes, schemes }),
       route,
       messages ? messageCredentialStage(schemes) : credentialStage(native),
-      keyStage({ keys: options.keys, environment: options.environment, sessions: options.sessions ?? null, shield: options.shield }),
+      keyStage({ keys: options.keys, environment: options.environment, sessions: options.sessions ?? null, shield: options.shield, scope }),
       freshnessStage(),
-      signatureStage(),
+      signature,
       authorizeStage(),
       this.admission,
     ];
     this.routeStage = this.stages.indexOf(route);
     this.admitStage = this.stages.length - 1;
+    this.signatureStage = this.stages.indexOf(signature);
   }
 
   /** Every scheme's credential headers: never forwarded upstream. */
@@ -149,7 +160,7 @@ export class Pipeline {
       const result = (stages[i] as Stage).run(ctx);
       if (result instanceof Promise) return this.resume(ctx, i, result, mark);
       mark = this.record(ctx, i, mark);
-      if (result !== undefined) return this.refuse(ctx, result);
+      if (result !== undefined) return this.refuse(ctx, result, i);
       // A public route goes straight to admission (its address's limits).
       if (i === this.routeStage && ctx.route !== null && ctx.route.permission === null) i = this.admitStage - 1;
     }
@@ -160,13 +171,17 @@ export class Pipeline {
   private async resume(ctx: RequestContext, i: number, pending: Promise<Denial | undefined>, mark: number): Promise<RequestContext> {
     const result = await pending;
     const next = this.record(ctx, i, mark);
-    if (result !== undefined) return this.refuse(ctx, result);
+    if (result !== undefined) return this.refuse(ctx, result, i);
     return this.continueFrom(ctx, i + 1, next);
   }
 
-  private refuse(ctx: RequestContext, denial: Denial): RequestContext {
+  /** `stage` refused: the failure is counted (a stage after the signature's refused a verified request). */
+  private refuse(ctx: RequestContext, denial: Denial, stage: number): RequestContext {
     ctx.denial = denial;
-    if (ctx.client !== null) this.recordFailure(denial.code, ctx.client.text, ctx.key?.record.id ?? null, ctx.now);
+    if (ctx.client !== null) {
+      const verified = stage > this.signatureStage && ctx.credential !== null;
+      this.recordFailure(denial.code, ctx.client.group, ctx.key?.record.id ?? null, verified, ctx.now);
+    }
     return ctx;
   }
 

@@ -163,7 +163,7 @@ export interface DurableStore {
  */
 export interface Admission {
   readonly now: number;
-  /** The client address, for bans and strikes. */
+  /** The client address (its group: an IPv6 client by its prefix), for bans and strikes. */
   readonly ip: string;
   readonly replay: ReplayClaim | null;
   readonly charges: readonly Charge[];
@@ -189,8 +189,13 @@ export type AdmissionResult =
 export interface FailureResult {
   /** Set when the address is now blocked. */
   readonly ipBlockedUntil: number | null;
-  /** Set when the key is now blocked. */
+  /** Set when the key is now blocked for requests from this address. */
   readonly keyBlockedUntil: number | null;
+}
+
+export interface StrikeResult {
+  /** Set when the address is banned (by this strike, or already). */
+  readonly bannedUntil: number | null;
 }
 
 /**
@@ -200,8 +205,18 @@ export interface FailureResult {
 export interface HotStore {
   readonly kind: string;
   admit(admission: Admission): AdmissionResult | Promise<AdmissionResult>;
-  /** Records an authentication failure from `ip` (against `keyId` when known). */
-  recordFailure(ip: string, keyId: string | null, now: number): FailureResult | Promise<FailureResult>;
+  /**
+   * Records an authentication failure from `ip` (an address group): it counts toward a block of
+   * the address, and, when `key` is given (a key on one surface, "scope|keyId"), toward a block of
+   * that key for requests from this address only — never of the key everywhere.
+   */
+  recordFailure(ip: string, key: string | null, now: number): FailureResult | Promise<FailureResult>;
+  /**
+   * One strike for `ip`, as a request refused by a limit earns at admission: a request the
+   * gateway verified (a signature checked) and then refused. Too many strikes, a ban (the same
+   * strikes and bans as `admit`'s).
+   */
+  strike(ip: string, now: number): StrikeResult | Promise<StrikeResult>;
   /**
    * Ends the session `sessionId` (logout): every later admission of a request signed with it is
    * refused ("session-revoked") until `until` (epoch ms; after it, the session has expired anyway).

@@ -32,6 +32,7 @@ describe("config", () => {
           key: [{ name: "key-weight-10s", limit: 50, window: "10s" }],
           cancels: [{ name: "cxl", limit: 9, window: "1m" }],
           maxConcurrentPerKey: 8,
+          ipv6Prefix: 56,
           shield: { strikes: 5, banBase: "1m" },
         },
         hot: { backend: "redis", url: "redis://10.0.0.5:6379", prefix: "gw1:" },
@@ -43,6 +44,8 @@ describe("config", () => {
       { name: "cxl", scope: "account", kind: "cancels", limit: 9, windowMs: 60_000 },
     ]);
     expect(c.limits.maxConcurrentPerKey).toBe(8);
+    expect(c.limits.ipv6Prefix).toBe(56);
+    expect(parseConfig(base, "/srv").limits.ipv6Prefix).toBe(64);
     expect(c.limits.shield).toMatchObject({ strikes: 5, banBaseMs: 60_000, banMaxMs: 3_600_000 });
     expect(c.hot).toEqual({ backend: "redis", url: "redis://10.0.0.5:6379", prefix: "gw1:" });
     expect(parseConfig({ ...base, limits: {} }, "/srv").limits.specs).toEqual([]);
@@ -62,6 +65,9 @@ describe("config", () => {
     [{ limits: { key: [{ name: "k", limit: 1 }] } }, /limits\.key\[0\]\.window is required/],
     [{ limits: { key: [{ name: "k", limit: 1, window: "1m" }], ip: [{ name: "k", limit: 1, window: "1m" }] } }, /used twice/],
     [{ limits: { perUser: [] } }, /limits\.perUser is not a known setting/],
+    [{ limits: { ipv6Prefix: 31 } }, /limits\.ipv6Prefix must be an integer from 32 to 128/],
+    [{ limits: { ipv6Prefix: 129 } }, /limits\.ipv6Prefix must be an integer from 32 to 128/],
+    [{ limits: { ipv6Prefix: "64" } }, /limits\.ipv6Prefix must be an integer from 32 to 128/],
     [{ limits: { orders: [{ name: "orders-1d", limit: 200_000_000, window: "1d" }] } }, /limits\.orders\[0\]\.limit must be at most 104249991 for a window of 1d/],
     [
       { routes: [{ method: "GET", path: "/heavy", permission: "read", weight: 50 }], limits: { key: [{ name: "key-weight-1s", limit: 20, window: "1s" }] } },

@@ -181,6 +181,7 @@ describe("escalation and shields", () => {
         return inner.admit(a);
       },
       recordFailure: (ip, keyId, now) => inner.recordFailure(ip, keyId, now),
+      strike: (ip, now) => inner.strike(ip, now),
       revokeSession: (id, until, now) => {
         inner.revokeSession(id, until, now);
       },
@@ -212,14 +213,20 @@ describe("escalation and shields", () => {
     expect((await call(g, { keyId: key.id, secret: secret ?? "", ip: "198.51.100.2" })).statusCode).toBe(200);
   });
 
-  it("blocks a key after repeated wrong signatures against it, from any address", async () => {
+  it("blocks a key for the address that keeps failing against it, and only for that address", async () => {
     const g = await gateway({ specs: [], shield });
     const { key, secret } = await g.createKey({});
-    for (let i = 0; i < 4; i++) {
-      expect(code(await call(g, { keyId: key.id, secret: secret ?? "", wrongSecret: true, ip: `203.0.113.${i + 1}` }))).toBe("SIGNATURE_INVALID");
-    }
+    const k = { keyId: key.id, secret: secret ?? "" };
+    for (let i = 0; i < 3; i++) expect(code(await call(g, { ...k, wrongSecret: true, ip: "203.0.113.1" }))).toBe("SIGNATURE_INVALID");
+    // The fourth failure from it is one too many for the key (3) but not yet for the address (4).
+    expect(code(await call(g, { ...k, wrongSecret: true, ip: "203.0.113.1" }))).toBe("SIGNATURE_INVALID");
     await new Promise((r) => setImmediate(r));
-    expect(code(await call(g, { keyId: key.id, secret: secret ?? "", ip: "192.0.2.50" }))).toBe("KEY_BLOCKED");
+    const blocked = await call(g, { ...k, ip: "203.0.113.1" });
+    expect(code(blocked)).toBe("KEY_BLOCKED");
+    expect(blocked.headers["retry-after"]).toBe("60");
+    // Failures spread over addresses block nobody, and the owner's address was never blocked.
+    for (let i = 2; i < 6; i++) expect(code(await call(g, { ...k, wrongSecret: true, ip: `203.0.113.${i}` }))).toBe("SIGNATURE_INVALID");
+    expect((await call(g, { ...k, ip: "192.0.2.50" })).statusCode).toBe(200);
   });
 
   it("caps the requests one key has in flight, and frees the slot when an answer finishes", async () => {
@@ -247,6 +254,7 @@ describe("a shared hot store that cannot answer", () => {
     kind: "redis",
     admit: () => Promise.reject(new Error("connection refused")),
     recordFailure: () => Promise.reject(new Error("connection refused")),
+    strike: () => Promise.reject(new Error("connection refused")),
     revokeSession: () => Promise.reject(new Error("connection refused")),
     close: () => Promise.resolve(),
   };

@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { ClientAddressResolver } from "../../src/net/client-address.js";
-import { CidrError, CidrSet, formatIp, normalizeIp, parseCidr, parseIp } from "../../src/net/ip.js";
+import { CidrError, CidrSet, addressGroup, formatIp, normalizeIp, parseCidr, parseIp } from "../../src/net/ip.js";
 
 describe("parseIp / formatIp", () => {
   it.each([
@@ -102,5 +102,37 @@ describe("client address (stage 1)", () => {
 
   it("refuses an unusable socket address", () => {
     expect(new ClientAddressResolver([]).resolve(undefined, undefined)).toBeNull();
+  });
+});
+
+describe("address groups (what per-address limits, bans and blocks count)", () => {
+  const group = (text: string, prefix = 64): string => {
+    const ip = parseIp(text);
+    if (ip === null) throw new Error(`bad test address ${text}`);
+    return addressGroup(ip, prefix);
+  };
+
+  it("an IPv4 address is itself, an IPv4-mapped IPv6 address the same IPv4 address", () => {
+    expect(group("198.51.100.9")).toBe("198.51.100.9");
+    expect(group("::ffff:198.51.100.9")).toBe("198.51.100.9");
+    expect(group("::ffff:c633:6409", 48)).toBe("198.51.100.9");
+  });
+
+  it("an IPv6 address is its prefix: one /64 is one group, the next /64 another", () => {
+    expect(group("2001:db8:1:2::1")).toBe("2001:db8:1:2::/64");
+    expect(group("2001:db8:1:2:ffff:ffff:ffff:ffff")).toBe("2001:db8:1:2::/64");
+    expect(group("2001:db8:1:3::1")).toBe("2001:db8:1:3::/64");
+    expect(group("2001:db8:1:2:3::1", 48)).toBe("2001:db8:1::/48");
+    expect(group("2001:db8:1:2::1", 56)).toBe("2001:db8:1::/56");
+    expect(group("2001:db8:1:2ff::1", 56)).toBe("2001:db8:1:200::/56");
+    expect(group("2001:db8:1:2::1", 128)).toBe("2001:db8:1:2::1");
+  });
+
+  it("the resolver groups by its prefix and keeps the exact address for allowlists and logs", () => {
+    const a = new ClientAddressResolver([]).resolve("2001:db8:1:2::7", undefined);
+    expect(a).toMatchObject({ text: "2001:db8:1:2::7", group: "2001:db8:1:2::/64" });
+    expect(new ClientAddressResolver([], 128).resolve("2001:db8:1:2::7", undefined)?.group).toBe("2001:db8:1:2::7");
+    expect(new ClientAddressResolver([], 32).resolve("::ffff:192.0.2.1", undefined)).toMatchObject({ text: "192.0.2.1", group: "192.0.2.1" });
+    for (const bad of [31, 129, 64.5, Number.NaN]) expect(() => new ClientAddressResolver([], bad)).toThrow(TypeError);
   });
 });

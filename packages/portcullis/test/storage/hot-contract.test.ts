@@ -509,6 +509,38 @@ describe.each(backends)("hot store contract: $name", (backend) => {
       expect(await store.recordFailure(IP, null, T0 + 60_000)).toEqual(none);
       expect((await store.admit(admission(T0 + 60_000, [charge("after", 1, 1_000)]))).ok).toBe(true);
     });
+
+    it("a key's failures count per address: failures from other addresses never block it here", async () => {
+      const store = backend.open({ policy: { ...STRICT, authFailuresPerIp: 1_000 } });
+      const none = { ipBlockedUntil: null, keyBlockedUntil: null };
+      // Two failures each from many addresses: far more than the key's threshold in all, none blocked.
+      for (let i = 1; i <= 10; i++) {
+        for (let j = 0; j < 2; j++) expect(await store.recordFailure(`203.0.113.${i}`, "gateway|victim", T0)).toEqual(none);
+      }
+      // The address that fails a third time has the key blocked for itself.
+      expect(await store.recordFailure("203.0.113.1", "gateway|victim", T0)).toEqual({ ipBlockedUntil: null, keyBlockedUntil: T0 + 300_000 });
+      // The owner's address, and another surface from the same address, start from nothing.
+      expect(await store.recordFailure(IP, "gateway|victim", T0)).toEqual(none);
+      expect(await store.recordFailure("203.0.113.1", "admin|victim", T0)).toEqual(none);
+    });
+
+    it("strike: one strike per call, toward the same ban as admission's strikes; a banned address answers its ban", async () => {
+      const store = backend.open({ policy: STRICT });
+      const x = charge("x", 1, 60_000);
+      expect((await store.admit(admission(T0, [x]))).ok).toBe(true);
+      // One strike from a refused admission, two from strike(): the fourth is one too many.
+      expect(await store.admit(admission(T0, [x]))).toMatchObject({ reason: "limited", bannedUntil: null });
+      expect(await store.strike(IP, T0)).toEqual({ bannedUntil: null });
+      expect(await store.strike(IP, T0)).toEqual({ bannedUntil: null });
+      expect(await store.strike(IP, T0)).toEqual({ bannedUntil: T0 + 1_000 });
+      // Banned: the ban is answered, unchanged, and admissions are refused.
+      expect(await store.strike(IP, T0 + 500)).toEqual({ bannedUntil: T0 + 1_000 });
+      expect(await store.admit(admission(T0 + 500, [charge("spare", 5, 60_000)]))).toEqual({ ok: false, reason: "banned", until: T0 + 1_000 });
+      // The next ban of the address is twice as long.
+      expect(await store.strike(IP, T0 + 1_000)).toEqual({ bannedUntil: T0 + 3_000 });
+      // Another address has its own strikes.
+      expect(await store.strike("203.0.113.1", T0)).toEqual({ bannedUntil: null });
+    });
   });
 
   describe("model", () => {
@@ -579,6 +611,7 @@ describe.runIf(runRedis)("hot store contract: memory and redis answer alike", ()
         }),
       },
       { weight: 1, arbitrary: fc.record({ kind: fc.constant("fail" as const), ip: fc.integer({ min: 0, max: 2 }), key: fc.boolean() }) },
+      { weight: 1, arbitrary: fc.record({ kind: fc.constant("strike" as const), ip: fc.integer({ min: 0, max: 2 }) }) },
     );
     const limits: readonly { limit: number; windowMs: number }[] = [
       { limit: 3, windowMs: 1_000 },
@@ -597,6 +630,11 @@ describe.runIf(runRedis)("hot store contract: memory and redis answer alike", ()
             const ip = ips[o.ip] ?? IP;
             const key = o.key ? `${tag}-key` : null;
             expect(await redis.recordFailure(ip, key, now)).toEqual(await memory.recordFailure(ip, key, now));
+            continue;
+          }
+          if (o.kind === "strike") {
+            const ip = ips[o.ip] ?? IP;
+            expect(await redis.strike(ip, now)).toEqual(await memory.strike(ip, now));
             continue;
           }
           now += o.dt;
@@ -657,7 +695,7 @@ describe.runIf(runRedis)("redis hot store specifics", () => {
       [
         `b:${IP}`,
         `f:i:${IP}`,
-        "f:k:pck_k",
+        `f:k:pck_k|${IP}`,
         "n:5:pck_k:n-1",
         "q:pck_k",
         "r:pck_k",
@@ -718,6 +756,7 @@ describe.runIf(runRedis)("redis hot store specifics", () => {
     await expect(store.admit(admission(T0, [charge("f", 1.5, 1_000)]))).rejects.toThrow(RangeError);
     await expect(store.admit(admission(T0, [], sequence("k", -1n, 0n)))).rejects.toThrow(RangeError);
     await expect(store.recordFailure(IP, null, Number.NaN)).rejects.toThrow(RangeError);
+    await expect(store.strike(IP, Number.NaN)).rejects.toThrow(RangeError);
   });
 
   it("closes the client it created, and leaves a passed-in client open", async () => {

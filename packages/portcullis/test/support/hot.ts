@@ -1,4 +1,4 @@
-import type { Admission, AdmissionResult, FailureResult, HotStore } from "../../src/storage/types.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore, StrikeResult } from "../../src/storage/types.js";
 import type { ReplayClaim } from "../../src/contract/request.js";
 
 type Claim = "fresh" | "replayed" | "too-low" | "full";
@@ -18,6 +18,9 @@ export function replayOnlyHot(claim: (replay: ReplayClaim) => Claim | Promise<Cl
     },
     recordFailure(): FailureResult {
       return { ipBlockedUntil: null, keyBlockedUntil: null };
+    },
+    strike(): StrikeResult {
+      return { bannedUntil: null };
     },
     revokeSession(): void {
       // No sessions in these tests.

@@ -107,6 +107,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     SESSION_REQUIRED: rejected,
     SESSION_NOT_ALLOWED: rejected,
     SESSION_LIFETIME_EXCEEDED: rejected,
+    SESSION_SCHEME_NOT_ALLOWED: rejected,
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
     RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
     // Binance's order-count refusal ("Too many new orders; current limit is %s orders per %s.").

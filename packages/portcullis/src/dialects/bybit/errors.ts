@@ -120,6 +120,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   SESSION_REQUIRED: E.invalidKey,
   SESSION_NOT_ALLOWED: E.invalidKey,
   SESSION_LIFETIME_EXCEEDED: E.invalidKey,
+  SESSION_SCHEME_NOT_ALLOWED: E.invalidKey,
 
   UPSTREAM_UNAVAILABLE: status(E.serverError, 502),
   UPSTREAM_TIMEOUT: E.serverTimeout,

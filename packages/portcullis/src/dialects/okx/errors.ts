@@ -127,6 +127,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   SESSION_REQUIRED: E.invalidKey,
   SESSION_NOT_ALLOWED: E.invalidKey,
   SESSION_LIFETIME_EXCEEDED: E.invalidKey,
+  SESSION_SCHEME_NOT_ALLOWED: E.invalidKey,
 
   UPSTREAM_UNAVAILABLE: { ...E.serviceUnavailable, status: 502 },
   UPSTREAM_TIMEOUT: E.timeout,

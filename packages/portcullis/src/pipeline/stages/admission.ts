@@ -54,7 +54,7 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
         ctx.refusedCharge = r.index;
         if (r.bannedUntil !== null) {
           // The strike that earns the ban is answered as the ban it earned.
-          shield.ban(ctx.client?.text ?? "", r.bannedUntil);
+          shield.ban(ctx.client?.group ?? "", r.bannedUntil);
           return retryAfter(deny("IP_BANNED"), ctx, r.bannedUntil);
         }
         ctx.retryAfterMs = r.retryAfterMs;
@@ -62,7 +62,7 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
         return deny(spec?.kind === "orders" ? "ORDERS_LIMITED" : "RATE_LIMITED", spec?.name);
       }
       case "banned":
-        shield.ban(ctx.client?.text ?? "", r.until);
+        shield.ban(ctx.client?.group ?? "", r.until);
         return retryAfter(deny("IP_BANNED"), ctx, r.until);
       case "replayed":
         return deny("NONCE_REPLAYED");
@@ -94,7 +94,7 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
       const route = ctx.route;
       if (route === null) return deny("INTERNAL", "admission before routing");
       const key = ctx.key;
-      const ip = ctx.client?.text ?? "";
+      const ip = ctx.client?.group ?? "";
       const replay = key === null || ctx.credential === null ? null : ctx.credential.replayClaim(ctx, key);
       const charges = limits.empty ? [] : limits.charges(route, ip, key);
       ctx.charges = charges;

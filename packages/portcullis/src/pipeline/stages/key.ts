@@ -17,6 +17,8 @@ export interface KeyStageOptions {
   readonly sessions: SessionAuthority | null;
   /** Blocks of a key earned by failed signatures. */
   readonly shield: Shield;
+  /** The surface the pipeline decides for (its key blocks are its own): PipelineOptions.scope. */
+  readonly scope: string;
 }
 
 /**
@@ -24,6 +26,10 @@ export interface KeyStageOptions {
  * is used in, a failure block (when `shield` is given), the address allowlist. The one key check:
  * stage 4 runs it for every request, and a long-lived connection (WebSocket) runs it again on
  * every change to its key.
+ *
+ * A failure block is of the key for the client's address group on surface `scope` only (failures
+ * elsewhere never refuse a request from here: anyone may send a key id), and never refuses a
+ * cancel (`cancel`: the route is tagged "cancel"), so an owner can always pull its orders.
  */
 export function keyDenial(
   key: VerificationKey | null,
@@ -32,6 +38,8 @@ export function keyDenial(
   client: ClientAddress | null,
   now: number,
   shield: Shield | null,
+  scope = "gateway",
+  cancel = false,
 ): Denial | undefined {
   if (key === null) return deny("KEY_UNKNOWN");
   const record = key.record;
@@ -40,7 +48,7 @@ export function keyDenial(
   if (record.status === "suspended") return deny("KEY_SUSPENDED");
   if (record.expiresAt !== null && record.expiresAt <= now) return deny("KEY_EXPIRED");
   if (scheme === undefined || !key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
-  if (shield !== null && shield.blockedKeyUntil(record.id, now) !== null) return deny("KEY_BLOCKED");
+  if (shield !== null && !cancel && client !== null && shield.blockedKeyUntil(scope, record.id, client.group, now) !== null) return deny("KEY_BLOCKED");
   if (key.allowlist !== null && (client === null || !key.allowlist.has(client.ip))) return deny("IP_NOT_ALLOWED", client?.text);
   return undefined;
 }
@@ -64,14 +72,15 @@ export function sessionDenial(session: CheckedSession, key: VerificationKey, cli
  * with the key itself, then `sessionDenial`; logout is part of the admission.
  */
 export function keyStage(options: KeyStageOptions): Stage {
-  const { keys, environment, sessions, shield } = options;
+  const { keys, environment, sessions, shield, scope } = options;
   const loadFailed = (err: unknown): Denial => deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed");
 
   const checkKey = (ctx: RequestContext, key: VerificationKey | null): Denial | undefined => {
-    const denial = keyDenial(key, environment, ctx.credential?.scheme, ctx.client, ctx.now, shield);
+    const cancel = ctx.route !== null && ctx.route.tags.includes("cancel");
+    const denial = keyDenial(key, environment, ctx.credential?.scheme, ctx.client, ctx.now, shield, scope, cancel);
     if (denial !== undefined) {
       // A blocked key's refusal says when to retry.
-      const until = denial.code === "KEY_BLOCKED" && key !== null ? shield.blockedKeyUntil(key.record.id, ctx.now) : null;
+      const until = denial.code === "KEY_BLOCKED" && key !== null && ctx.client !== null ? shield.blockedKeyUntil(scope, key.record.id, ctx.client.group, ctx.now) : null;
       return until === null ? denial : retryAfter(denial, ctx, until);
     }
     ctx.key = key;
@@ -92,6 +101,9 @@ export function keyStage(options: KeyStageOptions): Stage {
 
   const sessionKey = (ctx: RequestContext, token: string): StageAnswer => {
     if (sessions === null) return deny("SESSION_INVALID", "sessions are not enabled");
+    // Sessions sign native requests only (docs/sessions.md): a venue dialect has no session.
+    const scheme = ctx.credential?.scheme;
+    if (scheme !== "native") return deny("SESSION_SCHEME_NOT_ALLOWED", scheme);
     const session = sessions.check(token, ctx.now);
     if ("ok" in session) return session;
     const keyId = session.claims.key;

@@ -37,7 +37,7 @@ export function shieldStage(options: ShieldStageOptions): Stage {
   return {
     name: "shield",
     run(ctx) {
-      const ip = ctx.client?.text ?? "";
+      const ip = ctx.client?.group ?? "";
       const banned = shield.bannedUntil(ip, ctx.now);
       if (banned !== null) return shielded(ctx, "IP_BANNED", banned);
       const blocked = shield.blockedIpUntil(ip, ctx.now);

@@ -1,7 +1,7 @@
 import { type Tat, gcra } from "../../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
-import type { Admission, AdmissionResult, FailureResult, HotStore } from "../types.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore, StrikeResult } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
 import { MemoryNonceStore } from "../../replay/nonces.js";
 import { MemorySequenceStore } from "../../replay/sequences.js";
@@ -75,7 +75,7 @@ export class MemoryHotStore implements HotStore {
       const d = gcra(c, this.tats.get(c.bucket), c.cost, now);
       states[i] = { remaining: d.remaining, resetMs: d.resetMs };
       if (!d.allowed) {
-        return { ok: false, reason: "limited", index: i, retryAfterMs: d.retryAfterMs, states, bannedUntil: this.strike(a.ip, now) };
+        return { ok: false, reason: "limited", index: i, retryAfterMs: d.retryAfterMs, states, bannedUntil: this.strikeOnce(a.ip, now) };
       }
       tats[i] = d.tat;
     }
@@ -92,16 +92,23 @@ export class MemoryHotStore implements HotStore {
     return { ok: true, states };
   }
 
-  recordFailure(ip: string, keyId: string | null, now: number): FailureResult {
+  recordFailure(ip: string, key: string | null, now: number): FailureResult {
     const p = this.policy;
     const window = { limit: p.authFailuresPerIp, windowMs: p.authFailureWindowMs };
     let ipBlockedUntil: number | null = null;
     let keyBlockedUntil: number | null = null;
     if (!this.charge(`fail:ip:${ip}`, window, now)) ipBlockedUntil = now + p.authBlockMs;
-    if (keyId !== null && !this.charge(`fail:key:${keyId}`, { limit: p.authFailuresPerKey, windowMs: p.authFailureWindowMs }, now)) {
+    // Per key AND address: failures from elsewhere never block the key for its owner.
+    if (key !== null && !this.charge(`fail:key:${key}|${ip}`, { limit: p.authFailuresPerKey, windowMs: p.authFailureWindowMs }, now)) {
       keyBlockedUntil = now + p.authBlockMs;
     }
     return { ipBlockedUntil, keyBlockedUntil };
+  }
+
+  strike(ip: string, now: number): StrikeResult {
+    const ban = this.bans.get(ip);
+    if (ban !== undefined && ban.until > now) return { bannedUntil: ban.until };
+    return { bannedUntil: this.strikeOnce(ip, now) };
   }
 
   revokeSession(sessionId: string, until: number, now: number): void {
@@ -142,7 +149,7 @@ export class MemoryHotStore implements HotStore {
   }
 
   /** A refused request from `ip`: one strike; too many strikes, a growing ban. */
-  private strike(ip: string, now: number): number | null {
+  private strikeOnce(ip: string, now: number): number | null {
     const p = this.policy;
     if (this.charge(`strike:${ip}`, { limit: p.strikes, windowMs: p.strikeWindowMs }, now)) return null;
     const previous = this.bans.get(ip);

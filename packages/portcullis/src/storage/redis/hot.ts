@@ -1,9 +1,9 @@
 import { Redis } from "ioredis";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
-import type { Admission, AdmissionResult, FailureResult, HotStore } from "../types.js";
+import type { Admission, AdmissionResult, FailureResult, HotStore, StrikeResult } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
-import { ADMIT_LUA, FAILURE_LUA } from "./scripts.js";
+import { ADMIT_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
 
 /**
  * The Redis hot store: the same decisions as MemoryHotStore (storage/memory/hot.ts), shared by
@@ -20,7 +20,8 @@ import { ADMIT_LUA, FAILURE_LUA } from "./scripts.js";
  * TAT is written. Nothing is written when anything refuses, except the strike and the ban.
  * GCRA runs on the same integer arithmetic as limits/gcra.ts (doubles below 2^53, identical
  * operations), so counts, remaining, resetMs and retryAfterMs are exactly the memory store's.
- * `recordFailure` is one call of the FAILURE script (two GCRA buckets).
+ * `recordFailure` is one call of the FAILURE script (two GCRA buckets); `strike` one call of the
+ * STRIKE script (the address's strike and ban, as ADMIT records them).
  *
  * Time. Every decision uses the admission's `now` (the gateway's clock), never Redis's clock:
  * stored values are logical times (TATs, ban ends, nonce expiries) compared with `now`. Redis
@@ -31,7 +32,8 @@ import { ADMIT_LUA, FAILURE_LUA } from "./scripts.js";
  *   P t:<bucket>             string "ms:rem"     a charge's TAT (tat = ms + rem/limit); PX ≈ resetMs + margin
  *   P s:<ip>                 string "ms:rem"     the address's strike TAT
  *   P b:<ip>                 string "until:count" the address's ban; PX = ban + a day (the count's memory)
- *   P f:i:<ip>, P f:k:<key>  string "ms:rem"     authentication-failure TATs per address / per key
+ *   P f:i:<ip>               string "ms:rem"     authentication-failure TAT per address
+ *   P f:k:<key>|<ip>         string "ms:rem"     authentication-failure TAT per key (scope|id) and address
  *   P n:<len>:<keyId>:<nonce> string expiresAt   a used nonce (SET inside the script only when absent
  *                                                 or logically expired); PX ≈ expiresAt − now + margin
  *   P q:<keyId>              hash {h, f}         increasing nonces: the highest value, the floor
@@ -85,6 +87,7 @@ const DEFAULT_URL = "redis://127.0.0.1:6379";
 const DEFAULT_TIMEOUT_MS = 500;
 const ADMIT = "portcullisHotAdmit";
 const FAILURE = "portcullisHotFailure";
+const STRIKE = "portcullisHotStrike";
 const TOO_BIG = 10n ** 99n;
 
 type ScriptCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
@@ -215,6 +218,7 @@ export class RedisHotStore implements HotStore {
   private readonly sequenceLimit: number;
   private readonly admissions: Batcher;
   private readonly failureScript: ScriptCall;
+  private readonly strikeScript: ScriptCall;
   private readonly errorListener: (err: Error) => void;
   /** The wait for 'ready' that every caller of `ready()` shares, while one is pending. */
   private readyWait: Promise<void> | null = null;
@@ -249,8 +253,10 @@ export class RedisHotStore implements HotStore {
     else this.client.once("ready", this.readyListener);
     this.client.defineCommand(ADMIT, { lua: ADMIT_LUA });
     this.client.defineCommand(FAILURE, { lua: FAILURE_LUA });
+    this.client.defineCommand(STRIKE, { lua: STRIKE_LUA });
     this.admissions = new Batcher(this.client, ADMIT, this.script(ADMIT));
     this.failureScript = this.script(FAILURE);
+    this.strikeScript = this.script(STRIKE);
   }
 
   /**
@@ -325,17 +331,29 @@ export class RedisHotStore implements HotStore {
     }
   }
 
-  async recordFailure(ip: string, keyId: string | null, now: number): Promise<FailureResult> {
+  async recordFailure(ip: string, key: string | null, now: number): Promise<FailureResult> {
     const p = this.policy;
     if (!Number.isSafeInteger(now)) throw new RangeError("failure time must be an integer (ms)");
     const keys = [`${this.prefix}f:i:${ip}`];
-    if (keyId !== null) keys.push(`${this.prefix}f:k:${keyId}`);
+    // Per key AND address: failures from elsewhere never block the key for its owner.
+    if (key !== null) keys.push(`${this.prefix}f:k:${key}|${ip}`);
     await this.connected();
     const r = integers(await this.failureScript(keys.length, ...keys, now, p.authFailuresPerIp, p.authFailuresPerKey, p.authFailureWindowMs, EXPIRY_MARGIN_MS));
     return {
       ipBlockedUntil: at(r, 0) === 1 ? now + p.authBlockMs : null,
       keyBlockedUntil: at(r, 1) === 1 ? now + p.authBlockMs : null,
     };
+  }
+
+  async strike(ip: string, now: number): Promise<StrikeResult> {
+    const p = this.policy;
+    if (!Number.isSafeInteger(now)) throw new RangeError("strike time must be an integer (ms)");
+    await this.connected();
+    const r = integers(
+      await this.strikeScript(2, `${this.prefix}b:${ip}`, `${this.prefix}s:${ip}`, now, p.strikes, p.strikeWindowMs, p.banBaseMs, p.banMaxMs, BAN_MEMORY_MS, EXPIRY_MARGIN_MS),
+    );
+    const until = at(r, 0);
+    return { bannedUntil: until < 0 ? null : until };
   }
 
   async revokeSession(sessionId: string, until: number, now: number): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * The Lua run by the Redis hot store (see hot.ts for the key layout and the calling convention).
- * Two scripts: ADMIT (one per admission) and FAILURE (one per authentication failure). Both start
- * with the same prelude: number formatting, "a:b" pairs, and GCRA exactly as in limits/gcra.ts.
+ * Three scripts: ADMIT (one per admission), FAILURE (one per authentication failure) and STRIKE
+ * (one per refusal of a verified request). All start with the same prelude: number formatting,
+ * "a:b" pairs, GCRA exactly as in limits/gcra.ts, and the address's strike toward a ban.
  *
  * Numbers. Lua 5.1 numbers are doubles, like JavaScript's, and every operation below is the one
  * gcra.ts performs (the same IEEE divisions, `math.floor`/`math.ceil`, and `math.fmod`, which is
@@ -52,6 +53,26 @@ end
 
 local function setTat(key, ms, rem, ttl)
   redis.call('SET', key, fmt(ms) .. ':' .. fmt(rem), 'PX', ttl)
+end
+
+-- A strike for the address (banKey holds "until:count", or nothing); too many within the window,
+-- a ban that doubles each time (its count remembered for banMemory after it ends). Returns the
+-- ban's end, or -1.
+local function strike(banKey, strikeKey, now, strikes, strikeWindow, banBase, banMax, banMemory, margin)
+  local sok, sms, srem, _, sreset = gcra(strikeKey, now, strikes, strikeWindow, 1)
+  if sok then
+    setTat(strikeKey, sms, srem, sreset + margin)
+    return -1
+  end
+  local count = 1
+  local ban = redis.call('GET', banKey)
+  if ban then
+    local banUntil, banCount = pair(ban)
+    if now - banUntil < banMemory then count = banCount + 1 end
+  end
+  local bannedUntil = now + math.min(banBase * 2 ^ (count - 1), banMax)
+  redis.call('SET', banKey, fmt(bannedUntil) .. ':' .. fmt(count), 'PX', bannedUntil - now + banMemory)
+  return bannedUntil
 end
 `;
 
@@ -150,17 +171,8 @@ for i = 1, n do
   states[#states + 1] = reset
   if not ok then
     -- A strike for the address; too many, a ban that doubles each time (remembered a while).
-    local bannedUntil = -1
-    local sok, sms, srem, _, sreset = gcra(KEYS[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]), 1)
-    if sok then
-      setTat(KEYS[2], sms, srem, sreset + margin)
-    else
-      local memory = tonumber(ARGV[7])
-      local count = 1
-      if ban and now - banUntil < memory then count = banCount + 1 end
-      bannedUntil = now + math.min(tonumber(ARGV[5]) * 2 ^ (count - 1), tonumber(ARGV[6]))
-      redis.call('SET', KEYS[1], fmt(bannedUntil) .. ':' .. fmt(count), 'PX', bannedUntil - now + memory)
-    end
+    local bannedUntil = strike(KEYS[1], KEYS[2], now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+      tonumber(ARGV[6]), tonumber(ARGV[7]), margin)
     local out = {1, i - 1, retry, bannedUntil}
     for j = 1, #states do out[4 + j] = states[j] end
     return out
@@ -194,7 +206,7 @@ return out
 
 /**
  * FAILURE
- *   KEYS[1] the address's failure TAT, KEYS[2] (optional) the key's.
+ *   KEYS[1] the address's failure TAT, KEYS[2] (optional) the key's for this address.
  *   ARGV[1] now, [2] failures per address, [3] failures per key, [4] windowMs, [5] margin.
  * Reply: {address refused 0|1, key refused 0|1}.
  */
@@ -210,4 +222,22 @@ if #KEYS > 1 then
   if ok then setTat(KEYS[2], ms, rem, reset + margin) else out[2] = 1 end
 end
 return out
+`;
+
+/**
+ * STRIKE
+ *   KEYS[1] ban ("until:count"), KEYS[2] strike TAT (the same keys as ADMIT's).
+ *   ARGV[1] now, [2] strikes, [3] strikeWindowMs, [4] banBaseMs, [5] banMaxMs, [6] banMemoryMs,
+ *   [7] expiry margin ms.
+ * Reply: {bannedUntil | -1} (an address already banned answers its ban, unchanged).
+ */
+export const STRIKE_LUA = `${PRELUDE}
+local now = tonumber(ARGV[1])
+local ban = redis.call('GET', KEYS[1])
+if ban then
+  local banUntil = pair(ban)
+  if banUntil > now then return {banUntil} end
+end
+return {strike(KEYS[1], KEYS[2], now, tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]),
+  tonumber(ARGV[6]), tonumber(ARGV[7]))}
 `;
