@@ -225,7 +225,7 @@ async function measureFanout({ dataDir, redis, bus, count, progress, label }) {
   const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
   const data = await openDataDir(dataDir);
   const service = new KeyService({ store: data.store, envelope: data.envelope, environment: data.environment });
-  const admin = await service.create(valueOrThrow(parseCreateKeyInput({ account: "ops", scopes: ["admin:keys"] }, Date.now())), "bench");
+  const admin = await service.create(valueOrThrow(parseCreateKeyInput({ account: "ops", scopes: ["admin:keys"], operator: true }, Date.now())), "bench");
   const keys = [];
   for (let i = 0; i < count; i++) keys.push(await service.create(valueOrThrow(parseCreateKeyInput({ account: "bench", scopes: ["read"] }, Date.now())), "bench"));
   await data.store.close();
