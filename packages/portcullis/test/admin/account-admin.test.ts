@@ -6,15 +6,11 @@
  * route is tried across accounts, over a real socket with the client SDK.
  */
 import { PortcullisApiError, createClient, type PortcullisClient } from "@portcullis/client";
-import Database from "better-sqlite3";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
-import { initDataDir } from "../../src/data-dir.js";
 import { silentLogger } from "../../src/log/logger.js";
-import { migrations } from "../../src/storage/sqlite/migrations.js";
+import { oldDatabase } from "../support/old-database.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { type TestCore, makeCore } from "../support/harness.js";
 
@@ -195,18 +191,8 @@ describe("an operator key", () => {
 
 describe("migration 7 on a database from before operator keys", () => {
   it("makes the admin keys it finds operator keys (they could reach every account), and no other key", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "portcullis-operator-old-"));
+    const { dir, path, db: old } = await oldDatabase("portcullis-operator-old-", 6);
     try {
-      await initDataDir(dir, "test");
-      const path = join(dir, "portcullis.db");
-      rmSync(path);
-      const old = new Database(path);
-      old.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
-      for (const m of migrations.filter((x) => x.version <= 6)) {
-        old.exec(m.sql);
-        old.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(m.version, m.name, 1);
-      }
-      old.prepare("INSERT INTO meta (key, value) VALUES ('environment', 'test')").run();
       const insert = old.prepare(
         `INSERT INTO keys (id, environment, account, label, algorithm, public_key, scopes, ip_allowlist, dialects, status, created_at, updated_at)
          VALUES (?, 'test', 'acct-old', '', 'ed25519', 'PEM', ?, '[]', '["native"]', 'active', 1, 1)`,

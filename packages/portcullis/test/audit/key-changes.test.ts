@@ -3,18 +3,15 @@
  * the same transaction, so a change exists if and only if its entry does; secrets never reach it.
  */
 import { valueOrThrow } from "../../src/errors/result.js";
-import Database from "better-sqlite3";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { decodeEntry } from "../../src/audit/canonical.js";
 import { type AuditEntry, keyChangeEvent } from "../../src/audit/events.js";
 import { PortcullisError } from "../../src/errors/catalogue.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { KeyService } from "../../src/keys/service.js";
-import { initDataDir, openDataDir } from "../../src/data-dir.js";
-import { migrations } from "../../src/storage/sqlite/migrations.js";
+import { openDataDir } from "../../src/data-dir.js";
+import { oldDatabase } from "../support/old-database.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import type { KeyChange } from "../../src/storage/types.js";
 import { type AuditFixture, auditFixture, rows } from "./support.js";
@@ -120,19 +117,9 @@ describe("key changes in the audit log", () => {
 
 describe("migration 6 on a database from before the audit log", () => {
   it("imports the recorded key changes as the log's first entries, marked imported, and the chain verifies", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "portcullis-audit-old-"));
+    // A database as an earlier Portcullis left it: migrations 1–3, a key and two changes.
+    const { dir, path, db: old } = await oldDatabase("portcullis-audit-old-", 3);
     try {
-      await initDataDir(dir, "test");
-      const path = join(dir, "portcullis.db");
-      rmSync(path);
-      // A database as an earlier Portcullis left it: migrations 1–3, a key and two changes.
-      const old = new Database(path);
-      old.exec("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
-      for (const m of migrations.filter((x) => x.version <= 3)) {
-        old.exec(m.sql);
-        old.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(m.version, m.name, 1);
-      }
-      old.prepare("INSERT INTO meta (key, value) VALUES ('environment', 'test')").run();
       old.prepare(
         `INSERT INTO keys (id, environment, account, label, algorithm, public_key, scopes, ip_allowlist, dialects, status, created_at, updated_at)
          VALUES ('pck_test_v1_old', 'test', 'acct-old', '', 'ed25519', 'PEM', '["read"]', '[]', '["native"]', 'revoked', 1, 2)`,
