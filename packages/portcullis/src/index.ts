@@ -11,7 +11,7 @@
  * Embedding: the core (`Portcullis`) over an opened data directory, as middleware for node:http,
  * Express and Connect, or as a Fastify `preParsing` hook (README, Embedded mode).
  */
-export { Portcullis, type PortcullisOptions, type LimitsOptions, type CoreEvent } from "./core.js";
+export { Portcullis, type PortcullisOptions, type LimitsOptions, type CoreEvent } from "./core/core.js";
 export { createMiddleware, type MiddlewareOptions, type PortcullisCaller, type PortcullisRequest } from "./embedded/middleware.js";
 export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastify.js";
 
@@ -19,13 +19,13 @@ export { portcullisPreParsing, type FastifyRequestLike } from "./embedded/fastif
  * The data directory `portcullis init` lays out (keyring, identity secret, database): create it,
  * open it for a core, and the error both throw for a directory that is not one.
  */
-export { initDataDir, openDataDir, DataDirError, type InitResult, type OpenDataDir, type OpenDataDirOptions } from "./data-dir.js";
+export { initDataDir, openDataDir, DataDirError, type InitResult, type OpenDataDir, type OpenDataDirOptions } from "./core/data-dir.js";
 
 /**
  * Running the gateway and the admin API from a config, as `portcullis start` does
  * (docs/configuration.md).
  */
-export { startPortcullis, type RunningPortcullis } from "./runtime.js";
+export { startPortcullis, type RunningPortcullis } from "./runtime/runtime.js";
 export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";
 
 /**

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
-import type { Portcullis } from "../core.js";
+import type { Portcullis } from "../core/core.js";
 import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";

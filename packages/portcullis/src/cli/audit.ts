@@ -11,7 +11,7 @@ import { EnvelopeSigningKeys } from "../custody/signing.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { reportFailure } from "./errors.js";
 import { parseDuration } from "../keys/input.js";
-import { DATA_FILES, openDataDir } from "../data-dir.js";
+import { DATA_FILES, openDataDir } from "../core/data-dir.js";
 import { type EntryQuery, type ReadOnlyAudit, openAuditReadOnly } from "../storage/sqlite/audit.js";
 
 /**

@@ -8,7 +8,7 @@ import { PortcullisError } from "../errors/catalogue.js";
 import type { KekProvider } from "../custody/keyring.js";
 import { openKekProvider } from "../custody/open.js";
 import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
-import { initDataDir, openDataDir } from "../data-dir.js";
+import { initDataDir, openDataDir } from "../core/data-dir.js";
 
 /**
  * The key-custody commands:

@@ -6,7 +6,7 @@ import { valueOrThrow } from "../errors/result.js";
 import { parseCreateKeyInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import type { KeyStatus, KeyView } from "../contract/keys.js";
 import { KeyService } from "../keys/service.js";
-import { openDataDir } from "../data-dir.js";
+import { openDataDir } from "../core/data-dir.js";
 import { unreachableReason } from "./errors.js";
 
 /**

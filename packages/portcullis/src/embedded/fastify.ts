@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
-import type { Portcullis } from "../core.js";
+import type { Portcullis } from "../core/core.js";
 import { renderNative } from "../dialects/native.js";
 import type { AuthScheme } from "../contract/request.js";
 import { type Denial, deny } from "../errors/catalogue.js";

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Portcullis } from "../core.js";
+import type { Portcullis } from "../core/core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial, whenClosed } from "../gateway/http.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";

@@ -1,5 +1,5 @@
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
-import type { Portcullis } from "../core.js";
+import type { Portcullis } from "../core/core.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./http.js";

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditLog } from "../../src/audit/log.js";
 import { EnvelopeSigningKeys } from "../../src/custody/signing.js";
-import { openDataDir } from "../../src/data-dir.js";
+import { openDataDir } from "../../src/core/data-dir.js";
 import { CLI, runCli } from "../support/cli.js";
 import { decision } from "./support.js";
 

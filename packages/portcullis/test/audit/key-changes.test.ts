@@ -10,7 +10,7 @@ import { type AuditEntry, keyChangeEvent } from "../../src/audit/events.js";
 import { PortcullisError } from "../../src/errors/catalogue.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { KeyService } from "../../src/keys/service.js";
-import { openDataDir } from "../../src/data-dir.js";
+import { openDataDir } from "../../src/core/data-dir.js";
 import { oldDatabase } from "../support/old-database.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import type { KeyChange } from "../../src/storage/types.js";

@@ -12,7 +12,7 @@ import type { AuditEntry, AuditFields } from "../../src/audit/events.js";
 import { AuditLog, type AuditLogOptions, type AuditTimers } from "../../src/audit/log.js";
 import { type VerifyOptions, type VerifyReport, verifyAudit } from "../../src/audit/verify.js";
 import { EnvelopeSigningKeys } from "../../src/custody/signing.js";
-import { type OpenDataDir, initDataDir, openDataDir } from "../../src/data-dir.js";
+import { type OpenDataDir, initDataDir, openDataDir } from "../../src/core/data-dir.js";
 import { type EntryQuery, openAuditReadOnly } from "../../src/storage/sqlite/audit.js";
 import { FakeClock } from "../support/harness.js";
 

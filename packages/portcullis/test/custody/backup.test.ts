@@ -7,13 +7,13 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { Portcullis } from "../../src/core.js";
+import { Portcullis } from "../../src/core/core.js";
 import { readBackupHeader, restoreBackup, writeBackup } from "../../src/custody/backup.js";
 import { CustodyError } from "../../src/custody/errors.js";
 import { type KekProvider, KeyringFileProvider } from "../../src/custody/keyring.js";
 import { rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/data-dir.js";
+import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";
 import { itLeaksNoSecret, recordError, recordSecrets, recordText } from "./secrets.js";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Envelope } from "../../src/custody/envelope.js";
 import { KeyringError, KeyringFileProvider } from "../../src/custody/keyring.js";
-import { DataDirError, initDataDir, openDataDir, readSecretFile } from "../../src/data-dir.js";
+import { DataDirError, initDataDir, openDataDir, readSecretFile } from "../../src/core/data-dir.js";
 
 let dir: string;
 beforeEach(() => {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { Portcullis } from "../../src/core.js";
+import { Portcullis } from "../../src/core/core.js";
 import { type CustodyConfig, parseCustodyConfig } from "../../src/custody/config.js";
 import { Envelope } from "../../src/custody/envelope.js";
 import { CustodyError } from "../../src/custody/errors.js";
@@ -20,7 +20,7 @@ import { openKekProvider } from "../../src/custody/open.js";
 import { Pkcs11Token } from "../../src/custody/pkcs11-token.js";
 import { custodyStatus, rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/data-dir.js";
+import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
 import { SoftHsm, type SoftHsmToken, SOFTHSM_MODULE, softhsmOrSkip } from "../support/softhsm.js";
@@ -168,7 +168,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     const script = join(dir, "open-key.mjs");
     writeFileSync(
       script,
-      `import { openDataDir } from ${JSON.stringify(`${dist}data-dir.js`)};
+      `import { openDataDir } from ${JSON.stringify(`${dist}core/data-dir.js`)};
        import { parseCustodyConfig } from ${JSON.stringify(`${dist}custody/config.js`)};
        const { value: config } = parseCustodyConfig(${JSON.stringify(config)}, "/");
        const data = await openDataDir(${JSON.stringify(dir)}, { custody: config });
@@ -292,7 +292,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
       return file;
     };
     const { loadConfig } = await import("../../src/config/config.js");
-    const { startPortcullis } = await import("../../src/runtime.js");
+    const { startPortcullis } = await import("../../src/runtime/runtime.js");
     const { silentLogger } = await import("../../src/log/logger.js");
     const running = await startPortcullis(loadConfig(configFile(hsm.custody(token))), silentLogger());
     try {

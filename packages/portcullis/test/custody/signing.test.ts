@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EnvelopeSigningKeys, openStoredSecret } from "../../src/custody/signing.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/data-dir.js";
+import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
 
 let dir: string;
 let data: OpenDataDir;

@@ -16,7 +16,7 @@ import { KeyringError, KeyringFileProvider } from "../../src/custody/keyring.js"
 import { CodedError, OperatorError, PortcullisError, errorCatalogue, isErrorCode } from "../../src/errors/catalogue.js";
 import { compileWebSocketSettings, WebSocketConfigError } from "../../src/gateway/websocket/config.js";
 import { CidrError, parseCidr } from "../../src/net/ip.js";
-import { DataDirError, openDataDir } from "../../src/data-dir.js";
+import { DataDirError, openDataDir } from "../../src/core/data-dir.js";
 
 const dir = mkdtempSync(join(tmpdir(), "portcullis-errors-"));
 afterAll(() => {

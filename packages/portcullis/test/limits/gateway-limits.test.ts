@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
-import type { LimitsOptions } from "../../src/core.js";
+import type { LimitsOptions } from "../../src/core/core.js";
 import { DEFAULT_SHIELD_POLICY } from "../../src/limits/types.js";
 import type { LimitSpec } from "../../src/contract/limits.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";

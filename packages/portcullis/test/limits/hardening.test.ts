@@ -7,7 +7,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { AdminApi } from "../../src/admin/server.js";
-import type { LimitsOptions } from "../../src/core.js";
+import type { LimitsOptions } from "../../src/core/core.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../src/limits/types.js";
 import type { LimitSpec } from "../../src/contract/limits.js";

@@ -9,7 +9,7 @@ import { SessionAuthority } from "../../src/sessions/authority.js";
 import { readEntries } from "../audit/support.js";
 import { IDENTITY_SECRET, type TestGateway, makeGateway } from "../support/gateway.js";
 import { signRequest, type SignAlg } from "../support/harness.js";
-import { initDataDir, openDataDir } from "../../src/data-dir.js";
+import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { compileKey } from "../../src/keys/cache.js";
 import type { VerificationKey } from "../../src/contract/verification-key.js";
 import { SessionAuthority } from "../../src/sessions/authority.js";
-import { initDataDir, openDataDir } from "../../src/data-dir.js";
+import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
 import { keyRecord } from "../support/keys.js";
 
 let dir: string;

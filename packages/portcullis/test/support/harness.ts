@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RouteSpec } from "../../src/authz/routes.js";
-import { Portcullis, type PortcullisOptions } from "../../src/core.js";
+import { Portcullis, type PortcullisOptions } from "../../src/core/core.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import type { KeyView } from "../../src/contract/keys.js";
 import { SessionAuthority } from "../../src/sessions/authority.js";
-import { initDataDir, openDataDir } from "../../src/data-dir.js";
+import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
 
 export const TEST_ROUTES: RouteSpec[] = [
   { method: "GET", path: "/public/time", permission: "public" },

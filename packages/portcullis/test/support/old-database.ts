@@ -7,7 +7,7 @@ import Database from "better-sqlite3";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { initDataDir } from "../../src/data-dir.js";
+import { initDataDir } from "../../src/core/data-dir.js";
 import { migrations } from "../../src/storage/sqlite/migrations.js";
 
 export interface OldDatabase {

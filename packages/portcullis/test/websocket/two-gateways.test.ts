@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES, type DemoExchange, createDemoExchange } from "@portcullis/demo-exchange";
-import { readSecretFile } from "../../src/data-dir.js";
+import { readSecretFile } from "../../src/core/data-dir.js";
 import { runCli, startCli } from "../support/cli.js";
 import { signRequest } from "../support/harness.js";
 import { type Closed, WsClient } from "../support/websocket.js";

@@ -4,7 +4,7 @@ import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
 import type { DecisionRecorder } from "../../audit/log.js";
 import { RouteTable } from "../../authz/routes.js";
-import type { CoreEvent, Portcullis } from "../../core.js";
+import type { CoreEvent, Portcullis } from "../../core/core.js";
 import type { MessageSigning, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { Environment } from "../../contract/ids.js";

@@ -1,19 +1,19 @@
 import type { AddressInfo } from "node:net";
-import { AdminApi } from "./admin/server.js";
-import { type PortcullisConfig, ConfigError } from "./config/config.js";
-import { Portcullis } from "./core.js";
-import { IdentitySigner } from "./gateway/identity.js";
-import { Forwarder } from "./gateway/proxy.js";
-import { Gateway } from "./gateway/server.js";
-import type { Environment } from "./contract/ids.js";
-import type { Logger } from "./log/logger.js";
-import { openDataDir, readSecretFile } from "./data-dir.js";
-import { RedisChangeBus } from "./storage/redis/bus.js";
-import { RedisHotStore } from "./storage/redis/hot.js";
-import type { HotStore } from "./storage/types.js";
-import { SessionAuthority } from "./sessions/authority.js";
-import { SessionEndpoints } from "./gateway/session-endpoints.js";
-import { WebSocketProxy } from "./gateway/websocket/proxy.js";
+import { AdminApi } from "../admin/server.js";
+import { type PortcullisConfig, ConfigError } from "../config/config.js";
+import { Portcullis } from "../core/core.js";
+import { IdentitySigner } from "../gateway/identity.js";
+import { Forwarder } from "../gateway/proxy.js";
+import { Gateway } from "../gateway/server.js";
+import type { Environment } from "../contract/ids.js";
+import type { Logger } from "../log/logger.js";
+import { openDataDir, readSecretFile } from "../core/data-dir.js";
+import { RedisChangeBus } from "../storage/redis/bus.js";
+import { RedisHotStore } from "../storage/redis/hot.js";
+import type { HotStore } from "../storage/types.js";
+import { SessionAuthority } from "../sessions/authority.js";
+import { SessionEndpoints } from "../gateway/session-endpoints.js";
+import { WebSocketProxy } from "../gateway/websocket/proxy.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;

@@ -1,14 +1,14 @@
-import { OperatorError } from "./errors/catalogue.js";
+import { OperatorError } from "../errors/catalogue.js";
 import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { CustodyConfig } from "./custody/config.js";
-import type { Envelope } from "./custody/envelope.js";
-import type { Environment } from "./contract/ids.js";
-import { KeyringFileProvider, type KekProvider } from "./custody/keyring.js";
-import { type Custody, openCustody } from "./custody/open.js";
-import type { SigningKeyProvider } from "./contract/signing.js";
-import { SqliteStore } from "./storage/sqlite/store.js";
+import type { CustodyConfig } from "../custody/config.js";
+import type { Envelope } from "../custody/envelope.js";
+import type { Environment } from "../contract/ids.js";
+import { KeyringFileProvider, type KekProvider } from "../custody/keyring.js";
+import { type Custody, openCustody } from "../custody/open.js";
+import type { SigningKeyProvider } from "../contract/signing.js";
+import { SqliteStore } from "../storage/sqlite/store.js";
 
 /**
  * The embedded data directory, as `portcullis init` lays it out:
