@@ -79,7 +79,9 @@ export { parseKeyId, type Environment } from "./contract/ids.js";
  * between them: in process memory or in Redis, behind small interfaces (README, Embedded mode).
  */
 export { MemoryHotStore, type MemoryHotStoreOptions } from "./storage/memory/hot.js";
-export { RedisHotStore, type RedisHotStoreOptions } from "./storage/redis/hot.js";
+export { RedisHotStore, type RedisHotStoreOptions, type RedisEpoch } from "./storage/redis/hot.js";
+/** Increasing nonces kept across restarts: give a hot store you construct the durable store's reservations. */
+export { SequenceReservations, type ReservationStore, type SequenceReservationsOptions } from "./replay/reservations.js";
 export { RedisChangeBus, type RedisChangeBusOptions } from "./storage/redis/bus.js";
 export type { HotStore, ChangeBus, BusMessage } from "./storage/types.js";
 

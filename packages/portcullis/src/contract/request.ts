@@ -197,5 +197,13 @@ export interface SchemeOptions {
 
 /** What a scheme needs recorded so that its request cannot be replayed. */
 export type ReplayClaim =
-  | { readonly kind: "nonce"; readonly keyId: string; readonly value: string; readonly expiresAt: number }
+  | {
+      readonly kind: "nonce";
+      readonly keyId: string;
+      readonly value: string;
+      /** The earliest time (epoch ms) the request could have been accepted (replay/claims.ts `acceptableFrom`). */
+      readonly since: number;
+      /** Until when the value must be remembered (epoch ms). */
+      readonly expiresAt: number;
+    }
   | { readonly kind: "sequence"; readonly keyId: string; readonly value: bigint; readonly window: bigint };

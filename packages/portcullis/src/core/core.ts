@@ -19,6 +19,7 @@ import { Shield } from "../limits/shield.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../limits/types.js";
 import type { LimitSpec } from "../contract/limits.js";
 import { MemoryHotStore } from "../storage/memory/hot.js";
+import { SequenceReservations } from "../replay/reservations.js";
 import type { BusMessage, ChangeBus, DurableStore, HotStore } from "../storage/types.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import type { SessionClaims } from "../contract/sessions.js";
@@ -163,7 +164,12 @@ export class Portcullis {
     );
     this.usage.start();
     const policy = options.limits?.shield ?? DEFAULT_SHIELD_POLICY;
-    this.hot = options.hot ?? new MemoryHotStore({ policy });
+    // Replay state survives restarts (replay/claims.ts `fenced`, replay/reservations.ts): the
+    // memory begins now, and increasing nonces are reserved in the durable store.
+    const epochStart = now();
+    this.hot =
+      options.hot ??
+      new MemoryHotStore({ policy, epochStart, reservations: new SequenceReservations(options.store.replay), served: options.store.meta, logouts: options.store.logouts });
     this.shield = new Shield(options.limits?.maxConcurrentPerKey ?? 0);
     const futureSkewMs = options.futureSkewMs ?? 1000;
     if (!Number.isInteger(futureSkewMs) || futureSkewMs < 0 || futureSkewMs > 60_000) {
@@ -175,7 +181,8 @@ export class Portcullis {
       keys: this.cache,
       schemes: createSchemes({ scheme, futureSkewMs }),
       hot: this.hot,
-      fallbackHot: this.hot.kind === "memory" ? null : new MemoryHotStore({ policy }),
+      fallbackHot:
+        this.hot.kind === "memory" ? null : new MemoryHotStore({ policy, epochStart, reservations: new SequenceReservations(options.store.replay), logouts: options.store.logouts }),
       limits: new LimitPlan(options.limits?.specs ?? []),
       shield: this.shield,
       blockOnAuthFailures: options.limits !== undefined,
@@ -267,11 +274,14 @@ export class Portcullis {
 
   /**
    * Logout: the session is refused from now on by every gateway sharing the hot store (until it
-   * would have expired anyway), and forgotten here. Rejects when the hot store cannot record it.
+   * would have expired anyway), and forgotten here. Recorded in the durable store first, so a
+   * restart of the hot state does not bring it back. Rejects when either cannot record it.
    */
   async endSession(session: SessionClaims, token: string, now: number): Promise<void> {
     if (this.sessions === null) throw new TypeError("sessions are not enabled");
-    await this.hot.revokeSession(session.sid, SessionAuthority.revokeUntil(session), now);
+    const until = SessionAuthority.revokeUntil(session);
+    await this.store.logouts.endSession(session.sid, until, now);
+    await this.hot.revokeSession(session.sid, until, now);
     this.sessions.forget(token);
     const event = { kind: "session-ended", sessionId: session.sid, keyId: session.key } as const;
     this.emit(event);

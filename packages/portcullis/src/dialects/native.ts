@@ -7,7 +7,7 @@ import { verifySignature } from "../signatures/algorithms.js";
 import { checkContentDigest } from "../signatures/content-digest.js";
 import { checkFreshness, extractNativeCredential } from "../signatures/native.js";
 import { type ParsedSignature, signatureBase } from "../signatures/rfc9421.js";
-import { rememberUntil, singleUse } from "../replay/claims.js";
+import { acceptableFrom, rememberUntil, singleUse } from "../replay/claims.js";
 
 /**
  * The native scheme as a pipeline plug-in: RFC 9421 with Portcullis's policy (see
@@ -48,7 +48,8 @@ class NativeCredential implements Credential {
   }
 
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
-    return singleUse(key.record.id, this.nonce, rememberUntil(this.created * 1000, key.windowMs));
+    const signedAt = this.created * 1000;
+    return singleUse(key.record.id, this.nonce, acceptableFrom(signedAt, this.options.futureSkewMs, key), rememberUntil(signedAt, key.windowMs));
   }
 }
 

@@ -90,6 +90,11 @@ const requestRefusals = {
   SIGNATURE_INVALID: { status: 401, message: "The signature does not verify." },
   NONCE_REPLAYED: { status: 409, message: "This nonce was already used with this key; every request needs a fresh nonce." },
   NONCE_NOT_INCREASING: { status: 401, message: "The nonce must be higher than the key's previous nonces (within its window)." },
+  REPLAY_FENCED: {
+    status: 401,
+    message:
+      "This request was signed before the gateway's replay protection last started (a restart), so it may already have been accepted once; sign it again with the current time.",
+  },
   PASSPHRASE_INVALID: { status: 401, message: "The passphrase does not match this API key." },
   TOKEN_MALFORMED: { status: 401, message: "The bearer token is not a well-formed signed JWT." },
   TOKEN_EXPIRED: { status: 401, message: "The token has expired." },

@@ -1,4 +1,5 @@
 import type { ReplayClaim } from "../contract/request.js";
+import type { VerificationKey } from "../contract/verification-key.js";
 
 /**
  * Replay protection (stage 7), in one place: the two kinds of claim a signing scheme makes so that
@@ -27,9 +28,35 @@ export function rememberUntil(signedAtMs: number, windowMs: number): number {
   return Math.ceil(signedAtMs + windowMs + CLOCK_ALLOWANCE_MS);
 }
 
-/** A value the key may use once until `expiresAt` (a nonce, or the signature itself). */
-export function singleUse(keyId: string, value: string, expiresAt: number): ReplayClaim {
-  return { kind: "nonce", keyId, value, expiresAt };
+/**
+ * The earliest moment (epoch ms, the gateway's clock) at which a request signed at `signedAtMs`
+ * could have been accepted: its signed time less the allowance for clocks ahead, and never before
+ * its key existed. A hot store whose memory began later than this may not remember the request,
+ * so it refuses it (the fence: see `fenced`).
+ */
+export function acceptableFrom(signedAtMs: number, futureSkewMs: number, key: VerificationKey): number {
+  const earliest = signedAtMs - futureSkewMs;
+  const created = key.record.createdAt;
+  return created > earliest ? created : earliest;
+}
+
+/**
+ * A value the key may use once until `expiresAt` (a nonce, or the signature itself), for a
+ * request that could have been accepted from `since` on (`acceptableFrom`).
+ */
+export function singleUse(keyId: string, value: string, since: number, expiresAt: number): ReplayClaim {
+  return { kind: "nonce", keyId, value, since, expiresAt };
+}
+
+/**
+ * The fence. A hot store remembers single-use values only since its memory began (`epochStart`:
+ * the process started, or Redis restarted). A request that could have been accepted before then
+ * may have been, by the state that was lost, so it is refused ("fenced") rather than accepted a
+ * second time. The fence costs nothing after one window: a request signed after `epochStart` plus
+ * the clock allowance is never fenced, and one signed before it is stale by then anyway.
+ */
+export function fenced(claim: ReplayClaim, epochStart: number): boolean {
+  return claim.kind === "nonce" && claim.since < epochStart;
 }
 
 /**

@@ -10,7 +10,8 @@ import type { Logger } from "../log/logger.js";
 import { openDataDir, readSecretFile } from "../core/data-dir.js";
 import { RedisChangeBus } from "../storage/redis/bus.js";
 import { RedisHotStore } from "../storage/redis/hot.js";
-import type { HotStore } from "../storage/types.js";
+import type { DurableStore, HotStore } from "../storage/types.js";
+import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
@@ -48,7 +49,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   let bus: RedisChangeBus | undefined;
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
-    hot = await openHotStore(config, logger);
+    hot = await openHotStore(config, data.store, logger);
     bus = await openBus(config, logger);
     const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment, signingKeys: data.signingKeys }) : undefined;
     core = new Portcullis({
@@ -174,7 +175,7 @@ function redactedUrl(url: string): string {
  * as soon as it answers. Connection errors are logged once per distinct error, and at most every
  * 30 s while Redis stays down.
  */
-async function openHotStore(config: PortcullisConfig, logger: Logger): Promise<HotStore | undefined> {
+async function openHotStore(config: PortcullisConfig, durable: DurableStore, logger: Logger): Promise<HotStore | undefined> {
   if (config.hot.backend !== "redis") return undefined;
   const where = redactedUrl(config.hot.url);
   let last = "";
@@ -183,6 +184,12 @@ async function openHotStore(config: PortcullisConfig, logger: Logger): Promise<H
     url: config.hot.url,
     prefix: config.hot.prefix,
     policy: config.limits.shield,
+    reservations: new SequenceReservations(durable.replay),
+    logouts: durable.logouts,
+    onEpoch: (epoch, previous) => {
+      if (previous === null) logger.info({ redis: where, runId: epoch.runId }, "redis hot store: replay state since the server started");
+      else logger.warn({ redis: where, runId: epoch.runId, previousRunId: previous.runId }, "redis restarted: requests signed before it started are refused (REPLAY_FENCED), increasing nonces resume above their reservations");
+    },
     onError: (err) => {
       const now = Date.now();
       if (err.message === last && now - lastAt < 30_000) return;

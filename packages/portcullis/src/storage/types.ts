@@ -2,6 +2,7 @@ import type { AuditStore } from "../audit/store.js";
 import type { KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
 import type { ReplayClaim } from "../contract/request.js";
+import type { ReservationStore } from "../replay/reservations.js";
 
 /**
  * The storage interfaces. Durable state (keys now; policies, approvals and audit later) lives
@@ -100,6 +101,18 @@ export interface ChangeFeed {
   subscribe(listener: (keyIds: readonly string[], local: boolean) => void): () => void;
 }
 
+/**
+ * Sessions ended one at a time (logout). The hot store refuses them on every request; this durable
+ * record is what a hot store starting empty (a restart; a Redis that restarted) loads again, so
+ * that a restart never brings a logged-out session back.
+ */
+export interface EndedSessionStore {
+  /** Records that `sessionId` is refused until `until` (epoch ms); durable when it resolves. */
+  endSession(sessionId: string, until: number, now: number): Promise<void>;
+  /** The sessions still refused at `now`: id -> until. */
+  endedSessions(now: number): Promise<ReadonlyMap<string, number>>;
+}
+
 /** Small facts about the deployment, e.g. its environment. */
 export interface MetaStore {
   getMeta(key: string): Promise<string | undefined>;
@@ -151,6 +164,10 @@ export interface DurableStore {
   readonly changes: ChangeFeed;
   readonly meta: MetaStore;
   readonly envelopes: EnvelopeStore;
+  /** Increasing-nonce reservations: what replay protection keeps across restarts (replay/reservations.ts). */
+  readonly replay: ReservationStore;
+  /** Sessions ended by logout, kept so that a restart of the hot state does not bring them back. */
+  readonly logouts: EndedSessionStore;
   /** The audit log's chain; the store writes a change's entry in the change's own transaction. */
   readonly audit: AuditStore;
   close(): Promise<void>;
@@ -173,7 +190,7 @@ export interface Admission {
 
 export type AdmissionResult =
   | { readonly ok: true; readonly states: readonly ChargeState[] }
-  | { readonly ok: false; readonly reason: "replayed" | "too-low" | "full" | "session-revoked" }
+  | { readonly ok: false; readonly reason: "replayed" | "too-low" | "fenced" | "full" | "session-revoked" }
   | { readonly ok: false; readonly reason: "banned"; readonly until: number }
   | {
       readonly ok: false;
@@ -205,6 +222,12 @@ export interface StrikeResult {
 export interface HotStore {
   readonly kind: string;
   admit(admission: Admission): AdmissionResult | Promise<AdmissionResult>;
+  /**
+   * When this store's replay memory began (epoch ms; -Infinity when nothing was accepted before
+   * it): a single-use claim of a request that could have been accepted earlier is refused,
+   * "fenced" (replay/claims.ts). Rejects when it cannot be known (Redis unreachable).
+   */
+  epoch(): Promise<number>;
   /**
    * Records an authentication failure from `ip` (an address group): it counts toward a block of
    * the address, and, when `key` is given (a key on one surface, "scope|keyId"), toward a block of

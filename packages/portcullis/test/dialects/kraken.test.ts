@@ -553,7 +553,7 @@ describe("the nonce window is configurable through the scheme factory", () => {
         ["native", createNativeScheme(SCHEME_OPTIONS)],
         ["kraken", kraken],
       ]),
-      hot: new MemoryHotStore(),
+      hot: new MemoryHotStore({ epochStart: t.clock.ms }),
       limits: new LimitPlan([]),
       shield: new Shield(),
       clientAddress: new ClientAddressResolver([]),

@@ -12,7 +12,7 @@ import type { LimitSpec } from "../../src/contract/limits.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import type { HotStore } from "../../src/storage/types.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
-import { signRequest } from "../support/harness.js";
+import { TEST_START, signRequest } from "../support/harness.js";
 
 const ROUTES: RouteSpec[] = [
   { method: "GET", path: "/public/time", permission: "public", weight: 1 },
@@ -172,7 +172,7 @@ describe("escalation and shields", () => {
   });
 
   it("answers a banned address from the in-process shield, without asking the hot store", async () => {
-    const inner = new MemoryHotStore({ policy: shield });
+    const inner = new MemoryHotStore({ policy: shield, epochStart: TEST_START });
     let admissions = 0;
     const counting: HotStore = {
       kind: "counting",
@@ -180,6 +180,7 @@ describe("escalation and shields", () => {
         admissions++;
         return inner.admit(a);
       },
+      epoch: () => inner.epoch(),
       recordFailure: (ip, keyId, now) => inner.recordFailure(ip, keyId, now),
       strike: (ip, now) => inner.strike(ip, now),
       revokeSession: (id, until, now) => {
@@ -253,6 +254,7 @@ describe("a shared hot store that cannot answer", () => {
   const down: HotStore = {
     kind: "redis",
     admit: () => Promise.reject(new Error("connection refused")),
+    epoch: () => Promise.reject(new Error("connection refused")),
     recordFailure: () => Promise.reject(new Error("connection refused")),
     strike: () => Promise.reject(new Error("connection refused")),
     revokeSession: () => Promise.reject(new Error("connection refused")),

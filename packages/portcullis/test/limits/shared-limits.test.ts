@@ -25,7 +25,7 @@ import { type RunningPortcullis, startPortcullis, urlOf } from "../../src/runtim
 import { RedisHotStore } from "../../src/storage/redis/hot.js";
 import { runCli, startCli } from "../support/cli.js";
 import { type TestGateway, captureLogger, makeGateway, startEchoUpstream } from "../support/gateway.js";
-import { signRequest } from "../support/harness.js";
+import { TEST_START, signRequest } from "../support/harness.js";
 import { IN_CI, RedisServerProcess, SHARED_REDIS_URL, deleteKeys, freePort, loudSkip, redisReachable, redisServerInstalled, uniquePrefix } from "../support/redis.js";
 
 const CLIENTS = 200;
@@ -95,7 +95,7 @@ describe("200 concurrent clients against a limit of L, in one gateway", () => {
   it.runIf(sharedUp || IN_CI)("redis: exactly L admitted, the rest 429 RATE_LIMITED", async () => {
     const prefix = uniquePrefix("gw");
     prefixes.push(prefix);
-    t = await makeGateway({ routes: ROUTES, limits: { ...LIMITS, shield: { ...strikesOff } }, hot: new RedisHotStore({ url: SHARED_REDIS_URL, prefix, policy: strikesOff }) });
+    t = await makeGateway({ routes: ROUTES, limits: { ...LIMITS, shield: { ...strikesOff } }, hot: new RedisHotStore({ url: SHARED_REDIS_URL, prefix, policy: strikesOff, now: () => TEST_START }) });
     expect(await storm(t)).toEqual({ "200 ": L, "429 RATE_LIMITED": CLIENTS - L });
   });
 });

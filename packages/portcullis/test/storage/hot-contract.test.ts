@@ -9,6 +9,8 @@ import type { Admission, AdmissionResult, HotStore } from "../../src/storage/typ
 import type { ReplayClaim } from "../../src/contract/request.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, keysUnder, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
 import { referenceSequence } from "../support/reference-sequence.js";
+import { SequenceReservations } from "../../src/replay/reservations.js";
+import { SqliteStore } from "../../src/storage/sqlite/store.js";
 
 /**
  * One contract, two hot stores: process memory and Redis. Every test runs against both with a
@@ -46,8 +48,9 @@ function admission(now: number, charges: readonly Charge[], replay: ReplayClaim 
   return { now, ip, replay, charges, session };
 }
 
-function nonce(keyId: string, value: string, expiresAt: number): ReplayClaim {
-  return { kind: "nonce", keyId, value, expiresAt };
+/** A single-use claim of a request acceptable from `since` (by default: long after every store's memory began). */
+function nonce(keyId: string, value: string, expiresAt: number, since = T0 - 1_000): ReplayClaim {
+  return { kind: "nonce", keyId, value, since, expiresAt };
 }
 
 function sequence(keyId: string, value: bigint, window: bigint): ReplayClaim {
@@ -56,6 +59,12 @@ function sequence(keyId: string, value: bigint, window: bigint): ReplayClaim {
 
 interface OpenOptions {
   readonly policy?: ShieldPolicy;
+  /**
+   * The clock reading when the store's memory begins (default: a day before T0). Memory begins
+   * exactly then; Redis began its uptime before it (the store reads INFO: now − uptime).
+   */
+  readonly epochAt?: number;
+  readonly reservations?: SequenceReservations;
 }
 
 interface Backend {
@@ -69,7 +78,12 @@ interface Backend {
 
 const memoryBackend: Backend = {
   name: "memory",
-  open: (options = {}) => new MemoryHotStore(options.policy === undefined ? {} : { policy: options.policy }),
+  open: (options = {}) =>
+    new MemoryHotStore({
+      epochStart: options.epochAt ?? T0 - DAY,
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
+      ...(options.reservations === undefined ? {} : { reservations: options.reservations }),
+    }),
   cleanup: () => Promise.resolve(),
   end: () => Promise.resolve(),
 };
@@ -94,7 +108,9 @@ class RedisBackend implements Backend {
 
   openWith(options: OpenOptions & { sequenceLimit?: number; client?: Redis; prefix?: string } = {}): { store: RedisHotStore; prefix: string } {
     const prefix = options.prefix ?? uniquePrefix("contract");
-    const store = new RedisHotStore({ ...options, client: options.client ?? this.shared(), prefix });
+    const { epochAt, ...rest } = options;
+    const at = epochAt ?? T0 - DAY;
+    const store = new RedisHotStore({ ...rest, now: () => at, client: options.client ?? this.shared(), prefix });
     const opened = { store, prefix };
     this.opened.push(opened);
     return opened;
@@ -372,6 +388,45 @@ describe.each(backends)("hot store contract: $name", (backend) => {
       expect(replayAnswer(await store.admit(admission(T0, [], nonce("a", "b:c", exp))))).toBe("replayed");
       expect(replayAnswer(await store.admit(admission(T0, [], nonce("k", "ü/+= *?[x]", exp))))).toBe("fresh");
       expect(replayAnswer(await store.admit(admission(T0, [], nonce("k", "ü/+= *?[x]", exp))))).toBe("replayed");
+    });
+  });
+
+  describe("restarts: the fence and the reservations", () => {
+    it("refuse (fenced) a single-use claim of a request acceptable before the memory began, consuming nothing", async () => {
+      const store = backend.open({ epochAt: T0 });
+      const start = await store.epoch();
+      expect(start).toBeLessThanOrEqual(T0);
+      expect(start).toBeGreaterThan(T0 - DAY);
+      const limit = [charge("fence", 1, 60_000)];
+      expect(replayAnswer(await store.admit(admission(T0, limit, nonce("k", "before", T0 + 30_000, start - 1))))).toBe("fenced");
+      // Nothing was consumed: the limit of one still admits, and the value was not recorded.
+      expect(replayAnswer(await store.admit(admission(T0, limit, nonce("k", "at-start", T0 + 30_000, start))))).toBe("fresh");
+      expect(replayAnswer(await store.admit(admission(T0, [], nonce("k", "before", T0 + 30_000, start))))).toBe("fresh");
+      // The limits are decided first, as for every replay answer: spent, it answers "limited".
+      expect(replayAnswer(await store.admit(admission(T0, limit, nonce("k", "later", T0 + 30_000, start - 1))))).toBe("limited");
+    });
+
+    it("refuse an increasing nonce at or below its key's reservation from an earlier epoch, and reserve before admitting", async () => {
+      const durable = new SqliteStore(":memory:");
+      try {
+        const first = backend.open({ reservations: new SequenceReservations(durable) });
+        const claim = async (store: HotStore, v: bigint, now = T0): Promise<string> => replayAnswer(await store.admit(admission(now, [], sequence("k", v, 5n))));
+        expect(await claim(first, 100n)).toBe("fresh");
+        // Durable before the admission answered.
+        expect((await durable.reservations()).get("k")).toBe(100n);
+        expect(await claim(first, 103n, T0 + 300)).toBe("fresh");
+        const reserved = (await durable.reservations()).get("k") ?? 0n;
+        expect(reserved).toBeGreaterThanOrEqual(103n);
+        expect(await claim(first, 101n, T0 + 300)).toBe("fresh"); // within the window, this epoch
+        // The hot state is lost (a new process; a Redis that restarted empty: a new prefix).
+        await backend.cleanup();
+        const second = backend.open({ reservations: new SequenceReservations(durable) });
+        for (const v of [100n, 101n, 103n, reserved]) expect(await claim(second, v, T0 + 1_000)).toBe("too-low");
+        expect(await claim(second, reserved + 1n, T0 + 1_000)).toBe("fresh");
+        expect(await claim(second, reserved + 1n, T0 + 1_000)).toBe("replayed");
+      } finally {
+        await durable.close();
+      }
     });
   });
 

@@ -2,7 +2,9 @@ import { performance } from "node:perf_hooks";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import type { Charge } from "../../src/contract/limits.js";
-import { RedisHotStore } from "../../src/storage/redis/hot.js";
+import { type RedisEpoch, RedisHotStore } from "../../src/storage/redis/hot.js";
+import { SequenceReservations } from "../../src/replay/reservations.js";
+import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import type { Admission, AdmissionResult } from "../../src/storage/types.js";
 import { IN_CI, RedisServerProcess, freePort, loudSkip, redisServerInstalled } from "../support/redis.js";
 
@@ -138,13 +140,95 @@ describe.runIf(run)("redis hot store when Redis fails", () => {
     expect((await admitsWithin(store, 8_000, T0)).ok).toBe(true);
   });
 
+  it("a Redis that restarts empty is a new run: what it accepted before is refused (fenced, or too low), never accepted again, and logouts stay", async () => {
+    const port = await freePort();
+    servers.push(await RedisServerProcess.start(port));
+    const durable = new SqliteStore(":memory:");
+    const epochs: { epoch: RedisEpoch; previous: RedisEpoch | null }[] = [];
+    let clock = T0;
+    const store = new RedisHotStore({
+      url: `redis://127.0.0.1:${port}`,
+      prefix: "pce:",
+      commandTimeoutMs: TIMEOUT_MS,
+      onError: () => undefined,
+      now: () => clock,
+      reservations: new SequenceReservations(durable),
+      logouts: durable,
+      onEpoch: (epoch, previous) => epochs.push({ epoch, previous }),
+    });
+    stores.push(store);
+    try {
+      const firstStart = await store.epoch();
+      expect(firstStart).toBeLessThanOrEqual(T0);
+      clock = T0 + 10_000;
+      const signed = { kind: "nonce" as const, keyId: "k", value: "sig-1", since: T0 + 9_000, expiresAt: T0 + 70_000 };
+      const counted = { kind: "sequence" as const, keyId: "kr", value: 5_000n, window: 0n };
+      const admit = (replay: Admission["replay"]): Promise<AdmissionResult> => store.admit({ now: clock, ip: "198.51.100.50", replay, charges: [], session: null });
+      expect((await admit(signed)).ok).toBe(true);
+      expect((await admit(counted)).ok).toBe(true);
+      expect(await admit(signed)).toEqual({ ok: false, reason: "replayed" });
+      expect(await admit(counted)).toEqual({ ok: false, reason: "replayed" });
+      // A session logged out (as the core does it: the durable record, then the hot store).
+      await durable.endSession("sid-out", T0 + 3_600_000, clock);
+      await store.revokeSession("sid-out", T0 + 3_600_000, clock);
+      const withSession = (sid: string): Promise<AdmissionResult> => store.admit({ now: clock, ip: "198.51.100.50", replay: null, charges: [], session: sid });
+      expect(await withSession("sid-out")).toEqual({ ok: false, reason: "session-revoked" });
+
+      // Killed, and started again empty (no persistence), 20 s later by the gateway's clock.
+      await servers[servers.length - 1]?.kill("SIGKILL");
+      clock = T0 + 30_000;
+      servers.push(await RedisServerProcess.start(port));
+      expect((await admitsWithin(store, 8_000, clock)).ok).toBe(true);
+      const secondStart = await store.epoch();
+      expect(secondStart).toBeGreaterThan(T0 + 9_000);
+      expect(epochs.map((e) => e.previous?.runId ?? null)).toEqual([null, epochs[0]?.epoch.runId]);
+      expect(epochs[1]?.epoch.runId).not.toBe(epochs[0]?.epoch.runId);
+
+      // Redis forgot both; the store does not accept them again.
+      expect(await admit(signed)).toEqual({ ok: false, reason: "fenced" });
+      expect(await admit(counted)).toEqual({ ok: false, reason: "too-low" });
+      // What was signed after the restart, and nonces above the reservation, are accepted.
+      expect((await admit({ ...signed, value: "sig-2", since: secondStart })).ok).toBe(true);
+      expect((await admit({ ...counted, value: 5_001n })).ok).toBe(true);
+      // The logout was written to the new Redis before it admitted anything.
+      expect(await withSession("sid-out")).toEqual({ ok: false, reason: "session-revoked" });
+      expect((await withSession("sid-other")).ok).toBe(true);
+    } finally {
+      await durable.close();
+    }
+  });
+
+  it("fails closed while it cannot read the server's run (INFO refused), and reads it again once it can", async () => {
+    const port = await freePort();
+    const server = await RedisServerProcess.start(port);
+    servers.push(server);
+    const admin = new Redis(server.url);
+    try {
+      // A user that may run everything but INFO.
+      await admin.call("ACL", "SETUSER", "noinfo", "on", ">pw", "~*", "&*", "+@all", "-info");
+      const errors: Error[] = [];
+      const store = new RedisHotStore({ url: `redis://noinfo:pw@127.0.0.1:${port}`, prefix: "pci:", commandTimeoutMs: TIMEOUT_MS, onError: (e) => errors.push(e), now: () => T0 });
+      stores.push(store);
+      const refused = await timed(store.admit(admission(T0, [charge("info", 100)])));
+      expect(refused.result.status).toBe("rejected");
+      if (refused.result.status === "rejected") expect(String(refused.result.reason)).toMatch(/redis hot store unavailable.*run \(INFO server\) is not known/);
+      expect(errors.some((e) => /NOPERM/i.test(e.message))).toBe(true);
+      // Allowed INFO again: the next admission reads the run, and is admitted.
+      await admin.call("ACL", "SETUSER", "noinfo", "+info");
+      expect((await store.admit(admission(T0, [charge("info", 100)]))).ok).toBe(true);
+      expect(await store.epoch()).toBeLessThanOrEqual(T0);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it("takes one round trip per admission: one EVAL/EVALSHA, everything else inside it (INFO commandstats, MONITOR)", async () => {
     const port = await freePort();
     const server = await RedisServerProcess.start(port);
     servers.push(server);
     const probe = new Redis(server.url);
     const monitor = await new Redis(server.url).monitor();
-    const store = new RedisHotStore({ url: server.url, prefix: "pcr:", commandTimeoutMs: 2_000 });
+    const store = new RedisHotStore({ url: server.url, prefix: "pcr:", commandTimeoutMs: 2_000, now: () => T0 });
     stores.push(store);
     // What clients sent (MONITOR reports the commands a script runs with the source "lua").
     const sent: string[] = [];
@@ -153,11 +237,13 @@ describe.runIf(run)("redis hot store when Redis fails", () => {
     });
     try {
       await store.ready();
+      // The store reads INFO server on connecting (its epoch); that is before the count starts.
+      await store.epoch();
       await probe.config("RESETSTAT");
       const N = 500;
       const charges = [charge("a", 100_000), charge("b", 100_000), charge("c", 100_000)];
       for (let i = 0; i < N; i++) {
-        const replay = i % 2 === 0 ? { kind: "nonce" as const, keyId: "k", value: `n${i}`, expiresAt: T0 + 60_000 } : { kind: "sequence" as const, keyId: "k", value: BigInt(i), window: 10n };
+        const replay = i % 2 === 0 ? { kind: "nonce" as const, keyId: "k", value: `n${i}`, since: T0, expiresAt: T0 + 60_000 } : { kind: "sequence" as const, keyId: "k", value: BigInt(i), window: 10n };
         expect((await store.admit({ now: T0 + i, ip: "198.51.100.30", replay, charges, session: null })).ok).toBe(true);
       }
       for (let i = 0; i < 10; i++) await store.recordFailure("198.51.100.30", "k", T0 + N);

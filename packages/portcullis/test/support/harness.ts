@@ -24,9 +24,12 @@ export const TEST_ROUTES: RouteSpec[] = [
   { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw" },
 ];
 
+/** Where a FakeClock starts by default (a hot store a test builds itself begins its memory here). */
+export const TEST_START = Date.UTC(2026, 10, 22, 12, 0, 0);
+
 /** A clock frozen at `start` that moves only when told. */
 export class FakeClock {
-  constructor(public ms = Date.UTC(2026, 10, 22, 12, 0, 0)) {}
+  constructor(public ms = TEST_START) {}
   readonly now = (): number => this.ms;
   advance(ms: number): void {
     this.ms += ms;

@@ -1,7 +1,7 @@
 import type { Admission, AdmissionResult, FailureResult, HotStore, StrikeResult } from "../../src/storage/types.js";
 import type { ReplayClaim } from "../../src/contract/request.js";
 
-type Claim = "fresh" | "replayed" | "too-low" | "full";
+type Claim = "fresh" | "replayed" | "too-low" | "fenced" | "full";
 
 /**
  * A hot store whose replay answers come from `claim` (sync or async, or a rejection standing for
@@ -16,6 +16,7 @@ export function replayOnlyHot(claim: (replay: ReplayClaim) => Claim | Promise<Cl
       const c = claim(a.replay);
       return c instanceof Promise ? c.then(answer) : answer(c);
     },
+    epoch: () => Promise.resolve(-Infinity),
     recordFailure(): FailureResult {
       return { ipBlockedUntil: null, keyBlockedUntil: null };
     },

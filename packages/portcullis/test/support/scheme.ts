@@ -13,7 +13,14 @@ export async function runScheme(scheme: AuthScheme, ctx: RequestContext, key: Ve
   if ("ok" in credential) return credential;
   const early = (await credential.fresh(ctx, key)) ?? (await credential.verify(ctx, key));
   if (early !== undefined) return early;
-  const admitted = hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: credential.replayClaim(ctx, key), charges: [], session: null });
+  const admitted = await hot.admit({ now: ctx.now, ip: "127.0.0.1", replay: credential.replayClaim(ctx, key), charges: [], session: null });
   if (admitted.ok) return undefined;
-  return deny(admitted.reason === "replayed" ? "NONCE_REPLAYED" : "REPLAY_CAPACITY");
+  switch (admitted.reason) {
+    case "replayed":
+      return deny("NONCE_REPLAYED");
+    case "fenced":
+      return deny("REPLAY_FENCED");
+    default:
+      return deny("REPLAY_CAPACITY");
+  }
 }

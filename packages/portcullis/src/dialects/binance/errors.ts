@@ -82,6 +82,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Freshness, signature, replay.
     CREATED_TOO_OLD: outsideWindow,
+    REPLAY_FENCED: outsideWindow,
     CREATED_IN_FUTURE: e(400, -1021, ahead),
     SIGNATURE_EXPIRED: outsideWindow,
     ALGORITHM_MISMATCH: invalidSignature,

@@ -7,7 +7,7 @@ import { binanceLimitHeaders } from "./limits.js";
 import { binanceFreshness, createBinanceMessageSigning } from "./message.js";
 import { BODY, DEFAULT_RECV_WINDOW_MS, QUERY, type SigningParams, isFormBody, scanSigningParams } from "./params.js";
 import { type Hmac, type SignedPayload, verifyBinanceSignature } from "./signature.js";
-import { rememberUntil, singleUse } from "../../replay/claims.js";
+import { acceptableFrom, rememberUntil, singleUse } from "../../replay/claims.js";
 
 export { binanceErrorFor } from "./errors.js";
 export { binanceLimitHeaders } from "./limits.js";
@@ -63,7 +63,7 @@ class BinanceCredential implements Credential, SigningParams, SignedPayload {
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
     // Remembered for as long as any window could accept it: the client's recvWindow bounds the
     // key's (whatever the key is changed to), plus Binance's 1 s of clock allowance.
-    return singleUse(key.record.id, this.nonce, rememberUntil(this.timestamp, this.recvWindow));
+    return singleUse(key.record.id, this.nonce, acceptableFrom(this.timestamp, this.futureSkewMs, key), rememberUntil(this.timestamp, this.recvWindow));
   }
 
   /** Upstream, the `signature` pair is gone from the query or the form body (its `&` with it). */

@@ -4,7 +4,7 @@ import type { RequestContext, ReplayClaim, Credential, MessageParams, MessageSig
 import { DENIALS } from "./errors.js";
 import { DEFAULT_RECV_WINDOW_MS, MAX_RECV_WINDOW_MS } from "./params.js";
 import { verifyWebSocketSignature } from "./signature.js";
-import { rememberUntil, singleUse } from "../../replay/claims.js";
+import { acceptableFrom, rememberUntil, singleUse } from "../../replay/claims.js";
 
 /**
  * The Binance WebSocket API's request security (binance-spot-api-docs, web-socket-api.md,
@@ -98,7 +98,7 @@ class BinanceMessageCredential implements Credential {
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim | null {
     if (this.signed === null) return null;
     // Remembered for as long as any window could accept it, plus Binance's 1 s of clock allowance.
-    return singleUse(key.record.id, this.nonce, rememberUntil(this.timestamp, this.recvWindow));
+    return singleUse(key.record.id, this.nonce, acceptableFrom(this.timestamp, this.futureSkewMs, key), rememberUntil(this.timestamp, this.recvWindow));
   }
 }
 

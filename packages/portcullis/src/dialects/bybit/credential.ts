@@ -4,7 +4,7 @@ import { type Denial, deny } from "../../errors/catalogue.js";
 import type { VerificationKey } from "../../contract/verification-key.js";
 import type { RequestContext, ReplayClaim, Credential, SchemeOptions } from "../../contract/request.js";
 import { BYBIT_HEADERS, BYBIT_REFUSALS } from "./errors.js";
-import { rememberUntil, singleUse } from "../../replay/claims.js";
+import { acceptableFrom, rememberUntil, singleUse } from "../../replay/claims.js";
 
 /**
  * Bybit's v5 REST signing ("Integration Guidance", Authentication):
@@ -114,7 +114,7 @@ class BybitCredential implements Credential {
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
     // Hex is case-insensitive: the single-use value is its lower-case spelling.
     const value = key.record.algorithm === "hmac-sha256" && UPPER_HEX_RE.test(this.sign) ? this.sign.toLowerCase() : this.sign;
-    return singleUse(key.record.id, value, rememberUntil(this.time, this.windowOf(key)));
+    return singleUse(key.record.id, value, acceptableFrom(this.time, this.options.futureSkewMs, key), rememberUntil(this.time, this.windowOf(key)));
   }
 }
 

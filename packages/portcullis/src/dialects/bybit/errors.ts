@@ -89,6 +89,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 
   CREATED_TOO_OLD: E.timestamp,
+  REPLAY_FENCED: E.timestamp,
   CREATED_IN_FUTURE: E.timestamp,
   SIGNATURE_EXPIRED: E.timestamp,
   ALGORITHM_MISMATCH: E.sign,

@@ -7,7 +7,7 @@ import { authorityOf } from "../../signatures/rfc9421.js";
 import { type VerifyKey, algorithmOf, verifyKeyFor } from "./keys.js";
 import { renderCoinbase } from "./render.js";
 import { type CdpAlgorithm, type CdpToken, parseBearerToken } from "./token.js";
-import { singleUse } from "../../replay/claims.js";
+import { acceptableFrom, singleUse } from "../../replay/claims.js";
 
 /**
  * The Coinbase dialect: CDP API keys (Coinbase Advanced Trade). Every request carries a fresh JWT
@@ -92,8 +92,11 @@ class CoinbaseCredential implements Credential {
   }
 
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
-    // Remembered for as long as the token is valid: afterwards stage 5 refuses it anyway.
-    return singleUse(key.record.id, this.token.nonce, this.token.exp * 1000);
+    // Acceptable from its nbf (or iat, when later) less the clock allowance; remembered for as
+    // long as the token is valid: afterwards stage 5 refuses it anyway.
+    const { nbf, iat } = this.token;
+    const signedAt = (iat !== undefined && iat > nbf ? iat : nbf) * 1000;
+    return singleUse(key.record.id, this.token.nonce, acceptableFrom(signedAt, this.options.futureSkewMs, key), this.token.exp * 1000);
   }
 }
 

@@ -5,7 +5,7 @@ import type { VerificationKey } from "../../contract/verification-key.js";
 import type { RequestContext, ReplayClaim, Credential, SchemeOptions, StageAnswer } from "../../contract/request.js";
 import { OKX_HEADERS, OKX_REFUSALS } from "./errors.js";
 import { parseOkxTimestamp } from "./timestamp.js";
-import { rememberUntil, singleUse } from "../../replay/claims.js";
+import { acceptableFrom, rememberUntil, singleUse } from "../../replay/claims.js";
 
 /**
  * OKX's REST signing (docs-v5, "REST Authentication"):
@@ -89,7 +89,7 @@ class OkxCredential implements Credential {
   }
 
   replayClaim(_ctx: RequestContext, key: VerificationKey): ReplayClaim {
-    return singleUse(key.record.id, this.sign, rememberUntil(this.time, windowOf(key)));
+    return singleUse(key.record.id, this.sign, acceptableFrom(this.time, this.options.futureSkewMs, key), rememberUntil(this.time, windowOf(key)));
   }
 }
 

@@ -96,6 +96,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   KEY_STORE_UNAVAILABLE: E.serviceUnavailable,
 
   CREATED_TOO_OLD: E.expired,
+  REPLAY_FENCED: E.expired,
   CREATED_IN_FUTURE: E.expired,
   SIGNATURE_EXPIRED: E.expired,
   ALGORITHM_MISMATCH: E.invalidSign,

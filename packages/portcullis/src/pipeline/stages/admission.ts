@@ -68,6 +68,8 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
         return deny("NONCE_REPLAYED");
       case "too-low":
         return deny("NONCE_NOT_INCREASING");
+      case "fenced":
+        return deny("REPLAY_FENCED");
       case "full":
         return deny("REPLAY_CAPACITY");
       case "session-revoked":

@@ -1,9 +1,12 @@
+import { randomUUID } from "node:crypto";
 import { type Tat, gcra } from "../../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
-import type { Admission, AdmissionResult, FailureResult, HotStore, StrikeResult } from "../types.js";
+import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotStore, MetaStore, StrikeResult } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
+import { fenced } from "../../replay/claims.js";
 import { MemoryNonceStore } from "../../replay/nonces.js";
+import type { SequenceReservations } from "../../replay/reservations.js";
 import { MemorySequenceStore } from "../../replay/sequences.js";
 
 /**
@@ -13,12 +16,33 @@ import { MemorySequenceStore } from "../../replay/sequences.js";
  * all-or-nothing is simply "decide everything, then write": nothing is written when anything
  * refuses. Buckets that have drained are swept a few at a time on each admission (a round-robin
  * cursor), so memory follows the number of active clients, not the number ever seen.
+ *
+ * Restarts. This memory begins empty when the process starts, so a request accepted by the
+ * process before would be accepted again. Two things prevent it (replay/claims.ts `fenced`,
+ * replay/reservations.ts): a single-use claim of a request that could have been accepted before
+ * `epochStart` is refused ("fenced"), and an increasing nonce at or below its key's durable
+ * reservation is "too low". With `served` (the durable store's meta), the first process ever to
+ * serve from a durable store is not fenced: no process before it accepted anything. With
+ * `logouts`, the sessions ended before the restart are refused again. The first
+ * admission waits for those durable reads (once); every later one is decided synchronously,
+ * except an increasing nonce that raises its key's reservation, which waits for that write.
  */
 export interface MemoryHotStoreOptions {
   readonly policy?: ShieldPolicy;
   /** Nonce capacity (fail closed beyond it). */
   readonly nonceCapacity?: number;
+  /** When this memory began (epoch ms, the clock admissions use); default Date.now() at construction. */
+  readonly epochStart?: number;
+  /** Durable reservations for increasing nonces; without them, those are remembered by this process only. */
+  readonly reservations?: SequenceReservations;
+  /** Records the first process to serve from a durable store (its meta), which needs no fence. */
+  readonly served?: MetaStore;
+  /** Sessions ended by logout before this memory began, refused again (the durable record). */
+  readonly logouts?: EndedSessionStore;
 }
+
+/** The meta entry naming the first process that kept replay state in its memory for this store. */
+export const SERVED_META = "replay.memory.served";
 
 interface Ban {
   until: number;
@@ -48,10 +72,26 @@ export class MemoryHotStore implements HotStore {
   private readonly policy: ShieldPolicy;
   /** Admissions so far: lapsed bans are swept every 1024th. */
   private admissions = 0;
+  private readonly epochStart: number;
+  /** Single-use claims acceptable before this are fenced (epochStart, or -Infinity on a first start). */
+  private fence: number;
+  private readonly reservations: SequenceReservations | null;
+  private readonly served: MetaStore | null;
+  private readonly logouts: EndedSessionStore | null;
+  /** False until the durable reads the first admission needs are done. */
+  private opened: boolean;
+  private opening: Promise<void> | null = null;
 
   constructor(options: MemoryHotStoreOptions = {}) {
     this.policy = options.policy ?? DEFAULT_SHIELD_POLICY;
     this.nonces = new MemoryNonceStore(options.nonceCapacity);
+    this.epochStart = options.epochStart ?? Date.now();
+    if (!Number.isFinite(this.epochStart)) throw new RangeError("epochStart must be a time (ms)");
+    this.fence = this.epochStart;
+    this.reservations = options.reservations ?? null;
+    this.served = options.served ?? null;
+    this.logouts = options.logouts ?? null;
+    this.opened = this.reservations === null && this.served === null && this.logouts === null;
   }
 
   /** Buckets held (for tests and metrics). */
@@ -59,7 +99,43 @@ export class MemoryHotStore implements HotStore {
     return this.tats.size;
   }
 
-  admit(a: Admission): AdmissionResult {
+  admit(a: Admission): AdmissionResult | Promise<AdmissionResult> {
+    if (!this.opened) return this.open().then(() => this.admit(a));
+    const replay = a.replay;
+    if (replay !== null && replay.kind === "sequence" && this.reservations !== null) {
+      // Reserved durably before it is claimed: a value is never accepted uncovered.
+      const reserved = this.reservations.reserve(replay.keyId, replay.value, a.now);
+      if (reserved !== undefined) return reserved.then(() => this.decide(a));
+    }
+    return this.decide(a);
+  }
+
+  async epoch(): Promise<number> {
+    if (!this.opened) await this.open();
+    return this.fence;
+  }
+
+  /** The durable reads before the first admission: is this a restart, and the reservations' floors. */
+  private open(): Promise<void> {
+    this.opening ??= (async () => {
+      if (this.served !== null) {
+        const mine = `${this.epochStart}:${randomUUID()}`;
+        const first = (await this.served.initMeta(SERVED_META, mine)) === mine;
+        this.fence = first ? -Infinity : this.epochStart;
+      }
+      if (this.reservations !== null) await this.reservations.begin();
+      if (this.logouts !== null) {
+        for (const [id, until] of await this.logouts.endedSessions(this.epochStart)) this.revokeSession(id, until, this.epochStart);
+      }
+      this.opened = true;
+    })().catch((err: unknown) => {
+      this.opening = null;
+      throw err;
+    });
+    return this.opening;
+  }
+
+  private decide(a: Admission): AdmissionResult {
     const now = a.now;
     this.sweep(now);
     const ban = this.bans.get(a.ip);
@@ -119,8 +195,13 @@ export class MemoryHotStore implements HotStore {
     return Promise.resolve();
   }
 
-  private claim(replay: ReplayClaim, now: number): "fresh" | "replayed" | "too-low" | "full" {
-    if (replay.kind === "nonce") return this.nonces.claim(replay.keyId, replay.value, replay.expiresAt, now);
+  private claim(replay: ReplayClaim, now: number): "fresh" | "replayed" | "too-low" | "fenced" | "full" {
+    if (replay.kind === "nonce") {
+      if (fenced(replay, this.fence)) return "fenced";
+      return this.nonces.claim(replay.keyId, replay.value, replay.expiresAt, now);
+    }
+    const floor = this.reservations?.floor(replay.keyId);
+    if (floor !== undefined && replay.value <= floor) return "too-low";
     return this.sequences.claim(replay.keyId, replay.value, replay.window);
   }
 

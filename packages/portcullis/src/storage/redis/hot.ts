@@ -1,8 +1,10 @@
 import { Redis } from "ioredis";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
-import type { Admission, AdmissionResult, FailureResult, HotStore, StrikeResult } from "../types.js";
+import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotStore, StrikeResult } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
+import { fenced } from "../../replay/claims.js";
+import type { SequenceReservations } from "../../replay/reservations.js";
 import { ADMIT_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
 
 /**
@@ -62,6 +64,18 @@ import { ADMIT_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
  * backoff. `admit` then rejects and the pipeline fails closed or degrades (pipeline.ts `degrade`).
  * A command that timed out may still have run on the server: it may have consumed its limits.
  * Connection errors go to `onError` (never an unhandled 'error' event).
+ *
+ * Restarts (replay/claims.ts `fenced`, replay/reservations.ts). A Redis that restarts, without
+ * persistence or from a snapshot older than its last writes, forgets nonces it had recorded. So on
+ * every connection, before any admission is sent on it, the store reads `INFO server`: the run id
+ * says whether this is still the Redis it knew, and the uptime when its memory began (the epoch:
+ * now − uptime, never earlier than the true start). A single-use claim of a request that could have
+ * been accepted before the epoch is refused ("fenced"); on a new run id, the durable increasing-
+ * nonce reservations are read again as floors, and the sessions ended by logout (their durable
+ * record) are written to it again. Admissions wait for this reading (at most the
+ * command timeout) and fail closed without it; a restart always drops the connection, and
+ * admissions queued for a connection that dropped are refused, so none reaches a Redis whose
+ * epoch is not known. The Redis user needs the INFO command.
  */
 export interface RedisHotStoreOptions {
   /** Used when no `client` is given; default redis://127.0.0.1:6379. */
@@ -77,6 +91,30 @@ export interface RedisHotStoreOptions {
   readonly onError?: (err: Error) => void;
   /** Values remembered per increasing-nonce key (as MemorySequenceStore's perKeyLimit); default 10 000. */
   readonly sequenceLimit?: number;
+  /** Durable reservations for increasing nonces (replay/reservations.ts): floors after a Redis restart. */
+  readonly reservations?: SequenceReservations;
+  /** Sessions ended by logout (the durable record): written to a Redis that restarted, before it admits. */
+  readonly logouts?: EndedSessionStore;
+  /** The clock admissions use (epoch ms), for the epoch's start; default Date.now. */
+  readonly now?: () => number;
+  /** Called when the store learns a Redis run (the first, or a restart: `previous` is the one before). */
+  readonly onEpoch?: (epoch: RedisEpoch, previous: RedisEpoch | null) => void;
+}
+
+/** One run of the Redis server, as the hot store knows it. */
+export interface RedisEpoch {
+  readonly runId: string;
+  /** When its memory began (epoch ms): now − uptime when first seen. */
+  readonly startedAt: number;
+}
+
+/** A field of an INFO reply, or undefined. */
+function infoField(text: string, name: string): string | undefined {
+  const at = text.indexOf(`\n${name}:`);
+  const start = at < 0 ? (text.startsWith(`${name}:`) ? name.length + 1 : -1) : at + name.length + 2;
+  if (start < 0) return undefined;
+  const end = text.indexOf("\r", start);
+  return text.slice(start, end < 0 ? undefined : end).trim();
 }
 
 /** Redis keeps a key this long after its logical expiry (latency between gateway and Redis). */
@@ -154,18 +192,20 @@ function unavailable(client: Redis, err: unknown): Error {
  * calls a round trip per request would cost; on an idle one it costs one turn of latency.
  */
 class Batcher {
-  private queue: { readonly args: (string | number)[]; readonly resolve: (reply: unknown) => void; readonly reject: (err: unknown) => void }[] = [];
+  private queue: { readonly args: (string | number)[]; readonly generation: number; readonly resolve: (reply: unknown) => void; readonly reject: (err: unknown) => void }[] = [];
   private scheduled = false;
 
   constructor(
     private readonly client: Redis,
     private readonly name: string,
     private readonly single: ScriptCall,
+    /** The connection generation now: an admission prepared for an earlier connection is refused. */
+    private readonly generation: () => number,
   ) {}
 
-  send(args: (string | number)[]): Promise<unknown> {
+  send(args: (string | number)[], generation: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ args, resolve, reject });
+      this.queue.push({ args, generation, resolve, reject });
       if (this.scheduled) return;
       this.scheduled = true;
       setImmediate(() => {
@@ -176,7 +216,12 @@ class Batcher {
 
   private flush(): void {
     this.scheduled = false;
-    const batch = this.queue;
+    const current = this.generation();
+    const batch: typeof this.queue = [];
+    for (const b of this.queue) {
+      if (b.generation === current) batch.push(b);
+      else b.reject(unavailable(this.client, new Error("the connection it was prepared for dropped")));
+    }
     this.queue = [];
     const first = batch[0];
     if (first === undefined) return;
@@ -227,12 +272,39 @@ export class RedisHotStore implements HotStore {
   private readonly readyListener = (): void => {
     this.everReady = true;
   };
+  private readonly reservations: SequenceReservations | null;
+  private readonly logouts: EndedSessionStore | null;
+  private readonly now: () => number;
+  private readonly onEpoch: ((epoch: RedisEpoch, previous: RedisEpoch | null) => void) | null;
+  /** Counts connections: a new one on every 'ready' and every 'close'. */
+  private generation = 0;
+  /** The epoch of the current connection's Redis, once read; null while unknown. */
+  private current: RedisEpoch | null = null;
+  /** The last Redis run seen (kept across disconnections, to tell a restart from a blip). */
+  private known: RedisEpoch | null = null;
+  /** The reading of the current connection's epoch, while pending. */
+  private reading: Promise<void> | null = null;
+  /** A new connection: its epoch is unknown until read. */
+  private readonly epochListener = (): void => {
+    this.generation++;
+    this.current = null;
+    this.readEpoch();
+  };
+  private readonly closeListener = (): void => {
+    this.generation++;
+    this.current = null;
+    this.reading = null;
+  };
 
   constructor(options: RedisHotStoreOptions = {}) {
     this.prefix = options.prefix ?? "pc:";
     this.policy = options.policy ?? DEFAULT_SHIELD_POLICY;
     this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.sequenceLimit = options.sequenceLimit ?? 10_000;
+    this.reservations = options.reservations ?? null;
+    this.logouts = options.logouts ?? null;
+    this.now = options.now ?? Date.now;
+    this.onEpoch = options.onEpoch ?? null;
     if (!isCount(this.timeoutMs, 1)) throw new RangeError("commandTimeoutMs must be a positive integer");
     if (!isCount(this.sequenceLimit, 1)) throw new RangeError("sequenceLimit must be a positive integer");
     const onError = options.onError;
@@ -251,10 +323,13 @@ export class RedisHotStore implements HotStore {
     if (this.owned || onError !== undefined) this.client.on("error", this.errorListener);
     if (this.client.status === "ready") this.everReady = true;
     else this.client.once("ready", this.readyListener);
+    this.client.on("ready", this.epochListener);
+    this.client.on("close", this.closeListener);
+    if (this.client.status === "ready") this.epochListener();
     this.client.defineCommand(ADMIT, { lua: ADMIT_LUA });
     this.client.defineCommand(FAILURE, { lua: FAILURE_LUA });
     this.client.defineCommand(STRIKE, { lua: STRIKE_LUA });
-    this.admissions = new Batcher(this.client, ADMIT, this.script(ADMIT));
+    this.admissions = new Batcher(this.client, ADMIT, this.script(ADMIT), () => this.generation);
     this.failureScript = this.script(FAILURE);
     this.strikeScript = this.script(STRIKE);
   }
@@ -287,10 +362,94 @@ export class RedisHotStore implements HotStore {
     return this.readyWait;
   }
 
+  /**
+   * Reads the epoch of the current connection (see the class comment). Admissions wait for it; a
+   * reading for a connection that has since dropped is discarded, and one that failed is tried
+   * again by the next admission.
+   */
+  private readEpoch(): void {
+    const generation = this.generation;
+    const reading = this.client.info("server").then(async (text) => {
+      if (generation !== this.generation) return;
+      const runId = infoField(text, "run_id");
+      const uptime = Number(infoField(text, "uptime_in_seconds"));
+      if (runId === undefined || runId === "" || !Number.isSafeInteger(uptime) || uptime < 0) {
+        throw new Error("redis hot store: INFO server has no run_id or uptime_in_seconds");
+      }
+      const previous = this.known;
+      let epoch = previous;
+      if (previous === null || previous.runId !== runId) {
+        // A Redis not seen before: its memory began `uptime` ago (whole seconds, rounded down, so
+        // never earlier than it truly began); the reservations are floors again.
+        const now = this.now();
+        epoch = { runId, startedAt: now - uptime * 1000 };
+        if (this.reservations !== null) await this.reservations.begin();
+        if (this.logouts !== null) await this.restoreLogouts(now);
+        if (generation !== this.generation) return;
+        this.known = epoch;
+        this.onEpoch?.(epoch, previous);
+      }
+      this.current = epoch;
+    });
+    this.reading = reading.catch((err: unknown) => {
+      if (generation === this.generation) this.reading = null;
+      this.errorListener(err instanceof Error ? err : new Error(String(err)));
+    });
+  }
+
+  async epoch(): Promise<number> {
+    await this.connected();
+    return (await this.currentEpoch()).startedAt;
+  }
+
+  /** Writes every session still ended (the durable record) to this Redis: idempotent, for a new run. */
+  private async restoreLogouts(now: number): Promise<void> {
+    const ended = (await this.logouts?.endedSessions(now)) ?? new Map<string, number>();
+    if (ended.size === 0) return;
+    const pipeline = this.client.pipeline();
+    for (const [id, until] of ended) pipeline.set(`${this.prefix}x:${id}`, String(until), "PX", until - now + EXPIRY_MARGIN_MS);
+    const results = await pipeline.exec();
+    for (const [err] of results ?? []) if (err !== null) throw err;
+  }
+
+  /** The current connection's epoch, if read (a call: the reading changes it between awaits). */
+  private currentOrNull(): RedisEpoch | null {
+    return this.current;
+  }
+
+  /** The current connection's epoch: at once when known, else after its reading (fails closed). */
+  private async currentEpoch(): Promise<RedisEpoch> {
+    if (this.current !== null) return this.current;
+    // The reading failed (a timeout, say) on a connection that is still up: read again.
+    if (this.reading === null && this.client.status === "ready") this.readEpoch();
+    const reading = this.reading;
+    if (reading !== null) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.timeoutMs);
+      });
+      await Promise.race([reading, timeout]);
+      clearTimeout(timer);
+    }
+    const read = this.currentOrNull();
+    if (read !== null) return read;
+    throw unavailable(this.client, new Error("the Redis server's run (INFO server) is not known yet"));
+  }
+
   async admit(a: Admission): Promise<AdmissionResult> {
     const p = this.policy;
     const n = a.charges.length;
     if (!Number.isSafeInteger(a.now)) throw new RangeError("admission time must be an integer (ms)");
+    await this.connected();
+    // The epoch first: its floors are read before this admission reserves anything.
+    const epoch = this.current ?? (await this.currentEpoch());
+    const generation = this.generation;
+    const replay = a.replay;
+    if (replay !== null && replay.kind === "sequence" && this.reservations !== null) {
+      // Reserved durably before it is claimed: a value is never accepted uncovered.
+      const reserved = this.reservations.reserve(replay.keyId, replay.value, a.now);
+      if (reserved !== undefined) await reserved;
+    }
     const keys: string[] = [`${this.prefix}b:${a.ip}`, `${this.prefix}s:${a.ip}`];
     const args: (string | number)[] = [a.now, n, p.strikes, p.strikeWindowMs, p.banBaseMs, p.banMaxMs, BAN_MEMORY_MS, EXPIRY_MARGIN_MS, a.session === null ? "0" : "1"];
     for (const c of a.charges) {
@@ -300,10 +459,9 @@ export class RedisHotStore implements HotStore {
       keys.push(`${this.prefix}t:${c.bucket}`);
       args.push(c.limit, c.windowMs, c.cost);
     }
-    this.replayArguments(a.replay, keys, args);
+    this.replayArguments(replay, epoch, keys, args);
     if (a.session !== null) keys.push(`${this.prefix}x:${a.session}`);
-    await this.connected();
-    const r = integers(await this.admissions.send([keys.length, ...keys, ...args]));
+    const r = integers(await this.admissions.send([keys.length, ...keys, ...args], generation));
     switch (at(r, 0)) {
       case 0:
         return { ok: true, states: this.states(r, 1, n, n) };
@@ -322,8 +480,10 @@ export class RedisHotStore implements HotStore {
       }
       case 2:
         return { ok: false, reason: "banned", until: at(r, 1) };
-      case 3:
-        return { ok: false, reason: at(r, 1) === 1 ? "replayed" : "too-low" };
+      case 3: {
+        const code = at(r, 1);
+        return { ok: false, reason: code === 1 ? "replayed" : code === 3 ? "fenced" : "too-low" };
+      }
       case 4:
         return { ok: false, reason: "session-revoked" };
       default:
@@ -370,6 +530,8 @@ export class RedisHotStore implements HotStore {
 
   async close(): Promise<void> {
     this.client.off("ready", this.readyListener);
+    this.client.off("ready", this.epochListener);
+    this.client.off("close", this.closeListener);
     if (!this.owned) {
       this.client.off("error", this.errorListener);
       return;
@@ -386,13 +548,18 @@ export class RedisHotStore implements HotStore {
     // Our error listener stays: a late socket error of a closing client must not go unhandled.
   }
 
-  private replayArguments(replay: ReplayClaim | null, keys: string[], args: (string | number)[]): void {
+  private replayArguments(replay: ReplayClaim | null, epoch: RedisEpoch, keys: string[], args: (string | number)[]): void {
     if (replay === null) {
       args.push("");
       return;
     }
     if (replay.kind === "nonce") {
       if (!Number.isFinite(replay.expiresAt)) throw new RangeError("nonce expiry must be a finite time (ms)");
+      // Fenced: the script refuses it at the replay step (after the ban and the limits, as memory does).
+      if (fenced(replay, epoch.startedAt)) {
+        args.push("f");
+        return;
+      }
       keys.push(`${this.prefix}n:${replay.keyId.length}:${replay.keyId}:${replay.value}`);
       args.push("n", replay.expiresAt);
       return;
@@ -401,7 +568,8 @@ export class RedisHotStore implements HotStore {
     if (value < 0n || window < 0n || value + window >= TOO_BIG) throw new RangeError("sequence values must be non-negative integers below 10^99");
     const low = value - window;
     keys.push(`${this.prefix}q:${replay.keyId}`, `${this.prefix}r:${replay.keyId}`);
-    args.push("q", encode(value), encode(value + window), low < 0n ? "" : encode(low), window > 0n ? "1" : "0", this.sequenceLimit);
+    const floor = this.reservations?.floor(replay.keyId);
+    args.push("q", encode(value), encode(value + window), low < 0n ? "" : encode(low), window > 0n ? "1" : "0", this.sequenceLimit, floor === undefined || floor < 0n ? "" : encode(floor));
   }
 
   /** `count` states from r[from …] in an array of `length` (later entries left empty, like memory). */

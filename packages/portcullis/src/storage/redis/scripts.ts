@@ -85,13 +85,14 @@ end
  *   [7] banMemoryMs, [8] expiry margin ms, [9] "1" when a session marker is the last key,
  *   [10 .. 9+3n] limit, windowMs, cost per charge, then
  *   [10+3n] the replay kind ("" none, "n" nonce, "q" sequence) and its arguments:
- *   nonce: expiresAt; sequence: value, value + window, value − window ("" when negative),
- *   "1" when window > 0, the per-key limit of remembered values.
+ *   nonce ("n"): expiresAt; fenced nonce ("f"): nothing (refused at this step); sequence ("q"):
+ *   value, value + window, value − window ("" when negative), "1" when window > 0, the per-key
+ *   limit of remembered values, the key's floor ("" none: values at or below it are too low).
  * Reply (integers):
  *   {0, remaining1, reset1, …}                             admitted
  *   {1, index, retryAfterMs, bannedUntil|-1, remaining1, reset1, … up to the refusing charge}
  *   {2, until}                                             banned
- *   {3, 1 replayed | 2 too-low}                            replay refused
+ *   {3, 1 replayed | 2 too-low | 3 fenced}                 replay refused
  *   {4}                                                    the session was logged out
  */
 export const ADMIT_LUA = `${PRELUDE}
@@ -189,7 +190,11 @@ if kind == 'n' then
   local ttl = math.ceil(tonumber(ARGV[r + 1]) - now)
   if ttl < 1 then ttl = 1 end
   redis.call('SET', key, ARGV[r + 1], 'PX', ttl + margin)
+elseif kind == 'f' then
+  return {3, 3}
 elseif kind == 'q' then
+  local fl = ARGV[r + 6]
+  if fl ~= '' and not lt(fl, ARGV[r + 1]) then return {3, 2} end
   local code = sequence(KEYS[3 + n], KEYS[4 + n], ARGV[r + 1], ARGV[r + 2], ARGV[r + 3], ARGV[r + 4] == '1',
     tonumber(ARGV[r + 5]))
   if code ~= 0 then return {3, code} end

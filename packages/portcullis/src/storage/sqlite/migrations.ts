@@ -178,4 +178,25 @@ export const migrations: readonly Migration[] = [
         WHERE EXISTS (SELECT 1 FROM json_each(keys.scopes) WHERE value IN ('admin:*', 'admin:keys'));
     `,
   },
+  {
+    version: 8,
+    name: "replay state across restarts",
+    sql: `
+      -- Per key using increasing nonces (Kraken): the highest value reserved ahead, made durable
+      -- before any request at or below it is forwarded; after a restart it is the key's floor
+      -- (replay/reservations.ts). A decimal string (up to 2^64 - 1 and beyond), no leading zeros.
+      CREATE TABLE sequence_reservations (
+        key_id  TEXT PRIMARY KEY,
+        ceiling TEXT NOT NULL CHECK (ceiling GLOB '[0-9]*' AND (ceiling = '0' OR ceiling NOT GLOB '0*'))
+      ) STRICT;
+
+      -- Sessions ended by logout, refused until they would have expired anyway: loaded again by
+      -- a hot store that starts empty, so a restart never brings a logged-out session back.
+      CREATE TABLE ended_sessions (
+        session_id TEXT PRIMARY KEY,
+        until      INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX ended_sessions_until ON ended_sessions (until);
+    `,
+  },
 ];

@@ -4,7 +4,8 @@ import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Environment } from "../../contract/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../contract/keys.js";
-import type { ChangeFeed, DurableStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+import type { ReservationStore } from "../../replay/reservations.js";
+import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 import { SqliteAudit } from "./audit.js";
 import { migrations } from "./migrations.js";
 
@@ -98,9 +99,11 @@ export interface SqliteStoreOptions {
  * number of CLI processes. Changes made by another process are noticed through
  * `PRAGMA data_version` (a cheap in-memory counter) and read from the `key_changes` feed.
  */
-export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStore, EnvelopeStore {
+export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStore, EnvelopeStore, ReservationStore, EndedSessionStore {
   readonly kind = "sqlite";
   readonly keys: KeyStore = this;
+  readonly replay: ReservationStore = this;
+  readonly logouts: EndedSessionStore = this;
   readonly changes: ChangeFeed = this;
   readonly meta: MetaStore = this;
   readonly envelopes: EnvelopeStore = this;
@@ -113,6 +116,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   private lastDataVersion: number;
   private readonly pollIntervalMs: number;
   private closed = false;
+  private reserveStatement: Database.Statement<[string, string]> | null = null;
 
   private readonly stmts: {
     insert: Database.Statement;
@@ -324,6 +328,55 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   getMeta(key: string): Promise<string | undefined> {
     const row = this.db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?").get(key);
     return Promise.resolve(row?.value);
+  }
+
+  // --- increasing-nonce reservations (replay/reservations.ts) ----------------------------------
+
+  reservations(): Promise<ReadonlyMap<string, bigint>> {
+    const rows = this.db.prepare<[], { key_id: string; ceiling: string }>("SELECT key_id, ceiling FROM sequence_reservations").all();
+    return Promise.resolve(new Map(rows.map((r) => [r.key_id, BigInt(r.ceiling)])));
+  }
+
+  reserve(keyId: string, ceiling: bigint): Promise<void> {
+    if (ceiling < 0n) return Promise.reject(new RangeError("a reservation is a non-negative integer"));
+    try {
+      // Decimal strings without leading zeros order as numbers by (length, bytes): only ever raised.
+      this.reserveStatement ??= this.db.prepare(
+        `INSERT INTO sequence_reservations (key_id, ceiling) VALUES (?, ?)
+         ON CONFLICT (key_id) DO UPDATE SET ceiling = excluded.ceiling
+           WHERE length(excluded.ceiling) > length(ceiling)
+              OR (length(excluded.ceiling) = length(ceiling) AND excluded.ceiling > ceiling)`,
+      );
+      this.reserveStatement.run(keyId, ceiling.toString());
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  // --- sessions ended by logout ----------------------------------------------------------------
+
+  endSession(sessionId: string, until: number, now: number): Promise<void> {
+    if (!Number.isSafeInteger(until) || !Number.isSafeInteger(now)) return Promise.reject(new RangeError("session end times must be integers (ms)"));
+    try {
+      this.db.transaction(() => {
+        // The ones that have expired anyway are forgotten as new ones arrive.
+        this.db.prepare("DELETE FROM ended_sessions WHERE until <= ?").run(now);
+        if (until > now) {
+          this.db
+            .prepare("INSERT INTO ended_sessions (session_id, until) VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE SET until = MAX(until, excluded.until)")
+            .run(sessionId, until);
+        }
+      })();
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  endedSessions(now: number): Promise<ReadonlyMap<string, number>> {
+    const rows = this.db.prepare<[number], { session_id: string; until: number }>("SELECT session_id, until FROM ended_sessions WHERE until > ?").all(now);
+    return Promise.resolve(new Map(rows.map((r) => [r.session_id, r.until])));
   }
 
   initMeta(key: string, value: string): Promise<string> {
