@@ -186,6 +186,7 @@ async function openHotStore(config: PortcullisConfig, durable: DurableStore, log
     policy: config.limits.shield,
     reservations: new SequenceReservations(durable.replay),
     logouts: durable.logouts,
+    runs: durable.meta,
     onEpoch: (epoch, previous) => {
       if (previous === null) logger.info({ redis: where, runId: epoch.runId }, "redis hot store: replay state since the server started");
       else logger.warn({ redis: where, runId: epoch.runId, previousRunId: previous.runId }, "redis restarted: requests signed before it started are refused (REPLAY_FENCED), increasing nonces resume above their reservations");

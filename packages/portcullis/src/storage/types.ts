@@ -118,6 +118,8 @@ export interface MetaStore {
   getMeta(key: string): Promise<string | undefined>;
   /** Sets `key` only if it has no value yet; returns the value now stored. */
   initMeta(key: string, value: string): Promise<string>;
+  /** Sets `key` to `value`, whatever it held. */
+  setMeta(key: string, value: string): Promise<void>;
 }
 
 /** One key row's envelopes, for KEK rotation and custody status. */

@@ -106,7 +106,7 @@ class RedisBackend implements Backend {
     return this.openWith(options).store;
   }
 
-  openWith(options: OpenOptions & { sequenceLimit?: number; client?: Redis; prefix?: string } = {}): { store: RedisHotStore; prefix: string } {
+  openWith(options: OpenOptions & { sequenceLimit?: number; client?: Redis; prefix?: string; runs?: SqliteStore } = {}): { store: RedisHotStore; prefix: string } {
     const prefix = options.prefix ?? uniquePrefix("contract");
     const { epochAt, ...rest } = options;
     const at = epochAt ?? T0 - DAY;
@@ -735,6 +735,30 @@ describe.runIf(runRedis)("redis hot store specifics", () => {
   });
   afterAll(async () => {
     await redisBackend.end();
+  });
+
+  it("trusts a Redis's uptime for the run it recorded; another run (a failover while no gateway watched) begins its epoch now", async () => {
+    const durable = new SqliteStore(":memory:");
+    try {
+      const prefix = uniquePrefix("runs");
+      const record = `replay.redis.run:${prefix}`;
+      const probe = new Redis(SHARED_REDIS_URL);
+      const uptime = Number(/uptime_in_seconds:(\d+)/.exec(await probe.info("server"))?.[1]);
+      await probe.quit();
+      // Nothing recorded: the server's own start (now − uptime), and its run is recorded.
+      const first = redisBackend.openWith({ prefix, epochAt: T0, runs: durable }).store;
+      expect(await first.epoch()).toBeLessThanOrEqual(T0 - uptime * 1000);
+      const run = await durable.getMeta(record);
+      expect(run).toMatch(/^[0-9a-f]{40}$/);
+      // The same run recorded: its uptime is trusted again.
+      expect(await redisBackend.openWith({ prefix, epochAt: T0, runs: durable }).store.epoch()).toBeLessThanOrEqual(T0 - uptime * 1000);
+      // Another run recorded: this Redis replaced it while no gateway watched, so only from now.
+      await durable.setMeta(record, "0".repeat(40));
+      expect(await redisBackend.openWith({ prefix, epochAt: T0, runs: durable }).store.epoch()).toBe(T0);
+      expect(await durable.getMeta(record)).toBe(run);
+    } finally {
+      await durable.close();
+    }
   });
 
   it("lays its keys out as documented, with expiries a margin after the logical ones", async () => {

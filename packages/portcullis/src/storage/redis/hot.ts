@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
-import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotStore, StrikeResult } from "../types.js";
+import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotStore, MetaStore, StrikeResult } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
 import { fenced } from "../../replay/claims.js";
 import type { SequenceReservations } from "../../replay/reservations.js";
@@ -68,14 +68,17 @@ import { ADMIT_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
  * Restarts (replay/claims.ts `fenced`, replay/reservations.ts). A Redis that restarts, without
  * persistence or from a snapshot older than its last writes, forgets nonces it had recorded. So on
  * every connection, before any admission is sent on it, the store reads `INFO server`: the run id
- * says whether this is still the Redis it knew, and the uptime when its memory began (the epoch:
- * now − uptime, never earlier than the true start). A single-use claim of a request that could have
- * been accepted before the epoch is refused ("fenced"); on a new run id, the durable increasing-
- * nonce reservations are read again as floors, and the sessions ended by logout (their durable
- * record) are written to it again. Admissions wait for this reading (at most the
- * command timeout) and fail closed without it; a restart always drops the connection, and
- * admissions queued for a connection that dropped are refused, so none reaches a Redis whose
- * epoch is not known. The Redis user needs the INFO command.
+ * says whether this is still the Redis it knew, and the uptime when its memory began — the epoch:
+ * now − uptime (never earlier than the true start), or now when the run replaced one this
+ * deployment used before (with `runs`, also one recorded before this process started): a replica
+ * promoted after a failover has been up for long, but may lack the last writes to the old primary.
+ * A single-use claim of a request that could have been accepted before the epoch is refused
+ * ("fenced"); on a new run id, the durable increasing-nonce reservations are read again as floors,
+ * and the sessions ended by logout (their durable record) are written to it again. Admissions wait
+ * for this reading (at most the command timeout; a reading that failed is tried again) and fail
+ * closed without it; a restart always drops the connection, and admissions queued for a
+ * connection that dropped are refused, so none reaches a Redis whose epoch is not known. The Redis
+ * user needs the INFO command.
  */
 export interface RedisHotStoreOptions {
   /** Used when no `client` is given; default redis://127.0.0.1:6379. */
@@ -95,6 +98,12 @@ export interface RedisHotStoreOptions {
   readonly reservations?: SequenceReservations;
   /** Sessions ended by logout (the durable record): written to a Redis that restarted, before it admits. */
   readonly logouts?: EndedSessionStore;
+  /**
+   * Where the last Redis run this deployment saw is recorded (the durable store's meta): a gateway
+   * that starts against another run (Redis restarted, or failed over to a replica, while it was
+   * down) treats it as a new epoch too.
+   */
+  readonly runs?: MetaStore;
   /** The clock admissions use (epoch ms), for the epoch's start; default Date.now. */
   readonly now?: () => number;
   /** Called when the store learns a Redis run (the first, or a restart: `previous` is the one before). */
@@ -274,6 +283,7 @@ export class RedisHotStore implements HotStore {
   };
   private readonly reservations: SequenceReservations | null;
   private readonly logouts: EndedSessionStore | null;
+  private readonly runs: MetaStore | null;
   private readonly now: () => number;
   private readonly onEpoch: ((epoch: RedisEpoch, previous: RedisEpoch | null) => void) | null;
   /** Counts connections: a new one on every 'ready' and every 'close'. */
@@ -303,6 +313,7 @@ export class RedisHotStore implements HotStore {
     this.sequenceLimit = options.sequenceLimit ?? 10_000;
     this.reservations = options.reservations ?? null;
     this.logouts = options.logouts ?? null;
+    this.runs = options.runs ?? null;
     this.now = options.now ?? Date.now;
     this.onEpoch = options.onEpoch ?? null;
     if (!isCount(this.timeoutMs, 1)) throw new RangeError("commandTimeoutMs must be a positive integer");
@@ -379,12 +390,18 @@ export class RedisHotStore implements HotStore {
       const previous = this.known;
       let epoch = previous;
       if (previous === null || previous.runId !== runId) {
-        // A Redis not seen before: its memory began `uptime` ago (whole seconds, rounded down, so
-        // never earlier than it truly began); the reservations are floors again.
+        // A Redis not seen before. Its memory began `uptime` ago (whole seconds, rounded down, so
+        // never earlier than it truly began) — unless it replaced a run this deployment used: a
+        // replica promoted after a failover has been up for long, but may lack the last writes
+        // made to the old primary, so its memory is only trusted from now.
         const now = this.now();
-        epoch = { runId, startedAt: now - uptime * 1000 };
+        const recordKey = `replay.redis.run:${this.prefix}`;
+        const recorded = previous?.runId ?? (await this.runs?.getMeta(recordKey));
+        const replaced = recorded !== undefined && recorded !== runId;
+        epoch = { runId, startedAt: replaced ? now : now - uptime * 1000 };
         if (this.reservations !== null) await this.reservations.begin();
         if (this.logouts !== null) await this.restoreLogouts(now);
+        if (this.runs !== null && recorded !== runId) await this.runs.setMeta(recordKey, runId);
         if (generation !== this.generation) return;
         this.known = epoch;
         this.onEpoch?.(epoch, previous);

@@ -379,6 +379,15 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     return Promise.resolve(new Map(rows.map((r) => [r.session_id, r.until])));
   }
 
+  setMeta(key: string, value: string): Promise<void> {
+    try {
+      this.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(key, value);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
   initMeta(key: string, value: string): Promise<string> {
     const row = this.db
       .prepare<[string, string], { value: string }>(
