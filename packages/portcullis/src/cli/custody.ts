@@ -153,8 +153,13 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       const result = await restoreBackup({ file: resolve(opts.in), dataDir, kek, force: opts.force === true });
       const env = result.header.environment === "test" ? "test" : "live";
       await initDataDir(dataDir, env);
-      print(opts.json === true, { dataDir, keys: result.keys, replaced: result.replaced, header: result.header }, () =>
-        `restored ${result.keys} key(s) into ${dataDir} from the backup of ${result.header.createdAt}${result.replaced ? " (the previous database was replaced)" : ""}`,
+      print(opts.json === true, { dataDir, keys: result.keys, replaced: result.replaced, carried: result.carried, header: result.header }, () =>
+        [
+          `restored ${result.keys} key(s) into ${dataDir} from the backup of ${result.header.createdAt}${result.replaced ? " (the previous database was replaced)" : ""}`,
+          ...(result.replaced && result.carried === null
+            ? ["warning: the replaced database's replay state could not be read: rotate the keys that sign with increasing nonces (Kraken)"]
+            : []),
+        ].join("\n"),
       );
     } finally {
       await kek.close();

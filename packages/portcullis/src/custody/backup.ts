@@ -3,6 +3,7 @@ import { closeSync, constants, createReadStream, existsSync, fstatSync, fsyncSyn
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { SqliteStore } from "../storage/sqlite/store.js";
+import { SERVED_META } from "../storage/memory/hot.js";
 import { Envelope } from "./envelope.js";
 import { CustodyError } from "./errors.js";
 import type { KekProvider } from "./keyring.js";
@@ -185,6 +186,38 @@ export interface RestoreResult {
   readonly header: BackupHeader;
   readonly keys: number;
   readonly replaced: boolean;
+  /**
+   * The replay state carried over from the replaced database (docs/replay.md): its increasing-
+   * nonce reservations and logouts, which a backup taken earlier does not hold; null when there
+   * was none, or it could not be read (then rotate the keys that sign with increasing nonces).
+   */
+  readonly carried: { readonly reservations: number; readonly logouts: number } | null;
+}
+
+interface ReplayState {
+  readonly reservations: ReadonlyMap<string, bigint>;
+  readonly logouts: ReadonlyMap<string, number>;
+}
+
+/** The replay state of the database a restore replaces, read without changing it; null if unreadable. */
+function replayStateOf(path: string, now: number): ReplayState | null {
+  try {
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      const has = (table: string): boolean => db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+      const reservations = has("sequence_reservations")
+        ? new Map(db.prepare<[], { key_id: string; ceiling: string }>("SELECT key_id, ceiling FROM sequence_reservations").all().map((r) => [r.key_id, BigInt(r.ceiling)]))
+        : new Map<string, bigint>();
+      const logouts = has("ended_sessions")
+        ? new Map(db.prepare<[number], { session_id: string; until: number }>("SELECT session_id, until FROM ended_sessions WHERE until > ?").all(now).map((r) => [r.session_id, r.until]))
+        : new Map<string, number>();
+      return { reservations, logouts };
+    } finally {
+      db.close();
+    }
+  } catch {
+    return null;
+  }
 }
 
 function keyCount(path: string): number {
@@ -255,6 +288,8 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
     // Check what came out before it replaces anything: a database, with envelopes this KEK opens.
     const store = new SqliteStore(staged);
     let keys: number;
+    const now = Date.now();
+    const previous = existsSync(target) ? replayStateOf(target, now) : null;
     try {
       const status = await custodyStatus(store, new Envelope(kek));
       if (status.envelopes.missingVersions.length > 0) {
@@ -264,13 +299,20 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
         );
       }
       keys = keyCount(staged);
+      // A backup is older than the database it replaces: the replay state is carried over (only
+      // ever raised), and the next process fences as after any restart.
+      if (previous !== null) {
+        for (const [keyId, ceiling] of previous.reservations) await store.reserve(keyId, ceiling);
+        for (const [sessionId, until] of previous.logouts) await store.endSession(sessionId, until, now);
+      }
+      await store.initMeta(SERVED_META, `restored ${new Date(now).toISOString()}`);
     } finally {
       await store.close();
     }
     const replaced = existsSync(target);
     for (const suffix of ["-wal", "-shm"]) rmSync(`${target}${suffix}`, { force: true });
     renameSync(staged, target);
-    return { header, keys, replaced };
+    return { header, keys, replaced, carried: previous === null ? null : { reservations: previous.reservations.size, logouts: previous.logouts.size } };
   } catch (err) {
     if (err instanceof Error && err.name === "SqliteError") throw malformed("the contents are not a Portcullis database");
     throw err;

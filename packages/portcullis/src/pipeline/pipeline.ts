@@ -9,7 +9,7 @@ import type { Dialect } from "../contract/keys.js";
 import type { LimitPlan } from "../limits/plan.js";
 import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
-import type { HotStore } from "../storage/types.js";
+import type { FallbackHotStore, HotStore } from "../storage/types.js";
 import type { SessionAuthority } from "../sessions/authority.js";
 import { addressStage } from "./stages/address.js";
 import { type AdmissionStage, admissionStage } from "./stages/admission.js";
@@ -34,7 +34,7 @@ export interface PipelineOptions {
    * Local stand-in for routes marked degradable when `hot` cannot answer (Redis down); every
    * other route then fails closed. Null: everything fails closed.
    */
-  readonly fallbackHot?: HotStore | null;
+  readonly fallbackHot?: FallbackHotStore | null;
   /** Which limits apply to a request. */
   readonly limits: LimitPlan;
   /** Bans and blocks known in this process, and the per-key concurrency cap. */

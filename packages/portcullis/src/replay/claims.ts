@@ -56,7 +56,8 @@ export function singleUse(keyId: string, value: string, since: number, expiresAt
  * the clock allowance is never fenced, and one signed before it is stale by then anyway.
  */
 export function fenced(claim: ReplayClaim, epochStart: number): boolean {
-  return claim.kind === "nonce" && claim.since < epochStart;
+  // Written so that a time that is not a number (NaN) is fenced: fail closed.
+  return claim.kind === "nonce" && !(claim.since >= epochStart);
 }
 
 /**

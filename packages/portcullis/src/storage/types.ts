@@ -250,6 +250,17 @@ export interface HotStore {
   close(): Promise<void>;
 }
 
+/**
+ * The local stand-in for a shared hot store that cannot answer (degradable routes): at the start of
+ * each outage it reads the durable increasing-nonce reservations (as floors) and logouts again
+ * (`reload`), so a Kraken request or a logout the shared store saw before the outage holds in it
+ * too. (Its single-use fence is its own start: a public or read request the shared store accepted
+ * may be accepted once more during an outage; docs/replay.md.)
+ */
+export interface FallbackHotStore extends HotStore {
+  reload(): void;
+}
+
 /** What gateways tell each other at once (DESIGN.md: revocation fans out over Redis pub/sub). */
 export type BusMessage =
   | { readonly kind: "keys"; readonly ids: readonly string[] }

@@ -60,5 +60,6 @@ describe("replay claims", () => {
     expect(fenced(singleUse("k", "n", 1_000, 5_000), 1_000)).toBe(false);
     expect(fenced(singleUse("k", "n", 0, 5_000), -Infinity)).toBe(false);
     expect(fenced(increasing("k", 1n, 0n), Infinity)).toBe(false);
+    expect(fenced(singleUse("k", "n", Number.NaN, 5_000), 0)).toBe(true);
   });
 });

@@ -737,25 +737,33 @@ describe.runIf(runRedis)("redis hot store specifics", () => {
     await redisBackend.end();
   });
 
-  it("trusts a Redis's uptime for the run it recorded; another run (a failover while no gateway watched) begins its epoch now", async () => {
+  it("keeps one epoch per Redis run in a marker every gateway adopts; a marker naming another run (a failover, a snapshot) begins a new one now", async () => {
     const durable = new SqliteStore(":memory:");
     try {
       const prefix = uniquePrefix("runs");
-      const record = `replay.redis.run:${prefix}`;
       const probe = new Redis(SHARED_REDIS_URL);
       const uptime = Number(/uptime_in_seconds:(\d+)/.exec(await probe.info("server"))?.[1]);
-      await probe.quit();
-      // Nothing recorded: the server's own start (now − uptime), and its run is recorded.
+      // No marker, no record: the server's own start (now − uptime), recorded in the marker.
       const first = redisBackend.openWith({ prefix, epochAt: T0, runs: durable }).store;
-      expect(await first.epoch()).toBeLessThanOrEqual(T0 - uptime * 1000);
-      const run = await durable.getMeta(record);
+      const start = await first.epoch();
+      expect(start).toBeLessThanOrEqual(T0 - uptime * 1000);
+      const marker = await probe.get(`${prefix}epoch`);
+      const run = await durable.getMeta(`replay.redis.run:${prefix}`);
       expect(run).toMatch(/^[0-9a-f]{40}$/);
-      // The same run recorded: its uptime is trusted again.
-      expect(await redisBackend.openWith({ prefix, epochAt: T0, runs: durable }).store.epoch()).toBeLessThanOrEqual(T0 - uptime * 1000);
-      // Another run recorded: this Redis replaced it while no gateway watched, so only from now.
-      await durable.setMeta(record, "0".repeat(40));
-      expect(await redisBackend.openWith({ prefix, epochAt: T0, runs: durable }).store.epoch()).toBe(T0);
-      expect(await durable.getMeta(record)).toBe(run);
+      expect(marker).toBe(`${run ?? ""}:${String(start)}`);
+      // Another gateway, later (or this one restarted): the same epoch, whatever its clock says.
+      expect(await redisBackend.openWith({ prefix, epochAt: T0 + 5_000, runs: durable }).store.epoch()).toBe(start);
+      // A marker naming another run (the data came from elsewhere): a new epoch, from now.
+      await probe.set(`${prefix}epoch`, "00000000000000000000000000000000000000ff:1");
+      expect(await redisBackend.openWith({ prefix, epochAt: T0 + 9_000, runs: durable }).store.epoch()).toBe(T0 + 9_000);
+      // The marker gone from a run the deployment used (FLUSHALL, eviction): from now too; and a
+      // store still holding the old epoch refuses nothing wrongly: it reads the new one and decides.
+      await probe.del(`${prefix}epoch`);
+      // (Acceptable from just before `first`'s clock reading: inside the old epoch, not the new one.)
+      const again = await first.admit(admission(T0 + 12_000, [], nonce("k", "n-after-flush", T0 + 40_000, T0 - 1)));
+      expect(again).toEqual({ ok: false, reason: "fenced" });
+      expect(await first.epoch()).toBe(T0); // `first`'s clock reads T0: its epoch begins then
+      await probe.quit();
     } finally {
       await durable.close();
     }
@@ -773,6 +781,7 @@ describe.runIf(runRedis)("redis hot store specifics", () => {
     expect(await keysUnder(client, prefix)).toEqual(
       [
         `b:${IP}`,
+        "epoch",
         `f:i:${IP}`,
         `f:k:pck_k|${IP}`,
         "n:5:pck_k:n-1",

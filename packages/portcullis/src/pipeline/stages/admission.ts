@@ -2,7 +2,7 @@ import type { StageAnswer, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { LimitPlan } from "../../limits/plan.js";
 import type { Shield } from "../../limits/shield.js";
-import type { Admission, AdmissionResult, HotStore } from "../../storage/types.js";
+import type { Admission, AdmissionResult, FallbackHotStore, HotStore } from "../../storage/types.js";
 import { type Stage, retryAfter } from "./stage.js";
 
 export interface AdmissionStageOptions {
@@ -12,7 +12,7 @@ export interface AdmissionStageOptions {
    * Local stand-in for routes marked degradable when `hot` cannot answer (Redis down); every
    * other route then fails closed. Null: everything fails closed.
    */
-  readonly fallbackHot: HotStore | null;
+  readonly fallbackHot: FallbackHotStore | null;
   /** Which limits apply to a request. */
   readonly limits: LimitPlan;
   /** Bans known in this process, and the per-key concurrency cap. */
@@ -34,6 +34,8 @@ export interface AdmissionStage extends Stage {
 export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
   const { hot, limits, shield } = options;
   const fallback = options.fallbackHot;
+  /** True from the first degraded admission until the hot store answers again: one outage. */
+  let degraded = false;
 
   const finish = (ctx: RequestContext): void => {
     if (ctx.slotHeld && ctx.key !== null) {
@@ -84,6 +86,11 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
       return deny("HOT_STORE_UNAVAILABLE", err instanceof Error ? err.message : String(err));
     }
     ctx.degraded = true;
+    if (!degraded) {
+      // A new outage: the stand-in reads the durable reservations and logouts again.
+      degraded = true;
+      fallback.reload();
+    }
     const result = fallback.admit(admission);
     if (result instanceof Promise) return result.then((r) => admitted(ctx, r), () => deny("HOT_STORE_UNAVAILABLE"));
     return admitted(ctx, result);
@@ -116,7 +123,10 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
       }
       if (result instanceof Promise) {
         return result.then(
-          (r) => admitted(ctx, r),
+          (r) => {
+            degraded = false;
+            return admitted(ctx, r);
+          },
           (err: unknown) => degrade(ctx, admission, err),
         );
       }

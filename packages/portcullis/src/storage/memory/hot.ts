@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { type Tat, gcra } from "../../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
-import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotStore, MetaStore, StrikeResult } from "../types.js";
+import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, FallbackHotStore, MetaStore, StrikeResult } from "../types.js";
 import type { ReplayClaim } from "../../contract/request.js";
 import { fenced } from "../../replay/claims.js";
 import { MemoryNonceStore } from "../../replay/nonces.js";
@@ -60,7 +60,7 @@ interface Bucket {
 const SWEEP_PER_ADMISSION = 4;
 const BAN_MEMORY_MS = 86_400_000;
 
-export class MemoryHotStore implements HotStore {
+export class MemoryHotStore implements FallbackHotStore {
   readonly kind = "memory";
   private readonly nonces: MemoryNonceStore;
   private readonly sequences = new MemorySequenceStore();
@@ -108,6 +108,17 @@ export class MemoryHotStore implements HotStore {
       if (reserved !== undefined) return reserved.then(() => this.decide(a));
     }
     return this.decide(a);
+  }
+
+  /**
+   * The durable reservations (as floors) and logouts are read again by the next admission,
+   * keeping what this memory holds. For the stand-in of a shared store, at the start of each
+   * outage: what the shared store saw since is then known here too.
+   */
+  reload(): void {
+    if (this.served !== null) return; // a store that fences by the served marker reads it once
+    this.opening = null;
+    this.opened = this.reservations === null && this.logouts === null;
   }
 
   async epoch(): Promise<number> {

@@ -5,7 +5,7 @@ import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotS
 import type { ReplayClaim } from "../../contract/request.js";
 import { fenced } from "../../replay/claims.js";
 import type { SequenceReservations } from "../../replay/reservations.js";
-import { ADMIT_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
+import { ADMIT_LUA, EPOCH_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
 
 /**
  * The Redis hot store: the same decisions as MemoryHotStore (storage/memory/hot.ts), shared by
@@ -110,11 +110,13 @@ export interface RedisHotStoreOptions {
   readonly onEpoch?: (epoch: RedisEpoch, previous: RedisEpoch | null) => void;
 }
 
-/** One run of the Redis server, as the hot store knows it. */
+/** One epoch of the Redis server's memory, as the hot store knows it (its marker key holds it). */
 export interface RedisEpoch {
   readonly runId: string;
-  /** When its memory began (epoch ms): now − uptime when first seen. */
+  /** When its memory began (epoch ms). */
   readonly startedAt: number;
+  /** The marker's value, "runId:startedAt": every admission checks it is still there. */
+  readonly marker: string;
 }
 
 /** A field of an INFO reply, or undefined. */
@@ -135,6 +137,7 @@ const DEFAULT_TIMEOUT_MS = 500;
 const ADMIT = "portcullisHotAdmit";
 const FAILURE = "portcullisHotFailure";
 const STRIKE = "portcullisHotStrike";
+const EPOCH = "portcullisHotEpoch";
 const TOO_BIG = 10n ** 99n;
 
 type ScriptCall = (numKeys: number, ...args: (string | number)[]) => Promise<unknown>;
@@ -294,6 +297,9 @@ export class RedisHotStore implements HotStore {
   private known: RedisEpoch | null = null;
   /** The reading of the current connection's epoch, while pending. */
   private reading: Promise<void> | null = null;
+  /** When the last reading started (a failed one is retried at most once a second). */
+  private lastReading = 0;
+  private readonly epochScript: ScriptCall;
   /** A new connection: its epoch is unknown until read. */
   private readonly epochListener = (): void => {
     this.generation++;
@@ -336,13 +342,15 @@ export class RedisHotStore implements HotStore {
     else this.client.once("ready", this.readyListener);
     this.client.on("ready", this.epochListener);
     this.client.on("close", this.closeListener);
-    if (this.client.status === "ready") this.epochListener();
     this.client.defineCommand(ADMIT, { lua: ADMIT_LUA });
     this.client.defineCommand(FAILURE, { lua: FAILURE_LUA });
     this.client.defineCommand(STRIKE, { lua: STRIKE_LUA });
+    this.client.defineCommand(EPOCH, { lua: EPOCH_LUA });
     this.admissions = new Batcher(this.client, ADMIT, this.script(ADMIT), () => this.generation);
     this.failureScript = this.script(FAILURE);
     this.strikeScript = this.script(STRIKE);
+    this.epochScript = this.script(EPOCH);
+    if (this.client.status === "ready") this.epochListener();
   }
 
   /**
@@ -376,42 +384,70 @@ export class RedisHotStore implements HotStore {
   /**
    * Reads the epoch of the current connection (see the class comment). Admissions wait for it; a
    * reading for a connection that has since dropped is discarded, and one that failed is tried
-   * again by the next admission.
+   * again by a later admission (at most once a second).
    */
   private readEpoch(): void {
     const generation = this.generation;
-    const reading = this.client.info("server").then(async (text) => {
-      if (generation !== this.generation) return;
-      const runId = infoField(text, "run_id");
-      const uptime = Number(infoField(text, "uptime_in_seconds"));
-      if (runId === undefined || runId === "" || !Number.isSafeInteger(uptime) || uptime < 0) {
-        throw new Error("redis hot store: INFO server has no run_id or uptime_in_seconds");
-      }
-      const previous = this.known;
-      let epoch = previous;
-      if (previous === null || previous.runId !== runId) {
-        // A Redis not seen before. Its memory began `uptime` ago (whole seconds, rounded down, so
-        // never earlier than it truly began) — unless it replaced a run this deployment used: a
-        // replica promoted after a failover has been up for long, but may lack the last writes
-        // made to the old primary, so its memory is only trusted from now.
-        const now = this.now();
-        const recordKey = `replay.redis.run:${this.prefix}`;
-        const recorded = previous?.runId ?? (await this.runs?.getMeta(recordKey));
-        const replaced = recorded !== undefined && recorded !== runId;
-        epoch = { runId, startedAt: replaced ? now : now - uptime * 1000 };
-        if (this.reservations !== null) await this.reservations.begin();
-        if (this.logouts !== null) await this.restoreLogouts(now);
-        if (this.runs !== null && recorded !== runId) await this.runs.setMeta(recordKey, runId);
-        if (generation !== this.generation) return;
-        this.known = epoch;
-        this.onEpoch?.(epoch, previous);
-      }
-      this.current = epoch;
+    this.lastReading = Date.now();
+    const reading = this.establish(generation).then((epoch) => {
+      if (epoch !== null && generation === this.generation) this.current = epoch;
     });
     this.reading = reading.catch((err: unknown) => {
       if (generation === this.generation) this.reading = null;
       this.errorListener(err instanceof Error ? err : new Error(String(err)));
     });
+  }
+
+  /**
+   * The epoch of the Redis this connection reaches: the one recorded in its marker when the marker
+   * names this run, else a new one, recorded by compare-and-set (several gateways establishing at
+   * once agree on the first). Null when the connection dropped meanwhile.
+   */
+  private async establish(generation: number): Promise<RedisEpoch | null> {
+    const text = await this.client.info();
+    if (generation !== this.generation) return null;
+    const runId = infoField(text, "run_id");
+    const uptime = Number(infoField(text, "uptime_in_seconds"));
+    if (runId === undefined || !/^[0-9a-f]{8,64}$/.test(runId) || !Number.isSafeInteger(uptime) || uptime < 0) {
+      throw new Error("redis hot store: INFO has no run_id or uptime_in_seconds");
+    }
+    // Replay state evicted under memory pressure would be accepted again: refuse to run on it.
+    const policy = infoField(text, "maxmemory_policy");
+    if (Number(infoField(text, "maxmemory") ?? "0") > 0 && policy !== "noeviction") {
+      throw new Error(`redis hot store: maxmemory-policy ${policy ?? "?"} may evict used nonces and logouts; set maxmemory-policy noeviction (or maxmemory 0)`);
+    }
+    const markerKey = `${this.prefix}epoch`;
+    let marker = await this.client.get(markerKey);
+    if (generation !== this.generation) return null;
+    const previous = this.known;
+    if (marker === null || !marker.startsWith(`${runId}:`)) {
+      // No epoch for this run yet. A run this deployment never saw began its memory `uptime` ago
+      // (whole seconds, rounded down: never earlier than it truly began). A run that replaced one
+      // it used (a marker or a record naming another run: a restart from a snapshot, a replica
+      // promoted after a failover, whose uptime says nothing of the writes it missed), or a
+      // marker gone from a run it used (FLUSHALL, eviction), is trusted from now.
+      const now = this.now();
+      const recordKey = `replay.redis.run:${this.prefix}`;
+      const recorded = previous?.runId ?? (await this.runs?.getMeta(recordKey));
+      const unseen = marker === null && (recorded === undefined || recorded !== runId);
+      const proposed = unseen ? now - uptime * 1000 : now;
+      // Logouts first: the marker tells every gateway the run is ready.
+      if (this.logouts !== null) await this.restoreLogouts(now);
+      marker = String(await this.epochScript(1, markerKey, runId, proposed));
+      if (this.runs !== null && recorded !== runId) await this.runs.setMeta(recordKey, runId);
+    }
+    const startedAt = Number(marker.slice(runId.length + 1));
+    if (!Number.isSafeInteger(startedAt)) throw new Error("redis hot store: the epoch marker is malformed");
+    if (previous?.marker !== marker) {
+      // A new epoch for this process: the reservations are its floors.
+      if (this.reservations !== null) await this.reservations.begin();
+      if (generation !== this.generation) return null;
+      const epoch = { runId, startedAt, marker };
+      this.known = epoch;
+      this.onEpoch?.(epoch, previous);
+      return epoch;
+    }
+    return previous;
   }
 
   async epoch(): Promise<number> {
@@ -438,7 +474,7 @@ export class RedisHotStore implements HotStore {
   private async currentEpoch(): Promise<RedisEpoch> {
     if (this.current !== null) return this.current;
     // The reading failed (a timeout, say) on a connection that is still up: read again.
-    if (this.reading === null && this.client.status === "ready") this.readEpoch();
+    if (this.reading === null && this.client.status === "ready" && Date.now() - this.lastReading >= 1_000) this.readEpoch();
     const reading = this.reading;
     if (reading !== null) {
       let timer: NodeJS.Timeout | undefined;
@@ -453,7 +489,7 @@ export class RedisHotStore implements HotStore {
     throw unavailable(this.client, new Error("the Redis server's run (INFO server) is not known yet"));
   }
 
-  async admit(a: Admission): Promise<AdmissionResult> {
+  async admit(a: Admission, again = false): Promise<AdmissionResult> {
     const p = this.policy;
     const n = a.charges.length;
     if (!Number.isSafeInteger(a.now)) throw new RangeError("admission time must be an integer (ms)");
@@ -478,6 +514,8 @@ export class RedisHotStore implements HotStore {
     }
     this.replayArguments(replay, epoch, keys, args);
     if (a.session !== null) keys.push(`${this.prefix}x:${a.session}`);
+    keys.push(`${this.prefix}epoch`);
+    args.push(epoch.marker);
     const r = integers(await this.admissions.send([keys.length, ...keys, ...args], generation));
     switch (at(r, 0)) {
       case 0:
@@ -503,6 +541,15 @@ export class RedisHotStore implements HotStore {
       }
       case 4:
         return { ok: false, reason: "session-revoked" };
+      case 5:
+        // This Redis is not the memory the epoch was read for: read it again, then decide once more.
+        if (this.current?.marker === epoch.marker) {
+          this.current = null;
+          this.reading = null;
+          this.readEpoch();
+        }
+        if (again) throw unavailable(this.client, new Error("the Redis server's epoch changed"));
+        return this.admit(a, true);
       default:
         throw new Error("redis hot store: unexpected script reply");
     }

@@ -84,7 +84,7 @@ end
  *   ARGV[1] now, [2] n, [3] strikes, [4] strikeWindowMs, [5] banBaseMs, [6] banMaxMs,
  *   [7] banMemoryMs, [8] expiry margin ms, [9] "1" when a session marker is the last key,
  *   [10 .. 9+3n] limit, windowMs, cost per charge, then
- *   [10+3n] the replay kind ("" none, "n" nonce, "q" sequence) and its arguments:
+ *   [10+3n] the replay kind ("" none, "n" nonce, "f" fenced, "q" sequence) and its arguments:
  *   nonce ("n"): expiresAt; fenced nonce ("f"): nothing (refused at this step); sequence ("q"):
  *   value, value + window, value − window ("" when negative), "1" when window > 0, the per-key
  *   limit of remembered values, the key's floor ("" none: values at or below it are too low).
@@ -94,6 +94,9 @@ end
  *   {2, until}                                             banned
  *   {3, 1 replayed | 2 too-low | 3 fenced}                 replay refused
  *   {4}                                                    the session was logged out
+ *   {5}                                                    the epoch marker is not the caller's
+ * KEYS end with the epoch marker key, ARGV with its expected value ("runId:startedAt"): checked
+ * first, so a Redis that lost its memory (a restart, FLUSHALL, a failover) decides nothing.
  */
 export const ADMIT_LUA = `${PRELUDE}
 -- Encoded sequence values: byte order is numeric order (see the module comment).
@@ -157,8 +160,12 @@ if ban then
   if banUntil > now then return {2, banUntil} end
 end
 
+-- The epoch marker (the last key and argument): gone or changed, this Redis is not the memory
+-- the caller's fence was computed for (a restart, FLUSHALL, a failover): nothing is decided.
+if redis.call('GET', KEYS[#KEYS]) ~= ARGV[#ARGV] then return {5} end
+
 if ARGV[9] == '1' then
-  local ended = redis.call('GET', KEYS[#KEYS])
+  local ended = redis.call('GET', KEYS[#KEYS - 1])
   if ended and tonumber(ended) > now then return {4} end
 end
 
@@ -207,6 +214,21 @@ end
 local out = {0}
 for j = 1, #states do out[1 + j] = states[j] end
 return out
+`;
+
+/**
+ * EPOCH: the marker of the Redis run's epoch, set once per run (compare-and-set).
+ *   KEYS[1] the marker; ARGV[1] the run id (INFO), ARGV[2] the proposed start (ms).
+ * Reply: the marker's value, "runId:startedAt" — the one already there when it names this run
+ * (another gateway established the epoch first), else the proposed one, now stored.
+ */
+export const EPOCH_LUA = `
+local m = redis.call('GET', KEYS[1])
+local prefix = ARGV[1] .. ':'
+if m and string.sub(m, 1, #prefix) == prefix then return m end
+local v = prefix .. ARGV[2]
+redis.call('SET', KEYS[1], v)
+return v
 `;
 
 /**

@@ -197,6 +197,11 @@ export const migrations: readonly Migration[] = [
         until      INTEGER NOT NULL
       ) STRICT;
       CREATE INDEX ended_sessions_until ON ended_sessions (until);
+
+      -- A database that already holds keys was served by an earlier version, which kept no
+      -- replay state across restarts: the first start after the upgrade is fenced like any restart.
+      INSERT INTO meta (key, value) SELECT 'replay.memory.served', 'before migration 8' WHERE EXISTS (SELECT 1 FROM keys)
+        ON CONFLICT (key) DO NOTHING;
     `,
   },
 ];
