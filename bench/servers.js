@@ -7,6 +7,7 @@
  *   node bench/servers.js gateway <upstream-origin> redis-limits <redis-url> <key-prefix>
  *   node bench/servers.js gateway <upstream-origin> sessions
  *   node bench/servers.js plain-proxy <upstream-origin>
+ *   node bench/servers.js soak-gateway <upstream-origin> <config-json> [leak]
  *
  * Gateway modes: `full` (the whole pipeline, no limits), `pass-through` (no pipeline), `timing`
  * (full, with Server-Timing), `memory-limits` (full, with the default limits of a configured
@@ -15,15 +16,43 @@
  * URL and key prefix, as `hot.backend: "redis"` sets one up) and `sessions` (full, no limits, with
  * session logon, an Ed25519 key whose private half — a throwaway — it reports to the parent).
  *
+ * The upstream answers every request with a small account document, and completes WebSocket
+ * upgrades with an echo of each message (as `{ id, status: 200, result: {} }`).
+ *
+ * `soak-gateway` is the soak's gateway (soak.js): a whole configured Portcullis, started the way
+ * `portcullis start` starts one (startPortcullis over a fresh data directory, with the given
+ * config's sections and this upstream), so its heap, RSS and descriptors are the gateway's alone.
+ * It creates keys on request (`{ createKeys: [input…] }` → `{ keys: [{ id, secret }…] }`) and
+ * answers `{ sample: true }` with its own measurements after a full garbage collection (heap used,
+ * of which compiled code, external memory, RSS, open descriptors, event-loop delay since the
+ * previous sample). `leak` makes it keep 4 KiB
+ * per request it receives: a deliberate leak, to show that the soak's criteria catch one.
+ *
  * Each listens on 127.0.0.1 on a free port and reports `{ port, ... }` over the IPC channel. It
  * answers the message "cpu" with its CPU time so far and the requests it has received, shuts
  * down on "stop", and shuts down too if the parent goes away.
  */
 import { Buffer } from "node:buffer";
 import { generateKeyPairSync, randomBytes } from "node:crypto";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createServer } from "node:http";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import process from "node:process";
-import { Forwarder, Gateway, IdentitySigner } from "../packages/portcullis/dist/index.js";
+import { getHeapSpaceStatistics, setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { WebSocketServer } from "ws";
+import {
+  Forwarder,
+  Gateway,
+  IdentitySigner,
+  initDataDir,
+  parseConfig,
+  parseCreateKeyInput,
+  startPortcullis,
+  valueOrThrow,
+} from "../packages/portcullis/dist/index.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { RedisHotStore } from "../packages/portcullis/dist/storage/redis/hot.js";
 import { SessionEndpoints } from "../packages/portcullis/dist/gateway/session-endpoints.js";
@@ -67,8 +96,36 @@ async function startUpstream() {
     res.writeHead(200, { "content-type": "application/json", "content-length": ACCOUNT.length });
     res.end(ACCOUNT);
   });
+  const wss = new WebSocketServer({ noServer: true });
+  wss.on("connection", (ws) => {
+    ws.on("error", () => undefined);
+    ws.on("message", (data) => {
+      let id = null;
+      try {
+        id = JSON.parse(data.toString()).id ?? null;
+      } catch {
+        // not JSON: answered with a null id
+      }
+      ws.send(JSON.stringify({ id, status: 200, result: {} }));
+    });
+  });
+  server.on("upgrade", (req, socket, head) => {
+    socket.on("error", () => undefined);
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit("connection", ws, req));
+  });
   const port = await listen(server);
-  return { info: { port }, stop: () => closeServer(server), server };
+  return {
+    info: { port },
+    stop: () => closeServer(server),
+    server,
+    // The soak asks it to close its idle connections (and WebSockets), to see the gateway's go.
+    async onMessage(message) {
+      if (message.closeIdle !== true) return undefined;
+      for (const ws of wss.clients) ws.terminate();
+      server.closeIdleConnections();
+      return { closed: true };
+    },
+  };
 }
 
 /** The limits and hot store of a gateway mode: none (memory) unless the mode has limits. */
@@ -119,6 +176,73 @@ async function startGateway(upstream, mode, redisUrl, prefix) {
   };
 }
 
+/** Heap, RSS and descriptors after a full collection, and the event-loop delay since the last sample. */
+function sampler() {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc");
+  const delay = monitorEventLoopDelay({ resolution: 10 });
+  delay.enable();
+  return () => {
+    gc();
+    const memory = process.memoryUsage();
+    // Compiled code (the code spaces) grows for minutes as the JIT optimises; objects are the rest.
+    const code = getHeapSpaceStatistics().reduce((n, space) => n + (space.space_name.startsWith("code") ? space.space_used_size : 0), 0);
+    const sample = {
+      heapUsed: memory.heapUsed,
+      heapObjects: memory.heapUsed - code,
+      code,
+      rss: memory.rss,
+      external: memory.external,
+      fds: readdirSync("/proc/self/fd").length - 1, // less the one readdirSync itself holds open
+      loopDelayP99Ms: delay.percentile(99) / 1e6,
+      loopDelayMaxMs: delay.max / 1e6,
+    };
+    delay.reset();
+    return sample;
+  };
+}
+
+/**
+ * The soak's gateway: `portcullis start` over a fresh data directory, with `sections` (the
+ * config's routes, limits, websocket… as JSON) and this upstream; keys created over IPC.
+ */
+async function startSoakGateway(upstream, sections, leak) {
+  const dataDir = mkdtempSync(join(tmpdir(), "portcullis-soak-"));
+  let running;
+  try {
+    await initDataDir(dataDir, "live");
+    const raw = JSON.parse(sections);
+    const config = parseConfig({ ...raw, dataDir, gateway: { ...raw.gateway, host: "127.0.0.1", port: 0, upstream }, admin: { enabled: false } }, dataDir);
+    running = await startPortcullis(config, silentLogger());
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const sample = sampler();
+  const kept = [];
+  if (leak) running.gateway.server.on("request", () => kept.push(Buffer.alloc(4096, 1)));
+  return {
+    info: { port: running.gatewayAddress.port },
+    server: running.gateway.server,
+    async onMessage(message) {
+      if (message.sample === true) return { sample: sample() };
+      if (Array.isArray(message.createKeys)) {
+        const keys = [];
+        for (const input of message.createKeys) {
+          const { key, secret } = await running.core.keys.create(valueOrThrow(parseCreateKeyInput(input, Date.now())), "soak");
+          keys.push({ id: key.id, secret: secret ?? null });
+        }
+        return { keys };
+      }
+      return undefined;
+    },
+    async stop() {
+      await running.close(0);
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
 async function startPlainProxy(upstream) {
   const server = createPlainProxy(upstream);
   const port = await listen(server);
@@ -131,6 +255,7 @@ async function main() {
   if (role === "upstream") running = await startUpstream();
   else if (role === "gateway") running = await startGateway(upstream, mode, redisUrl, prefix);
   else if (role === "plain-proxy") running = await startPlainProxy(upstream);
+  else if (role === "soak-gateway") running = await startSoakGateway(upstream, mode, redisUrl === "leak");
   else throw new Error(`unknown role ${String(role)}`);
 
   // Requests received so far (every one, answered or not), for per-request figures.
@@ -152,6 +277,13 @@ async function main() {
     if (message === "stop") shutdown();
     // CPU time used so far (µs) and requests received, so the parent can charge each run its share.
     else if (message === "cpu") process.send({ cpu: process.cpuUsage(), requests });
+    // A role's own requests (the soak gateway's samples and keys), answered with the same `seq`.
+    else if (message !== null && typeof message === "object" && running.onMessage !== undefined) {
+      running.onMessage(message).then(
+        (answer) => process.send({ seq: message.seq, ...answer }),
+        (err) => process.send({ seq: message.seq, error: String(err) }),
+      );
+    }
   });
   // The parent went away without asking: clean up (the gateway's temp data dir) and go.
   process.on("disconnect", shutdown);

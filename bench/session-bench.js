@@ -100,7 +100,7 @@ export async function runSessionCostBench({ batches, batchSize, warmupBatches, p
 }
 
 /** Logs on over HTTP to a gateway with an Ed25519 key; resolves to a session signer. */
-async function logonOverHttp(port, keyId, privateKey) {
+export async function logonOverHttp(port, keyId, privateKey) {
   const nonces = new NonceSource();
   const created = Math.floor(Date.now() / 1000);
   const params = `("@method" "@authority" "@path" "@query");created=${created};nonce="${nonces.next()}";keyid="${keyId}";alg="ed25519"`;

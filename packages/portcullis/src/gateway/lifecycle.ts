@@ -4,6 +4,9 @@ import type { AddressInfo, Socket } from "node:net";
 import { deny } from "../errors/catalogue.js";
 import { declaredBodyRefusal, rejectUnparsable, sendDenial } from "./http.js";
 
+/** How often node:http looks for connections past their headers or request timeout. */
+export const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
+
 export interface HttpServerOptions {
   readonly requestTimeout: number;
   readonly headersTimeout: number;
@@ -33,8 +36,10 @@ export class ServerLifecycle {
     const { bodyLimit, ...timeouts } = options;
     this.bodyLimit = bodyLimit;
     // Host and Expect are checked by `admit`, which answers in JSON; node:http's own checks answer
-    // an empty 400 or 417.
-    this.server = createServer({ ...timeouts, requireHostHeader: false }, this.admit);
+    // an empty 400 or 417. node:http enforces the headers and request timeouts only when it sweeps
+    // its connections, every 30 s by default: a client that never finishes its headers (slowloris)
+    // would hold a socket for up to 40 s against a 10 s headersTimeout. Sweep every second.
+    this.server = createServer({ ...timeouts, requireHostHeader: false, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS }, this.admit);
     this.server.on("checkContinue", this.admit);
     this.server.on("checkExpectation", this.admit);
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {

@@ -69,8 +69,13 @@ export interface KeyCacheStats {
  * before the change is discarded and redone, so a revoked key is never cached again from an old
  * read.
  */
+/** Entries the sweep visits per insertion: more than one, so expired entries are found faster than added. */
+const SWEEP_PER_INSERT = 2;
+
 export class KeyCache {
   private readonly entries = new Map<string, Entry>();
+  /** Where the sweep of expired entries goes on from (see `sweep`). */
+  private cursor: IterableIterator<[string, Entry]> | null = null;
   private readonly inFlight = new Map<string, InFlight>();
   private readonly loader: (id: string) => Promise<KeyMaterial | null>;
   private readonly defaultWindowMs: number;
@@ -145,6 +150,7 @@ export class KeyCache {
       if (flight.superseded) return await this.load(id);
       const key = material === null ? null : compileKey(material, this.defaultWindowMs);
       const now = this.now();
+      this.sweep(now);
       if (this.entries.size >= this.maxEntries && !this.entries.has(id)) {
         const oldest = this.entries.keys().next();
         if (oldest.done !== true) this.entries.delete(oldest.value);
@@ -158,6 +164,27 @@ export class KeyCache {
       return key;
     } finally {
       if (this.inFlight.get(id) === flight) this.inFlight.delete(id);
+    }
+  }
+
+  /**
+   * Forgets a few entries past their stale window, visiting the entries in turn across calls (a
+   * live iterator over the map). An expired entry is otherwise dropped only when its id is asked
+   * for again, which a stream of never-repeated unknown ids (an attacker's, negatively cached for
+   * `negativeMs`) never does: without this they would fill the cache to `maxEntries` and stay.
+   * Every insertion visits SWEEP_PER_INSERT entries, so expired ones cannot accumulate faster
+   * than they are found.
+   */
+  private sweep(now: number): void {
+    for (let i = 0; i < SWEEP_PER_INSERT; i++) {
+      this.cursor ??= this.entries.entries();
+      const next = this.cursor.next();
+      if (next.done === true) {
+        this.cursor = null;
+        return;
+      }
+      const [id, entry] = next.value;
+      if (now >= entry.staleUntil) this.entries.delete(id);
     }
   }
 
