@@ -31,6 +31,8 @@ export interface MemoryHotStoreOptions {
   readonly policy?: ShieldPolicy;
   /** Nonce capacity (fail closed beyond it). */
   readonly nonceCapacity?: number;
+  /** Addresses whose bans are remembered at most (default 100 000; the oldest is forgotten first). */
+  readonly maxBans?: number;
   /** When this memory began (epoch ms, the clock admissions use); default Date.now() at construction. */
   readonly epochStart?: number;
   /** Durable reservations for increasing nonces; without them, those are remembered by this process only. */
@@ -59,6 +61,12 @@ interface Bucket {
 
 const SWEEP_PER_ADMISSION = 4;
 const BAN_MEMORY_MS = 86_400_000;
+/**
+ * Addresses whose bans are remembered at most (as the shield's own list): an attacker rotating
+ * IPv6 prefixes could otherwise grow the list for a day. At the cap the oldest is forgotten —
+ * its next ban then starts short again, which costs escalation, never a ban in force for long.
+ */
+const MAX_BANS = 100_000;
 
 export class MemoryHotStore implements FallbackHotStore {
   readonly kind = "memory";
@@ -70,6 +78,7 @@ export class MemoryHotStore implements FallbackHotStore {
   private readonly revokedSessions = new Map<string, number>();
   private cursor: IterableIterator<[string, Bucket]> | null = null;
   private readonly policy: ShieldPolicy;
+  private readonly maxBans: number;
   /** Admissions so far: lapsed bans are swept every 1024th. */
   private admissions = 0;
   private readonly epochStart: number;
@@ -84,6 +93,7 @@ export class MemoryHotStore implements FallbackHotStore {
 
   constructor(options: MemoryHotStoreOptions = {}) {
     this.policy = options.policy ?? DEFAULT_SHIELD_POLICY;
+    this.maxBans = options.maxBans ?? MAX_BANS;
     this.nonces = new MemoryNonceStore(options.nonceCapacity);
     this.epochStart = options.epochStart ?? Date.now();
     if (!Number.isFinite(this.epochStart)) throw new RangeError("epochStart must be a time (ms)");
@@ -247,6 +257,12 @@ export class MemoryHotStore implements FallbackHotStore {
     const previous = this.bans.get(ip);
     const count = previous !== undefined && now - previous.until < BAN_MEMORY_MS ? previous.count + 1 : 1;
     const until = now + Math.min(p.banBaseMs * 2 ** (count - 1), p.banMaxMs);
+    if (previous === undefined && this.bans.size >= this.maxBans) {
+      const oldest = this.bans.keys().next();
+      if (oldest.done !== true) this.bans.delete(oldest.value);
+    }
+    // Re-inserted, so the list is ordered by last ban and the cap forgets the quietest.
+    this.bans.delete(ip);
     this.bans.set(ip, { until, count });
     return until;
   }
