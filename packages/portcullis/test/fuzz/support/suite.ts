@@ -1,0 +1,46 @@
+/**
+ * One fuzz file: a gateway, one property per scheme (each its share of PORTCULLIS_FUZZ_RUNS), and
+ * a last test that the count was reached, so the number of generated requests cannot silently
+ * drop. Two files split the schemes, so vitest runs them on both cores.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SchemeName } from "./model.js";
+import { type FuzzGateway, FUZZ_RUNS, fuzzScheme, runsPerScheme, startFuzzGateway } from "./harness.js";
+
+export function fuzzSuite(title: string, schemes: readonly SchemeName[]): void {
+  describe(title, () => {
+    let gateway: FuzzGateway | undefined;
+    const started = Date.now();
+    const cpu = process.cpuUsage();
+    const h = (): FuzzGateway => {
+      if (gateway === undefined) throw new Error("the fuzz gateway did not start");
+      return gateway;
+    };
+    const share = runsPerScheme();
+    beforeAll(async () => {
+      gateway = await startFuzzGateway();
+    });
+    afterAll(async () => {
+      await gateway?.close();
+    });
+
+    for (const scheme of schemes) {
+      // The schemes run side by side (one case at a time each), so the gateway, the upstream and
+      // the audit log's writes overlap as they would under load.
+      it.concurrent(`${scheme}: ${share} generated requests, every oracle holding`, { timeout: 600_000 }, async () => {
+        const before = h().count;
+        await fuzzScheme(h(), scheme, share);
+        expect(h().count - before).toBeGreaterThanOrEqual(share);
+      });
+    }
+
+    it("ran its share of the suite's generated requests", () => {
+      const seconds = (Date.now() - started) / 1000;
+      const used = process.cpuUsage(cpu);
+      const cpuSeconds = (used.user + used.system) / 1e6;
+      console.log(`[fuzz] ${title}: ${h().count} generated requests (${schemes.length} schemes × ${share}; PORTCULLIS_FUZZ_RUNS=${FUZZ_RUNS}) in ${seconds.toFixed(1)} s (${cpuSeconds.toFixed(1)} s CPU)`);
+      expect(h().count).toBeGreaterThanOrEqual(share * schemes.length);
+      expect(h().t.upstream.requests).toEqual([]);
+    });
+  });
+}
