@@ -11,7 +11,9 @@
  *   signing key;
  * - no client-supplied identity, address, override or rewrite header reaches the upstream: no
  *   value the case injected appears in any forwarded header, no name of that family (case and
- *   `_` folded) arrives except the gateway's own, and no credential header is forwarded.
+ *   `_` folded) arrives except the gateway's own, and no credential header is forwarded;
+ * - no log line holds a key's secret, the OKX passphrase, or the session's token or secret
+ *   (checked every 1000 requests and at the end).
  */
 import { generateKeyPairSync } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -73,6 +75,8 @@ export interface FuzzGateway {
   count: number;
   /** Kraken's increasing nonce. */
   nonce: bigint;
+  /** Log lines searched for secrets so far. */
+  logLinesScanned: number;
   /** The (clock + skew) times cases were signed at. */
   readonly signedAt: Set<number>;
   close(): Promise<void>;
@@ -116,6 +120,7 @@ export async function startFuzzGateway(): Promise<FuzzGateway> {
     count: 0,
     nonce: BigInt(t.clock.ms) * 1000n,
     signedAt: new Set(),
+    logLinesScanned: 0,
     close: () => t.close(),
   };
   return h;
@@ -320,6 +325,7 @@ export async function runCase(h: FuzzGateway, c: FuzzCase, via: { readonly socke
   const record = takeRecord(h, answer);
   h.count++;
   const problems = judge(h, c.scheme, built.signed, built.injected, wire, built.expect, answer, record);
+  if (h.count % 1000 === 0) problems.push(...scanLogs(h));
   if (problems.length > 0) {
     throw new FuzzFailure(`${c.scheme} (expected ${built.expect}): ${problems.join("; ")}\n${describe(wire)}`);
   }
@@ -334,6 +340,21 @@ export async function runRaw(h: FuzzGateway, wire: WireRequest, expect: BuiltCas
   const injected = wire.headers.flatMap(([, v]) => (MARKER.test(v) ? [v] : []));
   const problems = judge(h, null, null, injected, local, expect, answer, record);
   if (problems.length > 0) throw new FuzzFailure(`raw (expected ${expect}): ${problems.join("; ")}\n${describe(wire)}`);
+}
+
+/**
+ * No log line may hold a secret, a passphrase or a session token: the gateway's log lines so far
+ * are searched for every one this gateway's keys have, then dropped (so memory stays flat).
+ */
+export function scanLogs(h: FuzzGateway): string[] {
+  const k = h.keys;
+  const secrets = [k.nativeHmac.secret, k.binance.secret, k.bybit.secret, k.okx.secret, k.okx.passphrase, k.kraken.secret, k.session.secret, k.session.token];
+  const lines = h.t.logLines;
+  const problems: string[] = [];
+  for (const line of lines) for (const secret of secrets) if (line.includes(secret)) problems.push(`a log line holds a secret: ${line.slice(0, 200)}`);
+  h.logLinesScanned += lines.length;
+  lines.length = 0;
+  return problems;
 }
 
 function describe(w: WireRequest): string {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SchemeName } from "./model.js";
-import { type FuzzGateway, FUZZ_RUNS, fuzzScheme, runsPerScheme, startFuzzGateway } from "./harness.js";
+import { type FuzzGateway, FUZZ_RUNS, fuzzScheme, runsPerScheme, scanLogs, startFuzzGateway } from "./harness.js";
 
 export function fuzzSuite(title: string, schemes: readonly SchemeName[]): void {
   describe(title, () => {
@@ -40,6 +40,9 @@ export function fuzzSuite(title: string, schemes: readonly SchemeName[]): void {
       const cpuSeconds = (used.user + used.system) / 1e6;
       console.log(`[fuzz] ${title}: ${h().count} generated requests (${schemes.length} schemes × ${share}; PORTCULLIS_FUZZ_RUNS=${FUZZ_RUNS}) in ${seconds.toFixed(1)} s (${cpuSeconds.toFixed(1)} s CPU)`);
       expect(h().count).toBeGreaterThanOrEqual(share * schemes.length);
+      expect(scanLogs(h())).toEqual([]);
+      // The search saw the gateway's decisions (a refusal is logged), so it cannot pass by seeing nothing.
+      expect(h().logLinesScanned).toBeGreaterThan(h().count / 10);
       expect(h().t.upstream.requests).toEqual([]);
     });
   });
