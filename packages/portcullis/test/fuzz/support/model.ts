@@ -612,7 +612,7 @@ export function applyMutation(scheme: SchemeName, w: WireRequest, m: Mutation): 
     case "stale": {
       // Applied by signing at another time (see `buildCase`); Kraken has no time.
       if (def.windowMs === null) return { wire: w, effect: "keeps" };
-      const outside = m.ms < -(def.windowMs + 1000) || m.ms > 2000;
+      const outside = m.ms <= -(def.windowMs + 1000) || m.ms > 2000;
       return { wire: w, effect: outside ? "breaks" : "either" };
     }
     case "foreign":
