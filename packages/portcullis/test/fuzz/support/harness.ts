@@ -394,6 +394,32 @@ export async function fuzzScheme(h: FuzzGateway, scheme: SchemeName, runs: numbe
   throw new FuzzFailure(`${fc.defaultReportMessage(details) ?? "fuzz property failed"}\n${cause}`);
 }
 
+/** The header bytes of a case as sent (node:http refuses more than 16 KiB with HEADERS_TOO_LARGE). */
+function headerBytes(c: FuzzCase, h: FuzzGateway): number {
+  const wire = buildCase(c, h.keys, h.t.clock.ms, h.nonce).wire;
+  return wire.headers.reduce((n, [name, value]) => n + name.length + value.length + 4, wire.url.length);
+}
+
+/**
+ * `runs` cases of the given schemes over real connections to the listening gateway: node's own
+ * parser reads the header lines (their case, duplicates, order), and the same oracles judge the
+ * answer. Cases whose headers would pass node's 16 KiB limit are left to the in-process runs.
+ */
+export async function fuzzOverSockets(h: FuzzGateway, schemes: readonly SchemeName[], runs: number, port: number): Promise<void> {
+  const details = await fc.check(
+    fc.asyncProperty(
+      fc.oneof(...schemes.map((s) => fuzzCase(s))).filter((c) => headerBytes(c, h) < 12 * 1024),
+      async (c) => {
+        await runCase(h, c, { socketPort: port });
+      },
+    ),
+    { numRuns: runs, ...(FUZZ_SEED === undefined ? {} : { seed: FUZZ_SEED }) },
+  );
+  if (!details.failed) return;
+  const cause = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
+  throw new FuzzFailure(`${fc.defaultReportMessage(details) ?? "fuzz property failed"}\n${cause}`);
+}
+
 /** Each scheme's share of FUZZ_RUNS (every scheme gets the same; the shares add up to at least FUZZ_RUNS). */
 export function runsPerScheme(total: number = FUZZ_RUNS): number {
   return Math.ceil(total / SCHEMES.length);
