@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { AuthScheme } from "../contract/request.js";
@@ -170,7 +171,8 @@ export function whenClosed(res: ServerResponse, release: () => void): void {
 
 /**
  * node:http's 'clientError': answers a request it could not parse in the JSON error format
- * (HTTP_MALFORMED, or HEADERS_TOO_LARGE) and closes, instead of node's empty answer.
+ * (HTTP_MALFORMED, or HEADERS_TOO_LARGE) and closes, instead of node's empty answer. It carries
+ * the headers every Portcullis answer carries (`sendJson`), a request id of its own included.
  */
 export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (!socket.writable || err.code === "ECONNRESET") {
@@ -178,8 +180,11 @@ export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Duplex): vo
     return;
   }
   const denial = err.code === "HPE_HEADER_OVERFLOW" ? deny("HEADERS_TOO_LARGE") : deny("HTTP_MALFORMED");
-  const body = errorBody(denial, "none");
+  const requestId = randomUUID();
+  const body = errorBody(denial, requestId);
   socket.end(
-    `HTTP/1.1 ${denial.status} ${STATUS_CODES[denial.status] ?? ""}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${denial.status} ${STATUS_CODES[denial.status] ?? ""}\r\n` +
+      `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `cache-control: no-store\r\nx-content-type-options: nosniff\r\nportcullis-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
   );
 }

@@ -218,6 +218,18 @@ describe("gateway over real sockets", () => {
     const out = await raw(r.port, `GET /public/echo HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`);
     expect(codeOf(out)).toEqual({ status: 431, code: "HEADERS_TOO_LARGE" });
   });
+
+  it("answers what node cannot parse with the headers every answer carries, and a request id (found by the fuzz corpus)", async () => {
+    for (const request of ["THIS IS NOT HTTP\r\n\r\n", `GET /public/echo HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`]) {
+      const out = await raw(r.port, request);
+      const head = out.slice(0, out.indexOf("\r\n\r\n")).toLowerCase();
+      const id = /\r\nportcullis-request-id: ([0-9a-f-]{36})\r\n/.exec(head)?.[1];
+      expect(id).toBeDefined();
+      expect((JSON.parse(bodyOf(out)) as { requestId: string }).requestId).toBe(id);
+      expect(head).toContain("\r\ncache-control: no-store\r\n");
+      expect(head).toContain("\r\nx-content-type-options: nosniff\r\n");
+    }
+  });
 });
 
 describe("upstream failures", () => {

@@ -21,9 +21,9 @@ export interface Recorded {
 }
 
 /** A real upstream on a loopback port that records what reached it and echoes it back. */
-export async function startEchoUpstream(): Promise<{ server: Server; url: string; requests: Recorded[]; close(): Promise<void> }> {
+export async function startEchoUpstream(options: { maxHeaderSize?: number } = {}): Promise<{ server: Server; url: string; requests: Recorded[]; close(): Promise<void> }> {
   const requests: Recorded[] = [];
-  const server = createServer((req, res) => {
+  const server = createServer(options.maxHeaderSize === undefined ? {} : { maxHeaderSize: options.maxHeaderSize }, (req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
@@ -71,9 +71,9 @@ export interface TestGateway extends TestCore {
 
 export async function makeGateway(
   coreOptions: Parameters<typeof makeCore>[0] = {},
-  gatewayOptions: { bodyLimit?: number; upstreamTimeoutMs?: number; upstreamUrl?: string } = {},
+  gatewayOptions: { bodyLimit?: number; upstreamTimeoutMs?: number; upstreamUrl?: string; upstreamMaxHeaderSize?: number } = {},
 ): Promise<TestGateway> {
-  const upstream = await startEchoUpstream();
+  const upstream = await startEchoUpstream(gatewayOptions.upstreamMaxHeaderSize === undefined ? {} : { maxHeaderSize: gatewayOptions.upstreamMaxHeaderSize });
   const { logger, lines } = captureLogger();
   const t = await makeCore({ logger, ...coreOptions });
   const gateway = new Gateway({

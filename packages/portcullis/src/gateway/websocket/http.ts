@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { type IncomingMessage, type RequestListener, STATUS_CODES, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import type { AuthScheme, RequestContext } from "../../contract/request.js";
@@ -37,7 +38,7 @@ export function refuse(socket: Duplex, denial: Denial, requestId: string, ctx: R
 export function serveAsHttp(req: IncomingMessage, socket: Duplex, listener: RequestListener): void {
   const length = req.headers["content-length"];
   if (req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0")) {
-    refuse(socket, deny("HTTP_MALFORMED", "a non-WebSocket upgrade with a body"), "none", null, undefined);
+    refuse(socket, deny("HTTP_MALFORMED", "a non-WebSocket upgrade with a body"), randomUUID(), null, undefined);
     return;
   }
   const res = new ServerResponse(req);
