@@ -76,7 +76,7 @@ export class Pkcs11SigningKeys implements SigningKeyProvider {
       stored = null;
     }
     if (!isStoredHsmKey(stored)) throw new CustodyError("CUSTODY_SIGNING_KEY_MISMATCH", `the recorded ${purpose} signing key is not in a known format`);
-    const { privateKey, publicKey } = await this.find(stored.kid);
+    const { privateKey, publicKey } = await this.findSoon(stored.kid);
     if (privateKey === undefined || publicKey === undefined) {
       throw new CustodyError(
         "CUSTODY_SIGNING_KEY_MISMATCH",
@@ -102,6 +102,20 @@ export class Pkcs11SigningKeys implements SigningKeyProvider {
           return token.call("C_Sign", () => lib.C_SignAsync(session, Buffer.from(data.buffer, data.byteOffset, data.byteLength), Buffer.alloc(64)));
         }),
     };
+  }
+
+  /**
+   * `find`, a few more times over about a second when the pair is not there yet: a pair another
+   * process has just generated (it won the race to record its key) may not be visible to this
+   * process's session at once — SoftHSM re-reads the token's object files lazily.
+   */
+  private async findSoon(kid: string): Promise<{ privateKey: Buffer | undefined; publicKey: Buffer | undefined }> {
+    let found = await this.find(kid);
+    for (let attempt = 0; attempt < 6 && (found.privateKey === undefined || found.publicKey === undefined); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 25 * 2 ** attempt));
+      found = await this.find(kid);
+    }
+    return found;
   }
 
   private async find(kid: string): Promise<{ privateKey: Buffer | undefined; publicKey: Buffer | undefined }> {
