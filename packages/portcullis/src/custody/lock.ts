@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { chmodSync, closeSync, constants, fsyncSync, openSync, readdirSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, constants, fsyncSync, openSync, readdirSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -36,7 +36,9 @@ export async function withFileLock<T>(lockPath: string, what: string, fn: () => 
   for (;;) {
     const db = new Database(lockPath, { timeout: 0 });
     try {
-      chmodSync(lockPath, 0o600);
+      if ((statSync(lockPath).mode & 0o077) !== 0) chmodSync(lockPath, 0o600);
+      // Nothing is ever written: no rollback journal file either (it would outlive a kill).
+      db.pragma("journal_mode = MEMORY");
       db.exec("BEGIN EXCLUSIVE");
     } catch (err) {
       db.close();
