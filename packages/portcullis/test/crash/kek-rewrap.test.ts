@@ -26,7 +26,7 @@ import { KeyService } from "../../src/keys/service.js";
 import { runCli } from "../support/cli.js";
 import { startEchoUpstream } from "../support/gateway.js";
 import { SoftHsm, softhsmOrSkip } from "../support/softhsm.js";
-import { type Credential, LOOPS, adminCall, auditVerify, checkStore, kill, loopRandom, refusedKeys, sleep, spawnCli, startGateway, strayFiles, writeConfig } from "./support.js";
+import { type Credential, LOOPS, LOOP_TIMEOUT_MS, adminCall, auditVerify, checkStore, kill, loopRandom, refusedKeys, sleep, spawnCli, startGateway, strayFiles, writeConfig } from "./support.js";
 
 let upstream: Awaited<ReturnType<typeof startEchoUpstream>>;
 const dirs: string[] = [];
@@ -196,10 +196,10 @@ function keyringSetup(keys: number): Setup {
 
 describe("crash loop: KEK rewrap", () => {
   it("keyring file: SIGKILL mid-rewrap loses no secret, and a new rotation resumes", async () => {
-    const setup = keyringSetup(1500);
+    const setup = keyringSetup(1000);
     expect((await runCli(["init", "--data", setup.data, "--environment", "test"])).code).toBe(0);
     await rewrapLoop(setup);
-  }, 180_000);
+  }, LOOP_TIMEOUT_MS);
 
   const withHsm = softhsmOrSkip("the PKCS#11 crash loop");
   it.skipIf(!withHsm)("SoftHSM2 token: SIGKILL mid-rewrap loses no secret, and a new rotation resumes", async () => {
@@ -223,10 +223,10 @@ describe("crash loop: KEK rewrap", () => {
         target: ["--config", config],
         // SoftHSM's file store: one file per object in the token's directory.
         stamp: () => readdirSync(tokens, { recursive: true }).map(String).sort().join(),
-        keys: 400,
+        keys: 300,
       });
     } finally {
       hsm.cleanup();
     }
-  }, 180_000);
+  }, LOOP_TIMEOUT_MS);
 });

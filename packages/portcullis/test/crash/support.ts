@@ -50,6 +50,8 @@ function seedFromEnv(): number {
 
 export const LOOPS = loopsFromEnv();
 export const SEED = seedFromEnv();
+/** A loop's test timeout: room for every iteration on a slow machine. */
+export const LOOP_TIMEOUT_MS = 60_000 + LOOPS * 15_000;
 
 /** mulberry32: a small seeded PRNG (uniform in [0, 1)). */
 export function prng(seed: number): () => number {
@@ -270,8 +272,8 @@ export async function checkStore(dataDir: string, custody?: CustodyConfig): Prom
 
 /**
  * Files in the data directory that no running Portcullis should leave behind after a restart:
- * temporary copies (a keyring being replaced holds every KEK).
+ * temporary copies (a keyring being replaced holds every KEK), rollback journals of the lock files.
  */
 export function strayFiles(dataDir: string): string[] {
-  return readdirSync(dataDir).filter((name) => name.endsWith(".tmp") || name.includes(".tmp."));
+  return readdirSync(dataDir).filter((name) => name.endsWith(".tmp") || name.includes(".tmp.") || name.endsWith("-journal"));
 }
