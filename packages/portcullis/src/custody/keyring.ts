@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
 import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { CustodyError } from "./errors.js";
-import { replaceFileAtomic, withFileLock } from "./lock.js";
+import { removeTemporaries, replaceFileAtomic, temporariesOf, withFileLock } from "./lock.js";
 
 /**
  * The key-encryption-key (KEK) provider contract. Every secret Portcullis stores is encrypted
@@ -250,8 +250,21 @@ export class KeyringFileProvider implements KekProvider {
     }
   }
 
+  /**
+   * Removes the copies of the keyring that a replace killed midway left beside it (each holds every
+   * KEK of its time), holding the keyring's lock. Every open runs it; it costs a directory read.
+   */
+  async sweep(): Promise<void> {
+    if (temporariesOf(this.path).length === 0) return;
+    await withFileLock(`${this.path}.lock`, `the keyring ${this.path}`, () => {
+      removeTemporaries(this.path);
+      return Promise.resolve();
+    });
+  }
+
   private update(change: (file: KeyringFile, keks: ReadonlyMap<number, Buffer>) => KeyringFile): Promise<void> {
     return withFileLock(`${this.path}.lock`, `the keyring ${this.path}`, () => {
+      removeTemporaries(this.path);
       const current = readKeyring(this.path);
       replaceFileAtomic(this.path, `${JSON.stringify(change(current.file, current.keks), null, 2)}\n`);
       this.state = readKeyring(this.path);

@@ -71,7 +71,11 @@ export function openToken(config: Extract<CustodyConfig, { provider: "pkcs11" }>
 
 /** Opens only the KEK provider (restore needs no store). */
 export async function openKekProvider(dataDir: string, config: CustodyConfig = DEFAULT_CUSTODY): Promise<KekProvider> {
-  if (config.provider === "keyring") return KeyringFileProvider.load(resolve(dataDir, config.keyring ?? "keyring.json"));
+  if (config.provider === "keyring") {
+    const keyring = KeyringFileProvider.load(resolve(dataDir, config.keyring ?? "keyring.json"));
+    await keyring.sweep();
+    return keyring;
+  }
   const token = await openToken(config);
   try {
     return await Pkcs11KekProvider.open(token, config.labelPrefix, (create) => withFileLock(join(dataDir, CUSTODY_LOCK), "the custody of this data directory", create, 30_000));

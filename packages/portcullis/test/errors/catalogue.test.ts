@@ -153,7 +153,6 @@ const NOT_ASSERTED: Readonly<Record<string, string>> = {
   CUSTODY_PIN_LOCKED: "locking a SoftHSM2 token's user PIN takes many wrong logins and leaves the token unusable for the rest of the suite",
   CUSTODY_MECHANISM_UNSUPPORTED: "SoftHSM2 supports every mechanism Portcullis needs: unreachable with the test HSM",
   CUSTODY_HSM_FAILED: "any other PKCS#11 failure: unreachable by input with a healthy SoftHSM2 token",
-  CUSTODY_ROTATION_IN_PROGRESS: "needs two KEK rotations racing for the custody lock across processes",
   DEMO_NOT_INSTALLED: "needs a portcullis install without the workspace's demo package (a published install); checked by hand",
 };
 // code lists:end
