@@ -21,6 +21,17 @@ import { ROUTES, SCOPES } from "./signing.js";
 export const BENCH_LIMIT = 100_000_000;
 
 /**
+ * Waits until the Redis hot store's epoch is known and a request signed now is past its fence
+ * (docs/replay.md): a private Redis started a moment ago began its replay memory then, and a
+ * request signed in whole seconds, less the 1 s clock allowance, could predate it.
+ */
+export async function pastFence(hot) {
+  const start = await hot.epoch();
+  const wait = start + 2_000 - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+}
+
+/**
  * The limits a gateway started from a config without a `limits` section gets (DEFAULT_LIMITS,
  * default shield, no concurrency cap), read through the real config parser, with every limit
  * raised to BENCH_LIMIT: same names, scopes, kinds and windows, so each request takes the full

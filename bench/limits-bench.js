@@ -22,7 +22,7 @@ import { Buffer } from "node:buffer";
 import { randomBytes } from "node:crypto";
 import { setImmediate as turn } from "node:timers/promises";
 import { RedisHotStore } from "../packages/portcullis/dist/storage/redis/hot.js";
-import { benchLimits, createBenchCore } from "./core.js";
+import { benchLimits, createBenchCore, pastFence } from "./core.js";
 import { generate, timePipeline } from "./pipeline-bench.js";
 import { STATS_CONNECTION, commandDelta } from "./redis-server.js";
 import { ORDER_BODY, RequestSigner } from "./signing.js";
@@ -115,6 +115,7 @@ export async function runRoundTripCount({ redis, requests, progress = () => unde
   const prefix = `pcbench:${randomBytes(4).toString("hex")}:rt:`;
   const hot = new RedisHotStore({ url: redis.url, prefix, policy: limits.shield });
   await hot.ready();
+  await pastFence(hot);
   const bench = await createBenchCore({ limits, hot });
   const monitor = await redis.stats.monitor();
   try {

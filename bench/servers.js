@@ -56,7 +56,7 @@ import {
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { RedisHotStore } from "../packages/portcullis/dist/storage/redis/hot.js";
 import { SessionEndpoints } from "../packages/portcullis/dist/gateway/session-endpoints.js";
-import { benchLimits, createBenchCore } from "./core.js";
+import { benchLimits, createBenchCore, pastFence } from "./core.js";
 import { SCOPES } from "./signing.js";
 import { createPlainProxy } from "./plain-proxy.js";
 
@@ -138,6 +138,7 @@ async function hotStateOf(mode, redisUrl, prefix) {
   const hot = new RedisHotStore({ url: redisUrl, prefix, policy: limits.shield });
   try {
     await hot.ready();
+    await pastFence(hot);
   } catch (err) {
     await hot.close();
     throw err;
