@@ -201,6 +201,8 @@ async function openHotStore(config: PortcullisConfig, durable: DurableStore, log
   });
   try {
     await store.ready();
+    // The epoch (docs/replay.md) before the first request, so the first admissions need not wait for it.
+    await store.epoch();
     logger.info({ redis: where, prefix: config.hot.prefix }, "hot state in redis");
   } catch {
     logger.warn({ redis: where }, "redis not reachable at startup; non-degradable routes are refused until it answers");

@@ -12,7 +12,8 @@ import { silentLogger } from "../../src/log/logger.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../src/limits/types.js";
 import type { LimitSpec } from "../../src/contract/limits.js";
 import { type TestGateway, makeGateway } from "../support/gateway.js";
-import { signRequest } from "../support/harness.js";
+import { TEST_START, signRequest } from "../support/harness.js";
+import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 
 let t: TestGateway | null = null;
 let admin: AdminApi | null = null;
@@ -161,6 +162,18 @@ describe("finding 5: an IPv6 client is its /64", () => {
 });
 
 describe("finding 8: refusals that cost a signature verification are charged to the address", () => {
+  it("except REPLAY_FENCED: an honest client retrying after a restart is never banned for it", async () => {
+    const shield: ShieldPolicy = { ...DEFAULT_SHIELD_POLICY, strikes: 3 };
+    // A hot store whose memory began a minute after the clock's start: a restart, as seen by requests signed before it.
+    t = await makeGateway({ limits: { specs: [], shield }, hot: new MemoryHotStore({ policy: shield, epochStart: TEST_START + 60_000 }) });
+    const { key, secret } = await t.createKey({});
+    const k = { keyId: key.id, secret: secret ?? "", ip: "198.51.100.30" };
+    for (let i = 0; i < 10; i++) expect(await call(t, k)).toBe("REPLAY_FENCED");
+    await new Promise((r) => setImmediate(r));
+    t.clock.advance(62_000);
+    expect(await call(t, k)).toBe("OK");
+  });
+
   it("1000 copies of one signed Ed25519 request: a replay flood ends in a ban, long before the thousandth", async () => {
     const g = await gateway({ specs: [] });
     const pair = generateKeyPairSync("ed25519");

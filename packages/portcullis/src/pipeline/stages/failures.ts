@@ -34,6 +34,9 @@ export const NOT_CHARGED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "KEY_STORE_UNAVAILABLE",
   "HOT_STORE_UNAVAILABLE",
   "REPLAY_CAPACITY",
+  // A restart's doing, not the client's: an honest client retrying after one must not be banned
+  // (and a captured request is fenced only until it goes stale, as it would be refused anyway).
+  "REPLAY_FENCED",
   "RATE_LIMITED",
   "ORDERS_LIMITED",
   "IP_BANNED",
