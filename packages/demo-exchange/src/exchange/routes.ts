@@ -4,6 +4,8 @@
  * anything not listed here, and the exchange serves exactly these routes (index.ts checks that
  * every route has an endpoint). Weights follow Binance's spot API documentation; the withdraw
  * weight is Binance's per-IP weight (Binance also counts 900 against a separate per-UID budget).
+ * Order, cancel and withdrawal routes declare their operation (docs/operations.md): the gateway
+ * decodes them and records what each request does in its audit entry.
  */
 import type { RouteSpec, WebSocketRouteSpec } from "portcullis";
 import { VENUES } from "./venues/index.js";
@@ -16,11 +18,11 @@ export const BINANCE_ROUTES: RouteSpec[] = [
   { method: "GET", path: "/api/v3/ticker/price", permission: "public", weight: 2, dialect: "binance" },
   { method: "GET", path: "/api/v3/depth", permission: "public", weight: 5, dialect: "binance" },
   { method: "GET", path: "/api/v3/account", permission: "read", weight: 20, dialect: "binance" },
-  { method: "POST", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["order"], dialect: "binance" },
+  { method: "POST", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["order"], dialect: "binance", operation: "order.place" },
   { method: "GET", path: "/api/v3/order", permission: "read", weight: 4, dialect: "binance" },
-  { method: "DELETE", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["cancel"], dialect: "binance" },
+  { method: "DELETE", path: "/api/v3/order", permission: "trade", weight: 1, tags: ["cancel"], dialect: "binance", operation: "order.cancel" },
   { method: "GET", path: "/api/v3/openOrders", permission: "read", weight: 6, dialect: "binance" },
-  { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", weight: 1, dialect: "binance" },
+  { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", weight: 1, dialect: "binance", operation: "withdraw" },
 ];
 
 /** Every route of the demo exchange: the Binance shape and the other venues (venues/). */

@@ -1,5 +1,6 @@
 import type { Denial } from "../errors/catalogue.js";
 import { parseKeyId } from "../contract/ids.js";
+import { operationSummary } from "../contract/operations.js";
 import type { RequestContext } from "../contract/request.js";
 import { type AuditFields, type AuditSurface, keyChangeEvent } from "./events.js";
 
@@ -58,10 +59,14 @@ function timingsOf(ctx: RequestContext, stageNames: readonly string[]): Record<s
   return out;
 }
 
-/** What an allowed request's entry says beyond the decision: degraded admission, a failed hand on. */
+/**
+ * What an allowed request's entry says beyond the decision: the decoded operation (on a route that
+ * declares one: docs/operations.md), degraded admission, a failed hand on.
+ */
 function allowedDetail(ctx: RequestContext): Record<string, unknown> | undefined {
-  if (!ctx.degraded && ctx.outcome === null) return undefined;
+  if (!ctx.degraded && ctx.outcome === null && ctx.operation === null) return undefined;
   const out: Record<string, unknown> = {};
+  if (ctx.operation !== null) out.operation = operationSummary(ctx.operation);
   if (ctx.degraded) out.degraded = true;
   if (ctx.outcome !== null) out.outcome = ctx.outcome;
   return out;

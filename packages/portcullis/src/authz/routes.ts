@@ -1,6 +1,7 @@
 import { DIALECTS, type Dialect } from "../contract/keys.js";
 import { AUTHENTICATED, PUBLIC, isPermission } from "../contract/permissions.js";
 import type { Route } from "../contract/route.js";
+import { OPERATION_KINDS, isOperationKind } from "../contract/operations.js";
 import { OperatorError } from "../errors/catalogue.js";
 
 /**
@@ -32,6 +33,13 @@ export interface RouteSpec {
    * instead of failing closed. For market data, never for trading or withdrawals.
    */
   readonly degradable?: boolean;
+  /**
+   * The operation this route's requests carry (docs/operations.md): `order.place`,
+   * `order.cancel`, `withdraw`, `transfer`, `key.create`, `key.update`, `key.revoke` or `other`.
+   * The operation stage decodes each request in the route's venue shape (its dialect's, or the
+   * native shape) and refuses one that does not decode. Without it, requests are not decoded.
+   */
+  readonly operation?: string;
 }
 
 /** A route table that cannot be compiled (ROUTE_TABLE_INVALID): the message names the route. */
@@ -123,7 +131,14 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
   if (degradable && permission !== PUBLIC && permission !== "read") {
     throw new RouteTableError(`${where}: only public and read routes may be degradable (this one needs ${permission})`);
   }
-  const known = new Set(["method", "path", "permission", "weight", "tags", "dialect", "degradable"]);
+  const operation = spec.operation ?? null;
+  if (operation !== null && !isOperationKind(operation)) {
+    throw new RouteTableError(`${where}: unknown operation ${JSON.stringify(operation)} (one of ${OPERATION_KINDS.join(", ")})`);
+  }
+  if (operation !== null && permission === PUBLIC) {
+    throw new RouteTableError(`${where}: a public route cannot declare an operation (only a signed request's operation is decoded)`);
+  }
+  const known = new Set(["method", "path", "permission", "weight", "tags", "dialect", "degradable", "operation"]);
   for (const field of Object.keys(spec)) {
     if (!known.has(field)) throw new RouteTableError(`${where}: unknown field "${field}"`);
   }
@@ -140,6 +155,7 @@ function readSpec(raw: unknown, index: number, allowReserved: boolean): ParsedRo
       tags: Object.freeze([...tags]),
       dialect: dialect as Dialect | null,
       degradable,
+      operation,
     };
     return { route, segments, index };
   });

@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
+import { checkOperationRoutes } from "../dialects/operations.js";
 import type { Environment } from "../contract/ids.js";
 import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
 import { DEFAULT_WINDOW_MS } from "../contract/keys.js";
@@ -191,7 +192,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     throw new ConfigError("routes must be a non-empty list: every route the gateway exposes maps to a permission");
   }
   try {
-    new RouteTable(routes as RouteSpec[]);
+    checkOperationRoutes(new RouteTable(routes as RouteSpec[]).routes);
   } catch (err) {
     if (err instanceof RouteTableError) throw new ConfigError(`routes: ${err.message}`);
     throw err;

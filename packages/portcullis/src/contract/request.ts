@@ -4,6 +4,7 @@ import type { ClientAddress } from "../net/client-address.js";
 import { parseKeyId } from "./ids.js";
 import type { Dialect } from "./keys.js";
 import type { Charge, ChargeState } from "./limits.js";
+import type { Operation, OperationKind } from "./operations.js";
 import type { Route } from "./route.js";
 import type { VerificationKey } from "./verification-key.js";
 
@@ -52,6 +53,11 @@ export class RequestContext {
   credential: Credential | null = null;
   keyId: string | null = null;
   key: VerificationKey | null = null;
+  /**
+   * What the request does, decoded by the operation stage from the exact bytes sent, on a route
+   * that declares an operation (docs/operations.md); null on every other route.
+   */
+  operation: Operation | null = null;
 
   // Admission (stages 7 and 9).
   /** The limits the request was charged against, and their state after the decision. */
@@ -185,6 +191,19 @@ export interface AuthScheme {
   readonly message?: MessageSigning;
   /** Optional: the venue's own rate-limit headers (Binance's X-MBX-USED-WEIGHT-1M…). */
   limitHeaders?(charges: readonly Charge[], states: readonly ChargeState[]): Record<string, string>;
+}
+
+/**
+ * A venue's operation decoder (docs/operations.md): reads a request on a route of that venue (its
+ * dialect, or native for a route without one) as the operation the route declares, strictly, from
+ * the bytes the signature covered. Chosen by the route's dialect, not by the scheme the request
+ * was signed in: the upstream reads the venue's shape whoever signed it.
+ */
+export interface OperationDecoder {
+  /** The kinds the venue's shape defines; a route of this venue declaring another is refused at startup. */
+  readonly kinds: ReadonlySet<OperationKind>;
+  /** The operation, or a refusal (OPERATION_MALFORMED, OPERATION_PARAM_MISSING / _INVALID / _DUPLICATED). */
+  decode(ctx: RequestContext, kind: OperationKind): Operation | Denial;
 }
 
 /** Options every scheme factory receives. */

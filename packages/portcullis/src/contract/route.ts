@@ -1,4 +1,5 @@
 import type { Dialect } from "./keys.js";
+import type { OperationKind } from "./operations.js";
 import type { RoutePermission } from "./permissions.js";
 
 /** A compiled route of the route table (authz/routes.ts): what a request was matched to. */
@@ -15,4 +16,6 @@ export interface Route {
   readonly dialect: Dialect | null;
   /** Falls back to local limits when the shared hot store is down (see RouteSpec). */
   readonly degradable: boolean;
+  /** The operation its requests carry, decoded by the operation stage (docs/operations.md); null: none. */
+  readonly operation: OperationKind | null;
 }

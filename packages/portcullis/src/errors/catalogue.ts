@@ -123,6 +123,19 @@ const requestRefusals = {
   // --- authorization (stage 8) ------------------------------------------------------------
   SCOPE_MISSING: { status: 403, message: "This API key does not have the permission this route requires." },
 
+  // --- the operation (after stage 8; docs/operations.md) -----------------------------------
+  OPERATION_MALFORMED: {
+    status: 400,
+    message: "The request cannot be read as this route's operation: the body is not the form or JSON object the route's venue takes.",
+  },
+  OPERATION_PARAM_MISSING: { status: 400, message: "A parameter this route's operation requires is missing or empty." },
+  OPERATION_PARAM_INVALID: {
+    status: 400,
+    message:
+      "A parameter of this route's operation is malformed or out of range (amounts are plain decimal strings greater than zero: digits, optionally a point and digits).",
+  },
+  OPERATION_PARAM_DUPLICATED: { status: 400, message: "A parameter of this route's operation is sent more than once." },
+
   // --- limits and shields (stages 2 and 9) -------------------------------------------------
   RATE_LIMITED: { status: 429, message: "Too many requests for this limit; retry after the time in Retry-After." },
   ORDERS_LIMITED: { status: 429, message: "Too many new orders for this account; retry after the time in Retry-After (cancels are not limited by this)." },

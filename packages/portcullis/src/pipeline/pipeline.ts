@@ -18,6 +18,7 @@ import { credentialStage } from "./stages/credentials.js";
 import { type FailureRecorder, failureRecorder } from "./stages/failures.js";
 import { keyStage } from "./stages/key.js";
 import { messageCredentialStage, messageRouteStage } from "./stages/message.js";
+import { operationStage } from "./stages/operation.js";
 import { freshnessStage, signatureStage } from "./stages/proof.js";
 import { routeStage } from "./stages/route.js";
 import { shieldStage } from "./stages/shield.js";
@@ -74,9 +75,11 @@ export interface PipelineOptions {
  * returns nothing to continue or a denial to stop; a denial is a value, never an exception.
  *
  * 1 client address, 2 shield (bans and blocks already known here), routing, 3 credentials, 4 key,
- * 5 freshness, 6 signature, 8 authorization, then admission: 7 replay and 9 limits decided
- * together by the hot store, all or nothing, so nothing is consumed by a request refused earlier
- * and a request refused by any limit records nothing (one Redis round trip per request). A public
+ * 5 freshness, 6 signature, 8 authorization, the operation (what the request does, decoded on a
+ * route that declares one, skipped on every other: docs/operations.md), then admission: 7 replay
+ * and 9 limits decided together by the hot store, all or nothing, so nothing is consumed by a
+ * request refused earlier and a request refused by any limit records nothing (one Redis round
+ * trip per request). A public
  * route skips from routing to admission (it is charged against the address's limits). Stages 3,
  * 5, 6 and 7's claim belong to the request's signing scheme (native, or an exchange dialect).
  */
@@ -95,6 +98,8 @@ export class Pipeline {
   private readonly admitStage: number;
   /** Index of the signature stage: a refusal by a later stage came after a verified signature. */
   private readonly signatureStage: number;
+  /** Index of authorization: a route that declares no operation skips the stage after it. */
+  private readonly authorizeStage: number;
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -110,6 +115,7 @@ export class Pipeline {
     const messages = options.decides === "messages";
     const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
     const signature = signatureStage();
+    const authorize = authorizeStage();
     this.stages = [
       addressStage(options.clientAddress),
       shieldStage({ shield: options.shield, routes: options.routes, schemes }),
@@ -118,12 +124,14 @@ export class Pipeline {
       keyStage({ keys: options.keys, environment: options.environment, sessions: options.sessions ?? null, shield: options.shield, scope }),
       freshnessStage(),
       signature,
-      authorizeStage(),
+      authorize,
+      operationStage(messages ? null : options.routes),
       this.admission,
     ];
     this.routeStage = this.stages.indexOf(route);
     this.admitStage = this.stages.length - 1;
     this.signatureStage = this.stages.indexOf(signature);
+    this.authorizeStage = this.stages.indexOf(authorize);
   }
 
   /** Every scheme's credential headers: never forwarded upstream. */
@@ -161,8 +169,7 @@ export class Pipeline {
       if (result instanceof Promise) return this.resume(ctx, i, result, mark);
       mark = this.record(ctx, i, mark);
       if (result !== undefined) return this.refuse(ctx, result, i);
-      // A public route goes straight to admission (its address's limits).
-      if (i === this.routeStage && ctx.route !== null && ctx.route.permission === null) i = this.admitStage - 1;
+      i = this.skip(ctx, i);
     }
     if (this.onKeyUsed !== null && ctx.key !== null) this.onKeyUsed(ctx.key.record.id, ctx.now);
     return ctx;
@@ -172,7 +179,21 @@ export class Pipeline {
     const result = await pending;
     const next = this.record(ctx, i, mark);
     if (result !== undefined) return this.refuse(ctx, result, i);
-    return this.continueFrom(ctx, i + 1, next);
+    return this.continueFrom(ctx, this.skip(ctx, i) + 1, next);
+  }
+
+  /**
+   * The stage to go on after (the loop adds one): a public route goes from routing straight to
+   * admission (its address's limits); a route that declares no operation skips the operation
+   * stage (one check: `route.operation === null`).
+   */
+  private skip(ctx: RequestContext, i: number): number {
+    if (i === this.routeStage) {
+      if (ctx.route !== null && ctx.route.permission === null) return this.admitStage - 1;
+    } else if (i === this.authorizeStage) {
+      if (ctx.route !== null && ctx.route.operation === null) return i + 1;
+    }
+    return i;
   }
 
   /** `stage` refused: the failure is counted (a stage after the signature's refused a verified request). */

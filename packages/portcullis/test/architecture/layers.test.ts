@@ -24,7 +24,7 @@ const LAYERS: readonly (readonly string[])[] = [
   /* 0 */ ["errors"],
   /* 1 */ ["log", "net"],
   /* 2 */ ["contract"],
-  /* 3 */ ["signatures", "authz", "limits", "replay", "audit"],
+  /* 3 */ ["signatures", "authz", "limits", "replay", "audit", "operations"],
   /* 4 */ ["storage"],
   /* 5 */ ["custody"],
   /* 6 */ ["keys", "dialects"],

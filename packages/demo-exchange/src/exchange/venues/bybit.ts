@@ -36,7 +36,7 @@ const ROUTES: readonly RouteSpec[] = [
   { method: "GET", path: "/v5/account/info", permission: "read", weight: 1, dialect },
   { method: "GET", path: "/v5/asset/coin/query-info", permission: "read", weight: 1, dialect },
   { method: "GET", path: "/v5/account/wallet-balance", permission: "read", weight: 1, dialect },
-  { method: "POST", path: "/v5/order/create", permission: "trade", weight: 1, tags: ["order"], dialect },
+  { method: "POST", path: "/v5/order/create", permission: "trade", weight: 1, tags: ["order"], dialect, operation: "order.place" },
 ];
 
 /** A Bybit error answer, thrown by the handlers and written by `handle`. */

@@ -45,7 +45,7 @@ export const COINBASE_ROUTES: readonly RouteSpec[] = [
   { method: "GET", path: "/api/v3/brokerage/market/products", permission: "public", weight: 1, dialect: DIALECT },
   { method: "GET", path: "/api/v3/brokerage/accounts", permission: "read", weight: 1, dialect: DIALECT },
   { method: "GET", path: "/api/v3/brokerage/transaction_summary", permission: "read", weight: 1, dialect: DIALECT },
-  { method: "POST", path: "/api/v3/brokerage/orders", permission: "trade", weight: 1, tags: ["order"], dialect: DIALECT },
+  { method: "POST", path: "/api/v3/brokerage/orders", permission: "trade", weight: 1, tags: ["order"], dialect: DIALECT, operation: "order.place" },
   { method: "GET", path: "/v2/time", permission: "public", weight: 1, dialect: DIALECT },
   { method: "GET", path: "/v2/currencies", permission: "public", weight: 1, dialect: DIALECT },
   { method: "GET", path: "/v2/currencies/crypto", permission: "public", weight: 1, dialect: DIALECT },

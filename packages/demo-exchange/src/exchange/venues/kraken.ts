@@ -389,7 +389,7 @@ const ROUTES: readonly RouteSpec[] = [
   { method: "GET", path: "/0/public/AssetPairs", permission: "public", weight: 1, dialect: KRAKEN },
   { method: "POST", path: "/0/private/Balance", permission: "read", weight: 1, dialect: KRAKEN },
   { method: "POST", path: "/0/private/BalanceEx", permission: "read", weight: 1, dialect: KRAKEN },
-  { method: "POST", path: "/0/private/AddOrder", permission: "trade", weight: 1, tags: ["order"], dialect: KRAKEN },
+  { method: "POST", path: "/0/private/AddOrder", permission: "trade", weight: 1, tags: ["order"], dialect: KRAKEN, operation: "order.place" },
 ];
 
 function sendKraken(request: VenueRequest, status: number, body: unknown, headers: Readonly<Record<string, string>> = {}): void {

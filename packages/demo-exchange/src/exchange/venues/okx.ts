@@ -40,7 +40,7 @@ const ROUTES: readonly RouteSpec[] = [
   { method: "GET", path: "/api/v5/public/instruments", permission: "public", weight: 1, dialect },
   { method: "GET", path: "/api/v5/asset/currencies", permission: "read", weight: 1, dialect },
   { method: "GET", path: "/api/v5/account/balance", permission: "read", weight: 1, dialect },
-  { method: "POST", path: "/api/v5/trade/order", permission: "trade", weight: 1, tags: ["order"], dialect },
+  { method: "POST", path: "/api/v5/trade/order", permission: "trade", weight: 1, tags: ["order"], dialect, operation: "order.place" },
 ];
 
 /** An OKX error answer, thrown by the handlers and written by `handle`. */

@@ -109,6 +109,11 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     SESSION_NOT_ALLOWED: rejected,
     SESSION_LIFETIME_EXCEEDED: rejected,
     SESSION_SCHEME_NOT_ALLOWED: rejected,
+    // The operation (docs/operations.md).
+    OPERATION_MALFORMED: e(400, -1130, INVALID_PARAMETER),
+    OPERATION_PARAM_MISSING: e(400, -1102, MANDATORY),
+    OPERATION_PARAM_INVALID: e(400, -1130, INVALID_PARAMETER),
+    OPERATION_PARAM_DUPLICATED: e(400, -1101, "Duplicate values for a parameter detected."),
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
     RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
     // Binance's order-count refusal ("Too many new orders; current limit is %s orders per %s.").

@@ -1,5 +1,8 @@
 import type { Denial } from "../../errors/catalogue.js";
+import { formDecode } from "../../operations/params.js";
 import { DENIALS } from "./errors.js";
+
+export { formDecode };
 
 /**
  * The signing parameters of a Binance REST request, read strictly from the exact text sent: the
@@ -180,40 +183,6 @@ function needsDecoding(text: string, start: number, end: number): boolean {
     if (c === PERCENT || c === PLUS) return true;
   }
   return false;
-}
-
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  return -1;
-}
-
-/**
- * application/x-www-form-urlencoded decoding of text[start, end) (WHATWG URL: `+` is a space,
- * `%XX` a byte, a `%` not followed by two hex digits stays as it is, bytes are UTF-8).
- */
-export function formDecode(text: string, start = 0, end = text.length): string {
-  const bytes = Buffer.allocUnsafe(end - start);
-  let n = 0;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c === PLUS) {
-      bytes[n++] = 0x20;
-      continue;
-    }
-    if (c === PERCENT && i + 2 < end) {
-      const hi = hexValue(text.charCodeAt(i + 1));
-      const lo = hexValue(text.charCodeAt(i + 2));
-      if (hi >= 0 && lo >= 0) {
-        bytes[n++] = hi * 16 + lo;
-        i += 2;
-        continue;
-      }
-    }
-    bytes[n++] = c & 0xff;
-  }
-  return bytes.toString("utf8", 0, n);
 }
 
 /** Is this Content-Type one whose body carries form parameters (or absent, which Binance reads as a form)? */

@@ -112,6 +112,11 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   REPLAY_CAPACITY: status(E.serverError, 503),
 
   SCOPE_MISSING: E.permission,
+  // The operation (docs/operations.md): Bybit answers parameter errors with HTTP 200.
+  OPERATION_MALFORMED: E.params,
+  OPERATION_PARAM_MISSING: E.params,
+  OPERATION_PARAM_INVALID: E.params,
+  OPERATION_PARAM_DUPLICATED: E.params,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,
   SESSION_EXPIRED: E.invalidKey,

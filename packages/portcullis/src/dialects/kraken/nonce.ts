@@ -36,10 +36,10 @@ const E = 0x65;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 
-type BodyKind = "form" | "json" | null;
+export type BodyKind = "form" | "json" | null;
 
 /** Which parser a Content-Type calls for; null when Kraken does not take it. */
-function bodyKind(contentType: string | undefined): BodyKind {
+export function bodyKind(contentType: string | undefined): BodyKind {
   // The exact values clients send (ccxt, Kraken's examples) need no parsing.
   if (contentType === undefined || contentType === FORM) return "form";
   if (contentType === JSON_TYPE) return "json";

@@ -119,6 +119,11 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   REPLAY_CAPACITY: E.busy,
 
   SCOPE_MISSING: E.noPermission,
+  // The operation (docs/operations.md).
+  OPERATION_MALFORMED: E.jsonSyntax,
+  OPERATION_PARAM_MISSING: empty("body"),
+  OPERATION_PARAM_INVALID: param(400, "body"),
+  OPERATION_PARAM_DUPLICATED: param(400, "body"),
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,
   SESSION_EXPIRED: E.invalidKey,

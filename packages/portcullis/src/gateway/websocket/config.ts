@@ -160,6 +160,7 @@ function compileMethod(routePath: string, name: string, raw: unknown, where: str
     tags: Object.freeze([...tags]),
     dialect: null,
     degradable: false,
+    operation: null,
   };
   return { name, permission, route };
 }
