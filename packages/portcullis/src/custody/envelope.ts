@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { CustodyError } from "./errors.js";
+import { CustodyError, isKekRetired } from "./errors.js";
 import { type KekProvider, open, seal } from "./keyring.js";
 
 /**
@@ -96,5 +96,20 @@ export class Envelope {
     } finally {
       dataKey.fill(0);
     }
+  }
+}
+
+/**
+ * Runs `write` (a wrap and the store write of its envelope); when the store refuses the envelope as
+ * under a KEK version below the floor (CUSTODY_KEK_RETIRED: a rotation finished in between),
+ * refreshes the provider's view of the active version and runs it once more.
+ */
+export async function retryUnderActiveKek<T>(envelope: Envelope, write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    if (!isKekRetired(err)) throw err;
+    await envelope.kek.versions();
+    return write();
   }
 }

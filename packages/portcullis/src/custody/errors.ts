@@ -47,6 +47,12 @@ const CUSTODY_CODES = [
   "CUSTODY_ROTATION_IN_PROGRESS",
   /** A signing key in the token does not match what the data directory recorded for it. */
   "CUSTODY_SIGNING_KEY_MISMATCH",
+  /**
+   * An envelope write was refused: its envelope is under a KEK version below the data directory's
+   * KEK floor (a rotation has rewrapped everything past it, and may be destroying it). Wrap again
+   * under the active version.
+   */
+  "CUSTODY_KEK_RETIRED",
   /** The backup file is not a Portcullis backup, or is damaged. */
   "BACKUP_MALFORMED",
   /** The backup was made under another custody provider (keyring file against PKCS#11). */
@@ -64,4 +70,9 @@ export const CUSTODY_ERRORS = messagesOf(CUSTODY_CODES);
 
 export class CustodyError extends OperatorError<CustodyErrorCode> {
   override name = "CustodyError";
+}
+
+/** Whether `err` is a store's refusal of an envelope under a KEK version below the floor. */
+export function isKekRetired(err: unknown): boolean {
+  return err instanceof OperatorError && err.code === "CUSTODY_KEK_RETIRED";
 }

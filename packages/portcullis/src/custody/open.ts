@@ -1,6 +1,6 @@
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PASSPHRASE_PURPOSE, Envelope } from "./envelope.js";
+import { PASSPHRASE_PURPOSE, Envelope, retryUnderActiveKek } from "./envelope.js";
 import type { DurableStore } from "../storage/types.js";
 import { type CustodyConfig, DEFAULT_CUSTODY } from "./config.js";
 import { CustodyError } from "./errors.js";
@@ -112,8 +112,9 @@ export async function sealLegacyPassphrases(store: DurableStore, envelope: Envel
     const rows = await store.envelopes.keyEnvelopes(after, 500);
     for (const row of rows) {
       if (row.legacyPassphraseHash === null || row.passphraseEnvelope !== null) continue;
-      const sealedHash = await envelope.encrypt(Buffer.from(row.legacyPassphraseHash, "utf8"), PASSPHRASE_PURPOSE, row.id);
-      if (await store.envelopes.sealLegacyPassphrase(row.id, row.legacyPassphraseHash, sealedHash)) sealed++;
+      const hash = row.legacyPassphraseHash;
+      const seal = async (): Promise<boolean> => store.envelopes.sealLegacyPassphrase(row.id, hash, await envelope.encrypt(Buffer.from(hash, "utf8"), PASSPHRASE_PURPOSE, row.id));
+      if (await retryUnderActiveKek(envelope, seal)) sealed++;
     }
     const last = rows[rows.length - 1];
     if (last === undefined || rows.length < 500) return sealed;

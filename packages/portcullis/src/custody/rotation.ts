@@ -22,8 +22,13 @@ import { SIGNING_PURPOSES } from "../contract/signing.js";
  *    and so every cached key, is unchanged: nothing is evicted, no request notices;
  * 3. waits `settleMs` (a wrap that started before step 1 lands meanwhile), then passes again until
  *    a pass finds nothing left under an old version;
- * 4. retires (destroys) every old version, unless a pass could not rewrap something (then nothing
- *    is retired and the failures are reported).
+ * 4. raises the durable KEK floor (storage/kek-floor.ts) to the new version, in one transaction
+ *    that checks again that nothing is left under an older one (else: another pass). Every envelope
+ *    write checks the floor in its own transaction, so a secret another process wrapped under an
+ *    old version (its view of the active version can be 250 ms old) is refused from then on and
+ *    wrapped again by its writer, rather than stored under a version about to be destroyed;
+ * 5. retires (destroys) every old version, unless a pass could not rewrap something or the floor
+ *    could not be raised (then nothing is retired and the failures are reported).
  *
  * It works in batches and yields to the event loop between them, so a gateway can run it in the
  * background while it serves.
@@ -154,6 +159,7 @@ export async function rotateKek(dataDir: string, store: DurableStore, envelope: 
     let rewrapped = 0;
     let passes = 0;
     let last: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
+    let floorRaised = false;
     while (passes < MAX_PASSES) {
       last = await rewrapPass(store, envelope, active, batchSize, (n) => {
         progress(rewrapped + n);
@@ -164,9 +170,19 @@ export async function rotateKek(dataDir: string, store: DurableStore, envelope: 
         await sleep(settleMs);
         continue;
       }
-      if (last.failures.length > 0 || (last.rewrapped === 0 && last.remaining === 0)) break;
+      if (last.failures.length > 0) break;
+      if (last.rewrapped === 0 && last.remaining === 0) {
+        // Nothing left under an old version: confirmed again, and the floor raised, in one
+        // transaction. From then on every envelope write under an older version is refused (its
+        // writer wraps again under the active one), so the old versions can be destroyed. An
+        // envelope that landed after this pass fails the check: one more pass rewraps it.
+        if ((await store.envelopes.raiseKekFloor(active)).raised) {
+          floorRaised = true;
+          break;
+        }
+      }
     }
-    const clean = last.failures.length === 0 && last.rewrapped === 0 && last.remaining === 0;
+    const clean = floorRaised && last.failures.length === 0 && last.rewrapped === 0 && last.remaining === 0;
     const retired: number[] = [];
     if (clean && options.retire !== false) {
       for (const version of (await kek.versions()).held) {

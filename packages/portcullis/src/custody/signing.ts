@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, createSecretKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from "node:crypto";
 import type { MetaStore } from "../storage/types.js";
 import type { SigningKey, SigningKeyProvider, SigningPurpose } from "../contract/signing.js";
-import type { Envelope } from "./envelope.js";
+import { type Envelope, retryUnderActiveKek } from "./envelope.js";
 
 /**
  * The keys Portcullis holds for itself, kept by envelope encryption in the durable store: the
@@ -48,7 +48,7 @@ export class EnvelopeSigningKeys implements SigningKeyProvider {
   async open(purpose: SigningPurpose): Promise<SigningKey> {
     const name = metaName("signing-key", purpose);
     let text = await this.meta.getMeta(name);
-    if (text === undefined) text = await this.meta.initMeta(name, await this.generate(purpose, name));
+    if (text === undefined) text = await retryUnderActiveKek(this.envelope, async () => this.meta.initMeta(name, await this.generate(purpose, name)));
     let stored: unknown;
     try {
       stored = JSON.parse(text);
@@ -108,7 +108,7 @@ export async function openStoredSecret(meta: MetaStore, envelope: Envelope, name
   if (text === undefined) {
     const fresh = randomBytes(32);
     try {
-      text = await meta.initMeta(metaKey, (await envelope.encrypt(fresh, STORED_SECRET_PURPOSE, metaKey)).toString("base64"));
+      text = await retryUnderActiveKek(envelope, async () => meta.initMeta(metaKey, (await envelope.encrypt(fresh, STORED_SECRET_PURPOSE, metaKey)).toString("base64")));
     } finally {
       fresh.fill(0);
     }

@@ -228,6 +228,7 @@ const operatorFailures = {
   CUSTODY_PROVIDER_MISMATCH: { area: "custody", exit: 1, message: "the data directory's secrets are under another custody provider" },
   CUSTODY_ROTATION_IN_PROGRESS: { area: "custody", exit: 1, message: "another KEK rotation is running" },
   CUSTODY_SIGNING_KEY_MISMATCH: { area: "custody", exit: 1, message: "the token's signing key does not match the recorded one" },
+  CUSTODY_KEK_RETIRED: { area: "custody", exit: 1, message: "the envelope is under a KEK version below the floor (retired or being retired)" },
   BACKUP_MALFORMED: { area: "custody", exit: 1, message: "not a Portcullis backup, or a damaged one" },
   BACKUP_PROVIDER_MISMATCH: { area: "custody", exit: 1, message: "the backup was made under another custody provider" },
   BACKUP_KEK_MISMATCH: { area: "custody", exit: 1, message: "the backup cannot be opened with this KEK" },

@@ -1,5 +1,5 @@
 import { createPublicKey, createSecretKey, randomBytes, type KeyObject } from "node:crypto";
-import { type Envelope, PASSPHRASE_PURPOSE, SECRET_PURPOSE } from "../custody/envelope.js";
+import { type Envelope, PASSPHRASE_PURPOSE, SECRET_PURPOSE, retryUnderActiveKek } from "../custody/envelope.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { maxLimit } from "../limits/gcra.js";
 import type { DurableStore, KeyChange, KeyPatch, KeyRow, TransitionResult } from "../storage/types.js";
@@ -131,41 +131,43 @@ export class KeyService {
     this.checkLimitNames(input.limits);
     const now = this.now();
     const id = generateKeyId(this.environment);
-    const credential = await this.issueCredential(id, input.algorithm, input.publicKey, input.dialects);
-    // The passphrase's salted slow hash, itself under the KEK and bound to the key id.
-    const passphraseEnvelope =
-      input.passphrase === undefined ? null : await this.envelope.encrypt(Buffer.from(await hashPassphrase(input.passphrase), "utf8"), PASSPHRASE_PURPOSE, id);
-    const row: KeyRow = {
-      id,
-      environment: this.environment,
-      account: input.account,
-      subAccount: input.subAccount,
-      label: input.label,
-      algorithm: credential.algorithm,
-      publicKey: credential.publicKey,
-      secretEnvelope: credential.secretEnvelope,
-      scopes: input.scopes,
-      ipAllowlist: input.ipAllowlist,
-      dialects: input.dialects,
-      expiresAt: input.expiresAt,
-      windowMs: input.windowMs,
-      passphraseHash: null,
-      passphraseEnvelope,
-      limits: input.limits,
-      sessionTtlMs: input.sessionTtlMs,
-      sessionBindAddress: input.sessionBindAddress,
-      maxAgeMs: input.maxAgeMs,
-      operator: input.operator,
-      ...newKeyState(now, null),
-    };
-    const change: KeyChange = {
-      action: "create",
-      actor,
-      at: now,
-      detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}) },
-    };
-    await this.store.keys.insert(row, change);
-    return { key: toView(stripSecret(row), now), secret: credential.secret };
+    const passphraseHash = input.passphrase === undefined ? null : await hashPassphrase(input.passphrase);
+    return retryUnderActiveKek(this.envelope, async () => {
+      const credential = await this.issueCredential(id, input.algorithm, input.publicKey, input.dialects);
+      // The passphrase's salted slow hash, itself under the KEK and bound to the key id.
+      const passphraseEnvelope = passphraseHash === null ? null : await this.envelope.encrypt(Buffer.from(passphraseHash, "utf8"), PASSPHRASE_PURPOSE, id);
+      const row: KeyRow = {
+        id,
+        environment: this.environment,
+        account: input.account,
+        subAccount: input.subAccount,
+        label: input.label,
+        algorithm: credential.algorithm,
+        publicKey: credential.publicKey,
+        secretEnvelope: credential.secretEnvelope,
+        scopes: input.scopes,
+        ipAllowlist: input.ipAllowlist,
+        dialects: input.dialects,
+        expiresAt: input.expiresAt,
+        windowMs: input.windowMs,
+        passphraseHash: null,
+        passphraseEnvelope,
+        limits: input.limits,
+        sessionTtlMs: input.sessionTtlMs,
+        sessionBindAddress: input.sessionBindAddress,
+        maxAgeMs: input.maxAgeMs,
+        operator: input.operator,
+        ...newKeyState(now, null),
+      };
+      const change: KeyChange = {
+        action: "create",
+        actor,
+        at: now,
+        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}) },
+      };
+      await this.store.keys.insert(row, change);
+      return { key: toView(stripSecret(row), now), secret: credential.secret };
+    });
   }
 
   /**
@@ -318,36 +320,38 @@ export class KeyService {
       throw new PortcullisError("VALIDATION_FAILED", "rotating an asymmetric key needs the successor's public key (you keep its private half)", { publicKey: "required" });
     }
     const successorId = generateKeyId(this.environment);
-    const credential = await this.issueCredential(successorId, input.publicKey === undefined ? "hmac-sha256" : undefined, input.publicKey, old.dialects);
     // The same passphrase, sealed again for the successor's id (an envelope is bound to its row).
     const passphraseHash = await this.passphraseHashOf(old);
-    const passphraseEnvelope = passphraseHash === null ? null : await this.envelope.encrypt(Buffer.from(passphraseHash, "utf8"), PASSPHRASE_PURPOSE, successorId);
-    const expiresAt = old.maxAgeMs !== null ? now + old.maxAgeMs : old.expiresAt !== null && old.expiresAt > now ? old.expiresAt : null;
-    const graceEnd = Math.min(now + input.graceMs, old.expiresAt ?? Number.MAX_SAFE_INTEGER);
-    const successor: KeyRow = {
-      ...old,
-      id: successorId,
-      algorithm: credential.algorithm,
-      publicKey: credential.publicKey,
-      secretEnvelope: credential.secretEnvelope,
-      passphraseHash: null,
-      passphraseEnvelope,
-      expiresAt,
-      ...newKeyState(now, old.id),
-    };
-    const result = await this.store.keys.rotate(
-      id,
-      successor,
-      graceEnd,
-      { action: "rotate", actor, at: now, detail: { successor: successorId, expiresAt: graceEnd } },
-      { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id } },
-    );
-    if (!result.ok) {
-      if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");
-      const why = result.rotatedTo === null || result.rotatedTo === undefined ? `is ${result.current ?? "in another state"}` : `was already rotated (to ${result.rotatedTo})`;
-      throw new PortcullisError("KEY_STATE_CONFLICT", `cannot rotate a key that ${why}`);
-    }
-    return { key: toView(stripSecret(result.successor), now), secret: credential.secret, predecessor: toView(stripSecret(result.predecessor), now) };
+    return retryUnderActiveKek(this.envelope, async () => {
+      const credential = await this.issueCredential(successorId, input.publicKey === undefined ? "hmac-sha256" : undefined, input.publicKey, old.dialects);
+      const passphraseEnvelope = passphraseHash === null ? null : await this.envelope.encrypt(Buffer.from(passphraseHash, "utf8"), PASSPHRASE_PURPOSE, successorId);
+      const expiresAt = old.maxAgeMs !== null ? now + old.maxAgeMs : old.expiresAt !== null && old.expiresAt > now ? old.expiresAt : null;
+      const graceEnd = Math.min(now + input.graceMs, old.expiresAt ?? Number.MAX_SAFE_INTEGER);
+      const successor: KeyRow = {
+        ...old,
+        id: successorId,
+        algorithm: credential.algorithm,
+        publicKey: credential.publicKey,
+        secretEnvelope: credential.secretEnvelope,
+        passphraseHash: null,
+        passphraseEnvelope,
+        expiresAt,
+        ...newKeyState(now, old.id),
+      };
+      const result = await this.store.keys.rotate(
+        id,
+        successor,
+        graceEnd,
+        { action: "rotate", actor, at: now, detail: { successor: successorId, expiresAt: graceEnd } },
+        { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id } },
+      );
+      if (!result.ok) {
+        if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");
+        const why = result.rotatedTo === null || result.rotatedTo === undefined ? `is ${result.current ?? "in another state"}` : `was already rotated (to ${result.rotatedTo})`;
+        throw new PortcullisError("KEY_STATE_CONFLICT", `cannot rotate a key that ${why}`);
+      }
+      return { key: toView(stripSecret(result.successor), now), secret: credential.secret, predecessor: toView(stripSecret(result.predecessor), now) };
+    });
   }
 
   /**

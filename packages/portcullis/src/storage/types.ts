@@ -158,6 +158,15 @@ export interface EnvelopeStore {
   metaEntries(prefix: string): Promise<{ key: string; value: string }[]>;
   /** Sets meta `key` to `next` only if it still holds `expected`. */
   replaceMeta(key: string, expected: string, next: string): Promise<boolean>;
+  /** The KEK floor (storage/kek-floor.ts): the lowest KEK version an envelope may be written under; 0 when none. */
+  kekFloor(): Promise<number>;
+  /**
+   * In one transaction: counts the envelopes (key rows, envelope meta entries) under a KEK version
+   * below `floor`; when there are none, raises the floor to `floor` (never lowers it). Every
+   * envelope write (key insert and rotation, rewrap, legacy sealing, envelope meta entries) checks
+   * the floor in its own transaction and is refused with CUSTODY_KEK_RETIRED below it.
+   */
+  raiseKekFloor(floor: number): Promise<{ readonly raised: boolean; readonly floor: number; readonly below: number }>;
 }
 
 export interface DurableStore {

@@ -1,19 +1,19 @@
 /**
  * Crash loop: KEK rotation. A data directory holds enough envelopes (HMAC secrets, OKX passphrase
  * hashes, the gateway's own signing keys and stored secrets) that a rewrap takes a while; each
- * iteration runs `portcullis custody rotate --settle 0 --keep-old` beside a running
- * `portcullis start` that creates keys meanwhile (its wraps race the rotation), and SIGKILLs both
- * at a random moment after the new KEK version appeared (during the rewrap or the final pass).
+ * iteration runs `portcullis custody rotate --settle 0` (which retires the old versions) beside a
+ * running `portcullis start` that creates keys meanwhile (its wraps race the rotation), and
+ * SIGKILLs both at a random moment after the new KEK version appeared (during the rewrap, the
+ * final pass or the retirement).
  *
- * Why `--keep-old` while the gateway creates keys: the 60-iteration run found that a rotation
- * which retires old versions while another process is creating keys can destroy the version a new
- * key's secret was just wrapped under (the wrap used the old version — a token's view of the
+ * The keys created meanwhile are the point: the 60-iteration run once found that a rotation which
+ * retires old versions while another process is creating keys could destroy the version a new
+ * key's secret had just been wrapped under (the wrap used the old version — a token's view of the
  * active version is up to 250 ms old — and the row landed after the rotation's last pass; with
- * `--settle 0` nothing waits for it). That race needs no crash and is not fixed yet (the fix: a
- * durable KEK floor, raised in the transaction that finds nothing left under old versions and
- * checked by every envelope write's transaction, before any version is destroyed). Until it is,
- * the loop keeps old versions while keys are being created and retires them in the final
- * rotation, with nothing else running.
+ * `--settle 0` nothing waited for it). The durable KEK floor closes that race: the rotation raises
+ * it in the transaction that finds nothing left under old versions, before destroying any, and
+ * every envelope write's transaction refuses an envelope below it (the gateway wraps again under
+ * the active version and stores that). Every key the gateway answered 201 for must decrypt.
  *
  * After each kill: every key's secret still decrypts, to the secret it was issued with; no envelope
  * is under a KEK version the provider no longer holds; `custody status` answers; the restarted
@@ -84,6 +84,18 @@ async function seed(setup: Setup, admin: Credential[]): Promise<Map<string, stri
   return secrets;
 }
 
+/**
+ * `portcullis start`, then the replay fence's window: a restarted gateway refuses (REPLAY_FENCED)
+ * a single-use request that could have been accepted before it started — one signed within the
+ * clock allowance (futureSkewMs, 1 s) of its start, `created` counting whole seconds. The loop
+ * checks keys, not the fence (test/replay covers it), so it signs after that window.
+ */
+async function startServing(config: string): Promise<Awaited<ReturnType<typeof startGateway>>> {
+  const gw = await startGateway(config);
+  await sleep(2_100);
+  return gw;
+}
+
 type Phase = "before the new version" | "mid-rewrap" | "rewrapped, old version(s) held" | "retired" | "finished";
 
 async function rewrapLoop(setup: Setup): Promise<void> {
@@ -108,7 +120,7 @@ async function rewrapLoop(setup: Setup): Promise<void> {
   for (let i = 0; i < LOOPS || ((phases.get("mid-rewrap") ?? 0) === 0 && i < 2 * LOOPS); i++) {
     iterations++;
     const where = `seed ${random.seed}, ${setup.name}, iteration ${i}`;
-    const gw = await startGateway(setup.config);
+    const gw = await startServing(setup.config);
     // The restart opens every key it is asked for: the last round's new keys and a random sample.
     expect(await refusedKeys(gw.gateway, sample), where).toEqual([]);
     const created: Credential[] = [];
@@ -127,7 +139,7 @@ async function rewrapLoop(setup: Setup): Promise<void> {
     })();
     const before = setup.stamp();
     const heldBefore = held;
-    const rotate = spawnCli(["custody", "rotate", ...setup.target, "--settle", "0", "--keep-old", "--json"]);
+    const rotate = spawnCli(["custody", "rotate", ...setup.target, "--settle", "0", "--json"]);
     void rotate.done.then(() => (state.exited = true));
     // Wait for the new KEK version, then kill somewhere in the rewrap window.
     for (let waited = 0; setup.stamp() === before && !state.exited && waited < 20_000; waited += 2) await sleep(2);
@@ -175,7 +187,7 @@ async function rewrapLoop(setup: Setup): Promise<void> {
   expect(check.custody.versions).toEqual([done.active]);
   expect(Object.keys(check.custody.envelopes.byVersion)).toEqual([String(done.active)]);
   expect(strayFiles(setup.data)).toEqual([]);
-  const gw = await startGateway(setup.config);
+  const gw = await startServing(setup.config);
   try {
     expect(await refusedKeys(gw.gateway, all()), `seed ${random.seed}`).toEqual([]);
   } finally {

@@ -6,6 +6,7 @@ import type { Environment } from "../../contract/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../contract/keys.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import { SqliteAudit } from "./audit.js";
 import { migrations } from "./migrations.js";
 
@@ -127,6 +128,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     touch: Database.Statement;
     changesSince: Database.Statement<[number], { seq: number; key_id: string }>;
     maxSeq: Database.Statement<[], { seq: number | null }>;
+    getMeta: Database.Statement<[string], { value: string }>;
   };
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
@@ -171,6 +173,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       ),
       changesSince: this.db.prepare("SELECT seq, key_id FROM key_changes WHERE seq > ? ORDER BY seq LIMIT 10000"),
       maxSeq: this.db.prepare("SELECT MAX(seq) AS seq FROM key_changes"),
+      getMeta: this.db.prepare("SELECT value FROM meta WHERE key = ?"),
     };
     this.lastSeq = this.stmts.maxSeq.get()?.seq ?? 0;
     this.lastDataVersion = this.dataVersion();
@@ -211,6 +214,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   private insertRow(row: KeyRow, change: KeyChange): void {
+    this.checkKekFloor([row.secretEnvelope, row.passphraseEnvelope], `key ${row.id}`);
     this.stmts.insert.run({
       ...row,
       scopes: JSON.stringify(row.scopes),
@@ -326,8 +330,56 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   getMeta(key: string): Promise<string | undefined> {
-    const row = this.db.prepare<[string], { value: string }>("SELECT value FROM meta WHERE key = ?").get(key);
-    return Promise.resolve(row?.value);
+    return Promise.resolve(this.stmts.getMeta.get(key)?.value);
+  }
+
+  // --- the KEK floor (storage/kek-floor.ts) ------------------------------------------------------
+
+  /**
+   * Refuses (CUSTODY_KEK_RETIRED) an envelope under a KEK version below the floor. Call inside the
+   * write's transaction: the floor read and the write then commit together, so a rotation that
+   * raises the floor either sees this write (and rewraps it) or refuses it.
+   */
+  private checkKekFloor(versions: readonly (Buffer | number | null)[], what: string): void {
+    const floor = parseKekFloor(this.stmts.getMeta.get(KEK_FLOOR_META)?.value);
+    if (floor === 0) return;
+    for (const item of versions) {
+      const version = item === null ? null : typeof item === "number" ? item : envelopeKekVersion(item);
+      if (version !== null && version < floor) {
+        throw new OperatorError("CUSTODY_KEK_RETIRED", `the envelope of ${what} is under KEK version ${version}, below the floor ${floor}: wrap it under the active version`);
+      }
+    }
+  }
+
+  kekFloor(): Promise<number> {
+    return Promise.resolve(parseKekFloor(this.stmts.getMeta.get(KEK_FLOOR_META)?.value));
+  }
+
+  raiseKekFloor(floor: number): Promise<{ readonly raised: boolean; readonly floor: number; readonly below: number }> {
+    if (!Number.isSafeInteger(floor) || floor < 1 || floor > 0xffffffff) return Promise.reject(new RangeError("a KEK floor is a version number"));
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(floor, 0);
+    // Envelope headers compare as bytes: format 0x01, then the version as a big-endian u32.
+    const keysBelow = this.db.prepare<[Buffer, Buffer], { n: number }>(
+      `SELECT (SELECT COUNT(*) FROM keys WHERE secret_envelope IS NOT NULL AND substr(secret_envelope, 1, 1) = x'01' AND substr(secret_envelope, 2, 4) < ?)
+            + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substr(passphrase_envelope, 1, 1) = x'01' AND substr(passphrase_envelope, 2, 4) < ?) AS n`,
+    );
+    const metaRows = this.db.prepare<[number, string], { key: string; value: string }>("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?");
+    const result = this.db.transaction(() => {
+      let below = keysBelow.get(header, header)?.n ?? 0;
+      for (const prefix of ENVELOPE_META_PREFIXES) {
+        for (const { key, value } of metaRows.all(prefix.length, prefix)) {
+          const version = metaEnvelopeKekVersion(key, value);
+          if (version !== null && version < floor) below++;
+        }
+      }
+      const current = parseKekFloor(this.stmts.getMeta.get(KEK_FLOOR_META)?.value);
+      if (below > 0) return { raised: false, floor: current, below };
+      const next = Math.max(current, floor);
+      this.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(KEK_FLOOR_META, String(next));
+      return { raised: true, floor: next, below: 0 };
+    }).immediate();
+    return Promise.resolve(result);
   }
 
   // --- increasing-nonce reservations (replay/reservations.ts) ----------------------------------
@@ -381,7 +433,10 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
 
   setMeta(key: string, value: string): Promise<void> {
     try {
-      this.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(key, value);
+      this.db.transaction(() => {
+        this.checkKekFloor([metaEnvelopeKekVersion(key, value)], `meta ${key}`);
+        this.db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(key, value);
+      }).immediate();
       return Promise.resolve();
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
@@ -389,12 +444,30 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   initMeta(key: string, value: string): Promise<string> {
-    const row = this.db
-      .prepare<[string, string], { value: string }>(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value RETURNING value",
-      )
-      .get(key, value);
-    return Promise.resolve(row?.value ?? value);
+    const version = metaEnvelopeKekVersion(key, value);
+    const init = (): string => {
+      const row = this.db
+        .prepare<[string, string], { value: string }>(
+          "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value RETURNING value",
+        )
+        .get(key, value);
+      return row?.value ?? value;
+    };
+    if (version === null) return Promise.resolve(init());
+    try {
+      // An envelope: refused under a version below the floor, unless the entry is already there
+      // (then nothing is written and the stored value is the answer).
+      return Promise.resolve(
+        this.db.transaction(() => {
+          const existing = this.stmts.getMeta.get(key);
+          if (existing !== undefined) return existing.value;
+          this.checkKekFloor([version], `meta ${key}`);
+          return init();
+        }).immediate(),
+      );
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   // --- custody: envelopes for KEK rotation (never written to the change feed) ----------------
@@ -416,19 +489,30 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     if (replacements.length === 0) return Promise.resolve(0);
     const secret = this.db.prepare("UPDATE keys SET secret_envelope = ? WHERE id = ? AND secret_envelope = ?");
     const passphrase = this.db.prepare("UPDATE keys SET passphrase_envelope = ? WHERE id = ? AND passphrase_envelope = ?");
-    const replaced = this.db.transaction(() => {
-      let n = 0;
-      for (const r of replacements) n += (r.column === "secret" ? secret : passphrase).run(r.next, r.id, r.expected).changes;
-      return n;
-    }).immediate();
-    return Promise.resolve(replaced);
+    try {
+      const replaced = this.db.transaction(() => {
+        this.checkKekFloor(replacements.map((r) => r.next), "a rewrap batch");
+        let n = 0;
+        for (const r of replacements) n += (r.column === "secret" ? secret : passphrase).run(r.next, r.id, r.expected).changes;
+        return n;
+      }).immediate();
+      return Promise.resolve(replaced);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean> {
-    const result = this.db
-      .prepare("UPDATE keys SET passphrase_envelope = ?, passphrase_hash = NULL WHERE id = ? AND passphrase_hash = ?")
-      .run(envelope, id, expectedHash);
-    return Promise.resolve(result.changes === 1);
+    const seal = this.db.prepare("UPDATE keys SET passphrase_envelope = ?, passphrase_hash = NULL WHERE id = ? AND passphrase_hash = ?");
+    try {
+      const changed = this.db.transaction(() => {
+        this.checkKekFloor([envelope], `key ${id}'s passphrase`);
+        return seal.run(envelope, id, expectedHash).changes;
+      }).immediate();
+      return Promise.resolve(changed === 1);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   metaEntries(prefix: string): Promise<{ key: string; value: string }[]> {
@@ -439,8 +523,16 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   replaceMeta(key: string, expected: string, next: string): Promise<boolean> {
-    const result = this.db.prepare("UPDATE meta SET value = ? WHERE key = ? AND value = ?").run(next, key, expected);
-    return Promise.resolve(result.changes === 1);
+    const replace = this.db.prepare("UPDATE meta SET value = ? WHERE key = ? AND value = ?");
+    try {
+      const changed = this.db.transaction(() => {
+        this.checkKekFloor([metaEnvelopeKekVersion(key, next)], `meta ${key}`);
+        return replace.run(next, key, expected).changes;
+      }).immediate();
+      return Promise.resolve(changed === 1);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
   }
 
   /**
