@@ -84,18 +84,6 @@ async function seed(setup: Setup, admin: Credential[]): Promise<Map<string, stri
   return secrets;
 }
 
-/**
- * `portcullis start`, then the replay fence's window: a restarted gateway refuses (REPLAY_FENCED)
- * a single-use request that could have been accepted before it started — one signed within the
- * clock allowance (futureSkewMs, 1 s) of its start, `created` counting whole seconds. The loop
- * checks keys, not the fence (test/replay covers it), so it signs after that window.
- */
-async function startServing(config: string): Promise<Awaited<ReturnType<typeof startGateway>>> {
-  const gw = await startGateway(config);
-  await sleep(2_100);
-  return gw;
-}
-
 type Phase = "before the new version" | "mid-rewrap" | "rewrapped, old version(s) held" | "retired" | "finished";
 
 async function rewrapLoop(setup: Setup): Promise<void> {
@@ -120,7 +108,7 @@ async function rewrapLoop(setup: Setup): Promise<void> {
   for (let i = 0; i < LOOPS || ((phases.get("mid-rewrap") ?? 0) === 0 && i < 2 * LOOPS); i++) {
     iterations++;
     const where = `seed ${random.seed}, ${setup.name}, iteration ${i}`;
-    const gw = await startServing(setup.config);
+    const gw = await startGateway(setup.config);
     // The restart opens every key it is asked for: the last round's new keys and a random sample.
     expect(await refusedKeys(gw.gateway, sample), where).toEqual([]);
     const created: Credential[] = [];
@@ -187,7 +175,7 @@ async function rewrapLoop(setup: Setup): Promise<void> {
   expect(check.custody.versions).toEqual([done.active]);
   expect(Object.keys(check.custody.envelopes.byVersion)).toEqual([String(done.active)]);
   expect(strayFiles(setup.data)).toEqual([]);
-  const gw = await startServing(setup.config);
+  const gw = await startGateway(setup.config);
   try {
     expect(await refusedKeys(gw.gateway, all()), `seed ${random.seed}`).toEqual([]);
   } finally {

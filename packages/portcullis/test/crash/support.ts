@@ -133,6 +133,12 @@ export interface Gateway {
 export async function startGateway(config: string): Promise<Gateway> {
   const started = await startCli(["start", "--config", config], (line) => line.includes('"portcullis started"'));
   const info = JSON.parse(started.line) as { gateway: string; admin: string };
+  // A restarted gateway fences requests that could predate its replay memory (docs/replay.md):
+  // whose `created` (whole seconds), less the 1 s clock allowance, is before its start. Its start
+  // precedes this line; the requests here are signed with the current second, so they are past
+  // the fence from the second after next. Real processes, real clocks: the wait is real time.
+  const past = Math.ceil((Date.now() + 1_000) / 1_000) * 1_000;
+  await sleep(Math.max(0, past - Date.now()));
   return { gateway: info.gateway, admin: info.admin, child: started.child };
 }
 
