@@ -76,6 +76,7 @@ function describeKey(k: KeyView): string {
     `last used   ${k.lastUsedAt === null ? "never" : new Date(k.lastUsedAt).toISOString()} (written in batches: up to ${LAST_USED_FLUSH_MS / 1000} s late)`,
   ];
   if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
+  if (k.owner !== null) lines.push(`owner       ${k.owner}`);
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
   if (k.rotatedFrom !== null) lines.push(`rotated from ${k.rotatedFrom}`);
   if (k.rotatedTo !== null) lines.push(`rotated to  ${k.rotatedTo} (this key stops at its expiry)`);
@@ -276,10 +277,12 @@ function buildProgram(): Command {
       .option("--max-age <duration>", 'scheduled rotation: the key expires this long after creation, e.g. "90d" (answers warn before)')
       .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h (default 15m)')
       .option("--session-bind-address", "bind the key's sessions to the address they log on from")
-      .option("--operator", "an operator key: its admin scopes reach every account (without it an admin key manages its own account's keys)"),
+      .option("--operator", "an operator key: its admin scopes reach every account (without it an admin key manages its own account's keys)")
+      .option("--owner <name>", "the person who owns the key (an approver of that name never approves what it initiates)"),
   ).action(
     async (opts: TargetOptions & {
       operator?: boolean;
+      owner?: string;
       account: string;
       scopes: string;
       subAccount?: string;
@@ -324,6 +327,7 @@ function buildProgram(): Command {
       if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl;
       if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
       if (opts.operator === true) raw.operator = true;
+      if (opts.owner !== undefined) raw.owner = opts.owner;
       const key = await withOps(opts, (ops) => ops.create(raw));
       const privateKey = keepPrivateKey(generated, opts.privateKeyOut);
       const out = privateKey === undefined ? key : { ...key, privateKey };
@@ -405,11 +409,12 @@ function buildProgram(): Command {
       .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h; "default" for the gateway default')
       .option("--session-bind-address", "bind the key's sessions to the address they log on from")
       .option("--no-session-bind-address", "do not bind the key's sessions to an address")
-      .option("--max-age <duration>", 'scheduled rotation: expire this long after creation; "none" to drop the policy'),
+      .option("--max-age <duration>", 'scheduled rotation: expire this long after creation; "none" to drop the policy')
+      .option("--owner <name>", 'the person who owns the key; "none" to clear it'),
   ).action(
     async (
       id: string,
-      opts: TargetOptions & { label?: string; scopes?: string; ip?: string[]; anyIp?: boolean; sessionTtl?: string; sessionBindAddress?: boolean; maxAge?: string; json?: boolean },
+      opts: TargetOptions & { owner?: string; label?: string; scopes?: string; ip?: string[]; anyIp?: boolean; sessionTtl?: string; sessionBindAddress?: boolean; maxAge?: string; json?: boolean },
     ) => {
       if (opts.ip !== undefined && opts.anyIp === true) throw new PortcullisError("VALIDATION_FAILED", "give --ip or --any-ip, not both");
       const raw: Record<string, unknown> = {};
@@ -420,6 +425,7 @@ function buildProgram(): Command {
       if (opts.sessionTtl !== undefined) raw.sessionTtl = opts.sessionTtl === "default" ? null : opts.sessionTtl;
       if (opts.sessionBindAddress !== undefined) raw.sessionBindAddress = opts.sessionBindAddress;
       if (opts.maxAge !== undefined) raw.maxAge = opts.maxAge === "none" ? null : opts.maxAge;
+      if (opts.owner !== undefined) raw.owner = opts.owner === "none" ? null : opts.owner;
       const key = await withOps(opts, (ops) => ops.update(id, raw));
       print(opts.json === true, key, () => describeKey(key));
     },

@@ -89,6 +89,12 @@ export interface KeyRecord {
    * on the data directory or by another operator key, and never changed (a successor inherits it).
    */
   readonly operator: boolean;
+  /**
+   * The person who owns the key (a name an operator chose, as approvers are named), or null. An
+   * approver of that name never approves an operation this key initiated (docs/approvals.md).
+   * Set when the key is created or updated; a successor inherits it.
+   */
+  readonly owner: string | null;
 }
 
 /** Session lifetimes: 15 minutes by default, per key from 1 minute up to 24 hours. */

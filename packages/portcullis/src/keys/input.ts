@@ -48,6 +48,8 @@ export interface CreateKeyInput {
   readonly maxAgeMs: number | null;
   /** An operator key (contract/keys.ts `KeyRecord.operator`); only an operator may create one. */
   readonly operator: boolean;
+  /** The person who owns the key (contract/keys.ts `KeyRecord.owner`), or null. */
+  readonly owner: string | null;
 }
 
 /** What `keys update` may change; absent fields stay as they are. */
@@ -58,6 +60,7 @@ export interface UpdateKeyInput {
   readonly sessionTtlMs?: number | null;
   readonly sessionBindAddress?: boolean;
   readonly maxAgeMs?: number | null;
+  readonly owner?: string | null;
 }
 
 /** What `keys rotate` takes. */
@@ -143,6 +146,18 @@ function parseLabel(v: unknown, errors: Errors): string | undefined {
   if (typeof v !== "string" || v.length > 128 || CONTROL_RE.test(v)) {
     errors.label = "at most 128 characters, no control characters";
     return undefined;
+  }
+  return v;
+}
+
+/** A person's name: the key's owner, an approver (1 to 64 characters: letters, digits, `.`, `_`, `-`, `@`). */
+export const PERSON_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+
+function parseOwner(v: unknown, errors: Errors): string | null {
+  if (v === null) return null;
+  if (typeof v !== "string" || !PERSON_NAME_RE.test(v)) {
+    errors.owner = "a person's name: 1 to 64 letters, digits, '.', '_', '-' or '@'";
+    return null;
   }
   return v;
 }
@@ -304,6 +319,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
   const sessionBindAddress = o.sessionBindAddress === undefined ? false : parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   const maxAgeMs = o.maxAge === undefined ? null : parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
   const operator = o.operator === undefined ? false : parseFlag(o.operator, "operator", errors);
+  const owner = o.owner === undefined ? null : parseOwner(o.owner, errors);
   // A rotation policy sets the expiry, unless an earlier one was asked for.
   if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
 
@@ -324,6 +340,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
     sessionBindAddress,
     maxAgeMs,
     operator,
+    owner,
   });
 }
 
@@ -344,9 +361,10 @@ const CREATE_FIELDS: ReadonlySet<string> = new Set([
   "sessionBindAddress",
   "maxAge",
   "operator",
+  "owner",
 ]);
 
-const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge"]);
+const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge", "owner"]);
 
 /**
  * Validates a key update (the admin API's PATCH body, or `keys update` flags): only the fields
@@ -367,6 +385,7 @@ export function parseUpdateKeyInput(raw: unknown): Result<UpdateKeyInput> {
   if (o.sessionTtl !== undefined) out.sessionTtlMs = parseBoundedDuration(o.sessionTtl, "sessionTtl", MIN_SESSION_TTL_MS, MAX_SESSION_TTL_MS, errors);
   if (o.sessionBindAddress !== undefined) out.sessionBindAddress = parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   if (o.maxAge !== undefined) out.maxAgeMs = parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
+  if (o.owner !== undefined) out.owner = parseOwner(o.owner, errors);
   if (Object.keys(o).length === 0) errors.body = `nothing to change: give one or more of ${[...UPDATE_FIELDS].join(", ")}`;
   return resultOf(errors, "invalid update", out);
 }

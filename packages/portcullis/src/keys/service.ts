@@ -157,13 +157,14 @@ export class KeyService {
         sessionBindAddress: input.sessionBindAddress,
         maxAgeMs: input.maxAgeMs,
         operator: input.operator,
+        owner: input.owner,
         ...newKeyState(now, null),
       };
       const change: KeyChange = {
         action: "create",
         actor,
         at: now,
-        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}) },
+        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}), ...(input.owner === null ? {} : { owner: input.owner }) },
       };
       await this.store.keys.insert(row, change);
       return { key: toView(stripSecret(row), now), secret: credential.secret };
@@ -274,6 +275,7 @@ export class KeyService {
     if (input.ipAllowlist !== undefined) patch.ipAllowlist = detail.ipAllowlist = input.ipAllowlist;
     if (input.sessionTtlMs !== undefined) patch.sessionTtlMs = detail.sessionTtlMs = input.sessionTtlMs;
     if (input.sessionBindAddress !== undefined) patch.sessionBindAddress = detail.sessionBindAddress = input.sessionBindAddress;
+    if (input.owner !== undefined) patch.owner = detail.owner = input.owner;
     if (input.maxAgeMs !== undefined) {
       patch.maxAgeMs = detail.maxAgeMs = input.maxAgeMs;
       // A new policy moves the expiry to creation + max age, unless an earlier expiry stands.

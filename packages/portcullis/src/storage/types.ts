@@ -59,6 +59,7 @@ export interface KeyPatch {
   readonly sessionTtlMs?: number | null;
   readonly sessionBindAddress?: boolean;
   readonly maxAgeMs?: number | null;
+  readonly owner?: string | null;
   /** Increment the session epoch: every session of the key ends. */
   readonly endSessions?: boolean;
 }

@@ -35,6 +35,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     rotatedTo: null,
     maxAgeMs: null,
     operator: false,
+    owner: null,
     ...overrides,
   };
 }

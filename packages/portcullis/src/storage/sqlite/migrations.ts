@@ -204,4 +204,13 @@ export const migrations: readonly Migration[] = [
         ON CONFLICT (key) DO NOTHING;
     `,
   },
+  {
+    version: 9,
+    name: "key owners",
+    sql: `
+      -- The person who owns a key (approvers are people too: an owner never approves what the
+      -- key initiated).
+      ALTER TABLE keys ADD COLUMN owner TEXT;
+    `,
+  },
 ];

@@ -40,6 +40,7 @@ interface KeyRowSql {
   max_age_ms: number | null;
   passphrase_envelope: Buffer | null;
   operator: number;
+  owner: string | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -73,6 +74,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     maxAgeMs: r.max_age_ms,
     passphraseEnvelope: r.passphrase_envelope,
     operator: r.operator === 1,
+    owner: r.owner,
   };
 }
 
@@ -87,6 +89,7 @@ function patchColumns(patch: KeyPatch): [string, string | number | null][] {
   if (patch.sessionTtlMs !== undefined) out.push(["session_ttl_ms", patch.sessionTtlMs]);
   if (patch.sessionBindAddress !== undefined) out.push(["session_bind_address", patch.sessionBindAddress ? 1 : 0]);
   if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
+  if (patch.owner !== undefined) out.push(["owner", patch.owner]);
   return out;
 }
 
@@ -149,11 +152,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner)`,
       ),
       insertChange: {
         run: (keyId, action, actor, at, detail) => {

@@ -1,0 +1,119 @@
+import { OPERATION_KINDS, type Operation } from "./operations.js";
+
+/**
+ * The contract between the operation model, the policy engine (stage 10: docs/policy.md) and held
+ * operations with their approvals (docs/approvals.md). The engine decides what happens to an
+ * operation; the hold service keeps what it holds and releases it exactly once.
+ *
+ * Besides the operations a request route decodes (contract/operations.ts), the policy governs two
+ * changes made through the admin API and the CLI: a new policy version, and a new address in the
+ * withdrawal address book. Removing an address is never governed: it only narrows.
+ */
+
+/** A change of the policy itself: applying a new version is judged by the version in force. */
+export interface PolicyChange {
+  readonly kind: "policy.change";
+  /** The version the change would create. */
+  readonly version: number;
+  /** SHA-256 (hex) of the new document's canonical JSON (RFC 8785): what approvers approve. */
+  readonly digest: string;
+  /** How many rules the new version has. */
+  readonly rules: number;
+}
+
+/** A new destination in an account's withdrawal address book. */
+export interface AddressAdd {
+  readonly kind: "address.add";
+  readonly account: string;
+  /** Upper case. */
+  readonly asset: string;
+  readonly address: string;
+  readonly network: string | null;
+  readonly tag: string | null;
+  readonly label: string;
+}
+
+/** What the policy judges: an operation a request carries, or a governed change. */
+export type GovernedOperation = Operation | PolicyChange | AddressAdd;
+
+/** Every kind a policy rule may match, in catalogue order. */
+export const POLICY_KINDS = [...OPERATION_KINDS, "policy.change", "address.add"] as const;
+export type PolicyKind = (typeof POLICY_KINDS)[number];
+
+const KINDS: ReadonlySet<string> = new Set(POLICY_KINDS);
+
+export function isPolicyKind(value: unknown): value is PolicyKind {
+  return typeof value === "string" && KINDS.has(value);
+}
+
+/** Who asks for an operation, and from where: what a rule may match besides the operation. */
+export interface PolicySubject {
+  readonly operation: GovernedOperation;
+  /** The initiating key's account; null for a change an operator makes on the data directory. */
+  readonly account: string | null;
+  /** The initiating key; null for a change made on the data directory. */
+  readonly keyId: string | null;
+  /** The client address as text (the source address), or null when there is none (the CLI). */
+  readonly client: string | null;
+  /** When (epoch ms), by the deciding process's clock. */
+  readonly at: number;
+}
+
+/** One tier of approvals: `count` distinct approvers of `group`. */
+export interface ApprovalTier {
+  readonly group: string;
+  readonly count: number;
+}
+
+/**
+ * What a rule does with an operation it matches. A hold waits for its approvals (one tier, or two
+ * tiers that must both be met) and for its delay (a time lock during which the initiator may
+ * cancel); a hold may have both. A hold always has approvals, a delay, or both.
+ */
+export type PolicyAction =
+  | { readonly type: "allow" }
+  | { readonly type: "block"; readonly reason: string | null }
+  | { readonly type: "hold"; readonly approvals: readonly ApprovalTier[]; readonly delayMs: number };
+
+/** The engine's decision: the action of the first rule that matched, in the version in force. */
+export interface PolicyDecision {
+  readonly action: PolicyAction;
+  /** The name of the rule that matched. */
+  readonly rule: string;
+  /** The policy version that decided (0: the built-in default, one catch-all allow). */
+  readonly version: number;
+}
+
+/** One rule's evaluation in a dry run: whether it matched, and why (or why not), condition by condition. */
+export interface PolicyTraceStep {
+  readonly rule: string;
+  readonly matched: boolean;
+  readonly because: readonly string[];
+}
+
+export interface PolicyExplanation {
+  readonly decision: PolicyDecision;
+  /** Every rule evaluated, in order, up to and including the one that matched. */
+  readonly trace: readonly PolicyTraceStep[];
+}
+
+/**
+ * The policy as the request path and the hold service use it.
+ *
+ * Velocity (amounts over a window, per key and per account) counts what was allowed and what is
+ * held: `decide` records the operation's value under `ref` in the same atomic step as the decision
+ * when the decision is not a block, so two concurrent withdrawals cannot both pass a cap that only
+ * one fits under; `forget` takes it back when a held operation ends without being released.
+ */
+export interface PolicyDecider {
+  /**
+   * True when some rule of the version in force can do anything but allow an operation of `kind`
+   * (the request path asks nothing more of the engine for kinds that are always allowed).
+   */
+  judges(kind: PolicyKind): boolean;
+  decide(subject: PolicySubject, ref: string): PolicyDecision | Promise<PolicyDecision>;
+  /** The decision with every rule evaluated and why; records nothing. */
+  explain(subject: PolicySubject): Promise<PolicyExplanation>;
+  /** Takes back the value recorded under `ref` (a held operation cancelled, rejected or expired). */
+  forget(ref: string): Promise<void>;
+}
