@@ -117,3 +117,56 @@ export interface PolicyDecider {
   /** Takes back the value recorded under `ref` (a held operation cancelled, rejected or expired). */
   forget(ref: string): Promise<void>;
 }
+
+/** Where a held operation stands (docs/approvals.md). */
+export const HOLD_STATES = [
+  /** Waiting for approvals, its delay, or both. */
+  "pending",
+  /** Every condition met; to be released by the next gateway process that claims it. */
+  "ready",
+  /** Claimed by one process, being released (forwarded, or applied). */
+  "releasing",
+  /** Released; the upstream's answer (or the change's result) is recorded. */
+  "released",
+  /** Claimed, but the process died before recording the outcome: never sent again automatically. */
+  "unknown",
+  "cancelled",
+  "rejected",
+  "expired",
+] as const;
+export type HoldState = (typeof HOLD_STATES)[number];
+
+/** What a held operation still needs, as its initiator and approvers see it. */
+export interface HoldRequirements {
+  /** Each tier: its group, how many approvals it needs, and how many it has. */
+  readonly approvals: readonly { readonly group: string; readonly count: number; readonly have: number }[];
+  /** The end of its delay (epoch ms), or null for none. The initiator may cancel until then. */
+  readonly notBefore: number | null;
+  /** Approvals after this moment (epoch ms) are refused, and the operation expires. */
+  readonly expiresAt: number;
+}
+
+/** The answer to a held operation: the native one is `202 {"operationId","state","required"}`. */
+export interface HeldTicket {
+  readonly operationId: string;
+  readonly state: HoldState;
+  readonly required: HoldRequirements;
+}
+
+/** The governed changes that are not requests: what releasing one does. */
+export type ChangeKind = "policy.change" | "address.add";
+
+/**
+ * The hold service as the policy's own changes use it: a change the policy holds is kept with its
+ * payload (JSON: the policy document, the address entry) and, once released, handed back to the
+ * releaser registered for its kind, exactly once.
+ */
+export interface ChangeHolder {
+  /**
+   * Holds a governed change the policy decided to hold. `operationId` is the id `decide` was given
+   * as `ref`; `initiatorOwner` is the person behind the initiator (who may not approve it).
+   */
+  holdChange(operationId: string, subject: PolicySubject, decision: PolicyDecision, payload: unknown, initiatorOwner: string | null): Promise<HeldTicket>;
+  /** What releasing a change of `kind` does; its result is recorded as the operation's outcome. */
+  onRelease(kind: ChangeKind, release: (payload: unknown) => Promise<unknown>): void;
+}
