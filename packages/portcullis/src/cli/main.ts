@@ -77,6 +77,7 @@ function describeKey(k: KeyView): string {
   ];
   if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
   if (k.owner !== null) lines.push(`owner       ${k.owner}`);
+  if (k.idleExpiresAt !== null) lines.push(`idle expiry ${new Date(k.idleExpiresAt).toISOString()} unless used (it may trade or withdraw from any address)`);
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
   if (k.rotatedFrom !== null) lines.push(`rotated from ${k.rotatedFrom}`);
   if (k.rotatedTo !== null) lines.push(`rotated to  ${k.rotatedTo} (this key stops at its expiry)`);

@@ -7,7 +7,7 @@ import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
 import { checkOperationRoutes } from "../dialects/operations.js";
 import type { Environment } from "../contract/ids.js";
 import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
-import { DEFAULT_WINDOW_MS } from "../contract/keys.js";
+import { DEFAULT_IDLE_EXPIRY_MS, DEFAULT_WINDOW_MS, MAX_IDLE_EXPIRY_MS, MIN_IDLE_EXPIRY_MS } from "../contract/keys.js";
 import { CidrError, CidrSet, DEFAULT_IPV6_PREFIX, IPV6_PREFIX_MAX, IPV6_PREFIX_MIN } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
 import { maxLimit } from "../limits/gcra.js";
@@ -64,6 +64,8 @@ export interface PortcullisConfig {
   };
   /** Session logon (POST /portcullis/v1/session) and session-signed requests. */
   readonly sessions: { readonly enabled: boolean };
+  /** Idle expiry of unrestricted trading keys (trade or withdraw, no IP allowlist), or null: off. */
+  readonly keys: { readonly idleExpiryMs: number | null };
   /** How often the data directory is checked for changes other processes made (ms). */
   readonly store: { readonly pollIntervalMs: number };
   /** Where hot state lives: this process, or a Redis shared by every gateway. */
@@ -150,7 +152,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -180,6 +182,14 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   only(st, "store", ["pollInterval"]);
   const pollIntervalMs = duration(st, "pollInterval", "store", 200);
   if (pollIntervalMs < 10 || pollIntervalMs > 3_600_000) throw new ConfigError("store.pollInterval must be from 10ms to 1h");
+  const k = obj(root.keys, "keys");
+  only(k, "keys", ["idleExpiry"]);
+  let idleExpiryMs: number | null = DEFAULT_IDLE_EXPIRY_MS;
+  if (k.idleExpiry === "off") idleExpiryMs = null;
+  else {
+    idleExpiryMs = duration(k, "idleExpiry", "keys", DEFAULT_IDLE_EXPIRY_MS);
+    if (idleExpiryMs < MIN_IDLE_EXPIRY_MS || idleExpiryMs > MAX_IDLE_EXPIRY_MS) throw new ConfigError('keys.idleExpiry must be from 1d to 366d, or "off"');
+  }
   const l = obj(root.log, "log");
   only(l, "log", ["level"]);
   const level = str(l, "level", "log", "info");
@@ -251,6 +261,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     routes: routes as RouteSpec[],
     limits,
     sessions: { enabled: bool(se, "enabled", "sessions", true) },
+    keys: { idleExpiryMs },
     store: { pollIntervalMs },
     hot,
     log: { level },

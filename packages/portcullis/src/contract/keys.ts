@@ -111,11 +111,43 @@ export function effectiveStatus(record: KeyRecord, now: number): EffectiveStatus
   return record.status;
 }
 
+/**
+ * Idle expiry of unrestricted trading keys: a key that may trade or withdraw from any address is
+ * the one a thief can use from anywhere, so it stops working after this long without use (venues
+ * use 14 to 90 days). Configurable (`"keys": { "idleExpiry" }`); default 90 days.
+ */
+export const DEFAULT_IDLE_EXPIRY_MS = 90 * 86_400_000;
+export const MIN_IDLE_EXPIRY_MS = 86_400_000;
+export const MAX_IDLE_EXPIRY_MS = 366 * 86_400_000;
+
+/** Scopes that make a key worth stealing when it has no IP allowlist. */
+const VALUABLE_SCOPES: ReadonlySet<string> = new Set(["trade", "withdraw"]);
+
+/** A key that may trade or withdraw from any address (no IP allowlist): subject to idle expiry. */
+export function isUnrestrictedTrading(record: KeyRecord): boolean {
+  return record.ipAllowlist.length === 0 && record.scopes.some((s) => VALUABLE_SCOPES.has(s));
+}
+
+/**
+ * When an unrestricted trading key stops for idleness: its last activity (creation, last use, or
+ * any change an operator made to it: an update or resume renews it) plus `idleMs`; null when the
+ * key is restricted or idle expiry is off (`idleMs` null).
+ */
+export function idleExpiresAt(record: KeyRecord, idleMs: number | null): number | null {
+  if (idleMs === null || !isUnrestrictedTrading(record)) return null;
+  return Math.max(record.createdAt, record.updatedAt, record.lastUsedAt ?? 0) + idleMs;
+}
+
 /** The JSON view of a key for the admin API and the CLI. */
 export interface KeyView extends KeyRecord {
   readonly effectiveStatus: EffectiveStatus;
+  /** When the key stops for idleness unless used before (unrestricted trading keys), or null. */
+  readonly idleExpiresAt: number | null;
 }
 
-export function toView(record: KeyRecord, now: number): KeyView {
-  return { ...record, effectiveStatus: effectiveStatus(record, now) };
+/** `idleMs`: the deployment's idle expiry (null: off, or not known where the view is made). */
+export function toView(record: KeyRecord, now: number, idleMs: number | null = null): KeyView {
+  const idleAt = idleExpiresAt(record, idleMs);
+  const status = effectiveStatus(record, now);
+  return { ...record, effectiveStatus: status === "active" && idleAt !== null && idleAt <= now ? "expired" : status, idleExpiresAt: idleAt };
 }

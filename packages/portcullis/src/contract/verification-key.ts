@@ -32,6 +32,12 @@ export interface VerificationKey {
   readonly scopes: readonly string[];
   /** Scopes as sent in the identity header. */
   readonly scopesText: string;
+  /**
+   * Idle expiry of an unrestricted trading key (contract/keys.ts `idleExpiresAt`): when it stops
+   * for idleness, and the idle time after which it would stop if unused from now; null when the
+   * key is not subject to it.
+   */
+  readonly idle: { readonly expiresAt: number; readonly afterMs: number } | null;
   /** The session a request is signed with (its claims), or null for the API key itself. */
   readonly session: SessionClaims | null;
 }

@@ -6,7 +6,7 @@ import { EnvelopeSigningKeys } from "../custody/signing.js";
 import type { SigningKeyProvider } from "../contract/signing.js";
 import { KeyCache } from "../keys/cache.js";
 import type { Environment } from "../contract/ids.js";
-import { DEFAULT_WINDOW_MS, type Dialect } from "../contract/keys.js";
+import { DEFAULT_IDLE_EXPIRY_MS, DEFAULT_WINDOW_MS, type Dialect } from "../contract/keys.js";
 import { KeyService } from "../keys/service.js";
 import { LAST_USED_FLUSH_MS, LastUsedRecorder } from "../keys/usage.js";
 import { type Logger, silentLogger } from "../log/logger.js";
@@ -62,6 +62,11 @@ export interface PortcullisOptions {
   readonly limits?: LimitsOptions;
   /** Default freshness window for `created` (ms). Default 5000. */
   readonly windowMs?: number;
+  /**
+   * Keys that may trade or withdraw from any address stop after this long unused (contract/keys.ts
+   * `idleExpiresAt`); null: never. Default 90 days.
+   */
+  readonly idleExpiryMs?: number | null;
   readonly futureSkewMs?: number;
   readonly trustedProxies?: readonly string[];
   readonly authorities?: readonly string[];
@@ -127,16 +132,19 @@ export class Portcullis {
     this.logger = options.logger ?? silentLogger();
     this.store = options.store;
     this.routes = new RouteTable(options.routes);
+    const idleExpiryMs = options.idleExpiryMs === undefined ? DEFAULT_IDLE_EXPIRY_MS : options.idleExpiryMs;
     this.keys = new KeyService({
       store: options.store,
       envelope: options.envelope,
       environment: options.environment,
       now,
+      idleExpiryMs,
       ...(options.limits === undefined ? {} : { limitWindows: new Map(options.limits.specs.map((s) => [s.name, s.windowMs])) }),
     });
     this.cache = new KeyCache({
       load: (id) => this.keys.loadMaterial(id),
       defaultWindowMs: options.windowMs ?? DEFAULT_WINDOW_MS,
+      idleExpiryMs,
       now,
       ...options.keyCache,
       onRefreshError: (keyId, err) => {

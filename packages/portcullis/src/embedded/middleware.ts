@@ -64,7 +64,7 @@ export function callerOf(ctx: RequestContext): PortcullisCaller | undefined {
 export function allowedHeaders(ctx: RequestContext): Record<string, string> {
   const out: Record<string, string> = {};
   addLimitHeaders(out, ctx);
-  if (ctx.key !== null) addKeyWarning(out, ctx.key.record, ctx.now);
+  if (ctx.key !== null) addKeyWarning(out, ctx.key, ctx.now);
   return out;
 }
 

@@ -78,6 +78,10 @@ const requestRefusals = {
   KEY_REVOKED: { status: 401, message: "This API key has been revoked." },
   KEY_SUSPENDED: { status: 403, message: "This API key is suspended." },
   KEY_EXPIRED: { status: 401, message: "This API key has expired." },
+  KEY_IDLE_EXPIRED: {
+    status: 401,
+    message: "This API key may trade or withdraw from any address and was not used for longer than the idle expiry allows; an operator can renew it, better with an IP allowlist.",
+  },
   IP_NOT_ALLOWED: { status: 403, message: "This API key may not be used from this address." },
   DIALECT_NOT_ALLOWED: { status: 401, message: "This API key was not issued for this signing scheme." },
   KEY_STORE_UNAVAILABLE: { status: 503, message: "API keys cannot be checked right now; retry shortly." },

@@ -152,7 +152,7 @@ export class Gateway {
     }
     const responseHeaders: Record<string, string> = { "portcullis-request-id": ctx.requestId };
     addLimitHeaders(responseHeaders, ctx);
-    if (key !== null) addKeyWarning(responseHeaders, key.record, ctx.now);
+    if (key !== null) addKeyWarning(responseHeaders, key, ctx.now);
     if (ctx.timings !== null) {
       // Server-Timing must be set before the upstream's headers are written; the upstream's own
       // duration is only known afterwards, so it is reported in logs, not in the header.

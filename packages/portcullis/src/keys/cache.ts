@@ -1,4 +1,5 @@
 import { grantedPermissions } from "../contract/permissions.js";
+import { idleExpiresAt } from "../contract/keys.js";
 import { CidrSet } from "../net/ip.js";
 import { ALGORITHMS_FOR_KEY } from "../signatures/algorithms.js";
 import type { VerificationKey } from "../contract/verification-key.js";
@@ -6,8 +7,9 @@ import { passphraseCheckFor } from "./passphrase.js";
 import type { KeyMaterial } from "./service.js";
 
 /** Compiles loaded key material for the request path (the key cache does this once per load). */
-export function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {
+export function compileKey(material: KeyMaterial, defaultWindowMs: number, idleExpiryMs: number | null = null): VerificationKey {
   const { record } = material;
+  const idleAt = idleExpiresAt(record, idleExpiryMs);
   const allowlist = record.ipAllowlist.length === 0 ? null : new CidrSet(record.ipAllowlist);
   return {
     record,
@@ -22,6 +24,7 @@ export function compileKey(material: KeyMaterial, defaultWindowMs: number): Veri
     windowMs: record.windowMs ?? defaultWindowMs,
     scopes: record.scopes,
     scopesText: record.scopes.join(","),
+    idle: idleAt === null || idleExpiryMs === null ? null : { expiresAt: idleAt, afterMs: idleExpiryMs },
     session: null,
   };
 }
@@ -29,6 +32,8 @@ export function compileKey(material: KeyMaterial, defaultWindowMs: number): Veri
 export interface KeyCacheOptions {
   readonly load: (id: string) => Promise<KeyMaterial | null>;
   readonly defaultWindowMs: number;
+  /** Idle expiry of unrestricted trading keys (contract/keys.ts `idleExpiresAt`); null: off. Default off. */
+  readonly idleExpiryMs?: number | null;
   /** A loaded key is served without a reload for this long. Default 60 s. */
   readonly freshMs?: number;
   /** After fresh, it is served while a reload runs in the background, up to this age. Default 5 min. */
@@ -79,6 +84,7 @@ export class KeyCache {
   private readonly inFlight = new Map<string, InFlight>();
   private readonly loader: (id: string) => Promise<KeyMaterial | null>;
   private readonly defaultWindowMs: number;
+  private readonly idleExpiryMs: number | null;
   private readonly freshMs: number;
   private readonly staleMs: number;
   private readonly negativeMs: number;
@@ -90,6 +96,7 @@ export class KeyCache {
   constructor(options: KeyCacheOptions) {
     this.loader = options.load;
     this.defaultWindowMs = options.defaultWindowMs;
+    this.idleExpiryMs = options.idleExpiryMs ?? null;
     this.freshMs = options.freshMs ?? 60_000;
     this.staleMs = options.staleMs ?? 300_000;
     this.negativeMs = options.negativeMs ?? 5_000;
@@ -148,7 +155,7 @@ export class KeyCache {
     try {
       const material = await this.loader(id);
       if (flight.superseded) return await this.load(id);
-      const key = material === null ? null : compileKey(material, this.defaultWindowMs);
+      const key = material === null ? null : compileKey(material, this.defaultWindowMs, this.idleExpiryMs);
       const now = this.now();
       this.sweep(now);
       if (this.entries.size >= this.maxEntries && !this.entries.has(id)) {

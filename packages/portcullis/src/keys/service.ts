@@ -26,6 +26,8 @@ export interface KeyServiceOptions {
    * writing a data directory directly).
    */
   readonly limitWindows?: ReadonlyMap<string, number>;
+  /** Idle expiry of unrestricted trading keys (contract/keys.ts), shown in key views; null or unset: off. */
+  readonly idleExpiryMs?: number | null;
 }
 
 export interface CreatedKey {
@@ -100,6 +102,7 @@ export class KeyService {
   private readonly envelope: Envelope;
   private readonly now: () => number;
   private readonly limitWindows: ReadonlyMap<string, number> | null;
+  private readonly idleExpiryMs: number | null;
   readonly environment: Environment;
 
   constructor(options: KeyServiceOptions) {
@@ -108,6 +111,7 @@ export class KeyService {
     this.environment = options.environment;
     this.now = options.now ?? Date.now;
     this.limitWindows = options.limitWindows ?? null;
+    this.idleExpiryMs = options.idleExpiryMs ?? null;
   }
 
   private checkLimitNames(limits: Readonly<Record<string, number>>): void {
@@ -167,7 +171,7 @@ export class KeyService {
         detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}), ...(input.owner === null ? {} : { owner: input.owner }) },
       };
       await this.store.keys.insert(row, change);
-      return { key: toView(stripSecret(row), now), secret: credential.secret };
+      return { key: toView(stripSecret(row), now, this.idleExpiryMs), secret: credential.secret };
     });
   }
 
@@ -202,7 +206,7 @@ export class KeyService {
   async get(id: string): Promise<KeyView> {
     const row = await this.store.keys.get(id);
     if (row === undefined) throw new PortcullisError("KEY_NOT_FOUND");
-    return toView(stripSecret(row), this.now());
+    return toView(stripSecret(row), this.now(), this.idleExpiryMs);
   }
 
   async list(query: ListKeysQuery = {}): Promise<KeyView[]> {
@@ -215,7 +219,7 @@ export class KeyService {
       ...(query.after === undefined ? {} : { after: query.after }),
     });
     const now = this.now();
-    return rows.map((r) => toView(stripSecret(r), now));
+    return rows.map((r) => toView(stripSecret(r), now, this.idleExpiryMs));
   }
 
   revoke(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
@@ -248,7 +252,7 @@ export class KeyService {
       if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");
       throw new PortcullisError("KEY_STATE_CONFLICT", `cannot ${action} a key that is ${result.current ?? "in another state"}`);
     }
-    return toView(stripSecret(result.row), now);
+    return toView(stripSecret(result.row), now, this.idleExpiryMs);
   }
 
   /** Replaces the key's limit overrides (an empty object removes them all). */
@@ -352,7 +356,7 @@ export class KeyService {
         const why = result.rotatedTo === null || result.rotatedTo === undefined ? `is ${result.current ?? "in another state"}` : `was already rotated (to ${result.rotatedTo})`;
         throw new PortcullisError("KEY_STATE_CONFLICT", `cannot rotate a key that ${why}`);
       }
-      return { key: toView(stripSecret(result.successor), now), secret: credential.secret, predecessor: toView(stripSecret(result.predecessor), now) };
+      return { key: toView(stripSecret(result.successor), now, this.idleExpiryMs), secret: credential.secret, predecessor: toView(stripSecret(result.predecessor), now, this.idleExpiryMs) };
     });
   }
 

@@ -1,4 +1,4 @@
-import type { KeyRecord } from "../contract/keys.js";
+import type { VerificationKey } from "../contract/verification-key.js";
 
 /**
  * The expiry warning on answers to an authenticated request, so a bot learns in time that its key
@@ -11,12 +11,21 @@ import type { KeyRecord } from "../contract/keys.js";
  * `Portcullis-Key-Expires` is sent within the warning window before a key's expiry: 7 days, or for
  * a key with a maximum age a quarter of it when that is shorter; always during a rotation grace
  * period. Nothing is sent for keys that do not expire.
+ *
+ *   Portcullis-Key-Idle-Expires: 2027-03-06T12:00:00.000Z
+ *
+ * is sent on every answer to a key that may trade or withdraw from any address (no IP allowlist):
+ * such a key stops working after the deployment's idle expiry without use (contract/keys.ts
+ * `idleExpiresAt`), and the header says when that would be if this were its last request. It
+ * disappears once the key has an IP allowlist.
  */
 export const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
-export const KEY_WARNING_HEADERS = { expires: "portcullis-key-expires", rotation: "portcullis-key-rotation" } as const;
+export const KEY_WARNING_HEADERS = { expires: "portcullis-key-expires", rotation: "portcullis-key-rotation", idle: "portcullis-key-idle-expires" } as const;
 
-export function addKeyWarning(out: Record<string, string>, record: KeyRecord, now: number): void {
+export function addKeyWarning(out: Record<string, string>, key: VerificationKey, now: number): void {
+  if (key.idle !== null) out[KEY_WARNING_HEADERS.idle] = new Date(now + key.idle.afterMs).toISOString();
+  const record = key.record;
   const expiresAt = record.expiresAt;
   if (expiresAt === null) return;
   const window = record.maxAgeMs === null ? EXPIRY_WARNING_MS : Math.min(EXPIRY_WARNING_MS, Math.floor(record.maxAgeMs / 4));

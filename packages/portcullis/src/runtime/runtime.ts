@@ -58,6 +58,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       environment: data.environment,
       routes: config.routes,
       windowMs: config.signatures.windowMs,
+      idleExpiryMs: config.keys.idleExpiryMs,
       futureSkewMs: config.signatures.futureSkewMs,
       trustedProxies: config.gateway.trustedProxies,
       authorities: config.gateway.authorities,

@@ -244,6 +244,7 @@ export class SessionAuthority {
       windowMs: parent.windowMs,
       scopes: session.claims.scp,
       scopesText: session.claims.scp.join(","),
+      idle: parent.idle,
       session: session.claims,
     };
     session.parent = parent;

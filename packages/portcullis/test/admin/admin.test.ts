@@ -175,7 +175,7 @@ describe("admin API", () => {
   });
 
   it.each([
-    ["PATCH", "", { scopes: ["read"], owner: "x" }, 400, "VALIDATION_FAILED"],
+    ["PATCH", "", { scopes: ["read"], holder: "x" }, 400, "VALIDATION_FAILED"],
     ["PATCH", "", [], 400, "VALIDATION_FAILED"],
     ["POST", "/rotate", { grace: "1y" }, 400, "VALIDATION_FAILED"],
     ["POST", "/rotate", { publicKey: "-----BEGIN PRIVATE KEY-----" }, 400, "VALIDATION_FAILED"],

@@ -77,6 +77,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_REVOKED: rejected,
     KEY_SUSPENDED: rejected,
     KEY_EXPIRED: rejected,
+    KEY_IDLE_EXPIRED: rejected,
     IP_NOT_ALLOWED: rejected,
     DIALECT_NOT_ALLOWED: rejected,
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),

@@ -84,6 +84,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   KEY_REVOKED: E.invalidKey,
   KEY_SUSPENDED: E.invalidKey,
   KEY_EXPIRED: E.keyExpired,
+  KEY_IDLE_EXPIRED: E.keyExpired,
   IP_NOT_ALLOWED: E.ip,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),

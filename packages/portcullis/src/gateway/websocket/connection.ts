@@ -90,6 +90,7 @@ const IDENTITY_OVER: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "KEY_REVOKED",
   "KEY_SUSPENDED",
   "KEY_EXPIRED",
+  "KEY_IDLE_EXPIRED",
   "KEY_CHANGED",
   "KEY_STORE_UNAVAILABLE",
   "DIALECT_NOT_ALLOWED",

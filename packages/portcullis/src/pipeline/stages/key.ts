@@ -47,6 +47,7 @@ export function keyDenial(
   if (record.status === "revoked") return deny("KEY_REVOKED");
   if (record.status === "suspended") return deny("KEY_SUSPENDED");
   if (record.expiresAt !== null && record.expiresAt <= now) return deny("KEY_EXPIRED");
+  if (key.idle !== null && key.idle.expiresAt <= now) return deny("KEY_IDLE_EXPIRED");
   if (scheme === undefined || !key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
   if (shield !== null && !cancel && client !== null && shield.blockedKeyUntil(scope, record.id, client.group, now) !== null) return deny("KEY_BLOCKED");
   if (key.allowlist !== null && (client === null || !key.allowlist.has(client.ip))) return deny("IP_NOT_ALLOWED", client?.text);
