@@ -184,7 +184,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   if (pollIntervalMs < 10 || pollIntervalMs > 3_600_000) throw new ConfigError("store.pollInterval must be from 10ms to 1h");
   const k = obj(root.keys, "keys");
   only(k, "keys", ["idleExpiry"]);
-  let idleExpiryMs: number | null = DEFAULT_IDLE_EXPIRY_MS;
+  let idleExpiryMs: number | null;
   if (k.idleExpiry === "off") idleExpiryMs = null;
   else {
     idleExpiryMs = duration(k, "idleExpiry", "keys", DEFAULT_IDLE_EXPIRY_MS);
