@@ -4,6 +4,7 @@ import { ALGORITHMS_FOR_KEY } from "../signatures/algorithms.js";
 import type { VerificationKey } from "../contract/verification-key.js";
 import { passphraseCheckFor } from "./passphrase.js";
 import type { KeyMaterial } from "./service.js";
+import { compileGuardrails } from "../operations/guardrails.js";
 
 /** Compiles loaded key material for the request path (the key cache does this once per load). */
 export function compileKey(material: KeyMaterial, defaultWindowMs: number): VerificationKey {
@@ -23,6 +24,7 @@ export function compileKey(material: KeyMaterial, defaultWindowMs: number): Veri
     scopes: record.scopes,
     scopesText: record.scopes.join(","),
     session: null,
+    guardrails: compileGuardrails(record.guardrails),
   };
 }
 

@@ -245,6 +245,8 @@ export class SessionAuthority {
       scopes: session.claims.scp,
       scopesText: session.claims.scp.join(","),
       session: session.claims,
+      // The key's guardrails: a session narrows scopes, never loosens what the key may carry.
+      guardrails: parent.guardrails,
     };
     session.parent = parent;
     session.view = view;
