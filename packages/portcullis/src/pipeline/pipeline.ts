@@ -133,7 +133,7 @@ export class Pipeline {
       freshnessStage(),
       signature,
       authorize,
-      operationStage(messages ? null : options.routes),
+      operationStage(messages ? null : options.routes, messages),
       guardrailStage(options.prices ?? null),
       this.admission,
     ];
