@@ -294,7 +294,7 @@ function parsePrices(raw: unknown): PortcullisConfig["prices"] {
   const r = obj(p.refresh, "prices.refresh");
   only(r, "prices.refresh", ["url", "interval", "maxAge", "referenceAsset"]);
   const url = str(r, "url", "prices.refresh", "");
-  let parsedUrl: URL | null = null;
+  let parsedUrl: URL | null;
   try {
     parsedUrl = new URL(url);
   } catch {
