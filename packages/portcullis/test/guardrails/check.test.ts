@@ -13,6 +13,7 @@ import { orderPlace, transfer, withdraw } from "../../src/operations/fields.js";
 import { checkGuardrails, compactSymbol, compileGuardrails } from "../../src/operations/guardrails.js";
 import { StaticPrices } from "../../src/operations/prices.js";
 import { OTHER_OPERATION } from "../../src/contract/operations.js";
+import { AUTH_FAILURES, NOT_CHARGED } from "../../src/pipeline/stages/failures.js";
 
 const NONE: KeyGuardrails = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null };
 const PRICES = new StaticPrices({ symbols: { BTCUSDT: "60000", ETHUSDT: "3000" } });
@@ -152,5 +153,15 @@ describe("compiling", () => {
 
   it("a stored value that no longer parses is our fault, found when the key is loaded", () => {
     expect(() => compileGuardrails({ ...NONE, maxQuantity: "1e3" })).toThrow(TypeError);
+  });
+});
+
+describe("strikes", () => {
+  it("a guardrail refusal is a strike like a missing scope, except a missing reference price (the gateway's trouble, not the caller's)", () => {
+    for (const code of ["GUARDRAIL_SYMBOL", "GUARDRAIL_QUANTITY", "GUARDRAIL_NOTIONAL", "GUARDRAIL_PRICE_BAND", "GUARDRAIL_ASSET"] as const) {
+      expect(NOT_CHARGED.has(code), code).toBe(false);
+      expect(AUTH_FAILURES.has(code), code).toBe(false);
+    }
+    expect(NOT_CHARGED.has("GUARDRAIL_NO_REFERENCE_PRICE")).toBe(true);
   });
 });
