@@ -30,6 +30,9 @@
  *  12. the audit log: sustained decision logging with group commit, its cost on the request path
  *      (a core recording every decision against one recording none), verification speed
  *      (audit-bench.js; `node bench/audit-bench.js [--quick]` runs it alone).
+ *  13. per-key guardrails: the guard stage on an order with every guardrail set, and the operation
+ *      and guard stages on a route that declares no operation (guardrails-bench.js;
+ *      `node bench/guardrails-bench.js [--quick]` runs it alone).
  *
  * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
  * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
@@ -45,6 +48,7 @@ import { runDialectBench } from "./dialect-bench.js";
 import { LIMIT_MODES, MODES, runGatewayBench, runLimitsGatewayBench } from "./gateway-bench.js";
 import { runLimitsCostBench, runRoundTripCount } from "./limits-bench.js";
 import { AUDIT_BENCH_SETTINGS, auditSection, runAuditBench } from "./audit-bench.js";
+import { GUARDRAIL_BENCH_SETTINGS, guardrailsSection, runGuardrailsBench } from "./guardrails-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
@@ -105,6 +109,7 @@ const SETTINGS = {
     },
     custody: { secrets: 100_000, creates: 200, requests: 5_000 },
     audit: AUDIT_BENCH_SETTINGS.full,
+    guardrails: GUARDRAIL_BENCH_SETTINGS.full,
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
@@ -135,6 +140,7 @@ const SETTINGS = {
     },
     custody: { secrets: 2_000, creates: 20, requests: 500 },
     audit: AUDIT_BENCH_SETTINGS.quick,
+    guardrails: GUARDRAIL_BENCH_SETTINGS.quick,
   },
 };
 
@@ -827,11 +833,12 @@ const HOW_TO_READ = [
   "- The targets come from the issues: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput; each dialect's pipeline ≤ 4× its raw primitive; limits add ≤ 1 µs per request in memory mode; exactly 1 Redis round trip per request; Redis-mode throughput ≥ 70 % of memory mode's; the session path ≤ 1.5× the native HMAC scheme; an Ed25519 key's gateway throughput with sessions ≥ 5× with per-request signatures; revocation fan-out p99 ≤ 100 ms across 3 gateways; audit logging ≥ 50 000 entries/s on SQLite, and 1M entries verified in ≤ 10 s. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
   "- **Benchmark 11** is about key custody, not speed per request: how long a KEK rotation takes to rewrap every stored data key (alone, and again while a core serves requests whose key loads race with it), how many of those requests failed (the target is none), what creating a key costs with each KEK provider, and a count of the HSM calls made during verified requests on warm keys (the target is none: decrypted secrets stay in the key cache). SoftHSM2 is a software token in the same process, so its figures are a floor for a network HSM's.",
   "- **Benchmark 12** measures the audit log: how many decision entries a second the group commit acknowledges on SQLite (fsynced, indexed), what handing each decision to the audit log adds to a request in process (paired batches, as in benchmark 5; the group commit itself is reported apart, per entry, since it runs after the request on the same event loop), and how fast `portcullis audit verify` checks a log. On a busy machine the CPU columns are steadier than the wall-clock ones.",
+  "- **Benchmark 13** times the guard stage (per-key guardrails) on an order that passes every guardrail, and the operation and guard stages on a route that declares no operation (an upper bound: the pipeline skips both on one comparison), in tight loops; targets ≤ 2 µs and ≤ 0.3 µs.",
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -865,6 +872,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       fanout.summary,
       custody.summary,
       ...audit.summary,
+      ...guardrails.summary,
     ]),
     "",
     ...HOW_TO_READ,
@@ -879,6 +887,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...fanout.text,
     ...custody.text,
     ...audit.text,
+    ...guardrails.text,
   ].join("\n");
 }
 
@@ -936,6 +945,7 @@ async function main() {
   const custody = custodySection(await runCustodyBench({ ...settings.custody, progress }));
   progress("benchmark 12: the audit log (decision logging, request-path cost, verification)");
   const auditResult = await runAuditBench({ ...settings.audit, progress });
+  const guardrailsResult = runGuardrailsBench({ ...settings.guardrails, progress });
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
@@ -962,6 +972,7 @@ async function main() {
     fanout,
     custody,
     audit: auditSection(auditResult),
+    guardrails: guardrailsSection(guardrailsResult),
     host: machine(),
   });
   process.stdout.write(`${text}\n`);

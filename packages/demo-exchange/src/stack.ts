@@ -118,6 +118,9 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
         // The defaults, account weight budget included: the demo's keys of one account share it.
         limits: DEFAULT_LIMITS,
         websocket: { routes: DEMO_WEBSOCKET_ROUTES },
+        // Reference prices for per-key guardrails (price bands, market orders' value), read off
+        // the request path from the exchange's own public ticker.
+        prices: { refresh: { url: `${upstreamUrl}/api/v3/ticker/price`, interval: "10s" } },
       },
       dataDir,
     );

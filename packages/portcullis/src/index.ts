@@ -71,7 +71,12 @@ export type { LimitSpec, LimitScope, LimitKind } from "./contract/limits.js";
 /** Keys: the key service (a core's `keys`), its input parser, the key model and key ids. */
 export { KeyService, type CreatedKey } from "./keys/service.js";
 export { parseCreateKeyInput, type CreateKeyInput } from "./keys/input.js";
-export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus } from "./contract/keys.js";
+export type { KeyRecord, KeyView, KeyAlgorithm, KeyStatus, EffectiveStatus, KeyGuardrails } from "./contract/keys.js";
+
+// Reference prices (docs/guardrails.md): `PortcullisOptions.prices` for an embedded core.
+export type { ReferencePrices } from "./contract/prices.js";
+export { StaticPrices, type PriceTable } from "./operations/prices.js";
+export { LivePrices, PriceRefresher, type PriceRefreshSettings } from "./operations/live-prices.js";
 export { parseKeyId, type Environment } from "./contract/ids.js";
 
 /**

@@ -10,9 +10,9 @@ describe("the public entry points", () => {
     const api = await import("portcullis");
     expect(Object.keys(api).sort()).toEqual([
       "ADMIN_ROUTES", "AdminApi", "CUSTODY_ERRORS", "CodedError", "ConfigError", "CustodyError", "DEFAULT_LIMITS", "DEFAULT_SHIELD_POLICY",
-      "DataDirError", "ERROR_CODES", "Forwarder", "Gateway", "IDENTITY_HEADERS", "IdentitySigner", "KeyService", "MemoryHotStore", "OperatorError", "PERMISSIONS",
-      "Portcullis", "PortcullisError", "RedisChangeBus", "RedisHotStore", "RouteTable", "RouteTableError", "SESSION_ROUTES", "SequenceReservations",
-      "SessionAuthority", "SessionEndpoints", "WEBSOCKET_CLOSE_CODES", "WebSocketConfigError", "WebSocketProxy",
+      "DataDirError", "ERROR_CODES", "Forwarder", "Gateway", "IDENTITY_HEADERS", "IdentitySigner", "KeyService", "LivePrices", "MemoryHotStore", "OperatorError", "PERMISSIONS",
+      "Portcullis", "PortcullisError", "PriceRefresher", "RedisChangeBus", "RedisHotStore", "RouteTable", "RouteTableError", "SESSION_ROUTES", "SequenceReservations",
+      "SessionAuthority", "SessionEndpoints", "StaticPrices", "WEBSOCKET_CLOSE_CODES", "WebSocketConfigError", "WebSocketProxy",
       "compileWebSocketSettings", "createIdentityVerifier", "createLogger", "createMiddleware", "custodyStatus", "errorCatalogue",
       "grantedPermissions", "initDataDir", "loadConfig", "openDataDir", "parseConfig", "parseCreateKeyInput", "parseKeyId",
       "portcullisPreParsing", "restoreBackup", "rotateKek", "startPortcullis", "valueOrThrow", "writeBackup",

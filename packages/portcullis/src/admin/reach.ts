@@ -1,5 +1,7 @@
 import { ADMIN_WILDCARD, grantedPermissions } from "../contract/permissions.js";
-import type { KeyRecord } from "../contract/keys.js";
+import type { KeyGuardrails, KeyRecord } from "../contract/keys.js";
+import { compactSymbol } from "../operations/guardrails.js";
+import { compareDecimal, parseDecimal } from "../operations/decimal.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { CidrSet, parseCidr } from "../net/ip.js";
 
@@ -11,7 +13,12 @@ import { CidrSet, parseCidr } from "../net/ip.js";
  *   KEY_NOT_FOUND, exactly as a key that does not exist, so key ids of other accounts do not leak;
  * - what it creates, changes or rotates stays within what it holds itself: its own account, scopes
  *   it holds (`admin:*` only if it holds `admin:*`), addresses inside its own allowlist (any
- *   address only if it has none), no limit overrides and no operator keys (ADMIN_GRANT_EXCEEDED).
+ *   address only if it has none), no limit overrides and no operator keys (ADMIN_GRANT_EXCEEDED);
+ * - guardrails (docs/guardrails.md) only narrow: an account admin key with guardrails of its own
+ *   gives every key it creates, changes or rotates guardrails at least as narrow, field by field
+ *   (symbols and assets within its own lists, caps and band no larger than its own). One without
+ *   guardrails may set any. Guardrails bound what a key's orders may carry, so an admin key that
+ *   is itself bounded must not mint a key that is not.
  */
 export class AdminReach {
   private readonly caller: KeyRecord;
@@ -37,7 +44,14 @@ export class AdminReach {
   }
 
   /** Refuses (ADMIN_GRANT_EXCEEDED) a key the caller could not hold itself. */
-  grant(what: { account?: string; scopes?: readonly string[]; ipAllowlist?: readonly string[]; limits?: Readonly<Record<string, number>>; operator?: boolean }): void {
+  grant(what: {
+    account?: string;
+    scopes?: readonly string[];
+    ipAllowlist?: readonly string[];
+    limits?: Readonly<Record<string, number>>;
+    operator?: boolean;
+    guardrails?: KeyGuardrails | null;
+  }): void {
     if (this.caller.operator) return;
     const exceeded = (detail: string): never => {
       throw new PortcullisError("ADMIN_GRANT_EXCEEDED", `an account admin key cannot grant ${detail}`);
@@ -51,6 +65,10 @@ export class AdminReach {
     }
     if (what.ipAllowlist !== undefined && !this.within(what.ipAllowlist)) {
       exceeded(`addresses outside its own allowlist (${this.caller.ipAllowlist.join(", ")})`);
+    }
+    if (what.guardrails !== undefined) {
+      const looser = looserGuardrails(what.guardrails, this.caller.guardrails);
+      if (looser.length > 0) exceeded(`guardrails looser than its own (${looser.join(", ")})`);
     }
   }
 
@@ -72,4 +90,36 @@ function prefixOf(block: string): { v: 4 | 6; network: string; bits: number } {
   const parsed = parseCidr(block);
   const slash = parsed.canonical.lastIndexOf("/");
   return { v: parsed.v, network: parsed.canonical.slice(0, slash), bits: Number(parsed.canonical.slice(slash + 1)) };
+}
+
+/**
+ * The guardrail fields of `granted` that are looser than `own` (empty when within): a field `own`
+ * sets must be set in `granted` too, to a list within its list or a cap no larger.
+ */
+export function looserGuardrails(granted: KeyGuardrails | null, own: KeyGuardrails | null): string[] {
+  if (own === null) return [];
+  const out: string[] = [];
+  const g = granted;
+  const listWithin = (field: "symbols" | "withdrawAssets" | "transferAssets", norm: (s: string) => string): void => {
+    const mine = own[field];
+    if (mine === null) return;
+    const theirs = g?.[field] ?? null;
+    const allowed = new Set(mine.map(norm));
+    if (theirs === null || theirs.some((s) => !allowed.has(norm(s)))) out.push(field);
+  };
+  const capWithin = (field: "maxQuantity" | "maxNotional" | "priceBandPct"): void => {
+    const mine = own[field];
+    if (mine === null) return;
+    const theirs = g?.[field] ?? null;
+    const a = theirs === null ? null : parseDecimal(theirs);
+    const b = parseDecimal(mine);
+    if (a === null || b === null || compareDecimal(a, b) > 0) out.push(field);
+  };
+  listWithin("symbols", compactSymbol);
+  capWithin("maxQuantity");
+  capWithin("maxNotional");
+  capWithin("priceBandPct");
+  listWithin("withdrawAssets", (s) => s);
+  listWithin("transferAssets", (s) => s);
+  return out;
 }

@@ -7,7 +7,7 @@ import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js"
 import { valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
-import { parseCreateKeyInput, parseLimitsInput, parseReasonInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
+import { mergeGuardrails, parseCreateKeyInput, parseLimitsInput, parseReasonInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyStatus } from "../contract/keys.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
@@ -204,6 +204,8 @@ export class AdminApi {
         const r = await target();
         const input = valueOrThrow(parseUpdateKeyInput(parseJsonBody(ctx.body)));
         r.grant({ ...(input.scopes === undefined ? {} : { scopes: input.scopes }), ...(input.ipAllowlist === undefined ? {} : { ipAllowlist: input.ipAllowlist }) });
+        // Guardrails are a merge patch: what an account admin grants is the key's after the change.
+        if (input.guardrails !== undefined && r.account !== null) r.grant({ guardrails: mergeGuardrails((await keys.get(id)).guardrails, input.guardrails) });
         return { status: 200, body: await keys.update(id, input, actor) };
       }
       case "POST /portcullis/v1/keys/:id/rotate": {
@@ -211,7 +213,7 @@ export class AdminApi {
         const r = reach();
         if (r.account !== null) {
           const key = r.reach(await keys.get(id));
-          r.grant({ scopes: key.scopes, ipAllowlist: key.ipAllowlist });
+          r.grant({ scopes: key.scopes, ipAllowlist: key.ipAllowlist, guardrails: key.guardrails });
         }
         const rotated = await keys.rotate(id, valueOrThrow(parseRotateKeyInput(parseJsonBody(ctx.body))), actor);
         this.logger.info({ requestId: ctx.requestId, keyId: rotated.key.id, rotatedFrom: id, actor }, "key rotated");

@@ -96,8 +96,17 @@ export function decisionFields(ctx: RequestContext, surface: AuditSurface, stage
     code: denial?.code,
     status: denial?.status,
     timings: timingsOf(ctx, stageNames),
-    detail: denial === null ? allowedDetail(ctx) : denial.detail === undefined ? undefined : { reason: denial.detail },
+    detail: denial === null ? allowedDetail(ctx) : deniedDetail(ctx, denial.detail),
   };
+}
+
+/**
+ * A refused request's detail: the refusal's internal reason, and the decoded operation when it
+ * was refused after the operation stage (a guardrail's refusal says what the order was).
+ */
+function deniedDetail(ctx: RequestContext, reason: string | undefined): Record<string, unknown> | undefined {
+  if (ctx.operation === null) return reason === undefined ? undefined : { reason };
+  return reason === undefined ? { operation: operationSummary(ctx.operation) } : { reason, operation: operationSummary(ctx.operation) };
 }
 
 /** What is known of a request refused before the pipeline ran (its body was too large…). */

@@ -6,7 +6,7 @@ import { DEFAULT_LIMITS, loadConfig } from "../config/config.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
-import { KEY_STATUSES, type KeyStatus, type KeyView } from "../contract/keys.js";
+import { KEY_STATUSES, type KeyGuardrails, type KeyStatus, type KeyView } from "../contract/keys.js";
 import { LAST_USED_FLUSH_MS } from "../keys/usage.js";
 import { createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime/runtime.js";
@@ -81,7 +81,59 @@ function describeKey(k: KeyView): string {
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
   if (k.rotatedFrom !== null) lines.push(`rotated from ${k.rotatedFrom}`);
   if (k.rotatedTo !== null) lines.push(`rotated to  ${k.rotatedTo} (this key stops at its expiry)`);
+  lines.push(...describeGuardrails(k.guardrails));
   return lines.join("\n");
+}
+
+/** The `guardrails` lines of `keys show` (docs/guardrails.md). */
+function describeGuardrails(g: KeyGuardrails | null): string[] {
+  if (g === null) return ["guardrails  none"];
+  const parts: string[] = [];
+  if (g.symbols !== null) parts.push(`symbols ${g.symbols.join(", ")}`);
+  if (g.maxQuantity !== null) parts.push(`max quantity ${g.maxQuantity}`);
+  if (g.maxNotional !== null) parts.push(`max notional ${g.maxNotional}`);
+  if (g.priceBandPct !== null) parts.push(`price band ±${g.priceBandPct} %`);
+  if (g.withdrawAssets !== null) parts.push(`withdraw ${g.withdrawAssets.join(", ")}`);
+  if (g.transferAssets !== null) parts.push(`transfer ${g.transferAssets.join(", ")}`);
+  return parts.map((p, i) => `${i === 0 ? "guardrails " : "           "} ${p}`);
+}
+
+interface GuardrailFlags {
+  symbols?: string;
+  maxQuantity?: string;
+  maxNotional?: string;
+  priceBand?: string;
+  withdrawAssets?: string;
+  transferAssets?: string;
+}
+
+/**
+ * The `guardrails` member from the guardrail flags, or undefined when none was given. On
+ * `keys update` a flag's value "none" removes that guardrail (the update is a merge patch).
+ */
+function guardrailsFromFlags(opts: GuardrailFlags, update: boolean): Record<string, unknown> | undefined {
+  const out: Record<string, unknown> = {};
+  const list = (v: string): string[] | null => (update && v === "none" ? null : v.split(",").map((s) => s.trim()).filter((s) => s !== ""));
+  const value = (v: string): string | null => (update && v === "none" ? null : v);
+  if (opts.symbols !== undefined) out.symbols = list(opts.symbols);
+  if (opts.maxQuantity !== undefined) out.maxQuantity = value(opts.maxQuantity);
+  if (opts.maxNotional !== undefined) out.maxNotional = value(opts.maxNotional);
+  if (opts.priceBand !== undefined) out.priceBandPct = value(opts.priceBand);
+  if (opts.withdrawAssets !== undefined) out.withdrawAssets = list(opts.withdrawAssets);
+  if (opts.transferAssets !== undefined) out.transferAssets = list(opts.transferAssets);
+  return Object.keys(out).length === 0 ? undefined : out;
+}
+
+/** Adds the guardrail flags to a command (`none` clears one on update). */
+function withGuardrailFlags(cmd: Command, update: boolean): Command {
+  const clear = update ? '; "none" to remove it' : "";
+  return cmd
+    .option("--symbols <list>", `guardrail: the only symbols the key may order, e.g. BTCUSDT,ETHUSDT${clear}`)
+    .option("--max-quantity <n>", `guardrail: the largest base quantity of one order${clear}`)
+    .option("--max-notional <n>", `guardrail: the largest value of one order in its quote asset${clear}`)
+    .option("--price-band <pct>", `guardrail: a limit price at most this many percent from the reference price${clear}`)
+    .option("--withdraw-assets <list>", `guardrail: the only assets the key may withdraw, e.g. USDT,BTC${clear}`)
+    .option("--transfer-assets <list>", `guardrail: the only assets the key may transfer${clear}`);
 }
 
 interface TargetOptions {
@@ -258,7 +310,7 @@ function buildProgram(): Command {
 
   const keys = program.command("keys").description("create, inspect, update, rotate, revoke, suspend and resume API keys");
 
-  withTarget(
+  withGuardrailFlags(withTarget(
     keys
       .command("create")
       .description("create an API key; an HMAC secret or generated private key is printed once")
@@ -280,8 +332,8 @@ function buildProgram(): Command {
       .option("--session-bind-address", "bind the key's sessions to the address they log on from")
       .option("--operator", "an operator key: its admin scopes reach every account (without it an admin key manages its own account's keys)")
       .option("--owner <name>", "the person who owns the key (an approver of that name never approves what it initiates)"),
-  ).action(
-    async (opts: TargetOptions & {
+  ), false).action(
+    async (opts: TargetOptions & GuardrailFlags & {
       operator?: boolean;
       owner?: string;
       account: string;
@@ -329,6 +381,8 @@ function buildProgram(): Command {
       if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
       if (opts.operator === true) raw.operator = true;
       if (opts.owner !== undefined) raw.owner = opts.owner;
+      const guardrails = guardrailsFromFlags(opts, false);
+      if (guardrails !== undefined) raw.guardrails = guardrails;
       const key = await withOps(opts, (ops) => ops.create(raw));
       const privateKey = keepPrivateKey(generated, opts.privateKeyOut);
       const out = privateKey === undefined ? key : { ...key, privateKey };
@@ -398,10 +452,10 @@ function buildProgram(): Command {
     },
   );
 
-  withTarget(
+  withGuardrailFlags(withTarget(
     keys
       .command("update")
-      .description("change a key's label, scopes, IP allowlist or session / rotation policy (scope, allowlist and binding changes end its sessions)")
+      .description("change a key's label, scopes, IP allowlist, guardrails or session / rotation policy (scope, allowlist and binding changes end its sessions)")
       .argument("<id>", "key id")
       .option("--label <text>", "a label for humans")
       .option("--scopes <list>", "replace the scopes (comma-separated)")
@@ -411,11 +465,12 @@ function buildProgram(): Command {
       .option("--session-bind-address", "bind the key's sessions to the address they log on from")
       .option("--no-session-bind-address", "do not bind the key's sessions to an address")
       .option("--max-age <duration>", 'scheduled rotation: expire this long after creation; "none" to drop the policy')
-      .option("--owner <name>", 'the person who owns the key; "none" to clear it'),
-  ).action(
+      .option("--owner <name>", 'the person who owns the key; "none" to clear it')
+      .option("--clear-guardrails", "remove every guardrail of the key"),
+  ), true).action(
     async (
       id: string,
-      opts: TargetOptions & { owner?: string; label?: string; scopes?: string; ip?: string[]; anyIp?: boolean; sessionTtl?: string; sessionBindAddress?: boolean; maxAge?: string; json?: boolean },
+      opts: TargetOptions & GuardrailFlags & { clearGuardrails?: boolean; owner?: string; label?: string; scopes?: string; ip?: string[]; anyIp?: boolean; sessionTtl?: string; sessionBindAddress?: boolean; maxAge?: string; json?: boolean },
     ) => {
       if (opts.ip !== undefined && opts.anyIp === true) throw new PortcullisError("VALIDATION_FAILED", "give --ip or --any-ip, not both");
       const raw: Record<string, unknown> = {};
@@ -427,6 +482,10 @@ function buildProgram(): Command {
       if (opts.sessionBindAddress !== undefined) raw.sessionBindAddress = opts.sessionBindAddress;
       if (opts.maxAge !== undefined) raw.maxAge = opts.maxAge === "none" ? null : opts.maxAge;
       if (opts.owner !== undefined) raw.owner = opts.owner === "none" ? null : opts.owner;
+      const guardrails = guardrailsFromFlags(opts, true);
+      if (guardrails !== undefined && opts.clearGuardrails === true) throw new PortcullisError("VALIDATION_FAILED", "give guardrail flags or --clear-guardrails, not both");
+      if (opts.clearGuardrails === true) raw.guardrails = null;
+      else if (guardrails !== undefined) raw.guardrails = guardrails;
       const key = await withOps(opts, (ops) => ops.update(id, raw));
       print(opts.json === true, key, () => describeKey(key));
     },

@@ -13,6 +13,9 @@ import { parseDuration } from "../keys/input.js";
 import { maxLimit } from "../limits/gcra.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../limits/types.js";
 import type { LimitKind, LimitScope, LimitSpec } from "../contract/limits.js";
+import { parseDecimal } from "../operations/decimal.js";
+import type { PriceTable } from "../operations/prices.js";
+import type { PriceRefreshSettings } from "../operations/live-prices.js";
 import { WebSocketConfigError, type WebSocketSettings, compileWebSocketSettings } from "../gateway/websocket/config.js";
 
 /**
@@ -77,6 +80,11 @@ export interface PortcullisConfig {
   readonly audit: AuditConfig;
   /** WebSocket routes and their message tables (docs/websocket.md); none by default. */
   readonly websocket: WebSocketSettings;
+  /**
+   * Reference prices for the guardrails and the policy (docs/guardrails.md): a fixed table, and
+   * optionally a refresher polling a Binance-shaped ticker. Empty by default.
+   */
+  readonly prices: { readonly table: PriceTable; readonly refresh: PriceRefreshSettings | null };
 }
 
 /**
@@ -152,7 +160,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -268,7 +276,51 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     custody: custody.value,
     audit: audit.value,
     websocket,
+    prices: parsePrices(root.prices),
   };
+}
+
+const PRICE_NAME_RE = /^[A-Z0-9][A-Z0-9._:/-]{0,39}$/;
+
+/** A `{ NAME: "decimal" }` table of `prices`, names upper case, values plain decimals above zero. */
+function priceTable(raw: unknown, where: string): Record<string, string> {
+  const t = obj(raw, where);
+  const out: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, value] of Object.entries(t)) {
+    const upper = name.toUpperCase();
+    const parsed = typeof value === "string" ? parseDecimal(value) : null;
+    if (!PRICE_NAME_RE.test(upper) || PROTOTYPE_NAMES.has(name)) throw new ConfigError(`${where}: ${JSON.stringify(name)} is not a symbol or asset name`);
+    if (parsed === null || parsed.coefficient === 0n) throw new ConfigError(`${where}.${name} must be a decimal string above zero, such as "60000.5"`);
+    out[upper] = value as string;
+  }
+  return out;
+}
+
+/** The `prices` section (docs/guardrails.md). */
+function parsePrices(raw: unknown): PortcullisConfig["prices"] {
+  const p = obj(raw, "prices");
+  only(p, "prices", ["symbols", "assets", "refresh"]);
+  const table: PriceTable = { symbols: priceTable(p.symbols, "prices.symbols"), assets: priceTable(p.assets, "prices.assets") };
+  if (p.refresh === undefined) return { table, refresh: null };
+  const r = obj(p.refresh, "prices.refresh");
+  only(r, "prices.refresh", ["url", "interval", "maxAge", "referenceAsset"]);
+  const url = str(r, "url", "prices.refresh", "");
+  let parsedUrl: URL | null;
+  try {
+    parsedUrl = new URL(url);
+  } catch {
+    parsedUrl = null;
+  }
+  if (parsedUrl === null || (parsedUrl.protocol !== "http:" && parsedUrl.protocol !== "https:")) {
+    throw new ConfigError("prices.refresh.url must be an http(s) URL of a Binance-shaped ticker, e.g. http://127.0.0.1:9000/api/v3/ticker/price");
+  }
+  const intervalMs = duration(r, "interval", "prices.refresh", 10_000);
+  if (intervalMs < 1000 || intervalMs > 3_600_000) throw new ConfigError("prices.refresh.interval must be from 1s to 1h");
+  const maxAgeMs = duration(r, "maxAge", "prices.refresh", Math.max(60_000, 3 * intervalMs));
+  if (maxAgeMs < intervalMs || maxAgeMs > 86_400_000) throw new ConfigError("prices.refresh.maxAge must be at least the interval and at most 1d");
+  const referenceAsset = str(r, "referenceAsset", "prices.refresh", "USDT").toUpperCase();
+  if (!/^[A-Z0-9]{1,20}$/.test(referenceAsset)) throw new ConfigError("prices.refresh.referenceAsset must be an asset name such as USDT");
+  return { table, refresh: { url, intervalMs, maxAgeMs, referenceAsset } };
 }
 
 function duration(o: Json, key: string, where: string, fallbackMs: number): number {

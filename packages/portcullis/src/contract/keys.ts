@@ -95,7 +95,35 @@ export interface KeyRecord {
    * Set when the key is created or updated; a successor inherits it.
    */
   readonly owner: string | null;
+  /**
+   * Per-key guardrails (docs/guardrails.md): limits on what the key's orders and withdrawals may
+   * carry, checked on the request path after the operation is decoded. They only narrow what the
+   * scopes allow. Null for none. Sessions of the key and its successors inherit them.
+   */
+  readonly guardrails: KeyGuardrails | null;
 }
+
+/**
+ * A key's guardrails, JSON-safe (decimals as plain strings, as `operations/decimal.ts` reads them).
+ * Each field is null when that guardrail is not set; a key with none at all has `guardrails: null`.
+ */
+export interface KeyGuardrails {
+  /** Instruments the key may place orders on (upper case, as the venue names them; separators are ignored). */
+  readonly symbols: readonly string[] | null;
+  /** The largest base quantity of one order. */
+  readonly maxQuantity: string | null;
+  /** The largest value of one order in its quote asset (quantity × price, or the quote amount). */
+  readonly maxNotional: string | null;
+  /** A limit price may be at most this many percent above or below the symbol's reference price (e.g. "5"). */
+  readonly priceBandPct: string | null;
+  /** Assets the key may withdraw (upper case). */
+  readonly withdrawAssets: readonly string[] | null;
+  /** Assets the key may transfer between its own accounts (upper case). */
+  readonly transferAssets: readonly string[] | null;
+}
+
+/** The guardrail fields, in display order. */
+export const GUARDRAIL_FIELDS = ["symbols", "maxQuantity", "maxNotional", "priceBandPct", "withdrawAssets", "transferAssets"] as const;
 
 /** Session lifetimes: 15 minutes by default, per key from 1 minute up to 24 hours. */
 export const DEFAULT_SESSION_TTL_MS = 15 * 60_000;

@@ -58,6 +58,11 @@ export class RequestContext {
    * that declares an operation (docs/operations.md); null on every other route.
    */
   operation: Operation | null = null;
+  /**
+   * A WebSocket message's params, set by its surface (gateway/websocket/): what the operation
+   * stage decodes on a messages pipeline, in the route's venue shape. Null for an HTTP request.
+   */
+  messageParams: MessageParams | null = null;
 
   // Admission (stages 7 and 9).
   /** The limits the request was charged against, and their state after the decision. */
@@ -204,6 +209,12 @@ export interface OperationDecoder {
   readonly kinds: ReadonlySet<OperationKind>;
   /** The operation, or a refusal (OPERATION_MALFORMED, OPERATION_PARAM_MISSING / _INVALID / _DUPLICATED). */
   decode(ctx: RequestContext, kind: OperationKind): Operation | Denial;
+  /**
+   * The same, from a WebSocket message's params (the venue's WebSocket API names them as its
+   * REST API does); absent when the venue has no such API. A JSON number is read as the decimal
+   * the gateway forwards (its shortest form).
+   */
+  decodeMessage?(params: MessageParams, kind: OperationKind): Operation | Denial;
 }
 
 /** Options every scheme factory receives. */

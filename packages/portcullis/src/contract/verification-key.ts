@@ -1,11 +1,31 @@
 import type { KeyObject } from "node:crypto";
 import type { CidrSet } from "../net/ip.js";
+import type { Decimal } from "./operations.js";
 import type { Dialect, KeyRecord, NativeAlgorithm } from "./keys.js";
 import type { SessionClaims } from "./sessions.js";
 
 /** An OKX key's passphrase check (keys/passphrase.ts): slow the first time, then a constant-time compare. */
 export interface PassphraseVerifier {
   check(candidate: string): boolean | Promise<boolean>;
+}
+
+/**
+ * A key's guardrails compiled for the request path (operations/guardrails.ts compiles and checks
+ * them): sets and parsed decimals, so a check only looks things up and compares. Each field is
+ * null when that guardrail is not set.
+ */
+export interface CompiledGuardrails {
+  /** Allowed symbols, upper case without separators ("BTC-USDT" is kept as "BTCUSDT"). */
+  readonly symbols: ReadonlySet<string> | null;
+  readonly maxQuantity: Decimal | null;
+  readonly maxNotional: Decimal | null;
+  /** The price band in percent, as configured. */
+  readonly bandPct: Decimal | null;
+  /** 100 − band and 100 + band (percent): a price p passes when ref × low ≤ p × 100 ≤ ref × high. */
+  readonly bandLow: Decimal | null;
+  readonly bandHigh: Decimal | null;
+  readonly withdrawAssets: ReadonlySet<string> | null;
+  readonly transferAssets: ReadonlySet<string> | null;
 }
 
 /**
@@ -40,4 +60,6 @@ export interface VerificationKey {
   readonly idle: { readonly expiresAt: number; readonly afterMs: number } | null;
   /** The session a request is signed with (its claims), or null for the API key itself. */
   readonly session: SessionClaims | null;
+  /** The key's guardrails (its record's, compiled), or null when it has none. A session's are its key's. */
+  readonly guardrails: CompiledGuardrails | null;
 }

@@ -23,6 +23,7 @@ import { SequenceReservations } from "../replay/reservations.js";
 import type { BusMessage, ChangeBus, DurableStore, HotStore } from "../storage/types.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import type { SessionClaims } from "../contract/sessions.js";
+import type { ReferencePrices } from "../contract/prices.js";
 
 /** What `Portcullis.watch` reports. */
 export type CoreEvent =
@@ -93,6 +94,13 @@ export interface PortcullisOptions {
    * checkpoints; `signer` signs checkpoints (default: the envelope provider on this store).
    */
   readonly audit?: AuditSettings & { readonly signer?: SigningKeyProvider | null };
+  /**
+   * Reference prices (contract/prices.ts): what the guardrails measure a price band and a market
+   * order's notional against (docs/guardrails.md), and what the policy values amounts in. Kept
+   * current off the request path by whoever owns it (the runtime's refresher); never closed by
+   * the core. Without it, a guardrail that needs a reference price refuses.
+   */
+  readonly prices?: ReferencePrices | null;
 }
 
 /** A pipeline's scope by default: a digest of what it decides and its routes (stable across processes). */
@@ -120,6 +128,8 @@ export class Portcullis {
   readonly sessions: SessionAuthority | null;
   /** The audit log: request decisions (recorded by the gateway, admin API and middleware), checkpoints. */
   readonly audit: AuditLog;
+  /** Reference prices (the guardrails', and the policy's asset values); null when none are configured. */
+  readonly prices: ReferencePrices | null;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
@@ -185,6 +195,7 @@ export class Portcullis {
     }
     const scheme = options.scheme ?? "http";
     this.sessions = options.sessions ?? null;
+    this.prices = options.prices ?? null;
     this.shared = {
       keys: this.cache,
       schemes: createSchemes({ scheme, futureSkewMs }),
@@ -204,6 +215,7 @@ export class Portcullis {
         this.usage.record(id, at);
       },
       sessions: this.sessions,
+      prices: this.prices,
     };
     this.pipeline = this.createPipeline(this.routes);
     const signer = options.audit?.signer;

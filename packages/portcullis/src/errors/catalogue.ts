@@ -140,6 +140,20 @@ const requestRefusals = {
   },
   OPERATION_PARAM_DUPLICATED: { status: 400, message: "A parameter of this route's operation is sent more than once." },
 
+  // --- guardrails (after the operation; docs/guardrails.md) --------------------------------
+  GUARDRAIL_SYMBOL: { status: 403, message: "This API key's guardrails do not allow orders on this symbol." },
+  GUARDRAIL_QUANTITY: { status: 403, message: "The order's quantity is above the largest this API key's guardrails allow." },
+  GUARDRAIL_NOTIONAL: { status: 403, message: "The order's value is above the largest this API key's guardrails allow." },
+  GUARDRAIL_PRICE_BAND: {
+    status: 403,
+    message: "The order's limit price is further from the symbol's reference price than this API key's guardrails allow.",
+  },
+  GUARDRAIL_ASSET: { status: 403, message: "This API key's guardrails do not allow withdrawing or transferring this asset." },
+  GUARDRAIL_NO_REFERENCE_PRICE: {
+    status: 403,
+    message: "The order cannot be checked against this API key's guardrails now: the gateway has no current reference price for its symbol.",
+  },
+
   // --- limits and shields (stages 2 and 9) -------------------------------------------------
   RATE_LIMITED: { status: 429, message: "Too many requests for this limit; retry after the time in Retry-After." },
   ORDERS_LIMITED: { status: 429, message: "Too many new orders for this account; retry after the time in Retry-After (cancels are not limited by this)." },

@@ -5,6 +5,7 @@ import { ALGORITHMS_FOR_KEY } from "../signatures/algorithms.js";
 import type { VerificationKey } from "../contract/verification-key.js";
 import { passphraseCheckFor } from "./passphrase.js";
 import type { KeyMaterial } from "./service.js";
+import { compileGuardrails } from "../operations/guardrails.js";
 
 /** Compiles loaded key material for the request path (the key cache does this once per load). */
 export function compileKey(material: KeyMaterial, defaultWindowMs: number, idleExpiryMs: number | null = null): VerificationKey {
@@ -26,6 +27,7 @@ export function compileKey(material: KeyMaterial, defaultWindowMs: number, idleE
     scopesText: record.scopes.join(","),
     idle: idleAt === null || idleExpiryMs === null ? null : { expiresAt: idleAt, afterMs: idleExpiryMs },
     session: null,
+    guardrails: compileGuardrails(record.guardrails),
   };
 }
 

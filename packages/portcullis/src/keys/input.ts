@@ -2,8 +2,10 @@ import { isScope } from "../contract/permissions.js";
 import { type JsonObject, PROTOTYPE_NAMES, isJsonObject, record, unknownMembers } from "../contract/json.js";
 import { type Result, invalid, ok } from "../errors/result.js";
 import { CidrError, parseCidr } from "../net/ip.js";
+import { compareDecimal, formatDecimal, isZero, parseDecimal } from "../operations/decimal.js";
 import {
   DIALECTS,
+  type KeyGuardrails,
   DIALECT_ALGORITHMS,
   type Dialect,
   KEY_ALGORITHMS,
@@ -50,7 +52,16 @@ export interface CreateKeyInput {
   readonly operator: boolean;
   /** The person who owns the key (contract/keys.ts `KeyRecord.owner`), or null. */
   readonly owner: string | null;
+  /** The key's guardrails (contract/keys.ts `KeyGuardrails`), or null for none. */
+  readonly guardrails: KeyGuardrails | null;
 }
+
+/**
+ * A change to a key's guardrails, as a JSON merge patch (RFC 7396): a field given replaces the
+ * key's, a field given as null removes that guardrail, a field absent stays. `null` instead of
+ * the object removes them all.
+ */
+export type GuardrailsPatch = { readonly [F in keyof KeyGuardrails]?: KeyGuardrails[F] };
 
 /** What `keys update` may change; absent fields stay as they are. */
 export interface UpdateKeyInput {
@@ -61,6 +72,7 @@ export interface UpdateKeyInput {
   readonly sessionBindAddress?: boolean;
   readonly maxAgeMs?: number | null;
   readonly owner?: string | null;
+  readonly guardrails?: GuardrailsPatch | null;
 }
 
 /** What `keys rotate` takes. */
@@ -213,6 +225,95 @@ function parseFlag(v: unknown, field: string, errors: Errors): boolean {
   return v === true;
 }
 
+const SYMBOL_RE = /^[A-Z0-9][A-Z0-9._:/-]{0,39}$/;
+const ASSET_RE = /^[A-Z0-9]{1,20}$/;
+const MAX_GUARDRAIL_LIST = 256;
+const GUARDRAIL_INPUT_FIELDS: ReadonlySet<string> = new Set(["symbols", "maxQuantity", "maxNotional", "priceBandPct", "withdrawAssets", "transferAssets"]);
+const NO_GUARDRAILS: KeyGuardrails = Object.freeze({
+  symbols: null,
+  maxQuantity: null,
+  maxNotional: null,
+  priceBandPct: null,
+  withdrawAssets: null,
+  transferAssets: null,
+});
+
+/** A list of symbols or assets, upper-cased, de-duplicated and sorted; null stays null. */
+function parseNameList(v: unknown, field: string, re: RegExp, example: string, errors: Errors): string[] | null {
+  if (v === null) return null;
+  if (!isStringArray(v) || v.length === 0 || v.length > MAX_GUARDRAIL_LIST) {
+    errors[field] = `a list of 1 to ${MAX_GUARDRAIL_LIST} names such as ${example} (null for no allowlist)`;
+    return null;
+  }
+  const names = v.map((n) => n.trim().toUpperCase());
+  const bad = names.filter((n) => !re.test(n));
+  if (bad.length > 0) {
+    errors[field] = `not a name: ${bad.slice(0, 5).map((n) => JSON.stringify(n)).join(", ")} (letters and digits${re === SYMBOL_RE ? ", and . _ : / -" : ""})`;
+    return null;
+  }
+  return [...new Set(names)].sort();
+}
+
+/** A positive decimal given as a string ("2.5"), canonical as written; null stays null. */
+function parseCap(v: unknown, field: string, errors: Errors): string | null {
+  if (v === null) return null;
+  const value = typeof v === "string" ? parseDecimal(v) : null;
+  if (value === null || isZero(value)) {
+    errors[field] = 'a decimal string greater than zero, such as "2.5" (digits, optionally a point and digits)';
+    return null;
+  }
+  return formatDecimal(value);
+}
+
+const HUNDRED = Object.freeze({ coefficient: 100n, scale: 0 });
+
+/** The price band in percent: a decimal (string or number) greater than 0 and below 100. */
+function parseBand(v: unknown, field: string, errors: Errors): string | null {
+  if (v === null) return null;
+  const text = typeof v === "number" && Number.isFinite(v) ? String(v) : typeof v === "string" ? v : "";
+  const value = parseDecimal(text);
+  if (value === null || isZero(value) || compareDecimal(value, HUNDRED) >= 0) {
+    errors[field] = 'a percentage greater than 0 and below 100, such as 5 or "0.5"';
+    return null;
+  }
+  return formatDecimal(value);
+}
+
+/**
+ * Validates guardrails (`guardrails` of a create or update): an object of the fields of
+ * contract/keys.ts `KeyGuardrails`, unknown fields refused, each problem named
+ * `guardrails.<field>`. With `partial` (an update) only the fields given are returned.
+ */
+function parseGuardrailFields(raw: unknown, partial: boolean, errors: Errors): GuardrailsPatch {
+  const o = objectOf(raw);
+  if (o === null) {
+    errors.guardrails = "an object with symbols, maxQuantity, maxNotional, priceBandPct, withdrawAssets or transferAssets (or null for none)";
+    return {};
+  }
+  for (const field of unknownMembers(o, GUARDRAIL_INPUT_FIELDS)) errors[`guardrails.${field}`] = "unknown field";
+  const out: { -readonly [F in keyof KeyGuardrails]?: KeyGuardrails[F] } = partial ? {} : { ...NO_GUARDRAILS };
+  if (o.symbols !== undefined) out.symbols = parseNameList(o.symbols, "guardrails.symbols", SYMBOL_RE, "BTCUSDT,ETHUSDT", errors);
+  if (o.maxQuantity !== undefined) out.maxQuantity = parseCap(o.maxQuantity, "guardrails.maxQuantity", errors);
+  if (o.maxNotional !== undefined) out.maxNotional = parseCap(o.maxNotional, "guardrails.maxNotional", errors);
+  if (o.priceBandPct !== undefined) out.priceBandPct = parseBand(o.priceBandPct, "guardrails.priceBandPct", errors);
+  if (o.withdrawAssets !== undefined) out.withdrawAssets = parseNameList(o.withdrawAssets, "guardrails.withdrawAssets", ASSET_RE, "USDT,BTC", errors);
+  if (o.transferAssets !== undefined) out.transferAssets = parseNameList(o.transferAssets, "guardrails.transferAssets", ASSET_RE, "USDT,BTC", errors);
+  return out;
+}
+
+/** Guardrails with every field null are no guardrails. */
+function orNone(g: KeyGuardrails): KeyGuardrails | null {
+  return g.symbols === null && g.maxQuantity === null && g.maxNotional === null && g.priceBandPct === null && g.withdrawAssets === null && g.transferAssets === null
+    ? null
+    : g;
+}
+
+/** A key's guardrails after `patch` (an update's merge patch; null removes them all). */
+export function mergeGuardrails(current: KeyGuardrails | null, patch: GuardrailsPatch | null): KeyGuardrails | null {
+  if (patch === null) return null;
+  return orNone({ ...(current ?? NO_GUARDRAILS), ...patch });
+}
+
 /**
  * Validates raw input (a parsed JSON object or CLI options). `expires` may be an ISO-8601
  * timestamp, epoch ms, or a duration such as "30d" relative to `now`.
@@ -320,6 +421,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
   const maxAgeMs = o.maxAge === undefined ? null : parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
   const operator = o.operator === undefined ? false : parseFlag(o.operator, "operator", errors);
   const owner = o.owner === undefined ? null : parseOwner(o.owner, errors);
+  const guardrails = o.guardrails === undefined || o.guardrails === null ? null : orNone({ ...NO_GUARDRAILS, ...parseGuardrailFields(o.guardrails, false, errors) });
   // A rotation policy sets the expiry, unless an earlier one was asked for.
   if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
 
@@ -341,6 +443,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
     maxAgeMs,
     operator,
     owner,
+    guardrails,
   });
 }
 
@@ -362,13 +465,15 @@ const CREATE_FIELDS: ReadonlySet<string> = new Set([
   "maxAge",
   "operator",
   "owner",
+  "guardrails",
 ]);
 
-const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge", "owner"]);
+const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge", "owner", "guardrails"]);
 
 /**
  * Validates a key update (the admin API's PATCH body, or `keys update` flags): only the fields
- * given change. `sessionTtl` and `maxAge` may be null to return to the default / drop the policy.
+ * given change. `sessionTtl` and `maxAge` may be null to return to the default / drop the policy;
+ * `guardrails` is a merge patch (`GuardrailsPatch`), or null to remove them all.
  */
 export function parseUpdateKeyInput(raw: unknown): Result<UpdateKeyInput> {
   const errors = record<string>();
@@ -386,6 +491,7 @@ export function parseUpdateKeyInput(raw: unknown): Result<UpdateKeyInput> {
   if (o.sessionBindAddress !== undefined) out.sessionBindAddress = parseFlag(o.sessionBindAddress, "sessionBindAddress", errors);
   if (o.maxAge !== undefined) out.maxAgeMs = parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
   if (o.owner !== undefined) out.owner = parseOwner(o.owner, errors);
+  if (o.guardrails !== undefined) out.guardrails = o.guardrails === null ? null : parseGuardrailFields(o.guardrails, true, errors);
   if (Object.keys(o).length === 0) errors.body = `nothing to change: give one or more of ${[...UPDATE_FIELDS].join(", ")}`;
   return resultOf(errors, "invalid update", out);
 }

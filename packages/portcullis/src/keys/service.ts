@@ -4,7 +4,7 @@ import { PortcullisError } from "../errors/catalogue.js";
 import { maxLimit } from "../limits/gcra.js";
 import type { DurableStore, KeyChange, KeyPatch, KeyRow, TransitionResult } from "../storage/types.js";
 import { type Environment, generateKeyId } from "../contract/ids.js";
-import type { CreateKeyInput, RotateKeyInput, UpdateKeyInput } from "./input.js";
+import { type CreateKeyInput, type RotateKeyInput, type UpdateKeyInput, mergeGuardrails } from "./input.js";
 import { importPublicKey } from "./material.js";
 import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "../contract/keys.js";
 import { hashPassphrase } from "./passphrase.js";
@@ -162,13 +162,14 @@ export class KeyService {
         maxAgeMs: input.maxAgeMs,
         operator: input.operator,
         owner: input.owner,
+        guardrails: input.guardrails,
         ...newKeyState(now, null),
       };
       const change: KeyChange = {
         action: "create",
         actor,
         at: now,
-        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}), ...(input.owner === null ? {} : { owner: input.owner }) },
+        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}), ...(input.owner === null ? {} : { owner: input.owner }), ...(input.guardrails === null ? {} : { guardrails: input.guardrails }) },
       };
       await this.store.keys.insert(row, change);
       return { key: toView(stripSecret(row), now, this.idleExpiryMs), secret: credential.secret };
@@ -280,6 +281,9 @@ export class KeyService {
     if (input.sessionTtlMs !== undefined) patch.sessionTtlMs = detail.sessionTtlMs = input.sessionTtlMs;
     if (input.sessionBindAddress !== undefined) patch.sessionBindAddress = detail.sessionBindAddress = input.sessionBindAddress;
     if (input.owner !== undefined) patch.owner = detail.owner = input.owner;
+    // A merge patch over the current guardrails; sessions need not end: they check against the
+    // key's record, which the change reaches with the key.
+    if (input.guardrails !== undefined) patch.guardrails = detail.guardrails = mergeGuardrails(current.guardrails, input.guardrails);
     if (input.maxAgeMs !== undefined) {
       patch.maxAgeMs = detail.maxAgeMs = input.maxAgeMs;
       // A new policy moves the expiry to creation + max age, unless an earlier expiry stands.
@@ -309,7 +313,7 @@ export class KeyService {
 
   /**
    * Rotation: a successor with the same settings (account, scopes, allowlist, dialects, window,
-   * limits, session and rotation policy, OKX passphrase) and a new credential: the public key the
+   * limits, guardrails, owner, session and rotation policy, OKX passphrase) and a new credential: the public key the
    * caller brings (required for an asymmetric key, whose private half never reaches the server;
    * allowed for an HMAC key, to move it to a key pair), else a new HMAC secret. The old key keeps working for the grace
    * period, then expires by itself; each names the other (`rotatedTo`, `rotatedFrom`). The
@@ -349,7 +353,7 @@ export class KeyService {
         successor,
         graceEnd,
         { action: "rotate", actor, at: now, detail: { successor: successorId, expiresAt: graceEnd } },
-        { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id } },
+        { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id, ...(old.guardrails === null ? {} : { guardrails: old.guardrails }) } },
       );
       if (!result.ok) {
         if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");

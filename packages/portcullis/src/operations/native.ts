@@ -2,7 +2,7 @@ import { OPERATION_KINDS, type Operation, type OperationKind } from "../contract
 import type { OperationDecoder, RequestContext } from "../contract/request.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { FieldReader, type Lookup, address, memo, orderCancel, orderPlace, sides, transfer, withdraw } from "./fields.js";
-import { formLookup, formParams, isJsonType, readJsonObject } from "./params.js";
+import { formLookup, formParams, isJsonType, messageLookup, readJsonObject } from "./params.js";
 
 /**
  * The native operation shape (docs/operations.md), for routes without a venue dialect: a JSON
@@ -96,4 +96,5 @@ export const nativeOperations: OperationDecoder = {
     const params = nativeParams(ctx);
     return typeof params === "function" ? decodeNative(params, kind) : params;
   },
+  decodeMessage: (params, kind) => decodeNative(messageLookup(params), kind),
 };

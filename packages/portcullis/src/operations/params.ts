@@ -1,6 +1,7 @@
 import { type JsonObject, isJsonObject, parseJson } from "../contract/json.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import type { Lookup } from "./fields.js";
+import type { MessageParams } from "../contract/request.js";
 
 /**
  * A request's parameters as an operation decoder reads them: form-encoded text (a query string, a
@@ -207,4 +208,18 @@ export function jsonBodyParams(body: Buffer, contentType: string | undefined): L
   if (body.length === 0) return deny("OPERATION_MALFORMED", "the operation is read from a JSON body, and there is none");
   if (!isJsonType(contentType)) return deny("OPERATION_MALFORMED", "the body must be application/json");
   return readJsonObject(body);
+}
+
+/**
+ * A lookup over a WebSocket message's params (already checked to be strings, finite numbers and
+ * booleans, in a null-prototype record). A number reads as its shortest decimal form, which is
+ * what the gateway forwards (the message is re-serialised), so the upstream reads the same value;
+ * a form such as 1e21 is then no plain decimal and is refused as one.
+ */
+export function messageLookup(params: MessageParams): Lookup {
+  return (name) => {
+    if (!Object.hasOwn(params, name)) return undefined;
+    const value = params[name];
+    return typeof value === "number" ? String(value) : value;
+  };
 }

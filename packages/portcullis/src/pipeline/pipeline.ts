@@ -6,6 +6,7 @@ import type { Denial } from "../errors/catalogue.js";
 import type { KeyCache } from "../keys/cache.js";
 import type { Environment } from "../contract/ids.js";
 import type { Dialect } from "../contract/keys.js";
+import type { ReferencePrices } from "../contract/prices.js";
 import type { LimitPlan } from "../limits/plan.js";
 import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
@@ -18,6 +19,7 @@ import { credentialStage } from "./stages/credentials.js";
 import { type FailureRecorder, failureRecorder } from "./stages/failures.js";
 import { keyStage } from "./stages/key.js";
 import { messageCredentialStage, messageRouteStage } from "./stages/message.js";
+import { guardrailStage } from "./stages/guardrails.js";
 import { operationStage } from "./stages/operation.js";
 import { freshnessStage, signatureStage } from "./stages/proof.js";
 import { routeStage } from "./stages/route.js";
@@ -68,6 +70,11 @@ export interface PipelineOptions {
    * across the processes of a deployment (the hot store counts under it). Default "gateway".
    */
   readonly scope?: string;
+  /**
+   * Reference prices for the guardrails (docs/guardrails.md): the price band and a market
+   * order's notional. Null or absent: none, and a guardrail that needs one refuses.
+   */
+  readonly prices?: ReferencePrices | null;
 }
 
 /**
@@ -76,7 +83,8 @@ export interface PipelineOptions {
  *
  * 1 client address, 2 shield (bans and blocks already known here), routing, 3 credentials, 4 key,
  * 5 freshness, 6 signature, 8 authorization, the operation (what the request does, decoded on a
- * route that declares one, skipped on every other: docs/operations.md), then admission: 7 replay
+ * route that declares one: docs/operations.md) and the key's guardrails against it
+ * (docs/guardrails.md), both skipped on every other route, then admission: 7 replay
  * and 9 limits decided together by the hot store, all or nothing, so nothing is consumed by a
  * request refused earlier and a request refused by any limit records nothing (one Redis round
  * trip per request). A public
@@ -98,7 +106,7 @@ export class Pipeline {
   private readonly admitStage: number;
   /** Index of the signature stage: a refusal by a later stage came after a verified signature. */
   private readonly signatureStage: number;
-  /** Index of authorization: a route that declares no operation skips the stage after it. */
+  /** Index of authorization: a route that declares no operation skips the two stages after it. */
   private readonly authorizeStage: number;
 
   constructor(options: PipelineOptions) {
@@ -125,7 +133,8 @@ export class Pipeline {
       freshnessStage(),
       signature,
       authorize,
-      operationStage(messages ? null : options.routes),
+      operationStage(messages ? null : options.routes, messages),
+      guardrailStage(options.prices ?? null),
       this.admission,
     ];
     this.routeStage = this.stages.indexOf(route);
@@ -185,13 +194,13 @@ export class Pipeline {
   /**
    * The stage to go on after (the loop adds one): a public route goes from routing straight to
    * admission (its address's limits); a route that declares no operation skips the operation
-   * stage (one check: `route.operation === null`).
+   * and guard stages (one check: `route.operation === null`).
    */
   private skip(ctx: RequestContext, i: number): number {
     if (i === this.routeStage) {
       if (ctx.route !== null && ctx.route.permission === null) return this.admitStage - 1;
     } else if (i === this.authorizeStage) {
-      if (ctx.route !== null && ctx.route.operation === null) return i + 1;
+      if (ctx.route !== null && ctx.route.operation === null) return i + 2;
     }
     return i;
   }

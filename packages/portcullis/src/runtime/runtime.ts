@@ -15,6 +15,7 @@ import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
+import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -47,6 +48,10 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   let admin: AdminApi | null = null;
   let hot: HotStore | undefined;
   let bus: RedisChangeBus | undefined;
+  // Reference prices (docs/guardrails.md): the configured table, kept current by a refresher
+  // when one is configured (off the request path; a failed poll keeps the last prices).
+  const prices = new LivePrices({ table: config.prices.table, maxAgeMs: config.prices.refresh?.maxAgeMs ?? Number.POSITIVE_INFINITY });
+  const refresher = config.prices.refresh === null ? null : new PriceRefresher({ prices, settings: config.prices.refresh, logger });
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, data.store, logger);
@@ -70,7 +75,9 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       ...(bus === undefined ? {} : { bus }),
       audit: { ...config.audit, signer: data.signingKeys },
       logger,
+      prices,
     });
+    refresher?.start();
     const identity = new IdentitySigner(identitySecret);
     const websocket = webSocketProxy(config, core, identity, data.environment, logger);
     gateway = new Gateway({
@@ -96,6 +103,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       gatewayAddress,
       adminAddress,
       async close(drainMs = 10_000) {
+        refresher?.stop();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         await running.core.close();
         await bus?.close();
@@ -103,6 +111,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       },
     };
   } catch (err) {
+    refresher?.stop();
     await gateway?.close(0);
     await admin?.close(0);
     if (core !== null) await core.close();

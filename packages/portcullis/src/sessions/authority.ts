@@ -246,6 +246,8 @@ export class SessionAuthority {
       scopesText: session.claims.scp.join(","),
       idle: parent.idle,
       session: session.claims,
+      // The key's guardrails: a session narrows scopes, never loosens what the key may carry.
+      guardrails: parent.guardrails,
     };
     session.parent = parent;
     session.view = view;

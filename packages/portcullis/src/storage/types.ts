@@ -1,5 +1,5 @@
 import type { AuditStore } from "../audit/store.js";
-import type { KeyRecord, KeyStatus } from "../contract/keys.js";
+import type { KeyGuardrails, KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
 import type { ReplayClaim } from "../contract/request.js";
 import type { ReservationStore } from "../replay/reservations.js";
@@ -60,6 +60,8 @@ export interface KeyPatch {
   readonly sessionBindAddress?: boolean;
   readonly maxAgeMs?: number | null;
   readonly owner?: string | null;
+  /** Replaces the key's guardrails (null: none). */
+  readonly guardrails?: KeyGuardrails | null;
   /** Increment the session epoch: every session of the key ends. */
   readonly endSessions?: boolean;
 }

@@ -58,10 +58,11 @@ function timing(ctx: RequestContext, stage: string): number {
 }
 
 describe("the operation stage", () => {
-  it("runs after authorization and before admission", () => {
+  it("runs after authorization, followed by the guard stage, then admission", () => {
     const names = t.core.pipeline.stageNames;
     expect(names.indexOf("op")).toBe(names.indexOf("authz") + 1);
-    expect(names.indexOf("admit")).toBe(names.indexOf("op") + 1);
+    expect(names.indexOf("guard")).toBe(names.indexOf("op") + 1);
+    expect(names.indexOf("admit")).toBe(names.indexOf("guard") + 1);
   });
 
   it("decodes a Binance order on a route that declares order.place (signed in the dialect)", async () => {
@@ -115,6 +116,7 @@ describe("the operation stage", () => {
     expect(ctx.route?.operation).toBeNull();
     expect(ctx.operation).toBeNull();
     expect(timing(ctx, "op")).toBeNaN();
+    expect(timing(ctx, "guard")).toBeNaN();
     // The stages around it did run.
     expect(timing(ctx, "authz")).not.toBeNaN();
     expect(timing(ctx, "admit")).not.toBeNaN();

@@ -36,6 +36,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     maxAgeMs: null,
     operator: false,
     owner: null,
+    guardrails: null,
     ...overrides,
   };
 }

@@ -58,8 +58,11 @@ describe("a natively signed upgrade", () => {
     const orderId = (order.result as { orderId: number }).orderId;
     expect(await c.request("order.cancel", { symbol: "BTCUSDT", orderId })).toMatchObject({ status: 200, result: { status: "CANCELED" } });
     expect(s.exchange.openOrders("ws-alice")).toEqual([]);
-    // A refusal by the exchange itself comes back as it answered.
-    expect(await c.request("order.place", { ...LIMIT_BUY, quantity: "-1" })).toMatchObject({ status: 400, error: { code: -1100 } });
+    // A refusal by the exchange itself comes back as it answered (a quantity below the lot size)...
+    expect(await c.request("order.place", { ...LIMIT_BUY, quantity: "0.000001" })).toMatchObject({ status: 400, error: { code: -1013 } });
+    // ...while an order.place that is no order at all is refused by the gateway, which reads the
+    // message as the REST twin's operation (docs/guardrails.md), and never reaches the exchange.
+    expect(await c.request("order.place", { ...LIMIT_BUY, quantity: "-1" })).toMatchObject({ status: 400, error: { code: -1130 } });
   });
 
   it("with a session token connects; a message beyond the session's scopes is refused without closing", async () => {

@@ -115,6 +115,14 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     OPERATION_PARAM_MISSING: e(400, -1102, MANDATORY),
     OPERATION_PARAM_INVALID: e(400, -1130, INVALID_PARAMETER),
     OPERATION_PARAM_DUPLICATED: e(400, -1101, "Duplicate values for a parameter detected."),
+    // Guardrails (docs/guardrails.md): an order is -2010 NEW_ORDER_REJECTED with a message, as
+    // Binance rejects an order its filters refuse; a withdrawal -1002 UNAUTHORIZED.
+    GUARDRAIL_SYMBOL: e(400, -2010, "Order rejected: this API key may not trade this symbol."),
+    GUARDRAIL_QUANTITY: e(400, -2010, "Order rejected: quantity is above this API key's maximum."),
+    GUARDRAIL_NOTIONAL: e(400, -2010, "Order rejected: order value is above this API key's maximum."),
+    GUARDRAIL_PRICE_BAND: e(400, -2010, "Order rejected: price is too far from the current price for this API key."),
+    GUARDRAIL_NO_REFERENCE_PRICE: e(400, -2010, "Order rejected: no reference price to check this API key's limits; try again later."),
+    GUARDRAIL_ASSET: e(400, -1002, "You are not authorized to execute this request."),
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
     RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
     // Binance's order-count refusal ("Too many new orders; current limit is %s orders per %s.").

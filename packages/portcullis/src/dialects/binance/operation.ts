@@ -2,7 +2,7 @@ import type { Operation, OperationKind } from "../../contract/operations.js";
 import type { OperationDecoder, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import { FieldReader, type Lookup, address, memo, orderCancel, orderPlace, orderTypes, sides, transfer, withdraw } from "../../operations/fields.js";
-import { formLookup, formParams, isJsonType, queryAndJson } from "../../operations/params.js";
+import { formLookup, formParams, isJsonType, messageLookup, queryAndJson } from "../../operations/params.js";
 import { formDecode, isFormBody } from "./params.js";
 
 /**
@@ -64,6 +64,11 @@ function params(ctx: RequestContext): Lookup | Denial {
 function decode(ctx: RequestContext, kind: OperationKind): Operation | Denial {
   const lookup = params(ctx);
   if (typeof lookup !== "function") return lookup;
+  return decodeParams(lookup, kind);
+}
+
+/** Reads `kind` from Binance's parameters (REST: query and form body; WebSocket API: a message's params). */
+function decodeParams(lookup: Lookup, kind: OperationKind): Operation | Denial {
   const r = new FieldReader(lookup);
   let op: Operation | null = null;
   switch (kind) {
@@ -122,4 +127,6 @@ function decode(ctx: RequestContext, kind: OperationKind): Operation | Denial {
 export const binanceOperations: OperationDecoder = {
   kinds: new Set<OperationKind>(["order.place", "order.cancel", "withdraw", "transfer", "other"]),
   decode,
+  // The WebSocket API's `order.place` / `order.cancel` take the REST twin's parameters.
+  decodeMessage: (params, kind) => decodeParams(messageLookup(params), kind),
 };

@@ -44,6 +44,10 @@ const E = {
   keyExpired: { status: 200, retCode: 33004, retMsg: "Your api key has expired." },
   tooMany: { status: 429, retCode: 10006, retMsg: "Too many visits!" },
   ipBanned: { status: 403, retCode: 10018, retMsg: "Exceeded the IP rate limit; access is banned for a while." },
+  symbolWhitelist: { status: 200, retCode: 10029, retMsg: "The requested symbol is invalid, please check symbol whitelist" },
+  compliance: { status: 200, retCode: 10024, retMsg: "Compliance rules triggered" },
+  quantityUpper: { status: 200, retCode: 170136, retMsg: "Order quantity exceeded upper limit." },
+  priceRange: { status: 200, retCode: 110003, retMsg: "Order price is out of permissible range." },
 } as const satisfies Record<string, BybitError>;
 
 const status = (e: BybitError, httpStatus: number): BybitError => ({ ...e, status: httpStatus });
@@ -118,6 +122,13 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   OPERATION_PARAM_MISSING: E.params,
   OPERATION_PARAM_INVALID: E.params,
   OPERATION_PARAM_DUPLICATED: E.params,
+  // Guardrails (docs/guardrails.md): Bybit's own refusals of such orders (HTTP 200, as Bybit answers them).
+  GUARDRAIL_SYMBOL: E.symbolWhitelist,
+  GUARDRAIL_QUANTITY: E.quantityUpper,
+  GUARDRAIL_NOTIONAL: E.compliance,
+  GUARDRAIL_PRICE_BAND: E.priceRange,
+  GUARDRAIL_NO_REFERENCE_PRICE: E.compliance,
+  GUARDRAIL_ASSET: E.permission,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,
   SESSION_EXPIRED: E.invalidKey,

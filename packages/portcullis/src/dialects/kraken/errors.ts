@@ -39,6 +39,7 @@ export const KRAKEN_ERRORS = {
   UNAVAILABLE: "EService:Unavailable",
   BUSY: "EService:Busy",
   INTERNAL: "EGeneral:Internal error",
+  INVALID_PRICE: "EOrder:Invalid price",
 } as const;
 
 const K = KRAKEN_ERRORS;
@@ -126,6 +127,14 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   OPERATION_PARAM_MISSING: K.INVALID_ARGUMENTS,
   OPERATION_PARAM_INVALID: K.INVALID_ARGUMENTS,
   OPERATION_PARAM_DUPLICATED: K.INVALID_ARGUMENTS,
+  // Guardrails (docs/guardrails.md): what the key may not do is Kraken's permission refusal; a
+  // price outside the band is its invalid price.
+  GUARDRAIL_SYMBOL: K.PERMISSION_DENIED,
+  GUARDRAIL_QUANTITY: K.PERMISSION_DENIED,
+  GUARDRAIL_NOTIONAL: K.PERMISSION_DENIED,
+  GUARDRAIL_PRICE_BAND: K.INVALID_PRICE,
+  GUARDRAIL_NO_REFERENCE_PRICE: K.PERMISSION_DENIED,
+  GUARDRAIL_ASSET: K.PERMISSION_DENIED,
   // Upstream.
   UPSTREAM_UNAVAILABLE: K.UNAVAILABLE,
   UPSTREAM_TIMEOUT: K.BUSY,

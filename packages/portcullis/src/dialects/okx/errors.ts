@@ -48,6 +48,11 @@ const E = {
   invalidSign: { status: 401, code: "50113", msg: "Invalid Sign" },
   invalidAuthorization: { status: 401, code: "50114", msg: "Invalid authorization." },
   noPermission: { status: 403, code: "50120", msg: "API key doesn't have permission." },
+  // Order refusals: OKX answers them with HTTP 200 and the 51xxx code.
+  maxOrderAmount: { status: 200, code: "51005", msg: "Your order amount exceeds the max order amount." },
+  maxOrderValue: { status: 200, code: "51185", msg: "The maximum value allowed per order for this API key is exceeded." },
+  priceLimit: { status: 200, code: "51006", msg: "Order price is not within the price limit." },
+  unableToTake: { status: 200, code: "50028", msg: "Unable to take the order." },
   rateLimit: { status: 429, code: "50011", msg: "Rate limit reached. Please refer to API documentation and throttle requests accordingly." },
   ipBanned: { status: 429, code: "50061", msg: "Too many requests from this IP; it is banned for a while." },
 } as const satisfies Record<string, OkxError>;
@@ -125,6 +130,13 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   OPERATION_PARAM_MISSING: empty("body"),
   OPERATION_PARAM_INVALID: param(400, "body"),
   OPERATION_PARAM_DUPLICATED: param(400, "body"),
+  // Guardrails (docs/guardrails.md): OKX's order refusals, and "no permission" for a symbol or an asset the key may not use.
+  GUARDRAIL_SYMBOL: E.noPermission,
+  GUARDRAIL_QUANTITY: E.maxOrderAmount,
+  GUARDRAIL_NOTIONAL: E.maxOrderValue,
+  GUARDRAIL_PRICE_BAND: E.priceLimit,
+  GUARDRAIL_NO_REFERENCE_PRICE: E.unableToTake,
+  GUARDRAIL_ASSET: E.noPermission,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,
   SESSION_EXPIRED: E.invalidKey,

@@ -4,6 +4,8 @@ import type { Route } from "../../contract/route.js";
 import { PROTOTYPE_NAMES } from "../../contract/json.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../../authz/routes.js";
 import type { LimitSpec } from "../../contract/limits.js";
+import { type OperationKind, isOperationKind } from "../../contract/operations.js";
+import { OPERATION_DECODERS } from "../../dialects/operations.js";
 
 /**
  * The WebSocket routes (the `websocket` section of the config file, docs/websocket.md). A route is
@@ -31,6 +33,13 @@ export interface WebSocketMethodSpec {
   readonly weight?: number;
   /** "order" (charged to the order-count limits) or "cancel" (to the cancel limits only). */
   readonly tags?: readonly string[];
+  /**
+   * The operation the message carries (docs/operations.md), decoded from its params in the
+   * route's venue shape, so that the guardrails (docs/guardrails.md) apply to it as to its REST
+   * twin. On a Binance route `order.place` and `order.cancel` declare their own by default;
+   * null declares none.
+   */
+  readonly operation?: string | null;
 }
 
 export interface WebSocketRouteSpec {
@@ -142,9 +151,25 @@ function permissionOf(v: unknown, where: string): RoutePermission | null {
   throw new WebSocketConfigError(`${where}: unknown permission ${JSON.stringify(v)}`);
 }
 
-function compileMethod(routePath: string, name: string, raw: unknown, where: string): WebSocketMethod {
+/** The operations a Binance WebSocket API method carries unless its spec says otherwise: its REST twin's. */
+const BINANCE_METHOD_OPERATIONS: ReadonlyMap<string, OperationKind> = new Map([
+  ["order.place", "order.place"],
+  ["order.cancel", "order.cancel"],
+]);
+
+function operationOf(v: unknown, name: string, dialect: "binance" | null, where: string): OperationKind | null {
+  if (v === undefined) return dialect === "binance" ? (BINANCE_METHOD_OPERATIONS.get(name) ?? null) : null;
+  if (v === null) return null;
+  const decoder = OPERATION_DECODERS[dialect ?? "native"];
+  if (!isOperationKind(v) || !decoder.kinds.has(v) || decoder.decodeMessage === undefined) {
+    throw new WebSocketConfigError(`${where}.operation: ${JSON.stringify(v)} is not an operation of the ${dialect ?? "native"} shape (one of ${[...decoder.kinds].join(", ")})`);
+  }
+  return v;
+}
+
+function compileMethod(routePath: string, name: string, raw: unknown, where: string, dialect: "binance" | null = null): WebSocketMethod {
   const spec = object(raw, where);
-  only(spec, where, ["permission", "weight", "tags"]);
+  only(spec, where, ["permission", "weight", "tags", "operation"]);
   const permission = permissionOf(spec.permission, where);
   const weight = integer(spec.weight, `${where}.weight`, 1, 0, 1_000_000);
   const tags: unknown = spec.tags ?? [];
@@ -158,9 +183,11 @@ function compileMethod(routePath: string, name: string, raw: unknown, where: str
     permission,
     weight,
     tags: Object.freeze([...tags]),
-    dialect: null,
+    // The venue whose shape the message's operation is read in (no scheme is chosen by it: a
+    // message's credential is set by its connection).
+    dialect,
     degradable: false,
-    operation: null,
+    operation: operationOf(spec.operation, name, dialect, where),
   };
   return { name, permission, route };
 }
@@ -197,7 +224,7 @@ function compileRoute(raw: unknown, index: number, seen: Set<string>): WebSocket
     if (dialect === "binance" && isBinanceSessionMethod(name)) {
       throw new WebSocketConfigError(`${where}: ${name} is answered by the gateway on a Binance route and cannot be mapped`);
     }
-    methods.set(name, compileMethod(path, name, m, `${where}.methods.${name}`));
+    methods.set(name, compileMethod(path, name, m, `${where}.methods.${name}`, dialect));
   }
   if (dialect === "binance") {
     // session.logon is decided like the signed request it is (its key charged too); status and logout are public.

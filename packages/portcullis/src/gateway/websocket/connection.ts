@@ -433,6 +433,8 @@ export class Connection {
         ctx.denial = deny("METHOD_NOT_FOUND", message.method);
       } else {
         ctx.route = method.route;
+        // What the operation stage decodes on a method that declares an operation.
+        ctx.messageParams = message.params;
         this.credentialFor(ctx, target, method);
       }
     }

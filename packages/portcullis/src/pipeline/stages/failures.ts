@@ -37,6 +37,9 @@ export const NOT_CHARGED: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   // A restart's doing, not the client's: an honest client retrying after one must not be banned
   // (and a captured request is fenced only until it goes stale, as it would be refused anyway).
   "REPLAY_FENCED",
+  // The gateway's own trouble too: its reference prices are missing or stale (docs/guardrails.md).
+  // An honest client retrying its order during a price-feed outage must not be banned.
+  "GUARDRAIL_NO_REFERENCE_PRICE",
   "RATE_LIMITED",
   "ORDERS_LIMITED",
   "IP_BANNED",

@@ -213,4 +213,13 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN owner TEXT;
     `,
   },
+  {
+    version: 10,
+    name: "key guardrails",
+    sql: `
+      -- Per-key guardrails (docs/guardrails.md): a JSON object of symbol and asset allowlists,
+      -- order caps and a price band, decimals as strings; NULL for none.
+      ALTER TABLE keys ADD COLUMN guardrails TEXT;
+    `,
+  },
 ];

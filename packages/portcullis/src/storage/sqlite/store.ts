@@ -3,7 +3,7 @@ import { OperatorError } from "../../errors/catalogue.js";
 import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Environment } from "../../contract/ids.js";
-import type { Dialect, KeyAlgorithm, KeyStatus } from "../../contract/keys.js";
+import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
@@ -41,6 +41,7 @@ interface KeyRowSql {
   passphrase_envelope: Buffer | null;
   operator: number;
   owner: string | null;
+  guardrails: string | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -75,6 +76,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     passphraseEnvelope: r.passphrase_envelope,
     operator: r.operator === 1,
     owner: r.owner,
+    guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
   };
 }
 
@@ -90,6 +92,7 @@ function patchColumns(patch: KeyPatch): [string, string | number | null][] {
   if (patch.sessionBindAddress !== undefined) out.push(["session_bind_address", patch.sessionBindAddress ? 1 : 0]);
   if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
   if (patch.owner !== undefined) out.push(["owner", patch.owner]);
+  if (patch.guardrails !== undefined) out.push(["guardrails", patch.guardrails === null ? null : JSON.stringify(patch.guardrails)]);
   return out;
 }
 
@@ -152,11 +155,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails)`,
       ),
       insertChange: {
         run: (keyId, action, actor, at, detail) => {
@@ -226,6 +229,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       limits: JSON.stringify(row.limits),
       sessionBindAddress: row.sessionBindAddress ? 1 : 0,
       operator: row.operator ? 1 : 0,
+      guardrails: row.guardrails === null ? null : JSON.stringify(row.guardrails),
     });
     this.recordChange(row.id, change);
   }
