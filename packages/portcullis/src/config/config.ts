@@ -75,6 +75,11 @@ export interface PortcullisConfig {
   readonly audit: AuditConfig;
   /** WebSocket routes and their message tables (docs/websocket.md); none by default. */
   readonly websocket: WebSocketSettings;
+  /** The policy engine and the withdrawal address books (docs/policy.md). */
+  readonly policy: {
+    /** How long a new address of an address book cools down before the policy knows it. Default 24 h. */
+    readonly addressCooldownMs: number;
+  };
 }
 
 /**
@@ -150,7 +155,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "policy"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -224,6 +229,11 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const audit = parseAuditConfig(root.audit, dataDir);
   if (!audit.ok) throw new ConfigError(audit.message);
 
+  const po = obj(root.policy, "policy");
+  only(po, "policy", ["addressCooldown"]);
+  const addressCooldownMs = duration(po, "addressCooldown", "policy", 24 * 3_600_000);
+  if (addressCooldownMs > 30 * 86_400_000) throw new ConfigError("policy.addressCooldown must be at most 30d");
+
   return {
     dataDir,
     environment,
@@ -257,6 +267,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     custody: custody.value,
     audit: audit.value,
     websocket,
+    policy: { addressCooldownMs },
   };
 }
 
