@@ -32,7 +32,7 @@ export function parseOperationInput(raw: unknown): Result<GovernedOperation> {
   if (!isJsonObject(raw)) return invalid('an operation is a JSON object such as {"kind":"withdraw","asset":"USDT","amount":"1500","address":"…"}');
   const kind = raw.kind;
   if (!isPolicyKind(kind)) return invalid(`operation.kind must be one of ${POLICY_KINDS.join(", ")}`, { kind: "unknown kind" });
-  const fields = record<string>();
+  const fields: Record<string, string | undefined> = record<string>();
   const known = new Set(["kind", ...(FIELDS[kind] ?? [])]);
   for (const name of Object.keys(raw)) if (!known.has(name)) fields[name] = `not a field of ${kind} (fields: ${[...known].join(", ")})`;
   const o: JsonObject = raw;
@@ -66,7 +66,7 @@ export function parseOperationInput(raw: unknown): Result<GovernedOperation> {
   switch (kind) {
     case "withdraw":
       op = { kind, asset: upper(str("asset", true, ASSET_RE)), amount: amount("amount", true) ?? { coefficient: 0n, scale: 0 }, address: str("address", false), addressName: str("addressName", false), network: str("network", false), tag: str("tag", false) };
-      if (op.address === null && op.addressName === null) fields.address ??= "required (or addressName)";
+      if (op.address === null && op.addressName === null) if (fields.address === undefined) fields.address = "required (or addressName)";
       break;
     case "transfer":
       op = { kind, asset: upper(str("asset", true, ASSET_RE)), amount: amount("amount", true) ?? { coefficient: 0n, scale: 0 }, from: str("from", true) ?? "", to: str("to", true) ?? "" };
@@ -77,7 +77,7 @@ export function parseOperationInput(raw: unknown): Result<GovernedOperation> {
       const quantity = amount("quantity", false);
       const price = amount("price", false);
       const quoteQuantity = amount("quoteQuantity", false);
-      if (quantity === null && quoteQuantity === null) fields.quantity ??= "quantity or quoteQuantity is required";
+      if (quantity === null && quoteQuantity === null) if (fields.quantity === undefined) fields.quantity = "quantity or quoteQuantity is required";
       op = {
         kind,
         symbol: upper(str("symbol", true, ASSET_RE)),
@@ -116,8 +116,9 @@ export function parseOperationInput(raw: unknown): Result<GovernedOperation> {
     default:
       op = { kind: "other" };
   }
-  if (Object.keys(fields).length > 0) {
-    return invalid(`the operation is not valid: ${Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join("; ")}`, { ...fields });
+  const problems = Object.entries(fields).filter((e): e is [string, string] => e[1] !== undefined);
+  if (problems.length > 0) {
+    return invalid(`the operation is not valid: ${problems.map(([k, v]) => `${k}: ${v}`).join("; ")}`, Object.fromEntries(problems));
   }
   return ok(op);
 }
