@@ -162,6 +162,8 @@ function buildProgram(): Command {
   const program = new Command("portcullis")
     .description("The security layer in front of a trading venue's API.")
     .version("0.1.0")
+    // Options of the program itself come before a command: `policy show --version 3` is the command's.
+    .enablePositionalOptions()
     .configureOutput({ outputError: usageError(process.argv.includes("--json")) })
     .showHelpAfterError();
 
