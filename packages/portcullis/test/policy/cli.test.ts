@@ -27,6 +27,8 @@ const POLICY = {
   ],
 };
 
+// The command's JSON output, read as the shape the test expects (a wrong shape fails the asserts).
+// eslint-disable-next-line @typescript-eslint/no-unnecessary-type-parameters -- a typed reading of JSON output
 const json = <T>(stdout: string): T => JSON.parse(stdout) as T;
 const errorCode = (stderr: string): string => (JSON.parse(stderr) as { error: { code: string } }).error.code;
 
