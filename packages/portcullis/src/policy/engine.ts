@@ -1,7 +1,7 @@
 import { type Decimal, decimalText } from "../contract/operations.js";
 import { POLICY_KINDS, type GovernedOperation, type PolicyAction, type PolicyDecision, type PolicyExplanation, type PolicyKind, type PolicySubject, type PolicyTraceStep } from "../contract/policy.js";
 import type { ReferencePrices } from "../contract/prices.js";
-import { CidrSet, parseIp } from "../net/ip.js";
+import { CidrSet, type ParsedIp, parseIp } from "../net/ip.js";
 import { addDecimal, compareDecimal, multiplyDecimal, normalizeDecimal } from "../operations/decimal.js";
 import type { Per, PolicyDocument, PolicyRule, RuleMatch } from "./document.js";
 
@@ -51,12 +51,23 @@ export type OperationValue = Decimal | null | undefined;
 class EvalContext {
   private valueDone = false;
   private valueCache: OperationValue = undefined;
+  private ipDone = false;
+  private ipCache: ParsedIp | null = null;
   constructor(
     readonly subject: PolicySubject,
     readonly op: GovernedOperation,
     readonly facts: PolicyFacts,
     private readonly prices: ReferencePrices,
   ) {}
+
+  /** The client address, parsed once per decision (null: none, or not an address). */
+  get ip(): ParsedIp | null {
+    if (!this.ipDone) {
+      this.ipCache = this.subject.client === null ? null : parseIp(this.subject.client);
+      this.ipDone = true;
+    }
+    return this.ipCache;
+  }
 
   get value(): OperationValue {
     if (!this.valueDone) {
@@ -236,19 +247,18 @@ function compileMatch(m: RuleMatch, windowIndex: (w: VelocityWindow) => number):
     const { inside, blocks } = m.source;
     const set = new CidrSet(blocks);
     const shown = listed(blocks);
-    const isIn = (client: string | null): boolean | null => {
-      if (client === null) return null;
-      const ip = parseIp(client);
+    const isIn = (c: EvalContext): boolean | null => {
+      const ip = c.ip;
       return ip === null ? null : set.has(ip);
     };
     rest.push({
       // No (readable) client address: outside every block, so "in" fails and "notIn" holds (fail closed).
       test: (c) => {
-        const where = isIn(c.subject.client);
+        const where = isIn(c);
         return inside ? where === true : where !== true;
       },
       explain: (c, holds) => {
-        const where = isIn(c.subject.client);
+        const where = isIn(c);
         if (where === null) return `no source address: taken as outside ${shown}${holds ? "" : " (this rule needs inside)"}`;
         return `source ${c.subject.client ?? ""} is ${where ? "" : "not "}in ${shown}${inside ? "" : holds ? " (the rule wants outside)" : " (the rule wants outside)"}`;
       },
