@@ -260,7 +260,7 @@ function compileMatch(m: RuleMatch, windowIndex: (w: VelocityWindow) => number):
       explain: (c, holds) => {
         const where = isIn(c);
         if (where === null) return `no source address: taken as outside ${shown}${holds ? "" : " (this rule needs inside)"}`;
-        return `source ${c.subject.client ?? ""} is ${where ? "" : "not "}in ${shown}${inside ? "" : holds ? " (the rule wants outside)" : " (the rule wants outside)"}`;
+        return `source ${c.subject.client ?? ""} is ${where ? "" : "not "}in ${shown}${inside ? "" : " (the rule wants outside)"}`;
       },
     });
   }
