@@ -5,8 +5,9 @@ import { dirname, join } from "node:path";
 import type { Environment } from "../../contract/ids.js";
 import type { Dialect, KeyAlgorithm, KeyStatus } from "../../contract/keys.js";
 import type { ReservationStore } from "../../replay/reservations.js";
-import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+// The policy's stores (migration 11): a line of its own, so the wiring stays apart from the keys'.
+import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import { SqliteAudit } from "./audit.js";
 import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
