@@ -277,8 +277,17 @@ describe("applying a policy", () => {
     const other = await PolicyService.open({ store: second, prices: f.prices, now: f.clock.now, pollIntervalMs: 0 });
     try {
       await apply([{ name: "stop", match: { kind: ["withdraw"] }, action: { type: "block" } }], other);
+      // judges() answers from the cached version until the next poll (refresh, which the timer runs)…
+      expect(f.policy.judges("withdraw")).toBe(false);
       const d: PolicyDecision = await f.policy.decide(withdrawal("1"), ref());
       expect(d).toMatchObject({ rule: "stop", version: 1 });
+      // …and a decision refreshes first: the version in force decides.
+      expect(f.policy.judges("withdraw")).toBe(true);
+      await apply([], other);
+      expect(f.policy.judges("withdraw")).toBe(true);
+      await f.policy.refresh();
+      expect(f.policy.judges("withdraw")).toBe(false);
+      expect(f.policy.version).toBe(2);
     } finally {
       other.close();
       await second.close();
