@@ -61,7 +61,8 @@ export function parseAddressInput(raw: unknown): Result<AddressInput> {
   const network = text("network", NETWORK_RE, false, "a network name (letters, digits and ._-/:)");
   const tag = text("tag", TAG_RE, false, "a memo / tag (printable ASCII, at most 128)");
   const label = raw.label;
-  if (label !== undefined && (typeof label !== "string" || label.length > 200)) fields.label = "a string of at most 200 characters";
+  // eslint-disable-next-line no-control-regex -- control characters are what a label may not hold
+  if (label !== undefined && (typeof label !== "string" || label.length > 200 || /[\u0000-\u001f\u007f]/.test(label))) fields.label = "a string of at most 200 characters, without control characters";
   if (Object.keys(fields).length > 0 || account === null || asset === null || address === null) {
     return invalid(`the address is not valid: ${Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join("; ")}`, { ...fields });
   }

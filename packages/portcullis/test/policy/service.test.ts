@@ -178,6 +178,7 @@ describe("the address book", () => {
     expect((await book.add({ ...ENTRY, network: "ETH" }, OPERATOR, null)).state).toBe("applied");
     await expect(book.add({ ...ENTRY, address: "has space" }, OPERATOR, null)).rejects.toMatchObject({ code: "VALIDATION_FAILED", fields: { address: expect.any(String) as unknown } });
     await expect(book.add({ ...ENTRY, extra: 1 }, OPERATOR, null)).rejects.toMatchObject({ code: "VALIDATION_FAILED", fields: { extra: "unknown field" } });
+    await expect(book.add({ ...ENTRY, label: "two\nlines" }, OPERATOR, null)).rejects.toMatchObject({ code: "VALIDATION_FAILED", fields: { label: expect.any(String) as unknown } });
   });
 
   it("an account admin reaches its own account's book only", async () => {
