@@ -33,6 +33,8 @@
  *  13. per-key guardrails: the guard stage on an order with every guardrail set, and the operation
  *      and guard stages on a route that declares no operation (guardrails-bench.js;
  *      `node bench/guardrails-bench.js [--quick]` runs it alone).
+ *  14. policy evaluation with 100 rules: `decide` on a withdrawal meeting the catch-all after 99
+ *      non-matching rules, and one matching the 50th (policy-bench.js; runs alone too).
  *
  * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
  * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
@@ -49,6 +51,7 @@ import { LIMIT_MODES, MODES, runGatewayBench, runLimitsGatewayBench } from "./ga
 import { runLimitsCostBench, runRoundTripCount } from "./limits-bench.js";
 import { AUDIT_BENCH_SETTINGS, auditSection, runAuditBench } from "./audit-bench.js";
 import { GUARDRAIL_BENCH_SETTINGS, guardrailsSection, runGuardrailsBench } from "./guardrails-bench.js";
+import { POLICY_BENCH_SETTINGS, policySection, runPolicyBench } from "./policy-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
@@ -110,6 +113,7 @@ const SETTINGS = {
     custody: { secrets: 100_000, creates: 200, requests: 5_000 },
     audit: AUDIT_BENCH_SETTINGS.full,
     guardrails: GUARDRAIL_BENCH_SETTINGS.full,
+    policy: POLICY_BENCH_SETTINGS.full,
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
@@ -141,6 +145,7 @@ const SETTINGS = {
     custody: { secrets: 2_000, creates: 20, requests: 500 },
     audit: AUDIT_BENCH_SETTINGS.quick,
     guardrails: GUARDRAIL_BENCH_SETTINGS.quick,
+    policy: POLICY_BENCH_SETTINGS.quick,
   },
 };
 
@@ -830,15 +835,16 @@ const HOW_TO_READ = [
   "- **Benchmark 6** is a count, not a timing: how many commands the hot store's connection sends Redis per request, read from Redis's own statistics on a Redis that serves nothing else. It is exact, so it passes only at exactly one.",
   "- **Benchmark 7** is benchmark 2's method over two gateways with limits, one keeping its hot state in memory, one in Redis. The Redis server shares the machine's cores with the load generator, the upstream and the gateway, so the ratio includes the CPU Redis itself takes from them, as well as the round trip's latency; a Redis on its own host would cost the gateway's machine less.",
   "- **Benchmarks 8–10** are about sessions: 8 is benchmark 1's method on session-signed requests; 9 is benchmark 2's method on one gateway, an Ed25519 key signing every request against its session; 10 times how long a revocation takes to reach other gateway processes, which no single process can see, so it is measured from outside with probing requests.",
-  "- The targets come from the issues: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput; each dialect's pipeline ≤ 4× its raw primitive; limits add ≤ 1 µs per request in memory mode; exactly 1 Redis round trip per request; Redis-mode throughput ≥ 70 % of memory mode's; the session path ≤ 1.5× the native HMAC scheme; an Ed25519 key's gateway throughput with sessions ≥ 5× with per-request signatures; revocation fan-out p99 ≤ 100 ms across 3 gateways; audit logging ≥ 50 000 entries/s on SQLite, and 1M entries verified in ≤ 10 s. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
+  "- The targets come from the issues: pipeline ≤ 4× raw HMAC; full security ≥ 85 % of pass-through throughput; each dialect's pipeline ≤ 4× its raw primitive; limits add ≤ 1 µs per request in memory mode; exactly 1 Redis round trip per request; Redis-mode throughput ≥ 70 % of memory mode's; the session path ≤ 1.5× the native HMAC scheme; an Ed25519 key's gateway throughput with sessions ≥ 5× with per-request signatures; revocation fan-out p99 ≤ 100 ms across 3 gateways; audit logging ≥ 50 000 entries/s on SQLite, and 1M entries verified in ≤ 10 s; policy evaluation with 100 rules ≤ 10 µs median. A missed target is reported as **FAIL**; the measurement is not tuned to pass.",
   "- **Benchmark 11** is about key custody, not speed per request: how long a KEK rotation takes to rewrap every stored data key (alone, and again while a core serves requests whose key loads race with it), how many of those requests failed (the target is none), what creating a key costs with each KEK provider, and a count of the HSM calls made during verified requests on warm keys (the target is none: decrypted secrets stay in the key cache). SoftHSM2 is a software token in the same process, so its figures are a floor for a network HSM's.",
   "- **Benchmark 12** measures the audit log: how many decision entries a second the group commit acknowledges on SQLite (fsynced, indexed), what handing each decision to the audit log adds to a request in process (paired batches, as in benchmark 5; the group commit itself is reported apart, per entry, since it runs after the request on the same event loop), and how fast `portcullis audit verify` checks a log. On a busy machine the CPU columns are steadier than the wall-clock ones.",
   "- **Benchmark 13** times the guard stage (per-key guardrails) on an order that passes every guardrail, and the operation and guard stages on a route that declares no operation (an upper bound: the pipeline skips both on one comparison), in tight loops; targets ≤ 2 µs and ≤ 0.3 µs.",
+  "- **Benchmark 14** times the policy engine alone: `decide` of a compiled 100-rule policy on one withdrawal, meeting the catch-all after 99 withdrawal rules that each fail on a different condition, and matching the 50th. The velocity ledger (a database transaction per decided withdrawal) and the address-book read are outside the figure: they are store round trips, not evaluation.",
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -873,6 +879,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       custody.summary,
       ...audit.summary,
       ...guardrails.summary,
+      ...policy.summary,
     ]),
     "",
     ...HOW_TO_READ,
@@ -888,6 +895,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...custody.text,
     ...audit.text,
     ...guardrails.text,
+    ...policy.text,
   ].join("\n");
 }
 
@@ -946,6 +954,8 @@ async function main() {
   progress("benchmark 12: the audit log (decision logging, request-path cost, verification)");
   const auditResult = await runAuditBench({ ...settings.audit, progress });
   const guardrailsResult = runGuardrailsBench({ ...settings.guardrails, progress });
+  progress("benchmark 14: policy evaluation, 100 rules");
+  const policyResult = await runPolicyBench({ ...settings.policy, progress });
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
@@ -973,6 +983,7 @@ async function main() {
     custody,
     audit: auditSection(auditResult),
     guardrails: guardrailsSection(guardrailsResult),
+    policy: policySection(policyResult),
     host: machine(),
   });
   process.stdout.write(`${text}\n`);

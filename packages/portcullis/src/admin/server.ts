@@ -14,6 +14,7 @@ import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { AdminReach } from "./reach.js";
+import { type Governance, POLICY_ROUTES, dispatchPolicy, isPolicyRoute } from "./policy.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -46,6 +47,8 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "PATCH", path: "/portcullis/v1/keys/:id", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/rotate", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/end-sessions", permission: "admin:keys" },
+  // The policy and the address books (admin/policy.ts).
+  ...POLICY_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -54,6 +57,8 @@ export interface AdminApiOptions {
   readonly core: Portcullis;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** The policy service and address book (admin/policy.ts); without them those routes are ROUTE_NOT_FOUND. */
+  readonly governance?: Governance;
 }
 
 interface Answer {
@@ -67,6 +72,7 @@ export class AdminApi {
   private readonly pipeline: Pipeline;
   private readonly logger: Logger;
   private readonly now: () => number;
+  private readonly governance: Governance | null;
   private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
   private readonly listener: ServerLifecycle;
 
@@ -74,6 +80,7 @@ export class AdminApi {
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
+    this.governance = options.governance ?? null;
     this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES, { allowReserved: true }));
     this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT }, this.handle);
     this.server = this.listener.server;
@@ -124,6 +131,7 @@ export class AdminApi {
   private async dispatch(ctx: RequestContext): Promise<Answer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
+    if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now());
     const keys = this.core.keys;
     const actor = `key:${ctx.key?.record.id ?? "unknown"}`;
     // Paths are canonical and matched: /portcullis/v1/keys/<id>[/<action>]. Key ids never need

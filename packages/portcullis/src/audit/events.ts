@@ -37,6 +37,8 @@ export const AUDIT_EVENTS = {
   "policy.change": { durability: "change", description: "a high-value policy was created, changed or removed" },
   "anomaly.action": { durability: "decision", description: "the behaviour engine throttled, stepped up, suspended or revoked" },
   "audit.archive": { durability: "change", description: "old entries were moved into a signed segment file" },
+  "address.add": { durability: "change", description: "an address was added to an account's withdrawal address book (usable after its cooldown)" },
+  "address.remove": { durability: "change", description: "an address was removed from an account's withdrawal address book" },
 } as const satisfies Record<string, { durability: "change" | "decision"; description: string }>;
 
 export type CatalogueEvent = keyof typeof AUDIT_EVENTS;

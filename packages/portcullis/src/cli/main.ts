@@ -14,6 +14,7 @@ import { initDataDir } from "../core/data-dir.js";
 import { exitQuietlyOnClosedOutput, reportFailure, usageError } from "./errors.js";
 import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";
+import { registerPolicyCommands } from "./policy.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
@@ -214,6 +215,8 @@ function buildProgram(): Command {
   const program = new Command("portcullis")
     .description("The security layer in front of a trading venue's API.")
     .version("0.1.0")
+    // Options of the program itself come before a command: `policy show --version 3` is the command's.
+    .enablePositionalOptions()
     .configureOutput({ outputError: usageError(process.argv.includes("--json")) })
     .showHelpAfterError();
 
@@ -315,7 +318,7 @@ function buildProgram(): Command {
       .command("create")
       .description("create an API key; an HMAC secret or generated private key is printed once")
       .requiredOption("--account <id>", "account the key acts for")
-      .requiredOption("--scopes <list>", "comma-separated: read, trade, withdraw, transfer, admin:keys, admin:*")
+      .requiredOption("--scopes <list>", "comma-separated: read, trade, withdraw, transfer, admin:keys, admin:policy, admin:addresses, admin:*")
       .option("--sub-account <id>", "sub-account")
       .option("--label <text>", "a label for humans")
       .option("--ip <cidr>", "allow only this address or CIDR block (repeatable)", collect)
@@ -565,6 +568,7 @@ function buildProgram(): Command {
 
   registerCustodyCommands(program, DEFAULT_DATA);
   registerAuditCommands(program, DEFAULT_DATA);
+  registerPolicyCommands(program, DEFAULT_DATA);
   return program;
 }
 

@@ -85,6 +85,11 @@ export interface PortcullisConfig {
    * optionally a refresher polling a Binance-shaped ticker. Empty by default.
    */
   readonly prices: { readonly table: PriceTable; readonly refresh: PriceRefreshSettings | null };
+  /** The policy engine and the withdrawal address books (docs/policy.md). */
+  readonly policy: {
+    /** How long a new address of an address book cools down before the policy knows it. Default 24 h. */
+    readonly addressCooldownMs: number;
+  };
 }
 
 /**
@@ -160,7 +165,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -242,6 +247,11 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const audit = parseAuditConfig(root.audit, dataDir);
   if (!audit.ok) throw new ConfigError(audit.message);
 
+  const po = obj(root.policy, "policy");
+  only(po, "policy", ["addressCooldown"]);
+  const addressCooldownMs = duration(po, "addressCooldown", "policy", 24 * 3_600_000);
+  if (addressCooldownMs > 30 * 86_400_000) throw new ConfigError("policy.addressCooldown must be at most 30d");
+
   return {
     dataDir,
     environment,
@@ -277,6 +287,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     audit: audit.value,
     websocket,
     prices: parsePrices(root.prices),
+    policy: { addressCooldownMs },
   };
 }
 

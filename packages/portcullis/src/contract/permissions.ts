@@ -3,7 +3,7 @@
  * A scope grants the permission of the same name; `admin:*` grants every `admin:` permission.
  * Nothing implies anything else: a `trade` key cannot read balances unless it also has `read`.
  */
-export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys"] as const;
+export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses"] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 export const ADMIN_WILDCARD = "admin:*";

@@ -199,6 +199,17 @@ const requestRefusals = {
       "An account admin key manages keys of its own account only, and grants only scopes and addresses it holds itself; operator keys, limit overrides and other accounts need an operator key.",
   },
 
+  // --- the policy and the address book (docs/policy.md) ----------------------------------------
+  POLICY_BLOCKED: { status: 403, message: "The policy blocks this operation." },
+  POLICY_HOLD_UNAVAILABLE: {
+    status: 503,
+    message: "The policy holds this change for approvals or a time lock, and no hold service is available here to keep it; make the change through the admin API of a running gateway.",
+  },
+  POLICY_VERSION_CONFLICT: { status: 409, message: "The policy changed meanwhile: this change was made against an older version. Apply it again." },
+  POLICY_VERSION_NOT_FOUND: { status: 404, message: "No such policy version." },
+  ADDRESS_NOT_FOUND: { status: 404, message: "No such address in the address book." },
+  ADDRESS_EXISTS: { status: 409, message: "The address book already holds this address (same account, asset, network and tag)." },
+
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -1,5 +1,8 @@
 import type { AddressInfo } from "node:net";
 import { AdminApi } from "../admin/server.js";
+import type { Governance } from "../admin/policy.js";
+import { AddressBook } from "../governance/address-book.js";
+import { PolicyService } from "../governance/policy-service.js";
 import { type PortcullisConfig, ConfigError } from "../config/config.js";
 import { Portcullis } from "../core/core.js";
 import { IdentitySigner } from "../gateway/identity.js";
@@ -25,6 +28,8 @@ export interface RunningPortcullis {
   readonly websocket: WebSocketProxy | null;
   readonly gatewayAddress: AddressInfo;
   readonly adminAddress: AddressInfo | null;
+  /** The policy service (a PolicyDecider) and the address books (docs/policy.md). */
+  readonly governance: Governance;
   /** Graceful shutdown of both servers, then the core. */
   close(drainMs?: number): Promise<void>;
 }
@@ -46,6 +51,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   let core: Portcullis | null = null;
   let gateway: Gateway | null = null;
   let admin: AdminApi | null = null;
+  let policy: PolicyService | null = null;
   let hot: HotStore | undefined;
   let bus: RedisChangeBus | undefined;
   // Reference prices (docs/guardrails.md): the configured table, kept current by a refresher
@@ -78,6 +84,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       prices,
     });
     refresher?.start();
+    policy = await PolicyService.open({ store: data.store, pollIntervalMs: config.store.pollIntervalMs, logger, ...(core.prices === null ? {} : { prices: core.prices }) });
+    const governance: Governance = { policy, addresses: new AddressBook({ store: data.store, policy, cooldownMs: config.policy.addressCooldownMs }) };
     const identity = new IdentitySigner(identitySecret);
     const websocket = webSocketProxy(config, core, identity, data.environment, logger);
     gateway = new Gateway({
@@ -94,17 +102,22 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;
     if (config.admin.enabled) {
-      admin = new AdminApi({ core, logger });
+      admin = new AdminApi({ core, logger, governance });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
-    const running = { core, gateway, admin, websocket };
+    const running = { core, gateway, admin, websocket, policy };
     return {
-      ...running,
+      core,
+      gateway,
+      admin,
+      websocket,
+      governance,
       gatewayAddress,
       adminAddress,
       async close(drainMs = 10_000) {
         refresher?.stop();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
+        running.policy.close();
         await running.core.close();
         await bus?.close();
         await data.custody.close();
@@ -112,6 +125,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
     };
   } catch (err) {
     refresher?.stop();
+    policy?.close();
     await gateway?.close(0);
     await admin?.close(0);
     if (core !== null) await core.close();

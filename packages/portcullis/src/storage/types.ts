@@ -1,6 +1,7 @@
 import type { AuditStore } from "../audit/store.js";
 import type { KeyGuardrails, KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
+import type { Decimal } from "../contract/operations.js";
 import type { ReplayClaim } from "../contract/request.js";
 import type { ReservationStore } from "../replay/reservations.js";
 
@@ -172,6 +173,118 @@ export interface EnvelopeStore {
   raiseKekFloor(floor: number): Promise<{ readonly raised: boolean; readonly floor: number; readonly below: number }>;
 }
 
+/** One version of the policy (docs/policy.md): never edited; a later version supersedes it. */
+export interface PolicyVersionRow {
+  readonly version: number;
+  /** The document's canonical JSON (RFC 8785). */
+  readonly document: string;
+  /** SHA-256 (hex) of `document`. */
+  readonly digest: string;
+  readonly rules: number;
+  readonly createdAt: number;
+  /** Who applied it (`key:<id>`, `cli:<user>`); a released hold names its initiator. */
+  readonly createdBy: string;
+}
+
+export type PolicyVersionSummary = Omit<PolicyVersionRow, "document">;
+
+/**
+ * The versioned policy documents. The version in force is the latest; nothing is ever edited or
+ * deleted (going back is applying the old document again, as a new version).
+ */
+export interface PolicyStore {
+  /** The latest version's number and digest (a cheap read, polled), or null when none was ever applied. */
+  latest(): Promise<{ readonly version: number; readonly digest: string } | null>;
+  get(version: number): Promise<PolicyVersionRow | undefined>;
+  /** Every version, newest first (at most `limit`). */
+  versions(limit: number): Promise<PolicyVersionSummary[]>;
+  /**
+   * Inserts `row` as the version in force if the latest version is still `row.version - 1` (0:
+   * none), with its audit entry (`policy.change`, `detail`) in the same transaction. Otherwise
+   * changes nothing and answers the latest version.
+   */
+  insert(row: PolicyVersionRow, detail: Readonly<Record<string, unknown>>): Promise<{ readonly ok: true } | { readonly ok: false; readonly latest: number }>;
+}
+
+/** An entry of an account's withdrawal address book. */
+export interface AddressRow {
+  readonly id: string;
+  readonly account: string;
+  /** Upper case. */
+  readonly asset: string;
+  readonly address: string;
+  readonly network: string | null;
+  readonly tag: string | null;
+  readonly label: string;
+  readonly addedAt: number;
+  readonly addedBy: string;
+  /** added + the cooldown: before this moment the address is not "known" to the policy. */
+  readonly usableFrom: number;
+  readonly removedAt: number | null;
+  readonly removedBy: string | null;
+}
+
+export interface AddressListFilter {
+  readonly account?: string;
+  readonly asset?: string;
+  /** Include removed entries (default: only entries in the book). */
+  readonly removed?: boolean;
+  readonly limit: number;
+}
+
+export interface AddressStore {
+  /**
+   * Adds `row` (audited `address.add` in the same transaction) unless the account's book already
+   * holds the same asset, address, network and tag (not removed): then answers that entry.
+   */
+  add(row: AddressRow): Promise<{ readonly ok: true } | { readonly ok: false; readonly existing: AddressRow }>;
+  /**
+   * Removes an entry now (audited `address.remove`): only if it is in the book and, when `account`
+   * is given, belongs to it. Answers the removed entry, or undefined.
+   */
+  remove(id: string, account: string | null, actor: string, at: number): Promise<AddressRow | undefined>;
+  get(id: string): Promise<AddressRow | undefined>;
+  list(filter: AddressListFilter): Promise<AddressRow[]>;
+  /** The entries in `account`'s book (not removed) for this asset and address. */
+  lookup(account: string, asset: string, address: string): Promise<AddressRow[]>;
+}
+
+/** What the velocity ledger records for an operation the policy did not block. */
+export interface SpendEntry {
+  /** The operation id the decision was made under (`forget` takes it back). */
+  readonly ref: string;
+  readonly kind: string;
+  readonly keyId: string | null;
+  readonly account: string | null;
+  readonly asset: string;
+  /** The value in the reference currency; null when unknown (no reference price). */
+  readonly value: Decimal | null;
+  readonly at: number;
+}
+
+/** The windows a decision reads: per key or per account, what was recorded for `kind` in (at - windowMs, at]. */
+export interface SpendQuery {
+  readonly kind: string;
+  readonly keyId: string | null;
+  readonly account: string | null;
+  readonly at: number;
+  readonly windows: readonly { readonly per: "key" | "account"; readonly windowMs: number }[];
+}
+
+/**
+ * The velocity ledger. `decide` reads the sums of the windows, calls `choose` with them
+ * (synchronously: it is the policy engine), and records what it returns, in one atomic step
+ * (in SQLite one immediate transaction, serialised across connections and processes): two
+ * decisions can never both pass a cap only one fits under.
+ */
+export interface SpendStore {
+  decide<T>(query: SpendQuery, choose: (sums: readonly (Decimal | null)[]) => { readonly record: SpendEntry | null; readonly result: T }): Promise<T>;
+  /** Reads the sums only (a dry run). */
+  sums(query: SpendQuery): Promise<readonly (Decimal | null)[]>;
+  /** Removes what was recorded under `ref`; resolves to how many entries. */
+  forget(ref: string): Promise<number>;
+}
+
 export interface DurableStore {
   readonly kind: string;
   readonly keys: KeyStore;
@@ -184,6 +297,12 @@ export interface DurableStore {
   readonly logouts: EndedSessionStore;
   /** The audit log's chain; the store writes a change's entry in the change's own transaction. */
   readonly audit: AuditStore;
+  /** Versioned policy documents (docs/policy.md). */
+  readonly policies: PolicyStore;
+  /** The withdrawal address books. */
+  readonly addresses: AddressStore;
+  /** The velocity ledger of the policy's amount-over-a-window conditions. */
+  readonly spend: SpendStore;
   close(): Promise<void>;
 }
 

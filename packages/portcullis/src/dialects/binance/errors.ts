@@ -150,6 +150,13 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_NOT_FOUND: rejected,
     KEY_STATE_CONFLICT: e(400, -1130, INVALID_PARAMETER),
     ADMIN_GRANT_EXCEEDED: rejected,
+    // The policy (stage 10) and the address book.
+    POLICY_BLOCKED: rejected,
+    POLICY_HOLD_UNAVAILABLE: e(503, -1001, DISCONNECTED),
+    POLICY_VERSION_CONFLICT: e(400, -1130, INVALID_PARAMETER),
+    POLICY_VERSION_NOT_FOUND: e(400, -1130, INVALID_PARAMETER),
+    ADDRESS_NOT_FOUND: e(400, -1130, INVALID_PARAMETER),
+    ADDRESS_EXISTS: e(400, -1130, INVALID_PARAMETER),
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),
   };

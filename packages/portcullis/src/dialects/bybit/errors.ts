@@ -157,6 +157,12 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   KEY_NOT_FOUND: E.invalidKey,
   KEY_STATE_CONFLICT: status(E.params, 409),
   ADMIN_GRANT_EXCEEDED: E.permission,
+  POLICY_BLOCKED: E.permission,
+  POLICY_HOLD_UNAVAILABLE: status(E.serverError, 503),
+  POLICY_VERSION_CONFLICT: status(E.params, 409),
+  POLICY_VERSION_NOT_FOUND: status(E.params, 404),
+  ADDRESS_NOT_FOUND: status(E.params, 404),
+  ADDRESS_EXISTS: status(E.params, 409),
 
   INTERNAL: E.serverError,
 };

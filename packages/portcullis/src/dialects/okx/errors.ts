@@ -165,6 +165,12 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   KEY_NOT_FOUND: E.invalidKey,
   KEY_STATE_CONFLICT: { ...E.invalidAuthorization, status: 409 },
   ADMIN_GRANT_EXCEEDED: E.noPermission,
+  POLICY_BLOCKED: E.noPermission,
+  POLICY_HOLD_UNAVAILABLE: E.serviceUnavailable,
+  POLICY_VERSION_CONFLICT: { ...E.invalidAuthorization, status: 409 },
+  POLICY_VERSION_NOT_FOUND: E.notFound,
+  ADDRESS_NOT_FOUND: E.notFound,
+  ADDRESS_EXISTS: { ...E.invalidAuthorization, status: 409 },
 
   INTERNAL: E.systemError,
 };

@@ -222,4 +222,58 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN guardrails TEXT;
     `,
   },
+  {
+    version: 11,
+    name: "policy versions, address books, velocity ledger",
+    sql: `
+      -- Policy documents (docs/policy.md): one row per version, never edited; the version in
+      -- force is the latest. document is the canonical JSON (RFC 8785), digest its SHA-256 (hex).
+      CREATE TABLE policy_versions (
+        version    INTEGER PRIMARY KEY CHECK (version >= 1),
+        document   TEXT NOT NULL,
+        digest     TEXT NOT NULL,
+        rules      INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+      ) STRICT;
+
+      -- Withdrawal address books, per account and asset. An address is "known" to the policy
+      -- from usable_from (added + the cooldown); a removal is immediate and keeps the row.
+      CREATE TABLE address_book (
+        id          TEXT PRIMARY KEY,
+        account     TEXT NOT NULL,
+        asset       TEXT NOT NULL,
+        address     TEXT NOT NULL,
+        network     TEXT,
+        tag         TEXT,
+        label       TEXT NOT NULL DEFAULT '',
+        added_at    INTEGER NOT NULL,
+        added_by    TEXT NOT NULL,
+        usable_from INTEGER NOT NULL,
+        removed_at  INTEGER,
+        removed_by  TEXT
+      ) STRICT;
+      CREATE INDEX address_book_lookup ON address_book (account, asset, address) WHERE removed_at IS NULL;
+      CREATE INDEX address_book_by_account ON address_book (account, asset, id);
+
+      -- The velocity ledger: the value (reference currency, an exact decimal: coefficient and
+      -- scale; both null when unknown) of each withdrawal and transfer the policy did not block.
+      CREATE TABLE policy_spend (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        ref         TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        key_id      TEXT,
+        account     TEXT,
+        asset       TEXT NOT NULL,
+        coefficient TEXT CHECK (coefficient IS NULL OR coefficient GLOB '[0-9]*'),
+        scale       INTEGER,
+        at          INTEGER NOT NULL,
+        CHECK ((coefficient IS NULL) = (scale IS NULL))
+      ) STRICT;
+      CREATE INDEX policy_spend_by_key ON policy_spend (key_id, kind, at) WHERE key_id IS NOT NULL;
+      CREATE INDEX policy_spend_by_account ON policy_spend (account, kind, at) WHERE account IS NOT NULL;
+      CREATE INDEX policy_spend_by_ref ON policy_spend (ref);
+      CREATE INDEX policy_spend_at ON policy_spend (at);
+    `,
+  },
 ];

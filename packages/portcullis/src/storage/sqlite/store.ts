@@ -6,8 +6,11 @@ import type { Environment } from "../../contract/ids.js";
 import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+// The policy's stores (migration 11): a line of its own, so the wiring stays apart from the keys'.
+import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import { SqliteAudit } from "./audit.js";
+import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -116,6 +119,9 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly envelopes: EnvelopeStore = this;
   /** The audit log (migration 6); every recorded KeyChange is also an audit entry, in its transaction. */
   readonly audit: SqliteAudit;
+  readonly policies: PolicyStore;
+  readonly addresses: AddressStore;
+  readonly spend: SpendStore;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -149,6 +155,9 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.pollIntervalMs = options.pollIntervalMs ?? 200;
     const here = path === ":memory:" ? null : dirname(path);
     this.audit = new SqliteAudit(this.db, { spillDir: here === null ? null : join(here, "audit-spill"), archiveDir: here === null ? null : join(here, "audit-archive") });
+    this.policies = new SqlitePolicyStore(this.db, this.audit);
+    this.addresses = new SqliteAddressStore(this.db, this.audit);
+    this.spend = new SqliteSpendStore(this.db);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
