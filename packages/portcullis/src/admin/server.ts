@@ -14,6 +14,8 @@ import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { AdminReach } from "./reach.js";
+import type { HoldService } from "../holds/service.js";
+import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -46,6 +48,7 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "PATCH", path: "/portcullis/v1/keys/:id", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/rotate", permission: "admin:keys" },
   { method: "POST", path: "/portcullis/v1/keys/:id/end-sessions", permission: "admin:keys" },
+  ...APPROVAL_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -54,6 +57,8 @@ export interface AdminApiOptions {
   readonly core: Portcullis;
   readonly logger: Logger;
   readonly now?: () => number;
+  /** Approvers and held operations (admin/approvals.ts); without it those routes are not found. */
+  readonly holds?: HoldService;
 }
 
 interface Answer {
@@ -69,8 +74,10 @@ export class AdminApi {
   private readonly now: () => number;
   private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
   private readonly listener: ServerLifecycle;
+  private readonly holds: HoldService | null;
 
   constructor(options: AdminApiOptions) {
+    this.holds = options.holds ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
@@ -118,6 +125,9 @@ export class AdminApi {
         return;
       case "answered":
         sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
+        return;
+      case "held":
+        sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId);
     }
   }
 
@@ -144,6 +154,8 @@ export class AdminApi {
       if (r.account !== null) r.reach(await keys.get(id));
       return r;
     };
+    const approvals = await approvalsAnswer(this.holds, ctx, () => parseJsonBody(ctx.body));
+    if (approvals !== undefined) return approvals;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

@@ -15,6 +15,9 @@ import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
+import type { PolicyDecider } from "../contract/policy.js";
+import { HoldService, type HoldServiceOptions } from "../holds/service.js";
+import { OperationEndpoints } from "../gateway/operation-endpoints.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -24,6 +27,8 @@ export interface RunningPortcullis {
   readonly websocket: WebSocketProxy | null;
   readonly gatewayAddress: AddressInfo;
   readonly adminAddress: AddressInfo | null;
+  /** Held operations and approvers (docs/approvals.md): the policy's ChangeHolder too. */
+  readonly holds: HoldService;
   /** Graceful shutdown of both servers, then the core. */
   close(drainMs?: number): Promise<void>;
 }
@@ -34,8 +39,18 @@ export function urlOf(address: AddressInfo): string {
   return `http://${shown}:${address.port}`;
 }
 
+/** What the configuration file does not hold (yet): the policy engine, and the hold service's tuning. */
+export interface StartOptions {
+  /**
+   * Stage 10's policy (docs/approvals.md): with it, the gateway holds or blocks what the policy
+   * says; without it, nothing is judged (held operations made elsewhere are still released).
+   */
+  readonly policy?: PolicyDecider;
+  readonly holds?: Pick<HoldServiceOptions, "approvalTtlMs" | "rejectCancels" | "pollMs" | "leaseMs">;
+}
+
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
-export async function startPortcullis(config: PortcullisConfig, logger: Logger): Promise<RunningPortcullis> {
+export async function startPortcullis(config: PortcullisConfig, logger: Logger, options: StartOptions = {}): Promise<RunningPortcullis> {
   // The envelope and the signing keys come from the configured custody provider (keyring or PKCS#11).
   const data = await openDataDir(config.dataDir, { custody: config.custody, pollIntervalMs: config.store.pollIntervalMs });
   if (config.environment !== null && config.environment !== data.environment) {
@@ -47,6 +62,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   let admin: AdminApi | null = null;
   let hot: HotStore | undefined;
   let bus: RedisChangeBus | undefined;
+  const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, policy: options.policy ?? null, logger, ...options.holds });
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, data.store, logger);
@@ -82,19 +98,26 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       scheme: config.gateway.scheme,
       ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
       audit: core.audit,
+      // The operations endpoint is served whether or not a policy holds anything here: an
+      // operation held by another gateway process on the same data directory is readable too.
+      holds: { policy: options.policy ?? null, service: holds, operations: new OperationEndpoints(core, holds) },
     });
+    // Releases what is ready (made ready here, by another process, or by the CLI), expires what
+    // waited too long; also at start, for what a previous run left ready.
+    holds.start();
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;
     if (config.admin.enabled) {
-      admin = new AdminApi({ core, logger });
+      admin = new AdminApi({ core, logger, holds });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
-    const running = { core, gateway, admin, websocket };
+    const running = { core, gateway, admin, websocket, holds };
     return {
       ...running,
       gatewayAddress,
       adminAddress,
       async close(drainMs = 10_000) {
+        await holds.stop();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         await running.core.close();
         await bus?.close();
@@ -102,6 +125,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       },
     };
   } catch (err) {
+    await holds.stop();
     await gateway?.close(0);
     await admin?.close(0);
     if (core !== null) await core.close();
