@@ -72,7 +72,7 @@ export function portcullisPreParsing(
         if (outcome.kind === "held") {
           const held = renderHeld(ctx.renderer?.name ?? null, outcome.ticket, ctx.operation, ctx.now);
           let r = target.reply.code(held.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store").header("portcullis-request-id", ctx.requestId);
-          for (const [name, value] of Object.entries(limitHeaders(ctx))) r = r.header(name, value);
+          for (const [name, value] of Object.entries(limitHeaders(ctx) ?? {})) r = r.header(name, value);
           target.result = r.send(held.body);
           return;
         }
