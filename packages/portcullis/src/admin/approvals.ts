@@ -33,7 +33,7 @@ export const APPROVAL_ROUTES: readonly RouteSpec[] = [
   { method: "POST", path: "/portcullis/v1/approvals/:id/cancel", permission: "admin:approvals" },
 ];
 
-const ROUTE_IDS: ReadonlySet<string> = new Set(APPROVAL_ROUTES.map((r) => `${r.method} ${r.path}`));
+const ROUTE_IDS: ReadonlySet<string> = new Set(APPROVAL_ROUTES.map((r) => `${typeof r.method === "string" ? r.method : r.method.join(",")} ${r.path}`));
 
 /** An operation as `approvals show` prints it: the view, the signed facts and their rendering. */
 export async function showOperation(holds: HoldService, id: string): Promise<OperationView & { document: DigestDocumentView; rendering: string }> {

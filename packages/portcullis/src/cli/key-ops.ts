@@ -29,7 +29,7 @@ export interface KeyOps {
   close(): Promise<void>;
 }
 
-function cliActor(): string {
+export function cliActor(): string {
   let name = "unknown";
   try {
     name = userInfo().username;
@@ -69,7 +69,7 @@ export async function localKeyOps(dataDir: string): Promise<KeyOps> {
   };
 }
 
-function fromApiError(adminUrl: string, err: unknown): never {
+export function fromApiError(adminUrl: string, err: unknown): never {
   if (err instanceof PortcullisApiError && isErrorCode(err.code)) throw new PortcullisError(err.code, err.message);
   const reason = unreachableReason(err);
   if (reason !== null) {

@@ -14,6 +14,7 @@ import { initDataDir } from "../core/data-dir.js";
 import { exitQuietlyOnClosedOutput, reportFailure, usageError } from "./errors.js";
 import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";
+import { registerApprovalCommands } from "./approvals.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
@@ -505,6 +506,7 @@ function buildProgram(): Command {
 
   registerCustodyCommands(program, DEFAULT_DATA);
   registerAuditCommands(program, DEFAULT_DATA);
+  registerApprovalCommands(program, DEFAULT_DATA);
   return program;
 }
 

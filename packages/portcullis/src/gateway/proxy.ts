@@ -265,7 +265,7 @@ export class Forwarder {
    */
   async call(req: ForwardRequest, limit: number): Promise<{ status: number; contentType: string | null; body: Buffer; truncated: boolean } | Denial> {
     try {
-      const answer = await this.pool.request({ path: req.url, method: req.method as Dispatcher.HttpMethod, headers: req.headers, body: req.body.length > 0 ? req.body : null });
+      const answer = await this.pool.request({ path: req.url, method: req.method, headers: req.headers, body: req.body.length > 0 ? req.body : null });
       const chunks: Buffer[] = [];
       let size = 0;
       let truncated = false;

@@ -97,7 +97,7 @@ export class Gateway {
         },
         untilDone: whenClosed,
       },
-      hold: options.holds?.policy == null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: (ctx) => this.capture(ctx), logger: options.logger }),
+      hold: options.holds?.policy === undefined || options.holds.policy === null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: (ctx) => this.capture(ctx), logger: options.logger }),
     });
     options.holds?.service.setRequestReleaser((request, row) => this.release(request, row));
   }

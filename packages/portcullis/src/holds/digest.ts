@@ -30,7 +30,7 @@ export function canonicalJson(value: unknown): string {
   try {
     text = canonicalize(value);
   } catch (err) {
-    throw new TypeError(`not canonicalizable JSON: ${err instanceof Error ? err.message : String(err)}`);
+    throw new TypeError(`not canonicalizable JSON: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
   if (text === undefined) throw new TypeError("not canonicalizable JSON: undefined");
   return text;

@@ -429,9 +429,10 @@ export class HoldService implements ChangeHolder {
   /** Forgets, in the policy, what every operation that ended without release recorded. */
   private async settle(): Promise<void> {
     const policy = this.policy;
+    // Only a process with the policy settles (the CLI, without one, leaves it to the gateway).
+    if (policy === null) return;
     for (const id of await this.store.unsettled(100)) {
       if (!(await this.store.settle(id))) continue;
-      if (policy === null) continue;
       try {
         await policy.forget(id);
       } catch (err) {
