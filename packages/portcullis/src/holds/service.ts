@@ -400,6 +400,12 @@ export class HoldService implements ChangeHolder {
     await Promise.all([...this.releasing]);
   }
 
+  /** Resolves when the loop pass and the releases in flight in this process are done. */
+  async idle(): Promise<void> {
+    await this.ticking;
+    await Promise.all([...this.releasing]);
+  }
+
   /** Runs a pass of the loop unless one is running. */
   private kick(): void {
     if (this.ticking !== null || this.stopped) return;
