@@ -78,7 +78,7 @@ describe("approve / release / revoke interleavings (fast-check scheduler)", () =
         // Releases started inside a step (the last approval releases at once) schedule their own
         // upstream answers later: run the scheduler until nothing is left to run.
         for (let round = 0; round < 20; round++) {
-          await s.waitAll();
+          await s.waitIdle();
           await new Promise((resolve) => setImmediate(resolve));
         }
         expect(s.count()).toBe(0);

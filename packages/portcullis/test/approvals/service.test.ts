@@ -71,7 +71,9 @@ describe("approving a held withdrawal", () => {
     const id = await fx.hold(key, "mallory");
     const view = await fx.holds.view(id);
     expect(view).toMatchObject({ state: "pending", kind: "withdraw", keyId: key, owner: "mallory", required: { approvals: [{ group: "treasury", count: 2, have: 0 }], notBefore: null } });
-    expect(view.digest).toBe(HoldService.digestOf((await fx.holds.store.hold(id))!));
+    const row = await fx.holds.store.hold(id);
+    if (row === undefined) throw new Error("not stored");
+    expect(view.digest).toBe(HoldService.digestOf(row));
     expect(await approve(fx, id, alice)).toBe("pending");
     expect(await approve(fx, id, bob)).toBe("ready");
     await fx.holds.tick();

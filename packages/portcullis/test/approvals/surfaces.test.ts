@@ -10,7 +10,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { inject } from "light-my-request";
 import { afterEach, describe, expect, it } from "vitest";
-import { createClient, PortcullisApiError } from "@portcullis/client";
+import { createClient, type PortcullisApiError } from "@portcullis/client";
 import type { PolicyDecider, PolicyDecision, PolicyExplanation, PolicySubject } from "../../src/contract/policy.js";
 import type { Operation } from "../../src/contract/operations.js";
 import type { RouteSpec } from "../../src/authz/routes.js";
@@ -50,8 +50,7 @@ class Fixed implements PolicyDecider {
     if (this.decision instanceof Error) throw this.decision;
     return this.decision;
   }
-  explain(subject: PolicySubject): Promise<PolicyExplanation> {
-    void subject;
+  explain(_subject: PolicySubject): Promise<PolicyExplanation> {
     return Promise.resolve({ decision: this.decide(), trace: [] });
   }
   forget(ref: string): Promise<void> {
@@ -174,7 +173,11 @@ describe("the embedded middleware", () => {
     const created = await t.createKey({ scopes: ["withdraw"] });
     cleanups.push(async () => {
       await holds.stop();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      });
       await t.cleanup();
     });
     return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, t, holds, policy, releases, key: { id: created.key.id, secret: created.secret ?? "" } };
