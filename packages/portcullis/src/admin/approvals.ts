@@ -77,9 +77,9 @@ function parseApprover(raw: unknown): { name: string; groups: string[]; publicKe
 export async function approvalsAnswer(holds: HoldService | null, ctx: RequestContext, body: () => unknown): Promise<{ status: number; body: unknown } | undefined> {
   const route = ctx.route;
   if (route === null || !ROUTE_IDS.has(route.id)) return undefined;
-  if (holds === null) throw new PortcullisError("ROUTE_NOT_FOUND");
   const record = ctx.key?.record;
   if (record?.operator !== true) throw new PortcullisError("ADMIN_GRANT_EXCEEDED", "approvers and approvals are managed with an operator key");
+  if (holds === null) throw new PortcullisError("ROUTE_NOT_FOUND");
   const actor = `key:${record.id}`;
   // Canonical, matched paths: /portcullis/v1/<approvers|approvals>/<name or id>[/<action>].
   const param = ctx.path.split("/")[4] ?? "";
