@@ -143,7 +143,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     ADMIN_GRANT_EXCEEDED: rejected,
     // The high-value policy (docs/approvals.md): a blocked withdrawal is Binance's -1002; the rest
     // are the admin API's (never rendered by a venue dialect; mapped for completeness).
-    POLICY_BLOCKED: e(403, -1002, "You are not authorized to execute this request."),
+    POLICY_BLOCKED: e(401, -1002, "You are not authorized to execute this request."),
     POLICY_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     HOLD_NOT_SUPPORTED: e(400, -1020, UNSUPPORTED),
     OPERATION_NOT_FOUND: e(404, -1020, UNSUPPORTED),
