@@ -16,7 +16,7 @@ import { renderOperation, type DigestDocumentView } from "../holds/render.js";
  *   GET    /portcullis/v1/approvals/:id           the operation, its digest document, its digest
  *                                                 (recomputed here) and its rendering   admin:approvals
  *   POST   /portcullis/v1/approvals/:id/approve   { approver, digest, signature }       admin:approvals
- *   POST   /portcullis/v1/approvals/:id/reject    { approver, digest, signature }       admin:approvals
+ *   POST   /portcullis/v1/approvals/:id/reject    { approver, digest, signature, reason? } admin:approvals
  *   POST   /portcullis/v1/approvals/:id/cancel                                           admin:approvals
  *
  * An approval's signature is made by the approver's own Ed25519 key, elsewhere (the CLI's
@@ -54,10 +54,12 @@ function text(o: Record<string, unknown>, name: string, errors: Record<string, s
 }
 
 /** `{ approver, digest, signature }`, or VALIDATION_FAILED with the fields at fault. */
-function parseDecision(raw: unknown): { approver: string; digest: string; signature: string } {
+function parseDecision(raw: unknown): { approver: string; digest: string; signature: string; reason: string | null } {
   if (!isJsonObject(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
   const errors: Record<string, string> = {};
-  const out = { approver: text(raw, "approver", errors), digest: text(raw, "digest", errors), signature: text(raw, "signature", errors) };
+  const reason = raw.reason === undefined || raw.reason === null ? null : typeof raw.reason === "string" ? raw.reason : "";
+  if (reason === "") errors.reason = "a string";
+  const out = { approver: text(raw, "approver", errors), digest: text(raw, "digest", errors), signature: text(raw, "signature", errors), reason };
   if (Object.keys(errors).length > 0) throw new PortcullisError("VALIDATION_FAILED", `invalid decision: ${Object.keys(errors).join(", ")}`, errors);
   return out;
 }
@@ -109,7 +111,7 @@ export async function approvalsAnswer(holds: HoldService | null, ctx: RequestCon
     case "POST /portcullis/v1/approvals/:id/reject": {
       const d = parseDecision(body());
       const decision = route.id.endsWith("/approve") ? "approve" : "reject";
-      return { status: 200, body: await holds.decide(param, d.approver, decision, d.digest, d.signature) };
+      return { status: 200, body: await holds.decide(param, d.approver, decision, d.digest, d.signature, d.reason) };
     }
     case "POST /portcullis/v1/approvals/:id/cancel":
       return { status: 200, body: await holds.cancel(param, null, actor) };

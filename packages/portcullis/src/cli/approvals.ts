@@ -30,7 +30,7 @@ interface ApprovalOps {
   removeApprover(name: string): Promise<void>;
   list(state: HoldState | undefined): Promise<OperationView[]>;
   show(id: string): Promise<Shown>;
-  decide(id: string, approver: string, decision: ApprovalDecision, digest: string, signature: string): Promise<OperationView>;
+  decide(id: string, approver: string, decision: ApprovalDecision, digest: string, signature: string, reason: string | null): Promise<OperationView>;
   close(): Promise<void>;
 }
 
@@ -46,7 +46,7 @@ async function localOps(dataDir: string): Promise<ApprovalOps> {
     removeApprover: (name) => holds.removeApprover(name, actor),
     list: (state) => holds.list(state === undefined ? {} : { state }),
     show: (id) => showOperation(holds, id),
-    decide: (id, approver, decision, digest, signature) => holds.decide(id, approver, decision, digest, signature),
+    decide: (id, approver, decision, digest, signature, reason) => holds.decide(id, approver, decision, digest, signature, reason),
     close: async () => {
       await holds.stop();
       await audit.close();
@@ -68,7 +68,8 @@ function remoteOps(adminUrl: string, keyId: string, secret: string): ApprovalOps
     },
     list: async (state) => (await call<{ operations: OperationView[] }>("GET", `/portcullis/v1/approvals${state === undefined ? "" : `?state=${state}`}`)).operations,
     show: (op) => call("GET", `/portcullis/v1/approvals/${id(op)}`),
-    decide: (op, approver, decision, digest, signature) => call("POST", `/portcullis/v1/approvals/${id(op)}/${decision}`, { approver, digest, signature }),
+    decide: (op, approver, decision, digest, signature, reason) =>
+      call("POST", `/portcullis/v1/approvals/${id(op)}/${decision}`, reason === null ? { approver, digest, signature } : { approver, digest, signature, reason }),
     close: () => Promise.resolve(),
   };
 }
@@ -147,7 +148,7 @@ function approverKey(file: string): { privateKey: ReturnType<typeof createPrivat
   return { privateKey, publicPem };
 }
 
-async function decide(opts: Target & { key: string; approver?: string }, defaultData: string, id: string, decision: ApprovalDecision): Promise<void> {
+async function decide(opts: Target & { key: string; approver?: string; reason?: string }, defaultData: string, id: string, decision: ApprovalDecision): Promise<void> {
   const { privateKey, publicPem } = approverKey(opts.key);
   const result = await withOps(opts, defaultData, async (ops) => {
     let name = opts.approver;
@@ -160,7 +161,7 @@ async function decide(opts: Target & { key: string; approver?: string }, default
     const digest = verified(shown);
     if (opts.json !== true) process.stderr.write(`${renderOperation(shown.document, shown)}\n\n${decision === "approve" ? "approving" : "rejecting"} as ${name}\n`);
     const signature = sign(null, approvalMessage(decision, digest), privateKey).toString("base64");
-    return ops.decide(id, name, decision, digest, signature);
+    return ops.decide(id, name, decision, digest, signature, opts.reason ?? null);
   });
   print(opts.json, result, () => `${result.operationId} is ${result.state}`);
 }
@@ -208,14 +209,14 @@ export function registerApprovalCommands(program: Command, defaultData: string):
     },
   );
   for (const decision of ["approve", "reject"] as const) {
-    target(
-      approvals
-        .command(decision)
-        .description(`${decision} a held operation, signing its digest with your own Ed25519 key`)
-        .argument("<id>", "operation id")
-        .requiredOption("--key <file>", "your Ed25519 private key (PKCS#8 PEM); it never leaves this machine")
-        .option("--approver <name>", "your approver name (default: the approver registered with this key)"),
-    ).action(async (id: string, opts: Target & { key: string; approver?: string }) => {
+    const cmd = approvals
+      .command(decision)
+      .description(`${decision} a held operation, signing its digest with your own Ed25519 key`)
+      .argument("<id>", "operation id")
+      .requiredOption("--key <file>", "your Ed25519 private key (PKCS#8 PEM); it never leaves this machine")
+      .option("--approver <name>", "your approver name (default: the approver registered with this key)");
+    if (decision === "reject") cmd.option("--reason <text>", "why (recorded with the rejection; not signed)");
+    target(cmd).action(async (id: string, opts: Target & { key: string; approver?: string; reason?: string }) => {
       await decide(opts, defaultData, id, decision);
     });
   }

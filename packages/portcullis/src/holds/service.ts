@@ -334,7 +334,8 @@ export class HoldService implements ChangeHolder {
    * APPROVAL_SIGNATURE_INVALID, APPROVAL_EXPIRED, APPROVAL_DUPLICATE, APPROVAL_NOT_IN_GROUP,
    * OPERATION_STATE_CONFLICT.
    */
-  async decide(id: string, approverName: string, decision: ApprovalDecision, digest: string, signature: string): Promise<OperationView> {
+  async decide(id: string, approverName: string, decision: ApprovalDecision, digest: string, signature: string, reason: string | null = null): Promise<OperationView> {
+    if (reason !== null && (reason.length > 256 || [...reason].some((c) => c < " "))) throw new PortcullisError("VALIDATION_FAILED", "a reason is up to 256 characters, without control characters", { reason: "invalid" });
     const row = isOperationId(id) ? await this.store.hold(id) : undefined;
     if (row === undefined) throw new PortcullisError("OPERATION_NOT_FOUND");
     const approver = await this.store.approver(approverName);
@@ -345,7 +346,7 @@ export class HoldService implements ChangeHolder {
     if (digest !== expected) throw new PortcullisError("APPROVAL_DIGEST_MISMATCH");
     if (!verifyApproval(approverKeyObject(approver.publicKey), decision, expected, signature)) throw new PortcullisError("APPROVAL_SIGNATURE_INVALID");
     const at = this.now();
-    const result = await this.store.decide(id, { approver: approver.name, publicKey: approver.publicKey, decision, signature, at }, this.rejectCancels);
+    const result = await this.store.decide(id, { approver: approver.name, publicKey: approver.publicKey, decision, signature, at, reason }, this.rejectCancels);
     if (!result.ok) {
       switch (result.reason) {
         case "not-found":

@@ -293,7 +293,11 @@ export interface HoldStore {
    * such tier, in order, is the one it counts toward). An approval that meets every tier with the
    * delay over makes it ready; a rejection rejects it when `rejectCancels`.
    */
-  decide(id: string, decision: { readonly approver: string; readonly publicKey: string; readonly decision: "approve" | "reject"; readonly signature: string; readonly at: number }, rejectCancels: boolean): Promise<DecisionResult>;
+  decide(
+    id: string,
+    decision: { readonly approver: string; readonly publicKey: string; readonly decision: "approve" | "reject"; readonly signature: string; readonly at: number; readonly reason?: string | null },
+    rejectCancels: boolean,
+  ): Promise<DecisionResult>;
   /** Cancels a pending or ready operation (of `keyId` only, when given). */
   cancel(id: string, keyId: string | null, at: number, actor: string, reason: string): Promise<HoldResult>;
   /**

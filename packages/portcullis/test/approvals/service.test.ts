@@ -159,7 +159,9 @@ describe("approving a held withdrawal", () => {
     await register(fx);
     const id = await fx.hold(await fx.key(null), null);
     const digest = (await fx.holds.view(id)).digest;
-    expect((await fx.holds.decide(id, "alice", "reject", digest, alice.sign("reject", digest))).state).toBe("rejected");
+    expect(await code(fx.holds.decide(id, "alice", "reject", digest, alice.sign("reject", digest), "x".repeat(257)))).toBe("VALIDATION_FAILED");
+    const rejected = await fx.holds.decide(id, "alice", "reject", digest, alice.sign("reject", digest), "unknown address");
+    expect(rejected).toMatchObject({ state: "rejected", reason: "rejected by alice: unknown address" });
     await fx.holds.tick();
     expect(fx.policy.forgotten).toEqual([id]);
     expect(await code(approve(fx, id, bob))).toBe("OPERATION_STATE_CONFLICT");
@@ -315,5 +317,35 @@ describe("exactly once across restarts", () => {
     await Promise.all([a.holds.tick(), b.holds.tick(), a.holds.tick(), b.holds.tick(), ...ids.map((id) => a.holds.release(id)), ...ids.map((id) => b.holds.release(id))]);
     for (const id of ids) expect(releases.count(id)).toBe(1);
     expect(releases.calls).toHaveLength(ids.length);
+  });
+});
+
+describe("governed changes (ChangeHolder)", () => {
+  it("a held change is handed to the releaser registered for its kind, once, with its payload; its result recorded", async () => {
+    fx = await holdsFixture();
+    await register(fx);
+    const applied: unknown[] = [];
+    fx.holds.onRelease("address.add", (payload) => {
+      applied.push(payload);
+      return Promise.resolve({ added: true });
+    });
+    const subject = {
+      operation: { kind: "address.add" as const, account: "acct-1", asset: "USDT", address: "0xbb", network: "ETH", tag: null, label: "cold wallet" },
+      account: null,
+      keyId: null,
+      client: null,
+      at: fx.clock.ms,
+    };
+    const payload = { account: "acct-1", asset: "USDT", address: "0xbb", network: "ETH", tag: null, label: "cold wallet" };
+    // An operator named alice made the change: she may not approve it.
+    const ticket = await fx.holds.holdChange("op_000000000000000000000000000000aa", subject, { action: { type: "hold", approvals: [{ group: "treasury", count: 2 }], delayMs: 0 }, rule: "address-book", version: 2 }, payload, "alice");
+    expect(ticket).toMatchObject({ operationId: "op_000000000000000000000000000000aa", state: "pending" });
+    expect(await code(approve(fx, ticket.operationId, alice))).toBe("APPROVAL_SELF");
+    await approve(fx, ticket.operationId, bob);
+    expect(await approve(fx, ticket.operationId, carol)).toBe("ready");
+    await fx.holds.idle();
+    await fx.holds.tick();
+    expect(applied).toEqual([payload]);
+    expect(await fx.holds.view(ticket.operationId)).toMatchObject({ state: "released", kind: "address.add", outcome: { status: 200, body: '{"added":true}' } });
   });
 });

@@ -227,7 +227,7 @@ export class SqliteHolds implements HoldStore {
 
   decide(
     id: string,
-    d: { readonly approver: string; readonly publicKey: string; readonly decision: "approve" | "reject"; readonly signature: string; readonly at: number },
+    d: { readonly approver: string; readonly publicKey: string; readonly decision: "approve" | "reject"; readonly signature: string; readonly at: number; readonly reason?: string | null },
     rejectCancels: boolean,
   ): Promise<DecisionResult> {
     return this.tx((): DecisionResult => {
@@ -265,12 +265,13 @@ export class SqliteHolds implements HoldStore {
       const entries: AuditFields[] = [];
       let updated: HeldSql | undefined;
       if (d.decision === "reject") {
-        entries.push(this.entry("approval.reject", row, d.at, actor, { approver: d.approver }));
+        const why = d.reason ?? null;
+        entries.push(this.entry("approval.reject", row, d.at, actor, { approver: d.approver, reason: why }));
         if (rejectCancels) {
           updated = this.db
             .prepare<[number, string, string], HeldSql>("UPDATE held_operations SET state = 'rejected', updated_at = ?, reason = ? WHERE id = ? AND state = 'pending' RETURNING *")
-            .get(d.at, `rejected by ${d.approver}`, id);
-          entries.push(this.entry("operation.reject", row, d.at, actor, { approver: d.approver }));
+            .get(d.at, `rejected by ${d.approver}${why === null ? "" : `: ${why}`}`, id);
+          entries.push(this.entry("operation.reject", row, d.at, actor, { approver: d.approver, reason: why }));
         }
       } else {
         entries.push(this.entry("approval.sign", row, d.at, actor, { approver: d.approver, group: tiers[tier ?? 0]?.group }));
