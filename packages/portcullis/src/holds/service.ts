@@ -335,7 +335,7 @@ export class HoldService implements ChangeHolder {
    * OPERATION_STATE_CONFLICT.
    */
   async decide(id: string, approverName: string, decision: ApprovalDecision, digest: string, signature: string, reason: string | null = null): Promise<OperationView> {
-    if (reason !== null && (reason.length > 256 || [...reason].some((c) => c < " "))) throw new PortcullisError("VALIDATION_FAILED", "a reason is up to 256 characters, without control characters", { reason: "invalid" });
+    if (reason !== null && (reason.length > 256 || Array.from(reason).some((c) => c < " "))) throw new PortcullisError("VALIDATION_FAILED", "a reason is up to 256 characters, without control characters", { reason: "invalid" });
     const row = isOperationId(id) ? await this.store.hold(id) : undefined;
     if (row === undefined) throw new PortcullisError("OPERATION_NOT_FOUND");
     const approver = await this.store.approver(approverName);
