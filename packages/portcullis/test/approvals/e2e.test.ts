@@ -118,6 +118,27 @@ describe("a held withdrawal, end to end", () => {
     expect(stack.exchange.withdrawals()).toHaveLength(1);
   }, 60_000);
 
+  it("the CLI through the admin API (--admin, an operator key): approvers and held operations, the digest recomputed from the facts sent", async () => {
+    const op = await stack.createKey({ account: "ops", scopes: ["admin:*"], operator: true });
+    const env = { PORTCULLIS_ADMIN_KEY_ID: op.key.id, PORTCULLIS_ADMIN_SECRET: op.secret ?? "" };
+    const admin = stack.admin ?? "";
+    const approvers = await runCli(["approvers", "list", "--admin", admin, "--json"], env);
+    expect(approvers.stderr).toBe("");
+    expect((JSON.parse(approvers.stdout) as { approvers: { name: string }[] }).approvers.map((a) => a.name)).toEqual(["alice", "bob"]);
+    const result = await binance().withdraw("USDT", 1, "0x00000000000000000000000000000000000000e4", undefined, { network: "ETH" });
+    const id = result.id ?? "";
+    const listed = await runCli(["approvals", "list", "--state", "pending", "--admin", admin, "--json"], env);
+    expect((JSON.parse(listed.stdout) as { operations: { operationId: string }[] }).operations.map((o) => o.operationId)).toContain(id);
+    const shown = await runCli(["approvals", "show", id, "--admin", admin], env);
+    expect(shown.stdout).toContain("0x00000000000000000000000000000000000000e4");
+    const rejected = await runCli(["approvals", "reject", id, "--key", join(files, "bob.pem"), "--reason", "not ours", "--admin", admin, "--json"], env);
+    expect(rejected.stderr).toBe("");
+    expect(JSON.parse(rejected.stdout)).toMatchObject({ state: "rejected", reason: "rejected by bob: not ours" });
+    // Bad input is one line with its code.
+    const badState = await runCli(["approvals", "list", "--state", "nope", "--admin", admin, "--json"], env);
+    expect(JSON.parse(badState.stderr)).toMatchObject({ error: { code: "VALIDATION_FAILED" } });
+  }, 60_000);
+
   it("the initiator cancels a held withdrawal; an approval after that is refused, and nothing is sent", async () => {
     const result = await binance().withdraw("USDT", 5, "0x00000000000000000000000000000000000000e3", undefined, { network: "ETH" });
     const id = result.id ?? "";
