@@ -114,7 +114,8 @@ describe("a held withdrawal, end to end", () => {
     const again = await runCli(["approvals", "approve", id, "--key", join(files, "alice.pem"), "--data", stack.dataDir, "--json"]);
     expect(again.code).not.toBe(0);
     expect(JSON.parse(again.stderr)).toMatchObject({ error: { code: "OPERATION_STATE_CONFLICT" } });
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await stack.running.holds.tick();
+    await stack.running.holds.tick();
     expect(stack.exchange.withdrawals()).toHaveLength(1);
   }, 60_000);
 

@@ -74,8 +74,8 @@ describe("two gateway runtimes on one data directory", () => {
     const sent = stack.exchange.withdrawals().filter((w) => w.account === "two-gw");
     expect(sent).toHaveLength(ids.length);
     expect(new Set(sent.map((w) => w.address)).size).toBe(ids.length);
-    // Both loops keep running: nothing more is sent.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // More passes of both loops send nothing more.
+    await Promise.all([stack.running.holds.tick(), second.holds.tick(), stack.running.holds.tick(), second.holds.tick()]);
     expect(stack.exchange.withdrawals().filter((w) => w.account === "two-gw")).toHaveLength(ids.length);
   }, 60_000);
 });
