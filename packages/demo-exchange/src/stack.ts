@@ -3,7 +3,7 @@ import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CreatedKey, DEFAULT_LIMITS, type Logger, OperatorError, type RunningPortcullis, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
+import { type CreatedKey, DEFAULT_LIMITS, type Logger, OperatorError, type RunningPortcullis, type StartOptions, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 
@@ -18,6 +18,8 @@ export interface DemoStackOptions {
   readonly dataDir?: string | undefined;
   readonly logger: Logger;
   readonly serverTiming?: boolean;
+  /** Stage 10's policy and hold tuning (docs/approvals.md); default: nothing is judged. */
+  readonly start?: StartOptions;
 }
 
 /** The demo's three servers, running in this process. */
@@ -126,7 +128,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     );
     let running: RunningPortcullis;
     try {
-      running = await startPortcullis(config, options.logger);
+      running = await startPortcullis(config, options.logger, options.start);
     } catch (err) {
       // The gateway listens first, then the admin API; the port says which (unless both are equal).
       if (isAddressInUse(err)) throw err.port === options.port ? new DemoPortInUseError(options.port, "--port") : new DemoPortInUseError(options.adminPort, "--admin-port");

@@ -25,7 +25,7 @@ export { initDataDir, openDataDir, DataDirError, type InitResult, type OpenDataD
  * Running the gateway and the admin API from a config, as `portcullis start` does
  * (docs/configuration.md).
  */
-export { startPortcullis, type RunningPortcullis } from "./runtime/runtime.js";
+export { startPortcullis, type RunningPortcullis, type StartOptions } from "./runtime/runtime.js";
 export { loadConfig, parseConfig, ConfigError, DEFAULT_LIMITS, type PortcullisConfig } from "./config/config.js";
 
 /**
@@ -54,6 +54,8 @@ export { AdminApi, ADMIN_ROUTES } from "./admin/server.js";
 /** Routes and permissions: the default-deny route table and the permission catalogue. */
 export { RouteTable, RouteTableError, type RouteSpec } from "./authz/routes.js";
 export type { Route } from "./contract/route.js";
+/** Stage 10: the policy contract and held operations (docs/approvals.md). */
+export type { PolicyDecider, PolicyDecision, PolicySubject, PolicyAction, ApprovalTier, HeldTicket, HoldState, HoldRequirements, ChangeHolder } from "./contract/policy.js";
 export { PERMISSIONS, grantedPermissions, type Permission } from "./contract/permissions.js";
 
 /**

@@ -15,6 +15,8 @@ import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { AdminReach } from "./reach.js";
 import { type Governance, POLICY_ROUTES, dispatchPolicy, isPolicyRoute } from "./policy.js";
+import type { HoldService } from "../holds/service.js";
+import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -49,6 +51,7 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   { method: "POST", path: "/portcullis/v1/keys/:id/end-sessions", permission: "admin:keys" },
   // The policy and the address books (admin/policy.ts).
   ...POLICY_ROUTES,
+  ...APPROVAL_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -59,6 +62,8 @@ export interface AdminApiOptions {
   readonly now?: () => number;
   /** The policy service and address book (admin/policy.ts); without them those routes are ROUTE_NOT_FOUND. */
   readonly governance?: Governance;
+  /** Approvers and held operations (admin/approvals.ts); without it those routes are not found. */
+  readonly holds?: HoldService;
 }
 
 interface Answer {
@@ -75,8 +80,10 @@ export class AdminApi {
   private readonly governance: Governance | null;
   private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
   private readonly listener: ServerLifecycle;
+  private readonly holds: HoldService | null;
 
   constructor(options: AdminApiOptions) {
+    this.holds = options.holds ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
@@ -125,6 +132,9 @@ export class AdminApi {
         return;
       case "answered":
         sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
+        return;
+      case "held":
+        sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId);
     }
   }
 
@@ -152,6 +162,8 @@ export class AdminApi {
       if (r.account !== null) r.reach(await keys.get(id));
       return r;
     };
+    const approvals = await approvalsAnswer(this.holds, ctx, () => parseJsonBody(ctx.body));
+    if (approvals !== undefined) return approvals;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

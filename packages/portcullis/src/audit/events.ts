@@ -39,6 +39,13 @@ export const AUDIT_EVENTS = {
   "audit.archive": { durability: "change", description: "old entries were moved into a signed segment file" },
   "address.add": { durability: "change", description: "an address was added to an account's withdrawal address book (usable after its cooldown)" },
   "address.remove": { durability: "change", description: "an address was removed from an account's withdrawal address book" },
+  "approver.add": { durability: "change", description: "an approver was registered, or added to a group" },
+  "approver.remove": { durability: "change", description: "an approver was removed" },
+  "operation.ready": { durability: "change", description: "a held operation met its approvals and delay, and waits for release" },
+  "operation.reject": { durability: "change", description: "a held operation was rejected by an approver, and will not be released" },
+  "operation.cancel": { durability: "change", description: "a held operation was cancelled (by its initiator, an operator, or its key being revoked or suspended)" },
+  "operation.expire": { durability: "change", description: "a held operation passed its expiry without being released" },
+  "operation.unknown": { durability: "change", description: "a held operation's release was interrupted: it may or may not have reached the upstream, and is never sent again" },
 } as const satisfies Record<string, { durability: "change" | "decision"; description: string }>;
 
 export type CatalogueEvent = keyof typeof AUDIT_EVENTS;

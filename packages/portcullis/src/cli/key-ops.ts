@@ -29,7 +29,7 @@ export interface KeyOps {
   close(): Promise<void>;
 }
 
-function cliActor(): string {
+export function cliActor(): string {
   let name = "unknown";
   try {
     name = userInfo().username;

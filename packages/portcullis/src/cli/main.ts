@@ -15,6 +15,7 @@ import { exitQuietlyOnClosedOutput, reportFailure, usageError } from "./errors.j
 import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";
 import { registerPolicyCommands } from "./policy.js";
+import { registerApprovalCommands } from "./approvals.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
@@ -569,6 +570,7 @@ function buildProgram(): Command {
   registerCustodyCommands(program, DEFAULT_DATA);
   registerAuditCommands(program, DEFAULT_DATA);
   registerPolicyCommands(program, DEFAULT_DATA);
+  registerApprovalCommands(program, DEFAULT_DATA);
   return program;
 }
 

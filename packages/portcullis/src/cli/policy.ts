@@ -1,3 +1,4 @@
+import { HoldService } from "../holds/service.js";
 import { type PriceTable, StaticPrices } from "../operations/prices.js";
 import { createClient } from "@portcullis/client";
 import type { Command } from "commander";
@@ -31,7 +32,8 @@ import { fromApiError } from "./key-ops.js";
  * Each with `--data DIR` (the data directory itself, like `keys`) or `--admin URL` (a running admin
  * API, signed with an admin key), and `--json`. On the data directory, changes are judged by the
  * policy like any other (the CLI is `cli:<user>`, without account, key or address); one the policy
- * holds needs the hold service of a running gateway (POLICY_HOLD_UNAVAILABLE here). The cooldown of
+ * holds is kept in the data directory (approve it with `portcullis approvals`), and a running
+ * gateway on the directory applies it once it is approved. The cooldown of
  * new addresses is the configuration's `policy.addressCooldown`: from `--config FILE`, else from
  * the data directory's own `portcullis.json` (the one `init` writes) when there is one, else 24 h.
  */
@@ -96,8 +98,11 @@ async function localOps(opts: Target, defaultData: string): Promise<GovernanceOp
   const { dataDir, cooldownMs, prices } = localTarget(opts, defaultData);
   const data = await openDataDir(dataDir);
   const audit = checkpointer(data);
-  const policy = await PolicyService.open({ store: data.store, pollIntervalMs: 0, prices: new StaticPrices(prices) });
-  const book = new AddressBook({ store: data.store, policy, cooldownMs });
+  // A change the policy holds is kept in the data directory's hold service; a running gateway
+  // releases it once approved (this process only holds: it starts no release loop).
+  const holder = new HoldService({ store: data.store.holds, envelope: data.envelope });
+  const policy = await PolicyService.open({ store: data.store, pollIntervalMs: 0, prices: new StaticPrices(prices), holder });
+  const book = new AddressBook({ store: data.store, policy, holder, cooldownMs });
   const initiator: Initiator = { actor: cliActor(), account: null, keyId: null, client: null, owner: null };
   return {
     show: (version) => policy.show(version),

@@ -2,8 +2,10 @@
  * The permission catalogue. A route requires one permission (or is `public`); a key holds scopes.
  * A scope grants the permission of the same name; `admin:*` grants every `admin:` permission.
  * Nothing implies anything else: a `trade` key cannot read balances unless it also has `read`.
+ * `admin:approvers` manages approvers and `admin:approvals` lists, shows, approves, rejects and
+ * cancels held operations (docs/approvals.md); both are for operator keys only.
  */
-export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses"] as const;
+export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals"] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 export const ADMIN_WILDCARD = "admin:*";

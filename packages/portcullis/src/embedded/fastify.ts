@@ -8,7 +8,8 @@ import { type Denial, deny } from "../errors/catalogue.js";
 import { collectBody, whenClosed } from "../gateway/http.js";
 import { limitHeaders } from "../limits/headers.js";
 import { Lifecycle } from "../pipeline/lifecycle.js";
-import { type MiddlewareOptions, type PortcullisCaller, embeddedDenial, handOnEmbedded } from "./middleware.js";
+import { type MiddlewareOptions, type PortcullisCaller, embeddedDenial, embeddedHoldHook, handOnEmbedded } from "./middleware.js";
+import { renderHeld } from "../dialects/held.js";
 
 /**
  * Embedded mode for Fastify, without depending on it: a `preParsing` hook. It reads the raw
@@ -56,6 +57,7 @@ export function portcullisPreParsing(
     surface: "embedded",
     audit: core.audit,
     logger: core.logger,
+    hold: embeddedHoldHook(core, options),
     exchange: {
       handOn(ctx, target) {
         handOnEmbedded(ctx, target.request, (name, value) => {
@@ -67,6 +69,13 @@ export function portcullisPreParsing(
         target.result = replay;
       },
       render(ctx, outcome, target) {
+        if (outcome.kind === "held") {
+          const held = renderHeld(ctx.renderer?.name ?? null, outcome.ticket, ctx.operation, ctx.now);
+          let r = target.reply.code(held.status).header("content-type", "application/json; charset=utf-8").header("cache-control", "no-store").header("portcullis-request-id", ctx.requestId);
+          for (const [name, value] of Object.entries(limitHeaders(ctx) ?? {})) r = r.header(name, value);
+          target.result = r.send(held.body);
+          return;
+        }
         const denial = embeddedDenial(outcome);
         if (denial === null) return;
         onDenied(denial, ctx);

@@ -2,7 +2,13 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core/core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
-import { readBody, sendDenial, whenClosed } from "../gateway/http.js";
+import { readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
+import { upstreamRequestHeaders } from "../gateway/proxy.js";
+import type { PolicyDecider } from "../contract/policy.js";
+import { createHoldHook } from "../holds/hook.js";
+import type { HoldService, RequestReleaser } from "../holds/service.js";
+import { renderHeld } from "../dialects/held.js";
+import type { HoldHook } from "../pipeline/lifecycle.js";
 import type { PortcullisIdentity } from "../gateway/identity.js";
 import { addKeyWarning } from "../keys/warning.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
@@ -42,6 +48,45 @@ export interface MiddlewareOptions {
   readonly bodyLimit?: number;
   /** Called for every denial before it is answered (for logging / metrics). */
   readonly onDenied?: (denial: Denial, ctx: RequestContext | null) => void;
+  /**
+   * Stage 10 (docs/approvals.md): the policy and the hold service. There is no upstream to release
+   * a held request to, so the application gives `release` (called once per released operation with
+   * the request exactly as held; its answer is recorded) and runs `service.start()`; without
+   * `release`, a request the policy holds is refused, fail closed (HOLD_NOT_SUPPORTED).
+   */
+  readonly holds?: { readonly policy: PolicyDecider; readonly service: HoldService; readonly release?: RequestReleaser };
+}
+
+/** The embedded surfaces' hold hook (null without a policy), registering the application's releaser. */
+export function embeddedHoldHook(core: Portcullis, options: MiddlewareOptions): HoldHook | null {
+  const holds = options.holds;
+  if (holds === undefined) return null;
+  const release = holds.release;
+  if (release !== undefined) holds.service.setRequestReleaser(release);
+  return createHoldHook({
+    policy: holds.policy,
+    holds: holds.service,
+    logger: core.logger,
+    capture:
+      release === undefined
+        ? null
+        : (ctx) => {
+            const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
+            const record = ctx.key?.record;
+            return {
+              method: ctx.method,
+              url: outgoing.url,
+              headers: upstreamRequestHeaders(ctx.headers, core.pipeline.credentialHeaders),
+              body: outgoing.body,
+              clientIp: ctx.client?.text ?? "",
+              authority: ctx.authority ?? null,
+              identity:
+                record === undefined || ctx.key === null
+                  ? null
+                  : { keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, scopesText: ctx.key.scopesText },
+            };
+          },
+  });
 }
 
 export type Next = (err?: unknown) => void;
@@ -100,6 +145,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     surface: "embedded",
     audit: core.audit,
     logger: core.logger,
+    hold: embeddedHoldHook(core, options),
     exchange: {
       handOn(ctx, { req, res, next }) {
         handOnEmbedded(ctx, req, (name, value) => {
@@ -108,6 +154,11 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
         next();
       },
       render(ctx, outcome, { res }) {
+        if (outcome.kind === "held") {
+          const held = renderHeld(ctx.renderer?.name ?? null, outcome.ticket, ctx.operation, ctx.now);
+          sendJson(res, held.status, held.body, ctx.requestId, undefined, limitHeaders(ctx));
+          return;
+        }
         const denial = embeddedDenial(outcome);
         if (denial === null) return;
         onDenied(denial, ctx);

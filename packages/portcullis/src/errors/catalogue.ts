@@ -200,7 +200,6 @@ const requestRefusals = {
   },
 
   // --- the policy and the address book (docs/policy.md) ----------------------------------------
-  POLICY_BLOCKED: { status: 403, message: "The policy blocks this operation." },
   POLICY_HOLD_UNAVAILABLE: {
     status: 503,
     message: "The policy holds this change for approvals or a time lock, and no hold service is available here to keep it; make the change through the admin API of a running gateway.",
@@ -209,6 +208,23 @@ const requestRefusals = {
   POLICY_VERSION_NOT_FOUND: { status: 404, message: "No such policy version." },
   ADDRESS_NOT_FOUND: { status: 404, message: "No such address in the address book." },
   ADDRESS_EXISTS: { status: 409, message: "The address book already holds this address (same account, asset, network and tag)." },
+  // --- high-value policy, held operations and approvals (stage 10; docs/approvals.md) -------
+  POLICY_BLOCKED: { status: 403, message: "The venue's high-value policy blocks this operation." },
+  POLICY_UNAVAILABLE: { status: 503, message: "The high-value policy cannot be applied right now; the operation was not sent. Retry shortly." },
+  HOLD_NOT_SUPPORTED: {
+    status: 403,
+    message: "This operation needs approvals or a time lock, and this surface cannot hold it for later release; send it through the gateway's HTTP API.",
+  },
+  OPERATION_NOT_FOUND: { status: 404, message: "No such held operation." },
+  OPERATION_STATE_CONFLICT: { status: 409, message: "The held operation is not in a state that allows this (it was released, cancelled, rejected or expired, or is being released)." },
+  APPROVER_NOT_FOUND: { status: 404, message: "No such approver." },
+  APPROVER_EXISTS: { status: 409, message: "An approver of this name is registered with another public key; remove it first." },
+  APPROVAL_SELF: { status: 403, message: "The owner of the key that initiated an operation cannot approve it." },
+  APPROVAL_NOT_IN_GROUP: { status: 403, message: "This approver is in no group whose approval the operation still needs." },
+  APPROVAL_DIGEST_MISMATCH: { status: 409, message: "The approval is over another digest than this operation's; show the operation again and sign the digest shown." },
+  APPROVAL_SIGNATURE_INVALID: { status: 401, message: "The approval's signature does not verify with the approver's registered public key." },
+  APPROVAL_EXPIRED: { status: 409, message: "The operation's approval window has passed." },
+  APPROVAL_DUPLICATE: { status: 409, message: "This approver has already approved or rejected this operation." },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

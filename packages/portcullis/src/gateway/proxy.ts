@@ -258,6 +258,30 @@ export class Forwarder {
       );
   }
 
+  /**
+   * Sends the request and reads the answer into memory, up to `limit` bytes of body (the rest is
+   * discarded, and `truncated` says so): a held operation's release, whose answer is recorded
+   * rather than streamed to a client. An upstream that cannot be reached is its denial.
+   */
+  async call(req: ForwardRequest, limit: number): Promise<{ status: number; contentType: string | null; body: Buffer; truncated: boolean } | Denial> {
+    try {
+      const answer = await this.pool.request({ path: req.url, method: req.method, headers: req.headers, body: req.body.length > 0 ? req.body : null });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let truncated = false;
+      for await (const chunk of answer.body) {
+        const bytes = chunk as Buffer;
+        if (size < limit) chunks.push(bytes.subarray(0, limit - size));
+        if (size + bytes.length > limit) truncated = true;
+        size += bytes.length;
+      }
+      const type = answer.headers["content-type"];
+      return { status: answer.statusCode, contentType: typeof type === "string" ? type : null, body: Buffer.concat(chunks), truncated };
+    } catch (err) {
+      return classify(err);
+    }
+  }
+
   close(): Promise<void> {
     return this.pool.close();
   }

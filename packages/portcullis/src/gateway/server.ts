@@ -15,6 +15,12 @@ import { type Forwarder, addForwarding, upstreamRequestHeaders } from "./proxy.j
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import { addKeyWarning } from "../keys/warning.js";
 import type { UpgradeHandler } from "./websocket/index.js";
+import type { PolicyDecider } from "../contract/policy.js";
+import { createHoldHook } from "../holds/hook.js";
+import type { HeldRequest, HoldService, ReleaseOutcome } from "../holds/service.js";
+import type { HeldRow } from "../storage/types.js";
+import { renderHeld } from "../dialects/held.js";
+import { OperationEndpoints } from "./operation-endpoints.js";
 
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
@@ -37,6 +43,12 @@ export interface GatewayOptions {
   readonly passThrough?: boolean;
   /** Records every decision in the audit log (the core's `audit`). */
   readonly audit?: DecisionRecorder | undefined;
+  /**
+   * Stage 10: the high-value policy and the hold service (docs/approvals.md). The gateway holds what
+   * the policy holds, releases ready operations through its forwarder, and serves
+   * /portcullis/v1/operations/{id} (with `operations`). Without it, nothing is judged.
+   */
+  readonly holds?: { readonly policy: PolicyDecider | null; readonly service: HoldService; readonly operations?: OperationEndpoints } | undefined;
 }
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
@@ -85,7 +97,9 @@ export class Gateway {
         },
         untilDone: whenClosed,
       },
+      hold: options.holds?.policy === undefined || options.holds.policy === null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: (ctx) => this.capture(ctx), logger: options.logger }),
     });
+    options.holds?.service.setRequestReleaser((request, row) => this.release(request, row));
   }
 
   private get closing(): boolean {
@@ -109,6 +123,11 @@ export class Gateway {
       const sessions = this.options.sessions;
       if (sessions !== undefined && SessionEndpoints.serves(url.split("?", 1)[0] ?? "")) {
         await sessions.serve(req, res, requestId);
+        return;
+      }
+      const operations = this.options.holds?.operations;
+      if (operations !== undefined && OperationEndpoints.serves(url.split("?", 1)[0] ?? "")) {
+        await operations.serve(req, res, requestId);
         return;
       }
       req.resume();
@@ -166,8 +185,58 @@ export class Gateway {
     return failure;
   }
 
+  /** A request held by stage 10, exactly as `forward` would send it now (credentials removed). */
+  private capture(ctx: RequestContext): HeldRequest {
+    const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
+    const record = ctx.key?.record;
+    return {
+      method: ctx.method,
+      url: outgoing.url,
+      headers: upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders),
+      body: outgoing.body,
+      clientIp: ctx.client?.text ?? "",
+      authority: ctx.authority ?? null,
+      identity:
+        record === undefined || ctx.key === null
+          ? null
+          : { keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, scopesText: ctx.key.scopesText },
+    };
+  }
+
+  /**
+   * Releases a held request (the hold service's releaser, called once per operation by the process
+   * that claimed it): forwarded exactly as stored, with the forwarding headers and identity headers
+   * signed now (a fresh timestamp; the operation id as the request id). The answer is recorded.
+   */
+  private async release(request: HeldRequest, row: HeldRow): Promise<ReleaseOutcome> {
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(request.headers)) headers[name] = typeof value === "string" ? value : [...value];
+    addForwarding(headers, { clientIp: request.clientIp, scheme: this.scheme, authority: request.authority ?? undefined, requestId: row.id });
+    const id = request.identity;
+    if (id !== null) {
+      this.options.identity.write(
+        headers,
+        request.method,
+        request.url,
+        request.body,
+        { requestId: row.id, keyId: id.keyId, account: id.account, subAccount: id.subAccount, scopes: id.scopes, clientIp: request.clientIp, timestamp: this.now() },
+        id.scopesText,
+      );
+    }
+    const answer = await this.options.forwarder.call({ method: request.method, url: request.url, headers, body: request.body }, 64 * 1024);
+    if ("ok" in answer) return { status: answer.status, body: Buffer.from(JSON.stringify({ code: answer.code, message: answer.message }), "utf8"), contentType: "application/json" };
+    return { status: answer.status, body: answer.body, contentType: answer.contentType };
+  }
+
   /** Render: a refusal, or an upstream failure (nothing was sent yet), in the caller's dialect. */
   private render(ctx: RequestContext, outcome: Outcome<Denial | null>, res: ServerResponse): void {
+    if (outcome.kind === "held") {
+      const held = renderHeld(ctx.renderer?.name ?? null, outcome.ticket, ctx.operation, this.now());
+      const headers: Record<string, string> = { ...limitHeaders(ctx) };
+      if (ctx.timings !== null) headers["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
+      sendJson(res, held.status, held.body, ctx.requestId, { close: this.closing }, headers);
+      return;
+    }
     const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : deny("INTERNAL");
     if (denial === null) return;
     const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);

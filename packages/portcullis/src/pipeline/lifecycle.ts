@@ -2,6 +2,7 @@ import type { AuditSurface } from "../audit/events.js";
 import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, PortcullisError } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
+import type { HeldTicket } from "../contract/policy.js";
 import { type PipelineRequest, RequestContext, loggableKeyId } from "../contract/request.js";
 import type { Pipeline } from "./pipeline.js";
 
@@ -12,7 +13,9 @@ import type { Pipeline } from "./pipeline.js";
  * skip or reorder a step. The hooks run in one fixed order:
  *
  *   decide    the pipeline's stages (pipeline.ts): address … admission
- *   hold      stage 10's place (the high-value policy): may refuse an allowed request; none yet
+ *   hold      stage 10 (the high-value policy, holds/hook.ts): may refuse an allowed request, or
+ *             hold it (stored for release after its approvals or delay): then it is answered
+ *             with its ticket at once and not handed on
  *   hand on   the surface's own step for an allowed request: forward it upstream, call the
  *             handler, pass the message on (`Exchange.handOn`)
  *   audit     the decision (and what handing on came to) goes to the audit log
@@ -35,6 +38,8 @@ export interface LifecycleRequest extends Omit<PipelineRequest, "body"> {
 export type Outcome<A> =
   /** Refused by the pipeline or the hold hook (the context's `denial`), or a body that could not be read. */
   | { readonly kind: "refused"; readonly denial: Denial }
+  /** Held by stage 10 for approvals or a delay (not handed on): the surface answers with the ticket. */
+  | { readonly kind: "held"; readonly ticket: HeldTicket }
   /** Handed on; `answer` is what hand on returned. */
   | { readonly kind: "answered"; readonly answer: A }
   /** Hand on refused it (a handler's PortcullisError: validation, not found…) or failed (INTERNAL). */
@@ -56,8 +61,11 @@ export interface Exchange<T, A> {
   untilDone?(target: T, release: () => void): void;
 }
 
-/** Stage 10's hook: refuses (or, later, holds) an allowed request; undefined lets it go on. */
-export type HoldHook = (ctx: RequestContext) => Denial | undefined | Promise<Denial | undefined>;
+/**
+ * Stage 10's hook: refuses an allowed request (a denial), holds it (its ticket: the request is
+ * stored and released later, exactly once), or lets it go on (undefined).
+ */
+export type HoldHook = (ctx: RequestContext) => Denial | HeldTicket | undefined | Promise<Denial | HeldTicket | undefined>;
 
 export interface LifecycleOptions<T, A> {
   readonly pipeline: Pipeline;
@@ -114,8 +122,16 @@ export class Lifecycle<T, A> {
       ctx.denial = input.body;
     }
     if (ctx.denial === null && this.hold !== null) {
-      const held = await this.hold(ctx);
+      let held = this.hold(ctx);
+      if (held instanceof Promise) held = await held;
       if (held !== undefined) {
+        if ("operationId" in held) {
+          // Held: allowed by every stage, stored for release; not handed on now.
+          this.audit?.decision(ctx, this.surface);
+          this.pipeline.finish(ctx);
+          this.render(ctx, { kind: "held", ticket: held }, target);
+          return;
+        }
         ctx.denial = held;
         this.pipeline.finish(ctx);
       }

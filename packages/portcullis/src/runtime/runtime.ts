@@ -19,6 +19,9 @@ import { SessionAuthority } from "../sessions/authority.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
 import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
+import type { PolicyDecider } from "../contract/policy.js";
+import { HoldService, type HoldServiceOptions } from "../holds/service.js";
+import { OperationEndpoints } from "../gateway/operation-endpoints.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -30,6 +33,8 @@ export interface RunningPortcullis {
   readonly adminAddress: AddressInfo | null;
   /** The policy service (a PolicyDecider) and the address books (docs/policy.md). */
   readonly governance: Governance;
+  /** Held operations and approvers (docs/approvals.md): the policy's ChangeHolder too. */
+  readonly holds: HoldService;
   /** Graceful shutdown of both servers, then the core. */
   close(drainMs?: number): Promise<void>;
 }
@@ -40,8 +45,18 @@ export function urlOf(address: AddressInfo): string {
   return `http://${shown}:${address.port}`;
 }
 
+/** What the configuration file does not hold (yet): a decider in place of the policy, and the hold service's tuning. */
+export interface StartOptions {
+  /**
+   * Stage 10's decider in place of the policy service (docs/policy.md): tests that hold by a
+   * fixed rule. Default: the policy in force in the data directory.
+   */
+  readonly policy?: PolicyDecider;
+  readonly holds?: Pick<HoldServiceOptions, "approvalTtlMs" | "rejectCancels" | "pollMs" | "leaseMs">;
+}
+
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
-export async function startPortcullis(config: PortcullisConfig, logger: Logger): Promise<RunningPortcullis> {
+export async function startPortcullis(config: PortcullisConfig, logger: Logger, options: StartOptions = {}): Promise<RunningPortcullis> {
   // The envelope and the signing keys come from the configured custody provider (keyring or PKCS#11).
   const data = await openDataDir(config.dataDir, { custody: config.custody, pollIntervalMs: config.store.pollIntervalMs });
   if (config.environment !== null && config.environment !== data.environment) {
@@ -58,6 +73,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   // when one is configured (off the request path; a failed poll keeps the last prices).
   const prices = new LivePrices({ table: config.prices.table, maxAgeMs: config.prices.refresh?.maxAgeMs ?? Number.POSITIVE_INFINITY });
   const refresher = config.prices.refresh === null ? null : new PriceRefresher({ prices, settings: config.prices.refresh, logger });
+  const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, policy: options.policy ?? null, logger, ...options.holds });
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, data.store, logger);
@@ -84,8 +100,12 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       prices,
     });
     refresher?.start();
-    policy = await PolicyService.open({ store: data.store, pollIntervalMs: config.store.pollIntervalMs, logger, ...(core.prices === null ? {} : { prices: core.prices }) });
-    const governance: Governance = { policy, addresses: new AddressBook({ store: data.store, policy, cooldownMs: config.policy.addressCooldownMs }) };
+    // Stage 10: the policy service judges (unless a test gives its own decider) and holds its own
+    // changes (a new version, a new address) in the hold service, which settles velocity with it.
+    policy = await PolicyService.open({ store: data.store, pollIntervalMs: config.store.pollIntervalMs, logger, prices, holder: holds });
+    const decider = options.policy ?? policy;
+    holds.usePolicy(decider);
+    const governance: Governance = { policy, addresses: new AddressBook({ store: data.store, policy, holder: holds, cooldownMs: config.policy.addressCooldownMs }) };
     const identity = new IdentitySigner(identitySecret);
     const websocket = webSocketProxy(config, core, identity, data.environment, logger);
     gateway = new Gateway({
@@ -98,11 +118,17 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       scheme: config.gateway.scheme,
       ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
       audit: core.audit,
+      // The operations endpoint is served whether or not a policy holds anything here: an
+      // operation held by another gateway process on the same data directory is readable too.
+      holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds) },
     });
+    // Releases what is ready (made ready here, by another process, or by the CLI), expires what
+    // waited too long; also at start, for what a previous run left ready.
+    holds.start();
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;
     if (config.admin.enabled) {
-      admin = new AdminApi({ core, logger, governance });
+      admin = new AdminApi({ core, logger, governance, holds });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
     const running = { core, gateway, admin, websocket, policy };
@@ -112,10 +138,12 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
       admin,
       websocket,
       governance,
+      holds,
       gatewayAddress,
       adminAddress,
       async close(drainMs = 10_000) {
         refresher?.stop();
+        await holds.stop();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         running.policy.close();
         await running.core.close();
@@ -126,6 +154,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger):
   } catch (err) {
     refresher?.stop();
     policy?.close();
+    await holds.stop();
     await gateway?.close(0);
     await admin?.close(0);
     if (core !== null) await core.close();

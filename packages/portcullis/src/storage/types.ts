@@ -2,6 +2,7 @@ import type { AuditStore } from "../audit/store.js";
 import type { KeyGuardrails, KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
 import type { Decimal } from "../contract/operations.js";
+import type { ApprovalTier, HoldState } from "../contract/policy.js";
 import type { ReplayClaim } from "../contract/request.js";
 import type { ReservationStore } from "../replay/reservations.js";
 
@@ -303,7 +304,142 @@ export interface DurableStore {
   readonly addresses: AddressStore;
   /** The velocity ledger of the policy's amount-over-a-window conditions. */
   readonly spend: SpendStore;
+  /** Approvers and held operations (docs/approvals.md). */
+  readonly holds: HoldStore;
   close(): Promise<void>;
+}
+
+// --- approvers and held operations (docs/approvals.md) ------------------------------------------
+
+/** A person who approves held operations, with their own Ed25519 key. */
+export interface ApproverRow {
+  /** A person's name (keys/input.ts PERSON_NAME_RE). */
+  readonly name: string;
+  /** Their Ed25519 public key, SPKI PEM. */
+  readonly publicKey: string;
+  readonly groups: readonly string[];
+  readonly addedAt: number;
+}
+
+/** A held operation as stored. `held` and `outcome` are envelopes (custody/envelope.ts). */
+export interface HeldRow {
+  /** `op_` and 128 random bits (hex). */
+  readonly id: string;
+  readonly state: HoldState;
+  /** The operation's kind (`http` requests: an OperationKind; changes: `policy.change`, `address.add`). */
+  readonly kind: string;
+  /** What release does: forward a request, or apply a change. */
+  readonly target: "request" | "change";
+  readonly keyId: string | null;
+  readonly account: string | null;
+  /** The person behind the initiating key: they may not approve it. */
+  readonly owner: string | null;
+  /** The operation's summary (JSON), exactly as the digest covers it. */
+  readonly summary: unknown;
+  readonly policyVersion: number;
+  readonly rule: string;
+  readonly tiers: readonly ApprovalTier[];
+  readonly notBefore: number | null;
+  readonly expiresAt: number;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** SHA-256 (hex) of the exact held bytes. */
+  readonly requestDigest: string;
+  readonly held: Buffer;
+  /** The upstream's status (a request), or 200 for a change applied; null until released. */
+  readonly outcomeStatus: number | null;
+  readonly outcome: Buffer | null;
+  readonly claimedBy: string | null;
+  readonly claimedAt: number | null;
+  /** Why it ended as it did (who cancelled, the key revoked…), or null. */
+  readonly reason: string | null;
+}
+
+/** One approver's decision on a held operation. */
+export interface ApprovalRow {
+  readonly operationId: string;
+  readonly approver: string;
+  readonly decision: "approve" | "reject";
+  /** The tier (index into `tiers`) an approval counts toward; null for a rejection. */
+  readonly tier: number | null;
+  /** Base64 Ed25519 signature over the decision message (holds/digest.ts). */
+  readonly signature: string;
+  readonly at: number;
+}
+
+export interface HoldListFilter {
+  readonly state?: HoldState;
+  readonly keyId?: string;
+  readonly limit: number;
+}
+
+export type HoldResult =
+  | { readonly ok: true; readonly row: HeldRow }
+  | { readonly ok: false; readonly reason: "not-found" | "state"; readonly current?: HoldState };
+
+export type DecisionResult =
+  | HoldResult
+  | { readonly ok: false; readonly reason: "expired" | "duplicate" | "not-in-group" | "approver-unknown" };
+
+/** What one pass of the release loop moved (ids). */
+export interface Advanced {
+  readonly ready: readonly string[];
+  readonly expired: readonly string[];
+  readonly unknown: readonly string[];
+}
+
+/**
+ * Approvers and held operations. Every transition is a compare-and-swap on the state in one
+ * immediate transaction, with its audit entry in the same transaction; `actor` is who made the
+ * change (`key:<id>`, `cli:<user>`, `approver:<name>`, `gateway`).
+ */
+export interface HoldStore {
+  /**
+   * Registers an approver, or adds groups to one registered with the same public key; "exists"
+   * when the name is registered with another key.
+   */
+  addApprover(row: ApproverRow, actor: string): Promise<{ readonly ok: true; readonly row: ApproverRow } | { readonly ok: false; readonly reason: "exists" }>;
+  /** Removes an approver (their past decisions stay); false when there is none. */
+  removeApprover(name: string, actor: string, at: number): Promise<boolean>;
+  approver(name: string): Promise<ApproverRow | undefined>;
+  approvers(): Promise<ApproverRow[]>;
+  insertHold(row: HeldRow, actor: string): Promise<void>;
+  hold(id: string): Promise<HeldRow | undefined>;
+  holds(filter: HoldListFilter): Promise<HeldRow[]>;
+  approvals(id: string): Promise<ApprovalRow[]>;
+  /**
+   * Records an approver's decision on a pending operation, in one transaction that checks: the
+   * state (pending), the expiry, that the approver is still registered with `publicKey`, has not
+   * decided already, and (an approval) is in a group of a tier that still needs one (the first
+   * such tier, in order, is the one it counts toward). An approval that meets every tier with the
+   * delay over makes it ready; a rejection rejects it when `rejectCancels`.
+   */
+  decide(
+    id: string,
+    decision: { readonly approver: string; readonly publicKey: string; readonly decision: "approve" | "reject"; readonly signature: string; readonly at: number; readonly reason?: string | null },
+    rejectCancels: boolean,
+  ): Promise<DecisionResult>;
+  /** Cancels a pending or ready operation (of `keyId` only, when given). */
+  cancel(id: string, keyId: string | null, at: number, actor: string, reason: string): Promise<HoldResult>;
+  /**
+   * One pass of the release loop: pending operations whose tiers are met and delay over become
+   * ready; pending or ready ones past their expiry expire; claims older than `leaseMs` (the
+   * process died mid-release) become unknown.
+   */
+  advance(now: number, leaseMs: number): Promise<Advanced>;
+  /** Ids of ready operations, oldest first. */
+  readyIds(limit: number): Promise<string[]>;
+  /**
+   * ready -> releasing, claimed by `by`, in one transaction that also checks the initiating key is
+   * still active (status active, not expired) — else the operation is cancelled there and then.
+   */
+  claim(id: string, by: string, now: number): Promise<HoldResult>;
+  /** releasing (or unknown, if the lease ran out meanwhile) -> released, by its claimant only. */
+  finish(id: string, by: string, now: number, status: number, outcome: Buffer): Promise<boolean>;
+  /** Ids of operations that ended without release (cancelled, rejected, expired) not settled yet. */
+  unsettled(limit: number): Promise<string[]>;
+  /** Marks one settled (its policy value forgotten); false when another process did first. */
+  settle(id: string): Promise<boolean>;
 }
 
 /**

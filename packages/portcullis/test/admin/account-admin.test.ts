@@ -9,6 +9,7 @@ import { PortcullisApiError, createClient, type PortcullisClient } from "@portcu
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
+import { APPROVAL_ROUTES } from "../../src/admin/approvals.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { oldDatabase } from "../support/old-database.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
@@ -91,9 +92,14 @@ const call = (c: PortcullisClient, method: Method, path: string, json?: Record<s
 
 describe("an account admin key and keys of other accounts", () => {
   it("covers every admin route that is not public", () => {
-    const tested = new Set([...KEY_ROUTES.map(([m, suffix]) => `${m} /portcullis/v1/keys/:id${suffix}`), "POST /portcullis/v1/keys", "GET /portcullis/v1/keys"]);
+    const tested = new Set([
+      ...KEY_ROUTES.map(([m, suffix]) => `${m} /portcullis/v1/keys/:id${suffix}`),
+      "POST /portcullis/v1/keys",
+      "GET /portcullis/v1/keys",
+      ...APPROVAL_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
+    ]);
     // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's.
-    const guarded = ADMIN_ROUTES.filter((r) => r.permission === "admin:keys").map((r) => `${String(r.method)} ${r.path}`);
+    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses").map((r) => `${String(r.method)} ${r.path}`);
     expect([...tested].sort()).toEqual([...guarded].sort());
   });
 
@@ -107,6 +113,11 @@ describe("an account admin key and keys of other accounts", () => {
     // Nothing changed.
     expect(await call(operator, "GET", `/portcullis/v1/keys/${foreign}`)).toMatchObject({ status: "active", label: "b's bot", revision: 1, sessionEpoch: 0, rotatedTo: null, limits: {} });
     expect(await call(operator, "GET", `/portcullis/v1/keys/${hiddenOperator}`)).toMatchObject({ status: "active", revision: 1, sessionEpoch: 0, rotatedTo: null });
+  });
+
+  it.each(APPROVAL_ROUTES.map((r) => [String(r.method), r.path] as const))("%s %s: approvers and approvals need their own admin scopes (an account admin with admin:* is refused ADMIN_GRANT_EXCEEDED: test/approvals)", async (method, path) => {
+    const concrete = path.replace(":name", "alice").replace(":id", "op_00000000000000000000000000000000");
+    expect(await refusal(call(accountAdmin, method as Method, concrete, method === "GET" || method === "DELETE" ? undefined : {}))).toMatchObject({ status: 403, code: "SCOPE_MISSING" });
   });
 
   it("lists only its own account's keys, never operator keys; another account's list is empty", async () => {

@@ -151,12 +151,26 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_STATE_CONFLICT: e(400, -1130, INVALID_PARAMETER),
     ADMIN_GRANT_EXCEEDED: rejected,
     // The policy (stage 10) and the address book.
-    POLICY_BLOCKED: rejected,
     POLICY_HOLD_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     POLICY_VERSION_CONFLICT: e(400, -1130, INVALID_PARAMETER),
     POLICY_VERSION_NOT_FOUND: e(400, -1130, INVALID_PARAMETER),
     ADDRESS_NOT_FOUND: e(400, -1130, INVALID_PARAMETER),
     ADDRESS_EXISTS: e(400, -1130, INVALID_PARAMETER),
+    // The high-value policy (docs/approvals.md): a blocked withdrawal is Binance's -1002; the rest
+    // are the admin API's (never rendered by a venue dialect; mapped for completeness).
+    POLICY_BLOCKED: e(401, -1002, "You are not authorized to execute this request."),
+    POLICY_UNAVAILABLE: e(503, -1001, DISCONNECTED),
+    HOLD_NOT_SUPPORTED: e(400, -1020, UNSUPPORTED),
+    OPERATION_NOT_FOUND: e(404, -1020, UNSUPPORTED),
+    OPERATION_STATE_CONFLICT: e(400, -1130, INVALID_PARAMETER),
+    APPROVER_NOT_FOUND: e(404, -1020, UNSUPPORTED),
+    APPROVER_EXISTS: e(400, -1130, INVALID_PARAMETER),
+    APPROVAL_SELF: rejected,
+    APPROVAL_NOT_IN_GROUP: rejected,
+    APPROVAL_DIGEST_MISMATCH: e(400, -1130, INVALID_PARAMETER),
+    APPROVAL_SIGNATURE_INVALID: invalidSignature,
+    APPROVAL_EXPIRED: e(400, -1130, INVALID_PARAMETER),
+    APPROVAL_DUPLICATE: e(400, -1130, INVALID_PARAMETER),
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),
   };

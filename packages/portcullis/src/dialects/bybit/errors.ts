@@ -164,6 +164,19 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   ADDRESS_NOT_FOUND: status(E.params, 404),
   ADDRESS_EXISTS: status(E.params, 409),
 
+  // The high-value policy and approvals (docs/approvals.md; only the first two reach a venue client).
+  POLICY_UNAVAILABLE: status(E.serverError, 503),
+  HOLD_NOT_SUPPORTED: E.permission,
+  OPERATION_NOT_FOUND: status(E.params, 404),
+  OPERATION_STATE_CONFLICT: status(E.params, 409),
+  APPROVER_NOT_FOUND: status(E.params, 404),
+  APPROVER_EXISTS: status(E.params, 409),
+  APPROVAL_SELF: E.permission,
+  APPROVAL_NOT_IN_GROUP: E.permission,
+  APPROVAL_DIGEST_MISMATCH: status(E.params, 409),
+  APPROVAL_SIGNATURE_INVALID: E.sign,
+  APPROVAL_EXPIRED: status(E.params, 409),
+  APPROVAL_DUPLICATE: status(E.params, 409),
   INTERNAL: E.serverError,
 };
 

@@ -172,6 +172,19 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   ADDRESS_NOT_FOUND: E.notFound,
   ADDRESS_EXISTS: { ...E.invalidAuthorization, status: 409 },
 
+  // The high-value policy and approvals (docs/approvals.md; only the first two reach a venue client).
+  POLICY_UNAVAILABLE: E.serviceUnavailable,
+  HOLD_NOT_SUPPORTED: E.noPermission,
+  OPERATION_NOT_FOUND: E.notFound,
+  OPERATION_STATE_CONFLICT: { ...E.invalidAuthorization, status: 409 },
+  APPROVER_NOT_FOUND: E.notFound,
+  APPROVER_EXISTS: { ...E.invalidAuthorization, status: 409 },
+  APPROVAL_SELF: E.noPermission,
+  APPROVAL_NOT_IN_GROUP: E.noPermission,
+  APPROVAL_DIGEST_MISMATCH: { ...E.invalidAuthorization, status: 409 },
+  APPROVAL_SIGNATURE_INVALID: E.invalidSign,
+  APPROVAL_EXPIRED: { ...E.invalidAuthorization, status: 409 },
+  APPROVAL_DUPLICATE: { ...E.invalidAuthorization, status: 409 },
   INTERNAL: E.systemError,
 };
 

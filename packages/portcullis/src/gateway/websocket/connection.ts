@@ -536,7 +536,9 @@ export class Connection {
 
   /** The lifecycle's render: a refusal answered (the connection stays), or the connection ended when its identity is over. */
   render(ctx: RequestContext, outcome: Outcome<Denial | null>, target: MessageTarget): void {
-    const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : deny(outcome.error.code);
+    // Messages carry no operation and this lifecycle has no hold hook, so nothing is held here; were
+    // one ever held, it is refused (fail closed: a message cannot be stored and released later).
+    const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : outcome.kind === "held" ? deny("HOLD_NOT_SUPPORTED") : deny(outcome.error.code);
     if (denial === null) return;
     const credential = ctx.credential;
     if (outcome.kind === "refused" && credential instanceof IdentityCredential && credential.identity === this.identity && IDENTITY_OVER.has(denial.code)) {

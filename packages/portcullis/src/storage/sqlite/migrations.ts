@@ -276,4 +276,63 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX policy_spend_at ON policy_spend (at);
     `,
   },
+  {
+    version: 12,
+    name: "approvers and held operations",
+    sql: `
+      -- People who approve held operations (docs/approvals.md), each with an Ed25519 public key
+      -- (SPKI PEM) and the groups they belong to (a JSON array). Removed approvers are deleted:
+      -- their past decisions keep their names and signatures in held_approvals and the audit log.
+      CREATE TABLE approvers (
+        name       TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        groups     TEXT NOT NULL,
+        added_at   INTEGER NOT NULL
+      ) STRICT;
+
+      -- Held operations. The exact request (or a change's payload) and the upstream's answer are
+      -- envelopes under the data directory's KEK; everything the approval digest covers is here
+      -- in clear, so any process can recompute the digest and render the operation.
+      CREATE TABLE held_operations (
+        id             TEXT PRIMARY KEY,
+        state          TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'releasing', 'released', 'unknown', 'cancelled', 'rejected', 'expired')),
+        kind           TEXT NOT NULL,
+        target         TEXT NOT NULL CHECK (target IN ('request', 'change')),
+        key_id         TEXT,
+        account        TEXT,
+        owner          TEXT,
+        summary        TEXT NOT NULL,
+        policy_version INTEGER NOT NULL,
+        rule           TEXT NOT NULL,
+        tiers          TEXT NOT NULL,
+        not_before     INTEGER,
+        expires_at     INTEGER NOT NULL,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        request_digest TEXT NOT NULL,
+        held           BLOB NOT NULL,
+        outcome_status INTEGER,
+        outcome        BLOB,
+        claimed_by     TEXT,
+        claimed_at     INTEGER,
+        reason         TEXT,
+        -- 1 once an operation that ended without release had its policy value forgotten.
+        settled        INTEGER NOT NULL DEFAULT 0 CHECK (settled IN (0, 1)),
+        -- 1 once every tier has its approvals.
+        approved       INTEGER NOT NULL DEFAULT 0 CHECK (approved IN (0, 1))
+      ) STRICT;
+      CREATE INDEX held_operations_state ON held_operations (state, created_at);
+      CREATE INDEX held_operations_key ON held_operations (key_id, state);
+
+      CREATE TABLE held_approvals (
+        operation_id TEXT NOT NULL REFERENCES held_operations (id),
+        approver     TEXT NOT NULL,
+        decision     TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+        tier         INTEGER,
+        signature    TEXT NOT NULL,
+        at           INTEGER NOT NULL,
+        PRIMARY KEY (operation_id, approver)
+      ) STRICT;
+    `,
+  },
 ];

@@ -11,6 +11,7 @@ import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import { SqliteAudit } from "./audit.js";
 import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
+import { SqliteHolds } from "./holds.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -122,6 +123,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly policies: PolicyStore;
   readonly addresses: AddressStore;
   readonly spend: SpendStore;
+  /** Approvers and held operations (migration 12; docs/approvals.md). */
+  readonly holds: SqliteHolds;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -158,6 +161,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.policies = new SqlitePolicyStore(this.db, this.audit);
     this.addresses = new SqliteAddressStore(this.db, this.audit);
     this.spend = new SqliteSpendStore(this.db);
+    this.holds = new SqliteHolds(this.db, this.audit);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
@@ -278,7 +282,13 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult> {
-    return this.change(id, change, () => this.stmts.transition.get({ id, from: JSON.stringify(from), to, reason, at: change.at }) as KeyRowSql | undefined);
+    return this.change(id, change, () => {
+      const row = this.stmts.transition.get({ id, from: JSON.stringify(from), to, reason, at: change.at }) as KeyRowSql | undefined;
+      // Revoking or suspending a key cancels its held operations in the key change's transaction:
+      // once it commits, none of them can be claimed for release (docs/approvals.md).
+      if (row !== undefined && (to === "revoked" || to === "suspended")) this.holds.cancelForKey(id, to, change.at, change.actor);
+      return row;
+    });
   }
 
   update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult> {
