@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { OPERATION_KINDS, type Operation } from "./operations.js";
 
 /**
@@ -31,6 +32,20 @@ export interface AddressAdd {
   readonly network: string | null;
   readonly tag: string | null;
   readonly label: string;
+}
+
+const OPERATION_ID_RE = /^op_[0-9a-f]{32}$/;
+
+/**
+ * A new operation id: `op_` and 128 random bits. Every operation the policy decides gets one
+ * before it is decided (the `ref` of its velocity entry), and a held one keeps it.
+ */
+export function newOperationId(): string {
+  return `op_${randomBytes(16).toString("hex")}`;
+}
+
+export function isOperationId(value: string): boolean {
+  return OPERATION_ID_RE.test(value);
 }
 
 /** What the policy judges: an operation a request carries, or a governed change. */

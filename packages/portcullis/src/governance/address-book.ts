@@ -1,3 +1,4 @@
+import { newOperationId } from "../contract/policy.js";
 import { randomBytes } from "node:crypto";
 import type { AddressAdd, ChangeHolder, PolicySubject } from "../contract/policy.js";
 import { isJsonObject, record } from "../contract/json.js";
@@ -119,7 +120,7 @@ export class AddressBook {
     }
     const operation: AddressAdd = { kind: "address.add", ...input };
     const subject: PolicySubject = { operation, account: initiator.account, keyId: initiator.keyId, client: initiator.client, at: this.now() };
-    const operationId = this.newId();
+    const operationId = newOperationId();
     const decision = await this.policy.decide(subject, operationId);
     switch (decision.action.type) {
       case "allow":

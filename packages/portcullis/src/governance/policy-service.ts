@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { newOperationId } from "../contract/policy.js";
 import type { Withdraw } from "../contract/operations.js";
 import type { ChangeHolder, GovernedOperation, HeldTicket, PolicyDecider, PolicyDecision, PolicyExplanation, PolicyKind, PolicySubject } from "../contract/policy.js";
 import type { ReferencePrices } from "../contract/prices.js";
@@ -62,7 +62,7 @@ export interface PolicyServiceOptions {
   /** How often the store is polled for a version another process applied (ms; 0: never, only before decisions). Default 200. */
   readonly pollIntervalMs?: number;
   readonly logger?: Logger;
-  /** Operation ids for held changes (default: random UUIDs). */
+  /** Operation ids for held changes (default: `newOperationId`, contract/policy.ts). */
   readonly newId?: () => string;
 }
 
@@ -122,7 +122,7 @@ export class PolicyService implements PolicyDecider {
     this.holder = options.holder ?? null;
     this.now = options.now ?? Date.now;
     this.logger = options.logger ?? silentLogger();
-    this.newId = options.newId ?? randomUUID;
+    this.newId = options.newId ?? newOperationId;
     this.current = new CompiledPolicy(DEFAULT_POLICY, 0, DEFAULT_DIGEST, this.prices);
     this.holder?.onRelease("policy.change", (payload) => this.release(payload));
   }

@@ -1,8 +1,9 @@
+import { newOperationId } from "../contract/policy.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
 import type { HeldTicket, PolicyDecider, PolicyDecision, PolicySubject } from "../contract/policy.js";
 import { loggableKeyId, type RequestContext } from "../contract/request.js";
-import { type HeldRequest, type HoldService, newOperationId } from "./service.js";
+import { type HeldRequest, type HoldService } from "./service.js";
 
 /**
  * Stage 10, the high-value policy, as the lifecycle's hold hook (pipeline/lifecycle.ts): for an

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { PortcullisError } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
+import { isOperationId } from "../contract/policy.js";
 import type { ChangeHolder, ChangeKind, HeldTicket, HoldRequirements, HoldState, PolicyDecider, PolicyDecision, PolicySubject } from "../contract/policy.js";
 import { operationSummary, type Operation } from "../contract/operations.js";
 import type { Envelope } from "../custody/envelope.js";
@@ -96,17 +97,6 @@ export interface HoldServiceOptions {
   readonly leaseMs?: number;
   /** The largest upstream answer body recorded (bytes). Default 64 KiB. */
   readonly outcomeLimit?: number;
-}
-
-const OPERATION_ID_RE = /^op_[0-9a-f]{32}$/;
-
-/** A new operation id: `op_` and 128 random bits. */
-export function newOperationId(): string {
-  return `op_${randomBytes(16).toString("hex")}`;
-}
-
-export function isOperationId(value: string): boolean {
-  return OPERATION_ID_RE.test(value);
 }
 
 const GROUP_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;

@@ -3,6 +3,7 @@
  * over it, a small policy that holds withdrawals (the real engine is another part of issue 14), and
  * approvers with their own Ed25519 keys.
  */
+import { newOperationId } from "../../src/contract/policy.js";
 import { type KeyObject, generateKeyPairSync, sign } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -11,7 +12,7 @@ import type { ApprovalTier, PolicyDecider, PolicyDecision, PolicyExplanation, Po
 import type { Operation } from "../../src/contract/operations.js";
 import { type OpenDataDir as DataDir, initDataDir, openDataDir } from "../../src/core/data-dir.js";
 import { approvalMessage, type ApprovalDecision } from "../../src/holds/digest.js";
-import { type HeldRequest, HoldService, type HoldServiceOptions, type ReleaseOutcome, newOperationId } from "../../src/holds/service.js";
+import { type HeldRequest, HoldService, type HoldServiceOptions, type ReleaseOutcome } from "../../src/holds/service.js";
 import { KeyService } from "../../src/keys/service.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { valueOrThrow } from "../../src/errors/result.js";

@@ -142,14 +142,22 @@ describe("through a running gateway's admin API (--admin)", () => {
     expect(json<{ version: number }[]>((await runCli(["policy", "versions", "--admin", adminUrl, "--json"], env)).stdout).map((v) => v.version)).toEqual([2, 1, 0]);
   });
 
-  it("a change the policy holds needs a hold service: POLICY_HOLD_UNAVAILABLE here, changing nothing", async () => {
+  it("a change the policy holds is held (on the data directory and through the admin API), changing nothing until approved", async () => {
     const holdChanges = { rules: [{ name: "two people", match: { kind: ["policy.change", "address.add"] }, action: { type: "hold", approvals: [{ group: "risk", count: 2 }] } }, { name: "rest", action: { type: "allow" } }] };
     writeFileSync(join(dir, "hold.json"), JSON.stringify(holdChanges));
     expect((await runCli(["policy", "apply", join(dir, "hold.json"), "--data", data, "--json"])).code).toBe(0);
     const viaData = await runCli(["policy", "apply", join(dir, "policy.json"), "--data", data, "--json"]);
-    expect(errorCode(viaData.stderr)).toBe("POLICY_HOLD_UNAVAILABLE");
+    expect(viaData.code).toBe(0);
+    expect(json<{ state: string; operationId: string; hold: string; required: { approvals: unknown[] } }>(viaData.stdout)).toMatchObject({
+      state: "held",
+      operationId: expect.stringMatching(/^op_/) as unknown,
+      hold: "pending",
+      required: { approvals: [{ group: "risk", count: 2, have: 0 }] },
+    });
     const viaAdmin = await runCli(["addresses", "add", "--admin", adminUrl, "--account", "acme", "--asset", "USDT", "--address", "T9", "--json"], env);
-    expect(errorCode(viaAdmin.stderr)).toBe("POLICY_HOLD_UNAVAILABLE");
+    expect(viaAdmin.code).toBe(0);
+    expect(json<{ state: string }>(viaAdmin.stdout).state).toBe("held");
+    expect(json<unknown[]>((await runCli(["addresses", "list", "--data", data, "--account", "acme", "--json"])).stdout)).not.toContainEqual(expect.objectContaining({ address: "T9" }));
     expect(json<{ version: number }>((await runCli(["policy", "show", "--data", data, "--json"])).stdout).version).toBe(3);
   });
 
