@@ -2,6 +2,7 @@ import { generateKeyPairSync } from "node:crypto";
 import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "portcullis";
+import { DEMO_APPROVER_GROUP, DEMO_APPROVERS, DEMO_POLICY, type DemoGovernance, setUpDemoGovernance } from "./governance.js";
 import { type DemoStack, startDemoStack } from "./stack.js";
 
 export interface DemoOptions {
@@ -39,15 +40,38 @@ interface DemoKeySpec {
   readonly passphrase?: string;
   /** An operator key: its admin scopes reach every account. */
   readonly operator?: true;
+  /** The person behind the key (who may not approve what it initiates). */
+  readonly owner?: string;
+  /** Per-key guardrails (docs/guardrails.md), as the admin API takes them. */
+  readonly guardrails?: Readonly<Record<string, unknown>>;
 }
 
 /** One key per way of signing: the trader key speaks the native scheme and the HMAC venues. */
 const DEMO_KEYS: readonly DemoKeySpec[] = [
   { name: "trader", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "binance", "kraken", "bybit"], label: "demo trading key (HMAC)" },
-  { name: "ed25519", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "binance"], label: "demo trading key (Ed25519)", algorithm: "ed25519" },
+  {
+    name: "ed25519",
+    account: "demo-trader",
+    scopes: ["read", "trade"],
+    dialects: ["native", "binance"],
+    label: "demo trading key (Ed25519)",
+    algorithm: "ed25519",
+    // Least privilege beyond scopes: three markets, at most 50,000 USDT an order, within 10 % of
+    // the reference price (a fat-finger order is refused before it reaches the exchange).
+    guardrails: { symbols: ["BTCUSDT", "ETHUSDT", "ETHBTC"], maxNotional: "50000", priceBandPct: "10" },
+  },
   { name: "okx", account: "demo-trader", scopes: ["read", "trade"], dialects: ["native", "okx"], label: "demo OKX key", passphrase: "Demo-Passphrase-1" },
   { name: "coinbase", account: "demo-trader", scopes: ["read", "trade"], dialects: ["coinbase"], label: "demo Coinbase CDP key (ES256)", algorithm: "ecdsa-p256" },
   { name: "reader", account: "demo-trader", scopes: ["read"], dialects: ["native", "binance"], label: "demo read-only key" },
+  {
+    name: "treasury",
+    account: "demo-treasury",
+    scopes: ["read", "withdraw"],
+    dialects: ["native", "binance"],
+    label: "demo treasury key (withdrawals, held by the policy)",
+    owner: "dave",
+    guardrails: { withdrawAssets: ["USDT", "BTC"] },
+  },
   { name: "admin", account: "demo-admin", scopes: ["admin:*"], dialects: ["native"], label: "demo admin key (operator)", operator: true },
 ];
 
@@ -83,17 +107,22 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     });
   }
   let keys: Record<string, DemoKey>;
+  let governance: DemoGovernance;
   try {
     keys = await createDemoKeys(stack);
+    const treasury = keys.treasury;
+    if (treasury?.secret === undefined) throw new Error("the demo treasury key has no secret");
+    governance = await setUpDemoGovernance(stack, { id: treasury.id, secret: treasury.secret, account: treasury.account });
   } catch (err) {
     await stack.close();
     throw err;
   }
 
   if (options.json) {
-    process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys })}\n`);
+    const { approvers, held } = governance;
+    process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys, approvers, heldWithdrawal: held })}\n`);
   } else {
-    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys));
+    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys) + describeGovernance(stack.gateway, stack.dataDir, keys, governance) + "Ctrl-C stops everything.\n");
   }
 
   let stopping = false;
@@ -143,6 +172,8 @@ async function createDemoKeys(stack: DemoStack): Promise<Record<string, DemoKey>
       ...(pair === null ? {} : { publicKey: pair.publicKey }),
       ...(spec.passphrase === undefined ? {} : { passphrase: spec.passphrase }),
       ...(spec.operator === undefined ? {} : { operator: spec.operator }),
+      ...(spec.owner === undefined ? {} : { owner: spec.owner }),
+      ...(spec.guardrails === undefined ? {} : { guardrails: spec.guardrails }),
     });
     const privateKeyFile = pair === null ? null : join(stack.dataDir, `demo-${spec.name}.pem`);
     if (pair !== null && privateKeyFile !== null) writeFileSync(privateKeyFile, pair.privateKey, { mode: 0o600 });
@@ -191,6 +222,7 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     line("okx      HMAC     read,trade", keys.okx),
     line("coinbase ES256    read,trade", keys.coinbase),
     line("reader   HMAC     read", reader),
+    line("treasury HMAC     read,withdraw", keys.treasury),
     line("admin    HMAC     admin:* (operator)", adminKey),
     "\nTry it (from the repository root):\n",
     req(trader, "GET", "/api/v3/account"),
@@ -202,6 +234,29 @@ function describe(gateway: string, admin: string | null, upstream: string, dataD
     `  curl '${gateway}/api/v3/account'    # refused in Binance's format: {"code":-2014,...}\n`,
     "\nExisting bots work unchanged: point ccxt's binance, kraken or bybit at the gateway with the trader\n",
     "key, okx with the okx key and its passphrase, coinbase with the coinbase key (README, Exchange dialects).\n",
-    "\nCtrl-C stops everything.\n",
   ].join("");
+}
+
+/** The policy part of the demo's banner: the held withdrawal and how to approve it. */
+function describeGovernance(gateway: string, dataDir: string, keys: Record<string, DemoKey>, g: DemoGovernance): string {
+  const treasury = keys.treasury;
+  const lines = [
+    `\nWithdrawal policy (version ${g.policyVersion}; docs/policy.md): withdrawals over 1,000 USDT-equivalent or to an\n`,
+    `address younger than its 60 s cooldown need 2 of the ${DEMO_APPROVER_GROUP} approvers (${DEMO_APPROVERS.join(", ")}); an account's\n`,
+    `withdrawals are capped at 20,000 USDT-equivalent a day. Rules: ${DEMO_POLICY.rules.map((r) => `"${r.name}"`).join(", ")}.\n`,
+    `Approver key files (Ed25519): ${dataDir}/approvers/NAME.pem\n`,
+  ];
+  const held = g.held;
+  if (held === null || treasury === undefined) return `${lines.join("")}\n`;
+  const cred = treasury.secret === undefined ? "" : `--secret ${treasury.secret}`;
+  lines.push(
+    `\nThe treasury key just asked to withdraw ${held.amount} ${held.asset} to ${held.address} (Binance-signed, as a bot would).\n`,
+    `The policy held it (rule "${held.rule}"): the bot got Binance's usual answer, {"id":"${held.operationId}"}.\n`,
+    "Look at it, approve it as two people, and watch it go through exactly once:\n",
+    `  npx portcullis approvals show ${held.operationId} --data ${dataDir}\n`,
+    `  npx portcullis approvals approve ${held.operationId} --key ${dataDir}/approvers/alice.pem --data ${dataDir}\n`,
+    `  npx portcullis approvals approve ${held.operationId} --key ${dataDir}/approvers/bob.pem --data ${dataDir}\n`,
+    `  npx portcullis request --key-id ${treasury.id} ${cred} GET '${gateway}/portcullis/v1/operations/${held.operationId}'\n`,
+  );
+  return `${lines.join("")}\n`;
 }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CreatedKey, DEFAULT_LIMITS, type Logger, OperatorError, type RunningPortcullis, type StartOptions, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
+import { DEMO_ADDRESS_COOLDOWN } from "./governance.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 
 /** The gateway-upstream secret in a data directory `portcullis init` laid out (docs/configuration.md). */
@@ -123,6 +124,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
         // Reference prices for per-key guardrails (price bands, market orders' value), read off
         // the request path from the exchange's own public ticker.
         prices: { refresh: { url: `${upstreamUrl}/api/v3/ticker/price`, interval: "10s" } },
+        // A new withdrawal address is known to the policy after a minute (docs/policy.md).
+        policy: { addressCooldown: DEMO_ADDRESS_COOLDOWN },
       },
       dataDir,
     );

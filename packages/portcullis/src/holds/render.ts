@@ -33,7 +33,7 @@ function when(ms: number | null): string {
 }
 
 function field(name: string, value: unknown): string {
-  return `  ${name.padEnd(12)}${typeof value === "string" ? value : JSON.stringify(value)}`;
+  return `  ${name.padEnd(12)}${value === null ? "(none)" : typeof value === "string" ? value : JSON.stringify(value)}`;
 }
 
 /** The lines an approver reads. `view` adds the live state (approvals so far) to the signed facts. */

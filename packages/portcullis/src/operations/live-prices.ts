@@ -106,12 +106,17 @@ export class PriceRefresher {
     this.fetcher = options.fetch ?? fetch;
   }
 
-  /** Polls once now, then every interval. */
-  start(): void {
-    if (this.timer !== null) return;
-    void this.poll();
+  /**
+   * Polls once now, then every interval. Resolves when the first poll is over (true when it read
+   * prices), so a gateway can start with its prices: bounded by the poll's timeout, and a failed
+   * first poll only logs.
+   */
+  start(): Promise<boolean> {
+    if (this.timer !== null) return Promise.resolve(false);
+    const first = this.poll();
     this.timer = setInterval(() => void this.poll(), this.settings.intervalMs);
     this.timer.unref();
+    return first;
   }
 
   /** One poll (the next one waits for it): true when prices were read. */

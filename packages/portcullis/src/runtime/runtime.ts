@@ -99,7 +99,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       logger,
       prices,
     });
-    refresher?.start();
+    // The first poll is awaited (bounded by its timeout; a failure only logs): the gateway starts with prices.
+    await refresher?.start();
     // Stage 10: the policy service judges (unless a test gives its own decider) and holds its own
     // changes (a new version, a new address) in the hold service, which settles velocity with it.
     policy = await PolicyService.open({ store: data.store, pollIntervalMs: config.store.pollIntervalMs, logger, prices, holder: holds });

@@ -6,7 +6,7 @@ import { PortcullisApiError, createClient } from "@portcullis/client";
 import ccxt from "ccxt";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startCli } from "../support/cli.js";
+import { runCli, startCli } from "../support/cli.js";
 
 interface DemoKey {
   id: string;
@@ -22,7 +22,9 @@ interface DemoInfo {
   admin: string;
   upstream: string;
   dataDir: string;
-  keys: Record<"trader" | "ed25519" | "okx" | "coinbase" | "reader" | "admin", DemoKey>;
+  keys: Record<"trader" | "ed25519" | "okx" | "coinbase" | "reader" | "admin" | "treasury", DemoKey>;
+  approvers: Record<"alice" | "bob" | "carol", { keyFile: string }>;
+  heldWithdrawal: { operationId: string; rule: string; amount: string; asset: string; address: string } | null;
 }
 
 let demo: Awaited<ReturnType<typeof startCli>>;
@@ -119,6 +121,44 @@ describe("portcullis demo", () => {
     await admin.json("POST", `/portcullis/v1/keys/${created.id}/revoke`);
     const err = await bot.json("GET", "/api/v3/account").catch((e: unknown) => e);
     expect((err as PortcullisApiError).code).toBe("KEY_REVOKED");
+  });
+
+  it("guards the Ed25519 trader key: its markets, and a price band around the reference price", async () => {
+    const client = createClient({ baseUrl: info.gateway, keyId: info.keys.ed25519.id, privateKey: info.keys.ed25519.privateKey ?? "", algorithm: "ed25519" });
+    const other = await client.json("POST", "/api/v3/order", { json: { symbol: "BTCETH", side: "BUY", type: "MARKET", quantity: "0.1" } }).catch((e: unknown) => e);
+    expect((other as PortcullisApiError).code).toBe("GUARDRAIL_SYMBOL");
+    const fatFinger = await client
+      .json("POST", "/api/v3/order", { json: { symbol: "BTCUSDT", side: "BUY", type: "LIMIT", timeInForce: "GTC", quantity: "0.01", price: "1" } })
+      .catch((e: unknown) => e);
+    expect((fatFinger as PortcullisApiError).code).toBe("GUARDRAIL_PRICE_BAND");
+  });
+
+  it("holds the treasury key's withdrawal by the demo policy; two approvers on the command line release it exactly once", async () => {
+    const held = info.heldWithdrawal;
+    expect(held).toMatchObject({ operationId: expect.stringMatching(/^op_[0-9a-f]{32}$/) as unknown, rule: "new destination", amount: "2500", asset: "USDT" });
+    const id = held?.operationId ?? "";
+    expect(Object.keys(info.approvers)).toEqual(["alice", "bob", "carol"]);
+    const treasury = createClient({ baseUrl: info.gateway, keyId: info.keys.treasury.id, secret: info.keys.treasury.secret ?? "" });
+    expect(await treasury.json("GET", `/portcullis/v1/operations/${id}`)).toMatchObject({ state: "pending", required: { approvals: [{ group: "treasury", count: 2, have: 0 }] } });
+    // Another key of the same account sees nothing of it.
+    const reader = createClient({ baseUrl: info.gateway, keyId: info.keys.reader.id, secret: info.keys.reader.secret ?? "" });
+    expect(((await reader.json("GET", `/portcullis/v1/operations/${id}`).catch((e: unknown) => e)) as PortcullisApiError).code).toBe("OPERATION_NOT_FOUND");
+    for (const name of ["alice", "bob"] as const) {
+      const approved = await runCli(["approvals", "approve", id, "--key", info.approvers[name].keyFile, "--data", info.dataDir, "--json"]);
+      expect(approved.code).toBe(0);
+    }
+    // A third approval after release is refused: nothing is sent twice.
+    let state = "";
+    for (let i = 0; i < 100 && state !== "released"; i++) {
+      state = (await treasury.json<{ state: string }>("GET", `/portcullis/v1/operations/${id}`)).state;
+      if (state !== "released") await new Promise((r) => setTimeout(r, 100));
+    }
+    const released = await treasury.json<{ state: string; outcome: { status: number; body: string } }>("GET", `/portcullis/v1/operations/${id}`);
+    expect(released).toMatchObject({ state: "released", outcome: { status: 200 } });
+    expect(JSON.parse(released.outcome.body)).toHaveProperty("id");
+    const late = await runCli(["approvals", "approve", id, "--key", info.approvers.carol.keyFile, "--data", info.dataDir, "--json"]);
+    expect(late.code).not.toBe(0);
+    expect(late.stderr).toMatch(/OPERATION_STATE_CONFLICT/);
   });
 
   it("stops cleanly on SIGINT and removes its temporary data directory", async () => {
