@@ -146,15 +146,16 @@ export async function runDemo(options: DemoOptions): Promise<void> {
 
 /**
  * The demo's stderr carries what the README promises: refusals (one JSON line each, with the
- * code), warnings and errors. The audit log's checkpoint lines (info, for log shipping in
- * production) stay in the audit log; `portcullis audit verify --data DIR` checks them.
+ * code), warnings and errors. Other information (the audit log's checkpoint lines, for log
+ * shipping in production; the policy's and the hold service's progress, which the banner and
+ * `portcullis approvals` show) stays off it; `portcullis audit verify --data DIR` checks the log.
  */
 function refusalsOnly(out: NodeJS.WritableStream): { write(line: string): void } {
   return {
     write(line: string): void {
-      // pino writes one JSON object per call with `msg` last; a quote inside a value is escaped,
-      // so this suffix is only ever the message itself.
-      if (line.endsWith('"msg":"audit checkpoint"}\n')) return;
+      // pino writes one JSON object per call, `level` first and `msg` last; a quote inside a value
+      // is escaped, so the prefix is only ever the level and the suffix only ever the message.
+      if (line.startsWith('{"level":30,') && !line.endsWith('"msg":"request denied"}\n')) return;
       out.write(line);
     },
   };

@@ -192,8 +192,8 @@ export class PolicyService implements PolicyDecider {
 
   /**
    * Decides with the version in force. An operation with a value (a withdrawal, a transfer, an
-   * order) is decided inside the velocity ledger's transaction, and its value recorded under `ref`
-   * there unless the decision is a block.
+   * order) of a kind some rule counts velocity for is decided inside the velocity ledger's
+   * transaction, and its value recorded under `ref` there unless the decision is a block.
    */
   async decide(subject: PolicySubject, ref: string): Promise<PolicyDecision> {
     const policy = await this.refresh();
@@ -201,7 +201,7 @@ export class PolicyService implements PolicyDecider {
     const op = subject.operation;
     const value = policy.valueOf(op);
     const asset = assetOrSymbol(op);
-    if (value === undefined || asset === null) return policy.decide(subject, facts);
+    if (value === undefined || asset === null || !policy.countsVelocity(op.kind)) return policy.decide(subject, facts);
     const entry: SpendEntry = { ref, kind: op.kind, keyId: subject.keyId, account: subject.account, asset, value, at: subject.at };
     return this.store.spend.decide({ kind: op.kind, keyId: subject.keyId, account: subject.account, at: subject.at, windows: policy.windows }, (sums) => {
       const decision = policy.decide(subject, { ...facts, sums });

@@ -359,6 +359,7 @@ export class CompiledPolicy {
   private readonly rules: readonly CompiledRule[];
   private readonly byKind: ReadonlyMap<string, readonly CompiledRule[]>;
   private readonly judged: ReadonlySet<string>;
+  private readonly counted: ReadonlySet<string>;
 
   constructor(document: PolicyDocument, version: number, digest: string, prices: ReferencePrices) {
     this.document = document;
@@ -381,21 +382,34 @@ export class CompiledPolicy {
     this.usesDestination = document.rules.some((r) => r.match.destination !== undefined);
     const byKind = new Map<string, CompiledRule[]>();
     const judged = new Set<string>();
+    const counted = new Set<string>();
     for (const kind of POLICY_KINDS) {
-      const list = this.rules.filter((r, i) => {
+      const applies = (i: number): boolean => {
         const kinds = document.rules[i]?.match.kind;
         return kinds === undefined || kinds.includes(kind);
-      });
+      };
+      const list = this.rules.filter((_, i) => applies(i));
       byKind.set(kind, list);
       if (list.some((r) => r.decision.action.type !== "allow")) judged.add(kind);
+      if (document.rules.some((r, i) => applies(i) && r.match.velocity !== undefined)) counted.add(kind);
     }
     this.byKind = byKind;
     this.judged = judged;
+    this.counted = counted;
   }
 
   /** Whether anything but "allow" can come of an operation of `kind`. */
   judges(kind: PolicyKind): boolean {
     return this.judged.has(kind);
+  }
+
+  /**
+   * Whether some rule counts velocity for `kind`: only then is a decision of that kind made in the
+   * velocity ledger's transaction and its value recorded (a durable write per decision: a policy
+   * that judges orders without counting them keeps orders off the ledger).
+   */
+  countsVelocity(kind: PolicyKind): boolean {
+    return this.counted.has(kind);
   }
 
   /** The operation's value in the reference currency (what the velocity ledger records). */

@@ -175,6 +175,19 @@ describe("evaluation", () => {
     const strict = new CompiledPolicy(valueOrThrow(parsePolicyDocument({ rules: [{ name: "no", action: { type: "block" } }] })), 1, "", new StaticPrices());
     expect(strict.judges("order.cancel")).toBe(true);
   });
+
+  it("counts velocity only for kinds a velocity condition applies to (only those write the ledger)", () => {
+    const p = compile([
+      { name: "cap", match: { kind: ["withdraw"], velocity: { window: "24h", per: "account", over: "5000" } }, action: { type: "block" } },
+      { name: "no orders from outside", match: { kind: ["order.place"], source: { notIn: ["10.0.0.0/8"] } }, action: { type: "block" } },
+    ]);
+    expect(p.judges("order.place")).toBe(true);
+    expect(p.countsVelocity("order.place")).toBe(false);
+    expect(p.countsVelocity("withdraw")).toBe(true);
+    expect(p.countsVelocity("transfer")).toBe(false);
+    const any = compile([{ name: "all", match: { velocity: { window: "1h", per: "key", over: "1" } }, action: { type: "block" } }]);
+    expect(any.countsVelocity("transfer")).toBe(true);
+  });
 });
 
 describe("the dry run's trace", () => {
