@@ -186,7 +186,9 @@ function pipelineSection(result) {
   const postRatios = pairRatios(series.postPipeline, series.postHmac);
   const getRatio = median(getRatios);
   const stageMeans = stageSamples.map(mean);
-  const stageTotal = stageMeans.reduce((a, b) => a + b, 0);
+  // A stage the GET request skips (the operation and guard stages: no operation declared) has no
+  // samples; it counts as nothing in the total.
+  const stageTotal = stageMeans.reduce((a, b) => (Number.isFinite(b) ? a + b : a), 0);
   return {
     summary: [
       "In-process pipeline / raw HMAC-SHA256 (GET, median of per-batch ratios)",
