@@ -78,7 +78,7 @@ beforeAll(async () => {
       routes: DEMO_EXCHANGE_ROUTES,
       limits: {},
       audit: { batchWindowMs: 20, checkpointIntervalMs: 250 },
-      log: { level: "warn" },
+      log: { level: "info" },
     }),
   );
   gateways.push(await startGateway(config), await startGateway(config));
@@ -110,7 +110,7 @@ describe("two gateway processes on one data directory, the CLI approving", () =>
     }
     expect(exchange.withdrawals()).toHaveLength(0);
 
-    // The key's owner may not approve; two approvers may.
+    // Two approvers, each signing locally with their own key file.
     for (const id of ids) {
       for (const name of APPROVERS) expect(JSON.parse(await cli(["approvals", "approve", id, "--key", keyFiles[name] ?? "", "--data", data, "--json"]))).toMatchObject({ operationId: id });
     }
@@ -121,8 +121,8 @@ describe("two gateway processes on one data directory, the CLI approving", () =>
     await sleep(1_500);
     const amounts = exchange.withdrawals().map((w) => w.amount).sort();
     expect(amounts).toEqual(Array.from({ length: WITHDRAWALS }, (_, i) => `${100 + i}.00000000`).sort());
-    const listed = JSON.parse(await cli(["approvals", "list", "--state", "released", "--data", data, "--json"])) as { operationId: string }[];
-    expect(listed.map((o) => o.operationId).sort()).toEqual([...ids].sort());
+    const listed = JSON.parse(await cli(["approvals", "list", "--state", "released", "--data", data, "--json"])) as { operations: { operationId: string }[] };
+    expect(listed.operations.map((o) => o.operationId).sort()).toEqual([...ids].sort());
   }, 120_000);
 
   it("the audit chain both gateways and the CLI wrote verifies", async () => {
