@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core/core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
-import { upstreamRequestHeaders } from "../gateway/proxy.js";
+import { heldRequestOf } from "../gateway/proxy.js";
 import type { PolicyDecider } from "../contract/policy.js";
 import { createHoldHook } from "../holds/hook.js";
 import type { HoldService, RequestReleaser } from "../holds/service.js";
@@ -67,25 +67,7 @@ export function embeddedHoldHook(core: Portcullis, options: MiddlewareOptions): 
     policy: holds.policy,
     holds: holds.service,
     logger: core.logger,
-    capture:
-      release === undefined
-        ? null
-        : (ctx) => {
-            const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
-            const record = ctx.key?.record;
-            return {
-              method: ctx.method,
-              url: outgoing.url,
-              headers: upstreamRequestHeaders(ctx.headers, core.pipeline.credentialHeaders),
-              body: outgoing.body,
-              clientIp: ctx.client?.text ?? "",
-              authority: ctx.authority ?? null,
-              identity:
-                record === undefined || ctx.key === null
-                  ? null
-                  : { keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, scopesText: ctx.key.scopesText },
-            };
-          },
+    capture: release === undefined ? null : (ctx) => heldRequestOf(ctx, core.pipeline.credentialHeaders),
   });
 }
 

@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import { type Denial, deny } from "../errors/catalogue.js";
+import type { RequestContext } from "../contract/request.js";
+import type { HeldRequest } from "../holds/service.js";
 
 /**
  * Stage 12: forwarding to the upstream over a pool of keep-alive connections (undici). Which of
@@ -289,4 +291,27 @@ export class Forwarder {
   destroy(): Promise<void> {
     return this.pool.destroy();
   }
+}
+
+/**
+ * A request held by stage 10, exactly as `forward` would send it now: the target and body as
+ * forwarded (a dialect's credentials removed: `Credential.forwarded`), the headers the upstream
+ * may see, and the identity to sign again when it is released (gateway and embedded surfaces).
+ */
+export function heldRequestOf(ctx: RequestContext, credentialHeaders: ReadonlySet<string>): HeldRequest {
+  const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
+  const key = ctx.key;
+  const record = key?.record;
+  return {
+    method: ctx.method,
+    url: outgoing.url,
+    headers: upstreamRequestHeaders(ctx.headers, credentialHeaders),
+    body: outgoing.body,
+    clientIp: ctx.client?.text ?? "",
+    authority: ctx.authority ?? null,
+    identity:
+      record === undefined || key === null
+        ? null
+        : { keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, scopesText: key.scopesText },
+  };
 }

@@ -11,7 +11,7 @@ import type { Pipeline } from "../pipeline/pipeline.js";
 import { readBody, sendDenial, sendJson, serverTimingHeader, whenClosed } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
-import { type Forwarder, addForwarding, upstreamRequestHeaders } from "./proxy.js";
+import { type Forwarder, addForwarding, heldRequestOf, upstreamRequestHeaders } from "./proxy.js";
 import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import { addKeyWarning } from "../keys/warning.js";
 import type { UpgradeHandler } from "./websocket/index.js";
@@ -97,7 +97,7 @@ export class Gateway {
         },
         untilDone: whenClosed,
       },
-      hold: options.holds?.policy === undefined || options.holds.policy === null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: (ctx) => this.capture(ctx), logger: options.logger }),
+      hold: options.holds?.policy === undefined || options.holds.policy === null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: (ctx) => heldRequestOf(ctx, options.pipeline.credentialHeaders), logger: options.logger }),
     });
     options.holds?.service.setRequestReleaser((request, row) => this.release(request, row));
   }
@@ -183,24 +183,6 @@ export class Gateway {
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
     }
     return failure;
-  }
-
-  /** A request held by stage 10, exactly as `forward` would send it now (credentials removed). */
-  private capture(ctx: RequestContext): HeldRequest {
-    const outgoing = ctx.credential?.forwarded?.(ctx) ?? ctx;
-    const record = ctx.key?.record;
-    return {
-      method: ctx.method,
-      url: outgoing.url,
-      headers: upstreamRequestHeaders(ctx.headers, this.options.pipeline.credentialHeaders),
-      body: outgoing.body,
-      clientIp: ctx.client?.text ?? "",
-      authority: ctx.authority ?? null,
-      identity:
-        record === undefined || ctx.key === null
-          ? null
-          : { keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, scopesText: ctx.key.scopesText },
-    };
   }
 
   /**

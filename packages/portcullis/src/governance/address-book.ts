@@ -1,6 +1,5 @@
-import { newOperationId } from "../contract/policy.js";
 import { randomBytes } from "node:crypto";
-import type { AddressAdd, ChangeHolder, PolicySubject } from "../contract/policy.js";
+import { type AddressAdd, type ChangeHolder, type PolicySubject, newOperationId } from "../contract/policy.js";
 import { isJsonObject, record } from "../contract/json.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { type Result, invalid, ok, valueOrThrow } from "../errors/result.js";
@@ -23,14 +22,8 @@ export interface AddressView extends AddressRow {
   readonly state: "cooling" | "usable" | "removed";
 }
 
-export interface AddressInput {
-  readonly account: string;
-  readonly asset: string;
-  readonly address: string;
-  readonly network: string | null;
-  readonly tag: string | null;
-  readonly label: string;
-}
+/** A new entry as given (checked by `parseAddressInput`): the governed operation's fields. */
+export type AddressInput = Omit<AddressAdd, "kind">;
 
 const ID_RE = /^[\x21-\x7e]{1,128}$/;
 const ADDRESS_RE = /^[\x21-\x7e]{1,256}$/;

@@ -2,7 +2,7 @@ import type { AuditStore } from "../audit/store.js";
 import type { KeyGuardrails, KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
 import type { Decimal } from "../contract/operations.js";
-import type { ApprovalTier, HoldState } from "../contract/policy.js";
+import type { AddressAdd, ApprovalTier, HoldState } from "../contract/policy.js";
 import type { ReplayClaim } from "../contract/request.js";
 import type { ReservationStore } from "../replay/reservations.js";
 
@@ -208,15 +208,8 @@ export interface PolicyStore {
 }
 
 /** An entry of an account's withdrawal address book. */
-export interface AddressRow {
+export interface AddressRow extends Omit<AddressAdd, "kind"> {
   readonly id: string;
-  readonly account: string;
-  /** Upper case. */
-  readonly asset: string;
-  readonly address: string;
-  readonly network: string | null;
-  readonly tag: string | null;
-  readonly label: string;
   readonly addedAt: number;
   readonly addedBy: string;
   /** added + the cooldown: before this moment the address is not "known" to the policy. */
