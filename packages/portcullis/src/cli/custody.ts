@@ -153,11 +153,17 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       const result = await restoreBackup({ file: resolve(opts.in), dataDir, kek, force: opts.force === true });
       const env = result.header.environment === "test" ? "test" : "live";
       await initDataDir(dataDir, env);
-      print(opts.json === true, { dataDir, keys: result.keys, replaced: result.replaced, carried: result.carried, header: result.header }, () =>
+      print(opts.json === true, { dataDir, keys: result.keys, replaced: result.replaced, carried: result.carried, carriedHolds: result.carriedHolds, carriedSpend: result.carriedSpend, header: result.header }, () =>
         [
           `restored ${result.keys} key(s) into ${dataDir} from the backup of ${result.header.createdAt}${result.replaced ? " (the previous database was replaced)" : ""}`,
+          ...(result.carriedHolds !== null && result.carriedHolds > 0
+            ? [`${result.carriedHolds} held operation(s) keep the later state the replaced database recorded (claimed, released or ended): none is sent again`]
+            : []),
           ...(result.replaced && result.carried === null
             ? ["warning: the replaced database's replay state could not be read: rotate the keys that sign with increasing nonces (Kraken)"]
+            : []),
+          ...(result.replaced && (result.carriedHolds === null || result.carriedSpend === null)
+            ? ["warning: the replaced database's held operations or velocity ledger could not be read: check that no released operation is pending or ready again (approvals list), and that the policy's caps count what was spent since the backup"]
             : []),
         ].join("\n"),
       );

@@ -192,6 +192,17 @@ export interface RestoreResult {
    * was none, or it could not be read (then rotate the keys that sign with increasing nonces).
    */
   readonly carried: { readonly reservations: number; readonly logouts: number } | null;
+  /**
+   * Held operations the backup holds as pending, ready or releasing that the replaced database had
+   * already claimed, released or ended: they keep the later state, so none is sent twice; null
+   * when there was no database, or it could not be read.
+   */
+  readonly carriedHolds: number | null;
+  /**
+   * Velocity ledger entries the replaced database recorded after the backup's last: carried over,
+   * so what was spent since still counts toward the caps; null as for `carriedHolds`.
+   */
+  readonly carriedSpend: number | null;
 }
 
 interface ReplayState {
@@ -220,12 +231,138 @@ function replayStateOf(path: string, now: number): ReplayState | null {
   }
 }
 
-function keyCount(path: string): number {
+/**
+ * What a restore would replace, by table: the keys, and what migrations 11 and 12 added (policy
+ * versions, address books, the velocity ledger, approvers, held operations). A table the database
+ * does not have yet counts 0.
+ */
+const TARGET_CONTENT = [
+  ["keys", "keys"],
+  ["held_operations", "held operations"],
+  ["approvers", "approvers"],
+  ["policy_versions", "policy versions"],
+  ["address_book", "address book entries"],
+  ["policy_spend", "velocity ledger entries"],
+] as const;
+
+function contentCounts(path: string): Map<string, number> {
   const db = new Database(path, { readonly: true, fileMustExist: true });
   try {
-    const hasKeys = db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get();
-    if ((hasKeys?.n ?? 0) === 0) return 0;
-    return db.prepare<[], { n: number }>("SELECT COUNT(*) AS n FROM keys").get()?.n ?? 0;
+    const counts = new Map<string, number>();
+    for (const [table, what] of TARGET_CONTENT) {
+      const exists = db.prepare<[string], { n: number }>("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = ?").get(table);
+      if ((exists?.n ?? 0) === 0) continue;
+      const n = db.prepare<[], { n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).get()?.n ?? 0;
+      if (n > 0) counts.set(what, n);
+    }
+    return counts;
+  } finally {
+    db.close();
+  }
+}
+
+/** A velocity ledger entry (migration 11) as stored. */
+interface SpendRow {
+  readonly seq: number;
+  readonly ref: string;
+  readonly kind: string;
+  readonly key_id: string | null;
+  readonly account: string | null;
+  readonly asset: string;
+  readonly coefficient: string | null;
+  readonly scale: number | null;
+  readonly at: number;
+}
+
+/** The velocity ledger of the database a restore replaces, read without changing it; null if unreadable. */
+function ledgerOf(path: string): SpendRow[] | null {
+  try {
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'policy_spend'").get() === undefined) return [];
+      return db.prepare<[], SpendRow>("SELECT seq, ref, kind, key_id, account, asset, coefficient, scale, at FROM policy_spend ORDER BY seq").all();
+    } finally {
+      db.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Carries into the restored database at `path` (migrated) the ledger entries the replaced one
+ * recorded after the backup's last (a higher sequence number): what was spent since the backup
+ * still counts toward every cap. Answers how many.
+ */
+function carryLedger(path: string, entries: readonly SpendRow[]): number {
+  if (entries.length === 0) return 0;
+  const db = new Database(path, { fileMustExist: true });
+  try {
+    db.pragma("busy_timeout = 5000");
+    const insert = db.prepare("INSERT INTO policy_spend (ref, kind, key_id, account, asset, coefficient, scale, at) VALUES (@ref, @kind, @key_id, @account, @asset, @coefficient, @scale, @at)");
+    return db
+      .transaction(() => {
+        const last = db.prepare<[], { seq: number | null }>("SELECT MAX(seq) AS seq FROM policy_spend").get()?.seq ?? 0;
+        const later = entries.filter((e) => e.seq > last);
+        for (const e of later) insert.run({ ref: e.ref, kind: e.kind, key_id: e.key_id, account: e.account, asset: e.asset, coefficient: e.coefficient, scale: e.scale, at: e.at });
+        return later.length;
+      })
+      .immediate();
+  } finally {
+    db.close();
+  }
+}
+
+/** A held operation's state in the database a restore replaces, once it moved past ready or ended. */
+interface HeldState {
+  readonly id: string;
+  readonly state: string;
+  readonly outcome_status: number | null;
+  readonly outcome: Buffer | null;
+  readonly claimed_by: string | null;
+  readonly claimed_at: number | null;
+  readonly updated_at: number;
+  readonly reason: string | null;
+}
+
+/**
+ * The held operations of the database a restore replaces that are no longer pending or ready
+ * (claimed, released, unknown, cancelled, rejected, expired), read without changing it; null if
+ * unreadable. A backup is older: it may hold one of them still ready, and the restored gateway
+ * would send it a second time.
+ */
+function heldStatesOf(path: string): HeldState[] | null {
+  try {
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      if (db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'held_operations'").get() === undefined) return [];
+      return db
+        .prepare<[], HeldState>("SELECT id, state, outcome_status, outcome, claimed_by, claimed_at, updated_at, reason FROM held_operations WHERE state NOT IN ('pending', 'ready')")
+        .all();
+    } finally {
+      db.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Carries `states` into the restored database at `path` (migrated): an operation it holds as
+ * pending, ready or releasing takes the later state (states only move forward), so nothing the
+ * replaced database had claimed, sent or ended is claimed again. Answers how many moved.
+ */
+function carryHeldStates(path: string, states: readonly HeldState[]): number {
+  if (states.length === 0) return 0;
+  const db = new Database(path, { fileMustExist: true });
+  try {
+    db.pragma("busy_timeout = 5000");
+    const update = db.prepare(
+      `UPDATE held_operations SET state = @state, outcome_status = @outcome_status, outcome = @outcome, claimed_by = @claimed_by,
+         claimed_at = @claimed_at, updated_at = MAX(updated_at, @updated_at), reason = @reason
+       WHERE id = @id AND state IN ('pending', 'ready', 'releasing') AND state <> @state`,
+    );
+    return db.transaction(() => states.reduce((n, s) => n + update.run(s).changes, 0)).immediate();
   } finally {
     db.close();
   }
@@ -253,9 +390,10 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
   }
   const target = join(dataDir, "portcullis.db");
   if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  if (existsSync(target) && !options.force && keyCount(target) > 0) {
+  const existing = existsSync(target) ? contentCounts(target) : new Map<string, number>();
+  if (!options.force && existing.size > 0) {
     dataKey.fill(0);
-    throw new CustodyError("RESTORE_TARGET_NOT_EMPTY", `${target} already holds keys: restore into an empty data directory, or pass --force to replace it`);
+    throw new CustodyError("RESTORE_TARGET_NOT_EMPTY", `${target} already holds ${[...existing.keys()].join(", ")}: restore into an empty data directory, or pass --force to replace it`);
   }
   const scratch = mkdtempSync(join(dataDir, ".restore-"));
   const staged = join(scratch, "portcullis.db");
@@ -290,7 +428,16 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
     let keys: number;
     const now = Date.now();
     const previous = existsSync(target) ? replayStateOf(target, now) : null;
+    const previousHolds = existsSync(target) ? heldStatesOf(target) : null;
+    const previousLedger = existsSync(target) ? ledgerOf(target) : null;
+    let carriedHolds = 0;
+    let carriedSpend = 0;
     try {
+      // Held operations the replaced database had claimed, sent or ended keep that state: at most
+      // once survives a restore (docs/approvals.md). Carried before the KEK check, which covers the
+      // answers carried with them. What it spent since the backup still counts toward the caps.
+      if (previousHolds !== null) carriedHolds = carryHeldStates(staged, previousHolds);
+      if (previousLedger !== null) carriedSpend = carryLedger(staged, previousLedger);
       const status = await custodyStatus(store, new Envelope(kek));
       if (status.envelopes.missingVersions.length > 0) {
         throw new CustodyError(
@@ -298,7 +445,7 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
           `the backup holds secrets under KEK version(s) ${status.envelopes.missingVersions.join(", ")}, which this ${kek.name} no longer holds`,
         );
       }
-      keys = keyCount(staged);
+      keys = contentCounts(staged).get("keys") ?? 0;
       // A backup is older than the database it replaces: the replay state is carried over (only
       // ever raised), and the next process fences as after any restart.
       if (previous !== null) {
@@ -312,7 +459,14 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
     const replaced = existsSync(target);
     for (const suffix of ["-wal", "-shm"]) rmSync(`${target}${suffix}`, { force: true });
     renameSync(staged, target);
-    return { header, keys, replaced, carried: previous === null ? null : { reservations: previous.reservations.size, logouts: previous.logouts.size } };
+    return {
+      header,
+      keys,
+      replaced,
+      carried: previous === null ? null : { reservations: previous.reservations.size, logouts: previous.logouts.size },
+      carriedHolds: previousHolds === null ? null : carriedHolds,
+      carriedSpend: previousLedger === null ? null : carriedSpend,
+    };
   } catch (err) {
     if (err instanceof Error && err.name === "SqliteError") throw malformed("the contents are not a Portcullis database");
     throw err;

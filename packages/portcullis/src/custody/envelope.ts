@@ -17,6 +17,13 @@ import { type KekProvider, open, seal } from "./keyring.js";
 export const SECRET_PURPOSE = "key-secret";
 /** The purpose bound into every passphrase hash's envelope (OKX keys). */
 export const PASSPHRASE_PURPOSE = "key-passphrase";
+/**
+ * The purposes bound, with the operation id, into a held operation's envelopes (holds/service.ts):
+ * the exact held request (or a change's payload), and the upstream's answer. They live here, not
+ * in holds/, because custody's KEK rotation rewraps them.
+ */
+export const HELD_REQUEST_PURPOSE = "held-request";
+export const HELD_OUTCOME_PURPOSE = "held-outcome";
 const ENVELOPE_VERSION = 1;
 const HEADER_LEN = 7;
 

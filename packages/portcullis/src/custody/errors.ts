@@ -59,7 +59,7 @@ const CUSTODY_CODES = [
   "BACKUP_PROVIDER_MISMATCH",
   /** The backup's data key does not unwrap with this data directory's KEK (another keyring or token). */
   "BACKUP_KEK_MISMATCH",
-  /** The restore target already holds keys (and --force was not given). */
+  /** The restore target already holds keys, held operations, approvers, policy versions, address book or ledger entries (and --force was not given). */
   "RESTORE_TARGET_NOT_EMPTY",
 ] as const;
 

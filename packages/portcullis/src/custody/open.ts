@@ -95,8 +95,9 @@ async function checkBinding(dataDir: string, store: DurableStore, name: string):
   if (bound === name) return;
   // Rebinding is allowed only while nothing is stored under the other provider.
   const keys = await store.envelopes.keyEnvelopes("", 1);
+  const held = await store.envelopes.heldEnvelopes("", 1);
   const metas = (await store.envelopes.metaEntries("secret:")).length + (await store.envelopes.metaEntries("signing-key:")).length;
-  if (keys.length === 0 && metas === 0 && (await store.envelopes.replaceMeta(BINDING, bound, name))) return;
+  if (keys.length === 0 && held.length === 0 && metas === 0 && (await store.envelopes.replaceMeta(BINDING, bound, name))) return;
   const hint =
     bound === "pkcs11"
       ? 'configure its PKCS#11 token (custody.provider "pkcs11" in the config file; the custody, backup and restore commands read it with --config FILE)'

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { setImmediate as turn, setTimeout as sleep } from "node:timers/promises";
-import { PASSPHRASE_PURPOSE, SECRET_PURPOSE, Envelope } from "./envelope.js";
-import type { DurableStore, EnvelopeColumn, EnvelopeReplacement } from "../storage/types.js";
+import { HELD_OUTCOME_PURPOSE, HELD_REQUEST_PURPOSE, PASSPHRASE_PURPOSE, SECRET_PURPOSE, Envelope } from "./envelope.js";
+import type { DurableStore, EnvelopeColumn, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyEnvelopes } from "../storage/types.js";
 import { CustodyError, type CustodyErrorCode } from "./errors.js";
 import { withFileLock } from "./lock.js";
 import { CUSTODY_LOCK, sealLegacyPassphrases } from "./open.js";
@@ -16,8 +16,8 @@ import { SIGNING_PURPOSES } from "../contract/signing.js";
  *
  * 1. creates a new KEK version, active at once (every process wraps under it from its next wrap:
  *    the keyring file is re-checked per wrap, a token within 250 ms);
- * 2. rewraps every stored envelope (HMAC secrets, passphrase hashes, stored secrets and
- *    envelope-held signing keys in the meta table): the data key is unwrapped under the old
+ * 2. rewraps every stored envelope (HMAC secrets, passphrase hashes, held operations' requests
+ *    and answers, stored secrets and envelope-held signing keys in the meta table): the data key is unwrapped under the old
  *    version and wrapped under the new one, written back by compare-and-swap. The secret itself,
  *    and so every cached key, is unchanged: nothing is evicted, no request notices;
  * 3. waits `settleMs` (a wrap that started before step 1 lands meanwhile), then passes again until
@@ -46,7 +46,7 @@ export interface RotationOptions {
 }
 
 export interface RotationFailure {
-  /** Where the envelope is ("keys/<id>/secret", "meta/<key>"), never what it holds. */
+  /** Where the envelope is ("keys/<id>/secret", "held/<id>/held", "meta/<key>"), never what it holds. */
   readonly where: string;
   readonly code: CustodyErrorCode | "INTERNAL";
 }
@@ -82,18 +82,60 @@ interface PassResult {
   failures: RotationFailure[];
 }
 
-/** One pass over every envelope: rewraps what is not under `active`. */
-async function rewrapPass(store: DurableStore, envelope: Envelope, active: number, batchSize: number, progress: (n: number) => void): Promise<PassResult> {
-  const result: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
+/** One envelope of a row: which row and column, what it holds, the purpose bound into it. */
+interface RewrapItem<Column extends string> {
+  readonly id: string;
+  readonly column: Column;
+  readonly sealed: Buffer;
+  readonly purpose: string;
+}
+
+/** A table of rows holding envelopes: enumerated in id order, replaced by compare-and-swap. */
+interface EnvelopeTable<Row extends { readonly id: string }, Column extends string> {
+  /** The first part of a failure's location ("keys", "held"). */
+  readonly where: string;
+  list(after: string, limit: number): Promise<Row[]>;
+  items(row: Row): RewrapItem<Column>[];
+  replace(replacements: readonly EnvelopeReplacement<Column>[]): Promise<number>;
+}
+
+/** A key row's envelopes: its HMAC secret and its passphrase hash. */
+function keyItems(row: KeyEnvelopes): RewrapItem<EnvelopeColumn>[] {
+  const items: RewrapItem<EnvelopeColumn>[] = [];
+  if (row.secretEnvelope !== null) items.push({ id: row.id, column: "secret", sealed: row.secretEnvelope, purpose: SECRET_PURPOSE });
+  if (row.passphraseEnvelope !== null) items.push({ id: row.id, column: "passphrase", sealed: row.passphraseEnvelope, purpose: PASSPHRASE_PURPOSE });
+  return items;
+}
+
+/** A held operation's envelopes: the exact held request, and the upstream's answer once released. */
+function heldItems(row: HeldEnvelopes): RewrapItem<HeldEnvelopeColumn>[] {
+  const items: RewrapItem<HeldEnvelopeColumn>[] = [{ id: row.id, column: "held", sealed: row.held, purpose: HELD_REQUEST_PURPOSE }];
+  if (row.outcome !== null) items.push({ id: row.id, column: "outcome", sealed: row.outcome, purpose: HELD_OUTCOME_PURPOSE });
+  return items;
+}
+
+function keyTable(envelopes: EnvelopeStore): EnvelopeTable<KeyEnvelopes, EnvelopeColumn> {
+  return { where: "keys", list: (after, limit) => envelopes.keyEnvelopes(after, limit), items: keyItems, replace: (r) => envelopes.replaceKeyEnvelopes(r) };
+}
+
+function heldTable(envelopes: EnvelopeStore): EnvelopeTable<HeldEnvelopes, HeldEnvelopeColumn> {
+  return { where: "held", list: (after, limit) => envelopes.heldEnvelopes(after, limit), items: heldItems, replace: (r) => envelopes.replaceHeldEnvelopes(r) };
+}
+
+/** Rewraps, in batches, every envelope of `table` that is not under `active`; adds to `result`. */
+async function rewrapTable<Row extends { readonly id: string }, Column extends string>(
+  table: EnvelopeTable<Row, Column>,
+  envelope: Envelope,
+  active: number,
+  batchSize: number,
+  result: PassResult,
+  progress: (n: number) => void,
+): Promise<void> {
   let after = "";
   for (;;) {
-    const rows = await store.envelopes.keyEnvelopes(after, batchSize);
-    const replacements: EnvelopeReplacement[] = [];
-    const work: { id: string; column: EnvelopeColumn; sealed: Buffer; purpose: string }[] = [];
-    for (const row of rows) {
-      if (row.secretEnvelope !== null) work.push({ id: row.id, column: "secret", sealed: row.secretEnvelope, purpose: SECRET_PURPOSE });
-      if (row.passphraseEnvelope !== null) work.push({ id: row.id, column: "passphrase", sealed: row.passphraseEnvelope, purpose: PASSPHRASE_PURPOSE });
-    }
+    const rows = await table.list(after, batchSize);
+    const replacements: EnvelopeReplacement<Column>[] = [];
+    const work = rows.flatMap((row) => table.items(row));
     // A few rewraps in flight at once: an HSM provider runs them on its session pool. A provider
     // that answers at once (the keyring file) would otherwise hold the event loop for a whole
     // batch: every worker yields every few envelopes, so requests keep their turns.
@@ -110,13 +152,13 @@ async function rewrapPass(store: DurableStore, envelope: Envelope, active: numbe
           const rewrapped = await envelope.rewrap(item.sealed, item.purpose, item.id, active);
           if (rewrapped !== null) replacements.push({ id: item.id, column: item.column, expected: item.sealed, next: rewrapped });
         } catch (err) {
-          result.failures.push(failureOf(`keys/${item.id}/${item.column}`, err));
+          result.failures.push(failureOf(`${table.where}/${item.id}/${item.column}`, err));
           result.remaining++;
         }
       }
     };
     await Promise.all(Array.from({ length: REWRAP_CONCURRENCY }, worker));
-    const replaced = await store.envelopes.replaceKeyEnvelopes(replacements);
+    const replaced = await table.replace(replacements);
     result.rewrapped += replaced;
     result.remaining += replacements.length - replaced;
     progress(result.rewrapped);
@@ -125,6 +167,13 @@ async function rewrapPass(store: DurableStore, envelope: Envelope, active: numbe
     after = last.id;
     await turn();
   }
+}
+
+/** One pass over every envelope: rewraps what is not under `active`. */
+async function rewrapPass(store: DurableStore, envelope: Envelope, active: number, batchSize: number, progress: (n: number) => void): Promise<PassResult> {
+  const result: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
+  await rewrapTable(keyTable(store.envelopes), envelope, active, batchSize, result, progress);
+  await rewrapTable(heldTable(store.envelopes), envelope, active, batchSize, result, progress);
   for (const codec of META_ENVELOPES) {
     for (const { key, value } of await store.envelopes.metaEntries(codec.prefix)) {
       const found = codec.read(key, value);
@@ -215,7 +264,7 @@ export interface CustodyStatus {
     readonly total: number;
     /** Envelopes per KEK version ("1": 1200, "2": 3). */
     readonly byVersion: Readonly<Record<string, number>>;
-    /** Envelopes per kind: key secrets, passphrase hashes, stored secrets, signing keys. */
+    /** Envelopes per kind: key secrets, passphrase hashes, held requests and their answers, stored secrets, signing keys. */
     readonly byKind: Readonly<Record<string, number>>;
     /** Versions named by envelopes but not held by the provider: those envelopes cannot be opened. */
     readonly missingVersions: readonly number[];
@@ -232,7 +281,7 @@ export async function custodyStatus(store: DurableStore, envelope: Envelope): Pr
   const kek = envelope.kek;
   const { active, held } = await kek.versions();
   const byVersion = new Map<number, number>();
-  const byKind: Record<string, number> = { "key-secret": 0, "key-passphrase": 0, "stored-secret": 0, "signing-key": 0 };
+  const byKind: Record<string, number> = { "key-secret": 0, "key-passphrase": 0, "held-request": 0, "held-outcome": 0, "stored-secret": 0, "signing-key": 0 };
   let malformed = 0;
   let clearPassphrases = 0;
   const count = (kind: string, sealed: Buffer): void => {
@@ -252,6 +301,14 @@ export async function custodyStatus(store: DurableStore, envelope: Envelope): Pr
       if (row.passphraseEnvelope !== null) count("key-passphrase", row.passphraseEnvelope);
       else if (row.legacyPassphraseHash !== null) clearPassphrases++;
     }
+    const last = rows[rows.length - 1];
+    if (last === undefined || rows.length < 1000) break;
+    after = last.id;
+  }
+  after = "";
+  for (;;) {
+    const rows = await store.envelopes.heldEnvelopes(after, 1000);
+    for (const item of rows.flatMap(heldItems)) count(item.purpose, item.sealed);
     const last = rows[rows.length - 1];
     if (last === undefined || rows.length < 1000) break;
     after = last.id;

@@ -277,7 +277,7 @@ const operatorFailures = {
   BACKUP_MALFORMED: { area: "custody", exit: 1, message: "not a Portcullis backup, or a damaged one" },
   BACKUP_PROVIDER_MISMATCH: { area: "custody", exit: 1, message: "the backup was made under another custody provider" },
   BACKUP_KEK_MISMATCH: { area: "custody", exit: 1, message: "the backup cannot be opened with this KEK" },
-  RESTORE_TARGET_NOT_EMPTY: { area: "custody", exit: 1, message: "the restore target already holds keys" },
+  RESTORE_TARGET_NOT_EMPTY: { area: "custody", exit: 1, message: "the restore target already holds keys, held operations or policy state" },
 
   // --- audit commands (problems found *in* a log are audit/verify.ts AUDIT_PROBLEMS) ----------
   AUDIT_LOG_UNAVAILABLE: {

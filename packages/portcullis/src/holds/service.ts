@@ -4,7 +4,8 @@ import type { Logger } from "../log/logger.js";
 import { isOperationId } from "../contract/policy.js";
 import type { ChangeHolder, ChangeKind, HeldTicket, HoldRequirements, HoldState, PolicyDecider, PolicyDecision, PolicySubject } from "../contract/policy.js";
 import { operationSummary, type Operation } from "../contract/operations.js";
-import type { Envelope } from "../custody/envelope.js";
+import { type Envelope, HELD_OUTCOME_PURPOSE, HELD_REQUEST_PURPOSE, retryUnderActiveKek } from "../custody/envelope.js";
+import { CustodyError } from "../custody/errors.js";
 import type { ApprovalRow, ApproverRow, HeldRow, HoldStore } from "../storage/types.js";
 import { type ApprovalDecision, approvalDigest, approverKeyObject, canonicalJson, digestDocument, parseApproverKey, sha256Hex, verifyApproval } from "./digest.js";
 
@@ -19,10 +20,6 @@ import { type ApprovalDecision, approvalDigest, approverKeyObject, canonicalJson
  * upstream may or may not have received it, and sending it twice (a second withdrawal) is the
  * failure this service exists to prevent. An operator reconciles it with the venue.
  */
-
-/** Envelope purposes (custody/envelope.ts): bound, with the operation id, into each ciphertext. */
-export const HELD_REQUEST_PURPOSE = "held-request";
-export const HELD_OUTCOME_PURPOSE = "held-outcome";
 
 /** A held HTTP request, exactly as it will be forwarded (credentials already removed). */
 export interface HeldRequest {
@@ -224,8 +221,7 @@ export class HoldService implements ChangeHolder {
     if (!isOperationId(id)) throw new TypeError("an operation id is op_ and 32 hex digits (newOperationId)");
     const at = subject.at;
     const req = this.requirements(decision, at);
-    const held = await this.envelope.encrypt(bytes, HELD_REQUEST_PURPOSE, id);
-    const row: HeldRow = {
+    const row: Omit<HeldRow, "held"> = {
       id,
       state: "pending",
       kind: subject.operation.kind,
@@ -242,14 +238,16 @@ export class HoldService implements ChangeHolder {
       createdAt: at,
       updatedAt: at,
       requestDigest: sha256Hex(bytes),
-      held,
       outcomeStatus: null,
       outcome: null,
       claimedBy: null,
       claimedAt: null,
       reason: null,
     };
-    await this.store.insertHold(row, subject.keyId === null ? "operator" : `key:${subject.keyId}`);
+    // The request is sealed under the active KEK version; a store that refuses it as under a
+    // version a rotation just retired (CUSTODY_KEK_RETIRED) gets it sealed again, once.
+    const actor = subject.keyId === null ? "operator" : `key:${subject.keyId}`;
+    await retryUnderActiveKek(this.envelope, async () => this.store.insertHold({ ...row, held: await this.envelope.encrypt(bytes, HELD_REQUEST_PURPOSE, id) }, actor));
     // A hold with only a delay of zero (or tiers already empty) may be ready at once.
     if (req.tiers.length === 0) this.kick();
     return { operationId: id, state: "pending", required: this.required(row, []) };
@@ -282,7 +280,7 @@ export class HoldService implements ChangeHolder {
     return digestDocument(HoldService.digestInput(row));
   }
 
-  private required(row: HeldRow, approvals: readonly ApprovalRow[]): HoldRequirements {
+  private required(row: Pick<HeldRow, "tiers" | "notBefore" | "expiresAt">, approvals: readonly ApprovalRow[]): HoldRequirements {
     return {
       approvals: row.tiers.map((t, i) => ({ group: t.group, count: t.count, have: approvals.filter((a) => a.decision === "approve" && a.tier === i).length })),
       notBefore: row.notBefore,
@@ -453,6 +451,23 @@ export class HoldService implements ChangeHolder {
   }
 
   /**
+   * Decrypts the held request of a claimed operation. A KEK rotation may have rewrapped it and
+   * retired the version it was under between the claim's read and this decrypt (the envelope then
+   * names a version the provider no longer holds): the row holds the same request rewrapped, so it
+   * is read again, rather than recording a request that was never sent as failed.
+   */
+  private async openHeld(sealed: Buffer, id: string): Promise<Buffer> {
+    try {
+      return await this.envelope.decrypt(sealed, HELD_REQUEST_PURPOSE, id);
+    } catch (err) {
+      if (!(err instanceof CustodyError && err.code === "CUSTODY_KEK_VERSION_UNKNOWN")) throw err;
+      const current = (await this.store.hold(id))?.held;
+      if (current === undefined || current.equals(sealed)) throw err;
+      return this.envelope.decrypt(current, HELD_REQUEST_PURPOSE, id);
+    }
+  }
+
+  /**
    * Claims and releases one ready operation, if this process can release its kind. Never throws:
    * a failure after the claim is recorded as the outcome (an upstream that could not be reached is
    * an answer too: 502), so the operation never goes back to ready.
@@ -470,7 +485,7 @@ export class HoldService implements ChangeHolder {
     }
     let outcome: ReleaseOutcome;
     try {
-      const bytes = await this.envelope.decrypt(claimed.row.held, HELD_REQUEST_PURPOSE, id);
+      const bytes = await this.openHeld(claimed.row.held, id);
       if (requestReleaser !== null) {
         outcome = await requestReleaser(parseRequest(bytes), claimed.row);
       } else {
@@ -482,11 +497,17 @@ export class HoldService implements ChangeHolder {
       outcome = { status: 500, body: Buffer.from(JSON.stringify({ code: "INTERNAL" }), "utf8"), contentType: "application/json" };
     }
     const body = outcome.body.subarray(0, this.outcomeLimit);
-    const sealed = await this.envelope.encrypt(Buffer.from(JSON.stringify({ body: body.toString("utf8"), contentType: outcome.contentType }), "utf8"), HELD_OUTCOME_PURPOSE, id);
-    if (!(await this.store.finish(id, this.processId, this.now(), outcome.status, sealed))) {
+    const answer = Buffer.from(JSON.stringify({ body: body.toString("utf8"), contentType: outcome.contentType }), "utf8");
+    const { status } = outcome;
+    const finishedAt = this.now();
+    // Sealed again under the active KEK version if the store refuses it as under a retired one.
+    const recorded = await retryUnderActiveKek(this.envelope, async () =>
+      this.store.finish(id, this.processId, finishedAt, status, await this.envelope.encrypt(answer, HELD_OUTCOME_PURPOSE, id)),
+    );
+    if (!recorded) {
       this.logger?.warn({ operationId: id }, "held operation: released, but its claim was no longer ours when recording the outcome");
     } else {
-      this.logger?.info({ operationId: id, status: outcome.status }, "held operation released");
+      this.logger?.info({ operationId: id, status }, "held operation released");
     }
   }
 }

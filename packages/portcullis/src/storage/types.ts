@@ -139,9 +139,23 @@ export interface KeyEnvelopes {
 /** Which envelope of a key row. */
 export type EnvelopeColumn = "secret" | "passphrase";
 
-export interface EnvelopeReplacement {
+/** One held operation's envelopes (docs/approvals.md), for KEK rotation and custody status. */
+export interface HeldEnvelopes {
+  /** The operation id (bound into both envelopes). */
   readonly id: string;
-  readonly column: EnvelopeColumn;
+  /** The exact held request, or a change's payload (custody/envelope.ts HELD_REQUEST_PURPOSE). */
+  readonly held: Buffer;
+  /** The upstream's answer once released (HELD_OUTCOME_PURPOSE), or null. */
+  readonly outcome: Buffer | null;
+}
+
+/** Which envelope of a held operation. */
+export type HeldEnvelopeColumn = "held" | "outcome";
+
+/** A rewrapped envelope for one row's column: a key row's (`EnvelopeColumn`) or a held operation's (`HeldEnvelopeColumn`). */
+export interface EnvelopeReplacement<Column extends string = EnvelopeColumn> {
+  readonly id: string;
+  readonly column: Column;
   /** Replaced only if the row still holds exactly this envelope (compare-and-swap). */
   readonly expected: Buffer;
   readonly next: Buffer;
@@ -157,6 +171,10 @@ export interface EnvelopeStore {
   keyEnvelopes(after: string, limit: number): Promise<KeyEnvelopes[]>;
   /** Applies each replacement whose row still holds `expected`, in one transaction; resolves to how many did. */
   replaceKeyEnvelopes(replacements: readonly EnvelopeReplacement[]): Promise<number>;
+  /** Held operations' envelopes (every state: a released one's answer is read later), by id after `after`, at most `limit`. */
+  heldEnvelopes(after: string, limit: number): Promise<HeldEnvelopes[]>;
+  /** As `replaceKeyEnvelopes`, for held operations' envelopes. */
+  replaceHeldEnvelopes(replacements: readonly EnvelopeReplacement<HeldEnvelopeColumn>[]): Promise<number>;
   /** Stores `envelope` and clears the clear hash, only if the row still holds `expectedHash`. */
   sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean>;
   /** Meta entries whose key starts with `prefix`. */
@@ -166,10 +184,11 @@ export interface EnvelopeStore {
   /** The KEK floor (storage/kek-floor.ts): the lowest KEK version an envelope may be written under; 0 when none. */
   kekFloor(): Promise<number>;
   /**
-   * In one transaction: counts the envelopes (key rows, envelope meta entries) under a KEK version
-   * below `floor`; when there are none, raises the floor to `floor` (never lowers it). Every
-   * envelope write (key insert and rotation, rewrap, legacy sealing, envelope meta entries) checks
-   * the floor in its own transaction and is refused with CUSTODY_KEK_RETIRED below it.
+   * In one transaction: counts the envelopes (key rows, held operations, envelope meta entries)
+   * under a KEK version below `floor`; when there are none, raises the floor to `floor` (never
+   * lowers it). Every envelope write (key insert and rotation, a hold and its outcome, rewrap,
+   * legacy sealing, envelope meta entries) checks the floor in its own transaction and is refused
+   * with CUSTODY_KEK_RETIRED below it.
    */
   raiseKekFloor(floor: number): Promise<{ readonly raised: boolean; readonly floor: number; readonly below: number }>;
 }
@@ -396,6 +415,7 @@ export interface HoldStore {
   removeApprover(name: string, actor: string, at: number): Promise<boolean>;
   approver(name: string): Promise<ApproverRow | undefined>;
   approvers(): Promise<ApproverRow[]>;
+  /** Stores a new held operation; refused (CUSTODY_KEK_RETIRED) when `held` is under a KEK version below the floor. */
   insertHold(row: HeldRow, actor: string): Promise<void>;
   hold(id: string): Promise<HeldRow | undefined>;
   holds(filter: HoldListFilter): Promise<HeldRow[]>;
@@ -427,7 +447,10 @@ export interface HoldStore {
    * still active (status active, not expired) — else the operation is cancelled there and then.
    */
   claim(id: string, by: string, now: number): Promise<HoldResult>;
-  /** releasing (or unknown, if the lease ran out meanwhile) -> released, by its claimant only. */
+  /**
+   * releasing (or unknown, if the lease ran out meanwhile) -> released, by its claimant only;
+   * refused (CUSTODY_KEK_RETIRED) when `outcome` is under a KEK version below the floor.
+   */
   finish(id: string, by: string, now: number, status: number, outcome: Buffer): Promise<boolean>;
   /** Ids of operations that ended without release (cancelled, rejected, expired) not settled yet. */
   unsettled(limit: number): Promise<string[]>;

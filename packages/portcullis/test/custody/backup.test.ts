@@ -14,6 +14,9 @@ import { type KekProvider, KeyringFileProvider } from "../../src/custody/keyring
 import { rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
+import { newOperationId, type PolicySubject } from "../../src/contract/policy.js";
+import { HoldService } from "../../src/holds/service.js";
+import { HoldWithdrawals, Releases, WITHDRAWAL, approver, heldRequest } from "../approvals/support.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";
 import { itLeaksNoSecret, recordError, recordSecrets, recordText } from "./secrets.js";
@@ -175,6 +178,154 @@ describe("backup and restore", () => {
     expect(nokeyring.code).toBe(1);
     expect(JSON.parse(nokeyring.stderr)).toMatchObject({ error: { code: "KEYRING_MISSING", message: expect.stringContaining("keyring.json it was made with") as unknown } });
     recordText(backup.stdout, restore.stdout, list.stdout, again.stderr, refused.stderr, nokeyring.stderr);
+  });
+});
+
+describe("backup and restore: what migrations 9 to 12 added", () => {
+  const alice = approver("alice");
+  const bob = approver("bob");
+  const policy = new HoldWithdrawals([{ group: "treasury", count: 2 }], 0);
+
+  function holdService(d: OpenDataDir): HoldService {
+    return new HoldService({ store: d.store.holds, envelope: d.envelope, policy, pollMs: 1_000_000 });
+  }
+
+  async function hold(holds: HoldService, body: string): Promise<string> {
+    const id = newOperationId();
+    const subject: PolicySubject = { operation: WITHDRAWAL, account: "acct", keyId, client: "127.0.0.1", at: Date.now() };
+    await holds.holdRequest(id, subject, policy.decide(subject, id), heldRequest(body), null);
+    return id;
+  }
+
+  async function approve(holds: HoldService, id: string, who: ReturnType<typeof approver>): Promise<string> {
+    const digest = (await holds.view(id)).digest;
+    return (await holds.decide(id, who.name, "approve", digest, who.sign("approve", digest))).state;
+  }
+
+  async function restored<T>(dir: string, read: (d: OpenDataDir) => Promise<T>): Promise<T> {
+    const d = await openDataDir(dir);
+    try {
+      return await read(d);
+    } finally {
+      await d.close();
+    }
+  }
+
+  it("carries approvers, held operations (their envelopes open), policy versions, address books and the velocity ledger", async () => {
+    const holds = holdService(data);
+    await holds.addApprover("alice", ["treasury"], alice.publicPem, "test");
+    const id = await hold(holds, "coin=USDT&amount=7&address=0xcc&network=ETH");
+    const at = Date.now();
+    expect(await data.store.policies.insert({ version: 1, document: '{"rules":[]}', digest: "d".repeat(64), rules: 0, createdAt: at, createdBy: "cli:test" }, {})).toEqual({ ok: true });
+    const entry = { id: "adr_1", account: "acct", asset: "USDT", address: "0xcc", network: "ETH", tag: null, label: "cold", addedAt: at, addedBy: "cli:test", usableFrom: at, removedAt: null, removedBy: null };
+    expect(await data.store.addresses.add(entry)).toEqual({ ok: true });
+    await data.store.spend.decide({ kind: "withdraw", keyId, account: "acct", at, windows: [] }, () => ({
+      record: { ref: id, kind: "withdraw", keyId, account: "acct", asset: "USDT", value: { coefficient: 7n, scale: 0 }, at },
+      result: null,
+    }));
+    const out = join(tempDir("out"), "b");
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
+    const target = withSameKeyring();
+    await restoreBackup({ file: out, dataDir: target, kek: KeyringFileProvider.load(join(target, "keyring.json")), force: false });
+    await initDataDir(target, "test");
+    await restored(target, async (d) => {
+      const there = holdService(d);
+      expect((await there.approvers()).map((a) => a.name)).toEqual(["alice"]);
+      expect(await there.view(id)).toMatchObject({ state: "pending", digest: (await holds.view(id)).digest });
+      const row = await d.store.holds.hold(id);
+      if (row === undefined) throw new Error("not restored");
+      expect(JSON.parse((await d.envelope.decrypt(row.held, "held-request", id)).toString("utf8"))).toMatchObject({ url: "/sapi/v1/capital/withdraw/apply" });
+      expect(await d.store.policies.latest()).toEqual({ version: 1, digest: "d".repeat(64) });
+      expect(await d.store.addresses.get("adr_1")).toEqual(entry);
+      expect(await d.store.spend.sums({ kind: "withdraw", keyId, account: "acct", at, windows: [{ per: "account", windowMs: 60_000 }] })).toEqual([{ coefficient: 7n, scale: 0 }]);
+    });
+  });
+
+  it("is refused when a held operation's envelope is under a KEK version this keyring no longer holds", async () => {
+    // A data directory whose only envelope is a held request, under version 1; version 2 is made
+    // active (the backup is made under it), and the target's keyring no longer holds version 1.
+    const bare = tempDir("backup-bare");
+    await initDataDir(bare, "test");
+    const d = await openDataDir(bare);
+    const out = join(tempDir("out"), "b");
+    try {
+      const holds = holdService(d);
+      const subject: PolicySubject = { operation: WITHDRAWAL, account: "acct", keyId: null, client: "127.0.0.1", at: Date.now() };
+      const id = newOperationId();
+      await holds.holdRequest(id, subject, policy.decide(subject, id), heldRequest(), null);
+      expect(await d.kek.addVersion()).toBe(2);
+      expect((await writeBackup({ dataDir: bare, store: d.store, kek: d.kek, environment: "test", out })).header.kekVersion).toBe(2);
+    } finally {
+      await d.close();
+    }
+    const target = tempDir("backup-dst");
+    copyFileSync(join(bare, "keyring.json"), join(target, "keyring.json"));
+    const kek = KeyringFileProvider.load(join(target, "keyring.json"));
+    await kek.retire(1);
+    const err = await refusal(restoreBackup({ file: out, dataDir: target, kek, force: false }));
+    expect(err.code).toBe("BACKUP_KEK_MISMATCH");
+    expect(err.message).toContain("KEK version(s) 1");
+    expect(existsSync(join(target, "portcullis.db"))).toBe(false);
+  });
+
+  it("will not replace a database that holds held operations, approvers or a policy but no keys, unless forced", async () => {
+    const out = join(tempDir("out"), "b");
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
+    const target = withSameKeyring();
+    await initDataDir(target, "test");
+    await restored(target, async (d) => {
+      await holdService(d).addApprover("bob", ["treasury"], bob.publicPem, "test");
+    });
+    const kek = KeyringFileProvider.load(join(target, "keyring.json"));
+    const err = await refusal(restoreBackup({ file: out, dataDir: target, kek, force: false }));
+    expect(err.code).toBe("RESTORE_TARGET_NOT_EMPTY");
+    expect(err.message).toContain("already holds approvers");
+    expect(await restoreBackup({ file: out, dataDir: target, kek, force: true })).toMatchObject({ keys: 1, replaced: true });
+  });
+
+  it("restoring an older backup never makes an operation the replaced database released ready again, and keeps what it spent since", async () => {
+    const holds = holdService(data);
+    const releases = new Releases();
+    holds.setRequestReleaser(releases.releaser);
+    await holds.addApprover("alice", ["treasury"], alice.publicPem, "test");
+    await holds.addApprover("bob", ["treasury"], bob.publicPem, "test");
+    const id = await hold(holds, "coin=USDT&amount=9&address=0xdd&network=ETH");
+    expect(await approve(holds, id, alice)).toBe("pending");
+    // The backup: one approval to go.
+    const older = join(tempDir("out"), "older");
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out: older });
+    expect(await approve(holds, id, bob)).toBe("ready");
+    // What the policy counted since the backup.
+    const at = Date.now();
+    await data.store.spend.decide({ kind: "withdraw", keyId, account: "acct", at, windows: [] }, () => ({
+      record: { ref: id, kind: "withdraw", keyId, account: "acct", asset: "USDT", value: { coefficient: 9n, scale: 0 }, at },
+      result: null,
+    }));
+    await holds.idle();
+    await holds.stop();
+    expect(releases.count(id)).toBe(1);
+    expect((await holds.view(id)).state).toBe("released");
+    const newer = join(tempDir("out"), "newer");
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out: newer });
+    // A data directory where it was released; the older backup restored over it.
+    const target = withSameKeyring();
+    const kek = KeyringFileProvider.load(join(target, "keyring.json"));
+    await restoreBackup({ file: newer, dataDir: target, kek, force: false });
+    expect(await restoreBackup({ file: older, dataDir: target, kek, force: true })).toMatchObject({ replaced: true, carriedHolds: 1, carriedSpend: 1 });
+    await initDataDir(target, "test");
+    await restored(target, async (d) => {
+      const there = holdService(d);
+      const again = new Releases();
+      there.setRequestReleaser(again.releaser);
+      expect(await there.view(id)).toMatchObject({ state: "released", outcome: { status: 200, body: '{"id":"venue-1"}' } });
+      // The approval the backup lacks cannot make it ready, and no pass of the loop sends it.
+      expect(await approve(there, id, bob).catch((e: unknown) => (e as { code?: string }).code)).toBe("OPERATION_STATE_CONFLICT");
+      await there.tick();
+      await there.stop();
+      expect(again.calls).toEqual([]);
+      // The spend recorded after the backup still counts.
+      expect(await d.store.spend.sums({ kind: "withdraw", keyId, account: "acct", at, windows: [{ per: "account", windowMs: 60_000 }] })).toEqual([{ coefficient: 9n, scale: 0 }]);
+    });
   });
 });
 

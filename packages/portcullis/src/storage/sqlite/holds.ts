@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import type { AuditFields } from "../../audit/events.js";
 import type { ApprovalTier, HoldState } from "../../contract/policy.js";
-import type { Advanced, ApprovalRow, ApproverRow, DecisionResult, HeldRow, HoldListFilter, HoldResult, HoldStore } from "../types.js";
+import type { Advanced, ApprovalRow, ApproverRow, DecisionResult, EnvelopeReplacement, HeldEnvelopeColumn, HeldEnvelopes, HeldRow, HoldListFilter, HoldResult, HoldStore } from "../types.js";
 import type { SqliteAudit } from "./audit.js";
 
 /**
@@ -10,7 +10,14 @@ import type { SqliteAudit } from "./audit.js";
  * entry in the same transaction: of two processes (or two requests in one) racing for the same
  * transition, exactly one sees its row come back. Releasing is at most once because `claim` is
  * such a transition (ready -> releasing) and nothing ever moves an operation back to ready.
+ *
+ * `held` and `outcome` are envelopes under the data directory's KEK: every write of one (the hold,
+ * its outcome, a rotation's rewrap) checks the KEK floor (storage/kek-floor.ts) in its own
+ * transaction, and the store's `raiseKekFloor` counts them.
  */
+
+/** The store's KEK floor check (store.ts): throws CUSTODY_KEK_RETIRED; call inside the write's transaction. */
+export type KekFloorCheck = (envelopes: readonly (Buffer | null)[], what: string) => void;
 
 interface HeldSql {
   id: string;
@@ -95,11 +102,13 @@ export class SqliteHolds implements HoldStore {
   private readonly db: Database.Database;
   private readonly audit: SqliteAudit;
   private readonly get: Database.Statement<[string], HeldSql>;
+  private readonly checkKekFloor: KekFloorCheck;
 
-  constructor(db: Database.Database, audit: SqliteAudit) {
+  constructor(db: Database.Database, audit: SqliteAudit, checkKekFloor: KekFloorCheck) {
     this.db = db;
     this.audit = audit;
     this.get = db.prepare("SELECT * FROM held_operations WHERE id = ?");
+    this.checkKekFloor = checkKekFloor;
   }
 
   private entry(event: AuditFields["event"], row: { id: string; key_id?: string | null; keyId?: string | null; account: string | null }, at: number, actor: string, detail: Record<string, unknown>): AuditFields {
@@ -154,6 +163,7 @@ export class SqliteHolds implements HoldStore {
 
   insertHold(row: HeldRow, actor: string): Promise<void> {
     return this.tx(() => {
+      this.checkKekFloor([row.held], `held operation ${row.id}`);
       this.db
         .prepare(
           `INSERT INTO held_operations (id, state, kind, target, key_id, account, owner, summary, policy_version, rule, tiers,
@@ -379,6 +389,7 @@ export class SqliteHolds implements HoldStore {
 
   finish(id: string, by: string, now: number, status: number, outcome: Buffer): Promise<boolean> {
     return this.tx(() => {
+      this.checkKekFloor([outcome], `held operation ${id}'s outcome`);
       const row = this.db
         .prepare<[number, Buffer, number, string, string], HeldSql>(
           "UPDATE held_operations SET state = 'released', outcome_status = ?, outcome = ?, updated_at = ? WHERE id = ? AND claimed_by = ? AND state IN ('releasing', 'unknown') RETURNING *",
@@ -401,5 +412,30 @@ export class SqliteHolds implements HoldStore {
 
   settle(id: string): Promise<boolean> {
     return this.tx(() => this.db.prepare("UPDATE held_operations SET settled = 1 WHERE id = ? AND settled = 0 AND state IN ('cancelled', 'rejected', 'expired')").run(id).changes === 1);
+  }
+
+  // --- custody: envelopes for KEK rotation (store.ts EnvelopeStore delegates here) ------------------
+
+  heldEnvelopes(after: string, limit: number): Promise<HeldEnvelopes[]> {
+    const rows = this.db
+      .prepare<[string, number], { id: string; held: Buffer; outcome: Buffer | null }>("SELECT id, held, outcome FROM held_operations WHERE id > ? ORDER BY id LIMIT ?")
+      .all(after, limit);
+    return Promise.resolve(rows.map((r) => ({ id: r.id, held: r.held, outcome: r.outcome })));
+  }
+
+  /** Compare-and-swap per envelope, all in one transaction that checks the floor; no audit entry (the plaintext does not change). */
+  replaceHeldEnvelopes(replacements: readonly EnvelopeReplacement<HeldEnvelopeColumn>[]): Promise<number> {
+    if (replacements.length === 0) return Promise.resolve(0);
+    const held = this.db.prepare("UPDATE held_operations SET held = ? WHERE id = ? AND held = ?");
+    const outcome = this.db.prepare("UPDATE held_operations SET outcome = ? WHERE id = ? AND outcome = ?");
+    return this.tx(() => {
+      this.checkKekFloor(
+        replacements.map((r) => r.next),
+        "a rewrap batch of held operations",
+      );
+      let n = 0;
+      for (const r of replacements) n += (r.column === "held" ? held : outcome).run(r.next, r.id, r.expected).changes;
+      return n;
+    });
   }
 }

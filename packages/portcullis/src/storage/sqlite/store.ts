@@ -5,7 +5,7 @@ import { dirname, join } from "node:path";
 import type { Environment } from "../../contract/ids.js";
 import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
 import type { ReservationStore } from "../../replay/reservations.js";
-import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 // The policy's stores (migration 11): a line of its own, so the wiring stays apart from the keys'.
 import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
@@ -161,7 +161,9 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.policies = new SqlitePolicyStore(this.db, this.audit);
     this.addresses = new SqliteAddressStore(this.db, this.audit);
     this.spend = new SqliteSpendStore(this.db);
-    this.holds = new SqliteHolds(this.db, this.audit);
+    this.holds = new SqliteHolds(this.db, this.audit, (envelopes, what) => {
+      this.checkKekFloor(envelopes, what);
+    });
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
@@ -386,13 +388,15 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     const header = Buffer.alloc(4);
     header.writeUInt32BE(floor, 0);
     // Envelope headers compare as bytes: format 0x01, then the version as a big-endian u32.
-    const keysBelow = this.db.prepare<[Buffer, Buffer], { n: number }>(
+    const rowsBelow = this.db.prepare<[Buffer, Buffer, Buffer, Buffer], { n: number }>(
       `SELECT (SELECT COUNT(*) FROM keys WHERE secret_envelope IS NOT NULL AND substr(secret_envelope, 1, 1) = x'01' AND substr(secret_envelope, 2, 4) < ?)
-            + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substr(passphrase_envelope, 1, 1) = x'01' AND substr(passphrase_envelope, 2, 4) < ?) AS n`,
+            + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substr(passphrase_envelope, 1, 1) = x'01' AND substr(passphrase_envelope, 2, 4) < ?)
+            + (SELECT COUNT(*) FROM held_operations WHERE substr(held, 1, 1) = x'01' AND substr(held, 2, 4) < ?)
+            + (SELECT COUNT(*) FROM held_operations WHERE outcome IS NOT NULL AND substr(outcome, 1, 1) = x'01' AND substr(outcome, 2, 4) < ?) AS n`,
     );
     const metaRows = this.db.prepare<[number, string], { key: string; value: string }>("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?");
     const result = this.db.transaction(() => {
-      let below = keysBelow.get(header, header)?.n ?? 0;
+      let below = rowsBelow.get(header, header, header, header)?.n ?? 0;
       for (const prefix of ENVELOPE_META_PREFIXES) {
         for (const { key, value } of metaRows.all(prefix.length, prefix)) {
           const version = metaEnvelopeKekVersion(key, value);
@@ -526,6 +530,14 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
+  }
+
+  heldEnvelopes(after: string, limit: number): Promise<HeldEnvelopes[]> {
+    return this.holds.heldEnvelopes(after, limit);
+  }
+
+  replaceHeldEnvelopes(replacements: readonly EnvelopeReplacement<HeldEnvelopeColumn>[]): Promise<number> {
+    return this.holds.replaceHeldEnvelopes(replacements);
   }
 
   sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean> {
