@@ -108,7 +108,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     holds.usePolicy(decider);
     const governance: Governance = { policy, addresses: new AddressBook({ store: data.store, policy, holder: holds, cooldownMs: config.policy.addressCooldownMs }) };
     const identity = new IdentitySigner(identitySecret);
-    const websocket = webSocketProxy(config, core, identity, data.environment, logger);
+    const websocket = webSocketProxy(config, core, identity, data.environment, logger, { policy: decider, service: holds });
     gateway = new Gateway({
       pipeline: core.pipeline,
       forwarder: new Forwarder({ upstream: config.gateway.upstream, timeoutMs: config.gateway.upstreamTimeoutMs }),
@@ -196,7 +196,14 @@ async function openBus(config: PortcullisConfig, logger: Logger): Promise<RedisC
 }
 
 /** The WebSocket proxy for the config's WebSocket routes (docs/websocket.md), or null when it has none. */
-function webSocketProxy(config: PortcullisConfig, core: Portcullis, identity: IdentitySigner, environment: Environment, logger: Logger): WebSocketProxy | null {
+function webSocketProxy(
+  config: PortcullisConfig,
+  core: Portcullis,
+  identity: IdentitySigner,
+  environment: Environment,
+  logger: Logger,
+  holds: { readonly policy: PolicyDecider; readonly service: HoldService },
+): WebSocketProxy | null {
   if (config.websocket.routes.length === 0) return null;
   return new WebSocketProxy({
     core,
@@ -208,6 +215,7 @@ function webSocketProxy(config: PortcullisConfig, core: Portcullis, identity: Id
     futureSkewMs: config.signatures.futureSkewMs,
     scheme: config.gateway.scheme,
     logger,
+    holds,
   });
 }
 

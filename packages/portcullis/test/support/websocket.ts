@@ -4,6 +4,9 @@
  * timers the test drives; and a small real `ws` client that matches answers to requests by id and
  * records when (real time) the connection closed.
  */
+import type { PolicyDecider } from "../../src/contract/policy.js";
+import { type OpenDataDir, openDataDir } from "../../src/core/data-dir.js";
+import { HoldService } from "../../src/holds/service.js";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { createHmac, generateKeyPairSync, sign, type KeyObject } from "node:crypto";
@@ -73,6 +76,8 @@ export interface WsStackOptions {
   /** The upstream origin (default: the demo exchange). */
   readonly upstream?: string;
   readonly upstreamTimeoutMs?: number;
+  /** Stage 10 on the WebSocket messages (and the HTTP gateway): a policy over the data directory, with its hold service. */
+  readonly policy?: (data: OpenDataDir) => Promise<PolicyDecider>;
 }
 
 export async function startWsStack(options: WsStackOptions = {}): Promise<WsStack> {
@@ -88,6 +93,9 @@ export async function startWsStack(options: WsStackOptions = {}): Promise<WsStac
   const limits: readonly LimitSpec[] = options.core?.limits?.specs ?? [];
   const signer = new IdentitySigner(IDENTITY_SECRET);
   const timers = new ManualTimers(t.clock);
+  const data = options.policy === undefined ? null : await openDataDir(t.dataDir);
+  const policy = options.policy === undefined || data === null ? null : await options.policy(data);
+  const holds = policy === null || data === null ? null : { policy, service: new HoldService({ store: data.store.holds, envelope: data.envelope, policy }) };
   const proxy = new WebSocketProxy({
     core: t.core,
     settings: compileWebSocketSettings({ routes: options.routes ?? DEMO_WEBSOCKET_ROUTES, ...options.websocket }, limits),
@@ -98,6 +106,7 @@ export async function startWsStack(options: WsStackOptions = {}): Promise<WsStac
     logger,
     now: t.clock.now,
     timers,
+    holds,
   });
   const gateway = new Gateway({
     pipeline: t.core.pipeline,
@@ -107,6 +116,7 @@ export async function startWsStack(options: WsStackOptions = {}): Promise<WsStac
     now: t.clock.now,
     websocket: proxy,
     ...(t.core.sessions === null ? {} : { sessions: new SessionEndpoints(t.core) }),
+    ...(holds === null ? {} : { holds }),
   });
   const address = await gateway.listen(0, "127.0.0.1");
   const host = `127.0.0.1:${String(address.port)}`;
@@ -129,6 +139,8 @@ export async function startWsStack(options: WsStackOptions = {}): Promise<WsStac
           resolve();
         });
       });
+      await holds?.service.stop();
+      await data?.close();
       await t.cleanup();
     },
   };

@@ -10,6 +10,9 @@ import { type Denial, deny } from "../../errors/catalogue.js";
 import type { Environment } from "../../contract/ids.js";
 import type { Logger } from "../../log/logger.js";
 import { Lifecycle, type Outcome } from "../../pipeline/lifecycle.js";
+import type { PolicyDecider } from "../../contract/policy.js";
+import { createHoldHook } from "../../holds/hook.js";
+import type { HoldService } from "../../holds/service.js";
 import type { IdentitySigner } from "../identity.js";
 import type { WebSocketRoute, WebSocketSettings } from "./config.js";
 import { Connection, type ConnectionContext, MESSAGE_EXCHANGE, type Timers, realTimers } from "./connection.js";
@@ -34,6 +37,13 @@ export interface WebSocketProxyOptions {
   readonly timers?: Timers;
   /** Where upgrades and messages are audited (surface "websocket"). Default: the core's audit log; null: nowhere. */
   readonly audit?: DecisionRecorder | null;
+  /**
+   * Stage 10 for messages (docs/approvals.md): the policy judges every message that carries an
+   * operation, as it judges the REST twin. A message cannot be held for later release (its
+   * connection may be gone by then): one the policy would hold is refused, HOLD_NOT_SUPPORTED.
+   * Without it, nothing is judged.
+   */
+  readonly holds?: { readonly policy: PolicyDecider; readonly service: HoldService } | null;
 }
 
 /** An upgrade as the lifecycle answers it: the request, its socket, and the route it asks for. */
@@ -111,7 +121,14 @@ export class WebSocketProxy {
     const now = options.now ?? Date.now;
     this.ctx = {
       checks: { cache: core.cache, sessions: core.sessions, environment: options.environment },
-      messages: new Lifecycle({ pipeline: core.createPipeline(new RouteTable([]), "messages"), exchange: MESSAGE_EXCHANGE, surface: "websocket", audit, logger: options.logger }),
+      messages: new Lifecycle({
+        pipeline: core.createPipeline(new RouteTable([]), "messages"),
+        exchange: MESSAGE_EXCHANGE,
+        surface: "websocket",
+        audit,
+        logger: options.logger,
+        hold: options.holds === undefined || options.holds === null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: null, logger: options.logger }),
+      }),
       identity: options.identity,
       upstream: `${upstream.protocol === "https:" ? "wss:" : "ws:"}//${upstream.host}`,
       upstreamTimeoutMs: options.upstreamTimeoutMs ?? 10_000,
