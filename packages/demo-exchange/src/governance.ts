@@ -1,7 +1,7 @@
 import { createHmac, generateKeyPairSync } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { DemoStack } from "./stack.js";
+import type { RunningPortcullis } from "portcullis";
 
 /**
  * The demo's high-value policy (docs/policy.md, docs/approvals.md): three approvers with Ed25519
@@ -57,6 +57,14 @@ export interface DemoGovernance {
   readonly held: HeldWithdrawal | null;
 }
 
+/** What the set-up needs of a running demo (stack.ts's `DemoStack` has it). */
+export interface GovernedStack {
+  readonly running: RunningPortcullis;
+  readonly dataDir: string;
+  /** The gateway's URL. */
+  readonly gateway: string;
+}
+
 const DEMO_INITIATOR = { actor: "demo", account: null, keyId: null, client: null, owner: null } as const;
 
 /**
@@ -64,7 +72,7 @@ const DEMO_INITIATOR = { actor: "demo", account: null, keyId: null, client: null
  * the demo address to the treasury account's book, and makes one withdrawal with the treasury
  * key (Binance-signed, as a bot would) that the policy holds.
  */
-export async function setUpDemoGovernance(stack: DemoStack, treasury: { readonly id: string; readonly secret: string; readonly account: string }): Promise<DemoGovernance> {
+export async function setUpDemoGovernance(stack: GovernedStack, treasury: { readonly id: string; readonly secret: string; readonly account: string }): Promise<DemoGovernance> {
   const { governance, holds } = stack.running;
   const dir = join(stack.dataDir, "approvers");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
