@@ -1,3 +1,4 @@
+import type { KeyRisk } from "./behaviour.js";
 import type { Environment } from "./ids.js";
 
 /** The credential behind a key: an HMAC secret, or a public key whose private half the user keeps. */
@@ -101,6 +102,12 @@ export interface KeyRecord {
    * scopes allow. Null for none. Sessions of the key and its successors inherit them.
    */
   readonly guardrails: KeyGuardrails | null;
+  /**
+   * The key's risk state, left by a response of the behaviour stage (docs/behaviour.md): its next
+   * high-value operation is held for approval (`step-up`), or its requests are charged against a
+   * small extra limit (`throttle`). Null for none. Sessions of the key carry it with the key.
+   */
+  readonly risk: KeyRisk | null;
 }
 
 /**

@@ -7,6 +7,7 @@ import { type Environment, generateKeyId } from "../contract/ids.js";
 import { type CreateKeyInput, type RotateKeyInput, type UpdateKeyInput, mergeGuardrails } from "./input.js";
 import { importPublicKey } from "./material.js";
 import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "../contract/keys.js";
+import type { KeyRisk } from "../contract/behaviour.js";
 import { hashPassphrase } from "./passphrase.js";
 
 const HMAC_SECRET_BYTES = 32;
@@ -61,6 +62,8 @@ function newKeyState(now: number, rotatedFrom: string | null) {
     sessionEpoch: 0,
     rotatedFrom,
     rotatedTo: null,
+    // A new credential starts without a risk state: the old one's was about the old credential.
+    risk: null,
   } as const satisfies Partial<KeyRow>;
 }
 
@@ -302,6 +305,22 @@ export class KeyService {
     if (sessionsChange) patch.endSessions = detail.endSessions = true;
     const result = await this.store.keys.update(id, CHANGEABLE, patch, { action: "update", actor, at: now, detail });
     return this.viewOf(result, "update", now);
+  }
+
+  /**
+   * Sets or clears the key's risk state (contract/behaviour.ts KeyRisk): the behaviour stage's
+   * step-up and throttle, and an operator undoing them. `expected`: only when the key's current
+   * risk state was set by that action (undoing an action never clears a later one); recorded as
+   * the key change `risk` (audited as `key.risk`). A revoked key cannot change.
+   */
+  async setRisk(id: string, risk: KeyRisk | null, actor: string, expected?: string): Promise<KeyView> {
+    const now = this.now();
+    const current = await this.store.keys.get(id);
+    if (current === undefined) throw new PortcullisError("KEY_NOT_FOUND");
+    if (expected !== undefined && current.risk?.actionId !== expected) return toView(stripSecret(current), now, this.idleExpiryMs);
+    const detail = risk === null ? { cleared: current.risk?.actionId ?? null } : { state: risk.state, actionId: risk.actionId, until: risk.until };
+    const result = await this.store.keys.update(id, CHANGEABLE, { risk }, { action: "risk", actor, at: now, detail });
+    return this.viewOf(result, "set the risk state of", now);
   }
 
   /** Ends every session of the key at once (its epoch moves); the key itself keeps working. */

@@ -1,5 +1,6 @@
 import type { AuditStore } from "../audit/store.js";
 import type { KeyGuardrails, KeyRecord, KeyStatus } from "../contract/keys.js";
+import type { KeyRisk } from "../contract/behaviour.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
 import type { Decimal } from "../contract/operations.js";
 import type { AddressAdd, ApprovalTier, HoldState } from "../contract/policy.js";
@@ -32,7 +33,7 @@ export interface KeyRow extends KeyRecord {
 
 /** A change to a key, written in the same transaction as the change itself. */
 export interface KeyChange {
-  readonly action: "create" | "revoke" | "suspend" | "resume" | "limits" | "update" | "rotate" | "end-sessions";
+  readonly action: "create" | "revoke" | "suspend" | "resume" | "limits" | "update" | "rotate" | "end-sessions" | "risk";
   readonly actor: string;
   readonly at: number;
   /** Non-secret facts about the change (reason, scopes…). */
@@ -64,6 +65,8 @@ export interface KeyPatch {
   readonly owner?: string | null;
   /** Replaces the key's guardrails (null: none). */
   readonly guardrails?: KeyGuardrails | null;
+  /** Replaces the key's risk state (null: none). */
+  readonly risk?: KeyRisk | null;
   /** Increment the session epoch: every session of the key ends. */
   readonly endSessions?: boolean;
 }

@@ -37,6 +37,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     operator: false,
     owner: null,
     guardrails: null,
+    risk: null,
     ...overrides,
   };
 }

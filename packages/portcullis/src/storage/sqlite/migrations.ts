@@ -335,4 +335,14 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 13,
+    name: "key risk state",
+    sql: `
+      -- A key's risk state left by the behaviour stage's responses (docs/behaviour.md): JSON
+      -- (contract/behaviour.ts KeyRisk: step-up or throttle, the action that set it, why, until when),
+      -- or NULL for none. Checked on the request path with the key.
+      ALTER TABLE keys ADD COLUMN risk TEXT;
+    `,
+  },
 ];

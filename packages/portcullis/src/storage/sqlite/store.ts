@@ -4,6 +4,7 @@ import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Environment } from "../../contract/ids.js";
 import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
+import type { KeyRisk } from "../../contract/behaviour.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 // The policy's stores (migration 11): a line of its own, so the wiring stays apart from the keys'.
@@ -46,6 +47,7 @@ interface KeyRowSql {
   operator: number;
   owner: string | null;
   guardrails: string | null;
+  risk: string | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -81,6 +83,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     operator: r.operator === 1,
     owner: r.owner,
     guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
+    risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
   };
 }
 
@@ -97,6 +100,7 @@ function patchColumns(patch: KeyPatch): [string, string | number | null][] {
   if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
   if (patch.owner !== undefined) out.push(["owner", patch.owner]);
   if (patch.guardrails !== undefined) out.push(["guardrails", patch.guardrails === null ? null : JSON.stringify(patch.guardrails)]);
+  if (patch.risk !== undefined) out.push(["risk", patch.risk === null ? null : JSON.stringify(patch.risk)]);
   return out;
 }
 
@@ -170,11 +174,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails, @risk)`,
       ),
       insertChange: {
         run: (keyId, action, actor, at, detail) => {
@@ -245,6 +249,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       sessionBindAddress: row.sessionBindAddress ? 1 : 0,
       operator: row.operator ? 1 : 0,
       guardrails: row.guardrails === null ? null : JSON.stringify(row.guardrails),
+      risk: row.risk === null ? null : JSON.stringify(row.risk),
     });
     this.recordChange(row.id, change);
   }
