@@ -1,4 +1,5 @@
-import type { OperationKind, OrderSide } from "./operations.js";
+import type { Decimal, OperationKind, OrderSide } from "./operations.js";
+import type { ApprovalTier } from "./policy.js";
 
 /**
  * The contract of stage 11, behaviour (docs/behaviour.md): what the behaviour model observes of
@@ -142,4 +143,15 @@ export interface AnomalyActionRecord {
 export interface AnomalyScores {
   /** The key's latest score, or null when none was computed yet. */
   latest(keyId: string): Promise<BehaviourScore | null>;
+}
+
+/**
+ * What a step-up holds (stage 10's hook, holds/hook.ts): every withdrawal, transfer and key change
+ * of a stepped-up key, and its orders worth at least `minOrderValue` in their quote asset (an order
+ * whose value cannot be told is held); each needs these approvals.
+ */
+export interface StepUpSettings {
+  readonly approvals: readonly ApprovalTier[];
+  /** Orders below this value (in the order's quote asset) go on; null: every order is held. */
+  readonly minOrderValue: Decimal | null;
 }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from "node:http";
 import type { Denial, ErrorCode } from "../errors/catalogue.js";
+import type { KeyRisk } from "./behaviour.js";
 import type { ClientAddress } from "../net/client-address.js";
 import { parseKeyId } from "./ids.js";
 import type { Dialect } from "./keys.js";
@@ -63,6 +64,11 @@ export class RequestContext {
    * stage decodes on a messages pipeline, in the route's venue shape. Null for an HTTP request.
    */
   messageParams: MessageParams | null = null;
+  /**
+   * The key's risk state in force (stage 11, docs/behaviour.md): a throttle (admission charges
+   * the key's extra limit) or a step-up (stage 10 holds its next high-value operation); null for none.
+   */
+  risk: KeyRisk | null = null;
 
   // Admission (stages 7 and 9).
   /** The limits the request was charged against, and their state after the decision. */

@@ -101,6 +101,8 @@ export interface PortcullisOptions {
    * the core. Without it, a guardrail that needs a reference price refuses.
    */
   readonly prices?: ReferencePrices | null;
+  /** Requests a minute of a key the behaviour stage throttled (docs/behaviour.md). Default 6. */
+  readonly throttlePerMinute?: number;
 }
 
 /** A pipeline's scope by default: a digest of what it decides and its routes (stable across processes). */
@@ -216,6 +218,7 @@ export class Portcullis {
       },
       sessions: this.sessions,
       prices: this.prices,
+      ...(options.throttlePerMinute === undefined ? {} : { throttlePerMinute: options.throttlePerMinute }),
     };
     this.pipeline = this.createPipeline(this.routes);
     const signer = options.audit?.signer;

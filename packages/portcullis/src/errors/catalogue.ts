@@ -156,6 +156,7 @@ const requestRefusals = {
 
   // --- limits and shields (stages 2 and 9) -------------------------------------------------
   RATE_LIMITED: { status: 429, message: "Too many requests for this limit; retry after the time in Retry-After." },
+  ANOMALY_THROTTLED: { status: 429, message: "This API key is throttled after unusual activity (the behaviour stage); retry after the time in Retry-After, or ask the venue to lift it." },
   ORDERS_LIMITED: { status: 429, message: "Too many new orders for this account; retry after the time in Retry-After (cancels are not limited by this)." },
   IP_BANNED: { status: 429, message: "This address is banned for a while after repeated refusals (429s, replayed or unauthorized signed requests); retry after the time in Retry-After." },
   IP_BLOCKED: { status: 429, message: "This address is blocked for a while after repeated authentication failures." },

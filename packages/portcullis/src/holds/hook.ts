@@ -1,4 +1,8 @@
 import { newOperationId } from "../contract/policy.js";
+import type { KeyRisk, StepUpSettings } from "../contract/behaviour.js";
+import type { Operation } from "../contract/operations.js";
+import type { ReferencePrices } from "../contract/prices.js";
+import { compareDecimal, multiplyDecimal } from "../operations/decimal.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
 import type { HeldTicket, PolicyDecider, PolicyDecision, PolicySubject } from "../contract/policy.js";
@@ -36,14 +40,24 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
       logger.warn({ operationId: id, err }, "the policy could not forget an operation that was not held");
     }
   };
-  const judge = async (ctx: RequestContext, subject: PolicySubject): Promise<HoldAnswer> => {
+  // Stage 11's step-up (docs/behaviour.md): a key whose risk state is `step-up` has its
+  // high-value operations held for the step-up's approvals, whatever the policy would have done
+  // short of a block. Without step-up settings, a step-up holds nothing.
+  const stepUp = holds.stepUp;
+  const prices = holds.prices;
+  const judge = async (ctx: RequestContext, subject: PolicySubject, steppedUp: KeyRisk | null): Promise<HoldAnswer> => {
     const id = newOperationId();
     let decision: PolicyDecision;
     try {
-      decision = await policy.decide(subject, id);
+      decision = policy.judges(subject.operation.kind) ? await policy.decide(subject, id) : ALLOWED;
     } catch (err) {
       logger.error({ requestId: ctx.requestId, err }, "the policy could not decide");
       return deny("POLICY_UNAVAILABLE", "the policy failed to decide");
+    }
+    // A step-up turns what the policy would allow (or hold with fewer approvals) into a hold for
+    // the step-up's approvals; a block stays a block.
+    if (steppedUp !== null && stepUp !== null && decision.action.type !== "block") {
+      decision = { action: { type: "hold", approvals: stepUp.approvals, delayMs: decision.action.type === "hold" ? decision.action.delayMs : 0 }, rule: `step-up ${steppedUp.actionId}`, version: decision.version };
     }
     const action = decision.action;
     switch (action.type) {
@@ -70,9 +84,43 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
   };
   return (ctx) => {
     const operation = ctx.operation;
-    if (operation === null || !policy.judges(operation.kind)) return undefined;
+    if (operation === null) return undefined;
+    const risk = ctx.risk;
+    const steppedUp = risk !== null && risk.state === "step-up" && stepUp !== null && highValue(operation, stepUp, prices) ? risk : null;
+    if (steppedUp === null && !policy.judges(operation.kind)) return undefined;
     const key = ctx.key?.record ?? null;
     const subject: PolicySubject = { operation, account: key?.account ?? null, keyId: key?.id ?? null, client: ctx.client?.text ?? null, at: ctx.now };
-    return judge(ctx, subject);
+    return judge(ctx, subject, steppedUp);
   };
+}
+
+/** The decision for a kind no rule of the policy can hold or block. */
+const ALLOWED: PolicyDecision = { action: { type: "allow" }, rule: "none", version: 0 };
+
+/**
+ * Whether a stepped-up key's operation is held: withdrawals, transfers and key changes always;
+ * orders worth at least the step-up's minimum (their notional, or quantity × reference price; an
+ * order whose value cannot be told is held); cancels and reads never.
+ */
+export function highValue(operation: Operation, stepUp: StepUpSettings, prices: ReferencePrices | null): boolean {
+  switch (operation.kind) {
+    case "withdraw":
+    case "transfer":
+    case "key.create":
+    case "key.update":
+    case "key.revoke":
+      return true;
+    case "order.place": {
+      const min = stepUp.minOrderValue;
+      if (min === null) return true;
+      let value = operation.notional;
+      if (value === null && operation.quantity !== null) {
+        const price = prices?.symbol(operation.symbol);
+        if (price !== undefined) value = multiplyDecimal(operation.quantity, price);
+      }
+      return value === null || compareDecimal(value, min) >= 0;
+    }
+    default:
+      return false;
+  }
 }

@@ -1,3 +1,5 @@
+import type { StepUpSettings } from "../contract/behaviour.js";
+import type { ReferencePrices } from "../contract/prices.js";
 import { randomBytes } from "node:crypto";
 import { PortcullisError } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
@@ -94,6 +96,10 @@ export interface HoldServiceOptions {
   readonly leaseMs?: number;
   /** The largest upstream answer body recorded (bytes). Default 64 KiB. */
   readonly outcomeLimit?: number;
+  /** What a stepped-up key's operations need (stage 11, docs/behaviour.md); null: a step-up holds nothing. */
+  readonly stepUp?: StepUpSettings | null;
+  /** Values an order without a notional for the step-up (a market order by quantity). */
+  readonly prices?: ReferencePrices | null;
 }
 
 const GROUP_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -147,6 +153,10 @@ export class HoldService implements ChangeHolder {
     this.policy = policy;
   }
 
+  /** What a stepped-up key's operations need; null: a step-up holds nothing. */
+  readonly stepUp: StepUpSettings | null;
+  readonly prices: ReferencePrices | null;
+
   constructor(options: HoldServiceOptions) {
     this.store = options.store;
     this.envelope = options.envelope;
@@ -158,6 +168,8 @@ export class HoldService implements ChangeHolder {
     this.pollMs = options.pollMs ?? 500;
     this.leaseMs = options.leaseMs ?? 60_000;
     this.outcomeLimit = options.outcomeLimit ?? 64 * 1024;
+    this.stepUp = options.stepUp ?? null;
+    this.prices = options.prices ?? null;
     for (const [name, v] of [["approvalTtlMs", this.approvalTtlMs], ["pollMs", this.pollMs], ["leaseMs", this.leaseMs], ["outcomeLimit", this.outcomeLimit]] as const) {
       if (!Number.isSafeInteger(v) || v <= 0) throw new TypeError(`${name} must be a positive integer`);
     }

@@ -18,7 +18,8 @@ import type { Pipeline } from "./pipeline.js";
  *             with its ticket at once and not handed on
  *   hand on   the surface's own step for an allowed request: forward it upstream, call the
  *             handler, pass the message on (`Exchange.handOn`)
- *   audit     the decision (and what handing on came to) goes to the audit log
+ *   audit     the decision (and what handing on came to) goes to the audit log, and to stage
+ *             11's observer (the behaviour engine queues it and scores it off the request path)
  *   finish    the request's concurrency slot is released: when the answer is over
  *             (`Exchange.untilDone`, armed before hand on, since a streamed answer may end
  *             before hand on returns), else at once
@@ -128,6 +129,7 @@ export class Lifecycle<T, A> {
         if ("operationId" in held) {
           // Held: allowed by every stage, stored for release; not handed on now.
           this.audit?.decision(ctx, this.surface);
+          this.pipeline.observe(ctx, "held");
           this.pipeline.finish(ctx);
           this.render(ctx, { kind: "held", ticket: held }, target);
           return;
@@ -139,6 +141,7 @@ export class Lifecycle<T, A> {
     const denial = ctx.denial;
     if (denial !== null) {
       this.audit?.decision(ctx, this.surface);
+      this.pipeline.observe(ctx, "refused");
       this.logger.info(
         { requestId: ctx.requestId, surface: this.surface, code: denial.code, detail: denial.detail, method: ctx.method, route: ctx.route?.id, keyId: loggableKeyId(ctx), client: ctx.client?.text ?? ctx.socketAddress },
         "request denied",
@@ -162,6 +165,7 @@ export class Lifecycle<T, A> {
       ctx.outcome = outcome.error.code;
     }
     this.audit?.decision(ctx, this.surface);
+    this.pipeline.observe(ctx, outcome.kind === "failed" ? "failed" : "allowed");
     if (!waits) this.pipeline.finish(ctx);
     this.render(ctx, outcome, target);
   }

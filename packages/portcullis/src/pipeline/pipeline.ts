@@ -13,12 +13,13 @@ import type { ClientAddressResolver } from "../net/client-address.js";
 import type { FallbackHotStore, HotStore } from "../storage/types.js";
 import type { SessionAuthority } from "../sessions/authority.js";
 import { addressStage } from "./stages/address.js";
-import { type AdmissionStage, admissionStage } from "./stages/admission.js";
+import { type AdmissionStage, DEFAULT_THROTTLE_PER_MINUTE, admissionStage } from "./stages/admission.js";
 import { authorizeStage } from "./stages/authorize.js";
 import { credentialStage } from "./stages/credentials.js";
 import { type FailureRecorder, failureRecorder } from "./stages/failures.js";
 import { keyStage } from "./stages/key.js";
 import { messageCredentialStage, messageRouteStage } from "./stages/message.js";
+import { behaviourStage } from "./stages/behaviour.js";
 import { guardrailStage } from "./stages/guardrails.js";
 import { operationStage } from "./stages/operation.js";
 import { freshnessStage, signatureStage } from "./stages/proof.js";
@@ -75,7 +76,23 @@ export interface PipelineOptions {
    * order's notional. Null or absent: none, and a guardrail that needs one refuses.
    */
   readonly prices?: ReferencePrices | null;
+  /**
+   * Requests a minute of a key the behaviour stage throttled (`KeyRisk` throttle), charged as one
+   * more limit of the key, shared like every limit by the hot store. Default 6.
+   */
+  readonly throttlePerMinute?: number;
+  /**
+   * Stage 11's observer (docs/behaviour.md): every decided request, with how it ended, after its
+   * audit entry. It must only queue (the behaviour engine scores off the request path).
+   */
+  readonly observe?: DecisionObserver | null;
 }
+
+/** How a decided request ended, for the behaviour stage. */
+export type DecisionEnd = "allowed" | "held" | "refused" | "failed";
+
+/** Receives every decided request; called on the request path, so it must only queue. */
+export type DecisionObserver = (ctx: RequestContext, end: DecisionEnd) => void;
 
 /**
  * The request pipeline (DESIGN.md): an ordered list of small stages, cheapest first. Each stage
@@ -108,6 +125,7 @@ export class Pipeline {
   private readonly signatureStage: number;
   /** Index of authorization: a route that declares no operation skips the two stages after it. */
   private readonly authorizeStage: number;
+  private readonly observer: DecisionObserver | null;
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -119,7 +137,14 @@ export class Pipeline {
     this.onKeyUsed = options.onKeyUsed ?? null;
     const scope = options.scope ?? "gateway";
     this.recordFailure = failureRecorder(options.hot, options.shield, options.blockOnAuthFailures ?? false, scope);
-    this.admission = admissionStage({ hot: options.hot, fallbackHot: options.fallbackHot ?? null, limits: options.limits, shield: options.shield });
+    this.admission = admissionStage({
+      hot: options.hot,
+      fallbackHot: options.fallbackHot ?? null,
+      limits: options.limits,
+      shield: options.shield,
+      throttlePerMinute: options.throttlePerMinute ?? DEFAULT_THROTTLE_PER_MINUTE,
+    });
+    this.observer = options.observe ?? null;
     const messages = options.decides === "messages";
     const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
     const signature = signatureStage();
@@ -135,6 +160,7 @@ export class Pipeline {
       authorize,
       operationStage(messages ? null : options.routes, messages),
       guardrailStage(options.prices ?? null),
+      behaviourStage(),
       this.admission,
     ];
     this.routeStage = this.stages.indexOf(route);
@@ -221,6 +247,11 @@ export class Pipeline {
     const t = performance.now();
     timings[stage] = t - mark;
     return t;
+  }
+
+  /** Hands a decided request to stage 11's observer (the lifecycle calls it once, after the audit entry). */
+  observe(ctx: RequestContext, end: DecisionEnd): void {
+    this.observer?.(ctx, end);
   }
 
   /** Releases the request's concurrency slot; the lifecycle calls it once the answer is over. */

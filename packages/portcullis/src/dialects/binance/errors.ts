@@ -125,6 +125,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     GUARDRAIL_ASSET: e(400, -1002, "You are not authorized to execute this request."),
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.
     RATE_LIMITED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
+    ANOMALY_THROTTLED: e(429, -1003, "Too much request weight used; please use WebSocket Streams for live updates to avoid polling the API."),
     // Binance's order-count refusal ("Too many new orders; current limit is %s orders per %s.").
     ORDERS_LIMITED: e(429, -1015, "Too many new orders."),
     IP_BANNED: e(418, -1003, "Way too much request weight used; IP banned for a while. Please use WebSocket Streams for live updates to avoid bans."),

@@ -108,6 +108,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   TOKEN_LIFETIME_TOO_LONG: E.authFailed,
   TOKEN_URI_MISMATCH: E.authFailed,
   RATE_LIMITED: E.tooMany,
+  ANOMALY_THROTTLED: E.tooMany,
   ORDERS_LIMITED: E.tooMany,
   IP_BANNED: E.ipBanned,
   IP_BLOCKED: E.ipBanned,

@@ -114,6 +114,7 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   REPLAY_CAPACITY: K.BUSY,
   // Limits and shields.
   RATE_LIMITED: K.RATE_LIMIT,
+  ANOMALY_THROTTLED: K.RATE_LIMIT,
   ORDERS_LIMITED: K.ORDER_RATE_LIMIT,
   IP_BANNED: K.LOCKOUT,
   IP_BLOCKED: K.LOCKOUT,

@@ -116,6 +116,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   TOKEN_LIFETIME_TOO_LONG: E.invalidAuthorization,
   TOKEN_URI_MISMATCH: E.invalidAuthorization,
   RATE_LIMITED: E.rateLimit,
+  ANOMALY_THROTTLED: E.rateLimit,
   ORDERS_LIMITED: E.rateLimit,
   IP_BANNED: E.ipBanned,
   IP_BLOCKED: E.ipBanned,

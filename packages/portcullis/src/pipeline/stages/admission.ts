@@ -1,6 +1,7 @@
 import type { StageAnswer, RequestContext } from "../../contract/request.js";
 import { type Denial, deny } from "../../errors/catalogue.js";
 import type { LimitPlan } from "../../limits/plan.js";
+import type { LimitSpec } from "../../contract/limits.js";
 import type { Shield } from "../../limits/shield.js";
 import type { Admission, AdmissionResult, FallbackHotStore, HotStore } from "../../storage/types.js";
 import { type Stage, retryAfter } from "./stage.js";
@@ -17,7 +18,13 @@ export interface AdmissionStageOptions {
   readonly limits: LimitPlan;
   /** Bans known in this process, and the per-key concurrency cap. */
   readonly shield: Shield;
+  /** The extra limit of a throttled key (stage 11): requests per minute. */
+  readonly throttlePerMinute: number;
 }
+
+/** The limit a throttled key is charged against (its name in RateLimit headers). */
+export const ANOMALY_THROTTLE_LIMIT = "anomaly-throttle";
+export const DEFAULT_THROTTLE_PER_MINUTE = 6;
 
 export interface AdmissionStage extends Stage {
   /** Releases the request's concurrency slot (the lifecycle's finish hook calls it once). */
@@ -34,6 +41,9 @@ export interface AdmissionStage extends Stage {
 export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
   const { hot, limits, shield } = options;
   const fallback = options.fallbackHot;
+  const perMinute = options.throttlePerMinute;
+  if (!Number.isSafeInteger(perMinute) || perMinute < 1) throw new TypeError("throttlePerMinute must be a positive integer");
+  const throttleSpec: LimitSpec = { name: ANOMALY_THROTTLE_LIMIT, scope: "key", kind: "weight", limit: perMinute, windowMs: 60_000 };
   /** True from the first degraded admission until the hot store answers again: one outage. */
   let degraded = false;
 
@@ -61,6 +71,7 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
         }
         ctx.retryAfterMs = r.retryAfterMs;
         const spec = ctx.charges?.[r.index]?.spec;
+        if (spec === throttleSpec) return deny("ANOMALY_THROTTLED", ctx.risk?.actionId);
         return deny(spec?.kind === "orders" ? "ORDERS_LIMITED" : "RATE_LIMITED", spec?.name);
       }
       case "banned":
@@ -106,6 +117,11 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
       const ip = ctx.client?.group ?? "";
       const replay = key === null || ctx.credential === null ? null : ctx.credential.replayClaim(ctx, key);
       const charges = limits.empty ? [] : limits.charges(route, ip, key);
+      // Stage 11: a throttled key is charged against its extra limit too (every route, one unit).
+      if (key !== null && ctx.risk !== null && ctx.risk.state === "throttle") {
+        const id = key.record.id;
+        charges.push({ spec: throttleSpec, bucket: `${ANOMALY_THROTTLE_LIMIT}|${id}`, limit: perMinute, windowMs: 60_000, cost: 1 });
+      }
       ctx.charges = charges;
       const session = key?.session ?? null;
       if (replay === null && charges.length === 0 && session === null) return undefined;
