@@ -22,6 +22,7 @@ import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
 import { silentLogger } from "../../src/log/logger.js";
+import { DEFAULT_SHIELD_POLICY } from "../../src/limits/types.js";
 import { WebSocketProxy, compileWebSocketSettings } from "../../src/gateway/websocket/index.js";
 import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { readEntries } from "../audit/support.js";
@@ -66,6 +67,9 @@ const OPERATION_ROUTE = { method: "GET", path: "/api/v3/cancel-check", permissio
 const OWN_TABLES = ["admin API", "session endpoints", "WebSocket upgrade"];
 const LIMITS = [{ name: "key-weight-1d", scope: "key" as const, kind: "weight" as const, limit: 1_000_000, windowMs: 86_400_000 }];
 
+/** The throttle case's refusals are strikes toward an address ban, as every 429 is: more strikes than the matrix sends. */
+const SHIELD = { ...DEFAULT_SHIELD_POLICY, strikes: 1_000 };
+
 async function listen(server: Server): Promise<string> {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return `127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -76,15 +80,20 @@ function matrix(cap: number): void {
     let t: TestCore;
     let good: Key;
     let noScope: Key;
+    let throttled: Key;
     const closers: (() => Promise<unknown>)[] = [];
     const surfaces: Surface[] = [];
 
     beforeAll(async () => {
-      t = await makeCore({ now: Date.now, sessions: true, limits: { specs: LIMITS, maxConcurrentPerKey: cap }, routes: [...TEST_ROUTES, OPERATION_ROUTE] });
+      t = await makeCore({ now: Date.now, sessions: true, limits: { specs: LIMITS, maxConcurrentPerKey: cap, shield: SHIELD }, routes: [...TEST_ROUTES, OPERATION_ROUTE], throttlePerMinute: 1 });
       const created = await t.createKey({ account: "acct-matrix", scopes: ["read", "trade", "admin:keys"] });
       good = { id: created.key.id, secret: created.secret ?? "" };
       const narrow = await t.createKey({ account: "acct-matrix", scopes: ["trade"] });
       noScope = { id: narrow.key.id, secret: narrow.secret ?? "" };
+      // Throttled by the behaviour stage (docs/behaviour.md): one request a minute.
+      const risky = await t.createKey({ account: "acct-matrix", scopes: ["read", "trade", "admin:keys"] });
+      throttled = { id: risky.key.id, secret: risky.secret ?? "" };
+      await t.core.keys.setRisk(throttled.id, { state: "throttle", actionId: `an_${"0".repeat(32)}`, reason: "test", since: 0, until: null }, "test");
       const logger = silentLogger();
 
       const upstream = await startEchoUpstream();
@@ -251,6 +260,15 @@ function matrix(cap: number): void {
         status: 400,
         surfaces: 4,
         send: (s) => send(s, { path: `${OPERATION_ROUTE.path}?symbol=BTCUSDT&orderId=1&orderId=2` }),
+      },
+      {
+        name: "a throttled key beyond its throttle",
+        code: "ANOMALY_THROTTLED",
+        status: 429,
+        send: async (s) => {
+          await send(s, { key: throttled });
+          return send(s, { key: throttled });
+        },
       },
       { name: "an unmapped route", code: "ROUTE_NOT_FOUND", status: 404, send: (s) => send(s, { path: "/api/v3/nowhere" }) },
       { name: "a body over every surface's limit", code: "BODY_TOO_LARGE", status: 413, send: (s) => send(s, { signed: false, body: "x".repeat(2 * 1024 * 1024) }) },
