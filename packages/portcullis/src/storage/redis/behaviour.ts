@@ -15,7 +15,9 @@ import { hotRedisOptions } from "./hot.js";
  *   P bs-seq     string integer               the deployment's version counter
  *
  * Versions come from one counter, so a version is never reused, not even for an id removed and
- * written again: a compare-and-set never mistakes a newer state for the one it read.
+ * written again: a compare-and-set never mistakes a newer state for the one it read. A counter that
+ * Redis lost (a restart without its data) starts again above every version of the one before: at
+ * the clock's milliseconds × 1,000 (below 2^53 until the year 2255).
  *
  * `update` is optimistic: one MGET reads every id of the batch (500 ids per command), `apply`
  * runs here, and one script writes the batch, each id only when its version is still the one read
@@ -45,6 +47,8 @@ export interface RedisBehaviourStoreOptions {
   readonly maxRetries?: number;
   /** Connection errors of the client this store creates (reconnection is automatic); default: ignored. */
   readonly onError?: (err: Error) => void;
+  /** The clock a new version counter starts from (epoch ms); default Date.now. */
+  readonly now?: () => number;
 }
 
 const DEFAULT_URL = "redis://127.0.0.1:6379";
@@ -56,14 +60,16 @@ const CAS = "portcullisBehaviourCas";
 const REMOVE = "portcullisBehaviourRemove";
 
 /**
- * KEYS[1] the id index, KEYS[2] the version counter, KEYS[3…] the states; ARGV three per state:
- * the version read ("0": none), the new bytes, the id. Answers one integer per state: 1 written,
- * 0 its version moved, -1 not a string (never overwritten).
+ * KEYS[1] the id index, KEYS[2] the version counter, KEYS[3…] the states; ARGV[1] where a new
+ * counter starts, then three per state: the version read ("0": none), the new bytes, the id.
+ * Answers one integer per state: 1 written, 0 its version moved, -1 not a string (never
+ * overwritten).
  */
 const CAS_LUA = `
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[1]) end
 local out = {}
 for i = 3, #KEYS do
-  local j = (i - 3) * 3
+  local j = (i - 3) * 3 + 1
   local cur = redis.pcall('GET', KEYS[i])
   if type(cur) == 'table' and cur.err then
     out[#out + 1] = -1
@@ -135,6 +141,7 @@ export class RedisBehaviourStore implements BehaviourStateStore {
   private readonly counter: string;
   private readonly timeoutMs: number;
   private readonly maxRetries: number;
+  private readonly now: () => number;
   private readonly cas: ScriptCall;
   private readonly removeScript: ScriptCall;
   private readonly errorListener: (err: Error) => void;
@@ -154,6 +161,7 @@ export class RedisBehaviourStore implements BehaviourStateStore {
     this.counter = `${this.prefix}bs-seq`;
     this.timeoutMs = options.commandTimeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.maxRetries = options.maxRetries ?? DEFAULT_RETRIES;
+    this.now = options.now ?? Date.now;
     if (typeof this.prefix !== "string") throw new TypeError("prefix must be a string");
     if (!Number.isSafeInteger(this.timeoutMs) || this.timeoutMs < 1) throw new TypeError("commandTimeoutMs must be a positive integer (ms)");
     if (!Number.isSafeInteger(this.maxRetries) || this.maxRetries < 0 || this.maxRetries > 1_000) {
@@ -287,7 +295,7 @@ export class RedisBehaviourStore implements BehaviourStateStore {
         sent.push(id);
       }
       if (sent.length === 0) break;
-      const reply = await this.cas(keys.length + 2, this.index, this.counter, ...keys, ...args);
+      const reply = await this.cas(keys.length + 2, this.index, this.counter, ...keys, String(Math.trunc(this.now()) * 1_000), ...args);
       if (!Array.isArray(reply) || reply.length !== sent.length) throw this.unavailable(new Error("unexpected script reply"));
       const lost: string[] = [];
       sent.forEach((id, i) => {
