@@ -330,6 +330,19 @@ const operatorFailures = {
     exit: 1,
     message: "The demo exchange package is not installed: it comes with the repository (npm install && npm start), not with the published package.",
   },
+
+  // --- behaviour state (storage/types.ts BehaviourStateStore; docs/behaviour.md) -------------------
+  BEHAVIOUR_STATE_CONFLICT: {
+    area: "data-dir",
+    exit: 1,
+    message: "A key's behaviour state was written by another gateway process at every try of an update; the update of that state was given up.",
+  },
+  BEHAVIOUR_STATE_UNAVAILABLE: { area: "data-dir", exit: 1, message: "The store of behaviour states (Redis) cannot be reached." },
+  BEHAVIOUR_STATE_MALFORMED: {
+    area: "data-dir",
+    exit: 1,
+    message: "A stored behaviour state is not one Portcullis writes (another value under its Redis key, or larger than 2,048 bytes).",
+  },
 } as const satisfies Record<string, { area: OperatorArea; exit: number; message: string }>;
 
 /** Where an operator failure comes from (the heading it is listed under in docs/errors.md). */

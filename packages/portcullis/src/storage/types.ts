@@ -321,6 +321,7 @@ export interface DurableStore {
   readonly spend: SpendStore;
   /** Approvers and held operations (docs/approvals.md). */
   readonly holds: HoldStore;
+  readonly behaviour: BehaviourStateStore;
   close(): Promise<void>;
 }
 
@@ -565,4 +566,30 @@ export interface ChangeBus {
   publish(message: BusMessage): void;
   subscribe(listener: (message: BusMessage) => void): () => void;
   close(): Promise<void>;
+}
+
+// --- behaviour state (docs/behaviour.md) ----------------------------------------------------------
+
+/** The largest behaviour state a store keeps (bytes): the issue's bound of 2 KB per key. */
+export const BEHAVIOUR_STATE_MAX_BYTES = 2_048;
+
+/**
+ * Each key's and account's behaviour state (opaque bytes, at most 2,048), kept across restarts and,
+ * with Redis, shared by every gateway process.
+ */
+export interface BehaviourStateStore {
+  readonly kind: string;
+  /** The states of `ids` that exist. */
+  load(ids: readonly string[]): Promise<Map<string, Uint8Array>>;
+  /**
+   * Read-modify-write, atomic per id: `apply(id, current)` returns the new bytes for `id` (current:
+   * null when none). When another process wrote an id between the read and the write, `apply` is
+   * called again with the newer bytes (it must be a pure function of its input and what the caller
+   * holds), up to a bounded number of retries; then the update of that id rejects with a coded error.
+   */
+  update(ids: readonly string[], apply: (id: string, current: Uint8Array | null) => Uint8Array): Promise<void>;
+  /** Forgets the states of `ids`. */
+  remove(ids: readonly string[]): Promise<void>;
+  /** Every id with a state, in pages (`after`: the last id of the previous page). */
+  ids(after: string | null, limit: number): Promise<string[]>;
 }

@@ -345,4 +345,19 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN risk TEXT;
     `,
   },
+  {
+    version: 15,
+    name: "behaviour state",
+    sql: `
+      -- Each key's and account's behaviour state (docs/behaviour.md): opaque bytes the behaviour
+      -- model encodes (at most 2,048), under the key id or "account:<name>". With Redis, this is
+      -- the durable copy of the shared states (storage/behaviour-state.ts SnapshottingBehaviourStore).
+      CREATE TABLE behaviour_state (
+        id         TEXT PRIMARY KEY,
+        state      BLOB NOT NULL,
+        version    INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];

@@ -13,6 +13,8 @@ import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelop
 import { SqliteAudit } from "./audit.js";
 import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
 import { SqliteHolds } from "./holds.js";
+// Behaviour states (migration 15): a line of its own.
+import { SqliteBehaviourStore } from "./behaviour.js";
 import { migrations } from "./migrations.js";
 
 interface KeyRowSql {
@@ -129,6 +131,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly spend: SpendStore;
   /** Approvers and held operations (migration 12; docs/approvals.md). */
   readonly holds: SqliteHolds;
+  /** Each key's and account's behaviour state (migration 15; docs/behaviour.md). */
+  readonly behaviour: SqliteBehaviourStore;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -168,6 +172,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.holds = new SqliteHolds(this.db, this.audit, (envelopes, what) => {
       this.checkKekFloor(envelopes, what);
     });
+    this.behaviour = new SqliteBehaviourStore(this.db);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
