@@ -33,6 +33,8 @@ export interface RiskProfilesOptions {
   /** The deployment's idle expiry of unrestricted trading keys (null: off). */
   readonly idleExpiryMs?: number | null;
   readonly now?: () => number;
+  /** Keys read per page while ranking (default 1000, the key service's largest page). */
+  readonly pageSize?: number;
 }
 
 /** Which keys `top` ranks. */
@@ -69,14 +71,15 @@ export class RiskProfiles {
     let best: { readonly key: KeyRecord; readonly profile: RiskProfile }[] = [];
     let after: string | undefined;
     for (;;) {
-      const page = await this.options.keys.list({ limit: PAGE, ...filter, ...(after === undefined ? {} : { after }) });
+      const size = this.options.pageSize ?? PAGE;
+      const page = await this.options.keys.list({ limit: size, ...filter, ...(after === undefined ? {} : { after }) });
       // The score alone ranks (a profile without its sensitivities is several times cheaper).
       for (const key of page) best.push({ key, profile: await this.of(key, policy, false) });
       // Keep the list short while paging: only the best n can be answered.
       best.sort((a, b) => compareRisk(a.profile, b.profile));
       best = best.slice(0, n);
       const last = page[page.length - 1];
-      if (page.length < PAGE || last === undefined) break;
+      if (page.length < size || last === undefined) break;
       after = last.id;
     }
     const out: RiskProfile[] = [];
