@@ -172,6 +172,7 @@ export function registerRiskCommand(keys: Command, defaultData: string): void {
     .option("--json", "print JSON")
     .action(async (id: string | undefined, opts: RiskOptions) => {
       if ((id === undefined) === (opts.top === undefined)) throw new PortcullisError("VALIDATION_FAILED", "give a key id, or --top N (not both)");
+      if (opts.account !== undefined && opts.top === undefined) throw new PortcullisError("VALIDATION_FAILED", "--account goes with --top N");
       const top = opts.top === undefined ? null : topOption(opts.top);
       let ops: RiskOps;
       if (opts.admin !== undefined) {

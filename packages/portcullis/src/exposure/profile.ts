@@ -143,8 +143,8 @@ export const SATURATION = 1_000_000;
 export const ORDER_FLOW_SATURATION = 1_000_000_000;
 /** The maxNotional guardrail a sensitivity proposes when the key has none (quote units). */
 export const SUGGESTED_MAX_NOTIONAL = "10000";
-/** The allowlist a sensitivity proposes when the key has none: one address. */
-const SUGGESTED_ALLOWLIST = ["192.0.2.1/32"];
+/** The allowlist a sensitivity proposes when the key has none: one address (see `ownerAddress`). */
+const SUGGESTED_ADDRESS = "192.0.2.1";
 const DAY_MS = 86_400_000;
 /** A known address: in the book for a long time. */
 const LONG_AGO_MS = 10 * 365 * DAY_MS;
@@ -210,15 +210,18 @@ function reachText(r: Reach): string {
   return r.from === "anywhere" ? "anywhere" : `${r.networks} network${r.networks === 1 ? "" : "s"}`;
 }
 
-/** 0..1: how wide the allowlist is (0: one address; 1: anywhere). */
+/**
+ * 0..1: how wide the allowlist is: its widest block's host bits over the address size (0: one
+ * address; 1: anywhere). An IPv6 /64 is one subscriber, so IPv6 counts the bits above it: /64 is
+ * 0, /48 is 16/64.
+ */
 function reachFraction(allowlist: readonly string[]): number {
   if (allowlist.length === 0) return 1;
   let widest = 0;
   for (const block of allowlist) {
     const parsed = parseCidr(block);
-    const max = parsed.v === 4 ? 32 : 128;
-    const bits = Number(parsed.canonical.split("/")[1] ?? String(max));
-    widest = Math.max(widest, (max - bits) / max);
+    const bits = Number(parsed.canonical.split("/")[1] ?? "0");
+    widest = Math.max(widest, parsed.v === 4 ? (32 - bits) / 32 : Math.max(0, 64 - bits) / 64);
   }
   return widest;
 }
@@ -452,11 +455,32 @@ function withGuardrail(inputs: RiskInputs, field: "maxNotional" | "maxQuantity" 
   return withKey(inputs, { guardrails: empty ? null : g });
 }
 
+/**
+ * The single address a proposed allowlist names: where the key's owner works from, as far as the
+ * policy tells (the first IPv4 block a rule wants operations to come from: a `notIn` of a rule that
+ * holds or blocks, an `in` of a rule that allows), so that the proposal moves only the reach;
+ * else a documentation address.
+ */
+function ownerAddress(document: PolicyDocument): string {
+  for (const rule of document.rules) {
+    const source = rule.match.source;
+    if (source === undefined || source.inside !== (rule.action.type === "allow")) continue;
+    for (const block of source.blocks) {
+      const parsed = parseCidr(block);
+      if (parsed.v === 4) return blockEnds(block)[0] ?? SUGGESTED_ADDRESS;
+    }
+  }
+  return SUGGESTED_ADDRESS;
+}
+
 /** The controls whose addition or removal the profile measures. */
 function variants(inputs: RiskInputs): Variant[] {
   const { key, policy } = inputs;
   const out: Variant[] = [];
-  if (key.ipAllowlist.length === 0) out.push({ control: "ip-allowlist", change: "add", description: `add an IP allowlist of one address (e.g. ${SUGGESTED_ALLOWLIST.join(", ")})`, inputs: withKey(inputs, { ipAllowlist: SUGGESTED_ALLOWLIST }) });
+  if (key.ipAllowlist.length === 0) {
+    const one = [`${ownerAddress(policy.document)}/32`];
+    out.push({ control: "ip-allowlist", change: "add", description: `add an IP allowlist of one address (e.g. ${one.join(", ")})`, inputs: withKey(inputs, { ipAllowlist: one }) });
+  }
   else out.push({ control: "ip-allowlist", change: "remove", description: "remove the IP allowlist", inputs: withKey(inputs, { ipAllowlist: [] }) });
   for (const scope of ["withdraw", "trade"]) {
     if (key.scopes.includes(scope)) out.push({ control: `scope ${scope}`, change: "remove", description: `remove the ${scope} scope`, inputs: withKey(inputs, { scopes: key.scopes.filter((s) => s !== scope) }) });

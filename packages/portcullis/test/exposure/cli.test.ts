@@ -83,10 +83,11 @@ describe("on the data directory (--data)", () => {
     expect(lines[1]).toMatch(/5,000 +36,100 +anywhere$/);
   });
 
-  it("refusals with their codes: no id and no --top, both, a bad N, an unknown key, no configuration", async () => {
+  it("refusals with their codes: no id and no --top, both, a bad N, --account without --top, an unknown key, no configuration", async () => {
     expect(errorCode((await runCli(["keys", "risk", "--data", data, "--json"])).stderr)).toBe("VALIDATION_FAILED");
     expect(errorCode((await runCli(["keys", "risk", wide, "--top", "3", "--data", data, "--json"])).stderr)).toBe("VALIDATION_FAILED");
     expect(errorCode((await runCli(["keys", "risk", "--top", "0", "--data", data, "--json"])).stderr)).toBe("VALIDATION_FAILED");
+    expect(errorCode((await runCli(["keys", "risk", wide, "--account", "acme", "--data", data, "--json"])).stderr)).toBe("VALIDATION_FAILED");
     const unknown = await runCli(["keys", "risk", "pk_test_00000000000000000000000000000000", "--data", data]);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toMatch(/^KEY_NOT_FOUND: /);

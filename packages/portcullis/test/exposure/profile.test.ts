@@ -86,6 +86,10 @@ describe("withdrawals: exactly what the policy allows in an hour", () => {
     expect(riskProfile(inputs({ policy: policyOf(doc) })).exposure.maxWithdrawalPerHour).toBe(5000);
     expect(riskProfile(inputs({ policy: policyOf(doc), key: key({ ipAllowlist: ["192.0.2.0/24"] }) })).exposure.maxWithdrawalPerHour).toBe(0);
     expect(riskProfile(inputs({ policy: policyOf(doc), key: key({ ipAllowlist: ["10.1.0.0/16"] }) })).exposure.maxWithdrawalPerHour).toBe(5000);
+    // The allowlist a sensitivity proposes is inside the block the policy wants: it moves only the reach.
+    const proposed = find(riskProfile(inputs({ policy: policyOf(doc) })).sensitivities, "ip-allowlist");
+    expect(proposed.description).toBe("add an IP allowlist of one address (e.g. 10.0.0.0/32)");
+    expect(proposed.moves).toEqual([{ field: "reachableFrom", from: "anywhere", to: "1 network" }]);
   });
 
   it("no withdraw scope, or no withdrawal route: 0; the withdrawAssets guardrail narrows the assets", () => {
@@ -137,6 +141,11 @@ describe("reach, scopes, age, anomaly and the score", () => {
     expect(riskProfile(inputs()).exposure.reachableFrom).toEqual({ from: "anywhere", cidrs: [], networks: 0, addresses: null });
     const listed = riskProfile(inputs({ key: key({ ipAllowlist: ["10.0.0.0/24", "192.0.2.7/32"] }) }));
     expect(listed.exposure.reachableFrom).toEqual({ from: "allowlist", cidrs: ["10.0.0.0/24", "192.0.2.7/32"], networks: 2, addresses: 257 });
+    // The reach part: the widest block's host bits (IPv6 above a /64, one subscriber).
+    expect(listed.scoreParts.reach).toBe(5);
+    expect(riskProfile(inputs({ key: key({ ipAllowlist: ["2001:db8::/64"] }) })).scoreParts.reach).toBe(0);
+    expect(riskProfile(inputs({ key: key({ ipAllowlist: ["2001:db8::/48"] }) })).scoreParts.reach).toBe(5);
+    expect(riskProfile(inputs()).scoreParts.reach).toBe(20);
   });
 
   it("scopes with their breadth, age, rotation state and the anomaly score", () => {
