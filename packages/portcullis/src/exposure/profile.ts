@@ -146,6 +146,13 @@ export const SUGGESTED_MAX_NOTIONAL = "10000";
 /** The allowlist a sensitivity proposes when the key has none: one address (see `ownerAddress`). */
 const SUGGESTED_ADDRESS = "192.0.2.1";
 const DAY_MS = 86_400_000;
+/** The limits a sensitivity proposes when the configuration has none of their kind and scope. */
+const PROPOSED_LIMITS: readonly LimitSpec[] = [
+  { name: "orders-1m", scope: "account", kind: "orders", limit: 100, windowMs: 60_000 },
+  { name: "key-weight-1m", scope: "key", kind: "weight", limit: 1200, windowMs: 60_000 },
+];
+/** The rotation policy a sensitivity proposes for a key that never expires. */
+const PROPOSED_MAX_AGE_DAYS = 90;
 /** A known address: in the book for a long time. */
 const LONG_AGO_MS = 10 * 365 * DAY_MS;
 /** Where a thief is taken to come from when the key may be used from anywhere (outside every block the policy names, if possible). */
@@ -499,6 +506,14 @@ function variants(inputs: RiskInputs): Variant[] {
     if (spec.scope === "ip") continue;
     const rest = inputs.limits.filter((s) => s !== spec);
     out.push({ control: `limit ${spec.name}`, change: "remove", description: `remove the limit ${spec.name}`, inputs: { ...inputs, limits: rest } });
+  }
+  // Limits the configuration lacks: an order-count limit per account, a weight limit per key.
+  for (const proposed of PROPOSED_LIMITS) {
+    if (inputs.limits.some((l) => l.kind === proposed.kind && l.scope === proposed.scope) || inputs.limits.some((l) => l.name === proposed.name)) continue;
+    out.push({ control: `limit ${proposed.name}`, change: "add", description: `add the limit ${proposed.name} (${proposed.limit} per ${proposed.windowMs / 60_000} min, ${proposed.kind} per ${proposed.scope})`, inputs: { ...inputs, limits: [...inputs.limits, proposed] } });
+  }
+  if (key.maxAgeMs === null && key.expiresAt === null) {
+    out.push({ control: "rotation", change: "add", description: `add a rotation policy (maxAge ${PROPOSED_MAX_AGE_DAYS}d)`, inputs: { ...inputs, key: { ...key, maxAgeMs: PROPOSED_MAX_AGE_DAYS * DAY_MS } } });
   }
   const rules = policy.document.rules;
   rules.forEach((rule, i) => {

@@ -222,6 +222,23 @@ describe("sensitivities", () => {
     expect(removed).toMatchObject({ change: "remove", moves: [{ field: "reachableFrom", from: "1 network", to: "anywhere" }], riskScoreDelta: SCORE_WEIGHTS.reach });
   });
 
+  it("limits the configuration lacks are proposed; so is a rotation policy for a key that never expires", () => {
+    const p = riskProfile(inputs({ limits: [], policy: policyOf(HOLD_OVER_1000) }));
+    const orders = find(p.sensitivities, "limit orders-1m");
+    expect(orders.change).toBe("add");
+    expect(orders.moves).toContainEqual({ field: "maxOrdersPerHour", from: null, to: 100 + 60 * 100 });
+    const weight = find(p.sensitivities, "limit key-weight-1m");
+    expect(weight.moves).toContainEqual({ field: "maxWithdrawalPerHour", from: null, to: 1000 * 7320 });
+    expect(weight.moves).toContainEqual({ field: "maxOrdersPerHour", from: null, to: 73_200 });
+    // Both sides are past the saturation point (a million an hour): the score does not move.
+    expect(weight.riskScoreDelta).toBe(0);
+    // With the init limits in place, nothing is proposed.
+    expect(riskProfile(inputs()).sensitivities.filter((x) => x.change === "add" && x.control.startsWith("limit "))).toEqual([]);
+    const rotation = find(p.sensitivities, "rotation");
+    expect(rotation).toMatchObject({ change: "add", moves: [], riskScoreDelta: -Math.round(10 * p.scoreParts.hygiene / 2) / 10 });
+    expect(riskProfile(inputs({ key: key({ maxAgeMs: 90 * 86_400_000 }) })).sensitivities.map((x) => x.control)).not.toContain("rotation");
+  });
+
   it("a profile without sensitivities when asked (the ranking's cheap pass)", () => {
     expect(riskProfile(inputs(), { sensitivities: false }).sensitivities).toEqual([]);
   });
