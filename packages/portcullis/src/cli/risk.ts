@@ -129,7 +129,7 @@ export function describeRisk(p: RiskProfile): string {
     `reachable     ${reachText(e)}`,
     `scopes        ${e.scopes.count} (${e.scopes.list.join(", ")}), breadth ${e.scopes.breadth}`,
     `age           ${e.ageDays} days; ${rotation.length === 0 ? "no expiry, no rotation" : rotation.join(", ")}`,
-    `anomaly       ${e.anomalyScore === null ? "no score" : e.anomalyScore}`,
+    `anomaly       ${e.anomalyScore === null ? "no score" : e.anomalyScore}${e.riskState === null ? "" : `; risk state ${e.riskState}`}`,
     "",
     p.sensitivities.length === 0 ? "sensitivities none" : "sensitivities (largest reduction first)",
     ...p.sensitivities.map((s) => `  ${(s.riskScoreDelta > 0 ? `+${s.riskScoreDelta}` : String(s.riskScoreDelta)).padStart(6)}  ${s.description}${s.moves.length === 0 ? "" : `: ${s.moves.map(moveText).join(", ")}`}`),

@@ -1,4 +1,4 @@
-import type { BehaviourScore } from "../contract/behaviour.js";
+import { type BehaviourScore, type KeyRisk, riskInForce } from "../contract/behaviour.js";
 import { type KeyGuardrails, type KeyRecord, effectiveStatus, idleExpiresAt } from "../contract/keys.js";
 import type { LimitSpec } from "../contract/limits.js";
 import type { Decimal, OrderPlace, Withdraw } from "../contract/operations.js";
@@ -90,6 +90,8 @@ export interface Exposure {
     readonly idleExpiresAt: number | null;
   };
   readonly anomalyScore: number | null;
+  /** The key's risk state in force, left by an anomaly response (`step-up`, `throttle`), or null. */
+  readonly riskState: KeyRisk["state"] | null;
 }
 
 /** The fields a sensitivity reports. */
@@ -410,6 +412,7 @@ function compute(inputs: RiskInputs): Computed {
     ageDays,
     rotation: { rotatedFrom: key.rotatedFrom, rotatedTo: key.rotatedTo, maxAgeMs: key.maxAgeMs, expiresAt: key.expiresAt, idleExpiresAt: idleExpiresAt(key, inputs.idleExpiryMs) },
     anomalyScore: inputs.anomaly?.score ?? null,
+    riskState: riskInForce(key.risk, now)?.state ?? null,
   };
   const usable = isUsable(key, inputs.idleExpiryMs, now);
   const parts = scoreParts(exposure, key);

@@ -155,6 +155,10 @@ describe("reach, scopes, age, anomaly and the score", () => {
     expect(p.exposure.ageDays).toBe(100);
     expect(p.exposure.rotation).toEqual({ rotatedFrom: "pk_test_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", rotatedTo: null, maxAgeMs: 90 * 86_400_000, expiresAt: null, idleExpiresAt: NOW - 86_400_000 + 30 * 86_400_000 });
     expect(p.exposure.anomalyScore).toBe(80);
+    expect(p.exposure.riskState).toBeNull();
+    const risk = { state: "step-up" as const, actionId: `an_${"0".repeat(32)}`, reason: "score 80", since: NOW - 1000, until: NOW + 60_000 };
+    expect(riskProfile(inputs({ key: key({ risk }) })).exposure.riskState).toBe("step-up");
+    expect(riskProfile(inputs({ key: key({ risk: { ...risk, until: NOW } }) })).exposure.riskState).toBeNull();
     expect(p.scoreParts.anomaly).toBe(4);
     // Hygiene halves for a key with a rotation policy.
     expect(p.scoreParts.hygiene).toBe(Math.round(10 * 5 * (100 / 365) * 0.5) / 10);
