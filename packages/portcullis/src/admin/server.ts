@@ -17,6 +17,8 @@ import { AdminReach } from "./reach.js";
 import { type Governance, POLICY_ROUTES, dispatchPolicy, isPolicyRoute } from "./policy.js";
 import type { HoldService } from "../holds/service.js";
 import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
+import { RISK_ROUTES, dispatchRisk, isRiskRoute } from "./risk.js";
+import type { RiskProfiles } from "../exposure/service.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -52,6 +54,8 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   // The policy and the address books (admin/policy.ts).
   ...POLICY_ROUTES,
   ...APPROVAL_ROUTES,
+  // Keys' risk profiles (admin/risk.ts).
+  ...RISK_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -64,6 +68,8 @@ export interface AdminApiOptions {
   readonly governance?: Governance;
   /** Approvers and held operations (admin/approvals.ts); without it those routes are not found. */
   readonly holds?: HoldService;
+  /** Keys' risk profiles (admin/risk.ts); without them those routes are not found. */
+  readonly risk?: RiskProfiles;
 }
 
 interface Answer {
@@ -81,9 +87,11 @@ export class AdminApi {
   private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
   private readonly listener: ServerLifecycle;
   private readonly holds: HoldService | null;
+  private readonly risk: RiskProfiles | null;
 
   constructor(options: AdminApiOptions) {
     this.holds = options.holds ?? null;
+    this.risk = options.risk ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
@@ -142,6 +150,7 @@ export class AdminApi {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
     if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now());
+    if (isRiskRoute(route.id)) return dispatchRisk(ctx, this.risk, this.core.keys);
     const keys = this.core.keys;
     const actor = `key:${ctx.key?.record.id ?? "unknown"}`;
     // Paths are canonical and matched: /portcullis/v1/keys/<id>[/<action>]. Key ids never need

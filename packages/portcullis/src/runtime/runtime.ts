@@ -22,6 +22,8 @@ import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
 import type { PolicyDecider } from "../contract/policy.js";
 import { HoldService, type HoldServiceOptions } from "../holds/service.js";
 import { OperationEndpoints } from "../gateway/operation-endpoints.js";
+import { RiskProfiles } from "../exposure/service.js";
+import type { AnomalyScores } from "../contract/behaviour.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -53,6 +55,8 @@ export interface StartOptions {
    */
   readonly policy?: PolicyDecider;
   readonly holds?: Pick<HoldServiceOptions, "approvalTtlMs" | "rejectCancels" | "pollMs" | "leaseMs">;
+  /** The behaviour model's latest scores, for keys' risk profiles (docs/behaviour.md); default none. */
+  readonly anomaly?: AnomalyScores | null;
 }
 
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
@@ -129,7 +133,19 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;
     if (config.admin.enabled) {
-      admin = new AdminApi({ core, logger, governance, holds });
+      // Keys' risk profiles (docs/behaviour.md): the configured limits and routes, the policy in force, the prices.
+      const risk = new RiskProfiles({
+        keys: core.keys,
+        limits: config.limits.specs,
+        routes: core.routes.routes,
+        policy,
+        prices,
+        assets: Object.keys(config.prices.table.assets ?? {}),
+        symbols: Object.keys(config.prices.table.symbols ?? {}),
+        anomaly: options.anomaly ?? null,
+        idleExpiryMs: config.keys.idleExpiryMs,
+      });
+      admin = new AdminApi({ core, logger, governance, holds, risk });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
     const running = { core, gateway, admin, websocket, policy };

@@ -10,6 +10,7 @@ import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
 import { APPROVAL_ROUTES } from "../../src/admin/approvals.js";
+import { RISK_ROUTES } from "../../src/admin/risk.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { oldDatabase } from "../support/old-database.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
@@ -97,6 +98,8 @@ describe("an account admin key and keys of other accounts", () => {
       "POST /portcullis/v1/keys",
       "GET /portcullis/v1/keys",
       ...APPROVAL_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
+      // The risk routes' account isolation is test/exposure/service.test.ts's.
+      ...RISK_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
     ]);
     // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's.
     const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses").map((r) => `${String(r.method)} ${r.path}`);
