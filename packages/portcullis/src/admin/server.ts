@@ -17,6 +17,7 @@ import { AdminReach } from "./reach.js";
 import { type Governance, POLICY_ROUTES, dispatchPolicy, isPolicyRoute } from "./policy.js";
 import type { HoldService } from "../holds/service.js";
 import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
+import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -52,6 +53,7 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   // The policy and the address books (admin/policy.ts).
   ...POLICY_ROUTES,
   ...APPROVAL_ROUTES,
+  ...ANOMALY_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -64,6 +66,8 @@ export interface AdminApiOptions {
   readonly governance?: Governance;
   /** Approvers and held operations (admin/approvals.ts); without it those routes are not found. */
   readonly holds?: HoldService;
+  /** The behaviour stage's anomaly actions (admin/anomalies.ts); without it those routes are not found. */
+  readonly anomalies?: AnomalyAdmin;
 }
 
 interface Answer {
@@ -81,9 +85,11 @@ export class AdminApi {
   private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
   private readonly listener: ServerLifecycle;
   private readonly holds: HoldService | null;
+  private readonly anomalies: AnomalyAdmin | null;
 
   constructor(options: AdminApiOptions) {
     this.holds = options.holds ?? null;
+    this.anomalies = options.anomalies ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
@@ -164,6 +170,8 @@ export class AdminApi {
     };
     const approvals = await approvalsAnswer(this.holds, ctx, () => parseJsonBody(ctx.body));
     if (approvals !== undefined) return approvals;
+    const anomalies = await anomaliesAnswer(this.anomalies, ctx);
+    if (anomalies !== undefined) return anomalies;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

@@ -16,6 +16,7 @@ import { registerCustodyCommands } from "./custody.js";
 import { registerAuditCommands } from "./audit.js";
 import { registerPolicyCommands } from "./policy.js";
 import { registerApprovalCommands } from "./approvals.js";
+import { registerAnomalyCommands } from "./anomalies.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
@@ -571,6 +572,7 @@ function buildProgram(): Command {
   registerAuditCommands(program, DEFAULT_DATA);
   registerPolicyCommands(program, DEFAULT_DATA);
   registerApprovalCommands(program, DEFAULT_DATA);
+  registerAnomalyCommands(program, DEFAULT_DATA);
   return program;
 }
 

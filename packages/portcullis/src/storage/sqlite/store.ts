@@ -14,6 +14,7 @@ import { SqliteAudit } from "./audit.js";
 import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
 import { SqliteHolds } from "./holds.js";
 import { migrations } from "./migrations.js";
+import { SqliteAnomalies } from "./anomalies.js";
 
 interface KeyRowSql {
   id: string;
@@ -129,6 +130,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly spend: SpendStore;
   /** Approvers and held operations (migration 12; docs/approvals.md). */
   readonly holds: SqliteHolds;
+  /** The behaviour stage's anomaly actions (migration 14; docs/behaviour.md). */
+  readonly anomalies: SqliteAnomalies;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -168,6 +171,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.holds = new SqliteHolds(this.db, this.audit, (envelopes, what) => {
       this.checkKekFloor(envelopes, what);
     });
+    this.anomalies = new SqliteAnomalies(this.db);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
