@@ -74,6 +74,7 @@ export interface WebhookStats {
   readonly retried: number;
   /** Dropped from a full queue, or waiting when closed. */
   readonly dropped: number;
+  /** Waiting in the queue (not counting the one being delivered). */
   readonly waiting: number;
 }
 
@@ -132,9 +133,20 @@ export class AlertWebhook implements AlertSink {
       this.logger.warn({ actionId: old?.record.id, waiting: this.queue.length }, "webhook queue full: the oldest alert was dropped");
     }
     this.queue.push({ record, event, attempt: 0 });
-    this.running ??= this.drain().finally(() => {
-      this.running = null;
-    });
+    this.kick();
+  }
+
+  /** Starts the drain unless it runs; one sent while it was finishing starts the next. */
+  private kick(): void {
+    if (this.running !== null) return;
+    this.running = this.drain()
+      .catch((err: unknown) => {
+        this.logger.error({ err: err instanceof Error ? err.message : String(err) }, "webhook delivery loop failed");
+      })
+      .finally(() => {
+        this.running = null;
+        if (this.queue.length > 0 && !this.closed) this.kick();
+      });
   }
 
   /** Resolves once every queued alert was delivered or given up (tests, shutdown). */
@@ -152,27 +164,27 @@ export class AlertWebhook implements AlertSink {
   }
 
   private async drain(): Promise<void> {
-    for (;;) {
-      const item = this.queue[0];
-      if (item === undefined) return;
-      if (this.closed) {
-        this.counts.dropped += this.queue.length;
-        this.queue.length = 0;
-        return;
-      }
-      item.attempt += 1;
-      const delivered = await this.deliver(item);
-      if (delivered || item.attempt >= this.attempts) {
-        if (delivered) this.counts.delivered += 1;
-        else {
+    for (let item = this.queue.shift(); item !== undefined; item = this.queue.shift()) {
+      // The alert in hand is retried until delivered or given up; the others wait in the queue.
+      for (;;) {
+        if (this.closed) {
+          this.counts.dropped += 1 + this.queue.length;
+          this.queue.length = 0;
+          return;
+        }
+        item.attempt += 1;
+        if (await this.deliver(item)) {
+          this.counts.delivered += 1;
+          break;
+        }
+        if (item.attempt >= this.attempts) {
           this.counts.failed += 1;
           this.logger.error({ actionId: item.record.id, attempts: item.attempt }, "webhook alert given up after every attempt");
+          break;
         }
-        if (this.queue[0] === item) this.queue.shift();
-        continue;
+        this.counts.retried += 1;
+        await this.pause(Math.min(this.backoffMs * 2 ** (item.attempt - 1), MAX_BACKOFF_MS));
       }
-      this.counts.retried += 1;
-      await this.pause(Math.min(this.backoffMs * 2 ** (item.attempt - 1), MAX_BACKOFF_MS));
     }
   }
 
