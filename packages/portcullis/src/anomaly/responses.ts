@@ -100,12 +100,14 @@ const MAX_FOR_MS = 90 * 86_400_000;
 
 type Json = Record<string, unknown>;
 
-/** A failure naming its field. */
-class Bad {
+/** A failure naming its field (thrown inside the parser, returned as a Result by parseBehaviourSettings). */
+class Bad extends Error {
   constructor(
     readonly field: string,
     readonly problem: string,
-  ) {}
+  ) {
+    super(`${field} ${problem}`);
+  }
 }
 
 function object(v: unknown, where: string): Json {
@@ -192,7 +194,7 @@ function parseWebhook(raw: unknown): WebhookSettings | null {
   if (raw === undefined || raw === null) return null;
   const o = object(raw, "behaviour.webhook");
   only(o, "behaviour.webhook", ["url", "timeout"]);
-  let url: URL | null = null;
+  let url: URL | null;
   try {
     url = typeof o.url === "string" ? new URL(o.url) : null;
   } catch {

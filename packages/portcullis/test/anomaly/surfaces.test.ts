@@ -119,7 +119,7 @@ describe("portcullis anomalies (on the data directory)", () => {
     const byAccount = await runCli(["anomalies", "list", "--data", t.dataDir, "--account", "acct-1", "--state", "active", "--json"]);
     expect((JSON.parse(byAccount.stdout) as { actions: { id: string }[] }).actions.map((a) => a.id)).toEqual([revoke?.id]);
     const human = await runCli(["anomalies", "list", "--data", t.dataDir, "--key", victim.key.id]);
-    expect(human.stdout).toContain(`${revoke?.id ?? ""}`);
+    expect(human.stdout).toContain(revoke?.id ?? "");
     expect(human.stdout).toContain("revoke");
 
     const shown = await runCli(["anomalies", "show", revoke?.id ?? "", "--data", t.dataDir]);

@@ -40,12 +40,18 @@ beforeEach(async () => {
       res.end();
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => {
+    server.listen(0, "127.0.0.1", resolve);
+  });
   hookUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/siem/portcullis?tenant=t1`;
 });
 
 afterEach(async () => {
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  await new Promise<void>((resolve) => {
+    server.close(() => {
+      resolve();
+    });
+  });
   await f.cleanup();
 });
 
