@@ -243,7 +243,7 @@ export class AnomalyResponder {
   /**
    * Undoes an action: a step-up or throttle is cleared (only while the key's risk state is still
    * this action's), a suspension is resumed, a revoke still in its grace is resumed and never
-   * carried out. ANOMALY_ACTION_NOT_FOUND, or ANOMALY_ACTION_FINAL when it was already undone or
+   * carried out (the key stays suspended while another suspend or revoke of it is in force). ANOMALY_ACTION_NOT_FOUND, or ANOMALY_ACTION_FINAL when it was already undone or
    * (a revoke) done.
    */
   async undo(actionId: string, actor: string): Promise<AnomalyActionRecord> {
@@ -262,9 +262,16 @@ export class AnomalyResponder {
             await this.keys.setRisk(record.keyId, null, actor, record.id);
             break;
           case "suspend":
-          case "revoke":
+          case "revoke": {
+            // Another suspension or revoke of the key still in force keeps it suspended.
+            const others = await this.store.list({ keyId: record.keyId, state: "active", limit: 1000 });
+            if (others.some((o) => o.action === "suspend" || o.action === "revoke")) {
+              this.logger.debug({ keyId: record.keyId, actionId: record.id }, "undo: another anomaly action keeps the key suspended");
+              break;
+            }
             await this.keys.resume(record.keyId, actor);
             break;
+          }
         }
       } catch (err) {
         // The key was revoked, removed, or already resumed by an operator: the action is undone all the same.

@@ -231,6 +231,17 @@ describe("undo", () => {
     expect((await f.keys.get(id)).status).toBe("active");
   });
 
+  it("a suspend undone while a revoke of the key is in force: the key stays suspended until the revoke is undone too", async () => {
+    f = await anomalyFixture({ responses: WITH_REVOKE });
+    const id = await f.key();
+    const suspend = await f.responder.respond(score(id, 96, f.clock.ms));
+    const revoke = await f.responder.respond(score(id, 99, f.clock.ms));
+    await f.responder.undo(suspend?.id ?? "", "cli:alice");
+    expect((await f.keys.get(id)).status).toBe("suspended");
+    await f.responder.undo(revoke?.id ?? "", "cli:alice");
+    expect((await f.keys.get(id)).status).toBe("active");
+  });
+
   it("refusals: unknown or malformed id (ANOMALY_ACTION_NOT_FOUND), undone twice (ANOMALY_ACTION_FINAL)", async () => {
     f = await anomalyFixture();
     const id = await f.key();
