@@ -7,7 +7,13 @@ import { afterEach, describe, expect, it } from "vitest";
 import { decodeEntry } from "../../src/audit/canonical.js";
 import { verifyAudit } from "../../src/audit/verify.js";
 import { DEFAULT_RESPONSES } from "../../src/anomaly/responses.js";
+import { AnomalyResponder } from "../../src/anomaly/responder.js";
+import { DEFAULT_BEHAVIOUR_SETTINGS } from "../../src/anomaly/responses.js";
+import { webhookBody } from "../../src/anomaly/webhook.js";
 import { PortcullisError } from "../../src/errors/catalogue.js";
+import { valueOrThrow } from "../../src/errors/result.js";
+import { parseCreateKeyInput } from "../../src/keys/input.js";
+import { captureLogger } from "../support/gateway.js";
 import { type AnomalyFixture, anomalyFixture, score } from "./support.js";
 
 let f: AnomalyFixture;
@@ -295,5 +301,27 @@ describe("the audit log", () => {
       ]),
     );
     expect((await verifyAudit(f.data.store.audit)).ok).toBe(true);
+  });
+});
+
+describe("secrets", () => {
+  it("no log line, audit entry or webhook body carries the key's secret", async () => {
+    f = await anomalyFixture({ responses: WITH_REVOKE });
+    const { logger, lines } = captureLogger();
+    const responder = new AnomalyResponder({ settings: { ...DEFAULT_BEHAVIOUR_SETTINGS, responses: WITH_REVOKE }, keys: f.keys, store: f.data.store.anomalies, audit: f.audit, alerts: f.alerts, logger, now: f.clock.now });
+    const created = await f.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct-1", scopes: ["trade"] }, f.clock.ms)), "test");
+    const secret = created.secret ?? "";
+    expect(secret.length).toBeGreaterThan(20);
+    for (const s of [35, 55, 75, 85, 96, 99]) await responder.respond(score(created.key.id, s, f.clock.ms));
+    const [latest] = await responder.list({ keyId: created.key.id, limit: 1 });
+    await responder.undo(latest?.id ?? "", "cli:alice");
+    await responder.respond(score("pck_test_v1_00000000000000000000000000000000", 99, f.clock.ms));
+    f.clock.advance(48 * HOUR);
+    await responder.sweep(f.clock.ms);
+    await f.audit.flush();
+    expect(lines.length).toBeGreaterThan(5);
+    const audit = f.data.store.audit.query({ limit: 1000 }).map((e) => e.entry);
+    const bodies = f.alerts.sent.map((a) => webhookBody(a.record, a.event));
+    for (const text of [...lines, ...audit, ...bodies]) expect(text).not.toContain(secret);
   });
 });
