@@ -19,6 +19,7 @@ import type { HoldService } from "../holds/service.js";
 import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
 import { RISK_ROUTES, dispatchRisk, isRiskRoute } from "./risk.js";
 import type { RiskProfiles } from "../exposure/service.js";
+import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -56,6 +57,7 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   ...APPROVAL_ROUTES,
   // Keys' risk profiles (admin/risk.ts).
   ...RISK_ROUTES,
+  ...ANOMALY_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -70,6 +72,8 @@ export interface AdminApiOptions {
   readonly holds?: HoldService;
   /** Keys' risk profiles (admin/risk.ts); without them those routes are not found. */
   readonly risk?: RiskProfiles;
+  /** The behaviour stage's anomaly actions (admin/anomalies.ts); without it those routes are not found. */
+  readonly anomalies?: AnomalyAdmin;
 }
 
 interface Answer {
@@ -88,10 +92,12 @@ export class AdminApi {
   private readonly listener: ServerLifecycle;
   private readonly holds: HoldService | null;
   private readonly risk: RiskProfiles | null;
+  private readonly anomalies: AnomalyAdmin | null;
 
   constructor(options: AdminApiOptions) {
     this.holds = options.holds ?? null;
     this.risk = options.risk ?? null;
+    this.anomalies = options.anomalies ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
@@ -173,6 +179,8 @@ export class AdminApi {
     };
     const approvals = await approvalsAnswer(this.holds, ctx, () => parseJsonBody(ctx.body));
     if (approvals !== undefined) return approvals;
+    const anomalies = await anomaliesAnswer(this.anomalies, ctx);
+    if (anomalies !== undefined) return anomalies;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

@@ -17,6 +17,7 @@ import { registerAuditCommands } from "./audit.js";
 import { registerPolicyCommands } from "./policy.js";
 import { registerApprovalCommands } from "./approvals.js";
 import { registerRiskCommand } from "./risk.js";
+import { registerAnomalyCommands } from "./anomalies.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
@@ -573,6 +574,7 @@ function buildProgram(): Command {
   registerPolicyCommands(program, DEFAULT_DATA);
   registerApprovalCommands(program, DEFAULT_DATA);
   registerRiskCommand(keys, DEFAULT_DATA);
+  registerAnomalyCommands(program, DEFAULT_DATA);
   return program;
 }
 

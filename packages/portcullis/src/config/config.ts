@@ -16,6 +16,7 @@ import type { LimitKind, LimitScope, LimitSpec } from "../contract/limits.js";
 import { parseDecimal } from "../operations/decimal.js";
 import type { PriceTable } from "../operations/prices.js";
 import type { PriceRefreshSettings } from "../operations/live-prices.js";
+import { type BehaviourSettings, parseBehaviourSettings } from "../anomaly/responses.js";
 import { WebSocketConfigError, type WebSocketSettings, compileWebSocketSettings } from "../gateway/websocket/config.js";
 
 /**
@@ -90,6 +91,8 @@ export interface PortcullisConfig {
     /** How long a new address of an address book cools down before the policy knows it. Default 24 h. */
     readonly addressCooldownMs: number;
   };
+  /** The behaviour stage's responses to anomaly scores (docs/behaviour.md, "Responses"). */
+  readonly behaviour: BehaviourSettings;
 }
 
 /**
@@ -165,7 +168,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy", "behaviour"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -288,7 +291,15 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     websocket,
     prices: parsePrices(root.prices),
     policy: { addressCooldownMs },
+    behaviour: parseBehaviour(root.behaviour),
   };
+}
+
+/** The `behaviour` section (anomaly/responses.ts). */
+function parseBehaviour(raw: unknown): BehaviourSettings {
+  const behaviour = parseBehaviourSettings(raw);
+  if (!behaviour.ok) throw new ConfigError(behaviour.message);
+  return behaviour.value;
 }
 
 const PRICE_NAME_RE = /^[A-Z0-9][A-Z0-9._:/-]{0,39}$/;

@@ -3,9 +3,11 @@
  * A scope grants the permission of the same name; `admin:*` grants every `admin:` permission.
  * Nothing implies anything else: a `trade` key cannot read balances unless it also has `read`.
  * `admin:approvers` manages approvers and `admin:approvals` lists, shows, approves, rejects and
- * cancels held operations (docs/approvals.md); both are for operator keys only.
+ * cancels held operations (docs/approvals.md); both are for operator keys only. `admin:anomalies`
+ * lists, shows and undoes the behaviour stage's anomaly actions (docs/behaviour.md); an account
+ * admin key sees only its own account's.
  */
-export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals"] as const;
+export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals", "admin:anomalies"] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 export const ADMIN_WILDCARD = "admin:*";

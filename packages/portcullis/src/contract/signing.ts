@@ -4,6 +4,7 @@ import type { KeyObject } from "node:crypto";
  * The keys Portcullis holds for itself, as opposed to its users' keys:
  *
  * - **signing keys** (Ed25519): the session-token key signs every session token at logon, the
+ *   webhook key signs the behaviour stage's alerts (RFC 9421; docs/behaviour.md), the
  *   audit-checkpoint key signs the audit log's checkpoints. Anyone with the public key can verify
  *   what they signed; only the provider can sign.
  * - **stored secrets** (256-bit symmetric keys): e.g. the session-secret key from which every
@@ -22,7 +23,7 @@ import type { KeyObject } from "node:crypto";
  * - `kid` names the key version; it goes into what the key signs, so a verifier knows which public
  *   key to use after the key is replaced.
  */
-export const SIGNING_PURPOSES = ["session-token", "audit-checkpoint"] as const;
+export const SIGNING_PURPOSES = ["session-token", "audit-checkpoint", "webhook"] as const;
 export type SigningPurpose = (typeof SIGNING_PURPOSES)[number];
 
 export interface SigningKey {

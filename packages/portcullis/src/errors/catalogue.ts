@@ -226,6 +226,9 @@ const requestRefusals = {
   APPROVAL_SIGNATURE_INVALID: { status: 401, message: "The approval's signature does not verify with the approver's registered public key." },
   APPROVAL_EXPIRED: { status: 409, message: "The operation's approval window has passed." },
   APPROVAL_DUPLICATE: { status: 409, message: "This approver has already approved or rejected this operation." },
+  // --- behaviour: anomaly actions (docs/behaviour.md, "Responses") ---------------------------
+  ANOMALY_ACTION_NOT_FOUND: { status: 404, message: "No such anomaly action." },
+  ANOMALY_ACTION_FINAL: { status: 409, message: "The anomaly action was already undone, or (a revoke) already carried out: there is nothing left to undo." },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

@@ -24,6 +24,8 @@ import { HoldService, type HoldServiceOptions } from "../holds/service.js";
 import { OperationEndpoints } from "../gateway/operation-endpoints.js";
 import { RiskProfiles } from "../exposure/service.js";
 import type { AnomalyScores } from "../contract/behaviour.js";
+import { AnomalyResponder } from "../anomaly/responder.js";
+import { AlertWebhook } from "../anomaly/webhook.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -37,6 +39,8 @@ export interface RunningPortcullis {
   readonly governance: Governance;
   /** Held operations and approvers (docs/approvals.md): the policy's ChangeHolder too. */
   readonly holds: HoldService;
+  /** The behaviour stage's responder (docs/behaviour.md, "Responses"): hand it each score. */
+  readonly anomalies: AnomalyResponder;
   /** Graceful shutdown of both servers, then the core. */
   close(drainMs?: number): Promise<void>;
 }
@@ -73,6 +77,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   let policy: PolicyService | null = null;
   let hot: HotStore | undefined;
   let bus: RedisChangeBus | undefined;
+  let alerts: AlertWebhook | null = null;
+  let sweeper: NodeJS.Timeout | null = null;
   // Reference prices (docs/guardrails.md): the configured table, kept current by a refresher
   // when one is configured (off the request path; a failed poll keeps the last prices).
   const prices = new LivePrices({ table: config.prices.table, maxAgeMs: config.prices.refresh?.maxAgeMs ?? Number.POSITIVE_INFINITY });
@@ -130,6 +136,15 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     // Releases what is ready (made ready here, by another process, or by the CLI), expires what
     // waited too long; also at start, for what a previous run left ready.
     holds.start();
+    // The behaviour stage's responses: the webhook (if configured) and the revoke sweep, once a minute.
+    alerts = config.behaviour.webhook === null ? null : new AlertWebhook({ settings: config.behaviour.webhook, signer: data.signingKeys, logger });
+    const anomalies = new AnomalyResponder({ settings: config.behaviour, keys: core.keys, store: data.store.anomalies, audit: core.audit, alerts, logger });
+    sweeper = setInterval(() => {
+      anomalies.sweep().catch((err: unknown) => {
+        logger.error({ err }, "anomaly revoke sweep failed; retried in a minute");
+      });
+    }, 60_000);
+    sweeper.unref();
     const gatewayAddress = await gateway.listen(config.gateway.port, config.gateway.host);
     let adminAddress: AddressInfo | null = null;
     if (config.admin.enabled) {
@@ -145,7 +160,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         anomaly: options.anomaly ?? null,
         idleExpiryMs: config.keys.idleExpiryMs,
       });
-      admin = new AdminApi({ core, logger, governance, holds, risk });
+      admin = new AdminApi({ core, logger, governance, holds, risk, anomalies: { responder: anomalies, signer: data.signingKeys } });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
     const running = { core, gateway, admin, websocket, policy };
@@ -156,11 +171,14 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       websocket,
       governance,
       holds,
+      anomalies,
       gatewayAddress,
       adminAddress,
       async close(drainMs = 10_000) {
         refresher?.stop();
+        if (sweeper !== null) clearInterval(sweeper);
         await holds.stop();
+        await alerts?.close();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         running.policy.close();
         await running.core.close();
@@ -170,6 +188,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     };
   } catch (err) {
     refresher?.stop();
+    if (sweeper !== null) clearInterval(sweeper);
+    await alerts?.close();
     policy?.close();
     await holds.stop();
     await gateway?.close(0);

@@ -1,6 +1,8 @@
 import type { AuditStore } from "../audit/store.js";
 import type { KeyGuardrails, KeyRecord, KeyStatus } from "../contract/keys.js";
 import type { KeyRisk } from "../contract/behaviour.js";
+// The anomaly actions' store (migration 14): a line of its own, so merges stay apart.
+import type { AnomalyAction, AnomalyActionRecord, AnomalyActionState } from "../contract/behaviour.js";
 import type { Charge, ChargeState } from "../contract/limits.js";
 import type { Decimal } from "../contract/operations.js";
 import type { AddressAdd, ApprovalTier, HoldState } from "../contract/policy.js";
@@ -322,6 +324,8 @@ export interface DurableStore {
   /** Approvers and held operations (docs/approvals.md). */
   readonly holds: HoldStore;
   readonly behaviour: BehaviourStateStore;
+  /** The behaviour stage's anomaly actions (docs/behaviour.md, "Responses"). */
+  readonly anomalies: AnomalyActionStore;
   close(): Promise<void>;
 }
 
@@ -592,4 +596,33 @@ export interface BehaviourStateStore {
   remove(ids: readonly string[]): Promise<void>;
   /** Every id with a state, in pages (`after`: the last id of the previous page). */
   ids(after: string | null, limit: number): Promise<string[]>;
+}
+
+// --- anomaly actions (docs/behaviour.md, "Responses") -------------------------------------------
+
+/** Which anomaly actions to list (every filter optional), newest first. */
+export interface AnomalyActionFilter {
+  readonly keyId?: string;
+  readonly account?: string;
+  readonly state?: AnomalyActionState;
+  readonly action?: AnomalyAction;
+  /** Paging: only actions older than this one (an action id from the previous page). */
+  readonly before?: string;
+  /** At most this many (default 100, at most 1000). */
+  readonly limit?: number;
+}
+
+/** The anomaly actions the responder took (anomaly/responder.ts), each with its state. */
+export interface AnomalyActionStore {
+  /** Stores a new action; an id already stored is a fault (throws). */
+  insert(record: AnomalyActionRecord): Promise<void>;
+  get(id: string): Promise<AnomalyActionRecord | undefined>;
+  list(filter?: AnomalyActionFilter): Promise<AnomalyActionRecord[]>;
+  /**
+   * Moves the action from `from` to `to` atomically (undone: with when and by whom); the record
+   * after the change, or undefined when it is not in `from` (or does not exist): someone else won.
+   */
+  transition(id: string, from: AnomalyActionState, to: AnomalyActionState, at: number, by: string | null): Promise<AnomalyActionRecord | undefined>;
+  /** Revokes whose grace has passed (dueAt ≤ now) and that are still active, oldest due first. */
+  due(now: number, limit: number): Promise<AnomalyActionRecord[]>;
 }

@@ -101,8 +101,11 @@ describe("an account admin key and keys of other accounts", () => {
       // The risk routes' account isolation is test/exposure/service.test.ts's.
       ...RISK_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
     ]);
-    // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's.
-    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses").map((r) => `${String(r.method)} ${r.path}`);
+    // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's;
+    // the anomaly routes (admin:anomalies) test/anomaly/surfaces.test.ts's.
+    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses" && r.permission !== "admin:anomalies").map(
+      (r) => `${String(r.method)} ${r.path}`,
+    );
     expect([...tested].sort()).toEqual([...guarded].sort());
   });
 

@@ -5,6 +5,7 @@
  * sensitivities' directions and values.
  */
 import { describe, expect, it } from "vitest";
+import { PERMISSIONS } from "../../src/contract/permissions.js";
 import { RouteTable } from "../../src/authz/routes.js";
 import type { BehaviourScore } from "../../src/contract/behaviour.js";
 import { SCORE_WEIGHTS, SATURATION, type Sensitivity, riskProfile } from "../../src/exposure/profile.js";
@@ -151,7 +152,7 @@ describe("reach, scopes, age, anomaly and the score", () => {
   it("scopes with their breadth, age, rotation state and the anomaly score", () => {
     const anomaly: BehaviourScore = { keyId: "k", account: "acct-1", at: NOW, score: 80, basis: "key", seen: 100, contributions: [] };
     const p = riskProfile(inputs({ anomaly, key: key({ maxAgeMs: 90 * 86_400_000, rotatedFrom: "pk_test_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb" }), idleExpiryMs: 30 * 86_400_000 }));
-    expect(p.exposure.scopes).toEqual({ count: 3, list: ["read", "trade", "withdraw"], breadth: 0.333 });
+    expect(p.exposure.scopes).toEqual({ count: 3, list: ["read", "trade", "withdraw"], breadth: Math.round((3 / PERMISSIONS.length) * 1000) / 1000 });
     expect(p.exposure.ageDays).toBe(100);
     expect(p.exposure.rotation).toEqual({ rotatedFrom: "pk_test_bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", rotatedTo: null, maxAgeMs: 90 * 86_400_000, expiresAt: null, idleExpiresAt: NOW - 86_400_000 + 30 * 86_400_000 });
     expect(p.exposure.anomalyScore).toBe(80);
@@ -168,7 +169,7 @@ describe("reach, scopes, age, anomaly and the score", () => {
     const p = riskProfile(inputs());
     const s = (x: number): number => Math.log10(1 + x) / Math.log10(1 + SATURATION);
     expect(p.scoreParts.withdrawal).toBe(Math.round(10 * SCORE_WEIGHTS.withdrawal * s(5000)) / 10);
-    expect(p.scoreParts).toMatchObject({ trading: 25, reach: 20, scopes: 1.7, anomaly: 0 });
+    expect(p.scoreParts).toMatchObject({ trading: 25, reach: 20, scopes: Math.round(10 * SCORE_WEIGHTS.scopes * Math.round((3 / PERMISSIONS.length) * 1000) / 1000) / 10, anomaly: 0 });
     const sum = Object.values(p.scoreParts).reduce((a, b) => a + b, 0);
     expect(p.riskScore).toBe(Math.round(sum * 10) / 10);
     expect(p.riskScore).toBeGreaterThan(60);
@@ -201,7 +202,9 @@ describe("sensitivities", () => {
     const withdraw = find(p.sensitivities, "scope withdraw");
     expect(withdraw.change).toBe("remove");
     expect(withdraw.moves).toEqual([{ field: "maxWithdrawalPerHour", from: 5000, to: 0 }]);
-    expect(withdraw.riskScoreDelta).toBeCloseTo(-(p.scoreParts.withdrawal + 0.6), 1);
+    // Removing the scope also narrows the scopes part: two permissions of the catalogue instead of three.
+    const scopesAfter = Math.round(10 * SCORE_WEIGHTS.scopes * (Math.round((2 / PERMISSIONS.length) * 1000) / 1000)) / 10;
+    expect(withdraw.riskScoreDelta).toBeCloseTo(-(p.scoreParts.withdrawal + p.scoreParts.scopes - scopesAfter), 1);
 
     const notional = find(p.sensitivities, "guardrail maxNotional");
     expect(notional.change).toBe("add");

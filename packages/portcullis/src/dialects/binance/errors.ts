@@ -172,6 +172,9 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     APPROVAL_SIGNATURE_INVALID: invalidSignature,
     APPROVAL_EXPIRED: e(400, -1130, INVALID_PARAMETER),
     APPROVAL_DUPLICATE: e(400, -1130, INVALID_PARAMETER),
+    // Anomaly actions (the admin API only; mapped for completeness).
+    ANOMALY_ACTION_NOT_FOUND: e(404, -1020, UNSUPPORTED),
+    ANOMALY_ACTION_FINAL: e(400, -1130, INVALID_PARAMETER),
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),
   };

@@ -178,6 +178,9 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   APPROVAL_SIGNATURE_INVALID: E.sign,
   APPROVAL_EXPIRED: status(E.params, 409),
   APPROVAL_DUPLICATE: status(E.params, 409),
+  // Anomaly actions (the admin API only; mapped for completeness).
+  ANOMALY_ACTION_NOT_FOUND: status(E.params, 404),
+  ANOMALY_ACTION_FINAL: status(E.params, 409),
   INTERNAL: E.serverError,
 };
 

@@ -186,6 +186,9 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   APPROVAL_SIGNATURE_INVALID: E.invalidSign,
   APPROVAL_EXPIRED: { ...E.invalidAuthorization, status: 409 },
   APPROVAL_DUPLICATE: { ...E.invalidAuthorization, status: 409 },
+  // Anomaly actions (the admin API only; mapped for completeness).
+  ANOMALY_ACTION_NOT_FOUND: E.notFound,
+  ANOMALY_ACTION_FINAL: { ...E.invalidAuthorization, status: 409 },
   INTERNAL: E.systemError,
 };
 

@@ -346,6 +346,32 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
+    version: 14,
+    name: "anomaly actions",
+    sql: `
+      -- The behaviour stage's responses (docs/behaviour.md, "Responses"): one row per action taken
+      -- on a key, with the score and its explanation (JSON, contract/behaviour.ts BehaviourScore).
+      -- A revoke waits in its grace until due_at, then the sweep marks it done.
+      CREATE TABLE anomaly_actions (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        key_id      TEXT NOT NULL,
+        account     TEXT NOT NULL,
+        action      TEXT NOT NULL CHECK (action IN ('record', 'alert', 'step-up', 'throttle', 'suspend', 'revoke')),
+        score       REAL NOT NULL,
+        explanation TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('active', 'undone', 'done')),
+        due_at      INTEGER,
+        undone_at   INTEGER,
+        undone_by   TEXT
+      ) STRICT;
+      CREATE INDEX anomaly_actions_key ON anomaly_actions (key_id, seq);
+      CREATE INDEX anomaly_actions_account ON anomaly_actions (account, seq);
+      CREATE INDEX anomaly_actions_due ON anomaly_actions (due_at) WHERE state = 'active' AND due_at IS NOT NULL;
+    `,
+  },
+  {
     version: 15,
     name: "behaviour state",
     sql: `

@@ -16,6 +16,7 @@ import { SqliteHolds } from "./holds.js";
 // Behaviour states (migration 15): a line of its own.
 import { SqliteBehaviourStore } from "./behaviour.js";
 import { migrations } from "./migrations.js";
+import { SqliteAnomalies } from "./anomalies.js";
 
 interface KeyRowSql {
   id: string;
@@ -133,6 +134,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly holds: SqliteHolds;
   /** Each key's and account's behaviour state (migration 15; docs/behaviour.md). */
   readonly behaviour: SqliteBehaviourStore;
+  /** The behaviour stage's anomaly actions (migration 14; docs/behaviour.md). */
+  readonly anomalies: SqliteAnomalies;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -173,6 +176,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       this.checkKekFloor(envelopes, what);
     });
     this.behaviour = new SqliteBehaviourStore(this.db);
+    this.anomalies = new SqliteAnomalies(this.db);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
