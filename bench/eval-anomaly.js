@@ -144,7 +144,7 @@ export function renderReport(results) {
   lines.push("");
   lines.push(
     table(
-      ["scenario", "what", "started", "keys", "requests", "orders forwarded / sent", "notional forwarded", "withdrawals held / sent", "refused (code × n)", "behaviour actions"],
+      ["scenario", "what", "started", "keys", "requests", "orders forwarded / sent", "notional forwarded", "withdrawals held / sent", "refused (code × n)", "behaviour actions", "max score (before the first action)"],
       scenarios.map((s) => [
         s.name,
         s.description,
@@ -156,6 +156,7 @@ export function renderReport(results) {
         `${s.total.withdrawalsHeld} / ${s.total.withdrawalsSent}`,
         codes(s.total.refused),
         s.behaviourActions.length === 0 ? "none" : countBy(s.behaviourActions.map((a) => a.action)),
+        s.maxScore === null ? "—" : `${s.maxScore} (${s.maxScoreBeforeAction ?? "—"})`,
       ]),
     ),
   );
@@ -190,6 +191,13 @@ export function renderReport(results) {
   lines.push(
     `Honest requests refused: ${codes(honest.refused)}. Honest withdrawals: ${honest.withdrawals.sent} sent, ${honest.withdrawals.forwarded} released at once, ` +
       `${honest.withdrawals.held} held. Address moves of the moving bots: ${honest.moves}.`,
+  );
+  lines.push("");
+  const sc = honest.scores;
+  lines.push(
+    sc.count === 0
+      ? "Honest scores: none reported (no behaviour engine)."
+      : `Honest scores (${sc.count.toLocaleString("en-US")} scored events, whole points): median ${sc.p50}, p99 ${sc.p99}, p99.9 ${sc.p999}, max ${sc.max}.`,
   );
   lines.push("");
   return `${lines.join("\n")}\n`;

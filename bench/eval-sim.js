@@ -251,10 +251,14 @@ function snapshot(t) {
  * `seed`, `days` (simulated days; attacks run in the second half), `keys` (honest keys), and
  * `scenarios` (names from SCENARIOS). `approveHolds`: a what-if — a careless treasury, whose two
  * approvers approve every held withdrawal a minute after it is held, so what stage 10 held is
- * released (and counted) unless something else stopped it. `progress` gets a line now and then.
+ * released (and counted) unless something else stopped it. `attach` reaches the core's behaviour
+ * engine (default: the adapter's `attachBehaviour`); a test gives its own, which may also
+ * `observe(sent)` each request the harness sent (its ground truth: `actor` "honest" or the
+ * scenario's name, `keyId`, `op`) — the real engine observes through the pipeline instead.
+ * `progress` gets a line now and then.
  */
 export async function runEvaluation(
-  { seed = DEFAULTS.seed, days = DEFAULTS.days, keys: honestCount = DEFAULTS.keys, scenarios = DEFAULTS.scenarios, approveHolds = DEFAULTS.approveHolds } = {},
+  { seed = DEFAULTS.seed, days = DEFAULTS.days, keys: honestCount = DEFAULTS.keys, scenarios = DEFAULTS.scenarios, approveHolds = DEFAULTS.approveHolds, attach = attachBehaviour } = {},
   progress = () => {},
 ) {
   for (const name of scenarios) if (!SCENARIOS.includes(name)) throw new TypeError(`unknown scenario ${name} (known: ${SCENARIOS.join(", ")})`);
@@ -300,7 +304,7 @@ export async function runEvaluation(
     logger,
     hold: createHoldHook({ policy, holds, capture: (ctx) => heldRequestOf(ctx, core.pipeline.credentialHeaders), logger }),
   });
-  const engine = attachBehaviour(core);
+  const engine = attach(core);
 
   try {
     const applied = await policy.apply(POLICY, INITIATOR);
@@ -367,6 +371,7 @@ export async function runEvaluation(
       const sent = { ...meta, forwarded: false, outcome: null, code: null, operationId: null, released: false };
       requestCounter += 1;
       await lifecycle.serve(request, `r${requestCounter}`, sent);
+      engine.observe?.(sent, clock.ms);
       return sent;
     };
 
@@ -508,7 +513,7 @@ export async function runEvaluation(
     };
     for (const [i, name] of scenarios.entries()) {
       const start = Math.round(attackFrom + i * slot + rnd.uniform(0.05, 0.45) * slot);
-      const state = { name, start, keys: [], tally: newTally(), firstAction: null, before: null, actions: [], finished: null };
+      const state = { name, start, keys: [], tally: newTally(), firstAction: null, before: null, actions: [], finished: null, maxScore: null, maxScoreBefore: null };
       scenarioState.set(name, state);
       const ATTACK = {
         "leaked-key": () => attackLeaked(state, victims("arb", 1)),
@@ -700,18 +705,37 @@ export async function runEvaluation(
       };
     }
 
-    // --- Actions reported by the behaviour engine: an attack's (on its keys from its start) or a false one.
-    const unsubscribe = engine.onAction((record) => {
+    // --- What the behaviour engine reports, attributed: to an attack (a key it uses, from its start
+    // to an hour after its end), else to the honest owner (before any attack on the key), else nobody.
+    const attribute = (keyId, at) => {
       for (const state of scenarioState.values()) {
-        if (state.keys.includes(record.keyId) && record.at >= state.start && (state.finished === null || record.at <= state.finished + HOUR)) {
-          state.actions.push({ action: record.action, score: record.score, at: record.at });
-          if (ACTING.has(record.action)) actionOf(state, "behaviour", `${record.action} (score ${record.score})`, record.at);
-          return;
-        }
+        if (state.keys.includes(keyId) && at >= state.start && (state.finished === null || at <= state.finished + HOUR)) return state;
       }
-      const bot = byKey.get(record.keyId);
-      if (bot !== undefined && record.at < bot.victimFrom) honestActions.push({ keyId: record.keyId, action: record.action, at: record.at });
+      const bot = byKey.get(keyId);
+      return bot !== undefined && at < bot.victimFrom ? "honest" : null;
+    };
+    const honestScores = new Array(101).fill(0);
+    const unsubscribeAction = engine.onAction((record) => {
+      const owner = attribute(record.keyId, record.at);
+      if (owner === "honest") honestActions.push({ keyId: record.keyId, action: record.action, at: record.at });
+      else if (owner !== null) {
+        owner.actions.push({ action: record.action, score: record.score, at: record.at });
+        if (ACTING.has(record.action)) actionOf(owner, "behaviour", `${record.action} (score ${record.score})`, record.at);
+      }
     });
+    const unsubscribeScore = engine.onScore((score) => {
+      const owner = attribute(score.keyId, score.at);
+      const bucket = Math.max(0, Math.min(100, Math.round(score.score)));
+      if (owner === "honest") honestScores[bucket] += 1;
+      else if (owner !== null) {
+        owner.maxScore = Math.max(owner.maxScore ?? 0, score.score);
+        if (owner.firstAction === null) owner.maxScoreBefore = Math.max(owner.maxScoreBefore ?? 0, score.score);
+      }
+    });
+    const unsubscribe = () => {
+      unsubscribeAction();
+      unsubscribeScore();
+    };
 
     // --- The run: events in time order; settle each simulated minute, tick the holds each hour.
     let lastMinute = Math.floor(SIM_START / MINUTE);
@@ -755,6 +779,17 @@ export async function runEvaluation(
       keyDaysWith[action] = days.size;
     }
     const rate = (n) => (keyDays === 0 ? 0 : n / keyDays);
+    const scored = honestScores.reduce((n, c) => n + c, 0);
+    /** The honest scores' quantile q (scores rounded to whole points), or null when none was scored. */
+    const scoreQuantile = (q) => {
+      if (scored === 0) return null;
+      let seen = 0;
+      for (let v = 0; v <= 100; v++) {
+        seen += honestScores[v];
+        if (seen >= q * scored) return v;
+      }
+      return 100;
+    };
     const suspensions = keyDaysWith.suspend + keyDaysWith.revoke;
     const honestResult = {
       keys: honestBots.length,
@@ -764,6 +799,7 @@ export async function runEvaluation(
       refused: honest.refused,
       withdrawals: honestWithdrawals,
       moves: honestBots.reduce((n, b) => n + (b.moves ?? 0), 0),
+      scores: { count: scored, p50: scoreQuantile(0.5), p99: scoreQuantile(0.99), p999: scoreQuantile(0.999), max: scored === 0 ? null : scoreQuantile(1) },
       keyDaysWith,
       rates: { alert: rate(keyDaysWith.alert), stepUp: rate(keyDaysWith["step-up"]), throttle: rate(keyDaysWith.throttle), suspend: rate(suspensions) },
       target: {
@@ -789,6 +825,8 @@ export async function runEvaluation(
         keys: s.keys.length,
         detected: s.actions.some((a) => ACTING.has(a.action)),
         behaviourActions: s.actions,
+        maxScore: s.maxScore ?? null,
+        maxScoreBeforeAction: s.maxScoreBefore ?? null,
         firstAction: first === null ? null : { control: first.control, what: first.what, seconds: first.seconds, requests: first.requests },
         beforeFirstAction: before,
         total: { ...snapshot(t), withdrawalsHeld: t.withdrawalsHeld, refused: t.refused },

@@ -30,6 +30,9 @@ interface Achieved {
 
 interface ScenarioResult {
   readonly name: string;
+  readonly behaviourActions: readonly { readonly action: string; readonly score: number; readonly at: number }[];
+  readonly maxScore: number | null;
+  readonly maxScoreBeforeAction: number | null;
   readonly start: string;
   readonly keys: number;
   readonly detected: boolean;
@@ -52,6 +55,7 @@ interface EvalResult {
   };
   readonly scenarios: readonly ScenarioResult[];
   readonly honest: {
+    readonly scores: { readonly count: number; readonly p50: number | null; readonly p99: number | null; readonly max: number | null };
     readonly keys: number;
     readonly keyDays: number;
     readonly requests: number;
@@ -91,6 +95,79 @@ function scenario(result: EvalResult, name: string): ScenarioResult {
 
 const DAY = 86_400_000;
 const START = Date.UTC(2026, 9, 5);
+
+/** What the harness tells a stand-in engine of each request it sent (its ground truth). */
+interface Sent {
+  readonly actor: string;
+  readonly keyId: string;
+  readonly op: string;
+}
+
+interface Reported {
+  readonly keyId: string;
+  readonly at: number;
+  readonly score: number;
+  readonly action?: string;
+}
+
+interface Engine {
+  readonly available: boolean;
+  observe(sent: Sent, at: number): void;
+  settle(): Promise<void>;
+  onAction(listener: (record: Reported) => void): () => void;
+  onScore(listener: (score: Reported) => void): () => void;
+}
+
+type RunEvaluation = (options: Record<string, unknown>) => Promise<EvalResult>;
+
+/**
+ * A stand-in for the behaviour engine (the real one is wired into the core separately): it is told
+ * the ground truth and, when settled, scores every request (10 honest, 80 an attacker's), suspends
+ * each key an attacker used after the first such request, and throttles the first honest key that
+ * cancels an order twice on day 0 and once on day 1. It tests the harness's accounting, not detection.
+ */
+function oracle(core: { readonly pipeline: { now(): number } }): Engine {
+  const actionListeners = new Set<(record: Reported) => void>();
+  const scoreListeners = new Set<(score: Reported) => void>();
+  const pending: { sent: Sent; at: number }[] = [];
+  const suspended = new Set<string>();
+  let throttled: string | null = null;
+  const throttles: number[] = [];
+  const subscribe =
+    <T>(set: Set<(x: T) => void>) =>
+    (listener: (x: T) => void): (() => void) => {
+      set.add(listener);
+      return () => set.delete(listener);
+    };
+  return {
+    available: true,
+    observe(sent, at) {
+      pending.push({ sent, at });
+    },
+    settle() {
+      const now = core.pipeline.now();
+      for (const { sent, at } of pending.splice(0)) {
+        const malicious = sent.actor !== "honest";
+        for (const l of scoreListeners) l({ keyId: sent.keyId, at, score: malicious ? 80 : 10 });
+        if (malicious && !suspended.has(sent.keyId)) {
+          suspended.add(sent.keyId);
+          for (const l of actionListeners) l({ keyId: sent.keyId, at: now, score: 80, action: "suspend" });
+        }
+        if (!malicious && sent.op === "cancel") {
+          throttled ??= sent.keyId;
+          const day = Math.floor((at - START) / DAY);
+          if (sent.keyId === throttled && throttles.filter((d) => d === day).length < (day === 0 ? 2 : 1)) {
+            throttles.push(day);
+            for (const l of actionListeners) l({ keyId: sent.keyId, at: now, score: 60, action: "throttle" });
+          }
+        }
+      }
+      return Promise.resolve();
+    },
+    onAction: subscribe(actionListeners),
+    onScore: subscribe(scoreListeners),
+  };
+}
 
 describe("the anomaly evaluation harness, short form", () => {
   it("two days, ten honest keys, a leaked key and a drain in small withdrawals: every request accounted for, and the report written", { timeout: 160_000 }, async () => {
@@ -203,5 +280,35 @@ describe("the anomaly evaluation harness, short form", () => {
     const { runtime: _a, ...one } = first.result;
     const { runtime: _b, ...two } = second.result;
     expect(two).toEqual(one);
+  });
+
+  it("with an engine that acts, first actions, what came before them and false actions per honest key-day are accounted as reported", { timeout: 160_000 }, async () => {
+    const sim = fileURLToPath(new URL("../../../../bench/eval-sim.js", import.meta.url));
+    const { runEvaluation } = (await import(sim)) as { runEvaluation: RunEvaluation };
+    const result = await runEvaluation({ days: 2, keys: 10, scenarios: ["leaked-key", "drain-small"], seed: 7, attach: oracle });
+    expect(result.setup.engine).toBe(true);
+    for (const name of ["leaked-key", "drain-small"]) {
+      const s = scenario(result, name);
+      // Suspended right after the attacker's first request (an account read): nothing achieved before it.
+      expect(s.detected).toBe(true);
+      expect(s.behaviourActions.map((a) => a.action)).toEqual(["suspend"]);
+      expect(s.firstAction).toMatchObject({ control: "behaviour", what: "suspend (score 80)", requests: 1 });
+      expect(s.firstAction?.seconds).toBeLessThan(1);
+      expect(s.beforeFirstAction).toMatchObject({ requests: 1, reads: 1, ordersSent: 0, orders: 0, notional: 0, withdrawalsSent: 0, withdrawalsReleased: 0 });
+      expect(s.maxScore).toBe(80);
+      expect(s.maxScoreBeforeAction).toBe(80);
+      expect(s.target).toEqual({ met: true, reasons: [] });
+    }
+    // The stand-in does not enforce its suspension, so the attack went on: counted after the action.
+    expect(scenario(result, "leaked-key").total.orders).toBe(30);
+    // Three throttles of one honest key on two days: two key-days.
+    const honest = result.honest;
+    expect(honest.keyDaysWith).toEqual({ alert: 0, "step-up": 0, throttle: 2, suspend: 0, revoke: 0 });
+    expect(honest.rates.throttle).toBeCloseTo(2 / honest.keyDays, 10);
+    expect(honest.target.throttles.met).toBe(false);
+    expect(honest.target.suspensions.met).toBe(true);
+    expect(honest.scores).toMatchObject({ p50: 10, p99: 10, max: 10 });
+    expect(honest.scores.count).toBeGreaterThan(0.9 * honest.requests);
+    expect(honest.scores.count).toBeLessThanOrEqual(honest.requests);
   });
 });
