@@ -101,7 +101,10 @@ export function renderReport(results) {
         ["requests", `${setup.requests.total.toLocaleString("en-US")} (${setup.requests.honest.toLocaleString("en-US")} honest, ${setup.requests.malicious.toLocaleString("en-US")} malicious)`],
         ["symbols (24 h volume, USDT)", Object.entries(setup.symbols).map(([s, v]) => `${s} ${usd(v.volume)}`).join(", ")],
         ["limits", setup.limits.join(", ")],
-        ["run time", `${runtime.seconds} s (${runtime.requestsPerSecond.toLocaleString("en-US")} requests/s) on ${cpuLine()}`],
+        [
+          "run time",
+          `${runtime.seconds} s wall clock, ${runtime.cpuSeconds} s of CPU (${runtime.requestsPerSecond.toLocaleString("en-US")} requests/s), mean load average ${runtime.loadAverage} during the run (the machine may be shared), on ${cpuLine()}`,
+        ],
       ],
     ),
   );
@@ -161,6 +164,13 @@ export function renderReport(results) {
     ),
   );
   lines.push("");
+  const notes = notesOn(results);
+  if (notes.length > 0) {
+    lines.push("Notes on this run:");
+    lines.push("");
+    for (const note of notes) lines.push(`- ${note}`);
+    lines.push("");
+  }
   lines.push("## Honest traffic");
   lines.push("");
   lines.push(
@@ -201,6 +211,26 @@ export function renderReport(results) {
   );
   lines.push("");
   return `${lines.join("\n")}\n`;
+}
+
+/** What a reader should know of this run's figures, from the figures themselves. */
+function notesOn({ setup, scenarios }) {
+  const notes = [];
+  if (!setup.engine) {
+    notes.push("No behaviour engine: the only controls that can act are the pipeline's (shields, limits, guardrails) and stage 10 (withdrawals to a new destination or over 1,000 USDT are held).");
+  }
+  const stuffing = scenarios.find((s) => s.name === "credential-stuffing");
+  if (stuffing !== undefined && stuffing.firstAction?.control !== "shield") {
+    notes.push(
+      "Credential stuffing: the shield's failure blocks count per address and per key-and-address (30 a minute each); spread over 400 addresses, " +
+        "five attempts each, the attack stays below both, so a key's failures across addresses are the behaviour engine's to see.",
+    );
+  }
+  const released = scenarios.filter((s) => s.total.withdrawalsReleased > 0);
+  if (released.length > 0 && setup.approveHolds) {
+    notes.push(`With every hold approved (--approve-holds), attacker withdrawals were released in: ${released.map((s) => s.name).join(", ")}.`);
+  }
+  return notes;
 }
 
 function codes(refused) {

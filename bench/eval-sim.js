@@ -13,11 +13,12 @@
  */
 import { createHmac, generateKeyPairSync, sign } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import process from "node:process";
 import { URLSearchParams } from "node:url";
-import { Portcullis, StaticPrices, initDataDir, openDataDir, parseConfig, parseCreateKeyInput, valueOrThrow } from "../packages/portcullis/dist/index.js";
+import { Portcullis, PortcullisError, StaticPrices, initDataDir, openDataDir, parseConfig, parseCreateKeyInput, valueOrThrow } from "../packages/portcullis/dist/index.js";
 import { Lifecycle } from "../packages/portcullis/dist/pipeline/lifecycle.js";
 import { createHoldHook } from "../packages/portcullis/dist/holds/hook.js";
 import { HoldService } from "../packages/portcullis/dist/holds/service.js";
@@ -265,6 +266,7 @@ export async function runEvaluation(
   if (!Number.isInteger(days) || days < 1 || days > 60) throw new TypeError("days: an integer from 1 to 60");
   if (!Number.isInteger(honestCount) || honestCount < 5 || honestCount > 500) throw new TypeError("keys: an integer from 5 to 500");
   const wallStart = performance.now();
+  const cpuStart = process.cpuUsage();
   const rnd = new Random(seed);
   const clock = { ms: SIM_START };
   const now = () => clock.ms;
@@ -337,7 +339,7 @@ export async function runEvaluation(
     for (const bot of bots.filter((b) => b.kind === "dca")) {
       bot.destination = `TSaved${bot.account.replace("-", "")}${"1".repeat(20)}`.slice(0, 34);
       const added = await addresses.add({ account: bot.account, asset: "USDT", address: bot.destination, network: "TRX", label: "cold wallet" }, INITIATOR, null);
-      if (added.state !== "applied" && !(added.state === "held" || added.state === "exists")) throw new Error("address book entry not added");
+      if (added.state !== "applied") throw new Error(`the address book entry of ${bot.account} was not added (${added.state})`);
     }
 
     // --- Accounting.
@@ -356,10 +358,15 @@ export async function runEvaluation(
     const approveLater = (operationId) => {
       if (!approveHolds) return;
       queue.push(clock.ms + MINUTE, async () => {
-        const { digest } = await holds.view(operationId);
-        for (const approver of approvers) {
-          const signature = sign(null, approvalMessage("approve", digest), approver.privateKey).toString("base64");
-          await holds.decide(operationId, approver.name, "approve", digest, signature);
+        try {
+          const { digest } = await holds.view(operationId);
+          for (const approver of approvers) {
+            const signature = sign(null, approvalMessage("approve", digest), approver.privateKey).toString("base64");
+            await holds.decide(operationId, approver.name, "approve", digest, signature);
+          }
+        } catch (err) {
+          // No longer approvable (cancelled, say, when its key was revoked): it is not released.
+          if (!(err instanceof PortcullisError)) throw err;
         }
         await holds.tick();
         await holds.idle();
@@ -741,6 +748,7 @@ export async function runEvaluation(
     let lastMinute = Math.floor(SIM_START / MINUTE);
     let lastHour = Math.floor(SIM_START / HOUR);
     let lastDay = 0;
+    const loads = [];
     while (queue.size > 0) {
       const event = queue.pop();
       if (event.at >= end) break;
@@ -752,6 +760,7 @@ export async function runEvaluation(
         const hour = Math.floor(event.at / HOUR);
         if (hour > lastHour) {
           lastHour = hour;
+          loads.push(loadavg()[0] ?? 0);
           await holds.tick();
         }
         const day = Math.floor((event.at - SIM_START) / DAY);
@@ -834,6 +843,7 @@ export async function runEvaluation(
       });
     }
     const wallSeconds = (performance.now() - wallStart) / 1000;
+    const cpu = process.cpuUsage(cpuStart);
     return {
       setup: {
         seed,
@@ -851,7 +861,12 @@ export async function runEvaluation(
       },
       scenarios: scenarioResults,
       honest: honestResult,
-      runtime: { seconds: Math.round(wallSeconds * 10) / 10, requestsPerSecond: Math.round((honestRequests + maliciousRequests) / wallSeconds) },
+      runtime: {
+        seconds: Math.round(wallSeconds * 10) / 10,
+        cpuSeconds: Math.round((cpu.user + cpu.system) / 1e5) / 10,
+        requestsPerSecond: Math.round((honestRequests + maliciousRequests) / wallSeconds),
+        loadAverage: loads.length === 0 ? null : Math.round((loads.reduce((a, b) => a + b, 0) / loads.length) * 10) / 10,
+      },
     };
   } finally {
     await holds.stop();
