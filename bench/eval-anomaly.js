@@ -203,6 +203,17 @@ export function renderReport(results) {
       `${honest.withdrawals.held} held. Address moves of the moving bots: ${honest.moves}.`,
   );
   lines.push("");
+  if (honest.byKind !== undefined) {
+    lines.push("Honest key-days with a false action, by kind of bot:");
+    lines.push("");
+    lines.push(
+      table(
+        ["bot", "keys", "alerts", "step-ups", "throttles", "suspensions"],
+        Object.entries(honest.byKind).map(([kind, k]) => [kind, String(k.keys), String(k.alert), String(k["step-up"]), String(k.throttle), String(k.suspend + k.revoke)]),
+      ),
+    );
+    lines.push("");
+  }
   const sc = honest.scores;
   lines.push(
     sc.count === 0

@@ -783,9 +783,13 @@ export async function runEvaluation(
     for (const bot of honestBots) keyDays += (Math.min(end, bot.victimFrom) - SIM_START) / DAY;
     keyDays = Math.round(keyDays * 10) / 10;
     const keyDaysWith = {};
+    // The same, per kind of bot: which honest behaviour the engine mistakes for an attack.
+    const byKind = Object.fromEntries(KINDS.map((k) => [k, { keys: honestBots.filter((b) => b.kind === k).length }]));
     for (const action of ["alert", "step-up", "throttle", "suspend", "revoke"]) {
-      const days = new Set(honestActions.filter((a) => a.action === action).map((a) => `${a.keyId}:${Math.floor((a.at - SIM_START) / DAY)}`));
-      keyDaysWith[action] = days.size;
+      const keyDaysOf = (list) => new Set(list.map((a) => `${a.keyId}:${Math.floor((a.at - SIM_START) / DAY)}`)).size;
+      const taken = honestActions.filter((a) => a.action === action);
+      keyDaysWith[action] = keyDaysOf(taken);
+      for (const kind of KINDS) byKind[kind][action] = keyDaysOf(taken.filter((a) => byKey.get(a.keyId)?.kind === kind));
     }
     const rate = (n) => (keyDays === 0 ? 0 : n / keyDays);
     const scored = honestScores.reduce((n, c) => n + c, 0);
@@ -810,6 +814,7 @@ export async function runEvaluation(
       moves: honestBots.reduce((n, b) => n + (b.moves ?? 0), 0),
       scores: { count: scored, p50: scoreQuantile(0.5), p99: scoreQuantile(0.99), p999: scoreQuantile(0.999), max: scored === 0 ? null : scoreQuantile(1) },
       keyDaysWith,
+      byKind,
       rates: { alert: rate(keyDaysWith.alert), stepUp: rate(keyDaysWith["step-up"]), throttle: rate(keyDaysWith.throttle), suspend: rate(suspensions) },
       target: {
         suspensions: { limit: 0.001, met: rate(suspensions) < 0.001 },

@@ -61,6 +61,7 @@ interface EvalResult {
     readonly requests: number;
     readonly orders: number;
     readonly keyDaysWith: Record<ActionKind, number>;
+    readonly byKind: Record<string, Record<ActionKind | "keys", number>>;
     readonly rates: { readonly alert: number; readonly stepUp: number; readonly throttle: number; readonly suspend: number };
     readonly target: { readonly suspensions: { readonly met: boolean }; readonly throttles: { readonly met: boolean } };
   };
@@ -304,6 +305,11 @@ describe("the anomaly evaluation harness, short form", () => {
     // Three throttles of one honest key on two days: two key-days.
     const honest = result.honest;
     expect(honest.keyDaysWith).toEqual({ alert: 0, "step-up": 0, throttle: 2, suspend: 0, revoke: 0 });
+    // The throttled key cancels orders: a market maker or a moving bot; two keys of each kind.
+    const throttledKinds = Object.entries(honest.byKind).filter(([, k]) => k.throttle > 0);
+    expect(throttledKinds).toHaveLength(1);
+    expect(["mm", "mover"]).toContain(throttledKinds[0]?.[0]);
+    expect(throttledKinds[0]?.[1]).toEqual({ keys: 2, alert: 0, "step-up": 0, throttle: 2, suspend: 0, revoke: 0 });
     expect(honest.rates.throttle).toBeCloseTo(2 / honest.keyDays, 10);
     expect(honest.target.throttles.met).toBe(false);
     expect(honest.target.suspensions.met).toBe(true);
