@@ -186,7 +186,14 @@ const V_ADDR_COUNT = V_SYM + SYMBOLS * SYM_FIELDS;
 const V_NET_COUNT = V_ADDR_COUNT + ADDRESSES;
 const V_DEST_COUNT = V_NET_COUNT + NETWORKS;
 const V_KNOWN_NEXT = V_DEST_COUNT + DESTINATIONS; // next slot of the known-symbols ring
-const V_LENGTH = V_KNOWN_NEXT + 1;
+// The histograms are kept scaled (a bucket's share is its value over the scale), so that an update
+// touches one bucket: decaying every other bucket is growing the scale instead.
+const V_OPS_SCALE = V_KNOWN_NEXT + 1;
+const V_ROUTE_LONG_SCALE = V_OPS_SCALE + 1;
+const V_ROUTE_SHORT_SCALE = V_ROUTE_LONG_SCALE + 1;
+const V_HOURS_SCALE = V_ROUTE_SHORT_SCALE + 1;
+const V_HOURS_SUM = V_HOURS_SCALE + 1;
+const V_LENGTH = V_HOURS_SUM + 1;
 
 // Hashes (uint32; 0 is an empty slot).
 const H_SYM = 0;
@@ -238,7 +245,12 @@ class State implements BehaviourState {
     return this.t[T_SEEN] ?? 0;
   }
   static fresh(): State {
-    return new State(new Float64Array(T_LENGTH), new Float64Array(V_LENGTH), new Uint32Array(H_LENGTH));
+    const v = new Float64Array(V_LENGTH);
+    v[V_OPS_SCALE] = 1;
+    v[V_ROUTE_LONG_SCALE] = 1;
+    v[V_ROUTE_SHORT_SCALE] = 1;
+    v[V_HOURS_SCALE] = 1;
+    return new State(new Float64Array(T_LENGTH), v, new Uint32Array(H_LENGTH));
   }
 }
 
@@ -312,6 +324,64 @@ function zPoints(z: number, perZ: number, cap: number): number {
   return z <= W.zFree ? 0 : Math.min(cap, perZ * (z - W.zFree));
 }
 
+/** A scaled histogram of shares (`n` buckets from `o`, scale at `so`): moves weight `a` to bucket `b`. */
+function histAdd(v: Float64Array, o: number, n: number, so: number, b: number, a: number): void {
+  if (a >= 1) {
+    // The first sample: all of the weight.
+    v.fill(0, o, o + n);
+    v[o + b] = 1;
+    v[so] = 1;
+    return;
+  }
+  let old = v[so] ?? 1;
+  if (old > 1e12) {
+    for (let i = 0; i < n; i++) v[o + i] = (v[o + i] ?? 0) / old;
+    old = 1;
+  }
+  const scale = old / (1 - a);
+  v[so] = scale;
+  v[o + b] = (v[o + b] ?? 0) + a * scale;
+}
+
+/** The hour-of-day counts, decayed over HOURS_TAU the same way: the scale grows with time. */
+function hoursAdd(v: Float64Array, dtMs: number, hour: number): void {
+  let scale = v[V_HOURS_SCALE] ?? 1;
+  if (dtMs > 0) scale *= Math.exp(dtMs / HOURS_TAU);
+  if (!(scale <= 1e12)) {
+    const old = v[V_HOURS_SCALE] ?? 1;
+    const growth = Math.exp(dtMs / HOURS_TAU);
+    for (let i = 0; i < 24; i++) v[V_HOURS + i] = (v[V_HOURS + i] ?? 0) / old / growth;
+    v[V_HOURS_SUM] = (v[V_HOURS_SUM] ?? 0) / old / growth;
+    scale = 1;
+  }
+  v[V_HOURS_SCALE] = scale;
+  v[V_HOURS + hour] = (v[V_HOURS + hour] ?? 0) + scale;
+  v[V_HOURS_SUM] = (v[V_HOURS_SUM] ?? 0) + scale;
+}
+
+/** A bucket's share. */
+function share(v: Float64Array, o: number, so: number, b: number): number {
+  return (v[o + b] ?? 0) / (v[so] ?? 1);
+}
+
+/** The values as encoded: histograms as plain shares (scale 1), hour counts relative to their scale. */
+function normalized(src: Float64Array): Float64Array {
+  const v = src.slice();
+  const hist = (o: number, n: number, so: number): void => {
+    const scale = v[so] ?? 1;
+    for (let i = 0; i < n; i++) v[o + i] = (v[o + i] ?? 0) / scale;
+    v[so] = 1;
+  };
+  hist(V_OPS, OPS, V_OPS_SCALE);
+  hist(V_ROUTE_LONG, ROUTE_BUCKETS, V_ROUTE_LONG_SCALE);
+  hist(V_ROUTE_SHORT, ROUTE_BUCKETS, V_ROUTE_SHORT_SCALE);
+  const hs = v[V_HOURS_SCALE] ?? 1;
+  for (let i = 0; i < 24; i++) v[V_HOURS + i] = (v[V_HOURS + i] ?? 0) / hs;
+  v[V_HOURS_SUM] = (v[V_HOURS_SUM] ?? 0) / hs;
+  v[V_HOURS_SCALE] = 1;
+  return v;
+}
+
 /** Index of `key` among `n` hash slots from `o`, or -1. */
 function find(h: Uint32Array, o: number, n: number, key: number): number {
   for (let i = 0; i < n; i++) if (h[o + i] === key) return i;
@@ -351,7 +421,12 @@ function touch(s: State, ho: number, tFirst: number, tLast: number, vCount: numb
 function num(x: number): string {
   if (!Number.isFinite(x)) return String(x);
   const a = Math.abs(x);
-  if (a >= 1000) return Math.round(x).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  if (a >= 1000) {
+    const digits = Math.round(a).toString();
+    let out = "";
+    for (let i = 0; i < digits.length; i++) out += (i > 0 && (digits.length - i) % 3 === 0 ? "," : "") + digits.charAt(i);
+    return x < 0 ? `-${out}` : out;
+  }
   if (a >= 10) return (Math.round(x * 10) / 10).toString();
   return (Math.round(x * 100) / 100).toString();
 }
@@ -365,6 +440,16 @@ function duration(ms: number): string {
 
 function typical(v: Float64Array, o: number, unit: string): string {
   return `typical ${num(Math.exp(v[o] ?? 0))}${unit} (log MAD ${num(v[o + 1] ?? 0)}, ${num(v[o + 2] ?? 0)} samples)`;
+}
+
+/** An event's hashed names (0: absent), and the route's bucket. */
+interface Hashes {
+  readonly event: BehaviourEvent | null;
+  readonly network: number;
+  readonly client: number;
+  readonly route: number;
+  readonly symbol: number;
+  readonly destination: number;
 }
 
 /** What an event measured, before it is folded in. */
@@ -402,6 +487,8 @@ export interface BehaviourModelOptions {
  */
 export class BehaviourModel {
   private readonly liquidity: (symbol: string) => number | undefined;
+  /** The hashes of the last event seen: `observe` and `observeAccount` of one event hash it once. */
+  private last: Hashes = { event: null, network: 0, client: 0, route: 0, symbol: 0, destination: 0 };
 
   constructor(options: BehaviourModelOptions = {}) {
     const liquidity = options.liquidity;
@@ -433,13 +520,14 @@ export class BehaviourModel {
       basis = "defaults";
       ref = null;
     }
-    const points = this.score(s, seen, ref, event, obs);
+    const hx = this.hashes(event);
+    const points = this.score(s, seen, ref, event, obs, hx);
     const total = points.total;
     const score = Math.round(1000 * (1 - Math.exp(-total / W.saturation))) / 10;
     const contributions = points.list;
     if (contributions.length > 1) contributions.sort((a, b) => b.points - a.points);
     if (contributions.length > 8) contributions.length = 8;
-    fold(s, event, obs);
+    fold(s, event, obs, hx);
     s.v[V_LATEST_SCORE] = score;
     s.v[V_LATEST_BASIS] = BASES.indexOf(basis);
     s.t[T_LATEST] = event.at;
@@ -449,8 +537,21 @@ export class BehaviourModel {
   /** Folds the event into its account's state (what a new key of the account is judged against). */
   observeAccount(account: BehaviourState | null, event: BehaviourEvent): BehaviourState {
     const s = account === null ? fresh(event) : own(account);
-    fold(s, event, advance(s, event));
+    fold(s, event, advance(s, event), this.hashes(event));
     return s;
+  }
+
+  private hashes(e: BehaviourEvent): Hashes {
+    if (this.last.event === e) return this.last;
+    this.last = {
+      event: e,
+      network: e.network === null ? 0 : hash(SEED_NETWORK, e.network),
+      client: e.client === null ? 0 : hash(SEED_ADDRESS, e.client),
+      route: hash(SEED_ROUTE, e.route) & (ROUTE_BUCKETS - 1),
+      symbol: e.symbol === null ? 0 : hash(SEED_SYMBOL, e.symbol),
+      destination: e.destination === null ? 0 : hash(SEED_DEST, e.destination),
+    };
+    return this.last;
   }
 
   /** The state's bytes: always `BEHAVIOUR_STATE_BYTES` (under 2,048). */
@@ -463,7 +564,8 @@ export class BehaviourModel {
     out[2] = FORMAT_VERSION;
     let p = HEADER;
     for (let i = 0; i < T_LENGTH; i++, p += 8) view.setFloat64(p, s.t[i] ?? 0, true);
-    for (let i = 0; i < V_LENGTH; i++, p += 4) view.setFloat32(p, s.v[i] ?? 0, true);
+    const v = normalized(s.v);
+    for (let i = 0; i < V_LENGTH; i++, p += 4) view.setFloat32(p, v[i] ?? 0, true);
     for (let i = 0; i < H_LENGTH; i++, p += 4) view.setUint32(p, s.h[i] ?? 0, true);
     return out;
   }
@@ -491,6 +593,7 @@ export class BehaviourModel {
     const known = s.v[V_KNOWN_NEXT] ?? 0;
     if (seen < 0 || !Number.isInteger(seen) || !Number.isInteger(basis) || basis < 0 || basis >= BASES.length) return null;
     if (!Number.isInteger(known) || known < 0 || known >= KNOWN_SYMBOLS) return null;
+    for (const so of [V_OPS_SCALE, V_ROUTE_LONG_SCALE, V_ROUTE_SHORT_SCALE, V_HOURS_SCALE]) if (s.v[so] !== 1) return null;
     return s;
   }
 
@@ -503,7 +606,7 @@ export class BehaviourModel {
   }
 
   /** The features of `e` against `ref` (null: the defaults); novelty also against the key's own state `s`. */
-  private score(s: State, seen: number, ref: State | null, e: BehaviourEvent, obs: Observed): Points {
+  private score(s: State, seen: number, ref: State | null, e: BehaviourEvent, obs: Observed, hx: Hashes): Points {
     const p = new Points();
     const at = e.at;
     const rv = ref?.v;
@@ -547,14 +650,14 @@ export class BehaviourModel {
     // Where from.
     let unfamiliar = false;
     if (e.network !== null) {
-      const n = novelty(s, ref, H_NET, T_NET_FIRST, V_NET_COUNT, NETWORKS, hash(SEED_NETWORK, e.network), at);
+      const n = novelty(s, ref, H_NET, T_NET_FIRST, V_NET_COUNT, NETWORKS, hx.network, at);
       if (n > 0) {
         unfamiliar = true;
         p.add("network.new", n === 2 ? W.networkNew : W.networkNew / 2, n === 2 ? W.networkNew : W.networkNew / 2, e.network, n === 2 ? knownText(s, ref, H_NET, NETWORKS, "networks") : "first used within the day", false);
       }
     }
     if (e.client !== null) {
-      const n = novelty(s, ref, H_ADDR, T_ADDR_FIRST, V_ADDR_COUNT, ADDRESSES, hash(SEED_ADDRESS, e.client), at);
+      const n = novelty(s, ref, H_ADDR, T_ADDR_FIRST, V_ADDR_COUNT, ADDRESSES, hx.client, at);
       if (n > 0) {
         p.add("address.new", n === 2 ? W.addressNew : W.addressNew / 2, n === 2 ? W.addressNew : W.addressNew / 2, e.client, n === 2 ? knownText(s, ref, H_ADDR, ADDRESSES, "addresses") : "first used within the day", false);
       }
@@ -563,20 +666,20 @@ export class BehaviourModel {
     // Operations and routes.
     const op = opIndex(e.operation);
     if (e.operation !== null && ref !== null && (ref.t[T_SEEN] ?? 0) >= W.minSamples) {
-      const share = ref.v[V_OPS + op] ?? 0;
-      if (share < W.rareShare) p.add("operation.new", W.operationNew, W.operationNew, e.operation, `${num(share * 100)} % of requests`, true);
+      const opShare = share(ref.v, V_OPS, V_OPS_SCALE, op);
+      if (opShare < W.rareShare) p.add("operation.new", W.operationNew, W.operationNew, e.operation, `${num(opShare * 100)} % of requests`, true);
     } else if (ref === null && (e.operation === "withdraw" || e.operation === "transfer")) {
       p.add("operation.new", W.operationNew, W.operationNew, e.operation, "defaults: a new key's first funds movement", true);
     }
     if (ref !== null && (ref.t[T_SEEN] ?? 0) >= W.minSamples) {
-      const b = hash(SEED_ROUTE, e.route) & (ROUTE_BUCKETS - 1);
-      const share = ref.v[V_ROUTE_LONG + b] ?? 0;
-      if (share < W.rareShare) p.add("route.new", W.routeNew, W.routeNew, e.route === "" ? "(no route)" : e.route, `${num(share * 100)} % of requests`, true);
+      const b = hx.route;
+      const routeShare = share(ref.v, V_ROUTE_LONG, V_ROUTE_LONG_SCALE, b);
+      if (routeShare < W.rareShare) p.add("route.new", W.routeNew, W.routeNew, e.route === "" ? "(no route)" : e.route, `${num(routeShare * 100)} % of requests`, true);
       // Mix (the key's own history only: a new key may well use a part of its account's routes).
       let tvd = 0;
       for (let i = 0; i < ROUTE_BUCKETS; i++) {
-        const recent = (s.v[V_ROUTE_SHORT + i] ?? 0) * (1 - SHORT_ALPHA) + (i === b ? SHORT_ALPHA : 0);
-        tvd += Math.abs(recent - (ref.v[V_ROUTE_LONG + i] ?? 0));
+        const recent = share(s.v, V_ROUTE_SHORT, V_ROUTE_SHORT_SCALE, i) * (1 - SHORT_ALPHA) + (i === b ? SHORT_ALPHA : 0);
+        tvd += Math.abs(recent - share(ref.v, V_ROUTE_LONG, V_ROUTE_LONG_SCALE, i));
       }
       tvd /= 2;
       if (ref === s && tvd > W.mixFree) {
@@ -585,13 +688,13 @@ export class BehaviourModel {
     }
 
     // Orders: symbols, liquidity, size.
-    if (e.symbol !== null && e.operation === "order.place") this.order(p, s, ref, e, at);
+    if (e.symbol !== null && e.operation === "order.place") this.order(p, s, ref, e, at, hx.symbol);
 
     // Withdrawals.
     if (e.operation === "withdraw") {
       let destNew = false;
       if (e.destination !== null) {
-        const d = hash(SEED_DEST, e.destination);
+        const d = hx.destination;
         const mine = find(s.h, H_DEST, DESTINATIONS, d);
         const theirs = ref !== null && ref !== s ? find(ref.h, H_DEST, DESTINATIONS, d) : -1;
         const firstAt = Math.min(mine >= 0 ? (s.t[T_DEST_FIRST + mine] ?? at) : at, theirs >= 0 && ref !== null ? (ref.t[T_DEST_FIRST + theirs] ?? at) : at);
@@ -620,10 +723,9 @@ export class BehaviourModel {
     // Time of day.
     if (ref !== null && (ref.t[T_SEEN] ?? 0) >= W.hourMinEvents && (ref.t[T_LAST] ?? 0) - (ref.t[T_FIRST] ?? 0) >= W.hourMinSpanMs) {
       const hour = Math.floor((((at % DAY) + DAY) % DAY) / HOUR);
-      let sum = 0;
-      for (let i = 0; i < 24; i++) sum += ref.v[V_HOURS + i] ?? 0;
-      const share = sum > 0 ? (ref.v[V_HOURS + hour] ?? 0) / sum : 1;
-      if (share < W.hourRareShare) p.add("hour", W.hourRare, W.hourRare, `${hour}:00 UTC`, `${num(share * 100)} % of requests in that hour`, false);
+      const sum = ref.v[V_HOURS_SUM] ?? 0;
+      const hourShare = sum > 0 ? (ref.v[V_HOURS + hour] ?? 0) / sum : 1;
+      if (hourShare < W.hourRareShare) p.add("hour", W.hourRare, W.hourRare, `${hour}:00 UTC`, `${num(hourShare * 100)} % of requests in that hour`, false);
     }
 
     // Failures.
@@ -645,9 +747,8 @@ export class BehaviourModel {
     return p;
   }
 
-  private order(p: Points, s: State, ref: State | null, e: BehaviourEvent, at: number): void {
+  private order(p: Points, s: State, ref: State | null, e: BehaviourEvent, at: number, sh: number): void {
     const symbol = e.symbol ?? "";
-    const sh = hash(SEED_SYMBOL, symbol);
     const mine = find(s.h, H_SYM, SYMBOLS, sh);
     const theirs = ref !== null && ref !== s ? find(ref.h, H_SYM, SYMBOLS, sh) : -1;
     // New: never traded by the key (nor, cold, its account), or first traded within the hour.
@@ -657,7 +758,8 @@ export class BehaviourModel {
       isNew = true; // defaults: every symbol of a new key is new; only its liquidity is judged
     } else if (mine >= 0 || theirs >= 0) {
       const firstAt = Math.min(mine >= 0 ? (s.t[T_SYM_FIRST + mine] ?? at) : at, theirs >= 0 && ref !== null ? (ref.t[T_SYM_FIRST + theirs] ?? at) : at);
-      isNew = at - firstAt < W.symbolYoungMs;
+      // Young only against an established history: in a key's (or account's) first day, everything is.
+      isNew = at - firstAt < W.symbolYoungMs && firstAt - ((ref ?? s).t[T_FIRST] ?? 0) >= W.matureSpanMs;
       since = `first traded ${duration(at - firstAt)} ago`;
     } else {
       isNew = find(s.h, H_KNOWN, KNOWN_SYMBOLS, sh) < 0 && (ref === null || ref === s || find(ref.h, H_KNOWN, KNOWN_SYMBOLS, sh) < 0);
@@ -724,7 +826,8 @@ function novelty(s: State, ref: State | null, ho: number, tFirst: number, vCount
   if (ref === null) return 0;
   const i = find(s.h, ho, n, key);
   if (i >= 0) {
-    const young = at - (s.t[tFirst + i] ?? 0) < W.youngMs && (s.v[vCount + i] ?? 0) < W.youngEvents;
+    const firstAt = s.t[tFirst + i] ?? 0;
+    const young = at - firstAt < W.youngMs && (s.v[vCount + i] ?? 0) < W.youngEvents && firstAt - (s.t[T_FIRST] ?? 0) >= W.matureSpanMs;
     if (!young) return 0;
     if (ref !== s && find(ref.h, ho, n, key) >= 0) return 0;
     return 1;
@@ -765,15 +868,18 @@ function advance(s: State, e: BehaviourEvent): Observed {
     v[V_RATE + i] = c;
     rates[i] = c;
   }
-  const auth = decay(v[V_AUTH] ?? 0, dt, AUTH_TAU) + (e.authFailure ? 1 : 0);
+  // Mostly zero: no decay to compute, and nothing to store.
+  const a0 = v[V_AUTH] ?? 0;
+  const auth = (a0 > 1e-3 ? decay(a0, dt, AUTH_TAU) : 0) + (e.authFailure ? 1 : 0);
   v[V_AUTH] = auth;
-  const withdrawals = decay(v[V_WD_COUNT] ?? 0, dt, WD_TAU) + (e.operation === "withdraw" ? 1 : 0);
+  const w0 = v[V_WD_COUNT] ?? 0;
+  const withdrawals = (w0 > 1e-3 ? decay(w0, dt, WD_TAU) : 0) + (e.operation === "withdraw" ? 1 : 0);
   v[V_WD_COUNT] = withdrawals;
   return { rates, gapMs: Math.max(0, dt), auth, withdrawals };
 }
 
 /** Folds the event into the state's statistics, histograms and sets (after scoring). */
-function fold(s: State, e: BehaviourEvent, obs: Observed): void {
+function fold(s: State, e: BehaviourEvent, obs: Observed, hx: Hashes): void {
   const t = s.t;
   const v = s.v;
   const at = e.at;
@@ -786,19 +892,11 @@ function fold(s: State, e: BehaviourEvent, obs: Observed): void {
   // Histograms: long-run and recent shares (warm-up: a plain average until 1/n reaches alpha).
   const longA = Math.max(LONG_ALPHA, 1 / (seen + 1));
   const shortA = Math.max(SHORT_ALPHA, 1 / (seen + 1));
-  const op = opIndex(e.operation);
-  for (let i = 0; i < OPS; i++) v[V_OPS + i] = (v[V_OPS + i] ?? 0) * (1 - longA) + (i === op ? longA : 0);
-  const b = hash(SEED_ROUTE, e.route) & (ROUTE_BUCKETS - 1);
-  for (let i = 0; i < ROUTE_BUCKETS; i++) {
-    v[V_ROUTE_LONG + i] = (v[V_ROUTE_LONG + i] ?? 0) * (1 - longA) + (i === b ? longA : 0);
-    v[V_ROUTE_SHORT + i] = (v[V_ROUTE_SHORT + i] ?? 0) * (1 - shortA) + (i === b ? shortA : 0);
-  }
-  const hour = Math.floor((((at % DAY) + DAY) % DAY) / HOUR);
-  if (obs.gapMs > 0) {
-    const f = Math.exp(-obs.gapMs / HOURS_TAU);
-    for (let i = 0; i < 24; i++) v[V_HOURS + i] = (v[V_HOURS + i] ?? 0) * f;
-  }
-  v[V_HOURS + hour] = Math.min((v[V_HOURS + hour] ?? 0) + 1, 1e30);
+  histAdd(v, V_OPS, OPS, V_OPS_SCALE, opIndex(e.operation), longA);
+  const b = hx.route;
+  histAdd(v, V_ROUTE_LONG, ROUTE_BUCKETS, V_ROUTE_LONG_SCALE, b, longA);
+  histAdd(v, V_ROUTE_SHORT, ROUTE_BUCKETS, V_ROUTE_SHORT_SCALE, b, shortA);
+  hoursAdd(v, obs.gapMs, Math.floor((((at % DAY) + DAY) % DAY) / HOUR));
   const failed = e.outcome === "refused" || e.outcome === "failed" ? 1 : 0;
   v[V_ERR_SHORT] = (v[V_ERR_SHORT] ?? 0) * (1 - shortA) + failed * shortA;
   v[V_ERR_LONG] = (v[V_ERR_LONG] ?? 0) * (1 - longA) + failed * longA;
@@ -813,12 +911,12 @@ function fold(s: State, e: BehaviourEvent, obs: Observed): void {
   }
 
   // Where from.
-  if (e.network !== null) touch(s, H_NET, T_NET_FIRST, T_NET_LAST, V_NET_COUNT, NETWORKS, hash(SEED_NETWORK, e.network), at);
-  if (e.client !== null) touch(s, H_ADDR, T_ADDR_FIRST, T_ADDR_LAST, V_ADDR_COUNT, ADDRESSES, hash(SEED_ADDRESS, e.client), at);
+  if (hx.network !== 0) touch(s, H_NET, T_NET_FIRST, T_NET_LAST, V_NET_COUNT, NETWORKS, hx.network, at);
+  if (hx.client !== 0) touch(s, H_ADDR, T_ADDR_FIRST, T_ADDR_LAST, V_ADDR_COUNT, ADDRESSES, hx.client, at);
 
   // Orders: the symbol's entry (top symbols by decayed count), size statistics.
   if (e.symbol !== null && e.operation === "order.place") {
-    const sh = hash(SEED_SYMBOL, e.symbol);
+    const sh = hx.symbol;
     const h = s.h;
     let i = find(h, H_SYM, SYMBOLS, sh);
     if (i < 0) {
@@ -860,7 +958,7 @@ function fold(s: State, e: BehaviourEvent, obs: Observed): void {
 
   // Withdrawals.
   if (e.operation === "withdraw") {
-    if (e.destination !== null) touch(s, H_DEST, T_DEST_FIRST, T_DEST_LAST, V_DEST_COUNT, DESTINATIONS, hash(SEED_DEST, e.destination), at);
+    if (hx.destination !== 0) touch(s, H_DEST, T_DEST_FIRST, T_DEST_LAST, V_DEST_COUNT, DESTINATIONS, hx.destination, at);
     if (e.value !== null && e.value > 0) statUpdate(v, V_WD_VALUE, Math.log(e.value), STAT_ALPHA, LOG_FLOOR);
   }
 }

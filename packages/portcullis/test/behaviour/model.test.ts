@@ -228,6 +228,30 @@ describe("cold start", () => {
     expect(odd.score.score).toBeGreaterThanOrEqual(70);
   });
 
+  it("honest keys in their first day stay below 40: against their account (a second key of an account) and against the defaults", () => {
+    for (const [pattern, seed] of [
+      [marketMaker, 51],
+      [periodicBuyer, 52],
+      [portfolioReader, 53],
+      [arbitrageur, 54],
+    ] as const) {
+      const { sim, end, rng } = warmed(pattern, seed, 2);
+      // A second key of the same account, from the account's address, doing what the account does.
+      const second = new Sim(sim.m);
+      second.account = sim.account;
+      const w2 = who(`key-second-${seed}`, `acct-${seed}`, end - HOUR);
+      const scores = second.all(pattern(w2, rng, end, DAY));
+      expect(scores.length).toBeGreaterThan(10);
+      expect(scores.every((s) => s.basis === "account")).toBe(true);
+      expect(scores.filter((s) => s.score >= 40).length / scores.length, `${seed}: ${JSON.stringify(maxOf(scores))}`).toBeLessThanOrEqual(0.001);
+      // A key of a new account: the defaults.
+      const lone = new Sim();
+      const alone = lone.all(pattern(who(`key-lone-${seed}`, `acct-lone-${seed}`, T0 - HOUR), new Rng(seed), T0, DAY));
+      expect(alone[0]?.basis).toBe("defaults");
+      expect(alone.filter((s) => s.score >= 40).length / alone.length, `${seed}: ${JSON.stringify(maxOf(alone))}`).toBeLessThanOrEqual(0.001);
+    }
+  });
+
   it("the key's own basis takes over after 50 events and a day", () => {
     const sim = new Sim();
     const w = who("key-young", "acct-young", T0);
