@@ -126,43 +126,51 @@ function detectedAt(scores: readonly BehaviourScore[]): number {
 
 describe("attacks reach 70 within 20 events", () => {
   it("a leaked key used from a new network, on new symbols", () => {
-    const { sim, w, end } = warmed(marketMaker, 11, 3);
-    w.client = "100.64.9.9";
-    w.network = networkOf(w.client);
-    const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, end + i * 4000, i % 2 === 0 ? "DOGEUSDT" : "SOLUSDT", 50_000)));
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    const top = maxOf(scores);
-    expect(features(top)).toEqual(expect.arrayContaining(["symbol.new", "network.new", "combination"]));
+    for (const seed of [11, 111, 211]) {
+      const { sim, w, end } = warmed(marketMaker, seed, 3);
+      w.client = "100.64.9.9";
+      w.network = networkOf(w.client);
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, end + i * 4000, i % 2 === 0 ? "DOGEUSDT" : "ADAUSDT", 50_000)));
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      const top = maxOf(scores);
+      expect(features(top)).toEqual(expect.arrayContaining(["symbol.new", "network.new", "combination"]));
+    }
   });
 
   it("a leaked key used from a new network, on its usual symbol with much larger orders", () => {
-    const { sim, w, end } = warmed(periodicBuyer, 12, 10);
-    w.client = "100.64.9.9";
-    w.network = networkOf(w.client);
-    const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, end + i * 30_000, "BTCUSDT", 1.5)));
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["notional", "quantity", "network.new"]));
-    const notional = maxOf(scores).contributions.find((c) => c.feature === "notional");
-    expect(notional?.observed).toBe("90,000");
-    expect(notional?.deviation).toBeGreaterThan(10);
+    for (const seed of [12, 112, 212]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      w.client = "100.64.9.9";
+      w.network = networkOf(w.client);
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, end + i * 30_000, "BTCUSDT", 1.5)));
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["notional", "quantity", "network.new"]));
+      const notional = maxOf(scores).contributions.find((c) => c.feature === "notional");
+      expect(notional?.observed).toBe("90,000");
+      expect(notional?.deviation).toBeGreaterThan(10);
+    }
   });
 
   it("a pump on an illiquid pair the key never traded, from the key's usual address", () => {
-    const { sim, w, end } = warmed(periodicBuyer, 13, 10);
-    const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, end + i * 5000, "XYZBTC", 2000)));
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    const first = scores[0];
-    expect(first === undefined ? [] : features(first)).toEqual(expect.arrayContaining(["symbol.new", "symbol.liquidity"]));
-    expect(first?.contributions.find((c) => c.feature === "symbol.liquidity")?.observed).toBe("XYZBTC: 24 h volume 20,000");
+    for (const seed of [13, 113, 213]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, end + i * 5000, "XYZBTC", 2000)));
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      const first = scores[0];
+      expect(first === undefined ? [] : features(first)).toEqual(expect.arrayContaining(["symbol.new", "symbol.liquidity"]));
+      expect(first?.contributions.find((c) => c.feature === "symbol.liquidity")?.observed).toBe("XYZBTC: 24 h volume 20,000");
+    }
   });
 
   it("a dormant key (three weeks idle) waking with a burst", () => {
-    const { sim, w, end } = warmed(periodicBuyer, 14, 10);
-    const wake = end + 21 * DAY;
-    const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, wake + i * 3000, "BTCUSDT", 100 / 60_000)));
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    expect(features(scores[0] ?? maxOf(scores))).toContain("dormancy");
-    expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["dormancy", "dormancy.burst"]));
+    for (const seed of [14, 114, 214]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      const wake = end + 21 * DAY;
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(w, wake + i * 3000, "BTCUSDT", 100 / 60_000)));
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      expect(features(scores[0] ?? maxOf(scores))).toContain("dormancy");
+      expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["dormancy", "dormancy.burst"]));
+    }
   });
 
   it("a key first used long after its creation, with a burst on a new key judged against the defaults", () => {
@@ -175,37 +183,45 @@ describe("attacks reach 70 within 20 events", () => {
   });
 
   it("a withdrawal to a new destination: one large", () => {
-    const { sim, w, end } = warmed(marketMaker, 15, 3);
-    const scores = sim.all([withdrawal(w, end, "bc1qattackerattackerattacker0001", 250_000)]);
-    expect(scores[0]?.score).toBeGreaterThanOrEqual(70);
-    expect(features(scores[0] ?? maxOf(scores))).toEqual(expect.arrayContaining(["withdraw.destination-new", "withdraw.value", "operation.new"]));
+    for (const seed of [15, 115, 215]) {
+      const { sim, w, end } = warmed(marketMaker, seed, 3);
+      const scores = sim.all([withdrawal(w, end, "bc1qattackerattackerattacker0001", 250_000)]);
+      expect(scores[0]?.score).toBeGreaterThanOrEqual(70);
+      expect(features(scores[0] ?? maxOf(scores))).toEqual(expect.arrayContaining(["withdraw.destination-new", "withdraw.value", "operation.new"]));
+    }
   });
 
   it("withdrawals to a new destination: many small ones", () => {
-    const { sim, w, end } = warmed(periodicBuyer, 16, 10);
-    const scores = sim.all(Array.from({ length: 20 }, (_, i) => withdrawal(w, end + i * 2 * MINUTE, "TXattackerDest", 300)));
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["withdraw.destination-new", "withdraw.velocity"]));
+    for (const seed of [16, 116, 216]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => withdrawal(w, end + i * 2 * MINUTE, "TXattackerDest", 300)));
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["withdraw.destination-new", "withdraw.velocity"]));
+    }
   });
 
   it("slow scraping of account data from a new network by a key that used to trade", () => {
-    const { sim, w, end, rng } = warmed(marketMaker, 17, 3);
-    w.client = "100.70.1.2";
-    w.network = networkOf(w.client);
-    const routes = [ROUTES.account, ROUTES.myTrades, ROUTES.openOrders];
-    const scores = sim.all(Array.from({ length: 20 }, (_, i) => read(w, end + i * MINUTE, rng.pick(routes))));
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["route.mix", "network.new", "combination"]));
+    for (const seed of [17, 117, 217]) {
+      const { sim, w, end, rng } = warmed(marketMaker, seed, 3);
+      w.client = "100.70.1.2";
+      w.network = networkOf(w.client);
+      const routes = [ROUTES.account, ROUTES.myTrades, ROUTES.openOrders];
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => read(w, end + i * MINUTE, rng.pick(routes))));
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      expect(features(maxOf(scores))).toEqual(expect.arrayContaining(["route.mix", "network.new", "combination"]));
+    }
   });
 
   it("many signature failures on a key", () => {
-    const { sim, w, end } = warmed(arbitrageur, 18, 3);
-    const attacker: Who = { ...w, client: "100.99.1.1", network: networkOf("100.99.1.1") };
-    const scores = sim.all(
-      Array.from({ length: 20 }, (_, i) => ev(attacker, end + i * 5000, ROUTES.account, { outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true })),
-    );
-    expect(detectedAt(scores)).toBeLessThanOrEqual(20);
-    expect(features(maxOf(scores))[0]).toBe("auth-failures");
+    for (const seed of [18, 118, 218]) {
+      const { sim, w, end } = warmed(arbitrageur, seed, 3);
+      const attacker: Who = { ...w, client: "100.99.1.1", network: networkOf("100.99.1.1") };
+      const scores = sim.all(
+        Array.from({ length: 20 }, (_, i) => ev(attacker, end + i * 5000, ROUTES.account, { outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true })),
+      );
+      expect(detectedAt(scores)).toBeLessThanOrEqual(20);
+      expect(features(maxOf(scores))[0]).toBe("auth-failures");
+    }
   });
 });
 

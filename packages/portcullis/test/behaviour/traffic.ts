@@ -53,9 +53,9 @@ export const ROUTES = {
   withdraw: "POST /sapi/v1/capital/withdraw/apply",
 } as const;
 
-export const PRICES: Readonly<Record<string, number>> = { BTCUSDT: 60_000, ETHUSDT: 3_000, SOLUSDT: 150, DOGEUSDT: 0.2, XYZBTC: 0.5, PUMPUSDT: 0.01 };
+export const PRICES: Readonly<Record<string, number>> = { BTCUSDT: 60_000, ETHUSDT: 3_000, SOLUSDT: 150, DOGEUSDT: 0.2, ADAUSDT: 0.5, XYZBTC: 0.5, PUMPUSDT: 0.01 };
 /** 24 h traded value per symbol (quote asset). */
-export const LIQUIDITY: Readonly<Record<string, number>> = { BTCUSDT: 2e9, ETHUSDT: 1e9, SOLUSDT: 3e8, DOGEUSDT: 2e8, XYZBTC: 20_000, PUMPUSDT: 50_000 };
+export const LIQUIDITY: Readonly<Record<string, number>> = { BTCUSDT: 2e9, ETHUSDT: 1e9, SOLUSDT: 3e8, DOGEUSDT: 2e8, ADAUSDT: 1e8, XYZBTC: 20_000, PUMPUSDT: 50_000 };
 
 export interface Who {
   readonly keyId: string;
