@@ -502,7 +502,8 @@ export class BehaviourModel {
    * then folds the event into the key's state. Returns the key's new state (the given one, updated
    * in place) and the score with its explanation.
    */
-  observe(key: BehaviourState | null, event: BehaviourEvent, account: BehaviourState | null): { readonly state: BehaviourState; readonly score: BehaviourScore } {
+  observe(key: BehaviourState | null, given: BehaviourEvent, account: BehaviourState | null): { readonly state: BehaviourState; readonly score: BehaviourScore } {
+    const event = sane(given, key === null ? null : own(key));
     const s = key === null ? fresh(event) : own(key);
     const seen = s.t[T_SEEN] ?? 0;
     const obs = advance(s, event);
@@ -535,7 +536,8 @@ export class BehaviourModel {
   }
 
   /** Folds the event into its account's state (what a new key of the account is judged against). */
-  observeAccount(account: BehaviourState | null, event: BehaviourEvent): BehaviourState {
+  observeAccount(account: BehaviourState | null, given: BehaviourEvent): BehaviourState {
+    const event = sane(given, account === null ? null : own(account));
     const s = account === null ? fresh(event) : own(account);
     fold(s, event, advance(s, event), this.hashes(event));
     return s;
@@ -847,6 +849,28 @@ function knownText(s: State, ref: State | null, ho: number, n: number, what: str
 
 function short(text: string): string {
   return text.length <= 24 ? text : `${text.slice(0, 10)}…${text.slice(-10)}`;
+}
+
+const finite = (x: number | null): boolean => x === null || Number.isFinite(x);
+
+/**
+ * The event, or a copy with what cannot be used made harmless: a time that is not a finite number
+ * becomes the state's last (no time passes), an amount that is not finite becomes unknown. Events
+ * from `behaviourEvent` are always sane; this keeps anything else from poisoning a state.
+ */
+function sane(e: BehaviourEvent, s: State | null): BehaviourEvent {
+  if (Number.isFinite(e.at) && Number.isFinite(e.keyCreatedAt) && finite(e.quantity) && finite(e.notional) && finite(e.amount) && finite(e.value)) return e;
+  const at = Number.isFinite(e.at) ? e.at : (s?.t[T_LAST] ?? 0);
+  const clean = (x: number | null): number | null => (x !== null && Number.isFinite(x) ? x : null);
+  return {
+    ...e,
+    at,
+    keyCreatedAt: Number.isFinite(e.keyCreatedAt) ? e.keyCreatedAt : at,
+    quantity: clean(e.quantity),
+    notional: clean(e.notional),
+    amount: clean(e.amount),
+    value: clean(e.value),
+  };
 }
 
 function fresh(e: BehaviourEvent): State {

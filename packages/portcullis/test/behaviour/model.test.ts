@@ -362,7 +362,8 @@ describe("the state: bounded, encoded, decoded", () => {
             client: fc.option(fc.string({ maxLength: 80 })),
             dest: fc.option(fc.string({ maxLength: 500 })),
             op: fc.constantFrom("order.place", "order.cancel", "withdraw", "transfer", "other", null),
-            size: fc.option(fc.double({ min: -1e12, max: 1e30, noNaN: false })),
+            size: fc.option(fc.double()),
+            badTime: fc.constantFrom(null, Number.NaN, Number.POSITIVE_INFINITY, -1),
             auth: fc.boolean(),
           }),
           { minLength: 1, maxLength: 300 },
@@ -376,7 +377,7 @@ describe("the state: bounded, encoded, decoded", () => {
             const e: BehaviourEvent = {
               keyId: "k",
               account: "a",
-              at,
+              at: s.badTime === null ? at : s.badTime,
               keyCreatedAt: T0 - DAY,
               route: s.route,
               operation: s.op,
@@ -399,11 +400,16 @@ describe("the state: bounded, encoded, decoded", () => {
             account = m.observeAccount(account, e);
             expect(r.score.score).toBeGreaterThanOrEqual(0);
             expect(r.score.score).toBeLessThanOrEqual(100);
+            for (const c of r.score.contributions) {
+              expect(Number.isFinite(c.points) && Number.isFinite(c.deviation)).toBe(true);
+              expect(c.deviation).toBeGreaterThanOrEqual(0);
+            }
           }
           if (key === null) return;
           const bytes = m.encode(key);
           expect(bytes.length).toBeLessThanOrEqual(2048);
           expect(m.decode(bytes)).not.toBeNull();
+          if (account !== null) expect(m.decode(m.encode(account))).not.toBeNull();
         },
       ),
       { numRuns: 150, seed: 42 },
