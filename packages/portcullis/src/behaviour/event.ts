@@ -94,6 +94,7 @@ export function behaviourEvent(ctx: RequestContext, outcome: BehaviourEvent["out
     account: record.account,
     at: ctx.now,
     keyCreatedAt: record.createdAt,
+    keyLastUsedAt: record.lastUsedAt,
     route: ctx.route?.id ?? "",
     operation: op === null ? null : op.kind,
     symbol,

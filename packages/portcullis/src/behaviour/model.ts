@@ -634,11 +634,11 @@ export class BehaviourModel {
     }
 
     // Dormancy: a long gap (first use: since creation), then a burst within the hour after waking.
-    const first = seen === 0;
+    const first = seen === 0 && (e.keyLastUsedAt ?? null) === null;
     const longest = s.v[V_GAP] ?? 0;
     const wokeNow = first ? obs.gapMs >= W.firstUseLateMs : obs.gapMs >= W.dormantMs && obs.gapMs >= W.dormantFactor * longest;
     if (wokeNow) {
-      const baseline = first ? `key created ${duration(obs.gapMs)} before` : `longest gap before ${duration(longest)}`;
+      const baseline = first ? `key created ${duration(obs.gapMs)} before` : longest > 0 ? `longest gap before ${duration(longest)}` : "last use on the key's record";
       p.add(first ? "first-use.late" : "dormancy", W.dormancy, obs.gapMs / Math.max(longest, W.dormantMs / W.dormantFactor), `first request after ${duration(obs.gapMs)}`, baseline, false);
       s.t[T_WOKE] = at;
     } else if ((s.t[T_WOKE] ?? 0) > 0 && at - (s.t[T_WOKE] ?? 0) <= W.wakeWindowMs) {
@@ -859,13 +859,14 @@ const finite = (x: number | null): boolean => x === null || Number.isFinite(x);
  * from `behaviourEvent` are always sane; this keeps anything else from poisoning a state.
  */
 function sane(e: BehaviourEvent, s: State | null): BehaviourEvent {
-  if (Number.isFinite(e.at) && Number.isFinite(e.keyCreatedAt) && finite(e.quantity) && finite(e.notional) && finite(e.amount) && finite(e.value)) return e;
+  if (Number.isFinite(e.at) && Number.isFinite(e.keyCreatedAt) && finite(e.keyLastUsedAt ?? null) && finite(e.quantity) && finite(e.notional) && finite(e.amount) && finite(e.value)) return e;
   const at = Number.isFinite(e.at) ? e.at : (s?.t[T_LAST] ?? 0);
   const clean = (x: number | null): number | null => (x !== null && Number.isFinite(x) ? x : null);
   return {
     ...e,
     at,
     keyCreatedAt: Number.isFinite(e.keyCreatedAt) ? e.keyCreatedAt : at,
+    keyLastUsedAt: clean(e.keyLastUsedAt ?? null),
     quantity: clean(e.quantity),
     notional: clean(e.notional),
     amount: clean(e.amount),
@@ -876,7 +877,10 @@ function sane(e: BehaviourEvent, s: State | null): BehaviourEvent {
 function fresh(e: BehaviourEvent): State {
   const s = State.fresh();
   s.t[T_FIRST] = e.at;
-  s.t[T_LAST] = e.keyCreatedAt > 0 && e.keyCreatedAt <= e.at ? e.keyCreatedAt : e.at;
+  // The first gap: since the key's last use when it was used before (a lost state), else since its creation.
+  const used = e.keyLastUsedAt ?? null;
+  const created = e.keyCreatedAt > 0 && e.keyCreatedAt <= e.at ? e.keyCreatedAt : e.at;
+  s.t[T_LAST] = used !== null && Number.isFinite(used) && used >= created && used <= e.at ? used : created;
   s.t[T_CREATED] = e.keyCreatedAt;
   return s;
 }

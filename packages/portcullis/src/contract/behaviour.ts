@@ -143,3 +143,15 @@ export interface AnomalyScores {
   /** The key's latest score, or null when none was computed yet. */
   latest(keyId: string): Promise<BehaviourScore | null>;
 }
+
+/**
+ * An addition to `BehaviourEvent` (declaration merging keeps the declaration above unchanged):
+ * when the key was last used before this request, as its record said (`KeyRecord.lastUsedAt`,
+ * written in batches), or null when never; absent is as null. The model reads it only for a key
+ * whose state it does not hold (its first event, or a state that was lost — unreadable after a
+ * restart, another format): a key used before is then measured for dormancy from that use, not
+ * taken for a key at its first use long after its creation.
+ */
+export interface BehaviourEvent {
+  readonly keyLastUsedAt?: number | null;
+}

@@ -68,6 +68,7 @@ describe("behaviourEvent", () => {
       account: "acct-b",
       at: t.clock.ms,
       keyCreatedAt: key.createdAt,
+      keyLastUsedAt: null,
       route: "POST /api/v3/order",
       operation: "order.place",
       symbol: "BTCUSDT",

@@ -182,6 +182,21 @@ describe("attacks reach 70 within 20 events", () => {
     expect(detectedAt(scores)).toBeLessThanOrEqual(20);
   });
 
+  it("a key whose state was lost is not taken for a first use: measured from its last use on record", () => {
+    const m = model();
+    const w = who("key-lost", "acct-lost", T0 - 90 * DAY);
+    // Used yesterday (the record says so), state lost: nothing unusual.
+    const recent = m.observe(null, { ...order(w, T0, "BTCUSDT", 0.01), keyLastUsedAt: T0 - DAY }, null);
+    expect(recent.score.score).toBe(0);
+    // Never used on record: a first use 90 days after creation.
+    const never = m.observe(null, { ...order(w, T0, "BTCUSDT", 0.01), keyLastUsedAt: null }, null);
+    expect(features(never.score)).toContain("first-use.late");
+    // Last used three weeks ago: dormancy, measured from that use.
+    const idle = m.observe(null, { ...order(w, T0, "BTCUSDT", 0.01), keyLastUsedAt: T0 - 21 * DAY }, null);
+    expect(features(idle.score)).toEqual(["dormancy"]);
+    expect(idle.score.contributions[0]?.observed).toBe("first request after 21 days");
+  });
+
   it("a withdrawal to a new destination: one large", () => {
     for (const seed of [15, 115, 215]) {
       const { sim, w, end } = warmed(marketMaker, seed, 3);
