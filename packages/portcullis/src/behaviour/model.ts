@@ -677,15 +677,18 @@ export class BehaviourModel {
       const b = hx.route;
       const routeShare = share(ref.v, V_ROUTE_LONG, V_ROUTE_LONG_SCALE, b);
       if (routeShare < W.rareShare) p.add("route.new", W.routeNew, W.routeNew, e.route === "" ? "(no route)" : e.route, `${num(routeShare * 100)} % of requests`, true);
-      // Mix (the key's own history only: a new key may well use a part of its account's routes).
-      let tvd = 0;
-      for (let i = 0; i < ROUTE_BUCKETS; i++) {
-        const recent = share(s.v, V_ROUTE_SHORT, V_ROUTE_SHORT_SCALE, i) * (1 - SHORT_ALPHA) + (i === b ? SHORT_ALPHA : 0);
-        tvd += Math.abs(recent - share(ref.v, V_ROUTE_LONG, V_ROUTE_LONG_SCALE, i));
-      }
-      tvd /= 2;
-      if (ref === s && tvd > W.mixFree) {
-        p.add("route.mix", Math.min(W.mixCap, W.mixPerUnit * (tvd - W.mixFree)), tvd, `${num(tvd * 100)} % of recent requests on other routes`, "the long-run route mix", true);
+      // Mix: total variation distance between the recent routes (this one included) and the long
+      // run. The key's own history only: a new key may well use a part of its account's routes.
+      if (ref === s) {
+        let tvd = 0;
+        for (let i = 0; i < ROUTE_BUCKETS; i++) {
+          const recent = share(s.v, V_ROUTE_SHORT, V_ROUTE_SHORT_SCALE, i) * (1 - SHORT_ALPHA) + (i === b ? SHORT_ALPHA : 0);
+          tvd += Math.abs(recent - share(s.v, V_ROUTE_LONG, V_ROUTE_LONG_SCALE, i));
+        }
+        tvd /= 2;
+        if (tvd > W.mixFree) {
+          p.add("route.mix", Math.min(W.mixCap, W.mixPerUnit * (tvd - W.mixFree)), tvd, `${num(tvd * 100)} % of the recent route mix differs`, "the key's long-run route mix", true);
+        }
       }
     }
 
