@@ -19,6 +19,14 @@ export interface BehaviourEvent {
   readonly at: number;
   /** When the key was created (its age at first use; dormancy is measured from its last event). */
   readonly keyCreatedAt: number;
+  /**
+   * When the key was last used before this request, as its record said (`KeyRecord.lastUsedAt`,
+   * written in batches), or null when never; absent is as null. The model reads it only for a key
+   * whose state it does not hold (its first event, or a state that was lost — unreadable after a
+   * restart, another format): a key used before is then measured for dormancy from that use, not
+   * taken for a key at its first use long after its creation.
+   */
+  readonly keyLastUsedAt?: number | null;
   /** The route's id (an HTTP route) or the WebSocket method; "" when the request reached no route. */
   readonly route: string;
   /** The operation the request carried, or null (a route that declares none, or a refusal before decoding). */

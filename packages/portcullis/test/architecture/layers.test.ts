@@ -25,7 +25,7 @@ const LAYERS: readonly (readonly string[])[] = [
   /* 1 */ ["log", "net"],
   /* 2 */ ["contract"],
   /* 3 */ ["signatures", "authz", "limits", "replay", "audit", "operations"],
-  /* 4 */ ["storage", "policy"],
+  /* 4 */ ["storage", "policy", "behaviour"],
   /* 5 */ ["custody"],
   /* 6 */ ["keys", "dialects", "governance"],
   /* 7 */ ["sessions", "holds", "anomaly", "exposure"],
