@@ -1,5 +1,5 @@
 import { type Result, invalid, ok } from "../errors/result.js";
-import { ANOMALY_ACTIONS, type AnomalyAction, isAnomalyAction } from "../contract/behaviour.js";
+import { ANOMALY_ACTIONS, type AnomalyAction, type StepUpSettings, isAnomalyAction } from "../contract/behaviour.js";
 import { parseDuration } from "../keys/input.js";
 import { formatDecimal, parseDecimal } from "../operations/decimal.js";
 
@@ -31,11 +31,24 @@ export interface ResponseRule {
   readonly forMs: number | null;
 }
 
-export interface StepUpSettings {
+export interface StepUpConfig {
   /** Who must approve a stepped-up key's high-value operation: groups and how many of each. */
   readonly approvals: readonly { readonly group: string; readonly count: number }[];
   /** The value (reference currency) from which an operation is high-value for a stepped-up key: a plain decimal. */
   readonly minValue: string;
+}
+
+/** The step-up as stage 10's hook applies it (contract/behaviour.ts), from its configuration. */
+export function stepUpSettings(config: StepUpConfig): StepUpSettings {
+  const minOrderValue = parseDecimal(config.minValue);
+  if (minOrderValue === null) throw new TypeError("stepUp.minValue must be a plain decimal");
+  return { approvals: config.approvals, minOrderValue };
+}
+
+/** The configured liquidity table as the behaviour model reads it: a symbol's daily volume, or undefined. */
+export function liquidityOf(settings: BehaviourSettings): (symbol: string) => number | undefined {
+  const table = new Map(Object.entries(settings.liquidity).map(([symbol, volume]) => [symbol, Number(volume)]));
+  return (symbol) => table.get(symbol);
 }
 
 export interface WebhookSettings {
@@ -51,7 +64,7 @@ export interface BehaviourSettings {
   readonly responses: readonly ResponseRule[];
   /** A score at or above this is recorded even when no rule applies (101: never). */
   readonly recordFloor: number;
-  readonly stepUp: StepUpSettings;
+  readonly stepUp: StepUpConfig;
   readonly throttle: { readonly perMinute: number };
   /** How long a revoked key stays suspended (and can be given back) before it is revoked for good (ms). */
   readonly revokeGraceMs: number;
@@ -171,7 +184,7 @@ function parseResponses(raw: unknown): readonly ResponseRule[] {
   return Object.freeze(sorted);
 }
 
-function parseStepUp(raw: unknown): StepUpSettings {
+function parseStepUp(raw: unknown): StepUpConfig {
   const o = object(raw, "behaviour.stepUp");
   only(o, "behaviour.stepUp", ["approvals", "minValue"]);
   const defaults = DEFAULT_BEHAVIOUR_SETTINGS.stepUp;

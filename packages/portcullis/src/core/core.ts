@@ -24,6 +24,12 @@ import type { BusMessage, ChangeBus, DurableStore, HotStore } from "../storage/t
 import { SessionAuthority } from "../sessions/authority.js";
 import type { SessionClaims } from "../contract/sessions.js";
 import type { ReferencePrices } from "../contract/prices.js";
+import { BehaviourEngine } from "../anomaly/engine.js";
+import { AnomalyResponder } from "../anomaly/responder.js";
+import { type BehaviourSettings, liquidityOf } from "../anomaly/responses.js";
+import type { AlertSink } from "../anomaly/webhook.js";
+import { BehaviourModel } from "../behaviour/model.js";
+import type { BehaviourStateStore } from "../storage/types.js";
 
 /** What `Portcullis.watch` reports. */
 export type CoreEvent =
@@ -101,8 +107,26 @@ export interface PortcullisOptions {
    * the core. Without it, a guardrail that needs a reference price refuses.
    */
   readonly prices?: ReferencePrices | null;
-  /** Requests a minute of a key the behaviour stage throttled (docs/behaviour.md). Default 6. */
+  /** Requests a minute of a key the behaviour stage throttled (docs/behaviour.md). Default 6, or the behaviour settings' throttle. */
   readonly throttlePerMinute?: number;
+  /**
+   * Stage 11 off the request path (docs/behaviour.md): every decided request is queued and scored
+   * against its key's normal by the behaviour engine, and the responder acts on the scores by the
+   * response policy. Absent or null: nothing is observed (the risk states keys already carry are
+   * still checked on the request path).
+   */
+  readonly behaviour?: BehaviourOptions | null;
+}
+
+export interface BehaviourOptions {
+  /** The response policy and the model's settings (the configuration's `behaviour` section). `enabled` false: responder only (operators can still undo). */
+  readonly settings: BehaviourSettings;
+  /** Where each key's and account's state lives. Default: the durable store's (SQLite); Redis shares it between processes. Not closed by the core. */
+  readonly states?: BehaviourStateStore;
+  /** Where alerts go (the RFC 9421-signed webhook); default none. Not closed by the core. */
+  readonly alerts?: AlertSink | null;
+  /** How long decisions wait to be scored together (ms). Default 250. */
+  readonly flushMs?: number;
 }
 
 /** A pipeline's scope by default: a digest of what it decides and its routes (stable across processes). */
@@ -138,6 +162,10 @@ export class Portcullis {
   private readonly watchers = new Set<(event: CoreEvent) => void>();
   private readonly bus: ChangeBus | null;
   private readonly shared: Omit<PipelineOptions, "routes">;
+  /** Stage 11's engine (docs/behaviour.md): scores every decided request off the request path; null when behaviour is off. */
+  readonly behaviour: BehaviourEngine | null;
+  /** The responder: acts on scores, and undoes actions for operators; null without behaviour options. */
+  readonly anomalies: AnomalyResponder | null;
 
   constructor(options: PortcullisOptions) {
     const now = options.now ?? Date.now;
@@ -198,6 +226,21 @@ export class Portcullis {
     const scheme = options.scheme ?? "http";
     this.sessions = options.sessions ?? null;
     this.prices = options.prices ?? null;
+    const behaviour = options.behaviour ?? null;
+    let responder: AnomalyResponder | null = null;
+    this.behaviour =
+      behaviour === null || !behaviour.settings.enabled
+        ? null
+        : new BehaviourEngine({
+            model: new BehaviourModel({ liquidity: liquidityOf(behaviour.settings) }),
+            states: behaviour.states ?? options.store.behaviour,
+            // The responder is built with the audit log, below; the engine calls it only later.
+            respond: (score) => (responder === null ? Promise.resolve(null) : responder.respond(score)),
+            prices: this.prices,
+            logger: this.logger,
+            ...(behaviour.flushMs === undefined ? {} : { flushMs: behaviour.flushMs }),
+          });
+    const throttlePerMinute = options.throttlePerMinute ?? behaviour?.settings.throttle.perMinute;
     this.shared = {
       keys: this.cache,
       schemes: createSchemes({ scheme, futureSkewMs }),
@@ -218,7 +261,8 @@ export class Portcullis {
       },
       sessions: this.sessions,
       prices: this.prices,
-      ...(options.throttlePerMinute === undefined ? {} : { throttlePerMinute: options.throttlePerMinute }),
+      ...(throttlePerMinute === undefined ? {} : { throttlePerMinute }),
+      observe: this.behaviour?.observe ?? null,
     };
     this.pipeline = this.createPipeline(this.routes);
     const signer = options.audit?.signer;
@@ -230,6 +274,9 @@ export class Portcullis {
       now,
       stageNames: this.pipeline.stageNames,
     });
+    this.anomalies =
+      behaviour === null ? null : new AnomalyResponder({ settings: behaviour.settings, keys: this.keys, store: options.store.anomalies, audit: this.audit, alerts: behaviour.alerts ?? null, logger: this.logger, now });
+    responder = this.anomalies;
   }
 
   /**
@@ -323,6 +370,8 @@ export class Portcullis {
 
   async close(): Promise<void> {
     this.unsubscribe();
+    // What is queued is scored and answered before the audit log closes.
+    await this.behaviour?.close();
     await this.usage.stop();
     await this.audit.close();
     await this.store.close();

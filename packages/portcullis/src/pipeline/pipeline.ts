@@ -7,6 +7,7 @@ import type { KeyCache } from "../keys/cache.js";
 import type { Environment } from "../contract/ids.js";
 import type { Dialect } from "../contract/keys.js";
 import type { ReferencePrices } from "../contract/prices.js";
+import type { BehaviourEvent } from "../contract/behaviour.js";
 import type { LimitPlan } from "../limits/plan.js";
 import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
@@ -89,7 +90,7 @@ export interface PipelineOptions {
 }
 
 /** How a decided request ended, for the behaviour stage. */
-export type DecisionEnd = "allowed" | "held" | "refused" | "failed";
+export type DecisionEnd = BehaviourEvent["outcome"];
 
 /** Receives every decided request; called on the request path, so it must only queue. */
 export type DecisionObserver = (ctx: RequestContext, end: DecisionEnd) => void;

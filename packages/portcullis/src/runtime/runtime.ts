@@ -24,7 +24,10 @@ import { HoldService, type HoldServiceOptions } from "../holds/service.js";
 import { OperationEndpoints } from "../gateway/operation-endpoints.js";
 import { RiskProfiles } from "../exposure/service.js";
 import type { AnomalyScores } from "../contract/behaviour.js";
-import { AnomalyResponder } from "../anomaly/responder.js";
+import type { AnomalyResponder } from "../anomaly/responder.js";
+import { stepUpSettings } from "../anomaly/responses.js";
+import { SnapshottingBehaviourStore } from "../storage/behaviour-state.js";
+import { RedisBehaviourStore } from "../storage/redis/behaviour.js";
 import { AlertWebhook } from "../anomaly/webhook.js";
 
 export interface RunningPortcullis {
@@ -59,7 +62,7 @@ export interface StartOptions {
    */
   readonly policy?: PolicyDecider;
   readonly holds?: Pick<HoldServiceOptions, "approvalTtlMs" | "rejectCancels" | "pollMs" | "leaseMs">;
-  /** The behaviour model's latest scores, for keys' risk profiles (docs/behaviour.md); default none. */
+  /** The behaviour model's latest scores, for keys' risk profiles (docs/behaviour.md); default: the core's behaviour engine. */
   readonly anomaly?: AnomalyScores | null;
 }
 
@@ -83,11 +86,21 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   // when one is configured (off the request path; a failed poll keeps the last prices).
   const prices = new LivePrices({ table: config.prices.table, maxAgeMs: config.prices.refresh?.maxAgeMs ?? Number.POSITIVE_INFINITY });
   const refresher = config.prices.refresh === null ? null : new PriceRefresher({ prices, settings: config.prices.refresh, logger });
-  const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, policy: options.policy ?? null, logger, ...options.holds });
+  // Stage 11's step-up holds through the hold service (docs/behaviour.md).
+  const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, policy: options.policy ?? null, logger, stepUp: stepUpSettings(config.behaviour.stepUp), prices, ...options.holds });
+  let states: SnapshottingBehaviourStore | null = null;
+  let sharedStates: RedisBehaviourStore | null = null;
   try {
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, data.store, logger);
     bus = await openBus(config, logger);
+    // Behaviour states: in the data directory, or shared by every process through Redis with the
+    // data directory keeping a copy (docs/behaviour.md, "Where the state lives").
+    if (config.hot.backend === "redis") {
+      sharedStates = new RedisBehaviourStore({ url: config.hot.url, prefix: config.hot.prefix, onError: (err) => logger.warn({ err: err.message }, "behaviour state: redis error") });
+      states = new SnapshottingBehaviourStore(sharedStates, data.store.behaviour, { onError: (err) => logger.warn({ err: err.message }, "behaviour state: snapshot failed; retried") });
+    }
+    alerts = config.behaviour.webhook === null ? null : new AlertWebhook({ settings: config.behaviour.webhook, signer: data.signingKeys, logger });
     const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment, signingKeys: data.signingKeys }) : undefined;
     core = new Portcullis({
       store: data.store,
@@ -108,6 +121,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       audit: { ...config.audit, signer: data.signingKeys },
       logger,
       prices,
+      behaviour: { settings: config.behaviour, alerts, ...(states === null ? {} : { states }) },
     });
     // The first poll is awaited (bounded by its timeout; a failure only logs): the gateway starts with prices.
     await refresher?.start();
@@ -136,9 +150,9 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     // Releases what is ready (made ready here, by another process, or by the CLI), expires what
     // waited too long; also at start, for what a previous run left ready.
     holds.start();
-    // The behaviour stage's responses: the webhook (if configured) and the revoke sweep, once a minute.
-    alerts = config.behaviour.webhook === null ? null : new AlertWebhook({ settings: config.behaviour.webhook, signer: data.signingKeys, logger });
-    const anomalies = new AnomalyResponder({ settings: config.behaviour, keys: core.keys, store: data.store.anomalies, audit: core.audit, alerts, logger });
+    // The behaviour stage's responses (the core's responder): revokes whose grace passed, once a minute.
+    const anomalies = core.anomalies;
+    if (anomalies === null) throw new TypeError("the core was built without its responder");
     sweeper = setInterval(() => {
       anomalies.sweep().catch((err: unknown) => {
         logger.error({ err }, "anomaly revoke sweep failed; retried in a minute");
@@ -157,7 +171,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         prices,
         assets: Object.keys(config.prices.table.assets ?? {}),
         symbols: Object.keys(config.prices.table.symbols ?? {}),
-        anomaly: options.anomaly ?? null,
+        anomaly: options.anomaly === undefined ? core.behaviour : options.anomaly,
         idleExpiryMs: config.keys.idleExpiryMs,
       });
       admin = new AdminApi({ core, logger, governance, holds, risk, anomalies: { responder: anomalies, signer: data.signingKeys } });
@@ -178,10 +192,14 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         refresher?.stop();
         if (sweeper !== null) clearInterval(sweeper);
         await holds.stop();
-        await alerts?.close();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         running.policy.close();
+        // What is queued is scored and answered, its alerts sent and its states copied, before the store closes.
+        await running.core.behaviour?.close();
+        await alerts?.close();
+        await states?.close();
         await running.core.close();
+        await sharedStates?.close();
         await bus?.close();
         await data.custody.close();
       },
@@ -189,11 +207,14 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   } catch (err) {
     refresher?.stop();
     if (sweeper !== null) clearInterval(sweeper);
-    await alerts?.close();
     policy?.close();
     await holds.stop();
     await gateway?.close(0);
     await admin?.close(0);
+    await core?.behaviour?.close();
+    await alerts?.close();
+    await states?.close();
+    await sharedStates?.close();
     if (core !== null) await core.close();
     else {
       await data.store.close();

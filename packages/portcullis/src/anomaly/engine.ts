@@ -1,0 +1,213 @@
+import type { AnomalyActionRecord, AnomalyScores, BehaviourEvent, BehaviourScore } from "../contract/behaviour.js";
+import type { ReferencePrices } from "../contract/prices.js";
+import type { RequestContext } from "../contract/request.js";
+import { behaviourEvent } from "../behaviour/event.js";
+import type { BehaviourModel, BehaviourState } from "../behaviour/model.js";
+import type { Logger } from "../log/logger.js";
+import type { BehaviourStateStore } from "../storage/types.js";
+
+/** What the engine hands each score to (the responder), and what comes of it. */
+export type ScoreResponder = (score: BehaviourScore) => Promise<AnomalyActionRecord | null>;
+
+export interface BehaviourEngineOptions {
+  readonly model: BehaviourModel;
+  /** Where each key's and account's state lives (SQLite, or Redis shared by every process). */
+  readonly states: BehaviourStateStore;
+  /** The responder; null: scores are computed and kept, nothing acts on them. */
+  readonly respond: ScoreResponder | null;
+  /** Values orders and withdrawals for the model. */
+  readonly prices: ReferencePrices | null;
+  readonly logger: Logger;
+  /**
+   * How long observed decisions wait before they are scored together (ms). Each batch is one
+   * read-modify-write of the states it touches. Default 250.
+   */
+  readonly flushMs?: number;
+  /** Decisions queued at most; beyond it new ones are dropped and counted (never the request). Default 100,000. */
+  readonly maxQueue?: number;
+}
+
+/** An account's state is kept under this name beside its keys'. */
+export function accountStateId(account: string): string {
+  return `account:${account}`;
+}
+
+/** A decided request, queued: its context and how it ended. */
+type Observed = readonly [RequestContext, BehaviourEvent["outcome"]];
+
+const SLICE = 2_000;
+
+/**
+ * Stage 11 off the request path (docs/behaviour.md). The pipeline hands every decided request to
+ * `observe`, which only queues it. A timer takes the queue in batches: each decision becomes a
+ * `BehaviourEvent`, its account's state and then its key's state are updated through the state
+ * store (a read-modify-write per batch, atomic per key, so gateway processes sharing Redis share
+ * one model), each event is scored against the key's normal (or, for a young key, its account's),
+ * and each score goes to the responder, one key at a time in order.
+ */
+export class BehaviourEngine implements AnomalyScores {
+  private readonly model: BehaviourModel;
+  private readonly states: BehaviourStateStore;
+  private readonly respond: ScoreResponder | null;
+  private readonly prices: ReferencePrices | null;
+  private readonly logger: Logger;
+  private readonly flushMs: number;
+  private readonly maxQueue: number;
+  private queue: Observed[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> = Promise.resolve();
+  private closed = false;
+  /** Decisions dropped because the queue was full. */
+  dropped = 0;
+  /** Batches that failed (a store error): their events are lost, never their requests. */
+  failures = 0;
+  private readonly latestScores = new Map<string, BehaviourScore>();
+  private readonly scoreListeners = new Set<(score: BehaviourScore) => void>();
+  private readonly actionListeners = new Set<(record: AnomalyActionRecord) => void>();
+
+  constructor(options: BehaviourEngineOptions) {
+    this.model = options.model;
+    this.states = options.states;
+    this.respond = options.respond;
+    this.prices = options.prices;
+    this.logger = options.logger;
+    this.flushMs = options.flushMs ?? 250;
+    this.maxQueue = options.maxQueue ?? 100_000;
+    if (!Number.isSafeInteger(this.flushMs) || this.flushMs < 0) throw new TypeError("flushMs must be a non-negative integer");
+    if (!Number.isSafeInteger(this.maxQueue) || this.maxQueue < 1) throw new TypeError("maxQueue must be a positive integer");
+  }
+
+  /** The pipeline's observer: queues the decision. On the request path: nothing else happens here. */
+  readonly observe = (ctx: RequestContext, end: BehaviourEvent["outcome"]): void => {
+    if (ctx.key === null || this.closed) return;
+    if (this.queue.length >= this.maxQueue) {
+      this.dropped++;
+      return;
+    }
+    this.queue.push([ctx, end]);
+    if (this.timer === null) {
+      this.timer = setTimeout(this.tick, this.flushMs);
+      this.timer.unref();
+    }
+  };
+
+  private readonly tick = (): void => {
+    this.timer = null;
+    void this.settle();
+  };
+
+  /** Scores every queued decision and carries out the responses; resolves when done. */
+  settle(): Promise<void> {
+    const next = this.running.then(() => this.drain());
+    this.running = next;
+    return next;
+  }
+
+  onScore(listener: (score: BehaviourScore) => void): () => void {
+    this.scoreListeners.add(listener);
+    return () => this.scoreListeners.delete(listener);
+  }
+
+  onAction(listener: (record: AnomalyActionRecord) => void): () => void {
+    this.actionListeners.add(listener);
+    return () => this.actionListeners.delete(listener);
+  }
+
+  /** The key's latest score: this process's, else the one its stored state holds (without its explanation). */
+  async latest(keyId: string): Promise<BehaviourScore | null> {
+    const here = this.latestScores.get(keyId);
+    if (here !== undefined) return here;
+    const bytes = (await this.states.load([keyId])).get(keyId);
+    const state = bytes === undefined ? null : this.model.decode(bytes);
+    const last = state === null ? null : this.model.latest(state);
+    if (last === null) return null;
+    return { keyId, account: "", at: last.at, score: last.score, basis: last.basis, seen: 0, contributions: [] };
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const batch = this.queue.length <= SLICE ? this.queue : this.queue.slice(0, SLICE);
+      this.queue = this.queue.length <= SLICE ? [] : this.queue.slice(SLICE);
+      try {
+        await this.process(batch);
+      } catch (err) {
+        this.failures++;
+        this.logger.warn({ err, events: batch.length }, "behaviour: a batch of decisions could not be scored");
+      }
+    }
+  }
+
+  private async process(batch: readonly Observed[]): Promise<void> {
+    const events: BehaviourEvent[] = [];
+    for (const [ctx, end] of batch) {
+      const event = behaviourEvent(ctx, end, this.prices);
+      if (event !== null) events.push(event);
+    }
+    if (events.length === 0) return;
+    const byAccount = groupBy(events, (e) => accountStateId(e.account));
+    const byKey = groupBy(events, (e) => e.keyId);
+    // The accounts first: a young key is judged against its account as it was before this batch.
+    const accountsBefore = new Map<string, BehaviourState | null>();
+    await this.states.update([...byAccount.keys()], (id, current) => {
+      let state = current === null ? null : this.model.decode(current);
+      accountsBefore.set(id, state === null ? null : this.model.decode(current as Uint8Array));
+      for (const event of byAccount.get(id) ?? []) state = this.model.observeAccount(state, event);
+      return this.model.encode(state as BehaviourState);
+    });
+    // A retried key update scores its events again from the newer state: only the last run counts.
+    const scored = new Map<string, BehaviourScore[]>();
+    await this.states.update([...byKey.keys()], (id, current) => {
+      let state = current === null ? null : this.model.decode(current);
+      const scores: BehaviourScore[] = [];
+      for (const event of byKey.get(id) ?? []) {
+        const result = this.model.observe(state, event, accountsBefore.get(accountStateId(event.account)) ?? null);
+        state = result.state;
+        scores.push(result.score);
+      }
+      scored.set(id, scores);
+      return this.model.encode(state as BehaviourState);
+    });
+    await Promise.all([...scored.values()].map((scores) => this.answer(scores)));
+  }
+
+  /** One key's scores, in order: kept, reported, and responded to one after another. */
+  private async answer(scores: readonly BehaviourScore[]): Promise<void> {
+    for (const score of scores) {
+      this.latestScores.delete(score.keyId);
+      this.latestScores.set(score.keyId, score);
+      if (this.latestScores.size > 10_000) {
+        const oldest = this.latestScores.keys().next().value;
+        if (oldest !== undefined) this.latestScores.delete(oldest);
+      }
+      for (const listener of this.scoreListeners) listener(score);
+      if (this.respond === null) continue;
+      let record: AnomalyActionRecord | null;
+      try {
+        record = await this.respond(score);
+      } catch (err) {
+        this.logger.error({ err, keyId: score.keyId }, "behaviour: the response to a score failed");
+        continue;
+      }
+      if (record !== null) for (const listener of this.actionListeners) listener(record);
+    }
+  }
+
+  /** Stops queuing and scores what is queued. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    await this.settle();
+  }
+}
+
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const out = new Map<string, T[]>();
+  for (const item of items) {
+    const k = keyOf(item);
+    const list = out.get(k);
+    if (list === undefined) out.set(k, [item]);
+    else list.push(item);
+  }
+  return out;
+}
