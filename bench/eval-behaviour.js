@@ -1,22 +1,16 @@
 /**
- * The anomaly evaluation's ONE adapter to the behaviour stage (stage 11, contract/behaviour.ts):
- * everything the harness (eval-sim.js) needs of the core's behaviour engine goes through here, so
- * wiring the engine into the core changes this file only.
+ * The anomaly evaluation's one adapter to the behaviour stage (stage 11, docs/behaviour.md):
+ * everything the harness (eval-sim.js) needs of the core's behaviour engine goes through here.
  *
- * What the harness expects of the core, once the engine is merged:
- *
- * - `new Portcullis({ …, behaviour: { enabled: true, …settings } })` turns the engine on
- *   (`coreOptions` below builds that member, with the configured symbol volumes);
- * - `core.behaviour` (null when off) with `settle(): Promise<void>` (every queued observation,
- *   score and response processed), `onAction(listener)` and `onScore(listener)`, each returning an
- *   unsubscribe;
+ * - `coreOptions` turns the engine on in `new Portcullis({ …, behaviour })`, with the default
+ *   response policy and the venue's configured liquidity;
+ * - `holdOptions` gives the hold service the step-up (a stepped-up key's high-value operations are
+ *   held for the `security` group, which nobody in the simulation approves);
+ * - `core.behaviour` (the engine) has `settle()`, `onAction(listener)` and `onScore(listener)`;
  * - refusals of a key the responder acted on carry `ANOMALY_THROTTLED`, `KEY_SUSPENDED` or
- *   `KEY_REVOKED`; a step-up holds the key's next high-value operation (the hold hook's ticket).
- *
- * Until then `core.behaviour` is undefined: `attachBehaviour` answers an engine that is absent
- * (`available` false, `settle` resolves at once, no action is ever reported), and the harness runs
- * end to end and reports every scenario "not detected".
+ *   `KEY_REVOKED`.
  */
+import { DEFAULT_BEHAVIOUR_SETTINGS, stepUpSettings } from "../packages/portcullis/dist/anomaly/responses.js";
 
 /** The refusal codes that are the behaviour stage's own responses (a key the responder acted on). */
 export const BEHAVIOUR_CODES = new Set(["ANOMALY_THROTTLED", "KEY_SUSPENDED", "KEY_REVOKED"]);
@@ -25,14 +19,18 @@ export const BEHAVIOUR_CODES = new Set(["ANOMALY_THROTTLED", "KEY_SUSPENDED", "K
 export const ACTING = new Set(["alert", "step-up", "throttle", "suspend", "revoke"]);
 
 /**
- * The `behaviour` member of the core's options: the engine on, with the venue's liquidity (24 h
- * quote volume per symbol, what "an illiquid pair" is measured against).
- *
- * The lead maps `volumes` to the engine's setting for configured symbol volumes (its name in the
- * behaviour settings is the engine's to choose); extra settings pass through unchanged.
+ * The `behaviour` member of the core's options: the engine on with the default response policy,
+ * and the venue's liquidity (24 h quote volume per symbol, what "an illiquid pair" is measured
+ * against) as the configuration's `behaviour.liquidity` holds it.
  */
 export function coreOptions({ volumes, settings = {} }) {
-  return { behaviour: { enabled: true, volumes, ...settings } };
+  const liquidity = Object.fromEntries(Object.entries(volumes).map(([symbol, volume]) => [symbol, String(volume)]));
+  return { behaviour: { settings: { ...DEFAULT_BEHAVIOUR_SETTINGS, liquidity, ...settings } } };
+}
+
+/** The hold service's part of stage 11: what a stepped-up key's operations need, and prices to value orders. */
+export function holdOptions(prices, settings = {}) {
+  return { stepUp: stepUpSettings({ ...DEFAULT_BEHAVIOUR_SETTINGS, ...settings }.stepUp), prices };
 }
 
 /**

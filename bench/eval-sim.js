@@ -29,7 +29,7 @@ import { heldRequestOf } from "../packages/portcullis/dist/gateway/proxy.js";
 import { generateKeyId } from "../packages/portcullis/dist/contract/ids.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
 import { BINANCE_ROUTES } from "../packages/demo-exchange/dist/exchange/routes.js";
-import { ACTING, BEHAVIOUR_CODES, attachBehaviour, coreOptions } from "./eval-behaviour.js";
+import { ACTING, BEHAVIOUR_CODES, attachBehaviour, coreOptions, holdOptions } from "./eval-behaviour.js";
 
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
@@ -292,7 +292,7 @@ export async function runEvaluation(
     ...coreOptions({ volumes: Object.fromEntries(Object.entries(SYMBOLS).map(([s, v]) => [s, v.volume])) }),
   });
   const logger = silentLogger();
-  const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, logger, now, pollMs: 1_000_000 });
+  const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, logger, now, pollMs: 1_000_000, ...holdOptions(prices) });
   const policy = await PolicyService.open({ store: data.store, pollIntervalMs: 0, logger, prices, holder: holds, now });
   holds.usePolicy(policy);
   const venue = createVenue();

@@ -1,4 +1,4 @@
-import type { AnomalyActionRecord, AnomalyScores, BehaviourEvent, BehaviourScore } from "../contract/behaviour.js";
+import type { AnomalyAction, AnomalyActionRecord, AnomalyScores, BehaviourEvent, BehaviourScore } from "../contract/behaviour.js";
 import type { ReferencePrices } from "../contract/prices.js";
 import type { RequestContext } from "../contract/request.js";
 import { behaviourEvent } from "../behaviour/event.js";
@@ -6,8 +6,11 @@ import type { BehaviourModel, BehaviourState } from "../behaviour/model.js";
 import type { Logger } from "../log/logger.js";
 import type { BehaviourStateStore } from "../storage/types.js";
 
-/** What the engine hands each score to (the responder), and what comes of it. */
-export type ScoreResponder = (score: BehaviourScore) => Promise<AnomalyActionRecord | null>;
+/**
+ * What the engine hands each score to (the responder), and what comes of it. `ceiling`: the
+ * strongest action the event may lead to (`alert` for a request that never proved its key).
+ */
+export type ScoreResponder = (score: BehaviourScore, ceiling: AnomalyAction) => Promise<AnomalyActionRecord | null>;
 
 export interface BehaviourEngineOptions {
   readonly model: BehaviourModel;
@@ -31,6 +34,9 @@ export interface BehaviourEngineOptions {
 export function accountStateId(account: string): string {
   return `account:${account}`;
 }
+
+/** A score, and the strongest action its event may lead to. */
+type Scored = readonly [BehaviourScore, AnomalyAction];
 
 /** A decided request, queued: its context and how it ended. */
 type Observed = readonly [RequestContext, BehaviourEvent["outcome"]];
@@ -155,14 +161,14 @@ export class BehaviourEngine implements AnomalyScores {
       return this.model.encode(state as BehaviourState);
     });
     // A retried key update scores its events again from the newer state: only the last run counts.
-    const scored = new Map<string, BehaviourScore[]>();
+    const scored = new Map<string, Scored[]>();
     await this.states.update([...byKey.keys()], (id, current) => {
       let state = current === null ? null : this.model.decode(current);
-      const scores: BehaviourScore[] = [];
+      const scores: Scored[] = [];
       for (const event of byKey.get(id) ?? []) {
         const result = this.model.observe(state, event, accountsBefore.get(accountStateId(event.account)) ?? null);
         state = result.state;
-        scores.push(result.score);
+        scores.push([result.score, event.verified === false ? "alert" : "revoke"]);
       }
       scored.set(id, scores);
       return this.model.encode(state as BehaviourState);
@@ -171,24 +177,32 @@ export class BehaviourEngine implements AnomalyScores {
   }
 
   /** One key's scores, in order: kept, reported, and responded to one after another. */
-  private async answer(scores: readonly BehaviourScore[]): Promise<void> {
-    for (const score of scores) {
+  private async answer(scores: readonly Scored[]): Promise<void> {
+    for (const [score, ceiling] of scores) {
       this.latestScores.delete(score.keyId);
       this.latestScores.set(score.keyId, score);
       if (this.latestScores.size > 10_000) {
         const oldest = this.latestScores.keys().next().value;
         if (oldest !== undefined) this.latestScores.delete(oldest);
       }
-      for (const listener of this.scoreListeners) listener(score);
+      for (const listener of this.scoreListeners) this.tell(listener, score);
       if (this.respond === null) continue;
       let record: AnomalyActionRecord | null;
       try {
-        record = await this.respond(score);
+        record = await this.respond(score, ceiling);
       } catch (err) {
         this.logger.error({ err, keyId: score.keyId }, "behaviour: the response to a score failed");
         continue;
       }
-      if (record !== null) for (const listener of this.actionListeners) listener(record);
+      if (record !== null) for (const listener of this.actionListeners) this.tell(listener, record);
+    }
+  }
+
+  private tell<T>(listener: (value: T) => void, value: T): void {
+    try {
+      listener(value);
+    } catch (err) {
+      this.logger.warn({ err }, "behaviour: a listener failed");
     }
   }
 

@@ -91,12 +91,14 @@ export class AnomalyResponder {
   }
 
   /**
-   * Responds to one score: the strongest response it reaches, unless that (or something stronger)
-   * is already in force. The action taken, or null when there was nothing to do.
+   * Responds to one score: the strongest response it reaches (no stronger than `ceiling`), unless
+   * that (or something stronger) is already in force. The action taken, or null when there was
+   * nothing to do. The engine caps a request that never proved the key (refused before its
+   * signature verified) at `alert`: whoever knows a key's id must not be able to suspend it.
    */
-  respond(score: BehaviourScore): Promise<AnomalyActionRecord | null> {
+  respond(score: BehaviourScore, ceiling: AnomalyAction = "revoke"): Promise<AnomalyActionRecord | null> {
     if (!this.settings.enabled) return Promise.resolve(null);
-    const rule = responseFor(this.settings, score.score);
+    const rule = responseFor(this.settings, score.score, ceiling);
     if (rule === null) return Promise.resolve(null);
     return this.serial(score.keyId, () => this.act(score, rule));
   }

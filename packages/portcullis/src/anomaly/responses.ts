@@ -96,11 +96,16 @@ export function actionStrength(action: AnomalyAction): number {
   return ANOMALY_ACTIONS.indexOf(action);
 }
 
-/** The strongest rule whose minScore `score` reaches, `record` above the floor, or null: nothing to do. */
-export function responseFor(settings: BehaviourSettings, score: number): ResponseRule | null {
+/**
+ * The strongest rule whose minScore `score` reaches and whose action is no stronger than `ceiling`,
+ * `record` above the floor, or null: nothing to do.
+ */
+export function responseFor(settings: BehaviourSettings, score: number, ceiling: AnomalyAction = "revoke"): ResponseRule | null {
+  const most = actionStrength(ceiling);
   let best: ResponseRule | null = null;
   for (const rule of settings.responses) {
-    if (score >= rule.minScore && (best === null || actionStrength(rule.action) > actionStrength(best.action))) best = rule;
+    const strength = actionStrength(rule.action);
+    if (score >= rule.minScore && strength <= most && (best === null || strength > actionStrength(best.action))) best = rule;
   }
   if (best === null && score >= settings.recordFloor) return { minScore: settings.recordFloor, action: "record", forMs: null };
   return best;

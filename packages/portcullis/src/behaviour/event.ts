@@ -110,5 +110,6 @@ export function behaviourEvent(ctx: RequestContext, outcome: BehaviourEvent["out
     outcome,
     code,
     authFailure: outcome === "refused" && denial !== null && AUTH_FAILURE_CODES.has(denial.code),
+    verified: ctx.verified,
   };
 }

@@ -43,6 +43,12 @@ export interface BehaviourEvent {
   readonly value: number | null;
   /** withdraw: the destination (the address, or the venue's saved address name), else null. */
   readonly destination: string | null;
+  /**
+   * withdraw: the destination is in the account's withdrawal address book and past its cooldown
+   * (docs/policy.md): the account's owner named it, so it is not new whoever first sends to it.
+   * Absent is as false. Filled in by the engine off the request path.
+   */
+  readonly destinationKnown?: boolean;
   /** The client address (its group: an IPv4 address or an IPv6 prefix), or null. */
   readonly client: string | null;
   /** The client's network prefix (IPv4 /24, IPv6 /48), or null. */
@@ -53,6 +59,13 @@ export interface BehaviourEvent {
   readonly code: string | null;
   /** A refusal for a bad credential on a key that exists (a wrong signature, a wrong passphrase…). */
   readonly authFailure: boolean;
+  /**
+   * The request proved the key (its signature verified). One that did not — refused at or before
+   * the signature — may come from anyone who knows the key's id: it is evidence of an attack on the
+   * key, not of its holder's behaviour, so the responder never acts on its key beyond an alert.
+   * Absent is as true (events built by hand).
+   */
+  readonly verified?: boolean;
 }
 
 /** One feature's part in a score: what was seen, against what, how far. */

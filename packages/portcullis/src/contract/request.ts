@@ -83,6 +83,11 @@ export class RequestContext {
   /** Admitted by the local fallback while the shared hot store was unreachable. */
   degraded = false;
 
+  /**
+   * The request proved its key: its signature (or session proof) verified (set by the pipeline when
+   * stage 6 passes). A refusal of a request that did not is no evidence about the key's holder.
+   */
+  verified = false;
   denial: Denial | null = null;
   /** An allowed request whose hand on failed (a handler's refusal, an upstream failure): its code. */
   outcome: ErrorCode | null = null;

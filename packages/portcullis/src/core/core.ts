@@ -235,7 +235,7 @@ export class Portcullis {
             model: new BehaviourModel({ liquidity: liquidityOf(behaviour.settings) }),
             states: behaviour.states ?? options.store.behaviour,
             // The responder is built with the audit log, below; the engine calls it only later.
-            respond: (score) => (responder === null ? Promise.resolve(null) : responder.respond(score)),
+            respond: (score, ceiling) => (responder === null ? Promise.resolve(null) : responder.respond(score, ceiling)),
             prices: this.prices,
             logger: this.logger,
             ...(behaviour.flushMs === undefined ? {} : { flushMs: behaviour.flushMs }),

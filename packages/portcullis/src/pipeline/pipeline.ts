@@ -205,6 +205,7 @@ export class Pipeline {
       if (result instanceof Promise) return this.resume(ctx, i, result, mark);
       mark = this.record(ctx, i, mark);
       if (result !== undefined) return this.refuse(ctx, result, i);
+      if (i === this.signatureStage) ctx.verified = true;
       i = this.skip(ctx, i);
     }
     if (this.onKeyUsed !== null && ctx.key !== null) this.onKeyUsed(ctx.key.record.id, ctx.now);
@@ -215,6 +216,7 @@ export class Pipeline {
     const result = await pending;
     const next = this.record(ctx, i, mark);
     if (result !== undefined) return this.refuse(ctx, result, i);
+    if (i === this.signatureStage) ctx.verified = true;
     return this.continueFrom(ctx, this.skip(ctx, i) + 1, next);
   }
 
