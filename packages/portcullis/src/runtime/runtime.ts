@@ -97,8 +97,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     // Behaviour states: in the data directory, or shared by every process through Redis with the
     // data directory keeping a copy (docs/behaviour.md, "Where the state lives").
     if (config.hot.backend === "redis") {
-      sharedStates = new RedisBehaviourStore({ url: config.hot.url, prefix: config.hot.prefix, onError: (err) => logger.warn({ err: err.message }, "behaviour state: redis error") });
-      states = new SnapshottingBehaviourStore(sharedStates, data.store.behaviour, { onError: (err) => logger.warn({ err: err.message }, "behaviour state: snapshot failed; retried") });
+      sharedStates = new RedisBehaviourStore({ url: config.hot.url, prefix: config.hot.prefix, onError: (err) => { logger.warn({ err: err.message }, "behaviour state: redis error"); } });
+      states = new SnapshottingBehaviourStore(sharedStates, data.store.behaviour, { onError: (err) => { logger.warn({ err: err.message }, "behaviour state: snapshot failed; retried"); } });
     }
     alerts = config.behaviour.webhook === null ? null : new AlertWebhook({ settings: config.behaviour.webhook, signer: data.signingKeys, logger });
     const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment, signingKeys: data.signingKeys }) : undefined;
