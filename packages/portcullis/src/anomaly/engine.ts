@@ -4,7 +4,7 @@ import type { RequestContext } from "../contract/request.js";
 import { behaviourEvent } from "../behaviour/event.js";
 import type { BehaviourModel, BehaviourState } from "../behaviour/model.js";
 import type { Logger } from "../log/logger.js";
-import type { BehaviourStateStore } from "../storage/types.js";
+import type { AddressStore, BehaviourStateStore } from "../storage/types.js";
 
 /**
  * What the engine hands each score to (the responder), and what comes of it. `ceiling`: the
@@ -20,6 +20,12 @@ export interface BehaviourEngineOptions {
   readonly respond: ScoreResponder | null;
   /** Values orders and withdrawals for the model. */
   readonly prices: ReferencePrices | null;
+  /**
+   * The withdrawal address books (docs/policy.md): a withdrawal to a destination in its account's
+   * book, past its cooldown, is not to a new destination. Null: every destination the key never
+   * used is new.
+   */
+  readonly addresses?: Pick<AddressStore, "lookup"> | null;
   readonly logger: Logger;
   /**
    * How long observed decisions wait before they are scored together (ms). Each batch is one
@@ -56,6 +62,7 @@ export class BehaviourEngine implements AnomalyScores {
   private readonly states: BehaviourStateStore;
   private readonly respond: ScoreResponder | null;
   private readonly prices: ReferencePrices | null;
+  private readonly addresses: Pick<AddressStore, "lookup"> | null;
   private readonly logger: Logger;
   private readonly flushMs: number;
   private readonly maxQueue: number;
@@ -76,6 +83,7 @@ export class BehaviourEngine implements AnomalyScores {
     this.states = options.states;
     this.respond = options.respond;
     this.prices = options.prices;
+    this.addresses = options.addresses ?? null;
     this.logger = options.logger;
     this.flushMs = options.flushMs ?? 250;
     this.maxQueue = options.maxQueue ?? 100_000;
@@ -147,7 +155,7 @@ export class BehaviourEngine implements AnomalyScores {
     const events: BehaviourEvent[] = [];
     for (const [ctx, end] of batch) {
       const event = behaviourEvent(ctx, end, this.prices);
-      if (event !== null) events.push(event);
+      if (event !== null) events.push(await this.withDestination(event));
     }
     if (events.length === 0) return;
     const byAccount = groupBy(events, (e) => accountStateId(e.account));
@@ -174,6 +182,13 @@ export class BehaviourEngine implements AnomalyScores {
       return this.model.encode(state as BehaviourState);
     });
     await Promise.all([...scored.values()].map((scores) => this.answer(scores)));
+  }
+
+  /** A withdrawal's event, with whether its destination is in its account's address book (and usable). */
+  private async withDestination(event: BehaviourEvent): Promise<BehaviourEvent> {
+    if (this.addresses === null || event.operation !== "withdraw" || event.destination === null || event.asset === null) return event;
+    const entries = await this.addresses.lookup(event.account, event.asset, event.destination);
+    return entries.some((e) => e.usableFrom <= event.at) ? { ...event, destinationKnown: true } : event;
   }
 
   /** One key's scores, in order: kept, reported, and responded to one after another. */

@@ -237,6 +237,7 @@ export class Portcullis {
             // The responder is built with the audit log, below; the engine calls it only later.
             respond: (score, ceiling) => (responder === null ? Promise.resolve(null) : responder.respond(score, ceiling)),
             prices: this.prices,
+            addresses: options.store.addresses,
             logger: this.logger,
             ...(behaviour.flushMs === undefined ? {} : { flushMs: behaviour.flushMs }),
           });
