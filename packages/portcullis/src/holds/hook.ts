@@ -86,7 +86,8 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
     const operation = ctx.operation;
     if (operation === null) return undefined;
     const risk = ctx.risk;
-    const steppedUp = risk !== null && risk.state === "step-up" && stepUp !== null && highValue(operation, stepUp, prices) ? risk : null;
+    // A throttle is stronger than a step-up, and holds what a step-up holds.
+    const steppedUp = risk !== null && stepUp !== null && highValue(operation, stepUp, prices) ? risk : null;
     if (steppedUp === null && !policy.judges(operation.kind)) return undefined;
     const key = ctx.key?.record ?? null;
     const subject: PolicySubject = { operation, account: key?.account ?? null, keyId: key?.id ?? null, client: ctx.client?.text ?? null, at: ctx.now };

@@ -129,6 +129,15 @@ describe("a throttled key", () => {
     expect((await s.send("GET", "/api/v3/account")).status).toBe(200);
   });
 
+  it("has its high-value operations held as a stepped-up key's are (a throttle is the stronger response)", async () => {
+    const s = await setup(undefined, { throttlePerMinute: 10 });
+    await s.t.core.keys.setRisk(s.key.id, risk("throttle"), "test");
+    const held = await s.send("POST", "/sapi/v1/capital/withdraw/apply", WITHDRAWAL);
+    expect(held.status).toBe(202);
+    expect((await s.send("POST", "/api/v3/order", order("0.01", "60000"))).status).toBe(200);
+    expect(s.upstream.requests.filter((r) => r.url.startsWith("/sapi"))).toHaveLength(0);
+  });
+
   it("is not charged once its throttle lapsed, nor after an operator cleared it; another key never is", async () => {
     const s = await setup(undefined, { throttlePerMinute: 1 });
     await s.t.core.keys.setRisk(s.key.id, risk("throttle", s.t.clock.ms + 1_000), "test");
