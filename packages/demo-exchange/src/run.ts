@@ -122,7 +122,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     const { approvers, held } = governance;
     process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys, approvers, heldWithdrawal: held })}\n`);
   } else {
-    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys) + describeGovernance(stack.gateway, stack.dataDir, keys, governance) + "Ctrl-C stops everything.\n");
+    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys) + describeGovernance(stack.gateway, stack.dataDir, keys, governance) + describeBehaviour(stack.dataDir) + "Ctrl-C stops everything.\n");
   }
 
   let stopping = false;
@@ -260,4 +260,15 @@ function describeGovernance(gateway: string, dataDir: string, keys: Record<strin
     `  npx portcullis request --key-id ${treasury.id} ${cred} GET '${gateway}/portcullis/v1/operations/${held.operationId}'\n`,
   );
   return `${lines.join("")}\n`;
+}
+
+/** The behaviour part of the demo's banner (docs/behaviour.md): risk profiles and anomaly actions. */
+function describeBehaviour(dataDir: string): string {
+  return [
+    "Behaviour (stage 11; docs/behaviour.md): every decision is scored against its key's normal use, off the\n",
+    `request path; an unusual key is alerted on, stepped up (its withdrawals held for one ${DEMO_APPROVER_GROUP} approver),\n`,
+    "throttled or suspended, each action explained and undoable. What each key could do if stolen now:\n",
+    `  npx portcullis keys risk --top 5 --data ${dataDir}\n`,
+    `  npx portcullis anomalies list --data ${dataDir}\n\n`,
+  ].join("");
 }

@@ -1,11 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { type Server, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type CreatedKey, DEFAULT_LIMITS, type Logger, OperatorError, type RunningPortcullis, type StartOptions, initDataDir, parseConfig, parseCreateKeyInput, startPortcullis, valueOrThrow } from "portcullis";
 import { type DemoExchange, createDemoExchange } from "./exchange/index.js";
-import { DEMO_ADDRESS_COOLDOWN } from "./governance.js";
+import { DEMO_ADDRESS_COOLDOWN, DEMO_APPROVER_GROUP } from "./governance.js";
 import { DEMO_EXCHANGE_ROUTES, DEMO_WEBSOCKET_ROUTES } from "./exchange/routes.js";
 
 /** The gateway-upstream secret in a data directory `portcullis init` laid out (docs/configuration.md). */
@@ -111,24 +111,28 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     } catch (err) {
       throw isAddressInUse(err) ? new DemoPortInUseError(options.upstreamPort, "--upstream-port") : err;
     }
-    const config = parseConfig(
-      {
-        dataDir,
-        environment: "test",
-        gateway: { host: "127.0.0.1", port: options.port, upstream: upstreamUrl, serverTiming: options.serverTiming ?? true },
-        admin: { enabled: true, host: "127.0.0.1", port: options.adminPort },
-        routes: DEMO_EXCHANGE_ROUTES,
-        // The defaults, account weight budget included: the demo's keys of one account share it.
-        limits: DEFAULT_LIMITS,
-        websocket: { routes: DEMO_WEBSOCKET_ROUTES },
-        // Reference prices for per-key guardrails (price bands, market orders' value), read off
-        // the request path from the exchange's own public ticker.
-        prices: { refresh: { url: `${upstreamUrl}/api/v3/ticker/price`, interval: "10s" } },
-        // A new withdrawal address is known to the policy after a minute (docs/policy.md).
-        policy: { addressCooldown: DEMO_ADDRESS_COOLDOWN },
-      },
+    const raw = {
       dataDir,
-    );
+      environment: "test",
+      gateway: { host: "127.0.0.1", port: options.port, upstream: upstreamUrl, serverTiming: options.serverTiming ?? true },
+      admin: { enabled: true, host: "127.0.0.1", port: options.adminPort },
+      routes: DEMO_EXCHANGE_ROUTES,
+      // The defaults, account weight budget included: the demo's keys of one account share it.
+      limits: DEFAULT_LIMITS,
+      websocket: { routes: DEMO_WEBSOCKET_ROUTES },
+      // Reference prices for per-key guardrails (price bands, market orders' value), read off
+      // the request path from the exchange's own public ticker.
+      prices: { refresh: { url: `${upstreamUrl}/api/v3/ticker/price`, interval: "10s" } },
+      // A new withdrawal address is known to the policy after a minute (docs/policy.md).
+      policy: { addressCooldown: DEMO_ADDRESS_COOLDOWN },
+      // Stage 11 (docs/behaviour.md): the default responses; a stepped-up key's withdrawals and
+      // larger orders wait for one treasury approver.
+      behaviour: { stepUp: { approvals: [{ group: DEMO_APPROVER_GROUP, count: 1 }], minValue: "1000" } },
+    };
+    // The configuration beside the data, as a deployment keeps it: the CLI's commands that read
+    // the gateway's configuration (`keys risk --data DIR`) find it there.
+    writeFileSync(join(dataDir, "portcullis.json"), `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
+    const config = parseConfig(raw, dataDir);
     let running: RunningPortcullis;
     try {
       running = await startPortcullis(config, options.logger, options.start);

@@ -161,6 +161,20 @@ describe("portcullis demo", () => {
     expect(late.stderr).toMatch(/OPERATION_STATE_CONFLICT/);
   });
 
+  it("ranks its keys by what they could do if stolen, and lists what the behaviour stage did, from the command line", async () => {
+    const top = await runCli(["keys", "risk", "--top", "3", "--data", info.dataDir, "--json"]);
+    expect(top.code).toBe(0);
+    const profiles = JSON.parse(top.stdout) as { keyId: string; riskScore: number }[];
+    expect(profiles).toHaveLength(3);
+    expect(profiles[0]?.riskScore ?? 0).toBeGreaterThanOrEqual(profiles[2]?.riskScore ?? 0);
+    const one = await runCli(["keys", "risk", info.keys.trader.id, "--data", info.dataDir, "--json"]);
+    expect(one.code).toBe(0);
+    expect(JSON.parse(one.stdout)).toMatchObject({ keyId: info.keys.trader.id, exposure: { reachableFrom: expect.anything() as unknown } });
+    const actions = await runCli(["anomalies", "list", "--data", info.dataDir, "--json"]);
+    expect(actions.code).toBe(0);
+    expect(Array.isArray((JSON.parse(actions.stdout) as { actions: unknown }).actions)).toBe(true);
+  });
+
   it("stops cleanly on SIGINT and removes its temporary data directory", async () => {
     expect(existsSync(info.dataDir)).toBe(true);
     const exited = new Promise<number | null>((resolve) => demo.child.once("exit", (code) => { resolve(code); }));
