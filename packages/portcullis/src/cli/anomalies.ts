@@ -11,6 +11,7 @@ import { PortcullisError } from "../errors/catalogue.js";
 import { KeyService } from "../keys/service.js";
 import type { AnomalyActionFilter } from "../storage/types.js";
 import { cliActor, fromApiError } from "./key-ops.js";
+import { type AdminTarget as Target, print, targetOptions, withTarget } from "./target.js";
 
 /**
  * `portcullis anomalies list|show|undo|webhook-key` (docs/behaviour.md, "Responses"): the behaviour
@@ -64,46 +65,6 @@ function remoteOps(adminUrl: string, keyId: string, secret: string): AnomalyOps 
     webhookKey: () => call("GET", "/portcullis/v1/anomalies/webhook-key"),
     close: () => Promise.resolve(),
   };
-}
-
-interface Target {
-  data?: string;
-  admin?: string;
-  adminKeyId?: string;
-  adminSecret?: string;
-  json?: boolean;
-}
-
-async function withOps<T>(opts: Target, defaultData: string, fn: (ops: AnomalyOps) => Promise<T>): Promise<T> {
-  let ops: AnomalyOps;
-  if (opts.admin !== undefined) {
-    const keyId = opts.adminKeyId ?? process.env.PORTCULLIS_ADMIN_KEY_ID;
-    const secret = opts.adminSecret ?? process.env.PORTCULLIS_ADMIN_SECRET;
-    if (keyId === undefined || secret === undefined) {
-      throw new PortcullisError("VALIDATION_FAILED", "--admin needs an admin key: set PORTCULLIS_ADMIN_KEY_ID and PORTCULLIS_ADMIN_SECRET (or --admin-key-id / --admin-secret)");
-    }
-    ops = remoteOps(opts.admin, keyId, secret);
-  } else {
-    ops = await localOps(resolve(opts.data ?? defaultData));
-  }
-  try {
-    return await fn(ops);
-  } finally {
-    await ops.close();
-  }
-}
-
-function target(cmd: Command): Command {
-  return cmd
-    .option("--data <dir>", "data directory to operate on directly (default $PORTCULLIS_DATA or ./portcullis-data)")
-    .option("--admin <url>", "operate through a running admin API (a key with admin:anomalies from $PORTCULLIS_ADMIN_KEY_ID / $PORTCULLIS_ADMIN_SECRET)")
-    .option("--admin-key-id <id>", "admin key id (prefer $PORTCULLIS_ADMIN_KEY_ID)")
-    .option("--admin-secret <secret>", "admin key secret (prefer $PORTCULLIS_ADMIN_SECRET)")
-    .option("--json", "print JSON");
-}
-
-function print(json: boolean | undefined, data: unknown, human: () => string): void {
-  process.stdout.write(json === true ? `${JSON.stringify(data)}\n` : `${human()}\n`);
 }
 
 const STATES: readonly AnomalyActionState[] = ["active", "undone", "done"];
@@ -171,4 +132,12 @@ export function registerAnomalyCommands(program: Command, defaultData: string): 
     const key = await withOps(opts, defaultData, (ops) => ops.webhookKey());
     print(opts.json, key, () => `# ${key.kid}\n${key.publicKey.trimEnd()}`);
   });
+}
+
+function withOps<T>(opts: Target, defaultData: string, fn: (ops: AnomalyOps) => Promise<T>): Promise<T> {
+  return withTarget(opts, "an admin key", remoteOps, () => localOps(resolve(opts.data ?? defaultData)), fn);
+}
+
+function target(cmd: Command): Command {
+  return targetOptions(cmd, "a key with admin:anomalies");
 }

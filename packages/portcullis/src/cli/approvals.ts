@@ -13,6 +13,7 @@ import { type DigestDocumentView, digestOfDocument, renderOperation } from "../h
 import { HoldService, type OperationView } from "../holds/service.js";
 import type { ApproverRow } from "../storage/types.js";
 import { cliActor, fromApiError } from "./key-ops.js";
+import { type AdminTarget as Target, print, targetOptions, withTarget } from "./target.js";
 
 /**
  * `portcullis approvers add|list|remove` and `portcullis approvals list|show|approve|reject`
@@ -72,46 +73,6 @@ function remoteOps(adminUrl: string, keyId: string, secret: string): ApprovalOps
       call("POST", `/portcullis/v1/approvals/${id(op)}/${decision}`, reason === null ? { approver, digest, signature } : { approver, digest, signature, reason }),
     close: () => Promise.resolve(),
   };
-}
-
-interface Target {
-  data?: string;
-  admin?: string;
-  adminKeyId?: string;
-  adminSecret?: string;
-  json?: boolean;
-}
-
-async function withOps<T>(opts: Target, defaultData: string, fn: (ops: ApprovalOps) => Promise<T>): Promise<T> {
-  let ops: ApprovalOps;
-  if (opts.admin !== undefined) {
-    const keyId = opts.adminKeyId ?? process.env.PORTCULLIS_ADMIN_KEY_ID;
-    const secret = opts.adminSecret ?? process.env.PORTCULLIS_ADMIN_SECRET;
-    if (keyId === undefined || secret === undefined) {
-      throw new PortcullisError("VALIDATION_FAILED", "--admin needs an operator key: set PORTCULLIS_ADMIN_KEY_ID and PORTCULLIS_ADMIN_SECRET (or --admin-key-id / --admin-secret)");
-    }
-    ops = remoteOps(opts.admin, keyId, secret);
-  } else {
-    ops = await localOps(resolve(opts.data ?? defaultData));
-  }
-  try {
-    return await fn(ops);
-  } finally {
-    await ops.close();
-  }
-}
-
-function target(cmd: Command): Command {
-  return cmd
-    .option("--data <dir>", "data directory to operate on directly (default $PORTCULLIS_DATA or ./portcullis-data)")
-    .option("--admin <url>", "operate through a running admin API (operator key from $PORTCULLIS_ADMIN_KEY_ID / $PORTCULLIS_ADMIN_SECRET)")
-    .option("--admin-key-id <id>", "admin key id (prefer $PORTCULLIS_ADMIN_KEY_ID)")
-    .option("--admin-secret <secret>", "admin key secret (prefer $PORTCULLIS_ADMIN_SECRET)")
-    .option("--json", "print JSON");
-}
-
-function print(json: boolean | undefined, data: unknown, human: () => string): void {
-  process.stdout.write(json === true ? `${JSON.stringify(data)}\n` : `${human()}\n`);
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -220,4 +181,12 @@ export function registerApprovalCommands(program: Command, defaultData: string):
       await decide(opts, defaultData, id, decision);
     });
   }
+}
+
+function withOps<T>(opts: Target, defaultData: string, fn: (ops: ApprovalOps) => Promise<T>): Promise<T> {
+  return withTarget(opts, "an operator key", remoteOps, () => localOps(resolve(opts.data ?? defaultData)), fn);
+}
+
+function target(cmd: Command): Command {
+  return targetOptions(cmd, "an operator key");
 }

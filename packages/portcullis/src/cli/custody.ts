@@ -9,6 +9,7 @@ import type { KekProvider } from "../custody/keyring.js";
 import { openKekProvider } from "../custody/open.js";
 import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
 import { initDataDir, openDataDir } from "../core/data-dir.js";
+import { print } from "./target.js";
 
 /**
  * The key-custody commands:
@@ -34,10 +35,6 @@ function targetOf(opts: Target, defaultData: string): { dataDir: string; custody
     return { dataDir: config.dataDir, custody: config.custody };
   }
   return { dataDir: resolve(opts.data ?? defaultData), custody: DEFAULT_CUSTODY };
-}
-
-function print(json: boolean, data: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
 }
 
 function withTarget(cmd: Command): Command {

@@ -21,6 +21,7 @@ import { registerAnomalyCommands } from "./anomalies.js";
 import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
+import { print } from "./target.js";
 
 /**
  * The `portcullis` command. Every command takes `--json` where it prints data; failures go to
@@ -38,10 +39,6 @@ function port(value: string): number {
 
 function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
-}
-
-function print(json: boolean, data: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
 }
 
 /** "name=n" flags into overrides; the key service validates names and values. */

@@ -17,6 +17,7 @@ import { normalizeIp } from "../net/ip.js";
 import { parseOperationInput } from "../policy/operation-input.js";
 import type { PolicyVersionSummary } from "../storage/types.js";
 import { fromApiError } from "./key-ops.js";
+import { type AdminTarget as Target, print, targetOptions, withTarget } from "./target.js";
 
 /**
  * The policy and the withdrawal address books (docs/policy.md):
@@ -37,15 +38,6 @@ import { fromApiError } from "./key-ops.js";
  * new addresses is the configuration's `policy.addressCooldown`: from `--config FILE`, else from
  * the data directory's own `portcullis.json` (the one `init` writes) when there is one, else 24 h.
  */
-
-interface Target {
-  data?: string;
-  admin?: string;
-  adminKeyId?: string;
-  adminSecret?: string;
-  config?: string;
-  json?: boolean;
-}
 
 /** A change's answer as the CLI prints it: done, or held (the admin API's 202 body). */
 type Change<T> = { readonly state: "applied"; readonly result: T } | { readonly state: "held"; readonly operationId: string; readonly hold: string; readonly required: HoldRequirements };
@@ -154,36 +146,6 @@ function remoteOps(adminUrl: string, keyId: string, secret: string): GovernanceO
   };
 }
 
-async function withOps<T>(opts: Target, defaultData: string, fn: (ops: GovernanceOps) => Promise<T>): Promise<T> {
-  let ops: GovernanceOps;
-  if (opts.admin !== undefined) {
-    const keyId = opts.adminKeyId ?? process.env.PORTCULLIS_ADMIN_KEY_ID;
-    const secret = opts.adminSecret ?? process.env.PORTCULLIS_ADMIN_SECRET;
-    if (keyId === undefined || secret === undefined) {
-      throw new PortcullisError("VALIDATION_FAILED", "--admin needs an admin key: set PORTCULLIS_ADMIN_KEY_ID and PORTCULLIS_ADMIN_SECRET (or --admin-key-id / --admin-secret)");
-    }
-    ops = remoteOps(opts.admin, keyId, secret);
-  } else ops = await localOps(opts, defaultData);
-  try {
-    return await fn(ops);
-  } finally {
-    await ops.close();
-  }
-}
-
-function withTarget(cmd: Command): Command {
-  return cmd
-    .option("--data <dir>", "data directory to operate on directly (default $PORTCULLIS_DATA or ./portcullis-data)")
-    .option("--config <file>", "the gateway's config file: its data directory and policy settings (with --data: the directory's own portcullis.json, if any)")
-    .option("--admin <url>", "operate through a running admin API instead (admin key from $PORTCULLIS_ADMIN_KEY_ID / $PORTCULLIS_ADMIN_SECRET)")
-    .option("--admin-key-id <id>", "admin key id (prefer $PORTCULLIS_ADMIN_KEY_ID)")
-    .option("--admin-secret <secret>", "admin key secret (prefer $PORTCULLIS_ADMIN_SECRET: arguments are visible to other users)")
-    .option("--json", "print JSON");
-}
-
-function print(json: boolean, data: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(data)}\n` : `${human()}\n`);
-}
 
 function versionOption(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -258,7 +220,7 @@ function timeOption(text: string | undefined): number | undefined {
 export function registerPolicyCommands(program: Command, defaultData: string): void {
   const policy = program.command("policy").description("show, apply and dry-run the high-value policy (docs/policy.md)");
 
-  withTarget(policy.command("show").description("show the version in force (or another version)").option("--version <n>", "a version number")).action(
+  policyTarget(policy.command("show").description("show the version in force (or another version)").option("--version <n>", "a version number")).action(
     async (opts: Target & { version?: string }) => {
       const view = await withOps(opts, defaultData, (ops) => ops.show(versionOption(opts.version)));
       print(opts.json === true, view, () =>
@@ -276,14 +238,14 @@ export function registerPolicyCommands(program: Command, defaultData: string): v
     },
   );
 
-  withTarget(policy.command("versions").description("list every version, newest first")).action(async (opts: Target) => {
+  policyTarget(policy.command("versions").description("list every version, newest first")).action(async (opts: Target) => {
     const versions = await withOps(opts, defaultData, (ops) => ops.versions());
     print(opts.json === true, versions, () =>
       versions.map((v) => `${String(v.version).padStart(5)}  ${v.digest.slice(0, 16)}  ${String(v.rules).padStart(4)} rules  ${v.version === 0 ? "built in" : `${new Date(v.createdAt).toISOString()}  ${v.createdBy}`}`).join("\n"),
     );
   });
 
-  withTarget(policy.command("apply").description("apply a policy document (JSON); the version in force judges the change").argument("<file>", "the policy document")).action(
+  policyTarget(policy.command("apply").description("apply a policy document (JSON); the version in force judges the change").argument("<file>", "the policy document")).action(
     async (file: string, opts: Target) => {
       const document = readDocument(file);
       const change = await withOps(opts, defaultData, (ops) => ops.apply(document));
@@ -293,7 +255,7 @@ export function registerPolicyCommands(program: Command, defaultData: string): v
     },
   );
 
-  withTarget(
+  policyTarget(
     policy
       .command("test")
       .description("dry run: how the policy decides an operation, every rule evaluated in order and why")
@@ -326,7 +288,7 @@ export function registerPolicyCommands(program: Command, defaultData: string): v
 
   const addresses = program.command("addresses").description("the withdrawal address books: add (after a cooldown), list, remove");
 
-  withTarget(
+  policyTarget(
     addresses
       .command("add")
       .description("add an address to an account's book: usable after the cooldown; the policy judges the addition")
@@ -348,7 +310,7 @@ export function registerPolicyCommands(program: Command, defaultData: string): v
     );
   });
 
-  withTarget(
+  policyTarget(
     addresses
       .command("list")
       .description("list address book entries")
@@ -362,8 +324,16 @@ export function registerPolicyCommands(program: Command, defaultData: string): v
     print(opts.json === true, list, () => (list.length === 0 ? "no addresses" : list.map(describeAddress).join("\n")));
   });
 
-  withTarget(addresses.command("remove").description("remove an address at once (never held)").argument("<id>", "the entry's id (adr_…)")).action(async (id: string, opts: Target) => {
+  policyTarget(addresses.command("remove").description("remove an address at once (never held)").argument("<id>", "the entry's id (adr_…)")).action(async (id: string, opts: Target) => {
     const removed = await withOps(opts, defaultData, (ops) => ops.removeAddress(id));
     print(opts.json === true, removed, () => `removed ${describeAddress(removed)}`);
   });
+}
+
+function withOps<T>(opts: Target, defaultData: string, fn: (ops: GovernanceOps) => Promise<T>): Promise<T> {
+  return withTarget(opts, "an admin key", remoteOps, () => localOps(opts, defaultData), fn);
+}
+
+function policyTarget(cmd: Command): Command {
+  return targetOptions(cmd, "an admin key", "the gateway's config file: its data directory and policy settings (with --data: the directory's own portcullis.json, if any)");
 }

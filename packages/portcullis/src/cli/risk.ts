@@ -11,6 +11,7 @@ import { PolicyService } from "../governance/policy-service.js";
 import { KeyService } from "../keys/service.js";
 import { StaticPrices } from "../operations/prices.js";
 import { fromApiError } from "./key-ops.js";
+import { type AdminTarget, print, targetOptions, withTarget } from "./target.js";
 
 /**
  * Keys' risk profiles (docs/behaviour.md, "Risk profile"):
@@ -24,15 +25,9 @@ import { fromApiError } from "./key-ops.js";
  * On the data directory the behaviour model's scores are not read: `anomalyScore` is null.
  */
 
-interface RiskOptions {
-  data?: string;
-  config?: string;
-  admin?: string;
-  adminKeyId?: string;
-  adminSecret?: string;
+interface RiskOptions extends AdminTarget {
   top?: string;
   account?: string;
-  json?: boolean;
 }
 
 interface RiskOps {
@@ -158,41 +153,27 @@ function topOption(text: string): number {
 
 /** Registers `keys risk` on the `keys` command group. */
 export function registerRiskCommand(keys: Command, defaultData: string): void {
-  keys
-    .command("risk")
-    .description("a key's risk profile: what it could do in the next hour if stolen, and what each control would change (docs/behaviour.md)")
-    .argument("[id]", "key id (or --top N)")
-    .option("--top <n>", "the N riskiest keys, riskiest first")
-    .option("--account <id>", "with --top: only this account's keys")
-    .option("--data <dir>", "data directory to read directly (default $PORTCULLIS_DATA or ./portcullis-data)")
-    .option("--config <file>", "the gateway's config file (its limits, routes and prices; default DIR/portcullis.json)")
-    .option("--admin <url>", "read through a running admin API instead (admin key from $PORTCULLIS_ADMIN_KEY_ID / $PORTCULLIS_ADMIN_SECRET)")
-    .option("--admin-key-id <id>", "admin key id (prefer $PORTCULLIS_ADMIN_KEY_ID)")
-    .option("--admin-secret <secret>", "admin key secret (prefer $PORTCULLIS_ADMIN_SECRET: arguments are visible to other users)")
-    .option("--json", "print JSON")
-    .action(async (id: string | undefined, opts: RiskOptions) => {
-      if ((id === undefined) === (opts.top === undefined)) throw new PortcullisError("VALIDATION_FAILED", "give a key id, or --top N (not both)");
-      if (opts.account !== undefined && opts.top === undefined) throw new PortcullisError("VALIDATION_FAILED", "--account goes with --top N");
-      const top = opts.top === undefined ? null : topOption(opts.top);
-      let ops: RiskOps;
-      if (opts.admin !== undefined) {
-        const keyId = opts.adminKeyId ?? process.env.PORTCULLIS_ADMIN_KEY_ID;
-        const secret = opts.adminSecret ?? process.env.PORTCULLIS_ADMIN_SECRET;
-        if (keyId === undefined || secret === undefined) {
-          throw new PortcullisError("VALIDATION_FAILED", "--admin needs an admin key: set PORTCULLIS_ADMIN_KEY_ID and PORTCULLIS_ADMIN_SECRET (or --admin-key-id / --admin-secret)");
-        }
-        ops = remoteOps(opts.admin, keyId, secret);
-      } else ops = await localOps(opts, defaultData);
-      try {
-        if (top === null) {
-          const profile = await ops.profile(id ?? "");
-          process.stdout.write(opts.json === true ? `${JSON.stringify(profile)}\n` : `${describeRisk(profile)}\n`);
-        } else {
-          const list = await ops.top(top, opts.account);
-          process.stdout.write(opts.json === true ? `${JSON.stringify(list)}\n` : `${describeTop(list)}\n`);
-        }
-      } finally {
-        await ops.close();
+  targetOptions(
+    keys
+      .command("risk")
+      .description("a key's risk profile: what it could do in the next hour if stolen, and what each control would change (docs/behaviour.md)")
+      .argument("[id]", "key id (or --top N)")
+      .option("--top <n>", "the N riskiest keys, riskiest first")
+      .option("--account <id>", "with --top: only this account's keys"),
+    "a key with admin:keys",
+    "the gateway's config file (its limits, routes and prices; default DIR/portcullis.json)",
+  ).action(async (id: string | undefined, opts: RiskOptions) => {
+    if ((id === undefined) === (opts.top === undefined)) throw new PortcullisError("VALIDATION_FAILED", "give a key id, or --top N (not both)");
+    if (opts.account !== undefined && opts.top === undefined) throw new PortcullisError("VALIDATION_FAILED", "--account goes with --top N");
+    const top = opts.top === undefined ? null : topOption(opts.top);
+    await withTarget(opts, "an admin key", remoteOps, () => localOps(opts, defaultData), async (ops) => {
+      if (top === null) {
+        const profile = await ops.profile(id ?? "");
+        print(opts.json, profile, () => describeRisk(profile));
+      } else {
+        const list = await ops.top(top, opts.account);
+        print(opts.json, list, () => describeTop(list));
       }
     });
+  });
 }
