@@ -14,7 +14,6 @@
  *
  * Run alone: `node bench/guardrails-bench.js [--quick]` (after `npm run build`) prints this section.
  */
-import { performance } from "node:perf_hooks";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { guardrailStage } from "../packages/portcullis/dist/pipeline/stages/guardrails.js";
@@ -23,7 +22,7 @@ import { compileGuardrails } from "../packages/portcullis/dist/operations/guardr
 import { parseDecimal } from "../packages/portcullis/dist/operations/decimal.js";
 import { orderPlace } from "../packages/portcullis/dist/operations/fields.js";
 import { StaticPrices } from "../packages/portcullis/dist/operations/prices.js";
-import { fmt, median, quantile, table } from "./stats.js";
+import { fmt, median, quantile, table, timeLoop } from "./stats.js";
 
 export const GUARDRAIL_TARGETS = {
   /** The guard stage's check of an order with every guardrail set, µs. */
@@ -39,18 +38,6 @@ export const GUARDRAIL_BENCH_SETTINGS = {
 
 const verdict = (pass) => (pass ? "**PASS**" : "**FAIL**");
 
-/** ns per call of `fn` over `iterations` calls, for each of `rounds` rounds (after a warm-up). */
-function timeLoop(fn, { rounds, iterations, warmup }) {
-  let sink = 0;
-  for (let i = 0; i < warmup; i++) if (fn() !== undefined) sink++;
-  const out = [];
-  for (let r = 0; r < rounds; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < iterations; i++) if (fn() !== undefined) sink++;
-    out.push(((performance.now() - t0) * 1e6) / iterations);
-  }
-  return { samples: out, refused: sink };
-}
 
 export function runGuardrailsBench({ rounds, iterations, warmup, progress = () => undefined }) {
   const d = (text) => parseDecimal(text);

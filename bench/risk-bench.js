@@ -7,11 +7,10 @@
  *
  * Run alone: `node bench/risk-bench.js [--quick]` (after `npm run build`) prints this section.
  */
-import { performance } from "node:perf_hooks";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { behaviourStage } from "../packages/portcullis/dist/pipeline/stages/behaviour.js";
-import { fmt, median, quantile, table } from "./stats.js";
+import { fmt, median, quantile, table, timeLoop } from "./stats.js";
 
 export const RISK_TARGETS = {
   /** The risk stage's check of one request, µs. */
@@ -24,18 +23,6 @@ export const RISK_BENCH_SETTINGS = {
 };
 
 const verdict = (pass) => (pass ? "**PASS**" : "**FAIL**");
-
-function timeLoop(fn, { rounds, iterations, warmup }) {
-  let sink = 0;
-  for (let i = 0; i < warmup; i++) if (fn() !== undefined) sink++;
-  const out = [];
-  for (let r = 0; r < rounds; r++) {
-    const t0 = performance.now();
-    for (let i = 0; i < iterations; i++) if (fn() !== undefined) sink++;
-    out.push(((performance.now() - t0) * 1e6) / iterations);
-  }
-  return { samples: out, refused: sink };
-}
 
 export function runRiskBench({ rounds, iterations, warmup, progress = () => undefined }) {
   const stage = behaviourStage();

@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 /**
  * Small statistics and formatting helpers for the benchmark report. Everything is reported as
  * medians (robust to the odd slow batch on a shared VM) and as the median of per-pair ratios:
@@ -51,4 +52,20 @@ export function fmtPercent(ratio) {
 export function table(header, rows) {
   const line = (cells) => `| ${cells.join(" | ")} |`;
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n");
+}
+
+/**
+ * ns per call of `fn` in a tight loop over `iterations` calls, for each of `rounds` rounds (after a warm-up), and how many
+ * calls answered something (a refusal, for the stages timed).
+ */
+export function timeLoop(fn, { rounds, iterations, warmup }) {
+  let sink = 0;
+  for (let i = 0; i < warmup; i++) if (fn() !== undefined) sink++;
+  const out = [];
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (let i = 0; i < iterations; i++) if (fn() !== undefined) sink++;
+    out.push(((performance.now() - t0) * 1e6) / iterations);
+  }
+  return { samples: out, refused: sink };
 }
