@@ -2,25 +2,10 @@ import type { BehaviourEvent } from "../contract/behaviour.js";
 import type { Decimal } from "../contract/operations.js";
 import type { ReferencePrices } from "../contract/prices.js";
 import type { RequestContext } from "../contract/request.js";
-import type { ErrorCode } from "../errors/catalogue.js";
+import { AUTH_FAILURES } from "../errors/catalogue.js";
 import type { ParsedIp } from "../net/ip.js";
 import { addressGroup, formatIp } from "../net/ip.js";
 
-/**
- * Refusals that say someone holds a key's id but not its secret: a wrong signature, algorithm or
- * passphrase, a session token that is not ours or not for this request. They are the key failures
- * of the pipeline's failure list (pipeline/stages/failures.ts `KEY_FAILURES`, which this layer
- * cannot import) and the session-token refusals that name a key; only counted on a key that was
- * found (an unknown key id has no behaviour to attribute them to).
- */
-export const AUTH_FAILURE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "SIGNATURE_INVALID",
-  "ALGORITHM_MISMATCH",
-  "PASSPHRASE_INVALID",
-  "TOKEN_MALFORMED",
-  "TOKEN_URI_MISMATCH",
-  "SESSION_INVALID",
-]);
 
 /** A decimal as a float: statistics, not accounting. */
 function float(value: Decimal): number {
@@ -109,7 +94,8 @@ export function behaviourEvent(ctx: RequestContext, outcome: BehaviourEvent["out
     network: client === null ? null : networkOf(client.ip),
     outcome,
     code,
-    authFailure: outcome === "refused" && denial !== null && AUTH_FAILURE_CODES.has(denial.code),
+    // Of the authentication failures, those on a key that was found (the event exists only for one).
+    authFailure: outcome === "refused" && denial !== null && AUTH_FAILURES.has(denial.code),
     verified: ctx.verified,
   };
 }

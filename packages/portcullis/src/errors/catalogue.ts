@@ -372,6 +372,26 @@ export type OperatorCode = keyof typeof operatorFailures;
 /** Any code of the catalogue. */
 export type CatalogueCode = ErrorCode | OperatorCode;
 
+/**
+ * Authentication failures, counted toward blocks: the one list, for every surface (HTTP requests,
+ * WebSocket upgrades, signed WebSocket messages and logons).
+ */
+export const AUTH_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  "KEY_ID_MALFORMED",
+  "KEY_UNKNOWN",
+  "KEY_REVOKED",
+  "KEY_ENVIRONMENT_MISMATCH",
+  "SIGNATURE_INVALID",
+  "ALGORITHM_MISMATCH",
+  "PASSPHRASE_INVALID",
+  "TOKEN_MALFORMED",
+  "TOKEN_URI_MISMATCH",
+  "SESSION_INVALID",
+]);
+
+/** Of those, the ones that say someone is guessing at an existing key (they count toward the key's block too). */
+export const KEY_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["SIGNATURE_INVALID", "ALGORITHM_MISMATCH", "PASSPHRASE_INVALID"]);
+
 export function isCatalogueCode(code: unknown): code is CatalogueCode {
   return typeof code === "string" && Object.hasOwn(errorCatalogue, code);
 }

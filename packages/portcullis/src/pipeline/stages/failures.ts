@@ -1,26 +1,8 @@
-import type { ErrorCode } from "../../errors/catalogue.js";
+import { AUTH_FAILURES, type ErrorCode, KEY_FAILURES } from "../../errors/catalogue.js";
 import type { Shield } from "../../limits/shield.js";
 import type { FailureResult, HotStore, StrikeResult } from "../../storage/types.js";
 
-/**
- * Authentication failures, counted toward blocks: the one list, for every surface (HTTP requests,
- * WebSocket upgrades, signed WebSocket messages and logons).
- */
-export const AUTH_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "KEY_ID_MALFORMED",
-  "KEY_UNKNOWN",
-  "KEY_REVOKED",
-  "KEY_ENVIRONMENT_MISMATCH",
-  "SIGNATURE_INVALID",
-  "ALGORITHM_MISMATCH",
-  "PASSPHRASE_INVALID",
-  "TOKEN_MALFORMED",
-  "TOKEN_URI_MISMATCH",
-  "SESSION_INVALID",
-]);
-
-/** Of those, the ones that say someone is guessing at an existing key (they count toward the key's block too). */
-export const KEY_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(["SIGNATURE_INVALID", "ALGORITHM_MISMATCH", "PASSPHRASE_INVALID"]);
+export { AUTH_FAILURES, KEY_FAILURES };
 
 /**
  * Refusals of a request whose signature the gateway had verified that are never charged to the
