@@ -82,6 +82,7 @@ describe("behaviourEvent", () => {
       outcome: "allowed",
       code: null,
       authFailure: false,
+      verified: true,
     });
   });
 
@@ -122,7 +123,7 @@ describe("behaviourEvent", () => {
   it("a wrong signature on a found key is an authentication failure; a missing scope is a refusal but not one", async () => {
     const bad = await binance("GET", "/api/v3/account", "omitZeroBalances=true", { secret: "not-the-secret" });
     expect(bad.denial?.code).toBe("SIGNATURE_INVALID");
-    expect(behaviourEvent(bad, "refused", null)).toMatchObject({ keyId: key.id, outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true, route: "GET /api/v3/account", operation: null });
+    expect(behaviourEvent(bad, "refused", null)).toMatchObject({ keyId: key.id, outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true, verified: false, route: "GET /api/v3/account", operation: null });
     const scope = await binance("POST", "/api/v3/order", "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=1", { id: readOnly.id, secret: readOnly.secret });
     expect(scope.denial?.code).toBe("SCOPE_MISSING");
     expect(behaviourEvent(scope, "refused", null)).toMatchObject({ keyId: readOnly.id, code: "SCOPE_MISSING", authFailure: false });
