@@ -58,11 +58,12 @@ function timing(ctx: RequestContext, stage: string): number {
 }
 
 describe("the operation stage", () => {
-  it("runs after authorization, followed by the guard stage, then admission", () => {
+  it("runs after authorization, followed by the guard stage, then stage 11's risk check and admission", () => {
     const names = t.core.pipeline.stageNames;
     expect(names.indexOf("op")).toBe(names.indexOf("authz") + 1);
     expect(names.indexOf("guard")).toBe(names.indexOf("op") + 1);
-    expect(names.indexOf("admit")).toBe(names.indexOf("guard") + 1);
+    expect(names.indexOf("risk")).toBe(names.indexOf("guard") + 1);
+    expect(names.indexOf("admit")).toBe(names.indexOf("risk") + 1);
   });
 
   it("decodes a Binance order on a route that declares order.place (signed in the dialect)", async () => {
