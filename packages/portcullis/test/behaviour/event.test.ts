@@ -84,6 +84,7 @@ describe("behaviourEvent", () => {
       outcome: "allowed",
       code: null,
       authFailure: false,
+      verified: true,
     });
   });
 
