@@ -179,7 +179,8 @@ const T_NET_LAST = T_NET_FIRST + NETWORKS;
 const T_DEST_FIRST = T_NET_LAST + NETWORKS;
 const T_DEST_LAST = T_DEST_FIRST + DESTINATIONS;
 const T_ALT_AT = T_DEST_LAST + DESTINATIONS; // the last proved request with a network (switches decay from it)
-const T_LENGTH = T_ALT_AT + 1;
+const T_AUTH_AT = T_ALT_AT + 1; // the last signature failure (the failures' count decays from it)
+const T_LENGTH = T_AUTH_AT + 1;
 
 // Values, encoded as float32. A statistic is three slots: EW mean, EW mean absolute deviation, samples.
 const V_LATEST_SCORE = 0;
@@ -483,7 +484,6 @@ interface Observed {
   readonly rates: readonly [number, number, number];
   /** Time since the key's previous event (or since its creation, for its first). */
   readonly gapMs: number;
-  readonly auth: number;
   readonly withdrawals: number;
   /** The key's traded value over the last minute (decayed), this order included; 0 for other requests. */
   readonly flow: number;
@@ -535,7 +535,6 @@ export class BehaviourModel {
     const event = sane(given, key === null ? null : own(key));
     const s = key === null ? fresh(event) : own(key);
     const seen = s.t[T_SEEN] ?? 0;
-    const obs = advance(s, event);
     const mature = seen >= W.matureEvents && event.at - (s.t[T_FIRST] ?? event.at) >= W.matureSpanMs;
     const acct = account === null ? null : own(account);
     let basis: BehaviourBasis;
@@ -550,6 +549,8 @@ export class BehaviourModel {
       basis = "defaults";
       ref = null;
     }
+    if (event.verified === false || event.authFailure) return unproved(s, seen, basis, event);
+    const obs = advance(s, event);
     const hx = this.hashes(event);
     const switches = alternation(s, event, hx);
     const points = this.score(s, seen, ref, event, obs, hx);
@@ -575,6 +576,8 @@ export class BehaviourModel {
   observeAccount(account: BehaviourState | null, given: BehaviourEvent): BehaviourState {
     const event = sane(given, account === null ? null : own(account));
     const s = account === null ? fresh(event) : own(account);
+    // A request that did not prove its key is nobody's behaviour: it is not folded in.
+    if (event.verified === false || event.authFailure) return s;
     fold(s, event, advance(s, event), this.hashes(event));
     return s;
   }
@@ -783,9 +786,6 @@ export class BehaviourModel {
     }
 
     // Failures.
-    if (obs.auth > W.authFree) {
-      p.add("auth-failures", Math.min(W.authCap, W.authPer * (obs.auth - W.authFree)), obs.auth, `${num(obs.auth)} signature failures in 10 min`, `${W.authFree} free`, false);
-    }
     if (ref !== null && (ref.t[T_SEEN] ?? 0) >= W.minSamples && seen >= 10) {
       const failed = e.outcome === "refused" || e.outcome === "failed" ? 1 : 0;
       const recent = (s.v[V_ERR_SHORT] ?? 0) * (1 - SHORT_ALPHA) + failed * SHORT_ALPHA;
@@ -968,6 +968,30 @@ function alternation(s: State, e: BehaviourEvent, hx: Hashes): number {
   return c;
 }
 
+/**
+ * A request that did not prove its key (a bad signature, refused at or before it): evidence of an
+ * attack on the key by someone who knows its id, not of its holder's behaviour. Only the key's
+ * signature failures (decayed over 10 min) count, and only such requests are scored by them; the
+ * rest of the state (rates, routes, networks, errors, dormancy) is left as it was, so a flood of
+ * them can neither wake a key nor make its owner's next request look unusual.
+ */
+function unproved(s: State, seen: number, basis: BehaviourBasis, e: BehaviourEvent): { readonly state: BehaviourState; readonly score: BehaviourScore } {
+  const at = e.at;
+  const a0 = s.v[V_AUTH] ?? 0;
+  const auth = (a0 > 1e-3 ? decay(a0, at - (s.t[T_AUTH_AT] ?? at), AUTH_TAU) : 0) + (e.authFailure ? 1 : 0);
+  s.v[V_AUTH] = auth;
+  if (e.authFailure) s.t[T_AUTH_AT] = Math.max(s.t[T_AUTH_AT] ?? 0, at);
+  const p = new Points();
+  if (auth > W.authFree) {
+    p.add("auth-failures", Math.min(W.authCap, W.authPer * (auth - W.authFree)), auth, `${num(auth)} signature failures in 10 min`, `${W.authFree} free`, false);
+  }
+  const score = Math.round(1000 * (1 - Math.exp(-p.total / W.saturation))) / 10;
+  s.v[V_LATEST_SCORE] = score;
+  s.v[V_LATEST_BASIS] = BASES.indexOf(basis);
+  s.t[T_LATEST] = at;
+  return { state: s, score: { keyId: e.keyId, account: e.account, at, score, basis, seen, contributions: p.list } };
+}
+
 /** Advances the state's decayed counters to the event and counts it; returns what it measured. */
 function advance(s: State, e: BehaviourEvent): Observed {
   const last = s.t[T_LAST] ?? e.at;
@@ -980,9 +1004,6 @@ function advance(s: State, e: BehaviourEvent): Observed {
     rates[i] = c;
   }
   // Mostly zero: no decay to compute, and nothing to store.
-  const a0 = v[V_AUTH] ?? 0;
-  const auth = (a0 > 1e-3 ? decay(a0, dt, AUTH_TAU) : 0) + (e.authFailure ? 1 : 0);
-  v[V_AUTH] = auth;
   const w0 = v[V_WD_COUNT] ?? 0;
   const withdrawals = (w0 > 1e-3 ? decay(w0, dt, WD_TAU) : 0) + (e.operation === "withdraw" ? 1 : 0);
   v[V_WD_COUNT] = withdrawals;
@@ -990,7 +1011,7 @@ function advance(s: State, e: BehaviourEvent): Observed {
   const placed = e.operation === "order.place" && e.notional !== null && e.notional > 0 ? e.notional : 0;
   const flow = (f0 > 1e-3 ? decay(f0, dt, FLOW_TAU) : 0) + placed;
   v[V_FLOW] = Math.min(flow, 1e30); // float32 when encoded
-  return { rates, gapMs: Math.max(0, dt), auth, withdrawals, flow: placed > 0 ? flow : 0 };
+  return { rates, gapMs: Math.max(0, dt), withdrawals, flow: placed > 0 ? flow : 0 };
 }
 
 /** Folds the event into the state's statistics, histograms and sets (after scoring). */
@@ -1025,9 +1046,9 @@ function fold(s: State, e: BehaviourEvent, obs: Observed, hx: Hashes, learn = tr
     v[V_ORDERS] = Math.min(orders + 1, 1e6);
   }
 
-  // Where from: a request that did not prove the key may come from anyone who knows its id.
-  if (hx.network !== 0 && e.verified !== false) touch(s, H_NET, T_NET_FIRST, T_NET_LAST, V_NET_COUNT, NETWORKS, hx.network, at);
-  if (hx.client !== 0 && e.verified !== false) touch(s, H_ADDR, T_ADDR_FIRST, T_ADDR_LAST, V_ADDR_COUNT, ADDRESSES, hx.client, at);
+  // Where from.
+  if (hx.network !== 0) touch(s, H_NET, T_NET_FIRST, T_NET_LAST, V_NET_COUNT, NETWORKS, hx.network, at);
+  if (hx.client !== 0) touch(s, H_ADDR, T_ADDR_FIRST, T_ADDR_LAST, V_ADDR_COUNT, ADDRESSES, hx.client, at);
 
   // Orders: the symbol's entry (top symbols by decayed count), size statistics.
   if (e.symbol !== null && e.operation === "order.place") {

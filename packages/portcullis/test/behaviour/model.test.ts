@@ -555,9 +555,22 @@ describe("known destinations, concurrent use from two networks, late first use, 
         if (i % 5 === 4) scores.push(sim.observe(read(w, end + i * 2000 + 1000)));
       }
       for (const s of scores) expect(features(s)).not.toContain("network.alternate");
+      // The failures themselves are scored (on the requests that failed)…
+      expect(features(maxOf(scores))).toContain("auth-failures");
+      // …but the owner's next proved request is judged on its own: nothing unusual.
       const owner = sim.observe(read(w, end + 120_000));
-      expect(features(owner)).not.toContain("network.new");
-      expect(features(owner)).not.toContain("address.new");
+      expect(owner.contributions).toEqual([]);
+    }
+  });
+
+  it("a flood of requests that did not prove a dormant key does not wake it", () => {
+    for (const seed of [26, 126]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      const wake = end + 21 * DAY;
+      for (let i = 0; i < 50; i++) sim.observe({ ...ev(elsewhere(w, `100.81.${i + 1}.9`), wake + i * 1000, ROUTES.account, { outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true }), verified: false });
+      // The thief with the secret, a minute later: still a key waking after three weeks.
+      const first = sim.observe(order(w, wake + 60_000, "BTCUSDT", 0.001));
+      expect(features(first)).toContain("dormancy");
     }
   });
 
