@@ -17,12 +17,12 @@ const DAY = 86_400_000;
 
 /**
  * Every weight and threshold of the score, in one table: the evaluation harness tunes these.
- * Points add up to Σ; the score is 100·(1 − e^(−Σ/saturation)). With saturation 45: Σ 16 → 30,
- * Σ 23 → 40, Σ 54 → 70, Σ 104 → 90.
+ * Points add up to Σ; the score is 100·(1 − e^(−Σ/saturation)). With saturation 40: Σ 14 → 30,
+ * Σ 28 → 50 (alert), Σ 48 → 70 (step-up), Σ 64 → 80 (throttle), Σ 120 → 95 (suspend).
  */
 export const BEHAVIOUR_WEIGHTS = {
   /** Σ at which the score reaches 63 (1 − 1/e); larger is more lenient. */
-  saturation: 45,
+  saturation: 40,
 
   // Cold start.
   /** A key is judged against its own state from this many events… */
@@ -46,6 +46,9 @@ export const BEHAVIOUR_WEIGHTS = {
   /** Order quantity (against the symbol's). */
   quantityPerZ: 3,
   quantityCap: 20,
+  /** Order flow: the value the key traded over the last minute (decayed), in the quote asset. */
+  flowPerZ: 5,
+  flowCap: 30,
 
   // Novelty of where the request came from: low alone (honest bots move between cloud hosts).
   /** A network prefix (IPv4 /24, IPv6 /48) the key never used; half of it while still young. */
@@ -56,6 +59,22 @@ export const BEHAVIOUR_WEIGHTS = {
   youngMs: DAY,
   /** …and fewer than this many events from it. */
   youngEvents: 50,
+  /**
+   * Concurrent use from two networks: a stolen key is used by its thief while its owner goes on
+   * using it, so its (proved) requests alternate between networks within minutes; an honest bot
+   * whose host moves switches once. Switches between networks (decayed over `alternateTauMs`) count
+   * when the newer network of the two was first used within `alternateRecentMs` and at least
+   * `alternateApartMs` after the older (a dual-stack client's two networks, first used together,
+   * never count). From `alternateMin` decayed switches (the second within minutes):
+   * `networkAlternate` points, plus `alternatePer` per switch beyond two, capped.
+   */
+  alternateTauMs: 10 * MINUTE,
+  alternateRecentMs: 7 * DAY,
+  alternateApartMs: HOUR,
+  alternateMin: 1.5,
+  networkAlternate: 45,
+  alternatePer: 4,
+  alternateCap: 60,
 
   // What the request did.
   /** A symbol the key never traded (or first traded within the hour). */
@@ -95,16 +114,16 @@ export const BEHAVIOUR_WEIGHTS = {
 
   // Combinations.
   /** Rule: an unfamiliar network together with ≥ `comboMin` points of what the request did (symbols, size, routes, withdrawals). */
-  comboNewNetwork: 25,
-  comboMin: 10,
+  comboNewNetwork: 35,
+  comboMin: 8,
 
   // Time.
   /** Dormancy: a gap of at least `dormantMs` and `dormantFactor` times the key's longest gap before (first use: since creation). */
   dormantMs: 7 * DAY,
   dormantFactor: 3,
   dormancy: 20,
-  /** First use this long after creation counts as waking from dormancy. */
-  firstUseLateMs: 30 * DAY,
+  /** First use this long after creation counts as waking from dormancy (a key made and left unused for a week is the 2018 pattern). */
+  firstUseLateMs: 7 * DAY,
   /** For this long after waking, a burst (≥ `burstPerMin` requests in the last minute, decayed) adds `dormancyBurst`. */
   wakeWindowMs: HOUR,
   burstPerMin: 5,
@@ -159,7 +178,9 @@ const T_NET_FIRST = T_ADDR_LAST + ADDRESSES;
 const T_NET_LAST = T_NET_FIRST + NETWORKS;
 const T_DEST_FIRST = T_NET_LAST + NETWORKS;
 const T_DEST_LAST = T_DEST_FIRST + DESTINATIONS;
-const T_LENGTH = T_DEST_LAST + DESTINATIONS;
+const T_ALT_AT = T_DEST_LAST + DESTINATIONS; // the last proved request with a network (switches decay from it)
+const T_AUTH_AT = T_ALT_AT + 1; // the last signature failure (the failures' count decays from it)
+const T_LENGTH = T_AUTH_AT + 1;
 
 // Values, encoded as float32. A statistic is three slots: EW mean, EW mean absolute deviation, samples.
 const V_LATEST_SCORE = 0;
@@ -193,7 +214,10 @@ const V_ROUTE_LONG_SCALE = V_OPS_SCALE + 1;
 const V_ROUTE_SHORT_SCALE = V_ROUTE_LONG_SCALE + 1;
 const V_HOURS_SCALE = V_ROUTE_SHORT_SCALE + 1;
 const V_HOURS_SUM = V_HOURS_SCALE + 1;
-const V_LENGTH = V_HOURS_SUM + 1;
+const V_ALT_SWITCHES = V_HOURS_SUM + 1; // switches between networks, decayed over alternateTauMs
+const V_FLOW = V_ALT_SWITCHES + 1; // traded value, decayed over FLOW_TAU
+const V_FLOW_STATS = V_FLOW + 1; // statistic of log(flow) at each order
+const V_LENGTH = V_FLOW_STATS + 3;
 
 // Hashes (uint32; 0 is an empty slot).
 const H_SYM = 0;
@@ -201,11 +225,12 @@ const H_KNOWN = H_SYM + SYMBOLS;
 const H_ADDR = H_KNOWN + KNOWN_SYMBOLS;
 const H_NET = H_ADDR + ADDRESSES;
 const H_DEST = H_NET + NETWORKS;
-const H_LENGTH = H_DEST + DESTINATIONS;
+const H_ALT_NET = H_DEST + DESTINATIONS; // the network of the last proved request
+const H_LENGTH = H_ALT_NET + 1;
 
 const MAGIC0 = 0x50; // "P"
 const MAGIC1 = 0x42; // "B"
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 const HEADER = 4;
 /** The encoded size of every state. */
 export const BEHAVIOUR_STATE_BYTES = HEADER + T_LENGTH * 8 + V_LENGTH * 4 + H_LENGTH * 4;
@@ -217,6 +242,7 @@ const SYMBOL_TAU = 7 * DAY;
 const AUTH_TAU = 10 * MINUTE;
 const HOURS_TAU = 14 * DAY;
 const WD_TAU = HOUR;
+const FLOW_TAU = MINUTE;
 /** Long-run and recent shares: per-event weights. */
 const LONG_ALPHA = 1 / 1000;
 const SHORT_ALPHA = 1 / 20;
@@ -458,8 +484,9 @@ interface Observed {
   readonly rates: readonly [number, number, number];
   /** Time since the key's previous event (or since its creation, for its first). */
   readonly gapMs: number;
-  readonly auth: number;
   readonly withdrawals: number;
+  /** The key's traded value over the last minute (decayed), this order included; 0 for other requests. */
+  readonly flow: number;
 }
 
 /** Contributions, gathered cheaply: names and numbers first, texts only for those kept. */
@@ -468,6 +495,8 @@ class Points {
   total = 0;
   /** Points of what the request did (symbols, sizes, routes, withdrawals): what the combination rules look at. */
   action = 0;
+  /** The request came from a network the key (or, cold, its account) does not know yet. */
+  unfamiliar = false;
   add(feature: string, points: number, deviation: number, observed: string, baseline: string, action: boolean): void {
     if (!(points > 0)) return;
     this.list.push({ feature, observed, baseline, deviation: Math.round(deviation * 100) / 100, points: Math.round(points * 10) / 10 });
@@ -506,7 +535,6 @@ export class BehaviourModel {
     const event = sane(given, key === null ? null : own(key));
     const s = key === null ? fresh(event) : own(key);
     const seen = s.t[T_SEEN] ?? 0;
-    const obs = advance(s, event);
     const mature = seen >= W.matureEvents && event.at - (s.t[T_FIRST] ?? event.at) >= W.matureSpanMs;
     const acct = account === null ? null : own(account);
     let basis: BehaviourBasis;
@@ -521,14 +549,23 @@ export class BehaviourModel {
       basis = "defaults";
       ref = null;
     }
+    if (event.verified === false || event.authFailure) return unproved(s, seen, basis, event);
+    const obs = advance(s, event);
     const hx = this.hashes(event);
+    const switches = alternation(s, event, hx);
     const points = this.score(s, seen, ref, event, obs, hx);
+    if (switches >= W.alternateMin) {
+      const pts = Math.min(W.alternateCap, W.networkAlternate + W.alternatePer * Math.max(0, switches - 2));
+      points.add("network.alternate", pts, switches, `${num(switches)} switches between networks in ${duration(W.alternateTauMs)} (decayed)`, "at most one (a host that moves)", false);
+    }
     const total = points.total;
     const score = Math.round(1000 * (1 - Math.exp(-total / W.saturation))) / 10;
     const contributions = points.list;
     if (contributions.length > 1) contributions.sort((a, b) => b.points - a.points);
     if (contributions.length > 8) contributions.length = 8;
-    fold(s, event, obs, hx);
+    // What comes from an unfamiliar network does not teach the key's statistics (sizes, rates,
+    // flow) until the network is familiar: a thief's session must not become its own baseline.
+    fold(s, event, obs, hx, !points.unfamiliar);
     s.v[V_LATEST_SCORE] = score;
     s.v[V_LATEST_BASIS] = BASES.indexOf(basis);
     s.t[T_LATEST] = event.at;
@@ -539,6 +576,8 @@ export class BehaviourModel {
   observeAccount(account: BehaviourState | null, given: BehaviourEvent): BehaviourState {
     const event = sane(given, account === null ? null : own(account));
     const s = account === null ? fresh(event) : own(account);
+    // A request that did not prove its key is nobody's behaviour: it is not folded in.
+    if (event.verified === false || event.authFailure) return s;
     fold(s, event, advance(s, event), this.hashes(event));
     return s;
   }
@@ -655,6 +694,7 @@ export class BehaviourModel {
       const n = novelty(s, ref, H_NET, T_NET_FIRST, V_NET_COUNT, NETWORKS, hx.network, at);
       if (n > 0) {
         unfamiliar = true;
+        p.unfamiliar = true;
         p.add("network.new", n === 2 ? W.networkNew : W.networkNew / 2, n === 2 ? W.networkNew : W.networkNew / 2, e.network, n === 2 ? knownText(s, ref, H_NET, NETWORKS, "networks") : "first used within the day", false);
       }
     }
@@ -694,11 +734,17 @@ export class BehaviourModel {
 
     // Orders: symbols, liquidity, size.
     if (e.symbol !== null && e.operation === "order.place") this.order(p, s, ref, e, at, hx.symbol);
+    // Flow: the value traded over the last minute, against the key's (or, cold, its account's).
+    if (obs.flow > 0 && rv !== undefined) {
+      const z = statZ(rv, V_FLOW_STATS, Math.log(obs.flow), LOG_FLOOR);
+      if (z > W.zFree) p.add("flow.1m", zPoints(z, W.flowPerZ, W.flowCap), z, `${num(obs.flow)} traded in the last minute`, typical(rv, V_FLOW_STATS, ""), true);
+    }
 
     // Withdrawals.
     if (e.operation === "withdraw") {
       let destNew = false;
-      if (e.destination !== null) {
+      // A destination in the account's address book, past its cooldown: its owner named it.
+      if (e.destination !== null && e.destinationKnown !== true) {
         const d = hx.destination;
         const mine = find(s.h, H_DEST, DESTINATIONS, d);
         const theirs = ref !== null && ref !== s ? find(ref.h, H_DEST, DESTINATIONS, d) : -1;
@@ -720,23 +766,26 @@ export class BehaviourModel {
       if (destNew && unfamiliar) p.add("withdraw.new-network", W.withdrawNewNetwork, W.withdrawNewNetwork, "new destination from an unfamiliar network", "rule", true);
     }
 
-    // Combination: an unfamiliar network with anything unusual in what the request did.
-    if (unfamiliar && p.action >= W.comboMin) {
-      p.add("combination", W.comboNewNetwork, W.comboNewNetwork, `unfamiliar network with ${num(p.action)} points of unusual activity`, "rule", false);
-    }
-
     // Time of day.
+    let rareHour = false;
     if (ref !== null && (ref.t[T_SEEN] ?? 0) >= W.hourMinEvents && (ref.t[T_LAST] ?? 0) - (ref.t[T_FIRST] ?? 0) >= W.hourMinSpanMs) {
       const hour = Math.floor((((at % DAY) + DAY) % DAY) / HOUR);
       const sum = ref.v[V_HOURS_SUM] ?? 0;
       const hourShare = sum > 0 ? (ref.v[V_HOURS + hour] ?? 0) / sum : 1;
-      if (hourShare < W.hourRareShare) p.add("hour", W.hourRare, W.hourRare, `${hour}:00 UTC`, `${num(hourShare * 100)} % of requests in that hour`, false);
+      if (hourShare < W.hourRareShare) {
+        rareHour = true;
+        p.add("hour", W.hourRare, W.hourRare, `${hour}:00 UTC`, `${num(hourShare * 100)} % of requests in that hour`, false);
+      }
+    }
+
+    // Combination: an unfamiliar network with anything unusual in what the request did, or at an
+    // hour the key is (almost) never used (a key that keeps office hours, used at night from elsewhere).
+    if (unfamiliar && (p.action >= W.comboMin || rareHour)) {
+      const what = p.action >= W.comboMin ? `${num(p.action)} points of unusual activity` : "at an unusual hour";
+      p.add("combination", W.comboNewNetwork, W.comboNewNetwork, `unfamiliar network with ${what}`, "rule", false);
     }
 
     // Failures.
-    if (obs.auth > W.authFree) {
-      p.add("auth-failures", Math.min(W.authCap, W.authPer * (obs.auth - W.authFree)), obs.auth, `${num(obs.auth)} signature failures in 10 min`, `${W.authFree} free`, false);
-    }
     if (ref !== null && (ref.t[T_SEEN] ?? 0) >= W.minSamples && seen >= 10) {
       const failed = e.outcome === "refused" || e.outcome === "failed" ? 1 : 0;
       const recent = (s.v[V_ERR_SHORT] ?? 0) * (1 - SHORT_ALPHA) + failed * SHORT_ALPHA;
@@ -888,6 +937,61 @@ function fresh(e: BehaviourEvent): State {
   return s;
 }
 
+/** When the key first used the network (hashed) in its set, or `at` when it is not there. */
+function networkFirstUse(s: State, key: number, at: number): number {
+  const i = find(s.h, H_NET, NETWORKS, key);
+  return i < 0 ? at : (s.t[T_NET_FIRST + i] ?? at);
+}
+
+/**
+ * Counts a proved request's switch of network (a key's state only, before scoring): the decayed
+ * number of switches, this one included, or 0 when the request has no network or did not prove the
+ * key (anyone who knows a key's id can send from anywhere). A switch counts when the newer of the
+ * two networks is recent and was first used well after the older (see `alternateRecentMs`).
+ */
+function alternation(s: State, e: BehaviourEvent, hx: Hashes): number {
+  if (e.verified === false || hx.network === 0) return 0;
+  const at = e.at;
+  const prevAt = s.t[T_ALT_AT] ?? 0;
+  const prev = s.h[H_ALT_NET] ?? 0;
+  const c0 = s.v[V_ALT_SWITCHES] ?? 0;
+  let c = c0 > 1e-3 ? decay(c0, at - prevAt, W.alternateTauMs) : 0;
+  if (prev !== 0 && prev !== hx.network) {
+    const a = networkFirstUse(s, prev, at);
+    const b = networkFirstUse(s, hx.network, at);
+    const newer = Math.max(a, b);
+    if (at - newer < W.alternateRecentMs && newer - Math.min(a, b) >= W.alternateApartMs) c += 1;
+  }
+  s.v[V_ALT_SWITCHES] = c;
+  s.h[H_ALT_NET] = hx.network;
+  s.t[T_ALT_AT] = Math.max(prevAt, at);
+  return c;
+}
+
+/**
+ * A request that did not prove its key (a bad signature, refused at or before it): evidence of an
+ * attack on the key by someone who knows its id, not of its holder's behaviour. Only the key's
+ * signature failures (decayed over 10 min) count, and only such requests are scored by them; the
+ * rest of the state (rates, routes, networks, errors, dormancy) is left as it was, so a flood of
+ * them can neither wake a key nor make its owner's next request look unusual.
+ */
+function unproved(s: State, seen: number, basis: BehaviourBasis, e: BehaviourEvent): { readonly state: BehaviourState; readonly score: BehaviourScore } {
+  const at = e.at;
+  const a0 = s.v[V_AUTH] ?? 0;
+  const auth = (a0 > 1e-3 ? decay(a0, at - (s.t[T_AUTH_AT] ?? at), AUTH_TAU) : 0) + (e.authFailure ? 1 : 0);
+  s.v[V_AUTH] = auth;
+  if (e.authFailure) s.t[T_AUTH_AT] = Math.max(s.t[T_AUTH_AT] ?? 0, at);
+  const p = new Points();
+  if (auth > W.authFree) {
+    p.add("auth-failures", Math.min(W.authCap, W.authPer * (auth - W.authFree)), auth, `${num(auth)} signature failures in 10 min`, `${W.authFree} free`, false);
+  }
+  const score = Math.round(1000 * (1 - Math.exp(-p.total / W.saturation))) / 10;
+  s.v[V_LATEST_SCORE] = score;
+  s.v[V_LATEST_BASIS] = BASES.indexOf(basis);
+  s.t[T_LATEST] = at;
+  return { state: s, score: { keyId: e.keyId, account: e.account, at, score, basis, seen, contributions: p.list } };
+}
+
 /** Advances the state's decayed counters to the event and counts it; returns what it measured. */
 function advance(s: State, e: BehaviourEvent): Observed {
   const last = s.t[T_LAST] ?? e.at;
@@ -900,17 +1004,18 @@ function advance(s: State, e: BehaviourEvent): Observed {
     rates[i] = c;
   }
   // Mostly zero: no decay to compute, and nothing to store.
-  const a0 = v[V_AUTH] ?? 0;
-  const auth = (a0 > 1e-3 ? decay(a0, dt, AUTH_TAU) : 0) + (e.authFailure ? 1 : 0);
-  v[V_AUTH] = auth;
   const w0 = v[V_WD_COUNT] ?? 0;
   const withdrawals = (w0 > 1e-3 ? decay(w0, dt, WD_TAU) : 0) + (e.operation === "withdraw" ? 1 : 0);
   v[V_WD_COUNT] = withdrawals;
-  return { rates, gapMs: Math.max(0, dt), auth, withdrawals };
+  const f0 = v[V_FLOW] ?? 0;
+  const placed = e.operation === "order.place" && e.notional !== null && e.notional > 0 ? e.notional : 0;
+  const flow = (f0 > 1e-3 ? decay(f0, dt, FLOW_TAU) : 0) + placed;
+  v[V_FLOW] = Math.min(flow, 1e30); // float32 when encoded
+  return { rates, gapMs: Math.max(0, dt), withdrawals, flow: placed > 0 ? flow : 0 };
 }
 
 /** Folds the event into the state's statistics, histograms and sets (after scoring). */
-function fold(s: State, e: BehaviourEvent, obs: Observed, hx: Hashes): void {
+function fold(s: State, e: BehaviourEvent, obs: Observed, hx: Hashes, learn = true): void {
   const t = s.t;
   const v = s.v;
   const at = e.at;
@@ -918,7 +1023,7 @@ function fold(s: State, e: BehaviourEvent, obs: Observed, hx: Hashes): void {
   t[T_SEEN] = seen + 1;
   if (seen > 0 && obs.gapMs > (v[V_GAP] ?? 0)) v[V_GAP] = obs.gapMs;
   t[T_LAST] = Math.max(t[T_LAST] ?? 0, at);
-  for (let i = 0; i < 3; i++) statUpdate(v, V_RATE_STATS + 3 * i, Math.log1p(obs.rates[i] ?? 0), RATE_ALPHA, LOG_FLOOR);
+  if (learn) for (let i = 0; i < 3; i++) statUpdate(v, V_RATE_STATS + 3 * i, Math.log1p(obs.rates[i] ?? 0), RATE_ALPHA, LOG_FLOOR);
 
   // Histograms: long-run and recent shares (warm-up: a plain average until 1/n reaches alpha).
   const longA = Math.max(LONG_ALPHA, 1 / (seen + 1));
@@ -979,17 +1084,18 @@ function fold(s: State, e: BehaviourEvent, obs: Observed, hx: Hashes): void {
     v[o] = decay(v[o] ?? 0, at - (t[T_SYM_LAST + i] ?? at), SYMBOL_TAU) + 1;
     v[o + 1] = Math.min((v[o + 1] ?? 0) + 1, 1e6);
     t[T_SYM_LAST + i] = Math.max(t[T_SYM_LAST + i] ?? 0, at);
-    if (e.notional !== null && e.notional > 0) {
+    if (learn && e.notional !== null && e.notional > 0) {
       const x = Math.log(e.notional);
       statUpdate(v, o + 2, x, STAT_ALPHA, LOG_FLOOR);
       statUpdate(v, V_NOTIONAL, x, STAT_ALPHA, LOG_FLOOR);
     }
-    if (e.quantity !== null && e.quantity > 0) statUpdate(v, o + 5, Math.log(e.quantity), STAT_ALPHA, LOG_FLOOR);
+    if (learn && e.quantity !== null && e.quantity > 0) statUpdate(v, o + 5, Math.log(e.quantity), STAT_ALPHA, LOG_FLOOR);
   }
+  if (learn && obs.flow > 0) statUpdate(v, V_FLOW_STATS, Math.log(obs.flow), STAT_ALPHA, LOG_FLOOR);
 
   // Withdrawals.
   if (e.operation === "withdraw") {
     if (hx.destination !== 0) touch(s, H_DEST, T_DEST_FIRST, T_DEST_LAST, V_DEST_COUNT, DESTINATIONS, hx.destination, at);
-    if (e.value !== null && e.value > 0) statUpdate(v, V_WD_VALUE, Math.log(e.value), STAT_ALPHA, LOG_FLOOR);
+    if (learn && e.value !== null && e.value > 0) statUpdate(v, V_WD_VALUE, Math.log(e.value), STAT_ALPHA, LOG_FLOOR);
   }
 }

@@ -484,3 +484,115 @@ describe("the state: bounded, encoded, decoded", () => {
     expect(() => m.encode({ seen: 1 })).toThrow(TypeError);
   });
 });
+
+describe("known destinations, concurrent use from two networks, late first use, no learning from a thief", () => {
+  const elsewhere = (w: Who, client: string): Who => ({ ...w, client, network: networkOf(client) });
+
+  it("a withdrawal to a destination in the account's address book is not new, even from an unfamiliar network", () => {
+    for (const seed of [21, 121]) {
+      const known = warmed(periodicBuyer, seed, 10);
+      const unknown = warmed(periodicBuyer, seed, 10);
+      const from = elsewhere(known.w, "100.64.7.7");
+      const k = known.sim.observe({ ...withdrawal(from, known.end, "TSavedColdWallet", 500), destinationKnown: true });
+      const u = unknown.sim.observe(withdrawal(from, unknown.end, "TSavedColdWallet", 500));
+      expect(features(k)).not.toContain("withdraw.destination-new");
+      expect(features(k)).not.toContain("withdraw.new-network");
+      expect(features(u)).toEqual(expect.arrayContaining(["withdraw.destination-new", "withdraw.new-network"]));
+      expect(k.score).toBeLessThan(u.score);
+      // From its usual network, the owner's withdrawal to its saved address stays below an alert.
+      const home = warmed(periodicBuyer, seed, 10);
+      expect(home.sim.observe({ ...withdrawal(home.w, home.end, "TSavedColdWallet", 500), destinationKnown: true }).score).toBeLessThan(50);
+    }
+  });
+
+  it("a thief using the key while its owner goes on using it: the second switch between networks adds network.alternate, and the key reaches 70", () => {
+    for (const seed of [22, 122, 222]) {
+      const { sim, w, end } = warmed(portfolioReader, seed, 5);
+      const thief = elsewhere(w, "100.66.1.2");
+      // The thief reads every 20 s; the owner reads once in between.
+      const events = [read(thief, end), read(thief, end + 20_000), read(w, end + 30_000), read(thief, end + 40_000), read(thief, end + 60_000)];
+      const scores = sim.all(events);
+      // The first switch (to the thief's network) is a host that moved, as far as anyone can tell.
+      expect(features(scores[0] ?? maxOf(scores))).not.toContain("network.alternate");
+      expect(features(scores[1] ?? maxOf(scores))).not.toContain("network.alternate");
+      // The second (back to the owner's) is not: the key is in use from two places.
+      const back = scores[2]?.contributions.find((c) => c.feature === "network.alternate");
+      expect(back?.points).toBeGreaterThanOrEqual(BEHAVIOUR_WEIGHTS.networkAlternate);
+      expect(back?.deviation).toBeGreaterThanOrEqual(BEHAVIOUR_WEIGHTS.alternateMin);
+      expect(scores[2]?.score).toBeGreaterThanOrEqual(50);
+      expect(features(scores[3] ?? maxOf(scores))).toContain("network.alternate");
+      expect(scores[3]?.score).toBeGreaterThanOrEqual(70);
+    }
+  });
+
+  it("an honest host move switches once: no network.alternate", () => {
+    for (const seed of [23, 123]) {
+      const { sim, w, end, rng } = warmed(marketMaker, seed, 3);
+      const moved = elsewhere(w, "100.67.3.4");
+      const scores = sim.all(marketMaker(moved, rng, end, 2 * HOUR));
+      expect(features(scores[0] ?? maxOf(scores))).toContain("network.new");
+      for (const s of scores) expect(features(s)).not.toContain("network.alternate");
+    }
+  });
+
+  it("a client on two networks from the start (dual stack) alternates without network.alternate", () => {
+    const sim = new Sim();
+    const a = who("key-dual", "acct-dual", T0 - DAY, "198.51.100.7");
+    const b = elsewhere(a, "192.0.2.9");
+    const events: BehaviourEvent[] = [];
+    for (let i = 0; i < 3 * 24 * 60; i++) events.push(read(i % 2 === 0 ? a : b, T0 + i * MINUTE));
+    const scores = sim.all(events);
+    for (const s of scores) expect(features(s)).not.toContain("network.alternate");
+  });
+
+  it("requests that did not prove the key (from many networks) neither switch networks nor teach the key's networks", () => {
+    for (const seed of [24, 124]) {
+      const { sim, w, end } = warmed(portfolioReader, seed, 5);
+      const scores: BehaviourScore[] = [];
+      for (let i = 0; i < 30; i++) {
+        const stuffer = elsewhere(w, `100.80.${i + 1}.9`);
+        scores.push(sim.observe({ ...ev(stuffer, end + i * 2000, ROUTES.account, { outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true }), verified: false }));
+        if (i % 5 === 4) scores.push(sim.observe(read(w, end + i * 2000 + 1000)));
+      }
+      for (const s of scores) expect(features(s)).not.toContain("network.alternate");
+      // The failures themselves are scored (on the requests that failed)…
+      expect(features(maxOf(scores))).toContain("auth-failures");
+      // …but the owner's next proved request is judged on its own: nothing unusual.
+      const owner = sim.observe(read(w, end + 120_000));
+      expect(owner.contributions).toEqual([]);
+    }
+  });
+
+  it("a flood of requests that did not prove a dormant key does not wake it", () => {
+    for (const seed of [26, 126]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      const wake = end + 21 * DAY;
+      for (let i = 0; i < 50; i++) sim.observe({ ...ev(elsewhere(w, `100.81.${i + 1}.9`), wake + i * 1000, ROUTES.account, { outcome: "refused", code: "SIGNATURE_INVALID", authFailure: true }), verified: false });
+      // The thief with the secret, a minute later: still a key waking after three weeks.
+      const first = sim.observe(order(w, wake + 60_000, "BTCUSDT", 0.001));
+      expect(features(first)).toContain("dormancy");
+    }
+  });
+
+  it("a key first used a week or more after its creation wakes as dormant; five days is not late", () => {
+    const late = new BehaviourModel().observe(null, read(who("key-9d", "acct-9d", T0 - 9 * DAY), T0), null);
+    expect(features(late.score)).toContain("first-use.late");
+    const soon = new BehaviourModel().observe(null, read(who("key-5d", "acct-5d", T0 - 5 * DAY), T0), null);
+    expect(features(soon.score)).not.toContain("first-use.late");
+    expect(BEHAVIOUR_WEIGHTS.firstUseLateMs).toBe(7 * DAY);
+  });
+
+  it("a thief's orders from an unfamiliar network do not become the key's baseline; its flow over the minute adds up", () => {
+    for (const seed of [25, 125]) {
+      const { sim, w, end } = warmed(periodicBuyer, seed, 10);
+      const thief = elsewhere(w, "100.68.5.6");
+      const scores = sim.all(Array.from({ length: 20 }, (_, i) => order(thief, end + i * 3000, "BTCUSDT", 0.3)));
+      const first = scores[0]?.contributions.find((c) => c.feature === "notional");
+      const last = scores[19]?.contributions.find((c) => c.feature === "notional");
+      expect(first).toBeDefined();
+      expect(last?.baseline).toBe(first?.baseline); // the statistic did not move
+      expect(features(maxOf(scores))).toContain("flow.1m");
+      expect(detectedAt(scores)).toBeLessThanOrEqual(5);
+    }
+  });
+});
