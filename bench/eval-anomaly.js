@@ -147,14 +147,14 @@ export function renderReport(results) {
   lines.push("");
   lines.push(
     table(
-      ["scenario", "what", "started", "keys", "requests", "orders forwarded / sent", "notional forwarded", "withdrawals held / sent", "refused (code × n)", "behaviour actions", "max score (before the first action)"],
+      ["scenario", "what", "started", "keys", "requests", "orders forwarded / held / sent", "notional forwarded", "withdrawals held / sent", "refused (code × n)", "behaviour actions", "max score (before the first action)"],
       scenarios.map((s) => [
         s.name,
         s.description,
         s.start,
         String(s.keys),
         String(s.total.requests),
-        `${s.total.orders} / ${s.total.ordersSent}`,
+        `${s.total.orders} / ${s.total.ordersHeld} / ${s.total.ordersSent}`,
         usd(s.total.notional),
         `${s.total.withdrawalsHeld} / ${s.total.withdrawalsSent}`,
         codes(s.total.refused),

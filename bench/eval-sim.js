@@ -240,7 +240,7 @@ function createVenue() {
 
 /** Counters of what one actor (the honest population, or one attack) sent and achieved. */
 function newTally() {
-  return { requests: 0, reads: 0, ordersSent: 0, orders: 0, notional: 0, cancels: 0, withdrawalsSent: 0, withdrawalsReleased: 0, withdrawalsHeld: 0, withdrawalValue: 0, refused: {} };
+  return { requests: 0, reads: 0, ordersSent: 0, orders: 0, notional: 0, cancels: 0, withdrawalsSent: 0, withdrawalsReleased: 0, withdrawalsHeld: 0, withdrawalValue: 0, ordersHeld: 0, refused: {} };
 }
 
 function snapshot(t) {
@@ -515,7 +515,7 @@ export async function runEvaluation(
     const attackFrom = SIM_START + Math.floor(days / 2) * DAY;
     const slot = (end - attackFrom) / Math.max(1, scenarios.length);
     const victims = (kind, n) => {
-      const list = bots.filter((b) => b.kind === kind && b.victimFrom === Number.POSITIVE_INFINITY);
+      const list = bots.filter((b) => b.kind === kind && b.victimFrom === Number.POSITIVE_INFINITY && b.stuffed !== true);
       return list.slice(0, n);
     };
     for (const [i, name] of scenarios.entries()) {
@@ -579,6 +579,14 @@ export async function runEvaluation(
         if (sent.forwarded) {
           t.orders += 1;
           t.notional += extra.notional;
+        } else if (sent.outcome === "held") {
+          // Held by a step-up (stage 11 through stage 10): the attacker's only if it is released.
+          t.ordersHeld += 1;
+          sent.onRelease = () => {
+            t.orders += 1;
+            t.notional += extra.notional;
+          };
+          approveLater(sent.operationId);
         }
       }
       if (op === "withdraw") {
@@ -676,8 +684,11 @@ export async function runEvaluation(
     }
 
     function attackStuffing(state) {
-      // Leaked key ids (the readers' and the market makers'), without their secrets.
-      const leaked = bots.filter((b) => b.kind === "reader" || b.kind === "mm").slice(0, 8);
+      // Leaked key ids (the readers' and the market makers'), without their secrets: keys no other
+      // attack uses (marked, so that a later scenario picks other victims), so that what happens
+      // to them is this attack's doing.
+      const leaked = bots.filter((b) => (b.kind === "reader" || b.kind === "mm") && b.victimFrom === Number.POSITIVE_INFINITY).slice(0, 8);
+      for (const bot of leaked) bot.stuffed = true;
       for (const bot of leaked) state.keys.push(bot.id);
       state.collateral = leaked.map((b) => b.id);
       return async function* attack() {
@@ -843,7 +854,7 @@ export async function runEvaluation(
         maxScoreBeforeAction: s.maxScoreBefore ?? null,
         firstAction: first === null ? null : { control: first.control, what: first.what, seconds: first.seconds, requests: first.requests },
         beforeFirstAction: before,
-        total: { ...snapshot(t), withdrawalsHeld: t.withdrawalsHeld, refused: t.refused },
+        total: { ...snapshot(t), withdrawalsHeld: t.withdrawalsHeld, ordersHeld: t.ordersHeld, refused: t.refused },
         target: { met: reasons.length === 0, reasons },
       });
     }

@@ -5,8 +5,10 @@
  * orders handed on and their notional, withdrawals held and released (with approvals, through the
  * real hold service's release loop), honest key-days — and that a seed reproduces a run.
  *
- * It does not assert detection: the behaviour engine is wired into the core separately (the
- * harness reaches it through bench/eval-behaviour.js and reports "not detected" without it).
+ * With the behaviour engine (wired into the core; the harness reaches it through
+ * bench/eval-behaviour.js) it also asserts the issue's targets on this short run: the leaked key is
+ * acted on by the behaviour stage within 20 orders, no withdrawal is released, and no honest key is
+ * throttled, suspended or revoked. The full run's figures are in ANOMALY-EVAL.md.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -38,7 +40,7 @@ interface ScenarioResult {
   readonly detected: boolean;
   readonly firstAction: { readonly control: string; readonly what: string; readonly seconds: number; readonly requests: number } | null;
   readonly beforeFirstAction: Achieved;
-  readonly total: Achieved & { readonly withdrawalsHeld: number; readonly refused: Record<string, number> };
+  readonly total: Achieved & { readonly withdrawalsHeld: number; readonly ordersHeld: number; readonly refused: Record<string, number> };
   readonly target: { readonly met: boolean; readonly reasons: readonly string[] };
 }
 
@@ -179,7 +181,7 @@ describe("the anomaly evaluation harness, short form", () => {
     expect(code).toBe(0);
 
     // The set-up as asked, and every request either honest or an attack's.
-    expect(result.setup).toMatchObject({ seed: 7, days: 2, honestKeys: 10, approveHolds: false });
+    expect(result.setup).toMatchObject({ seed: 7, days: 2, honestKeys: 10, approveHolds: false, engine: true });
     expect(result.scenarios.map((s) => s.name)).toEqual(["leaked-key", "drain-small"]);
     const malicious = result.scenarios.reduce((n, s) => n + s.total.requests, 0);
     expect(result.setup.requests.malicious).toBe(malicious);
@@ -214,8 +216,6 @@ describe("the anomaly evaluation harness, short form", () => {
         expect(s.firstAction.requests).toBe(before.requests);
         expect(s.firstAction.seconds).toBeGreaterThanOrEqual(0);
       }
-      // "Detected" is the behaviour engine's: impossible without one.
-      if (!result.setup.engine) expect(s.detected).toBe(false);
     }
 
     // The leaked key: an account read, open orders, then 30 market sells of 8,000-25,000 USDT each.
@@ -225,10 +225,16 @@ describe("the anomaly evaluation harness, short form", () => {
     expect(leaked.total.ordersSent).toBe(30);
     expect(leaked.total.withdrawalsSent).toBe(0);
     const refusedLeaked = Object.values(leaked.total.refused).reduce((n, c) => n + c, 0);
-    expect(leaked.total.reads + leaked.total.orders + refusedLeaked).toBe(32);
+    // Each request read, traded, was held (a step-up) or was refused.
+    expect(leaked.total.reads + leaked.total.orders + leaked.total.ordersHeld + refusedLeaked).toBe(32);
     expect(leaked.total.notional).toBeGreaterThanOrEqual(8_000 * leaked.total.orders - 1);
     expect(leaked.total.notional).toBeLessThanOrEqual(25_000 * leaked.total.orders + 1);
-    if (!result.setup.engine) expect(leaked.total.orders).toBe(30);
+    // Stage 11 acts on it (a step-up at the least) before 20 of its orders went through.
+    expect(leaked.detected).toBe(true);
+    expect(leaked.firstAction).toMatchObject({ control: "behaviour" });
+    expect(leaked.behaviourActions.some((a) => ["step-up", "throttle", "suspend", "revoke"].includes(a.action))).toBe(true);
+    expect(leaked.beforeFirstAction.orders).toBeLessThanOrEqual(20);
+    expect(leaked.target).toEqual({ met: true, reasons: [] });
 
     // The drain: 40 withdrawals to a new destination; stage 10 holds them, nobody approves, none is released.
     const drain = scenario(result, "drain-small");
@@ -240,7 +246,6 @@ describe("the anomaly evaluation harness, short form", () => {
     expect(drain.total.reads + drain.total.withdrawalsHeld + refusedDrain).toBe(41);
     expect(drain.firstAction).not.toBeNull();
     expect(drain.firstAction?.requests).toBeLessThanOrEqual(1);
-    if (!result.setup.engine) expect(drain.firstAction).toMatchObject({ control: "policy", requests: 1 });
     expect(drain.target).toEqual({ met: true, reasons: [] });
 
     // Honest key-days: ten keys for two days, less each victim's days from its attack's start.
@@ -250,7 +255,8 @@ describe("the anomaly evaluation harness, short form", () => {
     expect(honest.keyDays).toBeGreaterThan(18);
     expect(honest.rates.throttle).toBeCloseTo(honest.keyDaysWith.throttle / honest.keyDays, 10);
     expect(honest.rates.suspend).toBeCloseTo((honest.keyDaysWith.suspend + honest.keyDaysWith.revoke) / honest.keyDays, 10);
-    if (!result.setup.engine) expect(honest.keyDaysWith).toEqual({ alert: 0, "step-up": 0, throttle: 0, suspend: 0, revoke: 0 });
+    // No honest key throttled, suspended or revoked.
+    expect({ throttle: honest.keyDaysWith.throttle, suspend: honest.keyDaysWith.suspend, revoke: honest.keyDaysWith.revoke }).toEqual({ throttle: 0, suspend: 0, revoke: 0 });
     expect(result.runtime.seconds).toBeGreaterThan(0);
 
     // The report: its sections, a row per scenario in both attack tables, the honest table.
