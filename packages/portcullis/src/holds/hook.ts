@@ -5,7 +5,7 @@ import type { ReferencePrices } from "../contract/prices.js";
 import { compareDecimal, multiplyDecimal } from "../operations/decimal.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
-import type { HeldTicket, PolicyDecider, PolicyDecision, PolicySubject } from "../contract/policy.js";
+import type { ApprovalTier, HeldTicket, PolicyDecider, PolicyDecision, PolicySubject } from "../contract/policy.js";
 import { loggableKeyId, type RequestContext } from "../contract/request.js";
 import { type HeldRequest, type HoldService } from "./service.js";
 
@@ -54,10 +54,16 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
       logger.error({ requestId: ctx.requestId, err }, "the policy could not decide");
       return deny("POLICY_UNAVAILABLE", "the policy failed to decide");
     }
-    // A step-up turns what the policy would allow (or hold with fewer approvals) into a hold for
-    // the step-up's approvals; a block stays a block.
+    // A step-up turns what the policy would allow into a hold for the step-up's approvals, and adds
+    // them to what the policy would hold (its tiers and delay stay: a step-up never weakens a
+    // hold); a block stays a block.
     if (steppedUp !== null && stepUp !== null && decision.action.type !== "block") {
-      decision = { action: { type: "hold", approvals: stepUp.approvals, delayMs: decision.action.type === "hold" ? decision.action.delayMs : 0 }, rule: `step-up ${steppedUp.actionId}`, version: decision.version };
+      const held = decision.action.type === "hold" ? decision.action : null;
+      decision = {
+        action: { type: "hold", approvals: strictest(held?.approvals ?? [], stepUp.approvals), delayMs: held?.delayMs ?? 0 },
+        rule: held === null ? `step-up ${steppedUp.actionId}` : `${decision.rule} + step-up ${steppedUp.actionId}`,
+        version: decision.version,
+      };
     }
     const action = decision.action;
     switch (action.type) {
@@ -93,6 +99,17 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
     const subject: PolicySubject = { operation, account: key?.account ?? null, keyId: key?.id ?? null, client: ctx.client?.text ?? null, at: ctx.now };
     return judge(ctx, subject, steppedUp);
   };
+}
+
+/** Both sets of approvals: every tier of each, a group in both needing the larger count. */
+function strictest(a: readonly ApprovalTier[], b: readonly ApprovalTier[]): ApprovalTier[] {
+  const out = a.map((t) => ({ group: t.group, count: t.count }));
+  for (const t of b) {
+    const same = out.find((o) => o.group === t.group);
+    if (same === undefined) out.push({ group: t.group, count: t.count });
+    else same.count = Math.max(same.count, t.count);
+  }
+  return out;
 }
 
 /** The decision for a kind no rule of the policy can hold or block. */

@@ -166,6 +166,25 @@ describe("a stepped-up key", () => {
     expect(s.upstream.requests.filter((r) => r.url.startsWith("/sapi"))).toHaveLength(1);
   });
 
+  it("adds the step-up's approvals to what the policy holds: never fewer approvals, nor a shorter delay", async () => {
+    const policy = new Withdrawals({ action: { type: "hold", approvals: [{ group: "treasury", count: 2 }], delayMs: 60_000 }, rule: "new destination", version: 3 });
+    const s = await setup(policy);
+    await s.t.core.keys.setRisk(s.key.id, risk("step-up"), "test");
+    const held = await s.send("POST", "/sapi/v1/capital/withdraw/apply", WITHDRAWAL);
+    expect(held.status).toBe(202);
+    expect(held.json).toMatchObject({
+      required: {
+        approvals: [
+          { group: "treasury", count: 2, have: 0 },
+          { group: "security", count: 1, have: 0 },
+        ],
+        notBefore: s.t.clock.ms + 60_000,
+      },
+    });
+    const view = await s.holds.view(String(held.json.operationId));
+    expect(view.policy).toMatchObject({ rule: `new destination + step-up an_${"ab".repeat(16)}`, version: 3 });
+  });
+
   it("has its orders worth the minimum held, while cheaper orders, cancels and reads go on", async () => {
     const s = await setup();
     await s.t.core.keys.setRisk(s.key.id, risk("step-up"), "test");
