@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import { ReadyWait } from "./ready.js";
 import { BehaviourStateError, checkPage, checkedState, distinctIds } from "../behaviour-state.js";
 import { BEHAVIOUR_STATE_MAX_BYTES, type BehaviourStateStore } from "../types.js";
 import { hotRedisOptions } from "./hot.js";
@@ -151,7 +152,7 @@ export class RedisBehaviourStore implements BehaviourStateStore {
     this.everReady = true;
   };
   /** The wait for the first connection that every caller shares, while one is pending. */
-  private readyWait: Promise<void> | null = null;
+  private readonly readiness: ReadyWait;
   /** The update in progress (or queued last) for each id, in this process. */
   private readonly locks = new Map<string, Promise<void>>();
 
@@ -180,6 +181,7 @@ export class RedisBehaviourStore implements BehaviourStateStore {
       // Our client's errors are ours to handle: never an unhandled 'error' event.
       this.client.on("error", this.errorListener);
     }
+    this.readiness = new ReadyWait(this.client, this.timeoutMs);
     if (this.client.status === "ready") this.everReady = true;
     else this.client.once("ready", this.readyListener);
     this.client.defineCommand(CAS, { lua: CAS_LUA });
@@ -348,25 +350,8 @@ export class RedisBehaviourStore implements BehaviourStateStore {
    * at the same time shares one wait and one listener); afterwards, fails fast.
    */
   private connected(): Promise<void> {
-    if (this.everReady || this.client.status === "ready") return Promise.resolve();
-    const client = this.client;
-    this.readyWait ??= new Promise<void>((resolve, reject) => {
-      const settle = (): void => {
-        clearTimeout(timer);
-        client.off("ready", done);
-        this.readyWait = null;
-      };
-      const done = (): void => {
-        settle();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        settle();
-        reject(this.unavailable(new Error("not connected")));
-      }, this.timeoutMs);
-      client.on("ready", done);
-    });
-    return this.readyWait;
+    if (this.everReady) return Promise.resolve();
+    return this.readiness.wait(() => this.unavailable(new Error("not connected")));
   }
 
   private script(name: string): ScriptCall {

@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import { ReadyWait } from "./ready.js";
 import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../../limits/types.js";
 import type { ChargeState } from "../../contract/limits.js";
 import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotStore, MetaStore, StrikeResult } from "../types.js";
@@ -278,7 +279,7 @@ export class RedisHotStore implements HotStore {
   private readonly strikeScript: ScriptCall;
   private readonly errorListener: (err: Error) => void;
   /** The wait for 'ready' that every caller of `ready()` shares, while one is pending. */
-  private readyWait: Promise<void> | null = null;
+  private readonly readiness: ReadyWait;
   /** Set once the client has been ready: before that, commands wait for the first connection. */
   private everReady = false;
   private readonly readyListener = (): void => {
@@ -335,6 +336,7 @@ export class RedisHotStore implements HotStore {
       this.client = new Redis(options.url ?? DEFAULT_URL, hotRedisOptions(this.timeoutMs));
       this.owned = true;
     }
+    this.readiness = new ReadyWait(this.client, this.timeoutMs);
     // Our client's errors are ours to handle (never an unhandled 'error' event); a passed-in
     // client's are its owner's, unless `onError` asks for them too.
     if (this.owned || onError !== undefined) this.client.on("error", this.errorListener);
@@ -360,25 +362,7 @@ export class RedisHotStore implements HotStore {
    * MaxListenersExceededWarning past ten).
    */
   ready(): Promise<void> {
-    const client = this.client;
-    if (client.status === "ready") return Promise.resolve();
-    this.readyWait ??= new Promise<void>((resolve, reject) => {
-      const settle = (): void => {
-        clearTimeout(timer);
-        client.off("ready", done);
-        this.readyWait = null;
-      };
-      const done = (): void => {
-        settle();
-        resolve();
-      };
-      const timer = setTimeout(() => {
-        settle();
-        reject(new Error(`redis hot store: not connected (${client.status})`));
-      }, this.timeoutMs);
-      client.on("ready", done);
-    });
-    return this.readyWait;
+    return this.readiness.wait(() => new Error(`redis hot store: not connected (${this.client.status})`));
   }
 
   /**
