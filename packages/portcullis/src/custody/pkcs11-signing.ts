@@ -105,13 +105,15 @@ export class Pkcs11SigningKeys implements SigningKeyProvider {
   }
 
   /**
-   * `find`, a few more times over about a second when the pair is not there yet: a pair another
+   * `find`, a few more times over about six seconds when the pair is not there yet: a pair another
    * process has just generated (it won the race to record its key) may not be visible to this
-   * process's session at once — SoftHSM re-reads the token's object files lazily.
+   * process's session at once — SoftHSM re-reads the token's object files lazily, and under load
+   * (a CI run) that took longer than the second this waited before. Only an open that would
+   * otherwise fail waits.
    */
   private async findSoon(kid: string): Promise<{ privateKey: Buffer | undefined; publicKey: Buffer | undefined }> {
     let found = await this.find(kid);
-    for (let attempt = 0; attempt < 6 && (found.privateKey === undefined || found.publicKey === undefined); attempt++) {
+    for (let attempt = 0; attempt < 8 && (found.privateKey === undefined || found.publicKey === undefined); attempt++) {
       await new Promise((resolve) => setTimeout(resolve, 25 * 2 ** attempt));
       found = await this.find(kid);
     }
