@@ -8,6 +8,7 @@
  *   node bench/servers.js gateway <upstream-origin> sessions
  *   node bench/servers.js plain-proxy <upstream-origin>
  *   node bench/servers.js soak-gateway <upstream-origin> <config-json> [leak]
+ *   node bench/servers.js wrk-gateway <upstream-origin> <config-json> [pass-through]
  *
  * Gateway modes: `full` (the whole pipeline, no limits), `pass-through` (no pipeline), `timing`
  * (full, with Server-Timing), `memory-limits` (full, with the default limits of a configured
@@ -225,6 +226,7 @@ async function startSoakGateway(upstream, sections, leak) {
   return {
     info: { port: running.gatewayAddress.port },
     server: running.gateway.server,
+    running,
     async onMessage(message) {
       if (message.sample === true) return { sample: sample() };
       if (Array.isArray(message.createKeys)) {
@@ -244,6 +246,49 @@ async function startSoakGateway(upstream, sections, leak) {
   };
 }
 
+/**
+ * The latency benchmark's gateway (wrk-bench.js): a whole configured Portcullis, started as
+ * `portcullis start` starts one (startPortcullis over a fresh data directory, with `sections` and
+ * this upstream). With `passThrough`, a second Gateway over the same running core, with the
+ * pipeline off (as benchmark 2's pass-through mode), listens too and is the one reported and
+ * counted: the gateway's own forwarding path, inside the same whole process. Keys are created
+ * over IPC as for the soak gateway; the event-loop delay is sampled at a 1 ms resolution and read
+ * over IPC (`{ loopDelay: "reset" }` before a run, `{ loopDelay: "read" }` after it).
+ */
+async function startWrkGateway(upstream, sections, passThrough) {
+  const soak = await startSoakGateway(upstream, sections, false);
+  const delay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+  delay.enable();
+  let pass = null;
+  if (passThrough) {
+    pass = new Gateway({ pipeline: soak.running.core.pipeline, forwarder: new Forwarder({ upstream }), identity: new IdentitySigner(randomBytes(32)), logger: silentLogger(), passThrough: true });
+    await pass.listen(0, "127.0.0.1");
+  }
+  return {
+    info: { port: pass === null ? soak.info.port : pass.server.address().port, loopResolutionMs: LOOP_RESOLUTION_MS },
+    server: pass === null ? soak.server : pass.server,
+    async onMessage(message) {
+      if (message.loopDelay === "reset") {
+        delay.reset();
+        return { reset: true };
+      }
+      if (message.loopDelay === "read") {
+        // Each sample is the interval between two of the 1 ms timer's runs (ns).
+        return { loopDelay: { p50: delay.percentile(50), p99: delay.percentile(99), max: delay.max, count: delay.count } };
+      }
+      return soak.onMessage(message);
+    },
+    async stop() {
+      delay.disable();
+      if (pass !== null) await pass.close(0);
+      await soak.stop();
+    },
+  };
+}
+
+/** The event-loop delay histogram's resolution in the latency benchmark's gateway. */
+const LOOP_RESOLUTION_MS = 1;
+
 async function startPlainProxy(upstream) {
   const server = createPlainProxy(upstream);
   const port = await listen(server);
@@ -257,6 +302,7 @@ async function main() {
   else if (role === "gateway") running = await startGateway(upstream, mode, redisUrl, prefix);
   else if (role === "plain-proxy") running = await startPlainProxy(upstream);
   else if (role === "soak-gateway") running = await startSoakGateway(upstream, mode, redisUrl === "leak");
+  else if (role === "wrk-gateway") running = await startWrkGateway(upstream, mode, redisUrl === "pass-through");
   else throw new Error(`unknown role ${String(role)}`);
 
   // Requests received so far (every one, answered or not), for per-request figures.

@@ -1,0 +1,199 @@
+/**
+ * Benchmark 17's harness (bench/wrk-bench.js), without load: the request file and its decoding,
+ * the generated wrk Lua script, the parser of wrk's result line, /proc/<pid>/stat parsing, the
+ * nginx config, the gateway's config sections (accepted by the real config parser, limits raised)
+ * and the request-file sizing. One test runs the generated script in the real wrk (when installed)
+ * for one second over one connection against a local server, to show that it sends every
+ * pre-generated request once, in order, and that a run past the end of its file is a failure.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { parseConfig } from "../../src/index.js";
+
+const MODULE = fileURLToPath(new URL("../../../../bench/wrk-bench.js", import.meta.url));
+
+interface WrkRun {
+  readonly requests: number;
+  readonly rps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly status: number;
+  readonly failures: number;
+  readonly overflow: number;
+  readonly loaded: number;
+  readonly sent: number;
+}
+
+interface WrkBench {
+  rawHttpRequest(r: { method: string; url: string; headers: Record<string, string>; body?: string }): string;
+  encodeRequests(requests: readonly string[]): Buffer;
+  decodeRequests(bytes: Buffer): string[];
+  luaScript(file: string, options?: { cycle?: boolean }): string;
+  parseWrkOutput(stdout: string): WrkRun;
+  procStat(text: string): { ppid: number; ticks: number };
+  nginxConfig(o: { dir: string; port: number; upstreamPort: number; authorizerPort?: number | null }): string;
+  gatewaySections(extra?: Record<string, unknown>): Record<string, unknown>;
+  requestsFor(rate: number, seconds: number): number;
+  runWrk(o: { dir: string; port: number; requests: readonly string[]; cycle: boolean; seconds: number; connections: number }): Promise<WrkRun>;
+  WRK_BIN: string;
+}
+
+const bench = (await import(pathToFileURL(MODULE).href)) as WrkBench;
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+/** What wrk prints for a run with the generated script (its own summary, then the script's line). */
+const SAMPLE = [
+  "Running 3s test @ http://127.0.0.1:40123/",
+  "  1 threads and 32 connections",
+  "  Thread Stats   Avg      Stdev     Max   +/- Stdev",
+  "    Latency     3.62ms    5.95ms  95.96ms   95.13%",
+  "    Req/Sec    11.64k     4.70k   18.17k    63.33%",
+  "  34719 requests in 3.01s, 10.96MB read",
+  "  Non-2xx or 3xx responses: 7",
+  "Requests/sec:  11528.03",
+  "Transfer/sec:      3.64MB",
+  'PORTCULLIS_WRK {"requests":34719,"durationUs":3011700,"bytes":11492000,"connect":0,"read":2,"write":0,"status":7,"timeout":1,"p50Us":2320,"p90Us":6030,"p99Us":26950,"maxUs":95960,"meanUs":3620.4,"loaded":120000,"sent":34751,"overflow":0}',
+  "",
+].join("\n");
+
+describe("benchmark 17: the request file", () => {
+  it("writes an HTTP/1.1 request as sent on the wire, with a content-length for a body", () => {
+    expect(bench.rawHttpRequest({ method: "GET", url: "/a?b=1", headers: { host: "gw.test", signature: "sig1=:x:" } })).toBe("GET /a?b=1 HTTP/1.1\r\nhost: gw.test\r\nsignature: sig1=:x:\r\n\r\n");
+    expect(bench.rawHttpRequest({ method: "POST", url: "/o", headers: { host: "h" }, body: "a=1\n" })).toBe("POST /o HTTP/1.1\r\nhost: h\r\ncontent-length: 4\r\n\r\na=1\n");
+    // A content-length the caller set is not repeated.
+    expect(bench.rawHttpRequest({ method: "POST", url: "/o", headers: { host: "h", "Content-Length": "2" }, body: "{}" }).match(/content-length/gi)).toHaveLength(1);
+  });
+
+  it("round-trips requests whose bytes hold newlines and digits, in order", () => {
+    const requests = ["GET / HTTP/1.1\r\nhost: a\r\n\r\n", "POST /x HTTP/1.1\r\ncontent-length: 7\r\n\r\n12\n34\n5", "é\n"];
+    const bytes = bench.encodeRequests(requests);
+    expect(bytes.toString("latin1").startsWith("27\nGET / HTTP/1.1")).toBe(true);
+    expect(bench.decodeRequests(bytes)).toEqual(requests);
+  });
+
+  it("refuses a damaged file", () => {
+    expect(() => bench.decodeRequests(Buffer.from("5\nabc", "latin1"))).toThrow(/bad length/);
+    expect(() => bench.decodeRequests(Buffer.from("abc", "latin1"))).toThrow(/no length/);
+  });
+
+  it("sizes a file at three times the rate reached, never below 5,000 req/s, plus 5,000", () => {
+    expect(bench.requestsFor(1000, 3)).toBe(50_000);
+    expect(bench.requestsFor(8000, 3)).toBe(77_000);
+    expect(bench.requestsFor(8000.5, 1)).toBe(29_002);
+  });
+});
+
+describe("benchmark 17: the wrk script and its output", () => {
+  it("loads the named file and replays it once, or in a cycle", () => {
+    const once = bench.luaScript("/tmp/portcullis-bench-wrk-x/requests.bin");
+    expect(once).toContain('local path = "/tmp/portcullis-bench-wrk-x/requests.bin"');
+    expect(once).toContain("local cycle = false");
+    expect(once).toMatch(/function init\(args\)/);
+    expect(once).toMatch(/function request\(\)/);
+    expect(once).toMatch(/function done\(summary, latency, requests\)/);
+    expect(once).toContain('"PORTCULLIS_WRK "');
+    expect(bench.luaScript("/tmp/f", { cycle: true })).toContain("local cycle = true");
+  });
+
+  it("quotes the path for Lua, and refuses one it cannot quote", () => {
+    expect(bench.luaScript('/tmp/a"b\\c')).toContain('local path = "/tmp/a\\"b\\\\c"');
+    expect(() => bench.luaScript("/tmp/a\nb")).toThrow(/ASCII/);
+    expect(() => bench.luaScript("/tmp/é")).toThrow(/ASCII/);
+  });
+
+  it("parses the script's result line: counts, rate, percentiles in ms, every failure", () => {
+    const run = bench.parseWrkOutput(SAMPLE);
+    expect(run.requests).toBe(34_719);
+    expect(run.rps).toBeCloseTo(34_719 / 3.0117, 3);
+    expect(run.p50).toBeCloseTo(2.32, 6);
+    expect(run.p99).toBeCloseTo(26.95, 6);
+    expect(run.status).toBe(7);
+    expect(run.failures).toBe(7 + 2 + 1);
+    expect(run.overflow).toBe(0);
+    expect(run.sent).toBe(34_751);
+  });
+
+  it("throws when the result line is missing or incomplete", () => {
+    expect(() => bench.parseWrkOutput("Running 3s test @ http://127.0.0.1:1/\n")).toThrow(/no result line/);
+    expect(() => bench.parseWrkOutput('PORTCULLIS_WRK {"requests":1,"durationUs":1}\n')).toThrow(/missing/);
+  });
+});
+
+describe("benchmark 17: servers and processes", () => {
+  it("reads CPU ticks and the parent from /proc/<pid>/stat, a command name with spaces and parentheses included", () => {
+    const line = "4242 (nginx: worker (x) 1) S 4241 4241 4241 0 -1 4194624 1292 0 0 0 731 212 0 0 20 0 1 0 1234 99999 1200 18446744073709551615";
+    expect(bench.procStat(line)).toEqual({ ppid: 4241, ticks: 943 });
+  });
+
+  it("configures nginx as one worker, no access log, keep-alive to the upstream, and an auth_request authorizer on demand", () => {
+    const plain = bench.nginxConfig({ dir: "/tmp/n", port: 8081, upstreamPort: 9000 });
+    expect(plain).toContain("worker_processes 1;");
+    expect(plain).toContain("access_log off;");
+    expect(plain).toMatch(/upstream backend \{\s*server 127\.0\.0\.1:9000;\s*keepalive 64;/);
+    expect(plain).toContain("listen 127.0.0.1:8081;");
+    expect(plain).toContain("proxy_http_version 1.1;");
+    expect(plain).toContain('proxy_set_header Connection "";');
+    expect(plain).not.toContain("auth_request");
+    const auth = bench.nginxConfig({ dir: "/tmp/n", port: 8081, upstreamPort: 9000, authorizerPort: 9100 });
+    expect(auth).toContain("auth_request /.portcullis-authorize;");
+    expect(auth).toMatch(/upstream portcullis \{\s*server 127\.0\.0\.1:9100;/);
+  });
+
+  it("gives the gateway a config the real parser accepts, every limit raised so that nothing is refused", () => {
+    const dir = mkdtempSync(join(tmpdir(), "wrk-bench-test-"));
+    dirs.push(dir);
+    const sections = bench.gatewaySections();
+    const config = parseConfig({ ...sections, dataDir: dir, gateway: { host: "127.0.0.1", port: 0, upstream: "http://127.0.0.1:1" }, admin: { enabled: false } }, dir);
+    expect(config.limits.specs.length).toBeGreaterThanOrEqual(6);
+    for (const spec of config.limits.specs) expect(spec.limit).toBe(100_000_000);
+    expect(config.routes.map((r) => r.path)).toEqual(["/api/v3/account", "/api/v3/exchangeInfo"]);
+  });
+});
+
+describe.runIf(existsSync(bench.WRK_BIN))("benchmark 17: the script in the real wrk (one connection, one second)", () => {
+  it("sends each pre-generated request once, in order; past the end it resends the last, counted as overflow", async () => {
+    const seen: number[] = [];
+    const server = createServer((req, res) => {
+      const seq = Number(req.headers["x-seq"]);
+      // The first time a number is seen it is answered 200; again, 409 (as a replay would be).
+      const again = seen.includes(seq);
+      seen.push(seq);
+      req.resume();
+      res.writeHead(again ? 409 : 200, { "content-length": "2" });
+      res.end("ok");
+    });
+    await new Promise<void>((resolve) => {
+      server.listen(0, "127.0.0.1", resolve);
+    });
+    const address = server.address();
+    if (address === null || typeof address === "string") throw new Error("no port");
+    const dir = mkdtempSync(join(tmpdir(), "wrk-bench-test-"));
+    dirs.push(dir);
+    const requests = Array.from({ length: 20 }, (_, i) => bench.rawHttpRequest({ method: "GET", url: `/r${i + 1}`, headers: { host: "gw.test", "x-seq": String(i + 1) } }));
+    try {
+      const run = await bench.runWrk({ dir, port: address.port, requests, cycle: false, seconds: 1, connections: 1 });
+      expect(seen.slice(0, 20)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect(seen.length).toBeGreaterThan(20);
+      expect(new Set(seen.slice(20))).toEqual(new Set([20]));
+      expect(run.loaded).toBe(20);
+      expect(run.overflow).toBeGreaterThan(0);
+      expect(run.status).toBe(run.requests - 20);
+      expect(run.failures).toBeGreaterThanOrEqual(run.status);
+    } finally {
+      await new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+        server.closeAllConnections();
+      });
+    }
+  }, 30_000);
+});
