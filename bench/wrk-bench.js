@@ -93,6 +93,8 @@ const FIRST_RATE = 15_000;
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 5_000;
 const OUTPUT_MARK = "PORTCULLIS_WRK ";
+/** Why the issue's nginx + Lua reference row is not measured. */
+const LUA_NOTE = "Debian's nginx has no Lua module here (libnginx-mod-http-lua), and verifying RFC 9421 HMAC-SHA256 in nginx Lua needs an HMAC-SHA256 library that module does not ship";
 
 // --- requests, their file and the Lua script that replays them ---------------------------------
 
@@ -597,7 +599,7 @@ export async function availability() {
  * `portcullis start --workers N` over a fresh data directory, hot state in `redis`: its keys
  * created with the CLI, the port fixed in the config. `cpu()` sums the whole process tree.
  */
-async function startWorkers({ origin, redis, workers }) {
+export async function startWorkers({ origin, redis, workers }) {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-bench-workers-"));
   const dataDir = join(dir, "data");
   const cli = (args) =>
@@ -632,7 +634,9 @@ async function startWorkers({ origin, redis, workers }) {
     const id = key.id ?? key.key?.id;
     const secret = key.secret;
     if (typeof id !== "string" || typeof secret !== "string") throw new Error("portcullis keys create --json: no id and secret in its output");
-    child = spawn(process.execPath, [PORTCULLIS_BIN, "start", "--config", config, "--workers", String(workers)], { stdio: ["ignore", "ignore", "inherit"] });
+    // `workers` null: without the option (one process), to check this setup on a build without it.
+    const option = workers === null ? [] : ["--workers", String(workers)];
+    child = spawn(process.execPath, [PORTCULLIS_BIN, "start", "--config", config, ...option], { stdio: ["ignore", "ignore", "inherit"] });
     await waitForPort(port, START_TIMEOUT_MS, "portcullis start --workers");
     return { port, pid: child.pid, key: { id, secret }, stop };
   } catch (err) {
@@ -853,11 +857,12 @@ export function wrkSection(result) {
     "",
     `*CPU µs per request* is the CPU time (user + system) of every server process of the mode during the measured run — the gateway process over IPC (\`process.cpuUsage\`), nginx's master and worker (and \`--workers\`' processes) from \`/proc/<pid>/stat\`, both for the authorizer row — divided by the requests wrk completed; neither the upstream nor wrk is counted. The *event-loop delay* columns are sampled inside the gateway process during each measured run (\`perf_hooks.monitorEventLoopDelay\`, 1 ms resolution): how much later than due its 1 ms timer ran, i.e. how long the loop was busy with requests before it could run a callback.`,
     "",
-    table(["Mode", "req/s", "p50 ms", "p99 ms", "CPU µs per request", "Event-loop delay p50 ms", "p99 ms", "max ms", "Failures (all runs)"], WRK_MODES.map(row)),
+    table(["Mode", "req/s", "p50 ms", "p99 ms", "CPU µs per request", "Event-loop delay p50 ms", "p99 ms", "max ms", "Failures (all runs)"], [
+      ...WRK_MODES.map(row),
+      ["nginx + Lua verifying the same signed requests (the issue's reference row)", `**not measured here**: ${LUA_NOTE}`, "–", "–", "–", "–", "–", "–", "–"],
+    ]),
     "",
     ...(notMeasured.length === 0 ? [] : [`**Not measured in this run:** ${notMeasured.map((m) => `${WRK_MODE_LABEL[m]} — ${missing[m] ?? "not measured"}`).join("; ")}.`, ""]),
-    "Reference (**not measured here**): the issue quotes nginx + Lua verifying the same signed requests (OpenResty-style HMAC in `access_by_lua`) as a further external baseline; this machine's nginx has no Lua module, so there is no such row.",
-    "",
     table(["Figure", "Median of per-round ratios", "Target", "Result"], [...targetRows, ...info]),
     "",
     `**Why benchmark 2's full-security / pass-through ratio differs from this one.** Benchmark 2's load generator (autocannon) runs inside the benchmark's own Node process, signs every request as it sends it and shares the machine's ${availableParallelism()} cores with the proxy under test and the upstream: at full load the machine, not the proxy, is the bottleneck, and a mode that costs more CPU also slows the generator and the upstream, so throughput ratios are flattened (and its CPU per request rises as throughput falls). Here wrk is a separate C process replaying pre-generated requests, costing a few µs per request and the same for every mode, so the throughput and latency differences are the servers' own, and the CPU per request is counted for the server processes only.`,
