@@ -39,6 +39,11 @@ interface WrkBench {
   gatewaySections(extra?: Record<string, unknown>): Record<string, unknown>;
   requestsFor(rate: number, seconds: number): number;
   runWrk(o: { dir: string; port: number; requests: readonly string[]; cycle: boolean; seconds: number; connections: number }): Promise<WrkRun>;
+  wrkSection(result: { settings: Record<string, number>; missing: Record<string, string>; runs: readonly Record<string, unknown>[]; primeFailures: number }): {
+    failures: number;
+    summary: string[][];
+    text: string[];
+  };
   WRK_BIN: string;
 }
 
@@ -155,6 +160,62 @@ describe("benchmark 17: servers and processes", () => {
     expect(config.limits.specs.length).toBeGreaterThanOrEqual(6);
     for (const spec of config.limits.specs) expect(spec.limit).toBe(100_000_000);
     expect(config.routes.map((r) => r.path)).toEqual(["/api/v3/account", "/api/v3/exchangeInfo"]);
+  });
+});
+
+describe("benchmark 17: the report", () => {
+  const settings = { rounds: 2, seconds: 3, warmupSeconds: 1, primeSeconds: 2, connections: 32, workers: 2 };
+  /** A measured run: `cpuUs`, `p99` and `rps` given, the rest plausible. */
+  const run = (round: number, mode: string, cpuUs: number, p99: number, rps: number, loopP99: number | null = 0.5) => ({
+    round,
+    mode,
+    rps,
+    p50: p99 / 4,
+    p99,
+    max: p99 * 2,
+    cpuUs,
+    requests: rps * 3,
+    failures: 0,
+    warmupFailures: 0,
+    loop: loopP99 === null ? null : { p50: 0.1, p99: loopP99, max: 3 },
+  });
+  const missing = { authorizer: "not available in this build (x)", workers: "not available in this build (y)" };
+
+  it("passes the targets on per-round ratios, and says in bold which rows did not run", () => {
+    const runs = [0, 1].flatMap((r) => [
+      run(r, "nginx", 30, 10, 12_000, null),
+      run(r, "pass-through", 100, 20, 6000),
+      run(r, "public", 110, 22, 5500),
+      run(r, "signed-native", 120, 25, 5000),
+      run(r, "signed-binance", 125, 26, 4900),
+    ]);
+    const section = bench.wrkSection({ settings, missing, runs, primeFailures: 0 });
+    expect(section.failures).toBe(0);
+    const results: Record<string, string | undefined> = Object.fromEntries(section.summary.map((row) => [row[0] ?? "", row[3]]));
+    expect(results["wrk: Signed (native HMAC) / pass-through, CPU µs per request"]).toBe("**PASS**");
+    expect(results["wrk: Signed (native HMAC) / pass-through, p99 latency"]).toBe("**PASS**");
+    expect(results["wrk: Event-loop delay p99 at full load (signed native HMAC)"]).toBe("**PASS**");
+    expect(results["wrk: nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput"]).toBe("–");
+    const text = section.text.join("\n");
+    expect(text).toContain("| nginx reverse proxy (1 worker) | 12000 | 2.50 | 10.00 | 30.0 | – | – | – | 0 |");
+    expect(text).toContain("**not available in this build (x)**");
+    expect(text).toContain("**not available in this build (y)**");
+    expect(text).toContain("**not measured here**");
+  });
+
+  it("fails a missed target, and counts every failed request of every run", () => {
+    const runs = [0, 1].flatMap((r) => [run(r, "pass-through", 100, 20, 6000), { ...run(r, "signed-native", 140, 40, 5000, 2), failures: 3, warmupFailures: 1 }]);
+    const section = bench.wrkSection({ settings, missing, runs, primeFailures: 2 });
+    expect(section.failures).toBe(2 * 4 + 2);
+    expect(section.summary.filter((row) => row[3] === "**FAIL**")).toHaveLength(3);
+  });
+
+  it("reports a benchmark that could not run loudly, in the summary and the text", () => {
+    const why = "wrk not found at /usr/bin/wrk";
+    const all = Object.fromEntries(["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "workers"].map((m) => [m, why]));
+    const section = bench.wrkSection({ settings, missing: all, runs: [], primeFailures: 0 });
+    expect(section.summary[0]?.[3]).toBe(`**NOT RUN: ${why}**`);
+    expect(section.text.join("\n")).toContain(`**NOT RUN on this machine: ${why}.**`);
   });
 });
 
