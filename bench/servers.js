@@ -29,6 +29,10 @@
  * previous sample). `leak` makes it keep 4 KiB
  * per request it receives: a deliberate leak, to show that the soak's criteria catch one.
  *
+ * `wrk-gateway` is benchmark 17's (wrk-bench.js): the soak gateway's whole Portcullis, with its
+ * event-loop delay sampled at a 1 ms resolution (reset and read over IPC around each run); with
+ * `pass-through`, a Gateway with the pipeline off over the same running core is the one served.
+ *
  * Each listens on 127.0.0.1 on a free port and reports `{ port, ... }` over the IPC channel. It
  * answers the message "cpu" with its CPU time so far and the requests it has received, shuts
  * down on "stop", and shuts down too if the parent goes away.
