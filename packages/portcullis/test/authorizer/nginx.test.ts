@@ -107,7 +107,9 @@ describe.skipIf(!nginxAvailable())("the authorizer behind nginx (docs/deploy/ngi
 
   it("an allowed signed request reaches the upstream with identity headers the upstream verifies, and without the client's credentials", async () => {
     const before = upstream.requests.length;
-    const headers = { ...signed("GET", "/api/v3/order?symbol=BTCUSDT"), "portcullis-account": "forged", "x-original-uri": "/forged" };
+    // What a client sends in the protocol's or the identity's names changes nothing.
+    const forged = { "portcullis-account": "forged", "portcullis-target": "/forged", "portcullis-identity": "v2=forged", "x-original-uri": "/forged", "x-real-ip": "192.0.2.1" };
+    const headers = { ...signed("GET", "/api/v3/order?symbol=BTCUSDT"), ...forged };
     const res = await send(nginx.host, "GET", "/api/v3/order?symbol=BTCUSDT", headers);
     expect(res.status).toBe(200);
     expect(JSON.parse(res.text)).toEqual({ ok: true, url: "/api/v3/order?symbol=BTCUSDT" });
@@ -118,6 +120,8 @@ describe.skipIf(!nginxAvailable())("the authorizer behind nginx (docs/deploy/ngi
     expect(seen.headers.signature).toBeUndefined();
     expect(seen.headers["signature-input"]).toBeUndefined();
     expect(seen.headers["x-original-uri"]).toBeUndefined();
+    expect(seen.headers["x-real-ip"]).toBeUndefined();
+    expect(seen.headers["portcullis-target"]).toBe(undefined);
     expect(seen.headers["portcullis-account"]).toBe("acct-1");
     expect(seen.headers["portcullis-key-id"]).toBe(key.id);
     expect(seen.headers["portcullis-client-ip"]).toBe("127.0.0.1");
