@@ -99,7 +99,7 @@ export class Authorizer {
     this.trusted = new CidrSet(options.trustedProxies);
     if (this.trusted.size === 0) throw new TypeError("the authorizer needs trustedProxies: the proxies allowed to ask it");
     this.timingNames = options.pipeline.stageNames;
-    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 60_000, bodyLimit: this.bodyLimit }, this.handle);
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 75_000, bodyLimit: this.bodyLimit }, this.handle);
     this.server = this.listener.server;
     const holds = options.holds;
     const policy = holds?.policy ?? null;
