@@ -30,6 +30,7 @@ const ROUTES: RouteSpec[] = [
   { method: "POST", path: "/sapi/v1/capital/withdraw/apply", permission: "withdraw", operation: "withdraw" },
   { method: "GET", path: "/api/v3/allOrders", permission: "read", dialect: "binance" },
   { method: "GET", path: "/api/v5/account/balance", permission: "read", dialect: "okx" },
+  { method: "POST", path: "/api/v5/trade/order", permission: "trade", dialect: "okx" },
   { method: "GET", path: "/v5/account/wallet-balance", permission: "read", dialect: "bybit" },
   { method: "POST", path: "/0/private/Balance", permission: "read", dialect: "kraken" },
   { method: "GET", path: "/api/v3/brokerage/accounts", permission: "read", dialect: "coinbase" },
@@ -179,6 +180,24 @@ describe.skipIf(!nginxAvailable())("the authorizer behind nginx (docs/deploy/ngi
     const tampered = await send(nginx.host, "POST", "/api/v3/order", signed("POST", "/api/v3/order", { body }), body.replace("0.01", "9.99"));
     expect(tampered.status).toBe(400);
     expect(code(tampered)).toBe("CONTENT_DIGEST_MISMATCH");
+    expect(upstream.requests.length).toBe(before + 1);
+  });
+
+  it("an OKX order signed over its JSON body reaches the upstream; the same headers with another body are refused", async () => {
+    const created = await t.createKey({ scopes: ["trade"], dialects: ["okx"], passphrase: "Okx-Passphrase-1" });
+    const body = '{"instId":"BTC-USDT","tdMode":"cash","side":"buy","ordType":"limit","px":"59000","sz":"0.01"}';
+    const headers = okxHeaders({ method: "POST", url: "/api/v5/trade/order", body, keyId: created.key.id, secret: created.secret ?? "", passphrase: "Okx-Passphrase-1", time: t.clock.ms });
+    const before = upstream.requests.length;
+    const ok = await send(nginx.host, "POST", "/api/v5/trade/order", [...headers, ["content-type", "application/json"]], body);
+    expect(ok.status).toBe(200);
+    const seen = upstream.requests.slice(before)[0];
+    expect(seen?.body).toBe(body);
+    expect(seen?.headers["ok-access-sign"]).toBeUndefined();
+    expect(seen?.headers["ok-access-passphrase"]).toBeUndefined();
+    expect(seen?.headers["portcullis-key-id"]).toBe(created.key.id);
+    const tampered = await send(nginx.host, "POST", "/api/v5/trade/order", [...headers, ["content-type", "application/json"]], body.replace("0.01", "1.00"));
+    expect(tampered.status).toBe(401);
+    expect(JSON.parse(tampered.text)).toMatchObject({ code: "50113" });
     expect(upstream.requests.length).toBe(before + 1);
   });
 

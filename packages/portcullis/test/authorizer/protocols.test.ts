@@ -143,6 +143,17 @@ describe("the nginx protocol", () => {
     }
   });
 
+  it("whatever X-Original-URI and method it is given, a 4xx answer or an allow, never a 5xx", async () => {
+    const targets = ["/", "//", "/%", "/%zz", "/api/v3/account?%", "/api/v3/../v3/account", "/api/v3/account#x", "/\u0000", "/api/v3/account?a=1&a=2", `/${"a".repeat(5000)}`, "/portcullis/v1/authz/nginx", "/ /", "*"];
+    for (const target of targets) {
+      for (const method of ["GET", "POST", "OPTIONS", "DELETE"]) {
+        const res = await ask(method, NGINX_PATH, { host: HOST, "x-original-uri": target });
+        expect(res.statusCode, `${method} ${target}`).toBeGreaterThanOrEqual(400);
+        expect(res.statusCode, `${method} ${target}`).toBeLessThan(500);
+      }
+    }
+  });
+
   it("from a peer outside trustedProxies: AUTHORIZER_PEER_UNTRUSTED, whatever the request", async () => {
     for (const url of [NGINX_PATH, "/api/v3/account"]) {
       const res: Response = await inject(authorizer.handle, { method: "GET", url, headers: { ...signed("GET", "/api/v3/account"), "x-original-uri": "/api/v3/account" }, remoteAddress: "192.0.2.7" });
