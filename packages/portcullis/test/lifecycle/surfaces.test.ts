@@ -3,7 +3,8 @@
  * allowed, and one of each refusal class — sent through every way a request enters Portcullis,
  * over real sockets: the gateway, the admin API, the session endpoints, the embedded
  * middleware for node:http, Express and Fastify, the gateway's WebSocket upgrades, and the
- * authorizer's forward-auth protocol (test/authorizer/ runs its nginx protocol behind nginx). Every surface must give the same decision (the
+ * authorizer, through its forward-auth protocol and behind Debian's nginx running
+ * docs/deploy/nginx.conf (when nginx is installed; under CI it must be). Every surface must give the same decision (the
  * same code), write the same audit entry (its event, code, key and surface), and leave no
  * concurrency slot held, with and without a per-key cap.
  */
@@ -28,6 +29,7 @@ import { DEFAULT_SHIELD_POLICY } from "../../src/limits/types.js";
 import { WebSocketProxy, compileWebSocketSettings } from "../../src/gateway/websocket/index.js";
 import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { readEntries } from "../audit/support.js";
+import { type RunningNginx, nginxAvailable, startNginx } from "../authorizer/support.js";
 import { IDENTITY_SECRET, startEchoUpstream } from "../support/gateway.js";
 import { TEST_ROUTES, type TestCore, makeCore, signRequest } from "../support/harness.js";
 
@@ -130,6 +132,12 @@ function matrix(cap: number): void {
       const authorizer = new Authorizer({ pipeline: t.core.pipeline, identity, logger, audit: t.core.audit, trustedProxies: ["127.0.0.1/32"] });
       const authorizerAddress = await authorizer.listen(0);
       closers.push(() => authorizer.close(500));
+      let nginx: RunningNginx | null = null;
+      if (nginxAvailable()) {
+        const started = await startNginx(`127.0.0.1:${authorizerAddress.port}`, upstream.url.replace("http://", ""));
+        closers.push(() => started.stop());
+        nginx = started;
+      }
 
       const admin = new AdminApi({ core: t.core, logger });
       const adminAddress = await admin.listen(0);
@@ -174,6 +182,8 @@ function matrix(cap: number): void {
         { name: "Express middleware", audit: "embedded", host: expressHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
         { name: "Fastify hook", audit: "embedded", host: fastifyHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
         { name: "authorizer (forward-auth)", audit: "authorizer", host: `127.0.0.1:${authorizerAddress.port}`, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        // nginx refuses a body over its client_max_body_size itself (its own 413 page), before asking.
+        ...(nginx === null ? [] : [{ name: "authorizer (behind nginx)", audit: "authorizer" as const, host: nginx.host, method: "GET", path: account, allowedStatus: 200, skips: ["a body over every surface's limit"] }]),
         // A request body has no place on an upgrade (the gateway reads none).
         { name: "WebSocket upgrade", audit: "websocket", host: gatewayHost, method: "GET", path: () => "/ws", allowedStatus: 101, upgrade: true, skips: ["a body over every surface's limit"] },
       );
