@@ -216,7 +216,7 @@ export class Authorizer {
   private async ownEndpoint(req: IncomingMessage, res: ServerResponse, path: string, requestId: string): Promise<void> {
     const sessions = this.options.sessions;
     if (sessions !== undefined && SessionEndpoints.serves(path)) {
-      await sessions.serve(req, res, requestId);
+      await sessions.serve(req, res, requestId, "authorizer");
       return;
     }
     const operations = this.options.holds?.operations;

@@ -12,6 +12,8 @@ import { Authorizer, NGINX_ALLOW_STATUS, NGINX_PATH } from "../../src/gateway/au
 import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { HoldService } from "../../src/holds/service.js";
+import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
+import { readEntries } from "../audit/support.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { createIdentityVerifier } from "../../src/upstream.js";
 import { HoldWithdrawals } from "../approvals/support.js";
@@ -36,7 +38,7 @@ let key: { id: string; secret: string };
 
 beforeAll(async () => {
   upstream = await startEchoUpstream();
-  t = await makeCore({ routes: ROUTES });
+  t = await makeCore({ routes: ROUTES, sessions: true });
   policy = new HoldWithdrawals([{ group: "treasury", count: 1 }]);
   const store = (t.core as unknown as { store: { holds: HoldService["store"] } }).store;
   holds = new HoldService({ store: store.holds, envelope: (t.core.keys as unknown as { envelope: ConstructorParameters<typeof HoldService>[0]["envelope"] }).envelope, policy, now: t.clock.now, pollMs: 1_000_000 });
@@ -48,6 +50,7 @@ beforeAll(async () => {
     now: t.clock.now,
     audit: t.core.audit,
     bodyLimit: 4096,
+    sessions: new SessionEndpoints(t.core),
     holds: { policy, service: holds, forwarder: new Forwarder({ upstream: upstream.url }) },
   });
   const created = await t.createKey({ scopes: ["read", "trade", "withdraw"] });
@@ -170,6 +173,14 @@ describe("Portcullis's own endpoints beside the protocols", () => {
     const other = await ask("GET", "/portcullis/v1/authz/envoy", { host: HOST });
     expect(other.statusCode).toBe(404);
     expect(other.json()).toMatchObject({ code: "ROUTE_NOT_FOUND" });
+  });
+
+  it("a session logon is served beside them, audited as the authorizer's", async () => {
+    const res = await ask("POST", "/portcullis/v1/session", signed("POST", "/portcullis/v1/session"));
+    expect(res.statusCode).toBe(201);
+    await t.core.audit.flush();
+    const requestId = res.headers["portcullis-request-id"];
+    expect(readEntries(t.dataDir).find((e) => e.requestId === requestId && e.event === "request.allow")).toMatchObject({ surface: "authorizer", key: key.id });
   });
 
   it("refuses to be built without trusted proxies", () => {
