@@ -80,7 +80,7 @@ export function durabilityOf(event: AuditEventName): Durability {
 }
 
 /** Where a request decision was made. */
-export type AuditSurface = "gateway" | "admin" | "embedded" | "websocket";
+export type AuditSurface = "gateway" | "admin" | "embedded" | "websocket" | "authorizer";
 
 /**
  * The facts of one audit entry. Everything is optional except what every entry has (event, time,

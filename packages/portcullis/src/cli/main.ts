@@ -281,7 +281,7 @@ function buildProgram(): Command {
       process.once("SIGTERM", stop);
       // Only now: whoever waits for this line may signal at once (before, SIGTERM would kill outright).
       logger.info(
-        { gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
+        { gateway: urlOf(running.gatewayAddress), mode: config.gateway.mode, admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
         "portcullis started",
       );
     });

@@ -33,10 +33,19 @@ export interface PortcullisConfig {
    */
   readonly environment: Environment | null;
   readonly gateway: {
+    /**
+     * "proxy" (default): the gateway forwards what it allows to `upstream`. "authorizer": it
+     * answers the venue's own proxy (nginx, Envoy, HAProxy, Traefik) whether to forward
+     * (docs/deploy/authorizer.md).
+     */
+    readonly mode: "proxy" | "authorizer";
     readonly host: string;
     readonly port: number;
-    /** Origin of the protected API, e.g. http://127.0.0.1:9000. */
-    readonly upstream: string;
+    /**
+     * Origin of the protected API, e.g. http://127.0.0.1:9000. Required in proxy mode; optional in
+     * authorizer mode, where it is only used to release held operations (null: none are held).
+     */
+    readonly upstream: string | null;
     readonly bodyLimit: number;
     readonly upstreamTimeoutMs: number;
     /** Peers whose X-Forwarded-For is believed (CIDR blocks). */
@@ -176,14 +185,19 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const g = obj(root.gateway, "gateway");
-  only(g, "gateway", ["host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile"]);
+  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile"]);
+  const mode = str(g, "mode", "gateway", "proxy");
+  if (mode !== "proxy" && mode !== "authorizer") throw new ConfigError('gateway.mode must be "proxy" or "authorizer"');
   const upstream = str(g, "upstream", "gateway", "");
-  if (upstream === "") throw new ConfigError("gateway.upstream is required (the origin of the API to protect, e.g. http://127.0.0.1:9000)");
+  if (upstream === "" && mode === "proxy") throw new ConfigError("gateway.upstream is required (the origin of the API to protect, e.g. http://127.0.0.1:9000)");
   const trustedProxies = strings(g, "trustedProxies", "gateway");
   try {
     new CidrSet(trustedProxies);
   } catch (err) {
     throw new ConfigError(`gateway.trustedProxies: ${err instanceof CidrError ? err.message : String(err)}`);
+  }
+  if (mode === "authorizer" && trustedProxies.length === 0) {
+    throw new ConfigError("gateway.trustedProxies is required in authorizer mode: the proxies (nginx, Envoy…) allowed to ask the authorizer");
   }
   const scheme = str(g, "scheme", "gateway", "http");
   if (scheme !== "http" && scheme !== "https") throw new ConfigError('gateway.scheme must be "http" or "https"');
@@ -233,6 +247,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     if (err instanceof WebSocketConfigError) throw new ConfigError(err.message);
     throw err;
   }
+  if (mode === "authorizer" && websocket.routes.length > 0) throw new ConfigError("websocket routes need the proxy mode: an authorizer does not carry WebSocket connections");
   const h = obj(root.hot, "hot");
   only(h, "hot", ["backend", "url", "prefix"]);
   const backend = str(h, "backend", "hot", "memory");
@@ -261,7 +276,8 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     gateway: {
       host: str(g, "host", "gateway", "0.0.0.0"),
       port: int(g, "port", "gateway", 8080, 0, 65535),
-      upstream,
+      mode,
+      upstream: upstream === "" ? null : upstream,
       bodyLimit: int(g, "bodyLimit", "gateway", 1024 * 1024, 0, 64 * 1024 * 1024),
       upstreamTimeoutMs: int(g, "upstreamTimeoutMs", "gateway", 10_000, 100, 300_000),
       trustedProxies,

@@ -24,6 +24,7 @@ const requestRefusals = {
   BODY_INCOMPLETE: { status: 400, message: "The request body ended before its declared length." },
   AUTHORITY_NOT_ALLOWED: { status: 400, message: "The Host of this request is not served by this gateway." },
   HTTP_MALFORMED: { status: 400, message: "The HTTP request could not be parsed." },
+  AUTHORIZER_PEER_UNTRUSTED: { status: 403, message: "The authorizer only answers the proxies configured in gateway.trustedProxies." },
   HEADERS_TOO_LARGE: { status: 431, message: "The request headers are larger than the gateway accepts." },
   EXPECTATION_FAILED: { status: 417, message: "The only expectation the gateway meets is Expect: 100-continue (RFC 9110 section 10.1.1)." },
 

@@ -2,7 +2,9 @@ import type { IncomingHttpHeaders, ServerResponse } from "node:http";
 import { Pool, errors as undiciErrors, type Dispatcher } from "undici";
 import { type Denial, deny } from "../errors/catalogue.js";
 import type { RequestContext } from "../contract/request.js";
-import type { HeldRequest } from "../holds/service.js";
+import type { HeldRequest, ReleaseOutcome } from "../holds/service.js";
+import type { HeldRow } from "../storage/types.js";
+import type { IdentitySigner } from "./identity.js";
 
 /**
  * Stage 12: forwarding to the upstream over a pool of keep-alive connections (undici). Which of
@@ -313,5 +315,33 @@ export function heldRequestOf(ctx: RequestContext, credentialHeaders: ReadonlySe
       record === undefined || key === null
         ? null
         : { keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, scopesText: key.scopesText },
+  };
+}
+
+/**
+ * Releases a held request (the hold service's releaser, called once per operation by the process
+ * that claimed it): forwarded exactly as stored, with the forwarding headers and identity headers
+ * signed now (a fresh timestamp; the operation id as the request id). The answer is recorded.
+ * The gateway's, and the authorizer's when it has an upstream.
+ */
+export function heldReleaser(forwarder: Forwarder, identity: IdentitySigner, scheme: string, now: () => number): (request: HeldRequest, row: HeldRow) => Promise<ReleaseOutcome> {
+  return async (request, row) => {
+    const headers: Record<string, string | string[]> = {};
+    for (const [name, value] of Object.entries(request.headers)) headers[name] = typeof value === "string" ? value : [...value];
+    addForwarding(headers, { clientIp: request.clientIp, scheme, authority: request.authority ?? undefined, requestId: row.id });
+    const id = request.identity;
+    if (id !== null) {
+      identity.write(
+        headers,
+        request.method,
+        request.url,
+        request.body,
+        { requestId: row.id, keyId: id.keyId, account: id.account, subAccount: id.subAccount, scopes: id.scopes, clientIp: request.clientIp, timestamp: now() },
+        id.scopesText,
+      );
+    }
+    const answer = await forwarder.call({ method: request.method, url: request.url, headers, body: request.body }, 64 * 1024);
+    if ("ok" in answer) return { status: answer.status, body: Buffer.from(JSON.stringify({ code: answer.code, message: answer.message }), "utf8"), contentType: "application/json" };
+    return { status: answer.status, body: answer.body, contentType: answer.contentType };
   };
 }

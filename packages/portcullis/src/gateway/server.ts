@@ -11,15 +11,14 @@ import type { Pipeline } from "../pipeline/pipeline.js";
 import { readBody, sendDenial, sendJson, serverTimingHeader, whenClosed } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
-import { type Forwarder, addForwarding, heldRequestOf, upstreamRequestHeaders } from "./proxy.js";
-import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
+import { type Forwarder, addForwarding, heldReleaser, heldRequestOf, upstreamRequestHeaders } from "./proxy.js";
+import { renderRefusal } from "./render.js";
+import { addLimitHeaders } from "../limits/headers.js";
 import { addKeyWarning } from "../keys/warning.js";
 import type { UpgradeHandler } from "./websocket/index.js";
 import type { PolicyDecider } from "../contract/policy.js";
 import { createHoldHook } from "../holds/hook.js";
-import type { HeldRequest, HoldService, ReleaseOutcome } from "../holds/service.js";
-import type { HeldRow } from "../storage/types.js";
-import { renderHeld } from "../dialects/held.js";
+import type { HoldService } from "../holds/service.js";
 import { OperationEndpoints } from "./operation-endpoints.js";
 
 export interface GatewayOptions {
@@ -99,7 +98,7 @@ export class Gateway {
       },
       hold: options.holds?.policy === undefined || options.holds.policy === null ? null : createHoldHook({ policy: options.holds.policy, holds: options.holds.service, capture: (ctx) => heldRequestOf(ctx, options.pipeline.credentialHeaders), logger: options.logger }),
     });
-    options.holds?.service.setRequestReleaser((request, row) => this.release(request, row));
+    options.holds?.service.setRequestReleaser(heldReleaser(options.forwarder, options.identity, this.scheme, this.now));
   }
 
   private get closing(): boolean {
@@ -185,44 +184,9 @@ export class Gateway {
     return failure;
   }
 
-  /**
-   * Releases a held request (the hold service's releaser, called once per operation by the process
-   * that claimed it): forwarded exactly as stored, with the forwarding headers and identity headers
-   * signed now (a fresh timestamp; the operation id as the request id). The answer is recorded.
-   */
-  private async release(request: HeldRequest, row: HeldRow): Promise<ReleaseOutcome> {
-    const headers: Record<string, string | string[]> = {};
-    for (const [name, value] of Object.entries(request.headers)) headers[name] = typeof value === "string" ? value : [...value];
-    addForwarding(headers, { clientIp: request.clientIp, scheme: this.scheme, authority: request.authority ?? undefined, requestId: row.id });
-    const id = request.identity;
-    if (id !== null) {
-      this.options.identity.write(
-        headers,
-        request.method,
-        request.url,
-        request.body,
-        { requestId: row.id, keyId: id.keyId, account: id.account, subAccount: id.subAccount, scopes: id.scopes, clientIp: request.clientIp, timestamp: this.now() },
-        id.scopesText,
-      );
-    }
-    const answer = await this.options.forwarder.call({ method: request.method, url: request.url, headers, body: request.body }, 64 * 1024);
-    if ("ok" in answer) return { status: answer.status, body: Buffer.from(JSON.stringify({ code: answer.code, message: answer.message }), "utf8"), contentType: "application/json" };
-    return { status: answer.status, body: answer.body, contentType: answer.contentType };
-  }
-
   /** Render: a refusal, or an upstream failure (nothing was sent yet), in the caller's dialect. */
   private render(ctx: RequestContext, outcome: Outcome<Denial | null>, res: ServerResponse): void {
-    if (outcome.kind === "held") {
-      const held = renderHeld(ctx.renderer?.name ?? null, outcome.ticket, ctx.operation, this.now());
-      const headers: Record<string, string> = { ...limitHeaders(ctx) };
-      if (ctx.timings !== null) headers["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
-      sendJson(res, held.status, held.body, ctx.requestId, { close: this.closing }, headers);
-      return;
-    }
-    const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "answered" ? outcome.answer : deny("INTERNAL");
-    if (denial === null) return;
-    const timing = ctx.timings === null ? undefined : serverTimingHeader(this.timingNames, ctx.timings);
-    sendDenial(res, denial, ctx.requestId, { serverTiming: timing, close: this.closing || outcome.kind === "failed", renderer: ctx.renderer, headers: limitHeaders(ctx) });
+    renderRefusal(res, ctx, outcome, { now: this.now(), timingNames: this.timingNames, close: this.closing, refusal: (answer) => answer });
   }
 
   private async passThrough(method: string, url: string, req: IncomingMessage, body: Buffer, res: ServerResponse, requestId: string): Promise<void> {

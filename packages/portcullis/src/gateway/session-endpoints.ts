@@ -133,6 +133,7 @@ export class SessionEndpoints {
     this.lifecycles = new Map([
       ["gateway", lifecycle("gateway")],
       ["embedded", lifecycle("embedded")],
+      ["authorizer", lifecycle("authorizer")],
     ]);
   }
 
@@ -142,11 +143,11 @@ export class SessionEndpoints {
   }
 
   /**
-   * Serves one request (the gateway and the embedded middleware call this): its body read, then
+   * Serves one request (the gateway, the authorizer and the embedded middleware call this): its body read, then
    * the request lifecycle over the session routes, then the endpoint; every refusal answered in
    * the native JSON shape with its code. Rejects only for our own faults.
    */
-  async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "embedded" = "gateway", bodyLimit = SESSION_BODY_LIMIT): Promise<void> {
+  async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "embedded" | "authorizer" = "gateway", bodyLimit = SESSION_BODY_LIMIT): Promise<void> {
     let body = readBody(req, Math.min(bodyLimit, SESSION_BODY_LIMIT));
     if (body instanceof Promise) body = await body;
     const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, Answer>;

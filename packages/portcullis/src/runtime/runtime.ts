@@ -8,6 +8,7 @@ import { Portcullis } from "../core/core.js";
 import { IdentitySigner } from "../gateway/identity.js";
 import { Forwarder } from "../gateway/proxy.js";
 import { Gateway } from "../gateway/server.js";
+import { Authorizer } from "../gateway/authorizer.js";
 import type { Environment } from "../contract/ids.js";
 import type { Logger } from "../log/logger.js";
 import { openDataDir, readSecretFile } from "../core/data-dir.js";
@@ -32,7 +33,8 @@ import { AlertWebhook } from "../anomaly/webhook.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
-  readonly gateway: Gateway;
+  /** The gateway, or the authorizer in authorizer mode (`gateway.mode`, docs/deploy/authorizer.md). */
+  readonly gateway: Gateway | Authorizer;
   readonly admin: AdminApi | null;
   /** The WebSocket proxy, when the config has WebSocket routes. */
   readonly websocket: WebSocketProxy | null;
@@ -75,7 +77,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
   }
   let core: Portcullis | null = null;
-  let gateway: Gateway | null = null;
+  let gateway: Gateway | Authorizer | null = null;
   let admin: AdminApi | null = null;
   let policy: PolicyService | null = null;
   let hot: HotStore | undefined;
@@ -133,9 +135,21 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     const governance: Governance = { policy, addresses: new AddressBook({ store: data.store, policy, holder: holds, cooldownMs: config.policy.addressCooldownMs }) };
     const identity = new IdentitySigner(identitySecret);
     const websocket = webSocketProxy(config, core, identity, data.environment, logger, { policy: decider, service: holds });
-    gateway = new Gateway({
+    const upstream = config.gateway.upstream;
+    const forwarder = upstream === null ? null : new Forwarder({ upstream, timeoutMs: config.gateway.upstreamTimeoutMs });
+    gateway = config.gateway.mode === "authorizer" ? new Authorizer({
       pipeline: core.pipeline,
-      forwarder: new Forwarder({ upstream: config.gateway.upstream, timeoutMs: config.gateway.upstreamTimeoutMs }),
+      identity,
+      logger,
+      trustedProxies: config.gateway.trustedProxies,
+      bodyLimit: config.gateway.bodyLimit,
+      scheme: config.gateway.scheme,
+      ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
+      audit: core.audit,
+      holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds), forwarder },
+    }) : forwarder === null ? null : new Gateway({
+      pipeline: core.pipeline,
+      forwarder,
       identity,
       ...(websocket === null ? {} : { websocket }),
       logger,
@@ -147,6 +161,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       // operation held by another gateway process on the same data directory is readable too.
       holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds) },
     });
+    if (gateway === null) throw new TypeError("the proxy mode needs gateway.upstream");
     // Releases what is ready (made ready here, by another process, or by the CLI), expires what
     // waited too long; also at start, for what a previous run left ready.
     holds.start();
@@ -261,13 +276,14 @@ function webSocketProxy(
   logger: Logger,
   holds: { readonly policy: PolicyDecider; readonly service: HoldService },
 ): WebSocketProxy | null {
-  if (config.websocket.routes.length === 0) return null;
+  const upstream = config.gateway.upstream;
+  if (config.websocket.routes.length === 0 || upstream === null || config.gateway.mode !== "proxy") return null;
   return new WebSocketProxy({
     core,
     settings: config.websocket,
     environment,
     identity,
-    upstream: config.gateway.upstream,
+    upstream,
     upstreamTimeoutMs: config.gateway.upstreamTimeoutMs,
     futureSkewMs: config.signatures.futureSkewMs,
     scheme: config.gateway.scheme,

@@ -2,7 +2,9 @@
  * One request lifecycle for every surface (pipeline/lifecycle.ts): the same matrix of requests —
  * allowed, and one of each refusal class — sent through every way a request enters Portcullis,
  * over real sockets: the gateway, the admin API, the session endpoints, the embedded
- * middleware for node:http, Express and Fastify, and the gateway's WebSocket upgrades. Every surface must give the same decision (the
+ * middleware for node:http, Express and Fastify, the gateway's WebSocket upgrades, and the
+ * authorizer, through its forward-auth protocol and behind Debian's nginx running
+ * docs/deploy/nginx.conf (when nginx is installed; under CI it must be). Every surface must give the same decision (the
  * same code), write the same audit entry (its event, code, key and surface), and leave no
  * concurrency slot held, with and without a per-key cap.
  */
@@ -21,11 +23,13 @@ import { generateKeyId } from "../../src/contract/ids.js";
 import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { Gateway } from "../../src/gateway/server.js";
+import { Authorizer } from "../../src/gateway/authorizer.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { DEFAULT_SHIELD_POLICY } from "../../src/limits/types.js";
 import { WebSocketProxy, compileWebSocketSettings } from "../../src/gateway/websocket/index.js";
 import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { readEntries } from "../audit/support.js";
+import { type RunningNginx, nginxAvailable, startNginx } from "../authorizer/support.js";
 import { IDENTITY_SECRET, startEchoUpstream } from "../support/gateway.js";
 import { TEST_ROUTES, type TestCore, makeCore, signRequest } from "../support/harness.js";
 
@@ -37,7 +41,7 @@ interface Key {
 /** One way in: where it listens, what an allowed request to it is, how its audit entries are labelled. */
 interface Surface {
   readonly name: string;
-  readonly audit: "gateway" | "admin" | "embedded" | "websocket";
+  readonly audit: "gateway" | "admin" | "embedded" | "websocket" | "authorizer";
   /** host:port */
   host: string;
   /** An allowed request's method and path (with any query). */
@@ -124,6 +128,17 @@ function matrix(cap: number): void {
       closers.push(() => gateway.close(500));
       const gatewayHost = `127.0.0.1:${gatewayAddress.port}`;
 
+      // The authorizer's forward-auth protocol (Envoy ext_authz, HAProxy, Traefik): the original request, answered 200 or the refusal.
+      const authorizer = new Authorizer({ pipeline: t.core.pipeline, identity, logger, audit: t.core.audit, trustedProxies: ["127.0.0.1/32"] });
+      const authorizerAddress = await authorizer.listen(0);
+      closers.push(() => authorizer.close(500));
+      let nginx: RunningNginx | null = null;
+      if (nginxAvailable()) {
+        const started = await startNginx(`127.0.0.1:${authorizerAddress.port}`, upstream.url.replace("http://", ""));
+        closers.push(() => started.stop());
+        nginx = started;
+      }
+
       const admin = new AdminApi({ core: t.core, logger });
       const adminAddress = await admin.listen(0);
       closers.push(() => admin.close(500));
@@ -166,6 +181,9 @@ function matrix(cap: number): void {
         { name: "node:http middleware", audit: "embedded", host: plainHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
         { name: "Express middleware", audit: "embedded", host: expressHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
         { name: "Fastify hook", audit: "embedded", host: fastifyHost, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        { name: "authorizer (forward-auth)", audit: "authorizer", host: `127.0.0.1:${authorizerAddress.port}`, method: "GET", path: account, allowedStatus: 200, skips: [] },
+        // nginx refuses a body over its client_max_body_size itself (its own 413 page), before asking.
+        ...(nginx === null ? [] : [{ name: "authorizer (behind nginx)", audit: "authorizer" as const, host: nginx.host, method: "GET", path: account, allowedStatus: 200, skips: ["a body over every surface's limit"] }]),
         // A request body has no place on an upgrade (the gateway reads none).
         { name: "WebSocket upgrade", audit: "websocket", host: gatewayHost, method: "GET", path: () => "/ws", allowedStatus: 101, upgrade: true, skips: ["a body over every surface's limit"] },
       );

@@ -79,6 +79,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_EXPIRED: rejected,
     KEY_IDLE_EXPIRED: rejected,
     IP_NOT_ALLOWED: rejected,
+    AUTHORIZER_PEER_UNTRUSTED: rejected,
     DIALECT_NOT_ALLOWED: rejected,
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Freshness, signature, replay.

@@ -90,6 +90,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   KEY_EXPIRED: E.keyExpired,
   KEY_IDLE_EXPIRED: E.keyExpired,
   IP_NOT_ALLOWED: E.ip,
+  AUTHORIZER_PEER_UNTRUSTED: E.ip,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 

@@ -98,6 +98,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   KEY_EXPIRED: E.invalidKey,
   KEY_IDLE_EXPIRED: E.invalidKey,
   IP_NOT_ALLOWED: E.ip,
+  AUTHORIZER_PEER_UNTRUSTED: E.ip,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: E.serviceUnavailable,
 
