@@ -21,6 +21,12 @@ export interface DemoStackOptions {
   readonly serverTiming?: boolean;
   /** Stage 10's policy and hold tuning (docs/approvals.md); default: nothing is judged. */
   readonly start?: StartOptions;
+  /**
+   * "proxy" (default): the gateway forwards to the exchange. "authorizer": Portcullis only decides,
+   * for a proxy on this host (nginx with docs/deploy/nginx.conf) that forwards to `upstream`
+   * (docs/deploy/authorizer.md); no WebSocket routes then.
+   */
+  readonly mode?: "proxy" | "authorizer";
 }
 
 /** The demo's three servers, running in this process. */
@@ -114,12 +120,18 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     const raw = {
       dataDir,
       environment: "test",
-      gateway: { host: "127.0.0.1", port: options.port, upstream: upstreamUrl, serverTiming: options.serverTiming ?? true },
+      gateway: {
+        host: "127.0.0.1",
+        port: options.port,
+        upstream: upstreamUrl,
+        serverTiming: options.serverTiming ?? true,
+        ...(options.mode === "authorizer" ? { mode: "authorizer", trustedProxies: ["127.0.0.1/32"] } : {}),
+      },
       admin: { enabled: true, host: "127.0.0.1", port: options.adminPort },
       routes: DEMO_EXCHANGE_ROUTES,
       // The defaults, account weight budget included: the demo's keys of one account share it.
       limits: DEFAULT_LIMITS,
-      websocket: { routes: DEMO_WEBSOCKET_ROUTES },
+      ...(options.mode === "authorizer" ? {} : { websocket: { routes: DEMO_WEBSOCKET_ROUTES } }),
       // Reference prices for per-key guardrails (price bands, market orders' value), read off
       // the request path from the exchange's own public ticker.
       prices: { refresh: { url: `${upstreamUrl}/api/v3/ticker/price`, interval: "10s" } },
