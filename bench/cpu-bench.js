@@ -2,7 +2,7 @@
  * CPU per request of a whole `portcullis start` gateway against the pass-through gateway, one
  * bounded run (issue 16: a signed request should cost at most 1.3x the pass-through's CPU):
  *
- *   node bench/cpu-bench.js [--seconds 5] [--rounds 2] [--rate 1500] [--connections 32]
+ *   node bench/cpu-bench.js [--seconds 5] [--rounds 2] [--rate 1500] [--connections 32] [--compare DIR]
  *
  * Processes (servers.js): the upstream; a whole gateway (`soak-gateway`: startPortcullis over a
  * fresh data directory, limits off (`"limits": {}`), audit on, silent logs) with a Binance-dialect
@@ -17,12 +17,19 @@
  *
  * Reports, per mode, the gateway process's CPU µs per completed request and p50/p99 latency (the
  * median over rounds), and the signed modes' ratios to pass-through.
+ *
+ * `--compare DIR`: DIR holds another build laid out like this repository (DIR/bench/servers.js
+ * over DIR/packages/portcullis/dist, e.g. a copy made before a change); its two gateways run
+ * beside these and every mode is measured on both (`mode@base`), interleaved in the same rounds,
+ * so that a before/after comparison sees the same machine load.
  */
 import { Buffer } from "node:buffer";
 import { createHmac, createSecretKey } from "node:crypto";
 import process from "node:process";
 import autocannon from "autocannon";
-import { serverSet } from "./gateway-bench.js";
+import { fork } from "node:child_process";
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { GET_PATH, RequestSigner, SCOPES } from "./signing.js";
 
 const args = process.argv.slice(2);
@@ -35,6 +42,9 @@ const ROUNDS = opt("rounds", 2);
 const RATE = opt("rate", 1500);
 const CONNECTIONS = opt("connections", 32);
 const WARMUP = 2;
+const compareAt = args.indexOf("--compare");
+const BASE = compareAt < 0 ? null : resolve(args[compareAt + 1], "bench/servers.js");
+const HERE = fileURLToPath(new URL("./servers.js", import.meta.url));
 
 const PUBLIC_PATH = "/api/v3/exchangeInfo";
 const CONFIG = {
@@ -57,6 +67,27 @@ function ask(child, message) {
     };
     child.on("message", onMessage);
     child.send({ ...message, seq });
+  });
+}
+
+/** Forks `script` (a servers.js) with `argv`; resolves to `{ child, info }` once it reports its port. */
+function startServer(script, argv) {
+  return new Promise((resolvePromise, reject) => {
+    const child = fork(script, argv, { stdio: ["ignore", "ignore", "inherit", "ipc"] });
+    child.once("message", (info) => resolvePromise({ child, info }));
+    child.once("exit", (code) => reject(new Error(`${argv[0]}: exited with ${String(code)}`)));
+  });
+}
+
+function stopServer(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolvePromise) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      resolvePromise();
+    });
+    child.send("stop");
   });
 }
 
@@ -121,22 +152,35 @@ const median = (xs) => {
   return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
+/** One build's two gateways (whole and pass-through), its keys, and each mode's server and request. */
+async function startBuild(script, origin, started, suffix) {
+  const whole = await startServer(script, ["soak-gateway", origin, JSON.stringify(CONFIG)]);
+  started.push(whole.child);
+  const pass = await startServer(script, ["gateway", origin, "pass-through"]);
+  started.push(pass.child);
+  const { keys } = await ask(whole.child, {
+    createKeys: [
+      { account: "bench", scopes: SCOPES },
+      { account: "bench", scopes: SCOPES, dialects: ["binance"] },
+    ],
+  });
+  const requests = requestsFor(keys[0], keys[1]);
+  const out = {};
+  for (const mode of ["native", "binance", "public", "pass-through"]) out[`${mode}${suffix}`] = { server: mode === "pass-through" ? pass : whole, request: requests[mode] };
+  return out;
+}
+
 async function main() {
-  const set = serverSet();
+  const started = [];
   try {
-    const upstream = await set.start(["upstream"]);
+    const upstream = await startServer(HERE, ["upstream"]);
+    started.push(upstream.child);
     const origin = `http://127.0.0.1:${upstream.info.port}`;
-    const whole = await set.start(["soak-gateway", origin, JSON.stringify(CONFIG)]);
-    const pass = await set.start(["gateway", origin, "pass-through"]);
-    const { keys } = await ask(whole.child, {
-      createKeys: [
-        { account: "bench", scopes: SCOPES },
-        { account: "bench", scopes: SCOPES, dialects: ["binance"] },
-      ],
-    });
-    const requests = requestsFor(keys[0], keys[1]);
-    const servers = { native: whole, binance: whole, public: whole, "pass-through": pass };
-    const modes = ["native", "binance", "public", "pass-through"];
+    const table = await startBuild(HERE, origin, started, "");
+    if (BASE !== null) Object.assign(table, await startBuild(BASE, origin, started, "@base"));
+    const servers = Object.fromEntries(Object.entries(table).map(([m, t]) => [m, t.server]));
+    const requests = Object.fromEntries(Object.entries(table).map(([m, t]) => [m, t.request]));
+    const modes = Object.keys(table);
     const results = Object.fromEntries(modes.map((m) => [m, { full: [], fixed: [] }]));
     for (const mode of modes) await load(servers[mode].info.port, requests[mode], WARMUP * 2);
     for (let round = 0; round < ROUNDS; round++) {
@@ -171,19 +215,20 @@ async function main() {
         };
       }
     }
-    const base = summary["pass-through"];
+    const baseOf = (mode) => summary[mode.endsWith("@base") ? "pass-through@base" : "pass-through"];
     const lines = [`${ROUNDS} rounds, ${SECONDS} s per run, ${CONNECTIONS} connections; fixed rate ${RATE} req/s`];
-    lines.push("mode          | full: req/s  CPU µs/req  p50  p99 | fixed: CPU µs/req  p99 | CPU ratio full/fixed | p99 ratio full");
+    lines.push("mode               | full: req/s  CPU µs/req  p50  p99 | fixed: CPU µs/req  p99 | CPU ratio full/fixed | p99 ratio full");
     for (const mode of modes) {
       const s = summary[mode];
+      const base = baseOf(mode);
       const ratio = (k) => (s[k].cpuUs / base[k].cpuUs).toFixed(2);
       lines.push(
-        `${mode.padEnd(13)} | ${String(s.full.rps).padStart(6)} ${String(s.full.cpuUs).padStart(8)} ${String(s.full.p50).padStart(5)} ${String(s.full.p99).padStart(4)} | ${String(s.fixed.cpuUs).padStart(8)} ${String(s.fixed.p99).padStart(4)} | ${ratio("full")} / ${ratio("fixed")} | ${(s.full.p99 / base.full.p99).toFixed(2)}${s.full.bad + s.fixed.bad > 0 ? `  (non-2xx/errors: ${s.full.bad + s.fixed.bad})` : ""}`,
+        `${mode.padEnd(18)} | ${String(s.full.rps).padStart(6)} ${String(s.full.cpuUs).padStart(8)} ${String(s.full.p50).padStart(5)} ${String(s.full.p99).padStart(4)} | ${String(s.fixed.cpuUs).padStart(8)} ${String(s.fixed.p99).padStart(4)} | ${ratio("full")} / ${ratio("fixed")} | ${(s.full.p99 / base.full.p99).toFixed(2)}${s.full.bad + s.fixed.bad > 0 ? `  (non-2xx/errors: ${s.full.bad + s.fixed.bad})` : ""}`,
       );
     }
     process.stdout.write(`${lines.join("\n")}\n`);
   } finally {
-    await set.stopAll();
+    await Promise.all(started.map(stopServer));
   }
 }
 
