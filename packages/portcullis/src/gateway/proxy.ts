@@ -186,6 +186,38 @@ function downstreamResponseHeaders(upstream: Record<string, string | string[] | 
   return out;
 }
 
+/** One forwarded exchange, as undici hands it back to `intoResponse` and `streamed` (its `opaque`). */
+interface Exchange {
+  readonly res: ServerResponse;
+  /** The gateway's own response headers; they win over the upstream's. */
+  readonly extra: Record<string, string>;
+  /** True once the upstream's answer began (its headers went to `res`, or were tried). */
+  started: boolean;
+  readonly settle: (failure: Denial | null) => void;
+}
+
+/** undici's stream factory: the upstream's status and headers go to the client, its body into `res`. */
+function intoResponse({ statusCode, headers, opaque }: Dispatcher.StreamFactoryData<Exchange>): ServerResponse {
+  opaque.started = true;
+  const out = downstreamResponseHeaders(headers);
+  const extra = opaque.extra;
+  for (const name in extra) out[name] = extra[name] as string;
+  opaque.res.writeHead(statusCode, out);
+  return opaque.res;
+}
+
+/** undici's stream callback: the exchange is over; a failure before the answer began is a denial. */
+function streamed(err: Error | null, { opaque }: { opaque: Exchange }): void {
+  if (err === null) {
+    opaque.settle(null);
+  } else if (opaque.started || opaque.res.headersSent) {
+    opaque.res.destroy();
+    opaque.settle(null);
+  } else {
+    opaque.settle(classify(err));
+  }
+}
+
 function classify(err: unknown): Denial {
   if (
     err instanceof undiciErrors.HeadersTimeoutError ||
@@ -231,33 +263,13 @@ export class Forwarder {
    * Sends the request and streams the answer into `res`. Resolves to a denial when nothing was
    * sent to the client yet (the caller answers 502/504), or null when the response was written
    * (or the exchange failed after the headers went out, in which case `res` is destroyed).
+   * Per request: one promise and one `Exchange`; undici's factory and callback are shared.
    */
   forward(req: ForwardRequest, res: ServerResponse, responseHeaders: Record<string, string>): Promise<Denial | null> {
-    let started = false;
-    const options: Dispatcher.RequestOptions = {
-      path: req.url,
-      method: req.method,
-      headers: req.headers,
-      body: req.body.length > 0 ? req.body : null,
-    };
-    return this.pool
-      .stream(options, ({ statusCode, headers }) => {
-        started = true;
-        const out = downstreamResponseHeaders(headers);
-        for (const name in responseHeaders) out[name] = responseHeaders[name] as string;
-        res.writeHead(statusCode, out);
-        return res;
-      })
-      .then(
-        () => null,
-        (err: unknown) => {
-          if (started || res.headersSent) {
-            res.destroy();
-            return null;
-          }
-          return classify(err);
-        },
-      );
+    return new Promise((settle) => {
+      const opaque: Exchange = { res, extra: responseHeaders, started: false, settle };
+      this.pool.stream({ path: req.url, method: req.method, headers: req.headers, body: req.body.length > 0 ? req.body : null, opaque }, intoResponse, streamed);
+    });
   }
 
   /**
