@@ -100,11 +100,21 @@ function normalName(name: string): string {
   return NOT_NORMAL.test(name) ? name.toLowerCase().replaceAll("_", "-") : name;
 }
 
-function dropped(name: string, credentials: ReadonlySet<string>, listed: Set<string> | null): boolean {
-  if (REQUEST_DROP.has(name) || credentials.has(name)) return true;
-  for (const prefix of DROPPED_PREFIXES) if (name.startsWith(prefix)) return true;
-  return listed !== null && listed.has(name);
+/** Is a header of this name (as sent) dropped whatever the Connection header lists? */
+function droppedName(name: string, credentials: ReadonlySet<string>): boolean {
+  const normal = normalName(name);
+  if (REQUEST_DROP.has(normal) || credentials.has(normal)) return true;
+  for (const prefix of DROPPED_PREFIXES) if (normal.startsWith(prefix)) return true;
+  return false;
 }
+
+/**
+ * `droppedName`'s answers per credential set (each caller passes one set, built once), for the
+ * names requests carry again and again: one map lookup a header instead of the tests. At most
+ * NAME_ANSWERS names each, the first seen; a name past them is tested every time.
+ */
+const nameAnswers = new WeakMap<ReadonlySet<string>, Map<string, boolean>>();
+const NAME_ANSWERS = 256;
 
 export interface ForwarderOptions {
   /** Origin of the upstream, e.g. http://127.0.0.1:9000. */
@@ -140,10 +150,21 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, credentials: ReadonlySet<string>): Record<string, string | string[]> {
   const listed = connectionTokens(incoming.connection);
+  let answers = nameAnswers.get(credentials);
+  if (answers === undefined) {
+    answers = new Map();
+    nameAnswers.set(credentials, answers);
+  }
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {
     const value = incoming[name];
-    if (value === undefined || dropped(normalName(name), credentials, listed)) continue;
+    if (value === undefined) continue;
+    let drop = answers.get(name);
+    if (drop === undefined) {
+      drop = droppedName(name, credentials);
+      if (answers.size < NAME_ANSWERS) answers.set(name, drop);
+    }
+    if (drop || (listed !== null && listed.has(normalName(name)))) continue;
     out[name] = value;
   }
   return out;
