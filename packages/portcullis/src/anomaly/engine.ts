@@ -44,15 +44,13 @@ export function accountStateId(account: string): string {
 /** A score, and the strongest action its event may lead to. */
 type Scored = readonly [BehaviourScore, AnomalyAction];
 
-/** A decided request, queued: its context and how it ended. */
-type Observed = readonly [RequestContext, BehaviourEvent["outcome"]];
 
 const SLICE = 2_000;
 
 /**
  * Stage 11 off the request path (docs/behaviour.md). The pipeline hands every decided request to
- * `observe`, which only queues it. A timer takes the queue in batches: each decision becomes a
- * `BehaviourEvent`, its account's state and then its key's state are updated through the state
+ * `observe`, which only turns it into a `BehaviourEvent` (a copy of a few facts) and queues that. A
+ * timer takes the queue in batches: each event's account's state and then its key's state are updated through the state
  * store (a read-modify-write per batch, atomic per key, so gateway processes sharing Redis share
  * one model), each event is scored against the key's normal (or, for a young key, its account's),
  * and each score goes to the responder, one key at a time in order.
@@ -66,13 +64,13 @@ export class BehaviourEngine implements AnomalyScores {
   private readonly logger: Logger;
   private readonly flushMs: number;
   private readonly maxQueue: number;
-  private queue: Observed[] = [];
+  private queue: BehaviourEvent[] = [];
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> = Promise.resolve();
   private closed = false;
   /** Decisions dropped because the queue was full. */
   dropped = 0;
-  /** Batches that failed (a store error): their events are lost, never their requests. */
+  /** Batches that failed (a store error), and decisions whose event could not be built: their events are lost, never their requests. */
   failures = 0;
   private readonly latestScores = new Map<string, BehaviourScore>();
   private readonly scoreListeners = new Set<(score: BehaviourScore) => void>();
@@ -91,14 +89,29 @@ export class BehaviourEngine implements AnomalyScores {
     if (!Number.isSafeInteger(this.maxQueue) || this.maxQueue < 1) throw new TypeError("maxQueue must be a positive integer");
   }
 
-  /** The pipeline's observer: queues the decision. On the request path: nothing else happens here. */
+  /**
+   * The pipeline's observer: queues the decision's event. On the request path: the event is a
+   * small object of the facts the model reads (behaviour/event.ts), so the queue holds neither
+   * the request's context nor its headers and body until the batch (a quarter of a second of a
+   * busy gateway's requests would otherwise outlive the young generation). Nothing else happens
+   * here; an event that cannot be built is counted as a failure, never the request's.
+   */
   readonly observe = (ctx: RequestContext, end: BehaviourEvent["outcome"]): void => {
     if (ctx.key === null || this.closed) return;
     if (this.queue.length >= this.maxQueue) {
       this.dropped++;
       return;
     }
-    this.queue.push([ctx, end]);
+    let event: BehaviourEvent | null;
+    try {
+      event = behaviourEvent(ctx, end, this.prices);
+    } catch (err) {
+      this.failures++;
+      this.logger.warn({ err }, "behaviour: a decision could not be observed");
+      return;
+    }
+    if (event === null) return;
+    this.queue.push(event);
     if (this.timer === null) {
       this.timer = setTimeout(this.tick, this.flushMs);
       this.timer.unref();
@@ -151,12 +164,9 @@ export class BehaviourEngine implements AnomalyScores {
     }
   }
 
-  private async process(batch: readonly Observed[]): Promise<void> {
+  private async process(batch: readonly BehaviourEvent[]): Promise<void> {
     const events: BehaviourEvent[] = [];
-    for (const [ctx, end] of batch) {
-      const event = behaviourEvent(ctx, end, this.prices);
-      if (event !== null) events.push(await this.withDestination(event));
-    }
+    for (const event of batch) events.push(await this.withDestination(event));
     if (events.length === 0) return;
     const byAccount = groupBy(events, (e) => accountStateId(e.account));
     const byKey = groupBy(events, (e) => e.keyId);

@@ -39,6 +39,8 @@ export interface AnomalyResponderOptions {
 export const RESPONDER_ACTOR = "behaviour";
 /** Record and alert: at most once per key in this window. */
 const QUIET_MS = 60_000;
+/** Keys whose latest action this process remembers (`AnomalyResponder.taken`). */
+const QUIET_KEYS = 10_000;
 /** The contributions an audit entry and a reason name. */
 const TOP = 3;
 const REASON_MAX = 500;
@@ -79,6 +81,13 @@ export class AnomalyResponder {
   private readonly now: () => number;
   /** The scores of one key, handled one after the other. */
   private readonly queues = new Map<string, Promise<unknown>>();
+  /**
+   * Per key, the latest action this responder stored (when, how strong), oldest first, at most
+   * QUIET_KEYS: while it is within QUIET_MS, a record or alert no stronger is known to be quiet
+   * without reading the key and the action store (a busy key scores above the record threshold
+   * on every request).
+   */
+  private readonly taken = new Map<string, { readonly at: number; readonly strength: number }>();
 
   constructor(options: AnomalyResponderOptions) {
     this.settings = options.settings;
@@ -117,6 +126,7 @@ export class AnomalyResponder {
 
   private async act(score: BehaviourScore, rule: ResponseRule): Promise<AnomalyActionRecord | null> {
     const now = this.now();
+    if (this.quietHere(score.keyId, rule.action, now)) return null;
     let key: KeyView;
     try {
       key = await this.keys.get(score.keyId);
@@ -176,6 +186,7 @@ export class AnomalyResponder {
       undoneBy: null,
     };
     await this.store.insert(record);
+    this.remember(record);
     this.audit.record({
       event: "anomaly.action",
       at: now,
@@ -187,6 +198,28 @@ export class AnomalyResponder {
     if (rule.action !== "record") this.alerts?.send(record, "anomaly.action");
     this.logger.info({ keyId: key.id, actionId: id, action: rule.action, score: score.score }, "anomaly action taken");
     return record;
+  }
+
+  /**
+   * A record or alert that `stronger` would find repeated, from what this process stored itself:
+   * an action at least as strong, stored for the key within QUIET_MS, is in the action store, so
+   * the store's latest action for the key is that one or a later one (which another process could
+   * only have stored after the same check). Every other way `act` could go for a record or an
+   * alert (no such key, revoked, suspended, a risk in force) also does nothing.
+   */
+  private quietHere(keyId: string, action: AnomalyAction, now: number): boolean {
+    if (action !== "record" && action !== "alert") return false;
+    const taken = this.taken.get(keyId);
+    return taken !== undefined && taken.at > now - QUIET_MS && taken.strength >= actionStrength(action);
+  }
+
+  private remember(record: AnomalyActionRecord): void {
+    this.taken.delete(record.keyId);
+    this.taken.set(record.keyId, { at: record.at, strength: actionStrength(record.action) });
+    if (this.taken.size > QUIET_KEYS) {
+      const oldest = this.taken.keys().next();
+      if (oldest.done !== true) this.taken.delete(oldest.value);
+    }
   }
 
   /** Is `action` stronger than what is in force on the key (and, for record/alert, not repeated within a minute)? */

@@ -102,11 +102,21 @@ function normalName(name: string): string {
   return NOT_NORMAL.test(name) ? name.toLowerCase().replaceAll("_", "-") : name;
 }
 
-function dropped(name: string, credentials: ReadonlySet<string>, listed: Set<string> | null): boolean {
-  if (REQUEST_DROP.has(name) || credentials.has(name)) return true;
-  for (const prefix of DROPPED_PREFIXES) if (name.startsWith(prefix)) return true;
-  return listed !== null && listed.has(name);
+/** Is a header of this name (as sent) dropped whatever the Connection header lists? */
+function droppedName(name: string, credentials: ReadonlySet<string>): boolean {
+  const normal = normalName(name);
+  if (REQUEST_DROP.has(normal) || credentials.has(normal)) return true;
+  for (const prefix of DROPPED_PREFIXES) if (normal.startsWith(prefix)) return true;
+  return false;
 }
+
+/**
+ * `droppedName`'s answers per credential set (each caller passes one set, built once), for the
+ * names requests carry again and again: one map lookup a header instead of the tests. At most
+ * NAME_ANSWERS names each, the first seen; a name past them is tested every time.
+ */
+const nameAnswers = new WeakMap<ReadonlySet<string>, Map<string, boolean>>();
+const NAME_ANSWERS = 256;
 
 export interface ForwarderOptions {
   /** Origin of the upstream, e.g. http://127.0.0.1:9000. */
@@ -142,10 +152,21 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | n
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, credentials: ReadonlySet<string>): Record<string, string | string[]> {
   const listed = connectionTokens(incoming.connection);
+  let answers = nameAnswers.get(credentials);
+  if (answers === undefined) {
+    answers = new Map();
+    nameAnswers.set(credentials, answers);
+  }
   const out: Record<string, string | string[]> = {};
   for (const name in incoming) {
     const value = incoming[name];
-    if (value === undefined || dropped(normalName(name), credentials, listed)) continue;
+    if (value === undefined) continue;
+    let drop = answers.get(name);
+    if (drop === undefined) {
+      drop = droppedName(name, credentials);
+      if (answers.size < NAME_ANSWERS) answers.set(name, drop);
+    }
+    if (drop || (listed !== null && listed.has(normalName(name)))) continue;
     out[name] = value;
   }
   return out;
@@ -186,6 +207,38 @@ function downstreamResponseHeaders(upstream: Record<string, string | string[] | 
     out[name] = value;
   }
   return out;
+}
+
+/** One forwarded exchange, as undici hands it back to `intoResponse` and `streamed` (its `opaque`). */
+interface Exchange {
+  readonly res: ServerResponse;
+  /** The gateway's own response headers; they win over the upstream's. */
+  readonly extra: Record<string, string>;
+  /** True once the upstream's answer began (its headers went to `res`, or were tried). */
+  started: boolean;
+  readonly settle: (failure: Denial | null) => void;
+}
+
+/** undici's stream factory: the upstream's status and headers go to the client, its body into `res`. */
+function intoResponse({ statusCode, headers, opaque }: Dispatcher.StreamFactoryData<Exchange>): ServerResponse {
+  opaque.started = true;
+  const out = downstreamResponseHeaders(headers);
+  const extra = opaque.extra;
+  for (const name in extra) out[name] = extra[name] as string;
+  opaque.res.writeHead(statusCode, out);
+  return opaque.res;
+}
+
+/** undici's stream callback: the exchange is over; a failure before the answer began is a denial. */
+function streamed(err: Error | null, { opaque }: { opaque: Exchange }): void {
+  if (err === null) {
+    opaque.settle(null);
+  } else if (opaque.started || opaque.res.headersSent) {
+    opaque.res.destroy();
+    opaque.settle(null);
+  } else {
+    opaque.settle(classify(err));
+  }
 }
 
 function classify(err: unknown): Denial {
@@ -233,33 +286,13 @@ export class Forwarder {
    * Sends the request and streams the answer into `res`. Resolves to a denial when nothing was
    * sent to the client yet (the caller answers 502/504), or null when the response was written
    * (or the exchange failed after the headers went out, in which case `res` is destroyed).
+   * Per request: one promise and one `Exchange`; undici's factory and callback are shared.
    */
   forward(req: ForwardRequest, res: ServerResponse, responseHeaders: Record<string, string>): Promise<Denial | null> {
-    let started = false;
-    const options: Dispatcher.RequestOptions = {
-      path: req.url,
-      method: req.method,
-      headers: req.headers,
-      body: req.body.length > 0 ? req.body : null,
-    };
-    return this.pool
-      .stream(options, ({ statusCode, headers }) => {
-        started = true;
-        const out = downstreamResponseHeaders(headers);
-        for (const name in responseHeaders) out[name] = responseHeaders[name] as string;
-        res.writeHead(statusCode, out);
-        return res;
-      })
-      .then(
-        () => null,
-        (err: unknown) => {
-          if (started || res.headersSent) {
-            res.destroy();
-            return null;
-          }
-          return classify(err);
-        },
-      );
+    return new Promise((settle) => {
+      const opaque: Exchange = { res, extra: responseHeaders, started: false, settle };
+      this.pool.stream({ path: req.url, method: req.method, headers: req.headers, body: req.body.length > 0 ? req.body : null, opaque }, intoResponse, streamed);
+    });
   }
 
   /**

@@ -23,8 +23,30 @@ export const EXPIRY_WARNING_MS = 7 * 86_400_000;
 
 export const KEY_WARNING_HEADERS = { expires: "portcullis-key-expires", rotation: "portcullis-key-rotation", idle: "portcullis-key-idle-expires" } as const;
 
+/** The second `isoTime` formatted last (its epoch ms at the second's start), and its text up to the ms. */
+let cachedSecond = Number.NaN;
+let cachedPrefix = "";
+
+/**
+ * `new Date(ms).toISOString()`, exactly, without a Date per call: the text up to the second
+ * ("2027-03-06T12:00:00.") is formatted once per second and the milliseconds appended. Every
+ * answer to a key that may trade from any address carries one (the idle expiry), so this is on
+ * the request path. A fraction of a millisecond, or a time outside
+ * years 1000–9999, takes the plain path.
+ */
+export function isoTime(ms: number): string {
+  if (!Number.isSafeInteger(ms) || ms < -30_610_224_000_000 || ms >= 253_402_300_800_000) return new Date(ms).toISOString();
+  const second = ms - (((ms % 1000) + 1000) % 1000);
+  if (second !== cachedSecond) {
+    cachedPrefix = new Date(second).toISOString().slice(0, 20);
+    cachedSecond = second;
+  }
+  const milli = ms - second;
+  return `${cachedPrefix}${milli < 10 ? "00" : milli < 100 ? "0" : ""}${milli}Z`;
+}
+
 export function addKeyWarning(out: Record<string, string>, key: VerificationKey, now: number): void {
-  if (key.idle !== null) out[KEY_WARNING_HEADERS.idle] = new Date(now + key.idle.afterMs).toISOString();
+  if (key.idle !== null) out[KEY_WARNING_HEADERS.idle] = isoTime(now + key.idle.afterMs);
   const record = key.record;
   const expiresAt = record.expiresAt;
   if (expiresAt === null) return;

@@ -210,6 +210,26 @@ describe("the engine's bounds and sharing", () => {
     expect((await engine.latest(list[0]?.key?.record.id ?? ""))?.seen).toBe(0);
   });
 
+  it("queues each decision's event, not its context: later changes to the context are not scored; an event that cannot be built is counted, never thrown at the request", async () => {
+    const { t, list } = await contexts(2);
+    const engine = new BehaviourEngine({ model: new BehaviourModel(), states: (t.core as unknown as { store: { behaviour: RedisBehaviourStore } }).store.behaviour, respond: null, prices: null, logger: silentLogger(), flushMs: 1_000_000 });
+    const [first, second] = list as [RequestContext, RequestContext];
+    const at = first.now;
+    engine.observe(first, "allowed");
+    (first as { now: number }).now = at + 36_000_000; // as if the context were reused or changed after the hand-off
+    // A context no event can be made of (an address the gateway never resolves like this).
+    second.client = { ...(second.client as NonNullable<RequestContext["client"]>), ip: null as unknown as NonNullable<RequestContext["client"]>["ip"] };
+    expect(() => {
+      engine.observe(second, "allowed");
+    }).not.toThrow();
+    expect(engine.failures).toBe(1);
+    await engine.settle();
+    const latest = await engine.latest(first.key?.record.id ?? "");
+    expect(latest?.at).toBe(at);
+    expect(latest?.seen).toBe(0); // the first event of the key: none before it
+    await engine.close();
+  });
+
   it("with Redis, two engines (two processes) update one state and lose no event", async () => {
     const { list } = await contexts(40);
     const prefix = `pc-test-engine-${String(process.pid)}-${String(Date.now())}:`;

@@ -3,7 +3,7 @@
  * with a frozen clock: each action's effect on the key, no repeat and no weakening, escalation,
  * the revoke's grace and sweep, undo of each (and its refusal codes), and the audit entries.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { decodeEntry } from "../../src/audit/canonical.js";
 import { verifyAudit } from "../../src/audit/verify.js";
 import { DEFAULT_RESPONSES } from "../../src/anomaly/responses.js";
@@ -182,6 +182,33 @@ describe("never repeats or weakens what is in force; escalates", () => {
     expect((await f.responder.respond(score(other, 35, f.clock.ms)))?.action).toBe("record");
     expect(await f.responder.respond(score(other, 36, f.clock.ms))).toBeNull();
     expect((await f.responder.respond(score(other, 55, f.clock.ms)))?.action).toBe("alert");
+  });
+
+  it("a repeat of what this process stored within the minute reads neither the key nor the action store; another process finds it in the store", async () => {
+    f = await anomalyFixture();
+    const id = await f.key();
+    expect((await f.responder.respond(score(id, 55, f.clock.ms)))?.action).toBe("alert");
+    const list = vi.spyOn(f.data.store.anomalies, "list");
+    const get = vi.spyOn(f.keys, "get");
+    f.clock.advance(30_000);
+    expect(await f.responder.respond(score(id, 56, f.clock.ms))).toBeNull();
+    expect(await f.responder.respond(score(id, 35, f.clock.ms))).toBeNull();
+    expect(list).not.toHaveBeenCalled();
+    expect(get).not.toHaveBeenCalled();
+    // Another process's responder over the same stores knows nothing of it but reads the store.
+    const other = new AnomalyResponder({ settings: DEFAULT_BEHAVIOUR_SETTINGS, keys: f.keys, store: f.data.store.anomalies, audit: f.audit, alerts: f.alerts, now: f.clock.now });
+    expect(await other.respond(score(id, 56, f.clock.ms))).toBeNull();
+    expect(list).toHaveBeenCalledTimes(1);
+    // A stronger action is never skipped.
+    expect((await f.responder.respond(score(id, 75, f.clock.ms)))?.action).toBe("step-up");
+    // Past the minute, an alert acts again (the step-up is in force: still nothing).
+    f.clock.advance(61_000);
+    expect(await f.responder.respond(score(id, 57, f.clock.ms))).toBeNull();
+    expect(get).toHaveBeenCalled();
+    const fresh = await f.key();
+    expect((await f.responder.respond(score(fresh, 57, f.clock.ms)))?.action).toBe("alert");
+    f.clock.advance(61_000);
+    expect((await f.responder.respond(score(fresh, 57, f.clock.ms)))?.action).toBe("alert");
   });
 
   it("a lapsed risk state is none: the key can be throttled again", async () => {
