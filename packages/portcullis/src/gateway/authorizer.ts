@@ -23,7 +23,7 @@ import { SessionEndpoints } from "./session-endpoints.js";
 
 /**
  * The authorizer ("gateway": { "mode": "authorizer" }, docs/deploy/authorizer.md): Portcullis
- * decides, the venue's own proxy (nginx, Envoy, HAProxy, Traefik) forwards. Two protocols on one
+ * decides, the venue's own proxy (nginx, Envoy, HAProxy, Traefik) forwards. Three protocols on one
  * listener, both a thin surface over the one request lifecycle (audit surface "authorizer"):
  *
  * - nginx, `POST|GET|… /portcullis/v1/authz/nginx` with `X-Original-URI: <the client's target>`:
