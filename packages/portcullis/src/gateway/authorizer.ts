@@ -24,7 +24,7 @@ import { SessionEndpoints } from "./session-endpoints.js";
 /**
  * The authorizer ("gateway": { "mode": "authorizer" }, docs/deploy/authorizer.md): Portcullis
  * decides, the venue's own proxy (nginx, Envoy, HAProxy, Traefik) forwards. Three protocols on one
- * listener, both a thin surface over the one request lifecycle (audit surface "authorizer"):
+ * listener, each a thin surface over the one request lifecycle (audit surface "authorizer"):
  *
  * - nginx, `POST|GET|… /portcullis/v1/authz/nginx` with `X-Original-URI: <the client's target>`:
  *   nginx proxies the whole request here (method, headers, body) with `proxy_intercept_errors on`.
