@@ -11,8 +11,11 @@
  *   public          the whole Portcullis, a public route (no credential);
  *   signed-native   the whole Portcullis, native RFC 9421 HMAC-SHA256 signed requests;
  *   signed-binance  the whole Portcullis, Binance HMAC-SHA256 signed requests;
- *   authorizer      nginx in front, asking Portcullis (`gateway.mode: "authorizer"`) over
- *                   `auth_request` for every signed request (when the build has that mode);
+ *   authorizer      nginx in front running the shipped docs/deploy/nginx.conf (the full-request
+ *                   protocol: every signed request proxied to Portcullis, `gateway.mode:
+ *                   "authorizer"`, and forwarded on its 399), only its addresses templated;
+ *   auth-request    the same authorizer behind nginx's `auth_request`, running the shipped
+ *                   docs/deploy/nginx-auth-request.conf (body-less requests), addresses templated;
  *   workers         `portcullis start --workers N` (N = cores), hot state in a private Redis,
  *                   signed native requests (when the build has that option).
  *
@@ -53,7 +56,8 @@ import { fmt, median, quantile, table } from "./stats.js";
 export const WRK_BIN = process.env.PORTCULLIS_BENCH_WRK ?? "/usr/bin/wrk";
 export const NGINX_BIN = process.env.PORTCULLIS_BENCH_NGINX ?? "/usr/sbin/nginx";
 const PORTCULLIS_BIN = fileURLToPath(new URL("../packages/portcullis/bin/portcullis.js", import.meta.url));
-const NGINX_CONF = fileURLToPath(new URL("../docs/deploy/nginx.conf", import.meta.url));
+export const NGINX_CONF = fileURLToPath(new URL("../docs/deploy/nginx.conf", import.meta.url));
+export const NGINX_AUTH_REQUEST_CONF = fileURLToPath(new URL("../docs/deploy/nginx-auth-request.conf", import.meta.url));
 
 export const WRK_TARGETS = {
   /** Signed (native HMAC) CPU per request at most this many times pass-through's. */
@@ -72,7 +76,7 @@ export const WRK_BENCH_SETTINGS = {
 };
 
 /** Every mode, in the order of the first round and of the report. */
-export const WRK_MODES = ["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "workers"];
+export const WRK_MODES = ["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "auth-request", "workers"];
 
 export const WRK_MODE_LABEL = {
   nginx: "nginx reverse proxy (1 worker)",
@@ -80,7 +84,8 @@ export const WRK_MODE_LABEL = {
   public: "Portcullis, public route",
   "signed-native": "Portcullis, signed requests (native RFC 9421 HMAC)",
   "signed-binance": "Portcullis, signed requests (Binance HMAC)",
-  authorizer: "nginx + Portcullis authorizer, signed requests (native HMAC)",
+  authorizer: "nginx (docs/deploy/nginx.conf) + Portcullis authorizer, signed requests (native HMAC)",
+  "auth-request": "nginx auth_request (docs/deploy/nginx-auth-request.conf) + Portcullis authorizer, signed requests (native HMAC)",
   workers: `Portcullis --workers ${availableParallelism()}, signed requests (native HMAC)`,
 };
 
@@ -423,6 +428,9 @@ export function gatewaySections(extra = {}) {
   };
 }
 
+/** The authorizer's own settings: nginx, on loopback, is the proxy allowed to ask. */
+const AUTHORIZER_SECTIONS = { gateway: { mode: "authorizer", trustedProxies: ["127.0.0.1/32"] } };
+
 const KEY_INPUTS = [
   { account: "bench", scopes: SCOPES, windowMs: KEY_WINDOW_MS },
   { account: "bench", scopes: SCOPES, dialects: ["binance"], windowMs: KEY_WINDOW_MS },
@@ -463,35 +471,45 @@ function publicRequests() {
   return () => [one];
 }
 
-/** nginx's config: a reverse proxy to the upstream, and optionally an auth_request authorizer. */
-export function nginxConfig({ dir, port, upstreamPort, authorizerPort = null }) {
+/**
+ * A shipped server block (docs/deploy/nginx.conf or nginx-auth-request.conf) with only its three
+ * addresses replaced — the authorizer's, the venue's and the listener — as the tests run it.
+ */
+export function templateShipped(text, { port, upstreamPort, authorizerPort }) {
+  const swaps = [
+    ["server 127.0.0.1:8081;", `server 127.0.0.1:${authorizerPort};`],
+    ["server 127.0.0.1:9000;", `server 127.0.0.1:${upstreamPort};`],
+    ["listen 8080;", `listen 127.0.0.1:${port};`],
+  ];
+  let out = text;
+  for (const [from, to] of swaps) {
+    if (out.split(from).length !== 2) throw new Error(`the shipped nginx config no longer has "${from}" exactly once`);
+    out = out.replace(from, to);
+  }
+  return out;
+}
+
+/**
+ * nginx's config: a reverse proxy to the upstream or, with `shipped` (the text of a
+ * docs/deploy/*.conf) and `authorizerPort`, that shipped server block in front of the authorizer.
+ */
+export function nginxConfig({ dir, port, upstreamPort, authorizerPort = null, shipped = null }) {
   const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"].map((t) => `  ${t}_temp_path ${join(dir, `${t}-temp`)};`).join("\n");
-  const keepalive = ["    proxy_http_version 1.1;", '    proxy_set_header Connection "";'].join("\n");
-  const auth =
-    authorizerPort === null
-      ? ""
-      : `
-  upstream portcullis {
-    server 127.0.0.1:${authorizerPort};
+  const server =
+    shipped === null || authorizerPort === null
+      ? `  upstream backend {
+    server 127.0.0.1:${upstreamPort};
     keepalive 64;
   }
-`;
-  const authLocation =
-    authorizerPort === null
-      ? ""
-      : `
-    location = /.portcullis-authorize {
-      internal;
-      proxy_pass http://portcullis$request_uri;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
-`;
+  }`
+      : templateShipped(shipped, { port, upstreamPort, authorizerPort });
   return `# generated by bench/wrk-bench.js
 worker_processes 1;
 events {
@@ -500,28 +518,17 @@ events {
 http {
   access_log off;
 ${temp}
-  upstream backend {
-    server 127.0.0.1:${upstreamPort};
-    keepalive 64;
-  }
-${auth}
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-${authorizerPort === null ? "" : "      auth_request /.portcullis-authorize;\n"}      proxy_pass http://backend;
-  ${keepalive.replace(/\n/g, "\n  ")}
-    }
-${authLocation}  }
+${server}
 }
 `;
 }
 
 /** A private nginx (master + one worker) on a free port; `stop()` ends it and removes its directory. */
-async function startNginx({ upstreamPort, authorizerPort = null }) {
+async function startNginx({ upstreamPort, authorizerPort = null, shipped = null }) {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-bench-nginx-"));
   const port = await freePort();
   const conf = join(dir, "nginx.conf");
-  writeFileSync(conf, nginxConfig({ dir, port, upstreamPort, authorizerPort }));
+  writeFileSync(conf, nginxConfig({ dir, port, upstreamPort, authorizerPort, shipped }));
   const child = spawn(NGINX_BIN, ["-p", dir, "-e", join(dir, "error.log"), "-c", conf, "-g", `daemon off; pid ${join(dir, "nginx.pid")};`], { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (chunk) => {
@@ -566,7 +573,8 @@ function executable(file) {
 /** Whether the build's config accepts `gateway.mode: "authorizer"`. */
 export function authorizerSupported() {
   try {
-    parseConfig({ gateway: { upstream: "http://127.0.0.1:1", mode: "authorizer" } }, tmpdir());
+    const sections = gatewaySections(AUTHORIZER_SECTIONS);
+    parseConfig({ ...sections, gateway: { ...sections.gateway, upstream: "http://127.0.0.1:1" } }, tmpdir());
     return true;
   } catch {
     return false;
@@ -591,6 +599,8 @@ export async function availability() {
   if (!nginx) missing.nginx = `nginx not found at ${NGINX_BIN} (apt-get install nginx, or set PORTCULLIS_BENCH_NGINX)`;
   if (!authorizerSupported()) missing.authorizer = 'not available in this build (the config does not accept `gateway.mode: "authorizer"`)';
   else if (!nginx) missing.authorizer = missing.nginx;
+  if (missing.authorizer !== undefined) missing["auth-request"] = missing.authorizer;
+  else if (!existsSync(NGINX_AUTH_REQUEST_CONF)) missing["auth-request"] = `not available in this build (no ${NGINX_AUTH_REQUEST_CONF})`;
   if (!(await workersSupported())) missing.workers = "not available in this build (`portcullis start --help` does not list --workers)";
   return missing;
 }
@@ -690,24 +700,35 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
       // The same signed requests as the gateway's: nginx forwards them unread.
       servers.nginx = { port: nginx.port, cpu: async () => treeCpu(nginx.pid), cpuTree: true, loop: null, make: native };
     }
-    if (missing.authorizer === undefined) {
-      try {
-        const authorizer = await set.start(["wrk-gateway", origin, JSON.stringify(gatewaySections({ gateway: { mode: "authorizer" } }))]);
-        const authKeys = (await ask(authorizer.child, { createKeys: [KEY_INPUTS[0]] })).keys;
-        const nginx = await startNginx({ upstreamPort: upstream.info.port, authorizerPort: authorizer.info.port });
-        stops.push(nginx.stop);
-        if (existsSync(NGINX_CONF)) progress(`benchmark 17: note: ${NGINX_CONF} exists; this row uses the benchmark's own minimal auth_request config`);
-        servers.authorizer = {
-          port: nginx.port,
-          cpu: async () => ({ nginx: treeCpu(nginx.pid), gateway: await nodeCpu(authorizer.child) }),
-          cpuTree: "mixed",
-          loop: loopProbe(authorizer.child, authorizer.info.loopResolutionMs),
-          make: nativeRequests(authKeys[0].id, authKeys[0].secret),
-        };
-      } catch (err) {
-        missing.authorizer = `could not be started: ${err instanceof Error ? err.message : String(err)}`;
-        progress(`benchmark 17: authorizer NOT MEASURED: ${missing.authorizer}`);
-      }
+    if (missing.authorizer === undefined || missing["auth-request"] === undefined) {
+      // One authorizer process behind two nginx instances, each running a shipped config: the
+      // modes run one at a time, so each run's CPU and loop delay are its own mode's.
+      let authorizer = null;
+      let authKeys = null;
+      const behind = async (mode, shippedFile) => {
+        if (missing[mode] !== undefined) return;
+        try {
+          if (authorizer === null) {
+            authorizer = await set.start(["wrk-gateway", origin, JSON.stringify(gatewaySections(AUTHORIZER_SECTIONS))]);
+            authKeys = (await ask(authorizer.child, { createKeys: [KEY_INPUTS[0]] })).keys;
+          }
+          const running = authorizer;
+          const nginx = await startNginx({ upstreamPort: upstream.info.port, authorizerPort: running.info.port, shipped: readFileSync(shippedFile, "utf8") });
+          stops.push(nginx.stop);
+          servers[mode] = {
+            port: nginx.port,
+            cpu: async () => ({ nginx: treeCpu(nginx.pid), gateway: await nodeCpu(running.child) }),
+            cpuTree: "mixed",
+            loop: loopProbe(running.child, running.info.loopResolutionMs),
+            make: nativeRequests(authKeys[0].id, authKeys[0].secret),
+          };
+        } catch (err) {
+          missing[mode] = `could not be started: ${err instanceof Error ? err.message : String(err)}`;
+          progress(`benchmark 17: ${mode} NOT MEASURED: ${missing[mode]}`);
+        }
+      };
+      await behind("authorizer", NGINX_CONF);
+      await behind("auth-request", NGINX_AUTH_REQUEST_CONF);
     }
     if (missing.workers === undefined) {
       try {
@@ -844,6 +865,12 @@ export function wrkSection(result) {
     ["Signed (Binance HMAC) / pass-through, p99 latency", binanceP99.length === 0 ? "n/a" : spread(binanceP99), "none (informational)", "–"],
     ["Pass-through / nginx, CPU µs per request", spread(roundRatios(runs, "pass-through", "nginx", "cpuUs")), "none (informational)", "–"],
     ["Signed (native HMAC) / nginx, throughput", spread(roundRatios(runs, "signed-native", "nginx", "rps")), "none (informational)", "–"],
+    ...(ran("auth-request")
+      ? [
+          ["nginx auth_request + authorizer / Portcullis gateway alone, signed throughput", spread(roundRatios(runs, "auth-request", "signed-native", "rps")), "none (informational)", "–"],
+          ...(ran("authorizer") ? [["nginx auth_request + authorizer / nginx full request (nginx.conf) + authorizer, throughput", spread(roundRatios(runs, "auth-request", "authorizer", "rps")), "none (informational)", "–"]] : []),
+        ]
+      : []),
   ];
   const summary = targetRows.map(([label, figure, bound, result]) => [`wrk: ${label}`, figure, bound, result]);
   const notMeasured = WRK_MODES.filter((m) => !ran(m));
@@ -855,7 +882,7 @@ export function wrkSection(result) {
     "",
     `The Portcullis rows are a whole configured Portcullis, started as \`portcullis start\` starts one (\`startPortcullis\` over a fresh data directory): the benchmark's two routes, the limits of every scope configured and raised to ${BENCH_LIMIT.toLocaleString("en-US")} per window (so nothing is refused, but every limit is still counted), the audit log and the behaviour stage on their defaults, hot state in memory. *Pass-through* is a Gateway with the pipeline off over the same running core, in its own process (as benchmark 2's pass-through mode). The signed requests are pre-generated just before each run, unique (their own nonce; a distinct microsecond timestamp for Binance) and fresh (the keys' freshness window is ${KEY_WINDOW_MS / 1000} s, which covers generation plus a run); a generated wrk Lua script loads them and sends each once, in order. The nginx and pass-through rows are sent the same signed native requests, forwarded unread; the public row sends one unsigned request to a public route over and over. Every answer other than 2xx, socket error or timeout counts as a failure (a refusal is not a measurement), and so does a run that used up its file.`,
     "",
-    `*CPU µs per request* is the CPU time (user + system) of every server process of the mode during the measured run — the gateway process over IPC (\`process.cpuUsage\`), nginx's master and worker (and \`--workers\`' processes) from \`/proc/<pid>/stat\`, both for the authorizer row — divided by the requests wrk completed; neither the upstream nor wrk is counted. The *event-loop delay* columns are sampled inside the gateway process during each measured run (\`perf_hooks.monitorEventLoopDelay\`, 1 ms resolution): how much later than due its 1 ms timer ran, i.e. how long the loop was busy with requests before it could run a callback.`,
+    `*CPU µs per request* is the CPU time (user + system) of every server process of the mode during the measured run — the gateway process over IPC (\`process.cpuUsage\`), nginx's master and worker (and \`--workers\`' processes) from \`/proc/<pid>/stat\`, both for the authorizer rows — divided by the requests wrk completed; neither the upstream nor wrk is counted. The *event-loop delay* columns are sampled inside the gateway process during each measured run (\`perf_hooks.monitorEventLoopDelay\`, 1 ms resolution): how much later than due its 1 ms timer ran, i.e. how long the loop was busy with requests before it could run a callback.`,
     "",
     table(["Mode", "req/s", "p50 ms", "p99 ms", "CPU µs per request", "Event-loop delay p50 ms", "p99 ms", "max ms", "Failures (all runs)"], [
       ...WRK_MODES.map(row),

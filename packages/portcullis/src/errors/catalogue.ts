@@ -231,6 +231,14 @@ const requestRefusals = {
   ANOMALY_ACTION_NOT_FOUND: { status: 404, message: "No such anomaly action." },
   ANOMALY_ACTION_FINAL: { status: 409, message: "The anomaly action was already undone, or (a revoke) already carried out: there is nothing left to undo." },
 
+  // --- the authorizer's nginx auth_request protocol (docs/deploy/authorizer.md) ---------------
+  AUTHORIZER_BODY_UNSEEN: {
+    status: 400,
+    message:
+      "This request has or may have a body, which an nginx auth_request subrequest cannot show the authorizer; the proxy must send such requests through the full-request protocol of docs/deploy/nginx.conf.",
+  },
+  AUTHORIZER_REFUSAL_INVALID: { status: 403, message: "The refusal token is missing, altered, forged or expired." },
+
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },
 } as const satisfies Record<string, { status: number; message: string }>;

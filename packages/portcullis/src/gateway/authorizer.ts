@@ -7,23 +7,24 @@ import type { RequestContext } from "../contract/request.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { createHoldHook } from "../holds/hook.js";
 import type { HoldService } from "../holds/service.js";
-import { addLimitHeaders } from "../limits/headers.js";
+import { addLimitHeaders, limitHeaders } from "../limits/headers.js";
 import type { Logger } from "../log/logger.js";
 import { CidrSet, parseIp } from "../net/ip.js";
-import { Lifecycle } from "../pipeline/lifecycle.js";
+import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import { readBody, sendDenial, sendJson } from "./http.js";
+import { readBody, renderDenial, sendDenial, sendJson } from "./http.js";
 import type { IdentitySigner } from "./identity.js";
 import { ServerLifecycle } from "./lifecycle.js";
 import { OperationEndpoints } from "./operation-endpoints.js";
 import { type Forwarder, heldReleaser, heldRequestOf } from "./proxy.js";
+import { REFUSAL_HEADER, REFUSAL_KEY_INFO, RefusalTokens } from "./refusal-token.js";
 import { renderRefusal } from "./render.js";
 import { SessionEndpoints } from "./session-endpoints.js";
 
 /**
  * The authorizer ("gateway": { "mode": "authorizer" }, docs/deploy/authorizer.md): Portcullis
- * decides, the venue's own proxy (nginx, Envoy, HAProxy, Traefik) forwards. Two protocols on one
- * listener, both a thin surface over the one request lifecycle (audit surface "authorizer"):
+ * decides, the venue's own proxy (nginx, Envoy, HAProxy, Traefik) forwards. Three protocols on one
+ * listener, each a thin surface over the one request lifecycle (audit surface "authorizer"):
  *
  * - nginx, `POST|GET|… /portcullis/v1/authz/nginx` with `X-Original-URI: <the client's target>`:
  *   nginx proxies the whole request here (method, headers, body) with `proxy_intercept_errors on`.
@@ -31,6 +32,15 @@ import { SessionEndpoints } from "./session-endpoints.js";
  *   a dialect's credential parameter removed); nginx's `error_page 399 = @venue` hands the request
  *   (its buffered body re-sent) to the venue's API with those headers. Refused or held: the answer
  *   itself (status, dialect body, RateLimit / Retry-After), which nginx passes to the client as is.
+ * - nginx `auth_request`, `GET /portcullis/v1/authz/auth-request` (a subrequest: no body) with
+ *   `X-Original-Method`, `X-Original-URI` and `X-Original-Body` (the original request's
+ *   `content-length=…; transfer-encoding=…`), for requests without a body only: one that has or may
+ *   have a body (nginx forwards it after an allow, and Portcullis never saw it), or whose
+ *   X-Original-Body is missing, is refused AUTHORIZER_BODY_UNSEEN. Allowed: `200` with the identity
+ *   headers (over the original method, `Portcullis-Target` and an empty body). Refused: `403` with
+ *   the real refusal sealed in `Portcullis-Refusal` (refusal-token.ts), which nginx's
+ *   `error_page 401 403 = @portcullis_refusal` brings back to `/portcullis/v1/authz/refusal` to be
+ *   written with its real status. Never holds (an allow forwards at once): HOLD_NOT_SUPPORTED.
  * - forward-auth (Envoy `ext_authz` HTTP service, HAProxy, Traefik): any other path is the
  *   original request (method, target, headers, body). Allowed: `200` with the identity headers;
  *   refused: the refusal itself. A held operation cannot be told from an allowed one by a proxy
@@ -66,6 +76,16 @@ export interface AuthorizerOptions {
 
 /** The nginx protocol's path; anything else outside /portcullis/ is a forward-auth request. */
 export const NGINX_PATH = "/portcullis/v1/authz/nginx";
+/** The nginx auth_request protocol's path (body-less requests only). */
+export const AUTH_REQUEST_PATH = "/portcullis/v1/authz/auth-request";
+/** Where nginx brings an auth_request refusal's token back to be written (error_page 401 403). */
+export const REFUSAL_PATH = "/portcullis/v1/authz/refusal";
+/** The auth_request protocol's header with the original request's method. */
+export const ORIGINAL_METHOD = "x-original-method";
+/** The auth_request protocol's header telling whether the original request has a body. */
+export const ORIGINAL_BODY = "x-original-body";
+/** The auth_request protocol's refusal status (nginx's auth_request passes only 401 and 403 on). */
+export const AUTH_REQUEST_DENY_STATUS = 403;
 /** The nginx protocol's answer to an allowed request: nginx intercepts it (error_page 399 = @venue). */
 export const NGINX_ALLOW_STATUS = 399;
 /** The header of an nginx protocol request that carries the client's request target ($request_uri). */
@@ -75,7 +95,7 @@ export const TARGET_HEADER = "portcullis-target";
 
 const OWN_PREFIX = "/portcullis/";
 
-type Protocol = "nginx" | "forward-auth";
+type Protocol = "nginx" | "forward-auth" | "auth-request";
 
 /** What hand on returns: the allowed answer's headers. */
 type Allowed = Record<string, string | string[]>;
@@ -90,6 +110,8 @@ export class Authorizer {
   private readonly listener: ServerLifecycle;
   private readonly nginx: Lifecycle<ServerResponse, Allowed>;
   private readonly forwardAuth: Lifecycle<ServerResponse, Allowed>;
+  private readonly authRequest: Lifecycle<ServerResponse, Allowed>;
+  private readonly refusals: RefusalTokens;
 
   constructor(options: AuthorizerOptions) {
     this.options = options;
@@ -99,6 +121,7 @@ export class Authorizer {
     this.trusted = new CidrSet(options.trustedProxies);
     if (this.trusted.size === 0) throw new TypeError("the authorizer needs trustedProxies: the proxies allowed to ask it");
     this.timingNames = options.pipeline.stageNames;
+    this.refusals = new RefusalTokens(options.identity.deriveKey(REFUSAL_KEY_INFO));
     this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 75_000, bodyLimit: this.bodyLimit }, this.handle);
     this.server = this.listener.server;
     const holds = options.holds;
@@ -113,6 +136,10 @@ export class Authorizer {
         exchange: {
           handOn: (ctx) => this.allow(ctx, protocol),
           render: (ctx, outcome, res) => {
+            if (protocol === "auth-request") {
+              this.renderAuthRequest(res, ctx, outcome);
+              return;
+            }
             renderRefusal(res, ctx, outcome, { now: this.now(), timingNames: this.timingNames, close: this.listener.closing, refusal: () => null });
             if (outcome.kind === "answered") this.writeAllowed(res, ctx, protocol, outcome.answer);
           },
@@ -131,6 +158,7 @@ export class Authorizer {
       });
     this.nginx = lifecycle("nginx");
     this.forwardAuth = lifecycle("forward-auth");
+    this.authRequest = lifecycle("auth-request");
     if (holds !== undefined && forwarder !== null) holds.service.setRequestReleaser(heldReleaser(forwarder, options.identity, options.scheme ?? "http", this.now));
   }
 
@@ -150,20 +178,33 @@ export class Authorizer {
     const path = url.split("?", 1)[0] ?? "";
     const socketAddress = req.socket.remoteAddress;
     const nginx = path === NGINX_PATH;
-    if (!nginx && url.startsWith(OWN_PREFIX)) {
+    const authRequest = path === AUTH_REQUEST_PATH;
+    const peer = socketAddress === undefined ? null : parseIp(socketAddress);
+    const trusted = peer !== null && this.trusted.has(peer);
+    if (path === REFUSAL_PATH) {
+      this.serveRefusal(req, res, requestId, trusted ? null : deny("AUTHORIZER_PEER_UNTRUSTED", `peer ${socketAddress ?? "(none)"}`));
+      return;
+    }
+    if (!nginx && !authRequest && url.startsWith(OWN_PREFIX)) {
       await this.ownEndpoint(req, res, path, requestId);
       return;
     }
-    const lifecycle = nginx ? this.nginx : this.forwardAuth;
+    const lifecycle = nginx ? this.nginx : authRequest ? this.authRequest : this.forwardAuth;
     let target = url;
+    let originalMethod = method;
     let refusal: Denial | null = null;
-    const peer = socketAddress === undefined ? null : parseIp(socketAddress);
-    if (peer === null || !this.trusted.has(peer)) {
+    if (!trusted) {
       refusal = deny("AUTHORIZER_PEER_UNTRUSTED", `peer ${socketAddress ?? "(none)"}`);
-    } else if (nginx) {
+    } else if (nginx || authRequest) {
       const original = req.headers[ORIGINAL_URI];
       if (typeof original !== "string" || !original.startsWith("/")) refusal = deny("HTTP_MALFORMED", `${ORIGINAL_URI} missing or not an origin-form target`);
       else target = original;
+      if (authRequest && refusal === null) {
+        const asked = req.headers[ORIGINAL_METHOD];
+        if (typeof asked !== "string" || !METHOD.test(asked)) refusal = deny("HTTP_MALFORMED", `${ORIGINAL_METHOD} missing or not a method`);
+        else originalMethod = asked;
+        if (refusal === null && !bodyless(req.headers[ORIGINAL_BODY])) refusal = deny("AUTHORIZER_BODY_UNSEEN", `${ORIGINAL_BODY}: ${String(req.headers[ORIGINAL_BODY] ?? "(missing)").slice(0, 100)}`);
+      }
     }
     let body: Buffer | Denial;
     if (refusal !== null) {
@@ -172,9 +213,60 @@ export class Authorizer {
     } else {
       const read = readBody(req, this.bodyLimit);
       body = read instanceof Promise ? await read : read;
+      // A subrequest carrying bytes was not made by the expected configuration (proxy_pass_request_body off).
+      if (authRequest && Buffer.isBuffer(body) && body.length > 0) body = deny("AUTHORIZER_BODY_UNSEEN", "the auth_request subrequest carried a body");
     }
-    const headers = nginx ? withoutOriginalUri(req.headers) : req.headers;
-    await lifecycle.serve({ method, url: target, headers, body, socketAddress }, requestId, res);
+    const headers = nginx ? withoutOriginalUri(req.headers) : authRequest ? withoutOriginal(req.headers) : req.headers;
+    await lifecycle.serve({ method: originalMethod, url: target, headers, body, socketAddress }, requestId, res);
+  }
+
+  /**
+   * The auth_request protocol's answer. Allowed: 200 with the identity headers. Anything else:
+   * 403 (nginx's auth_request passes only 401 and 403 on) with the refusal as the gateway would
+   * write it — status, the dialect's body, RateLimit / Retry-After, request id — sealed in
+   * Portcullis-Refusal for the refusal endpoint.
+   */
+  private renderAuthRequest(res: ServerResponse, ctx: RequestContext, outcome: Outcome<Allowed>): void {
+    if (outcome.kind === "answered") {
+      this.writeAllowed(res, ctx, "auth-request", outcome.answer);
+      return;
+    }
+    if (res.headersSent) return;
+    const denial = outcome.kind === "refused" ? outcome.denial : outcome.kind === "held" ? deny("HOLD_NOT_SUPPORTED") : deny("INTERNAL");
+    const rendered = renderDenial(denial, ctx.requestId, ctx.renderer, limitHeaders(ctx));
+    const token = this.refusals.seal(
+      { status: rendered.status, body: rendered.body, headers: { "content-type": "application/json; charset=utf-8", ...rendered.headers, "portcullis-request-id": ctx.requestId } },
+      this.now(),
+    );
+    res.writeHead(AUTH_REQUEST_DENY_STATUS, {
+      [REFUSAL_HEADER]: token,
+      "portcullis-request-id": ctx.requestId,
+      "cache-control": "no-store",
+      "content-length": 0,
+      ...(this.listener.closing ? { connection: "close" } : {}),
+    });
+    res.end();
+  }
+
+  /**
+   * The refusal endpoint: writes the refusal sealed in the Portcullis-Refusal token nginx brings
+   * back (error_page 401 403 = @portcullis_refusal), with its real status. A missing, altered,
+   * forged or expired token: AUTHORIZER_REFUSAL_INVALID. Only the trusted proxies may ask.
+   */
+  private serveRefusal(req: IncomingMessage, res: ServerResponse, requestId: string, refusal: Denial | null): void {
+    req.resume();
+    if (refusal !== null) {
+      sendDenial(res, refusal, requestId, { close: this.listener.closing });
+      return;
+    }
+    const opened = this.refusals.open(req.headers[REFUSAL_HEADER], this.now());
+    if (!opened.ok) {
+      this.options.logger.warn({ requestId, reason: opened.reason }, "refusal token refused");
+      sendDenial(res, deny("AUTHORIZER_REFUSAL_INVALID", opened.reason), requestId, { close: this.listener.closing });
+      return;
+    }
+    const sealed = opened.refusal;
+    sendJson(res, sealed.status, sealed.body, sealed.headers["portcullis-request-id"] ?? requestId, { close: this.listener.closing }, sealed.headers);
   }
 
   /**
@@ -185,7 +277,9 @@ export class Authorizer {
    */
   private allow(ctx: RequestContext, protocol: Protocol): Allowed {
     const out: Allowed = {};
-    const target = protocol === "nginx" ? (ctx.credential?.forwarded?.(ctx) ?? ctx).url : ctx.url;
+    const target = protocol === "forward-auth" ? ctx.url : (ctx.credential?.forwarded?.(ctx) ?? ctx).url;
+    // auth_request: the venue receives no body (the protocol refuses every request that has one).
+    const body = protocol === "auth-request" ? EMPTY : ctx.body;
     const key = ctx.key;
     if (key !== null && ctx.client !== null) {
       const record = key.record;
@@ -193,14 +287,14 @@ export class Authorizer {
         out,
         ctx.method,
         target,
-        ctx.body,
+        body,
         { requestId: ctx.requestId, keyId: record.id, account: record.account, subAccount: record.subAccount, scopes: record.scopes, clientIp: ctx.client.text, timestamp: this.now() },
         key.scopesText,
       );
     } else {
       out["portcullis-request-id"] = ctx.requestId;
     }
-    if (protocol === "nginx") out[TARGET_HEADER] = target;
+    if (protocol !== "forward-auth") out[TARGET_HEADER] = target;
     return out;
   }
 
@@ -248,6 +342,27 @@ export class Authorizer {
     await this.listener.close(drainMs);
     await this.options.holds?.forwarder?.close();
   }
+}
+
+const EMPTY = Buffer.alloc(0);
+/** An HTTP method as nginx's $request_method gives it. */
+const METHOD = /^[A-Z][A-Z-]{0,31}$/;
+/**
+ * Whether X-Original-Body (`content-length=$content_length; transfer-encoding=$http_transfer_encoding`)
+ * says the original request has no body: no or a zero Content-Length and no Transfer-Encoding.
+ * Missing, repeated or unreadable, it cannot tell, and the request may have one.
+ */
+function bodyless(value: string | string[] | undefined): boolean {
+  if (typeof value !== "string") return false;
+  const m = /^content-length=([0-9]*); transfer-encoding=(.*)$/s.exec(value);
+  return m !== null && /^0*$/.test(m[1] ?? "x") && m[2] === "";
+}
+
+/** The client's headers without the auth_request protocol's own. */
+function withoutOriginal(headers: IncomingMessage["headers"]): IncomingMessage["headers"] {
+  const out: IncomingMessage["headers"] = {};
+  for (const name in headers) if (name !== ORIGINAL_URI && name !== ORIGINAL_METHOD && name !== ORIGINAL_BODY) out[name] = headers[name];
+  return out;
 }
 
 /** The request's headers as the client sent them: nginx's X-Original-URI is the protocol's, not the client's. */

@@ -139,14 +139,23 @@ export function sendJson(
  */
 export function sendDenial(res: ServerResponse, denial: Denial, requestId: string, extras?: ResponseExtras): void {
   const close = extras?.close === true || denial.code === "BODY_TOO_LARGE" || denial.code === "HTTP_MALFORMED";
-  const renderer = extras?.renderer;
-  if (renderer === undefined || renderer === null) {
-    sendJson(res, denial.status, errorBody(denial, requestId), requestId, { serverTiming: extras?.serverTiming, close }, extras?.headers);
-    return;
-  }
+  const rendered = renderDenial(denial, requestId, extras?.renderer, extras?.headers);
+  sendJson(res, rendered.status, rendered.body, requestId, { serverTiming: extras?.serverTiming, close }, rendered.headers);
+}
+
+/**
+ * A refusal as `sendDenial` writes it: its status, body (the native format, or the scheme's wire
+ * format) and the headers beyond those `sendJson` adds (a renderer's, then `more`, which win).
+ */
+export function renderDenial(
+  denial: Denial,
+  requestId: string,
+  renderer?: AuthScheme | null,
+  more?: Readonly<Record<string, string>>,
+): { readonly status: number; readonly body: string; readonly headers: Readonly<Record<string, string>> | undefined } {
+  if (renderer === undefined || renderer === null) return { status: denial.status, body: errorBody(denial, requestId), headers: more };
   const rendered = renderer.render(denial, requestId);
-  const headers = extras?.headers === undefined ? rendered.headers : { ...rendered.headers, ...extras.headers };
-  sendJson(res, rendered.status, rendered.body, requestId, { serverTiming: extras?.serverTiming, close }, headers);
+  return { status: rendered.status, body: rendered.body, headers: more === undefined ? rendered.headers : { ...rendered.headers, ...more } };
 }
 
 /** Formats stage timings as a Server-Timing header value (stages that did not run are left out). */

@@ -1,4 +1,4 @@
-import { createHash, createHmac, createSecretKey, timingSafeEqual, type KeyObject } from "node:crypto";
+import { createHash, createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from "node:crypto";
 
 /**
  * Identity headers: how the gateway tells the upstream who is calling, in a form the upstream can
@@ -79,6 +79,16 @@ export class IdentitySigner {
 
   constructor(secret: string | Buffer | KeyObject) {
     this.key = toKey(secret);
+  }
+
+  /**
+   * A 256-bit key for another purpose, derived from the identity secret with HKDF-SHA256 under its
+   * own `info` label: every process sharing the data directory derives the same key, and it is
+   * never the identity MAC's key.
+   */
+  deriveKey(info: string): KeyObject {
+    if (info === "") throw new TypeError("a derived key needs its own info label");
+    return createSecretKey(Buffer.from(hkdfSync("sha256", this.key, Buffer.alloc(0), info, 32)));
   }
 
   /**

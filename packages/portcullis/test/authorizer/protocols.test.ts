@@ -2,13 +2,14 @@
  * The authorizer's two protocols without a proxy in front (in-process requests from a trusted
  * peer): the forward-auth answer (200 with identity headers over the original request, or the
  * refusal itself), holds refused where they cannot be answered, the nginx protocol's own checks,
- * and Portcullis's own endpoints beside them. The nginx protocol behind the real nginx is in
- * nginx.test.ts.
+ * the auth_request protocol's holds and token expiry, and Portcullis's own endpoints beside them.
+ * The nginx protocols behind the real nginx are in nginx.test.ts and auth-request.test.ts.
  */
 import { type Response, inject } from "light-my-request";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RouteSpec } from "../../src/authz/routes.js";
-import { Authorizer, NGINX_ALLOW_STATUS, NGINX_PATH } from "../../src/gateway/authorizer.js";
+import { AUTH_REQUEST_PATH, Authorizer, NGINX_ALLOW_STATUS, NGINX_PATH, REFUSAL_PATH } from "../../src/gateway/authorizer.js";
+import { REFUSAL_HEADER, REFUSAL_TTL_MS } from "../../src/gateway/refusal-token.js";
 import { IdentitySigner } from "../../src/gateway/identity.js";
 import { Forwarder } from "../../src/gateway/proxy.js";
 import { HoldService } from "../../src/holds/service.js";
@@ -185,5 +186,51 @@ describe("Portcullis's own endpoints beside the protocols", () => {
 
   it("refuses to be built without trusted proxies", () => {
     expect(() => new Authorizer({ pipeline: t.core.pipeline, identity: new IdentitySigner(IDENTITY_SECRET), logger: silentLogger(), trustedProxies: [] })).toThrow(TypeError);
+  });
+});
+
+describe("the auth_request protocol", () => {
+  const original = (method: string, url: string): Record<string, string> => ({ "x-original-uri": url, "x-original-method": method, "x-original-body": "content-length=; transfer-encoding=" });
+  const opened = async (sub: Response): Promise<Response> => ask("GET", REFUSAL_PATH, { [REFUSAL_HEADER]: String(sub.headers[REFUSAL_HEADER]) });
+
+  it("allowed: 200 with the identity headers over the original method, Portcullis-Target and an empty body", async () => {
+    const url = "/api/v3/order?symbol=BTCUSDT&orderId=7";
+    const res = await ask("GET", AUTH_REQUEST_PATH, { ...signed("DELETE", url), ...original("DELETE", url) });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers["portcullis-target"]).toBe(url);
+    const verify = createIdentityVerifier(IDENTITY_SECRET, { now: t.clock.now });
+    const headers = { ...res.headers, host: HOST } as Record<string, string>;
+    expect(verify({ method: "DELETE", url, headers }, Buffer.alloc(0))).toMatchObject({ ok: true, identity: { keyId: key.id } });
+    expect(verify({ method: "DELETE", url, headers }, Buffer.from("x"))).toMatchObject({ ok: false });
+  });
+
+  it("never holds: a body-less withdrawal the policy would hold is refused HOLD_NOT_SUPPORTED", async () => {
+    const url = "/sapi/v1/capital/withdraw/apply?asset=USDT&amount=2500&address=0xaa&network=ETH";
+    const forgotten = policy.forgotten.length;
+    const sub = await ask("GET", AUTH_REQUEST_PATH, { ...signed("POST", url), ...original("POST", url) });
+    expect(sub.statusCode).toBe(403);
+    expect(sub.body).toBe("");
+    const res = await opened(sub);
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: "HOLD_NOT_SUPPORTED" });
+    expect(policy.forgotten.length).toBeGreaterThan(forgotten);
+  });
+
+  it("from a peer outside trustedProxies, the refusal endpoint answers AUTHORIZER_PEER_UNTRUSTED", async () => {
+    const sub = await ask("GET", AUTH_REQUEST_PATH, { ...signed("GET", "/api/v3/account"), ...original("GET", "/api/v3/account") });
+    const res = await inject(authorizer.handle, { method: "GET", url: REFUSAL_PATH, headers: { [REFUSAL_HEADER]: String(sub.headers[REFUSAL_HEADER]) }, remoteAddress: "192.0.2.7" });
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: "AUTHORIZER_PEER_UNTRUSTED" });
+  });
+
+  it("a token past its expiry is refused AUTHORIZER_REFUSAL_INVALID", async () => {
+    const sub = await ask("GET", AUTH_REQUEST_PATH, { ...signed("GET", "/api/v3/nowhere"), ...original("GET", "/api/v3/nowhere") });
+    expect(sub.statusCode).toBe(403);
+    t.clock.advance(REFUSAL_TTL_MS - 1);
+    expect((await opened(sub)).json()).toMatchObject({ code: "ROUTE_NOT_FOUND" });
+    t.clock.advance(1);
+    const res = await opened(sub);
+    expect(res.statusCode).toBe(403);
+    expect(res.json()).toMatchObject({ code: "AUTHORIZER_REFUSAL_INVALID" });
   });
 });

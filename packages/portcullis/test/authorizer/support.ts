@@ -12,6 +12,8 @@ import { join } from "node:path";
 
 export const NGINX = "/usr/sbin/nginx";
 export const NGINX_CONF = new URL("../../../../docs/deploy/nginx.conf", import.meta.url);
+/** The auth_request configuration (body-less requests only). */
+export const NGINX_AUTH_REQUEST_CONF = new URL("../../../../docs/deploy/nginx-auth-request.conf", import.meta.url);
 
 /** Whether the tests that need nginx run here: always under CI (absent, they fail), else when it is installed. */
 export function nginxAvailable(): boolean {
@@ -51,19 +53,19 @@ export interface RunningNginx {
 }
 
 /** The shipped config with its addresses replaced (and nothing else). */
-export function templated(authorizer: string, venue: string, port: number): string {
-  const text = readFileSync(NGINX_CONF, "utf8");
+export function templated(authorizer: string, venue: string, port: number, conf: URL = NGINX_CONF): string {
+  const text = readFileSync(conf, "utf8");
   for (const token of ["server 127.0.0.1:8081;", "server 127.0.0.1:9000;", "listen 8080;"]) {
-    if (!text.includes(token)) throw new Error(`docs/deploy/nginx.conf no longer has "${token}"`);
+    if (text.split(token).length !== 2) throw new Error(`${conf.pathname} no longer has "${token}" exactly once`);
   }
   return text.replace("server 127.0.0.1:8081;", `server ${authorizer};`).replace("server 127.0.0.1:9000;", `server ${venue};`).replace("listen 8080;", `listen 127.0.0.1:${port};`);
 }
 
-export async function startNginx(authorizer: string, venue: string): Promise<RunningNginx> {
+export async function startNginx(authorizer: string, venue: string, conf: URL = NGINX_CONF): Promise<RunningNginx> {
   if (!existsSync(NGINX)) throw new Error(`${NGINX} is not installed: CI installs the Debian package nginx (.ci/run)`);
   const dir = mkdtempSync(join(tmpdir(), "portcullis-nginx-"));
   const port = await freePort();
-  writeFileSync(join(dir, "portcullis.conf"), templated(authorizer, venue, port));
+  writeFileSync(join(dir, "portcullis.conf"), templated(authorizer, venue, port, conf));
   writeFileSync(
     join(dir, "nginx.conf"),
     [

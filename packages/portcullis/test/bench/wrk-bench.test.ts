@@ -6,7 +6,7 @@
  * for one second over one connection against a local server, to show that it sends every
  * pre-generated request once, in order, and that a run past the end of its file is a failure.
  */
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -35,7 +35,10 @@ interface WrkBench {
   luaScript(file: string, options?: { cycle?: boolean }): string;
   parseWrkOutput(stdout: string): WrkRun;
   procStat(text: string): { ppid: number; ticks: number };
-  nginxConfig(o: { dir: string; port: number; upstreamPort: number; authorizerPort?: number | null }): string;
+  nginxConfig(o: { dir: string; port: number; upstreamPort: number; authorizerPort?: number | null; shipped?: string | null }): string;
+  templateShipped(text: string, o: { port: number; upstreamPort: number; authorizerPort: number }): string;
+  NGINX_CONF: string;
+  NGINX_AUTH_REQUEST_CONF: string;
   gatewaySections(extra?: Record<string, unknown>): Record<string, unknown>;
   requestsFor(rate: number, seconds: number): number;
   runWrk(o: { dir: string; port: number; requests: readonly string[]; cycle: boolean; seconds: number; connections: number }): Promise<WrkRun>;
@@ -138,7 +141,7 @@ describe("benchmark 17: servers and processes", () => {
     expect(bench.procStat(line)).toEqual({ ppid: 4241, ticks: 943 });
   });
 
-  it("configures nginx as one worker, no access log, keep-alive to the upstream, and an auth_request authorizer on demand", () => {
+  it("configures nginx as one worker, no access log, keep-alive to the upstream; the authorizer rows run the shipped configs, only their addresses templated", () => {
     const plain = bench.nginxConfig({ dir: "/tmp/n", port: 8081, upstreamPort: 9000 });
     expect(plain).toContain("worker_processes 1;");
     expect(plain).toContain("access_log off;");
@@ -147,9 +150,20 @@ describe("benchmark 17: servers and processes", () => {
     expect(plain).toContain("proxy_http_version 1.1;");
     expect(plain).toContain('proxy_set_header Connection "";');
     expect(plain).not.toContain("auth_request");
-    const auth = bench.nginxConfig({ dir: "/tmp/n", port: 8081, upstreamPort: 9000, authorizerPort: 9100 });
-    expect(auth).toContain("auth_request /.portcullis-authorize;");
-    expect(auth).toMatch(/upstream portcullis \{\s*server 127\.0\.0\.1:9100;/);
+    for (const file of [bench.NGINX_CONF, bench.NGINX_AUTH_REQUEST_CONF]) {
+      const shipped = readFileSync(file, "utf8");
+      const conf = bench.nginxConfig({ dir: "/tmp/n", port: 8082, upstreamPort: 9001, authorizerPort: 9100, shipped });
+      expect(conf).toContain("worker_processes 1;");
+      expect(conf).toContain("access_log off;");
+      expect(conf).toMatch(/upstream portcullis \{\s*server 127\.0\.0\.1:9100;/);
+      expect(conf).toMatch(/upstream venue_api \{\s*server 127\.0\.0\.1:9001;/);
+      expect(conf).toContain("listen 127.0.0.1:8082;");
+      // Nothing else of the shipped file changed.
+      expect(conf).toContain(shipped.replace("server 127.0.0.1:8081;", "server 127.0.0.1:9100;").replace("server 127.0.0.1:9000;", "server 127.0.0.1:9001;").replace("listen 8080;", "listen 127.0.0.1:8082;"));
+    }
+    expect(bench.nginxConfig({ dir: "/tmp/n", port: 1, upstreamPort: 2, authorizerPort: 3, shipped: readFileSync(bench.NGINX_CONF, "utf8") })).toContain("error_page 399 = @venue;");
+    expect(bench.nginxConfig({ dir: "/tmp/n", port: 1, upstreamPort: 2, authorizerPort: 3, shipped: readFileSync(bench.NGINX_AUTH_REQUEST_CONF, "utf8") })).toContain("auth_request /_portcullis/auth;");
+    expect(() => bench.templateShipped("server {}", { port: 1, upstreamPort: 2, authorizerPort: 3 })).toThrow(/no longer has/);
   });
 
   it("gives the gateway a config the real parser accepts, every limit raised so that nothing is refused", () => {
@@ -179,7 +193,7 @@ describe("benchmark 17: the report", () => {
     warmupFailures: 0,
     loop: loopP99 === null ? null : { p50: 0.1, p99: loopP99, max: 3 },
   });
-  const missing = { authorizer: "not available in this build (x)", workers: "not available in this build (y)" };
+  const missing = { authorizer: "not available in this build (x)", "auth-request": "not available in this build (x)", workers: "not available in this build (y)" };
 
   it("passes the targets on per-round ratios, and says in bold which rows did not run", () => {
     const runs = [0, 1].flatMap((r) => [
@@ -203,6 +217,23 @@ describe("benchmark 17: the report", () => {
     expect(text).toContain("**not measured here**");
   });
 
+  it("reports both authorizer rows, and the auth_request row's ratios as informational", () => {
+    const runs = [0, 1].flatMap((r) => [
+      run(r, "pass-through", 100, 20, 6000),
+      run(r, "signed-native", 120, 25, 5000),
+      run(r, "authorizer", 150, 20, 8000),
+      run(r, "auth-request", 140, 18, 9000),
+    ]);
+    const section = bench.wrkSection({ settings, missing: { workers: "y" }, runs, primeFailures: 0 });
+    const text = section.text.join("\n");
+    expect(text).toContain("| nginx (docs/deploy/nginx.conf) + Portcullis authorizer, signed requests (native HMAC) | 8000 |");
+    expect(text).toContain("| nginx auth_request (docs/deploy/nginx-auth-request.conf) + Portcullis authorizer, signed requests (native HMAC) | 9000 |");
+    expect(text).toContain("| nginx auth_request + authorizer / Portcullis gateway alone, signed throughput | 1.80× (p10–p90 1.80–1.80) | none (informational) | – |");
+    expect(text).toContain("| nginx auth_request + authorizer / nginx full request (nginx.conf) + authorizer, throughput | 1.13× (p10–p90 1.13–1.13) | none (informational) | – |");
+    const results: Record<string, string | undefined> = Object.fromEntries(section.summary.map((row) => [row[0] ?? "", row[3]]));
+    expect(results["wrk: nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput"]).toBe("**PASS**");
+  });
+
   it("fails a missed target, and counts every failed request of every run", () => {
     const runs = [0, 1].flatMap((r) => [run(r, "pass-through", 100, 20, 6000), { ...run(r, "signed-native", 140, 40, 5000, 2), failures: 3, warmupFailures: 1 }]);
     const section = bench.wrkSection({ settings, missing, runs, primeFailures: 2 });
@@ -212,7 +243,7 @@ describe("benchmark 17: the report", () => {
 
   it("reports a benchmark that could not run loudly, in the summary and the text", () => {
     const why = "wrk not found at /usr/bin/wrk";
-    const all = Object.fromEntries(["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "workers"].map((m) => [m, why]));
+    const all = Object.fromEntries(["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "auth-request", "workers"].map((m) => [m, why]));
     const section = bench.wrkSection({ settings, missing: all, runs: [], primeFailures: 0 });
     expect(section.summary[0]?.[3]).toBe(`**NOT RUN: ${why}**`);
     expect(section.text.join("\n")).toContain(`**NOT RUN on this machine: ${why}.**`);

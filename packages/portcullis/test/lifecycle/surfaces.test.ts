@@ -4,7 +4,8 @@
  * over real sockets: the gateway, the admin API, the session endpoints, the embedded
  * middleware for node:http, Express and Fastify, the gateway's WebSocket upgrades, and the
  * authorizer, through its forward-auth protocol and behind Debian's nginx running
- * docs/deploy/nginx.conf (when nginx is installed; under CI it must be). Every surface must give the same decision (the
+ * docs/deploy/nginx.conf and behind nginx's auth_request running docs/deploy/nginx-auth-request.conf
+ * (when nginx is installed; under CI it must be). Every surface must give the same decision (the
  * same code), write the same audit entry (its event, code, key and surface), and leave no
  * concurrency slot held, with and without a per-key cap.
  */
@@ -29,7 +30,7 @@ import { DEFAULT_SHIELD_POLICY } from "../../src/limits/types.js";
 import { WebSocketProxy, compileWebSocketSettings } from "../../src/gateway/websocket/index.js";
 import { SessionEndpoints } from "../../src/gateway/session-endpoints.js";
 import { readEntries } from "../audit/support.js";
-import { type RunningNginx, nginxAvailable, startNginx } from "../authorizer/support.js";
+import { NGINX_AUTH_REQUEST_CONF, type RunningNginx, nginxAvailable, startNginx } from "../authorizer/support.js";
 import { IDENTITY_SECRET, startEchoUpstream } from "../support/gateway.js";
 import { TEST_ROUTES, type TestCore, makeCore, signRequest } from "../support/harness.js";
 
@@ -138,6 +139,13 @@ function matrix(cap: number): void {
         closers.push(() => started.stop());
         nginx = started;
       }
+      // The same authorizer behind nginx's auth_request (docs/deploy/nginx-auth-request.conf): body-less requests only.
+      let authRequest: RunningNginx | null = null;
+      if (nginxAvailable()) {
+        const started = await startNginx(`127.0.0.1:${authorizerAddress.port}`, upstream.url.replace("http://", ""), NGINX_AUTH_REQUEST_CONF);
+        closers.push(() => started.stop());
+        authRequest = started;
+      }
 
       const admin = new AdminApi({ core: t.core, logger });
       const adminAddress = await admin.listen(0);
@@ -184,6 +192,8 @@ function matrix(cap: number): void {
         { name: "authorizer (forward-auth)", audit: "authorizer", host: `127.0.0.1:${authorizerAddress.port}`, method: "GET", path: account, allowedStatus: 200, skips: [] },
         // nginx refuses a body over its client_max_body_size itself (its own 413 page), before asking.
         ...(nginx === null ? [] : [{ name: "authorizer (behind nginx)", audit: "authorizer" as const, host: nginx.host, method: "GET", path: account, allowedStatus: 200, skips: ["a body over every surface's limit"] }]),
+        // nginx refuses that body itself too (client_max_body_size, before the subrequest); any other body is AUTHORIZER_BODY_UNSEEN (test/authorizer/auth-request.test.ts).
+        ...(authRequest === null ? [] : [{ name: "authorizer (nginx auth_request)", audit: "authorizer" as const, host: authRequest.host, method: "GET", path: account, allowedStatus: 200, skips: ["a body over every surface's limit"] }]),
         // A request body has no place on an upgrade (the gateway reads none).
         { name: "WebSocket upgrade", audit: "websocket", host: gatewayHost, method: "GET", path: () => "/ws", allowedStatus: 101, upgrade: true, skips: ["a body over every surface's limit"] },
       );

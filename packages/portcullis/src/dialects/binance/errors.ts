@@ -80,6 +80,8 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_IDLE_EXPIRED: rejected,
     IP_NOT_ALLOWED: rejected,
     AUTHORIZER_PEER_UNTRUSTED: rejected,
+    AUTHORIZER_BODY_UNSEEN: e(400, -1020, UNSUPPORTED),
+    AUTHORIZER_REFUSAL_INVALID: rejected,
     DIALECT_NOT_ALLOWED: rejected,
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Freshness, signature, replay.

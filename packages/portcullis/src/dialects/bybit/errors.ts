@@ -91,6 +91,8 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   KEY_IDLE_EXPIRED: E.keyExpired,
   IP_NOT_ALLOWED: E.ip,
   AUTHORIZER_PEER_UNTRUSTED: E.ip,
+  AUTHORIZER_BODY_UNSEEN: status(E.params, 400),
+  AUTHORIZER_REFUSAL_INVALID: E.permission,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 

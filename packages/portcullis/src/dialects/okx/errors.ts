@@ -99,6 +99,8 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   KEY_IDLE_EXPIRED: E.invalidKey,
   IP_NOT_ALLOWED: E.ip,
   AUTHORIZER_PEER_UNTRUSTED: E.ip,
+  AUTHORIZER_BODY_UNSEEN: param(400, "request"),
+  AUTHORIZER_REFUSAL_INVALID: E.noPermission,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: E.serviceUnavailable,
 
