@@ -7,7 +7,7 @@ import { OperatorError, isCatalogueCode, errorCatalogue, type OperatorCode } fro
 import type { Logger } from "../log/logger.js";
 
 /**
- * `portcullis start --workers N` (docs/deployment.md): a primary process and N worker processes,
+ * `portcullis start --workers N` (docs/processes.md): a primary process and N worker processes,
  * each running the same configured Portcullis (runtime.ts startPortcullis) on the same gateway and
  * admin ports (node:cluster shares the listening sockets).
  *
@@ -88,6 +88,16 @@ export function checkWorkersConfig(config: PortcullisConfig, workers: number): v
   }
 }
 
+/**
+ * When to replace a worker that exited: `failures` exits in a row so far for its slot, whether it
+ * had been serving and for how long. A worker that served `stableMs` starts the backoff again
+ * (the first replacement after `initialMs`); each further exit in a row doubles it, up to `maxMs`.
+ */
+export function restartDelay(backoff: RestartBackoff, failures: number, wasReady: boolean, ranMs: number): { failures: number; delayMs: number } {
+  const next = wasReady && ranMs >= backoff.stableMs ? 1 : failures + 1;
+  return { failures: next, delayMs: Math.min(backoff.maxMs, backoff.initialMs * 2 ** (next - 1)) };
+}
+
 interface Slot {
   readonly index: number;
   worker: Worker | null;
@@ -143,7 +153,7 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
   }
 
   // Round robin: the primary accepts each connection and hands it to the next worker (see
-  // docs/deployment.md for the measurement). NODE_CLUSTER_SCHED_POLICY=none, when set, lets the
+  // docs/processes.md for the measurement). NODE_CLUSTER_SCHED_POLICY=none, when set, lets the
   // kernel choose instead.
   if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], silent: false });
@@ -204,10 +214,10 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
       settleStart?.reject(startFailure(slot, worker.process.pid, code, signal));
       return;
     }
-    // A worker that served for a while starts its slot's backoff again.
     const ranMs = Date.now() - slot.startedAt;
-    slot.failures = wasReady && ranMs >= backoff.stableMs ? 0 : slot.failures + 1;
-    const delayMs = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.max(0, slot.failures - 1));
+    const next = restartDelay(backoff, slot.failures, wasReady, ranMs);
+    slot.failures = next.failures;
+    const delayMs = next.delayMs;
     const fields = { worker: slot.index, workerPid: worker.process.pid, exitCode: code, signal, ranMs, restartInMs: delayMs };
     if (slot.failure !== null) logger.error({ ...fields, code: slot.failure.code, reason: slot.failure.message }, "worker failed to start; retrying");
     else logger.warn(fields, wasReady ? "worker exited; restarting it" : "worker exited before it was serving; retrying");

@@ -16,7 +16,7 @@ import { TEST_ROUTES, signRequest } from "../support/harness.js";
 import { runCli, startCli } from "../support/cli.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
 import { parseConfig } from "../../src/config/config.js";
-import { checkWorkersConfig, workerCount } from "../../src/runtime/workers.js";
+import { checkWorkersConfig, restartDelay, workerCount } from "../../src/runtime/workers.js";
 
 const REDIS = await redisReachable(SHARED_REDIS_URL);
 if (!REDIS && !IN_CI) loudSkip("portcullis start --workers (test/workers)", `no Redis at ${SHARED_REDIS_URL}`);
@@ -377,5 +377,23 @@ describe("gateway.workers in the config", () => {
     expect(() => { checkWorkersConfig(memory, 2); }).toThrow(expect.objectContaining({ code: "WORKERS_NEED_SHARED_HOT_STATE" }) as Error);
     expect(() => { checkWorkersConfig(memory, 1); }).not.toThrow();
     expect(() => { checkWorkersConfig(redis, 2); }).not.toThrow();
+  });
+});
+
+describe("the restart backoff", () => {
+  const backoff = { initialMs: 250, maxMs: 30_000, stableMs: 60_000 };
+  it("replaces a worker that served a minute after 250 ms, and doubles the delay for a slot whose workers keep exiting, up to 30 s", () => {
+    let failures = 0;
+    const delays: number[] = [];
+    // A worker that crashes within seconds, again and again (or never gets to serve).
+    for (let i = 0; i < 10; i++) {
+      const next = restartDelay(backoff, failures, i % 2 === 0, 2_000);
+      failures = next.failures;
+      delays.push(next.delayMs);
+    }
+    expect(delays).toEqual([250, 500, 1000, 2000, 4000, 8000, 16_000, 30_000, 30_000, 30_000]);
+    // One that then served for a minute starts again at 250 ms; one that never served does not.
+    expect(restartDelay(backoff, failures, true, 60_000)).toEqual({ failures: 1, delayMs: 250 });
+    expect(restartDelay(backoff, failures, false, 120_000)).toEqual({ failures: failures + 1, delayMs: 30_000 });
   });
 });
