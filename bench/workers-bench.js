@@ -3,6 +3,7 @@
  * against two worker processes (and the cluster's two scheduling policies), with wrk.
  *
  *   node bench/workers-bench.js [--seconds 6] [--rounds 1] [--connections 16] [--runs 1:rr,2:rr,2:none]
+ *                               [--modes keep-alive,close] [--audit all|deny|none]
  *
  * Each run starts the real command (`portcullis start --config FILE [--workers N]`) over a fresh
  * data directory, hot state in the local Redis (127.0.0.1:6379, a key prefix of its own, deleted
@@ -37,6 +38,10 @@ function arg(name, fallback) {
 const SECONDS = Number(arg("seconds", "6"));
 const CONNECTIONS = Number(arg("connections", "16"));
 const ROUNDS = Number(arg("rounds", "1"));
+// audit.requests of the gateways: all (the default), deny or none (to see what the audit log costs).
+const AUDIT = arg("audit", "all");
+// keep-alive, close (a new connection per request), or both.
+const MODES = arg("modes", "keep-alive,close").split(",");
 const RUNS = arg("runs", "1:rr,2:rr,2:none").split(",").map((r) => {
   const [workers, policy] = r.split(":");
   return { workers: Number(workers), policy };
@@ -197,6 +202,7 @@ async function runOne({ workers, policy }, close, upstream, dir, signer, redis) 
       signatures: { windowMs: 60_000 },
       hot: { backend: "redis", url: REDIS_URL, prefix },
       log: { level: "info" },
+      audit: { ...base.audit, requests: AUDIT },
       limits,
       routes: ROUTES,
     }),
@@ -271,7 +277,7 @@ async function main() {
     const rows = [];
     // Rounds interleave the configurations, so a neighbour's load spreads over all of them; the table shows each one's median.
     for (let round = 0; round < ROUNDS; round++) {
-      for (const close of [false, true]) {
+      for (const close of MODES.map((m) => m === "close")) {
         for (const run of RUNS) {
           const row = await runOne(run, close, upstream, dir, signer, redis);
           console.log(JSON.stringify(row));
