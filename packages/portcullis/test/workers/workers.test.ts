@@ -319,6 +319,18 @@ describe("portcullis start --workers: refusals", () => {
     expect(human.stdout).not.toMatch(/worker serving/);
   });
 
+  it("--workers 1 on the command line wins over the config's gateway.workers: one process, as before (memory hot state is fine)", async () => {
+    const config = writeConfig("one.json", "http://127.0.0.1:9", { gateway: { workers: 2 } });
+    const one = await startCli(["start", "--config", config, "--workers", "1"], (line) => line.includes("portcullis started"));
+    try {
+      expect(JSON.parse(one.line)).not.toHaveProperty("workers");
+      // No primary: nothing forked.
+      expect(childrenOf(one.child.pid ?? -1)).toEqual([]);
+    } finally {
+      expect(await one.stop()).toBe(0);
+    }
+  });
+
   it("refuses a bad --workers value as a usage error", async () => {
     const config = writeConfig("usage.json", "http://127.0.0.1:9", {});
     for (const value of ["0", "-1", "1.5", "two", "257"]) {
