@@ -110,7 +110,11 @@ interface Slot {
 }
 
 function isWorkerMessage(m: unknown): m is WorkerMessage {
-  return typeof m === "object" && m !== null && typeof (m as { portcullis?: unknown }).portcullis === "string";
+  if (typeof m !== "object" || m === null) return false;
+  const { portcullis, gateway, admin, code, message } = m as Record<string, unknown>;
+  if (portcullis === "config?") return true;
+  if (portcullis === "ready") return typeof gateway === "string" && (admin === null || typeof admin === "string");
+  return portcullis === "failed" && typeof code === "string" && typeof message === "string";
 }
 
 /** The error `portcullis start` reports when a worker could not start: its own operator code, else WORKER_START_FAILED. */
@@ -235,6 +239,8 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
     } else worker.process.kill("SIGTERM");
   };
 
+  // The primary's exit status once every worker has exited (set by the first stopAll).
+  let stopped: Promise<number> = Promise.resolve(0);
   const stopAll = (): Promise<number> => {
     if (stopping) return stopped;
     stopping = true;
@@ -261,7 +267,6 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
     });
     return stopped;
   };
-  let stopped: Promise<number> = Promise.resolve(0);
 
   try {
     await new Promise<void>((resolve, reject) => {

@@ -257,9 +257,15 @@ withRedis("portcullis start --workers 2 with hot state in Redis", () => {
     const [victim, survivor] = workers();
     if (victim === undefined || survivor === undefined) throw new Error("expected two workers");
     process.kill(victim, "SIGKILL");
+    // Once the primary has seen the exit (it reaped the process), no connection goes to the dead
+    // worker. (A connection handed to it in the instant it died is lost: docs/processes.md.)
     const deadline = Date.now() + 30_000;
+    while (workers().includes(victim)) {
+      if (Date.now() > deadline) throw new Error("the primary never reaped the killed worker");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     let replacement: number | undefined;
-    // Requests keep being answered (by the survivor) until the replacement serves too.
+    // Every request is answered (by the survivor) until the replacement serves too.
     for (;;) {
       const a = await send("/api/v3/account", signed(key));
       expect(a.status).toBe(200);
