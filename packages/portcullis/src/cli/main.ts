@@ -2,14 +2,15 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { DEFAULT_LIMITS, loadConfig } from "../config/config.js";
+import { type ConfigSource, type PortcullisConfig, DEFAULT_LIMITS, MAX_WORKERS, loadConfigSource, parseWorkers } from "../config/config.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyGuardrails, type KeyStatus, type KeyView } from "../contract/keys.js";
 import { LAST_USED_FLUSH_MS } from "../keys/usage.js";
-import { createLogger } from "../log/logger.js";
+import { type Logger, createLogger } from "../log/logger.js";
 import { startPortcullis, urlOf } from "../runtime/runtime.js";
+import { startWorkers, workerCount } from "../runtime/workers.js";
 import { initDataDir } from "../core/data-dir.js";
 import { exitQuietlyOnClosedOutput, reportFailure, usageError } from "./errors.js";
 import { registerCustodyCommands } from "./custody.js";
@@ -35,6 +36,14 @@ function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError("must be a port number from 0 to 65535");
   return n;
+}
+
+function workersFlag(value: string): number | "auto" {
+  try {
+    return parseWorkers(value === "auto" ? value : Number(value), "--workers");
+  } catch {
+    throw new InvalidArgumentError(`must be a number from 1 to ${MAX_WORKERS}, or "auto" (one per core)`);
+  }
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -211,6 +220,27 @@ function credentialLines(secret: string | undefined, privateKey: string | undefi
   return lines;
 }
 
+/**
+ * `portcullis start --workers N` with N > 1: a primary and N gateway processes on the same ports
+ * (runtime/workers.ts). SIGTERM / SIGINT drain every worker; the primary exits 0 when all did.
+ */
+async function startWorkerPool(config: PortcullisConfig, source: ConfigSource, workers: number, logger: Logger): Promise<void> {
+  const pool = await startWorkers({ config, source, workers, logger });
+  const stop = (): void => {
+    logger.info({ workers: pool.workers }, "shutting down: draining in-flight requests in every worker");
+    pool.stop().then(
+      (status) => process.exit(status),
+      (err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  logger.info({ gateway: pool.gateway, admin: pool.admin, upstream: config.gateway.upstream, workers: pool.workers }, "portcullis started");
+}
+
 function buildProgram(): Command {
   const program = new Command("portcullis")
     .description("The security layer in front of a trading venue's API.")
@@ -263,9 +293,19 @@ function buildProgram(): Command {
     .command("start")
     .description("run the gateway and the admin API from a config file")
     .option("--config <file>", "config file", "./portcullis.json")
-    .action(async (opts: { config: string }) => {
-      const config = loadConfig(opts.config);
+    .option(
+      "--workers <n>",
+      'gateway processes sharing the gateway and admin ports: a number, or "auto" (one per core); default: the config\'s gateway.workers, else 1. More than one needs hot.backend "redis"',
+      workersFlag,
+    )
+    .action(async (opts: { config: string; workers?: number | "auto" }) => {
+      const { config, source } = loadConfigSource(opts.config);
+      const workers = workerCount(opts.workers ?? config.gateway.workers);
       const logger = createLogger({ level: config.log.level });
+      if (workers > 1) {
+        await startWorkerPool(config, source, workers, logger);
+        return;
+      }
       const running = await startPortcullis(config, logger);
       const stop = (): void => {
         logger.info("shutting down: draining in-flight requests");

@@ -57,6 +57,8 @@ export interface PortcullisConfig {
     readonly serverTiming: boolean;
     /** The gateway-upstream secret used to sign identity headers (file, mode 0600). */
     readonly identitySecretFile: string;
+    /** Gateway processes sharing the ports (runtime/workers.ts): 1 is one process, "auto" one per core. */
+    readonly workers: number | "auto";
   };
   readonly admin: {
     readonly enabled: boolean;
@@ -120,6 +122,20 @@ export const DEFAULT_LIMITS = {
   ],
   cancels: [{ name: "cancels-10s", limit: 200, window: "10s" }],
 } as const;
+
+/** The most gateway processes `gateway.workers` and `--workers` may ask for. */
+export const MAX_WORKERS = 256;
+
+/**
+ * A number of gateway processes: an integer from 1 to MAX_WORKERS, or "auto" (one per core);
+ * absent, 1. `where` names the setting or flag in the error.
+ */
+export function parseWorkers(v: unknown, where: string): number | "auto" {
+  if (v === undefined) return 1;
+  if (v === "auto") return v;
+  if (typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= MAX_WORKERS) return v;
+  throw new ConfigError(`${where} must be an integer from 1 to ${MAX_WORKERS}, or "auto" (one per core)`);
+}
 
 /** The configuration is not valid (CONFIG_INVALID) or its file cannot be read (CONFIG_UNREADABLE). */
 export class ConfigError extends OperatorError<"CONFIG_INVALID" | "CONFIG_UNREADABLE"> {
@@ -185,7 +201,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const g = obj(root.gateway, "gateway");
-  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile"]);
+  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers"]);
   const mode = str(g, "mode", "gateway", "proxy");
   if (mode !== "proxy" && mode !== "authorizer") throw new ConfigError('gateway.mode must be "proxy" or "authorizer"');
   const upstream = str(g, "upstream", "gateway", "");
@@ -285,6 +301,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       scheme,
       serverTiming: bool(g, "serverTiming", "gateway", false),
       identitySecretFile: resolve(dataDir, str(g, "identitySecretFile", "gateway", "identity.secret")),
+      workers: parseWorkers(g.workers, "gateway.workers"),
     },
     admin: {
       enabled: bool(a, "enabled", "admin", true),
@@ -442,13 +459,26 @@ function parseLimits(raw: unknown): PortcullisConfig["limits"] {
 }
 
 export function loadConfig(file: string): PortcullisConfig {
+  return loadConfigSource(file).config;
+}
+
+/** A config file's text, where its relative paths resolve, and its name: what every worker process parses (runtime/workers.ts). */
+export interface ConfigSource {
+  readonly text: string;
+  readonly baseDir: string;
+  readonly file: string;
+}
+
+/** Reads and validates a config file, keeping its text (`portcullis start --workers N` hands the same text to each worker). */
+export function loadConfigSource(file: string): { readonly config: PortcullisConfig; readonly source: ConfigSource } {
   let text: string;
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
     throw new ConfigError(`cannot read config ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, "CONFIG_UNREADABLE");
   }
-  return parseConfigText(text, dirname(resolve(file)), file);
+  const source = { text, baseDir: dirname(resolve(file)), file };
+  return { config: parseConfigText(source.text, source.baseDir, file), source };
 }
 
 /**

@@ -253,6 +253,16 @@ const operatorFailures = {
   ROUTE_TABLE_INVALID: { area: "config", exit: 1, message: "A route in the route table is not valid, or two routes overlap ambiguously." },
   WEBSOCKET_CONFIG_INVALID: { area: "config", exit: 1, message: "The websocket section of the configuration is not valid." },
   CIDR_INVALID: { area: "config", exit: 1, message: "An address or CIDR block in an allowlist or trusted-proxy list is not valid." },
+  WORKERS_NEED_SHARED_HOT_STATE: {
+    area: "config",
+    exit: 1,
+    message: 'More than one gateway process (--workers, gateway.workers) needs hot.backend "redis": with hot state in process memory, a nonce used at one process could be replayed at another and every limit would count per process.',
+  },
+  WORKER_START_FAILED: {
+    area: "config",
+    exit: 1,
+    message: "A gateway process of `portcullis start --workers N` exited before it was serving; the message says why (its own error, or its exit status). Nothing was restarted.",
+  },
 
   // --- data directory -----------------------------------------------------------------------
   DATA_DIR_INVALID: {
