@@ -352,7 +352,8 @@ export class AuditLog implements DecisionRecorder {
     }
     if (this.spill === null) return false;
     try {
-      const file = this.spill.write(batch);
+      // A store that writes off the request thread writes the file too (AuditStore.writeSpill).
+      const file = this.store.writeSpill === undefined ? this.spill.write(batch) : await this.store.writeSpill(this.spill.dir, batch);
       this.spillPending = true;
       this.counts.spilled += batch.length;
       this.acknowledged(batch, "spill", null, null, file);

@@ -76,6 +76,12 @@ export interface AuditStore {
   latestCheckpoint(): Promise<SignedCheckpoint | undefined>;
   /** Records a checkpoint key's public half (idempotent). */
   registerKey(key: AuditKey): Promise<void>;
+  /**
+   * Writes a spill file of `entries` in `dir` (as SpillDir.write does) and resolves to its name.
+   * A store that appends off the request thread offers it so that spill files, fsyncs included,
+   * are written there too; without it the log writes them itself.
+   */
+  writeSpill?(dir: string, entries: readonly AuditFields[]): Promise<string>;
 }
 
 /** One stored entry, as the chain and the query columns hold it. */
