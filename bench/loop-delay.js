@@ -2,14 +2,15 @@
  * The gateway's event loop under load: how long the loop is kept from running its timers while a
  * `portcullis start` gateway serves signed requests as fast as it can (issue 16).
  *
- *   node bench/loop-delay.js [--seconds 10] [--warmup 3] [--connections 32] [--no-behaviour]
- *                            [--cpu-prof <dir>] [--json]
+ *   node bench/loop-delay.js [--seconds 10] [--warmup 3] [--connections 32] [--rate <req/s>]
+ *                            [--no-behaviour] [--cpu-prof <dir>] [--json]
  *
  * The gateway runs in a child (servers.js `soak-gateway`: startPortcullis over a fresh data
  * directory, the audit log at its defaults — every decision recorded —, the behaviour stage on,
  * limits raised so that nothing is refused); the load comes from this process (autocannon,
  * `connections` connections, each request HMAC-signed when it is built: signing.js
- * RequestSigner). The gateway measures its own loop with `perf_hooks.monitorEventLoopDelay` at
+ * RequestSigner), as fast as the gateway answers or at `--rate` requests per second (steady state,
+ * below saturation: what a block costs shows there). The gateway measures its own loop with `perf_hooks.monitorEventLoopDelay` at
  * 1 ms resolution from the end of the warm-up to the end of the run, and reports how late its
  * 1 ms timer ran (p50/p90/p99/p99.9/max, ms) and how many intervals were late by more than 1 ms
  * and 2 ms. `--cpu-prof <dir>` runs the gateway with `--cpu-prof` (a .cpuprofile in `dir` when it
@@ -18,7 +19,7 @@
  * Exported for the benchmark (bench/run.js):
  *
  *   import { measureLoopDelay } from "./loop-delay.js";
- *   const r = await measureLoopDelay({ seconds: 10, warmupSeconds: 3, connections: 32 });
+ *   const r = await measureLoopDelay({ seconds: 10, warmupSeconds: 3, connections: 32, rate: null });
  *   // r = { rps, p50, p99 (request latency, ms), non2xx, errors, loop: { count, p50, p90, p99,
  *   //       p999, max, over1ms, over2ms }, settings: { … } }
  *
@@ -101,8 +102,9 @@ function ask(child, message, timeoutMs = 30_000) {
   });
 }
 
-function load(port, signer, seconds, connections) {
+function load(port, signer, seconds, connections, rate) {
   return autocannon({
+    ...(rate === null ? {} : { overallRate: rate }),
     url: `http://127.0.0.1:${port}`,
     connections,
     pipelining: 1,
@@ -125,7 +127,7 @@ function load(port, signer, seconds, connections) {
  * with the gateway's loop measured. Resolves to the load's throughput and latency and the loop's
  * delay (ms late, see the header).
  */
-export async function measureLoopDelay({ seconds = 10, warmupSeconds = 3, connections = 32, behaviour = true, cpuProfDir = null } = {}) {
+export async function measureLoopDelay({ seconds = 10, warmupSeconds = 3, connections = 32, rate = null, behaviour = true, cpuProfDir = null } = {}) {
   const children = [];
   try {
     const upstream = await start(["upstream"], []);
@@ -135,9 +137,9 @@ export async function measureLoopDelay({ seconds = 10, warmupSeconds = 3, connec
     children.push(gateway.child);
     const { keys } = await ask(gateway.child, { createKeys: [{ account: "loop", scopes: SCOPES }] });
     const signer = new RequestSigner(keys[0].id, createSecretKey(Buffer.from(keys[0].secret, "utf8")));
-    if (warmupSeconds > 0) await load(gateway.info.port, signer, warmupSeconds, connections);
+    if (warmupSeconds > 0) await load(gateway.info.port, signer, warmupSeconds, connections, rate);
     await ask(gateway.child, { loopDelay: "reset" });
-    const result = await load(gateway.info.port, signer, seconds, connections);
+    const result = await load(gateway.info.port, signer, seconds, connections, rate);
     const { loopDelay } = await ask(gateway.child, { loopDelay: "read" });
     return {
       rps: result.requests.total / result.duration,
@@ -146,7 +148,7 @@ export async function measureLoopDelay({ seconds = 10, warmupSeconds = 3, connec
       non2xx: result.non2xx,
       errors: result.errors + result.timeouts,
       loop: loopDelay,
-      settings: { seconds, warmupSeconds, connections, behaviour },
+      settings: { seconds, warmupSeconds, connections, rate, behaviour },
     };
   } finally {
     await Promise.all(children.map(stop));
@@ -154,7 +156,7 @@ export async function measureLoopDelay({ seconds = 10, warmupSeconds = 3, connec
 }
 
 function parseArgs(argv) {
-  const opts = { seconds: 10, warmupSeconds: 3, connections: 32, behaviour: true, cpuProfDir: null, json: false };
+  const opts = { seconds: 10, warmupSeconds: 3, connections: 32, rate: null, behaviour: true, cpuProfDir: null, json: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = () => {
@@ -165,6 +167,11 @@ function parseArgs(argv) {
     if (a === "--seconds") opts.seconds = num();
     else if (a === "--warmup") opts.warmupSeconds = num();
     else if (a === "--connections") opts.connections = num();
+    else if (a === "--rate") {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 1 || v > 100_000) throw new Error("--rate needs requests per second, 1 to 100000");
+      opts.rate = v;
+    }
     else if (a === "--no-behaviour") opts.behaviour = false;
     else if (a === "--cpu-prof") opts.cpuProfDir = argv[++i];
     else if (a === "--json") opts.json = true;

@@ -340,7 +340,7 @@ export class AuditLog implements DecisionRecorder {
   private async commitBatch(batch: AuditFields[], tryStore: boolean): Promise<boolean> {
     if (tryStore) {
       try {
-        const result = await this.store.append(batch, { lockTimeoutMs: this.lockTimeoutMs });
+        const result = await this.store.append(batch, this.spill === null || this.store.writeSpill === undefined ? { lockTimeoutMs: this.lockTimeoutMs } : { lockTimeoutMs: this.lockTimeoutMs, spillDir: this.spill.dir });
         this.storeUp();
         this.lastWritten = result.head;
         this.counts.committed += batch.length;

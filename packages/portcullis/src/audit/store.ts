@@ -35,6 +35,12 @@ export interface AppendOptions {
   readonly spillId?: string;
   /** How long to wait for the database's write lock before failing (ms). */
   readonly lockTimeoutMs?: number;
+  /**
+   * Where the log will spill the batch if the append fails. A store with `writeSpill` may write
+   * the spill file there itself as soon as the append fails, and answer the log's `writeSpill` of
+   * the same batch with it (no second trip to its thread).
+   */
+  readonly spillDir?: string;
 }
 
 export interface AppendResult {

@@ -12,6 +12,7 @@ import { decodeEntry } from "../../src/audit/canonical.js";
 import { AuditLog, type CommitInfo } from "../../src/audit/log.js";
 import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
 import { SqliteAudit } from "../../src/storage/sqlite/audit.js";
+import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { SqliteWriter } from "../../src/storage/sqlite/writer.js";
 import type { WriterFault } from "../../src/storage/sqlite/writer-protocol.js";
 import { FakeClock, makeCore, signRequest, type TestCore } from "../support/harness.js";
@@ -128,11 +129,13 @@ describe("the durable writer's worker thread", () => {
 
   it("close() flushes what is buffered through the worker", async () => {
     const s = await setup();
-    for (let i = 1; i <= 50; i++) s.log.record(decision(i));
+    // More than one message's worth: the batch crosses in parts, and is still one transaction.
+    for (let i = 1; i <= 700; i++) s.log.record(decision(i));
     expect(s.requestIds()).toEqual([]);
     await s.log.close();
     await s.writer.close();
-    expect(s.requestIds()).toEqual(ids(1, 50));
+    expect(s.requestIds()).toEqual(ids(1, 700));
+    expect(s.commits.map((c) => [c.first, c.last])).toEqual([[1, 700]]);
   });
 
   it("close() does not hang on a worker that died, and later requests are refused", async () => {
@@ -151,17 +154,32 @@ describe("the durable writer's worker thread", () => {
 
   it("a worker killed while a batch is in flight: whatever the moment, every entry is in the chain exactly once", async () => {
     const s = await setup();
+    // 600 entries a batch: each crosses to the worker in three parts (the kill may fall between them).
     for (let round = 0; round < 5; round++) {
-      for (let i = 1; i <= 200; i++) s.log.record(decision(round * 200 + i));
+      for (let i = 1; i <= 600; i++) s.log.record(decision(round * 600 + i));
       const flushed = s.log.flush();
+      if (round % 2 === 1) await new Promise((resolve) => setImmediate(resolve));
       await s.writer.crash();
       await flushed;
       s.clock.advance(1_000);
     }
     await s.log.close();
     await s.writer.close();
-    expect(s.requestIds()).toEqual(ids(1, 1000));
+    expect(s.requestIds()).toEqual(ids(1, 3000));
     expect(s.log.stats).toMatchObject({ dropped: 0 });
+  });
+});
+
+describe("increasing-nonce reservations through the worker", () => {
+  it("are written by the worker, only ever raised, and read back on the store's connection", async () => {
+    const s = await setup();
+    const store = new SqliteStore(join(s.dir, "portcullis.db"), { offThreadWrites: true });
+    cleanups.push(() => store.close());
+    await store.reserve("pck_test_v1_a", 1_000n);
+    await store.reserve("pck_test_v1_a", 999n);
+    await store.reserve("pck_test_v1_b", 12_345_678_901_234_567_890n);
+    expect(await store.reservations()).toEqual(new Map([["pck_test_v1_a", 1_000n], ["pck_test_v1_b", 12_345_678_901_234_567_890n]]));
+    await expect(store.reserve("pck_test_v1_a", -1n)).rejects.toThrow(RangeError);
   });
 });
 

@@ -244,10 +244,19 @@ export class SqliteAudit implements AuditStore, AuditSource {
   }
 
   addCheckpoint(c: SignedCheckpoint): Promise<boolean> {
+    try {
+      return Promise.resolve(this.addCheckpointNow(c));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** addCheckpoint, synchronously (the durable writer's thread). */
+  addCheckpointNow(c: SignedCheckpoint): boolean {
     const result = this.db
       .prepare("INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, kid, signature) VALUES (?, ?, ?, ?, ?)")
       .run(c.seq, c.hash, c.at, c.kid, c.signature);
-    return Promise.resolve(result.changes === 1);
+    return result.changes === 1;
   }
 
   latestCheckpoint(): Promise<SignedCheckpoint | undefined> {
@@ -255,10 +264,19 @@ export class SqliteAudit implements AuditStore, AuditSource {
   }
 
   registerKey(key: AuditKey): Promise<void> {
+    try {
+      this.registerKeyNow(key);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** registerKey, synchronously (the durable writer's thread). */
+  registerKeyNow(key: AuditKey): void {
     this.db
       .prepare("INSERT OR IGNORE INTO audit_keys (kid, algorithm, public_key, provider, created_at) VALUES (?, ?, ?, ?, ?)")
       .run(key.kid, key.algorithm, key.publicKey, key.provider, key.createdAt);
-    return Promise.resolve();
   }
 
   // --- reads: verification, queries, archiving ------------------------------------------------

@@ -18,6 +18,7 @@ import { SqliteBehaviourStore } from "./behaviour.js";
 import { migrations } from "./migrations.js";
 import { SqliteAnomalies } from "./anomalies.js";
 import { SqliteWriter } from "./writer.js";
+import { RESERVE_SQL } from "./writer-protocol.js";
 import type { AuditStore } from "../../audit/store.js";
 import type { BehaviourStateStore } from "../types.js";
 
@@ -459,14 +460,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
 
   reserve(keyId: string, ceiling: bigint): Promise<void> {
     if (ceiling < 0n) return Promise.reject(new RangeError("a reservation is a non-negative integer"));
+    // A request waits for it: on the worker, the event loop does not wait for the write lock.
+    if (this.writer !== null) return this.writer.reserve(keyId, ceiling);
     try {
       // Decimal strings without leading zeros order as numbers by (length, bytes): only ever raised.
-      this.reserveStatement ??= this.db.prepare(
-        `INSERT INTO sequence_reservations (key_id, ceiling) VALUES (?, ?)
-         ON CONFLICT (key_id) DO UPDATE SET ceiling = excluded.ceiling
-           WHERE length(excluded.ceiling) > length(ceiling)
-              OR (length(excluded.ceiling) = length(ceiling) AND excluded.ceiling > ceiling)`,
-      );
+      this.reserveStatement ??= this.db.prepare(RESERVE_SQL);
       this.reserveStatement.run(keyId, ceiling.toString());
       return Promise.resolve();
     } catch (err) {

@@ -1,7 +1,8 @@
 import type Database from "better-sqlite3";
 import type { SpillName } from "../../audit/spill.js";
 import type { AuditFields } from "../../audit/events.js";
-import type { AppendOptions } from "../../audit/store.js";
+import type { SignedCheckpoint } from "../../audit/chain.js";
+import type { AppendOptions, AuditKey } from "../../audit/store.js";
 import type { BatchMarker } from "./audit.js";
 
 /**
@@ -22,10 +23,30 @@ export interface WriterFault {
 }
 
 export type WriterRequest =
-  | { readonly id: number; readonly op: "append"; readonly entries: readonly AuditFields[]; readonly options: AppendOptions; readonly marker: BatchMarker | null }
+  /** Part of a large batch, kept by the worker until the `append` that names the same `batch`. */
+  | { readonly id: number; readonly op: "stage"; readonly batch: number; readonly entries: readonly AuditFields[] }
+  /**
+   * Appends the `parts` staged parts of `batch` followed by `entries`, in one transaction; fails,
+   * writing nothing, when the worker does not hold exactly that many (a new worker, after a death).
+   */
+  | {
+      readonly id: number;
+      readonly op: "append";
+      readonly batch: number;
+      readonly parts: number;
+      readonly entries: readonly AuditFields[];
+      readonly options: AppendOptions;
+      readonly marker: BatchMarker | null;
+      /** Where to write the whole batch at once if the append fails (`spilled` in the answer). */
+      readonly spill: { readonly dir: string; readonly name: SpillName } | null;
+    }
+  | { readonly id: number; readonly op: "addCheckpoint"; readonly checkpoint: SignedCheckpoint }
+  | { readonly id: number; readonly op: "registerKey"; readonly key: AuditKey }
   | { readonly id: number; readonly op: "marked"; readonly marker: string }
   | { readonly id: number; readonly op: "unmark"; readonly marker: string }
   | { readonly id: number; readonly op: "touch"; readonly lastUsed: ReadonlyMap<string, number> }
+  /** An increasing-nonce reservation (ReservationStore.reserve); the ceiling in decimal. */
+  | { readonly id: number; readonly op: "reserve"; readonly keyId: string; readonly ceiling: string }
   | { readonly id: number; readonly op: "spill"; readonly dir: string; readonly entries: readonly AuditFields[]; readonly name: SpillName }
   | { readonly id: number; readonly op: "loadStates"; readonly ids: readonly string[] }
   | { readonly id: number; readonly op: "writeStates"; readonly states: readonly (readonly [string, Uint8Array, number])[]; readonly at: number }
@@ -33,7 +54,19 @@ export type WriterRequest =
 
 export type WriterResponse =
   | { readonly id: number; readonly ok: true; readonly value: unknown }
-  | { readonly id: number; readonly ok: false; readonly error: string; readonly code: string | null };
+  | { readonly id: number; readonly ok: false; readonly error: string; readonly code: string | null; readonly spilled?: string };
+
+/** How long the writer's writes other than appends and reservations wait for the database's write lock (ms). */
+export const WRITE_LOCK_TIMEOUT_MS = 250;
+
+/** How long a reservation (a request waits for it) waits for the write lock before failing (ms). */
+export const RESERVE_LOCK_TIMEOUT_MS = 1_000;
+
+/** The increasing-nonce reservation's upsert: only ever raised (decimal strings, no leading zeros). */
+export const RESERVE_SQL = `INSERT INTO sequence_reservations (key_id, ceiling) VALUES (?, ?)
+  ON CONFLICT (key_id) DO UPDATE SET ceiling = excluded.ceiling
+    WHERE length(excluded.ceiling) > length(ceiling)
+       OR (length(excluded.ceiling) = length(ceiling) AND excluded.ceiling > ceiling)`;
 
 /** The pragmas every connection to the store's file runs with (SqliteStore's, and the writer's). */
 export function openWriterConnection(db: Database.Database): Database.Database {

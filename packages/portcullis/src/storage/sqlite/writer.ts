@@ -47,6 +47,17 @@ type Pending = {
   readonly reject: (err: Error) => void;
 };
 
+/** Most last-use times kept for the next batch after a failed one. */
+const MAX_UNTOUCHED = 100_000;
+
+/** Entries per message of a large append (writer-protocol.ts `stage`). */
+const APPEND_CHUNK = 256;
+
+const nextTurn = (): Promise<void> =>
+  new Promise((resolve) => {
+    setImmediate(resolve);
+  });
+
 /** Longest close() waits for the worker to stop once asked (ms); then it is terminated. */
 const CLOSE_TIMEOUT_MS = 5_000;
 /** Tries of a behaviour state update whose ids keep being written by another connection. */
@@ -116,16 +127,42 @@ export class SqliteWriter implements AuditStore {
 
   // --- AuditStore ---------------------------------------------------------------------------------
 
-  append(entries: readonly AuditFields[], options: AppendOptions = {}): Promise<AppendResult> {
+  async append(entries: readonly AuditFields[], options: AppendOptions = {}): Promise<AppendResult> {
+    const batch = ++this.batches;
     // A replay carries its spill id (appended at most once already); a fresh batch gets a marker.
-    const marker: BatchMarker | null = options.spillId === undefined ? { id: `batch:${this.writerId}:${++this.batches}`, previous: this.lastMarker } : null;
-    return this.request<AppendResult>({ id: 0, op: "append", entries, options, marker }).then((result) => {
+    const marker: BatchMarker | null = options.spillId === undefined ? { id: `batch:${this.writerId}:${batch}`, previous: this.lastMarker } : null;
+    // Cloning costs about 2 µs an entry: a large batch crosses in parts, a turn of the event loop
+    // between them, so that no single post holds the loop for more than about half a millisecond.
+    // The append names how many parts it follows: a worker that lost some (it died meanwhile)
+    // refuses the batch, and the log spills it whole.
+    let from = 0;
+    let parts = 0;
+    while (entries.length - from > APPEND_CHUNK) {
+      this.request({ id: 0, op: "stage", batch, entries: entries.slice(from, from + APPEND_CHUNK) }).catch(() => undefined);
+      from += APPEND_CHUNK;
+      parts++;
+      await nextTurn();
+    }
+    const last = from === 0 ? entries : entries.slice(from);
+    const { spillDir, ...appendOptions } = options;
+    const spill = spillDir === undefined ? null : { dir: spillDir, name: spillName() };
+    try {
+      const result = await this.request<AppendResult>({ id: 0, op: "append", batch, parts, entries: last, options: appendOptions, marker, spill });
       if (marker !== null) this.lastMarker = marker.id;
       return result;
-    });
+    } catch (err) {
+      // The worker wrote the spill file when the append failed: the log's writeSpill gets its name.
+      const spilled = (err as { spilled?: unknown }).spilled;
+      if (spill !== null && typeof spilled === "string") this.spilledAlready.set(entries, { dir: spill.dir, file: spilled });
+      else if (spill !== null && spillWritten(spill.dir, spill.name)) this.spilledAlready.set(entries, { dir: spill.dir, file: `${spill.name.base}.jsonl` });
+      throw err;
+    }
   }
 
-  // Reads and the rare checkpoint writes stay on the store's connection: each is one small statement.
+  /** Batches whose append failed and whose spill file the worker wrote at once (by the batch's array). */
+  private readonly spilledAlready = new WeakMap<readonly AuditFields[], { readonly dir: string; readonly file: string }>();
+
+  // Reads stay on the store's connection (each is one small indexed statement, no lock, no fsync).
   head(): Promise<ChainHead> {
     return this.audit.head();
   }
@@ -134,8 +171,9 @@ export class SqliteWriter implements AuditStore {
     return this.audit.hashAt(seq);
   }
 
+  // Checkpoints are written by the worker: a write waits for the lock and its commit fsyncs.
   addCheckpoint(checkpoint: SignedCheckpoint): Promise<boolean> {
-    return this.audit.addCheckpoint(checkpoint);
+    return this.request<boolean>({ id: 0, op: "addCheckpoint", checkpoint });
   }
 
   latestCheckpoint(): Promise<SignedCheckpoint | undefined> {
@@ -143,19 +181,47 @@ export class SqliteWriter implements AuditStore {
   }
 
   registerKey(key: AuditKey): Promise<void> {
-    return this.audit.registerKey(key);
+    return this.request<null>({ id: 0, op: "registerKey", key }).then(() => undefined);
   }
 
   writeSpill(dir: string, entries: readonly AuditFields[]): Promise<string> {
+    const already = this.spilledAlready.get(entries);
+    if (already !== undefined && already.dir === dir) {
+      this.spilledAlready.delete(entries);
+      return Promise.resolve(already.file);
+    }
     return this.request<string>({ id: 0, op: "spill", dir, entries, name: spillName() });
   }
 
   // --- the rest -----------------------------------------------------------------------------------
 
-  /** Last-use times (KeyStore.touch), written by the worker. */
+  /**
+   * Last-use times (KeyStore.touch), written by the worker. A batch that could not be written (the
+   * lock was busy, the worker died) is kept, bounded, and goes with the next one.
+   */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
-    if (lastUsed.size === 0) return Promise.resolve();
-    return this.request<null>({ id: 0, op: "touch", lastUsed }).then(() => undefined);
+    const batch = new Map(this.untouched);
+    this.untouched.clear();
+    for (const [id, at] of lastUsed) batch.set(id, Math.max(at, batch.get(id) ?? 0));
+    if (batch.size === 0) return Promise.resolve();
+    return this.request<null>({ id: 0, op: "touch", lastUsed: batch }).then(
+      () => undefined,
+      (err: unknown) => {
+        for (const [id, at] of batch) {
+          if (this.untouched.size >= MAX_UNTOUCHED) break;
+          this.untouched.set(id, Math.max(at, this.untouched.get(id) ?? 0));
+        }
+        throw err;
+      },
+    );
+  }
+
+  /** Last-use times whose write failed, for the next batch. */
+  private readonly untouched = new Map<string, number>();
+
+  /** An increasing-nonce reservation (ReservationStore.reserve), written by the worker. */
+  reserve(keyId: string, ceiling: bigint): Promise<void> {
+    return this.request<null>({ id: 0, op: "reserve", keyId, ceiling: ceiling.toString() }).then(() => undefined);
   }
 
   /** @internal (WorkerBehaviourStore) */
@@ -247,7 +313,7 @@ export class SqliteWriter implements AuditStore {
       if (this.pending.size === 0) worker.unref();
       this.counts.answered++;
       if (res.ok) p.resolve(res.value);
-      else p.reject(Object.assign(new Error(res.error), res.code === null ? {} : { code: res.code }));
+      else p.reject(Object.assign(new Error(res.error), res.code === null ? {} : { code: res.code }, res.spilled === undefined ? {} : { spilled: res.spilled }));
     });
     worker.on("error", (err) => {
       failure = err;
