@@ -47,6 +47,9 @@ type Pending = {
   readonly reject: (err: Error) => void;
 };
 
+/** How long `apply` runs for one update before a turn of the event loop (ms). */
+const APPLY_SLICE_MS = 0.5;
+
 /** Most last-use times kept for the next batch after a failed one. */
 const MAX_UNTOUCHED = 100_000;
 
@@ -413,7 +416,13 @@ export class WorkerBehaviourStore implements BehaviourStateStore {
       const current = new Map<string, readonly [Uint8Array, number]>();
       for (const [id, state, version] of await this.writer.loadStates(todo)) current.set(id, [state, version]);
       const next: (readonly [string, Uint8Array, number])[] = [];
+      let since = performance.now();
       for (const id of todo) {
+        // The model runs here, on the request thread: a turn of the event loop every half millisecond.
+        if (performance.now() - since > APPLY_SLICE_MS) {
+          await nextTurn();
+          since = performance.now();
+        }
         const c = current.get(id);
         next.push([id, checkedState(id, apply(id, c === undefined ? null : c[0])), c === undefined ? 0 : c[1]]);
       }
