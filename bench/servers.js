@@ -26,7 +26,8 @@
  * It creates keys on request (`{ createKeys: [input…] }` → `{ keys: [{ id, secret }…] }`) and
  * answers `{ sample: true }` with its own measurements after a full garbage collection (heap used,
  * of which compiled code, external memory, RSS, open descriptors, event-loop delay since the
- * previous sample). `leak` makes it keep 4 KiB
+ * previous sample), and `{ loopDelay: "reset" | "read" }` with the event loop's delay at 1 ms
+ * resolution since the last reset (bench/loop-delay.js). `leak` makes it keep 4 KiB
  * per request it receives: a deliberate leak, to show that the soak's criteria catch one.
  *
  * `wrk-gateway` is benchmark 17's (wrk-bench.js): the soak gateway's whole Portcullis, with its
@@ -209,6 +210,46 @@ function sampler() {
 }
 
 /**
+ * The event loop's delay at 1 ms resolution (bench/loop-delay.js), since the last reset. Node's
+ * histogram holds each interval between its 1 ms timer's callbacks (the 1 ms included); the
+ * figures here are what each interval exceeded the 1 ms by, in ms: how long the loop was kept
+ * from the timer. `over1ms`/`over2ms` count the intervals late by more than that.
+ */
+function fineLoopDelay() {
+  const RESOLUTION_NS = 1e6;
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  const late = (ns) => Math.max(0, Math.round((ns - RESOLUTION_NS) / 1e3) / 1e3);
+  const above = (limitMs) => {
+    // The share of intervals at or below each recorded value, walked upwards to the limit.
+    let before = 0;
+    for (const [pct, value] of delay.percentiles) {
+      if (value - RESOLUTION_NS > limitMs * 1e6) return Math.round(((100 - before) / 100) * delay.count);
+      before = pct;
+    }
+    return 0;
+  };
+  return {
+    reset() {
+      delay.reset();
+      return { reset: true };
+    },
+    read() {
+      return {
+        count: delay.count,
+        p50: late(delay.percentile(50)),
+        p90: late(delay.percentile(90)),
+        p99: late(delay.percentile(99)),
+        p999: late(delay.percentile(99.9)),
+        max: late(delay.max),
+        over1ms: above(1),
+        over2ms: above(2),
+      };
+    },
+  };
+}
+
+/**
  * The soak's gateway: `portcullis start` over a fresh data directory, with `sections` (the
  * config's routes, limits, websocket… as JSON) and this upstream; keys created over IPC.
  */
@@ -225,6 +266,7 @@ async function startSoakGateway(upstream, sections, leak) {
     throw err;
   }
   const sample = sampler();
+  const fineDelay = fineLoopDelay();
   const kept = [];
   if (leak) running.gateway.server.on("request", () => kept.push(Buffer.alloc(4096, 1)));
   return {
@@ -233,6 +275,8 @@ async function startSoakGateway(upstream, sections, leak) {
     running,
     async onMessage(message) {
       if (message.sample === true) return { sample: sample() };
+      if (message.loopDelay === "reset") return { loopDelay: fineDelay.reset() };
+      if (message.loopDelay === "read") return { loopDelay: fineDelay.read() };
       if (Array.isArray(message.createKeys)) {
         const keys = [];
         for (const input of message.createKeys) {

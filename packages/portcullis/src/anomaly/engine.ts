@@ -45,7 +45,15 @@ export function accountStateId(account: string): string {
 type Scored = readonly [BehaviourScore, AnomalyAction];
 
 
+/** Most decisions scored in one batch. */
 const SLICE = 2_000;
+/** Fewest decisions in one batch (a batch costs two round trips to the state store). */
+const MIN_SLICE = 16;
+/**
+ * The synchronous work of one batch (building the events, the model's updates) aims at this much
+ * time on the request thread (ms): the next batch's size follows the measured cost per decision.
+ */
+const SLICE_BUDGET_MS = 0.5;
 
 /**
  * Stage 11 off the request path (docs/behaviour.md). The pipeline hands every decided request to
@@ -153,14 +161,46 @@ export class BehaviourEngine implements AnomalyScores {
 
   private async drain(): Promise<void> {
     while (this.queue.length > 0) {
-      const batch = this.queue.length <= SLICE ? this.queue : this.queue.slice(0, SLICE);
-      this.queue = this.queue.length <= SLICE ? [] : this.queue.slice(SLICE);
+      const size = this.sliceSize();
+      const batch = this.queue.length <= size ? this.queue : this.queue.slice(0, size);
+      this.queue = this.queue.length <= size ? [] : this.queue.slice(size);
+      this.busyMs = 0;
       try {
         await this.process(batch);
+        this.learn(batch.length);
       } catch (err) {
         this.failures++;
         this.logger.warn({ err, events: batch.length }, "behaviour: a batch of decisions could not be scored");
       }
+      // A turn of the event loop between batches, even when the state store answers at once.
+      if (this.queue.length > 0) await nextTurn();
+    }
+  }
+
+  /** Synchronous time spent on the current batch so far (ms). */
+  private busyMs = 0;
+  /** The measured cost of one decision (ms, smoothed); null until a batch was measured. */
+  private perDecisionMs: number | null = null;
+
+  /** Decisions in the next batch: as many as fit SLICE_BUDGET_MS at the measured cost. */
+  private sliceSize(): number {
+    if (this.perDecisionMs === null) return MIN_SLICE;
+    return Math.max(MIN_SLICE, Math.min(SLICE, Math.floor(SLICE_BUDGET_MS / this.perDecisionMs)));
+  }
+
+  private learn(decisions: number): void {
+    if (decisions === 0) return;
+    const cost = this.busyMs / decisions;
+    this.perDecisionMs = this.perDecisionMs === null ? cost : 0.7 * this.perDecisionMs + 0.3 * cost;
+  }
+
+  /** Runs `fn`, counting its time against the batch's budget. */
+  private timed<T>(fn: () => T): T {
+    const start = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.busyMs += performance.now() - start;
     }
   }
 
@@ -172,15 +212,15 @@ export class BehaviourEngine implements AnomalyScores {
     const byKey = groupBy(events, (e) => e.keyId);
     // The accounts first: a young key is judged against its account as it was before this batch.
     const accountsBefore = new Map<string, BehaviourState | null>();
-    await this.states.update([...byAccount.keys()], (id, current) => {
+    await this.states.update([...byAccount.keys()], (id, current) => this.timed(() => {
       let state = current === null ? null : this.model.decode(current);
       accountsBefore.set(id, state === null ? null : this.model.decode(current as Uint8Array));
       for (const event of byAccount.get(id) ?? []) state = this.model.observeAccount(state, event);
       return this.model.encode(state as BehaviourState);
-    });
+    }));
     // A retried key update scores its events again from the newer state: only the last run counts.
     const scored = new Map<string, Scored[]>();
-    await this.states.update([...byKey.keys()], (id, current) => {
+    await this.states.update([...byKey.keys()], (id, current) => this.timed(() => {
       let state = current === null ? null : this.model.decode(current);
       const scores: Scored[] = [];
       for (const event of byKey.get(id) ?? []) {
@@ -190,7 +230,7 @@ export class BehaviourEngine implements AnomalyScores {
       }
       scored.set(id, scores);
       return this.model.encode(state as BehaviourState);
-    });
+    }));
     await Promise.all([...scored.values()].map((scores) => this.answer(scores)));
   }
 
@@ -239,6 +279,11 @@ export class BehaviourEngine implements AnomalyScores {
     await this.settle();
   }
 }
+
+const nextTurn = (): Promise<void> =>
+  new Promise((resolve) => {
+    setImmediate(resolve);
+  });
 
 function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {
   const out = new Map<string, T[]>();

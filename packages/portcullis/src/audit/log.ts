@@ -340,7 +340,7 @@ export class AuditLog implements DecisionRecorder {
   private async commitBatch(batch: AuditFields[], tryStore: boolean): Promise<boolean> {
     if (tryStore) {
       try {
-        const result = await this.store.append(batch, { lockTimeoutMs: this.lockTimeoutMs });
+        const result = await this.store.append(batch, this.spill === null || this.store.writeSpill === undefined ? { lockTimeoutMs: this.lockTimeoutMs } : { lockTimeoutMs: this.lockTimeoutMs, spillDir: this.spill.dir });
         this.storeUp();
         this.lastWritten = result.head;
         this.counts.committed += batch.length;
@@ -352,7 +352,8 @@ export class AuditLog implements DecisionRecorder {
     }
     if (this.spill === null) return false;
     try {
-      const file = this.spill.write(batch);
+      // A store that writes off the request thread writes the file too (AuditStore.writeSpill).
+      const file = this.store.writeSpill === undefined ? this.spill.write(batch) : await this.store.writeSpill(this.spill.dir, batch);
       this.spillPending = true;
       this.counts.spilled += batch.length;
       this.acknowledged(batch, "spill", null, null, file);

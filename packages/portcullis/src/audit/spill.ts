@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { decodeEntry, encodeEntry, fieldsOf } from "./canonical.js";
 import type { AuditFields } from "./events.js";
@@ -38,15 +38,35 @@ export function fsyncDir(dir: string): void {
   }
 }
 
+/** A spill file's id and name (without `.jsonl`), chosen before it is written. */
+export interface SpillName {
+  readonly id: string;
+  readonly base: string;
+}
+
+/** The next spill file's name: it sorts after every earlier one of this process. */
+export function spillName(): SpillName {
+  const id = randomUUID();
+  counter = (counter + 1) % 1_000_000;
+  return { id, base: `${String(Date.now()).padStart(15, "0")}-${String(counter).padStart(6, "0")}-${id}` };
+}
+
+/** True when the complete spill file `name` (from `spillName`) exists in `dir`. */
+export function spillWritten(dir: string, name: SpillName): boolean {
+  return existsSync(join(dir, `${name.base}.jsonl`));
+}
+
 export class SpillDir {
   constructor(readonly dir: string) {}
 
-  /** Writes one batch durably; returns its file name. Throws when it cannot (the disk is full…). */
-  write(entries: readonly AuditFields[]): string {
+  /**
+   * Writes one batch durably; returns its file name. Throws when it cannot (the disk is full…).
+   * `name` (from `spillName`) chooses the file beforehand: a writer that loses the answer (its
+   * worker died) then knows which file to look for.
+   */
+  write(entries: readonly AuditFields[], name: SpillName = spillName()): string {
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const id = randomUUID();
-    counter = (counter + 1) % 1_000_000;
-    const base = `${String(Date.now()).padStart(15, "0")}-${String(counter).padStart(6, "0")}-${id}`;
+    const { id, base } = name;
     const tmp = join(this.dir, `${base}.tmp`);
     const lines = [JSON.stringify({ entries: entries.length, format: SPILL_FORMAT, id, v: 1 })];
     for (const f of entries) lines.push(encodeEntry(0, f));

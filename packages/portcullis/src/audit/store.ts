@@ -35,6 +35,12 @@ export interface AppendOptions {
   readonly spillId?: string;
   /** How long to wait for the database's write lock before failing (ms). */
   readonly lockTimeoutMs?: number;
+  /**
+   * Where the log will spill the batch if the append fails. A store with `writeSpill` may write
+   * the spill file there itself as soon as the append fails, and answer the log's `writeSpill` of
+   * the same batch with it (no second trip to its thread).
+   */
+  readonly spillDir?: string;
 }
 
 export interface AppendResult {
@@ -76,6 +82,12 @@ export interface AuditStore {
   latestCheckpoint(): Promise<SignedCheckpoint | undefined>;
   /** Records a checkpoint key's public half (idempotent). */
   registerKey(key: AuditKey): Promise<void>;
+  /**
+   * Writes a spill file of `entries` in `dir` (as SpillDir.write does) and resolves to its name.
+   * A store that appends off the request thread offers it so that spill files, fsyncs included,
+   * are written there too; without it the log writes them itself.
+   */
+  writeSpill?(dir: string, entries: readonly AuditFields[]): Promise<string>;
 }
 
 /** One stored entry, as the chain and the query columns hold it. */

@@ -269,7 +269,7 @@ export class Portcullis {
     const signer = options.audit?.signer;
     this.audit = new AuditLog({
       ...options.audit,
-      store: options.store.audit,
+      store: options.store.decisions ?? options.store.audit,
       signer: signer === undefined ? new EnvelopeSigningKeys(options.store.meta, options.envelope) : signer,
       logger: this.logger,
       now,

@@ -128,6 +128,10 @@ export interface OpenDataDirOptions {
   readonly pollIntervalMs?: number;
   /** Where the KEK and the signing keys live (the config's `custody` section); default the keyring file. */
   readonly custody?: CustodyConfig;
+  /** The store's durable writes off the request thread (SqliteStoreOptions.offThreadWrites). Default false. */
+  readonly offThreadWrites?: boolean;
+  /** Told when the writer's worker thread dies. */
+  readonly onWriterDeath?: (err: Error) => void;
 }
 
 /**
@@ -138,7 +142,11 @@ export async function openDataDir(dataDir: string, options: OpenDataDirOptions =
   if (!existsSync(join(dataDir, DATA_FILES.keyring)) && !existsSync(join(dataDir, DATA_FILES.database))) {
     throw new DataDirError(`${dataDir} is not a Portcullis data directory: run \`portcullis init --data ${dataDir}\``);
   }
-  const store = new SqliteStore(join(dataDir, DATA_FILES.database), options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs });
+  const store = new SqliteStore(join(dataDir, DATA_FILES.database), {
+    ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+    ...(options.offThreadWrites === undefined ? {} : { offThreadWrites: options.offThreadWrites }),
+    ...(options.onWriterDeath === undefined ? {} : { onWriterDeath: options.onWriterDeath }),
+  });
   try {
     const environment = await store.getMeta("environment");
     if (environment !== "live" && environment !== "test") {

@@ -71,7 +71,16 @@ export interface StartOptions {
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
 export async function startPortcullis(config: PortcullisConfig, logger: Logger, options: StartOptions = {}): Promise<RunningPortcullis> {
   // The envelope and the signing keys come from the configured custody provider (keyring or PKCS#11).
-  const data = await openDataDir(config.dataDir, { custody: config.custody, pollIntervalMs: config.store.pollIntervalMs });
+  // The audit log's commits, spill files, last-use batches and behaviour states are written by a
+  // worker thread (storage/sqlite/writer.ts): the request thread never waits for an fsync.
+  const data = await openDataDir(config.dataDir, {
+    custody: config.custody,
+    pollIntervalMs: config.store.pollIntervalMs,
+    offThreadWrites: true,
+    onWriterDeath: (err) => {
+      logger.error({ err: err.message }, "the durable writer's thread died; started again on the next write (writes in flight recovered or spilled)");
+    },
+  });
   if (config.environment !== null && config.environment !== data.environment) {
     await data.close();
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);

@@ -315,6 +315,8 @@ export interface DurableStore {
   readonly logouts: EndedSessionStore;
   /** The audit log's chain; the store writes a change's entry in the change's own transaction. */
   readonly audit: AuditStore;
+  /** Where the audit log's decision batches are appended, when not `audit` (a writer off the request thread). */
+  readonly decisions?: AuditStore;
   /** Versioned policy documents (docs/policy.md). */
   readonly policies: PolicyStore;
   /** The withdrawal address books. */

@@ -63,10 +63,17 @@ export interface AuditFixture {
   cleanup(): Promise<void>;
 }
 
+/**
+ * Whether the fixture's log appends through the worker thread's writer (`portcullis start`'s
+ * way, storage/sqlite/writer.ts) rather than on the store's connection: the `*.worker.test.ts`
+ * files set PORTCULLIS_TEST_AUDIT_WRITER=worker and run the same suites.
+ */
+export const WORKER_WRITER = (): boolean => process.env.PORTCULLIS_TEST_AUDIT_WRITER === "worker";
+
 export async function auditFixture(): Promise<AuditFixture> {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-audit-"));
   await initDataDir(dir, "test");
-  const data = await openDataDir(dir);
+  const data = await openDataDir(dir, { offThreadWrites: WORKER_WRITER() });
   const dbPath = join(dir, "portcullis.db");
   const clock = new FakeClock();
   const timers = new ManualTimers();
@@ -81,7 +88,7 @@ export async function auditFixture(): Promise<AuditFixture> {
     timers,
     signer,
     log(options = {}) {
-      const log = new AuditLog({ store: data.store.audit, signer, now: clock.now, timers, checkpointIntervalMs: 0, ...options });
+      const log = new AuditLog({ store: data.store.decisions, signer, now: clock.now, timers, checkpointIntervalMs: 0, ...options });
       logs.push(log);
       return log;
     },

@@ -37,11 +37,11 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** Two SqliteStores ("processes") on one new file. */
-function sqlitePair(): { path: string; one: SqliteStore; two: SqliteStore } {
+/** Two SqliteStores ("processes") on one new file (their writes on worker threads with `offThreadWrites`). */
+function sqlitePair(offThreadWrites = false): { path: string; one: SqliteStore; two: SqliteStore } {
   const path = join(dir, `store-${++files}.db`);
-  const one = new SqliteStore(path);
-  const two = new SqliteStore(path);
+  const one = new SqliteStore(path, { offThreadWrites });
+  const two = new SqliteStore(path, { offThreadWrites });
   cleanups.push(async () => {
     await one.close();
     await two.close();
@@ -76,6 +76,14 @@ const BACKENDS: { readonly name: string; readonly redis: boolean; readonly open:
     redis: false,
     open: () => {
       const { one, two } = sqlitePair();
+      return { a: one.behaviour, b: two.behaviour };
+    },
+  },
+  {
+    name: "sqlite, written by the worker thread",
+    redis: false,
+    open: () => {
+      const { one, two } = sqlitePair(true);
       return { a: one.behaviour, b: two.behaviour };
     },
   },

@@ -51,14 +51,16 @@ export type CoreOptions = Partial<Omit<PortcullisOptions, "store" | "envelope" |
   environment?: "live" | "test";
   /** Give the core a session authority from its data directory's keys. */
   sessions?: boolean;
+  /** The store's durable writes on a worker thread, as `portcullis start` runs them (storage/sqlite/writer.ts). */
+  offThreadWrites?: boolean;
 };
 
 export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-test-"));
-  const { sessions: withSessions, environment: env, ...rest } = options;
+  const { sessions: withSessions, environment: env, offThreadWrites, ...rest } = options;
   const environment = env ?? "test";
   await initDataDir(dataDir, environment);
-  const data = await openDataDir(dataDir, { pollIntervalMs: 50 });
+  const data = await openDataDir(dataDir, { pollIntervalMs: 50, offThreadWrites: offThreadWrites === true });
   const clock = new FakeClock();
   const sessions = withSessions === true ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment }) : undefined;
   const core = new Portcullis({

@@ -85,6 +85,7 @@ interface Statements {
   hashAt: Database.Statement<[number], { hash: string }>;
   keyOwner: Database.Statement<[string], { account: string; sub_account: string | null }>;
   markReplay: Database.Statement<[string, number, number, number]>;
+  unmark: Database.Statement<[string]>;
 }
 
 function prepare(db: Database.Database): Statements {
@@ -95,6 +96,7 @@ function prepare(db: Database.Database): Statements {
     hashAt: db.prepare("SELECT hash FROM audit_log WHERE seq = ?"),
     keyOwner: db.prepare("SELECT account, sub_account FROM keys WHERE id = ?"),
     markReplay: db.prepare("INSERT OR IGNORE INTO audit_spill_replays (id, first_seq, entries, at) VALUES (?, ?, ?, ?)"),
+    unmark: db.prepare("DELETE FROM audit_spill_replays WHERE id = ?"),
   };
 }
 
@@ -125,6 +127,12 @@ export function importKeyChanges(db: Database.Database): void {
       keyChangeFields({ keyId: r.key_id, action: r.action, actor: r.actor, at: r.at, detail: { ...parseDetail(r.detail), imported: true }, account: r.account, subAccount: r.sub_account }),
     ),
   );
+}
+
+/** A batch's marker row (SqliteAudit.appendMarked): its id, and the writer's previous one (removed). */
+export interface BatchMarker {
+  readonly id: string;
+  readonly previous: string | null;
 }
 
 export interface SqliteAuditOptions {
@@ -176,7 +184,26 @@ export class SqliteAudit implements AuditStore, AuditSource {
     }
   }
 
-  private appendNow(entries: readonly AuditFields[], spillId: string | undefined): AppendResult {
+  /**
+   * `append`, and in the same transaction a marker row for the batch (`audit_spill_replays`, id
+   * `marker.id`, replacing the writer's previous marker `marker.previous`): a writer that lost
+   * the answer (its worker died) asks `marked` whether the batch committed, rather than guessing.
+   */
+  appendMarked(entries: readonly AuditFields[], options: AppendOptions, marker: BatchMarker | null, beforeCommit?: () => void): AppendResult {
+    return this.withLockTimeout(options.lockTimeoutMs, () => this.appendNow(entries, options.spillId, marker ?? undefined, beforeCommit));
+  }
+
+  /** The batch a marker names, if it committed (its first seq and its number of entries). */
+  marked(id: string): { first: number; entries: number } | undefined {
+    return this.db.prepare<[string], { first: number; entries: number }>("SELECT first_seq AS first, entries FROM audit_spill_replays WHERE id = ?").get(id);
+  }
+
+  /** Removes a writer's last marker (at its clean close). */
+  unmark(id: string): void {
+    this.stmts.unmark.run(id);
+  }
+
+  private appendNow(entries: readonly AuditFields[], spillId: string | undefined, marker?: BatchMarker, beforeCommit?: () => void): AppendResult {
     return this.db
       .transaction((): AppendResult => {
         if (spillId !== undefined) {
@@ -185,7 +212,13 @@ export class SqliteAudit implements AuditStore, AuditSource {
             return { first: head.seq + 1, head, duplicate: true };
           }
         }
-        return appendRows(this.stmts, entries);
+        const result = appendRows(this.stmts, entries);
+        if (marker !== undefined && spillId === undefined) {
+          if (marker.previous !== null) this.stmts.unmark.run(marker.previous);
+          this.stmts.markReplay.run(marker.id, result.first, entries.length, Date.now());
+        }
+        beforeCommit?.();
+        return result;
       })
       .immediate();
   }
@@ -211,10 +244,19 @@ export class SqliteAudit implements AuditStore, AuditSource {
   }
 
   addCheckpoint(c: SignedCheckpoint): Promise<boolean> {
+    try {
+      return Promise.resolve(this.addCheckpointNow(c));
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** addCheckpoint, synchronously (the durable writer's thread). */
+  addCheckpointNow(c: SignedCheckpoint): boolean {
     const result = this.db
       .prepare("INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, kid, signature) VALUES (?, ?, ?, ?, ?)")
       .run(c.seq, c.hash, c.at, c.kid, c.signature);
-    return Promise.resolve(result.changes === 1);
+    return result.changes === 1;
   }
 
   latestCheckpoint(): Promise<SignedCheckpoint | undefined> {
@@ -222,10 +264,19 @@ export class SqliteAudit implements AuditStore, AuditSource {
   }
 
   registerKey(key: AuditKey): Promise<void> {
+    try {
+      this.registerKeyNow(key);
+      return Promise.resolve();
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** registerKey, synchronously (the durable writer's thread). */
+  registerKeyNow(key: AuditKey): void {
     this.db
       .prepare("INSERT OR IGNORE INTO audit_keys (kid, algorithm, public_key, provider, created_at) VALUES (?, ?, ?, ?, ?)")
       .run(key.kid, key.algorithm, key.publicKey, key.provider, key.createdAt);
-    return Promise.resolve();
   }
 
   // --- reads: verification, queries, archiving ------------------------------------------------

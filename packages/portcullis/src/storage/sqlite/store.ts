@@ -17,6 +17,10 @@ import { SqliteHolds } from "./holds.js";
 import { SqliteBehaviourStore } from "./behaviour.js";
 import { migrations } from "./migrations.js";
 import { SqliteAnomalies } from "./anomalies.js";
+import { SqliteWriter } from "./writer.js";
+import { RESERVE_SQL } from "./writer-protocol.js";
+import type { AuditStore } from "../../audit/store.js";
+import type { BehaviourStateStore } from "../types.js";
 
 interface KeyRowSql {
   id: string;
@@ -110,6 +114,14 @@ function patchColumns(patch: KeyPatch): [string, string | number | null][] {
 export interface SqliteStoreOptions {
   /** How often other processes' commits are looked for (ms). Default 200. */
   readonly pollIntervalMs?: number;
+  /**
+   * Writes the audit log's group commits and spill files, last-use batches and behaviour states
+   * on a worker thread with its own connection (writer.ts), off the request thread. Default false
+   * (everything on this connection); `portcullis start` sets it.
+   */
+  readonly offThreadWrites?: boolean;
+  /** Told when the worker thread of `offThreadWrites` dies (it is started again on the next write). */
+  readonly onWriterDeath?: (err: Error) => void;
 }
 
 /**
@@ -133,7 +145,13 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   /** Approvers and held operations (migration 12; docs/approvals.md). */
   readonly holds: SqliteHolds;
   /** Each key's and account's behaviour state (migration 15; docs/behaviour.md). */
-  readonly behaviour: SqliteBehaviourStore;
+  readonly behaviour: BehaviourStateStore;
+  /** Behaviour states on this connection (behaviour: the same, or the worker's when writes are off-thread). */
+  readonly localBehaviour: SqliteBehaviourStore;
+  /** The worker thread's writer (offThreadWrites), or null. */
+  readonly writer: SqliteWriter | null;
+  /** Where the audit log's decision batches go: the worker's writer, or `audit`. */
+  readonly decisions: AuditStore;
   /** The behaviour stage's anomaly actions (migration 14; docs/behaviour.md). */
   readonly anomalies: SqliteAnomalies;
   private readonly db: Database.Database;
@@ -175,7 +193,13 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.holds = new SqliteHolds(this.db, this.audit, (envelopes, what) => {
       this.checkKekFloor(envelopes, what);
     });
-    this.behaviour = new SqliteBehaviourStore(this.db);
+    this.localBehaviour = new SqliteBehaviourStore(this.db);
+    this.writer =
+      options.offThreadWrites === true && path !== ":memory:"
+        ? new SqliteWriter({ path, audit: this.audit, behaviour: this.localBehaviour, ...(options.onWriterDeath === undefined ? {} : { onDeath: options.onWriterDeath }) })
+        : null;
+    this.behaviour = this.writer?.behaviour ?? this.localBehaviour;
+    this.decisions = this.writer ?? this.audit;
     this.anomalies = new SqliteAnomalies(this.db);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
@@ -365,6 +389,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
 
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
     if (lastUsed.size === 0) return Promise.resolve();
+    if (this.writer !== null) return this.writer.touch(lastUsed);
     this.db.transaction(() => {
       for (const [id, at] of lastUsed) this.stmts.touch.run(at, id);
     })();
@@ -435,14 +460,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
 
   reserve(keyId: string, ceiling: bigint): Promise<void> {
     if (ceiling < 0n) return Promise.reject(new RangeError("a reservation is a non-negative integer"));
+    // A request waits for it: on the worker, the event loop does not wait for the write lock.
+    if (this.writer !== null) return this.writer.reserve(keyId, ceiling);
     try {
       // Decimal strings without leading zeros order as numbers by (length, bytes): only ever raised.
-      this.reserveStatement ??= this.db.prepare(
-        `INSERT INTO sequence_reservations (key_id, ceiling) VALUES (?, ?)
-         ON CONFLICT (key_id) DO UPDATE SET ceiling = excluded.ceiling
-           WHERE length(excluded.ceiling) > length(ceiling)
-              OR (length(excluded.ceiling) = length(ceiling) AND excluded.ceiling > ceiling)`,
-      );
+      this.reserveStatement ??= this.db.prepare(RESERVE_SQL);
       this.reserveStatement.run(keyId, ceiling.toString());
       return Promise.resolve();
     } catch (err) {
@@ -638,13 +660,14 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     }
   }
 
-  close(): Promise<void> {
-    if (this.closed) return Promise.resolve();
+  async close(): Promise<void> {
+    if (this.closed) return;
     this.closed = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.listeners.clear();
+    // The worker's writes in flight finish (or are recovered) before this connection goes.
+    await this.writer?.close();
     this.db.close();
-    return Promise.resolve();
   }
 }
