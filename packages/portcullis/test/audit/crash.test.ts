@@ -187,7 +187,9 @@ describe("SIGKILL under load", () => {
     const files = (): string[] => (existsSync(spillDir) ? readdirSync(spillDir).filter((n) => n.endsWith(".jsonl")) : []);
     let stop = false;
     const sent = traffic(gw.gateway, () => stop, 6);
-    for (let i = 0; i < 100 && files().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    // Bounded polling of a real process (up to 20 s): a write of the gateway's own connection may
+    // first wait out its 5 s busy timeout behind the blocker before its traffic flows.
+    for (let i = 0; i < 400 && files().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
     stop = true;
     await sent;
     // Acknowledged: the request ids in complete spill files, read before the kill.
