@@ -31,6 +31,7 @@ import { fork } from "node:child_process";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { GET_PATH, RequestSigner, SCOPES } from "./signing.js";
+import { ask, processCpu } from "./ipc.js";
 
 const args = process.argv.slice(2);
 const opt = (name, fallback) => {
@@ -56,20 +57,6 @@ const CONFIG = {
   limits: {},
 };
 
-function ask(child, message) {
-  const seq = Math.random();
-  return new Promise((resolve, reject) => {
-    const onMessage = (m) => {
-      if (m === null || typeof m !== "object" || m.seq !== seq) return;
-      child.off("message", onMessage);
-      if (m.error !== undefined) reject(new Error(m.error));
-      else resolve(m);
-    };
-    child.on("message", onMessage);
-    child.send({ ...message, seq });
-  });
-}
-
 /** Forks `script` (a servers.js) with `argv`; resolves to `{ child, info }` once it reports its port. */
 function startServer(script, argv) {
   return new Promise((resolvePromise, reject) => {
@@ -88,18 +75,6 @@ function stopServer(child) {
       resolvePromise();
     });
     child.send("stop");
-  });
-}
-
-function cpuTime(child) {
-  return new Promise((resolve) => {
-    const onMessage = (m) => {
-      if (m === null || typeof m !== "object" || !("cpu" in m)) return;
-      child.off("message", onMessage);
-      resolve(m.cpu.user + m.cpu.system);
-    };
-    child.on("message", onMessage);
-    child.send("cpu");
   });
 }
 
@@ -192,9 +167,9 @@ async function main() {
           ["full", undefined],
           ["fixed", RATE],
         ]) {
-          const before = await cpuTime(child);
+          const before = (await processCpu(child)).cpu;
           const run = await load(info.port, requests[mode], SECONDS, rate);
-          const after = await cpuTime(child);
+          const after = (await processCpu(child)).cpu;
           const cpuUs = (after - before) / run.total;
           results[mode][kind].push({ ...run, cpuUs });
           process.stderr.write(`round ${round + 1} ${mode} ${kind}: ${Math.round(run.rps)} req/s, ${cpuUs.toFixed(1)} µs CPU/req, p99 ${run.p99} ms, bad ${run.bad}\n`);

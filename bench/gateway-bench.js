@@ -26,6 +26,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { GET_PATH, RequestSigner } from "./signing.js";
+import { processCpu } from "./ipc.js";
 
 const SERVERS = fileURLToPath(new URL("./servers.js", import.meta.url));
 const START_TIMEOUT_MS = 30_000;
@@ -68,19 +69,6 @@ function stopServer(child) {
       resolve();
     });
     child.send("stop");
-  });
-}
-
-/** CPU time (user + system, µs) a server process has used so far, and requests it received. */
-function cpuTime(child) {
-  return new Promise((resolve) => {
-    const onMessage = (message) => {
-      if (message === null || typeof message !== "object" || !("cpu" in message)) return;
-      child.off("message", onMessage);
-      resolve({ cpu: message.cpu.user + message.cpu.system, requests: message.requests });
-    };
-    child.on("message", onMessage);
-    child.send("cpu");
   });
 }
 
@@ -184,11 +172,11 @@ export async function compareModes({ modes, servers, upstream, signerOf, rounds,
   const measure = async (mode, runSeconds, overallRate) => {
     const { child, info } = servers[mode];
     const extra = probe === undefined ? null : await probe();
-    const before = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
+    const before = await Promise.all([processCpu(child), processCpu(upstream.child)]);
     const generatorBefore = process.cpuUsage();
     const run = await runLoad({ port: info.port, seconds: runSeconds, connections, signer: signerOf(mode), overallRate });
     const generator = process.cpuUsage(generatorBefore);
-    const after = await Promise.all([cpuTime(child), cpuTime(upstream.child)]);
+    const after = await Promise.all([processCpu(child), processCpu(upstream.child)]);
     const result = {
       mode,
       ...run,

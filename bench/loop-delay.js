@@ -33,6 +33,7 @@ import process from "node:process";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
 import { GET_PATH, RequestSigner, ROUTES, SCOPES } from "./signing.js";
+import { ask } from "./ipc.js";
 
 const SERVERS = fileURLToPath(new URL("./servers.js", import.meta.url));
 const START_TIMEOUT_MS = 30_000;
@@ -80,25 +81,6 @@ function stop(child) {
       resolve();
     });
     child.send("stop");
-  });
-}
-
-function ask(child, message, timeoutMs = 30_000) {
-  const seq = Math.random();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.off("message", onMessage);
-      reject(new Error(`no answer to ${JSON.stringify(Object.keys(message))}`));
-    }, timeoutMs);
-    const onMessage = (m) => {
-      if (m === null || typeof m !== "object" || m.seq !== seq) return;
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      if (m.error !== undefined) reject(new Error(m.error));
-      else resolve(m);
-    };
-    child.on("message", onMessage);
-    child.send({ ...message, seq });
   });
 }
 

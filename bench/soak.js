@@ -42,6 +42,7 @@ import { serverSet } from "./gateway-bench.js";
 import { logonOverHttp } from "./session-bench.js";
 import { AUTHORITY, Ed25519RequestSigner, GET_PATH, ORDER_BODY, POST_PATH, RequestSigner, SCOPES } from "./signing.js";
 import { fmt, median, quantile, table } from "./stats.js";
+import { ask } from "./ipc.js";
 
 const SOAK_MD = fileURLToPath(new URL("../SOAK.md", import.meta.url));
 
@@ -116,26 +117,6 @@ function gatewayConfig() {
 }
 
 // --- the servers ------------------------------------------------------------------------------
-
-/** Request/answer over a server's IPC channel (servers.js answers `{ seq, ... }`). */
-function ask(child, message, timeoutMs = 30_000) {
-  const seq = Math.random();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.off("message", onMessage);
-      reject(new Error(`no answer to ${JSON.stringify(Object.keys(message))}`));
-    }, timeoutMs);
-    const onMessage = (m) => {
-      if (m === null || typeof m !== "object" || m.seq !== seq) return;
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      if (m.error !== undefined) reject(new Error(m.error));
-      else resolve(m);
-    };
-    child.on("message", onMessage);
-    child.send({ ...message, seq });
-  });
-}
 
 /** The keys the honest clients sign with, created in the gateway; each with its signer(s). */
 async function createKeys(gateway) {

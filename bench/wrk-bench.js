@@ -52,6 +52,7 @@ import { startPrivateRedis } from "./redis-server.js";
 import { AUTHORITY, GET_PATH, RequestSigner, SCOPES } from "./signing.js";
 import { BENCH_LIMIT } from "./core.js";
 import { fmt, median, quantile, table } from "./stats.js";
+import { ask, processCpu } from "./ipc.js";
 
 export const WRK_BIN = process.env.PORTCULLIS_BENCH_WRK ?? "/usr/bin/wrk";
 export const NGINX_BIN = process.env.PORTCULLIS_BENCH_NGINX ?? "/usr/sbin/nginx";
@@ -360,39 +361,6 @@ async function waitForPort(port, timeoutMs, what) {
   }
 }
 
-/** Request/answer over a servers.js process's IPC channel (`{ seq, ... }`). */
-function ask(child, message, timeoutMs = 30_000) {
-  const seq = Math.random();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.off("message", onMessage);
-      reject(new Error(`no answer to ${JSON.stringify(Object.keys(message))}`));
-    }, timeoutMs);
-    const onMessage = (m) => {
-      if (m === null || typeof m !== "object" || m.seq !== seq) return;
-      clearTimeout(timer);
-      child.off("message", onMessage);
-      if (m.error !== undefined) reject(new Error(m.error));
-      else resolve(m);
-    };
-    child.on("message", onMessage);
-    child.send({ ...message, seq });
-  });
-}
-
-/** CPU µs (user + system) a servers.js process has used so far. */
-function nodeCpu(child) {
-  return new Promise((resolve) => {
-    const onMessage = (m) => {
-      if (m === null || typeof m !== "object" || !("cpu" in m)) return;
-      child.off("message", onMessage);
-      resolve(m.cpu.user + m.cpu.system);
-    };
-    child.on("message", onMessage);
-    child.send("cpu");
-  });
-}
-
 /** The event-loop delay sampler of a wrk-gateway process: reset before a run, read after it. */
 function loopProbe(child, resolutionMs) {
   return {
@@ -685,7 +653,7 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
     const binance = binanceRequests(keys[1].id, keys[1].secret);
     const nodeServer = (server) => ({
       port: server.info.port,
-      cpu: async () => nodeCpu(server.child),
+      cpu: async () => (await processCpu(server.child)).cpu,
       loop: loopProbe(server.child, server.info.loopResolutionMs),
     });
     const servers = {
@@ -717,7 +685,7 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
           stops.push(nginx.stop);
           servers[mode] = {
             port: nginx.port,
-            cpu: async () => ({ nginx: treeCpu(nginx.pid), gateway: await nodeCpu(running.child) }),
+            cpu: async () => ({ nginx: treeCpu(nginx.pid), gateway: (await processCpu(running.child)).cpu }),
             cpuTree: "mixed",
             loop: loopProbe(running.child, running.info.loopResolutionMs),
             make: nativeRequests(authKeys[0].id, authKeys[0].secret),

@@ -198,6 +198,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       options.offThreadWrites === true && path !== ":memory:"
         ? new SqliteWriter({ path, audit: this.audit, behaviour: this.localBehaviour, ...(options.onWriterDeath === undefined ? {} : { onDeath: options.onWriterDeath }) })
         : null;
+    this.writer?.open();
     this.behaviour = this.writer?.behaviour ?? this.localBehaviour;
     this.decisions = this.writer ?? this.audit;
     this.anomalies = new SqliteAnomalies(this.db);

@@ -128,6 +128,16 @@ export class SqliteWriter implements AuditStore {
     return { ...this.counts };
   }
 
+  /**
+   * Starts the worker thread now rather than at the first write: its thread and its connection
+   * (the database, WAL and shared-memory files) belong to the running gateway from its start, so
+   * the first request never pays for starting them and a process's idle footprint is the same
+   * before and after its first traffic.
+   */
+  open(): void {
+    if (this.worker === null && this.closing === null) this.start();
+  }
+
   // --- AuditStore ---------------------------------------------------------------------------------
 
   async append(entries: readonly AuditFields[], options: AppendOptions = {}): Promise<AppendResult> {
