@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readEntries } from "../audit/support.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { type RunningNginx, nginxAvailable, startNginx } from "../authorizer/support.js";
-import { hostOf } from "./support.js";
+import { binanceClient, binanceHmacKey, hostOf, rejection } from "./support.js";
 
 type Binance = InstanceType<typeof ccxt.binance>;
 
@@ -21,41 +21,13 @@ const run = nginxAvailable();
 let stack: DemoStack | undefined;
 let nginx: RunningNginx | undefined;
 
+/** ccxt's binance, through nginx. */
+const ccxtClient = (apiKey: string, secret: string): Binance => binanceClient(`http://${nginx?.host ?? ""}`, apiKey, secret);
+const hmacKey = (account: string, scopes: string[]): Promise<{ id: string; secret: string }> => binanceHmacKey(demo(), account, scopes);
+
 function demo(): DemoStack {
   if (stack === undefined) throw new Error("the demo stack did not start");
   return stack;
-}
-
-/** ccxt's binance with every REST base URL pointed at nginx. */
-function ccxtClient(apiKey: string, secret: string): Binance {
-  const exchange = new ccxt.binance({
-    apiKey,
-    secret,
-    enableRateLimit: false,
-    timeout: 10_000,
-    options: { fetchMarkets: { types: ["spot"] }, fetchMargins: false, fetchCurrencies: false },
-  });
-  const api: Record<string, string> = {};
-  for (const [name, url] of Object.entries(exchange.urls.api)) {
-    if (typeof url === "string") api[name] = url.replace(/^https:\/\/[^/]+/, `http://${nginx?.host ?? ""}`);
-  }
-  exchange.urls.api = api;
-  return exchange;
-}
-
-async function hmacKey(account: string, scopes: string[]): Promise<{ id: string; secret: string }> {
-  const created = await demo().createKey({ account, scopes, dialects: ["binance"] });
-  return { id: created.key.id, secret: created.secret ?? "" };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof Error) return err;
-    throw new Error(`not an Error: ${String(err)}`, { cause: err });
-  }
-  throw new Error("expected a rejection");
 }
 
 describe.runIf(run)("ccxt through nginx with Portcullis as the authorizer, in front of the demo exchange", () => {

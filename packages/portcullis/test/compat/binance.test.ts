@@ -13,7 +13,7 @@ import { createBinanceScheme, verifyWebSocketSignature, webSocketSignaturePayloa
 import type { DemoStack } from "@portcullis/demo-exchange";
 import { type StageAnswer, RequestContext } from "../../src/contract/request.js";
 import type { VerificationKey } from "../../src/contract/verification-key.js";
-import { startCompatStack } from "./support.js";
+import { binanceClient, binanceHmacKey, rejection, startCompatStack } from "./support.js";
 import { hmacVerificationKey } from "../support/keys.js";
 import {
   DOC_API_KEY,
@@ -112,41 +112,8 @@ let stack: DemoStack;
 
 type Binance = InstanceType<typeof ccxt.binance>;
 
-/**
- * ccxt's binance pointed at the gateway: every REST base URL it knows is replaced by the
- * gateway's, and it loads only spot markets (exchangeInfo) without the private currency list.
- */
-function ccxtClient(apiKey: string, secret: string): Binance {
-  const exchange = new ccxt.binance({
-    apiKey,
-    secret,
-    enableRateLimit: false,
-    timeout: 10_000,
-    options: { fetchMarkets: { types: ["spot"] }, fetchMargins: false, fetchCurrencies: false },
-  });
-  const api: Record<string, string> = {};
-  for (const [name, url] of Object.entries(exchange.urls.api)) {
-    // https://api.binance.com/api/v3 -> <gateway>/api/v3, https://api.binance.com/sapi/v1 -> <gateway>/sapi/v1, ...
-    if (typeof url === "string") api[name] = url.replace(/^https:\/\/[^/]+/, stack.gateway);
-  }
-  exchange.urls.api = api;
-  return exchange;
-}
-
-async function hmacKey(account: string, scopes: string[]): Promise<{ id: string; secret: string }> {
-  const created = await stack.createKey({ account, scopes, dialects: ["binance"] });
-  return { id: created.key.id, secret: created.secret ?? "" };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof Error) return err;
-    throw new Error(`not an Error: ${String(err)}`, { cause: err });
-  }
-  throw new Error("expected a rejection");
-}
+const ccxtClient = (apiKey: string, secret: string): Binance => binanceClient(stack.gateway, apiKey, secret);
+const hmacKey = (account: string, scopes: string[]): Promise<{ id: string; secret: string }> => binanceHmacKey(stack, account, scopes);
 
 beforeAll(async () => {
   stack = await startCompatStack();
