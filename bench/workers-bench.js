@@ -17,18 +17,18 @@
  * Short and bounded: each run lasts `--seconds` (default 6) plus startup; about a minute in all.
  */
 import { execFileSync, fork, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
 import { RequestSigner, ROUTES, GET_PATH } from "./signing.js";
+import { childrenOf, pidCpu } from "./proc.js";
 
 const CLI = fileURLToPath(new URL("../packages/portcullis/bin/portcullis.js", import.meta.url));
 const SERVERS = fileURLToPath(new URL("./servers.js", import.meta.url));
 const REDIS_URL = "redis://127.0.0.1:6379";
-const TICK_MS = 1000 / 100; // /proc stat times are in clock ticks (USER_HZ = 100 on Linux)
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(`--${name}`);
@@ -48,29 +48,7 @@ const RUNS = arg("runs", "1:rr,2:rr,2:none").split(",").map((r) => {
 });
 
 /** CPU time (ms) of a process so far, from /proc; 0 when it is gone. */
-function cpuMs(pid) {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-  } catch {
-    return 0;
-  }
-}
-
-function childrenOf(parent) {
-  const out = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent) out.push(Number(entry));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
+const cpuMs = (pid) => pidCpu(pid) / 1000;
 
 function redisPid() {
   try {

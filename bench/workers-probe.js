@@ -18,23 +18,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Redis } from "ioredis";
+import { childrenOf } from "./proc.js";
 
 const CLI = fileURLToPath(new URL("../packages/portcullis/bin/portcullis.js", import.meta.url));
 const REDIS_URL = "redis://127.0.0.1:6379";
-
-function childrenOf(parent) {
-  const out = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      if (Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]) === parent) out.push(Number(entry));
-    } catch {
-      // gone
-    }
-  }
-  return out.sort((a, b) => a - b);
-}
 
 /** The pid among `pids` holding the server side of 127.0.0.1:`port` ↔ 127.0.0.1:`local`. */
 function acceptedBy(pids, port, local) {

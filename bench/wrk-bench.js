@@ -38,9 +38,9 @@
  * Run alone: `node bench/wrk-bench.js [--quick]` (after `npm run build`) prints this section.
  */
 import { Buffer } from "node:buffer";
-import { execFile, execFileSync, spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createHmac, createSecretKey } from "node:crypto";
-import { accessSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { accessSync, constants as fsConstants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -53,6 +53,10 @@ import { AUTHORITY, GET_PATH, RequestSigner, SCOPES } from "./signing.js";
 import { BENCH_LIMIT } from "./core.js";
 import { fmt, median, quantile, table } from "./stats.js";
 import { ask, processCpu } from "./ipc.js";
+import { cpuBetween, treeCpu } from "./proc.js";
+
+/** Parsing /proc/<pid>/stat (bench/proc.js), under test with this benchmark. */
+export { procStat } from "./proc.js";
 
 export const WRK_BIN = process.env.PORTCULLIS_BENCH_WRK ?? "/usr/bin/wrk";
 export const NGINX_BIN = process.env.PORTCULLIS_BENCH_NGINX ?? "/usr/sbin/nginx";
@@ -265,69 +269,6 @@ export async function runWrk({ dir, port, requests, cycle, seconds, connections 
  */
 export function requestsFor(rate, seconds) {
   return Math.ceil(Math.max(rate, 5000) * seconds * 3) + 5000;
-}
-
-// --- CPU time of processes that are not ours to ask ----------------------------------------
-
-let clockTicks = null;
-/** The kernel's clock ticks per second (USER_HZ) that /proc/<pid>/stat counts in. */
-function ticksPerSecond() {
-  if (clockTicks === null) {
-    try {
-      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim());
-    } catch {
-      clockTicks = Number.NaN;
-    }
-    // Linux's USER_HZ nearly everywhere, when getconf cannot say.
-    if (!Number.isInteger(clockTicks) || clockTicks <= 0) clockTicks = 100;
-  }
-  return clockTicks;
-}
-
-/** utime + stime of a process (µs) and its parent pid, from /proc/<pid>/stat; null when gone. */
-export function procStat(text) {
-  // The command name (field 2) is in parentheses and may hold spaces: split after its last ')'.
-  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  // rest[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
-  return { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
-}
-
-function readStat(pid) {
-  try {
-    return procStat(readFileSync(`/proc/${pid}/stat`, "latin1"));
-  } catch {
-    return null;
-  }
-}
-
-/** `pid` and every descendant process of it, now. */
-function processTree(pid) {
-  const parents = new Map();
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    const stat = readStat(name);
-    if (stat !== null) parents.set(Number(name), stat.ppid);
-  }
-  const tree = [pid];
-  for (let i = 0; i < tree.length; i++) for (const [child, parent] of parents) if (parent === tree[i]) tree.push(child);
-  return tree;
-}
-
-/** CPU µs used so far by `pid` and its descendants, by pid (so that a process's share is taken once). */
-function treeCpu(pid) {
-  const out = new Map();
-  for (const p of processTree(pid)) {
-    const stat = readStat(p);
-    if (stat !== null) out.set(p, (stat.ticks * 1e6) / ticksPerSecond());
-  }
-  return out;
-}
-
-/** CPU µs between two treeCpu snapshots (processes present in both). */
-function cpuBetween(before, after) {
-  let us = 0;
-  for (const [pid, t] of after) if (before.has(pid)) us += t - before.get(pid);
-  return us;
 }
 
 // --- servers ------------------------------------------------------------------------------
