@@ -234,7 +234,7 @@ export class AuditLog implements DecisionRecorder {
    * those entries are acknowledged, or once the attempt failed (they then stay buffered).
    */
   flush(): Promise<void> {
-    return this.enqueue(() => this.commitAll(false));
+    return this.enqueue(() => this.commitAll(false, true));
   }
 
   /** Signs the chain's current head, if it moved since the latest checkpoint. */
@@ -257,7 +257,7 @@ export class AuditLog implements DecisionRecorder {
     this.commitTimer = null;
     this.checkpointTimer = null;
     await this.enqueue(async () => {
-      await this.commitAll(true);
+      await this.commitAll(true, true);
       if (this.buffer.length > 0) {
         this.counts.dropped += this.buffer.length;
         this.logger.error({ entries: this.buffer.length }, "audit entries lost at shutdown: neither the store nor the spill directory could take them");
@@ -292,7 +292,7 @@ export class AuditLog implements DecisionRecorder {
     this.commitTimer = this.timers.set(() => {
       this.commitTimer = null;
       this.commitSoon = false;
-      void this.flush();
+      void this.enqueue(() => this.commitAll(false, false));
     }, ms);
   }
 
@@ -307,18 +307,28 @@ export class AuditLog implements DecisionRecorder {
 
   // --- group commit -----------------------------------------------------------------------------
 
-  private async commitAll(force: boolean): Promise<void> {
+  /**
+   * Commits the waiting entries. `all` (flush, close): until none waits. Otherwise (the window's
+   * timer): what waits when it starts, and then only full batches — entries recorded while a commit runs
+   * wait for their own window (record() armed it), so each transaction carries a window's worth
+   * of entries rather than whatever arrived during the previous commit's fsync (at 10,000
+   * requests/s that was about 30 entries a commit, and about twice the CPU per entry).
+   */
+  private async commitAll(force: boolean, all: boolean): Promise<void> {
     const storeUsable = (): boolean => force || this.now() >= this.storeDownUntil;
     // Spilled batches go first, so the chain keeps (about) the order things happened in.
     if (this.spillPending && storeUsable()) await this.replay();
+    // The entries this commit is for; later ones only as full batches.
+    let due = all ? Number.POSITIVE_INFINITY : this.buffer.length;
     let first = true;
-    while (this.buffer.length > 0) {
+    while (this.buffer.length > 0 && (due > 0 || this.buffer.length >= this.batchEntries)) {
       // One transaction per `batchEntries` at most, and a turn of the event loop between them:
       // requests keep being served while a large backlog is written.
       if (!first) await yieldTurn();
       first = false;
       const batch = this.buffer.length <= this.batchEntries ? this.buffer : this.buffer.splice(0, this.batchEntries);
       if (batch === this.buffer) this.buffer = [];
+      due -= batch.length;
       if (!(await this.commitBatch(batch, !this.spillPending && storeUsable()))) {
         // Nothing could take it: back at the front, within the bound, and tried again later.
         const kept = batch.concat(this.buffer);

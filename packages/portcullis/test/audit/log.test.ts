@@ -7,7 +7,7 @@
 import type Database from "better-sqlite3";
 import { copyFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { decodeEntry } from "../../src/audit/canonical.js";
 import type { CommitInfo } from "../../src/audit/log.js";
 import { parseSpill } from "../../src/audit/spill.js";
@@ -51,6 +51,54 @@ describe("group commit of decisions", () => {
     expect(count(db)).toBe(3);
     expect(commits).toEqual([{ entries: 3, to: "store", first: 1, last: 3, spillFile: null, requestIds: ["req-1", "req-2", "req-3"] }]);
     expect(log.stats).toMatchObject({ committed: 3, buffered: 0 });
+  });
+
+  it("entries recorded while a commit runs wait for their own window, not for the end of that commit", async () => {
+    // Committing at once whatever arrived during the previous commit made each transaction as
+    // small as one fsync's worth of requests (about 30 at 10,000 requests/s), at twice the CPU
+    // per entry of a window's batch.
+    const commits: CommitInfo[] = [];
+    let arriving = 2;
+    const log = fx.log({
+      batchWindowMs: 50,
+      onCommit: (c) => {
+        commits.push(c);
+        while (arriving > 0) log.record(decision(10 + arriving--));
+      },
+    });
+    const db = fx.raw();
+    for (let i = 1; i <= 3; i++) log.record(decision(i));
+    fx.timers.fire();
+    await vi.waitFor(() => {
+      expect(commits).toHaveLength(1);
+    });
+    await new Promise<void>((resolve) => {
+      setImmediate(resolve);
+    });
+    expect(commits).toHaveLength(1);
+    expect(count(db)).toBe(3);
+    expect(log.stats).toMatchObject({ committed: 3, buffered: 2 });
+    expect(fx.timers.delays).toEqual([50]);
+    fx.timers.fire();
+    await vi.waitFor(() => {
+      expect(commits).toHaveLength(2);
+    });
+    expect(commits[1]).toMatchObject({ entries: 2, first: 4, last: 5 });
+    expect(requestIds(db)).toEqual(["req-1", "req-2", "req-3", "req-12", "req-11"]);
+  });
+
+  it("flush() commits everything, including what arrives while it commits", async () => {
+    let arriving = 1;
+    const log = fx.log({
+      batchWindowMs: 50,
+      onCommit: () => {
+        while (arriving > 0) log.record(decision(10 + arriving--));
+      },
+    });
+    log.record(decision(1));
+    await log.flush();
+    expect(count(fx.raw())).toBe(2);
+    expect(log.stats).toMatchObject({ committed: 2, buffered: 0 });
   });
 
   it("a full batch starts its commit at once, without waiting for the window", async () => {
