@@ -17,7 +17,13 @@
  *   auth-request    the same authorizer behind nginx's `auth_request`, running the shipped
  *                   docs/deploy/nginx-auth-request.conf (body-less requests), addresses templated;
  *   workers         `portcullis start --workers N` (N = cores), hot state in a private Redis,
- *                   signed native requests (when the build has that option).
+ *                   signed native requests (when the build has that option);
+ *   pass-through-light, signed-light
+ *                   the pass-through and the signed native rows again, with only
+ *                   LIGHT_CONNECTIONS connections: the loop then has about one request to serve
+ *                   at a time, so its delay is what a single task holds it for (a commit, a
+ *                   batch of the behaviour stage, a collection), not the queue of 32
+ *                   connections' requests that any server at full load works through in one turn.
  *
  * Every request is pre-generated here before its run, into a file that a generated wrk Lua script
  * loads and replays in order (one wrk thread, so nothing is sent twice): signed requests are then
@@ -71,6 +77,8 @@ export const WRK_TARGETS = {
   p99SignedOverPassThrough: 1.5,
   /** The gateway's event-loop delay p99 at full load (signed native), ms. */
   loopDelayP99Ms: 1,
+  /** The same at light load (signed-light): nothing blocks the loop for more than this, ms. */
+  loopDelayLightP99Ms: 1,
   /** nginx + Portcullis authorizer throughput (signed) at least this many times the gateway alone's. */
   authorizerOverGateway: 1.5,
 };
@@ -81,7 +89,10 @@ export const WRK_BENCH_SETTINGS = {
 };
 
 /** Every mode, in the order of the first round and of the report. */
-export const WRK_MODES = ["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "auth-request", "workers"];
+export const WRK_MODES = ["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "auth-request", "workers", "pass-through-light", "signed-light"];
+
+/** Connections of the light-load modes (`-light`). */
+export const LIGHT_CONNECTIONS = 2;
 
 export const WRK_MODE_LABEL = {
   nginx: "nginx reverse proxy (1 worker)",
@@ -92,6 +103,8 @@ export const WRK_MODE_LABEL = {
   authorizer: "nginx (docs/deploy/nginx.conf) + Portcullis authorizer, signed requests (native HMAC)",
   "auth-request": "nginx auth_request (docs/deploy/nginx-auth-request.conf) + Portcullis authorizer, signed requests (native HMAC)",
   workers: `Portcullis --workers ${availableParallelism()}, signed requests (native HMAC)`,
+  "pass-through-light": `Portcullis pass-through, ${LIGHT_CONNECTIONS} connections`,
+  "signed-light": `Portcullis, signed requests (native RFC 9421 HMAC), ${LIGHT_CONNECTIONS} connections`,
 };
 
 /** The freshness window of the benchmark's keys (ms): generation plus a run fit well inside it. */
@@ -602,6 +615,8 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
       public: { ...nodeServer(gateway), make: publicRequests(), cycle: true },
       "signed-native": { ...nodeServer(gateway), make: native },
       "signed-binance": { ...nodeServer(gateway), make: binance },
+      "pass-through-light": { ...nodeServer(pass), make: native, connections: LIGHT_CONNECTIONS },
+      "signed-light": { ...nodeServer(gateway), make: native, connections: LIGHT_CONNECTIONS },
     };
     if (missing.nginx === undefined) {
       const nginx = await startNginx({ upstreamPort: upstream.info.port });
@@ -657,7 +672,7 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
     const load = async (mode, runSeconds) => {
       const s = servers[mode];
       const count = s.cycle === true ? 1 : requestsFor(reached[mode], runSeconds);
-      const run = await runWrk({ dir, port: s.port, requests: s.make(count), cycle: s.cycle === true, seconds: runSeconds, connections });
+      const run = await runWrk({ dir, port: s.port, requests: s.make(count), cycle: s.cycle === true, seconds: runSeconds, connections: s.connections ?? connections });
       if (s.cycle !== true) reached[mode] = Math.max(reached[mode], run.rps);
       return { ...run, failures: run.failures + (s.cycle === true ? 0 : run.overflow) };
     };
@@ -754,6 +769,8 @@ export function wrkSection(result) {
   const binanceCpu = roundRatios(runs, "signed-binance", "pass-through", "cpuUs");
   const binanceP99 = roundRatios(runs, "signed-binance", "pass-through", "p99");
   const loopP99 = med("signed-native", (r) => r.loop.p99);
+  const loopLightP99 = med("signed-light", (r) => r.loop.p99);
+  const loopFigure = (mode, pick) => (ran(mode) ? `${fmt(med(mode, (r) => pick(r.loop)), 2)} ms` : `**${missing[mode] ?? "not measured"}**`);
   const authRatios = roundRatios(runs, "authorizer", "signed-native", "rps");
   const target = (label, ratios, bound, pass, fmtBound) => [label, ratios.length === 0 ? "n/a" : spread(ratios), fmtBound, ratios.length === 0 ? "–" : verdict(pass(median(ratios), bound))];
   const targetRows = [
@@ -765,11 +782,20 @@ export function wrkSection(result) {
       `≤ ${WRK_TARGETS.loopDelayP99Ms} ms`,
       ran("signed-native") ? verdict(loopP99 <= WRK_TARGETS.loopDelayP99Ms) : "–",
     ],
+    [
+      `Event-loop delay p99 at light load, ${LIGHT_CONNECTIONS} connections (signed native HMAC): the longest a task holds the loop`,
+      loopFigure("signed-light", (l) => l.p99),
+      `≤ ${WRK_TARGETS.loopDelayLightP99Ms} ms`,
+      ran("signed-light") ? verdict(loopLightP99 <= WRK_TARGETS.loopDelayLightP99Ms) : "–",
+    ],
     ran("authorizer")
       ? target("nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput", authRatios, WRK_TARGETS.authorizerOverGateway, (m, b) => m >= b, `≥ ${WRK_TARGETS.authorizerOverGateway}×`)
       : ["nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput", `**${missing.authorizer ?? "not measured"}**`, `≥ ${WRK_TARGETS.authorizerOverGateway}×`, "–"],
   ];
   const info = [
+    ["Event-loop delay p99 at full load, pass-through (the same 32 connections' queue, no security)", loopFigure("pass-through", (l) => l.p99), "none (informational)", "–"],
+    [`Event-loop delay max at light load, ${LIGHT_CONNECTIONS} connections (signed native HMAC)`, loopFigure("signed-light", (l) => l.max), "none (informational)", "–"],
+    [`Event-loop delay p99 / max at light load, ${LIGHT_CONNECTIONS} connections, pass-through`, ran("pass-through-light") ? `${fmt(med("pass-through-light", (r) => r.loop.p99), 2)} / ${fmt(med("pass-through-light", (r) => r.loop.max), 2)} ms` : `**${missing["pass-through-light"] ?? "not measured"}**`, "none (informational)", "–"],
     ["Signed (Binance HMAC) / pass-through, CPU µs per request", binanceCpu.length === 0 ? "n/a" : spread(binanceCpu), "none (informational)", "–"],
     ["Signed (Binance HMAC) / pass-through, p99 latency", binanceP99.length === 0 ? "n/a" : spread(binanceP99), "none (informational)", "–"],
     ["Pass-through / nginx, CPU µs per request", spread(roundRatios(runs, "pass-through", "nginx", "cpuUs")), "none (informational)", "–"],
@@ -791,7 +817,7 @@ export function wrkSection(result) {
     "",
     `The Portcullis rows are a whole configured Portcullis, started as \`portcullis start\` starts one (\`startPortcullis\` over a fresh data directory): the benchmark's two routes, the limits of every scope configured and raised to ${BENCH_LIMIT.toLocaleString("en-US")} per window (so nothing is refused, but every limit is still counted), the audit log and the behaviour stage on their defaults, hot state in memory. *Pass-through* is a Gateway with the pipeline off over the same running core, in its own process (as benchmark 2's pass-through mode). The signed requests are pre-generated just before each run, unique (their own nonce; a distinct microsecond timestamp for Binance) and fresh (the keys' freshness window is ${KEY_WINDOW_MS / 1000} s, which covers generation plus a run); a generated wrk Lua script loads them and sends each once, in order. The nginx and pass-through rows are sent the same signed native requests, forwarded unread; the public row sends one unsigned request to a public route over and over. Every answer other than 2xx, socket error or timeout counts as a failure (a refusal is not a measurement), and so does a run that used up its file.`,
     "",
-    `*CPU µs per request* is the CPU time (user + system) of every server process of the mode during the measured run — the gateway process over IPC (\`process.cpuUsage\`), nginx's master and worker (and \`--workers\`' processes) from \`/proc/<pid>/stat\`, both for the authorizer rows — divided by the requests wrk completed; neither the upstream nor wrk is counted. The *event-loop delay* columns are sampled inside the gateway process during each measured run (\`perf_hooks.monitorEventLoopDelay\`, 1 ms resolution): how much later than due its 1 ms timer ran, i.e. how long the loop was busy with requests before it could run a callback.`,
+    `*CPU µs per request* is the CPU time (user + system) of every server process of the mode during the measured run — the gateway process over IPC (\`process.cpuUsage\`), nginx's master and worker (and \`--workers\`' processes) from \`/proc/<pid>/stat\`, both for the authorizer rows — divided by the requests wrk completed; neither the upstream nor wrk is counted. The *event-loop delay* columns are sampled inside the gateway process during each measured run (\`perf_hooks.monitorEventLoopDelay\`, 1 ms resolution): how much later than due its 1 ms timer ran, i.e. how long the loop was busy with requests before it could run a callback. At full load the loop finds about one request per connection waiting at each turn and serves them all before the timer's turn comes, so its delay there is about ${settings.connections} requests' worth of work, for the pass-through too; the *${LIGHT_CONNECTIONS} connections* rows run the pass-through and the signed gateway again with only ${LIGHT_CONNECTIONS} connections, where the delay is what a single task (an audit commit handed to the writer, a batch of the behaviour stage, a garbage collection) holds the loop for.`,
     "",
     table(["Mode", "req/s", "p50 ms", "p99 ms", "CPU µs per request", "Event-loop delay p50 ms", "p99 ms", "max ms", "Failures (all runs)"], [
       ...WRK_MODES.map(row),

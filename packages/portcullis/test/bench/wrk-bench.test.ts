@@ -209,12 +209,33 @@ describe("benchmark 17: the report", () => {
     expect(results["wrk: Signed (native HMAC) / pass-through, CPU µs per request"]).toBe("**PASS**");
     expect(results["wrk: Signed (native HMAC) / pass-through, p99 latency"]).toBe("**PASS**");
     expect(results["wrk: Event-loop delay p99 at full load (signed native HMAC)"]).toBe("**PASS**");
+    expect(results["wrk: Event-loop delay p99 at light load, 2 connections (signed native HMAC): the longest a task holds the loop"]).toBe("–");
     expect(results["wrk: nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput"]).toBe("–");
     const text = section.text.join("\n");
     expect(text).toContain("| nginx reverse proxy (1 worker) | 12000 | 2.50 | 10.00 | 30.0 | – | – | – | 0 |");
     expect(text).toContain("**not available in this build (x)**");
     expect(text).toContain("**not available in this build (y)**");
     expect(text).toContain("**not measured here**");
+  });
+
+  it("judges the event loop at light load apart from full load, with the pass-through's delay beside both", () => {
+    const runs = [0, 1].flatMap((r) => [
+      run(r, "pass-through", 100, 20, 6000, 3.2),
+      run(r, "signed-native", 120, 25, 5000, 4.1),
+      run(r, "pass-through-light", 100, 2, 1500, 0.2),
+      run(r, "signed-light", 120, 3, 1200, r === 0 ? 0.6 : 0.8),
+    ]);
+    const section = bench.wrkSection({ settings, missing, runs, primeFailures: 0 });
+    const results: Record<string, string | undefined> = Object.fromEntries(section.summary.map((row) => [row[0] ?? "", row[3]]));
+    expect(results["wrk: Event-loop delay p99 at full load (signed native HMAC)"]).toBe("**FAIL**");
+    expect(results["wrk: Event-loop delay p99 at light load, 2 connections (signed native HMAC): the longest a task holds the loop"]).toBe("**PASS**");
+    const text = section.text.join("\n");
+    expect(text).toContain("| Event-loop delay p99 at light load, 2 connections (signed native HMAC): the longest a task holds the loop | 0.70 ms | ≤ 1 ms | **PASS** |");
+    expect(text).toContain("| Event-loop delay p99 at full load, pass-through (the same 32 connections' queue, no security) | 3.20 ms | none (informational) | – |");
+    expect(text).toContain("| Portcullis, signed requests (native RFC 9421 HMAC), 2 connections | 1200 |");
+    const slow = bench.wrkSection({ settings, missing, runs: runs.map((x) => (x.mode === "signed-light" ? { ...x, loop: { p50: 0.1, p99: 1.5, max: 3 } } : x)), primeFailures: 0 });
+    const slowResults: Record<string, string | undefined> = Object.fromEntries(slow.summary.map((row) => [row[0] ?? "", row[3]]));
+    expect(slowResults["wrk: Event-loop delay p99 at light load, 2 connections (signed native HMAC): the longest a task holds the loop"]).toBe("**FAIL**");
   });
 
   it("reports both authorizer rows, and the auth_request row's ratios as informational", () => {
