@@ -301,6 +301,39 @@ describe("the SQLite behaviour store", () => {
     expect(list((await one.behaviour.load(["k"])).get("k"))).toEqual([2]);
   });
 
+  it("written by the worker, reads back only what another writer moved on: one round trip an update in the steady state", async () => {
+    const { one, two } = sqlitePair(true);
+    const writer = one.writer;
+    if (writer === null) throw new Error("offThreadWrites: a writer");
+    await one.behaviour.update(["k"], increment);
+    let before = writer.stats.answered;
+    await one.behaviour.update(["k"], increment);
+    // The write alone: the state it last wrote is not read back.
+    expect(writer.stats.answered - before).toBe(1);
+    await two.behaviour.update(["k"], increment);
+    before = writer.stats.answered;
+    await one.behaviour.update(["k"], increment);
+    // The write that found the row moved on, the read, the write again.
+    expect(writer.stats.answered - before).toBe(3);
+    expect(counter((await two.behaviour.load(["k"])).get("k"))).toBe(4);
+  });
+
+  it("written by the worker, never takes a state removed and written again by another connection (same version) for its own", async () => {
+    const { one, two } = sqlitePair(true);
+    await one.behaviour.update(["k"], () => bytes(0, 0, 0, 5));
+    await two.behaviour.remove(["k"]);
+    // Version 1 again, other bytes.
+    await two.behaviour.update(["k"], () => bytes(0, 0, 0, 40));
+    const seen: number[] = [];
+    await one.behaviour.update(["k"], (id, current) => {
+      seen.push(counter(current));
+      return increment(id, current);
+    });
+    // First from the state it wrote, then, the row having moved on, from the stored one.
+    expect(seen).toEqual([5, 40]);
+    expect(counter((await two.behaviour.load(["k"])).get("k"))).toBe(41);
+  });
+
   it("rolls a whole call back when one id's apply fails", async () => {
     const { one } = sqlitePair();
     await one.behaviour.update(["a", "b"], () => bytes(1));

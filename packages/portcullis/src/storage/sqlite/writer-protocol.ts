@@ -49,8 +49,16 @@ export type WriterRequest =
   | { readonly id: number; readonly op: "reserve"; readonly keyId: string; readonly ceiling: string }
   | { readonly id: number; readonly op: "spill"; readonly dir: string; readonly entries: readonly AuditFields[]; readonly name: SpillName }
   | { readonly id: number; readonly op: "loadStates"; readonly ids: readonly string[] }
-  | { readonly id: number; readonly op: "writeStates"; readonly states: readonly (readonly [string, Uint8Array, number])[]; readonly at: number }
+  /**
+   * Behaviour states by compare-and-set: each `[id, state, version, previous]` is written only if
+   * the stored row still has that version and those bytes (`previous`; version 0 and null: no row
+   * yet). Answers the ids that moved on (nothing written for them).
+   */
+  | { readonly id: number; readonly op: "writeStates"; readonly states: readonly StateWrite[]; readonly at: number }
   | { readonly id: number; readonly op: "close" };
+
+/** A behaviour state to write: its id, its new bytes, the version and bytes it was computed from. */
+export type StateWrite = readonly [id: string, state: Uint8Array, version: number, previous: Uint8Array | null];
 
 export type WriterResponse =
   | { readonly id: number; readonly ok: true; readonly value: unknown }

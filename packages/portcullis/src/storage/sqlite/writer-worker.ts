@@ -3,7 +3,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import type { AuditFields } from "../../audit/events.js";
 import { SpillDir, type SpillName } from "../../audit/spill.js";
 import { SqliteAudit } from "./audit.js";
-import { RESERVE_LOCK_TIMEOUT_MS, RESERVE_SQL, WRITE_LOCK_TIMEOUT_MS, type WriterRequest, type WriterResponse, type WriterWorkerData, openWriterConnection } from "./writer-protocol.js";
+import { RESERVE_LOCK_TIMEOUT_MS, RESERVE_SQL, type StateWrite, WRITE_LOCK_TIMEOUT_MS, type WriterRequest, type WriterResponse, type WriterWorkerData, openWriterConnection } from "./writer-protocol.js";
 
 /**
  * The durable writer's thread (storage/sqlite/writer.ts starts it): its own connection to the
@@ -28,13 +28,16 @@ const touchAll = db.transaction((lastUsed: ReadonlyMap<string, number>) => {
 const reserve = db.prepare<[string, string]>(RESERVE_SQL);
 const loadState = db.prepare<[string], { state: Buffer; version: number }>("SELECT state, version FROM behaviour_state WHERE id = ?");
 const insertState = db.prepare<[string, Buffer, number]>("INSERT INTO behaviour_state (id, state, version, updated_at) VALUES (?, ?, 1, ?) ON CONFLICT (id) DO NOTHING");
-const replaceState = db.prepare<[Buffer, number, string, number]>("UPDATE behaviour_state SET state = ?, version = version + 1, updated_at = ? WHERE id = ? AND version = ?");
-/** Writes each state whose stored version is still the one it was computed from; returns the ids that moved on. */
-const writeStates = db.transaction((states: readonly (readonly [string, Uint8Array, number])[], at: number): string[] => {
+// The bytes as well as the version: a row removed and written again by another connection starts
+// again at version 1, and a writer holding an older version 1 must not take it for its own.
+const replaceState = db.prepare<[Buffer, number, string, number, Buffer]>("UPDATE behaviour_state SET state = ?, version = version + 1, updated_at = ? WHERE id = ? AND version = ? AND state = ?");
+const asBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/** Writes each state whose stored row is still the one it was computed from; returns the ids that moved on. */
+const writeStates = db.transaction((states: readonly StateWrite[], at: number): string[] => {
   const moved: string[] = [];
-  for (const [id, state, version] of states) {
-    const bytes = Buffer.from(state.buffer, state.byteOffset, state.byteLength);
-    const changes = version === 0 ? insertState.run(id, bytes, at).changes : replaceState.run(bytes, at, id, version).changes;
+  for (const [id, state, version, previous] of states) {
+    const bytes = asBuffer(state);
+    const changes = version === 0 || previous === null ? insertState.run(id, bytes, at).changes : replaceState.run(bytes, at, id, version, asBuffer(previous)).changes;
     if (changes === 0) moved.push(id);
   }
   return moved;

@@ -8,7 +8,7 @@ import { BehaviourStateError, checkPage, checkedState, distinctIds } from "../be
 import type { BehaviourStateStore } from "../types.js";
 import type { BatchMarker, SqliteAudit } from "./audit.js";
 import type { SqliteBehaviourStore } from "./behaviour.js";
-import type { WriterFault, WriterRequest, WriterResponse, WriterWorkerData } from "./writer-protocol.js";
+import type { StateWrite, WriterFault, WriterRequest, WriterResponse, WriterWorkerData } from "./writer-protocol.js";
 
 /**
  * The durable writer (docs/audit.md, "Where the writes happen"): a worker thread with its own
@@ -65,6 +65,8 @@ const nextTurn = (): Promise<void> =>
 const CLOSE_TIMEOUT_MS = 5_000;
 /** Tries of a behaviour state update whose ids keep being written by another connection. */
 const STATE_TRIES = 16;
+/** Behaviour states this process wrote last, kept to skip reading them back (WorkerBehaviourStore). */
+const KNOWN_STATES_MAX = 4096;
 
 /** Before a retry: 0 to 1, 2, 4 … 32 ms, so that two writers that collided rarely collide again. */
 function pause(attempt: number): Promise<void> {
@@ -242,8 +244,8 @@ export class SqliteWriter implements AuditStore {
     return this.request({ id: 0, op: "loadStates", ids });
   }
 
-  /** @internal (WorkerBehaviourStore): the ids whose stored version moved on (nothing written for them). */
-  writeStates(states: readonly (readonly [string, Uint8Array, number])[], at: number): Promise<string[]> {
+  /** @internal (WorkerBehaviourStore): the ids whose stored row moved on (nothing written for them). */
+  writeStates(states: readonly StateWrite[], at: number): Promise<string[]> {
     return this.request({ id: 0, op: "writeStates", states, at });
   }
 
@@ -379,10 +381,14 @@ export class SqliteWriter implements AuditStore {
 
 /**
  * Behaviour states written by the durable writer's worker, by compare-and-set: the states are
- * read with their versions, `apply` runs here, and each new state is written only if its version
- * did not move meanwhile (another process, or the store's own connection); the ids that moved are
- * read and applied again, up to a bound (then BEHAVIOUR_STATE_CONFLICT). A failure of `apply`
- * writes nothing.
+ * read with their versions, `apply` runs here, and each new state is written only if its row did
+ * not move meanwhile (its version and bytes are still those it was computed from: another process,
+ * or the store's own connection, may have written it); the ids that moved are read and applied
+ * again, up to a bound (then BEHAVIOUR_STATE_CONFLICT). A failure of `apply` writes nothing.
+ *
+ * The states this process wrote last are kept (up to KNOWN_STATES_MAX) and not read back: the
+ * behaviour stage updates the same keys and accounts batch after batch, and the compare-and-set
+ * finds out when another writer moved one on. That halves the round trips to the worker.
  */
 export class WorkerBehaviourStore implements BehaviourStateStore {
   readonly kind = "sqlite";
@@ -403,6 +409,8 @@ export class WorkerBehaviourStore implements BehaviourStateStore {
 
   /** This store's updates, one after another: they collide only with other connections'. */
   private queue: Promise<void> = Promise.resolve();
+  /** The bytes and version of each state as this store last wrote it (least recently written first). */
+  private readonly known = new Map<string, readonly [Uint8Array, number]>();
 
   update(ids: readonly string[], apply: (id: string, current: Uint8Array | null) => Uint8Array): Promise<void> {
     let wanted: string[];
@@ -424,8 +432,14 @@ export class WorkerBehaviourStore implements BehaviourStateStore {
         throw new BehaviourStateError("BEHAVIOUR_STATE_CONFLICT", `behaviour state: ${todo.length} state(s) changed by another writer at each of ${STATE_TRIES} tries (${todo.slice(0, 3).join(", ")}${todo.length > 3 ? ", …" : ""})`, todo);
       }
       const current = new Map<string, readonly [Uint8Array, number]>();
-      for (const [id, state, version] of await this.writer.loadStates(todo)) current.set(id, [state, version]);
-      const next: (readonly [string, Uint8Array, number])[] = [];
+      const unknown: string[] = [];
+      for (const id of todo) {
+        const known = attempt === 0 ? this.known.get(id) : undefined;
+        if (known === undefined) unknown.push(id);
+        else current.set(id, known);
+      }
+      if (unknown.length > 0) for (const [id, state, version] of await this.writer.loadStates(unknown)) current.set(id, [state, version]);
+      const next: StateWrite[] = [];
       let since = performance.now();
       for (const id of todo) {
         // The model runs here, on the request thread: a turn of the event loop every half millisecond.
@@ -434,13 +448,29 @@ export class WorkerBehaviourStore implements BehaviourStateStore {
           since = performance.now();
         }
         const c = current.get(id);
-        next.push([id, checkedState(id, apply(id, c === undefined ? null : c[0])), c === undefined ? 0 : c[1]]);
+        // A copy: `apply` may decode into views of its input, and the kept bytes must stay as written.
+        next.push([id, checkedState(id, apply(id, c === undefined ? null : c[0].slice())), c === undefined ? 0 : c[1], c === undefined ? null : c[0]]);
       }
-      todo = await this.writer.writeStates(next, this.now());
+      let moved: string[];
+      try {
+        moved = await this.writer.writeStates(next, this.now());
+      } catch (err) {
+        // Written or not: read them again next time.
+        for (const [id] of next) this.known.delete(id);
+        throw err;
+      }
+      const movedOn = new Set(moved);
+      for (const [id, state, version] of next) {
+        this.known.delete(id);
+        if (!movedOn.has(id)) this.known.set(id, [state, version + 1]);
+      }
+      while (this.known.size > KNOWN_STATES_MAX) this.known.delete(this.known.keys().next().value as string);
+      todo = moved;
     }
   }
 
   remove(ids: readonly string[]): Promise<void> {
+    for (const id of ids) this.known.delete(id);
     return this.local.remove(ids);
   }
 
