@@ -128,12 +128,16 @@ export class BehaviourEngine implements AnomalyScores {
 
   private readonly tick = (): void => {
     this.timer = null;
-    void this.settle();
+    void this.enqueue(false);
   };
 
   /** Scores every queued decision and carries out the responses; resolves when done. */
   settle(): Promise<void> {
-    const next = this.running.then(() => this.drain());
+    return this.enqueue(true);
+  }
+
+  private enqueue(all: boolean): Promise<void> {
+    const next = this.running.then(() => this.drain(all));
     this.running = next;
     return next;
   }
@@ -159,11 +163,20 @@ export class BehaviourEngine implements AnomalyScores {
     return { keyId, account: "", at: last.at, score: last.score, basis: last.basis, seen: 0, contributions: [] };
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const size = this.sliceSize();
+  /**
+   * Scores the queue in slices. `all` (settle): until it is empty. Otherwise (the timer): the
+   * decisions queued when it starts; those observed meanwhile wait for their own timer (observe
+   * armed it), so that each slice is as large as its time budget allows rather than as the few
+   * decisions that arrived during the previous slice's round trips to the state store (about 30
+   * at 10,000 requests/s, each slice two writes).
+   */
+  private async drain(all: boolean): Promise<void> {
+    let due = all ? Number.POSITIVE_INFINITY : this.queue.length;
+    while (this.queue.length > 0 && due > 0) {
+      const size = Math.min(this.sliceSize(), due);
       const batch = this.queue.length <= size ? this.queue : this.queue.slice(0, size);
       this.queue = this.queue.length <= size ? [] : this.queue.slice(size);
+      due -= batch.length;
       this.busyMs = 0;
       try {
         await this.process(batch);
@@ -173,7 +186,7 @@ export class BehaviourEngine implements AnomalyScores {
         this.logger.warn({ err, events: batch.length }, "behaviour: a batch of decisions could not be scored");
       }
       // A turn of the event loop between batches, even when the state store answers at once.
-      if (this.queue.length > 0) await nextTurn();
+      if (this.queue.length > 0 && due > 0) await nextTurn();
     }
   }
 

@@ -9,7 +9,7 @@
  * queue drops decisions (counted), never requests.
  */
 import { inject } from "light-my-request";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { BehaviourEngine } from "../../src/anomaly/engine.js";
 import { DEFAULT_BEHAVIOUR_SETTINGS, actionStrength, stepUpSettings } from "../../src/anomaly/responses.js";
 import type { RouteSpec } from "../../src/authz/routes.js";
@@ -27,6 +27,7 @@ import { HoldService } from "../../src/holds/service.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { StaticPrices } from "../../src/operations/prices.js";
 import { RedisBehaviourStore } from "../../src/storage/redis/behaviour.js";
+import type { BehaviourStateStore } from "../../src/storage/types.js";
 import { readEntries } from "../audit/support.js";
 import { IDENTITY_SECRET, startEchoUpstream } from "../support/gateway.js";
 import { TEST_ROUTES, type TestCore, makeCore, signRequest } from "../support/harness.js";
@@ -227,6 +228,67 @@ describe("the engine's bounds and sharing", () => {
     const latest = await engine.latest(first.key?.record.id ?? "");
     expect(latest?.at).toBe(at);
     expect(latest?.seen).toBe(0); // the first event of the key: none before it
+    await engine.close();
+  });
+
+  it("a timer's batch scores the decisions queued when it started; those observed meanwhile wait for their own timer", async () => {
+    // Draining until the queue was empty made every slice as small as what arrived during the
+    // previous slice's round trips to the state store (about 30 decisions at 10,000 requests/s).
+    const { t, list } = await contexts(3);
+    const inner = (t.core as unknown as { store: { behaviour: BehaviourStateStore } }).store.behaviour;
+    const calls: string[][] = [];
+    let release: () => void = () => undefined;
+    let gate: Promise<void> | null = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const states: BehaviourStateStore = {
+      kind: "gated",
+      load: (ids) => inner.load(ids),
+      remove: (ids) => inner.remove(ids),
+      ids: (after, limit) => inner.ids(after, limit),
+      async update(ids, apply) {
+        calls.push([...ids]);
+        const held = gate;
+        gate = null;
+        if (held !== null) await held;
+        return inner.update(ids, apply);
+      },
+    };
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    cleanups.push(() => {
+      vi.useRealTimers();
+      return Promise.resolve();
+    });
+    const engine = new BehaviourEngine({ model: new BehaviourModel(), states, respond: null, prices: null, logger: silentLogger(), flushMs: 60_000 });
+    const [first, second, third] = list as [RequestContext, RequestContext, RequestContext];
+    const keyId = first.key?.record.id ?? "";
+    engine.observe(first, "allowed");
+    // (vi.waitFor moves fake timers on by its interval at each check: the window is far longer.)
+    vi.advanceTimersByTime(60_000);
+    await vi.waitFor(() => {
+      expect(calls).toHaveLength(1);
+    });
+    // While the first batch waits on the store.
+    engine.observe(second, "allowed");
+    engine.observe(third, "allowed");
+    release();
+    await vi.waitFor(async () => {
+      expect(await engine.latest(keyId)).not.toBeNull();
+    });
+    for (let i = 0; i < 10; i++) {
+      await new Promise<void>((resolve) => {
+        setImmediate(resolve);
+      });
+    }
+    // The account's update and the key's, for the first decision only.
+    expect(calls).toHaveLength(2);
+    expect((await engine.latest(keyId))?.seen).toBe(0);
+    vi.advanceTimersByTime(60_000);
+    await vi.waitFor(async () => {
+      expect((await engine.latest(keyId))?.seen).toBe(2);
+    });
+    // One batch for both.
+    expect(calls).toHaveLength(4);
     await engine.close();
   });
 
