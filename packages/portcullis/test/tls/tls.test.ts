@@ -201,6 +201,24 @@ describe("HTTPS gateway and admin API", () => {
     expect(old.code).toMatch(/ALERT_PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/);
   });
 
+  it("refuses a TLS 1.2 renegotiation", async () => {
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = tlsConnect({ host: "127.0.0.1", port: gw, ca: pki.ca.certPem, maxVersion: "TLSv1.2" });
+      socket.once("error", () => resolve("error"));
+      socket.once("close", () => resolve("closed"));
+      socket.once("secureConnect", () => {
+        socket.renegotiate({ rejectUnauthorized: true }, (err) => {
+          if (err !== null) resolve("error");
+          else {
+            resolve("renegotiated");
+            socket.destroy();
+          }
+        });
+      });
+    });
+    expect(outcome).not.toBe("renegotiated");
+  });
+
   it("the admin listener requires a client certificate of the CA: none, or another CA's, fails the handshake", async () => {
     expect((await handshakeError({ port: admin })).code).not.toBeNull();
     expect((await handshakeError({ port: admin, client: pki.stranger })).code).not.toBeNull();
