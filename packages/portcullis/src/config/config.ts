@@ -62,6 +62,11 @@ export interface PortcullisConfig {
     readonly workers: number | "auto";
     /** HTTPS on the gateway's listener, with optional mutual TLS (docs/tls.md); null: plain HTTP. */
     readonly tls: TlsSettings | null;
+    /**
+     * The header a trusted proxy terminating TLS passes the client certificate in (nginx:
+     * `$ssl_client_escaped_cert`), lower case; believed from `trustedProxies` only. Null: none.
+     */
+    readonly clientCertHeader: string | null;
   };
   readonly admin: {
     readonly enabled: boolean;
@@ -206,7 +211,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const g = obj(root.gateway, "gateway");
-  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers", "tls"]);
+  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers", "tls", "clientCertHeader"]);
   const mode = str(g, "mode", "gateway", "proxy");
   if (mode !== "proxy" && mode !== "authorizer") throw new ConfigError('gateway.mode must be "proxy" or "authorizer"');
   const upstream = str(g, "upstream", "gateway", "");
@@ -221,6 +226,11 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     throw new ConfigError("gateway.trustedProxies is required in authorizer mode: the proxies (nginx, Envoy…) allowed to ask the authorizer");
   }
   const gatewayTls = tlsSettings(g.tls, "gateway.tls", baseDir);
+  const clientCertHeader = g.clientCertHeader === undefined ? null : str(g, "clientCertHeader", "gateway", "").toLowerCase();
+  if (clientCertHeader !== null) {
+    if (!/^[a-z0-9-]{1,64}$/.test(clientCertHeader)) throw new ConfigError("gateway.clientCertHeader must be a header name (letters, digits and -), e.g. X-Client-Cert");
+    if (trustedProxies.length === 0) throw new ConfigError("gateway.clientCertHeader needs gateway.trustedProxies: the header is believed from those proxies only");
+  }
   // With TLS the gateway's clients use https (signatures cover the scheme's default port).
   const scheme = str(g, "scheme", "gateway", gatewayTls === null ? "http" : "https");
   if (scheme !== "http" && scheme !== "https") throw new ConfigError('gateway.scheme must be "http" or "https"');
@@ -312,6 +322,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       identitySecretFile: resolve(dataDir, str(g, "identitySecretFile", "gateway", "identity.secret")),
       workers: parseWorkers(g.workers, "gateway.workers"),
       tls: gatewayTls,
+      clientCertHeader,
     },
     admin: {
       enabled: bool(a, "enabled", "admin", true),

@@ -41,8 +41,11 @@ export class RequestContext {
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer;
   readonly socketAddress: string | undefined;
-  /** The client certificate's thumbprint (mutual TLS), or null: none (PipelineRequest.clientCert). */
-  readonly clientCert: string | null;
+  /**
+   * The client certificate's thumbprint (mutual TLS), or null: none (PipelineRequest.clientCert);
+   * stage 1 replaces it with the one a trusted proxy passed on, when one is configured.
+   */
+  clientCert: string | null;
   /** Epoch ms when the pipeline started; every time check of this request uses it. */
   readonly now: number;
 

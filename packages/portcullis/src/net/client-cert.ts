@@ -33,3 +33,25 @@ export function peerCertThumbprint(socket: Socket): string | null {
   bySocket.set(socket, thumbprint);
   return thumbprint;
 }
+
+const PEM_CERT_RE = /^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$/;
+
+/**
+ * The thumbprint of a certificate a TLS-terminating proxy passed on as URL-encoded PEM (nginx's
+ * `$ssl_client_escaped_cert`), or null: empty, not URL-encoded, or not one PEM certificate. The
+ * proxy verified the certificate; this only names it (no X.509 parsing: bytes that are not a
+ * certificate match no binding).
+ */
+export function thumbprintOfEscapedPem(value: string): string | null {
+  if (value === "" || value.length > 16_384) return null;
+  let pem: string;
+  try {
+    pem = decodeURIComponent(value);
+  } catch {
+    return null;
+  }
+  const body = PEM_CERT_RE.exec(pem)?.[1];
+  if (body === undefined) return null;
+  const der = Buffer.from(body.replace(/[\r\n]/g, ""), "base64");
+  return der.length === 0 ? null : certThumbprint(der);
+}

@@ -41,6 +41,11 @@ describe("gateway.tls and admin.tls", () => {
     expect(parse({ tls: { cert: "c", key: "k", ca: "ca", clientAuth: "optional", reloadInterval: "30s" } }).gateway.tls).toMatchObject({ clientAuth: "optional", reloadIntervalMs: 30_000 });
   });
 
+  it("gateway.clientCertHeader: a header name (lower-cased), with trusted proxies; absent by default", () => {
+    expect(parse({}).gateway.clientCertHeader).toBeNull();
+    expect(parse({ clientCertHeader: "X-Client-Cert", trustedProxies: ["10.0.0.0/8"] }).gateway.clientCertHeader).toBe("x-client-cert");
+  });
+
   it("refuses what is not a valid setting, naming it", () => {
     expect(refused({ tls: true })).toMatch(/^gateway.tls must be an object/);
     expect(refused({ tls: {} })).toMatch(/^gateway.tls.cert is required/);
@@ -57,6 +62,8 @@ describe("gateway.tls and admin.tls", () => {
     }
     expect(refused({ scheme: "http", tls: { cert: "c", key: "k" } })).toMatch(/gateway.scheme must be "https" \(or absent\) when gateway.tls is set/);
     expect(refused({}, { tls: { cert: "c" } })).toMatch(/^admin.tls.key is required/);
+    expect(refused({ clientCertHeader: "X-Client-Cert" })).toMatch(/^gateway.clientCertHeader needs gateway.trustedProxies/);
+    expect(refused({ clientCertHeader: "X Client Cert", trustedProxies: ["10.0.0.0/8"] })).toMatch(/^gateway.clientCertHeader must be a header name/);
     expect(refused({}, { tls: { cert: "c", key: "k", clientAuth: "optional" } })).toMatch(/^admin.tls.ca is required/);
   });
 });

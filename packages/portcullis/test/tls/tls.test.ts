@@ -10,7 +10,7 @@ import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFile
 import { Agent, type RequestOptions, request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type TLSSocket, connect as tlsConnect } from "node:tls";
+import { TLSSocket, connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../src/config/config.js";
 import { initDataDir } from "../../src/core/data-dir.js";
@@ -58,12 +58,13 @@ function call(c: Call): Promise<Answer> {
       },
       (res) => {
         const chunks: Buffer[] = [];
-        const socket = res.socket as TLSSocket;
+        const socket = res.socket;
+        if (!(socket instanceof TLSSocket)) throw new TypeError("not a TLS socket");
         const served = socket.getPeerCertificate().fingerprint256;
         res.on("data", (d: Buffer) => chunks.push(d));
         res.on("end", () => {
           const text = Buffer.concat(chunks).toString("utf8");
-          let json: Record<string, unknown> = {};
+          let json: Record<string, unknown>;
           try {
             json = JSON.parse(text) as Record<string, unknown>;
           } catch {
@@ -204,8 +205,12 @@ describe("HTTPS gateway and admin API", () => {
   it("refuses a TLS 1.2 renegotiation", async () => {
     const outcome = await new Promise<string>((resolve) => {
       const socket = tlsConnect({ host: "127.0.0.1", port: gw, ca: pki.ca.certPem, maxVersion: "TLSv1.2" });
-      socket.once("error", () => resolve("error"));
-      socket.once("close", () => resolve("closed"));
+      socket.once("error", () => {
+        resolve("error");
+      });
+      socket.once("close", () => {
+        resolve("closed");
+      });
       socket.once("secureConnect", () => {
         socket.renegotiate({ rejectUnauthorized: true }, (err) => {
           if (err !== null) resolve("error");
