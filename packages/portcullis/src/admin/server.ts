@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import type { TlsCredentials } from "../gateway/tls.js";
+import { peerCertThumbprint } from "../net/client-cert.js";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
@@ -64,6 +66,8 @@ const ADMIN_BODY_LIMIT = 64 * 1024;
 
 export interface AdminApiOptions {
   readonly core: Portcullis;
+  /** Serve HTTPS (docs/tls.md): the admin listener's certificate, key and mutual TLS; absent: plain HTTP. */
+  readonly tls?: TlsCredentials | undefined;
   readonly logger: Logger;
   readonly now?: () => number;
   /** The policy service and address book (admin/policy.ts); without them those routes are ROUTE_NOT_FOUND. */
@@ -103,7 +107,7 @@ export class AdminApi {
     this.now = options.now ?? Date.now;
     this.governance = options.governance ?? null;
     this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES, { allowReserved: true }));
-    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT }, this.handle);
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT, tls: options.tls }, this.handle);
     this.server = this.listener.server;
     this.lifecycle = new Lifecycle({
       pipeline: this.pipeline,
@@ -132,7 +136,7 @@ export class AdminApi {
   private async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     let body = readBody(req, ADMIN_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
-    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
+    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
   /** Render: the handler's JSON answer, its refusal (with the fields at fault), or the pipeline's. */

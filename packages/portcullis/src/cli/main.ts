@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { generateKeyPairSync } from "node:crypto";
+import { X509Certificate, generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type ConfigSource, type PortcullisConfig, DEFAULT_LIMITS, MAX_WORKERS, loadConfigSource, parseWorkers } from "../config/config.js";
@@ -9,6 +9,7 @@ import { parseLimitOverrides, parseRotateKeyInput } from "../keys/input.js";
 import { KEY_STATUSES, type KeyGuardrails, type KeyStatus, type KeyView } from "../contract/keys.js";
 import { LAST_USED_FLUSH_MS } from "../keys/usage.js";
 import { type Logger, createLogger } from "../log/logger.js";
+import { certThumbprint } from "../net/client-cert.js";
 import { startPortcullis, urlOf } from "../runtime/runtime.js";
 import { startWorkers, workerCount } from "../runtime/workers.js";
 import { initDataDir } from "../core/data-dir.js";
@@ -87,12 +88,32 @@ function describeKey(k: KeyView): string {
   ];
   if (k.label !== "") lines.splice(1, 0, `label       ${k.label}`);
   if (k.owner !== null) lines.push(`owner       ${k.owner}`);
+  if (k.certThumbprint !== null) lines.push(`client cert ${k.certThumbprint} (x5t#S256: requests need mutual TLS with this certificate)`);
   if (k.idleExpiresAt !== null) lines.push(`idle expiry ${new Date(k.idleExpiresAt).toISOString()} unless used (it may trade or withdraw from any address)`);
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
   if (k.rotatedFrom !== null) lines.push(`rotated from ${k.rotatedFrom}`);
   if (k.rotatedTo !== null) lines.push(`rotated to  ${k.rotatedTo} (this key stops at its expiry)`);
   lines.push(...describeGuardrails(k.guardrails));
   return lines.join("\n");
+}
+
+/**
+ * The thumbprint `keys create` binds the key to (docs/tls.md): computed from `--cert FILE` (a PEM
+ * certificate), or `--cert-thumbprint` as given (the key service checks its form); not both.
+ */
+function certBinding(certFile: string | undefined, thumbprint: string | undefined): string | undefined {
+  if (certFile !== undefined && thumbprint !== undefined) {
+    throw new PortcullisError("VALIDATION_FAILED", "give --cert or --cert-thumbprint, not both", { certThumbprint: "given twice" });
+  }
+  if (certFile === undefined) return thumbprint;
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(readFileSync(certFile));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT" || (err as NodeJS.ErrnoException).code === "EACCES") throw err;
+    throw new PortcullisError("VALIDATION_FAILED", `--cert: ${certFile} is not a PEM certificate`, { certThumbprint: "--cert is not a PEM certificate" });
+  }
+  return certThumbprint(cert.raw);
 }
 
 /** The `guardrails` lines of `keys show` (docs/guardrails.md). */
@@ -238,6 +259,16 @@ async function startWorkerPool(config: PortcullisConfig, source: ConfigSource, w
   };
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
+  // TLS reload (docs/tls.md): each worker reads its certificate and key again.
+  process.on("SIGHUP", () => {
+    for (const pid of pool.pids()) {
+      try {
+        process.kill(pid, "SIGHUP");
+      } catch {
+        // A worker that just exited: its replacement reads the files at its start.
+      }
+    }
+  });
   logger.info({ gateway: pool.gateway, admin: pool.admin, upstream: config.gateway.upstream, workers: pool.workers }, "portcullis started");
 }
 
@@ -319,9 +350,13 @@ function buildProgram(): Command {
       };
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
+      // SIGHUP reloads the TLS certificates and keys (docs/tls.md); without TLS it is ignored.
+      process.on("SIGHUP", () => {
+        running.reloadTls();
+      });
       // Only now: whoever waits for this line may signal at once (before, SIGTERM would kill outright).
       logger.info(
-        { gateway: urlOf(running.gatewayAddress), mode: config.gateway.mode, admin: running.adminAddress === null ? null : urlOf(running.adminAddress), upstream: config.gateway.upstream },
+        { gateway: urlOf(running.gatewayAddress, running.tls.gateway === null ? "http" : "https"), mode: config.gateway.mode, admin: running.adminAddress === null ? null : urlOf(running.adminAddress, running.tls.admin === null ? "http" : "https"), upstream: config.gateway.upstream },
         "portcullis started",
       );
     });
@@ -374,9 +409,13 @@ function buildProgram(): Command {
       .option("--session-ttl <duration>", 'lifetime of the key\'s sessions, 1m to 24h (default 15m)')
       .option("--session-bind-address", "bind the key's sessions to the address they log on from")
       .option("--operator", "an operator key: its admin scopes reach every account (without it an admin key manages its own account's keys)")
-      .option("--owner <name>", "the person who owns the key (an approver of that name never approves what it initiates)"),
+      .option("--owner <name>", "the person who owns the key (an approver of that name never approves what it initiates)")
+      .option("--cert <file>", "bind the key to this client certificate (PEM): requests need mutual TLS with it (docs/tls.md)")
+      .option("--cert-thumbprint <x5t#S256>", "bind the key to the client certificate with this SHA-256 thumbprint (base64url, RFC 8705)"),
   ), false).action(
     async (opts: TargetOptions & GuardrailFlags & {
+      cert?: string;
+      certThumbprint?: string;
       operator?: boolean;
       owner?: string;
       account: string;
@@ -424,6 +463,8 @@ function buildProgram(): Command {
       if (opts.sessionBindAddress === true) raw.sessionBindAddress = true;
       if (opts.operator === true) raw.operator = true;
       if (opts.owner !== undefined) raw.owner = opts.owner;
+      const thumbprint = certBinding(opts.cert, opts.certThumbprint);
+      if (thumbprint !== undefined) raw.certThumbprint = thumbprint;
       const guardrails = guardrailsFromFlags(opts, false);
       if (guardrails !== undefined) raw.guardrails = guardrails;
       const key = await withOps(opts, (ops) => ops.create(raw));
@@ -449,7 +490,7 @@ function buildProgram(): Command {
     print(opts.json === true, list, () =>
       list.length === 0
         ? "no keys"
-        : list.map((k) => `${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.algorithm.padEnd(11)} ${k.account}  ${k.scopes.join(",")}`).join("\n"),
+        : list.map((k) => `${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.algorithm.padEnd(11)} ${k.account}  ${k.scopes.join(",")}${k.certThumbprint === null ? "" : `  cert ${k.certThumbprint}`}`).join("\n"),
     );
   });
 

@@ -18,6 +18,7 @@ import type { PriceTable } from "../operations/prices.js";
 import type { PriceRefreshSettings } from "../operations/live-prices.js";
 import { type BehaviourSettings, parseBehaviourSettings } from "../anomaly/responses.js";
 import { WebSocketConfigError, type WebSocketSettings, compileWebSocketSettings } from "../gateway/websocket/config.js";
+import { type TlsSettings, parseTlsSettings } from "../gateway/tls.js";
 
 /**
  * The configuration file (JSON). Every field is validated at startup; a mistake stops the process
@@ -59,11 +60,20 @@ export interface PortcullisConfig {
     readonly identitySecretFile: string;
     /** Gateway processes sharing the ports (runtime/workers.ts): 1 is one process, "auto" one per core. */
     readonly workers: number | "auto";
+    /** HTTPS on the gateway's listener, with optional mutual TLS (docs/tls.md); null: plain HTTP. */
+    readonly tls: TlsSettings | null;
+    /**
+     * The header a trusted proxy terminating TLS passes the client certificate in (nginx:
+     * `$ssl_client_escaped_cert`), lower case; believed from `trustedProxies` only. Null: none.
+     */
+    readonly clientCertHeader: string | null;
   };
   readonly admin: {
     readonly enabled: boolean;
     readonly host: string;
     readonly port: number;
+    /** HTTPS on the admin listener, with optional mutual TLS (docs/tls.md); null: plain HTTP. */
+    readonly tls: TlsSettings | null;
   };
   readonly signatures: {
     readonly windowMs: number;
@@ -201,7 +211,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const g = obj(root.gateway, "gateway");
-  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers"]);
+  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers", "tls", "clientCertHeader"]);
   const mode = str(g, "mode", "gateway", "proxy");
   if (mode !== "proxy" && mode !== "authorizer") throw new ConfigError('gateway.mode must be "proxy" or "authorizer"');
   const upstream = str(g, "upstream", "gateway", "");
@@ -215,11 +225,20 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   if (mode === "authorizer" && trustedProxies.length === 0) {
     throw new ConfigError("gateway.trustedProxies is required in authorizer mode: the proxies (nginx, Envoy…) allowed to ask the authorizer");
   }
-  const scheme = str(g, "scheme", "gateway", "http");
+  const gatewayTls = tlsSettings(g.tls, "gateway.tls", baseDir);
+  const clientCertHeader = g.clientCertHeader === undefined ? null : str(g, "clientCertHeader", "gateway", "").toLowerCase();
+  if (clientCertHeader !== null) {
+    if (!/^[a-z0-9-]{1,64}$/.test(clientCertHeader)) throw new ConfigError("gateway.clientCertHeader must be a header name (letters, digits and -), e.g. X-Client-Cert");
+    if (trustedProxies.length === 0) throw new ConfigError("gateway.clientCertHeader needs gateway.trustedProxies: the header is believed from those proxies only");
+  }
+  // With TLS the gateway's clients use https (signatures cover the scheme's default port).
+  const scheme = str(g, "scheme", "gateway", gatewayTls === null ? "http" : "https");
   if (scheme !== "http" && scheme !== "https") throw new ConfigError('gateway.scheme must be "http" or "https"');
+  if (gatewayTls !== null && scheme !== "https") throw new ConfigError('gateway.scheme must be "https" (or absent) when gateway.tls is set');
 
   const a = obj(root.admin, "admin");
-  only(a, "admin", ["enabled", "host", "port"]);
+  only(a, "admin", ["enabled", "host", "port", "tls"]);
+  const adminTls = tlsSettings(a.tls, "admin.tls", baseDir);
   const s = obj(root.signatures, "signatures");
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
   const se = obj(root.sessions, "sessions");
@@ -302,11 +321,14 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       serverTiming: bool(g, "serverTiming", "gateway", false),
       identitySecretFile: resolve(dataDir, str(g, "identitySecretFile", "gateway", "identity.secret")),
       workers: parseWorkers(g.workers, "gateway.workers"),
+      tls: gatewayTls,
+      clientCertHeader,
     },
     admin: {
       enabled: bool(a, "enabled", "admin", true),
       host: str(a, "host", "admin", "127.0.0.1"),
       port: int(a, "port", "admin", 8081, 0, 65535),
+      tls: adminTls,
     },
     signatures: {
       windowMs: int(s, "windowMs", "signatures", DEFAULT_WINDOW_MS, 1000, 60_000),
@@ -326,6 +348,16 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     policy: { addressCooldownMs },
     behaviour: parseBehaviour(root.behaviour),
   };
+}
+
+/** A listener's `tls` object (gateway/tls.ts), or null when absent. */
+function tlsSettings(raw: unknown, where: string, baseDir: string): TlsSettings | null {
+  const parsed = parseTlsSettings(raw, where, baseDir, (text) => {
+    const ms = parseDuration(text);
+    return ms.ok ? ms.value : null;
+  });
+  if (!parsed.ok) throw new ConfigError(parsed.message);
+  return parsed.value;
 }
 
 /** The `behaviour` section (anomaly/responses.ts). */

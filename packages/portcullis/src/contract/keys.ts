@@ -108,7 +108,17 @@ export interface KeyRecord {
    * small extra limit (`throttle`). Null for none. Sessions of the key carry it with the key.
    */
   readonly risk: KeyRisk | null;
+  /**
+   * The client certificate the key is bound to (docs/tls.md): the SHA-256 thumbprint of its DER
+   * encoding, base64url without padding (RFC 8705 `x5t#S256`). A request signed with the key (or
+   * with one of its sessions) is refused KEY_CERT_MISMATCH unless it came over mutual TLS with that
+   * certificate. Null: not bound. Set when the key is created; a successor inherits it.
+   */
+  readonly certThumbprint: string | null;
 }
+
+/** A certificate thumbprint as `KeyRecord.certThumbprint` holds it: 43 characters of base64url (SHA-256, no padding). */
+export const CERT_THUMBPRINT_RE = /^[A-Za-z0-9_-]{43}$/;
 
 /**
  * A key's guardrails, JSON-safe (decimals as plain strings, as `operations/decimal.ts` reads them).

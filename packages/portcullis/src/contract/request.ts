@@ -22,6 +22,12 @@ export interface PipelineRequest {
   readonly body: Buffer;
   /** The socket's peer address. */
   readonly socketAddress: string | undefined;
+  /**
+   * The thumbprint of the client certificate the connection proved over mutual TLS
+   * (net/client-cert.ts `peerCertThumbprint`), or null/absent: none. Checked against a
+   * certificate-bound key (docs/tls.md).
+   */
+  readonly clientCert?: string | null;
 }
 
 /**
@@ -35,6 +41,11 @@ export class RequestContext {
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer;
   readonly socketAddress: string | undefined;
+  /**
+   * The client certificate's thumbprint (mutual TLS), or null: none (PipelineRequest.clientCert);
+   * stage 1 replaces it with the one a trusted proxy passed on, when one is configured.
+   */
+  clientCert: string | null;
   /** Epoch ms when the pipeline started; every time check of this request uses it. */
   readonly now: number;
 
@@ -101,6 +112,7 @@ export class RequestContext {
     this.headers = req.headers;
     this.body = req.body;
     this.socketAddress = req.socketAddress;
+    this.clientCert = req.clientCert ?? null;
     this.now = now;
   }
 }

@@ -76,6 +76,8 @@ export interface PortcullisOptions {
   readonly idleExpiryMs?: number | null;
   readonly futureSkewMs?: number;
   readonly trustedProxies?: readonly string[];
+  /** The header a trusted proxy passes the client certificate in (URL-encoded PEM, docs/tls.md), lower case; absent: none. */
+  readonly clientCertHeader?: string | null;
   readonly authorities?: readonly string[];
   readonly scheme?: "http" | "https";
   /** Record per-stage timings (Server-Timing). */
@@ -251,7 +253,7 @@ export class Portcullis {
       limits: new LimitPlan(options.limits?.specs ?? []),
       shield: this.shield,
       blockOnAuthFailures: options.limits !== undefined,
-      clientAddress: new ClientAddressResolver(options.trustedProxies ?? [], options.limits?.ipv6Prefix),
+      clientAddress: new ClientAddressResolver(options.trustedProxies ?? [], options.limits?.ipv6Prefix, options.clientCertHeader ?? null),
       environment: options.environment,
       scheme,
       authorities: options.authorities,

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { peerCertThumbprint } from "../net/client-cert.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import type { Portcullis } from "../core/core.js";
@@ -92,7 +93,7 @@ export function portcullisPreParsing(
     const declared = Number(raw.headers["content-length"] ?? 0);
     const body = declared > bodyLimit ? deny("BODY_TOO_LARGE") : await collectBody(payload, bodyLimit);
     const target: FastifyTarget = { request, reply, result: null };
-    await lifecycle.serve({ method: raw.method ?? "", url: raw.url ?? "", headers: raw.headers, body, socketAddress: raw.socket.remoteAddress }, requestId, target);
+    await lifecycle.serve({ method: raw.method ?? "", url: raw.url ?? "", headers: raw.headers, body, socketAddress: raw.socket.remoteAddress, clientCert: peerCertThumbprint(raw.socket) }, requestId, target);
     return target.result ?? refuse(reply, deny("INTERNAL"), requestId);
   };
 }

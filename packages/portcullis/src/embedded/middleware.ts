@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { peerCertThumbprint } from "../net/client-cert.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core/core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
@@ -159,7 +160,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     }
     let body = readBody(req, bodyLimit);
     if (body instanceof Promise) body = await body;
-    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, { req, res, next });
+    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, { req, res, next });
   };
   return (req, res, next) => {
     run(req, res, next).catch((err: unknown) => {

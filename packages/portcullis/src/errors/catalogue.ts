@@ -239,6 +239,12 @@ const requestRefusals = {
   },
   AUTHORIZER_REFUSAL_INVALID: { status: 403, message: "The refusal token is missing, altered, forged or expired." },
 
+  // --- certificate-bound keys (mutual TLS; docs/tls.md) ---------------------------------------
+  KEY_CERT_MISMATCH: {
+    status: 401,
+    message: "This API key is bound to a client certificate: send the request over TLS with that certificate (mutual TLS).",
+  },
+
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },
 } as const satisfies Record<string, { status: number; message: string }>;
@@ -365,6 +371,18 @@ const operatorFailures = {
     exit: 1,
     message: "A stored behaviour state is not one Portcullis writes (another value under its Redis key, or larger than 2,048 bytes).",
   },
+
+  // --- TLS (gateway.tls, admin.tls; docs/tls.md) ------------------------------------------------
+  TLS_MATERIAL_INVALID: {
+    area: "config",
+    exit: 1,
+    message: "A TLS certificate, private key or CA file cannot be read, is not PEM, or the key does not match the certificate; nothing was started.",
+  },
+  TLS_RELOAD_FAILED: {
+    area: "config",
+    exit: 1,
+    message: "Reloading the TLS certificate and key failed (a warning in the log): the previous certificate is still served; fix the files and reload again.",
+  },
 } as const satisfies Record<string, { area: OperatorArea; exit: number; message: string }>;
 
 /** Where an operator failure comes from (the heading it is listed under in docs/errors.md). */
@@ -406,6 +424,7 @@ export const AUTH_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "TOKEN_MALFORMED",
   "TOKEN_URI_MISMATCH",
   "SESSION_INVALID",
+  "KEY_CERT_MISMATCH",
 ]);
 
 /** Of those, the ones that say someone is guessing at an existing key (they count toward the key's block too). */

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import type { TlsCredentials } from "./tls.js";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { DecisionRecorder } from "../audit/log.js";
@@ -55,6 +56,8 @@ import { SessionEndpoints } from "./session-endpoints.js";
  */
 export interface AuthorizerOptions {
   readonly pipeline: Pipeline;
+  /** Serve HTTPS (docs/tls.md) to the venue's proxy; absent: plain HTTP. */
+  readonly tls?: TlsCredentials | undefined;
   readonly identity: IdentitySigner;
   readonly logger: Logger;
   /** The peers allowed to ask (the proxies): CIDR blocks; at least one. */
@@ -122,7 +125,7 @@ export class Authorizer {
     if (this.trusted.size === 0) throw new TypeError("the authorizer needs trustedProxies: the proxies allowed to ask it");
     this.timingNames = options.pipeline.stageNames;
     this.refusals = new RefusalTokens(options.identity.deriveKey(REFUSAL_KEY_INFO));
-    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 75_000, bodyLimit: this.bodyLimit }, this.handle);
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 75_000, bodyLimit: this.bodyLimit, tls: options.tls }, this.handle);
     this.server = this.listener.server;
     const holds = options.holds;
     const policy = holds?.policy ?? null;

@@ -184,7 +184,10 @@ export function whenClosed(res: ServerResponse, release: () => void): void {
  * the headers every Portcullis answer carries (`sendJson`), a request id of its own included.
  */
 export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (!socket.writable || err.code === "ECONNRESET") {
+  // A TLS failure on an established connection (a renegotiation attempt: refused, docs/tls.md)
+  // leaves nothing to answer in: the connection is closed.
+  const code = err.code ?? "";
+  if (!socket.writable || code === "ECONNRESET" || code.startsWith("ERR_TLS_") || code.startsWith("ERR_SSL_")) {
     socket.destroy();
     return;
   }

@@ -1,8 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { type IncomingMessage, type RequestListener, type Server, type ServerResponse, createServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo, Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import { deny } from "../errors/catalogue.js";
 import { declaredBodyRefusal, rejectUnparsable, sendDenial } from "./http.js";
+import type { TlsCredentials } from "./tls.js";
 
 /** How often node:http looks for connections past their headers or request timeout. */
 export const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
@@ -13,6 +16,8 @@ export interface HttpServerOptions {
   readonly keepAliveTimeout?: number;
   /** The largest body the listener reads: a 100-continue for a larger declared one is not sent. */
   readonly bodyLimit: number;
+  /** Serve HTTPS with these credentials (gateway/tls.ts; docs/tls.md); absent: plain HTTP. */
+  readonly tls?: TlsCredentials | undefined;
 }
 
 /**
@@ -26,6 +31,8 @@ export class ServerLifecycle {
   private inFlight = 0;
   private drained: (() => void) | null = null;
   private readonly bodyLimit: number;
+  /** The listener's TLS (its reload poll stops on close), or null: plain HTTP. */
+  readonly tls: TlsCredentials | null;
   closing = false;
 
   constructor(
@@ -33,13 +40,30 @@ export class ServerLifecycle {
     /** The server's request listener; it calls `track` first. */
     private readonly handle: RequestListener,
   ) {
-    const { bodyLimit, ...timeouts } = options;
+    const { bodyLimit, tls, ...timeouts } = options;
     this.bodyLimit = bodyLimit;
+    this.tls = tls ?? null;
     // Host and Expect are checked by `admit`, which answers in JSON; node:http's own checks answer
     // an empty 400 or 417. node:http enforces the headers and request timeouts only when it sweeps
     // its connections, every 30 s by default: a client that never finishes its headers (slowloris)
     // would hold a socket for up to 40 s against a 10 s headersTimeout. Sweep every second.
-    this.server = createServer({ ...timeouts, requireHostHeader: false, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS }, this.admit);
+    const httpOptions = { ...timeouts, requireHostHeader: false, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS };
+    if (tls === undefined) this.server = createServer(httpOptions, this.admit);
+    else {
+      const server = createHttpsServer({ ...httpOptions, ...tls.serverOptions() }, this.admit);
+      // TLS 1.2 renegotiation is refused (TLS 1.3 has none): a client cannot make the server
+      // redo handshakes on a connection, nor change its certificate after its requests began.
+      server.on("secureConnection", (socket: TLSSocket) => {
+        socket.disableRenegotiation();
+      });
+      // A failed handshake (an old protocol, no client certificate under clientAuth "required")
+      // only closes that connection.
+      server.on("tlsClientError", (_err: Error, socket: TLSSocket) => {
+        socket.destroy();
+      });
+      tls.attach(server);
+      this.server = server;
+    }
     this.server.on("checkContinue", this.admit);
     this.server.on("checkExpectation", this.admit);
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
@@ -105,6 +129,7 @@ export class ServerLifecycle {
   async close(drainMs: number): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.tls?.close();
     const closed = this.server.listening
       ? new Promise<void>((resolve) => {
           this.server.close(() => {

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { peerCertThumbprint } from "../net/client-cert.js";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core/core.js";
 import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
@@ -75,7 +76,7 @@ export class OperationEndpoints {
   async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     let body = readBody(req, BODY_LIMIT);
     if (body instanceof Promise) body = await body;
-    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
+    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
   private async answer(ctx: RequestContext): Promise<Answer> {

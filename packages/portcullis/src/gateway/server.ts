@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import type { TlsCredentials } from "./tls.js";
+import { peerCertThumbprint } from "../net/client-cert.js";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import type { DecisionRecorder } from "../audit/log.js";
@@ -24,6 +26,8 @@ import { OperationEndpoints } from "./operation-endpoints.js";
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
   readonly forwarder: Forwarder;
+  /** Serve HTTPS (docs/tls.md): the listener's certificate, key and mutual TLS; absent: plain HTTP. */
+  readonly tls?: TlsCredentials | undefined;
   readonly identity: IdentitySigner;
   readonly logger: Logger;
   /** Largest request body accepted, in bytes. Default 1 MiB. */
@@ -76,7 +80,7 @@ export class Gateway {
     this.now = options.now ?? Date.now;
     this.scheme = options.scheme ?? "http";
     this.timingNames = options.pipeline.stageNames;
-    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, bodyLimit: this.bodyLimit }, this.handle);
+    this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, bodyLimit: this.bodyLimit, tls: options.tls }, this.handle);
     this.server = this.listener.server;
     const websocket = options.websocket;
     if (websocket !== undefined) {
@@ -139,7 +143,7 @@ export class Gateway {
       await this.passThrough(method, url, req, body, res, requestId);
       return;
     }
-    await this.lifecycle.serve({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
+    await this.lifecycle.serve({ method, url, headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
   /** Hand on: forwards an allowed request upstream, streaming the answer back; an upstream failure is its outcome. */

@@ -1,4 +1,5 @@
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
+import { peerCertThumbprint } from "../net/client-cert.js";
 import type { Portcullis } from "../core/core.js";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
@@ -151,7 +152,7 @@ export class SessionEndpoints {
     let body = readBody(req, Math.min(bodyLimit, SESSION_BODY_LIMIT));
     if (body instanceof Promise) body = await body;
     const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, Answer>;
-    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress }, requestId, res);
+    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
   /** A session event for the audit log: who, which session (its id, never its token or secret). */

@@ -15,6 +15,7 @@ import {
   MAX_WINDOW_MS,
   MIN_MAX_AGE_MS,
   MIN_SESSION_TTL_MS,
+  CERT_THUMBPRINT_RE,
 } from "../contract/keys.js";
 
 /**
@@ -54,6 +55,8 @@ export interface CreateKeyInput {
   readonly owner: string | null;
   /** The key's guardrails (contract/keys.ts `KeyGuardrails`), or null for none. */
   readonly guardrails: KeyGuardrails | null;
+  /** The client certificate the key is bound to (contract/keys.ts `KeyRecord.certThumbprint`), or null. */
+  readonly certThumbprint: string | null;
 }
 
 /**
@@ -169,6 +172,15 @@ function parseOwner(v: unknown, errors: Errors): string | null {
   if (v === null) return null;
   if (typeof v !== "string" || !PERSON_NAME_RE.test(v)) {
     errors.owner = "a person's name: 1 to 64 letters, digits, '.', '_', '-' or '@'";
+    return null;
+  }
+  return v;
+}
+
+function parseCertThumbprint(v: unknown, errors: Errors): string | null {
+  if (v === null) return null;
+  if (typeof v !== "string" || !CERT_THUMBPRINT_RE.test(v)) {
+    errors.certThumbprint = "the certificate's SHA-256 thumbprint: 43 characters of base64url (RFC 8705 x5t#S256), e.g. from `portcullis keys create --cert FILE`";
     return null;
   }
   return v;
@@ -421,6 +433,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
   const maxAgeMs = o.maxAge === undefined ? null : parseBoundedDuration(o.maxAge, "maxAge", MIN_MAX_AGE_MS, MAX_MAX_AGE_MS, errors);
   const operator = o.operator === undefined ? false : parseFlag(o.operator, "operator", errors);
   const owner = o.owner === undefined ? null : parseOwner(o.owner, errors);
+  const certThumbprint = o.certThumbprint === undefined ? null : parseCertThumbprint(o.certThumbprint, errors);
   const guardrails = o.guardrails === undefined || o.guardrails === null ? null : orNone({ ...NO_GUARDRAILS, ...parseGuardrailFields(o.guardrails, false, errors) });
   // A rotation policy sets the expiry, unless an earlier one was asked for.
   if (maxAgeMs !== null && (expiresAt === null || expiresAt > now + maxAgeMs)) expiresAt = now + maxAgeMs;
@@ -444,6 +457,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
     operator,
     owner,
     guardrails,
+    certThumbprint,
   });
 }
 
@@ -466,6 +480,7 @@ const CREATE_FIELDS: ReadonlySet<string> = new Set([
   "operator",
   "owner",
   "guardrails",
+  "certThumbprint",
 ]);
 
 const UPDATE_FIELDS: ReadonlySet<string> = new Set(["label", "scopes", "ipAllowlist", "sessionTtl", "sessionBindAddress", "maxAge", "owner", "guardrails"]);

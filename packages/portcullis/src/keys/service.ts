@@ -166,13 +166,14 @@ export class KeyService {
         operator: input.operator,
         owner: input.owner,
         guardrails: input.guardrails,
+        certThumbprint: input.certThumbprint,
         ...newKeyState(now, null),
       };
       const change: KeyChange = {
         action: "create",
         actor,
         at: now,
-        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}), ...(input.owner === null ? {} : { owner: input.owner }), ...(input.guardrails === null ? {} : { guardrails: input.guardrails }) },
+        detail: { account: input.account, algorithm: credential.algorithm, scopes: input.scopes, ipAllowlist: input.ipAllowlist, ...(input.operator ? { operator: true } : {}), ...(input.owner === null ? {} : { owner: input.owner }), ...(input.guardrails === null ? {} : { guardrails: input.guardrails }), ...(input.certThumbprint === null ? {} : { certThumbprint: input.certThumbprint }) },
       };
       await this.store.keys.insert(row, change);
       return { key: toView(stripSecret(row), now, this.idleExpiryMs), secret: credential.secret };
@@ -372,7 +373,7 @@ export class KeyService {
         successor,
         graceEnd,
         { action: "rotate", actor, at: now, detail: { successor: successorId, expiresAt: graceEnd } },
-        { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id, ...(old.guardrails === null ? {} : { guardrails: old.guardrails }) } },
+        { action: "create", actor, at: now, detail: { account: old.account, algorithm: credential.algorithm, scopes: old.scopes, ipAllowlist: old.ipAllowlist, rotatedFrom: old.id, ...(old.guardrails === null ? {} : { guardrails: old.guardrails }), ...(old.certThumbprint === null ? {} : { certThumbprint: old.certThumbprint }) } },
       );
       if (!result.ok) {
         if (result.reason === "not-found") throw new PortcullisError("KEY_NOT_FOUND");

@@ -1,3 +1,4 @@
+import { thumbprintOfEscapedPem } from "./client-cert.js";
 import { CidrSet, DEFAULT_IPV6_PREFIX, IPV6_PREFIX_MAX, IPV6_PREFIX_MIN, addressGroup, formatIp, parseIp, type ParsedIp } from "./ip.js";
 
 export interface ClientAddress {
@@ -21,19 +22,42 @@ export interface ClientAddress {
 export class ClientAddressResolver {
   private readonly trusted: CidrSet | null;
   private readonly ipv6Prefix: number;
+  /**
+   * The header a trusted proxy that terminates TLS passes the client certificate in (nginx's
+   * `$ssl_client_escaped_cert`: the URL-encoded PEM), lower case; null: none is believed.
+   */
+  readonly clientCertHeader: string | null;
 
   /**
    * @param trustedProxies the peers whose X-Forwarded-For is believed.
    * @param ipv6Prefix the prefix length IPv6 clients are grouped by for limits, bans and blocks
    *   (32 to 128; default 64).
    */
-  constructor(trustedProxies: readonly string[], ipv6Prefix: number = DEFAULT_IPV6_PREFIX) {
+  constructor(trustedProxies: readonly string[], ipv6Prefix: number = DEFAULT_IPV6_PREFIX, clientCertHeader: string | null = null) {
     if (!Number.isInteger(ipv6Prefix) || ipv6Prefix < IPV6_PREFIX_MIN || ipv6Prefix > IPV6_PREFIX_MAX) {
       throw new TypeError(`ipv6Prefix must be an integer from ${IPV6_PREFIX_MIN} to ${IPV6_PREFIX_MAX}`);
     }
     const set = new CidrSet(trustedProxies);
     this.trusted = set.size === 0 ? null : set;
     this.ipv6Prefix = ipv6Prefix;
+    if (clientCertHeader !== null && (!/^[a-z0-9-]{1,64}$/.test(clientCertHeader) || this.trusted === null)) {
+      throw new TypeError("clientCertHeader must be a lower-case header name, with trusted proxies to believe it from");
+    }
+    this.clientCertHeader = clientCertHeader;
+  }
+
+  /**
+   * The client certificate a trusted proxy passed on (`clientCertHeader`): its thumbprint, or null
+   * when the header is absent, empty or not a PEM certificate. Undefined when the peer is not a
+   * trusted proxy (or no header is configured): the connection's own certificate counts.
+   */
+  forwardedCert(socketAddress: string | undefined, headers: Readonly<Record<string, string | string[] | undefined>>): string | null | undefined {
+    const name = this.clientCertHeader;
+    if (name === null || this.trusted === null || socketAddress === undefined) return undefined;
+    const peer = parseIp(socketAddress);
+    if (peer === null || !this.trusted.has(peer)) return undefined;
+    const value = headers[name];
+    return typeof value === "string" ? thumbprintOfEscapedPem(value) : null;
   }
 
   /** The client address of a parsed IP (a surface that knows its peer some other way). */

@@ -30,6 +30,7 @@ import { stepUpSettings } from "../anomaly/responses.js";
 import { SnapshottingBehaviourStore } from "../storage/behaviour-state.js";
 import { RedisBehaviourStore } from "../storage/redis/behaviour.js";
 import { AlertWebhook } from "../anomaly/webhook.js";
+import { TlsCredentials } from "../gateway/tls.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -46,14 +47,39 @@ export interface RunningPortcullis {
   readonly holds: HoldService;
   /** The behaviour stage's responder (docs/behaviour.md, "Responses"): hand it each score. */
   readonly anomalies: AnomalyResponder;
+  /** The gateway's and the admin API's TLS (docs/tls.md); null for a plain-HTTP listener. */
+  readonly tls: ListenerTls;
+  /**
+   * Reads every listener's certificate and key again (what SIGHUP does, docs/tls.md): new
+   * handshakes get them, open connections keep theirs. A bad file keeps the old certificate and
+   * logs TLS_RELOAD_FAILED. True when every listener with TLS reloaded.
+   */
+  reloadTls(): boolean;
   /** Graceful shutdown of both servers, then the core. */
   close(drainMs?: number): Promise<void>;
 }
 
-export function urlOf(address: AddressInfo): string {
+/** The TLS of each listener, or null where it speaks plain HTTP. */
+export interface ListenerTls {
+  readonly gateway: TlsCredentials | null;
+  readonly admin: TlsCredentials | null;
+}
+
+export function urlOf(address: AddressInfo, scheme: "http" | "https" = "http"): string {
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const shown = host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host;
-  return `http://${shown}:${address.port}`;
+  return `${scheme}://${shown}:${address.port}`;
+}
+
+/**
+ * The listeners' certificates and keys, read and checked (docs/tls.md): a file that cannot be
+ * read, is not PEM, or a key of another certificate stops the start with TLS_MATERIAL_INVALID
+ * before anything is opened or written.
+ */
+export function loadListenerTls(config: PortcullisConfig, logger: Logger | null): ListenerTls {
+  const gateway = config.gateway.tls === null ? null : new TlsCredentials(config.gateway.tls, "gateway.tls", logger);
+  const admin = config.admin.tls === null || !config.admin.enabled ? null : new TlsCredentials(config.admin.tls, "admin.tls", logger);
+  return { gateway, admin };
 }
 
 /** What the configuration file does not hold (yet): a decider in place of the policy, and the hold service's tuning. */
@@ -70,6 +96,8 @@ export interface StartOptions {
 
 /** Starts the gateway (and the admin API unless disabled) as the config describes. */
 export async function startPortcullis(config: PortcullisConfig, logger: Logger, options: StartOptions = {}): Promise<RunningPortcullis> {
+  // TLS first: a bad certificate or key stops the start before the data directory is opened.
+  const tls = loadListenerTls(config, logger);
   // The envelope and the signing keys come from the configured custody provider (keyring or PKCS#11).
   // The audit log's commits, spill files, last-use batches and behaviour states are written by a
   // worker thread (storage/sqlite/writer.ts): the request thread never waits for an fsync.
@@ -122,6 +150,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       idleExpiryMs: config.keys.idleExpiryMs,
       futureSkewMs: config.signatures.futureSkewMs,
       trustedProxies: config.gateway.trustedProxies,
+      clientCertHeader: config.gateway.clientCertHeader,
       authorities: config.gateway.authorities,
       scheme: config.gateway.scheme,
       timing: config.gateway.serverTiming,
@@ -148,6 +177,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     const forwarder = upstream === null ? null : new Forwarder({ upstream, timeoutMs: config.gateway.upstreamTimeoutMs });
     gateway = config.gateway.mode === "authorizer" ? new Authorizer({
       pipeline: core.pipeline,
+      tls: tls.gateway ?? undefined,
       identity,
       logger,
       trustedProxies: config.gateway.trustedProxies,
@@ -158,6 +188,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds), forwarder },
     }) : forwarder === null ? null : new Gateway({
       pipeline: core.pipeline,
+      tls: tls.gateway ?? undefined,
       forwarder,
       identity,
       ...(websocket === null ? {} : { websocket }),
@@ -198,7 +229,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         anomaly: options.anomaly === undefined ? core.behaviour : options.anomaly,
         idleExpiryMs: config.keys.idleExpiryMs,
       });
-      admin = new AdminApi({ core, logger, governance, holds, risk, anomalies: { responder: anomalies, signer: data.signingKeys } });
+      admin = new AdminApi({ core, logger, tls: tls.admin ?? undefined, governance, holds, risk, anomalies: { responder: anomalies, signer: data.signingKeys } });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
     const running = { core, gateway, admin, websocket, policy };
@@ -212,6 +243,12 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       anomalies,
       gatewayAddress,
       adminAddress,
+      tls,
+      reloadTls() {
+        const gatewayOk = tls.gateway?.reload() ?? true;
+        const adminOk = tls.admin?.reload() ?? true;
+        return gatewayOk && adminOk;
+      },
       async close(drainMs = 10_000) {
         refresher?.stop();
         if (sweeper !== null) clearInterval(sweeper);
@@ -229,6 +266,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       },
     };
   } catch (err) {
+    tls.gateway?.close();
+    tls.admin?.close();
     refresher?.stop();
     if (sweeper !== null) clearInterval(sweeper);
     policy?.close();

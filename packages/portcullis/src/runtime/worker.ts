@@ -53,9 +53,13 @@ export async function runWorker(): Promise<void> {
   };
   process.on("SIGINT", drain);
   process.on("SIGTERM", drain);
+  // The primary passes SIGHUP on: TLS certificates and keys read again (docs/tls.md).
+  process.on("SIGHUP", () => {
+    running.reloadTls();
+  });
   process.on("message", (m: unknown) => {
     if (typeof m === "object" && m !== null && (m as Partial<PrimaryMessage>).portcullis === "drain") drain();
   });
-  logger.info({ gateway: urlOf(running.gatewayAddress) }, "worker serving");
-  await send({ portcullis: "ready", gateway: urlOf(running.gatewayAddress), admin: running.adminAddress === null ? null : urlOf(running.adminAddress) });
+  logger.info({ gateway: urlOf(running.gatewayAddress, running.tls.gateway === null ? "http" : "https") }, "worker serving");
+  await send({ portcullis: "ready", gateway: urlOf(running.gatewayAddress, running.tls.gateway === null ? "http" : "https"), admin: running.adminAddress === null ? null : urlOf(running.adminAddress, running.tls.admin === null ? "http" : "https") });
 }

@@ -5,6 +5,7 @@ import { type ConfigSource, type PortcullisConfig, ConfigError } from "../config
 import { openDataDir, readSecretFile } from "../core/data-dir.js";
 import { OperatorError, isCatalogueCode, errorCatalogue, type OperatorCode } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
+import { TlsCredentials } from "../gateway/tls.js";
 
 /**
  * `portcullis start --workers N` (docs/processes.md): a primary process and N worker processes,
@@ -144,6 +145,9 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
   const drainMs = options.drainMs ?? 10_000;
 
+  // The certificates and keys before anything else (docs/tls.md): a bad one stops the start here.
+  if (config.gateway.tls !== null) new TlsCredentials(config.gateway.tls, "gateway.tls");
+  if (config.admin.tls !== null && config.admin.enabled) new TlsCredentials(config.admin.tls, "admin.tls");
   // The data directory once, here: migrations, custody and the gateway's signing keys are done
   // before any worker opens it. Its problems (and the identity secret's) are reported as they are.
   const data = await openDataDir(config.dataDir, { custody: config.custody, pollIntervalMs: config.store.pollIntervalMs });

@@ -63,6 +63,7 @@ export function key(over: Partial<KeyRecord> = {}): KeyRecord {
     owner: null,
     guardrails: null,
     risk: null,
+    certThumbprint: null,
     ...over,
   };
 }

@@ -86,6 +86,7 @@ function matrix(cap: number): void {
     let good: Key;
     let noScope: Key;
     let throttled: Key;
+    let bound: Key;
     const closers: (() => Promise<unknown>)[] = [];
     const surfaces: Surface[] = [];
 
@@ -98,6 +99,9 @@ function matrix(cap: number): void {
       // Throttled by the behaviour stage (docs/behaviour.md): one request a minute.
       const risky = await t.createKey({ account: "acct-matrix", scopes: ["read", "trade", "admin:keys"] });
       throttled = { id: risky.key.id, secret: risky.secret ?? "" };
+      // Bound to a client certificate (docs/tls.md): every surface here is plain HTTP, so none has it.
+      const certBound = await t.createKey({ account: "acct-matrix", scopes: ["read", "trade", "admin:keys"], certThumbprint: "A".repeat(43) });
+      bound = { id: certBound.key.id, secret: certBound.secret ?? "" };
       await t.core.keys.setRisk(throttled.id, { state: "throttle", actionId: `an_${"0".repeat(32)}`, reason: "test", since: 0, until: null }, "test");
       const logger = silentLogger();
 
@@ -282,6 +286,7 @@ function matrix(cap: number): void {
         },
       },
       { name: "a key without the route's scope", code: "SCOPE_MISSING", status: 403, send: (s) => send(s, { key: noScope }) },
+      { name: "a certificate-bound key without its client certificate", code: "KEY_CERT_MISMATCH", status: 401, send: (s) => send(s, { key: bound }) },
       {
         name: "a request whose declared operation does not decode",
         code: "OPERATION_PARAM_DUPLICATED",

@@ -38,6 +38,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     owner: null,
     guardrails: null,
     risk: null,
+    certThumbprint: null,
     ...overrides,
   };
 }

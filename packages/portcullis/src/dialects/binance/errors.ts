@@ -79,6 +79,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     KEY_EXPIRED: rejected,
     KEY_IDLE_EXPIRED: rejected,
     IP_NOT_ALLOWED: rejected,
+    KEY_CERT_MISMATCH: rejected,
     AUTHORIZER_PEER_UNTRUSTED: rejected,
     AUTHORIZER_BODY_UNSEEN: e(400, -1020, UNSUPPORTED),
     AUTHORIZER_REFUSAL_INVALID: rejected,

@@ -90,6 +90,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   KEY_EXPIRED: E.keyExpired,
   KEY_IDLE_EXPIRED: E.keyExpired,
   IP_NOT_ALLOWED: E.ip,
+  KEY_CERT_MISMATCH: E.invalidKey,
   AUTHORIZER_PEER_UNTRUSTED: E.ip,
   AUTHORIZER_BODY_UNSEEN: status(E.params, 400),
   AUTHORIZER_REFUSAL_INVALID: E.permission,

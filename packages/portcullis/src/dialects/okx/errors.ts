@@ -98,6 +98,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   KEY_EXPIRED: E.invalidKey,
   KEY_IDLE_EXPIRED: E.invalidKey,
   IP_NOT_ALLOWED: E.ip,
+  KEY_CERT_MISMATCH: E.invalidKey,
   AUTHORIZER_PEER_UNTRUSTED: E.ip,
   AUTHORIZER_BODY_UNSEEN: param(400, "request"),
   AUTHORIZER_REFUSAL_INVALID: E.noPermission,

@@ -160,6 +160,8 @@ export class Connection {
     ctx: ConnectionContext,
     readonly route: WebSocketRoute,
     readonly client: ClientAddress,
+    /** The client certificate's thumbprint (mutual TLS, docs/tls.md), or null: checked for every message like the address. */
+    readonly clientCert: string | null,
     /** The request target of the upgrade (path and query), forwarded as is. */
     readonly target: string,
     readonly authority: string | undefined,
@@ -195,7 +197,7 @@ export class Connection {
     const identity = this.identity;
     if (identity !== null) {
       this.ctx.track(this, identity.keyId, identity.sessionId);
-      const current = await currentKey(this.ctx.checks, identity, this.client, this.ctx.now());
+      const current = await currentKey(this.ctx.checks, identity, this.client, this.clientCert, this.ctx.now());
       if (isDenial(current)) this.end(current);
       else this.key = current;
     }
@@ -315,7 +317,7 @@ export class Connection {
     const now = this.ctx.now();
     const identity = this.identity;
     if (identity !== null && identity.keyId === keyId) {
-      const current = await currentKey(this.ctx.checks, identity, this.client, now);
+      const current = await currentKey(this.ctx.checks, identity, this.client, this.clientCert, now);
       if (isDenial(current)) {
         this.end(current);
         return;
@@ -326,7 +328,7 @@ export class Connection {
     for (const [name, entry] of [...this.legs]) {
       const legIdentity = entry.identity;
       if (legIdentity === null || legIdentity === identity || legIdentity.keyId !== keyId) continue;
-      const current = await currentKey(this.ctx.checks, legIdentity, this.client, now);
+      const current = await currentKey(this.ctx.checks, legIdentity, this.client, this.clientCert, now);
       if (isDenial(current)) {
         entry.leg.close(1000);
         this.legs.delete(name);
@@ -369,7 +371,7 @@ export class Connection {
       this.armExpiry();
       return;
     }
-    const current = await currentKey(this.ctx.checks, identity, this.client, now);
+    const current = await currentKey(this.ctx.checks, identity, this.client, this.clientCert, now);
     if (this.identity !== identity) return;
     this.end(isDenial(current) ? current : deny(key.session !== null ? "SESSION_EXPIRED" : "KEY_EXPIRED"));
   }
@@ -422,7 +424,7 @@ export class Connection {
     if (this.ending !== null) return;
     const message = parseMessage(data, isBinary);
     const target = new MessageTarget(this, message.id, isBadMessage(message) ? "" : message.method, isBadMessage(message) ? null : message.params);
-    const ctx = new RequestContext({ method: target.method, url: this.route.path, headers: NO_HEADERS, body: EMPTY, socketAddress: this.client.text }, randomUUID(), this.ctx.now());
+    const ctx = new RequestContext({ method: target.method, url: this.route.path, headers: NO_HEADERS, body: EMPTY, socketAddress: this.client.text, clientCert: this.clientCert }, randomUUID(), this.ctx.now());
     ctx.client = this.client;
     ctx.path = this.route.path;
     if (isBadMessage(message)) {

@@ -81,7 +81,7 @@ export class IdentityCredential implements Credential {
 }
 
 /** The key as it stands, or why the identity is over. The key's status and allowlist come first. */
-export async function currentKey(checks: IdentityChecks, identity: Identity, client: ClientAddress, now: number): Promise<VerificationKey | Denial> {
+export async function currentKey(checks: IdentityChecks, identity: Identity, client: ClientAddress, clientCert: string | null, now: number): Promise<VerificationKey | Denial> {
   let parent: VerificationKey | null | undefined = checks.cache.peek(identity.keyId);
   if (parent === undefined) {
     try {
@@ -90,12 +90,12 @@ export async function currentKey(checks: IdentityChecks, identity: Identity, cli
       return deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed");
     }
   }
-  return checkIdentity(checks, identity, parent, client, now);
+  return checkIdentity(checks, identity, parent, client, clientCert, now);
 }
 
 /** The synchronous part of `currentKey`, for a key already loaded. A block earned by failures is not the end of an identity. */
-function checkIdentity(checks: IdentityChecks, identity: Identity, parent: VerificationKey | null, client: ClientAddress, now: number): VerificationKey | Denial {
-  const denial = keyDenial(parent, checks.environment, identity.scheme, client, now, null);
+function checkIdentity(checks: IdentityChecks, identity: Identity, parent: VerificationKey | null, client: ClientAddress, clientCert: string | null, now: number): VerificationKey | Denial {
+  const denial = keyDenial(parent, checks.environment, identity.scheme, client, clientCert, now, null);
   if (denial !== undefined || parent === null) return denial ?? deny("KEY_UNKNOWN");
   const changed = epochDenial(identity, parent);
   if (changed !== undefined) return changed;

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { peerCertThumbprint } from "../../net/client-cert.js";
 import type { IncomingMessage, RequestListener } from "node:http";
 import type { Duplex } from "node:stream";
 import { WebSocketServer } from "ws";
@@ -218,7 +219,7 @@ export class WebSocketProxy {
           : null;
     const signed = req.headers["signature-input"] !== undefined || req.headers.signature !== undefined;
     const lifecycle = !signed && route?.anonymous === true ? this.anonymous : this.signed;
-    await lifecycle.serve({ method: "GET", url, headers: req.headers, body: early ?? EMPTY, socketAddress: req.socket.remoteAddress }, requestId, target);
+    await lifecycle.serve({ method: "GET", url, headers: req.headers, body: early ?? EMPTY, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, target);
   }
 
   /**
@@ -244,7 +245,7 @@ export class WebSocketProxy {
             since: ctx.now,
           };
     if (gone(socket)) return null;
-    const connection = new Connection(this.ctx, route, client, ctx.url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, this.signing.get(route) ?? null, identity, key, requestedProtocols(req));
+    const connection = new Connection(this.ctx, route, client, ctx.clientCert, ctx.url, ctx.authority, this.renderers.get(route) ?? nativeRenderer, this.signing.get(route) ?? null, identity, key, requestedProtocols(req));
     this.connections.add(connection);
     const failure = await connection.prepare();
     if (failure !== null || gone(socket) || this.isClosing()) {

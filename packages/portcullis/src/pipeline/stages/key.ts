@@ -23,7 +23,8 @@ export interface KeyStageOptions {
 
 /**
  * What makes `key` unusable, in this order: unknown, environment, status, expiry, the scheme it
- * is used in, a failure block (when `shield` is given), the address allowlist. The one key check:
+ * is used in, a failure block (when `shield` is given), the address allowlist, the client
+ * certificate it is bound to (`clientCert`: the connection's, docs/tls.md). The one key check:
  * stage 4 runs it for every request, and a long-lived connection (WebSocket) runs it again on
  * every change to its key.
  *
@@ -36,6 +37,7 @@ export function keyDenial(
   environment: Environment,
   scheme: Dialect | undefined,
   client: ClientAddress | null,
+  clientCert: string | null,
   now: number,
   shield: Shield | null,
   scope = "gateway",
@@ -51,6 +53,9 @@ export function keyDenial(
   if (scheme === undefined || !key.dialects.has(scheme)) return deny("DIALECT_NOT_ALLOWED", scheme);
   if (shield !== null && !cancel && client !== null && shield.blockedKeyUntil(scope, record.id, client.group, now) !== null) return deny("KEY_BLOCKED");
   if (key.allowlist !== null && (client === null || !key.allowlist.has(client.ip))) return deny("IP_NOT_ALLOWED", client?.text);
+  // A bound key (and every session of it: a session's record is its key's) needs its certificate.
+  const bound = record.certThumbprint;
+  if (bound !== null && bound !== clientCert) return deny("KEY_CERT_MISMATCH", clientCert === null ? "no client certificate" : `client certificate ${clientCert}`);
   return undefined;
 }
 
@@ -78,7 +83,7 @@ export function keyStage(options: KeyStageOptions): Stage {
 
   const checkKey = (ctx: RequestContext, key: VerificationKey | null): Denial | undefined => {
     const cancel = ctx.route !== null && ctx.route.tags.includes("cancel");
-    const denial = keyDenial(key, environment, ctx.credential?.scheme, ctx.client, ctx.now, shield, scope, cancel);
+    const denial = keyDenial(key, environment, ctx.credential?.scheme, ctx.client, ctx.clientCert, ctx.now, shield, scope, cancel);
     if (denial !== undefined) {
       // A blocked key's refusal says when to retry.
       const until = denial.code === "KEY_BLOCKED" && key !== null && ctx.client !== null ? shield.blockedKeyUntil(scope, key.record.id, ctx.client.group, ctx.now) : null;

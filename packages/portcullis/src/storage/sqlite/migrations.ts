@@ -386,4 +386,13 @@ export const migrations: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 16,
+    name: "certificate-bound keys",
+    sql: `
+      -- The client certificate a key is bound to (docs/tls.md): base64url SHA-256 of its DER
+      -- encoding (RFC 8705 x5t#S256); NULL for a key that is not bound.
+      ALTER TABLE keys ADD COLUMN cert_thumbprint TEXT;
+    `,
+  },
 ];

@@ -55,6 +55,7 @@ interface KeyRowSql {
   owner: string | null;
   guardrails: string | null;
   risk: string | null;
+  cert_thumbprint: string | null;
 }
 
 function fromSql(r: KeyRowSql): KeyRow {
@@ -91,6 +92,7 @@ function fromSql(r: KeyRowSql): KeyRow {
     owner: r.owner,
     guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
     risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
+    certThumbprint: r.cert_thumbprint,
   };
 }
 
@@ -208,11 +210,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk, cert_thumbprint)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails, @risk)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails, @risk, @certThumbprint)`,
       ),
       insertChange: {
         run: (keyId, action, actor, at, detail) => {
