@@ -59,11 +59,30 @@ export interface PortcullisConfig {
     readonly identitySecretFile: string;
     /** Gateway processes sharing the ports (runtime/workers.ts): 1 is one process, "auto" one per core. */
     readonly workers: number | "auto";
+    /**
+     * On SIGTERM, how long the gateway keeps serving while its probes answer 503 DRAINING, before
+     * it stops accepting (a load balancer's time to notice), ms. Default 0.
+     */
+    readonly drainDelayMs: number;
+    /** Then how long in-flight requests have to finish before their connections are closed, ms. Default 10 s. */
+    readonly drainTimeoutMs: number;
+    /** Each readiness check's timeout (/portcullis/v1/readyz), ms. Default 1 s. */
+    readonly readinessTimeoutMs: number;
   };
   readonly admin: {
     readonly enabled: boolean;
     readonly host: string;
     readonly port: number;
+    /** Prometheus `GET /metrics` on the admin listener (docs/operations-endpoints.md). */
+    readonly metrics: {
+      readonly enabled: boolean;
+      /** Served without a credential (an admin listener on a private network). Default false. */
+      readonly public: boolean;
+      /** A file (mode 0600) holding the bearer token scrapes must send, or null. */
+      readonly tokenFile: string | null;
+      /** One request in this many has its stages timed for the stage histogram (0: none). Default 64. */
+      readonly sampleEvery: number;
+    };
   };
   readonly signatures: {
     readonly windowMs: number;
@@ -201,7 +220,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const g = obj(root.gateway, "gateway");
-  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers"]);
+  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers", "drainDelay", "drainTimeout", "readinessTimeout"]);
   const mode = str(g, "mode", "gateway", "proxy");
   if (mode !== "proxy" && mode !== "authorizer") throw new ConfigError('gateway.mode must be "proxy" or "authorizer"');
   const upstream = str(g, "upstream", "gateway", "");
@@ -219,7 +238,16 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   if (scheme !== "http" && scheme !== "https") throw new ConfigError('gateway.scheme must be "http" or "https"');
 
   const a = obj(root.admin, "admin");
-  only(a, "admin", ["enabled", "host", "port"]);
+  only(a, "admin", ["enabled", "host", "port", "metrics"]);
+  const am = obj(a.metrics, "admin.metrics");
+  only(am, "admin.metrics", ["enabled", "public", "tokenFile", "sampleEvery"]);
+  const metricsTokenFile = str(am, "tokenFile", "admin.metrics", "");
+  const drainDelayMs = duration(g, "drainDelay", "gateway", 0);
+  if (drainDelayMs > 300_000) throw new ConfigError("gateway.drainDelay must be at most 5m");
+  const drainTimeoutMs = duration(g, "drainTimeout", "gateway", 10_000);
+  if (drainTimeoutMs > 600_000) throw new ConfigError("gateway.drainTimeout must be at most 10m");
+  const readinessTimeoutMs = duration(g, "readinessTimeout", "gateway", 1000);
+  if (readinessTimeoutMs < 10 || readinessTimeoutMs > 60_000) throw new ConfigError("gateway.readinessTimeout must be from 10ms to 1m");
   const s = obj(root.signatures, "signatures");
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
   const se = obj(root.sessions, "sessions");
@@ -302,11 +330,20 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       serverTiming: bool(g, "serverTiming", "gateway", false),
       identitySecretFile: resolve(dataDir, str(g, "identitySecretFile", "gateway", "identity.secret")),
       workers: parseWorkers(g.workers, "gateway.workers"),
+      drainDelayMs,
+      drainTimeoutMs,
+      readinessTimeoutMs,
     },
     admin: {
       enabled: bool(a, "enabled", "admin", true),
       host: str(a, "host", "admin", "127.0.0.1"),
       port: int(a, "port", "admin", 8081, 0, 65535),
+      metrics: {
+        enabled: bool(am, "enabled", "admin.metrics", true),
+        public: bool(am, "public", "admin.metrics", false),
+        tokenFile: metricsTokenFile === "" ? null : resolve(dataDir, metricsTokenFile),
+        sampleEvery: int(am, "sampleEvery", "admin.metrics", 64, 0, 1_000_000),
+      },
     },
     signatures: {
       windowMs: int(s, "windowMs", "signatures", DEFAULT_WINDOW_MS, 1000, 60_000),

@@ -27,6 +27,12 @@ export class ServerLifecycle {
   private drained: (() => void) | null = null;
   private readonly bodyLimit: number;
   closing = false;
+  /**
+   * Draining (SIGTERM, `drain()`): the probes answer 503 DRAINING and every answer closes its
+   * connection, while requests are still accepted (a load balancer's grace to stop sending).
+   * `close` sets it too.
+   */
+  draining = false;
 
   constructor(
     options: HttpServerOptions,
@@ -81,7 +87,7 @@ export class ServerLifecycle {
   /** Call at the start of every request. */
   track(res: ServerResponse): void {
     this.inFlight++;
-    if (this.closing) res.shouldKeepAlive = false;
+    if (this.draining) res.shouldKeepAlive = false;
     res.once("close", () => {
       this.inFlight--;
       if (this.inFlight === 0 && this.drained !== null) this.drained();
@@ -105,6 +111,7 @@ export class ServerLifecycle {
   async close(drainMs: number): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.draining = true;
     const closed = this.server.listening
       ? new Promise<void>((resolve) => {
           this.server.close(() => {
