@@ -79,13 +79,14 @@ export class PortcullisMetrics implements PipelineMetrics {
       buckets: STAGE_BUCKETS,
       registers,
     });
-    const self = this;
+    // Inside `collect`, `this` is the metric: the sources are reached through this arrow.
+    const sourcesOf = (): MetricSources | null => this.sources;
     new Gauge({
       name: "portcullis_key_cache_entries",
       help: "Keys (and unknown ids, negatively cached) held by the key cache.",
       registers,
       collect() {
-        const s = self.sources;
+        const s = sourcesOf();
         if (s !== null) this.set(s.keyCache.size);
       },
     });
@@ -95,7 +96,7 @@ export class PortcullisMetrics implements PipelineMetrics {
       labelNames: ["result"] as const,
       registers,
       collect() {
-        const s = self.sources;
+        const s = sourcesOf();
         if (s === null) return;
         const st = s.keyCache.stats;
         this.reset();
@@ -110,7 +111,7 @@ export class PortcullisMetrics implements PipelineMetrics {
       help: "Key reads from the durable store by the key cache (misses and refreshes, de-duplicated).",
       registers,
       collect() {
-        const s = self.sources;
+        const s = sourcesOf();
         if (s === null) return;
         this.reset();
         this.inc(s.keyCache.stats.loads);
@@ -122,7 +123,7 @@ export class PortcullisMetrics implements PipelineMetrics {
       labelNames: ["result"] as const,
       registers,
       collect() {
-        const s = self.sources;
+        const s = sourcesOf();
         if (s === null) return;
         const st = s.audit.stats;
         this.reset();
@@ -138,7 +139,7 @@ export class PortcullisMetrics implements PipelineMetrics {
       help: "Audit entries waiting in memory for the next group commit (not yet acknowledged).",
       registers,
       collect() {
-        const s = self.sources;
+        const s = sourcesOf();
         if (s !== null) this.set(s.audit.stats.buffered);
       },
     });
@@ -147,7 +148,7 @@ export class PortcullisMetrics implements PipelineMetrics {
       help: "Age of the oldest audit entry not yet acknowledged by the store or a spill file, in seconds (0: none pending).",
       registers,
       collect() {
-        const s = self.sources;
+        const s = sourcesOf();
         if (s === null) return;
         const oldest = s.audit.stats.oldestPendingAt;
         this.set(oldest === null ? 0 : Math.max(0, ((s.now ?? Date.now)() - oldest) / 1000));
@@ -166,7 +167,7 @@ export class PortcullisMetrics implements PipelineMetrics {
       labelNames: ["check"] as const,
       registers,
       collect: async () => {
-        await self.sources?.readiness?.check();
+        await sourcesOf()?.readiness?.check();
       },
     });
     this.checkFailures = new Counter({

@@ -41,7 +41,7 @@ export interface Answer {
 export async function call(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
   const res = await request(url, { method: (init.method ?? "GET") as "GET", headers: init.headers ?? {}, ...(init.body === undefined ? {} : { body: init.body }) });
   const text = await res.body.text();
-  let json: Record<string, unknown> | null = null;
+  let json: Record<string, unknown> | null;
   try {
     json = JSON.parse(text) as Record<string, unknown>;
   } catch {
