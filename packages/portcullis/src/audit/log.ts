@@ -229,7 +229,7 @@ export class AuditLog implements DecisionRecorder {
   record(fields: AuditFields): void {
     if (this.closing !== null || this.buffer.length >= this.bufferEntries) {
       this.counts.dropped += 1;
-      this.warn("dropped", { buffered: this.buffer.length, closed: this.closing !== null }, "audit entry dropped: the buffer is full (store and spill unavailable) or the log is closed");
+      this.warn("dropped", { requestId: fields.requestId, buffered: this.buffer.length, closed: this.closing !== null }, "audit entry dropped: the buffer is full (store and spill unavailable) or the log is closed");
       return;
     }
     this.counts.recorded += 1;

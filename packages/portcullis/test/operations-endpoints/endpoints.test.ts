@@ -64,7 +64,7 @@ function signed(s: Started, path = "/api/v3/account"): Record<string, string> {
 }
 
 describe("healthz and readyz on the gateway", () => {
-  let s: Started;
+  let s: Started & { lines: string[] };
   beforeAll(async () => {
     s = await start("probes", {}, { metrics: { public: true } });
   });
@@ -112,6 +112,21 @@ describe("healthz and readyz on the gateway", () => {
     expect(res.status).toBe(200);
     expect(res.headers.ratelimit).toMatch(/^"ip-weight-1d";r=2;/);
     expect(s.running.core.audit.stats.recorded).toBe(recordedBefore + 1);
+  });
+
+  it("every log line written while handling a request names its request id", async () => {
+    s.lines.length = 0;
+    const answers = [
+      await call(`${s.gateway}/api/v3/account`, { headers: signed(s) }),
+      await call(`${s.gateway}/api/v3/account`),
+      await call(`${s.gateway}/api/v3/order`, { method: "POST", headers: signed(s, "/api/v3/order"), body: "{}" }),
+      await call(`${s.gateway}/nowhere`),
+    ];
+    expect(answers.map((a) => a.status)).toEqual([200, 401, 400, 404]);
+    expect(s.lines.length).toBeGreaterThanOrEqual(3);
+    for (const line of s.lines) expect(JSON.parse(line)).toHaveProperty("requestId");
+    const ids = answers.map((a) => String(a.headers["portcullis-request-id"]));
+    for (const id of ids.slice(1)) expect(s.lines.some((l) => l.includes(id))).toBe(true);
   });
 
   it("draining: both probes 503 DRAINING (and close the connection) while requests are still served", async () => {
