@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { AuditStats } from "../../src/audit/log.js";
+import { AuditLog, type AuditStats } from "../../src/audit/log.js";
+import { ManualTimers } from "../audit/support.js";
 import { Readiness, type ReadinessOptions } from "../../src/core/readiness.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
@@ -102,6 +103,25 @@ describe("Readiness", () => {
     expect(h.checks.custody.ms).toBeGreaterThanOrEqual(40);
     expect(h.ready).toBe(false);
     await hanging.store.close();
+  });
+
+  it("the audit log's lag: oldestPendingAt is the oldest unacknowledged entry's time, null once committed; readiness reads it", async () => {
+    const f = fixture({ auditStuckMs: 1_000 });
+    const log = new AuditLog({ store: f.store.audit, signer: null, now: () => f.clock.now, timers: new ManualTimers(), checkpointIntervalMs: 0 });
+    // Readiness reads the log's live statistics.
+    Object.defineProperty(f.audit, "stats", { get: () => log.stats });
+    expect(log.stats.oldestPendingAt).toBeNull();
+    log.record({ event: "request.deny", at: T0 - 500, actor: "anonymous", code: "ROUTE_NOT_FOUND" });
+    log.record({ event: "request.deny", at: T0, actor: "anonymous", code: "ROUTE_NOT_FOUND" });
+    expect(log.stats).toMatchObject({ buffered: 2, oldestPendingAt: T0 - 500 });
+    f.clock.now = T0 + 501;
+    expect((await f.readiness.check()).checks.audit).toMatchObject({ status: "failed", code: "AUDIT_LOG_STUCK" });
+    await log.flush();
+    expect(log.stats).toMatchObject({ buffered: 0, committed: 2, oldestPendingAt: null });
+    f.clock.now += 1_000;
+    expect((await f.readiness.check()).checks.audit.status).toBe("ok");
+    await log.close();
+    await f.store.close();
   });
 
   it("refuses bad options", async () => {
