@@ -1,11 +1,12 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID, timingSafeEqual } from "node:crypto";
 import type { TlsCredentials } from "../gateway/tls.js";
 import { peerCertThumbprint } from "../net/client-cert.js";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core/core.js";
-import { PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
+import { PortcullisError, deny, errorBody, serviceErrorBody } from "../errors/catalogue.js";
+import { METRICS_CONTENT_TYPE, type PortcullisMetrics } from "../metrics/metrics.js";
 import { valueOrThrow } from "../errors/result.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
@@ -78,7 +79,25 @@ export interface AdminApiOptions {
   readonly risk?: RiskProfiles;
   /** The behaviour stage's anomaly actions (admin/anomalies.ts); without it those routes are not found. */
   readonly anomalies?: AnomalyAdmin;
+  /** Prometheus `GET /metrics` (docs/operations-endpoints.md); without it the path is not found. */
+  readonly metrics?: AdminMetrics;
 }
+
+/**
+ * How `GET /metrics` is served. Prometheus cannot sign a request, so the endpoint is not behind the
+ * admin API's signatures: it is open (`public`, for an admin listener on a private network), or
+ * it takes a static bearer token (Prometheus's `authorization.credentials_file`), compared in
+ * constant time. Neither: every scrape is refused METRICS_UNAUTHORIZED. A scrape is never audited
+ * nor charged to a limit (one every few seconds would drown the audit log).
+ */
+export interface AdminMetrics {
+  readonly metrics: PortcullisMetrics;
+  readonly public: boolean;
+  /** The bearer token (from `admin.metrics.tokenFile`), or null. */
+  readonly token: string | null;
+}
+
+const METRICS_PATH = "/metrics";
 
 interface Answer {
   readonly status: number;
@@ -97,8 +116,15 @@ export class AdminApi {
   private readonly holds: HoldService | null;
   private readonly risk: RiskProfiles | null;
   private readonly anomalies: AnomalyAdmin | null;
+  private readonly metrics: AdminMetrics | null;
+  /** SHA-256 of the metrics token: compared in constant time over equal lengths. */
+  private readonly metricsDigest: Buffer | null;
 
   constructor(options: AdminApiOptions) {
+    this.metrics = options.metrics ?? null;
+    const token = this.metrics?.token ?? null;
+    if (token !== null && token.length < 16) throw new TypeError("the metrics token must be at least 16 characters");
+    this.metricsDigest = token === null ? null : createHash("sha256").update(token).digest();
     this.holds = options.holds ?? null;
     this.risk = options.risk ?? null;
     this.anomalies = options.anomalies ?? null;
@@ -134,9 +160,48 @@ export class AdminApi {
   };
 
   private async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const url = req.url ?? "";
+    if (this.metrics !== null && (url === METRICS_PATH || url.startsWith(`${METRICS_PATH}?`))) {
+      req.resume();
+      await this.serveMetrics(this.metrics, req, res, requestId);
+      return;
+    }
     let body = readBody(req, ADMIN_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
     await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
+  }
+
+  /** `GET /metrics`: the exposition text, open or behind the bearer token (AdminMetrics). */
+  private async serveMetrics(metrics: AdminMetrics, req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const method = req.method ?? "";
+    if (method !== "GET" && method !== "HEAD") {
+      sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);
+      return;
+    }
+    if (!metrics.public && !this.metricsAuthorized(req.headers.authorization)) {
+      this.logger.info({ requestId, client: req.socket.remoteAddress, code: "METRICS_UNAUTHORIZED" }, "metrics scrape refused");
+      sendJson(res, 401, errorBody(deny("METRICS_UNAUTHORIZED"), requestId), requestId, undefined, { "www-authenticate": 'Bearer realm="portcullis-metrics"' });
+      return;
+    }
+    let text: string;
+    try {
+      text = await metrics.metrics.render();
+    } catch (err) {
+      this.logger.error({ requestId, err }, "metrics could not be rendered");
+      sendDenial(res, deny("INTERNAL"), requestId);
+      return;
+    }
+    if (res.headersSent) return;
+    res.writeHead(200, { "content-type": METRICS_CONTENT_TYPE, "content-length": Buffer.byteLength(text), "cache-control": "no-store", "x-content-type-options": "nosniff", "portcullis-request-id": requestId });
+    res.end(text);
+  }
+
+  private metricsAuthorized(header: string | undefined): boolean {
+    const expected = this.metricsDigest;
+    if (expected === null || header === undefined) return false;
+    const match = /^Bearer +(\S+) *$/i.exec(header);
+    if (match === null) return false;
+    return timingSafeEqual(createHash("sha256").update(match[1] ?? "").digest(), expected);
   }
 
   /** Render: the handler's JSON answer, its refusal (with the fields at fault), or the pipeline's. */

@@ -92,6 +92,11 @@ export interface AuditStats {
   readonly buffered: number;
   /** A checkpoint was refused because the stored chain changed under this process. */
   readonly tampered: boolean;
+  /**
+   * When the oldest entry not yet acknowledged (buffered, or in a commit under way) was decided
+   * (epoch ms), or null when every entry is acknowledged: the log's lag (metrics, readiness).
+   */
+  readonly oldestPendingAt: number | null;
 }
 
 /** What the gateway, the admin API and the embedded middleware call after each decision. */
@@ -163,6 +168,8 @@ export class AuditLog implements DecisionRecorder {
   private closing: Promise<void> | null = null;
   private counts = { recorded: 0, committed: 0, spilled: 0, replayed: 0, dropped: 0, checkpoints: 0 };
   private tamperedFlag = false;
+  /** The decision time of the first entry of the batch being committed, or null (AuditStats.oldestPendingAt). */
+  private committingAt: number | null = null;
 
   constructor(options: AuditLogOptions) {
     this.store = options.store;
@@ -189,7 +196,9 @@ export class AuditLog implements DecisionRecorder {
   }
 
   get stats(): AuditStats {
-    return { ...this.counts, buffered: this.buffer.length, tampered: this.tamperedFlag };
+    const first = this.buffer[0];
+    const oldest = this.committingAt ?? (first === undefined ? null : first.at);
+    return { ...this.counts, buffered: this.buffer.length, tampered: this.tamperedFlag, oldestPendingAt: oldest };
   }
 
   decision(ctx: RequestContext, surface: AuditSurface): void {
@@ -220,7 +229,7 @@ export class AuditLog implements DecisionRecorder {
   record(fields: AuditFields): void {
     if (this.closing !== null || this.buffer.length >= this.bufferEntries) {
       this.counts.dropped += 1;
-      this.warn("dropped", { buffered: this.buffer.length, closed: this.closing !== null }, "audit entry dropped: the buffer is full (store and spill unavailable) or the log is closed");
+      this.warn("dropped", { requestId: fields.requestId, buffered: this.buffer.length, closed: this.closing !== null }, "audit entry dropped: the buffer is full (store and spill unavailable) or the log is closed");
       return;
     }
     this.counts.recorded += 1;
@@ -348,6 +357,15 @@ export class AuditLog implements DecisionRecorder {
 
   /** One batch to the store (when `tryStore`), else to a spill file. True once acknowledged. */
   private async commitBatch(batch: AuditFields[], tryStore: boolean): Promise<boolean> {
+    this.committingAt = batch[0]?.at ?? null;
+    try {
+      return await this.commitOrSpill(batch, tryStore);
+    } finally {
+      this.committingAt = null;
+    }
+  }
+
+  private async commitOrSpill(batch: AuditFields[], tryStore: boolean): Promise<boolean> {
     if (tryStore) {
       try {
         const result = await this.store.append(batch, this.spill === null || this.store.writeSpill === undefined ? { lockTimeoutMs: this.lockTimeoutMs } : { lockTimeoutMs: this.lockTimeoutMs, spillDir: this.spill.dir });

@@ -338,18 +338,26 @@ function buildProgram(): Command {
         return;
       }
       const running = await startPortcullis(config, logger);
+      let stopping = false;
       const stop = (): void => {
-        logger.info("shutting down: draining in-flight requests");
+        // The first signal drains; a later one (Ctrl-C after SIGTERM) changes nothing.
+        if (stopping) return;
+        stopping = true;
+        logger.info({ drainDelayMs: config.gateway.drainDelayMs, drainTimeoutMs: config.gateway.drainTimeoutMs }, "shutting down: draining in-flight requests");
         running.close().then(
-          () => process.exit(0),
+          () => {
+            const audit = running.core.audit.stats;
+            logger.info({ audit: { committed: audit.committed, spilled: audit.spilled, dropped: audit.dropped, buffered: audit.buffered } }, "portcullis stopped: in-flight requests answered, audit log flushed");
+            process.exit(0);
+          },
           (err: unknown) => {
             logger.error({ err }, "shutdown failed");
             process.exit(1);
           },
         );
       };
-      process.once("SIGINT", stop);
-      process.once("SIGTERM", stop);
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
       // SIGHUP reloads the TLS certificates and keys (docs/tls.md); without TLS it is ignored.
       process.on("SIGHUP", () => {
         running.reloadTls();

@@ -67,6 +67,15 @@ export interface PortcullisConfig {
      * `$ssl_client_escaped_cert`), lower case; believed from `trustedProxies` only. Null: none.
      */
     readonly clientCertHeader: string | null;
+    /**
+     * On SIGTERM, how long the gateway keeps serving while its probes answer 503 DRAINING, before
+     * it stops accepting (a load balancer's time to notice), ms. Default 0.
+     */
+    readonly drainDelayMs: number;
+    /** Then how long in-flight requests have to finish before their connections are closed, ms. Default 10 s. */
+    readonly drainTimeoutMs: number;
+    /** Each readiness check's timeout (/portcullis/v1/readyz), ms. Default 1 s. */
+    readonly readinessTimeoutMs: number;
   };
   readonly admin: {
     readonly enabled: boolean;
@@ -74,6 +83,16 @@ export interface PortcullisConfig {
     readonly port: number;
     /** HTTPS on the admin listener, with optional mutual TLS (docs/tls.md); null: plain HTTP. */
     readonly tls: TlsSettings | null;
+    /** Prometheus `GET /metrics` on the admin listener (docs/operations-endpoints.md). */
+    readonly metrics: {
+      readonly enabled: boolean;
+      /** Served without a credential (an admin listener on a private network). Default false. */
+      readonly public: boolean;
+      /** A file (mode 0600) holding the bearer token scrapes must send, or null. */
+      readonly tokenFile: string | null;
+      /** One request in this many has its stages timed for the stage histogram (0: none). Default 64. */
+      readonly sampleEvery: number;
+    };
   };
   readonly signatures: {
     readonly windowMs: number;
@@ -211,7 +230,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   }
 
   const g = obj(root.gateway, "gateway");
-  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers", "tls", "clientCertHeader"]);
+  only(g, "gateway", ["mode", "host", "port", "upstream", "bodyLimit", "upstreamTimeoutMs", "trustedProxies", "authorities", "scheme", "serverTiming", "identitySecretFile", "workers", "tls", "clientCertHeader", "drainDelay", "drainTimeout", "readinessTimeout"]);
   const mode = str(g, "mode", "gateway", "proxy");
   if (mode !== "proxy" && mode !== "authorizer") throw new ConfigError('gateway.mode must be "proxy" or "authorizer"');
   const upstream = str(g, "upstream", "gateway", "");
@@ -237,8 +256,17 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   if (gatewayTls !== null && scheme !== "https") throw new ConfigError('gateway.scheme must be "https" (or absent) when gateway.tls is set');
 
   const a = obj(root.admin, "admin");
-  only(a, "admin", ["enabled", "host", "port", "tls"]);
+  only(a, "admin", ["enabled", "host", "port", "tls", "metrics"]);
   const adminTls = tlsSettings(a.tls, "admin.tls", baseDir);
+  const am = obj(a.metrics, "admin.metrics");
+  only(am, "admin.metrics", ["enabled", "public", "tokenFile", "sampleEvery"]);
+  const metricsTokenFile = str(am, "tokenFile", "admin.metrics", "");
+  const drainDelayMs = duration(g, "drainDelay", "gateway", 0);
+  if (drainDelayMs > 300_000) throw new ConfigError("gateway.drainDelay must be at most 5m");
+  const drainTimeoutMs = duration(g, "drainTimeout", "gateway", 10_000);
+  if (drainTimeoutMs > 600_000) throw new ConfigError("gateway.drainTimeout must be at most 10m");
+  const readinessTimeoutMs = duration(g, "readinessTimeout", "gateway", 1000);
+  if (readinessTimeoutMs < 10 || readinessTimeoutMs > 60_000) throw new ConfigError("gateway.readinessTimeout must be from 10ms to 1m");
   const s = obj(root.signatures, "signatures");
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
   const se = obj(root.sessions, "sessions");
@@ -323,12 +351,21 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       workers: parseWorkers(g.workers, "gateway.workers"),
       tls: gatewayTls,
       clientCertHeader,
+      drainDelayMs,
+      drainTimeoutMs,
+      readinessTimeoutMs,
     },
     admin: {
       enabled: bool(a, "enabled", "admin", true),
       host: str(a, "host", "admin", "127.0.0.1"),
       port: int(a, "port", "admin", 8081, 0, 65535),
       tls: adminTls,
+      metrics: {
+        enabled: bool(am, "enabled", "admin.metrics", true),
+        public: bool(am, "public", "admin.metrics", false),
+        tokenFile: metricsTokenFile === "" ? null : resolve(dataDir, metricsTokenFile),
+        sampleEvery: int(am, "sampleEvery", "admin.metrics", 64, 0, 1_000_000),
+      },
     },
     signatures: {
       windowMs: int(s, "windowMs", "signatures", DEFAULT_WINDOW_MS, 1000, 60_000),

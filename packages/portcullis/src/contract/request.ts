@@ -104,6 +104,12 @@ export class RequestContext {
   outcome: ErrorCode | null = null;
   /** Stage durations in ms by stage index (NaN for a stage skipped), when timing is on. */
   timings: number[] | null = null;
+  /**
+   * Stage durations in ms of a request sampled for the stage latency metrics (one in N, the
+   * pipeline's `metrics.sampleEvery`), or null. Kept apart from `timings`: a sampled request shows
+   * no Server-Timing and its audit entry records no timings.
+   */
+  sample: number[] | null = null;
 
   constructor(req: PipelineRequest, requestId: string, now: number) {
     this.requestId = requestId;

@@ -12,7 +12,7 @@ import { LAST_USED_FLUSH_MS, LastUsedRecorder } from "../keys/usage.js";
 import { type Logger, silentLogger } from "../log/logger.js";
 import { ClientAddressResolver } from "../net/client-address.js";
 import type { PipelineRequest, RequestContext, AuthScheme } from "../contract/request.js";
-import { Pipeline, type PipelineOptions } from "../pipeline/pipeline.js";
+import { Pipeline, type PipelineMetrics, type PipelineOptions } from "../pipeline/pipeline.js";
 import { createSchemes } from "../dialects/registry.js";
 import { LimitPlan } from "../limits/plan.js";
 import { Shield } from "../limits/shield.js";
@@ -109,6 +109,11 @@ export interface PortcullisOptions {
    * the core. Without it, a guardrail that needs a reference price refuses.
    */
   readonly prices?: ReferencePrices | null;
+  /**
+   * Decision counts and sampled stage durations of every pipeline the core builds (the metrics of
+   * docs/operations-endpoints.md); default none.
+   */
+  readonly metrics?: PipelineMetrics | null;
   /** Requests a minute of a key the behaviour stage throttled (docs/behaviour.md). Default 6, or the behaviour settings' throttle. */
   readonly throttlePerMinute?: number;
   /**
@@ -266,6 +271,7 @@ export class Portcullis {
       prices: this.prices,
       ...(throttlePerMinute === undefined ? {} : { throttlePerMinute }),
       observe: this.behaviour?.observe ?? null,
+      metrics: options.metrics ?? null,
     };
     this.pipeline = this.createPipeline(this.routes);
     const signer = options.audit?.signer;

@@ -152,8 +152,7 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
       },
     },
   });
-  const run = async (req: PortcullisRequest, res: ServerResponse, next: Next): Promise<void> => {
-    const requestId = randomUUID();
+  const run = async (req: PortcullisRequest, res: ServerResponse, next: Next, requestId: string): Promise<void> => {
     if (sessions !== null && SessionEndpoints.serves((req.url ?? "").split("?", 1)[0] ?? "")) {
       await sessions.serve(req, res, requestId, "embedded", bodyLimit);
       return;
@@ -163,9 +162,10 @@ export function createMiddleware(core: Portcullis, options: MiddlewareOptions = 
     await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, { req, res, next });
   };
   return (req, res, next) => {
-    run(req, res, next).catch((err: unknown) => {
-      core.logger.error({ err }, "embedded pipeline error");
-      if (!res.headersSent) sendDenial(res, deny("INTERNAL"), "embedded", { close: true });
+    const requestId = randomUUID();
+    run(req, res, next, requestId).catch((err: unknown) => {
+      core.logger.error({ requestId, err }, "embedded pipeline error");
+      if (!res.headersSent) sendDenial(res, deny("INTERNAL"), requestId, { close: true });
     });
   };
 }

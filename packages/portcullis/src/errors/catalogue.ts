@@ -244,6 +244,14 @@ const requestRefusals = {
     status: 401,
     message: "This API key is bound to a client certificate: send the request over TLS with that certificate (mutual TLS).",
   },
+  // --- operational endpoints (docs/operations-endpoints.md) -----------------------------------
+  DRAINING: { status: 503, message: "This gateway process is shutting down (draining); send new requests to another instance." },
+  NOT_READY: { status: 503, message: "A dependency of this gateway is not answering; the body names each check and its state." },
+  DURABLE_STORE_UNAVAILABLE: { status: 503, message: "The durable store (SQLite or PostgreSQL) did not answer a trivial read." },
+  AUDIT_LOG_STUCK: { status: 503, message: "The audit log holds entries that neither the store nor the spill directory acknowledged in time." },
+  CUSTODY_UNAVAILABLE: { status: 503, message: "The key custody provider (keyring file or PKCS#11 token) did not answer." },
+  CHECK_TIMED_OUT: { status: 503, message: "A readiness check did not answer within its timeout." },
+  METRICS_UNAUTHORIZED: { status: 401, message: "The metrics endpoint needs the bearer token configured in admin.metrics.tokenFile (or admin.metrics.public)." },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

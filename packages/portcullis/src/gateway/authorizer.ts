@@ -21,6 +21,8 @@ import { type Forwarder, heldReleaser, heldRequestOf } from "./proxy.js";
 import { REFUSAL_HEADER, REFUSAL_KEY_INFO, RefusalTokens } from "./refusal-token.js";
 import { renderRefusal } from "./render.js";
 import { SessionEndpoints } from "./session-endpoints.js";
+import { isProbe, serveProbe } from "./probes.js";
+import type { Readiness } from "../core/readiness.js";
 
 /**
  * The authorizer ("gateway": { "mode": "authorizer" }, docs/deploy/authorizer.md): Portcullis
@@ -73,6 +75,8 @@ export interface AuthorizerOptions {
    * HOLD_NOT_SUPPORTED.
    */
   readonly holds?: { readonly policy: PolicyDecider | null; readonly service: HoldService; readonly operations?: OperationEndpoints; readonly forwarder: Forwarder | null } | undefined;
+  /** The dependencies /portcullis/v1/readyz checks (gateway/probes.ts); without it, ready means alive. */
+  readonly readiness?: Readiness | null;
   /** The scheme clients use (for X-Forwarded-Proto on released holds). */
   readonly scheme?: "http" | "https";
 }
@@ -184,6 +188,15 @@ export class Authorizer {
     const authRequest = path === AUTH_REQUEST_PATH;
     const peer = socketAddress === undefined ? null : parseIp(socketAddress);
     const trusted = peer !== null && this.trusted.has(peer);
+    if (isProbe(path)) {
+      // Before anything else (the peer need not be a trusted proxy: a load balancer probes).
+      req.resume();
+      const probed = serveProbe(path, req.method ?? "", res, requestId, this.listener.draining, this.options.readiness ?? null);
+      if (probed !== false) {
+        if (probed !== true) await probed;
+        return;
+      }
+    }
     if (path === REFUSAL_PATH) {
       this.serveRefusal(req, res, requestId, trusted ? null : deny("AUTHORIZER_PEER_UNTRUSTED", `peer ${socketAddress ?? "(none)"}`));
       return;
@@ -333,6 +346,11 @@ export class Authorizer {
       return;
     }
     sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);
+  }
+
+  /** Starts draining: the probes answer 503 DRAINING, answers close their connections; requests are still served. */
+  drain(): void {
+    this.listener.draining = true;
   }
 
   listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {

@@ -34,6 +34,12 @@ export class ServerLifecycle {
   /** The listener's TLS (its reload poll stops on close), or null: plain HTTP. */
   readonly tls: TlsCredentials | null;
   closing = false;
+  /**
+   * Draining (SIGTERM, `drain()`): the probes answer 503 DRAINING and every answer closes its
+   * connection, while requests are still accepted (a load balancer's grace to stop sending).
+   * `close` sets it too.
+   */
+  draining = false;
 
   constructor(
     options: HttpServerOptions,
@@ -105,7 +111,7 @@ export class ServerLifecycle {
   /** Call at the start of every request. */
   track(res: ServerResponse): void {
     this.inFlight++;
-    if (this.closing) res.shouldKeepAlive = false;
+    if (this.draining) res.shouldKeepAlive = false;
     res.once("close", () => {
       this.inFlight--;
       if (this.inFlight === 0 && this.drained !== null) this.drained();
@@ -129,6 +135,7 @@ export class ServerLifecycle {
   async close(drainMs: number): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.draining = true;
     this.tls?.close();
     const closed = this.server.listening
       ? new Promise<void>((resolve) => {

@@ -6,6 +6,8 @@ import type { AddressInfo, Socket } from "node:net";
 import type { DecisionRecorder } from "../audit/log.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { SessionEndpoints } from "./session-endpoints.js";
+import { isProbe, serveProbe } from "./probes.js";
+import type { Readiness } from "../core/readiness.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
@@ -52,6 +54,8 @@ export interface GatewayOptions {
    * /portcullis/v1/operations/{id} (with `operations`). Without it, nothing is judged.
    */
   readonly holds?: { readonly policy: PolicyDecider | null; readonly service: HoldService; readonly operations?: OperationEndpoints } | undefined;
+  /** The dependencies /portcullis/v1/readyz checks (gateway/probes.ts); without it, ready means alive. */
+  readonly readiness?: Readiness | null;
 }
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
@@ -123,6 +127,16 @@ export class Gateway {
     const url = req.url ?? "";
     const method = req.method ?? "";
     if (url.startsWith(OWN_PREFIX)) {
+      const path = url.split("?", 1)[0] ?? "";
+      if (isProbe(path)) {
+        // Before anything else: unauthenticated, not audited, charged to no limit.
+        req.resume();
+        const probed = serveProbe(path, method, res, requestId, this.listener.draining, this.options.readiness ?? null);
+        if (probed !== false) {
+          if (probed !== true) await probed;
+          return;
+        }
+      }
       const sessions = this.options.sessions;
       if (sessions !== undefined && SessionEndpoints.serves(url.split("?", 1)[0] ?? "")) {
         await sessions.serve(req, res, requestId);
@@ -212,6 +226,14 @@ export class Gateway {
       return;
     }
     sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);
+  }
+
+  /**
+   * Starts draining: /portcullis/v1/healthz and readyz answer 503 DRAINING and answers close their
+   * connections, while requests are still served (until `close`).
+   */
+  drain(): void {
+    this.listener.draining = true;
   }
 
   listen(port: number, host = "127.0.0.1"): Promise<AddressInfo> {

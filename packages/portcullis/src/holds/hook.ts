@@ -33,11 +33,11 @@ export type HoldAnswer = Denial | HeldTicket | undefined;
 
 export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) => HoldAnswer | Promise<HoldAnswer> {
   const { policy, holds, capture, logger } = options;
-  const forget = async (id: string): Promise<void> => {
+  const forget = async (id: string, requestId: string): Promise<void> => {
     try {
       await policy.forget(id);
     } catch (err) {
-      logger.warn({ operationId: id, err }, "the policy could not forget an operation that was not held");
+      logger.warn({ requestId, operationId: id, err }, "the policy could not forget an operation that was not held");
     }
   };
   // Stage 11's step-up (docs/behaviour.md): a key whose risk state is `step-up` has its
@@ -75,7 +75,7 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
         break;
     }
     if (capture === null) {
-      await forget(id);
+      await forget(id, ctx.requestId);
       return deny("HOLD_NOT_SUPPORTED", `rule ${decision.rule} holds it; this surface cannot hold requests`);
     }
     try {
@@ -84,7 +84,7 @@ export function createHoldHook(options: HoldHookOptions): (ctx: RequestContext) 
       return ticket;
     } catch (err) {
       logger.error({ requestId: ctx.requestId, operationId: id, err }, "the operation could not be held");
-      await forget(id);
+      await forget(id, ctx.requestId);
       return deny("POLICY_UNAVAILABLE", "the operation could not be stored");
     }
   };

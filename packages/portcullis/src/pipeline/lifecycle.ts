@@ -129,7 +129,7 @@ export class Lifecycle<T, A> {
         if ("operationId" in held) {
           // Held: allowed by every stage, stored for release; not handed on now.
           this.audit?.decision(ctx, this.surface);
-          this.pipeline.observe(ctx, "held");
+          this.pipeline.observe(ctx, "held", this.surface);
           this.pipeline.finish(ctx);
           this.render(ctx, { kind: "held", ticket: held }, target);
           return;
@@ -141,7 +141,7 @@ export class Lifecycle<T, A> {
     const denial = ctx.denial;
     if (denial !== null) {
       this.audit?.decision(ctx, this.surface);
-      this.pipeline.observe(ctx, "refused");
+      this.pipeline.observe(ctx, "refused", this.surface);
       this.logger.info(
         { requestId: ctx.requestId, surface: this.surface, code: denial.code, detail: denial.detail, method: ctx.method, route: ctx.route?.id, keyId: loggableKeyId(ctx), client: ctx.client?.text ?? ctx.socketAddress },
         "request denied",
@@ -165,7 +165,7 @@ export class Lifecycle<T, A> {
       ctx.outcome = outcome.error.code;
     }
     this.audit?.decision(ctx, this.surface);
-    this.pipeline.observe(ctx, outcome.kind === "failed" ? "failed" : "allowed");
+    this.pipeline.observe(ctx, outcome.kind === "failed" ? "failed" : "allowed", this.surface);
     if (!waits) this.pipeline.finish(ctx);
     this.render(ctx, outcome, target);
   }

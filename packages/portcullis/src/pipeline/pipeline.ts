@@ -8,6 +8,7 @@ import type { Environment } from "../contract/ids.js";
 import type { Dialect } from "../contract/keys.js";
 import type { ReferencePrices } from "../contract/prices.js";
 import type { BehaviourEvent } from "../contract/behaviour.js";
+import type { AuditSurface } from "../audit/events.js";
 import type { LimitPlan } from "../limits/plan.js";
 import type { Shield } from "../limits/shield.js";
 import type { ClientAddressResolver } from "../net/client-address.js";
@@ -87,6 +88,21 @@ export interface PipelineOptions {
    * audit entry. It must only queue (the behaviour engine scores off the request path).
    */
   readonly observe?: DecisionObserver | null;
+  /** Decision counts and sampled stage durations for the metrics (docs/operations-endpoints.md); null: none. */
+  readonly metrics?: PipelineMetrics | null;
+}
+
+/**
+ * What the pipeline tells the metrics. Called on the request path: `decided` once per decision
+ * (it must only count), `sampled` for one request in `sampleEvery` with its stage durations.
+ */
+export interface PipelineMetrics {
+  /** One request in this many has its stages timed for `sampled` (0: none). */
+  readonly sampleEvery: number;
+  /** A decision on `surface`: the refusal's code, a failed hand on's, "HELD", or "OK". */
+  decided(surface: AuditSurface, code: string): void;
+  /** A sampled request's stage durations in ms, by index of `stageNames` (NaN: the stage did not run). */
+  sampled(stageNames: readonly string[], durations: readonly number[]): void;
 }
 
 /** How a decided request ended, for the behaviour stage. */
@@ -127,6 +143,10 @@ export class Pipeline {
   /** Index of authorization: a route that declares no operation skips the two stages after it. */
   private readonly authorizeStage: number;
   private readonly observer: DecisionObserver | null;
+  private readonly metrics: PipelineMetrics | null;
+  /** Requests left until the next one sampled for the stage metrics. */
+  private sampleCountdown: number;
+  private readonly names: readonly string[];
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -146,6 +166,10 @@ export class Pipeline {
       throttlePerMinute: options.throttlePerMinute ?? DEFAULT_THROTTLE_PER_MINUTE,
     });
     this.observer = options.observe ?? null;
+    this.metrics = options.metrics ?? null;
+    const every = this.metrics?.sampleEvery ?? 0;
+    if (!Number.isSafeInteger(every) || every < 0) throw new TypeError("metrics.sampleEvery must be a non-negative integer");
+    this.sampleCountdown = every;
     const messages = options.decides === "messages";
     const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
     const signature = signatureStage();
@@ -168,6 +192,7 @@ export class Pipeline {
     this.admitStage = this.stages.length - 1;
     this.signatureStage = this.stages.indexOf(signature);
     this.authorizeStage = this.stages.indexOf(authorize);
+    this.names = this.stages.map((s) => s.name);
   }
 
   /** Every scheme's credential headers: never forwarded upstream. */
@@ -177,7 +202,7 @@ export class Pipeline {
 
   /** The stage names, in order (Server-Timing metric names). */
   get stageNames(): readonly string[] {
-    return this.stages.map((s) => s.name);
+    return this.names;
   }
 
   /**
@@ -195,7 +220,12 @@ export class Pipeline {
    */
   decide(ctx: RequestContext): RequestContext | Promise<RequestContext> {
     if (this.timing) ctx.timings = new Array<number>(this.stages.length).fill(Number.NaN);
-    return this.continueFrom(ctx, 0, ctx.timings === null ? 0 : performance.now());
+    // One request in N is timed for the stage metrics (a countdown: no clock read, no allocation for the others).
+    if (this.sampleCountdown > 0 && --this.sampleCountdown === 0) {
+      this.sampleCountdown = this.metrics?.sampleEvery ?? 0;
+      ctx.sample = new Array<number>(this.stages.length).fill(Number.NaN);
+    }
+    return this.continueFrom(ctx, 0, ctx.timings === null && ctx.sample === null ? 0 : performance.now());
   }
 
   private continueFrom(ctx: RequestContext, first: number, mark: number): RequestContext | Promise<RequestContext> {
@@ -246,15 +276,24 @@ export class Pipeline {
 
   private record(ctx: RequestContext, stage: number, mark: number): number {
     const timings = ctx.timings;
-    if (timings === null) return mark;
+    const sample = ctx.sample;
+    if (timings === null && sample === null) return mark;
     const t = performance.now();
-    timings[stage] = t - mark;
+    if (timings !== null) timings[stage] = t - mark;
+    if (sample !== null) sample[stage] = t - mark;
     return t;
   }
 
-  /** Hands a decided request to stage 11's observer (the lifecycle calls it once, after the audit entry). */
-  observe(ctx: RequestContext, end: DecisionEnd): void {
+  /**
+   * Hands a decided request to stage 11's observer and counts it for the metrics (the lifecycle
+   * calls it once, after the audit entry).
+   */
+  observe(ctx: RequestContext, end: DecisionEnd, surface: AuditSurface): void {
     this.observer?.(ctx, end);
+    const metrics = this.metrics;
+    if (metrics === null) return;
+    metrics.decided(surface, ctx.denial?.code ?? ctx.outcome ?? (end === "held" ? "HELD" : "OK"));
+    if (ctx.sample !== null) metrics.sampled(this.names, ctx.sample);
   }
 
   /** Releases the request's concurrency slot; the lifecycle calls it once the answer is over. */

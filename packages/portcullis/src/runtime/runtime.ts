@@ -31,6 +31,8 @@ import { SnapshottingBehaviourStore } from "../storage/behaviour-state.js";
 import { RedisBehaviourStore } from "../storage/redis/behaviour.js";
 import { AlertWebhook } from "../anomaly/webhook.js";
 import { TlsCredentials } from "../gateway/tls.js";
+import { Readiness } from "../core/readiness.js";
+import { PortcullisMetrics } from "../metrics/metrics.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -55,7 +57,15 @@ export interface RunningPortcullis {
    * logs TLS_RELOAD_FAILED. True when every listener with TLS reloaded.
    */
   reloadTls(): boolean;
-  /** Graceful shutdown of both servers, then the core. */
+  /** The dependencies /portcullis/v1/readyz checks (docs/operations-endpoints.md). */
+  readonly readiness: Readiness;
+  /** The Prometheus metrics served by the admin API's /metrics; null when disabled. */
+  readonly metrics: PortcullisMetrics | null;
+  /**
+   * Graceful shutdown: the probes turn 503 DRAINING at once; after `gateway.drainDelay` the
+   * servers stop accepting and in-flight requests have `drainMs` (default `gateway.drainTimeout`)
+   * to finish; then the audit log is flushed and the core closed.
+   */
   close(drainMs?: number): Promise<void>;
 }
 
@@ -129,7 +139,10 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   const holds = new HoldService({ store: data.store.holds, envelope: data.envelope, policy: options.policy ?? null, logger, stepUp: stepUpSettings(config.behaviour.stepUp), prices, ...options.holds });
   let states: SnapshottingBehaviourStore | null = null;
   let sharedStates: RedisBehaviourStore | null = null;
+  const metricsSettings = config.admin.metrics;
+  const metrics = config.admin.enabled && metricsSettings.enabled ? new PortcullisMetrics({ sampleEvery: metricsSettings.sampleEvery }) : null;
   try {
+    const metricsToken = metrics === null || metricsSettings.tokenFile === null ? null : readSecretFile(metricsSettings.tokenFile);
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, data.store, logger);
     bus = await openBus(config, logger);
@@ -162,7 +175,18 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       logger,
       prices,
       behaviour: { settings: config.behaviour, alerts, ...(states === null ? {} : { states }) },
+      metrics,
     });
+    const readiness = new Readiness({
+      store: data.store,
+      hot: core.hot,
+      audit: core.audit,
+      custody: data.custody.kek,
+      timeoutMs: config.gateway.readinessTimeoutMs,
+      logger,
+      ...(metrics === null ? {} : { onCheck: metrics.checked }),
+    });
+    metrics?.watch({ keyCache: core.cache, audit: core.audit, readiness });
     // The first poll is awaited (bounded by its timeout; a failure only logs): the gateway starts with prices.
     await refresher?.start();
     // Stage 10: the policy service judges (unless a test gives its own decider) and holds its own
@@ -186,6 +210,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
       audit: core.audit,
       holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds), forwarder },
+      readiness,
     }) : forwarder === null ? null : new Gateway({
       pipeline: core.pipeline,
       tls: tls.gateway ?? undefined,
@@ -200,6 +225,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       // The operations endpoint is served whether or not a policy holds anything here: an
       // operation held by another gateway process on the same data directory is readable too.
       holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds) },
+      readiness,
     });
     if (gateway === null) throw new TypeError("the proxy mode needs gateway.upstream");
     // Releases what is ready (made ready here, by another process, or by the CLI), expires what
@@ -229,7 +255,16 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         anomaly: options.anomaly === undefined ? core.behaviour : options.anomaly,
         idleExpiryMs: config.keys.idleExpiryMs,
       });
-      admin = new AdminApi({ core, logger, tls: tls.admin ?? undefined, governance, holds, risk, anomalies: { responder: anomalies, signer: data.signingKeys } });
+      admin = new AdminApi({
+        core,
+        logger,
+        tls: tls.admin ?? undefined,
+        governance,
+        holds,
+        risk,
+        anomalies: { responder: anomalies, signer: data.signingKeys },
+        ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
+      });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
     const running = { core, gateway, admin, websocket, policy };
@@ -249,7 +284,16 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         const adminOk = tls.admin?.reload() ?? true;
         return gatewayOk && adminOk;
       },
-      async close(drainMs = 10_000) {
+      readiness,
+      metrics,
+      async close(drainMs = config.gateway.drainTimeoutMs) {
+        // Draining: the probes answer 503 while requests are still served, so that a load
+        // balancer stops sending before the listener closes.
+        running.gateway.drain();
+        if (config.gateway.drainDelayMs > 0) {
+          logger.info({ drainDelayMs: config.gateway.drainDelayMs }, "draining: probes answer 503 DRAINING; still serving until the delay ends");
+          await new Promise((resolve) => setTimeout(resolve, config.gateway.drainDelayMs));
+        }
         refresher?.stop();
         if (sweeper !== null) clearInterval(sweeper);
         await holds.stop();

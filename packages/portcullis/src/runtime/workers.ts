@@ -53,7 +53,7 @@ export interface WorkersOptions {
   readonly source: ConfigSource;
   readonly workers: number;
   readonly logger: Logger;
-  /** How long `stop` lets each worker drain its requests before it is killed (default 10 s, as `portcullis start`). */
+  /** How long `stop` lets each worker drain its requests before it is killed (default: `gateway.drainDelay` + `gateway.drainTimeout`, as `portcullis start`). */
   readonly drainMs?: number;
   readonly backoff?: RestartBackoff;
 }
@@ -143,7 +143,8 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
   if (!cluster.isPrimary) throw new TypeError("startWorkers runs in the primary process");
   checkWorkersConfig(config, count);
   const backoff = options.backoff ?? DEFAULT_BACKOFF;
-  const drainMs = options.drainMs ?? 10_000;
+  // The workers' drain: the delay with probes at 503, then the time in-flight requests have (config.gateway).
+  const drainMs = options.drainMs ?? options.config.gateway.drainDelayMs + options.config.gateway.drainTimeoutMs;
 
   // The certificates and keys before anything else (docs/tls.md): a bad one stops the start here.
   if (config.gateway.tls !== null) new TlsCredentials(config.gateway.tls, "gateway.tls");

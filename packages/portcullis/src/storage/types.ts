@@ -516,6 +516,11 @@ export interface StrikeResult {
  */
 export interface HotStore {
   readonly kind: string;
+  /**
+   * Resolves once the store answers a trivial command (Redis: PING), rejects when it cannot
+   * (readiness, docs/operations-endpoints.md). Absent: the store lives in this process.
+   */
+  ping?(): Promise<void>;
   admit(admission: Admission): AdmissionResult | Promise<AdmissionResult>;
   /**
    * When this store's replay memory began (epoch ms; -Infinity when nothing was accepted before

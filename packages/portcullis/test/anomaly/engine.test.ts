@@ -181,7 +181,7 @@ describe("the behaviour engine in the core", () => {
     expect(stored).toMatchObject({ keyId: s.key.id, score: expect.any(Number) as number });
     const ctx = await again.pipeline.run({ method: "GET", url: "/api/v3/account", headers: signRequest({ method: "GET", url: "/api/v3/account", keyId: s.key.id, key: s.key.secret, created: s.t.clock.seconds }), body: Buffer.alloc(0), socketAddress: HOME });
     expect(ctx.denial).toBeNull();
-    again.pipeline.observe(ctx, "allowed");
+    again.pipeline.observe(ctx, "allowed", "gateway");
     await again.behaviour?.settle();
     expect((await again.behaviour?.latest(s.key.id))?.seen).toBe(10);
   });

@@ -31,7 +31,7 @@ const LAYERS: readonly (readonly string[])[] = [
   /* 7 */ ["sessions", "holds", "anomaly", "exposure"],
   /* 8 */ ["pipeline"],
   /* 9 */ ["core"],
-  /* 10 */ ["gateway"],
+  /* 10 */ ["gateway", "metrics"],
   /* 11 */ ["admin", "embedded"],
   /* 12 */ ["config"],
   /* 13 */ ["runtime"],

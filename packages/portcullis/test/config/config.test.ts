@@ -17,8 +17,8 @@ describe("config", () => {
   it("fills defaults, resolving paths against the config file's directory", () => {
     const c = parseConfig(base, "/srv/portcullis");
     expect(c.dataDir).toBe("/srv/portcullis/data");
-    expect(c.gateway).toMatchObject({ host: "0.0.0.0", port: 8080, bodyLimit: 1048576, scheme: "http", identitySecretFile: "/srv/portcullis/data/identity.secret", tls: null, clientCertHeader: null });
-    expect(c.admin).toEqual({ enabled: true, host: "127.0.0.1", port: 8081, tls: null });
+    expect(c.gateway).toMatchObject({ host: "0.0.0.0", port: 8080, bodyLimit: 1048576, scheme: "http", identitySecretFile: "/srv/portcullis/data/identity.secret", tls: null, clientCertHeader: null, drainDelayMs: 0, drainTimeoutMs: 10_000, readinessTimeoutMs: 1000 });
+    expect(c.admin).toEqual({ enabled: true, host: "127.0.0.1", port: 8081, tls: null, metrics: { enabled: true, public: false, tokenFile: null, sampleEvery: 64 } });
     expect(c.hot).toEqual({ backend: "memory" });
     expect(c.limits.specs.map((s) => s.name)).toEqual(["ip-weight-1m", "key-weight-1m", "account-weight-1m", "orders-10s", "orders-1d", "cancels-10s"]);
     expect(c.limits.specs.find((s) => s.name === "orders-1d")).toEqual({ name: "orders-1d", scope: "account", kind: "orders", limit: DEFAULT_LIMITS.orders[1].limit, windowMs: 86_400_000 });
@@ -56,6 +56,12 @@ describe("config", () => {
     [{ gateway: {} }, /gateway\.upstream is required/],
     [{ gateway: { upstream: "http://x", port: 70000 } }, /gateway\.port must be an integer/],
     [{ gateway: { upstream: "http://x", trustedProxies: ["10.0.0.0/33"] } }, /gateway\.trustedProxies/],
+    [{ gateway: { upstream: "http://x", drainDelay: "10m" } }, /gateway\.drainDelay must be at most 5m/],
+    [{ gateway: { upstream: "http://x", drainTimeout: "soon" } }, /gateway\.drainTimeout must be a duration/],
+    [{ gateway: { upstream: "http://x", readinessTimeout: "5ms" } }, /gateway\.readinessTimeout must be from 10ms to 1m/],
+    [{ admin: { metrics: { public: "yes" } } }, /admin\.metrics\.public/],
+    [{ admin: { metrics: { token: "x" } } }, /admin\.metrics\.token is not a known setting/],
+    [{ admin: { metrics: { sampleEvery: -1 } } }, /admin\.metrics\.sampleEvery must be an integer/],
     [{ routes: [] }, /routes must be a non-empty list/],
     [{ routes: [{ method: "GET", path: "/a", permission: "superuser" }] }, /route #1 \(GET \/a\): unknown permission/],
     [{ routes: [{ method: "POST", path: "/a", permission: "trade", degradable: true }] }, /only public and read routes may be degradable/],

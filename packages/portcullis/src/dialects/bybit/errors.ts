@@ -94,6 +94,13 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   AUTHORIZER_PEER_UNTRUSTED: E.ip,
   AUTHORIZER_BODY_UNSEEN: status(E.params, 400),
   AUTHORIZER_REFUSAL_INVALID: E.permission,
+  DRAINING: status(E.serverError, 503),
+  NOT_READY: status(E.serverError, 503),
+  DURABLE_STORE_UNAVAILABLE: status(E.serverError, 503),
+  AUDIT_LOG_STUCK: status(E.serverError, 503),
+  CUSTODY_UNAVAILABLE: status(E.serverError, 503),
+  CHECK_TIMED_OUT: status(E.serverError, 503),
+  METRICS_UNAUTHORIZED: E.invalidKey,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 

@@ -102,6 +102,13 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   AUTHORIZER_PEER_UNTRUSTED: E.ip,
   AUTHORIZER_BODY_UNSEEN: param(400, "request"),
   AUTHORIZER_REFUSAL_INVALID: E.noPermission,
+  DRAINING: E.serviceUnavailable,
+  NOT_READY: E.serviceUnavailable,
+  DURABLE_STORE_UNAVAILABLE: E.serviceUnavailable,
+  AUDIT_LOG_STUCK: E.serviceUnavailable,
+  CUSTODY_UNAVAILABLE: E.serviceUnavailable,
+  CHECK_TIMED_OUT: E.serviceUnavailable,
+  METRICS_UNAUTHORIZED: E.invalidKey,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: E.serviceUnavailable,
 

@@ -576,6 +576,12 @@ export class RedisHotStore implements HotStore {
     }
   }
 
+  /** PING, failing fast when not connected (the offline queue is off). */
+  async ping(): Promise<void> {
+    if (this.client.status !== "ready") throw new Error(`redis hot store: not connected (${this.client.status})`);
+    await this.client.ping();
+  }
+
   async close(): Promise<void> {
     this.client.off("ready", this.readyListener);
     this.client.off("ready", this.epochListener);
