@@ -11,6 +11,9 @@
  *   public          the whole Portcullis, a public route (no credential);
  *   signed-native   the whole Portcullis, native RFC 9421 HMAC-SHA256 signed requests;
  *   signed-binance  the whole Portcullis, Binance HMAC-SHA256 signed requests;
+ *   signed-https    the whole Portcullis serving HTTPS itself (`gateway.tls`, a P-256 certificate
+ *                   made by openssl for the run; TLS 1.3 with wrk), native signed requests over
+ *                   keep-alive connections: issue 17's HTTPS / HTTP target;
  *   authorizer      nginx in front running the shipped docs/deploy/nginx.conf (the full-request
  *                   protocol: every signed request proxied to Portcullis, `gateway.mode:
  *                   "authorizer"`, and forwarded on its 399), only its addresses templated;
@@ -66,6 +69,7 @@ export { procStat } from "./proc.js";
 
 export const WRK_BIN = process.env.PORTCULLIS_BENCH_WRK ?? "/usr/bin/wrk";
 export const NGINX_BIN = process.env.PORTCULLIS_BENCH_NGINX ?? "/usr/sbin/nginx";
+export const OPENSSL_BIN = process.env.PORTCULLIS_BENCH_OPENSSL ?? "/usr/bin/openssl";
 const PORTCULLIS_BIN = fileURLToPath(new URL("../packages/portcullis/bin/portcullis.js", import.meta.url));
 export const NGINX_CONF = fileURLToPath(new URL("../docs/deploy/nginx.conf", import.meta.url));
 export const NGINX_AUTH_REQUEST_CONF = fileURLToPath(new URL("../docs/deploy/nginx-auth-request.conf", import.meta.url));
@@ -81,6 +85,8 @@ export const WRK_TARGETS = {
   loopDelayLightP99Ms: 1,
   /** nginx + Portcullis authorizer throughput (signed) at least this many times the gateway alone's. */
   authorizerOverGateway: 1.5,
+  /** The gateway's HTTPS throughput with keep-alive at least this share of its plain HTTP's (issue 17). */
+  httpsOverHttp: 0.8,
 };
 
 export const WRK_BENCH_SETTINGS = {
@@ -89,7 +95,7 @@ export const WRK_BENCH_SETTINGS = {
 };
 
 /** Every mode, in the order of the first round and of the report. */
-export const WRK_MODES = ["nginx", "pass-through", "public", "signed-native", "signed-binance", "authorizer", "auth-request", "workers", "pass-through-light", "signed-light"];
+export const WRK_MODES = ["nginx", "pass-through", "public", "signed-native", "signed-binance", "signed-https", "authorizer", "auth-request", "workers", "pass-through-light", "signed-light"];
 
 /** Connections of the light-load modes (`-light`). */
 export const LIGHT_CONNECTIONS = 2;
@@ -100,6 +106,7 @@ export const WRK_MODE_LABEL = {
   public: "Portcullis, public route",
   "signed-native": "Portcullis, signed requests (native RFC 9421 HMAC)",
   "signed-binance": "Portcullis, signed requests (Binance HMAC)",
+  "signed-https": "Portcullis over HTTPS (its own TLS), signed requests (native HMAC)",
   authorizer: "nginx (docs/deploy/nginx.conf) + Portcullis authorizer, signed requests (native HMAC)",
   "auth-request": "nginx auth_request (docs/deploy/nginx-auth-request.conf) + Portcullis authorizer, signed requests (native HMAC)",
   workers: `Portcullis --workers ${availableParallelism()}, signed requests (native HMAC)`,
@@ -259,12 +266,12 @@ export function parseWrkOutput(stdout) {
 }
 
 /** One wrk run: `-t1 -c<connections> -d<seconds>s` replaying `requests` (strings) against `port`. */
-export async function runWrk({ dir, port, requests, cycle, seconds, connections }) {
+export async function runWrk({ dir, port, requests, cycle, seconds, connections, scheme = "http" }) {
   const file = join(dir, "requests.bin");
   const script = join(dir, "replay.lua");
   writeFileSync(file, encodeRequests(requests));
   writeFileSync(script, luaScript(file, { cycle }));
-  const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--timeout", "5s", "-s", script, `http://127.0.0.1:${port}/`];
+  const args = ["-t1", `-c${connections}`, `-d${seconds}s`, "--timeout", "5s", "-s", script, `${scheme}://127.0.0.1:${port}/`];
   const stdout = await new Promise((resolve, reject) => {
     execFile(WRK_BIN, args, { maxBuffer: 4 * 1024 * 1024, timeout: (seconds + 60) * 1000 }, (err, out, errText) => {
       if (err !== null) reject(new Error(`wrk ${args.join(" ")}: ${err.message} ${String(errText).slice(-300)}`));
@@ -503,6 +510,31 @@ export function authorizerSupported() {
   }
 }
 
+/** Whether this build's config takes `gateway.tls`. */
+function tlsSupported() {
+  try {
+    const sections = gatewaySections({ gateway: { tls: { cert: "/nonexistent.crt", key: "/nonexistent.key" } } });
+    parseConfig({ ...sections, gateway: { ...sections.gateway, upstream: "http://127.0.0.1:1" } }, tmpdir());
+    return true;
+  } catch (err) {
+    // A build that knows the setting refuses these files only when it loads them, not here.
+    return !/tls/.test(err instanceof Error ? err.message : String(err));
+  }
+}
+
+/** A self-signed P-256 certificate for 127.0.0.1 in `dir` (the HTTPS mode's): `{ cert, key }` paths. */
+function makeCertificate(dir) {
+  const cert = join(dir, "gateway.crt");
+  const key = join(dir, "gateway.key");
+  return new Promise((resolve, reject) => {
+    const args = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-days", "1"];
+    execFile(OPENSSL_BIN, args, { timeout: 30_000 }, (err, _out, errText) => {
+      if (err !== null) reject(new Error(`openssl ${args.join(" ")}: ${String(errText).slice(-300)}`));
+      else resolve({ cert, key });
+    });
+  });
+}
+
 /** Whether `portcullis start --help` lists --workers. */
 function workersSupported() {
   return new Promise((resolve) => {
@@ -524,6 +556,8 @@ export async function availability() {
   if (missing.authorizer !== undefined) missing["auth-request"] = missing.authorizer;
   else if (!existsSync(NGINX_AUTH_REQUEST_CONF)) missing["auth-request"] = `not available in this build (no ${NGINX_AUTH_REQUEST_CONF})`;
   if (!(await workersSupported())) missing.workers = "not available in this build (`portcullis start --help` does not list --workers)";
+  if (!executable(OPENSSL_BIN)) missing["signed-https"] = `openssl not found at ${OPENSSL_BIN} (it makes the run's certificate)`;
+  else if (!tlsSupported()) missing["signed-https"] = "not available in this build (the config does not accept `gateway.tls`)";
   return missing;
 }
 
@@ -618,6 +652,17 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
       "pass-through-light": { ...nodeServer(pass), make: native, connections: LIGHT_CONNECTIONS },
       "signed-light": { ...nodeServer(gateway), make: native, connections: LIGHT_CONNECTIONS },
     };
+    if (missing["signed-https"] === undefined) {
+      try {
+        const tls = await makeCertificate(dir);
+        const https = await set.start(["wrk-gateway", origin, JSON.stringify(gatewaySections({ gateway: { tls } }))]);
+        const httpsKeys = (await ask(https.child, { createKeys: [KEY_INPUTS[0]] })).keys;
+        servers["signed-https"] = { ...nodeServer(https), make: nativeRequests(httpsKeys[0].id, httpsKeys[0].secret), scheme: "https" };
+      } catch (err) {
+        missing["signed-https"] = `could not be started: ${err instanceof Error ? err.message : String(err)}`;
+        progress(`benchmark 17: signed-https NOT MEASURED: ${missing["signed-https"]}`);
+      }
+    }
     if (missing.nginx === undefined) {
       const nginx = await startNginx({ upstreamPort: upstream.info.port });
       stops.push(nginx.stop);
@@ -672,7 +717,7 @@ export async function runWrkBench({ rounds, seconds, warmupSeconds, primeSeconds
     const load = async (mode, runSeconds) => {
       const s = servers[mode];
       const count = s.cycle === true ? 1 : requestsFor(reached[mode], runSeconds);
-      const run = await runWrk({ dir, port: s.port, requests: s.make(count), cycle: s.cycle === true, seconds: runSeconds, connections: s.connections ?? connections });
+      const run = await runWrk({ dir, port: s.port, requests: s.make(count), cycle: s.cycle === true, seconds: runSeconds, connections: s.connections ?? connections, scheme: s.scheme ?? "http" });
       if (s.cycle !== true) reached[mode] = Math.max(reached[mode], run.rps);
       return { ...run, failures: run.failures + (s.cycle === true ? 0 : run.overflow) };
     };
@@ -788,6 +833,9 @@ export function wrkSection(result) {
       `≤ ${WRK_TARGETS.loopDelayLightP99Ms} ms`,
       ran("signed-light") ? verdict(loopLightP99 <= WRK_TARGETS.loopDelayLightP99Ms) : "–",
     ],
+    ran("signed-https")
+      ? target("HTTPS / plain HTTP, signed native throughput with keep-alive (issue 17)", roundRatios(runs, "signed-https", "signed-native", "rps"), WRK_TARGETS.httpsOverHttp, (m, b) => m >= b, `≥ ${WRK_TARGETS.httpsOverHttp}×`)
+      : ["HTTPS / plain HTTP, signed native throughput with keep-alive (issue 17)", `**${missing["signed-https"] ?? "not measured"}**`, `≥ ${WRK_TARGETS.httpsOverHttp}×`, "–"],
     ran("authorizer")
       ? target("nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput", authRatios, WRK_TARGETS.authorizerOverGateway, (m, b) => m >= b, `≥ ${WRK_TARGETS.authorizerOverGateway}×`)
       : ["nginx + Portcullis authorizer / Portcullis gateway alone, signed throughput", `**${missing.authorizer ?? "not measured"}**`, `≥ ${WRK_TARGETS.authorizerOverGateway}×`, "–"],

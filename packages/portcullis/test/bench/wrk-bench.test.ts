@@ -238,6 +238,23 @@ describe("benchmark 17: the report", () => {
     expect(slowResults["wrk: Event-loop delay p99 at light load, 2 connections (signed native HMAC): the longest a task holds the loop"]).toBe("**FAIL**");
   });
 
+  it("judges HTTPS against plain HTTP on the signed gateway (issue 17), and says why when it could not run", () => {
+    const runs = [0, 1].flatMap((r) => [run(r, "pass-through", 100, 20, 6000), run(r, "signed-native", 120, 25, 5000), run(r, "signed-https", 130, 27, r === 0 ? 4200 : 4000)]);
+    const section = bench.wrkSection({ settings, missing, runs, primeFailures: 0 });
+    const results: Record<string, string | undefined> = Object.fromEntries(section.summary.map((row) => [row[0] ?? "", row[3]]));
+    expect(results["wrk: HTTPS / plain HTTP, signed native throughput with keep-alive (issue 17)"]).toBe("**PASS**");
+    expect(section.text.join("\n")).toContain("| Portcullis over HTTPS (its own TLS), signed requests (native HMAC) | 4100 |");
+    const slow = bench.wrkSection({ settings, missing, runs: runs.map((x) => (x.mode === "signed-https" ? { ...x, rps: 3500 } : x)), primeFailures: 0 });
+    expect(Object.fromEntries(slow.summary.map((row) => [row[0] ?? "", row[3]]))["wrk: HTTPS / plain HTTP, signed native throughput with keep-alive (issue 17)"]).toBe("**FAIL**");
+    const none = bench.wrkSection({ settings, missing: { ...missing, "signed-https": "openssl not found at /usr/bin/openssl" }, runs: runs.filter((x) => x.mode !== "signed-https"), primeFailures: 0 });
+    expect(none.summary.find((row) => row[0] === "wrk: HTTPS / plain HTTP, signed native throughput with keep-alive (issue 17)")).toEqual([
+      "wrk: HTTPS / plain HTTP, signed native throughput with keep-alive (issue 17)",
+      "**openssl not found at /usr/bin/openssl**",
+      "≥ 0.8×",
+      "–",
+    ]);
+  });
+
   it("reports both authorizer rows, and the auth_request row's ratios as informational", () => {
     const runs = [0, 1].flatMap((r) => [
       run(r, "pass-through", 100, 20, 6000),
