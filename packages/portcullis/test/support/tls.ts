@@ -8,6 +8,7 @@ import { X509Certificate, createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 
 export interface CertPair {
   readonly cert: string;
@@ -81,4 +82,15 @@ export function makePki(): TestPki {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The SHA-256 fingerprint of the certificate a new TLS connection to 127.0.0.1:`port` is served (verified against `ca`). */
+export function servedFingerprint(port: number, ca: CertPair): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: "127.0.0.1", port, ca: ca.certPem }, () => {
+      resolve(socket.getPeerCertificate().fingerprint256);
+      socket.end();
+    });
+    socket.once("error", reject);
+  });
 }

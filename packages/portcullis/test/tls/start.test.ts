@@ -6,12 +6,11 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initDataDir } from "../../src/core/data-dir.js";
 import { runCli, startCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";
-import { type TestPki, makePki } from "../support/tls.js";
+import { type TestPki, makePki, servedFingerprint } from "../support/tls.js";
 
 let pki: TestPki;
 let dir: string;
@@ -41,16 +40,6 @@ function writeConfig(name: string, key: string): string {
   return file;
 }
 
-/** The fingerprint of the certificate a new connection to `port` is served. */
-function served(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: "127.0.0.1", port, ca: pki.ca.certPem }, () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.end();
-    });
-    socket.once("error", reject);
-  });
-}
 
 describe("portcullis start with TLS", () => {
   it("prints https URLs and reloads the certificate on SIGHUP", async () => {
@@ -61,7 +50,7 @@ describe("portcullis start with TLS", () => {
       const started = JSON.parse(gateway.line) as { gateway: string };
       expect(started.gateway).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       const port = Number(new URL(started.gateway).port);
-      expect(await served(port)).toBe(pki.server.fingerprint256);
+      expect(await servedFingerprint(port, pki.ca)).toBe(pki.server.fingerprint256);
       copyFileSync(pki.server2.cert, join(dir, "gateway.crt"));
       copyFileSync(pki.server2.key, join(dir, "gateway.key"));
       const reloaded = new Promise<void>((resolve) => {
@@ -71,7 +60,7 @@ describe("portcullis start with TLS", () => {
       });
       gateway.child.kill("SIGHUP");
       await reloaded;
-      expect(await served(port)).toBe(pki.server2.fingerprint256);
+      expect(await servedFingerprint(port, pki.ca)).toBe(pki.server2.fingerprint256);
     } finally {
       expect(await gateway.stop()).toBe(0);
     }

@@ -6,14 +6,13 @@
 import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect as tlsConnect } from "node:tls";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initDataDir } from "../../src/core/data-dir.js";
 import { startCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
-import { type TestPki, makePki } from "../support/tls.js";
+import { type TestPki, makePki, servedFingerprint } from "../support/tls.js";
 
 const REDIS = await redisReachable(SHARED_REDIS_URL);
 if (!REDIS && !IN_CI) loudSkip("portcullis start --workers with TLS (test/tls/workers)", `no Redis at ${SHARED_REDIS_URL}`);
@@ -38,15 +37,6 @@ afterAll(async () => {
   pki.cleanup();
 });
 
-function served(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: "127.0.0.1", port, ca: pki.ca.certPem }, () => {
-      resolve(socket.getPeerCertificate().fingerprint256);
-      socket.end();
-    });
-    socket.once("error", reject);
-  });
-}
 
 withRedis("portcullis start --workers 2 with TLS", () => {
   it("SIGHUP to the primary reloads the certificate in every worker", async () => {
@@ -69,7 +59,7 @@ withRedis("portcullis start --workers 2 with TLS", () => {
       const started = JSON.parse(primary.line) as { gateway: string };
       expect(started.gateway).toMatch(/^https:/);
       const port = Number(new URL(started.gateway).port);
-      for (let i = 0; i < 4; i++) expect(await served(port)).toBe(pki.server.fingerprint256);
+      for (let i = 0; i < 4; i++) expect(await servedFingerprint(port, pki.ca)).toBe(pki.server.fingerprint256);
       copyFileSync(pki.server2.cert, join(dir, "gateway.crt"));
       copyFileSync(pki.server2.key, join(dir, "gateway.key"));
       let reloads = 0;
@@ -82,7 +72,7 @@ withRedis("portcullis start --workers 2 with TLS", () => {
       primary.child.kill("SIGHUP");
       await bothReloaded;
       // Connections are handed to the workers in turn: each of them serves the new certificate.
-      for (let i = 0; i < 4; i++) expect(await served(port)).toBe(pki.server2.fingerprint256);
+      for (let i = 0; i < 4; i++) expect(await servedFingerprint(port, pki.ca)).toBe(pki.server2.fingerprint256);
     } finally {
       expect(await primary.stop()).toBe(0);
     }
