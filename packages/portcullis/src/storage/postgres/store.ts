@@ -346,11 +346,6 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     }
   }
 
-  /** The feed lock: taken first by every transaction that writes the change feed. */
-  private async lockFeed(client: PoolClient): Promise<void> {
-    await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_KEY_FEED, this.lockKey]);
-  }
-
   /**
    * The KEK floor read under its lock (shared), then every envelope version checked against it.
    * Call inside the write's transaction, before the write.
@@ -375,24 +370,35 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     );
     const seq = Number(rows[0]?.seq);
     seqs.push(seq);
+    this.localSeqs.add(seq);
     if (this.hook !== null) await this.hook(client, { keyId: id, seq, change, status });
   }
 
-  /** After a commit that wrote the feed: this instance's subscribers hear of it before the write resolves. */
-  private async committed(seqs: readonly number[]): Promise<void> {
-    for (const seq of seqs) if (seq > this.lastSeq) this.localSeqs.add(seq);
-    await this.deliver();
+  /**
+   * A transaction that writes the change feed: the feed lock first; the seqs it writes are marked
+   * local before the commit (a notification of it may be read before this resumes), unmarked if it
+   * fails; after the commit this instance's subscribers hear of it before the write resolves.
+   */
+  private async feedTx<T>(fn: (client: PoolClient, seqs: number[]) => Promise<T>): Promise<T> {
+    const seqs: number[] = [];
+    let result: T;
+    try {
+      result = await this.tx(async (client) => {
+        await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_KEY_FEED, this.lockKey]);
+        return fn(client, seqs);
+      });
+    } catch (err) {
+      for (const seq of seqs) this.localSeqs.delete(seq);
+      throw err;
+    }
+    if (seqs.length > 0) await this.deliver();
+    return result;
   }
 
   // --- keys --------------------------------------------------------------------------------------
 
   async insert(row: KeyRow, change: KeyChange): Promise<void> {
-    const seqs: number[] = [];
-    await this.tx(async (client) => {
-      await this.lockFeed(client);
-      await this.insertRow(client, row, change, seqs);
-    });
-    await this.committed(seqs);
+    await this.feedTx((client, seqs) => this.insertRow(client, row, change, seqs));
   }
 
   private async insertRow(client: PoolClient, row: KeyRow, change: KeyChange, seqs: number[]): Promise<void> {
@@ -452,16 +458,12 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
    * UPDATE … RETURNING; when it matched nothing, the answer says why (and nothing is written).
    */
   private async change(id: string, change: KeyChange, apply: (client: PoolClient) => Promise<KeyRowSql | undefined>): Promise<TransitionResult> {
-    const seqs: number[] = [];
-    const result = await this.tx(async (client): Promise<TransitionResult> => {
-      await this.lockFeed(client);
+    return this.feedTx(async (client, seqs): Promise<TransitionResult> => {
       const updated = await apply(client);
       if (updated === undefined) return this.whyNot(client, id);
       await this.recordChange(client, id, change, updated.status as KeyStatus, seqs);
       return { ok: true, row: fromSql(updated) };
     });
-    if (result.ok) await this.committed(seqs);
-    return result;
   }
 
   private async whyNot(client: PoolClient, id: string): Promise<TransitionResult> {
@@ -472,9 +474,7 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   }
 
   async rotate(id: string, successor: KeyRow, predecessorExpiresAt: number, change: KeyChange, created: KeyChange): Promise<RotationResult> {
-    const seqs: number[] = [];
-    const result = await this.tx(async (client): Promise<RotationResult> => {
-      await this.lockFeed(client);
+    return this.feedTx(async (client, seqs): Promise<RotationResult> => {
       const { rows } = await client.query<KeyRowSql>(
         `UPDATE keys SET rotated_to = $1, expires_at = $2, updated_at = $3, revision = revision + 1
          WHERE id = $4 AND status IN ('active', 'suspended') AND rotated_to IS NULL RETURNING *`,
@@ -490,8 +490,6 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
       await this.insertRow(client, successor, created, seqs);
       return { ok: true, predecessor: fromSql(predecessor), successor };
     });
-    if (result.ok) await this.committed(seqs);
-    return result;
   }
 
   async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
