@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { CodedError } from "../../src/errors/catalogue.js";
 import { KEK_FLOOR_META } from "../../src/storage/kek-floor.js";
+import { LOCK_KEY_FEED, schemaLockKey } from "../../src/storage/postgres/migrations.js";
 import { PostgresStore, type KeyChangeHook, type RecordedKeyChange } from "../../src/storage/postgres/store.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import type { ChangeFeed, EndedSessionStore, EnvelopeStore, KeyChange, KeyRow, KeyStore, MetaStore } from "../../src/storage/types.js";
@@ -621,7 +623,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
     schemas.push(s);
     return s;
   }
-  async function open(options: { schema: string; keyChangeHook?: KeyChangeHook; reconnectDelayMs?: number }): Promise<PostgresStore> {
+  async function open(options: { schema: string; keyChangeHook?: KeyChangeHook; reconnectDelayMs?: number; lockTimeoutMs?: number }): Promise<PostgresStore> {
     const s = await PostgresStore.open({ url: SHARED_POSTGRES_URL, poolSize: 3, ...options });
     stores.push(s);
     return s;
@@ -673,6 +675,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
     }
     expect(await failure(() => PostgresStore.open({ url: "mysql://x", schema: "pctest_x" }))).toBeInstanceOf(TypeError);
     expect(await failure(() => PostgresStore.open({ url: SHARED_POSTGRES_URL, schema: "pctest_x", poolSize: 0 }))).toBeInstanceOf(TypeError);
+    expect(await failure(() => PostgresStore.open({ url: SHARED_POSTGRES_URL, schema: "pctest_x", lockTimeoutMs: 0 }))).toBeInstanceOf(TypeError);
   });
 
   it("fails to open, without hanging, when the server is unreachable", async () => {
@@ -750,5 +753,39 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
     const feedRows = await adminQuery<{ action: string }>(SHARED_POSTGRES_URL, `SELECT action FROM ${name}.key_changes ORDER BY seq`);
     expect(feedRows.map((r) => r.action)).toEqual(["create", "suspend"]);
     expect(feed.calls).toHaveLength(2);
+  });
+
+  it("a key change waits for the feed lock and a changing row at most lockTimeoutMs, then fails and writes nothing", async () => {
+    const name = schema("lock");
+    const s = await open({ schema: name, lockTimeoutMs: 150 });
+    const row = hmacRow();
+    await s.insert(row, change("create", T0));
+    const feed = record(s);
+    const holder = new pg.Client({ connectionString: SHARED_POSTGRES_URL });
+    holder.on("error", () => undefined);
+    await holder.connect();
+    try {
+      // Another process mid-change: it holds the schema's feed lock.
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_KEY_FEED, schemaLockKey(name)]);
+      const blocked = hmacRow();
+      expect(await failure(() => s.insert(blocked, change("create", T0)))).toMatchObject({ code: "55P03" });
+      await holder.query("ROLLBACK");
+      expect(await s.get(blocked.id)).toBeUndefined();
+
+      // Another process holds the key's row.
+      await holder.query("BEGIN");
+      await holder.query(`SELECT 1 FROM ${name}.keys WHERE id = $1 FOR UPDATE`, [row.id]);
+      expect(await failure(() => s.transition(row.id, ["active"], "revoked", null, change("revoke")))).toMatchObject({ code: "55P03" });
+      await holder.query("ROLLBACK");
+      expect((await s.get(row.id))?.status).toBe("active");
+      expect(feed.calls).toEqual([]);
+
+      // Once released, the same change goes through.
+      expect(await s.transition(row.id, ["active"], "revoked", null, change("revoke"))).toMatchObject({ ok: true });
+      expect(feed.calls).toEqual([{ ids: [row.id], local: true }]);
+    } finally {
+      await holder.end();
+    }
   });
 });

@@ -143,6 +143,8 @@ export function schemaLockKey(schema: string): number {
  */
 export async function migrate(client: PoolClient, schema: string, migrations: readonly PostgresMigration[] = postgresMigrations): Promise<void> {
   const lockKey = schemaLockKey(schema);
+  // Another process's migrations may take long: wait for them however long they take.
+  await client.query("SET lock_timeout = 0");
   await client.query("SELECT pg_advisory_lock($1, $2)", [LOCK_MIGRATIONS, lockKey]);
   try {
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
@@ -171,5 +173,6 @@ export async function migrate(client: PoolClient, schema: string, migrations: re
     }
   } finally {
     await client.query("SELECT pg_advisory_unlock($1, $2)", [LOCK_MIGRATIONS, lockKey]).catch(() => undefined);
+    await client.query("RESET lock_timeout").catch(() => undefined);
   }
 }

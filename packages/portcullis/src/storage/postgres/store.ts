@@ -66,6 +66,12 @@ export interface PostgresStoreOptions {
   readonly reconnectDelayMs?: number;
   /** Told about connection failures the store recovers from by itself (the listener's, idle pooled connections'). */
   readonly onError?: (err: Error) => void;
+  /**
+   * How long a statement waits for a lock (a row another process is changing, the feed or KEK
+   * floor lock) before it fails with PostgreSQL's lock_not_available (55P03), as SQLite's
+   * busy_timeout makes a write fail instead of waiting forever (ms). Default 5000.
+   */
+  readonly lockTimeoutMs?: number;
   /** See `KeyChangeHook`. */
   readonly keyChangeHook?: KeyChangeHook;
 }
@@ -294,9 +300,11 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     if (!Number.isSafeInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new TypeError("poolSize: an integer from 1 to 1000");
     const reconnect = options.reconnectDelayMs ?? 1_000;
     if (!Number.isFinite(reconnect) || reconnect < 1) throw new TypeError("reconnectDelayMs: a positive number of ms");
+    const lockTimeoutMs = options.lockTimeoutMs ?? 5_000;
+    if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError("lockTimeoutMs: a positive integer (ms)");
     const clientConfig: pg.ClientConfig = {
       connectionString: options.url,
-      options: `-c search_path=${schema}`,
+      options: `-c search_path=${schema} -c lock_timeout=${lockTimeoutMs}`,
       application_name: `portcullis:${schema}`,
       connectionTimeoutMillis: 10_000,
     };
