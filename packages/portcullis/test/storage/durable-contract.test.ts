@@ -678,10 +678,12 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
     expect(await failure(() => PostgresStore.open({ url: SHARED_POSTGRES_URL, schema: "pctest_x", lockTimeoutMs: 0 }))).toBeInstanceOf(TypeError);
   });
 
-  it("fails to open, without hanging, when the server is unreachable", async () => {
-    const err = await failure(() => PostgresStore.open({ url: "postgres://postgres@127.0.0.1:1/test", schema: "pctest_unreachable" }));
-    expect(err).toBeInstanceOf(Error);
-    expect(String((err as NodeJS.ErrnoException).code)).toBe("ECONNREFUSED");
+  it("fails to open, without hanging, when the server is unreachable (DURABLE_STORE_UNREACHABLE, no password in the message)", async () => {
+    const err = await failure(() => PostgresStore.open({ url: "postgres://postgres:s3cret-pw@127.0.0.1:1/test", schema: "pctest_unreachable" }));
+    expect(codeOf(err)).toBe("DURABLE_STORE_UNREACHABLE");
+    expect((err as Error).message).toMatch(/^cannot connect to PostgreSQL at 127\.0\.0\.1:1\/test: /);
+    expect((err as Error).message).not.toContain("s3cret-pw");
+    expect(((err as Error).cause as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
   });
 
   it("catches up from the feed table after its connection is lost", async () => {

@@ -219,6 +219,16 @@ function insertValues(row: KeyRow): unknown[] {
   ];
 }
 
+/** Where a URL points, for messages: host, port and database — never the user's password. */
+function serverName(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port === "" ? "5432" : u.port}${u.pathname}`;
+  } catch {
+    return "(an unreadable URL)";
+  }
+}
+
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
 }
@@ -316,7 +326,12 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
       onError(err);
     });
     try {
-      const client = await pool.connect();
+      let client: PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (err) {
+        throw new OperatorError("DURABLE_STORE_UNREACHABLE", `cannot connect to PostgreSQL at ${serverName(options.url)}: ${asError(err).message}`, { cause: err });
+      }
       let failed: Error | undefined;
       try {
         await migrate(client, schema);
