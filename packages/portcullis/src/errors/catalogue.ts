@@ -291,6 +291,12 @@ const operatorFailures = {
     message: "The data directory's database was written by a newer Portcullis (a later schema version); upgrade Portcullis.",
   },
 
+  DURABLE_STORE_UNREACHABLE: {
+    area: "data-dir",
+    exit: 1,
+    message: "The PostgreSQL durable store could not be reached, or refused the connection (address, database, credentials); the message names the server (never the password) and says why.",
+  },
+
   // --- custody (keyring, HSM, backups) --------------------------------------------------------
   KEYRING_MISSING: { area: "custody", exit: 1, message: "no keyring file" },
   KEYRING_INSECURE: { area: "custody", exit: 1, message: "the keyring file is readable by group or others" },

@@ -1,0 +1,178 @@
+import type { PoolClient } from "pg";
+import { OperatorError } from "../../errors/catalogue.js";
+
+/**
+ * Versioned PostgreSQL migrations, kept in the schema's own `schema_migrations` table (as
+ * storage/sqlite/migrations.ts keeps SQLite's). Append only: a released migration is never edited;
+ * a change to the schema is a new entry. Each runs in its own transaction with its row in
+ * `schema_migrations`.
+ *
+ * The numbering is PostgreSQL's own (SQLite's version 16 is not PostgreSQL's): this store was
+ * first built with every column SQLite gained in its sixteen migrations, so its version 1 holds
+ * them all at once.
+ *
+ * Every statement names its tables unqualified: the migration runs with `search_path` set to the
+ * store's schema, so one database can hold several isolated stores (tests, deployments).
+ */
+export interface PostgresMigration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const postgresMigrations: readonly PostgresMigration[] = [
+  {
+    version: 1,
+    name: "keys, change feed, meta",
+    sql: `
+      -- Ids and meta keys compare as bytes (COLLATE "C"), as SQLite's TEXT does: pagination
+      -- ("id > after ORDER BY id") must not depend on the database's locale.
+      CREATE TABLE keys (
+        id                   TEXT COLLATE "C" PRIMARY KEY,
+        environment          TEXT NOT NULL CHECK (environment IN ('live', 'test')),
+        account              TEXT NOT NULL,
+        sub_account          TEXT,
+        label                TEXT NOT NULL DEFAULT '',
+        algorithm            TEXT NOT NULL,
+        public_key           TEXT,
+        secret_envelope      BYTEA,
+        scopes               TEXT NOT NULL,
+        ip_allowlist         TEXT NOT NULL,
+        dialects             TEXT NOT NULL,
+        expires_at           BIGINT,
+        window_ms            BIGINT,
+        status               TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'revoked')),
+        status_reason        TEXT,
+        created_at           BIGINT NOT NULL,
+        updated_at           BIGINT NOT NULL,
+        last_used_at         BIGINT,
+        revision             INTEGER NOT NULL DEFAULT 1,
+        passphrase_hash      TEXT,
+        limits               TEXT NOT NULL DEFAULT '{}',
+        session_epoch        INTEGER NOT NULL DEFAULT 0,
+        session_ttl_ms       BIGINT,
+        session_bind_address BOOLEAN NOT NULL DEFAULT false,
+        rotated_from         TEXT COLLATE "C",
+        rotated_to           TEXT COLLATE "C",
+        max_age_ms           BIGINT,
+        passphrase_envelope  BYTEA,
+        operator             BOOLEAN NOT NULL DEFAULT false,
+        owner                TEXT,
+        guardrails           TEXT,
+        risk                 TEXT,
+        cert_thumbprint      TEXT,
+        CHECK ((algorithm = 'hmac-sha256') = (secret_envelope IS NOT NULL)),
+        CHECK ((algorithm = 'hmac-sha256') = (public_key IS NULL))
+      );
+      CREATE INDEX keys_by_account ON keys (account, id);
+
+      -- The change feed: one row per change, written in the change's transaction (under the
+      -- store's feed lock, so seq order is commit order). Other processes read it to evict their
+      -- caches, woken by the NOTIFY below; after a reconnect they catch up from their last seq.
+      CREATE TABLE key_changes (
+        seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        key_id  TEXT COLLATE "C" NOT NULL,
+        action  TEXT NOT NULL,
+        actor   TEXT NOT NULL,
+        at      BIGINT NOT NULL,
+        detail  TEXT NOT NULL
+      );
+
+      -- One notification per committing transaction that wrote the feed, on the channel
+      -- "<schema>_key_changes" (sent at commit, never for a rollback). The payload is empty: a
+      -- listener reads the rows after its last seq.
+      CREATE FUNCTION key_changes_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        PERFORM pg_notify(TG_TABLE_SCHEMA || '_key_changes', '');
+        RETURN NULL;
+      END;
+      $$;
+      CREATE TRIGGER key_changes_notify AFTER INSERT ON key_changes
+        FOR EACH STATEMENT EXECUTE FUNCTION key_changes_notify();
+
+      -- Facts about the deployment (its environment, stored secrets, the KEK floor).
+      CREATE TABLE meta (
+        key   TEXT COLLATE "C" PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+    `,
+  },
+  {
+    version: 2,
+    name: "replay state across restarts",
+    sql: `
+      -- Per key using increasing nonces (Kraken): the highest value reserved ahead, made durable
+      -- before any request at or below it is forwarded; after a restart it is the key's floor
+      -- (replay/reservations.ts). Only ever raised. NUMERIC: 2^64 - 1 and beyond, no fraction.
+      CREATE TABLE sequence_reservations (
+        key_id  TEXT COLLATE "C" PRIMARY KEY,
+        ceiling NUMERIC NOT NULL CHECK (ceiling >= 0 AND ceiling = trunc(ceiling))
+      );
+
+      -- Sessions ended by logout, refused until they would have expired anyway: loaded again by
+      -- a hot store that starts empty, so a restart never brings a logged-out session back.
+      CREATE TABLE ended_sessions (
+        session_id TEXT COLLATE "C" PRIMARY KEY,
+        until      BIGINT NOT NULL
+      );
+      CREATE INDEX ended_sessions_until ON ended_sessions (until);
+    `,
+  },
+];
+
+/** Advisory lock classes (the first int4 of a two-key advisory lock); the second is the schema's hash. */
+export const LOCK_MIGRATIONS = 0x50430001;
+export const LOCK_KEY_FEED = 0x50430002;
+export const LOCK_KEK_FLOOR = 0x50430003;
+
+/** A schema's 32-bit lock key (FNV-1a of its name, as a signed int4). */
+export function schemaLockKey(schema: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < schema.length; i++) {
+    h ^= schema.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h | 0;
+}
+
+/**
+ * Creates the schema when needed and applies the migrations it lacks, each in its own
+ * transaction, all under a session advisory lock on the schema: processes that start at once
+ * wait for the first and then find nothing left to do. Refuses (DATABASE_TOO_NEW) a schema
+ * written by a newer Portcullis.
+ */
+export async function migrate(client: PoolClient, schema: string, migrations: readonly PostgresMigration[] = postgresMigrations): Promise<void> {
+  const lockKey = schemaLockKey(schema);
+  // Another process's migrations may take long: wait for them however long they take.
+  await client.query("SET lock_timeout = 0");
+  await client.query("SELECT pg_advisory_lock($1, $2)", [LOCK_MIGRATIONS, lockKey]);
+  try {
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${schema}.schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`,
+    );
+    const { rows } = await client.query<{ version: number }>(`SELECT version FROM ${schema}.schema_migrations`);
+    const applied = new Set(rows.map((r) => r.version));
+    const newest = Math.max(0, ...applied);
+    const known = Math.max(...migrations.map((m) => m.version));
+    if (newest > known) {
+      throw new OperatorError("DATABASE_TOO_NEW", `schema ${schema} is at version ${newest}, newer than this Portcullis (${known}); upgrade Portcullis`);
+    }
+    for (const m of migrations) {
+      if (applied.has(m.version)) continue;
+      await client.query("BEGIN");
+      try {
+        await client.query(`SET LOCAL search_path TO ${schema}`);
+        await client.query(m.sql);
+        await client.query(`INSERT INTO ${schema}.schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, [m.version, m.name, Date.now()]);
+        await client.query("COMMIT");
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw err;
+      }
+    }
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1, $2)", [LOCK_MIGRATIONS, lockKey]).catch(() => undefined);
+    await client.query("RESET lock_timeout").catch(() => undefined);
+  }
+}

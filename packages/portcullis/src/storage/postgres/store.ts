@@ -1,0 +1,805 @@
+import pg from "pg";
+import type { Notification, PoolClient, PoolConfig } from "pg";
+import { OperatorError } from "../../errors/catalogue.js";
+import type { Environment } from "../../contract/ids.js";
+import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
+import type { KeyRisk } from "../../contract/behaviour.js";
+import type { ReservationStore } from "../../replay/reservations.js";
+import type {
+  ChangeFeed,
+  EndedSessionStore,
+  EnvelopeReplacement,
+  EnvelopeStore,
+  HeldEnvelopes,
+  KeyChange,
+  KeyEnvelopes,
+  KeyListFilter,
+  KeyPatch,
+  KeyRow,
+  KeyStore,
+  MetaStore,
+  RotationResult,
+  TransitionResult,
+} from "../types.js";
+import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
+import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
+
+/** What a query runs on: the pool, or a client inside a transaction. */
+export interface PgQueryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/** A key change as recorded, handed to the hook in its transaction. */
+export interface RecordedKeyChange {
+  readonly keyId: string;
+  /** Its row in the change feed. */
+  readonly seq: number;
+  readonly change: KeyChange;
+  /** The key's status once the change commits. */
+  readonly status: KeyStatus;
+}
+
+/**
+ * Runs inside the transaction of every key change, after its change-feed row is written; a
+ * rejection rolls the whole change back (all or nothing).
+ *
+ * This is where the pieces of the durable store that do not exist on PostgreSQL yet plug in:
+ * the SQLite store writes each key change's audit entry (`SqliteAudit.keyChange`) in the change's
+ * transaction, and cancels a key's held operations in the transaction that revokes or suspends
+ * it (`SqliteHolds.cancelForKey`). The PostgreSQL audit log and holds come in a later session;
+ * until then NO audit entry is written for a key change on PostgreSQL (none is faked), and this
+ * store must not be wired into the runtime.
+ */
+export type KeyChangeHook = (tx: PgQueryable, recorded: RecordedKeyChange) => Promise<void>;
+
+export interface PostgresStoreOptions {
+  /** A `postgres://` URL. */
+  readonly url: string;
+  /**
+   * The schema that holds the store's tables (created when missing): lower-case letters, digits
+   * and `_`, starting with a letter or `_`, at most 48 characters, not `pg_…`. Default "portcullis".
+   */
+  readonly schema?: string;
+  /** The pool's size. Default 10. */
+  readonly poolSize?: number;
+  /** How long the change feed's listener waits before connecting again after losing its connection (ms). Default 1000. */
+  readonly reconnectDelayMs?: number;
+  /** Told about connection failures the store recovers from by itself (the listener's, idle pooled connections'). */
+  readonly onError?: (err: Error) => void;
+  /**
+   * How long a statement waits for a lock (a row another process is changing, the feed or KEK
+   * floor lock) before it fails with PostgreSQL's lock_not_available (55P03), as SQLite's
+   * busy_timeout makes a write fail instead of waiting forever (ms). Default 5000.
+   */
+  readonly lockTimeoutMs?: number;
+  /** See `KeyChangeHook`. */
+  readonly keyChangeHook?: KeyChangeHook;
+}
+
+const SCHEMA_RE = /^(?!pg_)[a-z_][a-z0-9_]{0,47}$/;
+
+interface KeyRowSql {
+  id: string;
+  environment: string;
+  account: string;
+  sub_account: string | null;
+  label: string;
+  algorithm: string;
+  public_key: string | null;
+  secret_envelope: Buffer | null;
+  scopes: string;
+  ip_allowlist: string;
+  dialects: string;
+  expires_at: string | null;
+  window_ms: string | null;
+  status: string;
+  status_reason: string | null;
+  created_at: string;
+  updated_at: string;
+  last_used_at: string | null;
+  revision: number;
+  passphrase_hash: string | null;
+  limits: string;
+  session_epoch: number;
+  session_ttl_ms: string | null;
+  session_bind_address: boolean;
+  rotated_from: string | null;
+  rotated_to: string | null;
+  max_age_ms: string | null;
+  passphrase_envelope: Buffer | null;
+  operator: boolean;
+  owner: string | null;
+  guardrails: string | null;
+  risk: string | null;
+  cert_thumbprint: string | null;
+}
+
+/** BIGINT columns arrive as strings (node-postgres keeps 64-bit integers exact); times and durations fit a double. */
+function num(v: string | null): number | null {
+  return v === null ? null : Number(v);
+}
+
+function fromSql(r: KeyRowSql): KeyRow {
+  return {
+    id: r.id,
+    environment: r.environment as Environment,
+    account: r.account,
+    subAccount: r.sub_account,
+    label: r.label,
+    algorithm: r.algorithm as KeyAlgorithm,
+    publicKey: r.public_key,
+    secretEnvelope: r.secret_envelope,
+    scopes: JSON.parse(r.scopes) as string[],
+    ipAllowlist: JSON.parse(r.ip_allowlist) as string[],
+    dialects: JSON.parse(r.dialects) as Dialect[],
+    expiresAt: num(r.expires_at),
+    windowMs: num(r.window_ms),
+    status: r.status as KeyStatus,
+    statusReason: r.status_reason,
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    lastUsedAt: num(r.last_used_at),
+    revision: r.revision,
+    passphraseHash: r.passphrase_hash,
+    limits: JSON.parse(r.limits) as Record<string, number>,
+    sessionEpoch: r.session_epoch,
+    sessionTtlMs: num(r.session_ttl_ms),
+    sessionBindAddress: r.session_bind_address,
+    rotatedFrom: r.rotated_from,
+    rotatedTo: r.rotated_to,
+    maxAgeMs: num(r.max_age_ms),
+    passphraseEnvelope: r.passphrase_envelope,
+    operator: r.operator,
+    owner: r.owner,
+    guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
+    risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
+    certThumbprint: r.cert_thumbprint,
+  };
+}
+
+/** The columns a patch sets, with their SQL values (as SqliteStore's patchColumns). */
+function patchColumns(patch: KeyPatch): [string, string | number | boolean | null][] {
+  const out: [string, string | number | boolean | null][] = [];
+  if (patch.label !== undefined) out.push(["label", patch.label]);
+  if (patch.scopes !== undefined) out.push(["scopes", JSON.stringify(patch.scopes)]);
+  if (patch.ipAllowlist !== undefined) out.push(["ip_allowlist", JSON.stringify(patch.ipAllowlist)]);
+  if (patch.limits !== undefined) out.push(["limits", JSON.stringify(patch.limits)]);
+  if (patch.expiresAt !== undefined) out.push(["expires_at", patch.expiresAt]);
+  if (patch.sessionTtlMs !== undefined) out.push(["session_ttl_ms", patch.sessionTtlMs]);
+  if (patch.sessionBindAddress !== undefined) out.push(["session_bind_address", patch.sessionBindAddress]);
+  if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
+  if (patch.owner !== undefined) out.push(["owner", patch.owner]);
+  if (patch.guardrails !== undefined) out.push(["guardrails", patch.guardrails === null ? null : JSON.stringify(patch.guardrails)]);
+  if (patch.risk !== undefined) out.push(["risk", patch.risk === null ? null : JSON.stringify(patch.risk)]);
+  return out;
+}
+
+const INSERT_KEY = `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
+    scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
+    last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
+    rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk, cert_thumbprint)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
+    $25, $26, $27, $28, $29, $30, $31, $32, $33)`;
+
+function insertValues(row: KeyRow): unknown[] {
+  return [
+    row.id,
+    row.environment,
+    row.account,
+    row.subAccount,
+    row.label,
+    row.algorithm,
+    row.publicKey,
+    row.secretEnvelope,
+    JSON.stringify(row.scopes),
+    JSON.stringify(row.ipAllowlist),
+    JSON.stringify(row.dialects),
+    row.expiresAt,
+    row.windowMs,
+    row.status,
+    row.statusReason,
+    row.createdAt,
+    row.updatedAt,
+    row.lastUsedAt,
+    row.revision,
+    row.passphraseHash,
+    JSON.stringify(row.limits),
+    row.sessionEpoch,
+    row.sessionTtlMs,
+    row.sessionBindAddress,
+    row.rotatedFrom,
+    row.rotatedTo,
+    row.maxAgeMs,
+    row.passphraseEnvelope,
+    row.operator,
+    row.owner,
+    row.guardrails === null ? null : JSON.stringify(row.guardrails),
+    row.risk === null ? null : JSON.stringify(row.risk),
+    row.certThumbprint,
+  ];
+}
+
+/** Where a URL points, for messages: host, port and database — never the user's password. */
+function serverName(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port === "" ? "5432" : u.port}${u.pathname}`;
+  } catch {
+    return "(an unreadable URL)";
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+type Listener = (ids: readonly string[], local: boolean) => void;
+
+/**
+ * The production durable store on PostgreSQL, first part (docs/storage-postgres.md): keys and
+ * their change feed, meta entries, custody's envelopes and the KEK floor, increasing-nonce
+ * reservations and ended sessions — the same semantics as SqliteStore's, which the contract suite
+ * (test/storage/durable-contract.test.ts) holds both to. Not a `DurableStore` yet: the audit log,
+ * policies, address books, holds, behaviour states and anomaly actions come later, and nothing
+ * wires this store into the configuration or the runtime.
+ *
+ * Concurrency, where SQLite has one writer at a time and PostgreSQL does not:
+ * - every transaction that writes the change feed first takes the schema's feed lock (a
+ *   transaction advisory lock), so feed rows become visible in seq order and a reader that has
+ *   seen seq n has seen every row before it;
+ * - every envelope write takes the KEK-floor lock shared and `raiseKekFloor` takes it exclusive,
+ *   so a floor raise and an envelope write under an old version cannot both commit (SQLite gets
+ *   this from its immediate transactions);
+ * - conditional changes are `UPDATE … WHERE status = ANY(…) RETURNING`: of two processes that
+ *   race, the second waits for the row and then matches nothing.
+ *
+ * The change feed: a dedicated connection LISTENs on "<schema>_key_changes" (a trigger on the
+ * feed table notifies at commit) while anyone is subscribed; on a notification, and after every
+ * (re)connection, it reads the rows after the last seq it delivered. Changes written through this
+ * instance are delivered (local) before the write's promise resolves.
+ */
+export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeStore, ReservationStore, EndedSessionStore {
+  readonly kind = "postgres";
+  readonly keys: KeyStore = this;
+  readonly replay: ReservationStore = this;
+  readonly logouts: EndedSessionStore = this;
+  readonly changes: ChangeFeed = this;
+  readonly meta: MetaStore = this;
+  readonly envelopes: EnvelopeStore = this;
+  readonly schema: string;
+
+  private readonly pool: pg.Pool;
+  private readonly clientConfig: pg.ClientConfig;
+  private readonly lockKey: number;
+  private readonly channel: string;
+  private readonly reconnectDelayMs: number;
+  private readonly onError: (err: Error) => void;
+  private readonly hook: KeyChangeHook | null;
+  private readonly listeners = new Set<Listener>();
+  /** Feed rows written through this instance and not delivered yet (their seqs). */
+  private readonly localSeqs = new Set<number>();
+  private lastSeq: number;
+  private delivering: Promise<void> = Promise.resolve();
+  private listener: pg.Client | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+
+  private constructor(options: PostgresStoreOptions, schema: string, pool: pg.Pool, clientConfig: pg.ClientConfig, lastSeq: number) {
+    this.schema = schema;
+    this.pool = pool;
+    this.clientConfig = clientConfig;
+    this.lockKey = schemaLockKey(schema);
+    this.channel = `${schema}_key_changes`;
+    this.reconnectDelayMs = options.reconnectDelayMs ?? 1_000;
+    this.onError = options.onError ?? (() => undefined);
+    this.hook = options.keyChangeHook ?? null;
+    this.lastSeq = lastSeq;
+  }
+
+  /**
+   * Connects, applies the migrations the schema lacks (under an advisory lock: processes that
+   * start together do not race) and answers the store. Throws TypeError for bad options.
+   */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const schema = options.schema ?? "portcullis";
+    if (typeof schema !== "string" || !SCHEMA_RE.test(schema)) {
+      throw new TypeError("schema: lower-case letters, digits and _, starting with a letter or _, at most 48 characters, not pg_…");
+    }
+    if (typeof options.url !== "string" || !/^postgres(ql)?:\/\//.test(options.url)) throw new TypeError("url: a postgres:// URL");
+    const poolSize = options.poolSize ?? 10;
+    if (!Number.isSafeInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new TypeError("poolSize: an integer from 1 to 1000");
+    const reconnect = options.reconnectDelayMs ?? 1_000;
+    if (!Number.isFinite(reconnect) || reconnect < 1) throw new TypeError("reconnectDelayMs: a positive number of ms");
+    const lockTimeoutMs = options.lockTimeoutMs ?? 5_000;
+    if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError("lockTimeoutMs: a positive integer (ms)");
+    const clientConfig: pg.ClientConfig = {
+      connectionString: options.url,
+      options: `-c search_path=${schema} -c lock_timeout=${lockTimeoutMs}`,
+      application_name: `portcullis:${schema}`,
+      connectionTimeoutMillis: 10_000,
+    };
+    const poolConfig: PoolConfig = { ...clientConfig, max: poolSize };
+    const pool = new pg.Pool(poolConfig);
+    const onError = options.onError ?? (() => undefined);
+    // An idle pooled connection that fails (server restart) is dropped; the next query opens another.
+    pool.on("error", (err) => {
+      onError(err);
+    });
+    try {
+      let client: PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (err) {
+        throw new OperatorError("DURABLE_STORE_UNREACHABLE", `cannot connect to PostgreSQL at ${serverName(options.url)}: ${asError(err).message}`, { cause: err });
+      }
+      let failed: Error | undefined;
+      try {
+        await migrate(client, schema);
+      } catch (err) {
+        failed = asError(err);
+        throw err;
+      } finally {
+        client.release(failed);
+      }
+      const { rows } = await pool.query<{ seq: string | null }>("SELECT MAX(seq) AS seq FROM key_changes");
+      return new PostgresStore(options, schema, pool, clientConfig, Number(rows[0]?.seq ?? 0));
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // --- transactions ------------------------------------------------------------------------------
+
+  private async tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query("BEGIN");
+      const out = await fn(client);
+      await client.query("COMMIT");
+      return out;
+    } catch (err) {
+      await client.query("ROLLBACK").catch((e: unknown) => {
+        broken = asError(e);
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /**
+   * The KEK floor read under its lock (shared), then every envelope version checked against it.
+   * Call inside the write's transaction, before the write.
+   */
+  private async checkKekFloor(client: PoolClient, versions: readonly (Buffer | number | null)[], what: string): Promise<void> {
+    await client.query("SELECT pg_advisory_xact_lock_shared($1, $2)", [LOCK_KEK_FLOOR, this.lockKey]);
+    const { rows } = await client.query<{ value: string }>("SELECT value FROM meta WHERE key = $1", [KEK_FLOOR_META]);
+    const floor = parseKekFloor(rows[0]?.value);
+    if (floor === 0) return;
+    for (const item of versions) {
+      const version = item === null ? null : typeof item === "number" ? item : envelopeKekVersion(item);
+      if (version !== null && version < floor) {
+        throw new OperatorError("CUSTODY_KEK_RETIRED", `the envelope of ${what} is under KEK version ${version}, below the floor ${floor}: wrap it under the active version`);
+      }
+    }
+  }
+
+  private async recordChange(client: PoolClient, id: string, change: KeyChange, status: KeyStatus, seqs: number[]): Promise<void> {
+    const { rows } = await client.query<{ seq: string }>(
+      "INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+      [id, change.action, change.actor, change.at, JSON.stringify(change.detail)],
+    );
+    const seq = Number(rows[0]?.seq);
+    seqs.push(seq);
+    this.localSeqs.add(seq);
+    if (this.hook !== null) await this.hook(client, { keyId: id, seq, change, status });
+  }
+
+  /**
+   * A transaction that writes the change feed: the feed lock first; the seqs it writes are marked
+   * local before the commit (a notification of it may be read before this resumes), unmarked if it
+   * fails; after the commit this instance's subscribers hear of it before the write resolves.
+   */
+  private async feedTx<T>(fn: (client: PoolClient, seqs: number[]) => Promise<T>): Promise<T> {
+    const seqs: number[] = [];
+    let result: T;
+    try {
+      result = await this.tx(async (client) => {
+        await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_KEY_FEED, this.lockKey]);
+        return fn(client, seqs);
+      });
+    } catch (err) {
+      for (const seq of seqs) this.localSeqs.delete(seq);
+      throw err;
+    }
+    if (seqs.length > 0) await this.deliver();
+    return result;
+  }
+
+  // --- keys --------------------------------------------------------------------------------------
+
+  async insert(row: KeyRow, change: KeyChange): Promise<void> {
+    await this.feedTx((client, seqs) => this.insertRow(client, row, change, seqs));
+  }
+
+  private async insertRow(client: PoolClient, row: KeyRow, change: KeyChange, seqs: number[]): Promise<void> {
+    await this.checkKekFloor(client, [row.secretEnvelope, row.passphraseEnvelope], `key ${row.id}`);
+    await client.query(INSERT_KEY, insertValues(row));
+    await this.recordChange(client, row.id, change, row.status, seqs);
+  }
+
+  async get(id: string): Promise<KeyRow | undefined> {
+    const { rows } = await this.pool.query<KeyRowSql>("SELECT * FROM keys WHERE id = $1", [id]);
+    const row = rows[0];
+    return row === undefined ? undefined : fromSql(row);
+  }
+
+  async list(filter: KeyListFilter): Promise<KeyRow[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const param = (v: unknown): string => {
+      params.push(v);
+      return `$${params.length}`;
+    };
+    if (filter.account !== undefined) where.push(`account = ${param(filter.account)}`);
+    if (filter.operator !== undefined) where.push(`operator = ${param(filter.operator)}`);
+    if (filter.status !== undefined) where.push(`status = ${param(filter.status)}`);
+    if (filter.after !== undefined) where.push(`id > ${param(filter.after)}`);
+    const sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ${param(filter.limit)}`;
+    const { rows } = await this.pool.query<KeyRowSql>(sql, params);
+    return rows.map(fromSql);
+  }
+
+  transition(id: string, from: readonly KeyStatus[], to: KeyStatus, reason: string | null, change: KeyChange): Promise<TransitionResult> {
+    return this.change(id, change, async (client) => {
+      const { rows } = await client.query<KeyRowSql>(
+        `UPDATE keys SET status = $1, status_reason = $2, updated_at = $3, revision = revision + 1, session_epoch = session_epoch + 1
+         WHERE id = $4 AND status = ANY($5::text[]) RETURNING *`,
+        [to, reason, change.at, id, [...from]],
+      );
+      return rows[0];
+    });
+  }
+
+  update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult> {
+    const values: unknown[] = [change.at];
+    const sets = ["updated_at = $1", "revision = revision + 1"];
+    for (const [column, value] of patchColumns(patch)) {
+      values.push(value);
+      sets.push(`${column} = $${values.length}`);
+    }
+    if (patch.endSessions === true) sets.push("session_epoch = session_epoch + 1");
+    values.push(id, [...from]);
+    const sql = `UPDATE keys SET ${sets.join(", ")} WHERE id = $${values.length - 1} AND status = ANY($${values.length}::text[]) RETURNING *`;
+    return this.change(id, change, async (client) => (await client.query<KeyRowSql>(sql, values)).rows[0]);
+  }
+
+  /**
+   * One conditional change of a key, in one transaction with its change record: `apply` runs the
+   * UPDATE … RETURNING; when it matched nothing, the answer says why (and nothing is written).
+   */
+  private async change(id: string, change: KeyChange, apply: (client: PoolClient) => Promise<KeyRowSql | undefined>): Promise<TransitionResult> {
+    return this.feedTx(async (client, seqs): Promise<TransitionResult> => {
+      const updated = await apply(client);
+      if (updated === undefined) return this.whyNot(client, id);
+      await this.recordChange(client, id, change, updated.status as KeyStatus, seqs);
+      return { ok: true, row: fromSql(updated) };
+    });
+  }
+
+  private async whyNot(client: PoolClient, id: string): Promise<TransitionResult> {
+    const { rows } = await client.query<{ status: string }>("SELECT status FROM keys WHERE id = $1", [id]);
+    const current = rows[0];
+    if (current === undefined) return { ok: false, reason: "not-found" };
+    return { ok: false, reason: "conflict", current: current.status as KeyStatus };
+  }
+
+  async rotate(id: string, successor: KeyRow, predecessorExpiresAt: number, change: KeyChange, created: KeyChange): Promise<RotationResult> {
+    return this.feedTx(async (client, seqs): Promise<RotationResult> => {
+      const { rows } = await client.query<KeyRowSql>(
+        `UPDATE keys SET rotated_to = $1, expires_at = $2, updated_at = $3, revision = revision + 1
+         WHERE id = $4 AND status IN ('active', 'suspended') AND rotated_to IS NULL RETURNING *`,
+        [successor.id, predecessorExpiresAt, change.at, id],
+      );
+      const predecessor = rows[0];
+      if (predecessor === undefined) {
+        const current = (await client.query<{ status: string; rotated_to: string | null }>("SELECT status, rotated_to FROM keys WHERE id = $1", [id])).rows[0];
+        if (current === undefined) return { ok: false, reason: "not-found" };
+        return { ok: false, reason: "conflict", current: current.status as KeyStatus, rotatedTo: current.rotated_to };
+      }
+      await this.recordChange(client, id, change, predecessor.status as KeyStatus, seqs);
+      await this.insertRow(client, successor, created, seqs);
+      return { ok: true, predecessor: fromSql(predecessor), successor };
+    });
+  }
+
+  async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    // In id order, so two batches never lock the same rows in opposite orders.
+    const entries = [...lastUsed].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    await this.tx(async (client) => {
+      for (const [id, at] of entries) {
+        await client.query("UPDATE keys SET last_used_at = GREATEST(COALESCE(last_used_at, 0), $1) WHERE id = $2", [at, id]);
+      }
+    });
+  }
+
+  // --- meta --------------------------------------------------------------------------------------
+
+  async getMeta(key: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query<{ value: string }>("SELECT value FROM meta WHERE key = $1", [key]);
+    return rows[0]?.value;
+  }
+
+  async setMeta(key: string, value: string): Promise<void> {
+    await this.tx(async (client) => {
+      await this.checkKekFloor(client, [metaEnvelopeKekVersion(key, value)], `meta ${key}`);
+      await client.query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [key, value]);
+    });
+  }
+
+  async initMeta(key: string, value: string): Promise<string> {
+    const version = metaEnvelopeKekVersion(key, value);
+    const init = async (q: PgQueryable): Promise<string> => {
+      const { rows } = await q.query<{ value: string }>(
+        "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = meta.value RETURNING value",
+        [key, value],
+      );
+      return rows[0]?.value ?? value;
+    };
+    if (version === null) return init(this.pool);
+    // An envelope: refused under a version below the floor, unless the entry is already there
+    // (then nothing is written and the stored value is the answer).
+    return this.tx(async (client) => {
+      const existing = (await client.query<{ value: string }>("SELECT value FROM meta WHERE key = $1", [key])).rows[0];
+      if (existing !== undefined) return existing.value;
+      await this.checkKekFloor(client, [version], `meta ${key}`);
+      return init(client);
+    });
+  }
+
+  // --- the KEK floor (storage/kek-floor.ts) ------------------------------------------------------
+
+  async kekFloor(): Promise<number> {
+    return parseKekFloor(await this.getMeta(KEK_FLOOR_META));
+  }
+
+  /**
+   * As SqliteStore's. The envelopes counted are the key rows' and the envelope meta entries':
+   * held operations do not exist on PostgreSQL yet (their table comes with the holds).
+   */
+  async raiseKekFloor(floor: number): Promise<{ readonly raised: boolean; readonly floor: number; readonly below: number }> {
+    if (!Number.isSafeInteger(floor) || floor < 1 || floor > 0xffffffff) throw new RangeError("a KEK floor is a version number");
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(floor, 0);
+    return this.tx(async (client) => {
+      // Exclusive: every envelope write in flight commits first (and is counted), none starts meanwhile.
+      await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_KEK_FLOOR, this.lockKey]);
+      const counted = await client.query<{ n: string }>(
+        `SELECT (SELECT COUNT(*) FROM keys WHERE secret_envelope IS NOT NULL AND substring(secret_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(secret_envelope FROM 2 FOR 4) < $1)
+              + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substring(passphrase_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(passphrase_envelope FROM 2 FOR 4) < $1) AS n`,
+        [header],
+      );
+      let below = Number(counted.rows[0]?.n ?? 0);
+      for (const prefix of ENVELOPE_META_PREFIXES) {
+        const { rows } = await client.query<{ key: string; value: string }>("SELECT key, value FROM meta WHERE starts_with(key, $1)", [prefix]);
+        for (const { key, value } of rows) {
+          const version = metaEnvelopeKekVersion(key, value);
+          if (version !== null && version < floor) below++;
+        }
+      }
+      const current = parseKekFloor((await client.query<{ value: string }>("SELECT value FROM meta WHERE key = $1", [KEK_FLOOR_META])).rows[0]?.value);
+      if (below > 0) return { raised: false, floor: current, below };
+      const next = Math.max(current, floor);
+      await client.query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", [KEK_FLOOR_META, String(next)]);
+      return { raised: true, floor: next, below: 0 };
+    });
+  }
+
+  // --- custody: envelopes for KEK rotation (never written to the change feed) --------------------
+
+  async keyEnvelopes(after: string, limit: number): Promise<KeyEnvelopes[]> {
+    const { rows } = await this.pool.query<{ id: string; secret_envelope: Buffer | null; passphrase_envelope: Buffer | null; passphrase_hash: string | null }>(
+      `SELECT id, secret_envelope, passphrase_envelope, passphrase_hash FROM keys
+       WHERE id > $1 AND (secret_envelope IS NOT NULL OR passphrase_envelope IS NOT NULL OR passphrase_hash IS NOT NULL)
+       ORDER BY id LIMIT $2`,
+      [after, limit],
+    );
+    return rows.map((r) => ({ id: r.id, secretEnvelope: r.secret_envelope, passphraseEnvelope: r.passphrase_envelope, legacyPassphraseHash: r.passphrase_hash }));
+  }
+
+  async replaceKeyEnvelopes(replacements: readonly EnvelopeReplacement[]): Promise<number> {
+    if (replacements.length === 0) return 0;
+    return this.tx(async (client) => {
+      await this.checkKekFloor(client, replacements.map((r) => r.next), "a rewrap batch");
+      let n = 0;
+      for (const r of replacements) {
+        const column = r.column === "secret" ? "secret_envelope" : "passphrase_envelope";
+        const result = await client.query(`UPDATE keys SET ${column} = $1 WHERE id = $2 AND ${column} = $3`, [r.next, r.id, r.expected]);
+        n += result.rowCount ?? 0;
+      }
+      return n;
+    });
+  }
+
+  /** Held operations do not exist on PostgreSQL yet (they come with the holds): there are none to list. */
+  heldEnvelopes(): Promise<HeldEnvelopes[]> {
+    return Promise.resolve([]);
+  }
+
+  /** Held operations do not exist on PostgreSQL yet: no row holds `expected`, so none is replaced. */
+  replaceHeldEnvelopes(): Promise<number> {
+    return Promise.resolve(0);
+  }
+
+  async sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean> {
+    return this.tx(async (client) => {
+      await this.checkKekFloor(client, [envelope], `key ${id}'s passphrase`);
+      const result = await client.query("UPDATE keys SET passphrase_envelope = $1, passphrase_hash = NULL WHERE id = $2 AND passphrase_hash = $3", [envelope, id, expectedHash]);
+      return result.rowCount === 1;
+    });
+  }
+
+  async metaEntries(prefix: string): Promise<{ key: string; value: string }[]> {
+    const { rows } = await this.pool.query<{ key: string; value: string }>("SELECT key, value FROM meta WHERE starts_with(key, $1) ORDER BY key", [prefix]);
+    return rows.map((r) => ({ key: r.key, value: r.value }));
+  }
+
+  async replaceMeta(key: string, expected: string, next: string): Promise<boolean> {
+    return this.tx(async (client) => {
+      await this.checkKekFloor(client, [metaEnvelopeKekVersion(key, next)], `meta ${key}`);
+      const result = await client.query("UPDATE meta SET value = $1 WHERE key = $2 AND value = $3", [next, key, expected]);
+      return result.rowCount === 1;
+    });
+  }
+
+  // --- increasing-nonce reservations (replay/reservations.ts) ------------------------------------
+
+  async reservations(): Promise<ReadonlyMap<string, bigint>> {
+    const { rows } = await this.pool.query<{ key_id: string; ceiling: string }>("SELECT key_id, ceiling::text AS ceiling FROM sequence_reservations");
+    return new Map(rows.map((r) => [r.key_id, BigInt(r.ceiling)]));
+  }
+
+  async reserve(keyId: string, ceiling: bigint): Promise<void> {
+    if (typeof ceiling !== "bigint" || ceiling < 0n) throw new RangeError("a reservation is a non-negative integer");
+    // Only ever raised: a lower (or equal) ceiling leaves the row as it is.
+    await this.pool.query(
+      `INSERT INTO sequence_reservations (key_id, ceiling) VALUES ($1, $2::numeric)
+       ON CONFLICT (key_id) DO UPDATE SET ceiling = excluded.ceiling WHERE excluded.ceiling > sequence_reservations.ceiling`,
+      [keyId, ceiling.toString()],
+    );
+  }
+
+  // --- sessions ended by logout ------------------------------------------------------------------
+
+  async endSession(sessionId: string, until: number, now: number): Promise<void> {
+    if (!Number.isSafeInteger(until) || !Number.isSafeInteger(now)) throw new RangeError("session end times must be integers (ms)");
+    await this.tx(async (client) => {
+      // The ones that have expired anyway are forgotten as new ones arrive.
+      await client.query("DELETE FROM ended_sessions WHERE until <= $1", [now]);
+      if (until > now) {
+        await client.query(
+          "INSERT INTO ended_sessions (session_id, until) VALUES ($1, $2) ON CONFLICT (session_id) DO UPDATE SET until = GREATEST(ended_sessions.until, excluded.until)",
+          [sessionId, until],
+        );
+      }
+    });
+  }
+
+  async endedSessions(now: number): Promise<ReadonlyMap<string, number>> {
+    const { rows } = await this.pool.query<{ session_id: string; until: string }>("SELECT session_id, until FROM ended_sessions WHERE until > $1", [now]);
+    return new Map(rows.map((r) => [r.session_id, Number(r.until)]));
+  }
+
+  // --- the change feed ---------------------------------------------------------------------------
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    if (this.listeners.size === 1 && !this.closed) this.listen();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.unlisten();
+    };
+  }
+
+  /** Opens the listening connection; on its loss, opens it again after `reconnectDelayMs`. */
+  private listen(): void {
+    if (this.listener !== null || this.reconnectTimer !== null || this.closed) return;
+    const client = new pg.Client({ ...this.clientConfig, application_name: `portcullis-feed:${this.schema}` });
+    this.listener = client;
+    let lost = false;
+    const onLost = (err: Error | null): void => {
+      if (lost) return;
+      lost = true;
+      if (err !== null) this.onError(err);
+      if (this.listener === client) this.listener = null;
+      client.removeAllListeners("notification");
+      client.end().catch(() => undefined);
+      if (this.closed || this.listeners.size === 0) return;
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = null;
+        if (this.listeners.size > 0) this.listen();
+      }, this.reconnectDelayMs);
+      this.reconnectTimer.unref();
+    };
+    client.on("error", (err) => {
+      onLost(err);
+    });
+    client.on("end", () => {
+      onLost(null);
+    });
+    client.on("notification", (message: Notification) => {
+      if (message.channel === this.channel) void this.deliver();
+    });
+    client
+      .connect()
+      .then(() => client.query(`LISTEN ${this.channel}`))
+      // Catch up: whatever committed while nobody listened.
+      .then(() => this.deliver())
+      .catch((err: unknown) => {
+        onLost(asError(err));
+      });
+  }
+
+  private unlisten(): void {
+    if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    const client = this.listener;
+    this.listener = null;
+    if (client !== null) {
+      client.removeAllListeners();
+      client.on("error", () => undefined);
+      client.end().catch(() => undefined);
+    }
+  }
+
+  /** Reads and delivers the feed rows after the last seq delivered; one read at a time, in order. */
+  private deliver(): Promise<void> {
+    const next = this.delivering.then(() => this.readFeed()).catch((err: unknown) => {
+      // The rows stay after lastSeq: the next notification or write delivers them.
+      this.onError(asError(err));
+    });
+    this.delivering = next;
+    return next;
+  }
+
+  private async readFeed(): Promise<void> {
+    if (this.closed) return;
+    for (;;) {
+      const { rows } = await this.pool.query<{ seq: string; key_id: string }>("SELECT seq, key_id FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT 10000", [this.lastSeq]);
+      if (rows.length === 0) return;
+      const local: string[] = [];
+      const remote: string[] = [];
+      for (const r of rows) {
+        const seq = Number(r.seq);
+        if (this.localSeqs.delete(seq)) local.push(r.key_id);
+        else remote.push(r.key_id);
+        this.lastSeq = seq;
+      }
+      if (remote.length > 0) this.emit([...new Set(remote)], false);
+      if (local.length > 0) this.emit([...new Set(local)], true);
+      if (rows.length < 10000) return;
+    }
+  }
+
+  private emit(ids: readonly string[], local: boolean): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(ids, local);
+      } catch {
+        // A listener's fault must not stop the others from hearing about the change.
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.unlisten();
+    await this.delivering;
+    await this.pool.end();
+  }
+}
