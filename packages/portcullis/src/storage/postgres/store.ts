@@ -1,9 +1,6 @@
 import pg from "pg";
 import type { Notification, PoolClient, PoolConfig } from "pg";
 import { OperatorError } from "../../errors/catalogue.js";
-import type { Environment } from "../../contract/ids.js";
-import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
-import type { KeyRisk } from "../../contract/behaviour.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type {
   ChangeFeed,
@@ -22,6 +19,8 @@ import type {
   TransitionResult,
 } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
+import type { KeyStatus } from "../../contract/keys.js";
+import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
@@ -78,101 +77,17 @@ export interface PostgresStoreOptions {
 
 const SCHEMA_RE = /^(?!pg_)[a-z_][a-z0-9_]{0,47}$/;
 
-interface KeyRowSql {
-  id: string;
-  environment: string;
-  account: string;
-  sub_account: string | null;
-  label: string;
-  algorithm: string;
-  public_key: string | null;
-  secret_envelope: Buffer | null;
-  scopes: string;
-  ip_allowlist: string;
-  dialects: string;
-  expires_at: string | null;
-  window_ms: string | null;
-  status: string;
-  status_reason: string | null;
-  created_at: string;
-  updated_at: string;
-  last_used_at: string | null;
-  revision: number;
-  passphrase_hash: string | null;
-  limits: string;
-  session_epoch: number;
-  session_ttl_ms: string | null;
-  session_bind_address: boolean;
-  rotated_from: string | null;
-  rotated_to: string | null;
-  max_age_ms: string | null;
-  passphrase_envelope: Buffer | null;
-  operator: boolean;
-  owner: string | null;
-  guardrails: string | null;
-  risk: string | null;
-  cert_thumbprint: string | null;
-}
+/** A `keys` row as node-postgres returns it: BIGINT columns as strings (exact), flags as booleans. */
+type KeyRowSql = KeyRowColumns<string, boolean>;
 
-/** BIGINT columns arrive as strings (node-postgres keeps 64-bit integers exact); times and durations fit a double. */
-function num(v: string | null): number | null {
-  return v === null ? null : Number(v);
-}
+/** Times and durations fit a double. */
+const POSTGRES_TYPES: ColumnTypes<string, boolean> = { int: (v) => Number(v), flag: (v) => v };
 
 function fromSql(r: KeyRowSql): KeyRow {
-  return {
-    id: r.id,
-    environment: r.environment as Environment,
-    account: r.account,
-    subAccount: r.sub_account,
-    label: r.label,
-    algorithm: r.algorithm as KeyAlgorithm,
-    publicKey: r.public_key,
-    secretEnvelope: r.secret_envelope,
-    scopes: JSON.parse(r.scopes) as string[],
-    ipAllowlist: JSON.parse(r.ip_allowlist) as string[],
-    dialects: JSON.parse(r.dialects) as Dialect[],
-    expiresAt: num(r.expires_at),
-    windowMs: num(r.window_ms),
-    status: r.status as KeyStatus,
-    statusReason: r.status_reason,
-    createdAt: Number(r.created_at),
-    updatedAt: Number(r.updated_at),
-    lastUsedAt: num(r.last_used_at),
-    revision: r.revision,
-    passphraseHash: r.passphrase_hash,
-    limits: JSON.parse(r.limits) as Record<string, number>,
-    sessionEpoch: r.session_epoch,
-    sessionTtlMs: num(r.session_ttl_ms),
-    sessionBindAddress: r.session_bind_address,
-    rotatedFrom: r.rotated_from,
-    rotatedTo: r.rotated_to,
-    maxAgeMs: num(r.max_age_ms),
-    passphraseEnvelope: r.passphrase_envelope,
-    operator: r.operator,
-    owner: r.owner,
-    guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
-    risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
-    certThumbprint: r.cert_thumbprint,
-  };
+  return keyRowFromColumns(r, POSTGRES_TYPES);
 }
 
-/** The columns a patch sets, with their SQL values (as SqliteStore's patchColumns). */
-function patchColumns(patch: KeyPatch): [string, string | number | boolean | null][] {
-  const out: [string, string | number | boolean | null][] = [];
-  if (patch.label !== undefined) out.push(["label", patch.label]);
-  if (patch.scopes !== undefined) out.push(["scopes", JSON.stringify(patch.scopes)]);
-  if (patch.ipAllowlist !== undefined) out.push(["ip_allowlist", JSON.stringify(patch.ipAllowlist)]);
-  if (patch.limits !== undefined) out.push(["limits", JSON.stringify(patch.limits)]);
-  if (patch.expiresAt !== undefined) out.push(["expires_at", patch.expiresAt]);
-  if (patch.sessionTtlMs !== undefined) out.push(["session_ttl_ms", patch.sessionTtlMs]);
-  if (patch.sessionBindAddress !== undefined) out.push(["session_bind_address", patch.sessionBindAddress]);
-  if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
-  if (patch.owner !== undefined) out.push(["owner", patch.owner]);
-  if (patch.guardrails !== undefined) out.push(["guardrails", patch.guardrails === null ? null : JSON.stringify(patch.guardrails)]);
-  if (patch.risk !== undefined) out.push(["risk", patch.risk === null ? null : JSON.stringify(patch.risk)]);
-  return out;
-}
+const asFlag = (v: boolean): boolean => v;
 
 const INSERT_KEY = `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
     scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
@@ -466,7 +381,7 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult> {
     const values: unknown[] = [change.at];
     const sets = ["updated_at = $1", "revision = revision + 1"];
-    for (const [column, value] of patchColumns(patch)) {
+    for (const [column, value] of patchColumns(patch, asFlag)) {
       values.push(value);
       sets.push(`${column} = $${values.length}`);
     }

@@ -2,14 +2,13 @@ import Database from "better-sqlite3";
 import { OperatorError } from "../../errors/catalogue.js";
 import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Environment } from "../../contract/ids.js";
-import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../../contract/keys.js";
-import type { KeyRisk } from "../../contract/behaviour.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 // The policy's stores (migration 11): a line of its own, so the wiring stays apart from the keys'.
 import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
+import type { KeyStatus } from "../../contract/keys.js";
+import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
 import { SqliteAudit } from "./audit.js";
 import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
 import { SqliteHolds } from "./holds.js";
@@ -22,96 +21,16 @@ import { RESERVE_SQL } from "./writer-protocol.js";
 import type { AuditStore } from "../../audit/store.js";
 import type { BehaviourStateStore } from "../types.js";
 
-interface KeyRowSql {
-  id: string;
-  environment: string;
-  account: string;
-  sub_account: string | null;
-  label: string;
-  algorithm: string;
-  public_key: string | null;
-  secret_envelope: Buffer | null;
-  scopes: string;
-  ip_allowlist: string;
-  dialects: string;
-  expires_at: number | null;
-  window_ms: number | null;
-  status: string;
-  status_reason: string | null;
-  created_at: number;
-  updated_at: number;
-  last_used_at: number | null;
-  revision: number;
-  passphrase_hash: string | null;
-  limits: string;
-  session_epoch: number;
-  session_ttl_ms: number | null;
-  session_bind_address: number;
-  rotated_from: string | null;
-  rotated_to: string | null;
-  max_age_ms: number | null;
-  passphrase_envelope: Buffer | null;
-  operator: number;
-  owner: string | null;
-  guardrails: string | null;
-  risk: string | null;
-  cert_thumbprint: string | null;
-}
+/** A `keys` row as better-sqlite3 returns it: integers as numbers, flags as 0/1. */
+type KeyRowSql = KeyRowColumns<number, number>;
+
+const SQLITE_TYPES: ColumnTypes<number, number> = { int: (v) => v, flag: (v) => v === 1 };
 
 function fromSql(r: KeyRowSql): KeyRow {
-  return {
-    id: r.id,
-    environment: r.environment as Environment,
-    account: r.account,
-    subAccount: r.sub_account,
-    label: r.label,
-    algorithm: r.algorithm as KeyAlgorithm,
-    publicKey: r.public_key,
-    secretEnvelope: r.secret_envelope,
-    scopes: JSON.parse(r.scopes) as string[],
-    ipAllowlist: JSON.parse(r.ip_allowlist) as string[],
-    dialects: JSON.parse(r.dialects) as Dialect[],
-    expiresAt: r.expires_at,
-    windowMs: r.window_ms,
-    status: r.status as KeyStatus,
-    statusReason: r.status_reason,
-    createdAt: r.created_at,
-    updatedAt: r.updated_at,
-    lastUsedAt: r.last_used_at,
-    revision: r.revision,
-    passphraseHash: r.passphrase_hash,
-    limits: JSON.parse(r.limits) as Record<string, number>,
-    sessionEpoch: r.session_epoch,
-    sessionTtlMs: r.session_ttl_ms,
-    sessionBindAddress: r.session_bind_address === 1,
-    rotatedFrom: r.rotated_from,
-    rotatedTo: r.rotated_to,
-    maxAgeMs: r.max_age_ms,
-    passphraseEnvelope: r.passphrase_envelope,
-    operator: r.operator === 1,
-    owner: r.owner,
-    guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
-    risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
-    certThumbprint: r.cert_thumbprint,
-  };
+  return keyRowFromColumns(r, SQLITE_TYPES);
 }
 
-/** The columns a patch sets, with their SQL values. */
-function patchColumns(patch: KeyPatch): [string, string | number | null][] {
-  const out: [string, string | number | null][] = [];
-  if (patch.label !== undefined) out.push(["label", patch.label]);
-  if (patch.scopes !== undefined) out.push(["scopes", JSON.stringify(patch.scopes)]);
-  if (patch.ipAllowlist !== undefined) out.push(["ip_allowlist", JSON.stringify(patch.ipAllowlist)]);
-  if (patch.limits !== undefined) out.push(["limits", JSON.stringify(patch.limits)]);
-  if (patch.expiresAt !== undefined) out.push(["expires_at", patch.expiresAt]);
-  if (patch.sessionTtlMs !== undefined) out.push(["session_ttl_ms", patch.sessionTtlMs]);
-  if (patch.sessionBindAddress !== undefined) out.push(["session_bind_address", patch.sessionBindAddress ? 1 : 0]);
-  if (patch.maxAgeMs !== undefined) out.push(["max_age_ms", patch.maxAgeMs]);
-  if (patch.owner !== undefined) out.push(["owner", patch.owner]);
-  if (patch.guardrails !== undefined) out.push(["guardrails", patch.guardrails === null ? null : JSON.stringify(patch.guardrails)]);
-  if (patch.risk !== undefined) out.push(["risk", patch.risk === null ? null : JSON.stringify(patch.risk)]);
-  return out;
-}
+const flagBit = (v: boolean): number => (v ? 1 : 0);
 
 export interface SqliteStoreOptions {
   /** How often other processes' commits are looked for (ms). Default 200. */
@@ -337,7 +256,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   update(id: string, from: readonly KeyStatus[], patch: KeyPatch, change: KeyChange): Promise<TransitionResult> {
     const sets = ["updated_at = ?", "revision = revision + 1"];
     const values: (string | number | null)[] = [change.at];
-    for (const [column, value] of patchColumns(patch)) {
+    for (const [column, value] of patchColumns(patch, flagBit)) {
       sets.push(`${column} = ?`);
       values.push(value);
     }
