@@ -157,6 +157,9 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
       throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
     }
     readSecretFile(config.gateway.identitySecretFile);
+    // The workers read the metrics token too: a problem with it stops the start here, once.
+    const metrics = config.admin.metrics;
+    if (config.admin.enabled && metrics.enabled && metrics.tokenFile !== null) readSecretFile(metrics.tokenFile, "admin.metrics.tokenFile");
   } finally {
     await data.close();
   }
