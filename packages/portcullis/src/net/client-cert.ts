@@ -25,9 +25,10 @@ export function peerCertThumbprint(socket: Socket): string | null {
   if (known !== undefined) return known;
   let thumbprint: string | null = null;
   if (socket.authorized) {
-    const cert = socket.getPeerCertificate();
-    // An empty object when the peer sent none.
-    const raw = (cert as { raw?: Buffer }).raw;
+    // An empty object when the peer sent none; null once the socket is destroyed (a client that
+    // sent its request and reset the connection before its first look here): none.
+    const cert = socket.getPeerCertificate() as { raw?: Buffer } | null;
+    const raw = cert?.raw;
     if (Buffer.isBuffer(raw) && raw.length > 0) thumbprint = certThumbprint(raw);
   }
   bySocket.set(socket, thumbprint);
