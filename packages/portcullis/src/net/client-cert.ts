@@ -11,7 +11,7 @@ export function certThumbprint(der: Buffer): string {
   return createHash("sha256").update(der).digest("base64url");
 }
 
-/** Computed once per connection: a keep-alive connection's requests share its certificate. */
+/** Computed once per connection: a keep-alive connection's requests share its certificate (renegotiation refused). */
 const bySocket = new WeakMap<Socket, string | null>();
 
 /**
@@ -23,6 +23,11 @@ export function peerCertThumbprint(socket: Socket): string | null {
   if (!(socket instanceof TLSSocket)) return null;
   const known = bySocket.get(socket);
   if (known !== undefined) return known;
+  // The answer holds for the connection's life only if its certificate cannot change: a TLS 1.2
+  // renegotiation is refused from here on, on any server (a TLS error, which node:http's servers
+  // answer by closing the connection). The gateway's listeners refuse it from the handshake on;
+  // an application's own https server, under the embedded middleware, may allow it.
+  socket.disableRenegotiation();
   let thumbprint: string | null = null;
   if (socket.authorized) {
     // An empty object when the peer sent none; null once the socket is destroyed (a client that
