@@ -11,7 +11,7 @@ import { LAST_USED_FLUSH_MS } from "../keys/usage.js";
 import { type Logger, createLogger } from "../log/logger.js";
 import { certThumbprint } from "../net/client-cert.js";
 import { startPortcullis, urlOf } from "../runtime/runtime.js";
-import { startWorkers, workerCount } from "../runtime/workers.js";
+import { onHangup, startWorkers, workerCount } from "../runtime/workers.js";
 import { initDataDir } from "../core/data-dir.js";
 import { exitQuietlyOnClosedOutput, reportFailure, usageError } from "./errors.js";
 import { registerCustodyCommands } from "./custody.js";
@@ -245,7 +245,7 @@ function credentialLines(secret: string | undefined, privateKey: string | undefi
  * `portcullis start --workers N` with N > 1: a primary and N gateway processes on the same ports
  * (runtime/workers.ts). SIGTERM / SIGINT drain every worker; the primary exits 0 when all did.
  */
-async function startWorkerPool(config: PortcullisConfig, source: ConfigSource, workers: number, logger: Logger): Promise<void> {
+async function startWorkerPool(config: PortcullisConfig, source: ConfigSource, workers: number, logger: Logger, hangup: ReturnType<typeof onHangup>): Promise<void> {
   const pool = await startWorkers({ config, source, workers, logger });
   const stop = (): void => {
     logger.info({ workers: pool.workers }, "shutting down: draining in-flight requests in every worker");
@@ -260,7 +260,7 @@ async function startWorkerPool(config: PortcullisConfig, source: ConfigSource, w
   process.on("SIGINT", stop);
   process.on("SIGTERM", stop);
   // TLS reload (docs/tls.md): each worker reads its certificate and key again.
-  process.on("SIGHUP", () => {
+  hangup.ready(() => {
     for (const pid of pool.pids()) {
       try {
         process.kill(pid, "SIGHUP");
@@ -333,8 +333,10 @@ function buildProgram(): Command {
       const { config, source } = loadConfigSource(opts.config);
       const workers = workerCount(opts.workers ?? config.gateway.workers);
       const logger = createLogger({ level: config.log.level });
+      // SIGHUP (TLS reload) is handled from here on: while starting, it must not end the process.
+      const hangup = onHangup();
       if (workers > 1) {
-        await startWorkerPool(config, source, workers, logger);
+        await startWorkerPool(config, source, workers, logger, hangup);
         return;
       }
       const running = await startPortcullis(config, logger);
@@ -359,7 +361,7 @@ function buildProgram(): Command {
       process.on("SIGINT", stop);
       process.on("SIGTERM", stop);
       // SIGHUP reloads the TLS certificates and keys (docs/tls.md); without TLS it is ignored.
-      process.on("SIGHUP", () => {
+      hangup.ready(() => {
         running.reloadTls();
       });
       // Only now: whoever waits for this line may signal at once (before, SIGTERM would kill outright).

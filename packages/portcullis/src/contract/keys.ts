@@ -117,8 +117,13 @@ export interface KeyRecord {
   readonly certThumbprint: string | null;
 }
 
-/** A certificate thumbprint as `KeyRecord.certThumbprint` holds it: 43 characters of base64url (SHA-256, no padding). */
-export const CERT_THUMBPRINT_RE = /^[A-Za-z0-9_-]{43}$/;
+/**
+ * A certificate thumbprint as `KeyRecord.certThumbprint` holds it: 43 characters of base64url
+ * (SHA-256, no padding), in the one encoding a certificate's thumbprint is ever written in: the
+ * last character carries 4 bits of the digest and 2 zero bits, so it is one of 16. Another last
+ * character decodes to the same bytes but matches no certificate (the key could never be used).
+ */
+export const CERT_THUMBPRINT_RE = /^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/;
 
 /**
  * A key's guardrails, JSON-safe (decimals as plain strings, as `operations/decimal.ts` reads them).

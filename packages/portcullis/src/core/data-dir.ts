@@ -86,24 +86,36 @@ export async function initDataDir(dataDir: string, environment: Environment = "l
   return { dataDir, environment, created };
 }
 
-/** Reads a secret file, refusing one that group or others can read. */
-export function readSecretFile(path: string): string {
+/**
+ * Reads a secret file, refusing one that group or others can read, or that holds fewer than 32
+ * characters. `setting`: the configuration setting that names the file, for its errors (a file
+ * `portcullis init` does not write is not its to create); absent: a file of the data directory.
+ * Every problem is a DataDirError naming the file (and the setting), never its content.
+ */
+export function readSecretFile(path: string, setting?: string): string {
+  const named = setting === undefined ? path : `${path} (${setting})`;
   let fd: number;
   try {
     fd = openSync(path, constants.O_RDONLY);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
-      throw new DataDirError(`missing ${path}: run \`portcullis init\` for this data directory`);
+    const code = (err as NodeJS.ErrnoException).code ?? "error";
+    if (code === "ENOENT") {
+      throw new DataDirError(setting === undefined ? `missing ${path}: run \`portcullis init\` for this data directory` : `missing ${named}: write a secret of at least 32 characters to it, mode 600`);
     }
-    throw err;
+    throw new DataDirError(`cannot open ${named}: ${code}`);
   }
   try {
     const mode = fstatSync(fd).mode & 0o777;
     if ((mode & 0o077) !== 0) {
-      throw new DataDirError(`${path} has mode 0${mode.toString(8)}; it must not be readable by group or others (chmod 600)`);
+      throw new DataDirError(`${named} has mode 0${mode.toString(8)}; it must not be readable by group or others (chmod 600)`);
     }
-    const text = readFileSync(fd, "utf8").trim();
-    if (text.length < 32) throw new DataDirError(`${path} must hold a secret of at least 32 characters`);
+    let text: string;
+    try {
+      text = readFileSync(fd, "utf8").trim();
+    } catch (err) {
+      throw new DataDirError(`cannot read ${named}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+    }
+    if (text.length < 32) throw new DataDirError(`${named} must hold a secret of at least 32 characters`);
     return text;
   } finally {
     closeSync(fd);

@@ -341,8 +341,9 @@ export class Authorizer {
       return;
     }
     if (path === "/portcullis/v1/health" && (method === "GET" || method === "HEAD")) {
-      const closing = this.listener.closing;
-      sendJson(res, closing ? 503 : 200, JSON.stringify({ status: closing ? "draining" : "ok" }), requestId);
+      // Draining from the drain's start, like healthz (see server.ts).
+      const draining = this.listener.draining;
+      sendJson(res, draining ? 503 : 200, JSON.stringify({ status: draining ? "draining" : "ok" }), requestId, draining ? { close: true } : undefined);
       return;
     }
     sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);

@@ -56,7 +56,10 @@ export class ServerLifecycle {
     const httpOptions = { ...timeouts, requireHostHeader: false, connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS };
     if (tls === undefined) this.server = createServer(httpOptions, this.admit);
     else {
-      const server = createHttpsServer({ ...httpOptions, ...tls.serverOptions() }, this.admit);
+      // The handshake is bounded like the headers that follow it: node:tls's default is 120 s, so a
+      // client that opened a connection and never finished its handshake held the socket 12 times
+      // longer than one that never finished its headers (the slowloris the sweep above prevents).
+      const server = createHttpsServer({ ...httpOptions, ...tls.serverOptions(), handshakeTimeout: timeouts.headersTimeout }, this.admit);
       // TLS 1.2 renegotiation is refused (TLS 1.3 has none): a client cannot make the server
       // redo handshakes on a connection, nor change its certificate after its requests began.
       server.on("secureConnection", (socket: TLSSocket) => {

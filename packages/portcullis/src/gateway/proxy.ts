@@ -40,6 +40,11 @@ const HOP_BY_HOP = new Set([
  *   The gateway sets its own X-Forwarded-For (the address it decided the client has: the socket's,
  *   unless the peer is a trusted proxy), X-Forwarded-Proto and X-Forwarded-Host; every other is
  *   dropped so an upstream that believes one of them believes the gateway;
+ * - the client-certificate family: what a TLS-terminating proxy says about the client's
+ *   certificate (RFC 9440 Client-Cert, nginx, HAProxy, Traefik, IIS ARR, AWS ALB). The gateway
+ *   decides the certificate itself (docs/tls.md); an upstream that believed one of these from the
+ *   gateway would believe whatever a client wrote. The configured `gateway.clientCertHeader`, of
+ *   any name, is dropped too (Pipeline.credentialHeaders);
  * - method overrides and URL rewrites: headers frameworks and servers (Symfony, Laravel, IIS,
  *   nginx, Envoy) take as the real method or target instead of the one the gateway authorised.
  */
@@ -72,6 +77,15 @@ const REQUEST_DROP = new Set([
   "x-appengine-user-ip",
   "x-host",
   "x-original-host",
+  // client certificate
+  "client-cert",
+  "client-cert-chain",
+  "ssl-client-cert",
+  "ssl-client-verify",
+  "x-ssl-cert",
+  "x-client-verify",
+  "x-client-dn",
+  "x-arr-clientcert",
   // method overrides
   "x-http-method-override",
   "x-http-method",
@@ -86,10 +100,12 @@ const REQUEST_DROP = new Set([
 
 /**
  * Prefixes of dropped names: the X-Forwarded-* family (-For, -Host, -Proto, -Port, -Prefix,
- * -Server, -Ssl, -Uri…), Envoy's own x-envoy-* (it trusts them from an internal peer), and the
- * gateway's own `portcullis-*` (the identity headers and the request id).
+ * -Server, -Ssl, -Uri, -Client-Cert…), Envoy's own x-envoy-* (it trusts them from an internal
+ * peer), the gateway's own `portcullis-*` (the identity headers and the request id), and the
+ * client-certificate names with many suffixes (X-Client-Cert[-Chain|-DN…], X-SSL-Client-*,
+ * SSL-Client-*, AWS ALB's X-Amzn-Mtls-*).
  */
-const DROPPED_PREFIXES = ["x-forwarded-", "x-envoy-", "portcullis-"] as const;
+const DROPPED_PREFIXES = ["x-forwarded-", "x-envoy-", "portcullis-", "x-client-cert", "x-ssl-client-", "ssl-client-", "x-amzn-mtls-"] as const;
 
 /**
  * A header name as servers behind the gateway may read it: lower case, `_` as `-` (CGI, WSGI, PHP

@@ -222,7 +222,10 @@ export class Gateway {
       return;
     }
     if (path === "/portcullis/v1/health" && (method === "GET" || method === "HEAD")) {
-      sendJson(res, this.closing ? 503 : 200, JSON.stringify({ status: this.closing ? "draining" : "ok" }), requestId);
+      // Draining from the drain's start (gateway.drainDelay), like healthz: a load balancer probing
+      // this older path stops sending before the listener closes, not after.
+      const draining = this.listener.draining;
+      sendJson(res, draining ? 503 : 200, JSON.stringify({ status: draining ? "draining" : "ok" }), requestId, draining ? { close: true } : undefined);
       return;
     }
     sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);

@@ -401,7 +401,7 @@ export class HoldService implements ChangeHolder {
     this.kick();
   }
 
-  /** Stops the loop and waits for releases in flight. */
+  /** Stops the loop and waits for releases in flight; from now on nothing is claimed (an approval leaves its operation ready). */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
@@ -458,6 +458,8 @@ export class HoldService implements ChangeHolder {
   }
 
   private releaseSoon(id: string): void {
+    // Stopping (a drain): left ready, for the next pass of this process or another's.
+    if (this.stopped) return;
     const p = this.release(id).finally(() => this.releasing.delete(p));
     this.releasing.add(p);
   }
@@ -490,6 +492,9 @@ export class HoldService implements ChangeHolder {
     const changeReleaser = row.target === "change" ? this.changeReleasers.get(row.kind as ChangeKind) : undefined;
     const requestReleaser = row.target === "request" ? this.requestReleaser : null;
     if (changeReleaser === undefined && requestReleaser === null) return;
+    // A stopped service claims nothing: `stop` has stopped waiting, and what a release needs (the
+    // forwarder, the store) is about to close. Left ready, it is released once by whoever runs next.
+    if (this.stopped) return;
     const claimed = await this.store.claim(id, this.processId, this.now());
     if (!claimed.ok) {
       if (claimed.current === "cancelled" || claimed.current === "expired") await this.settle();

@@ -11,7 +11,7 @@ export function certThumbprint(der: Buffer): string {
   return createHash("sha256").update(der).digest("base64url");
 }
 
-/** Computed once per connection: a keep-alive connection's requests share its certificate. */
+/** Computed once per connection: a keep-alive connection's requests share its certificate (renegotiation refused). */
 const bySocket = new WeakMap<Socket, string | null>();
 
 /**
@@ -23,11 +23,17 @@ export function peerCertThumbprint(socket: Socket): string | null {
   if (!(socket instanceof TLSSocket)) return null;
   const known = bySocket.get(socket);
   if (known !== undefined) return known;
+  // The answer holds for the connection's life only if its certificate cannot change: a TLS 1.2
+  // renegotiation is refused from here on, on any server (a TLS error, which node:http's servers
+  // answer by closing the connection). The gateway's listeners refuse it from the handshake on;
+  // an application's own https server, under the embedded middleware, may allow it.
+  socket.disableRenegotiation();
   let thumbprint: string | null = null;
   if (socket.authorized) {
-    const cert = socket.getPeerCertificate();
-    // An empty object when the peer sent none.
-    const raw = (cert as { raw?: Buffer }).raw;
+    // An empty object when the peer sent none; null once the socket is destroyed (a client that
+    // sent its request and reset the connection before its first look here): none.
+    const cert = socket.getPeerCertificate() as { raw?: Buffer } | null;
+    const raw = cert?.raw;
     if (Buffer.isBuffer(raw) && raw.length > 0) thumbprint = certThumbprint(raw);
   }
   bySocket.set(socket, thumbprint);

@@ -153,7 +153,9 @@ export class Pipeline {
     const schemes = options.schemes;
     const native = schemes.get("native");
     if (native === undefined) throw new TypeError("the native scheme is required");
-    this.credentialHeaderSet = new Set([...schemes.values()].flatMap((s) => s.credentialHeaders));
+    // The client certificate a trusted proxy passes on (docs/tls.md) is the gateway's to decide, never the upstream's.
+    const certHeader = options.clientAddress.clientCertHeader;
+    this.credentialHeaderSet = new Set([...[...schemes.values()].flatMap((s) => s.credentialHeaders), ...(certHeader === null ? [] : [certHeader])]);
     this.timing = options.timing ?? false;
     this.onKeyUsed = options.onKeyUsed ?? null;
     const scope = options.scope ?? "gateway";
@@ -195,7 +197,7 @@ export class Pipeline {
     this.names = this.stages.map((s) => s.name);
   }
 
-  /** Every scheme's credential headers: never forwarded upstream. */
+  /** Every scheme's credential headers, and the configured client-certificate header: never forwarded upstream. */
   get credentialHeaders(): ReadonlySet<string> {
     return this.credentialHeaderSet;
   }

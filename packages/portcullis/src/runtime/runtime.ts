@@ -142,7 +142,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   const metricsSettings = config.admin.metrics;
   const metrics = config.admin.enabled && metricsSettings.enabled ? new PortcullisMetrics({ sampleEvery: metricsSettings.sampleEvery }) : null;
   try {
-    const metricsToken = metrics === null || metricsSettings.tokenFile === null ? null : readSecretFile(metricsSettings.tokenFile);
+    const metricsToken = metrics === null || metricsSettings.tokenFile === null ? null : readSecretFile(metricsSettings.tokenFile, "admin.metrics.tokenFile");
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
     hot = await openHotStore(config, data.store, logger);
     bus = await openBus(config, logger);

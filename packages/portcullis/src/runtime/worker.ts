@@ -2,7 +2,7 @@ import { type ConfigSource, parseConfigText } from "../config/config.js";
 import { PortcullisError, isOperatorError } from "../errors/catalogue.js";
 import { type Logger, createLogger } from "../log/logger.js";
 import { type RunningPortcullis, startPortcullis, urlOf } from "./runtime.js";
-import type { PrimaryMessage, WorkerMessage } from "./workers.js";
+import { type PrimaryMessage, type WorkerMessage, onHangup } from "./workers.js";
 
 /**
  * One worker process of `portcullis start --workers N` (workers.ts): asks the primary for the
@@ -12,6 +12,8 @@ import type { PrimaryMessage, WorkerMessage } from "./workers.js";
  * change nothing). If the primary goes away, node:cluster ends the worker.
  */
 export async function runWorker(): Promise<void> {
+  // Before anything else: a SIGHUP passed on by the primary while this worker starts must not end it.
+  const hangup = onHangup();
   const send = (message: WorkerMessage): Promise<void> =>
     new Promise((resolve) => {
       if (process.send === undefined) resolve();
@@ -54,7 +56,7 @@ export async function runWorker(): Promise<void> {
   process.on("SIGINT", drain);
   process.on("SIGTERM", drain);
   // The primary passes SIGHUP on: TLS certificates and keys read again (docs/tls.md).
-  process.on("SIGHUP", () => {
+  hangup.ready(() => {
     running.reloadTls();
   });
   process.on("message", (m: unknown) => {

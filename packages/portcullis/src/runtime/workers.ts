@@ -38,6 +38,29 @@ export type PrimaryMessage = ({ readonly portcullis: "config" } & ConfigSource) 
 /** The worker processes' entry point. */
 const WORKER_ENTRY = fileURLToPath(new URL("./worker-main.js", import.meta.url));
 
+/**
+ * SIGHUP reloads the TLS certificates and keys (docs/tls.md), in the single process, the primary
+ * (which passes it on) and every worker. Its default action ends the process, and a reload signal
+ * comes from automation at any time (a certificate renewal hook): it is handled from the moment
+ * the process starts, before it serves. One that arrives while starting is remembered, and `ready`
+ * acts on it once the process serves (its files may have been read before they changed).
+ */
+export function onHangup(): { ready(reload: () => void): void } {
+  let reloadNow: (() => void) | null = null;
+  let asked = false;
+  process.on("SIGHUP", () => {
+    if (reloadNow === null) asked = true;
+    else reloadNow();
+  });
+  return {
+    ready(reload) {
+      reloadNow = reload;
+      if (asked) reload();
+      asked = false;
+    },
+  };
+}
+
 /** Restart backoff: the first delay, the longest, and how long a worker must serve for its slot's backoff to start again. */
 export interface RestartBackoff {
   readonly initialMs: number;
@@ -157,6 +180,9 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
       throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
     }
     readSecretFile(config.gateway.identitySecretFile);
+    // The workers read the metrics token too: a problem with it stops the start here, once.
+    const metrics = config.admin.metrics;
+    if (config.admin.enabled && metrics.enabled && metrics.tokenFile !== null) readSecretFile(metrics.tokenFile, "admin.metrics.tokenFile");
   } finally {
     await data.close();
   }

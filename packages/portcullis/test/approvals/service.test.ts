@@ -273,6 +273,31 @@ describe("exactly once across restarts", () => {
     expect((await restarted.holds.view(id)).state).toBe("released");
   });
 
+  it("an approval that lands while the process stops (a drain) leaves the operation ready: nothing is sent, the next process releases it once", async () => {
+    fx = await holdsFixture();
+    await register(fx);
+    const releases = new Releases();
+    fx.holds.setRequestReleaser(releases.releaser);
+    const id = await fx.hold(await fx.key(null), null);
+    expect(await approve(fx, id, alice)).toBe("pending");
+    // SIGTERM: the release loop stops before the listeners close; requests in flight still finish.
+    await fx.holds.stop();
+    expect(await approve(fx, id, bob)).toBe("ready");
+    await fx.holds.idle();
+    expect(releases.calls).toEqual([]);
+    expect((await fx.holds.view(id)).state).toBe("ready");
+    // A claim from a release that had started before the stop is not taken either.
+    await fx.holds.release(id);
+    expect(releases.calls).toEqual([]);
+    const restarted = await fx.open();
+    const next = new Releases();
+    restarted.holds.setRequestReleaser(next.releaser);
+    await restarted.holds.tick();
+    await restarted.holds.tick();
+    expect(next.count(id)).toBe(1);
+    expect((await restarted.holds.view(id)).state).toBe("released");
+  });
+
   it("a process that died mid-release: after the lease the operation is unknown, and never sent again", async () => {
     fx = await holdsFixture({ leaseMs: 30_000 });
     await register(fx);

@@ -137,6 +137,9 @@ describe("healthz and readyz on the gateway", () => {
     expect(health.headers.connection).toBe("close");
     const ready = await call(`${s.gateway}/portcullis/v1/readyz`);
     expect([ready.status, ready.json?.code]).toEqual([503, "DRAINING"]);
+    // The older health path too: a load balancer probing it stops sending during the drain delay.
+    const older = await call(`${s.gateway}/portcullis/v1/health`);
+    expect([older.status, older.json?.status, older.headers.connection]).toEqual([503, "draining", "close"]);
     const res = await call(`${s.gateway}/api/v3/account`, { headers: signed(s) });
     expect(res.status).toBe(200);
     expect(res.headers.connection).toBe("close");
@@ -154,6 +157,7 @@ describe("healthz and readyz in authorizer mode", () => {
 
   it("answers the probes to any peer (a load balancer is no trusted proxy), then 503 DRAINING", async () => {
     expect((await call(`${s.gateway}/portcullis/v1/healthz`)).json).toEqual({ status: "ok" });
+    expect((await call(`${s.gateway}/portcullis/v1/health`)).status).toBe(200);
     const ready = await call(`${s.gateway}/portcullis/v1/readyz`);
     expect([ready.status, ready.json?.status]).toEqual([200, "ready"]);
     // An authorizer path from this untrusted peer is refused: the probes were not let through by trust.
@@ -162,6 +166,8 @@ describe("healthz and readyz in authorizer mode", () => {
     s.running.gateway.drain();
     const health = await call(`${s.gateway}/portcullis/v1/healthz`);
     expect([health.status, health.json?.code]).toEqual([503, "DRAINING"]);
+    const older = await call(`${s.gateway}/portcullis/v1/health`);
+    expect([older.status, older.json?.status]).toEqual([503, "draining"]);
   });
 });
 

@@ -256,6 +256,15 @@ describe("HTTPS gateway and admin API", () => {
   it("the admin API refuses a thumbprint that is not one", async () => {
     const refused = await createKey({ certThumbprint: "AA:BB" });
     expect(refused).toMatchObject({ status: 400, json: { code: "VALIDATION_FAILED", fields: { certThumbprint: expect.stringContaining("base64url") as unknown } } });
+    // The same 32 bytes with the spare bits of the last character set: no certificate is ever named so.
+    const real = pki.client1.thumbprint;
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const last = alphabet.indexOf(real.slice(-1));
+    expect(last % 4).toBe(0);
+    const noncanonical = `${real.slice(0, 42)}${alphabet[last + 1] ?? ""}`;
+    expect(Buffer.from(noncanonical, "base64url")).toEqual(Buffer.from(real, "base64url"));
+    const aliased = await createKey({ certThumbprint: noncanonical });
+    expect(aliased).toMatchObject({ status: 400, json: { code: "VALIDATION_FAILED", fields: { certThumbprint: expect.stringContaining("base64url") as unknown } } });
   });
 
   it("a session of a bound key inherits the binding", async () => {

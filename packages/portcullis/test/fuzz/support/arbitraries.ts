@@ -70,7 +70,7 @@ export function baseRequest(scheme: SchemeName): fc.Arbitrary<BaseRequest> {
   });
 }
 
-/** The names of the client-address, identity, override and rewrite family, some spelt otherwise. */
+/** The names of the client-address, client-certificate, identity, override and rewrite family, some spelt otherwise. */
 const FAMILY = [
   "portcullis-account",
   "portcullis-key-id",
@@ -108,6 +108,16 @@ const FAMILY = [
   "x-envoy-external-address",
   "x-host",
   "x-original-host",
+  "client-cert",
+  "client-cert-chain",
+  "x-client-cert",
+  "x-ssl-client-cert",
+  "x-ssl-client-verify",
+  "ssl-client-cert",
+  "x-ssl-cert",
+  "x-arr-clientcert",
+  "x-amzn-mtls-clientcert",
+  "x-forwarded-client-cert",
 ] as const;
 
 const spelling = fc.constantFrom("as-is", "upper", "title", "underscore", "Underscore");
