@@ -98,6 +98,11 @@ export interface AdminMetrics {
 }
 
 const METRICS_PATH = "/metrics";
+/**
+ * Refused scrapes are logged at most once per this long (ms), with how many were refused since the
+ * previous such line: a client hammering /metrics without the token must not flood the log.
+ */
+const REFUSED_SCRAPE_LOG_MS = 60_000;
 
 interface Answer {
   readonly status: number;
@@ -119,6 +124,9 @@ export class AdminApi {
   private readonly metrics: AdminMetrics | null;
   /** SHA-256 of the metrics token: compared in constant time over equal lengths. */
   private readonly metricsDigest: Buffer | null;
+  /** Scrapes refused since the last "metrics scrape refused" line, and when that was. */
+  private refusedScrapes = 0;
+  private refusedLoggedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: AdminApiOptions) {
     this.metrics = options.metrics ?? null;
@@ -179,7 +187,13 @@ export class AdminApi {
       return;
     }
     if (!metrics.public && !this.metricsAuthorized(req.headers.authorization)) {
-      this.logger.info({ requestId, client: req.socket.remoteAddress, code: "METRICS_UNAUTHORIZED" }, "metrics scrape refused");
+      this.refusedScrapes++;
+      const now = this.now();
+      if (now - this.refusedLoggedAt >= REFUSED_SCRAPE_LOG_MS) {
+        this.logger.info({ requestId, client: req.socket.remoteAddress, code: "METRICS_UNAUTHORIZED", refused: this.refusedScrapes }, "metrics scrape refused (refused: how many since the last such line, at most one a minute)");
+        this.refusedLoggedAt = now;
+        this.refusedScrapes = 0;
+      }
       sendJson(res, 401, errorBody(deny("METRICS_UNAUTHORIZED"), requestId), requestId, undefined, { "www-authenticate": 'Bearer realm="portcullis-metrics"' });
       return;
     }

@@ -191,6 +191,10 @@ describe("Prometheus /metrics on the admin listener", () => {
     const post = await call(`${s.admin}/metrics`, { method: "POST", headers: auth, body: "" });
     expect([post.status, post.json?.code]).toEqual([404, "ROUTE_NOT_FOUND"]);
     expect(s.lines.join("")).not.toContain(METRICS_TOKEN.slice(0, 20));
+    // One line for the four refusals: the first is logged, the next are counted for the next line.
+    const refused = s.lines.filter((l) => l.includes("metrics scrape refused"));
+    expect(refused).toHaveLength(1);
+    expect(JSON.parse(refused[0] ?? "{}")).toMatchObject({ code: "METRICS_UNAUTHORIZED", refused: 1 });
   });
 
   it("serves the text format, and its values follow real requests", async () => {
