@@ -167,6 +167,16 @@ function load(settings: TlsSettings, where: string): Loaded {
     const what = code.includes("KEY_VALUES_MISMATCH") ? "does not match the certificate" : "is not a usable PEM private key";
     throw new TlsMaterialError(`${where}: the private key ${settings.keyFile} ${what} (${code === "" ? "error" : code})`);
   }
+  // Readable by its owner (and, as certbot's ssl-cert setups do, a group), never by every user.
+  let mode: number;
+  try {
+    mode = statSync(settings.keyFile).mode;
+  } catch (err) {
+    throw new TlsMaterialError(`${where}: cannot read the private key ${settings.keyFile}: ${(err as NodeJS.ErrnoException).code ?? "error"}`);
+  }
+  if ((mode & 0o007) !== 0) {
+    throw new TlsMaterialError(`${where}: the private key ${settings.keyFile} is open to every user (mode ${(mode & 0o777).toString(8).padStart(4, "0")}): chmod 600, or 640 for a group the gateway runs in`);
+  }
   return { context, fingerprint256: x509.fingerprint256, validTo: x509.validTo };
 }
 

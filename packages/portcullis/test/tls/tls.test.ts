@@ -6,7 +6,7 @@
  * mutual TLS required on the admin listener, certificate-bound keys (right certificate, none,
  * another, one of another CA) and their sessions.
  */
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { Agent, type RequestOptions, request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -344,6 +344,9 @@ describe("a start with bad TLS material", () => {
       await initDataDir(dir, "test");
       const garbage = join(pki.dir, "garbage.crt");
       writeFileSync(garbage, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+      const openKey = join(pki.dir, "open.key");
+      copyFileSync(pki.server.key, openKey);
+      chmodSync(openKey, 0o644);
       const before = readdirSync(dir).sort();
       const start = (tls: Record<string, unknown>): Promise<unknown> =>
         startPortcullis(parseConfig({ dataDir: dir, environment: "test", gateway: { host: "127.0.0.1", port: 0, upstream: "http://127.0.0.1:9", tls }, admin: { enabled: false }, routes: TEST_ROUTES }, dir), captureLogger().logger).then(
@@ -358,6 +361,7 @@ describe("a start with bad TLS material", () => {
         [{ cert: pki.server.cert, key: pki.client1.key }, /does not match the certificate/],
         [{ cert: pki.server.cert, key: garbage }, /is not a usable PEM private key/],
         [{ cert: join(pki.dir, "absent.crt"), key: pki.server.key }, /cannot read the certificate .*ENOENT/],
+        [{ cert: pki.server.cert, key: openKey }, /is open to every user \(mode 0644\)/],
         [{ cert: pki.server.cert, key: pki.server.key, ca: garbage, clientAuth: "optional" }, /CA certificate .* is not a PEM certificate/],
       ];
       for (const [tls, message] of cases) {
