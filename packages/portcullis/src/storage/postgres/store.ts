@@ -153,12 +153,13 @@ function asError(err: unknown): Error {
 type Listener = (ids: readonly string[], local: boolean) => void;
 
 /**
- * The production durable store on PostgreSQL, first part (docs/storage-postgres.md): keys and
+ * The production durable store on PostgreSQL, first parts (docs/storage-postgres.md): keys and
  * their change feed, meta entries, custody's envelopes and the KEK floor, increasing-nonce
  * reservations and ended sessions — the same semantics as SqliteStore's, which the contract suite
- * (test/storage/durable-contract.test.ts) holds both to. Not a `DurableStore` yet: the audit log,
- * policies, address books, holds, behaviour states and anomaly actions come later, and nothing
- * wires this store into the configuration or the runtime.
+ * (test/storage/durable-contract.test.ts) holds both to — and the audit log (`audit`, a
+ * PostgresAudit; test/storage/audit-contract.test.ts), every key change audited in its own
+ * transaction. Not a `DurableStore` yet: policies, address books, holds, behaviour states and
+ * anomaly actions come later, and nothing wires this store into the configuration or the runtime.
  *
  * Concurrency, where SQLite has one writer at a time and PostgreSQL does not:
  * - every transaction that writes the change feed first takes the schema's feed lock (a
@@ -169,6 +170,8 @@ type Listener = (ids: readonly string[], local: boolean) => void;
  *   this from its immediate transactions);
  * - conditional changes are `UPDATE … WHERE status = ANY(…) RETURNING`: of two processes that
  *   race, the second waits for the row and then matches nothing.
+ * - every audit append (a key change's entry included) takes the schema's audit lock before it
+ *   reads the chain's head (storage/postgres/audit.ts): one gap-free chain for every process.
  *
  * The change feed: a dedicated connection LISTENs on "<schema>_key_changes" (a trigger on the
  * feed table notifies at commit) while anyone is subscribed; on a notification, and after every
