@@ -6,9 +6,9 @@ import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { decodeEntry, encodeEntry } from "../../src/audit/canonical.js";
-import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage } from "../../src/audit/chain.js";
+import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, sealMessage } from "../../src/audit/chain.js";
 import type { AuditFields } from "../../src/audit/events.js";
-import type { AppendOptions, AppendResult, AuditKey, AuditSource, AuditStore, StoredEntry } from "../../src/audit/store.js";
+import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditSource, AuditStore, StoredEntry } from "../../src/audit/store.js";
 import { verifyAudit } from "../../src/audit/verify.js";
 import { LOCK_AUDIT, migrate, postgresMigrations, schemaLockKey } from "../../src/storage/postgres/migrations.js";
 import { PostgresStore, type PostgresStoreOptions } from "../../src/storage/postgres/store.js";
@@ -37,6 +37,7 @@ interface MarkedAudit {
   appendMarked(entries: readonly AuditFields[], options: AppendOptions, marker: { id: string; previous: string | null } | null): AppendResult | Promise<AppendResult>;
   marked(id: string): { first: number; entries: number } | undefined | Promise<{ first: number; entries: number } | undefined>;
   unmark(id: string): void | Promise<void>;
+  commitArchive(record: ArchiveRecord, entry: AuditFields): boolean | Promise<boolean>;
   entryChunks(): Iterable<readonly StoredEntry[]> | AsyncIterable<readonly StoredEntry[]>;
 }
 
@@ -304,6 +305,44 @@ describe.each(backends)("audit store contract: $name", (backend) => {
     expect((await verifyAudit(third)).problem).toMatchObject({ code: "ENTRY_MISSING", seq: 2 });
   });
 
+  it("archives a stored prefix: the record replaces its entries and checkpoints, the chain continues after it and verifies", async () => {
+    const { audit } = await instance();
+    await audit.registerKey(AUDIT_KEY);
+    await audit.append(batch(1, 4));
+    await audit.addCheckpoint(checkpoint(2, (await audit.hashAt(2)) ?? ""));
+    const archive = async (first: number, last: number, prev: string): Promise<{ record: ArchiveRecord; ok: boolean }> => {
+      const facts = { first, last, prev, hash: (await audit.hashAt(last)) ?? "none", at: T0 + 50_000, kid: AUDIT_KEY.kid };
+      const record: ArchiveRecord = { ...facts, file: `segment-${first}-${last}.jsonl`, digest: "d".repeat(64), signature: sign(null, sealMessage(facts), signingKey.privateKey) };
+      const entry: AuditFields = { event: "audit.archive", at: T0 + 50_000, actor: "cli:test", detail: { first, last } };
+      return { record, ok: await audit.commitArchive(record, entry) };
+    };
+    // Not the stored prefix: refused, nothing changes.
+    expect((await archive(2, 3, GENESIS)).ok).toBe(false);
+    const { record, ok } = await archive(1, 3, GENESIS);
+    expect(ok).toBe(true);
+    expect(await audit.archives()).toEqual([record]);
+    expect(await audit.checkpoints()).toEqual([]);
+    expect((await stored(audit)).map((r) => [r.seq, r.event])).toEqual([
+      [4, "request.allow"],
+      [5, "audit.archive"],
+    ]);
+    expect(await audit.hashAt(2)).toBeUndefined();
+    // The same range again: not the prefix any more.
+    expect(await audit.commitArchive(record, { event: "audit.archive", at: T0, actor: "cli:test" })).toBe(false);
+    expect(await verifyAudit(audit)).toMatchObject({ ok: true, verified: 2, first: 4, last: 5, archived: { segments: 1, entries: 3, filesVerified: 0 } });
+    // Everything stored archived: the head is the archive's, and the next entry follows it.
+    const head = await audit.head();
+    const whole = await archive(4, 5, record.hash);
+    expect(whole.ok).toBe(true);
+    expect(await audit.head()).toEqual({ seq: 6, hash: (await audit.hashAt(6)) ?? "" });
+    expect(head.seq).toBe(5);
+    // The stored entries gone too (removed behind the store's back): the head is the last archive's.
+    await backend.tamper("DELETE FROM audit_log");
+    expect(await audit.head()).toEqual({ seq: 5, hash: whole.record.hash });
+    expect((await audit.append(batch(7, 1))).first).toBe(6);
+    expect(await verifyAudit(audit)).toMatchObject({ ok: true, verified: 1, first: 6, last: 6, archived: { segments: 2, entries: 5 } });
+  });
+
   it("every key change is an entry of the chain, written with the change", async () => {
     const { audit, keys } = await instance();
     await audit.append(batch(1, 1));
@@ -377,6 +416,26 @@ describe.runIf(runPg)("PostgreSQL audit: one chain across processes, key changes
     const report = await verifyAudit((procs[3] as PostgresStore).audit);
     expect(report).toMatchObject({ ok: true, problem: null, verified: total, first: 1, last: total });
     expect((await (procs[1] as PostgresStore).audit.head()).seq).toBe(total);
+  });
+
+  it("snapshot(): verification reads one consistent view while another process appends and archives", async () => {
+    const name = schema("snap");
+    const a = await open({ schema: name });
+    const b = await open({ schema: name });
+    await a.audit.registerKey(AUDIT_KEY);
+    await a.audit.append(batch(1, 4));
+    const view = await a.audit.snapshot();
+    try {
+      // Another process archives entries 1–2 and appends after the view was taken.
+      const facts = { first: 1, last: 2, prev: GENESIS, hash: (await b.audit.hashAt(2)) ?? "", at: T0, kid: AUDIT_KEY.kid };
+      const record: ArchiveRecord = { ...facts, file: "s.jsonl", digest: "d".repeat(64), signature: sign(null, sealMessage(facts), signingKey.privateKey) };
+      expect(await b.audit.commitArchive(record, { event: "audit.archive", at: T0, actor: "cli:test" })).toBe(true);
+      await b.audit.append(batch(5, 2));
+      expect(await verifyAudit(view)).toMatchObject({ ok: true, verified: 4, first: 1, last: 4, archived: { segments: 0 } });
+    } finally {
+      await view.close();
+    }
+    expect(await verifyAudit(a.audit)).toMatchObject({ ok: true, verified: 5, first: 3, last: 7, archived: { segments: 1, entries: 2 } });
   });
 
   it("an append waits for the chain's lock at most lockTimeoutMs, then fails and appends nothing", async () => {

@@ -154,6 +154,31 @@ function parseDetail(json: string): Record<string, unknown> {
   }
 }
 
+async function readArchives(q: Queryable): Promise<readonly ArchiveRecord[]> {
+  return (await q.query<ArchiveRowSql>("SELECT * FROM audit_archives ORDER BY last_seq")).rows.map(toArchive);
+}
+
+async function readCheckpoints(q: Queryable): Promise<readonly SignedCheckpoint[]> {
+  return (await q.query<CheckpointRowSql>("SELECT seq, hash, at, kid, signature FROM audit_checkpoints ORDER BY seq")).rows.map(toCheckpoint);
+}
+
+async function readKeys(q: Queryable): Promise<readonly AuditKey[]> {
+  const { rows } = await q.query<KeyRowSql>("SELECT kid, public_key, provider, created_at FROM audit_keys ORDER BY created_at, kid");
+  return rows.map((r) => ({ kid: r.kid, algorithm: "ed25519" as const, publicKey: r.public_key, provider: r.provider, createdAt: Number(r.created_at) }));
+}
+
+async function* readEntryChunks(q: Queryable, from: number, to: number): AsyncGenerator<readonly StoredEntry[]> {
+  let next = from;
+  for (;;) {
+    const { rows } = await q.query<EntryRowSql>(`SELECT ${ENTRY_COLUMNS} FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3`, [next, to, CHUNK]);
+    if (rows.length === 0) return;
+    const chunk = rows.map(toEntry);
+    yield chunk;
+    next = (chunk[chunk.length - 1] as StoredEntry).seq + 1;
+    if (rows.length < CHUNK) return;
+  }
+}
+
 /** A key change as the store records it (its change-feed row's facts). */
 export interface KeyChangeRecord {
   readonly keyId: string;
@@ -351,31 +376,61 @@ export class PostgresAudit implements AuditStore, AuditSource {
   }
 
   // --- reads: verification, archiving -----------------------------------------------------------
+  // Each read is its own statement: while other processes archive, use `snapshot()` to verify.
 
-  async archives(): Promise<readonly ArchiveRecord[]> {
-    return (await this.pool.query<ArchiveRowSql>("SELECT * FROM audit_archives ORDER BY last_seq")).rows.map(toArchive);
+  archives(): Promise<readonly ArchiveRecord[]> {
+    return readArchives(this.pool);
   }
 
-  async checkpoints(): Promise<readonly SignedCheckpoint[]> {
-    return (await this.pool.query<CheckpointRowSql>("SELECT seq, hash, at, kid, signature FROM audit_checkpoints ORDER BY seq")).rows.map(toCheckpoint);
+  checkpoints(): Promise<readonly SignedCheckpoint[]> {
+    return readCheckpoints(this.pool);
   }
 
-  async keys(): Promise<readonly AuditKey[]> {
-    const { rows } = await this.pool.query<KeyRowSql>("SELECT kid, public_key, provider, created_at FROM audit_keys ORDER BY created_at, kid");
-    return rows.map((r) => ({ kid: r.kid, algorithm: "ed25519" as const, publicKey: r.public_key, provider: r.provider, createdAt: Number(r.created_at) }));
+  keys(): Promise<readonly AuditKey[]> {
+    return readKeys(this.pool);
   }
 
   /** Entries with seq in [from, to], in order, `CHUNK` at a time. */
-  async *entryChunks(from = 1, to = Number.MAX_SAFE_INTEGER): AsyncGenerator<readonly StoredEntry[]> {
-    let next = from;
-    for (;;) {
-      const { rows } = await this.pool.query<EntryRowSql>(`SELECT ${ENTRY_COLUMNS} FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT $3`, [next, to, CHUNK]);
-      if (rows.length === 0) return;
-      const chunk = rows.map(toEntry);
-      yield chunk;
-      next = (chunk[chunk.length - 1] as StoredEntry).seq + 1;
-      if (rows.length < CHUNK) return;
+  entryChunks(from = 1, to = Number.MAX_SAFE_INTEGER): AsyncGenerator<readonly StoredEntry[]> {
+    return readEntryChunks(this.pool, from, to);
+  }
+
+  /**
+   * One consistent view of the whole log, for verification while other processes append and
+   * archive: every read runs in one REPEATABLE READ, READ ONLY transaction on a connection of its
+   * own (an archive committed meanwhile cannot make a range look deleted). `close` ends it.
+   */
+  async snapshot(): Promise<AuditSource & { close(): Promise<void> }> {
+    const client = await this.pool.connect();
+    let archives: readonly ArchiveRecord[];
+    let checkpoints: readonly SignedCheckpoint[];
+    let keys: readonly AuditKey[];
+    try {
+      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      archives = await readArchives(client);
+      checkpoints = await readCheckpoints(client);
+      keys = await readKeys(client);
+    } catch (err) {
+      await client.query("ROLLBACK").catch(() => undefined);
+      client.release(asError(err));
+      throw err;
     }
+    let closed = false;
+    return {
+      archives: () => archives,
+      checkpoints: () => checkpoints,
+      keys: () => keys,
+      entryChunks: () => readEntryChunks(client, 1, Number.MAX_SAFE_INTEGER),
+      close: async () => {
+        if (closed) return;
+        closed = true;
+        let broken: Error | undefined;
+        await client.query("ROLLBACK").catch((e: unknown) => {
+          broken = asError(e);
+        });
+        client.release(broken);
+      },
+    };
   }
 
   /** The first and last stored seq (null when the table is empty). */
