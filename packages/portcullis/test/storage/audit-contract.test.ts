@@ -454,6 +454,10 @@ describe.runIf(runPg)("PostgreSQL audit: one chain across processes, key changes
     }
     expect((await s.audit.head()).seq).toBe(1);
     expect((await s.audit.append(batch(2, 2))).first).toBe(2);
+    // A lock timeout that is not a number of ms is the caller's mistake.
+    await expect(s.audit.append(batch(4, 1), { lockTimeoutMs: Number.NaN })).rejects.toBeInstanceOf(TypeError);
+    await expect(s.audit.append(batch(4, 1), { lockTimeoutMs: -1 })).rejects.toBeInstanceOf(TypeError);
+    expect((await s.audit.head()).seq).toBe(3);
   });
 
   it("a key change whose audit entry cannot be written is rolled back, and an entry never outlives its change", async () => {

@@ -299,6 +299,9 @@ export class PostgresAudit implements AuditStore, AuditSource {
    * last inside the transaction (a throw rolls everything back).
    */
   appendMarked(entries: readonly AuditFields[], options: AppendOptions, marker: BatchMarker | null, beforeCommit?: () => void | Promise<void>): Promise<AppendResult> {
+    if (options.lockTimeoutMs !== undefined && !(Number.isFinite(options.lockTimeoutMs) && options.lockTimeoutMs >= 0)) {
+      return Promise.reject(new TypeError("lockTimeoutMs: a non-negative number of ms"));
+    }
     return this.tx(async (client): Promise<AppendResult> => {
       if (options.lockTimeoutMs !== undefined) {
         // 0 would mean "wait forever" to PostgreSQL; SQLite's busy_timeout 0 means "do not wait".
