@@ -102,12 +102,15 @@ export interface StoredEntry {
   readonly hash: string;
 }
 
-/** Everything verification reads, from a store or a copy of one. */
+/**
+ * Everything verification reads, from a store or a copy of one. SQLite answers at once; a store
+ * on a server (PostgreSQL) answers with promises, which `verifyAudit` awaits.
+ */
 export interface AuditSource {
-  archives(): readonly ArchiveRecord[];
+  archives(): readonly ArchiveRecord[] | Promise<readonly ArchiveRecord[]>;
   /** Ordered by seq. */
-  checkpoints(): readonly SignedCheckpoint[];
-  keys(): readonly AuditKey[];
+  checkpoints(): readonly SignedCheckpoint[] | Promise<readonly SignedCheckpoint[]>;
+  keys(): readonly AuditKey[] | Promise<readonly AuditKey[]>;
   /** The stored entries in seq order, in chunks. */
   entryChunks(): Iterable<readonly StoredEntry[]> | AsyncIterable<readonly StoredEntry[]>;
 }

@@ -2,7 +2,7 @@ import { createHash, type KeyObject } from "node:crypto";
 import { decodeEntry } from "./canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, fingerprint, parseEd25519PublicKey, sealMessage, verifySignature } from "./chain.js";
 import { parseSegmentHeader, parseSegmentSeal, sealValid, splitSegment } from "./segment.js";
-import type { ArchiveRecord, AuditSource, StoredEntry } from "./store.js";
+import type { ArchiveRecord, AuditKey, AuditSource, StoredEntry } from "./store.js";
 
 /**
  * Verification: the whole chain, from the genesis through every archived segment and every
@@ -89,8 +89,8 @@ class Keys {
   private readonly byKid = new Map<string, KeyObject>();
   private readonly trusted: Map<string, KeyObject> | null;
 
-  constructor(source: AuditSource, given: readonly KeyObject[]) {
-    for (const k of source.keys()) {
+  constructor(recorded: readonly AuditKey[], given: readonly KeyObject[]) {
+    for (const k of recorded) {
       const key = parseEd25519PublicKey(k.publicKey);
       if (key !== null) this.byKid.set(k.kid, key);
     }
@@ -187,9 +187,9 @@ async function walkSegment(bytes: Buffer, record: ArchiveRecord, walker: Walker,
 
 /** Verifies a whole audit log. Never throws for what it reads: a problem is part of the report. */
 export async function verifyAudit(source: AuditSource, options: VerifyOptions = {}): Promise<VerifyReport> {
-  const keys = new Keys(source, options.trusted ?? []);
-  const checkpoints = source.checkpoints();
-  const archives = source.archives();
+  const keys = new Keys(await source.keys(), options.trusted ?? []);
+  const checkpoints = await source.checkpoints();
+  const archives = await source.archives();
   const latest = checkpoints.length === 0 ? null : (checkpoints[checkpoints.length - 1] as SignedCheckpoint);
   let first: number | null = null;
   let last: number | null = null;

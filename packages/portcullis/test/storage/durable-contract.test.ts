@@ -643,6 +643,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
     expect(rows).toEqual([
       { version: 1, name: "keys, change feed, meta" },
       { version: 2, name: "replay state across restarts" },
+      { version: 3, name: "audit log" },
     ]);
     // Opening again applies nothing and keeps the data.
     const first = opened[0];

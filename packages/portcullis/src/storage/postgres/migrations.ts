@@ -1,5 +1,7 @@
 import type { PoolClient } from "pg";
 import { OperatorError } from "../../errors/catalogue.js";
+import { importKeyChanges } from "./audit.js";
+import { LOCK_MIGRATIONS, schemaLockKey } from "./locks.js";
 
 /**
  * Versioned PostgreSQL migrations, kept in the schema's own `schema_migrations` table (as
@@ -18,6 +20,8 @@ export interface PostgresMigration {
   readonly version: number;
   readonly name: string;
   readonly sql: string;
+  /** A data step after `sql`, in the same transaction (with `search_path` set to the schema). */
+  readonly after?: (client: PoolClient) => Promise<void>;
 }
 
 export const postgresMigrations: readonly PostgresMigration[] = [
@@ -118,22 +122,73 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       CREATE INDEX ended_sessions_until ON ended_sessions (until);
     `,
   },
+  {
+    version: 3,
+    name: "audit log",
+    sql: `
+      -- The tamper-evident audit log (docs/audit.md), as SQLite's migration 6 holds it. seq has no
+      -- gaps: every append takes the schema's audit lock (a transaction advisory lock) before it
+      -- reads the head, so writers in several processes extend one chain (storage/postgres/audit.ts).
+      -- entry is the canonical JSON the hash covers; hash = hex SHA-256(previous hash || entry).
+      -- event, key_id and account repeat facts of the entry for queries (verification checks
+      -- that they agree with it).
+      CREATE TABLE audit_log (
+        seq      BIGINT PRIMARY KEY CHECK (seq > 0),
+        at       BIGINT NOT NULL,
+        event    TEXT COLLATE "C" NOT NULL,
+        key_id   TEXT COLLATE "C",
+        account  TEXT COLLATE "C",
+        entry    TEXT NOT NULL,
+        hash     TEXT NOT NULL
+      );
+      CREATE INDEX audit_by_key ON audit_log (key_id, seq) WHERE key_id IS NOT NULL;
+      CREATE INDEX audit_by_account ON audit_log (account, seq) WHERE account IS NOT NULL;
+
+      -- Signed checkpoints: Ed25519 over (seq, hash, at, kid) by the audit-checkpoint key.
+      CREATE TABLE audit_checkpoints (
+        seq       BIGINT PRIMARY KEY,
+        hash      TEXT NOT NULL,
+        at        BIGINT NOT NULL,
+        kid       TEXT NOT NULL,
+        signature BYTEA NOT NULL
+      );
+
+      -- The public halves of the keys that signed checkpoints and segment seals.
+      CREATE TABLE audit_keys (
+        kid        TEXT COLLATE "C" PRIMARY KEY,
+        algorithm  TEXT NOT NULL,
+        public_key TEXT NOT NULL,
+        provider   TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+      );
+
+      -- Ranges moved into signed segment files.
+      CREATE TABLE audit_archives (
+        last_seq  BIGINT PRIMARY KEY,
+        first_seq BIGINT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        last_hash TEXT NOT NULL,
+        file      TEXT NOT NULL,
+        digest    TEXT NOT NULL,
+        at        BIGINT NOT NULL,
+        kid       TEXT NOT NULL,
+        signature BYTEA NOT NULL
+      );
+
+      -- Spill files already replayed (appended once however often replayed), and each durable
+      -- writer's last batch marker.
+      CREATE TABLE audit_spill_replays (
+        id        TEXT COLLATE "C" PRIMARY KEY,
+        first_seq BIGINT NOT NULL,
+        entries   INTEGER NOT NULL,
+        at        BIGINT NOT NULL
+      );
+    `,
+    after: importKeyChanges,
+  },
 ];
 
-/** Advisory lock classes (the first int4 of a two-key advisory lock); the second is the schema's hash. */
-export const LOCK_MIGRATIONS = 0x50430001;
-export const LOCK_KEY_FEED = 0x50430002;
-export const LOCK_KEK_FLOOR = 0x50430003;
-
-/** A schema's 32-bit lock key (FNV-1a of its name, as a signed int4). */
-export function schemaLockKey(schema: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < schema.length; i++) {
-    h ^= schema.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h | 0;
-}
+export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, schemaLockKey } from "./locks.js";
 
 /**
  * Creates the schema when needed and applies the migrations it lacks, each in its own
@@ -164,6 +219,7 @@ export async function migrate(client: PoolClient, schema: string, migrations: re
       try {
         await client.query(`SET LOCAL search_path TO ${schema}`);
         await client.query(m.sql);
+        if (m.after !== undefined) await m.after(client);
         await client.query(`INSERT INTO ${schema}.schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`, [m.version, m.name, Date.now()]);
         await client.query("COMMIT");
       } catch (err) {

@@ -22,6 +22,7 @@ import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelop
 import type { KeyStatus } from "../../contract/keys.js";
 import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
+import { PostgresAudit, appendKeyChange } from "./audit.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
 export interface PgQueryable {
@@ -39,15 +40,14 @@ export interface RecordedKeyChange {
 }
 
 /**
- * Runs inside the transaction of every key change, after its change-feed row is written; a
- * rejection rolls the whole change back (all or nothing).
+ * Runs inside the transaction of every key change, after its change-feed row and its audit entry
+ * are written; a rejection rolls the whole change back (all or nothing).
  *
- * This is where the pieces of the durable store that do not exist on PostgreSQL yet plug in:
- * the SQLite store writes each key change's audit entry (`SqliteAudit.keyChange`) in the change's
- * transaction, and cancels a key's held operations in the transaction that revokes or suspends
- * it (`SqliteHolds.cancelForKey`). The PostgreSQL audit log and holds come in a later session;
- * until then NO audit entry is written for a key change on PostgreSQL (none is faked), and this
- * store must not be wired into the runtime.
+ * The audit entry itself is not a hook: the store always writes it (`appendKeyChange`), as
+ * SqliteStore always calls `SqliteAudit.keyChange`. What still plugs in here is what does not
+ * exist on PostgreSQL yet: the SQLite store cancels a key's held operations in the transaction
+ * that revokes or suspends it (`SqliteHolds.cancelForKey`); the PostgreSQL holds come later, and
+ * until then this store must not be wired into the runtime.
  */
 export type KeyChangeHook = (tx: PgQueryable, recorded: RecordedKeyChange) => Promise<void>;
 
@@ -73,6 +73,8 @@ export interface PostgresStoreOptions {
   readonly lockTimeoutMs?: number;
   /** See `KeyChangeHook`. */
   readonly keyChangeHook?: KeyChangeHook;
+  /** Where the audit log spills batches and writes archived segments (`PostgresAudit`). Default: nowhere (null). */
+  readonly audit?: { readonly spillDir?: string | null; readonly archiveDir?: string | null };
 }
 
 const SCHEMA_RE = /^(?!pg_)[a-z_][a-z0-9_]{0,47}$/;
@@ -151,12 +153,13 @@ function asError(err: unknown): Error {
 type Listener = (ids: readonly string[], local: boolean) => void;
 
 /**
- * The production durable store on PostgreSQL, first part (docs/storage-postgres.md): keys and
+ * The production durable store on PostgreSQL, first parts (docs/storage-postgres.md): keys and
  * their change feed, meta entries, custody's envelopes and the KEK floor, increasing-nonce
  * reservations and ended sessions — the same semantics as SqliteStore's, which the contract suite
- * (test/storage/durable-contract.test.ts) holds both to. Not a `DurableStore` yet: the audit log,
- * policies, address books, holds, behaviour states and anomaly actions come later, and nothing
- * wires this store into the configuration or the runtime.
+ * (test/storage/durable-contract.test.ts) holds both to — and the audit log (`audit`, a
+ * PostgresAudit; test/storage/audit-contract.test.ts), every key change audited in its own
+ * transaction. Not a `DurableStore` yet: policies, address books, holds, behaviour states and
+ * anomaly actions come later, and nothing wires this store into the configuration or the runtime.
  *
  * Concurrency, where SQLite has one writer at a time and PostgreSQL does not:
  * - every transaction that writes the change feed first takes the schema's feed lock (a
@@ -167,6 +170,8 @@ type Listener = (ids: readonly string[], local: boolean) => void;
  *   this from its immediate transactions);
  * - conditional changes are `UPDATE … WHERE status = ANY(…) RETURNING`: of two processes that
  *   race, the second waits for the row and then matches nothing.
+ * - every audit append (a key change's entry included) takes the schema's audit lock before it
+ *   reads the chain's head (storage/postgres/audit.ts): one gap-free chain for every process.
  *
  * The change feed: a dedicated connection LISTENs on "<schema>_key_changes" (a trigger on the
  * feed table notifies at commit) while anyone is subscribed; on a notification, and after every
@@ -182,6 +187,8 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   readonly meta: MetaStore = this;
   readonly envelopes: EnvelopeStore = this;
   readonly schema: string;
+  /** The audit log (migration 3); every recorded key change is also an audit entry, in its transaction. */
+  readonly audit: PostgresAudit;
 
   private readonly pool: pg.Pool;
   private readonly clientConfig: pg.ClientConfig;
@@ -209,6 +216,7 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     this.onError = options.onError ?? (() => undefined);
     this.hook = options.keyChangeHook ?? null;
     this.lastSeq = lastSeq;
+    this.audit = new PostgresAudit(pool, schema, { spillDir: options.audit?.spillDir ?? null, archiveDir: options.audit?.archiveDir ?? null });
   }
 
   /**
@@ -309,6 +317,8 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     const seq = Number(rows[0]?.seq);
     seqs.push(seq);
     this.localSeqs.add(seq);
+    // Its audit entry, in this transaction: the change commits if and only if the entry does.
+    await appendKeyChange(client, this.lockKey, { keyId: id, action: change.action, actor: change.actor, at: change.at, detail: JSON.stringify(change.detail) });
     if (this.hook !== null) await this.hook(client, { keyId: id, seq, change, status });
   }
 
