@@ -14,3 +14,20 @@ export function schemaLockKey(schema: string): number {
   }
   return h | 0;
 }
+/** The policy versions' insert lock: one new version at a time (storage/postgres/policy.ts). */
+export const LOCK_POLICY = 0x50430005;
+
+/**
+ * A 64-bit advisory lock key (one-bigint form, a space apart from the two-int4 locks above) for
+ * one thing of a schema: FNV-1a 64 of `schema`, `scope` and `name`, each ended by a NUL. Two names
+ * that collide only wait for each other; they never share a result.
+ */
+export function nameLockKey(schema: string, scope: string, name: string): bigint {
+  let h = 0xcbf29ce484222325n;
+  const text = Buffer.from(`${schema}\u0000${scope}\u0000${name}\u0000`, "utf8");
+  for (const byte of text) {
+    h ^= BigInt(byte);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return BigInt.asIntN(64, h);
+}

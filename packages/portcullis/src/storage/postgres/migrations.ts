@@ -186,9 +186,65 @@ export const postgresMigrations: readonly PostgresMigration[] = [
     `,
     after: importKeyChanges,
   },
+  {
+    version: 4,
+    name: "policy versions, address books, velocity ledger",
+    sql: `
+      -- SQLite's migration 11. Policy documents (docs/policy.md): one row per version, never
+      -- edited; the version in force is the latest. document is the canonical JSON (RFC 8785),
+      -- digest its SHA-256 (hex). A new version is inserted under the schema's policy lock.
+      CREATE TABLE policy_versions (
+        version    INTEGER PRIMARY KEY CHECK (version >= 1),
+        document   TEXT NOT NULL,
+        digest     TEXT NOT NULL,
+        rules      INTEGER NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+      );
+
+      -- Withdrawal address books, per account and asset. An address is "known" to the policy
+      -- from usable_from (added + the cooldown); a removal is immediate and keeps the row. An
+      -- entry is added under the account's address lock (de-duplication across processes).
+      CREATE TABLE address_book (
+        id          TEXT COLLATE "C" PRIMARY KEY,
+        account     TEXT COLLATE "C" NOT NULL,
+        asset       TEXT COLLATE "C" NOT NULL,
+        address     TEXT COLLATE "C" NOT NULL,
+        network     TEXT COLLATE "C",
+        tag         TEXT COLLATE "C",
+        label       TEXT NOT NULL DEFAULT '',
+        added_at    BIGINT NOT NULL,
+        added_by    TEXT NOT NULL,
+        usable_from BIGINT NOT NULL,
+        removed_at  BIGINT,
+        removed_by  TEXT
+      );
+      CREATE INDEX address_book_lookup ON address_book (account, asset, address) WHERE removed_at IS NULL;
+      CREATE INDEX address_book_by_account ON address_book (account, asset, id);
+
+      -- The velocity ledger: the value (reference currency, an exact decimal kept as NUMERIC
+      -- with the scale it was written with; null when unknown) of each withdrawal and transfer
+      -- the policy did not block. A decision reads and records under the advisory locks of the
+      -- key and account windows it reads (storage/postgres/policy.ts).
+      CREATE TABLE policy_spend (
+        seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ref     TEXT COLLATE "C" NOT NULL,
+        kind    TEXT COLLATE "C" NOT NULL,
+        key_id  TEXT COLLATE "C",
+        account TEXT COLLATE "C",
+        asset   TEXT NOT NULL,
+        value   NUMERIC CHECK (value IS NULL OR value >= 0),
+        at      BIGINT NOT NULL
+      );
+      CREATE INDEX policy_spend_by_key ON policy_spend (key_id, kind, at) WHERE key_id IS NOT NULL;
+      CREATE INDEX policy_spend_by_account ON policy_spend (account, kind, at) WHERE account IS NOT NULL;
+      CREATE INDEX policy_spend_by_ref ON policy_spend (ref);
+      CREATE INDEX policy_spend_at ON policy_spend (at);
+    `,
+  },
 ];
 
-export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, schemaLockKey } from "./locks.js";
+export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY, nameLockKey, schemaLockKey } from "./locks.js";
 
 /**
  * Creates the schema when needed and applies the migrations it lacks, each in its own

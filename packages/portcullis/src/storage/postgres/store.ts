@@ -15,7 +15,10 @@ import type {
   KeyRow,
   KeyStore,
   MetaStore,
+  PolicyStore,
+  AddressStore,
   RotationResult,
+  SpendStore,
   TransitionResult,
 } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
@@ -23,6 +26,7 @@ import type { KeyStatus } from "../../contract/keys.js";
 import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
 import { PostgresAudit, appendKeyChange } from "./audit.js";
+import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from "./policy.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
 export interface PgQueryable {
@@ -158,8 +162,10 @@ type Listener = (ids: readonly string[], local: boolean) => void;
  * reservations and ended sessions — the same semantics as SqliteStore's, which the contract suite
  * (test/storage/durable-contract.test.ts) holds both to — and the audit log (`audit`, a
  * PostgresAudit; test/storage/audit-contract.test.ts), every key change audited in its own
- * transaction. Not a `DurableStore` yet: policies, address books, holds, behaviour states and
- * anomaly actions come later, and nothing wires this store into the configuration or the runtime.
+ * transaction; and the policy's state (`policies`, `addresses`, `spend`: storage/postgres/policy.ts;
+ * test/storage/policy-contract.test.ts), its audited changes in their own transactions. Not a
+ * `DurableStore` yet: holds, behaviour states and anomaly actions come later, and nothing wires
+ * this store into the configuration or the runtime.
  *
  * Concurrency, where SQLite has one writer at a time and PostgreSQL does not:
  * - every transaction that writes the change feed first takes the schema's feed lock (a
@@ -189,6 +195,12 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   readonly schema: string;
   /** The audit log (migration 3); every recorded key change is also an audit entry, in its transaction. */
   readonly audit: PostgresAudit;
+  /** Versioned policy documents (migration 4); each new version audited (`policy.change`) in its transaction. */
+  readonly policies: PolicyStore;
+  /** The withdrawal address books; `address.add` and `address.remove` audited in their transactions. */
+  readonly addresses: AddressStore;
+  /** The velocity ledger: `decide` reads and records under the advisory locks of the windows it reads. */
+  readonly spend: SpendStore;
 
   private readonly pool: pg.Pool;
   private readonly clientConfig: pg.ClientConfig;
@@ -217,6 +229,9 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     this.hook = options.keyChangeHook ?? null;
     this.lastSeq = lastSeq;
     this.audit = new PostgresAudit(pool, schema, { spillDir: options.audit?.spillDir ?? null, archiveDir: options.audit?.archiveDir ?? null });
+    this.policies = new PostgresPolicyStore(pool, schema, this.audit);
+    this.addresses = new PostgresAddressStore(pool, schema, this.audit);
+    this.spend = new PostgresSpendStore(pool, schema);
   }
 
   /**
