@@ -644,6 +644,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
       { version: 1, name: "keys, change feed, meta" },
       { version: 2, name: "replay state across restarts" },
       { version: 3, name: "audit log" },
+      { version: 4, name: "policy versions, address books, velocity ledger" },
     ]);
     // Opening again applies nothing and keeps the data.
     const first = opened[0];
