@@ -324,15 +324,18 @@ describe.each(backends)("policy store contract: $name", (backend) => {
 
   it("bad input is refused whole: no row, no audit entry", async () => {
     const a = await instance();
-    // A missing required field (the database's NOT NULL) rejects; nothing is added, nothing audited.
-    await expect(a.addresses.add({ ...address(), label: null as unknown as string })).rejects.toThrow();
-    await expect(a.addresses.add({ ...address(), account: null as unknown as string })).rejects.toThrow();
+    // The database's own refusals, by code: SQLite's extended result codes, PostgreSQL's SQLSTATEs.
+    const notNull = backend.name === "sqlite" ? { code: "SQLITE_CONSTRAINT_NOTNULL" } : { code: "23502" };
+    const check = backend.name === "sqlite" ? { code: "SQLITE_CONSTRAINT_CHECK" } : { code: "23514" };
+    // A missing required field rejects; nothing is added, nothing audited.
+    await expect(a.addresses.add({ ...address(), label: null as unknown as string })).rejects.toMatchObject(notNull);
+    await expect(a.addresses.add({ ...address(), account: null as unknown as string })).rejects.toMatchObject(notNull);
     expect(await a.addresses.list({ limit: 10, removed: true })).toEqual([]);
     // A policy version without its document.
-    await expect(a.policies.insert({ ...version(1), document: null as unknown as string }, {})).rejects.toThrow();
+    await expect(a.policies.insert({ ...version(1), document: null as unknown as string }, {})).rejects.toMatchObject(notNull);
     expect(await a.policies.latest()).toBeNull();
     // A negative amount is not a spend.
-    await expect(record(a.spend, "op_neg", dec(-5n, 0), T0)).rejects.toThrow();
+    await expect(record(a.spend, "op_neg", dec(-5n, 0), T0)).rejects.toMatchObject(check);
     // The engine's fault (choose throws) records nothing and rejects with its error.
     await expect(
       a.spend.decide(query(), () => {
