@@ -1,6 +1,7 @@
 /**
  * The behaviour-state stores (storage/types.ts BehaviourStateStore), one contract against every
- * backend: SQLite (a temporary file), Redis (the machine's Redis, a unique prefix, cleaned up) and
+ * backend: SQLite (a temporary file), PostgreSQL (the machine's PostgreSQL, a new schema for each
+ * pair, dropped after the file), Redis (the machine's Redis, a unique prefix, cleaned up) and
  * the snapshotting pair (Redis, copied to SQLite). Each backend is opened as two "processes" (two
  * SQLite handles on one file, two Redis connections), so the suite also shows what one process
  * sees of the other's writes, and that concurrent updates of one id lose none.
@@ -9,13 +10,16 @@
  * transaction; Redis's compare-and-set giving up with BEHAVIOUR_STATE_CONFLICT, its refusal of
  * values it did not write (BEHAVIOUR_STATE_MALFORMED) and of an unreachable server
  * (BEHAVIOUR_STATE_UNAVAILABLE); the snapshotting pair's timer, flush and restore of a state Redis
- * lost. Skipped loudly without a Redis; never in CI.
+ * lost; PostgreSQL's sequence of versions, its compare-and-set against another process that moved a
+ * state on (held by a row lock, so the interleaving is certain), BEHAVIOUR_STATE_CONFLICT and
+ * BEHAVIOUR_STATE_UNAVAILABLE. Skipped loudly without a Redis or a PostgreSQL; never in CI.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { Redis } from "ioredis";
+import pg from "pg";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { BehaviourStateError, SnapshottingBehaviourStore } from "../../src/storage/behaviour-state.js";
 import { RedisBehaviourStore } from "../../src/storage/redis/behaviour.js";
@@ -23,9 +27,14 @@ import { SqliteBehaviourStore } from "../../src/storage/sqlite/behaviour.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { BEHAVIOUR_STATE_MAX_BYTES, type BehaviourStateStore } from "../../src/storage/types.js";
 import { IN_CI, SHARED_REDIS_URL, deleteKeys, keysUnder, loudSkip, redisReachable, uniquePrefix } from "../support/redis.js";
+import { SHARED_POSTGRES_URL, adminQuery, dropSchema, postgresReachable, uniqueSchema } from "../support/postgres.js";
+import { PostgresBehaviourStore } from "../../src/storage/postgres/behaviour.js";
+import { PostgresStore } from "../../src/storage/postgres/store.js";
 
 const up = await redisReachable(SHARED_REDIS_URL);
 if (!up && !IN_CI) loudSkip("the Redis behaviour-state stores", `no Redis answers at ${SHARED_REDIS_URL}`);
+const pgUp = await postgresReachable(SHARED_POSTGRES_URL);
+if (!pgUp && !IN_CI) loudSkip("the PostgreSQL behaviour-state store", `no PostgreSQL answers at ${SHARED_POSTGRES_URL}`);
 
 const dir = mkdtempSync(join(tmpdir(), "portcullis-behaviour-state-"));
 let files = 0;
@@ -33,9 +42,25 @@ const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-afterAll(() => {
+/** The PostgreSQL schemas this file made (one a store pair, so each test starts empty), dropped at the end. */
+const schemas: string[] = [];
+afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
+  for (const schema of schemas) await dropSchema(SHARED_POSTGRES_URL, schema);
 });
+
+/** Two PostgresStores ("processes") on one new schema. */
+async function postgresPair(): Promise<{ schema: string; one: PostgresStore; two: PostgresStore }> {
+  const schema = uniqueSchema("bs");
+  schemas.push(schema);
+  const one = await PostgresStore.open({ url: SHARED_POSTGRES_URL, schema, poolSize: 4 });
+  const two = await PostgresStore.open({ url: SHARED_POSTGRES_URL, schema, poolSize: 4 });
+  cleanups.push(async () => {
+    await one.close();
+    await two.close();
+  });
+  return { schema, one, two };
+}
 
 /** Two SqliteStores ("processes") on one new file (their writes on worker threads with `offThreadWrites`). */
 function sqlitePair(offThreadWrites = false): { path: string; one: SqliteStore; two: SqliteStore } {
@@ -70,7 +95,7 @@ interface Opened {
   readonly b: BehaviourStateStore;
 }
 
-const BACKENDS: { readonly name: string; readonly redis: boolean; readonly open: () => Opened }[] = [
+const BACKENDS: { readonly name: string; readonly redis: boolean; readonly postgres?: boolean; readonly open: () => Opened | Promise<Opened> }[] = [
   {
     name: "sqlite",
     redis: false,
@@ -84,6 +109,15 @@ const BACKENDS: { readonly name: string; readonly redis: boolean; readonly open:
     redis: false,
     open: () => {
       const { one, two } = sqlitePair(true);
+      return { a: one.behaviour, b: two.behaviour };
+    },
+  },
+  {
+    name: "postgres",
+    redis: false,
+    postgres: true,
+    open: async () => {
+      const { one, two } = await postgresPair();
       return { a: one.behaviour, b: two.behaviour };
     },
   },
@@ -137,14 +171,15 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
-  const runs = !backend.redis || up || IN_CI;
+  const runs = (!backend.redis || up || IN_CI) && (backend.postgres !== true || pgUp || IN_CI);
 
-  it.runIf(runs)("has its server (Redis is required in CI)", () => {
+  it.runIf(runs)("has its server (Redis and PostgreSQL are required in CI)", () => {
     expect(!backend.redis || up, `no Redis at ${SHARED_REDIS_URL}`).toBe(true);
+    expect(backend.postgres !== true || pgUp, `no PostgreSQL at ${SHARED_POSTGRES_URL}`).toBe(true);
   });
 
   it.runIf(runs)("update creates, applies on the current bytes, and load answers what exists", async () => {
-    const { a } = backend.open();
+    const { a } = await backend.open();
     expect((await a.load(["pck_test_v1_k1", "account:acme"])).size).toBe(0);
     const seen: [string, number[] | null][] = [];
     await a.update(["pck_test_v1_k1", "account:acme", "pck_test_v1_k1"], (id, current) => {
@@ -175,7 +210,7 @@ describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
   });
 
   it.runIf(runs)("one process sees the other's writes and removals", async () => {
-    const { a, b } = backend.open();
+    const { a, b } = await backend.open();
     await a.update(["shared"], () => bytes(7));
     expect(list((await b.load(["shared"])).get("shared"))).toEqual([7]);
     await b.update(["shared"], (_id, current) => bytes(...Array.from(current ?? []), 8));
@@ -186,7 +221,7 @@ describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
   });
 
   it.runIf(runs)("remove forgets (a state written again starts from none), and ignores ids without a state", async () => {
-    const { a } = backend.open();
+    const { a } = await backend.open();
     await a.update(["k1", "k2"], () => bytes(1));
     await a.remove(["k1", "never-written"]);
     expect([...(await a.load(["k1", "k2"])).keys()]).toEqual(["k2"]);
@@ -199,7 +234,7 @@ describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
   });
 
   it.runIf(runs)("ids pages through every id with a state, in byte order, each once", async () => {
-    const { a } = backend.open();
+    const { a } = await backend.open();
     const all = Array.from({ length: 25 }, (_, i) => `pck_test_v1_${String(i).padStart(2, "0")}`).concat(["account:acme", "account:zeta"]);
     await a.update(all, () => bytes(1));
     const pages: string[][] = [];
@@ -217,7 +252,7 @@ describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
   });
 
   it.runIf(runs)("keeps a state of 2,048 bytes and refuses a larger one (TypeError), writing nothing of that call", async () => {
-    const { a } = backend.open();
+    const { a } = await backend.open();
     const full = new Uint8Array(BEHAVIOUR_STATE_MAX_BYTES).fill(0xab);
     await a.update(["big"], () => full);
     expect((await a.load(["big"])).get("big")?.byteLength).toBe(2_048);
@@ -230,7 +265,7 @@ describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
   });
 
   it.runIf(runs)("refuses a caller's mistakes with a TypeError and changes nothing", async () => {
-    const { a } = backend.open();
+    const { a } = await backend.open();
     await a.update(["k"], () => bytes(1));
     const wrong = (): Uint8Array => [1, 2] as unknown as Uint8Array;
     expect(await rejection(a.update(["k"], wrong))).toBeInstanceOf(TypeError);
@@ -255,7 +290,7 @@ describe.each(BACKENDS)("behaviour-state store contract: $name", (backend) => {
   });
 
   it.runIf(runs)("two processes updating the same ids concurrently, N times each, lose no update (2N)", async () => {
-    const { a, b } = backend.open();
+    const { a, b } = await backend.open();
     const N = 60;
     const ids = ["pck_test_v1_hot", "account:acme"];
     const calls: Promise<void>[] = [];
@@ -532,5 +567,108 @@ describe.runIf(up || IN_CI)("the snapshotting pair (Redis, copied to SQLite)", (
     expect(() => new SnapshottingBehaviourStore(one.behaviour, one.behaviour, { snapshotMs: 0 })).toThrow(TypeError);
     expect(() => new SnapshottingBehaviourStore(one.behaviour, one.behaviour, { batchSize: 1.5 })).toThrow(TypeError);
     expect(() => new RedisBehaviourStore({ maxRetries: -1 })).toThrow(TypeError);
+  });
+});
+
+describe.runIf(pgUp || IN_CI)("the PostgreSQL behaviour store", () => {
+  /** A pool of its own on `schema` (search_path), closed after the test. */
+  function poolOn(schema: string, url = SHARED_POSTGRES_URL): pg.Pool {
+    const pool = new pg.Pool({ connectionString: url, options: `-c search_path=${schema}`, application_name: `portcullis:${schema}`, max: 2, connectionTimeoutMillis: 2_000 });
+    pool.on("error", () => undefined);
+    cleanups.push(() => pool.end());
+    return pool;
+  }
+
+  /** Resolves once a connection of `schema`'s stores waits for a row lock (the update's write is blocked). */
+  async function blockedOnLock(schema: string): Promise<void> {
+    for (let i = 0; i < 500; i++) {
+      const rows = await adminQuery<{ n: string }>(
+        SHARED_POSTGRES_URL,
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+        [`portcullis:${schema}`],
+      );
+      if (Number(rows[0]?.n) > 0) return;
+    }
+    throw new Error("the update never waited for the row lock");
+  }
+
+  it("is migration 5's table: each write takes a new version from one sequence (never reused after a removal) and stamps the store's clock", async () => {
+    const { schema, one } = await postgresPair();
+    expect(await adminQuery(SHARED_POSTGRES_URL, `SELECT name FROM ${schema}.schema_migrations WHERE version = 5`)).toEqual([{ name: "behaviour state, anomaly actions" }]);
+    let now = 1_700_000_000_000;
+    const store = new PostgresBehaviourStore(poolOn(schema), { now: () => now });
+    const row = async (): Promise<{ state: string; version: string; updated_at: string } | undefined> =>
+      (await adminQuery<{ state: string; version: string; updated_at: string }>(
+        SHARED_POSTGRES_URL,
+        `SELECT encode(state, 'hex') AS state, version::text AS version, updated_at::text AS updated_at FROM ${schema}.behaviour_state WHERE id = 'k'`,
+      ))[0];
+    await store.update(["k"], () => bytes(1));
+    const first = await row();
+    now += 5_000;
+    await store.update(["k"], () => bytes(2));
+    const second = await row();
+    expect(second).toMatchObject({ state: "02", updated_at: "1700000005000" });
+    expect(BigInt(second?.version ?? 0)).toBeGreaterThan(BigInt(first?.version ?? 0));
+    await one.behaviour.remove(["k"]);
+    expect(await row()).toBeUndefined();
+    await store.update(["k"], () => bytes(3));
+    const third = await row();
+    // Written again after its removal: a version above every earlier one, not the first again.
+    expect(BigInt(third?.version ?? 0)).toBeGreaterThan(BigInt(second?.version ?? 0));
+    expect(list((await one.behaviour.load(["k"])).get("k"))).toEqual([3]);
+    // The table itself refuses more than 2,048 bytes, whoever writes.
+    await expect(adminQuery(SHARED_POSTGRES_URL, `UPDATE ${schema}.behaviour_state SET state = decode(repeat('ab', 2049), 'hex')`)).rejects.toThrow(/check constraint/);
+  });
+
+  it("never takes a state removed and written again by another process meanwhile for the one it read: applies again on the new bytes", async () => {
+    const { schema, one } = await postgresPair();
+    await one.behaviour.update(["k"], () => bytes(0, 0, 0, 5));
+    const other = await poolOn(schema).connect();
+    cleanups.push(() => { other.release(); });
+    await other.query("BEGIN");
+    await other.query("SELECT 1 FROM behaviour_state WHERE id = 'k' FOR UPDATE");
+    const seen: number[] = [];
+    const pending = one.behaviour.update(["k"], (id, current) => {
+      seen.push(counter(current));
+      return increment(id, current);
+    });
+    await blockedOnLock(schema);
+    // The other process removes the state and writes it again (other bytes), then commits.
+    await other.query("DELETE FROM behaviour_state WHERE id = 'k'");
+    await other.query("INSERT INTO behaviour_state (id, state, version, updated_at) VALUES ('k', '\\x00000028', nextval('behaviour_state_version'), 0)");
+    await other.query("COMMIT");
+    await pending;
+    expect(seen).toEqual([5, 40]);
+    expect(counter((await one.behaviour.load(["k"])).get("k"))).toBe(41);
+  });
+
+  it("gives up with BEHAVIOUR_STATE_CONFLICT after maxRetries when another process moved a state on, writing nothing of the call", async () => {
+    const { schema, one } = await postgresPair();
+    await one.behaviour.update(["k"], () => bytes(0, 0, 0, 1));
+    const store = new PostgresBehaviourStore(poolOn(schema), { maxRetries: 0 });
+    const other = await poolOn(schema).connect();
+    cleanups.push(() => { other.release(); });
+    await other.query("BEGIN");
+    await other.query("UPDATE behaviour_state SET state = '\\x00000009', version = nextval('behaviour_state_version') WHERE id = 'k'");
+    const pending = rejection(store.update(["a-new-one", "k"], increment));
+    await blockedOnLock(schema);
+    await other.query("COMMIT");
+    const err = await pending;
+    expect(err).toBeInstanceOf(BehaviourStateError);
+    expect((err as BehaviourStateError).code).toBe("BEHAVIOUR_STATE_CONFLICT");
+    expect((err as BehaviourStateError).ids).toEqual(["k"]);
+    const after = await one.behaviour.load(["k", "a-new-one"]);
+    expect(counter(after.get("k"))).toBe(9);
+    expect(after.has("a-new-one")).toBe(false);
+    expect(() => new PostgresBehaviourStore(poolOn(schema), { maxRetries: 1.5 })).toThrow(TypeError);
+  });
+
+  it("rejects with BEHAVIOUR_STATE_UNAVAILABLE when PostgreSQL cannot be reached", async () => {
+    const store = new PostgresBehaviourStore(poolOn("pctest_none", "postgres://postgres@127.0.0.1:1/test"));
+    for (const call of [() => store.load(["k"]), () => store.update(["k"], increment), () => store.remove(["k"]), () => store.ids(null, 10)]) {
+      const err = await rejection(call());
+      expect(err).toBeInstanceOf(BehaviourStateError);
+      expect((err as BehaviourStateError).code).toBe("BEHAVIOUR_STATE_UNAVAILABLE");
+    }
   });
 });

@@ -242,6 +242,42 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       CREATE INDEX policy_spend_at ON policy_spend (at);
     `,
   },
+  {
+    version: 5,
+    name: "behaviour state, anomaly actions",
+    sql: `
+      -- Each key's and account's behaviour state (docs/behaviour.md): opaque bytes the behaviour
+      -- model encodes (at most 2,048), under the key id or "account:<name>". version comes from
+      -- one sequence, so it is never reused, not even for a state removed and written again: the
+      -- compare-and-set of storage/postgres/behaviour.ts never takes a newer state for the one it read.
+      CREATE SEQUENCE behaviour_state_version AS BIGINT;
+      CREATE TABLE behaviour_state (
+        id         TEXT COLLATE "C" PRIMARY KEY,
+        state      BYTEA NOT NULL CHECK (octet_length(state) <= 2048),
+        version    BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      );
+
+      -- The anomaly actions the responder took (docs/behaviour.md, "Responses"); seq orders them.
+      CREATE TABLE anomaly_actions (
+        seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        id          TEXT COLLATE "C" NOT NULL UNIQUE,
+        key_id      TEXT COLLATE "C" NOT NULL,
+        account     TEXT COLLATE "C" NOT NULL,
+        action      TEXT NOT NULL CHECK (action IN ('record', 'alert', 'step-up', 'throttle', 'suspend', 'revoke')),
+        score       DOUBLE PRECISION NOT NULL,
+        explanation TEXT NOT NULL,
+        at          BIGINT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('active', 'undone', 'done')),
+        due_at      BIGINT,
+        undone_at   BIGINT,
+        undone_by   TEXT
+      );
+      CREATE INDEX anomaly_actions_key ON anomaly_actions (key_id, seq);
+      CREATE INDEX anomaly_actions_account ON anomaly_actions (account, seq);
+      CREATE INDEX anomaly_actions_due ON anomaly_actions (due_at, seq) WHERE state = 'active' AND due_at IS NOT NULL;
+    `,
+  },
 ];
 
 export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY, nameLockKey, schemaLockKey } from "./locks.js";

@@ -17,6 +17,8 @@ import type {
   MetaStore,
   PolicyStore,
   AddressStore,
+  AnomalyActionStore,
+  BehaviourStateStore,
   RotationResult,
   SpendStore,
   TransitionResult,
@@ -27,6 +29,8 @@ import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns }
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
 import { PostgresAudit, appendKeyChange } from "./audit.js";
 import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from "./policy.js";
+import { PostgresBehaviourStore } from "./behaviour.js";
+import { PostgresAnomalies } from "./anomalies.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
 export interface PgQueryable {
@@ -201,6 +205,10 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   readonly addresses: AddressStore;
   /** The velocity ledger: `decide` reads and records under the advisory locks of the windows it reads. */
   readonly spend: SpendStore;
+  /** Each key's and account's behaviour state (migration 5; docs/behaviour.md), by compare-and-set. */
+  readonly behaviour: BehaviourStateStore;
+  /** The behaviour stage's anomaly actions (migration 5; docs/behaviour.md). */
+  readonly anomalies: AnomalyActionStore;
 
   private readonly pool: pg.Pool;
   private readonly clientConfig: pg.ClientConfig;
@@ -232,6 +240,8 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     this.policies = new PostgresPolicyStore(pool, schema, this.audit);
     this.addresses = new PostgresAddressStore(pool, schema, this.audit);
     this.spend = new PostgresSpendStore(pool, schema);
+    this.behaviour = new PostgresBehaviourStore(pool);
+    this.anomalies = new PostgresAnomalies(pool);
   }
 
   /**
