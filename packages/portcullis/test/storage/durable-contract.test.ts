@@ -645,6 +645,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
       { version: 2, name: "replay state across restarts" },
       { version: 3, name: "audit log" },
       { version: 4, name: "policy versions, address books, velocity ledger" },
+      { version: 5, name: "behaviour state, anomaly actions" },
     ]);
     // Opening again applies nothing and keeps the data.
     const first = opened[0];
