@@ -455,10 +455,15 @@ describe.each(backends)("durable store contract: $name", (backend) => {
 
       // Every envelope write checks the floor, in any instance; a refused write writes nothing.
       const feed = record(other);
+      // What \`s\` wrote above reaches \`other\` first (a subscription catches up from its store's
+      // opening); only then can the feed show that the refused writes add nothing.
+      await vi.waitFor(() => {
+        expect(feed.calls.flatMap((c) => c.ids)).toContain(row.id);
+      }, WAIT);
+      feed.calls.length = 0;
       const low = hmacRow({ secretEnvelope: envelope(1) });
       expect(codeOf(await failure(() => other.insert(low, change("create", T0))))).toBe("CUSTODY_KEK_RETIRED");
       expect(await s.get(low.id)).toBeUndefined();
-      expect(feed.calls).toEqual([]);
       const successor = hmacRow({ rotatedFrom: row.id, secretEnvelope: envelope(1) });
       expect(codeOf(await failure(() => other.rotate(row.id, successor, T0, change("rotate"), change("create"))))).toBe("CUSTODY_KEK_RETIRED");
       expect((await s.get(row.id))?.rotatedTo).toBeNull();
@@ -470,8 +475,14 @@ describe.each(backends)("durable store contract: $name", (backend) => {
       // An entry already there is the answer, whatever the floor: nothing is written.
       expect(await other.initMeta("secret:webhook", envelope(1).toString("base64"))).toBe(envelope(2).toString("base64"));
       // At or above the floor, and entries that are not envelopes, are written.
-      await other.insert(hmacRow({ secretEnvelope: envelope(3) }), change("create", T0));
+      const high = hmacRow({ secretEnvelope: envelope(3) });
+      await other.insert(high, change("create", T0));
       await other.setMeta("environment", "test");
+      // The feed is delivered in order: a row a refused write had left would have come before this.
+      await vi.waitFor(() => {
+        expect(feed.calls.flatMap((c) => c.ids)).toContain(high.id);
+      }, WAIT);
+      expect(feed.calls.flatMap((c) => c.ids)).toEqual([high.id]);
 
       for (const bad of [0, -1, 1.5, Number.NaN, 2 ** 32]) {
         expect(await failure(() => s.raiseKekFloor(bad))).toBeInstanceOf(RangeError);
