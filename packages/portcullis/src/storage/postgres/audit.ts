@@ -6,6 +6,7 @@ import { keyChangeFields } from "../../audit/entries.js";
 import type { AuditFields } from "../../audit/events.js";
 import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditSource, AuditStore, ChainHead, StoredEntry } from "../../audit/store.js";
 import { LOCK_AUDIT, schemaLockKey } from "./locks.js";
+import { asError, transaction } from "./transaction.js";
 
 /**
  * The audit log on PostgreSQL (migration 3): the chain in `audit_log`, signed checkpoints, the
@@ -242,10 +243,6 @@ export interface PostgresAuditOptions {
   readonly archiveDir: string | null;
 }
 
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
 /**
  * The PostgreSQL audit store, on a PostgresStore's pool (`PostgresStore.audit`); the store writes
  * the key changes' entries itself, in their transactions (`appendKeyChange`). Also an AuditSource
@@ -264,22 +261,8 @@ export class PostgresAudit implements AuditStore, AuditSource {
     this.archiveDir = options.archiveDir;
   }
 
-  private async tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query("BEGIN");
-      const out = await fn(client);
-      await client.query("COMMIT");
-      return out;
-    } catch (err) {
-      await client.query("ROLLBACK").catch((e: unknown) => {
-        broken = asError(e);
-      });
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+  private tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    return transaction(this.pool, fn);
   }
 
   /** Appends entries inside the caller's transaction (changes of other kinds, when they come to PostgreSQL). */

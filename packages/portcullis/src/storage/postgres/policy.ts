@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { PoolClient } from "pg";
+import { transaction } from "./transaction.js";
 import type { AppendResult } from "../../audit/store.js";
 import type { AuditFields } from "../../audit/events.js";
 import type { Decimal } from "../../contract/operations.js";
@@ -28,24 +29,6 @@ export interface PgAuditWithin {
 
 /** The ledger forgets what is older than the longest window a policy may read (30 days), and a day more. */
 const LEDGER_KEEP_MS = 31 * 86_400_000;
-
-async function transaction<T>(pool: pg.Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query("BEGIN");
-    const out = await fn(client);
-    await client.query("COMMIT");
-    return out;
-  } catch (err) {
-    await client.query("ROLLBACK").catch((e: unknown) => {
-      broken = e instanceof Error ? e : new Error(String(e));
-    });
-    throw err;
-  } finally {
-    client.release(broken);
-  }
-}
 
 /** BIGINT columns arrive as strings (exact); times fit a double. */
 type Big = string;

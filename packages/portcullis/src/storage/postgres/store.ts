@@ -1,4 +1,5 @@
 import pg from "pg";
+import { asError, transaction } from "./transaction.js";
 import type { Notification, PoolClient, PoolConfig } from "pg";
 import { OperatorError } from "../../errors/catalogue.js";
 import type { ReservationStore } from "../../replay/reservations.js";
@@ -154,10 +155,6 @@ function serverName(url: string): string {
   }
 }
 
-function asError(err: unknown): Error {
-  return err instanceof Error ? err : new Error(String(err));
-}
-
 type Listener = (ids: readonly string[], local: boolean) => void;
 
 /**
@@ -299,22 +296,8 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
 
   // --- transactions ------------------------------------------------------------------------------
 
-  private async tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query("BEGIN");
-      const out = await fn(client);
-      await client.query("COMMIT");
-      return out;
-    } catch (err) {
-      await client.query("ROLLBACK").catch((e: unknown) => {
-        broken = asError(e);
-      });
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+  private tx<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    return transaction(this.pool, fn);
   }
 
   /**
