@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { DEMO_EXCHANGE_ROUTES, type DemoExchange, createDemoExchange } from "@portcullis/demo-exchange";
 import { runCli } from "../support/cli.js";
+import { adminQuery } from "../support/postgres.js";
 
 /** The files one host's data directory needs; `portcullis init` writes them on the first host. */
 export const SHARED_HOST_FILES = ["keyring.json", "identity.secret", "store.json"] as const;
@@ -68,6 +69,10 @@ export function writeHostConfig(host: HostConfig): string {
             { name: "key-weight-1m", limit: 1200, window: "1m" },
             { name: "key-weight-1h", limit: 20_000, window: "1h" },
           ],
+          // Every test client is 127.0.0.1, so the per-address shield would count one test's
+          // refusals (the limit test's dozens of RATE_LIMITED) against the next and ban the
+          // address: out of the way here, as it is for a load balancer's health checks.
+          shield: { strikes: 1_000_000, authFailuresPerIp: 1_000_000 },
         },
         store: { backend: "postgres", url: host.postgres.url, schema: host.postgres.schema, poolSize: 4 },
         hot: { backend: "redis", url: host.redis.url, prefix: host.redis.prefix },
@@ -170,4 +175,30 @@ export function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] as number;
+}
+
+/**
+ * Freezes `pids` (SIGSTOP) at a moment none of them is inside a database transaction or
+ * statement, and answers how many attempts it took. A process frozen inside a transaction keeps
+ * its locks — the audit chain's advisory lock among them — so every other writer of the schema
+ * would wait `lock_timeout` and fail: the freeze is let go and tried again instead. The gateway's
+ * connections are recognised by their application_name (`portcullis:<schema>`, storage/postgres/
+ * store.ts); nothing else may use the schema meanwhile.
+ */
+export async function freezeQuiet(pids: readonly number[], postgresUrl: string, schema: string, attempts = 100): Promise<number> {
+  const busy = async (): Promise<number> => {
+    const rows = await adminQuery<{ n: string }>(postgresUrl, "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle'", [`portcullis:${schema}`]);
+    return Number(rows[0]?.n);
+  };
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    for (const pid of pids) process.kill(pid, "SIGSTOP");
+    // Twice, a little apart: a statement already sent when the process stopped is seen by then.
+    if ((await busy()) === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      if ((await busy()) === 0) return attempt;
+    }
+    for (const pid of pids) process.kill(pid, "SIGCONT");
+    await new Promise((resolve) => setTimeout(resolve, 10 + Math.floor(Math.random() * 40)));
+  }
+  throw new Error(`could not freeze the gateways outside a transaction in ${attempts} attempts`);
 }
