@@ -120,6 +120,7 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
     const { dataDir, custody: config } = targetOf(opts, defaultData);
     const data = await openDataDir(dataDir, { custody: config });
     try {
+      if (data.store.kind !== "sqlite") throw new CustodyError("BACKUP_UNSUPPORTED", "portcullis backup copies a SQLite store: back a PostgreSQL store up with pg_dump (its secrets are envelope-encrypted; keep the keyring's backup apart)");
       const result = await writeBackup({ dataDir, store: data.store, kek: data.kek, environment: data.environment, out: resolve(opts.out) });
       print(opts.json === true, { file: result.file, size: result.size, header: result.header }, () =>
         `backup written to ${result.file} (${result.size} bytes; ${result.header.provider} KEK version ${result.header.kekVersion})`,

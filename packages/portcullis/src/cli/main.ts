@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from "commander";
-import { X509Certificate, generateKeyPairSync } from "node:crypto";
+import { X509Certificate, generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { type ConfigSource, type PortcullisConfig, DEFAULT_LIMITS, MAX_WORKERS, loadConfigSource, parseWorkers } from "../config/config.js";
@@ -24,6 +24,8 @@ import { type KeyOps, localKeyOps, remoteKeyOps } from "./key-ops.js";
 import { sendSignedRequest } from "./request.js";
 import { demoNotInstalled, loadDemoPackage, starterRoutes } from "./demo.js";
 import { print } from "./target.js";
+import { productionConfig } from "./production.js";
+import { type StoreSettings, StoreSettingsError, describeStore, parseStoreSettings } from "../storage/location.js";
 
 /**
  * The `portcullis` command. Every command takes `--json` where it prints data; failures go to
@@ -283,40 +285,75 @@ function buildProgram(): Command {
 
   program
     .command("init")
-    .description("create a data directory: keyring (0600), identity secret (0600), database, starter config")
+    .description("create a data directory: keyring (0600), identity secret (0600), database (or store.json naming PostgreSQL), starter config")
     .option("--data <dir>", "data directory", DEFAULT_DATA)
     .addOption(new Option("--environment <env>", "environment of the keys issued here").choices(["live", "test"]).default("live"))
     .option("--upstream <url>", "origin of the API to protect, written to the starter config", "http://127.0.0.1:9000")
+    .option("--store <url>", "keep the durable store in PostgreSQL at this postgres:// URL (no password: PGPASSWORD or ~/.pgpass) instead of SQLite")
+    .option("--schema <name>", "the PostgreSQL schema of the store's tables (with --store)", "portcullis")
+    .option("--production", "write a commented production config: PostgreSQL (--store), Redis (--redis), TLS, workers, metrics")
+    .option("--redis <url>", "the Redis of the production config (with --production)", "redis://127.0.0.1:6379")
     .option("--json", "print JSON")
-    .action(async (opts: { data: string; environment: "live" | "test"; upstream: string; json?: boolean }) => {
+    .action(async (opts: { data: string; environment: "live" | "test"; upstream: string; store?: string; schema: string; production?: boolean; redis: string; json?: boolean }) => {
       const dataDir = resolve(opts.data);
-      const result = await initDataDir(dataDir, opts.environment);
+      if (opts.production === true && opts.store === undefined) {
+        throw new PortcullisError("VALIDATION_FAILED", "--production needs --store postgres://user@host:5432/database: production keeps its durable state in PostgreSQL");
+      }
+      if (opts.store === undefined && opts.schema !== "portcullis") throw new PortcullisError("VALIDATION_FAILED", "--schema goes with --store");
+      let store: StoreSettings | undefined;
+      try {
+        store = opts.store === undefined ? undefined : parseStoreSettings({ backend: "postgres", url: opts.store, schema: opts.schema }, "--store");
+      } catch (err) {
+        if (err instanceof StoreSettingsError) throw new PortcullisError("VALIDATION_FAILED", err.message.replace("--store.url", "--store").replace("--store.schema", "--schema"));
+        throw err;
+      }
+      if (opts.production === true && !/^rediss?:\/\//.test(opts.redis)) throw new PortcullisError("VALIDATION_FAILED", "--redis must be a redis:// or rediss:// URL");
+      const result = await initDataDir(dataDir, opts.environment, store);
       const configPath = join(dataDir, "portcullis.json");
       const created = [...result.created];
-      if (!existsSync(configPath)) {
-        const starter = {
-          dataDir: ".",
-          environment: opts.environment,
-          gateway: { host: "0.0.0.0", port: 8080, upstream: opts.upstream, trustedProxies: [], serverTiming: false },
-          admin: { enabled: true, host: "127.0.0.1", port: 8081 },
-          signatures: { windowMs: 5000 },
-          // Written out, so the budgets are there to read and tune (the account's is shared by its keys).
-          limits: DEFAULT_LIMITS,
-          ...(await starterRoutes()),
-        };
-        writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });
-        created.push(configPath);
-      }
-      print(opts.json === true, { dataDir, environment: result.environment, config: configPath, created }, () =>
-        [
-          `Portcullis data directory: ${dataDir} (${result.environment})`,
-          ...created.map((c) => `  created ${c}`),
-          "",
-          "Next:",
+      const next: string[] = [];
+      if (opts.production === true && store?.backend === "postgres") {
+        const tokenPath = join(dataDir, "metrics.token");
+        if (!existsSync(tokenPath)) {
+          writeFileSync(tokenPath, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
+          created.push(tokenPath);
+        }
+        if (!existsSync(configPath)) {
+          const { routes } = await starterRoutes();
+          writeFileSync(configPath, productionConfig({ environment: opts.environment, upstream: opts.upstream, store, redisUrl: opts.redis, routes, limits: DEFAULT_LIMITS }), { mode: 0o644, flag: "wx" });
+          created.push(configPath);
+        }
+        next.push(
+          `  put the gateway's and the admin API's certificates and keys in ${join(dataDir, "tls")} (gateway.crt/.key, admin.crt/.key; keys mode 0600)`,
+          `  edit ${configPath} (upstream, routes, trustedProxies), then`,
+          `  PGPASSWORD=… portcullis keys create --data ${dataDir} --account ops --scopes admin:keys --operator   # an operator key`,
+          `  PGPASSWORD=… portcullis start --config ${configPath}`,
+          `  other hosts: copy ${join(dataDir, "keyring.json")}, identity.secret, store.json, metrics.token and the config (mode 0600 for secrets)`,
+        );
+      } else {
+        if (!existsSync(configPath)) {
+          const starter = {
+            dataDir: ".",
+            environment: opts.environment,
+            gateway: { host: "0.0.0.0", port: 8080, upstream: opts.upstream, trustedProxies: [], serverTiming: false },
+            admin: { enabled: true, host: "127.0.0.1", port: 8081 },
+            signatures: { windowMs: 5000 },
+            ...(store === undefined ? {} : { store }),
+            // Written out, so the budgets are there to read and tune (the account's is shared by its keys).
+            limits: DEFAULT_LIMITS,
+            ...(await starterRoutes()),
+          };
+          writeFileSync(configPath, `${JSON.stringify(starter, null, 2)}\n`, { mode: 0o644 });
+          created.push(configPath);
+        }
+        next.push(
           `  edit ${configPath} (upstream, routes), then`,
           `  portcullis keys create --data ${dataDir} --account ops --scopes admin:keys --operator   # an operator key`,
           `  portcullis start --config ${configPath}`,
-        ].join("\n"),
+        );
+      }
+      print(opts.json === true, { dataDir, environment: result.environment, store: store === undefined ? "sqlite" : describeStore(store), config: configPath, created }, () =>
+        [`Portcullis data directory: ${dataDir} (${result.environment}; store: ${store === undefined ? "SQLite" : describeStore(store)})`, ...created.map((c) => `  created ${c}`), "", "Next:", ...next].join("\n"),
       );
     });
 

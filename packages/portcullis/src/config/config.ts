@@ -7,6 +7,8 @@ import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
 import { checkOperationRoutes } from "../dialects/operations.js";
 import type { Environment } from "../contract/ids.js";
 import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
+import { stripJsonComments } from "./jsonc.js";
+import { type StoreSettings, StoreSettingsError, parseStoreSettings } from "../storage/location.js";
 import { DEFAULT_IDLE_EXPIRY_MS, DEFAULT_WINDOW_MS, MAX_IDLE_EXPIRY_MS, MIN_IDLE_EXPIRY_MS } from "../contract/keys.js";
 import { CidrError, CidrSet, DEFAULT_IPV6_PREFIX, IPV6_PREFIX_MAX, IPV6_PREFIX_MIN } from "../net/ip.js";
 import { parseDuration } from "../keys/input.js";
@@ -110,8 +112,12 @@ export interface PortcullisConfig {
   readonly sessions: { readonly enabled: boolean };
   /** Idle expiry of unrestricted trading keys (trade or withdraw, no IP allowlist), or null: off. */
   readonly keys: { readonly idleExpiryMs: number | null };
-  /** How often the data directory is checked for changes other processes made (ms). */
-  readonly store: { readonly pollIntervalMs: number };
+  /**
+   * The durable store (storage/location.ts): SQLite in the data directory (default) or PostgreSQL;
+   * how often SQLite is checked for changes other processes made (ms; PostgreSQL notifies); and how
+   * long keys cached before the store became unreachable keep verifying (ms; 0, "off": refuse at once).
+   */
+  readonly store: StoreSettings & { readonly pollIntervalMs: number; readonly outageGraceMs: number };
   /** Where hot state lives: this process, or a Redis shared by every gateway. */
   readonly hot: { readonly backend: "memory" } | { readonly backend: "redis"; readonly url: string; readonly prefix: string };
   readonly log: { readonly level: string };
@@ -134,6 +140,13 @@ export interface PortcullisConfig {
   /** The behaviour stage's responses to anomaly scores (docs/behaviour.md, "Responses"). */
   readonly behaviour: BehaviourSettings;
 }
+
+/**
+ * How long keys cached before the durable store became unreachable keep verifying (docs/failures.md):
+ * long enough to ride out a PostgreSQL failover, short enough that a key revoked meanwhile (through
+ * another store's admin, or a restore) is not honoured for long.
+ */
+export const DEFAULT_OUTAGE_GRACE_MS = 60_000;
 
 /**
  * The limits a gateway applies when its config says nothing (and the ones `portcullis init` and
@@ -272,9 +285,18 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const se = obj(root.sessions, "sessions");
   only(se, "sessions", ["enabled"]);
   const st = obj(root.store, "store");
-  only(st, "store", ["pollInterval"]);
+  let storeSettings: StoreSettings;
+  try {
+    storeSettings = parseStoreSettings(st, "store", ["pollInterval", "outageGrace"]);
+  } catch (err) {
+    if (err instanceof StoreSettingsError) throw new ConfigError(err.message);
+    throw err;
+  }
   const pollIntervalMs = duration(st, "pollInterval", "store", 200);
   if (pollIntervalMs < 10 || pollIntervalMs > 3_600_000) throw new ConfigError("store.pollInterval must be from 10ms to 1h");
+  // "off": no grace — a request whose key needs the store is refused as soon as it cannot be reached.
+  const outageGraceMs = st.outageGrace === "off" ? 0 : duration(st, "outageGrace", "store", DEFAULT_OUTAGE_GRACE_MS);
+  if (outageGraceMs > 3_600_000) throw new ConfigError("store.outageGrace must be at most 1h");
   const k = obj(root.keys, "keys");
   only(k, "keys", ["idleExpiry"]);
   let idleExpiryMs: number | null;
@@ -375,7 +397,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     limits,
     sessions: { enabled: bool(se, "enabled", "sessions", true) },
     keys: { idleExpiryMs },
-    store: { pollIntervalMs },
+    store: { ...storeSettings, pollIntervalMs, outageGraceMs },
     hot,
     log: { level },
     custody: custody.value,
@@ -557,7 +579,7 @@ export function loadConfigSource(file: string): { readonly config: PortcullisCon
 export function parseConfigText(text: string, baseDir: string, file = "file"): PortcullisConfig {
   let raw: unknown;
   try {
-    raw = parseJson(text);
+    raw = parseJson(stripJsonComments(text));
   } catch (err) {
     throw new ConfigError(`config ${file} is not valid JSON: ${err instanceof Error ? err.message : String(err)}`, "CONFIG_UNREADABLE");
   }

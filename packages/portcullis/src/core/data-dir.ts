@@ -5,10 +5,13 @@ import { join } from "node:path";
 import type { CustodyConfig } from "../custody/config.js";
 import type { Envelope } from "../custody/envelope.js";
 import type { Environment } from "../contract/ids.js";
+import type { DurableStore } from "../storage/types.js";
 import { KeyringFileProvider, type KekProvider } from "../custody/keyring.js";
 import { type Custody, openCustody } from "../custody/open.js";
 import type { SigningKeyProvider } from "../contract/signing.js";
 import { SqliteStore } from "../storage/sqlite/store.js";
+import { PostgresStore } from "../storage/postgres/store.js";
+import { type StoreSettings, STORE_FILE, StoreSettingsError, describeStore, readStoreFile, sameStore, writeStoreFile } from "../storage/location.js";
 
 /**
  * The embedded data directory, as `portcullis init` lays it out:
@@ -16,6 +19,7 @@ import { SqliteStore } from "../storage/sqlite/store.js";
  *   keyring.json      the key-encryption key(s), mode 0600
  *   identity.secret   the gateway-upstream secret for identity headers, mode 0600
  *   portcullis.db     SQLite (WAL): keys and their change feed; secrets envelope-encrypted
+ *   store.json        instead of portcullis.db, where the PostgreSQL store is (storage/location.ts)
  *
  * The directory itself is created with mode 0700.
  */
@@ -23,6 +27,7 @@ export const DATA_FILES = {
   keyring: "keyring.json",
   identitySecret: "identity.secret",
   database: "portcullis.db",
+  store: STORE_FILE,
 } as const;
 
 /** The data directory cannot be used (DATA_DIR_INVALID): the message says what to run or fix. */
@@ -54,36 +59,63 @@ export interface InitResult {
  * environment (live or test) is fixed at the first init: keys issued from this directory carry
  * it, and a gateway configured for the other environment refuses to start on it.
  */
-export async function initDataDir(dataDir: string, environment: Environment = "live"): Promise<InitResult> {
+export async function initDataDir(dataDir: string, environment: Environment = "live", settings?: StoreSettings): Promise<InitResult> {
   const created: string[] = [];
-  if (!existsSync(dataDir)) {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    created.push(dataDir);
-  } else if (!statSync(dataDir).isDirectory()) {
+  if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) {
     throw new DataDirError(`${dataDir} exists and is not a directory`);
   }
-  const keyringPath = join(dataDir, DATA_FILES.keyring);
-  if (!existsSync(keyringPath)) {
-    KeyringFileProvider.create(keyringPath);
-    created.push(keyringPath);
-  }
-  const identityPath = join(dataDir, DATA_FILES.identitySecret);
-  if (!existsSync(identityPath)) {
-    writeSecretFile(identityPath, `${randomBytes(32).toString("base64url")}\n`);
-    created.push(identityPath);
-  }
+  const recorded = existsSync(dataDir) ? storeOf(dataDir) : undefined;
   const dbPath = join(dataDir, DATA_FILES.database);
-  if (!existsSync(dbPath)) created.push(dbPath);
-  const store = new SqliteStore(dbPath);
+  const wanted = settings ?? recorded ?? { backend: "sqlite" };
+  if (recorded !== undefined && !sameStore(recorded, wanted)) {
+    throw new DataDirError(`${dataDir} already keeps its store in ${describeStore(recorded)}, not ${describeStore(wanted)}: a data directory's store is chosen once`);
+  }
+  if (wanted.backend === "postgres" && recorded?.backend !== "postgres" && existsSync(dbPath)) {
+    throw new DataDirError(`${dataDir} already holds a SQLite store (${DATA_FILES.database}): initialise a new data directory for PostgreSQL`);
+  }
+  // PostgreSQL is reached (and migrated) before anything is written: a server that cannot be
+  // reached leaves no half-made data directory behind.
+  const store = wanted.backend === "sqlite" ? null : await PostgresStore.open({ url: wanted.url, schema: wanted.schema, poolSize: 2 });
   try {
-    const stored = await store.initMeta("environment", environment);
-    if (stored !== environment) {
-      throw new DataDirError(`${dataDir} was initialised for the ${stored} environment, not ${environment}`);
+    if (!existsSync(dataDir)) {
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+      created.push(dataDir);
+    }
+    const keyringPath = join(dataDir, DATA_FILES.keyring);
+    if (!existsSync(keyringPath)) {
+      KeyringFileProvider.create(keyringPath);
+      created.push(keyringPath);
+    }
+    const identityPath = join(dataDir, DATA_FILES.identitySecret);
+    if (!existsSync(identityPath)) {
+      writeSecretFile(identityPath, `${randomBytes(32).toString("base64url")}\n`);
+      created.push(identityPath);
+    }
+    if (wanted.backend === "postgres" && recorded?.backend !== "postgres") created.push(writeStoreFile(dataDir, wanted));
+    if (wanted.backend === "sqlite" && !existsSync(dbPath)) created.push(dbPath);
+    const meta = store ?? new SqliteStore(dbPath);
+    try {
+      const stored = await meta.initMeta("environment", environment);
+      if (stored !== environment) {
+        throw new DataDirError(`${dataDir} was initialised for the ${stored} environment, not ${environment}`);
+      }
+    } finally {
+      if (store === null) await meta.close();
     }
   } finally {
-    await store.close();
+    await store?.close();
   }
   return { dataDir, environment, created };
+}
+
+/** The store the data directory names (store.json; SQLite without one), or a DataDirError. */
+function storeOf(dataDir: string): StoreSettings {
+  try {
+    return readStoreFile(dataDir);
+  } catch (err) {
+    if (err instanceof StoreSettingsError) throw new DataDirError(err.message);
+    throw err;
+  }
 }
 
 /**
@@ -122,8 +154,11 @@ export function readSecretFile(path: string, setting?: string): string {
   }
 }
 
+/** The durable stores a data directory can name. */
+export type DataDirStore = SqliteStore | (PostgresStore & DurableStore);
+
 export interface OpenDataDir {
-  readonly store: SqliteStore;
+  readonly store: DataDirStore;
   /** Encrypts stored secrets under the configured KEK provider. */
   readonly envelope: Envelope;
   readonly kek: KekProvider;
@@ -144,6 +179,13 @@ export interface OpenDataDirOptions {
   readonly offThreadWrites?: boolean;
   /** Told when the writer's worker thread dies. */
   readonly onWriterDeath?: (err: Error) => void;
+  /**
+   * The store the configuration names (its `store` section): it must be the one the data directory
+   * names, else DATA_DIR_INVALID. Its pool size is used. Default: the data directory's.
+   */
+  readonly store?: StoreSettings;
+  /** Told about PostgreSQL connection failures the store recovers from by itself. */
+  readonly onStoreError?: (err: Error) => void;
 }
 
 /**
@@ -151,14 +193,35 @@ export interface OpenDataDirOptions {
  * provider (the keyring file, permission-checked, by default; or a PKCS#11 token).
  */
 export async function openDataDir(dataDir: string, options: OpenDataDirOptions = {}): Promise<OpenDataDir> {
-  if (!existsSync(join(dataDir, DATA_FILES.keyring)) && !existsSync(join(dataDir, DATA_FILES.database))) {
+  if (!existsSync(join(dataDir, DATA_FILES.keyring)) && !existsSync(join(dataDir, DATA_FILES.database)) && !existsSync(join(dataDir, DATA_FILES.store))) {
     throw new DataDirError(`${dataDir} is not a Portcullis data directory: run \`portcullis init --data ${dataDir}\``);
   }
-  const store = new SqliteStore(join(dataDir, DATA_FILES.database), {
-    ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
-    ...(options.offThreadWrites === undefined ? {} : { offThreadWrites: options.offThreadWrites }),
-    ...(options.onWriterDeath === undefined ? {} : { onWriterDeath: options.onWriterDeath }),
-  });
+  const recorded = storeOf(dataDir);
+  if (options.store !== undefined && !sameStore(options.store, recorded)) {
+    throw new DataDirError(`the configuration's store is ${describeStore(options.store)}, but ${dataDir} keeps its store in ${describeStore(recorded)}: make config.store name the data directory's store`);
+  }
+  const settings = options.store ?? recorded;
+  const opened =
+    settings.backend === "sqlite"
+      ? new SqliteStore(join(dataDir, DATA_FILES.database), {
+          ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+          ...(options.offThreadWrites === undefined ? {} : { offThreadWrites: options.offThreadWrites }),
+          ...(options.onWriterDeath === undefined ? {} : { onWriterDeath: options.onWriterDeath }),
+        })
+      : await PostgresStore.open({
+          url: settings.url,
+          schema: settings.schema,
+          poolSize: settings.poolSize,
+          audit: { spillDir: join(dataDir, "audit-spill"), archiveDir: join(dataDir, "audit-archive") },
+          ...(options.onStoreError === undefined ? {} : { onError: options.onStoreError }),
+        });
+  // Until the PostgreSQL store holds approvers and held operations, a data directory on
+  // PostgreSQL cannot be opened: the runtime and the CLI need every part of a DurableStore.
+  if (!("holds" in opened)) {
+    await opened.close();
+    throw new DataDirError(`${dataDir} names a PostgreSQL store, which cannot hold approvals in this build yet`);
+  }
+  const store = opened as DataDirStore;
   try {
     const environment = await store.getMeta("environment");
     if (environment !== "live" && environment !== "test") {

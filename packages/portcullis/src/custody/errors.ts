@@ -61,6 +61,8 @@ const CUSTODY_CODES = [
   "BACKUP_KEK_MISMATCH",
   /** The restore target already holds keys, held operations, approvers, policy versions, address book or ledger entries (and --force was not given). */
   "RESTORE_TARGET_NOT_EMPTY",
+  /** The store cannot be backed up (or restored) this way: a PostgreSQL store without pg_dump / pg_restore on this host. */
+  "BACKUP_UNSUPPORTED",
 ] as const;
 
 export type CustodyErrorCode = (typeof CUSTODY_CODES)[number];

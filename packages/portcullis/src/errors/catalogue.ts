@@ -321,6 +321,7 @@ const operatorFailures = {
   BACKUP_PROVIDER_MISMATCH: { area: "custody", exit: 1, message: "the backup was made under another custody provider" },
   BACKUP_KEK_MISMATCH: { area: "custody", exit: 1, message: "the backup cannot be opened with this KEK" },
   RESTORE_TARGET_NOT_EMPTY: { area: "custody", exit: 1, message: "the restore target already holds keys, held operations or policy state" },
+  BACKUP_UNSUPPORTED: { area: "custody", exit: 1, message: "this store cannot be backed up this way (a PostgreSQL store without pg_dump / pg_restore on this host)" },
 
   // --- audit commands (problems found *in* a log are audit/verify.ts AUDIT_PROBLEMS) ----------
   AUDIT_LOG_UNAVAILABLE: {

@@ -113,6 +113,10 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   // worker thread (storage/sqlite/writer.ts): the request thread never waits for an fsync.
   const data = await openDataDir(config.dataDir, {
     custody: config.custody,
+    store: config.store,
+    onStoreError: (err) => {
+      logger.warn({ err: err.message }, "durable store: a PostgreSQL connection failed; it reconnects by itself");
+    },
     pollIntervalMs: config.store.pollIntervalMs,
     offThreadWrites: true,
     onWriterDeath: (err) => {

@@ -174,7 +174,7 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
   if (config.admin.tls !== null && config.admin.enabled) new TlsCredentials(config.admin.tls, "admin.tls");
   // The data directory once, here: migrations, custody and the gateway's signing keys are done
   // before any worker opens it. Its problems (and the identity secret's) are reported as they are.
-  const data = await openDataDir(config.dataDir, { custody: config.custody, pollIntervalMs: config.store.pollIntervalMs });
+  const data = await openDataDir(config.dataDir, { custody: config.custody, store: config.store, pollIntervalMs: config.store.pollIntervalMs });
   try {
     if (config.environment !== null && config.environment !== data.environment) {
       throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
