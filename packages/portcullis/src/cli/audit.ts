@@ -483,7 +483,6 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
         const before = opts.before === undefined ? undefined : parseTime(opts.before, "--before", Date.now());
         const upTo = opts.upto === undefined ? undefined : parseCount(opts.upto, "--upto", Number.MAX_SAFE_INTEGER);
         await withSigner(opts, defaultData, async (data) => {
-          if (data.store.kind !== "sqlite") throw new AuditError("AUDIT_ARCHIVE_REFUSED", "archiving a PostgreSQL audit log is not available in this build yet");
           const result = await archiveAudit({
             audit: data.store.audit,
             signer: new EnvelopeSigningKeys(data.store, data.envelope),
