@@ -161,7 +161,7 @@ function serverName(url: string): string {
 type Listener = (ids: readonly string[], local: boolean) => void;
 
 /**
- * The production durable store on PostgreSQL, first parts (docs/storage-postgres.md): keys and
+ * The production durable store on PostgreSQL (docs/storage-postgres.md): keys and
  * their change feed, meta entries, custody's envelopes and the KEK floor, increasing-nonce
  * reservations and ended sessions — the same semantics as SqliteStore's, which the contract suite
  * (test/storage/durable-contract.test.ts) holds both to — and the audit log (`audit`, a
