@@ -13,7 +13,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AuditFields } from "../../src/audit/events.js";
-import { openDataDir } from "../../src/core/data-dir.js";
 import { KeyringFileProvider } from "../../src/custody/keyring.js";
 import { writeStoreFile } from "../../src/storage/location.js";
 import { PostgresStore } from "../../src/storage/postgres/store.js";
@@ -266,37 +265,8 @@ describe.runIf(runPg)("portcullis audit on a PostgreSQL data directory", () => {
   });
 });
 
-/**
- * The commands that sign (checkpoint, public-key, archive) open the data directory with
- * openDataDir, which opens a PostgreSQL store once the runtime's data-dir support for it is in
- * this build. Until then they are skipped loudly here (and fail under CI=true, which skips nothing).
- */
-const signingOnPg = runPg && pgUp ? await canOpenPostgresDataDir() : false;
-if (runPg && !signingOnPg && !IN_CI) loudSkip("audit checkpoint|public-key|archive on a PostgreSQL data directory", "openDataDir does not open a PostgreSQL data directory in this build");
-
-async function canOpenPostgresDataDir(): Promise<boolean> {
-  const schema = uniqueSchema("probe");
-  const probe = mkdtempSync(join(tmpdir(), "portcullis-pg-probe-"));
-  try {
-    KeyringFileProvider.create(join(probe, "keyring.json"));
-    writeFileSync(join(probe, "identity.secret"), `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600 });
-    writeStoreFile(probe, { backend: "postgres", url: SHARED_POSTGRES_URL, schema, poolSize: 1 });
-    const store = await PostgresStore.open({ url: SHARED_POSTGRES_URL, schema, poolSize: 1 });
-    await store.initMeta("environment", "test");
-    await store.close();
-    const data = await openDataDir(probe);
-    const kind = (data.store as { kind?: string }).kind;
-    await data.close();
-    return kind === "postgres";
-  } catch {
-    return false;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-    await dropSchema(SHARED_POSTGRES_URL, schema);
-  }
-}
-
-describe.runIf(signingOnPg || (runPg && IN_CI))("portcullis audit checkpoint | public-key | archive on a PostgreSQL data directory", () => {
+/** The commands that sign (checkpoint, public-key, archive) open the data directory with openDataDir, keyring and all. */
+describe.runIf(runPg)("portcullis audit checkpoint | public-key | archive on a PostgreSQL data directory", () => {
   const schema = uniqueSchema("auditsign");
   let root: string;
   let data: string;
