@@ -58,6 +58,8 @@ export function writeHostConfig(host: HostConfig): string {
       {
         dataDir: host.dataDir,
         environment: "test",
+        // No gateway.authorities: it would hold for the admin API's listener too (the core's one
+        // pipeline), which the test reaches at 127.0.0.1 (see the branch report).
         gateway: { host: "127.0.0.1", port: 0, upstream: host.upstream },
         admin: { enabled: true, host: "127.0.0.1", port: 0 },
         routes: DEMO_EXCHANGE_ROUTES,
