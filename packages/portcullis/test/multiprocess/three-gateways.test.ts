@@ -5,7 +5,9 @@
  * prefix, in front of one demo exchange that counts what it receives. Every claim is made through
  * real requests from outside:
  *
- * - a signed request admitted at gateway 1 is refused NONCE_REPLAYED at gateways 2 and 3;
+ * - a signed request admitted at gateway 1 is refused NONCE_REPLAYED at gateways 2 and 3 (a
+ *   Binance-signed one with Binance's -1021), and of one request sent to the three at once
+ *   exactly one copy is admitted;
  * - a per-key limit of L, hit concurrently and round robin through the three, admits exactly L,
  *   and exactly L requests reach the upstream;
  * - a key revoked through gateway 1's admin API is refused KEY_REVOKED by all three within 100 ms
@@ -154,6 +156,20 @@ withServers("three gateway processes on one PostgreSQL and one Redis", () => {
     }
     // And at gateway 1 itself; only the first use reached the upstream.
     expect(await send(host(1).gateway, host(1).agent, "GET", "/api/v3/account", headers)).toMatchObject({ status: 409, code: "NONCE_REPLAYED" });
+    expect(reachedUpstream(key)).toBe(1);
+  });
+
+  it("a Binance-signed request admitted at gateway 2 is refused with Binance's replay code (-1021) at gateways 1 and 3", async () => {
+    // Binance signatures carry no nonce: the signature itself is the single-use value (docs/replay.md).
+    const key = await createKey("acct-nonce-binance", 1, "read", "--dialect", "binance");
+    const params = new URLSearchParams({ timestamp: String(Date.now()), recvWindow: "5000" });
+    params.set("signature", createHmac("sha256", key.secret).update(params.toString()).digest("hex"));
+    const path = `/api/v3/account?${params.toString()}`;
+    const headers = { "x-mbx-apikey": key.id };
+    expect(await send(host(2).gateway, host(2).agent, "GET", path, headers), explain()).toMatchObject({ status: 200 });
+    for (const n of [1, 3]) {
+      expect(await send(host(n).gateway, host(n).agent, "GET", path, headers), `gateway ${n}`).toMatchObject({ status: 400, code: -1021 });
+    }
     expect(reachedUpstream(key)).toBe(1);
   });
 
