@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CustodyConfig } from "../custody/config.js";
+import { CustodyError } from "../custody/errors.js";
 import type { Envelope } from "../custody/envelope.js";
 import type { Environment } from "../contract/ids.js";
 import { KeyringFileProvider, type KekProvider } from "../custody/keyring.js";
@@ -245,6 +246,27 @@ export async function openDataDir(dataDir: string, options: OpenDataDirOptions =
     };
   } catch (err) {
     await store.close();
+    throw err;
+  }
+}
+
+/**
+ * Opens the gateway's audit-checkpoint signing key once (creating it on a first start): a gateway
+ * that starts proves it can open the deployment's secrets. A host whose keyring.json is not the
+ * deployment's — made by `init` on that host instead of copied — would otherwise start and then
+ * refuse every key made elsewhere (KEY_STORE_UNAVAILABLE) and fail each checkpoint; it stops here
+ * with CUSTODY_DECRYPT_FAILED naming the fix.
+ */
+export async function checkSecretsOpen(data: OpenDataDir, dataDir: string): Promise<void> {
+  try {
+    await data.signingKeys.open("audit-checkpoint");
+  } catch (err) {
+    if (err instanceof CustodyError && err.code === "CUSTODY_DECRYPT_FAILED") {
+      throw new CustodyError(
+        "CUSTODY_DECRYPT_FAILED",
+        `${dataDir}'s key-encryption key does not open the store's secrets (its audit-checkpoint signing key): this host's keyring is not the deployment's — copy keyring.json from a host that works (mode 0600), or configure the deployment's HSM`,
+      );
+    }
     throw err;
   }
 }

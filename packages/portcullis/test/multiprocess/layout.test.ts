@@ -4,11 +4,13 @@
  * `portcullis init --store` writes its store.json. Run as the real CLI on the shared PostgreSQL, in a
  * schema of its own.
  */
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { openDataDir } from "../../src/core/data-dir.js";
+import { checkSecretsOpen, openDataDir } from "../../src/core/data-dir.js";
+import { CustodyError } from "../../src/custody/errors.js";
+import { KeyringFileProvider } from "../../src/custody/keyring.js";
 import { SECRET_PURPOSE } from "../../src/custody/envelope.js";
 import { runCli } from "../support/cli.js";
 import { SHARED_POSTGRES_URL, dropSchema, postgresReachable, uniqueSchema } from "../support/postgres.js";
@@ -64,5 +66,38 @@ withPostgres("a second host's data directory on the deployment's PostgreSQL sche
     // And host 2 reads what host 1 made.
     const other = JSON.parse(await cli(["keys", "create", "--data", first, "--account", "acme", "--scopes", "read", "--json"])) as { id: string };
     expect(JSON.parse(await cli(["keys", "show", other.id, "--data", second, "--json"]))).toMatchObject({ id: other.id, status: "active" });
+  });
+  it("a host whose keyring is not the deployment's does not start: CUSTODY_DECRYPT_FAILED naming the fix", async () => {
+    // The deployment's secrets exist (a gateway's first start makes its audit-checkpoint key).
+    const data = await openDataDir(first);
+    try {
+      await checkSecretsOpen(data, first);
+    } finally {
+      await data.close();
+    }
+    const stranger = join(root, "host3", "data");
+    mkdirSync(stranger, { recursive: true, mode: 0o700 });
+    for (const name of ["identity.secret", "store.json"]) copyFileSync(join(first, name), join(stranger, name));
+    chmodSync(join(stranger, "identity.secret"), 0o600);
+    // A keyring of its own, as a hand-made or mistaken copy would be.
+    KeyringFileProvider.create(join(stranger, "keyring.json"));
+    const wrong = await openDataDir(stranger);
+    try {
+      const err = await checkSecretsOpen(wrong, stranger).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(CustodyError);
+      expect((err as CustodyError).code).toBe("CUSTODY_DECRYPT_FAILED");
+      expect((err as Error).message).toMatch(/host3\/data's key-encryption key does not open the store's secrets .* copy keyring\.json from a host that works/);
+    } finally {
+      await wrong.close();
+    }
+    // And the real command: `portcullis start` stops with it.
+    const config = join(stranger, "portcullis.json");
+    writeFileSync(config, JSON.stringify({ dataDir: ".", gateway: { port: 0, upstream: "http://127.0.0.1:9" }, admin: { enabled: false }, store: { backend: "postgres", url: SHARED_POSTGRES_URL, schema }, routes: [{ method: "GET", path: "/a", permission: "read" }] }));
+    const res = await runCli(["start", "--config", config]);
+    expect(res.code).not.toBe(0);
+    expect(res.stderr).toMatch(/CUSTODY_DECRYPT_FAILED: .*key-encryption key does not open the store's secrets/);
   });
 });
