@@ -277,7 +277,7 @@ export interface CustodyStatus {
 }
 
 /** Counts every envelope per KEK version and kind (reads headers only; decrypts nothing). */
-export async function custodyStatus(store: DurableStore, envelope: Envelope): Promise<CustodyStatus> {
+export async function custodyStatus(store: Pick<DurableStore, "envelopes" | "meta">, envelope: Envelope): Promise<CustodyStatus> {
   const kek = envelope.kek;
   const { active, held } = await kek.versions();
   const byVersion = new Map<number, number>();
