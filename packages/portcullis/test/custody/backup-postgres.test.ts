@@ -23,10 +23,13 @@ import { valueOrThrow } from "../../src/errors/result.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { KeyService } from "../../src/keys/service.js";
 import { PostgresStore } from "../../src/storage/postgres/store.js";
-import type { DurableStore } from "../../src/storage/types.js";
 import { SHARED_POSTGRES_URL, adminQuery, dropSchema, postgresReachable, uniqueSchema } from "../support/postgres.js";
 import { IN_CI, loudSkip } from "../support/redis.js";
-import { itLeaksNoSecret, recordError, recordSecrets } from "./secrets.js";
+import { newOperationId, type PolicySubject } from "../../src/contract/policy.js";
+import { HoldService } from "../../src/holds/service.js";
+import { HoldWithdrawals, Releases, WITHDRAWAL, approver, heldRequest } from "../approvals/support.js";
+import { runCli } from "../support/cli.js";
+import { itLeaksNoSecret, recordError, recordSecrets, recordText } from "./secrets.js";
 
 const pgUp = await postgresReachable(SHARED_POSTGRES_URL);
 const runPg = pgUp || IN_CI;
@@ -87,8 +90,7 @@ async function source(): Promise<Source> {
   const store = await PostgresStore.open({ url: URL, schema: s, poolSize: 2 });
   await store.initMeta("environment", "test");
   const envelope = new Envelope(kek);
-  // The key service needs only the store's keys (KeyStore) of a DurableStore.
-  const keys = new KeyService({ store: store as unknown as DurableStore, envelope, environment: "test" });
+  const keys = new KeyService({ store: store, envelope, environment: "test" });
   const secrets = new Map<string, string>();
   for (const account of ["acct-a", "acct-b"]) {
     const created = await keys.create(valueOrThrow(parseCreateKeyInput({ account, scopes: ["read", "trade"] }, Date.now())), "test");
@@ -182,7 +184,7 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
     expect(result).toMatchObject({ keys: 2, replaced: false, carried: null, carriedHolds: null, carriedSpend: null });
     expect(await leftovers()).toEqual([]);
     await opened(target, async (store) => {
-      const keys = new KeyService({ store: store as unknown as DurableStore, envelope: new Envelope(kek), environment: "test" });
+      const keys = new KeyService({ store: store, envelope: new Envelope(kek), environment: "test" });
       for (const [id, secret] of src.secrets) expect((await keys.loadMaterial(id))?.hmacKey?.export().toString()).toBe(secret);
       const report = await verifyAudit(store.audit);
       expect(report).toMatchObject({ ok: true, problem: null });
@@ -200,7 +202,7 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
       const other = await PostgresStore.open({ url: URL, schema: target, poolSize: 1 });
       try {
         const id = [...src.secrets.keys()][0] ?? "";
-        await new KeyService({ store: other as unknown as DurableStore, envelope: new Envelope(kek), environment: "test" }).suspend(id, "cli:test", "test");
+        await new KeyService({ store: other, envelope: new Envelope(kek), environment: "test" }).suspend(id, "cli:test", "test");
         expect(await heard).toEqual([id]);
       } finally {
         await other.close();
@@ -290,7 +292,7 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
     // Another store with a key of its own.
     const target = schema("bkdst");
     const theirs = await opened(target, async (store) => {
-      const created = await new KeyService({ store: store as unknown as DurableStore, envelope: new Envelope(kek), environment: "test" }).create(
+      const created = await new KeyService({ store: store, envelope: new Envelope(kek), environment: "test" }).create(
         valueOrThrow(parseCreateKeyInput({ account: "theirs", scopes: ["read"] }, Date.now())),
         "test",
       );
@@ -377,6 +379,115 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
       expect(await verifyAudit(store.audit)).toMatchObject({ ok: true });
     });
     expect(await leftovers()).toEqual([]);
+  });
+});
+
+describe.runIf(runPg)("PostgreSQL data directories: held operations and the CLI", () => {
+  const alice = approver("alice");
+  const bob = approver("bob");
+  const policy = new HoldWithdrawals([{ group: "treasury", count: 2 }], 0);
+
+  async function pgDataDir(tag: string, keyringFrom?: string): Promise<{ dir: string; schema: string }> {
+    // A directory that does not exist yet: initDataDir takes an existing one without store.json for SQLite's.
+    const dir = join(tempDir(tag), "data");
+    const s = schema(tag);
+    await initDataDir(dir, "test", { backend: "postgres", url: URL, schema: s, poolSize: 2 });
+    // The source's keyring in place of the one init created (nothing is under it yet).
+    if (keyringFrom !== undefined) copyFileSync(join(keyringFrom, "keyring.json"), join(dir, "keyring.json"));
+    return { dir, schema: s };
+  }
+
+  async function within<T>(dir: string, run: (d: Awaited<ReturnType<typeof openDataDir>>) => Promise<T>): Promise<T> {
+    const d = await openDataDir(dir);
+    try {
+      return await run(d);
+    } finally {
+      await d.close();
+    }
+  }
+
+  function holdService(d: Awaited<ReturnType<typeof openDataDir>>): HoldService {
+    return new HoldService({ store: d.store.holds, envelope: d.envelope, policy, pollMs: 1_000_000 });
+  }
+
+  async function approve(holds: HoldService, id: string, who: ReturnType<typeof approver>): Promise<string> {
+    const digest = (await holds.view(id)).digest;
+    return (await holds.decide(id, who.name, "approve", digest, who.sign("approve", digest))).state;
+  }
+
+  it("restoring an older backup never makes an operation the replaced store released ready again; its answer and envelopes carry over", async () => {
+    const src = await pgDataDir("bkh");
+    const older = join(tempDir("out"), "older");
+    const id = newOperationId();
+    await within(src.dir, async (d) => {
+      const holds = holdService(d);
+      const releases = new Releases();
+      holds.setRequestReleaser(releases.releaser);
+      await holds.addApprover("alice", ["treasury"], alice.publicPem, "test");
+      await holds.addApprover("bob", ["treasury"], bob.publicPem, "test");
+      const subject: PolicySubject = { operation: WITHDRAWAL, account: "acct", keyId: null, client: "127.0.0.1", at: Date.now() };
+      await holds.holdRequest(id, subject, policy.decide(subject, id), heldRequest("coin=USDT&amount=9&address=0xdd&network=ETH"), null);
+      expect(await approve(holds, id, alice)).toBe("pending");
+      // The backup: one approval to go.
+      await writePostgresBackup({ url: URL, schema: src.schema, kek: d.kek, environment: "test", out: older });
+      // Ready, and released by the service's loop at once (the answer may already be recorded).
+      expect(["ready", "released"]).toContain(await approve(holds, id, bob));
+      await holds.idle();
+      await holds.stop();
+      expect(releases.count(id)).toBe(1);
+      expect((await holds.view(id)).state).toBe("released");
+    });
+    // The older backup restored over the store where it was released.
+    const target = withKeyring({ dir: src.dir } as Source);
+    const result = await restorePostgresBackup({ file: older, dataDir: target.dir, url: URL, schema: src.schema, kek: target.kek, force: true });
+    expect(result).toMatchObject({ replaced: true, carriedHolds: 1 });
+    await within(src.dir, async (d) => {
+      const there = holdService(d);
+      const again = new Releases();
+      there.setRequestReleaser(again.releaser);
+      expect(await there.view(id)).toMatchObject({ state: "released", outcome: { status: 200, body: '{"id":"venue-1"}' } });
+      // The approval the backup lacks cannot make it ready, and no pass of the loop sends it.
+      expect(await approve(there, id, bob).catch((e: unknown) => (e as { code?: string }).code)).toBe("OPERATION_STATE_CONFLICT");
+      await there.tick();
+      await there.stop();
+      expect(again.calls).toEqual([]);
+      const row = await d.store.holds.hold(id);
+      if (row === undefined) throw new Error("not restored");
+      expect(JSON.parse((await d.envelope.decrypt(row.held, "held-request", id)).toString("utf8"))).toMatchObject({ url: "/sapi/v1/capital/withdraw/apply" });
+      expect(await verifyAudit(d.store.audit)).toMatchObject({ ok: true });
+    });
+  });
+
+  it("the CLI: backup and restore follow the data directory's store; refusals are one line with their code", async () => {
+    const src = await pgDataDir("bkcli");
+    const created = await runCli(["keys", "create", "--data", src.dir, "--account", "acct-1", "--scopes", "read", "--json"]);
+    expect(created.code).toBe(0);
+    const key = JSON.parse(created.stdout) as { id: string; secret: string };
+    recordSecrets(key.secret);
+    const out = join(tempDir("out"), "cli.backup");
+    const backup = await runCli(["backup", "--data", src.dir, "--out", out, "--json"]);
+    expect([backup.code, backup.stderr]).toEqual([0, ""]);
+    expect(JSON.parse(backup.stdout)).toMatchObject({ file: out, header: { store: "postgres", schema: src.schema, provider: "keyring-file", kekVersion: 1 } });
+    // Another "host": the same keyring, its own (empty) schema.
+    const dst = await pgDataDir("bkcli", src.dir);
+    const restore = await runCli(["restore", "--in", out, "--data", dst.dir]);
+    expect([restore.code, restore.stderr]).toEqual([0, ""]);
+    expect(restore.stdout).toContain(`restored 1 key(s) into ${dst.dir} (PostgreSQL postgres@127.0.0.1:5432/test, schema ${dst.schema})`);
+    const list = await runCli(["keys", "list", "--data", dst.dir, "--json"]);
+    expect((JSON.parse(list.stdout) as { id: string }[]).map((k) => k.id)).toEqual([key.id]);
+    const again = await runCli(["restore", "--in", out, "--data", dst.dir]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^RESTORE_TARGET_NOT_EMPTY: schema \w+ already holds keys.*--force to replace it\n$/);
+    const forced = await runCli(["restore", "--in", out, "--data", dst.dir, "--force", "--json"]);
+    expect(forced.code).toBe(0);
+    expect(JSON.parse(forced.stdout)).toMatchObject({ keys: 1, replaced: true, carriedHolds: 0, carriedSpend: 0 });
+    // A SQLite data directory with the same keyring.
+    const sqliteDir = tempDir("bkcli-sqlite");
+    copyFileSync(join(src.dir, "keyring.json"), join(sqliteDir, "keyring.json"));
+    const mismatch = await runCli(["restore", "--in", out, "--data", sqliteDir, "--json"]);
+    expect(mismatch.code).toBe(1);
+    expect(JSON.parse(mismatch.stderr)).toMatchObject({ error: { code: "BACKUP_STORE_MISMATCH" } });
+    recordText(created.stderr, backup.stdout, restore.stdout, list.stdout, again.stderr, forced.stdout, mismatch.stderr);
   });
 });
 
