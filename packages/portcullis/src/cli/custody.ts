@@ -77,7 +77,9 @@ function describeStatus(s: CustodyStatus): string {
     `  by kind       ${Object.entries(s.envelopes.byKind).map(([k, n]) => `${k} ${n}`).join(", ")}`,
     `signing keys    ${s.signingKeys.length === 0 ? "none yet" : s.signingKeys.map((k) => `${k.purpose} (${k.provider}, ${k.kid})`).join(", ")}`,
   ];
-  if (s.envelopes.missingVersions.length > 0) lines.push(`MISSING         KEK version(s) ${s.envelopes.missingVersions.join(", ")}: those envelopes cannot be opened`);
+  if (s.kekFloor > 0) lines.push(`KEK floor       version ${s.kekFloor} (the store's: no envelope is written under an older one)`);
+  if (s.envelopes.missingVersions.length > 0) lines.push(`MISSING         KEK version(s) ${s.envelopes.missingVersions.join(", ")}: those envelopes cannot be opened here`);
+  for (const warning of s.warnings) lines.push(`WARNING         ${warning}`);
   if (s.envelopes.malformed > 0) lines.push(`malformed       ${s.envelopes.malformed}`);
   if (s.clearPassphrases > 0) lines.push(`clear passphrase hashes ${s.clearPassphrases} (sealed at the next open)`);
   return lines.join("\n");
@@ -105,6 +107,8 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       try {
         const status = await custodyStatus(data.store, data.envelope);
         print(opts.json === true, status, () => describeStatus(status));
+        // A host whose KEK provider cannot serve the store is a failure a monitor must see.
+        if (status.warnings.length > 0) process.exitCode = 1;
       } finally {
         await data.close();
       }
