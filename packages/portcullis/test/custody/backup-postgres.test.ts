@@ -7,7 +7,7 @@
  * Real PostgreSQL (the shared server, a random schema per test, dropped afterwards), real pg_dump
  * and pg_restore.
  */
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
@@ -17,7 +17,7 @@ import { restorePostgresBackup, writePostgresBackup } from "../../src/custody/ba
 import { Envelope } from "../../src/custody/envelope.js";
 import { CustodyError } from "../../src/custody/errors.js";
 import { KeyringFileProvider } from "../../src/custody/keyring.js";
-import { findPgTool, requirePgTool } from "../../src/custody/pg-tools.js";
+import { childConnection, findPgTool, requirePgTool } from "../../src/custody/pg-tools.js";
 import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
 import { valueOrThrow } from "../../src/errors/result.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
@@ -156,6 +156,15 @@ describe("pg tools", () => {
     if (viaRoot !== null) expect(viaRoot).toMatch(/^\/usr\/lib\/postgresql\/\d+\/bin\/pg_restore$/);
     expect(findPgTool("pg_dump")).not.toBeNull();
   });
+
+  it("never puts a password on a child's command line: it goes to PGPASSWORD", () => {
+    const { url, env } = childConnection("postgres://app:p%40ss-w0rd@db.internal:6432/venue", "scratch");
+    expect(url).toBe("postgres://app@db.internal:6432/scratch");
+    expect(env.PGPASSWORD).toBe("p@ss-w0rd");
+    const plain = childConnection("postgres://app@db.internal/venue");
+    expect(plain.url).toBe("postgres://app@db.internal/venue");
+    expect(plain.env.PGPASSWORD).toBe(process.env.PGPASSWORD);
+  });
 });
 
 describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
@@ -210,6 +219,23 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
     });
     // The source is untouched.
     expect((await src.store.list({ limit: 10 })).length).toBe(2);
+  });
+
+  it("a pg_dump that fails is BACKUP_TOOL_FAILED with its own words, and leaves no file", async () => {
+    const src = await filled();
+    const outDir = tempDir("out");
+    const missing = join(outDir, "missing-schema.backup");
+    const noSchema = await refusal(writePostgresBackup({ url: URL, schema: "pctest_never_made", kek: src.kek, environment: "test", out: missing }));
+    expect(noSchema.code).toBe("BACKUP_TOOL_FAILED");
+    expect(noSchema.message).toMatch(/^pg_dump failed \(exit 1\): .*no matching schemas were found/);
+    expect(existsSync(missing)).toBe(false);
+    // No server there: pg_dump's connection error, never a password (the URL has one, moved to PGPASSWORD).
+    const unreachable = join(outDir, "unreachable.backup");
+    const down = await refusal(writePostgresBackup({ url: "postgres://postgres:Sekret-Password-1@127.0.0.1:1/test", schema: src.schema, kek: src.kek, environment: "test", out: unreachable }));
+    recordSecrets("Sekret-Password-1");
+    expect(down.code).toBe("BACKUP_TOOL_FAILED");
+    expect(down.message).toContain("127.0.0.1");
+    expect(existsSync(unreachable)).toBe(false);
   });
 
   it("restores under the schema's own name after it was lost (no scratch database)", async () => {
