@@ -84,7 +84,14 @@ async function feed(run: PgRun, chunk: Buffer): Promise<void> {
     await run.done;
     return;
   }
-  if (!stdin.write(chunk)) await Promise.race([once(stdin, "drain"), run.done]);
+  if (stdin.write(chunk)) return;
+  try {
+    await Promise.race([once(stdin, "drain"), run.done]);
+  } catch (err) {
+    // A pipe broken by the program's exit (EPIPE): its own failure is the one to report.
+    await run.done;
+    throw err;
+  }
 }
 
 /**
