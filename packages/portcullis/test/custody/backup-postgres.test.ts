@@ -360,7 +360,8 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
     const data = await openDataDir(sqliteDir);
     const sqliteOut = join(tempDir("out"), "sqlite.backup");
     try {
-      await writeBackup({ dataDir: sqliteDir, store: data.store as Parameters<typeof writeBackup>[0]["store"], kek: data.kek, environment: "test", out: sqliteOut });
+      if (data.store.kind !== "sqlite") throw new Error("not a SQLite data directory");
+      await writeBackup({ dataDir: sqliteDir, store: data.store, kek: data.kek, environment: "test", out: sqliteOut });
     } finally {
       await data.close();
     }
