@@ -36,13 +36,15 @@ import { custodyStatus } from "./rotation.js";
  *    target database, it is restored there and renamed to a staging schema; where it does (the
  *    store being replaced, or the live store a copy is made of), it is restored into a scratch
  *    database (CREATE DATABASE), renamed there, and dumped again from it into the target database;
+ *    a role that may not create databases can still restore a store in place (the backup's schema
+ *    is the target's): the store is moved aside under a holding name meanwhile, and back on failure;
  * 3. the staging schema is migrated (a backup of an older Portcullis), the replaced store's replay
  *    state, held operations' later states and velocity ledger entries are carried into it (as the
  *    SQLite restore does), and its envelopes are checked against this KEK;
  * 4. in one transaction (holding the target schema's migration lock, so a gateway starting meanwhile
  *    waits and then finds the new store): the old schema renamed away, the staging schema renamed to
- *    the target's, the old schema dropped. Any failure before leaves the target as it was, and the
- *    staging schema and scratch database are dropped.
+ *    the target's, the old schema dropped. Any failure before leaves the target as it was (renamed
+ *    back, when it was moved aside), and the staging schema and scratch database are dropped.
  */
 
 const SCHEMA_RE = /^(?!pg_)[a-z_][a-z0-9_]{0,47}$/;
@@ -238,6 +240,8 @@ export async function restorePostgresBackup(options: { file: string; dataDir: st
   let scratch: string | null = null;
   /** The dump's own schema while it exists under its name (dropped if the rename never happened). */
   let restoredSource: string | null = null;
+  /** The replaced store's holding schema while it is moved aside (no scratch database). */
+  let aside: string | null = null;
   try {
     const existing = await targetContent(admin, target);
     if (!options.force && existing.size > 0) {
@@ -274,42 +278,63 @@ export async function restorePostgresBackup(options: { file: string; dataDir: st
       restoredSource = null;
     } else {
       // The dump's schema exists here: restored into a scratch database, renamed there, dumped again.
-      const pgDump = requirePgTool("pg_dump", "restoring a backup of a schema that exists in the target database");
       const name = scratchName();
+      let refused: unknown = null;
       try {
         await admin.query(`CREATE DATABASE ${name}`);
+        scratchDb = name;
       } catch (err) {
+        refused = err;
+      }
+      if (scratchDb !== null) {
+        const pgDump = requirePgTool("pg_dump", "restoring a backup of a schema that exists in the target database");
+        const { url: scratchUrl } = childConnection(options.url, scratchDb);
+        await restoreInto(scratchUrl);
+        const inScratch = await connect(scratchUrl, "portcullis-restore");
+        try {
+          await inScratch.query(`ALTER SCHEMA ${source} RENAME TO ${staging}`);
+        } finally {
+          await inScratch.end().catch(() => undefined);
+        }
+        const dump = runPgTool(pgDump, dumpArgs(scratchUrl, staging), env, "pg_dump (scratch database)");
+        const load = runPgTool(pgRestore, restoreArgs(targetUrl), env, "pg_restore");
+        load.child.stdin?.on("error", () => undefined);
+        for await (const chunk of outputOf(dump)) await feed(load, chunk);
+        load.child.stdin?.end();
+        await load.done;
+      } else if (source === target) {
+        // The store being replaced is the backup's own schema, and no scratch database may be made
+        // (a role without CREATEDB): the store is moved aside under a holding name, the dump
+        // restored under its own name and renamed to the staging schema. Not atomic, unlike the
+        // swap: any failure before the swap renames the store back, but a process killed in
+        // between leaves it in the holding schema (pcrestore_…), which ALTER SCHEMA … RENAME TO
+        // brings back.
+        const holding = scratchName();
+        await admin.query(`ALTER SCHEMA ${target} RENAME TO ${holding}`);
+        aside = holding;
+        await restoreInto(targetUrl);
+        restoredSource = source;
+        await admin.query(`ALTER SCHEMA ${source} RENAME TO ${staging}`);
+        restoredSource = null;
+      } else {
         throw new CustodyError(
           "BACKUP_UNSUPPORTED",
-          `the backup holds schema ${source}, which exists in this database: restoring it under ${target} needs a scratch database, which could not be created (${err instanceof Error ? err.message : String(err)}): grant CREATEDB, or restore into a database without schema ${source}`,
+          `the backup holds schema ${source}, which exists in this database: restoring it under ${target} needs a scratch database, which could not be created (${refused instanceof Error ? refused.message : String(refused)}): grant CREATEDB, or restore into a database without schema ${source}`,
         );
       }
-      scratchDb = name;
-      const { url: scratchUrl } = childConnection(options.url, name);
-      await restoreInto(scratchUrl);
-      const inScratch = await connect(scratchUrl, "portcullis-restore");
-      try {
-        await inScratch.query(`ALTER SCHEMA ${source} RENAME TO ${staging}`);
-      } finally {
-        await inScratch.end().catch(() => undefined);
-      }
-      const dump = runPgTool(pgDump, dumpArgs(scratchUrl, staging), env, "pg_dump (scratch database)");
-      const load = runPgTool(pgRestore, restoreArgs(targetUrl), env, "pg_restore");
-      load.child.stdin?.on("error", () => undefined);
-      for await (const chunk of outputOf(dump)) await feed(load, chunk);
-      load.child.stdin?.end();
-      await load.done;
     }
 
     // The staging schema: migrated to this Portcullis, the replaced store's later state carried
     // over, every envelope's KEK version held here.
     const now = Date.now();
-    const replaced = await tableExists(admin, target, "keys");
+    // Where the replaced store is meanwhile: its own schema, or the holding one.
+    const previous = aside ?? target;
+    const replaced = await tableExists(admin, previous, "keys");
     const store = await PostgresStore.open({ url: options.url, schema: staging, poolSize: 2 });
     let carried: Carried | null = null;
     let keys: number;
     try {
-      if (replaced) carried = await carryOver(admin, target, staging, now);
+      if (replaced) carried = await carryOver(admin, previous, staging, now);
       const status = await custodyStatus(store, new Envelope(kek));
       if (status.envelopes.missingVersions.length > 0) {
         throw new CustodyError(
@@ -333,6 +358,7 @@ export async function restorePostgresBackup(options: { file: string; dataDir: st
       if (await schemaExists(admin, target)) await admin.query(`ALTER SCHEMA ${target} RENAME TO ${old}`);
       await admin.query(`ALTER SCHEMA ${staging} RENAME TO ${target}`);
       await admin.query(`DROP SCHEMA IF EXISTS ${old} CASCADE`);
+      if (aside !== null) await admin.query(`DROP SCHEMA ${aside} CASCADE`);
       await admin.query("COMMIT");
     } catch (err) {
       await admin.query("ROLLBACK").catch(() => undefined);
@@ -342,6 +368,7 @@ export async function restorePostgresBackup(options: { file: string; dataDir: st
       );
     }
     staging = null;
+    aside = null;
     return {
       header,
       keys,
@@ -354,6 +381,9 @@ export async function restorePostgresBackup(options: { file: string; dataDir: st
     dataKey?.fill(0);
     if (staging !== null) await admin.query(`DROP SCHEMA IF EXISTS ${staging} CASCADE`).catch(() => undefined);
     if (restoredSource !== null) await admin.query(`DROP SCHEMA IF EXISTS ${restoredSource} CASCADE`).catch(() => undefined);
+    // The replaced store back under its name (nothing else holds it: the restored schema is
+    // staging's, or was dropped just above).
+    if (aside !== null) await admin.query(`ALTER SCHEMA ${aside} RENAME TO ${target}`).catch(() => undefined);
     if (scratchDb !== null) await admin.query(`DROP DATABASE IF EXISTS ${scratchDb} WITH (FORCE)`).catch(() => undefined);
     await admin.end().catch(() => undefined);
     if (scratch !== null) rmSync(scratch, { recursive: true, force: true });

@@ -346,6 +346,55 @@ describe.runIf(runPg)("backup and restore of a PostgreSQL store", () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it("restores in place for a role without CREATEDB: the store moved aside and swapped, or moved back when the restore is refused", async () => {
+    const role = `pctest_nocreatedb_${Date.now().toString(36)}`;
+    await adminQuery(URL, `CREATE ROLE ${role} LOGIN NOCREATEDB; GRANT CREATE ON DATABASE test TO ${role}`);
+    const roleUrl = `postgres://${role}@127.0.0.1:5432/test`;
+    try {
+      // The store is the role's own (it owns the schema), as a deployment's application role.
+      const dir = tempDir("pgbk-role");
+      KeyringFileProvider.create(join(dir, "keyring.json"));
+      const kek = KeyringFileProvider.load(join(dir, "keyring.json"));
+      recordSecrets(...Object.values((JSON.parse(readFileSync(join(dir, "keyring.json"), "utf8")) as { keks: Record<string, string> }).keks));
+      const s = schema("bkrole");
+      const store = await PostgresStore.open({ url: roleUrl, schema: s, poolSize: 2 });
+      const keys = new KeyService({ store, envelope: new Envelope(kek), environment: "test" });
+      const create = async (account: string): Promise<string> => (await keys.create(valueOrThrow(parseCreateKeyInput({ account, scopes: ["read"] }, Date.now())), "test")).key.id;
+      let kept: string;
+      const out = join(tempDir("out"), "b");
+      const newer = join(tempDir("out"), "newer");
+      try {
+        kept = await create("kept");
+        await writePostgresBackup({ url: roleUrl, schema: s, kek, environment: "test", out });
+        await create("later");
+        // A backup whose data key is under version 2 while the keys' envelopes are under version 1.
+        await kek.addVersion();
+        await writePostgresBackup({ url: roleUrl, schema: s, kek, environment: "test", out: newer });
+      } finally {
+        await store.close();
+      }
+      expect((await adminQuery(URL, "SELECT 1 FROM pg_roles WHERE rolname = $1 AND NOT rolcreatedb", [role])).length).toBe(1);
+      // Refused after the store was moved aside (version 1 retired here): it is moved back, whole.
+      const retiredHere = KeyringFileProvider.load(join(dir, "keyring.json"));
+      const copyDir = tempDir("pgbk-role-retired");
+      copyFileSync(join(dir, "keyring.json"), join(copyDir, "keyring.json"));
+      const retiring = KeyringFileProvider.load(join(copyDir, "keyring.json"));
+      await retiring.retire(1);
+      const refused = await refusal(restorePostgresBackup({ file: newer, dataDir: copyDir, url: roleUrl, schema: s, kek: retiring, force: true }));
+      expect(refused.code).toBe("BACKUP_KEK_MISMATCH");
+      expect(await opened(s, async (st) => (await st.list({ limit: 10 })).length)).toBe(2);
+      expect(await leftovers()).toEqual([]);
+      // The older backup, in place: one key again.
+      const result = await restorePostgresBackup({ file: out, dataDir: dir, url: roleUrl, schema: s, kek: retiredHere, force: true });
+      expect(result).toMatchObject({ keys: 1, replaced: true, carried: { reservations: 0, logouts: 0 }, carriedHolds: 0, carriedSpend: 0 });
+      expect(await opened(s, async (st) => (await st.list({ limit: 10 })).map((k) => k.id))).toEqual([kept]);
+      expect(await leftovers()).toEqual([]);
+    } finally {
+      for (const st of schemas.splice(0)) await dropSchema(URL, st);
+      await adminQuery(URL, `DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
+  });
+
   it("refuses a backup of the other backend, both ways", async () => {
     const src = await filled();
     const pgOut = join(tempDir("out"), "pg.backup");
