@@ -464,12 +464,11 @@ describe.runIf(runPg)("PostgreSQL data directories: held operations and the CLI"
   const policy = new HoldWithdrawals([{ group: "treasury", count: 2 }], 0);
 
   async function pgDataDir(tag: string, keyringFrom?: string): Promise<{ dir: string; schema: string }> {
-    // A directory that does not exist yet: initDataDir takes an existing one without store.json for SQLite's.
-    const dir = join(tempDir(tag), "data");
+    // As an operator prepares a host to restore on: the backup's keyring first, then init --store.
+    const dir = tempDir(tag);
+    if (keyringFrom !== undefined) copyFileSync(join(keyringFrom, "keyring.json"), join(dir, "keyring.json"));
     const s = schema(tag);
     await initDataDir(dir, "test", { backend: "postgres", url: URL, schema: s, poolSize: 2 });
-    // The source's keyring in place of the one init created (nothing is under it yet).
-    if (keyringFrom !== undefined) copyFileSync(join(keyringFrom, "keyring.json"), join(dir, "keyring.json"));
     return { dir, schema: s };
   }
 

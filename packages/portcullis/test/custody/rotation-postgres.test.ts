@@ -8,7 +8,7 @@
  * keyring was not brought along. No sleeping: the first rotation is held at a gate (its KEK
  * provider's addVersion, which runs once both locks are taken).
  */
-import { copyFileSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -51,8 +51,10 @@ async function twoHosts(): Promise<{ a: string; b: string; schema: string; keyId
     return join(root, "data");
   }) as [string, string];
   await initDataDir(a, "test", settings);
+  // The second host joins with the first's keyring and identity secret (docs/production.md).
+  mkdirSync(b, { mode: 0o700 });
+  for (const file of ["keyring.json", "identity.secret"]) copyFileSync(join(a, file), join(b, file));
   await initDataDir(b, "test", settings);
-  copyFileSync(join(a, "keyring.json"), join(b, "keyring.json"));
   recordSecrets(...Object.values((JSON.parse(readFileSync(join(a, "keyring.json"), "utf8")) as { keks: Record<string, string> }).keks));
   const data = await open(a);
   const created = await new KeyService({ store: data.store, envelope: data.envelope, environment: "test" }).create(valueOrThrow(parseCreateKeyInput({ account: "acct", scopes: ["read"] }, Date.now())), "test");
