@@ -12,7 +12,6 @@ import { readBackupHeader, restoreBackup, writeBackup } from "../../src/custody/
 import { CustodyError } from "../../src/custody/errors.js";
 import { type KekProvider, KeyringFileProvider } from "../../src/custody/keyring.js";
 import { rotateKek } from "../../src/custody/rotation.js";
-import type { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { initDataDir } from "../../src/core/data-dir.js";
 import { type SqliteDataDir, openSqliteDataDir } from "../support/data-dir.js";
@@ -54,12 +53,6 @@ afterEach(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** A data directory's store, which these tests make SQLite (writeBackup copies a SQLite file). */
-function sqliteOf(d: OpenDataDir): SqliteStore {
-  if (d.store.kind !== "sqlite") throw new Error("not a SQLite data directory");
-  return d.store;
-}
-
 async function refusal(p: Promise<unknown>): Promise<CustodyError> {
   const err = await p.catch((e: unknown) => e);
   expect(err).toBeInstanceOf(CustodyError);
@@ -77,7 +70,7 @@ function withSameKeyring(): string {
 describe("backup and restore", () => {
   it("round-trips: the restored directory serves the same keys with the same secrets", async () => {
     const out = join(tempDir("out"), "portcullis.backup");
-    const written = await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out });
+    const written = await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
     expect(statSync(out).mode & 0o777).toBe(0o600);
     expect(written.header).toMatchObject({ format: "portcullis-backup", version: 1, provider: "keyring-file", kekVersion: 1, environment: "test" });
     const bytes = readFileSync(out);
@@ -102,7 +95,7 @@ describe("backup and restore", () => {
 
   it("is refused with a different keyring, after its KEK version was retired, and from another provider", async () => {
     const out = join(tempDir("out"), "b");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out });
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
     const stranger = tempDir("stranger");
     await initDataDir(stranger, "test");
     const other = await refusal(restoreBackup({ file: out, dataDir: stranger, kek: KeyringFileProvider.load(join(stranger, "keyring.json")), force: true }));
@@ -122,7 +115,7 @@ describe("backup and restore", () => {
 
   it("refuses a damaged or foreign file, and writes nothing", async () => {
     const out = join(tempDir("out"), "b");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out });
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
     const original = readFileSync(out);
     const header = readBackupHeader(out);
     const target = withSameKeyring();
@@ -145,8 +138,8 @@ describe("backup and restore", () => {
 
   it("will not replace a database that holds keys unless forced, and never overwrites a backup file", async () => {
     const out = join(tempDir("out"), "b");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out });
-    expect((await refusal(writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out }))).message).toContain("never overwrites");
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
+    expect((await refusal(writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out }))).message).toContain("never overwrites");
     // The source itself holds a key: restoring onto it needs --force.
     await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "later", scopes: ["read"] }, Date.now())), "test");
     const kek = KeyringFileProvider.load(join(source, "keyring.json"));
@@ -232,7 +225,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
       result: null,
     }));
     const out = join(tempDir("out"), "b");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out });
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
     const target = withSameKeyring();
     await restoreBackup({ file: out, dataDir: target, kek: KeyringFileProvider.load(join(target, "keyring.json")), force: false });
     await initDataDir(target, "test");
@@ -262,7 +255,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
       const id = newOperationId();
       await holds.holdRequest(id, subject, policy.decide(subject, id), heldRequest(), null);
       expect(await d.kek.addVersion()).toBe(2);
-      expect((await writeBackup({ dataDir: bare, store: sqliteOf(d), kek: d.kek, environment: "test", out })).header.kekVersion).toBe(2);
+      expect((await writeBackup({ dataDir: bare, store: d.store, kek: d.kek, environment: "test", out })).header.kekVersion).toBe(2);
     } finally {
       await d.close();
     }
@@ -278,7 +271,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
 
   it("will not replace a database that holds held operations, approvers or a policy but no keys, unless forced", async () => {
     const out = join(tempDir("out"), "b");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out });
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out });
     const target = withSameKeyring();
     await initDataDir(target, "test");
     await restored(target, async (d) => {
@@ -301,7 +294,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
     expect(await approve(holds, id, alice)).toBe("pending");
     // The backup: one approval to go.
     const older = join(tempDir("out"), "older");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out: older });
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out: older });
     expect(await approve(holds, id, bob)).toBe("ready");
     // What the policy counted since the backup.
     const at = Date.now();
@@ -314,7 +307,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
     expect(releases.count(id)).toBe(1);
     expect((await holds.view(id)).state).toBe("released");
     const newer = join(tempDir("out"), "newer");
-    await writeBackup({ dataDir: source, store: sqliteOf(data), kek: data.kek, environment: "test", out: newer });
+    await writeBackup({ dataDir: source, store: data.store, kek: data.kek, environment: "test", out: newer });
     // A data directory where it was released; the older backup restored over it.
     const target = withSameKeyring();
     const kek = KeyringFileProvider.load(join(target, "keyring.json"));
