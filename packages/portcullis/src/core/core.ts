@@ -174,6 +174,8 @@ export class Portcullis {
   readonly audit: AuditLog;
   /** Reference prices (the guardrails', and the policy's asset values); null when none are configured. */
   readonly prices: ReferencePrices | null;
+  /** Outages of the durable store (docs/failures.md): `outageSince` is one field read; null for a store that cannot be out (SQLite). */
+  readonly availability: StoreAvailability | null;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
   private readonly unsubscribe: () => void;
@@ -261,6 +263,7 @@ export class Portcullis {
           });
     const throttlePerMinute = options.throttlePerMinute ?? behaviour?.settings.throttle.perMinute;
     const availability = options.availability === undefined ? (options.store.availability ?? null) : options.availability;
+    this.availability = availability;
     this.shared = {
       keys: this.cache,
       storeOutage: availability === null ? null : { availability, graceMs: options.outageGraceMs ?? DEFAULT_OUTAGE_GRACE_MS },
