@@ -178,7 +178,7 @@ export class Portcullis {
   readonly availability: StoreAvailability | null;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
-  private readonly unsubscribe: () => void;
+  private unsubscribe: () => void;
   private readonly watchers = new Set<(event: CoreEvent) => void>();
   private readonly bus: ChangeBus | null;
   private readonly shared: Omit<PipelineOptions, "routes">;
@@ -299,6 +299,18 @@ export class Portcullis {
       now,
       stageNames: this.pipeline.stageNames,
     });
+    // The audit log learns of the store's outages from the store: it spills at once while the
+    // store is out, and replays the moment it is back (docs/failures.md).
+    const unwatchStore = availability?.watch((since) => {
+      if (since === null) this.audit.storeAvailable();
+      else this.audit.storeUnavailable();
+    });
+    if (availability !== null && availability.outageSince !== null) this.audit.storeUnavailable();
+    const unsubscribeFeeds = this.unsubscribe;
+    this.unsubscribe = () => {
+      unsubscribeFeeds();
+      unwatchStore?.();
+    };
     this.anomalies =
       behaviour === null ? null : new AnomalyResponder({ settings: behaviour.settings, keys: this.keys, store: options.store.anomalies, audit: this.audit, alerts: behaviour.alerts ?? null, logger: this.logger, now });
     responder = this.anomalies;

@@ -184,6 +184,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     });
     const readiness = new Readiness({
       store: data.store,
+      availability: core.availability,
       hot: core.hot,
       audit: core.audit,
       custody: data.custody.kek,
