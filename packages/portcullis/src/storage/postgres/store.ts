@@ -300,7 +300,7 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     this.availability = this.state;
     // From here on every connection error of the pool and its clients is one coded error
     // (DURABLE_STORE_UNAVAILABLE), and a hint that the server may be gone.
-    guardPool(pool, (err) => this.unavailable(err));
+    guardPool(pool, (err, connecting) => this.unavailable(err, connecting));
   }
 
   /**
@@ -871,8 +871,8 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   }
 
   /** The pool's connection errors: reported as DURABLE_STORE_UNAVAILABLE, and checked (`suspect`). */
-  private unavailable(err: unknown): unknown {
-    if (err instanceof DurableStoreUnavailable || !isConnectionError(err)) return err;
+  private unavailable(err: unknown, connecting = false): unknown {
+    if (err instanceof DurableStoreUnavailable || (!connecting && !isConnectionError(err))) return err;
     const error = asError(err);
     this.suspect(error);
     return new DurableStoreUnavailable(`PostgreSQL at ${this.server} cannot be reached: ${error.message}`, { cause: err });

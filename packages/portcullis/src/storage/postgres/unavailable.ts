@@ -7,10 +7,19 @@ import { PortcullisError } from "../../errors/catalogue.js";
  * what an outage looks like from a client (docs/failures.md).
  */
 const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "ECONNABORTED", "EHOSTDOWN"]);
-/** SQLSTATEs of a server going away or not there yet: admin_shutdown, crash_shutdown, cannot_connect_now; too_many_connections. */
-const SERVER_CODES = new Set(["57P01", "57P02", "57P03", "53300"]);
-/** node-postgres's own messages for a connection that failed or timed out (they carry no code). */
-const CLIENT_MESSAGES = /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connection error and is not queryable|Client was closed and is not queryable|Connection closed/i;
+/**
+ * SQLSTATEs of a server going away, not there yet, or not letting this process in: admin_shutdown,
+ * crash_shutdown, cannot_connect_now; too_many_connections; invalid_authorization_specification,
+ * invalid_password (credentials changed under a running gateway).
+ */
+const SERVER_CODES = new Set(["57P01", "57P02", "57P03", "53300", "28000", "28P01"]);
+/**
+ * node-postgres's own messages for a connection that failed or timed out (they carry no code), and
+ * the server's refusals of a new connection that share a code with other errors (a database that
+ * does not allow connections is 55000).
+ */
+const CLIENT_MESSAGES =
+  /Connection terminated|timeout exceeded when trying to connect|Query read timeout|connection error and is not queryable|Client was closed and is not queryable|Connection closed|does not (currently )?allow connections|the database system is (starting up|shutting down|not yet accepting connections|in recovery mode)/i;
 
 export function isConnectionError(err: unknown): boolean {
   if (err instanceof DurableStoreUnavailable) return true;
@@ -50,11 +59,16 @@ function isPromise(value: unknown): value is Promise<unknown> {
  * connection error (node-postgres throws many shapes of them), so every caller — key service,
  * audit log, policy, admin API — sees one coded error and the store learns of the outage in one
  * place. Callback-style calls (the pool's own, inside `pool.query`) are passed through untouched.
+ * `connecting`: the error kept `pool.connect()` from opening a connection (always unavailability).
  */
-export function guardPool(pool: pg.Pool, convert: (err: unknown) => unknown): void {
+export function guardPool(pool: pg.Pool, convert: (err: unknown, connecting: boolean) => unknown): void {
   const guarded = new WeakSet<object>();
   const rethrow = (err: unknown): never => {
-    throw convert(err);
+    throw convert(err, false);
+  };
+  // Whatever keeps a connection from being opened means the server cannot be used now.
+  const refused = (err: unknown): never => {
+    throw convert(err, true);
   };
   const guardQuery = (target: { query: unknown }): void => {
     const original = (target.query as QueryFn).bind(target);
@@ -78,8 +92,15 @@ export function guardPool(pool: pg.Pool, convert: (err: unknown) => unknown): vo
       if (typeof client === "object" && client !== null && !guarded.has(client)) {
         guarded.add(client);
         guardQuery(client as { query: unknown });
+        // The pool listens for errors of idle clients only: a checked-out client whose connection
+        // is closed by the server between two statements (a fast shutdown during a transaction)
+        // would emit an 'error' nobody hears, and crash the process. Heard here, it is one more
+        // sign of an outage; the client's next statement fails and the pool discards it.
+        (client as { on(event: "error", listener: (err: unknown) => void): unknown }).on("error", (err: unknown) => {
+          convert(err, false);
+        });
       }
       return client;
-    }, rethrow);
+    }, refused);
   };
 }
