@@ -114,6 +114,7 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
     const running = await startPortcullis(config, logger);
     const drill = new Drill(running, data, schema, pgServer.url, lines);
     cleanups.push(async () => {
+      if (process.env.DRILL_LOGS === "1") for (const l of lines) if (/"level":(40|50|60)/.test(l)) console.log(tag, l.replace(/"stack":"(?:[^"\\]|\\.)*"/g, "").slice(0, 600));
       await running.close(1_000);
       rmSync(dir, { recursive: true, force: true });
     });
