@@ -41,7 +41,7 @@ describe("admin API during an outage of the durable store", () => {
     );
     expect(err).toBeInstanceOf(PortcullisApiError);
     const e = err as PortcullisApiError;
-    return { status: e.status, code: e.code };
+    return { status: e.status, code: String(e.code) };
   }
 
   it("writes and reads are refused 503 DURABLE_STORE_UNAVAILABLE, nothing is written, and all works again once the store is back", async () => {
