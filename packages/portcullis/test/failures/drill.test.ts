@@ -190,6 +190,33 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
     await d.expectAuditComplete();
   }, 120_000);
 
+  it("PostgreSQL frozen (SIGSTOP: connections open, nothing answers): no request waits past its bound, the heartbeat finds the outage, thawed it is back", async () => {
+    const d = await startDrill("frozen");
+    const cached = await d.createKey(["read", "trade"]);
+    const uncached = await d.createKey(["read"]);
+    expect(await d.send(cached, "GET", "/api/v3/account")).toEqual({ status: 200, code: undefined });
+    pgServer.freeze();
+    try {
+      // Before the outage is known: the uncached key's lookup gives up after its 2 s bound.
+      let started = performance.now();
+      expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 503, code: "KEY_STORE_UNAVAILABLE" });
+      expect(performance.now() - started).toBeLessThan(3_500);
+      // The failed lookup is checked on the feed's connection (2 s), or the heartbeat (every 5 s, 2 s) finds it.
+      await until(() => d.running.core.availability?.outageSince !== null, 8_000, "the outage is found");
+      started = performance.now();
+      expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 503, code: "KEY_STORE_UNAVAILABLE" });
+      expect(performance.now() - started).toBeLessThan(500);
+      // A cached key never waited on the frozen server.
+      expect(await d.send(cached, "POST", "/api/v3/order")).toEqual({ status: 200, code: undefined });
+    } finally {
+      pgServer.thaw();
+    }
+    await until(() => d.running.core.availability?.outageSince === null, 10_000, "the gateway has PostgreSQL back");
+    expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 200, code: undefined });
+    await until(() => d.spillFiles().length === 0, 10_000, "the spill files are replayed");
+    await d.expectAuditComplete();
+  }, 120_000);
+
   it("a partition of this gateway alone: a key revoked meanwhile by another process is refused right after the gateway has PostgreSQL back", async () => {
     const d = await startDrill("partition");
     const key = await d.createKey(["read", "trade"]);
