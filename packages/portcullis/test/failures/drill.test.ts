@@ -159,6 +159,9 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
 
     await pgServer.start();
     await until(() => d.running.core.availability?.outageSince === null, 10_000, "the gateway has PostgreSQL back");
+    // The outage and its end, logged once each.
+    expect(d.lines.filter((l) => l.includes("durable store unreachable"))).toHaveLength(1);
+    expect(d.lines.filter((l) => l.includes("durable store answers again"))).toHaveLength(1);
     expect(await d.send(cached, "GET", "/api/v3/account")).toEqual({ status: 200, code: undefined });
     expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 200, code: undefined });
     expect((await d.admin(adminKey, "POST", "/portcullis/v1/keys", { account: "acct-9", scopes: ["read"] })).status).toBe(201);
