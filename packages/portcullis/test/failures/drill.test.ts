@@ -139,7 +139,7 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
     // A key never used here is refused at once.
     const started = performance.now();
     expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 503, code: "KEY_STORE_UNAVAILABLE" });
-    expect(performance.now() - started).toBeLessThan(500);
+    expect(performance.now() - started).toBeLessThan(1_000);
     // Admin writes and reads: a coded 503, never a 500.
     expect(await d.admin(adminKey, "POST", "/portcullis/v1/keys", { account: "acct-9", scopes: ["read"] })).toEqual({ status: 503, code: "DURABLE_STORE_UNAVAILABLE" });
     expect(await d.admin(adminKey, "POST", `/portcullis/v1/keys/${cached.id}/revoke`, { reason: "drill" })).toEqual({ status: 503, code: "DURABLE_STORE_UNAVAILABLE" });
@@ -208,7 +208,7 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
       await until(() => d.running.core.availability?.outageSince !== null, 8_000, "the outage is found");
       started = performance.now();
       expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 503, code: "KEY_STORE_UNAVAILABLE" });
-      expect(performance.now() - started).toBeLessThan(500);
+      expect(performance.now() - started).toBeLessThan(1_000);
       // A cached key never waited on the frozen server.
       expect(await d.send(cached, "POST", "/api/v3/order")).toEqual({ status: 200, code: undefined });
     } finally {
