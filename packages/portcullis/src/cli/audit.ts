@@ -11,11 +11,11 @@ import { EnvelopeSigningKeys } from "../custody/signing.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { reportFailure } from "./errors.js";
 import { parseDuration } from "../keys/input.js";
-import { DATA_FILES, DataDirError, openDataDir } from "../core/data-dir.js";
+import { DATA_FILES, openDataDir, storeOf } from "../core/data-dir.js";
 import type { AuditReader, EntryQuery } from "../audit/store.js";
 import { openAuditReadOnly } from "../storage/sqlite/audit.js";
 import { openPostgresAuditReadOnly } from "../storage/postgres/audit-reader.js";
-import { type StoreSettings, StoreSettingsError, describeStore, readStoreFile } from "../storage/location.js";
+import { describeStore } from "../storage/location.js";
 
 /**
  * `portcullis audit …`: verify, read and archive the audit log (docs/audit.md).
@@ -72,16 +72,6 @@ interface Reader {
   readonly audit: AuditReader;
   readonly spillDir: string;
   close(): Promise<void>;
-}
-
-/** The store the data directory names (store.json; SQLite without one). */
-function storeOf(dataDir: string): StoreSettings {
-  try {
-    return readStoreFile(dataDir);
-  } catch (err) {
-    if (err instanceof StoreSettingsError) throw new DataDirError(err.message);
-    throw err;
-  }
 }
 
 /** Opens the audit log for reading only: `--db FILE` (SQLite), else the data directory's store. */

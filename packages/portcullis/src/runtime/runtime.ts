@@ -11,7 +11,7 @@ import { Gateway } from "../gateway/server.js";
 import { Authorizer } from "../gateway/authorizer.js";
 import type { Environment } from "../contract/ids.js";
 import type { Logger } from "../log/logger.js";
-import { openDataDir, readSecretFile } from "../core/data-dir.js";
+import { checkSecretsOpen, openDataDir, readSecretFile } from "../core/data-dir.js";
 import { RedisChangeBus } from "../storage/redis/bus.js";
 import { RedisHotStore } from "../storage/redis/hot.js";
 import type { DurableStore, HotStore } from "../storage/types.js";
@@ -126,6 +126,12 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   if (config.environment !== null && config.environment !== data.environment) {
     await data.close();
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
+  }
+  try {
+    await checkSecretsOpen(data, config.dataDir);
+  } catch (err) {
+    await data.close();
+    throw err;
   }
   let core: Portcullis | null = null;
   let gateway: Gateway | Authorizer | null = null;
