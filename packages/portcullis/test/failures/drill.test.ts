@@ -162,6 +162,9 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
     // The outage and its end, logged once each.
     expect(d.lines.filter((l) => l.includes("durable store unreachable"))).toHaveLength(1);
     expect(d.lines.filter((l) => l.includes("durable store answers again"))).toHaveLength(1);
+    // The pollers log the outage once each, not once a poll.
+    expect(d.lines.filter((l) => l.includes("policy: reading the version in force failed"))).toHaveLength(1);
+    expect(d.lines.filter((l) => l.includes("held operations: release loop pass failed")).length).toBeLessThanOrEqual(1);
     expect(await d.send(cached, "GET", "/api/v3/account")).toEqual({ status: 200, code: undefined });
     expect(await d.send(uncached, "GET", "/api/v3/account")).toEqual({ status: 200, code: undefined });
     expect((await d.admin(adminKey, "POST", "/portcullis/v1/keys", { account: "acct-9", scopes: ["read"] })).status).toBe(201);
