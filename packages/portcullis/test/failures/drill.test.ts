@@ -94,6 +94,11 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
   /** A gateway and admin API on a fresh data directory on the private PostgreSQL (own schema) and Redis (own prefix). */
   async function startDrill(tag: string): Promise<Drill> {
     const dir = mkdtempSync(join(tmpdir(), `portcullis-drill-${tag}-`));
+    // Removed even when the drill fails before its gateway runs (cleanups run in reverse: last).
+    cleanups.push(() => {
+      rmSync(dir, { recursive: true, force: true });
+      return Promise.resolve();
+    });
     const data = join(dir, "data");
     const schema = uniqueSchema(tag);
     const init = await runCli(["init", "--data", data, "--environment", "test", "--store", pgServer.url, "--schema", schema, "--json"]);
@@ -115,7 +120,6 @@ describe.runIf(run)("failure drills: PostgreSQL and Redis outages under a runnin
     cleanups.push(async () => {
       if (process.env.DRILL_LOGS === "1") for (const l of lines) if (/"level":(40|50|60)/.test(l)) console.log(tag, l.replace(/"stack":"(?:[^"\\]|\\.)*"/g, "").slice(0, 600));
       await running.close(1_000);
-      rmSync(dir, { recursive: true, force: true });
     });
     return drill;
   }
