@@ -74,6 +74,8 @@ export interface AuditLogOptions extends AuditSettings {
   readonly stageNames?: readonly string[];
   /** Called after every acknowledged batch (metrics, tests). */
   readonly onCommit?: (info: CommitInfo) => void;
+  /** Told of every append to the store (a group commit or a spill replay): its duration (ms) and whether it failed (the metrics). */
+  readonly onStoreCall?: (ms: number, failed: boolean) => void;
 }
 
 export interface AuditStats {
@@ -146,6 +148,7 @@ export class AuditLog implements DecisionRecorder {
   private readonly timers: AuditTimers;
   private readonly stageNames: readonly string[];
   private readonly onCommit: ((info: CommitInfo) => void) | null;
+  private readonly onStoreCall: ((ms: number, failed: boolean) => void) | null;
   private readonly requests: RequestAuditMode;
   private readonly windowMs: number;
   private readonly batchEntries: number;
@@ -181,6 +184,7 @@ export class AuditLog implements DecisionRecorder {
     this.timers = options.timers ?? REAL_TIMERS;
     this.stageNames = options.stageNames ?? [];
     this.onCommit = options.onCommit ?? null;
+    this.onStoreCall = options.onStoreCall ?? null;
     const requests = options.requests ?? "all";
     if (!REQUEST_AUDIT_MODES.includes(requests)) throw new TypeError(`audit.requests must be one of ${REQUEST_AUDIT_MODES.join(", ")}`);
     this.requests = requests;
@@ -391,14 +395,17 @@ export class AuditLog implements DecisionRecorder {
 
   private async commitOrSpill(batch: AuditFields[], tryStore: boolean): Promise<boolean> {
     if (tryStore) {
+      const started = performance.now();
       try {
         const result = await this.store.append(batch, this.spill === null || this.store.writeSpill === undefined ? { lockTimeoutMs: this.lockTimeoutMs } : { lockTimeoutMs: this.lockTimeoutMs, spillDir: this.spill.dir });
+        this.onStoreCall?.(performance.now() - started, false);
         this.storeUp();
         this.lastWritten = result.head;
         this.counts.committed += batch.length;
         this.acknowledged(batch, "store", result.first, result.head.seq, null);
         return true;
       } catch (err) {
+        this.onStoreCall?.(performance.now() - started, true);
         this.storeDown(err);
       }
     }

@@ -7,7 +7,7 @@ import type { SigningKeyProvider } from "../contract/signing.js";
 import { KeyCache } from "../keys/cache.js";
 import type { Environment } from "../contract/ids.js";
 import { DEFAULT_IDLE_EXPIRY_MS, DEFAULT_WINDOW_MS, type Dialect } from "../contract/keys.js";
-import { KeyService } from "../keys/service.js";
+import { type KeyMaterial, KeyService } from "../keys/service.js";
 import { LAST_USED_FLUSH_MS, LastUsedRecorder } from "../keys/usage.js";
 import { type Logger, silentLogger } from "../log/logger.js";
 import { ClientAddressResolver } from "../net/client-address.js";
@@ -201,8 +201,11 @@ export class Portcullis {
       idleExpiryMs,
       ...(options.limits === undefined ? {} : { limitWindows: new Map(options.limits.specs.map((s) => [s.name, s.windowMs])) }),
     });
+    // Each load timed for the metrics (a cache miss or refresh: never the common case).
+    const storeCall = options.metrics?.storeCall ?? null;
+    const load = (id: string): Promise<KeyMaterial | null> => this.keys.loadMaterial(id);
     this.cache = new KeyCache({
-      load: (id) => this.keys.loadMaterial(id),
+      load: storeCall === null ? load : timed(load, (ms, failed) => { storeCall("durable", "key_load", ms, failed); }),
       defaultWindowMs: options.windowMs ?? DEFAULT_WINDOW_MS,
       idleExpiryMs,
       now,
@@ -298,6 +301,7 @@ export class Portcullis {
       logger: this.logger,
       now,
       stageNames: this.pipeline.stageNames,
+      ...(storeCall === null ? {} : { onStoreCall: (ms: number, failed: boolean) => { storeCall("durable", "audit_append", ms, failed); } }),
     });
     // The audit log learns of the store's outages from the store: it spills at once while the
     // store is out, and replays the moment it is back (docs/failures.md).
@@ -414,4 +418,19 @@ export class Portcullis {
     await this.store.close();
     await this.hot.close();
   }
+}
+
+/** `fn` with each call's duration (ms) and outcome reported to `report`. */
+function timed<A, R>(fn: (arg: A) => Promise<R>, report: (ms: number, failed: boolean) => void): (arg: A) => Promise<R> {
+  return async (arg) => {
+    const started = performance.now();
+    try {
+      const result = await fn(arg);
+      report(performance.now() - started, false);
+      return result;
+    } catch (err) {
+      report(performance.now() - started, true);
+      throw err;
+    }
+  };
 }

@@ -325,6 +325,8 @@ const operatorFailures = {
   BACKUP_KEK_MISMATCH: { area: "custody", exit: 1, message: "the backup cannot be opened with this KEK" },
   RESTORE_TARGET_NOT_EMPTY: { area: "custody", exit: 1, message: "the restore target already holds keys, held operations or policy state" },
   BACKUP_UNSUPPORTED: { area: "custody", exit: 1, message: "this store cannot be backed up this way (a PostgreSQL store without pg_dump / pg_restore on this host)" },
+  BACKUP_STORE_MISMATCH: { area: "custody", exit: 1, message: "the backup holds another kind of store (SQLite against PostgreSQL)" },
+  BACKUP_TOOL_FAILED: { area: "custody", exit: 1, message: "pg_dump, pg_restore or a PostgreSQL step of the restore failed" },
 
   // --- audit commands (problems found *in* a log are audit/verify.ts AUDIT_PROBLEMS) ----------
   AUDIT_LOG_UNAVAILABLE: {

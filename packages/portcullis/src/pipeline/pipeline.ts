@@ -105,6 +105,10 @@ export interface PipelineMetrics {
   decided(surface: AuditSurface, code: string): void;
   /** A sampled request's stage durations in ms, by index of `stageNames` (NaN: the stage did not run). */
   sampled(stageNames: readonly string[], durations: readonly number[]): void;
+  /** The hot store could not answer an admission (the request failed closed or went to the local stand-in). */
+  hotStoreFailed?(): void;
+  /** A durable store operation of the core (a key load, an audit group commit): its duration in ms and whether it failed. */
+  readonly storeCall?: (store: "durable" | "hot", operation: string, ms: number, failed: boolean) => void;
 }
 
 /** How a decided request ended, for the behaviour stage. */
@@ -168,6 +172,7 @@ export class Pipeline {
       limits: options.limits,
       shield: options.shield,
       throttlePerMinute: options.throttlePerMinute ?? DEFAULT_THROTTLE_PER_MINUTE,
+      onHotFailure: options.metrics?.hotStoreFailed?.bind(options.metrics) ?? null,
     });
     this.observer = options.observe ?? null;
     this.metrics = options.metrics ?? null;

@@ -345,7 +345,23 @@ export interface DurableStore {
   readonly behaviour: BehaviourStateStore;
   /** The behaviour stage's anomaly actions (docs/behaviour.md, "Responses"). */
   readonly anomalies: AnomalyActionStore;
+  /**
+   * A store that several hosts share (PostgreSQL) excludes KEK rotations itself, where a lock file
+   * in one host's data directory cannot: see `CustodyLock`. Absent for a store only one host opens
+   * (SQLite: the data directory's lock file is enough).
+   */
+  readonly custodyLock?: CustodyLock;
   close(): Promise<void>;
+}
+
+/** One KEK rotation at a time on a store, across every host that opens it (custody/rotation.ts). */
+export interface CustodyLock {
+  /**
+   * Runs `fn` holding the store's custody lock; waits up to `waitMs` (default 5000) for another
+   * holder, then refuses with CUSTODY_ROTATION_IN_PROGRESS. `stillHeld` answers whether the lock
+   * is still held (its connection alive): check it before a step that must not interleave.
+   */
+  withLock<T>(what: string, fn: (stillHeld: () => Promise<boolean>) => Promise<T>, waitMs?: number): Promise<T>;
 }
 
 // --- approvers and held operations (docs/approvals.md) ------------------------------------------

@@ -22,6 +22,7 @@ import type {
   AddressStore,
   AnomalyActionStore,
   BehaviourStateStore,
+  CustodyLock,
   RotationResult,
   SpendStore,
   TransitionResult,
@@ -30,6 +31,7 @@ import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelop
 import type { KeyStatus } from "../../contract/keys.js";
 import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
+import { LOCK_CUSTODY } from "./locks.js";
 import { PostgresAudit, appendKeyChange } from "./audit.js";
 import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from "./policy.js";
 import { PostgresBehaviourStore } from "./behaviour.js";
@@ -932,6 +934,61 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
       } catch {
         // A listener's fault must not stop the others from hearing about the change.
       }
+    }
+  }
+
+  // --- the custody lock (custody/rotation.ts) -----------------------------------------------------
+
+  /**
+   * KEK rotations exclude each other through the schema's custody lock, a session-level advisory
+   * lock (`pg_try_advisory_lock(LOCK_CUSTODY, <schema hash>)`) on a connection of its own, outside
+   * the pool, held for the whole rotation: a rotation on another host sharing this store waits
+   * `waitMs` and is then refused with CUSTODY_ROTATION_IN_PROGRESS. PostgreSQL releases it when the
+   * connection ends, however the holder ends (killed, host lost): nothing to clean up. A transaction
+   * lock would not do: a rotation is many transactions over seconds or minutes.
+   */
+  readonly custodyLock: CustodyLock = {
+    withLock: <T>(what: string, fn: (stillHeld: () => Promise<boolean>) => Promise<T>, waitMs = 5_000): Promise<T> => this.withCustodyLock(what, fn, waitMs),
+  };
+
+  private async withCustodyLock<T>(what: string, fn: (stillHeld: () => Promise<boolean>) => Promise<T>, waitMs: number): Promise<T> {
+    const client = new pg.Client({ ...this.clientConfig, application_name: `portcullis-custody:${this.schema}` });
+    const connection = { lost: false };
+    client.on("error", (err) => {
+      connection.lost = true;
+      this.onError(err);
+    });
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw new OperatorError("DURABLE_STORE_UNREACHABLE", `cannot connect to PostgreSQL for the custody lock: ${asError(err).message}`, { cause: err });
+    }
+    try {
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1, $2) AS ok", [LOCK_CUSTODY, this.lockKey]);
+        if (rows[0]?.ok === true) break;
+        if (Date.now() >= deadline) {
+          throw new OperatorError("CUSTODY_ROTATION_IN_PROGRESS", `${what} is locked by another process, on this host or another sharing schema ${this.schema}; retry when it is done`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // A session lock lasts as long as its session: the connection answering is the lock held.
+      const stillHeld = async (): Promise<boolean> => {
+        if (connection.lost) return false;
+        try {
+          await client.query("SELECT 1");
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      return await fn(stillHeld);
+    } finally {
+      // Ending the session releases the lock; unlocked explicitly first all the same.
+      if (!connection.lost) await client.query("SELECT pg_advisory_unlock($1, $2)", [LOCK_CUSTODY, this.lockKey]).catch(() => undefined);
+      await client.end().catch(() => undefined);
     }
   }
 
