@@ -164,6 +164,8 @@ export class AuditLog implements DecisionRecorder {
   private running: Promise<void> = Promise.resolve();
   private spillPending: boolean;
   private storeDownUntil = 0;
+  /** The store's owner says it is out (`storeUnavailable`): no append is tried until it says otherwise. */
+  private storeOut = false;
   private backoffMs = MIN_BACKOFF_MS;
   private lastWarning = new Map<string, number>();
   private lastWritten: ChainHead | null = null;
@@ -250,12 +252,33 @@ export class AuditLog implements DecisionRecorder {
     return this.enqueue(() => this.commitAll(false, true));
   }
 
-  /** Signs the chain's current head, if it moved since the latest checkpoint. */
+  /** Signs the chain's current head, if it moved since the latest checkpoint (not while the store is known to be out). */
   checkpoint(): Promise<SignedCheckpoint | null> {
     let result: SignedCheckpoint | null = null;
     return this.enqueue(async () => {
+      if (this.storeOut) return;
       result = await this.signHead();
     }).then(() => result);
+  }
+
+  /**
+   * The store is known to be out (PostgreSQL lost, docs/failures.md): batches go to the spill
+   * directory without trying the store (an append to a server that does not answer would hold
+   * them for its timeout), and no checkpoint is signed, until `storeAvailable`.
+   */
+  storeUnavailable(): void {
+    this.storeOut = true;
+  }
+
+  /**
+   * The store answers again: the spill files are replayed now, in order and once each, rather than
+   * after the backoff of the failures seen meanwhile.
+   */
+  storeAvailable(): void {
+    this.storeOut = false;
+    this.storeDownUntil = 0;
+    this.backoffMs = MIN_BACKOFF_MS;
+    if (this.closing === null && (this.spillPending || this.buffer.length > 0)) this.schedule(0);
   }
 
   /** Flushes, signs a last checkpoint and stops. Entries recorded afterwards are dropped. */
@@ -328,7 +351,7 @@ export class AuditLog implements DecisionRecorder {
    * requests/s that was about 30 entries a commit, and about twice the CPU per entry).
    */
   private async commitAll(force: boolean, all: boolean): Promise<void> {
-    const storeUsable = (): boolean => force || this.now() >= this.storeDownUntil;
+    const storeUsable = (): boolean => force || (!this.storeOut && this.now() >= this.storeDownUntil);
     // Spilled batches go first, so the chain keeps (about) the order things happened in.
     if (this.spillPending && storeUsable()) await this.replay();
     // The entries this commit is for; later ones only as full batches.
@@ -354,7 +377,8 @@ export class AuditLog implements DecisionRecorder {
         break;
       }
     }
-    if (this.closing === null && (this.buffer.length > 0 || this.spillPending)) {
+    // While the store is known to be out, spill files wait for `storeAvailable` to schedule their replay.
+    if (this.closing === null && (this.buffer.length > 0 || (this.spillPending && !this.storeOut))) {
       this.schedule(Math.max(this.windowMs, this.storeDownUntil - this.now()));
     }
   }

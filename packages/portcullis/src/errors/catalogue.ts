@@ -247,7 +247,10 @@ const requestRefusals = {
   // --- operational endpoints (docs/operations-endpoints.md) -----------------------------------
   DRAINING: { status: 503, message: "This gateway process is shutting down (draining); send new requests to another instance." },
   NOT_READY: { status: 503, message: "A dependency of this gateway is not answering; the body names each check and its state." },
-  DURABLE_STORE_UNAVAILABLE: { status: 503, message: "The durable store (SQLite or PostgreSQL) did not answer a trivial read." },
+  DURABLE_STORE_UNAVAILABLE: {
+    status: 503,
+    message: "The durable store (SQLite or PostgreSQL) cannot be reached right now (readiness: it did not answer a trivial read); retry shortly.",
+  },
   AUDIT_LOG_STUCK: { status: 503, message: "The audit log holds entries that neither the store nor the spill directory acknowledged in time." },
   CUSTODY_UNAVAILABLE: { status: 503, message: "The key custody provider (keyring file or PKCS#11 token) did not answer." },
   CHECK_TIMED_OUT: { status: 503, message: "A readiness check did not answer within its timeout." },

@@ -303,8 +303,25 @@ export interface SpendStore {
   forget(ref: string): Promise<number>;
 }
 
+/**
+ * Whether this process can reach its durable store (docs/failures.md). Read on the request path,
+ * so it is a field, kept current by the store itself: no I/O per request. SQLite, a file of this
+ * host, is never "out" and has none.
+ */
+export interface StoreAvailability {
+  /** When this process lost the store (epoch ms, the store's clock), or null while it has it. */
+  readonly outageSince: number | null;
+  /**
+   * Calls `listener` at every change: the outage's start (its time), or null once the store is back
+   * (for PostgreSQL: its change feed reconnected and caught up). Returns an unsubscribe.
+   */
+  watch(listener: (outageSince: number | null) => void): () => void;
+}
+
 export interface DurableStore {
   readonly kind: string;
+  /** Outages of a store on another host (PostgreSQL); absent: it cannot be out (SQLite). */
+  readonly availability?: StoreAvailability;
   readonly keys: KeyStore;
   readonly changes: ChangeFeed;
   readonly meta: MetaStore;
