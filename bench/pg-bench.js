@@ -311,11 +311,12 @@ async function buffered(admin, schema) {
 }
 
 /**
- * Runs benchmark 18. Returns `{ settings, server, fill, relations, warm, firstTouch, missing }`:
+ * Runs benchmark 18 on a private server, or (`privateServer` false, or no server binaries) on
+ * `url` in `schema` (default a random `pcbench_…`), which is dropped at the end. Returns `{ settings, server, fill, relations, warm, firstTouch, missing }`:
  * `warm` and `firstTouch` list measured runs; `missing.firstTouch` (and `missing.all`) say why a
  * part did not run.
  */
-export async function runPgLookupBench({ keys, lookups, concurrencies, batch, poolSize, progress = () => undefined, privateServer = true, url: givenUrl = FALLBACK_URL }) {
+export async function runPgLookupBench({ keys, lookups, concurrencies, batch, poolSize, progress = () => undefined, privateServer = true, url: givenUrl = FALLBACK_URL, schema: givenSchema = null }) {
   const settings = { keys, lookups, concurrencies, batch, poolSize };
   const missing = {};
   let server = null;
@@ -331,7 +332,7 @@ export async function runPgLookupBench({ keys, lookups, concurrencies, batch, po
   } else {
     missing.firstTouch = privateServer ? "no PostgreSQL server binaries (initdb, postgres): install postgresql, or set PORTCULLIS_BENCH_PG_BIN" : "needs a private server (not asked for)";
   }
-  if (server === null) schema = `pcbench_${randomBytes(6).toString("hex")}`;
+  if (server === null) schema = givenSchema ?? `pcbench_${randomBytes(6).toString("hex")}`;
   const admin = () => {
     const c = new pg.Client({ connectionString: url });
     c.on("error", () => undefined);
