@@ -113,7 +113,8 @@ function shuffle(list) {
 /**
  * Fills `schema` (created and migrated by PostgresStore.open) with `count` keys (the template
  * included). Resolves to `{ ids (the filled ids, the template's first), seconds, envelope,
- * keyringDir, template }`; the caller removes `keyringDir`.
+ * keyringDir, template, pid }` (`pid`: the backend that filled, closed by then); the caller removes
+ * `keyringDir`.
  */
 export async function fillKeys({ url, schema, count, batch, progress = () => undefined }) {
   const keyringDir = mkdtempSync(join(tmpdir(), "portcullis-bench-pgkeys-"));
@@ -126,6 +127,7 @@ export async function fillKeys({ url, schema, count, batch, progress = () => und
     const template = created.key.id;
     const admin = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
     await admin.connect();
+    const pid = (await admin.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
     try {
       const columns = (await admin.query("SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'keys' ORDER BY ordinal_position", [schema])).rows.map((r) => r.column_name);
       const sql = fillStatement(columns);
@@ -165,7 +167,7 @@ export async function fillKeys({ url, schema, count, batch, progress = () => und
       await admin.query("VACUUM (ANALYZE) keys");
       const n = Number((await admin.query("SELECT count(*) AS n FROM keys")).rows[0].n);
       if (n !== count) throw new Error(`the fill left ${n} keys, not ${count}`);
-      return { ids, seconds: (performance.now() - t0) / 1000, envelope, keyringDir, template };
+      return { ids, seconds: (performance.now() - t0) / 1000, envelope, keyringDir, template, pid };
     } finally {
       await admin.end();
     }
@@ -195,6 +197,15 @@ async function poolGone(admin, schema) {
     const { rows } = await admin.query("SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1", [`portcullis:${schema}`]);
     if (Number(rows[0].n) === 0) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Waits until backend `pid` has exited (its statistics are then counted). */
+async function backendGone(admin, pid) {
+  const until = Date.now() + 10_000;
+  while (Date.now() < until) {
+    if ((await admin.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", [pid])).rows.length === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
@@ -354,6 +365,9 @@ export async function runPgLookupBench({ keys, lookups, concurrencies, batch, po
     progress(`benchmark 18: filling ${keys.toLocaleString("en-US")} keys into ${server === null ? `schema ${schema} at ${url.replace(/\/\/[^@]*@/, "//")}` : `a private PostgreSQL ${serverInfo.version}`}`);
     const fill = await fillKeys({ url, schema, count: keys, batch, progress });
     keyringDir = fill.keyringDir;
+    // The fill's block counts must be in before any run reads the counters.
+    await backendGone(client, fill.pid);
+    await poolGone(client, schema);
     progress(`benchmark 18: filled in ${fmt(fill.seconds, 1)} s`);
     const relations = await relationInfo(client, schema);
     // Disjoint samples: no id is looked up twice in the whole benchmark (the template is never).
@@ -374,13 +388,24 @@ export async function runPgLookupBench({ keys, lookups, concurrencies, batch, po
     // Warm: the table and its indexes in memory first.
     let warmState = null;
     if (server !== null) {
-      await client.query(`SELECT pg_prewarm('${schema}.keys', 'read')`);
-      const indexes = (await client.query("SELECT i.indexrelid::regclass::text AS name, i.indisprimary AS pkey FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = 'keys'", [schema])).rows;
-      for (const { name } of indexes) await client.query("SELECT pg_prewarm($1::regclass, 'read')", [name]);
-      // Into shared buffers: the rows (as many as fit), then the primary key last, so that the
-      // table's pages do not push it out.
-      await client.query("SELECT pg_prewarm($1::regclass)", [`${schema}.keys`]);
-      for (const { name } of indexes.filter((i) => i.pkey)) await client.query("SELECT pg_prewarm($1::regclass)", [name]);
+      // On a connection of its own, closed before the runs: a backend's statistics are counted
+      // up to a second after its queries (or when it exits), and the prewarm's block reads must
+      // not land in the first run's counts.
+      const prewarm = admin();
+      await prewarm.connect();
+      const pid = (await prewarm.query("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+      try {
+        await prewarm.query("SELECT pg_prewarm($1::regclass, 'read')", [`${schema}.keys`]);
+        const indexes = (await prewarm.query("SELECT i.indexrelid::regclass::text AS name, i.indisprimary AS pkey FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = $1 AND t.relname = 'keys'", [schema])).rows;
+        for (const { name } of indexes) await prewarm.query("SELECT pg_prewarm($1::regclass, 'read')", [name]);
+        // Into shared buffers: the rows (as many as fit), then the primary key last, so that the
+        // table's pages do not push it out.
+        await prewarm.query("SELECT pg_prewarm($1::regclass)", [`${schema}.keys`]);
+        for (const { name } of indexes.filter((i) => i.pkey)) await prewarm.query("SELECT pg_prewarm($1::regclass)", [name]);
+      } finally {
+        await prewarm.end();
+      }
+      await backendGone(client, pid);
       warmState = { buffers: await buffered(client, schema), osCached: await cachedShare(server.relationFiles(relations.files)) };
     }
     const warm = [];
