@@ -73,7 +73,7 @@ function chownTree(dir, user) {
 }
 
 /**
- * Starts a private PostgreSQL. Resolves to `{ url, port, dataDir, version, restart, stop,
+ * Starts a private PostgreSQL. Resolves to `{ url, port, dataDir, version, pid, restart, stop,
  * relationFiles, evict }`:
  *
  * - `restart()` stops the server (a clean shutdown: a checkpoint, so every page is on disk) and
@@ -154,6 +154,10 @@ export async function startPrivatePostgres({ settings = {} } = {}) {
       port,
       dataDir,
       version,
+      /** The postmaster's pid now (it changes with a restart): its descendants are the server's processes. */
+      pid() {
+        return child === null ? null : child.pid;
+      },
       async restart() {
         await stopServer();
         await startServer();
