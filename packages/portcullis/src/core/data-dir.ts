@@ -5,7 +5,6 @@ import { join } from "node:path";
 import type { CustodyConfig } from "../custody/config.js";
 import type { Envelope } from "../custody/envelope.js";
 import type { Environment } from "../contract/ids.js";
-import type { DurableStore } from "../storage/types.js";
 import { KeyringFileProvider, type KekProvider } from "../custody/keyring.js";
 import { type Custody, openCustody } from "../custody/open.js";
 import type { SigningKeyProvider } from "../contract/signing.js";
@@ -155,7 +154,7 @@ export function readSecretFile(path: string, setting?: string): string {
 }
 
 /** The durable stores a data directory can name. */
-export type DataDirStore = SqliteStore | (PostgresStore & DurableStore);
+export type DataDirStore = SqliteStore | PostgresStore;
 
 export interface OpenDataDir {
   readonly store: DataDirStore;
@@ -201,7 +200,7 @@ export async function openDataDir(dataDir: string, options: OpenDataDirOptions =
     throw new DataDirError(`the configuration's store is ${describeStore(options.store)}, but ${dataDir} keeps its store in ${describeStore(recorded)}: make config.store name the data directory's store`);
   }
   const settings = options.store ?? recorded;
-  const opened =
+  const store: DataDirStore =
     settings.backend === "sqlite"
       ? new SqliteStore(join(dataDir, DATA_FILES.database), {
           ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
@@ -215,13 +214,6 @@ export async function openDataDir(dataDir: string, options: OpenDataDirOptions =
           audit: { spillDir: join(dataDir, "audit-spill"), archiveDir: join(dataDir, "audit-archive") },
           ...(options.onStoreError === undefined ? {} : { onError: options.onStoreError }),
         });
-  // Until the PostgreSQL store holds approvers and held operations, a data directory on
-  // PostgreSQL cannot be opened: the runtime and the CLI need every part of a DurableStore.
-  if (!("holds" in opened)) {
-    await opened.close();
-    throw new DataDirError(`${dataDir} names a PostgreSQL store, which cannot hold approvals in this build yet`);
-  }
-  const store = opened as DataDirStore;
   try {
     const environment = await store.getMeta("environment");
     if (environment !== "live" && environment !== "test") {

@@ -33,6 +33,8 @@ export interface Custody {
 
 /** The data directory file that serialises KEK rotations and first-time KEK creation. */
 export const CUSTODY_LOCK = "custody.lock";
+/** The lock this host's processes take to generate a signing key in the token (pkcs11-signing.ts). */
+export const SIGNING_KEYS_LOCK = "signing-keys.lock";
 
 const BINDING = "custody:provider";
 
@@ -134,7 +136,7 @@ export async function openCustody(dataDir: string, store: DurableStore, config: 
     if (config.provider === "pkcs11") token = await openToken(config);
     let signingKeys: SigningKeyProvider;
     if (config.provider === "pkcs11" && config.signingKeys === "pkcs11" && token !== null) {
-      signingKeys = new Pkcs11SigningKeys(token, store.meta, config.labelPrefix);
+      signingKeys = new Pkcs11SigningKeys(token, store.meta, config.labelPrefix, (generate) => withFileLock(join(dataDir, SIGNING_KEYS_LOCK), "the token's signing-key generation", generate, 30_000));
     } else {
       signingKeys = new EnvelopeSigningKeys(store.meta, envelope);
     }

@@ -14,7 +14,12 @@ import type { SigningKey, SigningKeyProvider, SigningPurpose } from "../contract
  * Open-or-create is race-free across processes: a process that finds no key for the purpose
  * generates a pair under a fresh kid, then offers the kid to the durable store's meta table
  * (`initMeta`: the first offer wins, atomically). A process that lost the race destroys the pair
- * it made and uses the winner's, found in the token by CKA_ID. The meta entry also records the
+ * it made and uses the winner's, found in the token by CKA_ID. On one host the generation is also
+ * serialised (`serialize`: the data directory's lock file), and a process that waited reads the
+ * meta entry again first: SoftHSM keeps a token as files that each process re-reads lazily, and
+ * several processes creating and destroying objects at once left one of them, now and then,
+ * unable to find the winner's pair in time. With the lock, at most one process per host writes
+ * the token for a purpose, and the others only read it. The meta entry also records the
  * public key (SPKI PEM); opening checks it against the token's, so a swapped entry is refused.
  */
 
@@ -50,6 +55,8 @@ export class Pkcs11SigningKeys implements SigningKeyProvider {
     private readonly token: Pkcs11Token,
     private readonly meta: MetaStore,
     private readonly prefix: string,
+    /** Runs a key generation holding a lock shared by this host's processes; default: unserialised. */
+    private readonly serialize: <T>(fn: () => Promise<T>) => Promise<T> = (fn) => fn(),
   ) {}
 
   /** The meta entry that records the HSM key of a purpose. */
@@ -60,15 +67,19 @@ export class Pkcs11SigningKeys implements SigningKeyProvider {
   async open(purpose: SigningPurpose): Promise<SigningKey> {
     const name = Pkcs11SigningKeys.metaName(purpose);
     let text = await this.meta.getMeta(name);
-    if (text === undefined) {
+    text ??= await this.serialize(async () => {
+      // Another process of this host may have recorded one while this one waited for the lock.
+      const recorded = await this.meta.getMeta(name);
+      if (recorded !== undefined) return recorded;
       const made = await this.generate(purpose);
-      text = await this.meta.initMeta(name, JSON.stringify(made.stored));
-      if (text !== JSON.stringify(made.stored)) {
-        // Another process stored its key first: ours is never used.
+      const won = await this.meta.initMeta(name, JSON.stringify(made.stored));
+      if (won !== JSON.stringify(made.stored)) {
+        // A process of another host stored its key first: ours is never used.
         await this.token.destroy(made.privateKey);
         await this.token.destroy(made.publicKey);
       }
-    }
+      return won;
+    });
     let stored: unknown;
     try {
       stored = JSON.parse(text);

@@ -137,8 +137,10 @@ export async function startGateway(config: string): Promise<Gateway> {
   // whose `created` (whole seconds), less the 1 s clock allowance, is before its start. Its start
   // precedes this line; the requests here are signed with the current second, so they are past
   // the fence from the second after next. Real processes, real clocks: the wait is real time.
+  // A timer may fire a millisecond before Date.now() reaches its time (timers run on the monotonic
+  // clock): a request signed then carries the second before `past` and is fenced. Hence the loop.
   const past = Math.ceil((Date.now() + 1_000) / 1_000) * 1_000;
-  await sleep(Math.max(0, past - Date.now()));
+  while (Date.now() < past) await sleep(Math.max(1, past - Date.now()));
   return { gateway: info.gateway, admin: info.admin, child: started.child };
 }
 

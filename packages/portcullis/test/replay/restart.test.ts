@@ -80,9 +80,9 @@ function binanceRequest(timestamp: number): Sent {
 }
 
 /** The time a signed time must be past so a restart started after it cannot fence it (whole seconds, the clock allowance). */
+/** Waits until Date.now() ≥ ms: a timer may fire a millisecond early by the wall clock, hence the loop. */
 async function waitPast(ms: number): Promise<void> {
-  const wait = ms - Date.now();
-  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  while (Date.now() < ms) await new Promise((resolve) => setTimeout(resolve, Math.max(1, ms - Date.now())));
 }
 
 beforeAll(async () => {

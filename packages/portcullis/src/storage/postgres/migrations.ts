@@ -278,6 +278,68 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       CREATE INDEX anomaly_actions_due ON anomaly_actions (due_at, seq) WHERE state = 'active' AND due_at IS NOT NULL;
     `,
   },
+  {
+    version: 6,
+    name: "approvers and held operations",
+    sql: `
+      -- SQLite's migration 12 (docs/approvals.md). People who approve held operations, each with
+      -- an Ed25519 public key (SPKI PEM) and the groups they belong to (a JSON array). Removed
+      -- approvers are deleted: their past decisions keep their names and signatures in
+      -- held_approvals and the audit log.
+      CREATE TABLE approvers (
+        name       TEXT COLLATE "C" PRIMARY KEY,
+        public_key TEXT NOT NULL,
+        groups     TEXT NOT NULL,
+        added_at   BIGINT NOT NULL
+      );
+
+      -- Held operations. The exact request (or a change's payload) and the upstream's answer are
+      -- envelopes under the deployment's KEK; everything the approval digest covers is here in
+      -- clear (summary and tiers as JSON text, exactly as written: the digest covers that text),
+      -- so any process can recompute the digest and render the operation. Every transition is a
+      -- compare-and-swap on state (storage/postgres/holds.ts).
+      CREATE TABLE held_operations (
+        id             TEXT COLLATE "C" PRIMARY KEY,
+        state          TEXT NOT NULL CHECK (state IN ('pending', 'ready', 'releasing', 'released', 'unknown', 'cancelled', 'rejected', 'expired')),
+        kind           TEXT NOT NULL,
+        target         TEXT NOT NULL CHECK (target IN ('request', 'change')),
+        key_id         TEXT COLLATE "C",
+        account        TEXT COLLATE "C",
+        owner          TEXT,
+        summary        TEXT NOT NULL,
+        policy_version INTEGER NOT NULL,
+        rule           TEXT NOT NULL,
+        tiers          TEXT NOT NULL,
+        not_before     BIGINT,
+        expires_at     BIGINT NOT NULL,
+        created_at     BIGINT NOT NULL,
+        updated_at     BIGINT NOT NULL,
+        request_digest TEXT NOT NULL,
+        held           BYTEA NOT NULL,
+        outcome_status INTEGER,
+        outcome        BYTEA,
+        claimed_by     TEXT,
+        claimed_at     BIGINT,
+        reason         TEXT,
+        -- true once an operation that ended without release had its policy value forgotten.
+        settled        BOOLEAN NOT NULL DEFAULT false,
+        -- true once every tier has its approvals.
+        approved       BOOLEAN NOT NULL DEFAULT false
+      );
+      CREATE INDEX held_operations_state ON held_operations (state, created_at);
+      CREATE INDEX held_operations_key ON held_operations (key_id, state);
+
+      CREATE TABLE held_approvals (
+        operation_id TEXT COLLATE "C" NOT NULL REFERENCES held_operations (id),
+        approver     TEXT COLLATE "C" NOT NULL,
+        decision     TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+        tier         INTEGER,
+        signature    TEXT NOT NULL,
+        at           BIGINT NOT NULL,
+        PRIMARY KEY (operation_id, approver)
+      );
+    `,
+  },
 ];
 
 export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY, nameLockKey, schemaLockKey } from "./locks.js";

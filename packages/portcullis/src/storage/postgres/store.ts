@@ -5,9 +5,11 @@ import { OperatorError } from "../../errors/catalogue.js";
 import type { ReservationStore } from "../../replay/reservations.js";
 import type {
   ChangeFeed,
+  DurableStore,
   EndedSessionStore,
   EnvelopeReplacement,
   EnvelopeStore,
+  HeldEnvelopeColumn,
   HeldEnvelopes,
   KeyChange,
   KeyEnvelopes,
@@ -32,6 +34,7 @@ import { PostgresAudit, appendKeyChange } from "./audit.js";
 import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from "./policy.js";
 import { PostgresBehaviourStore } from "./behaviour.js";
 import { PostgresAnomalies } from "./anomalies.js";
+import { PostgresHolds } from "./holds.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
 export interface PgQueryable {
@@ -52,11 +55,11 @@ export interface RecordedKeyChange {
  * Runs inside the transaction of every key change, after its change-feed row and its audit entry
  * are written; a rejection rolls the whole change back (all or nothing).
  *
- * The audit entry itself is not a hook: the store always writes it (`appendKeyChange`), as
- * SqliteStore always calls `SqliteAudit.keyChange`. What still plugs in here is what does not
- * exist on PostgreSQL yet: the SQLite store cancels a key's held operations in the transaction
- * that revokes or suspends it (`SqliteHolds.cancelForKey`); the PostgreSQL holds come later, and
- * until then this store must not be wired into the runtime.
+ * Nothing the store's own semantics need is a hook: the store always writes the audit entry
+ * (`appendKeyChange`), as SqliteStore always calls `SqliteAudit.keyChange`, and always cancels a
+ * key's held operations in the transaction that revokes or suspends it
+ * (`PostgresHolds.cancelForKey`, as `SqliteHolds.cancelForKey`). The hook is for a caller that
+ * must add to a key change atomically.
  */
 export type KeyChangeHook = (tx: PgQueryable, recorded: RecordedKeyChange) => Promise<void>;
 
@@ -158,23 +161,26 @@ function serverName(url: string): string {
 type Listener = (ids: readonly string[], local: boolean) => void;
 
 /**
- * The production durable store on PostgreSQL, first parts (docs/storage-postgres.md): keys and
+ * The production durable store on PostgreSQL (docs/storage-postgres.md): keys and
  * their change feed, meta entries, custody's envelopes and the KEK floor, increasing-nonce
  * reservations and ended sessions — the same semantics as SqliteStore's, which the contract suite
  * (test/storage/durable-contract.test.ts) holds both to — and the audit log (`audit`, a
  * PostgresAudit; test/storage/audit-contract.test.ts), every key change audited in its own
  * transaction; and the policy's state (`policies`, `addresses`, `spend`: storage/postgres/policy.ts;
- * test/storage/policy-contract.test.ts), its audited changes in their own transactions. Not a
- * `DurableStore` yet: holds, behaviour states and anomaly actions come later, and nothing wires
- * this store into the configuration or the runtime.
+ * test/storage/policy-contract.test.ts), its audited changes in their own transactions; the
+ * behaviour states and anomaly actions (`behaviour`, `anomalies`); and approvers and held
+ * operations (`holds`: storage/postgres/holds.ts; test/storage/holds-contract.test.ts), every
+ * transition audited in its own transaction. The whole `DurableStore`; nothing wires it into the
+ * configuration or the runtime yet.
  *
  * Concurrency, where SQLite has one writer at a time and PostgreSQL does not:
  * - every transaction that writes the change feed first takes the schema's feed lock (a
  *   transaction advisory lock), so feed rows become visible in seq order and a reader that has
  *   seen seq n has seen every row before it;
- * - every envelope write takes the KEK-floor lock shared and `raiseKekFloor` takes it exclusive,
- *   so a floor raise and an envelope write under an old version cannot both commit (SQLite gets
- *   this from its immediate transactions);
+ * - every envelope write (a key's, a meta entry's, a held operation's request or answer) takes
+ *   the KEK-floor lock shared and `raiseKekFloor` takes it exclusive, so a floor raise and an
+ *   envelope write under an old version cannot both commit (SQLite gets this from its immediate
+ *   transactions);
  * - conditional changes are `UPDATE … WHERE status = ANY(…) RETURNING`: of two processes that
  *   race, the second waits for the row and then matches nothing.
  * - every audit append (a key change's entry included) takes the schema's audit lock before it
@@ -185,7 +191,7 @@ type Listener = (ids: readonly string[], local: boolean) => void;
  * (re)connection, it reads the rows after the last seq it delivered. Changes written through this
  * instance are delivered (local) before the write's promise resolves.
  */
-export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeStore, ReservationStore, EndedSessionStore {
+export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaStore, EnvelopeStore, ReservationStore, EndedSessionStore {
   readonly kind = "postgres";
   readonly keys: KeyStore = this;
   readonly replay: ReservationStore = this;
@@ -206,6 +212,8 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   readonly behaviour: BehaviourStateStore;
   /** The behaviour stage's anomaly actions (migration 5; docs/behaviour.md). */
   readonly anomalies: AnomalyActionStore;
+  /** Approvers and held operations (migration 6; docs/approvals.md); every transition audited in its transaction. */
+  readonly holds: PostgresHolds;
 
   private readonly pool: pg.Pool;
   private readonly clientConfig: pg.ClientConfig;
@@ -239,6 +247,7 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     this.spend = new PostgresSpendStore(pool, schema);
     this.behaviour = new PostgresBehaviourStore(pool);
     this.anomalies = new PostgresAnomalies(pool);
+    this.holds = new PostgresHolds(pool, schema, this.audit, (client, envelopes, what) => this.checkKekFloor(client, envelopes, what));
   }
 
   /**
@@ -392,7 +401,12 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
          WHERE id = $4 AND status = ANY($5::text[]) RETURNING *`,
         [to, reason, change.at, id, [...from]],
       );
-      return rows[0];
+      const row = rows[0];
+      // Revoking or suspending a key cancels its held operations in the key change's transaction:
+      // once it commits, none of them can be claimed for release (docs/approvals.md). (`update`
+      // never changes a status, so only this path cancels, as on SQLite.)
+      if (row !== undefined && (to === "revoked" || to === "suspended")) await this.holds.cancelForKey(client, id, to, change.at, change.actor);
+      return row;
     });
   }
 
@@ -500,8 +514,9 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
   }
 
   /**
-   * As SqliteStore's. The envelopes counted are the key rows' and the envelope meta entries':
-   * held operations do not exist on PostgreSQL yet (their table comes with the holds).
+   * As SqliteStore's: the envelopes counted are the key rows', the held operations' (request and
+   * answer, in every state: a released operation's answer is read later) and the envelope meta
+   * entries'.
    */
   async raiseKekFloor(floor: number): Promise<{ readonly raised: boolean; readonly floor: number; readonly below: number }> {
     if (!Number.isSafeInteger(floor) || floor < 1 || floor > 0xffffffff) throw new RangeError("a KEK floor is a version number");
@@ -512,7 +527,9 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
       await client.query("SELECT pg_advisory_xact_lock($1, $2)", [LOCK_KEK_FLOOR, this.lockKey]);
       const counted = await client.query<{ n: string }>(
         `SELECT (SELECT COUNT(*) FROM keys WHERE secret_envelope IS NOT NULL AND substring(secret_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(secret_envelope FROM 2 FOR 4) < $1)
-              + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substring(passphrase_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(passphrase_envelope FROM 2 FOR 4) < $1) AS n`,
+              + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substring(passphrase_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(passphrase_envelope FROM 2 FOR 4) < $1)
+              + (SELECT COUNT(*) FROM held_operations WHERE substring(held FROM 1 FOR 1) = '\\x01'::bytea AND substring(held FROM 2 FOR 4) < $1)
+              + (SELECT COUNT(*) FROM held_operations WHERE outcome IS NOT NULL AND substring(outcome FROM 1 FOR 1) = '\\x01'::bytea AND substring(outcome FROM 2 FOR 4) < $1) AS n`,
         [header],
       );
       let below = Number(counted.rows[0]?.n ?? 0);
@@ -557,14 +574,12 @@ export class PostgresStore implements KeyStore, ChangeFeed, MetaStore, EnvelopeS
     });
   }
 
-  /** Held operations do not exist on PostgreSQL yet (they come with the holds): there are none to list. */
-  heldEnvelopes(): Promise<HeldEnvelopes[]> {
-    return Promise.resolve([]);
+  heldEnvelopes(after: string, limit: number): Promise<HeldEnvelopes[]> {
+    return this.holds.heldEnvelopes(after, limit);
   }
 
-  /** Held operations do not exist on PostgreSQL yet: no row holds `expected`, so none is replaced. */
-  replaceHeldEnvelopes(): Promise<number> {
-    return Promise.resolve(0);
+  replaceHeldEnvelopes(replacements: readonly EnvelopeReplacement<HeldEnvelopeColumn>[]): Promise<number> {
+    return this.holds.replaceHeldEnvelopes(replacements);
   }
 
   async sealLegacyPassphrase(id: string, expectedHash: string, envelope: Buffer): Promise<boolean> {
