@@ -7,7 +7,9 @@
  *              in the gateway process), hot state in process memory;
  *   pg-redis   the same config with `store: { backend: "postgres", … }` on a data directory made
  *              for it (its store.json, as `portcullis init --store URL --schema S` makes one) and
- *              `hot: { backend: "redis", … }`: durable state in PostgreSQL, hot state in Redis.
+ *              `hot: { backend: "redis", … }`: durable state in PostgreSQL, hot state in Redis;
+ *   sqlite-redis, pg-memory
+ *              the two halves, informational: which of the two stores costs what.
  *
  * Both are servers.js `wrk-gateway` processes with benchmark 17's routes and limits (every limit
  * counted, none refusing), the audit log and the behaviour stage on their defaults, in front of
@@ -17,12 +19,12 @@
  *
  * PostgreSQL and Redis are private (bench/postgres-server.js, bench/redis-server.js), so that
  * their CPU is this benchmark's alone and can be counted: *CPU per request* is the gateway
- * process's (over IPC) and, for pg-redis, also PostgreSQL's (every process of the private server,
- * from /proc) and redis-server's (its own INFO) over the measured run, divided by the requests wrk
+ * process's (over IPC) and, for a mode on them, also PostgreSQL's (every process of the private
+ * server, from /proc) and redis-server's (its own INFO) over the measured run, divided by the requests wrk
  * completed. Without server binaries PostgreSQL is the shared one (PORTCULLIS_BENCH_POSTGRES_URL,
  * a schema of its own, dropped afterwards) and its CPU is not counted (said in the report).
  *
- * `rounds` rounds, each running both modes once in alternating order, each measured run after a
+ * `rounds` rounds, each running every mode once in a rotating order, each measured run after a
  * discarded warm-up run; before the first round each gateway is primed. The ratio is taken per
  * round (pg-redis / embedded requests per second), and its median is judged.
  *
@@ -56,11 +58,21 @@ export const STORE_WRK_SETTINGS = {
   quick: { rounds: 1, seconds: 1, warmupSeconds: 1, primeSeconds: 1, connections: 32 },
 };
 
-export const STORE_WRK_MODES = ["embedded", "pg-redis"];
+export const STORE_WRK_MODES = ["embedded", "pg-redis", "sqlite-redis", "pg-memory"];
+
+/** Each mode's stores. */
+export const STORE_WRK_STORES = {
+  embedded: { store: "sqlite", hot: "memory" },
+  "pg-redis": { store: "postgres", hot: "redis" },
+  "sqlite-redis": { store: "sqlite", hot: "redis" },
+  "pg-memory": { store: "postgres", hot: "memory" },
+};
 
 export const STORE_WRK_LABEL = {
   embedded: "embedded: SQLite + memory",
   "pg-redis": "production: PostgreSQL + Redis",
+  "sqlite-redis": "SQLite + Redis (informational)",
+  "pg-memory": "PostgreSQL + memory (informational)",
 };
 
 /** The benchmark's key: as benchmark 17's native key (freshness window long enough for a file). */
@@ -84,8 +96,16 @@ export function nativeRequests(keyId, secret) {
 }
 
 /** The production gateway's config sections: benchmark 17's, on `store` and `hot`. */
-export function productionSections({ postgresUrl, schema = SCHEMA, redisUrl, poolSize = 10 }) {
-  return gatewaySections({ store: { backend: "postgres", url: postgresUrl, schema, poolSize }, hot: { backend: "redis", url: redisUrl, prefix: "pcbench:" } });
+export function productionSections({ postgresUrl, schema = SCHEMA, redisUrl, poolSize = 10, prefix = "pcbench:" }) {
+  return modeSections({ store: "postgres", hot: "redis" }, { postgresUrl, schema, redisUrl, poolSize, prefix });
+}
+
+/** A mode's config sections: benchmark 17's, with a PostgreSQL `store` and a Redis `hot` section where the mode has them. */
+export function modeSections(stores, { postgresUrl, schema = SCHEMA, redisUrl, poolSize = 10, prefix = "pcbench:" }) {
+  return gatewaySections({
+    ...(stores.store === "postgres" ? { store: { backend: "postgres", url: postgresUrl, schema, poolSize } } : {}),
+    ...(stores.hot === "redis" ? { hot: { backend: "redis", url: redisUrl, prefix } } : {}),
+  });
 }
 
 function executable(file) {
@@ -108,6 +128,7 @@ export async function runStoreWrkBench({ rounds, seconds, warmupSeconds, primeSe
   let redis = null;
   let postgres = null;
   let sharedSchema = null;
+  const sharedSchemas = [];
   const set = serverSet();
   const dir = mkdtempSync(join(tmpdir(), "portcullis-bench-pgwrk-"));
   try {
@@ -131,31 +152,42 @@ export async function runStoreWrkBench({ rounds, seconds, warmupSeconds, primeSe
 
     const upstream = await set.start(["upstream"]);
     const origin = `http://127.0.0.1:${upstream.info.port}`;
-    const embedded = await set.start(["wrk-gateway", origin, JSON.stringify(gatewaySections())]);
-    let production;
-    try {
-      production = await set.start(["wrk-gateway", origin, JSON.stringify(productionSections({ postgresUrl, schema: sharedSchema ?? SCHEMA, redisUrl: redis.url }))]);
-    } catch {
-      // Its own error went to stderr (a build whose data directories cannot be on PostgreSQL yet says so there).
-      return { settings, notRun: "the gateway on PostgreSQL + Redis did not start (its error is in the run's standard error)", notes, runs: [], primeFailures: 0 };
-    }
     const keyOf = async (server) => {
       const { keys } = await ask(server.child, { createKeys: [KEY_INPUT] });
       return nativeRequests(keys[0].id, keys[0].secret);
     };
     const running = postgres;
-    const servers = {
-      embedded: { port: embedded.info.port, make: await keyOf(embedded), cpu: async () => ({ gateway: (await processCpu(embedded.child)).cpu, postgres: null, redis: null }) },
-      "pg-redis": {
-        port: production.info.port,
-        make: await keyOf(production),
-        cpu: async () => ({ gateway: (await processCpu(production.child)).cpu, postgres: running === null ? null : treeCpu(running.pid()), redis: await redis.stats.cpuUs() }),
-      },
-    };
+    const servers = {};
+    for (const [i, mode] of STORE_WRK_MODES.entries()) {
+      const stores = STORE_WRK_STORES[mode];
+      // Each gateway its own schema and key prefix: they share the two servers, not their data.
+      const schema = `${sharedSchema ?? SCHEMA}_${i}`;
+      if (stores.store === "postgres" && sharedSchema !== null) sharedSchemas.push(schema);
+      let server;
+      try {
+        server = await set.start(["wrk-gateway", origin, JSON.stringify(modeSections(stores, { postgresUrl, schema, redisUrl: redis.url, prefix: `pcbench${i}:` }))]);
+      } catch {
+        // Its own error went to stderr (a build whose data directories cannot be on PostgreSQL yet says so there).
+        if (mode === "embedded" || mode === "pg-redis") return { settings, notRun: `the ${STORE_WRK_LABEL[mode]} gateway did not start (its error is in the run's standard error)`, notes, runs: [], primeFailures: 0 };
+        notes.push(`**${STORE_WRK_LABEL[mode]}: did not start (its error is in the run's standard error); not measured**`);
+        continue;
+      }
+      const child = server.child;
+      servers[mode] = {
+        port: server.info.port,
+        make: await keyOf(server),
+        cpu: async () => ({
+          gateway: (await processCpu(child)).cpu,
+          postgres: stores.store === "postgres" && running !== null ? treeCpu(running.pid()) : null,
+          redis: stores.hot === "redis" ? await redis.stats.cpuUs() : null,
+        }),
+      };
+    }
+    const modes = STORE_WRK_MODES.filter((m) => servers[m] !== undefined);
     const wait = redisStarted + REDIS_FENCE_MS - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
 
-    const reached = { embedded: FIRST_RATE, "pg-redis": FIRST_RATE };
+    const reached = Object.fromEntries(modes.map((m) => [m, FIRST_RATE]));
     const load = async (mode, runSeconds) => {
       const s = servers[mode];
       const run = await runWrk({ dir, port: s.port, requests: s.make(requestsFor(reached[mode], runSeconds)), cycle: false, seconds: runSeconds, connections });
@@ -163,7 +195,7 @@ export async function runStoreWrkBench({ rounds, seconds, warmupSeconds, primeSe
       return { ...run, failures: run.failures + run.overflow };
     };
     let primeFailures = 0;
-    for (const mode of STORE_WRK_MODES) {
+    for (const mode of modes) {
       const prime = await load(mode, primeSeconds);
       primeFailures += prime.failures;
       reached[mode] = Math.max(prime.rps, 1000);
@@ -171,8 +203,8 @@ export async function runStoreWrkBench({ rounds, seconds, warmupSeconds, primeSe
     }
     const runs = [];
     for (let round = 0; round < rounds; round++) {
-      for (let i = 0; i < STORE_WRK_MODES.length; i++) {
-        const mode = STORE_WRK_MODES[(i + round) % STORE_WRK_MODES.length];
+      for (let i = 0; i < modes.length; i++) {
+        const mode = modes[(i + round) % modes.length];
         const s = servers[mode];
         const warmup = await load(mode, warmupSeconds);
         const before = await s.cpu();
@@ -192,11 +224,13 @@ export async function runStoreWrkBench({ rounds, seconds, warmupSeconds, primeSe
     return { settings, notRun: null, notes, runs, primeFailures };
   } finally {
     await set.stopAll();
-    if (sharedSchema !== null) {
+    if (sharedSchemas.length > 0) {
       const client = new pg.Client({ connectionString: FALLBACK_URL });
       client.on("error", () => undefined);
       await client.connect().then(
-        () => client.query(`DROP SCHEMA IF EXISTS ${sharedSchema} CASCADE`),
+        async () => {
+          for (const schema of sharedSchemas) await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+        },
         () => undefined,
       );
       await client.end().catch(() => undefined);
@@ -248,6 +282,11 @@ export function storeWrkSection(result) {
     fmt(med(mode, (r) => r.cpuUs), 1),
     String(of(mode).reduce((n, r) => n + r.failures + r.warmupFailures, 0)),
   ];
+  // The two halves, where they ran: what Redis alone and PostgreSQL alone cost.
+  const halves = [
+    ["sqlite-redis", "SQLite + Redis (Redis alone)"],
+    ["pg-memory", "PostgreSQL + memory (PostgreSQL alone)"],
+  ].filter(([mode]) => of(mode).length > 0);
   const summary = [
     [label, spread(ratios), bound, verdict(pass)],
     [
@@ -260,19 +299,23 @@ export function storeWrkSection(result) {
   const text = [
     heading,
     "",
-    `Benchmark 17's signed row (native RFC 9421 HMAC-SHA256 GETs, pre-generated and each sent once by \`wrk\`: one thread, ${settings.connections} connections, loopback) against two whole configured gateways with the same routes and limits, the audit log and the behaviour stage on their defaults, in front of the same upstream: one on the embedded stores (SQLite with its writer thread in the gateway process, hot state in memory), one on the production stores (a data directory on PostgreSQL, \`store.backend: "postgres"\`; \`hot.backend: "redis"\`). ${settings.rounds} round${settings.rounds === 1 ? "" : "s"}, each running both once in alternating order, each measured run of ${settings.seconds} s after a discarded ${settings.warmupSeconds} s warm-up (and each gateway primed for ${settings.primeSeconds} s before the first round). Figures are medians over the rounds; the ratios are taken per round.`,
+    `Benchmark 17's signed row (native RFC 9421 HMAC-SHA256 GETs, pre-generated and each sent once by \`wrk\`: one thread, ${settings.connections} connections, loopback) against whole configured gateways with the same routes and limits, the audit log and the behaviour stage on their defaults, in front of the same upstream: one on the embedded stores (SQLite with its writer thread in the gateway process, hot state in memory), one on the production stores (a data directory on PostgreSQL, \`store.backend: "postgres"\`; \`hot.backend: "redis"\`) — and, to tell the two stores' costs apart, two more on one of each (SQLite + Redis, PostgreSQL + memory: informational). ${settings.rounds} round${settings.rounds === 1 ? "" : "s"}, each running every mode once in a rotating order, each measured run of ${settings.seconds} s after a discarded ${settings.warmupSeconds} s warm-up (and each gateway primed for ${settings.primeSeconds} s before the first round). Figures are medians over the rounds; the ratios are taken per round.`,
     "",
     ...notes.map((n) => `- ${n}`),
     "",
-    `*CPU µs per request* is each process's CPU time (user + system) during the measured run divided by the requests wrk completed: the gateway process (its SQLite writer thread included) over IPC, and for the production gateway also every process of the PostgreSQL server (from \`/proc\`) and redis-server (its INFO). On this one machine PostgreSQL and Redis take their CPU from the same cores as the gateway, wrk and the upstream; on their own hosts they would not.`,
+    `*CPU µs per request* is each process's CPU time (user + system) during the measured run divided by the requests wrk completed: the gateway process (its SQLite writer thread included) over IPC, and for a mode on PostgreSQL or Redis also every process of the PostgreSQL server (from \`/proc\`) or redis-server (its INFO); the gateways run one at a time, so what the servers spend in a run is that mode's. On this one machine PostgreSQL and Redis take their CPU from the same cores as the gateway, wrk and the upstream; on their own hosts they would not.`,
     "",
-    table(["Mode", "req/s", "p50 ms", "p99 ms", "CPU µs/req: gateway", "PostgreSQL", "Redis", "all", "Failures (all runs)"], STORE_WRK_MODES.map(row)),
+    table(["Mode", "req/s", "p50 ms", "p99 ms", "CPU µs/req: gateway", "PostgreSQL", "Redis", "all", "Failures (all runs)"], STORE_WRK_MODES.filter((m) => of(m).length > 0).map(row)),
     "",
     table(["Figure", "Median of per-round ratios", "Target", "Result"], [
       ["Signed throughput, PostgreSQL + Redis / embedded", spread(ratios), bound, verdict(pass)],
       ["p99 latency, PostgreSQL + Redis / embedded", spread(roundRatios(runs, "pg-redis", "embedded", (r) => r.p99)), "none (informational)", "–"],
       ["CPU µs per request (all server processes), PostgreSQL + Redis / embedded", spread(roundRatios(runs, "pg-redis", "embedded", (r) => r.cpuUs)), "none (informational)", "–"],
       ["CPU µs per request (the gateway process alone), PostgreSQL + Redis / embedded", spread(roundRatios(runs, "pg-redis", "embedded", (r) => r.cpu.gateway)), "none (informational)", "–"],
+      ...halves.flatMap(([mode, what]) => [
+        [`Signed throughput, ${what} / embedded`, spread(roundRatios(runs, mode, "embedded", (r) => r.rps)), "none (informational)", "–"],
+        [`CPU µs per request (the gateway process alone), ${what} / embedded`, spread(roundRatios(runs, mode, "embedded", (r) => r.cpu.gateway)), "none (informational)", "–"],
+      ]),
     ]),
     "",
     table(
