@@ -33,7 +33,8 @@
  *                cache), as on a server whose RAM holds its keys;
  *   first touch  the server restarted (empty shared buffers) and the table's and indexes' files
  *                evicted from the OS page cache (posix_fadvise DONTNEED, checked with fincore),
- *                before each run: every lookup starts from storage. On a virtual machine
+ *                before each run: past the warm-up lookups (which bring the index's root in),
+ *                the lookups' pages come from storage. On a virtual machine
  *                "storage" may itself be the host's cache.
  *
  * Each run reads `lookups` distinct ids (a random sample of the filled ids; no id is read twice in
@@ -478,7 +479,7 @@ export function pgLookupSection(result) {
   const text = [
     heading,
     "",
-    `A PostgreSQL schema filled with ${keysText} \`keys\` rows shaped like real ones (one key made by the KeyService — HMAC, two scopes, a label, an IP allowlist, the Binance dialect —, the others copied from it in SQL with their own ids, accounts, creation times and their own secret envelopes sealed under the run's KEK), then lookups of ids never read before, so no application cache answers them: \`keys.get\` (the row; the issue's target) and a KeyCache miss as stage 4 takes it (the row, the secret's envelope opened, the key compiled). Each run: ${settings.lookups.toLocaleString("en-US")} distinct random ids at a fixed concurrency (that many lookups always in flight from one Node process, a pool of ${settings.poolSize} connections opened before the timing). *Warm*: the table and its indexes read into memory first (pg_prewarm), as on a server whose RAM holds its keys. *First touch*: the server restarted and the table's and indexes' files evicted from the OS page cache before the run, so every lookup starts from storage (on a virtual machine that may be the host's cache). The fill is part of the run; nothing of it is kept.`,
+    `A PostgreSQL schema filled with ${keysText} \`keys\` rows shaped like real ones (one key made by the KeyService — HMAC, two scopes, a label, an IP allowlist, the Binance dialect —, the others copied from it in SQL with their own ids, accounts, creation times and their own secret envelopes sealed under the run's KEK), then lookups of ids never read before, so no application cache answers them: \`keys.get\` (the row; the issue's target) and a KeyCache miss as stage 4 takes it (the row, the secret's envelope opened, the key compiled). Each run: ${settings.lookups.toLocaleString("en-US")} distinct random ids at a fixed concurrency (that many lookups always in flight from one Node process, a pool of ${settings.poolSize} connections opened before the timing). *Warm*: the table and its indexes read into memory first (pg_prewarm), as on a server whose RAM holds its keys. *First touch*: the server restarted and the table's and indexes' files evicted from the OS page cache before the run, so that past the warm-up lookups (which bring the index's root in) the lookups' pages come from storage (on a virtual machine that may be the host's cache); the blocks-read column says how many. The fill is part of the run; nothing of it is kept.`,
     "",
     table(
       ["", ""],
