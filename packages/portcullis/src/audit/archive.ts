@@ -16,17 +16,22 @@ import type { ArchiveRecord, AuditKey, StoredEntry } from "./store.js";
  * archiving never launders an altered log.
  */
 
-/** What archiving needs of an audit store (SqliteAudit implements it). */
+/**
+ * What archiving needs of an audit store: SqliteAudit answers at once, PostgresAudit with
+ * promises; archiveAudit awaits every answer, so either store (`OpenDataDir.store.audit`) can be
+ * archived.
+ */
 export interface ArchivableAudit {
   readonly archiveDir: string | null;
-  bounds(): { first: number; last: number } | null;
-  archives(): readonly ArchiveRecord[];
-  checkpoints(): readonly SignedCheckpoint[];
-  keys(): readonly AuditKey[];
-  entryChunks(from: number, to: number): Iterable<readonly StoredEntry[]>;
+  bounds(): { first: number; last: number } | null | Promise<{ first: number; last: number } | null>;
+  archives(): readonly ArchiveRecord[] | Promise<readonly ArchiveRecord[]>;
+  checkpoints(): readonly SignedCheckpoint[] | Promise<readonly SignedCheckpoint[]>;
+  keys(): readonly AuditKey[] | Promise<readonly AuditKey[]>;
+  entryChunks(from: number, to: number): Iterable<readonly StoredEntry[]> | AsyncIterable<readonly StoredEntry[]>;
   /** The seq of the first entry at or after `at`, or null. */
-  firstAtOrAfter(at: number): number | null;
-  commitArchive(record: ArchiveRecord, entry: AuditFields): boolean;
+  firstAtOrAfter(at: number): number | null | Promise<number | null>;
+  /** Replaces the range by its record and appends `entry`, atomically; false when the range is not the stored prefix any more or its last hash changed. */
+  commitArchive(record: ArchiveRecord, entry: AuditFields): boolean | Promise<boolean>;
   registerKey(key: AuditKey): Promise<void>;
 }
 
@@ -59,23 +64,23 @@ export async function archiveAudit(options: ArchiveOptions): Promise<ArchiveResu
   const now = options.now ?? Date.now;
   const dir = options.dir ?? audit.archiveDir;
   if (dir === null) throw new AuditError("AUDIT_ARCHIVE_REFUSED", "no archive directory: pass --out DIR");
-  const bounds = audit.bounds();
+  const bounds = await audit.bounds();
   if (bounds === null) return null;
   let last = Math.min(options.upTo ?? bounds.last, bounds.last);
   if (options.before !== undefined) {
-    const newer = audit.firstAtOrAfter(options.before);
+    const newer = await audit.firstAtOrAfter(options.before);
     if (newer !== null) last = Math.min(last, newer - 1);
   }
   if (last < bounds.first) return null;
   const first = bounds.first;
-  const previous = audit.archives().at(-1);
+  const previous = (await audit.archives()).at(-1);
   const prev = previous?.hash ?? GENESIS;
   if ((previous?.last ?? 0) + 1 !== first) throw new AuditError("AUDIT_ARCHIVE_REFUSED", `the stored log starts at #${first}, not right after the archived range: run portcullis audit verify`);
 
   // Checkpoints inside the range must verify and match, as in `audit verify`.
-  const keys = new Map(audit.keys().map((k) => [k.kid, parseEd25519PublicKey(k.publicKey)]));
+  const keys = new Map((await audit.keys()).map((k) => [k.kid, parseEd25519PublicKey(k.publicKey)]));
   const expected = new Map<number, string>();
-  for (const c of audit.checkpoints()) {
+  for (const c of await audit.checkpoints()) {
     if (c.seq < first || c.seq > last) continue;
     const key = keys.get(c.kid) ?? null;
     if (key === null || !verifySignature(checkpointMessage(c), c.signature, key)) {
@@ -103,7 +108,7 @@ export async function archiveAudit(options: ArchiveOptions): Promise<ArchiveResu
     };
     write(`${segmentHeaderLine({ first, last, prev, entries: last - first + 1 })}\n`);
     let next = first;
-    for (const chunk of audit.entryChunks(first, last)) {
+    for await (const chunk of audit.entryChunks(first, last)) {
       const lines: string[] = [];
       for (const row of chunk) {
         const h = chainHash(hash, row.entry);
@@ -132,7 +137,7 @@ export async function archiveAudit(options: ArchiveOptions): Promise<ArchiveResu
       actor: options.actor,
       detail: { first, last, entries: last - first + 1, file: name, digest: record.digest, hash },
     };
-    if (!audit.commitArchive(record, entry)) {
+    if (!(await audit.commitArchive(record, entry))) {
       rmSync(path, { force: true });
       throw new AuditError("AUDIT_ARCHIVE_REFUSED", "the range changed while it was being archived (another archive?); nothing was archived");
     }

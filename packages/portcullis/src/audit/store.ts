@@ -114,3 +114,47 @@ export interface AuditSource {
   /** The stored entries in seq order, in chunks. */
   entryChunks(): Iterable<readonly StoredEntry[]> | AsyncIterable<readonly StoredEntry[]>;
 }
+
+/** A query over the stored entries (`audit query`, `tail`, `export`; SqliteAudit and PostgresAudit). */
+export interface EntryQuery {
+  readonly key?: string;
+  readonly account?: string;
+  /** Event names; `resource.*` matches every event of a resource. */
+  readonly events?: readonly string[];
+  /** Epoch ms, inclusive. */
+  readonly since?: number;
+  /** Epoch ms, exclusive. */
+  readonly until?: number;
+  /** Only entries after this seq (paging). */
+  readonly afterSeq?: number;
+  /** At most this many (a non-negative integer). */
+  readonly limit: number;
+  /** Newest first (default: oldest first). */
+  readonly descending?: boolean;
+}
+
+/**
+ * What the reading commands (`audit verify|tail|query|export`) need of a store, and what
+ * archiving reads: SQLite answers at once, PostgreSQL with promises — callers `await` every
+ * answer, so one code path serves both.
+ */
+export interface AuditReader extends AuditSource {
+  /** Where batches were spilled (pending files are reported by verify). */
+  readonly spillDir: string | null;
+  /** Where archived segments are, by default. */
+  readonly archiveDir: string | null;
+  /** The stored entries `from`–`to` in seq order, in chunks. */
+  entryChunks(from?: number, to?: number): Iterable<readonly StoredEntry[]> | AsyncIterable<readonly StoredEntry[]>;
+  /** Entries matching `q`, in seq order (newest first when `descending`), at most `limit`. */
+  query(q: EntryQuery): readonly StoredEntry[] | Promise<readonly StoredEntry[]>;
+  /** The first and last stored seq (null when nothing is stored). */
+  bounds(): { first: number; last: number } | null | Promise<{ first: number; last: number } | null>;
+  /** The seq of the first stored entry at or after `at` (epoch ms), or null. */
+  firstAtOrAfter(at: number): number | null | Promise<number | null>;
+  /**
+   * One consistent view for verification while other processes append and archive (PostgreSQL:
+   * one REPEATABLE READ transaction). Absent: the reader's own reads are consistent enough
+   * (SQLite's single writer).
+   */
+  snapshot?(): Promise<AuditSource & { close(): Promise<void> }>;
+}

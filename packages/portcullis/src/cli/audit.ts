@@ -11,8 +11,11 @@ import { EnvelopeSigningKeys } from "../custody/signing.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { reportFailure } from "./errors.js";
 import { parseDuration } from "../keys/input.js";
-import { DATA_FILES, openDataDir } from "../core/data-dir.js";
-import { type EntryQuery, type ReadOnlyAudit, openAuditReadOnly } from "../storage/sqlite/audit.js";
+import { DATA_FILES, openDataDir, storeOf } from "../core/data-dir.js";
+import type { AuditReader, EntryQuery } from "../audit/store.js";
+import { openAuditReadOnly } from "../storage/sqlite/audit.js";
+import { openPostgresAuditReadOnly } from "../storage/postgres/audit-reader.js";
+import { describeStore } from "../storage/location.js";
 
 /**
  * `portcullis audit …`: verify, read and archive the audit log (docs/audit.md).
@@ -30,7 +33,9 @@ import { type EntryQuery, type ReadOnlyAudit, openAuditReadOnly } from "../stora
  * --until TIME (ISO-8601, epoch ms, or a duration ago such as "1h").
  *
  * Reading commands open the database read-only, so a copy handed to an auditor is checked as it
- * is, without the keyring. Errors are one line (a JSON object with --json) and exit status 1; so
+ * is, without the keyring. A data directory whose store.json names PostgreSQL is read there,
+ * through sessions that are read-only on the server (storage/postgres/audit-reader.ts); `--db`
+ * names a SQLite file only. Errors are one line (a JSON object with --json) and exit status 1; so
  * is a log that fails verification.
  */
 
@@ -62,13 +67,38 @@ function paths(opts: Where, defaultData: string): { db: string; spillDir: string
   return { db, spillDir: join(dir, "audit-spill"), archiveDir: join(dir, "audit-archive") };
 }
 
-function openReader(opts: Where, defaultData: string, archiveDir?: string): ReadOnlyAudit & { spillDir: string } {
+/** An audit log opened for reading: the same interface on SQLite and PostgreSQL. */
+interface Reader {
+  readonly audit: AuditReader;
+  readonly spillDir: string;
+  close(): Promise<void>;
+}
+
+/** Opens the audit log for reading only: `--db FILE` (SQLite), else the data directory's store. */
+async function openReader(opts: Where, defaultData: string, archiveDir?: string): Promise<Reader> {
+  const store = opts.db === undefined ? storeOf(resolve(opts.data ?? defaultData)) : ({ backend: "sqlite" } as const);
+  if (store.backend === "postgres") {
+    const dataDir = resolve(opts.data ?? defaultData);
+    const spillDir = join(dataDir, "audit-spill");
+    const reader = await openPostgresAuditReadOnly(store, { spillDir, archiveDir: archiveDir ?? join(dataDir, "audit-archive") });
+    if (reader === null) {
+      throw new AuditError("AUDIT_LOG_UNAVAILABLE", `${describeStore(store)} has no audit log (no such schema, or one before the audit tables): open the data directory once with this version`);
+    }
+    return { audit: reader.audit, spillDir, close: () => reader.close() };
+  }
   const p = paths(opts, defaultData);
   const reader = openAuditReadOnly(p.db, { spillDir: p.spillDir, archiveDir: archiveDir ?? p.archiveDir });
   if (reader === null) {
     throw new AuditError("AUDIT_LOG_UNAVAILABLE", existsSync(p.db) ? `${p.db} has no audit log (schema before version 6): open it once with this version` : `no database at ${p.db}`);
   }
-  return { ...reader, spillDir: p.spillDir };
+  return {
+    audit: reader.audit,
+    spillDir: p.spillDir,
+    close: () => {
+      reader.close();
+      return Promise.resolve();
+    },
+  };
 }
 
 /** ISO-8601, epoch ms, or a duration ago ("15m", "1d"). */
@@ -266,10 +296,16 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
         }
         const anchor = opts.anchor === undefined ? undefined : readAnchor(opts.anchor);
         const archiveDir = opts.archive === undefined ? undefined : resolve(opts.archive);
-        const reader = openReader(opts, defaultData, archiveDir);
+        const reader = await openReader(opts, defaultData, archiveDir);
+        // On PostgreSQL every read in one snapshot: an archive committed meanwhile by another
+        // process cannot make a range look deleted.
+        const source = reader.audit.snapshot === undefined ? null : await reader.audit.snapshot().catch(async (err: unknown) => {
+          await reader.close();
+          throw err;
+        });
         try {
           const dir = archiveDir ?? reader.audit.archiveDir ?? ".";
-          const report = await verifyAudit(reader.audit, {
+          const report = await verifyAudit(source ?? reader.audit, {
             trusted,
             ...(anchor === undefined ? {} : { anchor }),
             ...(opts.skipSegments === true
@@ -288,7 +324,8 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
           process.stdout.write(json ? `${JSON.stringify({ ...report, spill })}\n` : `${verifyText(report, spill)}\n`);
           if (report.problem !== null) fail(json, new AuditError("AUDIT_VERIFY_FAILED", `audit log verification failed: ${report.problem.code}: ${report.problem.message}`));
         } finally {
-          reader.close();
+          await source?.close();
+          await reader.close();
         }
       }),
     );
@@ -300,28 +337,43 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
       action(async (opts: Filters & { lines: string; follow?: boolean }) => {
         const n = parseCount(opts.lines, "--lines", 100_000);
         const q = query(opts, n, Date.now());
-        const reader = openReader(opts, defaultData);
-        const rows = reader.audit.query({ ...q, descending: true }).reverse();
-        printRows(rows, opts.json === true);
-        if (opts.follow !== true) {
-          reader.close();
-          return;
-        }
-        let after = rows.at(-1)?.seq ?? reader.audit.bounds()?.last ?? 0;
-        await new Promise<void>((done) => {
-          const timer = setInterval(() => {
-            const more = reader.audit.query({ ...q, limit: 10_000, afterSeq: after });
-            printRows(more, opts.json === true);
-            after = more.at(-1)?.seq ?? after;
-          }, 500);
+        const reader = await openReader(opts, defaultData);
+        try {
+          const rows = [...(await reader.audit.query({ ...q, descending: true }))].reverse();
+          printRows(rows, opts.json === true);
+          if (opts.follow !== true) return;
+          let after = rows.at(-1)?.seq ?? (await reader.audit.bounds())?.last ?? 0;
+          // Polls every 500 ms, one query at a time, until SIGINT or SIGTERM.
+          const state = { stopped: false, wake: (): void => undefined };
           const stop = (): void => {
-            clearInterval(timer);
-            reader.close();
-            done();
+            state.stopped = true;
+            state.wake();
           };
           process.once("SIGINT", stop);
           process.once("SIGTERM", stop);
-        });
+          try {
+            while (!state.stopped) {
+              const poll = await new Promise<boolean>((done) => {
+                const timer = setTimeout(() => {
+                  done(true);
+                }, 500);
+                state.wake = () => {
+                  clearTimeout(timer);
+                  done(false);
+                };
+              });
+              if (!poll) break;
+              const more = await reader.audit.query({ ...q, limit: 10_000, afterSeq: after });
+              printRows(more, opts.json === true);
+              after = more.at(-1)?.seq ?? after;
+            }
+          } finally {
+            process.off("SIGINT", stop);
+            process.off("SIGTERM", stop);
+          }
+        } finally {
+          await reader.close();
+        }
       }),
     );
 
@@ -330,13 +382,12 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
     .action(
       action(async (opts: Filters & { limit: string }) => {
         const q = query(opts, parseCount(opts.limit, "--limit", 1_000_000), Date.now());
-        const reader = openReader(opts, defaultData);
+        const reader = await openReader(opts, defaultData);
         try {
-          printRows(reader.audit.query(q), opts.json === true);
+          printRows(await reader.audit.query(q), opts.json === true);
         } finally {
-          reader.close();
+          await reader.close();
         }
-        await Promise.resolve();
       }),
     );
 
@@ -345,7 +396,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
     .action(
       action(async (opts: Filters & { out?: string }) => {
         const base = query(opts, 5000, Date.now());
-        const reader = openReader(opts, defaultData);
+        const reader = await openReader(opts, defaultData);
         let fd: number | null = null;
         try {
           if (opts.out !== undefined) {
@@ -358,7 +409,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
           let after = 0;
           let count = 0;
           for (;;) {
-            const rows = reader.audit.query({ ...base, afterSeq: after });
+            const rows = await reader.audit.query({ ...base, afterSeq: after });
             if (rows.length === 0) break;
             const text = `${rows.map((r) => JSON.stringify(exported(r))).join("\n")}\n`;
             if (fd === null) {
@@ -370,7 +421,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
           if (fd !== null) process.stderr.write(`exported ${count} entries to ${opts.out ?? ""}\n`);
         } finally {
           if (fd !== null) closeSync(fd);
-          reader.close();
+          await reader.close();
         }
       }),
     );
@@ -422,7 +473,6 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
         const before = opts.before === undefined ? undefined : parseTime(opts.before, "--before", Date.now());
         const upTo = opts.upto === undefined ? undefined : parseCount(opts.upto, "--upto", Number.MAX_SAFE_INTEGER);
         await withSigner(opts, defaultData, async (data) => {
-          if (data.store.kind !== "sqlite") throw new AuditError("AUDIT_ARCHIVE_REFUSED", "archiving a PostgreSQL audit log is not available in this build yet");
           const result = await archiveAudit({
             audit: data.store.audit,
             signer: new EnvelopeSigningKeys(data.store, data.envelope),

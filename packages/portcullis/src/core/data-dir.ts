@@ -108,7 +108,7 @@ export async function initDataDir(dataDir: string, environment: Environment = "l
 }
 
 /** The store the data directory names (store.json; SQLite without one), or a DataDirError. */
-function storeOf(dataDir: string): StoreSettings {
+export function storeOf(dataDir: string): StoreSettings {
   try {
     return readStoreFile(dataDir);
   } catch (err) {

@@ -37,8 +37,7 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 
 async function anomalyEntries(): Promise<Record<string, unknown>[]> {
   await f.audit.flush();
-  return f.data.store.audit
-    .query({ events: ["anomaly.action"], limit: 1000 })
+  return (await f.data.store.audit.query({ events: ["anomaly.action"], limit: 1000 }))
     .map((e) => decodeEntry(e.entry))
     .map((e) => ({ actor: e?.actor, key: e?.key, account: e?.account, ...(e?.detail ?? {}) }));
 }
@@ -318,7 +317,7 @@ describe("the audit log", () => {
     expect(entries[2]).toMatchObject({ actor: "cli:alice", actionId: throttle?.id, state: "undone" });
     expect(entries[3]).toMatchObject({ actor: "behaviour", actionId: revoke?.id, state: "done", revoked: true });
     // The key changes are audited by the store, in their transactions, attributed to the responder.
-    const changes = f.data.store.audit.query({ key: id, events: ["key.*"], limit: 100 }).map((e) => [e.event, decodeEntry(e.entry)?.actor]);
+    const changes = (await f.data.store.audit.query({ key: id, events: ["key.*"], limit: 100 })).map((e) => [e.event, decodeEntry(e.entry)?.actor]);
     expect(changes).toEqual(
       expect.arrayContaining([
         ["key.risk", "behaviour"],
@@ -347,7 +346,7 @@ describe("secrets", () => {
     await responder.sweep(f.clock.ms);
     await f.audit.flush();
     expect(lines.length).toBeGreaterThan(5);
-    const audit = f.data.store.audit.query({ limit: 1000 }).map((e) => e.entry);
+    const audit = (await f.data.store.audit.query({ limit: 1000 })).map((e) => e.entry);
     const bodies = f.alerts.sent.map((a) => webhookBody(a.record, a.event));
     for (const text of [...lines, ...audit, ...bodies]) expect(text).not.toContain(secret);
   });

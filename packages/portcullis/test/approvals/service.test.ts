@@ -55,7 +55,7 @@ describe("approvers", () => {
     expect(await code(fx.holds.addApprover("eve", [], alice.publicPem, "test"))).toBe("VALIDATION_FAILED");
     await fx.holds.removeApprover("dave", "test");
     expect(await code(fx.holds.removeApprover("dave", "test"))).toBe("APPROVER_NOT_FOUND");
-    const events = fx.data.store.audit.query({ limit: 1000 }).map((r) => r.event);
+    const events = (await fx.data.store.audit.query({ limit: 1000 })).map((r) => r.event);
     expect(events.filter((e) => e === "approver.add")).toHaveLength(5);
     expect(events).toContain("approver.remove");
   });
@@ -83,7 +83,7 @@ describe("approving a held withdrawal", () => {
     const released = await fx.holds.view(id);
     expect(released).toMatchObject({ state: "released", outcome: { status: 200, body: '{"id":"venue-1"}' } });
     expect(released.approvals.map((a) => a.approver)).toEqual(["alice", "bob"]);
-    const events = fx.data.store.audit.query({ limit: 1000 }).map((r) => r.event);
+    const events = (await fx.data.store.audit.query({ limit: 1000 })).map((r) => r.event);
     expect(events).toEqual(expect.arrayContaining(["operation.hold", "approval.sign", "operation.ready", "operation.release"]));
   });
 

@@ -12,7 +12,8 @@ import type { AuditEntry, AuditFields } from "../../src/audit/events.js";
 import { AuditLog, type AuditLogOptions, type AuditTimers } from "../../src/audit/log.js";
 import { type VerifyOptions, type VerifyReport, verifyAudit } from "../../src/audit/verify.js";
 import { EnvelopeSigningKeys } from "../../src/custody/signing.js";
-import { type OpenDataDir, initDataDir, openDataDir } from "../../src/core/data-dir.js";
+import { initDataDir } from "../../src/core/data-dir.js";
+import { type SqliteDataDir, openSqliteDataDir } from "../support/data-dir.js";
 import { type EntryQuery, openAuditReadOnly } from "../../src/storage/sqlite/audit.js";
 import { FakeClock } from "../support/harness.js";
 
@@ -49,7 +50,7 @@ export class ManualTimers implements AuditTimers {
 
 export interface AuditFixture {
   readonly dir: string;
-  readonly data: OpenDataDir;
+  readonly data: SqliteDataDir;
   readonly dbPath: string;
   readonly clock: FakeClock;
   readonly timers: ManualTimers;
@@ -73,7 +74,7 @@ export const WORKER_WRITER = (): boolean => process.env.PORTCULLIS_TEST_AUDIT_WR
 export async function auditFixture(): Promise<AuditFixture> {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-audit-"));
   await initDataDir(dir, "test");
-  const data = await openDataDir(dir, { offThreadWrites: WORKER_WRITER() });
+  const data = await openSqliteDataDir(dir, { offThreadWrites: WORKER_WRITER() });
   const dbPath = join(dir, "portcullis.db");
   const clock = new FakeClock();
   const timers = new ManualTimers();

@@ -10,7 +10,8 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { decodeEntry } from "../../src/audit/canonical.js";
 import { AuditLog, type CommitInfo } from "../../src/audit/log.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
+import { initDataDir } from "../../src/core/data-dir.js";
+import { type SqliteDataDir, openSqliteDataDir } from "../support/data-dir.js";
 import { SqliteAudit } from "../../src/storage/sqlite/audit.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { SqliteWriter } from "../../src/storage/sqlite/writer.js";
@@ -28,7 +29,7 @@ afterEach(async () => {
 
 interface Setup {
   readonly dir: string;
-  readonly data: OpenDataDir;
+  readonly data: SqliteDataDir;
   readonly writer: SqliteWriter;
   readonly log: AuditLog;
   readonly clock: FakeClock;
@@ -42,7 +43,7 @@ interface Setup {
 async function setup(fault?: WriterFault): Promise<Setup> {
   const dir = mkdtempSync(join(tmpdir(), "portcullis-writer-"));
   await initDataDir(dir, "test");
-  const data = await openDataDir(dir);
+  const data = await openSqliteDataDir(dir);
   const deaths: Error[] = [];
   const writer = new SqliteWriter({ path: join(dir, "portcullis.db"), audit: data.store.audit, behaviour: data.store.localBehaviour, onDeath: (err) => deaths.push(err), ...(fault === undefined ? {} : { fault }) });
   const clock = new FakeClock();

@@ -13,7 +13,8 @@ import { CustodyError } from "../../src/custody/errors.js";
 import { type KekProvider, KeyringFileProvider } from "../../src/custody/keyring.js";
 import { rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
-import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
+import { initDataDir } from "../../src/core/data-dir.js";
+import { type SqliteDataDir, openSqliteDataDir } from "../support/data-dir.js";
 import { newOperationId, type PolicySubject } from "../../src/contract/policy.js";
 import { HoldService } from "../../src/holds/service.js";
 import { HoldWithdrawals, Releases, WITHDRAWAL, approver, heldRequest } from "../approvals/support.js";
@@ -23,7 +24,7 @@ import { itLeaksNoSecret, recordError, recordSecrets, recordText } from "./secre
 
 const dirs: string[] = [];
 let source: string;
-let data: OpenDataDir;
+let data: SqliteDataDir;
 let core: Portcullis;
 let secret: string;
 let keyId: string;
@@ -37,7 +38,7 @@ function tempDir(tag: string): string {
 beforeEach(async () => {
   source = tempDir("backup-src");
   await initDataDir(source, "test");
-  data = await openDataDir(source);
+  data = await openSqliteDataDir(source);
   core = new Portcullis({ store: data.store, envelope: data.envelope, environment: "test", routes: TEST_ROUTES });
   const created = await core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct", scopes: ["read", "trade"] }, Date.now())), "test");
   if (created.secret === null) throw new Error("no secret");
@@ -82,7 +83,7 @@ describe("backup and restore", () => {
     const result = await restoreBackup({ file: out, dataDir: target, kek: KeyringFileProvider.load(join(target, "keyring.json")), force: false });
     expect(result).toMatchObject({ keys: 1, replaced: false });
     await initDataDir(target, "test");
-    const restored = await openDataDir(target);
+    const restored = await openSqliteDataDir(target);
     const core2 = new Portcullis({ store: restored.store, envelope: restored.envelope, environment: "test", routes: TEST_ROUTES });
     try {
       expect((await core2.keys.loadMaterial(keyId))?.hmacKey?.export().toString()).toBe(secret);
@@ -144,7 +145,7 @@ describe("backup and restore", () => {
     const kek = KeyringFileProvider.load(join(source, "keyring.json"));
     const target = withSameKeyring();
     await initDataDir(target, "test");
-    const other = await openDataDir(target);
+    const other = await openSqliteDataDir(target);
     const otherCore = new Portcullis({ store: other.store, envelope: other.envelope, environment: "test", routes: TEST_ROUTES });
     await otherCore.keys.create(valueOrThrow(parseCreateKeyInput({ account: "x", scopes: ["read"] }, Date.now())), "test");
     await otherCore.close();
@@ -186,7 +187,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
   const bob = approver("bob");
   const policy = new HoldWithdrawals([{ group: "treasury", count: 2 }], 0);
 
-  function holdService(d: OpenDataDir): HoldService {
+  function holdService(d: SqliteDataDir): HoldService {
     return new HoldService({ store: d.store.holds, envelope: d.envelope, policy, pollMs: 1_000_000 });
   }
 
@@ -202,8 +203,8 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
     return (await holds.decide(id, who.name, "approve", digest, who.sign("approve", digest))).state;
   }
 
-  async function restored<T>(dir: string, read: (d: OpenDataDir) => Promise<T>): Promise<T> {
-    const d = await openDataDir(dir);
+  async function restored<T>(dir: string, read: (d: SqliteDataDir) => Promise<T>): Promise<T> {
+    const d = await openSqliteDataDir(dir);
     try {
       return await read(d);
     } finally {
@@ -246,7 +247,7 @@ describe("backup and restore: what migrations 9 to 12 added", () => {
     // active (the backup is made under it), and the target's keyring no longer holds version 1.
     const bare = tempDir("backup-bare");
     await initDataDir(bare, "test");
-    const d = await openDataDir(bare);
+    const d = await openSqliteDataDir(bare);
     const out = join(tempDir("out"), "b");
     try {
       const holds = holdService(d);

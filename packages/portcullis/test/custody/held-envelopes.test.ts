@@ -248,7 +248,7 @@ describe("held operations and the KEK floor", () => {
 
     expect(await refusedCode(fx.data.store.holds.insertHold({ ...stored, id: fresh, held: v1Held }, "test"))).toBe("CUSTODY_KEK_RETIRED");
     expect(await fx.data.store.holds.hold(fresh)).toBeUndefined();
-    expect(fx.data.store.audit.query({ limit: 1000 }).filter((e) => e.event === "operation.hold")).toHaveLength(1);
+    expect((await fx.data.store.audit.query({ limit: 1000 })).filter((e) => e.event === "operation.hold")).toHaveLength(1);
     expect(await refusedCode(fx.data.store.holds.finish(id, "p", fx.clock.ms, 200, v1Outcome))).toBe("CUSTODY_KEK_RETIRED");
     expect(present(await fx.data.store.holds.hold(id))).toMatchObject({ state: "releasing", outcome: null });
     const current = present(await fx.data.store.holds.hold(id)).held;

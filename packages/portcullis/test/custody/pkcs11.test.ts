@@ -21,6 +21,7 @@ import { Pkcs11Token } from "../../src/custody/pkcs11-token.js";
 import { custodyStatus, rotateKek } from "../../src/custody/rotation.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { initDataDir, openDataDir, type OpenDataDir } from "../../src/core/data-dir.js";
+import { type SqliteDataDir, openSqliteDataDir } from "../support/data-dir.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES, signRequest } from "../support/harness.js";
 import { SoftHsm, type SoftHsmToken, SOFTHSM_MODULE, softhsmOrSkip } from "../support/softhsm.js";
@@ -81,8 +82,8 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     return dir;
   }
 
-  async function openHsm(dir: string, t: SoftHsmToken = token, extra: Record<string, unknown> = {}): Promise<OpenDataDir> {
-    const data = await openDataDir(dir, { custody: custodyOf(hsm.custody(t, extra)), pollIntervalMs: 50 });
+  async function openHsm(dir: string, t: SoftHsmToken = token, extra: Record<string, unknown> = {}): Promise<SqliteDataDir> {
+    const data = await openSqliteDataDir(dir, { custody: custodyOf(hsm.custody(t, extra)), pollIntervalMs: 50 });
     opened.push(data);
     return data;
   }

@@ -11,7 +11,8 @@ import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { restoreBackup, writeBackup } from "../../src/custody/backup.js";
 import { KeyringFileProvider } from "../../src/custody/keyring.js";
-import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
+import { initDataDir } from "../../src/core/data-dir.js";
+import { openSqliteDataDir } from "../support/data-dir.js";
 import { SequenceReservations } from "../../src/replay/reservations.js";
 import { MemoryHotStore } from "../../src/storage/memory/hot.js";
 import { RedisHotStore } from "../../src/storage/redis/hot.js";
@@ -160,7 +161,7 @@ describe("replay state across restarts of the durable side, under attack", () =>
     const dir = mkdtempSync(join(tmpdir(), "portcullis-review-m3-"));
     try {
       await initDataDir(dir, "test");
-      const data = await openDataDir(dir);
+      const data = await openSqliteDataDir(dir);
       const out = join(dir, "..", `${dir.split("/").pop() ?? "x"}.backup`);
       try {
         const first = new MemoryHotStore({ epochStart: T0, reservations: new SequenceReservations(data.store), served: data.store });

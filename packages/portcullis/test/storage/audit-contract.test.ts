@@ -1,14 +1,18 @@
 import Database from "better-sqlite3";
 import { generateKeyPairSync, sign } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { decodeEntry, encodeEntry } from "../../src/audit/canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash, checkpointMessage, sealMessage } from "../../src/audit/chain.js";
-import type { AuditFields } from "../../src/audit/events.js";
-import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditSource, AuditStore, StoredEntry } from "../../src/audit/store.js";
+import { type ArchivableAudit, archiveAudit } from "../../src/audit/archive.js";
+import { AuditError } from "../../src/audit/errors.js";
+import type { AuditEventName, AuditFields } from "../../src/audit/events.js";
+import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditReader, AuditSource, AuditStore, EntryQuery, StoredEntry } from "../../src/audit/store.js";
+import type { SigningKeyProvider } from "../../src/contract/signing.js";
+import { openPostgresAuditReadOnly } from "../../src/storage/postgres/audit-reader.js";
 import { verifyAudit } from "../../src/audit/verify.js";
 import { LOCK_AUDIT, migrate, postgresMigrations, schemaLockKey } from "../../src/storage/postgres/migrations.js";
 import { PostgresStore, type PostgresStoreOptions } from "../../src/storage/postgres/store.js";
@@ -42,7 +46,7 @@ interface MarkedAudit {
 }
 
 interface Handle {
-  readonly audit: AuditStore & AuditSource & MarkedAudit;
+  readonly audit: AuditStore & AuditSource & MarkedAudit & AuditReader & ArchivableAudit;
   readonly keys: KeyStore;
   close(): Promise<void>;
 }
@@ -155,6 +159,41 @@ function checkpoint(seq: number, hash: string, at = T0 + 10_000): SignedCheckpoi
   const facts = { seq, hash, at, kid: AUDIT_KEY.kid };
   return { ...facts, signature: sign(null, checkpointMessage(facts), signingKey.privateKey) };
 }
+
+/** Signs with the test's audit key (archiveAudit's seal). */
+const testSigner: SigningKeyProvider = {
+  name: "test",
+  open: (purpose) =>
+    Promise.resolve({
+      purpose,
+      provider: "envelope",
+      kid: AUDIT_KEY.kid,
+      algorithm: "ed25519",
+      publicKey: signingKey.publicKey,
+      sign: (data: Uint8Array) => Promise.resolve(sign(null, data, signingKey.privateKey)),
+    }),
+};
+
+const ev = (name: string): AuditEventName => name as AuditEventName;
+const K1 = `pck_test_v1_${"1".repeat(28)}`;
+const K2 = `pck_test_v1_${"2".repeat(28)}`;
+
+/** Entries for the query tests: seq i + 1 is QUERY_ENTRIES[i]. Times repeat (20, 50) on purpose. */
+const QUERY_ENTRIES: AuditFields[] = [
+  { event: "request.allow", at: T0 + 10, actor: `key:${K1}`, key: K1, account: "alice" },
+  { event: "key.create", at: T0 + 20, actor: "cli:test", key: K2, account: "bob" },
+  { event: "request.deny", at: T0 + 20, actor: `key:${K1}`, key: K1, account: "alice", code: "SIGNATURE_INVALID", status: 401 },
+  { event: "session.create", at: T0 + 30, actor: `key:${K2}`, key: K2, account: "bob" },
+  { event: "key.suspend", at: T0 + 40, actor: "cli:test", key: K1, account: "alice" },
+  { event: "policy.change", at: T0 + 50, actor: "cli:test" },
+  { event: "key.revoke", at: T0 + 50, actor: "cli:test", key: K2, account: "bob" },
+  // Names beside "key." in byte order: "key-x" sorts before it, "keys" after "key/".
+  { event: ev("key-x.y"), at: T0 + 60, actor: "cli:test", key: K1, account: "alice" },
+  { event: ev("keys.list"), at: T0 + 70, actor: "cli:test", key: K1, account: "alice" },
+  { event: "request.allow", at: T0 + 80, actor: `key:${K2}`, key: K2, account: "bob" },
+];
+
+const seqs = (rows: readonly StoredEntry[]): number[] => rows.map((r) => r.seq);
 
 let idCounter = 0;
 function hmacRow(): KeyRow {
@@ -341,6 +380,132 @@ describe.each(backends)("audit store contract: $name", (backend) => {
     expect(await audit.head()).toEqual({ seq: 5, hash: whole.record.hash });
     expect((await audit.append(batch(7, 1))).first).toBe(6);
     expect(await verifyAudit(audit)).toMatchObject({ ok: true, verified: 1, first: 6, last: 6, archived: { segments: 2, entries: 5 } });
+  });
+
+  it("query: filters by key, account, events (names and resource.*), since (inclusive) and until (exclusive); oldest first, limited", async () => {
+    const { audit } = await instance();
+    await audit.append(QUERY_ENTRIES);
+    const q = async (query: Partial<EntryQuery>): Promise<number[]> => seqs(await audit.query({ limit: 100, ...query }));
+    expect(await q({})).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(await q({ key: K1 })).toEqual([1, 3, 5, 8, 9]);
+    expect(await q({ account: "bob" })).toEqual([2, 4, 7, 10]);
+    expect(await q({ key: K1, account: "bob" })).toEqual([]);
+    expect(await q({ events: ["request.allow"] })).toEqual([1, 10]);
+    expect(await q({ events: ["request.allow", "request.deny"] })).toEqual([1, 3, 10]);
+    // resource.* is every event of that resource, and only those: not key-x.*, not keys.*.
+    expect(await q({ events: ["key.*"] })).toEqual([2, 5, 7]);
+    expect(await q({ events: ["key.*", "session.create"], account: "bob" })).toEqual([2, 4, 7]);
+    expect(await q({ events: ["keys.*"] })).toEqual([9]);
+    expect(await q({ events: ["nothing.*"] })).toEqual([]);
+    // An empty list filters nothing (as no list).
+    expect(await q({ events: [] })).toHaveLength(10);
+    expect(await q({ since: T0 + 20 })).toEqual([2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(await q({ until: T0 + 20 })).toEqual([1]);
+    expect(await q({ since: T0 + 20, until: T0 + 50 })).toEqual([2, 3, 4, 5]);
+    expect(await q({ since: T0 + 20, until: T0 + 20 })).toEqual([]);
+    // Fractional bounds keep their meaning (at >= 20.5 excludes 20; at < 40.5 includes 40).
+    expect(await q({ since: T0 + 20.5, until: T0 + 40.5 })).toEqual([4, 5]);
+    expect(await q({ key: K2, since: T0 + 25, events: ["key.*"] })).toEqual([7]);
+    expect(await q({ limit: 3 })).toEqual([1, 2, 3]);
+    expect(await q({ limit: 0 })).toEqual([]);
+    // A negative limit is no limit (SQLite's LIMIT -1).
+    expect(await q({ limit: -1 })).toHaveLength(10);
+    // Values no entry can hold match nothing (PostgreSQL text cannot hold U+0000).
+    expect(await q({ key: "a\u0000b" })).toEqual([]);
+    expect(await q({ events: ["key\u0000.*"] })).toEqual([]);
+    // The rows are the stored entries, columns and all.
+    const [row] = await audit.query({ key: K1, events: ["request.deny"], limit: 1 });
+    expect(row).toEqual((await stored(audit))[2]);
+    expect(decodeEntry(row?.entry ?? "")).toMatchObject({ seq: 3, code: "SIGNATURE_INVALID", status: 401 });
+  });
+
+  it("query: newest first when descending, and pages by afterSeq in both directions' terms", async () => {
+    const { audit } = await instance();
+    await audit.append(QUERY_ENTRIES);
+    expect(seqs(await audit.query({ limit: 3, descending: true }))).toEqual([10, 9, 8]);
+    expect(seqs(await audit.query({ key: K1, limit: 2, descending: true }))).toEqual([9, 8]);
+    // afterSeq keeps entries after it, whatever the order (a tail --follow's new entries).
+    expect(seqs(await audit.query({ afterSeq: 7, limit: 100, descending: true }))).toEqual([10, 9, 8]);
+    expect(seqs(await audit.query({ afterSeq: 7.5, limit: 100 }))).toEqual([8, 9, 10]);
+    // Paging as export does: pages of 2 after the last seq seen, until an empty page.
+    const pages: number[][] = [];
+    let after = 0;
+    for (;;) {
+      const page = await audit.query({ account: "alice", limit: 2, afterSeq: after });
+      if (page.length === 0) break;
+      pages.push(seqs(page));
+      after = page[page.length - 1]?.seq ?? after;
+    }
+    expect(pages).toEqual([[1, 3], [5, 8], [9]]);
+    expect(await audit.query({ afterSeq: 10, limit: 5 })).toEqual([]);
+    // A limit that is not an integer is the caller's mistake, on both stores.
+    await expect(Promise.resolve().then(() => audit.query({ limit: 1.5 }))).rejects.toThrow();
+  });
+
+  it("firstAtOrAfter and bounds: the first entry at or after a time, the stored range", async () => {
+    const { audit } = await instance();
+    expect(await audit.bounds()).toBeNull();
+    expect(await audit.firstAtOrAfter(T0)).toBeNull();
+    await audit.append(QUERY_ENTRIES);
+    expect(await audit.bounds()).toEqual({ first: 1, last: 10 });
+    expect(await audit.firstAtOrAfter(T0)).toBe(1);
+    expect(await audit.firstAtOrAfter(T0 + 20)).toBe(2);
+    expect(await audit.firstAtOrAfter(T0 + 21)).toBe(4);
+    expect(await audit.firstAtOrAfter(T0 + 20.5)).toBe(4);
+    expect(await audit.firstAtOrAfter(T0 + 50)).toBe(6);
+    expect(await audit.firstAtOrAfter(T0 + 81)).toBeNull();
+  });
+
+  it("archiveAudit archives a prefix (by time or by seq) into a signed segment; the log verifies, segment and all", async () => {
+    const { audit } = await instance();
+    const dir = mkdtempSync(join(tmpdir(), "pc-audit-archive-"));
+    try {
+      await audit.registerKey(AUDIT_KEY);
+      await audit.append(QUERY_ENTRIES);
+      await audit.addCheckpoint(checkpoint(4, (await audit.hashAt(4)) ?? ""));
+      const readSegment = (file: string): Buffer | null => {
+        try {
+          return readFileSync(join(dir, file));
+        } catch {
+          return null;
+        }
+      };
+      // Everything before T0 + 40: entries 1–4 (entry 5 is at T0 + 40).
+      const first = await archiveAudit({ audit, signer: testSigner, actor: "cli:test", before: T0 + 40, dir, now: () => T0 + 100 });
+      expect(first).toMatchObject({ first: 1, last: 4, entries: 4, file: "audit-000000000001-000000000004.jsonl" });
+      expect(readdirSync(dir)).toEqual([first?.file]);
+      expect(await audit.bounds()).toEqual({ first: 5, last: 11 });
+      expect(seqs(await audit.query({ events: ["audit.archive"], limit: 10 }))).toEqual([11]);
+      expect(await audit.query({ until: T0 + 40, limit: 10 })).toEqual([]);
+      expect(await verifyAudit(audit, { readSegment })).toMatchObject({ ok: true, verified: 11, first: 5, last: 11, archived: { segments: 1, entries: 4, filesVerified: 1 } });
+      // Then by seq: the next prefix follows the first.
+      const second = await archiveAudit({ audit, signer: testSigner, actor: "cli:test", upTo: 7, dir, now: () => T0 + 200 });
+      expect(second).toMatchObject({ first: 5, last: 7 });
+      expect(await verifyAudit(audit, { readSegment })).toMatchObject({ ok: true, verified: 12, first: 8, last: 12, archived: { segments: 2, entries: 7, filesVerified: 2 } });
+      // Nothing older than the stored entries: nothing to archive.
+      expect(await archiveAudit({ audit, signer: testSigner, actor: "cli:test", before: T0, dir })).toBeNull();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("archiveAudit refuses a tampered range (AUDIT_ARCHIVE_REFUSED) and archives nothing", async () => {
+    const { audit } = await instance();
+    const dir = mkdtempSync(join(tmpdir(), "pc-audit-archive-"));
+    try {
+      await audit.append(QUERY_ENTRIES);
+      await backend.tamper("UPDATE audit_log SET entry = replace(entry, '\"status\":401', '\"status\":200') WHERE seq = 3");
+      const err = await archiveAudit({ audit, signer: testSigner, actor: "cli:test", upTo: 5, dir }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AuditError);
+      expect(err).toMatchObject({ code: "AUDIT_ARCHIVE_REFUSED", message: expect.stringContaining("entry #3") as unknown });
+      expect(readdirSync(dir)).toEqual([]);
+      expect(await audit.archives()).toEqual([]);
+      expect(await audit.bounds()).toEqual({ first: 1, last: 10 });
+      // A range after the tampered entry is not a prefix: archiving always starts at the first stored entry.
+      expect((await verifyAudit(audit)).problem).toMatchObject({ code: "ENTRY_ALTERED", seq: 3 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("every key change is an entry of the chain, written with the change", async () => {
@@ -559,5 +724,70 @@ describe.runIf(runPg)("PostgreSQL audit: one chain across processes, key changes
     ]);
     expect(decodeEntry(entries[1]?.entry ?? "")).toMatchObject({ actor: "cli:old", detail: { reason: "r", imported: true } });
     expect(await verifyAudit(s.audit)).toMatchObject({ ok: true, verified: 2 });
+  });
+});
+
+describe.runIf(runPg)("PostgreSQL audit: the read-only reader (audit verify|tail|query|export)", () => {
+  const schemas: string[] = [];
+  afterAll(async () => {
+    for (const name of schemas) await dropSchema(SHARED_POSTGRES_URL, name);
+  });
+
+  it("reads what the store wrote, and the server refuses any write made through it (25006)", async () => {
+    const name = uniqueSchema("reader");
+    schemas.push(name);
+    const store = await PostgresStore.open({ url: SHARED_POSTGRES_URL, schema: name, poolSize: 2 });
+    try {
+      await store.audit.registerKey(AUDIT_KEY);
+      await store.audit.append(QUERY_ENTRIES);
+      await store.audit.addCheckpoint(checkpoint(10, (await store.audit.hashAt(10)) ?? ""));
+    } finally {
+      await store.close();
+    }
+    const reader = await openPostgresAuditReadOnly({ url: SHARED_POSTGRES_URL, schema: name }, { spillDir: "/spill", archiveDir: "/archive" });
+    expect(reader).not.toBeNull();
+    if (reader === null) return;
+    try {
+      const { audit } = reader;
+      expect([audit.spillDir, audit.archiveDir]).toEqual(["/spill", "/archive"]);
+      expect(seqs(await audit.query({ events: ["key.*"], limit: 10 }))).toEqual([2, 5, 7]);
+      expect(await audit.bounds()).toEqual({ first: 1, last: 10 });
+      const view = await audit.snapshot();
+      try {
+        expect(await verifyAudit(view)).toMatchObject({ ok: true, verified: 10, checkpoints: 1, unconfirmed: 0 });
+      } finally {
+        await view.close();
+      }
+      // Every write through the reader's sessions is refused by the server: read_only_sql_transaction.
+      await expect(audit.append(batch(1, 1))).rejects.toMatchObject({ code: "25006" });
+      await expect(audit.addCheckpoint(checkpoint(3, "a".repeat(64)))).rejects.toMatchObject({ code: "25006" });
+      // (A record that would be committed: the range is the stored prefix, its hash the stored one.)
+      await expect(audit.commitArchive({ first: 1, last: 1, prev: GENESIS, hash: (await audit.hashAt(1)) ?? "", file: "f", digest: "d", at: T0, kid: "k", signature: Buffer.alloc(64) }, fields(1))).rejects.toMatchObject({
+        code: "25006",
+      });
+      expect(await audit.head()).toMatchObject({ seq: 10 });
+      expect(await audit.checkpoints()).toHaveLength(1);
+    } finally {
+      await reader.close();
+    }
+  });
+
+  it("null for a schema without the audit tables; nothing is created or migrated", async () => {
+    const name = uniqueSchema("noaudit");
+    schemas.push(name);
+    expect(await openPostgresAuditReadOnly({ url: SHARED_POSTGRES_URL, schema: name }, { spillDir: null, archiveDir: null })).toBeNull();
+    await adminQuery(SHARED_POSTGRES_URL, `CREATE SCHEMA ${name}; CREATE TABLE ${name}.audit_log (seq BIGINT)`);
+    expect(await openPostgresAuditReadOnly({ url: SHARED_POSTGRES_URL, schema: name }, { spillDir: null, archiveDir: null })).toBeNull();
+    const tables = await adminQuery<{ relname: string }>(SHARED_POSTGRES_URL, "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r'", [name]);
+    expect(tables.map((t) => t.relname)).toEqual(["audit_log"]);
+  });
+
+  it("an unreachable server is DURABLE_STORE_UNREACHABLE, naming the server; bad settings are TypeErrors", async () => {
+    await expect(openPostgresAuditReadOnly({ url: "postgres://postgres@127.0.0.1:1/test", schema: "portcullis" }, { spillDir: null, archiveDir: null })).rejects.toMatchObject({
+      code: "DURABLE_STORE_UNREACHABLE",
+      message: expect.stringContaining("127.0.0.1:1/test") as unknown,
+    });
+    await expect(openPostgresAuditReadOnly({ url: SHARED_POSTGRES_URL, schema: "Bad-Schema" }, { spillDir: null, archiveDir: null })).rejects.toBeInstanceOf(TypeError);
+    await expect(openPostgresAuditReadOnly({ url: "mysql://x/y", schema: "portcullis" }, { spillDir: null, archiveDir: null })).rejects.toBeInstanceOf(TypeError);
   });
 });

@@ -4,7 +4,7 @@ import { bounded, encodeEntry } from "../../audit/canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash } from "../../audit/chain.js";
 import { keyChangeFields } from "../../audit/entries.js";
 import type { AuditFields } from "../../audit/events.js";
-import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditSource, AuditStore, ChainHead, StoredEntry } from "../../audit/store.js";
+import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditReader, AuditSource, AuditStore, ChainHead, EntryQuery, StoredEntry } from "../../audit/store.js";
 import { LOCK_AUDIT, schemaLockKey } from "./locks.js";
 import { asError, transaction } from "./transaction.js";
 
@@ -180,6 +180,65 @@ async function* readEntryChunks(q: Queryable, from: number, to: number): AsyncGe
   }
 }
 
+/**
+ * A number compared with a BIGINT column, as an integer with the same answer: `column >= x` is
+ * `column >= ceil(x)` (`up`), `column > x` is `column > floor(x)`. SQLite compares any number with
+ * its integers; PostgreSQL refuses a fractional or out-of-range bigint parameter, so the value is
+ * rounded the way that keeps the comparison's answer and clamped to the safe integers (every
+ * stored seq and time is one). Not a number: the caller's mistake.
+ */
+function integerBound(value: number, name: string, up: boolean): number {
+  if (typeof value !== "number" || Number.isNaN(value)) throw new TypeError(`${name}: a number`);
+  const n = up ? Math.ceil(value) : Math.floor(value);
+  return Math.min(Number.MAX_SAFE_INTEGER, Math.max(-Number.MAX_SAFE_INTEGER, n));
+}
+
+/** PostgreSQL text cannot hold U+0000 (the server refuses the parameter): such a value matches no stored entry. */
+const NUL = "\u0000";
+
+/**
+ * SqliteAudit.query's SQL, in PostgreSQL's dialect, with SQLite's semantics: equality on key and
+ * account, events by name or by `resource.*` prefix (a range of the "C"-collated column, compared
+ * byte by byte as SQLite's TEXT is: `event >= 'key.' AND event < 'key/'`), `since` inclusive,
+ * `until` exclusive, `afterSeq` exclusive, in seq order (DESC when `descending`), at most `limit`
+ * (negative: no limit, as SQLite's LIMIT -1). Null when nothing can match.
+ */
+function querySql(q: EntryQuery): { sql: string; params: unknown[] } | null {
+  if (!Number.isSafeInteger(q.limit)) throw new TypeError("limit: an integer");
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const param = (v: unknown): string => {
+    params.push(v);
+    return `$${params.length}`;
+  };
+  if (q.key !== undefined) {
+    if (q.key.includes(NUL)) return null;
+    where.push(`key_id = ${param(q.key)}`);
+  }
+  if (q.account !== undefined) {
+    if (q.account.includes(NUL)) return null;
+    where.push(`account = ${param(q.account)}`);
+  }
+  if (q.events !== undefined && q.events.length > 0) {
+    const parts: string[] = [];
+    for (const e of q.events) {
+      if (e.includes(NUL)) continue;
+      if (e.endsWith(".*")) parts.push(`(event >= ${param(e.slice(0, -1))} AND event < ${param(`${e.slice(0, -2)}/`)})`);
+      else parts.push(`event = ${param(e)}`);
+    }
+    if (parts.length === 0) return null;
+    where.push(`(${parts.join(" OR ")})`);
+  }
+  if (q.since !== undefined) where.push(`at >= ${param(integerBound(q.since, "since", true))}`);
+  if (q.until !== undefined) where.push(`at < ${param(integerBound(q.until, "until", true))}`);
+  if (q.afterSeq !== undefined) where.push(`seq > ${param(integerBound(q.afterSeq, "afterSeq", false))}`);
+  const limit = param(q.limit < 0 ? null : q.limit);
+  return {
+    sql: `SELECT ${ENTRY_COLUMNS} FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq ${q.descending === true ? "DESC" : "ASC"} LIMIT ${limit}`,
+    params,
+  };
+}
+
 /** A key change as the store records it (its change-feed row's facts). */
 export interface KeyChangeRecord {
   readonly keyId: string;
@@ -248,7 +307,7 @@ export interface PostgresAuditOptions {
  * the key changes' entries itself, in their transactions (`appendKeyChange`). Also an AuditSource
  * for verification (its reads are asynchronous: `verifyAudit` awaits them).
  */
-export class PostgresAudit implements AuditStore, AuditSource {
+export class PostgresAudit implements AuditStore, AuditReader {
   readonly spillDir: string | null;
   readonly archiveDir: string | null;
   private readonly pool: pg.Pool;
@@ -361,7 +420,7 @@ export class PostgresAudit implements AuditStore, AuditSource {
     );
   }
 
-  // --- reads: verification, archiving -----------------------------------------------------------
+  // --- reads: verification, queries, archiving --------------------------------------------------
   // Each read is its own statement: while other processes archive, use `snapshot()` to verify.
 
   archives(): Promise<readonly ArchiveRecord[]> {
@@ -424,6 +483,19 @@ export class PostgresAudit implements AuditStore, AuditSource {
     const row = (await q.query<{ first: string | null; last: string | null }>("SELECT MIN(seq) AS first, MAX(seq) AS last FROM audit_log")).rows[0];
     if (row === undefined || row.first === null || row.last === null) return null;
     return { first: Number(row.first), last: Number(row.last) };
+  }
+
+  /** Entries matching a query, in seq order (newest first when `descending`): SqliteAudit.query's semantics. */
+  async query(q: EntryQuery): Promise<StoredEntry[]> {
+    const built = querySql(q);
+    if (built === null) return [];
+    return (await this.pool.query<EntryRowSql>(built.sql, built.params)).rows.map(toEntry);
+  }
+
+  /** The seq of the first entry at or after `at` (null when there is none). */
+  async firstAtOrAfter(at: number): Promise<number | null> {
+    const seq = (await this.pool.query<{ seq: string | null }>("SELECT MIN(seq) AS seq FROM audit_log WHERE at >= $1", [integerBound(at, "at", true)])).rows[0]?.seq ?? null;
+    return seq === null ? null : Number(seq);
   }
 
   /**

@@ -149,7 +149,7 @@ function insertValues(row: KeyRow): unknown[] {
 }
 
 /** Where a URL points, for messages: host, port and database — never the user's password. */
-function serverName(url: string): string {
+export function serverName(url: string): string {
   try {
     const u = new URL(url);
     return `${u.hostname}:${u.port === "" ? "5432" : u.port}${u.pathname}`;

@@ -3,7 +3,9 @@ import { bounded, encodeEntry } from "../../audit/canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash } from "../../audit/chain.js";
 import { keyChangeFields } from "../../audit/entries.js";
 import type { AuditFields } from "../../audit/events.js";
-import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditSource, AuditStore, ChainHead, StoredEntry } from "../../audit/store.js";
+import type { AppendOptions, AppendResult, ArchiveRecord, AuditKey, AuditReader, AuditStore, ChainHead, EntryQuery, StoredEntry } from "../../audit/store.js";
+
+export type { EntryQuery } from "../../audit/store.js";
 
 /**
  * The audit log in SQLite (migration 6): the chain in `audit_log`, signed checkpoints, the public
@@ -144,7 +146,7 @@ export interface SqliteAuditOptions {
  * The SQLite audit store, on the store's own connection (the key-change entries must share its
  * transactions). Also an AuditSource for verification, and the reads behind queries and archiving.
  */
-export class SqliteAudit implements AuditStore, AuditSource {
+export class SqliteAudit implements AuditStore, AuditReader {
   readonly spillDir: string | null;
   readonly archiveDir: string | null;
   private readonly db: Database.Database;
@@ -393,20 +395,6 @@ export class SqliteAudit implements AuditStore, AuditSource {
       })
       .immediate();
   }
-}
-
-export interface EntryQuery {
-  readonly key?: string;
-  readonly account?: string;
-  /** Event names; `resource.*` matches every event of a resource. */
-  readonly events?: readonly string[];
-  /** Epoch ms, inclusive. */
-  readonly since?: number;
-  /** Epoch ms, exclusive. */
-  readonly until?: number;
-  readonly afterSeq?: number;
-  readonly limit: number;
-  readonly descending?: boolean;
 }
 
 export interface ReadOnlyAudit {
