@@ -443,6 +443,27 @@ const verdict = (pass) => (pass ? "**PASS**" : "**FAIL**");
 const mb = (bytes) => `${fmt(bytes / 2 ** 20, 0)} MiB`;
 const pct = (share) => (share === null || share === undefined ? "n/a" : `${fmt(share * 100, 0)} %`);
 
+/**
+ * For each higher concurrency of the warm `keys.get` runs, whether the machine was saturated: when
+ * the lookups/s hardly rise above concurrency 1's, latency there is mostly waiting behind the
+ * other lookups in flight (Little's law: in flight / rate is the mean latency).
+ */
+export function saturation(warm) {
+  const gets = warm.filter((r) => r.kind === "get").sort((a, b) => a.concurrency - b.concurrency);
+  const base = gets[0];
+  if (base === undefined) return [];
+  const lines = [];
+  for (const r of gets.slice(1)) {
+    const gain = r.rate / base.rate;
+    const mean = (n, rate) => fmt((n / rate) * 1000, 2);
+    lines.push(
+      `At concurrency ${r.concurrency} the warm \`keys.get\` runs made ${fmt(r.rate, 0)} lookups/s, ${fmt(gain, 2)}× concurrency ${base.concurrency}'s ${fmt(base.rate, 0)}: ${gain < 1.5 ? "the machine's cores (this Node process and the PostgreSQL backends share them) were saturated, so latency there is mostly waiting behind the other lookups in flight" : "the server absorbed the extra lookups in flight"} — ${r.concurrency} in flight at that rate is ${mean(r.concurrency, r.rate)} ms on average (Little's law), against ${mean(base.concurrency, base.rate)} ms at concurrency ${base.concurrency}.`,
+      "",
+    );
+  }
+  return lines;
+}
+
 /** The section of BENCHMARKS.md: `{ summary: rows, text: lines, failures }`. */
 export function pgLookupSection(result) {
   const heading = "## 18. Cold-key lookups with 1,000,000 keys in PostgreSQL";
@@ -497,6 +518,7 @@ export function pgLookupSection(result) {
     table(["Phase", "Lookup", "Concurrency", "Lookups", "p50 ms", "p90 ms", "p99 ms", "max ms", "Lookups/s", "Blocks per lookup: in shared buffers / read into them", "Load (1 min)", "Failures"], [...warm, ...firstTouch].map(row)),
     "",
     ...(firstTouch.length === 0 ? [`**First touch NOT MEASURED: ${missing.firstTouch ?? "not run"}.**`, ""] : []),
+    ...saturation(warm),
     `*Blocks per lookup* come from PostgreSQL's own counters for the table and its indexes (pg_statio_user_tables, the run's ${WARMUP_LOOKUPS} warm-up lookups included): found in shared buffers, or read into them from outside (the OS page cache, or storage). A b-tree lookup of one key touches the index's root, an inner page and a leaf, then the row's heap page. The target is judged on the warm \`keys.get\` runs; the first-touch figures measure the storage under the server more than PostgreSQL, and are shown beside them.`,
     "",
   ];

@@ -44,6 +44,7 @@ interface PgBench {
   fillStatement(columns: readonly string[]): string;
   runPgLookupBench(o: { keys: number; lookups: number; concurrencies: number[]; batch: number; poolSize: number; privateServer?: boolean; url?: string; schema?: string }): Promise<LookupResult>;
   pgLookupSection(result: LookupResult | { error: string }): Section;
+  saturation(warm: readonly (Run & { rate: number })[]): string[];
   PG_TARGETS: { coldLookupP99Ms: number };
 }
 
@@ -112,6 +113,15 @@ describe("benchmark 18: the report", () => {
     const text = section.text.join("\n");
     expect(text).toContain("| warm | KeyCache miss (`loadMaterial` + `compileKey`) | 16 | 1000 | 0.750 |");
     expect(text).toContain("| Before the first-touch run at concurrency 1 | shared buffers held 0 MiB of the indexes and 0 MiB of the rows; the OS page cache 0 % of their files |");
+  });
+
+  it("says when a higher concurrency only queued (the lookups/s did not rise), with the mean latency Little's law gives", () => {
+    const at = (concurrency: number, rate: number): Run & { rate: number } => ({ ...run("warm", "get", concurrency, 1), rate });
+    expect(bench.saturation([at(1, 8000), at(16, 7200)])).toEqual([
+      "At concurrency 16 the warm `keys.get` runs made 7200 lookups/s, 0.90× concurrency 1's 8000: the machine's cores (this Node process and the PostgreSQL backends share them) were saturated, so latency there is mostly waiting behind the other lookups in flight — 16 in flight at that rate is 2.22 ms on average (Little's law), against 0.13 ms at concurrency 1.",
+      "",
+    ]);
+    expect(bench.saturation([at(1, 4000), at(16, 20_000)])[0]).toContain("the server absorbed the extra lookups in flight");
   });
 
   it("counts failed lookups, and says loudly when first touch or the whole benchmark could not run", () => {
