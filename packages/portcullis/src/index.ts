@@ -98,7 +98,9 @@ export type { HotStore, ChangeBus, BusMessage } from "./storage/types.js";
  * file, PKCS#11 token) are chosen by the config's `custody` section, not constructed here.
  */
 export { rotateKek, custodyStatus, type RotationResult, type CustodyStatus } from "./custody/rotation.js";
-export { writeBackup, restoreBackup, type BackupResult, type RestoreResult } from "./custody/backup.js";
+export { writeBackup, restoreBackup, type BackupResult, type RestoreResult, type BackupHeader } from "./custody/backup.js";
+/** The same for a PostgreSQL store: pg_dump and pg_restore, from PATH or /usr/lib/postgresql (docs/custody.md). */
+export { writePostgresBackup, restorePostgresBackup } from "./custody/backup-postgres.js";
 export { CustodyError, CUSTODY_ERRORS, type CustodyErrorCode } from "./custody/errors.js";
 export type { CustodyConfig } from "./custody/config.js";
 export type { KekProvider } from "./custody/keyring.js";

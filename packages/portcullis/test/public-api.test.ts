@@ -15,7 +15,7 @@ describe("the public entry points", () => {
       "SessionAuthority", "SessionEndpoints", "StaticPrices", "WEBSOCKET_CLOSE_CODES", "WebSocketConfigError", "WebSocketProxy",
       "compileWebSocketSettings", "createIdentityVerifier", "createLogger", "createMiddleware", "custodyStatus", "errorCatalogue",
       "grantedPermissions", "initDataDir", "loadConfig", "openDataDir", "parseConfig", "parseCreateKeyInput", "parseKeyId",
-      "portcullisPreParsing", "restoreBackup", "rotateKek", "startPortcullis", "valueOrThrow", "writeBackup",
+      "portcullisPreParsing", "restoreBackup", "restorePostgresBackup", "rotateKek", "startPortcullis", "valueOrThrow", "writeBackup", "writePostgresBackup",
     ]);
     for (const internal of ["SqliteStore", "MemoryNonceStore", "Pkcs11Token", "Pkcs11KekProvider", "KeyringFileProvider", "Envelope", "openCustody"]) {
       expect(api).not.toHaveProperty(internal);

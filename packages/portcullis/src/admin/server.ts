@@ -238,6 +238,13 @@ export class AdminApi {
   private async dispatch(ctx: RequestContext): Promise<Answer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
+    // Every route but the public ones reads or writes the durable store. While it is known to be
+    // out (docs/failures.md) they are refused before any step is taken, so an operation of several
+    // steps (an approval that releases, a rotation) never starts half; when the outage is not known
+    // yet, the store's own DURABLE_STORE_UNAVAILABLE (storage/postgres/unavailable.ts) says the same.
+    if (route.permission !== null && this.core.availability !== null && this.core.availability.outageSince !== null) {
+      throw new PortcullisError("DURABLE_STORE_UNAVAILABLE");
+    }
     if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now());
     if (isRiskRoute(route.id)) return dispatchRisk(ctx, this.risk, this.core.keys);
     const keys = this.core.keys;

@@ -74,6 +74,8 @@ export interface AuditLogOptions extends AuditSettings {
   readonly stageNames?: readonly string[];
   /** Called after every acknowledged batch (metrics, tests). */
   readonly onCommit?: (info: CommitInfo) => void;
+  /** Told of every append to the store (a group commit or a spill replay): its duration (ms) and whether it failed (the metrics). */
+  readonly onStoreCall?: (ms: number, failed: boolean) => void;
 }
 
 export interface AuditStats {
@@ -146,6 +148,7 @@ export class AuditLog implements DecisionRecorder {
   private readonly timers: AuditTimers;
   private readonly stageNames: readonly string[];
   private readonly onCommit: ((info: CommitInfo) => void) | null;
+  private readonly onStoreCall: ((ms: number, failed: boolean) => void) | null;
   private readonly requests: RequestAuditMode;
   private readonly windowMs: number;
   private readonly batchEntries: number;
@@ -161,6 +164,8 @@ export class AuditLog implements DecisionRecorder {
   private running: Promise<void> = Promise.resolve();
   private spillPending: boolean;
   private storeDownUntil = 0;
+  /** The store's owner says it is out (`storeUnavailable`): no append is tried until it says otherwise. */
+  private storeOut = false;
   private backoffMs = MIN_BACKOFF_MS;
   private lastWarning = new Map<string, number>();
   private lastWritten: ChainHead | null = null;
@@ -179,6 +184,7 @@ export class AuditLog implements DecisionRecorder {
     this.timers = options.timers ?? REAL_TIMERS;
     this.stageNames = options.stageNames ?? [];
     this.onCommit = options.onCommit ?? null;
+    this.onStoreCall = options.onStoreCall ?? null;
     const requests = options.requests ?? "all";
     if (!REQUEST_AUDIT_MODES.includes(requests)) throw new TypeError(`audit.requests must be one of ${REQUEST_AUDIT_MODES.join(", ")}`);
     this.requests = requests;
@@ -246,12 +252,33 @@ export class AuditLog implements DecisionRecorder {
     return this.enqueue(() => this.commitAll(false, true));
   }
 
-  /** Signs the chain's current head, if it moved since the latest checkpoint. */
+  /** Signs the chain's current head, if it moved since the latest checkpoint (not while the store is known to be out). */
   checkpoint(): Promise<SignedCheckpoint | null> {
     let result: SignedCheckpoint | null = null;
     return this.enqueue(async () => {
+      if (this.storeOut) return;
       result = await this.signHead();
     }).then(() => result);
+  }
+
+  /**
+   * The store is known to be out (PostgreSQL lost, docs/failures.md): batches go to the spill
+   * directory without trying the store (an append to a server that does not answer would hold
+   * them for its timeout), and no checkpoint is signed, until `storeAvailable`.
+   */
+  storeUnavailable(): void {
+    this.storeOut = true;
+  }
+
+  /**
+   * The store answers again: the spill files are replayed now, in order and once each, rather than
+   * after the backoff of the failures seen meanwhile.
+   */
+  storeAvailable(): void {
+    this.storeOut = false;
+    this.storeDownUntil = 0;
+    this.backoffMs = MIN_BACKOFF_MS;
+    if (this.closing === null && (this.spillPending || this.buffer.length > 0)) this.schedule(0);
   }
 
   /** Flushes, signs a last checkpoint and stops. Entries recorded afterwards are dropped. */
@@ -324,7 +351,7 @@ export class AuditLog implements DecisionRecorder {
    * requests/s that was about 30 entries a commit, and about twice the CPU per entry).
    */
   private async commitAll(force: boolean, all: boolean): Promise<void> {
-    const storeUsable = (): boolean => force || this.now() >= this.storeDownUntil;
+    const storeUsable = (): boolean => force || (!this.storeOut && this.now() >= this.storeDownUntil);
     // Spilled batches go first, so the chain keeps (about) the order things happened in.
     if (this.spillPending && storeUsable()) await this.replay();
     // The entries this commit is for; later ones only as full batches.
@@ -350,7 +377,8 @@ export class AuditLog implements DecisionRecorder {
         break;
       }
     }
-    if (this.closing === null && (this.buffer.length > 0 || this.spillPending)) {
+    // While the store is known to be out, spill files wait for `storeAvailable` to schedule their replay.
+    if (this.closing === null && (this.buffer.length > 0 || (this.spillPending && !this.storeOut))) {
       this.schedule(Math.max(this.windowMs, this.storeDownUntil - this.now()));
     }
   }
@@ -367,14 +395,17 @@ export class AuditLog implements DecisionRecorder {
 
   private async commitOrSpill(batch: AuditFields[], tryStore: boolean): Promise<boolean> {
     if (tryStore) {
+      const started = performance.now();
       try {
         const result = await this.store.append(batch, this.spill === null || this.store.writeSpill === undefined ? { lockTimeoutMs: this.lockTimeoutMs } : { lockTimeoutMs: this.lockTimeoutMs, spillDir: this.spill.dir });
+        this.onStoreCall?.(performance.now() - started, false);
         this.storeUp();
         this.lastWritten = result.head;
         this.counts.committed += batch.length;
         this.acknowledged(batch, "store", result.first, result.head.seq, null);
         return true;
       } catch (err) {
+        this.onStoreCall?.(performance.now() - started, true);
         this.storeDown(err);
       }
     }

@@ -1,14 +1,16 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { loadConfig } from "../config/config.js";
-import { writeBackup, restoreBackup } from "../custody/backup.js";
+import { writeBackup, restoreBackup, type RestoreResult } from "../custody/backup.js";
+import { restorePostgresBackup, writePostgresBackup } from "../custody/backup-postgres.js";
 import { type CustodyConfig, DEFAULT_CUSTODY } from "../custody/config.js";
 import { CustodyError } from "../custody/errors.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import type { KekProvider } from "../custody/keyring.js";
 import { openKekProvider } from "../custody/open.js";
 import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } from "../custody/rotation.js";
-import { initDataDir, openDataDir } from "../core/data-dir.js";
+import { DataDirError, initDataDir, openDataDir } from "../core/data-dir.js";
+import { type StoreSettings, StoreSettingsError, describeStore, readStoreFile, sameStore } from "../storage/location.js";
 import { print } from "./target.js";
 
 /**
@@ -29,12 +31,30 @@ interface Target {
   json?: boolean;
 }
 
-function targetOf(opts: Target, defaultData: string): { dataDir: string; custody: CustodyConfig } {
+function targetOf(opts: Target, defaultData: string): { dataDir: string; custody: CustodyConfig; store: StoreSettings | undefined } {
   if (opts.config !== undefined) {
     const config = loadConfig(opts.config);
-    return { dataDir: config.dataDir, custody: config.custody };
+    return { dataDir: config.dataDir, custody: config.custody, store: config.store };
   }
-  return { dataDir: resolve(opts.data ?? defaultData), custody: DEFAULT_CUSTODY };
+  return { dataDir: resolve(opts.data ?? defaultData), custody: DEFAULT_CUSTODY, store: undefined };
+}
+
+/**
+ * The store a backup is taken from or restored into: the data directory's (store.json; SQLite
+ * without one), which the configuration's, when given, must name too (as openDataDir checks).
+ */
+function storeOfTarget(dataDir: string, configured: StoreSettings | undefined): StoreSettings {
+  let recorded: StoreSettings;
+  try {
+    recorded = readStoreFile(dataDir);
+  } catch (err) {
+    if (err instanceof StoreSettingsError) throw new DataDirError(err.message);
+    throw err;
+  }
+  if (configured !== undefined && !sameStore(configured, recorded)) {
+    throw new DataDirError(`the configuration's store is ${describeStore(configured)}, but ${dataDir} keeps its store in ${describeStore(recorded)}: make config.store name the data directory's store`);
+  }
+  return recorded;
 }
 
 function withTarget(cmd: Command): Command {
@@ -57,7 +77,9 @@ function describeStatus(s: CustodyStatus): string {
     `  by kind       ${Object.entries(s.envelopes.byKind).map(([k, n]) => `${k} ${n}`).join(", ")}`,
     `signing keys    ${s.signingKeys.length === 0 ? "none yet" : s.signingKeys.map((k) => `${k.purpose} (${k.provider}, ${k.kid})`).join(", ")}`,
   ];
-  if (s.envelopes.missingVersions.length > 0) lines.push(`MISSING         KEK version(s) ${s.envelopes.missingVersions.join(", ")}: those envelopes cannot be opened`);
+  if (s.kekFloor > 0) lines.push(`KEK floor       version ${s.kekFloor} (the store's: no envelope is written under an older one)`);
+  if (s.envelopes.missingVersions.length > 0) lines.push(`MISSING         KEK version(s) ${s.envelopes.missingVersions.join(", ")}: those envelopes cannot be opened here`);
+  for (const warning of s.warnings) lines.push(`WARNING         ${warning}`);
   if (s.envelopes.malformed > 0) lines.push(`malformed       ${s.envelopes.malformed}`);
   if (s.clearPassphrases > 0) lines.push(`clear passphrase hashes ${s.clearPassphrases} (sealed at the next open)`);
   return lines.join("\n");
@@ -85,6 +107,8 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       try {
         const status = await custodyStatus(data.store, data.envelope);
         print(opts.json === true, status, () => describeStatus(status));
+        // A host whose KEK provider cannot serve the store is a failure a monitor must see.
+        if (status.warnings.length > 0) process.exitCode = 1;
       } finally {
         await data.close();
       }
@@ -117,11 +141,18 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       .description("write an encrypted export of the durable store (restorable only with this deployment's KEK)")
       .requiredOption("--out <file>", "the backup file to create (mode 0600; never overwritten)"),
   ).action(async (opts: Target & { out: string }) => {
-    const { dataDir, custody: config } = targetOf(opts, defaultData);
-    const data = await openDataDir(dataDir, { custody: config });
+    const { dataDir, custody: config, store: configured } = targetOf(opts, defaultData);
+    const settings = storeOfTarget(dataDir, configured);
+    const data = await openDataDir(dataDir, { custody: config, ...(configured === undefined ? {} : { store: configured }) });
     try {
-      if (data.store.kind !== "sqlite") throw new CustodyError("BACKUP_UNSUPPORTED", "portcullis backup copies a SQLite store: back a PostgreSQL store up with pg_dump (its secrets are envelope-encrypted; keep the keyring's backup apart)");
-      const result = await writeBackup({ dataDir, store: data.store, kek: data.kek, environment: data.environment, out: resolve(opts.out) });
+      const out = resolve(opts.out);
+      const result =
+        data.store.kind === "sqlite"
+          ? await writeBackup({ dataDir, store: data.store, kek: data.kek, environment: data.environment, out })
+          : settings.backend === "postgres"
+            ? await writePostgresBackup({ url: settings.url, schema: settings.schema, kek: data.kek, environment: data.environment, out })
+            : null;
+      if (result === null) throw new CustodyError("BACKUP_UNSUPPORTED", `${dataDir}'s store is neither SQLite nor PostgreSQL`);
       print(opts.json === true, { file: result.file, size: result.size, header: result.header }, () =>
         `backup written to ${result.file} (${result.size} bytes; ${result.header.provider} KEK version ${result.header.kekVersion})`,
       );
@@ -137,7 +168,8 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       .requiredOption("--in <file>", "the backup file")
       .option("--force", "replace a database that already holds keys"),
   ).action(async (opts: Target & { in: string; force?: boolean }) => {
-    const { dataDir, custody: config } = targetOf(opts, defaultData);
+    const { dataDir, custody: config, store: configured } = targetOf(opts, defaultData);
+    const settings = storeOfTarget(dataDir, configured);
     let kek: KekProvider;
     try {
       kek = await openKekProvider(dataDir, config);
@@ -148,12 +180,17 @@ export function registerCustodyCommands(program: Command, defaultData: string): 
       throw err;
     }
     try {
-      const result = await restoreBackup({ file: resolve(opts.in), dataDir, kek, force: opts.force === true });
+      const file = resolve(opts.in);
+      const force = opts.force === true;
+      const result: RestoreResult =
+        settings.backend === "postgres"
+          ? await restorePostgresBackup({ file, dataDir, url: settings.url, schema: settings.schema, kek, force })
+          : await restoreBackup({ file, dataDir, kek, force });
       const env = result.header.environment === "test" ? "test" : "live";
       await initDataDir(dataDir, env);
       print(opts.json === true, { dataDir, keys: result.keys, replaced: result.replaced, carried: result.carried, carriedHolds: result.carriedHolds, carriedSpend: result.carriedSpend, header: result.header }, () =>
         [
-          `restored ${result.keys} key(s) into ${dataDir} from the backup of ${result.header.createdAt}${result.replaced ? " (the previous database was replaced)" : ""}`,
+          `restored ${result.keys} key(s) into ${dataDir}${settings.backend === "postgres" ? ` (${describeStore(settings)})` : ""} from the backup of ${result.header.createdAt}${result.replaced ? " (the previous database was replaced)" : ""}`,
           ...(result.carriedHolds !== null && result.carriedHolds > 0
             ? [`${result.carriedHolds} held operation(s) keep the later state the replaced database recorded (claimed, released or ended): none is sent again`]
             : []),

@@ -1,4 +1,5 @@
 import { OperatorError } from "../errors/catalogue.js";
+import { DEFAULT_OUTAGE_GRACE_MS } from "../core/core.js";
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
@@ -144,9 +145,9 @@ export interface PortcullisConfig {
 /**
  * How long keys cached before the durable store became unreachable keep verifying (docs/failures.md):
  * long enough to ride out a PostgreSQL failover, short enough that a key revoked meanwhile (through
- * another store's admin, or a restore) is not honoured for long.
+ * another store's admin, or a restore) is not honoured for long. The core's default, named here too.
  */
-export const DEFAULT_OUTAGE_GRACE_MS = 60_000;
+export { DEFAULT_OUTAGE_GRACE_MS };
 
 /**
  * The limits a gateway applies when its config says nothing (and the ones `portcullis init` and

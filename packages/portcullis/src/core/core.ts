@@ -7,7 +7,7 @@ import type { SigningKeyProvider } from "../contract/signing.js";
 import { KeyCache } from "../keys/cache.js";
 import type { Environment } from "../contract/ids.js";
 import { DEFAULT_IDLE_EXPIRY_MS, DEFAULT_WINDOW_MS, type Dialect } from "../contract/keys.js";
-import { KeyService } from "../keys/service.js";
+import { type KeyMaterial, KeyService } from "../keys/service.js";
 import { LAST_USED_FLUSH_MS, LastUsedRecorder } from "../keys/usage.js";
 import { type Logger, silentLogger } from "../log/logger.js";
 import { ClientAddressResolver } from "../net/client-address.js";
@@ -20,7 +20,7 @@ import { DEFAULT_SHIELD_POLICY, type ShieldPolicy } from "../limits/types.js";
 import type { LimitSpec } from "../contract/limits.js";
 import { MemoryHotStore } from "../storage/memory/hot.js";
 import { SequenceReservations } from "../replay/reservations.js";
-import type { BusMessage, ChangeBus, DurableStore, HotStore } from "../storage/types.js";
+import type { BusMessage, ChangeBus, DurableStore, HotStore, StoreAvailability } from "../storage/types.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import type { SessionClaims } from "../contract/sessions.js";
 import type { ReferencePrices } from "../contract/prices.js";
@@ -30,6 +30,9 @@ import { type BehaviourSettings, liquidityOf } from "../anomaly/responses.js";
 import type { AlertSink } from "../anomaly/webhook.js";
 import { BehaviourModel } from "../behaviour/model.js";
 import type { BehaviourStateStore } from "../storage/types.js";
+
+/** How long keys cached before an outage of the durable store keep verifying, by default (ms). */
+export const DEFAULT_OUTAGE_GRACE_MS = 60_000;
 
 /** What `Portcullis.watch` reports. */
 export type CoreEvent =
@@ -85,6 +88,14 @@ export interface PortcullisOptions {
   readonly logger?: Logger;
   readonly now?: () => number;
   readonly keyCache?: { readonly freshMs?: number; readonly staleMs?: number; readonly negativeMs?: number };
+  /**
+   * While the durable store is out (PostgreSQL unreachable, docs/failures.md), keys cached before
+   * the outage keep verifying for this long after its start (ms; 0: none do); a key not cached is
+   * refused at once (KEY_STORE_UNAVAILABLE). The config's `store.outageGrace`. Default 60000.
+   */
+  readonly outageGraceMs?: number;
+  /** Where outages are learnt (tests inject one). Default: the store's own (`store.availability`; SQLite has none). */
+  readonly availability?: StoreAvailability | null;
   /**
    * Session logon and session-signed requests (SessionAuthority.open builds one from the data
    * directory's keys). Without it, session tokens are refused.
@@ -163,9 +174,11 @@ export class Portcullis {
   readonly audit: AuditLog;
   /** Reference prices (the guardrails', and the policy's asset values); null when none are configured. */
   readonly prices: ReferencePrices | null;
+  /** Outages of the durable store (docs/failures.md): `outageSince` is one field read; null for a store that cannot be out (SQLite). */
+  readonly availability: StoreAvailability | null;
   private readonly store: DurableStore;
   private readonly usage: LastUsedRecorder;
-  private readonly unsubscribe: () => void;
+  private unsubscribe: () => void;
   private readonly watchers = new Set<(event: CoreEvent) => void>();
   private readonly bus: ChangeBus | null;
   private readonly shared: Omit<PipelineOptions, "routes">;
@@ -188,8 +201,11 @@ export class Portcullis {
       idleExpiryMs,
       ...(options.limits === undefined ? {} : { limitWindows: new Map(options.limits.specs.map((s) => [s.name, s.windowMs])) }),
     });
+    // Each load timed for the metrics (a cache miss or refresh: never the common case).
+    const storeCall = options.metrics?.storeCall ?? null;
+    const load = (id: string): Promise<KeyMaterial | null> => this.keys.loadMaterial(id);
     this.cache = new KeyCache({
-      load: (id) => this.keys.loadMaterial(id),
+      load: storeCall === null ? load : timed(load, (ms, failed) => { storeCall("durable", "key_load", ms, failed); }),
       defaultWindowMs: options.windowMs ?? DEFAULT_WINDOW_MS,
       idleExpiryMs,
       now,
@@ -249,8 +265,11 @@ export class Portcullis {
             ...(behaviour.flushMs === undefined ? {} : { flushMs: behaviour.flushMs }),
           });
     const throttlePerMinute = options.throttlePerMinute ?? behaviour?.settings.throttle.perMinute;
+    const availability = options.availability === undefined ? (options.store.availability ?? null) : options.availability;
+    this.availability = availability;
     this.shared = {
       keys: this.cache,
+      storeOutage: availability === null ? null : { availability, graceMs: options.outageGraceMs ?? DEFAULT_OUTAGE_GRACE_MS },
       schemes: createSchemes({ scheme, futureSkewMs }),
       hot: this.hot,
       fallbackHot:
@@ -282,7 +301,20 @@ export class Portcullis {
       logger: this.logger,
       now,
       stageNames: this.pipeline.stageNames,
+      ...(storeCall === null ? {} : { onStoreCall: (ms: number, failed: boolean) => { storeCall("durable", "audit_append", ms, failed); } }),
     });
+    // The audit log learns of the store's outages from the store: it spills at once while the
+    // store is out, and replays the moment it is back (docs/failures.md).
+    const unwatchStore = availability?.watch((since) => {
+      if (since === null) this.audit.storeAvailable();
+      else this.audit.storeUnavailable();
+    });
+    if (availability !== null && availability.outageSince !== null) this.audit.storeUnavailable();
+    const unsubscribeFeeds = this.unsubscribe;
+    this.unsubscribe = () => {
+      unsubscribeFeeds();
+      unwatchStore?.();
+    };
     this.anomalies =
       behaviour === null ? null : new AnomalyResponder({ settings: behaviour.settings, keys: this.keys, store: options.store.anomalies, audit: this.audit, alerts: behaviour.alerts ?? null, logger: this.logger, now });
     responder = this.anomalies;
@@ -386,4 +418,19 @@ export class Portcullis {
     await this.store.close();
     await this.hot.close();
   }
+}
+
+/** `fn` with each call's duration (ms) and outcome reported to `report`. */
+function timed<A, R>(fn: (arg: A) => Promise<R>, report: (ms: number, failed: boolean) => void): (arg: A) => Promise<R> {
+  return async (arg) => {
+    const started = performance.now();
+    try {
+      const result = await fn(arg);
+      report(performance.now() - started, false);
+      return result;
+    } catch (err) {
+      report(performance.now() - started, true);
+      throw err;
+    }
+  };
 }

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CustodyConfig } from "../custody/config.js";
+import { CustodyError } from "../custody/errors.js";
 import type { Envelope } from "../custody/envelope.js";
 import type { Environment } from "../contract/ids.js";
 import { KeyringFileProvider, type KekProvider } from "../custody/keyring.js";
@@ -63,8 +64,10 @@ export async function initDataDir(dataDir: string, environment: Environment = "l
   if (existsSync(dataDir) && !statSync(dataDir).isDirectory()) {
     throw new DataDirError(`${dataDir} exists and is not a directory`);
   }
-  const recorded = existsSync(dataDir) ? storeOf(dataDir) : undefined;
   const dbPath = join(dataDir, DATA_FILES.database);
+  // The store is chosen by store.json or by the SQLite database: a directory with neither (a new
+  // host's, holding only the deployment's keyring and identity secret) has not chosen one yet.
+  const recorded = existsSync(join(dataDir, DATA_FILES.store)) || existsSync(dbPath) ? storeOf(dataDir) : undefined;
   const wanted = settings ?? recorded ?? { backend: "sqlite" };
   if (recorded !== undefined && !sameStore(recorded, wanted)) {
     throw new DataDirError(`${dataDir} already keeps its store in ${describeStore(recorded)}, not ${describeStore(wanted)}: a data directory's store is chosen once`);
@@ -76,11 +79,20 @@ export async function initDataDir(dataDir: string, environment: Environment = "l
   // reached leaves no half-made data directory behind.
   const store = wanted.backend === "sqlite" ? null : await PostgresStore.open({ url: wanted.url, schema: wanted.schema, poolSize: 2 });
   try {
+    const keyringPath = join(dataDir, DATA_FILES.keyring);
+    // A schema another data directory initialised holds secrets under that deployment's KEK. A
+    // keyring made here would be another KEK: this host would start, then answer every key made
+    // elsewhere KEY_STORE_UNAVAILABLE (its envelopes do not open), and the keys it made would not
+    // open anywhere else. Another host joins a deployment with its files (docs/production.md).
+    if (store !== null && !existsSync(keyringPath) && (await store.getMeta("environment")) !== undefined) {
+      throw new DataDirError(
+        `${describeStore(wanted)} is already initialised (another data directory of this deployment): copy that directory's ${DATA_FILES.keyring} and ${DATA_FILES.identitySecret} (mode 0600) into ${dataDir} first, then run init again; a new keyring here could not open the secrets stored there`,
+      );
+    }
     if (!existsSync(dataDir)) {
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       created.push(dataDir);
     }
-    const keyringPath = join(dataDir, DATA_FILES.keyring);
     if (!existsSync(keyringPath)) {
       KeyringFileProvider.create(keyringPath);
       created.push(keyringPath);
@@ -234,6 +246,27 @@ export async function openDataDir(dataDir: string, options: OpenDataDirOptions =
     };
   } catch (err) {
     await store.close();
+    throw err;
+  }
+}
+
+/**
+ * Opens the gateway's audit-checkpoint signing key once (creating it on a first start): a gateway
+ * that starts proves it can open the deployment's secrets. A host whose keyring.json is not the
+ * deployment's — made by `init` on that host instead of copied — would otherwise start and then
+ * refuse every key made elsewhere (KEY_STORE_UNAVAILABLE) and fail each checkpoint; it stops here
+ * with CUSTODY_DECRYPT_FAILED naming the fix.
+ */
+export async function checkSecretsOpen(data: OpenDataDir, dataDir: string): Promise<void> {
+  try {
+    await data.signingKeys.open("audit-checkpoint");
+  } catch (err) {
+    if (err instanceof CustodyError && err.code === "CUSTODY_DECRYPT_FAILED") {
+      throw new CustodyError(
+        "CUSTODY_DECRYPT_FAILED",
+        `${dataDir}'s key-encryption key does not open the store's secrets (its audit-checkpoint signing key): this host's keyring is not the deployment's — copy keyring.json from a host that works (mode 0600), or configure the deployment's HSM`,
+      );
+    }
     throw err;
   }
 }

@@ -1,13 +1,14 @@
 import type { AuditStats } from "../audit/log.js";
 import type { ErrorCode } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
-import type { DurableStore, HotStore } from "../storage/types.js";
+import type { DurableStore, HotStore, StoreAvailability } from "../storage/types.js";
 
 /**
  * Readiness (`GET /portcullis/v1/readyz`, docs/operations-endpoints.md): does every dependency of
  * this process answer? Four checks, each bounded by its own timeout:
  *
- * - `durable`: a trivial read of the durable store (a meta row);
+ * - `durable`: a trivial read of the durable store (a meta row); failed at once, without the
+ *   read, while the store itself knows it is out (PostgreSQL's availability, docs/failures.md);
  * - `hot`: PING, when the hot store is Redis (process memory always answers);
  * - `audit`: no audit entry waits unacknowledged longer than `auditStuckMs` (neither the store
  *   nor the spill directory took it);
@@ -37,6 +38,8 @@ export interface ReadinessReport {
 
 export interface ReadinessOptions {
   readonly store: DurableStore;
+  /** The durable store's outages; default the store's own (`store.availability`; SQLite has none). */
+  readonly availability?: StoreAvailability | null;
   readonly hot: HotStore;
   readonly audit: { readonly stats: AuditStats };
   /** The custody provider's KEK (anything that can list its versions); null: not checked. */
@@ -94,8 +97,13 @@ export class Readiness {
   private async run(): Promise<ReadinessReport> {
     const { store, hot, audit, custody } = this.options;
     const ping = hot.ping?.bind(hot);
+    const availability = this.options.availability === undefined ? (store.availability ?? null) : this.options.availability;
     const [durable, hotResult, auditResult, custodyResult] = await Promise.all([
-      this.probe("durable", "DURABLE_STORE_UNAVAILABLE", () => store.meta.getMeta(META_PROBE)),
+      this.probe("durable", "DURABLE_STORE_UNAVAILABLE", () => {
+        const since = availability === null ? null : availability.outageSince;
+        if (since !== null) return Promise.reject(new Error(`the durable store has been out since ${new Date(since).toISOString()}`));
+        return store.meta.getMeta(META_PROBE);
+      }),
       this.probe("hot", "HOT_STORE_UNAVAILABLE", ping === undefined ? null : ping),
       this.probe("audit", "AUDIT_LOG_STUCK", () => {
         const oldest = audit.stats.oldestPendingAt;

@@ -1,5 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
-import { closeSync, constants, createReadStream, existsSync, fstatSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readSync, renameSync, rmSync, writeSync } from "node:fs";
+import { closeSync, constants, createReadStream, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { SqliteStore } from "../storage/sqlite/store.js";
@@ -8,51 +7,18 @@ import { Envelope } from "./envelope.js";
 import { CustodyError } from "./errors.js";
 import type { KekProvider } from "./keyring.js";
 import { custodyStatus } from "./rotation.js";
+import { type BackupHeader, type PostgresBackupHeader, type SqliteBackupHeader, backupStore, decryptBody, malformed, readBackupHeader, unwrapDataKey, writeContainer } from "./backup-container.js";
 
 /**
- * Encrypted backups of the durable store. `backup` takes a consistent copy of the SQLite database
- * with SQLite's online backup API (the gateway keeps serving meanwhile), and encrypts it with
- * AES-256-GCM under a fresh data key wrapped by the deployment's KEK. Restoring needs that KEK:
- * the same keyring file (or HSM token) and a KEK version it still holds.
- *
- * File layout:
- *
- *   "PCBACKUP" | headerLength u32be | header (JSON) | wrappedLength u16be | wrapped data key |
- *   iv (12) | ciphertext of the database | tag (16)
- *
- * The header names the format, the provider and KEK version, the environment and when; it holds
- * nothing secret. The data key's wrap binds the backup's id (AAD), and the body's GCM binds
- * everything before the iv, so no header field can be altered unnoticed. The secrets inside the
- * database are envelope-encrypted as well, under the same KEK.
+ * Encrypted backups of a SQLite durable store. `backup` takes a consistent copy of the SQLite
+ * database with SQLite's online backup API (the gateway keeps serving meanwhile), and encrypts it
+ * with AES-256-GCM under a fresh data key wrapped by the deployment's KEK, in the container of
+ * custody/backup-container.ts. Restoring needs that KEK: the same keyring file (or HSM token) and
+ * a KEK version it still holds. The secrets inside the database are envelope-encrypted as well,
+ * under the same KEK. A PostgreSQL store's backups are custody/backup-postgres.ts's.
  */
-const MAGIC = Buffer.from("PCBACKUP", "ascii");
-const MAX_HEADER = 64 * 1024;
-const IV_LEN = 12;
-const TAG_LEN = 16;
-
-export interface BackupHeader {
-  readonly format: "portcullis-backup";
-  readonly version: 1;
-  /** Random; bound into the data key's wrap. */
-  readonly id: string;
-  readonly createdAt: string;
-  /** The KEK provider's name ("keyring-file", "pkcs11"). */
-  readonly provider: string;
-  readonly kekVersion: number;
-  /** Non-secret facts about the KEK (keyring path, token label…). */
-  readonly kek: Readonly<Record<string, string>>;
-  readonly environment: string;
-  /** Size of the plaintext database (bytes). */
-  readonly bytes: number;
-}
-
-function dekAad(id: string): Buffer {
-  return Buffer.from(`portcullis/backup/v1\u0000${id}`, "utf8");
-}
-
-function malformed(detail: string): CustodyError {
-  return new CustodyError("BACKUP_MALFORMED", `not a Portcullis backup, or a damaged one: ${detail}`);
-}
+export { readBackupHeader } from "./backup-container.js";
+export type { BackupHeader, PostgresBackupHeader, SqliteBackupHeader } from "./backup-container.js";
 
 export interface BackupResult {
   readonly file: string;
@@ -69,116 +35,14 @@ export interface BackupResult {
 export async function writeBackup(options: { dataDir: string; store: SqliteStore; kek: KekProvider; environment: string; out: string }): Promise<BackupResult> {
   const { dataDir, store, kek, out } = options;
   const scratch = mkdtempSync(join(dataDir, ".backup-"));
-  const dataKey = randomBytes(32);
-  let fd: number | null = null;
   try {
     const copy = join(scratch, "portcullis.db");
     await store.backupTo(copy);
-    const id = randomBytes(16).toString("hex");
-    const { kekVersion, wrapped } = await kek.wrap(dataKey, dekAad(id));
-    const header: BackupHeader = {
-      format: "portcullis-backup",
-      version: 1,
-      id,
-      createdAt: new Date().toISOString(),
-      provider: kek.name,
-      kekVersion,
-      kek: kek.describe(),
-      environment: options.environment,
-      bytes: (() => {
-        const f = openSync(copy, constants.O_RDONLY);
-        try {
-          return fstatSync(f).size;
-        } finally {
-          closeSync(f);
-        }
-      })(),
-    };
-    const headerBytes = Buffer.from(JSON.stringify(header), "utf8");
-    const lengths = Buffer.alloc(4);
-    lengths.writeUInt32BE(headerBytes.length, 0);
-    const wrappedLength = Buffer.alloc(2);
-    wrappedLength.writeUInt16BE(wrapped.length, 0);
-    const prefix = Buffer.concat([MAGIC, lengths, headerBytes, wrappedLength, wrapped]);
-    const iv = randomBytes(IV_LEN);
-    try {
-      fd = openSync(out, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") throw new CustodyError("BACKUP_MALFORMED", `${out} already exists; a backup never overwrites a file`);
-      throw err;
-    }
-    const target = fd;
-    writeSync(target, prefix);
-    writeSync(target, iv);
-    const cipher = createCipheriv("aes-256-gcm", dataKey, iv);
-    cipher.setAAD(prefix);
-    for await (const chunk of createReadStream(copy)) writeSync(target, cipher.update(chunk as Buffer));
-    writeSync(target, cipher.final());
-    writeSync(target, cipher.getAuthTag());
-    fsyncSync(target);
-    const size = fstatSync(target).size;
+    const fields = { store: "sqlite", environment: options.environment, bytes: statSync(copy).size } as const;
+    const { header, size } = await writeContainer<SqliteBackupHeader>(out, kek, fields, () => createReadStream(copy) as AsyncIterable<Buffer>);
     return { file: out, header, size };
-  } catch (err) {
-    if (fd !== null) rmSync(out, { force: true });
-    throw err;
   } finally {
-    dataKey.fill(0);
-    if (fd !== null) closeSync(fd);
     rmSync(scratch, { recursive: true, force: true });
-  }
-}
-
-function readExactly(fd: number, position: number, length: number): Buffer {
-  const buf = Buffer.alloc(length);
-  const n = readSync(fd, buf, 0, length, position);
-  if (n !== length) throw malformed("truncated");
-  return buf;
-}
-
-/** Reads and checks a backup's header (no key needed). */
-export function readBackupHeader(file: string): { header: BackupHeader; prefix: Buffer; wrapped: Buffer; iv: Buffer; bodyStart: number; size: number } {
-  let fd: number;
-  try {
-    fd = openSync(file, constants.O_RDONLY);
-  } catch (err) {
-    throw new CustodyError("BACKUP_MALFORMED", `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
-  }
-  try {
-    const size = fstatSync(fd).size;
-    const start = readExactly(fd, 0, MAGIC.length + 4);
-    if (!start.subarray(0, MAGIC.length).equals(MAGIC)) throw malformed("no PCBACKUP signature");
-    const headerLength = start.readUInt32BE(MAGIC.length);
-    if (headerLength === 0 || headerLength > MAX_HEADER) throw malformed("bad header length");
-    const headerBytes = readExactly(fd, start.length, headerLength);
-    let header: unknown;
-    try {
-      header = JSON.parse(headerBytes.toString("utf8"));
-    } catch {
-      throw malformed("the header is not JSON");
-    }
-    const h = header as Partial<BackupHeader> | null;
-    if (
-      h === null ||
-      typeof h !== "object" ||
-      h.format !== "portcullis-backup" ||
-      h.version !== 1 ||
-      typeof h.id !== "string" ||
-      typeof h.provider !== "string" ||
-      typeof h.kekVersion !== "number" ||
-      typeof h.environment !== "string"
-    ) {
-      throw malformed("unknown header");
-    }
-    const wrappedAt = start.length + headerLength;
-    const wrappedLength = readExactly(fd, wrappedAt, 2).readUInt16BE(0);
-    const wrapped = readExactly(fd, wrappedAt + 2, wrappedLength);
-    const bodyStart = wrappedAt + 2 + wrappedLength + IV_LEN;
-    if (size < bodyStart + TAG_LEN) throw malformed("truncated");
-    const iv = readExactly(fd, bodyStart - IV_LEN, IV_LEN);
-    const prefix = Buffer.concat([start, headerBytes, readExactly(fd, wrappedAt, 2), wrapped]);
-    return { header: h as BackupHeader, prefix, wrapped, iv, bodyStart, size };
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -236,7 +100,7 @@ function replayStateOf(path: string, now: number): ReplayState | null {
  * versions, address books, the velocity ledger, approvers, held operations). A table the database
  * does not have yet counts 0.
  */
-const TARGET_CONTENT = [
+export const TARGET_CONTENT = [
   ["keys", "keys"],
   ["held_operations", "held operations"],
   ["approvers", "approvers"],
@@ -377,17 +241,15 @@ function carryHeldStates(path: string, states: readonly HeldState[]): number {
  */
 export async function restoreBackup(options: { file: string; dataDir: string; kek: KekProvider; force: boolean }): Promise<RestoreResult> {
   const { file, dataDir, kek } = options;
-  const { header, prefix, wrapped, iv, bodyStart, size } = readBackupHeader(file);
-  if (header.provider !== kek.name) {
-    throw new CustodyError("BACKUP_PROVIDER_MISMATCH", `the backup was made under the ${header.provider} provider; this data directory uses ${kek.name}`);
+  const parsed = readBackupHeader(file);
+  const { header } = parsed;
+  if (backupStore(header) !== "sqlite") {
+    throw new CustodyError(
+      "BACKUP_STORE_MISMATCH",
+      `the backup holds a PostgreSQL store (schema ${(header as PostgresBackupHeader).schema}); ${dataDir} keeps its store in SQLite: restore it into a data directory initialised with --store postgres://…`,
+    );
   }
-  let dataKey: Buffer;
-  try {
-    dataKey = await kek.unwrap(header.kekVersion, wrapped, dekAad(header.id));
-  } catch (err) {
-    const why = err instanceof CustodyError && err.code === "CUSTODY_KEK_VERSION_UNKNOWN" ? `KEK version ${header.kekVersion} is not held here (retired, or another ${kek.name})` : "it was made under another KEK";
-    throw new CustodyError("BACKUP_KEK_MISMATCH", `the backup cannot be opened with this data directory's KEK: ${why}`);
-  }
+  const dataKey = await unwrapDataKey(parsed, kek, "this data directory");
   const target = join(dataDir, "portcullis.db");
   if (!existsSync(dataDir)) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const existing = existsSync(target) ? contentCounts(target) : new Map<string, number>();
@@ -400,24 +262,10 @@ export async function restoreBackup(options: { file: string; dataDir: string; ke
   try {
     const out = openSync(staged, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
     try {
-      const decipher = createDecipheriv("aes-256-gcm", dataKey, iv);
-      decipher.setAAD(prefix);
-      const tag = Buffer.alloc(TAG_LEN);
-      const tagFd = openSync(file, constants.O_RDONLY);
-      try {
-        readSync(tagFd, tag, 0, TAG_LEN, size - TAG_LEN);
-      } finally {
-        closeSync(tagFd);
-      }
-      decipher.setAuthTag(tag);
-      if (size - TAG_LEN > bodyStart) {
-        for await (const chunk of createReadStream(file, { start: bodyStart, end: size - TAG_LEN - 1 })) writeSync(out, decipher.update(chunk as Buffer));
-      }
-      try {
-        writeSync(out, decipher.final());
-      } catch {
-        throw malformed("the contents do not authenticate (altered or truncated)");
-      }
+      // Into a private file: nothing reads it until the tag has been checked.
+      await decryptBody(file, parsed, dataKey, (chunk) => {
+        writeSync(out, chunk);
+      });
       fsyncSync(out);
     } finally {
       closeSync(out);

@@ -63,6 +63,10 @@ const CUSTODY_CODES = [
   "RESTORE_TARGET_NOT_EMPTY",
   /** The store cannot be backed up (or restored) this way: a PostgreSQL store without pg_dump / pg_restore on this host. */
   "BACKUP_UNSUPPORTED",
+  /** The backup holds a SQLite store and the target keeps its store in PostgreSQL, or the other way round. */
+  "BACKUP_STORE_MISMATCH",
+  /** pg_dump or pg_restore exited with an error (its last lines are in the message): the server refused, a lock timed out… */
+  "BACKUP_TOOL_FAILED",
 ] as const;
 
 export type CustodyErrorCode = (typeof CUSTODY_CODES)[number];

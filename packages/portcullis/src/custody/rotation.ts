@@ -12,7 +12,8 @@ import { SIGNING_PURPOSES } from "../contract/signing.js";
 /**
  * KEK rotation without downtime, and the inventory behind `custody status`.
  *
- * A rotation, holding the data directory's custody lock:
+ * A rotation, holding the data directory's custody lock (and, on a store several hosts share, the
+ * store's own: PostgreSQL's session advisory lock, so two hosts' rotations never interleave):
  *
  * 1. creates a new KEK version, active at once (every process wraps under it from its next wrap:
  *    the keyring file is re-checked per wrap, a token within 250 ms);
@@ -43,6 +44,8 @@ export interface RotationOptions {
   readonly retire?: boolean;
   /** Called after each batch with the envelopes rewrapped so far. */
   readonly onProgress?: (rewrapped: number) => void;
+  /** How long to wait for another rotation's lock before CUSTODY_ROTATION_IN_PROGRESS (ms). Default 5000. */
+  readonly lockWaitMs?: number;
 }
 
 export interface RotationFailure {
@@ -196,62 +199,82 @@ async function rewrapPass(store: DurableStore, envelope: Envelope, active: numbe
 
 /** Rotates the KEK of a data directory's envelope (see the module comment). */
 export async function rotateKek(dataDir: string, store: DurableStore, envelope: Envelope, options: RotationOptions = {}): Promise<RotationResult> {
+  // The data directory's lock file excludes rotations on this host; a store other hosts share
+  // (PostgreSQL) adds its own lock, taken second (always in this order), so rotations on two hosts
+  // never interleave either.
+  const shared = store.custodyLock;
+  const waitMs = options.lockWaitMs ?? 5_000;
+  return withFileLock(
+    join(dataDir, CUSTODY_LOCK),
+    "the custody of this data directory",
+    () =>
+      shared === undefined
+        ? rotateHeld(store, envelope, options, () => Promise.resolve(true))
+        : shared.withLock("the custody of this store", (stillHeld) => rotateHeld(store, envelope, options, stillHeld), waitMs),
+    waitMs,
+  );
+}
+
+/** The rotation itself, holding the locks; `stillHeld` answers whether the shared one still is. */
+async function rotateHeld(store: DurableStore, envelope: Envelope, options: RotationOptions, stillHeld: () => Promise<boolean>): Promise<RotationResult> {
   const settleMs = options.settleMs ?? 2_000;
   const batchSize = options.batchSize ?? 250;
   const progress = options.onProgress ?? (() => undefined);
   const kek = envelope.kek;
-  return withFileLock(join(dataDir, CUSTODY_LOCK), "the custody of this data directory", async () => {
-    const started = Date.now();
-    const previous = (await kek.versions()).held;
-    const sealedPassphrases = await sealLegacyPassphrases(store, envelope);
-    const active = await kek.addVersion();
-    let rewrapped = 0;
-    let passes = 0;
-    let last: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
-    let floorRaised = false;
-    while (passes < MAX_PASSES) {
-      last = await rewrapPass(store, envelope, active, batchSize, (n) => {
-        progress(rewrapped + n);
-      });
-      rewrapped += last.rewrapped;
-      passes++;
-      if (passes === 1) {
-        await sleep(settleMs);
-        continue;
-      }
-      if (last.failures.length > 0) break;
-      if (last.rewrapped === 0 && last.remaining === 0) {
-        // Nothing left under an old version: confirmed again, and the floor raised, in one
-        // transaction. From then on every envelope write under an older version is refused (its
-        // writer wraps again under the active one), so the old versions can be destroyed. An
-        // envelope that landed after this pass fails the check: one more pass rewraps it.
-        if ((await store.envelopes.raiseKekFloor(active)).raised) {
-          floorRaised = true;
-          break;
-        }
+  const started = Date.now();
+  const previous = (await kek.versions()).held;
+  const sealedPassphrases = await sealLegacyPassphrases(store, envelope);
+  const active = await kek.addVersion();
+  let rewrapped = 0;
+  let passes = 0;
+  let last: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
+  let floorRaised = false;
+  while (passes < MAX_PASSES) {
+    last = await rewrapPass(store, envelope, active, batchSize, (n) => {
+      progress(rewrapped + n);
+    });
+    rewrapped += last.rewrapped;
+    passes++;
+    if (passes === 1) {
+      await sleep(settleMs);
+      continue;
+    }
+    if (last.failures.length > 0) break;
+    if (last.rewrapped === 0 && last.remaining === 0) {
+      // Nothing left under an old version: confirmed again, and the floor raised, in one
+      // transaction. From then on every envelope write under an older version is refused (its
+      // writer wraps again under the active one), so the old versions can be destroyed. An
+      // envelope that landed after this pass fails the check: one more pass rewraps it.
+      if ((await store.envelopes.raiseKekFloor(active)).raised) {
+        floorRaised = true;
+        break;
       }
     }
-    const clean = floorRaised && last.failures.length === 0 && last.rewrapped === 0 && last.remaining === 0;
-    const retired: number[] = [];
-    if (clean && options.retire !== false) {
-      for (const version of (await kek.versions()).held) {
-        if (version === active) continue;
-        await kek.retire(version);
-        retired.push(version);
-      }
+  }
+  const failures = [...last.failures];
+  // The shared lock lost (its connection dropped): another host's rotation may be running, and
+  // destroying a version is what must not interleave with it. Nothing is retired; run it again.
+  if (!(await stillHeld())) failures.push({ where: "custody lock", code: "CUSTODY_ROTATION_IN_PROGRESS" });
+  const clean = floorRaised && failures.length === 0 && last.rewrapped === 0 && last.remaining === 0;
+  const retired: number[] = [];
+  if (clean && options.retire !== false) {
+    for (const version of (await kek.versions()).held) {
+      if (version === active) continue;
+      await kek.retire(version);
+      retired.push(version);
     }
-    return {
-      provider: kek.name,
-      previous,
-      active,
-      rewrapped,
-      sealedPassphrases,
-      retired,
-      passes,
-      failures: last.failures,
-      durationMs: Date.now() - started,
-    };
-  });
+  }
+  return {
+    provider: kek.name,
+    previous,
+    active,
+    rewrapped,
+    sealedPassphrases,
+    retired,
+    passes,
+    failures,
+    durationMs: Date.now() - started,
+  };
 }
 
 export interface CustodyStatus {
@@ -274,10 +297,20 @@ export interface CustodyStatus {
   /** Passphrase hashes still in clear (sealed at the next custody open). */
   readonly clearPassphrases: number;
   readonly signingKeys: readonly { readonly purpose: string; readonly provider: string; readonly kid: string }[];
+  /** The store's KEK floor (storage/kek-floor.ts): envelopes are written only under it or a later version; 0 before any rotation. */
+  readonly kekFloor: number;
+  /**
+   * What is wrong with this provider for this store, one sentence each (empty when nothing is):
+   * envelopes under versions it does not hold — newer than its active one when another host sharing
+   * the store rotated the KEK and this host's keyring was not brought along, older when retired
+   * here or another KEK — and an active version below the floor (this host's new secrets are
+   * refused). `custody status` exits 1 when there is any.
+   */
+  readonly warnings: readonly string[];
 }
 
 /** Counts every envelope per KEK version and kind (reads headers only; decrypts nothing). */
-export async function custodyStatus(store: DurableStore, envelope: Envelope): Promise<CustodyStatus> {
+export async function custodyStatus(store: Pick<DurableStore, "envelopes" | "meta">, envelope: Envelope): Promise<CustodyStatus> {
   const kek = envelope.kek;
   const { active, held } = await kek.versions();
   const byVersion = new Map<number, number>();
@@ -339,6 +372,25 @@ export async function custodyStatus(store: DurableStore, envelope: Envelope): Pr
     }
   }
   const versions = [...byVersion.keys()].sort((a, b) => a - b);
+  const missing = versions.filter((v) => !held.includes(v));
+  const kekFloor = await store.envelopes.kekFloor();
+  const envelopesUnder = (vs: readonly number[]): number => vs.reduce((n, v) => n + (byVersion.get(v) ?? 0), 0);
+  const warnings: string[] = [];
+  const newer = missing.filter((v) => v > active);
+  const older = missing.filter((v) => v < active);
+  const plural = (vs: readonly number[]): string => `KEK version${vs.length === 1 ? "" : "s"} ${vs.join(", ")}`;
+  if (newer.length > 0) {
+    warnings.push(
+      `${envelopesUnder(newer)} envelope(s) are under ${plural(newer)}, newer than this ${kek.name}'s active version ${active}: another host sharing the store rotated the KEK. ` +
+        `This host cannot open them (keys not in its cache fail) until it holds that version: copy the rotating host's keyring (docs/custody.md, "Several hosts")`,
+    );
+  }
+  if (older.length > 0) {
+    warnings.push(`${envelopesUnder(older)} envelope(s) are under ${plural(older)}, which this ${kek.name} does not hold (retired here, or another KEK): they cannot be opened`);
+  }
+  if (kekFloor > active) {
+    warnings.push(`the store's KEK floor is ${kekFloor}, above this ${kek.name}'s active version ${active}: every secret this host writes is refused (CUSTODY_KEK_RETIRED) until it holds version ${kekFloor}`);
+  }
   return {
     provider: kek.name,
     details: kek.describe(),
@@ -348,10 +400,12 @@ export async function custodyStatus(store: DurableStore, envelope: Envelope): Pr
       total: [...byVersion.values()].reduce((a, b) => a + b, 0),
       byVersion: Object.fromEntries(versions.map((v) => [String(v), byVersion.get(v) ?? 0])),
       byKind,
-      missingVersions: versions.filter((v) => !held.includes(v)),
+      missingVersions: missing,
       malformed,
     },
     clearPassphrases,
     signingKeys,
+    kekFloor,
+    warnings,
   };
 }

@@ -247,7 +247,10 @@ const requestRefusals = {
   // --- operational endpoints (docs/operations-endpoints.md) -----------------------------------
   DRAINING: { status: 503, message: "This gateway process is shutting down (draining); send new requests to another instance." },
   NOT_READY: { status: 503, message: "A dependency of this gateway is not answering; the body names each check and its state." },
-  DURABLE_STORE_UNAVAILABLE: { status: 503, message: "The durable store (SQLite or PostgreSQL) did not answer a trivial read." },
+  DURABLE_STORE_UNAVAILABLE: {
+    status: 503,
+    message: "The durable store (SQLite or PostgreSQL) cannot be reached right now (readiness: it did not answer a trivial read); retry shortly.",
+  },
   AUDIT_LOG_STUCK: { status: 503, message: "The audit log holds entries that neither the store nor the spill directory acknowledged in time." },
   CUSTODY_UNAVAILABLE: { status: 503, message: "The key custody provider (keyring file or PKCS#11 token) did not answer." },
   CHECK_TIMED_OUT: { status: 503, message: "A readiness check did not answer within its timeout." },
@@ -322,6 +325,8 @@ const operatorFailures = {
   BACKUP_KEK_MISMATCH: { area: "custody", exit: 1, message: "the backup cannot be opened with this KEK" },
   RESTORE_TARGET_NOT_EMPTY: { area: "custody", exit: 1, message: "the restore target already holds keys, held operations or policy state" },
   BACKUP_UNSUPPORTED: { area: "custody", exit: 1, message: "this store cannot be backed up this way (a PostgreSQL store without pg_dump / pg_restore on this host)" },
+  BACKUP_STORE_MISMATCH: { area: "custody", exit: 1, message: "the backup holds another kind of store (SQLite against PostgreSQL)" },
+  BACKUP_TOOL_FAILED: { area: "custody", exit: 1, message: "pg_dump, pg_restore or a PostgreSQL step of the restore failed" },
 
   // --- audit commands (problems found *in* a log are audit/verify.ts AUDIT_PROBLEMS) ----------
   AUDIT_LOG_UNAVAILABLE: {

@@ -133,10 +133,20 @@ export class PolicyService implements PolicyDecider {
     await service.refresh();
     const interval = options.pollIntervalMs ?? 200;
     if (interval > 0) {
+      // Failures are logged once per streak: while the store is out (docs/failures.md) every poll
+      // fails, several times a second.
+      let failing = false;
       service.timer = setInterval(() => {
-        service.refresh().catch((err: unknown) => {
-          service.logger.warn({ err }, "policy: reading the version in force failed; keeping the cached one");
-        });
+        service.refresh().then(
+          () => {
+            if (failing) service.logger.info("policy: the version in force is read again");
+            failing = false;
+          },
+          (err: unknown) => {
+            if (!failing) service.logger.warn({ err }, "policy: reading the version in force failed; keeping the cached one (logged again only after a read succeeds)");
+            failing = true;
+          },
+        );
       }, interval);
       service.timer.unref();
     }

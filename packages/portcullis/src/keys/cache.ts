@@ -142,6 +142,22 @@ export class KeyCache {
     return undefined;
   }
 
+  /**
+   * The entry cached for `id` whatever its age (the key, null for a cached "unknown", undefined for
+   * none), without a reload: while the durable store is out (docs/failures.md) the keys cached
+   * before the outage keep serving for its grace, and a reload could only fail.
+   */
+  cached(id: string): VerificationKey | null | undefined {
+    const entry = this.entries.get(id);
+    if (entry === undefined) {
+      this.stats.misses++;
+      return undefined;
+    }
+    if (entry.key === null) this.stats.negativeHits++;
+    else this.stats.staleHits++;
+    return entry.key;
+  }
+
   /** Loads (or joins the load already running for) `id`. Rejects when the store fails. */
   load(id: string): Promise<VerificationKey | null> {
     const running = this.inFlight.get(id);

@@ -37,9 +37,17 @@ export class LastUsedRecorder {
     if (this.pending.size === 0) return;
     const batch = this.pending;
     this.pending = new Map();
-    this.flushing = this.write(batch).finally(() => {
-      this.flushing = null;
-    });
+    this.flushing = this.write(batch)
+      .catch((err: unknown) => {
+        // The store could not take it (an outage, docs/failures.md): the times wait for the next
+        // flush, unless a later use of the key replaced them. Writing a time twice is harmless
+        // (the store only ever raises it), losing it is not: idle expiry reads it.
+        for (const [id, at] of batch) if ((this.pending.get(id) ?? Number.NEGATIVE_INFINITY) < at) this.pending.set(id, at);
+        throw err;
+      })
+      .finally(() => {
+        this.flushing = null;
+      });
     return this.flushing;
   }
 

@@ -54,6 +54,10 @@ export class PortcullisMetrics implements PipelineMetrics {
   private readonly checkSeconds: Histogram<"check">;
   private readonly checkUp: Gauge<"check">;
   private readonly checkFailures: Counter<"check" | "code">;
+  private readonly storeSeconds: Histogram<"store" | "operation">;
+  private readonly storeErrors: Counter<"store" | "operation">;
+  /** "store/operation" → its histogram child, so a call builds no label object. */
+  private readonly storeChildren = new Map<string, Histogram.Internal<"store" | "operation">>();
   private sources: MetricSources | null = null;
 
   constructor(options: MetricsOptions = {}) {
@@ -176,7 +180,37 @@ export class PortcullisMetrics implements PipelineMetrics {
       labelNames: ["check", "code"] as const,
       registers,
     });
+    this.storeSeconds = new Histogram({
+      name: "portcullis_store_operation_duration_seconds",
+      help: 'Duration of the stores\' operations: store "durable" (SQLite or PostgreSQL) operation "key_load" (a key cache miss or refresh) and "audit_append" (a group commit of the audit log); store "hot" (memory or Redis) operation "admit" (the admission stage: replay claim and limits in one round trip), sampled with the stage durations.',
+      labelNames: ["store", "operation"] as const,
+      buckets: STAGE_BUCKETS,
+      registers,
+    });
+    this.storeErrors = new Counter({
+      name: "portcullis_store_errors_total",
+      help: 'Store operations that failed, by store and operation (as in portcullis_store_operation_duration_seconds): a durable key load or audit append that threw, a hot-store admission that could not be answered (the request then failed closed, HOT_STORE_UNAVAILABLE, or was served by the local stand-in on a degradable route).',
+      labelNames: ["store", "operation"] as const,
+      registers,
+    });
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** A store operation's duration (ms) and whether it failed. Off the request path's common case: key loads, group commits. */
+  readonly storeCall = (store: "durable" | "hot", operation: string, ms: number, failed: boolean): void => {
+    const name = `${store}/${operation}`;
+    let child = this.storeChildren.get(name);
+    if (child === undefined) {
+      child = this.storeSeconds.labels(store, operation);
+      this.storeChildren.set(name, child);
+    }
+    child.observe(ms / 1000);
+    if (failed) this.storeErrors.labels(store, operation).inc();
+  };
+
+  /** PipelineMetrics: the hot store could not answer an admission. */
+  hotStoreFailed(): void {
+    this.storeErrors.labels("hot", "admit").inc();
   }
 
   /** Where the scrape-time metrics read from (the running core); call once, after it is built. */
@@ -208,6 +242,8 @@ export class PortcullisMetrics implements PipelineMetrics {
         this.stageChildren.set(name, child);
       }
       child.observe(ms / 1000);
+      // The admission stage is the hot store's round trip (its limit arithmetic is a microsecond).
+      if (name === "admit") this.storeCall("hot", "admit", ms, false);
     }
   }
 

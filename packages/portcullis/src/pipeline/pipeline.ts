@@ -19,7 +19,7 @@ import { type AdmissionStage, DEFAULT_THROTTLE_PER_MINUTE, admissionStage } from
 import { authorizeStage } from "./stages/authorize.js";
 import { credentialStage } from "./stages/credentials.js";
 import { type FailureRecorder, failureRecorder } from "./stages/failures.js";
-import { keyStage } from "./stages/key.js";
+import { type StoreOutagePolicy, keyStage } from "./stages/key.js";
 import { messageCredentialStage, messageRouteStage } from "./stages/message.js";
 import { behaviourStage } from "./stages/behaviour.js";
 import { guardrailStage } from "./stages/guardrails.js";
@@ -32,6 +32,8 @@ import type { Stage } from "./stages/stage.js";
 export interface PipelineOptions {
   readonly routes: RouteTable;
   readonly keys: KeyCache;
+  /** Keys while the durable store is out (docs/failures.md); null or absent: it cannot be (SQLite). */
+  readonly storeOutage?: StoreOutagePolicy | null;
   /** The signing schemes spoken (the native one at least), by name. */
   readonly schemes: ReadonlyMap<Dialect, AuthScheme>;
   /** Replay state, limits, bans: memory, or Redis shared by many gateways. */
@@ -103,6 +105,10 @@ export interface PipelineMetrics {
   decided(surface: AuditSurface, code: string): void;
   /** A sampled request's stage durations in ms, by index of `stageNames` (NaN: the stage did not run). */
   sampled(stageNames: readonly string[], durations: readonly number[]): void;
+  /** The hot store could not answer an admission (the request failed closed or went to the local stand-in). */
+  hotStoreFailed?(): void;
+  /** A durable store operation of the core (a key load, an audit group commit): its duration in ms and whether it failed. */
+  readonly storeCall?: (store: "durable" | "hot", operation: string, ms: number, failed: boolean) => void;
 }
 
 /** How a decided request ended, for the behaviour stage. */
@@ -166,6 +172,7 @@ export class Pipeline {
       limits: options.limits,
       shield: options.shield,
       throttlePerMinute: options.throttlePerMinute ?? DEFAULT_THROTTLE_PER_MINUTE,
+      onHotFailure: options.metrics?.hotStoreFailed?.bind(options.metrics) ?? null,
     });
     this.observer = options.observe ?? null;
     this.metrics = options.metrics ?? null;
@@ -181,7 +188,7 @@ export class Pipeline {
       shieldStage({ shield: options.shield, routes: options.routes, schemes }),
       route,
       messages ? messageCredentialStage(schemes) : credentialStage(native),
-      keyStage({ keys: options.keys, environment: options.environment, sessions: options.sessions ?? null, shield: options.shield, scope }),
+      keyStage({ keys: options.keys, environment: options.environment, sessions: options.sessions ?? null, shield: options.shield, scope, outage: options.storeOutage ?? null }),
       freshnessStage(),
       signature,
       authorize,

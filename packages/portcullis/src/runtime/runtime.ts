@@ -11,7 +11,7 @@ import { Gateway } from "../gateway/server.js";
 import { Authorizer } from "../gateway/authorizer.js";
 import type { Environment } from "../contract/ids.js";
 import type { Logger } from "../log/logger.js";
-import { openDataDir, readSecretFile } from "../core/data-dir.js";
+import { checkSecretsOpen, openDataDir, readSecretFile } from "../core/data-dir.js";
 import { RedisChangeBus } from "../storage/redis/bus.js";
 import { RedisHotStore } from "../storage/redis/hot.js";
 import type { DurableStore, HotStore } from "../storage/types.js";
@@ -127,6 +127,12 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     await data.close();
     throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
   }
+  try {
+    await checkSecretsOpen(data, config.dataDir);
+  } catch (err) {
+    await data.close();
+    throw err;
+  }
   let core: Portcullis | null = null;
   let gateway: Gateway | Authorizer | null = null;
   let admin: AdminApi | null = null;
@@ -135,6 +141,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   let bus: RedisChangeBus | undefined;
   let alerts: AlertWebhook | null = null;
   let sweeper: NodeJS.Timeout | null = null;
+  let unwatchStore: (() => void) | null = null;
   // Reference prices (docs/guardrails.md): the configured table, kept current by a refresher
   // when one is configured (off the request path; a failed poll keeps the last prices).
   const prices = new LivePrices({ table: config.prices.table, maxAgeMs: config.prices.refresh?.maxAgeMs ?? Number.POSITIVE_INFINITY });
@@ -171,6 +178,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       authorities: config.gateway.authorities,
       scheme: config.gateway.scheme,
       timing: config.gateway.serverTiming,
+      outageGraceMs: config.store.outageGraceMs,
       limits: config.limits,
       ...(hot === undefined ? {} : { hot }),
       ...(sessions === undefined ? {} : { sessions }),
@@ -181,8 +189,21 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       behaviour: { settings: config.behaviour, alerts, ...(states === null ? {} : { states }) },
       metrics,
     });
+    // An outage of the durable store and its end, each logged once (docs/failures.md).
+    const availability = core.availability;
+    let outageStart: number | null = null;
+    unwatchStore = availability?.watch((since) => {
+      if (since !== null) {
+        outageStart = since;
+        logger.warn({ outageGraceMs: config.store.outageGraceMs }, "durable store unreachable: keys cached before now verify for store.outageGrace, others and admin calls are refused 503, audit entries spill");
+      } else {
+        logger.info({ outageMs: outageStart === null ? null : Date.now() - outageStart }, "durable store answers again: its changes caught up, spilled audit entries being replayed");
+        outageStart = null;
+      }
+    }) ?? null;
     const readiness = new Readiness({
       store: data.store,
+      availability: core.availability,
       hot: core.hot,
       audit: core.audit,
       custody: data.custody.kek,
@@ -300,6 +321,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         }
         refresher?.stop();
         if (sweeper !== null) clearInterval(sweeper);
+        unwatchStore?.();
         await holds.stop();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
         running.policy.close();
@@ -316,6 +338,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   } catch (err) {
     tls.gateway?.close();
     tls.admin?.close();
+    unwatchStore?.();
     refresher?.stop();
     if (sweeper !== null) clearInterval(sweeper);
     policy?.close();

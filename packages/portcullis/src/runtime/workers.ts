@@ -2,7 +2,7 @@ import cluster, { type Worker } from "node:cluster";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { type ConfigSource, type PortcullisConfig, ConfigError } from "../config/config.js";
-import { openDataDir, readSecretFile } from "../core/data-dir.js";
+import { checkSecretsOpen, openDataDir, readSecretFile } from "../core/data-dir.js";
 import { OperatorError, isCatalogueCode, errorCatalogue, type OperatorCode } from "../errors/catalogue.js";
 import type { Logger } from "../log/logger.js";
 import { TlsCredentials } from "../gateway/tls.js";
@@ -179,6 +179,7 @@ export async function startWorkers(options: WorkersOptions): Promise<WorkerPool>
     if (config.environment !== null && config.environment !== data.environment) {
       throw new ConfigError(`config.environment is ${config.environment} but ${config.dataDir} holds ${data.environment} keys`);
     }
+    await checkSecretsOpen(data, config.dataDir);
     readSecretFile(config.gateway.identitySecretFile);
     // The workers read the metrics token too: a problem with it stops the start here, once.
     const metrics = config.admin.metrics;

@@ -303,8 +303,25 @@ export interface SpendStore {
   forget(ref: string): Promise<number>;
 }
 
+/**
+ * Whether this process can reach its durable store (docs/failures.md). Read on the request path,
+ * so it is a field, kept current by the store itself: no I/O per request. SQLite, a file of this
+ * host, is never "out" and has none.
+ */
+export interface StoreAvailability {
+  /** When this process lost the store (epoch ms, the store's clock), or null while it has it. */
+  readonly outageSince: number | null;
+  /**
+   * Calls `listener` at every change: the outage's start (its time), or null once the store is back
+   * (for PostgreSQL: its change feed reconnected and caught up). Returns an unsubscribe.
+   */
+  watch(listener: (outageSince: number | null) => void): () => void;
+}
+
 export interface DurableStore {
   readonly kind: string;
+  /** Outages of a store on another host (PostgreSQL); absent: it cannot be out (SQLite). */
+  readonly availability?: StoreAvailability;
   readonly keys: KeyStore;
   readonly changes: ChangeFeed;
   readonly meta: MetaStore;
@@ -328,7 +345,23 @@ export interface DurableStore {
   readonly behaviour: BehaviourStateStore;
   /** The behaviour stage's anomaly actions (docs/behaviour.md, "Responses"). */
   readonly anomalies: AnomalyActionStore;
+  /**
+   * A store that several hosts share (PostgreSQL) excludes KEK rotations itself, where a lock file
+   * in one host's data directory cannot: see `CustodyLock`. Absent for a store only one host opens
+   * (SQLite: the data directory's lock file is enough).
+   */
+  readonly custodyLock?: CustodyLock;
   close(): Promise<void>;
+}
+
+/** One KEK rotation at a time on a store, across every host that opens it (custody/rotation.ts). */
+export interface CustodyLock {
+  /**
+   * Runs `fn` holding the store's custody lock; waits up to `waitMs` (default 5000) for another
+   * holder, then refuses with CUSTODY_ROTATION_IN_PROGRESS. `stillHeld` answers whether the lock
+   * is still held (its connection alive): check it before a step that must not interleave.
+   */
+  withLock<T>(what: string, fn: (stillHeld: () => Promise<boolean>) => Promise<T>, waitMs?: number): Promise<T>;
 }
 
 // --- approvers and held operations (docs/approvals.md) ------------------------------------------

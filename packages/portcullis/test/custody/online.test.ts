@@ -84,8 +84,8 @@ async function rotateWhileServing(custody: Record<string, unknown> | undefined, 
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
     // The 40 keys' secrets, and the gateway's own: its session-secret key and, unless the HSM
-    // holds it, its session-token signing key (both created when the gateway started).
-    const own = custody === undefined ? 2 : 1;
+    // holds them, its session-token and audit-checkpoint signing keys (created when it started).
+    const own = custody === undefined ? 3 : 1;
     expect(JSON.parse(result.stdout)).toMatchObject({ active: 2, rewrapped: 40 + own, retired: [1], failures: [] });
     for (const k of [...after, ...during]) await send(k);
     expect(failures).toEqual([]);

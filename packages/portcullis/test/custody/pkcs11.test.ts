@@ -468,6 +468,7 @@ describe.runIf(run)("PKCS#11 custody on SoftHSM2", () => {
     if (secret !== null) recordSecrets(secret);
     const { writeBackup, restoreBackup } = await import("../../src/custody/backup.js");
     const file = join(dir, "backup.pcb");
+    if (data.store.kind !== "sqlite") throw new Error("not a SQLite data directory");
     const written = await writeBackup({ dataDir: dir, store: data.store, kek: data.kek, environment: "test", out: file });
     await core.close();
     expect(written.header).toMatchObject({ provider: "pkcs11", kekVersion: 1 });

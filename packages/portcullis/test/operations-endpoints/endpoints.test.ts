@@ -237,6 +237,12 @@ describe("Prometheus /metrics on the admin listener", () => {
     const lookups = (["hit", "stale", "negative", "miss"] as const).map((result) => after.value("portcullis_key_cache_lookups_total", { result }) ?? 0);
     expect(lookups.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(2);
     expect(after.value("portcullis_key_cache_entries")).toBeGreaterThanOrEqual(1);
+    // The durable store's key read (the miss), timed; no failure.
+    expect(after.value("portcullis_store_operation_duration_seconds_count", { store: "durable", operation: "key_load" })).toBeGreaterThanOrEqual(1);
+    expect(after.value("portcullis_store_errors_total", { store: "durable", operation: "key_load" })).toBeUndefined();
+    // The hot store's admission, timed on the sampled requests that reached it: the second (signed) one.
+    expect(after.types.get("portcullis_store_operation_duration_seconds")).toBe("histogram");
+    expect(after.value("portcullis_store_operation_duration_seconds_count", { store: "hot", operation: "admit" })).toBe(1);
     // The audit log: four entries recorded; the scrape itself recorded none.
     expect(after.value("portcullis_audit_entries_total", { result: "recorded" })).toBe(recordedBefore + 4);
     expect(s.running.core.audit.stats.recorded).toBe(recordedBefore + 4);
@@ -245,6 +251,8 @@ describe("Prometheus /metrics on the admin listener", () => {
     expect(flushed.value("portcullis_audit_entries_buffered")).toBe(0);
     expect(flushed.value("portcullis_audit_oldest_pending_seconds")).toBe(0);
     expect(flushed.value("portcullis_audit_entries_total", { result: "committed" })).toBe(s.running.core.audit.stats.committed);
+    // The group commits, timed.
+    expect(flushed.value("portcullis_store_operation_duration_seconds_count", { store: "durable", operation: "audit_append" })).toBeGreaterThanOrEqual(1);
   });
 });
 
@@ -301,6 +309,11 @@ describe.runIf(serverInstalled || IN_CI)("readyz when the Redis hot store stops 
     const scraped = parseExposition((await call(`${s.admin}/metrics`)).text);
     expect(scraped.value("portcullis_dependency_up", { check: "hot" })).toBe(0);
     expect(scraped.value("portcullis_dependency_check_failures_total", { check: "hot", code: "HOT_STORE_UNAVAILABLE" })).toBeGreaterThanOrEqual(1);
+    // A request that needs the hot store fails closed, and the store's error is counted.
+    const refused = await call(`${s.gateway}/api/v3/account`, { headers: signed(s) });
+    expect([refused.status, refused.json?.code]).toEqual([503, "HOT_STORE_UNAVAILABLE"]);
+    const after = parseExposition((await call(`${s.admin}/metrics`)).text);
+    expect(after.value("portcullis_store_errors_total", { store: "hot", operation: "admit" })).toBe(1);
 
     redis = await RedisServerProcess.start(redis.port);
     const back = await until(readyz, (r) => r.status === 200);

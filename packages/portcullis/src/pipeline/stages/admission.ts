@@ -20,6 +20,8 @@ export interface AdmissionStageOptions {
   readonly shield: Shield;
   /** The extra limit of a throttled key (stage 11): requests per minute. */
   readonly throttlePerMinute: number;
+  /** Told when `hot` cannot answer (the metrics' hot-store errors); null: nobody. */
+  readonly onHotFailure?: (() => void) | null;
 }
 
 /** The limit a throttled key is charged against (its name in RateLimit headers). */
@@ -42,6 +44,7 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
   const { hot, limits, shield } = options;
   const fallback = options.fallbackHot;
   const perMinute = options.throttlePerMinute;
+  const onHotFailure = options.onHotFailure ?? null;
   if (!Number.isSafeInteger(perMinute) || perMinute < 1) throw new TypeError("throttlePerMinute must be a positive integer");
   const throttleSpec: LimitSpec = { name: ANOMALY_THROTTLE_LIMIT, scope: "key", kind: "weight", limit: perMinute, windowMs: 60_000 };
   /** True from the first degraded admission until the hot store answers again: one outage. */
@@ -92,6 +95,7 @@ export function admissionStage(options: AdmissionStageOptions): AdmissionStage {
 
   /** The hot store could not answer: degradable routes use local state, the rest fail closed. */
   const degrade = (ctx: RequestContext, admission: Admission, err: unknown): StageAnswer => {
+    onHotFailure?.();
     if (fallback === null || ctx.route?.degradable !== true) {
       finish(ctx);
       return deny("HOT_STORE_UNAVAILABLE", err instanceof Error ? err.message : String(err));

@@ -8,6 +8,15 @@ import type { Shield } from "../../limits/shield.js";
 import type { ClientAddress } from "../../net/client-address.js";
 import type { CheckedSession, SessionAuthority } from "../../sessions/authority.js";
 import { type Stage, retryAfter } from "./stage.js";
+import type { StoreAvailability } from "../../storage/types.js";
+
+/** Keys during an outage of the durable store (docs/failures.md). */
+export interface StoreOutagePolicy {
+  /** The store's availability: one field read per request. */
+  readonly availability: StoreAvailability;
+  /** How long after the outage's start keys cached before it keep verifying (ms); 0: none do. */
+  readonly graceMs: number;
+}
 
 export interface KeyStageOptions {
   readonly keys: KeyCache;
@@ -19,6 +28,8 @@ export interface KeyStageOptions {
   readonly shield: Shield;
   /** The surface the pipeline decides for (its key blocks are its own): PipelineOptions.scope. */
   readonly scope: string;
+  /** Outages of a durable store on another host; null (SQLite): the store is never out. */
+  readonly outage?: StoreOutagePolicy | null;
 }
 
 /**
@@ -80,6 +91,24 @@ export function sessionDenial(session: CheckedSession, key: VerificationKey, cli
 export function keyStage(options: KeyStageOptions): Stage {
   const { keys, environment, sessions, shield, scope } = options;
   const loadFailed = (err: unknown): Denial => deny("KEY_STORE_UNAVAILABLE", err instanceof Error ? err.message : "load failed");
+  const availability = options.outage?.availability ?? null;
+  const graceMs = options.outage?.graceMs ?? 0;
+  if (!Number.isSafeInteger(graceMs) || graceMs < 0) throw new TypeError("outage.graceMs must be a non-negative integer (ms)");
+
+  /**
+   * While the store is out (`since`: the outage's start): the key cached before it, whatever the
+   * entry's age, until `graceMs` after the start — the change feed is down, so a change made
+   * meanwhile elsewhere is not seen, and the grace bounds how long that can last. A key not cached
+   * is refused at once (no lookup that could only fail, or hang on a dead server); after the grace
+   * every key is.
+   */
+  const duringOutage = (ctx: RequestContext, id: string, since: number): VerificationKey | null | Denial => {
+    const out = ctx.now - since;
+    if (out >= graceMs) return deny("KEY_STORE_UNAVAILABLE", `the durable store has been out for ${out} ms, past store.outageGrace (${graceMs} ms)`);
+    const cached = keys.cached(id);
+    return cached === undefined ? deny("KEY_STORE_UNAVAILABLE", "the durable store is out and the key is not cached") : cached;
+  };
+  const isDenial = (v: VerificationKey | null | Denial): v is Denial => v !== null && "ok" in v;
 
   const checkKey = (ctx: RequestContext, key: VerificationKey | null): Denial | undefined => {
     const cancel = ctx.route !== null && ctx.route.tags.includes("cancel");
@@ -113,6 +142,11 @@ export function keyStage(options: KeyStageOptions): Stage {
     const session = sessions.check(token, ctx.now);
     if ("ok" in session) return session;
     const keyId = session.claims.key;
+    const since = availability === null ? null : availability.outageSince;
+    if (since !== null) {
+      const key = duringOutage(ctx, keyId, since);
+      return isDenial(key) ? key : checkSession(ctx, sessions, session, key);
+    }
     const cached = keys.peek(keyId);
     if (cached !== undefined) return checkSession(ctx, sessions, session, cached);
     return keys.load(keyId).then((key) => checkSession(ctx, sessions, session, key), loadFailed);
@@ -123,12 +157,19 @@ export function keyStage(options: KeyStageOptions): Stage {
     run(ctx) {
       const id = ctx.keyId ?? "";
       if (isSessionToken(id)) return sessionKey(ctx, id);
-      const cached = keys.peek(id);
-      if (cached !== undefined) return checkKey(ctx, cached);
+      const since = availability === null ? null : availability.outageSince;
+      if (since === null) {
+        const cached = keys.peek(id);
+        if (cached !== undefined) return checkKey(ctx, cached);
+      }
       const parsed = parseKeyId(id);
       if (parsed === null) return deny("KEY_ID_MALFORMED");
       if (parsed.kind !== "key") return deny("KEY_UNKNOWN", "session ids are not API keys");
       if (parsed.environment !== environment) return deny("KEY_ENVIRONMENT_MISMATCH");
+      if (since !== null) {
+        const key = duringOutage(ctx, id, since);
+        return isDenial(key) ? key : checkKey(ctx, key);
+      }
       return keys.load(id).then((key) => checkKey(ctx, key), loadFailed);
     },
   };

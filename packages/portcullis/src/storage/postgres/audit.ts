@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { PoolClient } from "pg";
+import type { ClientBase, PoolClient } from "pg";
 import { bounded, encodeEntry } from "../../audit/canonical.js";
 import { GENESIS, type SignedCheckpoint, chainHash } from "../../audit/chain.js";
 import { keyChangeFields } from "../../audit/entries.js";
@@ -268,7 +268,7 @@ export async function appendKeyChange(tx: Queryable, lockKey: number, c: KeyChan
  * entries, in their order, marked `imported` (as SQLite's migration 6 does). Runs in the
  * migration's transaction, with `search_path` set to the schema.
  */
-export async function importKeyChanges(tx: PoolClient): Promise<void> {
+export async function importKeyChanges(tx: ClientBase): Promise<void> {
   const schema = (await tx.query<{ schema: string }>("SELECT current_schema() AS schema")).rows[0]?.schema ?? "";
   const { rows } = await tx.query<{ key_id: string; action: string; actor: string; at: string; detail: string; account: string | null; sub_account: string | null }>(
     "SELECT c.key_id, c.action, c.actor, c.at, c.detail, k.account, k.sub_account FROM key_changes c LEFT JOIN keys k ON k.id = c.key_id ORDER BY c.seq",

@@ -16,6 +16,11 @@ export function schemaLockKey(schema: string): number {
 }
 /** The policy versions' insert lock: one new version at a time (storage/postgres/policy.ts). */
 export const LOCK_POLICY = 0x50430005;
+/**
+ * The custody lock: one KEK rotation at a time on the store, whatever host runs it (a session lock
+ * on a connection of its own, held for the whole rotation: PostgresStore.withCustodyLock).
+ */
+export const LOCK_CUSTODY = 0x50430006;
 
 /**
  * A 64-bit advisory lock key (one-bigint form, a space apart from the two-int4 locks above) for

@@ -1,4 +1,4 @@
-import type { PoolClient } from "pg";
+import type { ClientBase } from "pg";
 import { OperatorError } from "../../errors/catalogue.js";
 import { importKeyChanges } from "./audit.js";
 import { LOCK_MIGRATIONS, schemaLockKey } from "./locks.js";
@@ -21,7 +21,7 @@ export interface PostgresMigration {
   readonly name: string;
   readonly sql: string;
   /** A data step after `sql`, in the same transaction (with `search_path` set to the schema). */
-  readonly after?: (client: PoolClient) => Promise<void>;
+  readonly after?: (client: ClientBase) => Promise<void>;
 }
 
 export const postgresMigrations: readonly PostgresMigration[] = [
@@ -350,7 +350,7 @@ export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY
  * wait for the first and then find nothing left to do. Refuses (DATABASE_TOO_NEW) a schema
  * written by a newer Portcullis.
  */
-export async function migrate(client: PoolClient, schema: string, migrations: readonly PostgresMigration[] = postgresMigrations): Promise<void> {
+export async function migrate(client: ClientBase, schema: string, migrations: readonly PostgresMigration[] = postgresMigrations): Promise<void> {
   const lockKey = schemaLockKey(schema);
   // Another process's migrations may take long: wait for them however long they take.
   await client.query("SET lock_timeout = 0");

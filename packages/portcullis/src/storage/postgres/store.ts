@@ -22,6 +22,7 @@ import type {
   AddressStore,
   AnomalyActionStore,
   BehaviourStateStore,
+  CustodyLock,
   RotationResult,
   SpendStore,
   TransitionResult,
@@ -30,11 +31,15 @@ import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelop
 import type { KeyStatus } from "../../contract/keys.js";
 import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
+import { LOCK_CUSTODY } from "./locks.js";
 import { PostgresAudit, appendKeyChange } from "./audit.js";
 import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from "./policy.js";
 import { PostgresBehaviourStore } from "./behaviour.js";
 import { PostgresAnomalies } from "./anomalies.js";
 import { PostgresHolds } from "./holds.js";
+import { Availability } from "../availability.js";
+import type { StoreAvailability } from "../types.js";
+import { DurableStoreUnavailable, guardPool, isConnectionError } from "./unavailable.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
 export interface PgQueryable {
@@ -87,6 +92,28 @@ export interface PostgresStoreOptions {
   readonly keyChangeHook?: KeyChangeHook;
   /** Where the audit log spills batches and writes archived segments (`PostgresAudit`). Default: nowhere (null). */
   readonly audit?: { readonly spillDir?: string | null; readonly archiveDir?: string | null };
+  /**
+   * How long opening a connection may take before it fails (ms): a server that does not answer
+   * (a hung host, a partition) is found out in this long, not in the kernel's minutes. Default 3000.
+   */
+  readonly connectTimeoutMs?: number;
+  /**
+   * How long any statement may wait for its answer before it fails (ms; node-postgres's
+   * `query_timeout`, measured here: a frozen server cannot cancel it). Migrations are not bound by
+   * it. Default 30000.
+   */
+  readonly queryTimeoutMs?: number;
+  /** How long a key lookup (the request path's only read) may wait for its answer (ms). Default 2000. */
+  readonly keyReadTimeoutMs?: number;
+  /**
+   * How often the change feed's connection is checked with `SELECT 1` (ms), answered within
+   * `heartbeatTimeoutMs` (default 2000): a connection that went silent without being closed (a
+   * partition, a frozen server) is an outage found within about their sum. Default 5000.
+   */
+  readonly heartbeatMs?: number;
+  readonly heartbeatTimeoutMs?: number;
+  /** The clock of `availability.outageSince`. Default Date.now. */
+  readonly now?: () => number;
 }
 
 const SCHEMA_RE = /^(?!pg_)[a-z_][a-z0-9_]{0,47}$/;
@@ -214,7 +241,15 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   readonly anomalies: AnomalyActionStore;
   /** Approvers and held operations (migration 6; docs/approvals.md); every transition audited in its transaction. */
   readonly holds: PostgresHolds;
+  /**
+   * Whether this process has PostgreSQL (docs/failures.md): lost when the change feed's connection
+   * drops or stops answering its heartbeat, or when a statement fails with a connection error and
+   * a check confirms it; back once the feed's connection is open again and has caught up with the
+   * feed (so what changed meanwhile is evicted before the store counts as back).
+   */
+  readonly availability: StoreAvailability;
 
+  private readonly state: Availability;
   private readonly pool: pg.Pool;
   private readonly clientConfig: pg.ClientConfig;
   private readonly lockKey: number;
@@ -230,6 +265,17 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   private listener: pg.Client | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private closed = false;
+  /** The listening connection is open, LISTENing and caught up (it can vouch for the server). */
+  private listenerReady = false;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** Without subscribers: the timer that tries the pool until the server answers again. */
+  private probeTimer: NodeJS.Timeout | null = null;
+  /** A connection error is being checked (`suspect`). */
+  private checking = false;
+  private readonly server: string;
+  private readonly keyReadTimeoutMs: number;
+  private readonly heartbeatMs: number;
+  private readonly heartbeatTimeoutMs: number;
 
   private constructor(options: PostgresStoreOptions, schema: string, pool: pg.Pool, clientConfig: pg.ClientConfig, lastSeq: number) {
     this.schema = schema;
@@ -248,6 +294,15 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     this.behaviour = new PostgresBehaviourStore(pool);
     this.anomalies = new PostgresAnomalies(pool);
     this.holds = new PostgresHolds(pool, schema, this.audit, (client, envelopes, what) => this.checkKekFloor(client, envelopes, what));
+    this.server = serverName(options.url);
+    this.keyReadTimeoutMs = options.keyReadTimeoutMs ?? 2_000;
+    this.heartbeatMs = options.heartbeatMs ?? 5_000;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 2_000;
+    this.state = new Availability(options.now);
+    this.availability = this.state;
+    // From here on every connection error of the pool and its clients is one coded error
+    // (DURABLE_STORE_UNAVAILABLE), and a hint that the server may be gone.
+    guardPool(pool, (err, connecting) => this.unavailable(err, connecting));
   }
 
   /**
@@ -266,12 +321,26 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     if (!Number.isFinite(reconnect) || reconnect < 1) throw new TypeError("reconnectDelayMs: a positive number of ms");
     const lockTimeoutMs = options.lockTimeoutMs ?? 5_000;
     if (!Number.isSafeInteger(lockTimeoutMs) || lockTimeoutMs < 1) throw new TypeError("lockTimeoutMs: a positive integer (ms)");
-    const clientConfig: pg.ClientConfig = {
+    const connectTimeoutMs = options.connectTimeoutMs ?? 3_000;
+    const queryTimeoutMs = options.queryTimeoutMs ?? 30_000;
+    for (const [name, value] of [
+      ["connectTimeoutMs", connectTimeoutMs],
+      ["queryTimeoutMs", queryTimeoutMs],
+      ["keyReadTimeoutMs", options.keyReadTimeoutMs ?? 2_000],
+      ["heartbeatMs", options.heartbeatMs ?? 5_000],
+      ["heartbeatTimeoutMs", options.heartbeatTimeoutMs ?? 2_000],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < 1 || value > 3_600_000) throw new TypeError(`${name}: an integer from 1 to 3600000 (ms)`);
+    }
+    const migrationConfig: pg.ClientConfig = {
       connectionString: options.url,
       options: `-c search_path=${schema} -c lock_timeout=${lockTimeoutMs}`,
       application_name: `portcullis:${schema}`,
-      connectionTimeoutMillis: 10_000,
+      connectionTimeoutMillis: connectTimeoutMs,
+      // TCP keepalive: a connection whose peer vanished is closed by the kernel too.
+      keepAlive: true,
     };
+    const clientConfig: pg.ClientConfig = { ...migrationConfig, query_timeout: queryTimeoutMs };
     const poolConfig: PoolConfig = { ...clientConfig, max: poolSize };
     const pool = new pg.Pool(poolConfig);
     const onError = options.onError ?? (() => undefined);
@@ -280,20 +349,20 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
       onError(err);
     });
     try {
-      let client: PoolClient;
+      // Migrations on a connection of their own, without the statement timeout: a data step over
+      // a large table may take longer than any request should.
+      const client = new pg.Client(migrationConfig);
+      client.on("error", () => undefined);
       try {
-        client = await pool.connect();
+        await client.connect();
       } catch (err) {
+        await client.end().catch(() => undefined);
         throw new OperatorError("DURABLE_STORE_UNREACHABLE", `cannot connect to PostgreSQL at ${serverName(options.url)}: ${asError(err).message}`, { cause: err });
       }
-      let failed: Error | undefined;
       try {
         await migrate(client, schema);
-      } catch (err) {
-        failed = asError(err);
-        throw err;
       } finally {
-        client.release(failed);
+        await client.end().catch(() => undefined);
       }
       const { rows } = await pool.query<{ seq: string | null }>("SELECT MAX(seq) AS seq FROM key_changes");
       return new PostgresStore(options, schema, pool, clientConfig, Number(rows[0]?.seq ?? 0));
@@ -373,7 +442,8 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   }
 
   async get(id: string): Promise<KeyRow | undefined> {
-    const { rows } = await this.pool.query<KeyRowSql>("SELECT * FROM keys WHERE id = $1", [id]);
+    // The request path's read (a key not in the cache): bounded tighter than other statements.
+    const { rows } = await this.pool.query<KeyRowSql>({ text: "SELECT * FROM keys WHERE id = $1", values: [id], query_timeout: this.keyReadTimeoutMs } as pg.QueryConfig);
     const row = rows[0];
     return row === undefined ? undefined : fromSql(row);
   }
@@ -652,9 +722,14 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     };
   }
 
-  /** Opens the listening connection; on its loss, opens it again after `reconnectDelayMs`. */
+  /**
+   * Opens the listening connection; on its loss, opens it again after `reconnectDelayMs`. Losing it
+   * is an outage (the feed no longer reaches this process: cached keys may be stale); having it
+   * back, LISTENing and caught up with the feed, ends the outage.
+   */
   private listen(): void {
     if (this.listener !== null || this.reconnectTimer !== null || this.closed) return;
+    this.stopProbe();
     const client = new pg.Client({ ...this.clientConfig, application_name: `portcullis-feed:${this.schema}` });
     this.listener = client;
     let lost = false;
@@ -662,13 +737,23 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
       if (lost) return;
       lost = true;
       if (err !== null) this.onError(err);
-      if (this.listener === client) this.listener = null;
+      if (this.listener === client) {
+        this.listener = null;
+        this.listenerReady = false;
+        this.stopHeartbeat();
+      }
       client.removeAllListeners("notification");
       client.end().catch(() => undefined);
-      if (this.closed || this.listeners.size === 0) return;
+      if (this.closed) return;
+      this.lose(err ?? new Error("the change feed's connection closed"));
+      if (this.listeners.size === 0) {
+        this.startProbe();
+        return;
+      }
       this.reconnectTimer = setTimeout(() => {
         this.reconnectTimer = null;
         if (this.listeners.size > 0) this.listen();
+        else this.startProbe();
       }, this.reconnectDelayMs);
       this.reconnectTimer.unref();
     };
@@ -684,16 +769,122 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     client
       .connect()
       .then(() => client.query(`LISTEN ${this.channel}`))
-      // Catch up: whatever committed while nobody listened.
-      .then(() => this.deliver())
+      // Catch up: whatever committed while nobody listened (evicted before the store counts as back).
+      .then(() => this.deliver(true))
+      .then(() => {
+        if (lost || this.listener !== client) return;
+        this.listenerReady = true;
+        this.startHeartbeat(client, onLost);
+        this.state.regained();
+      })
       .catch((err: unknown) => {
         onLost(asError(err));
       });
   }
 
+  /** `SELECT 1` on the listening connection every `heartbeatMs`: a silent connection is a lost one. */
+  private startHeartbeat(client: pg.Client, onLost: (err: Error | null) => void): void {
+    this.stopHeartbeat();
+    let beating = false;
+    this.heartbeatTimer = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      this.ping(client)
+        .catch((err: unknown) => {
+          onLost(asError(err));
+        })
+        .finally(() => {
+          beating = false;
+        });
+    }, this.heartbeatMs);
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeatTimer !== null) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+  }
+
+  /** `SELECT 1` on `client`, failing after `heartbeatTimeoutMs`. */
+  private async ping(client: pg.Client): Promise<void> {
+    await client.query({ text: "SELECT 1", query_timeout: this.heartbeatTimeoutMs } as pg.QueryConfig);
+  }
+
+  /**
+   * A statement failed with a connection error (`unavailable`): is the server gone, or only that
+   * connection (killed by an administrator, dropped by a firewall)? The listening connection
+   * answers for the server; without one, a pooled `SELECT 1` does. Only a failed check begins an
+   * outage, so one dropped connection does not refuse uncached keys.
+   */
+  private suspect(err: Error): void {
+    if (this.closed || this.checking || this.state.outageSince !== null) return;
+    this.checking = true;
+    const listener = this.listenerReady ? this.listener : null;
+    const check = listener !== null ? this.ping(listener) : this.pool.query({ text: "SELECT 1", query_timeout: this.heartbeatTimeoutMs } as pg.QueryConfig).then(() => undefined);
+    check
+      .then(
+        () => undefined,
+        (checkErr: unknown) => {
+          if (listener !== null && this.listener === listener) {
+            // Closing it starts the reconnect cycle (listen's onLost), which ends the outage.
+            this.lose(err);
+            listener.end().catch(() => undefined);
+          } else {
+            this.lose(asError(checkErr));
+          }
+        },
+      )
+      .finally(() => {
+        this.checking = false;
+      });
+  }
+
+  /** Begins an outage (if none is under way); the reconnect cycle or the probe ends it. */
+  private lose(err: Error): void {
+    if (this.closed) return;
+    if (this.state.lost()) this.onError(new Error(`PostgreSQL at ${this.server} lost: ${err.message}`));
+    if (this.listener === null && this.reconnectTimer === null && this.listeners.size === 0) this.startProbe();
+  }
+
+  /** Without a change feed to reconnect: a pooled `SELECT 1` every `reconnectDelayMs` until one answers. */
+  private startProbe(): void {
+    if (this.closed || this.probeTimer !== null || this.state.outageSince === null) return;
+    this.probeTimer = setTimeout(() => {
+      this.pool
+        .query({ text: "SELECT 1", query_timeout: this.heartbeatTimeoutMs } as pg.QueryConfig)
+        .then(
+          () => {
+            this.probeTimer = null;
+            // A subscriber that came meanwhile reconnects the feed, which ends the outage itself.
+            if (this.listeners.size === 0) this.state.regained();
+          },
+          () => {
+            this.probeTimer = null;
+            this.startProbe();
+          },
+        );
+    }, this.reconnectDelayMs);
+    this.probeTimer.unref();
+  }
+
+  private stopProbe(): void {
+    if (this.probeTimer !== null) clearTimeout(this.probeTimer);
+    this.probeTimer = null;
+  }
+
+  /** The pool's connection errors: reported as DURABLE_STORE_UNAVAILABLE, and checked (`suspect`). */
+  private unavailable(err: unknown, connecting = false): unknown {
+    if (err instanceof DurableStoreUnavailable || (!connecting && !isConnectionError(err))) return err;
+    const error = asError(err);
+    this.suspect(error);
+    return new DurableStoreUnavailable(`PostgreSQL at ${this.server} cannot be reached: ${error.message}`, { cause: err });
+  }
+
   private unlisten(): void {
     if (this.reconnectTimer !== null) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
+    this.stopHeartbeat();
+    this.listenerReady = false;
     const client = this.listener;
     this.listener = null;
     if (client !== null) {
@@ -701,16 +892,20 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
       client.on("error", () => undefined);
       client.end().catch(() => undefined);
     }
+    // Nothing will reconnect the feed: if the store is out, the probe finds it back.
+    this.startProbe();
   }
 
   /** Reads and delivers the feed rows after the last seq delivered; one read at a time, in order. */
-  private deliver(): Promise<void> {
-    const next = this.delivering.then(() => this.readFeed()).catch((err: unknown) => {
+  private deliver(strict = false): Promise<void> {
+    const run = this.delivering.then(() => this.readFeed());
+    const next = run.catch((err: unknown) => {
       // The rows stay after lastSeq: the next notification or write delivers them.
-      this.onError(asError(err));
+      if (!strict) this.onError(asError(err));
     });
     this.delivering = next;
-    return next;
+    // Strict (the catch-up after a reconnection): the caller must know it failed.
+    return strict ? run : next;
   }
 
   private async readFeed(): Promise<void> {
@@ -742,11 +937,67 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     }
   }
 
+  // --- the custody lock (custody/rotation.ts) -----------------------------------------------------
+
+  /**
+   * KEK rotations exclude each other through the schema's custody lock, a session-level advisory
+   * lock (`pg_try_advisory_lock(LOCK_CUSTODY, <schema hash>)`) on a connection of its own, outside
+   * the pool, held for the whole rotation: a rotation on another host sharing this store waits
+   * `waitMs` and is then refused with CUSTODY_ROTATION_IN_PROGRESS. PostgreSQL releases it when the
+   * connection ends, however the holder ends (killed, host lost): nothing to clean up. A transaction
+   * lock would not do: a rotation is many transactions over seconds or minutes.
+   */
+  readonly custodyLock: CustodyLock = {
+    withLock: <T>(what: string, fn: (stillHeld: () => Promise<boolean>) => Promise<T>, waitMs = 5_000): Promise<T> => this.withCustodyLock(what, fn, waitMs),
+  };
+
+  private async withCustodyLock<T>(what: string, fn: (stillHeld: () => Promise<boolean>) => Promise<T>, waitMs: number): Promise<T> {
+    const client = new pg.Client({ ...this.clientConfig, application_name: `portcullis-custody:${this.schema}` });
+    const connection = { lost: false };
+    client.on("error", (err) => {
+      connection.lost = true;
+      this.onError(err);
+    });
+    try {
+      await client.connect();
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw new OperatorError("DURABLE_STORE_UNREACHABLE", `cannot connect to PostgreSQL for the custody lock: ${asError(err).message}`, { cause: err });
+    }
+    try {
+      const deadline = Date.now() + waitMs;
+      for (;;) {
+        const { rows } = await client.query<{ ok: boolean }>("SELECT pg_try_advisory_lock($1, $2) AS ok", [LOCK_CUSTODY, this.lockKey]);
+        if (rows[0]?.ok === true) break;
+        if (Date.now() >= deadline) {
+          throw new OperatorError("CUSTODY_ROTATION_IN_PROGRESS", `${what} is locked by another process, on this host or another sharing schema ${this.schema}; retry when it is done`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      // A session lock lasts as long as its session: the connection answering is the lock held.
+      const stillHeld = async (): Promise<boolean> => {
+        if (connection.lost) return false;
+        try {
+          await client.query("SELECT 1");
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      return await fn(stillHeld);
+    } finally {
+      // Ending the session releases the lock; unlocked explicitly first all the same.
+      if (!connection.lost) await client.query("SELECT pg_advisory_unlock($1, $2)", [LOCK_CUSTODY, this.lockKey]).catch(() => undefined);
+      await client.end().catch(() => undefined);
+    }
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.listeners.clear();
     this.unlisten();
+    this.stopProbe();
     await this.delivering;
     await this.pool.end();
   }
