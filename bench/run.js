@@ -45,6 +45,12 @@
  *      has them; CPU per request and the gateway's event-loop delay (wrk-bench.js;
  *      `node bench/wrk-bench.js [--quick]` runs it alone). Needs /usr/bin/wrk and /usr/sbin/nginx
  *      (or PORTCULLIS_BENCH_WRK / PORTCULLIS_BENCH_NGINX); without them, said loudly in the report.
+ *  18. cold-key lookups with 1,000,000 keys in PostgreSQL: `keys.get` and a key-cache miss of ids
+ *      never read before, warm and first touch, on a private PostgreSQL made with the machine's
+ *      binaries (pg-bench.js, postgres-server.js; `node bench/pg-bench.js [--quick]` runs it alone).
+ *  19. gateway throughput on PostgreSQL + Redis against the embedded mode (SQLite + memory): benchmark
+ *      17's signed row under wrk against both, in the same run, on a private PostgreSQL and a private
+ *      redis-server (pg-wrk-bench.js; `node bench/pg-wrk-bench.js [--quick]` runs it alone).
  *
  * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
  * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
@@ -65,6 +71,8 @@ import { POLICY_BENCH_SETTINGS, policySection, runPolicyBench } from "./policy-b
 import { BEHAVIOUR_BENCH_SETTINGS, behaviourSection, runBehaviourBench } from "./behaviour-bench.js";
 import { RISK_BENCH_SETTINGS, riskSection, runRiskBench } from "./risk-bench.js";
 import { WRK_BENCH_SETTINGS, WRK_TARGETS, runWrkBench, wrkSection } from "./wrk-bench.js";
+import { PG_BENCH_SETTINGS, PG_TARGETS, pgLookupSection, runPgLookupBench } from "./pg-bench.js";
+import { STORE_WRK_SETTINGS, STORE_WRK_TARGETS, runStoreWrkBench, storeWrkSection } from "./pg-wrk-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
@@ -130,6 +138,8 @@ const SETTINGS = {
     behaviour: BEHAVIOUR_BENCH_SETTINGS.full,
     risk: RISK_BENCH_SETTINGS.full,
     wrk: WRK_BENCH_SETTINGS.full,
+    pgLookup: PG_BENCH_SETTINGS.full,
+    storeWrk: STORE_WRK_SETTINGS.full,
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
@@ -165,6 +175,8 @@ const SETTINGS = {
     behaviour: BEHAVIOUR_BENCH_SETTINGS.quick,
     risk: RISK_BENCH_SETTINGS.quick,
     wrk: WRK_BENCH_SETTINGS.quick,
+    pgLookup: PG_BENCH_SETTINGS.quick,
+    storeWrk: STORE_WRK_SETTINGS.quick,
   },
 };
 
@@ -864,11 +876,13 @@ const HOW_TO_READ = [
   "- **Benchmark 15** times the behaviour model alone, as the behaviour stage calls it off the request path: each decided request's event scored against its key's state and its account's, then folded into the account's, over 1,000 keys' seeded traffic in time order (most keys in their first day, so judged against their account: the costlier path); then the size of every encoded state (fixed by the format). Targets ≤ 5 µs per event and ≤ 2,048 bytes per key.",
   "- **Benchmark 16** times stage 11's synchronous risk check (the risk stage) on a key without a risk state and on a throttled one, in a tight loop; target ≤ 0.3 µs.",
   `- **Benchmark 17** gives the published latency figures: \`wrk\` (a separate C process, replaying pre-generated requests) against nginx as a reverse proxy (the external baseline) and a whole configured Portcullis, with CPU per request counted for the server processes only and the gateway's event-loop delay sampled inside it. Unlike benchmark 2, the load generator costs little and the same for every mode, so the ratios are the servers' own (see its section). Targets: signed / pass-through CPU per request ≤ ${WRK_TARGETS.cpuSignedOverPassThrough}×, signed p99 ≤ ${WRK_TARGETS.p99SignedOverPassThrough}× pass-through's, event-loop delay p99 ≤ ${WRK_TARGETS.loopDelayP99Ms} ms at full load, nginx + the Portcullis authorizer ≥ ${WRK_TARGETS.authorizerOverGateway}× the gateway alone's signed throughput. A row this machine or build cannot run (no wrk, no nginx, no authorizer mode or \`--workers\` in the build) is marked in bold in the table, never left out silently.`,
+  `- **Benchmark 18** times cold-key lookups in PostgreSQL: a schema filled with ${PG_BENCH_SETTINGS.full.keys.toLocaleString("en-US")} keys shaped like real ones (each with its own sealed secret), then lookups of ids never read before, so no application cache answers them — the row (\`keys.get\`, the target: p99 ≤ ${PG_TARGETS.coldLookupP99Ms} ms) and a key-cache miss as stage 4 takes it (the row, the secret's envelope opened, the key compiled) — at concurrency ${PG_BENCH_SETTINGS.full.concurrencies.join(" and ")}. *Warm* runs start with the table and its indexes in memory (PostgreSQL's shared buffers and the OS page cache), as on a server whose RAM holds its keys; *first-touch* runs start on a restarted private server whose files were evicted from the page cache, and are informational (they measure the storage). PostgreSQL's own block counters say, per run, what its buffer cache held. Unlike the other benchmarks these are absolute latencies, not ratios: they move with the machine's load (the 1-minute load average is in the table).`,
+  `- **Benchmark 19** is benchmark 17's signed row against two whole gateways in the same run, one on the embedded stores (SQLite + memory) and one on the production stores (PostgreSQL + Redis, both private servers on the same machine); the target is the production gateway's throughput ≥ ${STORE_WRK_TARGETS.pgRedisOverEmbedded}× the embedded one's (median of per-round ratios). Its CPU per request counts PostgreSQL's and Redis's processes too, which here share the gateway's cores: on their own hosts they would not take CPU from it.`,
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -907,6 +921,8 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       ...behaviour.summary,
       ...risk.summary,
       ...wrk.summary,
+      ...pgLookup.summary,
+      ...storeWrk.summary,
     ]),
     "",
     ...HOW_TO_READ,
@@ -926,6 +942,8 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...behaviour.text,
     ...risk.text,
     ...wrk.text,
+    ...pgLookup.text,
+    ...storeWrk.text,
   ].join("\n");
 }
 
@@ -991,6 +1009,10 @@ async function main() {
   const riskResult = runRiskBench({ ...settings.risk, progress });
   progress(`benchmark 17: latency under wrk, nginx as the baseline (${settings.wrk.rounds} rounds)`);
   const wrk = wrkSection(await runWrkBench({ ...settings.wrk, progress }));
+  progress(`benchmark 18: cold-key lookups, ${settings.pgLookup.keys.toLocaleString("en-US")} keys in PostgreSQL`);
+  const pgLookup = pgLookupSection(await runPgLookupBench({ ...settings.pgLookup, progress }).catch((err) => ({ error: err instanceof Error ? err.message : String(err) })));
+  progress(`benchmark 19: signed throughput under wrk, PostgreSQL + Redis vs SQLite + memory (${settings.storeWrk.rounds} rounds)`);
+  const storeWrk = storeWrkSection(await runStoreWrkBench({ ...settings.storeWrk, progress }));
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
@@ -1022,6 +1044,8 @@ async function main() {
     behaviour: behaviourSection(behaviourResult),
     risk: riskSection(riskResult),
     wrk,
+    pgLookup,
+    storeWrk,
     host: machine(),
   });
   process.stdout.write(`${text}\n`);
@@ -1029,7 +1053,7 @@ async function main() {
     writeFileSync(BENCHMARKS_MD, `${text}\n`);
     progress(`wrote ${BENCHMARKS_MD}`);
   }
-  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures > 0) process.exitCode = 1;
+  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures > 0) process.exitCode = 1;
 }
 
 main().catch((err) => {

@@ -21,8 +21,8 @@
  * upgrades with an echo of each message (as `{ id, status: 200, result: {} }`).
  *
  * `soak-gateway` is the soak's gateway (soak.js): a whole configured Portcullis, started the way
- * `portcullis start` starts one (startPortcullis over a fresh data directory, with the given
- * config's sections and this upstream), so its heap, RSS and descriptors are the gateway's alone.
+ * `portcullis start` starts one (startPortcullis over a fresh data directory — on PostgreSQL when
+ * the sections' `store` names it — with the given config's sections and this upstream), so its heap, RSS and descriptors are the gateway's alone.
  * It creates keys on request (`{ createKeys: [input…] }` → `{ keys: [{ id, secret }…] }`) and
  * answers `{ sample: true }` with its own measurements after a full garbage collection (heap used,
  * of which compiled code, external memory, RSS, open descriptors, event-loop delay since the
@@ -254,15 +254,20 @@ function fineLoopDelay() {
  * config's routes, limits, websocket… as JSON) and this upstream; keys created over IPC.
  */
 async function startSoakGateway(upstream, sections, leak) {
-  const dataDir = mkdtempSync(join(tmpdir(), "portcullis-soak-"));
+  const base = mkdtempSync(join(tmpdir(), "portcullis-soak-"));
+  // A directory init creates: one that exists without a store.json counts as a SQLite one.
+  const dataDir = join(base, "data");
   let running;
   try {
-    await initDataDir(dataDir, "live");
     const raw = JSON.parse(sections);
+    // Sections that name a PostgreSQL store get a data directory on it (its store.json), as
+    // `portcullis init --store URL --schema S` makes one; the config's store section agrees with it.
+    const store = raw.store?.backend === "postgres" ? { backend: "postgres", url: raw.store.url, schema: raw.store.schema, poolSize: raw.store.poolSize ?? 10 } : undefined;
+    await initDataDir(dataDir, "live", store);
     const config = parseConfig({ ...raw, dataDir, gateway: { ...raw.gateway, host: "127.0.0.1", port: 0, upstream }, admin: { enabled: false } }, dataDir);
     running = await startPortcullis(config, silentLogger());
   } catch (err) {
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(base, { recursive: true, force: true });
     throw err;
   }
   const sample = sampler();
@@ -289,7 +294,7 @@ async function startSoakGateway(upstream, sections, leak) {
     },
     async stop() {
       await running.close(0);
-      rmSync(dataDir, { recursive: true, force: true });
+      rmSync(base, { recursive: true, force: true });
     },
   };
 }
