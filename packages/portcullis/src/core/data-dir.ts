@@ -84,7 +84,12 @@ export async function initDataDir(dataDir: string, environment: Environment = "l
     // keyring made here would be another KEK: this host would start, then answer every key made
     // elsewhere KEY_STORE_UNAVAILABLE (its envelopes do not open), and the keys it made would not
     // open anywhere else. Another host joins a deployment with its files (docs/production.md).
-    if (store !== null && !existsSync(keyringPath) && (await store.getMeta("environment")) !== undefined) {
+    const existing = store === null ? undefined : await store.getMeta("environment");
+    // The other environment is refused before anything is written here.
+    if (existing !== undefined && existing !== environment) {
+      throw new DataDirError(`${describeStore(wanted)} was initialised for the ${existing} environment, not ${environment}`);
+    }
+    if (store !== null && !existsSync(keyringPath) && existing !== undefined) {
       throw new DataDirError(
         `${describeStore(wanted)} is already initialised (another data directory of this deployment): copy that directory's ${DATA_FILES.keyring} and ${DATA_FILES.identitySecret} (mode 0600) into ${dataDir} first, then run init again; a new keyring here could not open the secrets stored there`,
       );

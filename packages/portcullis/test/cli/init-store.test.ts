@@ -64,6 +64,18 @@ suite("portcullis init --store", () => {
     expect(live.stderr).toMatch(/^DATA_DIR_INVALID: .*initialised for the test environment/);
   });
 
+  it("a host joining a schema of the other environment is refused before it writes anything", async () => {
+    const first = join(tempDir(), "data");
+    const s = schema();
+    expect((await runCli(["init", "--data", first, "--store", SHARED_POSTGRES_URL, "--schema", s, "--environment", "test"])).code).toBe(0);
+    const second = join(tempDir(), "data");
+    mkdirSync(second, { mode: 0o700 });
+    for (const name of ["keyring.json", "identity.secret"]) writeFileSync(join(second, name), readFileSync(join(first, name)), { mode: 0o600 });
+    const res = await runCli(["init", "--data", second, "--store", SHARED_POSTGRES_URL, "--schema", s, "--environment", "live"]);
+    expect(res.stderr).toMatch(/^DATA_DIR_INVALID: PostgreSQL .* was initialised for the test environment, not live/);
+    expect(readdirSync(second).sort()).toEqual(["identity.secret", "keyring.json"]);
+  });
+
   it("refuses another store for a directory that has one, and PostgreSQL for a SQLite directory", async () => {
     const dir = join(tempDir(), "data");
     const s = schema();
