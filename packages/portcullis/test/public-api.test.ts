@@ -25,6 +25,6 @@ describe("the public entry points", () => {
   it("portcullis/upstream exports only what a service behind the gateway needs", async () => {
     const upstream = await import("portcullis/upstream");
     expect(Object.keys(upstream).sort()).toEqual(["IDENTITY_HEADERS", "createIdentityVerifier", "grantedPermissions"]);
-    expect(upstream.grantedPermissions(["read", "admin:*"])).toEqual(new Set(["read", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals", "admin:anomalies"]));
+    expect(upstream.grantedPermissions(["read", "admin:*"])).toEqual(new Set(["read", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals", "admin:anomalies", "admin:audit", "admin:stats"]));
   });
 });

@@ -5,9 +5,11 @@
  * `admin:approvers` manages approvers and `admin:approvals` lists, shows, approves, rejects and
  * cancels held operations (docs/approvals.md); both are for operator keys only. `admin:anomalies`
  * lists, shows and undoes the behaviour stage's anomaly actions (docs/behaviour.md); an account
- * admin key sees only its own account's.
+ * admin key sees only its own account's. `admin:audit` searches, exports and verifies the audit log
+ * (docs/audit.md); `admin:stats` reads the live request statistics the console charts
+ * (docs/console.md).
  */
-export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals", "admin:anomalies"] as const;
+export const PERMISSIONS = ["read", "trade", "withdraw", "transfer", "admin:keys", "admin:policy", "admin:addresses", "admin:approvers", "admin:approvals", "admin:anomalies", "admin:audit", "admin:stats"] as const;
 export type Permission = (typeof PERMISSIONS)[number];
 
 export const ADMIN_WILDCARD = "admin:*";
