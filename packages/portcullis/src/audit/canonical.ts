@@ -78,7 +78,7 @@ function encode(value: unknown, redact: boolean, depth: number): string | undefi
   const keys = Object.keys(record).sort().slice(0, MAX_MEMBERS);
   const members: string[] = [];
   for (const k of keys) {
-    const v = redact && SENSITIVE.test(k) ? REDACTED : encode(record[k], redact, depth + 1);
+    const v = redact && SENSITIVE.test(k) ? text(REDACTED) : encode(record[k], redact, depth + 1);
     if (v !== undefined) members.push(`${text(k)}:${v}`);
   }
   return `{${members.join(",")}}`;

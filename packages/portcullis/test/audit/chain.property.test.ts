@@ -87,6 +87,9 @@ describe("the canonical encoding", () => {
     });
     for (const leaked of ["s3cr3t", "t0k3n", '"abc"', '"pw"']) expect(encoded).not.toContain(leaked);
     expect(encoded.split(REDACTED)).toHaveLength(5);
+    // The entry stays JSON: a redacted member is the string "[redacted]", not bare text.
+    const parsed = JSON.parse(encoded) as { detail: { secret: unknown; password: unknown; nested: { apiToken: unknown; list: { Signature: unknown }[] } } };
+    expect([parsed.detail.secret, parsed.detail.password, parsed.detail.nested.apiToken, parsed.detail.nested.list[0]?.Signature]).toEqual([REDACTED, REDACTED, REDACTED, REDACTED]);
     expect(encoded).toContain(`${"x".repeat(512)}…`);
     expect(encoded).not.toContain("x".repeat(513));
   });
