@@ -5,7 +5,11 @@ import { type Node, s } from "./nodes.js";
 
 /** Printable ASCII without spaces: ids of keys, addresses, operations, anomaly actions. */
 export const ID = s.string({ pattern: /^[\x21-\x7e]{1,128}$/, description: "an id: 1 to 128 printable ASCII characters without spaces" });
-export const ACCOUNT = s.string({ pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/, description: "an account: 1-64 characters of letters, digits and . _ : @ -, starting with a letter or digit" });
+export const ACCOUNT = s.string({
+  pattern: /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$/,
+  description: "an account: 1-64 characters of letters, digits and . _ : @ -, starting with a letter or digit",
+  missing: "required: 1-64 characters of letters, digits and . _ : @ -, starting with a letter or digit",
+});
 /** No control characters. */
 // eslint-disable-next-line no-control-regex -- control characters are what it refuses
 export const TEXT = (max: number): Node => s.string({ maxLength: max, pattern: /^[^\u0000-\u001f\u007f]*$/, description: `a string of at most ${max} characters, without control characters` });
@@ -22,6 +26,7 @@ export const LIMITS = s.record(s.integer({ minimum: 1, maximum: 1_000_000_000 })
   keyPattern: LIMIT_NAME,
   maxProperties: 32,
   description: 'an object of limit names to limits, each a positive integer up to 1000000000, e.g. {"key-weight-1m": 12000}',
+  missing: 'required: an object of limit names to limits, e.g. {"key-weight-1m": 12000}',
 });
 const NAMES = (example: string): Node => s.nullable(s.array(s.string({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 256 }), `a list of 1 to 256 names such as ${example} (null for no allowlist)`);
 /** A key's guardrails (docs/guardrails.md); an update's is a merge patch of the same members. */
@@ -36,7 +41,7 @@ export const GUARDRAILS = s.object(
   },
   "guardrails: symbols, maxQuantity, maxNotional, priceBandPct, withdrawAssets, transferAssets (docs/guardrails.md)",
 );
-export const SCOPES = s.array(s.string({ pattern: /^[a-z*][a-z0-9*:._-]{0,63}$/ }), { minItems: 1, maxItems: 64, description: "a non-empty list of scopes such as read, trade (docs/permissions.md)" });
+export const SCOPES = s.array(s.string({ pattern: /^[a-z*][a-z0-9*:._-]{0,63}$/ }), { minItems: 1, maxItems: 64, description: "a non-empty list of scopes such as read, trade (docs/permissions.md)", missing: "required: a non-empty list such as read,trade" });
 export const ALLOWLIST = s.array(s.string({ minLength: 1, maxLength: 64 }), { maxItems: 256, description: "a list of at most 256 IPv4/IPv6 addresses or CIDR blocks" });
 export const OWNER = s.nullable(s.string({ pattern: /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/ }), "a person's name: 1 to 64 letters, digits, '.', '_', '-' or '@' (or null)");
 const ENUM_OF = (values: readonly string[]): Node => s.enum(values);

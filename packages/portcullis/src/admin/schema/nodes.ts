@@ -21,6 +21,8 @@ export type JsonSchema = { readonly [member: string]: unknown };
 interface Common {
   /** What the value is, for the document and as the problem text when the value is wrong. */
   readonly description?: string;
+  /** The problem text when a required member is absent (default "required"). */
+  readonly missing?: string;
 }
 
 export interface StringNode extends Common {
@@ -205,7 +207,7 @@ function checkObject(node: ObjectNode, value: unknown, path: string, problems: P
   for (const [name, member] of Object.entries(node.properties)) {
     const v = Object.hasOwn(value, name) ? value[name] : undefined;
     if (v === undefined) {
-      if (node.required.includes(name)) problems[at(name)] = `required: ${describe(member)}`;
+      if (node.required.includes(name)) problems[at(name)] = member.missing ?? "required";
     } else check(member, v, at(name), problems);
   }
 }

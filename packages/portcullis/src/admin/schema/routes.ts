@@ -57,6 +57,12 @@ export function adminRoute(method: string, path: string, permission: string, sch
   return { method, path, permission, schema };
 }
 
+/** The route as the route table takes it (which refuses members it does not know). */
+export function routeSpec(route: AdminRoute): RouteSpec {
+  const { schema: _schema, ...spec } = route;
+  return spec;
+}
+
 /** The id the route table gives a route (`RequestContext.route.id`). */
 export function routeId(route: RouteSpec): string {
   return `${typeof route.method === "string" ? route.method : route.method.join(",")} ${route.path}`;
