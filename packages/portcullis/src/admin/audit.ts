@@ -2,17 +2,17 @@ import { readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ServerResponse } from "node:http";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import type { RouteSpec } from "../authz/routes.js";
 import { PortcullisError } from "../errors/catalogue.js";
-import { isJsonObject } from "../contract/json.js";
 import type { RequestContext } from "../contract/request.js";
 import type { SigningKeyProvider } from "../contract/signing.js";
 import { type AuditLog, verifyAudit } from "../audit/index.js";
 import { CSV_HEADER, type AuditFilters, checkpointView, csvRecord, entryQuery, exportedEntry, publicKeyView } from "../audit/reading.js";
 import type { AuditReader, AuditStore, EntryQuery, StoredEntry } from "../audit/store.js";
 import { parseDuration } from "../keys/input.js";
-import { parseJsonBody } from "../gateway/http.js";
 import { AdminReach } from "./reach.js";
+import { ACCOUNT, EPOCH_MS, ID, LIMIT_PARAM } from "./schema/common.js";
+import { type Node, s } from "./schema/nodes.js";
+import { type AdminRoute, type QueryParam, adminRoute, routeId } from "./schema/routes.js";
 
 /**
  * The admin API's audit log (docs/audit.md, "Over the admin API"), scope `admin:audit`: what the
@@ -34,16 +34,108 @@ import { AdminReach } from "./reach.js";
  * waits for the socket to drain between pages, and verification yields between chunks (one at a
  * time per process: a second is AUDIT_VERIFY_RUNNING).
  */
-export const AUDIT_ROUTES: readonly RouteSpec[] = [
-  { method: "GET", path: "/portcullis/v1/audit/entries", permission: "admin:audit" },
-  { method: "GET", path: "/portcullis/v1/audit/export", permission: "admin:audit" },
-  { method: "GET", path: "/portcullis/v1/audit/status", permission: "admin:audit" },
-  { method: "POST", path: "/portcullis/v1/audit/verify", permission: "admin:audit" },
-  { method: "POST", path: "/portcullis/v1/audit/checkpoint", permission: "admin:audit" },
-  { method: "GET", path: "/portcullis/v1/audit/public-key", permission: "admin:audit" },
+const TIME = s.string({ minLength: 1, maxLength: 64, description: 'ISO-8601, epoch milliseconds, or a duration ago such as "1h"' });
+/** The filters of `portcullis audit query`, as query parameters (entries and export). */
+const FILTER_PARAMS: Readonly<Record<string, QueryParam>> = {
+  key: { schema: ID },
+  account: { schema: ACCOUNT },
+  event: {
+    schema: s.array(s.string({ pattern: /^[a-z][a-z0-9-]{0,31}\.([a-z][a-z0-9-]{0,31}|\*)$/, description: 'an event name such as request.deny, or key.* for every event of a resource' }), {
+      maxItems: 32,
+      description: "events (repeatable, at most 32): an entry of any of them",
+    }),
+    repeatable: true,
+  },
+  since: { schema: TIME },
+  until: { schema: s.string({ minLength: 1, maxLength: 64, description: "before this time (exclusive): ISO-8601, epoch milliseconds, or a duration ago" }) },
+  after: { schema: s.integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: "only entries after this seq (paging)" }) },
+};
+/** An entry as `portcullis audit query --json` prints it (audit/events.ts AuditEntry and its hash). */
+const ENTRY = s.ref(
+  "AuditEntry",
+  s.openObject(
+    {
+      seq: s.integer(),
+      hash: s.string(),
+      v: s.optional(s.integer()),
+      at: s.optional(EPOCH_MS),
+      event: s.optional(s.string()),
+      actor: s.optional(s.string()),
+      key: s.optional(s.string()),
+      account: s.optional(s.string()),
+      malformed: s.optional(s.boolean("present (true) on an entry that is not a valid audit entry: verification says which")),
+    },
+    "an audit entry (docs/audit.md): its facts, its position and its hash",
+  ),
+);
+const CHECKPOINT = s.ref(
+  "AuditCheckpoint",
+  s.openObject({ seq: s.integer(), hash: s.string(), at: EPOCH_MS, kid: s.string(), signature: s.string({ description: "Ed25519, base64" }), fingerprint: s.string() }, "a signed checkpoint, as `portcullis audit checkpoint --json` prints it (what `audit verify --anchor` reads)"),
+);
+const NULLABLE = (node: Node, description: string): Node => s.nullable(node, description);
+
+/**
+ * The routes, each declared with its contract (admin/schema): the OpenAPI document lists them,
+ * and a request that does not fit is refused VALIDATION_FAILED before the handler runs.
+ */
+export const AUDIT_ROUTES: readonly AdminRoute[] = [
+  adminRoute("GET", "/portcullis/v1/audit/entries", "admin:audit", {
+    summary: "Audit entries matching the filters, oldest first, paged by seq",
+    description: "The filters of `portcullis audit query`. An account admin key reads its own account's entries only (another account's filter yields none).",
+    query: { ...FILTER_PARAMS, limit: LIMIT_PARAM },
+    answers: { 200: { description: "the entries, and the seq to pass as `after` for the next page (null: no more)", schema: s.openObject({ entries: s.array(ENTRY), next: NULLABLE(s.integer(), "the last entry's seq when the page is full") }) } },
+  }),
+  adminRoute("GET", "/portcullis/v1/audit/export", "admin:audit", {
+    summary: "Every matching entry as a file: JSON Lines (as `portcullis audit export` writes it) or CSV",
+    description:
+      "An attachment, streamed. JSON Lines (application/x-ndjson): one entry per line, exactly as `portcullis audit export`. CSV (text/csv): a fixed header (seq, at, event, actor, key, account, subAccount, client, surface, requestId, method, path, route, scheme, code, status, timings, detail, hash), RFC 4180 quoting, and a leading ' on any cell that starts with = + - @ tab or CR. At most 1,000,000 entries or 10 minutes: then the trailer Portcullis-Export-Next names the last seq sent (continue with after=).",
+    query: { ...FILTER_PARAMS, format: { schema: s.enum(["jsonl", "csv"], "jsonl (default) or csv") } },
+    answers: { 200: { description: "the entries, as a file", contentType: "application/x-ndjson" } },
+  }),
+  adminRoute("GET", "/portcullis/v1/audit/status", "admin:audit", {
+    summary: "The log's size, head, latest checkpoint and archived range",
+    operatorOnly: true,
+    answers: {
+      200: {
+        description: "the status",
+        schema: s.openObject({
+          entries: s.integer({ description: "entries stored in the database (archived ones are in segment files)" }),
+          head: NULLABLE(s.openObject({ seq: s.integer(), hash: s.string(), at: EPOCH_MS }), "the last entry (null: none stored)"),
+          lastCheckpoint: NULLABLE(s.openObject({ seq: s.integer(), at: EPOCH_MS }), "the latest signed checkpoint (null: none)"),
+          archivedThrough: NULLABLE(s.integer(), "the last archived seq (null: nothing archived)"),
+        }),
+      },
+    },
+  }),
+  adminRoute("POST", "/portcullis/v1/audit/verify", "admin:audit", {
+    summary: "Verify the whole chain, the archived segments and every checkpoint, as `portcullis audit verify` does",
+    description: "Runs without holding the event loop, one at a time per process (another is AUDIT_VERIFY_RUNNING). Trusts the checkpoint keys the store records. The body is empty or {}.",
+    operatorOnly: true,
+    answers: {
+      200: {
+        description: "the verdict: the first problem found, with the code `audit verify` gives it",
+        schema: s.openObject({
+          ok: s.boolean(),
+          entries: s.integer({ description: "entries whose hash was verified (stored and archived)" }),
+          checkpoints: s.integer(),
+          problems: s.array(s.openObject({ code: s.string(), seq: s.optional(s.integer()), message: s.string() })),
+        }),
+      },
+    },
+  }),
+  adminRoute("POST", "/portcullis/v1/audit/checkpoint", "admin:audit", {
+    summary: "Sign the log's head now (as `portcullis audit checkpoint --json`); keep the answer elsewhere as an anchor",
+    description: "The body is empty or {}. Null when the log is empty.",
+    operatorOnly: true,
+    answers: { 200: { description: "the checkpoint (the latest one when the head has not moved)", schema: NULLABLE(CHECKPOINT, "the checkpoint, or null for an empty log") } },
+  }),
+  adminRoute("GET", "/portcullis/v1/audit/public-key", "admin:audit", {
+    summary: "The audit-checkpoint public key (as `portcullis audit public-key --json`): keep it to verify with",
+    answers: { 200: { description: "the key", schema: s.openObject({ kid: s.string(), fingerprint: s.string(), publicKey: s.string({ description: "SPKI PEM" }) }) } },
+  }),
 ];
 
-const ROUTE_IDS: ReadonlySet<string> = new Set(AUDIT_ROUTES.map((r) => `${typeof r.method === "string" ? r.method : r.method.join(",")} ${r.path}`));
+const ROUTE_IDS: ReadonlySet<string> = new Set(AUDIT_ROUTES.map(routeId));
 
 /** An audit answer: JSON, or an export already streamed to the response (nothing left to render). */
 export type AuditAnswer = { readonly status: number; readonly body: unknown } | { readonly status: number; readonly body: null; readonly streamed: true };
@@ -110,7 +202,6 @@ export class AuditAdmin {
 const FILTERS = ["key", "account", "event", "since", "until", "after"] as const;
 const ENTRIES_PARAMS: ReadonlySet<string> = new Set([...FILTERS, "limit"]);
 const EXPORT_PARAMS: ReadonlySet<string> = new Set([...FILTERS, "format"]);
-const NO_PARAMS: ReadonlySet<string> = new Set();
 const MAX_EVENTS = 32;
 const MAX_TEXT = 128;
 
@@ -127,9 +218,11 @@ function durationMs(text: string): number | null {
 }
 
 /**
- * The query string of one route, or VALIDATION_FAILED naming every parameter at fault: unknown
- * ones, repeated ones (only `event` repeats), empty or overlong values, and the filters as
- * `audit query` parses them. An account admin's query is narrowed to its own account.
+ * The filters' meaning, as `audit query` reads them (times, event names, since before until), or
+ * VALIDATION_FAILED naming the parameter. The request was checked against its route's declaration
+ * already (the shapes: AUDIT_ROUTES); the same shape checks are repeated here, cheaply, so that
+ * this parser never trusts a caller that skipped them. An account admin's query is narrowed to its
+ * own account.
  */
 function parseParams(raw: string | null, allowed: ReadonlySet<string>, own: string | null, now: number): Parsed {
   const params = new URLSearchParams(raw ?? "");
@@ -177,21 +270,6 @@ function parseParams(raw: string | null, allowed: ReadonlySet<string>, own: stri
   };
 }
 
-/** A route without parameters: any is refused (VALIDATION_FAILED, as unknown). */
-function noParams(raw: string | null): void {
-  if (raw !== null && raw !== "") parseParams(raw, NO_PARAMS, null, 0);
-}
-
-/** A POST's body: empty or `{}` (these routes take no input). */
-function parseEmptyBody(body: Buffer): void {
-  const raw = parseJsonBody(body);
-  if (!isJsonObject(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
-  const fields = Object.keys(raw);
-  if (fields.length > 0) {
-    throw new PortcullisError("VALIDATION_FAILED", `unknown fields: ${fields.join(", ")}`, Object.fromEntries(fields.map((f) => [f, "unknown field"])));
-  }
-}
-
 // --- the routes ------------------------------------------------------------------------------
 
 /** The answer to one of AUDIT_ROUTES, or undefined for another route. */
@@ -219,17 +297,12 @@ export async function auditAnswer(admin: AuditAdmin | null, ctx: RequestContext,
     }
     case "GET /portcullis/v1/audit/status":
       operatorOnly("status");
-      noParams(ctx.query);
       return { status: 200, body: await status(store) };
     case "POST /portcullis/v1/audit/verify":
       operatorOnly("verification");
-      noParams(ctx.query);
-      parseEmptyBody(ctx.body);
       return { status: 200, body: await verify(admin) };
     case "POST /portcullis/v1/audit/checkpoint": {
       operatorOnly("checkpoints");
-      noParams(ctx.query);
-      parseEmptyBody(ctx.body);
       // What is queued is committed first, so the checkpoint covers every decision made so far.
       await admin.log.flush();
       const checkpoint = (await admin.log.checkpoint()) ?? (await store.latestCheckpoint());
@@ -238,7 +311,6 @@ export async function auditAnswer(admin: AuditAdmin | null, ctx: RequestContext,
       return { status: 200, body: checkpointView(checkpoint, key.publicKey) };
     }
     case "GET /portcullis/v1/audit/public-key":
-      noParams(ctx.query);
       return { status: 200, body: publicKeyView(await admin.signer.open("audit-checkpoint")) };
     default:
       return undefined;
