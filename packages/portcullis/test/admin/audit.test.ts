@@ -448,6 +448,37 @@ describe.each(BACKENDS)("audit routes on %s", (backend, enabled) => {
   });
 });
 
+describe("the audit routes in the OpenAPI document", () => {
+  let env: Env;
+  beforeAll(async () => {
+    env = await openEnv("sqlite");
+  });
+  afterAll(async () => {
+    await env.close();
+  });
+
+  it("lists every audit route with its permission, its query parameters and whether it is for operators only", async () => {
+    const doc = (await (await fetch(`${env.base}/admin/v1/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, { "x-portcullis-permission": string; "x-portcullis-operator-only"?: boolean; parameters?: { name: string }[] }>>;
+    };
+    const op = (path: string, method: string): { "x-portcullis-permission": string; "x-portcullis-operator-only"?: boolean; parameters?: { name: string }[] } | undefined => doc.paths[path]?.[method];
+    const params = (path: string): string[] => (op(path, "get")?.parameters ?? []).map((p) => p.name).sort();
+    expect(params("/portcullis/v1/audit/entries")).toEqual(["account", "after", "event", "key", "limit", "since", "until"]);
+    expect(params("/portcullis/v1/audit/export")).toEqual(["account", "after", "event", "format", "key", "since", "until"]);
+    for (const [path, method, operatorOnly] of [
+      ["/portcullis/v1/audit/entries", "get", false],
+      ["/portcullis/v1/audit/export", "get", false],
+      ["/portcullis/v1/audit/status", "get", true],
+      ["/portcullis/v1/audit/verify", "post", true],
+      ["/portcullis/v1/audit/checkpoint", "post", true],
+      ["/portcullis/v1/audit/public-key", "get", false],
+    ] as const) {
+      expect(op(path, method)?.["x-portcullis-permission"]).toBe("admin:audit");
+      expect(op(path, method)?.["x-portcullis-operator-only"] === true).toBe(operatorOnly);
+    }
+  });
+});
+
 describe.each(BACKENDS)("verify on a large log (%s)", (backend, enabled) => {
   let env: Env;
   const N = 50_000;
