@@ -16,7 +16,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuditAdmin, readableAudit, type ReadableAudit } from "../../src/admin/audit.js";
 import { AdminApi } from "../../src/admin/server.js";
+import { type ArchivableAudit, archiveAudit } from "../../src/audit/archive.js";
 import type { AuditFields } from "../../src/audit/events.js";
+import type { SigningKeyProvider } from "../../src/contract/signing.js";
 import { exportedEntry } from "../../src/audit/reading.js";
 import { Portcullis } from "../../src/core/core.js";
 import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
@@ -86,6 +88,7 @@ interface Env {
   readonly core: Portcullis;
   readonly store: ReadableAudit;
   readonly audit: AuditAdmin;
+  readonly signer: SigningKeyProvider;
   readonly api: AdminApi;
   readonly base: string;
   readonly operator: PortcullisClient;
@@ -126,6 +129,7 @@ async function openEnv(backend: "sqlite" | "postgres", options: { exportMaxRows?
     core,
     store,
     audit,
+    signer: data.signingKeys,
     api,
     base,
     operator: client(operatorKey),
@@ -444,6 +448,44 @@ describe.each(BACKENDS)("audit routes on %s", (backend, enabled) => {
     const missing = await env.operator.json<{ ok: boolean; problems: { code: string; seq?: number }[] }>("POST", "/portcullis/v1/audit/verify", { json: {} });
     const cli2 = JSON.parse((await runCli(["audit", "verify", "--json", "--data", env.dir])).stdout) as { problem: unknown };
     expect(missing).toMatchObject({ ok: false, problems: [{ code: "ENTRY_MISSING", seq: target + 5 }] });
+    expect(missing.problems[0]).toEqual(cli2.problem);
+  });
+});
+
+/** The store's audit log as archiving takes it (both stores' logs can archive). */
+function archivable(store: ReadableAudit): ArchivableAudit {
+  if (typeof (store as Partial<ArchivableAudit>).commitArchive !== "function") throw new Error("this store cannot archive");
+  return store as ReadableAudit & Pick<ArchivableAudit, "commitArchive">;
+}
+
+describe.each(BACKENDS)("archived segments (%s)", (backend, enabled) => {
+  let env: Env;
+  beforeAll(async () => {
+    if (!enabled) return;
+    env = await openEnv(backend);
+    await env.store.append(Array.from({ length: 40 }, (_, i) => decision(i + 1)));
+  });
+  afterAll(async () => {
+    if (enabled) await env.close();
+  });
+
+  it.runIf(enabled)("status names the archived range; verify reads the segment files, and a missing one is SEGMENT_MISSING as for `audit verify`", async () => {
+    const archived = await archiveAudit({ audit: archivable(env.store), signer: env.signer, actor: "cli:test", upTo: 20 });
+    expect(archived).toMatchObject({ first: 1, last: 20 });
+    const bounds = await env.store.bounds();
+    expect(bounds?.first).toBe(21);
+    const status = await env.operator.json<{ entries: number; archivedThrough: number | null; head: { seq: number } }>("GET", "/portcullis/v1/audit/status");
+    expect(status).toMatchObject({ entries: (bounds?.last ?? 0) - 20, archivedThrough: 20, head: { seq: bounds?.last } });
+    const ok = await env.operator.json<{ ok: boolean; entries: number }>("POST", "/portcullis/v1/audit/verify", { json: {} });
+    const cli = JSON.parse((await runCli(["audit", "verify", "--json", "--data", env.dir])).stdout) as { verified: number; archived: { filesVerified: number } };
+    expect(ok).toMatchObject({ ok: true, entries: bounds?.last, problems: [] });
+    expect(cli).toMatchObject({ verified: ok.entries, archived: { filesVerified: 1 } });
+    // Entries of the archived range are no longer served (they are in the segment file).
+    expect((await env.operator.json<EntriesPage>("GET", "/portcullis/v1/audit/entries?limit=5")).entries[0]?.seq).toBe(21);
+    rmSync(archived?.path ?? "");
+    const missing = await env.operator.json<{ ok: boolean; problems: unknown[] }>("POST", "/portcullis/v1/audit/verify", { json: {} });
+    const cli2 = JSON.parse((await runCli(["audit", "verify", "--json", "--data", env.dir])).stdout) as { problem: unknown };
+    expect(missing).toMatchObject({ ok: false, problems: [{ code: "SEGMENT_MISSING", seq: 1 }] });
     expect(missing.problems[0]).toEqual(cli2.problem);
   });
 });
