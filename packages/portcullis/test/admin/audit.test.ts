@@ -499,6 +499,18 @@ describe("the audit routes in the OpenAPI document", () => {
     await env.close();
   });
 
+  it("an admin API built without the audit log answers its routes ROUTE_NOT_FOUND", async () => {
+    const bare = new AdminApi({ core: env.core, logger: silentLogger() });
+    const url = `http://127.0.0.1:${String((await bare.listen(0, "127.0.0.1")).port)}`;
+    try {
+      const client = createClient({ baseUrl: url, keyId: env.operatorKey.id, secret: env.operatorKey.secret });
+      expect(await refusal(client.json("GET", "/portcullis/v1/audit/entries"))).toMatchObject({ status: 404, code: "ROUTE_NOT_FOUND" });
+      expect(await refusal(client.json("POST", "/portcullis/v1/audit/verify", { json: {} }))).toMatchObject({ status: 404, code: "ROUTE_NOT_FOUND" });
+    } finally {
+      await bare.close(500);
+    }
+  });
+
   it("lists every audit route with its permission, its query parameters and whether it is for operators only", async () => {
     const doc = (await (await fetch(`${env.base}/admin/v1/openapi.json`)).json()) as {
       paths: Record<string, Record<string, { "x-portcullis-permission": string; "x-portcullis-operator-only"?: boolean; parameters?: { name: string }[] }>>;
