@@ -40,7 +40,7 @@ export const KEY_ROUTES: readonly AdminRoute[] = [
       operator: s.optional(s.boolean()),
       owner: s.optional(OWNER),
       guardrails: s.optional(s.nullable(GUARDRAILS)),
-      certThumbprint: s.optional(s.nullable(s.string({ pattern: /^[A-Za-z0-9_-]{43}$/, description: "the client certificate's SHA-256 thumbprint (RFC 8705 x5t#S256)" }))),
+      certThumbprint: s.optional(s.nullable(s.string({ pattern: /^[A-Za-z0-9_-]{43}$/, description: "the certificate's SHA-256 thumbprint: 43 characters of base64url (RFC 8705 x5t#S256), e.g. from `portcullis keys create --cert FILE`" }))),
     }),
     answers: { 201: { description: "the key (with `secret` for an HMAC key)", schema: KEY } },
   }),
