@@ -20,11 +20,13 @@ import { type ArchivableAudit, archiveAudit } from "../../src/audit/archive.js";
 import type { AuditFields } from "../../src/audit/events.js";
 import type { SigningKeyProvider } from "../../src/contract/signing.js";
 import { exportedEntry } from "../../src/audit/reading.js";
+import { DEFAULT_LIMITS, parseConfig } from "../../src/config/config.js";
 import { Portcullis } from "../../src/core/core.js";
 import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import { valueOrThrow } from "../../src/errors/result.js";
 import { silentLogger } from "../../src/log/logger.js";
+import { startPortcullis, urlOf } from "../../src/runtime/runtime.js";
 import { runCli } from "../support/cli.js";
 import { TEST_ROUTES } from "../support/harness.js";
 import { SHARED_POSTGRES_URL, adminQuery, dropSchema, postgresReachable, uniqueSchema } from "../support/postgres.js";
@@ -488,6 +490,40 @@ describe.each(BACKENDS)("archived segments (%s)", (backend, enabled) => {
     expect(missing).toMatchObject({ ok: false, problems: [{ code: "SEGMENT_MISSING", seq: 1 }] });
     expect(missing.problems[0]).toEqual(cli2.problem);
   });
+});
+
+describe("the audit routes as `portcullis start` serves them", () => {
+  it("are wired by the runtime over the data directory's store and checkpoint key", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-admin-audit-runtime-"));
+    await initDataDir(dir, "test");
+    const config = parseConfig(
+      {
+        dataDir: dir,
+        environment: "test",
+        gateway: { host: "127.0.0.1", port: 0, upstream: "http://127.0.0.1:9", serverTiming: false },
+        admin: { host: "127.0.0.1", port: 0 },
+        routes: [{ method: "GET", path: "/api/v3/account", permission: "read" }],
+        limits: DEFAULT_LIMITS,
+      },
+      dir,
+    );
+    const running = await startPortcullis(config, silentLogger());
+    try {
+      const created = await running.core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "ops", scopes: ["admin:audit"], operator: true }, Date.now())), "test");
+      const address = running.adminAddress;
+      if (address === null) throw new Error("no admin listener");
+      const client = createClient({ baseUrl: urlOf(address), keyId: created.key.id, secret: created.secret ?? "" });
+      const page = await client.json<EntriesPage>("GET", "/portcullis/v1/audit/entries?event=key.*");
+      expect(page.entries.map((e) => e.key)).toContain(created.key.id);
+      const checkpoint = await client.json<{ seq: number; fingerprint: string }>("POST", "/portcullis/v1/audit/checkpoint", { json: {} });
+      expect(checkpoint.seq).toBeGreaterThanOrEqual(page.entries[0]?.seq ?? 1);
+      expect((await client.json<{ fingerprint: string }>("GET", "/portcullis/v1/audit/public-key")).fingerprint).toBe(checkpoint.fingerprint);
+      expect(await client.json("POST", "/portcullis/v1/audit/verify", { json: {} })).toMatchObject({ ok: true, problems: [] });
+    } finally {
+      await running.close(500);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });
 
 describe("the audit routes in the OpenAPI document", () => {
