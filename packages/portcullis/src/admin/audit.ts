@@ -182,7 +182,7 @@ export class AuditAdmin {
   readonly now: () => number;
   readonly exportMaxRows: number;
   readonly exportMaxMs: number;
-  /** The verification running now, if any (one at a time: it reads the whole log). */
+  /** Whether a verification is running in this process (one at a time: each reads the whole log). */
   verifying = false;
 
   constructor(options: AuditAdminOptions) {
