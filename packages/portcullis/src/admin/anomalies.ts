@@ -1,4 +1,3 @@
-import type { RouteSpec } from "../authz/routes.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { ANOMALY_ACTIONS, type AnomalyAction, type AnomalyActionRecord, type AnomalyActionState } from "../contract/behaviour.js";
 import type { RequestContext } from "../contract/request.js";
@@ -7,6 +6,9 @@ import type { AnomalyResponder } from "../anomaly/responder.js";
 import { webhookKeyView } from "../anomaly/webhook.js";
 import type { AnomalyActionFilter } from "../storage/types.js";
 import { AdminReach } from "./reach.js";
+import { ACCOUNT, ID, LIMIT_PARAM } from "./schema/common.js";
+import { s } from "./schema/nodes.js";
+import { type AdminRoute, adminRoute, routeId } from "./schema/routes.js";
 
 /**
  * The admin API's anomaly actions (docs/behaviour.md, "Responses"), scope `admin:anomalies`:
@@ -19,14 +21,34 @@ import { AdminReach } from "./reach.js";
  * An operator key sees every account's actions; an account admin key only its own account's
  * (another account's action is ANOMALY_ACTION_NOT_FOUND, exactly as one that does not exist).
  */
-export const ANOMALY_ROUTES: readonly RouteSpec[] = [
-  { method: "GET", path: "/portcullis/v1/anomalies", permission: "admin:anomalies" },
-  { method: "GET", path: "/portcullis/v1/anomalies/webhook-key", permission: "admin:anomalies" },
-  { method: "GET", path: "/portcullis/v1/anomalies/:id", permission: "admin:anomalies" },
-  { method: "POST", path: "/portcullis/v1/anomalies/:id/undo", permission: "admin:anomalies" },
+const ACTION = s.ref("AnomalyAction", s.openObject({ id: s.string(), keyId: s.string(), account: s.string(), action: s.enum(ANOMALY_ACTIONS), state: s.enum(["active", "undone", "done"]) }, "an anomaly action (docs/behaviour.md)"));
+
+export const ANOMALY_ROUTES: readonly AdminRoute[] = [
+  adminRoute("GET", "/portcullis/v1/anomalies", "admin:anomalies", {
+    summary: "Anomaly actions, newest first",
+    query: {
+      key: { schema: ID },
+      account: { schema: ACCOUNT },
+      state: { schema: s.enum(["active", "undone", "done"]) },
+      action: { schema: s.enum(ANOMALY_ACTIONS) },
+      before: { schema: ID },
+      limit: LIMIT_PARAM,
+    },
+    answers: { 200: { description: "the actions", schema: s.openObject({ actions: s.array(ACTION) }) } },
+  }),
+  adminRoute("GET", "/portcullis/v1/anomalies/webhook-key", "admin:anomalies", {
+    summary: "The public key that signs the alert webhook",
+    answers: { 200: { description: "the key", schema: s.openObject({}) } },
+  }),
+  adminRoute("GET", "/portcullis/v1/anomalies/:id", "admin:anomalies", { summary: "One anomaly action", params: { id: ID }, answers: { 200: { description: "the action", schema: ACTION } } }),
+  adminRoute("POST", "/portcullis/v1/anomalies/:id/undo", "admin:anomalies", {
+    summary: "Undo what an action did: clear a step-up or throttle, resume a suspended key, cancel a revoke in its grace",
+    params: { id: ID },
+    answers: { 200: { description: "the action", schema: ACTION } },
+  }),
 ];
 
-const ROUTE_IDS: ReadonlySet<string> = new Set(ANOMALY_ROUTES.map((r) => `${typeof r.method === "string" ? r.method : r.method.join(",")} ${r.path}`));
+const ROUTE_IDS: ReadonlySet<string> = new Set(ANOMALY_ROUTES.map(routeId));
 
 /** What the anomaly routes need: the responder, and the provider of the webhook's signing key. */
 export interface AnomalyAdmin {

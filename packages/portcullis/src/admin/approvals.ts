@@ -1,10 +1,12 @@
-import type { RouteSpec } from "../authz/routes.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { isJsonObject } from "../contract/json.js";
 import { HOLD_STATES, type HoldState } from "../contract/policy.js";
 import type { RequestContext } from "../contract/request.js";
 import { HoldService, type OperationView } from "../holds/service.js";
 import { renderOperation, type DigestDocumentView } from "../holds/render.js";
+import { ID, LIMIT_PARAM } from "./schema/common.js";
+import { s } from "./schema/nodes.js";
+import { type AdminRoute, adminRoute, routeId } from "./schema/routes.js";
 
 /**
  * The admin API's approvers and approvals (docs/approvals.md), for operator keys only:
@@ -22,18 +24,73 @@ import { renderOperation, type DigestDocumentView } from "../holds/render.js";
  * An approval's signature is made by the approver's own Ed25519 key, elsewhere (the CLI's
  * `approvals approve ID --key FILE`): the admin key that carries it here proves nothing about it.
  */
-export const APPROVAL_ROUTES: readonly RouteSpec[] = [
-  { method: "POST", path: "/portcullis/v1/approvers", permission: "admin:approvers" },
-  { method: "GET", path: "/portcullis/v1/approvers", permission: "admin:approvers" },
-  { method: "DELETE", path: "/portcullis/v1/approvers/:name", permission: "admin:approvers" },
-  { method: "GET", path: "/portcullis/v1/approvals", permission: "admin:approvals" },
-  { method: "GET", path: "/portcullis/v1/approvals/:id", permission: "admin:approvals" },
-  { method: "POST", path: "/portcullis/v1/approvals/:id/approve", permission: "admin:approvals" },
-  { method: "POST", path: "/portcullis/v1/approvals/:id/reject", permission: "admin:approvals" },
-  { method: "POST", path: "/portcullis/v1/approvals/:id/cancel", permission: "admin:approvals" },
+const OPERATION = s.ref("Operation", s.openObject({ operationId: s.string(), state: s.enum(HOLD_STATES) }, "a held operation (docs/approvals.md)"));
+const APPROVER = s.ref("Approver", s.openObject({ name: s.string(), groups: s.array(s.string()), publicKey: s.string() }, "an approver"));
+const OP_PARAM = { id: ID };
+const DECISION = {
+  approver: s.string({ minLength: 1, maxLength: 64, description: "the approver's name" }),
+  digest: s.string({ minLength: 1, maxLength: 256, description: "the digest the approver saw and signed (approvals show)" }),
+  signature: s.string({ minLength: 1, maxLength: 1024, description: "the approver's Ed25519 signature over the digest (base64url)" }),
+  reason: s.optional(s.nullable(s.string({ maxLength: 500 }))),
+};
+
+export const APPROVAL_ROUTES: readonly AdminRoute[] = [
+  adminRoute("POST", "/portcullis/v1/approvers", "admin:approvers", {
+    summary: "Register an approver (operator keys)",
+    operatorOnly: true,
+    body: s.object({
+      name: s.string({ minLength: 1, maxLength: 64, description: "a person's name: 1 to 64 letters, digits, '.', '_', '-' or '@'" }),
+      groups: s.array(s.string({ minLength: 1, maxLength: 64 }), { minItems: 1, maxItems: 64, description: "one or more groups: lower-case letters, digits, '.', '_' or '-'" }),
+      publicKey: s.string({ minLength: 1, maxLength: 16_384, description: "the approver's Ed25519 public key (PEM or JWK)" }),
+    }),
+    answers: { 201: { description: "the approver", schema: APPROVER } },
+  }),
+  adminRoute("GET", "/portcullis/v1/approvers", "admin:approvers", {
+    summary: "The approvers (operator keys)",
+    operatorOnly: true,
+    answers: { 200: { description: "the approvers", schema: s.openObject({ approvers: s.array(APPROVER) }) } },
+  }),
+  adminRoute("DELETE", "/portcullis/v1/approvers/:name", "admin:approvers", {
+    summary: "Remove an approver (operator keys)",
+    operatorOnly: true,
+    params: { name: s.string({ pattern: /^[\x21-\x7e]{1,128}$/, description: "the approver's name" }) },
+    answers: { 200: { description: "removed", schema: s.openObject({ removed: s.string() }) } },
+  }),
+  adminRoute("GET", "/portcullis/v1/approvals", "admin:approvals", {
+    summary: "Held operations (operator keys)",
+    operatorOnly: true,
+    query: { state: { schema: s.enum(HOLD_STATES) }, limit: LIMIT_PARAM },
+    answers: { 200: { description: "the operations", schema: s.openObject({ operations: s.array(OPERATION) }) } },
+  }),
+  adminRoute("GET", "/portcullis/v1/approvals/:id", "admin:approvals", {
+    summary: "One operation: its digest document, its digest (recomputed) and its rendering (operator keys)",
+    operatorOnly: true,
+    params: OP_PARAM,
+    answers: { 200: { description: "the operation", schema: s.openObject({ operationId: s.string(), document: s.any(), rendering: s.string() }) } },
+  }),
+  adminRoute("POST", "/portcullis/v1/approvals/:id/approve", "admin:approvals", {
+    summary: "An approver's signed approval (operator keys carry it)",
+    operatorOnly: true,
+    params: OP_PARAM,
+    body: s.object(DECISION),
+    answers: { 200: { description: "the operation", schema: OPERATION } },
+  }),
+  adminRoute("POST", "/portcullis/v1/approvals/:id/reject", "admin:approvals", {
+    summary: "An approver's signed rejection (operator keys carry it)",
+    operatorOnly: true,
+    params: OP_PARAM,
+    body: s.object(DECISION),
+    answers: { 200: { description: "the operation", schema: OPERATION } },
+  }),
+  adminRoute("POST", "/portcullis/v1/approvals/:id/cancel", "admin:approvals", {
+    summary: "Cancel a held operation (operator keys)",
+    operatorOnly: true,
+    params: OP_PARAM,
+    answers: { 200: { description: "the operation", schema: OPERATION } },
+  }),
 ];
 
-const ROUTE_IDS: ReadonlySet<string> = new Set(APPROVAL_ROUTES.map((r) => `${typeof r.method === "string" ? r.method : r.method.join(",")} ${r.path}`));
+const ROUTE_IDS: ReadonlySet<string> = new Set(APPROVAL_ROUTES.map(routeId));
 
 /** An operation as `approvals show` prints it: the view, the signed facts and their rendering. */
 export async function showOperation(holds: HoldService, id: string): Promise<OperationView & { document: DigestDocumentView; rendering: string }> {

@@ -1,14 +1,16 @@
-import type { RouteSpec } from "../authz/routes.js";
-import type { PolicySubject } from "../contract/policy.js";
 import type { RequestContext } from "../contract/request.js";
 import { isJsonObject, record } from "../contract/json.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { invalid, valueOrThrow } from "../errors/result.js";
-import { parseJsonBody } from "../gateway/http.js";
 import type { AddressBook } from "../governance/address-book.js";
 import type { ChangeOutcome, Initiator, PolicyService } from "../governance/policy-service.js";
 import { normalizeIp } from "../net/ip.js";
 import { parseOperationInput } from "../policy/operation-input.js";
+import { MAX_RULES } from "../policy/document.js";
+import { POLICY_KINDS, type PolicySubject } from "../contract/policy.js";
+import { EPOCH_MS, HELD, ID, TEXT } from "./schema/common.js";
+import { s } from "./schema/nodes.js";
+import { type AdminRoute, adminRoute, routeId } from "./schema/routes.js";
 
 /**
  * The policy and the withdrawal address books on the admin API (docs/policy.md):
@@ -26,17 +28,69 @@ import { parseOperationInput } from "../policy/operation-input.js";
  * account's address book; it cannot apply a policy (ADMIN_GRANT_EXCEEDED), and another account's
  * entries are ADDRESS_NOT_FOUND, as missing ones.
  */
-export const POLICY_ROUTES: readonly RouteSpec[] = [
-  { method: "GET", path: "/portcullis/v1/policy", permission: "admin:policy" },
-  { method: "PUT", path: "/portcullis/v1/policy", permission: "admin:policy" },
-  { method: "GET", path: "/portcullis/v1/policy/versions", permission: "admin:policy" },
-  { method: "POST", path: "/portcullis/v1/policy/test", permission: "admin:policy" },
-  { method: "GET", path: "/portcullis/v1/addresses", permission: "admin:addresses" },
-  { method: "POST", path: "/portcullis/v1/addresses", permission: "admin:addresses" },
-  { method: "DELETE", path: "/portcullis/v1/addresses/:id", permission: "admin:addresses" },
+const POLICY = s.ref("Policy", s.openObject({ version: s.integer(), rules: s.array(s.any()) }, "a policy version: its document, digest and who applied it (docs/policy.md)"));
+const ADDRESS = s.ref("Address", s.openObject({ id: s.string(), account: s.string(), asset: s.string(), address: s.string() }, "an address book entry (docs/policy.md)"));
+const PRINTABLE = s.nullable(s.string({ pattern: /^[\x21-\x7e]{1,128}$/ }), "printable ASCII without spaces (or null)");
+
+export const POLICY_ROUTES: readonly AdminRoute[] = [
+  adminRoute("GET", "/portcullis/v1/policy", "admin:policy", {
+    summary: "The policy in force, or version N",
+    query: { version: { schema: s.integer({ minimum: 0, maximum: 999_999_999, description: "a version number" }) } },
+    answers: { 200: { description: "the version", schema: POLICY } },
+  }),
+  adminRoute("PUT", "/portcullis/v1/policy", "admin:policy", {
+    summary: "Apply a policy document (operator keys); the policy in force may hold the change",
+    operatorOnly: true,
+    body: s.object(
+      {
+        description: s.optional(s.string({ maxLength: 1000 })),
+        rules: s.array(s.object({ name: s.optional(s.string({ maxLength: 64 })), match: s.optional(s.any("what the rule matches (docs/policy.md)")), action: s.optional(s.any("allow, block or hold (docs/policy.md)")) }), { minItems: 1, maxItems: MAX_RULES }),
+      },
+      "a policy document (docs/policy.md); its rules are checked by the policy parser",
+    ),
+    answers: { 200: { description: "the version applied", schema: POLICY }, 202: { description: "held for approval", schema: HELD } },
+  }),
+  adminRoute("GET", "/portcullis/v1/policy/versions", "admin:policy", {
+    summary: "Every version, newest first",
+    answers: { 200: { description: "the versions", schema: s.openObject({ versions: s.array(s.any()) }) } },
+  }),
+  adminRoute("POST", "/portcullis/v1/policy/test", "admin:policy", {
+    summary: "Dry run: which rule an operation meets, and why",
+    body: s.object({
+      operation: s.openObject({ kind: s.enum(POLICY_KINDS) }, 'an operation such as {"kind":"withdraw","asset":"USDT","amount":"1500","address":"…"}: the members of its kind (docs/policy.md)'),
+      account: s.optional(PRINTABLE),
+      key: s.optional(PRINTABLE),
+      source: s.optional(s.nullable(s.string({ pattern: /^[0-9A-Fa-f:.]{2,45}$/ }), "an IP address (or null)")),
+      at: s.optional(s.nullable(EPOCH_MS)),
+      version: s.optional(s.integer({ minimum: 0, description: "a version number" })),
+    }),
+    answers: { 200: { description: "the trace", schema: s.openObject({}) } },
+  }),
+  adminRoute("GET", "/portcullis/v1/addresses", "admin:addresses", {
+    summary: "The withdrawal address book",
+    query: { account: { schema: ID }, asset: { schema: s.string({ pattern: /^[A-Za-z0-9._\-/:]{1,32}$/ }) }, removed: { schema: s.boolean("true to include removed entries") } },
+    answers: { 200: { description: "the entries", schema: s.openObject({ addresses: s.array(ADDRESS) }) } },
+  }),
+  adminRoute("POST", "/portcullis/v1/addresses", "admin:addresses", {
+    summary: "Add an address (it cools down before use); the policy may hold the change",
+    body: s.object({
+      account: ID,
+      asset: s.string({ pattern: /^[A-Za-z0-9._\-/:]{1,32}$/, description: "an asset (letters, digits and ._-/:)" }),
+      address: s.string({ pattern: /^[\x21-\x7e]{1,256}$/, description: "an address (printable ASCII without spaces, at most 256)" }),
+      network: s.optional(s.nullable(s.string({ pattern: /^[A-Za-z0-9._\-/:]{1,64}$/ }), "a network name (letters, digits and ._-/:)")),
+      tag: s.optional(s.nullable(s.string({ pattern: /^[\x20-\x7e]{1,128}$/ }), "a memo / tag (printable ASCII, at most 128)")),
+      label: s.optional(TEXT(200)),
+    }),
+    answers: { 201: { description: "the entry", schema: ADDRESS }, 202: { description: "held for approval", schema: HELD } },
+  }),
+  adminRoute("DELETE", "/portcullis/v1/addresses/:id", "admin:addresses", {
+    summary: "Remove an address at once",
+    params: { id: ID },
+    answers: { 200: { description: "the entry, removed", schema: ADDRESS } },
+  }),
 ];
 
-const IDS: ReadonlySet<string> = new Set(POLICY_ROUTES.map((r) => `${String(r.method)} ${r.path}`));
+const IDS: ReadonlySet<string> = new Set(POLICY_ROUTES.map(routeId));
 
 /** The policy service and the address book the admin API changes. */
 export interface Governance {
@@ -101,8 +155,11 @@ export function isPolicyRoute(routeId: string): boolean {
   return IDS.has(routeId);
 }
 
-/** Answers a policy or address route (`isPolicyRoute`); the pipeline has checked the scope. */
-export async function dispatchPolicy(ctx: RequestContext, governance: Governance | null, now: number): Promise<Answer> {
+/**
+ * Answers a policy or address route (`isPolicyRoute`); the pipeline has checked the scope, and the
+ * admin API the request's shape (`body`: the parsed body, admin/schema/routes.ts).
+ */
+export async function dispatchPolicy(ctx: RequestContext, governance: Governance | null, now: number, body: unknown): Promise<Answer> {
   const route = ctx.route;
   const key = ctx.key;
   if (route === null || key === null) throw new PortcullisError("INTERNAL", "policy route without a route or a key");
@@ -119,10 +176,10 @@ export async function dispatchPolicy(ctx: RequestContext, governance: Governance
       return { status: 200, body: { versions: await governance.policy.versions() } };
     case "PUT /portcullis/v1/policy": {
       if (reach !== null) throw new PortcullisError("ADMIN_GRANT_EXCEEDED", "only an operator key applies a policy (an account admin key reads it)");
-      return outcome(await governance.policy.apply(parseJsonBody(ctx.body), initiator), 200);
+      return outcome(await governance.policy.apply(body, initiator), 200);
     }
     case "POST /portcullis/v1/policy/test": {
-      const { subject, version } = testSubject(parseJsonBody(ctx.body), now);
+      const { subject, version } = testSubject(body, now);
       const explanation = await governance.policy.explain(subject, version);
       return { status: 200, body: explanation };
     }
@@ -135,7 +192,7 @@ export async function dispatchPolicy(ctx: RequestContext, governance: Governance
       return { status: 200, body: { addresses: list } };
     }
     case "POST /portcullis/v1/addresses":
-      return outcome(await governance.addresses.add(parseJsonBody(ctx.body), initiator, reach), 201);
+      return outcome(await governance.addresses.add(body, initiator, reach), 201);
     case "DELETE /portcullis/v1/addresses/:id": {
       // Address ids never need percent-encoding: an encoded one simply matches nothing.
       const id = ctx.path.split("/")[4] ?? "";

@@ -3,15 +3,15 @@ import type { TlsCredentials } from "../gateway/tls.js";
 import { peerCertThumbprint } from "../net/client-cert.js";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { RouteTable, type RouteSpec } from "../authz/routes.js";
+import { RouteTable } from "../authz/routes.js";
 import type { Portcullis } from "../core/core.js";
 import { PortcullisError, deny, errorBody, serviceErrorBody } from "../errors/catalogue.js";
 import { METRICS_CONTENT_TYPE, type PortcullisMetrics } from "../metrics/metrics.js";
 import { valueOrThrow } from "../errors/result.js";
-import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
+import { readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
 import { ServerLifecycle } from "../gateway/lifecycle.js";
 import { mergeGuardrails, parseCreateKeyInput, parseLimitsInput, parseReasonInput, parseRotateKeyInput, parseUpdateKeyInput } from "../keys/input.js";
-import { KEY_STATUSES, type KeyStatus } from "../contract/keys.js";
+import type { KeyStatus } from "../contract/keys.js";
 import type { Logger } from "../log/logger.js";
 import type { RequestContext } from "../contract/request.js";
 import { Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
@@ -23,6 +23,10 @@ import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
 import { RISK_ROUTES, dispatchRisk, isRiskRoute } from "./risk.js";
 import type { RiskProfiles } from "../exposure/service.js";
 import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
+import { AUDIT_ROUTES, type AuditAdmin, auditAnswer } from "./audit.js";
+import { KEY_ROUTES } from "./keys.js";
+import { type AdminRoute, AdminSchemas, routeSpec } from "./schema/routes.js";
+import { OPENAPI_PATH, openApiDocument } from "./schema/openapi.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -32,7 +36,7 @@ import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.
  *
  *   GET  /portcullis/v1/time                   server time (public)
  *   POST /portcullis/v1/keys                   create a key; the HMAC secret is in this answer only
- *   GET  /portcullis/v1/keys?account=&status=&after=&limit=
+ *   GET  /portcullis/v1/keys?q=&account=&status=&after=&limit=
  *   GET  /portcullis/v1/keys/:id
  *   POST /portcullis/v1/keys/:id/revoke        { "reason"?: string }
  *   POST /portcullis/v1/keys/:id/suspend       { "reason"?: string }
@@ -41,27 +45,30 @@ import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.
  *   PATCH /portcullis/v1/keys/:id               { "label"?, "scopes"?, "ipAllowlist"?, "sessionTtl"?, "sessionBindAddress"?, "maxAge"? }
  *   POST /portcullis/v1/keys/:id/rotate        { "grace"?: "24h", "publicKey"?: PEM/JWK } -> the successor (and its secret)
  *   POST /portcullis/v1/keys/:id/end-sessions  { "reason"?: string } ends every session of the key
+ *   GET  /admin/v1/openapi.json                the OpenAPI 3.1 document of every route (public)
+ *
+ * Each route declares its contract with its `RouteSpec` (admin/schema/): the request is checked
+ * against it before the handler runs (unknown members and parameters refused, VALIDATION_FAILED
+ * with the fields at fault), and the OpenAPI document is generated from the same declarations.
  */
-export const ADMIN_ROUTES: readonly RouteSpec[] = [
-  { method: "GET", path: "/portcullis/v1/time", permission: "public" },
-  { method: "GET", path: "/portcullis/v1/health", permission: "public" },
-  { method: "POST", path: "/portcullis/v1/keys", permission: "admin:keys" },
-  { method: "GET", path: "/portcullis/v1/keys", permission: "admin:keys" },
-  { method: "GET", path: "/portcullis/v1/keys/:id", permission: "admin:keys" },
-  { method: "POST", path: "/portcullis/v1/keys/:id/revoke", permission: "admin:keys" },
-  { method: "POST", path: "/portcullis/v1/keys/:id/suspend", permission: "admin:keys" },
-  { method: "POST", path: "/portcullis/v1/keys/:id/resume", permission: "admin:keys" },
-  { method: "PUT", path: "/portcullis/v1/keys/:id/limits", permission: "admin:keys" },
-  { method: "PATCH", path: "/portcullis/v1/keys/:id", permission: "admin:keys" },
-  { method: "POST", path: "/portcullis/v1/keys/:id/rotate", permission: "admin:keys" },
-  { method: "POST", path: "/portcullis/v1/keys/:id/end-sessions", permission: "admin:keys" },
+export const ADMIN_ROUTES: readonly AdminRoute[] = [
+  // The server's time and health, and the keys (admin/keys.ts).
+  ...KEY_ROUTES,
   // The policy and the address books (admin/policy.ts).
   ...POLICY_ROUTES,
   ...APPROVAL_ROUTES,
   // Keys' risk profiles (admin/risk.ts).
   ...RISK_ROUTES,
   ...ANOMALY_ROUTES,
+  // The audit log (admin/audit.ts).
+  ...AUDIT_ROUTES,
 ];
+
+/**
+ * Every admin route's contract, compiled once: each request is checked against it before its
+ * handler runs (admin/schema/routes.ts), and the OpenAPI document is generated from it.
+ */
+const ADMIN_SCHEMAS = new AdminSchemas(ADMIN_ROUTES);
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
 
@@ -79,6 +86,8 @@ export interface AdminApiOptions {
   readonly risk?: RiskProfiles;
   /** The behaviour stage's anomaly actions (admin/anomalies.ts); without it those routes are not found. */
   readonly anomalies?: AnomalyAdmin;
+  /** The audit log's routes (admin/audit.ts); without it those routes are not found. */
+  readonly audit?: AuditAdmin;
   /** Prometheus `GET /metrics` (docs/operations-endpoints.md); without it the path is not found. */
   readonly metrics?: AdminMetrics;
 }
@@ -107,6 +116,8 @@ const REFUSED_SCRAPE_LOG_MS = 60_000;
 interface Answer {
   readonly status: number;
   readonly body: unknown;
+  /** Already written to the response by its handler (an audit export): nothing left to render. */
+  readonly streamed?: true;
 }
 
 export class AdminApi {
@@ -121,6 +132,7 @@ export class AdminApi {
   private readonly holds: HoldService | null;
   private readonly risk: RiskProfiles | null;
   private readonly anomalies: AnomalyAdmin | null;
+  private readonly audit: AuditAdmin | null;
   private readonly metrics: AdminMetrics | null;
   /** SHA-256 of the metrics token: compared in constant time over equal lengths. */
   private readonly metricsDigest: Buffer | null;
@@ -136,11 +148,12 @@ export class AdminApi {
     this.holds = options.holds ?? null;
     this.risk = options.risk ?? null;
     this.anomalies = options.anomalies ?? null;
+    this.audit = options.audit ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
     this.governance = options.governance ?? null;
-    this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES, { allowReserved: true }));
+    this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES.map(routeSpec), { allowReserved: true }));
     this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT, tls: options.tls }, this.handle);
     this.server = this.listener.server;
     this.lifecycle = new Lifecycle({
@@ -149,7 +162,7 @@ export class AdminApi {
       audit: this.core.audit,
       logger: this.logger,
       exchange: {
-        handOn: (ctx) => this.dispatch(ctx),
+        handOn: (ctx, res) => this.dispatch(ctx, res),
         render: (ctx, outcome, res) => {
           AdminApi.render(ctx, outcome, res);
         },
@@ -172,6 +185,11 @@ export class AdminApi {
     if (this.metrics !== null && (url === METRICS_PATH || url.startsWith(`${METRICS_PATH}?`))) {
       req.resume();
       await this.serveMetrics(this.metrics, req, res, requestId);
+      return;
+    }
+    if (url === OPENAPI_PATH || url.startsWith(`${OPENAPI_PATH}?`)) {
+      req.resume();
+      AdminApi.serveOpenApi(req, res, requestId);
       return;
     }
     let body = readBody(req, ADMIN_BODY_LIMIT);
@@ -210,6 +228,28 @@ export class AdminApi {
     res.end(text);
   }
 
+  /**
+   * `GET /admin/v1/openapi.json`: the document, public like `/time` (a client generator or the
+   * console reads it before it has a key). It is the same for every caller and changes only with
+   * the code, so it is built once, cached by clients (ETag) and, like a scrape, never audited.
+   */
+  private static serveOpenApi(req: IncomingMessage, res: ServerResponse, requestId: string): void {
+    const method = req.method ?? "";
+    if (method !== "GET" && method !== "HEAD") {
+      sendDenial(res, deny("ROUTE_NOT_FOUND"), requestId);
+      return;
+    }
+    const doc = openApi();
+    const headers = { etag: doc.etag, "cache-control": "public, max-age=300", "x-content-type-options": "nosniff", "portcullis-request-id": requestId };
+    if (req.headers["if-none-match"] === doc.etag) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { ...headers, "content-type": "application/json; charset=utf-8", "content-length": doc.body.length });
+    res.end(method === "HEAD" ? undefined : doc.body);
+  }
+
   private metricsAuthorized(header: string | undefined): boolean {
     const expected = this.metricsDigest;
     if (expected === null || header === undefined) return false;
@@ -228,6 +268,7 @@ export class AdminApi {
         sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, { close: outcome.error.code === "INTERNAL" });
         return;
       case "answered":
+        if (outcome.answer.streamed === true) return;
         sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
         return;
       case "held":
@@ -235,7 +276,7 @@ export class AdminApi {
     }
   }
 
-  private async dispatch(ctx: RequestContext): Promise<Answer> {
+  private async dispatch(ctx: RequestContext, res: ServerResponse): Promise<Answer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
     // Every route but the public ones reads or writes the durable store. While it is known to be
@@ -245,7 +286,9 @@ export class AdminApi {
     if (route.permission !== null && this.core.availability !== null && this.core.availability.outageSince !== null) {
       throw new PortcullisError("DURABLE_STORE_UNAVAILABLE");
     }
-    if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now());
+    // The request's shape (admin/schema/): refused before any handler reads it.
+    const body = ADMIN_SCHEMAS.validate(ctx);
+    if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now(), body);
     if (isRiskRoute(route.id)) return dispatchRisk(ctx, this.risk, this.core.keys);
     const keys = this.core.keys;
     const actor = `key:${ctx.key?.record.id ?? "unknown"}`;
@@ -267,34 +310,31 @@ export class AdminApi {
       if (r.account !== null) r.reach(await keys.get(id));
       return r;
     };
-    const approvals = await approvalsAnswer(this.holds, ctx, () => parseJsonBody(ctx.body));
+    const approvals = await approvalsAnswer(this.holds, ctx, () => body);
     if (approvals !== undefined) return approvals;
     const anomalies = await anomaliesAnswer(this.anomalies, ctx);
     if (anomalies !== undefined) return anomalies;
+    const audit = await auditAnswer(this.audit, ctx, res);
+    if (audit !== undefined) return audit;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };
       case "GET /portcullis/v1/health":
         return { status: 200, body: { status: "ok" } };
       case "POST /portcullis/v1/keys": {
-        const input = valueOrThrow(parseCreateKeyInput(parseJsonBody(ctx.body), this.now()));
+        const input = valueOrThrow(parseCreateKeyInput(body, this.now()));
         reach().grant(input);
         const created = await keys.create(input, actor);
         this.logger.info({ requestId: ctx.requestId, keyId: created.key.id, actor }, "key created");
         return { status: 201, body: created.secret === null ? created.key : { ...created.key, secret: created.secret } };
       }
       case "GET /portcullis/v1/keys": {
+        // The schema has checked the parameters (admin/keys.ts): their types and ranges.
         const params = new URLSearchParams(ctx.query ?? "");
-        const status = params.get("status");
-        if (status !== null && !(KEY_STATUSES as readonly string[]).includes(status)) {
-          throw new PortcullisError("VALIDATION_FAILED", `status must be one of ${KEY_STATUSES.join(", ")}`, { status: "invalid" });
-        }
-        const limitText = params.get("limit");
-        const limit = limitText === null ? 100 : Number(limitText);
-        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) {
-          throw new PortcullisError("VALIDATION_FAILED", "limit must be an integer from 1 to 1000", { limit: "invalid" });
-        }
+        const status = params.get("status") as KeyStatus | null;
+        const limit = Number(params.get("limit") ?? "100");
         const after = params.get("after");
+        const search = params.get("q");
         // An account admin lists its own account's keys (another account has none it can see).
         const own = reach().account;
         const asked = params.get("account");
@@ -304,8 +344,9 @@ export class AdminApi {
           limit,
           ...(account === null ? {} : { account }),
           ...(own === null ? {} : { operator: false }),
-          ...(status === null ? {} : { status: status as KeyStatus }),
+          ...(status === null ? {} : { status }),
           ...(after === null ? {} : { after }),
+          ...(search === null ? {} : { search }),
         });
         const last = list[list.length - 1];
         return { status: 200, body: { keys: list, next: list.length === limit && last !== undefined ? last.id : null } };
@@ -314,22 +355,22 @@ export class AdminApi {
         return { status: 200, body: reach().reach(await keys.get(id)) };
       case "POST /portcullis/v1/keys/:id/revoke":
         await target();
-        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
+        return { status: 200, body: await keys.revoke(id, actor, valueOrThrow(parseReasonInput(body))) };
       case "POST /portcullis/v1/keys/:id/suspend":
         await target();
-        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
+        return { status: 200, body: await keys.suspend(id, actor, valueOrThrow(parseReasonInput(body))) };
       case "POST /portcullis/v1/keys/:id/resume":
         await target();
         return { status: 200, body: await keys.resume(id, actor) };
       case "PUT /portcullis/v1/keys/:id/limits": {
         const r = await target();
-        const limits = valueOrThrow(parseLimitsInput(parseJsonBody(ctx.body)));
+        const limits = valueOrThrow(parseLimitsInput(body));
         r.grant({ limits });
         return { status: 200, body: await keys.setLimits(id, limits, actor) };
       }
       case "PATCH /portcullis/v1/keys/:id": {
         const r = await target();
-        const input = valueOrThrow(parseUpdateKeyInput(parseJsonBody(ctx.body)));
+        const input = valueOrThrow(parseUpdateKeyInput(body));
         r.grant({ ...(input.scopes === undefined ? {} : { scopes: input.scopes }), ...(input.ipAllowlist === undefined ? {} : { ipAllowlist: input.ipAllowlist }) });
         // Guardrails are a merge patch: what an account admin grants is the key's after the change.
         if (input.guardrails !== undefined && r.account !== null) r.grant({ guardrails: mergeGuardrails((await keys.get(id)).guardrails, input.guardrails) });
@@ -342,14 +383,14 @@ export class AdminApi {
           const key = r.reach(await keys.get(id));
           r.grant({ scopes: key.scopes, ipAllowlist: key.ipAllowlist, guardrails: key.guardrails });
         }
-        const rotated = await keys.rotate(id, valueOrThrow(parseRotateKeyInput(parseJsonBody(ctx.body))), actor);
+        const rotated = await keys.rotate(id, valueOrThrow(parseRotateKeyInput(body)), actor);
         this.logger.info({ requestId: ctx.requestId, keyId: rotated.key.id, rotatedFrom: id, actor }, "key rotated");
         const successor = rotated.secret === null ? rotated.key : { ...rotated.key, secret: rotated.secret };
         return { status: 201, body: { ...successor, predecessor: rotated.predecessor } };
       }
       case "POST /portcullis/v1/keys/:id/end-sessions":
         await target();
-        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(parseReasonInput(parseJsonBody(ctx.body)))) };
+        return { status: 200, body: await keys.endSessions(id, actor, valueOrThrow(parseReasonInput(body))) };
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");
     }
@@ -362,4 +403,20 @@ export class AdminApi {
   close(drainMs = 10_000): Promise<void> {
     return this.listener.close(drainMs);
   }
+}
+
+let document: { readonly body: Buffer; readonly etag: string } | null = null;
+
+/** The OpenAPI document of ADMIN_ROUTES, serialized once (on its first request). */
+function openApi(): { readonly body: Buffer; readonly etag: string } {
+  if (document === null) {
+    const body = Buffer.from(JSON.stringify(openApiDocument(ADMIN_ROUTES)), "utf8");
+    document = { body, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"` };
+  }
+  return document;
+}
+
+/** The OpenAPI 3.1 document of the admin API (what `GET /admin/v1/openapi.json` answers). */
+export function adminOpenApiDocument(): unknown {
+  return JSON.parse(openApi().body.toString("utf8")) as unknown;
 }

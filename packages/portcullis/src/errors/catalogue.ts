@@ -255,6 +255,11 @@ const requestRefusals = {
   CUSTODY_UNAVAILABLE: { status: 503, message: "The key custody provider (keyring file or PKCS#11 token) did not answer." },
   CHECK_TIMED_OUT: { status: 503, message: "A readiness check did not answer within its timeout." },
   METRICS_UNAUTHORIZED: { status: 401, message: "The metrics endpoint needs the bearer token configured in admin.metrics.tokenFile (or admin.metrics.public)." },
+  // --- the audit log over the admin API (docs/audit.md, "Over the admin API") --------------------
+  AUDIT_VERIFY_RUNNING: {
+    status: 409,
+    message: "A verification of the audit log is already running in this process; wait for its answer and ask again.",
+  },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

@@ -49,6 +49,11 @@ export interface KeyListFilter {
   readonly status?: KeyStatus;
   /** Return keys whose id sorts after this one (pagination). */
   readonly after?: string;
+  /**
+   * Keys matching this text (1 to 100 characters), case-insensitively: a key id prefix, an
+   * account prefix or a substring of the label (the admin API's `GET /keys?q=`).
+   */
+  readonly search?: string;
   readonly limit: number;
 }
 

@@ -97,14 +97,15 @@ describe("an account admin key and keys of other accounts", () => {
       ...KEY_ROUTES.map(([m, suffix]) => `${m} /portcullis/v1/keys/:id${suffix}`),
       "POST /portcullis/v1/keys",
       "GET /portcullis/v1/keys",
-      ...APPROVAL_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
+      ...APPROVAL_ROUTES.map((r) => `${r.method} ${r.path}`),
       // The risk routes' account isolation is test/exposure/service.test.ts's.
-      ...RISK_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
+      ...RISK_ROUTES.map((r) => `${r.method} ${r.path}`),
     ]);
     // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's;
     // the anomaly routes (admin:anomalies) test/anomaly/surfaces.test.ts's.
-    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses" && r.permission !== "admin:anomalies").map(
-      (r) => `${String(r.method)} ${r.path}`,
+    // the audit routes (admin:audit) test/admin/audit.test.ts's.
+    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses" && r.permission !== "admin:anomalies" && r.permission !== "admin:audit").map(
+      (r) => `${r.method} ${r.path}`,
     );
     expect([...tested].sort()).toEqual([...guarded].sort());
   });
@@ -121,7 +122,7 @@ describe("an account admin key and keys of other accounts", () => {
     expect(await call(operator, "GET", `/portcullis/v1/keys/${hiddenOperator}`)).toMatchObject({ status: "active", revision: 1, sessionEpoch: 0, rotatedTo: null });
   });
 
-  it.each(APPROVAL_ROUTES.map((r) => [String(r.method), r.path] as const))("%s %s: approvers and approvals need their own admin scopes (an account admin with admin:* is refused ADMIN_GRANT_EXCEEDED: test/approvals)", async (method, path) => {
+  it.each(APPROVAL_ROUTES.map((r) => [r.method, r.path] as const))("%s %s: approvers and approvals need their own admin scopes (an account admin with admin:* is refused ADMIN_GRANT_EXCEEDED: test/approvals)", async (method, path) => {
     const concrete = path.replace(":name", "alice").replace(":id", "op_00000000000000000000000000000000");
     expect(await refusal(call(accountAdmin, method as Method, concrete, method === "GET" || method === "DELETE" ? undefined : {}))).toMatchObject({ status: 403, code: "SCOPE_MISSING" });
   });

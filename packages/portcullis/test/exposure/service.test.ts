@@ -164,4 +164,42 @@ describe("the admin API", () => {
     expect(await refusal(operator.json("GET", "/portcullis/v1/keys/pk_test_00000000000000000000000000000000/risk"))).toEqual({ status: 404, code: "KEY_NOT_FOUND" });
     expect(await refusal(bareOperator.json("GET", "/portcullis/v1/risk"))).toEqual({ status: 404, code: "ROUTE_NOT_FOUND" });
   });
+
+  it("?keys=ID,… answers the scores of the keys named, as the profiles give them; unknown ids are left out", async () => {
+    const named = [ids.aWide, ids.bWide, ids.bTrade, "pck_test_v1_000000000000000000000000000000"].join(",");
+    const { scores } = await operator.json<{ scores: Record<string, number> }>("GET", `/portcullis/v1/risk?keys=${named},${ids.aWide ?? ""}`);
+    expect(Object.keys(scores).sort()).toEqual([ids.aWide, ids.bWide, ids.bTrade].sort());
+    for (const id of [ids.aWide, ids.bWide, ids.bTrade]) {
+      expect(scores[id ?? ""]).toBe((await operator.json<RiskProfile>("GET", `/portcullis/v1/keys/${id ?? ""}/risk`)).riskScore);
+    }
+    expect(scores[ids.bWide ?? ""]).toBeGreaterThan(scores[ids.bTrade ?? ""] ?? 100);
+  });
+
+  it("?keys= for an account admin: another account's keys and operator keys are left out, like unknown ones", async () => {
+    const { scores } = await acctAdmin.json<{ scores: Record<string, number> }>("GET", `/portcullis/v1/risk?keys=${[ids.aWide, ids.aNarrow, ids.bWide, ids.operator].join(",")}`);
+    expect(Object.keys(scores).sort()).toEqual([ids.aWide, ids.aNarrow].sort());
+    expect(await acctAdmin.json("GET", `/portcullis/v1/risk?keys=${ids.bWide ?? ""}`)).toEqual({ scores: {} });
+  });
+
+  it.each([
+    ["no id", "keys=", "keys"],
+    ["101 ids", `keys=${Array.from({ length: 101 }, (_, i) => `k${i}`).join(",")}`, "keys"],
+    ["an empty id", "keys=a,,b", "keys"],
+    ["keys with top", "keys=a&top=3", "top"],
+    ["keys with account", "keys=a&account=acct-a", "account"],
+    ["keys twice", "keys=a&keys=b", "keys"],
+  ])("?keys= refuses %s (VALIDATION_FAILED naming it)", async (_name, query, field) => {
+    const err = await operator.json("GET", `/portcullis/v1/risk?${query}`).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PortcullisApiError);
+    const e = err as PortcullisApiError;
+    expect({ status: e.status, code: e.code, named: (e.body as { fields?: Record<string, string> }).fields?.[field] !== undefined }).toEqual({ status: 400, code: "VALIDATION_FAILED", named: true });
+  });
+
+  it("?keys= takes 100 ids", async () => {
+    const many = [ids.aWide ?? "", ...Array.from({ length: 99 }, (_, i) => `pck_none_${i}`)];
+    expect(await operator.json<{ scores: Record<string, number> }>("GET", `/portcullis/v1/risk?keys=${many.join(",")}`)).toEqual({ scores: { [ids.aWide ?? ""]: expect.any(Number) as unknown } });
+  });
 });
