@@ -34,6 +34,8 @@ import { AlertWebhook } from "../anomaly/webhook.js";
 import { TlsCredentials } from "../gateway/tls.js";
 import { Readiness } from "../core/readiness.js";
 import { PortcullisMetrics } from "../metrics/metrics.js";
+import { findConsoleDist } from "./console-dir.js";
+import { LiveStats } from "../metrics/live-stats.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -153,6 +155,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   let sharedStates: RedisBehaviourStore | null = null;
   const metricsSettings = config.admin.metrics;
   const metrics = config.admin.enabled && metricsSettings.enabled ? new PortcullisMetrics({ sampleEvery: metricsSettings.sampleEvery }) : null;
+  // The console's live statistics (docs/console-backend.md): this process's decisions, read on the admin listener.
+  const stats = config.admin.enabled ? new LiveStats() : null;
   try {
     const metricsToken = metrics === null || metricsSettings.tokenFile === null ? null : readSecretFile(metricsSettings.tokenFile, "admin.metrics.tokenFile");
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
@@ -189,6 +193,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       prices,
       behaviour: { settings: config.behaviour, alerts, ...(states === null ? {} : { states }) },
       metrics,
+      stats,
     });
     // An outage of the durable store and its end, each logged once (docs/failures.md).
     const availability = core.availability;
@@ -293,6 +298,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         anomalies: { responder: anomalies, signer: data.signingKeys },
         ...(auditStore === null ? {} : { audit: new AuditAdmin({ log: core.audit, store: auditStore, signer: data.signingKeys }) }),
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
+        console: consoleFiles(config.admin.console, logger),
+        ...(stats === null ? {} : { stats: { live: stats } }),
       });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
@@ -466,4 +473,18 @@ async function openHotStore(config: PortcullisConfig, durable: DurableStore, log
     logger.warn({ redis: where }, "redis not reachable at startup; non-degradable routes are refused until it answers");
   }
   return store;
+}
+
+/** The console's files for the admin API (admin.console), or undefined with a line saying why not. */
+function consoleFiles(enabled: boolean, logger: Logger): { dir: string } | undefined {
+  if (!enabled) {
+    logger.info("console off (admin.console: false): /console/ answers CONSOLE_NOT_AVAILABLE");
+    return undefined;
+  }
+  const dir = findConsoleDist();
+  if (dir === null) {
+    logger.info("console not available: the @portcullis/console package is not installed; /console/ answers CONSOLE_NOT_AVAILABLE, the admin API works");
+    return undefined;
+  }
+  return { dir };
 }
