@@ -296,6 +296,8 @@ export class AdminApi {
   private async dispatch(ctx: RequestContext, res: ServerResponse): Promise<Answer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
+    // The request's shape (admin/schema/): refused before any handler reads it.
+    const body = ADMIN_SCHEMAS.validate(ctx);
     // The live statistics (admin/stats.ts) are this process's memory: served during a store outage too.
     const stats = statsAnswer(this.stats, ctx);
     if (stats !== undefined) return stats;
@@ -306,8 +308,6 @@ export class AdminApi {
     if (route.permission !== null && this.core.availability !== null && this.core.availability.outageSince !== null) {
       throw new PortcullisError("DURABLE_STORE_UNAVAILABLE");
     }
-    // The request's shape (admin/schema/): refused before any handler reads it.
-    const body = ADMIN_SCHEMAS.validate(ctx);
     if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now(), body);
     if (isRiskRoute(route.id)) return dispatchRisk(ctx, this.risk, this.core.keys);
     const keys = this.core.keys;
