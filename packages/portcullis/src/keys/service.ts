@@ -87,7 +87,7 @@ export interface ListKeysQuery {
   readonly operator?: boolean;
   readonly status?: KeyStatus;
   readonly after?: string;
-  /** Text to match (storage/types.ts `KeyListFilter.search`). */
+  /** A key id or account prefix, or a part of the label (KeyListFilter.search). */
   readonly search?: string;
   readonly limit?: number;
 }

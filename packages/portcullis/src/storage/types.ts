@@ -50,8 +50,9 @@ export interface KeyListFilter {
   /** Return keys whose id sorts after this one (pagination). */
   readonly after?: string;
   /**
-   * Keys matching this text (1 to 100 characters), case-insensitively: a key id prefix, an
-   * account prefix or a substring of the label (the admin API's `GET /keys?q=`).
+   * Only keys whose id or account starts with this text, or whose label contains it, ignoring the
+   * case of ASCII letters (the console's search box). Taken literally: `%`, `_` and `\` are not
+   * wildcards. An empty text matches every key.
    */
   readonly search?: string;
   readonly limit: number;

@@ -103,6 +103,25 @@ describe("portcullis init and keys", () => {
     expect(human.stdout).toMatch(/status\s+revoked/);
   });
 
+  it("keys list --search: an id or account prefix, or a part of the label, in any case, with the other filters", async () => {
+    const create = async (account: string, label: string): Promise<{ id: string }> =>
+      asKey((await runCli(["keys", "create", "--data", data, "--account", account, "--scopes", "read", "--label", label, "--json"])).stdout);
+    const desk = await create("Search-Desk", "Hedging Bot 50%");
+    const other = await create("search-other", "treasury");
+    const found = async (...args: string[]): Promise<string[]> => asKeys((await runCli(["keys", "list", "--data", data, "--json", ...args])).stdout).map((k) => k.id);
+    expect(await found("--search", "SEARCH-D")).toEqual([desk.id]);
+    expect(await found("--search", "search-")).toEqual([desk.id, other.id].sort());
+    expect(await found("--search", "search-", "--account", "search-other")).toEqual([other.id]);
+    expect(await found("--search", "hedging bot")).toEqual([desk.id]);
+    expect(await found("--search", desk.id.slice(0, 24).toUpperCase())).toContain(desk.id);
+    // Taken literally: % and _ are not wildcards.
+    expect(await found("--search", "bot 50%")).toEqual([desk.id]);
+    expect(await found("--search", "bot _0")).toEqual([]);
+    const human = await runCli(["keys", "list", "--data", data, "--search", "treasury"]);
+    expect(human.stdout.trim().split("\n")).toHaveLength(1);
+    expect(human.stdout).toContain(other.id);
+  });
+
   it("keys create --limit and keys limits --set / --clear manage a key's overrides", async () => {
     const created = asKey((await runCli(["keys", "create", "--data", data, "--account", "mm", "--scopes", "read,trade", "--limit", "orders-10s=500", "--json"])).stdout);
     expect(created.limits).toEqual({ "orders-10s": 500 });
@@ -160,6 +179,8 @@ describe("portcullis init and keys", () => {
     [["keys", "limits", "pck_test_v1_000000000000000000000000000000", "--clear"], /No such API key/, "KEY_NOT_FOUND"],
     [["keys", "create", "--account", "a", "--scopes", "read", "--expires", "soon"], /expires/, "VALIDATION_FAILED"],
     [["keys", "revoke", "pck_test_v1_000000000000000000000000000000"], /No such API key/, "KEY_NOT_FOUND"],
+    [["keys", "list", "--search", ""], /--search must be 1-100 characters/, "VALIDATION_FAILED"],
+    [["keys", "list", "--search", "x".repeat(101)], /--search must be 1-100 characters/, "VALIDATION_FAILED"],
   ])("refuses bad input with a clear error and exit status 1: %j", async (args, message, code) => {
     const human = await runCli([...args, "--data", data]);
     expect(human.code).toBe(1);

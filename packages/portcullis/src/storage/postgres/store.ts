@@ -29,7 +29,7 @@ import type {
 } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import type { KeyStatus } from "../../contract/keys.js";
-import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
+import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns, searchPatterns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
 import { LOCK_CUSTODY } from "./locks.js";
 import { PostgresAudit, appendKeyChange } from "./audit.js";
@@ -459,7 +459,23 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     if (filter.operator !== undefined) where.push(`operator = ${param(filter.operator)}`);
     if (filter.status !== undefined) where.push(`status = ${param(filter.status)}`);
     if (filter.after !== undefined) where.push(`id > ${param(filter.after)}`);
-    const sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ${param(filter.limit)}`;
+    let sql: string;
+    if (filter.search !== undefined) {
+      const patterns = searchPatterns(filter.search);
+      if (patterns === null) return [];
+      // lower() under "C" folds ASCII letters only, as SQLite's LIKE does: the same search, the same keys.
+      const prefix = param(patterns.prefix);
+      where.push(
+        `(lower(id COLLATE "C") LIKE ${prefix} ESCAPE '\\' OR lower(account COLLATE "C") LIKE ${prefix} ESCAPE '\\' OR lower(label COLLATE "C") LIKE ${param(patterns.infix)} ESCAPE '\\')`,
+      );
+      // A search few keys match looks at every key: the inner query reads only keys_search (an
+      // index-only scan in id order, every column it tests included), the outer fetches the rows
+      // it chose. Selecting * in one query would fetch every row it looks at (7 s for 1,000,000
+      // keys against about 1 s).
+      sql = `SELECT * FROM keys WHERE id IN (SELECT id FROM keys WHERE ${where.join(" AND ")} ORDER BY id LIMIT ${param(filter.limit)}) ORDER BY id`;
+    } else {
+      sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ${param(filter.limit)}`;
+    }
     const { rows } = await this.pool.query<KeyRowSql>(sql, params);
     return rows.map(fromSql);
   }
