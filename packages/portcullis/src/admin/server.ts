@@ -23,6 +23,7 @@ import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
 import { RISK_ROUTES, dispatchRisk, isRiskRoute } from "./risk.js";
 import type { RiskProfiles } from "../exposure/service.js";
 import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
+import { AdminFront } from "./front.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -81,6 +82,8 @@ export interface AdminApiOptions {
   readonly anomalies?: AnomalyAdmin;
   /** Prometheus `GET /metrics` (docs/operations-endpoints.md); without it the path is not found. */
   readonly metrics?: AdminMetrics;
+  /** The console's built files (admin/console.ts); absent: `/console/` answers CONSOLE_NOT_AVAILABLE. */
+  readonly console?: { readonly dir: string } | undefined;
 }
 
 /**
@@ -127,8 +130,11 @@ export class AdminApi {
   /** Scrapes refused since the last "metrics scrape refused" line, and when that was. */
   private refusedScrapes = 0;
   private refusedLoggedAt = Number.NEGATIVE_INFINITY;
+  /** The console's sign-in (session endpoints) and static files, answered first (admin/front.ts). */
+  private readonly front: AdminFront;
 
   constructor(options: AdminApiOptions) {
+    this.front = new AdminFront({ core: options.core, logger: options.logger, console: options.console });
     this.metrics = options.metrics ?? null;
     const token = this.metrics?.token ?? null;
     if (token !== null && token.length < 16) throw new TypeError("the metrics token must be at least 16 characters");
@@ -174,6 +180,8 @@ export class AdminApi {
       await this.serveMetrics(this.metrics, req, res, requestId);
       return;
     }
+    // The console (issue 18): sessions and static files, each with its own lifecycle or none (admin/front.ts).
+    if (await this.front.serve(req, res, requestId)) return;
     let body = readBody(req, ADMIN_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
     await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);

@@ -255,6 +255,9 @@ const requestRefusals = {
   CUSTODY_UNAVAILABLE: { status: 503, message: "The key custody provider (keyring file or PKCS#11 token) did not answer." },
   CHECK_TIMED_OUT: { status: 503, message: "A readiness check did not answer within its timeout." },
   METRICS_UNAUTHORIZED: { status: 401, message: "The metrics endpoint needs the bearer token configured in admin.metrics.tokenFile (or admin.metrics.public)." },
+  // --- the console (issue 18: docs/console-backend.md) ------------------------------------
+  CONSOLE_NOT_AVAILABLE: { status: 404, message: "The console is not served here: admin.console is off, or its files are not built (npm run build -w @portcullis/console)." },
+  STATS_STREAMS_EXHAUSTED: { status: 429, message: "Too many live statistics streams are open on this admin listener; close one or retry later." },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

@@ -14,7 +14,7 @@ import type { AuditSurface } from "../audit/events.js";
 import type { IssuedSession, LogonRequest, SessionAuthority } from "../sessions/authority.js";
 
 /**
- * The session endpoints, served by the gateway under its own prefix (DESIGN.md, promised
+ * The session endpoints, served by the gateway (and the admin listener, for the console) under its own prefix (DESIGN.md, promised
  * interfaces). Each request runs through the full pipeline first (signature, freshness, replay,
  * the key's status and allowlist, limits), over this route table:
  *
@@ -135,6 +135,8 @@ export class SessionEndpoints {
       ["gateway", lifecycle("gateway")],
       ["embedded", lifecycle("embedded")],
       ["authorizer", lifecycle("authorizer")],
+      // The admin listener (admin/console.ts): the console signs in with the user's own key.
+      ["admin", lifecycle("admin")],
     ]);
   }
 
@@ -148,7 +150,7 @@ export class SessionEndpoints {
    * the request lifecycle over the session routes, then the endpoint; every refusal answered in
    * the native JSON shape with its code. Rejects only for our own faults.
    */
-  async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "embedded" | "authorizer" = "gateway", bodyLimit = SESSION_BODY_LIMIT): Promise<void> {
+  async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "embedded" | "authorizer" | "admin" = "gateway", bodyLimit = SESSION_BODY_LIMIT): Promise<void> {
     let body = readBody(req, Math.min(bodyLimit, SESSION_BODY_LIMIT));
     if (body instanceof Promise) body = await body;
     const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, Answer>;

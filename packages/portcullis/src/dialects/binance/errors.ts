@@ -90,6 +90,8 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     CUSTODY_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     CHECK_TIMED_OUT: e(503, -1001, DISCONNECTED),
     METRICS_UNAUTHORIZED: rejected,
+    CONSOLE_NOT_AVAILABLE: e(404, -1020, UNSUPPORTED),
+    STATS_STREAMS_EXHAUSTED: e(429, -1003, TOO_MANY_REQUESTS),
     DIALECT_NOT_ALLOWED: rejected,
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Freshness, signature, replay.

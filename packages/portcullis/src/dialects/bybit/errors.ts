@@ -101,6 +101,8 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   CUSTODY_UNAVAILABLE: status(E.serverError, 503),
   CHECK_TIMED_OUT: status(E.serverError, 503),
   METRICS_UNAUTHORIZED: E.invalidKey,
+  CONSOLE_NOT_AVAILABLE: E.routeNotFound,
+  STATS_STREAMS_EXHAUSTED: E.tooMany,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 

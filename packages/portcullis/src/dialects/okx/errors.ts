@@ -109,6 +109,8 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   CUSTODY_UNAVAILABLE: E.serviceUnavailable,
   CHECK_TIMED_OUT: E.serviceUnavailable,
   METRICS_UNAUTHORIZED: E.invalidKey,
+  CONSOLE_NOT_AVAILABLE: E.notFound,
+  STATS_STREAMS_EXHAUSTED: E.rateLimit,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: E.serviceUnavailable,
 
