@@ -1,5 +1,5 @@
-import { type ReactNode, useEffect, useState } from "react";
-import { Api, type ApiError, type Identity, asApiError, holds } from "./api.js";
+import { Component, type ErrorInfo, type ReactNode, useEffect, useState } from "react";
+import { Api, ApiError, type Identity, asApiError, holds } from "./api.js";
 import { parseCredential } from "./credential.js";
 import { Anomalies } from "./pages/Anomalies.js";
 import { Approvals } from "./pages/Approvals.js";
@@ -106,7 +106,11 @@ export function App(): ReactNode {
       </header>
       <main>
         <ErrorBox error={sessionError} />
-        {page === undefined ? <p data-testid="no-pages">This key may use none of the console&apos;s pages.</p> : page.render(api)}
+        {page === undefined ? (
+          <p data-testid="no-pages">This key may use none of the console&apos;s pages.</p>
+        ) : (
+          <PageBoundary key={page.id}>{page.render(api)}</PageBoundary>
+        )}
       </main>
     </div>
   );
@@ -181,6 +185,26 @@ function SignIn({ onSignedIn }: { readonly onSignedIn: (api: Api) => void }): Re
       </form>
     </main>
   );
+}
+
+/**
+ * A page that throws while rendering (an answer of an unexpected shape) shows the error with a
+ * code instead of blanking the whole console; the other pages stay usable.
+ */
+class PageBoundary extends Component<{ readonly children: ReactNode }, { readonly error: ApiError | null }> {
+  override state: { readonly error: ApiError | null } = { error: null };
+
+  static getDerivedStateFromError(err: unknown): { error: ApiError } {
+    return { error: new ApiError(0, "CONSOLE_RENDER_ERROR", err instanceof Error ? err.message : String(err)) };
+  }
+
+  override componentDidCatch(err: Error, info: ErrorInfo): void {
+    console.error(err, info.componentStack);
+  }
+
+  override render(): ReactNode {
+    return this.state.error === null ? this.props.children : <ErrorBox error={this.state.error} />;
+  }
 }
 
 export { when };

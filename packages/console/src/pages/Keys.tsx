@@ -37,7 +37,12 @@ export function Keys({ api }: { readonly api: Api }): ReactNode {
   );
   const ids = (page.data?.keys ?? []).map((k) => k.id).join(",");
   const risk = useLoad(
-    () => (ids === "" ? Promise.resolve<{ scores: Record<string, number> }>({ scores: {} }) : api.call<{ scores: Record<string, number> }>("GET", "/portcullis/v1/risk", undefined, { keys: ids })),
+    async () => {
+      if (ids === "") return { scores: {} };
+      const answer = await api.call<{ scores?: unknown }>("GET", "/portcullis/v1/risk", undefined, { keys: ids });
+      // An admin API without `risk?keys=` answers another shape: no scores, rather than a broken page.
+      return { scores: typeof answer.scores === "object" && answer.scores !== null ? (answer.scores as Record<string, number>) : {} };
+    },
     [api, ids],
   );
   // Debounced search: the server searches; the browser never holds more than a page.
