@@ -96,6 +96,11 @@ export interface PortcullisConfig {
       /** One request in this many has its stages timed for the stage histogram (0: none). Default 64. */
       readonly sampleEvery: number;
     };
+    /**
+     * Serve the operator console (`@portcullis/console`'s built files) under `/console/` on the
+     * admin listener (docs/console-backend.md). Default true; off: its paths answer CONSOLE_NOT_AVAILABLE.
+     */
+    readonly console: boolean;
   };
   readonly signatures: {
     readonly windowMs: number;
@@ -270,7 +275,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   if (gatewayTls !== null && scheme !== "https") throw new ConfigError('gateway.scheme must be "https" (or absent) when gateway.tls is set');
 
   const a = obj(root.admin, "admin");
-  only(a, "admin", ["enabled", "host", "port", "tls", "metrics"]);
+  only(a, "admin", ["enabled", "host", "port", "tls", "metrics", "console"]);
   const adminTls = tlsSettings(a.tls, "admin.tls", baseDir);
   const am = obj(a.metrics, "admin.metrics");
   only(am, "admin.metrics", ["enabled", "public", "tokenFile", "sampleEvery"]);
@@ -389,6 +394,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
         tokenFile: metricsTokenFile === "" ? null : resolve(dataDir, metricsTokenFile),
         sampleEvery: int(am, "sampleEvery", "admin.metrics", 64, 0, 1_000_000),
       },
+      console: bool(a, "console", "admin", true),
     },
     signatures: {
       windowMs: int(s, "windowMs", "signatures", DEFAULT_WINDOW_MS, 1000, 60_000),

@@ -33,6 +33,7 @@ import { AlertWebhook } from "../anomaly/webhook.js";
 import { TlsCredentials } from "../gateway/tls.js";
 import { Readiness } from "../core/readiness.js";
 import { PortcullisMetrics } from "../metrics/metrics.js";
+import { findConsoleDist } from "./console-dir.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -289,6 +290,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         risk,
         anomalies: { responder: anomalies, signer: data.signingKeys },
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
+        console: consoleFiles(config.admin.console, logger),
       });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }
@@ -462,4 +464,18 @@ async function openHotStore(config: PortcullisConfig, durable: DurableStore, log
     logger.warn({ redis: where }, "redis not reachable at startup; non-degradable routes are refused until it answers");
   }
   return store;
+}
+
+/** The console's files for the admin API (admin.console), or undefined with a line saying why not. */
+function consoleFiles(enabled: boolean, logger: Logger): { dir: string } | undefined {
+  if (!enabled) {
+    logger.info("console off (admin.console: false): /console/ answers CONSOLE_NOT_AVAILABLE");
+    return undefined;
+  }
+  const dir = findConsoleDist();
+  if (dir === null) {
+    logger.warn("console not available: the @portcullis/console package is not installed; /console/ answers CONSOLE_NOT_AVAILABLE, the admin API works");
+    return undefined;
+  }
+  return { dir };
 }
