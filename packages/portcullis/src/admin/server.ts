@@ -24,6 +24,7 @@ import { RISK_ROUTES, dispatchRisk, isRiskRoute } from "./risk.js";
 import type { RiskProfiles } from "../exposure/service.js";
 import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
 import { AdminFront } from "./front.js";
+import { AUDIT_ROUTES, type AuditAdmin, auditAnswer } from "./audit.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -62,6 +63,8 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   // Keys' risk profiles (admin/risk.ts).
   ...RISK_ROUTES,
   ...ANOMALY_ROUTES,
+  // The audit log (admin/audit.ts).
+  ...AUDIT_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -80,6 +83,8 @@ export interface AdminApiOptions {
   readonly risk?: RiskProfiles;
   /** The behaviour stage's anomaly actions (admin/anomalies.ts); without it those routes are not found. */
   readonly anomalies?: AnomalyAdmin;
+  /** The audit log's routes (admin/audit.ts); without it those routes are not found. */
+  readonly audit?: AuditAdmin;
   /** Prometheus `GET /metrics` (docs/operations-endpoints.md); without it the path is not found. */
   readonly metrics?: AdminMetrics;
   /** The console's built files (admin/console.ts); absent: `/console/` answers CONSOLE_NOT_AVAILABLE. */
@@ -110,6 +115,8 @@ const REFUSED_SCRAPE_LOG_MS = 60_000;
 interface Answer {
   readonly status: number;
   readonly body: unknown;
+  /** Already written to the response by its handler (an audit export): nothing left to render. */
+  readonly streamed?: true;
 }
 
 export class AdminApi {
@@ -124,6 +131,7 @@ export class AdminApi {
   private readonly holds: HoldService | null;
   private readonly risk: RiskProfiles | null;
   private readonly anomalies: AnomalyAdmin | null;
+  private readonly audit: AuditAdmin | null;
   private readonly metrics: AdminMetrics | null;
   /** SHA-256 of the metrics token: compared in constant time over equal lengths. */
   private readonly metricsDigest: Buffer | null;
@@ -142,6 +150,7 @@ export class AdminApi {
     this.holds = options.holds ?? null;
     this.risk = options.risk ?? null;
     this.anomalies = options.anomalies ?? null;
+    this.audit = options.audit ?? null;
     this.core = options.core;
     this.logger = options.logger;
     this.now = options.now ?? Date.now;
@@ -155,7 +164,7 @@ export class AdminApi {
       audit: this.core.audit,
       logger: this.logger,
       exchange: {
-        handOn: (ctx) => this.dispatch(ctx),
+        handOn: (ctx, res) => this.dispatch(ctx, res),
         render: (ctx, outcome, res) => {
           AdminApi.render(ctx, outcome, res);
         },
@@ -236,6 +245,7 @@ export class AdminApi {
         sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, { close: outcome.error.code === "INTERNAL" });
         return;
       case "answered":
+        if (outcome.answer.streamed === true) return;
         sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
         return;
       case "held":
@@ -243,7 +253,7 @@ export class AdminApi {
     }
   }
 
-  private async dispatch(ctx: RequestContext): Promise<Answer> {
+  private async dispatch(ctx: RequestContext, res: ServerResponse): Promise<Answer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
     // Every route but the public ones reads or writes the durable store. While it is known to be
@@ -279,6 +289,8 @@ export class AdminApi {
     if (approvals !== undefined) return approvals;
     const anomalies = await anomaliesAnswer(this.anomalies, ctx);
     if (anomalies !== undefined) return anomalies;
+    const audit = await auditAnswer(this.audit, ctx, res);
+    if (audit !== undefined) return audit;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

@@ -45,11 +45,18 @@ export interface VerifyOptions {
    * it against anyone).
    */
   readonly trusted?: readonly KeyObject[];
-  /** Reads an archived segment file by name (null: missing). Absent: segment files are not read. */
-  readonly readSegment?: (file: string) => Buffer | null;
+  /**
+   * Reads an archived segment file by name (null: missing). Absent: segment files are not read.
+   * It may answer with a promise (the admin API reads files without blocking its event loop).
+   */
+  readonly readSegment?: (file: string) => Buffer | null | Promise<Buffer | null>;
   /** A checkpoint kept elsewhere: the log must still contain its history. */
   readonly anchor?: SignedCheckpoint;
-  /** Called between chunks (progress, or yielding to the event loop). */
+  /**
+   * Called between chunks (progress, or yielding to the event loop): after every chunk of stored
+   * entries, every PROGRESS_EVERY checkpoints and every PROGRESS_EVERY entries of a segment, so that
+   * a caller that awaits a turn of the event loop here never holds it for a whole log.
+   */
   readonly onProgress?: (verified: number) => void | Promise<void>;
 }
 
@@ -167,7 +174,10 @@ class Walker {
   }
 }
 
-async function walkSegment(bytes: Buffer, record: ArchiveRecord, walker: Walker, keys: Keys): Promise<void> {
+/** How many checkpoints or segment entries are checked between two `onProgress` calls. */
+const PROGRESS_EVERY = 1000;
+
+async function walkSegment(bytes: Buffer, record: ArchiveRecord, walker: Walker, keys: Keys, progress: VerifyOptions["onProgress"]): Promise<void> {
   const digest = createHash("sha256").update(bytes).digest("hex");
   if (digest !== record.digest) fail("SEGMENT_ALTERED", record.first, `segment ${record.file} (entries #${record.first}–#${record.last}) was changed after it was archived`);
   const parts = splitSegment(bytes.toString("utf8"));
@@ -175,9 +185,10 @@ async function walkSegment(bytes: Buffer, record: ArchiveRecord, walker: Walker,
   if (header === null || header.first !== record.first || header.last !== record.last || parts.entries.length !== header.entries) {
     fail("SEGMENT_MALFORMED", record.first, `segment ${record.file} is not a valid segment for entries #${record.first}–#${record.last}`);
   }
-  parts.entries.forEach((line, i) => {
-    walker.step(header.first + i, line, null);
-  });
+  for (let i = 0; i < parts.entries.length; i++) {
+    walker.step(header.first + i, parts.entries[i] as string, null);
+    if (progress !== undefined && (i + 1) % PROGRESS_EVERY === 0) await progress(walker.verified);
+  }
   const seal = parseSegmentSeal(parts.seal, header);
   if (seal === null || seal.hash !== walker.prev || !keys.trusts(seal.publicKey) || !sealValid(seal, seal.publicKey)) {
     fail("SEGMENT_MALFORMED", record.last, `segment ${record.file}'s seal does not match its entries`);
@@ -211,7 +222,8 @@ export async function verifyAudit(source: AuditSource, options: VerifyOptions = 
   try {
     // Every signature first: a forged checkpoint is reported as such, not as a rewritten chain.
     const expected = new Map<number, { hash: string; what: string; code: AuditProblemCode }>();
-    for (const c of checkpoints) {
+    for (const [i, c] of checkpoints.entries()) {
+      if (i > 0 && i % PROGRESS_EVERY === 0) await options.onProgress?.(0);
       const verdict = keys.check(c.kid, checkpointMessage(c), c.signature);
       if (verdict === "unknown") fail("CHECKPOINT_KEY_UNKNOWN", c.seq, `checkpoint #${c.seq} is signed by ${c.kid}, a key that is ${options.trusted?.length ? "not among the trusted keys" : "not recorded"}`);
       if (verdict === "invalid") fail("CHECKPOINT_INVALID", c.seq, `checkpoint #${c.seq} (signed ${time(c.at)}) has an invalid signature (forged or modified)`);
@@ -236,9 +248,10 @@ export async function verifyAudit(source: AuditSource, options: VerifyOptions = 
       const verdict = keys.check(r.kid, sealMessage(r), r.signature);
       if (verdict !== "ok") fail("ARCHIVE_SEAL_INVALID", r.first, `archived range #${r.first}–#${r.last} (${r.file}) has ${verdict === "unknown" ? "a seal by an unknown key" : "an invalid seal"}`);
       if (options.readSegment !== undefined) {
-        const bytes = options.readSegment(r.file);
+        const read = options.readSegment(r.file);
+        const bytes = read instanceof Promise ? await read : read;
         if (bytes === null) fail("SEGMENT_MISSING", r.first, `segment ${r.file} (entries #${r.first}–#${r.last}) is missing`);
-        await walkSegment(bytes, r, walker, keys);
+        await walkSegment(bytes, r, walker, keys, options.onProgress);
         filesVerified += 1;
       } else {
         walker.next = r.last + 1;

@@ -3,9 +3,9 @@ import { closeSync, constants, existsSync, openSync, readFileSync, writeSync } f
 import { userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import type { KeyObject } from "node:crypto";
-import { type AuditEntry, AuditError, archiveAudit, checkpointer, decodeEntry, fingerprint, verifyAudit, verifySegment, type SignedCheckpoint, type StoredEntry, type VerifyReport } from "../audit/index.js";
+import { AuditError, archiveAudit, checkpointer, decodeEntry, verifyAudit, verifySegment, type SignedCheckpoint, type StoredEntry, type VerifyReport } from "../audit/index.js";
 import { isHash, parseEd25519PublicKey } from "../audit/chain.js";
-import { isEventName } from "../audit/events.js";
+import { checkpointView, entryQuery, exportedEntry, parseAuditTime, publicKeyView } from "../audit/reading.js";
 import { pendingSpill } from "../audit/spill.js";
 import { EnvelopeSigningKeys } from "../custody/signing.js";
 import { PortcullisError } from "../errors/catalogue.js";
@@ -103,11 +103,12 @@ async function openReader(opts: Where, defaultData: string, archiveDir?: string)
 
 /** ISO-8601, epoch ms, or a duration ago ("15m", "1d"). */
 function parseTime(text: string, flag: string, now: number): number {
-  if (/^\d{1,16}$/.test(text)) return Number(text);
+  return parseAuditTime(text, flag, now, durationMs);
+}
+
+function durationMs(text: string): number | null {
   const ago = parseDuration(text);
-  if (ago.ok) return now - ago.value;
-  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(Date.parse(text))) return Date.parse(text);
-  return invalid(`${flag} takes an ISO-8601 time, epoch milliseconds or a duration ago such as "1h" (got ${text})`);
+  return ago.ok ? ago.value : null;
 }
 
 function parseCount(text: string, flag: string, max: number): number {
@@ -117,25 +118,7 @@ function parseCount(text: string, flag: string, max: number): number {
 }
 
 function query(opts: Filters, limit: number, now: number): EntryQuery {
-  for (const e of opts.event ?? []) {
-    if (!isEventName(e) && !/^[a-z][a-z0-9-]{0,31}\.\*$/.test(e)) invalid(`--event takes an event name such as request.deny, or key.* for a resource (got ${e})`);
-  }
-  const q: EntryQuery = {
-    limit,
-    ...(opts.key === undefined ? {} : { key: opts.key }),
-    ...(opts.account === undefined ? {} : { account: opts.account }),
-    ...(opts.event === undefined ? {} : { events: opts.event }),
-    ...(opts.since === undefined ? {} : { since: parseTime(opts.since, "--since", now) }),
-    ...(opts.until === undefined ? {} : { until: parseTime(opts.until, "--until", now) }),
-  };
-  if (q.since !== undefined && q.until !== undefined && q.since >= q.until) invalid("--since must be before --until");
-  return q;
-}
-
-/** An entry as exported: its facts and its hash. */
-function exported(row: StoredEntry): (AuditEntry & { hash: string }) | { seq: number; malformed: true; hash: string } {
-  const entry = decodeEntry(row.entry);
-  return entry === null ? { seq: row.seq, malformed: true, hash: row.hash } : { ...entry, hash: row.hash };
+  return entryQuery(opts, limit, now, (filter) => `--${filter}`, durationMs);
 }
 
 function describe(row: StoredEntry): string {
@@ -153,7 +136,7 @@ function describe(row: StoredEntry): string {
 
 function printRows(rows: readonly StoredEntry[], json: boolean): void {
   if (rows.length === 0) return;
-  process.stdout.write(`${rows.map((r) => (json ? JSON.stringify(exported(r)) : describe(r))).join("\n")}\n`);
+  process.stdout.write(`${rows.map((r) => (json ? JSON.stringify(exportedEntry(r)) : describe(r))).join("\n")}\n`);
 }
 
 function readKeys(files: readonly string[]): KeyObject[] {
@@ -411,7 +394,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
           for (;;) {
             const rows = await reader.audit.query({ ...base, afterSeq: after });
             if (rows.length === 0) break;
-            const text = `${rows.map((r) => JSON.stringify(exported(r))).join("\n")}\n`;
+            const text = `${rows.map((r) => JSON.stringify(exportedEntry(r))).join("\n")}\n`;
             if (fd === null) {
               if (!process.stdout.write(text)) await new Promise((r) => process.stdout.once("drain", r));
             } else writeSync(fd, text);
@@ -438,14 +421,7 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
           return;
         }
         const key = await new EnvelopeSigningKeys(data.store, data.envelope).open("audit-checkpoint");
-        const out = {
-          seq: checkpoint.seq,
-          hash: checkpoint.hash,
-          at: checkpoint.at,
-          kid: checkpoint.kid,
-          signature: checkpoint.signature.toString("base64"),
-          fingerprint: fingerprint(key.publicKey),
-        };
+        const out = checkpointView(checkpoint, key.publicKey);
         process.stdout.write(
           opts.json === true ? `${JSON.stringify(out)}\n` : `checkpoint #${out.seq} (${new Date(out.at).toISOString()}) by ${out.kid}\nhash ${out.hash}\nsignature ${out.signature}\n`,
         );
@@ -457,8 +433,8 @@ export function registerAuditCommands(program: Command, defaultData: string): vo
     action(async (opts: Where) => {
       await withSigner(opts, defaultData, async (data) => {
         const key = await new EnvelopeSigningKeys(data.store, data.envelope).open("audit-checkpoint");
-        const pem = key.publicKey.export({ type: "spki", format: "pem" }).toString();
-        process.stdout.write(opts.json === true ? `${JSON.stringify({ kid: key.kid, fingerprint: fingerprint(key.publicKey), publicKey: pem })}\n` : `# ${key.kid} ${fingerprint(key.publicKey)}\n${pem}`);
+        const view = publicKeyView(key);
+        process.stdout.write(opts.json === true ? `${JSON.stringify(view)}\n` : `# ${view.kid} ${view.fingerprint}\n${view.publicKey}`);
       });
     }),
   );

@@ -258,6 +258,11 @@ const requestRefusals = {
   // --- the console (issue 18: docs/console-backend.md) ------------------------------------
   CONSOLE_NOT_AVAILABLE: { status: 404, message: "The console is not served here: admin.console is off, or its files are not built (npm run build -w @portcullis/console)." },
   STATS_STREAMS_EXHAUSTED: { status: 429, message: "Too many live statistics streams are open on this admin listener; close one or retry later." },
+  // --- the audit log over the admin API (docs/audit.md, "Over the admin API") --------------------
+  AUDIT_VERIFY_RUNNING: {
+    status: 409,
+    message: "A verification of the audit log is already running in this process; wait for its answer and ask again.",
+  },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

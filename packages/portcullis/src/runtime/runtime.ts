@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { AdminApi } from "../admin/server.js";
+import { AuditAdmin, readableAudit } from "../admin/audit.js";
 import type { Governance } from "../admin/policy.js";
 import { AddressBook } from "../governance/address-book.js";
 import { PolicyService } from "../governance/policy-service.js";
@@ -281,6 +282,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         anomaly: options.anomaly === undefined ? core.behaviour : options.anomaly,
         idleExpiryMs: config.keys.idleExpiryMs,
       });
+      // The audit log's routes read the durable store's chain (both stores can: admin/audit.ts).
+      const auditStore = readableAudit(data.store.audit);
       admin = new AdminApi({
         core,
         logger,
@@ -289,6 +292,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         holds,
         risk,
         anomalies: { responder: anomalies, signer: data.signingKeys },
+        ...(auditStore === null ? {} : { audit: new AuditAdmin({ log: core.audit, store: auditStore, signer: data.signingKeys }) }),
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
         console: consoleFiles(config.admin.console, logger),
       });

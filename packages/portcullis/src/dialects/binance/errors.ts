@@ -188,6 +188,8 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     // Anomaly actions (the admin API only; mapped for completeness).
     ANOMALY_ACTION_NOT_FOUND: e(404, -1020, UNSUPPORTED),
     ANOMALY_ACTION_FINAL: e(400, -1130, INVALID_PARAMETER),
+    // The audit log (the admin API only; mapped for completeness).
+    AUDIT_VERIFY_RUNNING: e(400, -1130, INVALID_PARAMETER),
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),
   };

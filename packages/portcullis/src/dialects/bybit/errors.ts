@@ -194,6 +194,8 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   // Anomaly actions (the admin API only; mapped for completeness).
   ANOMALY_ACTION_NOT_FOUND: status(E.params, 404),
   ANOMALY_ACTION_FINAL: status(E.params, 409),
+  // The audit log (the admin API only; mapped for completeness).
+  AUDIT_VERIFY_RUNNING: status(E.params, 409),
   INTERNAL: E.serverError,
 };
 

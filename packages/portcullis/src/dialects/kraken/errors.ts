@@ -189,6 +189,8 @@ export const KRAKEN_ERROR_FOR: Readonly<Partial<Record<ErrorCode, string>>> = {
   // Anomaly actions (the admin API only; mapped for completeness).
   ANOMALY_ACTION_NOT_FOUND: K.INVALID_ARGUMENTS,
   ANOMALY_ACTION_FINAL: K.INVALID_ARGUMENTS,
+  // The audit log (the admin API only; mapped for completeness).
+  AUDIT_VERIFY_RUNNING: K.INVALID_ARGUMENTS,
   INTERNAL: K.INTERNAL,
 };
 

@@ -202,6 +202,8 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   // Anomaly actions (the admin API only; mapped for completeness).
   ANOMALY_ACTION_NOT_FOUND: E.notFound,
   ANOMALY_ACTION_FINAL: { ...E.invalidAuthorization, status: 409 },
+  // The audit log (the admin API only; mapped for completeness).
+  AUDIT_VERIFY_RUNNING: { ...E.invalidAuthorization, status: 409 },
   INTERNAL: E.systemError,
 };
 

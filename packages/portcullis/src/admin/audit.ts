@@ -1,0 +1,363 @@
+import { readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
+import type { ServerResponse } from "node:http";
+import { setImmediate as nextTurn } from "node:timers/promises";
+import type { RouteSpec } from "../authz/routes.js";
+import { PortcullisError } from "../errors/catalogue.js";
+import { isJsonObject } from "../contract/json.js";
+import type { RequestContext } from "../contract/request.js";
+import type { SigningKeyProvider } from "../contract/signing.js";
+import { type AuditLog, verifyAudit } from "../audit/index.js";
+import { CSV_HEADER, type AuditFilters, checkpointView, csvRecord, entryQuery, exportedEntry, publicKeyView } from "../audit/reading.js";
+import type { AuditReader, AuditStore, EntryQuery, StoredEntry } from "../audit/store.js";
+import { parseDuration } from "../keys/input.js";
+import { parseJsonBody } from "../gateway/http.js";
+import { AdminReach } from "./reach.js";
+
+/**
+ * The admin API's audit log (docs/audit.md, "Over the admin API"), scope `admin:audit`: what the
+ * CLI's `portcullis audit query|export|verify|checkpoint|public-key` do, for the console.
+ *
+ *   GET  /portcullis/v1/audit/entries?key=&account=&event=&since=&until=&after=&limit=   oldest first
+ *   GET  /portcullis/v1/audit/export?format=jsonl|csv&key=&account=&event=&since=&until=&after=
+ *   GET  /portcullis/v1/audit/status          entries, head, last checkpoint, archived range
+ *   POST /portcullis/v1/audit/verify          {} -> the whole chain and every checkpoint
+ *   POST /portcullis/v1/audit/checkpoint      {} -> signs the head now (as `audit checkpoint --json`)
+ *   GET  /portcullis/v1/audit/public-key      the checkpoint key (as `audit public-key --json`)
+ *
+ * An operator key reads every account's entries. An account admin key reads only entries of its
+ * own account (another account's filter yields nothing, exactly as an account without entries)
+ * and the public key; status, verify and checkpoint describe or act on the whole log, so they are
+ * refused it with ADMIN_GRANT_EXCEEDED, as the approvals routes refuse it.
+ *
+ * Nothing here holds the event loop for a whole log: entries are read a page at a time, the export
+ * waits for the socket to drain between pages, and verification yields between chunks (one at a
+ * time per process: a second is AUDIT_VERIFY_RUNNING).
+ */
+export const AUDIT_ROUTES: readonly RouteSpec[] = [
+  { method: "GET", path: "/portcullis/v1/audit/entries", permission: "admin:audit" },
+  { method: "GET", path: "/portcullis/v1/audit/export", permission: "admin:audit" },
+  { method: "GET", path: "/portcullis/v1/audit/status", permission: "admin:audit" },
+  { method: "POST", path: "/portcullis/v1/audit/verify", permission: "admin:audit" },
+  { method: "POST", path: "/portcullis/v1/audit/checkpoint", permission: "admin:audit" },
+  { method: "GET", path: "/portcullis/v1/audit/public-key", permission: "admin:audit" },
+];
+
+const ROUTE_IDS: ReadonlySet<string> = new Set(AUDIT_ROUTES.map((r) => `${typeof r.method === "string" ? r.method : r.method.join(",")} ${r.path}`));
+
+/** An audit answer: JSON, or an export already streamed to the response (nothing left to render). */
+export type AuditAnswer = { readonly status: number; readonly body: unknown } | { readonly status: number; readonly body: null; readonly streamed: true };
+
+/** The store's audit log with its reading side (both stores have it: SqliteAudit, PostgresAudit). */
+export type ReadableAudit = AuditStore & AuditReader;
+
+/** The store's audit log as a ReadableAudit, or null for a store without the reading side. */
+export function readableAudit(store: AuditStore): ReadableAudit | null {
+  const r = store as Partial<AuditReader>;
+  return typeof r.query === "function" && typeof r.bounds === "function" && typeof r.entryChunks === "function" && typeof r.archives === "function"
+    ? (store as ReadableAudit)
+    : null;
+}
+
+export interface AuditAdminOptions {
+  /** The process's audit log: flushed and asked to sign by the checkpoint route. */
+  readonly log: AuditLog;
+  /** The durable store's audit log (`readableAudit(store.audit)`). */
+  readonly store: ReadableAudit;
+  /** Holds the "audit-checkpoint" key (the public-key route). */
+  readonly signer: SigningKeyProvider;
+  readonly now?: () => number;
+  /** Bounds of one export (defaults EXPORT_MAX_ROWS, EXPORT_MAX_MS). */
+  readonly exportMaxRows?: number;
+  readonly exportMaxMs?: number;
+}
+
+/**
+ * An export ends after this many entries, or after this long, whichever comes first; the answer's
+ * `Portcullis-Export-Next` trailer then names the last seq sent (continue with `after=`). A
+ * complete export has no such trailer.
+ */
+export const EXPORT_MAX_ROWS = 1_000_000;
+export const EXPORT_MAX_MS = 10 * 60_000;
+/** Entries read per page of an export (one query, then the socket drains). */
+const EXPORT_PAGE = 1000;
+
+/** What the audit routes hold: the stores, and whether a verification is running in this process. */
+export class AuditAdmin {
+  readonly log: AuditLog;
+  readonly store: ReadableAudit;
+  readonly signer: SigningKeyProvider;
+  readonly now: () => number;
+  readonly exportMaxRows: number;
+  readonly exportMaxMs: number;
+  /** The verification running now, if any (one at a time: it reads the whole log). */
+  verifying = false;
+
+  constructor(options: AuditAdminOptions) {
+    this.log = options.log;
+    this.store = options.store;
+    this.signer = options.signer;
+    this.now = options.now ?? Date.now;
+    this.exportMaxRows = options.exportMaxRows ?? EXPORT_MAX_ROWS;
+    this.exportMaxMs = options.exportMaxMs ?? EXPORT_MAX_MS;
+    if (!Number.isSafeInteger(this.exportMaxRows) || this.exportMaxRows < 1) throw new TypeError("exportMaxRows: a positive integer");
+    if (!Number.isFinite(this.exportMaxMs) || this.exportMaxMs <= 0) throw new TypeError("exportMaxMs: a positive number of milliseconds");
+  }
+}
+
+// --- the query string ------------------------------------------------------------------------
+
+const FILTERS = ["key", "account", "event", "since", "until", "after"] as const;
+const ENTRIES_PARAMS: ReadonlySet<string> = new Set([...FILTERS, "limit"]);
+const EXPORT_PARAMS: ReadonlySet<string> = new Set([...FILTERS, "format"]);
+const NO_PARAMS: ReadonlySet<string> = new Set();
+const MAX_EVENTS = 32;
+const MAX_TEXT = 128;
+
+interface Parsed {
+  readonly query: EntryQuery;
+  /** Nothing can match: an account admin asked for another account. */
+  readonly empty: boolean;
+  readonly format: "jsonl" | "csv";
+}
+
+function durationMs(text: string): number | null {
+  const d = parseDuration(text);
+  return d.ok ? d.value : null;
+}
+
+/**
+ * The query string of one route, or VALIDATION_FAILED naming every parameter at fault: unknown
+ * ones, repeated ones (only `event` repeats), empty or overlong values, and the filters as
+ * `audit query` parses them. An account admin's query is narrowed to its own account.
+ */
+function parseParams(raw: string | null, allowed: ReadonlySet<string>, own: string | null, now: number): Parsed {
+  const params = new URLSearchParams(raw ?? "");
+  const errors: Record<string, string> = Object.create(null) as Record<string, string>;
+  const values = new Map<string, string[]>();
+  for (const [name, value] of params) {
+    if (!allowed.has(name)) {
+      errors[name] = "unknown parameter";
+      continue;
+    }
+    const list = values.get(name) ?? [];
+    list.push(value);
+    values.set(name, list);
+  }
+  const one = (name: string): string | undefined => {
+    const list = values.get(name);
+    if (list === undefined) return undefined;
+    if (list.length > 1) errors[name] = "given more than once";
+    const v = list[0] ?? "";
+    if (v === "" || v.length > MAX_TEXT) errors[name] = `1 to ${MAX_TEXT} characters`;
+    return v;
+  };
+  const key = one("key");
+  const account = one("account");
+  const since = one("since");
+  const until = one("until");
+  const events = values.get("event");
+  if (events !== undefined && (events.length > MAX_EVENTS || events.some((e) => e === "" || e.length > MAX_TEXT))) errors.event = `1 to ${MAX_EVENTS} event names`;
+  const afterText = one("after");
+  const after = afterText === undefined ? undefined : Number(afterText);
+  if (after !== undefined && (!/^\d{1,16}$/.test(afterText ?? "") || !Number.isSafeInteger(after))) errors.after = "a sequence number (a non-negative integer)";
+  const limitText = one("limit");
+  const limit = limitText === undefined ? 100 : Number(limitText);
+  if (limitText !== undefined && (!/^\d{1,4}$/.test(limitText) || limit < 1 || limit > 1000)) errors.limit = "an integer from 1 to 1000";
+  const formatText = one("format");
+  if (formatText !== undefined && formatText !== "jsonl" && formatText !== "csv") errors.format = "jsonl or csv";
+  if (Object.keys(errors).length > 0) throw new PortcullisError("VALIDATION_FAILED", `invalid query: ${Object.keys(errors).join(", ")}`, errors);
+  const filters: AuditFilters = { key, account: own ?? account, event: events, since, until };
+  const q = entryQuery(filters, allowed.has("limit") ? limit : EXPORT_PAGE, now, (name) => name, durationMs);
+  return {
+    query: after === undefined ? q : { ...q, afterSeq: after },
+    // An account admin's own account or nothing: another account's entries are not there for it.
+    empty: own !== null && account !== undefined && account !== own,
+    format: formatText === "csv" ? "csv" : "jsonl",
+  };
+}
+
+/** A route without parameters: any is refused (VALIDATION_FAILED, as unknown). */
+function noParams(raw: string | null): void {
+  if (raw !== null && raw !== "") parseParams(raw, NO_PARAMS, null, 0);
+}
+
+/** A POST's body: empty or `{}` (these routes take no input). */
+function parseEmptyBody(body: Buffer): void {
+  const raw = parseJsonBody(body);
+  if (!isJsonObject(raw)) throw new PortcullisError("VALIDATION_FAILED", "the body must be a JSON object");
+  const fields = Object.keys(raw);
+  if (fields.length > 0) {
+    throw new PortcullisError("VALIDATION_FAILED", `unknown fields: ${fields.join(", ")}`, Object.fromEntries(fields.map((f) => [f, "unknown field"])));
+  }
+}
+
+// --- the routes ------------------------------------------------------------------------------
+
+/** The answer to one of AUDIT_ROUTES, or undefined for another route. */
+export async function auditAnswer(admin: AuditAdmin | null, ctx: RequestContext, res: ServerResponse): Promise<AuditAnswer | undefined> {
+  const route = ctx.route;
+  if (route === null || !ROUTE_IDS.has(route.id)) return undefined;
+  if (ctx.key === null) throw new PortcullisError("INTERNAL", "admin audit route without a key");
+  if (admin === null) throw new PortcullisError("ROUTE_NOT_FOUND");
+  const own = new AdminReach(ctx.key.record, ctx.key.scopes).account;
+  const operatorOnly = (what: string): void => {
+    if (own !== null) throw new PortcullisError("ADMIN_GRANT_EXCEEDED", `the audit log's ${what} is for operator keys: an account admin key reads its own account's entries`);
+  };
+  const store = admin.store;
+  switch (route.id) {
+    case "GET /portcullis/v1/audit/entries": {
+      const p = parseParams(ctx.query, ENTRIES_PARAMS, own, admin.now());
+      const rows = p.empty ? [] : await store.query(p.query);
+      const last = rows[rows.length - 1];
+      return { status: 200, body: { entries: rows.map(exportedEntry), next: rows.length === p.query.limit && last !== undefined ? last.seq : null } };
+    }
+    case "GET /portcullis/v1/audit/export": {
+      const p = parseParams(ctx.query, EXPORT_PARAMS, own, admin.now());
+      await streamExport(admin, p, ctx.requestId, res);
+      return { status: 200, body: null, streamed: true };
+    }
+    case "GET /portcullis/v1/audit/status":
+      operatorOnly("status");
+      noParams(ctx.query);
+      return { status: 200, body: await status(store) };
+    case "POST /portcullis/v1/audit/verify":
+      operatorOnly("verification");
+      noParams(ctx.query);
+      parseEmptyBody(ctx.body);
+      return { status: 200, body: await verify(admin) };
+    case "POST /portcullis/v1/audit/checkpoint": {
+      operatorOnly("checkpoints");
+      noParams(ctx.query);
+      parseEmptyBody(ctx.body);
+      // What is queued is committed first, so the checkpoint covers every decision made so far.
+      await admin.log.flush();
+      const checkpoint = (await admin.log.checkpoint()) ?? (await store.latestCheckpoint());
+      if (checkpoint === undefined) return { status: 200, body: null };
+      const key = await admin.signer.open("audit-checkpoint");
+      return { status: 200, body: checkpointView(checkpoint, key.publicKey) };
+    }
+    case "GET /portcullis/v1/audit/public-key":
+      noParams(ctx.query);
+      return { status: 200, body: publicKeyView(await admin.signer.open("audit-checkpoint")) };
+    default:
+      return undefined;
+  }
+}
+
+/** `GET …/audit/status`. */
+async function status(store: ReadableAudit): Promise<unknown> {
+  const [head] = await store.query({ limit: 1, descending: true });
+  const bounds = await store.bounds();
+  const checkpoint = await store.latestCheckpoint();
+  const archives = await store.archives();
+  const archived = archives[archives.length - 1];
+  return {
+    entries: bounds === null ? 0 : bounds.last - bounds.first + 1,
+    head: head === undefined ? null : { seq: head.seq, hash: head.hash, at: head.at },
+    lastCheckpoint: checkpoint === undefined ? null : { seq: checkpoint.seq, at: checkpoint.at },
+    archivedThrough: archived === undefined ? null : archived.last,
+  };
+}
+
+/**
+ * `POST …/audit/verify`: `verifyAudit` over the store (PostgreSQL: in one snapshot) and the
+ * archived segment files, trusting the keys the store records (as `audit verify` without
+ * --public-key). The event loop gets a turn after every chunk of entries, every thousand
+ * checkpoints and every thousand segment entries; segment files are read asynchronously.
+ */
+async function verify(admin: AuditAdmin): Promise<unknown> {
+  if (admin.verifying) throw new PortcullisError("AUDIT_VERIFY_RUNNING");
+  admin.verifying = true;
+  try {
+    const store = admin.store;
+    const source = store.snapshot === undefined ? null : await store.snapshot();
+    try {
+      const dir = store.archiveDir;
+      const report = await verifyAudit(source ?? store, {
+        onProgress: () => nextTurn(),
+        ...(dir === null
+          ? {}
+          : {
+              readSegment: async (file: string) => {
+                // A file name, never a path: the record is in the database, the file beside the others.
+                if (basename(file) !== file) return null;
+                try {
+                  return await readFile(join(dir, file));
+                } catch {
+                  return null;
+                }
+              },
+            }),
+      });
+      return {
+        ok: report.ok,
+        entries: report.verified,
+        checkpoints: report.checkpoints,
+        problems: report.problem === null ? [] : [{ code: report.problem.code, ...(report.problem.seq === null ? {} : { seq: report.problem.seq }), message: report.problem.message }],
+      };
+    } finally {
+      await source?.close();
+    }
+  } finally {
+    admin.verifying = false;
+  }
+}
+
+/** Resolves when `res` can take more (drain), or has closed (the client left). */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off("drain", done);
+      res.off("close", done);
+      resolve();
+    };
+    res.on("drain", done);
+    res.on("close", done);
+  });
+}
+
+/**
+ * `GET …/audit/export`: every matching entry, oldest first, as JSON Lines (each line exactly as
+ * `audit export` writes it) or CSV (reading.ts CSV_COLUMNS). The first page is read before the
+ * answer starts, so a store that fails is still a proper refusal; afterwards a failure cuts the
+ * answer short (the response is destroyed: a client never mistakes half a log for all of it).
+ * Bounded by `exportMaxRows` and `exportMaxMs` (the trailer Portcullis-Export-Next then says where
+ * to continue).
+ */
+async function streamExport(admin: AuditAdmin, p: Parsed, requestId: string, res: ServerResponse): Promise<void> {
+  const started = admin.now();
+  const page = (after: number | undefined, limit: number): Promise<readonly StoredEntry[]> | readonly StoredEntry[] =>
+    p.empty ? [] : admin.store.query({ ...p.query, limit, ...(after === undefined ? {} : { afterSeq: after }) });
+  let rows = await page(p.query.afterSeq, Math.min(EXPORT_PAGE, admin.exportMaxRows));
+  const csv = p.format === "csv";
+  const stamp = new Date(started).toISOString().replace(/[:.]/g, "-");
+  res.writeHead(200, {
+    "content-type": csv ? "text/csv; charset=utf-8" : "application/x-ndjson; charset=utf-8",
+    "content-disposition": `attachment; filename="portcullis-audit-${stamp}.${csv ? "csv" : "jsonl"}"`,
+    "cache-control": "no-store",
+    "x-content-type-options": "nosniff",
+    "portcullis-request-id": requestId,
+    trailer: "portcullis-export-next",
+  });
+  if (csv) res.write(CSV_HEADER);
+  let sent = 0;
+  for (;;) {
+    if (rows.length === 0) break;
+    const text = csv ? rows.map(csvRecord).join("") : `${rows.map((r) => JSON.stringify(exportedEntry(r))).join("\n")}\n`;
+    sent += rows.length;
+    const last = (rows[rows.length - 1] as StoredEntry).seq;
+    if (!res.write(text)) await drained(res);
+    if (res.destroyed) return;
+    if (rows.length < EXPORT_PAGE && sent < admin.exportMaxRows) break;
+    if (sent >= admin.exportMaxRows || admin.now() - started >= admin.exportMaxMs) {
+      // Bounded: when more entries match, the last seq sent, to continue from with `after=`.
+      if ((await page(last, 1)).length > 0) res.addTrailers({ "portcullis-export-next": String(last) });
+      break;
+    }
+    // A SQLite page is read synchronously: other requests get a turn between pages.
+    await nextTurn();
+    rows = await page(last, Math.min(EXPORT_PAGE, admin.exportMaxRows - sent));
+  }
+  res.end();
+}
