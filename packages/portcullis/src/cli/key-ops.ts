@@ -16,7 +16,7 @@ import { unreachableReason } from "./errors.js";
  */
 export interface KeyOps {
   create(raw: Record<string, unknown>): Promise<KeyView & { secret?: string }>;
-  list(query: { account?: string; status?: KeyStatus; limit?: number }): Promise<KeyView[]>;
+  list(query: { account?: string; status?: KeyStatus; search?: string; limit?: number }): Promise<KeyView[]>;
   show(id: string): Promise<KeyView>;
   revoke(id: string, reason: string | null): Promise<KeyView>;
   suspend(id: string, reason: string | null): Promise<KeyView>;
@@ -94,6 +94,7 @@ export function remoteKeyOps(adminUrl: string, credentials: AdminCredentials): K
       const params = new URLSearchParams();
       if (query.account !== undefined) params.set("account", query.account);
       if (query.status !== undefined) params.set("status", query.status);
+      if (query.search !== undefined) params.set("q", query.search);
       if (query.limit !== undefined) params.set("limit", String(query.limit));
       const qs = params.toString();
       const answer = await call<{ keys: KeyView[] }>("GET", `/portcullis/v1/keys${qs === "" ? "" : `?${qs}`}`);

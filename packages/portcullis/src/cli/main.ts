@@ -527,12 +527,21 @@ function buildProgram(): Command {
       .description("list keys")
       .option("--account <id>", "only this account")
       .addOption(new Option("--status <status>", "only this status").choices([...KEY_STATUSES]))
+      .option("--search <text>", "only keys whose id or account starts with TEXT, or whose label contains it (any case; 1-100 characters)")
       .option("--limit <n>", "at most this many (1-1000)", "100"),
-  ).action(async (opts: TargetOptions & { account?: string; status?: KeyStatus; limit: string; json?: boolean }) => {
+  ).action(async (opts: TargetOptions & { account?: string; status?: KeyStatus; search?: string; limit: string; json?: boolean }) => {
     const limit = Number(opts.limit);
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new PortcullisError("VALIDATION_FAILED", "--limit must be 1-1000");
+    const search = opts.search;
+    // The admin API's q takes 1-100 characters; the CLI asks the same of a local search.
+    if (search !== undefined && (search.length < 1 || search.length > 100)) throw new PortcullisError("VALIDATION_FAILED", "--search must be 1-100 characters");
     const list = await withOps(opts, (ops) =>
-      ops.list({ limit, ...(opts.account === undefined ? {} : { account: opts.account }), ...(opts.status === undefined ? {} : { status: opts.status }) }),
+      ops.list({
+        limit,
+        ...(opts.account === undefined ? {} : { account: opts.account }),
+        ...(opts.status === undefined ? {} : { status: opts.status }),
+        ...(search === undefined ? {} : { search }),
+      }),
     );
     print(opts.json === true, list, () =>
       list.length === 0

@@ -87,6 +87,8 @@ export interface ListKeysQuery {
   readonly operator?: boolean;
   readonly status?: KeyStatus;
   readonly after?: string;
+  /** A key id or account prefix, or a part of the label (KeyListFilter.search). */
+  readonly search?: string;
   readonly limit?: number;
 }
 
@@ -222,6 +224,7 @@ export class KeyService {
       ...(query.operator === undefined ? {} : { operator: query.operator }),
       ...(query.status === undefined ? {} : { status: query.status }),
       ...(query.after === undefined ? {} : { after: query.after }),
+      ...(query.search === undefined ? {} : { search: query.search }),
     });
     const now = this.now();
     return rows.map((r) => toView(stripSecret(r), now, this.idleExpiryMs));

@@ -106,3 +106,23 @@ export function patchColumns<B>(patch: KeyPatch, flag: (v: boolean) => B): [stri
   if (patch.risk !== undefined) out.push(["risk", patch.risk === null ? null : JSON.stringify(patch.risk)]);
   return out;
 }
+
+/** The LIKE patterns of a key search (KeyListFilter.search), with `\` as the escape character. */
+export interface SearchPatterns {
+  /** Matches a text that starts with the search (id, account). */
+  readonly prefix: string;
+  /** Matches a text that contains the search (label). */
+  readonly infix: string;
+}
+
+/**
+ * A key search's LIKE patterns, or null when nothing can match (a NUL, which no stored text holds
+ * and PostgreSQL refuses in a parameter). The user's `%`, `_` and `\` are escaped, so they match
+ * themselves. Only ASCII letters are folded to lower case, because that is all both stores fold:
+ * SQLite's LIKE and PostgreSQL's lower() under the "C" collation; a search means the same on both.
+ */
+export function searchPatterns(search: string): SearchPatterns | null {
+  if (search.includes("\u0000")) return null;
+  const escaped = search.replace(/[A-Z]/g, (c) => c.toLowerCase()).replace(/[\\%_]/g, (c) => `\\${c}`);
+  return { prefix: `${escaped}%`, infix: `%${escaped}%` };
+}

@@ -49,6 +49,12 @@ export interface KeyListFilter {
   readonly status?: KeyStatus;
   /** Return keys whose id sorts after this one (pagination). */
   readonly after?: string;
+  /**
+   * Only keys whose id or account starts with this text, or whose label contains it, ignoring the
+   * case of ASCII letters (the console's search box). Taken literally: `%`, `_` and `\` are not
+   * wildcards. An empty text matches every key.
+   */
+  readonly search?: string;
   readonly limit: number;
 }
 

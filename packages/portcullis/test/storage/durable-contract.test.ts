@@ -8,7 +8,7 @@ import { KEK_FLOOR_META } from "../../src/storage/kek-floor.js";
 import { LOCK_KEY_FEED, schemaLockKey } from "../../src/storage/postgres/migrations.js";
 import { PostgresStore, type KeyChangeHook, type RecordedKeyChange } from "../../src/storage/postgres/store.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
-import type { ChangeFeed, EndedSessionStore, EnvelopeStore, KeyChange, KeyRow, KeyStore, MetaStore } from "../../src/storage/types.js";
+import type { ChangeFeed, EndedSessionStore, EnvelopeStore, KeyChange, KeyListFilter, KeyRow, KeyStore, MetaStore } from "../../src/storage/types.js";
 import type { ReservationStore } from "../../src/replay/reservations.js";
 import { keyRecord } from "../support/keys.js";
 import { IN_CI, loudSkip } from "../support/redis.js";
@@ -203,6 +203,107 @@ describe.each(backends)("durable store contract: $name", (backend) => {
       expect((await s.list({ limit: 10, operator: true })).map((r) => r.id)).toEqual([full.id]);
       expect((await s.list({ limit: 10, operator: false })).map((r) => r.id)).toEqual([third.id, asym.id]);
       expect((await s.list({ limit: 10, status: "suspended" })).map((r) => r.id)).toEqual([asym.id]);
+    });
+
+    describe("search (the console's search box: an id or account prefix, or a part of the label, any ASCII case)", () => {
+      /** Inserts rows (id tails sort in the given order) and answers a search's ids. */
+      async function seeded(rows: Partial<KeyRow>[]): Promise<{ s: Store; ids: string[]; find: (search: string, more?: Omit<KeyListFilter, "search" | "limit"> & { limit?: number }) => Promise<string[]> }> {
+        const s = await store();
+        const ids: string[] = [];
+        for (const [i, overrides] of rows.entries()) {
+          const row = hmacRow({ id: keyId(`${String(i).padStart(2, "0")}${"x".repeat(26)}`), ...overrides });
+          await s.insert(row, change("create", T0));
+          ids.push(row.id);
+        }
+        const find = async (search: string, more: Omit<KeyListFilter, "search" | "limit"> & { limit?: number } = {}): Promise<string[]> =>
+          (await s.list({ limit: 100, ...more, search })).map((r) => r.id);
+        return { s, ids, find };
+      }
+
+      it("matches an id prefix, an account prefix or a part of the label, whatever the ASCII case, ordered by id", async () => {
+        const { ids, find } = await seeded([
+          { id: keyId("Ab3dEf" + "0".repeat(22)), account: "Desk-North", label: "Market Maker" },
+          { id: keyId("ab3xyz" + "0".repeat(22)), account: "desk-south", label: "withdrawals" },
+          { id: keyId("Q".repeat(28)), account: "treasury", label: "cold MAKER wallet" },
+          { id: keyId("R".repeat(28)), account: "north-desk", label: "" },
+        ]);
+        const [upperId, lowerId, treasury, northDesk] = ids as [string, string, string, string];
+        // An id prefix, in either case (byte order: upper case first).
+        expect(await find("pck_test_v1_AB3")).toEqual([upperId, lowerId]);
+        expect(await find("PCK_TEST_V1_ab3d")).toEqual([upperId]);
+        expect(await find(upperId)).toEqual([upperId]);
+        // Only a prefix of the id: a part from its middle matches nothing.
+        expect(await find("3dEf")).toEqual([]);
+        // An account prefix, not a part of the account.
+        expect(await find("DESK")).toEqual([upperId, lowerId]);
+        expect(await find("desk-n")).toEqual([upperId]);
+        expect(await find("north")).toEqual([northDesk]);
+        // A part of the label, anywhere in it.
+        expect(await find("maker")).toEqual([upperId, treasury]);
+        expect(await find("DRAW")).toEqual([lowerId]);
+        expect(await find("no such key")).toEqual([]);
+        // The empty text matches every key.
+        expect(await find("")).toEqual([upperId, treasury, northDesk, lowerId]);
+      });
+
+      it("combines with the other filters (account, status, operator) and pages by id with after and limit", async () => {
+        const { ids, find } = await seeded([
+          { account: "acct-1", label: "bot 1" },
+          { account: "acct-2", label: "bot 2" },
+          { account: "acct-1", label: "bot 3", status: "suspended" },
+          { account: "acct-1", label: "bot 4", operator: true },
+          { account: "acct-1", label: "bot 5" },
+          { account: "acct-1", label: "human" },
+        ]);
+        const [one, two, three, four, five] = ids as [string, string, string, string, string];
+        expect(await find("bot")).toEqual([one, two, three, four, five]);
+        expect(await find("bot", { account: "acct-1" })).toEqual([one, three, four, five]);
+        expect(await find("bot", { status: "suspended" })).toEqual([three]);
+        expect(await find("bot", { operator: true })).toEqual([four]);
+        expect(await find("bot", { operator: false, status: "active", account: "acct-1" })).toEqual([one, five]);
+        // Pages: limit, then after the last id of the page.
+        expect(await find("BOT", { limit: 2 })).toEqual([one, two]);
+        expect(await find("BOT", { limit: 2, after: two })).toEqual([three, four]);
+        expect(await find("BOT", { limit: 2, after: four })).toEqual([five]);
+        expect(await find("BOT", { limit: 2, after: five })).toEqual([]);
+      });
+
+      it("takes % literally: it is not a wildcard", async () => {
+        const { ids, find } = await seeded([{ label: "fee 50% off" }, { label: "fee 50 off" }, { label: "fee 5 0ff" }]);
+        expect(await find("50%")).toEqual([ids[0]]);
+        expect(await find("%")).toEqual([ids[0]]);
+        expect(await find("5%0")).toEqual([]);
+      });
+
+      it("takes _ literally: it is not a one-character wildcard", async () => {
+        const { ids, find } = await seeded([{ account: "desk_1", label: "a_b" }, { account: "deskX1", label: "aXb" }]);
+        expect(await find("desk_")).toEqual([ids[0]]);
+        expect(await find("a_b")).toEqual([ids[0]]);
+        // Every id holds "_" (pck_test_v1_…), but as a prefix only "pck_" matches, not "pck" + any character.
+        expect(await find("pck_")).toEqual(ids);
+        expect(await find("pckXtest")).toEqual([]);
+      });
+
+      it("takes \\ literally: it escapes nothing", async () => {
+        const { ids, find } = await seeded([{ label: "C:\\keys\\50%" }, { label: "C:keys50%" }, { label: "back\\slash" }]);
+        expect(await find("\\")).toEqual([ids[0], ids[2]]);
+        expect(await find(":\\k")).toEqual([ids[0]]);
+        expect(await find("\\50%")).toEqual([ids[0]]);
+        // A trailing backslash does not escape the store's own %.
+        expect(await find("keys\\")).toEqual([ids[0]]);
+        expect(await find("s50%")).toEqual([ids[1]]);
+      });
+
+      it("folds ASCII letters only, the same on both stores; a NUL matches nothing", async () => {
+        const { ids, find } = await seeded([{ label: "Zürich ÉTÉ desk" }, { label: "zurich ete desk" }]);
+        expect(await find("ZÜRICH")).toEqual([]);
+        expect(await find("zürich")).toEqual([ids[0]]);
+        expect(await find("ÉTÉ")).toEqual([ids[0]]);
+        expect(await find("été")).toEqual([]);
+        expect(await find("ETE")).toEqual([ids[1]]);
+        expect(await find("desk\u0000")).toEqual([]);
+        expect(await find("\u0000")).toEqual([]);
+      });
     });
 
     it("refuses a second key with the same id, and a row that breaks the HMAC/public-key rule; nothing is written", async () => {

@@ -29,7 +29,7 @@ import type {
 } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import type { KeyStatus } from "../../contract/keys.js";
-import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
+import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns, searchPatterns } from "../key-rows.js";
 import { LOCK_KEK_FLOOR, LOCK_KEY_FEED, migrate, schemaLockKey } from "./migrations.js";
 import { LOCK_CUSTODY } from "./locks.js";
 import { PostgresAudit, appendKeyChange } from "./audit.js";
@@ -459,6 +459,15 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     if (filter.operator !== undefined) where.push(`operator = ${param(filter.operator)}`);
     if (filter.status !== undefined) where.push(`status = ${param(filter.status)}`);
     if (filter.after !== undefined) where.push(`id > ${param(filter.after)}`);
+    if (filter.search !== undefined) {
+      const patterns = searchPatterns(filter.search);
+      if (patterns === null) return [];
+      // lower() under "C" folds ASCII letters only, as SQLite's LIKE does: the same search, the same keys.
+      const prefix = param(patterns.prefix);
+      where.push(
+        `(lower(id COLLATE "C") LIKE ${prefix} ESCAPE '\\' OR lower(account COLLATE "C") LIKE ${prefix} ESCAPE '\\' OR lower(label COLLATE "C") LIKE ${param(patterns.infix)} ESCAPE '\\')`,
+      );
+    }
     const sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ${param(filter.limit)}`;
     const { rows } = await this.pool.query<KeyRowSql>(sql, params);
     return rows.map(fromSql);

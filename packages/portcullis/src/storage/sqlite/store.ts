@@ -8,7 +8,7 @@ import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, 
 import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
 import type { KeyStatus } from "../../contract/keys.js";
-import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns } from "../key-rows.js";
+import { type ColumnTypes, type KeyRowColumns, keyRowFromColumns, patchColumns, searchPatterns } from "../key-rows.js";
 import { SqliteAudit } from "./audit.js";
 import { SqliteAddressStore, SqlitePolicyStore, SqliteSpendStore } from "./policy.js";
 import { SqliteHolds } from "./holds.js";
@@ -236,6 +236,13 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     if (filter.after !== undefined) {
       where.push("id > ?");
       params.push(filter.after);
+    }
+    if (filter.search !== undefined) {
+      const patterns = searchPatterns(filter.search);
+      if (patterns === null) return Promise.resolve([]);
+      // SQLite's LIKE ignores the case of ASCII letters (case_sensitive_like is never set).
+      where.push("(id LIKE ? ESCAPE '\\' OR account LIKE ? ESCAPE '\\' OR label LIKE ? ESCAPE '\\')");
+      params.push(patterns.prefix, patterns.prefix, patterns.infix);
     }
     params.push(filter.limit);
     const sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ?`;
