@@ -61,7 +61,10 @@ export async function* readEvents(body: ReadableStream<Uint8Array>): AsyncGenera
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      buffer += value.replace(/\r\n?/g, "\n");
+      // CRLF and CR end lines too; a CR at the end of a chunk waits for a possible LF.
+      buffer += value;
+      const pendingCr = buffer.endsWith("\r");
+      buffer = (pendingCr ? buffer.slice(0, -1) : buffer).replace(/\r\n?/g, "\n") + (pendingCr ? "\r" : "");
       let end = buffer.indexOf("\n\n");
       while (end >= 0) {
         const block = buffer.slice(0, end);

@@ -10,8 +10,11 @@ interface Entry {
   readonly at: number | string;
   readonly event: string;
   readonly actor?: string;
-  readonly keyId?: string | null;
-  readonly account?: string | null;
+  readonly key?: string;
+  readonly account?: string;
+  readonly code?: string;
+  readonly method?: string;
+  readonly path?: string;
   readonly [field: string]: unknown;
 }
 interface Status {
@@ -144,6 +147,8 @@ export function Audit({ api }: { readonly api: Api }): ReactNode {
             <th scope="col">event</th>
             <th scope="col">actor</th>
             <th scope="col">key</th>
+            <th scope="col">account</th>
+            <th scope="col">what</th>
             <th scope="col">details</th>
           </tr>
         </thead>
@@ -157,7 +162,11 @@ export function Audit({ api }: { readonly api: Api }): ReactNode {
               </td>
               <td>{e.actor ?? ""}</td>
               <td>
-                <code>{e.keyId ?? ""}</code>
+                <code>{e.key ?? ""}</code>
+              </td>
+              <td>{e.account ?? ""}</td>
+              <td>
+                {e.method === undefined ? "" : `${e.method} ${e.path ?? ""}`} {e.code === undefined ? "" : <code>{e.code}</code>}
               </td>
               <td>
                 <details>

@@ -118,14 +118,14 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
     }
     const initiator = { actor: "test", account: null, keyId: null, client: null, owner: null } as const;
     expect((await governance.policy.apply(POLICY, initiator)).state).toBe("applied");
-    const o = await consoleOrigin(stack.admin ?? "");
-    origin = o.origin;
-    closeOrigin = o.close;
+    const front = await consoleOrigin(stack.admin ?? "");
+    origin = front.origin;
+    closeOrigin = () => front.close();
     browser = await launch();
     context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
     page = await context.newPage();
     page.setDefaultTimeout(10_000);
-    if (process.env.CONSOLE_TEST_DEBUG !== undefined) page.on("console", (m) => console.log(`[browser] ${m.type()} ${m.text()}`));
+    if (process.env.CONSOLE_TEST_DEBUG !== undefined) page.on("console", (m) => { console.log(`[browser] ${m.type()} ${m.text()}`); });
     page.on("pageerror", (e) => {
       pageErrors.push(e.message);
       if (process.env.CONSOLE_TEST_DEBUG !== undefined) console.log(`[pageerror] ${e.stack ?? e.message}`);
@@ -188,8 +188,12 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
     }
     await page.getByTestId("key-created-done").click();
     await page.getByTestId(`key-row-${created.keyId}`).waitFor();
-    await page.getByTestId("keys-search").fill("browser-b");
+    // The account filter, then the search box (`q`, searched by the server): the key is found.
+    await page.getByTestId("keys-account").fill("browser-bot");
     await expect.poll(() => page.getByTestId("keys-table").locator("tbody tr").count()).toBe(1);
+    await page.getByTestId("keys-account").fill("");
+    await page.getByTestId("keys-search").fill("browser-b");
+    await page.getByTestId(`key-row-${created.keyId}`).waitFor();
     await page.getByTestId("risk-profile").waitFor();
     await shot("keys");
   });
@@ -263,7 +267,16 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
     expect(await page.getByTestId("dryrun-trace").locator("li").count()).toBeGreaterThanOrEqual(1);
     await shot("policies");
     await go("audit");
-    await page.getByTestId("audit-table").waitFor();
+    await page.getByTestId("audit-event").fill("key.revoke");
+    await page.getByTestId("audit-search").click();
+    await expect.poll(() => page.getByTestId("audit-table").locator("tbody tr").count()).toBe(1);
+    expect(await page.getByTestId("audit-table").textContent()).toContain(created.keyId);
+    const [csv] = await Promise.all([page.waitForEvent("download"), page.getByTestId("audit-export-csv").click()]);
+    expect(readFileSync(await csv.path(), "utf8")).toContain(created.keyId);
+    await page.getByTestId("audit-event").fill("");
+    await page.getByTestId("audit-search").click();
+    await page.getByTestId("audit-verify").click();
+    await expect.poll(() => page.getByTestId("audit-verify-result").textContent()).toMatch(/^intact/);
     await shot("audit");
     expect(cspViolations).toEqual([]);
     expect(pageErrors).toEqual([]);
