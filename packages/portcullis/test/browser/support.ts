@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { type IncomingMessage, type Server, type ServerResponse, createServer, request as httpRequest } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
 import { loadConsole, serveConsole } from "../../src/admin/console.js";
@@ -30,7 +30,7 @@ export function launch(): Promise<Browser> {
 /** Where screenshots go: $SCREENSHOTS_DIR, default the gitignored test-output/screenshots. */
 export function screenshotsDir(): string {
   const dir = process.env.SCREENSHOTS_DIR;
-  return dir === undefined || dir === "" ? join(REPO_ROOT, "test-output", "screenshots") : join(REPO_ROOT, dir.startsWith("/") ? "" : ".", dir);
+  return dir === undefined || dir === "" ? join(REPO_ROOT, "test-output", "screenshots") : resolve(REPO_ROOT, dir);
 }
 
 /**
