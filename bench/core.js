@@ -53,12 +53,13 @@ const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
  * `parseCreateKeyInput` takes; default one native HMAC key); `limits` are the core's limits
  * (default none); `hot` its hot store (default process memory; closed with the core); `sessions`
  * gives the core a session authority (logon and session-signed requests); `audit` its audit
- * settings (default: the core's). Resolves to
+ * settings (default: the core's); `metrics` and `stats` the decision counters the pipelines' observe
+ * feeds (default none: bench/live-stats-bench.js). Resolves to
  * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
  * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
  * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false, audit } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false, audit, metrics, stats } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
   let data = null;
   let core = null;
@@ -78,6 +79,8 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
       ...(hot === undefined ? {} : { hot }),
       ...(authority === undefined ? {} : { sessions: authority }),
       ...(audit === undefined ? {} : { audit }),
+      ...(metrics === undefined ? {} : { metrics }),
+      ...(stats === undefined ? {} : { stats }),
     });
     const created = [];
     for (const input of keys) {

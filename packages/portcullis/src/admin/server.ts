@@ -25,6 +25,7 @@ import type { RiskProfiles } from "../exposure/service.js";
 import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
 import { AdminFront } from "./front.js";
 import { AUDIT_ROUTES, type AuditAdmin, auditAnswer } from "./audit.js";
+import { type AdminStats, STATS_ROUTES, StatsStream, StatsStreams, statsAnswer } from "./stats.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -65,6 +66,8 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   ...ANOMALY_ROUTES,
   // The audit log (admin/audit.ts).
   ...AUDIT_ROUTES,
+  // The console's live statistics (admin/stats.ts).
+  ...STATS_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -89,6 +92,8 @@ export interface AdminApiOptions {
   readonly metrics?: AdminMetrics;
   /** The console's built files (admin/console.ts); absent: `/console/` answers CONSOLE_NOT_AVAILABLE. */
   readonly console?: { readonly dir: string } | undefined;
+  /** The live statistics (admin/stats.ts); without them those routes are not found. */
+  readonly stats?: AdminStats;
 }
 
 /**
@@ -140,9 +145,11 @@ export class AdminApi {
   private refusedLoggedAt = Number.NEGATIVE_INFINITY;
   /** The console's sign-in (session endpoints) and static files, answered first (admin/front.ts). */
   private readonly front: AdminFront;
+  private readonly stats: StatsStreams | null;
 
   constructor(options: AdminApiOptions) {
     this.front = new AdminFront({ core: options.core, logger: options.logger, console: options.console });
+    this.stats = options.stats === undefined ? null : new StatsStreams(options.stats, options.core, options.logger, options.now ?? Date.now);
     this.metrics = options.metrics ?? null;
     const token = this.metrics?.token ?? null;
     if (token !== null && token.length < 16) throw new TypeError("the metrics token must be at least 16 characters");
@@ -246,7 +253,9 @@ export class AdminApi {
         return;
       case "answered":
         if (outcome.answer.streamed === true) return;
-        sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
+        // A live statistics stream writes its own answer, for as long as it lasts (admin/stats.ts).
+        if (outcome.answer.body instanceof StatsStream) outcome.answer.body.start(res);
+        else sendJson(res, outcome.answer.status, JSON.stringify(outcome.answer.body), ctx.requestId);
         return;
       case "held":
         sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId);
@@ -256,6 +265,9 @@ export class AdminApi {
   private async dispatch(ctx: RequestContext, res: ServerResponse): Promise<Answer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("ROUTE_NOT_FOUND");
+    // The live statistics (admin/stats.ts) are this process's memory: served during a store outage too.
+    const stats = statsAnswer(this.stats, ctx);
+    if (stats !== undefined) return stats;
     // Every route but the public ones reads or writes the durable store. While it is known to be
     // out (docs/failures.md) they are refused before any step is taken, so an operation of several
     // steps (an approval that releases, a rotation) never starts half; when the outage is not known
@@ -380,6 +392,7 @@ export class AdminApi {
   }
 
   close(drainMs = 10_000): Promise<void> {
+    this.stats?.close();
     return this.listener.close(drainMs);
   }
 }

@@ -12,7 +12,7 @@ import { LAST_USED_FLUSH_MS, LastUsedRecorder } from "../keys/usage.js";
 import { type Logger, silentLogger } from "../log/logger.js";
 import { ClientAddressResolver } from "../net/client-address.js";
 import type { PipelineRequest, RequestContext, AuthScheme } from "../contract/request.js";
-import { Pipeline, type PipelineMetrics, type PipelineOptions } from "../pipeline/pipeline.js";
+import { Pipeline, type DecisionStats, type PipelineMetrics, type PipelineOptions } from "../pipeline/pipeline.js";
 import { createSchemes } from "../dialects/registry.js";
 import { LimitPlan } from "../limits/plan.js";
 import { Shield } from "../limits/shield.js";
@@ -125,6 +125,8 @@ export interface PortcullisOptions {
    * docs/operations-endpoints.md); default none.
    */
   readonly metrics?: PipelineMetrics | null;
+  /** The live statistics of every pipeline the core builds (the console's charts, docs/console-backend.md); default none. */
+  readonly stats?: DecisionStats | null;
   /** Requests a minute of a key the behaviour stage throttled (docs/behaviour.md). Default 6, or the behaviour settings' throttle. */
   readonly throttlePerMinute?: number;
   /**
@@ -291,6 +293,7 @@ export class Portcullis {
       ...(throttlePerMinute === undefined ? {} : { throttlePerMinute }),
       observe: this.behaviour?.observe ?? null,
       metrics: options.metrics ?? null,
+      stats: options.stats ?? null,
     };
     this.pipeline = this.createPipeline(this.routes);
     const signer = options.audit?.signer;

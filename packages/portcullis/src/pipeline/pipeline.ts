@@ -5,7 +5,7 @@ import { type AuthScheme, type PipelineRequest, RequestContext } from "../contra
 import type { Denial } from "../errors/catalogue.js";
 import type { KeyCache } from "../keys/cache.js";
 import type { Environment } from "../contract/ids.js";
-import type { Dialect } from "../contract/keys.js";
+import type { Dialect, KeyRecord } from "../contract/keys.js";
 import type { ReferencePrices } from "../contract/prices.js";
 import type { BehaviourEvent } from "../contract/behaviour.js";
 import type { AuditSurface } from "../audit/events.js";
@@ -92,6 +92,18 @@ export interface PipelineOptions {
   readonly observe?: DecisionObserver | null;
   /** Decision counts and sampled stage durations for the metrics (docs/operations-endpoints.md); null: none. */
   readonly metrics?: PipelineMetrics | null;
+  /** The live statistics the console charts (metrics/live-stats.ts); null: none. */
+  readonly stats?: DecisionStats | null;
+}
+
+/**
+ * The live statistics (the console's Overview, docs/console-backend.md): told of every decision
+ * with the key it was made for (a session's: its API key; null before a key was found) and the
+ * request's time. Called on the request path, once per decision: it must only count.
+ */
+export interface DecisionStats {
+  /** `code`: the refusal's code, a failed hand on's, "HELD", or "OK". */
+  decided(surface: AuditSurface, code: string, key: KeyRecord | null, at: number): void;
 }
 
 /**
@@ -150,6 +162,7 @@ export class Pipeline {
   private readonly authorizeStage: number;
   private readonly observer: DecisionObserver | null;
   private readonly metrics: PipelineMetrics | null;
+  private readonly stats: DecisionStats | null;
   /** Requests left until the next one sampled for the stage metrics. */
   private sampleCountdown: number;
   private readonly names: readonly string[];
@@ -176,6 +189,7 @@ export class Pipeline {
     });
     this.observer = options.observe ?? null;
     this.metrics = options.metrics ?? null;
+    this.stats = options.stats ?? null;
     const every = this.metrics?.sampleEvery ?? 0;
     if (!Number.isSafeInteger(every) || every < 0) throw new TypeError("metrics.sampleEvery must be a non-negative integer");
     this.sampleCountdown = every;
@@ -300,8 +314,12 @@ export class Pipeline {
   observe(ctx: RequestContext, end: DecisionEnd, surface: AuditSurface): void {
     this.observer?.(ctx, end);
     const metrics = this.metrics;
+    const stats = this.stats;
+    if (metrics === null && stats === null) return;
+    const code = ctx.denial?.code ?? ctx.outcome ?? (end === "held" ? "HELD" : "OK");
+    if (stats !== null) stats.decided(surface, code, ctx.key?.record ?? null, ctx.now);
     if (metrics === null) return;
-    metrics.decided(surface, ctx.denial?.code ?? ctx.outcome ?? (end === "held" ? "HELD" : "OK"));
+    metrics.decided(surface, code);
     if (ctx.sample !== null) metrics.sampled(this.names, ctx.sample);
   }
 

@@ -35,6 +35,7 @@ import { TlsCredentials } from "../gateway/tls.js";
 import { Readiness } from "../core/readiness.js";
 import { PortcullisMetrics } from "../metrics/metrics.js";
 import { findConsoleDist } from "./console-dir.js";
+import { LiveStats } from "../metrics/live-stats.js";
 
 export interface RunningPortcullis {
   readonly core: Portcullis;
@@ -154,6 +155,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   let sharedStates: RedisBehaviourStore | null = null;
   const metricsSettings = config.admin.metrics;
   const metrics = config.admin.enabled && metricsSettings.enabled ? new PortcullisMetrics({ sampleEvery: metricsSettings.sampleEvery }) : null;
+  // The console's live statistics (docs/console-backend.md): this process's decisions, read on the admin listener.
+  const stats = config.admin.enabled ? new LiveStats() : null;
   try {
     const metricsToken = metrics === null || metricsSettings.tokenFile === null ? null : readSecretFile(metricsSettings.tokenFile, "admin.metrics.tokenFile");
     const identitySecret = readSecretFile(config.gateway.identitySecretFile);
@@ -190,6 +193,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       prices,
       behaviour: { settings: config.behaviour, alerts, ...(states === null ? {} : { states }) },
       metrics,
+      stats,
     });
     // An outage of the durable store and its end, each logged once (docs/failures.md).
     const availability = core.availability;
@@ -295,6 +299,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         ...(auditStore === null ? {} : { audit: new AuditAdmin({ log: core.audit, store: auditStore, signer: data.signingKeys }) }),
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
         console: consoleFiles(config.admin.console, logger),
+        ...(stats === null ? {} : { stats: { live: stats } }),
       });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
     }

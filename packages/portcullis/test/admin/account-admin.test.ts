@@ -102,9 +102,10 @@ describe("an account admin key and keys of other accounts", () => {
       ...RISK_ROUTES.map((r) => `${String(r.method)} ${r.path}`),
     ]);
     // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's;
-    // the anomaly routes (admin:anomalies) test/anomaly/surfaces.test.ts's.
-    // the audit routes (admin:audit) test/admin/audit.test.ts's.
-    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses" && r.permission !== "admin:anomalies" && r.permission !== "admin:audit").map(
+    // the anomaly routes (admin:anomalies) test/anomaly/surfaces.test.ts's; the live statistics
+    // (admin:stats, operator keys only) test/console/stats.test.ts's; the audit routes (admin:audit)
+    // test/admin/audit.test.ts's.
+    const guarded = ADMIN_ROUTES.filter((r) => r.permission !== "public" && r.permission !== "admin:policy" && r.permission !== "admin:addresses" && r.permission !== "admin:anomalies" && r.permission !== "admin:audit" && r.permission !== "admin:stats").map(
       (r) => `${String(r.method)} ${r.path}`,
     );
     expect([...tested].sort()).toEqual([...guarded].sort());
