@@ -6,8 +6,20 @@ import { defineConfig } from "vite";
  * no inline script, so Vite's module preload polyfill (an inline script in dev only) is off and
  * everything is an external file under assets/.
  */
+/**
+ * `npx vite` (development): the admin API is proxied on the dev server's origin, Host header
+ * untouched (`changeOrigin: false`), since the requests' signatures cover `@authority`.
+ */
+const admin = process.env.PORTCULLIS_ADMIN ?? "http://127.0.0.1:8081";
+
 export default defineConfig({
   base: "/console/",
+  server: {
+    proxy: {
+      "/portcullis": { target: admin, changeOrigin: false },
+      "/admin": { target: admin, changeOrigin: false },
+    },
+  },
   plugins: [react()],
   build: {
     outDir: "dist",
