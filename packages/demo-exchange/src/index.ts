@@ -29,4 +29,5 @@ export {
 export { startDemoStack, DemoPortInUseError, type DemoStack, type DemoStackOptions } from "./stack.js";
 
 /** `portcullis demo`: the stack, demo keys, and what to try, printed. */
-export { runDemo, type DemoOptions, type DemoKey } from "./run.js";
+export { runDemo, CONSOLE_CREDENTIAL_FILE, type DemoOptions, type DemoKey } from "./run.js";
+export { startDemoTraffic, type DemoTraffic, type TrafficOptions } from "./traffic.js";

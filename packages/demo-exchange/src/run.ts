@@ -1,9 +1,10 @@
 import { generateKeyPairSync } from "node:crypto";
-import { rmSync, writeFileSync } from "node:fs";
+import { chmodSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "portcullis";
 import { DEMO_APPROVER_GROUP, DEMO_APPROVERS, DEMO_POLICY, type DemoGovernance, setUpDemoGovernance } from "./governance.js";
 import { type DemoStack, startDemoStack } from "./stack.js";
+import { type DemoTraffic, startDemoTraffic } from "./traffic.js";
 
 export interface DemoOptions {
   readonly port: number;
@@ -13,7 +14,12 @@ export interface DemoOptions {
   readonly dataDir: string | undefined;
   /** Print one JSON line (URLs and keys) first, for scripts and tests. */
   readonly json: boolean;
+  /** Background traffic for the console's charts (traffic.ts); default true, `--no-traffic` turns it off. */
+  readonly traffic?: boolean;
 }
+
+/** The console operator's credential file in the data directory (docs/console-backend.md). */
+export const CONSOLE_CREDENTIAL_FILE = "console-operator.json";
 
 export interface DemoKey {
   readonly id: string;
@@ -44,6 +50,8 @@ interface DemoKeySpec {
   readonly owner?: string;
   /** Per-key guardrails (docs/guardrails.md), as the admin API takes them. */
   readonly guardrails?: Readonly<Record<string, unknown>>;
+  /** Per-key limit overrides, as the admin API takes them. */
+  readonly limits?: Readonly<Record<string, number>>;
 }
 
 /** One key per way of signing: the trader key speaks the native scheme and the HMAC venues. */
@@ -73,6 +81,11 @@ const DEMO_KEYS: readonly DemoKeySpec[] = [
     guardrails: { withdrawAssets: ["USDT", "BTC"] },
   },
   { name: "admin", account: "demo-admin", scopes: ["admin:*"], dialects: ["native"], label: "demo admin key (operator)", operator: true },
+  // The console's sign-in (issue 18): an operator's own Ed25519 key, its credential file in the data directory.
+  { name: "console", account: "demo-admin", scopes: ["admin:*"], dialects: ["native"], label: "demo console operator (Ed25519)", algorithm: "ed25519", operator: true },
+  // The background traffic (traffic.ts): its own account, read only; the burst key's small limit is what a burst goes over.
+  { name: "traffic", account: "demo-traffic", scopes: ["read"], dialects: ["binance"], label: "demo traffic bot" },
+  { name: "trafficBurst", account: "demo-traffic", scopes: ["read"], dialects: ["binance"], label: "demo traffic bot (bursts)", limits: { "key-weight-1m": 60 } },
 ];
 
 function generatePair(algorithm: "ed25519" | "ecdsa-p256"): { publicKey: string; privateKey: string } {
@@ -90,8 +103,9 @@ function generatePair(algorithm: "ed25519" | "ecdsa-p256"): { publicKey: string;
  * Runs until SIGINT / SIGTERM, then shuts down gracefully.
  */
 export async function runDemo(options: DemoOptions): Promise<void> {
-  // Logs go to stderr, so stdout carries only what the demo prints.
-  const logger = createLogger({ level: "info" }, refusalsOnly(process.stderr));
+  // Logs go to stderr, so stdout carries only what the demo prints (not the traffic bot's refusals).
+  const hidden = new Set<string>();
+  const logger = createLogger({ level: "info" }, refusalsOnly(process.stderr, hidden));
   const stack = await startDemoStack({
     port: options.port,
     adminPort: options.adminPort,
@@ -108,29 +122,47 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   }
   let keys: Record<string, DemoKey>;
   let governance: DemoGovernance;
+  let consoleCredential: string;
+  let traffic: DemoTraffic | null = null;
   try {
     keys = await createDemoKeys(stack);
     const treasury = keys.treasury;
     if (treasury?.secret === undefined) throw new Error("the demo treasury key has no secret");
     governance = await setUpDemoGovernance(stack, { id: treasury.id, secret: treasury.secret, account: treasury.account });
+    consoleCredential = writeConsoleCredential(stack.dataDir, keys.console);
+    const bot = keys.traffic;
+    const burst = keys.trafficBurst;
+    if (bot?.secret === undefined || burst?.secret === undefined) throw new Error("the demo traffic keys have no secret");
+    hidden.add(bot.id);
+    hidden.add(burst.id);
+    if (options.traffic !== false) traffic = startDemoTraffic({ gateway: stack.gateway, key: { id: bot.id, secret: bot.secret }, burst: { id: burst.id, secret: burst.secret } });
   } catch (err) {
     await stack.close();
     throw err;
   }
+  const consoleUrl = stack.admin === null ? null : `${stack.admin}/console/`;
 
   if (options.json) {
     const { approvers, held } = governance;
-    process.stdout.write(`${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys, approvers, heldWithdrawal: held })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys, approvers, heldWithdrawal: held, console: consoleUrl, consoleCredential })}\n`,
+    );
   } else {
-    process.stdout.write(describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys) + describeGovernance(stack.gateway, stack.dataDir, keys, governance) + describeBehaviour(stack.dataDir) + "Ctrl-C stops everything.\n");
+    process.stdout.write(
+      describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys) +
+        describeGovernance(stack.gateway, stack.dataDir, keys, governance) +
+        describeBehaviour(stack.dataDir) +
+        describeConsole(consoleUrl, consoleCredential, traffic !== null) +
+        "Ctrl-C stops everything.\n",
+    );
   }
 
   let stopping = false;
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    stack
-      .close()
+    (traffic === null ? Promise.resolve() : traffic.stop())
+      .then(() => stack.close())
       .catch((err: unknown) => {
         logger.error({ err }, "demo shutdown failed");
       })
@@ -150,12 +182,17 @@ export async function runDemo(options: DemoOptions): Promise<void> {
  * shipping in production; the policy's and the hold service's progress, which the banner and
  * `portcullis approvals` show) stays off it; `portcullis audit verify --data DIR` checks the log.
  */
-function refusalsOnly(out: NodeJS.WritableStream): { write(line: string): void } {
+function refusalsOnly(out: NodeJS.WritableStream, hidden: ReadonlySet<string>): { write(line: string): void } {
   return {
     write(line: string): void {
       // pino writes one JSON object per call, `level` first and `msg` last; a quote inside a value
       // is escaped, so the prefix is only ever the level and the suffix only ever the message.
       if (line.startsWith('{"level":30,') && !line.endsWith('"msg":"request denied"}\n')) return;
+      // The traffic bot's refusals are its purpose, not news (the console and the audit log show them).
+      if (line.startsWith('{"level":30,') && hidden.size > 0) {
+        const at = line.indexOf('"keyId":"');
+        if (at >= 0 && hidden.has(line.slice(at + 9, line.indexOf('"', at + 9)))) return;
+      }
       out.write(line);
     },
   };
@@ -175,6 +212,7 @@ async function createDemoKeys(stack: DemoStack): Promise<Record<string, DemoKey>
       ...(spec.operator === undefined ? {} : { operator: spec.operator }),
       ...(spec.owner === undefined ? {} : { owner: spec.owner }),
       ...(spec.guardrails === undefined ? {} : { guardrails: spec.guardrails }),
+      ...(spec.limits === undefined ? {} : { limits: spec.limits }),
     });
     const privateKeyFile = pair === null ? null : join(stack.dataDir, `demo-${spec.name}.pem`);
     if (pair !== null && privateKeyFile !== null) writeFileSync(privateKeyFile, pair.privateKey, { mode: 0o600 });
@@ -270,5 +308,31 @@ function describeBehaviour(dataDir: string): string {
     "throttled or suspended, each action explained and undoable. What each key could do if stolen now:\n",
     `  npx portcullis keys risk --top 5 --data ${dataDir}\n`,
     `  npx portcullis anomalies list --data ${dataDir}\n\n`,
+  ].join("");
+}
+
+/**
+ * Writes the console operator's credential file (mode 0600): the key id, its algorithm and its
+ * PKCS#8 private key, the format the console imports to sign in (docs/console-backend.md).
+ */
+function writeConsoleCredential(dataDir: string, key: DemoKey | undefined): string {
+  if (key?.privateKey === undefined) throw new Error("the demo console operator key has no private key");
+  const file = join(dataDir, CONSOLE_CREDENTIAL_FILE);
+  writeFileSync(file, `${JSON.stringify({ keyId: key.id, algorithm: "ed25519", privateKey: key.privateKey }, null, 2)}\n`, { mode: 0o600 });
+  // A data directory given with --data may hold an older file: its mode is set again.
+  chmodSync(file, 0o600);
+  return file;
+}
+
+/** The console part of the demo's banner: where it is and how to sign in. */
+function describeConsole(url: string | null, credential: string, traffic: boolean): string {
+  if (url === null) return "";
+  return [
+    `Console (docs/console.md): ${url}\n`,
+    `  Sign in with the demo operator's key: choose its credential file, ${credential}\n`,
+    "  (an Ed25519 key that stays in the browser; no password).\n",
+    traffic
+      ? "  A small bot sends a few requests a second (some refused on purpose) so the charts move; its refusals are\n  not logged here. `npm start -- --no-traffic` turns it off.\n\n"
+      : "  Background traffic is off (--no-traffic).\n\n",
   ].join("");
 }

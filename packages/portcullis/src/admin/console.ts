@@ -148,7 +148,8 @@ export function loadConsole(dir: string, logger: Logger): ConsoleFiles {
     result = { ok: false, reason: code === "ENOENT" ? "the directory does not exist (the console is not built: npm run build -w @portcullis/console)" : (err as Error).message };
   }
   if (result.ok) logger.info({ dir, files: result.files.size, bytes: result.bytes }, "console: serving its files under /console/");
-  else logger.warn({ dir, reason: result.reason }, "console not available: its paths answer CONSOLE_NOT_AVAILABLE; the admin API works");
+  // Info, not a warning: an admin API without its console is a supported way to run.
+  else logger.info({ dir, reason: result.reason }, "console not available: its paths answer CONSOLE_NOT_AVAILABLE; the admin API works");
   return result;
 }
 

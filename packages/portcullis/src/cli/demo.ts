@@ -17,6 +17,8 @@ export interface DemoPackage {
     readonly upstreamPort: number;
     readonly dataDir: string | undefined;
     readonly json: boolean;
+    /** Background traffic for the console's charts; default true (`--no-traffic`). */
+    readonly traffic?: boolean;
   }): Promise<void>;
   readonly DEMO_EXCHANGE_ROUTES: readonly RouteSpec[];
   readonly DEMO_WEBSOCKET_ROUTES: readonly WebSocketRouteSpec[];

@@ -416,7 +416,8 @@ function buildProgram(): Command {
     .option("--upstream-port <n>", "demo exchange port", port, 8082)
     .option("--data <dir>", "data directory (default: a temporary one, removed on exit)")
     .option("--json", "print one JSON line with the URLs and demo keys first")
-    .action(async (opts: { port: number; adminPort: number; upstreamPort: number; data?: string; json?: boolean }) => {
+    .option("--no-traffic", "no background traffic (by default a small bot keeps the console's charts moving)")
+    .action(async (opts: { port: number; adminPort: number; upstreamPort: number; data?: string; json?: boolean; traffic: boolean }) => {
       try {
         const demo = await loadDemoPackage();
         if (demo === null) throw demoNotInstalled();
@@ -426,6 +427,7 @@ function buildProgram(): Command {
           upstreamPort: opts.upstreamPort,
           dataDir: opts.data === undefined ? undefined : resolve(opts.data),
           json: opts.json === true,
+          traffic: opts.traffic,
         });
       } catch (err) {
         // DEMO_PORT_IN_USE, DEMO_NOT_INSTALLED, or anything else: the CLI's one-line failure.

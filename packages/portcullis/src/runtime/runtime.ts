@@ -483,7 +483,7 @@ function consoleFiles(enabled: boolean, logger: Logger): { dir: string } | undef
   }
   const dir = findConsoleDist();
   if (dir === null) {
-    logger.warn("console not available: the @portcullis/console package is not installed; /console/ answers CONSOLE_NOT_AVAILABLE, the admin API works");
+    logger.info("console not available: the @portcullis/console package is not installed; /console/ answers CONSOLE_NOT_AVAILABLE, the admin API works");
     return undefined;
   }
   return { dir };
