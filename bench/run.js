@@ -51,6 +51,11 @@
  *  19. gateway throughput on PostgreSQL + Redis against the embedded mode (SQLite + memory): benchmark
  *      17's signed row under wrk against both, in the same run, on a private PostgreSQL and a private
  *      redis-server (pg-wrk-bench.js; `node bench/pg-wrk-bench.js [--quick]` runs it alone).
+ *  20. the operator console: the admin API's keys list (`GET /portcullis/v1/keys?limit=50`: first
+ *      page, a later page, q searches) with 10,000 keys on SQLite and on PostgreSQL, signed requests
+ *      over HTTP; and the console's first load, the gzip bytes of the JavaScript its index.html
+ *      fetches ("not built" without packages/console/dist) (console-bench.js;
+ *      `node bench/console-bench.js [--quick]` runs it alone).
  *
  * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
  * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
@@ -73,6 +78,7 @@ import { RISK_BENCH_SETTINGS, riskSection, runRiskBench } from "./risk-bench.js"
 import { WRK_BENCH_SETTINGS, WRK_TARGETS, runWrkBench, wrkSection } from "./wrk-bench.js";
 import { PG_BENCH_SETTINGS, PG_TARGETS, pgLookupSection, runPgLookupBench } from "./pg-bench.js";
 import { STORE_WRK_SETTINGS, STORE_WRK_TARGETS, runStoreWrkBench, storeWrkSection } from "./pg-wrk-bench.js";
+import { CONSOLE_BENCH_SETTINGS, CONSOLE_TARGETS, consoleSection, runConsoleBench } from "./console-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
@@ -140,6 +146,7 @@ const SETTINGS = {
     wrk: WRK_BENCH_SETTINGS.full,
     pgLookup: PG_BENCH_SETTINGS.full,
     storeWrk: STORE_WRK_SETTINGS.full,
+    console: CONSOLE_BENCH_SETTINGS.full,
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
@@ -177,6 +184,7 @@ const SETTINGS = {
     wrk: WRK_BENCH_SETTINGS.quick,
     pgLookup: PG_BENCH_SETTINGS.quick,
     storeWrk: STORE_WRK_SETTINGS.quick,
+    console: CONSOLE_BENCH_SETTINGS.quick,
   },
 };
 
@@ -878,11 +886,12 @@ const HOW_TO_READ = [
   `- **Benchmark 17** gives the published latency figures: \`wrk\` (a separate C process, replaying pre-generated requests) against nginx as a reverse proxy (the external baseline) and a whole configured Portcullis, with CPU per request counted for the server processes only and the gateway's event-loop delay sampled inside it. Unlike benchmark 2, the load generator costs little and the same for every mode, so the ratios are the servers' own (see its section). Targets: signed / pass-through CPU per request ≤ ${WRK_TARGETS.cpuSignedOverPassThrough}×, signed p99 ≤ ${WRK_TARGETS.p99SignedOverPassThrough}× pass-through's, event-loop delay p99 ≤ ${WRK_TARGETS.loopDelayP99Ms} ms at full load, nginx + the Portcullis authorizer ≥ ${WRK_TARGETS.authorizerOverGateway}× the gateway alone's signed throughput. A row this machine or build cannot run (no wrk, no nginx, no authorizer mode or \`--workers\` in the build) is marked in bold in the table, never left out silently.`,
   `- **Benchmark 18** times cold-key lookups in PostgreSQL: a schema filled with ${PG_BENCH_SETTINGS.full.keys.toLocaleString("en-US")} keys shaped like real ones (each with its own sealed secret), then lookups of ids never read before, so no application cache answers them — the row (\`keys.get\`, the target: p99 ≤ ${PG_TARGETS.coldLookupP99Ms} ms) and a key-cache miss as stage 4 takes it (the row, the secret's envelope opened, the key compiled) — at concurrency ${PG_BENCH_SETTINGS.full.concurrencies.join(" and ")}. *Warm* runs start with the table and its indexes in memory (PostgreSQL's shared buffers and the OS page cache), as on a server whose RAM holds its keys; *first-touch* runs start on a restarted private server whose files were evicted from the page cache, and are informational (they measure the storage). PostgreSQL's own block counters say, per run, what its buffer cache held. Unlike the other benchmarks these are absolute latencies, not ratios: they move with the machine's load (the 1-minute load average is in the table).`,
   `- **Benchmark 19** is benchmark 17's signed row against two whole gateways in the same run, one on the embedded stores (SQLite + memory) and one on the production stores (PostgreSQL + Redis, both private servers on the same machine); the target is the production gateway's throughput ≥ ${STORE_WRK_TARGETS.pgRedisOverEmbedded}× the embedded one's (median of per-round ratios). Its CPU per request counts PostgreSQL's and Redis's processes too, which here share the gateway's cores: on their own hosts they would not take CPU from it.`,
+  `- **Benchmark 20** times the operator console's keys table request, \`GET /portcullis/v1/keys?limit=50\` (first page, a later page, and q searches, including ones that match few keys and so look at every key), through a real admin API over HTTP with ${CONSOLE_BENCH_SETTINGS.full.keys.toLocaleString("en-US")} keys on SQLite and on PostgreSQL, target p95 ≤ ${CONSOLE_TARGETS.keyListP95Ms} ms for every kind; and the console's first load, the JavaScript its index.html fetches, gzip-compressed as the admin listener serves it, target ≤ ${CONSOLE_TARGETS.firstLoadGzipBytes / 1000} KB ("not built" when packages/console/dist is absent).`,
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -923,6 +932,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       ...wrk.summary,
       ...pgLookup.summary,
       ...storeWrk.summary,
+      ...consoleBench.summary,
     ]),
     "",
     ...HOW_TO_READ,
@@ -944,6 +954,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...wrk.text,
     ...pgLookup.text,
     ...storeWrk.text,
+    ...consoleBench.text,
   ].join("\n");
 }
 
@@ -1013,6 +1024,8 @@ async function main() {
   const pgLookup = pgLookupSection(await runPgLookupBench({ ...settings.pgLookup, progress }).catch((err) => ({ error: err instanceof Error ? err.message : String(err) })));
   progress(`benchmark 19: signed throughput under wrk, PostgreSQL + Redis vs SQLite + memory (${settings.storeWrk.rounds} rounds)`);
   const storeWrk = storeWrkSection(await runStoreWrkBench({ ...settings.storeWrk, progress }));
+  progress(`benchmark 20: the operator console (the keys list with ${settings.console.keys.toLocaleString("en-US")} keys, the first load)`);
+  const consoleBench = consoleSection(await runConsoleBench({ ...settings.console, progress }));
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
@@ -1046,6 +1059,7 @@ async function main() {
     wrk,
     pgLookup,
     storeWrk,
+    consoleBench,
     host: machine(),
   });
   process.stdout.write(`${text}\n`);
@@ -1053,7 +1067,7 @@ async function main() {
     writeFileSync(BENCHMARKS_MD, `${text}\n`);
     progress(`wrote ${BENCHMARKS_MD}`);
   }
-  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures > 0) process.exitCode = 1;
+  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures + consoleBench.failures > 0) process.exitCode = 1;
 }
 
 main().catch((err) => {

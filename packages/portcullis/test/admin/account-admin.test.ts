@@ -5,7 +5,7 @@
  * what it holds itself (ADMIN_GRANT_EXCEEDED); an operator key reaches every account. Every admin
  * route is tried across accounts, over a real socket with the client SDK.
  */
-import { PortcullisApiError, createClient, type PortcullisClient } from "@portcullis/client";
+import type { PortcullisClient } from "@portcullis/client";
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
@@ -15,6 +15,7 @@ import { silentLogger } from "../../src/log/logger.js";
 import { oldDatabase } from "../support/old-database.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { type TestCore, makeCore } from "../support/harness.js";
+import { KEY_ROUTES, type Method, call as callAs, clientOf, refusal } from "../support/admin-clients.js";
 
 interface KeyJson {
   id: string;
@@ -45,7 +46,7 @@ let hiddenOperator: string;
 /** A key of acct-a with more than the account admin holds (withdraw), created by the operator. */
 let strong: string;
 
-const client = (created: { key: { id: string }; secret: string | null }): PortcullisClient => createClient({ baseUrl: base, keyId: created.key.id, secret: created.secret ?? "" });
+const client = (created: { key: { id: string }; secret: string | null }): PortcullisClient => clientOf(base, created);
 
 beforeAll(async () => {
   t = await makeCore({ now: Date.now });
@@ -64,32 +65,7 @@ afterAll(async () => {
   await t.cleanup();
 });
 
-async function refusal(p: Promise<unknown>): Promise<{ status: number; code: string; message: string }> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(PortcullisApiError);
-  const e = err as PortcullisApiError;
-  return { status: e.status, code: String(e.code), message: (e.body as { message: string }).message };
-}
-
-type Method = "GET" | "POST" | "PUT" | "PATCH";
-
-/** Every admin route that names a key, with a body it would otherwise accept. */
-const KEY_ROUTES: readonly (readonly [Method, string, Record<string, unknown> | undefined])[] = [
-  ["GET", "", undefined],
-  ["POST", "/revoke", { reason: "x" }],
-  ["POST", "/suspend", {}],
-  ["POST", "/resume", undefined],
-  ["PUT", "/limits", { limits: {} }],
-  ["PATCH", "", { label: "taken over" }],
-  ["POST", "/rotate", { grace: "0" }],
-  ["POST", "/end-sessions", {}],
-];
-
-const call = (c: PortcullisClient, method: Method, path: string, json?: Record<string, unknown>): Promise<KeyJson> =>
-  c.json<KeyJson>(method, path, json === undefined ? {} : { json });
+const call = (c: PortcullisClient, method: Method, path: string, json?: Record<string, unknown>): Promise<KeyJson> => callAs<KeyJson>(c, method, path, json);
 
 describe("an account admin key and keys of other accounts", () => {
   it("covers every admin route that is not public", () => {

@@ -340,6 +340,16 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       );
     `,
   },
+  {
+    version: 7,
+    name: "key search index",
+    sql: `
+      -- SQLite's migration 17. The keys list's search walks the keys in id order and must look at
+      -- every key when few match: with every column it reads in this index, the walk is an
+      -- index-only scan (about a sixth of the table's bytes) rather than a row fetch per key.
+      CREATE INDEX keys_search ON keys (id) INCLUDE (account, label, operator, status);
+    `,
+  },
 ];
 
 export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY, nameLockKey, schemaLockKey } from "./locks.js";

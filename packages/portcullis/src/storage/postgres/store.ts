@@ -459,6 +459,7 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     if (filter.operator !== undefined) where.push(`operator = ${param(filter.operator)}`);
     if (filter.status !== undefined) where.push(`status = ${param(filter.status)}`);
     if (filter.after !== undefined) where.push(`id > ${param(filter.after)}`);
+    let sql: string;
     if (filter.search !== undefined) {
       const patterns = searchPatterns(filter.search);
       if (patterns === null) return [];
@@ -467,8 +468,14 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
       where.push(
         `(lower(id COLLATE "C") LIKE ${prefix} ESCAPE '\\' OR lower(account COLLATE "C") LIKE ${prefix} ESCAPE '\\' OR lower(label COLLATE "C") LIKE ${param(patterns.infix)} ESCAPE '\\')`,
       );
+      // A search few keys match looks at every key: the inner query reads only keys_search (an
+      // index-only scan in id order, every column it tests included), the outer fetches the rows
+      // it chose. Selecting * in one query would fetch every row it looks at (7 s for 1,000,000
+      // keys against about 1 s).
+      sql = `SELECT * FROM keys WHERE id IN (SELECT id FROM keys WHERE ${where.join(" AND ")} ORDER BY id LIMIT ${param(filter.limit)}) ORDER BY id`;
+    } else {
+      sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ${param(filter.limit)}`;
     }
-    const sql = `SELECT * FROM keys ${where.length > 0 ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY id LIMIT ${param(filter.limit)}`;
     const { rows } = await this.pool.query<KeyRowSql>(sql, params);
     return rows.map(fromSql);
   }

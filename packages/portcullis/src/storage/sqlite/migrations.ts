@@ -395,4 +395,15 @@ export const migrations: readonly Migration[] = [
       ALTER TABLE keys ADD COLUMN cert_thumbprint TEXT;
     `,
   },
+  {
+    version: 17,
+    name: "key search index",
+    sql: `
+      -- The keys list's search (KeyListFilter.search: id or account prefix, part of the label)
+      -- walks the keys in id order and must look at every key when few match. This index holds
+      -- every column the search and the list's filters read, in id order, so the walk reads it
+      -- alone (about a tenth of the table's bytes) and the table only for the keys it returns.
+      CREATE INDEX keys_search ON keys (id, account, label, operator, status);
+    `,
+  },
 ];
