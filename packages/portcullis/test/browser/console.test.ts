@@ -272,6 +272,21 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
     expect(stack.exchange.withdrawals()[0]).toMatchObject({ account: "demo-treasury", address: ADDRESS });
   });
 
+  it("rejects a held withdrawal with an approver's key file: it is never sent", async () => {
+    const id = await withdraw();
+    await page.getByTestId("approvals-reload").click();
+    await page.getByTestId(`operation-open-${id}`).click();
+    await page.getByTestId("digest-ok").waitFor();
+    await page.getByTestId("approver-key").setInputFiles(approverFiles.alice ?? "");
+    await expect.poll(() => page.getByTestId("approver-name").inputValue()).toBe("alice");
+    await page.getByTestId("reject").click();
+    await page.getByTestId("confirm-ok").click();
+    await expect.poll(() => page.getByTestId("operation-state").textContent()).toBe("rejected");
+    expect((await stack.running.holds.view(id)).state).toBe("rejected");
+    await new Promise((r) => setTimeout(r, 300));
+    expect(stack.exchange.withdrawals()).toHaveLength(1);
+  });
+
   it("shows anomalies, policies (with a dry run's trace) and the audit page", async () => {
     await go("anomalies");
     await page.getByTestId("anomalies-table").waitFor();
