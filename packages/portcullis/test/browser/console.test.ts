@@ -46,7 +46,6 @@ let browser: Browser;
 let context: BrowserContext;
 let page: Page;
 let origin: string;
-let closeOrigin: () => Promise<void> = () => Promise.resolve();
 let files: string;
 let shots: string;
 const cspViolations: string[] = [];
@@ -118,9 +117,7 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
     }
     const initiator = { actor: "test", account: null, keyId: null, client: null, owner: null } as const;
     expect((await governance.policy.apply(POLICY, initiator)).state).toBe("applied");
-    const front = await consoleOrigin(stack.admin ?? "");
-    origin = front.origin;
-    closeOrigin = () => front.close();
+    origin = await consoleOrigin(stack.admin ?? "");
     browser = await launch();
     context = await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
     page = await context.newPage();
@@ -137,7 +134,6 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
 
   afterAll(async () => {
     await browser.close().catch(() => undefined);
-    await closeOrigin();
     await stack.close();
     rmSync(files, { recursive: true, force: true });
   });

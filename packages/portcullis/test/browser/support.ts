@@ -3,13 +3,9 @@
  * and the origin that serves the console with the admin API.
  */
 import { existsSync } from "node:fs";
-import { type IncomingMessage, type Server, type ServerResponse, createServer, request as httpRequest } from "node:http";
-import type { AddressInfo } from "node:net";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
-import { loadConsole, serveConsole } from "../../src/admin/console.js";
-import { silentLogger } from "../../src/log/logger.js";
 
 export const REPO_ROOT = fileURLToPath(new URL("../../../../", import.meta.url));
 export const CONSOLE_DIST = join(REPO_ROOT, "packages", "console", "dist");
@@ -34,48 +30,15 @@ export function screenshotsDir(): string {
 }
 
 /**
- * The console's origin. The admin listener serves the console itself when it is configured to
- * (admin/console.ts, wired by the runtime); until then, a front on one origin serves the same
- * files with the same code (`loadConsole`/`serveConsole`, with the CSP) and passes every other
- * request to the admin listener untouched (its Host too: the signatures cover `@authority`), as a
- * deployment's reverse proxy would.
+ * The console's origin: the admin listener itself, which serves the built console under
+ * `/console/` (admin.console, on by default) with its strict CSP. Checked here, so that a stack that
+ * does not serve it fails with a reason rather than a blank page.
  */
-export async function consoleOrigin(admin: string): Promise<{ origin: string; close(): Promise<void> }> {
-  const probe = await fetch(`${admin}/console/`).catch(() => null);
-  if (probe?.status === 200) {
-    await probe.body?.cancel();
-    return { origin: admin, close: () => Promise.resolve() };
-  }
-  await probe?.body?.cancel();
-  const files = loadConsole(CONSOLE_DIST, silentLogger());
-  const target = new URL(admin);
-  const server: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? "/").split("?")[0] ?? "/";
-    if (path === "/console" || path.startsWith("/console/")) {
-      if (serveConsole(files, req, res, path, "front")) return;
-    }
-    const upstream = httpRequest(
-      { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    upstream.on("error", () => {
-      res.destroy();
-    });
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    origin: `http://127.0.0.1:${String(port)}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => {
-          resolve();
-        });
-      }),
-  };
+export async function consoleOrigin(admin: string): Promise<string> {
+  const res = await fetch(`${admin}/console/`);
+  const csp = res.headers.get("content-security-policy") ?? "";
+  await res.body?.cancel();
+  if (res.status !== 200) throw new Error(`${admin}/console/ answered ${String(res.status)}: is admin.console on and the console built?`);
+  if (!csp.includes("default-src 'self'") || csp.includes("unsafe-inline")) throw new Error(`the console is served without the strict CSP: ${csp}`);
+  return admin;
 }
