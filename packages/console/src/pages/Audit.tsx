@@ -37,7 +37,8 @@ export function Audit({ api }: { readonly api: Api }): ReactNode {
   const after = cursors.at(-1);
   const query = (): Record<string, string> => {
     const q: Record<string, string> = {};
-    for (const [k, v] of Object.entries(filters)) if (v.trim() !== "") q[k] = k === "since" || k === "until" ? String(Date.parse(v)) : v.trim();
+    // Times go as typed: the server takes an ISO-8601 time, epoch milliseconds or a duration ago ("1h").
+    for (const [k, v] of Object.entries(filters)) if (v.trim() !== "") q[k] = v.trim();
     return q;
   };
   const entries = useLoad(
@@ -112,7 +113,7 @@ export function Audit({ api }: { readonly api: Api }): ReactNode {
             ["key", "Key", "pck_…"],
             ["account", "Account", ""],
             ["event", "Event", "key.*"],
-            ["since", "Since", "2026-12-06T00:00Z"],
+            ["since", "Since", "1h or 2026-12-06T00:00Z"],
             ["until", "Until", ""],
           ] as const
         ).map(([f, name, hint]) => (

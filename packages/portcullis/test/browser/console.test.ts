@@ -297,12 +297,14 @@ describe.skipIf(reason !== null)(`the console in Chromium${reason === null ? "" 
     await shot("policies");
     await go("audit");
     await page.getByTestId("audit-event").fill("key.revoke");
+    await page.getByTestId("audit-since").fill("1h");
     await page.getByTestId("audit-search").click();
     await expect.poll(() => page.getByTestId("audit-table").locator("tbody tr").count()).toBe(1);
     expect(await page.getByTestId("audit-table").textContent()).toContain(created.keyId);
     const [csv] = await Promise.all([page.waitForEvent("download"), page.getByTestId("audit-export-csv").click()]);
     expect(readFileSync(await csv.path(), "utf8")).toContain(created.keyId);
     await page.getByTestId("audit-event").fill("");
+    await page.getByTestId("audit-since").fill("");
     await page.getByTestId("audit-search").click();
     await page.getByTestId("audit-verify").click();
     await expect.poll(() => page.getByTestId("audit-verify-result").textContent()).toMatch(/^intact/);
