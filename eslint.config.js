@@ -1,6 +1,7 @@
 // Type-aware lint for every package. `no-floating-promises` matters most in a proxy: a dropped
 // promise is a request that never answers.
 import js from "@eslint/js";
+import reactHooks from "eslint-plugin-react-hooks";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
@@ -28,6 +29,15 @@ export default tseslint.config(
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       eqeqeq: ["error", "always"],
       "no-console": "off",
+    },
+  },
+  {
+    // The console (React): the rules of hooks, and exhaustive effect dependencies.
+    files: ["packages/console/**/*.{ts,tsx}"],
+    plugins: { "react-hooks": reactHooks },
+    rules: {
+      "react-hooks/rules-of-hooks": "error",
+      "react-hooks/exhaustive-deps": "error",
     },
   },
   {
