@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
 import { KEY } from "../../src/admin/schema/common.js";
 import { type Node, check, describe as describeNode, matches, s, toJsonSchema } from "../../src/admin/schema/nodes.js";
-import { type AdminRoute, AdminSchemas, NO_BODY, routeId } from "../../src/admin/schema/routes.js";
+import { type AdminRoute, AdminSchemas, NO_BODY, adminRoute, routeId } from "../../src/admin/schema/routes.js";
+import type { RequestContext } from "../../src/contract/request.js";
+import { PortcullisError } from "../../src/errors/catalogue.js";
 import { PROTOTYPE_NAMES, parseJson } from "../../src/contract/json.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { type TestCore, makeCore } from "../support/harness.js";
@@ -70,6 +72,32 @@ describe("every admin route declares its contract", () => {
     expect(() => new AdminSchemas([declared("/portcullis/v1/new/:id", { summary: "x", answers: { 200: { description: "x" } } })])).toThrow(/path parameter id/);
     expect(() => new AdminSchemas([declared("/portcullis/v1/new", { summary: "x", params: { id: s.string() }, answers: { 200: { description: "x" } } })])).toThrow(/does not have/);
     expect(() => new AdminSchemas([ADMIN_ROUTES[0] as AdminRoute, ADMIN_ROUTES[0] as AdminRoute])).toThrow(/twice/);
+    expect(() => new AdminSchemas([declared("/portcullis/v1/new", { summary: "x", query: { n: { schema: s.array(s.integer()) } }, answers: { 200: { description: "x" } } })])).toThrow(/list of strings/);
+    expect(() => new AdminSchemas([declared("/portcullis/v1/new", { summary: "x", query: { n: { schema: s.string(), repeatable: true } }, answers: { 200: { description: "x" } } })])).toThrow(/declared as a list/);
+  });
+
+  it("a repeated parameter (declared so) is read as a list of its values; a comma-separated one as one value", () => {
+    const route = adminRoute("GET", "/portcullis/v1/new", "admin:keys", {
+      summary: "x",
+      query: { event: { schema: s.array(s.string({ pattern: /^[a-z.*]+$/ }), { maxItems: 2 }), repeatable: true }, ids: { schema: s.array(s.string({ minLength: 1 }), { maxItems: 2 }) } },
+      answers: { 200: { description: "x" } },
+    });
+    const schemas = new AdminSchemas([route]);
+    const validate = (query: string): Record<string, string> => {
+      const ctx = { route: { id: routeId(route) }, path: route.path, query, body: Buffer.alloc(0) } as unknown as RequestContext;
+      try {
+        schemas.validate(ctx);
+        return {};
+      } catch (err) {
+        expect(err).toBeInstanceOf(PortcullisError);
+        return { ...(err as PortcullisError).fields };
+      }
+    };
+    expect(validate("event=key.create&event=key.*&ids=a,b")).toEqual({});
+    expect(validate("event=a&event=b&event=c")).toEqual({ event: expect.stringMatching(/at most 2/) as unknown });
+    expect(validate("event=BAD")).toEqual({ event: expect.any(String) as unknown });
+    expect(validate("ids=a,b,c&ids=a")).toEqual({ ids: "given more than once" });
+    expect(validate("ids=a,,b")).toEqual({ ids: expect.any(String) as unknown });
   });
 });
 
