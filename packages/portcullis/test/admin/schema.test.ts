@@ -203,10 +203,33 @@ describe("query parameters", () => {
     }
   });
 
-  it("answers match their declared schemas (keys)", async () => {
+  it("answers match their declared schemas (the key routes)", async () => {
     const page = await client.json<{ keys: unknown[] }>("GET", "/portcullis/v1/keys?limit=10");
     expect(page.keys.length).toBeGreaterThan(0);
     for (const key of page.keys) expect(matches(KEY, key)).toBe(true);
+    const declared = (id: string, status: number): Node => {
+      const node = ADMIN_ROUTES.find((r) => routeId(r) === id)?.schema.answers[status]?.schema;
+      if (node === undefined) throw new Error(`${id} declares no ${status} answer`);
+      return node;
+    };
+    const problemsOf = (node: Node, value: unknown): Record<string, string> => {
+      const out: Record<string, string> = Object.create(null) as Record<string, string>;
+      check(node, value, "", out);
+      return { ...out };
+    };
+    const created = await client.json<{ id: string }>("POST", "/portcullis/v1/keys", { json: { account: "acct-2", scopes: ["read"] } });
+    const answers: [string, number, unknown][] = [
+      ["GET /portcullis/v1/time", 200, await client.json("GET", "/portcullis/v1/time")],
+      ["GET /portcullis/v1/health", 200, await client.json("GET", "/portcullis/v1/health")],
+      ["POST /portcullis/v1/keys", 201, created],
+      ["GET /portcullis/v1/keys", 200, page],
+      ["GET /portcullis/v1/keys/:id", 200, await client.json("GET", `/portcullis/v1/keys/${created.id}`)],
+      ["PATCH /portcullis/v1/keys/:id", 200, await client.json("PATCH", `/portcullis/v1/keys/${created.id}`, { json: { label: "x", guardrails: { symbols: ["BTCUSDT"] } } })],
+      ["POST /portcullis/v1/keys/:id/suspend", 200, await client.json("POST", `/portcullis/v1/keys/${created.id}/suspend`, { json: { reason: "r" } })],
+      ["POST /portcullis/v1/keys/:id/resume", 200, await client.json("POST", `/portcullis/v1/keys/${created.id}/resume`)],
+      ["POST /portcullis/v1/keys/:id/rotate", 201, await client.json("POST", `/portcullis/v1/keys/${created.id}/rotate`, { json: { grace: "1h" } })],
+    ];
+    for (const [id, status, body] of answers) expect({ id, problems: problemsOf(declared(id, status), body) }).toEqual({ id, problems: {} });
   });
 });
 
