@@ -60,7 +60,7 @@ export const KEY_ROUTES: readonly AdminRoute[] = [
   adminRoute("POST", "/portcullis/v1/keys/:id/suspend", "admin:keys", { summary: "Suspend a key", params: KEY_PARAM, body: REASON_BODY, answers: { 200: { description: "the key", schema: KEY } } }),
   adminRoute("POST", "/portcullis/v1/keys/:id/resume", "admin:keys", { summary: "Resume a suspended key", params: KEY_PARAM, answers: { 200: { description: "the key", schema: KEY } } }),
   adminRoute("PUT", "/portcullis/v1/keys/:id/limits", "admin:keys", {
-    summary: "Replace a key's limit overrides (operator keys)",
+    summary: "Replace a key's limit overrides (an account admin key sets none)",
     params: KEY_PARAM,
     body: s.object({ limits: LIMITS }),
     answers: { 200: { description: "the key", schema: KEY } },

@@ -5,6 +5,8 @@
  * permission it needs, its parameters, its body and the error shape.
  */
 import { Validator } from "@seriousme/openapi-schema-validator";
+import { createRequire } from "node:module";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, AdminApi, adminOpenApiDocument } from "../../src/admin/server.js";
 import { ERROR_CODES } from "../../src/errors/catalogue.js";
@@ -86,6 +88,26 @@ describe("GET /admin/v1/openapi.json", () => {
     const op = broken.paths["/portcullis/v1/keys"]?.get;
     if (op !== undefined) op.parameters = [{ name: "q", in: "body" }];
     expect((await new Validator().validate(broken as unknown as Record<string, unknown>)).valid).toBe(false);
+  });
+
+  it("every schema in it is valid JSON Schema 2020-12 (the meta-schema, by the validator's own Ajv)", async () => {
+    // The OpenAPI schema does not look inside Schema Objects; Ajv 2020 does. It is the one the
+    // validator itself depends on (resolved from it: no second copy of Ajv to keep).
+    const require = createRequire(fileURLToPath(import.meta.resolve("@seriousme/openapi-schema-validator")));
+    const { Ajv2020 } = (await import(pathToFileURL(require.resolve("ajv/dist/2020")).href)) as { Ajv2020: new (o: object) => { validateSchema(s: unknown): boolean; errors?: unknown } };
+    const ajv = new Ajv2020({ strict: true, validateFormats: false });
+    const schemas: [string, unknown][] = Object.entries(doc.components.schemas).map(([name, schema]) => [`components/schemas/${name}`, schema]);
+    for (const [method, path, op] of operations()) {
+      for (const p of op.parameters ?? []) schemas.push([`${method} ${path} ${p.name}`, p.schema]);
+      for (const [type, c] of Object.entries(op.requestBody?.content ?? {})) schemas.push([`${method} ${path} body ${type}`, c.schema]);
+      for (const [status, answer] of Object.entries(op.responses)) {
+        for (const [type, c] of Object.entries((answer as { content?: Record<string, { schema?: unknown }> }).content ?? {})) if (c.schema !== undefined) schemas.push([`${method} ${path} ${status} ${type}`, c.schema]);
+      }
+    }
+    expect(schemas.length).toBeGreaterThan(80);
+    for (const [where, schema] of schemas) expect({ where, valid: ajv.validateSchema(schema), errors: ajv.errors ?? null }).toEqual({ where, valid: true, errors: null });
+    // And it does refuse a schema that is not one.
+    expect(ajv.validateSchema({ type: "strng" })).toBe(false);
   });
 
   it("names every admin route exactly once, with the permission it needs", () => {

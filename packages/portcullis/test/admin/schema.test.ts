@@ -11,7 +11,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
 import { KEY } from "../../src/admin/schema/common.js";
 import { type Node, check, describe as describeNode, matches, s, toJsonSchema } from "../../src/admin/schema/nodes.js";
-import { type AdminRoute, AdminSchemas, NO_BODY, routeId } from "../../src/admin/schema/routes.js";
+import { type AdminRoute, AdminSchemas, NO_BODY, adminRoute, routeId } from "../../src/admin/schema/routes.js";
+import type { RequestContext } from "../../src/contract/request.js";
+import { PortcullisError } from "../../src/errors/catalogue.js";
 import { PROTOTYPE_NAMES, parseJson } from "../../src/contract/json.js";
 import { silentLogger } from "../../src/log/logger.js";
 import { type TestCore, makeCore } from "../support/harness.js";
@@ -70,6 +72,32 @@ describe("every admin route declares its contract", () => {
     expect(() => new AdminSchemas([declared("/portcullis/v1/new/:id", { summary: "x", answers: { 200: { description: "x" } } })])).toThrow(/path parameter id/);
     expect(() => new AdminSchemas([declared("/portcullis/v1/new", { summary: "x", params: { id: s.string() }, answers: { 200: { description: "x" } } })])).toThrow(/does not have/);
     expect(() => new AdminSchemas([ADMIN_ROUTES[0] as AdminRoute, ADMIN_ROUTES[0] as AdminRoute])).toThrow(/twice/);
+    expect(() => new AdminSchemas([declared("/portcullis/v1/new", { summary: "x", query: { n: { schema: s.array(s.integer()) } }, answers: { 200: { description: "x" } } })])).toThrow(/list of strings/);
+    expect(() => new AdminSchemas([declared("/portcullis/v1/new", { summary: "x", query: { n: { schema: s.string(), repeatable: true } }, answers: { 200: { description: "x" } } })])).toThrow(/declared as a list/);
+  });
+
+  it("a repeated parameter (declared so) is read as a list of its values; a comma-separated one as one value", () => {
+    const route = adminRoute("GET", "/portcullis/v1/new", "admin:keys", {
+      summary: "x",
+      query: { event: { schema: s.array(s.string({ pattern: /^[a-z.*]+$/ }), { maxItems: 2 }), repeatable: true }, ids: { schema: s.array(s.string({ minLength: 1 }), { maxItems: 2 }) } },
+      answers: { 200: { description: "x" } },
+    });
+    const schemas = new AdminSchemas([route]);
+    const validate = (query: string): Record<string, string> => {
+      const ctx = { route: { id: routeId(route) }, path: route.path, query, body: Buffer.alloc(0) } as unknown as RequestContext;
+      try {
+        schemas.validate(ctx);
+        return {};
+      } catch (err) {
+        expect(err).toBeInstanceOf(PortcullisError);
+        return { ...(err as PortcullisError).fields };
+      }
+    };
+    expect(validate("event=key.create&event=key.*&ids=a,b")).toEqual({});
+    expect(validate("event=a&event=b&event=c")).toEqual({ event: expect.stringMatching(/at most 2/) as unknown });
+    expect(validate("event=BAD")).toEqual({ event: expect.any(String) as unknown });
+    expect(validate("ids=a,b,c&ids=a")).toEqual({ ids: "given more than once" });
+    expect(validate("ids=a,,b")).toEqual({ ids: expect.any(String) as unknown });
   });
 });
 
@@ -175,10 +203,33 @@ describe("query parameters", () => {
     }
   });
 
-  it("answers match their declared schemas (keys)", async () => {
+  it("answers match their declared schemas (the key routes)", async () => {
     const page = await client.json<{ keys: unknown[] }>("GET", "/portcullis/v1/keys?limit=10");
     expect(page.keys.length).toBeGreaterThan(0);
     for (const key of page.keys) expect(matches(KEY, key)).toBe(true);
+    const declared = (id: string, status: number): Node => {
+      const node = ADMIN_ROUTES.find((r) => routeId(r) === id)?.schema.answers[status]?.schema;
+      if (node === undefined) throw new Error(`${id} declares no ${status} answer`);
+      return node;
+    };
+    const problemsOf = (node: Node, value: unknown): Record<string, string> => {
+      const out: Record<string, string> = Object.create(null) as Record<string, string>;
+      check(node, value, "", out);
+      return { ...out };
+    };
+    const created = await client.json<{ id: string }>("POST", "/portcullis/v1/keys", { json: { account: "acct-2", scopes: ["read"] } });
+    const answers: [string, number, unknown][] = [
+      ["GET /portcullis/v1/time", 200, await client.json("GET", "/portcullis/v1/time")],
+      ["GET /portcullis/v1/health", 200, await client.json("GET", "/portcullis/v1/health")],
+      ["POST /portcullis/v1/keys", 201, created],
+      ["GET /portcullis/v1/keys", 200, page],
+      ["GET /portcullis/v1/keys/:id", 200, await client.json("GET", `/portcullis/v1/keys/${created.id}`)],
+      ["PATCH /portcullis/v1/keys/:id", 200, await client.json("PATCH", `/portcullis/v1/keys/${created.id}`, { json: { label: "x", guardrails: { symbols: ["BTCUSDT"] } } })],
+      ["POST /portcullis/v1/keys/:id/suspend", 200, await client.json("POST", `/portcullis/v1/keys/${created.id}/suspend`, { json: { reason: "r" } })],
+      ["POST /portcullis/v1/keys/:id/resume", 200, await client.json("POST", `/portcullis/v1/keys/${created.id}/resume`)],
+      ["POST /portcullis/v1/keys/:id/rotate", 201, await client.json("POST", `/portcullis/v1/keys/${created.id}/rotate`, { json: { grace: "1h" } })],
+    ];
+    for (const [id, status, body] of answers) expect({ id, problems: problemsOf(declared(id, status), body) }).toEqual({ id, problems: {} });
   });
 });
 

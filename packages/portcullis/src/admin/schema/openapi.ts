@@ -1,6 +1,6 @@
 import { ERROR_CODES } from "../../errors/catalogue.js";
 import { type JsonSchema, type Node, s, toJsonSchema } from "./nodes.js";
-import { type AdminRoute, NO_BODY, type QueryParam } from "./routes.js";
+import { type AdminRoute, type AnswerSchema, NO_BODY, type QueryParam } from "./routes.js";
 
 /**
  * The OpenAPI 3.1 document of the admin API, generated from the very declarations that validate
@@ -53,7 +53,7 @@ export function openApiDocument(routes: readonly AdminRoute[]): JsonSchema {
     for (const [status, answer] of Object.entries(r.answers)) {
       responses[status] = {
         description: answer.description,
-        ...(answer.schema === undefined && answer.contentType === undefined ? {} : { content: { [answer.contentType ?? "application/json"]: answer.schema === undefined ? {} : { schema: schema(answer.schema) } } }),
+        ...(answer.schema === undefined && answer.contentType === undefined ? {} : { content: content(answer, schema) }),
       };
     }
     const error = { $ref: "#/components/responses/Error" };
@@ -95,6 +95,12 @@ export function openApiDocument(routes: readonly AdminRoute[]): JsonSchema {
       },
     },
   };
+}
+
+/** An answer's media types, each with its schema (if any). */
+function content(answer: AnswerSchema, schema: (node: Node) => JsonSchema): Record<string, unknown> {
+  const types = answer.contentType === undefined ? ["application/json"] : typeof answer.contentType === "string" ? [answer.contentType] : answer.contentType;
+  return Object.fromEntries(types.map((type) => [type, answer.schema === undefined ? {} : { schema: schema(answer.schema) }]));
 }
 
 function queryParameter(name: string, p: QueryParam, schema: (node: Node) => JsonSchema): Record<string, unknown> {

@@ -11,6 +11,19 @@ import { type ArrayNode, type BooleanNode, type IntegerNode, type Node, type Obj
  * before the handler runs (`AdminSchemas.validate`), and the OpenAPI document is generated from
  * the very same declarations (admin/schema/openapi.ts). The domain parsers (keys/input.ts,
  * policy/document.ts…) still run after it: the schema is the API's shape, the parser the meaning.
+ *
+ * Adding a route is one declaration, in the module that handles it, spread into `ADMIN_ROUTES`
+ * (admin/server.ts):
+ *
+ *   export const AUDIT_ROUTES: readonly AdminRoute[] = [
+ *     adminRoute("GET", "/portcullis/v1/audit/entries", "admin:audit", {
+ *       summary: "Audit entries, oldest first",
+ *       query: { event: { schema: s.array(s.string({ maxLength: 64 }), { maxItems: 32 }), repeatable: true }, limit: LIMIT_PARAM },
+ *       answers: { 200: { description: "a page", schema: s.openObject({ entries: s.array(s.any()), next: s.nullable(s.integer()) }) } },
+ *     }),
+ *   ];
+ *
+ * A route in `ADMIN_ROUTES` without a schema fails to compile (and test/admin/schema.test.ts).
  */
 export interface RouteSchema {
   readonly summary: string;
@@ -42,8 +55,8 @@ export interface AnswerSchema {
   readonly description: string;
   /** The JSON body; absent: a body that is not JSON (contentType) or none. */
   readonly schema?: Node;
-  /** Default application/json. */
-  readonly contentType?: string;
+  /** Default application/json; several for a choice (`text/csv`, `application/jsonl`). */
+  readonly contentType?: string | readonly string[];
 }
 
 /** A route of the admin listener with its contract: the one place a route is declared. */
@@ -104,6 +117,11 @@ export class AdminSchemas {
         params.push({ index, name, node });
       });
       if (Object.keys(schema.params ?? {}).length !== params.length) throw new TypeError(`admin route ${id}: a parameter is declared that the path does not have`);
+      for (const [name, p] of Object.entries(schema.query ?? {})) {
+        // A list parameter's values are text: its items are strings.
+        if (p.schema.kind === "array" && p.schema.items.kind !== "string") throw new TypeError(`admin route ${id}: query parameter ${name} must be a list of strings`);
+        if (p.repeatable === true && p.schema.kind !== "array") throw new TypeError(`admin route ${id}: the repeated query parameter ${name} must be declared as a list`);
+      }
       this.routes.set(id, { schema, params, query: new Map(Object.entries(schema.query ?? {})), body: schema.body ?? NO_BODY });
     }
   }
