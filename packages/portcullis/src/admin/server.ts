@@ -23,6 +23,8 @@ import { APPROVAL_ROUTES, approvalsAnswer } from "./approvals.js";
 import { RISK_ROUTES, dispatchRisk, isRiskRoute } from "./risk.js";
 import type { RiskProfiles } from "../exposure/service.js";
 import { ANOMALY_ROUTES, type AnomalyAdmin, anomaliesAnswer } from "./anomalies.js";
+import { PASSKEY_ROUTES, type PasskeyAdmin, passkeysAnswer } from "./passkeys.js";
+import type { PasskeyService } from "../sessions/passkeys.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -61,6 +63,8 @@ export const ADMIN_ROUTES: readonly RouteSpec[] = [
   // Keys' risk profiles (admin/risk.ts).
   ...RISK_ROUTES,
   ...ANOMALY_ROUTES,
+  // Passkeys: registration, and the console's sign-in with one (admin/passkeys.ts).
+  ...PASSKEY_ROUTES,
 ];
 
 const ADMIN_BODY_LIMIT = 64 * 1024;
@@ -79,6 +83,8 @@ export interface AdminApiOptions {
   readonly risk?: RiskProfiles;
   /** The behaviour stage's anomaly actions (admin/anomalies.ts); without it those routes are not found. */
   readonly anomalies?: AnomalyAdmin;
+  /** Passkeys, the console's WebAuthn sign-in (admin/passkeys.ts); without them (or sessions) those routes are not found. */
+  readonly passkeys?: PasskeyService;
   /** Prometheus `GET /metrics` (docs/operations-endpoints.md); without it the path is not found. */
   readonly metrics?: AdminMetrics;
 }
@@ -121,6 +127,7 @@ export class AdminApi {
   private readonly holds: HoldService | null;
   private readonly risk: RiskProfiles | null;
   private readonly anomalies: AnomalyAdmin | null;
+  private readonly passkeys: PasskeyAdmin | null;
   private readonly metrics: AdminMetrics | null;
   /** SHA-256 of the metrics token: compared in constant time over equal lengths. */
   private readonly metricsDigest: Buffer | null;
@@ -141,6 +148,7 @@ export class AdminApi {
     this.now = options.now ?? Date.now;
     this.governance = options.governance ?? null;
     this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES, { allowReserved: true }));
+    this.passkeys = options.passkeys === undefined ? null : { service: options.passkeys, core: options.core, pipeline: this.pipeline };
     this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT, tls: options.tls }, this.handle);
     this.server = this.listener.server;
     this.lifecycle = new Lifecycle({
@@ -271,6 +279,8 @@ export class AdminApi {
     if (approvals !== undefined) return approvals;
     const anomalies = await anomaliesAnswer(this.anomalies, ctx);
     if (anomalies !== undefined) return anomalies;
+    const passkeys = await passkeysAnswer(this.passkeys, ctx);
+    if (passkeys !== undefined) return passkeys;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

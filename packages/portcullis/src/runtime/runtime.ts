@@ -17,6 +17,7 @@ import { RedisHotStore } from "../storage/redis/hot.js";
 import type { DurableStore, HotStore } from "../storage/types.js";
 import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
+import { PasskeyService, listenerOrigin } from "../sessions/passkeys.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
 import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
@@ -280,6 +281,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         anomaly: options.anomaly === undefined ? core.behaviour : options.anomaly,
         idleExpiryMs: config.keys.idleExpiryMs,
       });
+      // Passkeys (docs/passkeys.md): bound to the console's origin, configured or the listener's own.
+      const passkeys = new PasskeyService({ store: data.store.passkeys, origins: config.admin.origin });
       admin = new AdminApi({
         core,
         logger,
@@ -288,9 +291,11 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         holds,
         risk,
         anomalies: { responder: anomalies, signer: data.signingKeys },
+        passkeys,
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
       });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
+      if (config.admin.origin === null) passkeys.useOrigins([listenerOrigin(adminAddress, config.admin.host, tls.admin !== null)]);
     }
     const running = { core, gateway, admin, websocket, policy };
     return {

@@ -192,6 +192,14 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   // Anomaly actions (the admin API only; mapped for completeness).
   ANOMALY_ACTION_NOT_FOUND: status(E.params, 404),
   ANOMALY_ACTION_FINAL: status(E.params, 409),
+  // Passkey sign-in (admin API only; never on a venue's routes).
+  PASSKEY_CHALLENGE_INVALID: E.sign,
+  PASSKEY_VERIFICATION_FAILED: E.sign,
+  PASSKEY_UNKNOWN: E.invalidKey,
+  PASSKEY_COUNTER_REGRESSED: E.sign,
+  PASSKEY_NOT_FOUND: status(E.params, 404),
+  PASSKEY_EXISTS: status(E.params, 409),
+  PASSKEY_LIMIT_REACHED: status(E.params, 409),
   INTERNAL: E.serverError,
 };
 
