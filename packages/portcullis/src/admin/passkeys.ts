@@ -154,7 +154,7 @@ async function signIn(admin: PasskeyAdmin, ctx: RequestContext): Promise<{ statu
         account: p.account,
         client: ctx.client?.text,
         requestId: ctx.requestId,
-        detail: { credential: p.id, counter: p.counter, presented: err.presented },
+        detail: { passkey: p.id, counter: p.counter, presented: err.presented },
       });
       core.logger.warn({ requestId: ctx.requestId, keyId: p.keyId, credential: p.id, counter: p.counter, presented: err.presented }, "passkey sign-in refused: the signature counter went back (a cloned authenticator?)");
     }
@@ -179,7 +179,7 @@ async function signIn(admin: PasskeyAdmin, ctx: RequestContext): Promise<{ statu
     account: key.record.account,
     client: ctx.client?.text,
     requestId: ctx.requestId,
-    detail: { session: issued.sessionId, scopes: issued.scopes, expiresAt: issued.expiresAt, boundAddress: issued.boundAddress, method: "passkey", credential: passkey.id },
+    detail: { session: issued.sessionId, scopes: issued.scopes, expiresAt: issued.expiresAt, boundAddress: issued.boundAddress, method: "passkey", passkey: passkey.id },
   });
   return {
     status: 201,

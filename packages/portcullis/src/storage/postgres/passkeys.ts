@@ -51,7 +51,7 @@ function fromSql(r: PasskeySql): PasskeyRow {
 }
 
 function detail(row: PasskeyRow): Record<string, unknown> {
-  return { credential: row.id, label: row.label, transports: row.transports };
+  return { passkey: row.id, label: row.label, transports: row.transports };
 }
 
 export class PostgresPasskeys implements PasskeyStore {

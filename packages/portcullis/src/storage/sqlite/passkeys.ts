@@ -51,7 +51,7 @@ export function challengeFromSql(r: ChallengeSql): PasskeyChallengeRow {
 
 /** The audit entry of a registration or removal (never the public key: it is no secret, but it is noise). */
 export function passkeyAuditDetail(row: PasskeyRow): Record<string, unknown> {
-  return { credential: row.id, label: row.label, transports: row.transports };
+  return { passkey: row.id, label: row.label, transports: row.transports };
 }
 
 function rejected(err: unknown): Promise<never> {
