@@ -658,6 +658,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
       { version: 4, name: "policy versions, address books, velocity ledger" },
       { version: 5, name: "behaviour state, anomaly actions" },
       { version: 6, name: "approvers and held operations" },
+      { version: 7, name: "passkeys" },
     ]);
     // Opening again applies nothing and keeps the data.
     const first = opened[0];
