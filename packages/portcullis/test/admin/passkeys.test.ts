@@ -9,7 +9,9 @@
  * public route, and the registration's own checks.
  */
 import { createClient, type PortcullisClient } from "@portcullis/client";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type Browser, type BrowserContext, type CDPSession, type Page, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminApi } from "../../src/admin/server.js";
@@ -18,11 +20,14 @@ import { silentLogger } from "../../src/log/logger.js";
 import { MAX_PASSKEYS_PER_KEY, PasskeyService, listenerOrigin, relyingParty } from "../../src/sessions/passkeys.js";
 import { parseConfig } from "../../src/config/config.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
+import { initDataDir } from "../../src/core/data-dir.js";
+import { type RunningPortcullis, startPortcullis, urlOf } from "../../src/runtime/runtime.js";
 import { type TestCore, makeCore } from "../support/harness.js";
 import { IN_CI, loudSkip } from "../support/redis.js";
 
 const CHROMIUM = process.env.PORTCULLIS_CHROMIUM ?? "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
+// In CI (CI=true) Chromium is required (.ci/run installs it): the browser tests then fail rather than skip.
 if (!haveChromium && !IN_CI) loudSkip("the passkey browser tests", `no Chromium at ${CHROMIUM}`);
 
 type Json = Record<string, unknown>;
@@ -157,7 +162,7 @@ async function auditEvents(s: Server, event: string): Promise<Json[]> {
   return rows.map((r) => JSON.parse(r.entry) as Json);
 }
 
-describe.skipIf(!haveChromium)("passkeys, with a browser's virtual authenticator", () => {
+describe.skipIf(!haveChromium && !IN_CI)("passkeys, with a browser's virtual authenticator", () => {
   let s: Server;
   let tab: Tab;
 
@@ -439,5 +444,37 @@ describe("passkeys' relying party", () => {
     expect(parseConfig(config({}), "/tmp").admin.origin).toBeNull();
     expect(() => parseConfig(config({ origin: ["https://a.example", "https://b.example"] }), "/tmp")).toThrow(expect.objectContaining({ code: "CONFIG_INVALID" }) as Error);
     expect(() => parseConfig(config({ origin: 5 }), "/tmp")).toThrow(expect.objectContaining({ code: "CONFIG_INVALID" }) as Error);
+  });
+});
+
+describe("the runtime serves passkeys on the admin listener", () => {
+  const runs: { dir: string; running: RunningPortcullis }[] = [];
+  afterAll(async () => {
+    for (const r of runs) {
+      await r.running.close(500);
+      rmSync(r.dir, { recursive: true, force: true });
+    }
+  });
+
+  async function start(admin: Json): Promise<string> {
+    const dir = mkdtempSync(join(tmpdir(), "portcullis-passkeys-runtime-"));
+    await initDataDir(dir, "test");
+    const config = parseConfig(
+      { dataDir: dir, environment: "test", gateway: { host: "127.0.0.1", port: 0, upstream: "http://127.0.0.1:9" }, admin: { host: "127.0.0.1", port: 0, ...admin }, routes: [{ method: "GET", path: "/a", permission: "read" }] },
+      dir,
+    );
+    const running = await startPortcullis(config, silentLogger());
+    runs.push({ dir, running });
+    if (running.adminAddress === null) throw new Error("no admin listener");
+    return urlOf(running.adminAddress);
+  }
+
+  it("bound to the listener's own origin (localhost) without admin.origin, to admin.origin's host with it", async () => {
+    const derived = await start({});
+    const options = (await (await fetch(`${derived}/portcullis/v1/passkeys/authentication/options`, { method: "POST" })).json()) as Json;
+    expect(options).toMatchObject({ rpId: "localhost", userVerification: "required", timeout: 120_000 });
+    const configured = await start({ origin: ["https://console.venue.example", "https://console.venue.example:8443"] });
+    const named = (await (await fetch(`${configured}/portcullis/v1/passkeys/authentication/options`, { method: "POST" })).json()) as Json;
+    expect(named).toMatchObject({ rpId: "console.venue.example" });
   });
 });
