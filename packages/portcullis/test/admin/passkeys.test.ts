@@ -23,6 +23,7 @@ import { SqliteStore } from "../../src/storage/sqlite/store.js";
 import { initDataDir } from "../../src/core/data-dir.js";
 import { type RunningPortcullis, startPortcullis, urlOf } from "../../src/runtime/runtime.js";
 import { type TestCore, makeCore } from "../support/harness.js";
+import { captureLogger } from "../support/gateway.js";
 import { IN_CI, loudSkip } from "../support/redis.js";
 
 const CHROMIUM = process.env.PORTCULLIS_CHROMIUM ?? "/usr/bin/chromium";
@@ -42,16 +43,21 @@ interface Server {
   readonly port: number;
 }
 
-async function startServer(options: { shield?: boolean } = {}): Promise<Server> {
+/** Every log line of the servers, and every secret the tests saw: none may be in the other. */
+const captured = captureLogger();
+const secrets: string[] = [];
+
+async function startServer(options: { shield?: boolean; frozen?: boolean } = {}): Promise<Server> {
   const t = await makeCore({
-    now: Date.now,
+    logger: captured.logger,
+    ...(options.frozen === true ? {} : { now: Date.now }),
     sessions: true,
     ...(options.shield === true
       ? { limits: { specs: [{ name: "ip-weight-1m", scope: "ip" as const, kind: "weight" as const, limit: 10_000, windowMs: 60_000 }], shield: { ...DEFAULT_SHIELD_POLICY, authFailuresPerIp: 3 } } }
       : {}),
   });
   const passkeys = new PasskeyService({ store: t.store.passkeys, origins: null });
-  const admin = new AdminApi({ core: t.core, logger: silentLogger(), passkeys });
+  const admin = new AdminApi({ core: t.core, logger: captured.logger, passkeys });
   const address = await admin.listen(0, "127.0.0.1");
   const origin = listenerOrigin(address, "127.0.0.1", false);
   passkeys.useOrigins([origin]);
@@ -66,7 +72,9 @@ async function stopServer(s: Server): Promise<void> {
 /** An unsigned call (the public sign-in routes): status and JSON body. */
 async function post(s: Server, path: string, body: unknown): Promise<{ status: number; body: Json }> {
   const res = await fetch(`${s.base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  return { status: res.status, body: (await res.json()) as Json };
+  const answer = (await res.json()) as Json;
+  if (typeof answer.secret === "string") secrets.push(answer.secret);
+  return { status: res.status, body: answer };
 }
 
 /** A signed call's refusal code (or "ok"). */
@@ -129,6 +137,7 @@ async function get(tab: Tab, options: unknown, only: string | null = null): Prom
 /** An admin key, and a client signing with it. */
 async function adminKey(s: Server, input: Json = {}): Promise<{ id: string; client: PortcullisClient }> {
   const created = await s.t.createKey({ account: "ops", scopes: ["admin:*"], operator: true, ...input });
+  if (created.secret !== null) secrets.push(created.secret);
   return { id: created.key.id, client: createClient({ baseUrl: s.base, keyId: created.key.id, secret: created.secret ?? "" }) };
 }
 
@@ -385,6 +394,22 @@ describe.skipIf(!haveChromium && !IN_CI)("passkeys, with a browser's virtual aut
     expect(await post(s, "/portcullis/v1/passkeys/authentication", body)).toMatchObject({ status: 400, body: { code: "VALIDATION_FAILED" } });
   });
 
+  it("never logs nor audits a secret it handed out (session secrets, admin keys' secrets), nor a signature", async () => {
+    expect(secrets.length).toBeGreaterThan(5);
+    expect(captured.lines.some((l) => l.includes("passkey registered"))).toBe(true);
+    expect(captured.lines.some((l) => l.includes("signature counter went back"))).toBe(true);
+    const store = s.t.store;
+    if (!(store instanceof SqliteStore)) throw new Error("a SQLite store was expected");
+    await s.t.core.audit.flush();
+    const audited = store.audit.query({ limit: 100_000 }).map((r) => r.entry);
+    expect(audited.length).toBeGreaterThan(10);
+    for (const secret of secrets) {
+      expect(captured.lines.filter((l) => l.includes(secret))).toEqual([]);
+      expect(audited.filter((e) => e.includes(secret))).toEqual([]);
+    }
+    expect(captured.lines.filter((l) => /"signature"\s*:\s*"[A-Za-z0-9_-]{20,}/.test(l))).toEqual([]);
+  });
+
   it("answers garbage inside a well-formed credential with a refusal, never a 5xx", async () => {
     const junk = (clientDataJSON: string): Json => ({ credential: { id: "AAAA", rawId: "AAAA", type: "public-key", response: { clientDataJSON, authenticatorData: "AAAA", signature: "AAAA" } } });
     expect((await post(s, "/portcullis/v1/passkeys/authentication", junk("AAAA"))).body.code).toBe("PASSKEY_VERIFICATION_FAILED");
@@ -418,6 +443,31 @@ describe("passkey sign-ins are charged to the address like any authentication fa
     for (let i = 0; i < 4; i++) expect((await post(s, "/portcullis/v1/passkeys/authentication", forged)).body.code).toBe("PASSKEY_CHALLENGE_INVALID");
     // The failure counter learns off the response path: the next request after it is blocked.
     await expect.poll(async () => (await post(s, "/portcullis/v1/passkeys/authentication/options", {})).body.code, { timeout: 2_000 }).toBe("IP_BLOCKED");
+  });
+});
+
+describe("passkey challenges expire (a frozen clock)", () => {
+  let s: Server;
+  beforeAll(async () => {
+    s = await startServer({ frozen: true });
+  });
+  afterAll(async () => {
+    await stopServer(s);
+  });
+
+  /** A sign-in answer carrying `challenge`, from no registered credential. */
+  const answer = (challenge: unknown): Json => ({
+    credential: { id: "AAAA", rawId: "AAAA", type: "public-key", response: { clientDataJSON: Buffer.from(JSON.stringify({ type: "webauthn.get", challenge, origin: s.origin })).toString("base64url"), authenticatorData: "AAAA", signature: "AAAA" } },
+  });
+
+  it("a sign-in challenge is good for 2 minutes, and not at 2 minutes", async () => {
+    const fresh = await post(s, "/portcullis/v1/passkeys/authentication/options", {});
+    const stale = await post(s, "/portcullis/v1/passkeys/authentication/options", {});
+    s.t.clock.advance(120_000 - 1);
+    // Still good: the challenge passes, and the unknown credential is what is refused.
+    expect((await post(s, "/portcullis/v1/passkeys/authentication", answer(fresh.body.challenge))).body.code).toBe("PASSKEY_UNKNOWN");
+    s.t.clock.advance(1);
+    expect((await post(s, "/portcullis/v1/passkeys/authentication", answer(stale.body.challenge))).body.code).toBe("PASSKEY_CHALLENGE_INVALID");
   });
 });
 
