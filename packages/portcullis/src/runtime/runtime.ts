@@ -295,7 +295,11 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
       });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
-      if (config.admin.origin === null) passkeys.useOrigins([listenerOrigin(adminAddress, config.admin.host, tls.admin !== null)]);
+      if (config.admin.origin === null) {
+        const derived = listenerOrigin(adminAddress, config.admin.host, tls.admin !== null);
+        if (derived === null) logger.warn({ host: config.admin.host }, "passkeys are off: the admin listener's host is an IP address, which WebAuthn cannot use; set admin.origin to the console's origin");
+        else passkeys.useOrigins([derived]);
+      }
     }
     const running = { core, gateway, admin, websocket, policy };
     return {

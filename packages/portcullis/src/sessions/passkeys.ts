@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { isIP } from "node:net";
 import {
   type AuthenticationResponseJSON,
   type AuthenticatorTransportFuture,
@@ -85,10 +86,13 @@ const LOOPBACK: ReadonlySet<string> = new Set(["127.0.0.1", "::1", "0.0.0.0", ":
 
 /**
  * The console's origin when `admin.origin` is not configured: the listener's scheme, its host
- * (`localhost` for a loopback or unspecified address) and the port it is listening on.
+ * (`localhost` for a loopback or unspecified address) and the port it is listening on; null when
+ * the host is another IP address, which cannot be a relying party (`admin.origin` must then name
+ * the console's host).
  */
-export function listenerOrigin(address: { readonly port: number }, host: string, tls: boolean): string {
-  const name = LOOPBACK.has(host) ? "localhost" : host.includes(":") ? `[${host}]` : host;
+export function listenerOrigin(address: { readonly port: number }, host: string, tls: boolean): string | null {
+  if (!LOOPBACK.has(host) && (isIP(host) !== 0 || host.startsWith("["))) return null;
+  const name = LOOPBACK.has(host) ? "localhost" : host;
   const scheme = tls ? "https" : "http";
   const port = (tls && address.port === 443) || (!tls && address.port === 80) ? "" : `:${address.port}`;
   return `${scheme}://${name}${port}`;

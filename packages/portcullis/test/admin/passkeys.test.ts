@@ -59,7 +59,7 @@ async function startServer(options: { shield?: boolean; frozen?: boolean } = {})
   const passkeys = new PasskeyService({ store: t.store.passkeys, origins: null });
   const admin = new AdminApi({ core: t.core, logger: captured.logger, passkeys });
   const address = await admin.listen(0, "127.0.0.1");
-  const origin = listenerOrigin(address, "127.0.0.1", false);
+  const origin = listenerOrigin(address, "127.0.0.1", false) ?? "";
   passkeys.useOrigins([origin]);
   return { t, admin, base: `http://127.0.0.1:${address.port}`, origin, port: address.port };
 }
@@ -485,6 +485,10 @@ describe("passkeys' relying party", () => {
     expect(listenerOrigin({ port: 8081 }, "127.0.0.1", false)).toBe("http://localhost:8081");
     expect(listenerOrigin({ port: 443 }, "console.example", true)).toBe("https://console.example");
     expect(listenerOrigin({ port: 8443 }, "0.0.0.0", true)).toBe("https://localhost:8443");
+    expect(listenerOrigin({ port: 8443 }, "::", true)).toBe("https://localhost:8443");
+    // Another IP address cannot be a relying party: admin.origin must name the host.
+    expect(listenerOrigin({ port: 8081 }, "10.0.0.5", false)).toBeNull();
+    expect(listenerOrigin({ port: 8081 }, "2001:db8::1", false)).toBeNull();
   });
 
   it("admin.origin: an origin or a list, checked at startup (CONFIG_INVALID)", () => {
