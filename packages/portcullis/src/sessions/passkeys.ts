@@ -329,6 +329,12 @@ export class PasskeyService {
     if (issued === undefined || issued.ceremony !== "authentication") throw new PortcullisError("PASSKEY_CHALLENGE_INVALID");
     const passkey = await this.store.get(credential.id);
     if (passkey === undefined) throw new PortcullisError("PASSKEY_UNKNOWN");
+    // A discoverable credential names its user: it must be the passkey's key's (WebAuthn §7.2
+    // step 6). The key has its handle since its first registration options, so this only reads it.
+    const userHandle = credential.response.userHandle;
+    if (typeof userHandle === "string" && userHandle !== (await this.store.userHandle(passkey.keyId, randomBytes(32).toString("base64url")))) {
+      throw new PortcullisError("PASSKEY_VERIFICATION_FAILED");
+    }
     let counter: number;
     try {
       const verified = await verifyAuthenticationResponse({

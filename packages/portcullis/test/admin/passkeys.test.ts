@@ -234,6 +234,39 @@ describe.skipIf(!haveChromium && !IN_CI)("passkeys, with a browser's virtual aut
     expect(typeof shown?.lastUsedAt).toBe("number");
   });
 
+  it("an account admin key signs in to its own account only, with its own scopes", async () => {
+    const { id: keyId, client } = await adminKey(s, { account: "acct-self", scopes: ["admin:keys", "read"], operator: false });
+    await s.t.createKey({ account: "acct-self", scopes: ["read"], label: "own bot" });
+    await s.t.createKey({ account: "acct-other", scopes: ["read"], label: "someone else's" });
+    const passkey = await register(s, tab, client);
+    const signedIn = await post(s, "/portcullis/v1/passkeys/authentication", { credential: await assertion(s, tab, passkey.id) });
+    expect(signedIn).toMatchObject({ status: 201, body: { apiKeyId: keyId, scopes: ["admin:keys", "read"] } });
+    const session = signedIn.body as { keyid: string; secret: string };
+    const asSession = createClient({ baseUrl: s.base, keyId: session.keyid, secret: session.secret });
+    const listed = await asSession.json<{ keys: Json[] }>("GET", "/portcullis/v1/keys");
+    expect(new Set(listed.keys.map((k) => k.account))).toEqual(new Set(["acct-self"]));
+  });
+
+  it("refuses an answer whose user handle is not the passkey's key's: PASSKEY_VERIFICATION_FAILED", async () => {
+    const { client } = await adminKey(s);
+    // An authenticator of its own, holding this one passkey: the browser offers it unasked (a
+    // discoverable credential), and the answer names its user.
+    const own = await openTab(s.origin);
+    try {
+      await register(s, own, client);
+      const answer = await assertion(s, own, null);
+      const response = answer.response as Json;
+      expect(typeof response.userHandle).toBe("string");
+      const swapped = { ...answer, response: { ...response, userHandle: Buffer.from("someone else").toString("base64url") } };
+      expect(await post(s, "/portcullis/v1/passkeys/authentication", { credential: swapped })).toMatchObject({ status: 401, body: { code: "PASSKEY_VERIFICATION_FAILED" } });
+      // The refused attempt spent the challenge: the unaltered answer is refused too; a fresh one signs in.
+      expect(await post(s, "/portcullis/v1/passkeys/authentication", { credential: answer })).toMatchObject({ status: 401, body: { code: "PASSKEY_CHALLENGE_INVALID" } });
+      expect((await post(s, "/portcullis/v1/passkeys/authentication", { credential: await assertion(s, own, null) })).status).toBe(201);
+    } finally {
+      await own.page.close();
+    }
+  });
+
   it("refuses a replayed sign-in answer (its challenge is spent): PASSKEY_CHALLENGE_INVALID", async () => {
     const { client } = await adminKey(s);
     const passkey = await register(s, tab, client);
