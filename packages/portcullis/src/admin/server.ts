@@ -29,6 +29,8 @@ import { type AdminRoute, AdminSchemas, routeSpec } from "./schema/routes.js";
 import { OPENAPI_PATH, openApiDocument } from "./schema/openapi.js";
 import { AdminFront } from "./front.js";
 import { type AdminStats, STATS_ROUTES, StatsStream, StatsStreams, statsAnswer } from "./stats.js";
+import { PASSKEY_ROUTES, type PasskeyAdmin, passkeysAnswer } from "./passkeys.js";
+import type { PasskeyService } from "../sessions/passkeys.js";
 
 /**
  * The admin API: key management over HTTP, JSON in and out, protected by the same native
@@ -66,6 +68,8 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
   ...AUDIT_ROUTES,
   // The console's live statistics (admin/stats.ts).
   ...STATS_ROUTES,
+  // Passkeys: registration, and the console's sign-in with one (admin/passkeys.ts).
+  ...PASSKEY_ROUTES,
 ];
 
 /**
@@ -92,6 +96,8 @@ export interface AdminApiOptions {
   readonly anomalies?: AnomalyAdmin;
   /** The audit log's routes (admin/audit.ts); without it those routes are not found. */
   readonly audit?: AuditAdmin;
+  /** Passkeys, the console's WebAuthn sign-in (admin/passkeys.ts); without them (or sessions) those routes are not found. */
+  readonly passkeys?: PasskeyService;
   /** Prometheus `GET /metrics` (docs/operations-endpoints.md); without it the path is not found. */
   readonly metrics?: AdminMetrics;
   /** The console's built files (admin/console.ts); absent: `/console/` answers CONSOLE_NOT_AVAILABLE. */
@@ -141,6 +147,7 @@ export class AdminApi {
   private readonly risk: RiskProfiles | null;
   private readonly anomalies: AnomalyAdmin | null;
   private readonly audit: AuditAdmin | null;
+  private readonly passkeys: PasskeyAdmin | null;
   private readonly metrics: AdminMetrics | null;
   /** SHA-256 of the metrics token: compared in constant time over equal lengths. */
   private readonly metricsDigest: Buffer | null;
@@ -167,6 +174,7 @@ export class AdminApi {
     this.now = options.now ?? Date.now;
     this.governance = options.governance ?? null;
     this.pipeline = options.core.createPipeline(new RouteTable(ADMIN_ROUTES.map(routeSpec), { allowReserved: true }));
+    this.passkeys = options.passkeys === undefined ? null : { service: options.passkeys, core: options.core, pipeline: this.pipeline };
     this.listener = new ServerLifecycle({ requestTimeout: 30_000, headersTimeout: 10_000, bodyLimit: ADMIN_BODY_LIMIT, tls: options.tls }, this.handle);
     this.server = this.listener.server;
     this.lifecycle = new Lifecycle({
@@ -336,6 +344,8 @@ export class AdminApi {
     if (anomalies !== undefined) return anomalies;
     const audit = await auditAnswer(this.audit, ctx, res);
     if (audit !== undefined) return audit;
+    const passkeys = await passkeysAnswer(this.passkeys, ctx);
+    if (passkeys !== undefined) return passkeys;
     switch (route.id) {
       case "GET /portcullis/v1/time":
         return { status: 200, body: { serverTime: this.now() } };

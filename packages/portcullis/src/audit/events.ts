@@ -46,6 +46,9 @@ export const AUDIT_EVENTS = {
   "operation.cancel": { durability: "change", description: "a held operation was cancelled (by its initiator, an operator, or its key being revoked or suspended)" },
   "operation.expire": { durability: "change", description: "a held operation passed its expiry without being released" },
   "operation.unknown": { durability: "change", description: "a held operation's release was interrupted: it may or may not have reached the upstream, and is never sent again" },
+  "passkey.register": { durability: "change", description: "a passkey (WebAuthn credential) was registered to an API key, to sign in to the console as that key" },
+  "passkey.remove": { durability: "change", description: "a passkey was removed from its API key" },
+  "passkey.clone": { durability: "decision", description: "a passkey sign-in was refused because the credential's signature counter went back: a cloned authenticator" },
 } as const satisfies Record<string, { durability: "change" | "decision"; description: string }>;
 
 export type CatalogueEvent = keyof typeof AUDIT_EVENTS;

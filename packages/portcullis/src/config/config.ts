@@ -22,6 +22,7 @@ import type { PriceRefreshSettings } from "../operations/live-prices.js";
 import { type BehaviourSettings, parseBehaviourSettings } from "../anomaly/responses.js";
 import { WebSocketConfigError, type WebSocketSettings, compileWebSocketSettings } from "../gateway/websocket/config.js";
 import { type TlsSettings, parseTlsSettings } from "../gateway/tls.js";
+import { relyingParty } from "../sessions/passkeys.js";
 
 /**
  * The configuration file (JSON). Every field is validated at startup; a mistake stops the process
@@ -86,6 +87,12 @@ export interface PortcullisConfig {
     readonly port: number;
     /** HTTPS on the admin listener, with optional mutual TLS (docs/tls.md); null: plain HTTP. */
     readonly tls: TlsSettings | null;
+    /**
+     * The origins the console is served from, as a browser writes them (`https://console.example`):
+     * passkeys are bound to their host (docs/passkeys.md). Null: derived from the listener (its
+     * scheme, host — `localhost` for a loopback or unspecified address — and port).
+     */
+    readonly origin: readonly string[] | null;
     /** Prometheus `GET /metrics` on the admin listener (docs/operations-endpoints.md). */
     readonly metrics: {
       readonly enabled: boolean;
@@ -275,7 +282,15 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   if (gatewayTls !== null && scheme !== "https") throw new ConfigError('gateway.scheme must be "https" (or absent) when gateway.tls is set');
 
   const a = obj(root.admin, "admin");
-  only(a, "admin", ["enabled", "host", "port", "tls", "metrics", "console"]);
+  only(a, "admin", ["enabled", "host", "port", "tls", "metrics", "console", "origin"]);
+  const adminOrigin = a.origin === undefined ? null : typeof a.origin === "string" ? [a.origin] : strings(a, "origin", "admin");
+  if (adminOrigin !== null) {
+    try {
+      relyingParty(adminOrigin);
+    } catch (err) {
+      throw new ConfigError(`admin.origin must be an origin or a list of origins on one host (${err instanceof Error ? err.message : String(err)})`);
+    }
+  }
   const adminTls = tlsSettings(a.tls, "admin.tls", baseDir);
   const am = obj(a.metrics, "admin.metrics");
   only(am, "admin.metrics", ["enabled", "public", "tokenFile", "sampleEvery"]);
@@ -388,6 +403,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
       host: str(a, "host", "admin", "127.0.0.1"),
       port: int(a, "port", "admin", 8081, 0, 65535),
       tls: adminTls,
+      origin: adminOrigin,
       metrics: {
         enabled: bool(am, "enabled", "admin.metrics", true),
         public: bool(am, "public", "admin.metrics", false),

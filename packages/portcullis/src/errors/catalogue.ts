@@ -230,6 +230,23 @@ const requestRefusals = {
   // --- behaviour: anomaly actions (docs/behaviour.md, "Responses") ---------------------------
   ANOMALY_ACTION_NOT_FOUND: { status: 404, message: "No such anomaly action." },
   ANOMALY_ACTION_FINAL: { status: 409, message: "The anomaly action was already undone, or (a revoke) already carried out: there is nothing left to undo." },
+  // --- passkeys: WebAuthn sign-in to the console (docs/passkeys.md) ------------------------------
+  PASSKEY_CHALLENGE_INVALID: {
+    status: 401,
+    message: "The WebAuthn challenge was not issued by this server for this ceremony, was used already, or has expired; ask for new options and try again.",
+  },
+  PASSKEY_VERIFICATION_FAILED: {
+    status: 401,
+    message: "The passkey's answer did not verify (origin, relying party, user verification, attestation or signature).",
+  },
+  PASSKEY_UNKNOWN: { status: 401, message: "No passkey with this credential id is registered here." },
+  PASSKEY_COUNTER_REGRESSED: {
+    status: 401,
+    message: "The passkey's signature counter did not increase: the credential may have been cloned. The sign-in is refused and audited.",
+  },
+  PASSKEY_NOT_FOUND: { status: 404, message: "No such passkey on this key." },
+  PASSKEY_EXISTS: { status: 409, message: "This credential is already registered." },
+  PASSKEY_LIMIT_REACHED: { status: 409, message: "This key has as many passkeys as it may have; remove one first." },
 
   // --- the authorizer's nginx auth_request protocol (docs/deploy/authorizer.md) ---------------
   AUTHORIZER_BODY_UNSEEN: {
@@ -453,6 +470,11 @@ export const AUTH_FAILURES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   "TOKEN_URI_MISMATCH",
   "SESSION_INVALID",
   "KEY_CERT_MISMATCH",
+  // Passkey sign-ins (admin/passkeys.ts counts them: they are refused by its handler, not a stage).
+  "PASSKEY_CHALLENGE_INVALID",
+  "PASSKEY_VERIFICATION_FAILED",
+  "PASSKEY_UNKNOWN",
+  "PASSKEY_COUNTER_REGRESSED",
 ]);
 
 /** Of those, the ones that say someone is guessing at an existing key (they count toward the key's block too). */

@@ -18,6 +18,7 @@ import { RedisHotStore } from "../storage/redis/hot.js";
 import type { DurableStore, HotStore } from "../storage/types.js";
 import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
+import { PasskeyService, listenerOrigin } from "../sessions/passkeys.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
 import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
@@ -288,6 +289,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       });
       // The audit log's routes read the durable store's chain (both stores can: admin/audit.ts).
       const auditStore = readableAudit(data.store.audit);
+      // Passkeys (docs/passkeys.md): bound to the console's origin, configured or the listener's own.
+      const passkeys = new PasskeyService({ store: data.store.passkeys, origins: config.admin.origin });
       admin = new AdminApi({
         core,
         logger,
@@ -297,11 +300,17 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         risk,
         anomalies: { responder: anomalies, signer: data.signingKeys },
         ...(auditStore === null ? {} : { audit: new AuditAdmin({ log: core.audit, store: auditStore, signer: data.signingKeys }) }),
+        passkeys,
         ...(metrics === null ? {} : { metrics: { metrics, public: metricsSettings.public, token: metricsToken } }),
         console: consoleFiles(config.admin.console, logger),
         ...(stats === null ? {} : { stats: { live: stats } }),
       });
       adminAddress = await admin.listen(config.admin.port, config.admin.host);
+      if (config.admin.origin === null) {
+        const derived = listenerOrigin(adminAddress, config.admin.host, tls.admin !== null);
+        if (derived === null) logger.warn({ host: config.admin.host }, "passkeys are off: the admin listener's host is an IP address, which WebAuthn cannot use; set admin.origin to the console's origin");
+        else passkeys.useOrigins([derived]);
+      }
     }
     const running = { core, gateway, admin, websocket, policy };
     return {

@@ -351,6 +351,8 @@ export interface DurableStore {
   readonly behaviour: BehaviourStateStore;
   /** The behaviour stage's anomaly actions (docs/behaviour.md, "Responses"). */
   readonly anomalies: AnomalyActionStore;
+  /** Passkeys (WebAuthn credentials) bound to API keys, and their single-use challenges (docs/passkeys.md). */
+  readonly passkeys: PasskeyStore;
   /**
    * A store that several hosts share (PostgreSQL) excludes KEK rotations itself, where a lock file
    * in one host's data directory cannot: see `CustodyLock`. Absent for a store only one host opens
@@ -671,4 +673,74 @@ export interface AnomalyActionStore {
   transition(id: string, from: AnomalyActionState, to: AnomalyActionState, at: number, by: string | null): Promise<AnomalyActionRecord | undefined>;
   /** Revokes whose grace has passed (dueAt ≤ now) and that are still active, oldest due first. */
   due(now: number, limit: number): Promise<AnomalyActionRecord[]>;
+}
+
+// --- passkeys (docs/passkeys.md) ------------------------------------------------------------------
+
+/**
+ * A passkey: a WebAuthn credential registered to an API key (an operator or account admin key),
+ * with which the console signs in as that key. Nothing here is a secret: the public key verifies
+ * assertions, it cannot make one.
+ */
+export interface PasskeyRow {
+  /** The credential id, base64url (as WebAuthn's `rawId`). */
+  readonly id: string;
+  /** The API key it signs in as. */
+  readonly keyId: string;
+  readonly account: string;
+  /** The credential's public key, COSE, base64url. */
+  readonly publicKey: string;
+  /** The signature counter last seen (0: the authenticator keeps none). */
+  readonly counter: number;
+  /** The transports the browser reported ("internal", "usb", "hybrid"…), as hints. */
+  readonly transports: readonly string[];
+  readonly label: string;
+  readonly createdAt: number;
+  readonly lastUsedAt: number | null;
+}
+
+/** What a challenge was issued for. */
+export type PasskeyCeremony = "registration" | "authentication";
+
+/** A challenge issued and not yet spent. */
+export interface PasskeyChallengeRow {
+  /** The challenge, base64url (what the browser puts in clientDataJSON). */
+  readonly challenge: string;
+  readonly ceremony: PasskeyCeremony;
+  /** Registration: the key registering (the caller). Authentication: null (any credential may answer). */
+  readonly keyId: string | null;
+  /** Registration: the label the credential will have. */
+  readonly label: string | null;
+  readonly expiresAt: number;
+}
+
+/**
+ * Passkeys and their challenges. Every change is atomic in the backend; a registration or a
+ * removal writes its audit entry (`passkey.register`, `passkey.remove`) in its own transaction.
+ */
+export interface PasskeyStore {
+  /**
+   * The random WebAuthn user handle of `keyId` (base64url): the one stored, or `candidate`,
+   * stored now (of two processes choosing at once, both get the first stored).
+   */
+  userHandle(keyId: string, candidate: string): Promise<string>;
+  /** Stores a credential, audited as `passkey.register` by `actor`; false when its id is already stored (to any key). */
+  insert(row: PasskeyRow, actor: string): Promise<boolean>;
+  get(id: string): Promise<PasskeyRow | undefined>;
+  /** The key's passkeys, oldest first. */
+  list(keyId: string): Promise<PasskeyRow[]>;
+  /** Removes the key's credential `id`, audited as `passkey.remove` by `actor`; the row removed, or undefined (none such for that key). */
+  remove(id: string, keyId: string, actor: string, at: number): Promise<PasskeyRow | undefined>;
+  /**
+   * Moves the credential's counter from `from` to `to` and its last use to `at`, atomically: false
+   * when the counter is no longer `from` (another sign-in with the same credential won).
+   */
+  advance(id: string, from: number, to: number, at: number): Promise<boolean>;
+  /** Stores a challenge (and drops expired ones, a bounded number at a time). */
+  putChallenge(row: PasskeyChallengeRow, now: number): Promise<void>;
+  /**
+   * Spends a challenge: removes it and returns it, or undefined when it was never issued, was spent
+   * already (by any process) or has expired. At most one caller ever gets a given challenge.
+   */
+  takeChallenge(challenge: string, now: number): Promise<PasskeyChallengeRow | undefined>;
 }

@@ -9,6 +9,7 @@ import type { PortcullisClient } from "@portcullis/client";
 import { rmSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ADMIN_ROUTES, AdminApi } from "../../src/admin/server.js";
+import { PASSKEY_ROUTES } from "../../src/admin/passkeys.js";
 import { APPROVAL_ROUTES } from "../../src/admin/approvals.js";
 import { RISK_ROUTES } from "../../src/admin/risk.js";
 import { silentLogger } from "../../src/log/logger.js";
@@ -76,6 +77,8 @@ describe("an account admin key and keys of other accounts", () => {
       ...APPROVAL_ROUTES.map((r) => `${r.method} ${r.path}`),
       // The risk routes' account isolation is test/exposure/service.test.ts's.
       ...RISK_ROUTES.map((r) => `${r.method} ${r.path}`),
+      // The passkey routes reach only the caller's own key's passkeys: test/admin/passkeys.test.ts.
+      ...PASSKEY_ROUTES.filter((r) => r.permission !== "public").map((r) => `${r.method} ${r.path}`),
     ]);
     // The policy and address routes (admin:policy, admin:addresses) are test/policy/admin.test.ts's;
     // the anomaly routes (admin:anomalies) test/anomaly/surfaces.test.ts's; the audit routes

@@ -18,7 +18,7 @@ describe("config", () => {
     const c = parseConfig(base, "/srv/portcullis");
     expect(c.dataDir).toBe("/srv/portcullis/data");
     expect(c.gateway).toMatchObject({ host: "0.0.0.0", port: 8080, bodyLimit: 1048576, scheme: "http", identitySecretFile: "/srv/portcullis/data/identity.secret", tls: null, clientCertHeader: null, drainDelayMs: 0, drainTimeoutMs: 10_000, readinessTimeoutMs: 1000 });
-    expect(c.admin).toEqual({ enabled: true, host: "127.0.0.1", port: 8081, tls: null, metrics: { enabled: true, public: false, tokenFile: null, sampleEvery: 64 }, console: true });
+    expect(c.admin).toEqual({ enabled: true, host: "127.0.0.1", port: 8081, tls: null, origin: null, metrics: { enabled: true, public: false, tokenFile: null, sampleEvery: 64 }, console: true });
     expect(c.hot).toEqual({ backend: "memory" });
     expect(c.limits.specs.map((s) => s.name)).toEqual(["ip-weight-1m", "key-weight-1m", "account-weight-1m", "orders-10s", "orders-1d", "cancels-10s"]);
     expect(c.limits.specs.find((s) => s.name === "orders-1d")).toEqual({ name: "orders-1d", scope: "account", kind: "orders", limit: DEFAULT_LIMITS.orders[1].limit, windowMs: 86_400_000 });

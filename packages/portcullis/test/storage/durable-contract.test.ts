@@ -760,6 +760,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
       { version: 5, name: "behaviour state, anomaly actions" },
       { version: 6, name: "approvers and held operations" },
       { version: 7, name: "key search index" },
+      { version: 8, name: "passkeys" },
     ]);
     // Opening again applies nothing and keeps the data.
     const first = opened[0];

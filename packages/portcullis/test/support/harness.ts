@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RouteSpec } from "../../src/authz/routes.js";
+import type { DurableStore } from "../../src/storage/types.js";
 import { Portcullis, type PortcullisOptions } from "../../src/core/core.js";
 import { parseCreateKeyInput } from "../../src/keys/input.js";
 import type { KeyView } from "../../src/contract/keys.js";
@@ -41,6 +42,8 @@ export class FakeClock {
 
 export interface TestCore {
   readonly core: Portcullis;
+  /** The data directory's durable store (the core's). */
+  readonly store: DurableStore;
   readonly dataDir: string;
   readonly clock: FakeClock;
   createKey(input: Record<string, unknown>): Promise<{ key: KeyView; secret: string | null }>;
@@ -74,6 +77,7 @@ export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
   });
   return {
     core,
+    store: data.store,
     dataDir,
     clock,
     createKey: (input) => core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"], ...input }, clock.ms)), "test"),

@@ -190,6 +190,14 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     ANOMALY_ACTION_FINAL: e(400, -1130, INVALID_PARAMETER),
     // The audit log (the admin API only; mapped for completeness).
     AUDIT_VERIFY_RUNNING: e(400, -1130, INVALID_PARAMETER),
+    // Passkey sign-in (admin API only; never on a venue's routes).
+    PASSKEY_CHALLENGE_INVALID: invalidSignature,
+    PASSKEY_VERIFICATION_FAILED: invalidSignature,
+    PASSKEY_UNKNOWN: rejected,
+    PASSKEY_COUNTER_REGRESSED: invalidSignature,
+    PASSKEY_NOT_FOUND: e(404, -1020, UNSUPPORTED),
+    PASSKEY_EXISTS: e(400, -1130, INVALID_PARAMETER),
+    PASSKEY_LIMIT_REACHED: e(400, -1130, INVALID_PARAMETER),
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),
   };

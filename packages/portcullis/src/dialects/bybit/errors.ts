@@ -196,6 +196,14 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   ANOMALY_ACTION_FINAL: status(E.params, 409),
   // The audit log (the admin API only; mapped for completeness).
   AUDIT_VERIFY_RUNNING: status(E.params, 409),
+  // Passkey sign-in (admin API only; never on a venue's routes).
+  PASSKEY_CHALLENGE_INVALID: E.sign,
+  PASSKEY_VERIFICATION_FAILED: E.sign,
+  PASSKEY_UNKNOWN: E.invalidKey,
+  PASSKEY_COUNTER_REGRESSED: E.sign,
+  PASSKEY_NOT_FOUND: status(E.params, 404),
+  PASSKEY_EXISTS: status(E.params, 409),
+  PASSKEY_LIMIT_REACHED: status(E.params, 409),
   INTERNAL: E.serverError,
 };
 

@@ -204,6 +204,14 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   ANOMALY_ACTION_FINAL: { ...E.invalidAuthorization, status: 409 },
   // The audit log (the admin API only; mapped for completeness).
   AUDIT_VERIFY_RUNNING: { ...E.invalidAuthorization, status: 409 },
+  // Passkey sign-in (admin API only; never on a venue's routes).
+  PASSKEY_CHALLENGE_INVALID: E.invalidSign,
+  PASSKEY_VERIFICATION_FAILED: E.invalidSign,
+  PASSKEY_UNKNOWN: E.invalidKey,
+  PASSKEY_COUNTER_REGRESSED: E.invalidSign,
+  PASSKEY_NOT_FOUND: E.notFound,
+  PASSKEY_EXISTS: { ...E.invalidAuthorization, status: 409 },
+  PASSKEY_LIMIT_REACHED: { ...E.invalidAuthorization, status: 409 },
   INTERNAL: E.systemError,
 };
 

@@ -350,6 +350,40 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       CREATE INDEX keys_search ON keys (id) INCLUDE (account, label, operator, status);
     `,
   },
+  {
+    version: 8,
+    name: "passkeys",
+    sql: `
+      -- SQLite's migration 18 (docs/passkeys.md): WebAuthn credentials registered to API keys,
+      -- the WebAuthn user handle of each key, and the single-use challenges not yet spent.
+      CREATE TABLE passkeys (
+        id           TEXT COLLATE "C" PRIMARY KEY,
+        key_id       TEXT COLLATE "C" NOT NULL,
+        account      TEXT COLLATE "C" NOT NULL,
+        public_key   TEXT NOT NULL,
+        counter      BIGINT NOT NULL CHECK (counter >= 0),
+        transports   TEXT NOT NULL,
+        label        TEXT NOT NULL,
+        created_at   BIGINT NOT NULL,
+        last_used_at BIGINT
+      );
+      CREATE INDEX passkeys_by_key ON passkeys (key_id, created_at);
+
+      CREATE TABLE passkey_users (
+        key_id TEXT COLLATE "C" PRIMARY KEY,
+        handle TEXT COLLATE "C" NOT NULL UNIQUE
+      );
+
+      CREATE TABLE passkey_challenges (
+        challenge  TEXT COLLATE "C" PRIMARY KEY,
+        ceremony   TEXT NOT NULL CHECK (ceremony IN ('registration', 'authentication')),
+        key_id     TEXT COLLATE "C",
+        label      TEXT,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX passkey_challenges_expiry ON passkey_challenges (expires_at);
+    `,
+  },
 ];
 
 export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY, nameLockKey, schemaLockKey } from "./locks.js";

@@ -21,6 +21,7 @@ import type {
   PolicyStore,
   AddressStore,
   AnomalyActionStore,
+  PasskeyStore,
   BehaviourStateStore,
   CustodyLock,
   RotationResult,
@@ -36,6 +37,7 @@ import { PostgresAudit, appendKeyChange } from "./audit.js";
 import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from "./policy.js";
 import { PostgresBehaviourStore } from "./behaviour.js";
 import { PostgresAnomalies } from "./anomalies.js";
+import { PostgresPasskeys } from "./passkeys.js";
 import { PostgresHolds } from "./holds.js";
 import { Availability } from "../availability.js";
 import type { StoreAvailability } from "../types.js";
@@ -239,6 +241,8 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   readonly behaviour: BehaviourStateStore;
   /** The behaviour stage's anomaly actions (migration 5; docs/behaviour.md). */
   readonly anomalies: AnomalyActionStore;
+  /** Passkeys and their challenges (migration 8; docs/passkeys.md); registrations and removals audited in their transactions. */
+  readonly passkeys: PasskeyStore;
   /** Approvers and held operations (migration 6; docs/approvals.md); every transition audited in its transaction. */
   readonly holds: PostgresHolds;
   /**
@@ -293,6 +297,7 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     this.spend = new PostgresSpendStore(pool, schema);
     this.behaviour = new PostgresBehaviourStore(pool);
     this.anomalies = new PostgresAnomalies(pool);
+    this.passkeys = new PostgresPasskeys(pool, this.audit);
     this.holds = new PostgresHolds(pool, schema, this.audit, (client, envelopes, what) => this.checkKekFloor(client, envelopes, what));
     this.server = serverName(options.url);
     this.keyReadTimeoutMs = options.keyReadTimeoutMs ?? 2_000;

@@ -406,4 +406,41 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX keys_search ON keys (id, account, label, operator, status);
     `,
   },
+  {
+    version: 18,
+    name: "passkeys",
+    sql: `
+      -- Passkeys (docs/passkeys.md): WebAuthn credentials registered to API keys, with which the
+      -- console signs in as the key. The id is the credential id (base64url); public_key its COSE
+      -- public key (base64url); counter the signature counter last seen; transports a JSON array.
+      CREATE TABLE passkeys (
+        id           TEXT PRIMARY KEY,
+        key_id       TEXT NOT NULL,
+        account      TEXT NOT NULL,
+        public_key   TEXT NOT NULL,
+        counter      INTEGER NOT NULL CHECK (counter >= 0),
+        transports   TEXT NOT NULL,
+        label        TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+      ) STRICT;
+      CREATE INDEX passkeys_by_key ON passkeys (key_id, created_at);
+
+      -- The WebAuthn user handle of each key that has registered a passkey (random, base64url).
+      CREATE TABLE passkey_users (
+        key_id TEXT PRIMARY KEY,
+        handle TEXT NOT NULL UNIQUE
+      ) STRICT;
+
+      -- Challenges issued and not yet spent: single use (taken by DELETE … RETURNING), expiring.
+      CREATE TABLE passkey_challenges (
+        challenge  TEXT PRIMARY KEY,
+        ceremony   TEXT NOT NULL CHECK (ceremony IN ('registration', 'authentication')),
+        key_id     TEXT,
+        label      TEXT,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX passkey_challenges_expiry ON passkey_challenges (expires_at);
+    `,
+  },
 ];

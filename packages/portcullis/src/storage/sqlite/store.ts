@@ -16,6 +16,7 @@ import { SqliteHolds } from "./holds.js";
 import { SqliteBehaviourStore } from "./behaviour.js";
 import { migrations } from "./migrations.js";
 import { SqliteAnomalies } from "./anomalies.js";
+import { SqlitePasskeys } from "./passkeys.js";
 import { SqliteWriter } from "./writer.js";
 import { RESERVE_SQL } from "./writer-protocol.js";
 import type { AuditStore } from "../../audit/store.js";
@@ -82,6 +83,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly decisions: AuditStore;
   /** The behaviour stage's anomaly actions (migration 14; docs/behaviour.md). */
   readonly anomalies: SqliteAnomalies;
+  /** Passkeys and their challenges (migration 18; docs/passkeys.md). */
+  readonly passkeys: SqlitePasskeys;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -130,6 +133,7 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.behaviour = this.writer?.behaviour ?? this.localBehaviour;
     this.decisions = this.writer ?? this.audit;
     this.anomalies = new SqliteAnomalies(this.db);
+    this.passkeys = new SqlitePasskeys(this.db, this.audit);
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
