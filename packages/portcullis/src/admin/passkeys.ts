@@ -8,7 +8,7 @@ import { keyDenial } from "../pipeline/stages/key.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import type { PasskeyRow } from "../storage/types.js";
 import { s } from "./schema/nodes.js";
-import { type AdminRoute, adminRoute } from "./schema/routes.js";
+import { type AdminRoute, adminRoute, routeId } from "./schema/routes.js";
 import { MAX_PASSKEY_LABEL, PasskeyCloneError, type PasskeyService, parseAuthenticationCredential, parseRegistrationCredential, passkeyView } from "../sessions/passkeys.js";
 
 /**
@@ -78,7 +78,7 @@ export const PASSKEY_ROUTES: readonly AdminRoute[] = [
   }), weight: 10 },
 ];
 
-const ROUTE_IDS: ReadonlySet<string> = new Set(PASSKEY_ROUTES.map((r) => `${typeof r.method === "string" ? r.method : r.method.join(",")} ${r.path}`));
+const ROUTE_IDS: ReadonlySet<string> = new Set(PASSKEY_ROUTES.map(routeId));
 
 /** A passkey session's lifetime: 15 minutes, or the key's own session lifetime when shorter. */
 export const PASSKEY_SESSION_TTL_MS = 15 * 60_000;

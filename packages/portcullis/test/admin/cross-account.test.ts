@@ -236,7 +236,7 @@ const CASES: Record<string, Case> = {
   },
 };
 
-const routeIds = ADMIN_ROUTES.map((r) => `${String(r.method)} ${r.path}`);
+const routeIds = ADMIN_ROUTES.map((r) => `${r.method} ${r.path}`);
 
 /**
  * Routes whose case fails today, with what acct-a learns of acct-b. Their cases run as `it.fails`:

@@ -69,7 +69,7 @@ const CATCH_ALL = { name: "rest", action: { type: "allow" } };
 
 describe("the policy routes", () => {
   it("lists every policy and address route under its admin scope", () => {
-    expect(POLICY_ROUTES.map((r) => `${String(r.method)} ${r.path} ${r.permission}`)).toEqual([
+    expect(POLICY_ROUTES.map((r) => `${r.method} ${r.path} ${r.permission}`)).toEqual([
       "GET /portcullis/v1/policy admin:policy",
       "PUT /portcullis/v1/policy admin:policy",
       "GET /portcullis/v1/policy/versions admin:policy",
