@@ -6,6 +6,8 @@ import type { AddressBook } from "../governance/address-book.js";
 import type { ChangeOutcome, Initiator, PolicyService } from "../governance/policy-service.js";
 import { normalizeIp } from "../net/ip.js";
 import { parseOperationInput } from "../policy/operation-input.js";
+import type { KeyService } from "../keys/service.js";
+import { AdminReach } from "./reach.js";
 import { MAX_RULES } from "../policy/document.js";
 import { POLICY_KINDS, type PolicySubject } from "../contract/policy.js";
 import { EPOCH_MS, HELD, ID, TEXT } from "./schema/common.js";
@@ -159,7 +161,7 @@ export function isPolicyRoute(routeId: string): boolean {
  * Answers a policy or address route (`isPolicyRoute`); the pipeline has checked the scope, and the
  * admin API the request's shape (`body`: the parsed body, admin/schema/routes.ts).
  */
-export async function dispatchPolicy(ctx: RequestContext, governance: Governance | null, now: number, body: unknown): Promise<Answer> {
+export async function dispatchPolicy(ctx: RequestContext, governance: Governance | null, now: number, body: unknown, keys: KeyService): Promise<Answer> {
   const route = ctx.route;
   const key = ctx.key;
   if (route === null || key === null) throw new PortcullisError("INTERNAL", "policy route without a route or a key");
@@ -179,7 +181,17 @@ export async function dispatchPolicy(ctx: RequestContext, governance: Governance
       return outcome(await governance.policy.apply(body, initiator), 200);
     }
     case "POST /portcullis/v1/policy/test": {
-      const { subject, version } = testSubject(body, now);
+      const tested = testSubject(body, now);
+      const version = tested.version;
+      let subject = tested.subject;
+      // The dry run evaluates with the named account's and key's facts (address book, spend), so
+      // an account admin key names only its own: another account is ADMIN_GRANT_EXCEEDED, a key it
+      // cannot reach KEY_NOT_FOUND (as a missing one), and no account is its own.
+      if (reach !== null) {
+        if (subject.account !== null && subject.account !== reach) throw new PortcullisError("ADMIN_GRANT_EXCEEDED", `an account admin key dry-runs its own account only (${reach})`);
+        if (subject.keyId !== null) new AdminReach(caller, key.scopes).reach(await keys.get(subject.keyId));
+        subject = { ...subject, account: reach };
+      }
       const explanation = await governance.policy.explain(subject, version);
       return { status: 200, body: explanation };
     }

@@ -316,7 +316,7 @@ export class AdminApi {
     if (route.permission !== null && this.core.availability !== null && this.core.availability.outageSince !== null) {
       throw new PortcullisError("DURABLE_STORE_UNAVAILABLE");
     }
-    if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now(), body);
+    if (isPolicyRoute(route.id)) return dispatchPolicy(ctx, this.governance, this.now(), body, this.core.keys);
     if (isRiskRoute(route.id)) return dispatchRisk(ctx, this.risk, this.core.keys);
     const keys = this.core.keys;
     const actor = `key:${ctx.key?.record.id ?? "unknown"}`;

@@ -120,7 +120,7 @@ describe("the policy routes", () => {
 
   it("the dry run answers the trace, reads the book, and refuses bad operations with their fields", async () => {
     const e = await accountAdmin.json<{ decision: { rule: string }; trace: { rule: string; matched: boolean; because: string[] }[] }>("POST", "/portcullis/v1/policy/test", {
-      json: { operation: { kind: "withdraw", asset: "USDT", amount: "1500", address: "TNOWHERE" }, account: "acct-a", key: "k1", source: "10.0.0.1" },
+      json: { operation: { kind: "withdraw", asset: "USDT", amount: "1500", address: "TNOWHERE" }, account: "acct-a", key: accountAdmin.keyId, source: "10.0.0.1" },
     });
     expect(e.decision.rule).toBe("new destinations");
     expect(e.trace).toEqual([{ rule: "new destinations", matched: true, because: ["kind withdraw is in [withdraw]", "destination TNOWHERE is not in the account's USDT address book: it is new"] }]);
@@ -129,6 +129,7 @@ describe("the policy routes", () => {
     const badOp = await refusal(accountAdmin.json("POST", "/portcullis/v1/policy/test", { json: { operation: { kind: "withdraw", asset: "USDT", amount: 1, address: "T" } } }));
     expect(badOp.body).toMatchObject({ fields: { "operation.amount": expect.any(String) as unknown } });
   });
+
 
   it("needs admin:policy: an admin:keys key is SCOPE_MISSING", async () => {
     expect(await refusal(keysOnly.json("GET", "/portcullis/v1/policy"))).toMatchObject({ status: 403, code: "SCOPE_MISSING" });
@@ -169,5 +170,22 @@ describe("the address routes", () => {
     const blocked = await refusal(accountAdmin.json("POST", "/portcullis/v1/addresses", { json: { account: "acct-a", asset: "DOGE", address: "D1" } }));
     expect(blocked).toMatchObject({ status: 403, code: "POLICY_BLOCKED", body: { message: expect.stringMatching(/not listed/) as unknown } });
     expect(await refusal(accountAdmin.json("POST", "/portcullis/v1/addresses", { json: { account: "acct-a", asset: "USDT" } }))).toMatchObject({ status: 400, code: "VALIDATION_FAILED", body: { fields: { address: "required" } } });
+  });
+});
+
+describe("the dry run across accounts", () => {
+  it("an account admin dry-runs its own account only: another account is ADMIN_GRANT_EXCEEDED, a key it cannot reach KEY_NOT_FOUND; an operator names any", async () => {
+    const operation = { kind: "withdraw", asset: "USDT", amount: "1500", address: "TNOWHERE" };
+    const foreignKey = (await t.createKey({ account: "acct-b", scopes: ["withdraw"] })).key.id;
+    expect(await refusal(accountAdmin.json("POST", "/portcullis/v1/policy/test", { json: { operation, account: "acct-b" } }))).toMatchObject({ status: 403, code: "ADMIN_GRANT_EXCEEDED" });
+    expect(await refusal(accountAdmin.json("POST", "/portcullis/v1/policy/test", { json: { operation, key: foreignKey } }))).toMatchObject({ status: 404, code: "KEY_NOT_FOUND" });
+    expect(await refusal(accountAdmin.json("POST", "/portcullis/v1/policy/test", { json: { operation, key: "pck_test_v1_000000000000000000000000000000" } }))).toMatchObject({ status: 404, code: "KEY_NOT_FOUND" });
+    // Naming no account is naming its own: its book decides (TADDR-OWN is in acct-a's book only).
+    const entry = await operator.json<{ id: string }>("POST", "/portcullis/v1/addresses", { json: { account: "acct-a", asset: "USDT", address: "TADDR-OWN" } });
+    const own = await accountAdmin.json<{ trace: { because: string[] }[] }>("POST", "/portcullis/v1/policy/test", { json: { operation: { ...operation, address: "TADDR-OWN" } } });
+    await operator.json("DELETE", `/portcullis/v1/addresses/${entry.id}`);
+    expect(JSON.stringify(own.trace)).toContain("destination TADDR-OWN was added");
+    const asOperator = await operator.json<{ decision: { rule: string } }>("POST", "/portcullis/v1/policy/test", { json: { operation, account: "acct-b", key: foreignKey } });
+    expect(asOperator.decision.rule).toBe("new destinations");
   });
 });

@@ -36,7 +36,10 @@ export interface RouteSchema {
   readonly body?: ObjectNode;
   /** Status → what is answered (refusals are the shared error answer: openapi.ts). */
   readonly answers: Readonly<Record<number, AnswerSchema>>;
-  /** Only operator keys may call it (an account admin key is refused ADMIN_GRANT_EXCEEDED). */
+  /**
+   * Only operator keys may call it: an account admin key is refused ADMIN_GRANT_EXCEEDED before the
+   * request's shape is checked (AdminSchemas.validate).
+   */
   readonly operatorOnly?: boolean;
 }
 
@@ -140,6 +143,11 @@ export class AdminSchemas {
     const route = ctx.route;
     const compiled = route === null ? undefined : this.routes.get(route.id);
     if (compiled === undefined) throw new PortcullisError("INTERNAL", `admin route ${route?.id ?? "(none)"} has no schema`);
+    // Who may call it comes before what it was sent: an account admin key learns nothing of an
+    // operator-only route's checks (the handlers refuse it too; this makes the declaration binding).
+    if (compiled.schema.operatorOnly === true && ctx.key?.record.operator !== true) {
+      throw new PortcullisError("ADMIN_GRANT_EXCEEDED", "only an operator key may call this route");
+    }
     const problems = record<string>();
     if (compiled.params.length > 0) {
       const segments = ctx.path.split("/");
