@@ -9,8 +9,10 @@
  * - at `http://127.0.0.1:PORT/console/` the sign-in page says why passkeys cannot work there
  *   (WebAuthn has no IP-address relying party) and links the localhost URL;
  * - sign in with the operator's credential file, register a passkey on the Passkeys page (the
- *   authenticator now holds a discoverable credential of the key);
- * - sign out, sign in with the passkey alone, and use the Keys page with that session;
+ *   authenticator now holds a discoverable credential of the key); registering the same device
+ *   again is refused by the browser (WEBAUTHN_ALREADY_REGISTERED);
+ * - sign out; a device that cannot verify the user signs nobody in (WEBAUTHN_NOT_ALLOWED); sign in
+ *   with the passkey alone, and use the Keys page with that session;
  * - remove the passkey (after a confirmation): the authenticator's copy signs nobody in
  *   (PASSKEY_UNKNOWN), and the sign-in page shows the code.
  *
@@ -157,10 +159,24 @@ describe.skipIf(reason !== null)(`passkeys in the console, in Chromium${reason =
     expect((await stored()).map((p) => [p.id, p.keyId, p.label])).toEqual([[passkeyId, operatorKeyId, "Test laptop"]]);
     await page.getByTestId(`passkey-row-${passkeyId}`).waitFor();
     expect(await page.getByTestId(`passkey-row-${passkeyId}`).textContent()).toContain("Test laptop");
+
+    // The same device again: the server's excludeCredentials names it, the browser refuses.
+    await page.getByTestId("passkey-label").fill("Test laptop, again");
+    await page.getByTestId("passkey-register").click();
+    await expect.poll(() => page.getByTestId("error-code").textContent()).toBe("WEBAUTHN_ALREADY_REGISTERED");
+    expect(await credentials()).toHaveLength(1);
+    expect(await stored()).toHaveLength(1);
   });
 
   it("signs out, signs in with the passkey alone, and uses the Keys page with that session", async () => {
     await signOut();
+    // The device cannot verify the user (no fingerprint matched): the browser refuses, nobody signs in.
+    await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified: false });
+    await page.getByTestId("signin-passkey").click();
+    await expect.poll(() => page.getByTestId("error-code").textContent()).toBe("WEBAUTHN_NOT_ALLOWED");
+    expect(await page.getByTestId("sign-out").count()).toBe(0);
+    await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified: true });
+
     await page.getByTestId("signin-passkey").click();
     await page.getByTestId("sign-out").waitFor();
     expect(await page.getByTestId("who").textContent()).toContain(operatorKeyId);
