@@ -149,22 +149,28 @@ interface Transport {
   readonly clock: Clock;
 }
 
-/** Creates a client for one gateway and one API key. Throws TypeError for bad options. */
-export function createClient(options: ClientOptions): PortcullisClient {
-  if (typeof options !== "object" || (options as unknown) === null) throw new TypeError("client options must be an object");
+/** The transport of `options` (checked: TypeError for a bad option). */
+function makeTransport(options: ClientOnlyOptions): Transport {
   const baseUrl = normaliseBaseUrl(options.baseUrl);
-  const signer = createSigner(options);
   if (options.fetch !== undefined && typeof options.fetch !== "function") throw new TypeError("fetch must be a function");
   if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new TypeError("no global fetch; pass options.fetch");
   if (options.now !== undefined && typeof options.now !== "function") throw new TypeError("now must be a function");
   if (options.syncTime !== undefined && typeof options.syncTime !== "boolean") throw new TypeError("syncTime must be a boolean");
-  const transport: Transport = {
+  return {
     baseUrl,
     doFetch: options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     now: options.now ?? Date.now,
     syncEnabled: options.syncTime ?? true,
     clock: { offset: 0, synced: false, inflight: undefined },
   };
+}
+
+/** Creates a client for one gateway and one API key. Throws TypeError for bad options. */
+export function createClient(options: ClientOptions): PortcullisClient {
+  if (typeof options !== "object" || (options as unknown) === null) throw new TypeError("client options must be an object");
+  const baseUrl = normaliseBaseUrl(options.baseUrl);
+  const signer = createSigner(options);
+  const transport = makeTransport(options);
   const core = signingClient(transport, () => signer);
   return {
     baseUrl,
@@ -337,8 +343,55 @@ async function openSession(transport: Transport, keyClient: CoreClient, options:
   if (options.ttl !== undefined) logonBody.ttl = options.ttl;
   if (options.bindAddress !== undefined) logonBody.bindAddress = options.bindAddress;
   const logon = async (): Promise<SessionInfo & { readonly secret: string }> => asSession(await keyClient.json("POST", SESSION_PATH, { json: logonBody }));
+  return sessionClient(transport, await logon(), options.relogon === false ? null : logon, options.refreshMarginMs);
+}
 
-  let state = await logon();
+/** What a session-opening answer carries: `POST /portcullis/v1/session`'s body, secret included. */
+export interface SessionAnswer {
+  readonly keyid: string;
+  readonly secret: string;
+  readonly expiresAt: number;
+  readonly scopes: readonly string[];
+  readonly apiKeyId: string;
+  readonly boundAddress?: string | null;
+}
+
+export interface SessionClientOptions extends ClientOnlyOptions {
+  /** The session, as the endpoint that opened it answered (e.g. a passkey sign-in). */
+  readonly session: SessionAnswer;
+  /** As in `LogonOptions`: refresh this close to the expiry. Default: a fifth of the remaining lifetime. */
+  readonly refreshMarginMs?: number;
+}
+
+/**
+ * A session client for a session opened by something other than this SDK's `logon` — the
+ * console's passkey sign-in (`POST /portcullis/v1/passkeys/authentication` answers what
+ * `POST /portcullis/v1/session` does) — so it is signed, refreshed and ended exactly as a logon's.
+ * With no key to log on again, it ends at the session's maximum lifetime. Throws TypeError for
+ * bad options or a session of the wrong shape.
+ */
+export function createSessionClient(options: SessionClientOptions): SessionClient {
+  if (typeof options !== "object" || (options as unknown) === null) throw new TypeError("session client options must be an object");
+  if (options.refreshMarginMs !== undefined && (!Number.isSafeInteger(options.refreshMarginMs) || options.refreshMarginMs < 0)) {
+    throw new TypeError("refreshMarginMs must be a non-negative integer");
+  }
+  let session: SessionInfo & { readonly secret: string };
+  try {
+    session = asSession(options.session);
+  } catch {
+    throw new TypeError("session must be { keyid, secret, expiresAt, scopes, apiKeyId } as the session endpoints answer it");
+  }
+  return sessionClient(makeTransport(options), session, null, options.refreshMarginMs);
+}
+
+/** The session client over `first`; `logon` (or null: none) opens a new one at the maximum lifetime. */
+function sessionClient(
+  transport: Transport,
+  first: SessionInfo & { readonly secret: string },
+  logon: (() => Promise<SessionInfo & { readonly secret: string }>) | null,
+  refreshMarginMs: number | undefined,
+): SessionClient {
+  let state = first;
   let signer = createSigner({ keyId: state.keyid, secret: state.secret });
   let lifetime = state.expiresAt - (transport.now() + transport.clock.offset);
   let refreshing: Promise<SessionInfo> | undefined;
@@ -356,7 +409,7 @@ async function openSession(transport: Transport, keyClient: CoreClient, options:
     try {
       return adopt(asSession(await direct.json("POST", `${SESSION_PATH}/refresh`)));
     } catch (err) {
-      if (options.relogon === false || !(err instanceof PortcullisApiError) || !RELOGON.has(err.code)) throw err;
+      if (logon === null || !(err instanceof PortcullisApiError) || !RELOGON.has(err.code)) throw err;
       const fresh = await logon();
       lifetime = fresh.expiresAt - (transport.now() + transport.clock.offset);
       return adopt(fresh);
@@ -370,7 +423,7 @@ async function openSession(transport: Transport, keyClient: CoreClient, options:
   };
   const beforeSend = async (): Promise<void> => {
     if (ended) return;
-    const margin = options.refreshMarginMs ?? Math.floor(lifetime / 5);
+    const margin = refreshMarginMs ?? Math.floor(lifetime / 5);
     if (transport.now() + transport.clock.offset + margin >= state.expiresAt) await refresh();
   };
   const core = signingClient(transport, () => signer, beforeSend);

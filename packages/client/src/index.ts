@@ -4,14 +4,15 @@
  *
  * - `createClient`: a signing HTTP client (time sync, retry on clock refusals, typed errors), and
  *   `client.logon()`: a session client (an HMAC per request whatever the key, refreshed by itself);
+ * - `createSessionClient`: the same for a session opened elsewhere (a passkey sign-in);
  * - `createSigner`: just the signature headers, for use with any HTTP library;
  * - `generateKeyPair` / `importPrivateKey`: Ed25519 and ECDSA P-256 keys;
  * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces.
  */
 export type { KeyPairAlgorithm, SignatureAlgorithm } from "./algorithms.js";
 export { importHmacKey, signSignatureBase } from "./algorithms.js";
-export type { ClientOptions, LogonOptions, PortcullisClient, RequestOptions, SessionClient, SessionInfo } from "./client.js";
-export { createClient, TIME_PATH } from "./client.js";
+export type { ClientOptions, LogonOptions, PortcullisClient, RequestOptions, SessionAnswer, SessionClient, SessionClientOptions, SessionInfo } from "./client.js";
+export { createClient, createSessionClient, TIME_PATH } from "./client.js";
 export { contentDigest } from "./content-digest.js";
 export { PortcullisApiError } from "./errors.js";
 export type { GeneratedKeyPair, PrivateKeyInput } from "./keys.js";

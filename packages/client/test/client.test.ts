@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type ClientOptions, createClient, generateKeyPair, PortcullisApiError } from "../src/index.js";
+import { type ClientOptions, createClient, createSessionClient, generateKeyPair, PortcullisApiError } from "../src/index.js";
 import { type WireRequest, parseNative, sha256Digest, verifyWire } from "./support.js";
 
 const KEY_ID = "pck_test_v1_5Jx0sQ2fT9aLmB7cN1dE4gHk3Xq9Zp";
@@ -318,5 +318,46 @@ describe("createClient options", () => {
     expect(await c.json("GET", "/api/v3/openOrders")).toEqual([]);
     expect(c.clockOffset).toBe(5_000);
     expect(calls).toEqual(["GET https://gateway.example.com/prefix/portcullis/v1/time", "GET https://gateway.example.com/prefix/api/v3/openOrders"]);
+  });
+});
+
+describe("createSessionClient (a session opened elsewhere, e.g. a passkey sign-in)", () => {
+  const SESSION = { keyid: "pst_first_token", secret: "pss_first_secret_Zm9v", expiresAt: SERVER_MS + 15 * 60_000, scopes: ["admin:*"], apiKeyId: KEY_ID, boundAddress: null };
+
+  it("signs with the session's secret, adopts a refreshed one, and logs out", async () => {
+    const c = createSessionClient({ baseUrl, session: SESSION, now: () => SERVER_MS });
+    expect(c.keyId).toBe("pst_first_token");
+    expect(c.session).toEqual({ keyid: "pst_first_token", expiresAt: SESSION.expiresAt, scopes: ["admin:*"], apiKeyId: KEY_ID, boundAddress: null });
+    await c.json("GET", "/portcullis/v1/passkeys");
+    const first = only(signed());
+    expect(parseNative(first.headers).keyid).toBe("pst_first_token");
+    expect(verifyWire(first, { alg: "hmac-sha256", secret: SESSION.secret })).toBe(true);
+
+    replies = [{ status: 200, body: JSON.stringify({ ...SESSION, keyid: "pst_second_token", secret: "pss_second_secret_YmFy", expiresAt: SESSION.expiresAt + 60_000 }) }];
+    expect((await c.refresh()).keyid).toBe("pst_second_token");
+    replies = [{ status: 200, body: '{"ok":true}' }];
+    await c.json("GET", "/portcullis/v1/passkeys");
+    const [, refresh, after] = signed();
+    expect(refresh?.target).toBe("/portcullis/v1/session/refresh");
+    expect(after === undefined ? false : verifyWire(after, { alg: "hmac-sha256", secret: "pss_second_secret_YmFy" })).toBe(true);
+
+    await c.logout();
+    const out = signed().at(-1);
+    expect(out?.method).toBe("DELETE");
+    expect(out?.target).toBe("/portcullis/v1/session");
+  });
+
+  it("does not log on again when the session reaches its maximum lifetime (there is no key): the refusal is thrown", async () => {
+    const c = createSessionClient({ baseUrl, session: SESSION, now: () => SERVER_MS });
+    replies = [{ status: 401, body: '{"code":"SESSION_LIFETIME_EXCEEDED","message":"The session reached its maximum lifetime.","requestId":"r1"}' }];
+    await expect(c.refresh()).rejects.toMatchObject({ status: 401, code: "SESSION_LIFETIME_EXCEEDED" });
+    expect(signed().map((r) => r.target)).toEqual(["/portcullis/v1/session/refresh"]);
+  });
+
+  it("throws TypeError for a session of the wrong shape or a bad option", () => {
+    expect(() => createSessionClient({ baseUrl, session: { ...SESSION, secret: 1 } as unknown as typeof SESSION })).toThrow(TypeError);
+    expect(() => createSessionClient({ baseUrl, session: null as unknown as typeof SESSION })).toThrow(TypeError);
+    expect(() => createSessionClient({ baseUrl: "ftp://x", session: SESSION })).toThrow(TypeError);
+    expect(() => createSessionClient({ baseUrl, session: SESSION, refreshMarginMs: -1 })).toThrow(TypeError);
   });
 });

@@ -1,11 +1,13 @@
 import { Component, type ErrorInfo, type ReactNode, useEffect, useState } from "react";
 import { Api, ApiError, type Identity, asApiError, holds } from "./api.js";
 import { parseCredential } from "./credential.js";
+import { passkeyObstacle, signInWithPasskey } from "./passkeys.js";
 import { Anomalies } from "./pages/Anomalies.js";
 import { Approvals } from "./pages/Approvals.js";
 import { Audit } from "./pages/Audit.js";
 import { Keys } from "./pages/Keys.js";
 import { Overview } from "./pages/Overview.js";
+import { Passkeys } from "./pages/Passkeys.js";
 import { Policies } from "./pages/Policies.js";
 import { ErrorBox, when } from "./ui.js";
 
@@ -73,7 +75,9 @@ export function App(): ReactNode {
   if (api === null) return <SignIn onSignedIn={setApi} />;
 
   const pages = PAGES.filter((p) => p.allowed(api.identity));
-  const page = pages.find((p) => p.id === route) ?? pages[0];
+  // The signed-in user's own passkeys: a page of every user, reached from the header, not the nav.
+  const own = route === "passkeys";
+  const page = own ? undefined : (pages.find((p) => p.id === route) ?? pages[0]);
   return (
     <div className="shell">
       <header className="top">
@@ -91,7 +95,11 @@ export function App(): ReactNode {
         </nav>
         <span className="who" data-testid="who">
           <code>{api.identity.keyId}</code> {api.identity.operator ? "operator" : `account ${api.identity.account ?? "?"}`}
+          {api.identity.passkeyId === null ? null : " (passkey)"}
         </span>
+        <a href="#/passkeys" className="button" aria-current={own ? "page" : undefined} data-testid="nav-passkeys">
+          Passkeys
+        </a>
         <button
           type="button"
           data-testid="sign-out"
@@ -106,7 +114,11 @@ export function App(): ReactNode {
       </header>
       <main>
         <ErrorBox error={sessionError} />
-        {page === undefined ? (
+        {own ? (
+          <PageBoundary key="passkeys">
+            <Passkeys api={api} />
+          </PageBoundary>
+        ) : page === undefined ? (
           <p data-testid="no-pages">This key may use none of the console&apos;s pages.</p>
         ) : (
           <PageBoundary key={page.id}>{page.render(api)}</PageBoundary>
@@ -120,6 +132,20 @@ function SignIn({ onSignedIn }: { readonly onSignedIn: (api: Api) => void }): Re
   const [text, setText] = useState("");
   const [error, setError] = useState<ApiError | null>(null);
   const [busy, setBusy] = useState(false);
+
+  const obstacle = passkeyObstacle();
+
+  async function withPasskey(): Promise<void> {
+    setBusy(true);
+    setError(null);
+    try {
+      onSignedIn(await signInWithPasskey());
+    } catch (err) {
+      setError(asApiError(err));
+    } finally {
+      setBusy(false);
+    }
+  }
 
   async function signIn(): Promise<void> {
     setBusy(true);
@@ -182,6 +208,31 @@ function SignIn({ onSignedIn }: { readonly onSignedIn: (api: Api) => void }): Re
         <button type="submit" className="primary" disabled={busy || text.trim() === ""} data-testid="signin-submit">
           {busy ? "Signing in…" : "Sign in"}
         </button>
+        <div className="or" aria-hidden="true">
+          or
+        </div>
+        <button
+          type="button"
+          disabled={busy || obstacle !== null}
+          onClick={() => {
+            void withPasskey();
+          }}
+          data-testid="signin-passkey"
+        >
+          Sign in with a passkey
+        </button>
+        {obstacle === null ? (
+          <p className="muted">A passkey registered on this device for your key (under Passkeys, once signed in) signs in without the file.</p>
+        ) : (
+          <p className="notice" data-testid="passkey-obstacle">
+            {obstacle.reason}{" "}
+            {obstacle.localUrl === null ? null : (
+              <a href={obstacle.localUrl} data-testid="passkey-local-url">
+                {obstacle.localUrl}
+              </a>
+            )}
+          </p>
+        )}
       </form>
     </main>
   );

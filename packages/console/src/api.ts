@@ -64,6 +64,8 @@ export interface Identity {
   readonly operator: boolean;
   readonly scopes: readonly string[];
   readonly expiresAt: number;
+  /** The passkey this session was signed in with (its credential id), or null: the credential file. */
+  readonly passkeyId: string | null;
 }
 
 export function holds(identity: Identity, permission: string): boolean {
@@ -81,26 +83,35 @@ export class Api {
     try {
       const privateKey = await importPrivateKey(credential.privateKey, "ed25519");
       const client = createClient({ baseUrl, keyId: credential.keyId, privateKey, algorithm: "ed25519" });
-      const session = await client.logon({ ttl: "15m" });
-      const info = session.session;
-      // The key's own record says whether it is an operator key and of which account. An account
-      // admin key that may not read keys still signs in; it sees what its scopes allow.
-      let record: KeyRecord | null = null;
-      try {
-        record = await session.json<KeyRecord>("GET", `/portcullis/v1/keys/${encodeURIComponent(info.apiKeyId)}`);
-      } catch {
-        record = null;
-      }
-      return new Api(session, {
-        keyId: info.apiKeyId,
-        account: record?.account ?? null,
-        operator: record?.operator === true,
-        scopes: info.scopes,
-        expiresAt: info.expiresAt,
-      });
+      return await Api.open(await client.logon({ ttl: "15m" }), null);
     } catch (err) {
       throw asApiError(err);
     }
+  }
+
+  /**
+   * The console over a session, however it was opened: the credential file's logon above, or a
+   * passkey sign-in (passkeys.ts), whose answer is the same session (`createSessionClient`).
+   * `passkeyId` is the passkey that signed in, if one did.
+   */
+  static async open(session: SessionClient, passkeyId: string | null): Promise<Api> {
+    const info = session.session;
+    // The key's own record says whether it is an operator key and of which account. An account
+    // admin key that may not read keys still signs in; it sees what its scopes allow.
+    let record: KeyRecord | null;
+    try {
+      record = await session.json<KeyRecord>("GET", `/portcullis/v1/keys/${encodeURIComponent(info.apiKeyId)}`);
+    } catch {
+      record = null;
+    }
+    return new Api(session, {
+      keyId: info.apiKeyId,
+      account: record?.account ?? null,
+      operator: record?.operator === true,
+      scopes: info.scopes,
+      expiresAt: info.expiresAt,
+      passkeyId,
+    });
   }
 
   get expiresAt(): number {
