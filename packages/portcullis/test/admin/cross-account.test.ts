@@ -2,12 +2,15 @@
  * Every admin route, across accounts (issue 18; OWASP API1 object-level and API5 function-level
  * authorization). Two accounts, each with an account admin key holding `admin:*`, and an operator
  * key. For every entry of ADMIN_ROUTES, the admin of acct-a acts on acct-b's objects — its keys,
- * addresses, anomaly actions, approvers, risk profiles, and lists filtered to acct-b — and gets
- * the refusal, or an answer of its own account only (or holding no account's data at all), never
- * acct-b's data; and nothing of acct-b changes (acct-b's state is read back by the operator after
- * every case). A route without a case here fails the first test: a route added later is caught
- * where it is merged. The finer points of each family are their own files' (account-admin.test.ts
- * for keys, test/policy/admin.test.ts, test/anomaly/surfaces.test.ts, test/exposure, test/approvals).
+ * addresses, anomaly actions, approvers, risk profiles, audit entries, its admin's passkey and
+ * registration challenge, and lists filtered to acct-b — and gets the refusal, or an answer of its
+ * own account only (or holding no account's data at all), never acct-b's data; and nothing of
+ * acct-b changes (acct-b's state is read back after every case). The AdminApi is wired as
+ * src/runtime/runtime.ts wires it (audit routes, live statistics, passkeys, a session authority).
+ * A route without a case here fails the first test: a route added later is caught where it is
+ * merged. The finer points of each family are their own files' (account-admin.test.ts for keys,
+ * test/policy/admin.test.ts, test/anomaly/surfaces.test.ts, test/exposure, test/approvals,
+ * audit.test.ts, passkeys.test.ts for the browser ceremonies).
  */
 import type { PortcullisClient } from "@portcullis/client";
 import { isoCBOR } from "@simplewebauthn/server/helpers";
@@ -449,7 +452,9 @@ const CASES: Record<string, Case> = {
     expect(JSON.stringify(key)).not.toContain("acct-");
   },
   "GET /portcullis/v1/stats": async () => {
-    // The operator's snapshot holds every account's keys, acct-b's among them: not for acct-a.
+    // The operator's snapshot holds every account's keys, acct-b's among them (its admin has just
+    // made a call): not for acct-a.
+    await call(adminB, "GET", "/portcullis/v1/keys?limit=1");
     expect(JSON.stringify(await call(operator, "GET", "/portcullis/v1/stats"))).toContain("acct-b");
     expect(await refusal(call(adminA, "GET", "/portcullis/v1/stats"))).toMatchObject({ status: 403, code: "ADMIN_GRANT_EXCEEDED" });
   },
