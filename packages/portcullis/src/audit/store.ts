@@ -127,6 +127,12 @@ export interface EntryQuery {
   readonly until?: number;
   /** Only entries after this seq (paging). */
   readonly afterSeq?: number;
+  /**
+   * Only entries up to this seq (inclusive): with `afterSeq`, a window of the log, so that a read
+   * whose filters match little looks at a bounded number of entries (admin/audit.ts walks the log
+   * in such windows rather than scanning it whole in one synchronous SQLite statement).
+   */
+  readonly throughSeq?: number;
   /** At most this many (a non-negative integer). */
   readonly limit: number;
   /** Newest first (default: oldest first). */

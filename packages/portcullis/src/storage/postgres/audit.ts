@@ -200,7 +200,7 @@ const NUL = "\u0000";
  * SqliteAudit.query's SQL, in PostgreSQL's dialect, with SQLite's semantics: equality on key and
  * account, events by name or by `resource.*` prefix (a range of the "C"-collated column, compared
  * byte by byte as SQLite's TEXT is: `event >= 'key.' AND event < 'key/'`), `since` inclusive,
- * `until` exclusive, `afterSeq` exclusive, in seq order (DESC when `descending`), at most `limit`
+ * `until` exclusive, `afterSeq` exclusive, `throughSeq` inclusive, in seq order (DESC when `descending`), at most `limit`
  * (negative: no limit, as SQLite's LIMIT -1). Null when nothing can match.
  */
 function querySql(q: EntryQuery): { sql: string; params: unknown[] } | null {
@@ -232,6 +232,7 @@ function querySql(q: EntryQuery): { sql: string; params: unknown[] } | null {
   if (q.since !== undefined) where.push(`at >= ${param(integerBound(q.since, "since", true))}`);
   if (q.until !== undefined) where.push(`at < ${param(integerBound(q.until, "until", true))}`);
   if (q.afterSeq !== undefined) where.push(`seq > ${param(integerBound(q.afterSeq, "afterSeq", false))}`);
+  if (q.throughSeq !== undefined) where.push(`seq <= ${param(integerBound(q.throughSeq, "throughSeq", false))}`);
   const limit = param(q.limit < 0 ? null : q.limit);
   return {
     sql: `SELECT ${ENTRY_COLUMNS} FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq ${q.descending === true ? "DESC" : "ASC"} LIMIT ${limit}`,

@@ -355,6 +355,10 @@ export class SqliteAudit implements AuditStore, AuditReader {
       where.push("seq > ?");
       params.push(q.afterSeq);
     }
+    if (q.throughSeq !== undefined) {
+      where.push("seq <= ?");
+      params.push(q.throughSeq);
+    }
     params.push(q.limit);
     const sql = `SELECT ${ENTRY_COLUMNS} FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY seq ${q.descending === true ? "DESC" : "ASC"} LIMIT ?`;
     return this.db.prepare<(string | number)[], StoredEntry>(sql).all(...params);
