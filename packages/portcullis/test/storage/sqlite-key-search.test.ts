@@ -1,6 +1,6 @@
 /**
  * SQLite's key search across accounts (KeyListFilter.search without an account) walks the keys in
- * steps of 4,096, yielding to the event loop between steps (storage/sqlite/store.ts searchWalk).
+ * steps of 4,096, yielding to the event loop between steps (storage/sqlite/store.ts walk).
  * With 10,000 keys a search crosses steps: every answer, every page of it, must be what a plain
  * filter of all the keys gives, and the event loop must get turns while a search that matches
  * little looks at every key. (The search's meaning on both stores is durable-contract.test.ts's.)

@@ -34,7 +34,7 @@ function fromSql(r: KeyRowSql): KeyRow {
 const flagBit = (v: boolean): number => (v ? 1 : 0);
 
 /**
- * Keys a search across accounts looks at per synchronous step (KeyListFilter.search): a step
+ * Keys a filtered list (a search, a status, the operator flag) looks at per synchronous step: a step
  * reads this many entries of the keys_search index (about 2 ms; 1,000,000 keys are 245 steps,
  * 0.4-0.6 s in all), then yields to the event loop.
  */
@@ -250,10 +250,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       // SQLite's LIKE ignores the case of ASCII letters (case_sensitive_like is never set).
       where.push("(id LIKE ? ESCAPE '\\' OR account LIKE ? ESCAPE '\\' OR label LIKE ? ESCAPE '\\')");
       params.push(patterns.prefix, patterns.prefix, patterns.infix);
-      // Within one account, its index finds the few keys to look at; across accounts, a search may
-      // have to look at every key: in steps, off the event loop's back.
-      if (filter.account === undefined) return this.searchWalk(where, params, filter.after, filter.limit);
     }
+    // A filter no index answers (a search, a status, the operator flag) may have to look at every
+    // key, of the table or of one account: in steps, off the event loop's back. (Only account and
+    // the id cursor are index ranges; a status nobody has made one statement read every key.)
+    if (filter.search !== undefined || filter.status !== undefined || filter.operator !== undefined) return this.walk(where, params, filter.account, filter.after, filter.limit);
     if (filter.after !== undefined) {
       where.push("id > ?");
       params.push(filter.after);
@@ -265,24 +266,28 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   }
 
   /**
-   * A search across accounts, `SEARCH_STEP` keys at a time in id order, yielding to the event loop
-   * between steps: a search few keys match looks at every key, which with a million keys takes
-   * hundreds of milliseconds that must not stall the gateway sharing this thread. Each step reads
-   * the keys_search index (every column the conditions need) and the table only for its matches.
-   * The steps are separate reads: a key changed during the walk may be seen before or after its
-   * change, as across the pages of any list.
+   * A filtered list, `SEARCH_STEP` keys at a time in id order (of the whole table, or of `account`
+   * by its index), yielding to the event loop between steps: a filter few keys match looks at
+   * every key, which with a million keys takes hundreds of milliseconds that must not stall the
+   * gateway sharing this thread. Across accounts each step reads the keys_search index (every
+   * column the conditions need) and the table only for its matches. The steps are separate reads:
+   * a key changed during the walk may be seen before or after its change, as across the pages of
+   * any list.
    */
-  private async searchWalk(where: readonly string[], params: readonly (string | number)[], after: string | undefined, limit: number): Promise<KeyRow[]> {
+  private async walk(where: readonly string[], params: readonly (string | number)[], account: string | undefined, after: string | undefined, limit: number): Promise<KeyRow[]> {
     const found: KeyRow[] = [];
+    const scope = account === undefined ? [] : ["account = ?"];
+    const scoped = account === undefined ? [] : [account];
     let from = after;
     for (;;) {
-      // The last id of this step (none: the step reaches the end of the table).
-      const end =
-        from === undefined
-          ? this.db.prepare<[number], { id: string }>("SELECT id FROM keys ORDER BY id LIMIT 1 OFFSET ?").get(SEARCH_STEP - 1)
-          : this.db.prepare<[string, number], { id: string }>("SELECT id FROM keys WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?").get(from, SEARCH_STEP - 1);
+      // The last id of this step (none: the step reaches the end of the table, or of the account).
+      const bounds = [...scope, ...(from === undefined ? [] : ["id > ?"])];
+      const end = this.db
+        .prepare<(string | number)[], { id: string }>(`SELECT id FROM keys ${bounds.length === 0 ? "" : `WHERE ${bounds.join(" AND ")}`} ORDER BY id LIMIT 1 OFFSET ?`)
+        .get(...scoped, ...(from === undefined ? [] : [from]), SEARCH_STEP - 1);
       const range = [...(from === undefined ? [] : ["id > ?"]), ...(end === undefined ? [] : ["id <= ?"])];
-      const sql = `SELECT * FROM keys INDEXED BY keys_search WHERE ${[...range, ...where].join(" AND ")} ORDER BY id LIMIT ?`;
+      const index = account === undefined ? "keys_search" : "keys_by_account";
+      const sql = `SELECT * FROM keys INDEXED BY ${index} WHERE ${[...range, ...where].join(" AND ")} ORDER BY id LIMIT ?`;
       const values = [...(from === undefined ? [] : [from]), ...(end === undefined ? [] : [end.id]), ...params, limit - found.length];
       for (const row of this.db.prepare<(string | number)[], KeyRowSql>(sql).all(...values)) found.push(fromSql(row));
       if (found.length >= limit || end === undefined) return found;
