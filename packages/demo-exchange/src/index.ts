@@ -29,5 +29,5 @@ export {
 export { startDemoStack, DemoPortInUseError, type DemoStack, type DemoStackOptions } from "./stack.js";
 
 /** `portcullis demo`: the stack, demo keys, and what to try, printed. */
-export { runDemo, CONSOLE_CREDENTIAL_FILE, type DemoOptions, type DemoKey } from "./run.js";
+export { runDemo, writeSecretFile, CONSOLE_CREDENTIAL_FILE, type DemoOptions, type DemoKey } from "./run.js";
 export { startDemoTraffic, type DemoTraffic, type TrafficOptions } from "./traffic.js";

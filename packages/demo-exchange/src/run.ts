@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from "node:crypto";
-import { chmodSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "portcullis";
 import { DEMO_APPROVER_GROUP, DEMO_APPROVERS, DEMO_POLICY, type DemoGovernance, setUpDemoGovernance } from "./governance.js";
@@ -215,7 +215,7 @@ async function createDemoKeys(stack: DemoStack): Promise<Record<string, DemoKey>
       ...(spec.limits === undefined ? {} : { limits: spec.limits }),
     });
     const privateKeyFile = pair === null ? null : join(stack.dataDir, `demo-${spec.name}.pem`);
-    if (pair !== null && privateKeyFile !== null) writeFileSync(privateKeyFile, pair.privateKey, { mode: 0o600 });
+    if (pair !== null && privateKeyFile !== null) writeSecretFile(privateKeyFile, pair.privateKey);
     keys[spec.name] = {
       id: created.key.id,
       account: created.key.account,
@@ -318,10 +318,20 @@ function describeBehaviour(dataDir: string): string {
 function writeConsoleCredential(dataDir: string, key: DemoKey | undefined): string {
   if (key?.privateKey === undefined) throw new Error("the demo console operator key has no private key");
   const file = join(dataDir, CONSOLE_CREDENTIAL_FILE);
-  writeFileSync(file, `${JSON.stringify({ keyId: key.id, algorithm: "ed25519", privateKey: key.privateKey }, null, 2)}\n`, { mode: 0o600 });
-  // A data directory given with --data may hold an older file: its mode is set again.
-  chmodSync(file, 0o600);
+  writeSecretFile(file, `${JSON.stringify({ keyId: key.id, algorithm: "ed25519", privateKey: key.privateKey }, null, 2)}\n`);
   return file;
+}
+
+/**
+ * Writes a private key to `file` as a new file of mode 0600. A data directory given with --data
+ * may hold an older file (or a symbolic link) by that name: it is removed first, and the file is
+ * created exclusively, so the key is never written into a file that others may read (writing over
+ * an existing file keeps its mode, 0644 say, and a link would be followed to its target); a file
+ * that appears meanwhile fails the write (EEXIST) rather than receiving the key.
+ */
+export function writeSecretFile(file: string, text: string): void {
+  rmSync(file, { force: true });
+  writeFileSync(file, text, { mode: 0o600, flag: "wx" });
 }
 
 /** The console part of the demo's banner: where it is and how to sign in. */
