@@ -1,11 +1,14 @@
-import { PortcullisApiError, type SessionClient, createClient, importPrivateKey } from "@portcullis/client";
+import { type PortcullisClient, PortcullisApiError, type SessionClient, createClient, importPrivateKey } from "@portcullis/client";
 import type { Credential } from "./credential.js";
 
 /**
  * The console's one way to the admin API: a session of the user's own key (docs/console.md).
- * Sign-in imports the credential's private key as a non-extractable WebCrypto key, logs on with it
- * (a signed challenge: RFC 9421 with `created` and a single-use nonce) and forgets it; every later
- * request is signed with the session's HMAC, so there is no cookie and nothing for CSRF to ride on.
+ * Sign-in imports the credential's private key as a non-extractable WebCrypto key and logs on with
+ * it (a signed challenge: RFC 9421 with `created` and a single-use nonce); every later request is
+ * signed with the session's HMAC, so there is no cookie and nothing for CSRF to ride on. The
+ * non-extractable key stays in this page's memory (no script can read it back) for the one thing a
+ * session may not do: register a passkey (`callWithKey`), which the API accepts only signed by the
+ * key itself. A passkey sign-in has no key: it cannot register one.
  */
 
 /** What the console shows of a refusal: the API's stable code and its message. */
@@ -77,13 +80,30 @@ export class Api {
   private constructor(
     private readonly session: SessionClient,
     readonly identity: Identity,
+    /** The key itself (non-extractable), for the calls a session may not make; null after a passkey sign-in. */
+    private readonly keyClient: PortcullisClient | null,
   ) {}
 
   static async signIn(credential: Credential, baseUrl: string = location.origin): Promise<Api> {
     try {
       const privateKey = await importPrivateKey(credential.privateKey, "ed25519");
       const client = createClient({ baseUrl, keyId: credential.keyId, privateKey, algorithm: "ed25519" });
-      return await Api.open(await client.logon({ ttl: "15m" }), null);
+      return await Api.open(await client.logon({ ttl: "15m" }), null, client);
+    } catch (err) {
+      throw asApiError(err);
+    }
+  }
+
+  /** Whether calls signed by the key itself can be made (a credential-file sign-in), not only the session's. */
+  get signsWithKey(): boolean {
+    return this.keyClient !== null;
+  }
+
+  /** A call signed by the key itself (registering a passkey); KEY_SIGNATURE_UNAVAILABLE after a passkey sign-in. */
+  async callWithKey<T>(method: string, path: string, json?: unknown): Promise<T> {
+    if (this.keyClient === null) throw new ApiError(0, "KEY_SIGNATURE_UNAVAILABLE", "sign in with the key's credential file: only the key itself may do this, not a session");
+    try {
+      return await this.keyClient.json<T>(method, path, json === undefined ? {} : { json });
     } catch (err) {
       throw asApiError(err);
     }
@@ -94,7 +114,7 @@ export class Api {
    * passkey sign-in (passkeys.ts), whose answer is the same session (`createSessionClient`).
    * `passkeyId` is the passkey that signed in, if one did.
    */
-  static async open(session: SessionClient, passkeyId: string | null): Promise<Api> {
+  static async open(session: SessionClient, passkeyId: string | null, keyClient: PortcullisClient | null = null): Promise<Api> {
     const info = session.session;
     // The key's own record says whether it is an operator key and of which account. An account
     // admin key that may not read keys still signs in; it sees what its scopes allow.
@@ -111,7 +131,7 @@ export class Api {
       scopes: info.scopes,
       expiresAt: info.expiresAt,
       passkeyId,
-    });
+    }, keyClient);
   }
 
   get expiresAt(): number {

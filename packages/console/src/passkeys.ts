@@ -154,11 +154,15 @@ export async function listPasskeys(api: Api): Promise<readonly Passkey[]> {
   return (await api.call<{ passkeys: Passkey[] }>("GET", "/portcullis/v1/passkeys")).passkeys;
 }
 
-/** Registers a new passkey of the signed-in key: options, the browser's new credential, registration. */
+/**
+ * Registers a new passkey of the signed-in key: options, the browser's new credential,
+ * registration — both calls signed by the key itself, as the API requires (a session may not mint
+ * a credential that outlives it).
+ */
 export async function registerPasskey(api: Api, label: string): Promise<Passkey> {
-  const options = await api.call<unknown>("POST", "/portcullis/v1/passkeys/registration/options", label === "" ? {} : { label });
+  const options = await api.callWithKey<unknown>("POST", "/portcullis/v1/passkeys/registration/options", label === "" ? {} : { label });
   const credential = await createCredential(options);
-  return api.call<Passkey>("POST", "/portcullis/v1/passkeys/registration", { credential });
+  return api.callWithKey<Passkey>("POST", "/portcullis/v1/passkeys/registration", { credential });
 }
 
 export async function removePasskey(api: Api, id: string): Promise<Passkey> {

@@ -32,7 +32,7 @@ export function Passkeys({ api }: { readonly api: Api }): ReactNode {
       <h1 id="passkeys-title">Passkeys</h1>
       <p className="muted">
         Passkeys of <code>{api.identity.keyId}</code>: each signs in to this console as this key, with all its scopes, after the device checks it is you (fingerprint, face,
-        PIN). Registering one needs a session with every scope of the key; removing one does not end the sessions it opened.
+        PIN). Registering one is signed by the key itself (a session may not), so it needs a sign-in with the key's credential file; removing one does not end the sessions it opened.
       </p>
       {obstacle === null ? null : (
         <p className="notice" data-testid="passkey-obstacle">
@@ -42,6 +42,11 @@ export function Passkeys({ api }: { readonly api: Api }): ReactNode {
               {obstacle.localUrl}
             </a>
           )}
+        </p>
+      )}
+      {api.signsWithKey ? null : (
+        <p className="notice" data-testid="passkey-needs-key">
+          Signed in with a passkey: to register another, sign in with the key&apos;s credential file (only the key itself may register a passkey).
         </p>
       )}
       <ErrorBox error={list.error ?? action.error} />
@@ -65,7 +70,7 @@ export function Passkeys({ api }: { readonly api: Api }): ReactNode {
             data-testid="passkey-label"
           />
         </label>
-        <button type="submit" className="primary" disabled={action.busy || obstacle !== null} data-testid="passkey-register">
+        <button type="submit" className="primary" disabled={action.busy || obstacle !== null || !api.signsWithKey} data-testid="passkey-register">
           {action.busy ? "Waiting for the device…" : "Register a passkey"}
         </button>
       </form>

@@ -15,7 +15,7 @@ import { MAX_PASSKEY_LABEL, PasskeyCloneError, type PasskeyService, parseAuthent
  * Passkeys (WebAuthn) on the admin API (docs/passkeys.md): the console's sign-in with a passkey
  * bound to an API key, beside the signed logon.
  *
- *   POST   /portcullis/v1/passkeys/registration/options   signed by the key (or its session): { "label"?: string }
+ *   POST   /portcullis/v1/passkeys/registration/options   signed by the key itself (never a session): { "label"?: string }
  *          -> 200 PublicKeyCredentialCreationOptionsJSON (for navigator.credentials.create)
  *   POST   /portcullis/v1/passkeys/registration            { "credential": RegistrationResponseJSON } -> 201 passkey
  *   GET    /portcullis/v1/passkeys                         the caller's key's passkeys -> { "passkeys": [...] }
@@ -25,9 +25,9 @@ import { MAX_PASSKEY_LABEL, PasskeyCloneError, type PasskeyService, parseAuthent
  *          -> 201 { keyid, secret, expiresAt, scopes, apiKeyId, boundAddress }: a session of the
  *             passkey's key, as POST /portcullis/v1/session answers
  *
- * A passkey is registered only to an admin key (one with an `admin:` scope), by a request acting
- * with every scope of that key: a session narrowed to fewer scopes could otherwise mint a passkey
- * that signs in with all of them (SESSION_SCOPE_NOT_HELD). The sign-in routes are public, charged
+ * A passkey is registered only to an admin key (one with an `admin:` scope), by a request signed
+ * with that key itself (never a session: SESSION_NOT_ALLOWED), since a passkey signs in with every
+ * scope of its key for as long as the key lives. The sign-in routes are public, charged
  * to the client's address by the route's weight like any public route; each refused sign-in is
  * also counted as an authentication failure of the address (AUTH_FAILURES), so repeated guesses
  * block it (IP_BLOCKED) as bad signatures do.
@@ -43,12 +43,12 @@ const OPTIONS_ANSWER = (what: string) => ({ 200: { description: what, schema: s.
 
 export const PASSKEY_ROUTES: readonly AdminRoute[] = [
   adminRoute("POST", "/portcullis/v1/passkeys/registration/options", "authenticated", {
-    summary: "WebAuthn creation options for a new passkey of the calling admin key (signed by the key, or a session with all its scopes)",
+    summary: "WebAuthn creation options for a new passkey of the calling admin key (signed by the key itself: a session is SESSION_NOT_ALLOWED)",
     body: s.object({ label: s.optional(s.string({ minLength: 1, maxLength: MAX_PASSKEY_LABEL })) }),
     answers: OPTIONS_ANSWER("PublicKeyCredentialCreationOptionsJSON, for navigator.credentials.create"),
   }),
   adminRoute("POST", "/portcullis/v1/passkeys/registration", "authenticated", {
-    summary: "Register the passkey the browser created (its challenge single use, 5 minutes)",
+    summary: "Register the passkey the browser created (signed by the key itself; its challenge single use, 5 minutes)",
     body: s.object({ credential: CREDENTIAL }),
     answers: { 201: { description: "the passkey", schema: PASSKEY } },
   }),
@@ -105,13 +105,18 @@ function label(o: JsonObject): string {
   return v;
 }
 
-/** The caller, checked: an admin key, acting with all of its scopes. */
+/**
+ * The caller, checked: an admin key, acting with all of its scopes, and signing with **the key
+ * itself**. A passkey outlives every session, so a session (15 minutes, perhaps stolen, perhaps
+ * opened with a passkey) must not be able to mint one: that would turn a short credential into a
+ * lasting one that `end-sessions` does not end. SESSION_NOT_ALLOWED, as for a logon with a session.
+ */
 function registrant(ctx: RequestContext): NonNullable<RequestContext["key"]> {
   const key = ctx.key;
   if (key === null) throw new PortcullisError("INTERNAL", "passkey route without a key");
+  if (key.session !== null) throw new PortcullisError("SESSION_NOT_ALLOWED", "register a passkey with a request signed by the key itself: a session cannot create a credential that outlives it");
   const held = grantedPermissions(key.record.scopes);
   if (![...held].some((p) => p.startsWith("admin:"))) throw new PortcullisError("SCOPE_MISSING", "passkeys sign in to the console: only an admin key (an admin: scope) may have one");
-  for (const p of held) if (!key.permissions.has(p)) throw new PortcullisError("SESSION_SCOPE_NOT_HELD", "a passkey signs in with every scope of its key: register it with the key, or a session holding all of its scopes");
   return key;
 }
 

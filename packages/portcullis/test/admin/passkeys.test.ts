@@ -354,21 +354,25 @@ describe.skipIf(!haveChromium && !IN_CI)("passkeys, with a browser's virtual aut
     expect(clones[0]).toMatchObject({ actor: "anonymous", detail: { passkey: passkey.id } });
   });
 
-  it("registration: only by an admin key acting with all its scopes, for its own challenge, once per credential", async () => {
+  it("registration: only by an admin key signing itself (never a session), for its own challenge, once per credential", async () => {
     const { id: keyId, client } = await adminKey(s);
     // Not an admin key.
     const plain = await s.t.createKey({ account: "acct-1", scopes: ["read"] });
     const trader = createClient({ baseUrl: s.base, keyId: plain.key.id, secret: plain.secret ?? "" });
     expect(await code(trader.json("POST", "/portcullis/v1/passkeys/registration/options", { json: {} }))).toBe("SCOPE_MISSING");
-    // A session narrowed to fewer scopes than its key.
+    // No session, narrowed or full: a passkey outlives every session, so only the key mints one
+    // (a stolen session, or one a passkey opened, must not turn into a lasting credential).
     const narrowed = await sessionOf(s, keyId, ["admin:keys"]);
     const asNarrowed = createClient({ baseUrl: s.base, keyId: narrowed.keyid, secret: narrowed.secret });
-    expect(await code(asNarrowed.json("POST", "/portcullis/v1/passkeys/registration/options", { json: {} }))).toBe("SESSION_SCOPE_NOT_HELD");
-    // A full session may.
+    expect(await code(asNarrowed.json("POST", "/portcullis/v1/passkeys/registration/options", { json: {} }))).toBe("SESSION_NOT_ALLOWED");
     const full = await sessionOf(s, keyId);
     const asFull = createClient({ baseUrl: s.base, keyId: full.keyid, secret: full.secret });
-    const passkey = await register(s, tab, asFull, "from a session");
-    expect(passkey).toMatchObject({ keyId, label: "from a session" });
+    expect(await code(asFull.json("POST", "/portcullis/v1/passkeys/registration/options", { json: {} }))).toBe("SESSION_NOT_ALLOWED");
+    // The registration step too, with options the key itself asked for.
+    const keysOptions = await client.json<Json>("POST", "/portcullis/v1/passkeys/registration/options", { json: {} });
+    expect(await code(asFull.json("POST", "/portcullis/v1/passkeys/registration", { json: { credential: await create(tab, keysOptions) } }))).toBe("SESSION_NOT_ALLOWED");
+    const passkey = await register(s, tab, client, "by the key");
+    expect(passkey).toMatchObject({ keyId, label: "by the key" });
     // Another key's challenge.
     const { client: other } = await adminKey(s);
     const options = await other.json<Json>("POST", "/portcullis/v1/passkeys/registration/options", { json: {} });
