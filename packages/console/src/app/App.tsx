@@ -1,15 +1,15 @@
 import { Component, type ErrorInfo, type ReactNode, useEffect, useState } from "react";
-import { Api, ApiError, type Identity, asApiError, holds } from "./api.js";
-import { parseCredential } from "./credential.js";
-import { passkeyObstacle, signInWithPasskey } from "./passkeys.js";
-import { Anomalies } from "./pages/Anomalies.js";
-import { Approvals } from "./pages/Approvals.js";
-import { Audit } from "./pages/Audit.js";
-import { Keys } from "./pages/Keys.js";
-import { Overview } from "./pages/Overview.js";
-import { Passkeys } from "./pages/Passkeys.js";
-import { Policies } from "./pages/Policies.js";
-import { ErrorBox, when } from "./ui.js";
+import { Api, ApiError, type Identity, asApiError, holds } from "../api.js";
+import { parseCredential } from "../credential.js";
+import { passkeyObstacle, signInWithPasskey } from "../passkeys.js";
+import { Anomalies } from "../pages/Anomalies.js";
+import { Approvals } from "../pages/Approvals.js";
+import { Audit } from "../pages/Audit.js";
+import { Keys } from "../pages/Keys.js";
+import { Overview } from "../pages/Overview.js";
+import { Passkeys } from "../pages/Passkeys.js";
+import { Policies } from "../pages/Policies.js";
+import { ErrorBox, when } from "../ui.js";
 
 /**
  * The shell: sign-in, then the pages the signed-in key may use (hash routes, so the admin listener

@@ -1,7 +1,7 @@
 import { StrictMode } from "react";
 import { createRoot } from "react-dom/client";
 import { App } from "./App.js";
-import "./styles.css";
+import "../styles.css";
 
 const root = document.getElementById("root");
 if (root === null) throw new Error("no #root element");
