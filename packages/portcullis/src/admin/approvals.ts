@@ -132,12 +132,15 @@ function parseApprover(raw: unknown): { name: string; groups: string[]; publicKe
   return { name, groups: groups as string[], publicKey };
 }
 
-/** The answer to one of APPROVAL_ROUTES, or undefined for another route. Operator keys only. */
+/**
+ * The answer to one of APPROVAL_ROUTES, or undefined for another route. Operator keys only: every
+ * one is declared `operatorOnly`, which the admin API enforces before any handler runs.
+ */
 export async function approvalsAnswer(holds: HoldService | null, ctx: RequestContext, body: () => unknown): Promise<{ status: number; body: unknown } | undefined> {
   const route = ctx.route;
   if (route === null || !ROUTE_IDS.has(route.id)) return undefined;
   const record = ctx.key?.record;
-  if (record?.operator !== true) throw new PortcullisError("ADMIN_GRANT_EXCEEDED", "approvers and approvals are managed with an operator key");
+  if (record === undefined) throw new PortcullisError("INTERNAL", "approval route without a key");
   if (holds === null) throw new PortcullisError("ROUTE_NOT_FOUND");
   const actor = `key:${record.id}`;
   // Canonical, matched paths: /portcullis/v1/<approvers|approvals>/<name or id>[/<action>].

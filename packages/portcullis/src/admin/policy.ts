@@ -176,10 +176,9 @@ export async function dispatchPolicy(ctx: RequestContext, governance: Governance
       return { status: 200, body: await governance.policy.show(versionParam(params.get("version"))) };
     case "GET /portcullis/v1/policy/versions":
       return { status: 200, body: { versions: await governance.policy.versions() } };
-    case "PUT /portcullis/v1/policy": {
-      if (reach !== null) throw new PortcullisError("ADMIN_GRANT_EXCEEDED", "only an operator key applies a policy (an account admin key reads it)");
+    case "PUT /portcullis/v1/policy":
+      // Operator keys only: declared operatorOnly, enforced before the handler.
       return outcome(await governance.policy.apply(body, initiator), 200);
-    }
     case "POST /portcullis/v1/policy/test": {
       const tested = testSubject(body, now);
       const version = tested.version;
