@@ -533,15 +533,6 @@ const CASES: Record<string, Case> = {
 
 const routeIds = ADMIN_ROUTES.map((r) => `${r.method} ${r.path}`);
 
-/**
- * Routes whose case fails today, with what acct-a learns of acct-b. Their cases run as `it.fails`:
- * the leak stays on record, and once it is fixed the case passes, `it.fails` fails, and the entry
- * must go.
- */
-const KNOWN_LEAKS: ReadonlyMap<string, string> = new Map<string, string>([
-  // None. "POST /portcullis/v1/policy/test" was one (the dry run evaluated another account's
-  // address book and spend); admin/policy.ts now confines `account` and `key` to the caller's reach.
-]);
 
 describe("an account admin of acct-a (admin:*) on every admin route, against acct-b", () => {
   it("has a case for every admin route, and none for a route that is not one", () => {
@@ -574,9 +565,7 @@ describe("an account admin of acct-a (admin:*) on every admin route, against acc
     expect((await call<{ entries: unknown[] }>(adminB, "GET", "/portcullis/v1/audit/entries?account=acct-b&limit=1000")).entries.length).toBeGreaterThan(0);
   });
 
-  it.each(routeIds.filter((id) => !KNOWN_LEAKS.has(id)))("%s: a refusal or acct-a's own answer, never acct-b's data; acct-b unchanged", check);
-  if (KNOWN_LEAKS.size > 0) it.fails.each([...KNOWN_LEAKS])("%s: KNOWN LEAK, expected to fail until fixed: %s", check);
-  it("lists only routes that exist as known leaks", () => {
-    for (const id of KNOWN_LEAKS.keys()) expect(routeIds).toContain(id);
-  });
+  // Every route, no exception list: "POST /portcullis/v1/policy/test" was a known leak (the dry run
+  // evaluated another account's address book and spend) until admin/policy.ts confined it.
+  it.each(routeIds)("%s: a refusal or acct-a's own answer, never acct-b's data; acct-b unchanged", check);
 });
