@@ -25,3 +25,5 @@ export {
   verifyLogon,
   verifySiweLogon,
 } from "./verify.js";
+export type { AgentRegistration, GatewayOptions } from "./gateway.js";
+export { AGENTS_PATH, AGENTS_REVOKE_PATH, registerAgent, revokeAgent, WALLET_SESSION_PATH, walletLogon } from "./gateway.js";
