@@ -9,7 +9,10 @@
  *   each; the gateway verifies them and the exchange fills the orders;
  * - a key's signature under another key's id is refused in the page with its code;
  * - viem's local account, made in the page, signs EIP-712 typed data that Node recovers with viem's
- *   recoverTypedDataAddress.
+ *   recoverTypedDataAddress;
+ * - the SDK's wallet helpers, in the page: that account approves the page's secp256k1 key as an
+ *   agent, the agent delegates narrower terms to the Ed25519 key; Node verifies the chain offline
+ *   (verifyAgentChain), recovers the approval's signer with viem, and refuses a widening delegation.
  *
  * Origin: the gateway has no CORS support (it answers no preflight: a cross-origin signed request
  * is blocked by the browser, which this file shows). So the page is served from the gateway's own
@@ -24,6 +27,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, Page } from "playwright-core";
+import { type ApproveAgentMessage, verifyAgentChain, walletTypedData } from "@portcullis/client";
 import { recoverTypedDataAddress } from "viem";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -173,5 +177,28 @@ describe.skipIf(reason !== null)(`@portcullis/client in Chromium${reason === nul
     // Any change to what was signed recovers another address.
     expect(await recoverTypedDataAddress({ ...typed, message: { ...typed.message, nonce: "n0nce1234ABCE" }, signature: signed.signature })).not.toBe(signed.address);
     expect(await recoverTypedDataAddress({ ...typed, domain: { ...typed.domain, chainId: 1 }, signature: signed.signature })).not.toBe(signed.address);
+  });
+
+  it("the SDK's wallet helpers in the page: an owner approves the secp256k1 agent, which delegates to the Ed25519 key; Node verifies the chain offline", async () => {
+    const venue = { chainId: CHAIN_ID, domain: new URL(gateway).host, uri: gateway };
+    const now = Date.now();
+    const made = await call("approveAgent", venue, "test", "demo-trader", now);
+    expect(made.agentKeys[0]).toBe(made.agentKeys[1]);
+    expect(made.edAgentKey).toMatch(/^ed25519:[A-Za-z0-9_-]{43}$/);
+    expect(made.verifiedInPage).toEqual([made.agentId, made.delegatedId]);
+    // Node, from the JSON that left the page: the same chain verifies, the owner is who signed.
+    const verified = await verifyAgentChain(made.chain, { venue, environment: "test", owner: made.owner, now });
+    expect(verified).toMatchObject({ ok: true, value: { owner: made.owner, account: "demo-trader", chainId: CHAIN_ID } });
+    expect(verified.ok ? verified.value.links.map((l) => [l.id, l.agentKey.text]) : []).toEqual([
+      [made.agentId, made.agentKeys[0]],
+      [made.delegatedId, made.edAgentKey],
+    ]);
+    // The approval recovers to the owner with viem alone.
+    const approval = (made.chain[0] as { approval: ApproveAgentMessage; signature: `0x${string}` });
+    expect(await recoverTypedDataAddress({ ...walletTypedData("ApproveAgent", approval.approval, CHAIN_ID), signature: approval.signature })).toBe(made.owner);
+    // Another owner, a widening delegation, another venue: refused with their codes.
+    expect(await verifyAgentChain(made.chain, { venue, environment: "test", owner: "0x0000000000000000000000000000000000000001", now })).toMatchObject({ ok: false, code: "WALLET_SIGNATURE_INVALID" });
+    expect(await verifyAgentChain(made.widened, { venue, environment: "test", owner: made.owner, now })).toMatchObject({ ok: false, code: "AGENT_WIDENED", link: 1 });
+    expect(await verifyAgentChain(made.chain, { venue: { ...venue, chainId: 1 }, environment: "test", owner: made.owner, now })).toMatchObject({ ok: false, code: "WALLET_CHAIN_MISMATCH", link: 0 });
   });
 });

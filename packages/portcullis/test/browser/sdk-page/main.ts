@@ -3,7 +3,25 @@
  * browser, and a few functions the test calls with `page.evaluate`. Keys are made here, in the
  * browser (WebCrypto for Ed25519, viem for secp256k1); only public keys leave the page.
  */
-import { PortcullisApiError, createClient, generateKeyPair, generateSecp256k1Key, type GeneratedKeyPair, type GeneratedSecp256k1Key, type PortcullisClient } from "@portcullis/client";
+import {
+  type AgentTerms,
+  type Environment,
+  PortcullisApiError,
+  type WalletVenue,
+  agentKeyId,
+  createClient,
+  delegatedKeyId,
+  ed25519AgentKey,
+  generateKeyPair,
+  generateSecp256k1Key,
+  type GeneratedKeyPair,
+  type GeneratedSecp256k1Key,
+  type PortcullisClient,
+  secp256k1AgentKey,
+  signAgentApproval,
+  signDelegation,
+  verifyAgentChain,
+} from "@portcullis/client";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 
 /** What a refused call ended in, or the answer. */
@@ -83,6 +101,38 @@ const api = {
       message: { ...typedData.message, domain: message.domain ?? "", uri: message.uri ?? "", nonce: message.nonce ?? "", issuedAt: BigInt(message.issuedAt ?? "0"), expiresAt: BigInt(message.expiresAt ?? "0") },
     });
     return { address: account.address, signature, message: typedData.message };
+  },
+
+  /**
+   * The wallet protocol with the SDK's helpers: an owner (viem's local account, made here) approves
+   * the page's secp256k1 key as an agent, and that agent delegates narrower terms to the page's
+   * Ed25519 key (signed by the secp256k1 key over the EIP-712 digest). Also a delegation that widens
+   * its parent's terms, which verification must refuse. The page verifies the chain offline too.
+   */
+  async approveAgent(venue: WalletVenue, environment: Environment, account: string, now: number) {
+    const k = keys();
+    const owner = privateKeyToAccount(generatePrivateKey());
+    const expiresAt = Math.floor(now / 1000) + 86_400;
+    const terms: AgentTerms = { scopes: ["read", "trade"], symbols: ["BTCUSDT", "ETHUSDT"], maxOrderNotional: "5000", maxOrderQuantity: "1", maxOpenNotional: "20000", limits: [{ name: "orders-10s", value: 20 }], expiresAt };
+    const approval = await signAgentApproval(owner, { venue, account, agentKey: k.secp.agentKey, terms, issuedAt: Math.floor(now / 1000) });
+    const agentId = agentKeyId(environment, venue.chainId, owner.address, approval.approval.nonce);
+    const edAgentKey = await ed25519AgentKey(k.ed.publicKey);
+    const narrower: AgentTerms = { ...terms, scopes: ["trade"], symbols: ["BTCUSDT"], maxOrderNotional: "1000", expiresAt: expiresAt - 3600 };
+    const parentKey = { algorithm: "secp256k1", privateKey: k.secp.privateKey } as const;
+    const delegation = await signDelegation(parentKey, { venue, parent: agentId, agentKey: edAgentKey, terms: narrower, issuedAt: Math.floor(now / 1000) });
+    const widened = await signDelegation(parentKey, { venue, parent: agentId, agentKey: edAgentKey, terms: { ...narrower, maxOrderNotional: "9000" }, issuedAt: Math.floor(now / 1000) });
+    const verified = await verifyAgentChain([approval, delegation], { venue, environment, owner: owner.address, now });
+    return {
+      owner: owner.address,
+      agentId,
+      delegatedId: delegatedKeyId(environment, agentId, delegation.delegation.nonce),
+      // The agent key text, two ways: from the key's public forms, and from the wallet helpers.
+      agentKeys: [k.secp.agentKey, secp256k1AgentKey(k.secp.privateKey)],
+      edAgentKey,
+      chain: [approval, delegation],
+      widened: [approval, widened],
+      verifiedInPage: verified.ok ? verified.value.links.map((l) => l.id) : verified.code,
+    };
   },
 };
 
