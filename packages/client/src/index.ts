@@ -7,7 +7,9 @@
  * - `createSessionClient`: the same for a session opened elsewhere (a passkey sign-in);
  * - `createSigner`: just the signature headers, for use with any HTTP library;
  * - `generateKeyPair` / `importPrivateKey`: Ed25519 and ECDSA P-256 keys;
- * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces.
+ * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces;
+ * - `sealBody`, `sealedAad`, `hpkeKeyCache`: sealed orders (HPKE, RFC 9180), which
+ *   `client.request(method, path, { json, sealed: true })` does by itself.
  */
 export type { KeyPairAlgorithm, SignatureAlgorithm } from "./algorithms.js";
 export { importHmacKey, signSignatureBase } from "./algorithms.js";
@@ -29,3 +31,5 @@ export type {
   Signer,
 } from "./signer.js";
 export { createSigner, generateNonce, REQUIRED_COMPONENTS, SIGNATURE_LABEL } from "./signer.js";
+export type { HpkeKeyCache, HpkePublicKey, SealBinding } from "./sealing.js";
+export { HPKE_PATH, HPKE_SUITE, SEALED_CONTENT_TYPE, SEALED_HEADER, SEALED_TYPE_HEADER, hpkeKeyCache, parseHpkeKeys, sealBody, sealedAad } from "./sealing.js";
