@@ -144,7 +144,8 @@ export class HpkeKeyring {
   private async makeNext(): Promise<void> {
     await this.load();
     const suite = hpkeSuite();
-    const pair = await suite.kem.generateKeyPair();
+    // @hpke/core types its keys with the DOM's WebCrypto types; Node's are the same objects.
+    const pair = (await suite.kem.generateKeyPair()) as unknown as webcrypto.CryptoKeyPair;
     const publicKey = Buffer.from(await suite.kem.serializePublicKey(pair.publicKey));
     const raw = Buffer.from(await suite.kem.serializePrivateKey(pair.privateKey));
     const id = randomBytes(12).toString("base64url");
@@ -182,8 +183,8 @@ export class HpkeKeyring {
       if (row.privateEnvelope === null) continue;
       const raw = await this.envelope.decrypt(row.privateEnvelope, HPKE_PRIVATE_PURPOSE, row.id);
       try {
-        const privateKey = await suite.kem.deserializePrivateKey(raw);
-        const publicKey = await suite.kem.deserializePublicKey(Buffer.from(row.publicKey, "base64url"));
+        const privateKey = (await suite.kem.deserializePrivateKey(raw)) as unknown as webcrypto.CryptoKey;
+        const publicKey = (await suite.kem.deserializePublicKey(Buffer.from(row.publicKey, "base64url"))) as unknown as webcrypto.CryptoKey;
         loaded.push({ row, supersededAt: row.notAfter, pair: { privateKey, publicKey } });
       } finally {
         raw.fill(0);

@@ -17,7 +17,7 @@ const sent: { url: string; headers: Headers; body: Uint8Array }[] = [];
 
 const recordingFetch: typeof fetch = async (input, init) => {
   const body = init?.body;
-  sent.push({ url: String(input), headers: new Headers(init?.headers), body: body instanceof Uint8Array ? body : new Uint8Array() });
+  sent.push({ url: input instanceof Request ? input.url : input instanceof URL ? input.href : input, headers: new Headers(init?.headers), body: body instanceof Uint8Array ? body : new Uint8Array() });
   return fetch(input, init);
 };
 

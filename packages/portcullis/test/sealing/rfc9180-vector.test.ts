@@ -9,7 +9,7 @@ import { hpkeSuite } from "../../src/custody/hpke.js";
 
 const hex = (s: string): ArrayBuffer => {
   const b = Buffer.from(s, "hex");
-  return b.buffer.slice(b.byteOffset, b.byteOffset + b.length) as ArrayBuffer;
+  return new Uint8Array(b).buffer;
 };
 const toHex = (b: ArrayBuffer): string => Buffer.from(b).toString("hex");
 

@@ -53,7 +53,7 @@ export interface TestCore {
   cleanup(): Promise<void>;
 }
 
-export type CoreOptions = Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment" | "sessions">> & {
+export type CoreOptions = Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment" | "sessions" | "sealing">> & {
   environment?: "live" | "test";
   /** Give the core a session authority from its data directory's keys. */
   sessions?: boolean;
@@ -71,10 +71,11 @@ export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
   const data = await openDataDir(dataDir, { pollIntervalMs: 50, offThreadWrites: offThreadWrites === true });
   const clock = new FakeClock();
   const sessions = withSessions === true ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment }) : undefined;
+  const sealingTimes: { rotateMs?: number; graceMs?: number } = typeof withSealing === "object" ? withSealing : {};
   const sealing =
     withSealing === undefined || withSealing === false
       ? null
-      : new HpkeKeyring({ store: data.store.hpke, envelope: data.envelope, now: clock.now, ...(withSealing === true ? {} : withSealing) });
+      : new HpkeKeyring({ store: data.store.hpke, envelope: data.envelope, now: clock.now, ...sealingTimes });
   await sealing?.refresh();
   const core = new Portcullis({
     routes: TEST_ROUTES,
