@@ -37,7 +37,7 @@ export function looksSealed(ctx: RequestContext): boolean {
  * Only the native scheme (and sessions) carry a sealed body, and only on a surface that forwards
  * the body itself: a venue dialect's, the authorizer's, a public route's sealed request, or any
  * when sealing is off (`keyring` null), is refused SEALED_NOT_SUPPORTED. Both sealed headers must
- * be covered by the signature (SEALED_NOT_COVERED). A request that is not sealed costs two header
+ * be covered by the signature (SEALED_NOT_COVERED). A request that is not sealed costs three header
  * lookups. The plaintext is never logged: refusals name no byte of it.
  */
 export function unsealStage(keyring: HpkeKeyring | null): Stage {
