@@ -223,7 +223,7 @@ export function sealedSection(result) {
   const g = result.gateway;
   if (g !== null) {
     const rps = (mode) => median(g.series[mode].map((s) => s.rps));
-    // Wall time per request at that throughput (the inverse of the median rate, with ${g.connections} connections).
+    // Wall time per request at that throughput (the inverse of the median rate).
     const us = (mode) => 1e6 / rps(mode);
     const p99 = (mode) => median(g.series[mode].map((s) => s.p99));
     summary.push(["Sealed orders: through the gateway (HTTP, autocannon), sealed vs unsealed", `${fmt(rps("sealed"), 0)} vs ${fmt(rps("plain"), 0)} req/s (${fmt(rps("sealed") / rps("plain"), 2)}×)`, "reported", g.failures > 0 ? "**ERRORS**" : "—"]);
