@@ -225,12 +225,15 @@ export class HpkeKeyring {
     let key = this.byId.get(keyId);
     if (key === undefined) {
       // Unknown ids (made elsewhere, or made up) cost at most one store read a second.
+      // A read under way (another miss's) is waited for rather than refused past.
       const t = performance.now();
-      if (t - this.lastMiss >= RELOAD_EVERY_MS) {
+      if (this.loading !== null) {
+        await this.loading;
+      } else if (t - this.lastMiss >= RELOAD_EVERY_MS) {
         this.lastMiss = t;
         await this.load();
-        key = this.byId.get(keyId);
       }
+      key = this.byId.get(keyId);
     }
     if (key === undefined) return deny("SEALED_KEY_UNKNOWN");
     if (now >= key.supersededAt + this.graceMs) return deny("SEALED_KEY_UNKNOWN", "the key's grace is over");
