@@ -56,6 +56,10 @@
  *      over HTTP; and the console's first load, the gzip bytes of the JavaScript its index.html
  *      fetches ("not built" without packages/console/dist) (console-bench.js;
  *      `node bench/console-bench.js [--quick]` runs it alone).
+ *  22. sealed orders (HPKE, RFC 9180): an order sealed to the gateway against the same order unsealed,
+ *      in the same run: the in-process pipeline (µs per request and the ratio), the client's sealing,
+ *      and through a real gateway with autocannon (sealed-bench.js; `node bench/sealed-bench.js
+ *      [--quick]` runs it alone).
  *
  * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
  * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
@@ -80,6 +84,7 @@ import { PG_BENCH_SETTINGS, PG_TARGETS, pgLookupSection, runPgLookupBench } from
 import { STORE_WRK_SETTINGS, STORE_WRK_TARGETS, runStoreWrkBench, storeWrkSection } from "./pg-wrk-bench.js";
 import { CONSOLE_BENCH_SETTINGS, CONSOLE_TARGETS, consoleSection, runConsoleBench } from "./console-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
+import { SEALED_BENCH_SETTINGS, runSealedBench, sealedSection } from "./sealed-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
 import { BENCH_LIMIT } from "./core.js";
@@ -140,6 +145,7 @@ const SETTINGS = {
     custody: { secrets: 100_000, creates: 200, requests: 5_000 },
     audit: AUDIT_BENCH_SETTINGS.full,
     guardrails: GUARDRAIL_BENCH_SETTINGS.full,
+    sealed: SEALED_BENCH_SETTINGS.full,
     policy: POLICY_BENCH_SETTINGS.full,
     behaviour: BEHAVIOUR_BENCH_SETTINGS.full,
     risk: RISK_BENCH_SETTINGS.full,
@@ -178,6 +184,7 @@ const SETTINGS = {
     custody: { secrets: 2_000, creates: 20, requests: 500 },
     audit: AUDIT_BENCH_SETTINGS.quick,
     guardrails: GUARDRAIL_BENCH_SETTINGS.quick,
+    sealed: SEALED_BENCH_SETTINGS.quick,
     policy: POLICY_BENCH_SETTINGS.quick,
     behaviour: BEHAVIOUR_BENCH_SETTINGS.quick,
     risk: RISK_BENCH_SETTINGS.quick,
@@ -891,7 +898,7 @@ const HOW_TO_READ = [
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, sealed, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -933,6 +940,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       ...pgLookup.summary,
       ...storeWrk.summary,
       ...consoleBench.summary,
+      ...sealed.summary,
     ]),
     "",
     ...HOW_TO_READ,
@@ -955,6 +963,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...pgLookup.text,
     ...storeWrk.text,
     ...consoleBench.text,
+    ...sealed.text,
   ].join("\n");
 }
 
@@ -1026,6 +1035,8 @@ async function main() {
   const storeWrk = storeWrkSection(await runStoreWrkBench({ ...settings.storeWrk, progress }));
   progress(`benchmark 20: the operator console (the keys list with ${settings.console.keys.toLocaleString("en-US")} keys, the first load)`);
   const consoleBench = consoleSection(await runConsoleBench({ ...settings.console, progress }));
+  progress("benchmark 22: sealed orders (HPKE), sealed vs unsealed");
+  const sealed = sealedSection(await runSealedBench({ ...settings.sealed, progress }));
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
@@ -1060,6 +1071,7 @@ async function main() {
     pgLookup,
     storeWrk,
     consoleBench,
+    sealed,
     host: machine(),
   });
   process.stdout.write(`${text}\n`);
@@ -1067,7 +1079,7 @@ async function main() {
     writeFileSync(BENCHMARKS_MD, `${text}\n`);
     progress(`wrote ${BENCHMARKS_MD}`);
   }
-  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures + consoleBench.failures > 0) process.exitCode = 1;
+  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures + consoleBench.failures + sealed.failures > 0) process.exitCode = 1;
 }
 
 main().catch((err) => {

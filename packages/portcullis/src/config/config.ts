@@ -5,6 +5,7 @@ import { dirname, resolve } from "node:path";
 import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
+import { DEFAULT_SEALING, type SealingSettings } from "../custody/hpke.js";
 import { checkOperationRoutes } from "../dialects/operations.js";
 import type { Environment } from "../contract/ids.js";
 import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
@@ -152,6 +153,11 @@ export interface PortcullisConfig {
   };
   /** The behaviour stage's responses to anomaly scores (docs/behaviour.md, "Responses"). */
   readonly behaviour: BehaviourSettings;
+  /**
+   * Sealed orders (docs/sealed-orders.md): the gateway's HPKE keys, rotated every `rotate`
+   * (default 24 h), the previous one accepted for `grace` (default 10 min). On by default.
+   */
+  readonly sealing: SealingSettings;
 }
 
 /**
@@ -248,7 +254,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy", "behaviour"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy", "behaviour", "sealing"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -305,6 +311,15 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
   const se = obj(root.sessions, "sessions");
   only(se, "sessions", ["enabled"]);
+  const sl = obj(root.sealing, "sealing");
+  only(sl, "sealing", ["enabled", "rotate", "grace"]);
+  const sealing: SealingSettings = {
+    enabled: bool(sl, "enabled", "sealing", DEFAULT_SEALING.enabled),
+    rotateMs: duration(sl, "rotate", "sealing", DEFAULT_SEALING.rotateMs),
+    graceMs: duration(sl, "grace", "sealing", DEFAULT_SEALING.graceMs),
+  };
+  if (sealing.rotateMs < 60_000 || sealing.rotateMs > 90 * 86_400_000) throw new ConfigError("sealing.rotate must be from 1m to 90d");
+  if (sealing.graceMs > sealing.rotateMs) throw new ConfigError("sealing.grace must not be longer than sealing.rotate");
   const st = obj(root.store, "store");
   let storeSettings: StoreSettings;
   try {
@@ -429,6 +444,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     prices: parsePrices(root.prices),
     policy: { addressCooldownMs },
     behaviour: parseBehaviour(root.behaviour),
+    sealing,
   };
 }
 

@@ -27,6 +27,8 @@ import { operationStage } from "./stages/operation.js";
 import { freshnessStage, signatureStage } from "./stages/proof.js";
 import { routeStage } from "./stages/route.js";
 import { shieldStage } from "./stages/shield.js";
+import { looksSealed, unsealStage } from "./stages/unseal.js";
+import type { HpkeKeyring } from "../custody/hpke.js";
 import type { Stage } from "./stages/stage.js";
 
 export interface PipelineOptions {
@@ -94,6 +96,11 @@ export interface PipelineOptions {
   readonly metrics?: PipelineMetrics | null;
   /** The live statistics the console charts (metrics/live-stats.ts); null: none. */
   readonly stats?: DecisionStats | null;
+  /**
+   * The gateway's HPKE keys (docs/sealed-orders.md): sealed requests are opened by the unseal
+   * stage. Null or absent: sealing is off, and a sealed request is refused SEALED_NOT_SUPPORTED.
+   */
+  readonly sealing?: HpkeKeyring | null;
 }
 
 /**
@@ -158,8 +165,8 @@ export class Pipeline {
   private readonly admitStage: number;
   /** Index of the signature stage: a refusal by a later stage came after a verified signature. */
   private readonly signatureStage: number;
-  /** Index of authorization: a route that declares no operation skips the two stages after it. */
-  private readonly authorizeStage: number;
+  /** Index of the unseal stage: a route that declares no operation skips the two stages after it. */
+  private readonly unsealStage: number;
   private readonly observer: DecisionObserver | null;
   private readonly metrics: PipelineMetrics | null;
   private readonly stats: DecisionStats | null;
@@ -197,6 +204,7 @@ export class Pipeline {
     const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
     const signature = signatureStage();
     const authorize = authorizeStage();
+    const unseal = unsealStage(options.sealing ?? null);
     this.stages = [
       addressStage(options.clientAddress),
       shieldStage({ shield: options.shield, routes: options.routes, schemes }),
@@ -206,6 +214,7 @@ export class Pipeline {
       freshnessStage(),
       signature,
       authorize,
+      unseal,
       operationStage(messages ? null : options.routes, messages),
       guardrailStage(options.prices ?? null),
       behaviourStage(),
@@ -214,7 +223,7 @@ export class Pipeline {
     this.routeStage = this.stages.indexOf(route);
     this.admitStage = this.stages.length - 1;
     this.signatureStage = this.stages.indexOf(signature);
-    this.authorizeStage = this.stages.indexOf(authorize);
+    this.unsealStage = this.stages.indexOf(unseal);
     this.names = this.stages.map((s) => s.name);
   }
 
@@ -275,13 +284,14 @@ export class Pipeline {
 
   /**
    * The stage to go on after (the loop adds one): a public route goes from routing straight to
-   * admission (its address's limits); a route that declares no operation skips the operation
-   * and guard stages (one check: `route.operation === null`).
+   * admission (its address's limits), unless the request says it is sealed (then to the unseal
+   * stage, which refuses it: nothing would open it); a route that declares no operation skips
+   * the operation and guard stages (one check: `route.operation === null`).
    */
   private skip(ctx: RequestContext, i: number): number {
     if (i === this.routeStage) {
-      if (ctx.route !== null && ctx.route.permission === null) return this.admitStage - 1;
-    } else if (i === this.authorizeStage) {
+      if (ctx.route !== null && ctx.route.permission === null) return looksSealed(ctx) ? this.unsealStage - 1 : this.admitStage - 1;
+    } else if (i === this.unsealStage) {
       if (ctx.route !== null && ctx.route.operation === null) return i + 2;
     }
     return i;

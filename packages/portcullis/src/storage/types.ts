@@ -353,6 +353,8 @@ export interface DurableStore {
   readonly anomalies: AnomalyActionStore;
   /** Passkeys (WebAuthn credentials) bound to API keys, and their single-use challenges (docs/passkeys.md). */
   readonly passkeys: PasskeyStore;
+  /** The gateway's HPKE key pairs for sealed orders (docs/sealed-orders.md), private halves in envelopes. */
+  readonly hpke: HpkeKeyStore;
   /**
    * A store that several hosts share (PostgreSQL) excludes KEK rotations itself, where a lock file
    * in one host's data directory cannot: see `CustodyLock`. Absent for a store only one host opens
@@ -743,4 +745,49 @@ export interface PasskeyStore {
    * already (by any process) or has expired. At most one caller ever gets a given challenge.
    */
   takeChallenge(challenge: string, now: number): Promise<PasskeyChallengeRow | undefined>;
+}
+
+// --- HPKE keys of the sealed order flow (docs/sealed-orders.md) ---------------------------------
+
+/**
+ * One of the gateway's HPKE key pairs (X25519). Generations number the keys one after another:
+ * the key of generation n + 1 replaces the key of generation n, and only one row can hold a
+ * generation, so two processes rotating at once make one key.
+ */
+export interface HpkeKeyRow {
+  /** The key id clients name in `Portcullis-Sealed` (base64url, 16 characters). */
+  readonly id: string;
+  readonly generation: number;
+  /** The raw 32-byte X25519 public key, base64url. */
+  readonly publicKey: string;
+  /** The raw private key in an envelope (custody/envelope.ts, purpose `hpke-private`); null once retired (erased). */
+  readonly privateEnvelope: Buffer | null;
+  readonly createdAt: number;
+  /** When it stops being the current key (epoch ms); it is still accepted for the grace after. */
+  readonly notAfter: number;
+  /** When it was retired (its private half erased), or null. */
+  readonly retiredAt: number | null;
+}
+
+export interface HpkeKeyStore {
+  /** The keys not retired, newest generation first. */
+  live(): Promise<HpkeKeyRow[]>;
+  /**
+   * Inserts `row` unless a row of its generation exists (another process rotated first); resolves
+   * to the row that holds the generation either way. Refused with CUSTODY_KEK_RETIRED when the
+   * envelope is under a KEK version below the floor.
+   */
+  insert(row: HpkeKeyRow): Promise<HpkeKeyRow>;
+  /** Retires (erases the private half of) every live key whose `notAfter` is at or before `before`; resolves to how many. */
+  retire(before: number, now: number): Promise<number>;
+  /** For a KEK rotation's rewrap: the live keys' envelopes, by id after `after`, at most `limit`. */
+  envelopes(after: string, limit: number): Promise<HpkeEnvelopes[]>;
+  /** Applies each replacement whose row still holds `expected`, in one transaction that checks the KEK floor; resolves to how many did. */
+  replaceEnvelopes(replacements: readonly EnvelopeReplacement<"private">[]): Promise<number>;
+}
+
+/** A live HPKE key's envelope (custody/envelope.ts HPKE_PRIVATE_PURPOSE, bound to its id). */
+export interface HpkeEnvelopes {
+  readonly id: string;
+  readonly private: Buffer;
 }

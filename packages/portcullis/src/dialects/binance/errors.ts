@@ -92,6 +92,12 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     METRICS_UNAUTHORIZED: rejected,
     CONSOLE_NOT_AVAILABLE: e(404, -1020, UNSUPPORTED),
     STATS_STREAMS_EXHAUSTED: e(429, -1003, TOO_MANY_REQUESTS),
+    // Sealed orders are native only (docs/sealed-orders.md): a Binance-signed one is unsupported.
+    SEALED_MALFORMED: e(400, -1130, INVALID_PARAMETER),
+    SEALED_KEY_UNKNOWN: e(400, -1130, INVALID_PARAMETER),
+    SEALED_OPEN_FAILED: e(400, -1130, INVALID_PARAMETER),
+    SEALED_NOT_COVERED: e(400, -1130, INVALID_PARAMETER),
+    SEALED_NOT_SUPPORTED: e(400, -1020, UNSUPPORTED),
     DIALECT_NOT_ALLOWED: rejected,
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Freshness, signature, replay.

@@ -103,6 +103,11 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   METRICS_UNAUTHORIZED: E.invalidKey,
   CONSOLE_NOT_AVAILABLE: E.routeNotFound,
   STATS_STREAMS_EXHAUSTED: E.tooMany,
+  SEALED_MALFORMED: E.params,
+  SEALED_KEY_UNKNOWN: E.params,
+  SEALED_OPEN_FAILED: E.params,
+  SEALED_NOT_COVERED: E.params,
+  SEALED_NOT_SUPPORTED: E.params,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 
