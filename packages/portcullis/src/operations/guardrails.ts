@@ -59,6 +59,7 @@ export function compileGuardrails(g: KeyGuardrails | null): CompiledGuardrails |
     bandHigh: band === null ? null : addToHundred(band),
     withdrawAssets: g.withdrawAssets === null ? null : new Set(g.withdrawAssets.map((a) => a.toUpperCase())),
     transferAssets: g.transferAssets === null ? null : new Set(g.transferAssets.map((a) => a.toUpperCase())),
+    maxOpenNotional: decimalOf(g.maxOpenNotional ?? null, "maxOpenNotional"),
   });
 }
 
