@@ -75,7 +75,7 @@ function addToHundred(band: Decimal): Decimal {
 }
 
 /** The reference price of an order's symbol, as named or without separators; undefined when unknown. */
-function referencePrice(prices: ReferencePrices | null, symbol: string): Decimal | undefined {
+export function referencePrice(prices: ReferencePrices | null, symbol: string): Decimal | undefined {
   if (prices === null) return undefined;
   const named = prices.symbol(symbol);
   if (named !== undefined) return named;

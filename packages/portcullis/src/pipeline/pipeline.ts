@@ -28,6 +28,8 @@ import { freshnessStage, signatureStage } from "./stages/proof.js";
 import { routeStage } from "./stages/route.js";
 import { shieldStage } from "./stages/shield.js";
 import type { Stage } from "./stages/stage.js";
+import { OpenNotional } from "./open-notional.js";
+import type { Logger } from "../log/logger.js";
 
 export interface PipelineOptions {
   readonly routes: RouteTable;
@@ -94,6 +96,12 @@ export interface PipelineOptions {
   readonly metrics?: PipelineMetrics | null;
   /** The live statistics the console charts (metrics/live-stats.ts); null: none. */
   readonly stats?: DecisionStats | null;
+  /**
+   * The maxOpenNotional guardrail's ledger settings (docs/guardrails.md, "Open notional"): how
+   * long a reservation lives, how many a key may hold, and where settlement failures are logged.
+   * The ledger itself is the hot store's (`hot.openOrders`).
+   */
+  readonly openOrders?: { readonly ttlMs?: number; readonly maxOpenOrders?: number; readonly logger?: Logger | null } | null;
 }
 
 /**
@@ -166,6 +174,8 @@ export class Pipeline {
   /** Requests left until the next one sampled for the stage metrics. */
   private sampleCountdown: number;
   private readonly names: readonly string[];
+  /** The maxOpenNotional guardrail's lifecycle step (open-notional.ts): reserve, release, settle. */
+  readonly openNotional: OpenNotional;
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -216,6 +226,14 @@ export class Pipeline {
     this.signatureStage = this.stages.indexOf(signature);
     this.authorizeStage = this.stages.indexOf(authorize);
     this.names = this.stages.map((s) => s.name);
+    const open = options.openOrders ?? null;
+    this.openNotional = new OpenNotional({
+      ledger: options.hot.openOrders ?? null,
+      prices: options.prices ?? null,
+      ...(open?.ttlMs === undefined ? {} : { ttlMs: open.ttlMs }),
+      ...(open?.maxOpenOrders === undefined ? {} : { maxOpenOrders: open.maxOpenOrders }),
+      logger: open?.logger ?? null,
+    });
   }
 
   /** Every scheme's credential headers, and the configured client-certificate header: never forwarded upstream. */
