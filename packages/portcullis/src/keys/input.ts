@@ -325,7 +325,7 @@ function orNone(g: KeyGuardrails): KeyGuardrails | null {
 /** A key's guardrails after `patch` (an update's merge patch; null removes them all). */
 export function mergeGuardrails(current: KeyGuardrails | null, patch: GuardrailsPatch | null): KeyGuardrails | null {
   if (patch === null) return null;
-  return orNone({ ...(current ?? NO_GUARDRAILS), ...patch });
+  return orNone({ ...NO_GUARDRAILS, ...current, ...patch });
 }
 
 /**
