@@ -121,7 +121,7 @@ describe.each(backends)("open-notional ledger contract: $name", (backend) => {
 
   it("is atomic under concurrency: 50 orders racing (two processes) for room for 10", async () => {
     const [a, b] = backend.open();
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? a : b).reserve(reservation(`race-${i}`, "100", "1000"))));
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => Promise.resolve((i % 2 === 0 ? a : b).reserve(reservation(`race-${i}`, "100", "1000")))));
     expect(results.filter((r) => r.ok)).toHaveLength(10);
     expect(results.filter((r) => !r.ok && r.reason === "cap")).toHaveLength(40);
     expect(await a.open(KEY, T0)).toEqual({ total: units("1000"), entries: 10 });
