@@ -146,6 +146,11 @@ export interface PortcullisConfig {
    * optionally a refresher polling a Binance-shaped ticker. Empty by default.
    */
   readonly prices: { readonly table: PriceTable; readonly refresh: PriceRefreshSettings | null };
+  /**
+   * The maxOpenNotional guardrail's ledger (docs/guardrails.md, "Open notional"): how long a
+   * reservation lives (default 24 h) and how many a key may hold at once (default 1000).
+   */
+  readonly guardrails: { readonly reservationTtlMs: number; readonly maxOpenOrders: number };
   /** The policy engine and the withdrawal address books (docs/policy.md). */
   readonly policy: {
     /** How long a new address of an address book cools down before the policy knows it. Default 24 h. */
@@ -254,7 +259,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy", "behaviour", "sealing"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "guardrails", "policy", "behaviour", "sealing"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -442,6 +447,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     audit: audit.value,
     websocket,
     prices: parsePrices(root.prices),
+    guardrails: parseGuardrails(root.guardrails),
     policy: { addressCooldownMs },
     behaviour: parseBehaviour(root.behaviour),
     sealing,
@@ -479,6 +485,15 @@ function priceTable(raw: unknown, where: string): Record<string, string> {
     out[upper] = value as string;
   }
   return out;
+}
+
+/** The `guardrails` section (docs/guardrails.md, "Open notional"). */
+function parseGuardrails(raw: unknown): PortcullisConfig["guardrails"] {
+  const g = obj(raw, "guardrails");
+  only(g, "guardrails", ["reservationTtl", "maxOpenOrders"]);
+  const reservationTtlMs = duration(g, "reservationTtl", "guardrails", 86_400_000);
+  if (reservationTtlMs < 60_000 || reservationTtlMs > 30 * 86_400_000) throw new ConfigError("guardrails.reservationTtl must be from 1m to 30d");
+  return { reservationTtlMs, maxOpenOrders: int(g, "maxOpenOrders", "guardrails", 1000, 1, 100_000) };
 }
 
 /** The `prices` section (docs/guardrails.md). */

@@ -40,6 +40,17 @@ export interface PipelineRequest {
  * One request's state as it moves through the stages. One shape for every request: each stage
  * fills in its own fields, and nothing is added later.
  */
+/** An order's part in the open-notional ledger, from reservation to settlement. */
+export interface OpenOrderTicket {
+  readonly kind: "place" | "cancel";
+  /** The key whose ledger it is (a session's: its API key). */
+  readonly keyId: string;
+  /** The reservation (the request id) of a place; null for a cancel. */
+  readonly id: string | null;
+  /** Settled once: released, bound to the venue's order ids, or matched against (a cancel). */
+  settled: boolean;
+}
+
 export class RequestContext {
   readonly requestId: string;
   readonly method: string;
@@ -119,6 +130,12 @@ export class RequestContext {
    */
   verified = false;
   denial: Denial | null = null;
+  /**
+   * An order of a key with the maxOpenNotional guardrail (docs/guardrails.md): its reservation in
+   * the open-notional ledger, or the cancel to match against it, until settled from the
+   * upstream's answer (pipeline/open-notional.ts); null for every other request.
+   */
+  openOrder: OpenOrderTicket | null = null;
   /** An allowed request whose hand on failed (a handler's refusal, an upstream failure): its code. */
   outcome: ErrorCode | null = null;
   /** Stage durations in ms by stage index (NaN for a stage skipped), when timing is on. */

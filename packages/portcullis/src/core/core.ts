@@ -121,6 +121,8 @@ export interface PortcullisOptions {
    * the core. Without it, a guardrail that needs a reference price refuses.
    */
   readonly prices?: ReferencePrices | null;
+  /** The maxOpenNotional ledger's settings (docs/guardrails.md): reservation TTL, reservations per key. */
+  readonly openOrders?: { readonly ttlMs?: number; readonly maxOpenOrders?: number };
   /**
    * Decision counts and sampled stage durations of every pipeline the core builds (the metrics of
    * docs/operations-endpoints.md); default none.
@@ -299,6 +301,7 @@ export class Portcullis {
       },
       sessions: this.sessions,
       prices: this.prices,
+      openOrders: { ...options.openOrders, logger: this.logger },
       ...(throttlePerMinute === undefined ? {} : { throttlePerMinute }),
       observe: this.behaviour?.observe ?? null,
       metrics: options.metrics ?? null,

@@ -150,6 +150,10 @@ const requestRefusals = {
     message: "The order's limit price is further from the symbol's reference price than this API key's guardrails allow.",
   },
   GUARDRAIL_ASSET: { status: 403, message: "This API key's guardrails do not allow withdrawing or transferring this asset." },
+  GUARDRAIL_OPEN_NOTIONAL: {
+    status: 403,
+    message: "The order would take this API key's open orders above the value its guardrails allow open at once; cancel an open order or wait for one to end.",
+  },
   GUARDRAIL_NO_REFERENCE_PRICE: {
     status: 403,
     message: "The order cannot be checked against this API key's guardrails now: the gateway has no current reference price for its symbol.",

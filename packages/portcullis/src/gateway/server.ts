@@ -63,6 +63,8 @@ export interface GatewayOptions {
 
 /** The gateway's HPKE public keys (docs/sealed-orders.md). */
 export const HPKE_PATH = "/portcullis/v1/hpke";
+/** The largest answer to an order the open-notional ledger reads (larger ones keep their reservation). */
+const ANSWER_READ_LIMIT = 64 * 1024;
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
 const OWN_PREFIX = "/portcullis/";
@@ -205,7 +207,12 @@ export class Gateway {
       // duration is only known afterwards, so it is reported in logs, not in the header.
       responseHeaders["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
     }
-    const failure = await this.options.forwarder.forward({ method: ctx.method, url: outgoing.url, headers, body: outgoing.body }, res, responseHeaders);
+    const request = { method: ctx.method, url: outgoing.url, headers, body: outgoing.body };
+    // An order of a key with maxOpenNotional: its answer settles the ledger before the client sees it.
+    const failure =
+      ctx.openOrder === null
+        ? await this.options.forwarder.forward(request, res, responseHeaders)
+        : await this.options.forwarder.forwardRead(request, res, responseHeaders, ANSWER_READ_LIMIT, (status, body) => this.options.pipeline.openNotional.settle(ctx, { status, body }, false));
     if (failure !== null) {
       ctx.outcome = failure.code;
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");

@@ -30,6 +30,8 @@ import { shieldStage } from "./stages/shield.js";
 import { looksSealed, unsealStage } from "./stages/unseal.js";
 import type { HpkeKeyring } from "../custody/hpke.js";
 import type { Stage } from "./stages/stage.js";
+import { OpenNotional } from "./open-notional.js";
+import type { Logger } from "../log/logger.js";
 
 export interface PipelineOptions {
   readonly routes: RouteTable;
@@ -101,6 +103,12 @@ export interface PipelineOptions {
    * stage. Null or absent: sealing is off, and a sealed request is refused SEALED_NOT_SUPPORTED.
    */
   readonly sealing?: HpkeKeyring | null;
+  /**
+   * The maxOpenNotional guardrail's ledger settings (docs/guardrails.md, "Open notional"): how
+   * long a reservation lives, how many a key may hold, and where settlement failures are logged.
+   * The ledger itself is the hot store's (`hot.openOrders`).
+   */
+  readonly openOrders?: { readonly ttlMs?: number; readonly maxOpenOrders?: number; readonly logger?: Logger | null } | null;
 }
 
 /**
@@ -173,6 +181,8 @@ export class Pipeline {
   /** Requests left until the next one sampled for the stage metrics. */
   private sampleCountdown: number;
   private readonly names: readonly string[];
+  /** The maxOpenNotional guardrail's lifecycle step (open-notional.ts): reserve, release, settle. */
+  readonly openNotional: OpenNotional;
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -225,6 +235,14 @@ export class Pipeline {
     this.signatureStage = this.stages.indexOf(signature);
     this.unsealStage = this.stages.indexOf(unseal);
     this.names = this.stages.map((s) => s.name);
+    const open = options.openOrders ?? null;
+    this.openNotional = new OpenNotional({
+      ledger: options.hot.openOrders ?? null,
+      prices: options.prices ?? null,
+      ...(open?.ttlMs === undefined ? {} : { ttlMs: open.ttlMs }),
+      ...(open?.maxOpenOrders === undefined ? {} : { maxOpenOrders: open.maxOpenOrders }),
+      logger: open?.logger ?? null,
+    });
   }
 
   /** Every scheme's credential headers, and the configured client-certificate header: never forwarded upstream. */

@@ -181,7 +181,7 @@ describe.each(backends)("durable store contract: $name", (backend) => {
         passphraseEnvelope: envelope(1, 0xcd),
         operator: true,
         owner: "alice",
-        guardrails: { maxNotional: { amount: "10000", currency: "USD" } } as unknown as KeyRow["guardrails"],
+        guardrails: { symbols: ["BTCUSDT"], maxQuantity: "2", maxNotional: "10000", priceBandPct: "5", withdrawAssets: ["USDT"], transferAssets: null, maxOpenNotional: "50000" },
         risk: { state: "throttled", since: T0, by: "action-1" } as unknown as KeyRow["risk"],
         certThumbprint: "a".repeat(43),
       });

@@ -140,6 +140,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     GUARDRAIL_QUANTITY: e(400, -2010, "Order rejected: quantity is above this API key's maximum."),
     GUARDRAIL_NOTIONAL: e(400, -2010, "Order rejected: order value is above this API key's maximum."),
     GUARDRAIL_PRICE_BAND: e(400, -2010, "Order rejected: price is too far from the current price for this API key."),
+    GUARDRAIL_OPEN_NOTIONAL: e(400, -2010, "Order rejected: the value of this API key's open orders would be above its maximum."),
     GUARDRAIL_NO_REFERENCE_PRICE: e(400, -2010, "Order rejected: no reference price to check this API key's limits; try again later."),
     GUARDRAIL_ASSET: e(400, -1002, "You are not authorized to execute this request."),
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.

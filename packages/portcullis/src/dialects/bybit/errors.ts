@@ -147,6 +147,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   GUARDRAIL_NOTIONAL: E.compliance,
   GUARDRAIL_PRICE_BAND: E.priceRange,
   GUARDRAIL_NO_REFERENCE_PRICE: E.compliance,
+  GUARDRAIL_OPEN_NOTIONAL: E.compliance,
   GUARDRAIL_ASSET: E.permission,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,

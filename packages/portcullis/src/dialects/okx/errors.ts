@@ -155,6 +155,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   GUARDRAIL_NOTIONAL: E.maxOrderValue,
   GUARDRAIL_PRICE_BAND: E.priceLimit,
   GUARDRAIL_NO_REFERENCE_PRICE: E.unableToTake,
+  GUARDRAIL_OPEN_NOTIONAL: E.unableToTake,
   GUARDRAIL_ASSET: E.noPermission,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,
