@@ -7,6 +7,8 @@ export const ALGORITHMS_FOR_KEY: Record<KeyAlgorithm, readonly NativeAlgorithm[]
   ed25519: ["ed25519"],
   "ecdsa-p256": ["ecdsa-p256-sha256"],
   rsa: ["rsa-pss-sha512", "rsa-v1_5-sha256"],
+  // A wallet owner key signs no HTTP request: it logs on (EIP-4361 / EIP-712) for a session.
+  ethereum: [],
 };
 
 const HMAC_SHA256_LEN = 32;
