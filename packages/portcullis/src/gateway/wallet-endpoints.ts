@@ -1,0 +1,183 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { RouteTable, type RouteSpec } from "../authz/routes.js";
+import type { Portcullis } from "../core/core.js";
+import { type Denial, PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
+import type { RequestContext } from "../contract/request.js";
+import { isJsonObject, unknownMembers } from "../contract/json.js";
+import { effectiveStatus } from "../contract/keys.js";
+import { limitHeaders } from "../limits/headers.js";
+import { peerCertThumbprint } from "../net/client-cert.js";
+import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
+import type { Pipeline } from "../pipeline/pipeline.js";
+import { singleUse, CLOCK_ALLOWANCE_MS } from "../replay/claims.js";
+import type { SessionAuthority } from "../sessions/authority.js";
+import { type VerifiedLogon, type WalletDomain, verifySiweLogon, verifyTypedLogon } from "../wallets/logon.js";
+import { type AgentRegistry, type RevocationRequest } from "../wallets/agents.js";
+import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./http.js";
+
+/**
+ * The wallet endpoints (docs/wallets.md), served by the gateway under its own prefix. They are
+ * public routes: the request carries no API key signature, its wallet or agent signatures are in
+ * the body. Each request still runs the one lifecycle (address, shield, routing, the address's
+ * limits, audit) before its body is checked here:
+ *
+ *   POST /portcullis/v1/wallet/session   { siwe, signature } | { typedData: { message: Logon }, signature }
+ *        -> 201 { keyid, secret, expiresAt, scopes, apiKeyId, boundAddress }: a session of the owner key
+ *   POST /portcullis/v1/agents           { chain: [ { approval, signature }, { delegation, signature }… ] }
+ *        -> 201 { id, account, scopes, guardrails, limits, expiresAt, parent, ancestors, registered }
+ *   POST /portcullis/v1/agents/revoke    { revocation: RevokeAgent, signature, signer: "owner" | <agent key id> }
+ *        -> 200 { revoked: [ids] }
+ */
+export const WALLET_SESSION_PATH = "/portcullis/v1/wallet/session";
+export const AGENTS_PATH = "/portcullis/v1/agents";
+export const AGENTS_REVOKE_PATH = "/portcullis/v1/agents/revoke";
+
+export const WALLET_ROUTES: readonly RouteSpec[] = [
+  { method: "POST", path: WALLET_SESSION_PATH, permission: "public", weight: 10 },
+  { method: "POST", path: AGENTS_PATH, permission: "public", weight: 10 },
+  { method: "POST", path: AGENTS_REVOKE_PATH, permission: "public", weight: 10 },
+];
+
+interface Answer {
+  readonly status: number;
+  readonly body: string;
+}
+
+function render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerResponse): void {
+  const headers = limitHeaders(ctx);
+  switch (outcome.kind) {
+    case "refused":
+      sendDenial(res, outcome.denial, ctx.requestId, { headers });
+      return;
+    case "failed":
+      sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, undefined, headers);
+      return;
+    case "held":
+      sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId, undefined, headers);
+      return;
+    case "answered":
+      sendJson(res, outcome.answer.status, outcome.answer.body, ctx.requestId, undefined, headers);
+  }
+}
+
+/** A refusal of a wallet message, as the handler throws it (its detail is ours and not secret). */
+function refuse(denial: Denial): never {
+  throw new PortcullisError(denial.code, denial.detail === undefined ? undefined : `${denial.message} (${denial.detail})`);
+}
+
+function isDenial(v: unknown): v is Denial {
+  return typeof v === "object" && v !== null && (v as { ok?: unknown }).ok === false;
+}
+
+/** A chain of a few links, or a logon: a few KiB. */
+const WALLET_BODY_LIMIT = 64 * 1024;
+
+const LOGON_FIELDS: ReadonlySet<string> = new Set(["siwe", "typedData", "signature"]);
+
+export interface WalletEndpointsOptions {
+  readonly wallets: WalletDomain;
+  readonly registry: AgentRegistry;
+}
+
+export class WalletEndpoints {
+  readonly pipeline: Pipeline;
+  private readonly core: Portcullis;
+  private readonly sessions: SessionAuthority;
+  private readonly wallets: WalletDomain;
+  private readonly registry: AgentRegistry;
+  private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
+
+  constructor(core: Portcullis, options: WalletEndpointsOptions) {
+    if (core.sessions === null) throw new TypeError("wallet logon needs the session authority (sessions.enabled)");
+    this.core = core;
+    this.sessions = core.sessions;
+    this.wallets = options.wallets;
+    this.registry = options.registry;
+    this.pipeline = core.createPipeline(new RouteTable(WALLET_ROUTES, { allowReserved: true }));
+    const exchange: Exchange<ServerResponse, Answer> = { handOn: (ctx) => this.answer(ctx), render, untilDone: whenClosed };
+    this.lifecycle = new Lifecycle({ pipeline: this.pipeline, surface: "gateway", audit: core.audit, logger: core.logger, exchange });
+  }
+
+  /** Is `path` (without its query) one of these endpoints? */
+  static serves(path: string): boolean {
+    return path === WALLET_SESSION_PATH || path === AGENTS_PATH || path === AGENTS_REVOKE_PATH;
+  }
+
+  async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    let body = readBody(req, WALLET_BODY_LIMIT);
+    if (body instanceof Promise) body = await body;
+    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
+  }
+
+  private async answer(ctx: RequestContext): Promise<Answer> {
+    const route = ctx.route;
+    if (route === null) throw new PortcullisError("INTERNAL", "wallet endpoint without a route");
+    const body = parseJsonBody(ctx.body);
+    switch (route.id) {
+      case `POST ${WALLET_SESSION_PATH}`:
+        return this.logon(ctx, body);
+      case `POST ${AGENTS_PATH}`: {
+        const registered = await this.registry.register(body, ctx.now, ctx.client?.text ?? null);
+        if (isDenial(registered)) refuse(registered);
+        return { status: 201, body: JSON.stringify(registered) };
+      }
+      case `POST ${AGENTS_REVOKE_PATH}`: {
+        const request: RevocationRequest | Denial = this.registry.parseRevocation(body, ctx.now);
+        if (isDenial(request)) refuse(request);
+        await this.claimNonce(ctx, `agent-revoke:${request.signerId}`, request.nonce, request.issuedAt, request.expiresAt);
+        const revoked = await this.registry.revoke(request, ctx.client?.text ?? null);
+        if (isDenial(revoked)) refuse(revoked);
+        return { status: 200, body: JSON.stringify(revoked) };
+      }
+      default:
+        throw new PortcullisError("ROUTE_NOT_FOUND");
+    }
+  }
+
+  /**
+   * The message's nonce, single use until it expires: a claim in the hot store (replay/claims.ts),
+   * as a request's nonce is; a nonce the store may have forgotten (it restarted since the message
+   * was issued) is refused too.
+   */
+  private async claimNonce(ctx: RequestContext, who: string, nonce: string, issuedAt: number, expiresAt: number): Promise<void> {
+    const result = await this.core.hot.admit({
+      now: ctx.now,
+      ip: ctx.client?.group ?? "",
+      replay: singleUse(`wallet|${who}`, nonce, issuedAt - CLOCK_ALLOWANCE_MS, expiresAt + CLOCK_ALLOWANCE_MS),
+      charges: [],
+      session: null,
+    });
+    if (!result.ok) throw new PortcullisError("WALLET_NONCE_REPLAYED", result.reason === "replayed" ? undefined : `${"This message's nonce was used already (or may have been): sign a new message with a new nonce."} (${result.reason})`);
+  }
+
+  /** Wallet logon: the message checked, its nonce claimed, the owner key found, a session of it issued. */
+  private async logon(ctx: RequestContext, raw: unknown): Promise<Answer> {
+    if (!isJsonObject(raw)) throw new PortcullisError("WALLET_MESSAGE_MALFORMED", "the body must be a JSON object with siwe or typedData, and signature");
+    if (unknownMembers(raw, LOGON_FIELDS).length > 0 || (raw.siwe === undefined) === (raw.typedData === undefined)) {
+      throw new PortcullisError("WALLET_MESSAGE_MALFORMED", "the body is { siwe, signature } or { typedData: { message }, signature }");
+    }
+    const verified: VerifiedLogon | Denial = raw.siwe !== undefined ? await verifySiweLogon(raw.siwe, raw.signature, this.wallets, ctx.now) : await verifyTypedLogon(raw.typedData, raw.signature, this.wallets, ctx.now);
+    if (isDenial(verified)) refuse(verified);
+    await this.claimNonce(ctx, `logon:${verified.address}`, verified.nonce, verified.issuedAt, verified.expiresAt);
+    const owners = await this.core.keys.wallets(verified.address);
+    const owner = owners.find((k) => effectiveStatus(k, ctx.now) === "active" && (verified.account === null || k.account === verified.account));
+    if (owner === undefined) throw new PortcullisError("WALLET_UNKNOWN");
+    const key = this.core.cache.peek(owner.id) ?? (await this.core.cache.load(owner.id));
+    if (key === null || key.record.status !== "active") throw new PortcullisError("WALLET_UNKNOWN");
+    const issued = await this.sessions.logon(key, {}, ctx.client?.text ?? "", ctx.now);
+    this.core.audit.record({
+      event: "session.create",
+      at: ctx.now,
+      actor: `wallet:${verified.address}`,
+      key: owner.id,
+      account: owner.account,
+      client: ctx.client?.text,
+      requestId: ctx.requestId,
+      detail: { session: issued.sessionId, method: raw.siwe !== undefined ? "siwe" : "eip712", address: verified.address, scopes: issued.scopes, expiresAt: issued.expiresAt },
+    });
+    return {
+      status: 201,
+      body: JSON.stringify({ keyid: issued.keyid, secret: issued.secret, expiresAt: issued.expiresAt, scopes: issued.scopes, apiKeyId: issued.keyId, boundAddress: issued.boundAddress }),
+    };
+  }
+}
