@@ -12,7 +12,9 @@ import type { Pipeline } from "../pipeline/pipeline.js";
 import { singleUse, CLOCK_ALLOWANCE_MS } from "../replay/claims.js";
 import type { SessionAuthority } from "../sessions/authority.js";
 import { type VerifiedLogon, type WalletDomain, verifySiweLogon, verifyTypedLogon } from "../wallets/logon.js";
-import { type AgentRegistry, type RevocationRequest } from "../wallets/agents.js";
+import { AgentRegistry, type RevocationRequest } from "../wallets/agents.js";
+import { chainVerifier, revocationVerifier } from "../wallets/protocol.js";
+import type { LimitSpec } from "../contract/limits.js";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./http.js";
 
 /**
@@ -180,4 +182,16 @@ export class WalletEndpoints {
       body: JSON.stringify({ keyid: issued.keyid, secret: issued.secret, expiresAt: issued.expiresAt, scopes: issued.scopes, apiKeyId: issued.keyId, boundAddress: issued.boundAddress }),
     };
   }
+}
+
+/** The wallet endpoints of a core, for the venue `wallets` (config `wallets`) and its configured limits. */
+export function walletEndpoints(core: Portcullis, wallets: WalletDomain, limits: readonly LimitSpec[]): WalletEndpoints {
+  const registry = new AgentRegistry({
+    keys: core.keys,
+    wallets,
+    verifyChain: chainVerifier(wallets, core.keys.environment),
+    verifyRevocation: revocationVerifier(wallets),
+    limits,
+  });
+  return new WalletEndpoints(core, { wallets, registry });
 }
