@@ -14,7 +14,7 @@ export const TIME_PATH = "/portcullis/v1/time";
 /** Gateway refusals that mean "your clock is off": answered by one resync and one retry. */
 const CLOCK_REFUSALS = new Set<unknown>(["CREATED_TOO_OLD", "CREATED_IN_FUTURE"]);
 
-interface ClientOnlyOptions {
+export interface ClientOnlyOptions {
   /** The gateway, e.g. `https://gateway.example.com` (a path prefix is allowed; no query). */
   readonly baseUrl: string | URL;
   /** The fetch implementation. Default: `globalThis.fetch`. */

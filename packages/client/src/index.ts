@@ -29,3 +29,4 @@ export type {
   Signer,
 } from "./signer.js";
 export { createSigner, generateNonce, REQUIRED_COMPONENTS, SIGNATURE_LABEL } from "./signer.js";
+export * from "./wallet/index.js";
