@@ -156,6 +156,8 @@ export interface AgentGrant {
   readonly ownerKey: string;
   /** The agent key that delegated to this one, or null for an agent the owner approved. */
   readonly parent: string | null;
+  /** The agent's public key as the chain names it: `ed25519:<base64url>` or `secp256k1:<0x hex>`. */
+  readonly agentKey: string;
   /** The agent keys above this one, top first (empty for an approved agent; the owner key is `ownerKey`). */
   readonly ancestors: readonly string[];
   /** 1 for an approved agent, 2 for one it delegated to, and so on. */

@@ -260,6 +260,7 @@ const requestRefusals = {
     status: 401,
     message: "The message has expired, is not yet valid, or is valid for longer than a logon may be (at most 10 minutes after issuedAt); sign a new one.",
   },
+  WALLET_NOT_YET_VALID: { status: 401, message: "The message is issued in the future (more than a minute ahead of the gateway's clock), or its Not Before has not come." },
   WALLET_NONCE_REPLAYED: { status: 401, message: "This message's nonce was used already (or may have been): sign a new message with a new nonce." },
   WALLET_UNKNOWN: { status: 401, message: "No active wallet owner key of this address (and account) is registered here." },
   AGENT_SCOPE_FORBIDDEN: { status: 403, message: "An agent may hold only the read and trade scopes: never withdraw, transfer or admin." },
@@ -270,6 +271,7 @@ const requestRefusals = {
   AGENT_ALREADY_REGISTERED: { status: 409, message: "An agent with this derived id is already registered (revoked or not): sign a new approval with a new nonce." },
   AGENT_LINK_REVOKED: { status: 409, message: "A key above the new agent (its owner key or a parent agent) is revoked, suspended or expired." },
   AGENT_CHAIN_REVOKED: { status: 401, message: "A key above this agent key (its owner key or a parent agent) is no longer active." },
+  AGENT_CHAIN_BROKEN: { status: 400, message: "A delegation of the chain does not name the agent above it as its parent." },
   AGENT_REVOKE_FORBIDDEN: { status: 403, message: "Only the owner wallet or an agent above it in the chain may revoke an agent." },
 
   // --- the authorizer's nginx auth_request protocol (docs/deploy/authorizer.md) ---------------

@@ -1,33 +1,32 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core/core.js";
-import { type Denial, PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
+import { type Denial, PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
 import type { RequestContext } from "../contract/request.js";
-import { isJsonObject, unknownMembers } from "../contract/json.js";
-import { effectiveStatus } from "../contract/keys.js";
+import { isJsonObject } from "../contract/json.js";
 import { limitHeaders } from "../limits/headers.js";
 import { peerCertThumbprint } from "../net/client-cert.js";
 import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { singleUse, CLOCK_ALLOWANCE_MS } from "../replay/claims.js";
 import type { SessionAuthority } from "../sessions/authority.js";
-import { type VerifiedLogon, type WalletDomain, verifySiweLogon, verifyTypedLogon } from "../wallets/logon.js";
-import { AgentRegistry, type RevocationRequest } from "../wallets/agents.js";
-import { chainVerifier, revocationVerifier } from "../wallets/protocol.js";
+import { AgentRegistry, walletDenial } from "../wallets/agents.js";
 import type { LimitSpec } from "../contract/limits.js";
+import { MAX_SHORT_LIFETIME_S, type ReadRevocation, type VerifiedLogon, type WalletVenue, verifyLogon, verifySiweLogon } from "@portcullis/client";
 import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./http.js";
 
 /**
  * The wallet endpoints (docs/wallets.md), served by the gateway under its own prefix. They are
  * public routes: the request carries no API key signature, its wallet or agent signatures are in
- * the body. Each request still runs the one lifecycle (address, shield, routing, the address's
+ * the body, checked by the client package's protocol module (the one verification of wallet
+ * messages). Each request still runs the one lifecycle (address, shield, routing, the address's
  * limits, audit) before its body is checked here:
  *
- *   POST /portcullis/v1/wallet/session   { siwe, signature } | { typedData: { message: Logon }, signature }
+ *   POST /portcullis/v1/wallet/session   { siwe, signature } | { chainId, logon: Logon, signature }
  *        -> 201 { keyid, secret, expiresAt, scopes, apiKeyId, boundAddress }: a session of the owner key
- *   POST /portcullis/v1/agents           { chain: [ { approval, signature }, { delegation, signature }… ] }
+ *   POST /portcullis/v1/agents           { chain: [ { chainId, approval, signature }, { chainId, delegation, signature }… ] }
  *        -> 201 { id, account, scopes, guardrails, limits, expiresAt, parent, ancestors, registered }
- *   POST /portcullis/v1/agents/revoke    { revocation: RevokeAgent, signature, signer: "owner" | <agent key id> }
+ *   POST /portcullis/v1/agents/revoke    { chainId, revocation: RevokeAgent, signature, signer: "owner" | <agent key id> }
  *        -> 200 { revoked: [ids] }
  */
 export const WALLET_SESSION_PATH = "/portcullis/v1/wallet/session";
@@ -74,10 +73,8 @@ function isDenial(v: unknown): v is Denial {
 /** A chain of a few links, or a logon: a few KiB. */
 const WALLET_BODY_LIMIT = 64 * 1024;
 
-const LOGON_FIELDS: ReadonlySet<string> = new Set(["siwe", "typedData", "signature"]);
-
 export interface WalletEndpointsOptions {
-  readonly wallets: WalletDomain;
+  readonly venue: WalletVenue;
   readonly registry: AgentRegistry;
 }
 
@@ -85,7 +82,7 @@ export class WalletEndpoints {
   readonly pipeline: Pipeline;
   private readonly core: Portcullis;
   private readonly sessions: SessionAuthority;
-  private readonly wallets: WalletDomain;
+  private readonly venue: WalletVenue;
   private readonly registry: AgentRegistry;
   private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
 
@@ -93,7 +90,7 @@ export class WalletEndpoints {
     if (core.sessions === null) throw new TypeError("wallet logon needs the session authority (sessions.enabled)");
     this.core = core;
     this.sessions = core.sessions;
-    this.wallets = options.wallets;
+    this.venue = options.venue;
     this.registry = options.registry;
     this.pipeline = core.createPipeline(new RouteTable(WALLET_ROUTES, { allowReserved: true }));
     const exchange: Exchange<ServerResponse, Answer> = { handOn: (ctx) => this.answer(ctx), render, untilDone: whenClosed };
@@ -124,9 +121,9 @@ export class WalletEndpoints {
         return { status: 201, body: JSON.stringify(registered) };
       }
       case `POST ${AGENTS_REVOKE_PATH}`: {
-        const request: RevocationRequest | Denial = this.registry.parseRevocation(body, ctx.now);
+        const request: ReadRevocation | Denial = this.registry.readRevocation(body, ctx.now);
         if (isDenial(request)) refuse(request);
-        await this.claimNonce(ctx, `agent-revoke:${request.signerId}`, request.nonce, request.issuedAt, request.expiresAt);
+        await this.claimNonce(ctx, `revoke:${request.signer}:${request.agent}`, request.nonce, request.expiresAt);
         const revoked = await this.registry.revoke(request, ctx.client?.text ?? null);
         if (isDenial(revoked)) refuse(revoked);
         return { status: 200, body: JSON.stringify(revoked) };
@@ -141,7 +138,9 @@ export class WalletEndpoints {
    * as a request's nonce is; a nonce the store may have forgotten (it restarted since the message
    * was issued) is refused too.
    */
-  private async claimNonce(ctx: RequestContext, who: string, nonce: string, issuedAt: number, expiresAt: number): Promise<void> {
+  private async claimNonce(ctx: RequestContext, who: string, nonce: string, expiresAt: number): Promise<void> {
+    // The earliest the message can have been issued: its expiry less the longest validity.
+    const issuedAt = expiresAt - MAX_SHORT_LIFETIME_S * 1000;
     const result = await this.core.hot.admit({
       now: ctx.now,
       ip: ctx.client?.group ?? "",
@@ -149,20 +148,20 @@ export class WalletEndpoints {
       charges: [],
       session: null,
     });
-    if (!result.ok) throw new PortcullisError("WALLET_NONCE_REPLAYED", result.reason === "replayed" ? undefined : `${"This message's nonce was used already (or may have been): sign a new message with a new nonce."} (${result.reason})`);
+    // "fenced": the hot store's memory began after the message could have been issued.
+    if (!result.ok) refuse(deny("WALLET_NONCE_REPLAYED", result.reason === "replayed" ? undefined : result.reason));
   }
 
-  /** Wallet logon: the message checked, its nonce claimed, the owner key found, a session of it issued. */
+  /** Wallet logon: the message checked (SIWE or EIP-712), its nonce claimed, the owner key found, a session of it issued. */
   private async logon(ctx: RequestContext, raw: unknown): Promise<Answer> {
-    if (!isJsonObject(raw)) throw new PortcullisError("WALLET_MESSAGE_MALFORMED", "the body must be a JSON object with siwe or typedData, and signature");
-    if (unknownMembers(raw, LOGON_FIELDS).length > 0 || (raw.siwe === undefined) === (raw.typedData === undefined)) {
-      throw new PortcullisError("WALLET_MESSAGE_MALFORMED", "the body is { siwe, signature } or { typedData: { message }, signature }");
-    }
-    const verified: VerifiedLogon | Denial = raw.siwe !== undefined ? await verifySiweLogon(raw.siwe, raw.signature, this.wallets, ctx.now) : await verifyTypedLogon(raw.typedData, raw.signature, this.wallets, ctx.now);
-    if (isDenial(verified)) refuse(verified);
-    await this.claimNonce(ctx, `logon:${verified.address}`, verified.nonce, verified.issuedAt, verified.expiresAt);
-    const owners = await this.core.keys.wallets(verified.address);
-    const owner = owners.find((k) => effectiveStatus(k, ctx.now) === "active" && (verified.account === null || k.account === verified.account));
+    const siwe = isJsonObject(raw) && raw.siwe !== undefined;
+    const result = siwe ? await verifySiweLogon(raw, { venue: this.venue, now: ctx.now }) : await verifyLogon(raw, { venue: this.venue, now: ctx.now });
+    if (!result.ok) refuse(walletDenial(result));
+    const verified: VerifiedLogon = result.value;
+    await this.claimNonce(ctx, `logon:${verified.owner}`, verified.nonce, verified.expiresAt);
+    const owners = await this.core.keys.wallets(verified.owner);
+    // SIWE names no account: the address's oldest active owner key (docs/wallets.md).
+    const owner = owners.find((k) => k.effectiveStatus === "active" && (verified.account === null || k.account === verified.account));
     if (owner === undefined) throw new PortcullisError("WALLET_UNKNOWN");
     const key = this.core.cache.peek(owner.id) ?? (await this.core.cache.load(owner.id));
     if (key === null || key.record.status !== "active") throw new PortcullisError("WALLET_UNKNOWN");
@@ -170,12 +169,12 @@ export class WalletEndpoints {
     this.core.audit.record({
       event: "session.create",
       at: ctx.now,
-      actor: `wallet:${verified.address}`,
+      actor: `wallet:${verified.owner}`,
       key: owner.id,
       account: owner.account,
       client: ctx.client?.text,
       requestId: ctx.requestId,
-      detail: { session: issued.sessionId, method: raw.siwe !== undefined ? "siwe" : "eip712", address: verified.address, scopes: issued.scopes, expiresAt: issued.expiresAt },
+      detail: { session: issued.sessionId, method: siwe ? "siwe" : "eip712", address: verified.owner, scopes: issued.scopes, expiresAt: issued.expiresAt },
     });
     return {
       status: 201,
@@ -185,13 +184,6 @@ export class WalletEndpoints {
 }
 
 /** The wallet endpoints of a core, for the venue `wallets` (config `wallets`) and its configured limits. */
-export function walletEndpoints(core: Portcullis, wallets: WalletDomain, limits: readonly LimitSpec[]): WalletEndpoints {
-  const registry = new AgentRegistry({
-    keys: core.keys,
-    wallets,
-    verifyChain: chainVerifier(wallets, core.keys.environment),
-    verifyRevocation: revocationVerifier(wallets),
-    limits,
-  });
-  return new WalletEndpoints(core, { wallets, registry });
+export function walletEndpoints(core: Portcullis, venue: WalletVenue, limits: readonly LimitSpec[]): WalletEndpoints {
+  return new WalletEndpoints(core, { venue, registry: new AgentRegistry({ keys: core.keys, venue, limits }) });
 }

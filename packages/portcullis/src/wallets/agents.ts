@@ -6,12 +6,13 @@ import { compareDecimal, parseDecimal } from "../operations/decimal.js";
 import type { LimitSpec } from "../contract/limits.js";
 import { parseAgentTerms } from "../keys/input.js";
 import type { AgentKeyInput, KeyService } from "../keys/service.js";
-import { type WalletDomain, validityDenial, WALLET_NONCE_RE } from "./logon.js";
+import { type Environment } from "../contract/ids.js";
+import { type ReadRevocation, type WalletRefusal, type WalletVenue, readRevocation, revocationSignedBy, verifyAgentChain } from "@portcullis/client";
 
 /**
  * Agent registration and revocation (docs/wallets.md), from signatures alone. The chain's
  * signatures, derived ids and narrowing are checked by the client package's protocol module
- * (`verifyAgentChain`, wired in by `ChainVerifier`); this module holds the chain against what is
+ * (`verifyAgentChain`); this module holds the chain against what is
  * registered here: the owner key of the recovered address, the owner key's own scopes, limits and
  * guardrails, the links already registered, and the rule that a derived id is used once.
  */
@@ -38,39 +39,15 @@ export interface VerifiedChain {
   readonly links: readonly VerifiedLink[];
 }
 
-/** Verifies a chain's signatures and narrowing (the client package's `verifyAgentChain`). */
-export type ChainVerifier = (chain: unknown, now: number) => VerifiedChain | Denial | Promise<VerifiedChain | Denial>;
-
-/** A revocation as sent: the message's fields the registry needs, and who signed it. */
-export interface RevocationRequest {
-  /** The agent to revoke. */
-  readonly agent: string;
-  /** "owner", or the agent key id that signed. */
-  readonly signer: string;
-  /** Who the nonce belongs to (the signer's key id, or "owner:" + the agent's owner key). */
-  readonly signerId: string;
-  readonly nonce: string;
-  /** Epoch ms. */
-  readonly issuedAt: number;
-  readonly expiresAt: number;
-  readonly raw: unknown;
-  readonly signature: unknown;
-}
-
-/**
- * Verifies a revocation's signature: the owner wallet's address recovered from the EIP-712
- * `RevokeAgent` (signer "owner"), or whether the agent key `signerPem` signed its digest.
- */
-export interface RevocationVerifier {
-  ownerOf(revocation: unknown, signature: unknown): Promise<string | null>;
-  signedBy(revocation: unknown, signature: unknown, agentKeyPem: string, algorithm: string): Promise<boolean>;
+/** A protocol module refusal as a gateway denial (every code of the module is in the catalogue). */
+export function walletDenial(refusal: WalletRefusal): Denial {
+  return deny(refusal.code, refusal.link === undefined ? refusal.message : `link ${String(refusal.link)}: ${refusal.message}`);
 }
 
 export interface AgentRegistryOptions {
   readonly keys: KeyService;
-  readonly wallets: WalletDomain;
-  readonly verifyChain: ChainVerifier;
-  readonly verifyRevocation: RevocationVerifier;
+  /** The venue every wallet message must name (config `wallets`). */
+  readonly venue: WalletVenue;
   /** The configured limits: an owner's effective limit is its override, else the limit's. */
   readonly limits: readonly LimitSpec[];
 }
@@ -145,17 +122,26 @@ function objectOf(v: unknown): Record<string, unknown> | null {
 
 export class AgentRegistry {
   private readonly keys: KeyService;
-  private readonly wallets: WalletDomain;
-  private readonly verifyChain: ChainVerifier;
-  private readonly verifier: RevocationVerifier;
+  private readonly venue: WalletVenue;
+  private readonly environment: Environment;
   private readonly limits: readonly LimitSpec[];
 
   constructor(options: AgentRegistryOptions) {
     this.keys = options.keys;
-    this.wallets = options.wallets;
-    this.verifyChain = options.verifyChain;
-    this.verifier = options.verifyRevocation;
+    this.venue = options.venue;
+    this.environment = options.keys.environment;
     this.limits = options.limits;
+  }
+
+  /**
+   * The chain verified offline by the client package's protocol module (signatures, derived ids,
+   * narrowing, stamps): the owner is whoever signed the approval, looked up here.
+   */
+  private async verifyChain(chain: unknown, now: number): Promise<VerifiedChain | Denial> {
+    const result = await verifyAgentChain(chain, { venue: this.venue, now, environment: this.environment, owner: null });
+    if (!result.ok) return walletDenial(result);
+    const { owner, account, links } = result.value;
+    return { owner, account, links: links.map((l) => ({ id: l.id, parent: l.parent, agentKey: l.agentKey.text, terms: l.terms, digest: l.digest })) };
   }
 
   /**
@@ -208,7 +194,7 @@ export class AgentRegistry {
         if (pem === null) return deny("WALLET_MESSAGE_MALFORMED", `agentKey of link ${i} is not an ed25519: or secp256k1: key`);
         const terms = parseAgentTerms(link.terms);
         if (!terms.ok) return deny("WALLET_MESSAGE_MALFORMED", terms.message);
-        const grant: AgentGrant = { ownerAddress: verified.owner, ownerKey: owner.id, parent: link.parent, ancestors: [...ancestors], depth: i + 1, terms: link.terms, digest: link.digest };
+        const grant: AgentGrant = { ownerAddress: verified.owner, ownerKey: owner.id, parent: link.parent, agentKey: link.agentKey, ancestors: [...ancestors], depth: i + 1, terms: link.terms, digest: link.digest };
         inputs.push({
           id: link.id,
           account: owner.account,
@@ -248,49 +234,37 @@ export class AgentRegistry {
     };
   }
 
-  /** The body of a revocation: `{ revocation: RevokeAgent, signature, signer: "owner" | <agent key id> }`, checked for shape, venue and time. */
-  parseRevocation(body: unknown, now: number): RevocationRequest | Denial {
-    const o = objectOf(body);
-    const r = objectOf(o?.revocation);
-    if (o === null || r === null || Object.keys(o).some((k) => k !== "revocation" && k !== "signature" && k !== "signer") || typeof o.signer !== "string") {
-      return deny("WALLET_MESSAGE_MALFORMED", 'the body is { revocation: RevokeAgent, signature, signer: "owner" | <agent key id> }');
-    }
-    const { domain, uri, agent, nonce } = r;
-    const issuedAt = typeof r.issuedAt === "number" || typeof r.issuedAt === "string" ? Number(r.issuedAt) : Number.NaN;
-    const expiresAt = typeof r.expiresAt === "number" || typeof r.expiresAt === "string" ? Number(r.expiresAt) : Number.NaN;
-    if (typeof domain !== "string" || typeof uri !== "string" || typeof agent !== "string" || typeof nonce !== "string" || !WALLET_NONCE_RE.test(nonce) || !Number.isSafeInteger(issuedAt) || !Number.isSafeInteger(expiresAt)) {
-      return deny("WALLET_MESSAGE_MALFORMED", "RevokeAgent needs domain, uri, agent, nonce, issuedAt and expiresAt");
-    }
-    if (domain !== this.wallets.domain) return deny("WALLET_DOMAIN_MISMATCH", domain);
-    if (uri !== this.wallets.uri) return deny("WALLET_URI_MISMATCH", uri);
-    const window = validityDenial(issuedAt * 1000, expiresAt * 1000, now, 10 * 60_000);
-    if (window !== undefined) return window;
-    return { agent, signer: o.signer, signerId: o.signer === "owner" ? `owner:${agent}` : o.signer, nonce, issuedAt: issuedAt * 1000, expiresAt: expiresAt * 1000, raw: r, signature: o.signature };
+  /**
+   * A revocation's body (`signAgentRevocation`: `{ chainId, revocation: RevokeAgent, signature,
+   * signer }`), its stamp checked by the protocol module (venue, nonce, at most 10 minutes).
+   */
+  readRevocation(body: unknown, now: number): ReadRevocation | Denial {
+    const result = readRevocation(body, { venue: this.venue, now });
+    return result.ok ? result.value : walletDenial(result);
   }
 
   /**
    * Revokes an agent and everything below it, signed by its owner wallet (EIP-712) or by an agent
    * above it in its chain (its key over the message's digest): AGENT_REVOKE_FORBIDDEN for any other
-   * signer, WALLET_SIGNATURE_INVALID for a signature that does not verify.
+   * signer or no such agent, WALLET_SIGNATURE_INVALID for a signature that does not verify.
    */
-  async revoke(request: RevocationRequest, actorClient: string | null): Promise<{ readonly revoked: readonly string[] } | Denial> {
-    const target = await this.keys.get(request.agent).catch(() => null);
+  async revoke(revocation: ReadRevocation, client: string | null): Promise<{ readonly revoked: readonly string[] } | Denial> {
+    const target = await this.keys.get(revocation.agent).catch(() => null);
     const grant = target?.agent ?? null;
     if (target === null || grant === null) return deny("AGENT_REVOKE_FORBIDDEN", "no such agent");
     let actor: string;
-    if (request.signer === "owner") {
-      const address = await this.verifier.ownerOf(request.raw, request.signature);
-      if (address === null || address !== grant.ownerAddress) return deny("WALLET_SIGNATURE_INVALID", "not signed by the agent's owner wallet");
-      actor = `wallet:${address}`;
+    if (revocation.signer === "owner") {
+      if (!(await revocationSignedBy(revocation, { owner: grant.ownerAddress }))) return deny("WALLET_SIGNATURE_INVALID", "not signed by the agent's owner wallet");
+      actor = `wallet:${grant.ownerAddress}`;
     } else {
-      if (!grant.ancestors.includes(request.signer)) return deny("AGENT_REVOKE_FORBIDDEN", `${request.signer} is not above ${target.id}`);
-      const signer = await this.keys.get(request.signer).catch(() => null);
-      if (signer === null || signer.publicKey === null || signer.effectiveStatus !== "active") return deny("AGENT_REVOKE_FORBIDDEN", `${request.signer} is not an active agent`);
-      if (!(await this.verifier.signedBy(request.raw, request.signature, signer.publicKey, signer.algorithm))) return deny("WALLET_SIGNATURE_INVALID", `not signed by ${request.signer}`);
+      if (!grant.ancestors.includes(revocation.signer)) return deny("AGENT_REVOKE_FORBIDDEN", `${revocation.signer} is not above ${target.id}`);
+      const signer = await this.keys.get(revocation.signer).catch(() => null);
+      if (signer?.agent === null || signer?.agent === undefined || signer.effectiveStatus !== "active") return deny("AGENT_REVOKE_FORBIDDEN", `${revocation.signer} is not an active agent`);
+      if (!(await revocationSignedBy(revocation, { agentKey: signer.agent.agentKey }))) return deny("WALLET_SIGNATURE_INVALID", `not signed by ${revocation.signer}`);
       actor = `key:${signer.id}`;
     }
     if (target.status === "revoked") return { revoked: [] };
-    const { key, below } = await this.keys.revokeTree(target.id, `${actor}${actorClient === null ? "" : `@${actorClient}`}`, "revoked by a signed RevokeAgent message");
+    const { key, below } = await this.keys.revokeTree(target.id, `${actor}${client === null ? "" : `@${client}`}`, "revoked by a signed RevokeAgent message");
     return { revoked: [key.id, ...below.map((k) => k.id)] };
   }
 }

@@ -46,7 +46,7 @@ async function chain(depth: number): Promise<{ ownerKey: string; agents: Agent[]
   for (let i = 0; i < depth; i++) {
     const pair = await generateKeyPair("ed25519");
     const id = generateKeyId("test");
-    const grant: AgentGrant = { ownerAddress: wallet.address, ownerKey: owner.key.id, parent: ids[i - 1] ?? null, ancestors: [...ids], depth: i + 1, terms: TERMS, digest: `0x${String(i).repeat(64)}` };
+    const grant: AgentGrant = { ownerAddress: wallet.address, ownerKey: owner.key.id, parent: ids[i - 1] ?? null, agentKey: `ed25519:${"A".repeat(43)}`, ancestors: [...ids], depth: i + 1, terms: TERMS, digest: `0x${String(i).repeat(64)}` };
     inputs.push({ id, account, label: `agent ${String(i)}`, publicKey: pair.publicKeyPem, scopes: TERMS.scopes, guardrails: null, limits: {}, expiresAt: TERMS.expiresAt * 1000, grant });
     agents.push({ id, client: createClient({ baseUrl: stack.gateway, keyId: id, privateKey: pair.privateKeyPem, algorithm: "ed25519" }) });
     ids.push(id);

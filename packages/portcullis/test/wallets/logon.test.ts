@@ -12,7 +12,8 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createSiweMessage } from "viem/siwe";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../src/log/logger.js";
-import { recoverTypedSigner } from "../../src/wallets/recovery.js";
+import { recoverSigner } from "@portcullis/client";
+import { hashTypedData } from "viem";
 
 const WALLETS = { chainId: 8453, domain: "venue.example", uri: "https://venue.example" };
 let stack: DemoStack;
@@ -114,7 +115,9 @@ describe("SIWE logon", () => {
     expect((await send(siwe(account.address, { domain: "evil.example" }))).json.code).toBe("WALLET_DOMAIN_MISMATCH");
     expect((await send(siwe(account.address, { uri: "https://evil.example" }))).json.code).toBe("WALLET_URI_MISMATCH");
     expect((await send(siwe(account.address, { issuedAt: new Date(now - 120_000), expirationTime: new Date(now - 60_000) }))).json.code).toBe("WALLET_EXPIRED");
-    expect((await send(siwe(account.address, { expirationTime: new Date(now + 11 * 60_000) }))).json.code).toBe("WALLET_EXPIRED");
+    // Valid for longer than a logon may be (10 minutes): the protocol module's WALLET_MESSAGE_MALFORMED.
+    expect((await send(siwe(account.address, { expirationTime: new Date(now + 11 * 60_000) }))).json.code).toBe("WALLET_MESSAGE_MALFORMED");
+    expect((await send(siwe(account.address, { issuedAt: new Date(now + 5 * 60_000), expirationTime: new Date(now + 6 * 60_000) }))).json.code).toBe("WALLET_NOT_YET_VALID");
     const once = siwe(account.address);
     expect((await send(once)).status).toBe(201);
     const again = await send(once);
@@ -130,8 +133,8 @@ describe("SIWE logon", () => {
     expect((await send(loose)).json.code).toBe("WALLET_MESSAGE_MALFORMED");
     expect((await send(`${siwe(account.address)}\nExtra: x`)).json.code).toBe("WALLET_MESSAGE_MALFORMED");
     expect((await send("hello")).json.code).toBe("WALLET_MESSAGE_MALFORMED");
-    expect((await post("/portcullis/v1/wallet/session", { siwe: siwe(account.address) })).json.code).toBe("WALLET_SIGNATURE_INVALID");
-    expect((await post("/portcullis/v1/wallet/session", { siwe: siwe(account.address), typedData: {}, signature: "0x" })).json.code).toBe("WALLET_MESSAGE_MALFORMED");
+    expect((await post("/portcullis/v1/wallet/session", { siwe: siwe(account.address) })).json.code).toBe("WALLET_MESSAGE_MALFORMED");
+    expect((await post("/portcullis/v1/wallet/session", { siwe: siwe(account.address), logon: {}, signature: "0x" })).json.code).toBe("WALLET_MESSAGE_MALFORMED");
     expect((await post("/portcullis/v1/wallet/session", [1, 2])).json.code).toBe("WALLET_MESSAGE_MALFORMED");
   });
 
@@ -155,23 +158,26 @@ describe("EIP-712 logon", () => {
     const message = { domain: WALLETS.domain, uri: WALLETS.uri, account: name, nonce: freshNonce(), issuedAt: BigInt(now - 1), expiresAt: BigInt(now + 300) };
     const signature = await account.signTypedData(logonTypedData(message));
     const wire = { ...message, issuedAt: now - 1, expiresAt: now + 300 };
-    const res = await post("/portcullis/v1/wallet/session", { typedData: { message: wire }, signature });
+    const body = (logon: Record<string, unknown>, sig = signature, chainId = WALLETS.chainId) => ({ chainId, logon, signature: sig });
+    const res = await post("/portcullis/v1/wallet/session", body(wire));
     expect(res.status, JSON.stringify(res.json)).toBe(201);
     expect(res.json).toMatchObject({ apiKeyId: keyId, scopes: ["read"] });
-    // A wrong chain shown in the domain; a signature over another chain recovers another address.
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: { ...wire, nonce: freshNonce() }, domain: { name: "Portcullis", version: "1", chainId: 1 } }, signature })).json.code).toBe("WALLET_CHAIN_MISMATCH");
+    // A wrong chain named; a signature over another chain recovers another address, which owns nothing.
+    expect((await post("/portcullis/v1/wallet/session", body({ ...wire, nonce: freshNonce() }, signature, 1))).json.code).toBe("WALLET_CHAIN_MISMATCH");
     const elsewhere = await account.signTypedData({ ...logonTypedData({ ...message, nonce: "elsewhere1" }), domain: { name: "Portcullis", version: "1", chainId: 1 } });
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: { ...wire, nonce: "elsewhere1" } }, signature: elsewhere })).json.code).toBe("WALLET_UNKNOWN");
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: { ...wire, domain: "evil.example" } }, signature })).json.code).toBe("WALLET_DOMAIN_MISMATCH");
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: { ...wire, uri: "https://evil.example" } }, signature })).json.code).toBe("WALLET_URI_MISMATCH");
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: { ...wire, issuedAt: now - 600, expiresAt: now - 1 } }, signature })).json.code).toBe("WALLET_EXPIRED");
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: wire }, signature })).json.code).toBe("WALLET_NONCE_REPLAYED");
-    expect((await post("/portcullis/v1/wallet/session", { typedData: { message: { ...wire, extra: 1 } }, signature })).json.code).toBe("WALLET_MESSAGE_MALFORMED");
+    expect((await post("/portcullis/v1/wallet/session", body({ ...wire, nonce: "elsewhere1" }, elsewhere))).json.code).toBe("WALLET_UNKNOWN");
+    expect((await post("/portcullis/v1/wallet/session", body({ ...wire, domain: "evil.example" }))).json.code).toBe("WALLET_DOMAIN_MISMATCH");
+    expect((await post("/portcullis/v1/wallet/session", body({ ...wire, uri: "https://evil.example" }))).json.code).toBe("WALLET_URI_MISMATCH");
+    expect((await post("/portcullis/v1/wallet/session", body({ ...wire, issuedAt: now - 600, expiresAt: now - 1 }))).json.code).toBe("WALLET_EXPIRED");
+    expect((await post("/portcullis/v1/wallet/session", body(wire))).json.code).toBe("WALLET_NONCE_REPLAYED");
+    expect((await post("/portcullis/v1/wallet/session", body({ ...wire, extra: 1 }))).json.code).toBe("WALLET_MESSAGE_MALFORMED");
   });
 });
 
 describe("the gateway's EIP-712 recovery", () => {
   it("recovers the signer of the EIP-712 specification's Mail example (key keccak256(\"cow\"))", async () => {
+    // The recovery the gateway's wallet checks run (@portcullis/client's recoverSigner), over the
+    // digest viem's EIP-712 encoder makes of the published example.
     // EIP-712, "Example": the domain, the message and the signature by keccak256("cow"), as published.
     const typedData = {
       types: {
@@ -202,12 +208,13 @@ describe("the gateway's EIP-712 recovery", () => {
     const r = "4355c47d63924e8a72e509b65029052eb6c299d53a04e167c5775fd466751c9d";
     const s = "07299936d304c153f6443dfa05f40ff007d72911b6f72307f996231605b91562";
     const v = "1c"; // 28
-    expect(await recoverTypedSigner(typedData, `0x${r}${s}${v}`)).toBe("0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
+    const digest = hashTypedData(typedData);
+    expect(digest).toBe("0xbe609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2");
+    expect(await recoverSigner(digest, `0x${r}${s}${v}`)).toBe("0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
     // The key is keccak256("cow"): the address is its account's.
     expect(privateKeyToAccount(keccak256(toBytes("cow"))).address).toBe("0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
     // Another message under the same signature recovers someone else; garbage recovers no one.
-    expect(await recoverTypedSigner({ ...typedData, message: { ...typedData.message, contents: "Hello, Alice!" } }, `0x${r}${s}${v}`)).not.toBe("0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
-    expect(await recoverTypedSigner(typedData, "0x1234")).toBeNull();
-    expect(await recoverTypedSigner(typedData, 42)).toBeNull();
+    expect(await recoverSigner(hashTypedData({ ...typedData, message: { ...typedData.message, contents: "Hello, Alice!" } }), `0x${r}${s}${v}`)).not.toBe("0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826");
+    expect(await recoverSigner(digest, "0x1234")).toBeNull();
   });
 });

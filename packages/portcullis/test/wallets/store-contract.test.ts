@@ -69,6 +69,7 @@ function agent(ownerKey: string, parent: string | null, ancestors: string[], ove
     ownerAddress: ADDRESS,
     ownerKey,
     parent,
+    agentKey: `ed25519:${"A".repeat(43)}`,
     ancestors,
     depth: ancestors.length + 1,
     terms: { scopes: ["trade"], symbols: ["*"], maxOrderNotional: "", maxOrderQuantity: "", maxOpenNotional: "", limits: [], expiresAt: 2_000_000_000 },

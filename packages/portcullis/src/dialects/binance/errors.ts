@@ -204,6 +204,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     WALLET_URI_MISMATCH: invalidSignature,
     WALLET_CHAIN_MISMATCH: invalidSignature,
     WALLET_EXPIRED: invalidSignature,
+    WALLET_NOT_YET_VALID: invalidSignature,
     WALLET_NONCE_REPLAYED: invalidSignature,
     WALLET_UNKNOWN: rejected,
     AGENT_SCOPE_FORBIDDEN: rejected,
@@ -211,6 +212,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     AGENT_ALREADY_REGISTERED: e(400, -1130, INVALID_PARAMETER),
     AGENT_LINK_REVOKED: e(400, -1130, INVALID_PARAMETER),
     AGENT_CHAIN_REVOKED: rejected,
+    AGENT_CHAIN_BROKEN: e(400, -1130, INVALID_PARAMETER),
     AGENT_REVOKE_FORBIDDEN: rejected,
     // Our own faults.
     INTERNAL: e(500, -1000, UNKNOWN),

@@ -210,6 +210,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   WALLET_URI_MISMATCH: E.sign,
   WALLET_CHAIN_MISMATCH: E.sign,
   WALLET_EXPIRED: E.sign,
+  WALLET_NOT_YET_VALID: E.sign,
   WALLET_NONCE_REPLAYED: E.sign,
   WALLET_UNKNOWN: E.invalidKey,
   AGENT_SCOPE_FORBIDDEN: E.permission,
@@ -217,6 +218,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   AGENT_ALREADY_REGISTERED: status(E.params, 409),
   AGENT_LINK_REVOKED: status(E.params, 409),
   AGENT_CHAIN_REVOKED: E.invalidKey,
+  AGENT_CHAIN_BROKEN: status(E.params, 400),
   AGENT_REVOKE_FORBIDDEN: E.permission,
   INTERNAL: E.serverError,
 };

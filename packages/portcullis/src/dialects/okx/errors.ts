@@ -218,6 +218,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   WALLET_URI_MISMATCH: E.invalidSign,
   WALLET_CHAIN_MISMATCH: E.invalidSign,
   WALLET_EXPIRED: E.invalidSign,
+  WALLET_NOT_YET_VALID: E.invalidSign,
   WALLET_NONCE_REPLAYED: E.invalidSign,
   WALLET_UNKNOWN: E.invalidKey,
   AGENT_SCOPE_FORBIDDEN: E.noPermission,
@@ -225,6 +226,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   AGENT_ALREADY_REGISTERED: { ...E.invalidAuthorization, status: 409 },
   AGENT_LINK_REVOKED: { ...E.invalidAuthorization, status: 409 },
   AGENT_CHAIN_REVOKED: E.invalidKey,
+  AGENT_CHAIN_BROKEN: param(400, "body"),
   AGENT_REVOKE_FORBIDDEN: E.noPermission,
   INTERNAL: E.systemError,
 };
