@@ -97,7 +97,10 @@ function widensOwner(owner: KeyView, terms: AgentTerms, limits: readonly LimitSp
   for (const p of grantedPermissions(terms.scopes)) if (!held.has(p)) return `scope ${p} is not the owner key's`;
   const g = owner.guardrails;
   if (g !== null) {
-    if (g.symbols !== null && (terms.symbols.includes("*") || terms.symbols.some((s) => !(g.symbols ?? []).includes(s.toUpperCase())))) return "symbols beyond the owner key's";
+    // Symbols compare upper case without separators, as guardrails do.
+    const plain = (s: string): string => s.toUpperCase().replace(/[^A-Z0-9]/g, "");
+    const allowed = new Set((g.symbols ?? []).map(plain));
+    if (g.symbols !== null && (terms.symbols.includes("*") || terms.symbols.some((s) => !allowed.has(plain(s))))) return "symbols beyond the owner key's";
     const capped = (cap: string | null, term: string, name: string): string | null => {
       if (cap === null) return null;
       const mine = parseDecimal(cap);
