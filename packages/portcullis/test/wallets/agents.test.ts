@@ -33,6 +33,8 @@ afterAll(async () => {
 });
 
 const DAY = 86_400;
+/** One expiry for every link (a later one would widen the link above). */
+const EXPIRES = Math.floor(Date.now() / 1000) + 7 * DAY;
 const terms = (o: Partial<AgentTerms> = {}): AgentTerms => ({
   scopes: ["read", "trade"],
   symbols: ["*"],
@@ -40,7 +42,7 @@ const terms = (o: Partial<AgentTerms> = {}): AgentTerms => ({
   maxOrderQuantity: "",
   maxOpenNotional: "",
   limits: [],
-  expiresAt: Math.floor(Date.now() / 1000) + 7 * DAY,
+  expiresAt: EXPIRES,
   ...o,
 });
 
