@@ -459,7 +459,7 @@ function parseWallets(raw: unknown): WalletSettings | null {
   // An RFC 3986 authority: a host name or address, optionally a port (what SIWE's domain is).
   if (!/^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$/.test(domain)) throw new ConfigError('wallets.domain must be the venue\'s host, e.g. "api.example.com" (optionally with a port)');
   const uri = str(w, "uri", "wallets", "");
-  let parsed: URL | null = null;
+  let parsed: URL | null;
   try {
     parsed = new URL(uri);
   } catch {

@@ -117,6 +117,8 @@ describe("an agent's chain at request time", () => {
     const store = new SqliteStore(join(stack.dataDir, "portcullis.db"));
     const anomalies = new AnomalyResponder({
       settings: { ...DEFAULT_BEHAVIOUR_SETTINGS, responses: [...DEFAULT_RESPONSES, { minScore: 99, action: "revoke", forMs: null }] },
+      // The demo stack runs the built package: its KeyService is this same class, built.
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
       keys: stack.running.core.keys,
       store: store.anomalies,
       audit: stack.running.core.audit,
