@@ -171,6 +171,9 @@ describe("delegation", () => {
     // A widening at the second link: the protocol module's AGENT_WIDENED.
     const wide = await signDelegation({ algorithm: "ed25519", privateKey: top.key.pair.privateKey }, { venue: VENUE, parent: top.id, agentKey: childKey.text, terms: terms({ expiresAt: top.link.approval.expiresAt + 1 }) });
     expect((await register([top.link, wide])).json.code).toBe("AGENT_WIDENED");
+    // A delegation naming another parent than the link above: AGENT_CHAIN_BROKEN.
+    const astray = await signDelegation({ algorithm: "ed25519", privateKey: top.key.pair.privateKey }, { venue: VENUE, parent: childId, agentKey: childKey.text, terms: terms({ scopes: ["read"] }) });
+    expect((await register([top.link, astray])).json.code).toBe("AGENT_CHAIN_BROKEN");
     // The top revoked (with everything below): a new delegation under it is refused, the delegate's requests too.
     await stack.running.core.keys.revoke(top.id, "test");
     const late = await signDelegation({ algorithm: "ed25519", privateKey: top.key.pair.privateKey }, { venue: VENUE, parent: top.id, agentKey: childKey.text, terms: terms({ scopes: ["read"] }) });
