@@ -8,6 +8,7 @@ import { limitHeaders } from "../limits/headers.js";
 import { peerCertThumbprint } from "../net/client-cert.js";
 import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
+import { keyDenial } from "../pipeline/stages/key.js";
 import { singleUse, CLOCK_ALLOWANCE_MS } from "../replay/claims.js";
 import type { SessionAuthority } from "../sessions/authority.js";
 import { AgentRegistry, walletDenial } from "../wallets/agents.js";
@@ -165,6 +166,10 @@ export class WalletEndpoints {
     if (owner === undefined) throw new PortcullisError("WALLET_UNKNOWN");
     const key = this.core.cache.peek(owner.id) ?? (await this.core.cache.load(owner.id));
     if (key === null || key.record.status !== "active") throw new PortcullisError("WALLET_UNKNOWN");
+    // The owner key's own bounds, as on any request of its sessions: its address allowlist, the
+    // client certificate it is bound to (a session it could not use is not issued).
+    const denial = keyDenial(key, this.core.keys.environment, "native", ctx.client, ctx.clientCert, ctx.now, null);
+    if (denial !== undefined) refuse(denial);
     const issued = await this.sessions.logon(key, {}, ctx.client?.text ?? "", ctx.now);
     this.core.audit.record({
       event: "session.create",

@@ -151,6 +151,15 @@ describe("SIWE logon", () => {
   });
 });
 
+describe("the owner key's own bounds", () => {
+  it("a logon from outside the owner key's IP allowlist is refused IP_NOT_ALLOWED", async () => {
+    const wallet = privateKeyToAccount(generatePrivateKey());
+    await stack.createKey({ account: "w-allow", scopes: ["read"], wallet: wallet.address, ipAllowlist: ["10.0.0.0/8"] });
+    const message = siwe(wallet.address);
+    expect((await post("/portcullis/v1/wallet/session", { siwe: message, signature: await wallet.signMessage({ message }) })).json.code).toBe("IP_NOT_ALLOWED");
+  });
+});
+
 describe("EIP-712 logon", () => {
   it("answers a session of the owner key of the account the Logon names", async () => {
     const { account, keyId, name } = await owner(["read"]);

@@ -126,6 +126,15 @@ for (const backend of runPg ? [sqlite, postgres] : [sqlite]) {
       expect(await store.get(c.id)).toBeUndefined();
     });
 
+    it("two registrations of one id at once: one registers, the other is told it exists", async () => {
+      const o = owner();
+      await store.insert(o, change());
+      const a = agent(o.id, null, []);
+      const results = await Promise.all([store.insertAgents([{ row: a, change: change() }], [o.id]), store.insertAgents([{ row: { ...a }, change: change() }], [o.id])]);
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok)).toEqual([{ ok: false, reason: "exists", id: a.id }]);
+    });
+
     it("revokes a key and everything below it in one transaction, each change recorded", async () => {
       const o = owner();
       await store.insert(o, change());

@@ -551,21 +551,29 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   }
 
   async insertAgents(rows: readonly AgentInsert[], active: readonly string[]): Promise<AgentInsertResult> {
-    return this.feedTx(async (client, seqs): Promise<AgentInsertResult> => {
-      // The links above, locked: a revoke of one waits for this registration, or this sees it.
-      for (const id of active) {
-        const { rows: found } = await client.query<{ status: string }>("SELECT status FROM keys WHERE id = $1 FOR SHARE", [id]);
-        if (found[0]?.status !== "active") return { ok: false, reason: "inactive", id };
+    try {
+      return await this.feedTx(async (client, seqs): Promise<AgentInsertResult> => {
+        // The links above, locked: a revoke of one waits for this registration, or this sees it.
+        for (const id of active) {
+          const { rows: found } = await client.query<{ status: string }>("SELECT status FROM keys WHERE id = $1 FOR SHARE", [id]);
+          if (found[0]?.status !== "active") return { ok: false, reason: "inactive", id };
+        }
+        for (const { row } of rows) {
+          const { rows: found } = await client.query("SELECT 1 FROM keys WHERE id = $1", [row.id]);
+          if (found.length > 0) return { ok: false, reason: "exists", id: row.id };
+        }
+        for (const { row, change } of rows) await this.insertRow(client, row, change, seqs);
+        return { ok: true };
+      });
+    } catch (err) {
+      // A registration of the same id that committed meanwhile: its primary key refused this one
+      // (and rolled it all back). Single use, as if it had been seen above.
+      const constraint = (err as { code?: unknown; constraint?: unknown }).code === "23505" ? String((err as { constraint?: unknown }).constraint ?? "") : null;
+      if (constraint !== null && constraint.startsWith("keys_pkey")) {
+        for (const { row } of rows) if ((await this.get(row.id)) !== undefined) return { ok: false, reason: "exists", id: row.id };
       }
-      for (const { row } of rows) {
-        const { rows: found } = await client.query("SELECT 1 FROM keys WHERE id = $1", [row.id]);
-        if (found.length > 0) return { ok: false, reason: "exists", id: row.id };
-      }
-      // A concurrent registration of the same id fails on the primary key, and this transaction
-      // with it: the caller reads the id again and answers "exists".
-      for (const { row, change } of rows) await this.insertRow(client, row, change, seqs);
-      return { ok: true };
-    });
+      throw err;
+    }
   }
 
   async revokeTree(id: string, from: readonly KeyStatus[], reason: string | null, change: KeyChange): Promise<TreeRevokeResult> {
