@@ -687,6 +687,46 @@ function buildProgram(): Command {
     print(opts.json === true, key, () => `every session of ${key.id} has ended (epoch ${key.sessionEpoch})`);
   });
 
+  // Agent keys (docs/wallets.md): registered by signatures at the gateway; here, seen and revoked.
+  const agents = program.command("agents").description("list, show and revoke agent keys of wallet-owned accounts (docs/wallets.md)");
+  withTarget(
+    agents
+      .command("list")
+      .description("the agent keys of an account, each under the key above it")
+      .requiredOption("--account <id>", "the account")
+      .option("--owner <key id>", "only the agents under this owner key"),
+  ).action(async (opts: TargetOptions & { account: string; owner?: string; json?: boolean }) => {
+    const all = await withOps(opts, (ops) => ops.list({ account: opts.account, limit: 1000 }));
+    const list = all.filter((k) => k.agent !== null && (opts.owner === undefined || k.agent.ownerKey === opts.owner));
+    // Top first: by the chain, so each agent follows the one above it.
+    const path = (k: KeyView): string => [...(k.agent?.ancestors ?? []), k.id].join("/");
+    list.sort((a, b) => (path(a) < path(b) ? -1 : path(a) > path(b) ? 1 : 0));
+    print(opts.json === true, list, () =>
+      list.length === 0
+        ? "no agents"
+        : list.map((k) => `${"  ".repeat((k.agent?.depth ?? 1) - 1)}${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.scopes.join(",")}  of ${k.agent?.ownerAddress ?? ""}${k.agent?.parent === null || k.agent === null ? "" : ` via ${k.agent.parent}`}`).join("\n"),
+    );
+  });
+  withTarget(agents.command("show").description("show an agent key and its grant").argument("<id>", "agent key id")).action(async (id: string, opts: TargetOptions & { json?: boolean }) => {
+    const key = await withOps(opts, (ops) => ops.show(id));
+    if (key.agent === null) throw new PortcullisError("VALIDATION_FAILED", `${id} is not an agent key (keys show shows any key)`);
+    print(opts.json === true, key, () => describeKey(key));
+  });
+  withTarget(
+    agents
+      .command("revoke")
+      .description("revoke an agent key and every agent below it")
+      .argument("<id>", "agent key id")
+      .option("--reason <text>", "why (recorded with each change)"),
+  ).action(async (id: string, opts: TargetOptions & { reason?: string; json?: boolean }) => {
+    const key = await withOps(opts, async (ops) => {
+      const shown = await ops.show(id);
+      if (shown.agent === null) throw new PortcullisError("VALIDATION_FAILED", `${id} is not an agent key (keys revoke revokes any key)`);
+      return ops.revoke(id, opts.reason ?? null);
+    });
+    print(opts.json === true, key, () => `${key.id} is now ${key.effectiveStatus}, and every agent below it`);
+  });
+
   program
     .command("request")
     .description("send one request signed in the native scheme (like curl); key from $PORTCULLIS_KEY_ID / $PORTCULLIS_SECRET")

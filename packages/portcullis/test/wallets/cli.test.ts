@@ -51,6 +51,12 @@ describe("portcullis keys and wallets", () => {
     const listed = await runCli(["keys", "list", "--data", data, "--account", "w-1"]);
     expect(listed.stdout).toContain(`agent of ${owner.id}`);
 
+    const agentsListed = await runCli(["agents", "list", "--data", data, "--account", "w-1"]);
+    expect(agentsListed.stdout).toContain(agentId);
+    expect(agentsListed.stdout).not.toContain(`${owner.id}  `);
+    expect((await runCli(["agents", "show", agentId, "--data", data])).stdout).toContain("agent terms");
+    expect((await runCli(["agents", "show", owner.id, "--data", data])).code).not.toBe(0);
+
     expect((await runCli(["keys", "revoke", owner.id, "--data", data, "--reason", "lost wallet"])).code).toBe(0);
     const after = JSON.parse((await runCli(["keys", "show", agentId, "--data", data, "--json"])).stdout) as { status: string };
     expect(after.status).toBe("revoked");
