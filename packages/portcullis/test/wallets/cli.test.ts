@@ -60,5 +60,5 @@ describe("portcullis keys and wallets", () => {
     expect((await runCli(["keys", "revoke", owner.id, "--data", data, "--reason", "lost wallet"])).code).toBe(0);
     const after = JSON.parse((await runCli(["keys", "show", agentId, "--data", data, "--json"])).stdout) as { status: string };
     expect(after.status).toBe("revoked");
-  });
+  }, 120_000); // about a dozen CLI processes, each a Node start
 });
