@@ -4,8 +4,11 @@
  */
 import { byteStringToBytes, copyBytes, utf8 } from "./encoding.js";
 
-/** RFC 9421 `alg` values (section 3.3) this SDK can produce. */
-export type SignatureAlgorithm = "hmac-sha256" | "ed25519" | "ecdsa-p256-sha256";
+/**
+ * RFC 9421 `alg` values (section 3.3) this SDK can produce, and `ecdsa-secp256k1-sha256` (ECDSA
+ * on secp256k1 over SHA-256, r || s: signed by viem, see secp256k1.ts, not by a CryptoKey).
+ */
+export type SignatureAlgorithm = "hmac-sha256" | "ed25519" | "ecdsa-p256-sha256" | "ecdsa-secp256k1-sha256";
 
 /** Asymmetric key types, as named in `createSigner` and `generateKeyPair`. */
 export type KeyPairAlgorithm = "ed25519" | "ecdsa-p256";
@@ -56,6 +59,10 @@ export function checkSigningKey(algorithm: SignatureAlgorithm, key: CryptoKey): 
       break;
     case "ecdsa-p256-sha256":
       ok = key.type === "private" && alg.name === "ECDSA" && alg.namedCurve === "P-256";
+      break;
+    case "ecdsa-secp256k1-sha256":
+      // WebCrypto has no secp256k1: such a key is a hex private key (createSigner, secp256k1.ts).
+      ok = false;
       break;
   }
   if (!ok) throw new TypeError(`the CryptoKey (${key.type} ${alg.name}) cannot sign with ${algorithm}`);

@@ -6,7 +6,7 @@
 import type { SignatureAlgorithm } from "./algorithms.js";
 import { copyBytes, utf8 } from "./encoding.js";
 import { PortcullisApiError, apiError, errorCode, parseBody } from "./errors.js";
-import { type HmacSignerOptions, type KeyPairSignerOptions, type Signer, createSigner } from "./signer.js";
+import { type HmacSignerOptions, type KeyPairSignerOptions, type Secp256k1SignerOptions, type Signer, createSigner } from "./signer.js";
 
 /** The gateway's public time endpoint, relative to the base URL. Answers `{ "serverTime": <epoch ms> }`. */
 export const TIME_PATH = "/portcullis/v1/time";
@@ -28,7 +28,7 @@ export interface ClientOnlyOptions {
   readonly now?: () => number;
 }
 
-export type ClientOptions = (HmacSignerOptions | KeyPairSignerOptions) & ClientOnlyOptions;
+export type ClientOptions = (HmacSignerOptions | KeyPairSignerOptions | Secp256k1SignerOptions) & ClientOnlyOptions;
 
 export interface RequestOptions {
   /** Added to the URL's query string (application/x-www-form-urlencoded serialization). */

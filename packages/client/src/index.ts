@@ -7,6 +7,8 @@
  * - `createSessionClient`: the same for a session opened elsewhere (a passkey sign-in);
  * - `createSigner`: just the signature headers, for use with any HTTP library;
  * - `generateKeyPair` / `importPrivateKey`: Ed25519 and ECDSA P-256 keys;
+ * - `generateSecp256k1Key` / `secp256k1PublicKey`: secp256k1 keys (hex, as viem holds them), which
+ *   sign `ecdsa-secp256k1-sha256`;
  * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces.
  */
 export type { KeyPairAlgorithm, SignatureAlgorithm } from "./algorithms.js";
@@ -17,11 +19,14 @@ export { contentDigest } from "./content-digest.js";
 export { PortcullisApiError } from "./errors.js";
 export type { GeneratedKeyPair, PrivateKeyInput } from "./keys.js";
 export { generateKeyPair, importPrivateKey } from "./keys.js";
+export type { GeneratedSecp256k1Key, Secp256k1PrivateKey, Secp256k1PublicKey } from "./secp256k1.js";
+export { generateSecp256k1Key, secp256k1PublicKey } from "./secp256k1.js";
 export type { HeaderFields, MessageRequest, SignatureParameters } from "./rfc9421.js";
 export { DERIVED_COMPONENTS, serializeSignature, serializeSignatureInput, serializeSignatureParams, signatureBase } from "./rfc9421.js";
 export type {
   HmacSignerOptions,
   KeyPairSignerOptions,
+  Secp256k1SignerOptions,
   SignableRequest,
   SignatureHeaders,
   SignerOptions,

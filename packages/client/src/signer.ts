@@ -15,6 +15,7 @@ import { contentDigest } from "./content-digest.js";
 import { bytesToBase64Url, randomBytes, utf8 } from "./encoding.js";
 import { type PrivateKeyInput, checkPrivateKeyInput, importPrivateKey } from "./keys.js";
 import { serializeSignature, serializeSignatureInput, signatureBase } from "./rfc9421.js";
+import { type Secp256k1PrivateKey, checkSecp256k1PrivateKey, signSecp256k1 } from "./secp256k1.js";
 import { serializeString } from "./structured-fields.js";
 
 /** The label of the one signature Portcullis accepts. */
@@ -37,7 +38,18 @@ export interface KeyPairSignerOptions {
   readonly algorithm: KeyPairAlgorithm;
 }
 
-export type SignerOptions = HmacSignerOptions | KeyPairSignerOptions;
+/**
+ * A secp256k1 key (an agent's key, an Ethereum-style key): signs `ecdsa-secp256k1-sha256`. The
+ * private key is `0x` and 64 hex digits, as viem and wallets write it; register its public key
+ * (`secp256k1PublicKey`) with `--algorithm secp256k1`.
+ */
+export interface Secp256k1SignerOptions {
+  readonly keyId: string;
+  readonly privateKey: Secp256k1PrivateKey;
+  readonly algorithm: "secp256k1";
+}
+
+export type SignerOptions = HmacSignerOptions | KeyPairSignerOptions | Secp256k1SignerOptions;
 
 export interface SignableRequest {
   readonly method: string;
@@ -95,14 +107,22 @@ function checkOptions(options: unknown): asserts options is SignerOptions {
     return;
   }
   if (!hasPrivateKey) throw new TypeError("give secret (HMAC key) or privateKey + algorithm");
+  if (o.algorithm === "secp256k1") {
+    checkSecp256k1PrivateKey(o.privateKey);
+    return;
+  }
   if (!isKeyPairAlgorithm(o.algorithm)) {
-    throw new TypeError(`unsupported algorithm ${JSON.stringify(o.algorithm)} for privateKey (use "ed25519" or "ecdsa-p256")`);
+    throw new TypeError(`unsupported algorithm ${JSON.stringify(o.algorithm)} for privateKey (use "ed25519", "ecdsa-p256" or "secp256k1")`);
   }
   checkPrivateKeyInput(o.privateKey, o.algorithm);
 }
 
 function isHmacOptions(options: SignerOptions): options is HmacSignerOptions {
   return typeof (options as { secret?: unknown }).secret === "string";
+}
+
+function isSecp256k1Options(options: SignerOptions): options is Secp256k1SignerOptions {
+  return options.algorithm === "secp256k1";
 }
 
 function checkSignOptions(options: SignOptions): void {
@@ -124,25 +144,34 @@ export function createSigner(options: SignerOptions): Signer {
   checkOptions(options);
   const keyId = options.keyId;
   let algorithm: SignatureAlgorithm;
-  let load: () => Promise<CryptoKey>;
-  if (isHmacOptions(options)) {
-    const secret = options.secret;
-    algorithm = "hmac-sha256";
-    load = () => importHmacKey(secret);
+  let signBase: (base: string) => Promise<Uint8Array>;
+  if (isSecp256k1Options(options)) {
+    const privateKey = options.privateKey;
+    algorithm = "ecdsa-secp256k1-sha256";
+    signBase = (base) => signSecp256k1(privateKey, base);
   } else {
-    const { privateKey, algorithm: keyAlgorithm } = options;
-    algorithm = SIGNATURE_ALGORITHM_FOR[keyAlgorithm];
-    load = () => importPrivateKey(privateKey, keyAlgorithm);
+    let load: () => Promise<CryptoKey>;
+    if (isHmacOptions(options)) {
+      const secret = options.secret;
+      algorithm = "hmac-sha256";
+      load = () => importHmacKey(secret);
+    } else {
+      const { privateKey, algorithm: keyAlgorithm } = options;
+      algorithm = SIGNATURE_ALGORITHM_FOR[keyAlgorithm];
+      load = () => importPrivateKey(privateKey, keyAlgorithm);
+    }
+    const alg = algorithm;
+    // The key is imported on first use, once; a failed import is tried again next time.
+    let keyPromise: Promise<CryptoKey> | undefined;
+    const key = (): Promise<CryptoKey> => {
+      keyPromise ??= load().catch((err: unknown) => {
+        keyPromise = undefined;
+        throw err;
+      });
+      return keyPromise;
+    };
+    signBase = async (base) => signSignatureBase(alg, await key(), base);
   }
-
-  let keyPromise: Promise<CryptoKey> | undefined;
-  const key = (): Promise<CryptoKey> => {
-    keyPromise ??= load().catch((err: unknown) => {
-      keyPromise = undefined;
-      throw err;
-    });
-    return keyPromise;
-  };
 
   async function sign(request: SignableRequest, signOptions: SignOptions = {}): Promise<SignatureHeaders> {
     checkSignOptions(signOptions);
@@ -162,7 +191,7 @@ export function createSigner(options: SignerOptions): Signer {
     };
     const headers = digest === undefined ? {} : { "content-digest": digest };
     const base = signatureBase({ method: request.method, url, headers }, components, params);
-    const signature = await signSignatureBase(algorithm, await key(), base);
+    const signature = await signBase(base);
     const out = {
       "signature-input": serializeSignatureInput(SIGNATURE_LABEL, components, params),
       signature: serializeSignature(SIGNATURE_LABEL, signature),

@@ -32,7 +32,9 @@ interface Case {
 function cases(): Case[] {
   const ed = generateKeyPairSync("ed25519");
   const ec = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  const k1 = generateKeyPairSync("ec", { namedCurve: "secp256k1" });
   const pem = (k: KeyObject) => k.export({ type: "pkcs8", format: "pem" }).toString();
+  const hex = (k: KeyObject): `0x${string}` => `0x${Buffer.from(k.export({ format: "jwk" }).d ?? "", "base64url").toString("hex")}`;
   return [
     { name: "hmac-sha256", options: { keyId: KEY_ID, secret: SECRET }, verifier: { alg: "hmac-sha256", secret: SECRET }, signatureLength: 32 },
     {
@@ -57,6 +59,12 @@ function cases(): Case[] {
       name: "ecdsa-p256 (JWK)",
       options: { keyId: KEY_ID, privateKey: ec.privateKey.export({ format: "jwk" }), algorithm: "ecdsa-p256" },
       verifier: { alg: "ecdsa-p256-sha256", publicKey: ec.publicKey },
+      signatureLength: 64,
+    },
+    {
+      name: "secp256k1 (hex, signed by viem)",
+      options: { keyId: KEY_ID, privateKey: hex(k1.privateKey), algorithm: "secp256k1" },
+      verifier: { alg: "ecdsa-secp256k1-sha256", publicKey: k1.publicKey },
       signatureLength: 64,
     },
   ];

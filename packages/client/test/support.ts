@@ -17,7 +17,7 @@ export interface WireRequest {
 
 export type Verifier =
   | { readonly alg: "hmac-sha256"; readonly secret: string }
-  | { readonly alg: "ed25519" | "ecdsa-p256-sha256"; readonly publicKey: KeyObject | string };
+  | { readonly alg: "ed25519" | "ecdsa-p256-sha256" | "ecdsa-secp256k1-sha256"; readonly publicKey: KeyObject | string };
 
 export interface Parsed {
   readonly components: string;
@@ -79,5 +79,7 @@ export function verifyWire(req: WireRequest, verifier: Verifier): boolean {
   }
   const key = typeof verifier.publicKey === "string" ? createPublicKey(verifier.publicKey) : verifier.publicKey;
   if (verifier.alg === "ed25519") return verify(null, base, key, parsed.signature);
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  if (curve !== (verifier.alg === "ecdsa-p256-sha256" ? "prime256v1" : "secp256k1")) return false;
   return verify("sha256", base, { key, dsaEncoding: "ieee-p1363" }, parsed.signature);
 }

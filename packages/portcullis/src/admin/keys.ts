@@ -28,7 +28,7 @@ export const KEY_ROUTES: readonly AdminRoute[] = [
       scopes: SCOPES,
       ipAllowlist: s.optional(ALLOWLIST),
       algorithm: s.optional(s.enum(KEY_ALGORITHMS)),
-      publicKey: s.optional(s.string({ minLength: 1, maxLength: 16_384, description: "the public key as PEM (SPKI) or JWK text" })),
+      publicKey: s.optional(s.string({ minLength: 1, maxLength: 16_384, description: "the public key as PEM (SPKI) or JWK text, or for a secp256k1 key the hex of its point (0x02…/0x03… compressed, 0x04… uncompressed)" })),
       wallet: s.optional(s.string({ pattern: /^0x[0-9a-fA-F]{40}$/, description: "a wallet owner key (docs/wallets.md): the wallet's address, 0x and 40 hex digits" })),
       expires: s.optional(s.nullable(s.anyOf([s.string({ minLength: 1, maxLength: 64 }), EPOCH_MS]), 'a duration ("30d", "12h"), an ISO-8601 time or epoch milliseconds (or null)')),
       windowMs: s.optional(s.nullable(s.integer({ minimum: 1000, maximum: 60_000 }))),
@@ -86,7 +86,7 @@ export const KEY_ROUTES: readonly AdminRoute[] = [
     params: KEY_PARAM,
     body: s.object({
       grace: s.optional(s.anyOf([s.enum(["0"]), DURATION], 'a duration such as "24h" (at most 30d), or "0"')),
-      publicKey: s.optional(s.string({ minLength: 1, maxLength: 16_384, description: "the successor's public key (PEM or JWK): required for an asymmetric key" })),
+      publicKey: s.optional(s.string({ minLength: 1, maxLength: 16_384, description: "the successor's public key (PEM, JWK, or hex for secp256k1): required for an asymmetric key" })),
     }),
     answers: { 201: { description: "the successor (with `secret` for an HMAC key) and its predecessor", schema: s.openObject({ id: s.string(), predecessor: KEY }) } },
   }),

@@ -217,8 +217,16 @@ async function withOps<T>(opts: TargetOptions, fn: (ops: KeyOps) => Promise<T>):
   }
 }
 
-/** Generates a key pair here, so the private half never leaves this machine. */
+/**
+ * Generates a key pair here, so the private half never leaves this machine. A secp256k1 private
+ * key is printed as viem and wallets write it: `0x` and 64 hex digits.
+ */
 function generatePrivateKey(algorithm: string): { publicKey: string; privateKey: string } {
+  if (algorithm === "secp256k1") {
+    const pair = generateKeyPairSync("ec", { namedCurve: "secp256k1" });
+    const d = pair.privateKey.export({ format: "jwk" }).d ?? "";
+    return { publicKey: pair.publicKey.export({ type: "spki", format: "pem" }).toString(), privateKey: `0x${Buffer.from(d, "base64url").toString("hex")}\n` };
+  }
   const pair =
     algorithm === "ed25519"
       ? generateKeyPairSync("ed25519")
@@ -454,8 +462,8 @@ function buildProgram(): Command {
       .option("--sub-account <id>", "sub-account")
       .option("--label <text>", "a label for humans")
       .option("--ip <cidr>", "allow only this address or CIDR block (repeatable)", collect)
-      .addOption(new Option("--algorithm <alg>", "credential type").choices(["hmac-sha256", "ed25519", "ecdsa-p256", "rsa"]))
-      .option("--public-key <file>", "your public key (SPKI PEM or JWK); without it an asymmetric key pair is generated here")
+      .addOption(new Option("--algorithm <alg>", "credential type").choices(["hmac-sha256", "ed25519", "ecdsa-p256", "rsa", "secp256k1"]))
+      .option("--public-key <file>", "your public key (SPKI PEM or JWK; secp256k1 also hex: 0x02…/0x03…/0x04…); without it an asymmetric key pair is generated here")
       .option("--wallet <address>", "a wallet owner key (docs/wallets.md): the wallet's address (0x…); it logs on with SIWE or EIP-712 and approves agents")
       .option("--private-key-out <file>", "write a generated private key to this file (mode 0600) instead of printing it")
       .option("--expires <duration>", 'expiry: a duration such as "30d", or an ISO-8601 time')
@@ -734,7 +742,7 @@ function buildProgram(): Command {
     .argument("<url>", "full URL, e.g. http://127.0.0.1:8080/api/v3/account")
     .option("--key-id <id>", "API key id")
     .option("--secret <secret>", "HMAC secret (prefer $PORTCULLIS_SECRET)")
-    .option("--private-key <file>", "PKCS#8 PEM private key for an ed25519 / ecdsa-p256 key")
+    .option("--private-key <file>", "PKCS#8 PEM private key for an ed25519 / ecdsa-p256 / secp256k1 key, or a secp256k1 key as 0x and 64 hex digits")
     .option("-d, --data <body>", "request body, sent exactly as given")
     .option("-H, --header <header>", "extra header 'name: value' (repeatable)", collect)
     .action(

@@ -14,6 +14,9 @@ export interface SignedRequestOptions {
   readonly headers: readonly string[];
 }
 
+/** A secp256k1 private key as viem and wallets write it. */
+const SECP256K1_HEX_RE = /^0x[0-9a-fA-F]{64}$/;
+
 function invalid(message: string): PortcullisError {
   return new PortcullisError("VALIDATION_FAILED", message);
 }
@@ -41,11 +44,23 @@ export async function sendSignedRequest(opts: SignedRequestOptions): Promise<num
   }
   let client;
   if (opts.privateKeyFile !== undefined) {
-    const pem = readFileSync(opts.privateKeyFile, "utf8");
-    const type = createPrivateKey(pem).asymmetricKeyType;
-    const algorithm = type === "ed25519" ? "ed25519" : type === "ec" ? "ecdsa-p256" : null;
-    if (algorithm === null) throw invalid(`unsupported private key type ${String(type)} (use ed25519 or ecdsa-p256)`);
-    client = createClient({ baseUrl: url.origin, keyId: opts.keyId, privateKey: pem, algorithm });
+    const text = readFileSync(opts.privateKeyFile, "utf8").trim();
+    if (SECP256K1_HEX_RE.test(text)) {
+      client = createClient({ baseUrl: url.origin, keyId: opts.keyId, privateKey: text as `0x${string}`, algorithm: "secp256k1" });
+    } else {
+      const key = createPrivateKey(text);
+      const type = key.asymmetricKeyType;
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      if (type === "ec" && curve === "secp256k1") {
+        // WebCrypto has no secp256k1: the SDK signs with the key's 32 bytes, in hex.
+        const hex: `0x${string}` = `0x${Buffer.from(key.export({ format: "jwk" }).d ?? "", "base64url").toString("hex")}`;
+        client = createClient({ baseUrl: url.origin, keyId: opts.keyId, privateKey: hex, algorithm: "secp256k1" });
+      } else {
+        const algorithm = type === "ed25519" ? "ed25519" : type === "ec" && curve === "prime256v1" ? "ecdsa-p256" : null;
+        if (algorithm === null) throw invalid(`unsupported private key type ${String(type)} (use ed25519, ecdsa-p256 or secp256k1)`);
+        client = createClient({ baseUrl: url.origin, keyId: opts.keyId, privateKey: text, algorithm });
+      }
+    }
   } else {
     if (opts.secret === undefined) throw invalid("a secret is needed: --secret, $PORTCULLIS_SECRET or --private-key FILE");
     client = createClient({ baseUrl: url.origin, keyId: opts.keyId, secret: opts.secret });

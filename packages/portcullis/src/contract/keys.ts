@@ -2,11 +2,12 @@ import type { KeyRisk } from "./behaviour.js";
 import type { Environment } from "./ids.js";
 
 /**
- * The credential behind a key: an HMAC secret, or a public key whose private half the user keeps,
- * or (`ethereum`) a wallet owner key: its `publicKey` is the wallet's EIP-55 address; it signs no
- * HTTP request, but logs on with EIP-4361 / EIP-712 and approves agents (docs/wallets.md).
+ * The credential behind a key: an HMAC secret, or a public key whose private half the user keeps.
+ * `secp256k1` is an ECDSA key on the curve of Bitcoin and Ethereum (an agent's key), for the native
+ * scheme only. `ethereum` is a wallet owner key: its `publicKey` is the wallet's EIP-55 address; it
+ * signs no HTTP request, but logs on with EIP-4361 / EIP-712 and approves agents (docs/wallets.md).
  */
-export const KEY_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256", "rsa", "ethereum"] as const;
+export const KEY_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256", "rsa", "secp256k1", "ethereum"] as const;
 export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
 
 /** Stored status. `expired` is derived from `expiresAt` and never stored. */
@@ -14,8 +15,12 @@ export const KEY_STATUSES = ["active", "suspended", "revoked"] as const;
 export type KeyStatus = (typeof KEY_STATUSES)[number];
 export type EffectiveStatus = KeyStatus | "expired";
 
-/** RFC 9421 algorithm names Portcullis verifies (section 3.3 of the RFC). */
-export const NATIVE_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "rsa-v1_5-sha256"] as const;
+/**
+ * RFC 9421 algorithm names Portcullis verifies (section 3.3 of the RFC), and
+ * `ecdsa-secp256k1-sha256`: ECDSA on secp256k1 over SHA-256 of the signature base, r || s (64
+ * bytes), defined as `ecdsa-p256-sha256` is (docs/native-scheme.md).
+ */
+export const NATIVE_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "rsa-v1_5-sha256", "ecdsa-secp256k1-sha256"] as const;
 export type NativeAlgorithm = (typeof NATIVE_ALGORITHMS)[number];
 
 /** The signing schemes a key may be used with: the native one and the exchange dialects. */
@@ -25,7 +30,7 @@ export type Dialect = (typeof DIALECTS)[number];
 /**
  * Which credential types each scheme can carry (a venue's scheme fixes its algorithms): Kraken
  * and OKX sign only with HMAC; Coinbase CDP keys are ES256 or EdDSA; Bybit has HMAC and RSA;
- * Binance has HMAC, Ed25519 and RSA.
+ * Binance has HMAC, Ed25519 and RSA. No venue signs with secp256k1: native only.
  */
 export const DIALECT_ALGORITHMS: Readonly<Record<Dialect, readonly KeyAlgorithm[]>> = {
   native: KEY_ALGORITHMS,

@@ -7,6 +7,7 @@ export const ALGORITHMS_FOR_KEY: Record<KeyAlgorithm, readonly NativeAlgorithm[]
   ed25519: ["ed25519"],
   "ecdsa-p256": ["ecdsa-p256-sha256"],
   rsa: ["rsa-pss-sha512", "rsa-v1_5-sha256"],
+  secp256k1: ["ecdsa-secp256k1-sha256"],
   // A wallet owner key signs no HTTP request: it logs on (EIP-4361 / EIP-712) for a session.
   ethereum: [],
 };
@@ -34,6 +35,10 @@ export function verifySignature(alg: NativeAlgorithm, key: KeyObject, data: stri
         return signature.length === 64 && verify(null, bytes, key, signature);
       case "ecdsa-p256-sha256":
         // RFC 9421 section 3.3.4: the signature is r || s, 32 bytes each, not DER.
+        return signature.length === 64 && verify("sha256", bytes, { key, dsaEncoding: "ieee-p1363" }, signature);
+      case "ecdsa-secp256k1-sha256":
+        // As P-256: r || s, 64 bytes. The key's curve is fixed by the key (material.ts). A high-s
+        // signature (s > n/2) is accepted, as OpenSSL accepts it: see docs/native-scheme.md.
         return signature.length === 64 && verify("sha256", bytes, { key, dsaEncoding: "ieee-p1363" }, signature);
       case "rsa-pss-sha512":
         return verify("sha512", bytes, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 64 }, signature);

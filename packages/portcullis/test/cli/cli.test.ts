@@ -1,6 +1,7 @@
 /**
  * The `portcullis` command as a user runs it: separate processes sharing one data directory.
  */
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -90,6 +91,24 @@ describe("portcullis init and keys", () => {
     const show = asKey((await runCli(["keys", "show", key.id, "--data", data, "--json"])).stdout);
     expect(show.publicKey).toMatch(/BEGIN PUBLIC KEY/);
     expect(JSON.stringify(show)).not.toContain("PRIVATE");
+  });
+
+  it("keys create --algorithm secp256k1: a generated pair (the private key in hex), or a public key file in hex; an invalid point is refused", async () => {
+    const generated = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read", "--algorithm", "secp256k1", "--json"])).stdout);
+    expect(generated).toMatchObject({ algorithm: "secp256k1", publicKey: expect.stringMatching(/BEGIN PUBLIC KEY/) as unknown });
+    expect(generated.privateKey).toMatch(/^0x[0-9a-f]{64}\n$/);
+    const pub = generateKeyPairSync("ec", { namedCurve: "secp256k1" }).publicKey;
+    const jwk = pub.export({ format: "jwk" });
+    const file = join(dir, "agent.pub");
+    writeFileSync(file, `0x04${Buffer.from(jwk.x ?? "", "base64url").toString("hex")}${Buffer.from(jwk.y ?? "", "base64url").toString("hex")}\n`);
+    const fromHex = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read", "--algorithm", "secp256k1", "--public-key", file, "--json"])).stdout);
+    expect(fromHex).toMatchObject({ algorithm: "secp256k1", publicKey: pub.export({ type: "spki", format: "pem" }).toString() });
+    expect(fromHex.privateKey).toBeUndefined();
+    writeFileSync(file, `0x02${"00".repeat(32)}\n`);
+    const refused = await runCli(["keys", "create", "--data", data, "--account", "acct-1", "--scopes", "read", "--algorithm", "secp256k1", "--public-key", file, "--json"]);
+    expect(refused.code).toBe(1);
+    expect(asError(refused.stderr).error.code).toBe("VALIDATION_FAILED");
+    expect(refused.stderr).toMatch(/not a point on the secp256k1 curve/);
   });
 
   it("keys list / show / suspend / resume / revoke", async () => {
@@ -260,6 +279,24 @@ describe("a running gateway and a separate CLI process", () => {
       expect(await refusedWithin(key.id, key.secret ?? "", code, 1000)).toBeLessThan(1000);
     });
   }
+
+  it("portcullis request signs with a secp256k1 private key file (hex, or PKCS#8 PEM); keys rotate generates the successor's pair", async () => {
+    const keyFile = join(dir, "agent.key");
+    const key = asKey((await runCli(["keys", "create", "--data", data, "--account", "acct-7", "--scopes", "read", "--algorithm", "secp256k1", "--private-key-out", keyFile, "--json"])).stdout);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const url = `${gatewayUrl}/api/v3/account`;
+    const sent = await runCli(["request", "GET", url, "--key-id", key.id, "--private-key", keyFile]);
+    expect(sent.stdout).toMatch(/^HTTP 200 /);
+    const pemFile = join(dir, "agent-pkcs8.pem");
+    const d = Buffer.from(readFileSync(keyFile, "utf8").trim().slice(2), "hex").toString("base64url");
+    const jwk = createPublicKey(key.publicKey ?? "").export({ format: "jwk" });
+    writeFileSync(pemFile, createPrivateKey({ key: { ...jwk, d }, format: "jwk" }).export({ type: "pkcs8", format: "pem" }));
+    expect((await runCli(["request", "GET", url, "--key-id", key.id, "--private-key", pemFile])).stdout).toMatch(/^HTTP 200 /);
+    const next = asKey((await runCli(["keys", "rotate", key.id, "--data", data, "--grace", "0", "--json"])).stdout);
+    expect(next).toMatchObject({ algorithm: "secp256k1", privateKey: expect.stringMatching(/^0x[0-9a-f]{64}\n$/) as unknown });
+    writeFileSync(keyFile, next.privateKey ?? "");
+    expect((await runCli(["request", "GET", url, "--key-id", next.id, "--private-key", keyFile])).stdout).toMatch(/^HTTP 200 /);
+  }, 60_000);
 
   it("keys --admin URL manages keys through the admin API with an admin key", async () => {
     const adminKey = asKey((await runCli(["keys", "create", "--data", data, "--account", "ops", "--scopes", "admin:keys", "--operator", "--json"])).stdout);

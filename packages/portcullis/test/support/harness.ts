@@ -88,7 +88,7 @@ export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
   };
 }
 
-export type SignAlg = "hmac-sha256" | "ed25519" | "ecdsa-p256-sha256" | "rsa-pss-sha512" | "rsa-v1_5-sha256";
+export type SignAlg = "hmac-sha256" | "ed25519" | "ecdsa-p256-sha256" | "rsa-pss-sha512" | "rsa-v1_5-sha256" | "ecdsa-secp256k1-sha256";
 
 export interface SignSpec {
   readonly method: string;
@@ -108,6 +108,8 @@ export interface SignSpec {
   readonly extraParams?: string;
   /** Send (and sign) this Content-Digest value instead of the body's real digest. */
   readonly contentDigest?: string;
+  /** Makes the signature from the signature base's bytes instead of `key` (another signer, a tampered signature). */
+  readonly signWith?: (base: Buffer) => Uint8Array;
 }
 
 export type SignedHeaders = Record<string, string> & { host: string; "signature-input": string; signature: string };
@@ -146,11 +148,13 @@ export function signRequest(spec: SignSpec): SignedHeaders {
   };
   const base = `${components.map((c) => `"${c}": ${value(c)}\n`).join("")}"@signature-params": ${params}`;
   let signature: Buffer;
-  if (typeof spec.key === "string") {
+  if (spec.signWith !== undefined) {
+    signature = Buffer.from(spec.signWith(Buffer.from(base, "latin1")));
+  } else if (typeof spec.key === "string") {
     signature = createHmac("sha256", Buffer.from(spec.key, "utf8")).update(base).digest();
   } else if (alg === "ed25519") {
     signature = cryptoSign(null, Buffer.from(base), spec.key);
-  } else if (alg === "ecdsa-p256-sha256") {
+  } else if (alg === "ecdsa-p256-sha256" || alg === "ecdsa-secp256k1-sha256") {
     signature = cryptoSign("sha256", Buffer.from(base), { key: spec.key, dsaEncoding: "ieee-p1363" });
   } else if (alg === "rsa-pss-sha512") {
     signature = cryptoSign("sha512", Buffer.from(base), { key: spec.key, padding: 6, saltLength: 64 });

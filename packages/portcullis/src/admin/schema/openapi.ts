@@ -90,7 +90,7 @@ export function openApiDocument(routes: readonly AdminRoute[]): JsonSchema {
           in: "header",
           name: "Signature",
           description:
-            "RFC 9421 HTTP Message Signatures: the `Signature-Input` and `Signature` headers, signed by an admin key (Ed25519, ECDSA P-256, RSA or HMAC-SHA256) or by a session's HMAC key; `created` within the key's window and a single-use `nonce` (docs/signing.md). The roles each operation lists are the `admin:*` scopes it needs.",
+            "RFC 9421 HTTP Message Signatures: the `Signature-Input` and `Signature` headers, signed by an admin key (Ed25519, ECDSA P-256, secp256k1, RSA or HMAC-SHA256) or by a session's HMAC key; `created` within the key's window and a single-use `nonce` (docs/signing.md). The roles each operation lists are the `admin:*` scopes it needs.",
         },
       },
     },
