@@ -37,7 +37,7 @@ export interface AgentKeyInput {
   readonly id: string;
   readonly account: string;
   readonly label: string;
-  /** The agent's public key as SPKI PEM. */
+  /** The agent's public key: SPKI PEM, or a secp256k1 point in hex (keys/material.ts). */
   readonly publicKey: string;
   readonly scopes: readonly string[];
   readonly guardrails: KeyGuardrails | null;

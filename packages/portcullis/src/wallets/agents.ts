@@ -70,8 +70,11 @@ export interface RegisteredAgent {
 /** Scopes an agent never holds. */
 const FORBIDDEN = (scope: string): boolean => scope === "withdraw" || scope === "transfer" || scope.startsWith("admin");
 
-/** The agent's key text as SPKI PEM: `ed25519:<base64url of 32 bytes>` or `secp256k1:<0x + 66 hex>`. */
-export function agentKeyPem(text: string): string | null {
+/**
+ * The agent's key text as the key service imports it: `ed25519:<base64url of 32 bytes>` as SPKI
+ * PEM; `secp256k1:<0x + 66 hex>` as its point in hex (keys/material.ts decodes it on the curve).
+ */
+export function agentKeyMaterial(text: string): string | null {
   try {
     if (text.startsWith("ed25519:")) {
       const x = text.slice(8);
@@ -80,10 +83,7 @@ export function agentKeyPem(text: string): string | null {
     }
     if (text.startsWith("secp256k1:")) {
       const hex = text.slice(10);
-      if (!/^0x0[23][0-9a-fA-F]{64}$/.test(hex)) return null;
-      // SPKI of an id-ecPublicKey on secp256k1 (1.3.132.0.10) with its compressed point.
-      const der = Buffer.concat([Buffer.from("3036301006072a8648ce3d020106052b8104000a032200", "hex"), Buffer.from(hex.slice(2), "hex")]);
-      return createPublicKey({ key: der, format: "der", type: "spki" }).export({ type: "spki", format: "pem" }).toString();
+      return /^0x0[23][0-9a-f]{64}$/.test(hex) ? hex : null;
     }
   } catch {
     return null;
@@ -193,7 +193,7 @@ export class AgentRegistry {
     for (let i = 0; i < links.length; i++) {
       const link = links[i] as VerifiedLink;
       if (i >= first) {
-        const pem = agentKeyPem(link.agentKey);
+        const pem = agentKeyMaterial(link.agentKey);
         if (pem === null) return deny("WALLET_MESSAGE_MALFORMED", `agentKey of link ${i} is not an ed25519: or secp256k1: key`);
         const terms = parseAgentTerms(link.terms);
         if (!terms.ok) return deny("WALLET_MESSAGE_MALFORMED", terms.message);

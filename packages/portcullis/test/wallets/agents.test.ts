@@ -17,6 +17,7 @@ import {
   signAgentApproval,
   signAgentRevocation,
   signDelegation,
+  secp256k1AgentKey,
 } from "@portcullis/client";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -151,6 +152,31 @@ describe("registering an agent", () => {
     const o = await owner();
     const { id, key } = await approved(o);
     expect(await codeOf(id, key, "POST", "/sapi/v1/capital/withdraw/apply?coin=USDT&address=0xabc&amount=1")).toBe("SCOPE_MISSING");
+  });
+});
+
+describe("secp256k1 agents", () => {
+  it("a secp256k1 agent registers, signs native requests (ecdsa-secp256k1-sha256), logs on, and delegates to an Ed25519 key", async () => {
+    const o = await owner();
+    const privateKey = generatePrivateKey();
+    const text = secp256k1AgentKey(privateKey);
+    const nonce = generateWalletNonce();
+    const link = await signAgentApproval(o.wallet, { venue: VENUE, account: o.account, agentKey: text, terms: terms(), nonce });
+    const res = await register([link]);
+    expect(res.status, JSON.stringify(res.json)).toBe(201);
+    const id = agentKeyId("test", VENUE.chainId, o.wallet.address, nonce);
+    expect((await stack.running.core.keys.get(id)).algorithm).toBe("secp256k1");
+    const client = createClient({ baseUrl: stack.gateway, keyId: id, privateKey, algorithm: "secp256k1" });
+    expect(await client.json("GET", "/api/v3/account")).toBeTruthy();
+    const session = await client.logon();
+    expect(await session.json("GET", "/api/v3/account")).toBeTruthy();
+    // It signs a delegation over the digest with its 65-byte recoverable signature.
+    const childKey = await agentKey();
+    const childNonce = generateWalletNonce();
+    const delegation = await signDelegation({ algorithm: "secp256k1", privateKey }, { venue: VENUE, parent: id, agentKey: childKey.text, terms: terms({ scopes: ["read"] }), nonce: childNonce });
+    const child = await register([link, delegation]);
+    expect(child.status, JSON.stringify(child.json)).toBe(201);
+    expect(await codeOf(delegatedKeyId("test", id, childNonce), childKey)).toBe("OK");
   });
 });
 
