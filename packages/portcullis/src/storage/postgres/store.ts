@@ -568,8 +568,8 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     } catch (err) {
       // A registration of the same id that committed meanwhile: its primary key refused this one
       // (and rolled it all back). Single use, as if it had been seen above.
-      const constraint = (err as { code?: unknown; constraint?: unknown }).code === "23505" ? String((err as { constraint?: unknown }).constraint ?? "") : null;
-      if (constraint !== null && constraint.startsWith("keys_pkey")) {
+      const { code, constraint } = err as { code?: unknown; constraint?: unknown };
+      if (code === "23505" && constraint === "keys_pkey") {
         for (const { row } of rows) if ((await this.get(row.id)) !== undefined) return { ok: false, reason: "exists", id: row.id };
       }
       throw err;
