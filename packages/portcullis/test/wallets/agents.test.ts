@@ -86,7 +86,7 @@ async function codeOf(id: string, key: AgentKey, method = "GET", path = "/api/v3
     await clientOf(id, key).json(method, path);
     return "OK";
   } catch (err) {
-    return (err as PortcullisApiError).code;
+    return String((err as PortcullisApiError).code);
   }
 }
 

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { AnomalyResponder } from "../../src/anomaly/responder.js";
 import { DEFAULT_BEHAVIOUR_SETTINGS, DEFAULT_RESPONSES } from "../../src/anomaly/responses.js";
 import { SqliteStore } from "../../src/storage/sqlite/store.js";
+import type { KeyService } from "../../src/keys/service.js";
 
 const WALLETS = { chainId: 8453, domain: "venue.example", uri: "https://venue.example" };
 let stack: DemoStack;
@@ -60,7 +61,7 @@ async function codeOf(agent: Agent): Promise<string> {
     await agent.client.json("GET", "/api/v3/account");
     return "OK";
   } catch (err) {
-    return (err as PortcullisApiError).code;
+    return String((err as PortcullisApiError).code);
   }
 }
 
@@ -83,7 +84,7 @@ describe("an agent's chain at request time", () => {
     expect(await codeOf(top)).toBe("OK");
     expect(await codeOf(middle)).toBe("KEY_SUSPENDED");
     expect(await codeOf(bottom)).toBe("AGENT_CHAIN_REVOKED");
-    const refused = await session.json("GET", "/api/v3/account").then(() => "OK", (err: unknown) => (err as PortcullisApiError).code);
+    const refused = await session.json("GET", "/api/v3/account").then(() => "OK", (err: unknown) => String((err as PortcullisApiError).code));
     expect(refused).toBe("AGENT_CHAIN_REVOKED");
     await stack.running.core.keys.resume(middle.id, "test");
     expect(await codeOf(bottom)).toBe("OK");
@@ -118,8 +119,7 @@ describe("an agent's chain at request time", () => {
     const anomalies = new AnomalyResponder({
       settings: { ...DEFAULT_BEHAVIOUR_SETTINGS, responses: [...DEFAULT_RESPONSES, { minScore: 99, action: "revoke", forMs: null }] },
       // The demo stack runs the built package: its KeyService is this same class, built.
-      // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment
-      keys: stack.running.core.keys,
+      keys: stack.running.core.keys as unknown as KeyService,
       store: store.anomalies,
       audit: stack.running.core.audit,
     });

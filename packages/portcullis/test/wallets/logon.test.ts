@@ -64,7 +64,16 @@ async function owner(scopes = ["read", "trade"]): Promise<{ account: ReturnType<
   return { account, keyId: created.key.id, name };
 }
 
-function logonTypedData(message: Record<string, unknown>) {
+interface LogonFields {
+  readonly domain: string;
+  readonly uri: string;
+  readonly account: string;
+  readonly nonce: string;
+  readonly issuedAt: bigint;
+  readonly expiresAt: bigint;
+}
+
+function logonTypedData(message: LogonFields) {
   return {
     domain: { name: "Portcullis", version: "1", chainId: WALLETS.chainId },
     types: {
@@ -207,7 +216,7 @@ describe("the gateway's EIP-712 recovery", () => {
         ],
       },
       primaryType: "Mail",
-      domain: { name: "Ether Mail", version: "1", chainId: 1, verifyingContract: "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC" },
+      domain: { name: "Ether Mail", version: "1", chainId: 1n, verifyingContract: "0xCcCCccccCCCCcCCCCCCcCcCccCcCCCcCcccccccC" },
       message: {
         from: { name: "Cow", wallet: "0xCD2a3d9F938E13CD947Ec05AbC7FE734Df8DD826" },
         to: { name: "Bob", wallet: "0xbBbBBBBbbBBBbbbBbbBbbbbBBbBbbbbBbBbbBBbB" },

@@ -83,11 +83,11 @@ describe("registration refuses any widening at any depth", () => {
             const terms = i === at ? widen(base(), field, variant, i === 0) : base();
             const key = keys[i] as { text: string };
             if (i === 0) {
-              chain.push(await signAgentApproval(wallet, { venue: VENUE, account: ACCOUNT, agentKey: key.text, terms, nonce: nonces[0] }));
+              chain.push(await signAgentApproval(wallet, { venue: VENUE, account: ACCOUNT, agentKey: key.text, terms, nonce: nonces[0] as string }));
               parent = agentKeyId("test", VENUE.chainId, wallet.address, nonces[0] as string);
             } else {
               const above = keys[i - 1] as { pair: GeneratedKeyPair };
-              chain.push(await signDelegation({ algorithm: "ed25519", privateKey: above.pair.privateKey }, { venue: VENUE, parent, agentKey: key.text, terms, nonce: nonces[i] }));
+              chain.push(await signDelegation({ algorithm: "ed25519", privateKey: above.pair.privateKey }, { venue: VENUE, parent, agentKey: key.text, terms, nonce: nonces[i] as string }));
               parent = delegatedKeyId("test", parent, nonces[i] as string);
             }
           }
