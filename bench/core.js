@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { Portcullis, initDataDir, openDataDir, parseConfig, parseCreateKeyInput, valueOrThrow } from "../packages/portcullis/dist/index.js";
 import { SessionAuthority } from "../packages/portcullis/dist/sessions/authority.js";
 import { silentLogger } from "../packages/portcullis/dist/log/logger.js";
+import { HpkeKeyring } from "../packages/portcullis/dist/custody/hpke.js";
 import { ROUTES, SCOPES } from "./signing.js";
 
 /**
@@ -54,12 +55,13 @@ const DEFAULT_KEYS = [{ account: "bench", scopes: SCOPES }];
  * (default none); `hot` its hot store (default process memory; closed with the core); `sessions`
  * gives the core a session authority (logon and session-signed requests); `audit` its audit
  * settings (default: the core's); `metrics` and `stats` the decision counters the pipelines' observe
- * feeds (default none: bench/live-stats-bench.js). Resolves to
+ * feeds (default none: bench/live-stats-bench.js); `sealing` gives it an HPKE keyring (sealed orders,
+ * benchmark 22) and `windowMs` its freshness window. Resolves to
  * `{ core, keys, keyId, secret, close }`: `keys` holds `{ id, secret }` per input, in order
  * (`secret` is null for a public key), `keyId` and `secret` are the first key's; `close` shuts the
  * core down and deletes the directory.
  */
-export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false, audit, metrics, stats } = {}) {
+export async function createBenchCore({ now = Date.now, timing = false, routes = ROUTES, keys = DEFAULT_KEYS, limits, hot, sessions = false, audit, metrics, stats, sealing = false, windowMs } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
   let data = null;
   let core = null;
@@ -67,6 +69,9 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
     await initDataDir(dataDir, "live");
     data = await openDataDir(dataDir);
     const authority = sessions ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment }) : undefined;
+    // Sealed orders (benchmark 22): the gateway's HPKE keys, a current one made now.
+    const keyring = sealing ? new HpkeKeyring({ store: data.store.hpke, envelope: data.envelope, now }) : null;
+    await keyring?.refresh();
     core = new Portcullis({
       store: data.store,
       envelope: data.envelope,
@@ -81,6 +86,8 @@ export async function createBenchCore({ now = Date.now, timing = false, routes =
       ...(audit === undefined ? {} : { audit }),
       ...(metrics === undefined ? {} : { metrics }),
       ...(stats === undefined ? {} : { stats }),
+      ...(keyring === null ? {} : { sealing: keyring }),
+      ...(windowMs === undefined ? {} : { windowMs }),
     });
     const created = [];
     for (const input of keys) {

@@ -59,6 +59,10 @@
  *  21. agent keys (docs/wallets.md): an agent key's request, and a delegated agent's, against a plain
  *      Ed25519 key's on the same route in the same in-process core (agent-bench.js;
  *      `node bench/agent-bench.js [--quick]` runs it alone).
+ *  22. sealed orders (HPKE, RFC 9180): an order sealed to the gateway against the same order unsealed,
+ *      in the same run: the in-process pipeline (µs per request and the ratio), the client's sealing,
+ *      and through a real gateway with autocannon (sealed-bench.js; `node bench/sealed-bench.js
+ *      [--quick]` runs it alone).
  *
  * Benchmarks 1-4 run without limits (as before limits existed); 5-7 with the default limits of a
  * configured gateway, raised so that no request is ever refused (core.js benchLimits()).
@@ -84,6 +88,7 @@ import { STORE_WRK_SETTINGS, STORE_WRK_TARGETS, runStoreWrkBench, storeWrkSectio
 import { CONSOLE_BENCH_SETTINGS, CONSOLE_TARGETS, consoleSection, runConsoleBench } from "./console-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
 import { AGENT_BENCH_SETTINGS, AGENT_TARGETS, agentSection, runAgentBench } from "./agent-bench.js";
+import { SEALED_BENCH_SETTINGS, runSealedBench, sealedSection } from "./sealed-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
 import { BENCH_LIMIT } from "./core.js";
@@ -144,6 +149,7 @@ const SETTINGS = {
     custody: { secrets: 100_000, creates: 200, requests: 5_000 },
     audit: AUDIT_BENCH_SETTINGS.full,
     guardrails: GUARDRAIL_BENCH_SETTINGS.full,
+    sealed: SEALED_BENCH_SETTINGS.full,
     policy: POLICY_BENCH_SETTINGS.full,
     behaviour: BEHAVIOUR_BENCH_SETTINGS.full,
     risk: RISK_BENCH_SETTINGS.full,
@@ -183,6 +189,7 @@ const SETTINGS = {
     custody: { secrets: 2_000, creates: 20, requests: 500 },
     audit: AUDIT_BENCH_SETTINGS.quick,
     guardrails: GUARDRAIL_BENCH_SETTINGS.quick,
+    sealed: SEALED_BENCH_SETTINGS.quick,
     policy: POLICY_BENCH_SETTINGS.quick,
     behaviour: BEHAVIOUR_BENCH_SETTINGS.quick,
     risk: RISK_BENCH_SETTINGS.quick,
@@ -898,7 +905,7 @@ const HOW_TO_READ = [
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, agents, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, agents, sealed, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -941,6 +948,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       ...storeWrk.summary,
       ...consoleBench.summary,
       ...agents.summary,
+      ...sealed.summary,
     ]),
     "",
     ...HOW_TO_READ,
@@ -964,6 +972,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...storeWrk.text,
     ...consoleBench.text,
     ...agents.text,
+    ...sealed.text,
   ].join("\n");
 }
 
@@ -1037,6 +1046,8 @@ async function main() {
   const consoleBench = consoleSection(await runConsoleBench({ ...settings.console, progress }));
   progress(`benchmark 21: agent keys against a plain Ed25519 key (${settings.agents.batches} batches)`);
   const agents = agentSection(await runAgentBench({ ...settings.agents, progress }));
+  progress("benchmark 22: sealed orders (HPKE), sealed vs unsealed");
+  const sealed = sealedSection(await runSealedBench({ ...settings.sealed, progress }));
 
   const pipeline = pipelineSection(pipelineResult);
   const gateway = gatewaySection(gatewayResult);
@@ -1072,6 +1083,7 @@ async function main() {
     storeWrk,
     consoleBench,
     agents,
+    sealed,
     host: machine(),
   });
   process.stdout.write(`${text}\n`);
@@ -1079,7 +1091,7 @@ async function main() {
     writeFileSync(BENCHMARKS_MD, `${text}\n`);
     progress(`wrote ${BENCHMARKS_MD}`);
   }
-  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures + consoleBench.failures > 0) process.exitCode = 1;
+  if (gateway.failures + roundTrips.failures + limitsGateway.failures + sessionGateway.failures + fanout.failures + custody.failures + wrk.failures + pgLookup.failures + storeWrk.failures + consoleBench.failures + sealed.failures > 0) process.exitCode = 1;
 }
 
 main().catch((err) => {

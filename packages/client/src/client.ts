@@ -6,10 +6,14 @@
 import type { SignatureAlgorithm } from "./algorithms.js";
 import { copyBytes, utf8 } from "./encoding.js";
 import { PortcullisApiError, apiError, errorCode, parseBody } from "./errors.js";
-import { type HmacSignerOptions, type KeyPairSignerOptions, type Secp256k1SignerOptions, type Signer, createSigner } from "./signer.js";
+import { type HmacSignerOptions, type KeyPairSignerOptions, type Secp256k1SignerOptions, type Signer, createSigner, generateNonce } from "./signer.js";
+import { HPKE_PATH, type HpkeKeyCache, SEALED_CONTENT_TYPE, SEALED_HEADER, SEALED_TYPE_HEADER, hpkeKeyCache, sealBody } from "./sealing.js";
 
 /** The gateway's public time endpoint, relative to the base URL. Answers `{ "serverTime": <epoch ms> }`. */
 export const TIME_PATH = "/portcullis/v1/time";
+
+/** A refusal of a sealed request that a fresh copy of the gateway's key answers: one refetch and one retry. */
+const KEY_REFUSALS = new Set<unknown>(["SEALED_KEY_UNKNOWN"]);
 
 /** Gateway refusals that mean "your clock is off": answered by one resync and one retry. */
 const CLOCK_REFUSALS = new Set<unknown>(["CREATED_TOO_OLD", "CREATED_IN_FUTURE"]);
@@ -39,6 +43,12 @@ export interface RequestOptions {
   readonly json?: unknown;
   readonly headers?: HeadersInit;
   readonly signal?: AbortSignal;
+  /**
+   * Seal the body to the gateway (docs/sealed-orders.md): HPKE to the gateway's current key
+   * (fetched from /portcullis/v1/hpke and cached until it rotates), bound to this request's
+   * signature, so only the gateway reads it; the venue receives the plaintext. Needs a body.
+   */
+  readonly sealed?: boolean;
 }
 
 export interface PortcullisClient {
@@ -147,6 +157,8 @@ interface Transport {
   readonly now: () => number;
   readonly syncEnabled: boolean;
   readonly clock: Clock;
+  /** The gateway's HPKE key, shared by a client and its sessions. */
+  readonly hpke: HpkeKeyCache;
 }
 
 /** The transport of `options` (checked: TypeError for a bad option). */
@@ -156,13 +168,16 @@ function makeTransport(options: ClientOnlyOptions): Transport {
   if (options.fetch === undefined && typeof globalThis.fetch !== "function") throw new TypeError("no global fetch; pass options.fetch");
   if (options.now !== undefined && typeof options.now !== "function") throw new TypeError("now must be a function");
   if (options.syncTime !== undefined && typeof options.syncTime !== "boolean") throw new TypeError("syncTime must be a boolean");
-  return {
-    baseUrl,
-    doFetch: options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
-    now: options.now ?? Date.now,
-    syncEnabled: options.syncTime ?? true,
-    clock: { offset: 0, synced: false, inflight: undefined },
-  };
+  const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const now = options.now ?? Date.now;
+  const clock: Clock = { offset: 0, synced: false, inflight: undefined };
+  const hpke = hpkeKeyCache(async () => {
+    const response = await doFetch(`${baseUrl}${HPKE_PATH}`, { method: "GET", headers: { accept: "application/json" } });
+    const text = await response.text();
+    if (!response.ok) throw apiError(response, text);
+    return parseBody(text);
+  }, () => now() + clock.offset);
+  return { baseUrl, doFetch, now, syncEnabled: options.syncTime ?? true, clock, hpke };
 }
 
 /** Creates a client for one gateway and one API key. Throws TypeError for bad options. */
@@ -191,7 +206,7 @@ type CoreClient = Omit<PortcullisClient, "keyId" | "algorithm" | "logon">;
 
 /** The signing HTTP client over `transport`, signing with whatever `signer()` is at the time. */
 function signingClient(transport: Transport, signer: () => Signer, beforeSend: () => Promise<void> = () => Promise.resolve()): CoreClient {
-  const { baseUrl, doFetch, now, syncEnabled, clock } = transport;
+  const { baseUrl, doFetch, now, syncEnabled, clock, hpke } = transport;
 
   async function sync(): Promise<number> {
     const t0 = now();
@@ -224,10 +239,26 @@ function signingClient(transport: Transport, signer: () => Signer, beforeSend: (
     return new URL(`${baseUrl}${input.startsWith("/") ? "" : "/"}${input}`);
   }
 
-  async function attempt(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit): Promise<Response> {
+  async function attempt(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit, sealed: boolean): Promise<Response> {
     const created = Math.floor((now() + clock.offset) / 1000);
-    const signature = await signer().sign({ method, url, body: body ?? null }, { created });
     const sent = new Headers(headers);
+    let signature;
+    if (sealed) {
+      // Seal first (bound to this signature's keyid and nonce), then sign the sealed bytes and headers.
+      const type = headers.get("content-type");
+      if (body === undefined || body.length === 0 || type === null) throw new TypeError("a sealed request needs a body and its content type");
+      const key = await hpke.current();
+      const nonce = generateNonce();
+      const current = signer();
+      body = await sealBody(key, body, { keyId: current.keyId, nonce, method, target: `${url.pathname}${url.search}` });
+      const covered = { [SEALED_HEADER]: key.id, [SEALED_TYPE_HEADER]: type };
+      sent.set("content-type", SEALED_CONTENT_TYPE);
+      sent.set(SEALED_HEADER, key.id);
+      sent.set(SEALED_TYPE_HEADER, type);
+      signature = await current.sign({ method, url, body }, { created, nonce, headers: covered });
+    } else {
+      signature = await signer().sign({ method, url, body: body ?? null }, { created });
+    }
     sent.set("signature-input", signature["signature-input"]);
     sent.set("signature", signature.signature);
     if (signature["content-digest"] !== undefined) sent.set("content-digest", signature["content-digest"]);
@@ -243,15 +274,30 @@ function signingClient(transport: Transport, signer: () => Signer, beforeSend: (
     }
   }
 
-  async function send(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit): Promise<Response> {
+  async function isKeyRefusal(response: Response): Promise<boolean> {
+    if (response.status !== 400) return false;
+    try {
+      return KEY_REFUSALS.has(errorCode(parseBody(await response.clone().text())));
+    } catch {
+      return false;
+    }
+  }
+
+  async function send(url: URL, method: string, headers: Headers, body: Uint8Array<ArrayBuffer> | undefined, init: RequestInit, sealed = false): Promise<Response> {
     if (syncEnabled && !clock.synced) await syncTime();
     await beforeSend();
-    const response = await attempt(url, method, headers, body, init);
+    let response = await attempt(url, method, headers, body, init, sealed);
+    if (sealed && (await isKeyRefusal(response))) {
+      // The gateway rotated its key: refused before anything was done, so one retry with its new key is safe.
+      await response.body?.cancel();
+      hpke.invalidate();
+      response = await attempt(url, method, headers, body, init, sealed);
+    }
     if (!syncEnabled || !(await isClockRefusal(response))) return response;
     // The gateway refused before doing anything, so sending again (with a fresh nonce) is safe.
     await response.body?.cancel();
     await syncTime();
-    return attempt(url, method, headers, body, init);
+    return attempt(url, method, headers, body, init, sealed);
   }
 
   function clientFetch(input: string | URL, init: RequestInit = {}): Promise<Response> {
@@ -285,7 +331,8 @@ function signingClient(transport: Transport, signer: () => Signer, beforeSend: (
         if (!headers.has("content-type")) headers.set("content-type", "application/json");
       }
       const init: RequestInit = opts.signal === undefined ? {} : { signal: opts.signal };
-      return send(url, method.toUpperCase(), headers, toBodyBytes(body), init);
+      if (opts.sealed !== undefined && typeof opts.sealed !== "boolean") throw new TypeError("sealed must be a boolean");
+      return send(url, method.toUpperCase(), headers, toBodyBytes(body), init, opts.sealed === true);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }

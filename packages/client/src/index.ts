@@ -1,6 +1,6 @@
 /**
  * @portcullis/client: signs requests for a Portcullis gateway (RFC 9421 HTTP Message Signatures)
- * with WebCrypto only, so it runs in Node 20+ and current browsers.
+ * with WebCrypto (viem and @hpke/core for what it lacks), so it runs in Node 20+ and current browsers.
  *
  * - `createClient`: a signing HTTP client (time sync, retry on clock refusals, typed errors), and
  *   `client.logon()`: a session client (an HMAC per request whatever the key, refreshed by itself);
@@ -9,7 +9,10 @@
  * - `generateKeyPair` / `importPrivateKey`: Ed25519 and ECDSA P-256 keys;
  * - `generateSecp256k1Key` / `secp256k1PublicKey`: secp256k1 keys (hex, as viem holds them), which
  *   sign `ecdsa-secp256k1-sha256`;
- * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces.
+ * - `signatureBase`, `serializeSignatureParams`, `signSignatureBase`…: the generic RFC 9421 pieces;
+ * - `sealBody`, `sealedAad`, `hpkeKeyCache`: sealed orders (HPKE, RFC 9180), which
+ *   `client.request(method, path, { json, sealed: true })` does by itself;
+ * - wallet-owned accounts (`signAgentApproval`, `signDelegation`, `verifyAgentChain`, `walletLogon`…).
  */
 export type { KeyPairAlgorithm, SignatureAlgorithm } from "./algorithms.js";
 export { importHmacKey, signSignatureBase } from "./algorithms.js";
@@ -34,4 +37,6 @@ export type {
   Signer,
 } from "./signer.js";
 export { createSigner, generateNonce, REQUIRED_COMPONENTS, SIGNATURE_LABEL } from "./signer.js";
+export type { HpkeKeyCache, HpkePublicKey, SealBinding } from "./sealing.js";
+export { HPKE_PATH, HPKE_SUITE, SEALED_CONTENT_TYPE, SEALED_HEADER, SEALED_TYPE_HEADER, hpkeKeyCache, parseHpkeKeys, sealBody, sealedAad } from "./sealing.js";
 export * from "./wallet/index.js";

@@ -63,6 +63,11 @@ export interface SignOptions {
   readonly created?: number;
   /** 8-128 characters of [A-Za-z0-9-._~+/=]. Default: 16 random bytes, base64url (22 characters). */
   readonly nonce?: string;
+  /**
+   * More header fields the signature covers, by lower-case name, after `content-digest` (a sealed
+   * request's `portcullis-sealed` and `portcullis-sealed-type`). Send them with these exact values.
+   */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -84,6 +89,7 @@ export interface Signer {
 }
 
 const NONCE = /^[A-Za-z0-9\-._~+/=]{8,128}$/;
+const FIELD_NAME = /^[a-z0-9!#$%&'*+\-.^_`|~]+$/;
 const METHOD = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** A fresh nonce: 16 bytes from the CSPRNG, base64url (22 characters). */
@@ -132,6 +138,10 @@ function checkSignOptions(options: SignOptions): void {
   }
   if (nonce !== undefined && (typeof nonce !== "string" || !NONCE.test(nonce))) {
     throw new TypeError("nonce must be 8-128 characters of [A-Za-z0-9-._~+/=]");
+  }
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (!FIELD_NAME.test(name) || name === "content-digest") throw new TypeError(`headers: ${JSON.stringify(name)} is not a lower-case header name to cover`);
+    if (typeof value !== "string") throw new TypeError(`headers.${name} must be a string`);
   }
 }
 
@@ -183,13 +193,15 @@ export function createSigner(options: SignerOptions): Signer {
 
     const components: string[] = [...REQUIRED_COMPONENTS];
     if (digest !== undefined) components.push("content-digest");
+    const covered = signOptions.headers ?? {};
+    components.push(...Object.keys(covered));
     const params = {
       created: signOptions.created ?? Math.floor(Date.now() / 1000),
       nonce: signOptions.nonce ?? generateNonce(),
       keyid: keyId,
       alg: algorithm,
     };
-    const headers = digest === undefined ? {} : { "content-digest": digest };
+    const headers = digest === undefined ? { ...covered } : { ...covered, "content-digest": digest };
     const base = signatureBase({ method: request.method, url, headers }, components, params);
     const signature = await signBase(base);
     const out = {

@@ -107,8 +107,8 @@ export function looserGuardrails(granted: KeyGuardrails | null, own: KeyGuardrai
     const allowed = new Set(mine.map(norm));
     if (theirs === null || theirs.some((s) => !allowed.has(norm(s)))) out.push(field);
   };
-  const capWithin = (field: "maxQuantity" | "maxNotional" | "priceBandPct"): void => {
-    const mine = own[field];
+  const capWithin = (field: "maxQuantity" | "maxNotional" | "priceBandPct" | "maxOpenNotional"): void => {
+    const mine = own[field] ?? null;
     if (mine === null) return;
     const theirs = g?.[field] ?? null;
     const a = theirs === null ? null : parseDecimal(theirs);
@@ -119,6 +119,7 @@ export function looserGuardrails(granted: KeyGuardrails | null, own: KeyGuardrai
   capWithin("maxQuantity");
   capWithin("maxNotional");
   capWithin("priceBandPct");
+  capWithin("maxOpenNotional");
   listWithin("withdrawAssets", (s) => s);
   listWithin("transferAssets", (s) => s);
   return out;

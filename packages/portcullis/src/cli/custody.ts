@@ -12,6 +12,7 @@ import { custodyStatus, rotateKek, type CustodyStatus, type RotationResult } fro
 import { DataDirError, initDataDir, openDataDir } from "../core/data-dir.js";
 import { type StoreSettings, StoreSettingsError, describeStore, readStoreFile, sameStore } from "../storage/location.js";
 import { print } from "./target.js";
+import { DEFAULT_SEALING, HpkeKeyring, type SealingSettings } from "../custody/hpke.js";
 
 /**
  * The key-custody commands:
@@ -20,6 +21,8 @@ import { print } from "./target.js";
  *   portcullis custody rotate [--data DIR | --config FILE] [--keep-old] [--settle MS] [--json]
  *   portcullis backup  --out FILE [--data DIR | --config FILE] [--json]
  *   portcullis restore --in FILE  [--data DIR | --config FILE] [--force] [--json]
+ *   portcullis sealing status [--data DIR | --config FILE] [--json]
+ *   portcullis sealing rotate [--data DIR | --config FILE] [--json]
  *
  * With --config the data directory and the custody provider come from the config file (needed
  * for a PKCS#11 deployment: module, token, PIN); with --data the keyring file is the provider.
@@ -96,8 +99,51 @@ function describeRotation(r: RotationResult): string {
   return lines.join("\n");
 }
 
-/** Adds `custody status|rotate`, `backup` and `restore` to the program. */
+/** The HPKE keys of sealed orders as `sealing status` prints them (docs/sealed-orders.md). */
+interface SealingStatus {
+  readonly rotateMs: number;
+  readonly graceMs: number;
+  readonly keys: readonly { readonly id: string; readonly generation: number; readonly publicKey: string; readonly createdAt: number; readonly notAfter: number }[];
+}
+
+function describeSealing(s: SealingStatus, now: number): string {
+  const lines = [`rotate every ${String(s.rotateMs / 60_000)} min, previous key accepted ${String(s.graceMs / 60_000)} min after`];
+  if (s.keys.length === 0) lines.push("no HPKE key yet (the gateway makes one when it starts)");
+  for (const [i, k] of s.keys.entries()) {
+    const state = i === 0 && now < k.notAfter ? "current" : "previous";
+    lines.push(`${k.id}  generation ${String(k.generation)}  ${state}  created ${new Date(k.createdAt).toISOString()}  notAfter ${new Date(k.notAfter).toISOString()}`);
+  }
+  return lines.join("\n");
+}
+
+/** Adds `custody status|rotate`, `backup`, `restore` and `sealing status|rotate` to the program. */
 export function registerCustodyCommands(program: Command, defaultData: string): void {
+  const sealing = program.command("sealing").description("the gateway's HPKE keys for sealed orders (docs/sealed-orders.md)");
+  const sealingSettings = (opts: Target): SealingSettings => (opts.config === undefined ? DEFAULT_SEALING : loadConfig(opts.config).sealing);
+  const sealingStatus = async (keyring: HpkeKeyring, store: { live(): Promise<{ id: string; generation: number; publicKey: string; createdAt: number; notAfter: number }[]> }): Promise<SealingStatus> => ({
+    rotateMs: keyring.rotateMs,
+    graceMs: keyring.graceMs,
+    keys: (await store.live()).map((k) => ({ id: k.id, generation: k.generation, publicKey: k.publicKey, createdAt: k.createdAt, notAfter: k.notAfter })),
+  });
+  for (const [name, description, rotate] of [
+    ["status", "the live HPKE keys (current first), their generations and when each stops being current", false],
+    ["rotate", "make the next HPKE key now; the previous one is accepted for sealing.grace more", true],
+  ] as const) {
+    withTarget(sealing.command(name).description(description)).action(async (opts: Target) => {
+      const { dataDir, custody: config } = targetOf(opts, defaultData);
+      const settings = sealingSettings(opts);
+      const data = await openDataDir(dataDir, { custody: config });
+      try {
+        const keyring = new HpkeKeyring({ store: data.store.hpke, envelope: data.envelope, rotateMs: settings.rotateMs, graceMs: settings.graceMs });
+        if (rotate) await keyring.rotate();
+        const status = await sealingStatus(keyring, data.store.hpke);
+        print(opts.json === true, status, () => describeSealing(status, Date.now()));
+      } finally {
+        await data.close();
+      }
+    });
+  }
+
   const custody = program.command("custody").description("key custody: the KEK provider, rotation and status");
 
   withTarget(custody.command("status").description("the KEK provider, its active version, and how many envelopes each KEK version holds")).action(

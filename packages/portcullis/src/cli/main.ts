@@ -136,6 +136,7 @@ function describeGuardrails(g: KeyGuardrails | null): string[] {
   if (g.priceBandPct !== null) parts.push(`price band ±${g.priceBandPct} %`);
   if (g.withdrawAssets !== null) parts.push(`withdraw ${g.withdrawAssets.join(", ")}`);
   if (g.transferAssets !== null) parts.push(`transfer ${g.transferAssets.join(", ")}`);
+  if (g.maxOpenNotional !== null) parts.push(`max open notional ${g.maxOpenNotional} (the key's open orders together)`);
   return parts.map((p, i) => `${i === 0 ? "guardrails " : "           "} ${p}`);
 }
 
@@ -146,6 +147,7 @@ interface GuardrailFlags {
   priceBand?: string;
   withdrawAssets?: string;
   transferAssets?: string;
+  maxOpenNotional?: string;
 }
 
 /**
@@ -162,6 +164,7 @@ function guardrailsFromFlags(opts: GuardrailFlags, update: boolean): Record<stri
   if (opts.priceBand !== undefined) out.priceBandPct = value(opts.priceBand);
   if (opts.withdrawAssets !== undefined) out.withdrawAssets = list(opts.withdrawAssets);
   if (opts.transferAssets !== undefined) out.transferAssets = list(opts.transferAssets);
+  if (opts.maxOpenNotional !== undefined) out.maxOpenNotional = value(opts.maxOpenNotional);
   return Object.keys(out).length === 0 ? undefined : out;
 }
 
@@ -174,7 +177,8 @@ function withGuardrailFlags(cmd: Command, update: boolean): Command {
     .option("--max-notional <n>", `guardrail: the largest value of one order in its quote asset${clear}`)
     .option("--price-band <pct>", `guardrail: a limit price at most this many percent from the reference price${clear}`)
     .option("--withdraw-assets <list>", `guardrail: the only assets the key may withdraw, e.g. USDT,BTC${clear}`)
-    .option("--transfer-assets <list>", `guardrail: the only assets the key may transfer${clear}`);
+    .option("--transfer-assets <list>", `guardrail: the only assets the key may transfer${clear}`)
+    .option("--max-open-notional <n>", `guardrail: the largest value of the key's open orders together, in their quote asset${clear}`);
 }
 
 interface TargetOptions {

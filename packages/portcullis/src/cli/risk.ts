@@ -116,7 +116,7 @@ export function describeRisk(p: RiskProfile): string {
   const lines = [
     `key           ${p.keyId} (${p.account}${p.label === "" ? "" : `, ${p.label}`}) ${p.status}${p.usable ? "" : ": not usable, score 0"}`,
     `risk score    ${p.riskScore} / 100 (${parts})`,
-    `orders        ${amount(e.maxOrdersPerHour)}/h; one order up to ${amount(e.maxOrderNotional)}; ${amount(e.maxOrderNotionalPerHour)}/h in value`,
+    `orders        ${amount(e.maxOrdersPerHour)}/h; one order up to ${amount(e.maxOrderNotional)}; ${amount(e.maxOrderNotionalPerHour)}/h in value; open at once ${amount(e.maxOpenNotional)}`,
     `withdrawals   ${amount(e.maxWithdrawalPerHour)}/h to a new address, ${amount(e.maxWithdrawalPerHourKnown)}/h to a known one (${amount(e.maxWithdrawalsPerHour)} requests/h; policy version ${p.policyVersion})`,
     ...e.withdrawals
       .filter((w) => w.toNewAddress.value !== 0 || w.toKnownAddress.value !== 0)

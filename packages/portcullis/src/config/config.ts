@@ -5,6 +5,7 @@ import { dirname, resolve } from "node:path";
 import { type AuditConfig, parseAuditConfig } from "../audit/config.js";
 import { RouteTable, RouteTableError, type RouteSpec } from "../authz/routes.js";
 import { type CustodyConfig, parseCustodyConfig } from "../custody/config.js";
+import { DEFAULT_SEALING, type SealingSettings } from "../custody/hpke.js";
 import { checkOperationRoutes } from "../dialects/operations.js";
 import type { Environment } from "../contract/ids.js";
 import { PROTOTYPE_NAMES, parseJson } from "../contract/json.js";
@@ -151,6 +152,11 @@ export interface PortcullisConfig {
    * optionally a refresher polling a Binance-shaped ticker. Empty by default.
    */
   readonly prices: { readonly table: PriceTable; readonly refresh: PriceRefreshSettings | null };
+  /**
+   * The maxOpenNotional guardrail's ledger (docs/guardrails.md, "Open notional"): how long a
+   * reservation lives (default 24 h) and how many a key may hold at once (default 1000).
+   */
+  readonly guardrails: { readonly reservationTtlMs: number; readonly maxOpenOrders: number };
   /** The policy engine and the withdrawal address books (docs/policy.md). */
   readonly policy: {
     /** How long a new address of an address book cools down before the policy knows it. Default 24 h. */
@@ -158,6 +164,11 @@ export interface PortcullisConfig {
   };
   /** The behaviour stage's responses to anomaly scores (docs/behaviour.md, "Responses"). */
   readonly behaviour: BehaviourSettings;
+  /**
+   * Sealed orders (docs/sealed-orders.md): the gateway's HPKE keys, rotated every `rotate`
+   * (default 24 h), the previous one accepted for `grace` (default 10 min). On by default.
+   */
+  readonly sealing: SealingSettings;
 }
 
 /**
@@ -254,7 +265,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "policy", "behaviour", "wallets"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "guardrails", "policy", "behaviour", "sealing", "wallets"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -311,6 +322,15 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   only(s, "signatures", ["windowMs", "futureSkewMs"]);
   const se = obj(root.sessions, "sessions");
   only(se, "sessions", ["enabled"]);
+  const sl = obj(root.sealing, "sealing");
+  only(sl, "sealing", ["enabled", "rotate", "grace"]);
+  const sealing: SealingSettings = {
+    enabled: bool(sl, "enabled", "sealing", DEFAULT_SEALING.enabled),
+    rotateMs: duration(sl, "rotate", "sealing", DEFAULT_SEALING.rotateMs),
+    graceMs: duration(sl, "grace", "sealing", DEFAULT_SEALING.graceMs),
+  };
+  if (sealing.rotateMs < 60_000 || sealing.rotateMs > 90 * 86_400_000) throw new ConfigError("sealing.rotate must be from 1m to 90d");
+  if (sealing.graceMs > sealing.rotateMs) throw new ConfigError("sealing.grace must not be longer than sealing.rotate");
   const st = obj(root.store, "store");
   let storeSettings: StoreSettings;
   try {
@@ -434,8 +454,10 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     audit: audit.value,
     websocket,
     prices: parsePrices(root.prices),
+    guardrails: parseGuardrails(root.guardrails),
     policy: { addressCooldownMs },
     behaviour: parseBehaviour(root.behaviour),
+    sealing,
   };
 }
 
@@ -502,6 +524,15 @@ function priceTable(raw: unknown, where: string): Record<string, string> {
     out[upper] = value as string;
   }
   return out;
+}
+
+/** The `guardrails` section (docs/guardrails.md, "Open notional"). */
+function parseGuardrails(raw: unknown): PortcullisConfig["guardrails"] {
+  const g = obj(raw, "guardrails");
+  only(g, "guardrails", ["reservationTtl", "maxOpenOrders"]);
+  const reservationTtlMs = duration(g, "reservationTtl", "guardrails", 86_400_000);
+  if (reservationTtlMs < 60_000 || reservationTtlMs > 30 * 86_400_000) throw new ConfigError("guardrails.reservationTtl must be from 1m to 30d");
+  return { reservationTtlMs, maxOpenOrders: int(g, "maxOpenOrders", "guardrails", 1000, 1, 100_000) };
 }
 
 /** The `prices` section (docs/guardrails.md). */

@@ -208,10 +208,16 @@ export interface KeyGuardrails {
   readonly withdrawAssets: readonly string[] | null;
   /** Assets the key may transfer between its own accounts (upper case). */
   readonly transferAssets: readonly string[] | null;
+  /**
+   * The largest sum of the notional of the key's open orders: the orders the gateway forwarded and
+   * has not seen end (docs/guardrails.md, "Open notional"). Optional in a stored record written
+   * before it existed: read as null.
+   */
+  readonly maxOpenNotional: string | null;
 }
 
 /** The guardrail fields, in display order. */
-export const GUARDRAIL_FIELDS = ["symbols", "maxQuantity", "maxNotional", "priceBandPct", "withdrawAssets", "transferAssets"] as const;
+export const GUARDRAIL_FIELDS = ["symbols", "maxQuantity", "maxNotional", "priceBandPct", "withdrawAssets", "transferAssets", "maxOpenNotional"] as const;
 
 /** Session lifetimes: 15 minutes by default, per key from 1 minute up to 24 hours. */
 export const DEFAULT_SESSION_TTL_MS = 15 * 60_000;

@@ -28,19 +28,49 @@ export interface PipelineRequest {
    * certificate-bound key (docs/tls.md).
    */
   readonly clientCert?: string | null;
+  /**
+   * Whether the surface hands the body on itself, so a sealed body may be opened for it
+   * (docs/sealed-orders.md). False (the authorizer: the venue's proxy forwards the body as sent):
+   * a sealed request is refused SEALED_NOT_SUPPORTED. Default true.
+   */
+  readonly opensSealed?: boolean;
 }
 
 /**
  * One request's state as it moves through the stages. One shape for every request: each stage
  * fills in its own fields, and nothing is added later.
  */
+/** An order's part in the open-notional ledger, from reservation to settlement. */
+export interface OpenOrderTicket {
+  readonly kind: "place" | "cancel";
+  /** The key whose ledger it is (a session's: its API key). */
+  readonly keyId: string;
+  /** The reservation (the request id) of a place; null for a cancel. */
+  readonly id: string | null;
+  /** Settled once: released, bound to the venue's order ids, or matched against (a cancel). */
+  settled: boolean;
+}
+
 export class RequestContext {
   readonly requestId: string;
   readonly method: string;
   readonly url: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
+  /**
+   * The request's headers. Replaced (never edited) by `unseal` for a sealed request: every stage
+   * and surface after the unseal stage sees the plaintext's.
+   */
+  headers: IncomingHttpHeaders;
+  /**
+   * The exact body bytes sent, up to the signature stage (which verifies them); for a sealed
+   * request, the plaintext from the unseal stage on (`unseal`): what the operation is decoded
+   * from, what the guardrails and the policy judge, and what is forwarded.
+   */
+  body: Buffer;
   readonly socketAddress: string | undefined;
+  /** PipelineRequest.opensSealed. */
+  readonly opensSealed: boolean;
+  /** The request came sealed and was opened (the HPKE key id), or null. */
+  sealed: string | null = null;
   /**
    * The client certificate's thumbprint (mutual TLS), or null: none (PipelineRequest.clientCert);
    * stage 1 replaces it with the one a trusted proxy passed on, when one is configured.
@@ -100,6 +130,12 @@ export class RequestContext {
    */
   verified = false;
   denial: Denial | null = null;
+  /**
+   * An order of a key with the maxOpenNotional guardrail (docs/guardrails.md): its reservation in
+   * the open-notional ledger, or the cancel to match against it, until settled from the
+   * upstream's answer (pipeline/open-notional.ts); null for every other request.
+   */
+  openOrder: OpenOrderTicket | null = null;
   /** An allowed request whose hand on failed (a handler's refusal, an upstream failure): its code. */
   outcome: ErrorCode | null = null;
   /** Stage durations in ms by stage index (NaN for a stage skipped), when timing is on. */
@@ -119,9 +155,32 @@ export class RequestContext {
     this.body = req.body;
     this.socketAddress = req.socketAddress;
     this.clientCert = req.clientCert ?? null;
+    this.opensSealed = req.opensSealed ?? true;
     this.now = now;
   }
+
+  /**
+   * The unseal stage's one change (docs/sealed-orders.md): from here on the body is the plaintext,
+   * and the headers are the plaintext's: its content type and length, without the sealed headers
+   * and the Content-Digest of the sealed bytes (which the signature stage has checked).
+   */
+  unseal(hpkeKeyId: string, plaintext: Buffer, contentType: string): void {
+    const headers: IncomingHttpHeaders = {};
+    for (const name in this.headers) {
+      if (SEALED_DROPPED.has(name)) continue;
+      const value = this.headers[name];
+      if (value !== undefined) headers[name] = value;
+    }
+    headers["content-type"] = contentType;
+    headers["content-length"] = String(plaintext.length);
+    this.headers = headers;
+    this.body = plaintext;
+    this.sealed = hpkeKeyId;
+  }
 }
+
+/** Headers of a sealed request that do not describe its plaintext. */
+const SEALED_DROPPED: ReadonlySet<string> = new Set(["portcullis-sealed", "portcullis-sealed-type", "content-digest", "content-length", "transfer-encoding", "content-type"]);
 
 /**
  * The key id a log line may name for this request: the key that was found (for a session, its API
@@ -166,6 +225,19 @@ export interface Credential {
    * target and body are forwarded as sent (credential headers are removed for every scheme).
    */
   forwarded?(ctx: RequestContext): ForwardedRequest;
+  /**
+   * The native scheme's (sessions' included): what a sealed body is bound to
+   * (docs/sealed-orders.md): the signature's nonce and the components it covers. Absent: the
+   * scheme cannot carry a sealed body (SEALED_NOT_SUPPORTED).
+   */
+  readonly sealing?: SealBinding;
+}
+
+/** What a sealed body's associated data binds it to, besides the key id, method and target. */
+export interface SealBinding {
+  readonly nonce: string;
+  /** The covered components, lower case (`portcullis-sealed`, `content-digest`…). */
+  readonly components: readonly string[];
 }
 
 /** A request's target and body as the gateway forwards them (`Credential.forwarded`). */

@@ -26,6 +26,8 @@ export interface CompiledGuardrails {
   readonly bandHigh: Decimal | null;
   readonly withdrawAssets: ReadonlySet<string> | null;
   readonly transferAssets: ReadonlySet<string> | null;
+  /** The open-notional cap (docs/guardrails.md), or null: the key's orders are not ledgered. */
+  readonly maxOpenNotional: Decimal | null;
 }
 
 /**

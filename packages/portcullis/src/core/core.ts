@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { AuditLog, type AuditSettings } from "../audit/log.js";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Envelope } from "../custody/envelope.js";
+import type { HpkeKeyring } from "../custody/hpke.js";
 import { EnvelopeSigningKeys } from "../custody/signing.js";
 import type { SigningKeyProvider } from "../contract/signing.js";
 import { KeyCache } from "../keys/cache.js";
@@ -120,6 +121,8 @@ export interface PortcullisOptions {
    * the core. Without it, a guardrail that needs a reference price refuses.
    */
   readonly prices?: ReferencePrices | null;
+  /** The maxOpenNotional ledger's settings (docs/guardrails.md): reservation TTL, reservations per key. */
+  readonly openOrders?: { readonly ttlMs?: number; readonly maxOpenOrders?: number };
   /**
    * Decision counts and sampled stage durations of every pipeline the core builds (the metrics of
    * docs/operations-endpoints.md); default none.
@@ -136,6 +139,11 @@ export interface PortcullisOptions {
    * still checked on the request path).
    */
   readonly behaviour?: BehaviourOptions | null;
+  /**
+   * The gateway's HPKE keys (docs/sealed-orders.md): every pipeline the core builds opens sealed
+   * requests with them. Absent or null: sealing is off (sealed requests are refused).
+   */
+  readonly sealing?: HpkeKeyring | null;
 }
 
 export interface BehaviourOptions {
@@ -176,6 +184,8 @@ export class Portcullis {
   readonly audit: AuditLog;
   /** Reference prices (the guardrails', and the policy's asset values); null when none are configured. */
   readonly prices: ReferencePrices | null;
+  /** The gateway's HPKE keys (docs/sealed-orders.md); null when sealing is off. */
+  readonly sealing: HpkeKeyring | null;
   /** Outages of the durable store (docs/failures.md): `outageSince` is one field read; null for a store that cannot be out (SQLite). */
   readonly availability: StoreAvailability | null;
   private readonly store: DurableStore;
@@ -251,6 +261,7 @@ export class Portcullis {
     const scheme = options.scheme ?? "http";
     this.sessions = options.sessions ?? null;
     this.prices = options.prices ?? null;
+    this.sealing = options.sealing ?? null;
     const behaviour = options.behaviour ?? null;
     let responder: AnomalyResponder | null = null;
     this.behaviour =
@@ -290,10 +301,12 @@ export class Portcullis {
       },
       sessions: this.sessions,
       prices: this.prices,
+      openOrders: { ...options.openOrders, logger: this.logger },
       ...(throttlePerMinute === undefined ? {} : { throttlePerMinute }),
       observe: this.behaviour?.observe ?? null,
       metrics: options.metrics ?? null,
       stats: options.stats ?? null,
+      sealing: options.sealing ?? null,
     };
     this.pipeline = this.createPipeline(this.routes);
     const signer = options.audit?.signer;

@@ -24,6 +24,8 @@ export const PASSPHRASE_PURPOSE = "key-passphrase";
  */
 export const HELD_REQUEST_PURPOSE = "held-request";
 export const HELD_OUTCOME_PURPOSE = "held-outcome";
+/** The purpose bound, with the key id, into an HPKE private key's envelope (custody/hpke.ts). */
+export const HPKE_PRIVATE_PURPOSE = "hpke-private";
 const ENVELOPE_VERSION = 1;
 const HEADER_LEN = 7;
 

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { setImmediate as turn, setTimeout as sleep } from "node:timers/promises";
-import { HELD_OUTCOME_PURPOSE, HELD_REQUEST_PURPOSE, PASSPHRASE_PURPOSE, SECRET_PURPOSE, Envelope } from "./envelope.js";
-import type { DurableStore, EnvelopeColumn, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyEnvelopes } from "../storage/types.js";
+import { HELD_OUTCOME_PURPOSE, HELD_REQUEST_PURPOSE, HPKE_PRIVATE_PURPOSE, PASSPHRASE_PURPOSE, SECRET_PURPOSE, Envelope } from "./envelope.js";
+import type { DurableStore, EnvelopeColumn, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, HpkeEnvelopes, HpkeKeyStore, KeyEnvelopes } from "../storage/types.js";
 import { CustodyError, type CustodyErrorCode } from "./errors.js";
 import { withFileLock } from "./lock.js";
 import { CUSTODY_LOCK, sealLegacyPassphrases } from "./open.js";
@@ -18,7 +18,7 @@ import { SIGNING_PURPOSES } from "../contract/signing.js";
  * 1. creates a new KEK version, active at once (every process wraps under it from its next wrap:
  *    the keyring file is re-checked per wrap, a token within 250 ms);
  * 2. rewraps every stored envelope (HMAC secrets, passphrase hashes, held operations' requests
- *    and answers, stored secrets and envelope-held signing keys in the meta table): the data key is unwrapped under the old
+ *    and answers, the live HPKE keys' private halves, stored secrets and envelope-held signing keys in the meta table): the data key is unwrapped under the old
  *    version and wrapped under the new one, written back by compare-and-swap. The secret itself,
  *    and so every cached key, is unchanged: nothing is evicted, no request notices;
  * 3. waits `settleMs` (a wrap that started before step 1 lands meanwhile), then passes again until
@@ -125,6 +125,15 @@ function heldTable(envelopes: EnvelopeStore): EnvelopeTable<HeldEnvelopes, HeldE
   return { where: "held", list: (after, limit) => envelopes.heldEnvelopes(after, limit), items: heldItems, replace: (r) => envelopes.replaceHeldEnvelopes(r) };
 }
 
+/** A live HPKE key's private half (docs/sealed-orders.md). */
+function hpkeItems(row: HpkeEnvelopes): RewrapItem<"private">[] {
+  return [{ id: row.id, column: "private", sealed: row.private, purpose: HPKE_PRIVATE_PURPOSE }];
+}
+
+function hpkeTable(hpke: HpkeKeyStore): EnvelopeTable<HpkeEnvelopes, "private"> {
+  return { where: "hpke", list: (after, limit) => hpke.envelopes(after, limit), items: hpkeItems, replace: (r) => hpke.replaceEnvelopes(r) };
+}
+
 /** Rewraps, in batches, every envelope of `table` that is not under `active`; adds to `result`. */
 async function rewrapTable<Row extends { readonly id: string }, Column extends string>(
   table: EnvelopeTable<Row, Column>,
@@ -177,6 +186,7 @@ async function rewrapPass(store: DurableStore, envelope: Envelope, active: numbe
   const result: PassResult = { rewrapped: 0, remaining: 0, failures: [] };
   await rewrapTable(keyTable(store.envelopes), envelope, active, batchSize, result, progress);
   await rewrapTable(heldTable(store.envelopes), envelope, active, batchSize, result, progress);
+  await rewrapTable(hpkeTable(store.hpke), envelope, active, batchSize, result, progress);
   for (const codec of META_ENVELOPES) {
     for (const { key, value } of await store.envelopes.metaEntries(codec.prefix)) {
       const found = codec.read(key, value);
@@ -310,11 +320,11 @@ export interface CustodyStatus {
 }
 
 /** Counts every envelope per KEK version and kind (reads headers only; decrypts nothing). */
-export async function custodyStatus(store: Pick<DurableStore, "envelopes" | "meta">, envelope: Envelope): Promise<CustodyStatus> {
+export async function custodyStatus(store: Pick<DurableStore, "envelopes" | "meta" | "hpke">, envelope: Envelope): Promise<CustodyStatus> {
   const kek = envelope.kek;
   const { active, held } = await kek.versions();
   const byVersion = new Map<number, number>();
-  const byKind: Record<string, number> = { "key-secret": 0, "key-passphrase": 0, "held-request": 0, "held-outcome": 0, "stored-secret": 0, "signing-key": 0 };
+  const byKind: Record<string, number> = { "key-secret": 0, "key-passphrase": 0, "held-request": 0, "held-outcome": 0, "stored-secret": 0, "signing-key": 0, "hpke-private": 0 };
   let malformed = 0;
   let clearPassphrases = 0;
   const count = (kind: string, sealed: Buffer): void => {
@@ -342,6 +352,14 @@ export async function custodyStatus(store: Pick<DurableStore, "envelopes" | "met
   for (;;) {
     const rows = await store.envelopes.heldEnvelopes(after, 1000);
     for (const item of rows.flatMap(heldItems)) count(item.purpose, item.sealed);
+    const last = rows[rows.length - 1];
+    if (last === undefined || rows.length < 1000) break;
+    after = last.id;
+  }
+  after = "";
+  for (;;) {
+    const rows = await store.hpke.envelopes(after, 1000);
+    for (const row of rows) count(HPKE_PRIVATE_PURPOSE, row.private);
     const last = rows[rows.length - 1];
     if (last === undefined || rows.length < 1000) break;
     after = last.id;

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { type Denial, deny, errorBody } from "../errors/catalogue.js";
 import type { VerificationKey } from "../contract/verification-key.js";
-import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions } from "../contract/request.js";
+import type { RequestContext, ReplayClaim, AuthScheme, Credential, RenderedError, SchemeOptions, SealBinding } from "../contract/request.js";
 import type { NativeAlgorithm } from "../contract/keys.js";
 import { verifySignature } from "../signatures/algorithms.js";
 import { checkContentDigest } from "../signatures/content-digest.js";
@@ -15,6 +15,7 @@ import { acceptableFrom, rememberUntil, singleUse } from "../replay/claims.js";
  */
 class NativeCredential implements Credential {
   readonly scheme = "native" as const;
+  readonly sealing: SealBinding;
 
   constructor(
     private readonly options: SchemeOptions,
@@ -22,7 +23,9 @@ class NativeCredential implements Credential {
     readonly keyId: string,
     private readonly created: number,
     private readonly nonce: string,
-  ) {}
+  ) {
+    this.sealing = { nonce, components: signature.components };
+  }
 
   fresh(ctx: RequestContext, key: VerificationKey): Denial | undefined {
     return checkFreshness(this.created, this.signature.params.expires, ctx.now, key.windowMs, this.options.futureSkewMs) ?? undefined;

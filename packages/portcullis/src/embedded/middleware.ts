@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { peerCertThumbprint } from "../net/client-cert.js";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from "node:http";
 import type { Portcullis } from "../core/core.js";
 import { type Denial, deny } from "../errors/catalogue.js";
 import { readBody, sendDenial, sendJson, whenClosed } from "../gateway/http.js";
@@ -104,11 +104,17 @@ interface EmbeddedTarget {
 }
 
 /** Hand on for every embedded surface: the caller's facts on the request, the allowed answer's headers. */
-export function handOnEmbedded(ctx: RequestContext, request: { portcullis?: PortcullisCaller; rawBody?: Buffer }, setHeader: (name: string, value: string) => void): void {
+export function handOnEmbedded(
+  ctx: RequestContext,
+  request: { portcullis?: PortcullisCaller; rawBody?: Buffer; headers?: IncomingHttpHeaders },
+  setHeader: (name: string, value: string) => void,
+): void {
   const headers = allowedHeaders(ctx);
   setHeader("portcullis-request-id", ctx.requestId);
   for (const name in headers) setHeader(name, headers[name] as string);
   request.rawBody = ctx.body;
+  // A sealed request was opened (docs/sealed-orders.md): the app reads the plaintext, under its own type and length.
+  if (ctx.sealed !== null && request.headers !== undefined) request.headers = ctx.headers;
   const caller = callerOf(ctx);
   if (caller !== undefined) request.portcullis = caller;
 }

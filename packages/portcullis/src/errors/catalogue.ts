@@ -150,6 +150,10 @@ const requestRefusals = {
     message: "The order's limit price is further from the symbol's reference price than this API key's guardrails allow.",
   },
   GUARDRAIL_ASSET: { status: 403, message: "This API key's guardrails do not allow withdrawing or transferring this asset." },
+  GUARDRAIL_OPEN_NOTIONAL: {
+    status: 403,
+    message: "The order would take this API key's open orders above the value its guardrails allow open at once; cancel an open order or wait for one to end.",
+  },
   GUARDRAIL_NO_REFERENCE_PRICE: {
     status: 403,
     message: "The order cannot be checked against this API key's guardrails now: the gateway has no current reference price for its symbol.",
@@ -306,6 +310,27 @@ const requestRefusals = {
   // --- the console (issue 18: docs/console-backend.md) ------------------------------------
   CONSOLE_NOT_AVAILABLE: { status: 404, message: "The console is not served here: admin.console is off, or its files are not built (npm run build -w @portcullis/console)." },
   STATS_STREAMS_EXHAUSTED: { status: 429, message: "Too many live statistics streams are open on this admin listener; close one or retry later." },
+
+  // --- sealed orders: HPKE (RFC 9180) request bodies (issue 19: docs/sealed-orders.md) -------
+  SEALED_MALFORMED: {
+    status: 400,
+    message:
+      "The sealed request is malformed: Portcullis-Sealed (an HPKE key id), Portcullis-Sealed-Type (the plaintext's content type) and Content-Type: application/portcullis-sealed come together, with a body of enc (32 bytes) then the ciphertext.",
+  },
+  SEALED_KEY_UNKNOWN: {
+    status: 400,
+    message: "The HPKE key named in Portcullis-Sealed is unknown or retired: fetch /portcullis/v1/hpke again and seal with its first key.",
+  },
+  SEALED_OPEN_FAILED: {
+    status: 400,
+    message: "The sealed body does not open: it was altered, sealed for another key, or bound to another signature (key id, nonce, method or target).",
+  },
+  SEALED_NOT_COVERED: { status: 400, message: "The signature must cover Portcullis-Sealed and Portcullis-Sealed-Type (and content-digest) on a sealed request." },
+  SEALED_NOT_SUPPORTED: {
+    status: 400,
+    message:
+      "Sealed requests are opened only when signed in the native scheme (or a session) on a route that needs a key, by a gateway or embedded surface with sealing on; not in a venue dialect nor through the authorizer, which does not forward the body itself.",
+  },
 
   // --- our own faults ---------------------------------------------------------------------
   INTERNAL: { status: 500, message: "Internal error. The request id identifies it in the gateway's logs." },

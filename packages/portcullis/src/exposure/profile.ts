@@ -72,6 +72,11 @@ export interface Exposure {
   readonly maxOrderNotional: number | null;
   /** Orders' value in an hour (reference currency; null: unbounded). */
   readonly maxOrderNotionalPerHour: number | null;
+  /**
+   * The value the key's orders may hold open at once: its maxOpenNotional guardrail (quote units,
+   * docs/guardrails.md), null when it has none (unbounded), 0 when it cannot place orders.
+   */
+  readonly maxOpenNotional: number | null;
   /** Withdrawal requests the limits admit in an hour (null: unbounded). */
   readonly maxWithdrawalsPerHour: number | null;
   /** What withdrawals to a new address could take out in an hour before the policy holds or blocks (reference currency; null: unbounded; 0: cannot withdraw). */
@@ -265,6 +270,12 @@ function decimalOrNull(text: string | null | undefined): Decimal | null {
   return text === null || text === undefined ? null : parseDecimal(text);
 }
 
+/** The maxOpenNotional guardrail as a number; null: none. */
+function openCap(g: KeyGuardrails | null): number | null {
+  const cap = decimalOrNull(g?.maxOpenNotional);
+  return cap === null ? null : num(cap);
+}
+
 /** The largest one-order notional (quote units) the guardrails admit on `symbol`; null: none. */
 function orderCap(g: KeyGuardrails | null, symbol: string, prices: ReferencePrices): Decimal | null {
   if (g === null) return null;
@@ -403,6 +414,7 @@ function compute(inputs: RiskInputs): Computed {
     maxOrdersPerHour,
     maxOrderNotional,
     maxOrderNotionalPerHour,
+    maxOpenNotional: maxOrdersPerHour === 0 ? 0 : openCap(key.guardrails),
     maxWithdrawalsPerHour,
     maxWithdrawalPerHour,
     maxWithdrawalPerHourKnown,
@@ -457,7 +469,7 @@ function withKey(inputs: RiskInputs, change: Partial<Pick<KeyRecord, "ipAllowlis
   return { ...inputs, key: { ...inputs.key, ...change } };
 }
 
-const NO_GUARDRAILS: KeyGuardrails = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null };
+const NO_GUARDRAILS: KeyGuardrails = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null, maxOpenNotional: null };
 
 function withGuardrail(inputs: RiskInputs, field: "maxNotional" | "maxQuantity" | "symbols" | "withdrawAssets", value: string | readonly string[] | null): RiskInputs {
   const g: KeyGuardrails = { ...(inputs.key.guardrails ?? NO_GUARDRAILS), [field]: value };

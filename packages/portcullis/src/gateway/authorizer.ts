@@ -233,7 +233,9 @@ export class Authorizer {
       if (authRequest && Buffer.isBuffer(body) && body.length > 0) body = deny("AUTHORIZER_BODY_UNSEEN", "the auth_request subrequest carried a body");
     }
     const headers = nginx ? withoutOriginalUri(req.headers) : authRequest ? withoutOriginal(req.headers) : req.headers;
-    await lifecycle.serve({ method: originalMethod, url: target, headers, body, socketAddress }, requestId, res);
+    // The venue's proxy forwards the body as sent: a sealed one could not reach the upstream opened
+    // (docs/sealed-orders.md), so it is refused SEALED_NOT_SUPPORTED.
+    await lifecycle.serve({ method: originalMethod, url: target, headers, body, socketAddress, opensSealed: false }, requestId, res);
   }
 
   /**

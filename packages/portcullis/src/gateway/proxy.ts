@@ -312,6 +312,41 @@ export class Forwarder {
   }
 
   /**
+   * Like `forward`, but the answer is read whole before any of it goes to `res`, and `read` is
+   * awaited in between with its status and body (null when the body is larger than `limit`): an
+   * order whose answer the open-notional ledger must see settled before the client sees it
+   * (pipeline/open-notional.ts). Only such orders take this path; answers to orders are small.
+   */
+  async forwardRead(
+    req: ForwardRequest,
+    res: ServerResponse,
+    responseHeaders: Record<string, string>,
+    limit: number,
+    read: (status: number, body: Buffer | null) => Promise<void>,
+  ): Promise<Denial | null> {
+    let status: number;
+    let headers: Record<string, string | string[] | undefined>;
+    let body: Buffer;
+    try {
+      const answer = await this.pool.request({ path: req.url, method: req.method, headers: req.headers, body: req.body.length > 0 ? req.body : null });
+      const chunks: Buffer[] = [];
+      for await (const chunk of answer.body) chunks.push(chunk as Buffer);
+      status = answer.statusCode;
+      headers = answer.headers;
+      body = Buffer.concat(chunks);
+    } catch (err) {
+      return classify(err);
+    }
+    await read(status, body.length <= limit ? body : null);
+    const out = downstreamResponseHeaders(headers);
+    for (const name in responseHeaders) out[name] = responseHeaders[name] as string;
+    out["content-length"] = String(body.length);
+    res.writeHead(status, out);
+    res.end(body);
+    return null;
+  }
+
+  /**
    * Sends the request and reads the answer into memory, up to `limit` bytes of body (the rest is
    * discarded, and `truncated` says so): a held operation's release, whose answer is recorded
    * rather than streamed to a client. An upstream that cannot be reached is its denial.

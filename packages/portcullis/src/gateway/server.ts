@@ -25,6 +25,7 @@ import { createHoldHook } from "../holds/hook.js";
 import type { HoldService } from "../holds/service.js";
 import { OperationEndpoints } from "./operation-endpoints.js";
 import { WalletEndpoints } from "./wallet-endpoints.js";
+import { HPKE_SUITE, type HpkeKeyring } from "../custody/hpke.js";
 
 export interface GatewayOptions {
   readonly pipeline: Pipeline;
@@ -59,7 +60,14 @@ export interface GatewayOptions {
   readonly holds?: { readonly policy: PolicyDecider | null; readonly service: HoldService; readonly operations?: OperationEndpoints } | undefined;
   /** The dependencies /portcullis/v1/readyz checks (gateway/probes.ts); without it, ready means alive. */
   readonly readiness?: Readiness | null;
+  /** The HPKE keys of sealed orders (docs/sealed-orders.md): served at /portcullis/v1/hpke; null or absent: not found there. */
+  readonly sealing?: HpkeKeyring | null;
 }
+
+/** The gateway's HPKE public keys (docs/sealed-orders.md). */
+export const HPKE_PATH = "/portcullis/v1/hpke";
+/** The largest answer to an order the open-notional ledger reads (larger ones keep their reservation). */
+const ANSWER_READ_LIMIT = 64 * 1024;
 
 /** The gateway's own endpoints, under /portcullis/v1/ so they never collide with the upstream's. */
 const OWN_PREFIX = "/portcullis/";
@@ -156,6 +164,11 @@ export class Gateway {
         return;
       }
       req.resume();
+      const sealing = this.options.sealing ?? null;
+      if (sealing !== null && (method === "GET" || method === "HEAD") && url.split("?", 1)[0] === HPKE_PATH) {
+        await serveHpkeKeys(sealing, res, requestId);
+        return;
+      }
       this.ownEndpoint(method, url, res, requestId);
       return;
     }
@@ -202,7 +215,12 @@ export class Gateway {
       // duration is only known afterwards, so it is reported in logs, not in the header.
       responseHeaders["server-timing"] = serverTimingHeader(this.timingNames, ctx.timings);
     }
-    const failure = await this.options.forwarder.forward({ method: ctx.method, url: outgoing.url, headers, body: outgoing.body }, res, responseHeaders);
+    const request = { method: ctx.method, url: outgoing.url, headers, body: outgoing.body };
+    // An order of a key with maxOpenNotional: its answer settles the ledger before the client sees it.
+    const failure =
+      ctx.openOrder === null
+        ? await this.options.forwarder.forward(request, res, responseHeaders)
+        : await this.options.forwarder.forwardRead(request, res, responseHeaders, ANSWER_READ_LIMIT, (status, body) => this.options.pipeline.openNotional.settle(ctx, { status, body }, false));
     if (failure !== null) {
       ctx.outcome = failure.code;
       this.options.logger.warn({ requestId: ctx.requestId, code: failure.code, detail: failure.detail }, "upstream failure");
@@ -262,4 +280,22 @@ export class Gateway {
     await this.listener.close(drainMs);
     await this.options.forwarder.close();
   }
+}
+
+/**
+ * GET /portcullis/v1/hpke: the suite and the keys a client may seal with, the current one first,
+ * cacheable (public) until the current one stops being current. Without a current key (the
+ * rotation timer has not run yet) one is made first; when the store cannot, 503 CUSTODY_UNAVAILABLE.
+ */
+async function serveHpkeKeys(sealing: HpkeKeyring, res: ServerResponse, requestId: string): Promise<void> {
+  if (!sealing.hasCurrent()) {
+    try {
+      await sealing.refresh();
+    } catch {
+      sendDenial(res, deny("CUSTODY_UNAVAILABLE", "the HPKE keys could not be rotated"), requestId);
+      return;
+    }
+  }
+  const { keys, maxAge } = sealing.published();
+  sendJson(res, 200, JSON.stringify({ suite: HPKE_SUITE, keys }), requestId, undefined, { "cache-control": `public, max-age=${maxAge}` });
 }

@@ -242,7 +242,7 @@ function parseFlag(v: unknown, field: string, errors: Errors): boolean {
 const SYMBOL_RE = /^[A-Z0-9][A-Z0-9._:/-]{0,39}$/;
 const ASSET_RE = /^[A-Z0-9]{1,20}$/;
 const MAX_GUARDRAIL_LIST = 256;
-const GUARDRAIL_INPUT_FIELDS: ReadonlySet<string> = new Set(["symbols", "maxQuantity", "maxNotional", "priceBandPct", "withdrawAssets", "transferAssets"]);
+const GUARDRAIL_INPUT_FIELDS: ReadonlySet<string> = new Set(["symbols", "maxQuantity", "maxNotional", "priceBandPct", "withdrawAssets", "transferAssets", "maxOpenNotional"]);
 const NO_GUARDRAILS: KeyGuardrails = Object.freeze({
   symbols: null,
   maxQuantity: null,
@@ -250,6 +250,7 @@ const NO_GUARDRAILS: KeyGuardrails = Object.freeze({
   priceBandPct: null,
   withdrawAssets: null,
   transferAssets: null,
+  maxOpenNotional: null,
 });
 
 /** A list of symbols or assets, upper-cased, de-duplicated and sorted; null stays null. */
@@ -301,7 +302,7 @@ function parseBand(v: unknown, field: string, errors: Errors): string | null {
 function parseGuardrailFields(raw: unknown, partial: boolean, errors: Errors): GuardrailsPatch {
   const o = objectOf(raw);
   if (o === null) {
-    errors.guardrails = "an object with symbols, maxQuantity, maxNotional, priceBandPct, withdrawAssets or transferAssets (or null for none)";
+    errors.guardrails = "an object with symbols, maxQuantity, maxNotional, priceBandPct, withdrawAssets, transferAssets or maxOpenNotional (or null for none)";
     return {};
   }
   for (const field of unknownMembers(o, GUARDRAIL_INPUT_FIELDS)) errors[`guardrails.${field}`] = "unknown field";
@@ -312,12 +313,13 @@ function parseGuardrailFields(raw: unknown, partial: boolean, errors: Errors): G
   if (o.priceBandPct !== undefined) out.priceBandPct = parseBand(o.priceBandPct, "guardrails.priceBandPct", errors);
   if (o.withdrawAssets !== undefined) out.withdrawAssets = parseNameList(o.withdrawAssets, "guardrails.withdrawAssets", ASSET_RE, "USDT,BTC", errors);
   if (o.transferAssets !== undefined) out.transferAssets = parseNameList(o.transferAssets, "guardrails.transferAssets", ASSET_RE, "USDT,BTC", errors);
+  if (o.maxOpenNotional !== undefined) out.maxOpenNotional = parseCap(o.maxOpenNotional, "guardrails.maxOpenNotional", errors);
   return out;
 }
 
 /** Guardrails with every field null are no guardrails. */
 function orNone(g: KeyGuardrails): KeyGuardrails | null {
-  return g.symbols === null && g.maxQuantity === null && g.maxNotional === null && g.priceBandPct === null && g.withdrawAssets === null && g.transferAssets === null
+  return g.symbols === null && g.maxQuantity === null && g.maxNotional === null && g.priceBandPct === null && g.withdrawAssets === null && g.transferAssets === null && g.maxOpenNotional === null
     ? null
     : g;
 }
@@ -325,7 +327,7 @@ function orNone(g: KeyGuardrails): KeyGuardrails | null {
 /** A key's guardrails after `patch` (an update's merge patch; null removes them all). */
 export function mergeGuardrails(current: KeyGuardrails | null, patch: GuardrailsPatch | null): KeyGuardrails | null {
   if (patch === null) return null;
-  return orNone({ ...(current ?? NO_GUARDRAILS), ...patch });
+  return orNone({ ...NO_GUARDRAILS, ...current, ...patch });
 }
 
 /**
@@ -341,14 +343,13 @@ export function parseWalletAddress(v: unknown): string | null {
 export interface AgentKeyTerms {
   readonly guardrails: KeyGuardrails | null;
   readonly limits: Record<string, number>;
-  /** The cap on the sum of the agent's open orders' notional, or null (KeyGuardrails.maxOpenNotional where the gateway has it). */
-  readonly maxOpenNotional: string | null;
 }
 
 /**
  * Validates an agent's signed terms as key input, the same rules as any key's guardrails and
  * limit overrides: symbols (`["*"]`: any), maxOrderNotional → maxNotional, maxOrderQuantity →
- * maxQuantity ("" = no cap), limits `[{ name, value }]`. VALIDATION_FAILED names the terms' fields.
+ * maxQuantity, maxOpenNotional → maxOpenNotional ("" = no cap), limits `[{ name, value }]`.
+ * VALIDATION_FAILED names the terms' fields.
  */
 export function parseAgentTerms(terms: AgentTerms): Result<AgentKeyTerms> {
   const errors = record<string>();
@@ -367,8 +368,8 @@ export function parseAgentTerms(terms: AgentTerms): Result<AgentKeyTerms> {
     if (parsed.ok) limits = parsed.value;
     else Object.assign(errors, parsed.fields);
   }
-  const guardrails = orNone({ ...NO_GUARDRAILS, symbols, maxNotional, maxQuantity });
-  return resultOf(errors, "invalid agent terms", { guardrails, limits, maxOpenNotional });
+  const guardrails = orNone({ ...NO_GUARDRAILS, symbols, maxNotional, maxQuantity, maxOpenNotional });
+  return resultOf(errors, "invalid agent terms", { guardrails, limits });
 }
 
 /**

@@ -59,6 +59,7 @@ export function compileGuardrails(g: KeyGuardrails | null): CompiledGuardrails |
     bandHigh: band === null ? null : addToHundred(band),
     withdrawAssets: g.withdrawAssets === null ? null : new Set(g.withdrawAssets.map((a) => a.toUpperCase())),
     transferAssets: g.transferAssets === null ? null : new Set(g.transferAssets.map((a) => a.toUpperCase())),
+    maxOpenNotional: decimalOf(g.maxOpenNotional ?? null, "maxOpenNotional"),
   });
 }
 
@@ -74,7 +75,7 @@ function addToHundred(band: Decimal): Decimal {
 }
 
 /** The reference price of an order's symbol, as named or without separators; undefined when unknown. */
-function referencePrice(prices: ReferencePrices | null, symbol: string): Decimal | undefined {
+export function referencePrice(prices: ReferencePrices | null, symbol: string): Decimal | undefined {
   if (prices === null) return undefined;
   const named = prices.symbol(symbol);
   if (named !== undefined) return named;

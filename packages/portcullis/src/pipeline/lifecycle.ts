@@ -13,6 +13,9 @@ import type { Pipeline } from "./pipeline.js";
  * skip or reorder a step. The hooks run in one fixed order:
  *
  *   decide    the pipeline's stages (pipeline.ts): address … admission
+ *   open      the maxOpenNotional guardrail (open-notional.ts): an order of a key with it reserves
+ *             its notional in the key's ledger, or is refused GUARDRAIL_OPEN_NOTIONAL; released
+ *             if stage 10 refuses it, settled from the upstream's answer after hand on
  *   hold      stage 10 (the high-value policy, holds/hook.ts): may refuse an allowed request, or
  *             hold it (stored for release after its approvals or delay): then it is answered
  *             with its ticket at once and not handed on
@@ -122,6 +125,16 @@ export class Lifecycle<T, A> {
       ctx = new RequestContext({ ...input, body: EMPTY }, requestId, this.pipeline.now());
       ctx.denial = input.body;
     }
+    if (ctx.denial === null) {
+      // The maxOpenNotional guardrail (open-notional.ts): after every stage allowed the request,
+      // before stage 10 may hold it; a key without it pays one field check.
+      let open = this.pipeline.openNotional.begin(ctx);
+      if (open instanceof Promise) open = await open;
+      if (open !== undefined) {
+        ctx.denial = open;
+        this.pipeline.finish(ctx);
+      }
+    }
     if (ctx.denial === null && this.hold !== null) {
       let held = this.hold(ctx);
       if (held instanceof Promise) held = await held;
@@ -136,6 +149,7 @@ export class Lifecycle<T, A> {
         }
         ctx.denial = held;
         this.pipeline.finish(ctx);
+        if (ctx.openOrder !== null) await this.pipeline.openNotional.abandon(ctx);
       }
     }
     const denial = ctx.denial;
@@ -164,6 +178,10 @@ export class Lifecycle<T, A> {
       outcome = { kind: "failed", error: this.handOnError(ctx, err) };
       ctx.outcome = outcome.error.code;
     }
+    // A surface that read the upstream's answer settled the order already (the gateway); here a
+    // failed hand on releases (not a timeout), and an answer not seen keeps the reservation (it ages out).
+    // A timeout is not a failure to forward: the order may have reached the venue.
+    if (ctx.openOrder !== null) await this.pipeline.openNotional.settle(ctx, null, ctx.outcome !== null && ctx.outcome !== "UPSTREAM_TIMEOUT");
     this.audit?.decision(ctx, this.surface);
     this.pipeline.observe(ctx, outcome.kind === "failed" ? "failed" : "allowed", this.surface);
     if (!waits) this.pipeline.finish(ctx);

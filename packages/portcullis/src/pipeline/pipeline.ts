@@ -27,7 +27,11 @@ import { operationStage } from "./stages/operation.js";
 import { freshnessStage, signatureStage } from "./stages/proof.js";
 import { routeStage } from "./stages/route.js";
 import { shieldStage } from "./stages/shield.js";
+import { looksSealed, unsealStage } from "./stages/unseal.js";
+import type { HpkeKeyring } from "../custody/hpke.js";
 import type { Stage } from "./stages/stage.js";
+import { OpenNotional } from "./open-notional.js";
+import type { Logger } from "../log/logger.js";
 
 export interface PipelineOptions {
   readonly routes: RouteTable;
@@ -94,6 +98,17 @@ export interface PipelineOptions {
   readonly metrics?: PipelineMetrics | null;
   /** The live statistics the console charts (metrics/live-stats.ts); null: none. */
   readonly stats?: DecisionStats | null;
+  /**
+   * The gateway's HPKE keys (docs/sealed-orders.md): sealed requests are opened by the unseal
+   * stage. Null or absent: sealing is off, and a sealed request is refused SEALED_NOT_SUPPORTED.
+   */
+  readonly sealing?: HpkeKeyring | null;
+  /**
+   * The maxOpenNotional guardrail's ledger settings (docs/guardrails.md, "Open notional"): how
+   * long a reservation lives, how many a key may hold, and where settlement failures are logged.
+   * The ledger itself is the hot store's (`hot.openOrders`).
+   */
+  readonly openOrders?: { readonly ttlMs?: number; readonly maxOpenOrders?: number; readonly logger?: Logger | null } | null;
 }
 
 /**
@@ -158,14 +173,16 @@ export class Pipeline {
   private readonly admitStage: number;
   /** Index of the signature stage: a refusal by a later stage came after a verified signature. */
   private readonly signatureStage: number;
-  /** Index of authorization: a route that declares no operation skips the two stages after it. */
-  private readonly authorizeStage: number;
+  /** Index of the unseal stage: a route that declares no operation skips the two stages after it. */
+  private readonly unsealStage: number;
   private readonly observer: DecisionObserver | null;
   private readonly metrics: PipelineMetrics | null;
   private readonly stats: DecisionStats | null;
   /** Requests left until the next one sampled for the stage metrics. */
   private sampleCountdown: number;
   private readonly names: readonly string[];
+  /** The maxOpenNotional guardrail's lifecycle step (open-notional.ts): reserve, release, settle. */
+  readonly openNotional: OpenNotional;
 
   constructor(options: PipelineOptions) {
     this.now = options.now ?? Date.now;
@@ -197,6 +214,7 @@ export class Pipeline {
     const route = messages ? messageRouteStage() : routeStage({ routes: options.routes, schemes, scheme: options.scheme, authorities: options.authorities });
     const signature = signatureStage();
     const authorize = authorizeStage();
+    const unseal = unsealStage(options.sealing ?? null);
     this.stages = [
       addressStage(options.clientAddress),
       shieldStage({ shield: options.shield, routes: options.routes, schemes }),
@@ -206,6 +224,7 @@ export class Pipeline {
       freshnessStage(),
       signature,
       authorize,
+      unseal,
       operationStage(messages ? null : options.routes, messages),
       guardrailStage(options.prices ?? null),
       behaviourStage(),
@@ -214,8 +233,16 @@ export class Pipeline {
     this.routeStage = this.stages.indexOf(route);
     this.admitStage = this.stages.length - 1;
     this.signatureStage = this.stages.indexOf(signature);
-    this.authorizeStage = this.stages.indexOf(authorize);
+    this.unsealStage = this.stages.indexOf(unseal);
     this.names = this.stages.map((s) => s.name);
+    const open = options.openOrders ?? null;
+    this.openNotional = new OpenNotional({
+      ledger: options.hot.openOrders ?? null,
+      prices: options.prices ?? null,
+      ...(open?.ttlMs === undefined ? {} : { ttlMs: open.ttlMs }),
+      ...(open?.maxOpenOrders === undefined ? {} : { maxOpenOrders: open.maxOpenOrders }),
+      logger: open?.logger ?? null,
+    });
   }
 
   /** Every scheme's credential headers, and the configured client-certificate header: never forwarded upstream. */
@@ -275,13 +302,14 @@ export class Pipeline {
 
   /**
    * The stage to go on after (the loop adds one): a public route goes from routing straight to
-   * admission (its address's limits); a route that declares no operation skips the operation
-   * and guard stages (one check: `route.operation === null`).
+   * admission (its address's limits), unless the request says it is sealed (then to the unseal
+   * stage, which refuses it: nothing would open it); a route that declares no operation skips
+   * the operation and guard stages (one check: `route.operation === null`).
    */
   private skip(ctx: RequestContext, i: number): number {
     if (i === this.routeStage) {
-      if (ctx.route !== null && ctx.route.permission === null) return this.admitStage - 1;
-    } else if (i === this.authorizeStage) {
+      if (ctx.route !== null && ctx.route.permission === null) return looksSealed(ctx) ? this.unsealStage - 1 : this.admitStage - 1;
+    } else if (i === this.unsealStage) {
       if (ctx.route !== null && ctx.route.operation === null) return i + 2;
     }
     return i;

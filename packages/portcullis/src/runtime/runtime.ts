@@ -6,6 +6,7 @@ import { AddressBook } from "../governance/address-book.js";
 import { PolicyService } from "../governance/policy-service.js";
 import { type PortcullisConfig, ConfigError } from "../config/config.js";
 import { Portcullis } from "../core/core.js";
+import { HpkeKeyring } from "../custody/hpke.js";
 import { IdentitySigner } from "../gateway/identity.js";
 import { Forwarder } from "../gateway/proxy.js";
 import { Gateway } from "../gateway/server.js";
@@ -146,6 +147,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
   let bus: RedisChangeBus | undefined;
   let alerts: AlertWebhook | null = null;
   let sweeper: NodeJS.Timeout | null = null;
+  let sealingTimer: NodeJS.Timeout | null = null;
   let unwatchStore: (() => void) | null = null;
   // Reference prices (docs/guardrails.md): the configured table, kept current by a refresher
   // when one is configured (off the request path; a failed poll keeps the last prices).
@@ -171,6 +173,18 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       states = new SnapshottingBehaviourStore(sharedStates, data.store.behaviour, { onError: (err) => { logger.warn({ err: err.message }, "behaviour state: snapshot failed; retried"); } });
     }
     alerts = config.behaviour.webhook === null ? null : new AlertWebhook({ settings: config.behaviour.webhook, signer: data.signingKeys, logger });
+    // Sealed orders (docs/sealed-orders.md): the HPKE keys, a current one made now if none is.
+    const sealing = config.sealing.enabled ? new HpkeKeyring({ store: data.store.hpke, envelope: data.envelope, rotateMs: config.sealing.rotateMs, graceMs: config.sealing.graceMs }) : null;
+    if (sealing !== null) {
+      await sealing.refresh();
+      // Rotated (by whichever process comes first) and retired on time; a minute at most late.
+      sealingTimer = setInterval(() => {
+        sealing.refresh().catch((err: unknown) => {
+          logger.error({ err }, "HPKE key rotation failed; retried in a minute");
+        });
+      }, Math.min(60_000, Math.floor(config.sealing.graceMs / 2) || 60_000));
+      sealingTimer.unref();
+    }
     const sessions = config.sessions.enabled ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment: data.environment, signingKeys: data.signingKeys }) : undefined;
     core = new Portcullis({
       store: data.store,
@@ -193,9 +207,11 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       audit: { ...config.audit, signer: data.signingKeys },
       logger,
       prices,
+      openOrders: { ttlMs: config.guardrails.reservationTtlMs, maxOpenOrders: config.guardrails.maxOpenOrders },
       behaviour: { settings: config.behaviour, alerts, ...(states === null ? {} : { states }) },
       metrics,
       stats,
+      sealing,
     });
     // An outage of the durable store and its end, each logged once (docs/failures.md).
     const availability = core.availability;
@@ -262,6 +278,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       // operation held by another gateway process on the same data directory is readable too.
       holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds) },
       readiness,
+      sealing,
     });
     if (gateway === null) throw new TypeError("the proxy mode needs gateway.upstream");
     // Releases what is ready (made ready here, by another process, or by the CLI), expires what
@@ -345,6 +362,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
         }
         refresher?.stop();
         if (sweeper !== null) clearInterval(sweeper);
+        if (sealingTimer !== null) clearInterval(sealingTimer);
         unwatchStore?.();
         await holds.stop();
         await Promise.all([running.gateway.close(drainMs), running.admin?.close(drainMs)]);
@@ -365,6 +383,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     unwatchStore?.();
     refresher?.stop();
     if (sweeper !== null) clearInterval(sweeper);
+    if (sealingTimer !== null) clearInterval(sealingTimer);
     policy?.close();
     await holds.stop();
     await gateway?.close(0);

@@ -85,7 +85,7 @@ export function keyRowFromColumns<I, B>(r: KeyRowColumns<I, B>, types: ColumnTyp
     passphraseEnvelope: r.passphrase_envelope,
     operator: types.flag(r.operator),
     owner: r.owner,
-    guardrails: r.guardrails === null ? null : (JSON.parse(r.guardrails) as KeyGuardrails),
+    guardrails: r.guardrails === null ? null : storedGuardrails(r.guardrails),
     risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
     certThumbprint: r.cert_thumbprint,
     agent: r.agent === null ? null : (JSON.parse(r.agent) as AgentGrant),
@@ -127,4 +127,10 @@ export function searchPatterns(search: string): SearchPatterns | null {
   if (search.includes("\u0000")) return null;
   const escaped = search.replace(/[A-Z]/g, (c) => c.toLowerCase()).replace(/[\\%_]/g, (c) => `\\${c}`);
   return { prefix: `${escaped}%`, infix: `%${escaped}%` };
+}
+
+/** A stored guardrails column; a field added since the row was written (maxOpenNotional) reads as null. */
+function storedGuardrails(text: string): KeyGuardrails {
+  const g = JSON.parse(text) as Partial<KeyGuardrails>;
+  return { ...(g as KeyGuardrails), maxOpenNotional: g.maxOpenNotional ?? null };
 }

@@ -383,6 +383,8 @@ export interface DurableStore {
   readonly anomalies: AnomalyActionStore;
   /** Passkeys (WebAuthn credentials) bound to API keys, and their single-use challenges (docs/passkeys.md). */
   readonly passkeys: PasskeyStore;
+  /** The gateway's HPKE key pairs for sealed orders (docs/sealed-orders.md), private halves in envelopes. */
+  readonly hpke: HpkeKeyStore;
   /**
    * A store that several hosts share (PostgreSQL) excludes KEK rotations itself, where a lock file
    * in one host's data directory cannot: see `CustodyLock`. Absent for a store only one host opens
@@ -585,8 +587,66 @@ export interface StrikeResult {
  * The hot state of stages 2, 7 and 9: replay, limits, bans and blocks. Memory in one process;
  * Redis (one Lua script, one round trip per request) across many.
  */
+/**
+ * One order's reservation in the open-notional ledger (docs/guardrails.md, "Open notional"):
+ * amounts are non-negative integers in ledger units (operations/open-orders.ts `LEDGER_SCALE`),
+ * an order's rounded up and a cap rounded down, so the ledger never under-counts.
+ */
+export interface OpenReservation {
+  readonly keyId: string;
+  /** Unique per order: the request id. */
+  readonly id: string;
+  readonly amount: bigint;
+  /** The key's maxOpenNotional in ledger units: the open total with this order must stay at or below it. */
+  readonly cap: bigint;
+  /** The order's symbol, upper case without separators: a cancel that names a symbol matches only it. */
+  readonly symbol: string;
+  readonly now: number;
+  /** When the reservation ages out (the gateway sees no fills of resting orders). */
+  readonly expiresAt: number;
+  /** Reservations a key may hold at once: one more is refused ("full"), never stored. */
+  readonly maxEntries: number;
+}
+
+export type ReserveResult =
+  | { readonly ok: true; /** The key's open total with this order. */ readonly open: bigint }
+  | { readonly ok: false; readonly reason: "cap" | "full"; /** The key's open total before it. */ readonly open: bigint };
+
+/**
+ * The open-notional ledger of the hot store: per key, the orders it has open as far as the
+ * gateway can tell. Every method is atomic on its own (memory: one turn of the event loop; Redis:
+ * one Lua script or one command), so gateways sharing a Redis share one ledger per key, and two
+ * orders racing for the last room under a cap cannot both get it. Expired reservations are
+ * dropped by every reserve and release-by-order (and never counted).
+ */
+export interface OpenOrderLedger {
+  /** Reserves `r.amount` if the key's open total plus it stays at or below `r.cap`. */
+  reserve(r: OpenReservation): ReserveResult | Promise<ReserveResult>;
+  /** Attaches the venue's order references to reservation `id` (false: it is gone already). */
+  bind(keyId: string, id: string, refs: readonly string[]): boolean | Promise<boolean>;
+  /** Removes reservation `id` (false: it was not there). */
+  release(keyId: string, id: string): boolean | Promise<boolean>;
+  /**
+   * Removes every reservation of the key bound to one of `refs` (and, when `symbol` is given, on
+   * that symbol): how many were removed.
+   */
+  releaseOrders(keyId: string, symbol: string | null, refs: readonly string[], now: number): number | Promise<number>;
+  /** The key's open total and reservations now. */
+  open(keyId: string, now: number): OpenTotal | Promise<OpenTotal>;
+}
+
+export interface OpenTotal {
+  readonly total: bigint;
+  readonly entries: number;
+}
+
 export interface HotStore {
   readonly kind: string;
+  /**
+   * The open-notional ledger (docs/guardrails.md); absent: this store keeps none, and an order of
+   * a key with maxOpenNotional is refused HOT_STORE_UNAVAILABLE (fail closed).
+   */
+  readonly openOrders?: OpenOrderLedger;
   /**
    * Resolves once the store answers a trivial command (Redis: PING), rejects when it cannot
    * (readiness, docs/operations-endpoints.md). Absent: the store lives in this process.
@@ -773,4 +833,49 @@ export interface PasskeyStore {
    * already (by any process) or has expired. At most one caller ever gets a given challenge.
    */
   takeChallenge(challenge: string, now: number): Promise<PasskeyChallengeRow | undefined>;
+}
+
+// --- HPKE keys of the sealed order flow (docs/sealed-orders.md) ---------------------------------
+
+/**
+ * One of the gateway's HPKE key pairs (X25519). Generations number the keys one after another:
+ * the key of generation n + 1 replaces the key of generation n, and only one row can hold a
+ * generation, so two processes rotating at once make one key.
+ */
+export interface HpkeKeyRow {
+  /** The key id clients name in `Portcullis-Sealed` (base64url, 16 characters). */
+  readonly id: string;
+  readonly generation: number;
+  /** The raw 32-byte X25519 public key, base64url. */
+  readonly publicKey: string;
+  /** The raw private key in an envelope (custody/envelope.ts, purpose `hpke-private`); null once retired (erased). */
+  readonly privateEnvelope: Buffer | null;
+  readonly createdAt: number;
+  /** When it stops being the current key (epoch ms); it is still accepted for the grace after. */
+  readonly notAfter: number;
+  /** When it was retired (its private half erased), or null. */
+  readonly retiredAt: number | null;
+}
+
+export interface HpkeKeyStore {
+  /** The keys not retired, newest generation first. */
+  live(): Promise<HpkeKeyRow[]>;
+  /**
+   * Inserts `row` unless a row of its generation exists (another process rotated first); resolves
+   * to the row that holds the generation either way. Refused with CUSTODY_KEK_RETIRED when the
+   * envelope is under a KEK version below the floor.
+   */
+  insert(row: HpkeKeyRow): Promise<HpkeKeyRow>;
+  /** Retires (erases the private half of) every live key whose `notAfter` is at or before `before`; resolves to how many. */
+  retire(before: number, now: number): Promise<number>;
+  /** For a KEK rotation's rewrap: the live keys' envelopes, by id after `after`, at most `limit`. */
+  envelopes(after: string, limit: number): Promise<HpkeEnvelopes[]>;
+  /** Applies each replacement whose row still holds `expected`, in one transaction that checks the KEK floor; resolves to how many did. */
+  replaceEnvelopes(replacements: readonly EnvelopeReplacement<"private">[]): Promise<number>;
+}
+
+/** A live HPKE key's envelope (custody/envelope.ts HPKE_PRIVATE_PURPOSE, bound to its id). */
+export interface HpkeEnvelopes {
+  readonly id: string;
+  readonly private: Buffer;
 }

@@ -63,8 +63,6 @@ export interface RegisteredAgent {
   readonly parent: string | null;
   readonly ancestors: readonly string[];
   readonly registered: readonly string[];
-  /** The open-notional cap the terms carry (held in the grant; docs/wallets.md). */
-  readonly maxOpenNotional: string | null;
 }
 
 /** Scopes an agent never holds. */
@@ -107,7 +105,10 @@ function widensOwner(owner: KeyView, terms: AgentTerms, limits: readonly LimitSp
       const theirs = term === "" ? null : parseDecimal(term);
       return mine !== null && (theirs === null || compareDecimal(theirs, mine) > 0) ? `${name} beyond the owner key's` : null;
     };
-    const over = capped(g.maxNotional, terms.maxOrderNotional, "maxOrderNotional") ?? capped(g.maxQuantity, terms.maxOrderQuantity, "maxOrderQuantity");
+    const over =
+      capped(g.maxNotional, terms.maxOrderNotional, "maxOrderNotional") ??
+      capped(g.maxQuantity, terms.maxOrderQuantity, "maxOrderQuantity") ??
+      capped(g.maxOpenNotional, terms.maxOpenNotional, "maxOpenNotional");
     if (over !== null) return over;
   }
   for (const { name, value } of terms.limits) {
@@ -233,7 +234,6 @@ export class AgentRegistry {
       parent: last.agent?.parent ?? null,
       ancestors: last.agent?.ancestors ?? [],
       registered: views.map((v) => v.id),
-      maxOpenNotional: last.agent === null || last.agent.terms.maxOpenNotional === "" ? null : last.agent.terms.maxOpenNotional,
     };
   }
 

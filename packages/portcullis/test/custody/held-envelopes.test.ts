@@ -116,7 +116,7 @@ describe("held operations under KEK rotation", () => {
     expect(status.envelopes).toMatchObject({
       total: 4,
       byVersion: { "1": 4 },
-      byKind: { "key-secret": 1, "key-passphrase": 0, "held-request": 2, "held-outcome": 1, "stored-secret": 0, "signing-key": 0 },
+      byKind: { "key-secret": 1, "key-passphrase": 0, "held-request": 2, "held-outcome": 1, "stored-secret": 0, "signing-key": 0, "hpke-private": 0 },
       missingVersions: [],
       malformed: 0,
     });

@@ -66,7 +66,7 @@ describe("KEK rotation (keyring file)", () => {
       provider: "keyring-file",
       activeVersion: 1,
       versions: [1],
-      envelopes: { total: 9, byVersion: { "1": 9 }, byKind: { "key-secret": 5, "key-passphrase": 2, "held-request": 0, "held-outcome": 0, "stored-secret": 1, "signing-key": 1 }, missingVersions: [], malformed: 0 },
+      envelopes: { total: 9, byVersion: { "1": 9 }, byKind: { "key-secret": 5, "key-passphrase": 2, "held-request": 0, "held-outcome": 0, "stored-secret": 1, "signing-key": 1, "hpke-private": 0 }, missingVersions: [], malformed: 0 },
       clearPassphrases: 0,
     });
     const oldKek = keyringKeks()["1"];

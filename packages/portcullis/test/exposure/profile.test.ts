@@ -99,7 +99,7 @@ describe("withdrawals: exactly what the policy allows in an hour", () => {
     expect(noScope.exposure.withdrawals).toEqual([]);
     const noRoute = riskProfile(inputs({ routes: new RouteTable(ROUTES.filter((r) => r.operation !== "withdraw")).routes }));
     expect(noRoute.exposure.maxWithdrawalPerHour).toBe(0);
-    const g = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: ["BTC"], transferAssets: null };
+    const g = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: ["BTC"], transferAssets: null, maxOpenNotional: null };
     const onlyBtc = riskProfile(inputs({ key: key({ guardrails: g }), policy: policyOf(null) }));
     expect(onlyBtc.exposure.withdrawals.map((w) => w.asset)).toEqual(["BTC"]);
   });
@@ -121,7 +121,7 @@ describe("orders: limits and guardrails", () => {
   });
 
   it("maxNotional bounds one order and the hour; maxQuantity × reference price (and its band) on the listed symbols", () => {
-    const base = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null };
+    const base = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null, maxOpenNotional: null };
     const notional = riskProfile(inputs({ key: key({ guardrails: { ...base, maxNotional: "10000" } }) }));
     expect(notional.exposure.maxOrderNotional).toBe(10_000);
     expect(notional.exposure.maxOrderNotionalPerHour).toBe(10_000 * 36_100);
@@ -129,6 +129,13 @@ describe("orders: limits and guardrails", () => {
     expect(quantity.exposure.maxOrderNotional).toBe(30_000);
     const banded = riskProfile(inputs({ key: key({ guardrails: { ...base, symbols: ["BTCUSDT"], maxQuantity: "0.5", priceBandPct: "5" } }) }));
     expect(banded.exposure.maxOrderNotional).toBe(31_500);
+  });
+
+  it("maxOpenNotional is the value the key's orders may hold open at once: null without it, 0 without the trade scope", () => {
+    const base = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null, maxOpenNotional: null };
+    expect(riskProfile(inputs({ key: key({ guardrails: { ...base, maxOpenNotional: "250000.5" } }) })).exposure.maxOpenNotional).toBe(250_000.5);
+    expect(riskProfile(inputs()).exposure.maxOpenNotional).toBeNull();
+    expect(riskProfile(inputs({ key: key({ scopes: ["read"], guardrails: { ...base, maxOpenNotional: "1000" } }) })).exposure.maxOpenNotional).toBe(0);
   });
 
   it("a policy that holds orders over 50,000 bounds one order", () => {

@@ -20,7 +20,7 @@ interface KeyJson {
   readonly secret?: string;
 }
 
-const NONE = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null };
+const NONE = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null, maxOpenNotional: null };
 
 let t: TestCore;
 let api: AdminApi;
@@ -126,14 +126,14 @@ describe("the CLI", () => {
     ]);
     expect(res.code, res.stderr).toBe(0);
     const key = asKey(res.stdout);
-    expect(key.guardrails).toEqual({ symbols: ["BTCUSDT", "ETHUSDT"], maxQuantity: "2", maxNotional: "50000", priceBandPct: "5", withdrawAssets: ["BTC", "USDT"], transferAssets: null });
+    expect(key.guardrails).toEqual({ symbols: ["BTCUSDT", "ETHUSDT"], maxQuantity: "2", maxNotional: "50000", priceBandPct: "5", withdrawAssets: ["BTC", "USDT"], transferAssets: null, maxOpenNotional: null });
     const shown = await runCli(["keys", "show", key.id, "--data", data]);
     expect(shown.stdout).toMatch(/guardrails\s+symbols BTCUSDT, ETHUSDT/);
     expect(shown.stdout).toMatch(/max quantity 2/);
     expect(shown.stdout).toMatch(/price band ±5 %/);
     expect(shown.stdout).toMatch(/withdraw BTC, USDT/);
     const updated = asKey((await runCli(["keys", "update", key.id, "--data", data, "--max-quantity", "3", "--symbols", "none", "--transfer-assets", "usdt", "--json"])).stdout);
-    expect(updated.guardrails).toEqual({ symbols: null, maxQuantity: "3", maxNotional: "50000", priceBandPct: "5", withdrawAssets: ["BTC", "USDT"], transferAssets: ["USDT"] });
+    expect(updated.guardrails).toEqual({ symbols: null, maxQuantity: "3", maxNotional: "50000", priceBandPct: "5", withdrawAssets: ["BTC", "USDT"], transferAssets: ["USDT"], maxOpenNotional: null });
     const cleared = asKey((await runCli(["keys", "update", key.id, "--data", data, "--clear-guardrails", "--json"])).stdout);
     expect(cleared.guardrails).toBeNull();
     expect((await runCli(["keys", "show", key.id, "--data", data])).stdout).toMatch(/guardrails\s+none/);

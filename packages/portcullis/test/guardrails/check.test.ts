@@ -15,7 +15,7 @@ import { StaticPrices } from "../../src/operations/prices.js";
 import { OTHER_OPERATION } from "../../src/contract/operations.js";
 import { AUTH_FAILURES, NOT_CHARGED } from "../../src/pipeline/stages/failures.js";
 
-const NONE: KeyGuardrails = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null };
+const NONE: KeyGuardrails = { symbols: null, maxQuantity: null, maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null, maxOpenNotional: null };
 const PRICES = new StaticPrices({ symbols: { BTCUSDT: "60000", ETHUSDT: "3000" } });
 
 function d(text: string) {

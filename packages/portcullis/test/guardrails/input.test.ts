@@ -30,6 +30,7 @@ describe("guardrails on create", () => {
       priceBandPct: "5",
       withdrawAssets: ["BTC", "USDT"],
       transferAssets: null,
+      maxOpenNotional: null,
     });
   });
 
@@ -83,7 +84,7 @@ describe("guardrails on create", () => {
 });
 
 describe("guardrails on update: a merge patch", () => {
-  const current: KeyGuardrails = { symbols: ["BTCUSDT"], maxQuantity: "2", maxNotional: null, priceBandPct: "5", withdrawAssets: null, transferAssets: null };
+  const current: KeyGuardrails = { symbols: ["BTCUSDT"], maxQuantity: "2", maxNotional: null, priceBandPct: "5", withdrawAssets: null, transferAssets: null, maxOpenNotional: null };
 
   it("changes the fields given, removes those given as null, keeps the rest", () => {
     const result = parseUpdateKeyInput({ guardrails: { maxQuantity: "3", priceBandPct: null, maxNotional: "1000" } });
@@ -97,7 +98,7 @@ describe("guardrails on update: a merge patch", () => {
     expect(all.ok && all.value.guardrails).toBeNull();
     expect(mergeGuardrails(current, null)).toBeNull();
     expect(mergeGuardrails({ ...current, symbols: null, priceBandPct: null }, { maxQuantity: null })).toBeNull();
-    expect(mergeGuardrails(null, { maxQuantity: "1" })).toEqual({ symbols: null, maxQuantity: "1", maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null });
+    expect(mergeGuardrails(null, { maxQuantity: "1" })).toEqual({ symbols: null, maxQuantity: "1", maxNotional: null, priceBandPct: null, withdrawAssets: null, transferAssets: null, maxOpenNotional: null });
   });
 
   it("refuses bad fields with their names", () => {
@@ -107,7 +108,7 @@ describe("guardrails on update: a merge patch", () => {
 });
 
 describe("narrowing (what an account admin may grant)", () => {
-  const own: KeyGuardrails = { symbols: ["BTCUSDT", "ETHUSDT"], maxQuantity: "2", maxNotional: "50000", priceBandPct: "5", withdrawAssets: ["USDT"], transferAssets: null };
+  const own: KeyGuardrails = { symbols: ["BTCUSDT", "ETHUSDT"], maxQuantity: "2", maxNotional: "50000", priceBandPct: "5", withdrawAssets: ["USDT"], transferAssets: null, maxOpenNotional: null };
 
   it("an admin without guardrails may grant any", () => {
     expect(looserGuardrails(null, null)).toEqual([]);
@@ -116,7 +117,7 @@ describe("narrowing (what an account admin may grant)", () => {
 
   it("equal or narrower passes, field by field", () => {
     expect(looserGuardrails(own, own)).toEqual([]);
-    expect(looserGuardrails({ ...own, symbols: ["ETH-USDT"], maxQuantity: "1.5", priceBandPct: "1", transferAssets: ["USDT"] }, own)).toEqual([]);
+    expect(looserGuardrails({ ...own, symbols: ["ETH-USDT"], maxQuantity: "1.5", priceBandPct: "1", transferAssets: ["USDT"], maxOpenNotional: null }, own)).toEqual([]);
   });
 
   it("each looser or missing field is named", () => {

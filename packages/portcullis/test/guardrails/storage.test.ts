@@ -22,7 +22,7 @@ describe("migration 10: key guardrails", () => {
       const store = new SqliteStore(path);
       try {
         expect((await store.keys.get("pck_test_v1_old"))?.guardrails).toBeNull();
-        const guardrails = { symbols: ["BTCUSDT"], maxQuantity: "2.5", maxNotional: null, priceBandPct: "0.5", withdrawAssets: null, transferAssets: ["USDT"] };
+        const guardrails = { symbols: ["BTCUSDT"], maxQuantity: "2.5", maxNotional: null, priceBandPct: "0.5", withdrawAssets: null, transferAssets: ["USDT"], maxOpenNotional: null };
         const set = await store.keys.update("pck_test_v1_old", ["active"], { guardrails }, CHANGE);
         expect(set.ok && set.row.guardrails).toEqual(guardrails);
         expect((await store.keys.get("pck_test_v1_old"))?.guardrails).toEqual(guardrails);

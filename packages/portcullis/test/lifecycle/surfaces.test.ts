@@ -209,7 +209,7 @@ function matrix(cap: number): void {
     });
 
     const now = (): number => Math.floor(Date.now() / 1000);
-    async function send(surface: Surface, options: { key?: Key; path?: string; created?: number; nonce?: string; signed?: boolean; body?: string; tamper?: boolean } = {}): Promise<{ status: number; code: string | null; requestId: string }> {
+    async function send(surface: Surface, options: { key?: Key; path?: string; created?: number; nonce?: string; signed?: boolean; body?: string; tamper?: boolean; headers?: Record<string, string> } = {}): Promise<{ status: number; code: string | null; requestId: string }> {
       const key = options.key ?? good;
       const path = options.path ?? surface.path(key);
       const headers =
@@ -225,6 +225,7 @@ function matrix(cap: number): void {
               ...(options.nonce === undefined ? {} : { nonce: options.nonce }),
               ...(options.body === undefined ? {} : { body: options.body }),
             });
+      Object.assign(headers, options.headers);
       if (surface.upgrade === true) return upgrade(surface, path, headers);
       const res = await request(`http://${surface.host}${path}`, {
         method: surface.method as "GET",
@@ -286,6 +287,8 @@ function matrix(cap: number): void {
         },
       },
       { name: "a key without the route's scope", code: "SCOPE_MISSING", status: 403, send: (s) => send(s, { key: noScope }) },
+      // The unseal stage (docs/sealed-orders.md) on every surface: this core has no HPKE keys.
+      { name: "a sealed request where sealing is off", code: "SEALED_NOT_SUPPORTED", status: 400, send: (s) => send(s, { headers: { "portcullis-sealed": "AAAAAAAAAAAAAAAA" } }) },
       { name: "a certificate-bound key without its client certificate", code: "KEY_CERT_MISMATCH", status: 401, send: (s) => send(s, { key: bound }) },
       {
         name: "a request whose declared operation does not decode",

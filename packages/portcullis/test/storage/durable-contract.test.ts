@@ -181,7 +181,7 @@ describe.each(backends)("durable store contract: $name", (backend) => {
         passphraseEnvelope: envelope(1, 0xcd),
         operator: true,
         owner: "alice",
-        guardrails: { maxNotional: { amount: "10000", currency: "USD" } } as unknown as KeyRow["guardrails"],
+        guardrails: { symbols: ["BTCUSDT"], maxQuantity: "2", maxNotional: "10000", priceBandPct: "5", withdrawAssets: ["USDT"], transferAssets: null, maxOpenNotional: "50000" },
         risk: { state: "throttled", since: T0, by: "action-1" } as unknown as KeyRow["risk"],
         certThumbprint: "a".repeat(43),
       });
@@ -762,6 +762,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
       { version: 7, name: "key search index" },
       { version: 8, name: "passkeys" },
       { version: 9, name: "wallet owners and agent keys" },
+      { version: 10, name: "hpke keys" },
     ]);
     // Opening again applies nothing and keeps the data.
     const first = opened[0];

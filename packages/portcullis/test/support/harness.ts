@@ -15,6 +15,7 @@ import { parseCreateKeyInput } from "../../src/keys/input.js";
 import type { KeyView } from "../../src/contract/keys.js";
 import { SessionAuthority } from "../../src/sessions/authority.js";
 import { initDataDir, openDataDir } from "../../src/core/data-dir.js";
+import { HpkeKeyring } from "../../src/custody/hpke.js";
 
 export const TEST_ROUTES: RouteSpec[] = [
   { method: "GET", path: "/public/time", permission: "public" },
@@ -46,31 +47,42 @@ export interface TestCore {
   readonly store: DurableStore;
   readonly dataDir: string;
   readonly clock: FakeClock;
+  /** The HPKE keyring of sealed orders (`sealing: true`), on the test's clock; else null. */
+  readonly sealing: HpkeKeyring | null;
   createKey(input: Record<string, unknown>): Promise<{ key: KeyView; secret: string | null }>;
   cleanup(): Promise<void>;
 }
 
-export type CoreOptions = Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment" | "sessions">> & {
+export type CoreOptions = Partial<Omit<PortcullisOptions, "store" | "envelope" | "environment" | "sessions" | "sealing">> & {
   environment?: "live" | "test";
   /** Give the core a session authority from its data directory's keys. */
   sessions?: boolean;
   /** The store's durable writes on a worker thread, as `portcullis start` runs them (storage/sqlite/writer.ts). */
   offThreadWrites?: boolean;
+  /** Sealed orders: an HPKE keyring on the data directory (a current key made now), on the test's clock. */
+  sealing?: boolean | { rotateMs?: number; graceMs?: number };
 };
 
 export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
   const dataDir = mkdtempSync(join(tmpdir(), "portcullis-test-"));
-  const { sessions: withSessions, environment: env, offThreadWrites, ...rest } = options;
+  const { sessions: withSessions, environment: env, offThreadWrites, sealing: withSealing, ...rest } = options;
   const environment = env ?? "test";
   await initDataDir(dataDir, environment);
   const data = await openDataDir(dataDir, { pollIntervalMs: 50, offThreadWrites: offThreadWrites === true });
   const clock = new FakeClock();
   const sessions = withSessions === true ? await SessionAuthority.open({ meta: data.store, envelope: data.envelope, environment }) : undefined;
+  const sealingTimes: { rotateMs?: number; graceMs?: number } = typeof withSealing === "object" ? withSealing : {};
+  const sealing =
+    withSealing === undefined || withSealing === false
+      ? null
+      : new HpkeKeyring({ store: data.store.hpke, envelope: data.envelope, now: clock.now, ...sealingTimes });
+  await sealing?.refresh();
   const core = new Portcullis({
     routes: TEST_ROUTES,
     now: clock.now,
     ...rest,
     ...(sessions === undefined ? {} : { sessions }),
+    ...(sealing === null ? {} : { sealing }),
     store: data.store,
     envelope: data.envelope,
     environment,
@@ -80,6 +92,7 @@ export async function makeCore(options: CoreOptions = {}): Promise<TestCore> {
     store: data.store,
     dataDir,
     clock,
+    sealing,
     createKey: (input) => core.keys.create(valueOrThrow(parseCreateKeyInput({ account: "acct-1", scopes: ["read", "trade"], ...input }, clock.ms)), "test"),
     async cleanup() {
       await core.close();
@@ -110,6 +123,8 @@ export interface SignSpec {
   readonly contentDigest?: string;
   /** Makes the signature from the signature base's bytes instead of `key` (another signer, a tampered signature). */
   readonly signWith?: (base: Buffer) => Uint8Array;
+  /** More headers sent, by lower-case name (covered when named in `components`). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 export type SignedHeaders = Record<string, string> & { host: string; "signature-input": string; signature: string };
@@ -121,7 +136,7 @@ export function signRequest(spec: SignSpec): SignedHeaders {
   const q = spec.url.indexOf("?");
   const path = q < 0 ? spec.url : spec.url.slice(0, q);
   const query = q < 0 ? "?" : spec.url.slice(q);
-  const headers: Record<string, string> = { host };
+  const headers: Record<string, string> = { ...spec.headers, host };
   const components = spec.components ?? ["@method", "@authority", "@path", "@query", ...(body.length > 0 ? ["content-digest"] : [])];
   if (spec.contentDigest !== undefined) headers["content-digest"] = spec.contentDigest;
   else if (body.length > 0) headers["content-digest"] = `sha-256=:${createHash("sha256").update(body).digest("base64")}:`;

@@ -108,7 +108,7 @@ describe("registering an agent", () => {
     const { id, key } = await approved(o, terms({ symbols: ["BTCUSDT", "ETH-USDT"], maxOrderNotional: "5000", maxOrderQuantity: "2", maxOpenNotional: "20000", limits: [{ name: "key-weight-1m", value: 600 }] }));
     const stored = await stack.running.core.keys.get(id);
     expect(stored).toMatchObject({ algorithm: "ed25519", account: o.account, scopes: ["read", "trade"], dialects: ["native"], limits: { "key-weight-1m": 600 } });
-    expect(stored.guardrails).toMatchObject({ symbols: ["BTCUSDT", "ETH-USDT"], maxNotional: "5000", maxQuantity: "2" });
+    expect(stored.guardrails).toMatchObject({ symbols: ["BTCUSDT", "ETH-USDT"], maxNotional: "5000", maxQuantity: "2", maxOpenNotional: "20000" });
     expect(stored.agent).toMatchObject({ ownerAddress: o.wallet.address, ownerKey: o.keyId, parent: null, depth: 1, ancestors: [] });
     expect(stored.agent?.terms.maxOpenNotional).toBe("20000");
     expect(await codeOf(id, key)).toBe("OK");

@@ -38,8 +38,9 @@ export const GUARDRAILS = s.object(
     priceBandPct: s.optional(s.nullable(s.anyOf([DECIMAL, s.number({ exclusiveMinimum: 0, exclusiveMaximum: 100 })]), 'a percentage greater than 0 and below 100, such as 5 or "0.5" (or null)')),
     withdrawAssets: s.optional(NAMES("USDT,BTC")),
     transferAssets: s.optional(NAMES("USDT,BTC")),
+    maxOpenNotional: s.optional(s.nullable(DECIMAL)),
   },
-  "guardrails: symbols, maxQuantity, maxNotional, priceBandPct, withdrawAssets, transferAssets (docs/guardrails.md)",
+  "guardrails: symbols, maxQuantity, maxNotional, priceBandPct, withdrawAssets, transferAssets, maxOpenNotional (docs/guardrails.md)",
 );
 export const SCOPES = s.array(s.string({ pattern: /^[a-z*][a-z0-9*:._-]{0,63}$/ }), { minItems: 1, maxItems: 64, description: "a non-empty list of scopes such as read, trade (docs/permissions.md)", missing: "required: a non-empty list such as read,trade" });
 export const ALLOWLIST = s.array(s.string({ minLength: 1, maxLength: 64 }), { maxItems: 256, description: "a list of at most 256 IPv4/IPv6 addresses or CIDR blocks" });

@@ -92,6 +92,12 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     METRICS_UNAUTHORIZED: rejected,
     CONSOLE_NOT_AVAILABLE: e(404, -1020, UNSUPPORTED),
     STATS_STREAMS_EXHAUSTED: e(429, -1003, TOO_MANY_REQUESTS),
+    // Sealed orders are native only (docs/sealed-orders.md): a Binance-signed one is unsupported.
+    SEALED_MALFORMED: e(400, -1130, INVALID_PARAMETER),
+    SEALED_KEY_UNKNOWN: e(400, -1130, INVALID_PARAMETER),
+    SEALED_OPEN_FAILED: e(400, -1130, INVALID_PARAMETER),
+    SEALED_NOT_COVERED: e(400, -1130, INVALID_PARAMETER),
+    SEALED_NOT_SUPPORTED: e(400, -1020, UNSUPPORTED),
     DIALECT_NOT_ALLOWED: rejected,
     KEY_STORE_UNAVAILABLE: e(503, -1001, DISCONNECTED),
     // Freshness, signature, replay.
@@ -134,6 +140,7 @@ function table(ahead: string): Readonly<Record<ErrorCode, BinanceError>> {
     GUARDRAIL_QUANTITY: e(400, -2010, "Order rejected: quantity is above this API key's maximum."),
     GUARDRAIL_NOTIONAL: e(400, -2010, "Order rejected: order value is above this API key's maximum."),
     GUARDRAIL_PRICE_BAND: e(400, -2010, "Order rejected: price is too far from the current price for this API key."),
+    GUARDRAIL_OPEN_NOTIONAL: e(400, -2010, "Order rejected: the value of this API key's open orders would be above its maximum."),
     GUARDRAIL_NO_REFERENCE_PRICE: e(400, -2010, "Order rejected: no reference price to check this API key's limits; try again later."),
     GUARDRAIL_ASSET: e(400, -1002, "You are not authorized to execute this request."),
     // Limits and shields: Binance's 429, and its 418 for an address banned after repeated 429s.

@@ -103,6 +103,11 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   METRICS_UNAUTHORIZED: E.invalidKey,
   CONSOLE_NOT_AVAILABLE: E.routeNotFound,
   STATS_STREAMS_EXHAUSTED: E.tooMany,
+  SEALED_MALFORMED: E.params,
+  SEALED_KEY_UNKNOWN: E.params,
+  SEALED_OPEN_FAILED: E.params,
+  SEALED_NOT_COVERED: E.params,
+  SEALED_NOT_SUPPORTED: E.params,
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: status(E.serverError, 503),
 
@@ -142,6 +147,7 @@ export const BYBIT_ERRORS: Readonly<Record<ErrorCode, BybitError>> = {
   GUARDRAIL_NOTIONAL: E.compliance,
   GUARDRAIL_PRICE_BAND: E.priceRange,
   GUARDRAIL_NO_REFERENCE_PRICE: E.compliance,
+  GUARDRAIL_OPEN_NOTIONAL: E.compliance,
   GUARDRAIL_ASSET: E.permission,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,

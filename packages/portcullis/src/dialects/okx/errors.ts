@@ -111,6 +111,11 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   METRICS_UNAUTHORIZED: E.invalidKey,
   CONSOLE_NOT_AVAILABLE: E.notFound,
   STATS_STREAMS_EXHAUSTED: E.rateLimit,
+  SEALED_MALFORMED: param(400, "body"),
+  SEALED_KEY_UNKNOWN: param(400, "Portcullis-Sealed"),
+  SEALED_OPEN_FAILED: param(400, "body"),
+  SEALED_NOT_COVERED: param(400, "Signature-Input"),
+  SEALED_NOT_SUPPORTED: param(400, "body"),
   DIALECT_NOT_ALLOWED: E.invalidKey,
   KEY_STORE_UNAVAILABLE: E.serviceUnavailable,
 
@@ -150,6 +155,7 @@ export const OKX_ERRORS: Readonly<Record<ErrorCode, OkxError>> = {
   GUARDRAIL_NOTIONAL: E.maxOrderValue,
   GUARDRAIL_PRICE_BAND: E.priceLimit,
   GUARDRAIL_NO_REFERENCE_PRICE: E.unableToTake,
+  GUARDRAIL_OPEN_NOTIONAL: E.unableToTake,
   GUARDRAIL_ASSET: E.noPermission,
   // Sessions are native only; a venue client never holds one.
   SESSION_INVALID: E.invalidKey,

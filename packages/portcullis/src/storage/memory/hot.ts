@@ -8,6 +8,7 @@ import { fenced } from "../../replay/claims.js";
 import { MemoryNonceStore } from "../../replay/nonces.js";
 import type { SequenceReservations } from "../../replay/reservations.js";
 import { MemorySequenceStore } from "../../replay/sequences.js";
+import { MemoryOpenOrders } from "./open-orders.js";
 
 /**
  * The embedded hot store: replay state, GCRA buckets, bans and blocks in process memory.
@@ -70,6 +71,8 @@ const MAX_BANS = 100_000;
 
 export class MemoryHotStore implements FallbackHotStore {
   readonly kind = "memory";
+  /** The open-notional ledger (docs/guardrails.md), in this process's memory. */
+  readonly openOrders = new MemoryOpenOrders();
   private readonly nonces: MemoryNonceStore;
   private readonly sequences = new MemorySequenceStore();
   private readonly tats = new Map<string, Bucket>();

@@ -396,6 +396,24 @@ export const postgresMigrations: readonly PostgresMigration[] = [
       CREATE INDEX keys_agent_above ON keys ((COALESCE(agent::jsonb ->> 'parent', agent::jsonb ->> 'ownerKey'))) WHERE agent IS NOT NULL;
     `,
   },
+  {
+    version: 10,
+    name: "hpke keys",
+    sql: `
+      -- SQLite's migration 20 (docs/sealed-orders.md): the gateway's HPKE key pairs, one row per
+      -- generation (UNIQUE: two processes rotating at once insert one; the loser reads the winner's).
+      CREATE TABLE hpke_keys (
+        id               TEXT COLLATE "C" PRIMARY KEY,
+        generation       INTEGER NOT NULL UNIQUE CHECK (generation >= 1),
+        public_key       TEXT NOT NULL,
+        private_envelope BYTEA,
+        created_at       BIGINT NOT NULL,
+        not_after        BIGINT NOT NULL,
+        retired_at       BIGINT,
+        CHECK ((retired_at IS NULL) = (private_envelope IS NOT NULL))
+      );
+    `,
+  },
 ];
 
 export { LOCK_AUDIT, LOCK_KEK_FLOOR, LOCK_KEY_FEED, LOCK_MIGRATIONS, LOCK_POLICY, nameLockKey, schemaLockKey } from "./locks.js";

@@ -22,6 +22,7 @@ import type {
   AddressStore,
   AnomalyActionStore,
   PasskeyStore,
+  HpkeKeyStore,
   BehaviourStateStore,
   CustodyLock,
   RotationResult,
@@ -38,6 +39,7 @@ import { PostgresAddressStore, PostgresPolicyStore, PostgresSpendStore } from ".
 import { PostgresBehaviourStore } from "./behaviour.js";
 import { PostgresAnomalies } from "./anomalies.js";
 import { PostgresPasskeys } from "./passkeys.js";
+import { PostgresHpkeKeys } from "./hpke.js";
 import { PostgresHolds } from "./holds.js";
 import { Availability } from "../availability.js";
 import type { AgentInsert, AgentInsertResult, StoreAvailability, TreeRevokeResult } from "../types.js";
@@ -247,6 +249,8 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
   readonly anomalies: AnomalyActionStore;
   /** Passkeys and their challenges (migration 8; docs/passkeys.md); registrations and removals audited in their transactions. */
   readonly passkeys: PasskeyStore;
+  /** The gateway's HPKE keys (migration 10; docs/sealed-orders.md): one row per generation, envelopes under the KEK floor. */
+  readonly hpke: HpkeKeyStore;
   /** Approvers and held operations (migration 6; docs/approvals.md); every transition audited in its transaction. */
   readonly holds: PostgresHolds;
   /**
@@ -302,6 +306,7 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     this.behaviour = new PostgresBehaviourStore(pool);
     this.anomalies = new PostgresAnomalies(pool);
     this.passkeys = new PostgresPasskeys(pool, this.audit);
+    this.hpke = new PostgresHpkeKeys(pool, (client, envelopes, what) => this.checkKekFloor(client, envelopes, what));
     this.holds = new PostgresHolds(pool, schema, this.audit, (client, envelopes, what) => this.checkKekFloor(client, envelopes, what));
     this.server = serverName(options.url);
     this.keyReadTimeoutMs = options.keyReadTimeoutMs ?? 2_000;
@@ -696,7 +701,8 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
         `SELECT (SELECT COUNT(*) FROM keys WHERE secret_envelope IS NOT NULL AND substring(secret_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(secret_envelope FROM 2 FOR 4) < $1)
               + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substring(passphrase_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(passphrase_envelope FROM 2 FOR 4) < $1)
               + (SELECT COUNT(*) FROM held_operations WHERE substring(held FROM 1 FOR 1) = '\\x01'::bytea AND substring(held FROM 2 FOR 4) < $1)
-              + (SELECT COUNT(*) FROM held_operations WHERE outcome IS NOT NULL AND substring(outcome FROM 1 FOR 1) = '\\x01'::bytea AND substring(outcome FROM 2 FOR 4) < $1) AS n`,
+              + (SELECT COUNT(*) FROM held_operations WHERE outcome IS NOT NULL AND substring(outcome FROM 1 FOR 1) = '\\x01'::bytea AND substring(outcome FROM 2 FOR 4) < $1)
+              + (SELECT COUNT(*) FROM hpke_keys WHERE private_envelope IS NOT NULL AND substring(private_envelope FROM 1 FOR 1) = '\\x01'::bytea AND substring(private_envelope FROM 2 FOR 4) < $1) AS n`,
         [header],
       );
       let below = Number(counted.rows[0]?.n ?? 0);

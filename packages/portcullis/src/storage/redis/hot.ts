@@ -6,6 +6,7 @@ import type { Admission, AdmissionResult, EndedSessionStore, FailureResult, HotS
 import type { ReplayClaim } from "../../contract/request.js";
 import { fenced } from "../../replay/claims.js";
 import type { SequenceReservations } from "../../replay/reservations.js";
+import { RedisOpenOrders } from "./open-orders.js";
 import { ADMIT_LUA, EPOCH_LUA, FAILURE_LUA, STRIKE_LUA } from "./scripts.js";
 
 /**
@@ -268,6 +269,8 @@ class Batcher {
 
 export class RedisHotStore implements HotStore {
   readonly kind = "redis";
+  /** The open-notional ledger (docs/guardrails.md): hashes `P o:<keyId>` in this Redis (open-orders.ts). */
+  readonly openOrders: RedisOpenOrders;
   private readonly client: Redis;
   private readonly owned: boolean;
   private readonly prefix: string;
@@ -352,6 +355,8 @@ export class RedisHotStore implements HotStore {
     this.failureScript = this.script(FAILURE);
     this.strikeScript = this.script(STRIKE);
     this.epochScript = this.script(EPOCH);
+    const client = this.client;
+    this.openOrders = new RedisOpenOrders({ client, prefix: this.prefix, connected: () => this.connected(), unavailable: (err) => unavailable(client, err) });
     if (this.client.status === "ready") this.epochListener();
   }
 

@@ -458,4 +458,24 @@ export const migrations: readonly Migration[] = [
       CREATE INDEX keys_agent_above ON keys (COALESCE(json_extract(agent, '$.parent'), json_extract(agent, '$.ownerKey'))) WHERE agent IS NOT NULL;
     `,
   },
+  {
+    version: 20,
+    name: "hpke keys",
+    sql: `
+      -- The gateway's HPKE key pairs for sealed orders (docs/sealed-orders.md). One row per
+      -- generation (UNIQUE: two processes rotating at once insert one). public_key is the raw
+      -- X25519 public key (base64url); private_envelope the raw private key in an envelope
+      -- (custody/envelope.ts, purpose hpke-private), erased (NULL) when the key is retired.
+      CREATE TABLE hpke_keys (
+        id               TEXT PRIMARY KEY,
+        generation       INTEGER NOT NULL UNIQUE CHECK (generation >= 1),
+        public_key       TEXT NOT NULL,
+        private_envelope BLOB,
+        created_at       INTEGER NOT NULL,
+        not_after        INTEGER NOT NULL,
+        retired_at       INTEGER,
+        CHECK ((retired_at IS NULL) = (private_envelope IS NOT NULL))
+      ) STRICT;
+    `,
+  },
 ];

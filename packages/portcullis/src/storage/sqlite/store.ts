@@ -17,6 +17,7 @@ import { SqliteBehaviourStore } from "./behaviour.js";
 import { migrations } from "./migrations.js";
 import { SqliteAnomalies } from "./anomalies.js";
 import { SqlitePasskeys } from "./passkeys.js";
+import { SqliteHpkeKeys } from "./hpke.js";
 import { SqliteWriter } from "./writer.js";
 import { RESERVE_SQL } from "./writer-protocol.js";
 import type { AuditStore } from "../../audit/store.js";
@@ -88,6 +89,8 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
   readonly anomalies: SqliteAnomalies;
   /** Passkeys and their challenges (migration 18; docs/passkeys.md). */
   readonly passkeys: SqlitePasskeys;
+  /** The gateway's HPKE keys (migration 20; docs/sealed-orders.md). */
+  readonly hpke: SqliteHpkeKeys;
   private readonly db: Database.Database;
   private readonly listeners = new Set<(ids: readonly string[], local: boolean) => void>();
   private timer: NodeJS.Timeout | null = null;
@@ -137,6 +140,9 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     this.decisions = this.writer ?? this.audit;
     this.anomalies = new SqliteAnomalies(this.db);
     this.passkeys = new SqlitePasskeys(this.db, this.audit);
+    this.hpke = new SqliteHpkeKeys(this.db, (envelopes, what) => {
+      this.checkKekFloor(envelopes, what);
+    });
     const insertChange = this.db.prepare("INSERT INTO key_changes (key_id, action, actor, at, detail) VALUES (?, ?, ?, ?, ?)");
     this.stmts = {
       insert: this.db.prepare(
@@ -468,15 +474,16 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
     const header = Buffer.alloc(4);
     header.writeUInt32BE(floor, 0);
     // Envelope headers compare as bytes: format 0x01, then the version as a big-endian u32.
-    const rowsBelow = this.db.prepare<[Buffer, Buffer, Buffer, Buffer], { n: number }>(
+    const rowsBelow = this.db.prepare<[Buffer, Buffer, Buffer, Buffer, Buffer], { n: number }>(
       `SELECT (SELECT COUNT(*) FROM keys WHERE secret_envelope IS NOT NULL AND substr(secret_envelope, 1, 1) = x'01' AND substr(secret_envelope, 2, 4) < ?)
             + (SELECT COUNT(*) FROM keys WHERE passphrase_envelope IS NOT NULL AND substr(passphrase_envelope, 1, 1) = x'01' AND substr(passphrase_envelope, 2, 4) < ?)
             + (SELECT COUNT(*) FROM held_operations WHERE substr(held, 1, 1) = x'01' AND substr(held, 2, 4) < ?)
-            + (SELECT COUNT(*) FROM held_operations WHERE outcome IS NOT NULL AND substr(outcome, 1, 1) = x'01' AND substr(outcome, 2, 4) < ?) AS n`,
+            + (SELECT COUNT(*) FROM held_operations WHERE outcome IS NOT NULL AND substr(outcome, 1, 1) = x'01' AND substr(outcome, 2, 4) < ?)
+            + (SELECT COUNT(*) FROM hpke_keys WHERE private_envelope IS NOT NULL AND substr(private_envelope, 1, 1) = x'01' AND substr(private_envelope, 2, 4) < ?) AS n`,
     );
     const metaRows = this.db.prepare<[number, string], { key: string; value: string }>("SELECT key, value FROM meta WHERE substr(key, 1, ?) = ?");
     const result = this.db.transaction(() => {
-      let below = rowsBelow.get(header, header, header, header)?.n ?? 0;
+      let below = rowsBelow.get(header, header, header, header, header)?.n ?? 0;
       for (const prefix of ENVELOPE_META_PREFIXES) {
         for (const { key, value } of metaRows.all(prefix.length, prefix)) {
           const version = metaEnvelopeKekVersion(key, value);
