@@ -219,6 +219,21 @@ describe("delegation", () => {
   });
 });
 
+describe("the admin API", () => {
+  it("lists agents with their grant, and its revoke of an owner key revokes the agents below", async () => {
+    const operator = await stack.createKey({ account: "ops", scopes: ["admin:keys"], operator: true });
+    const admin = createClient({ baseUrl: stack.admin ?? "", keyId: operator.key.id, secret: operator.secret ?? "", algorithm: "hmac-sha256" });
+    const o = await owner();
+    const { id, key } = await approved(o);
+    const listed = await admin.json<{ keys: { id: string; agent: { ownerKey: string; depth: number; terms: { scopes: string[] } } | null }[] }>("GET", `/portcullis/v1/keys?account=${o.account}`);
+    const shown = listed.keys.find((k) => k.id === id);
+    expect(shown?.agent).toMatchObject({ ownerKey: o.keyId, depth: 1, terms: { scopes: ["read", "trade"] } });
+    expect(listed.keys.find((k) => k.id === o.keyId)?.agent).toBeNull();
+    await admin.json("POST", `/portcullis/v1/keys/${o.keyId}/revoke`, { json: { reason: "wallet lost" } });
+    expect(await codeOf(id, key)).toBe("KEY_REVOKED");
+  });
+});
+
 describe("revocation by signed message", () => {
   it("the owner's RevokeAgent revokes the agent and everything below it; replayed, it is WALLET_NONCE_REPLAYED", async () => {
     const o = await owner();
