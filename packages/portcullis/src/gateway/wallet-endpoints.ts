@@ -85,7 +85,7 @@ export class WalletEndpoints {
   private readonly sessions: SessionAuthority;
   private readonly venue: WalletVenue;
   private readonly registry: AgentRegistry;
-  private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
+  private readonly lifecycles: ReadonlyMap<"gateway" | "authorizer", Lifecycle<ServerResponse, Answer>>;
 
   constructor(core: Portcullis, options: WalletEndpointsOptions) {
     if (core.sessions === null) throw new TypeError("wallet logon needs the session authority (sessions.enabled)");
@@ -95,7 +95,11 @@ export class WalletEndpoints {
     this.registry = options.registry;
     this.pipeline = core.createPipeline(new RouteTable(WALLET_ROUTES, { allowReserved: true }));
     const exchange: Exchange<ServerResponse, Answer> = { handOn: (ctx) => this.answer(ctx), render, untilDone: whenClosed };
-    this.lifecycle = new Lifecycle({ pipeline: this.pipeline, surface: "gateway", audit: core.audit, logger: core.logger, exchange });
+    const lifecycle = (surface: "gateway" | "authorizer"): Lifecycle<ServerResponse, Answer> => new Lifecycle({ pipeline: this.pipeline, surface, audit: core.audit, logger: core.logger, exchange });
+    this.lifecycles = new Map([
+      ["gateway", lifecycle("gateway")],
+      ["authorizer", lifecycle("authorizer")],
+    ]);
   }
 
   /** Is `path` (without its query) one of these endpoints? */
@@ -103,10 +107,12 @@ export class WalletEndpoints {
     return path === WALLET_SESSION_PATH || path === AGENTS_PATH || path === AGENTS_REVOKE_PATH;
   }
 
-  async serve(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  /** Serves one request (the gateway and the authorizer call this): its body read, the lifecycle over the wallet routes, then the endpoint. */
+  async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "authorizer" = "gateway"): Promise<void> {
     let body = readBody(req, WALLET_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
-    await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
+    const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, Answer>;
+    await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
   private async answer(ctx: RequestContext): Promise<Answer> {

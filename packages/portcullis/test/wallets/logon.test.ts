@@ -236,3 +236,19 @@ describe("the gateway's EIP-712 recovery", () => {
     expect(await recoverSigner(digest, "0x1234")).toBeNull();
   });
 });
+
+describe("the authorizer serves the wallet endpoints too", () => {
+  it("a SIWE logon through the authorizer answers a session of the owner key", async () => {
+    const authorizer = await startDemoStack({ port: 0, adminPort: 0, upstreamPort: 0, logger: silentLogger(), serverTiming: false, wallets: WALLETS, mode: "authorizer" });
+    try {
+      const wallet = privateKeyToAccount(generatePrivateKey());
+      const created = await authorizer.createKey({ account: "w-authz", scopes: ["read"], wallet: wallet.address });
+      const message = siwe(wallet.address);
+      const res = await fetch(`${authorizer.gateway}/portcullis/v1/wallet/session`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ siwe: message, signature: await wallet.signMessage({ message }) }) });
+      expect(res.status).toBe(201);
+      expect(await res.json()).toMatchObject({ apiKeyId: created.key.id });
+    } finally {
+      await authorizer.close();
+    }
+  });
+});
