@@ -56,6 +56,9 @@
  *      over HTTP; and the console's first load, the gzip bytes of the JavaScript its index.html
  *      fetches ("not built" without packages/console/dist) (console-bench.js;
  *      `node bench/console-bench.js [--quick]` runs it alone).
+ *  21. agent keys (docs/wallets.md): an agent key's request, and a delegated agent's, against a plain
+ *      Ed25519 key's on the same route in the same in-process core (agent-bench.js;
+ *      `node bench/agent-bench.js [--quick]` runs it alone).
  *  22. sealed orders (HPKE, RFC 9180): an order sealed to the gateway against the same order unsealed,
  *      in the same run: the in-process pipeline (µs per request and the ratio), the client's sealing,
  *      and through a real gateway with autocannon (sealed-bench.js; `node bench/sealed-bench.js
@@ -84,6 +87,7 @@ import { PG_BENCH_SETTINGS, PG_TARGETS, pgLookupSection, runPgLookupBench } from
 import { STORE_WRK_SETTINGS, STORE_WRK_TARGETS, runStoreWrkBench, storeWrkSection } from "./pg-wrk-bench.js";
 import { CONSOLE_BENCH_SETTINGS, CONSOLE_TARGETS, consoleSection, runConsoleBench } from "./console-bench.js";
 import { runPipelineBench } from "./pipeline-bench.js";
+import { AGENT_BENCH_SETTINGS, AGENT_TARGETS, agentSection, runAgentBench } from "./agent-bench.js";
 import { SEALED_BENCH_SETTINGS, runSealedBench, sealedSection } from "./sealed-bench.js";
 import { SESSION_MODES, runFanoutBench, runSessionCostBench, runSessionGatewayBench } from "./session-bench.js";
 import { startPrivateRedis } from "./redis-server.js";
@@ -153,6 +157,7 @@ const SETTINGS = {
     pgLookup: PG_BENCH_SETTINGS.full,
     storeWrk: STORE_WRK_SETTINGS.full,
     console: CONSOLE_BENCH_SETTINGS.full,
+    agents: AGENT_BENCH_SETTINGS.full,
   },
   quick: {
     pipeline: { batches: 10, batchSize: 500, warmupBatches: 2 },
@@ -192,6 +197,7 @@ const SETTINGS = {
     pgLookup: PG_BENCH_SETTINGS.quick,
     storeWrk: STORE_WRK_SETTINGS.quick,
     console: CONSOLE_BENCH_SETTINGS.quick,
+    agents: AGENT_BENCH_SETTINGS.quick,
   },
 };
 
@@ -894,11 +900,12 @@ const HOW_TO_READ = [
   `- **Benchmark 18** times cold-key lookups in PostgreSQL: a schema filled with ${PG_BENCH_SETTINGS.full.keys.toLocaleString("en-US")} keys shaped like real ones (each with its own sealed secret), then lookups of ids never read before, so no application cache answers them — the row (\`keys.get\`, the target: p99 ≤ ${PG_TARGETS.coldLookupP99Ms} ms) and a key-cache miss as stage 4 takes it (the row, the secret's envelope opened, the key compiled) — at concurrency ${PG_BENCH_SETTINGS.full.concurrencies.join(" and ")}. *Warm* runs start with the table and its indexes in memory (PostgreSQL's shared buffers and the OS page cache), as on a server whose RAM holds its keys; *first-touch* runs start on a restarted private server whose files were evicted from the page cache, and are informational (they measure the storage). PostgreSQL's own block counters say, per run, what its buffer cache held. Unlike the other benchmarks these are absolute latencies, not ratios: they move with the machine's load (the 1-minute load average is in the table).`,
   `- **Benchmark 19** is benchmark 17's signed row against two whole gateways in the same run, one on the embedded stores (SQLite + memory) and one on the production stores (PostgreSQL + Redis, both private servers on the same machine); the target is the production gateway's throughput ≥ ${STORE_WRK_TARGETS.pgRedisOverEmbedded}× the embedded one's (median of per-round ratios). Its CPU per request counts PostgreSQL's and Redis's processes too, which here share the gateway's cores: on their own hosts they would not take CPU from it.`,
   `- **Benchmark 20** times the operator console's keys table request, \`GET /portcullis/v1/keys?limit=50\` (first page, a later page, and q searches, including ones that match few keys and so look at every key), through a real admin API over HTTP with ${CONSOLE_BENCH_SETTINGS.full.keys.toLocaleString("en-US")} keys on SQLite and on PostgreSQL, target p95 ≤ ${CONSOLE_TARGETS.keyListP95Ms} ms for every kind; and the console's first load, the JavaScript its index.html fetches, gzip-compressed as the admin listener serves it, target ≤ ${CONSOLE_TARGETS.firstLoadGzipBytes / 1000} KB ("not built" when packages/console/dist is absent).`,
+  `- **Benchmark 21** times an agent key's request (docs/wallets.md) against a plain Ed25519 key's, on the same route in the same in-process core, batches interleaved; an agent adds the key stage's check of its chain (a key-cache lookup per key above it). Target: agent / plain ≤ ${AGENT_TARGETS.agentOverPlain}× (median of per-batch ratios), for an approved agent and for one delegated to.`,
   "- `--quick` runs are smoke tests of the harness; their figures are not meant to be read.",
   "",
 ];
 
-function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, sealed, host }) {
+function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, limitsCost, roundTrips, limitsGateway, sessionCost, sessionGateway, fanout, custody, audit, guardrails, policy, behaviour, risk, wrk, pgLookup, storeWrk, consoleBench, agents, sealed, host }) {
   const command = `npm run bench${write ? " -- --write" : ""}${quick ? (write ? " --quick" : " -- --quick") : ""}`;
   return [
     "# Portcullis benchmarks",
@@ -940,6 +947,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
       ...pgLookup.summary,
       ...storeWrk.summary,
       ...consoleBench.summary,
+      ...agents.summary,
       ...sealed.summary,
     ]),
     "",
@@ -963,6 +971,7 @@ function report({ started, elapsedS, quick, write, pipeline, gateway, dialects, 
     ...pgLookup.text,
     ...storeWrk.text,
     ...consoleBench.text,
+    ...agents.text,
     ...sealed.text,
   ].join("\n");
 }
@@ -1035,6 +1044,8 @@ async function main() {
   const storeWrk = storeWrkSection(await runStoreWrkBench({ ...settings.storeWrk, progress }));
   progress(`benchmark 20: the operator console (the keys list with ${settings.console.keys.toLocaleString("en-US")} keys, the first load)`);
   const consoleBench = consoleSection(await runConsoleBench({ ...settings.console, progress }));
+  progress(`benchmark 21: agent keys against a plain Ed25519 key (${settings.agents.batches} batches)`);
+  const agents = agentSection(await runAgentBench({ ...settings.agents, progress }));
   progress("benchmark 22: sealed orders (HPKE), sealed vs unsealed");
   const sealed = sealedSection(await runSealedBench({ ...settings.sealed, progress }));
 
@@ -1071,6 +1082,7 @@ async function main() {
     pgLookup,
     storeWrk,
     consoleBench,
+    agents,
     sealed,
     host: machine(),
   });

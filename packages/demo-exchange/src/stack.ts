@@ -27,6 +27,8 @@ export interface DemoStackOptions {
    * (docs/deploy/authorizer.md); no WebSocket routes then.
    */
   readonly mode?: "proxy" | "authorizer";
+  /** Wallet-owned accounts and agent keys (the config's `wallets` section, docs/wallets.md); default off. */
+  readonly wallets?: { readonly chainId: number; readonly domain: string; readonly uri: string };
 }
 
 /** The demo's three servers, running in this process. */
@@ -140,6 +142,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
       // Stage 11 (docs/behaviour.md): the default responses; a stepped-up key's withdrawals and
       // larger orders wait for one treasury approver.
       behaviour: { stepUp: { approvals: [{ group: DEMO_APPROVER_GROUP, count: 1 }], minValue: "1000" } },
+      ...(options.wallets === undefined ? {} : { wallets: options.wallets }),
     };
     // The configuration beside the data, as a deployment keeps it: the CLI's commands that read
     // the gateway's configuration (`keys risk --data DIR`) find it there.

@@ -29,6 +29,7 @@ export const KEY_ROUTES: readonly AdminRoute[] = [
       ipAllowlist: s.optional(ALLOWLIST),
       algorithm: s.optional(s.enum(KEY_ALGORITHMS)),
       publicKey: s.optional(s.string({ minLength: 1, maxLength: 16_384, description: "the public key as PEM (SPKI) or JWK text, or for a secp256k1 key the hex of its point (0x02…/0x03… compressed, 0x04… uncompressed)" })),
+      wallet: s.optional(s.string({ pattern: /^0x[0-9a-fA-F]{40}$/, description: "a wallet owner key (docs/wallets.md): the wallet's address, 0x and 40 hex digits" })),
       expires: s.optional(s.nullable(s.anyOf([s.string({ minLength: 1, maxLength: 64 }), EPOCH_MS]), 'a duration ("30d", "12h"), an ISO-8601 time or epoch milliseconds (or null)')),
       windowMs: s.optional(s.nullable(s.integer({ minimum: 1000, maximum: 60_000 }))),
       dialects: s.optional(s.array(s.enum(DIALECTS), { minItems: 1, maxItems: DIALECTS.length })),

@@ -95,6 +95,14 @@ function describeKey(k: KeyView): string {
   if (k.maxAgeMs !== null) lines.push(`rotation    every ${duration(k.maxAgeMs)} (maximum age)`);
   if (k.rotatedFrom !== null) lines.push(`rotated from ${k.rotatedFrom}`);
   if (k.rotatedTo !== null) lines.push(`rotated to  ${k.rotatedTo} (this key stops at its expiry)`);
+  if (k.algorithm === "ethereum") lines.push(`wallet      ${k.publicKey ?? ""} (an owner key: logs on with SIWE / EIP-712, approves agents)`);
+  const agent = k.agent;
+  if (agent !== null) {
+    lines.push(`agent of    ${agent.ownerAddress} (owner key ${agent.ownerKey}), depth ${agent.depth}${agent.parent === null ? "" : `, delegated by ${agent.parent}`}`);
+    lines.push(`agent key   ${agent.agentKey}`);
+    const t = agent.terms;
+    lines.push(`agent terms symbols ${t.symbols.join(",")}; max order notional ${t.maxOrderNotional || "none"}; max order quantity ${t.maxOrderQuantity || "none"}; max open notional ${t.maxOpenNotional || "none"}`);
+  }
   lines.push(...describeGuardrails(k.guardrails));
   return lines.join("\n");
 }
@@ -460,6 +468,7 @@ function buildProgram(): Command {
       .option("--ip <cidr>", "allow only this address or CIDR block (repeatable)", collect)
       .addOption(new Option("--algorithm <alg>", "credential type").choices(["hmac-sha256", "ed25519", "ecdsa-p256", "rsa", "secp256k1"]))
       .option("--public-key <file>", "your public key (SPKI PEM or JWK; secp256k1 also hex: 0x02…/0x03…/0x04…); without it an asymmetric key pair is generated here")
+      .option("--wallet <address>", "a wallet owner key (docs/wallets.md): the wallet's address (0x…); it logs on with SIWE or EIP-712 and approves agents")
       .option("--private-key-out <file>", "write a generated private key to this file (mode 0600) instead of printing it")
       .option("--expires <duration>", 'expiry: a duration such as "30d", or an ISO-8601 time')
       .option("--window <ms>", "freshness window for signatures, 1000-60000 ms (default 5000)")
@@ -477,6 +486,7 @@ function buildProgram(): Command {
     async (opts: TargetOptions & GuardrailFlags & {
       cert?: string;
       certThumbprint?: string;
+      wallet?: string;
       operator?: boolean;
       owner?: string;
       account: string;
@@ -513,6 +523,7 @@ function buildProgram(): Command {
       if (opts.ip !== undefined) raw.ipAllowlist = opts.ip;
       if (opts.algorithm !== undefined) raw.algorithm = opts.algorithm;
       if (publicKey !== undefined) raw.publicKey = publicKey;
+      if (opts.wallet !== undefined) raw.wallet = opts.wallet;
       if (opts.expires !== undefined) raw.expires = opts.expires;
       if (opts.window !== undefined) raw.windowMs = Number(opts.window);
       if (opts.dialect !== undefined) raw.dialects = opts.dialect;
@@ -560,7 +571,7 @@ function buildProgram(): Command {
     print(opts.json === true, list, () =>
       list.length === 0
         ? "no keys"
-        : list.map((k) => `${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.algorithm.padEnd(11)} ${k.account}  ${k.scopes.join(",")}${k.certThumbprint === null ? "" : `  cert ${k.certThumbprint}`}`).join("\n"),
+        : list.map((k) => `${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.algorithm.padEnd(11)} ${k.account}  ${k.scopes.join(",")}${k.certThumbprint === null ? "" : `  cert ${k.certThumbprint}`}${k.agent === null ? "" : `  agent of ${k.agent.parent ?? k.agent.ownerKey}`}`).join("\n"),
     );
   });
 
@@ -575,7 +586,7 @@ function buildProgram(): Command {
     withTarget(
       keys
         .command(action)
-        .description(action === "revoke" ? "revoke a key for good" : "suspend a key (resume undoes it)")
+        .description(action === "revoke" ? "revoke a key for good, and every agent key below it (docs/wallets.md)" : "suspend a key, and refuse every agent key below it (resume undoes it)")
         .argument("<id>", "key id")
         .option("--reason <text>", "why (recorded with the change)"),
     ).action(async (id: string, opts: TargetOptions & { reason?: string; json?: boolean }) => {
@@ -686,6 +697,46 @@ function buildProgram(): Command {
   ).action(async (id: string, opts: TargetOptions & { reason?: string; json?: boolean }) => {
     const key = await withOps(opts, (ops) => ops.endSessions(id, opts.reason ?? null));
     print(opts.json === true, key, () => `every session of ${key.id} has ended (epoch ${key.sessionEpoch})`);
+  });
+
+  // Agent keys (docs/wallets.md): registered by signatures at the gateway; here, seen and revoked.
+  const agents = program.command("agents").description("list, show and revoke agent keys of wallet-owned accounts (docs/wallets.md)");
+  withTarget(
+    agents
+      .command("list")
+      .description("the agent keys of an account, each under the key above it")
+      .requiredOption("--account <id>", "the account")
+      .option("--owner <key id>", "only the agents under this owner key"),
+  ).action(async (opts: TargetOptions & { account: string; owner?: string; json?: boolean }) => {
+    const all = await withOps(opts, (ops) => ops.list({ account: opts.account, limit: 1000 }));
+    const list = all.filter((k) => k.agent !== null && (opts.owner === undefined || k.agent.ownerKey === opts.owner));
+    // Top first: by the chain, so each agent follows the one above it.
+    const path = (k: KeyView): string => [...(k.agent?.ancestors ?? []), k.id].join("/");
+    list.sort((a, b) => (path(a) < path(b) ? -1 : path(a) > path(b) ? 1 : 0));
+    print(opts.json === true, list, () =>
+      list.length === 0
+        ? "no agents"
+        : list.map((k) => `${"  ".repeat((k.agent?.depth ?? 1) - 1)}${k.id}  ${k.effectiveStatus.padEnd(9)} ${k.scopes.join(",")}  of ${k.agent?.ownerAddress ?? ""}${k.agent?.parent === null || k.agent === null ? "" : ` via ${k.agent.parent}`}`).join("\n"),
+    );
+  });
+  withTarget(agents.command("show").description("show an agent key and its grant").argument("<id>", "agent key id")).action(async (id: string, opts: TargetOptions & { json?: boolean }) => {
+    const key = await withOps(opts, (ops) => ops.show(id));
+    if (key.agent === null) throw new PortcullisError("VALIDATION_FAILED", `${id} is not an agent key (keys show shows any key)`);
+    print(opts.json === true, key, () => describeKey(key));
+  });
+  withTarget(
+    agents
+      .command("revoke")
+      .description("revoke an agent key and every agent below it")
+      .argument("<id>", "agent key id")
+      .option("--reason <text>", "why (recorded with each change)"),
+  ).action(async (id: string, opts: TargetOptions & { reason?: string; json?: boolean }) => {
+    const key = await withOps(opts, async (ops) => {
+      const shown = await ops.show(id);
+      if (shown.agent === null) throw new PortcullisError("VALIDATION_FAILED", `${id} is not an agent key (keys revoke revokes any key)`);
+      return ops.revoke(id, opts.reason ?? null);
+    });
+    print(opts.json === true, key, () => `${key.id} is now ${key.effectiveStatus}, and every agent below it`);
   });
 
   program

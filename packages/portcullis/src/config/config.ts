@@ -124,6 +124,12 @@ export interface PortcullisConfig {
   };
   /** Session logon (POST /portcullis/v1/session) and session-signed requests. */
   readonly sessions: { readonly enabled: boolean };
+  /**
+   * Wallet-owned accounts and agent keys (docs/wallets.md): the chain id of the EIP-712 domain,
+   * the venue's domain (host) and API origin (uri) every wallet message must name. Null (no
+   * `wallets` section): the wallet endpoints are not served.
+   */
+  readonly wallets: WalletSettings | null;
   /** Idle expiry of unrestricted trading keys (trade or withdraw, no IP allowlist), or null: off. */
   readonly keys: { readonly idleExpiryMs: number | null };
   /**
@@ -259,7 +265,7 @@ function strings(o: Json, key: string, where: string): string[] {
 /** Validates a parsed config object. `baseDir` resolves relative paths. */
 export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
   const root = obj(raw, "config");
-  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "guardrails", "policy", "behaviour", "sealing"]);
+  only(root, "config", ["$schema", "dataDir", "environment", "gateway", "admin", "signatures", "routes", "limits", "sessions", "store", "hot", "log", "custody", "audit", "websocket", "keys", "prices", "guardrails", "policy", "behaviour", "sealing", "wallets"]);
   const dataDir = resolve(baseDir, str(root, "dataDir", "config", "./data"));
   const environment = root.environment ?? null;
   if (environment !== null && environment !== "live" && environment !== "test") {
@@ -439,6 +445,7 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     routes: routes as RouteSpec[],
     limits,
     sessions: { enabled: bool(se, "enabled", "sessions", true) },
+    wallets: parseWallets(root.wallets),
     keys: { idleExpiryMs },
     store: { ...storeSettings, pollIntervalMs, outageGraceMs },
     hot,
@@ -452,6 +459,38 @@ export function parseConfig(raw: unknown, baseDir: string): PortcullisConfig {
     behaviour: parseBehaviour(root.behaviour),
     sealing,
   };
+}
+
+/** The wallets section (docs/wallets.md), or null when absent. */
+export interface WalletSettings {
+  /** The EIP-712 domain's chainId (and SIWE's Chain ID): a positive integer. */
+  readonly chainId: number;
+  /** The venue's host as wallet messages name it (SIWE's domain), e.g. "api.example.com". */
+  readonly domain: string;
+  /** The API origin wallet messages name (SIWE's URI), e.g. "https://api.example.com". */
+  readonly uri: string;
+}
+
+function parseWallets(raw: unknown): WalletSettings | null {
+  if (raw === undefined) return null;
+  const w = obj(raw, "wallets");
+  only(w, "wallets", ["chainId", "domain", "uri"]);
+  if (w.chainId === undefined || w.domain === undefined || w.uri === undefined) throw new ConfigError("wallets needs chainId, domain and uri (docs/wallets.md)");
+  const chainId = int(w, "chainId", "wallets", 1, 1, Number.MAX_SAFE_INTEGER);
+  const domain = str(w, "domain", "wallets", "");
+  // An RFC 3986 authority: a host name or address, optionally a port (what SIWE's domain is).
+  if (!/^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$/.test(domain)) throw new ConfigError('wallets.domain must be the venue\'s host, e.g. "api.example.com" (optionally with a port)');
+  const uri = str(w, "uri", "wallets", "");
+  let parsed: URL | null;
+  try {
+    parsed = new URL(uri);
+  } catch {
+    parsed = null;
+  }
+  if (parsed === null || (parsed.protocol !== "https:" && parsed.protocol !== "http:") || parsed.origin !== uri) {
+    throw new ConfigError('wallets.uri must be the API origin, e.g. "https://api.example.com" (scheme, host and port only)');
+  }
+  return { chainId, domain, uri };
 }
 
 /** A listener's `tls` object (gateway/tls.ts), or null when absent. */

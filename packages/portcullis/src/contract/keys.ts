@@ -4,9 +4,10 @@ import type { Environment } from "./ids.js";
 /**
  * The credential behind a key: an HMAC secret, or a public key whose private half the user keeps.
  * `secp256k1` is an ECDSA key on the curve of Bitcoin and Ethereum (an agent's key), for the native
- * scheme only.
+ * scheme only. `ethereum` is a wallet owner key: its `publicKey` is the wallet's EIP-55 address; it
+ * signs no HTTP request, but logs on with EIP-4361 / EIP-712 and approves agents (docs/wallets.md).
  */
-export const KEY_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256", "rsa", "secp256k1"] as const;
+export const KEY_ALGORITHMS = ["hmac-sha256", "ed25519", "ecdsa-p256", "rsa", "secp256k1", "ethereum"] as const;
 export type KeyAlgorithm = (typeof KEY_ALGORITHMS)[number];
 
 /** Stored status. `expired` is derived from `expiresAt` and never stored. */
@@ -123,6 +124,63 @@ export interface KeyRecord {
    * certificate. Null: not bound. Set when the key is created; a successor inherits it.
    */
   readonly certThumbprint: string | null;
+  /**
+   * An agent key's grant (docs/wallets.md): who approved it (the owner wallet and its owner key),
+   * the keys above it, and the terms it was signed with. Null for every other key. Set when the
+   * agent is registered and never changed.
+   */
+  readonly agent: AgentGrant | null;
+}
+
+/** A limit of an agent's terms: a configured limit's name and the agent's value for it. */
+export interface AgentLimit {
+  readonly name: string;
+  readonly value: number;
+}
+
+/**
+ * The terms an agent was approved or delegated with, as signed (EIP-712 `ApproveAgent` /
+ * `Delegate`): scopes, symbols (`["*"]`: any), caps as decimal strings ("" = no cap), limits,
+ * and the expiry in epoch seconds.
+ */
+export interface AgentTerms {
+  readonly scopes: readonly string[];
+  readonly symbols: readonly string[];
+  readonly maxOrderNotional: string;
+  readonly maxOrderQuantity: string;
+  readonly maxOpenNotional: string;
+  readonly limits: readonly AgentLimit[];
+  readonly expiresAt: number;
+}
+
+/** An agent key's place in its chain of delegation (KeyRecord.agent). */
+export interface AgentGrant {
+  /** The owner wallet's EIP-55 address. */
+  readonly ownerAddress: string;
+  /** The owner key (algorithm `ethereum`) of that address and account. */
+  readonly ownerKey: string;
+  /** The agent key that delegated to this one, or null for an agent the owner approved. */
+  readonly parent: string | null;
+  /** The agent's public key as the chain names it: `ed25519:<base64url>` or `secp256k1:<0x hex>`. */
+  readonly agentKey: string;
+  /** The agent keys above this one, top first (empty for an approved agent; the owner key is `ownerKey`). */
+  readonly ancestors: readonly string[];
+  /** 1 for an approved agent, 2 for one it delegated to, and so on. */
+  readonly depth: number;
+  /** The terms of the link that registered this key. */
+  readonly terms: AgentTerms;
+  /** The EIP-712 digest of that link's message (0x + 64 hex). */
+  readonly digest: string;
+}
+
+/** The key directly above an agent: its parent, or the owner key for an approved agent. */
+export function agentAbove(grant: AgentGrant): string {
+  return grant.parent ?? grant.ownerKey;
+}
+
+/** Every key above an agent, the owner key first: what must be active for it to be usable. */
+export function agentChain(grant: AgentGrant): readonly string[] {
+  return [grant.ownerKey, ...grant.ancestors];
 }
 
 /**

@@ -64,4 +64,10 @@ export interface VerificationKey {
   readonly session: SessionClaims | null;
   /** The key's guardrails (its record's, compiled), or null when it has none. A session's are its key's. */
   readonly guardrails: CompiledGuardrails | null;
+  /**
+   * An agent key's chain (contract/keys.ts `agentChain`): the owner key and the agents above it,
+   * top first, each of which must be active for this key to be usable; null for other keys. A
+   * session's is its key's.
+   */
+  readonly chain: readonly string[] | null;
 }

@@ -251,6 +251,32 @@ const requestRefusals = {
   PASSKEY_NOT_FOUND: { status: 404, message: "No such passkey on this key." },
   PASSKEY_EXISTS: { status: 409, message: "This credential is already registered." },
   PASSKEY_LIMIT_REACHED: { status: 409, message: "This key has as many passkeys as it may have; remove one first." },
+  // --- wallet-owned accounts and agent keys (docs/wallets.md) ---------------------------------
+  WALLET_MESSAGE_MALFORMED: {
+    status: 400,
+    message: "The wallet message is not well formed: an EIP-4361 (SIWE) text or EIP-712 typed data of the documented type, with every required field.",
+  },
+  WALLET_SIGNATURE_INVALID: { status: 401, message: "The wallet signature does not verify over this message (EIP-191 / EIP-712), or was made by another key." },
+  WALLET_DOMAIN_MISMATCH: { status: 401, message: "The message's domain is not this venue's (wallets.domain)." },
+  WALLET_URI_MISMATCH: { status: 401, message: "The message's URI is not this venue's API origin (wallets.uri)." },
+  WALLET_CHAIN_MISMATCH: { status: 401, message: "The message's chain id is not the one this venue signs for (wallets.chainId)." },
+  WALLET_EXPIRED: {
+    status: 401,
+    message: "The message has expired, is not yet valid, or is valid for longer than a logon may be (at most 10 minutes after issuedAt); sign a new one.",
+  },
+  WALLET_NOT_YET_VALID: { status: 401, message: "The message is issued in the future (more than a minute ahead of the gateway's clock), or its Not Before has not come." },
+  WALLET_NONCE_REPLAYED: { status: 401, message: "This message's nonce was used already (or may have been): sign a new message with a new nonce." },
+  WALLET_UNKNOWN: { status: 401, message: "No active wallet owner key of this address (and account) is registered here." },
+  AGENT_SCOPE_FORBIDDEN: { status: 403, message: "An agent may hold only the read and trade scopes: never withdraw, transfer or admin." },
+  AGENT_WIDENED: {
+    status: 403,
+    message: "A link of the chain grants more than the key above it holds (scopes, symbols, caps, limits or expiry); every link may only narrow.",
+  },
+  AGENT_ALREADY_REGISTERED: { status: 409, message: "An agent with this derived id is already registered (revoked or not): sign a new approval with a new nonce." },
+  AGENT_LINK_REVOKED: { status: 409, message: "A key above the new agent (its owner key or a parent agent) is revoked, suspended or expired." },
+  AGENT_CHAIN_REVOKED: { status: 401, message: "A key above this agent key (its owner key or a parent agent) is no longer active." },
+  AGENT_CHAIN_BROKEN: { status: 400, message: "A delegation of the chain does not name the agent above it as its parent." },
+  AGENT_REVOKE_FORBIDDEN: { status: 403, message: "Only the owner wallet or an agent above it in the chain may revoke an agent." },
 
   // --- the authorizer's nginx auth_request protocol (docs/deploy/authorizer.md) ---------------
   AUTHORIZER_BODY_UNSEEN: {

@@ -21,6 +21,7 @@ import { type Forwarder, heldReleaser, heldRequestOf } from "./proxy.js";
 import { REFUSAL_HEADER, REFUSAL_KEY_INFO, RefusalTokens } from "./refusal-token.js";
 import { renderRefusal } from "./render.js";
 import { SessionEndpoints } from "./session-endpoints.js";
+import { WalletEndpoints } from "./wallet-endpoints.js";
 import { isProbe, serveProbe } from "./probes.js";
 import type { Readiness } from "../core/readiness.js";
 
@@ -68,6 +69,8 @@ export interface AuthorizerOptions {
   readonly bodyLimit?: number;
   readonly now?: () => number;
   readonly sessions?: SessionEndpoints;
+  /** Wallet logon, agent registration and revocation (docs/wallets.md); absent: not served. */
+  readonly wallets?: WalletEndpoints;
   readonly audit?: DecisionRecorder | undefined;
   /**
    * Stage 10. With `forwarder` (the config's `gateway.upstream`), the nginx protocol holds what the
@@ -329,6 +332,11 @@ export class Authorizer {
     const sessions = this.options.sessions;
     if (sessions !== undefined && SessionEndpoints.serves(path)) {
       await sessions.serve(req, res, requestId, "authorizer");
+      return;
+    }
+    const wallets = this.options.wallets;
+    if (wallets !== undefined && WalletEndpoints.serves(path)) {
+      await wallets.serve(req, res, requestId, "authorizer");
       return;
     }
     const operations = this.options.holds?.operations;

@@ -24,6 +24,7 @@ import type { PolicyDecider } from "../contract/policy.js";
 import { createHoldHook } from "../holds/hook.js";
 import type { HoldService } from "../holds/service.js";
 import { OperationEndpoints } from "./operation-endpoints.js";
+import { WalletEndpoints } from "./wallet-endpoints.js";
 import { HPKE_SUITE, type HpkeKeyring } from "../custody/hpke.js";
 
 export interface GatewayOptions {
@@ -40,6 +41,8 @@ export interface GatewayOptions {
   readonly now?: () => number;
   /** The session endpoints (logon, refresh, logout); without them those paths are not found. */
   readonly sessions?: SessionEndpoints;
+  /** Wallet logon, agent registration and revocation (docs/wallets.md); absent: not served. */
+  readonly wallets?: WalletEndpoints;
   /** WebSocket upgrades (websocket/proxy.ts); without it, an upgrade request is served as plain HTTP. */
   readonly websocket?: UpgradeHandler;
   /**
@@ -148,6 +151,11 @@ export class Gateway {
       const sessions = this.options.sessions;
       if (sessions !== undefined && SessionEndpoints.serves(url.split("?", 1)[0] ?? "")) {
         await sessions.serve(req, res, requestId);
+        return;
+      }
+      const wallets = this.options.wallets;
+      if (wallets !== undefined && WalletEndpoints.serves(url.split("?", 1)[0] ?? "")) {
+        await wallets.serve(req, res, requestId);
         return;
       }
       const operations = this.options.holds?.operations;

@@ -1,5 +1,5 @@
 import { grantedPermissions } from "../contract/permissions.js";
-import { idleExpiresAt } from "../contract/keys.js";
+import { agentChain, idleExpiresAt } from "../contract/keys.js";
 import { CidrSet } from "../net/ip.js";
 import { ALGORITHMS_FOR_KEY } from "../signatures/algorithms.js";
 import type { VerificationKey } from "../contract/verification-key.js";
@@ -28,6 +28,7 @@ export function compileKey(material: KeyMaterial, defaultWindowMs: number, idleE
     idle: idleAt === null || idleExpiryMs === null ? null : { expiresAt: idleAt, afterMs: idleExpiryMs },
     session: null,
     guardrails: compileGuardrails(record.guardrails),
+    chain: record.agent === null ? null : agentChain(record.agent),
   };
 }
 

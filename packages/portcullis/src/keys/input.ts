@@ -1,3 +1,4 @@
+import { getAddress, isAddress } from "viem";
 import { isScope } from "../contract/permissions.js";
 import { type JsonObject, PROTOTYPE_NAMES, isJsonObject, record, unknownMembers } from "../contract/json.js";
 import { type Result, invalid, ok } from "../errors/result.js";
@@ -5,6 +6,7 @@ import { CidrError, parseCidr } from "../net/ip.js";
 import { compareDecimal, formatDecimal, isZero, parseDecimal } from "../operations/decimal.js";
 import {
   DIALECTS,
+  type AgentTerms,
   type KeyGuardrails,
   DIALECT_ALGORITHMS,
   type Dialect,
@@ -329,6 +331,48 @@ export function mergeGuardrails(current: KeyGuardrails | null, patch: Guardrails
 }
 
 /**
+ * A wallet address as given (`0x` and 40 hex digits; mixed case must carry a valid EIP-55
+ * checksum), in its EIP-55 form; null when it is none.
+ */
+export function parseWalletAddress(v: unknown): string | null {
+  if (typeof v !== "string" || !/^0x[0-9a-fA-F]{40}$/.test(v) || !isAddress(v, { strict: true })) return null;
+  return getAddress(v);
+}
+
+/** What an agent's signed terms make of its key (docs/wallets.md): its guardrails and limits. */
+export interface AgentKeyTerms {
+  readonly guardrails: KeyGuardrails | null;
+  readonly limits: Record<string, number>;
+}
+
+/**
+ * Validates an agent's signed terms as key input, the same rules as any key's guardrails and
+ * limit overrides: symbols (`["*"]`: any), maxOrderNotional → maxNotional, maxOrderQuantity →
+ * maxQuantity, maxOpenNotional → maxOpenNotional ("" = no cap), limits `[{ name, value }]`.
+ * VALIDATION_FAILED names the terms' fields.
+ */
+export function parseAgentTerms(terms: AgentTerms): Result<AgentKeyTerms> {
+  const errors = record<string>();
+  const symbols = terms.symbols.length === 1 && terms.symbols[0] === "*" ? null : parseNameList([...terms.symbols], "symbols", SYMBOL_RE, "BTCUSDT,ETHUSDT", errors);
+  const maxNotional = terms.maxOrderNotional === "" ? null : parseCap(terms.maxOrderNotional, "maxOrderNotional", errors);
+  const maxQuantity = terms.maxOrderQuantity === "" ? null : parseCap(terms.maxOrderQuantity, "maxOrderQuantity", errors);
+  const maxOpenNotional = terms.maxOpenNotional === "" ? null : parseCap(terms.maxOpenNotional, "maxOpenNotional", errors);
+  const raw = record<number>();
+  for (const { name, value } of terms.limits) {
+    if (Object.hasOwn(raw, name)) errors.limits = `limit ${JSON.stringify(name)} given twice`;
+    raw[name] = value;
+  }
+  let limits = record<number>();
+  if (terms.limits.length > 0) {
+    const parsed = parseLimitOverrides(raw);
+    if (parsed.ok) limits = parsed.value;
+    else Object.assign(errors, parsed.fields);
+  }
+  const guardrails = orNone({ ...NO_GUARDRAILS, symbols, maxNotional, maxQuantity, maxOpenNotional });
+  return resultOf(errors, "invalid agent terms", { guardrails, limits });
+}
+
+/**
  * Validates raw input (a parsed JSON object or CLI options). `expires` may be an ISO-8601
  * timestamp, epoch ms, or a duration such as "30d" relative to `now`.
  */
@@ -361,6 +405,19 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
   if (o.publicKey !== undefined) {
     if (typeof o.publicKey !== "string") errors.publicKey = "a PEM or JWK text";
     else publicKey = o.publicKey;
+  }
+  // A wallet owner key (docs/wallets.md): its credential is the wallet's address.
+  if (o.wallet !== undefined) {
+    const address = parseWalletAddress(o.wallet);
+    if (address === null) errors.wallet = "a wallet address: 0x and 40 hex digits (mixed case must be a valid EIP-55 checksum)";
+    else if (publicKey !== undefined) errors.wallet = "give a wallet or a public key, not both";
+    else if (algorithm !== undefined && algorithm !== "ethereum") errors.wallet = `a wallet owner key is of algorithm ethereum, not ${algorithm}`;
+    else {
+      algorithm = "ethereum";
+      publicKey = address;
+    }
+  } else if (algorithm === "ethereum") {
+    errors.algorithm = "an ethereum key is a wallet owner key: give its address as wallet";
   }
   if (algorithm !== undefined && algorithm !== "hmac-sha256" && publicKey === undefined) {
     errors.publicKey = `required for ${algorithm} keys: the server stores only your public key`;
@@ -464,6 +521,7 @@ export function parseCreateKeyInput(raw: unknown, now: number): Result<CreateKey
 }
 
 const CREATE_FIELDS: ReadonlySet<string> = new Set([
+  "wallet",
   "account",
   "subAccount",
   "label",

@@ -2,11 +2,11 @@ import { createPublicKey, createSecretKey, randomBytes, type KeyObject } from "n
 import { type Envelope, PASSPHRASE_PURPOSE, SECRET_PURPOSE, retryUnderActiveKek } from "../custody/envelope.js";
 import { PortcullisError } from "../errors/catalogue.js";
 import { maxLimit } from "../limits/gcra.js";
-import type { DurableStore, KeyChange, KeyPatch, KeyRow, TransitionResult } from "../storage/types.js";
+import type { AgentInsert, DurableStore, KeyChange, KeyPatch, KeyRow, TransitionResult } from "../storage/types.js";
 import { type Environment, generateKeyId } from "../contract/ids.js";
-import { type CreateKeyInput, type RotateKeyInput, type UpdateKeyInput, mergeGuardrails } from "./input.js";
+import { type CreateKeyInput, type RotateKeyInput, type UpdateKeyInput, mergeGuardrails, parseWalletAddress } from "./input.js";
 import { importPublicKey } from "./material.js";
-import { DIALECT_ALGORITHMS, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "../contract/keys.js";
+import { type AgentGrant, DIALECT_ALGORITHMS, type KeyGuardrails, type Dialect, type KeyAlgorithm, type KeyRecord, type KeyStatus, type KeyView, toView } from "../contract/keys.js";
 import type { KeyRisk } from "../contract/behaviour.js";
 import { hashPassphrase } from "./passphrase.js";
 
@@ -29,6 +29,22 @@ export interface KeyServiceOptions {
   readonly limitWindows?: ReadonlyMap<string, number>;
   /** Idle expiry of unrestricted trading keys (contract/keys.ts), shown in key views; null or unset: off. */
   readonly idleExpiryMs?: number | null;
+}
+
+/** An agent key to register (KeyService.registerAgents): validated terms, a derived id. */
+export interface AgentKeyInput {
+  /** The derived id (docs/wallets.md). */
+  readonly id: string;
+  readonly account: string;
+  readonly label: string;
+  /** The agent's public key: SPKI PEM, or a secp256k1 point in hex (keys/material.ts). */
+  readonly publicKey: string;
+  readonly scopes: readonly string[];
+  readonly guardrails: KeyGuardrails | null;
+  readonly limits: Readonly<Record<string, number>>;
+  /** Epoch ms. */
+  readonly expiresAt: number;
+  readonly grant: AgentGrant;
 }
 
 export interface CreatedKey {
@@ -169,6 +185,7 @@ export class KeyService {
         owner: input.owner,
         guardrails: input.guardrails,
         certThumbprint: input.certThumbprint,
+        agent: null,
         ...newKeyState(now, null),
       };
       const change: KeyChange = {
@@ -193,7 +210,12 @@ export class KeyService {
     let publicKey: string | null = null;
     let secret: string | null = null;
     let secretEnvelope: Buffer | null = null;
-    if (publicKeyText !== undefined) {
+    if (requested === "ethereum") {
+      // A wallet owner key: the address, validated and checksummed by keys/input.ts.
+      const address = parseWalletAddress(publicKeyText);
+      if (address === null) throw new PortcullisError("VALIDATION_FAILED", "a wallet owner key needs the wallet's address", { wallet: "required" });
+      publicKey = address;
+    } else if (publicKeyText !== undefined) {
       const imported = importPublicKey(publicKeyText, requested);
       algorithm = imported.algorithm;
       publicKey = imported.pem;
@@ -230,8 +252,87 @@ export class KeyService {
     return rows.map((r) => toView(stripSecret(r), now, this.idleExpiryMs));
   }
 
-  revoke(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
-    return this.transition(id, ["active", "suspended"], "revoked", "revoke", actor, reason);
+  /**
+   * Revokes a key and every agent key below it (docs/wallets.md): an owner key's agents, an
+   * agent's delegates, and theirs, in one transaction, each change audited. The one revoke path:
+   * the admin API, the CLI, the behaviour stage's responder and the wallet endpoints all come here.
+   */
+  async revoke(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
+    return (await this.revokeTree(id, actor, reason)).key;
+  }
+
+  /** `revoke`, answering the keys revoked below the key too. */
+  async revokeTree(id: string, actor: string, reason: string | null = null): Promise<{ readonly key: KeyView; readonly below: readonly KeyView[] }> {
+    const now = this.now();
+    const result = await this.store.keys.revokeTree(id, ["active", "suspended"], reason, { action: "revoke", actor, at: now, detail: reason === null ? {} : { reason } });
+    if (!result.ok) return { key: this.viewOf(result, "revoke", now), below: [] };
+    return { key: toView(stripSecret(result.row), now, this.idleExpiryMs), below: result.below.map((r) => toView(stripSecret(r), now, this.idleExpiryMs)) };
+  }
+
+  /** The wallet owner keys of `address` (EIP-55), any status, oldest first. */
+  async wallets(address: string): Promise<KeyView[]> {
+    const now = this.now();
+    return (await this.store.keys.wallets(address)).map((r) => toView(stripSecret(r), now, this.idleExpiryMs));
+  }
+
+  /** The keys directly below `id` (agents it approved or delegated to). */
+  async children(id: string): Promise<KeyView[]> {
+    const now = this.now();
+    return (await this.store.keys.children(id)).map((r) => toView(stripSecret(r), now, this.idleExpiryMs));
+  }
+
+  /**
+   * Registers agent keys (docs/wallets.md), the links of one chain top first, in one transaction:
+   * every key of `active` (the owner key and the links already registered above) must be active,
+   * else AGENT_LINK_REVOKED; an id that exists (revoked or not) is AGENT_ALREADY_REGISTERED.
+   * The caller verified the chain's signatures and terms.
+   */
+  async registerAgents(agents: readonly AgentKeyInput[], active: readonly string[], actor: string): Promise<KeyView[]> {
+    const now = this.now();
+    const rows: AgentInsert[] = agents.map((a) => {
+      this.checkLimitNames(a.limits);
+      const imported = importPublicKey(a.publicKey, undefined);
+      const row: KeyRow = {
+        id: a.id,
+        environment: this.environment,
+        account: a.account,
+        subAccount: null,
+        label: a.label,
+        algorithm: imported.algorithm,
+        publicKey: imported.pem,
+        secretEnvelope: null,
+        scopes: a.scopes,
+        ipAllowlist: [],
+        dialects: ["native"],
+        expiresAt: a.expiresAt,
+        windowMs: null,
+        passphraseHash: null,
+        passphraseEnvelope: null,
+        limits: a.limits,
+        sessionTtlMs: null,
+        sessionBindAddress: false,
+        maxAgeMs: null,
+        operator: false,
+        owner: null,
+        guardrails: a.guardrails,
+        certThumbprint: null,
+        agent: a.grant,
+        ...newKeyState(now, null),
+      };
+      const change: KeyChange = {
+        action: "create",
+        actor,
+        at: now,
+        detail: { account: a.account, algorithm: imported.algorithm, scopes: a.scopes, ipAllowlist: [], agent: { ownerAddress: a.grant.ownerAddress, ownerKey: a.grant.ownerKey, parent: a.grant.parent, depth: a.grant.depth, digest: a.grant.digest }, ...(a.guardrails === null ? {} : { guardrails: a.guardrails }) },
+      };
+      return { row, change };
+    });
+    const result = await this.store.keys.insertAgents(rows, active);
+    if (!result.ok) {
+      if (result.reason === "exists") throw new PortcullisError("AGENT_ALREADY_REGISTERED", `agent ${result.id} is already registered`);
+      throw new PortcullisError("AGENT_LINK_REVOKED", `key ${result.id} above the new agent is not active`);
+    }
+    return rows.map(({ row }) => toView(stripSecret(row), now, this.idleExpiryMs));
   }
 
   suspend(id: string, actor: string, reason: string | null = null): Promise<KeyView> {
@@ -349,6 +450,8 @@ export class KeyService {
     if (old === undefined) throw new PortcullisError("KEY_NOT_FOUND");
     if (old.rotatedTo !== null) throw new PortcullisError("KEY_STATE_CONFLICT", `this key was already rotated (to ${old.rotatedTo})`);
     if (old.status === "revoked") throw new PortcullisError("KEY_STATE_CONFLICT", "cannot rotate a key that is revoked");
+    // An owner key is its wallet's address; an agent key is registered by signatures (docs/wallets.md).
+    if (old.algorithm === "ethereum" || old.agent !== null) throw new PortcullisError("KEY_STATE_CONFLICT", "a wallet owner key or an agent key cannot be rotated: register a new agent instead");
     if (old.algorithm !== "hmac-sha256" && input.publicKey === undefined) {
       throw new PortcullisError("VALIDATION_FAILED", "rotating an asymmetric key needs the successor's public key (you keep its private half)", { publicKey: "required" });
     }
@@ -413,7 +516,8 @@ export class KeyService {
         plaintext.fill(0);
       }
     }
-    if (row.publicKey !== null) publicKey = createPublicKey(row.publicKey);
+    // A wallet owner key's "public key" is its address: it verifies no HTTP signature.
+    if (row.publicKey !== null && row.algorithm !== "ethereum") publicKey = createPublicKey(row.publicKey);
     return { record: stripSecret(row), hmacKey, hmacKeyDecoded, publicKey, passphraseHash: await this.passphraseHashOf(row) };
   }
 

@@ -21,6 +21,7 @@ import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import { PasskeyService, listenerOrigin } from "../sessions/passkeys.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
+import { walletEndpoints } from "../gateway/wallet-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
 import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
 import type { PolicyDecider } from "../contract/policy.js";
@@ -247,6 +248,8 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     const websocket = webSocketProxy(config, core, identity, data.environment, logger, { policy: decider, service: holds });
     const upstream = config.gateway.upstream;
     const forwarder = upstream === null ? null : new Forwarder({ upstream, timeoutMs: config.gateway.upstreamTimeoutMs });
+    // Wallet logon and agents (docs/wallets.md): with a wallets section, and sessions to log on to.
+    const wallets = config.wallets === null || sessions === undefined ? null : walletEndpoints(core, config.wallets, config.limits.specs);
     gateway = config.gateway.mode === "authorizer" ? new Authorizer({
       pipeline: core.pipeline,
       tls: tls.gateway ?? undefined,
@@ -256,6 +259,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       bodyLimit: config.gateway.bodyLimit,
       scheme: config.gateway.scheme,
       ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
+      ...(wallets === null ? {} : { wallets }),
       audit: core.audit,
       holds: { policy: decider, service: holds, operations: new OperationEndpoints(core, holds), forwarder },
       readiness,
@@ -269,6 +273,7 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
       bodyLimit: config.gateway.bodyLimit,
       scheme: config.gateway.scheme,
       ...(sessions === undefined ? {} : { sessions: new SessionEndpoints(core) }),
+      ...(wallets === null ? {} : { wallets }),
       audit: core.audit,
       // The operations endpoint is served whether or not a policy holds anything here: an
       // operation held by another gateway process on the same data directory is readable too.

@@ -248,6 +248,8 @@ export class SessionAuthority {
       session: session.claims,
       // The key's guardrails: a session narrows scopes, never loosens what the key may carry.
       guardrails: parent.guardrails,
+      // An agent's session stops with its chain (docs/wallets.md).
+      chain: parent.chain,
     };
     session.parent = parent;
     session.view = view;

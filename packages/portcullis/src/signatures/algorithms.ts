@@ -8,6 +8,8 @@ export const ALGORITHMS_FOR_KEY: Record<KeyAlgorithm, readonly NativeAlgorithm[]
   "ecdsa-p256": ["ecdsa-p256-sha256"],
   rsa: ["rsa-pss-sha512", "rsa-v1_5-sha256"],
   secp256k1: ["ecdsa-secp256k1-sha256"],
+  // A wallet owner key signs no HTTP request: it logs on (EIP-4361 / EIP-712) for a session.
+  ethereum: [],
 };
 
 const HMAC_SHA256_LEN = 32;

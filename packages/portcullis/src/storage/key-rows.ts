@@ -1,6 +1,6 @@
 import type { Environment } from "../contract/ids.js";
 import type { KeyRisk } from "../contract/behaviour.js";
-import type { Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../contract/keys.js";
+import type { AgentGrant, Dialect, KeyAlgorithm, KeyGuardrails, KeyStatus } from "../contract/keys.js";
 import type { KeyPatch, KeyRow } from "./types.js";
 
 /**
@@ -42,6 +42,7 @@ export interface KeyRowColumns<I, B> {
   guardrails: string | null;
   risk: string | null;
   cert_thumbprint: string | null;
+  agent: string | null;
 }
 
 /** How a store's integers and flags arrive. */
@@ -87,6 +88,7 @@ export function keyRowFromColumns<I, B>(r: KeyRowColumns<I, B>, types: ColumnTyp
     guardrails: r.guardrails === null ? null : storedGuardrails(r.guardrails),
     risk: r.risk === null ? null : (JSON.parse(r.risk) as KeyRisk),
     certThumbprint: r.cert_thumbprint,
+    agent: r.agent === null ? null : (JSON.parse(r.agent) as AgentGrant),
   };
 }
 

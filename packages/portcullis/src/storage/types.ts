@@ -106,7 +106,37 @@ export interface KeyStore {
   rotate(id: string, successor: KeyRow, predecessorExpiresAt: number, change: KeyChange, created: KeyChange): Promise<RotationResult>;
   /** Records last-use times, batched off the request path. */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
+  /** The wallet owner keys (algorithm `ethereum`) of `address` (EIP-55), any status, oldest first (docs/wallets.md). */
+  wallets(address: string): Promise<KeyRow[]>;
+  /** The keys directly below `id`: agents it approved (an owner key) or delegated to (an agent). */
+  children(id: string): Promise<KeyRow[]>;
+  /**
+   * Agent registration, in one transaction: every key of `active` must exist with status active
+   * (else `inactive`, naming the first that is not), then `rows` are inserted in order with their
+   * changes (an id that exists: `exists`). Nothing is written unless all of it is.
+   */
+  insertAgents(rows: readonly AgentInsert[], active: readonly string[]): Promise<AgentInsertResult>;
+  /**
+   * Revokes `id` if its status is one of `from`, and every key below it (children, their children…)
+   * that is not revoked yet, in one transaction, each with its change record (`change` for the
+   * key, `change` with `detail.cascade = id` for those below) and its held operations cancelled.
+   */
+  revokeTree(id: string, from: readonly KeyStatus[], reason: string | null, change: KeyChange): Promise<TreeRevokeResult>;
 }
+
+/** A key to insert with its change record (KeyStore.insertAgents). */
+export interface AgentInsert {
+  readonly row: KeyRow;
+  readonly change: KeyChange;
+}
+
+export type AgentInsertResult =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly reason: "inactive" | "exists"; readonly id: string };
+
+export type TreeRevokeResult =
+  | { readonly ok: true; readonly row: KeyRow; readonly below: readonly KeyRow[] }
+  | { readonly ok: false; readonly reason: "not-found" | "conflict"; readonly current?: KeyStatus };
 
 /** Ids of keys that changed, in commit order, for cache eviction across processes. */
 export interface ChangeFeed {

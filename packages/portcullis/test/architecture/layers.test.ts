@@ -28,7 +28,7 @@ const LAYERS: readonly (readonly string[])[] = [
   /* 4 */ ["storage", "policy", "behaviour"],
   /* 5 */ ["custody"],
   /* 6 */ ["keys", "dialects", "governance"],
-  /* 7 */ ["sessions", "holds", "anomaly", "exposure"],
+  /* 7 */ ["sessions", "holds", "anomaly", "exposure", "wallets"],
   /* 8 */ ["pipeline"],
   /* 9 */ ["core"],
   /* 10 */ ["gateway", "metrics"],

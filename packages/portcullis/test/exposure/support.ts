@@ -64,6 +64,7 @@ export function key(over: Partial<KeyRecord> = {}): KeyRecord {
     guardrails: null,
     risk: null,
     certThumbprint: null,
+    agent: null,
     ...over,
   };
 }

@@ -761,6 +761,7 @@ describe.runIf(runPg)("PostgreSQL store: migrations, the feed's connection, the 
       { version: 6, name: "approvers and held operations" },
       { version: 7, name: "key search index" },
       { version: 8, name: "passkeys" },
+      { version: 9, name: "wallet owners and agent keys" },
       { version: 10, name: "hpke keys" },
     ]);
     // Opening again applies nothing and keeps the data.

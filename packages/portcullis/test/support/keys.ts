@@ -39,6 +39,7 @@ export function keyRecord(overrides: Partial<KeyRecord> = {}): KeyRecord {
     guardrails: null,
     risk: null,
     certThumbprint: null,
+    agent: null,
     ...overrides,
   };
 }

@@ -79,6 +79,7 @@ export const KEY = s.ref(
     operator: s.boolean(),
     owner: s.nullable(s.string()),
     guardrails: s.nullable(s.openObject({})),
+    agent: s.optional(s.nullable(s.openObject({ ownerAddress: s.string(), ownerKey: s.string(), parent: s.nullable(s.string()), ancestors: s.array(s.string()), depth: s.integer(), terms: s.openObject({}), digest: s.string() }))),
     secret: s.optional(s.string({ description: "the HMAC secret: in the answer to a creation or rotation only" })),
   }),
 );

@@ -152,25 +152,87 @@ export function keyStage(options: KeyStageOptions): Stage {
     return keys.load(keyId).then((key) => checkSession(ctx, sessions, session, key), loadFailed);
   };
 
+  /**
+   * An agent key's chain (docs/wallets.md): the owner key and every agent above it must be active,
+   * else AGENT_CHAIN_REVOKED. A revoke cascades down in the store (permanent); this makes it
+   * immediate, even against a registration racing a revoke. A few lookups in the key cache when
+   * the chain is cached (it is after the first request); a link not cached is loaded, or during an
+   * outage of the store taken as cached before it, or refused.
+   */
+  const aboveDenial = (above: VerificationKey | null, id: string, now: number): Denial | undefined => {
+    if (above === null) return deny("AGENT_CHAIN_REVOKED", `${id} is unknown`);
+    const record = above.record;
+    if (record.status !== "active") return deny("AGENT_CHAIN_REVOKED", `${id} is ${record.status}`);
+    if (record.expiresAt !== null && record.expiresAt <= now) return deny("AGENT_CHAIN_REVOKED", `${id} has expired`);
+    return undefined;
+  };
+  const chainFrom = async (ctx: RequestContext, chain: readonly string[], from: number): Promise<Denial | undefined> => {
+    for (let i = from; i < chain.length; i++) {
+      const id = chain[i] as string;
+      let above: VerificationKey | null | undefined = keys.peek(id);
+      if (above === undefined) {
+        try {
+          above = await keys.load(id);
+        } catch (err) {
+          ctx.key = null;
+          return loadFailed(err);
+        }
+      }
+      const denial = aboveDenial(above, id, ctx.now);
+      if (denial !== undefined) {
+        ctx.key = null;
+        return denial;
+      }
+    }
+    return undefined;
+  };
+  const checkChain = (ctx: RequestContext): StageAnswer => {
+    const chain = ctx.key?.chain;
+    if (chain === null || chain === undefined) return undefined;
+    const since = availability === null ? null : availability.outageSince;
+    for (let i = 0; i < chain.length; i++) {
+      const id = chain[i] as string;
+      const above = since === null ? keys.peek(id) : keys.cached(id);
+      if (above === undefined) {
+        if (since === null) return chainFrom(ctx, chain, i);
+        ctx.key = null;
+        return deny("KEY_STORE_UNAVAILABLE", "the durable store is out and a key above the agent is not cached");
+      }
+      const denial = aboveDenial(above, id, ctx.now);
+      if (denial !== undefined) {
+        ctx.key = null;
+        return denial;
+      }
+    }
+    return undefined;
+  };
+  const withChain = (ctx: RequestContext, answer: StageAnswer): StageAnswer => {
+    if (answer === undefined) return checkChain(ctx);
+    if (answer instanceof Promise) return answer.then((denial) => denial ?? checkChain(ctx));
+    return answer;
+  };
+
+  const lookup = (ctx: RequestContext): StageAnswer => {
+    const id = ctx.keyId ?? "";
+    if (isSessionToken(id)) return sessionKey(ctx, id);
+    const since = availability === null ? null : availability.outageSince;
+    if (since === null) {
+      const cached = keys.peek(id);
+      if (cached !== undefined) return checkKey(ctx, cached);
+    }
+    const parsed = parseKeyId(id);
+    if (parsed === null) return deny("KEY_ID_MALFORMED");
+    if (parsed.kind !== "key") return deny("KEY_UNKNOWN", "session ids are not API keys");
+    if (parsed.environment !== environment) return deny("KEY_ENVIRONMENT_MISMATCH");
+    if (since !== null) {
+      const key = duringOutage(ctx, id, since);
+      return isDenial(key) ? key : checkKey(ctx, key);
+    }
+    return keys.load(id).then((key) => checkKey(ctx, key), loadFailed);
+  };
+
   return {
     name: "key",
-    run(ctx) {
-      const id = ctx.keyId ?? "";
-      if (isSessionToken(id)) return sessionKey(ctx, id);
-      const since = availability === null ? null : availability.outageSince;
-      if (since === null) {
-        const cached = keys.peek(id);
-        if (cached !== undefined) return checkKey(ctx, cached);
-      }
-      const parsed = parseKeyId(id);
-      if (parsed === null) return deny("KEY_ID_MALFORMED");
-      if (parsed.kind !== "key") return deny("KEY_UNKNOWN", "session ids are not API keys");
-      if (parsed.environment !== environment) return deny("KEY_ENVIRONMENT_MISMATCH");
-      if (since !== null) {
-        const key = duringOutage(ctx, id, since);
-        return isDenial(key) ? key : checkKey(ctx, key);
-      }
-      return keys.load(id).then((key) => checkKey(ctx, key), loadFailed);
-    },
+    run: (ctx) => withChain(ctx, lookup(ctx)),
   };
 }

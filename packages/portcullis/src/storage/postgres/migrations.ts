@@ -385,6 +385,18 @@ export const postgresMigrations: readonly PostgresMigration[] = [
     `,
   },
   {
+    version: 9,
+    name: "wallet owners and agent keys",
+    sql: `
+      -- SQLite's migration 19 (docs/wallets.md): an agent key's grant as JSON text (contract/keys.ts
+      -- AgentGrant), NULL for other keys; the owner key of a wallet by its address; the keys
+      -- directly below a key (its parent, or the owner key), which a revoke walks down.
+      ALTER TABLE keys ADD COLUMN agent TEXT;
+      CREATE INDEX keys_wallet ON keys (public_key) WHERE algorithm = 'ethereum';
+      CREATE INDEX keys_agent_above ON keys ((COALESCE(agent::jsonb ->> 'parent', agent::jsonb ->> 'ownerKey'))) WHERE agent IS NOT NULL;
+    `,
+  },
+  {
     version: 10,
     name: "hpke keys",
     sql: `

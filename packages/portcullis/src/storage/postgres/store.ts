@@ -42,7 +42,7 @@ import { PostgresPasskeys } from "./passkeys.js";
 import { PostgresHpkeKeys } from "./hpke.js";
 import { PostgresHolds } from "./holds.js";
 import { Availability } from "../availability.js";
-import type { StoreAvailability } from "../types.js";
+import type { AgentInsert, AgentInsertResult, StoreAvailability, TreeRevokeResult } from "../types.js";
 import { DurableStoreUnavailable, guardPool, isConnectionError } from "./unavailable.js";
 
 /** What a query runs on: the pool, or a client inside a transaction. */
@@ -137,9 +137,12 @@ const asFlag = (v: boolean): boolean => v;
 const INSERT_KEY = `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
     scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
     last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-    rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk, cert_thumbprint)
+    rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk, cert_thumbprint, agent)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-    $25, $26, $27, $28, $29, $30, $31, $32, $33)`;
+    $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)`;
+
+/** The key directly above an agent (contract/keys.ts agentAbove), as migration 9's index has it. */
+const AGENT_ABOVE_SQL = "COALESCE(agent::jsonb ->> 'parent', agent::jsonb ->> 'ownerKey')";
 
 function insertValues(row: KeyRow): unknown[] {
   return [
@@ -176,6 +179,7 @@ function insertValues(row: KeyRow): unknown[] {
     row.guardrails === null ? null : JSON.stringify(row.guardrails),
     row.risk === null ? null : JSON.stringify(row.risk),
     row.certThumbprint,
+    row.agent === null ? null : JSON.stringify(row.agent),
   ];
 }
 
@@ -537,6 +541,78 @@ export class PostgresStore implements DurableStore, KeyStore, ChangeFeed, MetaSt
     const current = rows[0];
     if (current === undefined) return { ok: false, reason: "not-found" };
     return { ok: false, reason: "conflict", current: current.status as KeyStatus };
+  }
+
+  // --- wallet owners and agents (migration 9; docs/wallets.md) -----------------------------------
+
+  async wallets(address: string): Promise<KeyRow[]> {
+    const { rows } = await this.pool.query<KeyRowSql>("SELECT * FROM keys WHERE algorithm = 'ethereum' AND public_key = $1 ORDER BY created_at, id", [address]);
+    return rows.map(fromSql);
+  }
+
+  async children(id: string): Promise<KeyRow[]> {
+    const { rows } = await this.pool.query<KeyRowSql>(`SELECT * FROM keys WHERE agent IS NOT NULL AND ${AGENT_ABOVE_SQL} = $1 ORDER BY id`, [id]);
+    return rows.map(fromSql);
+  }
+
+  async insertAgents(rows: readonly AgentInsert[], active: readonly string[]): Promise<AgentInsertResult> {
+    try {
+      return await this.feedTx(async (client, seqs): Promise<AgentInsertResult> => {
+        // The links above, locked: a revoke of one waits for this registration, or this sees it.
+        for (const id of active) {
+          const { rows: found } = await client.query<{ status: string }>("SELECT status FROM keys WHERE id = $1 FOR SHARE", [id]);
+          if (found[0]?.status !== "active") return { ok: false, reason: "inactive", id };
+        }
+        for (const { row } of rows) {
+          const { rows: found } = await client.query("SELECT 1 FROM keys WHERE id = $1", [row.id]);
+          if (found.length > 0) return { ok: false, reason: "exists", id: row.id };
+        }
+        for (const { row, change } of rows) await this.insertRow(client, row, change, seqs);
+        return { ok: true };
+      });
+    } catch (err) {
+      // A registration of the same id that committed meanwhile: its primary key refused this one
+      // (and rolled it all back). Single use, as if it had been seen above.
+      const { code, constraint } = err as { code?: unknown; constraint?: unknown };
+      if (code === "23505" && constraint === "keys_pkey") {
+        for (const { row } of rows) if ((await this.get(row.id)) !== undefined) return { ok: false, reason: "exists", id: row.id };
+      }
+      throw err;
+    }
+  }
+
+  async revokeTree(id: string, from: readonly KeyStatus[], reason: string | null, change: KeyChange): Promise<TreeRevokeResult> {
+    return this.feedTx(async (client, seqs): Promise<TreeRevokeResult> => {
+      const revoke = async (keyId: string, states: readonly KeyStatus[], record: KeyChange): Promise<KeyRowSql | undefined> => {
+        const { rows } = await client.query<KeyRowSql>(
+          `UPDATE keys SET status = 'revoked', status_reason = $1, updated_at = $2, revision = revision + 1, session_epoch = session_epoch + 1
+           WHERE id = $3 AND status = ANY($4::text[]) RETURNING *`,
+          [reason, record.at, keyId, [...states]],
+        );
+        const row = rows[0];
+        if (row === undefined) return undefined;
+        await this.holds.cancelForKey(client, keyId, "revoked", record.at, record.actor);
+        await this.recordChange(client, keyId, record, "revoked", seqs);
+        return row;
+      };
+      const top = await revoke(id, from, change);
+      if (top === undefined) {
+        const why = await this.whyNot(client, id);
+        return why.ok ? { ok: false, reason: "conflict" } : why;
+      }
+      const below: KeyRow[] = [];
+      const cascade: KeyChange = { ...change, detail: { ...change.detail, cascade: id } };
+      const queue = [id];
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        const { rows } = await client.query<{ id: string }>(`SELECT id FROM keys WHERE agent IS NOT NULL AND ${AGENT_ABOVE_SQL} = $1 ORDER BY id`, [next]);
+        for (const child of rows) {
+          queue.push(child.id);
+          const row = await revoke(child.id, ["active", "suspended"], cascade);
+          if (row !== undefined) below.push(fromSql(row));
+        }
+      }
+      return { ok: true, row: fromSql(top), below };
+    });
   }
 
   async rotate(id: string, successor: KeyRow, predecessorExpiresAt: number, change: KeyChange, created: KeyChange): Promise<RotationResult> {

@@ -444,6 +444,21 @@ export const migrations: readonly Migration[] = [
     `,
   },
   {
+    version: 19,
+    name: "wallet owners and agent keys",
+    sql: `
+      -- Wallet-owned accounts (docs/wallets.md). An agent key's grant: JSON (contract/keys.ts
+      -- AgentGrant: the owner address and owner key, the parent, the ancestors, the depth, the
+      -- signed terms, the link's EIP-712 digest), NULL for every other key.
+      ALTER TABLE keys ADD COLUMN agent TEXT;
+      -- The owner key of a wallet, by its EIP-55 address (algorithm ethereum: public_key holds it).
+      CREATE INDEX keys_wallet ON keys (public_key) WHERE algorithm = 'ethereum';
+      -- The keys directly below a key (its parent, or the owner key for an approved agent): a
+      -- revoke walks them down (storage KeyStore.revokeTree). The expression is AGENT_ABOVE_SQL's.
+      CREATE INDEX keys_agent_above ON keys (COALESCE(json_extract(agent, '$.parent'), json_extract(agent, '$.ownerKey'))) WHERE agent IS NOT NULL;
+    `,
+  },
+  {
     version: 20,
     name: "hpke keys",
     sql: `

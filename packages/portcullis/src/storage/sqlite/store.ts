@@ -3,7 +3,7 @@ import { OperatorError } from "../../errors/catalogue.js";
 import { chmodSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { ReservationStore } from "../../replay/reservations.js";
-import type { ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
+import type { AgentInsert, AgentInsertResult, TreeRevokeResult, ChangeFeed, DurableStore, EndedSessionStore, EnvelopeReplacement, EnvelopeStore, HeldEnvelopeColumn, HeldEnvelopes, KeyChange, KeyEnvelopes, KeyListFilter, KeyPatch, KeyRow, KeyStore, MetaStore, RotationResult, TransitionResult } from "../types.js";
 // The policy's stores (migration 11): a line of its own, so the wiring stays apart from the keys'.
 import type { AddressStore, PolicyStore, SpendStore } from "../types.js";
 import { ENVELOPE_META_PREFIXES, KEK_FLOOR_META, envelopeKekVersion, metaEnvelopeKekVersion, parseKekFloor } from "../kek-floor.js";
@@ -27,6 +27,9 @@ import type { BehaviourStateStore } from "../types.js";
 type KeyRowSql = KeyRowColumns<number, number>;
 
 const SQLITE_TYPES: ColumnTypes<number, number> = { int: (v) => v, flag: (v) => v === 1 };
+
+/** The key directly above an agent (contract/keys.ts agentAbove), as migration 19's index has it. */
+const AGENT_ABOVE_SQL = "COALESCE(json_extract(agent, '$.parent'), json_extract(agent, '$.ownerKey'))";
 
 function fromSql(r: KeyRowSql): KeyRow {
   return keyRowFromColumns(r, SQLITE_TYPES);
@@ -146,11 +149,11 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
         `INSERT INTO keys (id, environment, account, sub_account, label, algorithm, public_key, secret_envelope,
            scopes, ip_allowlist, dialects, expires_at, window_ms, status, status_reason, created_at, updated_at,
            last_used_at, revision, passphrase_hash, limits, session_epoch, session_ttl_ms, session_bind_address,
-           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk, cert_thumbprint)
+           rotated_from, rotated_to, max_age_ms, passphrase_envelope, operator, owner, guardrails, risk, cert_thumbprint, agent)
          VALUES (@id, @environment, @account, @subAccount, @label, @algorithm, @publicKey, @secretEnvelope,
            @scopes, @ipAllowlist, @dialects, @expiresAt, @windowMs, @status, @statusReason, @createdAt, @updatedAt,
            @lastUsedAt, @revision, @passphraseHash, @limits, @sessionEpoch, @sessionTtlMs, @sessionBindAddress,
-           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails, @risk, @certThumbprint)`,
+           @rotatedFrom, @rotatedTo, @maxAgeMs, @passphraseEnvelope, @operator, @owner, @guardrails, @risk, @certThumbprint, @agent)`,
       ),
       insertChange: {
         run: (keyId, action, actor, at, detail) => {
@@ -222,8 +225,71 @@ export class SqliteStore implements DurableStore, KeyStore, ChangeFeed, MetaStor
       operator: row.operator ? 1 : 0,
       guardrails: row.guardrails === null ? null : JSON.stringify(row.guardrails),
       risk: row.risk === null ? null : JSON.stringify(row.risk),
+      agent: row.agent === null ? null : JSON.stringify(row.agent),
     });
     this.recordChange(row.id, change);
+  }
+
+  // --- wallet owners and agents (migration 19; docs/wallets.md) ----------------------------------
+
+  wallets(address: string): Promise<KeyRow[]> {
+    const rows = this.db.prepare<[string], KeyRowSql>("SELECT * FROM keys WHERE algorithm = 'ethereum' AND public_key = ? ORDER BY created_at, id").all(address);
+    return Promise.resolve(rows.map(fromSql));
+  }
+
+  children(id: string): Promise<KeyRow[]> {
+    return Promise.resolve(this.childRows(id).map(fromSql));
+  }
+
+  private childRows(id: string): KeyRowSql[] {
+    return this.db.prepare<[string], KeyRowSql>(`SELECT * FROM keys WHERE agent IS NOT NULL AND ${AGENT_ABOVE_SQL} = ? ORDER BY id`).all(id);
+  }
+
+  insertAgents(rows: readonly AgentInsert[], active: readonly string[]): Promise<AgentInsertResult> {
+    const result = this.db.transaction((): AgentInsertResult => {
+      for (const id of active) {
+        if (this.stmts.get.get(id)?.status !== "active") return { ok: false, reason: "inactive", id };
+      }
+      for (const { row } of rows) {
+        if (this.stmts.get.get(row.id) !== undefined) return { ok: false, reason: "exists", id: row.id };
+      }
+      for (const { row, change } of rows) this.insertRow(row, change);
+      return { ok: true };
+    }).immediate();
+    if (result.ok) this.deliverChanges();
+    return Promise.resolve(result);
+  }
+
+  revokeTree(id: string, from: readonly KeyStatus[], reason: string | null, change: KeyChange): Promise<TreeRevokeResult> {
+    const result = this.db.transaction((): TreeRevokeResult => {
+      const revoke = (keyId: string, states: readonly KeyStatus[], record: KeyChange): KeyRowSql | undefined => {
+        const row = this.stmts.transition.get({ id: keyId, from: JSON.stringify(states), to: "revoked", reason, at: record.at }) as KeyRowSql | undefined;
+        if (row === undefined) return undefined;
+        this.holds.cancelForKey(keyId, "revoked", record.at, record.actor);
+        this.recordChange(keyId, record);
+        return row;
+      };
+      const top = revoke(id, from, change);
+      if (top === undefined) {
+        const why = this.whyNot(id);
+        return why.ok ? { ok: false, reason: "conflict" } : why;
+      }
+      const below: KeyRow[] = [];
+      const cascade: KeyChange = { ...change, detail: { ...change.detail, cascade: id } };
+      // Breadth first down the index; a key already revoked is passed through (its children were
+      // revoked with it, unless written before this walk existed).
+      const queue = [id];
+      for (let next = queue.shift(); next !== undefined; next = queue.shift()) {
+        for (const child of this.childRows(next)) {
+          queue.push(child.id);
+          const row = revoke(child.id, ["active", "suspended"], cascade);
+          if (row !== undefined) below.push(fromSql(row));
+        }
+      }
+      return { ok: true, row: fromSql(top), below };
+    }).immediate();
+    if (result.ok) this.deliverChanges();
+    return Promise.resolve(result);
   }
 
   private recordChange(id: string, change: KeyChange): void {
