@@ -1,10 +1,14 @@
 import { generateKeyPairSync } from "node:crypto";
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { createLogger } from "portcullis";
 import { DEMO_APPROVER_GROUP, DEMO_APPROVERS, DEMO_POLICY, type DemoGovernance, setUpDemoGovernance } from "./governance.js";
 import { type DemoStack, startDemoStack } from "./stack.js";
+import { writeSecretFile } from "./secret-file.js";
 import { type DemoTraffic, startDemoTraffic } from "./traffic.js";
+import { DEMO_WALLET_VENUE, type DemoWallet, setUpDemoWallet } from "./wallet.js";
+
+export { writeSecretFile };
 
 export interface DemoOptions {
   readonly port: number;
@@ -112,6 +116,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     upstreamPort: options.upstreamPort,
     dataDir: options.dataDir,
     logger,
+    wallets: DEMO_WALLET_VENUE,
   });
   // The temporary directory holds the key-encryption key: whatever ends this process, remove it.
   // close() does on a signal; this covers an exit that skips it (an error after start, process.exit).
@@ -123,6 +128,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   let keys: Record<string, DemoKey>;
   let governance: DemoGovernance;
   let consoleCredential: string;
+  let wallet: DemoWallet;
   let traffic: DemoTraffic | null = null;
   try {
     keys = await createDemoKeys(stack);
@@ -130,6 +136,7 @@ export async function runDemo(options: DemoOptions): Promise<void> {
     if (treasury?.secret === undefined) throw new Error("the demo treasury key has no secret");
     governance = await setUpDemoGovernance(stack, { id: treasury.id, secret: treasury.secret, account: treasury.account });
     consoleCredential = writeConsoleCredential(stack.dataDir, keys.console);
+    wallet = await setUpDemoWallet({ ...stack, environment: "test", createKey: (input) => stack.createKey(input) });
     const bot = keys.traffic;
     const burst = keys.trafficBurst;
     if (bot?.secret === undefined || burst?.secret === undefined) throw new Error("the demo traffic keys have no secret");
@@ -145,13 +152,14 @@ export async function runDemo(options: DemoOptions): Promise<void> {
   if (options.json) {
     const { approvers, held } = governance;
     process.stdout.write(
-      `${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys, approvers, heldWithdrawal: held, console: consoleUrl, consoleCredential })}\n`,
+      `${JSON.stringify({ gateway: stack.gateway, admin: stack.admin, upstream: stack.upstream, dataDir: stack.dataDir, keys, approvers, heldWithdrawal: held, console: consoleUrl, consoleCredential, wallet })}\n`,
     );
   } else {
     process.stdout.write(
       describe(stack.gateway, stack.admin, stack.upstream, stack.dataDir, stack.temporary, keys) +
         describeGovernance(stack.gateway, stack.dataDir, keys, governance) +
         describeBehaviour(stack.dataDir) +
+        describeWallet(stack.gateway, stack.dataDir, wallet) +
         describeConsole(consoleUrl, consoleCredential, traffic !== null) +
         "Ctrl-C stops everything.\n",
     );
@@ -322,16 +330,29 @@ function writeConsoleCredential(dataDir: string, key: DemoKey | undefined): stri
   return file;
 }
 
-/**
- * Writes a private key to `file` as a new file of mode 0600. A data directory given with --data
- * may hold an older file (or a symbolic link) by that name: it is removed first, and the file is
- * created exclusively, so the key is never written into a file that others may read (writing over
- * an existing file keeps its mode, 0644 say, and a link would be followed to its target); a file
- * that appears meanwhile fails the write (EEXIST) rather than receiving the key.
- */
-export function writeSecretFile(file: string, text: string): void {
-  rmSync(file, { force: true });
-  writeFileSync(file, text, { mode: 0o600, flag: "wx" });
+/** The wallet part of the demo's banner (docs/wallets.md): the owner, its agent, and what the agent may do. */
+function describeWallet(gateway: string, dataDir: string, w: DemoWallet): string {
+  const t = w.agent.terms;
+  const req = (method: string, path: string): string => `  npx portcullis request --key-id ${w.agent.id} --private-key ${w.agent.privateKeyFile} ${method} '${gateway}${path}'`;
+  return [
+    `Wallet-owned account (docs/wallets.md): ${w.account}, owned by the Ethereum wallet ${w.owner}
+`,
+    `(its private key: ${w.ownerFile}). The wallet approved an agent key for a bot with one EIP-712 signature;
+`,
+    "the gateway registered it from that signature alone and holds no secret of either:
+",
+    `  agent ${w.agent.id}  Ed25519  ${t.scopes.join(",")}  ${t.symbols.join(", ")}; at most ${t.maxOrderQuantity} and ${t.maxOrderNotional} USDT an order, ${t.maxOpenNotional} USDT open
+`,
+    `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01")}
+`,
+    `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1")}    # refused: GUARDRAIL_QUANTITY
+`,
+    `${req("POST", "/sapi/v1/capital/withdraw/apply?coin=USDT&network=TRX&address=T1&amount=5")}    # refused: an agent never withdraws
+`,
+    `  npx portcullis keys revoke ${w.agent.id} --data ${dataDir}    # then its next request: KEY_REVOKED
+
+`,
+  ].join("");
 }
 
 /** The console part of the demo's banner: where it is and how to sign in. */
