@@ -335,23 +335,14 @@ function describeWallet(gateway: string, dataDir: string, w: DemoWallet): string
   const t = w.agent.terms;
   const req = (method: string, path: string): string => `  npx portcullis request --key-id ${w.agent.id} --private-key ${w.agent.privateKeyFile} ${method} '${gateway}${path}'`;
   return [
-    `Wallet-owned account (docs/wallets.md): ${w.account}, owned by the Ethereum wallet ${w.owner}
-`,
-    `(its private key: ${w.ownerFile}). The wallet approved an agent key for a bot with one EIP-712 signature;
-`,
-    "the gateway registered it from that signature alone and holds no secret of either:
-",
-    `  agent ${w.agent.id}  Ed25519  ${t.scopes.join(",")}  ${t.symbols.join(", ")}; at most ${t.maxOrderQuantity} and ${t.maxOrderNotional} USDT an order, ${t.maxOpenNotional} USDT open
-`,
-    `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01")}
-`,
-    `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1")}    # refused: GUARDRAIL_QUANTITY
-`,
-    `${req("POST", "/sapi/v1/capital/withdraw/apply?coin=USDT&network=TRX&address=T1&amount=5")}    # refused: an agent never withdraws
-`,
-    `  npx portcullis keys revoke ${w.agent.id} --data ${dataDir}    # then its next request: KEY_REVOKED
-
-`,
+    `Wallet-owned account (docs/wallets.md): ${w.account}, owned by the Ethereum wallet ${w.owner}\n`,
+    `(its private key: ${w.ownerFile}). The wallet approved an agent key for a bot with one EIP-712 signature;\n`,
+    "the gateway registered it from that signature alone and holds no secret of either:\n",
+    `  agent ${w.agent.id}  Ed25519  ${t.scopes.join(",")}  ${t.symbols.join(", ")}; at most ${t.maxOrderQuantity} and ${t.maxOrderNotional} USDT an order, ${t.maxOpenNotional} USDT open\n`,
+    `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01")}\n`,
+    `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1")}    # refused: GUARDRAIL_QUANTITY\n`,
+    `${req("POST", "/sapi/v1/capital/withdraw/apply?coin=USDT&network=TRX&address=T1&amount=5")}    # refused: an agent never withdraws\n`,
+    `  npx portcullis keys revoke ${w.agent.id} --data ${dataDir}    # then its next request: KEY_REVOKED\n\n`,
   ].join("");
 }
 
