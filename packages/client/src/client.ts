@@ -61,8 +61,11 @@ export interface PortcullisClient {
   readonly clockOffset: number;
   /** Asks the gateway for its time; stores and returns the clock offset in ms. */
   syncTime(): Promise<number>;
-  /** Signs and sends. `input` may be a path relative to the base URL; body: string, Uint8Array or none. */
-  fetch(input: string | URL, init?: RequestInit): Promise<Response>;
+  /**
+   * Signs and sends. `input` may be a path relative to the base URL; body: string, Uint8Array or
+   * none. `sealed: true` seals the body as `RequestOptions.sealed` does (it needs a Content-Type).
+   */
+  fetch(input: string | URL, init?: RequestInit & { readonly sealed?: boolean }): Promise<Response>;
   /** Builds, signs and sends a request. */
   request(method: string, path: string, options?: RequestOptions): Promise<Response>;
   /** Like `request`, then parses the JSON answer; throws `PortcullisApiError` on a non-2xx status. */
@@ -300,7 +303,7 @@ function signingClient(transport: Transport, signer: () => Signer, beforeSend: (
     return attempt(url, method, headers, body, init, sealed);
   }
 
-  function clientFetch(input: string | URL, init: RequestInit = {}): Promise<Response> {
+  function clientFetch(input: string | URL, init: RequestInit & { readonly sealed?: boolean } = {}): Promise<Response> {
     try {
       const url = resolve(input);
       const method = (init.method ?? "GET").toUpperCase();
@@ -308,7 +311,8 @@ function signingClient(transport: Transport, signer: () => Signer, beforeSend: (
       const headers = new Headers(init.headers);
       // What fetch would have added for a string body, since the bytes are sent instead.
       if (typeof init.body === "string" && !headers.has("content-type")) headers.set("content-type", "text/plain;charset=UTF-8");
-      return send(url, method, headers, body, init);
+      if (init.sealed !== undefined && typeof init.sealed !== "boolean") throw new TypeError("sealed must be a boolean");
+      return send(url, method, headers, body, init, init.sealed === true);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }

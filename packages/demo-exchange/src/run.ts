@@ -341,6 +341,7 @@ function describeWallet(gateway: string, dataDir: string, w: DemoWallet): string
     `  agent ${w.agent.id}  Ed25519  ${t.scopes.join(",")}  ${t.symbols.join(", ")}; at most ${t.maxOrderQuantity} and ${t.maxOrderNotional} USDT an order, ${t.maxOpenNotional} USDT open\n`,
     `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=0.01")}\n`,
     `${req("POST", "/api/v3/order?symbol=BTCUSDT&side=BUY&type=MARKET&quantity=1")}    # refused: GUARDRAIL_QUANTITY\n`,
+    `${req("POST", "/api/v3/order").replace(" POST ", " --sealed --data 'symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.1' POST ")}    # sealed (HPKE): only the gateway reads it\n`,
     `${req("POST", "/sapi/v1/capital/withdraw/apply?coin=USDT&network=TRX&address=T1&amount=5")}    # refused: an agent never withdraws\n`,
     `  npx portcullis keys revoke ${w.agent.id} --data ${dataDir}    # then its next request: KEY_REVOKED\n\n`,
   ].join("");

@@ -749,11 +749,12 @@ function buildProgram(): Command {
     .option("--private-key <file>", "PKCS#8 PEM private key for an ed25519 / ecdsa-p256 / secp256k1 key, or a secp256k1 key as 0x and 64 hex digits")
     .option("-d, --data <body>", "request body, sent exactly as given")
     .option("-H, --header <header>", "extra header 'name: value' (repeatable)", collect)
+    .option("--sealed", "seal the body to the gateway with HPKE (docs/sealed-orders.md); needs --data")
     .action(
       async (
         method: string,
         url: string,
-        opts: { keyId?: string; secret?: string; privateKey?: string; data?: string; header?: string[] },
+        opts: { keyId?: string; secret?: string; privateKey?: string; data?: string; header?: string[]; sealed?: boolean },
       ) => {
         const status = await sendSignedRequest({
           method,
@@ -763,6 +764,7 @@ function buildProgram(): Command {
           privateKeyFile: opts.privateKey,
           body: opts.data,
           headers: opts.header ?? [],
+          sealed: opts.sealed === true,
         });
         if (status >= 400) process.exitCode = 1;
       },

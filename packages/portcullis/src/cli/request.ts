@@ -12,6 +12,8 @@ export interface SignedRequestOptions {
   readonly privateKeyFile: string | undefined;
   readonly body: string | undefined;
   readonly headers: readonly string[];
+  /** Seal the body to the gateway with HPKE (docs/sealed-orders.md). */
+  readonly sealed?: boolean;
 }
 
 /** A secp256k1 private key as viem and wallets write it. */
@@ -65,8 +67,10 @@ export async function sendSignedRequest(opts: SignedRequestOptions): Promise<num
     if (opts.secret === undefined) throw invalid("a secret is needed: --secret, $PORTCULLIS_SECRET or --private-key FILE");
     client = createClient({ baseUrl: url.origin, keyId: opts.keyId, secret: opts.secret });
   }
-  const init: RequestInit = { method: opts.method.toUpperCase(), headers };
+  if (opts.sealed === true && opts.body === undefined) throw invalid("--sealed seals the body: give the order's parameters with --data");
+  const init: RequestInit & { sealed?: boolean } = { method: opts.method.toUpperCase(), headers };
   if (opts.body !== undefined) init.body = opts.body;
+  if (opts.sealed === true) init.sealed = true;
   let res: Response;
   try {
     res = await client.fetch(url, init);
