@@ -43,6 +43,11 @@ export interface DemoWallet {
     /** The agent's Ed25519 private key (PKCS#8 PEM, mode 0600). */
     readonly privateKeyFile: string;
     readonly terms: AgentTerms;
+    /**
+     * The owner's signed approval (`{ chainId, approval, signature }`): the first link of any chain
+     * the agent delegates from (`registerAgent([approval, delegation])`). Not a secret.
+     */
+    readonly approval: unknown;
   };
 }
 
@@ -71,5 +76,5 @@ export async function setUpDemoWallet(stack: WalletStack): Promise<DemoWallet> {
   if (registered.id !== id) throw new Error(`the gateway registered ${registered.id}, the approval derives ${id}`);
   const privateKeyFile = join(stack.dataDir, "demo-agent.pem");
   writeSecretFile(privateKeyFile, agent.privateKey.export({ type: "pkcs8", format: "pem" }).toString());
-  return { account: DEMO_WALLET_ACCOUNT, owner: owner.address, ownerKeyId: ownerKey.key.id, ownerFile, agent: { id, privateKeyFile, terms } };
+  return { account: DEMO_WALLET_ACCOUNT, owner: owner.address, ownerKeyId: ownerKey.key.id, ownerFile, agent: { id, privateKeyFile, terms, approval } };
 }

@@ -2,9 +2,23 @@
  * End to end, as a new user: start `portcullis demo`, read its keys, and trade through the
  * gateway with the client SDK (HMAC and Ed25519 keys), then stop it with Ctrl-C.
  */
-import { PortcullisApiError, createClient } from "@portcullis/client";
+import {
+  PortcullisApiError,
+  createClient,
+  importPrivateKey,
+  delegatedKeyId,
+  ed25519AgentKey,
+  generateKeyPair,
+  registerAgent,
+  revokeAgent,
+  signAgentRevocation,
+  signDelegation,
+  signSiweLogon,
+  walletLogon,
+} from "@portcullis/client";
+import { privateKeyToAccount } from "viem/accounts";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import ccxt from "ccxt";
-import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCli, startCli } from "../support/cli.js";
 
@@ -25,6 +39,7 @@ interface DemoInfo {
   keys: Record<"trader" | "ed25519" | "okx" | "coinbase" | "reader" | "admin" | "treasury", DemoKey>;
   approvers: Record<"alice" | "bob" | "carol", { keyFile: string }>;
   heldWithdrawal: { operationId: string; rule: string; amount: string; asset: string; address: string } | null;
+  wallet: { account: string; owner: string; ownerKeyId: string; ownerFile: string; agent: { id: string; privateKeyFile: string; approval: unknown } };
 }
 
 let demo: Awaited<ReturnType<typeof startCli>>;
@@ -173,6 +188,65 @@ describe("portcullis demo", () => {
     const actions = await runCli(["anomalies", "list", "--data", info.dataDir, "--json"]);
     expect(actions.code).toBe(0);
     expect(Array.isArray((JSON.parse(actions.stdout) as { actions: unknown }).actions)).toBe(true);
+  });
+
+  it("has a wallet-owned account: the owner logs on with SIWE, its agent trades (sealed too) within its caps, delegates narrower, and a signed revocation takes everything below", async () => {
+    const venue = { chainId: 31337, domain: "demo-exchange.localhost", uri: "http://demo-exchange.localhost" };
+    const { wallet } = info;
+    expect(statSync(wallet.ownerFile).mode & 0o777).toBe(0o600);
+    const ownerFile = JSON.parse(readFileSync(wallet.ownerFile, "utf8")) as { address: string; privateKey: `0x${string}` };
+    const owner = privateKeyToAccount(ownerFile.privateKey);
+    expect(owner.address).toBe(wallet.owner);
+
+    // The owner: Sign-In with Ethereum, then an ordinary session of its owner key.
+    const session = await walletLogon({ baseUrl: info.gateway }, await signSiweLogon(owner, { venue }));
+    expect(session.session.apiKeyId).toBe(wallet.ownerKeyId);
+    const balances = await session.json<{ balances: unknown[] }>("GET", "/api/v3/account");
+    expect(Array.isArray(balances.balances)).toBe(true);
+
+    // The agent the demo registered: trades, sealed or not, and is held to its terms.
+    const agentPem = readFileSync(wallet.agent.privateKeyFile, "utf8");
+    const agent = createClient({ baseUrl: info.gateway, keyId: wallet.agent.id, privateKey: agentPem, algorithm: "ed25519" });
+    const order = await agent.json<Order>("POST", "/api/v3/order", { form: { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.01" }, sealed: true });
+    expect(order.status).toBe("FILLED");
+    await expect(agent.json("POST", "/api/v3/order", { form: { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "1" } })).rejects.toMatchObject({ code: "GUARDRAIL_QUANTITY" });
+    await expect(agent.json("POST", "/api/v3/order", { form: { symbol: "SOLUSDT", side: "BUY", type: "MARKET", quantity: "0.01" } })).rejects.toMatchObject({ code: "GUARDRAIL_SYMBOL" });
+
+    // The agent delegates a narrower credential to a sub-strategy's own key, registered from the chain of signatures.
+    const sub = await generateKeyPair("ed25519");
+    const agentKey = await importPrivateKey(agentPem, "ed25519");
+    const delegation = await signDelegation(
+      { algorithm: "ed25519", privateKey: agentKey },
+      {
+        venue,
+        parent: wallet.agent.id,
+        agentKey: await ed25519AgentKey(sub.publicKey),
+        terms: { scopes: ["trade"], symbols: ["ETHUSDT"], maxOrderNotional: "1000", maxOrderQuantity: "0.2", maxOpenNotional: "2000", limits: [], expiresAt: Math.floor(Date.now() / 1000) + 3600 },
+      },
+    );
+    const subId = delegatedKeyId("test", wallet.agent.id, delegation.delegation.nonce);
+    const registered = await registerAgent({ baseUrl: info.gateway }, [wallet.agent.approval, delegation]);
+    expect(registered).toMatchObject({ id: subId, parent: wallet.agent.id });
+    const subClient = createClient({ baseUrl: info.gateway, keyId: subId, privateKey: sub.privateKey, algorithm: "ed25519" });
+    expect((await subClient.json<Order>("POST", "/api/v3/order", { form: { symbol: "ETHUSDT", side: "BUY", type: "MARKET", quantity: "0.1" } })).status).toBe("FILLED");
+    await expect(subClient.json("POST", "/api/v3/order", { form: { symbol: "BTCUSDT", side: "BUY", type: "MARKET", quantity: "0.01" } })).rejects.toMatchObject({ code: "GUARDRAIL_SYMBOL" });
+
+    // The command line seals too: `portcullis request --sealed` (and refuses to seal nothing).
+    const sealedCli = await runCli(["request", "--key-id", wallet.agent.id, "--private-key", wallet.agent.privateKeyFile, "--sealed", "--data", "symbol=ETHUSDT&side=BUY&type=MARKET&quantity=0.1", "POST", `${info.gateway}/api/v3/order`]);
+    expect(sealedCli.code).toBe(0);
+    expect(sealedCli.stdout).toMatch(/^HTTP 200 .*\n.*"status":"FILLED"/s);
+    const nothing = await runCli(["request", "--key-id", wallet.agent.id, "--private-key", wallet.agent.privateKeyFile, "--sealed", "GET", `${info.gateway}/api/v3/account`]);
+    expect(nothing.code).not.toBe(0);
+    expect(nothing.stderr).toMatch(/--sealed seals the body/);
+
+    // The owner's signed revocation of the agent takes the sub-strategy's key with it, at once.
+    const revoked = await revokeAgent({ baseUrl: info.gateway }, await signAgentRevocation({ owner }, { venue, revoke: wallet.agent.id }));
+    expect([...revoked.revoked].sort()).toEqual([wallet.agent.id, subId].sort());
+    for (const client of [agent, subClient]) {
+      const refusal = await client.json("GET", "/api/v3/account").catch((err: unknown) => err);
+      expect(refusal).toBeInstanceOf(PortcullisApiError);
+      expect(["KEY_REVOKED", "AGENT_CHAIN_REVOKED"]).toContain((refusal as PortcullisApiError).code);
+    }
   });
 
   it("stops cleanly on SIGINT and removes its temporary data directory", async () => {
