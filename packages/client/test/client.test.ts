@@ -75,7 +75,7 @@ beforeEach(() => {
 });
 
 function client(extra: Partial<ClientOptions> = {}) {
-  return createClient({ baseUrl, keyId: KEY_ID, secret: SECRET, now: () => LOCAL_MS, ...extra } as ClientOptions);
+  return createClient({ baseUrl, keyId: KEY_ID, secret: SECRET, now: () => LOCAL_MS, ...extra });
 }
 
 const signed = () => recorded.filter((r) => r.target !== "/portcullis/v1/time");
