@@ -1,8 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { type IncomingMessage, STATUS_CODES, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import type { AuthScheme } from "../contract/request.js";
-import { type Denial, PortcullisError, deny, errorBody } from "../errors/catalogue.js";
+import type { AuthScheme, RequestContext } from "../contract/request.js";
+import { type Denial, PortcullisError, deny, errorBody, serviceErrorBody } from "../errors/catalogue.js";
+import { limitHeaders } from "../limits/headers.js";
+import type { Outcome } from "../pipeline/lifecycle.js";
 import { parseJson } from "../contract/json.js";
 
 /** Shared HTTP plumbing for the gateway, the admin API and the embedded middleware. */
@@ -199,4 +201,31 @@ export function rejectUnparsable(err: NodeJS.ErrnoException, socket: Duplex): vo
       `content-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
       `cache-control: no-store\r\nx-content-type-options: nosniff\r\nportcullis-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
   );
+}
+
+/** The answer of one of the gateway's own JSON endpoints (operations, wallets). */
+export interface JsonAnswer {
+  readonly status: number;
+  readonly body: string;
+}
+
+/**
+ * Renders a lifecycle outcome of a gateway JSON endpoint, with the request's limit headers: a
+ * refusal natively, a service error with its status, a held request's ticket (202), or the answer.
+ */
+export function renderJsonOutcome(ctx: RequestContext, outcome: Outcome<JsonAnswer>, res: ServerResponse): void {
+  const headers = limitHeaders(ctx);
+  switch (outcome.kind) {
+    case "refused":
+      sendDenial(res, outcome.denial, ctx.requestId, { headers });
+      return;
+    case "failed":
+      sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, undefined, headers);
+      return;
+    case "held":
+      sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId, undefined, headers);
+      return;
+    case "answered":
+      sendJson(res, outcome.answer.status, outcome.answer.body, ctx.requestId, undefined, headers);
+  }
 }

@@ -2,13 +2,12 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { peerCertThumbprint } from "../net/client-cert.js";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core/core.js";
-import { PortcullisError, serviceErrorBody } from "../errors/catalogue.js";
+import { PortcullisError } from "../errors/catalogue.js";
 import type { HoldService } from "../holds/service.js";
 import type { RequestContext } from "../contract/request.js";
-import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
+import { type Exchange, Lifecycle } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
-import { limitHeaders } from "../limits/headers.js";
-import { readBody, sendDenial, sendJson, whenClosed } from "./http.js";
+import { type JsonAnswer, readBody, renderJsonOutcome, whenClosed } from "./http.js";
 
 /**
  * The initiator's view of its held operations (docs/approvals.md), served by the gateway under its
@@ -27,27 +26,6 @@ export const OPERATION_ROUTES: readonly RouteSpec[] = [
   { method: "DELETE", path: `${OPERATIONS_PATH}/:id`, permission: "authenticated", weight: 1 },
 ];
 
-interface Answer {
-  readonly status: number;
-  readonly body: string;
-}
-
-function render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerResponse): void {
-  const headers = limitHeaders(ctx);
-  switch (outcome.kind) {
-    case "refused":
-      sendDenial(res, outcome.denial, ctx.requestId, { headers });
-      return;
-    case "failed":
-      sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, undefined, headers);
-      return;
-    case "held":
-      sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId, undefined, headers);
-      return;
-    case "answered":
-      sendJson(res, outcome.answer.status, outcome.answer.body, ctx.requestId, undefined, headers);
-  }
-}
 
 /** Nothing to read in these requests' bodies. */
 const BODY_LIMIT = 1024;
@@ -55,14 +33,14 @@ const BODY_LIMIT = 1024;
 export class OperationEndpoints {
   readonly pipeline: Pipeline;
   private readonly holds: HoldService;
-  private readonly lifecycle: Lifecycle<ServerResponse, Answer>;
+  private readonly lifecycle: Lifecycle<ServerResponse, JsonAnswer>;
 
   constructor(core: Portcullis, holds: HoldService) {
     this.holds = holds;
     this.pipeline = core.createPipeline(new RouteTable(OPERATION_ROUTES, { allowReserved: true }));
-    const exchange: Exchange<ServerResponse, Answer> = {
+    const exchange: Exchange<ServerResponse, JsonAnswer> = {
       handOn: (ctx) => this.answer(ctx),
-      render,
+      render: renderJsonOutcome,
       untilDone: whenClosed,
     };
     this.lifecycle = new Lifecycle({ pipeline: this.pipeline, surface: "gateway", audit: core.audit, logger: core.logger, exchange });
@@ -79,7 +57,7 @@ export class OperationEndpoints {
     await this.lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
-  private async answer(ctx: RequestContext): Promise<Answer> {
+  private async answer(ctx: RequestContext): Promise<JsonAnswer> {
     const keyId = ctx.key?.record.id;
     const route = ctx.route;
     if (keyId === undefined || route === null) throw new PortcullisError("INTERNAL", "operations endpoint without a key");

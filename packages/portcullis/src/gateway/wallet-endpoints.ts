@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { RouteTable, type RouteSpec } from "../authz/routes.js";
 import type { Portcullis } from "../core/core.js";
-import { type Denial, PortcullisError, deny, serviceErrorBody } from "../errors/catalogue.js";
+import { type Denial, PortcullisError, deny } from "../errors/catalogue.js";
 import type { RequestContext } from "../contract/request.js";
 import { isJsonObject } from "../contract/json.js";
-import { limitHeaders } from "../limits/headers.js";
 import { peerCertThumbprint } from "../net/client-cert.js";
-import { type Exchange, Lifecycle, type Outcome } from "../pipeline/lifecycle.js";
+import { type Exchange, Lifecycle } from "../pipeline/lifecycle.js";
 import type { Pipeline } from "../pipeline/pipeline.js";
 import { keyDenial } from "../pipeline/stages/key.js";
 import { singleUse, CLOCK_ALLOWANCE_MS } from "../replay/claims.js";
@@ -14,7 +13,7 @@ import type { SessionAuthority } from "../sessions/authority.js";
 import { AgentRegistry, walletDenial } from "../wallets/agents.js";
 import type { LimitSpec } from "../contract/limits.js";
 import { MAX_SHORT_LIFETIME_S, type ReadRevocation, type VerifiedLogon, type WalletVenue, verifyLogon, verifySiweLogon } from "@portcullis/client";
-import { parseJsonBody, readBody, sendDenial, sendJson, whenClosed } from "./http.js";
+import { type JsonAnswer, parseJsonBody, readBody, renderJsonOutcome, whenClosed } from "./http.js";
 
 /**
  * The wallet endpoints (docs/wallets.md), served by the gateway under its own prefix. They are
@@ -40,27 +39,6 @@ export const WALLET_ROUTES: readonly RouteSpec[] = [
   { method: "POST", path: AGENTS_REVOKE_PATH, permission: "public", weight: 10 },
 ];
 
-interface Answer {
-  readonly status: number;
-  readonly body: string;
-}
-
-function render(ctx: RequestContext, outcome: Outcome<Answer>, res: ServerResponse): void {
-  const headers = limitHeaders(ctx);
-  switch (outcome.kind) {
-    case "refused":
-      sendDenial(res, outcome.denial, ctx.requestId, { headers });
-      return;
-    case "failed":
-      sendJson(res, outcome.error.status, serviceErrorBody(outcome.error, ctx.requestId), ctx.requestId, undefined, headers);
-      return;
-    case "held":
-      sendJson(res, 202, JSON.stringify(outcome.ticket), ctx.requestId, undefined, headers);
-      return;
-    case "answered":
-      sendJson(res, outcome.answer.status, outcome.answer.body, ctx.requestId, undefined, headers);
-  }
-}
 
 /** A refusal of a wallet message, as the handler throws it (its detail is ours and not secret). */
 function refuse(denial: Denial): never {
@@ -85,7 +63,7 @@ export class WalletEndpoints {
   private readonly sessions: SessionAuthority;
   private readonly venue: WalletVenue;
   private readonly registry: AgentRegistry;
-  private readonly lifecycles: ReadonlyMap<"gateway" | "authorizer", Lifecycle<ServerResponse, Answer>>;
+  private readonly lifecycles: ReadonlyMap<"gateway" | "authorizer", Lifecycle<ServerResponse, JsonAnswer>>;
 
   constructor(core: Portcullis, options: WalletEndpointsOptions) {
     if (core.sessions === null) throw new TypeError("wallet logon needs the session authority (sessions.enabled)");
@@ -94,8 +72,8 @@ export class WalletEndpoints {
     this.venue = options.venue;
     this.registry = options.registry;
     this.pipeline = core.createPipeline(new RouteTable(WALLET_ROUTES, { allowReserved: true }));
-    const exchange: Exchange<ServerResponse, Answer> = { handOn: (ctx) => this.answer(ctx), render, untilDone: whenClosed };
-    const lifecycle = (surface: "gateway" | "authorizer"): Lifecycle<ServerResponse, Answer> => new Lifecycle({ pipeline: this.pipeline, surface, audit: core.audit, logger: core.logger, exchange });
+    const exchange: Exchange<ServerResponse, JsonAnswer> = { handOn: (ctx) => this.answer(ctx), render: renderJsonOutcome, untilDone: whenClosed };
+    const lifecycle = (surface: "gateway" | "authorizer"): Lifecycle<ServerResponse, JsonAnswer> => new Lifecycle({ pipeline: this.pipeline, surface, audit: core.audit, logger: core.logger, exchange });
     this.lifecycles = new Map([
       ["gateway", lifecycle("gateway")],
       ["authorizer", lifecycle("authorizer")],
@@ -111,11 +89,11 @@ export class WalletEndpoints {
   async serve(req: IncomingMessage, res: ServerResponse, requestId: string, surface: "gateway" | "authorizer" = "gateway"): Promise<void> {
     let body = readBody(req, WALLET_BODY_LIMIT);
     if (body instanceof Promise) body = await body;
-    const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, Answer>;
+    const lifecycle = this.lifecycles.get(surface) as Lifecycle<ServerResponse, JsonAnswer>;
     await lifecycle.serve({ method: req.method ?? "", url: req.url ?? "", headers: req.headers, body, socketAddress: req.socket.remoteAddress, clientCert: peerCertThumbprint(req.socket) }, requestId, res);
   }
 
-  private async answer(ctx: RequestContext): Promise<Answer> {
+  private async answer(ctx: RequestContext): Promise<JsonAnswer> {
     const route = ctx.route;
     if (route === null) throw new PortcullisError("INTERNAL", "wallet endpoint without a route");
     const body = parseJsonBody(ctx.body);
@@ -160,7 +138,7 @@ export class WalletEndpoints {
   }
 
   /** Wallet logon: the message checked (SIWE or EIP-712), its nonce claimed, the owner key found, a session of it issued. */
-  private async logon(ctx: RequestContext, raw: unknown): Promise<Answer> {
+  private async logon(ctx: RequestContext, raw: unknown): Promise<JsonAnswer> {
     const siwe = isJsonObject(raw) && raw.siwe !== undefined;
     const result = siwe ? await verifySiweLogon(raw, { venue: this.venue, now: ctx.now }) : await verifyLogon(raw, { venue: this.venue, now: ctx.now });
     if (!result.ok) refuse(walletDenial(result));
