@@ -108,10 +108,11 @@ export class WalletEndpoints {
       case `POST ${AGENTS_REVOKE_PATH}`: {
         const request: ReadRevocation | Denial = this.registry.readRevocation(body, ctx.now);
         if (isDenial(request)) refuse(request);
+        // The signature first: a message that does not verify consumes no nonce.
+        const authorized = await this.registry.authorizeRevocation(request);
+        if (isDenial(authorized)) refuse(authorized);
         await this.claimNonce(ctx, `revoke:${request.signer}:${request.agent}`, request.nonce, request.expiresAt);
-        const revoked = await this.registry.revoke(request, ctx.client?.text ?? null);
-        if (isDenial(revoked)) refuse(revoked);
-        return { status: 200, body: JSON.stringify(revoked) };
+        return { status: 200, body: JSON.stringify(await this.registry.revoke(authorized, ctx.client?.text ?? null)) };
       }
       default:
         throw new PortcullisError("ROUTE_NOT_FOUND");

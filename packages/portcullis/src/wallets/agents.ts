@@ -124,6 +124,14 @@ function objectOf(v: unknown): Record<string, unknown> | null {
   return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
 }
 
+/** A revocation whose signer may revoke its target (`AgentRegistry.authorizeRevocation`). */
+export interface AuthorizedRevocation {
+  readonly target: string;
+  readonly alreadyRevoked: boolean;
+  /** Who signed it, for the audit log: `wallet:<address>` or `key:<agent id>`. */
+  readonly actor: string;
+}
+
 export class AgentRegistry {
   private readonly keys: KeyService;
   private readonly venue: WalletVenue;
@@ -251,7 +259,12 @@ export class AgentRegistry {
    * above it in its chain (its key over the message's digest): AGENT_REVOKE_FORBIDDEN for any other
    * signer or no such agent, WALLET_SIGNATURE_INVALID for a signature that does not verify.
    */
-  async revoke(revocation: ReadRevocation, client: string | null): Promise<{ readonly revoked: readonly string[] } | Denial> {
+  /**
+   * Checks a revocation's signer and signature: the owner wallet of the agent, or an active agent
+   * above it. Answers who may revoke what, for `revoke`, or the refusal. Nothing is changed or
+   * consumed, so a message that fails here burns no nonce.
+   */
+  async authorizeRevocation(revocation: ReadRevocation): Promise<AuthorizedRevocation | Denial> {
     const target = await this.keys.get(revocation.agent).catch(() => null);
     const grant = target?.agent ?? null;
     if (target === null || grant === null) return deny("AGENT_REVOKE_FORBIDDEN", "no such agent");
@@ -266,8 +279,13 @@ export class AgentRegistry {
       if (!(await revocationSignedBy(revocation, { agentKey: signer.agent.agentKey }))) return deny("WALLET_SIGNATURE_INVALID", `not signed by ${revocation.signer}`);
       actor = `key:${signer.id}`;
     }
-    if (target.status === "revoked") return { revoked: [] };
-    const { key, below } = await this.keys.revokeTree(target.id, `${actor}${client === null ? "" : `@${client}`}`, "revoked by a signed RevokeAgent message");
+    return { target: target.id, alreadyRevoked: target.status === "revoked", actor };
+  }
+
+  /** Revokes an agent and every key below it, as an authorized revocation says. */
+  async revoke(authorized: AuthorizedRevocation, client: string | null): Promise<{ readonly revoked: readonly string[] }> {
+    if (authorized.alreadyRevoked) return { revoked: [] };
+    const { key, below } = await this.keys.revokeTree(authorized.target, `${authorized.actor}${client === null ? "" : `@${client}`}`, "revoked by a signed RevokeAgent message");
     return { revoked: [key.id, ...below.map((k) => k.id)] };
   }
 }

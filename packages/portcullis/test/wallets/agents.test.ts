@@ -243,6 +243,9 @@ describe("revocation by signed message", () => {
     await register([top.link, await signDelegation({ algorithm: "ed25519", privateKey: top.key.pair.privateKey }, { venue: VENUE, parent: top.id, agentKey: childKey.text, terms: terms(), nonce })]);
     const childId = delegatedKeyId("test", top.id, nonce);
     const body = await signAgentRevocation({ owner: o.wallet }, { venue: VENUE, revoke: top.id });
+    // A forgery carrying the same nonce is refused by its signature, and burns nothing: the real one still works.
+    const forgery = { ...body, signature: (await signAgentRevocation({ owner: (await owner()).wallet }, { venue: VENUE, revoke: top.id, nonce: body.revocation.nonce, issuedAt: body.revocation.issuedAt })).signature };
+    expect((await post("/portcullis/v1/agents/revoke", forgery)).json.code).toBe("WALLET_SIGNATURE_INVALID");
     expect(await post("/portcullis/v1/agents/revoke", body)).toEqual({ status: 200, json: { revoked: [top.id, childId] } });
     expect(await codeOf(top.id, top.key)).toBe("KEY_REVOKED");
     expect(await codeOf(childId, childKey)).toBe("KEY_REVOKED");
