@@ -8,7 +8,8 @@
  *
  * Signatures travel as `0x` hex.
  */
-import { bytesToHex, hexToBytes, isHex, recoverPublicKey, type Hex } from "viem";
+import { bytesToHex, hexToBytes, isHex, recoverPublicKey } from "viem/utils";
+import type { Hex } from "viem";
 import { privateKeyToAccount, sign } from "viem/accounts";
 import { base64ToBytes, bytesToBase64Url, copyBytes } from "../encoding.js";
 

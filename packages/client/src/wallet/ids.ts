@@ -7,7 +7,8 @@
  * only its body is derived: the first 128 bits of SHA-256 over a labelled, length-prefixed list of
  * the inputs.
  */
-import { sha256, type Hex } from "viem";
+import { sha256 } from "viem/utils";
+import type { Hex } from "viem";
 import { utf8 } from "../encoding.js";
 
 export type Environment = "live" | "test";

@@ -7,7 +7,8 @@
  * are required: a verifier that left one out would let a signature made for another venue, chain
  * or moment be used here.
  */
-import { hashTypedData, type Hex, type TypedDataDefinition } from "viem";
+import { hashTypedData } from "viem/utils";
+import type { Hex, TypedDataDefinition } from "viem";
 import { type AgentTerms, TERM_FIELDS } from "./terms.js";
 
 /** The EIP-712 domain's name and version; the chain id is the gateway's (`wallets.chainId`). */

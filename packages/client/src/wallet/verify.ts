@@ -7,7 +7,8 @@
  * nonce is well-formed, it was issued (at most a minute in the future, for clock skew) and has not
  * expired, and it is not valid for longer than its kind allows.
  */
-import { getAddress, isHex, recoverAddress, recoverMessageAddress, type Hex } from "viem";
+import { getAddress, isHex, recoverAddress, recoverMessageAddress } from "viem/utils";
+import type { Hex } from "viem";
 import { createSiweMessage, parseSiweMessage } from "viem/siwe";
 import { type AgentPublicKey, parseAgentKey, verifyDigest } from "./agent-key.js";
 import { agentKeyId, delegatedKeyId, type Environment } from "./ids.js";

@@ -1,4 +1,4 @@
-import { contentDigest, serializeSignature, serializeSignatureInput, signatureBase } from "@portcullis/client";
+import { contentDigest, serializeSignature, serializeSignatureInput, signatureBase } from "@portcullis/client/base";
 import type { AnomalyActionRecord } from "../contract/behaviour.js";
 import type { SigningKey, SigningKeyProvider } from "../contract/signing.js";
 import { type Logger, silentLogger } from "../log/logger.js";

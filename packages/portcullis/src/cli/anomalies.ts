@@ -1,4 +1,4 @@
-import { createClient } from "@portcullis/client";
+import { createClient } from "@portcullis/client/base";
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { DEFAULT_BEHAVIOUR_SETTINGS } from "../anomaly/responses.js";

@@ -1,4 +1,4 @@
-import { createClient } from "@portcullis/client";
+import { createClient } from "@portcullis/client/base";
 import type { Command } from "commander";
 import { createPrivateKey, createPublicKey, sign } from "node:crypto";
 import { readFileSync } from "node:fs";

@@ -1,4 +1,4 @@
-import { PortcullisApiError, createClient } from "@portcullis/client";
+import { PortcullisApiError, createClient } from "@portcullis/client/base";
 import { checkpointer } from "../audit/index.js";
 import { userInfo } from "node:os";
 import { OperatorError, PortcullisError, isErrorCode } from "../errors/catalogue.js";

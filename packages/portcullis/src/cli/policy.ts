@@ -1,6 +1,6 @@
 import { HoldService } from "../holds/service.js";
 import { type PriceTable, StaticPrices } from "../operations/prices.js";
-import { createClient } from "@portcullis/client";
+import { createClient } from "@portcullis/client/base";
 import type { Command } from "commander";
 import { existsSync, readFileSync } from "node:fs";
 import { userInfo } from "node:os";

@@ -1,4 +1,4 @@
-import { createClient } from "@portcullis/client";
+import { createClient } from "@portcullis/client/base";
 import { createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { OperatorError, PortcullisError } from "../errors/catalogue.js";

@@ -1,4 +1,4 @@
-import { createClient } from "@portcullis/client";
+import { createClient } from "@portcullis/client/base";
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { RouteTable } from "../authz/routes.js";

@@ -21,7 +21,7 @@ import { type Forwarder, heldReleaser, heldRequestOf } from "./proxy.js";
 import { REFUSAL_HEADER, REFUSAL_KEY_INFO, RefusalTokens } from "./refusal-token.js";
 import { renderRefusal } from "./render.js";
 import { SessionEndpoints } from "./session-endpoints.js";
-import { WalletEndpoints } from "./wallet-endpoints.js";
+import type { WalletEndpoints } from "./wallet-endpoints.js";
 import { isProbe, serveProbe } from "./probes.js";
 import type { Readiness } from "../core/readiness.js";
 
@@ -335,7 +335,7 @@ export class Authorizer {
       return;
     }
     const wallets = this.options.wallets;
-    if (wallets !== undefined && WalletEndpoints.serves(path)) {
+    if (wallets !== undefined && wallets.serves(path)) {
       await wallets.serve(req, res, requestId, "authorizer");
       return;
     }

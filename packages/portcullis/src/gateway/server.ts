@@ -24,7 +24,7 @@ import type { PolicyDecider } from "../contract/policy.js";
 import { createHoldHook } from "../holds/hook.js";
 import type { HoldService } from "../holds/service.js";
 import { OperationEndpoints } from "./operation-endpoints.js";
-import { WalletEndpoints } from "./wallet-endpoints.js";
+import type { WalletEndpoints } from "./wallet-endpoints.js";
 import { HPKE_SUITE, type HpkeKeyring } from "../custody/hpke.js";
 
 export interface GatewayOptions {
@@ -154,7 +154,7 @@ export class Gateway {
         return;
       }
       const wallets = this.options.wallets;
-      if (wallets !== undefined && WalletEndpoints.serves(url.split("?", 1)[0] ?? "")) {
+      if (wallets !== undefined && wallets.serves(url.split("?", 1)[0] ?? "")) {
         await wallets.serve(req, res, requestId);
         return;
       }

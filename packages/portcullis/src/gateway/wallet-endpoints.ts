@@ -81,7 +81,7 @@ export class WalletEndpoints {
   }
 
   /** Is `path` (without its query) one of these endpoints? */
-  static serves(path: string): boolean {
+  serves(path: string): boolean {
     return path === WALLET_SESSION_PATH || path === AGENTS_PATH || path === AGENTS_REVOKE_PATH;
   }
 

@@ -21,7 +21,6 @@ import { SequenceReservations } from "../replay/reservations.js";
 import { SessionAuthority } from "../sessions/authority.js";
 import { PasskeyService, listenerOrigin } from "../sessions/passkeys.js";
 import { SessionEndpoints } from "../gateway/session-endpoints.js";
-import { walletEndpoints } from "../gateway/wallet-endpoints.js";
 import { WebSocketProxy } from "../gateway/websocket/proxy.js";
 import { LivePrices, PriceRefresher } from "../operations/live-prices.js";
 import type { PolicyDecider } from "../contract/policy.js";
@@ -249,7 +248,9 @@ export async function startPortcullis(config: PortcullisConfig, logger: Logger, 
     const upstream = config.gateway.upstream;
     const forwarder = upstream === null ? null : new Forwarder({ upstream, timeoutMs: config.gateway.upstreamTimeoutMs });
     // Wallet logon and agents (docs/wallets.md): with a wallets section, and sessions to log on to.
-    const wallets = config.wallets === null || sessions === undefined ? null : walletEndpoints(core, config.wallets, config.limits.specs);
+    // Loaded only when configured: the wallet protocol brings viem, which nothing else needs at start.
+    const wallets =
+      config.wallets === null || sessions === undefined ? null : (await import("../gateway/wallet-endpoints.js")).walletEndpoints(core, config.wallets, config.limits.specs);
     gateway = config.gateway.mode === "authorizer" ? new Authorizer({
       pipeline: core.pipeline,
       tls: tls.gateway ?? undefined,

@@ -145,7 +145,8 @@ describe.runIf(runPg)("portcullis audit on a PostgreSQL data directory", () => {
     const bad = await runCli(["audit", "query", "--data", pgData, "--event", "Not An Event", "--json"]);
     expect(bad.code).toBe(1);
     expect(errorCode(bad.stderr)).toBe("VALIDATION_FAILED");
-  });
+    // 18 CLI processes, each about a second to start under load: more than the default 20 s.
+  }, 60_000);
 
   it("tail: the latest entries oldest first, as on SQLite", async () => {
     const { pg, lite } = await both(["tail", "-n", "2", "--json"]);
