@@ -54,6 +54,10 @@ async function bundle(): Promise<string> {
       target: "es2022",
       copyPublicDir: false,
       lib: { entry: join(PAGE_DIR, "main.ts"), formats: ["iife"], name: "sdkPageBundle", fileName: () => "sdk.js" },
+      // @hpke/core's WebCrypto lookup falls back to `await import("crypto")` where there is no
+      // globalThis.crypto (old Node); a browser never takes it. Left as the import it is rather
+      // than replaced by Vite's stub, so the checks below still catch any real Node dependency.
+      rolldownOptions: { external: ["crypto"] },
     },
   });
   const chunks = (Array.isArray(out) ? out : [out]).flatMap((o) => ("output" in o ? o.output : [])).filter((c) => c.type === "chunk");

@@ -58,9 +58,11 @@ function timing(ctx: RequestContext, stage: string): number {
 }
 
 describe("the operation stage", () => {
-  it("runs after authorization, followed by the guard stage, then stage 11's risk check and admission", () => {
+  it("runs after authorization and the unseal stage, followed by the guard stage, then stage 11's risk check and admission", () => {
     const names = t.core.pipeline.stageNames;
-    expect(names.indexOf("op")).toBe(names.indexOf("authz") + 1);
+    // The unseal stage (docs/sealed-orders.md) opens a sealed body before it is decoded.
+    expect(names.indexOf("unseal")).toBe(names.indexOf("authz") + 1);
+    expect(names.indexOf("op")).toBe(names.indexOf("unseal") + 1);
     expect(names.indexOf("guard")).toBe(names.indexOf("op") + 1);
     expect(names.indexOf("risk")).toBe(names.indexOf("guard") + 1);
     expect(names.indexOf("admit")).toBe(names.indexOf("risk") + 1);
