@@ -83,9 +83,10 @@ async function rotateWhileServing(custody: Record<string, unknown> | undefined, 
     const result = await rotation;
     expect(result.stderr).toBe("");
     expect(result.code).toBe(0);
-    // The 40 keys' secrets, and the gateway's own: its session-secret key and, unless the HSM
-    // holds them, its session-token and audit-checkpoint signing keys (created when it started).
-    const own = custody === undefined ? 3 : 1;
+    // The 40 keys' secrets, and the gateway's own: its session-secret key, its HPKE key for sealed
+    // orders (docs/sealed-orders.md) and, unless the HSM holds them, its session-token and
+    // audit-checkpoint signing keys (created when it started).
+    const own = custody === undefined ? 4 : 2;
     expect(JSON.parse(result.stdout)).toMatchObject({ active: 2, rewrapped: 40 + own, retired: [1], failures: [] });
     for (const k of [...after, ...during]) await send(k);
     expect(failures).toEqual([]);
