@@ -43,7 +43,7 @@ import { fileURLToPath } from "node:url";
 import { brotliCompressSync, constants as zlib, gzipSync } from "node:zlib";
 import Database from "better-sqlite3";
 import pg from "pg";
-import { createClient } from "../packages/client/dist/index.js";
+import { createClient } from "../packages/client/dist/base.js";
 import { Portcullis, parseCreateKeyInput, valueOrThrow } from "../packages/portcullis/dist/index.js";
 import { AdminApi } from "../packages/portcullis/dist/admin/server.js";
 import { Envelope } from "../packages/portcullis/dist/custody/envelope.js";

@@ -26,7 +26,7 @@ import process from "node:process";
 import { setImmediate as turn } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
-import { sealBody } from "../packages/client/dist/index.js";
+import { sealBody } from "../packages/client/dist/base.js";
 import { Forwarder } from "../packages/portcullis/dist/gateway/proxy.js";
 import { Gateway } from "../packages/portcullis/dist/gateway/server.js";
 import { IdentitySigner } from "../packages/portcullis/dist/gateway/identity.js";

@@ -1,6 +1,7 @@
 /**
  * @portcullis/client/base: the SDK without the wallet protocol (so without viem, which that
- * protocol loads): everything the root exports but `./wallet/`'s. The root re-exports all of it.
+ * protocol loads). The package root (`entry/index.ts`, outside this folder so the folders point one
+ * way: entry -> wallet -> root) re-exports it and the wallet protocol.
  *
  * @portcullis/client: signs requests for a Portcullis gateway (RFC 9421 HTTP Message Signatures)
  * with WebCrypto (viem and @hpke/core for what it lacks), so it runs in Node 20+ and current browsers.

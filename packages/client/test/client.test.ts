@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type ClientOptions, createClient, createSessionClient, generateKeyPair, PortcullisApiError } from "../src/index.js";
+import { type ClientOptions, createClient, createSessionClient, generateKeyPair, PortcullisApiError } from "../src/entry/index.js";
 import { type WireRequest, parseNative, sha256Digest, verifyWire } from "./support.js";
 
 const KEY_ID = "pck_test_v1_5Jx0sQ2fT9aLmB7cN1dE4gHk3Xq9Zp";

@@ -1,7 +1,7 @@
 /** generateKeyPair and importPrivateKey: the formats interoperate with node:crypto. */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey as NodeJwk, sign, verify } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createSigner, generateKeyPair, importPrivateKey, signSignatureBase, type KeyPairAlgorithm } from "../src/index.js";
+import { createSigner, generateKeyPair, importPrivateKey, signSignatureBase, type KeyPairAlgorithm } from "../src/entry/index.js";
 import { verifyWire } from "./support.js";
 
 const CASES: readonly { algorithm: KeyPairAlgorithm; nodeType: string; alg: "ed25519" | "ecdsa-p256-sha256" }[] = [

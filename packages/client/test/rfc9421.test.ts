@@ -14,7 +14,7 @@ import {
   serializeSignatureParams,
   signatureBase,
   signSignatureBase,
-} from "../src/index.js";
+} from "../src/entry/index.js";
 
 // B.1.5 test-shared-secret (base64 of the 64-byte key).
 const SHARED_SECRET = "uzvJfB4u3N0Jy4T7NZ75MDVcr8zSTInedJtkgcu46YW4XByzNJjxBdtjUkdJPBtbmHhIDi6pcl8jsasjlTMtDQ==";

@@ -9,7 +9,7 @@
 import { createHash, createHmac } from "node:crypto";
 import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { describe, expect, it } from "vitest";
-import { createClient, hpkeKeyCache, parseHpkeKeys, sealBody, sealedAad } from "../src/index.js";
+import { createClient, hpkeKeyCache, parseHpkeKeys, sealBody, sealedAad } from "../src/entry/index.js";
 
 const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes128Gcm() });
 const SUITE = { kem: "DHKEM(X25519, HKDF-SHA256)", kdf: "HKDF-SHA256", aead: "AES-128-GCM" };

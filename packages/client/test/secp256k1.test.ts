@@ -6,7 +6,7 @@
 import { ECDH, createPublicKey, generateKeyPairSync, verify } from "node:crypto";
 import { privateKeyToAccount } from "viem/accounts";
 import { describe, expect, it } from "vitest";
-import { createSigner, generateSecp256k1Key, secp256k1PublicKey } from "../src/index.js";
+import { createSigner, generateSecp256k1Key, secp256k1PublicKey } from "../src/entry/index.js";
 import { signSecp256k1 } from "../src/secp256k1.js";
 import { signSignatureBase } from "../src/algorithms.js";
 import { generateKeyPair } from "../src/keys.js";

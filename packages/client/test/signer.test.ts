@@ -4,7 +4,7 @@
  */
 import { createHmac, createPrivateKey, generateKeyPairSync, type KeyObject } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { createSigner, generateKeyPair, type SignableRequest, type SignerOptions } from "../src/index.js";
+import { createSigner, generateKeyPair, type SignableRequest, type SignerOptions } from "../src/entry/index.js";
 import { type Verifier, type WireRequest, parseNative, sha256Digest, verifyWire } from "./support.js";
 
 const KEY_ID = "pck_test_v1_5Jx0sQ2fT9aLmB7cN1dE4gHk3Xq9Zp";

@@ -19,7 +19,7 @@ import {
   signAgentApproval,
   signDelegation,
   verifyAgentChain,
-} from "../src/index.js";
+} from "../src/entry/index.js";
 
 const NOW_S = 1_796_558_400; // 2026-12-06T12:00:00Z
 const SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "BNBUSDT", "ADAUSDT"];

@@ -26,7 +26,7 @@ import {
   verifyLogon,
   verifySiweLogon,
   walletTypedData,
-} from "../src/index.js";
+} from "../src/entry/index.js";
 
 const NOW = Date.UTC(2026, 11, 6, 12, 0, 0);
 const NOW_S = NOW / 1000;

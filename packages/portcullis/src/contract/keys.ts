@@ -1,4 +1,5 @@
 import type { KeyRisk } from "./behaviour.js";
+import type { AgentTerms } from "@portcullis/client/wallet";
 import type { Environment } from "./ids.js";
 
 /**
@@ -132,26 +133,12 @@ export interface KeyRecord {
   readonly agent: AgentGrant | null;
 }
 
-/** A limit of an agent's terms: a configured limit's name and the agent's value for it. */
-export interface AgentLimit {
-  readonly name: string;
-  readonly value: number;
-}
-
 /**
  * The terms an agent was approved or delegated with, as signed (EIP-712 `ApproveAgent` /
- * `Delegate`): scopes, symbols (`["*"]`: any), caps as decimal strings ("" = no cap), limits,
- * and the expiry in epoch seconds.
+ * `Delegate`): the wallet protocol's own type (@portcullis/client's `wallet/terms.ts`), which
+ * verified them.
  */
-export interface AgentTerms {
-  readonly scopes: readonly string[];
-  readonly symbols: readonly string[];
-  readonly maxOrderNotional: string;
-  readonly maxOrderQuantity: string;
-  readonly maxOpenNotional: string;
-  readonly limits: readonly AgentLimit[];
-  readonly expiresAt: number;
-}
+export type { AgentLimit, AgentTerms } from "@portcullis/client/wallet";
 
 /** An agent key's place in its chain of delegation (KeyRecord.agent). */
 export interface AgentGrant {

@@ -38,7 +38,7 @@ describe("portcullis keys and wallets", () => {
     const agentId = generateKeyId("test");
     const { generateKeyPairSync } = await import("node:crypto");
     const pem = generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString();
-    const terms = { scopes: ["trade"], symbols: ["*"], maxOrderNotional: "", maxOrderQuantity: "", maxOpenNotional: "", limits: [], expiresAt: Math.floor(Date.now() / 1000) + 3600 };
+    const terms = { scopes: ["trade" as const], symbols: ["*"], maxOrderNotional: "", maxOrderQuantity: "", maxOpenNotional: "", limits: [], expiresAt: Math.floor(Date.now() / 1000) + 3600 };
     const { KeyService } = await import("../../src/keys/service.js");
     const service = new KeyService({ store: dir.store, envelope: dir.envelope, environment: "test" });
     await service.registerAgents([{ id: agentId, account: "w-1", label: "bot", publicKey: pem, scopes: ["trade"], guardrails: null, limits: {}, expiresAt: terms.expiresAt * 1000, grant: { ownerAddress: ADDRESS, ownerKey: owner.id, parent: null, agentKey: `ed25519:${"A".repeat(43)}`, ancestors: [], depth: 1, terms, digest: `0x${"1".repeat(64)}` } }], [owner.id], "test");

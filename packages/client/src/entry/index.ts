@@ -4,5 +4,5 @@
  * current browsers. `@portcullis/client/base` is the same without the wallet protocol, for a
  * program that wants neither it nor viem loaded (the gateway's command line).
  */
-export * from "./base.js";
-export * from "./wallet/index.js";
+export * from "../base.js";
+export * from "../wallet/index.js";
